@@ -1,0 +1,32 @@
+/*  vz_admin - the small admin HTTP port every daemon has
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  libmicrohttpd with its own internal thread. Routes:
+ *    GET /healthz  200 {"status":"ok"}               while the process runs
+ *    GET /readyz   200 {"status":"ready"} or 503 {"status":"not_ready","reason":"..."}
+ *    GET /metrics  200 Prometheus text (text/plain; version=0.0.4)
+ *  anything else 404 JSON, a method other than GET/HEAD 405 with Allow.
+ *  Readiness is an atomic flag the daemon's reactor sets; the HTTP thread
+ *  only reads it and renders the registry (whose updates are atomic).
+ */
+#ifndef VZ_ADMIN_H
+#define VZ_ADMIN_H
+
+#include <stdbool.h>
+#include "vz_metrics.h"
+
+typedef struct vz_admin_t vz_admin_t;
+
+//  Listen on addr:port (port 0 = ephemeral). metrics is borrowed and must
+//  outlive the admin server. Returns NULL (and sets errno) if bind fails.
+vz_admin_t *vz_admin_new(const char *addr, int port, vz_metrics_t *metrics);
+void vz_admin_destroy(vz_admin_t **self_p);
+
+//  The port actually bound.
+int vz_admin_port(const vz_admin_t *self);
+
+//  Set readiness; reason (may be NULL) is copied and shown when not ready.
+void vz_admin_set_ready(vz_admin_t *self, bool ready, const char *reason);
+bool vz_admin_ready(const vz_admin_t *self);
+
+#endif

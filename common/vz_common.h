@@ -1,0 +1,36 @@
+/*  vz_common - error codes, exit codes and limits shared by every module
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Return convention (libuv): 0 success, negative failure. Failures are
+ *  -errno values, or one of the VZ_E* codes below, tested with `rc < 0`.
+ */
+#ifndef VZ_COMMON_H
+#define VZ_COMMON_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+//  Decoder results (Malamute's codec convention).
+#define VZ_EINTR     -1   //  interrupted / nothing to read
+#define VZ_EMALFORMED -2  //  bytes are not a valid message
+
+//  Daemon exit codes (s6 convention).
+#define VZ_EXIT_OK        0    //  clean shutdown
+#define VZ_EXIT_PERMANENT 100  //  bad configuration, missing keys: do not restart blindly
+#define VZ_EXIT_TEMPORARY 111  //  transient failure: restart with backoff
+
+//  Sizes of the fixed, NUL-terminated name fields used across modules.
+#define VZ_NAME_MAX  64   //  service, method, identity names (incl. NUL)
+#define VZ_ID_MAX    64   //  request id (incl. NUL)
+#define VZ_PATH_MAX  512  //  file paths and endpoint lists in configuration
+
+//  Wall clock in milliseconds since the Unix epoch.
+int64_t vz_now_ms(void);
+
+//  Copy src into dst (size n, n > 0), always NUL-terminating. Returns
+//  -ENAMETOOLONG when src did not fit (dst then holds a truncated copy).
+int vz_strlcpy(char *dst, const char *src, size_t n);
+
+#endif

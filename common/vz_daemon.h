@@ -1,0 +1,97 @@
+/*  vz_daemon - what every daemon does the same way (s6 daemon contract)
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  vz_daemon_new parses the common settings below plus the daemon's own
+ *  table (environment, then optional ZPL file from --config or
+ *  VZ_CONFIG_FILE), initialises logging, loads the CURVE certificate
+ *  (refusing to start without one), resolves the broker key, starts the
+ *  metrics registry and the admin HTTP port. It never daemonises.
+ *
+ *  Readiness: vz_daemon_ready sets /readyz to 200 and, the first time,
+ *  writes "\n" to the file descriptor named by VZ_NOTIFY_FD and closes it
+ *  (s6 notification-fd), so a supervisor learns the daemon is up only after
+ *  every bind/connect succeeded.
+ *
+ *  Signals: SIGTERM and SIGINT set zsys_interrupted (CZMQ's handler), which
+ *  stops the loop; the daemon then drains and exits VZ_EXIT_OK. SIGHUP sets
+ *  a flag read by vz_daemon_reload_requested (for config reloads).
+ *
+ *  Common settings (env / ZPL path / default):
+ *    VZ_LOG_LEVEL         log/level            info
+ *    VZ_CURVE_CERT        curve/cert           (required) own secret certificate path
+ *    VZ_CURVE_ALLOW_DIR   curve/allow_dir      ""  public certificates allowed to connect
+ *    VZ_BROKER_KEY        broker/key           ""  broker public key: Z85 or certificate path
+ *    VZ_BROKER_ENDPOINTS  broker/endpoints     tcp://127.0.0.1:5555
+ *    VZ_ADMIN_ADDR        admin/addr           127.0.0.1
+ *    VZ_ADMIN_PORT        admin/port           (the daemon's default; 0 = ephemeral)
+ *    VZ_HEARTBEAT_MS      broker/heartbeat     1000
+ *    VZ_DRAIN_TIMEOUT_MS  drain/timeout        5000
+ *    VZ_REDIS_URL         redis/url            redis://127.0.0.1:6380
+ *    VZ_REPLICA           -                    0   replica index, for logs
+ */
+#ifndef VZ_DAEMON_H
+#define VZ_DAEMON_H
+
+#include <czmq.h>
+#include "vz_admin.h"
+#include "vz_common.h"
+#include "vz_config.h"
+#include "vz_log.h"
+#include "vz_metrics.h"
+#include "vz_worker.h"
+
+typedef struct {
+    char log_level[16];                  //  debug|info|warn|error
+    char cert[VZ_PATH_MAX];              //  own certificate (with secret)
+    char allow_dir[VZ_PATH_MAX];         //  allowed client certificates (servers only)
+    char broker_key[VZ_PATH_MAX];        //  as configured: Z85 or path
+    char broker_endpoints[VZ_PATH_MAX];  //  comma-separated
+    char admin_addr[64];                 //  admin HTTP bind address
+    int admin_port;                      //  admin HTTP port
+    int heartbeat_ms;                    //  broker heartbeat interval
+    int drain_ms;                        //  drain budget on SIGTERM
+    char redis_url[VZ_PATH_MAX];         //  redis://host:port[/db]
+    int replica;                         //  replica index given by the supervisor
+    char config_file[VZ_PATH_MAX];       //  optional ZPL file
+} vz_daemon_config_t;
+
+typedef struct {
+    const char *service;          //  service name (also the expected certificate name)
+    int admin_port;               //  default admin port for this daemon
+    bool needs_broker;            //  broker key required
+    bool needs_allow_dir;         //  accepts CURVE clients: allow dir required
+    const vz_cfg_item_t *items;   //  the daemon's own settings (may be NULL)
+    size_t count;                 //  rows in items
+    void *config;                 //  the daemon's config struct the rows point into
+} vz_daemon_spec_t;
+
+typedef struct vz_daemon_t vz_daemon_t;
+
+//  Returns NULL and sets *exit_code: VZ_EXIT_OK after --help,
+//  VZ_EXIT_PERMANENT for bad configuration or keys (message on stderr),
+//  VZ_EXIT_TEMPORARY when the admin port cannot be bound.
+vz_daemon_t *vz_daemon_new(const vz_daemon_spec_t *spec, int argc, char **argv, int *exit_code);
+void vz_daemon_destroy(vz_daemon_t **self_p);
+
+const vz_daemon_config_t *vz_daemon_config(const vz_daemon_t *self);
+const char *vz_daemon_service(const vz_daemon_t *self);
+zcert_t *vz_daemon_cert(vz_daemon_t *self);              //  borrowed
+const char *vz_daemon_broker_key(const vz_daemon_t *self); //  Z85, "" if none
+vz_metrics_t *vz_daemon_metrics(vz_daemon_t *self);      //  borrowed
+vz_admin_t *vz_daemon_admin(vz_daemon_t *self);          //  borrowed
+
+//  Mark ready (first call also notifies the supervisor) or not ready.
+void vz_daemon_ready(vz_daemon_t *self);
+void vz_daemon_not_ready(vz_daemon_t *self, const char *reason);
+
+//  True (once) after SIGHUP.
+bool vz_daemon_reload_requested(vz_daemon_t *self);
+
+//  Run a worker daemon: build the worker from the common settings, attach it
+//  to loop (NULL = a new loop; pass your own to add sockets of your own),
+//  mark ready while the broker link is up and not ready while it is down,
+//  run until SIGTERM, then drain. Returns the process exit code.
+int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods, size_t count,
+                    int credit, void *app);
+
+#endif

@@ -1,0 +1,53 @@
+/*  vz_log - structured JSON logging, one line per event on stderr
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  A line: {"ts":"2026-11-22T03:09:16.123Z","level":"info","service":"broker",
+ *  "request_id":"...","msg":"...", <fields>}. Fields are key/value string
+ *  pairs. Values of sensitive keys (password, passwd, secret, token,
+ *  authorization, cookie, api_key, apikey, private_key, ...: matched
+ *  case-insensitively as a substring of the key) become "[redacted]", and
+ *  e-mail addresses in any value or in msg are masked ("j***@example.com").
+ *  Strings are JSON-escaped; control bytes become \u00XX.
+ *
+ *  The service name and level are set once at start by vz_log_init (the one
+ *  piece of process-wide state in common/, written before any thread exists).
+ *  vz_log_write is thread-safe (one write(2) per line).
+ */
+#ifndef VZ_LOG_H
+#define VZ_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum { VZ_LOG_DEBUG = 0, VZ_LOG_INFO, VZ_LOG_WARN, VZ_LOG_ERROR } vz_log_level_t;
+
+//  Set service name and minimum level. Call once from main before threads.
+void vz_log_init(const char *service, vz_log_level_t level);
+
+//  Parse "debug|info|warn|error"; returns 0 and sets *level, or -EINVAL.
+int vz_log_level_parse(const char *text, vz_log_level_t *level);
+
+//  True when a line at this level would be written.
+bool vz_log_enabled(vz_log_level_t level);
+
+//  Write one line. request_id may be NULL. The variadic part is key, value
+//  pairs of const char * terminated by a single NULL key. Use the macros.
+void vz_log_write(vz_log_level_t level, const char *request_id, const char *msg, ...);
+
+//  Format one line into buf (size n) without writing it; returns the length
+//  (excluding NUL) or a negative value when it did not fit. For tests.
+int vz_log_format(char *buf, size_t n, vz_log_level_t level, const char *request_id,
+                  const char *msg, const char *const *kv, size_t kv_count);
+
+//  The level check comes before any argument formatting (Redis serverLog).
+#define vz_log_(lvl, rid, ...)                                                                     \
+    do {                                                                                           \
+        if (vz_log_enabled(lvl))                                                                   \
+            vz_log_write(lvl, rid, __VA_ARGS__, (const char *)0);                                  \
+    } while (0)
+#define vz_debug(rid, ...) vz_log_(VZ_LOG_DEBUG, rid, __VA_ARGS__)
+#define vz_info(rid, ...)  vz_log_(VZ_LOG_INFO, rid, __VA_ARGS__)
+#define vz_warn(rid, ...)  vz_log_(VZ_LOG_WARN, rid, __VA_ARGS__)
+#define vz_error(rid, ...) vz_log_(VZ_LOG_ERROR, rid, __VA_ARGS__)
+
+#endif
