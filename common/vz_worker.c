@@ -1,0 +1,528 @@
+/*  vz_worker - the service side: method table, broker link, heartbeats
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include "vz_worker.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "vz_common.h"
+#include "vz_curve.h"
+#include "vz_proto.h"
+
+#define VZ_DEFAULT_MAX_BODY (64 * 1024)
+#define VZ_MAX_LINKS        16     //  broker endpoints per worker
+#define VZ_BACKOFF_CAP_MS   30000  //  longest extra wait between reconnects
+
+//  Outcomes counted per method; the index is the order below.
+typedef enum {
+    S_OK,        //  handler replied with a body
+    S_ERROR,     //  handler replied with an error
+    S_INTERNAL,  //  handler failed or the reply could not be encoded
+    S_INVALID,   //  body larger than the method accepts
+    S_EXPIRED,   //  deadline passed before dispatch: dropped
+    S_OUTCOMES
+} s_outcome_t;
+
+static const char *const s_outcome_names[S_OUTCOMES] = {"ok", "error", "internal", "invalid",
+                                                        "expired"};
+
+struct vz_reply_t {
+    vz_envelope_t env; //  reply or error envelope being built
+    uint8_t *body;     //  owned copy of the reply body
+};
+
+typedef struct {
+    vz_worker_t *worker;     //  back pointer for reactor callbacks
+    char endpoint[VZ_PATH_MAX]; //  this broker's endpoint
+    zsock_t *sock;           //  current DEALER (replaced on reconnect)
+    zsock_t *retired;        //  previous DEALER, freed on the next tick
+    int64_t expiry_ms;       //  broker is dead if nothing arrived by then
+    int backoff_ms;          //  extra patience added after each reconnect
+    bool alive;              //  something arrived since the last (re)connect
+    bool bye_done;           //  broker answered our BYE while draining
+} s_link_t;
+
+typedef struct {
+    vz_series_t *outcome[S_OUTCOMES]; //  requests_total by outcome
+    vz_series_t *duration;            //  handler latency histogram
+} s_method_metrics_t;
+
+struct vz_worker_t {
+    char service[VZ_NAME_MAX];   //  announced in RDY
+    char broker_key[41];         //  broker public key, Z85
+    zcert_t *cert;               //  our certificate (borrowed)
+    int heartbeat_ms;            //  interval of HB and liveness checks
+    int credit;                  //  announced in RDY
+    const vz_method_t *methods;  //  method table (borrowed, static const)
+    size_t count;                //  rows in methods
+    void *app;                   //  handler argument
+    s_link_t links[VZ_MAX_LINKS]; //  one per broker endpoint
+    size_t nlinks;               //  links in use
+    zloop_t *loop;               //  reactor we are attached to, or NULL
+    int timer_id;                //  heartbeat timer in loop
+    bool draining;               //  BYE sent: a BYE back means done
+    s_method_metrics_t *mm;      //  per-method series, or NULL without metrics
+    vz_series_t *unknown;        //  requests for methods we do not have
+    vz_series_t *malformed;      //  requests whose envelope did not decode
+    vz_series_t *dropped;        //  broker frames that made no sense
+    vz_series_t *reconnects;     //  sockets replaced after silence or BYE
+};
+
+static void s_count(vz_series_t *series)
+{
+    if (series)
+        vz_series_inc(series);
+}
+
+int vz_reply_body(vz_reply_t *reply, const void *data, size_t len)
+{
+    assert(reply);
+    assert(data || len == 0);
+    uint8_t *copy = NULL;
+    if (len) {
+        copy = (uint8_t *)malloc(len);
+        assert(copy);
+        memcpy(copy, data, len);
+    }
+    free(reply->body);
+    reply->body = copy;
+    reply->env.kind = VZ_KIND_REPLY;
+    reply->env.body = copy;
+    reply->env.body_len = len;
+    reply->env.error_code[0] = '\0';
+    reply->env.error_message[0] = '\0';
+    return 0;
+}
+
+int vz_reply_error(vz_reply_t *reply, const char *code, const char *message)
+{
+    assert(reply && code);
+    free(reply->body);
+    reply->body = NULL;
+    reply->env.kind = VZ_KIND_ERROR;
+    reply->env.body = NULL;
+    reply->env.body_len = 0;
+    vz_strlcpy(reply->env.error_code, code, sizeof reply->env.error_code);
+    vz_strlcpy(reply->env.error_message, message ? message : "", sizeof reply->env.error_message);
+    return 0;
+}
+
+static void s_metrics_init(vz_worker_t *self, vz_metrics_t *metrics)
+{
+    const char *help = "Requests handled by this worker, by outcome";
+    const char *hhelp = "Time spent in the handler, seconds";
+    char labels[3 * VZ_NAME_MAX + 64];
+    self->mm = (s_method_metrics_t *)zmalloc(sizeof(s_method_metrics_t) * (self->count ? self->count : 1));
+    assert(self->mm);
+    for (size_t i = 0; i < self->count; i++) {
+        for (int o = 0; o < S_OUTCOMES; o++) {
+            snprintf(labels, sizeof labels, "service=%s,method=%s,outcome=%s", self->service,
+                     self->methods[i].name, s_outcome_names[o]);
+            self->mm[i].outcome[o] =
+                vz_metrics_counter(metrics, "vz_worker_requests_total", help, labels);
+        }
+        snprintf(labels, sizeof labels, "service=%s,method=%s", self->service,
+                 self->methods[i].name);
+        self->mm[i].duration = vz_metrics_histogram(
+            metrics, "vz_worker_request_duration_seconds", hhelp, labels, NULL, 0);
+    }
+    //  Unknown method names come from the network: one fixed label value
+    //  keeps the series count bounded.
+    snprintf(labels, sizeof labels, "service=%s,method=_unknown,outcome=unknown_method",
+             self->service);
+    self->unknown = vz_metrics_counter(metrics, "vz_worker_requests_total", help, labels);
+    snprintf(labels, sizeof labels, "service=%s,method=_unknown,outcome=malformed", self->service);
+    self->malformed = vz_metrics_counter(metrics, "vz_worker_requests_total", help, labels);
+    snprintf(labels, sizeof labels, "service=%s", self->service);
+    self->dropped = vz_metrics_counter(metrics, "vz_worker_dropped_frames_total",
+                                       "Broker frames dropped as malformed", labels);
+    self->reconnects = vz_metrics_counter(metrics, "vz_worker_reconnects_total",
+                                          "Broker links re-created after silence or BYE", labels);
+}
+
+static int s_send(s_link_t *link, const char *cmd, const char *arg1, const char *arg2)
+{
+    if (!link->sock)
+        return -ENOTCONN;
+    //  Never block the reactor: a full pipe means the broker is gone
+    //  anyway and liveness will replace the socket.
+    zmsg_t *msg = zmsg_new();
+    zmsg_addstr(msg, cmd);
+    if (arg1)
+        zmsg_addstr(msg, arg1);
+    if (arg2)
+        zmsg_addstr(msg, arg2);
+    int rc = zmsg_send(&msg, link->sock);
+    zmsg_destroy(&msg);
+    return rc == 0 ? 0 : -EAGAIN;
+}
+
+static int s_on_link(zloop_t *loop, zsock_t *sock, void *arg);
+
+static int s_link_open(s_link_t *link)
+{
+    vz_worker_t *self = link->worker;
+    link->sock = vz_curve_client(ZMQ_DEALER, link->endpoint, self->cert, self->broker_key);
+    if (!link->sock)
+        return -errno;
+    //  Sends must not wait on a pipe that never connects.
+    zsock_set_sndtimeo(link->sock, 0);
+    link->alive = false;
+    link->expiry_ms = zclock_mono() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS +
+                      link->backoff_ms;
+    char credit[16];
+    snprintf(credit, sizeof credit, "%d", self->credit);
+    s_send(link, VZ_CMD_READY, self->service, credit);
+    if (self->loop) {
+        if (zloop_reader(self->loop, link->sock, s_on_link, link) != 0)
+            return -EIO;
+        zloop_reader_set_tolerant(self->loop, link->sock);
+    }
+    return 0;
+}
+
+//  A new socket rather than a reconnect of the old one: libzmq would keep
+//  the old pipe and its queued messages, and the broker would see the same
+//  routing id it may already have declared dead. The old socket is kept
+//  until the next tick because zloop may still hold it in this iteration.
+static void s_link_reconnect(s_link_t *link)
+{
+    vz_worker_t *self = link->worker;
+    if (link->sock) {
+        if (self->loop)
+            zloop_reader_end(self->loop, link->sock);
+        zsock_destroy(&link->retired);
+        link->retired = link->sock;
+        link->sock = NULL;
+    }
+    int next = link->backoff_ms ? link->backoff_ms * 2 : self->heartbeat_ms;
+    link->backoff_ms = next > VZ_BACKOFF_CAP_MS ? VZ_BACKOFF_CAP_MS : next;
+    s_count(self->reconnects);
+    s_link_open(link);
+}
+
+static s_method_metrics_t *s_mm(vz_worker_t *self, const vz_method_t *method)
+{
+    return self->mm ? &self->mm[method - self->methods] : NULL;
+}
+
+static void s_send_reply(s_link_t *link, zframe_t *tag, const vz_envelope_t *reply)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    vz_envelope_t fallback;
+    if (vz_envelope_encode(reply, &buf, &len) < 0) {
+        //  Too large or unencodable: the caller still gets an answer.
+        vz_envelope_init(&fallback, VZ_KIND_ERROR);
+        vz_strlcpy(fallback.id, reply->id, sizeof fallback.id);
+        vz_strlcpy(fallback.service, reply->service, sizeof fallback.service);
+        vz_strlcpy(fallback.method, reply->method, sizeof fallback.method);
+        vz_strlcpy(fallback.traceparent, reply->traceparent, sizeof fallback.traceparent);
+        vz_strlcpy(fallback.error_code, VZ_ERR_INTERNAL, sizeof fallback.error_code);
+        vz_strlcpy(fallback.error_message, "reply too large", sizeof fallback.error_message);
+        if (vz_envelope_encode(&fallback, &buf, &len) < 0)
+            return;
+    }
+    zmsg_t *msg = zmsg_new();
+    zmsg_addstr(msg, VZ_CMD_REPLY);
+    zmsg_addmem(msg, zframe_data(tag), zframe_size(tag));
+    zmsg_addmem(msg, buf, len);
+    free(buf);
+    if (link->sock)
+        zmsg_send(&msg, link->sock);
+    zmsg_destroy(&msg);
+}
+
+static void s_send_error(s_link_t *link, zframe_t *tag, const vz_envelope_t *req,
+                         const char *code, const char *message)
+{
+    vz_envelope_t reply;
+    vz_envelope_error_to(&reply, req, code, message);
+    s_send_reply(link, tag, &reply);
+}
+
+static const vz_method_t *s_lookup(vz_worker_t *self, const char *name)
+{
+    for (size_t i = 0; i < self->count; i++)
+        if (streq(self->methods[i].name, name))
+            return &self->methods[i];
+    return NULL;
+}
+
+//  REQ tag caller envelope. The checks run here, once, before any handler
+//  (dispatch table rule): decode, method, size, deadline.
+static void s_on_request(s_link_t *link, zmsg_t *msg)
+{
+    vz_worker_t *self = link->worker;
+    zframe_t *tag = zmsg_next(msg);
+    zframe_t *caller = zmsg_next(msg);
+    zframe_t *data = zmsg_next(msg);
+    if (zmsg_size(msg) != 4 || zframe_size(tag) != VZ_TAG_SIZE) {
+        s_count(self->dropped);
+        return;
+    }
+    vz_envelope_t req;
+    const char *reason = NULL;
+    if (zframe_size(caller) >= VZ_NAME_MAX ||
+        memchr(zframe_data(caller), 0, zframe_size(caller)) != NULL) {
+        vz_envelope_init(&req, VZ_KIND_REQUEST);
+        s_count(self->malformed);
+        s_send_error(link, tag, &req, VZ_ERR_MALFORMED, "bad caller frame");
+        return;
+    }
+    if (vz_envelope_decode(&req, zframe_data(data), zframe_size(data), NULL, &reason) != 0) {
+        //  Whatever the decoder left half-filled must not reach the reply.
+        vz_envelope_init(&req, VZ_KIND_REQUEST);
+        s_count(self->malformed);
+        s_send_error(link, tag, &req, VZ_ERR_MALFORMED, reason ? reason : "undecodable envelope");
+        return;
+    }
+    //  The broker's word on identity replaces anything the client wrote.
+    memcpy(req.caller, zframe_data(caller), zframe_size(caller));
+    req.caller[zframe_size(caller)] = '\0';
+    if (req.kind != VZ_KIND_REQUEST) {
+        s_count(self->malformed);
+        s_send_error(link, tag, &req, VZ_ERR_MALFORMED, "not a request");
+        return;
+    }
+    const vz_method_t *method = s_lookup(self, req.method);
+    if (!method) {
+        s_count(self->unknown);
+        s_send_error(link, tag, &req, VZ_ERR_UNKNOWN_METHOD, "no such method");
+        return;
+    }
+    s_method_metrics_t *mm = s_mm(self, method);
+    size_t max_body = method->max_body ? method->max_body : VZ_DEFAULT_MAX_BODY;
+    if (req.body_len > max_body) {
+        if (mm)
+            vz_series_inc(mm->outcome[S_INVALID]);
+        s_send_error(link, tag, &req, VZ_ERR_INVALID, "body too large");
+        return;
+    }
+    if (req.deadline_ms && vz_now_ms() >= req.deadline_ms) {
+        if (mm)
+            vz_series_inc(mm->outcome[S_EXPIRED]);
+        return;
+    }
+    vz_reply_t reply = {.body = NULL};
+    vz_envelope_reply_to(&reply.env, &req);
+    int64_t started = zclock_usecs();
+    int rc = method->handler(self->app, &req, &reply);
+    s_outcome_t outcome = rc < 0 ? S_INTERNAL : reply.env.kind == VZ_KIND_ERROR ? S_ERROR : S_OK;
+    if (rc < 0)
+        vz_reply_error(&reply, VZ_ERR_INTERNAL, "handler failed");
+    //  Whatever the handler did, the reply answers this request.
+    vz_strlcpy(reply.env.id, req.id, sizeof reply.env.id);
+    if (mm) {
+        vz_series_observe(mm->duration, (double)(zclock_usecs() - started) / 1e6);
+        vz_series_inc(mm->outcome[outcome]);
+    }
+    s_send_reply(link, tag, &reply.env);
+    free(reply.body);
+}
+
+//  One message from a broker, on the reactor or during drain.
+static void s_link_handle(s_link_t *link, zmsg_t *msg)
+{
+    vz_worker_t *self = link->worker;
+    link->alive = true;
+    link->backoff_ms = 0;
+    link->expiry_ms = zclock_mono() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+    zframe_t *cmd = zmsg_first(msg);
+    size_t frames = zmsg_size(msg);
+    if (!cmd) {
+        s_count(self->dropped);
+        return;
+    }
+    if (zframe_streq(cmd, VZ_CMD_REQUEST))
+        s_on_request(link, msg);
+    else if (zframe_streq(cmd, VZ_CMD_HEARTBEAT) && frames == 1)
+        ;
+    else if (zframe_streq(cmd, VZ_CMD_BYE) && frames == 1) {
+        if (self->draining)
+            link->bye_done = true;
+        else
+            s_link_reconnect(link); //  broker forgot us or restarts: announce again
+    }
+    else
+        s_count(self->dropped);
+}
+
+static int s_on_link(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    s_link_t *link = (s_link_t *)arg;
+    zmsg_t *msg = zmsg_recv(sock);
+    //  A retired socket may still be polled in this iteration: drain it only.
+    if (msg && sock == link->sock)
+        s_link_handle(link, msg);
+    zmsg_destroy(&msg);
+    return 0;
+}
+
+static void s_tick(vz_worker_t *self)
+{
+    int64_t now = zclock_mono();
+    for (size_t i = 0; i < self->nlinks; i++) {
+        s_link_t *link = &self->links[i];
+        zsock_destroy(&link->retired);
+        if (!link->sock || now >= link->expiry_ms)
+            s_link_reconnect(link);
+        else
+            s_send(link, VZ_CMD_HEARTBEAT, NULL, NULL);
+    }
+}
+
+static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    s_tick((vz_worker_t *)arg);
+    return 0;
+}
+
+vz_worker_t *vz_worker_new(const vz_worker_config_t *config, const vz_method_t *methods,
+                           size_t count, void *app)
+{
+    assert(config && config->cert);
+    assert(methods || count == 0);
+    if (!config->service || !*config->service || !config->endpoints || !config->broker_key ||
+        strlen(config->broker_key) != 40 || config->credit < 0 ||
+        config->credit > VZ_CREDIT_MAX) {
+        errno = EINVAL;
+        return NULL;
+    }
+    vz_worker_t *self = (vz_worker_t *)zmalloc(sizeof(vz_worker_t));
+    assert(self);
+    vz_strlcpy(self->service, config->service, sizeof self->service);
+    memcpy(self->broker_key, config->broker_key, sizeof self->broker_key);
+    self->cert = config->cert;
+    self->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : VZ_HEARTBEAT_MS;
+    self->credit = config->credit > 0 ? config->credit : 1;
+    self->methods = methods;
+    self->count = count;
+    self->app = app;
+    self->timer_id = -1;
+    for (size_t i = 0; i < count; i++)
+        assert(methods[i].name && methods[i].handler);
+    if (config->metrics)
+        s_metrics_init(self, config->metrics);
+
+    char *list = strdup(config->endpoints);
+    assert(list);
+    char *save = NULL;
+    int rc = 0;
+    for (char *ep = strtok_r(list, ", ", &save); ep && rc == 0; ep = strtok_r(NULL, ", ", &save)) {
+        if (self->nlinks == VZ_MAX_LINKS || strlen(ep) >= VZ_PATH_MAX) {
+            rc = -EINVAL;
+            break;
+        }
+        s_link_t *link = &self->links[self->nlinks++];
+        link->worker = self;
+        vz_strlcpy(link->endpoint, ep, sizeof link->endpoint);
+        rc = s_link_open(link);
+    }
+    free(list);
+    if (rc < 0 || self->nlinks == 0) {
+        vz_worker_destroy(&self);
+        errno = rc < 0 ? -rc : EINVAL;
+        return NULL;
+    }
+    return self;
+}
+
+void vz_worker_destroy(vz_worker_t **self_p)
+{
+    assert(self_p);
+    vz_worker_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->nlinks; i++) {
+        zsock_destroy(&self->links[i].sock);
+        zsock_destroy(&self->links[i].retired);
+    }
+    free(self->mm);
+    free(self);
+    *self_p = NULL;
+}
+
+int vz_worker_attach(vz_worker_t *self, zloop_t *loop)
+{
+    assert(self && loop);
+    assert(!self->loop);
+    self->loop = loop;
+    for (size_t i = 0; i < self->nlinks; i++) {
+        s_link_t *link = &self->links[i];
+        if (link->sock) {
+            if (zloop_reader(loop, link->sock, s_on_link, link) != 0)
+                return -EIO;
+            zloop_reader_set_tolerant(loop, link->sock);
+        }
+    }
+    self->timer_id = zloop_timer(loop, (size_t)self->heartbeat_ms, 0, s_on_tick, self);
+    return self->timer_id < 0 ? -EIO : 0;
+}
+
+bool vz_worker_connected(const vz_worker_t *self)
+{
+    assert(self);
+    int64_t now = zclock_mono();
+    for (size_t i = 0; i < self->nlinks; i++)
+        if (self->links[i].alive && now < self->links[i].expiry_ms)
+            return true;
+    return false;
+}
+
+//  Runs without the reactor (it has stopped), so it polls the links itself
+//  and ignores zsys_interrupted: SIGTERM is what brought us here.
+void vz_worker_drain(vz_worker_t *self, int timeout_ms)
+{
+    assert(self);
+    self->draining = true;
+    if (self->loop) {
+        for (size_t i = 0; i < self->nlinks; i++)
+            if (self->links[i].sock)
+                zloop_reader_end(self->loop, self->links[i].sock);
+        if (self->timer_id >= 0)
+            zloop_timer_end(self->loop, self->timer_id);
+        self->loop = NULL;
+        self->timer_id = -1;
+    }
+    for (size_t i = 0; i < self->nlinks; i++) {
+        s_link_t *link = &self->links[i];
+        //  A broker we never heard from has nothing dispatched here.
+        link->bye_done = !link->alive || s_send(link, VZ_CMD_BYE, NULL, NULL) < 0;
+    }
+    int64_t end = zclock_mono() + (timeout_ms > 0 ? timeout_ms : 0);
+    int64_t next_hb = zclock_mono() + self->heartbeat_ms;
+    while (true) {
+        zmq_pollitem_t items[VZ_MAX_LINKS];
+        s_link_t *owners[VZ_MAX_LINKS];
+        int n = 0;
+        for (size_t i = 0; i < self->nlinks; i++) {
+            s_link_t *link = &self->links[i];
+            if (link->bye_done || !link->sock)
+                continue;
+            items[n] = (zmq_pollitem_t){.socket = zsock_resolve(link->sock), .events = ZMQ_POLLIN};
+            owners[n++] = link;
+        }
+        int64_t now = zclock_mono();
+        if (n == 0 || now >= end)
+            break;
+        if (now >= next_hb) {
+            //  Keep the broker from declaring us dead while it finishes.
+            for (int k = 0; k < n; k++)
+                s_send(owners[k], VZ_CMD_HEARTBEAT, NULL, NULL);
+            next_hb = now + self->heartbeat_ms;
+        }
+        int64_t wait = (end < next_hb ? end : next_hb) - now;
+        if (zmq_poll(items, n, (long)(wait > 0 ? wait : 0)) < 0)
+            continue; //  EINTR from a second signal: keep the budget
+        for (int k = 0; k < n; k++) {
+            if (!(items[k].revents & ZMQ_POLLIN))
+                continue;
+            zmsg_t *msg = zmsg_recv(owners[k]->sock);
+            if (msg)
+                s_link_handle(owners[k], msg);
+            zmsg_destroy(&msg);
+        }
+    }
+}
