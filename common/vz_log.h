@@ -39,6 +39,16 @@ void vz_log_write(vz_log_level_t level, const char *request_id, const char *msg,
 int vz_log_format(char *buf, size_t n, vz_log_level_t level, const char *request_id,
                   const char *msg, const char *const *kv, size_t kv_count);
 
+//  Longest value (in input bytes) written into a line; longer values are cut
+//  at a UTF-8 boundary and end in "...[truncated]".
+#define VZ_LOG_VALUE_MAX 2048
+
+//  Write text as the body of a JSON string (no quotes) into buf (size n):
+//  '"' and '\\' escaped, control bytes as \u00XX, bytes that are not valid
+//  UTF-8 as \ufffd. No redaction or masking. Returns the length (excluding
+//  NUL) or -ENOSPC when it did not fit. Thread-safe.
+int vz_json_escape(char *buf, size_t n, const char *text);
+
 //  The level check comes before any argument formatting (Redis serverLog).
 #define vz_log_(lvl, rid, ...)                                                                     \
     do {                                                                                           \

@@ -1,0 +1,341 @@
+/*  vz_log - structured JSON logging, one line per event on stderr
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Every string that reaches a line passes one escaper that keeps the line
+ *  valid JSON whatever the bytes (control bytes, quotes, broken UTF-8), so
+ *  a log shipper never chokes on a hostile value we chose to log.
+ */
+#include "vz_log.h"
+#include "vz_common.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_LINE_MAX  16384 //  one line as written; larger lines drop fields
+#define S_KEY_MAX   128   //  longest key written
+#define S_PAIRS_MAX 32    //  key/value pairs taken from one call
+
+//  The one piece of process-wide state in common/ (see vz_log.h): written
+//  by vz_log_init before any thread exists, read-only afterwards.
+static char s_service[VZ_NAME_MAX] = "vizmesh";
+static vz_log_level_t s_level = VZ_LOG_INFO;
+
+static const char *const s_level_names[] = {"debug", "info", "warn", "error"};
+
+//  Substrings of a key (lower-cased) whose value must never be logged.
+static const char *const s_sensitive[] = {
+    "password", "passwd",  "passphrase", "secret",      "token",      "authorization",
+    "cookie",   "api_key", "apikey",     "api-key",     "private_key", "privatekey",
+    "private-key", "credential", "jwt",
+};
+
+typedef struct {
+    char *buf;     //  destination
+    size_t cap;    //  its size
+    size_t len;    //  bytes written so far (buf[len] is NUL while !full)
+    bool full;     //  something did not fit
+} s_out_t;
+
+static void s_put(s_out_t *out, const char *data, size_t len)
+{
+    if (out->full || out->len + len >= out->cap) {
+        out->full = true;
+        return;
+    }
+    memcpy(out->buf + out->len, data, len);
+    out->len += len;
+    out->buf[out->len] = '\0';
+}
+
+static void s_puts(s_out_t *out, const char *text)
+{
+    s_put(out, text, strlen(text));
+}
+
+//  Length of the valid UTF-8 sequence at p (at most n bytes), or 0 when
+//  the bytes are not one (overlong, surrogate, beyond U+10FFFF, cut short).
+static size_t s_utf8_len(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+        need = 1;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else
+        return 0;
+    if (need >= n)
+        return 0;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i <= need; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    return need + 1;
+}
+
+static void s_escape(s_out_t *out, const char *text, size_t n)
+{
+    const unsigned char *p = (const unsigned char *) text;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = p[i];
+        size_t run = i;
+        //  Copy plain ASCII in one go; it is the common case.
+        while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\')
+            run++;
+        if (run > i) {
+            s_put(out, text + i, run - i);
+            i = run;
+            continue;
+        }
+        if (c == '"')
+            s_puts(out, "\\\"");
+        else if (c == '\\')
+            s_puts(out, "\\\\");
+        else if (c == '\n')
+            s_puts(out, "\\n");
+        else if (c == '\r')
+            s_puts(out, "\\r");
+        else if (c == '\t')
+            s_puts(out, "\\t");
+        else if (c < 0x20) {
+            char esc[8];
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            s_puts(out, esc);
+        } else {
+            size_t len = s_utf8_len(p + i, n - i);
+            if (len == 0) {
+                s_puts(out, "\\ufffd");
+                len = 1;
+            } else
+                s_put(out, text + i, len);
+            i += len;
+            continue;
+        }
+        i++;
+    }
+}
+
+static bool s_is_local(unsigned char c)
+{
+    return isalnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-';
+}
+
+static bool s_is_domain(unsigned char c)
+{
+    return isalnum(c) || c == '.' || c == '-';
+}
+
+//  Escape text, masking e-mail addresses: the local part keeps its first
+//  character, so "john@example.com" becomes "j***@example.com". Local-part
+//  characters are ASCII, so runs never split a UTF-8 sequence.
+static void s_escape_masked(s_out_t *out, const char *text, size_t n)
+{
+    const unsigned char *p = (const unsigned char *) text;
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        if (!s_is_local(p[i])) {
+            while (j < n && !s_is_local(p[j]))
+                j++;
+            s_escape(out, text + i, j - i);
+            i = j;
+            continue;
+        }
+        while (j < n && s_is_local(p[j]))
+            j++;
+        if (j < n && p[j] == '@') {
+            size_t end = j + 1;
+            while (end < n && s_is_domain(p[end]))
+                end++;
+            while (end > j + 1 && (p[end - 1] == '.' || p[end - 1] == '-'))
+                end--;
+            //  A domain needs an inner dot: "a@b" or "a@.b" is not an address.
+            bool dotted = false;
+            for (size_t d = j + 2; d + 1 < end; d++)
+                dotted = dotted || p[d] == '.';
+            if (dotted && p[j + 1] != '.') {
+                s_put(out, text + i, 1);
+                s_puts(out, "***@");
+                s_escape(out, text + j + 1, end - j - 1);
+                i = end;
+                continue;
+            }
+        }
+        s_escape(out, text + i, j - i);
+        i = j;
+    }
+}
+
+//  Write a quoted string, cut at max input bytes on a UTF-8 boundary.
+static void s_string(s_out_t *out, const char *text, size_t max, bool mask)
+{
+    size_t len = strnlen(text, max + 1);
+    bool cut = len > max;
+    if (cut) {
+        len = max;
+        //  Back up over continuation bytes so no character is split.
+        for (int k = 0; k < 3 && len > 0 && ((unsigned char) text[len] & 0xC0) == 0x80; k++)
+            len--;
+    }
+    s_puts(out, "\"");
+    if (mask)
+        s_escape_masked(out, text, len);
+    else
+        s_escape(out, text, len);
+    if (cut)
+        s_puts(out, "...[truncated]");
+    s_puts(out, "\"");
+}
+
+static bool s_sensitive_key(const char *key)
+{
+    char lower[S_KEY_MAX + 1];
+    size_t i;
+    for (i = 0; key[i] && i < S_KEY_MAX; i++)
+        lower[i] = (char) tolower((unsigned char) key[i]);
+    lower[i] = '\0';
+    for (size_t k = 0; k < sizeof s_sensitive / sizeof s_sensitive[0]; k++)
+        if (strstr(lower, s_sensitive[k]))
+            return true;
+    return false;
+}
+
+void vz_log_init(const char *service, vz_log_level_t level)
+{
+    assert(level >= VZ_LOG_DEBUG && level <= VZ_LOG_ERROR);
+    vz_strlcpy(s_service, service ? service : "vizmesh", sizeof s_service);
+    s_level = level;
+}
+
+int vz_log_level_parse(const char *text, vz_log_level_t *level)
+{
+    if (!text)
+        return -EINVAL;
+    for (int i = VZ_LOG_DEBUG; i <= VZ_LOG_ERROR; i++)
+        if (strcasecmp(text, s_level_names[i]) == 0) {
+            *level = (vz_log_level_t) i;
+            return 0;
+        }
+    if (strcasecmp(text, "warning") == 0) {
+        *level = VZ_LOG_WARN;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+bool vz_log_enabled(vz_log_level_t level)
+{
+    return level >= s_level;
+}
+
+int vz_json_escape(char *buf, size_t n, const char *text)
+{
+    assert(buf && n > 0 && text);
+    s_out_t out = {buf, n, 0, false};
+    buf[0] = '\0';
+    s_escape(&out, text, strlen(text));
+    return out.full ? -ENOSPC : (int) out.len;
+}
+
+int vz_log_format(char *buf, size_t n, vz_log_level_t level, const char *request_id,
+                  const char *msg, const char *const *kv, size_t kv_count)
+{
+    assert(buf && n > 0 && msg);
+    assert(level >= VZ_LOG_DEBUG && level <= VZ_LOG_ERROR);
+    s_out_t out = {buf, n, 0, false};
+    buf[0] = '\0';
+
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    char stamp[64];
+    size_t slen = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(stamp + slen, sizeof stamp - slen, ".%03ldZ", ts.tv_nsec / 1000000);
+
+    s_puts(&out, "{\"ts\":\"");
+    s_puts(&out, stamp);
+    s_puts(&out, "\",\"level\":\"");
+    s_puts(&out, s_level_names[level]);
+    s_puts(&out, "\",\"service\":");
+    s_string(&out, s_service, VZ_NAME_MAX, false);
+    if (request_id) {
+        s_puts(&out, ",\"request_id\":");
+        s_string(&out, request_id, VZ_ID_MAX, true);
+    }
+    s_puts(&out, ",\"msg\":");
+    s_string(&out, msg, VZ_LOG_VALUE_MAX, true);
+    for (size_t i = 0; i + 1 < kv_count; i += 2) {
+        const char *key = kv[i] ? kv[i] : "(null)";
+        s_puts(&out, ",");
+        s_string(&out, key, S_KEY_MAX, false);
+        s_puts(&out, ":");
+        if (!kv[i + 1])
+            s_puts(&out, "null");
+        else if (s_sensitive_key(key))
+            s_puts(&out, "\"[redacted]\"");
+        else
+            s_string(&out, kv[i + 1], VZ_LOG_VALUE_MAX, true);
+    }
+    s_puts(&out, "}");
+    return out.full ? -ENOSPC : (int) out.len;
+}
+
+void vz_log_write(vz_log_level_t level, const char *request_id, const char *msg, ...)
+{
+    if (!vz_log_enabled(level))
+        return;
+    const char *kv[2 * S_PAIRS_MAX];
+    size_t count = 0;
+    va_list ap;
+    va_start(ap, msg);
+    for (const char *key = va_arg(ap, const char *); key; key = va_arg(ap, const char *)) {
+        const char *value = va_arg(ap, const char *);
+        if (count < 2 * S_PAIRS_MAX) {
+            kv[count++] = key;
+            kv[count++] = value;
+        }
+    }
+    va_end(ap);
+
+    //  A line too long for the buffer loses fields from the end rather than
+    //  being cut mid-string; the message itself always survives.
+    char line[S_LINE_MAX];
+    int len = vz_log_format(line, sizeof line - 1, level, request_id, msg, kv, count);
+    while (len < 0 && count > 0) {
+        count -= 2;
+        len = vz_log_format(line, sizeof line - 1, level, request_id, msg, kv, count);
+    }
+    if (len < 0)
+        len = vz_log_format(line, sizeof line - 1, level, NULL, "log line too long", NULL, 0);
+    if (len < 0)
+        return;
+    line[len++] = '\n';
+    for (size_t off = 0; off < (size_t) len;) {
+        ssize_t rc = write(STDERR_FILENO, line + off, (size_t) len - off);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            return;
+        off += (size_t) rc;
+    }
+}

@@ -1,0 +1,345 @@
+/*  test_config - vz_config: types, ranges, precedence, errors, usage
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vz_config.h"
+
+typedef struct {
+    char name[16];
+    int port;
+    bool flag;
+    int timeout;
+    char eps[64];
+    char opt_eps[64];
+    char req[32];
+} cfg_t;
+
+static const vz_cfg_item_t s_items[] = {
+    VZ_CFG_ITEM(cfg_t, "TCFG_NAME", "svc/name", VZ_CFG_STR, "echo", 0, 0, name, "service name"),
+    VZ_CFG_ITEM(cfg_t, "TCFG_PORT", "admin/port", VZ_CFG_INT, "8080", 0, 65535, port,
+                "admin HTTP port"),
+    VZ_CFG_ITEM(cfg_t, "TCFG_FLAG", "svc/flag", VZ_CFG_BOOL, "off", 0, 0, flag, "a switch"),
+    VZ_CFG_ITEM(cfg_t, "TCFG_TIMEOUT", "svc/timeout", VZ_CFG_MS, "2s", 1, 600000, timeout,
+                "request timeout"),
+    VZ_CFG_ITEM(cfg_t, "TCFG_EPS", "broker/endpoints", VZ_CFG_ENDPOINT, "tcp://127.0.0.1:5555", 0,
+                0, eps, "broker endpoints"),
+    VZ_CFG_ITEM(cfg_t, "TCFG_OPT_EPS", NULL, VZ_CFG_ENDPOINT, "", 0, 0, opt_eps,
+                "optional endpoints"),
+    VZ_CFG_ITEM(cfg_t, "TCFG_REQ", "svc/req", VZ_CFG_STR, NULL, 0, 0, req, "required thing"),
+};
+#define N_ITEMS (sizeof s_items / sizeof s_items[0])
+
+static char s_dir[64];
+
+static int setup(void **state)
+{
+    static const char *const names[] = {"TCFG_NAME", "TCFG_PORT",    "TCFG_FLAG", "TCFG_TIMEOUT",
+                                        "TCFG_EPS",  "TCFG_OPT_EPS", "TCFG_REQ"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        unsetenv(names[i]);
+    setenv("TCFG_REQ", "here", 1);
+    return 0;
+}
+
+static int load(cfg_t *cfg, const char *file, char *err, size_t errlen)
+{
+    memset(cfg, 0x5a, sizeof *cfg);
+    return vz_config_load(cfg, s_items, N_ITEMS, file, err, errlen);
+}
+
+static char *write_file(const char *name, const char *text)
+{
+    static char path[128];
+    snprintf(path, sizeof path, "%s/%s", s_dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+//  Set one variable, expect -EINVAL and every fragment in the message.
+static void expect_error(const char *env, const char *value, const char *const *fragments)
+{
+    cfg_t cfg;
+    char err[512];
+    setenv(env, value, 1);
+    int rc = load(&cfg, NULL, err, sizeof err);
+    if (rc != -EINVAL)
+        fail_msg("%s=\"%s\" accepted (rc %d)", env, value, rc);
+    for (size_t i = 0; fragments[i]; i++)
+        if (!strstr(err, fragments[i]))
+            fail_msg("error for %s=\"%s\" lacks \"%s\": %s", env, value, fragments[i], err);
+    unsetenv(env);
+}
+
+static void test_defaults(void **state)
+{
+    cfg_t cfg;
+    char err[256] = "x";
+    assert_int_equal(load(&cfg, NULL, err, sizeof err), 0);
+    assert_string_equal(err, "");
+    assert_string_equal(cfg.name, "echo");
+    assert_int_equal(cfg.port, 8080);
+    assert_false(cfg.flag);
+    assert_int_equal(cfg.timeout, 2000);
+    assert_string_equal(cfg.eps, "tcp://127.0.0.1:5555");
+    assert_string_equal(cfg.opt_eps, "");
+    assert_string_equal(cfg.req, "here");
+}
+
+static void test_precedence(void **state)
+{
+    char *path = write_file("prec.cfg", "svc\n"
+                                        "    name = fromfile\n"
+                                        "    timeout = 3s\n"
+                                        "    unknown_key = whatever\n"
+                                        "admin\n"
+                                        "    port = 9000\n"
+                                        "other\n"
+                                        "    section = 1\n");
+    cfg_t cfg;
+    char err[256];
+    setenv("TCFG_PORT", "9100", 1);
+    assert_int_equal(load(&cfg, path, err, sizeof err), 0);
+    assert_string_equal(cfg.name, "fromfile");   //  file over default
+    assert_int_equal(cfg.timeout, 3000);         //  file over default
+    assert_int_equal(cfg.port, 9100);            //  env over file
+    assert_string_equal(cfg.eps, "tcp://127.0.0.1:5555"); //  default
+    //  An empty environment value is a value too (for a string).
+    setenv("TCFG_NAME", "", 1);
+    assert_int_equal(load(&cfg, path, err, sizeof err), 0);
+    assert_string_equal(cfg.name, "");
+}
+
+static void test_int(void **state)
+{
+    cfg_t cfg;
+    char err[256];
+    setenv("TCFG_PORT", "0", 1);
+    assert_int_equal(load(&cfg, NULL, err, sizeof err), 0);
+    assert_int_equal(cfg.port, 0);
+    setenv("TCFG_PORT", "65535", 1);
+    assert_int_equal(load(&cfg, NULL, err, sizeof err), 0);
+    assert_int_equal(cfg.port, 65535);
+    unsetenv("TCFG_PORT");
+
+    static const char *const frags[] = {"TCFG_PORT=", "expected an integer in 0..65535",
+                                        "(admin HTTP port)", NULL};
+    static const char *const bad[] = {"80x", "", "70000", "-1", " 8", "8 ",
+                                      "99999999999999999999999", "0x10", "+"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_error("TCFG_PORT", bad[i], frags);
+    static const char *const exact[] = {"TCFG_PORT=\"80x\": expected an integer in 0..65535 "
+                                        "(admin HTTP port)",
+                                        NULL};
+    expect_error("TCFG_PORT", "80x", exact);
+}
+
+static void test_ms(void **state)
+{
+    static const struct {
+        const char *text;
+        int ms;
+    } good[] = {{"250", 250}, {"250ms", 250}, {"2s", 2000}, {"1m", 60000}, {"1", 1},
+                {"600000", 600000}, {"10m", 600000}};
+    cfg_t cfg;
+    char err[256];
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        setenv("TCFG_TIMEOUT", good[i].text, 1);
+        assert_int_equal(load(&cfg, NULL, err, sizeof err), 0);
+        assert_int_equal(cfg.timeout, good[i].ms);
+    }
+    static const char *const frags[] = {"TCFG_TIMEOUT=", "expected a duration in 1..600000 ms",
+                                        "request timeout", NULL};
+    static const char *const bad[] = {"2x", "-5", "1.5s", "ms", "", "0", "11m", "2 s",
+                                      "99999999999999999999m", "1h"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_error("TCFG_TIMEOUT", bad[i], frags);
+}
+
+static void test_bool(void **state)
+{
+    static const struct {
+        const char *text;
+        bool value;
+    } good[] = {{"1", true},    {"0", false}, {"true", true}, {"FALSE", false},
+                {"Yes", true},  {"no", false}, {"on", true},  {"off", false}};
+    cfg_t cfg;
+    char err[256];
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        setenv("TCFG_FLAG", good[i].text, 1);
+        assert_int_equal(load(&cfg, NULL, err, sizeof err), 0);
+        assert_int_equal(cfg.flag, good[i].value);
+    }
+    static const char *const frags[] = {"TCFG_FLAG=\"maybe\"", "expected 1/0, true/false", NULL};
+    expect_error("TCFG_FLAG", "maybe", frags);
+    static const char *const frags2[] = {"TCFG_FLAG=\"\"", "yes/no", NULL};
+    expect_error("TCFG_FLAG", "", frags2);
+}
+
+static void test_endpoint(void **state)
+{
+    static const char *const good[] = {
+        "tcp://127.0.0.1:5555", "tcp://a:1,tcp://b.example.com:2", "ipc:///tmp/x.sock",
+        "inproc://x",           "tcp://[::1]:5",                    "tcp://*:*",
+        "tcp://broker-0:0",
+    };
+    cfg_t cfg;
+    char err[256];
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        setenv("TCFG_EPS", good[i], 1);
+        if (load(&cfg, NULL, err, sizeof err) != 0)
+            fail_msg("%s rejected: %s", good[i], err);
+        assert_string_equal(cfg.eps, good[i]);
+    }
+    static const char *const frags[] = {"TCFG_EPS=", "expected a comma-separated list",
+                                        "tcp://host:port", NULL};
+    static const char *const bad[] = {
+        "tcp://host",  "tcp://:5",    "http://x:1", "tcp://a:99999", "tcp://a:1,", ",tcp://a:1",
+        "tcp://a b:1", "",            "ipc://",     "inproc://",     "tcp://a:1, tcp://b:2",
+        "tcp://[::1]", "tcp://a:1x",  "tcp://a:b:1",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_error("TCFG_EPS", bad[i], frags);
+    //  Valid syntax but longer than the field holds.
+    static const char *const frags2[] = {"TCFG_EPS=", "expected at most 63 bytes", NULL};
+    expect_error("TCFG_EPS",
+                 "tcp://aaaaaaaaaaaaaaaaaaaaaa:1,tcp://bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb:2",
+                 frags2);
+    //  Optional endpoint lists (default "") accept "" but still check syntax.
+    setenv("TCFG_OPT_EPS", "", 1);
+    assert_int_equal(load(&cfg, NULL, err, sizeof err), 0);
+    static const char *const frags3[] = {"TCFG_OPT_EPS=\"tcp://x\"", NULL};
+    expect_error("TCFG_OPT_EPS", "tcp://x", frags3);
+}
+
+static void test_str(void **state)
+{
+    cfg_t cfg;
+    char err[256];
+    setenv("TCFG_NAME", "123456789012345", 1); //  15 bytes: fits in 16
+    assert_int_equal(load(&cfg, NULL, err, sizeof err), 0);
+    assert_string_equal(cfg.name, "123456789012345");
+    static const char *const frags[] = {"TCFG_NAME", "expected at most 15 bytes, got 16",
+                                        "service name", NULL};
+    expect_error("TCFG_NAME", "supersecret12345", frags);
+    //  The value itself is not echoed for strings (it may be a secret).
+    setenv("TCFG_NAME", "supersecret12345", 1);
+    assert_int_equal(load(&cfg, NULL, err, sizeof err), -EINVAL);
+    assert_null(strstr(err, "supersecret"));
+    unsetenv("TCFG_NAME");
+}
+
+static void test_required(void **state)
+{
+    unsetenv("TCFG_REQ");
+    static const char *const frags[] = {"TCFG_REQ is required", "required thing", "svc/req",
+                                        NULL};
+    cfg_t cfg;
+    char err[256];
+    assert_int_equal(load(&cfg, NULL, err, sizeof err), -EINVAL);
+    for (size_t i = 0; frags[i]; i++)
+        assert_non_null(strstr(err, frags[i]));
+    //  Empty counts as missing for a required item.
+    expect_error("TCFG_REQ", "", frags);
+    //  A file can provide it.
+    char *path = write_file("req.cfg", "svc\n    req = fromfile\n");
+    assert_int_equal(load(&cfg, path, err, sizeof err), 0);
+    assert_string_equal(cfg.req, "fromfile");
+}
+
+static void test_file_errors(void **state)
+{
+    cfg_t cfg;
+    char err[512];
+    char missing[128];
+    snprintf(missing, sizeof missing, "%s/nope.cfg", s_dir);
+    assert_int_equal(load(&cfg, missing, err, sizeof err), -ENOENT);
+    assert_non_null(strstr(err, missing));
+    assert_non_null(strstr(err, "No such file"));
+
+    assert_int_equal(load(&cfg, s_dir, err, sizeof err), -ENOENT);
+    assert_non_null(strstr(err, s_dir));
+
+    char *path = write_file("bad.cfg", "svc\n   name = x\n");
+    assert_int_equal(load(&cfg, path, err, sizeof err), -ENOENT);
+    assert_non_null(strstr(err, "bad.cfg"));
+    assert_non_null(strstr(err, "not valid ZPL"));
+
+    path = write_file("bad2.cfg", "svc\n    name = \"unterminated\n");
+    assert_int_equal(load(&cfg, path, err, sizeof err), -ENOENT);
+
+    //  A bad value in the file names the file and key.
+    path = write_file("val.cfg", "admin\n    port = 80x\n");
+    assert_int_equal(load(&cfg, path, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "TCFG_PORT=\"80x\""));
+    assert_non_null(strstr(err, "val.cfg, key admin/port"));
+
+    //  An empty file, or one with comments only, is just no overrides.
+    path = write_file("empty.cfg", "# nothing here\n");
+    assert_int_equal(load(&cfg, path, err, sizeof err), 0);
+    assert_int_equal(cfg.port, 8080);
+    //  No error buffer at all is allowed.
+    assert_int_equal(load(&cfg, missing, NULL, 0), -ENOENT);
+}
+
+static void test_usage(void **state)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    vz_config_usage(out, s_items, N_ITEMS);
+    fclose(out);
+    assert_non_null(strstr(text, "VARIABLE"));
+    assert_non_null(strstr(text, "DESCRIPTION"));
+    for (size_t i = 0; i < N_ITEMS; i++) {
+        assert_non_null(strstr(text, s_items[i].env));
+        assert_non_null(strstr(text, s_items[i].help));
+    }
+    assert_non_null(strstr(text, "(required)"));
+    assert_non_null(strstr(text, "\"8080\""));
+    assert_non_null(strstr(text, "admin/port"));
+    //  One header line plus one line per item.
+    size_t lines = 0;
+    for (char *c = text; *c; c++)
+        lines += *c == '\n';
+    assert_int_equal(lines, N_ITEMS + 1);
+    free(text);
+}
+
+int main(void)
+{
+    snprintf(s_dir, sizeof s_dir, "/tmp/vz-test-config-XXXXXX");
+    if (!mkdtemp(s_dir))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_defaults, setup),
+        cmocka_unit_test_setup(test_precedence, setup),
+        cmocka_unit_test_setup(test_int, setup),
+        cmocka_unit_test_setup(test_ms, setup),
+        cmocka_unit_test_setup(test_bool, setup),
+        cmocka_unit_test_setup(test_endpoint, setup),
+        cmocka_unit_test_setup(test_str, setup),
+        cmocka_unit_test_setup(test_required, setup),
+        cmocka_unit_test_setup(test_file_errors, setup),
+        cmocka_unit_test_setup(test_usage, setup),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", s_dir);
+    if (system(cmd) != 0)
+        rc = rc ? rc : 1;
+    return rc;
+}

@@ -1,0 +1,369 @@
+/*  test_log - vz_log: JSON validity, redaction, e-mail masking, truncation
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vz_log.h"
+
+//  A small strict JSON checker: enough to prove every line parses. Strings
+//  must not hold raw control bytes and must be valid UTF-8.
+typedef struct {
+    const unsigned char *p;
+    const unsigned char *end;
+} json_t;
+
+static bool j_value(json_t *j);
+
+static void j_ws(json_t *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static bool j_string(json_t *j)
+{
+    if (j->p >= j->end || *j->p != '"')
+        return false;
+    j->p++;
+    while (j->p < j->end) {
+        unsigned char c = *j->p;
+        if (c == '"') {
+            j->p++;
+            return true;
+        }
+        if (c < 0x20)
+            return false;
+        if (c == '\\') {
+            j->p++;
+            if (j->p >= j->end)
+                return false;
+            if (*j->p == 'u') {
+                for (int i = 1; i <= 4; i++)
+                    if (j->p + i >= j->end || !strchr("0123456789abcdefABCDEF", j->p[i]))
+                        return false;
+                j->p += 5;
+            } else if (strchr("\"\\/bfnrt", *j->p))
+                j->p++;
+            else
+                return false;
+            continue;
+        }
+        if (c < 0x80) {
+            j->p++;
+            continue;
+        }
+        int need = c >= 0xF0 && c <= 0xF4 ? 3 : c >= 0xE0 ? 2 : c >= 0xC2 && c < 0xE0 ? 1 : -1;
+        if (need < 0 || c > 0xF4 || j->p + need >= j->end)
+            return false;
+        for (int i = 1; i <= need; i++)
+            if ((j->p[i] & 0xC0) != 0x80)
+                return false;
+        j->p += need + 1;
+    }
+    return false;
+}
+
+static bool j_object(json_t *j)
+{
+    j->p++;
+    j_ws(j);
+    if (j->p < j->end && *j->p == '}') {
+        j->p++;
+        return true;
+    }
+    for (;;) {
+        j_ws(j);
+        if (!j_string(j))
+            return false;
+        j_ws(j);
+        if (j->p >= j->end || *j->p != ':')
+            return false;
+        j->p++;
+        if (!j_value(j))
+            return false;
+        j_ws(j);
+        if (j->p < j->end && *j->p == ',') {
+            j->p++;
+            continue;
+        }
+        if (j->p < j->end && *j->p == '}') {
+            j->p++;
+            return true;
+        }
+        return false;
+    }
+}
+
+static bool j_value(json_t *j)
+{
+    j_ws(j);
+    if (j->p >= j->end)
+        return false;
+    if (*j->p == '{')
+        return j_object(j);
+    if (*j->p == '"')
+        return j_string(j);
+    if ((size_t) (j->end - j->p) >= 4 && memcmp(j->p, "null", 4) == 0) {
+        j->p += 4;
+        return true;
+    }
+    return false;
+}
+
+static bool json_valid(const char *text)
+{
+    json_t j = {(const unsigned char *) text, (const unsigned char *) text + strlen(text)};
+    if (!j_value(&j))
+        return false;
+    j_ws(&j);
+    return j.p == j.end;
+}
+
+static char *format(const char *msg, const char *const *kv, size_t kv_count)
+{
+    static char line[65536];
+    int len = vz_log_format(line, sizeof line, VZ_LOG_INFO, "req-1", msg, kv, kv_count);
+    assert_true(len > 0);
+    assert_int_equal((size_t) len, strlen(line));
+    if (!json_valid(line))
+        fail_msg("not valid JSON: %s", line);
+    return line;
+}
+
+static void test_checker_rejects(void **state)
+{
+    //  The checker itself must be able to say no.
+    assert_false(json_valid("{\"a\":\"b\x01\"}"));
+    assert_false(json_valid("{\"a\":\"\xff\"}"));
+    assert_false(json_valid("{\"a\":\"b}"));
+    assert_false(json_valid("{\"a\":\"\\x\"}"));
+    assert_true(json_valid("{\"a\":\"\\u00e9 \xc3\xa9\",\"b\":null}"));
+}
+
+static void test_basic_line(void **state)
+{
+    vz_log_init("broker", VZ_LOG_INFO);
+    const char *kv[] = {"service_name", "echo", "empty", NULL};
+    char *line = format("started", kv, 4);
+    assert_non_null(strstr(line, "\"level\":\"info\""));
+    assert_non_null(strstr(line, "\"service\":\"broker\""));
+    assert_non_null(strstr(line, "\"request_id\":\"req-1\""));
+    assert_non_null(strstr(line, "\"msg\":\"started\""));
+    assert_non_null(strstr(line, "\"service_name\":\"echo\""));
+    assert_non_null(strstr(line, "\"empty\":null"));
+    assert_memory_equal(line, "{\"ts\":\"", 7);
+    assert_int_equal(line[7 + 23], 'Z');
+}
+
+static void test_redaction(void **state)
+{
+    static const char *const keys[] = {
+        "password", "X-Api-Key",     "refresh_token", "Authorization", "Cookie",
+        "Set-Cookie", "client_secret", "PRIVATE_KEY",  "apikey",        "db_passwd",
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *kv[] = {keys[i], "hunter2-value"};
+        char *line = format("login", kv, 2);
+        if (strstr(line, "hunter2") || !strstr(line, "\"[redacted]\""))
+            fail_msg("key %s not redacted: %s", keys[i], line);
+    }
+    const char *kv[] = {"user_id", "42", "route", "/v1/x"};
+    char *line = format("ok", kv, 4);
+    assert_non_null(strstr(line, "\"user_id\":\"42\""));
+    assert_null(strstr(line, "[redacted]"));
+}
+
+static void test_email_masking(void **state)
+{
+    const char *kv[] = {"to", "Ann <ann.smith+x@mail.example.org>, bob@ex.co"};
+    char *line = format("sent mail to john.doe@example.com today", kv, 2);
+    assert_non_null(strstr(line, "sent mail to j***@example.com today"));
+    assert_non_null(strstr(line, "Ann <a***@mail.example.org>, b***@ex.co"));
+    assert_null(strstr(line, "john.doe"));
+    assert_null(strstr(line, "ann.smith"));
+    assert_null(strstr(line, "bob@"));
+
+    //  Not addresses: left alone.
+    const char *kv2[] = {"a", "user@localhost", "b", "x@.com", "c", "@example.com", "d", "end@"};
+    line = format("trailing dot john@example.com.", kv2, 8);
+    assert_non_null(strstr(line, "j***@example.com.\""));
+    assert_non_null(strstr(line, "\"user@localhost\""));
+    assert_non_null(strstr(line, "\"x@.com\""));
+    assert_non_null(strstr(line, "\"@example.com\""));
+    assert_non_null(strstr(line, "\"end@\""));
+}
+
+static void test_escaping(void **state)
+{
+    const char *kv[] = {
+        "quote",    "say \"hi\" \\ back",
+        "ctl",      "a\nb\tc\r\x01\x1f\x7f",
+        "badutf8",  "x\xff\xfey",
+        "cut",      "\xe2\x82",
+        "overlong", "\xc0\xaf",
+        "surrogate", "\xed\xa0\x80",
+        "good",     "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+        "k\"ey\n",  "v",
+    };
+    char *line = format("m\"sg\x02", kv, sizeof kv / sizeof kv[0]);
+    assert_non_null(strstr(line, "\"say \\\"hi\\\" \\\\ back\""));
+    assert_non_null(strstr(line, "\"a\\nb\\tc\\r\\u0001\\u001f\x7f\""));
+    assert_non_null(strstr(line, "\"x\\ufffd\\ufffdy\""));
+    assert_non_null(strstr(line, "\"cut\":\"\\ufffd\\ufffd\""));
+    assert_non_null(strstr(line, "\"overlong\":\"\\ufffd\\ufffd\""));
+    assert_non_null(strstr(line, "\"surrogate\":\"\\ufffd\\ufffd\\ufffd\""));
+    assert_non_null(strstr(line, "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\""));
+    assert_non_null(strstr(line, "\"k\\\"ey\\n\":\"v\""));
+    assert_non_null(strstr(line, "\"msg\":\"m\\\"sg\\u0002\""));
+
+    char buf[64];
+    assert_int_equal(vz_json_escape(buf, sizeof buf, "a\"b"), 4);
+    assert_string_equal(buf, "a\\\"b");
+    assert_true(vz_json_escape(buf, 4, "abcdef") < 0);
+}
+
+static void test_truncation(void **state)
+{
+    size_t big = 100000;
+    char *value = malloc(big + 1);
+    memset(value, 'a', big);
+    value[big] = '\0';
+    //  A multibyte character straddling the cut must not be split.
+    memcpy(value + VZ_LOG_VALUE_MAX - 1, "\xe2\x82\xac", 3);
+    const char *kv[] = {"body", value};
+    char *line = format("long", kv, 2);
+    assert_non_null(strstr(line, "...[truncated]\""));
+    assert_true(strlen(line) < VZ_LOG_VALUE_MAX + 200);
+    assert_null(strstr(line, "\\ufffd"));
+
+    //  Many quotes: the escaped form grows, the line stays valid.
+    memset(value, '"', big);
+    line = format(value, kv, 2);
+    assert_non_null(strstr(line, "...[truncated]"));
+
+    //  Too small a buffer is reported, not overrun.
+    char small[40];
+    assert_true(vz_log_format(small, sizeof small, VZ_LOG_INFO, NULL, "hello", NULL, 0) < 0);
+    free(value);
+}
+
+static int s_evaluated;
+
+static const char *side_effect(void)
+{
+    s_evaluated++;
+    return "v";
+}
+
+//  Capture what vz_log_write puts on stderr.
+static char *capture(void (*fn)(void))
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(fds[1], STDERR_FILENO);
+    close(fds[1]);
+    fn();
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    static char out[65536];
+    size_t len = 0;
+    ssize_t rc;
+    while ((rc = read(fds[0], out + len, sizeof out - 1 - len)) > 0)
+        len += (size_t) rc;
+    close(fds[0]);
+    out[len] = '\0';
+    return out;
+}
+
+static void write_lines(void)
+{
+    vz_debug(NULL, "hidden", "k", side_effect());
+    vz_info("r-9", "visible", "password", "pw", "k", side_effect());
+    vz_error(NULL, "error line");
+}
+
+static void test_write_and_level(void **state)
+{
+    vz_log_init("svc", VZ_LOG_INFO);
+    s_evaluated = 0;
+    char *out = capture(write_lines);
+    //  The debug call never evaluated its arguments.
+    assert_int_equal(s_evaluated, 1);
+    char *nl = strchr(out, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    assert_true(json_valid(out));
+    assert_non_null(strstr(out, "\"msg\":\"visible\""));
+    assert_non_null(strstr(out, "\"password\":\"[redacted]\""));
+    char *second = nl + 1;
+    nl = strchr(second, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    assert_true(json_valid(second));
+    assert_non_null(strstr(second, "\"level\":\"error\""));
+    assert_string_equal(nl + 1, "");
+
+    vz_log_init("svc", VZ_LOG_ERROR);
+    assert_false(vz_log_enabled(VZ_LOG_WARN));
+    assert_true(vz_log_enabled(VZ_LOG_ERROR));
+    vz_log_init("svc", VZ_LOG_INFO);
+}
+
+static void many_fields(void)
+{
+    static char big[VZ_LOG_VALUE_MAX];
+    memset(big, '\x01', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    //  Each field escapes to ~12 KB: the line must drop fields, not break.
+    vz_info(NULL, "many", "a", big, "b", big, "c", big, "d", big);
+}
+
+static void test_write_overflow(void **state)
+{
+    vz_log_init("svc", VZ_LOG_INFO);
+    char *out = capture(many_fields);
+    char *nl = strchr(out, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    assert_true(json_valid(out));
+    assert_non_null(strstr(out, "\"msg\":\"many\""));
+    assert_non_null(strstr(out, "\"a\":"));
+    assert_null(strstr(out, "\"d\":"));
+}
+
+static void test_level_parse(void **state)
+{
+    vz_log_level_t level;
+    assert_int_equal(vz_log_level_parse("debug", &level), 0);
+    assert_int_equal(level, VZ_LOG_DEBUG);
+    assert_int_equal(vz_log_level_parse("WARN", &level), 0);
+    assert_int_equal(level, VZ_LOG_WARN);
+    assert_int_equal(vz_log_level_parse("error", &level), 0);
+    assert_int_equal(level, VZ_LOG_ERROR);
+    assert_int_equal(vz_log_level_parse("verbose", &level), -EINVAL);
+    assert_int_equal(vz_log_level_parse("", &level), -EINVAL);
+    assert_int_equal(vz_log_level_parse(NULL, &level), -EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_checker_rejects), cmocka_unit_test(test_basic_line),
+        cmocka_unit_test(test_redaction),       cmocka_unit_test(test_email_masking),
+        cmocka_unit_test(test_escaping),        cmocka_unit_test(test_truncation),
+        cmocka_unit_test(test_write_and_level), cmocka_unit_test(test_write_overflow),
+        cmocka_unit_test(test_level_parse),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
