@@ -1,0 +1,1001 @@
+/*  broker - the routing engine: Majordomo-style dispatch over one CURVE ROUTER
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Data layout, chosen so the hot path (REQ in, REQ out, REP in, REP out)
+ *  needs no malloc of its own: requests come from a free list and live on
+ *  intrusive lists (a service's queue, then a worker's in-flight list), in
+ *  a binary heap ordered by deadline, and while in flight in a hash keyed by
+ *  tag. Envelope frames are moved, never re-encoded; the frame of an
+ *  idempotent request is kept (zmq_msg_copy shares the buffer) for a retry.
+ */
+#include "broker.h"
+
+#include <msgpack.h>
+#include <string.h>
+#include <time.h>
+
+#include "vz_common.h"
+#include "vz_curve.h"
+#include "vz_envelope.h"
+#include "vz_log.h"
+#include "vz_proto.h"
+
+#define S_DEFAULT_TIMEOUT_MS 30000
+#define S_DEADLINE_TICK_MS   10    //  resolution of deadline expiry
+#define S_BATCH              256   //  messages read per wake-up before yielding to timers
+#define S_POOL_MAX           4096  //  free requests kept for reuse
+#define S_SERVICES_MAX       4096  //  distinct service names remembered
+#define S_LOGGED_MAX         1024  //  unknown identities remembered for log-once
+#define S_LOG_EVERY_MS       10000 //  at most one malformed-input log line per period
+#define S_MAXMSGSIZE         ((1 << 20) + 4096)
+
+//  Intrusive doubly linked list; a list is a sentinel node.
+typedef struct s_node_t {
+    struct s_node_t *prev; //  previous node (the sentinel at the front)
+    struct s_node_t *next; //  next node (the sentinel at the back)
+} s_node_t;
+
+#define s_container(ptr, type, member) ((type *) ((char *) (ptr) - offsetof(type, member)))
+
+static void s_list_init(s_node_t *list)
+{
+    list->prev = list->next = list;
+}
+static bool s_list_empty(const s_node_t *list)
+{
+    return list->next == list;
+}
+static bool s_linked(const s_node_t *node)
+{
+    return node->next != NULL;
+}
+static void s_list_unlink(s_node_t *node)
+{
+    node->prev->next = node->next;
+    node->next->prev = node->prev;
+    node->prev = node->next = NULL;
+}
+static void s_list_push_back(s_node_t *list, s_node_t *node)
+{
+    node->prev = list->prev;
+    node->next = list;
+    list->prev->next = node;
+    list->prev = node;
+}
+static void s_list_push_front(s_node_t *list, s_node_t *node)
+{
+    s_list_push_back(list->next, node);
+}
+
+typedef enum {
+    S_OUT_REPLIED,
+    S_OUT_NO_WORKER,
+    S_OUT_TIMEOUT,
+    S_OUT_WORKER_LOST,
+    S_OUT_OVERLOADED,
+    S_OUT_UNAVAILABLE,
+    S_OUT_UNKNOWN_METHOD,
+    S_OUT_COUNT
+} s_outcome_t;
+
+static const char *const s_outcome_names[S_OUT_COUNT] = {
+    "replied", "no_worker", "timeout", "worker_lost", "overloaded", "unavailable",
+    "unknown_method",
+};
+
+typedef struct s_service_t s_service_t;
+typedef struct s_worker_t s_worker_t;
+
+typedef struct {
+    s_node_t node;                        //  in a service queue, a worker's in-flight list or the pool
+    uint64_t tag;                         //  key in the tags hash while in flight
+    zframe_t *client;                     //  client routing id
+    zframe_t *body;                       //  original envelope frame; NULL once sent if not retryable
+    s_service_t *service;                 //  target service
+    s_worker_t *worker;                   //  worker holding it, NULL while queued
+    int64_t deadline_ms;                  //  absolute wall-clock deadline
+    int64_t start_ms;                     //  wall-clock arrival, for no_worker vs timeout
+    int64_t start_us;                     //  monotonic arrival, for the latency histogram
+    size_t heap_index;                    //  position in the deadline heap
+    int retries;                          //  re-dispatches after a worker loss
+    bool idempotent;                      //  VZ_FLAG_IDEMPOTENT was set
+    char caller[VZ_NAME_MAX];             //  CURVE identity of the client
+    char id[VZ_ID_MAX];                   //  request id, for error replies
+    char method[VZ_NAME_MAX];             //  method, for error replies
+    char traceparent[VZ_TRACEPARENT_MAX]; //  trace context, for error replies
+} s_request_t;
+
+struct s_service_t {
+    char name[VZ_NAME_MAX];            //  service name (hash key)
+    s_node_t waiting;                  //  workers with free credit, least recently used first
+    s_node_t queue;                    //  requests not yet dispatched, oldest first
+    size_t queue_size;                 //  entries in queue
+    size_t worker_count;               //  registered workers not draining
+    int64_t last_worker_ms;            //  wall time a worker was last registered, 0 = never
+    vz_series_t *workers_gauge;        //  vz_broker_workers{service}
+    vz_series_t *queue_gauge;          //  vz_broker_queue_depth{service}
+    vz_series_t *duration;             //  vz_broker_request_duration_seconds{service}
+    vz_series_t *outcome[S_OUT_COUNT]; //  vz_broker_requests_total{service,outcome}, lazily
+};
+
+struct s_worker_t {
+    s_node_t node;             //  in service->waiting while it has free credit
+    s_node_t inflight;         //  requests dispatched to it
+    zframe_t *rid;             //  routing id (also the hash key)
+    s_service_t *service;      //  the service it serves
+    char identity[VZ_NAME_MAX]; //  CURVE identity, for logs
+    int credit;                //  requests it accepts at once
+    int busy;                  //  requests in flight on it
+    int64_t expiry;            //  monotonic ms after which it is dead
+    bool draining;             //  sent BYE: no new dispatch
+};
+
+struct vz_broker_t {
+    zsock_t *router;            //  the one CURVE ROUTER
+    void *handle;               //  its libzmq handle, for raw sends
+    vz_policy_t *policy;        //  current call policy (owned)
+    vz_metrics_t *metrics;      //  registry (borrowed)
+    int port;                   //  bound TCP port
+    int heartbeat_ms;           //  heartbeat interval
+    int queue_max;              //  per-service queue bound
+    int retry_max;              //  retries of idempotent requests
+    int default_timeout_ms;     //  deadline for requests without one
+    zhashx_t *services;         //  name -> s_service_t (owned)
+    zhashx_t *workers;          //  routing id frame -> s_worker_t (owned)
+    zhashx_t *tags;             //  &tag -> s_request_t in flight (borrowed)
+    s_request_t **heap;         //  every live request, min-heap on deadline
+    size_t heap_size;           //  entries used
+    size_t heap_cap;            //  entries allocated
+    s_node_t pool;              //  free requests
+    size_t pool_size;           //  entries in pool
+    uint64_t next_tag;          //  next tag to hand out
+    zloop_t *loop;              //  loop we are attached to
+    zhashx_t *logged;           //  unknown identities already logged
+    vz_series_t *malformed;     //  vz_broker_malformed_total
+    vz_series_t *forbidden;     //  vz_broker_forbidden_total
+    int64_t malformed_logged_ms; //  last malformed log line
+    uint64_t malformed_quiet;   //  malformed messages since that line
+    bool stopping;              //  draining: accept nothing new
+};
+
+static int64_t s_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+//  --------------------------------------------------------------------------
+//  Hash keys that are not strings: 8-byte tags and routing-id frames.
+
+static size_t s_tag_hash(const void *key)
+{
+    uint64_t tag;
+    memcpy(&tag, key, sizeof tag);
+    return (size_t) (tag * 0x9E3779B97F4A7C15ull >> 16);
+}
+
+static int s_tag_compare(const void *a, const void *b)
+{
+    return memcmp(a, b, sizeof(uint64_t));
+}
+
+static size_t s_frame_hash(const void *key)
+{
+    zframe_t *frame = (zframe_t *) key;
+    const byte *data = zframe_data(frame);
+    size_t hash = 14695981039346656037ull;
+    for (size_t i = 0; i < zframe_size(frame); i++)
+        hash = (hash ^ data[i]) * 1099511628211ull;
+    return hash;
+}
+
+static int s_frame_compare(const void *a, const void *b)
+{
+    zframe_t *fa = (zframe_t *) a, *fb = (zframe_t *) b;
+    if (zframe_size(fa) != zframe_size(fb))
+        return zframe_size(fa) < zframe_size(fb) ? -1 : 1;
+    return memcmp(zframe_data(fa), zframe_data(fb), zframe_size(fa));
+}
+
+//  --------------------------------------------------------------------------
+//  Deadline heap.
+
+static bool s_heap_less(vz_broker_t *self, size_t a, size_t b)
+{
+    return self->heap[a]->deadline_ms < self->heap[b]->deadline_ms;
+}
+
+static void s_heap_swap(vz_broker_t *self, size_t a, size_t b)
+{
+    s_request_t *tmp = self->heap[a];
+    self->heap[a] = self->heap[b];
+    self->heap[b] = tmp;
+    self->heap[a]->heap_index = a;
+    self->heap[b]->heap_index = b;
+}
+
+static void s_heap_up(vz_broker_t *self, size_t i)
+{
+    while (i > 0 && s_heap_less(self, i, (i - 1) / 2)) {
+        s_heap_swap(self, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void s_heap_down(vz_broker_t *self, size_t i)
+{
+    while (true) {
+        size_t least = i, l = 2 * i + 1, r = l + 1;
+        if (l < self->heap_size && s_heap_less(self, l, least))
+            least = l;
+        if (r < self->heap_size && s_heap_less(self, r, least))
+            least = r;
+        if (least == i)
+            return;
+        s_heap_swap(self, i, least);
+        i = least;
+    }
+}
+
+static void s_heap_push(vz_broker_t *self, s_request_t *request)
+{
+    if (self->heap_size == self->heap_cap) {
+        self->heap_cap = self->heap_cap ? self->heap_cap * 2 : 1024;
+        self->heap = (s_request_t **) realloc(self->heap, self->heap_cap * sizeof *self->heap);
+        assert(self->heap);
+    }
+    request->heap_index = self->heap_size;
+    self->heap[self->heap_size++] = request;
+    s_heap_up(self, request->heap_index);
+}
+
+static void s_heap_remove(vz_broker_t *self, s_request_t *request)
+{
+    size_t i = request->heap_index;
+    assert(i < self->heap_size && self->heap[i] == request);
+    self->heap_size--;
+    if (i != self->heap_size) {
+        self->heap[i] = self->heap[self->heap_size];
+        self->heap[i]->heap_index = i;
+        s_heap_down(self, i);
+        s_heap_up(self, i);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Services and metrics.
+
+static void s_service_destroy(void **item_p)
+{
+    free(*item_p);
+    *item_p = NULL;
+}
+
+static s_service_t *s_service_require(vz_broker_t *self, const char *name)
+{
+    s_service_t *service = (s_service_t *) zhashx_lookup(self->services, name);
+    if (service || zhashx_size(self->services) >= S_SERVICES_MAX)
+        return service;
+    service = (s_service_t *) zmalloc(sizeof *service);
+    vz_strlcpy(service->name, name, sizeof service->name);
+    s_list_init(&service->waiting);
+    s_list_init(&service->queue);
+    char labels[VZ_NAME_MAX + 16];
+    snprintf(labels, sizeof labels, "service=%s", name);
+    service->workers_gauge = vz_metrics_gauge(self->metrics, "vz_broker_workers",
+                                              "Workers registered per service", labels);
+    service->queue_gauge = vz_metrics_gauge(self->metrics, "vz_broker_queue_depth",
+                                            "Requests waiting for a worker", labels);
+    service->duration = vz_metrics_histogram(
+        self->metrics, "vz_broker_request_duration_seconds",
+        "Time from request arrival to the worker's reply", labels, NULL, 0);
+    zhashx_insert(self->services, service->name, service);
+    return service;
+}
+
+static void s_count(vz_broker_t *self, s_service_t *service, s_outcome_t outcome)
+{
+    if (!service->outcome[outcome]) {
+        char labels[VZ_NAME_MAX + 48];
+        snprintf(labels, sizeof labels, "service=%s,outcome=%s", service->name,
+                 s_outcome_names[outcome]);
+        service->outcome[outcome] = vz_metrics_counter(
+            self->metrics, "vz_broker_requests_total", "Requests finished, by outcome", labels);
+    }
+    vz_series_inc(service->outcome[outcome]);
+}
+
+//  Count malformed input; log a sample at most once per period.
+static void s_malformed(vz_broker_t *self, const char *what, const char *identity)
+{
+    vz_series_inc(self->malformed);
+    int64_t now = zclock_mono();
+    if (now - self->malformed_logged_ms >= S_LOG_EVERY_MS || self->malformed_logged_ms == 0) {
+        char quiet[24];
+        snprintf(quiet, sizeof quiet, "%" PRIu64, self->malformed_quiet);
+        vz_warn(NULL, "unable to accept message: malformed", "reason", what, "identity",
+                identity, "suppressed", quiet);
+        self->malformed_logged_ms = now;
+        self->malformed_quiet = 0;
+    }
+    else
+        self->malformed_quiet++;
+}
+
+//  Count a refusal; log it once per identity.
+static void s_forbidden(vz_broker_t *self, const char *identity, const char *what,
+                        const char *service)
+{
+    vz_series_inc(self->forbidden);
+    //  An unknown identity is logged once; a known one once per refused service.
+    char key[VZ_NAME_MAX * 2 + 2];
+    if (vz_policy_known(self->policy, identity))
+        snprintf(key, sizeof key, "%s/%s", identity, service);
+    else
+        snprintf(key, sizeof key, "%s", identity);
+    if (zhashx_size(self->logged) < S_LOGGED_MAX && !zhashx_lookup(self->logged, key)) {
+        zhashx_insert(self->logged, key, self);
+        vz_warn(NULL, "refused by call policy", "identity", *identity ? identity : "(none)",
+                "action", what, "service", service);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Sending. Raw zmq_send copies small frames; envelope frames are moved.
+
+static void s_send_head(vz_broker_t *self, zframe_t *rid, const char *cmd, bool more)
+{
+    zmq_send(self->handle, zframe_data(rid), zframe_size(rid), ZMQ_SNDMORE);
+    zmq_send(self->handle, cmd, strlen(cmd), more ? ZMQ_SNDMORE : 0);
+}
+
+//  Send an error reply for req to the client.
+static void s_send_error(vz_broker_t *self, zframe_t *client, const vz_envelope_t *req,
+                         const char *code, const char *message)
+{
+    vz_envelope_t reply;
+    vz_envelope_error_to(&reply, req, code, message);
+    vz_strlcpy(reply.caller, VZ_BROKER_SERVICE, sizeof reply.caller);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (vz_envelope_encode(&reply, &buf, &len) < 0)
+        return; //  cannot happen with our own short fields; the client times out
+    s_send_head(self, client, VZ_CMD_REPLY, true);
+    zmq_send(self->handle, buf, len, 0);
+    free(buf);
+}
+
+//  Answer a tracked request with an error, rebuilding the fields it echoes.
+static void s_send_request_error(vz_broker_t *self, s_request_t *request, const char *code,
+                                 const char *message)
+{
+    vz_envelope_t req;
+    vz_envelope_init(&req, VZ_KIND_REQUEST);
+    vz_strlcpy(req.service, request->service->name, sizeof req.service);
+    vz_strlcpy(req.method, request->method, sizeof req.method);
+    vz_strlcpy(req.id, request->id, sizeof req.id);
+    vz_strlcpy(req.traceparent, request->traceparent, sizeof req.traceparent);
+    s_send_error(self, request->client, &req, code, message);
+}
+
+//  --------------------------------------------------------------------------
+//  Request lifecycle.
+
+static s_request_t *s_request_new(vz_broker_t *self)
+{
+    s_request_t *request;
+    if (!s_list_empty(&self->pool)) {
+        s_node_t *node = self->pool.next;
+        s_list_unlink(node);
+        self->pool_size--;
+        request = s_container(node, s_request_t, node);
+    }
+    else
+        request = (s_request_t *) malloc(sizeof *request);
+    assert(request);
+    memset(request, 0, offsetof(s_request_t, caller));
+    return request;
+}
+
+//  Forget a request wherever it is: queue or worker, tag hash, heap.
+static void s_request_finish(vz_broker_t *self, s_request_t *request)
+{
+    if (s_linked(&request->node)) {
+        s_list_unlink(&request->node);
+        if (!request->worker) {
+            request->service->queue_size--;
+            vz_series_set(request->service->queue_gauge, (double) request->service->queue_size);
+        }
+    }
+    if (request->worker) {
+        zhashx_delete(self->tags, &request->tag);
+        request->worker->busy--;
+    }
+    s_heap_remove(self, request);
+    zframe_destroy(&request->client);
+    zframe_destroy(&request->body);
+    if (self->pool_size < S_POOL_MAX) {
+        s_list_push_back(&self->pool, &request->node);
+        self->pool_size++;
+    }
+    else
+        free(request);
+}
+
+static void s_worker_forget(vz_broker_t *self, s_worker_t *worker);
+
+//  After a worker got credit back: make it available again, or finish its drain.
+static void s_worker_freed(vz_broker_t *self, s_worker_t *worker)
+{
+    if (worker->draining) {
+        if (worker->busy == 0) {
+            s_send_head(self, worker->rid, VZ_CMD_BYE, false);
+            s_worker_forget(self, worker);
+        }
+    }
+    else if (!s_linked(&worker->node) && worker->busy < worker->credit)
+        s_list_push_back(&worker->service->waiting, &worker->node);
+}
+
+//  Hand queued requests to least-recently-used workers while both exist.
+static void s_dispatch(vz_broker_t *self, s_service_t *service)
+{
+    while (!s_list_empty(&service->queue) && !s_list_empty(&service->waiting)) {
+        s_worker_t *worker = s_container(service->waiting.next, s_worker_t, node);
+        s_request_t *request = s_container(service->queue.next, s_request_t, node);
+        s_list_unlink(&request->node);
+        service->queue_size--;
+        s_list_unlink(&worker->node);
+        if (++worker->busy < worker->credit)
+            s_list_push_back(&service->waiting, &worker->node);
+        s_list_push_back(&worker->inflight, &request->node);
+        request->worker = worker;
+        zhashx_insert(self->tags, &request->tag, request);
+
+        s_send_head(self, worker->rid, VZ_CMD_REQUEST, true);
+        zmq_send(self->handle, &request->tag, VZ_TAG_SIZE, ZMQ_SNDMORE);
+        zmq_send(self->handle, request->caller, strlen(request->caller), ZMQ_SNDMORE);
+        //  Keep the body of a retryable request; zmq_msg_copy shares its buffer.
+        zframe_send(&request->body, self->router, request->idempotent ? ZFRAME_REUSE : 0);
+    }
+    vz_series_set(service->queue_gauge, (double) service->queue_size);
+}
+
+//  --------------------------------------------------------------------------
+//  Workers.
+
+static void s_worker_destroy(void **item_p)
+{
+    s_worker_t *worker = (s_worker_t *) *item_p;
+    if (worker) {
+        zframe_destroy(&worker->rid);
+        free(worker);
+        *item_p = NULL;
+    }
+}
+
+//  Remove a worker whose in-flight list is empty.
+static void s_worker_forget(vz_broker_t *self, s_worker_t *worker)
+{
+    assert(s_list_empty(&worker->inflight));
+    if (s_linked(&worker->node))
+        s_list_unlink(&worker->node);
+    s_service_t *service = worker->service;
+    if (!worker->draining) {
+        service->worker_count--;
+        service->last_worker_ms = vz_now_ms();
+        vz_series_set(service->workers_gauge, (double) service->worker_count);
+    }
+    zhashx_delete(self->workers, worker->rid);
+}
+
+//  A worker died holding requests: retry the idempotent ones elsewhere.
+static void s_worker_lost(vz_broker_t *self, s_worker_t *worker)
+{
+    vz_warn(NULL, "worker lost", "identity", worker->identity, "service", worker->service->name);
+    s_service_t *service = worker->service;
+    while (!s_list_empty(&worker->inflight)) {
+        s_request_t *request = s_container(worker->inflight.next, s_request_t, node);
+        if (request->idempotent && request->retries < self->retry_max && request->body
+            && !self->stopping) {
+            s_list_unlink(&request->node);
+            zhashx_delete(self->tags, &request->tag);
+            worker->busy--;
+            request->worker = NULL;
+            request->retries++;
+            request->tag = self->next_tag++;
+            s_list_push_front(&service->queue, &request->node);
+            service->queue_size++;
+        }
+        else {
+            s_send_request_error(self, request, VZ_ERR_WORKER_LOST, "worker lost the request");
+            s_count(self, service, S_OUT_WORKER_LOST);
+            s_request_finish(self, request);
+        }
+    }
+    s_worker_forget(self, worker);
+    s_dispatch(self, service);
+}
+
+//  --------------------------------------------------------------------------
+//  The broker's own service.
+
+static void s_serve_self(vz_broker_t *self, zframe_t *client, const vz_envelope_t *req)
+{
+    s_service_t *me = s_service_require(self, VZ_BROKER_SERVICE);
+    vz_envelope_t reply;
+    vz_envelope_reply_to(&reply, req);
+    vz_strlcpy(reply.caller, VZ_BROKER_SERVICE, sizeof reply.caller);
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init(&sbuf);
+    if (strcmp(req->method, "services") == 0) {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
+        size_t count = 0;
+        for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services))
+            count += s != me;
+        msgpack_pack_map(&pk, count);
+        for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
+            if (s == me)
+                continue;
+            msgpack_pack_str(&pk, strlen(s->name));
+            msgpack_pack_str_body(&pk, s->name, strlen(s->name));
+            msgpack_pack_map(&pk, 2);
+            msgpack_pack_str(&pk, 7);
+            msgpack_pack_str_body(&pk, "workers", 7);
+            msgpack_pack_uint64(&pk, s->worker_count);
+            msgpack_pack_str(&pk, 5);
+            msgpack_pack_str_body(&pk, "queue", 5);
+            msgpack_pack_uint64(&pk, s->queue_size);
+        }
+        reply.body = (const uint8_t *) sbuf.data;
+        reply.body_len = sbuf.size;
+    }
+    else if (strcmp(req->method, "ping") != 0) {
+        s_send_error(self, client, req, VZ_ERR_UNKNOWN_METHOD, "broker serves ping, services");
+        s_count(self, me, S_OUT_UNKNOWN_METHOD);
+        msgpack_sbuffer_destroy(&sbuf);
+        return;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (vz_envelope_encode(&reply, &buf, &len) == 0) {
+        s_send_head(self, client, VZ_CMD_REPLY, true);
+        zmq_send(self->handle, buf, len, 0);
+        free(buf);
+        s_count(self, me, S_OUT_REPLIED);
+    }
+    msgpack_sbuffer_destroy(&sbuf);
+}
+
+//  --------------------------------------------------------------------------
+//  Incoming commands. Each handler gets the routing id, the message after the
+//  command frame, the caller identity and the wall clock; arity was checked.
+
+typedef void(s_handler_fn)(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+                           int64_t now);
+
+static void s_on_request(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+                         int64_t now)
+{
+    zframe_t *frame = zmsg_first(msg);
+    vz_envelope_t env;
+    env.id[0] = '\0';
+    const char *reason = NULL;
+    if (vz_envelope_decode(&env, zframe_data(frame), zframe_size(frame), NULL, &reason) < 0
+        || env.kind != VZ_KIND_REQUEST || env.service[0] == '\0') {
+        s_malformed(self, reason ? reason : "not a request", identity);
+        if (env.id[0]) {
+            vz_envelope_t stub;
+            vz_envelope_init(&stub, VZ_KIND_REQUEST);
+            vz_strlcpy(stub.id, env.id, sizeof stub.id);
+            s_send_error(self, rid, &stub, VZ_ERR_MALFORMED, reason ? reason : "not a request");
+        }
+        return;
+    }
+    if (!vz_policy_may_call(self->policy, identity, env.service)) {
+        s_forbidden(self, identity, "call", env.service);
+        s_send_error(self, rid, &env, VZ_ERR_FORBIDDEN, "call policy refuses this call");
+        return;
+    }
+    if (self->stopping) {
+        s_send_error(self, rid, &env, VZ_ERR_UNAVAILABLE, "broker is shutting down");
+        return;
+    }
+    if (strcmp(env.service, VZ_BROKER_SERVICE) == 0) {
+        s_serve_self(self, rid, &env);
+        return;
+    }
+    s_service_t *service = s_service_require(self, env.service);
+    if (!service) {
+        s_send_error(self, rid, &env, VZ_ERR_OVERLOADED, "too many services");
+        return;
+    }
+    int64_t deadline = env.deadline_ms > 0 ? env.deadline_ms : now + self->default_timeout_ms;
+    if (deadline <= now) {
+        s_send_error(self, rid, &env, VZ_ERR_TIMEOUT, "deadline already passed");
+        s_count(self, service, S_OUT_TIMEOUT);
+        return;
+    }
+    if (service->queue_size >= (size_t) self->queue_max) {
+        s_send_error(self, rid, &env, VZ_ERR_OVERLOADED, "service queue is full");
+        s_count(self, service, S_OUT_OVERLOADED);
+        return;
+    }
+    s_request_t *request = s_request_new(self);
+    request->tag = self->next_tag++;
+    request->client = zframe_dup(rid);
+    request->body = zmsg_pop(msg);
+    request->service = service;
+    request->deadline_ms = deadline;
+    request->start_ms = now;
+    request->start_us = s_mono_us();
+    request->idempotent = (env.flags & VZ_FLAG_IDEMPOTENT) != 0;
+    vz_strlcpy(request->caller, identity, sizeof request->caller);
+    vz_strlcpy(request->id, env.id, sizeof request->id);
+    vz_strlcpy(request->method, env.method, sizeof request->method);
+    vz_strlcpy(request->traceparent, env.traceparent, sizeof request->traceparent);
+    s_heap_push(self, request);
+    s_list_push_back(&service->queue, &request->node);
+    service->queue_size++;
+    s_dispatch(self, service);
+}
+
+static void s_on_reply(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+                       int64_t now)
+{
+    s_worker_t *worker = (s_worker_t *) zhashx_lookup(self->workers, rid);
+    zframe_t *tag = zmsg_first(msg);
+    if (!worker || zframe_size(tag) != VZ_TAG_SIZE) {
+        s_malformed(self, worker ? "bad tag" : "reply from a non-worker", identity);
+        return;
+    }
+    worker->expiry = zclock_mono() + (int64_t) self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+    s_request_t *request = (s_request_t *) zhashx_lookup(self->tags, zframe_data(tag));
+    if (!request || request->worker != worker)
+        return; //  late reply to a request that timed out: the client has its answer
+    zframe_t *body = zmsg_last(msg);
+    zmsg_remove(msg, body);
+    s_send_head(self, request->client, VZ_CMD_REPLY, true);
+    zframe_send(&body, self->router, 0);
+    s_service_t *service = request->service;
+    vz_series_observe(service->duration, (double) (s_mono_us() - request->start_us) / 1e6);
+    s_count(self, service, S_OUT_REPLIED);
+    s_request_finish(self, request);
+    s_worker_freed(self, worker);
+    s_dispatch(self, service);
+}
+
+static void s_on_ready(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+                       int64_t now)
+{
+    char name[VZ_NAME_MAX];
+    zframe_t *sframe = zmsg_first(msg);
+    zframe_t *cframe = zmsg_next(msg);
+    char digits[8] = "";
+    size_t dlen = zframe_size(cframe);
+    if (zframe_size(sframe) == 0 || zframe_size(sframe) >= sizeof name || dlen == 0
+        || dlen >= sizeof digits) {
+        s_malformed(self, "bad RDY", identity);
+        return;
+    }
+    memcpy(name, zframe_data(sframe), zframe_size(sframe));
+    name[zframe_size(sframe)] = '\0';
+    memcpy(digits, zframe_data(cframe), dlen);
+    char *end = NULL;
+    long credit = strtol(digits, &end, 10);
+    if (!isdigit((unsigned char) digits[0]) || *end != '\0' || credit < 1 || credit > VZ_CREDIT_MAX || strlen(name) != zframe_size(sframe)) {
+        s_malformed(self, "bad RDY", identity);
+        return;
+    }
+    if (self->stopping || strcmp(name, VZ_BROKER_SERVICE) == 0
+        || !vz_policy_may_serve(self->policy, identity, name)) {
+        if (!self->stopping)
+            s_forbidden(self, identity, "serve", name);
+        s_send_head(self, rid, VZ_CMD_BYE, false);
+        return;
+    }
+    s_worker_t *worker = (s_worker_t *) zhashx_lookup(self->workers, rid);
+    if (worker) {
+        //  A repeated RDY for the same service updates the credit; another service is a bug.
+        if (strcmp(worker->service->name, name) != 0 || worker->draining) {
+            s_malformed(self, "RDY for a second service", identity);
+            return;
+        }
+        worker->credit = (int) credit;
+    }
+    else {
+        s_service_t *service = s_service_require(self, name);
+        if (!service) {
+            s_send_head(self, rid, VZ_CMD_BYE, false);
+            return;
+        }
+        worker = (s_worker_t *) zmalloc(sizeof *worker);
+        s_list_init(&worker->inflight);
+        worker->rid = zframe_dup(rid);
+        worker->service = service;
+        worker->credit = (int) credit;
+        vz_strlcpy(worker->identity, identity, sizeof worker->identity);
+        zhashx_insert(self->workers, worker->rid, worker);
+        service->worker_count++;
+        service->last_worker_ms = now;
+        vz_series_set(service->workers_gauge, (double) service->worker_count);
+        vz_info(NULL, "worker ready", "identity", identity, "service", name);
+    }
+    worker->expiry = zclock_mono() + (int64_t) self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+    s_send_head(self, rid, VZ_CMD_HEARTBEAT, false);
+    s_worker_freed(self, worker);
+    s_dispatch(self, worker->service);
+}
+
+static void s_on_heartbeat(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+                           int64_t now)
+{
+    s_worker_t *worker = (s_worker_t *) zhashx_lookup(self->workers, rid);
+    if (worker)
+        worker->expiry = zclock_mono() + (int64_t) self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+    else
+        s_send_head(self, rid, VZ_CMD_BYE, false); //  we forgot it: tell it to register again
+}
+
+static void s_on_bye(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+                     int64_t now)
+{
+    s_worker_t *worker = (s_worker_t *) zhashx_lookup(self->workers, rid);
+    if (!worker || worker->draining)
+        return;
+    vz_info(NULL, "worker draining", "identity", identity, "service", worker->service->name);
+    if (s_linked(&worker->node))
+        s_list_unlink(&worker->node);
+    worker->draining = true;
+    worker->service->worker_count--;
+    worker->service->last_worker_ms = now;
+    vz_series_set(worker->service->workers_gauge, (double) worker->service->worker_count);
+    s_worker_freed(self, worker);
+}
+
+//  Dispatch table: command, frames after the command, handler.
+static const struct {
+    const char *command;
+    size_t frames;
+    s_handler_fn *handler;
+} s_commands[] = {
+    { VZ_CMD_REQUEST, 1, s_on_request },  { VZ_CMD_REPLY, 2, s_on_reply },
+    { VZ_CMD_READY, 2, s_on_ready },      { VZ_CMD_HEARTBEAT, 0, s_on_heartbeat },
+    { VZ_CMD_BYE, 0, s_on_bye },
+};
+
+//  One message: routing id, command, arguments. Checks arity and identity
+//  centrally, then calls the handler. An identity the policy does not know
+//  may only send REQ, which the policy check answers with "forbidden".
+static void s_handle(vz_broker_t *self, zmsg_t *msg, int64_t now)
+{
+    zframe_t *rid = zmsg_pop(msg);
+    zframe_t *cmd = zmsg_pop(msg);
+    char identity[VZ_NAME_MAX] = "";
+    if (!rid || !cmd) {
+        s_malformed(self, "empty message", "");
+        goto done;
+    }
+    if (vz_curve_peer_name(cmd, identity, sizeof identity) < 0)
+        identity[0] = '\0';
+    size_t i;
+    for (i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
+        if (zframe_streq(cmd, s_commands[i].command))
+            break;
+    if (i == sizeof s_commands / sizeof s_commands[0])
+        s_malformed(self, "unknown command", identity);
+    else if (zmsg_size(msg) != s_commands[i].frames)
+        s_malformed(self, "wrong frame count", identity);
+    else if (s_commands[i].handler != s_on_request && !vz_policy_known(self->policy, identity)) {
+        if (s_commands[i].handler == s_on_ready)
+            s_send_head(self, rid, VZ_CMD_BYE, false);
+        s_forbidden(self, identity, "connect", "*");
+    }
+    else
+        s_commands[i].handler(self, rid, msg, identity, now);
+done:
+    zframe_destroy(&rid);
+    zframe_destroy(&cmd);
+    zmsg_destroy(&msg);
+}
+
+//  Read what is waiting, up to a batch, so timers still run under load.
+static int s_router_readable(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    vz_broker_t *self = (vz_broker_t *) arg;
+    int64_t now = vz_now_ms();
+    for (int n = 0; n < S_BATCH; n++) {
+        zmsg_t *msg = zmsg_recv(self->router);
+        if (!msg)
+            break;
+        s_handle(self, msg, now);
+    }
+    return 0;
+}
+
+//  Expire requests whose deadline passed, queued or in flight.
+static int s_deadline_timer(zloop_t *loop, int timer_id, void *arg)
+{
+    vz_broker_t *self = (vz_broker_t *) arg;
+    int64_t now = vz_now_ms();
+    while (self->heap_size > 0 && self->heap[0]->deadline_ms <= now) {
+        s_request_t *request = self->heap[0];
+        s_service_t *service = request->service;
+        s_worker_t *worker = request->worker;
+        bool no_worker = !worker && service->worker_count == 0
+                         && service->last_worker_ms < request->start_ms;
+        s_send_request_error(self, request, no_worker ? VZ_ERR_NO_WORKER : VZ_ERR_TIMEOUT,
+                             no_worker ? "no worker for the service" : "deadline passed");
+        s_count(self, service, no_worker ? S_OUT_NO_WORKER : S_OUT_TIMEOUT);
+        //  The worker does not answer expired requests, so its credit comes back now.
+        s_request_finish(self, request);
+        if (worker) {
+            s_worker_freed(self, worker);
+            s_dispatch(self, service);
+        }
+    }
+    return 0;
+}
+
+//  Heartbeat every worker and forget the silent ones.
+static int s_heartbeat_timer(zloop_t *loop, int timer_id, void *arg)
+{
+    vz_broker_t *self = (vz_broker_t *) arg;
+    int64_t now = zclock_mono();
+    zlistx_t *dead = NULL;
+    for (s_worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers)) {
+        if (w->expiry < now) {
+            if (!dead)
+                dead = zlistx_new();
+            zlistx_add_end(dead, w);
+        }
+        else
+            s_send_head(self, w->rid, VZ_CMD_HEARTBEAT, false);
+    }
+    if (dead) {
+        for (s_worker_t *w = zlistx_first(dead); w; w = zlistx_next(dead))
+            s_worker_lost(self, w);
+        zlistx_destroy(&dead);
+    }
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+
+vz_broker_t *vz_broker_new(const vz_broker_config_t *config, vz_policy_t **policy_p)
+{
+    assert(config && config->endpoint && config->cert && config->metrics);
+    assert(policy_p && *policy_p);
+    zsock_t *router = vz_curve_server(ZMQ_ROUTER, config->endpoint, config->cert);
+    if (!router)
+        return NULL;
+    vz_broker_t *self = (vz_broker_t *) zmalloc(sizeof *self);
+    self->router = router;
+    self->handle = zsock_resolve(router);
+    //  Bounded frames; the listener copied its options at bind, so this
+    //  protects connections only if vz_curve_server set it before binding.
+    zsock_set_maxmsgsize(router, S_MAXMSGSIZE);
+    zsock_set_rcvtimeo(router, 0);
+    self->port = vz_curve_bound_port(router);
+    self->policy = *policy_p;
+    *policy_p = NULL;
+    self->metrics = config->metrics;
+    self->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : VZ_HEARTBEAT_MS;
+    self->queue_max = config->queue_max > 0 ? config->queue_max : 10000;
+    self->retry_max = config->retry_max >= 0 ? config->retry_max : 0;
+    self->default_timeout_ms =
+        config->default_timeout_ms > 0 ? config->default_timeout_ms : S_DEFAULT_TIMEOUT_MS;
+    self->services = zhashx_new();
+    zhashx_set_destructor(self->services, s_service_destroy);
+    self->workers = zhashx_new();
+    zhashx_set_key_hasher(self->workers, s_frame_hash);
+    zhashx_set_key_comparator(self->workers, s_frame_compare);
+    zhashx_set_key_duplicator(self->workers, NULL);
+    zhashx_set_key_destructor(self->workers, NULL);
+    zhashx_set_destructor(self->workers, s_worker_destroy);
+    self->tags = zhashx_new();
+    zhashx_set_key_hasher(self->tags, s_tag_hash);
+    zhashx_set_key_comparator(self->tags, s_tag_compare);
+    zhashx_set_key_duplicator(self->tags, NULL);
+    zhashx_set_key_destructor(self->tags, NULL);
+    self->logged = zhashx_new();
+    s_list_init(&self->pool);
+    //  A random start keeps tags of a restarted broker apart from old ones.
+    self->next_tag = ((uint64_t) randof(0x7fffffff) << 32) ^ (uint64_t) s_mono_us();
+    self->malformed = vz_metrics_counter(self->metrics, "vz_broker_malformed_total",
+                                         "Messages dropped as malformed", NULL);
+    self->forbidden = vz_metrics_counter(self->metrics, "vz_broker_forbidden_total",
+                                         "Messages refused by the call policy", NULL);
+    return self;
+}
+
+void vz_broker_destroy(vz_broker_t **self_p)
+{
+    assert(self_p);
+    vz_broker_t *self = *self_p;
+    if (!self)
+        return;
+    //  Release every live request, then the workers and services they point to.
+    while (self->heap_size > 0)
+        s_request_finish(self, self->heap[0]);
+    while (!s_list_empty(&self->pool)) {
+        s_node_t *node = self->pool.next;
+        s_list_unlink(node);
+        free(s_container(node, s_request_t, node));
+    }
+    free(self->heap);
+    zhashx_destroy(&self->tags);
+    zhashx_destroy(&self->workers);
+    zhashx_destroy(&self->services);
+    zhashx_destroy(&self->logged);
+    vz_policy_destroy(&self->policy);
+    //  After a drain, give the farewells a moment on the wire before closing.
+    zsock_set_linger(self->router, self->stopping ? 500 : 0);
+    zsock_destroy(&self->router);
+    free(self);
+    *self_p = NULL;
+}
+
+int vz_broker_port(vz_broker_t *self)
+{
+    return self->port;
+}
+
+int vz_broker_attach(vz_broker_t *self, zloop_t *loop)
+{
+    assert(!self->loop);
+    self->loop = loop;
+    if (zloop_reader(loop, self->router, s_router_readable, self) < 0)
+        return -EINVAL;
+    zloop_reader_set_tolerant(loop, self->router);
+    if (zloop_timer(loop, (size_t) self->heartbeat_ms, 0, s_heartbeat_timer, self) < 0
+        || zloop_timer(loop, S_DEADLINE_TICK_MS, 0, s_deadline_timer, self) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+void vz_broker_set_policy(vz_broker_t *self, vz_policy_t **policy_p)
+{
+    assert(policy_p && *policy_p);
+    vz_policy_destroy(&self->policy);
+    self->policy = *policy_p;
+    *policy_p = NULL;
+    zhashx_purge(self->logged);
+}
+
+void vz_broker_drain(vz_broker_t *self, int timeout_ms)
+{
+    self->stopping = true;
+    //  Queued requests will not be dispatched any more.
+    for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
+        while (!s_list_empty(&s->queue)) {
+            s_request_t *request = s_container(s->queue.next, s_request_t, node);
+            s_send_request_error(self, request, VZ_ERR_UNAVAILABLE, "broker is shutting down");
+            s_count(self, s, S_OUT_UNAVAILABLE);
+            s_request_finish(self, request);
+        }
+    }
+    //  Let replies in flight come back, refusing new work meanwhile.
+    int64_t until = zclock_mono() + timeout_ms;
+    while (zhashx_size(self->tags) > 0) {
+        int64_t left = until - zclock_mono();
+        if (left <= 0)
+            break;
+        zmq_pollitem_t item = { self->handle, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll(&item, 1, (long) left) < 0 && errno != EINTR)
+            break;
+        if (item.revents & ZMQ_POLLIN)
+            s_router_readable(NULL, self->router, self);
+    }
+    while (self->heap_size > 0) {
+        s_request_t *request = self->heap[0];
+        s_send_request_error(self, request, VZ_ERR_UNAVAILABLE, "broker is shutting down");
+        s_count(self, request->service, S_OUT_UNAVAILABLE);
+        s_request_finish(self, request);
+    }
+    //  Every worker is told to go; it reconnects to another broker or waits.
+    for (s_worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers))
+        s_send_head(self, w->rid, VZ_CMD_BYE, false);
+}

@@ -1,0 +1,53 @@
+/*  broker - the routing engine: Majordomo-style dispatch over one CURVE ROUTER
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Workers announce RDY <service> <credit>; clients send REQ <envelope>; the
+ *  broker checks the call policy against the caller's CURVE identity,
+ *  queues per service and hands each request to the least-recently-used
+ *  ready worker with free credit, tracking it by an 8-byte tag until the
+ *  reply, the deadline or the worker's death. Frames: common/vz_proto.h.
+ *
+ *  Everything runs on the reactor thread that owns the zloop; nothing here
+ *  is thread-safe, except that metrics series are updated atomically.
+ */
+#ifndef VZ_BROKER_H
+#define VZ_BROKER_H
+
+#include <czmq.h>
+#include "policy.h"
+#include "vz_metrics.h"
+
+typedef struct {
+    const char *endpoint;   //  where the ROUTER binds (port 0 or * = ephemeral)
+    zcert_t *cert;          //  broker certificate (borrowed)
+    vz_metrics_t *metrics;  //  registry for the broker's series (borrowed)
+    int heartbeat_ms;       //  heartbeat interval to workers; 0 = VZ_HEARTBEAT_MS
+    int queue_max;          //  queued requests per service before "overloaded"
+    int retry_max;          //  re-dispatches of an idempotent request after worker loss
+    int default_timeout_ms; //  deadline given to requests that carry none; 0 = 30 s
+} vz_broker_config_t;
+
+typedef struct vz_broker_t vz_broker_t;
+
+//  Bind the ROUTER (the ZAP handler must already run: vz_auth_new) and take
+//  the policy. NULL when the bind fails (errno set); *policy_p is then
+//  left to the caller.
+vz_broker_t *vz_broker_new(const vz_broker_config_t *config, vz_policy_t **policy_p);
+//  Forget everything without notifying anyone (use vz_broker_drain first).
+void vz_broker_destroy(vz_broker_t **self_p);
+
+//  TCP port actually bound.
+int vz_broker_port(vz_broker_t *self);
+
+//  Register the socket and the heartbeat and deadline timers with loop.
+int vz_broker_attach(vz_broker_t *self, zloop_t *loop);
+
+//  Swap in a new policy (takes it). Registered workers stay.
+void vz_broker_set_policy(vz_broker_t *self, vz_policy_t **policy_p);
+
+//  Shutdown, after the loop has stopped: queued requests get "unavailable",
+//  replies to requests in flight are still forwarded for up to timeout_ms,
+//  then what is left gets "unavailable" and every worker gets BYE. Blocking.
+void vz_broker_drain(vz_broker_t *self, int timeout_ms);
+
+#endif

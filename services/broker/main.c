@@ -1,0 +1,127 @@
+/*  vz-broker - routes requests between services under the call policy
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Thin main: read the configuration, build the app, run the reactor until
+ *  SIGTERM, drain, tear down. The routing itself is in broker.c.
+ */
+#include <czmq.h>
+
+#include "broker.h"
+#include "policy.h"
+#include "vz_curve.h"
+#include "vz_daemon.h"
+
+#define S_RELOAD_CHECK_MS 250 //  how often the reactor looks for a pending SIGHUP
+
+typedef struct {
+    char bind[VZ_PATH_MAX];   //  VZ_BROKER_BIND
+    char policy[VZ_PATH_MAX]; //  VZ_BROKER_POLICY
+    int queue_max;            //  VZ_BROKER_QUEUE_MAX
+    int retry_max;            //  VZ_BROKER_RETRY_MAX
+} s_config_t;
+
+static const vz_cfg_item_t s_items[] = {
+    VZ_CFG_ITEM(s_config_t, "VZ_BROKER_BIND", "broker/bind", VZ_CFG_STR, "tcp://127.0.0.1:5555",
+                0, 0, bind, "endpoint the broker's CURVE ROUTER binds (port 0 or * = ephemeral)"),
+    VZ_CFG_ITEM(s_config_t, "VZ_BROKER_POLICY", "broker/policy", VZ_CFG_STR,
+                "configs/policy.cfg", 0, 0, policy, "call policy file (ZPL), relative to cwd"),
+    VZ_CFG_ITEM(s_config_t, "VZ_BROKER_QUEUE_MAX", "broker/queue_max", VZ_CFG_INT, "10000", 1,
+                10000000, queue_max, "queued requests per service before \"overloaded\""),
+    VZ_CFG_ITEM(s_config_t, "VZ_BROKER_RETRY_MAX", "broker/retry_max", VZ_CFG_INT, "1", 0, 10,
+                retry_max, "re-dispatches of an idempotent request after its worker died"),
+};
+
+typedef struct {
+    vz_daemon_t *daemon;  //  common daemon machinery
+    vz_auth_t *auth;      //  ZAP handler for the allow directory
+    vz_broker_t *broker;  //  routing engine
+    zloop_t *loop;        //  the one reactor
+    const char *policy;   //  policy path, for reloads (points into the config)
+} s_app_t;
+
+//  SIGHUP only sets a flag; the reactor picks it up here and swaps the
+//  policy only when the new file is valid.
+static int s_reload_timer(zloop_t *loop, int timer_id, void *arg)
+{
+    s_app_t *app = (s_app_t *) arg;
+    if (!vz_daemon_reload_requested(app->daemon))
+        return 0;
+    char err[VZ_PATH_MAX + 128];
+    vz_policy_t *policy = vz_policy_load(app->policy, err, sizeof err);
+    if (!policy) {
+        vz_error(NULL, "unable to reload policy: keeping the old one", "reason", err);
+        return 0;
+    }
+    char count[24];
+    snprintf(count, sizeof count, "%zu", vz_policy_size(policy));
+    vz_broker_set_policy(app->broker, &policy);
+    vz_info(NULL, "policy reloaded", "path", app->policy, "identities", count);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    s_config_t config;
+    vz_daemon_spec_t spec = { .service = "broker", .admin_port = 9100, .needs_broker = false,
+                              .needs_allow_dir = true, .items = s_items,
+                              .count = sizeof s_items / sizeof s_items[0], .config = &config };
+    int exit_code = VZ_EXIT_OK;
+    s_app_t app = { .policy = config.policy };
+    app.daemon = vz_daemon_new(&spec, argc, argv, &exit_code);
+    if (!app.daemon)
+        return exit_code;
+
+    char err[VZ_PATH_MAX + 128];
+    vz_policy_t *policy = vz_policy_load(config.policy, err, sizeof err);
+    if (!policy) {
+        vz_error(NULL, "unable to start: bad policy", "reason", err);
+        vz_daemon_destroy(&app.daemon);
+        return VZ_EXIT_PERMANENT;
+    }
+    const vz_daemon_config_t *common = vz_daemon_config(app.daemon);
+    app.auth = vz_auth_new(common->allow_dir);
+    if (!app.auth) {
+        vz_error(NULL, "unable to start authentication", "allow_dir", common->allow_dir);
+        vz_policy_destroy(&policy);
+        vz_daemon_destroy(&app.daemon);
+        return VZ_EXIT_PERMANENT;
+    }
+    vz_broker_config_t bconfig = { .endpoint = config.bind,
+                                   .cert = vz_daemon_cert(app.daemon),
+                                   .metrics = vz_daemon_metrics(app.daemon),
+                                   .heartbeat_ms = common->heartbeat_ms,
+                                   .queue_max = config.queue_max,
+                                   .retry_max = config.retry_max };
+    app.broker = vz_broker_new(&bconfig, &policy);
+    if (!app.broker) {
+        //  A malformed endpoint will never bind; a busy port may free up.
+        int permanent = errno == EINVAL || errno == EPROTONOSUPPORT;
+        vz_error(NULL, "unable to bind broker socket", "endpoint", config.bind, "reason",
+                 strerror(errno));
+        vz_policy_destroy(&policy);
+        vz_auth_destroy(&app.auth);
+        vz_daemon_destroy(&app.daemon);
+        return permanent ? VZ_EXIT_PERMANENT : VZ_EXIT_TEMPORARY;
+    }
+    app.loop = zloop_new();
+    if (vz_broker_attach(app.broker, app.loop) < 0
+        || zloop_timer(app.loop, S_RELOAD_CHECK_MS, 0, s_reload_timer, &app) < 0) {
+        vz_error(NULL, "unable to start reactor");
+        exit_code = VZ_EXIT_TEMPORARY;
+    }
+    else {
+        char port[16];
+        snprintf(port, sizeof port, "%d", vz_broker_port(app.broker));
+        vz_info(NULL, "broker ready", "endpoint", config.bind, "port", port);
+        vz_daemon_ready(app.daemon);
+        zloop_start(app.loop);
+        vz_info(NULL, "broker draining");
+        vz_daemon_not_ready(app.daemon, "shutting down");
+        vz_broker_drain(app.broker, common->drain_ms);
+    }
+    zloop_destroy(&app.loop);
+    vz_broker_destroy(&app.broker);
+    vz_auth_destroy(&app.auth);
+    vz_daemon_destroy(&app.daemon);
+    return exit_code;
+}
