@@ -1,0 +1,119 @@
+/*  vz-echo - reference worker: echo, ping, slow and whoami over the broker
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  The smallest real service of the mesh, used by the gateway's tests and as
+ *  the template for new workers: one static method table, vz_daemon_serve.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vz_daemon.h"
+#include "vz_proto.h"
+#include "vz_worker.h"
+
+#define ECHO_ADMIN_PORT 9110
+#define SLOW_MAX_MS     10000
+#define WHOAMI_MAX      8192
+
+static int s_echo(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    return vz_reply_body(reply, req->body, req->body_len);
+}
+
+static int s_ping(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    return vz_reply_body(reply, "", 0);
+}
+
+//  The worker API replies synchronously, so "slow" blocks this worker's
+//  reactor. It never waits past the caller's deadline (nobody listens after
+//  it) and answers "timeout" then, which keeps a slow call from outliving
+//  the broker's heartbeat budget as long as callers set deadlines.
+static int s_slow(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    char text[8] = "";
+    if (req->body_len == 0 || req->body_len >= sizeof text)
+        return vz_reply_error(reply, VZ_ERR_INVALID, "body must be milliseconds 0..10000");
+    memcpy(text, req->body, req->body_len);
+    char *end = NULL;
+    long ms = strtol(text, &end, 10);
+    if (*end != '\0' || text[0] == '-' || text[0] == '+' || ms > SLOW_MAX_MS)
+        return vz_reply_error(reply, VZ_ERR_INVALID, "body must be milliseconds 0..10000");
+
+    int64_t until = vz_now_ms() + ms;
+    bool cut = req->deadline_ms > 0 && req->deadline_ms < until;
+    if (cut)
+        until = req->deadline_ms;
+    while (!zsys_interrupted) {
+        int64_t left = until - vz_now_ms();
+        if (left <= 0)
+            break;
+        zclock_sleep(left > 50 ? 50 : (int) left);
+    }
+    if (cut)
+        return vz_reply_error(reply, VZ_ERR_TIMEOUT, "deadline reached while waiting");
+    return vz_reply_body(reply, "ok", 2);
+}
+
+//  Append "key":"escaped value" to out; false when out is full.
+static bool s_json_pair(char *out, size_t n, size_t *used, const char *key, const char *value,
+                        bool comma)
+{
+    char kesc[VZ_CTX_KEY_MAX * 6 + 1], esc[VZ_CTX_VAL_MAX * 6 + 1];
+    if (vz_json_escape(kesc, sizeof kesc, key) < 0 || vz_json_escape(esc, sizeof esc, value) < 0)
+        return false;
+    int rc = snprintf(out + *used, n - *used, "%s\"%s\":\"%s\"", comma ? "," : "", kesc, esc);
+    if (rc < 0 || (size_t) rc >= n - *used)
+        return false;
+    *used += (size_t) rc;
+    return true;
+}
+
+//  Tells a caller what the worker saw: the identity the broker vouched for,
+//  the request id and trace context that travelled, and the auth context.
+static int s_whoami(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    char out[WHOAMI_MAX];
+    size_t used = 1;
+    out[0] = '{';
+    bool ok = s_json_pair(out, sizeof out, &used, "caller", req->caller, false)
+              && s_json_pair(out, sizeof out, &used, "request_id", req->id, true)
+              && s_json_pair(out, sizeof out, &used, "traceparent", req->traceparent, true);
+    ok = ok && used + 9 < sizeof out;
+    if (ok) {
+        memcpy(out + used, ",\"ctx\":{", 8);
+        used += 8;
+    }
+    for (size_t i = 0; ok && i < req->ctx_count; i++)
+        ok = s_json_pair(out, sizeof out, &used, req->ctx[i].key, req->ctx[i].value, i > 0);
+    if (!ok || used + 3 > sizeof out)
+        return vz_reply_error(reply, VZ_ERR_INTERNAL, "identity does not fit the reply");
+    memcpy(out + used, "}}", 2);
+    used += 2;
+    return vz_reply_body(reply, out, used);
+}
+
+static const vz_method_t s_methods[] = {
+    { "echo", s_echo, VZ_METHOD_IDEMPOTENT, 1024 * 1024 },
+    { "ping", s_ping, VZ_METHOD_IDEMPOTENT, 0 },
+    { "slow", s_slow, 0, 0 },
+    { "whoami", s_whoami, VZ_METHOD_IDEMPOTENT, 0 },
+};
+
+int main(int argc, char **argv)
+{
+    vz_daemon_spec_t spec = {
+        .service = "echo",
+        .admin_port = ECHO_ADMIN_PORT,
+        .needs_broker = true,
+    };
+    int code = VZ_EXIT_OK;
+    vz_daemon_t *daemon = vz_daemon_new(&spec, argc, argv, &code);
+    if (!daemon)
+        return code;
+    code = vz_daemon_serve(daemon, NULL, s_methods, sizeof s_methods / sizeof s_methods[0], 1,
+                           NULL);
+    vz_daemon_destroy(&daemon);
+    return code;
+}

@@ -1,0 +1,377 @@
+/*  upstream - the gateway's reactor side: owns the broker client and Redis
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include "upstream.h"
+
+#include <assert.h>
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "vz_client.h"
+#include "vz_proto.h"
+
+#define TICK_MS          50   //  deadline scan period
+#define REDIS_TIMEOUT_MS 200  //  connect and command budget for the health PING
+#define PING_PREFIX      "gw-ping-"
+
+struct vz_upstream_t {
+    vz_client_t *client;       //  DEALER to the broker, reactor thread only
+    zhashx_t *pending;         //  wire id -> vz_upcall_t *, reactor thread only
+    int wake_fd;               //  eventfd: submissions waiting
+    pthread_mutex_t lock;      //  guards queue_head/queue_tail/closed
+    vz_upcall_t *queue_head;   //  submitted, not yet started
+    vz_upcall_t *queue_tail;   //  last of them
+    bool closed;               //  no more submissions
+    atomic_int inflight;       //  submitted and not done
+    atomic_llong last_seen_ms; //  when the broker last answered anything
+    int heartbeat_ms;          //  ping interval
+    int grace_ms;              //  local wait past the envelope deadline
+    unsigned ping_seq;         //  numbers our pings
+    char redis_host[256];      //  parsed from the Redis URL
+    int redis_port;            //  idem
+    int redis_db;              //  idem
+    redisContext *redis;       //  health connection, reactor thread only; NULL = reconnect
+};
+
+//  Accept redis://[userinfo@]host[:port][/db]. Credentials are not used yet.
+static int s_parse_redis_url(vz_upstream_t *self, const char *url)
+{
+    const char *p = url;
+    if (strncmp(p, "redis://", 8) != 0)
+        return -EINVAL;
+    p += 8;
+    const char *at = strchr(p, '@');
+    if (at)
+        p = at + 1;
+    size_t hostlen = strcspn(p, ":/");
+    if (hostlen == 0 || hostlen >= sizeof self->redis_host)
+        return -EINVAL;
+    memcpy(self->redis_host, p, hostlen);
+    self->redis_host[hostlen] = '\0';
+    p += hostlen;
+    self->redis_port = 6379;
+    self->redis_db = 0;
+    if (*p == ':') {
+        char *end = NULL;
+        long port = strtol(p + 1, &end, 10);
+        if (end == p + 1 || port < 1 || port > 65535)
+            return -EINVAL;
+        self->redis_port = (int) port;
+        p = end;
+    }
+    if (*p == '/' && p[1]) {
+        char *end = NULL;
+        long db = strtol(p + 1, &end, 10);
+        if (*end || db < 0 || db > 1000)
+            return -EINVAL;
+        self->redis_db = (int) db;
+    }
+    return 0;
+}
+
+vz_upstream_t *vz_upstream_new(const vz_upstream_config_t *config)
+{
+    assert(config && config->endpoints && config->broker_key && config->cert);
+    vz_upstream_t *self = calloc(1, sizeof *self);
+    assert(self);
+    self->wake_fd = -1;
+    self->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : VZ_HEARTBEAT_MS;
+    self->grace_ms = config->grace_ms;
+    pthread_mutex_init(&self->lock, NULL);
+    if (s_parse_redis_url(self, config->redis_url ? config->redis_url : "") < 0) {
+        //  Health then reports Redis as misconfigured instead of refusing to start.
+        self->redis_host[0] = '\0';
+    }
+    vz_client_config_t cc = {
+        .endpoints = config->endpoints, .broker_key = config->broker_key, .cert = config->cert
+    };
+    self->client = vz_client_new(&cc);
+    self->pending = zhashx_new();
+    self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!self->client || self->wake_fd < 0) {
+        vz_upstream_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+//  Complete a call: bookkeeping first, because done may free the call.
+static void s_finish(vz_upstream_t *self, vz_upcall_t *call)
+{
+    atomic_fetch_sub(&self->inflight, 1);
+    call->done(call);
+}
+
+static void s_fail(vz_upstream_t *self, vz_upcall_t *call, const char *code, const char *message)
+{
+    call->result = VZ_UPCALL_ERROR;
+    vz_strlcpy(call->error_code, code, sizeof call->error_code);
+    vz_strlcpy(call->error_message, message, sizeof call->error_message);
+    s_finish(self, call);
+}
+
+//  Take the whole submission queue at once, so the lock is held briefly.
+static vz_upcall_t *s_take_queue(vz_upstream_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    vz_upcall_t *head = self->queue_head;
+    self->queue_head = self->queue_tail = NULL;
+    pthread_mutex_unlock(&self->lock);
+    return head;
+}
+
+void vz_upstream_close(vz_upstream_t *self)
+{
+    assert(self);
+    pthread_mutex_lock(&self->lock);
+    self->closed = true;
+    pthread_mutex_unlock(&self->lock);
+    for (vz_upcall_t *call = s_take_queue(self), *next; call; call = next) {
+        next = call->next;
+        s_fail(self, call, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
+    }
+    if (!self->pending)
+        return;
+    zlistx_t *calls = zhashx_values(self->pending);
+    zhashx_purge(self->pending);
+    for (vz_upcall_t *call = zlistx_first(calls); call; call = zlistx_next(calls))
+        s_fail(self, call, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
+    zlistx_destroy(&calls);
+}
+
+void vz_upstream_destroy(vz_upstream_t **self_p)
+{
+    assert(self_p);
+    vz_upstream_t *self = *self_p;
+    if (!self)
+        return;
+    vz_upstream_close(self);
+    zhashx_destroy(&self->pending);
+    vz_client_destroy(&self->client);
+    if (self->redis)
+        redisFree(self->redis);
+    if (self->wake_fd >= 0)
+        close(self->wake_fd);
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+    *self_p = NULL;
+}
+
+int vz_upstream_submit(vz_upstream_t *self, vz_upcall_t *call)
+{
+    assert(self && call && call->done);
+    call->next = NULL;
+    pthread_mutex_lock(&self->lock);
+    if (self->closed) {
+        pthread_mutex_unlock(&self->lock);
+        return -ESHUTDOWN;
+    }
+    bool was_empty = self->queue_head == NULL;
+    if (self->queue_tail)
+        self->queue_tail->next = call;
+    else
+        self->queue_head = call;
+    self->queue_tail = call;
+    atomic_fetch_add(&self->inflight, 1);
+    pthread_mutex_unlock(&self->lock);
+    //  The reactor empties the whole queue per wake-up, so only the first
+    //  submission into an empty queue needs to wake it.
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t rc = write(self->wake_fd, &one, sizeof one);
+        (void) rc; //  EAGAIN means the counter is already non-zero: awake anyway
+    }
+    return 0;
+}
+
+//  One PING on a kept connection; reconnects after any failure. Blocks the
+//  reactor at most twice REDIS_TIMEOUT_MS, and only on a /health request.
+static void s_redis_ping(vz_upstream_t *self, vz_upcall_t *call)
+{
+    call->redis_ok = false;
+    if (!self->redis_host[0]) {
+        vz_strlcpy(call->redis_error, "invalid VZ_REDIS_URL", sizeof call->redis_error);
+        return;
+    }
+    struct timeval tv = { 0, REDIS_TIMEOUT_MS * 1000 };
+    if (!self->redis) {
+        self->redis = redisConnectWithTimeout(self->redis_host, self->redis_port, tv);
+        if (!self->redis || self->redis->err) {
+            vz_strlcpy(call->redis_error, self->redis ? self->redis->errstr : "out of memory",
+                       sizeof call->redis_error);
+            if (self->redis)
+                redisFree(self->redis);
+            self->redis = NULL;
+            return;
+        }
+        redisSetTimeout(self->redis, tv);
+    }
+    redisReply *reply = redisCommand(self->redis, "PING");
+    if (reply && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0)
+        call->redis_ok = true;
+    else if (reply && reply->type == REDIS_REPLY_ERROR)
+        vz_strlcpy(call->redis_error, reply->str, sizeof call->redis_error);
+    else
+        vz_strlcpy(call->redis_error, self->redis->err ? self->redis->errstr : "unexpected reply",
+                   sizeof call->redis_error);
+    if (reply)
+        freeReplyObject(reply);
+    if (!call->redis_ok) {
+        redisFree(self->redis);
+        self->redis = NULL;
+    }
+}
+
+static void s_start(vz_upstream_t *self, vz_upcall_t *call)
+{
+    if (call->kind == VZ_UPCALL_HEALTH) {
+        s_redis_ping(self, call);
+        vz_strlcpy(call->service, VZ_BROKER_SERVICE, sizeof call->service);
+        vz_strlcpy(call->method, "services", sizeof call->method);
+    }
+    //  Request ids come from clients and may repeat; the pending table needs
+    //  a unique key, so a colliding call travels under a fresh id.
+    vz_strlcpy(call->wire_id, call->id, sizeof call->wire_id);
+    if (!call->wire_id[0] || zhashx_lookup(self->pending, call->wire_id))
+        vz_client_new_id(call->wire_id, sizeof call->wire_id);
+
+    int64_t now = vz_now_ms();
+    vz_envelope_t env;
+    vz_envelope_init(&env, VZ_KIND_REQUEST);
+    vz_strlcpy(env.service, call->service, sizeof env.service);
+    vz_strlcpy(env.method, call->method, sizeof env.method);
+    vz_strlcpy(env.id, call->wire_id, sizeof env.id);
+    vz_strlcpy(env.traceparent, call->traceparent, sizeof env.traceparent);
+    env.deadline_ms = now + call->timeout_ms;
+    env.flags = call->idempotent ? VZ_FLAG_IDEMPOTENT : 0;
+    env.body = call->body;
+    env.body_len = call->body_len;
+    int rc = vz_client_send(self->client, &env);
+    if (rc == -EMSGSIZE) {
+        s_fail(self, call, "request_too_large", "request does not fit one envelope");
+        return;
+    }
+    if (rc < 0) {
+        s_fail(self, call, VZ_ERR_UNAVAILABLE, "unable to send to the broker");
+        return;
+    }
+    //  The grace lets the broker's own verdict at the deadline (no_worker,
+    //  timeout) arrive before we give up locally.
+    call->expires_ms = env.deadline_ms + self->grace_ms;
+    zhashx_insert(self->pending, call->wire_id, call);
+}
+
+static int s_on_wake(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    vz_upstream_t *self = arg;
+    uint64_t count;
+    ssize_t rc = read(self->wake_fd, &count, sizeof count);
+    (void) rc; //  EAGAIN: a previous pass already took the queue
+    for (vz_upcall_t *call = s_take_queue(self), *next; call; call = next) {
+        next = call->next;
+        s_start(self, call);
+    }
+    return 0;
+}
+
+static int s_on_response(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    vz_upstream_t *self = arg;
+    vz_response_t *response = NULL;
+    if (vz_client_recv(self->client, &response) < 0 || !response)
+        return 0; //  heartbeat, malformed frame or interrupted: nothing to match
+    //  Any answer at all proves the broker link works.
+    atomic_store(&self->last_seen_ms, (long long) vz_now_ms());
+    vz_upcall_t *call = zhashx_lookup(self->pending, response->env.id);
+    if (call) {
+        zhashx_delete(self->pending, response->env.id);
+        if (response->env.kind == VZ_KIND_REPLY) {
+            call->result = VZ_UPCALL_REPLY;
+            call->reply_len = response->env.body_len;
+            call->reply = malloc(call->reply_len + 1);
+            assert(call->reply);
+            if (call->reply_len)
+                memcpy(call->reply, response->env.body, call->reply_len);
+            call->reply[call->reply_len] = '\0';
+            s_finish(self, call);
+        }
+        else {
+            const char *code = response->env.error_code[0] ? response->env.error_code
+                                                            : VZ_ERR_INTERNAL;
+            s_fail(self, call, code, response->env.error_message);
+        }
+    }
+    vz_response_destroy(&response);
+    return 0;
+}
+
+static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    vz_upstream_t *self = arg;
+    int64_t now = vz_now_ms();
+    zlistx_t *expired = NULL;
+    for (vz_upcall_t *call = zhashx_first(self->pending); call;
+         call = zhashx_next(self->pending)) {
+        if (call->expires_ms > now)
+            continue;
+        if (!expired)
+            expired = zlistx_new();
+        zlistx_add_end(expired, call);
+    }
+    if (!expired)
+        return 0;
+    //  Delete outside the iteration, which zhashx does not allow to change.
+    for (vz_upcall_t *call = zlistx_first(expired); call; call = zlistx_next(expired)) {
+        zhashx_delete(self->pending, call->wire_id);
+        s_fail(self, call, VZ_ERR_TIMEOUT, "no answer before the deadline");
+    }
+    zlistx_destroy(&expired);
+    return 0;
+}
+
+static int s_on_ping(zloop_t *loop, int timer_id, void *arg)
+{
+    vz_upstream_t *self = arg;
+    vz_envelope_t env;
+    vz_envelope_init(&env, VZ_KIND_REQUEST);
+    vz_strlcpy(env.service, VZ_BROKER_SERVICE, sizeof env.service);
+    vz_strlcpy(env.method, "ping", sizeof env.method);
+    snprintf(env.id, sizeof env.id, PING_PREFIX "%u", self->ping_seq++);
+    env.deadline_ms = vz_now_ms() + (int64_t) self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+    env.flags = VZ_FLAG_IDEMPOTENT;
+    vz_client_send(self->client, &env); //  a lost ping shows up as a stale last_seen
+    return 0;
+}
+
+int vz_upstream_attach(vz_upstream_t *self, zloop_t *loop)
+{
+    assert(self && loop);
+    zmq_pollitem_t wake = { NULL, self->wake_fd, ZMQ_POLLIN, 0 };
+    if (zloop_reader(loop, vz_client_sock(self->client), s_on_response, self) < 0
+        || zloop_poller(loop, &wake, s_on_wake, self) < 0
+        || zloop_timer(loop, TICK_MS, 0, s_on_tick, self) < 0
+        || zloop_timer(loop, (size_t) self->heartbeat_ms, 0, s_on_ping, self) < 0)
+        return -ENOMEM;
+    //  First ping now rather than one interval later, so readiness is quick.
+    s_on_ping(loop, 0, self);
+    return 0;
+}
+
+bool vz_upstream_link_up(const vz_upstream_t *self)
+{
+    assert(self);
+    long long seen = atomic_load(&((vz_upstream_t *) self)->last_seen_ms);
+    return seen > 0
+           && vz_now_ms() - seen <= (int64_t) self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+}
+
+int vz_upstream_pending(const vz_upstream_t *self)
+{
+    assert(self);
+    return atomic_load(&((vz_upstream_t *) self)->inflight);
+}

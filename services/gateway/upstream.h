@@ -1,0 +1,95 @@
+/*  upstream - the gateway's reactor side: owns the broker client and Redis
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  HTTP threads never touch a ZeroMQ socket. They fill a vz_upcall_t and
+ *  vz_upstream_submit() it (thread-safe: a mutex-guarded queue plus an
+ *  eventfd that wakes the reactor). The reactor thread, which runs the zloop
+ *  this object is attached to, sends the request, keeps the pending table
+ *  (request id -> call), matches replies, enforces deadlines and finally
+ *  calls call->done on the reactor thread exactly once. After done returns
+ *  the reactor never touches the call again.
+ *
+ *  The reactor also pings the broker every heartbeat so readiness can say
+ *  whether the link is up (vz_upstream_link_up, readable from any thread).
+ */
+#ifndef VZ_UPSTREAM_H
+#define VZ_UPSTREAM_H
+
+#include <czmq.h>
+#include <stdbool.h>
+#include "vz_envelope.h"
+
+typedef struct vz_upstream_t vz_upstream_t;
+typedef struct vz_upcall_t vz_upcall_t;
+
+typedef enum {
+    VZ_UPCALL_FORWARD, //  service.method with the body
+    VZ_UPCALL_HEALTH,  //  Redis PING, then broker.services (reply body = its msgpack map)
+} vz_upcall_kind_t;
+
+typedef enum {
+    VZ_UPCALL_REPLY,  //  the service answered; reply/reply_len hold the body
+    VZ_UPCALL_ERROR,  //  remote or local error; error_code/error_message say which
+} vz_upcall_result_t;
+
+typedef void(vz_upcall_done_fn)(vz_upcall_t *call);
+
+struct vz_upcall_t {
+    //  Set by the submitter, read-only afterwards.
+    vz_upcall_kind_t kind;                //  what to do
+    char service[VZ_NAME_MAX];            //  target service
+    char method[VZ_NAME_MAX];             //  target method
+    char id[VZ_ID_MAX];                   //  request id (X-Request-Id)
+    char traceparent[VZ_TRACEPARENT_MAX]; //  W3C trace context to propagate
+    int timeout_ms;                       //  budget from submission
+    bool idempotent;                      //  flag the envelope as retry-safe
+    const uint8_t *body;                  //  request body, borrowed until done
+    size_t body_len;                      //  its length
+    vz_upcall_done_fn *done;              //  completion, on the reactor thread
+    void *arg;                            //  for done
+    //  Set by the reactor before done.
+    vz_upcall_result_t result;            //  reply or error
+    char error_code[VZ_ERRCODE_MAX];      //  VZ_ERR_* or a worker's code
+    char error_message[VZ_ERRMSG_MAX];    //  human text
+    uint8_t *reply;                       //  reply body (heap, caller frees), may be NULL
+    size_t reply_len;                     //  its length
+    bool redis_ok;                        //  HEALTH: Redis answered PING
+    char redis_error[128];                //  HEALTH: why not
+    //  Reactor-private.
+    int64_t expires_ms;                   //  local deadline (envelope deadline + grace)
+    char wire_id[VZ_ID_MAX];              //  envelope id (differs on id collision)
+    vz_upcall_t *next;                    //  submission queue link
+};
+
+typedef struct {
+    const char *endpoints;  //  broker endpoints
+    const char *broker_key; //  broker public key, Z85
+    zcert_t *cert;          //  our certificate (borrowed)
+    const char *redis_url;  //  redis://host:port[/db]
+    int heartbeat_ms;       //  broker ping interval
+    int grace_ms;           //  extra local wait past the envelope deadline
+} vz_upstream_config_t;
+
+//  NULL when the client socket cannot be made. Any thread may then submit.
+vz_upstream_t *vz_upstream_new(const vz_upstream_config_t *config);
+//  Fails every call still queued or pending with "unavailable" (calling
+//  done), then frees. Call on the reactor thread after the loop stopped.
+void vz_upstream_destroy(vz_upstream_t **self_p);
+
+//  Register the client socket, the wake-up fd and the timers with loop.
+int vz_upstream_attach(vz_upstream_t *self, zloop_t *loop);
+
+//  Hand a call to the reactor. Thread-safe. The call must stay valid until
+//  its done runs. Returns 0, or -ESHUTDOWN after vz_upstream_close.
+int vz_upstream_submit(vz_upstream_t *self, vz_upcall_t *call);
+
+//  Refuse new submissions and fail what is queued or pending ("unavailable").
+//  Reactor thread only.
+void vz_upstream_close(vz_upstream_t *self);
+
+//  True while the broker answered a ping within the liveness window.
+bool vz_upstream_link_up(const vz_upstream_t *self);
+//  Calls submitted and not yet done (any thread).
+int vz_upstream_pending(const vz_upstream_t *self);
+
+#endif
