@@ -64,7 +64,7 @@ typedef struct {
 typedef struct {
     size_t max_frame;  //  whole encoded envelope, bytes
     size_t max_string; //  any string value, bytes
-    size_t max_map;    //  entries in any map
+    size_t max_map;    //  entries in any map (and elements of arrays in unknown values)
     size_t max_depth;  //  nesting depth of skipped unknown values
 } vz_envelope_limits_t;
 
@@ -74,7 +74,8 @@ extern const vz_envelope_limits_t vz_envelope_limits_default;
 //  Zero every field and set version; kind defaults to request.
 void vz_envelope_init(vz_envelope_t *self, vz_kind_t kind);
 
-//  Add an auth context entry; -ENOSPC when full, -ENAMETOOLONG if too long.
+//  Add an auth context entry, or replace the value of an existing key;
+//  -ENOSPC when full, -ENAMETOOLONG if too long, -EINVAL for an empty key.
 int vz_envelope_ctx_set(vz_envelope_t *self, const char *key, const char *value);
 //  Borrowed value of a context entry, or NULL.
 const char *vz_envelope_ctx_get(const vz_envelope_t *self, const char *key);
@@ -87,12 +88,19 @@ void vz_envelope_error_to(vz_envelope_t *reply, const vz_envelope_t *req, const 
 
 //  Encode. On success *buf_p is a malloc'd buffer the caller frees and
 //  *len_p its length; returns 0, or -EMSGSIZE when larger than
-//  vz_envelope_limits_default.max_frame.
+//  vz_envelope_limits_default.max_frame, or -EINVAL for what no decoder
+//  accepts (version not 1, kind out of range, negative deadline, request or
+//  event without service/method, error without error_code). caller is
+//  never encoded.
 int vz_envelope_encode(const vz_envelope_t *self, uint8_t **buf_p, size_t *len_p);
 
 //  Decode buf into self. limits NULL = defaults. Returns 0, or VZ_EMALFORMED
 //  with *reason (may be NULL) pointing to a static text such as
 //  "truncated", "string too long", "unsupported version", "wrong type for kind".
+//  Does not allocate. caller is always empty afterwards (a "who" sent by the
+//  peer is checked, then dropped): the receiver fills it from CURVE. On
+//  success body == NULL exactly when body_len == 0. On failure the fields
+//  are valid C strings but otherwise unspecified.
 int vz_envelope_decode(vz_envelope_t *self, const uint8_t *buf, size_t len,
                        const vz_envelope_limits_t *limits, const char **reason);
 
