@@ -46,15 +46,20 @@ typedef struct {
     const char *type_reason; //  reason text for a value of the wrong type
 } s_key_t;
 
-#define S_KEY(k, f, what) {k, sizeof(k) - 1, f, "wrong type for " what}
 static const s_key_t s_keys[] = {
-    S_KEY("v", F_VERSION, "version"),      S_KEY("k", F_KIND, "kind"),
-    S_KEY("svc", F_SERVICE, "service"),    S_KEY("mth", F_METHOD, "method"),
-    S_KEY("id", F_ID, "id"),               S_KEY("tp", F_TRACEPARENT, "traceparent"),
-    S_KEY("dl", F_DEADLINE, "deadline"),   S_KEY("fl", F_FLAGS, "flags"),
-    S_KEY("who", F_CALLER, "caller"),      S_KEY("ctx", F_CTX, "ctx"),
-    S_KEY("ec", F_ERRCODE, "error code"),  S_KEY("em", F_ERRMSG, "error message"),
-    S_KEY("b", F_BODY, "body"),
+    {"v", 1, F_VERSION, "wrong type for version"},
+    {"k", 1, F_KIND, "wrong type for kind"},
+    {"svc", 3, F_SERVICE, "wrong type for service"},
+    {"mth", 3, F_METHOD, "wrong type for method"},
+    {"id", 2, F_ID, "wrong type for id"},
+    {"tp", 2, F_TRACEPARENT, "wrong type for traceparent"},
+    {"dl", 2, F_DEADLINE, "wrong type for deadline"},
+    {"fl", 2, F_FLAGS, "wrong type for flags"},
+    {"who", 3, F_CALLER, "wrong type for caller"},
+    {"ctx", 3, F_CTX, "wrong type for ctx"},
+    {"ec", 2, F_ERRCODE, "wrong type for error code"},
+    {"em", 2, F_ERRMSG, "wrong type for error message"},
+    {"b", 1, F_BODY, "wrong type for body"},
 };
 #define S_KEY_COUNT (sizeof(s_keys) / sizeof(s_keys[0]))
 
@@ -195,7 +200,7 @@ int vz_envelope_encode(const vz_envelope_t *self, uint8_t **buf_p, size_t *len_p
     s_pack_key(&pk, "v");
     msgpack_pack_uint32(&pk, self->version);
     s_pack_key(&pk, "k");
-    msgpack_pack_uint32(&pk, (uint32_t) self->kind);
+    msgpack_pack_uint32(&pk, (uint32_t)self->kind);
     if (svc_len)
         s_pack_str(&pk, "svc", self->service, svc_len);
     if (mth_len)
@@ -241,7 +246,7 @@ int vz_envelope_encode(const vz_envelope_t *self, uint8_t **buf_p, size_t *len_p
         msgpack_sbuffer_destroy(&sbuf);
         return -EMSGSIZE;
     }
-    *buf_p = (uint8_t *) sbuf.data;
+    *buf_p = (uint8_t *)sbuf.data;
     *len_p = sbuf.size;
     return 0;
 }
@@ -266,7 +271,7 @@ static int s_fail(s_cursor_t *c, const char *reason)
 
 static size_t s_left(const s_cursor_t *c)
 {
-    return (size_t) (c->end - c->p);
+    return (size_t)(c->end - c->p);
 }
 
 //  Read an n-byte big-endian unsigned number (n <= 8).
@@ -296,18 +301,16 @@ static int s_read_uint(s_cursor_t *c, uint64_t max, uint64_t *out, const char *t
     else if (tag >= 0xe0)
         return s_fail(c, range_reason); //  negative fixint
     else if (tag >= 0xcc && tag <= 0xcf) {
-        if (s_read_be(c, (size_t) 1 << (tag - 0xcc), &value) < 0)
+        if (s_read_be(c, (size_t)1 << (tag - 0xcc), &value) < 0)
             return VZ_EMALFORMED;
-    }
-    else if (tag >= 0xd0 && tag <= 0xd3) {
-        size_t n = (size_t) 1 << (tag - 0xd0);
+    } else if (tag >= 0xd0 && tag <= 0xd3) {
+        size_t n = (size_t)1 << (tag - 0xd0);
         if (s_read_be(c, n, &value) < 0)
             return VZ_EMALFORMED;
         //  Signed: the top bit of the n-byte number is the sign.
         if (value >> (n * 8 - 1))
             return s_fail(c, range_reason);
-    }
-    else
+    } else
         return s_fail(c, type_reason);
     if (value > max)
         return s_fail(c, range_reason);
@@ -326,19 +329,17 @@ static int s_read_str_head(s_cursor_t *c, uint32_t *len, const char *type_reason
     if (tag >= 0xa0 && tag <= 0xbf) {
         c->p++;
         n = tag & 0x1f;
-    }
-    else if (tag >= 0xd9 && tag <= 0xdb) {
+    } else if (tag >= 0xd9 && tag <= 0xdb) {
         c->p++;
-        if (s_read_be(c, (size_t) 1 << (tag - 0xd9), &n) < 0)
+        if (s_read_be(c, (size_t)1 << (tag - 0xd9), &n) < 0)
             return VZ_EMALFORMED;
-    }
-    else
+    } else
         return s_fail(c, type_reason);
     if (n > c->limits->max_string)
         return s_fail(c, "string too long");
     if (n > s_left(c))
         return s_fail(c, "truncated");
-    *len = (uint32_t) n;
+    *len = (uint32_t)n;
     return 0;
 }
 
@@ -370,19 +371,17 @@ static int s_read_map_head(s_cursor_t *c, uint32_t *count, const char *type_reas
     if (tag >= 0x80 && tag <= 0x8f) {
         c->p++;
         n = tag & 0x0f;
-    }
-    else if (tag == 0xde || tag == 0xdf) {
+    } else if (tag == 0xde || tag == 0xdf) {
         c->p++;
         if (s_read_be(c, tag == 0xde ? 2 : 4, &n) < 0)
             return VZ_EMALFORMED;
-    }
-    else
+    } else
         return s_fail(c, type_reason);
     if (n > c->limits->max_map)
         return s_fail(c, "map too large");
     if (n > s_left(c) / 2)
         return s_fail(c, "truncated");
-    *count = (uint32_t) n;
+    *count = (uint32_t)n;
     return 0;
 }
 
@@ -402,48 +401,40 @@ static int s_skip(s_cursor_t *c, size_t depth)
     if (tag >= 0x80 && tag <= 0x8f) {
         n = tag & 0x0f;
         container = true;
-    }
-    else if (tag >= 0x90 && tag <= 0x9f) {
+    } else if (tag >= 0x90 && tag <= 0x9f) {
         n = tag & 0x0f;
         container = true;
-    }
-    else if (tag >= 0xa0 && tag <= 0xbf) {
+    } else if (tag >= 0xa0 && tag <= 0xbf) {
         n = tag & 0x1f;
         if (n > c->limits->max_string)
             return s_fail(c, "string too long");
-    }
-    else if (tag >= 0xc4 && tag <= 0xc6) { //  bin 8/16/32
-        if (s_read_be(c, (size_t) 1 << (tag - 0xc4), &n) < 0)
+    } else if (tag >= 0xc4 && tag <= 0xc6) { //  bin 8/16/32
+        if (s_read_be(c, (size_t)1 << (tag - 0xc4), &n) < 0)
             return VZ_EMALFORMED;
-    }
-    else if (tag >= 0xc7 && tag <= 0xc9) { //  ext 8/16/32: length, then type byte
-        if (s_read_be(c, (size_t) 1 << (tag - 0xc7), &n) < 0)
+    } else if (tag >= 0xc7 && tag <= 0xc9) { //  ext 8/16/32: length, then type byte
+        if (s_read_be(c, (size_t)1 << (tag - 0xc7), &n) < 0)
             return VZ_EMALFORMED;
         n += 1;
-    }
-    else if (tag == 0xca || tag == 0xcb)
+    } else if (tag == 0xca || tag == 0xcb)
         n = tag == 0xca ? 4 : 8;
     else if (tag >= 0xcc && tag <= 0xd3)
-        n = (uint64_t) 1 << ((tag - 0xcc) & 3);
+        n = (uint64_t)1 << ((tag - 0xcc) & 3);
     else if (tag >= 0xd4 && tag <= 0xd8) //  fixext: type byte + 1..16
-        n = 1 + ((uint64_t) 1 << (tag - 0xd4));
+        n = 1 + ((uint64_t)1 << (tag - 0xd4));
     else if (tag >= 0xd9 && tag <= 0xdb) {
-        if (s_read_be(c, (size_t) 1 << (tag - 0xd9), &n) < 0)
+        if (s_read_be(c, (size_t)1 << (tag - 0xd9), &n) < 0)
             return VZ_EMALFORMED;
         if (n > c->limits->max_string)
             return s_fail(c, "string too long");
-    }
-    else if (tag == 0xdc || tag == 0xdd) {
+    } else if (tag == 0xdc || tag == 0xdd) {
         if (s_read_be(c, tag == 0xdc ? 2 : 4, &n) < 0)
             return VZ_EMALFORMED;
         container = true;
-    }
-    else if (tag == 0xde || tag == 0xdf) {
+    } else if (tag == 0xde || tag == 0xdf) {
         if (s_read_be(c, tag == 0xde ? 2 : 4, &n) < 0)
             return VZ_EMALFORMED;
         container = true;
-    }
-    else
+    } else
         return s_fail(c, "invalid type byte"); //  0xc1, never used
 
     if (!container) {
@@ -504,13 +495,13 @@ static int s_read_body(s_cursor_t *c, vz_envelope_t *self, const char *type_reas
         return s_fail(c, type_reason);
     c->p++;
     uint64_t n;
-    if (s_read_be(c, (size_t) 1 << (tag - 0xc4), &n) < 0)
+    if (s_read_be(c, (size_t)1 << (tag - 0xc4), &n) < 0)
         return VZ_EMALFORMED;
     if (n > s_left(c))
         return s_fail(c, "truncated");
     //  body is NULL exactly when body_len is 0.
     self->body = n ? c->p : NULL;
-    self->body_len = (size_t) n;
+    self->body_len = (size_t)n;
     c->p += n;
     return 0;
 }
@@ -527,14 +518,14 @@ static int s_read_field(s_cursor_t *c, vz_envelope_t *self, const s_key_t *key)
             return VZ_EMALFORMED;
         if (value != VZ_ENVELOPE_VERSION)
             return s_fail(c, "unsupported version");
-        self->version = (uint32_t) value;
+        self->version = (uint32_t)value;
         return 0;
     case F_KIND:
         if (s_read_uint(c, VZ_KIND_EVENT, &value, why, "unknown kind") < 0)
             return VZ_EMALFORMED;
         if (value < VZ_KIND_REQUEST)
             return s_fail(c, "unknown kind");
-        self->kind = (vz_kind_t) value;
+        self->kind = (vz_kind_t)value;
         return 0;
     case F_SERVICE:
         return s_read_str(c, self->service, sizeof(self->service), why);
@@ -547,12 +538,12 @@ static int s_read_field(s_cursor_t *c, vz_envelope_t *self, const s_key_t *key)
     case F_DEADLINE:
         if (s_read_uint(c, INT64_MAX, &value, why, "deadline out of range") < 0)
             return VZ_EMALFORMED;
-        self->deadline_ms = (int64_t) value;
+        self->deadline_ms = (int64_t)value;
         return 0;
     case F_FLAGS:
         if (s_read_uint(c, UINT32_MAX, &value, why, "flags out of range") < 0)
             return VZ_EMALFORMED;
-        self->flags = (uint32_t) value;
+        self->flags = (uint32_t)value;
         return 0;
     case F_CALLER:
         //  Checked like any name, then dropped: the caller is whoever the

@@ -21,7 +21,7 @@ static double s_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec * 1e9 + (double) ts.tv_nsec;
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
 int main(int argc, char **argv)
@@ -43,7 +43,7 @@ int main(int argc, char **argv)
     if (vz_envelope_ctx_set(&env, "sub", "user-42") < 0 ||
         vz_envelope_ctx_set(&env, "tier", "pro") < 0)
         return 1;
-    env.body = (const uint8_t *) body;
+    env.body = (const uint8_t *)body;
     env.body_len = sizeof(body) - 1;
 
     uint8_t *frame;
@@ -62,7 +62,7 @@ int main(int argc, char **argv)
         checksum += n + buf[n - 1];
         free(buf);
     }
-    double encode_ns = (s_now_ns() - start) / (double) iterations;
+    double encode_ns = (s_now_ns() - start) / (double)iterations;
 
     vz_envelope_t out;
     start = s_now_ns();
@@ -71,7 +71,7 @@ int main(int argc, char **argv)
             return 1;
         checksum += out.body_len;
     }
-    double decode_ns = (s_now_ns() - start) / (double) iterations;
+    double decode_ns = (s_now_ns() - start) / (double)iterations;
 
     printf("envelope: %zu bytes, %ld iterations\n", len, iterations);
     printf("encode: %.0f ns/op (includes malloc/free of the frame)\n", encode_ns);

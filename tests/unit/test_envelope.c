@@ -61,7 +61,7 @@ static void frame_kv_int(frame_t *f, const char *key, int64_t value)
 //  Decode the frame, free it, return the rc and the reason.
 static int frame_decode(frame_t *f, vz_envelope_t *env, const char **reason)
 {
-    int rc = vz_envelope_decode(env, (const uint8_t *) f->sbuf.data, f->sbuf.size, NULL, reason);
+    int rc = vz_envelope_decode(env, (const uint8_t *)f->sbuf.data, f->sbuf.size, NULL, reason);
     msgpack_sbuffer_destroy(&f->sbuf);
     return rc;
 }
@@ -117,8 +117,8 @@ static void make_full(vz_envelope_t *env, const uint8_t *body, size_t body_len)
     for (int i = 0; i < VZ_CTX_MAX; i++) {
         char key[VZ_CTX_KEY_MAX], value[VZ_CTX_VAL_MAX];
         fill(key, VZ_CTX_KEY_MAX - 1, 'k');
-        key[0] = (char) ('A' + i); //  keys must differ
-        fill(value, VZ_CTX_VAL_MAX - 1, (char) ('a' + i));
+        key[0] = (char)('A' + i); //  keys must differ
+        fill(value, VZ_CTX_VAL_MAX - 1, (char)('a' + i));
         assert_int_equal(vz_envelope_ctx_set(env, key, value), 0);
     }
     fill(env->error_code, VZ_ERRCODE_MAX - 1, 'e');
@@ -195,7 +195,7 @@ static void test_roundtrip_full(void **state)
     vz_envelope_t env;
     make_full(&env, body, sizeof(body));
     for (int kind = VZ_KIND_REQUEST; kind <= VZ_KIND_EVENT; kind++) {
-        env.kind = (vz_kind_t) kind;
+        env.kind = (vz_kind_t)kind;
         uint8_t *buf;
         size_t len;
         assert_int_equal(vz_envelope_encode(&env, &buf, &len), 0);
@@ -217,7 +217,7 @@ static void test_roundtrip_minimal(void **state)
     //  Each kind with only its required fields: absent fields decode empty.
     for (int kind = VZ_KIND_REQUEST; kind <= VZ_KIND_EVENT; kind++) {
         vz_envelope_t env;
-        vz_envelope_init(&env, (vz_kind_t) kind);
+        vz_envelope_init(&env, (vz_kind_t)kind);
         if (kind == VZ_KIND_REQUEST || kind == VZ_KIND_EVENT) {
             strcpy(env.service, "a");
             strcpy(env.method, "b");
@@ -277,7 +277,7 @@ static void test_body_at_frame_limit(void **state)
     uint8_t *body = malloc(max_frame + 1);
     assert_non_null(body);
     for (size_t i = 0; i <= max_frame; i++)
-        body[i] = (uint8_t) (i * 7);
+        body[i] = (uint8_t)(i * 7);
     vz_envelope_t env;
     vz_envelope_init(&env, VZ_KIND_REQUEST);
     strcpy(env.service, "billing");
@@ -372,28 +372,19 @@ typedef enum { W_INT, W_STR, W_ARRAY, W_FLOAT, W_BOOL, W_MAP_INT } wrong_t;
 static void test_wrong_types(void **state)
 {
     static const struct {
-        const char *key;   //  field under test
-        wrong_t wrong;     //  what goes there
-        const char *why;   //  expected reason
+        const char *key; //  field under test
+        wrong_t wrong;   //  what goes there
+        const char *why; //  expected reason
     } cases[] = {
-        {"v", W_STR, "wrong type for version"},
-        {"v", W_FLOAT, "wrong type for version"},
-        {"k", W_STR, "wrong type for kind"},
-        {"k", W_BOOL, "wrong type for kind"},
-        {"svc", W_INT, "wrong type for service"},
-        {"mth", W_ARRAY, "wrong type for method"},
-        {"id", W_INT, "wrong type for id"},
-        {"tp", W_BOOL, "wrong type for traceparent"},
-        {"dl", W_STR, "wrong type for deadline"},
-        {"dl", W_FLOAT, "wrong type for deadline"},
-        {"fl", W_STR, "wrong type for flags"},
-        {"who", W_INT, "wrong type for caller"},
-        {"ctx", W_ARRAY, "wrong type for ctx"},
-        {"ctx", W_MAP_INT, "wrong type for ctx value"},
-        {"ec", W_INT, "wrong type for error code"},
-        {"em", W_ARRAY, "wrong type for error message"},
-        {"b", W_STR, "wrong type for body"},
-        {"b", W_INT, "wrong type for body"},
+        {"v", W_STR, "wrong type for version"},     {"v", W_FLOAT, "wrong type for version"},
+        {"k", W_STR, "wrong type for kind"},        {"k", W_BOOL, "wrong type for kind"},
+        {"svc", W_INT, "wrong type for service"},   {"mth", W_ARRAY, "wrong type for method"},
+        {"id", W_INT, "wrong type for id"},         {"tp", W_BOOL, "wrong type for traceparent"},
+        {"dl", W_STR, "wrong type for deadline"},   {"dl", W_FLOAT, "wrong type for deadline"},
+        {"fl", W_STR, "wrong type for flags"},      {"who", W_INT, "wrong type for caller"},
+        {"ctx", W_ARRAY, "wrong type for ctx"},     {"ctx", W_MAP_INT, "wrong type for ctx value"},
+        {"ec", W_INT, "wrong type for error code"}, {"em", W_ARRAY, "wrong type for error message"},
+        {"b", W_STR, "wrong type for body"},        {"b", W_INT, "wrong type for body"},
     };
     static const char *base[] = {"v", "k", "svc", "mth"};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -448,10 +439,12 @@ static void test_integer_ranges(void **state)
         int64_t value;   //  value sent as a signed int
         int ok;          //  1 when accepted
     } cases[] = {
-        {"dl", -1, 0}, {"dl", -100000, 0}, {"dl", INT64_MIN, 0}, {"dl", 0, 1},
-        {"dl", 127, 1}, {"dl", INT64_MAX, 1}, {"fl", -1, 0}, {"fl", UINT32_MAX, 1},
-        {"fl", (int64_t) UINT32_MAX + 1, 0}, {"k", 0, 0}, {"k", 5, 0}, {"k", -1, 0},
-        {"k", 4, 1}, {"v", 2, 0}, {"v", 0, 0}, {"v", -1, 0}, {"v", 1, 1},
+        {"dl", -1, 0}, {"dl", -100000, 0},    {"dl", INT64_MIN, 0},
+        {"dl", 0, 1},  {"dl", 127, 1},        {"dl", INT64_MAX, 1},
+        {"fl", -1, 0}, {"fl", UINT32_MAX, 1}, {"fl", (int64_t)UINT32_MAX + 1, 0},
+        {"k", 0, 0},   {"k", 5, 0},           {"k", -1, 0},
+        {"k", 4, 1},   {"v", 2, 0},           {"v", 0, 0},
+        {"v", -1, 0},  {"v", 1, 1},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         frame_t f;
@@ -468,7 +461,7 @@ static void test_integer_ranges(void **state)
         const char *reason = NULL;
         int rc = frame_decode(&f, &env, &reason);
         if (cases[i].ok != (rc == 0))
-            fail_msg("%s=%lld: rc %d (%s)", cases[i].key, (long long) cases[i].value, rc,
+            fail_msg("%s=%lld: rc %d (%s)", cases[i].key, (long long)cases[i].value, rc,
                      reason ? reason : "-");
         if (!cases[i].ok && !strcmp(cases[i].key, "v"))
             assert_string_equal(reason, "unsupported version");
@@ -479,21 +472,28 @@ static void test_integer_ranges(void **state)
     frame_t f;
     frame_request(&f, 1);
     frame_key(&f, "dl");
-    msgpack_pack_uint64(&f.pk, (uint64_t) INT64_MAX + 1);
+    msgpack_pack_uint64(&f.pk, (uint64_t)INT64_MAX + 1);
     vz_envelope_t env;
     const char *reason;
     assert_int_equal(frame_decode(&f, &env, &reason), VZ_EMALFORMED);
     assert_string_equal(reason, "deadline out of range");
     //  Every positive integer encoding is accepted for the deadline.
     static const uint8_t forms[][10] = {
-        {0x05}, {0xcc, 0x05}, {0xcd, 0, 5}, {0xce, 0, 0, 0, 5}, {0xcf, 0, 0, 0, 0, 0, 0, 0, 5},
-        {0xd0, 5}, {0xd1, 0, 5}, {0xd2, 0, 0, 0, 5}, {0xd3, 0, 0, 0, 0, 0, 0, 0, 5},
+        {0x05},
+        {0xcc, 0x05},
+        {0xcd, 0, 5},
+        {0xce, 0, 0, 0, 5},
+        {0xcf, 0, 0, 0, 0, 0, 0, 0, 5},
+        {0xd0, 5},
+        {0xd1, 0, 5},
+        {0xd2, 0, 0, 0, 5},
+        {0xd3, 0, 0, 0, 0, 0, 0, 0, 5},
     };
     static const size_t form_len[] = {1, 2, 3, 5, 9, 2, 3, 5, 9};
     for (size_t i = 0; i < 9; i++) {
         frame_request(&f, 1);
         frame_key(&f, "dl");
-        msgpack_sbuffer_write(&f.sbuf, (const char *) forms[i], form_len[i]);
+        msgpack_sbuffer_write(&f.sbuf, (const char *)forms[i], form_len[i]);
         assert_int_equal(frame_decode(&f, &env, NULL), 0);
         assert_true(env.deadline_ms == 5);
     }
@@ -503,12 +503,12 @@ static void test_huge_declared_lengths(void **state)
 {
     //  Prefix: {"v":1,"k":1,"svc":"a","mth":"b", <key>: <head>} with a 5-entry map.
     static const uint8_t prefix[] = {0x85, 0xa1, 'v', 0x01, 0xa1, 'k', 0x01, 0xa3, 's', 'v',
-                                     'c', 0xa1, 'a', 0xa3, 'm', 't', 'h', 0xa1, 'b'};
+                                     'c',  0xa1, 'a', 0xa3, 'm',  't', 'h',  0xa1, 'b'};
     static const struct {
         const char *key; //  the fifth key
         uint8_t head;    //  a 32-bit-length type byte, followed by 0xFFFFFFFF
     } cases[] = {
-        {"zz", 0xdb}, {"zz", 0xc6}, {"zz", 0xdd}, {"zz", 0xdf}, {"zz", 0xc9},
+        {"zz", 0xdb}, {"zz", 0xc6}, {"zz", 0xdd},  {"zz", 0xdf}, {"zz", 0xc9},
         {"id", 0xdb}, {"b", 0xc6},  {"ctx", 0xdf}, {"em", 0xdb},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -516,7 +516,7 @@ static void test_huge_declared_lengths(void **state)
         size_t len = sizeof(prefix);
         memcpy(frame, prefix, len);
         size_t klen = strlen(cases[i].key);
-        frame[len++] = (uint8_t) (0xa0 | klen);
+        frame[len++] = (uint8_t)(0xa0 | klen);
         memcpy(frame + len, cases[i].key, klen);
         len += klen;
         frame[len++] = cases[i].head;
@@ -531,7 +531,8 @@ static void test_huge_declared_lengths(void **state)
     static const uint8_t key32[] = {0x81, 0xdb, 0xff, 0xff, 0xff, 0xff, 'v', 1};
     expect_malformed(key32, sizeof(key32), "string too long");
     //  A length within the limits but past the end is "truncated".
-    static const uint8_t short_bin[] = {0x83, 0xa1, 'v', 1, 0xa1, 'k', 2, 0xa1, 'b', 0xc5, 0x10, 0, 1};
+    static const uint8_t short_bin[] = {0x83, 0xa1, 'v',  1,    0xa1, 'k', 2,
+                                        0xa1, 'b',  0xc5, 0x10, 0,    1};
     expect_malformed(short_bin, sizeof(short_bin), "truncated");
 }
 
@@ -546,8 +547,7 @@ static int decode_nested(size_t depth, bool maps)
         if (maps) {
             msgpack_pack_map(&f.pk, 1);
             frame_key(&f, "n");
-        }
-        else
+        } else
             msgpack_pack_array(&f.pk, 1);
     }
     msgpack_pack_int(&f.pk, 42);
@@ -579,11 +579,11 @@ static void test_map_entries(void **state)
     //  Top level: max entries (4 known, the rest unknown) decode, one more does not.
     for (size_t total = max; total <= max + 1; total++) {
         frame_t f;
-        frame_request(&f, (uint32_t) (total - 4));
+        frame_request(&f, (uint32_t)(total - 4));
         for (size_t i = 0; i < total - 4; i++) {
             char key[32];
             snprintf(key, sizeof(key), "u%zu", i);
-            frame_kv_int(&f, key, (int64_t) i);
+            frame_kv_int(&f, key, (int64_t)i);
         }
         int rc = frame_decode(&f, &env, &reason);
         assert_int_equal(rc, total == max ? 0 : VZ_EMALFORMED);
@@ -609,7 +609,7 @@ static void test_map_entries(void **state)
         frame_t f;
         frame_request(&f, 1);
         frame_key(&f, "ctx");
-        msgpack_pack_map(&f.pk, (size_t) n);
+        msgpack_pack_map(&f.pk, (size_t)n);
         for (int i = 0; i < n; i++) {
             char key[16];
             snprintf(key, sizeof(key), "k%d", i);
@@ -620,8 +620,7 @@ static void test_map_entries(void **state)
         if (rc == 0) {
             assert_int_equal(env.ctx_count, VZ_CTX_MAX);
             assert_string_equal(vz_envelope_ctx_get(&env, "k15"), "v");
-        }
-        else
+        } else
             assert_string_equal(reason, "too many ctx entries");
     }
 }
@@ -629,13 +628,18 @@ static void test_map_entries(void **state)
 static void test_missing_required(void **state)
 {
     static const struct {
-        int64_t kind;       //  k
-        const char *drop;   //  key left out, NULL for none
-        const char *why;    //  expected reason, NULL for success
+        int64_t kind;     //  k
+        const char *drop; //  key left out, NULL for none
+        const char *why;  //  expected reason, NULL for success
     } cases[] = {
-        {1, "svc", "missing service"}, {1, "mth", "missing method"}, {4, "svc", "missing service"},
-        {4, "mth", "missing method"},  {2, "svc", NULL},             {3, NULL, "missing error code"},
-        {1, "v", "missing version"},   {1, "k", "missing kind"},
+        {1, "svc", "missing service"},
+        {1, "mth", "missing method"},
+        {4, "svc", "missing service"},
+        {4, "mth", "missing method"},
+        {2, "svc", NULL},
+        {3, NULL, "missing error code"},
+        {1, "v", "missing version"},
+        {1, "k", "missing kind"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         frame_t f;
@@ -654,8 +658,7 @@ static void test_missing_required(void **state)
         if (cases[i].why) {
             assert_int_equal(rc, VZ_EMALFORMED);
             assert_string_equal(reason, cases[i].why);
-        }
-        else
+        } else
             assert_int_equal(rc, 0);
     }
     //  A nil required field counts as missing.
@@ -710,7 +713,7 @@ static void test_strings(void **state)
     vz_envelope_t env;
     const char *reason;
     static const char *keys[] = {"svc", "mth", "id", "tp", "who", "ec", "em"};
-    static const size_t caps[] = {VZ_NAME_MAX, VZ_NAME_MAX, VZ_ID_MAX, VZ_TRACEPARENT_MAX,
+    static const size_t caps[] = {VZ_NAME_MAX, VZ_NAME_MAX,    VZ_ID_MAX,    VZ_TRACEPARENT_MAX,
                                   VZ_NAME_MAX, VZ_ERRCODE_MAX, VZ_ERRMSG_MAX};
     char text[VZ_ERRMSG_MAX + 1];
     memset(text, 'q', sizeof(text));
@@ -807,7 +810,8 @@ static void test_framing(void **state)
     static const uint8_t empty[] = {0x80};
     expect_malformed(empty, sizeof(empty), "missing version");
     //  0xc1 is never valid, even in a skipped value.
-    static const uint8_t never[] = {0x84, 0xa1, 'v', 1, 0xa1, 'k', 2, 0xa1, 'x', 0xc1, 0xa1, 'y', 0};
+    static const uint8_t never[] = {0x84, 0xa1, 'v',  1,    0xa1, 'k', 2,
+                                    0xa1, 'x',  0xc1, 0xa1, 'y',  0};
     expect_malformed(never, sizeof(never), "invalid type byte");
 }
 
@@ -899,8 +903,7 @@ static void try_decode(const uint8_t *buf, size_t len)
     if (rc == 0) {
         assert_null(reason);
         check_invariants(&env, buf, len);
-    }
-    else {
+    } else {
         assert_int_equal(rc, VZ_EMALFORMED);
         assert_non_null(reason);
     }
@@ -913,10 +916,10 @@ static void test_random_bytes(void **state)
     for (int run = 0; run < RANDOM_RUNS; run++) {
         size_t len = rng_next(&seed) % sizeof(buf);
         for (size_t i = 0; i < len; i++)
-            buf[i] = (uint8_t) rng_next(&seed);
+            buf[i] = (uint8_t)rng_next(&seed);
         //  Half of them start like a map, to get past the first check.
         if (len && (run & 1))
-            buf[0] = (uint8_t) (0x80 | (buf[0] & 0x0f));
+            buf[0] = (uint8_t)(0x80 | (buf[0] & 0x0f));
         try_decode(buf, len);
     }
 }
@@ -945,7 +948,7 @@ static void test_random_mutations(void **state)
     int decoded = 0;
     for (int run = 0; run < RANDOM_RUNS; run++) {
         memcpy(copy, frame, len);
-        copy[rng_next(&seed) % len] = (uint8_t) rng_next(&seed);
+        copy[rng_next(&seed) % len] = (uint8_t)rng_next(&seed);
         vz_envelope_t out;
         if (vz_envelope_decode(&out, copy, len, NULL, NULL) == 0)
             decoded++;
@@ -981,7 +984,7 @@ static void test_ctx_helpers(void **state)
     char long_value[VZ_CTX_VAL_MAX + 1];
     fill(long_value, VZ_CTX_VAL_MAX, 'v');
     assert_int_equal(vz_envelope_ctx_set(&env, "scope", long_value), -ENAMETOOLONG);
-    for (int i = (int) env.ctx_count; i < VZ_CTX_MAX; i++) {
+    for (int i = (int)env.ctx_count; i < VZ_CTX_MAX; i++) {
         char key[16];
         snprintf(key, sizeof(key), "e%d", i);
         assert_int_equal(vz_envelope_ctx_set(&env, key, "x"), 0);
@@ -1000,7 +1003,7 @@ static void test_reply_helpers(void **state)
     strcpy(req.traceparent, "00-aa-bb-01");
     strcpy(req.caller, "gateway");
     req.deadline_ms = 99;
-    req.body = (const uint8_t *) "x";
+    req.body = (const uint8_t *)"x";
     req.body_len = 1;
     assert_int_equal(vz_envelope_ctx_set(&req, "sub", "u"), 0);
 
@@ -1049,7 +1052,7 @@ static void test_encode_refuses(void **state)
     env.deadline_ms = -1;
     assert_int_equal(vz_envelope_encode(&env, &buf, &len), -EINVAL);
     env.deadline_ms = 0;
-    env.kind = (vz_kind_t) 9;
+    env.kind = (vz_kind_t)9;
     assert_int_equal(vz_envelope_encode(&env, &buf, &len), -EINVAL);
     env.kind = VZ_KIND_ERROR;
     assert_int_equal(vz_envelope_encode(&env, &buf, &len), -EINVAL); //  no code
