@@ -1,0 +1,425 @@
+/*  vz_daemon - what every daemon does the same way (s6 daemon contract)
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Start-up is a straight line of checks, each of which either passes or
+ *  ends the process with a message and the s6 exit code that tells the
+ *  supervisor whether a restart can help: 100 for anything a person must
+ *  fix (config, keys), 111 for what may clear by itself (a busy port).
+ */
+#include "vz_daemon.h"
+#include "vz_curve.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define S_TICK_MS 100 //  how often serve mirrors the broker link into readiness
+
+//  The signal flag: the one mutable global STYLE.md allows.
+static volatile sig_atomic_t s_reload_flag;
+
+struct vz_daemon_t {
+    vz_daemon_config_t config;  //  common settings as loaded
+    vz_daemon_spec_t spec;      //  copy of the daemon's spec
+    zcert_t *cert;              //  own certificate, with secret
+    char broker_key[41];        //  broker public key, Z85, "" if none
+    vz_metrics_t *metrics;      //  registry behind /metrics
+    vz_admin_t *admin;          //  admin HTTP port
+    int notify_fd;              //  s6 notification fd, -1 once used or absent
+    struct sigaction old_hup;   //  SIGHUP disposition to restore
+    int link_state;             //  serve: -1 unknown, 0 broker down, 1 up
+};
+
+//  Rows in the order of vz_daemon_config_t. The admin port default differs
+//  per daemon and is patched in by s_common_items.
+static const vz_cfg_item_t s_common[] = {
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_LOG_LEVEL", "log/level", VZ_CFG_STR, "info", 0, 0,
+                log_level, "log level: debug, info, warn or error"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_CURVE_CERT", "curve/cert", VZ_CFG_STR, NULL, 0, 0, cert,
+                "path of the daemon's own secret CURVE certificate"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_CURVE_ALLOW_DIR", "curve/allow_dir", VZ_CFG_STR, "", 0, 0,
+                allow_dir, "directory of public certificates allowed to connect"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_BROKER_KEY", "broker/key", VZ_CFG_STR, "", 0, 0,
+                broker_key, "broker public key: 40 Z85 characters or a certificate path"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_BROKER_ENDPOINTS", "broker/endpoints", VZ_CFG_ENDPOINT,
+                "tcp://127.0.0.1:5555", 0, 0, broker_endpoints, "broker endpoints, comma-separated"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_ADMIN_ADDR", "admin/addr", VZ_CFG_STR, "127.0.0.1", 0, 0,
+                admin_addr, "admin HTTP bind address"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_ADMIN_PORT", "admin/port", VZ_CFG_INT, "0", 0, 65535,
+                admin_port, "admin HTTP port, 0 = ephemeral"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_HEARTBEAT_MS", "broker/heartbeat", VZ_CFG_MS, "1000", 10,
+                60000, heartbeat_ms, "broker heartbeat interval"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_DRAIN_TIMEOUT_MS", "drain/timeout", VZ_CFG_MS, "5000", 0,
+                600000, drain_ms, "how long to finish in-flight work on SIGTERM"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REDIS_URL", "redis/url", VZ_CFG_STR,
+                "redis://127.0.0.1:6380", 0, 0, redis_url, "Redis URL, redis://host:port[/db]"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REPLICA", NULL, VZ_CFG_INT, "0", 0, 9999, replica,
+                "replica index given by the supervisor, for logs"),
+};
+#define S_COMMON_COUNT (sizeof s_common / sizeof s_common[0])
+#define S_ADMIN_PORT_ROW 6
+
+static void s_common_items(vz_cfg_item_t items[S_COMMON_COUNT], char *port_text, size_t n,
+                           int admin_port)
+{
+    memcpy(items, s_common, sizeof s_common);
+    assert(strcmp(items[S_ADMIN_PORT_ROW].env, "VZ_ADMIN_PORT") == 0);
+    snprintf(port_text, n, "%d", admin_port);
+    items[S_ADMIN_PORT_ROW].def = port_text;
+}
+
+static void s_on_sighup(int sig)
+{
+    s_reload_flag = 1;
+}
+
+static void s_usage(const vz_daemon_spec_t *spec, const vz_cfg_item_t *items, const char *prog)
+{
+    printf("Usage: %s [--config FILE]\n\n"
+           "Runs the %s daemon in the foreground. Settings come from the environment,\n"
+           "which wins over the optional ZPL file (--config or VZ_CONFIG_FILE), which wins\n"
+           "over the defaults below. Exit codes: 0 clean, 100 bad configuration or keys,\n"
+           "111 temporary failure.\n\nCommon settings:\n",
+           prog, spec->service);
+    vz_config_usage(stdout, items, S_COMMON_COUNT);
+    if (spec->count) {
+        printf("\n%s settings:\n", spec->service);
+        vz_config_usage(stdout, spec->items, spec->count);
+    }
+    fflush(stdout);
+}
+
+//  --config FILE, --config=FILE, --help. Returns 1 when help was shown,
+//  0 to go on, -EINVAL (message in err) for anything else.
+static int s_parse_args(int argc, char **argv, char *file, size_t n, char *err, size_t errlen)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+            return 1;
+        const char *value = NULL;
+        if (strcmp(arg, "--config") == 0) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "--config needs a FILE argument");
+                return -EINVAL;
+            }
+            value = argv[++i];
+        } else if (strncmp(arg, "--config=", 9) == 0)
+            value = arg + 9;
+        else {
+            snprintf(err, errlen, "unknown argument \"%.64s\" (try --help)", arg);
+            return -EINVAL;
+        }
+        if (vz_strlcpy(file, value, n) < 0) {
+            snprintf(err, errlen, "--config path is longer than %zu bytes", n - 1);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+//  Everything here runs once before any thread of ours exists, so a
+//  failure can simply report and unwind.
+static int s_setup(vz_daemon_t *self, int argc, char **argv)
+{
+    const vz_daemon_spec_t *spec = &self->spec;
+    char err[VZ_PATH_MAX + 256] = "";
+    char port_text[16];
+    vz_cfg_item_t items[S_COMMON_COUNT];
+    s_common_items(items, port_text, sizeof port_text, spec->admin_port);
+
+    char file[VZ_PATH_MAX] = "";
+    const char *env_file = getenv("VZ_CONFIG_FILE");
+    if (env_file && vz_strlcpy(file, env_file, sizeof file) < 0) {
+        vz_error(NULL, "unable to load configuration: VZ_CONFIG_FILE is too long");
+        return VZ_EXIT_PERMANENT;
+    }
+    int rc = s_parse_args(argc, argv, file, sizeof file, err, sizeof err);
+    if (rc == 1) {
+        s_usage(spec, items, argc > 0 && argv[0] ? argv[0] : spec->service);
+        return VZ_EXIT_OK;
+    }
+    if (rc == 0)
+        rc = vz_config_load(&self->config, items, S_COMMON_COUNT, file, err, sizeof err);
+    if (rc == 0 && spec->count)
+        rc = vz_config_load(spec->config, spec->items, spec->count, file, err, sizeof err);
+    if (rc < 0) {
+        vz_error(NULL, "unable to load configuration", "reason", err);
+        return VZ_EXIT_PERMANENT;
+    }
+    vz_strlcpy(self->config.config_file, file, sizeof self->config.config_file);
+
+    vz_log_level_t level;
+    if (vz_log_level_parse(self->config.log_level, &level) < 0) {
+        vz_error(NULL, "unable to load configuration", "reason",
+                 "VZ_LOG_LEVEL: expected debug, info, warn or error", "value",
+                 self->config.log_level);
+        return VZ_EXIT_PERMANENT;
+    }
+    vz_log_init(spec->service, level);
+
+    //  Keys first: a daemon without them must refuse to start (s6 rule 11).
+    self->cert = vz_curve_cert_load(self->config.cert, err, sizeof err);
+    if (!self->cert) {
+        vz_error(NULL, "unable to load certificate", "file", self->config.cert, "reason", err,
+                 "setting", "VZ_CURVE_CERT");
+        return VZ_EXIT_PERMANENT;
+    }
+    const char *name = zcert_meta(self->cert, "name");
+    if (!name || strcmp(name, spec->service) != 0) {
+        vz_error(NULL, "unable to use certificate: it names another service", "file",
+                 self->config.cert, "cert_name", name, "expected", spec->service);
+        return VZ_EXIT_PERMANENT;
+    }
+    struct stat st;
+    if (spec->needs_allow_dir && (stat(self->config.allow_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        vz_error(NULL, "unable to use allow directory: not a directory", "dir",
+                 self->config.allow_dir, "setting", "VZ_CURVE_ALLOW_DIR");
+        return VZ_EXIT_PERMANENT;
+    }
+    if (spec->needs_broker && !*self->config.broker_key) {
+        vz_error(NULL, "unable to find broker key: VZ_BROKER_KEY is required", "setting",
+                 "VZ_BROKER_KEY");
+        return VZ_EXIT_PERMANENT;
+    }
+    if (*self->config.broker_key
+        && vz_curve_server_key(self->config.broker_key, self->broker_key) < 0) {
+        vz_error(NULL, "unable to read broker key: expected 40 Z85 characters or a public "
+                       "certificate file",
+                 "value", self->config.broker_key, "setting", "VZ_BROKER_KEY");
+        return VZ_EXIT_PERMANENT;
+    }
+
+    const char *notify = getenv("VZ_NOTIFY_FD");
+    if (notify && *notify) {
+        char *end;
+        long fd = strtol(notify, &end, 10);
+        if (*end || fd < 0 || fd > 65535 || fcntl((int) fd, F_GETFD) < 0) {
+            vz_error(NULL, "unable to use notification fd: not an open descriptor", "value",
+                     notify, "setting", "VZ_NOTIFY_FD");
+            return VZ_EXIT_PERMANENT;
+        }
+        self->notify_fd = (int) fd;
+        fcntl(self->notify_fd, F_SETFD, FD_CLOEXEC);
+    }
+    //  Our children (if any) must not inherit a descriptor they cannot use.
+    unsetenv("VZ_NOTIFY_FD");
+
+    self->metrics = vz_metrics_new();
+    assert(self->metrics);
+    vz_metrics_enable_process(self->metrics);
+    self->admin = vz_admin_new(self->config.admin_addr, self->config.admin_port, self->metrics);
+    if (!self->admin) {
+        char where[128];
+        snprintf(where, sizeof where, "%s:%d", self->config.admin_addr, self->config.admin_port);
+        vz_error(NULL, "unable to bind admin port", "addr", where, "reason", strerror(errno));
+        return VZ_EXIT_TEMPORARY;
+    }
+    vz_admin_set_ready(self->admin, false, "starting");
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_sighup;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGHUP, &sa, &self->old_hup);
+    //  CZMQ installs its SIGINT/SIGTERM handler here, so a signal that
+    //  arrives before the first socket still ends in a clean drain.
+    zsys_init();
+
+    char port[16], replica[16], pid[16];
+    snprintf(port, sizeof port, "%d", vz_admin_port(self->admin));
+    snprintf(replica, sizeof replica, "%d", self->config.replica);
+    snprintf(pid, sizeof pid, "%d", (int) getpid());
+    vz_info(NULL, "started", "service_name", spec->service, "admin_port", port, "replica",
+            replica, "pid", pid);
+    return -1;
+}
+
+vz_daemon_t *vz_daemon_new(const vz_daemon_spec_t *spec, int argc, char **argv, int *exit_code)
+{
+    assert(spec && spec->service && exit_code);
+    assert(!spec->count || (spec->items && spec->config));
+    vz_daemon_t *self = calloc(1, sizeof *self);
+    assert(self);
+    self->spec = *spec;
+    self->notify_fd = -1;
+    self->link_state = -1;
+    //  Log lines before the level is known still carry the service name.
+    vz_log_init(spec->service, VZ_LOG_INFO);
+    int code = s_setup(self, argc, argv);
+    if (code >= 0) {
+        *exit_code = code;
+        vz_daemon_destroy(&self);
+        return NULL;
+    }
+    *exit_code = VZ_EXIT_OK;
+    return self;
+}
+
+void vz_daemon_destroy(vz_daemon_t **self_p)
+{
+    assert(self_p);
+    vz_daemon_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->admin)
+        sigaction(SIGHUP, &self->old_hup, NULL);
+    vz_admin_destroy(&self->admin);
+    vz_metrics_destroy(&self->metrics);
+    zcert_destroy(&self->cert);
+    if (self->notify_fd >= 0)
+        close(self->notify_fd);
+    free(self);
+    *self_p = NULL;
+}
+
+const vz_daemon_config_t *vz_daemon_config(const vz_daemon_t *self)
+{
+    assert(self);
+    return &self->config;
+}
+
+const char *vz_daemon_service(const vz_daemon_t *self)
+{
+    assert(self);
+    return self->spec.service;
+}
+
+zcert_t *vz_daemon_cert(vz_daemon_t *self)
+{
+    assert(self);
+    return self->cert;
+}
+
+const char *vz_daemon_broker_key(const vz_daemon_t *self)
+{
+    assert(self);
+    return self->broker_key;
+}
+
+vz_metrics_t *vz_daemon_metrics(vz_daemon_t *self)
+{
+    assert(self);
+    return self->metrics;
+}
+
+vz_admin_t *vz_daemon_admin(vz_daemon_t *self)
+{
+    assert(self);
+    return self->admin;
+}
+
+void vz_daemon_ready(vz_daemon_t *self)
+{
+    assert(self);
+    vz_admin_set_ready(self->admin, true, NULL);
+    if (self->notify_fd >= 0) {
+        //  s6 notification: one newline, then the descriptor is closed so
+        //  the supervisor also sees EOF.
+        ssize_t rc;
+        do
+            rc = write(self->notify_fd, "\n", 1);
+        while (rc < 0 && errno == EINTR);
+        close(self->notify_fd);
+        self->notify_fd = -1;
+    }
+}
+
+void vz_daemon_not_ready(vz_daemon_t *self, const char *reason)
+{
+    assert(self);
+    vz_admin_set_ready(self->admin, false, reason);
+}
+
+bool vz_daemon_reload_requested(vz_daemon_t *self)
+{
+    assert(self);
+    if (!s_reload_flag)
+        return false;
+    s_reload_flag = 0;
+    return true;
+}
+
+typedef struct {
+    vz_daemon_t *daemon;  //  whose readiness to set
+    vz_worker_t *worker;  //  whose link to watch
+} s_serve_t;
+
+//  Readiness follows the broker link: a worker nobody can reach should
+//  not be counted as a ready endpoint by probes.
+static int s_on_link_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    s_serve_t *serve = arg;
+    vz_daemon_t *self = serve->daemon;
+    int state = vz_worker_connected(serve->worker) ? 1 : 0;
+    if (state == self->link_state)
+        return 0;
+    self->link_state = state;
+    if (state) {
+        vz_daemon_ready(self);
+        vz_info(NULL, "broker link up");
+    } else {
+        vz_daemon_not_ready(self, "broker unreachable");
+        vz_warn(NULL, "broker link down", "endpoints", self->config.broker_endpoints);
+    }
+    return 0;
+}
+
+int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods, size_t count,
+                    int credit, void *app)
+{
+    assert(self);
+    if (!*self->broker_key) {
+        vz_error(NULL, "unable to start worker: VZ_BROKER_KEY is required", "setting",
+                 "VZ_BROKER_KEY");
+        return VZ_EXIT_PERMANENT;
+    }
+    vz_worker_config_t config = {
+        .service = self->spec.service,
+        .endpoints = self->config.broker_endpoints,
+        .broker_key = self->broker_key,
+        .cert = self->cert,
+        .heartbeat_ms = self->config.heartbeat_ms,
+        .credit = credit,
+        .metrics = self->metrics,
+    };
+    vz_worker_t *worker = vz_worker_new(&config, methods, count, app);
+    if (!worker) {
+        vz_error(NULL, "unable to create worker", "reason", strerror(errno), "endpoints",
+                 self->config.broker_endpoints);
+        return VZ_EXIT_TEMPORARY;
+    }
+    zloop_t *own = loop ? NULL : zloop_new();
+    if (own)
+        loop = own;
+    s_serve_t serve = {self, worker};
+    int timer = zloop_timer(loop, S_TICK_MS, 0, s_on_link_tick, &serve);
+    int code = VZ_EXIT_OK;
+    if (timer < 0 || vz_worker_attach(worker, loop) < 0) {
+        vz_error(NULL, "unable to attach worker to the reactor");
+        code = VZ_EXIT_TEMPORARY;
+    } else {
+        self->link_state = -1;
+        vz_daemon_not_ready(self, "broker unreachable");
+        zloop_start(loop);
+        //  The loop also ends when a handler fails; only a signal is clean.
+        if (!zsys_interrupted)
+            code = VZ_EXIT_TEMPORARY;
+    }
+    if (timer >= 0)
+        zloop_timer_end(loop, timer);
+    vz_daemon_not_ready(self, "draining");
+    char drain[16];
+    snprintf(drain, sizeof drain, "%d", self->config.drain_ms);
+    vz_info(NULL, "draining", "timeout_ms", drain);
+    vz_worker_drain(worker, self->config.drain_ms);
+    vz_worker_destroy(&worker);
+    zloop_destroy(&own);
+    vz_info(NULL, "stopped");
+    return code;
+}
