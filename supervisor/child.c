@@ -1,0 +1,171 @@
+/*  child - start, signal and probe the supervisor's child processes
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include "child.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vz_common.h"
+
+//  Runs between fork and exec: only async-signal-safe calls, no return.
+static void s_child_exec(const vz_child_spec_t *spec, pid_t parent, int log_fd, int notify_w)
+{
+    setpgid(0, 0);
+    //  Die with the supervisor; if it died before prctl took effect, the
+    //  reparenting already happened and getppid() tells us.
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+        _exit(111);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
+        _exit(111);
+    int first_closed = 3;
+    if (notify_w >= 0) {
+        if (notify_w == VZ_CHILD_NOTIFY_FD)
+            fcntl(notify_w, F_SETFD, 0);
+        else if (dup2(notify_w, VZ_CHILD_NOTIFY_FD) < 0)
+            _exit(111);
+        first_closed = VZ_CHILD_NOTIFY_FD + 1;
+    }
+    //  No supervisor fd (control socket, other pipes, logs) leaks into children.
+    if (syscall(SYS_close_range, first_closed, ~0U, 0) < 0)
+        for (int fd = first_closed; fd < 65536; fd++)
+            close(fd);
+    execve(spec->path, spec->argv, spec->envp);
+    _exit(127);
+}
+
+int vz_child_spawn(const vz_child_spec_t *spec, int *notify_fd)
+{
+    assert(spec && spec->path && spec->argv && spec->envp && spec->log_path);
+    int log_fd = open(spec->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (log_fd < 0)
+        return -errno;
+    int pipefd[2] = { -1, -1 };
+    if (spec->notify && pipe2(pipefd, O_CLOEXEC) < 0) {
+        int rc = -errno;
+        close(log_fd);
+        return rc;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0)
+        s_child_exec(spec, parent, log_fd, pipefd[1]);
+    int rc = pid < 0 ? -errno : 0;
+    close(log_fd);
+    if (pipefd[1] >= 0)
+        close(pipefd[1]);
+    if (rc < 0) {
+        if (pipefd[0] >= 0)
+            close(pipefd[0]);
+        return rc;
+    }
+    //  Also set here so a signal sent before the child's own setpgid finds the group.
+    setpgid(pid, pid);
+    if (spec->notify) {
+        fcntl(pipefd[0], F_SETFL, fcntl(pipefd[0], F_GETFL) | O_NONBLOCK);
+        *notify_fd = pipefd[0];
+    }
+    return pid;
+}
+
+int vz_child_signal(pid_t pid, int sig)
+{
+    assert(pid > 0);
+    if (kill(-pid, sig) == 0)
+        return 0;
+    return kill(pid, sig) == 0 ? 0 : -errno;
+}
+
+int vz_child_resolve(const char *name, const char *bin_dir, char *out, size_t n)
+{
+    if (strchr(name, '/'))
+        return vz_strlcpy(out, name, n) < 0 ? -ENOENT : 0;
+    int len = snprintf(out, n, "%s/%s", bin_dir, name);
+    if (len > 0 && (size_t) len < n && access(out, X_OK) == 0)
+        return 0;
+    const char *path = getenv("PATH");
+    char buf[4096];
+    if (!path || vz_strlcpy(buf, path, sizeof buf) < 0)
+        return -ENOENT;
+    char *save = NULL;
+    for (char *dir = strtok_r(buf, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        len = snprintf(out, n, "%s/%s", *dir ? dir : ".", name);
+        if (len > 0 && (size_t) len < n && access(out, X_OK) == 0)
+            return 0;
+    }
+    return -ENOENT;
+}
+
+static int64_t s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+//  Wait for events on fd until deadline (monotonic ms). True if they came.
+static bool s_wait(int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - s_mono_ms();
+        if (left <= 0)
+            return false;
+        struct pollfd p = { .fd = fd, .events = events };
+        int rc = poll(&p, 1, (int) left);
+        if (rc > 0)
+            return true;
+        if (rc < 0 && errno != EINTR)
+            return false;
+    }
+}
+
+bool vz_child_redis_ping(int port, int timeout_ms)
+{
+    int64_t deadline = s_mono_ms() + timeout_ms;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = false;
+    int soerr = 0;
+    socklen_t slen = sizeof soerr;
+    if (connect(fd, (struct sockaddr *) &addr, sizeof addr) < 0 && errno != EINPROGRESS)
+        goto done;
+    if (!s_wait(fd, POLLOUT, deadline) || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0
+        || soerr)
+        goto done;
+    static const char ping[] = "PING\r\n";
+    if (send(fd, ping, sizeof ping - 1, MSG_NOSIGNAL) != (ssize_t) sizeof ping - 1)
+        goto done;
+    char reply[16];
+    size_t got = 0;
+    while (got < 7 && s_wait(fd, POLLIN, deadline)) {
+        ssize_t n = recv(fd, reply + got, sizeof reply - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t) n;
+    }
+    ok = got >= 7 && memcmp(reply, "+PONG\r\n", 7) == 0;
+done:
+    close(fd);
+    return ok;
+}

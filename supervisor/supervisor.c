@@ -1,0 +1,1308 @@
+/*  supervisor - run the mesh: start in dependency order, restart, stop in reverse
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include "supervisor.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "control.h"
+#include "vz_common.h"
+#include "vz_curve.h"
+#include "vz_log.h"
+
+#define S_BACKOFF_MIN_MS   100     //  first restart delay
+#define S_BACKOFF_MAX_MS   10000   //  delay cap
+#define S_STABLE_MS        10000   //  uptime after which the backoff resets
+#define S_DEATH_LIMIT      5       //  more deaths than this ...
+#define S_DEATH_WINDOW_MS  30000   //  ... within this window: failed
+#define S_MAX_CLIENTS      16      //  concurrent vzctl connections
+#define S_PING_MS          100     //  bound of one Redis readiness probe
+#define S_TICK_BUSY_MS     50      //  poll timeout while something is in transition
+#define S_TICK_IDLE_MS     500     //  poll timeout otherwise
+#define S_MAX_ARGS         16      //  words in a command line or a request
+
+typedef enum { ST_STOPPED, ST_WAITING, ST_STARTING, ST_READY, ST_BACKOFF, ST_STOPPING,
+               ST_FAILED, ST_COUNT } s_state_t;
+
+typedef enum { EV_START, EV_STOP, EV_TICK, EV_NOTIFIED, EV_EXIT, EV_COUNT } s_event_t;
+
+static const char *const s_state_names[ST_COUNT] = {
+    "stopped", "waiting", "starting", "ready", "backoff", "stopping", "failed",
+};
+
+typedef struct {
+    int service;              //  index into cfg->services
+    int index;                //  replica number
+    bool present;             //  slot exists (below the desired count, or still draining)
+    bool wanted;              //  should be running
+    s_state_t state;          //  current state
+    pid_t pid;                //  0 when no process
+    pid_t last_pid;           //  the process that exited last (for logs)
+    int notify_fd;            //  read end of the readiness pipe, -1 when none
+    int admin_port;           //  VZ_ADMIN_PORT handed to this replica
+    int64_t started_ms;       //  monotonic time of the last spawn
+    int64_t due_ms;           //  backoff end or stop deadline
+    bool killed;              //  SIGKILL already sent while stopping
+    int status;               //  last waitpid status
+    int spawns;               //  processes started (restarts = spawns - 1)
+    int streak;               //  consecutive deaths before S_STABLE_MS (backoff exponent)
+    int64_t deaths[S_DEATH_LIMIT + 1];  //  ring of recent death times
+    size_t death_count;       //  deaths recorded in the ring (saturates)
+    size_t death_pos;         //  next slot in the ring
+    char reason[128];         //  why it is failed
+} s_replica_t;
+
+typedef struct {
+    s_replica_t replicas[VZ_MESH_MAX_REPLICAS];  //  slots by replica index
+    int desired;              //  replicas that should exist
+    int roll_next;            //  rolling restart: next index to restart, -1 when idle
+    int roll_current;         //  replica being restarted, -1 when none
+    bool roll_failed;         //  a replica failed during the roll
+    bool rotating;            //  the roll is part of a key rotation
+} s_service_t;
+
+typedef enum { OP_NONE, OP_WAIT, OP_ROLL } s_op_t;
+
+typedef struct {
+    int fd;                   //  -1 when the slot is free
+    char buf[VZ_CONTROL_LINE_MAX];  //  request bytes so far
+    size_t len;               //  bytes in buf
+    s_op_t op;                //  pending operation
+    int service;              //  its service, -1 = whole mesh
+    int64_t deadline;         //  for OP_WAIT
+} s_client_t;
+
+//  Growable response text.
+typedef struct {
+    char *data;               //  heap, NUL-terminated
+    size_t len;               //  bytes used
+    size_t cap;               //  bytes allocated
+} s_buf_t;
+
+struct vz_supervisor_t {
+    vz_mesh_config_t *cfg;    //  owned configuration
+    s_service_t services[VZ_MESH_MAX_SERVICES];  //  runtime state, same order as cfg
+    s_client_t clients[S_MAX_CLIENTS];           //  control connections
+    int listen_fd;            //  control socket
+    int signal_fd;            //  signalfd
+    int notify_out;           //  our own VZ_NOTIFY_FD, -1 when absent or used
+    bool announced;           //  mesh readiness logged/notified
+    bool shutting_down;       //  shutdown in progress
+    int shutdown_tier;        //  tier being stopped
+    unsigned seed;            //  jitter
+    struct pollfd *pfds;      //  poll set, rebuilt every turn
+    sigset_t old_mask;        //  mask to restore on destroy
+};
+
+typedef void (*s_action_t)(vz_supervisor_t *self, s_replica_t *r);
+
+static int64_t s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void s_buf_printf(s_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void s_buf_printf(s_buf_t *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        assert(n >= 0);
+        if ((size_t) n < b->cap - b->len) {
+            b->len += (size_t) n;
+            return;
+        }
+        b->cap = b->cap * 2 + (size_t) n;
+        b->data = realloc(b->data, b->cap);
+        assert(b->data);
+    }
+}
+
+static const vz_mesh_service_t *s_svc_cfg(vz_supervisor_t *self, const s_replica_t *r)
+{
+    return &self->cfg->services[r->service];
+}
+
+static void s_log_replica(vz_log_level_t level, vz_supervisor_t *self, const s_replica_t *r,
+                          const char *msg, const char *key, const char *value)
+{
+    if (!vz_log_enabled(level))
+        return;
+    char idx[16], pid[16];
+    snprintf(idx, sizeof idx, "%d", r->index);
+    snprintf(pid, sizeof pid, "%d", (int) (r->pid ? r->pid : r->last_pid));
+    vz_log_write(level, NULL, msg, "target", s_svc_cfg(self, r)->name, "replica", idx, "pid", pid,
+                 key, value, (const char *) 0);
+}
+
+static void s_set_state(vz_supervisor_t *self, s_replica_t *r, s_state_t state)
+{
+    if (r->state != state)
+        vz_debug(NULL, "replica state", "target", s_svc_cfg(self, r)->name, "from",
+                 s_state_names[r->state], "to", s_state_names[state]);
+    r->state = state;
+}
+
+static void s_close_notify(s_replica_t *r)
+{
+    if (r->notify_fd >= 0)
+        close(r->notify_fd);
+    r->notify_fd = -1;
+}
+
+//  ---------------------------------------------------------------------------
+//  Spawning
+
+//  Append "key=value" to env, replacing an existing entry for key.
+static void s_env_set(char **env, size_t *count, size_t cap, const char *key, const char *value)
+{
+    size_t klen = strlen(key);
+    char *entry = NULL;
+    int n = asprintf(&entry, "%s=%s", key, value);
+    assert(n >= 0 && entry);
+    for (size_t i = 0; i < *count; i++)
+        if (strncmp(env[i], key, klen) == 0 && env[i][klen] == '=') {
+            free(env[i]);
+            env[i] = entry;
+            return;
+        }
+    assert(*count + 1 < cap);
+    env[(*count)++] = entry;
+}
+
+//  The child's environment: ours, then the mesh wiring, then the service's own.
+static char **s_child_env(vz_supervisor_t *self, const s_replica_t *r)
+{
+    const vz_mesh_config_t *cfg = self->cfg;
+    const vz_mesh_service_t *svc = s_svc_cfg(self, r);
+    size_t base = 0;
+    while (environ[base])
+        base++;
+    size_t cap = base + 16 + VZ_MESH_MAX_ENV, count = 0;
+    char **env = calloc(cap, sizeof *env);
+    assert(env);
+    for (size_t i = 0; i < base; i++) {
+        //  A VZ_NOTIFY_FD meant for us must not reach the child.
+        if (strncmp(environ[i], "VZ_NOTIFY_FD=", 13) == 0)
+            continue;
+        env[count] = strdup(environ[i]);
+        assert(env[count]);
+        count++;
+    }
+    char value[VZ_PATH_MAX * 2];
+    snprintf(value, sizeof value, "%s/keys/secret/%s.key", cfg->state_dir, svc->name);
+    s_env_set(env, &count, cap, "VZ_CURVE_CERT", value);
+    snprintf(value, sizeof value, "%s/keys/public", cfg->state_dir);
+    s_env_set(env, &count, cap, "VZ_CURVE_ALLOW_DIR", value);
+    snprintf(value, sizeof value, "%s/keys/public/broker.key", cfg->state_dir);
+    s_env_set(env, &count, cap, "VZ_BROKER_KEY", value);
+    int port = vz_mesh_config_port(cfg, "broker");
+    if (port > 0) {
+        snprintf(value, sizeof value, "tcp://127.0.0.1:%d", port);
+        s_env_set(env, &count, cap, "VZ_BROKER_ENDPOINTS", value);
+    }
+    port = vz_mesh_config_port(cfg, "redis");
+    if (port > 0) {
+        snprintf(value, sizeof value, "redis://127.0.0.1:%d", port);
+        s_env_set(env, &count, cap, "VZ_REDIS_URL", value);
+    }
+    snprintf(value, sizeof value, "%d", r->admin_port);
+    s_env_set(env, &count, cap, "VZ_ADMIN_PORT", value);
+    snprintf(value, sizeof value, "%d", r->index);
+    s_env_set(env, &count, cap, "VZ_REPLICA", value);
+    snprintf(value, sizeof value, "%d", VZ_CHILD_NOTIFY_FD);
+    s_env_set(env, &count, cap, "VZ_NOTIFY_FD", value);
+    for (size_t i = 0; i < svc->env_count; i++) {
+        char err[128];
+        //  Validated at load; ports are final by now.
+        int rc = vz_mesh_config_expand(cfg, svc->env[i].value, value, sizeof value, err,
+                                       sizeof err);
+        assert(rc == 0);
+        s_env_set(env, &count, cap, svc->env[i].key, value);
+    }
+    return env;
+}
+
+static void s_free_strv(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+//  argv of a service: the expanded command split on blanks, or redis-server's.
+static char **s_child_argv(vz_supervisor_t *self, const s_replica_t *r)
+{
+    const vz_mesh_config_t *cfg = self->cfg;
+    const vz_mesh_service_t *svc = s_svc_cfg(self, r);
+    char **argv = calloc(S_MAX_ARGS + 1, sizeof *argv);
+    assert(argv);
+    size_t n = 0;
+    if (svc->builtin_redis) {
+        char port[16], dir[VZ_PATH_MAX + 16];
+        snprintf(port, sizeof port, "%d", vz_mesh_config_port(cfg, "redis"));
+        snprintf(dir, sizeof dir, "%s/redis", cfg->state_dir);
+        const char *args[] = { "redis-server", "--port", port, "--bind", "127.0.0.1", "--dir",
+                               dir, "--appendonly", "yes", "--save", "", "--daemonize", "no",
+                               "--protected-mode", "yes" };
+        for (; n < sizeof args / sizeof args[0]; n++)
+            argv[n] = strdup(args[n]);
+        return argv;
+    }
+    char cmd[VZ_PATH_MAX], err[128];
+    int rc = vz_mesh_config_expand(cfg, svc->command, cmd, sizeof cmd, err, sizeof err);
+    assert(rc == 0);
+    char *save = NULL;
+    for (char *tok = strtok_r(cmd, " \t", &save); tok && n < S_MAX_ARGS;
+         tok = strtok_r(NULL, " \t", &save))
+        argv[n++] = strdup(tok);
+    return argv;
+}
+
+static void s_fail_replica(vz_supervisor_t *self, s_replica_t *r, const char *reason)
+{
+    vz_strlcpy(r->reason, reason, sizeof r->reason);
+    s_set_state(self, r, ST_FAILED);
+    s_log_replica(VZ_LOG_ERROR, self, r, "replica failed", "reason", reason);
+}
+
+static void s_spawn(vz_supervisor_t *self, s_replica_t *r)
+{
+    const vz_mesh_config_t *cfg = self->cfg;
+    const vz_mesh_service_t *svc = s_svc_cfg(self, r);
+    char **argv = s_child_argv(self, r);
+    char path[VZ_PATH_MAX], log_path[VZ_PATH_MAX + VZ_NAME_MAX + 32];
+    snprintf(log_path, sizeof log_path, "%s/logs/%s.%d.log", cfg->state_dir, svc->name, r->index);
+    if (!argv[0] || vz_child_resolve(argv[0], cfg->bin_dir, path, sizeof path) < 0) {
+        char why[VZ_PATH_MAX + 64];
+        snprintf(why, sizeof why, "command not found: %s", argv[0] ? argv[0] : "(empty)");
+        s_fail_replica(self, r, why);
+        s_free_strv(argv);
+        return;
+    }
+    char **env = s_child_env(self, r);
+    vz_child_spec_t spec = { .path = path, .argv = argv, .envp = env, .log_path = log_path,
+                             .notify = !svc->builtin_redis };
+    int pid = vz_child_spawn(&spec, &r->notify_fd);
+    s_free_strv(argv);
+    s_free_strv(env);
+    if (pid < 0) {
+        //  fork or the log file failed: likely temporary, so back off and retry.
+        s_log_replica(VZ_LOG_ERROR, self, r, "unable to start replica", "reason", strerror(-pid));
+        r->due_ms = s_mono_ms() + S_BACKOFF_MAX_MS;
+        s_set_state(self, r, ST_BACKOFF);
+        return;
+    }
+    r->pid = pid;
+    r->started_ms = s_mono_ms();
+    r->killed = false;
+    r->spawns++;
+    s_set_state(self, r, ST_STARTING);
+    s_log_replica(VZ_LOG_INFO, self, r, "replica started", "command", path);
+}
+
+//  ---------------------------------------------------------------------------
+//  Transition actions
+
+//  All present, wanted, non-failed replicas of service i are ready, and one at least.
+static bool s_service_ready(vz_supervisor_t *self, int i)
+{
+    const s_service_t *s = &self->services[i];
+    int ready = 0;
+    for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+        const s_replica_t *r = &s->replicas[k];
+        if (!r->present || !r->wanted || r->state == ST_FAILED)
+            continue;
+        if (r->state != ST_READY)
+            return false;
+        ready++;
+    }
+    return ready > 0;
+}
+
+static void s_act_want(vz_supervisor_t *self, s_replica_t *r)
+{
+    r->wanted = true;
+    r->death_count = 0;
+    r->streak = 0;
+    r->reason[0] = '\0';
+    s_set_state(self, r, ST_WAITING);
+}
+
+static void s_act_drop(vz_supervisor_t *self, s_replica_t *r)
+{
+    if (!r->wanted)
+        s_set_state(self, r, ST_STOPPED);
+}
+
+static void s_act_try_spawn(vz_supervisor_t *self, s_replica_t *r)
+{
+    if (!r->wanted || self->shutting_down) {
+        s_set_state(self, r, ST_STOPPED);
+        return;
+    }
+    const vz_mesh_service_t *svc = s_svc_cfg(self, r);
+    for (size_t d = 0; d < svc->dep_count; d++)
+        if (!s_service_ready(self, svc->deps[d]))
+            return;
+    s_spawn(self, r);
+}
+
+static void s_act_terminate(vz_supervisor_t *self, s_replica_t *r)
+{
+    assert(r->pid > 0);
+    vz_child_signal(r->pid, SIGTERM);
+    r->due_ms = s_mono_ms() + self->cfg->stop_timeout_ms;
+    s_set_state(self, r, ST_STOPPING);
+}
+
+static void s_act_probe(vz_supervisor_t *self, s_replica_t *r)
+{
+    //  Redis has no notification fd: it is ready when it answers PING.
+    if (s_svc_cfg(self, r)->builtin_redis
+        && vz_child_redis_ping(vz_mesh_config_port(self->cfg, "redis"), S_PING_MS)) {
+        s_set_state(self, r, ST_READY);
+        s_log_replica(VZ_LOG_INFO, self, r, "replica ready", "via", "redis PING");
+    }
+}
+
+static void s_act_ready(vz_supervisor_t *self, s_replica_t *r)
+{
+    s_set_state(self, r, ST_READY);
+    s_log_replica(VZ_LOG_INFO, self, r, "replica ready", "via", "notification fd");
+}
+
+static void s_describe_exit(int status, char *out, size_t n)
+{
+    if (WIFEXITED(status))
+        snprintf(out, n, "exit %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, n, "signal %d", WTERMSIG(status));
+    else
+        snprintf(out, n, "status %d", status);
+}
+
+//  An unexpected death: permanent error, too many deaths, or back off.
+static void s_act_died(vz_supervisor_t *self, s_replica_t *r)
+{
+    int64_t now = s_mono_ms();
+    char how[32];
+    s_describe_exit(r->status, how, sizeof how);
+    s_log_replica(VZ_LOG_WARN, self, r, "replica exited", "status", how);
+    if (!r->wanted || self->shutting_down) {
+        s_set_state(self, r, ST_STOPPED);
+        return;
+    }
+    if (WIFEXITED(r->status) && WEXITSTATUS(r->status) == 100) {
+        s_fail_replica(self, r, "exit 100 (permanent error)");
+        return;
+    }
+    if (now - r->started_ms >= S_STABLE_MS)
+        r->streak = 0;
+    r->deaths[r->death_pos] = now;
+    r->death_pos = (r->death_pos + 1) % (S_DEATH_LIMIT + 1);
+    if (r->death_count < S_DEATH_LIMIT + 1)
+        r->death_count++;
+    //  The ring's oldest entry is the death S_DEATH_LIMIT deaths ago.
+    if (r->death_count == S_DEATH_LIMIT + 1 && now - r->deaths[r->death_pos] <= S_DEATH_WINDOW_MS) {
+        char why[96];
+        snprintf(why, sizeof why, "%d deaths within %d s (last: %s)", S_DEATH_LIMIT + 1,
+                 S_DEATH_WINDOW_MS / 1000, how);
+        s_fail_replica(self, r, why);
+        return;
+    }
+    int64_t delay = S_BACKOFF_MIN_MS;
+    for (int i = 0; i < r->streak && delay < S_BACKOFF_MAX_MS; i++)
+        delay *= 2;
+    delay = delay > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : delay;
+    //  "Equal jitter": half fixed, half random, so replicas do not restart in step.
+    delay = delay / 2 + rand_r(&self->seed) % (delay / 2 + 1);
+    r->streak++;
+    r->due_ms = now + delay;
+    s_set_state(self, r, ST_BACKOFF);
+}
+
+static void s_act_backoff_due(vz_supervisor_t *self, s_replica_t *r)
+{
+    if (!r->wanted || self->shutting_down)
+        s_set_state(self, r, ST_STOPPED);
+    else if (s_mono_ms() >= r->due_ms) {
+        s_set_state(self, r, ST_WAITING);
+        s_act_try_spawn(self, r);
+    }
+}
+
+static void s_act_enforce_stop(vz_supervisor_t *self, s_replica_t *r)
+{
+    if (!r->killed && s_mono_ms() >= r->due_ms) {
+        s_log_replica(VZ_LOG_WARN, self, r, "replica did not stop in time", "signal", "SIGKILL");
+        vz_child_signal(r->pid, SIGKILL);
+        r->killed = true;
+    }
+}
+
+static void s_act_stopped(vz_supervisor_t *self, s_replica_t *r)
+{
+    char how[32];
+    s_describe_exit(r->status, how, sizeof how);
+    s_log_replica(VZ_LOG_INFO, self, r, "replica stopped", "status", how);
+    if (r->wanted && !self->shutting_down) {
+        s_set_state(self, r, ST_WAITING);
+        s_act_try_spawn(self, r);
+    }
+    else
+        s_set_state(self, r, ST_STOPPED);
+    //  A scaled-down slot disappears once its process is gone.
+    if (r->index >= self->services[r->service].desired && r->state == ST_STOPPED)
+        r->present = false;
+}
+
+//  s6-style actions[state][event]; NULL = the event means nothing in that state.
+static const s_action_t s_transitions[ST_COUNT][EV_COUNT] = {
+    //                START        STOP               TICK                 NOTIFIED      EXIT
+    [ST_STOPPED]  = { s_act_want,  NULL,              NULL,                NULL,         NULL },
+    [ST_WAITING]  = { NULL,        s_act_drop,        s_act_try_spawn,     NULL,         NULL },
+    [ST_STARTING] = { NULL,        s_act_terminate,   s_act_probe,         s_act_ready,  s_act_died },
+    [ST_READY]    = { NULL,        s_act_terminate,   NULL,                NULL,         s_act_died },
+    [ST_BACKOFF]  = { NULL,        s_act_drop,        s_act_backoff_due,   NULL,         NULL },
+    [ST_STOPPING] = { NULL,        NULL,              s_act_enforce_stop,  NULL,         s_act_stopped },
+    [ST_FAILED]   = { s_act_want,  s_act_drop,        NULL,                NULL,         NULL },
+};
+
+static void s_fire(vz_supervisor_t *self, s_replica_t *r, s_event_t ev)
+{
+    s_action_t action = s_transitions[r->state][ev];
+    if (action)
+        action(self, r);
+}
+
+//  ---------------------------------------------------------------------------
+//  Scaling, rolling restarts, shutdown
+
+static void s_scale(vz_supervisor_t *self, int i, int count)
+{
+    s_service_t *s = &self->services[i];
+    const vz_mesh_service_t *svc = &self->cfg->services[i];
+    s->desired = count;
+    for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+        s_replica_t *r = &s->replicas[k];
+        if (k < count && !r->present) {
+            r->present = true;
+            if (!r->admin_port)
+                r->admin_port = svc->admin_auto ? vz_mesh_free_port() : svc->admin_port + k;
+            r->state = ST_STOPPED;
+            s_fire(self, r, EV_START);
+        }
+        else if (k < count && r->present && !r->wanted && r->state == ST_STOPPING)
+            r->wanted = true;  //  scaled back up while draining: restart after the exit
+        else if (k >= count && r->present && r->wanted) {
+            r->wanted = false;
+            s_fire(self, r, EV_STOP);
+            if (r->state == ST_STOPPED || r->state == ST_FAILED)
+                r->present = false;
+        }
+    }
+}
+
+static void s_roll_begin(vz_supervisor_t *self, int i, bool rotating)
+{
+    s_service_t *s = &self->services[i];
+    s->roll_next = 0;
+    s->roll_current = -1;
+    s->roll_failed = false;
+    s->rotating = rotating;
+}
+
+//  Final step of a key rotation: the new public certificate takes the
+//  canonical name, which removes the old one in the same rename.
+static int s_rotate_finish(vz_supervisor_t *self, int i)
+{
+    const char *name = self->cfg->services[i].name;
+    char from[VZ_PATH_MAX + 96], to[VZ_PATH_MAX + 96];
+    snprintf(from, sizeof from, "%s/keys/public/%s.rotating.key", self->cfg->state_dir, name);
+    snprintf(to, sizeof to, "%s/keys/public/%s.key", self->cfg->state_dir, name);
+    return rename(from, to) < 0 ? -errno : 0;
+}
+
+static void s_reply(vz_supervisor_t *self, s_client_t *c, const char *text);
+
+static void s_roll_finish(vz_supervisor_t *self, int i)
+{
+    s_service_t *s = &self->services[i];
+    const char *name = self->cfg->services[i].name;
+    char text[256];
+    if (s->roll_failed)
+        snprintf(text, sizeof text, "error a replica of %s failed during the restart%s\n", name,
+                 s->rotating ? "; both the old and the new public key stay allowed" : "");
+    else if (s->rotating && s_rotate_finish(self, i) < 0)
+        snprintf(text, sizeof text, "error unable to retire the old public key of %s: %s\n",
+                 name, strerror(errno));
+    else
+        snprintf(text, sizeof text, "ok\n");
+    vz_info(NULL, s->rotating ? "key rotation done" : "rolling restart done", "target", name,
+            "result", s->roll_failed ? "failed" : "ok");
+    s->roll_next = -1;
+    s->rotating = false;
+    for (int c = 0; c < S_MAX_CLIENTS; c++)
+        if (self->clients[c].fd >= 0 && self->clients[c].op == OP_ROLL
+            && self->clients[c].service == i)
+            s_reply(self, &self->clients[c], text);
+}
+
+//  One step of a rolling restart: wait for the current replica to be ready
+//  again, then restart the next one.
+static void s_roll_step(vz_supervisor_t *self, int i)
+{
+    s_service_t *s = &self->services[i];
+    if (s->roll_next < 0)
+        return;
+    if (s->roll_current >= 0) {
+        s_replica_t *r = &s->replicas[s->roll_current];
+        if (r->present && r->wanted && r->state != ST_READY && r->state != ST_FAILED)
+            return;
+        if (r->state == ST_FAILED)
+            s->roll_failed = true;
+        s->roll_current = -1;
+    }
+    while (s->roll_next < VZ_MESH_MAX_REPLICAS) {
+        s_replica_t *r = &s->replicas[s->roll_next++];
+        if (!r->present || !r->wanted)
+            continue;
+        s->roll_current = r->index;
+        s_log_replica(VZ_LOG_INFO, self, r, "restarting replica", "why",
+                      s->rotating ? "key rotation" : "rolling restart");
+        if (r->state == ST_STARTING || r->state == ST_READY)
+            s_fire(self, r, EV_STOP);
+        else if (r->state == ST_FAILED)
+            s_fire(self, r, EV_START);
+        return;
+    }
+    s_roll_finish(self, i);
+}
+
+static bool s_tier_alive(vz_supervisor_t *self, int tier)
+{
+    for (size_t i = 0; i < self->cfg->service_count; i++) {
+        if (self->cfg->services[i].tier != tier)
+            continue;
+        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++)
+            if (self->services[i].replicas[k].pid > 0)
+                return true;
+    }
+    return false;
+}
+
+static void s_shutdown_begin(vz_supervisor_t *self, const char *why)
+{
+    if (self->shutting_down)
+        return;
+    vz_info(NULL, "shutting down", "reason", why);
+    self->shutting_down = true;
+    self->shutdown_tier = 0;
+    for (size_t i = 0; i < self->cfg->service_count; i++) {
+        int t = self->cfg->services[i].tier;
+        self->shutdown_tier = t > self->shutdown_tier ? t : self->shutdown_tier;
+        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++)
+            self->services[i].replicas[k].wanted = false;
+    }
+}
+
+//  Stop the highest tier still alive; the loop ends when nothing is left.
+static bool s_shutdown_step(vz_supervisor_t *self)
+{
+    while (self->shutdown_tier >= 0) {
+        for (size_t i = 0; i < self->cfg->service_count; i++)
+            if (self->cfg->services[i].tier == self->shutdown_tier)
+                for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++)
+                    s_fire(self, &self->services[i].replicas[k], EV_STOP);
+        if (s_tier_alive(self, self->shutdown_tier))
+            return false;
+        self->shutdown_tier--;
+    }
+    for (size_t i = 0; i < self->cfg->service_count; i++)
+        if (s_tier_alive(self, self->cfg->services[i].tier))
+            return false;
+    return true;
+}
+
+//  ---------------------------------------------------------------------------
+//  Control commands
+
+static void s_reply(vz_supervisor_t *self, s_client_t *c, const char *text)
+{
+    //  The response ends with an empty line; text already ends in "\n".
+    if (vz_control_write(c->fd, text) == 0)
+        vz_control_write(c->fd, "\n");
+    close(c->fd);
+    c->fd = -1;
+    c->op = OP_NONE;
+}
+
+static int s_find_service(vz_supervisor_t *self, const char *name, s_buf_t *out)
+{
+    int i = vz_mesh_config_find(self->cfg, name);
+    if (i < 0)
+        s_buf_printf(out, "unknown service \"%.*s\"", VZ_NAME_MAX, name);
+    return i;
+}
+
+//  Return codes of command handlers: 0 reply "ok" + body, -1 reply "error
+//  <body>", 1 reply later (the client stays open with a pending op).
+static int s_cmd_status(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+{
+    int64_t now = s_mono_ms();
+    for (size_t i = 0; i < self->cfg->service_count; i++)
+        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+            const s_replica_t *r = &self->services[i].replicas[k];
+            if (!r->present)
+                continue;
+            int64_t up = r->pid > 0 ? now - r->started_ms : 0;
+            //  Tab-separated: service replica pid state ready uptime_ms restarts admin_port reason
+            s_buf_printf(out, "%s\t%d\t%d\t%s\t%s\t%lld\t%d\t%d\t%s\n",
+                         self->cfg->services[i].name, k, (int) r->pid, s_state_names[r->state],
+                         r->state == ST_READY ? "yes" : "no", (long long) up,
+                         r->spawns > 0 ? r->spawns - 1 : 0, r->admin_port,
+                         *r->reason ? r->reason : "-");
+        }
+    return 0;
+}
+
+static int s_cmd_ports(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+{
+    for (size_t i = 0; i < self->cfg->port_count; i++)
+        s_buf_printf(out, "%s\t%d\n", self->cfg->ports[i].name, self->cfg->ports[i].port);
+    return 0;
+}
+
+static int s_cmd_start(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+{
+    int i = s_find_service(self, argv[1], out);
+    if (i < 0)
+        return -1;
+    s_service_t *s = &self->services[i];
+    if (s->desired == 0)
+        s_scale(self, i, self->cfg->services[i].replicas > 0 ? self->cfg->services[i].replicas
+                                                             : 1);
+    for (int k = 0; k < s->desired; k++) {
+        s_replica_t *r = &s->replicas[k];
+        r->wanted = true;
+        s_fire(self, r, EV_START);
+    }
+    vz_info(NULL, "service started by request", "target", argv[1]);
+    return 0;
+}
+
+static int s_cmd_stop(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+{
+    int i = s_find_service(self, argv[1], out);
+    if (i < 0)
+        return -1;
+    for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+        s_replica_t *r = &self->services[i].replicas[k];
+        r->wanted = false;
+        s_fire(self, r, EV_STOP);
+    }
+    vz_info(NULL, "service stopped by request", "target", argv[1]);
+    return 0;
+}
+
+static int s_cmd_restart(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+{
+    int i = s_find_service(self, argv[1], out);
+    if (i < 0)
+        return -1;
+    if (self->services[i].roll_next >= 0) {
+        s_buf_printf(out, "a restart of %s is already in progress", argv[1]);
+        return -1;
+    }
+    s_roll_begin(self, i, false);
+    c->op = OP_ROLL;
+    c->service = i;
+    return 1;
+}
+
+static int s_cmd_scale(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+{
+    int i = s_find_service(self, argv[1], out);
+    if (i < 0)
+        return -1;
+    char *end = NULL;
+    long n = strtol(argv[2], &end, 10);
+    if (*end || end == argv[2] || n < 0 || n > VZ_MESH_MAX_REPLICAS) {
+        s_buf_printf(out, "replicas must be an integer in 0..%d", VZ_MESH_MAX_REPLICAS);
+        return -1;
+    }
+    if (self->cfg->services[i].builtin_redis && n > 1) {
+        s_buf_printf(out, "the built-in redis runs one replica");
+        return -1;
+    }
+    s_scale(self, i, (int) n);
+    vz_info(NULL, "service scaled", "target", argv[1], "replicas", argv[2]);
+    return 0;
+}
+
+static int s_cmd_reload(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+{
+    int sent = 0;
+    for (size_t i = 0; i < self->cfg->service_count; i++)
+        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+            const s_replica_t *r = &self->services[i].replicas[k];
+            //  Redis ignores SIGHUP; it is not sent the signal at all.
+            if (r->pid > 0 && !self->cfg->services[i].builtin_redis
+                && vz_child_signal(r->pid, SIGHUP) == 0)
+                sent++;
+        }
+    s_buf_printf(out, "%d\n", sent);
+    vz_info(NULL, "reload forwarded", "signal", "SIGHUP");
+    return 0;
+}
+
+//  OP_WAIT condition: 1 met, 0 not yet, -1 cannot be met (failed replica).
+static int s_wait_check(vz_supervisor_t *self, int service, s_buf_t *why)
+{
+    for (size_t i = 0; i < self->cfg->service_count; i++) {
+        if (service >= 0 && (int) i != service)
+            continue;
+        const s_service_t *s = &self->services[i];
+        if (s->roll_next >= 0)
+            return 0;
+        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+            const s_replica_t *r = &s->replicas[k];
+            if (!r->present)
+                continue;
+            if (r->state == ST_FAILED && r->wanted) {
+                if (why)
+                    s_buf_printf(why, "%s.%d failed: %s", self->cfg->services[i].name, k,
+                                 r->reason);
+                return -1;
+            }
+            if (k >= s->desired || (r->wanted && r->state != ST_READY))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static int s_cmd_wait(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+{
+    c->service = -1;
+    int64_t timeout = 30000;
+    for (int a = 1; argv[a]; a++) {
+        char *end = NULL;
+        long v = strtol(argv[a], &end, 10);
+        if (*end == '\0' && end != argv[a] && v >= 0)
+            timeout = v;
+        else if ((c->service = s_find_service(self, argv[a], out)) < 0)
+            return -1;
+    }
+    c->op = OP_WAIT;
+    c->deadline = s_mono_ms() + timeout;
+    return 1;
+}
+
+static int s_cmd_shutdown(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+{
+    s_shutdown_begin(self, "vzctl shutdown");
+    return 0;
+}
+
+static int s_move(const char *from, const char *to)
+{
+    return rename(from, to) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+//  Overlap rotation: new pair, new public key allowed beside the old one,
+//  new secret in place, rolling restart, then the old public key goes.
+static int s_cmd_rotate(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+{
+    int i = s_find_service(self, argv[1], out);
+    if (i < 0)
+        return -1;
+    const vz_mesh_config_t *cfg = self->cfg;
+    if (strcmp(argv[1], "broker") == 0) {
+        s_buf_printf(out,
+                     "refusing to rotate the broker's key this way: every daemon pins the "
+                     "broker's public key (VZ_BROKER_KEY) as the CURVE server key, so a broker "
+                     "with a new key would be rejected by all of them. Rotate it by giving the "
+                     "clients the new broker public key first (and restarting them), then "
+                     "restarting the broker with the new secret");
+        return -1;
+    }
+    if (cfg->services[i].builtin_redis) {
+        s_buf_printf(out, "redis has no CURVE key");
+        return -1;
+    }
+    if (self->services[i].roll_next >= 0) {
+        s_buf_printf(out, "a restart of %s is already in progress", argv[1]);
+        return -1;
+    }
+    const char *name = argv[1];
+    const char *st = cfg->state_dir;
+    char tmp[VZ_PATH_MAX + 64], from[VZ_PATH_MAX + 160], to[VZ_PATH_MAX + 160];
+    snprintf(tmp, sizeof tmp, "%s/keys/rotate", st);
+    //  Leftovers of an interrupted rotation would be kept by keygen: clear them.
+    const char *leftovers[] = { "public/%s.key", "secret/%s.key", "secret/%s.key_secret" };
+    for (size_t k = 0; k < 3; k++) {
+        char rel[VZ_NAME_MAX + 32];
+        snprintf(rel, sizeof rel, leftovers[k], name);
+        snprintf(from, sizeof from, "%s/%s", tmp, rel);
+        unlink(from);
+    }
+    int rc = vz_curve_keygen(tmp, name);
+    if (rc < 0) {
+        s_buf_printf(out, "unable to generate a key pair for %s: %s", name, strerror(-rc));
+        return -1;
+    }
+    snprintf(from, sizeof from, "%s/public/%s.key", tmp, name);
+    snprintf(to, sizeof to, "%s/keys/public/%s.rotating.key", st, name);
+    rc = s_move(from, to);
+    snprintf(from, sizeof from, "%s/secret/%s.key_secret", tmp, name);
+    snprintf(to, sizeof to, "%s/keys/secret/%s.key_secret", st, name);
+    rc = rc < 0 ? rc : s_move(from, to);
+    snprintf(from, sizeof from, "%s/secret/%s.key", tmp, name);
+    snprintf(to, sizeof to, "%s/keys/secret/%s.key", st, name);
+    rc = rc < 0 ? rc : s_move(from, to);
+    if (rc < 0) {
+        s_buf_printf(out, "unable to install the new key of %s: %s", name, strerror(-rc));
+        return -1;
+    }
+    vz_info(NULL, "key rotation started", "target", name);
+    s_roll_begin(self, i, true);
+    c->op = OP_ROLL;
+    c->service = i;
+    return 1;
+}
+
+typedef int (*s_cmd_fn_t)(vz_supervisor_t *, s_client_t *, char **, s_buf_t *);
+
+//  Dispatch table; arity is checked centrally before the handler runs.
+static const struct {
+    const char *name;   //  request verb
+    int min_args;       //  arguments after the verb
+    int max_args;       //  (inclusive)
+    s_cmd_fn_t fn;      //  handler
+} s_commands[] = {
+    { "status", 0, 0, s_cmd_status },   { "ports", 0, 0, s_cmd_ports },
+    { "start", 1, 1, s_cmd_start },     { "stop", 1, 1, s_cmd_stop },
+    { "restart", 1, 1, s_cmd_restart }, { "scale", 2, 2, s_cmd_scale },
+    { "reload", 0, 0, s_cmd_reload },   { "wait", 0, 2, s_cmd_wait },
+    { "shutdown", 0, 0, s_cmd_shutdown }, { "rotate", 1, 1, s_cmd_rotate },
+};
+
+static void s_dispatch(vz_supervisor_t *self, s_client_t *c)
+{
+    char *argv[S_MAX_ARGS + 1] = { NULL };
+    int argc = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(c->buf, " \t\r", &save); tok && argc < S_MAX_ARGS;
+         tok = strtok_r(NULL, " \t\r", &save))
+        argv[argc++] = tok;
+    s_buf_t out = { .data = malloc(256), .len = 0, .cap = 256 };
+    assert(out.data);
+    out.data[0] = '\0';
+    int rc = -1;
+    size_t n = sizeof s_commands / sizeof s_commands[0], k = 0;
+    while (k < n && (argc == 0 || strcmp(s_commands[k].name, argv[0]) != 0))
+        k++;
+    if (k == n)
+        s_buf_printf(&out, "unknown command \"%.32s\"", argc ? argv[0] : "");
+    else if (argc - 1 < s_commands[k].min_args || argc - 1 > s_commands[k].max_args)
+        s_buf_printf(&out, "%s takes %d..%d arguments", argv[0], s_commands[k].min_args,
+                     s_commands[k].max_args);
+    else if (self->shutting_down && strcmp(argv[0], "status") && strcmp(argv[0], "ports"))
+        s_buf_printf(&out, "shutting down");
+    else
+        rc = s_commands[k].fn(self, c, argv, &out);
+    if (rc == 0) {
+        char *text = NULL;
+        int len = asprintf(&text, "ok\n%s", out.data);
+        assert(len >= 0);
+        s_reply(self, c, text);
+        free(text);
+    }
+    else if (rc < 0) {
+        char *text = NULL;
+        int len = asprintf(&text, "error %s\n", out.data);
+        assert(len >= 0);
+        s_reply(self, c, text);
+        free(text);
+    }
+    free(out.data);
+}
+
+static void s_client_read(vz_supervisor_t *self, s_client_t *c)
+{
+    if (c->op != OP_NONE) {
+        //  A waiting client that hangs up gives up its wait.
+        char byte;
+        if (recv(c->fd, &byte, 1, MSG_DONTWAIT) == 0) {
+            close(c->fd);
+            c->fd = -1;
+            c->op = OP_NONE;
+        }
+        return;
+    }
+    ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - 1 - c->len, MSG_DONTWAIT);
+    if (n <= 0) {
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            close(c->fd);
+            c->fd = -1;
+        }
+        return;
+    }
+    c->len += (size_t) n;
+    c->buf[c->len] = '\0';
+    char *nl = strchr(c->buf, '\n');
+    if (nl) {
+        *nl = '\0';
+        s_dispatch(self, c);
+    }
+    else if (c->len == sizeof c->buf - 1)
+        s_reply(self, c, "error request line too long\n");
+}
+
+static void s_accept(vz_supervisor_t *self)
+{
+    int fd = accept4(self->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    //  A client that stops reading must not stall the whole mesh.
+    struct timeval tv = { .tv_sec = 1 };
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    for (int i = 0; i < S_MAX_CLIENTS; i++)
+        if (self->clients[i].fd < 0) {
+            self->clients[i] = (s_client_t) { .fd = fd, .op = OP_NONE, .service = -1 };
+            return;
+        }
+    s_client_t busy = { .fd = fd };
+    s_reply(self, &busy, "error too many control connections\n");
+}
+
+static void s_check_waits(vz_supervisor_t *self)
+{
+    int64_t now = s_mono_ms();
+    for (int i = 0; i < S_MAX_CLIENTS; i++) {
+        s_client_t *c = &self->clients[i];
+        if (c->fd < 0 || c->op != OP_WAIT)
+            continue;
+        s_buf_t why = { .data = calloc(1, 256), .len = 0, .cap = 256 };
+        assert(why.data);
+        int met = self->shutting_down ? -1 : s_wait_check(self, c->service, &why);
+        char *text = NULL;
+        int len = 0;
+        if (met > 0)
+            len = asprintf(&text, "ok\n");
+        else if (met < 0)
+            len = asprintf(&text, "error %s\n", self->shutting_down ? "shutting down" : why.data);
+        else if (now >= c->deadline)
+            len = asprintf(&text, "error timeout\n");
+        assert(len >= 0);
+        if (text)
+            s_reply(self, c, text);
+        free(text);
+        free(why.data);
+    }
+}
+
+//  ---------------------------------------------------------------------------
+//  Loop
+
+static void s_reap(vz_supervisor_t *self)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        for (size_t i = 0; i < self->cfg->service_count; i++)
+            for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+                s_replica_t *r = &self->services[i].replicas[k];
+                if (r->pid != pid)
+                    continue;
+                //  Cleared first: the exit action may already start a new process.
+                r->status = status;
+                r->last_pid = pid;
+                r->pid = 0;
+                s_close_notify(r);
+                s_fire(self, r, EV_EXIT);
+            }
+}
+
+static bool s_handle_signals(vz_supervisor_t *self)
+{
+    struct signalfd_siginfo si;
+    while (read(self->signal_fd, &si, sizeof si) == (ssize_t) sizeof si) {
+        if (si.ssi_signo == SIGCHLD)
+            s_reap(self);
+        else if (si.ssi_signo == SIGHUP) {
+            s_buf_t out = { .data = calloc(1, 64), .len = 0, .cap = 64 };
+            assert(out.data);
+            s_cmd_reload(self, NULL, NULL, &out);
+            free(out.data);
+        }
+        else
+            s_shutdown_begin(self, si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+    }
+    return true;
+}
+
+static void s_read_notify(vz_supervisor_t *self, s_replica_t *r)
+{
+    char buf[64];
+    ssize_t n = read(r->notify_fd, buf, sizeof buf);
+    if (n > 0 && memchr(buf, '\n', (size_t) n)) {
+        s_close_notify(r);
+        s_fire(self, r, EV_NOTIFIED);
+    }
+    else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+        s_close_notify(r);  //  closed without a line: never ready by notification
+}
+
+static void s_announce(vz_supervisor_t *self)
+{
+    if (self->announced || self->shutting_down || s_wait_check(self, -1, NULL) <= 0)
+        return;
+    self->announced = true;
+    vz_info(NULL, "mesh ready");
+    if (self->notify_out >= 0) {
+        ssize_t n = write(self->notify_out, "\n", 1);
+        (void) n;
+        close(self->notify_out);
+        self->notify_out = -1;
+    }
+}
+
+static bool s_busy(vz_supervisor_t *self)
+{
+    if (self->shutting_down)
+        return true;
+    for (int c = 0; c < S_MAX_CLIENTS; c++)
+        if (self->clients[c].fd >= 0 && self->clients[c].op != OP_NONE)
+            return true;
+    for (size_t i = 0; i < self->cfg->service_count; i++)
+        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+            s_state_t st = self->services[i].replicas[k].state;
+            if (self->services[i].replicas[k].present && st != ST_READY && st != ST_STOPPED
+                && st != ST_FAILED)
+                return true;
+        }
+    return false;
+}
+
+int vz_supervisor_run(vz_supervisor_t *self)
+{
+    assert(self);
+    vz_info(NULL, "supervisor started", "state_dir", self->cfg->state_dir, "control",
+            self->cfg->control);
+    for (size_t i = 0; i < self->cfg->service_count; i++)
+        s_scale(self, (int) i, self->cfg->services[i].replicas);
+    for (;;) {
+        for (size_t i = 0; i < self->cfg->service_count; i++) {
+            for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++)
+                if (self->services[i].replicas[k].present || self->services[i].replicas[k].pid)
+                    s_fire(self, &self->services[i].replicas[k], EV_TICK);
+            s_roll_step(self, (int) i);
+        }
+        s_check_waits(self);
+        s_announce(self);
+        if (self->shutting_down && s_shutdown_step(self))
+            break;
+        size_t n = 0;
+        self->pfds[n++] = (struct pollfd) { .fd = self->signal_fd, .events = POLLIN };
+        self->pfds[n++] = (struct pollfd) { .fd = self->listen_fd, .events = POLLIN };
+        for (int c = 0; c < S_MAX_CLIENTS; c++)
+            self->pfds[n++] = (struct pollfd) { .fd = self->clients[c].fd, .events = POLLIN };
+        for (size_t i = 0; i < self->cfg->service_count; i++)
+            for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++)
+                self->pfds[n++] = (struct pollfd) {
+                    .fd = self->services[i].replicas[k].notify_fd, .events = POLLIN };
+        int rc = poll(self->pfds, n, s_busy(self) ? S_TICK_BUSY_MS : S_TICK_IDLE_MS);
+        if (rc < 0 && errno != EINTR) {
+            vz_error(NULL, "unable to poll", "reason", strerror(errno));
+            s_shutdown_begin(self, "poll failed");
+            continue;
+        }
+        if (rc <= 0)
+            continue;
+        n = 0;
+        if (self->pfds[n++].revents)
+            s_handle_signals(self);
+        if (self->pfds[n++].revents)
+            s_accept(self);
+        for (int c = 0; c < S_MAX_CLIENTS; c++)
+            if (self->pfds[n++].revents && self->clients[c].fd >= 0)
+                s_client_read(self, &self->clients[c]);
+        for (size_t i = 0; i < self->cfg->service_count; i++)
+            for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+                s_replica_t *r = &self->services[i].replicas[k];
+                if (self->pfds[n++].revents && r->notify_fd >= 0)
+                    s_read_notify(self, r);
+            }
+    }
+    vz_info(NULL, "supervisor stopped");
+    return VZ_EXIT_OK;
+}
+
+//  ---------------------------------------------------------------------------
+//  Setup
+
+static int s_mkdir(const char *path, mode_t mode, char *err, size_t errlen)
+{
+    if (mkdir(path, mode) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "unable to create %s: %s", path, strerror(errno));
+        return -1;
+    }
+    //  An existing directory gets the mode too: keys must never be world-readable.
+    if (chmod(path, mode) < 0) {
+        snprintf(err, errlen, "unable to chmod %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int s_prepare_state(vz_supervisor_t *self, char *err, size_t errlen)
+{
+    const vz_mesh_config_t *cfg = self->cfg;
+    static const struct {
+        const char *sub;   //  directory under state_dir
+        mode_t mode;       //  its mode
+    } dirs[] = { { "logs", 0755 }, { "redis", 0700 }, { "keys", 0700 },
+                 { "keys/public", 0755 }, { "keys/secret", 0700 }, { "keys/rotate", 0700 } };
+    char path[VZ_PATH_MAX + 32];
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", cfg->state_dir, dirs[i].sub);
+        if (s_mkdir(path, dirs[i].mode, err, errlen) < 0)
+            return -1;
+    }
+    snprintf(path, sizeof path, "%s/keys", cfg->state_dir);
+    for (size_t i = 0; i < cfg->service_count; i++) {
+        if (cfg->services[i].builtin_redis)
+            continue;
+        int rc = vz_curve_keygen(path, cfg->services[i].name);
+        if (rc < 0) {
+            snprintf(err, errlen, "unable to generate the key pair of %s in %s: %s",
+                     cfg->services[i].name, path, strerror(-rc));
+            return -1;
+        }
+    }
+    //  keygen may have widened it; the key tree stays owner-only.
+    return s_mkdir(path, 0700, err, errlen);
+}
+
+vz_supervisor_t *vz_supervisor_new(const char *config_path, const char *exe_dir, int *exit_code)
+{
+    assert(config_path && exe_dir && exit_code);
+    vz_supervisor_t *self = calloc(1, sizeof *self);
+    assert(self);
+    self->cfg = calloc(1, sizeof *self->cfg);
+    assert(self->cfg);
+    self->listen_fd = self->signal_fd = self->notify_out = -1;
+    self->seed = (unsigned) getpid() ^ (unsigned) s_mono_ms();
+    for (int c = 0; c < S_MAX_CLIENTS; c++)
+        self->clients[c].fd = -1;
+    for (size_t i = 0; i < VZ_MESH_MAX_SERVICES; i++) {
+        self->services[i].roll_next = self->services[i].roll_current = -1;
+        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+            self->services[i].replicas[k].service = (int) i;
+            self->services[i].replicas[k].index = k;
+            self->services[i].replicas[k].notify_fd = -1;
+        }
+    }
+    self->pfds = calloc(2 + S_MAX_CLIENTS + VZ_MESH_MAX_SERVICES * VZ_MESH_MAX_REPLICAS,
+                        sizeof *self->pfds);
+    assert(self->pfds);
+    //  Block before anything could start a thread, so every thread inherits it.
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, &self->old_mask);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[VZ_PATH_MAX + 256];
+    *exit_code = VZ_EXIT_PERMANENT;
+    int rc = vz_mesh_config_load(self->cfg, config_path, err, sizeof err);
+    if (rc == 0)
+        rc = vz_mesh_config_resolve(self->cfg, exe_dir, err, sizeof err);
+    if (rc == 0 && (rc = vz_mesh_config_alloc_ports(self->cfg)) < 0)
+        snprintf(err, sizeof err, "unable to allocate auto ports: %s", strerror(-rc));
+    if (rc == 0 && (rc = s_prepare_state(self, err, sizeof err)) < 0)
+        *exit_code = VZ_EXIT_TEMPORARY;
+    if (rc == 0) {
+        self->listen_fd = vz_control_listen(self->cfg->control);
+        if (self->listen_fd < 0) {
+            rc = self->listen_fd;
+            snprintf(err, sizeof err, "unable to listen on %s: %s", self->cfg->control,
+                     rc == -EADDRINUSE ? "another supervisor is running there" : strerror(-rc));
+        }
+    }
+    if (rc == 0 && (self->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+        rc = -errno;
+        snprintf(err, sizeof err, "unable to create signalfd: %s", strerror(errno));
+        *exit_code = VZ_EXIT_TEMPORARY;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "vz-supervisor: %s\n", err);
+        vz_error(NULL, "unable to start", "reason", err);
+        vz_supervisor_destroy(&self);
+        return NULL;
+    }
+    const char *nfd = getenv("VZ_NOTIFY_FD");
+    if (nfd && *nfd) {
+        char *end = NULL;
+        long fd = strtol(nfd, &end, 10);
+        if (*end == '\0' && fd > 2 && fcntl((int) fd, F_GETFD) >= 0) {
+            self->notify_out = (int) fd;
+            fcntl((int) fd, F_SETFD, FD_CLOEXEC);
+        }
+    }
+    *exit_code = VZ_EXIT_OK;
+    return self;
+}
+
+void vz_supervisor_destroy(vz_supervisor_t **self_p)
+{
+    assert(self_p);
+    vz_supervisor_t *self = *self_p;
+    if (!self)
+        return;
+    for (int c = 0; c < S_MAX_CLIENTS; c++)
+        if (self->clients[c].fd >= 0)
+            s_reply(self, &self->clients[c], "error supervisor stopped\n");
+    for (size_t i = 0; i < VZ_MESH_MAX_SERVICES; i++)
+        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++)
+            s_close_notify(&self->services[i].replicas[k]);
+    if (self->listen_fd >= 0) {
+        close(self->listen_fd);
+        unlink(self->cfg->control);
+    }
+    if (self->signal_fd >= 0)
+        close(self->signal_fd);
+    if (self->notify_out >= 0)
+        close(self->notify_out);
+    sigprocmask(SIG_SETMASK, &self->old_mask, NULL);
+    free(self->pfds);
+    free(self->cfg);
+    free(self);
+    *self_p = NULL;
+}
