@@ -20,7 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define S_SHOW_MAX 48 //  longest value quoted back in an error message
+#define S_SHOW_MAX 48           //  longest value quoted back in an error message
+#define S_FILE_MAX (1024 * 1024) //  largest config file read
 
 typedef struct {
     const char *text;   //  value to parse
@@ -250,6 +251,24 @@ static int s_apply(void *cfg, const vz_cfg_item_t *item, const s_value_t *value,
     return -EINVAL;
 }
 
+//  Whole file as a string, or NULL when unreadable or over S_FILE_MAX.
+static char *s_slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char *text = malloc(S_FILE_MAX + 1);
+    assert(text);
+    size_t len = fread(text, 1, S_FILE_MAX + 1, f);
+    fclose(f);
+    if (len > S_FILE_MAX) {
+        free(text);
+        return NULL;
+    }
+    text[len] = '\0';
+    return text;
+}
+
 int vz_config_load(void *cfg, const vz_cfg_item_t *items, size_t count, const char *file,
                    char *err, size_t errlen)
 {
@@ -269,10 +288,14 @@ int vz_config_load(void *cfg, const vz_cfg_item_t *items, size_t count, const ch
                 snprintf(err, errlen, "unable to read config file %s: %s", file, strerror(e));
             return -ENOENT;
         }
-        root = zconfig_load(file);
+        //  Read it ourselves: bounded, and CZMQ's zconfig_load leaks its
+        //  zfile_t when the text does not parse.
+        char *text = s_slurp(file);
+        root = text ? zconfig_str_load(text) : NULL;
+        free(text);
         if (!root) {
             if (err && errlen)
-                snprintf(err, errlen, "unable to parse config file %s: not valid ZPL", file);
+                snprintf(err, errlen, "unable to parse config file %s: not valid ZPL (or over 1 MiB)", file);
             return -ENOENT;
         }
     }
