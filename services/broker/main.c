@@ -114,7 +114,10 @@ int main(int argc, char **argv)
         snprintf(port, sizeof port, "%d", vz_broker_port(app.broker));
         vz_info(NULL, "broker ready", "endpoint", config.bind, "port", port);
         vz_daemon_ready(app.daemon);
-        zloop_start(app.loop);
+        //  zloop_start also returns when any signal (SIGHUP) interrupts its
+        //  poll; only SIGTERM/SIGINT (zsys_interrupted) end the run.
+        while (!zsys_interrupted)
+            zloop_start(app.loop);
         vz_info(NULL, "broker draining");
         vz_daemon_not_ready(app.daemon, "shutting down");
         vz_broker_drain(app.broker, common->drain_ms);
