@@ -21,26 +21,26 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define S_CONNECTION_LIMIT   64  //  concurrent connections before MHD refuses
-#define S_CONNECTION_TIMEOUT 10  //  seconds an idle connection may stay
-#define S_REASON_MAX         128 //  readiness reason kept, incl. NUL
+#define S_CONNECTION_LIMIT 64   //  concurrent connections before MHD refuses
+#define S_CONNECTION_TIMEOUT 10 //  seconds an idle connection may stay
+#define S_REASON_MAX 128        //  readiness reason kept, incl. NUL
 
 #define S_JSON "application/json"
 #define S_PROM "text/plain; version=0.0.4; charset=utf-8"
 
 struct vz_admin_t {
-    struct MHD_Daemon *daemon;  //  libmicrohttpd server with its own threads
-    vz_metrics_t *metrics;      //  borrowed registry rendered at /metrics
-    int port;                   //  port actually bound
-    atomic_bool ready;          //  /readyz answer; written by the reactor
-    pthread_mutex_t lock;       //  guards reason
-    char reason[S_REASON_MAX];  //  why not ready
+    struct MHD_Daemon *daemon; //  libmicrohttpd server with its own threads
+    vz_metrics_t *metrics;     //  borrowed registry rendered at /metrics
+    int port;                  //  port actually bound
+    atomic_bool ready;         //  /readyz answer; written by the reactor
+    pthread_mutex_t lock;      //  guards reason
+    char reason[S_REASON_MAX]; //  why not ready
 };
 
 typedef struct {
-    unsigned status;   //  HTTP status
-    char *body;        //  heap body, freed by MHD
-    const char *type;  //  Content-Type
+    unsigned status;  //  HTTP status
+    char *body;       //  heap body, freed by MHD
+    const char *type; //  Content-Type
 } s_reply_t;
 
 typedef s_reply_t(s_route_fn)(vz_admin_t *self);
@@ -79,8 +79,8 @@ static s_reply_t s_metrics(vz_admin_t *self)
 }
 
 static const struct {
-    const char *path;  //  exact URL path
-    s_route_fn *fn;    //  builds the reply
+    const char *path; //  exact URL path
+    s_route_fn *fn;   //  builds the reply
 } s_routes[] = {
     {"/healthz", s_healthz},
     {"/readyz", s_readyz},
@@ -114,7 +114,7 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *connection, co
     static const char s_seen = 1;
     vz_admin_t *self = cls;
     if (!*con_cls) {
-        *con_cls = (void *) &s_seen;
+        *con_cls = (void *)&s_seen;
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -125,9 +125,9 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *connection, co
         if (strcmp(url, s_routes[i].path) != 0)
             continue;
         if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-            return s_queue(connection,
-                           s_json(405, "{\"error\":\"method_not_allowed\",\"allow\":\"GET, HEAD\"}"),
-                           true);
+            return s_queue(
+                connection,
+                s_json(405, "{\"error\":\"method_not_allowed\",\"allow\":\"GET, HEAD\"}"), true);
         return s_queue(connection, s_routes[i].fn(self), false);
     }
     return s_queue(connection, s_json(404, "{\"error\":\"not_found\"}"), false);
@@ -140,8 +140,8 @@ vz_admin_t *vz_admin_new(const char *addr, int port, vz_metrics_t *metrics)
         errno = EINVAL;
         return NULL;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
     if (getaddrinfo(addr, NULL, &hints, &res) != 0 || !res) {
         errno = EINVAL;
@@ -150,13 +150,12 @@ vz_admin_t *vz_admin_new(const char *addr, int port, vz_metrics_t *metrics)
     struct sockaddr_storage sa;
     memcpy(&sa, res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION
-                     | MHD_USE_POLL;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
     if (sa.ss_family == AF_INET6) {
-        ((struct sockaddr_in6 *) &sa)->sin6_port = htons((uint16_t) port);
+        ((struct sockaddr_in6 *)&sa)->sin6_port = htons((uint16_t)port);
         flags |= MHD_USE_IPv6;
     } else
-        ((struct sockaddr_in *) &sa)->sin_port = htons((uint16_t) port);
+        ((struct sockaddr_in *)&sa)->sin_port = htons((uint16_t)port);
 
     vz_admin_t *self = calloc(1, sizeof *self);
     assert(self);
@@ -165,10 +164,10 @@ vz_admin_t *vz_admin_new(const char *addr, int port, vz_metrics_t *metrics)
     pthread_mutex_init(&self->lock, NULL);
     vz_strlcpy(self->reason, "starting", sizeof self->reason);
     errno = 0;
-    self->daemon = MHD_start_daemon(
-        flags, (uint16_t) port, NULL, NULL, s_access, self, MHD_OPTION_SOCK_ADDR, &sa,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned) S_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned) S_CONNECTION_TIMEOUT, MHD_OPTION_END);
+    self->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, s_access, self,
+                                    MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_LIMIT,
+                                    (unsigned)S_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+                                    (unsigned)S_CONNECTION_TIMEOUT, MHD_OPTION_END);
     if (!self->daemon) {
         int e = errno ? errno : EADDRINUSE;
         pthread_mutex_destroy(&self->lock);

@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define S_SHOW_MAX 48           //  longest value quoted back in an error message
+#define S_SHOW_MAX 48            //  longest value quoted back in an error message
 #define S_FILE_MAX (1024 * 1024) //  largest config file read
 
 typedef struct {
@@ -42,8 +42,8 @@ static void s_show(char *out, size_t n, const char *text)
             o += 3;
             break;
         }
-        unsigned char c = (unsigned char) text[i];
-        out[o++] = (c >= 0x20 && c < 0x7f && c != '"') ? (char) c : '?';
+        unsigned char c = (unsigned char)text[i];
+        out[o++] = (c >= 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
     }
     out[o] = '\0';
 }
@@ -56,10 +56,10 @@ static int s_fail(char *err, size_t errlen, const vz_cfg_item_t *item, const s_v
     char shown[S_SHOW_MAX + 8];
     s_show(shown, sizeof shown, value->text);
     int len = snprintf(err, errlen, "%s=\"%s\"%s: ", item->env, shown, value->origin);
-    if (len >= 0 && (size_t) len < errlen) {
+    if (len >= 0 && (size_t)len < errlen) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err + len, errlen - (size_t) len, fmt, ap);
+        vsnprintf(err + len, errlen - (size_t)len, fmt, ap);
         va_end(ap);
     }
     size_t used = strlen(err);
@@ -71,8 +71,8 @@ static int s_fail(char *err, size_t errlen, const vz_cfg_item_t *item, const s_v
 //  Parse a decimal long; the whole text must be the number.
 static bool s_parse_long(const char *text, long *out, const char **rest)
 {
-    if (!isdigit((unsigned char) text[0]) && !((text[0] == '-' || text[0] == '+')
-                                               && isdigit((unsigned char) text[1])))
+    if (!isdigit((unsigned char)text[0]) &&
+        !((text[0] == '-' || text[0] == '+') && isdigit((unsigned char)text[1])))
         return false;
     errno = 0;
     char *end;
@@ -92,7 +92,7 @@ static int s_parse_int(const vz_cfg_item_t *item, const s_value_t *value, void *
     if (!s_parse_long(value->text, &v, NULL) || v < item->min || v > item->max)
         return s_fail(err, errlen, item, value, "expected an integer in %ld..%ld", item->min,
                       item->max);
-    *(int *) field = (int) v;
+    *(int *)field = (int)v;
     return 0;
 }
 
@@ -116,7 +116,7 @@ static int s_parse_ms(const vz_cfg_item_t *item, const s_value_t *value, void *f
         return s_fail(err, errlen, item, value,
                       "expected a duration in %ld..%ld ms, as 250, 250ms, 2s or 1m", item->min,
                       item->max);
-    *(int *) field = (int) (v * scale);
+    *(int *)field = (int)(v * scale);
     return 0;
 }
 
@@ -125,11 +125,11 @@ static int s_parse_bool(const vz_cfg_item_t *item, const s_value_t *value, void 
 {
     for (size_t i = 0; i < sizeof s_true_words / sizeof s_true_words[0]; i++) {
         if (strcasecmp(value->text, s_true_words[i]) == 0) {
-            *(bool *) field = true;
+            *(bool *)field = true;
             return 0;
         }
         if (strcasecmp(value->text, s_false_words[i]) == 0) {
-            *(bool *) field = false;
+            *(bool *)field = false;
             return 0;
         }
     }
@@ -146,7 +146,7 @@ static bool s_host_char(unsigned char c)
 static bool s_endpoint_ok(const char *ep, size_t len)
 {
     for (size_t i = 0; i < len; i++)
-        if (isspace((unsigned char) ep[i]) || (unsigned char) ep[i] < 0x20)
+        if (isspace((unsigned char)ep[i]) || (unsigned char)ep[i] < 0x20)
             return false;
     if (len > 6 && strncmp(ep, "ipc://", 6) == 0)
         return true;
@@ -158,7 +158,7 @@ static bool s_endpoint_ok(const char *ep, size_t len)
     const char *end = ep + len;
     const char *colon = NULL;
     if (*host == '[') {
-        const char *close = memchr(host, ']', (size_t) (end - host));
+        const char *close = memchr(host, ']', (size_t)(end - host));
         if (!close || close == host + 1 || close + 1 >= end || close[1] != ':')
             return false;
         colon = close + 1;
@@ -169,18 +169,18 @@ static bool s_endpoint_ok(const char *ep, size_t len)
         if (!colon || colon == host)
             return false;
         for (const char *c = host; c < colon; c++)
-            if (!s_host_char((unsigned char) *c))
+            if (!s_host_char((unsigned char)*c))
                 return false;
     }
     const char *port = colon + 1;
-    size_t plen = (size_t) (end - port);
+    size_t plen = (size_t)(end - port);
     if (plen == 1 && *port == '*')
         return true;
     if (plen == 0 || plen > 5)
         return false;
     long v = 0;
     for (size_t i = 0; i < plen; i++) {
-        if (!isdigit((unsigned char) port[i]))
+        if (!isdigit((unsigned char)port[i]))
             return false;
         v = v * 10 + (port[i] - '0');
     }
@@ -197,7 +197,7 @@ static int s_parse_endpoint(const vz_cfg_item_t *item, const s_value_t *value, v
     bool ok = len > 0 || (item->def && item->def[0] == '\0');
     for (const char *start = text; ok && *start;) {
         const char *comma = strchr(start, ',');
-        size_t elen = comma ? (size_t) (comma - start) : strlen(start);
+        size_t elen = comma ? (size_t)(comma - start) : strlen(start);
         ok = s_endpoint_ok(start, elen);
         if (comma && comma[1] == '\0')
             ok = false;
@@ -231,7 +231,7 @@ static int s_parse_str(const vz_cfg_item_t *item, const s_value_t *value, void *
 static int s_apply(void *cfg, const vz_cfg_item_t *item, const s_value_t *value, char *err,
                    size_t errlen)
 {
-    void *field = (char *) cfg + item->offset;
+    void *field = (char *)cfg + item->offset;
     switch (item->type) {
     case VZ_CFG_STR:
         return s_parse_str(item, value, field, err, errlen);
@@ -269,8 +269,8 @@ static char *s_slurp(const char *path)
     return text;
 }
 
-int vz_config_load(void *cfg, const vz_cfg_item_t *items, size_t count, const char *file,
-                   char *err, size_t errlen)
+int vz_config_load(void *cfg, const vz_cfg_item_t *items, size_t count, const char *file, char *err,
+                   size_t errlen)
 {
     assert(cfg && (items || count == 0));
     if (err && errlen)
@@ -295,7 +295,8 @@ int vz_config_load(void *cfg, const vz_cfg_item_t *items, size_t count, const ch
         free(text);
         if (!root) {
             if (err && errlen)
-                snprintf(err, errlen, "unable to parse config file %s: not valid ZPL (or over 1 MiB)", file);
+                snprintf(err, errlen,
+                         "unable to parse config file %s: not valid ZPL (or over 1 MiB)", file);
             return -ENOENT;
         }
     }
@@ -308,8 +309,8 @@ int vz_config_load(void *cfg, const vz_cfg_item_t *items, size_t count, const ch
         if (!value.text && root && item->zpl) {
             zconfig_t *node = zconfig_locate(root, item->zpl);
             //  A section (children, no value of its own) is not a value.
-            if (node && zconfig_value(node)
-                && !(zconfig_child(node) && zconfig_value(node)[0] == '\0')) {
+            if (node && zconfig_value(node) &&
+                !(zconfig_child(node) && zconfig_value(node)[0] == '\0')) {
                 value.text = zconfig_value(node);
                 snprintf(origin, sizeof origin, " (file %s, key %s)", file, item->zpl);
                 value.origin = origin;
@@ -335,14 +336,14 @@ int vz_config_load(void *cfg, const vz_cfg_item_t *items, size_t count, const ch
 void vz_config_usage(FILE *out, const vz_cfg_item_t *items, size_t count)
 {
     assert(out && (items || count == 0));
-    int wenv = (int) strlen("VARIABLE"), wzpl = (int) strlen("FILE KEY"),
-        wdef = (int) strlen("DEFAULT");
+    int wenv = (int)strlen("VARIABLE"), wzpl = (int)strlen("FILE KEY"),
+        wdef = (int)strlen("DEFAULT");
     for (size_t i = 0; i < count; i++) {
-        int len = (int) strlen(items[i].env);
+        int len = (int)strlen(items[i].env);
         wenv = len > wenv ? len : wenv;
-        len = items[i].zpl ? (int) strlen(items[i].zpl) : 1;
+        len = items[i].zpl ? (int)strlen(items[i].zpl) : 1;
         wzpl = len > wzpl ? len : wzpl;
-        len = items[i].def ? (int) strlen(items[i].def) + 2 : (int) strlen("(required)");
+        len = items[i].def ? (int)strlen(items[i].def) + 2 : (int)strlen("(required)");
         wdef = len > wdef ? len : wdef;
     }
     fprintf(out, "%-*s  %-*s  %-*s  %s\n", wenv, "VARIABLE", wzpl, "FILE KEY", wdef, "DEFAULT",

@@ -23,15 +23,15 @@
 static volatile sig_atomic_t s_reload_flag;
 
 struct vz_daemon_t {
-    vz_daemon_config_t config;  //  common settings as loaded
-    vz_daemon_spec_t spec;      //  copy of the daemon's spec
-    zcert_t *cert;              //  own certificate, with secret
-    char broker_key[41];        //  broker public key, Z85, "" if none
-    vz_metrics_t *metrics;      //  registry behind /metrics
-    vz_admin_t *admin;          //  admin HTTP port
-    int notify_fd;              //  s6 notification fd, -1 once used or absent
-    struct sigaction old_hup;   //  SIGHUP disposition to restore
-    int link_state;             //  serve: -1 unknown, 0 broker down, 1 up
+    vz_daemon_config_t config; //  common settings as loaded
+    vz_daemon_spec_t spec;     //  copy of the daemon's spec
+    zcert_t *cert;             //  own certificate, with secret
+    char broker_key[41];       //  broker public key, Z85, "" if none
+    vz_metrics_t *metrics;     //  registry behind /metrics
+    vz_admin_t *admin;         //  admin HTTP port
+    int notify_fd;             //  s6 notification fd, -1 once used or absent
+    struct sigaction old_hup;  //  SIGHUP disposition to restore
+    int link_state;            //  serve: -1 unknown, 0 broker down, 1 up
 };
 
 //  Rows in the order of vz_daemon_config_t. The admin port default differs
@@ -43,10 +43,11 @@ static const vz_cfg_item_t s_common[] = {
                 "path of the daemon's own secret CURVE certificate"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_CURVE_ALLOW_DIR", "curve/allow_dir", VZ_CFG_STR, "", 0, 0,
                 allow_dir, "directory of public certificates allowed to connect"),
-    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_BROKER_KEY", "broker/key", VZ_CFG_STR, "", 0, 0,
-                broker_key, "broker public key: 40 Z85 characters or a certificate path"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_BROKER_KEY", "broker/key", VZ_CFG_STR, "", 0, 0, broker_key,
+                "broker public key: 40 Z85 characters or a certificate path"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_BROKER_ENDPOINTS", "broker/endpoints", VZ_CFG_ENDPOINT,
-                "tcp://127.0.0.1:5555", 0, 0, broker_endpoints, "broker endpoints, comma-separated"),
+                "tcp://127.0.0.1:5555", 0, 0, broker_endpoints,
+                "broker endpoints, comma-separated"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_ADMIN_ADDR", "admin/addr", VZ_CFG_STR, "127.0.0.1", 0, 0,
                 admin_addr, "admin HTTP bind address"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_ADMIN_PORT", "admin/port", VZ_CFG_INT, "0", 0, 65535,
@@ -186,10 +187,11 @@ static int s_setup(vz_daemon_t *self, int argc, char **argv)
                  "VZ_BROKER_KEY");
         return VZ_EXIT_PERMANENT;
     }
-    if (*self->config.broker_key
-        && vz_curve_server_key(self->config.broker_key, self->broker_key) < 0) {
-        vz_error(NULL, "unable to read broker key: expected 40 Z85 characters or a public "
-                       "certificate file",
+    if (*self->config.broker_key &&
+        vz_curve_server_key(self->config.broker_key, self->broker_key) < 0) {
+        vz_error(NULL,
+                 "unable to read broker key: expected 40 Z85 characters or a public "
+                 "certificate file",
                  "value", self->config.broker_key, "setting", "VZ_BROKER_KEY");
         return VZ_EXIT_PERMANENT;
     }
@@ -198,12 +200,12 @@ static int s_setup(vz_daemon_t *self, int argc, char **argv)
     if (notify && *notify) {
         char *end;
         long fd = strtol(notify, &end, 10);
-        if (*end || fd < 0 || fd > 65535 || fcntl((int) fd, F_GETFD) < 0) {
-            vz_error(NULL, "unable to use notification fd: not an open descriptor", "value",
-                     notify, "setting", "VZ_NOTIFY_FD");
+        if (*end || fd < 0 || fd > 65535 || fcntl((int)fd, F_GETFD) < 0) {
+            vz_error(NULL, "unable to use notification fd: not an open descriptor", "value", notify,
+                     "setting", "VZ_NOTIFY_FD");
             return VZ_EXIT_PERMANENT;
         }
-        self->notify_fd = (int) fd;
+        self->notify_fd = (int)fd;
         fcntl(self->notify_fd, F_SETFD, FD_CLOEXEC);
     }
     //  Our children (if any) must not inherit a descriptor they cannot use.
@@ -234,9 +236,9 @@ static int s_setup(vz_daemon_t *self, int argc, char **argv)
     char port[16], replica[16], pid[16];
     snprintf(port, sizeof port, "%d", vz_admin_port(self->admin));
     snprintf(replica, sizeof replica, "%d", self->config.replica);
-    snprintf(pid, sizeof pid, "%d", (int) getpid());
-    vz_info(NULL, "started", "service_name", spec->service, "admin_port", port, "replica",
-            replica, "pid", pid);
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    vz_info(NULL, "started", "service_name", spec->service, "admin_port", port, "replica", replica,
+            "pid", pid);
     return -1;
 }
 
@@ -346,8 +348,8 @@ bool vz_daemon_reload_requested(vz_daemon_t *self)
 }
 
 typedef struct {
-    vz_daemon_t *daemon;  //  whose readiness to set
-    vz_worker_t *worker;  //  whose link to watch
+    vz_daemon_t *daemon; //  whose readiness to set
+    vz_worker_t *worker; //  whose link to watch
 } s_serve_t;
 
 //  Readiness follows the broker link: a worker nobody can reach should

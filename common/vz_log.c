@@ -17,9 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define S_LINE_MAX  16384 //  one line as written; larger lines drop fields
-#define S_KEY_MAX   128   //  longest key written
-#define S_PAIRS_MAX 32    //  key/value pairs taken from one call
+#define S_LINE_MAX 16384 //  one line as written; larger lines drop fields
+#define S_KEY_MAX 128    //  longest key written
+#define S_PAIRS_MAX 32   //  key/value pairs taken from one call
 
 //  The one piece of process-wide state in common/ (see vz_log.h): written
 //  by vz_log_init before any thread exists, read-only afterwards.
@@ -30,16 +30,16 @@ static const char *const s_level_names[] = {"debug", "info", "warn", "error"};
 
 //  Substrings of a key (lower-cased) whose value must never be logged.
 static const char *const s_sensitive[] = {
-    "password", "passwd",  "passphrase", "secret",      "token",      "authorization",
-    "cookie",   "api_key", "apikey",     "api-key",     "private_key", "privatekey",
-    "private-key", "credential", "jwt",
+    "password",      "passwd",     "passphrase",  "secret",     "token",
+    "authorization", "cookie",     "api_key",     "apikey",     "api-key",
+    "private_key",   "privatekey", "private-key", "credential", "jwt",
 };
 
 typedef struct {
-    char *buf;     //  destination
-    size_t cap;    //  its size
-    size_t len;    //  bytes written so far (buf[len] is NUL while !full)
-    bool full;     //  something did not fit
+    char *buf;  //  destination
+    size_t cap; //  its size
+    size_t len; //  bytes written so far (buf[len] is NUL while !full)
+    bool full;  //  something did not fit
 } s_out_t;
 
 static void s_put(s_out_t *out, const char *data, size_t len)
@@ -93,7 +93,7 @@ static size_t s_utf8_len(const unsigned char *p, size_t n)
 
 static void s_escape(s_out_t *out, const char *text, size_t n)
 {
-    const unsigned char *p = (const unsigned char *) text;
+    const unsigned char *p = (const unsigned char *)text;
     size_t i = 0;
     while (i < n) {
         unsigned char c = p[i];
@@ -149,7 +149,7 @@ static bool s_is_domain(unsigned char c)
 //  characters are ASCII, so runs never split a UTF-8 sequence.
 static void s_escape_masked(s_out_t *out, const char *text, size_t n)
 {
-    const unsigned char *p = (const unsigned char *) text;
+    const unsigned char *p = (const unsigned char *)text;
     size_t i = 0;
     while (i < n) {
         size_t j = i;
@@ -193,7 +193,7 @@ static void s_string(s_out_t *out, const char *text, size_t max, bool mask)
     if (cut) {
         len = max;
         //  Back up over continuation bytes so no character is split.
-        for (int k = 0; k < 3 && len > 0 && ((unsigned char) text[len] & 0xC0) == 0x80; k++)
+        for (int k = 0; k < 3 && len > 0 && ((unsigned char)text[len] & 0xC0) == 0x80; k++)
             len--;
     }
     s_puts(out, "\"");
@@ -211,7 +211,7 @@ static bool s_sensitive_key(const char *key)
     char lower[S_KEY_MAX + 1];
     size_t i;
     for (i = 0; key[i] && i < S_KEY_MAX; i++)
-        lower[i] = (char) tolower((unsigned char) key[i]);
+        lower[i] = (char)tolower((unsigned char)key[i]);
     lower[i] = '\0';
     for (size_t k = 0; k < sizeof s_sensitive / sizeof s_sensitive[0]; k++)
         if (strstr(lower, s_sensitive[k]))
@@ -232,7 +232,7 @@ int vz_log_level_parse(const char *text, vz_log_level_t *level)
         return -EINVAL;
     for (int i = VZ_LOG_DEBUG; i <= VZ_LOG_ERROR; i++)
         if (strcasecmp(text, s_level_names[i]) == 0) {
-            *level = (vz_log_level_t) i;
+            *level = (vz_log_level_t)i;
             return 0;
         }
     if (strcasecmp(text, "warning") == 0) {
@@ -253,7 +253,7 @@ int vz_json_escape(char *buf, size_t n, const char *text)
     s_out_t out = {buf, n, 0, false};
     buf[0] = '\0';
     s_escape(&out, text, strlen(text));
-    return out.full ? -ENOSPC : (int) out.len;
+    return out.full ? -ENOSPC : (int)out.len;
 }
 
 int vz_log_format(char *buf, size_t n, vz_log_level_t level, const char *request_id,
@@ -297,7 +297,7 @@ int vz_log_format(char *buf, size_t n, vz_log_level_t level, const char *request
             s_string(&out, kv[i + 1], VZ_LOG_VALUE_MAX, true);
     }
     s_puts(&out, "}");
-    return out.full ? -ENOSPC : (int) out.len;
+    return out.full ? -ENOSPC : (int)out.len;
 }
 
 void vz_log_write(vz_log_level_t level, const char *request_id, const char *msg, ...)
@@ -330,12 +330,12 @@ void vz_log_write(vz_log_level_t level, const char *request_id, const char *msg,
     if (len < 0)
         return;
     line[len++] = '\n';
-    for (size_t off = 0; off < (size_t) len;) {
-        ssize_t rc = write(STDERR_FILENO, line + off, (size_t) len - off);
+    for (size_t off = 0; off < (size_t)len;) {
+        ssize_t rc = write(STDERR_FILENO, line + off, (size_t)len - off);
         if (rc < 0 && errno == EINTR)
             continue;
         if (rc <= 0)
             return;
-        off += (size_t) rc;
+        off += (size_t)rc;
     }
 }

@@ -33,32 +33,32 @@ const size_t vz_metrics_latency_buckets_count =
 typedef struct s_family_t s_family_t;
 
 struct vz_series_t {
-    s_family_t *family;         //  owning family
-    char *labels;               //  rendered label pairs without braces, "" if none
-    _Atomic uint64_t value;     //  counter/gauge value, histogram sum (double bits)
-    _Atomic uint64_t *buckets;  //  histogram: count per bucket, last is +Inf; else NULL
-    vz_series_t *next;          //  next series of the family
+    s_family_t *family;        //  owning family
+    char *labels;              //  rendered label pairs without braces, "" if none
+    _Atomic uint64_t value;    //  counter/gauge value, histogram sum (double bits)
+    _Atomic uint64_t *buckets; //  histogram: count per bucket, last is +Inf; else NULL
+    vz_series_t *next;         //  next series of the family
 };
 
 struct s_family_t {
-    char *name;           //  full metric name (counters end in _total)
-    char *help;           //  help text as given
-    s_type_t type;        //  counter, gauge or histogram
-    double *bounds;       //  histogram upper bounds, strictly increasing
-    size_t nbounds;       //  entries in bounds
-    vz_series_t *series;  //  first series, in creation order
-    vz_series_t *last;    //  last series, for appending
-    s_family_t *next;     //  next family, in creation order
+    char *name;          //  full metric name (counters end in _total)
+    char *help;          //  help text as given
+    s_type_t type;       //  counter, gauge or histogram
+    double *bounds;      //  histogram upper bounds, strictly increasing
+    size_t nbounds;      //  entries in bounds
+    vz_series_t *series; //  first series, in creation order
+    vz_series_t *last;   //  last series, for appending
+    s_family_t *next;    //  next family, in creation order
 };
 
 struct vz_metrics_t {
-    pthread_mutex_t lock;     //  guards the lists, not the values
-    s_family_t *families;     //  first family
-    s_family_t *last;         //  last family
-    vz_series_t *proc_rss;    //  process_* series, NULL until enabled
-    vz_series_t *proc_cpu;    //  process_cpu_seconds_total
-    vz_series_t *proc_start;  //  process_start_time_seconds
-    vz_series_t *proc_fds;    //  process_open_fds
+    pthread_mutex_t lock;    //  guards the lists, not the values
+    s_family_t *families;    //  first family
+    s_family_t *last;        //  last family
+    vz_series_t *proc_rss;   //  process_* series, NULL until enabled
+    vz_series_t *proc_cpu;   //  process_cpu_seconds_total
+    vz_series_t *proc_start; //  process_start_time_seconds
+    vz_series_t *proc_fds;   //  process_open_fds
 };
 
 static uint64_t s_bits(double value)
@@ -85,10 +85,10 @@ static void s_atomic_add(_Atomic uint64_t *cell, double delta)
 
 static bool s_valid_name(const char *name, bool colon_ok)
 {
-    if (!name || !(isalpha((unsigned char) *name) || *name == '_' || (colon_ok && *name == ':')))
+    if (!name || !(isalpha((unsigned char)*name) || *name == '_' || (colon_ok && *name == ':')))
         return false;
     for (const char *c = name + 1; *c; c++)
-        if (!(isalnum((unsigned char) *c) || *c == '_' || (colon_ok && *c == ':')))
+        if (!(isalnum((unsigned char)*c) || *c == '_' || (colon_ok && *c == ':')))
             return false;
     return true;
 }
@@ -116,7 +116,7 @@ static char *s_render_labels(const char *labels, bool histogram)
         if (!end)
             end = eq + strlen(eq);
         char name[128];
-        size_t nlen = (size_t) (eq - p);
+        size_t nlen = (size_t)(eq - p);
         assert(nlen > 0 && nlen < sizeof name);
         memcpy(name, p, nlen);
         name[nlen] = '\0';
@@ -152,7 +152,7 @@ static vz_series_t *s_get(vz_metrics_t *self, s_type_t type, const char *name, c
     char full[256];
     int len = snprintf(full, sizeof full, "%s%s", name,
                        type == S_COUNTER && !s_has_suffix(name, "_total") ? "_total" : "");
-    assert(len > 0 && (size_t) len < sizeof full);
+    assert(len > 0 && (size_t)len < sizeof full);
     char *key = s_render_labels(labels, type == S_HISTOGRAM);
 
     pthread_mutex_lock(&self->lock);
@@ -300,7 +300,7 @@ double vz_series_value(const vz_series_t *series)
     uint64_t count = 0;
     for (size_t i = 0; i <= series->family->nbounds; i++)
         count += atomic_load_explicit(&series->buckets[i], memory_order_relaxed);
-    return (double) count;
+    return (double)count;
 }
 
 void vz_metrics_enable_process(vz_metrics_t *self)
@@ -310,11 +310,11 @@ void vz_metrics_enable_process(vz_metrics_t *self)
                                         "Resident memory size in bytes.", NULL);
     vz_series_t *cpu = vz_metrics_counter(self, "process_cpu_seconds_total",
                                           "Total user and system CPU time spent in seconds.", NULL);
-    vz_series_t *start = vz_metrics_gauge(self, "process_start_time_seconds",
-                                          "Start time of the process since unix epoch in seconds.",
-                                          NULL);
-    vz_series_t *fds = vz_metrics_gauge(self, "process_open_fds",
-                                        "Number of open file descriptors.", NULL);
+    vz_series_t *start =
+        vz_metrics_gauge(self, "process_start_time_seconds",
+                         "Start time of the process since unix epoch in seconds.", NULL);
+    vz_series_t *fds =
+        vz_metrics_gauge(self, "process_open_fds", "Number of open file descriptors.", NULL);
     pthread_mutex_lock(&self->lock);
     self->proc_rss = rss;
     self->proc_cpu = cpu;
@@ -339,11 +339,12 @@ static void s_update_process(vz_metrics_t *self)
         char *p = strrchr(buf, ')');
         unsigned long utime = 0, stime = 0;
         unsigned long long starttime = 0;
-        if (p && ticks > 0
-            && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d "
-                             "%*d %*d %llu",
-                      &utime, &stime, &starttime) == 3) {
-            atomic_store(&self->proc_cpu->value, s_bits((double) (utime + stime) / ticks));
+        if (p && ticks > 0 &&
+            sscanf(p + 2,
+                   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d "
+                   "%*d %*d %llu",
+                   &utime, &stime, &starttime) == 3) {
+            atomic_store(&self->proc_cpu->value, s_bits((double)(utime + stime) / ticks));
             FILE *st = fopen("/proc/stat", "r");
             char line[256];
             unsigned long long btime = 0;
@@ -353,14 +354,14 @@ static void s_update_process(vz_metrics_t *self)
             if (st)
                 fclose(st);
             if (btime)
-                vz_series_set(self->proc_start, (double) btime + (double) starttime / ticks);
+                vz_series_set(self->proc_start, (double)btime + (double)starttime / ticks);
         }
     }
     f = fopen("/proc/self/statm", "r");
     if (f) {
         unsigned long size, resident;
         if (fscanf(f, "%lu %lu", &size, &resident) == 2)
-            vz_series_set(self->proc_rss, (double) resident * (double) page);
+            vz_series_set(self->proc_rss, (double)resident * (double)page);
         fclose(f);
     }
     DIR *dir = opendir("/proc/self/fd");
@@ -370,7 +371,7 @@ static void s_update_process(vz_metrics_t *self)
             count += e->d_name[0] != '.';
         closedir(dir);
         //  Not counting the descriptor opendir itself holds.
-        vz_series_set(self->proc_fds, (double) (count > 0 ? count - 1 : 0));
+        vz_series_set(self->proc_fds, (double)(count > 0 ? count - 1 : 0));
     }
 }
 
@@ -416,16 +417,16 @@ static void s_render_histogram(FILE *f, const s_family_t *family, const vz_serie
         else
             snprintf(num, sizeof num, "+Inf");
         fprintf(f, "%s_bucket{%s%sle=\"%s\"} %llu\n", family->name, series->labels, sep, num,
-                (unsigned long long) cumulative);
+                (unsigned long long)cumulative);
     }
     s_format_double(num, sizeof num, s_double(atomic_load(&series->value)));
     if (series->labels[0]) {
         fprintf(f, "%s_sum{%s} %s\n", family->name, series->labels, num);
         fprintf(f, "%s_count{%s} %llu\n", family->name, series->labels,
-                (unsigned long long) cumulative);
+                (unsigned long long)cumulative);
     } else {
         fprintf(f, "%s_sum %s\n", family->name, num);
-        fprintf(f, "%s_count %llu\n", family->name, (unsigned long long) cumulative);
+        fprintf(f, "%s_count %llu\n", family->name, (unsigned long long)cumulative);
     }
 }
 

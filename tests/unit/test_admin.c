@@ -106,8 +106,8 @@ static void test_routes(void **state)
     vz_admin_set_ready(admin, false, "broker \"b1\" unreachable\n");
     request(curl, "GET", port, "/readyz", NULL, &r);
     assert_int_equal(r.status, 503);
-    assert_string_equal(r.body,
-                        "{\"status\":\"not_ready\",\"reason\":\"broker \\\"b1\\\" unreachable\\n\"}");
+    assert_string_equal(
+        r.body, "{\"status\":\"not_ready\",\"reason\":\"broker \\\"b1\\\" unreachable\\n\"}");
     vz_admin_set_ready(admin, true, NULL);
     assert_true(vz_admin_ready(admin));
     request(curl, "GET", port, "/readyz", NULL, &r);

@@ -113,9 +113,9 @@ static void test_precedence(void **state)
     char err[256];
     setenv("TCFG_PORT", "9100", 1);
     assert_int_equal(load(&cfg, path, err, sizeof err), 0);
-    assert_string_equal(cfg.name, "fromfile");   //  file over default
-    assert_int_equal(cfg.timeout, 3000);         //  file over default
-    assert_int_equal(cfg.port, 9100);            //  env over file
+    assert_string_equal(cfg.name, "fromfile");            //  file over default
+    assert_int_equal(cfg.timeout, 3000);                  //  file over default
+    assert_int_equal(cfg.port, 9100);                     //  env over file
     assert_string_equal(cfg.eps, "tcp://127.0.0.1:5555"); //  default
     //  An empty environment value is a value too (for a string).
     setenv("TCFG_NAME", "", 1);
@@ -137,8 +137,8 @@ static void test_int(void **state)
 
     static const char *const frags[] = {"TCFG_PORT=", "expected an integer in 0..65535",
                                         "(admin HTTP port)", NULL};
-    static const char *const bad[] = {"80x", "", "70000", "-1", " 8", "8 ",
-                                      "99999999999999999999999", "0x10", "+"};
+    static const char *const bad[] = {
+        "80x", "", "70000", "-1", " 8", "8 ", "99999999999999999999999", "0x10", "+"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_error("TCFG_PORT", bad[i], frags);
     static const char *const exact[] = {"TCFG_PORT=\"80x\": expected an integer in 0..65535 "
@@ -152,8 +152,8 @@ static void test_ms(void **state)
     static const struct {
         const char *text;
         int ms;
-    } good[] = {{"250", 250}, {"250ms", 250}, {"2s", 2000}, {"1m", 60000}, {"1", 1},
-                {"600000", 600000}, {"10m", 600000}};
+    } good[] = {{"250", 250}, {"250ms", 250},     {"2s", 2000},   {"1m", 60000},
+                {"1", 1},     {"600000", 600000}, {"10m", 600000}};
     cfg_t cfg;
     char err[256];
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
@@ -163,8 +163,8 @@ static void test_ms(void **state)
     }
     static const char *const frags[] = {"TCFG_TIMEOUT=", "expected a duration in 1..600000 ms",
                                         "request timeout", NULL};
-    static const char *const bad[] = {"2x", "-5", "1.5s", "ms", "", "0", "11m", "2 s",
-                                      "99999999999999999999m", "1h"};
+    static const char *const bad[] = {
+        "2x", "-5", "1.5s", "ms", "", "0", "11m", "2 s", "99999999999999999999m", "1h"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_error("TCFG_TIMEOUT", bad[i], frags);
 }
@@ -174,8 +174,8 @@ static void test_bool(void **state)
     static const struct {
         const char *text;
         bool value;
-    } good[] = {{"1", true},    {"0", false}, {"true", true}, {"FALSE", false},
-                {"Yes", true},  {"no", false}, {"on", true},  {"off", false}};
+    } good[] = {{"1", true},   {"0", false},  {"true", true}, {"FALSE", false},
+                {"Yes", true}, {"no", false}, {"on", true},   {"off", false}};
     cfg_t cfg;
     char err[256];
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
@@ -192,8 +192,9 @@ static void test_bool(void **state)
 static void test_endpoint(void **state)
 {
     static const char *const good[] = {
-        "tcp://127.0.0.1:5555", "tcp://a:1,tcp://b.example.com:2", "ipc:///tmp/x.sock",
-        "inproc://x",           "tcp://[::1]:5",                    "tcp://*:*",
+        "tcp://127.0.0.1:5555", "tcp://a:1,tcp://b.example.com:2",
+        "ipc:///tmp/x.sock",    "inproc://x",
+        "tcp://[::1]:5",        "tcp://*:*",
         "tcp://broker-0:0",
     };
     cfg_t cfg;
@@ -207,9 +208,9 @@ static void test_endpoint(void **state)
     static const char *const frags[] = {"TCFG_EPS=", "expected a comma-separated list",
                                         "tcp://host:port", NULL};
     static const char *const bad[] = {
-        "tcp://host",  "tcp://:5",    "http://x:1", "tcp://a:99999", "tcp://a:1,", ",tcp://a:1",
-        "tcp://a b:1", "",            "ipc://",     "inproc://",     "tcp://a:1, tcp://b:2",
-        "tcp://[::1]", "tcp://a:1x",  "tcp://a:b:1",
+        "tcp://host",           "tcp://:5",    "http://x:1", "tcp://a:99999", "tcp://a:1,",
+        ",tcp://a:1",           "tcp://a b:1", "",           "ipc://",        "inproc://",
+        "tcp://a:1, tcp://b:2", "tcp://[::1]", "tcp://a:1x", "tcp://a:b:1",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_error("TCFG_EPS", bad[i], frags);
@@ -245,8 +246,7 @@ static void test_str(void **state)
 static void test_required(void **state)
 {
     unsetenv("TCFG_REQ");
-    static const char *const frags[] = {"TCFG_REQ is required", "required thing", "svc/req",
-                                        NULL};
+    static const char *const frags[] = {"TCFG_REQ is required", "required thing", "svc/req", NULL};
     cfg_t cfg;
     char err[256];
     assert_int_equal(load(&cfg, NULL, err, sizeof err), -EINVAL);

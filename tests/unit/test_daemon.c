@@ -45,10 +45,10 @@ static vz_daemon_spec_t spec(bool needs_broker, bool needs_allow_dir)
 static int setup(void **state)
 {
     static const char *const vars[] = {
-        "VZ_LOG_LEVEL",  "VZ_CURVE_CERT",   "VZ_CURVE_ALLOW_DIR",  "VZ_BROKER_KEY",
-        "VZ_BROKER_ENDPOINTS", "VZ_ADMIN_ADDR", "VZ_ADMIN_PORT", "VZ_HEARTBEAT_MS",
-        "VZ_DRAIN_TIMEOUT_MS", "VZ_REDIS_URL", "VZ_REPLICA", "VZ_CONFIG_FILE", "VZ_NOTIFY_FD",
-        "ECHO_WORKERS", "ECHO_GREETING",
+        "VZ_LOG_LEVEL",        "VZ_CURVE_CERT", "VZ_CURVE_ALLOW_DIR", "VZ_BROKER_KEY",
+        "VZ_BROKER_ENDPOINTS", "VZ_ADMIN_ADDR", "VZ_ADMIN_PORT",      "VZ_HEARTBEAT_MS",
+        "VZ_DRAIN_TIMEOUT_MS", "VZ_REDIS_URL",  "VZ_REPLICA",         "VZ_CONFIG_FILE",
+        "VZ_NOTIFY_FD",        "ECHO_WORKERS",  "ECHO_GREETING",
     };
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         unsetenv(vars[i]);
@@ -98,8 +98,7 @@ static void expect_fail(vz_daemon_spec_t sp, char **argv, int code, const char *
     int got;
     vz_daemon_t *d = start(sp, argv, &got, s_out, s_err);
     if (d || got != code)
-        fail_msg("expected exit %d, got %d (daemon %p); stderr: %s", code, got, (void *) d,
-                 s_err);
+        fail_msg("expected exit %d, got %d (daemon %p); stderr: %s", code, got, (void *)d, s_err);
     for (size_t i = 0; frags && frags[i]; i++)
         if (!strstr(s_err, frags[i]))
             fail_msg("stderr lacks \"%s\": %s", frags[i], s_err);

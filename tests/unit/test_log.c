@@ -113,7 +113,7 @@ static bool j_value(json_t *j)
         return j_object(j);
     if (*j->p == '"')
         return j_string(j);
-    if ((size_t) (j->end - j->p) >= 4 && memcmp(j->p, "null", 4) == 0) {
+    if ((size_t)(j->end - j->p) >= 4 && memcmp(j->p, "null", 4) == 0) {
         j->p += 4;
         return true;
     }
@@ -122,7 +122,7 @@ static bool j_value(json_t *j)
 
 static bool json_valid(const char *text)
 {
-    json_t j = {(const unsigned char *) text, (const unsigned char *) text + strlen(text)};
+    json_t j = {(const unsigned char *)text, (const unsigned char *)text + strlen(text)};
     if (!j_value(&j))
         return false;
     j_ws(&j);
@@ -134,7 +134,7 @@ static char *format(const char *msg, const char *const *kv, size_t kv_count)
     static char line[65536];
     int len = vz_log_format(line, sizeof line, VZ_LOG_INFO, "req-1", msg, kv, kv_count);
     assert_true(len > 0);
-    assert_int_equal((size_t) len, strlen(line));
+    assert_int_equal((size_t)len, strlen(line));
     if (!json_valid(line))
         fail_msg("not valid JSON: %s", line);
     return line;
@@ -168,8 +168,8 @@ static void test_basic_line(void **state)
 static void test_redaction(void **state)
 {
     static const char *const keys[] = {
-        "password", "X-Api-Key",     "refresh_token", "Authorization", "Cookie",
-        "Set-Cookie", "client_secret", "PRIVATE_KEY",  "apikey",        "db_passwd",
+        "password",   "X-Api-Key",     "refresh_token", "Authorization", "Cookie",
+        "Set-Cookie", "client_secret", "PRIVATE_KEY",   "apikey",        "db_passwd",
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const char *kv[] = {keys[i], "hunter2-value"};
@@ -206,14 +206,14 @@ static void test_email_masking(void **state)
 static void test_escaping(void **state)
 {
     const char *kv[] = {
-        "quote",    "say \"hi\" \\ back",
-        "ctl",      "a\nb\tc\r\x01\x1f\x7f",
-        "badutf8",  "x\xff\xfey",
-        "cut",      "\xe2\x82",
-        "overlong", "\xc0\xaf",
+        "quote",     "say \"hi\" \\ back",
+        "ctl",       "a\nb\tc\r\x01\x1f\x7f",
+        "badutf8",   "x\xff\xfey",
+        "cut",       "\xe2\x82",
+        "overlong",  "\xc0\xaf",
         "surrogate", "\xed\xa0\x80",
-        "good",     "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
-        "k\"ey\n",  "v",
+        "good",      "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+        "k\"ey\n",   "v",
     };
     char *line = format("m\"sg\x02", kv, sizeof kv / sizeof kv[0]);
     assert_non_null(strstr(line, "\"say \\\"hi\\\" \\\\ back\""));
@@ -280,7 +280,7 @@ static char *capture(void (*fn)(void))
     size_t len = 0;
     ssize_t rc;
     while ((rc = read(fds[0], out + len, sizeof out - 1 - len)) > 0)
-        len += (size_t) rc;
+        len += (size_t)rc;
     close(fds[0]);
     out[len] = '\0';
     return out;

@@ -31,13 +31,13 @@ static void expect_line(const char *text, const char *line)
 static void test_render_basic(void **state)
 {
     vz_metrics_t *m = vz_metrics_new();
-    vz_series_t *req = vz_metrics_counter(m, "vz_requests_total", "Requests handled.",
-                                          "service=echo,method=ping");
-    vz_series_t *again = vz_metrics_counter(m, "vz_requests_total", "Requests handled.",
-                                            "service=echo,method=ping");
+    vz_series_t *req =
+        vz_metrics_counter(m, "vz_requests_total", "Requests handled.", "service=echo,method=ping");
+    vz_series_t *again =
+        vz_metrics_counter(m, "vz_requests_total", "Requests handled.", "service=echo,method=ping");
     assert_ptr_equal(req, again);
-    vz_series_t *other = vz_metrics_counter(m, "vz_requests_total", "Requests handled.",
-                                            "service=echo,method=echo");
+    vz_series_t *other =
+        vz_metrics_counter(m, "vz_requests_total", "Requests handled.", "service=echo,method=echo");
     assert_ptr_not_equal(req, other);
     vz_series_inc(req);
     vz_series_add(req, 2.5);
@@ -98,8 +98,8 @@ static void test_histogram(void **state)
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         vz_series_observe(h, values[i]);
     assert_true(vz_series_value(h) == 6.0);
-    vz_series_t *d = vz_metrics_histogram(m, "vz_default_seconds", "Default buckets.", NULL,
-                                          NULL, 0);
+    vz_series_t *d =
+        vz_metrics_histogram(m, "vz_default_seconds", "Default buckets.", NULL, NULL, 0);
     vz_series_observe(d, 0.003);
     char *text = vz_metrics_render(m);
     expect_line(text, "# TYPE vz_latency_seconds histogram");
@@ -120,7 +120,7 @@ static void test_histogram(void **state)
 }
 
 #define THREADS 4
-#define ROUNDS  100000
+#define ROUNDS 100000
 
 typedef struct {
     vz_metrics_t *m;
@@ -151,10 +151,10 @@ static void test_threads(void **state)
         assert_int_equal(pthread_create(&threads[i], NULL, hammer, &w), 0);
     for (int i = 0; i < THREADS; i++)
         pthread_join(threads[i], NULL);
-    assert_true(vz_series_value(w.counter) == (double) THREADS * ROUNDS);
-    assert_true(vz_series_value(w.gauge) == (double) THREADS * ROUNDS / 2);
+    assert_true(vz_series_value(w.counter) == (double)THREADS * ROUNDS);
+    assert_true(vz_series_value(w.gauge) == (double)THREADS * ROUNDS / 2);
     vz_series_t *h = vz_metrics_histogram(m, "vz_race_seconds", "Race.", "k=v", NULL, 0);
-    assert_true(vz_series_value(h) == (double) THREADS * ROUNDS);
+    assert_true(vz_series_value(h) == (double)THREADS * ROUNDS);
     char *text = vz_metrics_render(m);
     expect_line(text, "vz_race_total 400000");
     expect_line(text, "vz_race_seconds_bucket{k=\"v\",le=\"0.001\"} 200000");
@@ -185,7 +185,7 @@ static void test_process(void **state)
     fds = strtod(p + strlen("\nprocess_open_fds "), NULL);
     assert_true(rss > 100000);
     //  Started within the last day, by the wall clock.
-    assert_true(start > (double) time(NULL) - 86400 && start <= (double) time(NULL) + 1);
+    assert_true(start > (double)time(NULL) - 86400 && start <= (double)time(NULL) + 1);
     assert_true(fds >= 3);
     free(text);
     vz_metrics_destroy(&m);
@@ -197,18 +197,18 @@ static void test_promtool(void **state)
         fail_msg(PROMTOOL " is missing: install the prometheus package (make test-deps)");
     vz_metrics_t *m = vz_metrics_new();
     vz_metrics_enable_process(m);
-    vz_series_inc(vz_metrics_counter(m, "vz_requests", "Requests handled.",
-                                     "service=echo,method=ping"));
+    vz_series_inc(
+        vz_metrics_counter(m, "vz_requests", "Requests handled.", "service=echo,method=ping"));
     vz_series_set(vz_metrics_gauge(m, "vz_workers", "Ready workers.", "service=\"odd\\"), 3);
-    vz_series_observe(vz_metrics_histogram(m, "vz_request_duration_seconds", "Latency.",
-                                           "service=echo", NULL, 0),
-                      0.02);
+    vz_series_observe(
+        vz_metrics_histogram(m, "vz_request_duration_seconds", "Latency.", "service=echo", NULL, 0),
+        0.02);
     vz_metrics_histogram(m, "vz_request_duration_seconds", "Latency.", "service=idle", NULL, 0);
     char *text = vz_metrics_render(m);
     char path[] = "/tmp/vz-test-metrics-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
     close(fd);
     char cmd[256];
     snprintf(cmd, sizeof cmd, PROMTOOL " check metrics < %s 2>&1", path);
