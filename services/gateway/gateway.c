@@ -42,6 +42,7 @@ typedef struct {
     const char *method;     //  upstream: target method
     bool idempotent;        //  upstream: safe to retry
     bool pass_ctype;        //  echo the request's Content-Type on the reply
+    const char *reply_type; //  Content-Type of replies otherwise; NULL = octet-stream
     int timeout_ms;         //  0 = the configured default
 } gw_route_t;
 
@@ -73,6 +74,7 @@ struct gw_req_t {
     const char *allow;                    //  Allow header, 405 only
     bool retry_after;                     //  add Retry-After: 1
     bool queued;                          //  a response went out
+    size_t sent_len;                      //  its body length, for the access log
 };
 
 struct vz_gateway_t {
@@ -106,6 +108,8 @@ static const gw_route_t s_routes[] = {
       .method = "echo", .idempotent = true, .pass_ctype = true },
     { .path = "/v1/echo/slow", .methods = M_POST, .name = "echo_slow", .service = "echo",
       .method = "slow" },
+    { .path = "/v1/echo/whoami", .methods = M_GET, .name = "echo_whoami", .service = "echo",
+      .method = "whoami", .idempotent = true, .reply_type = CTYPE_JSON },
 };
 #define ROUTE_COUNT (sizeof s_routes / sizeof s_routes[0])
 static_assert(ROUTE_COUNT <= ROUTE_COUNT_MAX, "raise ROUTE_COUNT_MAX");
@@ -233,6 +237,7 @@ static enum MHD_Result s_queue(gw_req_t *req)
                                                                       : MHD_RESPMEM_PERSISTENT);
     if (!response)
         return MHD_NO;
+    req->sent_len = req->resp_len;
     req->resp = NULL; //  libmicrohttpd owns it now
     MHD_add_response_header(response, "X-Request-Id", req->request_id);
     MHD_add_response_header(response, "traceparent", req->traceparent);
@@ -329,9 +334,11 @@ static void s_render_upstream(gw_req_t *req)
         s_set_body(req, healthy ? 200 : 503, CTYPE_JSON, json, strlen(json));
     }
     else if (call->result == VZ_UPCALL_REPLY) {
-        s_set_body(req, 200, req->route->pass_ctype && req->content_type[0] ? req->content_type
-                                                                               : CTYPE_OCTETS,
-                   (char *) call->reply, call->reply_len);
+        const gw_route_t *route = req->route;
+        const char *type = route->pass_ctype && req->content_type[0] ? req->content_type
+                           : route->reply_type                       ? route->reply_type
+                                                                     : CTYPE_OCTETS;
+        s_set_body(req, 200, type, (char *) call->reply, call->reply_len);
         //  The buffer moved into the response; resp_type must outlive the
         //  request, which content_type inside req does until completion.
         call->reply = NULL;
@@ -572,16 +579,18 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     int status = req->queued ? req->status : 499;
     const char *route = req->route ? req->route->name : "unmatched";
 
-    char labels[96], status_text[8], duration[32], bytes[24];
+    char labels[96], status_text[8], duration[32], bytes_in[24], bytes[24];
     snprintf(labels, sizeof labels, "route=%s,status=%d", route, status);
     vz_series_inc(vz_metrics_counter(gw->metrics, "vz_gateway_requests_total",
                                      "HTTP requests answered, by route and status", labels));
     vz_series_observe(req->route ? gw->durations[req->route - s_routes] : gw->unmatched, seconds);
     snprintf(status_text, sizeof status_text, "%d", status);
     snprintf(duration, sizeof duration, "%.3f", seconds * 1000.0);
-    snprintf(bytes, sizeof bytes, "%zu", req->body_len);
+    snprintf(bytes_in, sizeof bytes_in, "%zu", req->body_len);
+    snprintf(bytes, sizeof bytes, "%zu", req->sent_len);
     vz_info(req->request_id, "access", "method", req->http_method, "path", req->path, "route",
-            route, "status", status_text, "duration_ms", duration, "bytes", bytes);
+            route, "status", status_text, "duration_ms", duration, "bytes_in", bytes_in, "bytes",
+            bytes);
 
     free(req->resp);
     free(req->call.reply);

@@ -43,6 +43,7 @@ typedef struct {
     vz_gateway_t *gateway;   //  HTTP front
     bool ready;              //  last readiness we announced
     int64_t drain_until;     //  0 = not draining; else when to give up on in-flight
+    bool drained;            //  the drain is over: leave the loop for good
 } app_t;
 
 //  Readiness follows the broker link; SIGTERM starts the drain, and the
@@ -59,8 +60,10 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
         snprintf(inflight, sizeof inflight, "%d", vz_gateway_inflight(app->gateway));
         vz_info(NULL, "draining", "inflight", inflight);
     }
-    if (app->drain_until)
-        return vz_gateway_inflight(app->gateway) == 0 || now >= app->drain_until ? -1 : 0;
+    if (app->drain_until) {
+        app->drained = vz_gateway_inflight(app->gateway) == 0 || now >= app->drain_until;
+        return app->drained ? -1 : 0;
+    }
     bool up = vz_upstream_link_up(app->upstream);
     if (up && !app->ready)
         vz_daemon_ready(app->daemon);
@@ -111,7 +114,10 @@ int main(int argc, char **argv)
     zloop_set_nonstop(loop, true); //  s_on_tick ends the loop, after draining
     vz_upstream_attach(app.upstream, loop);
     zloop_timer(loop, TICK_MS, 0, s_on_tick, &app);
-    zloop_start(loop);
+    //  A signal interrupting the poll ends zloop_start even in nonstop mode;
+    //  go round again until the drain is over.
+    while (zloop_start(loop) == 0 && !app.drained)
+        ;
     zloop_destroy(&loop);
 
     //  Anything still waiting gets 503 before libmicrohttpd stops, so no
