@@ -395,6 +395,16 @@ int main(int argc, char **argv)
         snprintf(line, sizeof line, "wait %.*s %ld", VZ_NAME_MAX, svc ? svc : "", ms);
         if (!svc)
             snprintf(line, sizeof line, "wait %ld", ms);
+        //  A supervisor that is still starting has no socket yet: keep trying
+        //  until the deadline, so `vz-supervisor & vzctl wait` just works.
+        for (long waited = 0; waited < ms; waited += 50) {
+            int fd = vz_control_connect(o.socket);
+            if (fd >= 0) {
+                close(fd);
+                break;
+            }
+            poll(NULL, 0, 50);
+        }
         //  The supervisor answers by the deadline; the extra second covers transit.
         return s_request(&o, line, (int) ms + 1000, NULL);
     }
