@@ -71,12 +71,35 @@ static int s_parse_list(const char *text, zhashx_t *set, bool *any, char *bad, s
     return 0;
 }
 
+#define S_POLICY_MAX_BYTES (1 << 20) //  a policy file larger than this is refused
+
+//  The file as one string, or NULL. Read here rather than by zconfig_load,
+//  which leaks its zfile when the text does not parse (CZMQ 4.2.1).
+static char *s_read_file(const char *path)
+{
+    FILE *file = fopen(path, "r");
+    if (!file)
+        return NULL;
+    char *text = (char *) malloc(S_POLICY_MAX_BYTES + 1);
+    assert(text);
+    size_t len = fread(text, 1, S_POLICY_MAX_BYTES + 1, file);
+    fclose(file);
+    if (len > S_POLICY_MAX_BYTES || memchr(text, '\0', len)) {
+        free(text);
+        return NULL;
+    }
+    text[len] = '\0';
+    return text;
+}
+
 vz_policy_t *vz_policy_load(const char *path, char *err, size_t errlen)
 {
     assert(path && err && errlen > 0);
-    zconfig_t *root = zconfig_load(path);
+    char *text = s_read_file(path);
+    zconfig_t *root = text ? zconfig_str_load(text) : NULL;
+    free(text);
     if (!root) {
-        snprintf(err, errlen, "unable to read policy %s: missing or not ZPL", path);
+        snprintf(err, errlen, "unable to read policy %s: missing, too large or not ZPL", path);
         return NULL;
     }
     zconfig_t *section = zconfig_locate(root, "identity");
