@@ -176,6 +176,13 @@ int vz_envelope_encode(const vz_envelope_t *self, uint8_t **buf_p, size_t *len_p
         return -EINVAL;
     if (self->kind == VZ_KIND_ERROR && ec_len == 0)
         return -EINVAL;
+    for (size_t i = 0; i < self->ctx_count; i++) {
+        if (self->ctx[i].key[0] == 0)
+            return -EINVAL;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(self->ctx[i].key, self->ctx[j].key) == 0)
+                return -EINVAL;
+    }
     if (self->body_len > max_frame)
         return -EMSGSIZE;
 
@@ -184,14 +191,18 @@ int vz_envelope_encode(const vz_envelope_t *self, uint8_t **buf_p, size_t *len_p
                        (self->deadline_ms != 0) + (self->flags != 0) + (self->ctx_count > 0) +
                        (ec_len > 0) + (em_len > 0) + (self->body_len > 0);
 
-    //  Reserve the right size up front; msgpack_sbuffer would start at 8 KiB
-    //  and double its way up to a large body.
-    size_t estimate = 64 + svc_len + mth_len + id_len + tp_len + ec_len + em_len + 48 +
-                      self->body_len + 8 + self->ctx_count * (VZ_CTX_KEY_MAX + VZ_CTX_VAL_MAX);
+    //  Reserve an upper bound up front (keys, headers and fixed-size values
+    //  take under 128 bytes, a ctx entry under its capacities + 8), so the
+    //  packer never reallocates: msgpack_sbuffer would start at 8 KiB and
+    //  double its way up to a large body, and a failed realloc would
+    //  silently drop bytes.
+    size_t estimate = 128 + svc_len + mth_len + id_len + tp_len + ec_len + em_len + self->body_len +
+                      self->ctx_count * (VZ_CTX_KEY_MAX + VZ_CTX_VAL_MAX + 8);
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init(&sbuf);
     sbuf.data = malloc(estimate);
-    assert(sbuf.data);
+    if (!sbuf.data)
+        abort(); //  out of memory
     sbuf.alloc = estimate;
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
@@ -240,8 +251,7 @@ int vz_envelope_encode(const vz_envelope_t *self, uint8_t **buf_p, size_t *len_p
         msgpack_pack_bin(&pk, self->body_len);
         msgpack_pack_bin_body(&pk, self->body, self->body_len);
     }
-    //  msgpack_sbuffer_write fails only when realloc does: out of memory aborts.
-    assert(sbuf.data);
+    assert(sbuf.size <= estimate && sbuf.alloc == estimate);
     if (sbuf.size > max_frame) {
         msgpack_sbuffer_destroy(&sbuf);
         return -EMSGSIZE;

@@ -90,8 +90,8 @@ void vz_envelope_error_to(vz_envelope_t *reply, const vz_envelope_t *req, const 
 //  *len_p its length; returns 0, or -EMSGSIZE when larger than
 //  vz_envelope_limits_default.max_frame, or -EINVAL for what no decoder
 //  accepts (version not 1, kind out of range, negative deadline, request or
-//  event without service/method, error without error_code). caller is
-//  never encoded.
+//  event without service/method, error without error_code, an empty or
+//  repeated ctx key). caller is never encoded.
 int vz_envelope_encode(const vz_envelope_t *self, uint8_t **buf_p, size_t *len_p);
 
 //  Decode buf into self. limits NULL = defaults. Returns 0, or VZ_EMALFORMED

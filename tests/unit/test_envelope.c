@@ -1061,6 +1061,20 @@ static void test_encode_refuses(void **state)
     env.version = 2;
     strcpy(env.error_code, "x");
     assert_int_equal(vz_envelope_encode(&env, &buf, &len), -EINVAL);
+    //  ctx filled by hand with what the decoder refuses.
+    env.version = VZ_ENVELOPE_VERSION;
+    env.ctx_count = 2;
+    strcpy(env.ctx[0].key, "sub");
+    strcpy(env.ctx[0].value, "a");
+    strcpy(env.ctx[1].key, "sub");
+    strcpy(env.ctx[1].value, "b");
+    assert_int_equal(vz_envelope_encode(&env, &buf, &len), -EINVAL); //  duplicate key
+    env.ctx[1].key[0] = 0;
+    assert_int_equal(vz_envelope_encode(&env, &buf, &len), -EINVAL); //  empty key
+    strcpy(env.ctx[1].key, "tier");
+    assert_int_equal(vz_envelope_encode(&env, &buf, &len), 0);
+    free(buf);
+    buf = NULL;
     assert_null(buf);
 }
 
