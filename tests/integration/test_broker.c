@@ -366,8 +366,6 @@ static void s_wait_workers(zsock_t *client, const char *service, size_t n)
             }
         }
         msgpack_unpacked_destroy(&up);
-        if (getenv("VZ_DEBUG"))
-            fprintf(stderr, "services: kind %d len %zu seen %zu\n", rep.kind, rep.body_len, seen);
         zframe_destroy(&frame);
         if (seen == n)
             return;
