@@ -20,8 +20,9 @@ typedef enum {
     VZ_CFG_STR,      //  char[size]; any text that fits
     VZ_CFG_INT,      //  int; decimal in [min, max]
     VZ_CFG_BOOL,     //  bool; 1/0, true/false, yes/no, on/off
-    VZ_CFG_MS,       //  int milliseconds; "250", "250ms", "2s", "1m" in [min, max] ms
+    VZ_CFG_MS,       //  int milliseconds; "250", "250ms", "2s", "1m" (also "1h") in [min, max] ms
     VZ_CFG_ENDPOINT, //  char[size]; comma-separated tcp://host:port | ipc://path | inproc://name
+                     //  (port may be * or 0; "" accepted only when the default is "")
 } vz_cfg_type_t;
 
 typedef struct {
@@ -39,6 +40,10 @@ typedef struct {
 #define VZ_CFG_ITEM(T, env, zpl, type, def, min, max, field, help)                                 \
     { env, zpl, type, def, min, max, offsetof(T, field), sizeof(((T *)0)->field), help }
 
+//  Precedence per item: environment (even when set to ""), then the file's
+//  value at item->zpl, then def. A required item (def NULL) that ends up
+//  missing or "" is an error. Keys in the file that no item names are
+//  ignored. Files over 1 MiB are refused.
 //  Fill cfg from items. file may be NULL (no file). Returns 0, or -EINVAL
 //  with a one-line message in err (size errlen); -ENOENT if file is given
 //  but cannot be read or parsed (message says which).

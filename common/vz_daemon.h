@@ -28,6 +28,15 @@
  *    VZ_DRAIN_TIMEOUT_MS  drain/timeout        5000
  *    VZ_REDIS_URL         redis/url            redis://127.0.0.1:6380
  *    VZ_REPLICA           -                    0   replica index, for logs
+ *
+ *  Start-up refusals (exit 100, one JSON line on stderr naming the setting
+ *  or file): any invalid setting, an unreadable or malformed config file,
+ *  an unknown argument, a certificate that is missing, public-only,
+ *  nameless or whose "name" is not spec->service, a missing broker key
+ *  when needs_broker, a missing allow directory when needs_allow_dir, a
+ *  VZ_NOTIFY_FD that is not an open descriptor. A busy admin port: 111.
+ *  Success logs one "started" line (service_name, admin_port, replica, pid).
+ *  VZ_NOTIFY_FD is removed from the environment once read.
  */
 #ifndef VZ_DAEMON_H
 #define VZ_DAEMON_H

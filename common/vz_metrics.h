@@ -30,6 +30,10 @@ extern const size_t vz_metrics_latency_buckets_count;
 vz_metrics_t *vz_metrics_new(void);
 void vz_metrics_destroy(vz_metrics_t **self_p);
 
+//  A counter name without the _total suffix gets it appended (as the
+//  official client libraries do): "vz_drops" and "vz_drops_total" are the
+//  same family. help must be non-empty (asserted). Label order is kept as
+//  given and is part of the series identity.
 //  Get or create a series. labels is NULL or the label pairs as they appear
 //  between braces, values unescaped: "service=echo,method=ping" (split at
 //  ',' and '='; values must not contain those). A name used before with
