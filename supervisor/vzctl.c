@@ -123,7 +123,7 @@ static int s_status(const s_opts_t *o)
             s_human_ms(atoll(f[5]), up, sizeof up);
             printf("%-12s %-7s %-8s %-9s %-5s %-8s %-8s %-6s %s\n", f[0], f[1],
                    strcmp(f[2], "0") ? f[2] : "-", f[3], f[4], strcmp(f[2], "0") ? up : "-",
-                   f[6], f[7], f[8]);
+                   f[6], strcmp(f[7], "0") ? f[7] : "-", f[8]);
         }
         rows++;
     }

@@ -60,11 +60,13 @@ while :; do sleep 1 & wait $!; done
 EOF
 echo 'echo "crashing"; exit 1' >"$T/crash.sh"
 echo 'echo "bad config"; exit 100' >"$T/perm.sh"
+#   Ignores SIGTERM: only the stop timeout's SIGKILL ends it.
+printf '%s\n' "trap '' TERM" 'printf "\n" >&"$VZ_NOTIFY_FD"' 'while :; do sleep 1 & wait $!; done' >"$T/stubborn.sh"
 
 cat >"$T/mesh.cfg" <<EOF
 supervisor
     state_dir = "$STATE"
-    stop_timeout = "3s"
+    stop_timeout = "1s"
 ports
     redis = auto
     broker = auto
@@ -87,6 +89,9 @@ services
     perm
         command = "bash \${config_dir}/perm.sh"
         admin_port = 19990
+    stubborn
+        command = "bash \${config_dir}/stubborn.sh"
+        admin_port = auto
 EOF
 
 #   --- invalid configurations exit 100 naming the item
@@ -189,6 +194,16 @@ until_ok 3 gone "$bpid" || fail "broker process still there"
 "${CTL[@]}" wait broker --timeout 5 || fail "broker not ready after start"
 ok "stop and start"
 
+#   --- a child ignoring SIGTERM is killed after stop_timeout
+"${CTL[@]}" wait stubborn --timeout 5 || fail "stubborn not ready"
+spid=$(field stubborn 0 3)
+"${CTL[@]}" stop stubborn >/dev/null || fail "stop stubborn"
+state_is stubborn 0 stopping || fail "stubborn not stopping"
+until_ok 4 state_is stubborn 0 stopped || fail "stubborn never stopped"
+gone "$spid" || fail "stubborn still running"
+grep -q '"msg":"replica did not stop in time".*"signal":"SIGKILL"' "$T/sup.log" || fail "no SIGKILL logged"
+ok "SIGTERM ignored -> SIGKILL after stop_timeout"
+
 #   --- rolling restart and reload
 old=$(field echo 0 3)
 "${CTL[@]}" restart echo >/dev/null || fail "restart echo"
@@ -238,6 +253,9 @@ ok "SIGTERM stops echo, broker, redis in that order and exits 0"
 "$SUPBIN" --config "$T/mesh.cfg" 2>>"$T/sup.log" &
 SUP=$!
 "${CTL[@]}" wait echo --timeout 10 || fail "second boot not ready"
+#   PDEATHSIG sends SIGTERM, which stubborn ignores by design: take it out first.
+"${CTL[@]}" stop stubborn >/dev/null
+until_ok 4 state_is stubborn 0 stopped || fail "stubborn never stopped (second boot)"
 pids=$("${CTL[@]}" status | awk 'NR>1 && $3!="-" {print $3}')
 [ -n "$pids" ] || fail "no pids"
 kill -9 "$SUP"
