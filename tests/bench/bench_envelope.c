@@ -4,7 +4,8 @@
  *  A ~200-byte request (service, method, 32-char id, traceparent, deadline,
  *  flags, two ctx entries, a small JSON body), encoded and decoded in a loop.
  *  Prints figures only; it asserts nothing about speed, which depends on the
- *  machine. Build by hand from the repository root:
+ *  machine. CMake builds it as bin/bench_envelope (tests/bench/CMakeLists.txt;
+ *  use a RelWithDebInfo build for figures), or by hand from the repository root:
  *
  *    cc -std=c17 -O2 -D_GNU_SOURCE -Icommon tests/bench/bench_envelope.c \
  *       common/vz_envelope.c $(pkg-config --cflags --libs msgpack) -o /tmp/bench_envelope
