@@ -26,12 +26,17 @@ static int s_ping(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     return vz_reply_body(reply, "", 0);
 }
 
+typedef struct {
+    int slow_cap_ms; //  longest "slow" wait that keeps the broker's heartbeat budget
+} echo_t;
+
 //  The worker API replies synchronously, so "slow" blocks this worker's
-//  reactor. It never waits past the caller's deadline (nobody listens after
-//  it) and answers "timeout" then, which keeps a slow call from outliving
-//  the broker's heartbeat budget as long as callers set deadlines.
+//  reactor and its heartbeats. It therefore never waits past the caller's
+//  deadline (nobody listens after it) nor past slow_cap_ms (the broker
+//  would declare the worker lost); cut short it answers "timeout".
 static int s_slow(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
+    const echo_t *echo = app;
     char text[8] = "";
     if (req->body_len == 0 || req->body_len >= sizeof text)
         return vz_reply_error(reply, VZ_ERR_INVALID, "body must be milliseconds 0..10000");
@@ -41,10 +46,14 @@ static int s_slow(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     if (*end != '\0' || text[0] == '-' || text[0] == '+' || ms > SLOW_MAX_MS)
         return vz_reply_error(reply, VZ_ERR_INVALID, "body must be milliseconds 0..10000");
 
-    int64_t until = vz_now_ms() + ms;
-    bool cut = req->deadline_ms > 0 && req->deadline_ms < until;
+    int64_t now = vz_now_ms();
+    int64_t until = now + ms;
+    int64_t limit = now + echo->slow_cap_ms;
+    if (req->deadline_ms > 0 && req->deadline_ms < limit)
+        limit = req->deadline_ms;
+    bool cut = limit < until;
     if (cut)
-        until = req->deadline_ms;
+        until = limit;
     while (!zsys_interrupted) {
         int64_t left = until - vz_now_ms();
         if (left <= 0)
@@ -112,8 +121,11 @@ int main(int argc, char **argv)
     vz_daemon_t *daemon = vz_daemon_new(&spec, argc, argv, &code);
     if (!daemon)
         return code;
+    //  One heartbeat of margin under the broker's liveness window.
+    echo_t echo = { .slow_cap_ms = vz_daemon_config(daemon)->heartbeat_ms
+                                   * (VZ_HEARTBEAT_LIVENESS - 1) };
     code = vz_daemon_serve(daemon, NULL, s_methods, sizeof s_methods / sizeof s_methods[0], 1,
-                           NULL);
+                           &echo);
     vz_daemon_destroy(&daemon);
     return code;
 }

@@ -545,9 +545,10 @@ static enum MHD_Result s_on_access(void *cls, struct MHD_Connection *conn, const
         else if (req->route->local)
             req->route->local(gw, req);
         else {
+            //  Suspended now: the reactor may already be writing req, so
+            //  leave it alone until libmicrohttpd calls again after resume.
             s_forward(gw, req);
-            if (req->state == REQ_WAITING)
-                return MHD_YES;
+            return MHD_YES;
         }
         req->state = REQ_DONE;
         return s_queue(req);

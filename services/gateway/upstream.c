@@ -18,6 +18,7 @@
 #define TICK_MS          50   //  deadline scan period
 #define REDIS_TIMEOUT_MS 200  //  connect and command budget for the health PING
 #define PING_PREFIX      "gw-ping-"
+#define RECV_BATCH       64   //  responses read per wake-up
 
 struct vz_upstream_t {
     vz_client_t *client;       //  DEALER to the broker, reactor thread only
@@ -279,12 +280,9 @@ static int s_on_wake(zloop_t *loop, zmq_pollitem_t *item, void *arg)
     return 0;
 }
 
-static int s_on_response(zloop_t *loop, zsock_t *sock, void *arg)
+//  Hand a response to its pending call; late or unknown ids are dropped.
+static void s_match(vz_upstream_t *self, vz_response_t *response)
 {
-    vz_upstream_t *self = arg;
-    vz_response_t *response = NULL;
-    if (vz_client_recv(self->client, &response) < 0 || !response)
-        return 0; //  heartbeat, malformed frame or interrupted: nothing to match
     //  Any answer at all proves the broker link works.
     atomic_store(&self->last_seen_ms, (long long) vz_now_ms());
     vz_upcall_t *call = zhashx_lookup(self->pending, response->env.id);
@@ -307,6 +305,19 @@ static int s_on_response(zloop_t *loop, zsock_t *sock, void *arg)
         }
     }
     vz_response_destroy(&response);
+}
+
+static int s_on_response(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    vz_upstream_t *self = arg;
+    //  A bounded batch per wake-up; zmq_poll is level-triggered, so the
+    //  rest waits for the next pass without starving the other handlers.
+    for (int n = 0; n < RECV_BATCH; n++) {
+        vz_response_t *response = NULL;
+        if (vz_client_recv(self->client, &response) < 0 || !response)
+            break; //  none left, or a heartbeat or malformed frame was dropped
+        s_match(self, response);
+    }
     return 0;
 }
 
