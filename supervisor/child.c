@@ -58,7 +58,7 @@ int vz_child_spawn(const vz_child_spec_t *spec, int *notify_fd)
     int log_fd = open(spec->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (log_fd < 0)
         return -errno;
-    int pipefd[2] = { -1, -1 };
+    int pipefd[2] = {-1, -1};
     if (spec->notify && pipe2(pipefd, O_CLOEXEC) < 0) {
         int rc = -errno;
         close(log_fd);
@@ -99,7 +99,7 @@ int vz_child_resolve(const char *name, const char *bin_dir, char *out, size_t n)
     if (strchr(name, '/'))
         return vz_strlcpy(out, name, n) < 0 ? -ENOENT : 0;
     int len = snprintf(out, n, "%s/%s", bin_dir, name);
-    if (len > 0 && (size_t) len < n && access(out, X_OK) == 0)
+    if (len > 0 && (size_t)len < n && access(out, X_OK) == 0)
         return 0;
     const char *path = getenv("PATH");
     char buf[4096];
@@ -108,7 +108,7 @@ int vz_child_resolve(const char *name, const char *bin_dir, char *out, size_t n)
     char *save = NULL;
     for (char *dir = strtok_r(buf, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
         len = snprintf(out, n, "%s/%s", *dir ? dir : ".", name);
-        if (len > 0 && (size_t) len < n && access(out, X_OK) == 0)
+        if (len > 0 && (size_t)len < n && access(out, X_OK) == 0)
             return 0;
     }
     return -ENOENT;
@@ -118,7 +118,7 @@ static int64_t s_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 //  Wait for events on fd until deadline (monotonic ms). True if they came.
@@ -128,8 +128,8 @@ static bool s_wait(int fd, short events, int64_t deadline)
         int64_t left = deadline - s_mono_ms();
         if (left <= 0)
             return false;
-        struct pollfd p = { .fd = fd, .events = events };
-        int rc = poll(&p, 1, (int) left);
+        struct pollfd p = {.fd = fd, .events = events};
+        int rc = poll(&p, 1, (int)left);
         if (rc > 0)
             return true;
         if (rc < 0 && errno != EINTR)
@@ -143,18 +143,18 @@ bool vz_child_redis_ping(int port, int timeout_ms)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return false;
-    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     bool ok = false;
     int soerr = 0;
     socklen_t slen = sizeof soerr;
-    if (connect(fd, (struct sockaddr *) &addr, sizeof addr) < 0 && errno != EINPROGRESS)
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS)
         goto done;
-    if (!s_wait(fd, POLLOUT, deadline) || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0
-        || soerr)
+    if (!s_wait(fd, POLLOUT, deadline) || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0 ||
+        soerr)
         goto done;
     static const char ping[] = "PING\r\n";
-    if (send(fd, ping, sizeof ping - 1, MSG_NOSIGNAL) != (ssize_t) sizeof ping - 1)
+    if (send(fd, ping, sizeof ping - 1, MSG_NOSIGNAL) != (ssize_t)sizeof ping - 1)
         goto done;
     char reply[16];
     size_t got = 0;
@@ -162,7 +162,7 @@ bool vz_child_redis_ping(int port, int timeout_ms)
         ssize_t n = recv(fd, reply + got, sizeof reply - 1 - got, 0);
         if (n <= 0)
             break;
-        got += (size_t) n;
+        got += (size_t)n;
     }
     ok = got >= 7 && memcmp(reply, "+PONG\r\n", 7) == 0;
 done:

@@ -19,11 +19,11 @@
 #define VZ_CHILD_NOTIFY_FD 3
 
 typedef struct {
-    const char *path;       //  executable, absolute or relative to the cwd
-    char *const *argv;      //  NULL-terminated, argv[0] included
-    char *const *envp;      //  complete environment, NULL-terminated
-    const char *log_path;   //  appended to; created 0644
-    bool notify;            //  give the child a readiness pipe on fd 3
+    const char *path;     //  executable, absolute or relative to the cwd
+    char *const *argv;    //  NULL-terminated, argv[0] included
+    char *const *envp;    //  complete environment, NULL-terminated
+    const char *log_path; //  appended to; created 0644
+    bool notify;          //  give the child a readiness pipe on fd 3
 } vz_child_spec_t;
 
 //  Fork and exec. Returns the pid, and in *notify_fd (when spec->notify)

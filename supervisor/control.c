@@ -31,7 +31,7 @@ int vz_control_connect(const char *path)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    if (connect(fd, (struct sockaddr *) &addr, sizeof addr) < 0) {
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
         int rc = -errno;
         close(fd);
         return rc;
@@ -56,7 +56,7 @@ int vz_control_listen(const char *path)
         return -errno;
     //  umask closes the window between bind and chmod.
     mode_t old = umask(077);
-    int rc = bind(fd, (struct sockaddr *) &addr, sizeof addr);
+    int rc = bind(fd, (struct sockaddr *)&addr, sizeof addr);
     umask(old);
     if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
         rc = -errno;
@@ -75,7 +75,7 @@ int vz_control_write(int fd, const char *text)
             continue;
         if (n < 0)
             return -errno;
-        off += (size_t) n;
+        off += (size_t)n;
     }
     return 0;
 }
@@ -94,7 +94,7 @@ char *vz_control_request(const char *path, const char *line, int timeout_ms, int
     snprintf(buf, cap, "%s\n", line);
     *rc = vz_control_write(fd, buf);
     while (*rc == 0) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
+        struct pollfd p = {.fd = fd, .events = POLLIN};
         int n = poll(&p, 1, timeout_ms);
         if (n < 0 && errno == EINTR)
             continue;
@@ -114,7 +114,7 @@ char *vz_control_request(const char *path, const char *line, int timeout_ms, int
             *rc = -EPROTO;
             break;
         }
-        len += (size_t) got;
+        len += (size_t)got;
         buf[len] = '\0';
         //  The response ends with an empty line: "...\n\n", or just "\n" if empty.
         if (len >= 2 && buf[len - 1] == '\n' && buf[len - 2] == '\n') {

@@ -14,7 +14,7 @@
 
 #include <stddef.h>
 
-#define VZ_CONTROL_LINE_MAX 1024  //  longest request line, newline included
+#define VZ_CONTROL_LINE_MAX 1024 //  longest request line, newline included
 
 //  Bind and listen on path (non-blocking, close-on-exec, mode 0600). A stale
 //  socket file is replaced; -EADDRINUSE when a live supervisor answers there.

@@ -35,8 +35,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             s_usage(stdout);
             return VZ_EXIT_OK;
-        }
-        else {
+        } else {
             fprintf(stderr, "vz-supervisor: unknown argument \"%s\"\n", argv[i]);
             s_usage(stderr);
             return VZ_EXIT_PERMANENT;

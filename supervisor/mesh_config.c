@@ -19,9 +19,9 @@
 
 //  Dependency names as read, before they are resolved to indices.
 typedef struct {
-    vz_mesh_service_t svc;                       //  the service being built
-    size_t dep_count;                            //  names in deps
-    char deps[VZ_MESH_MAX_DEPS][VZ_NAME_MAX];    //  dependency names
+    vz_mesh_service_t svc;                    //  the service being built
+    size_t dep_count;                         //  names in deps
+    char deps[VZ_MESH_MAX_DEPS][VZ_NAME_MAX]; //  dependency names
 } s_raw_t;
 
 static int s_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
@@ -46,7 +46,7 @@ static int s_parse_int(const char *text, long min, long max, int *out)
     long v = strtol(text, &end, 10);
     if (errno || *end || v < min || v > max)
         return -EINVAL;
-    *out = (int) v;
+    *out = (int)v;
     return 0;
 }
 
@@ -85,17 +85,17 @@ static int s_parse_port(const char *text, int *port, bool *is_auto)
 static int s_load_supervisor(vz_mesh_config_t *cfg, zconfig_t *root, char *err, size_t errlen)
 {
     static const struct {
-        const char *path;   //  ZPL path
-        size_t offset;      //  field in vz_mesh_config_t
-        const char *def;    //  default
+        const char *path; //  ZPL path
+        size_t offset;    //  field in vz_mesh_config_t
+        const char *def;  //  default
     } strs[] = {
-        { "supervisor/state_dir", offsetof(vz_mesh_config_t, state_dir), "state" },
-        { "supervisor/control", offsetof(vz_mesh_config_t, control), "" },
-        { "supervisor/bin_dir", offsetof(vz_mesh_config_t, bin_dir), "" },
+        {"supervisor/state_dir", offsetof(vz_mesh_config_t, state_dir), "state"},
+        {"supervisor/control", offsetof(vz_mesh_config_t, control), ""},
+        {"supervisor/bin_dir", offsetof(vz_mesh_config_t, bin_dir), ""},
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         const char *v = zconfig_get(root, strs[i].path, strs[i].def);
-        if (vz_strlcpy((char *) cfg + strs[i].offset, v, VZ_PATH_MAX) < 0)
+        if (vz_strlcpy((char *)cfg + strs[i].offset, v, VZ_PATH_MAX) < 0)
             return s_fail(err, errlen, -EINVAL, "%s: longer than %d bytes", strs[i].path,
                           VZ_PATH_MAX - 1);
     }
@@ -108,8 +108,8 @@ static int s_load_supervisor(vz_mesh_config_t *cfg, zconfig_t *root, char *err, 
     zconfig_t *sup = zconfig_locate(root, "supervisor");
     for (zconfig_t *c = sup ? zconfig_child(sup) : NULL; c; c = zconfig_next(c)) {
         const char *n = zconfig_name(c);
-        if (strcmp(n, "state_dir") && strcmp(n, "control") && strcmp(n, "bin_dir")
-            && strcmp(n, "stop_timeout"))
+        if (strcmp(n, "state_dir") && strcmp(n, "control") && strcmp(n, "bin_dir") &&
+            strcmp(n, "stop_timeout"))
             return s_fail(err, errlen, -EINVAL, "supervisor/%s: unknown setting", n);
     }
     return 0;
@@ -123,8 +123,8 @@ static int s_load_ports(vz_mesh_config_t *cfg, zconfig_t *root, char *err, size_
             return s_fail(err, errlen, -EINVAL, "ports: more than %d entries", VZ_MESH_MAX_PORTS);
         vz_mesh_port_t *p = &cfg->ports[cfg->port_count];
         const char *v = zconfig_value(c);
-        if (vz_strlcpy(p->name, zconfig_name(c), sizeof p->name) < 0
-            || s_parse_port(v, &p->port, &p->is_auto) < 0)
+        if (vz_strlcpy(p->name, zconfig_name(c), sizeof p->name) < 0 ||
+            s_parse_port(v, &p->port, &p->is_auto) < 0)
             return s_fail(err, errlen, -EINVAL,
                           "ports/%s=\"%s\": expected \"auto\" or an integer in 1..65535",
                           zconfig_name(c), v ? v : "");
@@ -169,20 +169,17 @@ static int s_load_service(const vz_mesh_config_t *cfg, s_raw_t *raw, zconfig_t *
         if (strcmp(key, "command") == 0) {
             if (vz_strlcpy(svc->command, v, sizeof svc->command) < 0)
                 return s_fail(err, errlen, -EINVAL, "services/%s/command: too long", name);
-        }
-        else if (strcmp(key, "admin_port") == 0) {
+        } else if (strcmp(key, "admin_port") == 0) {
             if (s_parse_port(v, &svc->admin_port, &svc->admin_auto) < 0)
                 return s_fail(err, errlen, -EINVAL,
-                              "services/%s/admin_port=\"%s\": expected \"auto\" or 1..65535",
-                              name, v);
-        }
-        else if (strcmp(key, "replicas") == 0) {
+                              "services/%s/admin_port=\"%s\": expected \"auto\" or 1..65535", name,
+                              v);
+        } else if (strcmp(key, "replicas") == 0) {
             if (s_parse_int(v, 0, VZ_MESH_MAX_REPLICAS, &svc->replicas) < 0)
                 return s_fail(err, errlen, -EINVAL,
-                              "services/%s/replicas=\"%s\": expected an integer in 0..%d", name,
-                              v, VZ_MESH_MAX_REPLICAS);
-        }
-        else if (strcmp(key, "depends") == 0)
+                              "services/%s/replicas=\"%s\": expected an integer in 0..%d", name, v,
+                              VZ_MESH_MAX_REPLICAS);
+        } else if (strcmp(key, "depends") == 0)
             rc = s_load_depends(raw, v, err, errlen);
         else if (strcmp(key, "env") == 0) {
             for (zconfig_t *e = zconfig_child(c); e; e = zconfig_next(e)) {
@@ -191,13 +188,12 @@ static int s_load_service(const vz_mesh_config_t *cfg, s_raw_t *raw, zconfig_t *
                                   name, VZ_MESH_MAX_ENV);
                 vz_mesh_env_t *env = &svc->env[svc->env_count++];
                 const char *ev = zconfig_value(e) ? zconfig_value(e) : "";
-                if (vz_strlcpy(env->key, zconfig_name(e), sizeof env->key) < 0
-                    || vz_strlcpy(env->value, ev, sizeof env->value) < 0)
+                if (vz_strlcpy(env->key, zconfig_name(e), sizeof env->key) < 0 ||
+                    vz_strlcpy(env->value, ev, sizeof env->value) < 0)
                     return s_fail(err, errlen, -EINVAL, "services/%s/env/%s: too long", name,
                                   zconfig_name(e));
             }
-        }
-        else
+        } else
             return s_fail(err, errlen, -EINVAL, "services/%s/%s: unknown setting", name, key);
         if (rc < 0)
             return rc;
@@ -216,8 +212,7 @@ static int s_load_service(const vz_mesh_config_t *cfg, s_raw_t *raw, zconfig_t *
                           "services/redis: the built-in redis needs ports/redis");
     }
     if (!svc->builtin_redis && !svc->admin_auto && svc->admin_port == 0)
-        return s_fail(err, errlen, -EINVAL, "services/%s/admin_port: required (or \"auto\")",
-                      name);
+        return s_fail(err, errlen, -EINVAL, "services/%s/admin_port: required (or \"auto\")", name);
     if (!svc->admin_auto && svc->admin_port + svc->replicas - 1 > 65535)
         return s_fail(err, errlen, -EINVAL, "services/%s/admin_port: replicas run past 65535",
                       name);
@@ -234,7 +229,7 @@ static int s_order(vz_mesh_config_t *cfg, s_raw_t *raw, size_t count, char *err,
             int found = -1;
             for (size_t j = 0; j < count; j++)
                 if (strcmp(raw[j].svc.name, raw[i].deps[d]) == 0)
-                    found = (int) j;
+                    found = (int)j;
             if (found < 0)
                 return s_fail(err, errlen, -EINVAL,
                               "services/%s/depends: unknown dependency \"%s\"", raw[i].svc.name,
@@ -242,7 +237,7 @@ static int s_order(vz_mesh_config_t *cfg, s_raw_t *raw, size_t count, char *err,
             dep_idx[i][d] = found;
         }
     int new_index[VZ_MESH_MAX_SERVICES];
-    bool placed[VZ_MESH_MAX_SERVICES] = { false };
+    bool placed[VZ_MESH_MAX_SERVICES] = {false};
     size_t done = 0;
     for (bool progress = true; progress && done < count;) {
         progress = false;
@@ -255,7 +250,7 @@ static int s_order(vz_mesh_config_t *cfg, s_raw_t *raw, size_t count, char *err,
             if (!ready)
                 continue;
             placed[i] = true;
-            new_index[i] = (int) done;
+            new_index[i] = (int)done;
             cfg->services[done] = raw[i].svc;
             vz_mesh_service_t *svc = &cfg->services[done++];
             svc->dep_count = raw[i].dep_count;
@@ -280,10 +275,10 @@ static int s_order(vz_mesh_config_t *cfg, s_raw_t *raw, size_t count, char *err,
     memset(seen, -1, sizeof seen);
     size_t steps = 0;
     while (seen[cur] < 0) {
-        seen[cur] = (int) steps++;
+        seen[cur] = (int)steps++;
         for (size_t d = 0; d < raw[cur].dep_count; d++)
             if (!placed[dep_idx[cur][d]]) {
-                cur = (size_t) dep_idx[cur][d];
+                cur = (size_t)dep_idx[cur][d];
                 break;
             }
     }
@@ -294,7 +289,7 @@ static int s_order(vz_mesh_config_t *cfg, s_raw_t *raw, size_t count, char *err,
         strncat(path, " -> ", sizeof path - strlen(path) - 1);
         for (size_t d = 0; d < raw[cur].dep_count; d++)
             if (!placed[dep_idx[cur][d]] && seen[dep_idx[cur][d]] >= 0) {
-                cur = (size_t) dep_idx[cur][d];
+                cur = (size_t)dep_idx[cur][d];
                 break;
             }
     } while (cur != start);
@@ -336,8 +331,8 @@ int vz_mesh_config_load(vz_mesh_config_t *cfg, const char *path, char *err, size
         else {
             for (size_t j = 0; j < count; j++)
                 if (strcmp(raw[j].svc.name, zconfig_name(c)) == 0)
-                    rc = s_fail(err, errlen, -EINVAL, "services/%s: defined twice",
-                                zconfig_name(c));
+                    rc =
+                        s_fail(err, errlen, -EINVAL, "services/%s: defined twice", zconfig_name(c));
             if (rc == 0)
                 rc = s_load_service(cfg, &raw[count++], c, err, errlen);
         }
@@ -360,8 +355,7 @@ int vz_mesh_config_load(vz_mesh_config_t *cfg, const char *path, char *err, size
         if (vz_mesh_config_expand(cfg, svc->command, out, sizeof out, why, sizeof why) < 0)
             rc = s_fail(err, errlen, -EINVAL, "services/%s/command: %s", svc->name, why);
         for (size_t e = 0; rc == 0 && e < svc->env_count; e++)
-            if (vz_mesh_config_expand(cfg, svc->env[e].value, out, sizeof out, why, sizeof why)
-                < 0)
+            if (vz_mesh_config_expand(cfg, svc->env[e].value, out, sizeof out, why, sizeof why) < 0)
                 rc = s_fail(err, errlen, -EINVAL, "services/%s/env/%s: %s", svc->name,
                             svc->env[e].key, why);
     }
@@ -378,7 +372,7 @@ static int s_absolute(const char *path, char *out, size_t n)
     if (!getcwd(cwd, sizeof cwd))
         return -errno;
     int len = snprintf(out, n, "%s/%s", cwd, path);
-    return len < 0 || (size_t) len >= n ? -ENAMETOOLONG : 0;
+    return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : 0;
 }
 
 int vz_mesh_config_resolve(vz_mesh_config_t *cfg, const char *exe_dir, char *err, size_t errlen)
@@ -396,10 +390,10 @@ int vz_mesh_config_resolve(vz_mesh_config_t *cfg, const char *exe_dir, char *err
         rc = s_absolute(cfg->control, buf, sizeof buf);
     else {
         int len = snprintf(buf, sizeof buf, "%s/vzctl.sock", cfg->state_dir);
-        rc = len < 0 || (size_t) len >= sizeof buf ? -ENAMETOOLONG : 0;
+        rc = len < 0 || (size_t)len >= sizeof buf ? -ENAMETOOLONG : 0;
     }
     //  sun_path holds 108 bytes including the NUL.
-    if (rc < 0 || strlen(buf) >= sizeof(((struct sockaddr_un *) 0)->sun_path))
+    if (rc < 0 || strlen(buf) >= sizeof(((struct sockaddr_un *)0)->sun_path))
         return s_fail(err, errlen, -ENAMETOOLONG,
                       "supervisor/control: socket path %s longer than 107 bytes", buf);
     vz_strlcpy(cfg->control, buf, sizeof cfg->control);
@@ -420,12 +414,12 @@ int vz_mesh_free_port(void)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = 0 };
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof addr;
     int rc = 0;
-    if (bind(fd, (struct sockaddr *) &addr, sizeof addr) < 0
-        || getsockname(fd, (struct sockaddr *) &addr, &len) < 0)
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 ||
+        getsockname(fd, (struct sockaddr *)&addr, &len) < 0)
         rc = -errno;
     close(fd);
     return rc < 0 ? rc : ntohs(addr.sin_port);
@@ -467,7 +461,7 @@ int vz_mesh_config_find(const vz_mesh_config_t *cfg, const char *name)
 {
     for (size_t i = 0; i < cfg->service_count; i++)
         if (strcmp(cfg->services[i].name, name) == 0)
-            return (int) i;
+            return (int)i;
     return -ENOENT;
 }
 
@@ -485,7 +479,7 @@ int vz_mesh_config_expand(const vz_mesh_config_t *cfg, const char *tmpl, char *o
             if (!end)
                 return s_fail(err, errlen, -EINVAL, "unterminated \"${\"");
             char ref[VZ_NAME_MAX + 8];
-            size_t rlen = (size_t) (end - p - 2);
+            size_t rlen = (size_t)(end - p - 2);
             if (rlen >= sizeof ref)
                 return s_fail(err, errlen, -EINVAL, "reference too long");
             memcpy(ref, p + 2, rlen);
@@ -497,16 +491,14 @@ int vz_mesh_config_expand(const vz_mesh_config_t *cfg, const char *tmpl, char *o
             else if (strncmp(ref, "port.", 5) == 0 && vz_mesh_config_port(cfg, ref + 5) >= 0) {
                 snprintf(value, sizeof value, "%d", vz_mesh_config_port(cfg, ref + 5));
                 piece = value;
-            }
-            else
+            } else
                 return s_fail(err, errlen, -EINVAL,
                               "unknown reference ${%s} (known: port.NAME of ports, config_dir, "
                               "state_dir)",
                               ref);
             piece_len = strlen(piece);
             p = end + 1;
-        }
-        else
+        } else
             piece = p++;
         if (len + piece_len >= n)
             return s_fail(err, errlen, -ENAMETOOLONG, "value longer than %zu bytes", n - 1);

@@ -16,47 +16,47 @@
 #include <stddef.h>
 #include "vz_common.h"
 
-#define VZ_MESH_MAX_SERVICES 32  //  services in one mesh
-#define VZ_MESH_MAX_PORTS    32  //  named ports
-#define VZ_MESH_MAX_ENV      32  //  env entries per service
-#define VZ_MESH_MAX_REPLICAS 32  //  replicas per service
-#define VZ_MESH_MAX_DEPS     16  //  dependencies per service
+#define VZ_MESH_MAX_SERVICES 32 //  services in one mesh
+#define VZ_MESH_MAX_PORTS 32    //  named ports
+#define VZ_MESH_MAX_ENV 32      //  env entries per service
+#define VZ_MESH_MAX_REPLICAS 32 //  replicas per service
+#define VZ_MESH_MAX_DEPS 16     //  dependencies per service
 
 typedef struct {
-    char name[VZ_NAME_MAX];  //  port name, referenced as ${port.NAME}
-    int port;                //  1..65535; 0 while "auto" is unallocated
-    bool is_auto;            //  chosen at start
+    char name[VZ_NAME_MAX]; //  port name, referenced as ${port.NAME}
+    int port;               //  1..65535; 0 while "auto" is unallocated
+    bool is_auto;           //  chosen at start
 } vz_mesh_port_t;
 
 typedef struct {
-    char key[VZ_NAME_MAX];     //  environment variable name
-    char value[VZ_PATH_MAX];   //  template with ${...} substitutions
+    char key[VZ_NAME_MAX];   //  environment variable name
+    char value[VZ_PATH_MAX]; //  template with ${...} substitutions
 } vz_mesh_env_t;
 
 typedef struct {
-    char name[VZ_NAME_MAX];        //  service name (also its key name)
-    char command[VZ_PATH_MAX];     //  template; "" for the built-in redis
-    bool builtin_redis;            //  the supervisor runs redis-server itself
-    int admin_port;                //  replica i gets admin_port + i (0 with admin_auto)
-    bool admin_auto;               //  every replica gets a free port
-    int replicas;                  //  0..VZ_MESH_MAX_REPLICAS
-    size_t dep_count;              //  entries in deps
-    int deps[VZ_MESH_MAX_DEPS];    //  indices into services[] (after ordering)
-    int tier;                      //  0 without deps, else 1 + max tier of deps
-    size_t env_count;              //  entries in env
-    vz_mesh_env_t env[VZ_MESH_MAX_ENV];  //  service-specific environment
+    char name[VZ_NAME_MAX];             //  service name (also its key name)
+    char command[VZ_PATH_MAX];          //  template; "" for the built-in redis
+    bool builtin_redis;                 //  the supervisor runs redis-server itself
+    int admin_port;                     //  replica i gets admin_port + i (0 with admin_auto)
+    bool admin_auto;                    //  every replica gets a free port
+    int replicas;                       //  0..VZ_MESH_MAX_REPLICAS
+    size_t dep_count;                   //  entries in deps
+    int deps[VZ_MESH_MAX_DEPS];         //  indices into services[] (after ordering)
+    int tier;                           //  0 without deps, else 1 + max tier of deps
+    size_t env_count;                   //  entries in env
+    vz_mesh_env_t env[VZ_MESH_MAX_ENV]; //  service-specific environment
 } vz_mesh_service_t;
 
 typedef struct {
-    char config_dir[VZ_PATH_MAX];  //  absolute directory of the config file
-    char state_dir[VZ_PATH_MAX];   //  absolute once vz_mesh_config_resolve ran
-    char control[VZ_PATH_MAX];     //  control socket path
-    char bin_dir[VZ_PATH_MAX];     //  where commands without a slash are looked up first
-    int stop_timeout_ms;           //  per shutdown tier before SIGKILL
-    size_t port_count;             //  entries in ports
-    vz_mesh_port_t ports[VZ_MESH_MAX_PORTS];            //  named ports
-    size_t service_count;          //  entries in services
-    vz_mesh_service_t services[VZ_MESH_MAX_SERVICES];  //  in dependency order
+    char config_dir[VZ_PATH_MAX];            //  absolute directory of the config file
+    char state_dir[VZ_PATH_MAX];             //  absolute once vz_mesh_config_resolve ran
+    char control[VZ_PATH_MAX];               //  control socket path
+    char bin_dir[VZ_PATH_MAX];               //  where commands without a slash are looked up first
+    int stop_timeout_ms;                     //  per shutdown tier before SIGKILL
+    size_t port_count;                       //  entries in ports
+    vz_mesh_port_t ports[VZ_MESH_MAX_PORTS]; //  named ports
+    size_t service_count;                    //  entries in services
+    vz_mesh_service_t services[VZ_MESH_MAX_SERVICES]; //  in dependency order
 } vz_mesh_config_t;
 
 //  Load and validate path into *cfg. 0, -ENOENT (unreadable or not ZPL) or

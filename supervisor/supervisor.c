@@ -25,19 +25,27 @@
 #include "vz_curve.h"
 #include "vz_log.h"
 
-#define S_BACKOFF_MIN_MS   100     //  first restart delay
-#define S_BACKOFF_MAX_MS   10000   //  delay cap
-#define S_STABLE_MS        10000   //  uptime after which the backoff resets
-#define S_DEATH_LIMIT      5       //  more deaths than this ...
-#define S_DEATH_WINDOW_MS  30000   //  ... within this window: failed
-#define S_MAX_CLIENTS      16      //  concurrent vzctl connections
-#define S_PING_MS          100     //  bound of one Redis readiness probe
-#define S_TICK_BUSY_MS     50      //  poll timeout while something is in transition
-#define S_TICK_IDLE_MS     500     //  poll timeout otherwise
-#define S_MAX_ARGS         16      //  words in a command line or a request
+#define S_BACKOFF_MIN_MS 100    //  first restart delay
+#define S_BACKOFF_MAX_MS 10000  //  delay cap
+#define S_STABLE_MS 10000       //  uptime after which the backoff resets
+#define S_DEATH_LIMIT 5         //  more deaths than this ...
+#define S_DEATH_WINDOW_MS 30000 //  ... within this window: failed
+#define S_MAX_CLIENTS 16        //  concurrent vzctl connections
+#define S_PING_MS 100           //  bound of one Redis readiness probe
+#define S_TICK_BUSY_MS 50       //  poll timeout while something is in transition
+#define S_TICK_IDLE_MS 500      //  poll timeout otherwise
+#define S_MAX_ARGS 16           //  words in a command line or a request
 
-typedef enum { ST_STOPPED, ST_WAITING, ST_STARTING, ST_READY, ST_BACKOFF, ST_STOPPING,
-               ST_FAILED, ST_COUNT } s_state_t;
+typedef enum {
+    ST_STOPPED,
+    ST_WAITING,
+    ST_STARTING,
+    ST_READY,
+    ST_BACKOFF,
+    ST_STOPPING,
+    ST_FAILED,
+    ST_COUNT
+} s_state_t;
 
 typedef enum { EV_START, EV_STOP, EV_TICK, EV_NOTIFIED, EV_EXIT, EV_COUNT } s_event_t;
 
@@ -46,67 +54,67 @@ static const char *const s_state_names[ST_COUNT] = {
 };
 
 typedef struct {
-    int service;              //  index into cfg->services
-    int index;                //  replica number
-    bool present;             //  slot exists (below the desired count, or still draining)
-    bool wanted;              //  should be running
-    s_state_t state;          //  current state
-    pid_t pid;                //  0 when no process
-    pid_t last_pid;           //  the process that exited last (for logs)
-    int notify_fd;            //  read end of the readiness pipe, -1 when none
-    int admin_port;           //  VZ_ADMIN_PORT handed to this replica
-    int64_t started_ms;       //  monotonic time of the last spawn
-    int64_t due_ms;           //  backoff end or stop deadline
-    bool killed;              //  SIGKILL already sent while stopping
-    int status;               //  last waitpid status
-    int spawns;               //  processes started (restarts = spawns - 1)
-    int streak;               //  consecutive deaths before S_STABLE_MS (backoff exponent)
-    int64_t deaths[S_DEATH_LIMIT + 1];  //  ring of recent death times
-    size_t death_count;       //  deaths recorded in the ring (saturates)
-    size_t death_pos;         //  next slot in the ring
-    char reason[128];         //  why it is failed
+    int service;                       //  index into cfg->services
+    int index;                         //  replica number
+    bool present;                      //  slot exists (below the desired count, or still draining)
+    bool wanted;                       //  should be running
+    s_state_t state;                   //  current state
+    pid_t pid;                         //  0 when no process
+    pid_t last_pid;                    //  the process that exited last (for logs)
+    int notify_fd;                     //  read end of the readiness pipe, -1 when none
+    int admin_port;                    //  VZ_ADMIN_PORT handed to this replica
+    int64_t started_ms;                //  monotonic time of the last spawn
+    int64_t due_ms;                    //  backoff end or stop deadline
+    bool killed;                       //  SIGKILL already sent while stopping
+    int status;                        //  last waitpid status
+    int spawns;                        //  processes started (restarts = spawns - 1)
+    int streak;                        //  consecutive deaths before S_STABLE_MS (backoff exponent)
+    int64_t deaths[S_DEATH_LIMIT + 1]; //  ring of recent death times
+    size_t death_count;                //  deaths recorded in the ring (saturates)
+    size_t death_pos;                  //  next slot in the ring
+    char reason[128];                  //  why it is failed
 } s_replica_t;
 
 typedef struct {
-    s_replica_t replicas[VZ_MESH_MAX_REPLICAS];  //  slots by replica index
-    int desired;              //  replicas that should exist
-    int roll_next;            //  rolling restart: next index to restart, -1 when idle
-    int roll_current;         //  replica being restarted, -1 when none
-    bool roll_failed;         //  a replica failed during the roll
-    bool rotating;            //  the roll is part of a key rotation
+    s_replica_t replicas[VZ_MESH_MAX_REPLICAS]; //  slots by replica index
+    int desired;                                //  replicas that should exist
+    int roll_next;    //  rolling restart: next index to restart, -1 when idle
+    int roll_current; //  replica being restarted, -1 when none
+    bool roll_failed; //  a replica failed during the roll
+    bool rotating;    //  the roll is part of a key rotation
 } s_service_t;
 
 typedef enum { OP_NONE, OP_WAIT, OP_ROLL } s_op_t;
 
 typedef struct {
-    int fd;                   //  -1 when the slot is free
-    char buf[VZ_CONTROL_LINE_MAX];  //  request bytes so far
-    size_t len;               //  bytes in buf
-    s_op_t op;                //  pending operation
-    int service;              //  its service, -1 = whole mesh
-    int64_t deadline;         //  for OP_WAIT
+    int fd;                        //  -1 when the slot is free
+    char buf[VZ_CONTROL_LINE_MAX]; //  request bytes so far
+    size_t len;                    //  bytes in buf
+    s_op_t op;                     //  pending operation
+    int service;                   //  its service, -1 = whole mesh
+    int64_t deadline;              //  for OP_WAIT
 } s_client_t;
 
 //  Growable response text.
 typedef struct {
-    char *data;               //  heap, NUL-terminated
-    size_t len;               //  bytes used
-    size_t cap;               //  bytes allocated
+    char *data; //  heap, NUL-terminated
+    size_t len; //  bytes used
+    size_t cap; //  bytes allocated
 } s_buf_t;
 
 struct vz_supervisor_t {
-    vz_mesh_config_t *cfg;    //  owned configuration
-    s_service_t services[VZ_MESH_MAX_SERVICES];  //  runtime state, same order as cfg
-    s_client_t clients[S_MAX_CLIENTS];           //  control connections
-    int listen_fd;            //  control socket
-    int signal_fd;            //  signalfd
-    int notify_out;           //  our own VZ_NOTIFY_FD, -1 when absent or used
-    bool announced;           //  mesh readiness logged/notified
-    bool shutting_down;       //  shutdown in progress
-    int shutdown_tier;        //  tier being stopped
-    unsigned seed;            //  jitter
-    struct pollfd *pfds;      //  poll set, rebuilt every turn
-    sigset_t old_mask;        //  mask to restore on destroy
+    vz_mesh_config_t *cfg;                      //  owned configuration
+    s_service_t services[VZ_MESH_MAX_SERVICES]; //  runtime state, same order as cfg
+    s_client_t clients[S_MAX_CLIENTS];          //  control connections
+    int listen_fd;                              //  control socket
+    int signal_fd;                              //  signalfd
+    int notify_out;                             //  our own VZ_NOTIFY_FD, -1 when absent or used
+    bool announced;                             //  mesh readiness logged/notified
+    bool shutting_down;                         //  shutdown in progress
+    int shutdown_tier;                          //  tier being stopped
+    unsigned seed;                              //  jitter
+    struct pollfd *pfds;                        //  poll set, rebuilt every turn
+    sigset_t old_mask;                          //  mask to restore on destroy
 };
 
 typedef void (*s_action_t)(vz_supervisor_t *self, s_replica_t *r);
@@ -115,7 +123,7 @@ static int64_t s_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void s_buf_printf(s_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -128,11 +136,11 @@ static void s_buf_printf(s_buf_t *b, const char *fmt, ...)
         int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
         va_end(ap);
         assert(n >= 0);
-        if ((size_t) n < b->cap - b->len) {
-            b->len += (size_t) n;
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
             return;
         }
-        b->cap = b->cap * 2 + (size_t) n;
+        b->cap = b->cap * 2 + (size_t)n;
         b->data = realloc(b->data, b->cap);
         assert(b->data);
     }
@@ -150,9 +158,9 @@ static void s_log_replica(vz_log_level_t level, vz_supervisor_t *self, const s_r
         return;
     char idx[16], pid[16];
     snprintf(idx, sizeof idx, "%d", r->index);
-    snprintf(pid, sizeof pid, "%d", (int) (r->pid ? r->pid : r->last_pid));
+    snprintf(pid, sizeof pid, "%d", (int)(r->pid ? r->pid : r->last_pid));
     vz_log_write(level, NULL, msg, "target", s_svc_cfg(self, r)->name, "replica", idx, "pid", pid,
-                 key, value, (const char *) 0);
+                 key, value, (const char *)0);
 }
 
 static void s_set_state(vz_supervisor_t *self, s_replica_t *r, s_state_t state)
@@ -235,8 +243,8 @@ static char **s_child_env(vz_supervisor_t *self, const s_replica_t *r)
     for (size_t i = 0; i < svc->env_count; i++) {
         char err[128];
         //  Validated at load; ports are final by now.
-        int rc = vz_mesh_config_expand(cfg, svc->env[i].value, value, sizeof value, err,
-                                       sizeof err);
+        int rc =
+            vz_mesh_config_expand(cfg, svc->env[i].value, value, sizeof value, err, sizeof err);
         assert(rc == 0);
         s_env_set(env, &count, cap, svc->env[i].key, value);
     }
@@ -262,9 +270,21 @@ static char **s_child_argv(vz_supervisor_t *self, const s_replica_t *r)
         char port[16], dir[VZ_PATH_MAX + 16];
         snprintf(port, sizeof port, "%d", vz_mesh_config_port(cfg, "redis"));
         snprintf(dir, sizeof dir, "%s/redis", cfg->state_dir);
-        const char *args[] = { "redis-server", "--port", port, "--bind", "127.0.0.1", "--dir",
-                               dir, "--appendonly", "yes", "--save", "", "--daemonize", "no",
-                               "--protected-mode", "yes" };
+        const char *args[] = {"redis-server",
+                              "--port",
+                              port,
+                              "--bind",
+                              "127.0.0.1",
+                              "--dir",
+                              dir,
+                              "--appendonly",
+                              "yes",
+                              "--save",
+                              "",
+                              "--daemonize",
+                              "no",
+                              "--protected-mode",
+                              "yes"};
         for (; n < sizeof args / sizeof args[0]; n++)
             argv[n] = strdup(args[n]);
         return argv;
@@ -301,8 +321,11 @@ static void s_spawn(vz_supervisor_t *self, s_replica_t *r)
         return;
     }
     char **env = s_child_env(self, r);
-    vz_child_spec_t spec = { .path = path, .argv = argv, .envp = env, .log_path = log_path,
-                             .notify = !svc->builtin_redis };
+    vz_child_spec_t spec = {.path = path,
+                            .argv = argv,
+                            .envp = env,
+                            .log_path = log_path,
+                            .notify = !svc->builtin_redis};
     int pid = vz_child_spawn(&spec, &r->notify_fd);
     s_free_strv(argv);
     s_free_strv(env);
@@ -379,8 +402,8 @@ static void s_act_terminate(vz_supervisor_t *self, s_replica_t *r)
 static void s_act_probe(vz_supervisor_t *self, s_replica_t *r)
 {
     //  Redis has no notification fd: it is ready when it answers PING.
-    if (s_svc_cfg(self, r)->builtin_redis
-        && vz_child_redis_ping(vz_mesh_config_port(self->cfg, "redis"), S_PING_MS)) {
+    if (s_svc_cfg(self, r)->builtin_redis &&
+        vz_child_redis_ping(vz_mesh_config_port(self->cfg, "redis"), S_PING_MS)) {
         s_set_state(self, r, ST_READY);
         s_log_replica(VZ_LOG_INFO, self, r, "replica ready", "via", "redis PING");
     }
@@ -469,8 +492,7 @@ static void s_act_stopped(vz_supervisor_t *self, s_replica_t *r)
     if (r->wanted && !self->shutting_down) {
         s_set_state(self, r, ST_WAITING);
         s_act_try_spawn(self, r);
-    }
-    else
+    } else
         s_set_state(self, r, ST_STOPPED);
     //  A scaled-down slot disappears once its process is gone.
     if (r->index >= self->services[r->service].desired && r->state == ST_STOPPED)
@@ -478,6 +500,7 @@ static void s_act_stopped(vz_supervisor_t *self, s_replica_t *r)
 }
 
 //  s6-style actions[state][event]; NULL = the event means nothing in that state.
+// clang-format off
 static const s_action_t s_transitions[ST_COUNT][EV_COUNT] = {
     //                START        STOP               TICK                 NOTIFIED      EXIT
     [ST_STOPPED]  = { s_act_want,  NULL,              NULL,                NULL,         NULL },
@@ -488,6 +511,7 @@ static const s_action_t s_transitions[ST_COUNT][EV_COUNT] = {
     [ST_STOPPING] = { NULL,        NULL,              s_act_enforce_stop,  NULL,         s_act_stopped },
     [ST_FAILED]   = { s_act_want,  s_act_drop,        NULL,                NULL,         NULL },
 };
+// clang-format on
 
 static void s_fire(vz_supervisor_t *self, s_replica_t *r, s_event_t ev)
 {
@@ -512,9 +536,8 @@ static void s_scale(vz_supervisor_t *self, int i, int count)
                 r->admin_port = svc->admin_auto ? vz_mesh_free_port() : svc->admin_port + k;
             r->state = ST_STOPPED;
             s_fire(self, r, EV_START);
-        }
-        else if (k < count && r->present && !r->wanted && r->state == ST_STOPPING)
-            r->wanted = true;  //  scaled back up while draining: restart after the exit
+        } else if (k < count && r->present && !r->wanted && r->state == ST_STOPPING)
+            r->wanted = true; //  scaled back up while draining: restart after the exit
         else if (k >= count && r->present && r->wanted) {
             r->wanted = false;
             s_fire(self, r, EV_STOP);
@@ -555,8 +578,8 @@ static void s_roll_finish(vz_supervisor_t *self, int i)
         snprintf(text, sizeof text, "error a replica of %s failed during the restart%s\n", name,
                  s->rotating ? "; both the old and the new public key stay allowed" : "");
     else if (s->rotating && s_rotate_finish(self, i) < 0)
-        snprintf(text, sizeof text, "error unable to retire the old public key of %s: %s\n",
-                 name, strerror(errno));
+        snprintf(text, sizeof text, "error unable to retire the old public key of %s: %s\n", name,
+                 strerror(errno));
     else
         snprintf(text, sizeof text, "ok\n");
     vz_info(NULL, s->rotating ? "key rotation done" : "rolling restart done", "target", name,
@@ -564,8 +587,8 @@ static void s_roll_finish(vz_supervisor_t *self, int i)
     s->roll_next = -1;
     s->rotating = false;
     for (int c = 0; c < S_MAX_CLIENTS; c++)
-        if (self->clients[c].fd >= 0 && self->clients[c].op == OP_ROLL
-            && self->clients[c].service == i)
+        if (self->clients[c].fd >= 0 && self->clients[c].op == OP_ROLL &&
+            self->clients[c].service == i)
             s_reply(self, &self->clients[c], text);
 }
 
@@ -678,9 +701,9 @@ static int s_cmd_status(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf
                 continue;
             int64_t up = r->pid > 0 ? now - r->started_ms : 0;
             //  Tab-separated: service replica pid state ready uptime_ms restarts admin_port reason
-            s_buf_printf(out, "%s\t%d\t%d\t%s\t%s\t%lld\t%d\t%d\t%s\n",
-                         self->cfg->services[i].name, k, (int) r->pid, s_state_names[r->state],
-                         r->state == ST_READY ? "yes" : "no", (long long) up,
+            s_buf_printf(out, "%s\t%d\t%d\t%s\t%s\t%lld\t%d\t%d\t%s\n", self->cfg->services[i].name,
+                         k, (int)r->pid, s_state_names[r->state],
+                         r->state == ST_READY ? "yes" : "no", (long long)up,
                          r->spawns > 0 ? r->spawns - 1 : 0, r->admin_port,
                          *r->reason ? r->reason : "-");
         }
@@ -701,8 +724,7 @@ static int s_cmd_start(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_
         return -1;
     s_service_t *s = &self->services[i];
     if (s->desired == 0)
-        s_scale(self, i, self->cfg->services[i].replicas > 0 ? self->cfg->services[i].replicas
-                                                             : 1);
+        s_scale(self, i, self->cfg->services[i].replicas > 0 ? self->cfg->services[i].replicas : 1);
     for (int k = 0; k < s->desired; k++) {
         s_replica_t *r = &s->replicas[k];
         r->wanted = true;
@@ -756,7 +778,7 @@ static int s_cmd_scale(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_
         s_buf_printf(out, "the built-in redis runs one replica");
         return -1;
     }
-    s_scale(self, i, (int) n);
+    s_scale(self, i, (int)n);
     vz_info(NULL, "service scaled", "target", argv[1], "replicas", argv[2]);
     return 0;
 }
@@ -768,8 +790,8 @@ static int s_cmd_reload(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf
         for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
             const s_replica_t *r = &self->services[i].replicas[k];
             //  Redis ignores SIGHUP; it is not sent the signal at all.
-            if (r->pid > 0 && !self->cfg->services[i].builtin_redis
-                && vz_child_signal(r->pid, SIGHUP) == 0)
+            if (r->pid > 0 && !self->cfg->services[i].builtin_redis &&
+                vz_child_signal(r->pid, SIGHUP) == 0)
                 sent++;
         }
     s_buf_printf(out, "%d\n", sent);
@@ -781,7 +803,7 @@ static int s_cmd_reload(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf
 static int s_wait_check(vz_supervisor_t *self, int service, s_buf_t *why)
 {
     for (size_t i = 0; i < self->cfg->service_count; i++) {
-        if (service >= 0 && (int) i != service)
+        if (service >= 0 && (int)i != service)
             continue;
         const s_service_t *s = &self->services[i];
         if (s->roll_next >= 0)
@@ -861,7 +883,7 @@ static int s_cmd_rotate(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf
     char tmp[VZ_PATH_MAX + 64], from[VZ_PATH_MAX + 160], to[VZ_PATH_MAX + 160];
     snprintf(tmp, sizeof tmp, "%s/keys/rotate", st);
     //  Leftovers of an interrupted rotation would be kept by keygen: clear them.
-    const char *leftovers[] = { "public/%s.key", "secret/%s.key", "secret/%s.key_secret" };
+    const char *leftovers[] = {"public/%s.key", "secret/%s.key", "secret/%s.key_secret"};
     for (size_t k = 0; k < 3; k++) {
         char rel[VZ_NAME_MAX + 32];
         snprintf(rel, sizeof rel, leftovers[k], name);
@@ -897,27 +919,27 @@ typedef int (*s_cmd_fn_t)(vz_supervisor_t *, s_client_t *, char **, s_buf_t *);
 
 //  Dispatch table; arity is checked centrally before the handler runs.
 static const struct {
-    const char *name;   //  request verb
-    int min_args;       //  arguments after the verb
-    int max_args;       //  (inclusive)
-    s_cmd_fn_t fn;      //  handler
+    const char *name; //  request verb
+    int min_args;     //  arguments after the verb
+    int max_args;     //  (inclusive)
+    s_cmd_fn_t fn;    //  handler
 } s_commands[] = {
-    { "status", 0, 0, s_cmd_status },   { "ports", 0, 0, s_cmd_ports },
-    { "start", 1, 1, s_cmd_start },     { "stop", 1, 1, s_cmd_stop },
-    { "restart", 1, 1, s_cmd_restart }, { "scale", 2, 2, s_cmd_scale },
-    { "reload", 0, 0, s_cmd_reload },   { "wait", 0, 2, s_cmd_wait },
-    { "shutdown", 0, 0, s_cmd_shutdown }, { "rotate", 1, 1, s_cmd_rotate },
+    {"status", 0, 0, s_cmd_status},     {"ports", 0, 0, s_cmd_ports},
+    {"start", 1, 1, s_cmd_start},       {"stop", 1, 1, s_cmd_stop},
+    {"restart", 1, 1, s_cmd_restart},   {"scale", 2, 2, s_cmd_scale},
+    {"reload", 0, 0, s_cmd_reload},     {"wait", 0, 2, s_cmd_wait},
+    {"shutdown", 0, 0, s_cmd_shutdown}, {"rotate", 1, 1, s_cmd_rotate},
 };
 
 static void s_dispatch(vz_supervisor_t *self, s_client_t *c)
 {
-    char *argv[S_MAX_ARGS + 1] = { NULL };
+    char *argv[S_MAX_ARGS + 1] = {NULL};
     int argc = 0;
     char *save = NULL;
     for (char *tok = strtok_r(c->buf, " \t\r", &save); tok && argc < S_MAX_ARGS;
          tok = strtok_r(NULL, " \t\r", &save))
         argv[argc++] = tok;
-    s_buf_t out = { .data = malloc(256), .len = 0, .cap = 256 };
+    s_buf_t out = {.data = malloc(256), .len = 0, .cap = 256};
     assert(out.data);
     out.data[0] = '\0';
     int rc = -1;
@@ -939,8 +961,7 @@ static void s_dispatch(vz_supervisor_t *self, s_client_t *c)
         assert(len >= 0);
         s_reply(self, c, text);
         free(text);
-    }
-    else if (rc < 0) {
+    } else if (rc < 0) {
         char *text = NULL;
         int len = asprintf(&text, "error %s\n", out.data);
         assert(len >= 0);
@@ -970,14 +991,13 @@ static void s_client_read(vz_supervisor_t *self, s_client_t *c)
         }
         return;
     }
-    c->len += (size_t) n;
+    c->len += (size_t)n;
     c->buf[c->len] = '\0';
     char *nl = strchr(c->buf, '\n');
     if (nl) {
         *nl = '\0';
         s_dispatch(self, c);
-    }
-    else if (c->len == sizeof c->buf - 1)
+    } else if (c->len == sizeof c->buf - 1)
         s_reply(self, c, "error request line too long\n");
 }
 
@@ -987,14 +1007,14 @@ static void s_accept(vz_supervisor_t *self)
     if (fd < 0)
         return;
     //  A client that stops reading must not stall the whole mesh.
-    struct timeval tv = { .tv_sec = 1 };
+    struct timeval tv = {.tv_sec = 1};
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     for (int i = 0; i < S_MAX_CLIENTS; i++)
         if (self->clients[i].fd < 0) {
-            self->clients[i] = (s_client_t) { .fd = fd, .op = OP_NONE, .service = -1 };
+            self->clients[i] = (s_client_t){.fd = fd, .op = OP_NONE, .service = -1};
             return;
         }
-    s_client_t busy = { .fd = fd };
+    s_client_t busy = {.fd = fd};
     s_reply(self, &busy, "error too many control connections\n");
 }
 
@@ -1005,7 +1025,7 @@ static void s_check_waits(vz_supervisor_t *self)
         s_client_t *c = &self->clients[i];
         if (c->fd < 0 || c->op != OP_WAIT)
             continue;
-        s_buf_t why = { .data = calloc(1, 256), .len = 0, .cap = 256 };
+        s_buf_t why = {.data = calloc(1, 256), .len = 0, .cap = 256};
         assert(why.data);
         int met = self->shutting_down ? -1 : s_wait_check(self, c->service, &why);
         char *text = NULL;
@@ -1049,16 +1069,15 @@ static void s_reap(vz_supervisor_t *self)
 static bool s_handle_signals(vz_supervisor_t *self)
 {
     struct signalfd_siginfo si;
-    while (read(self->signal_fd, &si, sizeof si) == (ssize_t) sizeof si) {
+    while (read(self->signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
         if (si.ssi_signo == SIGCHLD)
             s_reap(self);
         else if (si.ssi_signo == SIGHUP) {
-            s_buf_t out = { .data = calloc(1, 64), .len = 0, .cap = 64 };
+            s_buf_t out = {.data = calloc(1, 64), .len = 0, .cap = 64};
             assert(out.data);
             s_cmd_reload(self, NULL, NULL, &out);
             free(out.data);
-        }
-        else
+        } else
             s_shutdown_begin(self, si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
     }
     return true;
@@ -1068,12 +1087,11 @@ static void s_read_notify(vz_supervisor_t *self, s_replica_t *r)
 {
     char buf[64];
     ssize_t n = read(r->notify_fd, buf, sizeof buf);
-    if (n > 0 && memchr(buf, '\n', (size_t) n)) {
+    if (n > 0 && memchr(buf, '\n', (size_t)n)) {
         s_close_notify(r);
         s_fire(self, r, EV_NOTIFIED);
-    }
-    else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-        s_close_notify(r);  //  closed without a line: never ready by notification
+    } else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+        s_close_notify(r); //  closed without a line: never ready by notification
 }
 
 static void s_announce(vz_supervisor_t *self)
@@ -1084,7 +1102,7 @@ static void s_announce(vz_supervisor_t *self)
     vz_info(NULL, "mesh ready");
     if (self->notify_out >= 0) {
         ssize_t n = write(self->notify_out, "\n", 1);
-        (void) n;
+        (void)n;
         close(self->notify_out);
         self->notify_out = -1;
     }
@@ -1100,8 +1118,8 @@ static bool s_busy(vz_supervisor_t *self)
     for (size_t i = 0; i < self->cfg->service_count; i++)
         for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
             s_state_t st = self->services[i].replicas[k].state;
-            if (self->services[i].replicas[k].present && st != ST_READY && st != ST_STOPPED
-                && st != ST_FAILED)
+            if (self->services[i].replicas[k].present && st != ST_READY && st != ST_STOPPED &&
+                st != ST_FAILED)
                 return true;
         }
     return false;
@@ -1113,27 +1131,27 @@ int vz_supervisor_run(vz_supervisor_t *self)
     vz_info(NULL, "supervisor started", "state_dir", self->cfg->state_dir, "control",
             self->cfg->control);
     for (size_t i = 0; i < self->cfg->service_count; i++)
-        s_scale(self, (int) i, self->cfg->services[i].replicas);
+        s_scale(self, (int)i, self->cfg->services[i].replicas);
     for (;;) {
         for (size_t i = 0; i < self->cfg->service_count; i++) {
             for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++)
                 if (self->services[i].replicas[k].present || self->services[i].replicas[k].pid)
                     s_fire(self, &self->services[i].replicas[k], EV_TICK);
-            s_roll_step(self, (int) i);
+            s_roll_step(self, (int)i);
         }
         s_check_waits(self);
         s_announce(self);
         if (self->shutting_down && s_shutdown_step(self))
             break;
         size_t n = 0;
-        self->pfds[n++] = (struct pollfd) { .fd = self->signal_fd, .events = POLLIN };
-        self->pfds[n++] = (struct pollfd) { .fd = self->listen_fd, .events = POLLIN };
+        self->pfds[n++] = (struct pollfd){.fd = self->signal_fd, .events = POLLIN};
+        self->pfds[n++] = (struct pollfd){.fd = self->listen_fd, .events = POLLIN};
         for (int c = 0; c < S_MAX_CLIENTS; c++)
-            self->pfds[n++] = (struct pollfd) { .fd = self->clients[c].fd, .events = POLLIN };
+            self->pfds[n++] = (struct pollfd){.fd = self->clients[c].fd, .events = POLLIN};
         for (size_t i = 0; i < self->cfg->service_count; i++)
             for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++)
-                self->pfds[n++] = (struct pollfd) {
-                    .fd = self->services[i].replicas[k].notify_fd, .events = POLLIN };
+                self->pfds[n++] = (struct pollfd){.fd = self->services[i].replicas[k].notify_fd,
+                                                  .events = POLLIN};
         int rc = poll(self->pfds, n, s_busy(self) ? S_TICK_BUSY_MS : S_TICK_IDLE_MS);
         if (rc < 0 && errno != EINTR) {
             vz_error(NULL, "unable to poll", "reason", strerror(errno));
@@ -1182,10 +1200,10 @@ static int s_prepare_state(vz_supervisor_t *self, char *err, size_t errlen)
 {
     const vz_mesh_config_t *cfg = self->cfg;
     static const struct {
-        const char *sub;   //  directory under state_dir
-        mode_t mode;       //  its mode
-    } dirs[] = { { "logs", 0755 }, { "redis", 0700 }, { "keys", 0700 },
-                 { "keys/public", 0755 }, { "keys/secret", 0700 }, { "keys/rotate", 0700 } };
+        const char *sub; //  directory under state_dir
+        mode_t mode;     //  its mode
+    } dirs[] = {{"logs", 0755},        {"redis", 0700},       {"keys", 0700},
+                {"keys/public", 0755}, {"keys/secret", 0700}, {"keys/rotate", 0700}};
     char path[VZ_PATH_MAX + 32];
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", cfg->state_dir, dirs[i].sub);
@@ -1215,19 +1233,19 @@ vz_supervisor_t *vz_supervisor_new(const char *config_path, const char *exe_dir,
     self->cfg = calloc(1, sizeof *self->cfg);
     assert(self->cfg);
     self->listen_fd = self->signal_fd = self->notify_out = -1;
-    self->seed = (unsigned) getpid() ^ (unsigned) s_mono_ms();
+    self->seed = (unsigned)getpid() ^ (unsigned)s_mono_ms();
     for (int c = 0; c < S_MAX_CLIENTS; c++)
         self->clients[c].fd = -1;
     for (size_t i = 0; i < VZ_MESH_MAX_SERVICES; i++) {
         self->services[i].roll_next = self->services[i].roll_current = -1;
         for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
-            self->services[i].replicas[k].service = (int) i;
+            self->services[i].replicas[k].service = (int)i;
             self->services[i].replicas[k].index = k;
             self->services[i].replicas[k].notify_fd = -1;
         }
     }
-    self->pfds = calloc(2 + S_MAX_CLIENTS + VZ_MESH_MAX_SERVICES * VZ_MESH_MAX_REPLICAS,
-                        sizeof *self->pfds);
+    self->pfds =
+        calloc(2 + S_MAX_CLIENTS + VZ_MESH_MAX_SERVICES * VZ_MESH_MAX_REPLICAS, sizeof *self->pfds);
     assert(self->pfds);
     //  Block before anything could start a thread, so every thread inherits it.
     sigset_t mask;
@@ -1271,9 +1289,9 @@ vz_supervisor_t *vz_supervisor_new(const char *config_path, const char *exe_dir,
     if (nfd && *nfd) {
         char *end = NULL;
         long fd = strtol(nfd, &end, 10);
-        if (*end == '\0' && fd > 2 && fcntl((int) fd, F_GETFD) >= 0) {
-            self->notify_out = (int) fd;
-            fcntl((int) fd, F_SETFD, FD_CLOEXEC);
+        if (*end == '\0' && fd > 2 && fcntl((int)fd, F_GETFD) >= 0) {
+            self->notify_out = (int)fd;
+            fcntl((int)fd, F_SETFD, FD_CLOEXEC);
         }
     }
     *exit_code = VZ_EXIT_OK;

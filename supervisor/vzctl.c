@@ -21,17 +21,17 @@
 #include "vz_curve.h"
 #include "vz_log.h"
 
-#define S_EXIT_OK      0
-#define S_EXIT_FAILED  1
-#define S_EXIT_USAGE   2
-#define S_EXIT_NOSUP   3
-#define S_TAIL_BYTES   (1024 * 1024)  //  how far back `logs -n` looks
-#define S_FOLLOW_MS    200            //  poll interval of `logs -f`
+#define S_EXIT_OK 0
+#define S_EXIT_FAILED 1
+#define S_EXIT_USAGE 2
+#define S_EXIT_NOSUP 3
+#define S_TAIL_BYTES (1024 * 1024) //  how far back `logs -n` looks
+#define S_FOLLOW_MS 200            //  poll interval of `logs -f`
 
 typedef struct {
-    char state[VZ_PATH_MAX];    //  state directory
-    char socket[VZ_PATH_MAX + 16];  //  control socket path
-    bool json;                  //  status as JSON
+    char state[VZ_PATH_MAX];       //  state directory
+    char socket[VZ_PATH_MAX + 16]; //  control socket path
+    bool json;                     //  status as JSON
 } s_opts_t;
 
 static int s_usage(void)
@@ -101,7 +101,7 @@ static int s_status(const s_opts_t *o)
     int rows = 0;
     char *save = NULL;
     for (char *line = strtok_r(body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char *f[9] = { NULL };
+        char *f[9] = {NULL};
         char *fs = NULL;
         int nf = 0;
         for (char *t = strtok_r(line, "\t", &fs); t && nf < 9; t = strtok_r(NULL, "\t", &fs))
@@ -117,13 +117,12 @@ static int s_status(const s_opts_t *o)
                    "\"reason\":\"%s\"}",
                    rows ? "," : "", name, f[1], f[2], f[3],
                    strcmp(f[4], "yes") == 0 ? "true" : "false", f[5], f[6], f[7], reason);
-        }
-        else {
+        } else {
             char up[32];
             s_human_ms(atoll(f[5]), up, sizeof up);
             printf("%-12s %-7s %-8s %-9s %-5s %-8s %-8s %-6s %s\n", f[0], f[1],
-                   strcmp(f[2], "0") ? f[2] : "-", f[3], f[4], strcmp(f[2], "0") ? up : "-",
-                   f[6], strcmp(f[7], "0") ? f[7] : "-", f[8]);
+                   strcmp(f[2], "0") ? f[2] : "-", f[3], f[4], strcmp(f[2], "0") ? up : "-", f[6],
+                   strcmp(f[7], "0") ? f[7] : "-", f[8]);
         }
         rows++;
     }
@@ -150,7 +149,7 @@ static off_t s_print_from(s_logfile_t *lf, off_t from, bool prefix)
         return from;
     struct stat st;
     if (fstat(fd, &st) == 0 && st.st_size < from)
-        from = 0;  //  truncated or replaced: start over
+        from = 0; //  truncated or replaced: start over
     lseek(fd, from, SEEK_SET);
     char buf[8192];
     bool line_start = true;
@@ -178,15 +177,15 @@ static off_t s_tail_offset(const char *path, int lines)
     struct stat st;
     off_t size = fstat(fd, &st) == 0 ? st.st_size : 0;
     off_t start = size > S_TAIL_BYTES ? size - S_TAIL_BYTES : 0;
-    char *buf = malloc((size_t) (size - start) + 1);
-    ssize_t n = buf ? pread(fd, buf, (size_t) (size - start), start) : -1;
+    char *buf = malloc((size_t)(size - start) + 1);
+    ssize_t n = buf ? pread(fd, buf, (size_t)(size - start), start) : -1;
     close(fd);
     off_t at = start;
     if (n > 0) {
         int seen = 0;
         ssize_t i = n - 1;
         if (buf[i] == '\n')
-            i--;  //  the final newline ends the last line, it does not start one
+            i--; //  the final newline ends the last line, it does not start one
         for (; i >= 0; i--)
             if (buf[i] == '\n' && ++seen == lines)
                 break;
@@ -219,7 +218,7 @@ static int s_logs(const s_opts_t *o, int argc, char **argv)
     for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
         s_logfile_t *lf = &files[count];
         char label[sizeof lf->label];
-        if (dot)  //  one replica, given as S.i
+        if (dot) //  one replica, given as S.i
             snprintf(label, sizeof label, "%s", svc);
         else
             snprintf(label, sizeof label, "%s.%d", svc, k);
@@ -260,7 +259,7 @@ static int s_print_b64_file(const char *path)
     if (!whole)
         return -EFBIG;
     unsigned char out[((sizeof in + 2) / 3) * 4 + 1];
-    EVP_EncodeBlock(out, in, (int) n);
+    EVP_EncodeBlock(out, in, (int)n);
     printf("%s\n", out);
     return 0;
 }
@@ -319,7 +318,7 @@ static int s_keys_gen(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    s_opts_t o = { .json = false };
+    s_opts_t o = {.json = false};
     const char *state = getenv("VZ_STATE_DIR");
     const char *sock = NULL;
     int i = 1;
@@ -361,8 +360,8 @@ int main(int argc, char **argv)
         snprintf(line, sizeof line, "rotate %.*s", VZ_NAME_MAX, args[1]);
         return s_request(&o, line, -1, NULL);
     }
-    if ((strcmp(cmd, "ports") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "shutdown") == 0)
-        && rest == 0)
+    if ((strcmp(cmd, "ports") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "shutdown") == 0) &&
+        rest == 0)
         return s_request(&o, cmd, 5000, NULL);
     if ((strcmp(cmd, "start") == 0 || strcmp(cmd, "stop") == 0) && rest == 1) {
         snprintf(line, sizeof line, "%s %.*s", cmd, VZ_NAME_MAX, args[0]);
@@ -385,13 +384,12 @@ int main(int argc, char **argv)
                 timeout = strtod(args[++k], &end);
                 if (*end || timeout < 0 || timeout > 86400)
                     return s_usage();
-            }
-            else if (!svc && args[k][0] != '-')
+            } else if (!svc && args[k][0] != '-')
                 svc = args[k];
             else
                 return s_usage();
         }
-        long ms = (long) (timeout * 1000);
+        long ms = (long)(timeout * 1000);
         snprintf(line, sizeof line, "wait %.*s %ld", VZ_NAME_MAX, svc ? svc : "", ms);
         if (!svc)
             snprintf(line, sizeof line, "wait %ld", ms);
@@ -406,7 +404,7 @@ int main(int argc, char **argv)
             poll(NULL, 0, 50);
         }
         //  The supervisor answers by the deadline; the extra second covers transit.
-        return s_request(&o, line, (int) ms + 1000, NULL);
+        return s_request(&o, line, (int)ms + 1000, NULL);
     }
     return s_usage();
 }
