@@ -13,8 +13,8 @@
 #include "vz_worker.h"
 
 #define ECHO_ADMIN_PORT 9110
-#define SLOW_MAX_MS     10000
-#define WHOAMI_MAX      8192
+#define SLOW_MAX_MS 10000
+#define WHOAMI_MAX 8192
 
 static int s_echo(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
@@ -58,7 +58,7 @@ static int s_slow(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         int64_t left = until - vz_now_ms();
         if (left <= 0)
             break;
-        zclock_sleep(left > 50 ? 50 : (int) left);
+        zclock_sleep(left > 50 ? 50 : (int)left);
     }
     if (cut)
         return vz_reply_error(reply, VZ_ERR_TIMEOUT, "deadline reached while waiting");
@@ -73,9 +73,9 @@ static bool s_json_pair(char *out, size_t n, size_t *used, const char *key, cons
     if (vz_json_escape(kesc, sizeof kesc, key) < 0 || vz_json_escape(esc, sizeof esc, value) < 0)
         return false;
     int rc = snprintf(out + *used, n - *used, "%s\"%s\":\"%s\"", comma ? "," : "", kesc, esc);
-    if (rc < 0 || (size_t) rc >= n - *used)
+    if (rc < 0 || (size_t)rc >= n - *used)
         return false;
-    *used += (size_t) rc;
+    *used += (size_t)rc;
     return true;
 }
 
@@ -86,9 +86,9 @@ static int s_whoami(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     char out[WHOAMI_MAX];
     size_t used = 1;
     out[0] = '{';
-    bool ok = s_json_pair(out, sizeof out, &used, "caller", req->caller, false)
-              && s_json_pair(out, sizeof out, &used, "request_id", req->id, true)
-              && s_json_pair(out, sizeof out, &used, "traceparent", req->traceparent, true);
+    bool ok = s_json_pair(out, sizeof out, &used, "caller", req->caller, false) &&
+              s_json_pair(out, sizeof out, &used, "request_id", req->id, true) &&
+              s_json_pair(out, sizeof out, &used, "traceparent", req->traceparent, true);
     ok = ok && used + 9 < sizeof out;
     if (ok) {
         memcpy(out + used, ",\"ctx\":{", 8);
@@ -104,10 +104,10 @@ static int s_whoami(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 }
 
 static const vz_method_t s_methods[] = {
-    { "echo", s_echo, VZ_METHOD_IDEMPOTENT, 1024 * 1024 },
-    { "ping", s_ping, VZ_METHOD_IDEMPOTENT, 0 },
-    { "slow", s_slow, 0, 0 },
-    { "whoami", s_whoami, VZ_METHOD_IDEMPOTENT, 0 },
+    {"echo", s_echo, VZ_METHOD_IDEMPOTENT, 1024 * 1024},
+    {"ping", s_ping, VZ_METHOD_IDEMPOTENT, 0},
+    {"slow", s_slow, 0, 0},
+    {"whoami", s_whoami, VZ_METHOD_IDEMPOTENT, 0},
 };
 
 int main(int argc, char **argv)
@@ -122,10 +122,10 @@ int main(int argc, char **argv)
     if (!daemon)
         return code;
     //  One heartbeat of margin under the broker's liveness window.
-    echo_t echo = { .slow_cap_ms = vz_daemon_config(daemon)->heartbeat_ms
-                                   * (VZ_HEARTBEAT_LIVENESS - 1) };
-    code = vz_daemon_serve(daemon, NULL, s_methods, sizeof s_methods / sizeof s_methods[0], 1,
-                           &echo);
+    echo_t echo = {.slow_cap_ms =
+                       vz_daemon_config(daemon)->heartbeat_ms * (VZ_HEARTBEAT_LIVENESS - 1)};
+    code =
+        vz_daemon_serve(daemon, NULL, s_methods, sizeof s_methods / sizeof s_methods[0], 1, &echo);
     vz_daemon_destroy(&daemon);
     return code;
 }

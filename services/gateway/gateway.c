@@ -19,15 +19,15 @@
 #include "vz_log.h"
 #include "vz_proto.h"
 
-#define M_GET  0x1u
+#define M_GET 0x1u
 #define M_POST 0x2u
 
-#define PATH_LOG_MAX    256 //  path bytes kept for the access log
-#define CTYPE_MAX       128 //  longest Content-Type passed through
-#define HEALTH_TIMEOUT  1000
-#define CTYPE_JSON      "application/json"
-#define CTYPE_OCTETS    "application/octet-stream"
-#define CTYPE_PROM      "text/plain; version=0.0.4; charset=utf-8"
+#define PATH_LOG_MAX 256    //  path bytes kept for the access log
+#define CTYPE_MAX 128       //  longest Content-Type passed through
+#define HEALTH_TIMEOUT 1000 //  ms for broker.services behind /health
+#define CTYPE_JSON "application/json"
+#define CTYPE_OCTETS "application/octet-stream"
+#define CTYPE_PROM "text/plain; version=0.0.4; charset=utf-8"
 
 typedef struct gw_req_t gw_req_t;
 typedef void(gw_local_fn)(vz_gateway_t *gw, gw_req_t *req);
@@ -78,19 +78,19 @@ struct gw_req_t {
 };
 
 struct vz_gateway_t {
-    vz_gateway_config_t config;  //  copy
-    vz_upstream_t *upstream;     //  borrowed
-    vz_metrics_t *metrics;       //  borrowed
-    struct MHD_Daemon *mhd;      //  HTTP server
-    int port;                    //  bound port
-    int quiesced_fd;             //  listen socket returned by quiesce, -1 = none
-    atomic_bool draining;        //  SIGTERM seen
-    atomic_int inflight;         //  live requests
-    vz_series_t *inflight_gauge; //  vz_gateway_inflight
+    vz_gateway_config_t config;              //  copy
+    vz_upstream_t *upstream;                 //  borrowed
+    vz_metrics_t *metrics;                   //  borrowed
+    struct MHD_Daemon *mhd;                  //  HTTP server
+    int port;                                //  bound port
+    int quiesced_fd;                         //  listen socket returned by quiesce, -1 = none
+    atomic_bool draining;                    //  SIGTERM seen
+    atomic_int inflight;                     //  live requests
+    vz_series_t *inflight_gauge;             //  vz_gateway_inflight
     vz_series_t *durations[ROUTE_COUNT_MAX]; //  per route, indexed like s_routes
-    vz_series_t *unmatched;      //  duration series for the unmatched label
-    const char *needed[ROUTE_COUNT_MAX]; //  services the routes need, for /health
-    size_t needed_count;         //  entries in needed
+    vz_series_t *unmatched;                  //  duration series for the unmatched label
+    const char *needed[ROUTE_COUNT_MAX];     //  services the routes need, for /health
+    size_t needed_count;                     //  entries in needed
 };
 
 static void s_liveness(vz_gateway_t *gw, gw_req_t *req);
@@ -99,17 +99,34 @@ static void s_metrics(vz_gateway_t *gw, gw_req_t *req);
 
 //  The route table. Checks in s_check run before any of these.
 static const gw_route_t s_routes[] = {
-    { .path = "/health", .methods = M_GET, .name = "health", .kind = VZ_UPCALL_HEALTH,
-      .idempotent = true, .timeout_ms = HEALTH_TIMEOUT },
-    { .path = "/liveness", .methods = M_GET, .name = "liveness", .local = s_liveness },
-    { .path = "/readiness", .methods = M_GET, .name = "readiness", .local = s_readiness },
-    { .path = "/metrics", .methods = M_GET, .name = "metrics", .local = s_metrics },
-    { .path = "/v1/echo", .methods = M_GET | M_POST, .name = "echo", .service = "echo",
-      .method = "echo", .idempotent = true, .pass_ctype = true },
-    { .path = "/v1/echo/slow", .methods = M_POST, .name = "echo_slow", .service = "echo",
-      .method = "slow" },
-    { .path = "/v1/echo/whoami", .methods = M_GET, .name = "echo_whoami", .service = "echo",
-      .method = "whoami", .idempotent = true, .reply_type = CTYPE_JSON },
+    {.path = "/health",
+     .methods = M_GET,
+     .name = "health",
+     .kind = VZ_UPCALL_HEALTH,
+     .idempotent = true,
+     .timeout_ms = HEALTH_TIMEOUT},
+    {.path = "/liveness", .methods = M_GET, .name = "liveness", .local = s_liveness},
+    {.path = "/readiness", .methods = M_GET, .name = "readiness", .local = s_readiness},
+    {.path = "/metrics", .methods = M_GET, .name = "metrics", .local = s_metrics},
+    {.path = "/v1/echo",
+     .methods = M_GET | M_POST,
+     .name = "echo",
+     .service = "echo",
+     .method = "echo",
+     .idempotent = true,
+     .pass_ctype = true},
+    {.path = "/v1/echo/slow",
+     .methods = M_POST,
+     .name = "echo_slow",
+     .service = "echo",
+     .method = "slow"},
+    {.path = "/v1/echo/whoami",
+     .methods = M_GET,
+     .name = "echo_whoami",
+     .service = "echo",
+     .method = "whoami",
+     .idempotent = true,
+     .reply_type = CTYPE_JSON},
 };
 #define ROUTE_COUNT (sizeof s_routes / sizeof s_routes[0])
 static_assert(ROUTE_COUNT <= ROUTE_COUNT_MAX, "raise ROUTE_COUNT_MAX");
@@ -120,16 +137,19 @@ static const struct {
     const char *code;        //  error_code from the broker, a worker or upstream.c
     int status;              //  HTTP status
     const char *public_code; //  code shown to the client, NULL = the same
+    const char *message;     //  message shown, NULL = the upstream's
     bool retry_after;        //  worth retrying soon
 } s_error_map[] = {
-    { VZ_ERR_NO_WORKER, 503, NULL, true },
-    { VZ_ERR_UNAVAILABLE, 503, NULL, true },
-    { VZ_ERR_OVERLOADED, 503, NULL, true },
-    { VZ_ERR_TIMEOUT, 504, NULL, false },
-    { VZ_ERR_FORBIDDEN, 502, "bad_gateway", false },
-    { VZ_ERR_MALFORMED, 502, "bad_gateway", false },
-    { VZ_ERR_INVALID, 400, NULL, false },
-    { "request_too_large", 413, "payload_too_large", false },
+    {VZ_ERR_NO_WORKER, 503, NULL, NULL, true},
+    {VZ_ERR_UNAVAILABLE, 503, NULL, NULL, true},
+    {VZ_ERR_OVERLOADED, 503, NULL, NULL, true},
+    {VZ_ERR_TIMEOUT, 504, NULL, NULL, false},
+    //  A refused policy or a rejected envelope is our fault, and the
+    //  policy's details are not the client's business.
+    {VZ_ERR_FORBIDDEN, 502, "bad_gateway", "upstream refused the call", false},
+    {VZ_ERR_MALFORMED, 502, "bad_gateway", "upstream refused the call", false},
+    {VZ_ERR_INVALID, 400, NULL, NULL, false},
+    {"request_too_large", 413, "payload_too_large", "request does not fit one envelope", false},
 };
 
 // --------------------------------------------------------------------------
@@ -143,7 +163,7 @@ static void s_random_hex(char *out, size_t hex_chars)
     if (getrandom(raw, (hex_chars + 1) / 2, 0) < 0) {
         //  getrandom only fails before the pool is seeded; ids need not be secret.
         for (size_t i = 0; i < sizeof raw; i++)
-            raw[i] = (uint8_t) rand();
+            raw[i] = (uint8_t)rand();
     }
     for (size_t i = 0; i < hex_chars; i++)
         out[i] = digits[(raw[i / 2] >> (i % 2 ? 0 : 4)) & 0xf];
@@ -176,8 +196,9 @@ static bool s_traceparent_ok(const char *tp)
 {
     if (!tp || strlen(tp) != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
         return false;
-    return s_lower_hex(tp, 2, true) && strncmp(tp, "ff", 2) != 0 && s_lower_hex(tp + 3, 32, false)
-           && s_lower_hex(tp + 36, 16, false) && s_lower_hex(tp + 53, 2, true);
+    return s_lower_hex(tp, 2, true) && strncmp(tp, "ff", 2) != 0 &&
+           s_lower_hex(tp + 3, 32, false) && s_lower_hex(tp + 36, 16, false) &&
+           s_lower_hex(tp + 53, 2, true);
 }
 
 static void s_new_traceparent(char *out)
@@ -209,10 +230,11 @@ static void s_error(gw_req_t *req, int status, const char *code, const char *mes
     if (vz_json_escape(emsg, sizeof emsg, message) < 0)
         emsg[0] = '\0';
     char *body = NULL;
-    int len = asprintf(&body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\",\"request_id\":\"%s\"}}",
-                       ecode, emsg, req->request_id);
+    int len =
+        asprintf(&body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\",\"request_id\":\"%s\"}}",
+                 ecode, emsg, req->request_id);
     assert(len >= 0);
-    s_set_body(req, status, CTYPE_JSON, body, (size_t) len);
+    s_set_body(req, status, CTYPE_JSON, body, (size_t)len);
 }
 
 static void s_json(gw_req_t *req, int status, const char *json)
@@ -225,16 +247,16 @@ static void s_json(gw_req_t *req, int status, const char *json)
 //  The Allow header for a method mask (static text: it outlives the request).
 static const char *s_allow_text(unsigned methods)
 {
-    static const char *const texts[] = { "", "GET", "POST", "GET, POST" };
+    static const char *const texts[] = {"", "GET", "POST", "GET, POST"};
     return texts[methods & (M_GET | M_POST)];
 }
 
 static enum MHD_Result s_queue(gw_req_t *req)
 {
     vz_gateway_t *gw = req->gw;
-    struct MHD_Response *response = MHD_create_response_from_buffer(
-        req->resp_len, req->resp ? req->resp : (char *) "", req->resp ? MHD_RESPMEM_MUST_FREE
-                                                                      : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(req->resp_len, req->resp ? req->resp : (char *)"",
+                                        req->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!response)
         return MHD_NO;
     req->sent_len = req->resp_len;
@@ -250,7 +272,7 @@ static enum MHD_Result s_queue(gw_req_t *req)
         MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (atomic_load(&gw->draining))
         MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result rc = MHD_queue_response(req->conn, (unsigned) req->status, response);
+    enum MHD_Result rc = MHD_queue_response(req->conn, (unsigned)req->status, response);
     MHD_destroy_response(response);
     req->queued = rc == MHD_YES;
     return rc;
@@ -289,9 +311,9 @@ static void s_metrics(vz_gateway_t *gw, gw_req_t *req)
 static const char *s_code_label(const char *code)
 {
     static const char *const known[] = {
-        VZ_ERR_NO_WORKER, VZ_ERR_TIMEOUT,     VZ_ERR_WORKER_LOST, VZ_ERR_MALFORMED,
-        VZ_ERR_FORBIDDEN, VZ_ERR_UNKNOWN_METHOD, VZ_ERR_OVERLOADED, VZ_ERR_UNAVAILABLE,
-        VZ_ERR_INVALID,   VZ_ERR_INTERNAL,    "request_too_large",
+        VZ_ERR_NO_WORKER, VZ_ERR_TIMEOUT,        VZ_ERR_WORKER_LOST,  VZ_ERR_MALFORMED,
+        VZ_ERR_FORBIDDEN, VZ_ERR_UNKNOWN_METHOD, VZ_ERR_OVERLOADED,   VZ_ERR_UNAVAILABLE,
+        VZ_ERR_INVALID,   VZ_ERR_INTERNAL,       "request_too_large",
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(code, known[i]) == 0)
@@ -309,11 +331,9 @@ static void s_render_error(gw_req_t *req)
     for (size_t i = 0; i < sizeof s_error_map / sizeof s_error_map[0]; i++) {
         if (strcmp(call->error_code, s_error_map[i].code) != 0)
             continue;
-        const char *code = s_error_map[i].public_code ? s_error_map[i].public_code
-                                                      : call->error_code;
-        //  A refused policy is our misconfiguration, not the client's business.
-        const char *message = s_error_map[i].public_code ? "upstream refused the call"
-                                                         : call->error_message;
+        const char *code =
+            s_error_map[i].public_code ? s_error_map[i].public_code : call->error_code;
+        const char *message = s_error_map[i].message ? s_error_map[i].message : call->error_message;
         s_error(req, s_error_map[i].status, code, message[0] ? message : code);
         req->retry_after = s_error_map[i].retry_after;
         return;
@@ -332,18 +352,15 @@ static void s_render_upstream(gw_req_t *req)
         bool healthy = false;
         char *json = vz_health_render(call, req->gw->needed, req->gw->needed_count, &healthy);
         s_set_body(req, healthy ? 200 : 503, CTYPE_JSON, json, strlen(json));
-    }
-    else if (call->result == VZ_UPCALL_REPLY) {
+    } else if (call->result == VZ_UPCALL_REPLY) {
         const gw_route_t *route = req->route;
         const char *type = route->pass_ctype && req->content_type[0] ? req->content_type
                            : route->reply_type                       ? route->reply_type
                                                                      : CTYPE_OCTETS;
-        s_set_body(req, 200, type, (char *) call->reply, call->reply_len);
-        //  The buffer moved into the response; resp_type must outlive the
-        //  request, which content_type inside req does until completion.
+        //  The reply buffer becomes the response body (no copy).
+        s_set_body(req, 200, type, (char *)call->reply, call->reply_len);
         call->reply = NULL;
-    }
-    else
+    } else
         s_render_error(req);
     free(call->reply);
     call->reply = NULL;
@@ -420,12 +437,12 @@ static void s_check(vz_gateway_t *gw, gw_req_t *req, const char *method)
         req->reject = 405;
         return;
     }
-    const char *length = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *length =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (length) {
         char *end = NULL;
         unsigned long long declared = strtoull(length, &end, 10);
-        if (end != length && declared > (unsigned long long) gw->config.max_body)
+        if (end != length && declared > (unsigned long long)gw->config.max_body)
             req->reject = 413;
     }
 }
@@ -470,13 +487,12 @@ static gw_req_t *s_req_new(vz_gateway_t *gw, struct MHD_Connection *conn, const 
         s_new_traceparent(req->traceparent);
 
     if (req->route && req->route->pass_ctype) {
-        const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_TYPE);
+        const char *ct =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
         //  Only printable ASCII goes back into a header.
-        if (ct && strlen(ct) < sizeof req->content_type
-            && strspn(ct, " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
-                          "abcdefghijklmnopqrstuvwxyz{|}~")
-                   == strlen(ct))
+        if (ct && strlen(ct) < sizeof req->content_type &&
+            strspn(ct, " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
+                       "abcdefghijklmnopqrstuvwxyz{|}~") == strlen(ct))
             vz_strlcpy(req->content_type, ct, sizeof req->content_type);
     }
     s_check(gw, req, method);
@@ -489,7 +505,7 @@ static void s_body_append(vz_gateway_t *gw, gw_req_t *req, const char *data, siz
 {
     if (req->reject)
         return; //  discard: the answer is already decided
-    if (req->body_len + len > (size_t) gw->config.max_body) {
+    if (req->body_len + len > (size_t)gw->config.max_body) {
         req->reject = 413; //  chunked uploads have no declared length
         free(req->body);
         req->body = NULL;
@@ -513,9 +529,8 @@ static void s_body_append(vz_gateway_t *gw, gw_req_t *req, const char *data, siz
 //  answer on the first call makes it close the connection), or after a
 //  resumed upstream call.
 static enum MHD_Result s_on_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_data_size,
-                                   void **con_cls)
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **con_cls)
 {
     vz_gateway_t *gw = cls;
     gw_req_t *req = *con_cls;
@@ -574,8 +589,8 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     *con_cls = NULL;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double seconds = (double) (now.tv_sec - req->start.tv_sec)
-                     + (double) (now.tv_nsec - req->start.tv_nsec) / 1e9;
+    double seconds =
+        (double)(now.tv_sec - req->start.tv_sec) + (double)(now.tv_nsec - req->start.tv_nsec) / 1e9;
     //  499 (nginx's convention) when the client left before an answer.
     int status = req->queued ? req->status : 499;
     const char *route = req->route ? req->route->name : "unmatched";
@@ -608,7 +623,7 @@ vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_upstream_t *u
                              vz_metrics_t *metrics)
 {
     assert(config && upstream && metrics);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) config->port) };
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)config->port)};
     if (inet_pton(AF_INET, config->addr, &sa.sin_addr) != 1) {
         errno = EINVAL;
         return NULL;
@@ -619,8 +634,8 @@ vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_upstream_t *u
     self->upstream = upstream;
     self->metrics = metrics;
     self->quiesced_fd = -1;
-    self->inflight_gauge = vz_metrics_gauge(metrics, "vz_gateway_inflight",
-                                            "HTTP requests being served", NULL);
+    self->inflight_gauge =
+        vz_metrics_gauge(metrics, "vz_gateway_inflight", "HTTP requests being served", NULL);
     const char *help = "HTTP request duration from headers to completion, by route";
     char labels[64];
     for (size_t i = 0; i < ROUTE_COUNT; i++) {
@@ -638,13 +653,13 @@ vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_upstream_t *u
             self->needed[self->needed_count++] = s_routes[i].service;
     }
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME
-                     | MHD_USE_ITC;
-    self->mhd = MHD_start_daemon(
-        flags, (uint16_t) config->port, NULL, NULL, s_on_access, self, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *) &sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned) config->threads,
-        MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, self, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned) 60, MHD_OPTION_END);
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
+    self->mhd =
+        MHD_start_daemon(flags, (uint16_t)config->port, NULL, NULL, s_on_access, self,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+                         (unsigned)config->threads, MHD_OPTION_NOTIFY_COMPLETED, s_on_completed,
+                         self, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
     if (!self->mhd) {
         int saved = errno ? errno : EADDRINUSE;
         vz_gateway_destroy(&self);
@@ -689,5 +704,5 @@ void vz_gateway_drain(vz_gateway_t *self)
 int vz_gateway_inflight(const vz_gateway_t *self)
 {
     assert(self);
-    return atomic_load(&((vz_gateway_t *) self)->inflight);
+    return atomic_load(&((vz_gateway_t *)self)->inflight);
 }

@@ -24,15 +24,15 @@ typedef struct {
 static long long s_int(const msgpack_object *o)
 {
     if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 < (1ull << 62))
-        return (long long) o->via.u64;
+        return (long long)o->via.u64;
     return -1;
 }
 
 static bool s_key_is(const msgpack_object *key, const char *text)
 {
     size_t n = strlen(text);
-    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == n
-           && memcmp(key->via.str.ptr, text, n) == 0;
+    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == n &&
+           memcmp(key->via.str.ptr, text, n) == 0;
 }
 
 //  Parse the broker's map defensively: anything unexpected is skipped, the
@@ -43,9 +43,9 @@ static size_t s_parse(const uint8_t *data, size_t len, svc_t *svcs, size_t max)
     msgpack_unpacked result;
     msgpack_unpacked_init(&result);
     size_t off = 0;
-    if (data && msgpack_unpack_next(&result, (const char *) data, len, &off)
-                    == MSGPACK_UNPACK_SUCCESS
-        && result.data.type == MSGPACK_OBJECT_MAP) {
+    if (data &&
+        msgpack_unpack_next(&result, (const char *)data, len, &off) == MSGPACK_UNPACK_SUCCESS &&
+        result.data.type == MSGPACK_OBJECT_MAP) {
         const msgpack_object_map *map = &result.data.via.map;
         for (uint32_t i = 0; i < map->size && count < max; i++) {
             const msgpack_object *key = &map->ptr[i].key, *val = &map->ptr[i].val;
@@ -104,9 +104,8 @@ char *vz_health_render(const vz_upcall_t *call, const char *const *needed, size_
     //  A remote error still proves the broker is there; only a local
     //  timeout or a failed send means it is not.
     bool replied = call->result == VZ_UPCALL_REPLY;
-    bool broker_up = replied
-                     || (strcmp(call->error_code, VZ_ERR_TIMEOUT) != 0
-                         && strcmp(call->error_code, VZ_ERR_UNAVAILABLE) != 0);
+    bool broker_up = replied || (strcmp(call->error_code, VZ_ERR_TIMEOUT) != 0 &&
+                                 strcmp(call->error_code, VZ_ERR_UNAVAILABLE) != 0);
     svc_t *svcs = calloc(SERVICES_MAX, sizeof *svcs);
     assert(svcs);
     size_t found = replied ? s_parse(call->reply, call->reply_len, svcs, SERVICES_MAX) : 0;
@@ -132,7 +131,7 @@ char *vz_health_render(const vz_upcall_t *call, const char *const *needed, size_
             continue;
         }
         //  A needed service the broker does not know has no worker at all.
-        svc_t missing = { .workers = 0, .queue = 0 };
+        svc_t missing = {.workers = 0, .queue = 0};
         vz_strlcpy(missing.name, needed[n], sizeof missing.name);
         s_put_service(out, &missing, first);
         first = false;

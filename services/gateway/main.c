@@ -15,7 +15,7 @@
 #include "vz_daemon.h"
 
 #define GATEWAY_ADMIN_PORT 9101
-#define TICK_MS            50
+#define TICK_MS 50
 
 typedef struct {
     vz_gateway_config_t http; //  public HTTP settings
@@ -79,18 +79,25 @@ int main(int argc, char **argv)
 {
     gw_config_t config;
     vz_daemon_spec_t spec = {
-        .service = "gateway", .admin_port = GATEWAY_ADMIN_PORT, .needs_broker = true,
-        .items = s_items, .count = sizeof s_items / sizeof s_items[0], .config = &config,
+        .service = "gateway",
+        .admin_port = GATEWAY_ADMIN_PORT,
+        .needs_broker = true,
+        .items = s_items,
+        .count = sizeof s_items / sizeof s_items[0],
+        .config = &config,
     };
     int code = VZ_EXIT_OK;
-    app_t app = { .daemon = vz_daemon_new(&spec, argc, argv, &code) };
+    app_t app = {.daemon = vz_daemon_new(&spec, argc, argv, &code)};
     if (!app.daemon)
         return code;
     const vz_daemon_config_t *common = vz_daemon_config(app.daemon);
     vz_upstream_config_t upcfg = {
-        .endpoints = common->broker_endpoints, .broker_key = vz_daemon_broker_key(app.daemon),
-        .cert = vz_daemon_cert(app.daemon), .redis_url = common->redis_url,
-        .heartbeat_ms = common->heartbeat_ms, .grace_ms = config.grace_ms,
+        .endpoints = common->broker_endpoints,
+        .broker_key = vz_daemon_broker_key(app.daemon),
+        .cert = vz_daemon_cert(app.daemon),
+        .redis_url = common->redis_url,
+        .heartbeat_ms = common->heartbeat_ms,
+        .grace_ms = config.grace_ms,
     };
     app.upstream = vz_upstream_new(&upcfg);
     if (!app.upstream) {
@@ -100,8 +107,8 @@ int main(int argc, char **argv)
     }
     app.gateway = vz_gateway_new(&config.http, app.upstream, vz_daemon_metrics(app.daemon));
     if (!app.gateway) {
-        vz_error(NULL, "unable to listen on public HTTP port", "addr", config.http.addr,
-                 "reason", strerror(errno));
+        vz_error(NULL, "unable to listen on public HTTP port", "addr", config.http.addr, "reason",
+                 strerror(errno));
         vz_upstream_destroy(&app.upstream);
         vz_daemon_destroy(&app.daemon);
         return VZ_EXIT_TEMPORARY;

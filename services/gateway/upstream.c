@@ -15,10 +15,10 @@
 #include "vz_client.h"
 #include "vz_proto.h"
 
-#define TICK_MS          50   //  deadline scan period
-#define REDIS_TIMEOUT_MS 200  //  connect and command budget for the health PING
-#define PING_PREFIX      "gw-ping-"
-#define RECV_BATCH       64   //  responses read per wake-up
+#define TICK_MS 50           //  deadline scan period
+#define REDIS_TIMEOUT_MS 200 //  connect and command budget for the health PING
+#define PING_PREFIX "gw-ping-"
+#define RECV_BATCH 64 //  responses read per wake-up
 
 struct vz_upstream_t {
     vz_client_t *client;       //  DEALER to the broker, reactor thread only
@@ -62,7 +62,7 @@ static int s_parse_redis_url(vz_upstream_t *self, const char *url)
         long port = strtol(p + 1, &end, 10);
         if (end == p + 1 || port < 1 || port > 65535)
             return -EINVAL;
-        self->redis_port = (int) port;
+        self->redis_port = (int)port;
         p = end;
     }
     if (*p == '/' && p[1]) {
@@ -70,7 +70,7 @@ static int s_parse_redis_url(vz_upstream_t *self, const char *url)
         long db = strtol(p + 1, &end, 10);
         if (*end || db < 0 || db > 1000)
             return -EINVAL;
-        self->redis_db = (int) db;
+        self->redis_db = (int)db;
     }
     return 0;
 }
@@ -89,8 +89,7 @@ vz_upstream_t *vz_upstream_new(const vz_upstream_config_t *config)
         self->redis_host[0] = '\0';
     }
     vz_client_config_t cc = {
-        .endpoints = config->endpoints, .broker_key = config->broker_key, .cert = config->cert
-    };
+        .endpoints = config->endpoints, .broker_key = config->broker_key, .cert = config->cert};
     self->client = vz_client_new(&cc);
     self->pending = zhashx_new();
     self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -185,7 +184,7 @@ int vz_upstream_submit(vz_upstream_t *self, vz_upcall_t *call)
     if (was_empty) {
         uint64_t one = 1;
         ssize_t rc = write(self->wake_fd, &one, sizeof one);
-        (void) rc; //  EAGAIN means the counter is already non-zero: awake anyway
+        (void)rc; //  EAGAIN means the counter is already non-zero: awake anyway
     }
     return 0;
 }
@@ -199,7 +198,7 @@ static void s_redis_ping(vz_upstream_t *self, vz_upcall_t *call)
         vz_strlcpy(call->redis_error, "invalid VZ_REDIS_URL", sizeof call->redis_error);
         return;
     }
-    struct timeval tv = { 0, REDIS_TIMEOUT_MS * 1000 };
+    struct timeval tv = {0, REDIS_TIMEOUT_MS * 1000};
     if (!self->redis) {
         self->redis = redisConnectWithTimeout(self->redis_host, self->redis_port, tv);
         if (!self->redis || self->redis->err) {
@@ -272,7 +271,7 @@ static int s_on_wake(zloop_t *loop, zmq_pollitem_t *item, void *arg)
     vz_upstream_t *self = arg;
     uint64_t count;
     ssize_t rc = read(self->wake_fd, &count, sizeof count);
-    (void) rc; //  EAGAIN: a previous pass already took the queue
+    (void)rc; //  EAGAIN: a previous pass already took the queue
     for (vz_upcall_t *call = s_take_queue(self), *next; call; call = next) {
         next = call->next;
         s_start(self, call);
@@ -284,7 +283,7 @@ static int s_on_wake(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 static void s_match(vz_upstream_t *self, vz_response_t *response)
 {
     //  Any answer at all proves the broker link works.
-    atomic_store(&self->last_seen_ms, (long long) vz_now_ms());
+    atomic_store(&self->last_seen_ms, (long long)vz_now_ms());
     vz_upcall_t *call = zhashx_lookup(self->pending, response->env.id);
     if (call) {
         zhashx_delete(self->pending, response->env.id);
@@ -297,10 +296,9 @@ static void s_match(vz_upstream_t *self, vz_response_t *response)
                 memcpy(call->reply, response->env.body, call->reply_len);
             call->reply[call->reply_len] = '\0';
             s_finish(self, call);
-        }
-        else {
-            const char *code = response->env.error_code[0] ? response->env.error_code
-                                                            : VZ_ERR_INTERNAL;
+        } else {
+            const char *code =
+                response->env.error_code[0] ? response->env.error_code : VZ_ERR_INTERNAL;
             s_fail(self, call, code, response->env.error_message);
         }
     }
@@ -326,8 +324,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     vz_upstream_t *self = arg;
     int64_t now = vz_now_ms();
     zlistx_t *expired = NULL;
-    for (vz_upcall_t *call = zhashx_first(self->pending); call;
-         call = zhashx_next(self->pending)) {
+    for (vz_upcall_t *call = zhashx_first(self->pending); call; call = zhashx_next(self->pending)) {
         if (call->expires_ms > now)
             continue;
         if (!expired)
@@ -353,7 +350,7 @@ static int s_on_ping(zloop_t *loop, int timer_id, void *arg)
     vz_strlcpy(env.service, VZ_BROKER_SERVICE, sizeof env.service);
     vz_strlcpy(env.method, "ping", sizeof env.method);
     snprintf(env.id, sizeof env.id, PING_PREFIX "%u", self->ping_seq++);
-    env.deadline_ms = vz_now_ms() + (int64_t) self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+    env.deadline_ms = vz_now_ms() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
     env.flags = VZ_FLAG_IDEMPOTENT;
     vz_client_send(self->client, &env); //  a lost ping shows up as a stale last_seen
     return 0;
@@ -362,11 +359,11 @@ static int s_on_ping(zloop_t *loop, int timer_id, void *arg)
 int vz_upstream_attach(vz_upstream_t *self, zloop_t *loop)
 {
     assert(self && loop);
-    zmq_pollitem_t wake = { NULL, self->wake_fd, ZMQ_POLLIN, 0 };
-    if (zloop_reader(loop, vz_client_sock(self->client), s_on_response, self) < 0
-        || zloop_poller(loop, &wake, s_on_wake, self) < 0
-        || zloop_timer(loop, TICK_MS, 0, s_on_tick, self) < 0
-        || zloop_timer(loop, (size_t) self->heartbeat_ms, 0, s_on_ping, self) < 0)
+    zmq_pollitem_t wake = {NULL, self->wake_fd, ZMQ_POLLIN, 0};
+    if (zloop_reader(loop, vz_client_sock(self->client), s_on_response, self) < 0 ||
+        zloop_poller(loop, &wake, s_on_wake, self) < 0 ||
+        zloop_timer(loop, TICK_MS, 0, s_on_tick, self) < 0 ||
+        zloop_timer(loop, (size_t)self->heartbeat_ms, 0, s_on_ping, self) < 0)
         return -ENOMEM;
     //  First ping now rather than one interval later, so readiness is quick.
     s_on_ping(loop, 0, self);
@@ -376,13 +373,12 @@ int vz_upstream_attach(vz_upstream_t *self, zloop_t *loop)
 bool vz_upstream_link_up(const vz_upstream_t *self)
 {
     assert(self);
-    long long seen = atomic_load(&((vz_upstream_t *) self)->last_seen_ms);
-    return seen > 0
-           && vz_now_ms() - seen <= (int64_t) self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+    long long seen = atomic_load(&((vz_upstream_t *)self)->last_seen_ms);
+    return seen > 0 && vz_now_ms() - seen <= (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
 }
 
 int vz_upstream_pending(const vz_upstream_t *self)
 {
     assert(self);
-    return atomic_load(&((vz_upstream_t *) self)->inflight);
+    return atomic_load(&((vz_upstream_t *)self)->inflight);
 }

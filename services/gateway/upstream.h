@@ -28,8 +28,8 @@ typedef enum {
 } vz_upcall_kind_t;
 
 typedef enum {
-    VZ_UPCALL_REPLY,  //  the service answered; reply/reply_len hold the body
-    VZ_UPCALL_ERROR,  //  remote or local error; error_code/error_message say which
+    VZ_UPCALL_REPLY, //  the service answered; reply/reply_len hold the body
+    VZ_UPCALL_ERROR, //  remote or local error; error_code/error_message say which
 } vz_upcall_result_t;
 
 typedef void(vz_upcall_done_fn)(vz_upcall_t *call);
@@ -48,17 +48,17 @@ struct vz_upcall_t {
     vz_upcall_done_fn *done;              //  completion, on the reactor thread
     void *arg;                            //  for done
     //  Set by the reactor before done.
-    vz_upcall_result_t result;            //  reply or error
-    char error_code[VZ_ERRCODE_MAX];      //  VZ_ERR_* or a worker's code
-    char error_message[VZ_ERRMSG_MAX];    //  human text
-    uint8_t *reply;                       //  reply body (heap, caller frees), may be NULL
-    size_t reply_len;                     //  its length
-    bool redis_ok;                        //  HEALTH: Redis answered PING
-    char redis_error[128];                //  HEALTH: why not
+    vz_upcall_result_t result;         //  reply or error
+    char error_code[VZ_ERRCODE_MAX];   //  VZ_ERR_* or a worker's code
+    char error_message[VZ_ERRMSG_MAX]; //  human text
+    uint8_t *reply;                    //  reply body (heap, caller frees), may be NULL
+    size_t reply_len;                  //  its length
+    bool redis_ok;                     //  HEALTH: Redis answered PING
+    char redis_error[128];             //  HEALTH: why not
     //  Reactor-private.
-    int64_t expires_ms;                   //  local deadline (envelope deadline + grace)
-    char wire_id[VZ_ID_MAX];              //  envelope id (differs on id collision)
-    vz_upcall_t *next;                    //  submission queue link
+    int64_t expires_ms;      //  local deadline (envelope deadline + grace)
+    char wire_id[VZ_ID_MAX]; //  envelope id (differs on id collision)
+    vz_upcall_t *next;       //  submission queue link
 };
 
 typedef struct {

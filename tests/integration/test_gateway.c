@@ -23,29 +23,29 @@
 #include "harness.h"
 #include "vz_common.h"
 
-#define READY_MS      15000
-#define TIMEOUT_MS    1500 //  the gateway's upstream deadline in this test
-#define MAX_BODY      (1024 * 1024)
-#define HTTP_MS       10000
+#define READY_MS 15000
+#define TIMEOUT_MS 1500 //  the gateway's upstream deadline in this test
+#define MAX_BODY (1024 * 1024)
+#define HTTP_MS 10000
 
 typedef struct {
-    char *dir;            //  temp dir: keys, policy, logs
-    vzt_proc_t *redis;    //  redis-server
-    vzt_proc_t *broker;   //  vz-broker
-    vzt_proc_t *echo;     //  vz-echo
-    vzt_proc_t *gateway;  //  vz-gateway
-    int http_port;        //  gateway public port
-    char base[64];        //  http://127.0.0.1:<port>
+    char *dir;           //  temp dir: keys, policy, logs
+    vzt_proc_t *redis;   //  redis-server
+    vzt_proc_t *broker;  //  vz-broker
+    vzt_proc_t *echo;    //  vz-echo
+    vzt_proc_t *gateway; //  vz-gateway
+    int http_port;       //  gateway public port
+    char base[64];       //  http://127.0.0.1:<port>
 } mesh_t;
 
 //  One HTTP exchange with headers both ways (the harness's vzt_http has no headers).
 typedef struct {
-    long status;      //  HTTP status
-    char *body;       //  heap, NUL-terminated
-    size_t body_len;  //  bytes (the body may hold NULs)
-    char *headers;    //  raw response header block, heap
-    size_t hdr_len;   //  its length
-    double seconds;   //  total time
+    long status;     //  HTTP status
+    char *body;      //  heap, NUL-terminated
+    size_t body_len; //  bytes (the body may hold NULs)
+    char *headers;   //  raw response header block, heap
+    size_t hdr_len;  //  its length
+    double seconds;  //  total time
 } resp_t;
 
 typedef struct {
@@ -74,7 +74,7 @@ static int s_http(const mesh_t *mesh, const char *method, const char *path, cons
     assert_non_null(curl);
     char url[256];
     snprintf(url, sizeof url, "%s%s", mesh->base, path);
-    sink_t bsink = { calloc(1, 1), 0 }, hsink = { calloc(1, 1), 0 };
+    sink_t bsink = {calloc(1, 1), 0}, hsink = {calloc(1, 1), 0};
     struct curl_slist *list = NULL;
     for (size_t i = 0; headers && headers[i]; i++)
         list = curl_slist_append(list, headers[i]);
@@ -82,10 +82,10 @@ static int s_http(const mesh_t *mesh, const char *method, const char *path, cons
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
     if (body) {
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     }
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long) HTTP_MS);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)HTTP_MS);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_collect);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &bsink);
@@ -116,12 +116,12 @@ static const char *s_header(const resp_t *r, const char *name, char *out, size_t
     size_t nlen = strlen(name);
     for (const char *line = r->headers; line && *line;) {
         const char *eol = strstr(line, "\r\n");
-        size_t len = eol ? (size_t) (eol - line) : strlen(line);
+        size_t len = eol ? (size_t)(eol - line) : strlen(line);
         if (len > nlen && strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
             const char *v = line + nlen + 1;
             while (*v == ' ')
                 v++;
-            size_t vlen = len - (size_t) (v - line);
+            size_t vlen = len - (size_t)(v - line);
             if (vlen >= n)
                 vlen = n - 1;
             memcpy(out, v, vlen);
@@ -162,15 +162,15 @@ static vzt_proc_t *s_start_redis(const mesh_t *mesh, int port)
     char port_text[16];
     snprintf(port_text, sizeof port_text, "%d", port);
     char *log = s_path(mesh, "redis.log");
-    char *const argv[] = { "redis-server", "--port", port_text, "--bind", "127.0.0.1",
-                           "--save", "", "--appendonly", "no", "--dir", mesh->dir, NULL };
+    char *const argv[] = {"redis-server", "--port", port_text, "--bind",  "127.0.0.1", "--save", "",
+                          "--appendonly", "no",     "--dir",   mesh->dir, NULL};
     vzt_proc_t *proc = vzt_spawn_nowait("/usr/bin/redis-server", argv, NULL, log);
     free(log);
     if (!proc)
         return NULL;
     int64_t until = vz_now_ms() + READY_MS;
     while (vz_now_ms() < until) {
-        struct timeval tv = { 0, 200000 };
+        struct timeval tv = {0, 200000};
         redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
         bool ok = false;
         if (c && !c->err) {
@@ -208,7 +208,7 @@ static vzt_proc_t *s_start(const mesh_t *mesh, const char *name, char **env)
     free(binname);
     char *log = NULL;
     assert_true(asprintf(&log, "%s/%s.log", mesh->dir, name) > 0);
-    char *const argv[] = { bin, NULL };
+    char *const argv[] = {bin, NULL};
     vzt_proc_t *proc = vzt_spawn(bin, argv, env, log, READY_MS);
     if (!proc) {
         //  Show why, since the log dir goes away with the test.
@@ -232,7 +232,7 @@ static void s_env_free(char **env)
 static vzt_proc_t *s_start_daemon(const mesh_t *mesh, const char *name, int broker_port,
                                   int redis_port, char *const *more)
 {
-    char *env[16] = { 0 };
+    char *env[16] = {0};
     size_t n = 0;
     env[n++] = s_env("VZ_CURVE_CERT=%s/keys/secret/%s.key", mesh->dir, name);
     env[n++] = s_env("VZ_CURVE_ALLOW_DIR=%s/keys/public", mesh->dir);
@@ -257,7 +257,7 @@ static int s_setup(void **state)
     *state = mesh;
     mesh->dir = vzt_tempdir("gateway");
     char *keys = s_path(mesh, "keys");
-    const char *const names[] = { "broker", "echo", "gateway", NULL };
+    const char *const names[] = {"broker", "echo", "gateway", NULL};
     assert_int_equal(vzt_keys(keys, names), 0);
     free(keys);
 
@@ -275,7 +275,7 @@ static int s_setup(void **state)
 
     char *bind = s_env("VZ_BROKER_BIND=tcp://127.0.0.1:%d", broker_port);
     char *pol = s_env("VZ_BROKER_POLICY=%s", policy);
-    char *const broker_env[] = { bind, pol, NULL };
+    char *const broker_env[] = {bind, pol, NULL};
     mesh->broker = s_start_daemon(mesh, "broker", broker_port, redis_port, broker_env);
     free(bind);
     free(pol);
@@ -288,7 +288,7 @@ static int s_setup(void **state)
     mesh->http_port = vzt_free_port();
     char *port = s_env("VZ_GATEWAY_PORT=%d", mesh->http_port);
     char *timeout = s_env("VZ_GATEWAY_TIMEOUT_MS=%d", TIMEOUT_MS);
-    char *const gw_env[] = { port, timeout, "VZ_DRAIN_TIMEOUT_MS=5000", NULL };
+    char *const gw_env[] = {port, timeout, "VZ_DRAIN_TIMEOUT_MS=5000", NULL};
     mesh->gateway = s_start_daemon(mesh, "gateway", broker_port, redis_port, gw_env);
     free(port);
     free(timeout);
@@ -323,8 +323,8 @@ static void test_echo_round_trip(void **state)
     //  Binary body with NUL and high bytes must come back byte for byte.
     char body[300];
     for (size_t i = 0; i < sizeof body; i++)
-        body[i] = (char) (i * 7);
-    const char *const headers[] = { "Content-Type: application/x-vz-test", NULL };
+        body[i] = (char)(i * 7);
+    const char *const headers[] = {"Content-Type: application/x-vz-test", NULL};
     resp_t r;
     assert_int_equal(s_http(mesh, "POST", "/v1/echo", body, sizeof body, headers, &r), 0);
     assert_int_equal(r.status, 200);
@@ -345,14 +345,14 @@ static void test_request_id(void **state)
     mesh_t *mesh = *state;
     char value[128];
     resp_t r;
-    const char *const given[] = { "X-Request-Id: req-42.A_b", NULL };
+    const char *const given[] = {"X-Request-Id: req-42.A_b", NULL};
     assert_int_equal(s_http(mesh, "POST", "/v1/echo", "x", 1, given, &r), 0);
     assert_int_equal(r.status, 200);
     assert_string_equal(s_header(&r, "X-Request-Id", value, sizeof value), "req-42.A_b");
     s_resp_free(&r);
 
     //  Missing or unsafe ids are replaced by 32 hex characters.
-    const char *const bad[] = { "X-Request-Id: bad id;rm", NULL };
+    const char *const bad[] = {"X-Request-Id: bad id;rm", NULL};
     for (int i = 0; i < 2; i++) {
         assert_int_equal(s_http(mesh, "GET", "/v1/echo", NULL, 0, i ? bad : NULL, &r), 0);
         assert_int_equal(r.status, 200);
@@ -373,7 +373,7 @@ static void test_traceparent(void **state)
     const char *tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     char header[128], value[128];
     snprintf(header, sizeof header, "traceparent: %s", tp);
-    const char *const headers[] = { header, "X-Request-Id: whoami-1", NULL };
+    const char *const headers[] = {header, "X-Request-Id: whoami-1", NULL};
     resp_t r;
     assert_int_equal(s_http(mesh, "GET", "/v1/echo/whoami", NULL, 0, headers, &r), 0);
     assert_int_equal(r.status, 200);
@@ -381,13 +381,13 @@ static void test_traceparent(void **state)
     //  The worker saw the same trace context and id, and the gateway's identity.
     char expect[160];
     snprintf(expect, sizeof expect, "\"traceparent\":\"%s\"", tp);
-    if (!strstr(r.body, expect) || !strstr(r.body, "\"caller\":\"gateway\"")
-        || !strstr(r.body, "\"request_id\":\"whoami-1\""))
+    if (!strstr(r.body, expect) || !strstr(r.body, "\"caller\":\"gateway\"") ||
+        !strstr(r.body, "\"request_id\":\"whoami-1\""))
         fail_msg("whoami said %s", r.body);
     s_resp_free(&r);
 
     //  An invalid one is replaced by a fresh valid one.
-    const char *const bad[] = { "traceparent: 00-xyz-01", NULL };
+    const char *const bad[] = {"traceparent: 00-xyz-01", NULL};
     assert_int_equal(s_http(mesh, "GET", "/v1/echo", NULL, 0, bad, &r), 0);
     assert_non_null(s_header(&r, "traceparent", value, sizeof value));
     assert_int_equal(strlen(value), 55);
@@ -422,7 +422,7 @@ static void test_client_errors(void **state)
     s_assert_error(&r, 413, "payload_too_large");
     s_resp_free(&r);
     //  Chunked (no declared length): counted while it arrives.
-    const char *const chunked[] = { "Transfer-Encoding: chunked", NULL };
+    const char *const chunked[] = {"Transfer-Encoding: chunked", NULL};
     assert_int_equal(s_http(mesh, "POST", "/v1/echo", big, MAX_BODY + 1, chunked, &r), 0);
     s_assert_error(&r, 413, "payload_too_large");
     s_resp_free(&r);
@@ -458,10 +458,10 @@ static void test_probes(void **state)
     s_resp_free(&r);
 
     assert_int_equal(s_http(mesh, "GET", "/health", NULL, 0, NULL, &r), 0);
-    if (r.status != 200 || !strstr(r.body, "\"status\":\"ok\"")
-        || !strstr(r.body, "\"broker\":{\"status\":\"up\"}")
-        || !strstr(r.body, "\"redis\":{\"status\":\"up\"}")
-        || !strstr(r.body, "\"echo\":{\"status\":\"up\",\"workers\":"))
+    if (r.status != 200 || !strstr(r.body, "\"status\":\"ok\"") ||
+        !strstr(r.body, "\"broker\":{\"status\":\"up\"}") ||
+        !strstr(r.body, "\"redis\":{\"status\":\"up\"}") ||
+        !strstr(r.body, "\"echo\":{\"status\":\"up\",\"workers\":"))
         fail_msg("health %ld: %s", r.status, r.body);
     s_resp_free(&r);
 }
@@ -504,8 +504,8 @@ static void test_no_worker(void **state)
     s_resp_free(&r);
 
     assert_int_equal(s_http(mesh, "GET", "/health", NULL, 0, NULL, &r), 0);
-    if (r.status != 503 || !strstr(r.body, "\"status\":\"degraded\"")
-        || !strstr(r.body, "\"echo\":{\"status\":\"down\",\"workers\":0"))
+    if (r.status != 503 || !strstr(r.body, "\"status\":\"degraded\"") ||
+        !strstr(r.body, "\"echo\":{\"status\":\"down\",\"workers\":0"))
         fail_msg("health %ld: %s", r.status, r.body);
     s_resp_free(&r);
 }
@@ -528,7 +528,7 @@ static void *s_slow_call(void *arg)
 static void test_sigterm_drains(void **state)
 {
     mesh_t *mesh = *state;
-    call_t call = { .mesh = mesh };
+    call_t call = {.mesh = mesh};
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, s_slow_call, &call), 0);
     //  Wait until the gateway counts the request in flight (bounded poll).
