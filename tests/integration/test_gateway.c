@@ -36,6 +36,8 @@ typedef struct {
     vzt_proc_t *gateway; //  vz-gateway
     int http_port;       //  gateway public port
     char base[64];       //  http://127.0.0.1:<port>
+    int broker_port;     //  to restart the broker on the same port
+    int redis_port;      //  idem, for its environment
 } mesh_t;
 
 //  One HTTP exchange with headers both ways (the harness's vzt_http has no headers).
@@ -249,6 +251,17 @@ static vzt_proc_t *s_start_daemon(const mesh_t *mesh, const char *name, int brok
     return proc;
 }
 
+static vzt_proc_t *s_start_broker(const mesh_t *mesh)
+{
+    char *bind = s_env("VZ_BROKER_BIND=tcp://127.0.0.1:%d", mesh->broker_port);
+    char *pol = s_env("VZ_BROKER_POLICY=%s/policy.cfg", mesh->dir);
+    char *const env[] = {bind, pol, NULL};
+    vzt_proc_t *proc = s_start_daemon(mesh, "broker", mesh->broker_port, mesh->redis_port, env);
+    free(bind);
+    free(pol);
+    return proc;
+}
+
 static int s_setup(void **state)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -273,13 +286,10 @@ static int s_setup(void **state)
     mesh->redis = s_start_redis(mesh, redis_port);
     assert_non_null(mesh->redis);
 
-    char *bind = s_env("VZ_BROKER_BIND=tcp://127.0.0.1:%d", broker_port);
-    char *pol = s_env("VZ_BROKER_POLICY=%s", policy);
-    char *const broker_env[] = {bind, pol, NULL};
-    mesh->broker = s_start_daemon(mesh, "broker", broker_port, redis_port, broker_env);
-    free(bind);
-    free(pol);
     free(policy);
+    mesh->broker_port = broker_port;
+    mesh->redis_port = redis_port;
+    mesh->broker = s_start_broker(mesh);
     assert_non_null(mesh->broker);
 
     mesh->echo = s_start_daemon(mesh, "echo", broker_port, redis_port, NULL);
@@ -426,6 +436,10 @@ static void test_client_errors(void **state)
     assert_int_equal(s_http(mesh, "POST", "/v1/echo", big, MAX_BODY + 1, chunked, &r), 0);
     s_assert_error(&r, 413, "payload_too_large");
     s_resp_free(&r);
+    //  Exactly the limit passes the gateway but not the 1 MiB envelope frame.
+    assert_int_equal(s_http(mesh, "POST", "/v1/echo", big, MAX_BODY, NULL, &r), 0);
+    s_assert_error(&r, 413, "payload_too_large");
+    s_resp_free(&r);
     free(big);
 }
 
@@ -510,6 +524,37 @@ static void test_no_worker(void **state)
     s_resp_free(&r);
 }
 
+//  Poll path until it answers status, up to ms (bounded, no fixed sleep).
+static bool s_wait_status(const mesh_t *mesh, const char *path, long status, int ms)
+{
+    int64_t until = vz_now_ms() + ms;
+    while (vz_now_ms() < until) {
+        resp_t r;
+        bool ok = s_http(mesh, "GET", path, NULL, 0, NULL, &r) == 0 && r.status == status;
+        s_resp_free(&r);
+        if (ok)
+            return true;
+    }
+    return false;
+}
+
+static void test_broker_restart(void **state)
+{
+    mesh_t *mesh = *state;
+    vzt_proc_destroy(&mesh->broker);
+    //  Readiness drops once no ping was answered for 3 heartbeats (3 s).
+    assert_true(s_wait_status(mesh, "/readiness", 503, 6000));
+    resp_t r;
+    assert_int_equal(s_http(mesh, "GET", "/health", NULL, 0, NULL, &r), 0);
+    if (r.status != 503 || !strstr(r.body, "\"broker\":{\"status\":\"down\""))
+        fail_msg("health %ld: %s", r.status, r.body);
+    s_resp_free(&r);
+    //  The same port again: ZeroMQ reconnects and readiness comes back.
+    mesh->broker = s_start_broker(mesh);
+    assert_non_null(mesh->broker);
+    assert_true(s_wait_status(mesh, "/readiness", 200, 6000));
+}
+
 typedef struct {
     const mesh_t *mesh; //  target
     resp_t resp;        //  what came back
@@ -559,7 +604,7 @@ int main(void)
         cmocka_unit_test(test_traceparent),     cmocka_unit_test(test_client_errors),
         cmocka_unit_test(test_timeout),         cmocka_unit_test(test_probes),
         cmocka_unit_test(test_metrics),         cmocka_unit_test(test_no_worker),
-        cmocka_unit_test(test_sigterm_drains),
+        cmocka_unit_test(test_broker_restart),  cmocka_unit_test(test_sigterm_drains),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
