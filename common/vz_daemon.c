@@ -408,9 +408,13 @@ int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods
     } else {
         self->link_state = -1;
         vz_daemon_not_ready(self, "broker unreachable");
-        zloop_start(loop);
-        //  The loop also ends when a handler fails; only a signal is clean.
-        if (!zsys_interrupted)
+        //  zloop_start returns 0 when poll is interrupted by any signal
+        //  (SIGHUP included) and -1 when a handler failed; only SIGTERM or
+        //  SIGINT (zsys_interrupted) ends a clean run.
+        int rc = 0;
+        while (rc == 0 && !zsys_interrupted)
+            rc = zloop_start(loop);
+        if (rc < 0)
             code = VZ_EXIT_TEMPORARY;
     }
     if (timer >= 0)

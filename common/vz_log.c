@@ -304,7 +304,7 @@ void vz_log_write(vz_log_level_t level, const char *request_id, const char *msg,
 {
     if (!vz_log_enabled(level))
         return;
-    const char *kv[2 * S_PAIRS_MAX];
+    const char *kv[2 * S_PAIRS_MAX] = {0};
     size_t count = 0;
     va_list ap;
     va_start(ap, msg);
