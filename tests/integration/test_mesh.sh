@@ -1,0 +1,175 @@
+#!/bin/bash
+#   test_mesh - the whole mesh under vz-supervisor, seen from outside:
+#   an independent Node CURVE peer, kill -9 of a worker under traffic, and
+#   vzctl scale changing who serves.
+#   SPDX-License-Identifier: MPL-2.0
+#
+#   Every wait is a loop on a condition with a deadline (vzctl wait, curl
+#   --max-time, the peer's own --wait); none is a fixed sleep.
+set -u -o pipefail
+
+BIN=${VZ_BIN_DIR:?VZ_BIN_DIR not set}
+SRC=${VZ_SOURCE_DIR:?VZ_SOURCE_DIR not set}
+PEERS=$SRC/tests/peers
+T=$(mktemp -d "${TMPDIR:-/tmp}/vz-e2e.XXXXXX")
+STATE=$T/state
+CTL=("$BIN/vzctl" --state "$STATE")
+SUP=
+
+cleanup() {
+    [ -n "$SUP" ] && kill -9 "$SUP" 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    tail -n 20 "$T/sup.log" >&2 2>/dev/null
+    "${CTL[@]}" status >&2 2>/dev/null
+    for f in "$STATE"/logs/*.log; do
+        [ -f "$f" ] && { echo "--- $f" >&2; tail -n 10 "$f" >&2; }
+    done
+    exit 1
+}
+
+for b in vz-supervisor vzctl vz-broker vz-echo vz-gateway; do
+    [ -x "$BIN/$b" ] || fail "$BIN/$b missing"
+done
+command -v node >/dev/null || fail "node missing (make test-deps installs it)"
+[ -d "$PEERS/node_modules/zeromq" ] || fail "tests/peers/node_modules missing (run make test-deps)"
+
+#   The default policy plus one test identity, "tester", allowed to call echo
+#   and the broker. Its key is made only after the mesh is up, to show that
+#   the broker's allow directory is re-read without a restart.
+{
+    cat "$SRC/configs/policy.cfg"
+    printf '    tester\n        call = "echo broker"\n'
+} >"$T/policy.cfg"
+sed -E -e "s|state_dir = \"state\"|state_dir = \"$STATE\"|" \
+    -e 's/^( +(redis|broker|gateway|admin_port)) = [0-9]+/\1 = auto/' \
+    "$SRC/configs/mesh.cfg" >"$T/mesh.cfg"
+
+t0=$(date +%s%N)
+"$BIN/vz-supervisor" --config "$T/mesh.cfg" 2>"$T/sup.log" &
+SUP=$!
+"${CTL[@]}" wait --timeout 30 || fail "mesh not ready"
+t1=$(date +%s%N)
+echo "ok - cold start to ready in $(((t1 - t0) / 1000000)) ms"
+
+broker=$("${CTL[@]}" ports | awk '$1=="broker" {print $2}')
+gw=$("${CTL[@]}" ports | awk '$1=="gateway" {print $2}')
+[ -n "$broker" ] && [ -n "$gw" ] || fail "ports unknown"
+KEYS=$STATE/keys
+
+peer() {
+    node "$PEERS/curve_call.mjs" --endpoint "tcp://127.0.0.1:$broker" \
+        --server-key "$KEYS/public/broker.key" "$@"
+}
+
+#   1. An unknown CURVE key gets nothing at all: no reply, no error.
+out=$(peer --random-key --service broker --method ping --wait 1500)
+rc=$?
+[ $rc -eq 3 ] || fail "unknown key: expected no reply (exit 3), got $rc: $out"
+echo "ok - Node peer with an unknown key gets nothing"
+
+#   2. The same peer with a key added to the allow directory at run time.
+"${CTL[@]}" keys gen "$KEYS" tester >/dev/null || fail "keys gen tester"
+out=$(peer --cert "$KEYS/secret/tester.key" --service echo --method echo \
+    --body "hello from node" --wait 5000) || fail "known key: no reply: $out"
+echo "$out" | grep -q '"k":2' || fail "known key: not a reply: $out"
+echo "$out" | grep -q '"b":"hello from node"' || fail "known key: wrong body: $out"
+echo "ok - Node peer with an allowed key: echo.echo through the C broker over CURVE"
+
+#   3. kill -9 of the only echo worker under traffic: every request either
+#   succeeds or gets a clear 503/504 JSON error within its deadline; the
+#   worker is back and ready, and the restart is counted.
+get() { # -> "<status> <json error code or ->"
+    local body code
+    body=$(curl -s -o - -w '\n%{http_code}' --max-time 8 -H 'Content-Type: text/plain' \
+        --data-binary "$1" "http://127.0.0.1:$gw/v1/echo")
+    code=${body##*$'\n'}
+    body=${body%$'\n'*}
+    if [ "$code" = 200 ]; then
+        [ "$body" = "$1" ] || { echo "200-wrong-body"; return; }
+        echo "200 -"
+    else
+        echo "$code $(echo "$body" | sed -n 's/.*"code":"\([a-z_]*\)".*/\1/p')"
+    fi
+}
+r=$(get warmup)
+[ "$r" = "200 -" ] || fail "warm-up request: $r"
+pid=$("${CTL[@]}" status | awk '$1=="echo" && $2=="0" {print $3}')
+[ -n "$pid" ] && [ "$pid" != "-" ] || fail "no echo pid"
+tk=$(date +%s%N)
+kill -9 "$pid"
+#   Traffic runs beside the wait for readiness, so the gap is really exercised.
+(
+    for i in $(seq 1 20); do get "during-gap-$i"; done >"$T/gap.txt"
+) &
+gap=$!
+"${CTL[@]}" wait echo --timeout 20 || fail "echo not ready again after kill -9"
+tr=$(date +%s%N)
+wait $gap
+ok=0 err=0
+while read -r r; do
+    case "$r" in
+        "200 -") ok=$((ok + 1)) ;;
+        "503 no_worker" | "503 unavailable" | "502 worker_lost" | "504 timeout") err=$((err + 1)) ;;
+        *) fail "request during the gap: unexpected answer '$r'" ;;
+    esac
+done <"$T/gap.txt"
+[ $((ok + err)) -eq 20 ] || fail "gap traffic: $((ok + err)) of 20 answers"
+newpid=$("${CTL[@]}" status | awk '$1=="echo" && $2=="0" {print $3}')
+[ "$newpid" != "$pid" ] || fail "echo pid unchanged after kill -9"
+restarts=$("${CTL[@]}" status | awk '$1=="echo" && $2=="0" {print $7}')
+[ "$restarts" -ge 1 ] || fail "restart not counted: $restarts"
+#   Ready at the supervisor means registered at the broker: serves at once.
+deadline=$((SECONDS + 10))
+until [ "$(get after-restart)" = "200 -" ]; do
+    [ $SECONDS -lt $deadline ] || fail "echo not serving after restart"
+done
+echo "ok - kill -9 echo: $ok served, $err clear errors during the gap; ready again in $(((tr - tk) / 1000000)) ms"
+
+#   4. vzctl scale: new replicas take a share of the traffic; scaling down
+#   removes them and the service keeps answering.
+"${CTL[@]}" scale echo 3 >/dev/null || fail "scale echo 3"
+"${CTL[@]}" wait echo --timeout 20 || fail "3 echo replicas not ready"
+n=$("${CTL[@]}" status | awk '$1=="echo" && $5=="yes"' | wc -l)
+[ "$n" -eq 3 ] || fail "expected 3 ready echo replicas, got $n"
+served() { # admin port -> requests served by that replica
+    curl -s --max-time 3 "http://127.0.0.1:$1/metrics" |
+        awk '/^vz_worker_requests_total\{.*method="echo".*outcome="ok"/ {s += $NF} END {print s + 0}'
+}
+for i in $(seq 1 60); do
+    r=$(get "scaled-$i")
+    [ "$r" = "200 -" ] || fail "request after scale-up: $r"
+done
+for rep in 1 2; do
+    port=$("${CTL[@]}" status | awk -v r=$rep '$1=="echo" && $2==r {print $8}')
+    c=$(served "$port")
+    [ "$c" -gt 0 ] || fail "replica $rep (admin $port) served nothing after scale-up"
+    echo "ok - replica $rep served $c requests"
+done
+pids_before=$("${CTL[@]}" status | awk '$1=="echo" && $2!="0" {print $3}')
+"${CTL[@]}" scale echo 1 >/dev/null || fail "scale echo 1"
+n=$("${CTL[@]}" status | awk '$1=="echo"' | wc -l)
+[ "$n" -eq 1 ] || fail "expected 1 echo row after scale-down, got $n"
+for p in $pids_before; do
+    deadline=$((SECONDS + 10))
+    while kill -0 "$p" 2>/dev/null; do
+        [ $SECONDS -lt $deadline ] || fail "replica pid $p still alive after scale-down"
+        "${CTL[@]}" status >/dev/null
+    done
+done
+for i in $(seq 1 10); do
+    r=$(get "scaled-down-$i")
+    [ "$r" = "200 -" ] || fail "request after scale-down: $r"
+done
+echo "ok - scale 3 -> 1: extra replicas gone, service still answers"
+
+kill -TERM "$SUP"
+wait "$SUP"
+rc=$?
+SUP=
+[ $rc -eq 0 ] || fail "supervisor exited $rc"
+echo "ok - clean shutdown"
