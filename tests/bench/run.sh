@@ -1,0 +1,80 @@
+#!/bin/bash
+#   run.sh - every vizmesh benchmark in one run (`make bench`); not part of make test
+#   SPDX-License-Identifier: MPL-2.0
+#
+#   Prints tables whose ratios are against a baseline measured in the same
+#   run (the machines are shared and noisy, so absolute figures drift):
+#     1. envelope codec: ns per encode / decode
+#     2. broker: round trips through vz-broker vs a direct DEALER/ROUTER pair,
+#        CURVE on and off (bench_broker)
+#     3. mesh lifecycle: cold start of the whole mesh to ready, kill -9 of a
+#        worker to ready again (median of REPS), idle RSS of every daemon
+#   Usage: tests/bench/run.sh [BUILD_DIR]   (REPS=5 by default)
+set -u -o pipefail
+
+BUILD=$(cd "${1:-build}" && pwd)
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=$BUILD/bin
+REPS=${REPS:-5}
+export VZ_BIN_DIR=$BIN VZ_SOURCE_DIR=$SRC
+
+for b in bench_envelope bench_broker vz-supervisor vzctl vz-broker vz-echo vz-gateway; do
+    [ -x "$BIN/$b" ] || { echo "bench: $BIN/$b missing (make build first)" >&2; exit 1; }
+done
+
+echo "# vizmesh benchmarks  $(date -u +%Y-%m-%dT%H:%MZ)  $(nproc) cores  $(uname -r)"
+echo
+echo "## 1. envelope codec"
+"$BIN/bench_envelope"
+echo
+echo "## 2. broker round trips (baseline: direct CURVE DEALER/ROUTER pair)"
+"$BIN/bench_broker" "${SEQ:-5000}" "${PIPE:-100000}"
+echo
+
+echo "## 3. mesh lifecycle (median of $REPS)"
+T=$(mktemp -d "${TMPDIR:-/tmp}/vz-bench.XXXXXX")
+SUP=
+trap '[ -n "$SUP" ] && kill -9 $SUP 2>/dev/null; rm -rf "$T"' EXIT
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+cp "$SRC/configs/policy.cfg" "$T/policy.cfg"
+
+cold=() gap=()
+for r in $(seq 1 "$REPS"); do
+    STATE=$T/state$r
+    sed -E -e "s|state_dir = \"state\"|state_dir = \"$STATE\"|" \
+        -e 's/^( +(redis|broker|gateway|admin_port)) = [0-9]+/\1 = auto/' \
+        "$SRC/configs/mesh.cfg" >"$T/mesh.cfg"
+    #   A fresh state directory each time: a true first start, keys generated.
+    t0=$(now_ms)
+    "$BIN/vz-supervisor" --config "$T/mesh.cfg" 2>"$T/sup$r.log" &
+    SUP=$!
+    "$BIN/vzctl" --state "$STATE" wait --timeout 30 >/dev/null || { echo "mesh not ready" >&2; exit 1; }
+    cold+=($(($(now_ms) - t0)))
+
+    pid=$("$BIN/vzctl" --state "$STATE" status | awk '$1=="echo" && $2=="0" {print $3}')
+    t0=$(now_ms)
+    kill -9 "$pid"
+    #   Wait for the supervisor to notice before asking for readiness.
+    deadline=$((SECONDS + 10))
+    while "$BIN/vzctl" --state "$STATE" status | awk -v p="$pid" '$1=="echo" && $3==p' | grep -q .; do
+        [ $SECONDS -lt $deadline ] || { echo "kill not noticed" >&2; exit 1; }
+    done
+    "$BIN/vzctl" --state "$STATE" wait echo --timeout 30 >/dev/null || { echo "echo not back" >&2; exit 1; }
+    gap+=($(($(now_ms) - t0)))
+
+    if [ "$r" -eq "$REPS" ]; then
+        echo
+        printf '%-12s %-8s %10s\n' daemon pid idle_rss_kib
+        "$BIN/vzctl" --state "$STATE" status | awk 'NR>1 {print $1, $3}' | while read -r name p; do
+            printf '%-12s %-8s %10s\n' "$name" "$p" "$(awk '/VmRSS/ {print $2}' /proc/"$p"/status)"
+        done
+        printf '%-12s %-8s %10s\n' supervisor "$SUP" "$(awk '/VmRSS/ {print $2}' /proc/$SUP/status)"
+    fi
+    kill -TERM "$SUP"
+    wait "$SUP"
+    SUP=
+done
+echo
+printf 'cold start to ready (ms):      %s  (runs: %s)\n' "$(printf '%s\n' "${cold[@]}" | median)" "${cold[*]}"
+printf 'kill -9 echo to ready (ms):    %s  (runs: %s)\n' "$(printf '%s\n' "${gap[@]}" | median)" "${gap[*]}"
