@@ -1,0 +1,370 @@
+/*  test_curve - CURVE certificates, ZAP allow directory and secured sockets
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Real handshakes over tcp 127.0.0.1 on ephemeral ports, one zauth actor
+ *  for the whole process (ZAP is process-wide). Negative cases wait on a
+ *  bounded poll for a message that must not come.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vz_common.h"
+#include "vz_curve.h"
+
+#define DENY_WAIT_MS  600  //  how long a refused peer is given to get through
+#define ALLOW_WAIT_MS 5000 //  bound on waiting for a legitimate message
+
+typedef struct {
+    char dir[256];     //  key tree with public/ (allowed) and secret/
+    char other[256];   //  keys of peers that are not allowed
+    vz_auth_t *auth;   //  ZAP for this process
+    zcert_t *server;   //  server certificate
+    zcert_t *alice;    //  allowed client
+    zcert_t *mallory;  //  never allowed
+} fixture_t;
+
+static zcert_t *s_load(const char *dir, const char *name)
+{
+    char path[512], err[256] = "";
+    snprintf(path, sizeof path, "%s/secret/%s.key", dir, name);
+    zcert_t *cert = vz_curve_cert_load(path, err, sizeof err);
+    if (!cert)
+        print_error("load %s: %s\n", path, err);
+    return cert;
+}
+
+static int s_group_setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    strcpy(f->dir, "/tmp/vz-curve-XXXXXX");
+    strcpy(f->other, "/tmp/vz-curve-other-XXXXXX");
+    if (!mkdtemp(f->dir) || !mkdtemp(f->other))
+        return -1;
+    if (vz_curve_keygen(f->dir, "server") || vz_curve_keygen(f->dir, "alice") ||
+        vz_curve_keygen(f->other, "mallory") || vz_curve_keygen(f->other, "bob"))
+        return -1;
+    f->server = s_load(f->dir, "server");
+    f->alice = s_load(f->dir, "alice");
+    f->mallory = s_load(f->other, "mallory");
+    char allow[300];
+    snprintf(allow, sizeof allow, "%s/public", f->dir);
+    f->auth = vz_auth_new(allow);
+    if (!f->server || !f->alice || !f->mallory || !f->auth)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int s_group_teardown(void **state)
+{
+    fixture_t *f = *state;
+    vz_auth_destroy(&f->auth);
+    zcert_destroy(&f->server);
+    zcert_destroy(&f->alice);
+    zcert_destroy(&f->mallory);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", f->dir, f->other);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+//  A ROUTER server on an ephemeral port; writes its endpoint.
+static zsock_t *s_server(fixture_t *f, char *endpoint, size_t n)
+{
+    zsock_t *server = vz_curve_server(ZMQ_ROUTER, "tcp://127.0.0.1:0", f->server);
+    assert_non_null(server);
+    int port = vz_curve_bound_port(server);
+    assert_true(port > 0);
+    snprintf(endpoint, n, "tcp://127.0.0.1:%d", port);
+    return server;
+}
+
+//  Receive one [routing id, payload] within wait_ms; returns the peer's
+//  name (heap) or NULL when nothing came.
+static char *s_recv_name(zsock_t *server, int wait_ms)
+{
+    zpoller_t *poller = zpoller_new(server, NULL);
+    char *name = NULL;
+    if (zpoller_wait(poller, wait_ms) == server) {
+        zframe_t *id = zframe_recv(server);
+        zframe_t *payload = zframe_recv(server);
+        assert_non_null(payload);
+        assert_true(zframe_streq(payload, "hello"));
+        char buf[VZ_NAME_MAX];
+        assert_int_equal(vz_curve_peer_name(payload, buf, sizeof buf), 0);
+        name = strdup(buf);
+        zframe_destroy(&id);
+        zframe_destroy(&payload);
+    }
+    zpoller_destroy(&poller);
+    return name;
+}
+
+//  Connect a fresh client with cert and say "hello" until the server hears
+//  it or the bound passes. Fresh, because libzmq does not reconnect a
+//  connection whose CURVE handshake was refused by ZAP.
+static char *s_try_until(fixture_t *f, zsock_t *server, const char *ep, zcert_t *cert,
+                         int bound_ms)
+{
+    int64_t end = zclock_mono() + bound_ms;
+    char *name = NULL;
+    while (!name && zclock_mono() < end) {
+        zsock_t *client = vz_curve_client(ZMQ_DEALER, ep, cert, zcert_public_txt(f->server));
+        assert_non_null(client);
+        zsock_set_sndtimeo(client, 0);
+        zstr_send(client, "hello");
+        name = s_recv_name(server, 200);
+        zsock_destroy(&client);
+    }
+    return name;
+}
+
+static void test_allowed_client_talks(void **state)
+{
+    fixture_t *f = *state;
+    char ep[64];
+    zsock_t *server = s_server(f, ep, sizeof ep);
+    char key[41];
+    assert_int_equal(vz_curve_server_key(zcert_public_txt(f->server), key), 0);
+    zsock_t *client = vz_curve_client(ZMQ_DEALER, ep, f->alice, key);
+    assert_non_null(client);
+    zstr_send(client, "hello");
+    char *name = s_recv_name(server, ALLOW_WAIT_MS);
+    assert_non_null(name);
+    //  Identity is the certificate's name, learned through ZAP.
+    assert_string_equal(name, "alice");
+    free(name);
+    zsock_destroy(&client);
+    zsock_destroy(&server);
+}
+
+static void test_unknown_key_refused(void **state)
+{
+    fixture_t *f = *state;
+    char ep[64];
+    zsock_t *server = s_server(f, ep, sizeof ep);
+    zsock_t *client = vz_curve_client(ZMQ_DEALER, ep, f->mallory, zcert_public_txt(f->server));
+    assert_non_null(client);
+    zstr_send(client, "hello");
+    char *name = s_recv_name(server, DENY_WAIT_MS);
+    assert_null(name);
+    //  The server still works for a known key: the silence was refusal.
+    zsock_t *good = vz_curve_client(ZMQ_DEALER, ep, f->alice, zcert_public_txt(f->server));
+    zstr_send(good, "hello");
+    name = s_recv_name(server, ALLOW_WAIT_MS);
+    assert_non_null(name);
+    assert_string_equal(name, "alice");
+    free(name);
+    zsock_destroy(&good);
+    zsock_destroy(&client);
+    zsock_destroy(&server);
+}
+
+static void test_plain_client_refused(void **state)
+{
+    fixture_t *f = *state;
+    char ep[64];
+    zsock_t *server = s_server(f, ep, sizeof ep);
+    zsock_t *client = zsock_new(ZMQ_DEALER);
+    zsock_set_linger(client, 0);
+    assert_int_equal(zsock_connect(client, "%s", ep), 0);
+    zstr_send(client, "hello");
+    assert_null(s_recv_name(server, DENY_WAIT_MS));
+    zsock_destroy(&client);
+    zsock_destroy(&server);
+}
+
+static void test_wrong_server_key_refused(void **state)
+{
+    fixture_t *f = *state;
+    char ep[64];
+    zsock_t *server = s_server(f, ep, sizeof ep);
+    //  Alice is allowed but expects another server: she must not talk.
+    zsock_t *client = vz_curve_client(ZMQ_DEALER, ep, f->alice, zcert_public_txt(f->mallory));
+    assert_non_null(client);
+    zstr_send(client, "hello");
+    assert_null(s_recv_name(server, DENY_WAIT_MS));
+    zsock_destroy(&client);
+    zsock_destroy(&server);
+}
+
+static void test_allow_dir_reload(void **state)
+{
+    fixture_t *f = *state;
+    char ep[64], src[600], dst[600];
+    zsock_t *server = s_server(f, ep, sizeof ep);
+    zcert_t *bob = s_load(f->other, "bob");
+    assert_non_null(bob);
+
+    zsock_t *client = vz_curve_client(ZMQ_DEALER, ep, bob, zcert_public_txt(f->server));
+    zstr_send(client, "hello");
+    assert_null(s_recv_name(server, DENY_WAIT_MS));
+
+    //  Allow bob by dropping his public certificate in: no restart.
+    snprintf(src, sizeof src, "%s/public/bob.key", f->other);
+    snprintf(dst, sizeof dst, "%s/public/bob.key", f->dir);
+    zfile_t *file = zfile_new(NULL, src);
+    assert_int_equal(zfile_input(file), 0);
+    zchunk_t *chunk = zfile_read(file, 4096, 0);
+    zfile_destroy(&file);
+    file = zfile_new(NULL, dst);
+    assert_int_equal(zfile_output(file), 0);
+    assert_int_equal(zfile_write(file, chunk, 0), 0);
+    zfile_destroy(&file);
+    zchunk_destroy(&chunk);
+
+    char *name = s_try_until(f, server, ep, bob, ALLOW_WAIT_MS);
+    assert_non_null(name);
+    assert_string_equal(name, "bob");
+    free(name);
+    zsock_destroy(&client);
+
+    //  Revoke: new connections with bob's key are refused again.
+    assert_int_equal(unlink(dst), 0);
+    name = s_try_until(f, server, ep, bob, DENY_WAIT_MS);
+    assert_null(name);
+    zcert_destroy(&bob);
+    zsock_destroy(&server);
+}
+
+static void test_cert_load_failures(void **state)
+{
+    fixture_t *f = *state;
+    char path[600], err[256];
+
+    err[0] = '\0';
+    snprintf(path, sizeof path, "%s/secret/nobody.key", f->dir);
+    assert_null(vz_curve_cert_load(path, err, sizeof err));
+    assert_non_null(strstr(err, "missing"));
+
+    err[0] = '\0';
+    snprintf(path, sizeof path, "%s/public/alice.key", f->dir);
+    assert_null(vz_curve_cert_load(path, err, sizeof err));
+    assert_non_null(strstr(err, "secret"));
+
+    //  A complete key pair without the name metadata has no identity.
+    zcert_t *nameless = zcert_new();
+    snprintf(path, sizeof path, "%s/nameless.key", f->other);
+    assert_int_equal(zcert_save(nameless, path), 0);
+    zcert_destroy(&nameless);
+    err[0] = '\0';
+    assert_null(vz_curve_cert_load(path, err, sizeof err));
+    assert_non_null(strstr(err, "name"));
+
+    err[0] = '\0';
+    assert_null(vz_curve_cert_load("", err, sizeof err));
+    assert_true(strlen(err) > 0);
+
+    zcert_t *ok = s_load(f->dir, "alice");
+    assert_non_null(ok);
+    assert_string_equal(zcert_meta(ok, "name"), "alice");
+    zcert_destroy(&ok);
+}
+
+static void test_keygen_layout_and_modes(void **state)
+{
+    fixture_t *f = *state;
+    char path[600];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/secret", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    snprintf(path, sizeof path, "%s/secret/alice.key_secret", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    snprintf(path, sizeof path, "%s/public/alice.key", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644);
+    //  No secret half may sit in the public directory.
+    snprintf(path, sizeof path, "%s/public/alice.key_secret", f->dir);
+    assert_int_not_equal(access(path, F_OK), 0);
+
+    zcert_t *pub = zcert_load(path);
+    assert_null(pub);
+    snprintf(path, sizeof path, "%s/public/alice.key", f->dir);
+    pub = zcert_load(path);
+    assert_non_null(pub);
+    assert_string_equal(zcert_meta(pub, "name"), "alice");
+    assert_string_equal(zcert_public_txt(pub), zcert_public_txt(f->alice));
+    zcert_destroy(&pub);
+
+    //  Idempotent: an existing valid pair is kept.
+    assert_int_equal(vz_curve_keygen(f->dir, "alice"), 0);
+    zcert_t *again = s_load(f->dir, "alice");
+    assert_string_equal(zcert_public_txt(again), zcert_public_txt(f->alice));
+    zcert_destroy(&again);
+
+    assert_int_equal(vz_curve_keygen(f->dir, ""), -EINVAL);
+    assert_int_equal(vz_curve_keygen(f->dir, "../escape"), -EINVAL);
+    assert_int_equal(vz_curve_keygen(f->dir, "a/b"), -EINVAL);
+}
+
+static void test_server_key_parsing(void **state)
+{
+    fixture_t *f = *state;
+    char out[41], path[600];
+    const char *txt = zcert_public_txt(f->server);
+    assert_int_equal(vz_curve_server_key(txt, out), 0);
+    assert_string_equal(out, txt);
+
+    snprintf(path, sizeof path, "%s/public/server.key", f->dir);
+    memset(out, 0, sizeof out);
+    assert_int_equal(vz_curve_server_key(path, out), 0);
+    assert_string_equal(out, txt);
+
+    assert_int_equal(vz_curve_server_key("", out), -EINVAL);
+    assert_int_equal(vz_curve_server_key("short", out), -ENOENT);
+    //  40 characters, one outside the Z85 alphabet: not a key, not a file.
+    assert_int_equal(vz_curve_server_key("~123456789012345678901234567890123456789", out), -ENOENT);
+
+    snprintf(path, sizeof path, "%s/garbage.key", f->other);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("this is not a certificate\n", fp);
+    fclose(fp);
+    assert_int_equal(vz_curve_server_key(path, out), -EINVAL);
+}
+
+static void test_ports_and_names(void **state)
+{
+    fixture_t *f = *state;
+    zsock_t *server = vz_curve_server(ZMQ_ROUTER, "tcp://127.0.0.1:*", f->server);
+    assert_non_null(server);
+    assert_true(vz_curve_bound_port(server) > 0);
+    //  A second bind to the same port fails without an assert.
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", vz_curve_bound_port(server));
+    assert_null(vz_curve_server(ZMQ_ROUTER, ep, f->server));
+    assert_null(vz_curve_server(ZMQ_ROUTER, "bogus://x", f->server));
+    assert_null(vz_curve_client(ZMQ_DEALER, ep, f->alice, "not-a-key"));
+
+    zframe_t *frame = zframe_new("x", 1);
+    char name[VZ_NAME_MAX];
+    assert_int_equal(vz_curve_peer_name(frame, name, sizeof name), -ENOENT);
+    zframe_destroy(&frame);
+    zsock_destroy(&server);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_allowed_client_talks),
+        cmocka_unit_test(test_unknown_key_refused),
+        cmocka_unit_test(test_plain_client_refused),
+        cmocka_unit_test(test_wrong_server_key_refused),
+        cmocka_unit_test(test_allow_dir_reload),
+        cmocka_unit_test(test_cert_load_failures),
+        cmocka_unit_test(test_keygen_layout_and_modes),
+        cmocka_unit_test(test_server_key_parsing),
+        cmocka_unit_test(test_ports_and_names),
+    };
+    return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
+}
