@@ -167,6 +167,28 @@ for i in $(seq 1 10); do
 done
 echo "ok - scale 3 -> 1: extra replicas gone, service still answers"
 
+#   5. Key rotation under traffic: echo gets a new key pair by overlap
+#   (new public key allowed, rolling restart, old key removed) and no request
+#   fails meanwhile.
+old_key=$(grep public-key "$KEYS/public/echo.key")
+(
+    i=0
+    until [ -e "$T/rotated" ] || [ $i -ge 2000 ]; do i=$((i + 1)); get "rotating-$i"; done
+    get "rotated"
+) >"$T/rotate.txt" &
+traffic=$!
+"${CTL[@]}" keys rotate echo >/dev/null || fail "keys rotate echo"
+touch "$T/rotated"
+wait $traffic
+n=$(wc -l <"$T/rotate.txt")
+[ "$n" -ge 3 ] || fail "too little traffic during the rotation ($n requests)"
+new_key=$(grep public-key "$KEYS/public/echo.key")
+[ "$old_key" != "$new_key" ] || fail "echo key unchanged after rotation"
+bad=$(grep -cv '^200 -$' "$T/rotate.txt")
+[ "$bad" -eq 0 ] || fail "$bad requests failed during key rotation: $(sort "$T/rotate.txt" | uniq -c)"
+[ "$(get after-rotation)" = "200 -" ] || fail "echo not serving with its new key"
+echo "ok - keys rotate echo under traffic: $n of $n requests served"
+
 kill -TERM "$SUP"
 wait "$SUP"
 rc=$?
