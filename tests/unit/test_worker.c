@@ -1,0 +1,558 @@
+/*  test_worker - vz_worker driven by a fake broker in the test thread
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  The worker runs its own zloop in a zactor; the test is the broker: a
+ *  CURVE ROUTER that reads RDY/HB/REP and writes REQ/HB/BYE frames. Every
+ *  wait is a poll bounded by WAIT_MS.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vz_common.h"
+#include "vz_curve.h"
+#include "vz_envelope.h"
+#include "vz_metrics.h"
+#include "vz_proto.h"
+#include "vz_worker.h"
+
+#define WAIT_MS 5000 //  bound on any expected event
+#define HB_MS   100  //  worker heartbeat in these tests
+
+typedef struct {
+    char dir[256];       //  key tree
+    vz_auth_t *auth;     //  ZAP for this process
+    zcert_t *broker;     //  fake broker's certificate
+    zcert_t *worker;     //  worker's certificate
+} fixture_t;
+
+static int h_echo(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    return vz_reply_body(reply, req->body, req->body_len);
+}
+
+static int h_caller(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    return vz_reply_body(reply, req->caller, strlen(req->caller));
+}
+
+static int h_fail(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    return -1;
+}
+
+static int h_deny(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    return vz_reply_error(reply, VZ_ERR_FORBIDDEN, "no");
+}
+
+static const vz_method_t s_methods[] = {
+    {"echo", h_echo, VZ_METHOD_IDEMPOTENT, 0},
+    {"caller", h_caller, 0, 0},
+    {"fail", h_fail, 0, 0},
+    {"deny", h_deny, 0, 0},
+    {"small", h_echo, 0, 4},
+};
+
+typedef struct {
+    char endpoint[64];      //  fake broker endpoint
+    const char *broker_key; //  its public key
+    zcert_t *cert;          //  worker certificate
+    vz_metrics_t *metrics;  //  registry the worker counts into
+    int drain_ms;           //  budget for DRAIN
+} actor_args_t;
+
+//  Worker thread: its own loop; the pipe takes CONNECTED, DRAIN, $TERM.
+typedef struct {
+    vz_worker_t *worker; //  worker under test
+    bool drain;          //  the loop stopped for DRAIN, not $TERM
+} actor_state_t;
+
+static int s_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg)
+{
+    actor_state_t *st = (actor_state_t *)arg;
+    char *cmd = zstr_recv(pipe);
+    int rc = 0;
+    if (!cmd || streq(cmd, "$TERM"))
+        rc = -1;
+    else if (streq(cmd, "CONNECTED"))
+        zstr_send(pipe, vz_worker_connected(st->worker) ? "1" : "0");
+    else if (streq(cmd, "DRAIN")) {
+        st->drain = true;
+        zstr_send(pipe, "DRAINING");
+        rc = -1;
+    }
+    free(cmd);
+    return rc;
+}
+
+static void s_worker_actor(zsock_t *pipe, void *arg)
+{
+    actor_args_t *args = (actor_args_t *)arg;
+    vz_worker_config_t cfg = {.service = "svc",
+                              .endpoints = args->endpoint,
+                              .broker_key = args->broker_key,
+                              .cert = args->cert,
+                              .heartbeat_ms = HB_MS,
+                              .credit = 3,
+                              .metrics = args->metrics};
+    actor_state_t st = {
+        vz_worker_new(&cfg, s_methods, sizeof s_methods / sizeof s_methods[0], NULL), false};
+    zloop_t *loop = zloop_new();
+    zsock_signal(pipe, st.worker ? 0 : 1);
+    if (st.worker) {
+        int rc = vz_worker_attach(st.worker, loop);
+        assert(rc == 0);
+        zloop_reader(loop, pipe, s_on_pipe, &st);
+        zloop_start(loop);
+        if (st.drain) {
+            vz_worker_drain(st.worker, args->drain_ms);
+            zstr_send(pipe, "DRAINED");
+        }
+    }
+    zloop_destroy(&loop);
+    vz_worker_destroy(&st.worker);
+}
+
+static int s_group_setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    strcpy(f->dir, "/tmp/vz-worker-XXXXXX");
+    if (!mkdtemp(f->dir) || vz_curve_keygen(f->dir, "broker") || vz_curve_keygen(f->dir, "svc"))
+        return -1;
+    char path[512];
+    snprintf(path, sizeof path, "%s/secret/broker.key", f->dir);
+    f->broker = vz_curve_cert_load(path, NULL, 0);
+    snprintf(path, sizeof path, "%s/secret/svc.key", f->dir);
+    f->worker = vz_curve_cert_load(path, NULL, 0);
+    snprintf(path, sizeof path, "%s/public", f->dir);
+    f->auth = vz_auth_new(path);
+    if (!f->broker || !f->worker || !f->auth)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int s_group_teardown(void **state)
+{
+    fixture_t *f = *state;
+    vz_auth_destroy(&f->auth);
+    zcert_destroy(&f->broker);
+    zcert_destroy(&f->worker);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+typedef struct {
+    zsock_t *router;       //  the fake broker
+    zactor_t *worker;      //  worker thread
+    actor_args_t args;     //  its arguments
+    vz_metrics_t *metrics; //  registry given to the worker
+    zframe_t *rid;         //  the worker's current routing id
+    bool silent;           //  do not answer the worker's heartbeats
+} rig_t;
+
+//  Next message from the worker other than HB, within WAIT_MS; NULL if none.
+//  The routing id is popped into rig->rid.
+static zmsg_t *s_next(rig_t *rig, bool skip_hb, int wait_ms)
+{
+    zpoller_t *poller = zpoller_new(rig->router, NULL);
+    int64_t end = zclock_mono() + wait_ms;
+    zmsg_t *found = NULL;
+    while (!found && zclock_mono() < end) {
+        if (zpoller_wait(poller, (int)(end - zclock_mono())) != rig->router)
+            continue;
+        zmsg_t *msg = zmsg_recv(rig->router);
+        zframe_destroy(&rig->rid);
+        rig->rid = zmsg_pop(msg);
+        bool hb = zmsg_size(msg) == 1 && zframe_streq(zmsg_first(msg), VZ_CMD_HEARTBEAT);
+        if (hb && !rig->silent) {
+            //  Like a real broker, so a slow run (valgrind) never looks dead.
+            zmsg_t *answer = zmsg_new();
+            zmsg_addmem(answer, zframe_data(rig->rid), zframe_size(rig->rid));
+            zmsg_addstr(answer, VZ_CMD_HEARTBEAT);
+            zmsg_send(&answer, rig->router);
+        }
+        if (skip_hb && hb)
+            zmsg_destroy(&msg);
+        else
+            found = msg;
+    }
+    zpoller_destroy(&poller);
+    return found;
+}
+
+static void s_send(rig_t *rig, zmsg_t **msg_p)
+{
+    zmsg_pushmem(*msg_p, zframe_data(rig->rid), zframe_size(rig->rid));
+    assert_int_equal(zmsg_send(msg_p, rig->router), 0);
+}
+
+static void s_send_cmd(rig_t *rig, const char *cmd)
+{
+    zmsg_t *msg = zmsg_new();
+    zmsg_addstr(msg, cmd);
+    s_send(rig, &msg);
+}
+
+static void s_expect_rdy(rig_t *rig)
+{
+    zmsg_t *msg = s_next(rig, true, WAIT_MS);
+    assert_non_null(msg);
+    assert_int_equal(zmsg_size(msg), 3);
+    char *cmd = zmsg_popstr(msg), *service = zmsg_popstr(msg), *credit = zmsg_popstr(msg);
+    assert_string_equal(cmd, VZ_CMD_READY);
+    assert_string_equal(service, "svc");
+    assert_string_equal(credit, "3");
+    free(cmd);
+    free(service);
+    free(credit);
+    zmsg_destroy(&msg);
+}
+
+static void s_rig_start(rig_t *rig, fixture_t *f, int drain_ms)
+{
+    memset(rig, 0, sizeof *rig);
+    rig->router = vz_curve_server(ZMQ_ROUTER, "tcp://127.0.0.1:0", f->broker);
+    assert_non_null(rig->router);
+    rig->metrics = vz_metrics_new();
+    snprintf(rig->args.endpoint, sizeof rig->args.endpoint, "tcp://127.0.0.1:%d",
+             vz_curve_bound_port(rig->router));
+    rig->args.broker_key = zcert_public_txt(f->broker);
+    rig->args.cert = f->worker;
+    rig->args.metrics = rig->metrics;
+    rig->args.drain_ms = drain_ms;
+    rig->worker = zactor_new(s_worker_actor, &rig->args);
+    assert_non_null(rig->worker);
+    s_expect_rdy(rig);
+    s_send_cmd(rig, VZ_CMD_HEARTBEAT); //  the broker acknowledges RDY with HB
+}
+
+static void s_rig_stop(rig_t *rig)
+{
+    zactor_destroy(&rig->worker);
+    zframe_destroy(&rig->rid);
+    zsock_destroy(&rig->router);
+    vz_metrics_destroy(&rig->metrics);
+}
+
+static double s_counter(rig_t *rig, const char *labels)
+{
+    return vz_series_value(vz_metrics_counter(rig->metrics, "vz_worker_requests_total",
+                                              "Requests handled by this worker, by outcome",
+                                              labels));
+}
+
+static double s_dropped(rig_t *rig)
+{
+    return vz_series_value(vz_metrics_counter(rig->metrics, "vz_worker_dropped_frames_total",
+                                              "Broker frames dropped as malformed",
+                                              "service=svc"));
+}
+
+//  Send REQ tag caller envelope.
+static void s_send_req(rig_t *rig, const char *tag, const char *caller, const char *method,
+                       const char *body, int64_t deadline_ms)
+{
+    vz_envelope_t req;
+    vz_envelope_init(&req, VZ_KIND_REQUEST);
+    strcpy(req.service, "svc");
+    strcpy(req.method, method);
+    snprintf(req.id, sizeof req.id, "id-%s", tag);
+    strcpy(req.caller, "mallory"); //  a lie the worker must overwrite
+    strcpy(req.traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    req.deadline_ms = deadline_ms;
+    req.body = (const uint8_t *)body;
+    req.body_len = strlen(body);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(vz_envelope_encode(&req, &buf, &len), 0);
+    zmsg_t *msg = zmsg_new();
+    zmsg_addstr(msg, VZ_CMD_REQUEST);
+    zmsg_addmem(msg, tag, VZ_TAG_SIZE);
+    zmsg_addstr(msg, caller);
+    zmsg_addmem(msg, buf, len);
+    free(buf);
+    s_send(rig, &msg);
+}
+
+typedef struct {
+    zframe_t *frame;   //  holds the envelope bytes
+    vz_envelope_t env; //  decoded REP envelope
+    char tag[VZ_TAG_SIZE + 1];
+} rep_t;
+
+static void s_expect_rep(rig_t *rig, rep_t *rep)
+{
+    zmsg_t *msg = s_next(rig, true, WAIT_MS);
+    assert_non_null(msg);
+    assert_int_equal(zmsg_size(msg), 3);
+    char *cmd = zmsg_popstr(msg);
+    assert_string_equal(cmd, VZ_CMD_REPLY);
+    free(cmd);
+    zframe_t *tag = zmsg_pop(msg);
+    assert_int_equal(zframe_size(tag), VZ_TAG_SIZE);
+    memcpy(rep->tag, zframe_data(tag), VZ_TAG_SIZE);
+    rep->tag[VZ_TAG_SIZE] = '\0';
+    zframe_destroy(&tag);
+    rep->frame = zmsg_pop(msg);
+    assert_int_equal(vz_envelope_decode(&rep->env, zframe_data(rep->frame),
+                                        zframe_size(rep->frame), NULL, NULL),
+                     0);
+    zmsg_destroy(&msg);
+}
+
+static void test_ready_and_heartbeat(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, 0);
+    //  The worker keeps heartbeating.
+    zmsg_t *msg = s_next(&rig, false, WAIT_MS);
+    assert_non_null(msg);
+    assert_true(zframe_streq(zmsg_first(msg), VZ_CMD_HEARTBEAT));
+    zmsg_destroy(&msg);
+    //  Our HB after RDY makes it connected.
+    bool connected = false;
+    int64_t end = zclock_mono() + WAIT_MS;
+    while (!connected && zclock_mono() < end) {
+        s_send_cmd(&rig, VZ_CMD_HEARTBEAT);
+        zstr_send(rig.worker, "CONNECTED");
+        char *answer = zstr_recv(rig.worker);
+        connected = answer && streq(answer, "1");
+        free(answer);
+    }
+    assert_true(connected);
+    s_rig_stop(&rig);
+}
+
+static void test_dispatch(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, 0);
+    rep_t rep;
+    s_send_req(&rig, "tag00001", "alice", "echo", "hi", vz_now_ms() + WAIT_MS);
+    s_expect_rep(&rig, &rep);
+    assert_string_equal(rep.tag, "tag00001");
+    assert_int_equal(rep.env.kind, VZ_KIND_REPLY);
+    assert_string_equal(rep.env.id, "id-tag00001");
+    assert_string_equal(rep.env.traceparent,
+                        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert_int_equal(rep.env.body_len, 2);
+    assert_memory_equal(rep.env.body, "hi", 2);
+    zframe_destroy(&rep.frame);
+
+    //  The caller is the broker's word, not the envelope's.
+    s_send_req(&rig, "tag00002", "alice", "caller", "", 0);
+    s_expect_rep(&rig, &rep);
+    assert_string_equal(rep.tag, "tag00002");
+    assert_int_equal(rep.env.body_len, 5);
+    assert_memory_equal(rep.env.body, "alice", 5);
+    zframe_destroy(&rep.frame);
+
+    s_send_req(&rig, "tag00003", "alice", "nosuch", "", 0);
+    s_expect_rep(&rig, &rep);
+    assert_string_equal(rep.tag, "tag00003");
+    assert_int_equal(rep.env.kind, VZ_KIND_ERROR);
+    assert_string_equal(rep.env.error_code, VZ_ERR_UNKNOWN_METHOD);
+    zframe_destroy(&rep.frame);
+
+    s_send_req(&rig, "tag00004", "alice", "small", "12345", 0);
+    s_expect_rep(&rig, &rep);
+    assert_string_equal(rep.env.error_code, VZ_ERR_INVALID);
+    zframe_destroy(&rep.frame);
+
+    s_send_req(&rig, "tag00005", "alice", "fail", "", 0);
+    s_expect_rep(&rig, &rep);
+    assert_string_equal(rep.env.error_code, VZ_ERR_INTERNAL);
+    zframe_destroy(&rep.frame);
+
+    s_send_req(&rig, "tag00006", "alice", "deny", "", 0);
+    s_expect_rep(&rig, &rep);
+    assert_int_equal(rep.env.kind, VZ_KIND_ERROR);
+    assert_string_equal(rep.env.error_code, VZ_ERR_FORBIDDEN);
+    assert_string_equal(rep.env.id, "id-tag00006");
+    zframe_destroy(&rep.frame);
+
+    assert_true(s_counter(&rig, "service=svc,method=echo,outcome=ok") == 1);
+    assert_true(s_counter(&rig, "service=svc,method=small,outcome=invalid") == 1);
+    assert_true(s_counter(&rig, "service=svc,method=fail,outcome=internal") == 1);
+    assert_true(s_counter(&rig, "service=svc,method=deny,outcome=error") == 1);
+    assert_true(s_counter(&rig, "service=svc,method=_unknown,outcome=unknown_method") == 1);
+    char *text = vz_metrics_render(rig.metrics);
+    assert_non_null(strstr(text, "vz_worker_request_duration_seconds_count{"));
+    free(text);
+    s_rig_stop(&rig);
+}
+
+static void test_expired_dropped(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, 0);
+    s_send_req(&rig, "expired1", "alice", "echo", "late", vz_now_ms() - 1);
+    s_send_req(&rig, "fresh001", "alice", "echo", "now", vz_now_ms() + WAIT_MS);
+    //  Requests are handled in order: the first REP must be the fresh one.
+    rep_t rep;
+    s_expect_rep(&rig, &rep);
+    assert_string_equal(rep.tag, "fresh001");
+    zframe_destroy(&rep.frame);
+    assert_true(s_counter(&rig, "service=svc,method=echo,outcome=expired") == 1);
+    s_rig_stop(&rig);
+}
+
+static void test_malformed_ignored(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, 0);
+    zmsg_t *msg = zmsg_new();
+    zmsg_addstr(msg, VZ_CMD_REQUEST);
+    zmsg_addstr(msg, "tag00001");
+    s_send(&rig, &msg); //  too few frames
+    msg = zmsg_new();
+    zmsg_addstr(msg, VZ_CMD_REQUEST);
+    zmsg_addstr(msg, "abc");
+    zmsg_addstr(msg, "alice");
+    zmsg_addstr(msg, "x");
+    s_send(&rig, &msg); //  tag of the wrong size
+    s_send_cmd(&rig, "NOPE");
+    msg = zmsg_new();
+    zmsg_addstr(msg, VZ_CMD_HEARTBEAT);
+    zmsg_addstr(msg, "extra");
+    s_send(&rig, &msg);
+    zmsg_t *empty = zmsg_new();
+    zmsg_addmem(empty, NULL, 0);
+    s_send(&rig, &empty);
+
+    //  A sane tag with an undecodable envelope gets a malformed error.
+    msg = zmsg_new();
+    zmsg_addstr(msg, VZ_CMD_REQUEST);
+    zmsg_addmem(msg, "badenv01", VZ_TAG_SIZE);
+    zmsg_addstr(msg, "alice");
+    zmsg_addstr(msg, "\xc1\xff\x00garbage");
+    s_send(&rig, &msg);
+    rep_t rep;
+    s_expect_rep(&rig, &rep);
+    assert_string_equal(rep.tag, "badenv01");
+    assert_string_equal(rep.env.error_code, VZ_ERR_MALFORMED);
+    zframe_destroy(&rep.frame);
+
+    //  Still serving.
+    s_send_req(&rig, "after001", "alice", "echo", "ok", 0);
+    s_expect_rep(&rig, &rep);
+    assert_string_equal(rep.tag, "after001");
+    zframe_destroy(&rep.frame);
+    assert_true(s_dropped(&rig) == 5);
+    s_rig_stop(&rig);
+}
+
+static void test_silence_reconnects(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, 0);
+    zframe_t *old = zframe_dup(rig.rid);
+    rig.silent = true;
+    //  Say nothing more: the worker must give up on us and announce again
+    //  from a new socket (a new routing id).
+    s_expect_rdy(&rig);
+    assert_false(zframe_eq(old, rig.rid));
+    zframe_destroy(&old);
+    rig.silent = false;
+    //  And it serves on the new link.
+    s_send_req(&rig, "again001", "alice", "echo", "x", 0);
+    rep_t rep;
+    s_expect_rep(&rig, &rep);
+    assert_string_equal(rep.tag, "again001");
+    zframe_destroy(&rep.frame);
+    s_rig_stop(&rig);
+}
+
+static void test_bye_from_broker_reannounces(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, 0);
+    zframe_t *old = zframe_dup(rig.rid);
+    s_send_cmd(&rig, VZ_CMD_BYE);
+    s_expect_rdy(&rig);
+    assert_false(zframe_eq(old, rig.rid));
+    zframe_destroy(&old);
+    s_rig_stop(&rig);
+}
+
+static void test_drain(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, 60000);
+    //  Let the worker see our HB first, so the link counts as alive.
+    bool connected = false;
+    int64_t end = zclock_mono() + WAIT_MS;
+    while (!connected && zclock_mono() < end) {
+        zstr_send(rig.worker, "CONNECTED");
+        char *answer = zstr_recv(rig.worker);
+        connected = answer && streq(answer, "1");
+        free(answer);
+    }
+    assert_true(connected);
+    zstr_send(rig.worker, "DRAIN");
+    char *ack = zstr_recv(rig.worker);
+    assert_string_equal(ack, "DRAINING");
+    free(ack);
+    zmsg_t *msg = s_next(&rig, true, WAIT_MS);
+    assert_non_null(msg);
+    assert_true(zframe_streq(zmsg_first(msg), VZ_CMD_BYE));
+    zmsg_destroy(&msg);
+
+    //  Work already dispatched is still served while draining.
+    s_send_req(&rig, "drain001", "alice", "echo", "last", 0);
+    rep_t rep;
+    s_expect_rep(&rig, &rep);
+    assert_string_equal(rep.tag, "drain001");
+    zframe_destroy(&rep.frame);
+
+    //  Our BYE ends the drain long before its 60 s budget.
+    s_send_cmd(&rig, VZ_CMD_BYE);
+    zpoller_t *poller = zpoller_new(rig.worker, NULL);
+    assert_true(zpoller_wait(poller, WAIT_MS) == rig.worker);
+    zpoller_destroy(&poller);
+    char *done = zstr_recv(rig.worker);
+    assert_string_equal(done, "DRAINED");
+    free(done);
+    s_rig_stop(&rig);
+}
+
+static void test_bad_config(void **state)
+{
+    fixture_t *f = *state;
+    vz_worker_config_t cfg = {.service = "svc",
+                              .endpoints = "tcp://127.0.0.1:1",
+                              .broker_key = "short",
+                              .cert = f->worker};
+    assert_null(vz_worker_new(&cfg, s_methods, 1, NULL));
+    cfg.broker_key = zcert_public_txt(f->broker);
+    cfg.credit = VZ_CREDIT_MAX + 1;
+    assert_null(vz_worker_new(&cfg, s_methods, 1, NULL));
+    cfg.credit = 1;
+    cfg.endpoints = "";
+    assert_null(vz_worker_new(&cfg, s_methods, 1, NULL));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ready_and_heartbeat),
+        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_expired_dropped),
+        cmocka_unit_test(test_malformed_ignored),
+        cmocka_unit_test(test_silence_reconnects),
+        cmocka_unit_test(test_bye_from_broker_reannounces),
+        cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_bad_config),
+    };
+    return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
+}
