@@ -13,6 +13,7 @@
 #define VZ_ZAP_DOMAIN "vizmesh"
 #define VZ_KEY_TXT    40     //  Z85 text of a 32-byte key
 #define VZ_SOCK_HWM   10000  //  messages queued per peer before drop/block
+#define VZ_CERT_MAX   16384  //  largest certificate file we read
 
 struct vz_auth_t {
     zactor_t *actor; //  CZMQ zauth actor serving ZAP for the whole process
@@ -35,6 +36,56 @@ static bool s_has_secret(zcert_t *cert)
     return false;
 }
 
+//  zcert_load leaks when a file does not parse (zconfig_load in CZMQ
+//  4.2.1), and a path may name anything; so the file is read here, bounded,
+//  and parsed from memory. A secret key must match the public key.
+static zcert_t *s_cert_read_one(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return NULL;
+    char *text = (char *)malloc(VZ_CERT_MAX + 1);
+    assert(text);
+    size_t n = fread(text, 1, VZ_CERT_MAX + 1, fp);
+    fclose(fp);
+    zconfig_t *root = NULL;
+    if (n <= VZ_CERT_MAX) {
+        text[n] = '\0';
+        root = zconfig_str_load(text);
+    }
+    free(text);
+    if (!root)
+        return NULL;
+    const char *pub = zconfig_get(root, "/curve/public-key", "");
+    const char *sec = zconfig_get(root, "/curve/secret-key", "");
+    byte public_key[32], secret_key[32] = {0};
+    char derived[VZ_KEY_TXT + 1];
+    bool ok = strlen(pub) == VZ_KEY_TXT && zmq_z85_decode(public_key, pub);
+    if (ok && *sec)
+        ok = strlen(sec) == VZ_KEY_TXT && zmq_z85_decode(secret_key, sec) &&
+             zmq_curve_public(derived, sec) == 0 && streq(derived, pub);
+    zcert_t *cert = ok ? zcert_new_from(public_key, secret_key) : NULL;
+    zconfig_t *meta = cert ? zconfig_locate(root, "/metadata") : NULL;
+    zconfig_t *item = meta ? zconfig_child(meta) : NULL;
+    for (; item; item = zconfig_next(item))
+        if (zconfig_name(item) && zconfig_value(item))
+            zcert_set_meta(cert, zconfig_name(item), "%s", zconfig_value(item));
+    zconfig_destroy(&root);
+    return cert;
+}
+
+//  Like zcert_load: the _secret file beside path wins over path itself.
+static zcert_t *s_cert_read(const char *path)
+{
+    char secret_path[VZ_PATH_MAX + 8];
+    if (snprintf(secret_path, sizeof secret_path, "%s_secret", path) < (int)sizeof secret_path) {
+        zcert_t *cert = s_cert_read_one(secret_path);
+        if (cert)
+            return cert;
+    }
+    return s_cert_read_one(path);
+}
+
 zcert_t *vz_curve_cert_load(const char *path, char *err, size_t errlen)
 {
     if (!path || !*path) {
@@ -47,9 +98,9 @@ zcert_t *vz_curve_cert_load(const char *path, char *err, size_t errlen)
         s_err(err, errlen, "%s: missing or unreadable", path);
         return NULL;
     }
-    zcert_t *cert = zcert_load(path);
+    zcert_t *cert = s_cert_read(path);
     if (!cert) {
-        s_err(err, errlen, "%s: not a certificate", path);
+        s_err(err, errlen, "%s: not a certificate, or its keys do not match", path);
         return NULL;
     }
     if (!s_has_secret(cert)) {
@@ -100,7 +151,7 @@ static bool s_keys_present(const char *secret_path, const char *public_path, con
         return false;
     bool ok = streq(zcert_meta(cert, "name"), name);
     if (ok) {
-        zcert_t *pub = zcert_load(public_path);
+        zcert_t *pub = s_cert_read_one(public_path);
         ok = pub && streq(zcert_public_txt(pub), zcert_public_txt(cert));
         if (!ok) {
             //  The public half is derivable: rewrite it rather than rotate.
@@ -172,7 +223,7 @@ int vz_curve_server_key(const char *text_or_path, char out[41])
     }
     if (access(text_or_path, R_OK) != 0)
         return -ENOENT;
-    zcert_t *cert = zcert_load(text_or_path);
+    zcert_t *cert = s_cert_read(text_or_path);
     if (!cert)
         return -EINVAL;
     const char *txt = zcert_public_txt(cert);

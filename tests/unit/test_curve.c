@@ -211,15 +211,15 @@ static void test_allow_dir_reload(void **state)
     //  Allow bob by dropping his public certificate in: no restart.
     snprintf(src, sizeof src, "%s/public/bob.key", f->other);
     snprintf(dst, sizeof dst, "%s/public/bob.key", f->dir);
-    zfile_t *file = zfile_new(NULL, src);
-    assert_int_equal(zfile_input(file), 0);
-    zchunk_t *chunk = zfile_read(file, 4096, 0);
-    zfile_destroy(&file);
-    file = zfile_new(NULL, dst);
-    assert_int_equal(zfile_output(file), 0);
-    assert_int_equal(zfile_write(file, chunk, 0), 0);
-    zfile_destroy(&file);
-    zchunk_destroy(&chunk);
+    char text[4096];
+    FILE *in = fopen(src, "r");
+    assert_non_null(in);
+    size_t n = fread(text, 1, sizeof text, in);
+    fclose(in);
+    FILE *out = fopen(dst, "w");
+    assert_non_null(out);
+    assert_int_equal(fwrite(text, 1, n, out), n);
+    assert_int_equal(fclose(out), 0);
 
     char *name = s_try_until(f, server, ep, bob, ALLOW_WAIT_MS);
     assert_non_null(name);
@@ -258,6 +258,31 @@ static void test_cert_load_failures(void **state)
     err[0] = '\0';
     assert_null(vz_curve_cert_load(path, err, sizeof err));
     assert_non_null(strstr(err, "name"));
+
+    //  A secret that does not belong to the public key is refused.
+    snprintf(path, sizeof path, "%s/mixed.key_secret", f->other);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fprintf(fp, "metadata\n    name = \"mixed\"\ncurve\n    public-key = \"%s\"\n"
+                "    secret-key = \"%s\"\n",
+            zcert_public_txt(f->alice), zcert_secret_txt(f->mallory));
+    fclose(fp);
+    snprintf(path, sizeof path, "%s/mixed.key", f->other);
+    err[0] = '\0';
+    assert_null(vz_curve_cert_load(path, err, sizeof err));
+    assert_true(strlen(err) > 0);
+    //  The same file with the right secret loads: the check is not vacuous.
+    snprintf(path, sizeof path, "%s/mixed.key_secret", f->other);
+    fp = fopen(path, "w");
+    fprintf(fp, "metadata\n    name = \"mixed\"\ncurve\n    public-key = \"%s\"\n"
+                "    secret-key = \"%s\"\n",
+            zcert_public_txt(f->mallory), zcert_secret_txt(f->mallory));
+    fclose(fp);
+    snprintf(path, sizeof path, "%s/mixed.key", f->other);
+    zcert_t *mixed = vz_curve_cert_load(path, err, sizeof err);
+    assert_non_null(mixed);
+    assert_string_equal(zcert_meta(mixed, "name"), "mixed");
+    zcert_destroy(&mixed);
 
     err[0] = '\0';
     assert_null(vz_curve_cert_load("", err, sizeof err));
