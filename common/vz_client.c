@@ -11,8 +11,8 @@
 #include "vz_curve.h"
 #include "vz_proto.h"
 
-#define VZ_RETRY_FIRST_MS 25  //  first pause before retrying an idempotent call
-#define VZ_RETRY_CAP_MS   500 //  longest pause between retries
+#define VZ_RETRY_FIRST_MS 25 //  first pause before retrying an idempotent call
+#define VZ_RETRY_CAP_MS 500  //  longest pause between retries
 
 struct vz_client_t {
     zsock_t *sock; //  DEALER connected to every broker
@@ -120,8 +120,7 @@ static int s_recv_one(vz_client_t *self, vz_response_t **response_p)
             (response->env.kind == VZ_KIND_REPLY || response->env.kind == VZ_KIND_ERROR)) {
             *response_p = response;
             rc = 0;
-        }
-        else
+        } else
             vz_response_destroy(&response);
     }
     zmsg_destroy(&msg);
@@ -143,9 +142,9 @@ int vz_client_recv(vz_client_t *self, vz_response_t **response_p)
 
 static bool s_retryable(const vz_envelope_t *env)
 {
-    return env->kind == VZ_KIND_ERROR &&
-           (streq(env->error_code, VZ_ERR_NO_WORKER) || streq(env->error_code, VZ_ERR_WORKER_LOST) ||
-            streq(env->error_code, VZ_ERR_UNAVAILABLE));
+    return env->kind == VZ_KIND_ERROR && (streq(env->error_code, VZ_ERR_NO_WORKER) ||
+                                          streq(env->error_code, VZ_ERR_WORKER_LOST) ||
+                                          streq(env->error_code, VZ_ERR_UNAVAILABLE));
 }
 
 //  Wait for a response to id until `until` (monotonic ms). 0 with a
@@ -210,8 +209,7 @@ int vz_client_call(vz_client_t *self, vz_envelope_t *req, int timeout_ms,
             if (rc < 0)
                 break;
             //  Retrying with the same id lets a service de-duplicate.
-            if (!idempotent || !s_retryable(&response->env) ||
-                zclock_mono() + backoff >= until) {
+            if (!idempotent || !s_retryable(&response->env) || zclock_mono() + backoff >= until) {
                 *response_p = response;
                 break;
             }

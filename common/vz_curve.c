@@ -11,9 +11,9 @@
 #include "vz_common.h"
 
 #define VZ_ZAP_DOMAIN "vizmesh"
-#define VZ_KEY_TXT    40     //  Z85 text of a 32-byte key
-#define VZ_SOCK_HWM   10000  //  messages queued per peer before drop/block
-#define VZ_CERT_MAX   16384  //  largest certificate file we read
+#define VZ_KEY_TXT 40     //  Z85 text of a 32-byte key
+#define VZ_SOCK_HWM 10000 //  messages queued per peer before drop/block
+#define VZ_CERT_MAX 16384 //  largest certificate file we read
 
 struct vz_auth_t {
     zactor_t *actor; //  CZMQ zauth actor serving ZAP for the whole process

@@ -11,16 +11,16 @@
 #include "vz_proto.h"
 
 #define VZ_DEFAULT_MAX_BODY (64 * 1024)
-#define VZ_MAX_LINKS        16     //  broker endpoints per worker
-#define VZ_BACKOFF_CAP_MS   30000  //  longest extra wait between reconnects
+#define VZ_MAX_LINKS 16         //  broker endpoints per worker
+#define VZ_BACKOFF_CAP_MS 30000 //  longest extra wait between reconnects
 
 //  Outcomes counted per method; the index is the order below.
 typedef enum {
-    S_OK,        //  handler replied with a body
-    S_ERROR,     //  handler replied with an error
-    S_INTERNAL,  //  handler failed or the reply could not be encoded
-    S_INVALID,   //  body larger than the method accepts
-    S_EXPIRED,   //  deadline passed before dispatch: dropped
+    S_OK,       //  handler replied with a body
+    S_ERROR,    //  handler replied with an error
+    S_INTERNAL, //  handler failed or the reply could not be encoded
+    S_INVALID,  //  body larger than the method accepts
+    S_EXPIRED,  //  deadline passed before dispatch: dropped
     S_OUTCOMES
 } s_outcome_t;
 
@@ -33,14 +33,14 @@ struct vz_reply_t {
 };
 
 typedef struct {
-    vz_worker_t *worker;     //  back pointer for reactor callbacks
+    vz_worker_t *worker;        //  back pointer for reactor callbacks
     char endpoint[VZ_PATH_MAX]; //  this broker's endpoint
-    zsock_t *sock;           //  current DEALER (replaced on reconnect)
-    zsock_t *retired;        //  previous DEALER, freed on the next tick
-    int64_t expiry_ms;       //  broker is dead if nothing arrived by then
-    int backoff_ms;          //  extra patience added after each reconnect
-    bool alive;              //  something arrived since the last (re)connect
-    bool bye_done;           //  broker answered our BYE while draining
+    zsock_t *sock;              //  current DEALER (replaced on reconnect)
+    zsock_t *retired;           //  previous DEALER, freed on the next tick
+    int64_t expiry_ms;          //  broker is dead if nothing arrived by then
+    int backoff_ms;             //  extra patience added after each reconnect
+    bool alive;                 //  something arrived since the last (re)connect
+    bool bye_done;              //  broker answered our BYE while draining
 } s_link_t;
 
 typedef struct {
@@ -49,24 +49,24 @@ typedef struct {
 } s_method_metrics_t;
 
 struct vz_worker_t {
-    char service[VZ_NAME_MAX];   //  announced in RDY
-    char broker_key[41];         //  broker public key, Z85
-    zcert_t *cert;               //  our certificate (borrowed)
-    int heartbeat_ms;            //  interval of HB and liveness checks
-    int credit;                  //  announced in RDY
-    const vz_method_t *methods;  //  method table (borrowed, static const)
-    size_t count;                //  rows in methods
-    void *app;                   //  handler argument
+    char service[VZ_NAME_MAX];    //  announced in RDY
+    char broker_key[41];          //  broker public key, Z85
+    zcert_t *cert;                //  our certificate (borrowed)
+    int heartbeat_ms;             //  interval of HB and liveness checks
+    int credit;                   //  announced in RDY
+    const vz_method_t *methods;   //  method table (borrowed, static const)
+    size_t count;                 //  rows in methods
+    void *app;                    //  handler argument
     s_link_t links[VZ_MAX_LINKS]; //  one per broker endpoint
-    size_t nlinks;               //  links in use
-    zloop_t *loop;               //  reactor we are attached to, or NULL
-    int timer_id;                //  heartbeat timer in loop
-    bool draining;               //  BYE sent: a BYE back means done
-    s_method_metrics_t *mm;      //  per-method series, or NULL without metrics
-    vz_series_t *unknown;        //  requests for methods we do not have
-    vz_series_t *malformed;      //  requests whose envelope did not decode
-    vz_series_t *dropped;        //  broker frames that made no sense
-    vz_series_t *reconnects;     //  sockets replaced after silence or BYE
+    size_t nlinks;                //  links in use
+    zloop_t *loop;                //  reactor we are attached to, or NULL
+    int timer_id;                 //  heartbeat timer in loop
+    bool draining;                //  BYE sent: a BYE back means done
+    s_method_metrics_t *mm;       //  per-method series, or NULL without metrics
+    vz_series_t *unknown;         //  requests for methods we do not have
+    vz_series_t *malformed;       //  requests whose envelope did not decode
+    vz_series_t *dropped;         //  broker frames that made no sense
+    vz_series_t *reconnects;      //  sockets replaced after silence or BYE
 };
 
 static void s_count(vz_series_t *series)
@@ -113,7 +113,8 @@ static void s_metrics_init(vz_worker_t *self, vz_metrics_t *metrics)
     const char *help = "Requests handled by this worker, by outcome";
     const char *hhelp = "Time spent in the handler, seconds";
     char labels[3 * VZ_NAME_MAX + 64];
-    self->mm = (s_method_metrics_t *)zmalloc(sizeof(s_method_metrics_t) * (self->count ? self->count : 1));
+    self->mm =
+        (s_method_metrics_t *)zmalloc(sizeof(s_method_metrics_t) * (self->count ? self->count : 1));
     assert(self->mm);
     for (size_t i = 0; i < self->count; i++) {
         for (int o = 0; o < S_OUTCOMES; o++) {
@@ -124,8 +125,8 @@ static void s_metrics_init(vz_worker_t *self, vz_metrics_t *metrics)
         }
         snprintf(labels, sizeof labels, "service=%s,method=%s", self->service,
                  self->methods[i].name);
-        self->mm[i].duration = vz_metrics_histogram(
-            metrics, "vz_worker_request_duration_seconds", hhelp, labels, NULL, 0);
+        self->mm[i].duration = vz_metrics_histogram(metrics, "vz_worker_request_duration_seconds",
+                                                    hhelp, labels, NULL, 0);
     }
     //  Unknown method names come from the network: one fixed label value
     //  keeps the series count bounded.
@@ -169,8 +170,8 @@ static int s_link_open(s_link_t *link)
     //  Sends must not wait on a pipe that never connects.
     zsock_set_sndtimeo(link->sock, 0);
     link->alive = false;
-    link->expiry_ms = zclock_mono() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS +
-                      link->backoff_ms;
+    link->expiry_ms =
+        zclock_mono() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS + link->backoff_ms;
     char credit[16];
     snprintf(credit, sizeof credit, "%d", self->credit);
     s_send(link, VZ_CMD_READY, self->service, credit);
@@ -234,8 +235,8 @@ static void s_send_reply(s_link_t *link, zframe_t *tag, const vz_envelope_t *rep
     zmsg_destroy(&msg);
 }
 
-static void s_send_error(s_link_t *link, zframe_t *tag, const vz_envelope_t *req,
-                         const char *code, const char *message)
+static void s_send_error(s_link_t *link, zframe_t *tag, const vz_envelope_t *req, const char *code,
+                         const char *message)
 {
     vz_envelope_t reply;
     vz_envelope_error_to(&reply, req, code, message);
@@ -344,8 +345,7 @@ static void s_link_handle(s_link_t *link, zmsg_t *msg)
             link->bye_done = true;
         else
             s_link_reconnect(link); //  broker forgot us or restarts: announce again
-    }
-    else
+    } else
         s_count(self->dropped);
 }
 
@@ -385,8 +385,7 @@ vz_worker_t *vz_worker_new(const vz_worker_config_t *config, const vz_method_t *
     assert(config && config->cert);
     assert(methods || count == 0);
     if (!config->service || !*config->service || !config->endpoints || !config->broker_key ||
-        strlen(config->broker_key) != 40 || config->credit < 0 ||
-        config->credit > VZ_CREDIT_MAX) {
+        strlen(config->broker_key) != 40 || config->credit < 0 || config->credit > VZ_CREDIT_MAX) {
         errno = EINVAL;
         return NULL;
     }

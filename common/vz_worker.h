@@ -48,6 +48,10 @@ typedef struct {
 int vz_reply_body(vz_reply_t *reply, const void *data, size_t len);
 int vz_reply_error(vz_reply_t *reply, const char *code, const char *message);
 
+//  Connects and sends RDY at once (before attach). NULL with errno EINVAL
+//  for a bad config (no service, key not 40 characters, credit out of range,
+//  no endpoint). vz_worker_destroy does not touch the loop: stop the loop
+//  first; zloop_destroy may come before or after.
 vz_worker_t *vz_worker_new(const vz_worker_config_t *config, const vz_method_t *methods,
                            size_t count, void *app);
 void vz_worker_destroy(vz_worker_t **self_p);

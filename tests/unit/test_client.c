@@ -21,24 +21,24 @@
 #include "vz_proto.h"
 
 typedef enum {
-    MODE_ECHO,          //  reply with the request body
-    MODE_ERROR,         //  answer every request with a "forbidden" error
-    MODE_SILENT,        //  never answer
-    MODE_LATE,          //  skip the first request; answer it late, before the second
-    MODE_NO_WORKER_ONCE,//  first request gets no_worker, later ones an echo
-    MODE_JUNK,          //  send malformed messages before the real answer
+    MODE_ECHO,           //  reply with the request body
+    MODE_ERROR,          //  answer every request with a "forbidden" error
+    MODE_SILENT,         //  never answer
+    MODE_LATE,           //  skip the first request; answer it late, before the second
+    MODE_NO_WORKER_ONCE, //  first request gets no_worker, later ones an echo
+    MODE_JUNK,           //  send malformed messages before the real answer
 } mode_t_;
 
 typedef struct {
-    char dir[256];      //  key tree
-    vz_auth_t *auth;    //  ZAP for this process
-    zcert_t *broker;    //  fake broker's certificate
-    zcert_t *client;    //  client's certificate
+    char dir[256];   //  key tree
+    vz_auth_t *auth; //  ZAP for this process
+    zcert_t *broker; //  fake broker's certificate
+    zcert_t *client; //  client's certificate
 } fixture_t;
 
 typedef struct {
-    zcert_t *cert;      //  broker certificate (borrowed)
-    mode_t_ mode;       //  behaviour
+    zcert_t *cert; //  broker certificate (borrowed)
+    mode_t_ mode;  //  behaviour
 } broker_args_t;
 
 static void s_reply(zsock_t *router, zframe_t *rid, const vz_envelope_t *req, const char *code,
@@ -110,12 +110,10 @@ static void s_broker(zsock_t *pipe, void *arg)
                 first.body = NULL;
                 first.body_len = 0;
                 first_rid = zframe_dup(rid);
-            }
-            else if (args->mode == MODE_LATE) {
+            } else if (args->mode == MODE_LATE) {
                 s_reply(router, rid, &first, NULL, "stale");
                 s_reply(router, rid, &req, NULL, body);
-            }
-            else if (args->mode == MODE_JUNK) {
+            } else if (args->mode == MODE_JUNK) {
                 zmsg_t *junk = zmsg_new();
                 zmsg_append(junk, &(zframe_t *){zframe_dup(rid)});
                 zmsg_addstr(junk, VZ_CMD_REPLY);
@@ -146,8 +144,7 @@ static int s_group_setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
     strcpy(f->dir, "/tmp/vz-client-XXXXXX");
-    if (!mkdtemp(f->dir) || vz_curve_keygen(f->dir, "broker") ||
-        vz_curve_keygen(f->dir, "caller"))
+    if (!mkdtemp(f->dir) || vz_curve_keygen(f->dir, "broker") || vz_curve_keygen(f->dir, "caller"))
         return -1;
     char path[512];
     snprintf(path, sizeof path, "%s/secret/broker.key", f->dir);
@@ -176,9 +173,9 @@ static int s_group_teardown(void **state)
 }
 
 typedef struct {
-    zactor_t *broker;     //  fake broker thread
-    broker_args_t args;   //  its arguments (must outlive it)
-    vz_client_t *client;  //  client under test
+    zactor_t *broker;    //  fake broker thread
+    broker_args_t args;  //  its arguments (must outlive it)
+    vz_client_t *client; //  client under test
 } rig_t;
 
 static void s_rig_start(rig_t *rig, fixture_t *f, mode_t_ mode)

@@ -18,16 +18,16 @@
 #include "vz_common.h"
 #include "vz_curve.h"
 
-#define DENY_WAIT_MS  600  //  how long a refused peer is given to get through
+#define DENY_WAIT_MS 600   //  how long a refused peer is given to get through
 #define ALLOW_WAIT_MS 5000 //  bound on waiting for a legitimate message
 
 typedef struct {
-    char dir[256];     //  key tree with public/ (allowed) and secret/
-    char other[256];   //  keys of peers that are not allowed
-    vz_auth_t *auth;   //  ZAP for this process
-    zcert_t *server;   //  server certificate
-    zcert_t *alice;    //  allowed client
-    zcert_t *mallory;  //  never allowed
+    char dir[256];    //  key tree with public/ (allowed) and secret/
+    char other[256];  //  keys of peers that are not allowed
+    vz_auth_t *auth;  //  ZAP for this process
+    zcert_t *server;  //  server certificate
+    zcert_t *alice;   //  allowed client
+    zcert_t *mallory; //  never allowed
 } fixture_t;
 
 static zcert_t *s_load(const char *dir, const char *name)
@@ -111,8 +111,7 @@ static char *s_recv_name(zsock_t *server, int wait_ms)
 //  Connect a fresh client with cert and say "hello" until the server hears
 //  it or the bound passes. Fresh, because libzmq does not reconnect a
 //  connection whose CURVE handshake was refused by ZAP.
-static char *s_try_until(fixture_t *f, zsock_t *server, const char *ep, zcert_t *cert,
-                         int bound_ms)
+static char *s_try_until(fixture_t *f, zsock_t *server, const char *ep, zcert_t *cert, int bound_ms)
 {
     int64_t end = zclock_mono() + bound_ms;
     char *name = NULL;
@@ -263,8 +262,9 @@ static void test_cert_load_failures(void **state)
     snprintf(path, sizeof path, "%s/mixed.key_secret", f->other);
     FILE *fp = fopen(path, "w");
     assert_non_null(fp);
-    fprintf(fp, "metadata\n    name = \"mixed\"\ncurve\n    public-key = \"%s\"\n"
-                "    secret-key = \"%s\"\n",
+    fprintf(fp,
+            "metadata\n    name = \"mixed\"\ncurve\n    public-key = \"%s\"\n"
+            "    secret-key = \"%s\"\n",
             zcert_public_txt(f->alice), zcert_secret_txt(f->mallory));
     fclose(fp);
     snprintf(path, sizeof path, "%s/mixed.key", f->other);
@@ -274,8 +274,9 @@ static void test_cert_load_failures(void **state)
     //  The same file with the right secret loads: the check is not vacuous.
     snprintf(path, sizeof path, "%s/mixed.key_secret", f->other);
     fp = fopen(path, "w");
-    fprintf(fp, "metadata\n    name = \"mixed\"\ncurve\n    public-key = \"%s\"\n"
-                "    secret-key = \"%s\"\n",
+    fprintf(fp,
+            "metadata\n    name = \"mixed\"\ncurve\n    public-key = \"%s\"\n"
+            "    secret-key = \"%s\"\n",
             zcert_public_txt(f->mallory), zcert_secret_txt(f->mallory));
     fclose(fp);
     snprintf(path, sizeof path, "%s/mixed.key", f->other);

@@ -22,13 +22,13 @@
 #include "vz_worker.h"
 
 #define WAIT_MS 5000 //  bound on any expected event
-#define HB_MS   100  //  worker heartbeat in these tests
+#define HB_MS 100    //  worker heartbeat in these tests
 
 typedef struct {
-    char dir[256];       //  key tree
-    vz_auth_t *auth;     //  ZAP for this process
-    zcert_t *broker;     //  fake broker's certificate
-    zcert_t *worker;     //  worker's certificate
+    char dir[256];   //  key tree
+    vz_auth_t *auth; //  ZAP for this process
+    zcert_t *broker; //  fake broker's certificate
+    zcert_t *worker; //  worker's certificate
 } fixture_t;
 
 static int h_echo(void *app, const vz_envelope_t *req, vz_reply_t *reply)
@@ -254,8 +254,7 @@ static double s_counter(rig_t *rig, const char *labels)
 static double s_dropped(rig_t *rig)
 {
     return vz_series_value(vz_metrics_counter(rig->metrics, "vz_worker_dropped_frames_total",
-                                              "Broker frames dropped as malformed",
-                                              "service=svc"));
+                                              "Broker frames dropped as malformed", "service=svc"));
 }
 
 //  Send REQ tag caller envelope.
@@ -304,9 +303,9 @@ static void s_expect_rep(rig_t *rig, rep_t *rep)
     rep->tag[VZ_TAG_SIZE] = '\0';
     zframe_destroy(&tag);
     rep->frame = zmsg_pop(msg);
-    assert_int_equal(vz_envelope_decode(&rep->env, zframe_data(rep->frame),
-                                        zframe_size(rep->frame), NULL, NULL),
-                     0);
+    assert_int_equal(
+        vz_envelope_decode(&rep->env, zframe_data(rep->frame), zframe_size(rep->frame), NULL, NULL),
+        0);
     zmsg_destroy(&msg);
 }
 
