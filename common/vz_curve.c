@@ -2,6 +2,7 @@
  *  SPDX-License-Identifier: MPL-2.0
  */
 #include "vz_curve.h"
+#include "vz_envelope.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -291,6 +292,10 @@ zsock_t *vz_curve_server(int type, const char *endpoint, zcert_t *cert)
     zcert_apply(cert, sock);
     zsock_set_curve_server(sock, 1);
     zsock_set_zap_domain(sock, VZ_ZAP_DOMAIN);
+    //  No frame of the protocol is larger than an envelope; libzmq drops a
+    //  connection that sends more before anything is buffered. Options are
+    //  copied into listeners at bind time, so this must come first.
+    zsock_set_maxmsgsize(sock, (int)(vz_envelope_limits_default.max_frame + 4096));
     if (zsock_bind(sock, "%s", endpoint) < 0) {
         int saved = errno;
         zsock_destroy(&sock);
