@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 CTEST_JOBS ?= 2
 CONFIG     ?= configs/mesh.cfg
 
-.PHONY: all deps test-deps build run test test-fast test-asan bench clean format
+.PHONY: all deps test-deps build run test test-fast test-asan test-valgrind bench clean format
 
 all: build
 
@@ -27,9 +27,11 @@ build: deps $(BUILD)/CMakeCache.txt
 run: build
 	$(BUILD)/bin/vz-supervisor --config $(CONFIG)
 
-# Every test: the normal build, then the ASan+UBSan build of the same suite.
+# Every test: the normal build, the unit tests under valgrind, then the
+# ASan+UBSan build of the whole suite.
 test: test-deps build
 	ctest --test-dir $(BUILD) -j $(CTEST_JOBS) --output-on-failure
+	$(MAKE) --no-print-directory test-valgrind
 	$(MAKE) --no-print-directory test-asan
 
 test-fast: test-deps build
@@ -40,6 +42,14 @@ test-asan: test-deps
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ctest --test-dir $(ASAN_BUILD) -j $(CTEST_JOBS) --output-on-failure -LE noasan
+
+# Unit tests under valgrind: any memory error or definite leak fails.
+test-valgrind: build
+	@for t in $(BUILD)/bin/test_*; do \
+	    echo "valgrind $$t"; \
+	    valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+	        $$t >$$t.valgrind.log 2>&1 || { cat $$t.valgrind.log; exit 1; }; \
+	done; echo "valgrind: all unit tests clean"
 
 bench: test-deps build
 	bash tests/bench/run.sh $(BUILD)
