@@ -1,22 +1,17 @@
-/*  child - start, signal and probe the supervisor's child processes
+/*  child - start and signal the supervisor's child processes
  *  SPDX-License-Identifier: MPL-2.0
  */
 #include "child.h"
 
-#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "vz_common.h"
@@ -112,60 +107,4 @@ int vz_child_resolve(const char *name, const char *bin_dir, char *out, size_t n)
             return 0;
     }
     return -ENOENT;
-}
-
-static int64_t s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-//  Wait for events on fd until deadline (monotonic ms). True if they came.
-static bool s_wait(int fd, short events, int64_t deadline)
-{
-    for (;;) {
-        int64_t left = deadline - s_mono_ms();
-        if (left <= 0)
-            return false;
-        struct pollfd p = {.fd = fd, .events = events};
-        int rc = poll(&p, 1, (int)left);
-        if (rc > 0)
-            return true;
-        if (rc < 0 && errno != EINTR)
-            return false;
-    }
-}
-
-bool vz_child_redis_ping(int port, int timeout_ms)
-{
-    int64_t deadline = s_mono_ms() + timeout_ms;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = false;
-    int soerr = 0;
-    socklen_t slen = sizeof soerr;
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS)
-        goto done;
-    if (!s_wait(fd, POLLOUT, deadline) || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0 ||
-        soerr)
-        goto done;
-    static const char ping[] = "PING\r\n";
-    if (send(fd, ping, sizeof ping - 1, MSG_NOSIGNAL) != (ssize_t)sizeof ping - 1)
-        goto done;
-    char reply[16];
-    size_t got = 0;
-    while (got < 7 && s_wait(fd, POLLIN, deadline)) {
-        ssize_t n = recv(fd, reply + got, sizeof reply - 1 - got, 0);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    ok = got >= 7 && memcmp(reply, "+PONG\r\n", 7) == 0;
-done:
-    close(fd);
-    return ok;
 }

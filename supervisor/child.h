@@ -1,4 +1,4 @@
-/*  child - start, signal and probe the supervisor's child processes
+/*  child - start and signal the supervisor's child processes
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  A child runs in its own process group (so a terminal's Ctrl-C reaches
@@ -39,9 +39,5 @@ int vz_child_signal(pid_t pid, int sig);
 //  Find name (no slash) in bin_dir, then in $PATH; a name with a slash is
 //  taken as is. Writes the path to out. 0 or -ENOENT.
 int vz_child_resolve(const char *name, const char *bin_dir, char *out, size_t n);
-
-//  True when a Redis PING to 127.0.0.1:port answers +PONG within timeout_ms
-//  (non-blocking connect and poll: never waits longer).
-bool vz_child_redis_ping(int port, int timeout_ms);
 
 #endif

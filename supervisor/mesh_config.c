@@ -50,8 +50,8 @@ static int s_parse_int(const char *text, long min, long max, int *out)
     return 0;
 }
 
-//  "10000", "10000ms" or "10s".
-static int s_parse_ms(const char *text, int *out)
+//  "10000", "10000ms" or "10s", at least min ms (0 where "0" means off).
+static int s_parse_ms(const char *text, int min, int *out)
 {
     char buf[32];
     if (vz_strlcpy(buf, text, sizeof buf) < 0)
@@ -65,7 +65,7 @@ static int s_parse_ms(const char *text, int *out)
         scale = 1000;
     }
     int v;
-    if (s_parse_int(buf, 1, 3600 * 1000 / scale, &v) < 0)
+    if (s_parse_int(buf, min > 0 ? 1 : 0, 3600 * 1000 / scale, &v) < 0)
         return -EINVAL;
     *out = v * scale;
     return 0;
@@ -101,15 +101,28 @@ static int s_load_supervisor(vz_mesh_config_t *cfg, zconfig_t *root, char *err, 
     }
     if (!*cfg->state_dir)
         return s_fail(err, errlen, -EINVAL, "supervisor/state_dir: must not be empty");
-    const char *st = zconfig_get(root, "supervisor/stop_timeout", "10s");
-    if (s_parse_ms(st, &cfg->stop_timeout_ms) < 0)
-        return s_fail(err, errlen, -EINVAL,
-                      "supervisor/stop_timeout=\"%s\": expected milliseconds or Ns (1ms..1h)", st);
+    //  Durations: stop_timeout must be positive; "0" turns the other two off.
+    static const struct {
+        const char *path; //  ZPL path
+        size_t offset;    //  int field in vz_mesh_config_t
+        const char *def;  //  default
+        int min;          //  smallest value in ms
+    } durations[] = {
+        {"supervisor/stop_timeout", offsetof(vz_mesh_config_t, stop_timeout_ms), "10s", 1},
+        {"supervisor/start_timeout", offsetof(vz_mesh_config_t, start_timeout_ms), "30s", 0},
+        {"supervisor/ready_poll", offsetof(vz_mesh_config_t, ready_poll_ms), "1s", 0},
+    };
+    for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
+        const char *v = zconfig_get(root, durations[i].path, durations[i].def);
+        if (s_parse_ms(v, durations[i].min, (int *)((char *)cfg + durations[i].offset)) < 0)
+            return s_fail(err, errlen, -EINVAL, "%s=\"%s\": expected milliseconds or Ns (%s..1h)",
+                          durations[i].path, v, durations[i].min ? "1ms" : "0 = off");
+    }
     zconfig_t *sup = zconfig_locate(root, "supervisor");
     for (zconfig_t *c = sup ? zconfig_child(sup) : NULL; c; c = zconfig_next(c)) {
         const char *n = zconfig_name(c);
         if (strcmp(n, "state_dir") && strcmp(n, "control") && strcmp(n, "bin_dir") &&
-            strcmp(n, "stop_timeout"))
+            strcmp(n, "stop_timeout") && strcmp(n, "start_timeout") && strcmp(n, "ready_poll"))
             return s_fail(err, errlen, -EINVAL, "supervisor/%s: unknown setting", n);
     }
     return 0;
@@ -162,6 +175,8 @@ static int s_load_service(const vz_mesh_config_t *cfg, s_raw_t *raw, zconfig_t *
         return s_fail(err, errlen, -EINVAL, "services/%s: bad service name (max %d bytes, no '.')",
                       name, VZ_NAME_MAX - 1);
     svc->replicas = 1;
+    svc->start_timeout_ms = cfg->start_timeout_ms;
+    svc->ready_poll_ms = cfg->ready_poll_ms;
     for (zconfig_t *c = zconfig_child(node); c; c = zconfig_next(c)) {
         const char *key = zconfig_name(c);
         const char *v = zconfig_value(c) ? zconfig_value(c) : "";
@@ -179,6 +194,13 @@ static int s_load_service(const vz_mesh_config_t *cfg, s_raw_t *raw, zconfig_t *
                 return s_fail(err, errlen, -EINVAL,
                               "services/%s/replicas=\"%s\": expected an integer in 0..%d", name, v,
                               VZ_MESH_MAX_REPLICAS);
+        } else if (strcmp(key, "start_timeout") == 0 || strcmp(key, "ready_poll") == 0) {
+            int *field =
+                strcmp(key, "start_timeout") == 0 ? &svc->start_timeout_ms : &svc->ready_poll_ms;
+            if (s_parse_ms(v, 0, field) < 0)
+                return s_fail(err, errlen, -EINVAL,
+                              "services/%s/%s=\"%s\": expected milliseconds or Ns (0 = off..1h)",
+                              name, key, v);
         } else if (strcmp(key, "depends") == 0)
             rc = s_load_depends(raw, v, err, errlen);
         else if (strcmp(key, "env") == 0) {

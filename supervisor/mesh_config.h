@@ -40,6 +40,8 @@ typedef struct {
     int admin_port;                     //  replica i gets admin_port + i (0 with admin_auto)
     bool admin_auto;                    //  every replica gets a free port
     int replicas;                       //  0..VZ_MESH_MAX_REPLICAS
+    int start_timeout_ms;               //  notify within this or be killed; 0 = no limit
+    int ready_poll_ms;                  //  /readyz (Redis: PING) interval once ready; 0 = off
     size_t dep_count;                   //  entries in deps
     int deps[VZ_MESH_MAX_DEPS];         //  indices into services[] (after ordering)
     int tier;                           //  0 without deps, else 1 + max tier of deps
@@ -53,6 +55,8 @@ typedef struct {
     char control[VZ_PATH_MAX];               //  control socket path
     char bin_dir[VZ_PATH_MAX];               //  where commands without a slash are looked up first
     int stop_timeout_ms;                     //  per shutdown tier before SIGKILL
+    int start_timeout_ms;                    //  default of services' start_timeout (0 = none)
+    int ready_poll_ms;                       //  default of services' ready_poll (0 = off)
     size_t port_count;                       //  entries in ports
     vz_mesh_port_t ports[VZ_MESH_MAX_PORTS]; //  named ports
     size_t service_count;                    //  entries in services

@@ -21,6 +21,7 @@
 
 #include "child.h"
 #include "control.h"
+#include "probe.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_log.h"
@@ -31,7 +32,11 @@
 #define S_DEATH_LIMIT 5         //  more deaths than this ...
 #define S_DEATH_WINDOW_MS 30000 //  ... within this window: failed
 #define S_MAX_CLIENTS 16        //  concurrent vzctl connections
-#define S_PING_MS 100           //  bound of one Redis readiness probe
+#define S_PING_MS 100           //  bound of one Redis PING while it starts
+#define S_PING_EVERY_MS 50      //  Redis PING interval while it starts
+#define S_PROBE_MAX_MS 500      //  bound of one live readiness probe
+#define S_PROBE_MIN_MS 100      //  ... which is the poll interval but at least this
+#define S_PROBE_ERRORS 3        //  unanswered probes in a row before "not ready"
 #define S_TICK_BUSY_MS 50       //  poll timeout while something is in transition
 #define S_TICK_IDLE_MS 500      //  poll timeout otherwise
 #define S_MAX_ARGS 16           //  words in a command line or a request
@@ -47,7 +52,7 @@ typedef enum {
     ST_COUNT
 } s_state_t;
 
-typedef enum { EV_START, EV_STOP, EV_TICK, EV_NOTIFIED, EV_EXIT, EV_COUNT } s_event_t;
+typedef enum { EV_START, EV_STOP, EV_TICK, EV_NOTIFIED, EV_PROBED, EV_EXIT, EV_COUNT } s_event_t;
 
 static const char *const s_state_names[ST_COUNT] = {
     "stopped", "waiting", "starting", "ready", "backoff", "stopping", "failed",
@@ -73,6 +78,13 @@ typedef struct {
     size_t death_count;                //  deaths recorded in the ring (saturates)
     size_t death_pos;                  //  next slot in the ring
     char reason[128];                  //  why it is failed
+    bool start_timed_out;              //  being stopped because it never notified
+    vz_probe_t *probe;                 //  readiness probe in flight, NULL when none
+    vz_probe_result_t probed;          //  result of the probe that just finished
+    int64_t next_probe_ms;             //  when the next probe is due
+    bool live_ready;                   //  latest probes say ready (meaningful in ST_READY)
+    int probe_errors;                  //  unanswered probes in a row
+    char not_ready[VZ_PROBE_REASON_MAX]; //  why the latest probes say not ready
 } s_replica_t;
 
 typedef struct {
@@ -165,10 +177,27 @@ static void s_log_replica(vz_log_level_t level, vz_supervisor_t *self, const s_r
 
 static void s_set_state(vz_supervisor_t *self, s_replica_t *r, s_state_t state)
 {
-    if (r->state != state)
-        vz_debug(NULL, "replica state", "target", s_svc_cfg(self, r)->name, "from",
-                 s_state_names[r->state], "to", s_state_names[state]);
+    if (r->state == state)
+        return;
+    vz_debug(NULL, "replica state", "target", s_svc_cfg(self, r)->name, "from",
+             s_state_names[r->state], "to", s_state_names[state]);
+    //  A probe belongs to the state that started it (startup PING or live poll).
+    vz_probe_destroy(&r->probe);
+    r->next_probe_ms = s_mono_ms();
+    if (state == ST_READY) {
+        //  The notification is the first "ready"; polls take over from here.
+        r->live_ready = true;
+        r->probe_errors = 0;
+        r->not_ready[0] = '\0';
+        r->next_probe_ms += s_svc_cfg(self, r)->ready_poll_ms;
+    }
     r->state = state;
+}
+
+//  Ready now: notified, alive, and not reported unready by the latest poll.
+static bool s_replica_ready(const s_replica_t *r)
+{
+    return r->state == ST_READY && r->live_ready;
 }
 
 static void s_close_notify(s_replica_t *r)
@@ -339,6 +368,7 @@ static void s_spawn(vz_supervisor_t *self, s_replica_t *r)
     r->pid = pid;
     r->started_ms = s_mono_ms();
     r->killed = false;
+    r->start_timed_out = false;
     r->spawns++;
     s_set_state(self, r, ST_STARTING);
     s_log_replica(VZ_LOG_INFO, self, r, "replica started", "command", path);
@@ -356,7 +386,7 @@ static bool s_service_ready(vz_supervisor_t *self, int i)
         const s_replica_t *r = &s->replicas[k];
         if (!r->present || !r->wanted || r->state == ST_FAILED)
             continue;
-        if (r->state != ST_READY)
+        if (!s_replica_ready(r))
             return false;
         ready++;
     }
@@ -399,20 +429,98 @@ static void s_act_terminate(vz_supervisor_t *self, s_replica_t *r)
     s_set_state(self, r, ST_STOPPING);
 }
 
-static void s_act_probe(vz_supervisor_t *self, s_replica_t *r)
+static void s_fire(vz_supervisor_t *self, s_replica_t *r, s_event_t ev);
+
+//  Start a readiness probe: Redis PING, or GET /readyz on the admin port.
+static void s_probe_start(vz_supervisor_t *self, s_replica_t *r, int timeout_ms)
 {
-    //  Redis has no notification fd: it is ready when it answers PING.
-    if (s_svc_cfg(self, r)->builtin_redis &&
-        vz_child_redis_ping(vz_mesh_config_port(self->cfg, "redis"), S_PING_MS)) {
-        s_set_state(self, r, ST_READY);
-        s_log_replica(VZ_LOG_INFO, self, r, "replica ready", "via", "redis PING");
-    }
+    assert(!r->probe);
+    bool redis = s_svc_cfg(self, r)->builtin_redis;
+    int port = redis ? vz_mesh_config_port(self->cfg, "redis") : r->admin_port;
+    r->probe =
+        vz_probe_new(redis ? VZ_PROBE_PING : VZ_PROBE_READYZ, port, s_mono_ms() + timeout_ms);
+}
+
+//  Advance the probe in flight (never blocks); a finished one fires EV_PROBED.
+static void s_probe_advance(vz_supervisor_t *self, s_replica_t *r)
+{
+    if (!r->probe)
+        return;
+    r->probed = vz_probe_step(r->probe, s_mono_ms());
+    if (r->probed == VZ_PROBE_RUNNING)
+        return;
+    if (r->probed != VZ_PROBE_READY)
+        vz_strlcpy(r->not_ready, vz_probe_reason(r->probe), sizeof r->not_ready);
+    vz_probe_destroy(&r->probe);
+    s_fire(self, r, EV_PROBED);
 }
 
 static void s_act_ready(vz_supervisor_t *self, s_replica_t *r)
 {
+    bool redis = s_svc_cfg(self, r)->builtin_redis;
     s_set_state(self, r, ST_READY);
-    s_log_replica(VZ_LOG_INFO, self, r, "replica ready", "via", "notification fd");
+    s_log_replica(VZ_LOG_INFO, self, r, "replica ready", "via",
+                  redis ? "redis PING" : "notification fd");
+}
+
+//  Starting: enforce start_timeout (systemd TimeoutStartSec); Redis, which
+//  has no notification fd, is PINGed until it answers.
+static void s_act_starting_tick(vz_supervisor_t *self, s_replica_t *r)
+{
+    const vz_mesh_service_t *svc = s_svc_cfg(self, r);
+    int64_t now = s_mono_ms();
+    if (svc->start_timeout_ms > 0 && now - r->started_ms >= svc->start_timeout_ms) {
+        char why[96];
+        snprintf(why, sizeof why, "not ready within start_timeout (%d ms)", svc->start_timeout_ms);
+        s_log_replica(VZ_LOG_WARN, self, r, "replica start timed out", "reason", why);
+        r->start_timed_out = true;
+        s_act_terminate(self, r);
+        return;
+    }
+    if (svc->builtin_redis && !r->probe && now >= r->next_probe_ms)
+        s_probe_start(self, r, S_PING_MS);
+}
+
+static void s_act_starting_probed(vz_supervisor_t *self, s_replica_t *r)
+{
+    r->next_probe_ms = s_mono_ms() + S_PING_EVERY_MS;
+    if (r->probed == VZ_PROBE_READY)
+        s_act_ready(self, r);
+}
+
+//  Ready: poll readiness every ready_poll. A replica that answers "not
+//  ready" is only marked so, never restarted: it is alive (liveness is the
+//  process itself), just unable to serve for now (readiness).
+static void s_act_poll(vz_supervisor_t *self, s_replica_t *r)
+{
+    const vz_mesh_service_t *svc = s_svc_cfg(self, r);
+    if (svc->ready_poll_ms <= 0 || r->probe || s_mono_ms() < r->next_probe_ms)
+        return;
+    if (!svc->builtin_redis && r->admin_port <= 0)
+        return;
+    int timeout = svc->ready_poll_ms < S_PROBE_MIN_MS ? S_PROBE_MIN_MS : svc->ready_poll_ms;
+    s_probe_start(self, r, timeout > S_PROBE_MAX_MS ? S_PROBE_MAX_MS : timeout);
+}
+
+static void s_act_live_probed(vz_supervisor_t *self, s_replica_t *r)
+{
+    r->next_probe_ms = s_mono_ms() + s_svc_cfg(self, r)->ready_poll_ms;
+    bool was = r->live_ready;
+    if (r->probed == VZ_PROBE_READY) {
+        r->probe_errors = 0;
+        r->live_ready = true;
+        r->not_ready[0] = '\0';
+    } else if (r->probed == VZ_PROBE_NOT_READY) {
+        //  The daemon said so itself: believe it at once.
+        r->live_ready = false;
+    } else if (++r->probe_errors >= S_PROBE_ERRORS)
+        //  One lost answer under load is not an outage; several in a row are.
+        r->live_ready = false;
+    if (was && !r->live_ready)
+        s_log_replica(VZ_LOG_WARN, self, r, "replica not ready", "reason", r->not_ready);
+    else if (!was && r->live_ready)
+        s_log_replica(VZ_LOG_INFO, self, r, "replica ready again", "via",
+                      s_svc_cfg(self, r)->builtin_redis ? "redis PING" : "/readyz");
 }
 
 static void s_describe_exit(int status, char *out, size_t n)
@@ -432,6 +540,8 @@ static void s_act_died(vz_supervisor_t *self, s_replica_t *r)
     char how[32];
     s_describe_exit(r->status, how, sizeof how);
     s_log_replica(VZ_LOG_WARN, self, r, "replica exited", "status", how);
+    if (r->start_timed_out)
+        snprintf(how, sizeof how, "start timeout");
     if (!r->wanted || self->shutting_down) {
         s_set_state(self, r, ST_STOPPED);
         return;
@@ -489,6 +599,11 @@ static void s_act_stopped(vz_supervisor_t *self, s_replica_t *r)
     char how[32];
     s_describe_exit(r->status, how, sizeof how);
     s_log_replica(VZ_LOG_INFO, self, r, "replica stopped", "status", how);
+    //  Killed for missing its start timeout: that is a death, with backoff and tally.
+    if (r->start_timed_out && r->wanted && !self->shutting_down) {
+        s_act_died(self, r);
+        return;
+    }
     if (r->wanted && !self->shutting_down) {
         s_set_state(self, r, ST_WAITING);
         s_act_try_spawn(self, r);
@@ -502,14 +617,14 @@ static void s_act_stopped(vz_supervisor_t *self, s_replica_t *r)
 //  s6-style actions[state][event]; NULL = the event means nothing in that state.
 // clang-format off
 static const s_action_t s_transitions[ST_COUNT][EV_COUNT] = {
-    //                START        STOP               TICK                 NOTIFIED      EXIT
-    [ST_STOPPED]  = { s_act_want,  NULL,              NULL,                NULL,         NULL },
-    [ST_WAITING]  = { NULL,        s_act_drop,        s_act_try_spawn,     NULL,         NULL },
-    [ST_STARTING] = { NULL,        s_act_terminate,   s_act_probe,         s_act_ready,  s_act_died },
-    [ST_READY]    = { NULL,        s_act_terminate,   NULL,                NULL,         s_act_died },
-    [ST_BACKOFF]  = { NULL,        s_act_drop,        s_act_backoff_due,   NULL,         NULL },
-    [ST_STOPPING] = { NULL,        NULL,              s_act_enforce_stop,  NULL,         s_act_stopped },
-    [ST_FAILED]   = { s_act_want,  s_act_drop,        NULL,                NULL,         NULL },
+    //                START        STOP               TICK                  NOTIFIED      PROBED                  EXIT
+    [ST_STOPPED]  = { s_act_want,  NULL,              NULL,                 NULL,         NULL,                   NULL },
+    [ST_WAITING]  = { NULL,        s_act_drop,        s_act_try_spawn,      NULL,         NULL,                   NULL },
+    [ST_STARTING] = { NULL,        s_act_terminate,   s_act_starting_tick,  s_act_ready,  s_act_starting_probed,  s_act_died },
+    [ST_READY]    = { NULL,        s_act_terminate,   s_act_poll,           NULL,         s_act_live_probed,      s_act_died },
+    [ST_BACKOFF]  = { NULL,        s_act_drop,        s_act_backoff_due,    NULL,         NULL,                   NULL },
+    [ST_STOPPING] = { NULL,        NULL,              s_act_enforce_stop,   NULL,         NULL,                   s_act_stopped },
+    [ST_FAILED]   = { s_act_want,  s_act_drop,        NULL,                 NULL,         NULL,                   NULL },
 };
 // clang-format on
 
@@ -700,12 +815,19 @@ static int s_cmd_status(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf
             if (!r->present)
                 continue;
             int64_t up = r->pid > 0 ? now - r->started_ms : 0;
+            //  The reason column says why it failed, or why its latest poll says not ready.
+            const char *reason = "-";
+            char why[VZ_PROBE_REASON_MAX + 16];
+            if (*r->reason)
+                reason = r->reason;
+            else if (r->state == ST_READY && !r->live_ready) {
+                snprintf(why, sizeof why, "not ready: %s", r->not_ready);
+                reason = why;
+            }
             //  Tab-separated: service replica pid state ready uptime_ms restarts admin_port reason
             s_buf_printf(out, "%s\t%d\t%d\t%s\t%s\t%lld\t%d\t%d\t%s\n", self->cfg->services[i].name,
-                         k, (int)r->pid, s_state_names[r->state],
-                         r->state == ST_READY ? "yes" : "no", (long long)up,
-                         r->spawns > 0 ? r->spawns - 1 : 0, r->admin_port,
-                         *r->reason ? r->reason : "-");
+                         k, (int)r->pid, s_state_names[r->state], s_replica_ready(r) ? "yes" : "no",
+                         (long long)up, r->spawns > 0 ? r->spawns - 1 : 0, r->admin_port, reason);
         }
     return 0;
 }
@@ -818,7 +940,7 @@ static int s_wait_check(vz_supervisor_t *self, int service, s_buf_t *why)
                                  r->reason);
                 return -1;
             }
-            if (k >= s->desired || (r->wanted && r->state != ST_READY))
+            if (k >= s->desired || (r->wanted && !s_replica_ready(r)))
                 return 0;
         }
     }
@@ -1108,21 +1230,30 @@ static void s_announce(vz_supervisor_t *self)
     }
 }
 
-static bool s_busy(vz_supervisor_t *self)
+//  How long poll may sleep: a short tick while anything is in transition or
+//  a probe is in flight (their deadlines are checked on ticks), otherwise
+//  until the next readiness poll is due, at most S_TICK_IDLE_MS.
+static int s_poll_timeout(vz_supervisor_t *self)
 {
     if (self->shutting_down)
-        return true;
+        return S_TICK_BUSY_MS;
     for (int c = 0; c < S_MAX_CLIENTS; c++)
         if (self->clients[c].fd >= 0 && self->clients[c].op != OP_NONE)
-            return true;
+            return S_TICK_BUSY_MS;
+    int64_t now = s_mono_ms(), wake = now + S_TICK_IDLE_MS;
     for (size_t i = 0; i < self->cfg->service_count; i++)
         for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
-            s_state_t st = self->services[i].replicas[k].state;
-            if (self->services[i].replicas[k].present && st != ST_READY && st != ST_STOPPED &&
-                st != ST_FAILED)
-                return true;
+            const s_replica_t *r = &self->services[i].replicas[k];
+            if (!r->present)
+                continue;
+            if (r->probe ||
+                (r->state != ST_READY && r->state != ST_STOPPED && r->state != ST_FAILED))
+                return S_TICK_BUSY_MS;
+            if (r->state == ST_READY && self->cfg->services[i].ready_poll_ms > 0 &&
+                r->next_probe_ms < wake)
+                wake = r->next_probe_ms;
         }
-    return false;
+    return wake > now ? (int)(wake - now) : 0;
 }
 
 int vz_supervisor_run(vz_supervisor_t *self)
@@ -1134,9 +1265,12 @@ int vz_supervisor_run(vz_supervisor_t *self)
         s_scale(self, (int)i, self->cfg->services[i].replicas);
     for (;;) {
         for (size_t i = 0; i < self->cfg->service_count; i++) {
-            for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++)
-                if (self->services[i].replicas[k].present || self->services[i].replicas[k].pid)
-                    s_fire(self, &self->services[i].replicas[k], EV_TICK);
+            for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+                s_replica_t *r = &self->services[i].replicas[k];
+                s_probe_advance(self, r);
+                if (r->present || r->pid)
+                    s_fire(self, r, EV_TICK);
+            }
             s_roll_step(self, (int)i);
         }
         s_check_waits(self);
@@ -1152,7 +1286,13 @@ int vz_supervisor_run(vz_supervisor_t *self)
             for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++)
                 self->pfds[n++] = (struct pollfd){.fd = self->services[i].replicas[k].notify_fd,
                                                   .events = POLLIN};
-        int rc = poll(self->pfds, n, s_busy(self) ? S_TICK_BUSY_MS : S_TICK_IDLE_MS);
+        for (size_t i = 0; i < self->cfg->service_count; i++)
+            for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+                const vz_probe_t *p = self->services[i].replicas[k].probe;
+                self->pfds[n++] = (struct pollfd){.fd = p ? vz_probe_fd(p) : -1,
+                                                  .events = p ? vz_probe_events(p) : 0};
+            }
+        int rc = poll(self->pfds, n, s_poll_timeout(self));
         if (rc < 0 && errno != EINTR) {
             vz_error(NULL, "unable to poll", "reason", strerror(errno));
             s_shutdown_begin(self, "poll failed");
@@ -1173,6 +1313,14 @@ int vz_supervisor_run(vz_supervisor_t *self)
                 s_replica_t *r = &self->services[i].replicas[k];
                 if (self->pfds[n++].revents && r->notify_fd >= 0)
                     s_read_notify(self, r);
+            }
+        //  A probe may have been replaced meanwhile: step only the one polled.
+        for (size_t i = 0; i < self->cfg->service_count; i++)
+            for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+                s_replica_t *r = &self->services[i].replicas[k];
+                struct pollfd *pfd = &self->pfds[n++];
+                if (pfd->revents && r->probe && vz_probe_fd(r->probe) == pfd->fd)
+                    s_probe_advance(self, r);
             }
     }
     vz_info(NULL, "supervisor stopped");
@@ -1244,8 +1392,9 @@ vz_supervisor_t *vz_supervisor_new(const char *config_path, const char *exe_dir,
             self->services[i].replicas[k].notify_fd = -1;
         }
     }
-    self->pfds =
-        calloc(2 + S_MAX_CLIENTS + VZ_MESH_MAX_SERVICES * VZ_MESH_MAX_REPLICAS, sizeof *self->pfds);
+    //  Per replica: its readiness pipe and its probe socket.
+    self->pfds = calloc(2 + S_MAX_CLIENTS + 2 * VZ_MESH_MAX_SERVICES * VZ_MESH_MAX_REPLICAS,
+                        sizeof *self->pfds);
     assert(self->pfds);
     //  Block before anything could start a thread, so every thread inherits it.
     sigset_t mask;
@@ -1308,8 +1457,10 @@ void vz_supervisor_destroy(vz_supervisor_t **self_p)
         if (self->clients[c].fd >= 0)
             s_reply(self, &self->clients[c], "error supervisor stopped\n");
     for (size_t i = 0; i < VZ_MESH_MAX_SERVICES; i++)
-        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++)
+        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
             s_close_notify(&self->services[i].replicas[k]);
+            vz_probe_destroy(&self->services[i].replicas[k].probe);
+        }
     if (self->listen_fd >= 0) {
         close(self->listen_fd);
         unlink(self->cfg->control);

@@ -13,7 +13,10 @@ CTL=("$BIN/vzctl" --state "$STATE")
 SUP=
 START=$SECONDS
 
+RPID=
 cleanup() {
+    #   A Redis left SIGSTOPped would never act on its PDEATHSIG.
+    [ -n "$RPID" ] && kill -CONT "$RPID" 2>/dev/null
     [ -n "$SUP" ] && kill -9 "$SUP" 2>/dev/null
     rm -rf "$T"
 }
@@ -61,17 +64,21 @@ EOF
 echo 'echo "crashing"; exit 1' >"$T/crash.sh"
 echo 'echo "bad config"; exit 100' >"$T/perm.sh"
 #   Ignores SIGTERM: only the stop timeout's SIGKILL ends it.
+#   Never announces readiness: the start timeout must kill it.
+echo 'echo "silent up"; while :; do sleep 1 & wait $!; done' >"$T/silent.sh"
 printf '%s\n' "trap '' TERM" 'printf "\n" >&"$VZ_NOTIFY_FD"' 'while :; do sleep 1 & wait $!; done' >"$T/stubborn.sh"
 
 cat >"$T/mesh.cfg" <<EOF
 supervisor
     state_dir = "$STATE"
     stop_timeout = "1s"
+    ready_poll = "0"               # the fake daemons serve no /readyz; Redis is polled below
 ports
     redis = auto
     broker = auto
 services
     redis
+        ready_poll = "200ms"
     broker
         command = "bash \${config_dir}/fake.sh broker 0.3"
         admin_port = auto
@@ -92,6 +99,10 @@ services
     stubborn
         command = "bash \${config_dir}/stubborn.sh"
         admin_port = auto
+    silent
+        command = "bash \${config_dir}/silent.sh"
+        admin_port = auto
+        start_timeout = "300ms"
 EOF
 
 #   --- invalid configurations exit 100 naming the item
@@ -109,6 +120,10 @@ printf 'services\n    a\n        command = "x"\n        admin_port = 1\n        
 bad_config unknown 'unknown dependency "nope"'
 printf 'services\n    a\n        command = "x"\n        admin_port = 1\n        replicas = -2\n' >"$T/replicas.cfg"
 bad_config replicas "services/a/replicas"
+printf 'supervisor\n    start_timeout = "soon"\nservices\n    a\n        command = "x"\n        admin_port = 1\n' >"$T/timeout.cfg"
+bad_config timeout 'supervisor/start_timeout="soon"'
+printf 'services\n    a\n        command = "x"\n        admin_port = 1\n        ready_poll = "-1s"\n' >"$T/poll.cfg"
+bad_config poll 'services/a/ready_poll'
 printf 'ports\n    web = 70000\nservices\n    a\n        command = "x"\n        admin_port = 1\n' >"$T/port.cfg"
 bad_config port "ports/web"
 printf 'services\n    a\n        command = "x ${port.nope}"\n        admin_port = 1\n' >"$T/ref.cfg"
@@ -173,6 +188,22 @@ until_ok 5 pid_changed echo 0 "$old" || fail "echo not restarted"
 [ "$(field echo 0 7)" = 1 ] || fail "restart count $(field echo 0 7), expected 1"
 ok "kill -9 -> restarted with backoff, ready, restarts=1"
 
+#   --- live readiness of Redis (PING every ready_poll): a frozen Redis is
+#   alive but not ready, and is not restarted; it is ready again once thawed.
+RPID=$(field redis 0 3)
+kill -STOP "$RPID"
+until_ok 5 eval '[ "$(field redis 0 5)" = no ]' || fail "a SIGSTOPped redis still shows ready"
+state_is redis 0 ready || fail "redis left the ready state while frozen"
+"${CTL[@]}" status | grep -q "^redis .*not ready: no answer in time" || fail "no not-ready reason for redis"
+"${CTL[@]}" wait redis --timeout 0 >/dev/null 2>&1 && fail "vzctl wait redis succeeded while it is not ready"
+grep -q '"msg":"replica not ready","target":"redis"' "$T/sup.log" || fail "no 'replica not ready' log line"
+kill -CONT "$RPID"
+"${CTL[@]}" wait redis --timeout 5 || fail "redis not ready again after SIGCONT"
+[ "$(field redis 0 3)" = "$RPID" ] && [ "$(field redis 0 7)" = 0 ] || fail "redis was restarted"
+RPID=
+grep -q '"msg":"replica ready again","target":"redis".*"via":"redis PING"' "$T/sup.log" || fail "no 'ready again' log line"
+ok "frozen redis: not ready (same pid, no restart), ready again after SIGCONT"
+
 #   --- scale up and down
 "${CTL[@]}" scale echo 3 >/dev/null || fail "scale up"
 "${CTL[@]}" wait echo --timeout 5 || fail "scaled replicas not ready"
@@ -231,6 +262,15 @@ ok "keys rotate: new key, rolling restart, old key removed; broker refused"
 [ "$(stat -c %a "$T/kg/secret/alpha.key_secret")" = 600 ] && [ -f "$T/kg/public/beta.key" ] || fail "keys gen files"
 "$BIN/vzctl" keys gen "$T/kg" alpha --k8s | grep -q "kind: Secret" || fail "keys gen --k8s"
 ok "keys gen and --k8s"
+
+#   --- start timeout: a child that never notifies is killed and counted as a death
+until_ok 10 state_is silent 0 failed || fail "silent never ended in failed"
+[ "$(field silent 0 7)" = 5 ] || fail "silent restarts $(field silent 0 7), expected 5"
+"${CTL[@]}" status | grep -q "^silent .*6 deaths within 30 s (last: start timeout)" || fail "silent's failure reason"
+grep -q '"msg":"replica start timed out","target":"silent".*"reason":"not ready within start_timeout (300 ms)"' "$T/sup.log" \
+    || fail "no start timeout log line"
+[ "$(field silent 0 3)" = - ] || fail "failed silent still has a pid"
+ok "never-notifying child killed after start_timeout, backoff, failed after 6 deaths"
 
 #   --- SIGTERM: reverse order, exit 0
 pids=$("${CTL[@]}" status | awk 'NR>1 && $3!="-" {print $3}')

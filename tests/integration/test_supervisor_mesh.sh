@@ -1,6 +1,7 @@
 #!/bin/bash
 #   test_supervisor_mesh - the default-shaped mesh (redis, vz-broker, vz-echo,
-#   vz-gateway) under vz-supervisor with auto ports: all ready, gateway answers
+#   vz-gateway) under vz-supervisor with auto ports: all ready, gateway answers,
+#   live readiness follows the broker going away and coming back
 #   SPDX-License-Identifier: MPL-2.0
 #
 #   Needs the real daemons in $VZ_BIN_DIR; fails (does not skip) without them,
@@ -29,6 +30,19 @@ fail() {
     done
     exit 1
 }
+
+#   until_ok TIMEOUT_S CMD...: poll CMD every 100 ms until it succeeds or the deadline passes.
+until_ok() {
+    local deadline=$((SECONDS + $1))
+    shift
+    while ! "$@" >/dev/null 2>&1; do
+        [ $SECONDS -ge $deadline ] && return 1
+        sleep 0.1
+    done
+}
+#   The status --json row of SERVICE replica 0.
+row() { "${CTL[@]}" status --json | grep "\"service\":\"$1\",\"replica\":0,"; }
+echo_unready() { row echo | grep -q '"state":"ready","ready":false'; }
 
 for b in vz-supervisor vzctl vz-broker vz-echo vz-gateway; do
     [ -x "$BIN/$b" ] || fail "$BIN/$b missing"
@@ -63,6 +77,23 @@ while [ $SECONDS -lt $deadline ]; do
 done
 [ "$code" = 200 ] || fail "GET /readiness on $gw gave $code: $(cat "$T/readiness.json" 2>/dev/null)"
 echo "ok - gateway /readiness 200 on port $gw"
+
+#   Live readiness: echo's process stays up without a broker but its /readyz
+#   turns 503; the supervisor's poll shows that (with the reason) and does not
+#   restart it. Once the broker is back, echo re-registers and is ready again.
+epid=$(row echo | sed -E 's/.*"pid":([0-9]+).*/\1/')
+[ -n "$epid" ] || fail "no echo pid"
+"${CTL[@]}" stop broker >/dev/null || fail "vzctl stop broker"
+until_ok 15 echo_unready || fail "echo still ready 15 s after the broker stopped: $(row echo)"
+row echo | grep -q '"reason":"not ready: [^"]' || fail "no not-ready reason: $(row echo)"
+"${CTL[@]}" wait echo --timeout 1 >/dev/null 2>&1 && fail "vzctl wait echo succeeded while echo is not ready"
+grep -q '"msg":"replica not ready","target":"echo"' "$T/sup.log" || fail "no 'replica not ready' log line"
+echo "ok - broker stopped: echo alive but not ready ($(row echo | sed -E 's/.*"reason":"([^"]*)".*/\1/'))"
+"${CTL[@]}" start broker >/dev/null || fail "vzctl start broker"
+"${CTL[@]}" wait echo --timeout 20 || fail "echo not ready again after the broker came back"
+row echo | grep -q "\"pid\":$epid,\"state\":\"ready\",\"ready\":true,.*\"restarts\":0," \
+    || fail "echo was restarted or is not ready: $(row echo)"
+echo "ok - broker back: echo ready again, same process, no restart"
 
 kill -TERM "$SUP"
 wait "$SUP"
