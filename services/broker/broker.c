@@ -7,6 +7,12 @@
  *  a binary heap ordered by deadline, and while in flight in a hash keyed by
  *  tag. Envelope frames are moved, never re-encoded; the frame of an
  *  idempotent request is kept (zmq_msg_copy shares the buffer) for a retry.
+ *
+ *  The ROUTER is ZMQ_ROUTER_MANDATORY with a send timeout of 0: a send to a
+ *  peer whose connection is gone fails with EHOSTUNREACH, and one whose pipe
+ *  is full with EAGAIN, instead of being dropped silently or blocking the
+ *  reactor. Both fail on the routing-id frame, before anything is queued, so
+ *  a request that failed to go out is still whole and goes back to its queue.
  */
 #include "broker.h"
 
@@ -21,13 +27,12 @@
 #include "vz_proto.h"
 
 #define S_DEFAULT_TIMEOUT_MS 30000
-#define S_DEADLINE_TICK_MS   10    //  resolution of deadline expiry
-#define S_BATCH              256   //  messages read per wake-up before yielding to timers
-#define S_POOL_MAX           4096  //  free requests kept for reuse
-#define S_SERVICES_MAX       4096  //  distinct service names remembered
-#define S_LOGGED_MAX         1024  //  unknown identities remembered for log-once
-#define S_LOG_EVERY_MS       10000 //  at most one malformed-input log line per period
-#define S_MAXMSGSIZE         ((1 << 20) + 4096)
+#define S_DEADLINE_TICK_MS 10 //  resolution of deadline expiry
+#define S_BATCH 256           //  messages read per wake-up before yielding to timers
+#define S_POOL_MAX 4096       //  free requests kept for reuse
+#define S_SERVICES_MAX 4096   //  distinct service names remembered
+#define S_LOGGED_MAX 1024     //  unknown identities remembered for log-once
+#define S_LOG_EVERY_MS 10000  //  at most one malformed-input log line per period
 
 //  Intrusive doubly linked list; a list is a sentinel node.
 typedef struct s_node_t {
@@ -35,7 +40,7 @@ typedef struct s_node_t {
     struct s_node_t *next; //  next node (the sentinel at the back)
 } s_node_t;
 
-#define s_container(ptr, type, member) ((type *) ((char *) (ptr) - offsetof(type, member)))
+#define s_container(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static void s_list_init(s_node_t *list)
 {
@@ -79,29 +84,35 @@ typedef enum {
 } s_outcome_t;
 
 static const char *const s_outcome_names[S_OUT_COUNT] = {
-    "replied", "no_worker", "timeout", "worker_lost", "overloaded", "unavailable",
-    "unknown_method",
+    "replied", "no_worker", "timeout", "worker_lost", "overloaded", "unavailable", "unknown_method",
 };
+
+//  Who a failed send was for, and why it failed (labels of vz_broker_send_failed_total).
+typedef enum { S_PEER_CLIENT, S_PEER_WORKER, S_PEER_COUNT } s_peer_t;
+typedef enum { S_FAIL_GONE, S_FAIL_FULL, S_FAIL_COUNT } s_fail_t;
+
+static const char *const s_peer_names[S_PEER_COUNT] = {"client", "worker"};
+static const char *const s_fail_names[S_FAIL_COUNT] = {"unreachable", "full"};
 
 typedef struct s_service_t s_service_t;
 typedef struct s_worker_t s_worker_t;
 
 typedef struct {
-    s_node_t node;                        //  in a service queue, a worker's in-flight list or the pool
-    uint64_t tag;                         //  key in the tags hash while in flight
-    zframe_t *client;                     //  client routing id
-    zframe_t *body;                       //  original envelope frame; NULL once sent if not retryable
-    s_service_t *service;                 //  target service
-    s_worker_t *worker;                   //  worker holding it, NULL while queued
-    int64_t deadline_ms;                  //  absolute wall-clock deadline
-    int64_t start_ms;                     //  wall-clock arrival, for no_worker vs timeout
-    int64_t start_us;                     //  monotonic arrival, for the latency histogram
-    size_t heap_index;                    //  position in the deadline heap
-    int retries;                          //  re-dispatches after a worker loss
-    bool idempotent;                      //  VZ_FLAG_IDEMPOTENT was set
-    char caller[VZ_NAME_MAX];             //  CURVE identity of the client
-    char id[VZ_ID_MAX];                   //  request id, for error replies
-    char method[VZ_NAME_MAX];             //  method, for error replies
+    s_node_t node;            //  in a service queue, a worker's in-flight list or the pool
+    uint64_t tag;             //  key in the tags hash while in flight
+    zframe_t *client;         //  client routing id
+    zframe_t *body;           //  original envelope frame; NULL once sent if not retryable
+    s_service_t *service;     //  target service
+    s_worker_t *worker;       //  worker holding it, NULL while queued
+    int64_t deadline_ms;      //  absolute wall-clock deadline
+    int64_t start_ms;         //  wall-clock arrival, for no_worker vs timeout
+    int64_t start_us;         //  monotonic arrival, for the latency histogram
+    size_t heap_index;        //  position in the deadline heap
+    int retries;              //  re-dispatches after a worker loss
+    bool idempotent;          //  VZ_FLAG_IDEMPOTENT was set
+    char caller[VZ_NAME_MAX]; //  CURVE identity of the client
+    char id[VZ_ID_MAX];       //  request id, for error replies
+    char method[VZ_NAME_MAX]; //  method, for error replies
     char traceparent[VZ_TRACEPARENT_MAX]; //  trace context, for error replies
 } s_request_t;
 
@@ -119,50 +130,53 @@ struct s_service_t {
 };
 
 struct s_worker_t {
-    s_node_t node;             //  in service->waiting while it has free credit
-    s_node_t inflight;         //  requests dispatched to it
-    zframe_t *rid;             //  routing id (also the hash key)
-    s_service_t *service;      //  the service it serves
+    s_node_t node;              //  in service->waiting while it has free credit
+    s_node_t inflight;          //  requests dispatched to it
+    zframe_t *rid;              //  routing id (also the hash key)
+    s_service_t *service;       //  the service it serves
     char identity[VZ_NAME_MAX]; //  CURVE identity, for logs
-    int credit;                //  requests it accepts at once
-    int busy;                  //  requests in flight on it
-    int64_t expiry;            //  monotonic ms after which it is dead
-    bool draining;             //  sent BYE: no new dispatch
+    int credit;                 //  requests it accepts at once
+    int busy;                   //  requests in flight on it
+    int64_t expiry;             //  monotonic ms after which it is dead
+    bool draining;              //  sent BYE: no new dispatch
 };
 
 struct vz_broker_t {
-    zsock_t *router;            //  the one CURVE ROUTER
-    void *handle;               //  its libzmq handle, for raw sends
-    vz_policy_t *policy;        //  current call policy (owned)
-    vz_metrics_t *metrics;      //  registry (borrowed)
-    int port;                   //  bound TCP port
-    int heartbeat_ms;           //  heartbeat interval
-    int queue_max;              //  per-service queue bound
-    int retry_max;              //  retries of idempotent requests
-    int default_timeout_ms;     //  deadline for requests without one
-    zhashx_t *services;         //  name -> s_service_t (owned)
-    zhashx_t *workers;          //  routing id frame -> s_worker_t (owned)
-    zhashx_t *tags;             //  &tag -> s_request_t in flight (borrowed)
-    s_request_t **heap;         //  every live request, min-heap on deadline
-    size_t heap_size;           //  entries used
-    size_t heap_cap;            //  entries allocated
-    s_node_t pool;              //  free requests
-    size_t pool_size;           //  entries in pool
-    uint64_t next_tag;          //  next tag to hand out
-    zloop_t *loop;              //  loop we are attached to
-    zhashx_t *logged;           //  unknown identities already logged
-    vz_series_t *malformed;     //  vz_broker_malformed_total
-    vz_series_t *forbidden;     //  vz_broker_forbidden_total
+    zsock_t *router;        //  the one CURVE ROUTER
+    void *handle;           //  its libzmq handle, for raw sends
+    vz_policy_t *policy;    //  current call policy (owned)
+    vz_metrics_t *metrics;  //  registry (borrowed)
+    int port;               //  bound TCP port
+    int heartbeat_ms;       //  heartbeat interval
+    int queue_max;          //  per-service queue bound
+    int retry_max;          //  retries of idempotent requests
+    int default_timeout_ms; //  deadline for requests without one
+    zhashx_t *services;     //  name -> s_service_t (owned)
+    zhashx_t *workers;      //  routing id frame -> s_worker_t (owned)
+    zhashx_t *tags;         //  &tag -> s_request_t in flight (borrowed)
+    s_request_t **heap;     //  every live request, min-heap on deadline
+    size_t heap_size;       //  entries used
+    size_t heap_cap;        //  entries allocated
+    s_node_t pool;          //  free requests
+    size_t pool_size;       //  entries in pool
+    uint64_t next_tag;      //  next tag to hand out
+    zloop_t *loop;          //  loop we are attached to
+    zhashx_t *logged;       //  unknown identities already logged
+    vz_series_t *malformed; //  vz_broker_malformed_total
+    vz_series_t *forbidden; //  vz_broker_forbidden_total
+    vz_series_t *send_failed[S_PEER_COUNT][S_FAIL_COUNT]; //  vz_broker_send_failed_total
+    vz_series_t *workers_gone;   //  vz_broker_workers_lost_total{detected="send"}
+    vz_series_t *workers_silent; //  vz_broker_workers_lost_total{detected="silence"}
     int64_t malformed_logged_ms; //  last malformed log line
-    uint64_t malformed_quiet;   //  malformed messages since that line
-    bool stopping;              //  draining: accept nothing new
+    uint64_t malformed_quiet;    //  malformed messages since that line
+    bool stopping;               //  draining: accept nothing new
 };
 
 static int64_t s_mono_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 //  --------------------------------------------------------------------------
@@ -172,7 +186,7 @@ static size_t s_tag_hash(const void *key)
 {
     uint64_t tag;
     memcpy(&tag, key, sizeof tag);
-    return (size_t) (tag * 0x9E3779B97F4A7C15ull >> 16);
+    return (size_t)(tag * 0x9E3779B97F4A7C15ull >> 16);
 }
 
 static int s_tag_compare(const void *a, const void *b)
@@ -182,7 +196,7 @@ static int s_tag_compare(const void *a, const void *b)
 
 static size_t s_frame_hash(const void *key)
 {
-    zframe_t *frame = (zframe_t *) key;
+    zframe_t *frame = (zframe_t *)key;
     const byte *data = zframe_data(frame);
     size_t hash = 14695981039346656037ull;
     for (size_t i = 0; i < zframe_size(frame); i++)
@@ -192,7 +206,7 @@ static size_t s_frame_hash(const void *key)
 
 static int s_frame_compare(const void *a, const void *b)
 {
-    zframe_t *fa = (zframe_t *) a, *fb = (zframe_t *) b;
+    zframe_t *fa = (zframe_t *)a, *fb = (zframe_t *)b;
     if (zframe_size(fa) != zframe_size(fb))
         return zframe_size(fa) < zframe_size(fb) ? -1 : 1;
     return memcmp(zframe_data(fa), zframe_data(fb), zframe_size(fa));
@@ -242,7 +256,7 @@ static void s_heap_push(vz_broker_t *self, s_request_t *request)
 {
     if (self->heap_size == self->heap_cap) {
         self->heap_cap = self->heap_cap ? self->heap_cap * 2 : 1024;
-        self->heap = (s_request_t **) realloc(self->heap, self->heap_cap * sizeof *self->heap);
+        self->heap = (s_request_t **)realloc(self->heap, self->heap_cap * sizeof *self->heap);
         assert(self->heap);
     }
     request->heap_index = self->heap_size;
@@ -274,10 +288,10 @@ static void s_service_destroy(void **item_p)
 
 static s_service_t *s_service_require(vz_broker_t *self, const char *name)
 {
-    s_service_t *service = (s_service_t *) zhashx_lookup(self->services, name);
+    s_service_t *service = (s_service_t *)zhashx_lookup(self->services, name);
     if (service || zhashx_size(self->services) >= S_SERVICES_MAX)
         return service;
-    service = (s_service_t *) zmalloc(sizeof *service);
+    service = (s_service_t *)zmalloc(sizeof *service);
     vz_strlcpy(service->name, name, sizeof service->name);
     s_list_init(&service->waiting);
     s_list_init(&service->queue);
@@ -287,9 +301,9 @@ static s_service_t *s_service_require(vz_broker_t *self, const char *name)
                                               "Workers registered per service", labels);
     service->queue_gauge = vz_metrics_gauge(self->metrics, "vz_broker_queue_depth",
                                             "Requests waiting for a worker", labels);
-    service->duration = vz_metrics_histogram(
-        self->metrics, "vz_broker_request_duration_seconds",
-        "Time from request arrival to the worker's reply", labels, NULL, 0);
+    service->duration =
+        vz_metrics_histogram(self->metrics, "vz_broker_request_duration_seconds",
+                             "Time from request arrival to the worker's reply", labels, NULL, 0);
     zhashx_insert(self->services, service->name, service);
     return service;
 }
@@ -300,8 +314,8 @@ static void s_count(vz_broker_t *self, s_service_t *service, s_outcome_t outcome
         char labels[VZ_NAME_MAX + 48];
         snprintf(labels, sizeof labels, "service=%s,outcome=%s", service->name,
                  s_outcome_names[outcome]);
-        service->outcome[outcome] = vz_metrics_counter(
-            self->metrics, "vz_broker_requests_total", "Requests finished, by outcome", labels);
+        service->outcome[outcome] = vz_metrics_counter(self->metrics, "vz_broker_requests_total",
+                                                       "Requests finished, by outcome", labels);
     }
     vz_series_inc(service->outcome[outcome]);
 }
@@ -314,12 +328,11 @@ static void s_malformed(vz_broker_t *self, const char *what, const char *identit
     if (now - self->malformed_logged_ms >= S_LOG_EVERY_MS || self->malformed_logged_ms == 0) {
         char quiet[24];
         snprintf(quiet, sizeof quiet, "%" PRIu64, self->malformed_quiet);
-        vz_warn(NULL, "unable to accept message: malformed", "reason", what, "identity",
-                identity, "suppressed", quiet);
+        vz_warn(NULL, "unable to accept message: malformed", "reason", what, "identity", identity,
+                "suppressed", quiet);
         self->malformed_logged_ms = now;
         self->malformed_quiet = 0;
-    }
-    else
+    } else
         self->malformed_quiet++;
 }
 
@@ -344,10 +357,21 @@ static void s_forbidden(vz_broker_t *self, const char *identity, const char *wha
 //  --------------------------------------------------------------------------
 //  Sending. Raw zmq_send copies small frames; envelope frames are moved.
 
-static void s_send_head(vz_broker_t *self, zframe_t *rid, const char *cmd, bool more)
+//  Start a message to rid. Returns 0, or -EHOSTUNREACH (the peer's
+//  connection is gone) or -EAGAIN (its pipe is at the high-water mark); then
+//  nothing was sent and the caller must not send the remaining frames.
+static int s_send_head(vz_broker_t *self, zframe_t *rid, const char *cmd, bool more)
 {
-    zmq_send(self->handle, zframe_data(rid), zframe_size(rid), ZMQ_SNDMORE);
+    if (zmq_send(self->handle, zframe_data(rid), zframe_size(rid), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return errno == EAGAIN ? -EAGAIN : -EHOSTUNREACH;
     zmq_send(self->handle, cmd, strlen(cmd), more ? ZMQ_SNDMORE : 0);
+    return 0;
+}
+
+//  Count a message that could not be sent (rc from s_send_head).
+static void s_send_failed(vz_broker_t *self, s_peer_t peer, int rc)
+{
+    vz_series_inc(self->send_failed[peer][rc == -EAGAIN ? S_FAIL_FULL : S_FAIL_GONE]);
 }
 
 //  Send an error reply for req to the client.
@@ -361,8 +385,11 @@ static void s_send_error(vz_broker_t *self, zframe_t *client, const vz_envelope_
     size_t len = 0;
     if (vz_envelope_encode(&reply, &buf, &len) < 0)
         return; //  cannot happen with our own short fields; the client times out
-    s_send_head(self, client, VZ_CMD_REPLY, true);
-    zmq_send(self->handle, buf, len, 0);
+    int rc = s_send_head(self, client, VZ_CMD_REPLY, true);
+    if (rc == 0)
+        zmq_send(self->handle, buf, len, 0);
+    else
+        s_send_failed(self, S_PEER_CLIENT, rc); //  the client left: nobody to tell
     free(buf);
 }
 
@@ -390,9 +417,8 @@ static s_request_t *s_request_new(vz_broker_t *self)
         s_list_unlink(node);
         self->pool_size--;
         request = s_container(node, s_request_t, node);
-    }
-    else
-        request = (s_request_t *) malloc(sizeof *request);
+    } else
+        request = (s_request_t *)malloc(sizeof *request);
     assert(request);
     memset(request, 0, offsetof(s_request_t, caller));
     return request;
@@ -405,7 +431,7 @@ static void s_request_finish(vz_broker_t *self, s_request_t *request)
         s_list_unlink(&request->node);
         if (!request->worker) {
             request->service->queue_size--;
-            vz_series_set(request->service->queue_gauge, (double) request->service->queue_size);
+            vz_series_set(request->service->queue_gauge, (double)request->service->queue_size);
         }
     }
     if (request->worker) {
@@ -418,32 +444,52 @@ static void s_request_finish(vz_broker_t *self, s_request_t *request)
     if (self->pool_size < S_POOL_MAX) {
         s_list_push_back(&self->pool, &request->node);
         self->pool_size++;
-    }
-    else
+    } else
         free(request);
 }
 
-static void s_worker_forget(vz_broker_t *self, s_worker_t *worker);
+static void s_worker_forget(vz_broker_t *self, s_worker_t *worker, bool gone);
 
 //  After a worker got credit back: make it available again, or finish its drain.
 static void s_worker_freed(vz_broker_t *self, s_worker_t *worker)
 {
     if (worker->draining) {
         if (worker->busy == 0) {
-            s_send_head(self, worker->rid, VZ_CMD_BYE, false);
-            s_worker_forget(self, worker);
+            s_send_head(self, worker->rid, VZ_CMD_BYE, false); //  gone or not, we are done
+            s_worker_forget(self, worker, false);
         }
-    }
-    else if (!s_linked(&worker->node) && worker->busy < worker->credit)
+    } else if (!s_linked(&worker->node) && worker->busy < worker->credit)
         s_list_push_back(&worker->service->waiting, &worker->node);
 }
 
+static void s_worker_lost(vz_broker_t *self, s_worker_t *worker, bool gone);
+
 //  Hand queued requests to least-recently-used workers while both exist.
+//  A worker whose connection turns out to be gone is forgotten on the spot
+//  and the request, which never left, stays at the head of the queue for
+//  the next worker; this is safe even for a request that is not idempotent.
+//  A worker whose pipe is full is parked (out of the LRU list) until it
+//  next talks to us.
 static void s_dispatch(vz_broker_t *self, s_service_t *service)
 {
     while (!s_list_empty(&service->queue) && !s_list_empty(&service->waiting)) {
         s_worker_t *worker = s_container(service->waiting.next, s_worker_t, node);
         s_request_t *request = s_container(service->queue.next, s_request_t, node);
+        int rc = s_send_head(self, worker->rid, VZ_CMD_REQUEST, true);
+        if (rc < 0) {
+            s_send_failed(self, S_PEER_WORKER, rc);
+            if (rc == -EAGAIN) {
+                s_list_unlink(&worker->node);
+                continue;
+            }
+            s_worker_lost(self, worker, true);
+            //  The dead worker's idempotent requests went to the front; this one was first.
+            if (service->queue.next != &request->node) {
+                s_list_unlink(&request->node);
+                s_list_push_front(&service->queue, &request->node);
+            }
+            continue;
+        }
         s_list_unlink(&request->node);
         service->queue_size--;
         s_list_unlink(&worker->node);
@@ -453,13 +499,12 @@ static void s_dispatch(vz_broker_t *self, s_service_t *service)
         request->worker = worker;
         zhashx_insert(self->tags, &request->tag, request);
 
-        s_send_head(self, worker->rid, VZ_CMD_REQUEST, true);
         zmq_send(self->handle, &request->tag, VZ_TAG_SIZE, ZMQ_SNDMORE);
         zmq_send(self->handle, request->caller, strlen(request->caller), ZMQ_SNDMORE);
         //  Keep the body of a retryable request; zmq_msg_copy shares its buffer.
         zframe_send(&request->body, self->router, request->idempotent ? ZFRAME_REUSE : 0);
     }
-    vz_series_set(service->queue_gauge, (double) service->queue_size);
+    vz_series_set(service->queue_gauge, (double)service->queue_size);
 }
 
 //  --------------------------------------------------------------------------
@@ -467,7 +512,7 @@ static void s_dispatch(vz_broker_t *self, s_service_t *service)
 
 static void s_worker_destroy(void **item_p)
 {
-    s_worker_t *worker = (s_worker_t *) *item_p;
+    s_worker_t *worker = (s_worker_t *)*item_p;
     if (worker) {
         zframe_destroy(&worker->rid);
         free(worker);
@@ -475,8 +520,10 @@ static void s_worker_destroy(void **item_p)
     }
 }
 
-//  Remove a worker whose in-flight list is empty.
-static void s_worker_forget(vz_broker_t *self, s_worker_t *worker)
+//  Remove a worker whose in-flight list is empty. A worker found gone
+//  (its connection closed before we noticed) does not count as "a worker
+//  was there" for the no_worker/timeout choice at a request's deadline.
+static void s_worker_forget(vz_broker_t *self, s_worker_t *worker, bool gone)
 {
     assert(s_list_empty(&worker->inflight));
     if (s_linked(&worker->node))
@@ -484,21 +531,26 @@ static void s_worker_forget(vz_broker_t *self, s_worker_t *worker)
     s_service_t *service = worker->service;
     if (!worker->draining) {
         service->worker_count--;
-        service->last_worker_ms = vz_now_ms();
-        vz_series_set(service->workers_gauge, (double) service->worker_count);
+        if (!gone)
+            service->last_worker_ms = vz_now_ms();
+        vz_series_set(service->workers_gauge, (double)service->worker_count);
     }
     zhashx_delete(self->workers, worker->rid);
 }
 
-//  A worker died holding requests: retry the idempotent ones elsewhere.
-static void s_worker_lost(vz_broker_t *self, s_worker_t *worker)
+//  A worker died holding requests: requeue the idempotent ones (at the
+//  front), answer the others worker_lost. gone: found by a failed send
+//  rather than by silence. The caller dispatches afterwards.
+static void s_worker_lost(vz_broker_t *self, s_worker_t *worker, bool gone)
 {
-    vz_warn(NULL, "worker lost", "identity", worker->identity, "service", worker->service->name);
+    vz_warn(NULL, "worker lost", "identity", worker->identity, "service", worker->service->name,
+            "detected", gone ? "send" : "silence");
+    vz_series_inc(gone ? self->workers_gone : self->workers_silent);
     s_service_t *service = worker->service;
     while (!s_list_empty(&worker->inflight)) {
         s_request_t *request = s_container(worker->inflight.next, s_request_t, node);
-        if (request->idempotent && request->retries < self->retry_max && request->body
-            && !self->stopping) {
+        if (request->idempotent && request->retries < self->retry_max && request->body &&
+            !self->stopping) {
             s_list_unlink(&request->node);
             zhashx_delete(self->tags, &request->tag);
             worker->busy--;
@@ -507,15 +559,13 @@ static void s_worker_lost(vz_broker_t *self, s_worker_t *worker)
             request->tag = self->next_tag++;
             s_list_push_front(&service->queue, &request->node);
             service->queue_size++;
-        }
-        else {
+        } else {
             s_send_request_error(self, request, VZ_ERR_WORKER_LOST, "worker lost the request");
             s_count(self, service, S_OUT_WORKER_LOST);
             s_request_finish(self, request);
         }
     }
-    s_worker_forget(self, worker);
-    s_dispatch(self, service);
+    s_worker_forget(self, worker, gone);
 }
 
 //  --------------------------------------------------------------------------
@@ -549,10 +599,9 @@ static void s_serve_self(vz_broker_t *self, zframe_t *client, const vz_envelope_
             msgpack_pack_str_body(&pk, "queue", 5);
             msgpack_pack_uint64(&pk, s->queue_size);
         }
-        reply.body = (const uint8_t *) sbuf.data;
+        reply.body = (const uint8_t *)sbuf.data;
         reply.body_len = sbuf.size;
-    }
-    else if (strcmp(req->method, "ping") != 0) {
+    } else if (strcmp(req->method, "ping") != 0) {
         s_send_error(self, client, req, VZ_ERR_UNKNOWN_METHOD, "broker serves ping, services");
         s_count(self, me, S_OUT_UNKNOWN_METHOD);
         msgpack_sbuffer_destroy(&sbuf);
@@ -561,8 +610,11 @@ static void s_serve_self(vz_broker_t *self, zframe_t *client, const vz_envelope_
     uint8_t *buf = NULL;
     size_t len = 0;
     if (vz_envelope_encode(&reply, &buf, &len) == 0) {
-        s_send_head(self, client, VZ_CMD_REPLY, true);
-        zmq_send(self->handle, buf, len, 0);
+        int rc = s_send_head(self, client, VZ_CMD_REPLY, true);
+        if (rc == 0)
+            zmq_send(self->handle, buf, len, 0);
+        else
+            s_send_failed(self, S_PEER_CLIENT, rc);
         free(buf);
         s_count(self, me, S_OUT_REPLIED);
     }
@@ -583,8 +635,8 @@ static void s_on_request(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const ch
     vz_envelope_t env;
     env.id[0] = '\0';
     const char *reason = NULL;
-    if (vz_envelope_decode(&env, zframe_data(frame), zframe_size(frame), NULL, &reason) < 0
-        || env.kind != VZ_KIND_REQUEST || env.service[0] == '\0') {
+    if (vz_envelope_decode(&env, zframe_data(frame), zframe_size(frame), NULL, &reason) < 0 ||
+        env.kind != VZ_KIND_REQUEST || env.service[0] == '\0') {
         s_malformed(self, reason ? reason : "not a request", identity);
         if (env.id[0]) {
             vz_envelope_t stub;
@@ -618,7 +670,7 @@ static void s_on_request(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const ch
         s_count(self, service, S_OUT_TIMEOUT);
         return;
     }
-    if (service->queue_size >= (size_t) self->queue_max) {
+    if (service->queue_size >= (size_t)self->queue_max) {
         s_send_error(self, rid, &env, VZ_ERR_OVERLOADED, "service queue is full");
         s_count(self, service, S_OUT_OVERLOADED);
         return;
@@ -645,22 +697,28 @@ static void s_on_request(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const ch
 static void s_on_reply(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
                        int64_t now)
 {
-    s_worker_t *worker = (s_worker_t *) zhashx_lookup(self->workers, rid);
+    s_worker_t *worker = (s_worker_t *)zhashx_lookup(self->workers, rid);
     zframe_t *tag = zmsg_first(msg);
     if (!worker || zframe_size(tag) != VZ_TAG_SIZE) {
         s_malformed(self, worker ? "bad tag" : "reply from a non-worker", identity);
         return;
     }
-    worker->expiry = zclock_mono() + (int64_t) self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
-    s_request_t *request = (s_request_t *) zhashx_lookup(self->tags, zframe_data(tag));
+    worker->expiry = zclock_mono() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+    s_request_t *request = (s_request_t *)zhashx_lookup(self->tags, zframe_data(tag));
     if (!request || request->worker != worker)
         return; //  late reply to a request that timed out: the client has its answer
     zframe_t *body = zmsg_last(msg);
     zmsg_remove(msg, body);
-    s_send_head(self, request->client, VZ_CMD_REPLY, true);
-    zframe_send(&body, self->router, 0);
+    //  A client that left (or stopped reading) loses its reply; the worker's work is done.
+    int rc = s_send_head(self, request->client, VZ_CMD_REPLY, true);
+    if (rc == 0)
+        zframe_send(&body, self->router, 0);
+    else {
+        s_send_failed(self, S_PEER_CLIENT, rc);
+        zframe_destroy(&body);
+    }
     s_service_t *service = request->service;
-    vz_series_observe(service->duration, (double) (s_mono_us() - request->start_us) / 1e6);
+    vz_series_observe(service->duration, (double)(s_mono_us() - request->start_us) / 1e6);
     s_count(self, service, S_OUT_REPLIED);
     s_request_finish(self, request);
     s_worker_freed(self, worker);
@@ -675,8 +733,8 @@ static void s_on_ready(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char
     zframe_t *cframe = zmsg_next(msg);
     char digits[8] = "";
     size_t dlen = zframe_size(cframe);
-    if (zframe_size(sframe) == 0 || zframe_size(sframe) >= sizeof name || dlen == 0
-        || dlen >= sizeof digits) {
+    if (zframe_size(sframe) == 0 || zframe_size(sframe) >= sizeof name || dlen == 0 ||
+        dlen >= sizeof digits) {
         s_malformed(self, "bad RDY", identity);
         return;
     }
@@ -685,45 +743,45 @@ static void s_on_ready(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char
     memcpy(digits, zframe_data(cframe), dlen);
     char *end = NULL;
     long credit = strtol(digits, &end, 10);
-    if (!isdigit((unsigned char) digits[0]) || *end != '\0' || credit < 1 || credit > VZ_CREDIT_MAX || strlen(name) != zframe_size(sframe)) {
+    if (!isdigit((unsigned char)digits[0]) || *end != '\0' || credit < 1 ||
+        credit > VZ_CREDIT_MAX || strlen(name) != zframe_size(sframe)) {
         s_malformed(self, "bad RDY", identity);
         return;
     }
-    if (self->stopping || strcmp(name, VZ_BROKER_SERVICE) == 0
-        || !vz_policy_may_serve(self->policy, identity, name)) {
+    if (self->stopping || strcmp(name, VZ_BROKER_SERVICE) == 0 ||
+        !vz_policy_may_serve(self->policy, identity, name)) {
         if (!self->stopping)
             s_forbidden(self, identity, "serve", name);
         s_send_head(self, rid, VZ_CMD_BYE, false);
         return;
     }
-    s_worker_t *worker = (s_worker_t *) zhashx_lookup(self->workers, rid);
+    s_worker_t *worker = (s_worker_t *)zhashx_lookup(self->workers, rid);
     if (worker) {
         //  A repeated RDY for the same service updates the credit; another service is a bug.
         if (strcmp(worker->service->name, name) != 0 || worker->draining) {
             s_malformed(self, "RDY for a second service", identity);
             return;
         }
-        worker->credit = (int) credit;
-    }
-    else {
+        worker->credit = (int)credit;
+    } else {
         s_service_t *service = s_service_require(self, name);
         if (!service) {
             s_send_head(self, rid, VZ_CMD_BYE, false);
             return;
         }
-        worker = (s_worker_t *) zmalloc(sizeof *worker);
+        worker = (s_worker_t *)zmalloc(sizeof *worker);
         s_list_init(&worker->inflight);
         worker->rid = zframe_dup(rid);
         worker->service = service;
-        worker->credit = (int) credit;
+        worker->credit = (int)credit;
         vz_strlcpy(worker->identity, identity, sizeof worker->identity);
         zhashx_insert(self->workers, worker->rid, worker);
         service->worker_count++;
         service->last_worker_ms = now;
-        vz_series_set(service->workers_gauge, (double) service->worker_count);
+        vz_series_set(service->workers_gauge, (double)service->worker_count);
         vz_info(NULL, "worker ready", "identity", identity, "service", name);
     }
-    worker->expiry = zclock_mono() + (int64_t) self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+    worker->expiry = zclock_mono() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
     s_send_head(self, rid, VZ_CMD_HEARTBEAT, false);
     s_worker_freed(self, worker);
     s_dispatch(self, worker->service);
@@ -732,17 +790,23 @@ static void s_on_ready(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char
 static void s_on_heartbeat(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
                            int64_t now)
 {
-    s_worker_t *worker = (s_worker_t *) zhashx_lookup(self->workers, rid);
-    if (worker)
-        worker->expiry = zclock_mono() + (int64_t) self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
-    else
+    s_worker_t *worker = (s_worker_t *)zhashx_lookup(self->workers, rid);
+    if (!worker) {
         s_send_head(self, rid, VZ_CMD_BYE, false); //  we forgot it: tell it to register again
+        return;
+    }
+    worker->expiry = zclock_mono() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+    //  A worker parked on a full pipe is reading again: offer it work.
+    if (!s_linked(&worker->node) && !worker->draining && worker->busy < worker->credit) {
+        s_worker_freed(self, worker);
+        s_dispatch(self, worker->service);
+    }
 }
 
 static void s_on_bye(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
                      int64_t now)
 {
-    s_worker_t *worker = (s_worker_t *) zhashx_lookup(self->workers, rid);
+    s_worker_t *worker = (s_worker_t *)zhashx_lookup(self->workers, rid);
     if (!worker || worker->draining)
         return;
     vz_info(NULL, "worker draining", "identity", identity, "service", worker->service->name);
@@ -751,7 +815,7 @@ static void s_on_bye(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *
     worker->draining = true;
     worker->service->worker_count--;
     worker->service->last_worker_ms = now;
-    vz_series_set(worker->service->workers_gauge, (double) worker->service->worker_count);
+    vz_series_set(worker->service->workers_gauge, (double)worker->service->worker_count);
     s_worker_freed(self, worker);
 }
 
@@ -761,9 +825,9 @@ static const struct {
     size_t frames;
     s_handler_fn *handler;
 } s_commands[] = {
-    { VZ_CMD_REQUEST, 1, s_on_request },  { VZ_CMD_REPLY, 2, s_on_reply },
-    { VZ_CMD_READY, 2, s_on_ready },      { VZ_CMD_HEARTBEAT, 0, s_on_heartbeat },
-    { VZ_CMD_BYE, 0, s_on_bye },
+    {VZ_CMD_REQUEST, 1, s_on_request}, {VZ_CMD_REPLY, 2, s_on_reply},
+    {VZ_CMD_READY, 2, s_on_ready},     {VZ_CMD_HEARTBEAT, 0, s_on_heartbeat},
+    {VZ_CMD_BYE, 0, s_on_bye},
 };
 
 //  One message: routing id, command, arguments. Checks arity and identity
@@ -792,8 +856,7 @@ static void s_handle(vz_broker_t *self, zmsg_t *msg, int64_t now)
         if (s_commands[i].handler == s_on_ready)
             s_send_head(self, rid, VZ_CMD_BYE, false);
         s_forbidden(self, identity, "connect", "*");
-    }
-    else
+    } else
         s_commands[i].handler(self, rid, msg, identity, now);
 done:
     zframe_destroy(&rid);
@@ -804,7 +867,7 @@ done:
 //  Read what is waiting, up to a batch, so timers still run under load.
 static int s_router_readable(zloop_t *loop, zsock_t *sock, void *arg)
 {
-    vz_broker_t *self = (vz_broker_t *) arg;
+    vz_broker_t *self = (vz_broker_t *)arg;
     int64_t now = vz_now_ms();
     for (int n = 0; n < S_BATCH; n++) {
         zmsg_t *msg = zmsg_recv(self->router);
@@ -818,14 +881,14 @@ static int s_router_readable(zloop_t *loop, zsock_t *sock, void *arg)
 //  Expire requests whose deadline passed, queued or in flight.
 static int s_deadline_timer(zloop_t *loop, int timer_id, void *arg)
 {
-    vz_broker_t *self = (vz_broker_t *) arg;
+    vz_broker_t *self = (vz_broker_t *)arg;
     int64_t now = vz_now_ms();
     while (self->heap_size > 0 && self->heap[0]->deadline_ms <= now) {
         s_request_t *request = self->heap[0];
         s_service_t *service = request->service;
         s_worker_t *worker = request->worker;
-        bool no_worker = !worker && service->worker_count == 0
-                         && service->last_worker_ms < request->start_ms;
+        bool no_worker =
+            !worker && service->worker_count == 0 && service->last_worker_ms < request->start_ms;
         s_send_request_error(self, request, no_worker ? VZ_ERR_NO_WORKER : VZ_ERR_TIMEOUT,
                              no_worker ? "no worker for the service" : "deadline passed");
         s_count(self, service, no_worker ? S_OUT_NO_WORKER : S_OUT_TIMEOUT);
@@ -839,26 +902,47 @@ static int s_deadline_timer(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-//  Heartbeat every worker and forget the silent ones.
+//  Heartbeat every worker and forget the silent ones, and those whose
+//  connection is gone (the heartbeat cannot be sent): so a worker killed
+//  while idle is forgotten within one interval, not VZ_HEARTBEAT_LIVENESS.
+//  A full pipe only means the worker is busy; silence decides then.
 static int s_heartbeat_timer(zloop_t *loop, int timer_id, void *arg)
 {
-    vz_broker_t *self = (vz_broker_t *) arg;
+    vz_broker_t *self = (vz_broker_t *)arg;
     int64_t now = zclock_mono();
-    zlistx_t *dead = NULL;
+    zlistx_t *dead = NULL, *gone = NULL;
     for (s_worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers)) {
-        if (w->expiry < now) {
-            if (!dead)
-                dead = zlistx_new();
-            zlistx_add_end(dead, w);
+        zlistx_t **list = NULL;
+        if (w->expiry < now)
+            list = &dead;
+        else {
+            int rc = s_send_head(self, w->rid, VZ_CMD_HEARTBEAT, false);
+            if (rc < 0)
+                s_send_failed(self, S_PEER_WORKER, rc);
+            if (rc == -EHOSTUNREACH)
+                list = &gone;
         }
-        else
-            s_send_head(self, w->rid, VZ_CMD_HEARTBEAT, false);
+        if (list) {
+            if (!*list)
+                *list = zlistx_new();
+            zlistx_add_end(*list, w);
+        }
     }
-    if (dead) {
-        for (s_worker_t *w = zlistx_first(dead); w; w = zlistx_next(dead))
-            s_worker_lost(self, w);
-        zlistx_destroy(&dead);
+    if (!dead && !gone)
+        return 0;
+    //  Forget them all first: a dispatch may itself find a listed worker gone.
+    zlistx_t *services = zlistx_new();
+    for (int pass = 0; pass < 2; pass++) {
+        zlistx_t *list = pass == 0 ? dead : gone;
+        for (s_worker_t *w = list ? zlistx_first(list) : NULL; w; w = zlistx_next(list)) {
+            zlistx_add_end(services, w->service);
+            s_worker_lost(self, w, pass == 1);
+        }
+        zlistx_destroy(&list);
     }
+    for (s_service_t *s = zlistx_first(services); s; s = zlistx_next(services))
+        s_dispatch(self, s);
+    zlistx_destroy(&services);
     return 0;
 }
 
@@ -871,13 +955,16 @@ vz_broker_t *vz_broker_new(const vz_broker_config_t *config, vz_policy_t **polic
     zsock_t *router = vz_curve_server(ZMQ_ROUTER, config->endpoint, config->cert);
     if (!router)
         return NULL;
-    vz_broker_t *self = (vz_broker_t *) zmalloc(sizeof *self);
+    vz_broker_t *self = (vz_broker_t *)zmalloc(sizeof *self);
     self->router = router;
     self->handle = zsock_resolve(router);
-    //  Bounded frames; the listener copied its options at bind, so this
-    //  protects connections only if vz_curve_server set it before binding.
-    zsock_set_maxmsgsize(router, S_MAXMSGSIZE);
+    //  ZMQ_MAXMSGSIZE is not set here: libzmq 4.3.4 copies options into the
+    //  listener at bind, so only vz_curve_server (before its bind) can set it.
     zsock_set_rcvtimeo(router, 0);
+    //  Options that affect sends do apply after bind: fail instead of
+    //  dropping silently or blocking the reactor (see the top of this file).
+    zsock_set_router_mandatory(router, 1);
+    zsock_set_sndtimeo(router, 0);
     self->port = vz_curve_bound_port(router);
     self->policy = *policy_p;
     *policy_p = NULL;
@@ -903,11 +990,25 @@ vz_broker_t *vz_broker_new(const vz_broker_config_t *config, vz_policy_t **polic
     self->logged = zhashx_new();
     s_list_init(&self->pool);
     //  A random start keeps tags of a restarted broker apart from old ones.
-    self->next_tag = ((uint64_t) randof(0x7fffffff) << 32) ^ (uint64_t) s_mono_us();
+    self->next_tag = ((uint64_t)randof(0x7fffffff) << 32) ^ (uint64_t)s_mono_us();
     self->malformed = vz_metrics_counter(self->metrics, "vz_broker_malformed_total",
                                          "Messages dropped as malformed", NULL);
     self->forbidden = vz_metrics_counter(self->metrics, "vz_broker_forbidden_total",
                                          "Messages refused by the call policy", NULL);
+    for (int p = 0; p < S_PEER_COUNT; p++)
+        for (int f = 0; f < S_FAIL_COUNT; f++) {
+            char labels[64];
+            snprintf(labels, sizeof labels, "peer=%s,reason=%s", s_peer_names[p], s_fail_names[f]);
+            self->send_failed[p][f] = vz_metrics_counter(
+                self->metrics, "vz_broker_send_failed_total",
+                "Messages not sent because the peer was gone or its pipe full", labels);
+        }
+    self->workers_gone = vz_metrics_counter(
+        self->metrics, "vz_broker_workers_lost_total",
+        "Workers forgotten without a BYE, by how it was noticed", "detected=send");
+    self->workers_silent = vz_metrics_counter(
+        self->metrics, "vz_broker_workers_lost_total",
+        "Workers forgotten without a BYE, by how it was noticed", "detected=silence");
     return self;
 }
 
@@ -950,8 +1051,8 @@ int vz_broker_attach(vz_broker_t *self, zloop_t *loop)
     if (zloop_reader(loop, self->router, s_router_readable, self) < 0)
         return -EINVAL;
     zloop_reader_set_tolerant(loop, self->router);
-    if (zloop_timer(loop, (size_t) self->heartbeat_ms, 0, s_heartbeat_timer, self) < 0
-        || zloop_timer(loop, S_DEADLINE_TICK_MS, 0, s_deadline_timer, self) < 0)
+    if (zloop_timer(loop, (size_t)self->heartbeat_ms, 0, s_heartbeat_timer, self) < 0 ||
+        zloop_timer(loop, S_DEADLINE_TICK_MS, 0, s_deadline_timer, self) < 0)
         return -ENOMEM;
     return 0;
 }
@@ -983,8 +1084,8 @@ void vz_broker_drain(vz_broker_t *self, int timeout_ms)
         int64_t left = until - zclock_mono();
         if (left <= 0)
             break;
-        zmq_pollitem_t item = { self->handle, 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll(&item, 1, (long) left) < 0 && errno != EINTR)
+        zmq_pollitem_t item = {self->handle, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, (long)left) < 0 && errno != EINTR)
             break;
         if (item.revents & ZMQ_POLLIN)
             s_router_readable(NULL, self->router, self);

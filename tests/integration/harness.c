@@ -61,12 +61,12 @@ int vzt_free_port(void)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -1;
-    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = 0 };
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof addr;
     int port = -1;
-    if (bind(fd, (struct sockaddr *) &addr, sizeof addr) == 0
-        && getsockname(fd, (struct sockaddr *) &addr, &len) == 0)
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0 &&
+        getsockname(fd, (struct sockaddr *)&addr, &len) == 0)
         port = ntohs(addr.sin_port);
     close(fd);
     return port;
@@ -98,7 +98,7 @@ static char **s_build_env(char *const env_extra[], int notify_fd)
         n++;
     while (env_extra && env_extra[extra])
         extra++;
-    char **env = (char **) calloc(n + extra + 2, sizeof *env);
+    char **env = (char **)calloc(n + extra + 2, sizeof *env);
     assert(env);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -130,7 +130,7 @@ static void s_free_env(char **env)
 static pid_t s_start(const char *bin, char *const argv[], char *const env_extra[],
                      const char *log_path, int *notify_p)
 {
-    int fds[2] = { -1, -1 };
+    int fds[2] = {-1, -1};
     if (notify_p && pipe2(fds, O_CLOEXEC) < 0)
         return -1;
     int log_fd = -1;
@@ -186,7 +186,7 @@ vzt_proc_t *vzt_spawn(const char *bin, char *const argv[], char *const env_extra
     pid_t pid = s_start(bin, argv, env_extra, log_path, &notify);
     if (pid < 0)
         return NULL;
-    vzt_proc_t *self = (vzt_proc_t *) zmalloc(sizeof *self);
+    vzt_proc_t *self = (vzt_proc_t *)zmalloc(sizeof *self);
     self->pid = pid;
     //  Wait for the line, for EOF (the child exited or closed it), or the timeout.
     bool ready = false;
@@ -195,8 +195,8 @@ vzt_proc_t *vzt_spawn(const char *bin, char *const argv[], char *const env_extra
         int64_t left = until - zclock_mono();
         if (left <= 0)
             break;
-        struct pollfd pfd = { .fd = notify, .events = POLLIN };
-        int rc = poll(&pfd, 1, (int) left);
+        struct pollfd pfd = {.fd = notify, .events = POLLIN};
+        int rc = poll(&pfd, 1, (int)left);
         if (rc < 0 && errno == EINTR)
             continue;
         if (rc <= 0)
@@ -225,7 +225,7 @@ vzt_proc_t *vzt_spawn_nowait(const char *bin, char *const argv[], char *const en
     pid_t pid = s_start(bin, argv, env_extra, log_path, NULL);
     if (pid < 0)
         return NULL;
-    vzt_proc_t *self = (vzt_proc_t *) zmalloc(sizeof *self);
+    vzt_proc_t *self = (vzt_proc_t *)zmalloc(sizeof *self);
     self->pid = pid;
     return self;
 }
@@ -240,7 +240,7 @@ int vzt_proc_wait(vzt_proc_t *self, int timeout_ms)
     if (self->exited)
         return self->status;
     //  A pidfd becomes readable when the process exits: an event, not a sleep.
-    int pidfd = (int) syscall(SYS_pidfd_open, self->pid, 0);
+    int pidfd = (int)syscall(SYS_pidfd_open, self->pid, 0);
     int64_t until = zclock_mono() + timeout_ms;
     while (true) {
         int status;
@@ -259,12 +259,11 @@ int vzt_proc_wait(vzt_proc_t *self, int timeout_ms)
         if (left <= 0)
             break;
         if (pidfd >= 0) {
-            struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
-            poll(&pfd, 1, (int) left);
-        }
-        else {
+            struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+            poll(&pfd, 1, (int)left);
+        } else {
             //  Old kernel: a bounded poll loop at 5 ms.
-            struct timespec ts = { 0, 5 * 1000000 };
+            struct timespec ts = {0, 5 * 1000000};
             nanosleep(&ts, NULL);
         }
     }
@@ -297,9 +296,9 @@ typedef struct {
 
 static size_t s_on_body(char *ptr, size_t size, size_t nmemb, void *arg)
 {
-    s_buffer_t *buf = (s_buffer_t *) arg;
+    s_buffer_t *buf = (s_buffer_t *)arg;
     size_t n = size * nmemb;
-    char *grown = (char *) realloc(buf->data, buf->len + n + 1);
+    char *grown = (char *)realloc(buf->data, buf->len + n + 1);
     assert(grown);
     buf->data = grown;
     memcpy(buf->data + buf->len, ptr, n);
@@ -308,20 +307,20 @@ static size_t s_on_body(char *ptr, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-int vzt_http(const char *method, const char *url, const char *body, long *status,
-             char **body_p, int timeout_ms)
+int vzt_http(const char *method, const char *url, const char *body, long *status, char **body_p,
+             int timeout_ms)
 {
     CURL *curl = curl_easy_init();
     if (!curl)
         return -1;
-    s_buffer_t buf = { (char *) calloc(1, 1), 0 };
+    s_buffer_t buf = {(char *)calloc(1, 1), 0};
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method ? method : "GET");
     if (method && strcmp(method, "HEAD") == 0)
         curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
     if (body)
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long) timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_on_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buf);
@@ -338,6 +337,33 @@ int vzt_http(const char *method, const char *url, const char *body, long *status
     else
         free(buf.data);
     return 0;
+}
+
+int vzt_metric(int port, const char *series, double *value)
+{
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    char *body = NULL;
+    long status = 0;
+    *value = 0;
+    if (vzt_http("GET", url, NULL, &status, &body, 5000) < 0 || status != 200) {
+        free(body);
+        return -1;
+    }
+    //  A series starts a line and is followed by one space and the value.
+    int rc = -ENOENT;
+    size_t n = strlen(series);
+    for (const char *line = body; line && *line; line = strchr(line, '\n')) {
+        if (*line == '\n')
+            line++;
+        if (strncmp(line, series, n) == 0 && line[n] == ' ') {
+            *value = strtod(line + n + 1, NULL);
+            rc = 0;
+            break;
+        }
+    }
+    free(body);
+    return rc;
 }
 
 int vzt_keys(const char *dir, const char *const names[])

@@ -42,8 +42,14 @@ void vzt_proc_destroy(vzt_proc_t **self_p);
 
 //  GET url with libcurl (timeout_ms). Fills *status and, if body_p, a heap
 //  body the caller frees. 0 or -1 on transport failure.
-int vzt_http(const char *method, const char *url, const char *body, long *status,
-             char **body_p, int timeout_ms);
+int vzt_http(const char *method, const char *url, const char *body, long *status, char **body_p,
+             int timeout_ms);
+
+//  Value of one series in the Prometheus text at http://127.0.0.1:port/metrics.
+//  series is the name with its labels exactly as rendered, e.g.
+//  vz_broker_workers{service="echo"}. 0 and *value, -ENOENT when the series
+//  is absent (*value = 0), -1 when the page cannot be fetched.
+int vzt_metric(int port, const char *series, double *value);
 
 //  A mesh of keys for tests: dir/public, dir/secret with certificates for
 //  each name in the NULL-terminated list (vz_curve_keygen).
