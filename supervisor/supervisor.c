@@ -74,6 +74,8 @@ typedef struct {
     int status;                        //  last waitpid status
     int spawns;                        //  processes started (restarts = spawns - 1)
     int streak;                        //  consecutive deaths before S_STABLE_MS (backoff exponent)
+    bool became_ready;                 //  the current process reached ST_READY
+    int failed_starts;                 //  deaths in a row of processes that never became ready
     int64_t deaths[S_DEATH_LIMIT + 1]; //  ring of recent death times
     size_t death_count;                //  deaths recorded in the ring (saturates)
     size_t death_pos;                  //  next slot in the ring
@@ -185,6 +187,8 @@ static void s_set_state(vz_supervisor_t *self, s_replica_t *r, s_state_t state)
     vz_probe_destroy(&r->probe);
     r->next_probe_ms = s_mono_ms();
     if (state == ST_READY) {
+        r->became_ready = true;
+        r->failed_starts = 0;
         //  The notification is the first "ready"; polls take over from here.
         r->live_ready = true;
         r->probe_errors = 0;
@@ -369,6 +373,7 @@ static void s_spawn(vz_supervisor_t *self, s_replica_t *r)
     r->started_ms = s_mono_ms();
     r->killed = false;
     r->start_timed_out = false;
+    r->became_ready = false;
     r->spawns++;
     s_set_state(self, r, ST_STARTING);
     s_log_replica(VZ_LOG_INFO, self, r, "replica started", "command", path);
@@ -398,6 +403,7 @@ static void s_act_want(vz_supervisor_t *self, s_replica_t *r)
     r->wanted = true;
     r->death_count = 0;
     r->streak = 0;
+    r->failed_starts = 0;
     r->reason[0] = '\0';
     s_set_state(self, r, ST_WAITING);
 }
@@ -550,8 +556,11 @@ static void s_act_died(vz_supervisor_t *self, s_replica_t *r)
         s_fail_replica(self, r, "exit 100 (permanent error)");
         return;
     }
-    if (now - r->started_ms >= S_STABLE_MS)
+    //  Only a process that served for a while resets the backoff; one that
+    //  never became ready (a 30 s start timeout) is still failing to start.
+    if (r->became_ready && now - r->started_ms >= S_STABLE_MS)
         r->streak = 0;
+    r->failed_starts = r->became_ready ? 0 : r->failed_starts + 1;
     r->deaths[r->death_pos] = now;
     r->death_pos = (r->death_pos + 1) % (S_DEATH_LIMIT + 1);
     if (r->death_count < S_DEATH_LIMIT + 1)
@@ -561,6 +570,15 @@ static void s_act_died(vz_supervisor_t *self, s_replica_t *r)
         char why[96];
         snprintf(why, sizeof why, "%d deaths within %d s (last: %s)", S_DEATH_LIMIT + 1,
                  S_DEATH_WINDOW_MS / 1000, how);
+        s_fail_replica(self, r, why);
+        return;
+    }
+    //  Start timeouts are slower than the window: count failed starts in a
+    //  row too (supervisord's startretries), so they also end in failed.
+    if (r->failed_starts > S_DEATH_LIMIT) {
+        char why[96];
+        snprintf(why, sizeof why, "%d starts in a row never became ready (last: %s)",
+                 r->failed_starts, how);
         s_fail_replica(self, r, why);
         return;
     }
