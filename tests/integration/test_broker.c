@@ -858,6 +858,30 @@ static void test_oversize(void **state)
     zsock_destroy(&sock);
 }
 
+//  A worker that replaces its socket (new routing id) leaves its old entry
+//  behind. Once the old connection is closed the first send to that entry
+//  fails and the request goes to the new registration, even if it is not
+//  idempotent.
+static void test_stale_registration(void **state)
+{
+    s_env_t *env = (s_env_t *)*state;
+    zsock_t *client = s_peer(env, "tester");
+    zsock_t *old = s_worker(env, "lru", 1);
+    zsock_t *fresh = s_worker(env, "lru", 1);
+    s_wait_workers(client, "lru", 2);
+    zsock_destroy(&old);
+    for (int i = 0; i < 3; i++)
+        s_ping(client, "settle"); //  as in s_kill9: let libzmq notice the closed connection
+    s_send_request(client, "lru", "x", "s1", vz_now_ms() + 5000, 0, NULL);
+    zmsg_t *req = s_worker_recv(fresh, 3000);
+    assert_non_null(req);
+    s_worker_reply(fresh, &req, "fresh");
+    s_expect_body(client, 3000, "fresh");
+    s_wait_workers(client, "lru", 1);
+    zsock_destroy(&fresh);
+    zsock_destroy(&client);
+}
+
 //  Last: SIGTERM answers what is queued, says BYE to workers, exits 0.
 static void test_sigterm(void **state)
 {
@@ -914,6 +938,7 @@ int main(void)
         cmocka_unit_test(test_idempotent_retry),
         cmocka_unit_test(test_lru),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_stale_registration),
         cmocka_unit_test(test_policy_reload),
         cmocka_unit_test(test_sigterm),
     };
