@@ -1,0 +1,50 @@
+#!/bin/bash
+#   test_config_docs - docs/configuration.md is exactly what the daemons' --help prints
+#   SPDX-License-Identifier: MPL-2.0
+#
+#   The settings tables live once, in each daemon's static config table; the
+#   page is generated from them so it cannot drift. Regenerate with:
+#     VZ_BIN_DIR=build/bin VZ_SOURCE_DIR=. bash tests/integration/test_config_docs.sh --write
+set -u -o pipefail
+BIN=${VZ_BIN_DIR:?VZ_BIN_DIR not set}
+SRC=${VZ_SOURCE_DIR:?VZ_SOURCE_DIR not set}
+DOC=$SRC/docs/configuration.md
+
+generate() {
+    cat <<'HEAD'
+# Configuration reference
+
+Every daemon is configured by environment variables with the defaults below
+(the twelve-factor way, so the supervisor, docker compose and Kubernetes set
+them alike). A ZPL file given with `--config FILE` or `VZ_CONFIG_FILE` may set
+the same values under the "FILE KEY" paths; the environment wins over the
+file, which wins over the defaults. A bad value stops the daemon with exit
+code 100 and a message naming the variable and the expected form.
+
+This page is generated from the daemons' own tables (`vz-<name> --help`);
+`tests/integration/test_config_docs.sh` fails when it drifts. The supervisor's
+own file, `configs/mesh.cfg`, is described in
+[services/supervisor.md](services/supervisor.md); the call policy,
+`configs/policy.cfg`, in [services/broker.md](services/broker.md).
+HEAD
+    for d in vz-broker vz-gateway vz-echo; do
+        printf '\n## %s\n\n```\n' "$d"
+        "$BIN/$d" --help 2>&1 | sed -e "s|^Usage: .*/$d|Usage: $d|"
+        printf '```\n'
+    done
+}
+
+for d in vz-broker vz-gateway vz-echo; do
+    [ -x "$BIN/$d" ] || { echo "FAIL: $BIN/$d missing" >&2; exit 1; }
+    "$BIN/$d" --help >/dev/null 2>&1 || { echo "FAIL: $d --help exited non-zero" >&2; exit 1; }
+done
+if [ "${1:-}" = "--write" ]; then
+    generate >"$DOC"
+    echo "wrote $DOC"
+    exit 0
+fi
+if ! diff -u "$DOC" <(generate); then
+    echo "FAIL: docs/configuration.md differs from the daemons' --help; regenerate it (see the header of this script)" >&2
+    exit 1
+fi
+echo "ok - docs/configuration.md matches every daemon's settings table"
