@@ -8,51 +8,21 @@
 #   --max-time, the peer's own --wait); none is a fixed sleep.
 set -u -o pipefail
 
-BIN=${VZ_BIN_DIR:?VZ_BIN_DIR not set}
-SRC=${VZ_SOURCE_DIR:?VZ_SOURCE_DIR not set}
+source "$(dirname "$0")/mesh.sh" e2e
 PEERS=$SRC/tests/peers
-T=$(mktemp -d "${TMPDIR:-/tmp}/vz-e2e.XXXXXX")
-STATE=$T/state
-CTL=("$BIN/vzctl" --state "$STATE")
-SUP=
 
-cleanup() {
-    [ -n "$SUP" ] && kill -9 "$SUP" 2>/dev/null
-    rm -rf "$T"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "FAIL: $*" >&2
-    tail -n 20 "$T/sup.log" >&2 2>/dev/null
-    "${CTL[@]}" status >&2 2>/dev/null
-    for f in "$STATE"/logs/*.log; do
-        [ -f "$f" ] && { echo "--- $f" >&2; tail -n 10 "$f" >&2; }
-    done
-    exit 1
-}
-
-for b in vz-supervisor vzctl vz-broker vz-echo vz-gateway; do
-    [ -x "$BIN/$b" ] || fail "$BIN/$b missing"
-done
 command -v node >/dev/null || fail "node missing (make test-deps installs it)"
 [ -d "$PEERS/node_modules/zeromq" ] || fail "tests/peers/node_modules missing (run make test-deps)"
 
 #   The default policy plus one test identity, "tester", allowed to call echo
 #   and the broker. Its key is made only after the mesh is up, to show that
 #   the broker's allow directory is re-read without a restart.
-{
-    cat "$SRC/configs/policy.cfg"
-    printf '    tester\n        call = "echo broker"\n'
-} >"$T/policy.cfg"
-sed -E -e "s|state_dir = \"state\"|state_dir = \"$STATE\"|" \
-    -e 's/^( +(redis|broker|gateway|admin_port)) = [0-9]+/\1 = auto/' \
-    "$SRC/configs/mesh.cfg" >"$T/mesh.cfg"
+mesh_config '    tester
+        call = "echo broker"
+'
 
 t0=$(date +%s%N)
-"$BIN/vz-supervisor" --config "$T/mesh.cfg" 2>"$T/sup.log" &
-SUP=$!
-"${CTL[@]}" wait --timeout 30 || fail "mesh not ready"
+mesh_start
 t1=$(date +%s%N)
 echo "ok - cold start to ready in $(((t1 - t0) / 1000000)) ms"
 

@@ -8,57 +8,15 @@
 #   since they are part of the same build.
 set -u -o pipefail
 
-BIN=${VZ_BIN_DIR:?VZ_BIN_DIR not set}
-SRC=${VZ_SOURCE_DIR:?VZ_SOURCE_DIR not set}
-T=$(mktemp -d "${TMPDIR:-/tmp}/vz-mesh.XXXXXX")
-STATE=$T/state
-CTL=("$BIN/vzctl" --state "$STATE")
-SUP=
+source "$(dirname "$0")/mesh.sh" mesh
 
-cleanup() {
-    [ -n "$SUP" ] && kill -9 "$SUP" 2>/dev/null
-    rm -rf "$T"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "FAIL: $*" >&2
-    tail -n 30 "$T/sup.log" >&2 2>/dev/null
-    "${CTL[@]}" status >&2 2>/dev/null
-    for f in "$STATE"/logs/*.log; do
-        [ -f "$f" ] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }
-    done
-    exit 1
-}
-
-#   until_ok TIMEOUT_S CMD...: poll CMD every 100 ms until it succeeds or the deadline passes.
-until_ok() {
-    local deadline=$((SECONDS + $1))
-    shift
-    while ! "$@" >/dev/null 2>&1; do
-        [ $SECONDS -ge $deadline ] && return 1
-        sleep 0.1
-    done
-}
 #   The status --json row of SERVICE replica 0.
 row() { "${CTL[@]}" status --json | grep "\"service\":\"$1\",\"replica\":0,"; }
 echo_unready() { row echo | grep -q '"state":"ready","ready":false'; }
 
-for b in vz-supervisor vzctl vz-broker vz-echo vz-gateway; do
-    [ -x "$BIN/$b" ] || fail "$BIN/$b missing"
-done
-command -v curl >/dev/null || fail "curl missing"
-cp "$SRC/configs/policy.cfg" "$T/policy.cfg" || fail "configs/policy.cfg missing"
+mesh_config
 
-#   configs/mesh.cfg with every port "auto" and the state in the temp dir.
-sed -E -e "s|state_dir = \"state\"|state_dir = \"$STATE\"|" \
-    -e 's/^( +(redis|broker|gateway|admin_port)) = [0-9]+/\1 = auto/' \
-    "$SRC/configs/mesh.cfg" >"$T/mesh.cfg"
-grep -q "= [0-9]\{4\}" "$T/mesh.cfg" && fail "a fixed port survived: $(cat "$T/mesh.cfg")"
-
-"$BIN/vz-supervisor" --config "$T/mesh.cfg" 2>"$T/sup.log" &
-SUP=$!
-"${CTL[@]}" wait --timeout 20 || fail "mesh not ready"
+mesh_start
 for s in redis broker echo gateway; do
     "${CTL[@]}" status | awk -v s="$s" '$1==s && $4=="ready" {f=1} END {exit !f}' \
         || fail "$s not ready"

@@ -1,0 +1,62 @@
+#!/bin/bash
+#   mesh.sh - shared setup for the bash tests that boot the real mesh (sourced, not run)
+#   SPDX-License-Identifier: MPL-2.0
+#
+#   After `source mesh.sh TAG`: T (temp dir), STATE, CTL (vzctl argv), SUP
+#   (set by mesh_start), fail, until_ok, mesh_config and mesh_start. The EXIT
+#   trap kills the supervisor (its children follow by PDEATHSIG) and removes T.
+
+BIN=${VZ_BIN_DIR:?VZ_BIN_DIR not set}
+SRC=${VZ_SOURCE_DIR:?VZ_SOURCE_DIR not set}
+T=$(mktemp -d "${TMPDIR:-/tmp}/vz-${1:-mesh}.XXXXXX")
+STATE=$T/state
+CTL=("$BIN/vzctl" --state "$STATE")
+SUP=
+
+mesh_cleanup() {
+    [ -n "$SUP" ] && kill -9 "$SUP" 2>/dev/null
+    rm -rf "$T"
+}
+trap mesh_cleanup EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    tail -n 30 "$T/sup.log" >&2 2>/dev/null
+    "${CTL[@]}" status >&2 2>/dev/null
+    for f in "$STATE"/logs/*.log; do
+        [ -f "$f" ] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }
+    done
+    exit 1
+}
+
+#   until_ok TIMEOUT_S CMD...: retry CMD (100 ms apart) until it succeeds or the deadline passes.
+until_ok() {
+    local deadline=$((SECONDS + $1))
+    shift
+    while ! "$@" >/dev/null 2>&1; do
+        [ $SECONDS -ge $deadline ] && return 1
+        sleep 0.1
+    done
+}
+
+#   mesh_config [POLICY_EXTRA]: configs/mesh.cfg with every port "auto", the
+#   state in T, and configs/policy.cfg (plus POLICY_EXTRA lines) beside it.
+mesh_config() {
+    for b in vz-supervisor vzctl vz-broker vz-echo vz-gateway; do
+        [ -x "$BIN/$b" ] || fail "$BIN/$b missing"
+    done
+    command -v curl >/dev/null || fail "curl missing"
+    { cat "$SRC/configs/policy.cfg" && printf '%s' "${1:-}"; } >"$T/policy.cfg" ||
+        fail "configs/policy.cfg missing"
+    sed -E -e "s|state_dir = \"state\"|state_dir = \"$STATE\"|" \
+        -e 's/^( +(redis|broker|gateway|admin_port)) = [0-9]+/\1 = auto/' \
+        "$SRC/configs/mesh.cfg" >"$T/mesh.cfg"
+    grep -q "= [0-9]\{4\}" "$T/mesh.cfg" && fail "a fixed port survived: $(cat "$T/mesh.cfg")"
+}
+
+#   mesh_start: run the supervisor in the background and wait for the whole mesh.
+mesh_start() {
+    "$BIN/vz-supervisor" --config "$T/mesh.cfg" 2>"$T/sup.log" &
+    SUP=$!
+    "${CTL[@]}" wait --timeout 30 || fail "mesh not ready"
+}
