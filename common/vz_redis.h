@@ -40,9 +40,11 @@ redisReply *vz_redis_command(vz_redis_t *self, int argc, const char **argv, cons
 typedef struct vz_redis_script_t vz_redis_script_t;
 vz_redis_script_t *vz_redis_script_new(const char *source);
 void vz_redis_script_destroy(vz_redis_script_t **self_p);
+//  The script's SHA1 in hex (40 characters), as EVALSHA names it. Borrowed.
+const char *vz_redis_script_sha(const vz_redis_script_t *script);
 //  EVALSHA script numkeys keys... args...; same reply contract as
 //  vz_redis_command.
-redisReply *vz_redis_eval(vz_redis_t *self, vz_redis_script_t *script, int nkeys,
-                          const char **keys, int nargs, const char **args);
+redisReply *vz_redis_eval(vz_redis_t *self, vz_redis_script_t *script, int nkeys, const char **keys,
+                          int nargs, const char **args);
 
 #endif

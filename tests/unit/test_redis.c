@@ -1,0 +1,320 @@
+/*  test_redis - vz_redis against a real redis-server started on a free port
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Covers URL parsing, commands and error replies, EVALSHA with the NOSCRIPT
+ *  fallback, the command timeout (a SIGSTOPped server), retry_ms spacing,
+ *  and reconnection after the server is restarted on the same port.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "vz_common.h"
+#include "vz_redis.h"
+
+#define START_MS 10000
+
+typedef struct {
+    pid_t pid;    //  redis-server, 0 when stopped
+    int port;     //  its port
+    char dir[64]; //  its working directory
+    char url[64]; //  redis://127.0.0.1:port
+} server_t;
+
+static int s_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+//  Bounded poll on PING with a raw hiredis context; no fixed sleep.
+static bool s_pings(int port, int wait_ms)
+{
+    int64_t until = vz_now_ms() + wait_ms;
+    do {
+        struct timeval tv = {0, 200000};
+        redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+        bool ok = false;
+        if (c && !c->err) {
+            redisReply *r = redisCommand(c, "PING");
+            ok = r && r->type == REDIS_REPLY_STATUS;
+            if (r)
+                freeReplyObject(r);
+        }
+        if (c)
+            redisFree(c);
+        if (ok)
+            return true;
+        usleep(20000);
+    } while (vz_now_ms() < until);
+    return false;
+}
+
+static void s_server_start(server_t *srv)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", srv->port);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", srv->dir, (char *)NULL);
+        _exit(127);
+    }
+    srv->pid = pid;
+    assert_true(s_pings(srv->port, START_MS));
+}
+
+static void s_server_stop(server_t *srv)
+{
+    if (!srv->pid)
+        return;
+    kill(srv->pid, SIGCONT);
+    kill(srv->pid, SIGKILL);
+    waitpid(srv->pid, NULL, 0);
+    srv->pid = 0;
+}
+
+static int s_setup(void **state)
+{
+    server_t *srv = calloc(1, sizeof *srv);
+    snprintf(srv->dir, sizeof srv->dir, "/tmp/vz_redis_XXXXXX");
+    assert_non_null(mkdtemp(srv->dir));
+    srv->port = s_free_port();
+    snprintf(srv->url, sizeof srv->url, "redis://127.0.0.1:%d", srv->port);
+    s_server_start(srv);
+    *state = srv;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    server_t *srv = *state;
+    s_server_stop(srv);
+    rmdir(srv->dir);
+    free(srv);
+    return 0;
+}
+
+static redisReply *s_cmd(vz_redis_t *r, const char *a, const char *b, const char *c)
+{
+    const char *argv[3] = {a, b, c};
+    int argc = c ? 3 : b ? 2 : 1;
+    return vz_redis_command(r, argc, argv, NULL);
+}
+
+static void test_urls(void **state)
+{
+    const char *bad[] = {"",
+                         "http://127.0.0.1:6379",
+                         "redis://",
+                         "redis://:6379",
+                         "redis://host:0",
+                         "redis://host:70000",
+                         "redis://host:12x",
+                         "redis://host:1/x",
+                         "redis://user:pw@host:1",
+                         "redis://[::1]:6379",
+                         NULL};
+    for (size_t i = 0; bad[i]; i++) {
+        errno = 0;
+        vz_redis_t *r = vz_redis_new(bad[i], 20, 20, 0);
+        if (r)
+            fail_msg("accepted %s", bad[i]);
+        assert_int_equal(errno, EINVAL);
+    }
+    const char *good[] = {"redis://127.0.0.1", "redis://localhost:6380", "redis://h:1/",
+                          "redis://h:1/15", NULL};
+    for (size_t i = 0; good[i]; i++) {
+        vz_redis_t *r = vz_redis_new(good[i], 20, 20, 0);
+        if (!r)
+            fail_msg("refused %s", good[i]);
+        assert_false(vz_redis_up(r));
+        vz_redis_destroy(&r);
+        assert_null(r);
+    }
+    vz_redis_destroy(&(vz_redis_t *){NULL});
+}
+
+static void test_commands(void **state)
+{
+    server_t *srv = *state;
+    vz_redis_t *r = vz_redis_new(srv->url, 200, 200, 0);
+    assert_non_null(r);
+    //  Binary-safe arguments with lens.
+    const char *argv[] = {"SET", "bin", "a\0b"};
+    const size_t lens[] = {3, 3, 3};
+    redisReply *reply = vz_redis_command(r, 3, argv, lens);
+    assert_non_null(reply);
+    assert_int_equal(reply->type, REDIS_REPLY_STATUS);
+    freeReplyObject(reply);
+    assert_true(vz_redis_up(r));
+    reply = s_cmd(r, "GET", "bin", NULL);
+    assert_int_equal(reply->type, REDIS_REPLY_STRING);
+    assert_int_equal(reply->len, 3);
+    assert_memory_equal(reply->str, "a\0b", 3);
+    freeReplyObject(reply);
+    //  An error reply is a reply, and the connection stays up.
+    reply = s_cmd(r, "NOSUCHCOMMAND", NULL, NULL);
+    assert_non_null(reply);
+    assert_int_equal(reply->type, REDIS_REPLY_ERROR);
+    freeReplyObject(reply);
+    assert_true(vz_redis_up(r));
+    reply = s_cmd(r, "PING", NULL, NULL);
+    assert_int_equal(reply->type, REDIS_REPLY_STATUS);
+    freeReplyObject(reply);
+    vz_redis_destroy(&r);
+
+    //  /db selects the database.
+    char url[80];
+    snprintf(url, sizeof url, "%s/3", srv->url);
+    r = vz_redis_new(url, 200, 200, 0);
+    reply = s_cmd(r, "SET", "in3", "yes");
+    freeReplyObject(reply);
+    vz_redis_destroy(&r);
+    r = vz_redis_new(srv->url, 200, 200, 0);
+    reply = s_cmd(r, "EXISTS", "in3", NULL);
+    assert_int_equal(reply->integer, 0);
+    freeReplyObject(reply);
+    reply = s_cmd(r, "SELECT", "3", NULL);
+    freeReplyObject(reply);
+    reply = s_cmd(r, "EXISTS", "in3", NULL);
+    assert_int_equal(reply->integer, 1);
+    freeReplyObject(reply);
+    vz_redis_destroy(&r);
+}
+
+static void test_eval(void **state)
+{
+    server_t *srv = *state;
+    vz_redis_t *r = vz_redis_new(srv->url, 200, 200, 0);
+    vz_redis_script_t *script =
+        vz_redis_script_new("return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}");
+    //  Our SHA is the one Redis computes.
+    {
+        redisReply *reply =
+            s_cmd(r, "SCRIPT", "LOAD", "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}");
+        assert_int_equal(reply->type, REDIS_REPLY_STRING);
+        assert_string_equal(reply->str, vz_redis_script_sha(script));
+        freeReplyObject(reply);
+        reply = s_cmd(r, "SCRIPT", "FLUSH", NULL);
+        freeReplyObject(reply);
+    }
+    const char *keys[] = {"counter"};
+    const char *args[] = {"arg"};
+    for (int i = 1; i <= 3; i++) {
+        //  The first call meets NOSCRIPT (flushed above) and falls back to EVAL.
+        redisReply *reply = vz_redis_eval(r, script, 1, keys, 1, args);
+        assert_non_null(reply);
+        assert_int_equal(reply->type, REDIS_REPLY_ARRAY);
+        assert_int_equal(reply->elements, 3);
+        assert_string_equal(reply->element[0]->str, "counter");
+        assert_string_equal(reply->element[1]->str, "arg");
+        assert_int_equal(reply->element[2]->integer, i);
+        freeReplyObject(reply);
+    }
+    //  A script error is an error reply, not NULL.
+    vz_redis_script_t *bad = vz_redis_script_new("return redis.call('NOPE')");
+    redisReply *reply = vz_redis_eval(r, bad, 0, NULL, 0, NULL);
+    assert_non_null(reply);
+    assert_int_equal(reply->type, REDIS_REPLY_ERROR);
+    freeReplyObject(reply);
+    //  Many arguments (beyond the stack array).
+    const char *many[40];
+    for (int i = 0; i < 40; i++)
+        many[i] = "x";
+    vz_redis_script_t *count = vz_redis_script_new("return #ARGV");
+    reply = vz_redis_eval(r, count, 0, NULL, 40, many);
+    assert_int_equal(reply->integer, 40);
+    freeReplyObject(reply);
+    vz_redis_script_destroy(&count);
+    vz_redis_script_destroy(&bad);
+    vz_redis_script_destroy(&script);
+    assert_null(script);
+    vz_redis_destroy(&r);
+}
+
+//  A hung server (SIGSTOP) costs one command timeout, not more, and the
+//  connection is then dropped so the late reply is never misread.
+static void test_timeout_and_recovery(void **state)
+{
+    server_t *srv = *state;
+    vz_redis_t *r = vz_redis_new(srv->url, 50, 50, 100);
+    redisReply *reply = s_cmd(r, "SET", "k", "before");
+    freeReplyObject(reply);
+    kill(srv->pid, SIGSTOP);
+    int64_t t0 = vz_now_ms();
+    reply = s_cmd(r, "GET", "k", NULL);
+    int64_t took = vz_now_ms() - t0;
+    assert_null(reply);
+    assert_false(vz_redis_up(r));
+    assert_true(took >= 40 && took < 500);
+    //  Within retry_ms nothing is attempted: immediate failure.
+    t0 = vz_now_ms();
+    assert_int_equal(vz_redis_ensure(r), -EAGAIN);
+    assert_null(s_cmd(r, "GET", "k", NULL));
+    assert_true(vz_now_ms() - t0 < 20);
+    kill(srv->pid, SIGCONT);
+    //  Back after retry_ms, with a fresh connection in sync.
+    int64_t until = vz_now_ms() + 5000;
+    while (!(reply = s_cmd(r, "GET", "k", NULL)) && vz_now_ms() < until)
+        usleep(10000);
+    assert_non_null(reply);
+    assert_string_equal(reply->str, "before");
+    freeReplyObject(reply);
+    assert_true(vz_redis_up(r));
+    vz_redis_destroy(&r);
+}
+
+static void test_restart(void **state)
+{
+    server_t *srv = *state;
+    vz_redis_t *r = vz_redis_new(srv->url, 50, 50, 0);
+    redisReply *reply = s_cmd(r, "PING", NULL, NULL);
+    freeReplyObject(reply);
+    s_server_stop(srv);
+    int64_t t0 = vz_now_ms();
+    assert_null(s_cmd(r, "PING", NULL, NULL));
+    assert_null(s_cmd(r, "PING", NULL, NULL)); //  refused at connect
+    assert_true(vz_now_ms() - t0 < 200);
+    assert_true(vz_redis_ensure(r) < 0);
+    assert_false(vz_redis_up(r));
+    s_server_start(srv);
+    reply = s_cmd(r, "PING", NULL, NULL);
+    assert_non_null(reply);
+    assert_int_equal(reply->type, REDIS_REPLY_STATUS);
+    freeReplyObject(reply);
+    assert_true(vz_redis_up(r));
+    vz_redis_destroy(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_urls),    cmocka_unit_test(test_commands),
+        cmocka_unit_test(test_eval),    cmocka_unit_test(test_timeout_and_recovery),
+        cmocka_unit_test(test_restart),
+    };
+    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+}
