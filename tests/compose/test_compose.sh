@@ -1,0 +1,189 @@
+#!/bin/bash
+#   test_compose.sh - docker compose for real: build, up, requests, scale, crash/restart, down
+#   SPDX-License-Identifier: MPL-2.0
+#
+#   Builds the images from compose/Dockerfile, brings compose/docker-compose.yml
+#   up under a project name of its own with the gateway on a free 127.0.0.1
+#   port, and checks: every container healthy; requests through the gateway
+#   (the Postman collection with newman when docs/postman-collection.json
+#   exists, else curl checks); --scale echo=3 with every replica serving; a
+#   SIGKILLed container brought back by the restart policy; down -v leaving
+#   no container, network or volume. No Docker engine = FAIL with the reason.
+#
+#   The build context is the committed tree (git archive HEAD) plus the
+#   working copy of compose/ and .dockerignore, so half-written files of
+#   others in a shared checkout cannot break it; VZ_COMPOSE_WORKTREE=1 builds
+#   the working tree as it is. Images vizmesh:test and the engine's build
+#   cache are kept between runs on purpose.
+set -u
+SRC=${VZ_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+source "$SRC/tests/compose/engine.sh"
+T=$(mktemp -d /var/tmp/vz-compose.XXXXXX)
+PROJECT=vzt$$
+export VZ_IMAGE_TAG=test
+C=()
+STEP_T0=$SECONDS
+
+say() { printf '[%4ds] %s\n' $((SECONDS - STEP_T0)) "$*"; }
+
+cleanup() {
+    if [ ${#C[@]} -gt 0 ]; then
+        timeout 120 "${C[@]}" down -v --remove-orphans -t 5 >/dev/null 2>&1
+    fi
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    if [ ${#C[@]} -gt 0 ]; then
+        timeout 20 "${C[@]}" ps >&2 2>/dev/null
+        timeout 20 "${C[@]}" logs --no-color --tail 20 >&2 2>/dev/null
+    fi
+    exit 1
+}
+
+#   until_ok TIMEOUT_S CMD...: retry CMD every 0.5 s until it succeeds or time runs out.
+until_ok() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -ge $deadline ] && return 1
+        sleep 0.5
+    done
+}
+
+#   A free loopback port for the gateway (the compose file defaults to 8080).
+free_port() {
+    local p
+    for _ in $(seq 50); do
+        p=$((20000 + RANDOM % 40000))
+        ss -Hltn "sport = :$p" 2>/dev/null | grep -q . || { echo $p; return 0; }
+    done
+    return 1
+}
+
+#   all_healthy: every running container of the project reports healthy.
+all_healthy() {
+    local ids id st n=0
+    ids=$("${C[@]}" ps -q) || return 1
+    for id in $ids; do
+        st=$("$DOCKER" inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$id")
+        case "$st" in
+            "running healthy") n=$((n + 1)) ;;
+            "exited none") ;; # the one-shot keys job
+            *) return 1 ;;
+        esac
+    done
+    [ $n -ge 4 ]
+}
+
+#   served ID: echo requests this container's worker answered (its own /metrics).
+served() {
+    "$DOCKER" exec "$1" curl -fsS http://127.0.0.1:9100/metrics |
+        awk '/^vz_worker_requests_total\{.*method="echo".*outcome="ok"/ {print $2}'
+}
+
+# --------------------------------------------------------------------- engine
+why=$(engine_ready 2>&1) || fail "no Docker engine: $why"
+[ -n "$why" ] && echo "$why"
+say "engine ready ($("$DOCKER" version -f '{{.Server.Version}}'))"
+
+# ------------------------------------------------------------ build context
+CTX=$T/ctx
+mkdir -p "$CTX"
+if [ "${VZ_COMPOSE_WORKTREE:-0}" != 1 ] && git -C "$SRC" rev-parse HEAD >/dev/null 2>&1; then
+    git -C "$SRC" archive HEAD | tar -x -C "$CTX" || fail "git archive"
+    rm -rf "$CTX/compose"
+    cp -r "$SRC/compose" "$CTX/compose" && cp "$SRC/.dockerignore" "$CTX/" || fail "copy compose/"
+else
+    (cd "$SRC" && tar --exclude='./build*' --exclude=node_modules --exclude=./state -c .) |
+        tar -x -C "$CTX" || fail "copy the source tree"
+fi
+PORT=$(free_port) || fail "no free port"
+export VZ_GATEWAY_HOST_PORT=$PORT
+C=("$COMPOSE" -p "$PROJECT" -f "$CTX/compose/docker-compose.yml")
+"${C[@]}" config -q || fail "compose file does not validate"
+
+# -------------------------------------------------------------------- build
+t0=$SECONDS
+timeout 900 "${C[@]}" build >"$T/build.log" 2>&1 || { tail -n 40 "$T/build.log"; fail "build"; }
+say "images built in $((SECONDS - t0)) s: $("$DOCKER" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep ':test' | tr '\n' ' ')"
+
+# ----------------------------------------------------------------------- up
+t0=$SECONDS
+timeout 180 "${C[@]}" up -d >"$T/up.log" 2>&1 || { cat "$T/up.log"; fail "up"; }
+until_ok 90 all_healthy || fail "containers not healthy within 90 s"
+say "mesh up and healthy in $((SECONDS - t0)) s, gateway on 127.0.0.1:$PORT"
+GW=http://127.0.0.1:$PORT
+
+# ----------------------------------------------------------------- requests
+body=$(curl -fsS --max-time 5 -d 'hello compose' "$GW/v1/echo") || fail "POST /v1/echo"
+[ "$body" = "hello compose" ] || fail "echo answered '$body'"
+curl -fsS --max-time 5 "$GW/health" | grep -q '"status":"ok"' || fail "/health not ok"
+who=$(curl -fsS --max-time 5 "$GW/v1/echo/whoami") || fail "GET /v1/echo/whoami"
+[[ "$who" == *'"caller":"gateway"'* ]] || fail "whoami: $who"
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$GW/no/such/route")
+[ "$code" = 404 ] || fail "unknown route gave $code"
+# Only the gateway is published, and only on loopback.
+"$DOCKER" port "$("${C[@]}" ps -q gateway)" | grep -qv '127.0.0.1' && fail "gateway published beyond loopback"
+[ -z "$("$DOCKER" port "$("${C[@]}" ps -q broker)")" ] || fail "broker has a published port"
+COLLECTION=$SRC/docs/postman-collection.json
+NEWMAN=$SRC/tests/peers/node_modules/.bin/newman
+if [ -f "$COLLECTION" ]; then
+    [ -x "$NEWMAN" ] || fail "newman missing: run make test-deps (npm ci in tests/peers)"
+    timeout 120 "$NEWMAN" run "$COLLECTION" --env-var "baseUrl=$GW" --env-var "base_url=$GW" \
+        --timeout-request 10000 --reporters cli >"$T/newman.log" 2>&1 ||
+        { tail -n 60 "$T/newman.log"; fail "newman run of docs/postman-collection.json"; }
+    say "newman: $(grep -E 'assertions' "$T/newman.log" | tr -s ' │' ' ')"
+else
+    say "docs/postman-collection.json absent: curl checks only (echo, whoami, health, 404)"
+fi
+
+# -------------------------------------------------------------------- scale
+t0=$SECONDS
+timeout 120 "${C[@]}" up -d --no-recreate --scale echo=3 >"$T/scale.log" 2>&1 ||
+    { cat "$T/scale.log"; fail "scale echo=3"; }
+until_ok 60 bash -c "curl -fsS --max-time 2 $GW/health | grep -q '\"echo\":{\"status\":\"up\",\"workers\":3'" ||
+    fail "broker does not see 3 echo workers: $(curl -s "$GW/health")"
+mapfile -t echos < <("${C[@]}" ps -q echo)
+[ ${#echos[@]} -eq 3 ] || fail "expected 3 echo containers, got ${#echos[@]}"
+declare -A before
+for id in "${echos[@]}"; do before[$id]=$(served "$id"); done
+for i in $(seq 60); do
+    curl -fsS --max-time 5 -d "r$i" "$GW/v1/echo" >/dev/null || fail "request $i after scale-up"
+done
+spread=""
+for id in "${echos[@]}"; do
+    n=$(($(served "$id") - ${before[$id]:-0}))
+    spread="$spread $n"
+    [ "$n" -gt 0 ] || fail "replica ${id:0:12} served none of 60 requests (spread:$spread)"
+done
+say "scaled to 3 echo replicas in $((SECONDS - t0)) s; 60 requests spread:$spread"
+
+# ---------------------------------------------------------- crash + restart
+victim=${echos[0]}
+pid=$("$DOCKER" inspect -f '{{.State.Pid}}' "$victim")
+restarts=$("$DOCKER" inspect -f '{{.RestartCount}}' "$victim")
+t0=$SECONDS
+kill -9 "$pid" || fail "kill -9 of the echo container's process $pid"
+back() {
+    [ "$("$DOCKER" inspect -f '{{.RestartCount}} {{.State.Status}} {{.State.Health.Status}}' "$victim")" = \
+      "$((restarts + 1)) running healthy" ]
+}
+until_ok 60 back || fail "killed container not back: $("$DOCKER" inspect -f '{{.RestartCount}} {{.State.Status}}' "$victim")"
+until_ok 30 bash -c "curl -fsS --max-time 2 $GW/health | grep -q '\"workers\":3'" || fail "restarted worker not registered"
+for i in $(seq 20); do
+    curl -fsS --max-time 5 -d "k$i" "$GW/v1/echo" >/dev/null || fail "request $i after the restart"
+done
+say "SIGKILLed echo ${victim:0:12}: restarted by policy and healthy in $((SECONDS - t0)) s"
+
+# --------------------------------------------------------------------- down
+t0=$SECONDS
+timeout 120 "${C[@]}" down -v --remove-orphans -t 10 >"$T/down.log" 2>&1 || { cat "$T/down.log"; fail "down"; }
+C=()
+label="label=com.docker.compose.project=$PROJECT"
+left="$("$DOCKER" ps -aq --filter "$label")$("$DOCKER" network ls -q --filter "$label")$("$DOCKER" volume ls -q --filter "$label")"
+[ -z "$left" ] || fail "left behind after down -v: $left"
+say "down -v in $((SECONDS - t0)) s: no container, network or volume left"
+echo "PASS compose (total $((SECONDS - STEP_T0)) s)"
