@@ -1,0 +1,24 @@
+/*  vz-ratelimit - token bucket and sliding window decisions, atomic in Redis
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include "ratelimit.h"
+
+int main(int argc, char **argv)
+{
+    vz_ratelimit_config_t config;
+    vz_daemon_spec_t spec = {
+        .service = "ratelimit",
+        .admin_port = VZ_RATELIMIT_ADMIN_PORT,
+        .needs_broker = true,
+        .items = vz_ratelimit_items,
+        .count = vz_ratelimit_items_count,
+        .config = &config,
+    };
+    int code = VZ_EXIT_OK;
+    vz_daemon_t *daemon = vz_daemon_new(&spec, argc, argv, &code);
+    if (!daemon)
+        return code;
+    code = vz_ratelimit_run(daemon, &config);
+    vz_daemon_destroy(&daemon);
+    return code;
+}

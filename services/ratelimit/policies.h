@@ -1,0 +1,79 @@
+/*  policies - the rate-limit policy set: which request gets which limit
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Loaded from a ZPL file (format documented in configs/ratelimit.cfg).
+ *  Policies are tried in file order; the first whose route and tier lists
+ *  match the request applies. Its "by" list names the descriptor(s) that
+ *  key the bucket: alternatives separated by spaces, parts joined by '+',
+ *  the first alternative whose parts are all non-empty wins (e.g.
+ *  "key sub ip": the API key if any, else the user, else the client IP).
+ *  A set is immutable once loaded; a reload builds a new one and swaps it.
+ *  Single-threaded (the service's reactor).
+ */
+#ifndef VZ_RL_LIMITS_H
+#define VZ_RL_LIMITS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VZ_RL_IP_MAX 64    //  bytes incl. NUL
+#define VZ_RL_SUB_MAX 256  //  idem
+#define VZ_RL_KEY_MAX 128  //  idem
+#define VZ_RL_TIER_MAX 32  //  idem
+#define VZ_RL_ROUTE_MAX 64 //  idem
+#define VZ_RL_COST_MAX 1000000
+#define VZ_RL_BUCKET_MAX 1024 //  Redis key of one bucket, incl. NUL
+
+typedef enum { VZ_RL_TOKEN_BUCKET, VZ_RL_SLIDING_WINDOW } vz_rl_algorithm_t;
+
+//  One decision's input, as decoded from the "check" body.
+typedef struct {
+    char ip[VZ_RL_IP_MAX];       //  client IP
+    char sub[VZ_RL_SUB_MAX];     //  subject, "" when anonymous
+    char key[VZ_RL_KEY_MAX];     //  API key id, "" when none
+    char tier[VZ_RL_TIER_MAX];   //  anonymous | free | premium (any text matches lists)
+    char route[VZ_RL_ROUTE_MAX]; //  gateway route name
+    uint64_t cost;               //  tokens/slots this request takes
+} vz_rl_request_t;
+
+#define VZ_RL_BY_MAX 4 //  alternatives in a "by" list
+
+typedef struct {
+    char name[64];               //  policy name, the metrics label
+    char routes[512];            //  space-separated route names, "*" = any
+    char tiers[256];             //  space-separated tiers, "*" = any
+    char by_text[128];           //  the "by" list as written
+    unsigned by[VZ_RL_BY_MAX];   //  descriptor bit masks, one per alternative
+    size_t by_count;             //  alternatives in by
+    vz_rl_algorithm_t algorithm; //  token bucket or sliding window
+    uint64_t limit;              //  requests per window
+    uint64_t burst;              //  token bucket capacity (= limit unless set)
+    uint32_t window_s;           //  window (or refill period) in seconds
+    bool shadow;                 //  decide and count, never deny
+} vz_rl_policy_t;
+
+typedef struct vz_rl_policies_t vz_rl_policies_t;
+
+//  Load and validate path. NULL with a one-line reason in err when the file
+//  is missing, not ZPL, has no policy, or holds a bad value. Caller owns.
+vz_rl_policies_t *vz_rl_policies_load(const char *path, char *err, size_t errlen);
+void vz_rl_policies_destroy(vz_rl_policies_t **self_p);
+
+size_t vz_rl_policies_count(const vz_rl_policies_t *self);
+const vz_rl_policy_t *vz_rl_policies_at(const vz_rl_policies_t *self, size_t index);
+//  True when the file's global "ratelimit/shadow" is set (every policy shadowed).
+bool vz_rl_policies_shadow(const vz_rl_policies_t *self);
+
+//  Index of the first policy matching req, or -1 when none does.
+int vz_rl_policies_match(const vz_rl_policies_t *self, const vz_rl_request_t *req);
+
+//  Bucket key "vz:rl:<policy>:<len>:<part>..." for req under policy, built
+//  from the first complete "by" alternative. -ENOENT when every alternative
+//  has an empty part; -ENAMETOOLONG when it does not fit (n bytes).
+int vz_rl_policies_bucket(const vz_rl_policy_t *policy, const vz_rl_request_t *req, char *out,
+                          size_t n);
+
+const char *vz_rl_algorithm_name(vz_rl_algorithm_t algorithm);
+
+#endif

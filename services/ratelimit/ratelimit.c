@@ -1,0 +1,603 @@
+/*  ratelimit - decisions in Redis (one Lua script each), fallback, readiness
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Each decision is one EVALSHA: the script reads the bucket, decides and
+ *  writes back atomically, so N replicas sharing one Redis let exactly the
+ *  limit through. The scripts take the time from Redis (TIME; allowed
+ *  before writes since Redis 5 with effects replication, the only mode of
+ *  Redis 7), so replicas with skewed clocks still agree. Scripts only do
+ *  the atomic part and return raw state; remaining/reset/retry_after are
+ *  computed here, which keeps the Redis-side cost (the shared bottleneck)
+ *  small.
+ */
+#include "ratelimit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "policies.h"
+#include "vz_proto.h"
+#include "vz_redis.h"
+#include "vz_worker.h"
+
+#define S_TICK_MS 100       //  readiness, reload and Redis probe cadence
+#define S_IDLE_PING_MS 1000 //  probe a healthy but idle Redis this often
+#define S_NEAR_PERCENT 10   //  "near limit": allowed with under 10 % left
+
+const vz_cfg_item_t vz_ratelimit_items[] = {
+    VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_POLICY", "ratelimit/policy", VZ_CFG_STR,
+                "configs/ratelimit.cfg", 0, 0, policy_file,
+                "ZPL policy file (descriptors -> limit, algorithm); reloaded on SIGHUP"),
+    VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_REDIS_TIMEOUT_MS", "ratelimit/redis_timeout",
+                VZ_CFG_MS, "20", 1, 5000, redis_timeout_ms,
+                "Redis connect and command timeout: the longest a decision waits"),
+    VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_REDIS_RETRY_MS", "ratelimit/redis_retry",
+                VZ_CFG_MS, "250", 0, 60000, redis_retry_ms,
+                "least time between Redis reconnect attempts while it is away"),
+    VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_FAILURE_MODE", "ratelimit/failure_mode",
+                VZ_CFG_STR, "open", 0, 0, failure_mode,
+                "when Redis is away: open (local buckets, limit/replicas) or closed (deny)"),
+    VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_REPLICAS", "ratelimit/replicas", VZ_CFG_INT,
+                "1", 1, 1000, replicas, "replica count; fail-open limits are divided by it"),
+    VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_CREDIT", "ratelimit/credit", VZ_CFG_INT, "16",
+                1, 1000, credit, "requests the broker may queue at this worker"),
+    VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_LOCAL_MAX", "ratelimit/local_max", VZ_CFG_INT,
+                "100000", 100, 10000000, local_max,
+                "fail-open buckets kept in memory before the oldest are dropped"),
+};
+const size_t vz_ratelimit_items_count = sizeof vz_ratelimit_items / sizeof vz_ratelimit_items[0];
+
+//  GCRA, the token bucket kept as one number (the theoretical arrival
+//  time): ARGV = microseconds per token, burst, cost. Returns {allowed,
+//  tat - now in us} with tat after this request when allowed.
+static const char s_token_bucket_lua[] =
+    "local t=redis.call('TIME')\n"
+    "local now=t[1]*1000000+t[2]\n"
+    "local T=tonumber(ARGV[1])\n"
+    "local tat=tonumber(redis.call('GET',KEYS[1])) or now\n"
+    "if tat<now then tat=now end\n"
+    "local nt=tat+tonumber(ARGV[3])*T\n"
+    "if nt-tonumber(ARGV[2])*T>now then return {0,tat-now} end\n"
+    "redis.call('SET',KEYS[1],string.format('%.0f',nt),'PX',math.ceil((nt-now)/1000)+1)\n"
+    "return {1,nt-now}\n";
+
+//  Sliding window counter: the current fixed window's count plus the
+//  previous one's weighted by how much of it the sliding window still
+//  covers. One hash {w, c, p}. ARGV = window ms, limit, cost. Returns
+//  {allowed, c, p, ms elapsed in the current window}.
+static const char s_sliding_window_lua[] =
+    "local t=redis.call('TIME')\n"
+    "local now=t[1]*1000+math.floor(t[2]/1000)\n"
+    "local win=tonumber(ARGV[1])\n"
+    "local w=math.floor(now/win)\n"
+    "local h=redis.call('HMGET',KEYS[1],'w','c','p')\n"
+    "local c=tonumber(h[2]) or 0\n"
+    "local p=tonumber(h[3]) or 0\n"
+    "local hw=tonumber(h[1])\n"
+    "if hw~=w then if hw==w-1 then p=c else p=0 end c=0 end\n"
+    "local e=now-w*win\n"
+    "if p*(win-e)/win+c+tonumber(ARGV[3])>tonumber(ARGV[2]) then return {0,c,p,e} end\n"
+    "c=c+tonumber(ARGV[3])\n"
+    "redis.call('HSET',KEYS[1],'w',w,'c',c,'p',p)\n"
+    "redis.call('PEXPIRE',KEYS[1],2*win)\n"
+    "return {1,c,p,e}\n";
+
+//  Buckets for the Redis round trip: it is tens of microseconds when well.
+static const double s_redis_buckets[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                         0.005,   0.01,   0.025,   0.05,   0.1};
+
+typedef struct {
+    vz_series_t *allowed;       //  decisions_total{result="allowed"}
+    vz_series_t *denied;        //  decisions_total{result="denied"}
+    vz_series_t *shadow_denied; //  decisions_total{result="shadow_denied"}
+    vz_series_t *near;          //  near_limit_total
+} s_policy_series_t;
+
+typedef struct {
+    vz_daemon_t *daemon;                 //  borrowed
+    const vz_ratelimit_config_t *config; //  borrowed
+    vz_metrics_t *metrics;               //  borrowed, the daemon's
+    vz_rl_policies_t *limits;            //  active policy set
+    s_policy_series_t *series;           //  one per policy of limits
+    s_policy_series_t none_series;       //  requests no policy matched
+    vz_redis_t *redis;                   //  the shared Redis
+    vz_redis_script_t *token_bucket;     //  GCRA script
+    vz_redis_script_t *sliding_window;   //  sliding window counter script
+    bool fail_closed;                    //  failure mode
+    zhashx_t *local;                     //  fail-open: bucket key -> int64_t tat (us)
+    bool fallback;                       //  Redis unusable: failure mode applies
+    int64_t last_contact;                //  ms of the last Redis answer
+    vz_worker_t *worker;                 //  broker link
+    int ready;                           //  -1 unknown, 1 ready, 0 broker / 2 redis down
+    vz_series_t *redis_seconds;          //  redis_duration_seconds
+    vz_series_t *fallback_gauge;         //  fallback_active
+    vz_series_t *redis_errors;           //  redis_errors_total
+    vz_series_t *reload_ok;              //  reloads_total{result="ok"}
+    vz_series_t *reload_failed;          //  reloads_total{result="failed"}
+} s_app_t;
+
+static void s_series_for(s_app_t *app, const char *policy, s_policy_series_t *out)
+{
+    char labels[128];
+    const char *help = "rate-limit decisions by policy and result";
+    snprintf(labels, sizeof labels, "policy=%s,result=allowed", policy);
+    out->allowed = vz_metrics_counter(app->metrics, "vz_ratelimit_decisions_total", help, labels);
+    snprintf(labels, sizeof labels, "policy=%s,result=denied", policy);
+    out->denied = vz_metrics_counter(app->metrics, "vz_ratelimit_decisions_total", help, labels);
+    snprintf(labels, sizeof labels, "policy=%s,result=shadow_denied", policy);
+    out->shadow_denied =
+        vz_metrics_counter(app->metrics, "vz_ratelimit_decisions_total", help, labels);
+    snprintf(labels, sizeof labels, "policy=%s", policy);
+    out->near = vz_metrics_counter(app->metrics, "vz_ratelimit_near_limit_total",
+                                   "allowed decisions with under 10% of the limit left", labels);
+}
+
+//  Swap in a new policy set; series are get-or-create, so a policy that
+//  survives a reload keeps counting on the same series.
+static void s_install(s_app_t *app, vz_rl_policies_t **limits_p)
+{
+    vz_rl_policies_destroy(&app->limits);
+    app->limits = *limits_p;
+    *limits_p = NULL;
+    free(app->series);
+    size_t count = vz_rl_policies_count(app->limits);
+    app->series = calloc(count, sizeof *app->series);
+    assert(app->series);
+    for (size_t i = 0; i < count; i++)
+        s_series_for(app, vz_rl_policies_at(app->limits, i)->name, &app->series[i]);
+}
+
+static void s_reload(s_app_t *app)
+{
+    char err[512];
+    vz_rl_policies_t *limits = vz_rl_policies_load(app->config->policy_file, err, sizeof err);
+    if (!limits) {
+        vz_series_inc(app->reload_failed);
+        vz_error(NULL, "unable to reload policy file: keeping the old one", "file",
+                 app->config->policy_file, "reason", err);
+        return;
+    }
+    s_install(app, &limits);
+    vz_series_inc(app->reload_ok);
+    char count[16];
+    snprintf(count, sizeof count, "%zu", vz_rl_policies_count(app->limits));
+    vz_info(NULL, "policy reloaded", "file", app->config->policy_file, "policies", count);
+}
+
+static void s_set_fallback(s_app_t *app, bool on)
+{
+    if (on == app->fallback)
+        return;
+    app->fallback = on;
+    vz_series_set(app->fallback_gauge, on ? 1 : 0);
+    if (on)
+        vz_warn(NULL, "redis unreachable: failure mode applies", "mode",
+                app->fail_closed ? "fail_closed" : "fail_open");
+    else {
+        //  Back on Redis: local buckets are stale for the next outage.
+        zhashx_purge(app->local);
+        vz_info(NULL, "redis back: decisions in redis again");
+    }
+}
+
+static uint64_t s_ceil_div(uint64_t a, uint64_t b)
+{
+    return (a + b - 1) / b;
+}
+
+//  Microseconds per token, at least 1 (policies.c refuses faster policies).
+static uint64_t s_emission_us(uint64_t limit, uint32_t window_s)
+{
+    uint64_t t = (uint64_t)window_s * 1000000 / limit;
+    return t ? t : 1;
+}
+
+//  The answer of a GCRA decision from d = tat - now (us).
+static void s_gcra_answer(uint64_t limit, uint64_t burst, uint32_t window, uint64_t cost,
+                          bool allowed, int64_t d, vz_rl_answer_t *a)
+{
+    uint64_t t = s_emission_us(limit, window);
+    uint64_t ud = d > 0 ? (uint64_t)d : 0;
+    uint64_t cap = burst * t;
+    a->allowed = allowed;
+    a->remaining = ud >= cap ? 0 : (cap - ud) / t;
+    a->reset = s_ceil_div(ud, 1000000);
+    a->retry_after = 0;
+    if (!allowed) {
+        //  Allowed again once tat + cost*T - burst*T <= now.
+        uint64_t need = ud + cost * t;
+        uint64_t wait = need > cap ? need - cap : 1;
+        a->retry_after = cost > burst ? window : s_ceil_div(wait, 1000000);
+    }
+}
+
+static void s_sliding_answer(const vz_rl_policy_t *p, uint64_t cost, bool allowed, double c,
+                             double prev, double e_ms, vz_rl_answer_t *a)
+{
+    double win = (double)p->window_s * 1000, lim = (double)p->limit;
+    if (e_ms < 0 || e_ms > win)
+        e_ms = 0;
+    double used = prev * (win - e_ms) / win + c;
+    a->allowed = allowed;
+    a->remaining = used >= lim ? 0 : (uint64_t)(lim - used);
+    //  Full again when what is counted has slid out entirely.
+    double full = c > 0 ? 2 * win - e_ms : prev > 0 ? win - e_ms : 0;
+    a->reset = (uint64_t)ceil(full / 1000);
+    a->retry_after = 0;
+    if (!allowed) {
+        double wait;
+        if ((double)cost > lim)
+            wait = win;
+        else if (c + (double)cost <= lim && prev > 0)
+            wait = win * (1 - (lim - c - (double)cost) / prev) - e_ms;
+        else if (c > 0)
+            wait = (win - e_ms) + win * (1 - (lim - (double)cost) / c);
+        else
+            wait = win - e_ms;
+        a->retry_after = wait < 1000 ? 1 : (uint64_t)ceil(wait / 1000);
+    }
+}
+
+static bool s_int_element(const redisReply *r, size_t i, long long *v)
+{
+    if (r->element[i]->type != REDIS_REPLY_INTEGER)
+        return false;
+    *v = r->element[i]->integer;
+    return true;
+}
+
+//  One Redis decision. 0 with *a filled, -1 when Redis did not answer
+//  usefully (the failure mode then applies).
+static int s_decide_redis(s_app_t *app, const vz_rl_policy_t *p, const char *bucket, uint64_t cost,
+                          vz_rl_answer_t *a)
+{
+    int rc = vz_redis_ensure(app->redis);
+    if (rc == -EAGAIN)
+        return -1; //  inside the retry spacing: no attempt, no wait
+    if (rc < 0) {
+        vz_series_inc(app->redis_errors);
+        return -1;
+    }
+    char arg1[32], arg2[32], arg3[32];
+    bool tb = p->algorithm == VZ_RL_TOKEN_BUCKET;
+    if (tb) {
+        snprintf(arg1, sizeof arg1, "%llu",
+                 (unsigned long long)s_emission_us(p->limit, p->window_s));
+        snprintf(arg2, sizeof arg2, "%llu", (unsigned long long)p->burst);
+    } else {
+        snprintf(arg1, sizeof arg1, "%llu", (unsigned long long)p->window_s * 1000);
+        snprintf(arg2, sizeof arg2, "%llu", (unsigned long long)p->limit);
+    }
+    snprintf(arg3, sizeof arg3, "%llu", (unsigned long long)cost);
+    const char *keys[] = {bucket};
+    const char *args[] = {arg1, arg2, arg3};
+    int64_t t0 = zclock_usecs();
+    redisReply *r =
+        vz_redis_eval(app->redis, tb ? app->token_bucket : app->sliding_window, 1, keys, 3, args);
+    vz_series_observe(app->redis_seconds, (double)(zclock_usecs() - t0) / 1e6);
+    long long v[4] = {0};
+    size_t want = tb ? 2 : 4;
+    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == want;
+    for (size_t i = 0; ok && i < want; i++)
+        ok = s_int_element(r, i, &v[i]);
+    if (!ok) {
+        vz_series_inc(app->redis_errors);
+        if (r && r->type == REDIS_REPLY_ERROR)
+            vz_warn(NULL, "unable to run rate-limit script", "reason", r->str);
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    freeReplyObject(r);
+    app->last_contact = vz_now_ms();
+    if (tb)
+        s_gcra_answer(p->limit, p->burst, p->window_s, cost, v[0] == 1, v[1], a);
+    else
+        s_sliding_answer(p, cost, v[0] == 1, (double)v[1], (double)v[2], (double)v[3], a);
+    return 0;
+}
+
+//  Fail-open: a GCRA bucket in this process with limit/replicas, so the
+//  replicas together stay near the limit while Redis is away. Sliding
+//  window policies use the same local token bucket (documented).
+static void s_decide_local(s_app_t *app, const vz_rl_policy_t *p, const char *bucket, uint64_t cost,
+                           vz_rl_answer_t *a)
+{
+    uint64_t replicas = (uint64_t)app->config->replicas;
+    uint64_t limit = p->limit / replicas ? p->limit / replicas : 1;
+    uint64_t burst = p->burst / replicas ? p->burst / replicas : 1;
+    int64_t t = (int64_t)s_emission_us(limit, p->window_s);
+    int64_t now = zclock_usecs();
+    if (zhashx_size(app->local) >= (size_t)app->config->local_max) {
+        //  Bounded memory: an expired bucket is a full bucket, so
+        //  forgetting those changes nothing; if that is not enough, start over.
+        zlistx_t *keys = zhashx_keys(app->local);
+        for (const char *k = zlistx_first(keys); k; k = zlistx_next(keys)) {
+            int64_t *tat = zhashx_lookup(app->local, k);
+            if (*tat <= now)
+                zhashx_delete(app->local, k);
+        }
+        zlistx_destroy(&keys);
+        if (zhashx_size(app->local) >= (size_t)app->config->local_max)
+            zhashx_purge(app->local);
+    }
+    int64_t *tat = zhashx_lookup(app->local, bucket);
+    if (!tat) {
+        tat = malloc(sizeof *tat);
+        assert(tat);
+        *tat = now;
+        zhashx_insert(app->local, bucket, tat);
+    }
+    int64_t base = *tat < now ? now : *tat;
+    int64_t nt = base + (int64_t)cost * t;
+    bool allowed = nt - (int64_t)burst * t <= now;
+    if (allowed)
+        *tat = nt;
+    s_gcra_answer(limit, burst, p->window_s, cost, allowed, (allowed ? nt : base) - now, a);
+    a->limit = limit;
+}
+
+static void s_count(const s_policy_series_t *s, const vz_rl_answer_t *a, bool denied)
+{
+    if (!denied) {
+        vz_series_inc(s->allowed);
+        if (a->remaining * 100 < a->limit * S_NEAR_PERCENT)
+            vz_series_inc(s->near);
+    } else
+        vz_series_inc(a->shadow ? s->shadow_denied : s->denied);
+}
+
+static int s_reply_answer(vz_reply_t *reply, const vz_rl_answer_t *a)
+{
+    size_t len;
+    uint8_t *body = vz_rl_answer_encode(a, &len);
+    int rc = vz_reply_body(reply, body, len);
+    free(body);
+    return rc;
+}
+
+static int s_check(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    s_app_t *app = arg;
+    vz_rl_request_t rq;
+    const char *reason = NULL;
+    if (vz_rl_request_decode(&rq, req->body, req->body_len, &reason) < 0)
+        return vz_reply_error(reply, VZ_ERR_INVALID, reason);
+    vz_rl_answer_t a = {.policy = "none", .mode = VZ_RL_MODE_REDIS, .allowed = true};
+    int index = vz_rl_policies_match(app->limits, &rq);
+    if (index < 0) {
+        //  No policy: nothing to limit (the shipped file ends in a catch-all).
+        a.mode = app->fallback ? (app->fail_closed ? VZ_RL_MODE_FAIL_CLOSED : VZ_RL_MODE_FAIL_OPEN)
+                               : VZ_RL_MODE_REDIS;
+        vz_series_inc(app->none_series.allowed);
+        return s_reply_answer(reply, &a);
+    }
+    const vz_rl_policy_t *p = vz_rl_policies_at(app->limits, (size_t)index);
+    char bucket[VZ_RL_BUCKET_MAX];
+    int rc = vz_rl_policies_bucket(p, &rq, bucket, sizeof bucket);
+    if (rc < 0)
+        return vz_reply_error(reply, VZ_ERR_INVALID,
+                              rc == -ENOENT ? "no descriptor for the policy (ip, sub or key empty)"
+                                            : "descriptor too long");
+    a.policy = p->name;
+    a.limit = p->limit;
+    a.window = p->window_s;
+    a.shadow = p->shadow || vz_rl_policies_shadow(app->limits);
+    if (s_decide_redis(app, p, bucket, rq.cost, &a) == 0)
+        s_set_fallback(app, false);
+    else {
+        s_set_fallback(app, true);
+        if (app->fail_closed) {
+            a.mode = VZ_RL_MODE_FAIL_CLOSED;
+            a.allowed = false;
+            a.remaining = 0;
+            a.reset = a.retry_after = 1;
+        } else {
+            a.mode = VZ_RL_MODE_FAIL_OPEN;
+            s_decide_local(app, p, bucket, rq.cost, &a);
+        }
+    }
+    bool denied = !a.allowed;
+    if (denied && a.shadow) {
+        a.allowed = true;
+        a.retry_after = 0;
+    }
+    s_count(&app->series[index], &a, denied);
+    return s_reply_answer(reply, &a);
+}
+
+static int s_policies(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    s_app_t *app = arg;
+    size_t len;
+    uint8_t *body = vz_rl_policies_encode(app->limits, &len);
+    int rc = vz_reply_body(reply, body, len);
+    free(body);
+    return rc;
+}
+
+static const vz_method_t s_methods[] = {
+    {"check", s_check, 0, 4096},
+    {"policies", s_policies, VZ_METHOD_IDEMPOTENT, 0},
+};
+
+//  Probe Redis when it is away (so it comes back without traffic and
+//  readiness follows it) or when it has been quiet for a while.
+static void s_probe_redis(s_app_t *app)
+{
+    if (vz_redis_up(app->redis) && vz_now_ms() - app->last_contact < S_IDLE_PING_MS)
+        return;
+    int rc = vz_redis_ensure(app->redis);
+    if (rc == -EAGAIN)
+        return;
+    const char *argv[] = {"PING"};
+    redisReply *r = rc < 0 ? NULL : vz_redis_command(app->redis, 1, argv, NULL);
+    if (r && r->type == REDIS_REPLY_STATUS) {
+        app->last_contact = vz_now_ms();
+        s_set_fallback(app, false);
+    } else {
+        if (rc != -EAGAIN)
+            vz_series_inc(app->redis_errors);
+        s_set_fallback(app, true);
+    }
+    if (r)
+        freeReplyObject(r);
+}
+
+//  Readiness is both links: a replica whose decisions are only local
+//  should not count as a ready endpoint, yet it keeps answering.
+static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    s_app_t *app = arg;
+    if (vz_daemon_reload_requested(app->daemon))
+        s_reload(app);
+    s_probe_redis(app);
+    bool broker = vz_worker_connected(app->worker);
+    bool redis = vz_redis_up(app->redis);
+    //  The state carries the reason, so broker-up-but-Redis-down shows.
+    int state = !broker ? 0 : !redis ? 2 : 1;
+    if (state == app->ready)
+        return 0;
+    app->ready = state;
+    if (state == 1) {
+        vz_daemon_ready(app->daemon);
+        vz_info(NULL, "ready: broker link and redis up");
+    } else {
+        const char *why = state == 0 ? "broker unreachable" : "redis unreachable";
+        vz_daemon_not_ready(app->daemon, why);
+        vz_warn(NULL, "not ready", "reason", why);
+    }
+    return 0;
+}
+
+static void s_app_destroy(s_app_t *app)
+{
+    vz_worker_destroy(&app->worker);
+    vz_redis_destroy(&app->redis);
+    vz_redis_script_destroy(&app->token_bucket);
+    vz_redis_script_destroy(&app->sliding_window);
+    zhashx_destroy(&app->local);
+    vz_rl_policies_destroy(&app->limits);
+    free(app->series);
+}
+
+static void s_free_tat(void **item_p)
+{
+    free(*item_p);
+    *item_p = NULL;
+}
+
+static int s_app_init(s_app_t *app, vz_daemon_t *daemon, const vz_ratelimit_config_t *config)
+{
+    app->daemon = daemon;
+    app->config = config;
+    app->metrics = vz_daemon_metrics(daemon);
+    app->ready = -1;
+    if (strcmp(config->failure_mode, "open") != 0 && strcmp(config->failure_mode, "closed") != 0) {
+        vz_error(NULL, "unable to load configuration", "reason",
+                 "VZ_RATELIMIT_FAILURE_MODE: expected open or closed", "value",
+                 config->failure_mode);
+        return VZ_EXIT_PERMANENT;
+    }
+    app->fail_closed = strcmp(config->failure_mode, "closed") == 0;
+    char err[512];
+    vz_rl_policies_t *limits = vz_rl_policies_load(config->policy_file, err, sizeof err);
+    if (!limits) {
+        vz_error(NULL, "unable to load policy file", "file", config->policy_file, "reason", err,
+                 "setting", "VZ_RATELIMIT_POLICY");
+        return VZ_EXIT_PERMANENT;
+    }
+    app->redis = vz_redis_new(vz_daemon_config(daemon)->redis_url, config->redis_timeout_ms,
+                              config->redis_timeout_ms, config->redis_retry_ms);
+    if (!app->redis) {
+        vz_rl_policies_destroy(&limits);
+        vz_error(NULL, "unable to load configuration", "reason",
+                 "VZ_REDIS_URL: expected redis://host:port[/db]", "value",
+                 vz_daemon_config(daemon)->redis_url);
+        return VZ_EXIT_PERMANENT;
+    }
+    app->redis_seconds =
+        vz_metrics_histogram(app->metrics, "vz_ratelimit_redis_duration_seconds",
+                             "Redis round trip of one rate-limit decision", NULL, s_redis_buckets,
+                             sizeof s_redis_buckets / sizeof s_redis_buckets[0]);
+    app->fallback_gauge =
+        vz_metrics_gauge(app->metrics, "vz_ratelimit_fallback_active",
+                         "1 while Redis is away and the failure mode applies", NULL);
+    app->redis_errors = vz_metrics_counter(app->metrics, "vz_ratelimit_redis_errors_total",
+                                           "Redis calls that failed or timed out", NULL);
+    const char *reload_help = "policy file reloads by result";
+    app->reload_ok =
+        vz_metrics_counter(app->metrics, "vz_ratelimit_reloads_total", reload_help, "result=ok");
+    app->reload_failed = vz_metrics_counter(app->metrics, "vz_ratelimit_reloads_total", reload_help,
+                                            "result=failed");
+    s_series_for(app, "none", &app->none_series);
+    s_install(app, &limits);
+    app->token_bucket = vz_redis_script_new(s_token_bucket_lua);
+    app->sliding_window = vz_redis_script_new(s_sliding_window_lua);
+    app->local = zhashx_new();
+    zhashx_set_destructor(app->local, s_free_tat);
+    //  Not up until the first probe succeeds: a Redis missing at start
+    //  keeps the service alive and not ready instead of crash-looping.
+    app->fallback = true;
+    vz_series_set(app->fallback_gauge, 1);
+    return -1;
+}
+
+int vz_ratelimit_run(vz_daemon_t *daemon, const vz_ratelimit_config_t *config)
+{
+    assert(daemon && config);
+    s_app_t app = {0};
+    int code = s_app_init(&app, daemon, config);
+    if (code >= 0) {
+        s_app_destroy(&app);
+        return code;
+    }
+    const vz_daemon_config_t *common = vz_daemon_config(daemon);
+    //  Our own copy of vz_daemon_serve: its readiness follows the broker
+    //  link only, and we need "broker AND redis" (see the docs page).
+    vz_worker_config_t wc = {
+        .service = vz_daemon_service(daemon),
+        .endpoints = common->broker_endpoints,
+        .broker_key = vz_daemon_broker_key(daemon),
+        .cert = vz_daemon_cert(daemon),
+        .heartbeat_ms = common->heartbeat_ms,
+        .credit = config->credit,
+        .metrics = app.metrics,
+    };
+    app.worker = vz_worker_new(&wc, s_methods, sizeof s_methods / sizeof s_methods[0], &app);
+    if (!app.worker) {
+        vz_error(NULL, "unable to create worker", "reason", strerror(errno), "endpoints",
+                 common->broker_endpoints);
+        s_app_destroy(&app);
+        return VZ_EXIT_TEMPORARY;
+    }
+    zloop_t *loop = zloop_new();
+    int timer = zloop_timer(loop, S_TICK_MS, 0, s_on_tick, &app);
+    code = VZ_EXIT_OK;
+    if (timer < 0 || vz_worker_attach(app.worker, loop) < 0) {
+        vz_error(NULL, "unable to attach worker to the reactor");
+        code = VZ_EXIT_TEMPORARY;
+    } else {
+        vz_daemon_not_ready(daemon, "starting");
+        s_on_tick(loop, timer, &app);
+        //  zloop_start returns 0 on any signal (SIGHUP included); only
+        //  SIGTERM/SIGINT end the run.
+        int rc = 0;
+        while (rc == 0 && !zsys_interrupted)
+            rc = zloop_start(loop);
+        if (rc < 0)
+            code = VZ_EXIT_TEMPORARY;
+    }
+    vz_daemon_not_ready(daemon, "draining");
+    char drain[16];
+    snprintf(drain, sizeof drain, "%d", common->drain_ms);
+    vz_info(NULL, "draining", "timeout_ms", drain);
+    vz_worker_drain(app.worker, common->drain_ms);
+    zloop_destroy(&loop);
+    s_app_destroy(&app);
+    vz_info(NULL, "stopped");
+    return code;
+}

@@ -1,0 +1,34 @@
+/*  ratelimit - decisions in Redis (one Lua script each), fallback, readiness
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  The service's application object and its reactor. Methods (contract D):
+ *  "check" consumes from the bucket of the first matching policy and
+ *  answers allowed/limit/remaining/reset/retry_after/policy/window/mode/
+ *  shadow; "policies" lists the active policy set. Readiness is the
+ *  broker link AND Redis answering. Single-threaded.
+ */
+#ifndef VZ_RATELIMIT_H
+#define VZ_RATELIMIT_H
+
+#include "vz_daemon.h"
+
+#define VZ_RATELIMIT_ADMIN_PORT 9130
+
+typedef struct {
+    char policy_file[VZ_PATH_MAX]; //  ZPL policy set (configs/ratelimit.cfg)
+    int redis_timeout_ms;          //  connect and command timeout
+    int redis_retry_ms;            //  least time between reconnect attempts
+    char failure_mode[16];         //  open | closed
+    int replicas;                  //  fail-open divides limits by this
+    int credit;                    //  requests the broker may queue here
+    int local_max;                 //  fail-open buckets kept in memory
+} vz_ratelimit_config_t;
+
+extern const vz_cfg_item_t vz_ratelimit_items[];
+extern const size_t vz_ratelimit_items_count;
+
+//  Run the service until SIGTERM, then drain. Returns the exit code
+//  (VZ_EXIT_PERMANENT for a bad policy file or failure mode).
+int vz_ratelimit_run(vz_daemon_t *daemon, const vz_ratelimit_config_t *config);
+
+#endif

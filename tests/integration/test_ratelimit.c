@@ -1,0 +1,817 @@
+/*  test_ratelimit - vz-ratelimit replicas over a real broker and Redis
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  One mesh per run: redis-server, vz-broker and two vz-ratelimit replicas
+ *  on free loopback ports with their own keys, call policy and rate-limit
+ *  policy in a temp dir. Clients are vz_client instances with the
+ *  "gateway" identity, one per thread. Shows: exactly N allowed across two
+ *  replicas under parallel clients (both algorithms), shadow mode, SIGHUP
+ *  reload (an invalid file keeps the old one), Redis hung (SIGSTOP) and
+ *  stopped/restarted under load (answers keep coming within the timeout,
+ *  fail_open then redis again, readiness follows), fail-open per-replica
+ *  limits, and a replica started without Redis (not ready, fail_closed,
+ *  ready once Redis appears).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <hiredis/hiredis.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "vz_client.h"
+#include "vz_common.h"
+#include "vz_curve.h"
+#include "vz_envelope.h"
+
+#define READY_MS 15000
+#define CALL_MS 5000
+#define EXACT_LIMIT 200
+#define THREADS 8
+#define PER_THREAD 60
+
+typedef struct {
+    char *dir;           //  temp dir: keys, policies, logs
+    vzt_proc_t *redis;   //  redis-server
+    vzt_proc_t *broker;  //  vz-broker
+    vzt_proc_t *rl[2];   //  vz-ratelimit replicas
+    int admin[2];        //  their admin ports
+    int redis_port;      //  to restart Redis on the same port
+    int broker_port;     //  broker endpoint port
+    char endpoint[64];   //  tcp://127.0.0.1:<broker_port>
+    char broker_key[41]; //  Z85
+    zcert_t *cert;       //  the "gateway" identity used by clients
+} mesh_t;
+
+typedef struct {
+    bool allowed;         //  decision
+    uint64_t limit;       //  policy limit (local one when failing open)
+    uint64_t remaining;   //  left
+    uint64_t reset;       //  seconds
+    uint64_t retry_after; //  seconds
+    char policy[64];      //  policy name
+    uint64_t window;      //  seconds
+    char mode[16];        //  redis | fail_open | fail_closed
+    bool shadow;          //  shadow mode
+    char error[48];       //  error_code when the call failed, else ""
+} answer_t;
+
+static const char s_policies[] =
+    "ratelimit\n    shadow = \"false\"\n"
+    "policy\n"
+    "    exact_tb\n        route = \"exact_tb\"\n        by = \"ip\"\n"
+    "        algorithm = \"token_bucket\"\n        limit = 200\n        window = \"1h\"\n"
+    "    exact_sw\n        route = \"exact_sw\"\n        by = \"ip\"\n"
+    "        algorithm = \"sliding_window\"\n        limit = 200\n        window = \"1h\"\n"
+    "    shadowed\n        route = \"shadowed\"\n        limit = 3\n        window = \"1h\"\n"
+    "        shadow = \"true\"\n"
+    "    small\n        route = \"small\"\n        algorithm = \"token_bucket\"\n"
+    "        limit = 10\n        window = \"1h\"\n"
+    "    users\n        tier = \"free premium\"\n        by = \"key sub\"\n"
+    "        limit = 5\n        window = \"1h\"\n"
+    "    anonymous\n        tier = \"*\"\n        by = \"ip\"\n        limit = 1000000\n"
+    "        window = \"60s\"\n";
+
+static char *s_fmt(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *out = NULL;
+    assert_true(vasprintf(&out, fmt, ap) > 0);
+    va_end(ap);
+    return out;
+}
+
+static void s_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static bool s_redis_pings(int port)
+{
+    struct timeval tv = {0, 200000};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    bool ok = false;
+    if (c && !c->err) {
+        redisReply *reply = redisCommand(c, "PING");
+        ok = reply && reply->type == REDIS_REPLY_STATUS;
+        if (reply)
+            freeReplyObject(reply);
+    }
+    if (c)
+        redisFree(c);
+    return ok;
+}
+
+static vzt_proc_t *s_start_redis(const char *dir, int port)
+{
+    char port_text[16];
+    snprintf(port_text, sizeof port_text, "%d", port);
+    char *log = s_fmt("%s/redis-%d.log", dir, port);
+    char *const argv[] = {"redis-server", "--port", port_text,   "--bind",
+                          "127.0.0.1",    "--save", "",          "--appendonly",
+                          "no",           "--dir",  (char *)dir, NULL};
+    vzt_proc_t *proc = vzt_spawn_nowait("/usr/bin/redis-server", argv, NULL, log);
+    free(log);
+    assert_non_null(proc);
+    int64_t until = vz_now_ms() + READY_MS;
+    while (vz_now_ms() < until) {
+        if (s_redis_pings(port))
+            return proc;
+        if (vzt_proc_wait(proc, 20) != -ETIMEDOUT)
+            break;
+    }
+    vzt_proc_destroy(&proc);
+    fail_msg("redis-server did not start on %d", port);
+    return NULL;
+}
+
+//  Start a daemon; wait for readiness unless nowait.
+static vzt_proc_t *s_start_daemon(const mesh_t *mesh, const char *name, const char *tag,
+                                  int broker_port, int redis_port, int admin_port,
+                                  char *const *more, bool nowait)
+{
+    char *env[24] = {0};
+    size_t n = 0;
+    env[n++] = s_fmt("VZ_CURVE_CERT=%s/keys/secret/%s.key", mesh->dir, name);
+    env[n++] = s_fmt("VZ_CURVE_ALLOW_DIR=%s/keys/public", mesh->dir);
+    env[n++] = s_fmt("VZ_BROKER_KEY=%s/keys/public/broker.key", mesh->dir);
+    env[n++] = s_fmt("VZ_BROKER_ENDPOINTS=tcp://127.0.0.1:%d", broker_port);
+    env[n++] = s_fmt("VZ_REDIS_URL=redis://127.0.0.1:%d", redis_port);
+    env[n++] = s_fmt("VZ_ADMIN_PORT=%d", admin_port);
+    bool own_policy = false;
+    for (size_t i = 0; more && more[i]; i++) {
+        own_policy = own_policy || strncmp(more[i], "VZ_RATELIMIT_POLICY=", 20) == 0;
+        env[n++] = s_fmt("%s", more[i]);
+    }
+    if (!own_policy)
+        env[n++] = s_fmt("VZ_RATELIMIT_POLICY=%s/ratelimit.cfg", mesh->dir);
+    char *binname = s_fmt("vz-%s", name);
+    char *bin = vzt_bin(binname);
+    char *log = s_fmt("%s/%s.log", mesh->dir, tag);
+    char *const argv[] = {bin, NULL};
+    vzt_proc_t *proc =
+        nowait ? vzt_spawn_nowait(bin, argv, env, log) : vzt_spawn(bin, argv, env, log, READY_MS);
+    if (!proc) {
+        char *cmd = s_fmt("tail -n 30 %s >&2", log);
+        if (system(cmd) < 0)
+            fprintf(stderr, "cannot show %s\n", log);
+        free(cmd);
+    }
+    for (size_t i = 0; env[i]; i++)
+        free(env[i]);
+    free(log);
+    free(bin);
+    free(binname);
+    return proc;
+}
+
+static vzt_proc_t *s_start_broker(const mesh_t *mesh, int port, const char *tag)
+{
+    char *bind = s_fmt("VZ_BROKER_BIND=tcp://127.0.0.1:%d", port);
+    char *pol = s_fmt("VZ_BROKER_POLICY=%s/policy.cfg", mesh->dir);
+    char *const env[] = {bind, pol, NULL};
+    vzt_proc_t *proc =
+        s_start_daemon(mesh, "broker", tag, port, mesh->redis_port, vzt_free_port(), env, false);
+    free(bind);
+    free(pol);
+    return proc;
+}
+
+static int s_setup(void **state)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    mesh_t *mesh = calloc(1, sizeof *mesh);
+    assert_non_null(mesh);
+    *state = mesh;
+    mesh->dir = vzt_tempdir("ratelimit");
+    char *keys = s_fmt("%s/keys", mesh->dir);
+    const char *const names[] = {"broker", "ratelimit", "gateway", NULL};
+    assert_int_equal(vzt_keys(keys, names), 0);
+    free(keys);
+    char *path = s_fmt("%s/policy.cfg", mesh->dir);
+    s_write(path, "identity\n    gateway\n        call = \"ratelimit broker\"\n"
+                  "    ratelimit\n        serve = \"ratelimit\"\n");
+    free(path);
+    path = s_fmt("%s/ratelimit.cfg", mesh->dir);
+    s_write(path, s_policies);
+    free(path);
+
+    mesh->redis_port = vzt_free_port();
+    mesh->broker_port = vzt_free_port();
+    mesh->redis = s_start_redis(mesh->dir, mesh->redis_port);
+    mesh->broker = s_start_broker(mesh, mesh->broker_port, "broker");
+    assert_non_null(mesh->broker);
+    char *const rl_env[] = {"VZ_RATELIMIT_REPLICAS=2", "VZ_RATELIMIT_REDIS_RETRY_MS=100", NULL};
+    for (int i = 0; i < 2; i++) {
+        mesh->admin[i] = vzt_free_port();
+        char tag[16];
+        snprintf(tag, sizeof tag, "ratelimit.%d", i);
+        mesh->rl[i] = s_start_daemon(mesh, "ratelimit", tag, mesh->broker_port, mesh->redis_port,
+                                     mesh->admin[i], rl_env, false);
+        assert_non_null(mesh->rl[i]);
+    }
+    snprintf(mesh->endpoint, sizeof mesh->endpoint, "tcp://127.0.0.1:%d", mesh->broker_port);
+    char *bkey = s_fmt("%s/keys/public/broker.key", mesh->dir);
+    assert_int_equal(vz_curve_server_key(bkey, mesh->broker_key), 0);
+    free(bkey);
+    char err[256];
+    char *cert = s_fmt("%s/keys/secret/gateway.key", mesh->dir);
+    mesh->cert = vz_curve_cert_load(cert, err, sizeof err);
+    free(cert);
+    assert_non_null(mesh->cert);
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    mesh_t *mesh = *state;
+    for (int i = 0; i < 2; i++)
+        vzt_proc_destroy(&mesh->rl[i]);
+    vzt_proc_destroy(&mesh->broker);
+    vzt_proc_destroy(&mesh->redis);
+    zcert_destroy(&mesh->cert);
+    if (getenv("VZ_KEEP_TMP"))
+        fprintf(stderr, "kept %s\n", mesh->dir);
+    else
+        vzt_rmrf(mesh->dir);
+    free(mesh->dir);
+    free(mesh);
+    curl_global_cleanup();
+    return 0;
+}
+
+// --------------------------------------------------------------------------
+//  Calls
+
+static vz_client_t *s_client(const mesh_t *mesh, const char *endpoint)
+{
+    vz_client_config_t config = {endpoint ? endpoint : mesh->endpoint, mesh->broker_key,
+                                 mesh->cert};
+    vz_client_t *client = vz_client_new(&config);
+    assert_non_null(client);
+    return client;
+}
+
+static void s_pack_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str(pk, strlen(s));
+    msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+static bool s_key_is(const msgpack_object *k, const char *name)
+{
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(name) &&
+           memcmp(k->via.str.ptr, name, k->via.str.size) == 0;
+}
+
+static void s_copy_str(char *dst, size_t n, const msgpack_object *v)
+{
+    size_t len = v->type == MSGPACK_OBJECT_STR ? v->via.str.size : 0;
+    if (len >= n)
+        len = n - 1;
+    memcpy(dst, v->via.str.ptr, len);
+    dst[len] = '\0';
+}
+
+//  Decode a "check" reply; every field must be present with its type.
+static int s_decode(const uint8_t *body, size_t len, answer_t *a)
+{
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    int seen = 0;
+    if (msgpack_unpack_next(&up, (const char *)body, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
+        up.data.type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < up.data.via.map.size; i++) {
+            const msgpack_object *k = &up.data.via.map.ptr[i].key;
+            const msgpack_object *v = &up.data.via.map.ptr[i].val;
+            bool is_bool = v->type == MSGPACK_OBJECT_BOOLEAN;
+            bool is_uint = v->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+            bool is_str = v->type == MSGPACK_OBJECT_STR;
+            if (s_key_is(k, "allowed") && is_bool)
+                a->allowed = v->via.boolean, seen++;
+            else if (s_key_is(k, "shadow") && is_bool)
+                a->shadow = v->via.boolean, seen++;
+            else if (s_key_is(k, "limit") && is_uint)
+                a->limit = v->via.u64, seen++;
+            else if (s_key_is(k, "remaining") && is_uint)
+                a->remaining = v->via.u64, seen++;
+            else if (s_key_is(k, "reset") && is_uint)
+                a->reset = v->via.u64, seen++;
+            else if (s_key_is(k, "retry_after") && is_uint)
+                a->retry_after = v->via.u64, seen++;
+            else if (s_key_is(k, "window") && is_uint)
+                a->window = v->via.u64, seen++;
+            else if (s_key_is(k, "policy") && is_str)
+                s_copy_str(a->policy, sizeof a->policy, v), seen++;
+            else if (s_key_is(k, "mode") && is_str)
+                s_copy_str(a->mode, sizeof a->mode, v), seen++;
+        }
+    }
+    msgpack_unpacked_destroy(&up);
+    return seen == 9 ? 0 : -1;
+}
+
+//  One "check"; returns 0 (answer or error in a) or -ETIMEDOUT.
+static int s_check_raw(vz_client_t *client, const uint8_t *body, size_t len, answer_t *a)
+{
+    memset(a, 0, sizeof *a);
+    vz_envelope_t req;
+    vz_envelope_init(&req, VZ_KIND_REQUEST);
+    vz_strlcpy(req.service, "ratelimit", sizeof req.service);
+    vz_strlcpy(req.method, "check", sizeof req.method);
+    req.body = body;
+    req.body_len = len;
+    vz_response_t *rsp = NULL;
+    int rc = vz_client_call(client, &req, CALL_MS, &rsp);
+    if (rc < 0)
+        return rc;
+    if (rsp->env.kind == VZ_KIND_ERROR)
+        vz_strlcpy(a->error, rsp->env.error_code, sizeof a->error);
+    else if (s_decode(rsp->env.body, rsp->env.body_len, a) < 0)
+        vz_strlcpy(a->error, "bad reply", sizeof a->error);
+    vz_response_destroy(&rsp);
+    return 0;
+}
+
+static int s_check(vz_client_t *client, const char *ip, const char *sub, const char *tier,
+                   const char *route, answer_t *a)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 6);
+    s_pack_str(&pk, "ip");
+    s_pack_str(&pk, ip);
+    s_pack_str(&pk, "sub");
+    s_pack_str(&pk, sub);
+    s_pack_str(&pk, "key");
+    s_pack_str(&pk, "");
+    s_pack_str(&pk, "tier");
+    s_pack_str(&pk, tier);
+    s_pack_str(&pk, "route");
+    s_pack_str(&pk, route);
+    s_pack_str(&pk, "cost");
+    msgpack_pack_uint32(&pk, 1);
+    int rc = s_check_raw(client, (const uint8_t *)sb.data, sb.size, a);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+static double s_metric(int port, const char *series)
+{
+    double v = 0;
+    vzt_metric(port, series, &v);
+    return v;
+}
+
+//  /readyz status and body.
+static long s_readyz(int port, char **body)
+{
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/readyz", port);
+    long status = 0;
+    if (vzt_http("GET", url, NULL, &status, body, 2000) < 0)
+        status = 0;
+    return status;
+}
+
+// --------------------------------------------------------------------------
+//  Tests
+
+static void test_check_answers(void **state)
+{
+    mesh_t *mesh = *state;
+    vz_client_t *client = s_client(mesh, NULL);
+    answer_t a;
+    assert_int_equal(s_check(client, "10.1.0.1", "", "anonymous", "small", &a), 0);
+    assert_string_equal(a.error, "");
+    assert_true(a.allowed);
+    assert_string_equal(a.policy, "small");
+    assert_string_equal(a.mode, "redis");
+    assert_int_equal(a.limit, 10);
+    assert_int_equal(a.window, 3600);
+    assert_int_equal(a.remaining, 9);
+    assert_int_equal(a.retry_after, 0);
+    assert_false(a.shadow);
+    assert_true(a.reset >= 359 && a.reset <= 361); //  one token = 360 s to refill
+    for (int i = 0; i < 9; i++)
+        assert_int_equal(s_check(client, "10.1.0.1", "", "anonymous", "small", &a), 0);
+    assert_true(a.allowed);
+    assert_int_equal(a.remaining, 0);
+    assert_int_equal(s_check(client, "10.1.0.1", "", "anonymous", "small", &a), 0);
+    assert_false(a.allowed);
+    assert_int_equal(a.remaining, 0);
+    assert_true(a.retry_after >= 359 && a.retry_after <= 361);
+    //  Another IP has its own bucket.
+    assert_int_equal(s_check(client, "10.1.0.2", "", "anonymous", "small", &a), 0);
+    assert_true(a.allowed);
+
+    //  Tier and descriptor alternatives: "key sub" keys users by subject.
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(s_check(client, "10.1.0.3", "user-1", "free", "any", &a), 0);
+        assert_true(a.allowed);
+        assert_string_equal(a.policy, "users");
+    }
+    assert_int_equal(s_check(client, "10.1.0.4", "user-1", "premium", "any", &a), 0);
+    assert_false(a.allowed); //  same user from another IP
+    assert_int_equal(s_check(client, "10.1.0.3", "user-2", "free", "any", &a), 0);
+    assert_true(a.allowed);
+    //  No descriptor: sub and key empty for "key sub".
+    assert_int_equal(s_check(client, "10.1.0.3", "", "free", "any", &a), 0);
+    assert_string_equal(a.error, "invalid_request");
+
+    //  Malformed bodies get invalid_request, never a crash.
+    const struct {
+        const char *bytes; //  body
+        size_t len;        //  bytes
+    } bad[] = {
+        {"\x93\x01\x02\x03", 4}, //  not a map
+        {"\x81\xa2ip\x05", 5},   //  ip not a string
+        {"\x81\xa4"
+         "cost"
+         "\xff",
+         7}, //  negative cost
+        {"\x81\xa4"
+         "cost"
+         "\xce\x7f\xff\xff\xff",
+         11}, //  cost too large
+        {"\x81\xa2ip\xa3"
+         "a\0b",
+         8},                                  //  NUL in string
+        {"\x81\xa1x\xdd\xff\xff\xff\xff", 8}, //  array count beyond the body
+        {"\x82\xa2ip\xa1"
+         "a",
+         6},                       //  truncated map
+        {"\x80\x00", 2},           //  trailing bytes
+        {"\x81\xa2ip\xd9\xff", 6}, //  str8 beyond the body
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(s_check_raw(client, (const uint8_t *)bad[i].bytes, bad[i].len, &a), 0);
+        if (strcmp(a.error, "invalid_request") != 0)
+            fail_msg("bad body %zu answered \"%s\"", i, a.error);
+    }
+    //  Unknown keys of any shape are skipped.
+    const char skip[] = "\x83\xa1x\x92\x81\xa1y\xc0\xcb\x00\x00\x00\x00\x00\x00\x00\x00"
+                        "\xa2ip\xa8"
+                        "10.1.0.9\xa5route\xa5small";
+    assert_int_equal(s_check_raw(client, (const uint8_t *)skip, sizeof skip - 1, &a), 0);
+    assert_string_equal(a.error, "");
+    assert_string_equal(a.policy, "small");
+
+    //  "policies" lists the active set.
+    vz_envelope_t req;
+    vz_envelope_init(&req, VZ_KIND_REQUEST);
+    vz_strlcpy(req.service, "ratelimit", sizeof req.service);
+    vz_strlcpy(req.method, "policies", sizeof req.method);
+    vz_response_t *rsp = NULL;
+    assert_int_equal(vz_client_call(client, &req, CALL_MS, &rsp), 0);
+    assert_int_equal(rsp->env.kind, VZ_KIND_REPLY);
+    assert_non_null(memmem(rsp->env.body, rsp->env.body_len, "exact_sw", 8));
+    assert_non_null(memmem(rsp->env.body, rsp->env.body_len, "sliding_window", 14));
+    vz_response_destroy(&rsp);
+    vz_client_destroy(&client);
+}
+
+typedef struct {
+    const mesh_t *mesh;  //  shared
+    const char *route;   //  policy under test
+    const char *ip;      //  descriptor shared by every thread
+    atomic_int *allowed; //  total allowed
+    atomic_int *denied;  //  total denied
+    atomic_int *failed;  //  calls that did not return an answer
+} exact_arg_t;
+
+static void *s_exact_thread(void *arg)
+{
+    exact_arg_t *x = arg;
+    vz_client_config_t config = {x->mesh->endpoint, x->mesh->broker_key, x->mesh->cert};
+    vz_client_t *client = vz_client_new(&config);
+    for (int i = 0; client && i < PER_THREAD; i++) {
+        answer_t a;
+        if (s_check(client, x->ip, "", "anonymous", x->route, &a) < 0 || *a.error)
+            atomic_fetch_add(x->failed, 1);
+        else if (a.allowed)
+            atomic_fetch_add(x->allowed, 1);
+        else
+            atomic_fetch_add(x->denied, 1);
+    }
+    if (!client)
+        atomic_fetch_add(x->failed, PER_THREAD);
+    vz_client_destroy(&client);
+    return NULL;
+}
+
+//  THREADS clients x PER_THREAD checks on one bucket with limit 200 over
+//  two replicas: exactly 200 pass, and both replicas decided some.
+static void s_exact(mesh_t *mesh, const char *route)
+{
+    atomic_int allowed = 0, denied = 0, failed = 0;
+    exact_arg_t arg = {mesh, route, "10.2.0.1", &allowed, &denied, &failed};
+    pthread_t threads[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, s_exact_thread, &arg), 0);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(threads[i], NULL);
+    assert_int_equal(failed, 0);
+    assert_int_equal(allowed, EXACT_LIMIT);
+    assert_int_equal(denied, THREADS * PER_THREAD - EXACT_LIMIT);
+    double total = 0;
+    for (int i = 0; i < 2; i++) {
+        char series[160];
+        snprintf(series, sizeof series,
+                 "vz_ratelimit_decisions_total{policy=\"%s\",result=\"allowed\"}", route);
+        double a = s_metric(mesh->admin[i], series);
+        snprintf(series, sizeof series,
+                 "vz_ratelimit_decisions_total{policy=\"%s\",result=\"denied\"}", route);
+        double d = s_metric(mesh->admin[i], series);
+        if (a + d <= 0)
+            fail_msg("replica %d decided nothing for %s", i, route);
+        total += a + d;
+    }
+    assert_int_equal((int)total, THREADS * PER_THREAD);
+}
+
+static void test_exact_token_bucket(void **state)
+{
+    s_exact(*state, "exact_tb");
+}
+
+static void test_exact_sliding_window(void **state)
+{
+    s_exact(*state, "exact_sw");
+}
+
+static void test_shadow(void **state)
+{
+    mesh_t *mesh = *state;
+    vz_client_t *client = s_client(mesh, NULL);
+    answer_t a;
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(s_check(client, "10.3.0.1", "", "anonymous", "shadowed", &a), 0);
+        assert_true(a.allowed);
+        assert_true(a.shadow);
+        assert_int_equal(a.retry_after, 0);
+    }
+    assert_int_equal(a.remaining, 0);
+    double shadowed = 0;
+    for (int i = 0; i < 2; i++)
+        shadowed += s_metric(mesh->admin[i], "vz_ratelimit_decisions_total{policy=\"shadowed\","
+                                             "result=\"shadow_denied\"}");
+    assert_int_equal((int)shadowed, 3);
+    vz_client_destroy(&client);
+}
+
+static void s_wait_metric(int port, const char *series, double want)
+{
+    int64_t until = vz_now_ms() + 5000;
+    while (s_metric(port, series) != want) {
+        if (vz_now_ms() > until)
+            fail_msg("%s never reached %g on :%d", series, want, port);
+        zclock_sleep(10); //  poll step, bounded by until
+    }
+}
+
+static void test_reload(void **state)
+{
+    mesh_t *mesh = *state;
+    char *path = s_fmt("%s/ratelimit.cfg", mesh->dir);
+    //  "added" goes first, before the catch-all.
+    char *text = s_fmt("ratelimit\n    shadow = \"false\"\npolicy\n    added\n"
+                       "        route = \"added\"\n        limit = 1\n        window = \"1h\"\n%s",
+                       strstr(s_policies, "    exact_tb"));
+    s_write(path, text);
+    free(text);
+    for (int i = 0; i < 2; i++)
+        kill(vzt_proc_pid(mesh->rl[i]), SIGHUP);
+    for (int i = 0; i < 2; i++)
+        s_wait_metric(mesh->admin[i], "vz_ratelimit_reloads_total{result=\"ok\"}", 1);
+    vz_client_t *client = s_client(mesh, NULL);
+    answer_t a;
+    assert_int_equal(s_check(client, "10.4.0.1", "", "anonymous", "added", &a), 0);
+    assert_string_equal(a.policy, "added");
+    assert_true(a.allowed);
+    assert_int_equal(s_check(client, "10.4.0.1", "", "anonymous", "added", &a), 0);
+    assert_false(a.allowed);
+
+    //  An invalid file is refused and the current set kept.
+    s_write(path, "policy\n    broken\n        limit = \"lots\"\n");
+    for (int i = 0; i < 2; i++)
+        kill(vzt_proc_pid(mesh->rl[i]), SIGHUP);
+    for (int i = 0; i < 2; i++)
+        s_wait_metric(mesh->admin[i], "vz_ratelimit_reloads_total{result=\"failed\"}", 1);
+    assert_int_equal(s_check(client, "10.4.0.2", "", "anonymous", "added", &a), 0);
+    assert_string_equal(a.policy, "added");
+    s_write(path, s_policies);
+    vz_client_destroy(&client);
+    free(path);
+}
+
+typedef struct {
+    const mesh_t *mesh;   //  shared
+    atomic_bool stop;     //  set by the test to end the loop
+    atomic_int calls;     //  answers received
+    atomic_int failures;  //  timeouts or error replies
+    atomic_int fail_open; //  answers in mode fail_open
+    atomic_int redis;     //  answers in mode redis
+    atomic_int max_us;    //  slowest call
+    atomic_int last_mode; //  0 redis, 1 fail_open, 2 other
+} load_t;
+
+static void *s_load_thread(void *arg)
+{
+    load_t *load = arg;
+    vz_client_config_t config = {load->mesh->endpoint, load->mesh->broker_key, load->mesh->cert};
+    vz_client_t *client = vz_client_new(&config);
+    while (client && !atomic_load(&load->stop)) {
+        answer_t a;
+        int64_t t0 = zclock_usecs();
+        int rc = s_check(client, "10.5.0.1", "", "anonymous", "load", &a);
+        int us = (int)(zclock_usecs() - t0);
+        int prev = atomic_load(&load->max_us);
+        while (us > prev && !atomic_compare_exchange_weak(&load->max_us, &prev, us))
+            ;
+        atomic_fetch_add(&load->calls, 1);
+        if (rc < 0 || *a.error || !a.allowed)
+            atomic_fetch_add(&load->failures, 1);
+        else if (strcmp(a.mode, "fail_open") == 0) {
+            atomic_fetch_add(&load->fail_open, 1);
+            atomic_store(&load->last_mode, 1);
+        } else if (strcmp(a.mode, "redis") == 0) {
+            atomic_fetch_add(&load->redis, 1);
+            atomic_store(&load->last_mode, 0);
+        } else
+            atomic_store(&load->last_mode, 2);
+    }
+    vz_client_destroy(&client);
+    return NULL;
+}
+
+//  Wait until both load threads have seen mode (recent answers).
+static void s_wait_mode(load_t *load, int mode, const char *what)
+{
+    int64_t until = vz_now_ms() + 10000;
+    int seen = 0;
+    while (seen < 20) {
+        if (vz_now_ms() > until)
+            fail_msg("never saw %s answers", what);
+        seen = atomic_load(&load->last_mode) == mode ? seen + 1 : 0;
+        zclock_sleep(5); //  poll step, bounded by until
+    }
+}
+
+static void s_wait_ready(int port, long want, const char *reason)
+{
+    int64_t until = vz_now_ms() + 10000;
+    for (;;) {
+        char *body = NULL;
+        long status = s_readyz(port, &body);
+        bool ok = status == want && (!reason || (body && strstr(body, reason)));
+        free(body);
+        if (ok)
+            return;
+        if (vz_now_ms() > until)
+            fail_msg("readyz on :%d never became %ld %s", port, want, reason ? reason : "");
+        zclock_sleep(20); //  poll step, bounded by until
+    }
+}
+
+//  Redis hung, then gone, then back, while two threads keep calling.
+static void test_redis_outage(void **state)
+{
+    mesh_t *mesh = *state;
+    load_t load = {.mesh = mesh};
+    pthread_t threads[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, s_load_thread, &load), 0);
+    s_wait_mode(&load, 0, "redis");
+
+    //  Hung: every call still answers, bounded by the 20 ms Redis timeout.
+    kill(vzt_proc_pid(mesh->redis), SIGSTOP);
+    s_wait_mode(&load, 1, "fail_open (redis hung)");
+    for (int i = 0; i < 2; i++)
+        s_wait_ready(mesh->admin[i], 503, "redis unreachable");
+    kill(vzt_proc_pid(mesh->redis), SIGCONT);
+    s_wait_mode(&load, 0, "redis (after SIGCONT)");
+
+    //  Stopped: fail_open, not ready, gauge and errors; then restarted.
+    vzt_proc_destroy(&mesh->redis);
+    s_wait_mode(&load, 1, "fail_open (redis stopped)");
+    for (int i = 0; i < 2; i++) {
+        s_wait_ready(mesh->admin[i], 503, "redis unreachable");
+        assert_int_equal((int)s_metric(mesh->admin[i], "vz_ratelimit_fallback_active"), 1);
+        assert_true(s_metric(mesh->admin[i], "vz_ratelimit_redis_errors_total") > 0);
+    }
+    //  Fail-open buckets hold limit/replicas each: 10/2 = 5 per replica.
+    vz_client_t *client = s_client(mesh, NULL);
+    int allowed = 0;
+    for (int i = 0; i < 30; i++) {
+        answer_t a;
+        assert_int_equal(s_check(client, "10.5.0.2", "", "anonymous", "small", &a), 0);
+        assert_string_equal(a.mode, "fail_open");
+        assert_int_equal(a.limit, 5);
+        allowed += a.allowed;
+    }
+    assert_true(allowed >= 5 && allowed <= 10);
+    vz_client_destroy(&client);
+
+    mesh->redis = s_start_redis(mesh->dir, mesh->redis_port);
+    s_wait_mode(&load, 0, "redis (restarted)");
+    for (int i = 0; i < 2; i++) {
+        s_wait_ready(mesh->admin[i], 200, NULL);
+        assert_int_equal((int)s_metric(mesh->admin[i], "vz_ratelimit_fallback_active"), 0);
+    }
+    atomic_store(&load.stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(threads[i], NULL);
+    fprintf(stderr, "outage: %d calls, %d fail_open, %d redis, slowest %d us\n",
+            atomic_load(&load.calls), atomic_load(&load.fail_open), atomic_load(&load.redis),
+            atomic_load(&load.max_us));
+    assert_int_equal(atomic_load(&load.failures), 0);
+    assert_true(atomic_load(&load.fail_open) > 0);
+    //  Nobody waited on Redis: far below the 5 s call timeout, and within
+    //  a generous margin of the 20 ms Redis timeout under sanitizers.
+    assert_true(atomic_load(&load.max_us) < 500000);
+}
+
+//  A replica started with no Redis is alive and not ready, answers in its
+//  failure mode (here closed), and becomes ready when Redis appears.
+static void test_start_without_redis(void **state)
+{
+    mesh_t *mesh = *state;
+    int broker_port = vzt_free_port(), redis_port = vzt_free_port(), admin = vzt_free_port();
+    vzt_proc_t *broker = s_start_broker(mesh, broker_port, "broker2");
+    assert_non_null(broker);
+    char *const env[] = {"VZ_RATELIMIT_FAILURE_MODE=closed", "VZ_RATELIMIT_REDIS_RETRY_MS=50",
+                         NULL};
+    vzt_proc_t *rl =
+        s_start_daemon(mesh, "ratelimit", "ratelimit.c", broker_port, redis_port, admin, env, true);
+    assert_non_null(rl);
+    s_wait_ready(admin, 503, "redis unreachable");
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", broker_port);
+    vz_client_t *client = s_client(mesh, endpoint);
+    answer_t a;
+    assert_int_equal(s_check(client, "10.6.0.1", "", "anonymous", "small", &a), 0);
+    assert_string_equal(a.error, "");
+    assert_string_equal(a.mode, "fail_closed");
+    assert_false(a.allowed);
+    assert_true(a.retry_after >= 1);
+    assert_int_equal(vzt_proc_wait(rl, 0), -ETIMEDOUT); //  still running
+
+    vzt_proc_t *redis = s_start_redis(mesh->dir, redis_port);
+    s_wait_ready(admin, 200, NULL);
+    assert_int_equal(s_check(client, "10.6.0.1", "", "anonymous", "small", &a), 0);
+    assert_string_equal(a.mode, "redis");
+    assert_true(a.allowed);
+    vz_client_destroy(&client);
+    vzt_proc_destroy(&rl);
+    vzt_proc_destroy(&broker);
+    vzt_proc_destroy(&redis);
+}
+
+static void test_bad_config(void **state)
+{
+    mesh_t *mesh = *state;
+    char *path = s_fmt("%s/bad.cfg", mesh->dir);
+    s_write(path, "policy\n    p\n        limit = 10\n        algorithm = \"leaky\"\n");
+    char *pol = s_fmt("VZ_RATELIMIT_POLICY=%s", path);
+    const char *cases[][2] = {{pol, NULL}, {"VZ_RATELIMIT_FAILURE_MODE=maybe", NULL}};
+    for (size_t i = 0; i < 2; i++) {
+        char *const env[] = {(char *)cases[i][0], NULL};
+        vzt_proc_t *rl = s_start_daemon(mesh, "ratelimit", "ratelimit.bad", mesh->broker_port,
+                                        mesh->redis_port, vzt_free_port(), env, true);
+        assert_int_equal(vzt_proc_wait(rl, 10000), 100);
+        vzt_proc_destroy(&rl);
+    }
+    free(pol);
+    free(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_check_answers),
+        cmocka_unit_test(test_exact_token_bucket),
+        cmocka_unit_test(test_exact_sliding_window),
+        cmocka_unit_test(test_shadow),
+        cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_redis_outage),
+        cmocka_unit_test(test_start_without_redis),
+        cmocka_unit_test(test_bad_config),
+    };
+    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+}
