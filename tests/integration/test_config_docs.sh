@@ -9,6 +9,8 @@ set -u -o pipefail
 BIN=${VZ_BIN_DIR:?VZ_BIN_DIR not set}
 SRC=${VZ_SOURCE_DIR:?VZ_SOURCE_DIR not set}
 DOC=$SRC/docs/configuration.md
+#   Every daemon under services/ (vz-<dir>), in a stable order.
+DAEMONS=$(cd "$SRC/services" && for d in */; do [ -f "$d/CMakeLists.txt" ] && echo "vz-${d%/}"; done | sort)
 
 generate() {
     cat <<'HEAD'
@@ -27,14 +29,14 @@ own file, `configs/mesh.cfg`, is described in
 [services/supervisor.md](services/supervisor.md); the call policy,
 `configs/policy.cfg`, in [services/broker.md](services/broker.md).
 HEAD
-    for d in vz-broker vz-gateway vz-echo; do
+    for d in $DAEMONS; do
         printf '\n## %s\n\n```\n' "$d"
         "$BIN/$d" --help 2>&1 | sed -e "s|^Usage: .*/$d|Usage: $d|"
         printf '```\n'
     done
 }
 
-for d in vz-broker vz-gateway vz-echo; do
+for d in $DAEMONS; do
     [ -x "$BIN/$d" ] || { echo "FAIL: $BIN/$d missing" >&2; exit 1; }
     "$BIN/$d" --help >/dev/null 2>&1 || { echo "FAIL: $d --help exited non-zero" >&2; exit 1; }
 done
