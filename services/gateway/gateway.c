@@ -6,7 +6,9 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <microhttpd.h>
+#include <ctype.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,63 +18,70 @@
 #include <unistd.h>
 
 #include "health.h"
+#include "vz_json.h"
 #include "vz_log.h"
 #include "vz_proto.h"
 
-#define M_GET 0x1u
-#define M_POST 0x2u
-
 #define PATH_LOG_MAX 256    //  path bytes kept for the access log
 #define CTYPE_MAX 128       //  longest Content-Type passed through
+#define ORIGIN_MAX 256      //  longest Origin echoed in CORS headers
 #define HEALTH_TIMEOUT 1000 //  ms for broker.services behind /health
+#define LOCAL_COUNT_MAX 8   //  capacity for per-local-route arrays
 #define CTYPE_JSON "application/json"
 #define CTYPE_OCTETS "application/octet-stream"
 #define CTYPE_PROM "text/plain; version=0.0.4; charset=utf-8"
+#define CTYPE_YAML "application/yaml"
+#define CORS_HEADERS "Authorization, Content-Type, X-API-Key, X-Request-Id, traceparent"
+#define CORS_EXPOSE                                                                                \
+    "X-Request-Id, traceparent, Retry-After, RateLimit, RateLimit-Policy, X-RateLimit-Limit, "     \
+    "X-RateLimit-Remaining, X-RateLimit-Reset, Location"
 
 typedef struct gw_req_t gw_req_t;
 typedef void(gw_local_fn)(vz_gateway_t *gw, gw_req_t *req);
 
+//  The gateway's own routes (GET only), matched before the route table.
 typedef struct {
-    const char *path;       //  exact path
-    unsigned methods;       //  M_* allowed
-    const char *name;       //  metrics label
-    gw_local_fn *local;     //  answers on the HTTP thread; NULL = upstream route
-    vz_upcall_kind_t kind;  //  upstream: forward or health
-    const char *service;    //  upstream: target service
-    const char *method;     //  upstream: target method
-    bool idempotent;        //  upstream: safe to retry
-    bool pass_ctype;        //  echo the request's Content-Type on the reply
-    const char *reply_type; //  Content-Type of replies otherwise; NULL = octet-stream
-    int timeout_ms;         //  0 = the configured default
-} gw_route_t;
-
-#define ROUTE_COUNT_MAX 32 //  capacity for per-route arrays
+    const char *path; //  exact path
+    const char *name; //  metrics label
+    gw_local_fn *fn;  //  answers on the HTTP thread; NULL = the health upcall
+} gw_local_t;
 
 typedef enum { REQ_NEW, REQ_WAITING, REQ_DONE } gw_state_t;
 
 struct gw_req_t {
     vz_gateway_t *gw;                     //  owner
     struct MHD_Connection *conn;          //  its connection
-    const gw_route_t *route;              //  matched route, NULL = none
+    vz_routes_t *table;                   //  the table this request was matched on (a reference)
+    vz_route_match_t match;               //  route and params; route NULL = none
+    const gw_local_t *local;              //  or one of the gateway's own routes
+    bool preflight;                       //  OPTIONS: answered by the gateway
     struct timespec start;                //  monotonic start
     char http_method[16];                 //  for the access log
     char path[PATH_LOG_MAX];              //  idem, truncated
+    size_t url_len;                       //  full path length, for the 414 check
     char request_id[VZ_ID_MAX];           //  accepted or generated
     char traceparent[VZ_TRACEPARENT_MAX]; //  accepted or generated
-    char content_type[CTYPE_MAX];         //  request's, when passed through
+    char content_type[CTYPE_MAX];         //  request's, printable ASCII only
+    char origin[ORIGIN_MAX];              //  allowed CORS Origin, "" = none
+    char client_ip[64];                   //  peer address
     int reject;                           //  status of a failed central check, 0 = none
+    const char *reject_detail;            //  its message, NULL = the default (static)
     uint8_t *body;                        //  collected body
     size_t body_len;                      //  its length
     size_t body_cap;                      //  allocated
+    size_t body_max;                      //  limit for this route
     gw_state_t state;                     //  progress
     bool upstream_done;                   //  call result waits to be rendered
+    vz_breaker_t *breaker;                //  the upstream's breaker when the call was let through
     vz_upcall_t call;                     //  the upstream call
     int status;                           //  response status
     char *resp;                           //  response body (heap)
     size_t resp_len;                      //  its length
-    const char *resp_type;                //  response Content-Type (static)
-    const char *allow;                    //  Allow header, 405 only
-    bool retry_after;                     //  add Retry-After: 1
+    const char *resp_type;                //  response Content-Type (static or route-owned)
+    char allow[64];                       //  Allow header, "" = none
+    int retry_after;                      //  Retry-After seconds, 0 = none
+    bool www_authenticate;                //  add WWW-Authenticate: Bearer
+    char location[VZ_CTX_VAL_MAX];        //  Location header, "" = none
     bool queued;                          //  a response went out
     size_t sent_len;                      //  its body length, for the access log
 };
@@ -81,58 +90,39 @@ struct vz_gateway_t {
     vz_gateway_config_t config;              //  copy
     vz_upstream_t *upstream;                 //  borrowed
     vz_metrics_t *metrics;                   //  borrowed
+    vz_breakers_t *breakers;                 //  one per upstream service
+    pthread_mutex_t routes_lock;             //  held only to copy or swap routes
+    vz_routes_t *routes;                     //  current table (a reference)
+    char *openapi;                           //  OpenAPI document, NULL = none
+    size_t openapi_len;                      //  its length
     struct MHD_Daemon *mhd;                  //  HTTP server
     int port;                                //  bound port
     int quiesced_fd;                         //  listen socket returned by quiesce, -1 = none
     atomic_bool draining;                    //  SIGTERM seen
     atomic_int inflight;                     //  live requests
     vz_series_t *inflight_gauge;             //  vz_gateway_inflight
-    vz_series_t *durations[ROUTE_COUNT_MAX]; //  per route, indexed like s_routes
+    vz_series_t *durations[LOCAL_COUNT_MAX]; //  per local route, indexed like s_locals
     vz_series_t *unmatched;                  //  duration series for the unmatched label
-    const char *needed[ROUTE_COUNT_MAX];     //  services the routes need, for /health
-    size_t needed_count;                     //  entries in needed
+    vz_series_t *reloads[2];                 //  route table reloads: [0] ok, [1] rejected
 };
 
 static void s_liveness(vz_gateway_t *gw, gw_req_t *req);
 static void s_readiness(vz_gateway_t *gw, gw_req_t *req);
 static void s_metrics(vz_gateway_t *gw, gw_req_t *req);
+static void s_openapi(vz_gateway_t *gw, gw_req_t *req);
 
-//  The route table. Checks in s_check run before any of these.
-static const gw_route_t s_routes[] = {
-    {.path = "/health",
-     .methods = M_GET,
-     .name = "health",
-     .kind = VZ_UPCALL_HEALTH,
-     .idempotent = true,
-     .timeout_ms = HEALTH_TIMEOUT},
-    {.path = "/liveness", .methods = M_GET, .name = "liveness", .local = s_liveness},
-    {.path = "/readiness", .methods = M_GET, .name = "readiness", .local = s_readiness},
-    {.path = "/metrics", .methods = M_GET, .name = "metrics", .local = s_metrics},
-    {.path = "/v1/echo",
-     .methods = M_GET | M_POST,
-     .name = "echo",
-     .service = "echo",
-     .method = "echo",
-     .idempotent = true,
-     .pass_ctype = true},
-    {.path = "/v1/echo/slow",
-     .methods = M_POST,
-     .name = "echo_slow",
-     .service = "echo",
-     .method = "slow"},
-    {.path = "/v1/echo/whoami",
-     .methods = M_GET,
-     .name = "echo_whoami",
-     .service = "echo",
-     .method = "whoami",
-     .idempotent = true,
-     .reply_type = CTYPE_JSON},
+static const gw_local_t s_locals[] = {
+    {"/health", "health", NULL},
+    {"/liveness", "liveness", s_liveness},
+    {"/readiness", "readiness", s_readiness},
+    {"/metrics", "metrics", s_metrics},
+    {"/v1/openapi.yaml", "openapi", s_openapi},
 };
-#define ROUTE_COUNT (sizeof s_routes / sizeof s_routes[0])
-static_assert(ROUTE_COUNT <= ROUTE_COUNT_MAX, "raise ROUTE_COUNT_MAX");
+#define LOCAL_COUNT (sizeof s_locals / sizeof s_locals[0])
+static_assert(LOCAL_COUNT <= LOCAL_COUNT_MAX, "raise LOCAL_COUNT_MAX");
 
-//  How an upstream error code becomes an HTTP answer; unknown codes are 502
-//  with their own (sanitised) code.
+//  How an upstream error code becomes an HTTP answer (contract C); unknown
+//  codes are 502 with their own (sanitised) code.
 static const struct {
     const char *code;        //  error_code from the broker, a worker or upstream.c
     int status;              //  HTTP status
@@ -149,6 +139,12 @@ static const struct {
     {VZ_ERR_FORBIDDEN, 502, "bad_gateway", "upstream refused the call", false},
     {VZ_ERR_MALFORMED, 502, "bad_gateway", "upstream refused the call", false},
     {VZ_ERR_INVALID, 400, NULL, NULL, false},
+    {"unauthorized", 401, NULL, NULL, false},
+    {"access_denied", 403, NULL, NULL, false},
+    {"not_found", 404, NULL, NULL, false},
+    {"conflict", 409, NULL, NULL, false},
+    {"validation_failed", 422, NULL, NULL, false},
+    {"too_many_requests", 429, NULL, NULL, true},
     {"request_too_large", 413, "payload_too_large", "request does not fit one envelope", false},
 };
 
@@ -244,11 +240,18 @@ static void s_json(gw_req_t *req, int status, const char *json)
     s_set_body(req, status, CTYPE_JSON, body, strlen(body));
 }
 
-//  The Allow header for a method mask (static text: it outlives the request).
-static const char *s_allow_text(unsigned methods)
+static void s_cors_headers(gw_req_t *req, struct MHD_Response *response)
 {
-    static const char *const texts[] = {"", "GET", "POST", "GET, POST"};
-    return texts[methods & (M_GET | M_POST)];
+    if (!req->origin[0])
+        return;
+    MHD_add_response_header(response, "Access-Control-Allow-Origin", req->origin);
+    MHD_add_response_header(response, "Vary", "Origin");
+    if (req->preflight) {
+        MHD_add_response_header(response, "Access-Control-Allow-Methods", req->allow);
+        MHD_add_response_header(response, "Access-Control-Allow-Headers", CORS_HEADERS);
+        MHD_add_response_header(response, "Access-Control-Max-Age", "600");
+    } else
+        MHD_add_response_header(response, "Access-Control-Expose-Headers", CORS_EXPOSE);
 }
 
 static enum MHD_Result s_queue(gw_req_t *req)
@@ -263,13 +266,23 @@ static enum MHD_Result s_queue(gw_req_t *req)
     req->resp = NULL; //  libmicrohttpd owns it now
     MHD_add_response_header(response, "X-Request-Id", req->request_id);
     MHD_add_response_header(response, "traceparent", req->traceparent);
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            req->resp_type ? req->resp_type : CTYPE_JSON);
+    if (req->status != 204)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                req->resp_type ? req->resp_type : CTYPE_JSON);
     MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (req->allow)
+    if (req->allow[0])
         MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, req->allow);
-    if (req->retry_after)
-        MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (req->retry_after > 0) {
+        char value[16];
+        snprintf(value, sizeof value, "%d", req->retry_after);
+        MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, value);
+    }
+    if (req->www_authenticate)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"vizmesh\"");
+    if (req->location[0])
+        MHD_add_response_header(response, MHD_HTTP_HEADER_LOCATION, req->location);
+    s_cors_headers(req, response);
     if (atomic_load(&gw->draining))
         MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result rc = MHD_queue_response(req->conn, (unsigned)req->status, response);
@@ -303,6 +316,25 @@ static void s_metrics(vz_gateway_t *gw, gw_req_t *req)
     s_set_body(req, 200, CTYPE_PROM, text, strlen(text));
 }
 
+static void s_openapi(vz_gateway_t *gw, gw_req_t *req)
+{
+    if (!gw->openapi) {
+        s_error(req, 404, "not_found", "no OpenAPI document configured");
+        return;
+    }
+    char *copy = malloc(gw->openapi_len + 1);
+    assert(copy);
+    memcpy(copy, gw->openapi, gw->openapi_len + 1);
+    s_set_body(req, 200, CTYPE_YAML, copy, gw->openapi_len);
+}
+
+//  OPTIONS: the methods of the path, plus CORS preflight headers when the
+//  Origin is allowed.
+static void s_preflight(vz_gateway_t *gw, gw_req_t *req)
+{
+    s_set_body(req, 204, NULL, NULL, 0);
+}
+
 // --------------------------------------------------------------------------
 //  Upstream routes
 
@@ -311,9 +343,11 @@ static void s_metrics(vz_gateway_t *gw, gw_req_t *req)
 static const char *s_code_label(const char *code)
 {
     static const char *const known[] = {
-        VZ_ERR_NO_WORKER, VZ_ERR_TIMEOUT,        VZ_ERR_WORKER_LOST,  VZ_ERR_MALFORMED,
-        VZ_ERR_FORBIDDEN, VZ_ERR_UNKNOWN_METHOD, VZ_ERR_OVERLOADED,   VZ_ERR_UNAVAILABLE,
-        VZ_ERR_INVALID,   VZ_ERR_INTERNAL,       "request_too_large",
+        VZ_ERR_NO_WORKER,    VZ_ERR_TIMEOUT,        VZ_ERR_WORKER_LOST,  VZ_ERR_MALFORMED,
+        VZ_ERR_FORBIDDEN,    VZ_ERR_UNKNOWN_METHOD, VZ_ERR_OVERLOADED,   VZ_ERR_UNAVAILABLE,
+        VZ_ERR_INVALID,      VZ_ERR_INTERNAL,       "request_too_large", "unauthorized",
+        "access_denied",     "not_found",           "conflict",          "validation_failed",
+        "too_many_requests",
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(code, known[i]) == 0)
@@ -335,7 +369,8 @@ static void s_render_error(gw_req_t *req)
             s_error_map[i].public_code ? s_error_map[i].public_code : call->error_code;
         const char *message = s_error_map[i].message ? s_error_map[i].message : call->error_message;
         s_error(req, s_error_map[i].status, code, message[0] ? message : code);
-        req->retry_after = s_error_map[i].retry_after;
+        req->retry_after = s_error_map[i].retry_after ? 1 : 0;
+        req->www_authenticate = s_error_map[i].status == 401;
         return;
     }
     //  Worker codes are free text: keep only a safe spelling.
@@ -345,21 +380,40 @@ static void s_render_error(gw_req_t *req)
     s_error(req, 502, code, call->error_message[0] ? call->error_message : "upstream error");
 }
 
+//  Services the current table routes to, for /health.
+static size_t s_needed(vz_routes_t *table, const char **needed, size_t cap)
+{
+    size_t count = 0;
+    for (size_t i = 0; table && i < vz_routes_count(table); i++) {
+        const char *service = vz_routes_at(table, i)->service;
+        bool seen = false;
+        for (size_t j = 0; !seen && j < count; j++)
+            seen = strcmp(needed[j], service) == 0;
+        if (!seen && count < cap)
+            needed[count++] = service;
+    }
+    return count;
+}
+
 static void s_render_upstream(gw_req_t *req)
 {
     vz_upcall_t *call = &req->call;
     if (call->kind == VZ_UPCALL_HEALTH) {
         bool healthy = false;
-        char *json = vz_health_render(call, req->gw->needed, req->gw->needed_count, &healthy);
+        const char *needed[VZ_ROUTES_MAX];
+        size_t count = s_needed(req->table, needed, VZ_ROUTES_MAX);
+        char *json = vz_health_render(call, needed, count, &healthy);
         s_set_body(req, healthy ? 200 : 503, CTYPE_JSON, json, strlen(json));
     } else if (call->result == VZ_UPCALL_REPLY) {
-        const gw_route_t *route = req->route;
+        const vz_route_t *route = req->match.route;
         const char *type = route->pass_ctype && req->content_type[0] ? req->content_type
-                           : route->reply_type                       ? route->reply_type
-                                                                     : CTYPE_OCTETS;
+                           : route->reply_type[0]                    ? route->reply_type
+                                                                     : CTYPE_JSON;
         //  The reply buffer becomes the response body (no copy).
-        s_set_body(req, 200, type, (char *)call->reply, call->reply_len);
+        s_set_body(req, call->http_status ? call->http_status : 200, type, (char *)call->reply,
+                   call->reply_len);
         call->reply = NULL;
+        vz_strlcpy(req->location, call->http_location, sizeof req->location);
     } else
         s_render_error(req);
     free(call->reply);
@@ -367,29 +421,74 @@ static void s_render_upstream(gw_req_t *req)
 }
 
 //  Reactor thread: the call is over. Rendering waits for the HTTP thread,
-//  so the reactor only flips the state and resumes.
+//  so the reactor only records the outcome, flips the state and resumes.
 static void s_on_call_done(vz_upcall_t *call)
 {
     gw_req_t *req = call->arg;
+    if (req->breaker)
+        vz_breaker_record(req->breaker,
+                          call->result == VZ_UPCALL_ERROR &&
+                              vz_breaker_is_failure(call->error_code),
+                          vz_now_ms());
     req->upstream_done = true;
     req->state = REQ_DONE;
     MHD_resume_connection(req->conn);
 }
 
+static void s_ctx_add(vz_upcall_t *call, const char *key, const char *value)
+{
+    if (call->ctx_count == VZ_CTX_MAX)
+        return; //  routes.c bounds params and headers, so this cannot be reached
+    vz_ctx_entry_t *e = &call->ctx[call->ctx_count++];
+    vz_strlcpy(e->key, key, sizeof e->key);
+    vz_strlcpy(e->value, value, sizeof e->value);
+}
+
+//  The envelope ctx: auth context (contract B), content type, path
+//  params, forwarded headers (webhook signatures).
+static void s_build_ctx(gw_req_t *req)
+{
+    vz_upcall_t *call = &req->call;
+    const vz_route_t *route = req->match.route;
+    s_ctx_add(call, "auth", "none");
+    s_ctx_add(call, "tier", "anonymous");
+    s_ctx_add(call, "client_ip", req->client_ip);
+    if (req->content_type[0])
+        s_ctx_add(call, "content_type", req->content_type);
+    char key[VZ_CTX_KEY_MAX * 2]; //  routes.c keeps prefix + name within VZ_CTX_KEY_MAX
+    for (size_t i = 0; i < req->match.param_count; i++) {
+        snprintf(key, sizeof key, "path.%s", req->match.param_name[i]);
+        s_ctx_add(call, key, req->match.param_value[i]);
+    }
+    for (size_t i = 0; i < route->header_count; i++) {
+        const char *value =
+            MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, route->headers[i]);
+        if (!value)
+            continue;
+        snprintf(key, sizeof key, "header.%s", route->headers[i]);
+        s_ctx_add(call, key, value);
+    }
+}
+
 static void s_forward(vz_gateway_t *gw, gw_req_t *req)
 {
-    const gw_route_t *route = req->route;
+    const vz_route_t *route = req->match.route;
     vz_upcall_t *call = &req->call;
     memset(call, 0, sizeof *call);
-    call->kind = route->kind;
-    if (route->service) {
+    if (req->local) {
+        call->kind = VZ_UPCALL_HEALTH;
+        call->timeout_ms = HEALTH_TIMEOUT;
+        call->idempotent = true;
+    } else {
+        call->kind = VZ_UPCALL_FORWARD;
         vz_strlcpy(call->service, route->service, sizeof call->service);
-        vz_strlcpy(call->method, route->method, sizeof call->method);
+        vz_strlcpy(call->method, route->call, sizeof call->method);
+        call->timeout_ms = route->timeout_ms > 0 ? route->timeout_ms : gw->config.timeout_ms;
+        call->idempotent = route->retry;
+        s_build_ctx(req);
     }
     vz_strlcpy(call->id, req->request_id, sizeof call->id);
     vz_strlcpy(call->traceparent, req->traceparent, sizeof call->traceparent);
-    call->timeout_ms = route->timeout_ms > 0 ? route->timeout_ms : gw->config.timeout_ms;
-    call->idempotent = route->idempotent;
     call->body = req->body;
     call->body_len = req->body_len;
     call->done = s_on_call_done;
@@ -398,8 +497,11 @@ static void s_forward(vz_gateway_t *gw, gw_req_t *req)
     req->state = REQ_WAITING;
     MHD_suspend_connection(req->conn);
     if (vz_upstream_submit(gw->upstream, call) < 0) {
+        if (req->breaker)
+            vz_breaker_record(req->breaker, false, vz_now_ms()); //  not the upstream's fault
+        req->breaker = NULL;
         s_error(req, 503, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
-        req->retry_after = true;
+        req->retry_after = 1;
         req->state = REQ_DONE;
         MHD_resume_connection(req->conn);
     }
@@ -408,59 +510,144 @@ static void s_forward(vz_gateway_t *gw, gw_req_t *req)
 // --------------------------------------------------------------------------
 //  Request life cycle
 
-static const gw_route_t *s_route_find(const char *path)
+//  Media type of a Content-Type value, lowercased, without parameters.
+static void s_media_type(const char *ctype, char *out, size_t n)
 {
-    for (size_t i = 0; i < ROUTE_COUNT; i++)
-        if (strcmp(s_routes[i].path, path) == 0)
-            return &s_routes[i];
-    return NULL;
+    size_t len = strcspn(ctype, ";");
+    while (len && ctype[len - 1] == ' ')
+        len--;
+    if (len >= n)
+        len = n - 1;
+    for (size_t i = 0; i < len; i++)
+        out[i] = (char)tolower((unsigned char)ctype[i]);
+    out[len] = '\0';
 }
 
-static unsigned s_method_bit(const char *method)
+static bool s_word_in(const char *word, const char *list)
 {
-    if (strcmp(method, MHD_HTTP_METHOD_GET) == 0)
-        return M_GET;
-    if (strcmp(method, MHD_HTTP_METHOD_POST) == 0)
-        return M_POST;
-    return 0;
+    size_t wlen = strlen(word);
+    for (const char *p = list; *p;) {
+        p += strspn(p, " ,");
+        size_t len = strcspn(p, " ,");
+        if (len && len == wlen && strncmp(p, word, len) == 0)
+            return true;
+        p += len;
+    }
+    return false;
 }
 
-//  Central checks, in order: route, method, declared size. Later issues add
-//  authentication, rate limits and breakers here, before any handler.
-static void s_check(vz_gateway_t *gw, gw_req_t *req, const char *method)
+//  Authentication at the edge. Until JWT verification and API-key checks
+//  are wired in, a route that needs a credential refuses everyone.
+static void s_authenticate(gw_req_t *req)
 {
-    if (!req->route) {
-        req->reject = 404;
+    const vz_route_t *route = req->match.route;
+    if (route->auth == VZ_AUTH_NONE)
+        return;
+    req->reject = 401;
+    req->reject_detail = "authentication required";
+}
+
+//  Central checks that need only the headers, in order: route (404),
+//  method (405), path length (414), declared size (413), media type (415),
+//  credential (401/403).
+static void s_check(vz_gateway_t *gw, gw_req_t *req)
+{
+    if (req->url_len > (size_t)gw->config.max_url) {
+        req->reject = 414;
         return;
     }
-    if (!(s_method_bit(method) & req->route->methods)) {
-        req->reject = 405;
+    if (!req->match.route && !req->local) {
+        if (!req->match.allow)
+            req->reject = 404;
+        else if (!req->preflight)
+            req->reject = 405;
         return;
     }
+    const vz_route_t *route = req->match.route;
+    req->body_max = (size_t)gw->config.max_body;
+    if (route && route->max_body > 0 && (size_t)route->max_body < req->body_max)
+        req->body_max = (size_t)route->max_body;
     const char *length =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    unsigned long long declared = 0;
     if (length) {
         char *end = NULL;
-        unsigned long long declared = strtoull(length, &end, 10);
-        if (end != length && declared > (unsigned long long)gw->config.max_body)
+        declared = strtoull(length, &end, 10);
+        if (end != length && declared > req->body_max) {
             req->reject = 413;
+            return;
+        }
     }
+    if (!route)
+        return;
+    const char *te =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    bool has_body = declared > 0 || te;
+    if (route->accept[0] && (has_body || req->content_type[0])) {
+        char media[CTYPE_MAX];
+        s_media_type(req->content_type, media, sizeof media);
+        if (!s_word_in(media, route->accept)) {
+            req->reject = 415;
+            return;
+        }
+    }
+    s_authenticate(req);
 }
 
 static void s_reject(vz_gateway_t *gw, gw_req_t *req)
 {
+    const char *detail = req->reject_detail;
     switch (req->reject) {
+    case 400:
+        s_error(req, 400, "invalid_json", detail ? detail : "request body is not valid JSON");
+        break;
+    case 401:
+        req->www_authenticate = true;
+        s_error(req, 401, "unauthorized", detail ? detail : "authentication required");
+        break;
+    case 403:
+        s_error(req, 403, "access_denied", detail ? detail : "missing scope");
+        break;
     case 404:
         s_error(req, 404, "not_found", "no such route");
         break;
     case 405:
-        req->allow = s_allow_text(req->route->methods);
+        vz_routes_allow_text(req->match.allow, req->allow, sizeof req->allow);
         s_error(req, 405, "method_not_allowed", "method not allowed on this route");
+        break;
+    case 414:
+        s_error(req, 414, "uri_too_long", "request path exceeds the limit");
+        break;
+    case 415:
+        s_error(req, 415, "unsupported_media_type",
+                detail ? detail : "Content-Type not accepted on this route");
+        break;
+    case 503:
+        s_error(req, 503, "circuit_open", "upstream is failing; try again later");
         break;
     default:
         s_error(req, 413, "payload_too_large", "request body exceeds the limit");
         break;
     }
+}
+
+static void s_printable_copy(char *dst, size_t n, const char *src)
+{
+    //  Only printable ASCII goes back into a header or into ctx.
+    if (src && strlen(src) < n &&
+        strspn(src, " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOP"
+                    "QRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~") == strlen(src))
+        vz_strlcpy(dst, src, n);
+}
+
+static bool s_origin_allowed(const vz_gateway_t *gw, const char *origin)
+{
+    const char *list = gw->config.cors_origins;
+    if (!origin || !list[0])
+        return false;
+    if (strcmp(list, "*") == 0)
+        return true;
+    return s_word_in(origin, list);
 }
 
 static gw_req_t *s_req_new(vz_gateway_t *gw, struct MHD_Connection *conn, const char *url,
@@ -473,7 +660,7 @@ static gw_req_t *s_req_new(vz_gateway_t *gw, struct MHD_Connection *conn, const 
     clock_gettime(CLOCK_MONOTONIC, &req->start);
     vz_strlcpy(req->http_method, method, sizeof req->http_method);
     vz_strlcpy(req->path, url, sizeof req->path);
-    req->route = s_route_find(url);
+    req->url_len = strlen(url);
 
     const char *id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (s_request_id_ok(id))
@@ -485,17 +672,39 @@ static gw_req_t *s_req_new(vz_gateway_t *gw, struct MHD_Connection *conn, const 
         vz_strlcpy(req->traceparent, tp, sizeof req->traceparent);
     else
         s_new_traceparent(req->traceparent);
+    s_printable_copy(
+        req->content_type, sizeof req->content_type,
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE));
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    if (s_origin_allowed(gw, origin))
+        s_printable_copy(req->origin, sizeof req->origin, origin);
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (info && info->client_addr && info->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)info->client_addr)->sin_addr,
+                  req->client_ip, sizeof req->client_ip);
 
-    if (req->route && req->route->pass_ctype) {
-        const char *ct =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-        //  Only printable ASCII goes back into a header.
-        if (ct && strlen(ct) < sizeof req->content_type &&
-            strspn(ct, " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
-                       "abcdefghijklmnopqrstuvwxyz{|}~") == strlen(ct))
-            vz_strlcpy(req->content_type, ct, sizeof req->content_type);
-    }
-    s_check(gw, req, method);
+    //  One reference to the current table for the whole request: a reload
+    //  swaps the pointer but this request keeps matching and rendering on
+    //  the table it started with.
+    pthread_mutex_lock(&gw->routes_lock);
+    req->table = vz_routes_ref(gw->routes);
+    pthread_mutex_unlock(&gw->routes_lock);
+
+    req->preflight = strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0;
+    unsigned bit = req->preflight ? 0 : vz_routes_method_bit(method);
+    const gw_local_t *local = NULL;
+    for (size_t i = 0; !local && i < LOCAL_COUNT; i++)
+        if (strcmp(s_locals[i].path, url) == 0)
+            local = &s_locals[i];
+    if (local) {
+        req->match.allow = VZ_M_GET;
+        req->local = bit == VZ_M_GET ? local : NULL;
+    } else
+        vz_routes_match(req->table, bit, url, &req->match);
+    if (req->preflight)
+        vz_routes_allow_text(req->match.allow, req->allow, sizeof req->allow);
+    s_check(gw, req);
     atomic_fetch_add(&gw->inflight, 1);
     vz_series_inc(gw->inflight_gauge);
     return req;
@@ -505,7 +714,7 @@ static void s_body_append(vz_gateway_t *gw, gw_req_t *req, const char *data, siz
 {
     if (req->reject)
         return; //  discard: the answer is already decided
-    if (req->body_len + len > (size_t)gw->config.max_body) {
+    if (req->body_len + len > req->body_max) {
         req->reject = 413; //  chunked uploads have no declared length
         free(req->body);
         req->body = NULL;
@@ -522,6 +731,31 @@ static void s_body_append(vz_gateway_t *gw, gw_req_t *req, const char *data, siz
     }
     memcpy(req->body + req->body_len, data, len);
     req->body_len += len;
+}
+
+//  Checks that need the whole body, then the breaker; true = go upstream.
+static bool s_check_body(vz_gateway_t *gw, gw_req_t *req)
+{
+    const vz_route_t *route = req->match.route;
+    if (route->json && req->body_len > 0) {
+        vz_json_error_t error = {0};
+        vz_json_t *doc = vz_json_parse(req->body, req->body_len, NULL, &error);
+        if (!doc) {
+            req->reject = 400;
+            req->reject_detail = error.reason ? error.reason : "request body is not valid JSON";
+            return false;
+        }
+        vz_json_destroy(&doc);
+    }
+    vz_breaker_t *breaker = vz_breakers_get(gw->breakers, route->service);
+    int retry_after = 1;
+    if (!vz_breaker_allow(breaker, vz_now_ms(), &retry_after)) {
+        req->reject = 503;
+        req->retry_after = retry_after;
+        return false;
+    }
+    req->breaker = breaker;
+    return true;
 }
 
 //  libmicrohttpd calls this first with the headers, then once per body
@@ -555,16 +789,18 @@ static enum MHD_Result s_on_access(void *cls, struct MHD_Connection *conn, const
         return MHD_YES;
     switch (req->state) {
     case REQ_NEW:
-        if (req->reject)
-            s_reject(gw, req);
-        else if (req->route->local)
-            req->route->local(gw, req);
-        else {
+        if (!req->reject && req->preflight)
+            s_preflight(gw, req);
+        else if (!req->reject && req->local && req->local->fn)
+            req->local->fn(gw, req);
+        else if (!req->reject && (req->local || s_check_body(gw, req))) {
             //  Suspended now: the reactor may already be writing req, so
             //  leave it alone until libmicrohttpd calls again after resume.
             s_forward(gw, req);
             return MHD_YES;
         }
+        if (req->reject)
+            s_reject(gw, req);
         req->state = REQ_DONE;
         return s_queue(req);
     case REQ_WAITING:
@@ -593,24 +829,30 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
         (double)(now.tv_sec - req->start.tv_sec) + (double)(now.tv_nsec - req->start.tv_nsec) / 1e9;
     //  499 (nginx's convention) when the client left before an answer.
     int status = req->queued ? req->status : 499;
-    const char *route = req->route ? req->route->name : "unmatched";
+    const char *route = req->local         ? req->local->name
+                        : req->match.route ? req->match.route->name
+                                           : "unmatched";
 
-    char labels[96], status_text[8], duration[32], bytes_in[24], bytes[24];
+    char labels[128], status_text[8], duration[32], bytes_in[24], bytes[24];
     snprintf(labels, sizeof labels, "route=%s,status=%d", route, status);
     vz_series_inc(vz_metrics_counter(gw->metrics, "vz_gateway_requests_total",
                                      "HTTP requests answered, by route and status", labels));
-    vz_series_observe(req->route ? gw->durations[req->route - s_routes] : gw->unmatched, seconds);
+    vz_series_observe(req->local         ? gw->durations[req->local - s_locals]
+                      : req->match.route ? req->match.route->duration
+                                         : gw->unmatched,
+                      seconds);
     snprintf(status_text, sizeof status_text, "%d", status);
     snprintf(duration, sizeof duration, "%.3f", seconds * 1000.0);
     snprintf(bytes_in, sizeof bytes_in, "%zu", req->body_len);
     snprintf(bytes, sizeof bytes, "%zu", req->sent_len);
     vz_info(req->request_id, "access", "method", req->http_method, "path", req->path, "route",
             route, "status", status_text, "duration_ms", duration, "bytes_in", bytes_in, "bytes",
-            bytes);
+            bytes, "client_ip", req->client_ip);
 
     free(req->resp);
     free(req->call.reply);
     free(req->body);
+    vz_routes_unref(&req->table);
     free(req);
     vz_series_add(gw->inflight_gauge, -1);
     atomic_fetch_sub(&gw->inflight, 1);
@@ -619,10 +861,62 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
 // --------------------------------------------------------------------------
 //  Object
 
-vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_upstream_t *upstream,
-                             vz_metrics_t *metrics)
+static const char *s_duration_help = "HTTP request duration from headers to completion, by route";
+
+void vz_gateway_set_routes(vz_gateway_t *self, vz_routes_t **routes_p)
 {
-    assert(config && upstream && metrics);
+    assert(self && routes_p && *routes_p);
+    vz_routes_t *routes = *routes_p;
+    *routes_p = NULL;
+    //  Series first: once published the table is read-only.
+    char labels[96];
+    for (size_t i = 0; i < vz_routes_count(routes); i++) {
+        vz_route_t *route = vz_routes_at(routes, i);
+        snprintf(labels, sizeof labels, "route=%s", route->name);
+        route->duration = vz_metrics_histogram(self->metrics, "vz_gateway_request_duration_seconds",
+                                               s_duration_help, labels, NULL, 0);
+    }
+    pthread_mutex_lock(&self->routes_lock);
+    vz_routes_t *old = self->routes;
+    self->routes = routes;
+    pthread_mutex_unlock(&self->routes_lock);
+    vz_routes_unref(&old); //  freed when the last request on it completes
+    vz_series_set(
+        vz_metrics_gauge(self->metrics, "vz_gateway_routes", "Routes in the active table", NULL),
+        (double)vz_routes_count(routes));
+}
+
+//  Read the OpenAPI document once; it changes with a release, not at run time.
+static void s_load_openapi(vz_gateway_t *self)
+{
+    if (!self->config.openapi_path[0])
+        return;
+    FILE *f = fopen(self->config.openapi_path, "rb");
+    if (!f) {
+        vz_warn(NULL, "unable to read OpenAPI document", "path", self->config.openapi_path,
+                "reason", strerror(errno));
+        return;
+    }
+    size_t cap = 4 * 1024 * 1024;
+    char *text = malloc(cap + 1);
+    assert(text);
+    size_t len = fread(text, 1, cap + 1, f);
+    fclose(f);
+    if (len > cap) {
+        vz_warn(NULL, "unable to read OpenAPI document", "path", self->config.openapi_path,
+                "reason", "larger than 4 MiB");
+        free(text);
+        return;
+    }
+    text[len] = '\0';
+    self->openapi = text;
+    self->openapi_len = len;
+}
+
+vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_routes_t **routes_p,
+                             vz_upstream_t *upstream, vz_metrics_t *metrics)
+{
+    assert(config && routes_p && *routes_p && upstream && metrics);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)config->port)};
     if (inet_pton(AF_INET, config->addr, &sa.sin_addr) != 1) {
         errno = EINVAL;
@@ -634,32 +928,36 @@ vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_upstream_t *u
     self->upstream = upstream;
     self->metrics = metrics;
     self->quiesced_fd = -1;
+    pthread_mutex_init(&self->routes_lock, NULL);
+    self->breakers = vz_breakers_new(&config->breaker, metrics);
     self->inflight_gauge =
         vz_metrics_gauge(metrics, "vz_gateway_inflight", "HTTP requests being served", NULL);
-    const char *help = "HTTP request duration from headers to completion, by route";
     char labels[64];
-    for (size_t i = 0; i < ROUTE_COUNT; i++) {
-        snprintf(labels, sizeof labels, "route=%s", s_routes[i].name);
+    for (size_t i = 0; i < LOCAL_COUNT; i++) {
+        snprintf(labels, sizeof labels, "route=%s", s_locals[i].name);
         self->durations[i] = vz_metrics_histogram(metrics, "vz_gateway_request_duration_seconds",
-                                                  help, labels, NULL, 0);
+                                                  s_duration_help, labels, NULL, 0);
     }
-    self->unmatched = vz_metrics_histogram(metrics, "vz_gateway_request_duration_seconds", help,
-                                           "route=unmatched", NULL, 0);
-    for (size_t i = 0; i < ROUTE_COUNT; i++) {
-        bool seen = !s_routes[i].service;
-        for (size_t j = 0; !seen && j < self->needed_count; j++)
-            seen = strcmp(self->needed[j], s_routes[i].service) == 0;
-        if (!seen)
-            self->needed[self->needed_count++] = s_routes[i].service;
-    }
+    self->unmatched = vz_metrics_histogram(metrics, "vz_gateway_request_duration_seconds",
+                                           s_duration_help, "route=unmatched", NULL, 0);
+    vz_gateway_set_routes(self, routes_p);
+    s_load_openapi(self);
+    //  Breakers of every routed service exist from the start, so their
+    //  state is on /metrics before the first failure.
+    const char *needed[VZ_ROUTES_MAX];
+    size_t count = s_needed(self->routes, needed, VZ_ROUTES_MAX);
+    for (size_t i = 0; i < count; i++)
+        vz_breakers_get(self->breakers, needed[i]);
 
     unsigned flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
-    self->mhd =
-        MHD_start_daemon(flags, (uint16_t)config->port, NULL, NULL, s_on_access, self,
-                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
-                         (unsigned)config->threads, MHD_OPTION_NOTIFY_COMPLETED, s_on_completed,
-                         self, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
+    self->mhd = MHD_start_daemon(
+        flags, (uint16_t)config->port, NULL, NULL, s_on_access, self, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)config->threads,
+        MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, self, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)config->idle_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)config->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)config->max_per_ip,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)config->max_header, MHD_OPTION_END);
     if (!self->mhd) {
         int saved = errno ? errno : EADDRINUSE;
         vz_gateway_destroy(&self);
@@ -681,6 +979,10 @@ void vz_gateway_destroy(vz_gateway_t **self_p)
         MHD_stop_daemon(self->mhd);
     if (self->quiesced_fd >= 0)
         close(self->quiesced_fd);
+    vz_routes_unref(&self->routes);
+    vz_breakers_destroy(&self->breakers);
+    pthread_mutex_destroy(&self->routes_lock);
+    free(self->openapi);
     free(self);
     *self_p = NULL;
 }

@@ -1,8 +1,10 @@
 /*  gateway - the public HTTP front (libmicrohttpd) of the mesh
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  Routes live in one static const table; central checks (route, method,
- *  body size; later authentication, rate limits, breakers) run before any
+ *  The gateway's own routes (probes, metrics, OpenAPI) live in a static
+ *  const table; service routes come from the reloadable route table
+ *  (routes.h). Central checks (route, method, URL length, body size, media
+ *  type, JSON syntax, authentication, circuit breaker) run before any
  *  handler. Local routes answer on the HTTP thread; upstream routes suspend
  *  the connection and hand a vz_upcall_t to the upstream reactor, which
  *  resumes the connection when the call is done. Every response carries
@@ -15,23 +17,39 @@
 #define VZ_GATEWAY_H
 
 #include <stdbool.h>
+#include "breaker.h"
+#include "routes.h"
 #include "upstream.h"
 #include "vz_metrics.h"
 
 typedef struct {
-    char addr[64];  //  public bind address (IPv4)
-    int port;       //  public port; 0 = ephemeral
-    int threads;    //  libmicrohttpd thread pool size
-    int max_body;   //  largest request body accepted, bytes
-    int timeout_ms; //  default upstream deadline per request
+    char addr[64];                  //  public bind address (IPv4)
+    int port;                       //  public port; 0 = ephemeral
+    int threads;                    //  libmicrohttpd thread pool size
+    int max_body;                   //  largest request body accepted, bytes (routes may lower it)
+    int timeout_ms;                 //  default upstream deadline per request
+    int max_url;                    //  longest path, bytes (414 above)
+    int max_header;                 //  per-connection memory for the request head, bytes
+    int max_connections;            //  concurrent connections (beyond: refused)
+    int max_per_ip;                 //  concurrent connections per client IP (0 = no limit)
+    int idle_s;                     //  idle/slow client timeout, seconds
+    char cors_origins[512];         //  allowed Origins, comma-separated; "*" = any; "" = CORS off
+    char openapi_path[VZ_PATH_MAX]; //  OpenAPI document served at /v1/openapi.yaml
+    vz_breaker_config_t breaker;    //  per-upstream circuit breakers
 } vz_gateway_config_t;
 
 typedef struct vz_gateway_t vz_gateway_t;
 
-//  Start listening. upstream and metrics are borrowed and must outlive the
-//  gateway. NULL (errno set) when the address is invalid or the bind fails.
-vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_upstream_t *upstream,
-                             vz_metrics_t *metrics);
+//  Start listening with the route table *routes_p (taken). upstream and
+//  metrics are borrowed and must outlive the gateway. NULL (errno set)
+//  when the address is invalid or the bind fails. An unreadable OpenAPI
+//  document is not fatal: /v1/openapi.yaml then answers 404.
+vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_routes_t **routes_p,
+                             vz_upstream_t *upstream, vz_metrics_t *metrics);
+//  Install a route table (takes the reference; any thread). Requests in
+//  flight keep the table they started with.
+void vz_gateway_set_routes(vz_gateway_t *self, vz_routes_t **routes_p);
+
 //  Stops libmicrohttpd. Fail the upstream's pending calls first
 //  (vz_upstream_close) so no connection is left suspended.
 void vz_gateway_destroy(vz_gateway_t **self_p);

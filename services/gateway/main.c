@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gateway.h"
 #include "upstream.h"
@@ -20,6 +21,8 @@
 typedef struct {
     vz_gateway_config_t http; //  public HTTP settings
     int grace_ms;             //  local wait past an upstream deadline
+    char routes[VZ_PATH_MAX]; //  route table file, "" = search the default places
+    int retry_budget_pct;     //  retries as a share of first attempts
 } gw_config_t;
 
 static const vz_cfg_item_t s_items[] = {
@@ -35,7 +38,68 @@ static const vz_cfg_item_t s_items[] = {
                 300000, http.timeout_ms, "default upstream deadline per request (504 after)"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_GRACE_MS", "gateway/grace", VZ_CFG_MS, "250", 0, 5000,
                 grace_ms, "extra wait past a deadline for the broker's own verdict"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_ROUTES", "gateway/routes", VZ_CFG_STR, "", 0, 0, routes,
+                "route table (ZPL); \"\" = configs/routes.cfg in the cwd or the source tree"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_OPENAPI", "gateway/openapi", VZ_CFG_STR, "", 0, 0,
+                http.openapi_path,
+                "OpenAPI document for /v1/openapi.yaml; \"\" = docs/openapi.yaml, found alike"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_URL", "gateway/max_url", VZ_CFG_INT, "2048", 64, 65536,
+                http.max_url, "longest request path, bytes (414 above)"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_HEADER", "gateway/max_header", VZ_CFG_INT, "32768",
+                4096, 1048576, http.max_header,
+                "memory for one request head, bytes (431 or 414 above)"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_CONNECTIONS", "gateway/max_connections", VZ_CFG_INT,
+                "1024", 1, 100000, http.max_connections, "concurrent client connections"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_PER_IP", "gateway/max_per_ip", VZ_CFG_INT, "0", 0,
+                100000, http.max_per_ip, "concurrent connections per client IP; 0 = no limit"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_IDLE_TIMEOUT_MS", "gateway/idle_timeout", VZ_CFG_MS,
+                "30000", 1000, 3600000, http.idle_s,
+                "idle or slow client connection closed after this"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_CORS_ORIGINS", "gateway/cors_origins", VZ_CFG_STR, "", 0,
+                0, http.cors_origins,
+                "CORS: allowed Origins, comma-separated; * = any; \"\" = off"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RETRY_BUDGET", "gateway/retry_budget", VZ_CFG_INT, "20", 0,
+                100, retry_budget_pct, "retries of idempotent calls, % of first attempts"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_BREAKER_FAILURES", "gateway/breaker/failures", VZ_CFG_INT,
+                "5", 1, 1000, http.breaker.failures,
+                "breaker: consecutive upstream failures that open it"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_BREAKER_RATIO", "gateway/breaker/ratio", VZ_CFG_INT, "50",
+                1, 100, http.breaker.ratio_pct,
+                "breaker: % of failures over the window that opens it"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_BREAKER_WINDOW", "gateway/breaker/window", VZ_CFG_INT,
+                "20", 2, 64, http.breaker.window, "breaker: outcomes in the ratio window"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_BREAKER_COOLDOWN_MS", "gateway/breaker/cooldown",
+                VZ_CFG_MS, "5000", 10, 600000, http.breaker.cooldown_ms,
+                "breaker: open time before half-open probes"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_BREAKER_PROBES", "gateway/breaker/probes", VZ_CFG_INT, "1",
+                1, 100, http.breaker.probes, "breaker: calls let through at once when half-open"),
 };
+
+//  Resolve a default file: rel in the cwd, else in the source tree the
+//  binary was built in (<tree>/build-x/bin/vz-gateway), so `make run` and
+//  the tests find configs/ without extra settings. out keeps "" if neither.
+static void s_default_file(const char *rel, char *out, size_t n)
+{
+    if (access(rel, R_OK) == 0) {
+        vz_strlcpy(out, rel, n);
+        return;
+    }
+    char exe[VZ_PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0)
+        return;
+    exe[len] = '\0';
+    for (int up = 0; up < 3; up++) {
+        char *slash = strrchr(exe, '/');
+        if (!slash)
+            return;
+        *slash = '\0';
+    }
+    char path[VZ_PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/%s", exe, rel);
+    if (access(path, R_OK) == 0)
+        vz_strlcpy(out, path, n);
+}
 
 typedef struct {
     vz_daemon_t *daemon;     //  common settings, admin port, readiness
@@ -44,7 +108,29 @@ typedef struct {
     bool ready;              //  last readiness we announced
     int64_t drain_until;     //  0 = not draining; else when to give up on in-flight
     bool drained;            //  the drain is over: leave the loop for good
+    const char *routes_path; //  route table file, reloaded on SIGHUP
 } app_t;
+
+//  SIGHUP: load and validate the whole table, then swap; a bad file keeps
+//  the old table and says why.
+static void s_reload(app_t *app)
+{
+    char err[256];
+    vz_routes_t *routes = vz_routes_load(app->routes_path, err, sizeof err);
+    vz_metrics_t *metrics = vz_daemon_metrics(app->daemon);
+    if (!routes) {
+        vz_error(NULL, "unable to reload route table", "path", app->routes_path, "reason", err);
+        vz_series_inc(vz_metrics_counter(metrics, "vz_gateway_route_reloads_total",
+                                         "Route table reloads, by result", "result=rejected"));
+        return;
+    }
+    char count[16];
+    snprintf(count, sizeof count, "%zu", vz_routes_count(routes));
+    vz_gateway_set_routes(app->gateway, &routes);
+    vz_series_inc(vz_metrics_counter(metrics, "vz_gateway_route_reloads_total",
+                                     "Route table reloads, by result", "result=ok"));
+    vz_info(NULL, "route table reloaded", "path", app->routes_path, "routes", count);
+}
 
 //  Readiness follows the broker link; SIGTERM starts the drain, and the
 //  loop ends once nothing is in flight or the drain budget is spent.
@@ -60,6 +146,8 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
         snprintf(inflight, sizeof inflight, "%d", vz_gateway_inflight(app->gateway));
         vz_info(NULL, "draining", "inflight", inflight);
     }
+    if (vz_daemon_reload_requested(app->daemon) && !app->drain_until)
+        s_reload(app);
     if (app->drain_until) {
         app->drained = vz_gateway_inflight(app->gateway) == 0 || now >= app->drain_until;
         return app->drained ? -1 : 0;
@@ -91,6 +179,22 @@ int main(int argc, char **argv)
     if (!app.daemon)
         return code;
     const vz_daemon_config_t *common = vz_daemon_config(app.daemon);
+    //  libmicrohttpd counts its timeout in seconds.
+    config.http.idle_s = (config.http.idle_s + 999) / 1000;
+    if (!config.routes[0])
+        s_default_file("configs/routes.cfg", config.routes, sizeof config.routes);
+    if (!config.http.openapi_path[0])
+        s_default_file("docs/openapi.yaml", config.http.openapi_path,
+                       sizeof config.http.openapi_path);
+    char err[256];
+    vz_routes_t *routes =
+        vz_routes_load(config.routes[0] ? config.routes : "configs/routes.cfg", err, sizeof err);
+    if (!routes) {
+        vz_error(NULL, "unable to load route table", "setting", "VZ_GATEWAY_ROUTES", "reason", err);
+        vz_daemon_destroy(&app.daemon);
+        return VZ_EXIT_PERMANENT;
+    }
+    app.routes_path = config.routes[0] ? config.routes : "configs/routes.cfg";
     vz_upstream_config_t upcfg = {
         .endpoints = common->broker_endpoints,
         .broker_key = vz_daemon_broker_key(app.daemon),
@@ -98,14 +202,19 @@ int main(int argc, char **argv)
         .redis_url = common->redis_url,
         .heartbeat_ms = common->heartbeat_ms,
         .grace_ms = config.grace_ms,
+        .retry_budget_pct = config.retry_budget_pct,
+        .metrics = vz_daemon_metrics(app.daemon),
     };
     app.upstream = vz_upstream_new(&upcfg);
     if (!app.upstream) {
         vz_error(NULL, "unable to create broker client", "endpoints", common->broker_endpoints);
+        vz_routes_unref(&routes);
         vz_daemon_destroy(&app.daemon);
         return VZ_EXIT_TEMPORARY;
     }
-    app.gateway = vz_gateway_new(&config.http, app.upstream, vz_daemon_metrics(app.daemon));
+    app.gateway =
+        vz_gateway_new(&config.http, &routes, app.upstream, vz_daemon_metrics(app.daemon));
+    vz_routes_unref(&routes); //  taken on success; still ours on failure
     if (!app.gateway) {
         vz_error(NULL, "unable to listen on public HTTP port", "addr", config.http.addr, "reason",
                  strerror(errno));

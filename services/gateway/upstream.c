@@ -18,7 +18,10 @@
 #define TICK_MS 50           //  deadline scan period
 #define REDIS_TIMEOUT_MS 200 //  connect and command budget for the health PING
 #define PING_PREFIX "gw-ping-"
-#define RECV_BATCH 64 //  responses read per wake-up
+#define RECV_BATCH 64   //  responses read per wake-up
+#define RETRY_MAX 2     //  extra attempts per call
+#define RETRY_MIN_MS 20 //  no retry with less time than this left
+#define BUDGET_CAP 10.0 //  retry tokens saved at most
 
 struct vz_upstream_t {
     vz_client_t *client;       //  DEALER to the broker, reactor thread only
@@ -37,6 +40,11 @@ struct vz_upstream_t {
     int redis_port;            //  idem
     int redis_db;              //  idem
     redisContext *redis;       //  health connection, reactor thread only; NULL = reconnect
+    double retry_tokens;       //  retry budget, reactor thread only
+    double retry_earn;         //  tokens earned per first attempt
+    zlistx_t *retries;         //  calls waiting for the next tick to go again
+    vz_series_t *retried;      //  vz_gateway_retries_total
+    vz_series_t *denied;       //  vz_gateway_retries_denied_total (budget spent)
 };
 
 //  Accept redis://[userinfo@]host[:port][/db]. Credentials are not used yet.
@@ -83,6 +91,16 @@ vz_upstream_t *vz_upstream_new(const vz_upstream_config_t *config)
     self->wake_fd = -1;
     self->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : VZ_HEARTBEAT_MS;
     self->grace_ms = config->grace_ms;
+    self->retry_earn = config->retry_budget_pct / 100.0;
+    self->retry_tokens = BUDGET_CAP;
+    self->retries = zlistx_new();
+    if (config->metrics) {
+        self->retried = vz_metrics_counter(config->metrics, "vz_gateway_retries_total",
+                                           "Idempotent upstream calls sent again", NULL);
+        self->denied =
+            vz_metrics_counter(config->metrics, "vz_gateway_retries_denied_total",
+                               "Retries not made because the retry budget was spent", NULL);
+    }
     pthread_mutex_init(&self->lock, NULL);
     if (s_parse_redis_url(self, config->redis_url ? config->redis_url : "") < 0) {
         //  Health then reports Redis as misconfigured instead of refusing to start.
@@ -135,6 +153,11 @@ void vz_upstream_close(vz_upstream_t *self)
         next = call->next;
         s_fail(self, call, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
     }
+    for (vz_upcall_t *call = self->retries ? zlistx_first(self->retries) : NULL; call;
+         call = zlistx_next(self->retries))
+        s_fail(self, call, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
+    if (self->retries)
+        zlistx_purge(self->retries);
     if (!self->pending)
         return;
     zlistx_t *calls = zhashx_values(self->pending);
@@ -152,6 +175,7 @@ void vz_upstream_destroy(vz_upstream_t **self_p)
         return;
     vz_upstream_close(self);
     zhashx_destroy(&self->pending);
+    zlistx_destroy(&self->retries);
     vz_client_destroy(&self->client);
     if (self->redis)
         redisFree(self->redis);
@@ -227,30 +251,28 @@ static void s_redis_ping(vz_upstream_t *self, vz_upcall_t *call)
     }
 }
 
-static void s_start(vz_upstream_t *self, vz_upcall_t *call)
+//  Send one attempt of call (first or retry) and file it as pending.
+static void s_send(vz_upstream_t *self, vz_upcall_t *call)
 {
-    if (call->kind == VZ_UPCALL_HEALTH) {
-        s_redis_ping(self, call);
-        vz_strlcpy(call->service, VZ_BROKER_SERVICE, sizeof call->service);
-        vz_strlcpy(call->method, "services", sizeof call->method);
-    }
+    call->attempts++;
     //  Request ids come from clients and may repeat; the pending table needs
     //  a unique key, so a colliding call travels under a fresh id.
     vz_strlcpy(call->wire_id, call->id, sizeof call->wire_id);
-    if (!call->wire_id[0] || zhashx_lookup(self->pending, call->wire_id))
+    if (!call->wire_id[0] || call->attempts > 1 || zhashx_lookup(self->pending, call->wire_id))
         vz_client_new_id(call->wire_id, sizeof call->wire_id);
 
-    int64_t now = vz_now_ms();
     vz_envelope_t env;
     vz_envelope_init(&env, VZ_KIND_REQUEST);
     vz_strlcpy(env.service, call->service, sizeof env.service);
     vz_strlcpy(env.method, call->method, sizeof env.method);
     vz_strlcpy(env.id, call->wire_id, sizeof env.id);
     vz_strlcpy(env.traceparent, call->traceparent, sizeof env.traceparent);
-    env.deadline_ms = now + call->timeout_ms;
+    env.deadline_ms = call->deadline_ms;
     env.flags = call->idempotent ? VZ_FLAG_IDEMPOTENT : 0;
     env.body = call->body;
     env.body_len = call->body_len;
+    for (size_t i = 0; i < call->ctx_count; i++)
+        vz_envelope_ctx_set(&env, call->ctx[i].key, call->ctx[i].value);
     int rc = vz_client_send(self->client, &env);
     if (rc == -EMSGSIZE) {
         s_fail(self, call, "request_too_large", "request does not fit one envelope");
@@ -264,6 +286,44 @@ static void s_start(vz_upstream_t *self, vz_upcall_t *call)
     //  timeout) arrive before we give up locally.
     call->expires_ms = env.deadline_ms + self->grace_ms;
     zhashx_insert(self->pending, call->wire_id, call);
+}
+
+static void s_start(vz_upstream_t *self, vz_upcall_t *call)
+{
+    if (call->kind == VZ_UPCALL_HEALTH) {
+        s_redis_ping(self, call);
+        vz_strlcpy(call->service, VZ_BROKER_SERVICE, sizeof call->service);
+        vz_strlcpy(call->method, "services", sizeof call->method);
+    }
+    call->deadline_ms = vz_now_ms() + call->timeout_ms;
+    self->retry_tokens += self->retry_earn;
+    if (self->retry_tokens > BUDGET_CAP)
+        self->retry_tokens = BUDGET_CAP;
+    s_send(self, call);
+}
+
+//  Should this failed attempt go again? Only idempotent calls, only for
+//  codes that say "not served" rather than "served and failed", only with
+//  time and budget left.
+static bool s_retry(vz_upstream_t *self, vz_upcall_t *call, const char *code)
+{
+    if (!call->idempotent || call->kind != VZ_UPCALL_FORWARD || call->attempts > RETRY_MAX)
+        return false;
+    if (strcmp(code, VZ_ERR_UNAVAILABLE) != 0 && strcmp(code, VZ_ERR_OVERLOADED) != 0 &&
+        strcmp(code, VZ_ERR_WORKER_LOST) != 0)
+        return false;
+    if (call->deadline_ms - vz_now_ms() < RETRY_MIN_MS)
+        return false;
+    if (self->retry_tokens < 1.0) {
+        if (self->denied)
+            vz_series_inc(self->denied);
+        return false;
+    }
+    self->retry_tokens -= 1.0;
+    if (self->retried)
+        vz_series_inc(self->retried);
+    zlistx_add_end(self->retries, call);
+    return true;
 }
 
 static int s_on_wake(zloop_t *loop, zmq_pollitem_t *item, void *arg)
@@ -295,11 +355,17 @@ static void s_match(vz_upstream_t *self, vz_response_t *response)
             if (call->reply_len)
                 memcpy(call->reply, response->env.body, call->reply_len);
             call->reply[call->reply_len] = '\0';
+            const char *status = vz_envelope_ctx_get(&response->env, "http_status");
+            long code = status ? strtol(status, NULL, 10) : 0;
+            call->http_status = code >= 200 && code <= 399 ? (int)code : 0;
+            const char *location = vz_envelope_ctx_get(&response->env, "http_location");
+            vz_strlcpy(call->http_location, location ? location : "", sizeof call->http_location);
             s_finish(self, call);
         } else {
             const char *code =
                 response->env.error_code[0] ? response->env.error_code : VZ_ERR_INTERNAL;
-            s_fail(self, call, code, response->env.error_message);
+            if (!s_retry(self, call, code))
+                s_fail(self, call, code, response->env.error_message);
         }
     }
     vz_response_destroy(&response);
@@ -322,6 +388,10 @@ static int s_on_response(zloop_t *loop, zsock_t *sock, void *arg)
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     vz_upstream_t *self = arg;
+    //  Retries wait one tick: a short backoff without a timer per call.
+    for (vz_upcall_t *call = zlistx_first(self->retries); call; call = zlistx_next(self->retries))
+        s_send(self, call);
+    zlistx_purge(self->retries);
     int64_t now = vz_now_ms();
     zlistx_t *expired = NULL;
     for (vz_upcall_t *call = zhashx_first(self->pending); call; call = zhashx_next(self->pending)) {

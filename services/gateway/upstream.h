@@ -9,6 +9,12 @@
  *  calls call->done on the reactor thread exactly once. After done returns
  *  the reactor never touches the call again.
  *
+ *  Idempotent calls that fail with unavailable, overloaded or worker_lost
+ *  are sent again (next tick, same deadline, at most twice) while a retry
+ *  budget allows: every first attempt earns retry_budget_pct/100 of a
+ *  token (capped at 10), every retry spends one, so retries stay a bounded
+ *  share of the traffic when an upstream is failing for everyone.
+ *
  *  The reactor also pings the broker every heartbeat so readiness can say
  *  whether the link is up (vz_upstream_link_up, readable from any thread).
  */
@@ -18,6 +24,7 @@
 #include <czmq.h>
 #include <stdbool.h>
 #include "vz_envelope.h"
+#include "vz_metrics.h"
 
 typedef struct vz_upstream_t vz_upstream_t;
 typedef struct vz_upcall_t vz_upcall_t;
@@ -45,17 +52,23 @@ struct vz_upcall_t {
     bool idempotent;                      //  flag the envelope as retry-safe
     const uint8_t *body;                  //  request body, borrowed until done
     size_t body_len;                      //  its length
+    size_t ctx_count;                     //  entries used in ctx
+    vz_ctx_entry_t ctx[VZ_CTX_MAX];       //  envelope ctx (auth context, path params, headers)
     vz_upcall_done_fn *done;              //  completion, on the reactor thread
     void *arg;                            //  for done
     //  Set by the reactor before done.
-    vz_upcall_result_t result;         //  reply or error
-    char error_code[VZ_ERRCODE_MAX];   //  VZ_ERR_* or a worker's code
-    char error_message[VZ_ERRMSG_MAX]; //  human text
-    uint8_t *reply;                    //  reply body (heap, caller frees), may be NULL
-    size_t reply_len;                  //  its length
-    bool redis_ok;                     //  HEALTH: Redis answered PING
-    char redis_error[128];             //  HEALTH: why not
+    vz_upcall_result_t result;          //  reply or error
+    char error_code[VZ_ERRCODE_MAX];    //  VZ_ERR_* or a worker's code
+    char error_message[VZ_ERRMSG_MAX];  //  human text
+    uint8_t *reply;                     //  reply body (heap, caller frees), may be NULL
+    size_t reply_len;                   //  its length
+    int http_status;                    //  reply ctx "http_status" (0 = absent or invalid)
+    char http_location[VZ_CTX_VAL_MAX]; //  reply ctx "http_location" ("" = absent)
+    int attempts;                       //  envelopes sent for this call (retries + 1)
+    bool redis_ok;                      //  HEALTH: Redis answered PING
+    char redis_error[128];              //  HEALTH: why not
     //  Reactor-private.
+    int64_t deadline_ms;     //  envelope deadline, kept across retries
     int64_t expires_ms;      //  local deadline (envelope deadline + grace)
     char wire_id[VZ_ID_MAX]; //  envelope id (differs on id collision)
     vz_upcall_t *next;       //  submission queue link
@@ -68,6 +81,8 @@ typedef struct {
     const char *redis_url;  //  redis://host:port[/db]
     int heartbeat_ms;       //  broker ping interval
     int grace_ms;           //  extra local wait past the envelope deadline
+    int retry_budget_pct;   //  retries allowed as a share of first attempts (e.g. 20)
+    vz_metrics_t *metrics;  //  optional (borrowed): retry counters
 } vz_upstream_config_t;
 
 //  NULL when the client socket cannot be made. Any thread may then submit.

@@ -1,0 +1,59 @@
+/*  breaker - one circuit breaker per upstream service
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Closed: calls pass; the breaker opens after `failures` consecutive
+ *  failures, or when at least `window` outcomes were seen and the share of
+ *  failures among the last `window` reaches `ratio_pct`. Open: calls are
+ *  refused (503 + Retry-After) for `cooldown_ms`. Half-open: up to `probes`
+ *  calls pass at once; a success closes the breaker, a failure opens it
+ *  again for another cooldown. Only upstream failures count (timeout,
+ *  no_worker, unavailable, overloaded, worker_lost, internal), not a
+ *  service telling the client it is wrong.
+ *
+ *  Thread-safe: HTTP threads ask, the reactor records; each breaker has
+ *  its own mutex, held for a few instructions. The state is exported as
+ *  vz_gateway_breaker_state{service} (0 closed, 1 half-open, 2 open) and
+ *  transitions as vz_gateway_breaker_transitions_total{service,to}.
+ */
+#ifndef VZ_BREAKER_H
+#define VZ_BREAKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "vz_metrics.h"
+
+typedef struct {
+    int failures;    //  consecutive failures that open
+    int ratio_pct;   //  failure share over the window that opens
+    int window;      //  outcomes in the ratio window (at most 64)
+    int cooldown_ms; //  open time before half-open probes
+    int probes;      //  calls let through at once while half-open
+} vz_breaker_config_t;
+
+typedef enum {
+    VZ_BREAKER_CLOSED = 0,
+    VZ_BREAKER_HALF_OPEN = 1,
+    VZ_BREAKER_OPEN = 2
+} vz_breaker_state_t;
+
+typedef struct vz_breakers_t vz_breakers_t;
+typedef struct vz_breaker_t vz_breaker_t;
+
+//  metrics is borrowed and must outlive the set.
+vz_breakers_t *vz_breakers_new(const vz_breaker_config_t *config, vz_metrics_t *metrics);
+void vz_breakers_destroy(vz_breakers_t **self_p);
+
+//  The breaker of service (created closed on first use; valid until destroy).
+vz_breaker_t *vz_breakers_get(vz_breakers_t *self, const char *service);
+
+//  May a call go? true = yes (the caller must then record its outcome);
+//  false = refused, *retry_after_s = seconds until a probe may pass (>= 1).
+bool vz_breaker_allow(vz_breaker_t *self, int64_t now_ms, int *retry_after_s);
+//  The outcome of an allowed call.
+void vz_breaker_record(vz_breaker_t *self, bool failure, int64_t now_ms);
+vz_breaker_state_t vz_breaker_state(vz_breaker_t *self, int64_t now_ms);
+
+//  Is this upstream error code a failure of the upstream (counts against it)?
+bool vz_breaker_is_failure(const char *error_code);
+
+#endif

@@ -1,0 +1,466 @@
+/*  routes - the gateway's route table, loaded from a ZPL file (configs/routes.cfg)
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include "routes.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define FILE_MAX (1024 * 1024)
+#define NAME_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
+#define SEG_CHARS NAME_CHARS "~"
+#define PARAM_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_"
+#define TYPE_CHARS "abcdefghijklmnopqrstuvwxyz0123456789.+-/"
+#define HEADER_CHARS "abcdefghijklmnopqrstuvwxyz0123456789-"
+
+struct vz_routes_t {
+    atomic_int refs;   //  holders: the gateway and requests in flight
+    size_t count;      //  routes used
+    vz_route_t *route; //  heap array of count
+};
+
+static const struct {
+    const char *name; //  HTTP method
+    unsigned bit;     //  VZ_M_*
+} s_methods[] = {
+    {"GET", VZ_M_GET},     {"POST", VZ_M_POST},     {"PUT", VZ_M_PUT},
+    {"PATCH", VZ_M_PATCH}, {"DELETE", VZ_M_DELETE},
+};
+#define METHOD_COUNT (sizeof s_methods / sizeof s_methods[0])
+
+unsigned vz_routes_method_bit(const char *method)
+{
+    for (size_t i = 0; method && i < METHOD_COUNT; i++)
+        if (strcmp(method, s_methods[i].name) == 0)
+            return s_methods[i].bit;
+    return 0;
+}
+
+void vz_routes_allow_text(unsigned methods, char *buf, size_t n)
+{
+    assert(buf && n > 0);
+    buf[0] = '\0';
+    size_t len = 0;
+    for (size_t i = 0; i < METHOD_COUNT; i++) {
+        if (!(methods & s_methods[i].bit))
+            continue;
+        int w = snprintf(buf + len, n - len, "%s%s", len ? ", " : "", s_methods[i].name);
+        if (w < 0 || (size_t)w >= n - len)
+            return;
+        len += (size_t)w;
+    }
+}
+
+static void s_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static bool s_only(const char *text, const char *chars)
+{
+    return strspn(text, chars) == strlen(text);
+}
+
+//  "250ms", "2s", "1500" (ms); -1 when malformed or out of 1..300000.
+static int s_parse_ms(const char *text)
+{
+    char *end = NULL;
+    long value = strtol(text, &end, 10);
+    if (end == text || value < 0)
+        return -1;
+    if (strcmp(end, "s") == 0)
+        value *= 1000;
+    else if (*end && strcmp(end, "ms") != 0)
+        return -1;
+    return value >= 1 && value <= 300000 ? (int)value : -1;
+}
+
+static int s_parse_bool(const char *text, bool *out)
+{
+    if (strcmp(text, "true") == 0 || strcmp(text, "1") == 0 || strcmp(text, "yes") == 0)
+        *out = true;
+    else if (strcmp(text, "false") == 0 || strcmp(text, "0") == 0 || strcmp(text, "no") == 0 ||
+             !*text)
+        *out = false;
+    else
+        return -1;
+    return 0;
+}
+
+//  Split "/v1/x/{id}" into segments; param names checked.
+static int s_parse_path(vz_route_t *r, char *err, size_t errlen)
+{
+    const char *p = r->path;
+    if (p[0] != '/') {
+        s_err(err, errlen, "route %s: path must start with '/'", r->name);
+        return -1;
+    }
+    size_t params = 0;
+    while (*p == '/') {
+        p++;
+        size_t len = strcspn(p, "/");
+        if (len == 0 && !*p && r->seg_count == 0)
+            break; //  "/" alone
+        if (len == 0 || len >= VZ_NAME_MAX || r->seg_count == VZ_ROUTE_SEGS_MAX) {
+            s_err(err, errlen, "route %s: bad path segment in %s", r->name, r->path);
+            return -1;
+        }
+        size_t i = r->seg_count++;
+        if (p[0] == '{' && p[len - 1] == '}') {
+            if (len - 2 == 0 || len - 2 >= VZ_ROUTE_PARAM_MAX || params == VZ_ROUTE_PARAMS_MAX) {
+                s_err(err, errlen, "route %s: bad parameter in %s", r->name, r->path);
+                return -1;
+            }
+            memcpy(r->segs[i], p + 1, len - 2);
+            r->segs[i][len - 2] = '\0';
+            r->is_param[i] = true;
+            params++;
+            //  Two params with one name would overwrite each other in ctx.
+            for (size_t j = 0; j < i; j++)
+                if (r->is_param[j] && strcmp(r->segs[j], r->segs[i]) == 0) {
+                    s_err(err, errlen, "route %s: parameter %s repeated", r->name, r->segs[i]);
+                    return -1;
+                }
+            if (!s_only(r->segs[i], PARAM_CHARS)) {
+                s_err(err, errlen, "route %s: parameter names are [a-z0-9_]", r->name);
+                return -1;
+            }
+        } else {
+            memcpy(r->segs[i], p, len);
+            r->segs[i][len] = '\0';
+            if (!s_only(r->segs[i], SEG_CHARS)) {
+                s_err(err, errlen, "route %s: bad character in path %s", r->name, r->path);
+                return -1;
+            }
+            r->literal_count++;
+        }
+        p += len;
+    }
+    if (*p) {
+        s_err(err, errlen, "route %s: bad path %s", r->name, r->path);
+        return -1;
+    }
+    return 0;
+}
+
+static int s_copy(char *dst, size_t n, const char *src, const char *route, const char *field,
+                  char *err, size_t errlen)
+{
+    if (vz_strlcpy(dst, src, n) < 0) {
+        s_err(err, errlen, "route %s: %s too long", route, field);
+        return -1;
+    }
+    return 0;
+}
+
+//  One route from its ZPL block; every field checked.
+static int s_parse_route(zconfig_t *node, vz_route_t *r, char *err, size_t errlen)
+{
+    const char *name = zconfig_name(node);
+    if (!name || !*name || strlen(name) >= VZ_NAME_MAX || !s_only(name, NAME_CHARS)) {
+        s_err(err, errlen, "route name must be 1..63 of [A-Za-z0-9_.-]");
+        return -1;
+    }
+    vz_strlcpy(r->name, name, sizeof r->name);
+
+    char methods[128];
+    if (s_copy(methods, sizeof methods, zconfig_get(node, "methods", ""), name, "methods", err,
+               errlen) < 0)
+        return -1;
+    for (char *save = NULL, *tok = strtok_r(methods, " ,", &save); tok;
+         tok = strtok_r(NULL, " ,", &save)) {
+        unsigned bit = vz_routes_method_bit(tok);
+        if (!bit) {
+            s_err(err, errlen, "route %s: unknown method %s", name, tok);
+            return -1;
+        }
+        r->methods |= bit;
+    }
+    if (!r->methods) {
+        s_err(err, errlen, "route %s: methods missing", name);
+        return -1;
+    }
+    if (s_copy(r->path, sizeof r->path, zconfig_get(node, "path", ""), name, "path", err, errlen) <
+            0 ||
+        s_parse_path(r, err, errlen) < 0)
+        return -1;
+
+    const char *service = zconfig_get(node, "service", "");
+    const char *call = zconfig_get(node, "call", "");
+    if (!*service || !*call || !s_only(service, NAME_CHARS) || !s_only(call, NAME_CHARS) ||
+        s_copy(r->service, sizeof r->service, service, name, "service", err, errlen) < 0 ||
+        s_copy(r->call, sizeof r->call, call, name, "call", err, errlen) < 0) {
+        if (!*err)
+            s_err(err, errlen, "route %s: service and call must be names", name);
+        return -1;
+    }
+
+    const char *auth = zconfig_get(node, "auth", "none");
+    static const char *const auths[] = {"none", "jwt", "api_key", "any"};
+    r->auth = (vz_route_auth_t)-1;
+    for (size_t i = 0; i < 4; i++)
+        if (strcmp(auth, auths[i]) == 0)
+            r->auth = (vz_route_auth_t)i;
+    if ((int)r->auth < 0) {
+        s_err(err, errlen, "route %s: auth must be none, jwt, api_key or any", name);
+        return -1;
+    }
+    if (s_copy(r->scopes, sizeof r->scopes, zconfig_get(node, "scopes", ""), name, "scopes", err,
+               errlen) < 0)
+        return -1;
+    if (r->scopes[0] && r->auth == VZ_AUTH_NONE) {
+        s_err(err, errlen, "route %s: scopes need auth", name);
+        return -1;
+    }
+    const char *rate = zconfig_get(node, "rate_class", "");
+    if (!s_only(rate, NAME_CHARS) ||
+        s_copy(r->rate_class, sizeof r->rate_class, rate, name, "rate_class", err, errlen) < 0) {
+        if (!*err)
+            s_err(err, errlen, "route %s: bad rate_class", name);
+        return -1;
+    }
+
+    const char *timeout = zconfig_get(node, "timeout", "");
+    if (*timeout && (r->timeout_ms = s_parse_ms(timeout)) < 0) {
+        s_err(err, errlen, "route %s: timeout \"%s\": expected 1ms..300s", name, timeout);
+        return -1;
+    }
+    const char *retry = zconfig_get(node, "retry", "none");
+    if (strcmp(retry, "idempotent") == 0)
+        r->retry = true;
+    else if (strcmp(retry, "none") != 0) {
+        s_err(err, errlen, "route %s: retry must be none or idempotent", name);
+        return -1;
+    }
+    const char *body = zconfig_get(node, "max_body", "");
+    if (*body) {
+        char *end = NULL;
+        long value = strtol(body, &end, 10);
+        if (end == body || *end || value < 0 || value > 64L * 1024 * 1024) {
+            s_err(err, errlen, "route %s: max_body must be 0..67108864", name);
+            return -1;
+        }
+        r->max_body = (int)value;
+    }
+    const char *accept = zconfig_get(node, "accept", "");
+    if (!s_only(accept, TYPE_CHARS " ") ||
+        s_copy(r->accept, sizeof r->accept, accept, name, "accept", err, errlen) < 0) {
+        if (!*err)
+            s_err(err, errlen, "route %s: accept lists lowercase media types", name);
+        return -1;
+    }
+    if (s_parse_bool(zconfig_get(node, "json", ""), &r->json) < 0 ||
+        s_parse_bool(zconfig_get(node, "pass_content_type", ""), &r->pass_ctype) < 0) {
+        s_err(err, errlen, "route %s: json and pass_content_type are booleans", name);
+        return -1;
+    }
+    const char *reply = zconfig_get(node, "reply_type", "");
+    if (!s_only(reply, TYPE_CHARS " ;=") ||
+        s_copy(r->reply_type, sizeof r->reply_type, reply, name, "reply_type", err, errlen) < 0) {
+        if (!*err)
+            s_err(err, errlen, "route %s: bad reply_type", name);
+        return -1;
+    }
+
+    char headers[VZ_ROUTE_TEXT_MAX];
+    if (s_copy(headers, sizeof headers, zconfig_get(node, "headers", ""), name, "headers", err,
+               errlen) < 0)
+        return -1;
+    for (char *save = NULL, *tok = strtok_r(headers, " ,", &save); tok;
+         tok = strtok_r(NULL, " ,", &save)) {
+        for (char *c = tok; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+        //  "header." + name must fit a ctx key.
+        if (r->header_count == VZ_ROUTE_HEADERS_MAX || !s_only(tok, HEADER_CHARS) ||
+            strlen(tok) + 7 >= VZ_CTX_KEY_MAX) {
+            s_err(err, errlen, "route %s: bad or too many headers", name);
+            return -1;
+        }
+        vz_strlcpy(r->headers[r->header_count++], tok, VZ_CTX_KEY_MAX);
+    }
+    return 0;
+}
+
+//  Same methods on the same pattern (params compared by position) twice
+//  would make one route unreachable.
+static bool s_clash(const vz_route_t *a, const vz_route_t *b)
+{
+    if (!(a->methods & b->methods) || a->seg_count != b->seg_count)
+        return false;
+    for (size_t i = 0; i < a->seg_count; i++) {
+        if (a->is_param[i] != b->is_param[i])
+            return false;
+        if (!a->is_param[i] && strcmp(a->segs[i], b->segs[i]) != 0)
+            return false;
+    }
+    return true;
+}
+
+vz_routes_t *vz_routes_parse(const char *text, char *err, size_t errlen)
+{
+    assert(text && err && errlen > 0);
+    err[0] = '\0';
+    zconfig_t *root = zconfig_str_load(text);
+    if (!root) {
+        s_err(err, errlen, "not a valid ZPL document");
+        return NULL;
+    }
+    zconfig_t *list = zconfig_locate(root, "routes");
+    vz_routes_t *self = calloc(1, sizeof *self);
+    assert(self);
+    atomic_init(&self->refs, 1);
+    size_t count = 0;
+    for (zconfig_t *c = list ? zconfig_child(list) : NULL; c; c = zconfig_next(c))
+        count++;
+    if (count == 0 || count > VZ_ROUTES_MAX) {
+        s_err(err, errlen, "expected 1..%d routes under \"routes\"", VZ_ROUTES_MAX);
+        goto fail;
+    }
+    self->route = calloc(count, sizeof *self->route);
+    assert(self->route);
+    for (zconfig_t *c = zconfig_child(list); c; c = zconfig_next(c)) {
+        vz_route_t *r = &self->route[self->count];
+        if (s_parse_route(c, r, err, errlen) < 0)
+            goto fail;
+        for (size_t j = 0; j < self->count; j++) {
+            if (strcmp(self->route[j].name, r->name) == 0) {
+                s_err(err, errlen, "route %s: name used twice", r->name);
+                goto fail;
+            }
+            if (s_clash(&self->route[j], r)) {
+                s_err(err, errlen, "route %s: same method and path as %s", r->name,
+                      self->route[j].name);
+                goto fail;
+            }
+        }
+        self->count++;
+    }
+    zconfig_destroy(&root);
+    return self;
+fail:
+    zconfig_destroy(&root);
+    vz_routes_unref(&self);
+    return NULL;
+}
+
+vz_routes_t *vz_routes_load(const char *path, char *err, size_t errlen)
+{
+    assert(path && err && errlen > 0);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        s_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *text = malloc(FILE_MAX + 1);
+    assert(text);
+    size_t len = fread(text, 1, FILE_MAX + 1, f);
+    fclose(f);
+    vz_routes_t *self = NULL;
+    if (len > FILE_MAX)
+        s_err(err, errlen, "%s is larger than 1 MiB", path);
+    else {
+        text[len] = '\0';
+        if (strlen(text) != len)
+            s_err(err, errlen, "%s holds a NUL byte", path);
+        else
+            self = vz_routes_parse(text, err, errlen);
+    }
+    free(text);
+    return self;
+}
+
+vz_routes_t *vz_routes_ref(vz_routes_t *self)
+{
+    assert(self);
+    atomic_fetch_add(&self->refs, 1);
+    return self;
+}
+
+void vz_routes_unref(vz_routes_t **self_p)
+{
+    assert(self_p);
+    vz_routes_t *self = *self_p;
+    *self_p = NULL;
+    if (!self || atomic_fetch_sub(&self->refs, 1) != 1)
+        return;
+    free(self->route);
+    free(self);
+}
+
+size_t vz_routes_count(const vz_routes_t *self)
+{
+    assert(self);
+    return self->count;
+}
+
+vz_route_t *vz_routes_at(vz_routes_t *self, size_t i)
+{
+    assert(self && i < self->count);
+    return &self->route[i];
+}
+
+//  Does path (split into segs) fit route r? Params captured into match.
+static bool s_fits(const vz_route_t *r, char segs[][VZ_CTX_VAL_MAX], size_t n)
+{
+    if (n != r->seg_count)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!r->is_param[i] && strcmp(r->segs[i], segs[i]) != 0)
+            return false;
+    return true;
+}
+
+bool vz_routes_match(const vz_routes_t *self, unsigned method, const char *path,
+                     vz_route_match_t *match)
+{
+    assert(self && path && match);
+    memset(match, 0, sizeof *match);
+    char segs[VZ_ROUTE_SEGS_MAX][VZ_CTX_VAL_MAX];
+    size_t n = 0;
+    const char *p = path;
+    if (*p != '/')
+        return false;
+    while (*p == '/') {
+        p++;
+        size_t len = strcspn(p, "/");
+        if (len == 0 && !*p && n == 0)
+            break;
+        //  Empty segments ("//", trailing "/") and oversized ones match nothing.
+        if (len == 0 || len >= VZ_CTX_VAL_MAX || n == VZ_ROUTE_SEGS_MAX)
+            return false;
+        memcpy(segs[n], p, len);
+        segs[n][len] = '\0';
+        n++;
+        p += len;
+    }
+    const vz_route_t *best = NULL;
+    for (size_t i = 0; i < self->count; i++) {
+        const vz_route_t *r = &self->route[i];
+        if (!s_fits(r, segs, n))
+            continue;
+        match->allow |= r->methods;
+        //  The most literal pattern wins: /a/me before /a/{id}.
+        if ((r->methods & method) && (!best || r->literal_count > best->literal_count))
+            best = r;
+    }
+    if (!best)
+        return false;
+    match->route = best;
+    for (size_t i = 0; i < n; i++) {
+        if (!best->is_param[i])
+            continue;
+        size_t k = match->param_count++;
+        vz_strlcpy(match->param_name[k], best->segs[i], VZ_ROUTE_PARAM_MAX);
+        vz_strlcpy(match->param_value[k], segs[i], VZ_CTX_VAL_MAX);
+    }
+    return true;
+}

@@ -1,0 +1,110 @@
+/*  routes - the gateway's route table, loaded from a ZPL file (configs/routes.cfg)
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  A table maps HTTP method + path pattern ("/v1/auth/api-keys/{id}") to a
+ *  service method with its policy: authentication, scopes, rate-limit
+ *  class, timeout, retry, body limit, accepted content types, headers to
+ *  forward. The whole file is validated before a table exists, so a reload
+ *  either yields a complete new table or an error text naming the route
+ *  and the field; the caller keeps the old table in the latter case.
+ *
+ *  Tables are immutable once built and reference-counted: the gateway
+ *  swaps its pointer under a lock held only for the copy, and every request
+ *  holds a reference to the table it was matched against, so a reload never
+ *  pulls a route from under a request in flight (RCU-like). ref/unref are
+ *  thread-safe; everything else reads only.
+ */
+#ifndef VZ_ROUTES_H
+#define VZ_ROUTES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "vz_common.h"
+#include "vz_envelope.h"
+#include "vz_metrics.h"
+
+//  HTTP method bits.
+#define VZ_M_GET 0x01u
+#define VZ_M_POST 0x02u
+#define VZ_M_PUT 0x04u
+#define VZ_M_PATCH 0x08u
+#define VZ_M_DELETE 0x10u
+#define VZ_M_ALL 0x1fu
+
+#define VZ_ROUTE_SEGS_MAX 16   //  path segments in a pattern
+#define VZ_ROUTE_PARAMS_MAX 4  //  {params} in one pattern
+#define VZ_ROUTE_HEADERS_MAX 4 //  request headers forwarded as ctx
+#define VZ_ROUTE_PATH_MAX 256  //  pattern length
+#define VZ_ROUTE_PARAM_MAX 24  //  param name: "path." + name fits a ctx key
+#define VZ_ROUTE_TEXT_MAX 256  //  scopes, content types
+#define VZ_ROUTES_MAX 128      //  routes in one table
+
+typedef enum {
+    VZ_AUTH_NONE,    //  anyone
+    VZ_AUTH_JWT,     //  Bearer JWT (ES256) required
+    VZ_AUTH_API_KEY, //  X-API-Key required
+    VZ_AUTH_ANY,     //  either of them
+} vz_route_auth_t;
+
+typedef struct {
+    char name[VZ_NAME_MAX];             //  ZPL child name; metrics label, rate-limit route
+    unsigned methods;                   //  VZ_M_* allowed
+    char path[VZ_ROUTE_PATH_MAX];       //  pattern as written
+    char service[VZ_NAME_MAX];          //  target service
+    char call[VZ_NAME_MAX];             //  target method
+    vz_route_auth_t auth;               //  required credential
+    char scopes[VZ_ROUTE_TEXT_MAX];     //  space-separated, all required ("" = none)
+    char rate_class[VZ_NAME_MAX];       //  rate-limit class ("" = not limited)
+    int timeout_ms;                     //  0 = the gateway default
+    bool retry;                         //  idempotent: flag it and allow retries
+    int max_body;                       //  0 = the gateway default
+    char accept[VZ_ROUTE_TEXT_MAX];     //  accepted request media types ("" = any)
+    bool json;                          //  a non-empty body must be valid JSON
+    bool pass_ctype;                    //  reply carries the request's Content-Type
+    char reply_type[VZ_ROUTE_TEXT_MAX]; //  reply Content-Type ("" = application/json)
+    size_t header_count;                //  entries in headers
+    char headers[VZ_ROUTE_HEADERS_MAX][VZ_CTX_KEY_MAX]; //  forwarded, lowercase names
+    size_t seg_count;                                   //  segments of the pattern
+    char segs[VZ_ROUTE_SEGS_MAX][VZ_NAME_MAX];          //  literal text, or the param name
+    bool is_param[VZ_ROUTE_SEGS_MAX];                   //  segment i is a {param}
+    size_t literal_count;                               //  literal segments (more = more specific)
+    vz_series_t *duration;                              //  latency histogram, set by the gateway
+} vz_route_t;
+
+typedef struct vz_routes_t vz_routes_t;
+
+//  A matched request: route and the values of its params.
+typedef struct {
+    const vz_route_t *route;                                  //  NULL = no route
+    unsigned allow;                                           //  methods of routes with this path
+    size_t param_count;                                       //  entries below
+    char param_name[VZ_ROUTE_PARAMS_MAX][VZ_ROUTE_PARAM_MAX]; //  param names
+    char param_value[VZ_ROUTE_PARAMS_MAX][VZ_CTX_VAL_MAX];    //  their values
+} vz_route_match_t;
+
+//  Load and validate a ZPL table (file at most 1 MiB). Returns the table
+//  (refcount 1) or NULL with a one-line reason in err.
+vz_routes_t *vz_routes_load(const char *path, char *err, size_t errlen);
+//  Same from text in memory (tests, and the file after it was read).
+vz_routes_t *vz_routes_parse(const char *text, char *err, size_t errlen);
+
+vz_routes_t *vz_routes_ref(vz_routes_t *self);
+//  Drop a reference; the last one frees and nulls *self_p either way.
+void vz_routes_unref(vz_routes_t **self_p);
+
+size_t vz_routes_count(const vz_routes_t *self);
+//  Route i (mutable only before the table is shared).
+vz_route_t *vz_routes_at(vz_routes_t *self, size_t i);
+
+//  Match method (VZ_M_* bit; 0 = path only) and path. Returns true when a
+//  route's pattern and method match; match->allow is filled either way
+//  (0 = no pattern matched the path: 404).
+bool vz_routes_match(const vz_routes_t *self, unsigned method, const char *path,
+                     vz_route_match_t *match);
+
+//  VZ_M_* bit of an HTTP method name, 0 when unknown.
+unsigned vz_routes_method_bit(const char *method);
+//  "GET, POST" style text for an Allow header into buf.
+void vz_routes_allow_text(unsigned methods, char *buf, size_t n);
+
+#endif
