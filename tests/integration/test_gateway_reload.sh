@@ -1,0 +1,46 @@
+#!/bin/bash
+#   test_gateway_reload - `vzctl reload` reaches the gateway under vz-supervisor:
+#   the route table is reloaded (SIGHUP) while requests keep being answered
+#   SPDX-License-Identifier: MPL-2.0
+set -u -o pipefail
+source "$(dirname "$0")/mesh.sh" gwreload
+
+mesh_config
+mesh_start
+gw=$("${CTL[@]}" ports | awk '$1=="gateway" {print $2}')
+[ -n "$gw" ] || fail "no gateway port"
+base=http://127.0.0.1:$gw
+
+metric() {
+    curl -fsS "$base/metrics" | awk -v s="$1" '$1==s {print $2}'
+}
+reloaded() {
+    local n
+    n=$(metric 'vz_gateway_route_reloads_total{result="ok"}')
+    [ -n "$n" ] && [ "${n%.*}" -ge "$1" ]
+}
+
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data x "$base/v1/echo")
+[ "$code" = 200 ] || fail "echo before reload: $code"
+
+#   Requests in a loop while reloading: every one must be answered 200.
+(
+    for _ in $(seq 1 200); do
+        curl -s -o /dev/null -w '%{http_code}\n' -X POST --data x "$base/v1/echo"
+    done
+) >"$T/codes" &
+load=$!
+"${CTL[@]}" reload || fail "vzctl reload failed"
+until_ok 10 reloaded 1 || fail "gateway did not reload its route table"
+"${CTL[@]}" reload || fail "second vzctl reload failed"
+until_ok 10 reloaded 2 || fail "gateway did not reload twice"
+wait $load
+bad=$(grep -vc '^200$' "$T/codes")
+[ "$bad" = 0 ] || fail "$bad requests failed during reloads: $(sort "$T/codes" | uniq -c)"
+echo "ok - vzctl reload: route table reloaded twice, $(wc -l <"$T/codes") requests all 200"
+
+#   The reloaded table still routes (params, 405 with Allow from the file).
+allow=$(curl -s -D - -o /dev/null -X PUT "$base/v1/auth/api-keys/k1" | tr -d '\r' |
+    awk -F': ' 'tolower($1)=="allow" {print $2}')
+[ "$allow" = "DELETE" ] || fail "Allow for /v1/auth/api-keys/{id}: '$allow'"
+echo "ok - routes from configs/routes.cfg after reload"
