@@ -19,6 +19,7 @@
 
 #include "codec.h"
 #include "policies.h"
+#include "scripts.h"
 #include "vz_proto.h"
 #include "vz_redis.h"
 #include "vz_worker.h"
@@ -49,41 +50,6 @@ const vz_cfg_item_t vz_ratelimit_items[] = {
                 "fail-open buckets kept in memory before the oldest are dropped"),
 };
 const size_t vz_ratelimit_items_count = sizeof vz_ratelimit_items / sizeof vz_ratelimit_items[0];
-
-//  GCRA, the token bucket kept as one number (the theoretical arrival
-//  time): ARGV = microseconds per token, burst, cost. Returns {allowed,
-//  tat - now in us} with tat after this request when allowed.
-static const char s_token_bucket_lua[] =
-    "local t=redis.call('TIME')\n"
-    "local now=t[1]*1000000+t[2]\n"
-    "local T=tonumber(ARGV[1])\n"
-    "local tat=tonumber(redis.call('GET',KEYS[1])) or now\n"
-    "if tat<now then tat=now end\n"
-    "local nt=tat+tonumber(ARGV[3])*T\n"
-    "if nt-tonumber(ARGV[2])*T>now then return {0,tat-now} end\n"
-    "redis.call('SET',KEYS[1],string.format('%.0f',nt),'PX',math.ceil((nt-now)/1000)+1)\n"
-    "return {1,nt-now}\n";
-
-//  Sliding window counter: the current fixed window's count plus the
-//  previous one's weighted by how much of it the sliding window still
-//  covers. One hash {w, c, p}. ARGV = window ms, limit, cost. Returns
-//  {allowed, c, p, ms elapsed in the current window}.
-static const char s_sliding_window_lua[] =
-    "local t=redis.call('TIME')\n"
-    "local now=t[1]*1000+math.floor(t[2]/1000)\n"
-    "local win=tonumber(ARGV[1])\n"
-    "local w=math.floor(now/win)\n"
-    "local h=redis.call('HMGET',KEYS[1],'w','c','p')\n"
-    "local c=tonumber(h[2]) or 0\n"
-    "local p=tonumber(h[3]) or 0\n"
-    "local hw=tonumber(h[1])\n"
-    "if hw~=w then if hw==w-1 then p=c else p=0 end c=0 end\n"
-    "local e=now-w*win\n"
-    "if p*(win-e)/win+c+tonumber(ARGV[3])>tonumber(ARGV[2]) then return {0,c,p,e} end\n"
-    "c=c+tonumber(ARGV[3])\n"
-    "redis.call('HSET',KEYS[1],'w',w,'c',c,'p',p)\n"
-    "redis.call('PEXPIRE',KEYS[1],2*win)\n"
-    "return {1,c,p,e}\n";
 
 //  Buckets for the Redis round trip: it is tens of microseconds when well.
 static const double s_redis_buckets[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
@@ -535,8 +501,8 @@ static int s_app_init(s_app_t *app, vz_daemon_t *daemon, const vz_ratelimit_conf
                                             "result=failed");
     s_series_for(app, "none", &app->none_series);
     s_install(app, &limits);
-    app->token_bucket = vz_redis_script_new(s_token_bucket_lua);
-    app->sliding_window = vz_redis_script_new(s_sliding_window_lua);
+    app->token_bucket = vz_redis_script_new(vz_rl_token_bucket_lua);
+    app->sliding_window = vz_redis_script_new(vz_rl_sliding_window_lua);
     app->local = zhashx_new();
     zhashx_set_destructor(app->local, s_free_tat);
     //  Not up until the first probe succeeds: a Redis missing at start

@@ -1,0 +1,425 @@
+/*  bench_ratelimit - decisions per second through the broker vs the Redis ceiling
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  One run, one machine: redis-server, vz-broker and vz-ratelimit replicas
+ *  on free ports. Rows:
+ *    redis-benchmark EVALSHA  the same token-bucket script, 50 connections,
+ *                             unpipelined and -P 16 (the ceiling)
+ *    hiredis EVALSHA          one connection, one call at a time and with a
+ *                             window in flight (what one replica could get)
+ *    broker decisions         vz_client -> broker -> vz-ratelimit -> Redis:
+ *                             sequential (p50/p99) and pipelined with a window
+ *                             of async sends, with 1 and 2 replicas
+ *  and the ratios between them. Usage:
+ *    bench_ratelimit [sequential=3000] [pipelined=40000] [window=64]
+ *  Needs VZ_BIN_DIR (vz-broker, vz-ratelimit) and redis-server, redis-benchmark.
+ */
+#include <czmq.h>
+#include <hiredis/hiredis.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../services/ratelimit/scripts.h"
+#include "harness.h"
+#include "vz_client.h"
+#include "vz_curve.h"
+#include "vz_envelope.h"
+#include "vz_redis.h"
+
+#define S_READY_MS 15000
+#define S_KEYS 1000 //  distinct client IPs, so the load spreads over buckets
+//  Token-bucket arguments of the bench policy: 1,000,000 a minute.
+#define S_T_US "60"
+#define S_BURST "1000000"
+
+typedef struct {
+    char *dir;           //  temp dir
+    int redis_port;      //  redis-server
+    int broker_port;     //  vz-broker
+    char endpoint[64];   //  tcp://127.0.0.1:<broker_port>
+    char broker_key[41]; //  Z85
+    zcert_t *cert;       //  "gateway" identity
+    vzt_proc_t *redis;   //  processes
+    vzt_proc_t *broker;  //  idem
+    vzt_proc_t *rl[2];   //  idem
+} s_mesh_t;
+
+static int64_t s_usecs(void)
+{
+    return zclock_usecs();
+}
+
+static int s_cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static char *s_fmt(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *out = NULL;
+    if (vasprintf(&out, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    return out;
+}
+
+static void s_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0)
+        abort();
+    fclose(f);
+}
+
+static vzt_proc_t *s_daemon(s_mesh_t *m, const char *name, const char *tag, char *const *more)
+{
+    char *env[16] = {0};
+    size_t n = 0;
+    env[n++] = s_fmt("VZ_CURVE_CERT=%s/keys/secret/%s.key", m->dir, name);
+    env[n++] = s_fmt("VZ_CURVE_ALLOW_DIR=%s/keys/public", m->dir);
+    env[n++] = s_fmt("VZ_BROKER_KEY=%s/keys/public/broker.key", m->dir);
+    env[n++] = s_fmt("VZ_BROKER_ENDPOINTS=%s", m->endpoint);
+    env[n++] = s_fmt("VZ_REDIS_URL=redis://127.0.0.1:%d", m->redis_port);
+    env[n++] = s_fmt("VZ_ADMIN_PORT=%d", vzt_free_port());
+    env[n++] = s_fmt("VZ_LOG_LEVEL=warn");
+    for (size_t i = 0; more && more[i]; i++)
+        env[n++] = s_fmt("%s", more[i]);
+    char *binname = s_fmt("vz-%s", name);
+    char *bin = vzt_bin(binname);
+    char *log = s_fmt("%s/%s.log", m->dir, tag);
+    char *const argv[] = {bin, NULL};
+    vzt_proc_t *proc = vzt_spawn(bin, argv, env, log, S_READY_MS);
+    for (size_t i = 0; env[i]; i++)
+        free(env[i]);
+    free(log);
+    free(bin);
+    free(binname);
+    if (!proc) {
+        fprintf(stderr, "bench: %s did not become ready\n", name);
+        exit(1);
+    }
+    return proc;
+}
+
+static redisContext *s_redis_connect(int port)
+{
+    struct timeval tv = {1, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (c && c->err) {
+        redisFree(c);
+        c = NULL;
+    }
+    return c;
+}
+
+static void s_start(s_mesh_t *m)
+{
+    m->dir = vzt_tempdir("bench-ratelimit");
+    char *keys = s_fmt("%s/keys", m->dir);
+    const char *const names[] = {"broker", "ratelimit", "gateway", NULL};
+    if (vzt_keys(keys, names) < 0)
+        abort();
+    free(keys);
+    char *path = s_fmt("%s/policy.cfg", m->dir);
+    s_write(path, "identity\n    gateway\n        call = \"ratelimit\"\n"
+                  "    ratelimit\n        serve = \"ratelimit\"\n");
+    free(path);
+    path = s_fmt("%s/ratelimit.cfg", m->dir);
+    s_write(path, "policy\n    bench\n        by = \"ip\"\n        algorithm = \"token_bucket\"\n"
+                  "        limit = 1000000\n        window = \"60s\"\n");
+    free(path);
+
+    m->redis_port = vzt_free_port();
+    char port[16];
+    snprintf(port, sizeof port, "%d", m->redis_port);
+    char *rlog = s_fmt("%s/redis.log", m->dir);
+    char *const rargv[] = {"redis-server", "--port", port,    "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "no",     "--dir", m->dir,   NULL};
+    m->redis = vzt_spawn_nowait("/usr/bin/redis-server", rargv, NULL, rlog);
+    free(rlog);
+    int64_t until = zclock_mono() + S_READY_MS;
+    redisContext *c = NULL;
+    while (!c && zclock_mono() < until && vzt_proc_wait(m->redis, 20) == -ETIMEDOUT)
+        c = s_redis_connect(m->redis_port);
+    if (!c) {
+        fprintf(stderr, "bench: redis-server did not start\n");
+        exit(1);
+    }
+    redisFree(c);
+
+    m->broker_port = vzt_free_port();
+    snprintf(m->endpoint, sizeof m->endpoint, "tcp://127.0.0.1:%d", m->broker_port);
+    char *bind = s_fmt("VZ_BROKER_BIND=%s", m->endpoint);
+    char *pol = s_fmt("VZ_BROKER_POLICY=%s/policy.cfg", m->dir);
+    char *const benv[] = {bind, pol, NULL};
+    m->broker = s_daemon(m, "broker", "broker", benv);
+    free(bind);
+    free(pol);
+
+    char *bkey = s_fmt("%s/keys/public/broker.key", m->dir);
+    char *cert = s_fmt("%s/keys/secret/gateway.key", m->dir);
+    char err[256];
+    m->cert = vz_curve_cert_load(cert, err, sizeof err);
+    if (vz_curve_server_key(bkey, m->broker_key) < 0 || !m->cert)
+        abort();
+    free(bkey);
+    free(cert);
+}
+
+static void s_start_replica(s_mesh_t *m, int i)
+{
+    char *pol = s_fmt("VZ_RATELIMIT_POLICY=%s/ratelimit.cfg", m->dir);
+    char *const env[] = {pol, "VZ_RATELIMIT_CREDIT=64", "VZ_RATELIMIT_REPLICAS=2", NULL};
+    char tag[16];
+    snprintf(tag, sizeof tag, "ratelimit.%d", i);
+    m->rl[i] = s_daemon(m, "ratelimit", tag, env);
+    free(pol);
+}
+
+static void s_stop(s_mesh_t *m)
+{
+    for (int i = 0; i < 2; i++)
+        vzt_proc_destroy(&m->rl[i]);
+    vzt_proc_destroy(&m->broker);
+    vzt_proc_destroy(&m->redis);
+    zcert_destroy(&m->cert);
+    vzt_rmrf(m->dir);
+    free(m->dir);
+}
+
+//  --------------------------------------------------------------------------
+//  Redis rows
+
+//  redis-benchmark's requests per second for the token-bucket script.
+static double s_redis_benchmark(int port, const char *sha, int n, int pipeline)
+{
+    char *cmd = s_fmt("redis-benchmark -h 127.0.0.1 -p %d -n %d -c 50 -P %d -r %d --csv "
+                      "EVALSHA %s 1 vz:rl:rb:__rand_int__ %s %s 1 2>/dev/null",
+                      port, n, pipeline, S_KEYS, sha, S_T_US, S_BURST);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    double rps = 0;
+    char line[512];
+    while (p && fgets(line, sizeof line, p)) {
+        //  "EVALSHA ...","35398.23",...
+        char *q = strstr(line, "\",\"");
+        if (strncmp(line, "\"EVALSHA", 8) == 0 && q)
+            rps = strtod(q + 3, NULL);
+    }
+    if (p)
+        pclose(p);
+    return rps;
+}
+
+//  One hiredis connection: one call at a time, or window calls in flight.
+static double s_hiredis(int port, const char *sha, int n, int window, double *p50_us)
+{
+    redisContext *c = s_redis_connect(port);
+    if (!c)
+        return 0;
+    int64_t *lat = window == 1 ? calloc((size_t)n, sizeof *lat) : NULL;
+    char key[64];
+    int64_t t0 = s_usecs();
+    int sent = 0, done = 0;
+    while (done < n) {
+        while (sent < n && sent - done < window) {
+            snprintf(key, sizeof key, "vz:rl:hi:%d", sent % S_KEYS);
+            redisAppendCommand(c, "EVALSHA %s 1 %s %s %s 1", sha, key, S_T_US, S_BURST);
+            sent++;
+        }
+        int64_t t1 = s_usecs();
+        void *reply = NULL;
+        if (redisGetReply(c, &reply) != REDIS_OK || !reply)
+            break;
+        freeReplyObject(reply);
+        if (lat)
+            lat[done] = s_usecs() - t1;
+        done++;
+    }
+    double rate = done / ((double)(s_usecs() - t0) / 1e6);
+    if (lat) {
+        qsort(lat, (size_t)done, sizeof *lat, s_cmp);
+        *p50_us = (double)lat[done / 2];
+        free(lat);
+    }
+    redisFree(c);
+    return rate;
+}
+
+//  --------------------------------------------------------------------------
+//  Broker rows
+
+static uint8_t *s_body(int i, size_t *len)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    char ip[32];
+    snprintf(ip, sizeof ip, "10.%d.%d.%d", (i / 65536) % 256, (i / 256) % 256, i % 256);
+    const char *kv[][2] = {
+        {"ip", ip}, {"sub", ""}, {"key", ""}, {"tier", "anonymous"}, {"route", "bench"}};
+    msgpack_pack_map(&pk, 5);
+    for (size_t k = 0; k < 5; k++) {
+        msgpack_pack_str(&pk, strlen(kv[k][0]));
+        msgpack_pack_str_body(&pk, kv[k][0], strlen(kv[k][0]));
+        msgpack_pack_str(&pk, strlen(kv[k][1]));
+        msgpack_pack_str_body(&pk, kv[k][1], strlen(kv[k][1]));
+    }
+    *len = sb.size;
+    return (uint8_t *)msgpack_sbuffer_release(&sb);
+}
+
+static void s_request(vz_envelope_t *req, const uint8_t *body, size_t len)
+{
+    vz_envelope_init(req, VZ_KIND_REQUEST);
+    vz_strlcpy(req->service, "ratelimit", sizeof req->service);
+    vz_strlcpy(req->method, "check", sizeof req->method);
+    req->body = body;
+    req->body_len = len;
+}
+
+static int s_sequential(s_mesh_t *m, int n, double *p50, double *p99, double *rate)
+{
+    vz_client_config_t config = {m->endpoint, m->broker_key, m->cert};
+    vz_client_t *client = vz_client_new(&config);
+    int64_t *lat = calloc((size_t)n, sizeof *lat);
+    int ok = 0;
+    int64_t t0 = s_usecs();
+    for (int i = 0; client && i < n; i++) {
+        size_t len;
+        uint8_t *body = s_body(i % S_KEYS, &len);
+        vz_envelope_t req;
+        s_request(&req, body, len);
+        vz_response_t *rsp = NULL;
+        int64_t t1 = s_usecs();
+        if (vz_client_call(client, &req, 5000, &rsp) == 0 && rsp->env.kind == VZ_KIND_REPLY)
+            lat[ok++] = s_usecs() - t1;
+        vz_response_destroy(&rsp);
+        free(body);
+    }
+    *rate = ok / ((double)(s_usecs() - t0) / 1e6);
+    qsort(lat, (size_t)ok, sizeof *lat, s_cmp);
+    *p50 = ok ? (double)lat[ok / 2] : 0;
+    *p99 = ok ? (double)lat[ok * 99 / 100] : 0;
+    free(lat);
+    vz_client_destroy(&client);
+    return ok == n ? 0 : -1;
+}
+
+//  window requests in flight through vz_client_send / vz_client_recv.
+static double s_pipelined(s_mesh_t *m, int n, int window, int *errors)
+{
+    vz_client_config_t config = {m->endpoint, m->broker_key, m->cert};
+    vz_client_t *client = vz_client_new(&config);
+    if (!client)
+        return 0;
+    size_t lens[S_KEYS];
+    uint8_t *bodies[S_KEYS];
+    for (int i = 0; i < S_KEYS; i++)
+        bodies[i] = s_body(i, &lens[i]);
+    zpoller_t *poller = zpoller_new(vz_client_sock(client), NULL);
+    int sent = 0, done = 0;
+    *errors = 0;
+    int64_t t0 = s_usecs();
+    while (done < n) {
+        while (sent < n && sent - done < window) {
+            vz_envelope_t req;
+            s_request(&req, bodies[sent % S_KEYS], lens[sent % S_KEYS]);
+            vz_client_new_id(req.id, sizeof req.id);
+            req.deadline_ms = vz_now_ms() + 10000;
+            if (vz_client_send(client, &req) < 0)
+                break;
+            sent++;
+        }
+        if (!zpoller_wait(poller, 10000))
+            break;
+        vz_response_t *rsp = NULL;
+        while (vz_client_recv(client, &rsp) == 0 && rsp) {
+            if (rsp->env.kind != VZ_KIND_REPLY)
+                (*errors)++;
+            vz_response_destroy(&rsp);
+            done++;
+        }
+    }
+    double rate = done / ((double)(s_usecs() - t0) / 1e6);
+    zpoller_destroy(&poller);
+    for (int i = 0; i < S_KEYS; i++)
+        free(bodies[i]);
+    vz_client_destroy(&client);
+    return done == n ? rate : 0;
+}
+
+int main(int argc, char **argv)
+{
+    int seq = argc > 1 ? atoi(argv[1]) : 3000;
+    int pipe = argc > 2 ? atoi(argv[2]) : 40000;
+    int window = argc > 3 ? atoi(argv[3]) : 64;
+    if (seq < 100 || pipe < 100 || window < 1 || window > 1000) {
+        fprintf(stderr, "usage: bench_ratelimit [sequential>=100] [pipelined>=100] [window]\n");
+        return 2;
+    }
+    zsys_init();
+    s_mesh_t m = {0};
+    s_start(&m);
+    vz_redis_script_t *script = vz_redis_script_new(vz_rl_token_bucket_lua);
+    const char *sha = vz_redis_script_sha(script);
+    redisContext *c = s_redis_connect(m.redis_port);
+    redisReply *r = c ? redisCommand(c, "SCRIPT LOAD %s", vz_rl_token_bucket_lua) : NULL;
+    if (!r || r->type != REDIS_REPLY_STRING || strcmp(r->str, sha) != 0) {
+        fprintf(stderr, "bench: SCRIPT LOAD failed\n");
+        return 1;
+    }
+    freeReplyObject(r);
+    redisFree(c);
+
+    double rb1 = s_redis_benchmark(m.redis_port, sha, pipe * 2, 1);
+    double rb16 = s_redis_benchmark(m.redis_port, sha, pipe * 4, 16);
+    double hi_p50 = 0, hi_seq = s_hiredis(m.redis_port, sha, pipe / 2, 1, &hi_p50);
+    double hi_pipe = s_hiredis(m.redis_port, sha, pipe, window, &(double){0});
+
+    s_start_replica(&m, 0);
+    double p50, p99, seq_rate;
+    int errors = 0;
+    if (s_sequential(&m, seq, &p50, &p99, &seq_rate) < 0)
+        fprintf(stderr, "bench: sequential calls failed\n");
+    double pipe1 = s_pipelined(&m, pipe, window, &errors);
+    s_start_replica(&m, 1);
+    int errors2 = 0;
+    double pipe2 = s_pipelined(&m, pipe, window, &errors2);
+
+    printf("%-52s %12s %10s %10s\n", "row", "per second", "p50 us", "p99 us");
+    printf("%-52s %12.0f\n", "redis-benchmark EVALSHA token bucket, 50 conns", rb1);
+    printf("%-52s %12.0f\n", "redis-benchmark EVALSHA token bucket, 50 conns -P 16", rb16);
+    printf("%-52s %12.0f %10.0f\n", "hiredis EVALSHA, 1 conn, one at a time", hi_seq, hi_p50);
+    char label[80];
+    snprintf(label, sizeof label, "hiredis EVALSHA, 1 conn, window %d", window);
+    printf("%-52s %12.0f\n", label, hi_pipe);
+    printf("%-52s %12.0f %10.0f %10.0f\n", "broker decisions, 1 replica, sequential", seq_rate, p50,
+           p99);
+    snprintf(label, sizeof label, "broker decisions, 1 replica, window %d", window);
+    printf("%-52s %12.0f\n", label, pipe1);
+    snprintf(label, sizeof label, "broker decisions, 2 replicas, window %d", window);
+    printf("%-52s %12.0f\n", label, pipe2);
+    printf("\nratios\n");
+    printf("  broker pipelined (best) / redis-benchmark ceiling  %.2f\n",
+           (pipe1 > pipe2 ? pipe1 : pipe2) / (rb1 > 0 ? rb1 : 1));
+    printf("  broker pipelined 1 replica / sequential            %.2f\n",
+           pipe1 / (seq_rate > 0 ? seq_rate : 1));
+    printf("  broker 2 replicas / 1 replica                      %.2f\n",
+           pipe2 / (pipe1 > 0 ? pipe1 : 1));
+    printf("  redis-benchmark -P 16 / -P 1                       %.2f\n",
+           rb16 / (rb1 > 0 ? rb1 : 1));
+    printf("  hiredis window / one at a time                     %.2f\n",
+           hi_pipe / (hi_seq > 0 ? hi_seq : 1));
+    if (errors || errors2)
+        printf("errors: %d (1 replica), %d (2 replicas)\n", errors, errors2);
+    vz_redis_script_destroy(&script);
+    s_stop(&m);
+    return pipe1 > 0 && pipe2 > 0 ? 0 : 1;
+}
