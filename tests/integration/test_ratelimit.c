@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "vz_client.h"
@@ -801,6 +802,38 @@ static void test_bad_config(void **state)
     free(path);
 }
 
+//  Every documented series is exported, and promtool (when present)
+//  accepts the page.
+static void test_metrics(void **state)
+{
+    mesh_t *mesh = *state;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", mesh->admin[0]);
+    long status = 0;
+    char *body = NULL;
+    assert_int_equal(vzt_http("GET", url, NULL, &status, &body, 5000), 0);
+    assert_int_equal(status, 200);
+    const char *names[] = {"vz_ratelimit_decisions_total{policy=\"small\",result=\"allowed\"}",
+                           "vz_ratelimit_near_limit_total{policy=",
+                           "vz_ratelimit_redis_duration_seconds_bucket{le=",
+                           "vz_ratelimit_fallback_active ",
+                           "vz_ratelimit_redis_errors_total ",
+                           "vz_ratelimit_reloads_total{result=\"failed\"}",
+                           NULL};
+    for (size_t i = 0; names[i]; i++)
+        if (!strstr(body, names[i]))
+            fail_msg("metrics lack %s", names[i]);
+    if (access("/usr/bin/promtool", X_OK) == 0) {
+        char *path = s_fmt("%s/metrics.txt", mesh->dir);
+        s_write(path, body);
+        char *cmd = s_fmt("/usr/bin/promtool check metrics < %s", path);
+        assert_int_equal(system(cmd), 0);
+        free(cmd);
+        free(path);
+    }
+    free(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -809,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_exact_sliding_window),
         cmocka_unit_test(test_shadow),
         cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_redis_outage),
         cmocka_unit_test(test_start_without_redis),
         cmocka_unit_test(test_bad_config),
