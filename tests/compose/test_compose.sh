@@ -120,7 +120,12 @@ GW=http://127.0.0.1:$PORT
 # ----------------------------------------------------------------- requests
 body=$(curl -fsS --max-time 5 -d 'hello compose' "$GW/v1/echo") || fail "POST /v1/echo"
 [ "$body" = "hello compose" ] || fail "echo answered '$body'"
-curl -fsS --max-time 5 "$GW/health" | grep -q '"status":"ok"' || fail "/health not ok"
+# /health is 503 "degraded" while a routed service (auth, ...) has no daemon
+# yet; what compose runs must be up.
+health=$(curl -sS --max-time 5 "$GW/health")
+for part in '"broker":{"status":"up"}' '"redis":{"status":"up"}' '"echo":{"status":"up"'; do
+    [[ "$health" == *"$part"* ]] || fail "/health lacks $part: $health"
+done
 who=$(curl -fsS --max-time 5 "$GW/v1/echo/whoami") || fail "GET /v1/echo/whoami"
 [[ "$who" == *'"caller":"gateway"'* ]] || fail "whoami: $who"
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$GW/no/such/route")
@@ -132,10 +137,10 @@ COLLECTION=$SRC/docs/postman-collection.json
 NEWMAN=$SRC/tests/peers/node_modules/.bin/newman
 if [ -f "$COLLECTION" ]; then
     [ -x "$NEWMAN" ] || fail "newman missing: run make test-deps (npm ci in tests/peers)"
-    timeout 120 "$NEWMAN" run "$COLLECTION" --env-var "baseUrl=$GW" --env-var "base_url=$GW" \
-        --timeout-request 10000 --reporters cli >"$T/newman.log" 2>&1 ||
+    timeout 120 "$NEWMAN" run "$COLLECTION" --env-var "baseUrl=$GW" \
+        --timeout-request 15000 --reporters cli --disable-unicode >"$T/newman.log" 2>&1 ||
         { tail -n 60 "$T/newman.log"; fail "newman run of docs/postman-collection.json"; }
-    say "newman: $(grep -E 'assertions' "$T/newman.log" | tr -s ' │' ' ')"
+    say "newman: $(grep -E 'assertions' "$T/newman.log" | tr -s ' |' ' ')"
 else
     say "docs/postman-collection.json absent: curl checks only (echo, whoami, health, 404)"
 fi
@@ -144,7 +149,7 @@ fi
 t0=$SECONDS
 timeout 120 "${C[@]}" up -d --no-recreate --scale echo=3 >"$T/scale.log" 2>&1 ||
     { cat "$T/scale.log"; fail "scale echo=3"; }
-until_ok 60 bash -c "curl -fsS --max-time 2 $GW/health | grep -q '\"echo\":{\"status\":\"up\",\"workers\":3'" ||
+until_ok 60 bash -c "curl -sS --max-time 2 $GW/health | grep -q '\"echo\":{\"status\":\"up\",\"workers\":3'" ||
     fail "broker does not see 3 echo workers: $(curl -s "$GW/health")"
 mapfile -t echos < <("${C[@]}" ps -q echo)
 [ ${#echos[@]} -eq 3 ] || fail "expected 3 echo containers, got ${#echos[@]}"
@@ -172,7 +177,7 @@ back() {
       "$((restarts + 1)) running healthy" ]
 }
 until_ok 60 back || fail "killed container not back: $("$DOCKER" inspect -f '{{.RestartCount}} {{.State.Status}}' "$victim")"
-until_ok 30 bash -c "curl -fsS --max-time 2 $GW/health | grep -q '\"workers\":3'" || fail "restarted worker not registered"
+until_ok 30 bash -c "curl -sS --max-time 2 $GW/health | grep -q '\"workers\":3'" || fail "restarted worker not registered"
 for i in $(seq 20); do
     curl -fsS --max-time 5 -d "k$i" "$GW/v1/echo" >/dev/null || fail "request $i after the restart"
 done

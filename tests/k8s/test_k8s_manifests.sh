@@ -1,0 +1,55 @@
+#!/bin/bash
+#   test_k8s_manifests.sh - every object of every overlay validates; overlays cover every daemon
+#   SPDX-License-Identifier: MPL-2.0
+#
+#   Each overlay is built by k8s_tool.mjs (the kustomize subset k8s/ uses) and,
+#   when `kubectl kustomize` (kustomize >= 4) is installed, by kustomize too;
+#   both must give the same objects. Every object passes kubernetes-models v4
+#   plus the unknown-field check; so do the Secrets `vzctl keys gen --k8s`
+#   prints. Every daemon binary (vz-* but the supervisor) must have a
+#   Deployment in k8s/base and a service in compose/docker-compose.yml.
+set -u
+source "$(dirname "$0")/common.sh"
+node_deps
+BIN=${VZ_BIN_DIR:?VZ_BIN_DIR not set}
+
+kustomize_ok=0
+if command -v kubectl >/dev/null &&
+    kubectl version --client 2>/dev/null | grep -Eq 'Kustomize Version: v([4-9]|[1-9][0-9])'; then
+    kustomize_ok=1
+fi
+n=0
+for dir in "$K8S"/overlays/*/; do
+    o=$(basename "$dir")
+    node "$TOOL" build "$dir" >"$T/$o.yaml" || fail "build of overlay $o"
+    if [ $kustomize_ok = 1 ]; then
+        kubectl kustomize "$dir" >"$T/$o.kustomize.yaml" || fail "kubectl kustomize $dir"
+        node "$TOOL" same "$T/$o.kustomize.yaml" "$T/$o.yaml" ||
+            fail "k8s_tool.mjs and kustomize disagree on overlay $o"
+    fi
+    node "$TOOL" validate "$T/$o.yaml" || fail "overlay $o has invalid objects"
+    n=$((n + 1))
+done
+[ $n -ge 2 ] || fail "expected the dev and prod overlays, found $n"
+[ $kustomize_ok = 1 ] && echo "kustomize agrees on all $n overlays" ||
+    echo "kubectl kustomize (v4+) absent: overlays built by k8s_tool.mjs only"
+
+# The key Secrets the Deployments mount, as an operator makes them.
+daemons=()
+for b in "$BIN"/vz-*; do
+    name=${b##*/vz-}
+    [ "$name" = supervisor ] || daemons+=("$name")
+done
+[ ${#daemons[@]} -ge 3 ] || fail "expected daemon binaries in $BIN, found: ${daemons[*]}"
+"$BIN/vzctl" keys gen "$T/keys" "${daemons[@]}" --k8s >"$T/secrets.yaml" || fail "vzctl keys gen --k8s"
+node "$TOOL" validate "$T/secrets.yaml" || fail "vzctl keys gen --k8s output"
+
+# Every daemon that exists is deployed by both compose and Kubernetes.
+for d in "${daemons[@]}"; do
+    grep -q "^kind: Deployment" <(awk -v d="$d" '/^---/{k=""} /^kind:/{k=$0} /^  name: /{if ($2==d && k=="kind: Deployment") print k}' "$T/prod.yaml") ||
+        fail "vz-$d has no Deployment in k8s/base (copy k8s/base/echo.yaml; docs/operations/scaling.md)"
+    grep -Eq "secretName: vizmesh-key-$d\$" "$T/prod.yaml" || fail "Deployment $d does not mount Secret vizmesh-key-$d"
+    grep -Eq "^  $d:\$" "$SRC/compose/docker-compose.yml" ||
+        fail "vz-$d has no service in compose/docker-compose.yml (copy the echo block)"
+done
+echo "PASS: $n overlays valid; daemons ${daemons[*]} in compose and k8s"
