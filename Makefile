@@ -45,10 +45,13 @@ test-asan: test-deps
 
 # Unit tests under valgrind: any memory error or definite leak fails.
 test-valgrind: build
+	@mkdir -p $(BUILD)/valgrind
 	@for t in $(BUILD)/bin/test_*; do \
+	    [ -x "$$t" ] || continue; \
+	    log=$(BUILD)/valgrind/$$(basename $$t).log; \
 	    echo "valgrind $$t"; \
 	    valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
-	        $$t >$$t.valgrind.log 2>&1 || { cat $$t.valgrind.log; exit 1; }; \
+	        $$t >$$log 2>&1 || { cat $$log; exit 1; }; \
 	done; echo "valgrind: all unit tests clean"
 
 bench: test-deps build
