@@ -7,7 +7,8 @@
 #     1. envelope codec: ns per encode / decode
 #     2. broker: round trips through vz-broker vs a direct DEALER/ROUTER pair,
 #        CURVE on and off (bench_broker)
-#     3. mesh lifecycle: cold start of the whole mesh to ready, kill -9 of a
+#     3. rate-limit decisions through the broker vs redis-benchmark (EVALSHA)
+#     4. mesh lifecycle: cold start of the whole mesh to ready, kill -9 of a
 #        worker to ready again (median of REPS), idle RSS of every daemon
 #   Usage: tests/bench/run.sh [BUILD_DIR]   (REPS=5 by default)
 set -u -o pipefail
@@ -18,7 +19,7 @@ BIN=$BUILD/bin
 REPS=${REPS:-5}
 export VZ_BIN_DIR=$BIN VZ_SOURCE_DIR=$SRC
 
-for b in bench_envelope bench_broker vz-supervisor vzctl vz-broker vz-echo vz-gateway; do
+for b in bench_envelope bench_broker bench_ratelimit vz-ratelimit vz-supervisor vzctl vz-broker vz-echo vz-gateway; do
     [ -x "$BIN/$b" ] || { echo "bench: $BIN/$b missing (make build first)" >&2; exit 1; }
 done
 
@@ -31,13 +32,17 @@ echo "## 2. broker round trips (baseline: direct CURVE DEALER/ROUTER pair)"
 "$BIN/bench_broker" "${SEQ:-5000}" "${PIPE:-100000}"
 echo
 
-echo "## 3. mesh lifecycle (median of $REPS)"
+echo "## 3. rate-limit decisions (baseline: redis-benchmark EVALSHA on the same script)"
+"$BIN/bench_ratelimit" "${RL_SEQ:-3000}" "${RL_PIPE:-40000}" 64
+echo
+
+echo "## 4. mesh lifecycle (median of $REPS)"
 T=$(mktemp -d "${TMPDIR:-/tmp}/vz-bench.XXXXXX")
 SUP=
 trap '[ -n "$SUP" ] && kill -9 $SUP 2>/dev/null; rm -rf "$T"' EXIT
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-cp "$SRC/configs/policy.cfg" "$T/policy.cfg"
+for f in "$SRC"/configs/*.cfg; do [ "$(basename "$f")" = mesh.cfg ] || cp "$f" "$T/"; done
 
 cold=() gap=()
 for r in $(seq 1 "$REPS"); do

@@ -40,12 +40,17 @@ until_ok() {
 }
 
 #   mesh_config [POLICY_EXTRA]: configs/mesh.cfg with every port "auto", the
-#   state in T, and configs/policy.cfg (plus POLICY_EXTRA lines) beside it.
+#   state in T, and the other configs/*.cfg beside it (policy.cfg plus the
+#   POLICY_EXTRA lines).
 mesh_config() {
-    for b in vz-supervisor vzctl vz-broker vz-echo vz-gateway; do
+    for b in vz-supervisor vzctl vz-broker vz-echo vz-gateway vz-ratelimit; do
         [ -x "$BIN/$b" ] || fail "$BIN/$b missing"
     done
     command -v curl >/dev/null || fail "curl missing"
+    #   ${config_dir} in mesh.cfg is T: every other file of configs/ goes there.
+    for f in "$SRC"/configs/*.cfg; do
+        [ "$(basename "$f")" = mesh.cfg ] || cp "$f" "$T/" || fail "cannot copy $f"
+    done
     { cat "$SRC/configs/policy.cfg" && printf '%s' "${1:-}"; } >"$T/policy.cfg" ||
         fail "configs/policy.cfg missing"
     sed -E -e "s|state_dir = \"state\"|state_dir = \"$STATE\"|" \
