@@ -31,7 +31,10 @@ struct vz_daemon_t {
     vz_admin_t *admin;         //  admin HTTP port
     int notify_fd;             //  s6 notification fd, -1 once used or absent
     struct sigaction old_hup;  //  SIGHUP disposition to restore
-    int link_state;            //  serve: -1 unknown, 0 broker down, 1 up
+    int link_state;            //  serve: -1 unknown, 0 broker down, 1 ready, 2 check failing
+    vz_ready_check_fn *check;  //  extra readiness condition, or NULL
+    void *check_arg;           //  its argument
+    char check_reason[128];    //  last reason the check gave
 };
 
 //  Rows in the order of vz_daemon_config_t. The admin port default differs
@@ -352,22 +355,40 @@ typedef struct {
     vz_worker_t *worker; //  whose link to watch
 } s_serve_t;
 
-//  Readiness follows the broker link: a worker nobody can reach should
-//  not be counted as a ready endpoint by probes.
+void vz_daemon_set_ready_check(vz_daemon_t *self, vz_ready_check_fn *fn, void *arg)
+{
+    assert(self);
+    self->check = fn;
+    self->check_arg = arg;
+}
+
+//  Readiness follows the broker link and the daemon's own check (Redis, say):
+//  a worker that cannot do its job should not count as a ready endpoint, and
+//  the supervisor must not hear "ready" before both hold.
 static int s_on_link_tick(zloop_t *loop, int timer_id, void *arg)
 {
     s_serve_t *serve = arg;
     vz_daemon_t *self = serve->daemon;
-    int state = vz_worker_connected(serve->worker) ? 1 : 0;
-    if (state == self->link_state)
+    bool link = vz_worker_connected(serve->worker);
+    const char *reason = "";
+    bool check = !self->check || self->check(self->check_arg, &reason);
+    int state = !link ? 0 : check ? 1 : 2;
+    if (state == self->link_state &&
+        (state != 2 || strcmp(reason ? reason : "", self->check_reason) == 0))
         return 0;
+    int was = self->link_state;
     self->link_state = state;
-    if (state) {
+    vz_strlcpy(self->check_reason, reason ? reason : "", sizeof self->check_reason);
+    if (state == 1) {
         vz_daemon_ready(self);
-        vz_info(NULL, "broker link up");
-    } else {
+        vz_info(NULL, was == 2 ? "ready again" : "broker link up");
+    } else if (state == 0) {
         vz_daemon_not_ready(self, "broker unreachable");
         vz_warn(NULL, "broker link down", "endpoints", self->config.broker_endpoints);
+    } else {
+        const char *why = *self->check_reason ? self->check_reason : "not ready";
+        vz_daemon_not_ready(self, why);
+        vz_warn(NULL, "not ready", "reason", why);
     }
     return 0;
 }

@@ -96,6 +96,14 @@ void vz_daemon_not_ready(vz_daemon_t *self, const char *reason);
 //  True (once) after SIGHUP.
 bool vz_daemon_reload_requested(vz_daemon_t *self);
 
+//  An extra readiness condition for vz_daemon_serve, checked on the reactor
+//  thread every 100 ms: return true when ready, else false with *reason (a
+//  static or long-lived text, e.g. "redis unreachable"). The daemon is ready,
+//  and the supervisor is notified, only while the broker link is up AND the
+//  check passes. Call before vz_daemon_serve.
+typedef bool(vz_ready_check_fn)(void *arg, const char **reason);
+void vz_daemon_set_ready_check(vz_daemon_t *self, vz_ready_check_fn *fn, void *arg);
+
 //  Run a worker daemon: build the worker from the common settings, attach it
 //  to loop (NULL = a new loop; pass your own to add sockets of your own),
 //  mark ready while the broker link is up and not ready while it is down,

@@ -76,8 +76,6 @@ typedef struct {
     zhashx_t *local;                     //  fail-open: bucket key -> int64_t tat (us)
     bool fallback;                       //  Redis unusable: failure mode applies
     int64_t last_contact;                //  ms of the last Redis answer
-    vz_worker_t *worker;                 //  broker link
-    int ready;                           //  -1 unknown, 1 ready, 0 broker / 2 redis down
     vz_series_t *redis_seconds;          //  redis_duration_seconds
     vz_series_t *fallback_gauge;         //  fallback_active
     vz_series_t *redis_errors;           //  redis_errors_total
@@ -413,35 +411,30 @@ static void s_probe_redis(s_app_t *app)
         freeReplyObject(r);
 }
 
-//  Readiness is both links: a replica whose decisions are only local
-//  should not count as a ready endpoint, yet it keeps answering.
+//  Policy reloads and Redis probes run on the reactor's own timer.
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     s_app_t *app = arg;
     if (vz_daemon_reload_requested(app->daemon))
         s_reload(app);
     s_probe_redis(app);
-    bool broker = vz_worker_connected(app->worker);
-    bool redis = vz_redis_up(app->redis);
-    //  The state carries the reason, so broker-up-but-Redis-down shows.
-    int state = !broker ? 0 : !redis ? 2 : 1;
-    if (state == app->ready)
-        return 0;
-    app->ready = state;
-    if (state == 1) {
-        vz_daemon_ready(app->daemon);
-        vz_info(NULL, "ready: broker link and redis up");
-    } else {
-        const char *why = state == 0 ? "broker unreachable" : "redis unreachable";
-        vz_daemon_not_ready(app->daemon, why);
-        vz_warn(NULL, "not ready", "reason", why);
-    }
     return 0;
+}
+
+//  Readiness is both links (vz_daemon_serve adds the broker's): a replica
+//  whose decisions are only local should not count as a ready endpoint,
+//  yet it keeps answering.
+static bool s_redis_ready(void *arg, const char **reason)
+{
+    s_app_t *app = arg;
+    if (vz_redis_up(app->redis))
+        return true;
+    *reason = "redis unreachable";
+    return false;
 }
 
 static void s_app_destroy(s_app_t *app)
 {
-    vz_worker_destroy(&app->worker);
     vz_redis_destroy(&app->redis);
     vz_redis_script_destroy(&app->token_bucket);
     vz_redis_script_destroy(&app->sliding_window);
@@ -461,7 +454,6 @@ static int s_app_init(s_app_t *app, vz_daemon_t *daemon, const vz_ratelimit_conf
     app->daemon = daemon;
     app->config = config;
     app->metrics = vz_daemon_metrics(daemon);
-    app->ready = -1;
     if (strcmp(config->failure_mode, "open") != 0 && strcmp(config->failure_mode, "closed") != 0) {
         vz_error(NULL, "unable to load configuration", "reason",
                  "VZ_RATELIMIT_FAILURE_MODE: expected open or closed", "value",
@@ -521,49 +513,18 @@ int vz_ratelimit_run(vz_daemon_t *daemon, const vz_ratelimit_config_t *config)
         s_app_destroy(&app);
         return code;
     }
-    const vz_daemon_config_t *common = vz_daemon_config(daemon);
-    //  Our own copy of vz_daemon_serve: its readiness follows the broker
-    //  link only, and we need "broker AND redis" (see the docs page).
-    vz_worker_config_t wc = {
-        .service = vz_daemon_service(daemon),
-        .endpoints = common->broker_endpoints,
-        .broker_key = vz_daemon_broker_key(daemon),
-        .cert = vz_daemon_cert(daemon),
-        .heartbeat_ms = common->heartbeat_ms,
-        .credit = config->credit,
-        .metrics = app.metrics,
-    };
-    app.worker = vz_worker_new(&wc, s_methods, sizeof s_methods / sizeof s_methods[0], &app);
-    if (!app.worker) {
-        vz_error(NULL, "unable to create worker", "reason", strerror(errno), "endpoints",
-                 common->broker_endpoints);
-        s_app_destroy(&app);
-        return VZ_EXIT_TEMPORARY;
-    }
     zloop_t *loop = zloop_new();
-    int timer = zloop_timer(loop, S_TICK_MS, 0, s_on_tick, &app);
-    code = VZ_EXIT_OK;
-    if (timer < 0 || vz_worker_attach(app.worker, loop) < 0) {
-        vz_error(NULL, "unable to attach worker to the reactor");
+    assert(loop);
+    if (zloop_timer(loop, S_TICK_MS, 0, s_on_tick, &app) < 0) {
+        vz_error(NULL, "unable to start the reactor timer");
         code = VZ_EXIT_TEMPORARY;
     } else {
-        vz_daemon_not_ready(daemon, "starting");
-        s_on_tick(loop, timer, &app);
-        //  zloop_start returns 0 on any signal (SIGHUP included); only
-        //  SIGTERM/SIGINT end the run.
-        int rc = 0;
-        while (rc == 0 && !zsys_interrupted)
-            rc = zloop_start(loop);
-        if (rc < 0)
-            code = VZ_EXIT_TEMPORARY;
+        s_probe_redis(&app);
+        vz_daemon_set_ready_check(daemon, s_redis_ready, &app);
+        code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0],
+                               config->credit, &app);
     }
-    vz_daemon_not_ready(daemon, "draining");
-    char drain[16];
-    snprintf(drain, sizeof drain, "%d", common->drain_ms);
-    vz_info(NULL, "draining", "timeout_ms", drain);
-    vz_worker_drain(app.worker, common->drain_ms);
     zloop_destroy(&loop);
     s_app_destroy(&app);
-    vz_info(NULL, "stopped");
     return code;
 }
