@@ -13,14 +13,16 @@
 #   The build context is the committed tree (git archive HEAD) plus the
 #   working copy of compose/ and .dockerignore, so half-written files of
 #   others in a shared checkout cannot break it; VZ_COMPOSE_WORKTREE=1 builds
-#   the working tree as it is. Images vizmesh:test and the engine's build
-#   cache are kept between runs on purpose.
+#   the working tree as it is. The engine (left running) keeps the base image
+#   and the build cache between runs on purpose.
 set -u
 SRC=${VZ_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 source "$SRC/tests/compose/engine.sh"
 T=$(mktemp -d /var/tmp/vz-compose.XXXXXX)
 PROJECT=vzt$$
-export VZ_IMAGE_TAG=test
+# A tag per run: parallel runs (other build dirs) must not swap images under
+# each other. Layers stay in the engine's cache; the tags go at cleanup.
+export VZ_IMAGE_TAG=$PROJECT
 C=()
 STEP_T0=$SECONDS
 
@@ -30,6 +32,7 @@ cleanup() {
     if [ ${#C[@]} -gt 0 ]; then
         timeout 120 "${C[@]}" down -v --remove-orphans -t 5 >/dev/null 2>&1
     fi
+    "$DOCKER" rmi "vizmesh:$PROJECT" "vizmesh-redis:$PROJECT" >/dev/null 2>&1
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -108,7 +111,7 @@ C=("$COMPOSE" -p "$PROJECT" -f "$CTX/compose/docker-compose.yml")
 # -------------------------------------------------------------------- build
 t0=$SECONDS
 timeout 900 "${C[@]}" build >"$T/build.log" 2>&1 || { tail -n 40 "$T/build.log"; fail "build"; }
-say "images built in $((SECONDS - t0)) s: $("$DOCKER" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep ':test' | tr '\n' ' ')"
+say "images built in $((SECONDS - t0)) s: $("$DOCKER" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep ":$PROJECT" | tr '\n' ' ')"
 
 # ----------------------------------------------------------------------- up
 t0=$SECONDS
