@@ -15,7 +15,10 @@ deps:
 
 test-deps:
 	@bash .ci/install-deps --test
-	@cd tests/peers && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; }
+	@for d in tests/peers tests/k8s; do \
+	    (cd $$d && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || \
+	        npm ci --no-audit --no-fund --loglevel=error; }) || exit 1; \
+	done
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
