@@ -1,0 +1,191 @@
+/*  auth - the auth service's application object and shared helpers
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  One auth_t per process, used only on the reactor thread. Every piece of
+ *  state lives in Redis (keys under "auth:"), so any replica answers any
+ *  request; the only local state is a cache of the signing keys, checked
+ *  against a version counter in Redis before each use.
+ *
+ *  Modules: passwords (KDF), users (register/login/profile, lockout),
+ *  tokens (access JWTs, refresh rotation), keys (signing keys, JWKS,
+ *  rotation), api_keys, oauth (client credentials, introspection),
+ *  request (JSON/msgpack/form helpers, errors, context checks).
+ */
+#ifndef AUTH_H
+#define AUTH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "vz_daemon.h"
+#include "vz_json.h"
+#include "vz_jwt.h"
+#include "vz_redis.h"
+#include "vz_worker.h"
+
+#define AUTH_ADMIN_PORT 9120
+#define AUTH_SERVICE "auth"
+
+//  Error codes of contract C (besides those of vz_proto.h).
+#define AUTH_ERR_UNAUTHORIZED "unauthorized"
+#define AUTH_ERR_DENIED "access_denied"
+#define AUTH_ERR_NOT_FOUND "not_found"
+#define AUTH_ERR_CONFLICT "conflict"
+#define AUTH_ERR_VALIDATION "validation_failed"
+#define AUTH_ERR_TOO_MANY "too_many_requests"
+
+typedef struct {
+    char issuer[256];        //  iss of issued tokens
+    char audience[256];      //  aud of issued tokens
+    int access_ttl_s;        //  access token lifetime
+    int refresh_ttl_s;       //  refresh-token family lifetime (absolute)
+    int iterations;          //  PBKDF2-HMAC-SHA256 iterations for new hashes
+    int rotate_s;            //  automatic signing key rotation period, 0 = never
+    int leeway_s;            //  clock skew allowed when checking tokens
+    int lock_threshold;      //  failed logins per account before lockouts start
+    int ip_threshold;        //  failed logins per IP (15 min window) before refusal
+    int lock_max_s;          //  longest account lockout
+    char admin_emails[1024]; //  comma-separated e-mails registered with scope admin
+    int redis_timeout_ms;    //  Redis command timeout
+} auth_config_t;
+
+typedef struct auth_keys_t auth_keys_t;
+
+typedef struct {
+    auth_config_t config;    //  validated settings
+    vz_redis_t *redis;       //  shared state
+    auth_keys_t *keys;       //  signing key cache (keys.c)
+    char dummy_hash[256];    //  hash of a random password, for unknown users
+    vz_metrics_t *metrics;   //  borrowed from the daemon (may be NULL in tests)
+    vz_series_t *login_failed;  //  failed logins
+    vz_series_t *locked_out;    //  logins refused by a lockout
+    vz_series_t *refresh_reuse; //  refresh-token reuse detections
+    vz_redis_script_t *rt_use;     //  tokens.c: check-and-mark a refresh token
+    vz_redis_script_t *rt_issue;   //  tokens.c: store a refresh token in its family
+    vz_redis_script_t *login_fail; //  users.c: count a failure, start a lockout
+    vz_redis_script_t *apikey_get; //  api_keys.c: key record plus its owner's tier
+} auth_t;
+
+//  Lua sources, one per script above.
+extern const char auth_lua_rt_use[];
+extern const char auth_lua_rt_issue[];
+extern const char auth_lua_login_fail[];
+extern const char auth_lua_apikey_get[];
+
+//  Build the application (Redis handle, scripts, key cache, dummy hash).
+//  metrics may be NULL. NULL on failure.
+auth_t *auth_new(const auth_config_t *config, const char *redis_url, vz_metrics_t *metrics);
+void auth_destroy(auth_t **self_p);
+
+// --------------------------------------------------------------------------
+//  request.c
+
+//  The trusted auth context of a request: ctx entries count only when the
+//  broker vouches that the caller is the gateway (contract B).
+typedef struct {
+    bool trusted;       //  caller == "gateway"
+    const char *auth;   //  "jwt" | "api_key" | "oauth" | "none" ("none" when untrusted)
+    const char *sub;    //  subject or ""
+    const char *scope;  //  scopes or ""
+    const char *tier;   //  tier or ""
+    const char *ip;     //  client IP or "unknown"
+} auth_ctx_t;
+
+void auth_ctx(const vz_envelope_t *req, auth_ctx_t *ctx);
+//  True when the space-separated list has the word.
+bool auth_scope_has(const char *list, const char *word);
+//  True when every scope of want is in have.
+bool auth_scope_subset(const char *want, const char *have);
+
+//  Parse the request body as a JSON object (limits for small bodies).
+//  NULL after replying invalid_request.
+vz_json_t *auth_json_body(const vz_envelope_t *req, vz_reply_t *reply);
+//  Optional string member: 0 (absent: *out NULL), or replies
+//  validation_failed naming the field and returns -1 when it is not a
+//  string or longer than max bytes.
+int auth_json_str(const vz_json_value_t *obj, const char *field, size_t max, const char **out,
+                  vz_reply_t *reply);
+//  Reply with the writer's document; internal error if it failed.
+int auth_reply_json(vz_reply_t *reply, vz_json_writer_t **writer_p);
+//  Error replies.
+int auth_fail(vz_reply_t *reply, const char *code, const char *message);
+int auth_unavailable(vz_reply_t *reply);
+
+//  A value from application/x-www-form-urlencoded text: 0 and the decoded
+//  value in out (size n), -ENOENT when absent, -EINVAL when malformed,
+//  repeated (RFC 6749 §3.2) or too long.
+int auth_form_get(const char *body, size_t len, const char *name, char *out, size_t n);
+
+//  String field of a msgpack map body (contract A): 0, -ENOENT when
+//  absent, -EPROTO when the body is not one msgpack map, -EINVAL when the
+//  value is not a string that fits n (with NUL) without embedded NUL.
+int auth_msgpack_str(const vz_envelope_t *req, const char *field, char *out, size_t n);
+//  Pack one "key": "value" pair of str.
+void auth_pack_str(msgpack_packer *pk, const char *key, const char *value);
+
+//  n random bytes as lowercase hex into out (size >= 2n+1). 0 or -EIO.
+int auth_random_hex(char *out, size_t nbytes);
+//  n random bytes as base64url into out (size >= 4n/3+2). 0 or -EIO.
+int auth_random_b64(char *out, size_t nbytes);
+//  SHA-256 of data as lowercase hex (65 bytes with NUL).
+void auth_sha256_hex(char out[65], const void *data, size_t len);
+
+//  Redis helpers: argv-style command; NULL (and Redis counted down) when
+//  unreachable or an error reply. The caller frees the reply.
+redisReply *auth_redis(auth_t *self, int argc, const char **argv);
+//  Field of a HGETALL-style flat array reply, or NULL.
+const char *auth_hash_field(const redisReply *reply, const char *field);
+
+// --------------------------------------------------------------------------
+//  Handlers (one module each)
+
+int auth_keys_new(auth_t *self);
+void auth_keys_destroy(auth_t *self);
+//  The current signing key (borrowed, valid until the next keys call), or NULL.
+const vz_jwt_key_t *auth_keys_signing(auth_t *self);
+//  The public key set (borrowed, same validity), or NULL.
+const vz_jwt_keyset_t *auth_keys_public(auth_t *self);
+//  Rotate now when the current key is older than min_age_s. 1 rotated, 0 not, -1 Redis.
+int auth_keys_rotate(auth_t *self, int min_age_s);
+int auth_h_jwks(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int auth_h_keys_rotate(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+
+typedef struct {
+    const char *sub;       //  user id or client id
+    const char *scope;     //  granted scopes
+    const char *tier;      //  free | premium
+    const char *client_id; //  OAuth client or NULL
+} auth_grant_t;
+
+//  Sign an access token for grant. *token_p heap; 0 or -1 (no key).
+int auth_tokens_access(auth_t *self, const auth_grant_t *grant, char **token_p);
+//  Write the token response members (access_token, token_type, expires_in,
+//  scope and, when uid is not NULL, a new refresh token of family fam (NULL
+//  = a new family)). 0, or -1 after replying.
+int auth_tokens_respond(auth_t *self, const auth_grant_t *grant, const char *uid, const char *fam,
+                        vz_reply_t *reply);
+//  Revoke every refresh family of a user. Number revoked or -1.
+int auth_tokens_revoke_user(auth_t *self, const char *uid);
+//  Verify one of our access tokens; 0 and claims or a VZ_JWT_E* code.
+int auth_tokens_verify(auth_t *self, const char *token, size_t len, vz_jwt_claims_t *claims);
+int auth_h_refresh(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int auth_h_logout(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+
+int auth_h_register(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int auth_h_login(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int auth_h_profile_get(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int auth_h_profile_update(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+
+int auth_h_api_key_create(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int auth_h_api_key_list(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int auth_h_api_key_delete(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int auth_h_api_key_verify(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+
+int auth_h_client_register(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int auth_h_oauth_token(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int auth_h_oauth_introspect(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int auth_h_token_introspect(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+
+#endif

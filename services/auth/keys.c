@@ -1,0 +1,283 @@
+/*  keys - ES256 signing keys shared by every replica through Redis
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Redis holds the keys as PEM: hash auth:keys maps kid -> "<created>
+ *  <drop_at> <pem>" (Unix seconds; drop_at 0 while the key signs or could
+ *  sign), auth:keys:current names the signing key and auth:keys:ver is
+ *  bumped on every change. Replicas cache the parsed keys and re-read them
+ *  when the version moves, so they all sign with the same key and serve the
+ *  same JWKS.
+ *
+ *  Rotation with overlap: the new key becomes current and the old one gets
+ *  drop_at = now + access_ttl + leeway, the moment the last token it signed
+ *  has expired everywhere. Until then it stays in the JWKS; afterwards it
+ *  is left out and pruned at the next rotation. Both steps are one Lua
+ *  script, so two replicas rotating at once cannot lose a key: the second
+ *  sees a fresh current key (younger than min_age) and does nothing.
+ */
+#include "auth.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "vz_proto.h"
+
+#define K_KEYS "auth:keys"
+#define K_CURRENT "auth:keys:current"
+#define K_VERSION "auth:keys:ver"
+
+struct auth_keys_t {
+    long long version;        //  auth:keys:ver the cache was built from, -1 = none
+    vz_jwt_key_t *signing;    //  current key with its private half
+    vz_jwt_keyset_t *publish; //  keys in the JWKS
+    vz_redis_script_t *ensure; //  create the first key unless one exists
+    vz_redis_script_t *rotate; //  rotate with overlap and prune
+};
+
+static const char s_ensure_lua[] =
+    "local cur = redis.call('GET', KEYS[2])\n"
+    "if cur and redis.call('HEXISTS', KEYS[1], cur) == 1 then return 0 end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+    "redis.call('SET', KEYS[2], ARGV[1])\n"
+    "redis.call('INCR', KEYS[3])\n"
+    "return 1\n";
+
+static const char s_rotate_lua[] =
+    "local now = tonumber(ARGV[3])\n"
+    "local cur = redis.call('GET', KEYS[2])\n"
+    "if cur then\n"
+    "  local rec = redis.call('HGET', KEYS[1], cur)\n"
+    "  if rec then\n"
+    "    local created, drop, pem = string.match(rec, '^(%d+) (%d+) (.*)$')\n"
+    "    if created and tonumber(created) > now - tonumber(ARGV[4]) then return 0 end\n"
+    "    if pem then\n"
+    "      redis.call('HSET', KEYS[1], cur, created .. ' ' ..\n"
+    "                 string.format('%d', now + tonumber(ARGV[5])) .. ' ' .. pem)\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local all = redis.call('HGETALL', KEYS[1])\n"
+    "for i = 1, #all, 2 do\n"
+    "  local d = string.match(all[i + 1], '^%d+ (%d+) ')\n"
+    "  if d and tonumber(d) > 0 and tonumber(d) < now then redis.call('HDEL', KEYS[1], all[i]) end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+    "redis.call('SET', KEYS[2], ARGV[1])\n"
+    "redis.call('INCR', KEYS[3])\n"
+    "return 1\n";
+
+int auth_keys_new(auth_t *self)
+{
+    auth_keys_t *keys = calloc(1, sizeof *keys);
+    if (!keys)
+        return -1;
+    keys->version = -1;
+    keys->ensure = vz_redis_script_new(s_ensure_lua);
+    keys->rotate = vz_redis_script_new(s_rotate_lua);
+    self->keys = keys;
+    return keys->ensure && keys->rotate ? 0 : -1;
+}
+
+static void s_clear(auth_keys_t *keys)
+{
+    vz_jwt_key_destroy(&keys->signing);
+    vz_jwt_keyset_destroy(&keys->publish);
+    keys->version = -1;
+}
+
+void auth_keys_destroy(auth_t *self)
+{
+    auth_keys_t *keys = self->keys;
+    if (!keys)
+        return;
+    s_clear(keys);
+    vz_redis_script_destroy(&keys->ensure);
+    vz_redis_script_destroy(&keys->rotate);
+    free(keys);
+    self->keys = NULL;
+}
+
+//  A fresh key and its Redis record ("<now> 0 <pem>"); NULL on failure.
+static vz_jwt_key_t *s_new_key(char **record_p)
+{
+    char kid[24] = "k-";
+    if (auth_random_hex(kid + 2, 8) < 0)
+        return NULL;
+    vz_jwt_key_t *key = vz_jwt_key_generate(kid);
+    char *pem = key ? vz_jwt_key_private_pem(key) : NULL;
+    if (!pem || asprintf(record_p, "%lld 0 %s", (long long)time(NULL), pem) < 0) {
+        free(pem);
+        vz_jwt_key_destroy(&key);
+        return NULL;
+    }
+    free(pem);
+    return key;
+}
+
+static long long s_version(auth_t *self, bool *ok)
+{
+    const char *argv[] = {"GET", K_VERSION};
+    redisReply *r = auth_redis(self, 2, argv);
+    *ok = r != NULL;
+    long long v = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    if (r)
+        freeReplyObject(r);
+    return v;
+}
+
+//  Rebuild the cache from Redis.
+static int s_load(auth_t *self, long long version)
+{
+    auth_keys_t *keys = self->keys;
+    const char *hgetall[] = {"HGETALL", K_KEYS};
+    const char *get[] = {"GET", K_CURRENT};
+    redisReply *all = auth_redis(self, 2, hgetall);
+    redisReply *cur = all ? auth_redis(self, 2, get) : NULL;
+    int rc = -1;
+    if (all && cur && all->type == REDIS_REPLY_ARRAY && cur->type == REDIS_REPLY_STRING) {
+        vz_jwt_keyset_t *publish = vz_jwt_keyset_new();
+        vz_jwt_key_t *signing = NULL;
+        long long now = (long long)time(NULL);
+        for (size_t i = 0; publish && i + 1 < all->elements; i += 2) {
+            const redisReply *k = all->element[i], *v = all->element[i + 1];
+            long long created = 0, drop = 0;
+            int off = 0;
+            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+                sscanf(v->str, "%lld %lld %n", &created, &drop, &off) != 2 || off == 0)
+                continue;
+            if (drop > 0 && drop < now)
+                continue; //  its last token has expired: out of the JWKS
+            vz_jwt_key_t *key = vz_jwt_key_from_pem(k->str, v->str + off, strlen(v->str + off));
+            if (!key) {
+                vz_warn(NULL, "unable to load signing key", "kid", k->str);
+                continue;
+            }
+            if (strcmp(k->str, cur->str) == 0 && !signing)
+                signing = vz_jwt_key_from_pem(k->str, v->str + off, strlen(v->str + off));
+            vz_jwt_key_t *pub = vz_jwt_key_public(key);
+            vz_jwt_key_destroy(&key);
+            if (pub)
+                vz_jwt_keyset_add(publish, &pub);
+        }
+        if (signing && publish) {
+            s_clear(keys);
+            keys->signing = signing;
+            keys->publish = publish;
+            keys->version = version;
+            rc = 0;
+        } else {
+            vz_jwt_key_destroy(&signing);
+            vz_jwt_keyset_destroy(&publish);
+        }
+    }
+    if (all)
+        freeReplyObject(all);
+    if (cur)
+        freeReplyObject(cur);
+    return rc;
+}
+
+//  Make the cache current: create the first key if Redis has none.
+static int s_refresh(auth_t *self)
+{
+    auth_keys_t *keys = self->keys;
+    bool ok = false;
+    long long version = s_version(self, &ok);
+    if (!ok)
+        return keys->signing ? 0 : -1; //  Redis away: keep signing with what we have
+    if (version > 0 && version == keys->version)
+        return 0;
+    if (version == 0) {
+        char *record = NULL;
+        vz_jwt_key_t *key = s_new_key(&record);
+        if (!key)
+            return -1;
+        const char *k[] = {K_KEYS, K_CURRENT, K_VERSION};
+        const char *a[] = {vz_jwt_key_kid(key), record};
+        redisReply *r = vz_redis_eval(self->redis, keys->ensure, 3, k, 2, a);
+        free(record);
+        vz_jwt_key_destroy(&key);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            if (r)
+                freeReplyObject(r);
+            return -1;
+        }
+        freeReplyObject(r);
+        version = s_version(self, &ok);
+        if (!ok)
+            return -1;
+    }
+    return s_load(self, version);
+}
+
+const vz_jwt_key_t *auth_keys_signing(auth_t *self)
+{
+    return s_refresh(self) == 0 ? self->keys->signing : NULL;
+}
+
+const vz_jwt_keyset_t *auth_keys_public(auth_t *self)
+{
+    return s_refresh(self) == 0 ? self->keys->publish : NULL;
+}
+
+int auth_keys_rotate(auth_t *self, int min_age_s)
+{
+    if (s_refresh(self) < 0)
+        return -1;
+    char *record = NULL;
+    vz_jwt_key_t *key = s_new_key(&record);
+    if (!key)
+        return -1;
+    char now[24], age[24], overlap[24];
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    snprintf(age, sizeof age, "%d", min_age_s);
+    snprintf(overlap, sizeof overlap, "%d", self->config.access_ttl_s + self->config.leeway_s);
+    const char *k[] = {K_KEYS, K_CURRENT, K_VERSION};
+    const char *a[] = {vz_jwt_key_kid(key), record, now, age, overlap};
+    redisReply *r = vz_redis_eval(self->redis, self->keys->rotate, 3, k, 5, a);
+    free(record);
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
+    if (rc == 1)
+        vz_info(NULL, "signing key rotated", "kid", vz_jwt_key_kid(key));
+    vz_jwt_key_destroy(&key);
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+int auth_h_jwks(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    auth_t *self = app;
+    const vz_jwt_keyset_t *set = auth_keys_public(self);
+    if (!set)
+        return auth_unavailable(reply);
+    size_t len = 0;
+    char *jwks = vz_jwt_keyset_jwks(set, &len);
+    if (!jwks)
+        return vz_reply_error(reply, VZ_ERR_INTERNAL, "cannot render the JWKS");
+    int rc = vz_reply_body(reply, jwks, len);
+    free(jwks);
+    return rc;
+}
+
+//  Admin only: rotate the signing key now (the old one stays published).
+int auth_h_keys_rotate(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    auth_t *self = app;
+    auth_ctx_t ctx;
+    auth_ctx(req, &ctx);
+    if (strcmp(ctx.auth, "none") == 0)
+        return auth_fail(reply, AUTH_ERR_UNAUTHORIZED, "authentication required");
+    if (!auth_scope_has(ctx.scope, "admin"))
+        return auth_fail(reply, AUTH_ERR_DENIED, "scope admin required");
+    if (auth_keys_rotate(self, 0) < 0)
+        return auth_unavailable(reply);
+    const vz_jwt_key_t *key = auth_keys_signing(self);
+    vz_json_writer_t *w = vz_json_writer_new(0);
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, "kid", key ? vz_jwt_key_kid(key) : "");
+    vz_json_write_object_end(w);
+    return auth_reply_json(reply, &w);
+}

@@ -1,0 +1,109 @@
+/*  vz-auth - users, JWTs with a JWKS, refresh rotation, API keys, OAuth2 clients
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Thin main: the settings table, the method table, a timer for automatic
+ *  key rotation, vz_daemon_serve. The handlers live in one module per
+ *  concern (see auth.h); docs/services/auth.md describes the API.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "auth.h"
+#include "passwords.h"
+#include "vz_daemon.h"
+#include "vz_proto.h"
+
+#define ROTATE_CHECK_MS 60000
+#define JSON_BODY_MAX (16 * 1024)
+
+static const vz_cfg_item_t s_items[] = {
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_ISSUER", "auth/issuer", VZ_CFG_STR,
+                "http://127.0.0.1:8080", 0, 0, issuer, "iss claim of issued tokens"),
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_AUDIENCE", "auth/audience", VZ_CFG_STR, "vizmesh", 0, 0,
+                audience, "aud claim of issued tokens"),
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_ACCESS_TTL_S", "auth/access_ttl", VZ_CFG_INT, "900", 60,
+                86400, access_ttl_s, "access token lifetime, seconds"),
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_REFRESH_TTL_S", "auth/refresh_ttl", VZ_CFG_INT, "2592000",
+                300, 31536000, refresh_ttl_s, "refresh session (token family) lifetime, seconds"),
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_PBKDF2_ITERATIONS", "auth/pbkdf2_iterations", VZ_CFG_INT,
+                "600000", AUTH_PBKDF2_FLOOR, 10000000, iterations,
+                "PBKDF2-HMAC-SHA256 iterations for new password hashes (floor 100000)"),
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_KEY_ROTATE_S", "auth/key_rotate", VZ_CFG_INT, "86400", 0,
+                31536000, rotate_s, "signing key rotation period, seconds; 0 = never"),
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_LEEWAY_S", "auth/leeway", VZ_CFG_INT, "30", 0, 300,
+                leeway_s, "clock skew allowed when checking tokens, seconds"),
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_LOCK_THRESHOLD", "auth/lock_threshold", VZ_CFG_INT, "5", 1,
+                1000, lock_threshold, "failed logins of one account before lockouts start"),
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_IP_THRESHOLD", "auth/ip_threshold", VZ_CFG_INT, "50", 1,
+                100000, ip_threshold, "failed logins from one IP in 15 min before it is refused"),
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_LOCK_MAX_S", "auth/lock_max", VZ_CFG_INT, "900", 1, 86400,
+                lock_max_s, "longest account lockout, seconds"),
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_ADMIN_EMAILS", "auth/admin_emails", VZ_CFG_STR, "", 0, 0,
+                admin_emails, "comma-separated e-mails that get scope admin when they register"),
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_REDIS_TIMEOUT_MS", "auth/redis_timeout", VZ_CFG_MS, "100",
+                5, 5000, redis_timeout_ms, "Redis command timeout"),
+};
+
+static const vz_method_t s_methods[] = {
+    {"jwks", auth_h_jwks, VZ_METHOD_IDEMPOTENT, 0},
+    {"api_key_verify", auth_h_api_key_verify, VZ_METHOD_IDEMPOTENT, 1024},
+    {"token_introspect", auth_h_token_introspect, VZ_METHOD_IDEMPOTENT, 2 * VZ_JWT_TOKEN_MAX},
+    {"register", auth_h_register, 0, JSON_BODY_MAX},
+    {"login", auth_h_login, 0, JSON_BODY_MAX},
+    {"refresh", auth_h_refresh, 0, JSON_BODY_MAX},
+    {"logout", auth_h_logout, 0, JSON_BODY_MAX},
+    {"profile_get", auth_h_profile_get, VZ_METHOD_IDEMPOTENT, JSON_BODY_MAX},
+    {"profile_update", auth_h_profile_update, 0, JSON_BODY_MAX},
+    {"api_key_create", auth_h_api_key_create, 0, JSON_BODY_MAX},
+    {"api_key_list", auth_h_api_key_list, VZ_METHOD_IDEMPOTENT, JSON_BODY_MAX},
+    {"api_key_delete", auth_h_api_key_delete, 0, JSON_BODY_MAX},
+    {"oauth_token", auth_h_oauth_token, 0, JSON_BODY_MAX},
+    {"oauth_introspect", auth_h_oauth_introspect, 0, 2 * VZ_JWT_TOKEN_MAX},
+    {"client_register", auth_h_client_register, 0, JSON_BODY_MAX},
+    {"keys_rotate", auth_h_keys_rotate, 0, JSON_BODY_MAX},
+};
+
+//  Every replica runs the timer; the rotation script lets only the first win.
+static int s_rotate_timer(zloop_t *loop, int timer_id, void *arg)
+{
+    auth_t *auth = arg;
+    if (auth->config.rotate_s > 0 && auth_keys_rotate(auth, auth->config.rotate_s) < 0)
+        vz_warn(NULL, "unable to check signing key rotation", "reason", "redis unavailable");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    auth_config_t config;
+    vz_daemon_spec_t spec = {
+        .service = AUTH_SERVICE,
+        .admin_port = AUTH_ADMIN_PORT,
+        .needs_broker = true,
+        .items = s_items,
+        .count = sizeof s_items / sizeof s_items[0],
+        .config = &config,
+    };
+    int code = VZ_EXIT_OK;
+    vz_daemon_t *daemon = vz_daemon_new(&spec, argc, argv, &code);
+    if (!daemon)
+        return code;
+    if (config.iterations < AUTH_PBKDF2_DEFAULT)
+        vz_warn(NULL, "password hashing below the OWASP 2023 cost", "iterations", "<600000");
+    auth_t *auth =
+        auth_new(&config, vz_daemon_config(daemon)->redis_url, vz_daemon_metrics(daemon));
+    if (!auth) {
+        vz_error(NULL, "unable to start auth: bad Redis URL or no crypto");
+        vz_daemon_destroy(&daemon);
+        return VZ_EXIT_PERMANENT;
+    }
+    //  Create (or load) the signing key now, so the first request is not slower.
+    if (!auth_keys_signing(auth))
+        vz_warn(NULL, "unable to load signing keys yet", "reason", "redis unavailable");
+    zloop_t *loop = zloop_new();
+    zloop_timer(loop, ROTATE_CHECK_MS, 0, s_rotate_timer, auth);
+    code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0], 1, auth);
+    zloop_destroy(&loop);
+    auth_destroy(&auth);
+    vz_daemon_destroy(&daemon);
+    return code;
+}

@@ -1,0 +1,290 @@
+/*  oauth - client credentials (RFC 6749 §4.4), registration, introspection (RFC 7662)
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Clients are registered by an admin: auth:client:<client_id> = {hash,
+ *  name, scope, tier, created, owner}; the secret ("cs_" + 32 random bytes)
+ *  is shown once and stored as SHA-256. Client authentication takes
+ *  client_id/client_secret from the form body (client_secret_post) or, if
+ *  the gateway forwards it as ctx "authorization", HTTP Basic
+ *  (client_secret_basic). Access tokens for clients are the same ES256
+ *  JWTs as for users, with sub = client_id and the client_id claim
+ *  (RFC 9068), so the gateway verifies both kinds offline.
+ *
+ *  OAuth errors travel as error envelopes (contract C): invalid_client ->
+ *  unauthorized, invalid_request / unsupported_grant_type / invalid_scope
+ *  -> invalid_request, with the RFC 6749 §5.2 error name leading the message.
+ */
+#include "auth.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "vz_proto.h"
+
+#define FORM_VALUE_MAX 1024
+#define CLIENT_ID_MAX 64
+#define NAME_MAX_BYTES 64
+
+int auth_h_client_register(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    auth_t *self = app;
+    auth_ctx_t ctx;
+    auth_ctx(req, &ctx);
+    if (strcmp(ctx.auth, "jwt") != 0)
+        return auth_fail(reply, AUTH_ERR_UNAUTHORIZED, "bearer token required");
+    if (!auth_scope_has(ctx.scope, "admin"))
+        return auth_fail(reply, AUTH_ERR_DENIED, "scope admin required");
+    vz_json_t *doc = auth_json_body(req, reply);
+    if (!doc)
+        return 0;
+    const vz_json_value_t *body = vz_json_root(doc);
+    const char *name = NULL, *scope = NULL, *tier = NULL;
+    int rc = 0;
+    if (auth_json_str(body, "name", NAME_MAX_BYTES, &name, reply) < 0 ||
+        auth_json_str(body, "scope", 512, &scope, reply) < 0 ||
+        auth_json_str(body, "tier", 16, &tier, reply) < 0)
+        goto done;
+    if (!name || !*name) {
+        rc = auth_fail(reply, AUTH_ERR_VALIDATION, "name: required");
+        goto done;
+    }
+    if (scope && strspn(scope, "abcdefghijklmnopqrstuvwxyz0123456789:._- ") != strlen(scope)) {
+        rc = auth_fail(reply, AUTH_ERR_VALIDATION, "scope: words of [a-z0-9:._-] separated by spaces");
+        goto done;
+    }
+    if (tier && strcmp(tier, "free") != 0 && strcmp(tier, "premium") != 0) {
+        rc = auth_fail(reply, AUTH_ERR_VALIDATION, "tier: free or premium");
+        goto done;
+    }
+    char id[24] = "c_", secret[64] = "cs_", hash[65], key[48], now[24];
+    if (auth_random_hex(id + 2, 8) < 0 || auth_random_b64(secret + 3, 32) < 0) {
+        rc = vz_reply_error(reply, VZ_ERR_INTERNAL, "no randomness");
+        goto done;
+    }
+    auth_sha256_hex(hash, secret, strlen(secret));
+    snprintf(key, sizeof key, "auth:client:%s", id);
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    const char *hset[] = {"HSET",  key,   "hash", hash, "name",    name, "scope",
+                          scope ? scope : "", "tier",    tier ? tier : "free",
+                          "created", now, "owner", ctx.sub};
+    redisReply *r = auth_redis(self, 14, hset);
+    if (!r) {
+        rc = auth_unavailable(reply);
+        goto done;
+    }
+    freeReplyObject(r);
+    vz_info(req->id, "oauth client registered", "client_id", id, "by", ctx.sub);
+    vz_json_writer_t *w = vz_json_writer_new(0);
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, "client_id", id);
+    vz_json_write_kv_string(w, "client_secret", secret);
+    vz_json_write_kv_string(w, "name", name);
+    vz_json_write_kv_string(w, "scope", scope ? scope : "");
+    vz_json_write_kv_string(w, "tier", tier ? tier : "free");
+    vz_json_write_kv_int(w, "created", atoll(now));
+    vz_json_write_object_end(w);
+    OPENSSL_cleanse(secret, sizeof secret);
+    rc = auth_reply_json(reply, &w);
+done:
+    vz_json_destroy(&doc);
+    return rc;
+}
+
+//  Checks the form content type when the gateway tells it. 0 or -1 replied.
+static int s_form(const vz_envelope_t *req, vz_reply_t *reply)
+{
+    const char *ct = vz_envelope_ctx_get(req, "content_type");
+    const char *want = "application/x-www-form-urlencoded";
+    if (ct && *ct && strncasecmp(ct, want, strlen(want)) != 0) {
+        vz_reply_error(reply, VZ_ERR_INVALID,
+                       "invalid_request: body must be application/x-www-form-urlencoded");
+        return -1;
+    }
+    return 0;
+}
+
+//  Authenticate the OAuth client; fills its record (caller frees). NULL
+//  after replying.
+static redisReply *s_client_auth(auth_t *self, const vz_envelope_t *req, vz_reply_t *reply,
+                                 char id[CLIENT_ID_MAX])
+{
+    const char *body = req->body ? (const char *)req->body : "";
+    char secret[FORM_VALUE_MAX] = "";
+    int a = auth_form_get(body, req->body_len, "client_id", id, CLIENT_ID_MAX);
+    int b = auth_form_get(body, req->body_len, "client_secret", secret, sizeof secret);
+    const char *basic = strcmp(req->caller, "gateway") == 0
+                            ? vz_envelope_ctx_get(req, "authorization")
+                            : NULL;
+    if (a == -ENOENT && b == -ENOENT && basic && strncasecmp(basic, "Basic ", 6) == 0) {
+        unsigned char raw[200];
+        size_t blen = strlen(basic + 6);
+        int n = blen < 260 ? EVP_DecodeBlock(raw, (const unsigned char *)basic + 6, (int)blen) : -1;
+        while (n > 0 && blen > 6 && basic[6 + blen - 1] == '=' && raw[n - 1] == '\0') {
+            n--;
+            blen--;
+        }
+        char *colon = n > 0 ? memchr(raw, ':', (size_t)n) : NULL;
+        if (colon && (size_t)(colon - (char *)raw) < CLIENT_ID_MAX) {
+            memcpy(id, raw, (size_t)(colon - (char *)raw));
+            id[colon - (char *)raw] = '\0';
+            size_t slen = (size_t)n - (size_t)(colon + 1 - (char *)raw);
+            if (slen < sizeof secret) {
+                memcpy(secret, colon + 1, slen);
+                secret[slen] = '\0';
+                a = b = 0;
+            }
+        }
+    }
+    if (a < 0 || b < 0 || strncmp(id, "c_", 2) != 0) {
+        vz_reply_error(reply, AUTH_ERR_UNAUTHORIZED, "invalid_client: client authentication failed");
+        return NULL;
+    }
+    char key[96], hash[65];
+    snprintf(key, sizeof key, "auth:client:%s", id);
+    const char *argv[] = {"HGETALL", key};
+    redisReply *client = auth_redis(self, 2, argv);
+    if (!client) {
+        auth_unavailable(reply);
+        return NULL;
+    }
+    auth_sha256_hex(hash, secret, strlen(secret));
+    OPENSSL_cleanse(secret, sizeof secret);
+    const char *stored = auth_hash_field(client, "hash");
+    if (!stored || strlen(stored) != 64 || CRYPTO_memcmp(stored, hash, 64) != 0) {
+        freeReplyObject(client);
+        vz_reply_error(reply, AUTH_ERR_UNAUTHORIZED, "invalid_client: client authentication failed");
+        return NULL;
+    }
+    return client;
+}
+
+int auth_h_oauth_token(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    auth_t *self = app;
+    if (s_form(req, reply) < 0)
+        return 0;
+    const char *body = req->body ? (const char *)req->body : "";
+    char grant[64], scope[FORM_VALUE_MAX];
+    int rc = auth_form_get(body, req->body_len, "grant_type", grant, sizeof grant);
+    if (rc == -ENOENT)
+        return vz_reply_error(reply, VZ_ERR_INVALID, "invalid_request: grant_type required");
+    if (rc < 0 || strcmp(grant, "client_credentials") != 0)
+        return vz_reply_error(reply, VZ_ERR_INVALID,
+                              "unsupported_grant_type: only client_credentials");
+    rc = auth_form_get(body, req->body_len, "scope", scope, sizeof scope);
+    if (rc == -EINVAL)
+        return vz_reply_error(reply, VZ_ERR_INVALID, "invalid_request: malformed scope");
+    char id[CLIENT_ID_MAX];
+    redisReply *client = s_client_auth(self, req, reply, id);
+    if (!client)
+        return 0;
+    const char *allowed = auth_hash_field(client, "scope");
+    const char *tier = auth_hash_field(client, "tier");
+    allowed = allowed ? allowed : "";
+    //  Absent scope: everything the client was registered with (RFC 6749 §3.3).
+    const char *granted = rc == -ENOENT ? allowed : scope;
+    if (!auth_scope_subset(granted, allowed)) {
+        freeReplyObject(client);
+        return vz_reply_error(reply, VZ_ERR_INVALID, "invalid_scope: scope exceeds the client's");
+    }
+    auth_grant_t g = {.sub = id, .scope = granted, .tier = tier ? tier : "free", .client_id = id};
+    auth_tokens_respond(self, &g, NULL, NULL, reply);
+    freeReplyObject(client);
+    return 0;
+}
+
+//  Shared by both introspection flavours: active or not, and the claims.
+static bool s_introspect(auth_t *self, const char *token, vz_jwt_claims_t *c)
+{
+    return token && *token && auth_tokens_verify(self, token, strlen(token), c) == 0;
+}
+
+int auth_h_oauth_introspect(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    auth_t *self = app;
+    if (s_form(req, reply) < 0)
+        return 0;
+    char id[CLIENT_ID_MAX];
+    redisReply *client = s_client_auth(self, req, reply, id);
+    if (!client)
+        return 0;
+    freeReplyObject(client);
+    const char *body = req->body ? (const char *)req->body : "";
+    char *token = malloc(VZ_JWT_TOKEN_MAX + 1);
+    if (!token)
+        return -1;
+    int rc = auth_form_get(body, req->body_len, "token", token, VZ_JWT_TOKEN_MAX + 1);
+    if (rc < 0) {
+        free(token);
+        return vz_reply_error(reply, VZ_ERR_INVALID, "invalid_request: token required");
+    }
+    vz_jwt_claims_t c;
+    bool active = s_introspect(self, token, &c);
+    free(token);
+    vz_json_writer_t *w = vz_json_writer_new(0);
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_bool(w, "active", active);
+    if (active) {
+        vz_json_write_kv_string(w, "sub", c.sub);
+        vz_json_write_kv_string(w, "scope", c.scope);
+        if (c.client_id[0])
+            vz_json_write_kv_string(w, "client_id", c.client_id);
+        vz_json_write_kv_string(w, "token_type", "Bearer");
+        vz_json_write_kv_int(w, "exp", c.exp);
+        vz_json_write_kv_int(w, "iat", c.iat);
+        vz_json_write_kv_int(w, "nbf", c.nbf);
+        vz_json_write_kv_string(w, "iss", c.iss);
+        vz_json_write_kv_string(w, "aud", c.aud);
+        vz_json_write_kv_string(w, "jti", c.jti);
+        vz_json_write_kv_string(w, "tier", c.tier);
+    }
+    vz_json_write_object_end(w);
+    return auth_reply_json(reply, &w);
+}
+
+int auth_h_token_introspect(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    auth_t *self = app;
+    char *token = malloc(VZ_JWT_TOKEN_MAX + 1);
+    if (!token)
+        return -1;
+    int rc = auth_msgpack_str(req, "token", token, VZ_JWT_TOKEN_MAX + 1);
+    if (rc == -EPROTO || rc == -ENOENT) {
+        free(token);
+        return vz_reply_error(reply, VZ_ERR_INVALID, "body must be a msgpack map with token");
+    }
+    vz_jwt_claims_t c;
+    bool active = rc == 0 && s_introspect(self, token, &c);
+    free(token);
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init(&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, active ? 8 : 1);
+    msgpack_pack_str(&pk, 6);
+    msgpack_pack_str_body(&pk, "active", 6);
+    if (active) {
+        msgpack_pack_true(&pk);
+        auth_pack_str(&pk, "sub", c.sub);
+        auth_pack_str(&pk, "scope", c.scope);
+        auth_pack_str(&pk, "client_id", c.client_id);
+        auth_pack_str(&pk, "token_type", "Bearer");
+        auth_pack_str(&pk, "tier", c.tier);
+        msgpack_pack_str(&pk, 3);
+        msgpack_pack_str_body(&pk, "exp", 3);
+        msgpack_pack_int64(&pk, c.exp);
+        msgpack_pack_str(&pk, 3);
+        msgpack_pack_str_body(&pk, "iat", 3);
+        msgpack_pack_int64(&pk, c.iat);
+    } else
+        msgpack_pack_false(&pk);
+    rc = vz_reply_body(reply, sbuf.data, sbuf.size);
+    msgpack_sbuffer_destroy(&sbuf);
+    return rc;
+}

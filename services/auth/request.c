@@ -1,0 +1,286 @@
+/*  request - helpers shared by the auth handlers: context, bodies, replies
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include "auth.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <string.h>
+
+#include <msgpack.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "vz_proto.h"
+
+#define GATEWAY_IDENTITY "gateway"
+
+void auth_ctx(const vz_envelope_t *req, auth_ctx_t *ctx)
+{
+    ctx->trusted = strcmp(req->caller, GATEWAY_IDENTITY) == 0;
+    const char *auth = ctx->trusted ? vz_envelope_ctx_get(req, "auth") : NULL;
+    const char *sub = ctx->trusted ? vz_envelope_ctx_get(req, "sub") : NULL;
+    const char *scope = ctx->trusted ? vz_envelope_ctx_get(req, "scope") : NULL;
+    const char *tier = ctx->trusted ? vz_envelope_ctx_get(req, "tier") : NULL;
+    const char *ip = ctx->trusted ? vz_envelope_ctx_get(req, "client_ip") : NULL;
+    ctx->auth = auth && *auth ? auth : "none";
+    ctx->sub = sub ? sub : "";
+    ctx->scope = scope ? scope : "";
+    ctx->tier = tier ? tier : "";
+    ctx->ip = ip && *ip ? ip : "unknown";
+}
+
+bool auth_scope_has(const char *list, const char *word)
+{
+    size_t wlen = strlen(word);
+    if (wlen == 0)
+        return false;
+    for (const char *p = list; *p;) {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, " ");
+        if (n == wlen && memcmp(p, word, n) == 0)
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+bool auth_scope_subset(const char *want, const char *have)
+{
+    char word[128];
+    for (const char *p = want; *p;) {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, " ");
+        if (n == 0)
+            break;
+        if (n >= sizeof word)
+            return false;
+        memcpy(word, p, n);
+        word[n] = '\0';
+        if (!auth_scope_has(have, word))
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+vz_json_t *auth_json_body(const vz_envelope_t *req, vz_reply_t *reply)
+{
+    vz_json_limits_t limits = vz_json_limits_default;
+    limits.max_size = 16 * 1024;
+    limits.max_depth = 4;
+    limits.max_string = 4096;
+    limits.max_members = 64;
+    limits.max_nodes = 256;
+    vz_json_error_t err;
+    vz_json_t *doc = vz_json_parse(req->body ? (const void *)req->body : "", req->body_len,
+                                   &limits, &err);
+    if (!doc) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "body is not valid JSON: %s at byte %zu", err.reason,
+                 err.offset);
+        vz_reply_error(reply, VZ_ERR_INVALID, msg);
+        return NULL;
+    }
+    if (vz_json_type(vz_json_root(doc)) != VZ_JSON_OBJECT) {
+        vz_json_destroy(&doc);
+        vz_reply_error(reply, VZ_ERR_INVALID, "body must be a JSON object");
+        return NULL;
+    }
+    return doc;
+}
+
+int auth_json_str(const vz_json_value_t *obj, const char *field, size_t max, const char **out,
+                  vz_reply_t *reply)
+{
+    const vz_json_value_t *v = vz_json_get(obj, field);
+    *out = NULL;
+    if (!v)
+        return 0;
+    size_t len = 0;
+    const char *text = vz_json_string(v, &len);
+    char msg[128];
+    if (!text) {
+        snprintf(msg, sizeof msg, "%s: must be a string", field);
+        vz_reply_error(reply, AUTH_ERR_VALIDATION, msg);
+        return -1;
+    }
+    if (len > max) {
+        snprintf(msg, sizeof msg, "%s: must have at most %zu bytes", field, max);
+        vz_reply_error(reply, AUTH_ERR_VALIDATION, msg);
+        return -1;
+    }
+    *out = text;
+    return 0;
+}
+
+int auth_reply_json(vz_reply_t *reply, vz_json_writer_t **writer_p)
+{
+    size_t len = 0;
+    char *out = vz_json_writer_take(*writer_p, &len);
+    vz_json_writer_destroy(writer_p);
+    if (!out)
+        return vz_reply_error(reply, VZ_ERR_INTERNAL, "reply does not fit");
+    int rc = vz_reply_body(reply, out, len);
+    free(out);
+    return rc;
+}
+
+int auth_fail(vz_reply_t *reply, const char *code, const char *message)
+{
+    return vz_reply_error(reply, code, message);
+}
+
+int auth_unavailable(vz_reply_t *reply)
+{
+    return vz_reply_error(reply, VZ_ERR_UNAVAILABLE, "auth storage unavailable");
+}
+
+static int s_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int auth_form_get(const char *body, size_t len, const char *name, char *out, size_t n)
+{
+    size_t nlen = strlen(name);
+    bool found = false;
+    size_t i = 0;
+    while (i < len) {
+        size_t end = i;
+        while (end < len && body[end] != '&')
+            end++;
+        const char *eq = memchr(body + i, '=', end - i);
+        size_t klen = eq ? (size_t)(eq - (body + i)) : end - i;
+        if (klen == nlen && memcmp(body + i, name, nlen) == 0) {
+            if (found)
+                return -EINVAL; //  RFC 6749 §3.2: parameters must not repeat
+            found = true;
+            size_t o = 0;
+            for (size_t j = eq ? (size_t)(eq - body) + 1 : end; j < end; j++) {
+                int c = (unsigned char)body[j];
+                if (c == '+')
+                    c = ' ';
+                else if (c == '%') {
+                    if (j + 2 >= end)
+                        return -EINVAL;
+                    int hi = s_hexval(body[j + 1]), lo = s_hexval(body[j + 2]);
+                    if (hi < 0 || lo < 0)
+                        return -EINVAL;
+                    c = hi * 16 + lo;
+                    j += 2;
+                }
+                if (c == 0 || o + 1 >= n)
+                    return -EINVAL;
+                out[o++] = (char)c;
+            }
+            out[o] = '\0';
+            if (!vz_json_utf8_valid(out, o))
+                return -EINVAL;
+        }
+        i = end + 1;
+    }
+    return found ? 0 : -ENOENT;
+}
+
+int auth_random_hex(char *out, size_t nbytes)
+{
+    unsigned char raw[64];
+    if (nbytes > sizeof raw || RAND_bytes(raw, (int)nbytes) != 1)
+        return -EIO;
+    for (size_t i = 0; i < nbytes; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
+int auth_random_b64(char *out, size_t nbytes)
+{
+    unsigned char raw[64];
+    if (nbytes > sizeof raw || RAND_bytes(raw, (int)nbytes) != 1)
+        return -EIO;
+    vz_jwt_b64url_encode(out, raw, nbytes);
+    return 0;
+}
+
+void auth_sha256_hex(char out[65], const void *data, size_t len)
+{
+    unsigned char md[32];
+    unsigned mdlen = 0;
+    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    for (size_t i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+redisReply *auth_redis(auth_t *self, int argc, const char **argv)
+{
+    redisReply *reply = vz_redis_command(self->redis, argc, argv, NULL);
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        vz_warn(NULL, "unable to run redis command", "command", argv[0], "reason", reply->str);
+        freeReplyObject(reply);
+        return NULL;
+    }
+    return reply;
+}
+
+const char *auth_hash_field(const redisReply *reply, const char *field)
+{
+    if (!reply || reply->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        const redisReply *k = reply->element[i], *v = reply->element[i + 1];
+        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
+            strcmp(k->str, field) == 0)
+            return v->str;
+    }
+    return NULL;
+}
+
+int auth_msgpack_str(const vz_envelope_t *req, const char *field, char *out, size_t n)
+{
+    if (!req->body || req->body_len == 0)
+        return -EINVAL;
+    msgpack_unpacked msg;
+    msgpack_unpacked_init(&msg);
+    size_t off = 0;
+    int rc = -EPROTO;
+    if (msgpack_unpack_next(&msg, (const char *)req->body, req->body_len, &off) ==
+            MSGPACK_UNPACK_SUCCESS &&
+        off == req->body_len && msg.data.type == MSGPACK_OBJECT_MAP) {
+        rc = -ENOENT;
+        const msgpack_object_map *map = &msg.data.via.map;
+        size_t flen = strlen(field);
+        for (uint32_t i = 0; i < map->size; i++) {
+            const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
+            if (k->type != MSGPACK_OBJECT_STR || k->via.str.size != flen ||
+                memcmp(k->via.str.ptr, field, flen) != 0)
+                continue;
+            if (v->type != MSGPACK_OBJECT_STR || v->via.str.size >= n ||
+                memchr(v->via.str.ptr, '\0', v->via.str.size)) {
+                rc = -EINVAL;
+                break;
+            }
+            memcpy(out, v->via.str.ptr, v->via.str.size);
+            out[v->via.str.size] = '\0';
+            rc = 0;
+            break;
+        }
+    }
+    msgpack_unpacked_destroy(&msg);
+    return rc;
+}
+
+void auth_pack_str(msgpack_packer *pk, const char *key, const char *value)
+{
+    size_t klen = strlen(key), vlen = strlen(value);
+    msgpack_pack_str(pk, klen);
+    msgpack_pack_str_body(pk, key, klen);
+    msgpack_pack_str(pk, vlen);
+    msgpack_pack_str_body(pk, value, vlen);
+}

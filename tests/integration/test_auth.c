@@ -1,0 +1,841 @@
+/*  test_auth - the auth service through a real broker, two replicas, real Redis
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  One mesh per run: redis-server, vz-broker and two vz-auth replicas on
+ *  free loopback ports with their own keys and policy in a temp dir. The
+ *  test calls auth as the identity "gateway" and sets the ctx entries the
+ *  gateway would (contract B); a second identity "tester" shows that ctx
+ *  from anyone else is ignored. Tokens are checked with vz_jwt and with the
+ *  npm jose library (tests/peers/auth_jose.mjs) against the served JWKS.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <hiredis/hiredis.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "vz_client.h"
+#include "vz_common.h"
+#include "vz_curve.h"
+#include "vz_json.h"
+#include "vz_jwt.h"
+
+#define READY_MS 20000
+#define CALL_MS 10000
+#define ISS "http://127.0.0.1:8080"
+#define AUD "vizmesh"
+
+typedef struct {
+    char *dir;               //  temp dir: keys, policy, logs
+    vzt_proc_t *redis;       //  redis-server
+    vzt_proc_t *broker;      //  vz-broker
+    vzt_proc_t *auth[2];     //  two vz-auth replicas
+    int admin[2];            //  their admin ports
+    int redis_port;          //  Redis port
+    int broker_port;         //  broker port
+    zcert_t *gw_cert;        //  identity "gateway"
+    zcert_t *tester_cert;    //  identity "tester"
+    vz_client_t *gw;         //  client as the gateway
+    vz_client_t *tester;     //  client as someone else
+    char broker_key[41];     //  broker public key
+    //  State carried between the ordered tests.
+    char uid[64];            //  registered user
+    char access[2048];       //  its access token
+    char refresh[256];       //  its current refresh token
+} mesh_t;
+
+// --------------------------------------------------------------------------
+//  Mesh
+
+static char *s_fmt(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *out = NULL;
+    assert_true(vasprintf(&out, fmt, ap) > 0);
+    va_end(ap);
+    return out;
+}
+
+static vzt_proc_t *s_start_redis(mesh_t *mesh)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", mesh->redis_port);
+    char *log = s_fmt("%s/redis.log", mesh->dir);
+    char *const argv[] = {"redis-server", "--port", port,    "--bind", "127.0.0.1", "--save",
+                          "",             "--appendonly", "no", "--dir", mesh->dir, NULL};
+    vzt_proc_t *proc = vzt_spawn_nowait("/usr/bin/redis-server", argv, NULL, log);
+    free(log);
+    int64_t until = vz_now_ms() + READY_MS;
+    while (proc && vz_now_ms() < until) {
+        struct timeval tv = {0, 200000};
+        redisContext *c = redisConnectWithTimeout("127.0.0.1", mesh->redis_port, tv);
+        bool ok = false;
+        if (c && !c->err) {
+            redisReply *r = redisCommand(c, "PING");
+            ok = r && r->type == REDIS_REPLY_STATUS;
+            if (r)
+                freeReplyObject(r);
+        }
+        if (c)
+            redisFree(c);
+        if (ok)
+            return proc;
+        if (vzt_proc_wait(proc, 50) != -ETIMEDOUT)
+            break;
+    }
+    vzt_proc_destroy(&proc);
+    return NULL;
+}
+
+static vzt_proc_t *s_start_daemon(mesh_t *mesh, const char *name, const char *log_name,
+                                  int admin_port, char *const *more)
+{
+    char *env[24] = {0};
+    size_t n = 0;
+    env[n++] = s_fmt("VZ_CURVE_CERT=%s/keys/secret/%s.key", mesh->dir, name);
+    env[n++] = s_fmt("VZ_CURVE_ALLOW_DIR=%s/keys/public", mesh->dir);
+    env[n++] = s_fmt("VZ_BROKER_KEY=%s/keys/public/broker.key", mesh->dir);
+    env[n++] = s_fmt("VZ_BROKER_ENDPOINTS=tcp://127.0.0.1:%d", mesh->broker_port);
+    env[n++] = s_fmt("VZ_REDIS_URL=redis://127.0.0.1:%d", mesh->redis_port);
+    env[n++] = s_fmt("VZ_ADMIN_PORT=%d", admin_port);
+    for (size_t i = 0; more && more[i]; i++)
+        env[n++] = s_fmt("%s", more[i]);
+    char *binname = s_fmt("vz-%s", name);
+    char *bin = vzt_bin(binname);
+    char *log = s_fmt("%s/%s.log", mesh->dir, log_name);
+    char *const argv[] = {bin, NULL};
+    vzt_proc_t *proc = vzt_spawn(bin, argv, env, log, READY_MS);
+    if (!proc) {
+        char *cmd = s_fmt("tail -n 30 %s >&2", log);
+        if (system(cmd) < 0)
+            fprintf(stderr, "cannot show %s\n", log);
+        free(cmd);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(env[i]);
+    free(binname);
+    free(bin);
+    free(log);
+    return proc;
+}
+
+static vz_client_t *s_client(mesh_t *mesh, const char *name, zcert_t **cert_p)
+{
+    char *path = s_fmt("%s/keys/secret/%s.key", mesh->dir, name);
+    char err[256];
+    *cert_p = vz_curve_cert_load(path, err, sizeof err);
+    free(path);
+    assert_non_null(*cert_p);
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", mesh->broker_port);
+    vz_client_config_t config = {endpoint, mesh->broker_key, *cert_p};
+    vz_client_t *client = vz_client_new(&config);
+    assert_non_null(client);
+    return client;
+}
+
+static int s_setup(void **state)
+{
+    mesh_t *mesh = calloc(1, sizeof *mesh);
+    assert_non_null(mesh);
+    *state = mesh;
+    mesh->dir = vzt_tempdir("auth");
+    char *keys = s_fmt("%s/keys", mesh->dir);
+    const char *const names[] = {"broker", "auth", "gateway", "tester", NULL};
+    assert_int_equal(vzt_keys(keys, names), 0);
+    free(keys);
+    char *bkey = s_fmt("%s/keys/public/broker.key", mesh->dir);
+    assert_int_equal(vz_curve_server_key(bkey, mesh->broker_key), 0);
+    free(bkey);
+
+    char *policy = s_fmt("%s/policy.cfg", mesh->dir);
+    FILE *f = fopen(policy, "w");
+    assert_non_null(f);
+    fputs("identity\n    gateway\n        call = \"auth broker\"\n"
+          "    tester\n        call = \"auth\"\n"
+          "    auth\n        serve = \"auth\"\n",
+          f);
+    fclose(f);
+
+    mesh->redis_port = vzt_free_port();
+    mesh->broker_port = vzt_free_port();
+    mesh->redis = s_start_redis(mesh);
+    assert_non_null(mesh->redis);
+    char *bind = s_fmt("VZ_BROKER_BIND=tcp://127.0.0.1:%d", mesh->broker_port);
+    char *pol = s_fmt("VZ_BROKER_POLICY=%s", policy);
+    char *const benv[] = {bind, pol, NULL};
+    mesh->broker = s_start_daemon(mesh, "broker", "broker", vzt_free_port(), benv);
+    free(bind);
+    free(pol);
+    free(policy);
+    assert_non_null(mesh->broker);
+
+    //  A cheap KDF keeps the test fast; the production default is 600000.
+    char *const aenv[] = {"VZ_AUTH_PBKDF2_ITERATIONS=100000",
+                          "VZ_AUTH_ADMIN_EMAILS=admin@example.com", "VZ_AUTH_LOCK_THRESHOLD=3",
+                          "VZ_AUTH_IP_THRESHOLD=1000", NULL};
+    for (int i = 0; i < 2; i++) {
+        mesh->admin[i] = vzt_free_port();
+        char log[16];
+        snprintf(log, sizeof log, "auth.%d", i);
+        mesh->auth[i] = s_start_daemon(mesh, "auth", log, mesh->admin[i], aenv);
+        assert_non_null(mesh->auth[i]);
+    }
+    mesh->gw = s_client(mesh, "gateway", &mesh->gw_cert);
+    mesh->tester = s_client(mesh, "tester", &mesh->tester_cert);
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    mesh_t *mesh = *state;
+    vz_client_destroy(&mesh->gw);
+    vz_client_destroy(&mesh->tester);
+    zcert_destroy(&mesh->gw_cert);
+    zcert_destroy(&mesh->tester_cert);
+    for (int i = 0; i < 2; i++)
+        vzt_proc_destroy(&mesh->auth[i]);
+    vzt_proc_destroy(&mesh->broker);
+    vzt_proc_destroy(&mesh->redis);
+    if (getenv("VZ_KEEP_TMP"))
+        fprintf(stderr, "kept %s\n", mesh->dir);
+    else
+        vzt_rmrf(mesh->dir);
+    free(mesh->dir);
+    free(mesh);
+    return 0;
+}
+
+// --------------------------------------------------------------------------
+//  Calls
+
+typedef struct {
+    bool error;         //  error envelope
+    char code[48];      //  its error_code
+    char message[256];  //  its error_message
+    char *body;         //  reply body, NUL-terminated (heap)
+    size_t len;         //  its length
+    vz_json_t *json;    //  parsed when the body is JSON
+    int64_t ms;         //  round trip
+} res_t;
+
+static void s_res_free(res_t *r)
+{
+    free(r->body);
+    vz_json_destroy(&r->json);
+    memset(r, 0, sizeof *r);
+}
+
+//  ctx: "key=value" strings, NULL-terminated (may be NULL).
+static res_t s_call_as(vz_client_t *client, const char *method, const void *body, size_t len,
+                       const char *const *ctx)
+{
+    vz_envelope_t req;
+    vz_envelope_init(&req, VZ_KIND_REQUEST);
+    strcpy(req.service, "auth");
+    vz_strlcpy(req.method, method, sizeof req.method);
+    req.body = body;
+    req.body_len = len;
+    for (size_t i = 0; ctx && ctx[i]; i++) {
+        char key[64];
+        const char *eq = strchr(ctx[i], '=');
+        snprintf(key, sizeof key, "%.*s", (int)(eq - ctx[i]), ctx[i]);
+        assert_int_equal(vz_envelope_ctx_set(&req, key, eq + 1), 0);
+    }
+    vz_response_t *resp = NULL;
+    int64_t start = vz_now_ms();
+    assert_int_equal(vz_client_call(client, &req, CALL_MS, &resp), 0);
+    res_t r = {.ms = vz_now_ms() - start};
+    r.error = resp->env.kind == VZ_KIND_ERROR;
+    vz_strlcpy(r.code, resp->env.error_code, sizeof r.code);
+    vz_strlcpy(r.message, resp->env.error_message, sizeof r.message);
+    r.body = calloc(1, resp->env.body_len + 1);
+    memcpy(r.body, resp->env.body ? (const void *)resp->env.body : "", resp->env.body_len);
+    r.len = resp->env.body_len;
+    r.json = r.error ? NULL : vz_json_parse(r.body, r.len, NULL, NULL);
+    vz_response_destroy(&resp);
+    return r;
+}
+
+static res_t s_call(mesh_t *mesh, const char *method, const char *json, const char *const *ctx)
+{
+    return s_call_as(mesh->gw, method, json, json ? strlen(json) : 0, ctx);
+}
+
+static void s_expect_error(res_t *r, const char *code, const char *needle)
+{
+    if (!r->error || strcmp(r->code, code) != 0)
+        fail_msg("expected %s, got %s %s %s", code, r->error ? "error" : "reply", r->code,
+                 r->error ? r->message : r->body);
+    if (needle && !strstr(r->message, needle))
+        fail_msg("expected \"%s\" in \"%s\"", needle, r->message);
+}
+
+static const char *s_str(const res_t *r, const char *key)
+{
+    if (r->error || !r->json)
+        fail_msg("expected a JSON reply, got %s: %s", r->code, r->message);
+    const char *v = vz_json_get_string(vz_json_root(r->json), key, NULL);
+    if (!v)
+        fail_msg("no %s in %s", key, r->body);
+    return v;
+}
+
+//  msgpack {"<field>": value}.
+static void s_pack1(msgpack_sbuffer *sbuf, const char *field, const char *value)
+{
+    msgpack_sbuffer_init(sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str(&pk, strlen(field));
+    msgpack_pack_str_body(&pk, field, strlen(field));
+    msgpack_pack_str(&pk, strlen(value));
+    msgpack_pack_str_body(&pk, value, strlen(value));
+}
+
+//  A string or bool field of a msgpack map reply into out ("true"/"false" for bools).
+static bool s_mp_field(const res_t *r, const char *field, char *out, size_t n)
+{
+    msgpack_unpacked msg;
+    msgpack_unpacked_init(&msg);
+    bool found = false;
+    if (msgpack_unpack_next(&msg, r->body, r->len, NULL) == MSGPACK_UNPACK_SUCCESS &&
+        msg.data.type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < msg.data.via.map.size && !found; i++) {
+            msgpack_object *k = &msg.data.via.map.ptr[i].key, *v = &msg.data.via.map.ptr[i].val;
+            if (k->type != MSGPACK_OBJECT_STR || k->via.str.size != strlen(field) ||
+                memcmp(k->via.str.ptr, field, k->via.str.size) != 0)
+                continue;
+            found = true;
+            if (v->type == MSGPACK_OBJECT_BOOLEAN)
+                snprintf(out, n, "%s", v->via.boolean ? "true" : "false");
+            else if (v->type == MSGPACK_OBJECT_STR)
+                snprintf(out, n, "%.*s", (int)v->via.str.size, v->via.str.ptr);
+            else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+                snprintf(out, n, "%llu", (unsigned long long)v->via.u64);
+            else
+                found = false;
+        }
+    }
+    msgpack_unpacked_destroy(&msg);
+    return found;
+}
+
+static vz_jwt_keyset_t *s_jwks(mesh_t *mesh, char **raw_p)
+{
+    res_t r = s_call(mesh, "jwks", NULL, NULL);
+    assert_false(r.error);
+    vz_jwt_keyset_t *set = vz_jwt_keyset_from_jwks(r.body, r.len);
+    assert_non_null(set);
+    if (raw_p)
+        *raw_p = strdup(r.body);
+    s_res_free(&r);
+    return set;
+}
+
+static int s_verify(mesh_t *mesh, const char *token, vz_jwt_claims_t *claims)
+{
+    vz_jwt_keyset_t *set = s_jwks(mesh, NULL);
+    vz_jwt_verify_opts_t opts = {.issuer = ISS, .audience = AUD, .leeway_s = 5};
+    int rc = vz_jwt_verify(set, token, strlen(token), &opts, claims);
+    vz_jwt_keyset_destroy(&set);
+    return rc;
+}
+
+static res_t s_login(mesh_t *mesh, const char *email, const char *password, const char *ip)
+{
+    char body[512], ipctx[80];
+    snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
+    snprintf(ipctx, sizeof ipctx, "client_ip=%s", ip);
+    const char *ctx[] = {"auth=none", ipctx, NULL};
+    return s_call(mesh, "login", body, ctx);
+}
+
+// --------------------------------------------------------------------------
+//  Tests, in order
+
+static void test_jwks_same_on_both_replicas(void **state)
+{
+    mesh_t *mesh = *state;
+    char *first = NULL;
+    vz_jwt_keyset_t *set = s_jwks(mesh, &first);
+    assert_int_equal(vz_jwt_keyset_size(set), 1);
+    vz_jwt_keyset_destroy(&set);
+    //  The broker alternates replicas (LRU): every answer is the same document.
+    for (int i = 0; i < 6; i++) {
+        res_t r = s_call(mesh, "jwks", NULL, NULL);
+        assert_string_equal(r.body, first);
+        s_res_free(&r);
+    }
+    free(first);
+    for (int i = 0; i < 2; i++) {
+        double served = 0;
+        assert_int_equal(vzt_metric(mesh->admin[i],
+                                    "vz_worker_requests_total{service=\"auth\",method=\"jwks\","
+                                    "outcome=\"ok\"}",
+                                    &served),
+                         0);
+        assert_true(served >= 1);
+    }
+}
+
+static void test_register_validation(void **state)
+{
+    mesh_t *mesh = *state;
+    struct {
+        const char *body, *code, *needle;
+    } cases[] = {
+        {"not json", "invalid_request", "not valid JSON"},
+        {"[]", "invalid_request", "JSON object"},
+        {"{\"email\":\"a@b\",\"password\":\"long enough pw\"}", "validation_failed", "email:"},
+        {"{\"email\":\"no-at.example.com\",\"password\":\"long enough pw\"}", "validation_failed",
+         "email:"},
+        {"{\"email\":\"a..b@example.com\",\"password\":\"long enough pw\"}", "validation_failed",
+         "email:"},
+        {"{\"email\":\"ada@example.com\"}", "validation_failed", "password: required"},
+        {"{\"email\":\"ada@example.com\",\"password\":\"short\"}", "validation_failed",
+         "password:"},
+        {"{\"email\":\"ada@example.com\",\"password\":\"aaaaaaaaaaaa\"}", "validation_failed",
+         "password:"},
+        {"{\"email\":\"ada@example.com\",\"password\":12345678901}", "validation_failed",
+         "password: must be a string"},
+        {"{\"email\":\"ada@example.com\",\"password\":\"long enough pw\",\"name\":\"a\\u0001\"}",
+         "validation_failed", "name:"},
+        {"{\"email\":\"ada@example.com\",\"email\":\"eve@example.com\"}", "invalid_request",
+         "duplicate key"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        res_t r = s_call(mesh, "register", cases[i].body, NULL);
+        s_expect_error(&r, cases[i].code, cases[i].needle);
+        s_res_free(&r);
+    }
+}
+
+static void test_register_login_profile(void **state)
+{
+    mesh_t *mesh = *state;
+    res_t r = s_call(mesh, "register",
+                     "{\"email\":\"Ada@Example.com\",\"password\":\"correct horse battery\","
+                     "\"name\":\"Ada Lovelace\"}",
+                     NULL);
+    vz_strlcpy(mesh->uid, s_str(&r, "id"), sizeof mesh->uid);
+    assert_string_equal(s_str(&r, "email"), "ada@example.com");
+    assert_string_equal(s_str(&r, "tier"), "free");
+    assert_null(strstr(r.body, "pbkdf2")); //  the hash never leaves the service
+    s_res_free(&r);
+    r = s_call(mesh, "register",
+               "{\"email\":\"ada@example.com\",\"password\":\"another password\"}", NULL);
+    s_expect_error(&r, "conflict", "email");
+    s_res_free(&r);
+
+    r = s_login(mesh, "ADA@example.com", "correct horse battery", "10.0.0.1");
+    vz_strlcpy(mesh->access, s_str(&r, "access_token"), sizeof mesh->access);
+    vz_strlcpy(mesh->refresh, s_str(&r, "refresh_token"), sizeof mesh->refresh);
+    assert_string_equal(s_str(&r, "token_type"), "Bearer");
+    int64_t expires = 0;
+    assert_int_equal(vz_json_int(vz_json_get(vz_json_root(r.json), "expires_in"), &expires), 0);
+    assert_int_equal(expires, 900);
+    s_res_free(&r);
+
+    vz_jwt_claims_t c;
+    assert_int_equal(s_verify(mesh, mesh->access, &c), 0);
+    assert_string_equal(c.sub, mesh->uid);
+    assert_string_equal(c.scope, "user");
+    assert_string_equal(c.tier, "free");
+    assert_int_equal(strlen(c.jti), 32);
+    assert_true(c.exp - c.iat == 900);
+
+    char sub[96];
+    snprintf(sub, sizeof sub, "sub=%s", mesh->uid);
+    const char *ctx[] = {"auth=jwt", sub, "scope=user", NULL};
+    r = s_call(mesh, "profile_get", NULL, ctx);
+    assert_string_equal(s_str(&r, "name"), "Ada Lovelace");
+    s_res_free(&r);
+    r = s_call(mesh, "profile_update", "{\"name\":\"Ada King\"}", ctx);
+    assert_string_equal(s_str(&r, "name"), "Ada King");
+    s_res_free(&r);
+    r = s_call(mesh, "profile_update", "{\"email\":\"eve@example.com\"}", ctx);
+    s_expect_error(&r, "validation_failed", "email:");
+    s_res_free(&r);
+    r = s_call(mesh, "profile_update", "{\"password\":\"a brand new password\"}", ctx);
+    s_expect_error(&r, "validation_failed", "current_password");
+    s_res_free(&r);
+    //  Without ctx, or ctx from an identity that is not the gateway: unauthorized.
+    r = s_call(mesh, "profile_get", NULL, NULL);
+    s_expect_error(&r, "unauthorized", NULL);
+    s_res_free(&r);
+    r = s_call_as(mesh->tester, "profile_get", NULL, 0, ctx);
+    s_expect_error(&r, "unauthorized", NULL);
+    s_res_free(&r);
+}
+
+static void test_login_same_error_and_timing(void **state)
+{
+    mesh_t *mesh = *state;
+    res_t wrong = s_login(mesh, "ada@example.com", "wrong password!", "10.0.0.2");
+    res_t unknown = s_login(mesh, "nobody@example.com", "wrong password!", "10.0.0.2");
+    s_expect_error(&wrong, "unauthorized", NULL);
+    s_expect_error(&unknown, "unauthorized", NULL);
+    assert_string_equal(wrong.message, unknown.message);
+    //  Both paths run the KDF: neither is a fraction of the other.
+    fprintf(stderr, "# wrong password %lld ms, unknown user %lld ms\n", (long long)wrong.ms,
+            (long long)unknown.ms);
+    assert_true(unknown.ms * 3 >= wrong.ms && wrong.ms * 3 >= unknown.ms);
+    s_res_free(&wrong);
+    s_res_free(&unknown);
+}
+
+static void test_refresh_rotation_and_reuse(void **state)
+{
+    mesh_t *mesh = *state;
+    char body[512], first[256];
+    vz_strlcpy(first, mesh->refresh, sizeof first);
+    snprintf(body, sizeof body, "{\"refresh_token\":\"%s\"}", first);
+    res_t r = s_call(mesh, "refresh", body, NULL);
+    const char *second = s_str(&r, "refresh_token");
+    assert_string_not_equal(second, first);
+    vz_strlcpy(mesh->refresh, second, sizeof mesh->refresh);
+    assert_int_equal(s_verify(mesh, s_str(&r, "access_token"), NULL), 0);
+    s_res_free(&r);
+
+    //  The old token again: reuse, and the whole family dies with it.
+    r = s_call(mesh, "refresh", body, NULL);
+    s_expect_error(&r, "unauthorized", "already used");
+    s_res_free(&r);
+    snprintf(body, sizeof body, "{\"refresh_token\":\"%s\"}", mesh->refresh);
+    r = s_call(mesh, "refresh", body, NULL);
+    s_expect_error(&r, "unauthorized", NULL);
+    s_res_free(&r);
+
+    r = s_call(mesh, "refresh", "{\"refresh_token\":\"rt_forged\"}", NULL);
+    s_expect_error(&r, "unauthorized", NULL);
+    s_res_free(&r);
+    r = s_call(mesh, "refresh", "{}", NULL);
+    s_expect_error(&r, "validation_failed", "refresh_token");
+    s_res_free(&r);
+}
+
+static void test_logout(void **state)
+{
+    mesh_t *mesh = *state;
+    res_t r = s_login(mesh, "ada@example.com", "correct horse battery", "10.0.0.1");
+    char refresh[256], body[512], sub[96];
+    vz_strlcpy(refresh, s_str(&r, "refresh_token"), sizeof refresh);
+    s_res_free(&r);
+    snprintf(body, sizeof body, "{\"refresh_token\":\"%s\"}", refresh);
+    snprintf(sub, sizeof sub, "sub=%s", mesh->uid);
+    const char *ctx[] = {"auth=jwt", sub, "scope=user", NULL};
+    r = s_call(mesh, "logout", body, NULL);
+    s_expect_error(&r, "unauthorized", NULL);
+    s_res_free(&r);
+    r = s_call(mesh, "logout", body, ctx);
+    assert_false(r.error);
+    assert_non_null(strstr(r.body, "\"sessions_revoked\":1"));
+    s_res_free(&r);
+    r = s_call(mesh, "refresh", body, NULL);
+    s_expect_error(&r, "unauthorized", NULL);
+    s_res_free(&r);
+}
+
+static void test_brute_force_lockout(void **state)
+{
+    mesh_t *mesh = *state;
+    //  Threshold 3 in this mesh: the third failure locks the account.
+    for (int i = 0; i < 3; i++) {
+        res_t r = s_login(mesh, "ada@example.com", "guess number x", "10.0.0.3");
+        s_expect_error(&r, "unauthorized", NULL);
+        s_res_free(&r);
+    }
+    res_t r = s_login(mesh, "ada@example.com", "correct horse battery", "10.0.0.4");
+    s_expect_error(&r, "too_many_requests", "retry in");
+    s_res_free(&r);
+    //  Unknown accounts lock the same way (no existence oracle).
+    for (int i = 0; i < 4; i++) {
+        r = s_login(mesh, "ghost@example.com", "guess number x", "10.0.0.5");
+        if (i < 3)
+            s_expect_error(&r, "unauthorized", NULL);
+        else
+            s_expect_error(&r, "too_many_requests", NULL);
+        s_res_free(&r);
+    }
+    //  Wait out the first lockout (1 s), bounded; then the right password works.
+    int64_t until = vz_now_ms() + 5000;
+    bool ok = false;
+    while (!ok && vz_now_ms() < until) {
+        r = s_login(mesh, "ada@example.com", "correct horse battery", "10.0.0.4");
+        ok = !r.error;
+        if (!ok)
+            s_expect_error(&r, "too_many_requests", NULL);
+        s_res_free(&r);
+        if (!ok)
+            zclock_sleep(100); //  poll interval of a bounded wait, not a fixed delay
+    }
+    assert_true(ok);
+}
+
+static void test_api_keys(void **state)
+{
+    mesh_t *mesh = *state;
+    char sub[96];
+    snprintf(sub, sizeof sub, "sub=%s", mesh->uid);
+    const char *ctx[] = {"auth=jwt", sub, "scope=user", NULL};
+    res_t r = s_call(mesh, "api_key_create", "{\"name\":\"ci\"}", ctx);
+    char key[128], id[32];
+    vz_strlcpy(key, s_str(&r, "key"), sizeof key);
+    vz_strlcpy(id, s_str(&r, "id"), sizeof id);
+    assert_true(strncmp(key, "vzk_", 4) == 0);
+    s_res_free(&r);
+    r = s_call(mesh, "api_key_create", "{\"name\":\"x\",\"scope\":\"admin\"}", ctx);
+    s_expect_error(&r, "validation_failed", "scope:");
+    s_res_free(&r);
+    r = s_call(mesh, "api_key_create", "{}", ctx);
+    s_expect_error(&r, "validation_failed", "name:");
+    s_res_free(&r);
+
+    r = s_call(mesh, "api_key_list", NULL, ctx);
+    assert_false(r.error);
+    assert_non_null(strstr(r.body, id));
+    assert_null(strstr(r.body, key)); //  the secret is shown once only
+    s_res_free(&r);
+
+    msgpack_sbuffer sbuf;
+    s_pack1(&sbuf, "key", key);
+    char out[128];
+    for (int i = 0; i < 2; i++) { //  both replicas
+        r = s_call_as(mesh->gw, "api_key_verify", sbuf.data, sbuf.size, NULL);
+        assert_false(r.error);
+        assert_true(s_mp_field(&r, "valid", out, sizeof out));
+        assert_string_equal(out, "true");
+        assert_true(s_mp_field(&r, "sub", out, sizeof out));
+        assert_string_equal(out, mesh->uid);
+        assert_true(s_mp_field(&r, "kid", out, sizeof out));
+        assert_string_equal(out, id);
+        assert_true(s_mp_field(&r, "tier", out, sizeof out));
+        assert_string_equal(out, "free");
+        s_res_free(&r);
+    }
+    //  A wrong secret with the right prefix, and junk: valid=false, not errors.
+    char wrong[128];
+    vz_strlcpy(wrong, key, sizeof wrong);
+    wrong[strlen(wrong) - 1] = wrong[strlen(wrong) - 1] == 'A' ? 'B' : 'A';
+    const char *bad[] = {wrong, "vzk_junk", ""};
+    for (int i = 0; i < 3; i++) {
+        msgpack_sbuffer b;
+        s_pack1(&b, "key", bad[i]);
+        r = s_call_as(mesh->gw, "api_key_verify", b.data, b.size, NULL);
+        assert_false(r.error);
+        assert_true(s_mp_field(&r, "valid", out, sizeof out));
+        assert_string_equal(out, "false");
+        s_res_free(&r);
+        msgpack_sbuffer_destroy(&b);
+    }
+    r = s_call(mesh, "api_key_verify", "not msgpack", NULL);
+    s_expect_error(&r, "invalid_request", NULL);
+    s_res_free(&r);
+
+    //  Revoke: someone else's delete is not_found; the owner's works.
+    char path[64];
+    snprintf(path, sizeof path, "path.id=%s", id);
+    const char *other[] = {"auth=jwt", "sub=u_0000000000000000", "scope=user", path, NULL};
+    r = s_call(mesh, "api_key_delete", NULL, other);
+    s_expect_error(&r, "not_found", NULL);
+    s_res_free(&r);
+    const char *mine[] = {"auth=jwt", sub, "scope=user", path, NULL};
+    r = s_call(mesh, "api_key_delete", NULL, mine);
+    assert_false(r.error);
+    s_res_free(&r);
+    r = s_call_as(mesh->gw, "api_key_verify", sbuf.data, sbuf.size, NULL);
+    assert_true(s_mp_field(&r, "valid", out, sizeof out));
+    assert_string_equal(out, "false");
+    s_res_free(&r);
+    msgpack_sbuffer_destroy(&sbuf);
+}
+
+static void test_oauth_client_credentials(void **state)
+{
+    mesh_t *mesh = *state;
+    const char *user[] = {"auth=jwt", "sub=u_1", "scope=user", NULL};
+    const char *admin[] = {"auth=jwt", "sub=u_2", "scope=user admin", NULL};
+    const char *reg = "{\"name\":\"reporting\",\"scope\":\"reports:read metrics:read\","
+                      "\"tier\":\"premium\"}";
+    res_t r = s_call(mesh, "client_register", reg, user);
+    s_expect_error(&r, "access_denied", "admin");
+    s_res_free(&r);
+    r = s_call(mesh, "client_register", reg, admin);
+    char id[64], secret[128];
+    vz_strlcpy(id, s_str(&r, "client_id"), sizeof id);
+    vz_strlcpy(secret, s_str(&r, "client_secret"), sizeof secret);
+    s_res_free(&r);
+
+    char form[512];
+    const char *fctx[] = {"auth=none", "content_type=application/x-www-form-urlencoded", NULL};
+    snprintf(form, sizeof form,
+             "grant_type=client_credentials&client_id=%s&client_secret=%s&scope=reports%%3Aread",
+             id, secret);
+    r = s_call(mesh, "oauth_token", form, fctx);
+    char token[2048];
+    vz_strlcpy(token, s_str(&r, "access_token"), sizeof token);
+    assert_string_equal(s_str(&r, "scope"), "reports:read");
+    assert_null(vz_json_get(vz_json_root(r.json), "refresh_token"));
+    s_res_free(&r);
+    vz_jwt_claims_t c;
+    assert_int_equal(s_verify(mesh, token, &c), 0);
+    assert_string_equal(c.sub, id);
+    assert_string_equal(c.client_id, id);
+    assert_string_equal(c.tier, "premium");
+
+    snprintf(form, sizeof form, "grant_type=client_credentials&client_id=%s&client_secret=x", id);
+    r = s_call(mesh, "oauth_token", form, fctx);
+    s_expect_error(&r, "unauthorized", "invalid_client");
+    s_res_free(&r);
+    snprintf(form, sizeof form, "grant_type=password&client_id=%s&client_secret=%s", id, secret);
+    r = s_call(mesh, "oauth_token", form, fctx);
+    s_expect_error(&r, "invalid_request", "unsupported_grant_type");
+    s_res_free(&r);
+    snprintf(form, sizeof form,
+             "grant_type=client_credentials&client_id=%s&client_secret=%s&scope=admin", id, secret);
+    r = s_call(mesh, "oauth_token", form, fctx);
+    s_expect_error(&r, "invalid_request", "invalid_scope");
+    s_res_free(&r);
+
+    //  Introspection (RFC 7662) authenticates the caller, then answers.
+    char *intro = s_fmt("token=%s&client_id=%s&client_secret=%s", token, id, secret);
+    r = s_call(mesh, "oauth_introspect", intro, fctx);
+    bool active = false;
+    assert_int_equal(vz_json_bool(vz_json_get(vz_json_root(r.json), "active"), &active), 0);
+    assert_true(active);
+    assert_string_equal(s_str(&r, "client_id"), id);
+    s_res_free(&r);
+    free(intro);
+    intro = s_fmt("token=garbage&client_id=%s&client_secret=%s", id, secret);
+    r = s_call(mesh, "oauth_introspect", intro, fctx);
+    assert_non_null(strstr(r.body, "{\"active\":false}"));
+    s_res_free(&r);
+    free(intro);
+    r = s_call(mesh, "oauth_introspect", "token=abc", fctx);
+    s_expect_error(&r, "unauthorized", "invalid_client");
+    s_res_free(&r);
+
+    msgpack_sbuffer sbuf;
+    s_pack1(&sbuf, "token", token);
+    char out[128];
+    r = s_call_as(mesh->gw, "token_introspect", sbuf.data, sbuf.size, NULL);
+    assert_true(s_mp_field(&r, "active", out, sizeof out));
+    assert_string_equal(out, "true");
+    assert_true(s_mp_field(&r, "client_id", out, sizeof out));
+    assert_string_equal(out, id);
+    s_res_free(&r);
+    msgpack_sbuffer_destroy(&sbuf);
+}
+
+//  Run the jose verifier; returns its stdout (heap).
+static char *s_jose(mesh_t *mesh, const char *jwks, const char *const *tokens)
+{
+    char *path = s_fmt("%s/jwks.json", mesh->dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(jwks, f);
+    fclose(f);
+    const char *src = getenv("VZ_SOURCE_DIR");
+    assert_non_null(src);
+    char *cmd = s_fmt("node %s/tests/peers/auth_jose.mjs %s %s %s", src, path, ISS, AUD);
+    for (size_t i = 0; tokens[i]; i++) {
+        char *longer = s_fmt("%s '%s'", cmd, tokens[i]);
+        free(cmd);
+        cmd = longer;
+    }
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char *out = calloc(1, 8192);
+    size_t n = fread(out, 1, 8191, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    free(cmd);
+    free(path);
+    return out;
+}
+
+static void test_rotation_and_jose(void **state)
+{
+    mesh_t *mesh = *state;
+    char *src = s_fmt("%s/tests/peers/node_modules/jose", getenv("VZ_SOURCE_DIR"));
+    if (access(src, F_OK) != 0)
+        fail_msg("tests/peers/node_modules/jose missing (run make test-deps)");
+    free(src);
+    res_t r = s_login(mesh, "ada@example.com", "correct horse battery", "10.0.0.6");
+    char before[2048];
+    vz_strlcpy(before, s_str(&r, "access_token"), sizeof before);
+    s_res_free(&r);
+    vz_jwt_claims_t c1, c2;
+    assert_int_equal(s_verify(mesh, before, &c1), 0);
+
+    const char *admin[] = {"auth=jwt", "sub=u_2", "scope=user admin", NULL};
+    const char *user[] = {"auth=jwt", "sub=u_1", "scope=user", NULL};
+    r = s_call(mesh, "keys_rotate", NULL, user);
+    s_expect_error(&r, "access_denied", NULL);
+    s_res_free(&r);
+    r = s_call(mesh, "keys_rotate", NULL, admin);
+    char kid[64];
+    vz_strlcpy(kid, s_str(&r, "kid"), sizeof kid);
+    assert_string_not_equal(kid, c1.kid);
+    s_res_free(&r);
+
+    r = s_login(mesh, "ada@example.com", "correct horse battery", "10.0.0.6");
+    char after[2048];
+    vz_strlcpy(after, s_str(&r, "access_token"), sizeof after);
+    s_res_free(&r);
+    //  Both replicas sign with the new key and publish both keys.
+    char *jwks = NULL;
+    vz_jwt_keyset_t *set = s_jwks(mesh, &jwks);
+    assert_int_equal(vz_jwt_keyset_size(set), 2);
+    vz_jwt_keyset_destroy(&set);
+    for (int i = 0; i < 4; i++) {
+        res_t again = s_call(mesh, "jwks", NULL, NULL);
+        assert_string_equal(again.body, jwks);
+        s_res_free(&again);
+    }
+    assert_int_equal(s_verify(mesh, before, NULL), 0);
+    assert_int_equal(s_verify(mesh, after, &c2), 0);
+    assert_string_equal(c2.kid, kid);
+
+    //  The independent verifier agrees, and refuses a tampered token.
+    char tampered[2048];
+    vz_strlcpy(tampered, after, sizeof tampered);
+    char *dot = strchr(tampered, '.');
+    dot[3] = dot[3] == 'A' ? 'B' : 'A';
+    const char *tokens[] = {before, after, tampered, NULL};
+    char *out = s_jose(mesh, jwks, tokens);
+    char want[512];
+    snprintf(want, sizeof want, "ok %s %s ES256\nok %s %s ES256\nfail ", mesh->uid, c1.kid,
+             mesh->uid, kid);
+    if (strncmp(out, want, strlen(want)) != 0)
+        fail_msg("jose said:\n%s\nexpected:\n%s", out, want);
+    free(out);
+    free(jwks);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_jwks_same_on_both_replicas),
+        cmocka_unit_test(test_register_validation),
+        cmocka_unit_test(test_register_login_profile),
+        cmocka_unit_test(test_login_same_error_and_timing),
+        cmocka_unit_test(test_refresh_rotation_and_reuse),
+        cmocka_unit_test(test_logout),
+        cmocka_unit_test(test_brute_force_lockout),
+        cmocka_unit_test(test_api_keys),
+        cmocka_unit_test(test_oauth_client_credentials),
+        cmocka_unit_test(test_rotation_and_jose),
+    };
+    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+}
