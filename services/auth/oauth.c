@@ -5,7 +5,7 @@
  *  name, scope, tier, created, owner}; the secret ("cs_" + 32 random bytes)
  *  is shown once and stored as SHA-256. Client authentication takes
  *  client_id/client_secret from the form body (client_secret_post) or, if
- *  the gateway forwards it as ctx "authorization", HTTP Basic
+ *  the gateway forwards the header as ctx "header.authorization", HTTP Basic
  *  (client_secret_basic). Access tokens for clients are the same ES256
  *  JWTs as for users, with sub = client_id and the client_id claim
  *  (RFC 9068), so the gateway verifies both kinds offline.
@@ -118,9 +118,13 @@ static redisReply *s_client_auth(auth_t *self, const vz_envelope_t *req, vz_repl
     char secret[FORM_VALUE_MAX] = "";
     int a = auth_form_get(body, req->body_len, "client_id", id, CLIENT_ID_MAX);
     int b = auth_form_get(body, req->body_len, "client_secret", secret, sizeof secret);
-    const char *basic = strcmp(req->caller, "gateway") == 0
-                            ? vz_envelope_ctx_get(req, "authorization")
-                            : NULL;
+    //  The gateway forwards the header as ctx "header.authorization" (routes.cfg).
+    const char *basic = NULL;
+    if (strcmp(req->caller, "gateway") == 0) {
+        basic = vz_envelope_ctx_get(req, "header.authorization");
+        if (!basic)
+            basic = vz_envelope_ctx_get(req, "authorization");
+    }
     if (a == -ENOENT && b == -ENOENT && basic && strncasecmp(basic, "Basic ", 6) == 0) {
         unsigned char raw[200];
         size_t blen = strlen(basic + 6);

@@ -15,6 +15,7 @@
 
 #include <hiredis/hiredis.h>
 #include <msgpack.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -721,6 +722,16 @@ static void test_oauth_client_credentials(void **state)
     assert_non_null(strstr(r.body, "{\"active\":false}"));
     s_res_free(&r);
     free(intro);
+    //  client_secret_basic through the forwarded Authorization header.
+    char creds[256], b64[400], basic[480];
+    snprintf(creds, sizeof creds, "%s:%s", id, secret);
+    EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)creds, (int)strlen(creds));
+    snprintf(basic, sizeof basic, "header.authorization=Basic %s", b64);
+    const char *bctx[] = {"auth=none", "content_type=application/x-www-form-urlencoded", basic,
+                          NULL};
+    r = s_call(mesh, "oauth_token", "grant_type=client_credentials", bctx);
+    assert_string_equal(s_str(&r, "scope"), "reports:read metrics:read");
+    s_res_free(&r);
     r = s_call(mesh, "oauth_introspect", "token=abc", fctx);
     s_expect_error(&r, "unauthorized", "invalid_client");
     s_res_free(&r);
