@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "edge.h"
 #include "health.h"
 #include "vz_json.h"
 #include "vz_log.h"
@@ -47,6 +49,12 @@ typedef struct {
 } gw_local_t;
 
 typedef enum { REQ_NEW, REQ_WAITING, REQ_DONE } gw_state_t;
+
+//  Steps of an upstream request after its body arrived, run in order by
+//  s_advance while the connection is suspended.
+typedef enum { STEP_AUTH, STEP_RATE, STEP_FORWARD } gw_step_t;
+
+typedef enum { CRED_NONE, CRED_BEARER, CRED_APIKEY } gw_cred_t;
 
 struct gw_req_t {
     vz_gateway_t *gw;                     //  owner
@@ -84,11 +92,22 @@ struct gw_req_t {
     char location[VZ_CTX_VAL_MAX];        //  Location header, "" = none
     bool queued;                          //  a response went out
     size_t sent_len;                      //  its body length, for the access log
+    gw_cred_t cred_kind;                  //  credential presented for the route
+    char *cred;                           //  the bearer token or API key (heap), never logged
+    bool authed;                          //  id holds the verified caller
+    vz_edge_identity_t id;                //  who the caller is
+    gw_step_t step;                       //  next step of s_advance
+    vz_edge_waiter_t waiter;              //  queued while the JWKS is fetched
+    vz_upcall_t pre;                      //  auth.api_key_verify or ratelimit.check
+    uint8_t *pre_body;                    //  its body (heap)
+    bool rl_have;                         //  rl holds a decision: send the headers
+    vz_edge_rate_t rl;                    //  the rate-limit decision
 };
 
 struct vz_gateway_t {
     vz_gateway_config_t config;              //  copy
     vz_upstream_t *upstream;                 //  borrowed
+    vz_edge_t *edge;                         //  borrowed: JWKS, caches, local buckets
     vz_metrics_t *metrics;                   //  borrowed
     vz_breakers_t *breakers;                 //  one per upstream service
     pthread_mutex_t routes_lock;             //  held only to copy or swap routes
@@ -254,6 +273,26 @@ static void s_cors_headers(gw_req_t *req, struct MHD_Response *response)
         MHD_add_response_header(response, "Access-Control-Expose-Headers", CORS_EXPOSE);
 }
 
+//  IETF httpapi ratelimit-headers (draft 08 structured fields) and the
+//  older X-RateLimit-* trio, from the limiter's (or the local bucket's) answer.
+static void s_rate_headers(gw_req_t *req, struct MHD_Response *response)
+{
+    const vz_edge_rate_t *rl = &req->rl;
+    char value[160];
+    snprintf(value, sizeof value, "\"%s\";q=%llu;w=%llu", rl->policy,
+             (unsigned long long)rl->limit, (unsigned long long)rl->window);
+    MHD_add_response_header(response, "RateLimit-Policy", value);
+    snprintf(value, sizeof value, "\"%s\";r=%llu;t=%llu", rl->policy,
+             (unsigned long long)rl->remaining, (unsigned long long)rl->reset);
+    MHD_add_response_header(response, "RateLimit", value);
+    snprintf(value, sizeof value, "%llu", (unsigned long long)rl->limit);
+    MHD_add_response_header(response, "X-RateLimit-Limit", value);
+    snprintf(value, sizeof value, "%llu", (unsigned long long)rl->remaining);
+    MHD_add_response_header(response, "X-RateLimit-Remaining", value);
+    snprintf(value, sizeof value, "%llu", (unsigned long long)rl->reset);
+    MHD_add_response_header(response, "X-RateLimit-Reset", value);
+}
+
 static enum MHD_Result s_queue(gw_req_t *req)
 {
     vz_gateway_t *gw = req->gw;
@@ -282,6 +321,8 @@ static enum MHD_Result s_queue(gw_req_t *req)
                                 "Bearer realm=\"vizmesh\"");
     if (req->location[0])
         MHD_add_response_header(response, MHD_HTTP_HEADER_LOCATION, req->location);
+    if (req->rl_have)
+        s_rate_headers(req, response);
     s_cors_headers(req, response);
     if (atomic_load(&gw->draining))
         MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -450,8 +491,18 @@ static void s_build_ctx(gw_req_t *req)
 {
     vz_upcall_t *call = &req->call;
     const vz_route_t *route = req->match.route;
-    s_ctx_add(call, "auth", "none");
-    s_ctx_add(call, "tier", "anonymous");
+    if (req->authed) {
+        //  The verified identity only; the credential itself stays here.
+        s_ctx_add(call, "auth", req->id.auth);
+        s_ctx_add(call, "sub", req->id.sub);
+        s_ctx_add(call, "scope", req->id.scope);
+        s_ctx_add(call, "tier", req->id.tier);
+        if (req->id.kid[0])
+            s_ctx_add(call, "kid", req->id.kid);
+    } else {
+        s_ctx_add(call, "auth", "none");
+        s_ctx_add(call, "tier", "anonymous");
+    }
     s_ctx_add(call, "client_ip", req->client_ip);
     if (req->content_type[0])
         s_ctx_add(call, "content_type", req->content_type);
@@ -470,32 +521,16 @@ static void s_build_ctx(gw_req_t *req)
     }
 }
 
-static void s_forward(vz_gateway_t *gw, gw_req_t *req)
+//  Submit the prepared call; the connection is already suspended.
+static void s_submit(vz_gateway_t *gw, gw_req_t *req)
 {
-    const vz_route_t *route = req->match.route;
     vz_upcall_t *call = &req->call;
-    memset(call, 0, sizeof *call);
-    if (req->local) {
-        call->kind = VZ_UPCALL_HEALTH;
-        call->timeout_ms = HEALTH_TIMEOUT;
-        call->idempotent = true;
-    } else {
-        call->kind = VZ_UPCALL_FORWARD;
-        vz_strlcpy(call->service, route->service, sizeof call->service);
-        vz_strlcpy(call->method, route->call, sizeof call->method);
-        call->timeout_ms = route->timeout_ms > 0 ? route->timeout_ms : gw->config.timeout_ms;
-        call->idempotent = route->retry;
-        s_build_ctx(req);
-    }
     vz_strlcpy(call->id, req->request_id, sizeof call->id);
     vz_strlcpy(call->traceparent, req->traceparent, sizeof call->traceparent);
     call->body = req->body;
     call->body_len = req->body_len;
     call->done = s_on_call_done;
     call->arg = req;
-    //  Suspend before submitting: the reactor may resume at once.
-    req->state = REQ_WAITING;
-    MHD_suspend_connection(req->conn);
     if (vz_upstream_submit(gw->upstream, call) < 0) {
         if (req->breaker)
             vz_breaker_record(req->breaker, false, vz_now_ms()); //  not the upstream's fault
@@ -505,6 +540,330 @@ static void s_forward(vz_gateway_t *gw, gw_req_t *req)
         req->state = REQ_DONE;
         MHD_resume_connection(req->conn);
     }
+}
+
+//  The gateway's own upstream call (/health). HTTP thread.
+static void s_forward_local(vz_gateway_t *gw, gw_req_t *req)
+{
+    vz_upcall_t *call = &req->call;
+    memset(call, 0, sizeof *call);
+    call->kind = VZ_UPCALL_HEALTH;
+    call->timeout_ms = HEALTH_TIMEOUT;
+    call->idempotent = true;
+    //  Suspend before submitting: the reactor may resume at once.
+    req->state = REQ_WAITING;
+    MHD_suspend_connection(req->conn);
+    s_submit(gw, req);
+}
+
+//  Any thread, connection suspended: answer now with what req holds.
+static void s_finish(gw_req_t *req)
+{
+    req->upstream_done = false;
+    req->state = REQ_DONE;
+    MHD_resume_connection(req->conn);
+}
+
+static void s_count(vz_gateway_t *gw, const char *name, const char *help, const char *labels)
+{
+    vz_series_inc(vz_metrics_counter(gw->metrics, name, help, labels));
+}
+
+static void s_auth_outcome(gw_req_t *req, const char *method, const char *result)
+{
+    char labels[64];
+    snprintf(labels, sizeof labels, "method=%s,result=%s", method, result);
+    s_count(req->gw, "vz_gateway_auth_total", "Authentication at the edge, by method and result",
+            labels);
+}
+
+static void s_advance(gw_req_t *req);
+
+//  JWKS fetch over: verify again (reactor thread).
+static void s_on_jwks(vz_edge_waiter_t *waiter)
+{
+    s_advance(waiter->arg);
+}
+
+static void s_on_apikey(vz_upcall_t *pre)
+{
+    gw_req_t *req = pre->arg;
+    bool valid = false;
+    vz_edge_identity_t id;
+    if (pre->result == VZ_UPCALL_REPLY &&
+        vz_edge_apikey_decode(pre->reply, pre->reply_len, &valid, &id) == 0) {
+        vz_edge_apikey_store(req->gw->edge, req->cred, valid, &id);
+        if (valid) {
+            req->id = id;
+            req->authed = true;
+        }
+    } else {
+        s_auth_outcome(req, "api_key", "unavailable");
+        s_error(req, 503, VZ_ERR_UNAVAILABLE, "authentication service unavailable");
+        req->retry_after = 1;
+        s_finish(req);
+        return;
+    }
+    free(pre->reply);
+    pre->reply = NULL;
+    if (!req->authed) {
+        s_auth_outcome(req, "api_key", "invalid");
+        req->www_authenticate = true;
+        s_error(req, 401, "unauthorized", "invalid API key");
+        s_finish(req);
+        return;
+    }
+    s_advance(req);
+}
+
+//  Send a side call (auth or ratelimit) for req; done continues the chain.
+static bool s_pre_call(gw_req_t *req, const char *service, const char *method, size_t body_len,
+                       int timeout_ms, bool idempotent, vz_upcall_done_fn *done)
+{
+    vz_upcall_t *pre = &req->pre;
+    free(pre->reply);
+    memset(pre, 0, sizeof *pre);
+    pre->kind = VZ_UPCALL_FORWARD;
+    vz_strlcpy(pre->service, service, sizeof pre->service);
+    vz_strlcpy(pre->method, method, sizeof pre->method);
+    vz_strlcpy(pre->id, req->request_id, sizeof pre->id);
+    vz_strlcpy(pre->traceparent, req->traceparent, sizeof pre->traceparent);
+    pre->timeout_ms = timeout_ms;
+    pre->idempotent = idempotent;
+    pre->body = req->pre_body;
+    pre->body_len = body_len;
+    pre->done = done;
+    pre->arg = req;
+    return vz_upstream_submit(req->gw->upstream, pre) == 0;
+}
+
+//  Every scope the route needs must be among the granted ones.
+static const char *s_missing_scope(const char *needed, const char *granted, char *buf, size_t n)
+{
+    for (const char *p = needed; *p;) {
+        p += strspn(p, " ");
+        size_t len = strcspn(p, " ");
+        if (!len)
+            break;
+        bool found = false;
+        for (const char *g = granted; *g && !found;) {
+            g += strspn(g, " ");
+            size_t glen = strcspn(g, " ");
+            found = glen == len && strncmp(g, p, len) == 0;
+            g += glen;
+        }
+        if (!found) {
+            snprintf(buf, n, "%.*s", (int)len, p);
+            return buf;
+        }
+        p += len;
+    }
+    return NULL;
+}
+
+//  STEP_AUTH: 0 = authenticated (or nothing needed), 1 = waiting for a
+//  call or the JWKS (someone else continues), -1 = answered.
+static int s_auth_step(vz_gateway_t *gw, gw_req_t *req)
+{
+    const vz_route_t *route = req->match.route;
+    if (route->auth == VZ_AUTH_NONE || req->cred_kind == CRED_NONE)
+        return 0;
+    const char *method = req->cred_kind == CRED_BEARER ? "jwt" : "api_key";
+    if (!req->authed && req->cred_kind == CRED_BEARER) {
+        req->waiter.fn = s_on_jwks;
+        req->waiter.arg = req;
+        int rc = vz_edge_jwt_verify(gw->edge, req->cred, strlen(req->cred), &req->id, &req->waiter);
+        if (rc == VZ_EDGE_EWAIT)
+            return 1; //  req may already be answered: do not touch it
+        if (rc == VZ_EDGE_EUNAVAIL) {
+            s_auth_outcome(req, method, "unavailable");
+            s_error(req, 503, VZ_ERR_UNAVAILABLE, "authentication keys unavailable");
+            req->retry_after = 1;
+            return -1;
+        }
+        if (rc < 0) {
+            s_auth_outcome(req, method, rc == VZ_JWT_EEXPIRED ? "expired" : "invalid");
+            char message[96];
+            snprintf(message, sizeof message, "invalid token: %s", vz_jwt_strerror(rc));
+            req->www_authenticate = true;
+            s_error(req, 401, "unauthorized", message);
+            return -1;
+        }
+        req->authed = true;
+    } else if (!req->authed) {
+        bool valid = false;
+        vz_edge_identity_t id;
+        if (!vz_edge_apikey_lookup(gw->edge, req->cred, &valid, &id)) {
+            size_t len = 0;
+            free(req->pre_body);
+            req->pre_body = vz_edge_apikey_request(req->cred, &len);
+            if (!s_pre_call(req, "auth", "api_key_verify", len, gw->config.auth_timeout_ms, true,
+                            s_on_apikey)) {
+                s_error(req, 503, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
+                req->retry_after = 1;
+                return -1;
+            }
+            return 1;
+        }
+        if (!valid) {
+            s_auth_outcome(req, method, "invalid");
+            req->www_authenticate = true;
+            s_error(req, 401, "unauthorized", "invalid API key");
+            return -1;
+        }
+        req->id = id;
+        req->authed = true;
+    }
+    char scope[VZ_NAME_MAX], message[VZ_NAME_MAX + 32];
+    if (s_missing_scope(route->scopes, req->id.scope, scope, sizeof scope)) {
+        s_auth_outcome(req, method, "forbidden");
+        snprintf(message, sizeof message, "missing scope: %s", scope);
+        s_error(req, 403, "access_denied", message);
+        return -1;
+    }
+    s_auth_outcome(req, method, "ok");
+    return 0;
+}
+
+//  A decision from the limiter or the local bucket: count, keep the
+//  headers, 429 when denied. false = answered.
+static bool s_rate_decide(gw_req_t *req, const vz_edge_rate_t *rl, const char *source)
+{
+    req->rl = *rl;
+    req->rl_have = true;
+    char labels[64];
+    snprintf(labels, sizeof labels, "decision=%s,source=%s", rl->allowed ? "allowed" : "denied",
+             source);
+    s_count(req->gw, "vz_gateway_ratelimit_total", "Rate-limit decisions, by decision and source",
+            labels);
+    if (rl->allowed)
+        return true;
+    s_error(req, 429, "too_many_requests", "rate limit exceeded; retry later");
+    req->retry_after = rl->retry_after > 0 ? (int)rl->retry_after : 1;
+    return false;
+}
+
+//  The limiter did not answer in time (or not usefully): the configured
+//  failure policy decides.
+static bool s_rate_fallback(gw_req_t *req, const char *reason)
+{
+    vz_gateway_t *gw = req->gw;
+    char labels[64];
+    snprintf(labels, sizeof labels, "reason=%s,policy=%s", reason,
+             gw->config.rl_fail_open ? "open" : "closed");
+    s_count(gw, "vz_gateway_ratelimit_fallback_total",
+            "Rate-limit checks the limiter did not answer in time, by reason and policy", labels);
+    if (!gw->config.rl_fail_open) {
+        s_count(gw, "vz_gateway_ratelimit_total", "Rate-limit decisions, by decision and source",
+                "decision=denied,source=closed");
+        s_error(req, 503, "rate_limit_unavailable", "rate limiter unavailable; try again later");
+        req->retry_after = 1;
+        return false;
+    }
+    vz_edge_rate_t rl;
+    const char *caller = req->id.kid[0] ? req->id.kid : req->id.sub[0] ? req->id.sub : req->client_ip;
+    vz_edge_local_take(gw->edge, caller, req->authed ? req->id.tier : "anonymous", &rl);
+    return s_rate_decide(req, &rl, "local");
+}
+
+static void s_on_rate(vz_upcall_t *pre)
+{
+    gw_req_t *req = pre->arg;
+    vz_edge_rate_t rl;
+    bool go;
+    if (pre->result == VZ_UPCALL_REPLY && vz_edge_rate_decode(pre->reply, pre->reply_len, &rl) == 0)
+        go = s_rate_decide(req, &rl, "limiter");
+    else
+        go = s_rate_fallback(req, pre->result == VZ_UPCALL_REPLY ? "malformed"
+                                                                : s_code_label(pre->error_code));
+    free(pre->reply);
+    pre->reply = NULL;
+    if (!go) {
+        s_finish(req);
+        return;
+    }
+    req->step = STEP_FORWARD;
+    s_advance(req);
+}
+
+//  STEP_RATE: 0 = go on, 1 = waiting for the limiter, -1 = answered.
+static int s_rate_step(vz_gateway_t *gw, gw_req_t *req)
+{
+    const vz_route_t *route = req->match.route;
+    if (!route->rate_class[0])
+        return 0;
+    size_t len = 0;
+    free(req->pre_body);
+    req->pre_body = vz_edge_rate_request(req->client_ip, req->authed ? req->id.sub : "",
+                                         req->authed ? req->id.kid : "",
+                                         req->authed ? req->id.tier : "anonymous", route->name,
+                                         &len);
+    //  Not idempotent: a check consumes, so it is never retried.
+    if (s_pre_call(req, "ratelimit", "check", len, gw->config.rl_timeout_ms, false, s_on_rate))
+        return 1;
+    return s_rate_fallback(req, VZ_ERR_UNAVAILABLE) ? 0 : -1;
+}
+
+//  STEP_FORWARD: breaker, then the call itself.
+static void s_forward_step(vz_gateway_t *gw, gw_req_t *req)
+{
+    const vz_route_t *route = req->match.route;
+    //  The JWKS route is answered from the cache while there is one.
+    if (strcmp(route->service, "auth") == 0 && strcmp(route->call, "jwks") == 0) {
+        size_t len = 0;
+        char *doc = vz_edge_jwks_document(gw->edge, &len);
+        if (doc) {
+            s_set_body(req, 200, CTYPE_JSON, doc, len);
+            s_finish(req);
+            return;
+        }
+    }
+    vz_breaker_t *breaker = vz_breakers_get(gw->breakers, route->service);
+    int retry_after = 1;
+    if (!vz_breaker_allow(breaker, vz_now_ms(), &retry_after)) {
+        s_error(req, 503, "circuit_open", "upstream is failing; try again later");
+        req->retry_after = retry_after;
+        s_finish(req);
+        return;
+    }
+    req->breaker = breaker;
+    vz_upcall_t *call = &req->call;
+    memset(call, 0, sizeof *call);
+    call->kind = VZ_UPCALL_FORWARD;
+    vz_strlcpy(call->service, route->service, sizeof call->service);
+    vz_strlcpy(call->method, route->call, sizeof call->method);
+    call->timeout_ms = route->timeout_ms > 0 ? route->timeout_ms : gw->config.timeout_ms;
+    call->idempotent = route->retry;
+    s_build_ctx(req);
+    s_submit(gw, req);
+}
+
+//  Any thread, connection suspended: run the steps that finish at once
+//  (cached JWKS, cached API key, no rate class) and stop at the first that
+//  waits for a call; its completion on the reactor calls this again. So no
+//  HTTP thread ever waits on the network, and each step is chained in
+//  the reactor (auth -> ratelimit.check -> forward).
+static void s_advance(gw_req_t *req)
+{
+    vz_gateway_t *gw = req->gw;
+    int rc = 0;
+    if (req->step == STEP_AUTH) {
+        rc = s_auth_step(gw, req);
+        if (rc == 0)
+            req->step = STEP_RATE;
+    }
+    if (rc == 0 && req->step == STEP_RATE) {
+        rc = s_rate_step(gw, req);
+        if (rc == 0)
+            req->step = STEP_FORWARD;
+    }
+    if (rc > 0)
+        return;
+    if (rc < 0) {
+        s_finish(req);
+        return;
+    }
+    s_forward_step(gw, req);
 }
 
 // --------------------------------------------------------------------------
@@ -536,15 +895,55 @@ static bool s_word_in(const char *word, const char *list)
     return false;
 }
 
-//  Authentication at the edge. Until JWT verification and API-key checks
-//  are wired in, a route that needs a credential refuses everyone.
+//  Authentication at the edge, first part (headers only, HTTP thread):
+//  is the credential the route needs there and well formed? Verifying it
+//  happens once the body is in (s_auth_step), where it may wait.
 static void s_authenticate(gw_req_t *req)
 {
     const vz_route_t *route = req->match.route;
     if (route->auth == VZ_AUTH_NONE)
         return;
-    req->reject = 401;
-    req->reject_detail = "authentication required";
+    bool want_jwt = route->auth == VZ_AUTH_JWT || route->auth == VZ_AUTH_ANY;
+    bool want_key = route->auth == VZ_AUTH_API_KEY || route->auth == VZ_AUTH_ANY;
+    const char *authz =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *key = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-API-Key");
+    if (want_jwt && authz && strncasecmp(authz, "Bearer ", 7) == 0) {
+        const char *token = authz + 7;
+        token += strspn(token, " ");
+        size_t len = strlen(token);
+        //  base64url parts and dots only; vz_jwt checks the rest.
+        if (len == 0 || len > VZ_JWT_TOKEN_MAX ||
+            strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") !=
+                len) {
+            s_auth_outcome(req, "jwt", "invalid");
+            req->reject = 401;
+            req->reject_detail = "malformed bearer token";
+            return;
+        }
+        req->cred_kind = CRED_BEARER;
+        req->cred = strdup(token);
+    } else if (want_key && key) {
+        size_t len = strlen(key);
+        if (len == 0 || len >= VZ_EDGE_APIKEY_MAX ||
+            strspn(key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~+/=") !=
+                len) {
+            s_auth_outcome(req, "api_key", "invalid");
+            req->reject = 401;
+            req->reject_detail = "malformed API key";
+            return;
+        }
+        req->cred_kind = CRED_APIKEY;
+        req->cred = strdup(key);
+    } else {
+        s_auth_outcome(req, "none", "missing");
+        req->reject = 401;
+        req->reject_detail = route->auth == VZ_AUTH_API_KEY ? "X-API-Key required"
+                             : route->auth == VZ_AUTH_JWT   ? "bearer token required"
+                                                            : "authentication required";
+        return;
+    }
+    assert(req->cred);
 }
 
 //  Central checks that need only the headers, in order: route (404),
@@ -733,7 +1132,8 @@ static void s_body_append(vz_gateway_t *gw, gw_req_t *req, const char *data, siz
     req->body_len += len;
 }
 
-//  Checks that need the whole body, then the breaker; true = go upstream.
+//  Checks that need the whole body; true = go on (auth, rate limit,
+//  breaker and the call follow in s_advance).
 static bool s_check_body(vz_gateway_t *gw, gw_req_t *req)
 {
     const vz_route_t *route = req->match.route;
@@ -747,14 +1147,6 @@ static bool s_check_body(vz_gateway_t *gw, gw_req_t *req)
         }
         vz_json_destroy(&doc);
     }
-    vz_breaker_t *breaker = vz_breakers_get(gw->breakers, route->service);
-    int retry_after = 1;
-    if (!vz_breaker_allow(breaker, vz_now_ms(), &retry_after)) {
-        req->reject = 503;
-        req->retry_after = retry_after;
-        return false;
-    }
-    req->breaker = breaker;
     return true;
 }
 
@@ -793,10 +1185,17 @@ static enum MHD_Result s_on_access(void *cls, struct MHD_Connection *conn, const
             s_preflight(gw, req);
         else if (!req->reject && req->local && req->local->fn)
             req->local->fn(gw, req);
-        else if (!req->reject && (req->local || s_check_body(gw, req))) {
-            //  Suspended now: the reactor may already be writing req, so
-            //  leave it alone until libmicrohttpd calls again after resume.
-            s_forward(gw, req);
+        else if (!req->reject && req->local) {
+            s_forward_local(gw, req);
+            return MHD_YES;
+        } else if (!req->reject && s_check_body(gw, req)) {
+            //  Suspend before anything can be submitted: from now on the
+            //  reactor may write req, so leave it alone until libmicrohttpd
+            //  calls again after the resume.
+            req->state = REQ_WAITING;
+            req->step = STEP_AUTH;
+            MHD_suspend_connection(conn);
+            s_advance(req);
             return MHD_YES;
         }
         if (req->reject)
@@ -851,6 +1250,9 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
 
     free(req->resp);
     free(req->call.reply);
+    free(req->pre.reply);
+    free(req->pre_body);
+    free(req->cred);
     free(req->body);
     vz_routes_unref(&req->table);
     free(req);
@@ -914,9 +1316,9 @@ static void s_load_openapi(vz_gateway_t *self)
 }
 
 vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_routes_t **routes_p,
-                             vz_upstream_t *upstream, vz_metrics_t *metrics)
+                             vz_upstream_t *upstream, vz_edge_t *edge, vz_metrics_t *metrics)
 {
-    assert(config && routes_p && *routes_p && upstream && metrics);
+    assert(config && routes_p && *routes_p && upstream && edge && metrics);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)config->port)};
     if (inet_pton(AF_INET, config->addr, &sa.sin_addr) != 1) {
         errno = EINVAL;
@@ -926,6 +1328,7 @@ vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_routes_t **ro
     assert(self);
     self->config = *config;
     self->upstream = upstream;
+    self->edge = edge;
     self->metrics = metrics;
     self->quiesced_fd = -1;
     pthread_mutex_init(&self->routes_lock, NULL);

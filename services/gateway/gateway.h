@@ -4,8 +4,10 @@
  *  The gateway's own routes (probes, metrics, OpenAPI) live in a static
  *  const table; service routes come from the reloadable route table
  *  (routes.h). Central checks (route, method, URL length, body size, media
- *  type, JSON syntax, authentication, circuit breaker) run before any
- *  handler. Local routes answer on the HTTP thread; upstream routes suspend
+ *  type, JSON syntax, credential present) run before any handler; then,
+ *  with the connection suspended, the chain of s_advance: authentication
+ *  (JWT against the cached JWKS, or X-API-Key through auth.api_key_verify
+ *  and a cache), ratelimit.check, circuit breaker, the call itself. Local routes answer on the HTTP thread; upstream routes suspend
  *  the connection and hand a vz_upcall_t to the upstream reactor, which
  *  resumes the connection when the call is done. Every response carries
  *  X-Request-Id and traceparent; every request gets one access-log line.
@@ -18,6 +20,7 @@
 
 #include <stdbool.h>
 #include "breaker.h"
+#include "edge.h"
 #include "routes.h"
 #include "upstream.h"
 #include "vz_metrics.h"
@@ -36,16 +39,19 @@ typedef struct {
     char cors_origins[512];         //  allowed Origins, comma-separated; "*" = any; "" = CORS off
     char openapi_path[VZ_PATH_MAX]; //  OpenAPI document served at /v1/openapi.yaml
     vz_breaker_config_t breaker;    //  per-upstream circuit breakers
+    int auth_timeout_ms;            //  deadline of auth.api_key_verify
+    int rl_timeout_ms;              //  deadline of ratelimit.check
+    bool rl_fail_open;              //  limiter silent: local bucket (true) or 503 (false)
 } vz_gateway_config_t;
 
 typedef struct vz_gateway_t vz_gateway_t;
 
-//  Start listening with the route table *routes_p (taken). upstream and
-//  metrics are borrowed and must outlive the gateway. NULL (errno set)
+//  Start listening with the route table *routes_p (taken). upstream, edge
+//  and metrics are borrowed and must outlive the gateway. NULL (errno set)
 //  when the address is invalid or the bind fails. An unreadable OpenAPI
 //  document is not fatal: /v1/openapi.yaml then answers 404.
 vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_routes_t **routes_p,
-                             vz_upstream_t *upstream, vz_metrics_t *metrics);
+                             vz_upstream_t *upstream, vz_edge_t *edge, vz_metrics_t *metrics);
 //  Install a route table (takes the reference; any thread). Requests in
 //  flight keep the table they started with.
 void vz_gateway_set_routes(vz_gateway_t *self, vz_routes_t **routes_p);

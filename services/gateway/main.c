@@ -23,6 +23,8 @@ typedef struct {
     int grace_ms;             //  local wait past an upstream deadline
     char routes[VZ_PATH_MAX]; //  route table file, "" = search the default places
     int retry_budget_pct;     //  retries as a share of first attempts
+    vz_edge_config_t edge;    //  JWT, API keys, fail-open buckets
+    char rl_failure[16];      //  open | closed
 } gw_config_t;
 
 static const vz_cfg_item_t s_items[] = {
@@ -71,6 +73,37 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_BREAKER_COOLDOWN_MS", "gateway/breaker/cooldown",
                 VZ_CFG_MS, "5000", 10, 600000, http.breaker.cooldown_ms,
                 "breaker: open time before half-open probes"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_JWT_ISSUER", "gateway/jwt/issuer", VZ_CFG_STR,
+                "http://127.0.0.1:8080", 0, 0, edge.issuer, "required JWT iss (auth's VZ_AUTH_ISSUER)"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_JWT_AUDIENCE", "gateway/jwt/audience", VZ_CFG_STR,
+                "vizmesh", 0, 0, edge.audience, "required JWT aud (auth's VZ_AUTH_AUDIENCE)"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_JWT_LEEWAY_S", "gateway/jwt/leeway", VZ_CFG_INT, "30", 0,
+                300, edge.leeway_s, "clock skew allowed on exp/nbf/iat, seconds"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_JWKS_REFRESH_MS", "gateway/jwks/refresh", VZ_CFG_MS,
+                "5m", 1000, 86400000, edge.refresh_ms, "JWKS background refresh period"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_JWKS_MIN_INTERVAL_MS", "gateway/jwks/min_interval",
+                VZ_CFG_MS, "10s", 10, 3600000, edge.min_interval_ms,
+                "least time between JWKS fetches (unknown kid, retries)"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_TOKEN_CACHE", "gateway/jwt/cache", VZ_CFG_INT, "1024", 0,
+                1000000, edge.token_cache, "verified-token cache slots; 0 = off"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_AUTH_TIMEOUT_MS", "gateway/auth/timeout", VZ_CFG_MS,
+                "1s", 10, 60000, edge.fetch_timeout_ms, "deadline of auth.jwks and auth.api_key_verify"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_APIKEY_TTL_MS", "gateway/apikey/ttl", VZ_CFG_MS, "30s", 0,
+                3600000, edge.apikey_ttl_ms, "valid API-key answers cached this long"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_APIKEY_NEGATIVE_MS", "gateway/apikey/negative_ttl",
+                VZ_CFG_MS, "5s", 0, 3600000, edge.apikey_negative_ms,
+                "unknown or revoked API keys cached this long"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_APIKEY_CACHE_MAX", "gateway/apikey/cache_max", VZ_CFG_INT,
+                "10000", 1, 10000000, edge.apikey_cache_max, "API-key cache entries at most"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RATELIMIT_TIMEOUT_MS", "gateway/ratelimit/timeout",
+                VZ_CFG_MS, "100", 1, 10000, http.rl_timeout_ms,
+                "deadline of ratelimit.check; then the failure policy applies"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RATELIMIT_FAILURE", "gateway/ratelimit/failure",
+                VZ_CFG_STR, "open", 0, 0, rl_failure,
+                "limiter silent: open (local per-replica bucket) or closed (503)"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RATELIMIT_LOCAL_LIMIT", "gateway/ratelimit/local_limit",
+                VZ_CFG_INT, "100", 1, 100000000, edge.local_limit,
+                "fail-open: anonymous requests a minute per replica (free x10, premium x100)"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_BREAKER_PROBES", "gateway/breaker/probes", VZ_CFG_INT, "1",
                 1, 100, http.breaker.probes, "breaker: calls let through at once when half-open"),
 };
@@ -104,6 +137,7 @@ static void s_default_file(const char *rel, char *out, size_t n)
 typedef struct {
     vz_daemon_t *daemon;     //  common settings, admin port, readiness
     vz_upstream_t *upstream; //  broker client (this thread)
+    vz_edge_t *edge;         //  JWKS and caches
     vz_gateway_t *gateway;   //  HTTP front
     bool ready;              //  last readiness we announced
     int64_t drain_until;     //  0 = not draining; else when to give up on in-flight
@@ -186,6 +220,22 @@ int main(int argc, char **argv)
     if (!config.http.openapi_path[0])
         s_default_file("docs/openapi.yaml", config.http.openapi_path,
                        sizeof config.http.openapi_path);
+    if (strcmp(config.rl_failure, "open") != 0 && strcmp(config.rl_failure, "closed") != 0) {
+        vz_error(NULL, "invalid configuration", "setting", "VZ_GATEWAY_RATELIMIT_FAILURE", "value",
+                 config.rl_failure, "expected", "open or closed");
+        vz_daemon_destroy(&app.daemon);
+        return VZ_EXIT_PERMANENT;
+    }
+    config.http.rl_fail_open = strcmp(config.rl_failure, "open") == 0;
+    config.http.auth_timeout_ms = config.edge.fetch_timeout_ms;
+    if (strcmp(config.rl_failure, "open") != 0 && strcmp(config.rl_failure, "closed") != 0) {
+        vz_error(NULL, "invalid configuration", "setting", "VZ_GATEWAY_RATELIMIT_FAILURE", "value",
+                 config.rl_failure, "expected", "open or closed");
+        vz_daemon_destroy(&app.daemon);
+        return VZ_EXIT_PERMANENT;
+    }
+    config.http.rl_fail_open = strcmp(config.rl_failure, "open") == 0;
+    config.http.auth_timeout_ms = config.edge.fetch_timeout_ms;
     char err[256];
     vz_routes_t *routes =
         vz_routes_load(config.routes[0] ? config.routes : "configs/routes.cfg", err, sizeof err);
@@ -212,13 +262,15 @@ int main(int argc, char **argv)
         vz_daemon_destroy(&app.daemon);
         return VZ_EXIT_TEMPORARY;
     }
-    app.gateway =
-        vz_gateway_new(&config.http, &routes, app.upstream, vz_daemon_metrics(app.daemon));
+    app.edge = vz_edge_new(&config.edge, app.upstream, vz_daemon_metrics(app.daemon));
+    app.gateway = vz_gateway_new(&config.http, &routes, app.upstream, app.edge,
+                                 vz_daemon_metrics(app.daemon));
     vz_routes_unref(&routes); //  taken on success; still ours on failure
     if (!app.gateway) {
         vz_error(NULL, "unable to listen on public HTTP port", "addr", config.http.addr, "reason",
                  strerror(errno));
         vz_upstream_destroy(&app.upstream);
+        vz_edge_destroy(&app.edge);
         vz_daemon_destroy(&app.daemon);
         return VZ_EXIT_TEMPORARY;
     }
@@ -229,6 +281,7 @@ int main(int argc, char **argv)
     zloop_t *loop = zloop_new();
     zloop_set_nonstop(loop, true); //  s_on_tick ends the loop, after draining
     vz_upstream_attach(app.upstream, loop);
+    vz_edge_attach(app.edge, loop);
     zloop_timer(loop, TICK_MS, 0, s_on_tick, &app);
     //  A signal interrupting the poll ends zloop_start even in nonstop mode;
     //  go round again until the drain is over.
@@ -241,6 +294,7 @@ int main(int argc, char **argv)
     vz_upstream_close(app.upstream);
     vz_gateway_destroy(&app.gateway);
     vz_upstream_destroy(&app.upstream);
+    vz_edge_destroy(&app.edge);
     vz_info(NULL, "stopped");
     vz_daemon_destroy(&app.daemon);
     return VZ_EXIT_OK;

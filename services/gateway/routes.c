@@ -285,6 +285,14 @@ static int s_parse_route(zconfig_t *node, vz_route_t *r, char *err, size_t errle
             s_err(err, errlen, "route %s: bad or too many headers", name);
             return -1;
         }
+        //  The gateway consumes the credential of an authenticated route:
+        //  services get the verified identity, never the raw secret.
+        if (r->auth != VZ_AUTH_NONE &&
+            (strcmp(tok, "authorization") == 0 || strcmp(tok, "x-api-key") == 0)) {
+            s_err(err, errlen, "route %s: %s is consumed by the gateway on auth routes", name,
+                  tok);
+            return -1;
+        }
         vz_strlcpy(r->headers[r->header_count++], tok, VZ_CTX_KEY_MAX);
     }
     return 0;

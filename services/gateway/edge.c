@@ -1,0 +1,641 @@
+/*  edge - authentication and rate-limit state of the gateway
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include "edge.h"
+
+#include <assert.h>
+#include <math.h>
+#include <msgpack.h>
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vz_log.h"
+#include "vz_proto.h"
+
+#define LOCAL_MAX 100000 //  fail-open buckets kept at most
+#define TIMER_MAX_MS 1000
+
+//  One fetched key set with its document; refcounted so a verify on an
+//  HTTP thread keeps it alive while the reactor swaps in a newer one.
+typedef struct {
+    atomic_int refs;      //  holders
+    vz_jwt_keyset_t *set; //  parsed keys
+    char *doc;            //  the JWKS document as fetched
+    size_t doc_len;       //  its length
+} s_keys_t;
+
+typedef struct {
+    uint8_t digest[SHA256_DIGEST_LENGTH]; //  SHA-256 of the token
+    uint64_t gen;                         //  key-set generation it was verified with; 0 = empty
+    vz_edge_identity_t id;                //  what it says
+} s_token_slot_t;
+
+typedef struct {
+    bool valid;            //  the auth service's answer
+    vz_edge_identity_t id; //  when valid
+    int64_t expires_ms;    //  drop after
+} s_apikey_t;
+
+typedef struct {
+    double tokens;   //  left
+    int64_t last_ms; //  last refill
+} s_bucket_t;
+
+struct vz_edge_t {
+    vz_edge_config_t config;      //  copy
+    vz_upstream_t *upstream;      //  borrowed
+    pthread_mutex_t lock;         //  guards everything below except the series
+    s_keys_t *keys;               //  current key set, NULL before the first fetch
+    vz_jwt_keyset_t *empty;       //  an empty set: checks format and alg when no keys yet
+    uint64_t gen;                 //  bumped on every new key set
+    int64_t fetched_ms;           //  last good fetch, 0 = never
+    int64_t attempt_ms;           //  last fetch started, 0 = never
+    int64_t failed_ms;            //  last fetch failed at, 0 = last one succeeded
+    bool fetching;                //  fetch in flight
+    vz_upcall_t fetch;            //  the one fetch call
+    vz_edge_waiter_t *waiters;    //  requests waiting for it
+    s_token_slot_t *tokens;       //  verified-token cache, config.token_cache slots
+    zhashx_t *apikeys;            //  hex digest -> s_apikey_t
+    zhashx_t *buckets;            //  "tier|caller" -> s_bucket_t
+    vz_series_t *jwks_age;        //  vz_gateway_jwks_age_seconds
+    vz_series_t *jwks_keys;       //  vz_gateway_jwks_keys
+    vz_series_t *fetch_ok;        //  vz_gateway_jwks_fetches_total{result="ok"}
+    vz_series_t *fetch_err;       //  idem, result="error"
+    vz_series_t *token_hits;      //  vz_gateway_token_cache_total{result="hit"}
+    vz_series_t *token_misses;    //  idem, "miss"
+    vz_series_t *apikey_hits;     //  vz_gateway_apikey_cache_total{result="hit"}
+    vz_series_t *apikey_misses;   //  idem, "miss"
+};
+
+static void s_keys_unref(s_keys_t **keys_p)
+{
+    s_keys_t *keys = *keys_p;
+    *keys_p = NULL;
+    if (!keys || atomic_fetch_sub(&keys->refs, 1) != 1)
+        return;
+    vz_jwt_keyset_destroy(&keys->set);
+    free(keys->doc);
+    free(keys);
+}
+
+static void s_hex(const uint8_t *d, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[d[i] >> 4];
+        out[2 * i + 1] = digits[d[i] & 0xf];
+    }
+    out[2 * n] = '\0';
+}
+
+vz_edge_t *vz_edge_new(const vz_edge_config_t *config, vz_upstream_t *upstream,
+                       vz_metrics_t *metrics)
+{
+    assert(config && upstream && metrics);
+    vz_edge_t *self = calloc(1, sizeof *self);
+    assert(self);
+    self->config = *config;
+    self->upstream = upstream;
+    pthread_mutex_init(&self->lock, NULL);
+    self->empty = vz_jwt_keyset_new();
+    assert(self->empty);
+    if (config->token_cache > 0) {
+        self->tokens = calloc((size_t)config->token_cache, sizeof *self->tokens);
+        assert(self->tokens);
+    }
+    self->apikeys = zhashx_new();
+    zhashx_set_destructor(self->apikeys, (zhashx_destructor_fn *)zstr_free);
+    self->buckets = zhashx_new();
+    zhashx_set_destructor(self->buckets, (zhashx_destructor_fn *)zstr_free);
+    self->jwks_age = vz_metrics_gauge(metrics, "vz_gateway_jwks_age_seconds",
+                                      "Age of the cached JWKS; -1 before the first fetch", NULL);
+    vz_series_set(self->jwks_age, -1);
+    self->jwks_keys =
+        vz_metrics_gauge(metrics, "vz_gateway_jwks_keys", "Keys in the cached JWKS", NULL);
+    const char *fetch_help = "JWKS fetches from auth.jwks, by result";
+    self->fetch_ok = vz_metrics_counter(metrics, "vz_gateway_jwks_fetches_total", fetch_help,
+                                        "result=ok");
+    self->fetch_err = vz_metrics_counter(metrics, "vz_gateway_jwks_fetches_total", fetch_help,
+                                         "result=error");
+    const char *token_help = "Verified-token cache lookups, by result";
+    self->token_hits =
+        vz_metrics_counter(metrics, "vz_gateway_token_cache_total", token_help, "result=hit");
+    self->token_misses =
+        vz_metrics_counter(metrics, "vz_gateway_token_cache_total", token_help, "result=miss");
+    const char *apikey_help = "API-key cache lookups, by result";
+    self->apikey_hits =
+        vz_metrics_counter(metrics, "vz_gateway_apikey_cache_total", apikey_help, "result=hit");
+    self->apikey_misses =
+        vz_metrics_counter(metrics, "vz_gateway_apikey_cache_total", apikey_help, "result=miss");
+    return self;
+}
+
+void vz_edge_destroy(vz_edge_t **self_p)
+{
+    assert(self_p);
+    vz_edge_t *self = *self_p;
+    if (!self)
+        return;
+    s_keys_unref(&self->keys);
+    vz_jwt_keyset_destroy(&self->empty);
+    free(self->fetch.reply);
+    free(self->tokens);
+    zhashx_destroy(&self->apikeys);
+    zhashx_destroy(&self->buckets);
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+    *self_p = NULL;
+}
+
+// --------------------------------------------------------------------------
+//  JWKS
+
+static void s_fetch_done(vz_upcall_t *call);
+
+//  Lock held: prepare the fetch; the caller submits it after unlocking.
+static void s_fetch_begin_locked(vz_edge_t *self)
+{
+    self->fetching = true;
+    self->attempt_ms = vz_now_ms();
+    vz_upcall_t *call = &self->fetch;
+    free(call->reply);
+    memset(call, 0, sizeof *call);
+    call->kind = VZ_UPCALL_FORWARD;
+    vz_strlcpy(call->service, "auth", sizeof call->service);
+    vz_strlcpy(call->method, "jwks", sizeof call->method);
+    call->timeout_ms = self->config.fetch_timeout_ms;
+    call->idempotent = true;
+    call->done = s_fetch_done;
+    call->arg = self;
+}
+
+static void s_fetch_submit(vz_edge_t *self)
+{
+    if (vz_upstream_submit(self->upstream, &self->fetch) < 0) {
+        //  Only after vz_upstream_close: end it here, on this thread.
+        self->fetch.result = VZ_UPCALL_ERROR;
+        vz_strlcpy(self->fetch.error_code, VZ_ERR_UNAVAILABLE, sizeof self->fetch.error_code);
+        s_fetch_done(&self->fetch);
+    }
+}
+
+static void s_fetch_done(vz_upcall_t *call)
+{
+    vz_edge_t *self = call->arg;
+    vz_jwt_keyset_t *set = NULL;
+    if (call->result == VZ_UPCALL_REPLY && call->reply_len > 0)
+        set = vz_jwt_keyset_from_jwks((const char *)call->reply, call->reply_len);
+    s_keys_t *fresh = NULL;
+    if (set && vz_jwt_keyset_size(set) > 0) {
+        fresh = calloc(1, sizeof *fresh);
+        assert(fresh);
+        atomic_init(&fresh->refs, 1);
+        fresh->set = set;
+        fresh->doc = (char *)call->reply; //  NUL-terminated by upstream.c
+        fresh->doc_len = call->reply_len;
+        call->reply = NULL;
+        set = NULL;
+    }
+    vz_jwt_keyset_destroy(&set);
+    free(call->reply);
+    call->reply = NULL;
+
+    int64_t now = vz_now_ms();
+    pthread_mutex_lock(&self->lock);
+    s_keys_t *old = NULL;
+    if (fresh) {
+        old = self->keys;
+        self->keys = fresh;
+        self->gen++;
+        self->fetched_ms = now;
+        self->failed_ms = 0;
+    } else
+        self->failed_ms = now;
+    self->fetching = false;
+    vz_edge_waiter_t *waiters = self->waiters;
+    self->waiters = NULL;
+    size_t count = self->keys ? vz_jwt_keyset_size(self->keys->set) : 0;
+    pthread_mutex_unlock(&self->lock);
+    s_keys_unref(&old);
+
+    if (fresh) {
+        vz_series_inc(self->fetch_ok);
+        vz_series_set(self->jwks_keys, (double)count);
+        vz_series_set(self->jwks_age, 0);
+    } else {
+        vz_series_inc(self->fetch_err);
+        vz_warn(NULL, "unable to fetch JWKS: keeping the cached keys", "reason",
+                call->result == VZ_UPCALL_ERROR ? call->error_code : "invalid JWKS document");
+    }
+    //  fn may free the waiter (the request completes), so read next first.
+    for (vz_edge_waiter_t *w = waiters, *next; w; w = next) {
+        next = w->next;
+        w->fn(w);
+    }
+}
+
+static int s_on_timer(zloop_t *loop, int timer_id, void *arg)
+{
+    vz_edge_t *self = arg;
+    int64_t now = vz_now_ms();
+    bool start = false;
+    pthread_mutex_lock(&self->lock);
+    if (self->fetched_ms)
+        vz_series_set(self->jwks_age, (double)(now - self->fetched_ms) / 1000.0);
+    bool spaced = now - self->attempt_ms >= self->config.min_interval_ms;
+    bool stale = !self->keys || now - self->fetched_ms >= self->config.refresh_ms;
+    if (!self->fetching && spaced && stale) {
+        s_fetch_begin_locked(self);
+        start = true;
+    }
+    pthread_mutex_unlock(&self->lock);
+    if (start)
+        s_fetch_submit(self);
+    return 0;
+}
+
+int vz_edge_attach(vz_edge_t *self, zloop_t *loop)
+{
+    assert(self && loop);
+    int period = self->config.min_interval_ms < TIMER_MAX_MS ? self->config.min_interval_ms
+                                                             : TIMER_MAX_MS;
+    if (zloop_timer(loop, (size_t)(period > 10 ? period : 10), 0, s_on_timer, self) < 0)
+        return -ENOMEM;
+    s_on_timer(loop, 0, self);
+    return 0;
+}
+
+char *vz_edge_jwks_document(vz_edge_t *self, size_t *len_p)
+{
+    assert(self && len_p);
+    char *copy = NULL;
+    pthread_mutex_lock(&self->lock);
+    if (self->keys) {
+        copy = malloc(self->keys->doc_len + 1);
+        assert(copy);
+        memcpy(copy, self->keys->doc, self->keys->doc_len + 1);
+        *len_p = self->keys->doc_len;
+    }
+    pthread_mutex_unlock(&self->lock);
+    return copy;
+}
+
+static void s_identity_from(const vz_jwt_claims_t *c, vz_edge_identity_t *id)
+{
+    memset(id, 0, sizeof *id);
+    //  Client-credentials tokens carry client_id (RFC 9068): contract B "oauth".
+    id->auth = c->client_id[0] ? "oauth" : "jwt";
+    vz_strlcpy(id->sub, c->sub, sizeof id->sub);
+    vz_strlcpy(id->scope, c->scope, sizeof id->scope);
+    //  Only the paid tier is taken from the token; anything else is free.
+    vz_strlcpy(id->tier, strcmp(c->tier, "premium") == 0 ? "premium" : "free", sizeof id->tier);
+    id->exp = c->exp;
+}
+
+static s_token_slot_t *s_slot(vz_edge_t *self, const uint8_t *digest)
+{
+    uint64_t h;
+    memcpy(&h, digest, sizeof h);
+    return &self->tokens[h % (uint64_t)self->config.token_cache];
+}
+
+int vz_edge_jwt_verify(vz_edge_t *self, const char *token, size_t len, vz_edge_identity_t *id,
+                       vz_edge_waiter_t *waiter)
+{
+    assert(self && token && id);
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    int64_t now_s = vz_now_ms() / 1000;
+    if (self->tokens) {
+        SHA256((const unsigned char *)token, len, digest);
+        pthread_mutex_lock(&self->lock);
+        s_token_slot_t *slot = s_slot(self, digest);
+        bool hit = slot->gen == self->gen && slot->gen != 0 &&
+                   memcmp(slot->digest, digest, sizeof digest) == 0 &&
+                   now_s <= slot->id.exp + self->config.leeway_s;
+        if (hit)
+            *id = slot->id;
+        pthread_mutex_unlock(&self->lock);
+        vz_series_inc(hit ? self->token_hits : self->token_misses);
+        if (hit)
+            return 0;
+    }
+    vz_jwt_verify_opts_t opts = {.issuer = self->config.issuer,
+                                 .audience = self->config.audience,
+                                 .leeway_s = self->config.leeway_s};
+    //  Twice at most: a key set that arrives between the check and the
+    //  lock is tried once more before waiting for yet another fetch.
+    for (int round = 0; round < 2; round++) {
+        pthread_mutex_lock(&self->lock);
+        s_keys_t *keys = self->keys;
+        if (keys)
+            atomic_fetch_add(&keys->refs, 1);
+        uint64_t gen = self->gen;
+        pthread_mutex_unlock(&self->lock);
+
+        vz_jwt_claims_t claims;
+        int rc = vz_jwt_verify(keys ? keys->set : self->empty, token, len, &opts, &claims);
+        s_keys_unref(&keys);
+        if (rc == 0) {
+            s_identity_from(&claims, id);
+            if (self->tokens) {
+                pthread_mutex_lock(&self->lock);
+                s_token_slot_t *slot = s_slot(self, digest);
+                memcpy(slot->digest, digest, sizeof digest);
+                slot->gen = gen;
+                slot->id = *id;
+                pthread_mutex_unlock(&self->lock);
+            }
+            return 0;
+        }
+        if (rc != VZ_JWT_EKID)
+            return rc;
+        //  Unknown kid (or no keys at all): maybe the keys rotated.
+        bool had_keys = gen != 0;
+        bool start = false;
+        pthread_mutex_lock(&self->lock);
+        if (self->gen != gen) {
+            pthread_mutex_unlock(&self->lock);
+            continue;
+        }
+        bool spaced = !self->attempt_ms ||
+                      vz_now_ms() - self->attempt_ms >= self->config.min_interval_ms;
+        if (!self->fetching && spaced && waiter) {
+            s_fetch_begin_locked(self);
+            start = true;
+        }
+        if (self->fetching && waiter) {
+            waiter->next = self->waiters;
+            self->waiters = waiter;
+            rc = VZ_EDGE_EWAIT;
+        } else if (!had_keys)
+            rc = VZ_EDGE_EUNAVAIL;
+        pthread_mutex_unlock(&self->lock);
+        if (start)
+            s_fetch_submit(self);
+        return rc;
+    }
+    return VZ_JWT_EKID;
+}
+
+// --------------------------------------------------------------------------
+//  API keys
+
+static void s_key_digest(const char *key, char *hex)
+{
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)key, strlen(key), digest);
+    s_hex(digest, sizeof digest, hex);
+}
+
+int vz_edge_apikey_lookup(vz_edge_t *self, const char *key, bool *valid, vz_edge_identity_t *id)
+{
+    assert(self && key && valid && id);
+    char hex[2 * SHA256_DIGEST_LENGTH + 1];
+    s_key_digest(key, hex);
+    int found = 0;
+    pthread_mutex_lock(&self->lock);
+    s_apikey_t *entry = zhashx_lookup(self->apikeys, hex);
+    if (entry && entry->expires_ms <= vz_now_ms()) {
+        zhashx_delete(self->apikeys, hex);
+        entry = NULL;
+    }
+    if (entry) {
+        *valid = entry->valid;
+        *id = entry->id;
+        found = 1;
+    }
+    pthread_mutex_unlock(&self->lock);
+    vz_series_inc(found ? self->apikey_hits : self->apikey_misses);
+    return found;
+}
+
+void vz_edge_apikey_store(vz_edge_t *self, const char *key, bool valid,
+                          const vz_edge_identity_t *id)
+{
+    assert(self && key);
+    char hex[2 * SHA256_DIGEST_LENGTH + 1];
+    s_key_digest(key, hex);
+    s_apikey_t *entry = calloc(1, sizeof *entry);
+    assert(entry);
+    entry->valid = valid;
+    if (valid && id)
+        entry->id = *id;
+    entry->id.auth = "api_key";
+    int64_t now = vz_now_ms();
+    entry->expires_ms =
+        now + (valid ? self->config.apikey_ttl_ms : self->config.apikey_negative_ms);
+    pthread_mutex_lock(&self->lock);
+    if (zhashx_size(self->apikeys) >= (size_t)self->config.apikey_cache_max) {
+        //  Full: drop what expired; if that is not enough, start over
+        //  (a burst of random keys must not grow memory).
+        zlistx_t *keys = zhashx_keys(self->apikeys);
+        for (const char *k = zlistx_first(keys); k; k = zlistx_next(keys)) {
+            s_apikey_t *e = zhashx_lookup(self->apikeys, k);
+            if (e && e->expires_ms <= now)
+                zhashx_delete(self->apikeys, k);
+        }
+        zlistx_destroy(&keys);
+        if (zhashx_size(self->apikeys) >= (size_t)self->config.apikey_cache_max)
+            zhashx_purge(self->apikeys);
+    }
+    zhashx_update(self->apikeys, hex, entry);
+    pthread_mutex_unlock(&self->lock);
+}
+
+// --------------------------------------------------------------------------
+//  msgpack bodies
+
+static void s_pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static uint8_t *s_release(msgpack_sbuffer *sb, size_t *len_p)
+{
+    *len_p = sb->size;
+    return (uint8_t *)msgpack_sbuffer_release(sb);
+}
+
+uint8_t *vz_edge_apikey_request(const char *key, size_t *len_p)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    s_pack_str(&pk, "key");
+    s_pack_str(&pk, key);
+    return s_release(&sb, len_p);
+}
+
+uint8_t *vz_edge_rate_request(const char *ip, const char *sub, const char *key, const char *tier,
+                              const char *route, size_t *len_p)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 6);
+    const char *pairs[][2] = {
+        {"ip", ip}, {"sub", sub}, {"key", key}, {"tier", tier}, {"route", route}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        s_pack_str(&pk, pairs[i][0]);
+        s_pack_str(&pk, pairs[i][1] ? pairs[i][1] : "");
+    }
+    s_pack_str(&pk, "cost");
+    msgpack_pack_uint64(&pk, 1);
+    return s_release(&sb, len_p);
+}
+
+//  The root map of a reply, or NULL: one object, nothing after it.
+static const msgpack_object_map *s_root_map(msgpack_unpacked *msg, const uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+    if (!buf || msgpack_unpack_next(msg, (const char *)buf, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        off != len || msg->data.type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    return &msg->data.via.map;
+}
+
+static bool s_key_is(const msgpack_object *k, const char *name)
+{
+    size_t n = strlen(name);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+//  A str value into out; false for another type, an embedded NUL or no room.
+static bool s_str_into(const msgpack_object *v, char *out, size_t n)
+{
+    if (v->type != MSGPACK_OBJECT_STR || v->via.str.size >= n ||
+        memchr(v->via.str.ptr, '\0', v->via.str.size))
+        return false;
+    memcpy(out, v->via.str.ptr, v->via.str.size);
+    out[v->via.str.size] = '\0';
+    return true;
+}
+
+int vz_edge_apikey_decode(const uint8_t *buf, size_t len, bool *valid, vz_edge_identity_t *id)
+{
+    assert(valid && id);
+    memset(id, 0, sizeof *id);
+    id->auth = "api_key";
+    *valid = false;
+    msgpack_unpacked msg;
+    msgpack_unpacked_init(&msg);
+    const msgpack_object_map *map = s_root_map(&msg, buf, len);
+    bool ok = map != NULL, seen_valid = false;
+    for (uint32_t i = 0; ok && i < map->size; i++) {
+        const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
+        if (s_key_is(k, "valid")) {
+            ok = v->type == MSGPACK_OBJECT_BOOLEAN;
+            *valid = ok && v->via.boolean;
+            seen_valid = ok;
+        } else if (s_key_is(k, "sub"))
+            ok = s_str_into(v, id->sub, sizeof id->sub);
+        else if (s_key_is(k, "scope"))
+            ok = s_str_into(v, id->scope, sizeof id->scope);
+        else if (s_key_is(k, "tier"))
+            ok = s_str_into(v, id->tier, sizeof id->tier);
+        else if (s_key_is(k, "kid"))
+            ok = s_str_into(v, id->kid, sizeof id->kid);
+    }
+    msgpack_unpacked_destroy(&msg);
+    if (!ok || !seen_valid || (*valid && !id->sub[0])) {
+        *valid = false;
+        return -EINVAL;
+    }
+    if (strcmp(id->tier, "premium") != 0)
+        vz_strlcpy(id->tier, "free", sizeof id->tier);
+    return 0;
+}
+
+int vz_edge_rate_decode(const uint8_t *buf, size_t len, vz_edge_rate_t *out)
+{
+    assert(out);
+    memset(out, 0, sizeof *out);
+    msgpack_unpacked msg;
+    msgpack_unpacked_init(&msg);
+    const msgpack_object_map *map = s_root_map(&msg, buf, len);
+    bool ok = map != NULL, seen_allowed = false;
+    for (uint32_t i = 0; ok && i < map->size; i++) {
+        const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
+        uint64_t *field = s_key_is(k, "limit")         ? &out->limit
+                          : s_key_is(k, "remaining")   ? &out->remaining
+                          : s_key_is(k, "reset")       ? &out->reset
+                          : s_key_is(k, "retry_after") ? &out->retry_after
+                          : s_key_is(k, "window")      ? &out->window
+                                                       : NULL;
+        if (field) {
+            ok = v->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+            *field = ok ? v->via.u64 : 0;
+        } else if (s_key_is(k, "allowed")) {
+            ok = v->type == MSGPACK_OBJECT_BOOLEAN;
+            out->allowed = ok && v->via.boolean;
+            seen_allowed = ok;
+        } else if (s_key_is(k, "policy"))
+            ok = s_str_into(v, out->policy, sizeof out->policy);
+    }
+    msgpack_unpacked_destroy(&msg);
+    //  The policy name goes into a header: only a safe spelling.
+    size_t n = strlen(out->policy);
+    if (!ok || !seen_allowed ||
+        strspn(out->policy, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+            n) {
+        memset(out, 0, sizeof *out);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+// --------------------------------------------------------------------------
+//  Fail-open local buckets
+
+void vz_edge_local_take(vz_edge_t *self, const char *caller, const char *tier,
+                        vz_edge_rate_t *out)
+{
+    assert(self && caller && tier && out);
+    memset(out, 0, sizeof *out);
+    double limit = self->config.local_limit;
+    if (strcmp(tier, "premium") == 0)
+        limit *= 100;
+    else if (strcmp(tier, "free") == 0)
+        limit *= 10;
+    double rate = limit / 60000.0; //  tokens per ms
+    char key[VZ_JWT_STR_MAX + VZ_EDGE_TIER_MAX + 2];
+    snprintf(key, sizeof key, "%s|%s", tier, caller);
+    int64_t now = vz_now_ms();
+    pthread_mutex_lock(&self->lock);
+    s_bucket_t *b = zhashx_lookup(self->buckets, key);
+    if (!b) {
+        if (zhashx_size(self->buckets) >= LOCAL_MAX)
+            zhashx_purge(self->buckets); //  bounded; a purge only forgives
+        b = calloc(1, sizeof *b);
+        assert(b);
+        b->tokens = limit;
+        b->last_ms = now;
+        zhashx_insert(self->buckets, key, b);
+    }
+    b->tokens += (double)(now - b->last_ms) * rate;
+    if (b->tokens > limit)
+        b->tokens = limit;
+    b->last_ms = now;
+    out->allowed = b->tokens >= 1.0;
+    if (out->allowed)
+        b->tokens -= 1.0;
+    double tokens = b->tokens;
+    pthread_mutex_unlock(&self->lock);
+    out->limit = (uint64_t)limit;
+    out->remaining = (uint64_t)tokens;
+    out->window = 60;
+    out->reset = (uint64_t)ceil((limit - tokens) / rate / 1000.0);
+    out->retry_after = out->allowed ? 0 : (uint64_t)ceil((1.0 - tokens) / rate / 1000.0);
+    if (!out->allowed && out->retry_after == 0)
+        out->retry_after = 1;
+    vz_strlcpy(out->policy, "local", sizeof out->policy);
+}
