@@ -108,6 +108,12 @@ int vz_reply_error(vz_reply_t *reply, const char *code, const char *message)
     return 0;
 }
 
+int vz_reply_ctx_set(vz_reply_t *reply, const char *key, const char *value)
+{
+    assert(reply && key && value);
+    return vz_envelope_ctx_set(&reply->env, key, value);
+}
+
 static void s_metrics_init(vz_worker_t *self, vz_metrics_t *metrics)
 {
     const char *help = "Requests handled by this worker, by outcome";

@@ -47,6 +47,9 @@ typedef struct {
 //  Reply builders; the body is copied. The last call wins.
 int vz_reply_body(vz_reply_t *reply, const void *data, size_t len);
 int vz_reply_error(vz_reply_t *reply, const char *code, const char *message);
+//  Attach a context entry to the reply (e.g. "http_status" = "201" or
+//  "http_location" for the gateway). 0, -ENOSPC or -ENAMETOOLONG.
+int vz_reply_ctx_set(vz_reply_t *reply, const char *key, const char *value);
 
 //  Connects and sends RDY at once (before attach). NULL with errno EINVAL
 //  for a bad config (no service, key not 40 characters, credit out of range,

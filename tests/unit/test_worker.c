@@ -51,8 +51,15 @@ static int h_deny(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     return vz_reply_error(reply, VZ_ERR_FORBIDDEN, "no");
 }
 
+static int h_created(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    vz_reply_body(reply, "{}", 2);
+    return vz_reply_ctx_set(reply, "http_status", "201");
+}
+
 static const vz_method_t s_methods[] = {
     {"echo", h_echo, VZ_METHOD_IDEMPOTENT, 0},
+    {"created", h_created, 0, 0},
     {"caller", h_caller, 0, 0},
     {"fail", h_fail, 0, 0},
     {"deny", h_deny, 0, 0},
@@ -378,6 +385,13 @@ static void test_dispatch(void **state)
     assert_int_equal(rep.env.kind, VZ_KIND_ERROR);
     assert_string_equal(rep.env.error_code, VZ_ERR_FORBIDDEN);
     assert_string_equal(rep.env.id, "id-tag00006");
+    zframe_destroy(&rep.frame);
+
+    //  A reply may carry context for the gateway (HTTP status).
+    s_send_req(&rig, "tag00007", "alice", "created", "", 0);
+    s_expect_rep(&rig, &rep);
+    assert_int_equal(rep.env.kind, VZ_KIND_REPLY);
+    assert_string_equal(vz_envelope_ctx_get(&rep.env, "http_status"), "201");
     zframe_destroy(&rep.frame);
 
     assert_true(s_counter(&rig, "service=svc,method=echo,outcome=ok") == 1);
