@@ -226,6 +226,7 @@ typedef struct {
     size_t len;         //  its length
     vz_json_t *json;    //  parsed when the body is JSON
     int64_t ms;         //  round trip
+    char status[8];     //  reply ctx "http_status", "" when absent
 } res_t;
 
 static void s_res_free(res_t *r)
@@ -262,6 +263,8 @@ static res_t s_call_as(vz_client_t *client, const char *method, const void *body
     memcpy(r.body, resp->env.body ? (const void *)resp->env.body : "", resp->env.body_len);
     r.len = resp->env.body_len;
     r.json = r.error ? NULL : vz_json_parse(r.body, r.len, NULL, NULL);
+    const char *status = vz_envelope_ctx_get(&resp->env, "http_status");
+    vz_strlcpy(r.status, status ? status : "", sizeof r.status);
     vz_response_destroy(&resp);
     return r;
 }
@@ -432,6 +435,7 @@ static void test_register_login_profile(void **state)
     assert_string_equal(s_str(&r, "email"), "ada@example.com");
     assert_string_equal(s_str(&r, "tier"), "free");
     assert_null(strstr(r.body, "pbkdf2")); //  the hash never leaves the service
+    assert_string_equal(r.status, "201");   //  the gateway answers 201 Created
     s_res_free(&r);
     r = s_call(mesh, "register",
                "{\"email\":\"ada@example.com\",\"password\":\"another password\"}", NULL);
