@@ -43,7 +43,7 @@ until_ok() {
 #   state in T, and the other configs/*.cfg beside it (policy.cfg plus the
 #   POLICY_EXTRA lines).
 mesh_config() {
-    for b in vz-supervisor vzctl vz-broker vz-echo vz-gateway vz-ratelimit; do
+    for b in vz-supervisor vzctl vz-broker vz-echo vz-gateway vz-ratelimit vz-auth; do
         [ -x "$BIN/$b" ] || fail "$BIN/$b missing"
     done
     command -v curl >/dev/null || fail "curl missing"
