@@ -72,6 +72,32 @@ static int s_rotate_timer(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+//  Ready only while Redis answers: every method needs it. The check runs
+//  every 100 ms on the reactor; once a second it PINGs (bounded by the
+//  command timeout), so a Redis that went away is noticed without waiting
+//  for a request, and one that came back likewise.
+typedef struct {
+    auth_t *auth;     //  the service, owns the Redis connection
+    int64_t probe_ms; //  when the last PING was sent
+} s_ready_t;
+
+static bool s_redis_ready(void *arg, const char **reason)
+{
+    s_ready_t *ready = arg;
+    int64_t now = vz_now_ms();
+    if (now - ready->probe_ms >= 1000) {
+        ready->probe_ms = now;
+        const char *argv[] = {"PING"};
+        redisReply *reply = vz_redis_command(ready->auth->redis, 1, argv, NULL);
+        if (reply)
+            freeReplyObject(reply);
+    }
+    if (vz_redis_up(ready->auth->redis))
+        return true;
+    *reason = "redis unreachable";
+    return false;
+}
+
 int main(int argc, char **argv)
 {
     auth_config_t config;
@@ -101,6 +127,8 @@ int main(int argc, char **argv)
         vz_warn(NULL, "unable to load signing keys yet", "reason", "redis unavailable");
     zloop_t *loop = zloop_new();
     zloop_timer(loop, ROTATE_CHECK_MS, 0, s_rotate_timer, auth);
+    s_ready_t ready = {auth, 0};
+    vz_daemon_set_ready_check(daemon, s_redis_ready, &ready);
     code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0], 1, auth);
     zloop_destroy(&loop);
     auth_destroy(&auth);

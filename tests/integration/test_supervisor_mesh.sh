@@ -53,6 +53,20 @@ row echo | grep -q "\"pid\":$epid,\"state\":\"ready\",\"ready\":true,.*\"restart
     || fail "echo was restarted or is not ready: $(row echo)"
 echo "ok - broker back: echo ready again, same process, no restart"
 
+#   Redis away: auth (every method needs Redis) and ratelimit report not
+#   ready with the reason, stay alive, and are ready again when Redis is back.
+redis_unready() { row "$1" | grep -q '"ready":false.*redis unreachable'; }
+"${CTL[@]}" wait --timeout 20 || fail "mesh not ready again after the broker came back"
+"${CTL[@]}" stop redis >/dev/null || fail "vzctl stop redis"
+for s in auth ratelimit; do
+    until_ok 15 redis_unready "$s" || fail "$s not 'redis unreachable' 15 s after Redis stopped: $(row "$s")"
+done
+echo "ok - Redis stopped: auth and ratelimit alive but not ready (redis unreachable)"
+"${CTL[@]}" start redis >/dev/null || fail "vzctl start redis"
+"${CTL[@]}" wait auth --timeout 20 || fail "auth not ready again after Redis came back"
+"${CTL[@]}" wait ratelimit --timeout 20 || fail "ratelimit not ready again after Redis came back"
+echo "ok - Redis back: auth and ratelimit ready again"
+
 kill -TERM "$SUP"
 wait "$SUP"
 rc=$?
