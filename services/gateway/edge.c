@@ -54,6 +54,7 @@ struct vz_edge_t {
     int64_t fetched_ms;           //  last good fetch, 0 = never
     int64_t attempt_ms;           //  last fetch started, 0 = never
     int64_t failed_ms;            //  last fetch failed at, 0 = last one succeeded
+    int64_t ended_ms;             //  last fetch ended (either way), 0 = never
     bool fetching;                //  fetch in flight
     vz_upcall_t fetch;            //  the one fetch call
     vz_edge_waiter_t *waiters;    //  requests waiting for it
@@ -214,6 +215,7 @@ static void s_fetch_done(vz_upcall_t *call)
         self->failed_ms = 0;
     } else
         self->failed_ms = now;
+    self->ended_ms = now;
     self->fetching = false;
     vz_edge_waiter_t *waiters = self->waiters;
     self->waiters = NULL;
@@ -237,6 +239,15 @@ static void s_fetch_done(vz_upcall_t *call)
     }
 }
 
+//  Lock held. Fetches are spaced from the end of the previous one, so a
+//  fetch slower than the interval (auth away: it runs to its deadline)
+//  cannot be followed by another at once, for ever.
+static bool s_spaced_locked(const vz_edge_t *self, int64_t now)
+{
+    int64_t last = self->attempt_ms > self->ended_ms ? self->attempt_ms : self->ended_ms;
+    return !last || now - last >= self->config.min_interval_ms;
+}
+
 static int s_on_timer(zloop_t *loop, int timer_id, void *arg)
 {
     vz_edge_t *self = arg;
@@ -245,7 +256,7 @@ static int s_on_timer(zloop_t *loop, int timer_id, void *arg)
     pthread_mutex_lock(&self->lock);
     if (self->fetched_ms)
         vz_series_set(self->jwks_age, (double)(now - self->fetched_ms) / 1000.0);
-    bool spaced = now - self->attempt_ms >= self->config.min_interval_ms;
+    bool spaced = s_spaced_locked(self, now);
     bool stale = !self->keys || now - self->fetched_ms >= self->config.refresh_ms;
     if (!self->fetching && spaced && stale) {
         s_fetch_begin_locked(self);
@@ -360,8 +371,7 @@ int vz_edge_jwt_verify(vz_edge_t *self, const char *token, size_t len, vz_edge_i
             pthread_mutex_unlock(&self->lock);
             continue;
         }
-        bool spaced = !self->attempt_ms ||
-                      vz_now_ms() - self->attempt_ms >= self->config.min_interval_ms;
+        bool spaced = s_spaced_locked(self, vz_now_ms());
         if (!self->fetching && spaced && waiter) {
             s_fetch_begin_locked(self);
             start = true;

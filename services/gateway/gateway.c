@@ -98,6 +98,7 @@ struct gw_req_t {
     vz_edge_identity_t id;                //  who the caller is
     gw_step_t step;                       //  next step of s_advance
     vz_edge_waiter_t waiter;              //  queued while the JWKS is fetched
+    bool jwks_waited;                     //  waited once already: do not again
     vz_upcall_t pre;                      //  auth.api_key_verify or ratelimit.check
     uint8_t *pre_body;                    //  its body (heap)
     bool rl_have;                         //  rl holds a decision: send the headers
@@ -582,7 +583,9 @@ static void s_advance(gw_req_t *req);
 //  JWKS fetch over: verify again (reactor thread).
 static void s_on_jwks(vz_edge_waiter_t *waiter)
 {
-    s_advance(waiter->arg);
+    gw_req_t *req = waiter->arg;
+    req->jwks_waited = true;
+    s_advance(req);
 }
 
 static void s_on_apikey(vz_upcall_t *pre)
@@ -672,7 +675,9 @@ static int s_auth_step(vz_gateway_t *gw, gw_req_t *req)
     if (!req->authed && req->cred_kind == CRED_BEARER) {
         req->waiter.fn = s_on_jwks;
         req->waiter.arg = req;
-        int rc = vz_edge_jwt_verify(gw->edge, req->cred, strlen(req->cred), &req->id, &req->waiter);
+        //  One wait per request at most: after a fetch, the answer stands.
+        int rc = vz_edge_jwt_verify(gw->edge, req->cred, strlen(req->cred), &req->id,
+                                    req->jwks_waited ? NULL : &req->waiter);
         if (rc == VZ_EDGE_EWAIT)
             return 1; //  req may already be answered: do not touch it
         if (rc == VZ_EDGE_EUNAVAIL) {

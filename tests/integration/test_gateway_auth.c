@@ -1,0 +1,802 @@
+/*  test_gateway_auth - authentication and rate limits at the gateway's edge
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  One mesh per run: redis-server, vz-broker, vz-echo, vz-ratelimit (with a
+ *  small test policy) and vz-gateway on free loopback ports, plus an
+ *  in-test worker registered as "auth" that serves a JWKS made with vz_jwt
+ *  and answers api_key_verify, so the test does not depend on vz-auth.
+ *  Tokens are signed here. Tests run in order: the later ones stop the
+ *  auth worker and then the limiter.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <hiredis/hiredis.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "harness.h"
+#include "vz_common.h"
+#include "vz_curve.h"
+#include "vz_jwt.h"
+#include "vz_worker.h"
+
+#define READY_MS 15000
+#define HTTP_MS 10000
+#define ISSUER "https://issuer.test"
+#define AUDIENCE "vizmesh-test"
+#define SMALL_LIMIT 5
+
+typedef struct mesh_t mesh_t;
+
+//  The in-test "auth" worker.
+typedef struct {
+    mesh_t *mesh;          //  keys and broker
+    pthread_t thread;      //  its thread
+    atomic_bool stop;      //  ends the thread
+    pthread_mutex_t lock;  //  guards jwks
+    char *jwks;            //  JWKS document served (heap)
+    atomic_int jwks_calls; //  auth.jwks served
+    atomic_int key_calls;  //  auth.api_key_verify served
+} authw_t;
+
+struct mesh_t {
+    char *dir;             //  temp dir: keys, policy, configs, logs
+    vzt_proc_t *redis;     //  redis-server
+    vzt_proc_t *broker;    //  vz-broker
+    vzt_proc_t *echo;      //  vz-echo
+    vzt_proc_t *ratelimit; //  vz-ratelimit
+    vzt_proc_t *gateway;   //  vz-gateway (fail open)
+    int http_port;         //  its public port
+    int broker_port;       //  broker
+    int redis_port;        //  redis
+    vz_jwt_key_t *k1;      //  signing key "k1" (in the JWKS from the start)
+    vz_jwt_key_t *k2;      //  signing key "k2" (added later: unknown kid -> refetch)
+    vz_jwt_key_t *rogue;   //  another key also called "k1" (never published)
+    authw_t auth;          //  the in-test auth worker
+};
+
+typedef struct {
+    long status;    //  HTTP status
+    char *body;     //  heap, NUL-terminated
+    char *headers;  //  raw header block, heap
+} resp_t;
+
+typedef struct {
+    char *data; //  heap, NUL-terminated
+    size_t len; //  bytes
+} sink_t;
+
+static size_t s_collect(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    sink_t *sink = arg;
+    size_t n = size * nmemb;
+    char *grown = realloc(sink->data, sink->len + n + 1);
+    assert_non_null(grown);
+    memcpy(grown + sink->len, ptr, n);
+    sink->len += n;
+    grown[sink->len] = '\0';
+    sink->data = grown;
+    return n;
+}
+
+static int s_http(int port, const char *path, const char *const *headers, resp_t *r)
+{
+    memset(r, 0, sizeof *r);
+    CURL *curl = curl_easy_init();
+    assert_non_null(curl);
+    char url[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    sink_t bsink = {calloc(1, 1), 0}, hsink = {calloc(1, 1), 0};
+    struct curl_slist *list = NULL;
+    for (size_t i = 0; headers && headers[i]; i++)
+        list = curl_slist_append(list, headers[i]);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)HTTP_MS);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &bsink);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, s_collect);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &hsink);
+    CURLcode rc = curl_easy_perform(curl);
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_easy_cleanup(curl);
+    curl_slist_free_all(list);
+    r->body = bsink.data;
+    r->headers = hsink.data;
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+static void s_resp_free(resp_t *r)
+{
+    free(r->body);
+    free(r->headers);
+    memset(r, 0, sizeof *r);
+}
+
+static const char *s_header(const resp_t *r, const char *name, char *out, size_t n)
+{
+    size_t nlen = strlen(name);
+    for (const char *line = r->headers; line && *line;) {
+        const char *eol = strstr(line, "\r\n");
+        size_t len = eol ? (size_t)(eol - line) : strlen(line);
+        if (len > nlen && strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
+            const char *v = line + nlen + 1;
+            while (*v == ' ')
+                v++;
+            size_t vlen = len - (size_t)(v - line);
+            if (vlen >= n)
+                vlen = n - 1;
+            memcpy(out, v, vlen);
+            out[vlen] = '\0';
+            return out;
+        }
+        line = eol ? eol + 2 : line + len;
+    }
+    return NULL;
+}
+
+static void s_expect(const resp_t *r, long status, const char *needle)
+{
+    if (r->status != status || (needle && !strstr(r->body, needle)))
+        fail_msg("expected %ld with %s, got %ld: %s", status, needle ? needle : "-", r->status,
+                 r->body);
+}
+
+//  GET path with "Authorization: Bearer token" and expect status (+ needle in the body).
+static void s_bearer(const mesh_t *mesh, const char *path, const char *token, long status,
+                     const char *needle)
+{
+    char *header = NULL;
+    assert_true(asprintf(&header, "Authorization: Bearer %s", token) > 0);
+    const char *const headers[] = {header, NULL};
+    resp_t r;
+    assert_int_equal(s_http(mesh->http_port, path, headers, &r), 0);
+    s_expect(&r, status, needle);
+    if (status == 200 && strstr(r.body, token))
+        fail_msg("the raw token reached the service: %s", r.body);
+    s_resp_free(&r);
+    free(header);
+}
+
+static char *s_sign(const vz_jwt_key_t *key, const char *iss, const char *aud, int64_t exp_in,
+                    int64_t nbf_in, const char *scope)
+{
+    int64_t now = vz_now_ms() / 1000;
+    vz_jwt_claims_t c = {.iat = now, .exp = now + exp_in, .nbf = nbf_in ? now + nbf_in : 0};
+    snprintf(c.iss, sizeof c.iss, "%s", iss);
+    snprintf(c.aud, sizeof c.aud, "%s", aud);
+    snprintf(c.sub, sizeof c.sub, "alice");
+    snprintf(c.scope, sizeof c.scope, "%s", scope);
+    snprintf(c.tier, sizeof c.tier, "premium");
+    snprintf(c.jti, sizeof c.jti, "jti-%lld", (long long)vz_now_ms());
+    char *token = NULL;
+    assert_int_equal(vz_jwt_sign(key, &c, &token), 0);
+    return token;
+}
+
+static double s_metric(const mesh_t *mesh, const char *series)
+{
+    double value = 0;
+    vzt_metric(mesh->http_port, series, &value);
+    return value;
+}
+
+// --------------------------------------------------------------------------
+//  The in-test auth worker
+
+static void s_set_jwks(authw_t *a, const vz_jwt_key_t *const *keys, size_t count)
+{
+    vz_jwt_keyset_t *set = vz_jwt_keyset_new();
+    for (size_t i = 0; i < count; i++) {
+        vz_jwt_key_t *pub = vz_jwt_key_public(keys[i]);
+        assert_int_equal(vz_jwt_keyset_add(set, &pub), 0);
+    }
+    size_t len = 0;
+    char *doc = vz_jwt_keyset_jwks(set, &len);
+    assert_non_null(doc);
+    vz_jwt_keyset_destroy(&set);
+    pthread_mutex_lock(&a->lock);
+    free(a->jwks);
+    a->jwks = doc;
+    pthread_mutex_unlock(&a->lock);
+}
+
+static int s_jwks(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    authw_t *a = app;
+    atomic_fetch_add(&a->jwks_calls, 1);
+    pthread_mutex_lock(&a->lock);
+    int rc = vz_reply_body(reply, a->jwks, strlen(a->jwks));
+    pthread_mutex_unlock(&a->lock);
+    return rc;
+}
+
+static void s_pack_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str(pk, strlen(s));
+    msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+//  Known keys: "vzk_good" (user-7, premium, key id k7), anything else invalid.
+static int s_api_key_verify(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    authw_t *a = app;
+    atomic_fetch_add(&a->key_calls, 1);
+    msgpack_unpacked msg;
+    msgpack_unpacked_init(&msg);
+    size_t off = 0;
+    bool good = false;
+    if (msgpack_unpack_next(&msg, (const char *)req->body, req->body_len, &off) ==
+            MSGPACK_UNPACK_SUCCESS &&
+        msg.data.type == MSGPACK_OBJECT_MAP && msg.data.via.map.size == 1) {
+        const msgpack_object *v = &msg.data.via.map.ptr[0].val;
+        good = v->type == MSGPACK_OBJECT_STR && v->via.str.size == 8 &&
+               memcmp(v->via.str.ptr, "vzk_good", 8) == 0;
+    }
+    msgpack_unpacked_destroy(&msg);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 5);
+    s_pack_str(&pk, "valid");
+    good ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+    s_pack_str(&pk, "sub");
+    s_pack_str(&pk, good ? "user-7" : "");
+    s_pack_str(&pk, "scope");
+    s_pack_str(&pk, good ? "read" : "");
+    s_pack_str(&pk, "tier");
+    s_pack_str(&pk, good ? "premium" : "");
+    s_pack_str(&pk, "kid");
+    s_pack_str(&pk, good ? "k7" : "");
+    int rc = vz_reply_body(reply, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+static int s_auth_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    authw_t *a = arg;
+    return atomic_load(&a->stop) ? -1 : 0;
+}
+
+static void *s_auth_run(void *arg)
+{
+    authw_t *a = arg;
+    char certpath[512], keypath[512], err[256], key[41], endpoint[64];
+    snprintf(certpath, sizeof certpath, "%s/keys/secret/auth.key", a->mesh->dir);
+    snprintf(keypath, sizeof keypath, "%s/keys/public/broker.key", a->mesh->dir);
+    zcert_t *cert = vz_curve_cert_load(certpath, err, sizeof err);
+    assert_non_null(cert);
+    assert_int_equal(vz_curve_server_key(keypath, key), 0);
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", a->mesh->broker_port);
+    static const vz_method_t methods[] = {
+        {"jwks", s_jwks, VZ_METHOD_IDEMPOTENT, 0},
+        {"api_key_verify", s_api_key_verify, VZ_METHOD_IDEMPOTENT, 0},
+    };
+    vz_worker_config_t wc = {.service = "auth", .endpoints = endpoint, .broker_key = key,
+                             .cert = cert, .credit = 4};
+    vz_worker_t *worker = vz_worker_new(&wc, methods, 2, a);
+    assert_non_null(worker);
+    zloop_t *loop = zloop_new();
+    vz_worker_attach(worker, loop);
+    zloop_timer(loop, 20, 0, s_auth_tick, a);
+    zloop_start(loop);
+    zloop_destroy(&loop);
+    vz_worker_destroy(&worker);
+    zcert_destroy(&cert);
+    return NULL;
+}
+
+// --------------------------------------------------------------------------
+//  Mesh
+
+static char *s_env(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *out = NULL;
+    assert_true(vasprintf(&out, fmt, ap) > 0);
+    va_end(ap);
+    return out;
+}
+
+static void s_write(const mesh_t *mesh, const char *name, const char *text)
+{
+    char *path = s_env("%s/%s", mesh->dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    free(path);
+}
+
+static vzt_proc_t *s_start_redis(const mesh_t *mesh)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", mesh->redis_port);
+    char *log = s_env("%s/redis.log", mesh->dir);
+    char *const argv[] = {"redis-server", "--port", port, "--bind",  "127.0.0.1", "--save", "",
+                          "--appendonly", "no",     "--dir", mesh->dir, NULL};
+    vzt_proc_t *proc = vzt_spawn_nowait("/usr/bin/redis-server", argv, NULL, log);
+    free(log);
+    int64_t until = vz_now_ms() + READY_MS;
+    while (proc && vz_now_ms() < until) {
+        struct timeval tv = {0, 200000};
+        redisContext *c = redisConnectWithTimeout("127.0.0.1", mesh->redis_port, tv);
+        bool ok = false;
+        if (c && !c->err) {
+            redisReply *reply = redisCommand(c, "PING");
+            ok = reply && reply->type == REDIS_REPLY_STATUS;
+            if (reply)
+                freeReplyObject(reply);
+        }
+        if (c)
+            redisFree(c);
+        if (ok)
+            return proc;
+        if (vzt_proc_wait(proc, 50) != -ETIMEDOUT)
+            break;
+    }
+    vzt_proc_destroy(&proc);
+    return NULL;
+}
+
+static vzt_proc_t *s_start_daemon(const mesh_t *mesh, const char *name, char *const *more)
+{
+    char *env[24] = {0};
+    size_t n = 0;
+    env[n++] = s_env("VZ_CURVE_CERT=%s/keys/secret/%s.key", mesh->dir, name);
+    env[n++] = s_env("VZ_CURVE_ALLOW_DIR=%s/keys/public", mesh->dir);
+    env[n++] = s_env("VZ_BROKER_KEY=%s/keys/public/broker.key", mesh->dir);
+    env[n++] = s_env("VZ_BROKER_ENDPOINTS=tcp://127.0.0.1:%d", mesh->broker_port);
+    env[n++] = s_env("VZ_REDIS_URL=redis://127.0.0.1:%d", mesh->redis_port);
+    env[n++] = s_env("VZ_ADMIN_PORT=%d", vzt_free_port());
+    for (size_t i = 0; more && more[i]; i++)
+        env[n++] = s_env("%s", more[i]);
+    char *binname = s_env("vz-%s", name);
+    char *bin = vzt_bin(binname);
+    char *log = s_env("%s/%s.%d.log", mesh->dir, name, vzt_free_port());
+    char *const argv[] = {bin, NULL};
+    vzt_proc_t *proc = vzt_spawn(bin, argv, env, log, READY_MS);
+    if (!proc) {
+        char *cmd = s_env("tail -n 30 %s >&2", log);
+        if (system(cmd) < 0)
+            fprintf(stderr, "cannot show %s\n", log);
+        free(cmd);
+    }
+    for (size_t i = 0; env[i]; i++)
+        free(env[i]);
+    free(binname);
+    free(bin);
+    free(log);
+    return proc;
+}
+
+static const char s_routes[] =
+    "routes\n"
+    "    t_jwt\n        methods = \"GET\"\n        path = \"/v1/t/jwt\"\n"
+    "        service = \"echo\"\n        call = \"whoami\"\n        auth = \"jwt\"\n"
+    "    t_admin\n        methods = \"GET\"\n        path = \"/v1/t/admin\"\n"
+    "        service = \"echo\"\n        call = \"whoami\"\n        auth = \"jwt\"\n"
+    "        scopes = \"admin\"\n"
+    "    t_key\n        methods = \"GET\"\n        path = \"/v1/t/key\"\n"
+    "        service = \"echo\"\n        call = \"whoami\"\n        auth = \"api_key\"\n"
+    "    t_any\n        methods = \"GET\"\n        path = \"/v1/t/any\"\n"
+    "        service = \"echo\"\n        call = \"whoami\"\n        auth = \"any\"\n"
+    "        rate_class = \"default\"\n"
+    "    t_limited\n        methods = \"GET\"\n        path = \"/v1/t/limited\"\n"
+    "        service = \"echo\"\n        call = \"whoami\"\n        rate_class = \"default\"\n"
+    "    jwks\n        methods = \"GET\"\n        path = \"/.well-known/jwks.json\"\n"
+    "        service = \"auth\"\n        call = \"jwks\"\n";
+
+//  t_limited gets SMALL_LIMIT a minute per IP; everything else is generous.
+static const char s_policies[] = "ratelimit\n    shadow = \"false\"\n"
+                                 "policy\n"
+                                 "    small\n        route = \"t_limited\"\n        by = \"ip\"\n"
+                                 "        algorithm = \"sliding_window\"\n        limit = 5\n"
+                                 "        window = \"60s\"\n"
+                                 "    rest\n        by = \"key sub ip\"\n"
+                                 "        algorithm = \"token_bucket\"\n        limit = 100000\n"
+                                 "        window = \"60s\"\n";
+
+static vzt_proc_t *s_start_gateway(mesh_t *mesh, int port, const char *failure)
+{
+    char *env[] = {s_env("VZ_GATEWAY_PORT=%d", port),
+                   s_env("VZ_GATEWAY_ROUTES=%s/routes.cfg", mesh->dir),
+                   s_env("VZ_GATEWAY_RATELIMIT_FAILURE=%s", failure),
+                   s_env("VZ_GATEWAY_JWT_ISSUER=%s", ISSUER),
+                   s_env("VZ_GATEWAY_JWT_AUDIENCE=%s", AUDIENCE),
+                   s_env("VZ_GATEWAY_JWKS_MIN_INTERVAL_MS=300"),
+                   s_env("VZ_GATEWAY_JWT_LEEWAY_S=5"),
+                   s_env("VZ_GATEWAY_AUTH_TIMEOUT_MS=500"),
+                   s_env("VZ_GATEWAY_RATELIMIT_TIMEOUT_MS=150"),
+                   s_env("VZ_GATEWAY_RATELIMIT_LOCAL_LIMIT=3"),
+                   NULL};
+    vzt_proc_t *proc = s_start_daemon(mesh, "gateway", env);
+    for (size_t i = 0; env[i]; i++)
+        free(env[i]);
+    return proc;
+}
+
+static int s_setup(void **state)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    mesh_t *mesh = calloc(1, sizeof *mesh);
+    assert_non_null(mesh);
+    *state = mesh;
+    mesh->dir = vzt_tempdir("gwauth");
+    char *keys = s_env("%s/keys", mesh->dir);
+    const char *const names[] = {"broker", "echo", "gateway", "auth", "ratelimit", NULL};
+    assert_int_equal(vzt_keys(keys, names), 0);
+    free(keys);
+    s_write(mesh, "policy.cfg",
+            "identity\n    gateway\n        call = \"echo broker auth ratelimit\"\n"
+            "    echo\n        serve = \"echo\"\n    auth\n        serve = \"auth\"\n"
+            "    ratelimit\n        serve = \"ratelimit\"\n");
+    s_write(mesh, "routes.cfg", s_routes);
+    s_write(mesh, "ratelimit.cfg", s_policies);
+    mesh->k1 = vz_jwt_key_generate("k1");
+    mesh->k2 = vz_jwt_key_generate("k2");
+    mesh->rogue = vz_jwt_key_generate("k1");
+    assert_true(mesh->k1 && mesh->k2 && mesh->rogue);
+
+    mesh->redis_port = vzt_free_port();
+    mesh->broker_port = vzt_free_port();
+    mesh->redis = s_start_redis(mesh);
+    assert_non_null(mesh->redis);
+    char *bind = s_env("VZ_BROKER_BIND=tcp://127.0.0.1:%d", mesh->broker_port);
+    char *pol = s_env("VZ_BROKER_POLICY=%s/policy.cfg", mesh->dir);
+    char *const benv[] = {bind, pol, NULL};
+    mesh->broker = s_start_daemon(mesh, "broker", benv);
+    free(bind);
+    free(pol);
+    assert_non_null(mesh->broker);
+    mesh->echo = s_start_daemon(mesh, "echo", NULL);
+    assert_non_null(mesh->echo);
+    char *rl = s_env("VZ_RATELIMIT_POLICY=%s/ratelimit.cfg", mesh->dir);
+    char *const rlenv[] = {rl, NULL};
+    mesh->ratelimit = s_start_daemon(mesh, "ratelimit", rlenv);
+    free(rl);
+    assert_non_null(mesh->ratelimit);
+
+    authw_t *a = &mesh->auth;
+    a->mesh = mesh;
+    pthread_mutex_init(&a->lock, NULL);
+    const vz_jwt_key_t *const first[] = {mesh->k1};
+    s_set_jwks(a, first, 1);
+    assert_int_equal(pthread_create(&a->thread, NULL, s_auth_run, a), 0);
+
+    mesh->http_port = vzt_free_port();
+    mesh->gateway = s_start_gateway(mesh, mesh->http_port, "open");
+    assert_non_null(mesh->gateway);
+    //  The first JWKS fetch (bounded poll).
+    int64_t until = vz_now_ms() + 5000;
+    while (s_metric(mesh, "vz_gateway_jwks_fetches_total{result=\"ok\"}") < 1 &&
+           vz_now_ms() < until)
+        vzt_proc_wait(mesh->gateway, 20);
+    return 0;
+}
+
+static void s_auth_stop(authw_t *a)
+{
+    if (atomic_exchange(&a->stop, true))
+        return;
+    pthread_join(a->thread, NULL);
+}
+
+static int s_teardown(void **state)
+{
+    mesh_t *mesh = *state;
+    vzt_proc_destroy(&mesh->gateway);
+    s_auth_stop(&mesh->auth);
+    vzt_proc_destroy(&mesh->ratelimit);
+    vzt_proc_destroy(&mesh->echo);
+    vzt_proc_destroy(&mesh->broker);
+    vzt_proc_destroy(&mesh->redis);
+    free(mesh->auth.jwks);
+    pthread_mutex_destroy(&mesh->auth.lock);
+    vz_jwt_key_destroy(&mesh->k1);
+    vz_jwt_key_destroy(&mesh->k2);
+    vz_jwt_key_destroy(&mesh->rogue);
+    if (getenv("VZ_KEEP_TMP"))
+        fprintf(stderr, "kept %s\n", mesh->dir);
+    else
+        vzt_rmrf(mesh->dir);
+    free(mesh->dir);
+    free(mesh);
+    curl_global_cleanup();
+    return 0;
+}
+
+// --------------------------------------------------------------------------
+//  Tests
+
+static void test_jwt_valid(void **state)
+{
+    mesh_t *mesh = *state;
+    assert_true(s_metric(mesh, "vz_gateway_jwks_fetches_total{result=\"ok\"}") >= 1);
+    char *token = s_sign(mesh->k1, ISSUER, AUDIENCE, 300, 0, "read write");
+    s_bearer(mesh, "/v1/t/jwt", token, 200, "\"auth\":\"jwt\"");
+    char *header = s_env("Authorization: Bearer %s", token);
+    const char *const headers[] = {header, NULL};
+    resp_t r;
+    assert_int_equal(s_http(mesh->http_port, "/v1/t/jwt", headers, &r), 0);
+    s_expect(&r, 200, "\"sub\":\"alice\"");
+    s_expect(&r, 200, "\"scope\":\"read write\"");
+    s_expect(&r, 200, "\"tier\":\"premium\"");
+    s_expect(&r, 200, "\"caller\":\"gateway\"");
+    s_resp_free(&r);
+    free(header);
+    free(token);
+    //  The second call of the same token came from the verified-token cache.
+    assert_true(s_metric(mesh, "vz_gateway_token_cache_total{result=\"hit\"}") >= 1);
+    assert_true(s_metric(mesh, "vz_gateway_auth_total{method=\"jwt\",result=\"ok\"}") >= 2);
+}
+
+//  header.payload.signature with the given header JSON and claims of k1's kind.
+static char *s_forge(const char *header_json, const char *sig)
+{
+    int64_t now = vz_now_ms() / 1000;
+    char payload[256], h64[256], p64[512];
+    snprintf(payload, sizeof payload,
+             "{\"iss\":\"%s\",\"aud\":\"%s\",\"sub\":\"mallory\",\"scope\":\"admin\","
+             "\"exp\":%lld}",
+             ISSUER, AUDIENCE, (long long)now + 300);
+    vz_jwt_b64url_encode(h64, header_json, strlen(header_json));
+    vz_jwt_b64url_encode(p64, payload, strlen(payload));
+    return s_env("%s.%s.%s", h64, p64, sig);
+}
+
+static void test_jwt_rejected(void **state)
+{
+    mesh_t *mesh = *state;
+    resp_t r;
+    char value[128];
+    //  No credential at all.
+    assert_int_equal(s_http(mesh->http_port, "/v1/t/jwt", NULL, &r), 0);
+    s_expect(&r, 401, "\"code\":\"unauthorized\"");
+    assert_non_null(s_header(&r, "WWW-Authenticate", value, sizeof value));
+    s_resp_free(&r);
+    //  alg none, and HS256 "signed" with anything: refused before any key is used.
+    char *none = s_forge("{\"alg\":\"none\",\"kid\":\"k1\",\"typ\":\"JWT\"}", "");
+    s_bearer(mesh, "/v1/t/jwt", none, 401, "unauthorized");
+    char *hs = s_forge("{\"alg\":\"HS256\",\"kid\":\"k1\",\"typ\":\"JWT\"}",
+                       "c2lnbmF0dXJlLW1hZGUtd2l0aC10aGUtcHVibGljLWtleQ");
+    s_bearer(mesh, "/v1/t/jwt", hs, 401, "unauthorized");
+    free(none);
+    free(hs);
+    struct {
+        const vz_jwt_key_t *key; //  signer
+        const char *iss;         //  claims
+        const char *aud;
+        int64_t exp_in, nbf_in;  //  relative to now
+        const char *why;         //  expected in the message
+    } cases[] = {
+        {mesh->k1, ISSUER, AUDIENCE, -60, 0, "expired"},
+        {mesh->k1, ISSUER, AUDIENCE, 300, 120, "invalid token"},
+        {mesh->k1, ISSUER, "someone-else", 300, 0, "invalid token"},
+        {mesh->k1, "https://evil.test", AUDIENCE, 300, 0, "invalid token"},
+        {mesh->rogue, ISSUER, AUDIENCE, 300, 0, "invalid token"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *token = s_sign(cases[i].key, cases[i].iss, cases[i].aud, cases[i].exp_in,
+                             cases[i].nbf_in, "read");
+        s_bearer(mesh, "/v1/t/jwt", token, 401, cases[i].why);
+        free(token);
+    }
+    //  Tampered: one payload character changed after signing.
+    char *token = s_sign(mesh->k1, ISSUER, AUDIENCE, 300, 0, "read");
+    char *dot = strchr(token, '.');
+    dot[3] = dot[3] == 'A' ? 'B' : 'A';
+    s_bearer(mesh, "/v1/t/jwt", token, 401, "invalid token");
+    free(token);
+    assert_true(s_metric(mesh, "vz_gateway_auth_total{method=\"jwt\",result=\"expired\"}") >= 1);
+    assert_true(s_metric(mesh, "vz_gateway_auth_total{method=\"jwt\",result=\"invalid\"}") >= 7);
+}
+
+static void test_scopes(void **state)
+{
+    mesh_t *mesh = *state;
+    char *reader = s_sign(mesh->k1, ISSUER, AUDIENCE, 300, 0, "read");
+    s_bearer(mesh, "/v1/t/admin", reader, 403, "\"code\":\"access_denied\"");
+    char *admin = s_sign(mesh->k1, ISSUER, AUDIENCE, 300, 0, "read admin");
+    s_bearer(mesh, "/v1/t/admin", admin, 200, "\"scope\":\"read admin\"");
+    free(reader);
+    free(admin);
+}
+
+static void test_unknown_kid_refetch(void **state)
+{
+    mesh_t *mesh = *state;
+    authw_t *a = &mesh->auth;
+    //  auth rotates: k2 joins the set. A k2 token makes the gateway fetch
+    //  the JWKS again and then verifies.
+    const vz_jwt_key_t *const both[] = {mesh->k1, mesh->k2};
+    s_set_jwks(a, both, 2);
+    //  Fetches are at least VZ_GATEWAY_JWKS_MIN_INTERVAL_MS (300) apart: let
+    //  the start-up fetch age past that (bounded poll on the age gauge).
+    int64_t until = vz_now_ms() + 5000;
+    while (s_metric(mesh, "vz_gateway_jwks_age_seconds") < 0.4 && vz_now_ms() < until)
+        vzt_proc_wait(mesh->gateway, 50);
+    int before = atomic_load(&a->jwks_calls);
+    char *token = s_sign(mesh->k2, ISSUER, AUDIENCE, 300, 0, "read");
+    s_bearer(mesh, "/v1/t/jwt", token, 200, "\"sub\":\"alice\"");
+    assert_int_equal(atomic_load(&a->jwks_calls), before + 1);
+    free(token);
+    //  A kid nobody publishes: one more fetch at most, then 401; right
+    //  after, within the minimum interval, no fetch at all.
+    vz_jwt_key_t *k9 = vz_jwt_key_generate("k9");
+    char *t9 = s_sign(k9, ISSUER, AUDIENCE, 300, 0, "read");
+    before = atomic_load(&a->jwks_calls);
+    s_bearer(mesh, "/v1/t/jwt", t9, 401, "unauthorized");
+    s_bearer(mesh, "/v1/t/jwt", t9, 401, "unauthorized");
+    s_bearer(mesh, "/v1/t/jwt", t9, 401, "unauthorized");
+    assert_true(atomic_load(&a->jwks_calls) <= before + 1);
+    free(t9);
+    vz_jwt_key_destroy(&k9);
+    //  The cached document is served at the well-known path.
+    resp_t r;
+    assert_int_equal(s_http(mesh->http_port, "/.well-known/jwks.json", NULL, &r), 0);
+    s_expect(&r, 200, "\"kid\":\"k2\"");
+    s_resp_free(&r);
+}
+
+static void test_api_key(void **state)
+{
+    mesh_t *mesh = *state;
+    authw_t *a = &mesh->auth;
+    resp_t r;
+    const char *const good[] = {"X-API-Key: vzk_good", NULL};
+    int before = atomic_load(&a->key_calls);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(s_http(mesh->http_port, "/v1/t/key", good, &r), 0);
+        s_expect(&r, 200, "\"auth\":\"api_key\"");
+        s_expect(&r, 200, "\"kid\":\"k7\"");
+        s_expect(&r, 200, "\"sub\":\"user-7\"");
+        if (strstr(r.body, "vzk_good"))
+            fail_msg("the raw key reached the service: %s", r.body);
+        s_resp_free(&r);
+    }
+    //  One verify, then the cache.
+    assert_int_equal(atomic_load(&a->key_calls), before + 1);
+    const char *const bad[] = {"X-API-Key: vzk_revoked", NULL};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(s_http(mesh->http_port, "/v1/t/key", bad, &r), 0);
+        s_expect(&r, 401, "invalid API key");
+        s_resp_free(&r);
+    }
+    assert_int_equal(atomic_load(&a->key_calls), before + 2); //  negative answer cached too
+    //  A JWT route refuses a key, an "any" route takes it.
+    assert_int_equal(s_http(mesh->http_port, "/v1/t/jwt", good, &r), 0);
+    s_expect(&r, 401, "bearer token required");
+    s_resp_free(&r);
+    assert_int_equal(s_http(mesh->http_port, "/v1/t/any", good, &r), 0);
+    s_expect(&r, 200, "\"tier\":\"premium\"");
+    s_resp_free(&r);
+}
+
+static void test_rate_limit(void **state)
+{
+    mesh_t *mesh = *state;
+    resp_t r;
+    char value[128];
+    for (int i = 0; i < SMALL_LIMIT; i++) {
+        assert_int_equal(s_http(mesh->http_port, "/v1/t/limited", NULL, &r), 0);
+        s_expect(&r, 200, "\"tier\":\"anonymous\"");
+        assert_string_equal(s_header(&r, "X-RateLimit-Limit", value, sizeof value), "5");
+        assert_int_equal(atoi(s_header(&r, "X-RateLimit-Remaining", value, sizeof value)),
+                         SMALL_LIMIT - 1 - i);
+        assert_string_equal(s_header(&r, "RateLimit-Policy", value, sizeof value),
+                            "\"small\";q=5;w=60");
+        assert_non_null(s_header(&r, "RateLimit", value, sizeof value));
+        assert_non_null(s_header(&r, "X-RateLimit-Reset", value, sizeof value));
+        s_resp_free(&r);
+    }
+    assert_int_equal(s_http(mesh->http_port, "/v1/t/limited", NULL, &r), 0);
+    s_expect(&r, 429, "{\"error\":{\"code\":\"too_many_requests\"");
+    assert_non_null(s_header(&r, "Retry-After", value, sizeof value));
+    assert_true(atoi(value) >= 1);
+    assert_string_equal(s_header(&r, "X-RateLimit-Remaining", value, sizeof value), "0");
+    assert_non_null(strstr(s_header(&r, "RateLimit", value, sizeof value), "r=0"));
+    s_resp_free(&r);
+    assert_true(s_metric(mesh, "vz_gateway_ratelimit_total{decision=\"denied\",source=\"limiter\"}") >=
+                1);
+}
+
+static void test_auth_away(void **state)
+{
+    mesh_t *mesh = *state;
+    s_auth_stop(&mesh->auth);
+    //  Keys stay cached: a valid token still verifies (a new one, so not
+    //  from the token cache), and the cached API key still works.
+    char *token = s_sign(mesh->k1, ISSUER, AUDIENCE, 300, 0, "read");
+    s_bearer(mesh, "/v1/t/jwt", token, 200, "\"sub\":\"alice\"");
+    free(token);
+    resp_t r;
+    const char *const good[] = {"X-API-Key: vzk_good", NULL};
+    assert_int_equal(s_http(mesh->http_port, "/v1/t/key", good, &r), 0);
+    s_expect(&r, 200, "\"kid\":\"k7\"");
+    s_resp_free(&r);
+    //  An API key never seen: auth cannot say, so 503.
+    const char *const fresh[] = {"X-API-Key: vzk_other", NULL};
+    assert_int_equal(s_http(mesh->http_port, "/v1/t/key", fresh, &r), 0);
+    s_expect(&r, 503, "unavailable");
+    s_resp_free(&r);
+    //  A kid that would need a fetch: the fetch fails, the token is refused.
+    vz_jwt_key_t *k5 = vz_jwt_key_generate("k5");
+    char *t5 = s_sign(k5, ISSUER, AUDIENCE, 300, 0, "read");
+    s_bearer(mesh, "/v1/t/jwt", t5, 401, "unauthorized");
+    free(t5);
+    vz_jwt_key_destroy(&k5);
+    assert_true(s_metric(mesh, "vz_gateway_jwks_fetches_total{result=\"error\"}") >= 1);
+    double age = -1;
+    assert_int_equal(vzt_metric(mesh->http_port, "vz_gateway_jwks_age_seconds", &age), 0);
+    assert_true(age >= 0);
+}
+
+static void test_limiter_away(void **state)
+{
+    mesh_t *mesh = *state;
+    //  A fail-closed gateway beside the fail-open one.
+    int port = vzt_free_port();
+    vzt_proc_t *closed = s_start_gateway(mesh, port, "closed");
+    assert_non_null(closed);
+    kill(vzt_proc_pid(mesh->ratelimit), SIGTERM);
+    assert_int_equal(vzt_proc_wait(mesh->ratelimit, 8000), 0);
+    vzt_proc_destroy(&mesh->ratelimit);
+    resp_t r;
+    char value[64];
+    //  Open: the local bucket (3 a minute here) decides, so requests pass ...
+    assert_int_equal(s_http(mesh->http_port, "/v1/t/limited", NULL, &r), 0);
+    s_expect(&r, 200, "\"tier\":\"anonymous\"");
+    assert_string_equal(s_header(&r, "RateLimit-Policy", value, sizeof value),
+                        "\"local\";q=3;w=60");
+    s_resp_free(&r);
+    //  ... until it is empty.
+    long status = 200;
+    for (int i = 0; i < 5 && status == 200; i++) {
+        assert_int_equal(s_http(mesh->http_port, "/v1/t/limited", NULL, &r), 0);
+        status = r.status;
+        s_resp_free(&r);
+    }
+    assert_int_equal(status, 429);
+    assert_true(s_metric(mesh, "vz_gateway_ratelimit_fallback_total{reason=\"no_worker\","
+                               "policy=\"open\"}") >= 1);
+    assert_true(s_metric(mesh, "vz_gateway_ratelimit_total{decision=\"allowed\",source=\"local\"}") >=
+                1);
+    //  Closed: 503.
+    assert_int_equal(s_http(port, "/v1/t/limited", NULL, &r), 0);
+    s_expect(&r, 503, "\"code\":\"rate_limit_unavailable\"");
+    assert_non_null(s_header(&r, "Retry-After", value, sizeof value));
+    s_resp_free(&r);
+    kill(vzt_proc_pid(closed), SIGTERM);
+    assert_int_equal(vzt_proc_wait(closed, 8000), 0);
+    vzt_proc_destroy(&closed);
+    //  The fail-open gateway exits cleanly too (ASan: no leaks).
+    kill(vzt_proc_pid(mesh->gateway), SIGTERM);
+    assert_int_equal(vzt_proc_wait(mesh->gateway, 8000), 0);
+    vzt_proc_destroy(&mesh->gateway);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_jwt_valid),      cmocka_unit_test(test_jwt_rejected),
+        cmocka_unit_test(test_scopes),         cmocka_unit_test(test_unknown_kid_refetch),
+        cmocka_unit_test(test_api_key),        cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_auth_away),      cmocka_unit_test(test_limiter_away),
+    };
+    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+}
