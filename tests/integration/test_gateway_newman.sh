@@ -10,7 +10,7 @@ mesh_config
 mesh_start
 gw=$("${CTL[@]}" ports | awk '$1=="gateway" {print $2}')
 [ -n "$gw" ] || fail "no gateway port"
-"$NEWMAN" run "$SRC/docs/postman-collection.json" --env-var "baseUrl=http://127.0.0.1:$gw" \
+"$NEWMAN" run "$SRC/docs/postman-collection.json" --env-var "baseUrl=http://127.0.0.1:$gw" --env-var exhaustRateLimit=true \
     --reporters cli --disable-unicode --timeout-request 15000 >"$T/newman.log" 2>&1 ||
     { cat "$T/newman.log" >&2; fail "newman"; }
 grep -E "assertions|requests" "$T/newman.log"
