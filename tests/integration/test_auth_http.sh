@@ -1,0 +1,162 @@
+#!/bin/bash
+#   test_auth_http - the auth flows end to end over HTTP: client -> vz-gateway
+#   -> vz-broker -> vz-auth (2 replicas) -> Redis, all under vz-supervisor
+#   SPDX-License-Identifier: MPL-2.0
+#
+#   register -> login -> profile -> refresh -> reuse detected -> logout;
+#   API key create -> use -> list -> revoke; client credentials -> call ->
+#   introspect; tokens checked by npm `jose` against the JWKS the gateway serves.
+set -u -o pipefail
+
+source "$(dirname "$0")/mesh.sh" authhttp
+PEERS=$SRC/tests/peers
+[ -d "$PEERS/node_modules/jose" ] || fail "tests/peers/node_modules missing (run make test-deps)"
+
+mesh_config
+#   One admin (to register an OAuth client); API-key answers not cached, so
+#   a revoked key is refused at once (the default caches valid keys 30 s).
+sed -i -e 's|^\( *\)VZ_AUTH_AUDIENCE = "vizmesh"|&\n\1VZ_AUTH_ADMIN_EMAILS = "root@example.com"|' \
+    -e 's|^\( *\)VZ_GATEWAY_PORT = .*|&\n\1VZ_GATEWAY_APIKEY_TTL_MS = "0"|' "$T/mesh.cfg"
+grep -q VZ_AUTH_ADMIN_EMAILS "$T/mesh.cfg" && grep -q VZ_GATEWAY_APIKEY_TTL_MS "$T/mesh.cfg" ||
+    fail "could not adjust mesh.cfg"
+mesh_start
+GW=http://127.0.0.1:$("${CTL[@]}" ports | awk '$1=="gateway" {print $2}')
+ISS=$(grep -o 'VZ_AUTH_ISSUER = "[^"]*"' "$T/mesh.cfg" | cut -d'"' -f2)
+ISS=${ISS/\$\{port.gateway\}/${GW##*:}}
+
+#   http METHOD PATH [BODY] [curl args...] -> $code, $body
+http() {
+    local method=$1 path=$2 data=${3:-}
+    shift 3 2>/dev/null || shift $#
+    local out
+    if [ -n "$data" ]; then
+        out=$(curl -s -X "$method" -w '\n%{http_code}' --max-time 10 "$@" --data-binary "$data" "$GW$path")
+    else
+        out=$(curl -s -X "$method" -w '\n%{http_code}' --max-time 10 "$@" "$GW$path")
+    fi
+    code=${out##*$'\n'}
+    body=${out%$'\n'*}
+}
+json() { node -e 'const o=JSON.parse(process.argv[1]); const v=process.argv[2].split(".").reduce((a,k)=>a==null?a:a[k],o); console.log(v===undefined?"":v)' "$1" "$2"; }
+expect() { [ "$code" = "$1" ] || fail "$2: expected $1, got $code: $body"; }
+J='-H Content-Type:application/json'
+
+#   The gateway may still be fetching auth's JWKS right after start.
+until_ok 20 curl -sf --max-time 2 "$GW/.well-known/jwks.json" || fail "no JWKS at the gateway"
+
+# ---------------------------------------------------------------- users
+http POST /v1/auth/register '{"email":"ada@example.com","password":"correct horse battery","name":"Ada"}' $J
+expect 201 register
+uid=$(json "$body" id)
+http POST /v1/auth/register '{"email":"ada@example.com","password":"another password"}' $J
+expect 409 "duplicate register"
+http POST /v1/auth/register '{"email":"not-an-email","password":"correct horse battery"}' $J
+expect 422 "bad e-mail"
+echo "$body" | grep -q '"code":"validation_failed"' || fail "validation error body: $body"
+
+http POST /v1/auth/login '{"email":"ada@example.com","password":"wrong password!"}' $J
+expect 401 "wrong password"
+wrong=$body
+http POST /v1/auth/login '{"email":"nobody@example.com","password":"wrong password!"}' $J
+expect 401 "unknown user"
+[ "$(json "$wrong" error.message)" = "$(json "$body" error.message)" ] ||
+    fail "unknown user and wrong password differ: $wrong / $body"
+
+http POST /v1/auth/login '{"email":"ada@example.com","password":"correct horse battery"}' $J
+expect 200 login
+access=$(json "$body" access_token)
+refresh=$(json "$body" refresh_token)
+[ -n "$access" ] && [ -n "$refresh" ] || fail "login body: $body"
+
+http GET /v1/auth/profile '' -H "Authorization: Bearer $access"
+expect 200 profile
+[ "$(json "$body" email)" = ada@example.com ] || fail "profile: $body"
+http GET /v1/auth/profile ''
+expect 401 "profile without a token"
+http GET /v1/auth/profile '' -H "Authorization: Bearer ${access%?}x"
+expect 401 "profile with a tampered token"
+echo "ok - register (201), duplicate 409, validation 422, same error for unknown user and wrong password, login, profile, 401s"
+
+#   An independent verifier: jose against the JWKS the gateway publishes.
+curl -sf --max-time 5 "$GW/.well-known/jwks.json" >"$T/jwks.json" || fail "GET jwks"
+v=$(node "$PEERS/auth_jose.mjs" "$T/jwks.json" "$ISS" vizmesh "$access")
+case "$v" in "ok $uid "*" ES256") ;; *) fail "jose: $v (issuer $ISS)" ;; esac
+echo "ok - jose verifies the access token against /.well-known/jwks.json ($v)"
+
+http POST /v1/auth/refresh "{\"refresh_token\":\"$refresh\"}" $J
+expect 200 refresh
+access2=$(json "$body" access_token)
+refresh2=$(json "$body" refresh_token)
+http POST /v1/auth/refresh "{\"refresh_token\":\"$refresh\"}" $J
+expect 401 "refresh-token reuse"
+http POST /v1/auth/refresh "{\"refresh_token\":\"$refresh2\"}" $J
+expect 401 "refresh after the family was revoked"
+echo "ok - refresh rotates; reusing a used refresh token revokes the whole family"
+
+http POST /v1/auth/login '{"email":"ada@example.com","password":"correct horse battery"}' $J
+expect 200 "login again"
+access=$(json "$body" access_token)
+refresh=$(json "$body" refresh_token)
+http POST /v1/auth/logout "{\"refresh_token\":\"$refresh\"}" $J -H "Authorization: Bearer $access"
+[ "$code" = 200 ] || [ "$code" = 204 ] || fail "logout: $code $body"
+http POST /v1/auth/refresh "{\"refresh_token\":\"$refresh\"}" $J
+expect 401 "refresh after logout"
+echo "ok - logout revokes the refresh token"
+
+# ---------------------------------------------------------------- API keys
+http POST /v1/auth/api-keys '{"name":"ci"}' $J -H "Authorization: Bearer $access"
+expect 201 "api key create"
+kid=$(json "$body" id)
+key=$(json "$body" key)
+[ -n "$key" ] || fail "no key: $body"
+http GET /v1/echo/me '' -H "X-API-Key: $key"
+expect 200 "call with the API key"
+echo "$body" | grep -q 'api_key' || fail "worker did not see auth=api_key: $body"
+echo "$body" | grep -q "$uid" || fail "worker did not see the key's owner: $body"
+echo "$body" | grep -q "$key" && fail "the raw key reached the worker: $body"
+http GET /v1/auth/api-keys '' -H "Authorization: Bearer $access"
+expect 200 "api key list"
+echo "$body" | grep -q "$kid" || fail "list misses the key: $body"
+echo "$body" | grep -q "$key" && fail "list shows the secret: $body"
+http DELETE "/v1/auth/api-keys/$kid" '' -H "Authorization: Bearer $access"
+[ "$code" = 200 ] || [ "$code" = 204 ] || fail "api key delete: $code $body"
+http GET /v1/echo/me '' -H "X-API-Key: $key"
+expect 401 "revoked API key"
+echo "ok - API key: created (shown once), used, listed without its secret, revoked -> 401"
+
+# ---------------------------------------------------------------- OAuth2
+http POST /v1/auth/register '{"email":"root@example.com","password":"correct horse battery"}' $J
+expect 201 "admin register"
+http POST /v1/auth/login '{"email":"root@example.com","password":"correct horse battery"}' $J
+expect 200 "admin login"
+admin=$(json "$body" access_token)
+http POST /v1/oauth/clients '{"name":"partner"}' $J -H "Authorization: Bearer $access"
+expect 403 "client registration by a non-admin"
+http POST /v1/oauth/clients '{"name":"partner"}' $J -H "Authorization: Bearer $admin"
+expect 201 "client registration"
+cid=$(json "$body" client_id)
+csec=$(json "$body" client_secret)
+F='-H Content-Type:application/x-www-form-urlencoded'
+http POST /v1/oauth/token "grant_type=client_credentials&client_id=$cid&client_secret=$csec" $F
+expect 200 "client credentials"
+ctok=$(json "$body" access_token)
+http POST /v1/oauth/token "grant_type=client_credentials&client_id=$cid&client_secret=wrong" $F
+expect 401 "client credentials with a wrong secret"
+http GET /v1/echo/me '' -H "Authorization: Bearer $ctok"
+expect 200 "call with the client token"
+echo "$body" | grep -q 'oauth' || fail "worker did not see auth=oauth: $body"
+http POST /v1/oauth/introspect "token=$ctok&client_id=$cid&client_secret=$csec" $F
+expect 200 introspect
+[ "$(json "$body" active)" = true ] || fail "introspect: $body"
+[ "$(json "$body" client_id)" = "$cid" ] || fail "introspect client_id: $body"
+http POST /v1/oauth/introspect "token=garbage&client_id=$cid&client_secret=$csec" $F
+expect 200 "introspect garbage"
+[ "$(json "$body" active)" = false ] || fail "garbage token active: $body"
+echo "ok - client credentials -> token -> call (auth=oauth) -> introspection active; garbage inactive"
+
+kill -TERM "$SUP"
+wait "$SUP"
+rc=$?
+SUP=
+[ $rc -eq 0 ] || fail "supervisor exited $rc"
+echo "ok - clean shutdown"
