@@ -10,7 +10,14 @@
 #     3. rate-limit decisions through the broker vs redis-benchmark (EVALSHA)
 #     4. mesh lifecycle: cold start of the whole mesh to ready, kill -9 of a
 #        worker to ready again (median of REPS), idle RSS of every daemon
-#   Usage: tests/bench/run.sh [BUILD_DIR]   (REPS=5 by default)
+#     5. the HTTP request path under wrk (issue 6): libmicrohttpd alone
+#        (ceiling), nginx proxy_pass with upstream keepalive (baseline), then
+#        vizmesh's anonymous, JWT and API-key routes; req/s, p50, p99, ratio to
+#        nginx, peak RSS and CPU split of every process during the load
+#   Usage: tests/bench/run.sh [BUILD_DIR]   (REPS=5 by default; section 5
+#   uses HTTP_REPS, default 3). ONLY=http runs section 5 alone; PROFILE=1
+#   adds a perf profile of the gateway on the JWT route. Installs wrk and
+#   nginx with apt-get when they are missing (root only).
 set -u -o pipefail
 
 BUILD=$(cd "${1:-build}" && pwd)
@@ -19,12 +26,29 @@ BIN=$BUILD/bin
 REPS=${REPS:-5}
 export VZ_BIN_DIR=$BIN VZ_SOURCE_DIR=$SRC
 
-for b in bench_envelope bench_broker bench_ratelimit vz-ratelimit vz-supervisor vzctl vz-broker vz-echo vz-gateway; do
+for b in bench_envelope bench_broker bench_ratelimit bench_mhd vz-ratelimit vz-supervisor vzctl vz-broker vz-echo vz-gateway vz-auth; do
     [ -x "$BIN/$b" ] || { echo "bench: $BIN/$b missing (make build first)" >&2; exit 1; }
 done
 
+#   Load generator and baseline: Debian's wrk and nginx.
+for tool in wrk:wrk nginx:nginx-light; do
+    command -v "${tool%%:*}" >/dev/null || PATH=$PATH:/usr/sbin command -v "${tool%%:*}" >/dev/null && continue
+    if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "${tool#*:}" >/dev/null ||
+            { echo "bench: apt-get install ${tool#*:} failed" >&2; exit 1; }
+    else
+        echo "bench: ${tool%%:*} missing: apt-get install -y ${tool#*:}" >&2
+        exit 1
+    fi
+done
+export PATH=$PATH:/usr/sbin
+
 echo "# vizmesh benchmarks  $(date -u +%Y-%m-%dT%H:%MZ)  $(nproc) cores  $(uname -r)"
 echo
+if [ "${ONLY:-}" = http ]; then
+    source "$SRC/tests/bench/http.sh"
+    exit $?
+fi
 echo "## 1. envelope codec"
 "$BIN/bench_envelope"
 echo
@@ -83,3 +107,6 @@ done
 echo
 printf 'cold start to ready (ms):      %s  (runs: %s)\n' "$(printf '%s\n' "${cold[@]}" | median)" "${cold[*]}"
 printf 'kill -9 echo to ready (ms):    %s  (runs: %s)\n' "$(printf '%s\n' "${gap[@]}" | median)" "${gap[*]}"
+
+echo
+source "$SRC/tests/bench/http.sh"
