@@ -345,6 +345,13 @@ static void s_match(vz_upstream_t *self, vz_response_t *response)
     //  Any answer at all proves the broker link works.
     atomic_store(&self->last_seen_ms, (long long)vz_now_ms());
     vz_upcall_t *call = zhashx_lookup(self->pending, response->env.id);
+    //  One request id travels on each step of a request (rate-limit check,
+    //  then the forward), so a late answer to a step that already expired
+    //  locally carries the id of the step now pending: it must also name the
+    //  same service and method, or it is someone else's.
+    if (call && (strcmp(response->env.service, call->service) != 0 ||
+                 strcmp(response->env.method, call->method) != 0))
+        call = NULL;
     if (call) {
         zhashx_delete(self->pending, response->env.id);
         if (response->env.kind == VZ_KIND_REPLY) {

@@ -41,7 +41,10 @@ until_ok 10 reloaded 1 || fail "gateway did not reload its route table"
 until_ok 10 reloaded 2 || fail "gateway did not reload twice"
 wait $load
 bad=$(grep -vc '^200$' "$T/codes")
-[ "$bad" = 0 ] || fail "$bad requests failed during reloads: $(sort "$T/codes" | uniq -c)"
+if [ "$bad" != 0 ]; then
+    grep -h '"msg":"access"' "$STATE"/logs/gateway.*.log | grep -v '"status":"200"' >&2
+    fail "$bad requests failed during reloads: $(sort "$T/codes" | uniq -c)"
+fi
 echo "ok - vzctl reload: route table reloaded twice, $(wc -l <"$T/codes") requests all 200"
 
 #   The reloaded table still routes (params, 405 with Allow from the file).
