@@ -66,6 +66,7 @@ PROCS=()
 ROWS=()    # "label|rps|p50|p99|errors"
 NOTES=()   # "label: cpu ... | rss ..."
 run_case() { # LABEL URL [wrk args...]
+    [ -n "${SKIP_CASES:-}" ] && return 0    # profiling only
     local label=$1 url=$2
     shift 2
     wrk -t"$WRK_T" -c"$WRK_C" -d"$WARM_D" "$@" "$url" >/dev/null 2>&1
@@ -271,18 +272,36 @@ run_case "vizmesh API key: echo-key, cache miss (TTL 0)" \
     "http://127.0.0.1:$gwnc/v1/bench/echo-key" -H "$APIKEY"
 
 if [ "${PROFILE:-0}" = 1 ]; then
+    #   One more JWT run (token cache on) under perf: the gateway alone with
+    #   call graphs, and the whole machine split by process.
+    P=${PROFILE_DIR:-$BUILD/bench}
+    mkdir -p "$P"
     gpid=$("${CTL[@]}" status | awk '$1=="gateway" {print $3}')
     secs=${WRK_D%s}
-    perf record -F 499 -g -o "$H/perf.data" -p "$gpid" -- sleep "$secs" >/dev/null 2>&1 &
-    perf_pid=$!
-    wrk -t"$WRK_T" -c"$WRK_C" -d"$WRK_D" -H "$AUTHZ" "$G/v1/bench/echo-jwt" >/dev/null 2>&1
-    wait "$perf_pid"
-    mkdir -p "${PROFILE_DIR:-$BUILD/bench}"
-    perf report -i "$H/perf.data" --no-children --sort dso --stdio 2>/dev/null |
-        grep -v '^#' | grep -v '^$' | head -n 15 >"${PROFILE_DIR:-$BUILD/bench}/gateway-dso.txt"
-    perf report -i "$H/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null |
-        grep -v '^#' | grep -v '^$' | head -n 40 >"${PROFILE_DIR:-$BUILD/bench}/gateway-sym.txt"
-    echo "perf profile of the gateway on the JWT echo route: ${PROFILE_DIR:-$BUILD/bench}/gateway-{dso,sym}.txt" >&2
+    perf record -F 1999 -g -o "$H/gw.data" -p "$gpid" -- sleep "$secs" >/dev/null 2>&1 &
+    perf_gw=$!
+    perf record -F 499 -a -o "$H/all.data" -- sleep "$secs" >/dev/null 2>&1 &
+    perf_all=$!
+    wrk -t"$WRK_T" -c"$WRK_C" -d"$WRK_D" -H "$AUTHZ" "$G/v1/bench/echo-jwt" >"$P/wrk.txt" 2>&1
+    wait "$perf_gw" "$perf_all"
+    #   Threads -> daemon, so the machine's cycles add up per process and thread kind.
+    for pr in "${PROCS[@]}"; do
+        for t in /proc/"${pr#*:}"/task/*; do echo "${t##*/} ${pr%%:*}"; done
+    done >"$H/tids"
+    perf report -i "$H/all.data" --sort pid --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' |
+        awk 'NR==FNR {who[$1] = $2; next}
+             { split($NF, a, ":"); thr = substr($NF, index($NF, ":") + 1); sub(/\/[0-9]+$/, "", thr)
+               d = (a[1] + 0) in who ? who[a[1] + 0] : "other"; sub(/%/, "", $1); s[d " " thr] += $1 }
+             END { for (k in s) printf "%6.2f%%  %s\n", s[k], k }' "$H/tids" - |
+        sort -rn | head -n 25 >"$P/machine-threads.txt"
+    perf report -i "$H/gw.data" --no-children --sort dso --stdio -g none 2>/dev/null |
+        grep -v '^#' | grep -v '^$' | head -n 15 >"$P/gateway-dso.txt"
+    perf report -i "$H/gw.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null |
+        grep -v '^#' | grep -v '^$' | head -n 60 >"$P/gateway-sym.txt"
+    perf report -i "$H/gw.data" --children --sort symbol --stdio -g none 2>/dev/null |
+        grep -v '^#' | grep -v '^$' | head -n 80 >"$P/gateway-children.txt"
+    cp "$H/gw.data" "$P/gateway.perf.data" 2>/dev/null
+    echo "perf profile (JWT echo route): $P/{machine-threads,gateway-dso,gateway-sym,gateway-children}.txt" >&2
 fi
 kill -TERM "$H_SUP"
 wait "$H_SUP" 2>/dev/null
