@@ -33,4 +33,9 @@ int64_t vz_now_ms(void);
 //  -ENAMETOOLONG when src did not fit (dst then holds a truncated copy).
 int vz_strlcpy(char *dst, const char *src, size_t n);
 
+//  Length (1..4) of the valid UTF-8 sequence at p, reading at most left
+//  (> 0) bytes; 0 when the bytes are not one (overlong form, UTF-16
+//  surrogate, beyond U+10FFFF, cut short). ASCII bytes are length 1.
+size_t vz_utf8_seq(const uint8_t *p, size_t left);
+
 #endif

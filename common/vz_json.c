@@ -7,6 +7,7 @@
  *  into the arena once its size is known.
  */
 #include "vz_json.h"
+#include "vz_common.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -83,45 +84,12 @@ static void *s_alloc(vz_json_t *doc, size_t n)
 // --------------------------------------------------------------------------
 //  UTF-8
 
-//  Length of the valid UTF-8 sequence at p (at most left bytes), 0 if invalid.
-//  Rejects overlong forms, UTF-16 surrogates and code points above U+10FFFF.
-static size_t s_utf8_seq(const uint8_t *p, size_t left)
-{
-    uint8_t c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t n;
-    uint8_t lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (left < n || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return n;
-}
-
 bool vz_json_utf8_valid(const char *text, size_t len)
 {
     const uint8_t *p = (const uint8_t *)text;
     size_t i = 0;
     while (i < len) {
-        size_t n = s_utf8_seq(p + i, len - i);
+        size_t n = vz_utf8_seq(p + i, len - i);
         if (n == 0)
             return false;
         i += n;
@@ -247,7 +215,7 @@ static bool s_string(s_parser_t *self, const char **text_p, size_t *len_p)
             len += s_put_utf8(buf + len, cp);
             continue;
         }
-        size_t n = s_utf8_seq(self->p, (size_t)(self->end - self->p));
+        size_t n = vz_utf8_seq(self->p, (size_t)(self->end - self->p));
         if (n == 0)
             return s_fail(self, "invalid UTF-8");
         if (len + n > max)
@@ -759,7 +727,7 @@ static void s_escaped(vz_json_writer_t *self, const char *text, size_t len)
             }
             i++;
         } else {
-            size_t n = s_utf8_seq(p + i, len - i);
+            size_t n = vz_utf8_seq(p + i, len - i);
             if (n == 0) {
                 s_put(self, "\\ufffd", 6);
                 i++;

@@ -58,39 +58,6 @@ static void s_puts(s_out_t *out, const char *text)
     s_put(out, text, strlen(text));
 }
 
-//  Length of the valid UTF-8 sequence at p (at most n bytes), or 0 when
-//  the bytes are not one (overlong, surrogate, beyond U+10FFFF, cut short).
-static size_t s_utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        need = 1;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        need = 2;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 3;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (need >= n)
-        return 0;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i <= need; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    return need + 1;
-}
-
 static void s_escape(s_out_t *out, const char *text, size_t n)
 {
     const unsigned char *p = (const unsigned char *)text;
@@ -121,7 +88,7 @@ static void s_escape(s_out_t *out, const char *text, size_t n)
             snprintf(esc, sizeof esc, "\\u%04x", c);
             s_puts(out, esc);
         } else {
-            size_t len = s_utf8_len(p + i, n - i);
+            size_t len = vz_utf8_seq(p + i, n - i);
             if (len == 0) {
                 s_puts(out, "\\ufffd");
                 len = 1;
