@@ -422,11 +422,14 @@ static void s_render_error(gw_req_t *req)
     s_error(req, 502, code, call->error_message[0] ? call->error_message : "upstream error");
 }
 
-//  Services the current table routes to, for /health.
+//  Services the current table routes to, for /health; a route marked
+//  optional (a service not every deployment runs) does not count.
 static size_t s_needed(vz_routes_t *table, const char **needed, size_t cap)
 {
     size_t count = 0;
     for (size_t i = 0; table && i < vz_routes_count(table); i++) {
+        if (vz_routes_at(table, i)->optional)
+            continue;
         const char *service = vz_routes_at(table, i)->service;
         bool seen = false;
         for (size_t j = 0; !seen && j < count; j++)

@@ -61,6 +61,7 @@ typedef struct {
     char accept[VZ_ROUTE_TEXT_MAX];     //  accepted request media types ("" = any)
     bool json;                          //  a non-empty body must be valid JSON
     bool pass_ctype;                    //  reply carries the request's Content-Type
+    bool optional;                      //  its service may be absent: /health stays "ok"
     char reply_type[VZ_ROUTE_TEXT_MAX]; //  reply Content-Type ("" = application/json)
     size_t header_count;                //  entries in headers
     char headers[VZ_ROUTE_HEADERS_MAX][VZ_CTX_KEY_MAX]; //  forwarded, lowercase names

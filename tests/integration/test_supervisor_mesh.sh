@@ -35,6 +35,11 @@ while [ $SECONDS -lt $deadline ]; do
 done
 [ "$code" = 200 ] || fail "GET /readiness on $gw gave $code: $(cat "$T/readiness.json" 2>/dev/null)"
 echo "ok - gateway /readiness 200 on port $gw"
+#   The default mesh runs every service its routes need (webhook targets are
+#   optional), so /health is 200 "ok" once the workers registered.
+health_ok() { curl -sf --max-time 2 "http://127.0.0.1:$gw/health" | grep -q '^{"status":"ok"'; }
+until_ok 10 health_ok || fail "/health not ok: $(curl -s --max-time 2 "http://127.0.0.1:$gw/health")"
+echo "ok - gateway /health 200 ok"
 
 #   Live readiness: echo's process stays up without a broker but its /readyz
 #   turns 503; the supervisor's poll shows that (with the reason) and does not
