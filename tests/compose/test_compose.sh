@@ -60,7 +60,9 @@ until_ok() {
 free_port() {
     local p
     for _ in $(seq 50); do
-        p=$((20000 + RANDOM % 40000))
+        #   Below the kernel's ephemeral range (32768+), where the other
+        #   tests' "auto" ports come from, so parallel tests cannot take it.
+        p=$((20000 + RANDOM % 12000))
         ss -Hltn "sport = :$p" 2>/dev/null | grep -q . || { echo $p; return 0; }
     done
     return 1
@@ -115,7 +117,14 @@ say "images built in $((SECONDS - t0)) s: $("$DOCKER" image ls --format '{{.Repo
 
 # ----------------------------------------------------------------------- up
 t0=$SECONDS
-timeout 180 "${C[@]}" up -d >"$T/up.log" 2>&1 || { cat "$T/up.log"; fail "up"; }
+#   The port was free when chosen; if something took it meanwhile, choose again.
+for attempt in 1 2 3; do
+    timeout 180 "${C[@]}" up -d >"$T/up.log" 2>&1 && break
+    grep -q "address already in use" "$T/up.log" && [ $attempt -lt 3 ] || { cat "$T/up.log"; fail "up"; }
+    PORT=$(free_port) || fail "no free port"
+    export VZ_GATEWAY_HOST_PORT=$PORT
+    say "gateway host port taken; retrying on $PORT"
+done
 until_ok 90 all_healthy || fail "containers not healthy within 90 s"
 say "mesh up and healthy in $((SECONDS - t0)) s, gateway on 127.0.0.1:$PORT"
 GW=http://127.0.0.1:$PORT

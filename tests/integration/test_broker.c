@@ -737,13 +737,22 @@ static double s_metric(s_env_t *env, const char *series)
 //  short chain of commands; a request routed before that arrives is written
 //  into the dying pipe and lost (the residual window docs/services/broker.md
 //  describes). The round trips take a millisecond, far below the heartbeat.
+//  Round trips through the broker for at least 100 ms (and at least 3): the
+//  broker's I/O thread handles the closed connection between them, also on
+//  a loaded machine where 3 quick pings were seen to be too few.
+static void s_settle(zsock_t *client)
+{
+    int64_t until = zclock_mono() + 100;
+    for (int i = 0; i < 3 || zclock_mono() < until; i++)
+        s_ping(client, "settle");
+}
+
 static void s_kill9(vzt_proc_t **proc_p, zsock_t *client)
 {
     kill(vzt_proc_pid(*proc_p), SIGKILL);
     assert_int_equal(vzt_proc_wait(*proc_p, 5000), 128 + SIGKILL);
     vzt_proc_destroy(proc_p);
-    for (int i = 0; i < 3; i++)
-        s_ping(client, "settle");
+    s_settle(client);
 }
 
 #define S_LOST_BY_SEND "vz_broker_workers_lost_total{detected=\"send\"}"
@@ -870,8 +879,7 @@ static void test_stale_registration(void **state)
     zsock_t *fresh = s_worker(env, "lru", 1);
     s_wait_workers(client, "lru", 2);
     zsock_destroy(&old);
-    for (int i = 0; i < 3; i++)
-        s_ping(client, "settle"); //  as in s_kill9: let libzmq notice the closed connection
+    s_settle(client); //  as in s_kill9: let libzmq notice the closed connection
     s_send_request(client, "lru", "x", "s1", vz_now_ms() + 5000, 0, NULL);
     zmsg_t *req = s_worker_recv(fresh, 3000);
     assert_non_null(req);
