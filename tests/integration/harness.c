@@ -24,7 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vz_common.h"
 #include "vz_curve.h"
+#include <hiredis/hiredis.h>
+#include <strings.h>
 
 struct vzt_proc_t {
     pid_t pid;   //  child process id
@@ -374,4 +377,60 @@ int vzt_keys(const char *dir, const char *const names[])
             return rc;
     }
     return 0;
+}
+
+vzt_proc_t *vzt_redis(const char *dir, int port, int ready_ms)
+{
+    char port_text[16], *log = NULL;
+    snprintf(port_text, sizeof port_text, "%d", port);
+    if (asprintf(&log, "%s/redis.log", dir) < 0)
+        return NULL;
+    char *const argv[] = {"redis-server", "--port", port_text,   "--bind",
+                          "127.0.0.1",    "--save", "",          "--appendonly",
+                          "no",           "--dir",  (char *)dir, NULL};
+    vzt_proc_t *proc = vzt_spawn_nowait("/usr/bin/redis-server", argv, NULL, log);
+    free(log);
+    int64_t until = vz_now_ms() + ready_ms;
+    while (proc && vz_now_ms() < until) {
+        struct timeval tv = {0, 200000};
+        redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+        bool ok = false;
+        if (c && !c->err) {
+            redisReply *reply = redisCommand(c, "PING");
+            ok = reply && reply->type == REDIS_REPLY_STATUS;
+            if (reply)
+                freeReplyObject(reply);
+        }
+        if (c)
+            redisFree(c);
+        if (ok)
+            return proc;
+        //  Bounded wait for the next attempt; a process exit ends it early.
+        if (vzt_proc_wait(proc, 50) != -ETIMEDOUT)
+            break;
+    }
+    vzt_proc_destroy(&proc);
+    return NULL;
+}
+
+const char *vzt_header(const char *headers, const char *name, char *out, size_t n)
+{
+    size_t nlen = strlen(name);
+    for (const char *line = headers; line && *line;) {
+        const char *eol = strstr(line, "\r\n");
+        size_t len = eol ? (size_t)(eol - line) : strlen(line);
+        if (len > nlen && strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
+            const char *v = line + nlen + 1;
+            while (*v == ' ')
+                v++;
+            size_t vlen = len - (size_t)(v - line);
+            if (vlen >= n)
+                vlen = n - 1;
+            memcpy(out, v, vlen);
+            out[vlen] = '\0';
+            return out;
+        }
+        line = eol ? eol + 2 : line + len;
+    }
+    return NULL;
 }

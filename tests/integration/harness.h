@@ -51,6 +51,15 @@ int vzt_http(const char *method, const char *url, const char *body, long *status
 //  is absent (*value = 0), -1 when the page cannot be fetched.
 int vzt_metric(int port, const char *series, double *value);
 
+//  A throwaway redis-server on 127.0.0.1:port (no persistence, files in
+//  dir, log in dir/redis.log), returned once it answers PING; NULL if it
+//  exits or stays silent for ready_ms.
+vzt_proc_t *vzt_redis(const char *dir, int port, int ready_ms);
+
+//  Value of header `name` (case-insensitive) in a raw "Name: value\r\n"
+//  block, copied into out (truncated to n-1); NULL when absent.
+const char *vzt_header(const char *headers, const char *name, char *out, size_t n);
+
 //  A mesh of keys for tests: dir/public, dir/secret with certificates for
 //  each name in the NULL-terminated list (vz_curve_keygen).
 int vzt_keys(const char *dir, const char *const names[]);

@@ -34,22 +34,22 @@
 #define AUD "vizmesh"
 
 typedef struct {
-    char *dir;               //  temp dir: keys, policy, logs
-    vzt_proc_t *redis;       //  redis-server
-    vzt_proc_t *broker;      //  vz-broker
-    vzt_proc_t *auth[2];     //  two vz-auth replicas
-    int admin[2];            //  their admin ports
-    int redis_port;          //  Redis port
-    int broker_port;         //  broker port
-    zcert_t *gw_cert;        //  identity "gateway"
-    zcert_t *tester_cert;    //  identity "tester"
-    vz_client_t *gw;         //  client as the gateway
-    vz_client_t *tester;     //  client as someone else
-    char broker_key[41];     //  broker public key
+    char *dir;            //  temp dir: keys, policy, logs
+    vzt_proc_t *redis;    //  redis-server
+    vzt_proc_t *broker;   //  vz-broker
+    vzt_proc_t *auth[2];  //  two vz-auth replicas
+    int admin[2];         //  their admin ports
+    int redis_port;       //  Redis port
+    int broker_port;      //  broker port
+    zcert_t *gw_cert;     //  identity "gateway"
+    zcert_t *tester_cert; //  identity "tester"
+    vz_client_t *gw;      //  client as the gateway
+    vz_client_t *tester;  //  client as someone else
+    char broker_key[41];  //  broker public key
     //  State carried between the ordered tests.
-    char uid[64];            //  registered user
-    char access[2048];       //  its access token
-    char refresh[256];       //  its current refresh token
+    char uid[64];      //  registered user
+    char access[2048]; //  its access token
+    char refresh[256]; //  its current refresh token
 } mesh_t;
 
 // --------------------------------------------------------------------------
@@ -63,37 +63,6 @@ static char *s_fmt(const char *fmt, ...)
     assert_true(vasprintf(&out, fmt, ap) > 0);
     va_end(ap);
     return out;
-}
-
-static vzt_proc_t *s_start_redis(mesh_t *mesh)
-{
-    char port[16];
-    snprintf(port, sizeof port, "%d", mesh->redis_port);
-    char *log = s_fmt("%s/redis.log", mesh->dir);
-    char *const argv[] = {"redis-server", "--port", port,    "--bind", "127.0.0.1", "--save",
-                          "",             "--appendonly", "no", "--dir", mesh->dir, NULL};
-    vzt_proc_t *proc = vzt_spawn_nowait("/usr/bin/redis-server", argv, NULL, log);
-    free(log);
-    int64_t until = vz_now_ms() + READY_MS;
-    while (proc && vz_now_ms() < until) {
-        struct timeval tv = {0, 200000};
-        redisContext *c = redisConnectWithTimeout("127.0.0.1", mesh->redis_port, tv);
-        bool ok = false;
-        if (c && !c->err) {
-            redisReply *r = redisCommand(c, "PING");
-            ok = r && r->type == REDIS_REPLY_STATUS;
-            if (r)
-                freeReplyObject(r);
-        }
-        if (c)
-            redisFree(c);
-        if (ok)
-            return proc;
-        if (vzt_proc_wait(proc, 50) != -ETIMEDOUT)
-            break;
-    }
-    vzt_proc_destroy(&proc);
-    return NULL;
 }
 
 static vzt_proc_t *s_start_daemon(mesh_t *mesh, const char *name, const char *log_name,
@@ -168,7 +137,7 @@ static int s_setup(void **state)
 
     mesh->redis_port = vzt_free_port();
     mesh->broker_port = vzt_free_port();
-    mesh->redis = s_start_redis(mesh);
+    mesh->redis = vzt_redis(mesh->dir, mesh->redis_port, READY_MS);
     assert_non_null(mesh->redis);
     char *bind = s_fmt("VZ_BROKER_BIND=tcp://127.0.0.1:%d", mesh->broker_port);
     char *pol = s_fmt("VZ_BROKER_POLICY=%s", policy);
@@ -219,14 +188,14 @@ static int s_teardown(void **state)
 //  Calls
 
 typedef struct {
-    bool error;         //  error envelope
-    char code[48];      //  its error_code
-    char message[256];  //  its error_message
-    char *body;         //  reply body, NUL-terminated (heap)
-    size_t len;         //  its length
-    vz_json_t *json;    //  parsed when the body is JSON
-    int64_t ms;         //  round trip
-    char status[8];     //  reply ctx "http_status", "" when absent
+    bool error;        //  error envelope
+    char code[48];     //  its error_code
+    char message[256]; //  its error_message
+    char *body;        //  reply body, NUL-terminated (heap)
+    size_t len;        //  its length
+    vz_json_t *json;   //  parsed when the body is JSON
+    int64_t ms;        //  round trip
+    char status[8];    //  reply ctx "http_status", "" when absent
 } res_t;
 
 static void s_res_free(res_t *r)
@@ -435,7 +404,7 @@ static void test_register_login_profile(void **state)
     assert_string_equal(s_str(&r, "email"), "ada@example.com");
     assert_string_equal(s_str(&r, "tier"), "free");
     assert_null(strstr(r.body, "pbkdf2")); //  the hash never leaves the service
-    assert_string_equal(r.status, "201");   //  the gateway answers 201 Created
+    assert_string_equal(r.status, "201");  //  the gateway answers 201 Created
     s_res_free(&r);
     r = s_call(mesh, "register",
                "{\"email\":\"ada@example.com\",\"password\":\"another password\"}", NULL);

@@ -115,29 +115,6 @@ static void s_resp_free(resp_t *r)
     memset(r, 0, sizeof *r);
 }
 
-//  Value of a response header (case-insensitive name) copied into out, or NULL.
-static const char *s_header(const resp_t *r, const char *name, char *out, size_t n)
-{
-    size_t nlen = strlen(name);
-    for (const char *line = r->headers; line && *line;) {
-        const char *eol = strstr(line, "\r\n");
-        size_t len = eol ? (size_t)(eol - line) : strlen(line);
-        if (len > nlen && strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
-            const char *v = line + nlen + 1;
-            while (*v == ' ')
-                v++;
-            size_t vlen = len - (size_t)(v - line);
-            if (vlen >= n)
-                vlen = n - 1;
-            memcpy(out, v, vlen);
-            out[vlen] = '\0';
-            return out;
-        }
-        line = eol ? eol + 2 : line + len;
-    }
-    return NULL;
-}
-
 static void s_assert_error(const resp_t *r, long status, const char *code)
 {
     char needle[96];
@@ -146,7 +123,7 @@ static void s_assert_error(const resp_t *r, long status, const char *code)
     if (!strstr(r->body, needle))
         fail_msg("expected %s in %s", needle, r->body);
     char id[80];
-    assert_non_null(s_header(r, "X-Request-Id", id, sizeof id));
+    assert_non_null(vzt_header(r->headers, "X-Request-Id", id, sizeof id));
     snprintf(needle, sizeof needle, "\"request_id\":\"%s\"", id);
     assert_non_null(strstr(r->body, needle));
 }
@@ -159,41 +136,6 @@ static char *s_path(const mesh_t *mesh, const char *rel)
     char *path = NULL;
     assert_true(asprintf(&path, "%s/%s", mesh->dir, rel) > 0);
     return path;
-}
-
-//  Start Redis and wait until it answers PING (bounded poll, no fixed sleep).
-static vzt_proc_t *s_start_redis(const mesh_t *mesh, int port)
-{
-    char port_text[16];
-    snprintf(port_text, sizeof port_text, "%d", port);
-    char *log = s_path(mesh, "redis.log");
-    char *const argv[] = {"redis-server", "--port", port_text, "--bind",  "127.0.0.1", "--save", "",
-                          "--appendonly", "no",     "--dir",   mesh->dir, NULL};
-    vzt_proc_t *proc = vzt_spawn_nowait("/usr/bin/redis-server", argv, NULL, log);
-    free(log);
-    if (!proc)
-        return NULL;
-    int64_t until = vz_now_ms() + READY_MS;
-    while (vz_now_ms() < until) {
-        struct timeval tv = {0, 200000};
-        redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-        bool ok = false;
-        if (c && !c->err) {
-            redisReply *reply = redisCommand(c, "PING");
-            ok = reply && reply->type == REDIS_REPLY_STATUS;
-            if (reply)
-                freeReplyObject(reply);
-        }
-        if (c)
-            redisFree(c);
-        if (ok)
-            return proc;
-        //  Bounded wait for the next attempt: a process exit ends it early.
-        if (vzt_proc_wait(proc, 50) != -ETIMEDOUT)
-            break;
-    }
-    vzt_proc_destroy(&proc);
-    return NULL;
 }
 
 //  The test's route table: the echo routes plus test routes, and extra
@@ -327,7 +269,7 @@ static int s_setup(void **state)
     s_write_routes(mesh, NULL);
 
     int redis_port = vzt_free_port(), broker_port = vzt_free_port();
-    mesh->redis = s_start_redis(mesh, redis_port);
+    mesh->redis = vzt_redis(mesh->dir, redis_port, READY_MS);
     assert_non_null(mesh->redis);
 
     free(policy);
@@ -398,7 +340,8 @@ static void test_echo_round_trip(void **state)
     assert_int_equal(r.body_len, sizeof body);
     assert_memory_equal(r.body, body, sizeof body);
     char value[128];
-    assert_string_equal(s_header(&r, "Content-Type", value, sizeof value), "application/x-vz-test");
+    assert_string_equal(vzt_header(r.headers, "Content-Type", value, sizeof value),
+                        "application/x-vz-test");
     s_resp_free(&r);
 
     assert_int_equal(s_http(mesh, "GET", "/v1/echo", NULL, 0, NULL, &r), 0);
@@ -415,7 +358,7 @@ static void test_request_id(void **state)
     const char *const given[] = {"X-Request-Id: req-42.A_b", NULL};
     assert_int_equal(s_http(mesh, "POST", "/v1/echo", "x", 1, given, &r), 0);
     assert_int_equal(r.status, 200);
-    assert_string_equal(s_header(&r, "X-Request-Id", value, sizeof value), "req-42.A_b");
+    assert_string_equal(vzt_header(r.headers, "X-Request-Id", value, sizeof value), "req-42.A_b");
     s_resp_free(&r);
 
     //  Missing or unsafe ids are replaced by 32 hex characters.
@@ -423,14 +366,14 @@ static void test_request_id(void **state)
     for (int i = 0; i < 2; i++) {
         assert_int_equal(s_http(mesh, "GET", "/v1/echo", NULL, 0, i ? bad : NULL, &r), 0);
         assert_int_equal(r.status, 200);
-        assert_non_null(s_header(&r, "X-Request-Id", value, sizeof value));
+        assert_non_null(vzt_header(r.headers, "X-Request-Id", value, sizeof value));
         assert_int_equal(strlen(value), 32);
         assert_int_equal(strspn(value, "0123456789abcdef"), 32);
         s_resp_free(&r);
     }
     //  Errors carry it too.
     assert_int_equal(s_http(mesh, "GET", "/nope", NULL, 0, given, &r), 0);
-    assert_string_equal(s_header(&r, "X-Request-Id", value, sizeof value), "req-42.A_b");
+    assert_string_equal(vzt_header(r.headers, "X-Request-Id", value, sizeof value), "req-42.A_b");
     s_resp_free(&r);
 }
 
@@ -444,7 +387,7 @@ static void test_traceparent(void **state)
     resp_t r;
     assert_int_equal(s_http(mesh, "GET", "/v1/echo/whoami", NULL, 0, headers, &r), 0);
     assert_int_equal(r.status, 200);
-    assert_string_equal(s_header(&r, "traceparent", value, sizeof value), tp);
+    assert_string_equal(vzt_header(r.headers, "traceparent", value, sizeof value), tp);
     //  The worker saw the same trace context and id, and the gateway's identity.
     char expect[160];
     snprintf(expect, sizeof expect, "\"traceparent\":\"%s\"", tp);
@@ -456,7 +399,7 @@ static void test_traceparent(void **state)
     //  An invalid one is replaced by a fresh valid one.
     const char *const bad[] = {"traceparent: 00-xyz-01", NULL};
     assert_int_equal(s_http(mesh, "GET", "/v1/echo", NULL, 0, bad, &r), 0);
-    assert_non_null(s_header(&r, "traceparent", value, sizeof value));
+    assert_non_null(vzt_header(r.headers, "traceparent", value, sizeof value));
     assert_int_equal(strlen(value), 55);
     assert_memory_equal(value, "00-", 3);
     assert_string_not_equal(value, "00-xyz-01");
@@ -474,12 +417,12 @@ static void test_client_errors(void **state)
 
     assert_int_equal(s_http(mesh, "PUT", "/v1/echo", "x", 1, NULL, &r), 0);
     s_assert_error(&r, 405, "method_not_allowed");
-    assert_string_equal(s_header(&r, "Allow", value, sizeof value), "GET, POST");
+    assert_string_equal(vzt_header(r.headers, "Allow", value, sizeof value), "GET, POST");
     s_resp_free(&r);
 
     assert_int_equal(s_http(mesh, "GET", "/v1/echo/slow", NULL, 0, NULL, &r), 0);
     s_assert_error(&r, 405, "method_not_allowed");
-    assert_string_equal(s_header(&r, "Allow", value, sizeof value), "POST");
+    assert_string_equal(vzt_header(r.headers, "Allow", value, sizeof value), "POST");
     s_resp_free(&r);
 
     //  Declared too large: refused before the body is read.
@@ -558,7 +501,6 @@ static void test_metrics(void **state)
     s_resp_free(&r);
 }
 
-
 //  Poll path until it answers status, up to ms (bounded, no fixed sleep).
 static bool s_wait_status(const mesh_t *mesh, const char *path, long status, int ms)
 {
@@ -587,7 +529,7 @@ static void test_route_params(void **state)
     s_resp_free(&r);
     assert_int_equal(s_http(mesh, "PUT", "/v1/t/items/a/b", "x", 1, NULL, &r), 0);
     s_assert_error(&r, 405, "method_not_allowed");
-    assert_string_equal(s_header(&r, "Allow", value, sizeof value), "GET, DELETE");
+    assert_string_equal(vzt_header(r.headers, "Allow", value, sizeof value), "GET, DELETE");
     s_resp_free(&r);
     const char *missing[] = {"/v1/t/items/a", "/v1/t/items/a/b/c", "/v1/t/items//b", "/v1/echo/"};
     for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
@@ -645,7 +587,7 @@ static void test_request_checks(void **state)
     //  A route that needs a credential.
     assert_int_equal(s_http(mesh, "GET", "/v1/t/private", NULL, 0, NULL, &r), 0);
     s_assert_error(&r, 401, "unauthorized");
-    assert_non_null(s_header(&r, "WWW-Authenticate", value, sizeof value));
+    assert_non_null(vzt_header(r.headers, "WWW-Authenticate", value, sizeof value));
     assert_memory_equal(value, "Bearer", 6);
     s_resp_free(&r);
 }
@@ -659,22 +601,22 @@ static void test_cors(void **state)
                                NULL};
     assert_int_equal(s_http(mesh, "OPTIONS", "/v1/echo", NULL, 0, pre, &r), 0);
     assert_int_equal(r.status, 204);
-    assert_string_equal(s_header(&r, "Access-Control-Allow-Origin", value, sizeof value),
+    assert_string_equal(vzt_header(r.headers, "Access-Control-Allow-Origin", value, sizeof value),
                         "https://b.example");
-    assert_string_equal(s_header(&r, "Access-Control-Allow-Methods", value, sizeof value),
+    assert_string_equal(vzt_header(r.headers, "Access-Control-Allow-Methods", value, sizeof value),
                         "GET, POST");
-    assert_non_null(s_header(&r, "Access-Control-Allow-Headers", value, sizeof value));
+    assert_non_null(vzt_header(r.headers, "Access-Control-Allow-Headers", value, sizeof value));
     s_resp_free(&r);
     const char *const other[] = {"Origin: https://evil.example", NULL};
     assert_int_equal(s_http(mesh, "GET", "/v1/echo", NULL, 0, other, &r), 0);
     assert_int_equal(r.status, 200);
-    assert_null(s_header(&r, "Access-Control-Allow-Origin", value, sizeof value));
+    assert_null(vzt_header(r.headers, "Access-Control-Allow-Origin", value, sizeof value));
     s_resp_free(&r);
     const char *const ok[] = {"Origin: https://app.example", NULL};
     assert_int_equal(s_http(mesh, "GET", "/v1/echo", NULL, 0, ok, &r), 0);
-    assert_string_equal(s_header(&r, "Access-Control-Allow-Origin", value, sizeof value),
+    assert_string_equal(vzt_header(r.headers, "Access-Control-Allow-Origin", value, sizeof value),
                         "https://app.example");
-    assert_non_null(s_header(&r, "Access-Control-Expose-Headers", value, sizeof value));
+    assert_non_null(vzt_header(r.headers, "Access-Control-Expose-Headers", value, sizeof value));
     s_resp_free(&r);
     assert_int_equal(s_http(mesh, "OPTIONS", "/v1/nope", NULL, 0, pre, &r), 0);
     s_assert_error(&r, 404, "not_found");
@@ -693,10 +635,10 @@ static void test_openapi(void **state)
 
 //  Load for the reload test: requests back to back until told to stop.
 typedef struct {
-    const mesh_t *mesh;  //  target
-    atomic_bool stop;    //  set by the test
-    int ok;              //  200 answers
-    int failed;          //  anything else
+    const mesh_t *mesh; //  target
+    atomic_bool stop;   //  set by the test
+    int ok;             //  200 answers
+    int failed;         //  anything else
 } load_t;
 
 static void *s_load(void *arg)
@@ -754,14 +696,14 @@ static void test_reload(void **state)
 
 //  An in-test "billing" worker: records what the webhook call carried.
 typedef struct {
-    mesh_t *mesh;               //  keys and broker
-    atomic_bool stop;           //  ends the thread
-    atomic_bool up;             //  registered
-    pthread_mutex_t lock;       //  guards below
-    char body[4096];            //  last body received
-    size_t body_len;            //  its length
-    char signature[256];        //  ctx header.stripe-signature
-    char caller[64];            //  envelope caller
+    mesh_t *mesh;         //  keys and broker
+    atomic_bool stop;     //  ends the thread
+    atomic_bool up;       //  registered
+    pthread_mutex_t lock; //  guards below
+    char body[4096];      //  last body received
+    size_t body_len;      //  its length
+    char signature[256];  //  ctx header.stripe-signature
+    char caller[64];      //  envelope caller
 } billing_t;
 
 static int s_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
@@ -872,7 +814,7 @@ static void test_breaker(void **state)
     assert_true(s_breaker_state(mesh) == 2);
     assert_int_equal(s_http(mesh, "POST", "/v1/echo/slow", "0", 1, NULL, &r), 0);
     s_assert_error(&r, 503, "circuit_open");
-    assert_non_null(s_header(&r, "Retry-After", value, sizeof value));
+    assert_non_null(vzt_header(r.headers, "Retry-After", value, sizeof value));
     assert_true(atoi(value) >= 1);
     assert_true(r.seconds < 0.1); //  refused without calling
     s_resp_free(&r);
@@ -899,7 +841,7 @@ static void test_breaker(void **state)
         status = r.status;
         s_resp_free(&r);
     }
-    assert_int_equal(status, 504); //  the half-open probe failed ...
+    assert_int_equal(status, 504);           //  the half-open probe failed ...
     assert_true(s_breaker_state(mesh) == 2); //  ... so it is open again
     //  ... and a good probe closes it.
     until = vz_now_ms() + 5000;
@@ -925,7 +867,7 @@ static void test_no_worker(void **state)
     assert_int_equal(s_http(mesh, "POST", "/v1/echo", "x", 1, NULL, &r), 0);
     s_assert_error(&r, 503, "no_worker");
     char value[16];
-    assert_string_equal(s_header(&r, "Retry-After", value, sizeof value), "1");
+    assert_string_equal(vzt_header(r.headers, "Retry-After", value, sizeof value), "1");
     assert_true(r.seconds < TIMEOUT_MS / 1000.0 + 1.0);
     s_resp_free(&r);
 
@@ -1005,8 +947,8 @@ int main(void)
         cmocka_unit_test(test_request_checks),  cmocka_unit_test(test_cors),
         cmocka_unit_test(test_openapi),         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_webhook),         cmocka_unit_test(test_breaker),
-        cmocka_unit_test(test_no_worker),
-        cmocka_unit_test(test_broker_restart),  cmocka_unit_test(test_sigterm_drains),
+        cmocka_unit_test(test_no_worker),       cmocka_unit_test(test_broker_restart),
+        cmocka_unit_test(test_sigterm_drains),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

@@ -66,9 +66,9 @@ struct mesh_t {
 };
 
 typedef struct {
-    long status;    //  HTTP status
-    char *body;     //  heap, NUL-terminated
-    char *headers;  //  raw header block, heap
+    long status;   //  HTTP status
+    char *body;    //  heap, NUL-terminated
+    char *headers; //  raw header block, heap
 } resp_t;
 
 typedef struct {
@@ -122,28 +122,6 @@ static void s_resp_free(resp_t *r)
     free(r->body);
     free(r->headers);
     memset(r, 0, sizeof *r);
-}
-
-static const char *s_header(const resp_t *r, const char *name, char *out, size_t n)
-{
-    size_t nlen = strlen(name);
-    for (const char *line = r->headers; line && *line;) {
-        const char *eol = strstr(line, "\r\n");
-        size_t len = eol ? (size_t)(eol - line) : strlen(line);
-        if (len > nlen && strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
-            const char *v = line + nlen + 1;
-            while (*v == ' ')
-                v++;
-            size_t vlen = len - (size_t)(v - line);
-            if (vlen >= n)
-                vlen = n - 1;
-            memcpy(out, v, vlen);
-            out[vlen] = '\0';
-            return out;
-        }
-        line = eol ? eol + 2 : line + len;
-    }
-    return NULL;
 }
 
 static void s_expect(const resp_t *r, long status, const char *needle)
@@ -285,8 +263,8 @@ static void *s_auth_run(void *arg)
         {"jwks", s_jwks, VZ_METHOD_IDEMPOTENT, 0},
         {"api_key_verify", s_api_key_verify, VZ_METHOD_IDEMPOTENT, 0},
     };
-    vz_worker_config_t wc = {.service = "auth", .endpoints = endpoint, .broker_key = key,
-                             .cert = cert, .credit = 4};
+    vz_worker_config_t wc = {
+        .service = "auth", .endpoints = endpoint, .broker_key = key, .cert = cert, .credit = 4};
     vz_worker_t *worker = vz_worker_new(&wc, methods, 2, a);
     assert_non_null(worker);
     zloop_t *loop = zloop_new();
@@ -320,37 +298,6 @@ static void s_write(const mesh_t *mesh, const char *name, const char *text)
     fputs(text, f);
     fclose(f);
     free(path);
-}
-
-static vzt_proc_t *s_start_redis(const mesh_t *mesh)
-{
-    char port[16];
-    snprintf(port, sizeof port, "%d", mesh->redis_port);
-    char *log = s_env("%s/redis.log", mesh->dir);
-    char *const argv[] = {"redis-server", "--port", port, "--bind",  "127.0.0.1", "--save", "",
-                          "--appendonly", "no",     "--dir", mesh->dir, NULL};
-    vzt_proc_t *proc = vzt_spawn_nowait("/usr/bin/redis-server", argv, NULL, log);
-    free(log);
-    int64_t until = vz_now_ms() + READY_MS;
-    while (proc && vz_now_ms() < until) {
-        struct timeval tv = {0, 200000};
-        redisContext *c = redisConnectWithTimeout("127.0.0.1", mesh->redis_port, tv);
-        bool ok = false;
-        if (c && !c->err) {
-            redisReply *reply = redisCommand(c, "PING");
-            ok = reply && reply->type == REDIS_REPLY_STATUS;
-            if (reply)
-                freeReplyObject(reply);
-        }
-        if (c)
-            redisFree(c);
-        if (ok)
-            return proc;
-        if (vzt_proc_wait(proc, 50) != -ETIMEDOUT)
-            break;
-    }
-    vzt_proc_destroy(&proc);
-    return NULL;
 }
 
 static vzt_proc_t *s_start_daemon(const mesh_t *mesh, const char *name, char *const *more)
@@ -454,7 +401,7 @@ static int s_setup(void **state)
 
     mesh->redis_port = vzt_free_port();
     mesh->broker_port = vzt_free_port();
-    mesh->redis = s_start_redis(mesh);
+    mesh->redis = vzt_redis(mesh->dir, mesh->redis_port, READY_MS);
     assert_non_null(mesh->redis);
     char *bind = s_env("VZ_BROKER_BIND=tcp://127.0.0.1:%d", mesh->broker_port);
     char *pol = s_env("VZ_BROKER_POLICY=%s/policy.cfg", mesh->dir);
@@ -567,7 +514,7 @@ static void test_jwt_rejected(void **state)
     //  No credential at all.
     assert_int_equal(s_http(mesh->http_port, "/v1/t/jwt", NULL, &r), 0);
     s_expect(&r, 401, "\"code\":\"unauthorized\"");
-    assert_non_null(s_header(&r, "WWW-Authenticate", value, sizeof value));
+    assert_non_null(vzt_header(r.headers, "WWW-Authenticate", value, sizeof value));
     s_resp_free(&r);
     //  alg none, and HS256 "signed" with anything: refused before any key is used.
     char *none = s_forge("{\"alg\":\"none\",\"kid\":\"k1\",\"typ\":\"JWT\"}", "");
@@ -581,8 +528,8 @@ static void test_jwt_rejected(void **state)
         const vz_jwt_key_t *key; //  signer
         const char *iss;         //  claims
         const char *aud;
-        int64_t exp_in, nbf_in;  //  relative to now
-        const char *why;         //  expected in the message
+        int64_t exp_in, nbf_in; //  relative to now
+        const char *why;        //  expected in the message
     } cases[] = {
         {mesh->k1, ISSUER, AUDIENCE, -60, 0, "expired"},
         {mesh->k1, ISSUER, AUDIENCE, 300, 120, "invalid token"},
@@ -695,24 +642,24 @@ static void test_rate_limit(void **state)
     for (int i = 0; i < SMALL_LIMIT; i++) {
         assert_int_equal(s_http(mesh->http_port, "/v1/t/limited", NULL, &r), 0);
         s_expect(&r, 200, "\"tier\":\"anonymous\"");
-        assert_string_equal(s_header(&r, "X-RateLimit-Limit", value, sizeof value), "5");
-        assert_int_equal(atoi(s_header(&r, "X-RateLimit-Remaining", value, sizeof value)),
+        assert_string_equal(vzt_header(r.headers, "X-RateLimit-Limit", value, sizeof value), "5");
+        assert_int_equal(atoi(vzt_header(r.headers, "X-RateLimit-Remaining", value, sizeof value)),
                          SMALL_LIMIT - 1 - i);
-        assert_string_equal(s_header(&r, "RateLimit-Policy", value, sizeof value),
+        assert_string_equal(vzt_header(r.headers, "RateLimit-Policy", value, sizeof value),
                             "\"small\";q=5;w=60");
-        assert_non_null(s_header(&r, "RateLimit", value, sizeof value));
-        assert_non_null(s_header(&r, "X-RateLimit-Reset", value, sizeof value));
+        assert_non_null(vzt_header(r.headers, "RateLimit", value, sizeof value));
+        assert_non_null(vzt_header(r.headers, "X-RateLimit-Reset", value, sizeof value));
         s_resp_free(&r);
     }
     assert_int_equal(s_http(mesh->http_port, "/v1/t/limited", NULL, &r), 0);
     s_expect(&r, 429, "{\"error\":{\"code\":\"too_many_requests\"");
-    assert_non_null(s_header(&r, "Retry-After", value, sizeof value));
+    assert_non_null(vzt_header(r.headers, "Retry-After", value, sizeof value));
     assert_true(atoi(value) >= 1);
-    assert_string_equal(s_header(&r, "X-RateLimit-Remaining", value, sizeof value), "0");
-    assert_non_null(strstr(s_header(&r, "RateLimit", value, sizeof value), "r=0"));
+    assert_string_equal(vzt_header(r.headers, "X-RateLimit-Remaining", value, sizeof value), "0");
+    assert_non_null(strstr(vzt_header(r.headers, "RateLimit", value, sizeof value), "r=0"));
     s_resp_free(&r);
-    assert_true(s_metric(mesh, "vz_gateway_ratelimit_total{decision=\"denied\",source=\"limiter\"}") >=
-                1);
+    assert_true(
+        s_metric(mesh, "vz_gateway_ratelimit_total{decision=\"denied\",source=\"limiter\"}") >= 1);
 }
 
 static void test_auth_away(void **state)
@@ -761,7 +708,7 @@ static void test_limiter_away(void **state)
     //  Open: the local bucket (3 a minute here) decides, so requests pass ...
     assert_int_equal(s_http(mesh->http_port, "/v1/t/limited", NULL, &r), 0);
     s_expect(&r, 200, "\"tier\":\"anonymous\"");
-    assert_string_equal(s_header(&r, "RateLimit-Policy", value, sizeof value),
+    assert_string_equal(vzt_header(r.headers, "RateLimit-Policy", value, sizeof value),
                         "\"local\";q=3;w=60");
     s_resp_free(&r);
     //  ... until it is empty.
@@ -774,12 +721,12 @@ static void test_limiter_away(void **state)
     assert_int_equal(status, 429);
     assert_true(s_metric(mesh, "vz_gateway_ratelimit_fallback_total{reason=\"no_worker\","
                                "policy=\"open\"}") >= 1);
-    assert_true(s_metric(mesh, "vz_gateway_ratelimit_total{decision=\"allowed\",source=\"local\"}") >=
-                1);
+    assert_true(
+        s_metric(mesh, "vz_gateway_ratelimit_total{decision=\"allowed\",source=\"local\"}") >= 1);
     //  Closed: 503.
     assert_int_equal(s_http(port, "/v1/t/limited", NULL, &r), 0);
     s_expect(&r, 503, "\"code\":\"rate_limit_unavailable\"");
-    assert_non_null(s_header(&r, "Retry-After", value, sizeof value));
+    assert_non_null(vzt_header(r.headers, "Retry-After", value, sizeof value));
     s_resp_free(&r);
     kill(vzt_proc_pid(closed), SIGTERM);
     assert_int_equal(vzt_proc_wait(closed, 8000), 0);
@@ -793,10 +740,10 @@ static void test_limiter_away(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_jwt_valid),      cmocka_unit_test(test_jwt_rejected),
-        cmocka_unit_test(test_scopes),         cmocka_unit_test(test_unknown_kid_refetch),
-        cmocka_unit_test(test_api_key),        cmocka_unit_test(test_rate_limit),
-        cmocka_unit_test(test_auth_away),      cmocka_unit_test(test_limiter_away),
+        cmocka_unit_test(test_jwt_valid), cmocka_unit_test(test_jwt_rejected),
+        cmocka_unit_test(test_scopes),    cmocka_unit_test(test_unknown_kid_refetch),
+        cmocka_unit_test(test_api_key),   cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_auth_away), cmocka_unit_test(test_limiter_away),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
