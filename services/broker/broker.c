@@ -639,10 +639,10 @@ static void s_on_request(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const ch
         env.kind != VZ_KIND_REQUEST || env.service[0] == '\0') {
         s_malformed(self, reason ? reason : "not a request", identity);
         if (env.id[0]) {
-            vz_envelope_t stub;
-            vz_envelope_init(&stub, VZ_KIND_REQUEST);
-            vz_strlcpy(stub.id, env.id, sizeof stub.id);
-            s_send_error(self, rid, &stub, VZ_ERR_MALFORMED, reason ? reason : "not a request");
+            vz_envelope_t head;
+            vz_envelope_init(&head, VZ_KIND_REQUEST);
+            vz_strlcpy(head.id, env.id, sizeof head.id);
+            s_send_error(self, rid, &head, VZ_ERR_MALFORMED, reason ? reason : "not a request");
         }
         return;
     }
