@@ -13,6 +13,7 @@
 #define VZ_DEFAULT_MAX_BODY (64 * 1024)
 #define VZ_MAX_LINKS 16         //  broker endpoints per worker
 #define VZ_BACKOFF_CAP_MS 30000 //  longest extra wait between reconnects
+#define S_FLUSH_MAX 4           //  distinct flush functions per batch
 
 //  Outcomes counted per method; the index is the order below.
 typedef enum {
@@ -28,8 +29,11 @@ static const char *const s_outcome_names[S_OUTCOMES] = {"ok", "error", "internal
                                                         "expired"};
 
 struct vz_reply_t {
-    vz_envelope_t env; //  reply or error envelope being built
-    uint8_t *body;     //  owned copy of the reply body
+    vz_envelope_t env;       //  reply or error envelope being built
+    uint8_t *body;           //  owned copy of the reply body
+    vz_worker_t *worker;     //  dispatching worker (for vz_reply_defer)
+    unsigned flags;          //  the method's VZ_METHOD_* flags
+    vz_deferred_t *deferred; //  set by vz_reply_defer: the reply left with it
 };
 
 typedef struct {
@@ -41,12 +45,25 @@ typedef struct {
     int backoff_ms;             //  extra patience added after each reconnect
     bool alive;                 //  something arrived since the last (re)connect
     bool bye_done;              //  broker answered our BYE while draining
+    unsigned gen;               //  bumped at each new socket
 } s_link_t;
 
 typedef struct {
     vz_series_t *outcome[S_OUTCOMES]; //  requests_total by outcome
     vz_series_t *duration;            //  handler latency histogram
 } s_method_metrics_t;
+
+struct vz_deferred_t {
+    vz_worker_t *worker;       //  owner
+    s_link_t *link;            //  broker link the request came on
+    unsigned gen;              //  link->gen at dispatch: same socket still?
+    uint8_t tag[VZ_TAG_SIZE];  //  broker's tag for the reply
+    const vz_method_t *method; //  for metrics
+    int64_t started;           //  zclock_usecs at dispatch
+    vz_reply_t reply;          //  id, service, method, traceparent of the answer
+    vz_deferred_t *prev;       //  worker's list of open handles
+    vz_deferred_t *next;       //  idem
+};
 
 struct vz_worker_t {
     char service[VZ_NAME_MAX];    //  announced in RDY
@@ -67,6 +84,10 @@ struct vz_worker_t {
     vz_series_t *malformed;       //  requests whose envelope did not decode
     vz_series_t *dropped;         //  broker frames that made no sense
     vz_series_t *reconnects;      //  sockets replaced after silence or BYE
+    vz_deferred_t *open;          //  deferred replies not yet completed
+    size_t nopen;                 //  entries in open
+    vz_flush_fn *flush[S_FLUSH_MAX]; //  to call after the current batch
+    size_t nflush;                //  entries in flush
 };
 
 static void s_count(vz_series_t *series)
@@ -175,6 +196,9 @@ static int s_link_open(s_link_t *link)
         return -errno;
     //  Sends must not wait on a pipe that never connects.
     zsock_set_sndtimeo(link->sock, 0);
+    //  Reads never block either: a batch takes only what is queued.
+    zsock_set_rcvtimeo(link->sock, 0);
+    link->gen++;
     link->alive = false;
     link->expiry_ms =
         zclock_mono() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS + link->backoff_ms;
@@ -214,7 +238,7 @@ static s_method_metrics_t *s_mm(vz_worker_t *self, const vz_method_t *method)
     return self->mm ? &self->mm[method - self->methods] : NULL;
 }
 
-static void s_send_reply(s_link_t *link, zframe_t *tag, const vz_envelope_t *reply)
+static void s_send_reply(s_link_t *link, const void *tag, const vz_envelope_t *reply)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -233,7 +257,7 @@ static void s_send_reply(s_link_t *link, zframe_t *tag, const vz_envelope_t *rep
     }
     zmsg_t *msg = zmsg_new();
     zmsg_addstr(msg, VZ_CMD_REPLY);
-    zmsg_addmem(msg, zframe_data(tag), zframe_size(tag));
+    zmsg_addmem(msg, tag, VZ_TAG_SIZE);
     zmsg_addmem(msg, buf, len);
     free(buf);
     if (link->sock)
@@ -246,7 +270,119 @@ static void s_send_error(s_link_t *link, zframe_t *tag, const vz_envelope_t *req
 {
     vz_envelope_t reply;
     vz_envelope_error_to(&reply, req, code, message);
-    s_send_reply(link, tag, &reply);
+    s_send_reply(link, zframe_data(tag), &reply);
+}
+
+//  The end of every dispatched request, now or deferred: count, time, send.
+static void s_finish(s_link_t *link, const void *tag, const vz_method_t *method, int64_t started,
+                     vz_reply_t *reply, int rc)
+{
+    s_outcome_t outcome = rc < 0 ? S_INTERNAL : reply->env.kind == VZ_KIND_ERROR ? S_ERROR : S_OK;
+    if (rc < 0)
+        vz_reply_error(reply, VZ_ERR_INTERNAL, "handler failed");
+    s_method_metrics_t *mm = s_mm(link->worker, method);
+    if (mm) {
+        vz_series_observe(mm->duration, (double)(zclock_usecs() - started) / 1e6);
+        vz_series_inc(mm->outcome[outcome]);
+    }
+    s_send_reply(link, tag, &reply->env);
+    free(reply->body);
+    reply->body = NULL;
+}
+
+vz_deferred_t *vz_reply_defer(vz_reply_t *reply, vz_flush_fn *flush)
+{
+    assert(reply && reply->worker);
+    assert(reply->flags & VZ_METHOD_DEFERRED); //  only methods declared so
+    assert(!reply->deferred);
+    vz_worker_t *self = reply->worker;
+    vz_deferred_t *handle = (vz_deferred_t *)zmalloc(sizeof *handle);
+    assert(handle);
+    handle->worker = self;
+    handle->reply = *reply; //  moves the body, if any, into the handle
+    handle->reply.deferred = NULL;
+    reply->body = NULL;
+    reply->deferred = handle;
+    handle->next = self->open;
+    if (self->open)
+        self->open->prev = handle;
+    self->open = handle;
+    self->nopen++;
+    if (flush) {
+        size_t i = 0;
+        while (i < self->nflush && self->flush[i] != flush)
+            i++;
+        if (i == self->nflush) {
+            assert(self->nflush < S_FLUSH_MAX);
+            self->flush[self->nflush++] = flush;
+        }
+    }
+    return handle;
+}
+
+static int s_complete(vz_deferred_t **handle_p)
+{
+    assert(handle_p && *handle_p);
+    vz_deferred_t *handle = *handle_p;
+    vz_worker_t *self = handle->worker;
+    assert(handle->link); //  completing inside the deferring handler is misuse
+    if (handle->prev)
+        handle->prev->next = handle->next;
+    else
+        self->open = handle->next;
+    if (handle->next)
+        handle->next->prev = handle->prev;
+    self->nopen--;
+    //  A replaced socket means a broker that has already written the
+    //  request off; its tag would mean nothing on the new one.
+    int rc = handle->link->gen == handle->gen && handle->link->sock ? 0 : -ENOTCONN;
+    if (rc == 0)
+        s_finish(handle->link, handle->tag, handle->method, handle->started, &handle->reply, 0);
+    free(handle->reply.body);
+    free(handle);
+    *handle_p = NULL;
+    return rc;
+}
+
+int vz_worker_complete(vz_deferred_t **handle_p, const void *body, size_t len)
+{
+    assert(handle_p && *handle_p);
+    vz_reply_body(&(*handle_p)->reply, body, len);
+    return s_complete(handle_p);
+}
+
+int vz_worker_complete_error(vz_deferred_t **handle_p, const char *code, const char *message)
+{
+    assert(handle_p && *handle_p);
+    vz_reply_error(&(*handle_p)->reply, code, message);
+    return s_complete(handle_p);
+}
+
+size_t vz_worker_open(const vz_worker_t *self)
+{
+    assert(self);
+    return self->nopen;
+}
+
+//  Once per batch, so a deferring app pays its own round trip once.
+static void s_flush(vz_worker_t *self)
+{
+    vz_flush_fn *flush[S_FLUSH_MAX];
+    size_t n = self->nflush;
+    memcpy(flush, self->flush, n * sizeof flush[0]);
+    self->nflush = 0;
+    for (size_t i = 0; i < n; i++)
+        flush[i](self->app);
+}
+
+//  Nobody will complete these any more: answer rather than leave the
+//  broker (and its client) waiting for a worker that is going away.
+static void s_abandon_open(vz_worker_t *self)
+{
+    while (self->open) {
+        vz_deferred_t *handle = self->open;
+        vz_worker_complete_error(&handle, VZ_ERR_INTERNAL, "worker stopped before the reply");
+    }
 }
 
 static const vz_method_t *s_lookup(vz_worker_t *self, const char *name)
@@ -312,21 +448,25 @@ static void s_on_request(s_link_t *link, zmsg_t *msg)
             vz_series_inc(mm->outcome[S_EXPIRED]);
         return;
     }
-    vz_reply_t reply = {.body = NULL};
+    vz_reply_t reply = {.body = NULL, .worker = self, .flags = method->flags};
     vz_envelope_reply_to(&reply.env, &req);
     int64_t started = zclock_usecs();
     int rc = method->handler(self->app, &req, &reply);
-    s_outcome_t outcome = rc < 0 ? S_INTERNAL : reply.env.kind == VZ_KIND_ERROR ? S_ERROR : S_OK;
-    if (rc < 0)
-        vz_reply_error(&reply, VZ_ERR_INTERNAL, "handler failed");
+    if (reply.deferred) {
+        //  The handle answers later; it needs where and to whom.
+        assert(rc == 0); //  a handler that deferred must not also fail
+        vz_deferred_t *handle = reply.deferred;
+        handle->link = link;
+        handle->gen = link->gen;
+        memcpy(handle->tag, zframe_data(tag), VZ_TAG_SIZE);
+        handle->method = method;
+        handle->started = started;
+        vz_strlcpy(handle->reply.env.id, req.id, sizeof handle->reply.env.id);
+        return;
+    }
     //  Whatever the handler did, the reply answers this request.
     vz_strlcpy(reply.env.id, req.id, sizeof reply.env.id);
-    if (mm) {
-        vz_series_observe(mm->duration, (double)(zclock_usecs() - started) / 1e6);
-        vz_series_inc(mm->outcome[outcome]);
-    }
-    s_send_reply(link, tag, &reply.env);
-    free(reply.body);
+    s_finish(link, zframe_data(tag), method, started, &reply, rc);
 }
 
 //  One message from a broker, on the reactor or during drain.
@@ -355,14 +495,31 @@ static void s_link_handle(s_link_t *link, zmsg_t *msg)
         s_count(self->dropped);
 }
 
+//  Up to VZ_WORKER_BATCH messages already queued on sock, then one flush,
+//  so handlers that defer share one round trip of their own per batch.
+//  Stops early if a BYE replaced the socket.
+static void s_link_batch(s_link_t *link, zsock_t *sock)
+{
+    for (int i = 0; i < VZ_WORKER_BATCH && sock == link->sock; i++) {
+        zmsg_t *msg = zmsg_recv(sock);
+        if (!msg)
+            break;
+        s_link_handle(link, msg);
+        zmsg_destroy(&msg);
+    }
+    s_flush(link->worker);
+}
+
 static int s_on_link(zloop_t *loop, zsock_t *sock, void *arg)
 {
     s_link_t *link = (s_link_t *)arg;
-    zmsg_t *msg = zmsg_recv(sock);
-    //  A retired socket may still be polled in this iteration: drain it only.
-    if (msg && sock == link->sock)
-        s_link_handle(link, msg);
-    zmsg_destroy(&msg);
+    if (sock == link->sock)
+        s_link_batch(link, sock);
+    else {
+        //  A retired socket may still be polled in this iteration: drain it only.
+        zmsg_t *msg = zmsg_recv(sock);
+        zmsg_destroy(&msg);
+    }
     return 0;
 }
 
@@ -440,6 +597,7 @@ void vz_worker_destroy(vz_worker_t **self_p)
     vz_worker_t *self = *self_p;
     if (!self)
         return;
+    s_abandon_open(self);
     for (size_t i = 0; i < self->nlinks; i++) {
         zsock_destroy(&self->links[i].sock);
         zsock_destroy(&self->links[i].retired);
@@ -521,13 +679,9 @@ void vz_worker_drain(vz_worker_t *self, int timeout_ms)
         int64_t wait = (end < next_hb ? end : next_hb) - now;
         if (zmq_poll(items, n, (long)(wait > 0 ? wait : 0)) < 0)
             continue; //  EINTR from a second signal: keep the budget
-        for (int k = 0; k < n; k++) {
-            if (!(items[k].revents & ZMQ_POLLIN))
-                continue;
-            zmsg_t *msg = zmsg_recv(owners[k]->sock);
-            if (msg)
-                s_link_handle(owners[k], msg);
-            zmsg_destroy(&msg);
-        }
+        for (int k = 0; k < n; k++)
+            if (items[k].revents & ZMQ_POLLIN)
+                s_link_batch(owners[k], owners[k]->sock);
     }
+    s_abandon_open(self);
 }

@@ -26,6 +26,7 @@ typedef struct vz_reply_t vz_reply_t;
 typedef int(vz_handler_fn)(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 
 #define VZ_METHOD_IDEMPOTENT 0x1u //  callers may retry it
+#define VZ_METHOD_DEFERRED 0x2u   //  the handler may answer later (vz_reply_defer)
 
 typedef struct {
     const char *name;       //  method name, e.g. "ping"
@@ -50,6 +51,36 @@ int vz_reply_error(vz_reply_t *reply, const char *code, const char *message);
 //  Attach a context entry to the reply (e.g. "http_status" = "201" or
 //  "http_location" for the gateway). 0, -ENOSPC or -ENAMETOOLONG.
 int vz_reply_ctx_set(vz_reply_t *reply, const char *key, const char *value);
+
+//  Deferred replies, for handlers that do their work for several requests
+//  at once (one pipelined Redis round trip for a batch of checks).
+//  When a broker socket is readable the worker takes up to VZ_WORKER_BATCH
+//  queued requests and dispatches each in turn. A handler of a method
+//  flagged VZ_METHOD_DEFERRED may call vz_reply_defer and return 0: nothing
+//  is sent yet, and the returned handle (owned by the worker) stays open
+//  until the app completes it. After the batch, the worker calls each
+//  distinct flush function named by vz_reply_defer in that batch, once,
+//  with the app pointer; flush (or any later code on the reactor thread)
+//  completes every handle with vz_worker_complete/_error, which sends the
+//  reply and frees the handle. Metrics count the outcome and the latency up
+//  to completion. vz_worker_drain flushes batches too; a handle still open
+//  when drain ends, or at vz_worker_destroy, is answered "internal" and
+//  freed by the worker: the app must not keep handles past its flush then.
+#define VZ_WORKER_BATCH 64 //  requests taken from one socket per wake-up
+
+typedef struct vz_deferred_t vz_deferred_t;
+typedef void(vz_flush_fn)(void *app);
+
+//  Keep reply open; flush may be NULL (the app completes on its own).
+//  Reactor thread only; at most 4 distinct flush functions per batch.
+vz_deferred_t *vz_reply_defer(vz_reply_t *reply, vz_flush_fn *flush);
+//  Send the reply (body copied) or an error and free *handle_p (nulled).
+//  0, or -ENOTCONN when the broker link was replaced meanwhile (the reply
+//  is dropped: that broker has already given up on it).
+int vz_worker_complete(vz_deferred_t **handle_p, const void *body, size_t len);
+int vz_worker_complete_error(vz_deferred_t **handle_p, const char *code, const char *message);
+//  Handles deferred and not yet completed.
+size_t vz_worker_open(const vz_worker_t *self);
 
 //  Connects and sends RDY at once (before attach). NULL with errno EINVAL
 //  for a bad config (no service, key not 40 characters, credit out of range,

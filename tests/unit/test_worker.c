@@ -57,7 +57,52 @@ static int h_created(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     return vz_reply_ctx_set(reply, "http_status", "201");
 }
 
+//  Deferred handlers keep their handles here until flush (worker thread).
+#define APP_MAX 64
+typedef struct {
+    vz_deferred_t *pending[APP_MAX]; //  deferred by "later" in this batch
+    char bodies[APP_MAX][32];        //  what each will answer
+    size_t count;                    //  entries in pending
+    size_t flushes;                  //  flush calls so far
+    size_t largest;                  //  most handles completed by one flush
+    size_t completed;                //  handles completed by flush
+} app_t;
+
+static void h_flush(void *arg)
+{
+    app_t *app = arg;
+    app->flushes++;
+    if (app->count > app->largest)
+        app->largest = app->count;
+    for (size_t i = 0; i < app->count; i++) {
+        assert(vz_worker_complete(&app->pending[i], app->bodies[i], strlen(app->bodies[i])) == 0);
+        assert(app->pending[i] == NULL);
+        app->completed++;
+    }
+    app->count = 0;
+}
+
+//  Answers "done:<body>" from the batch's flush.
+static int h_later(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    app_t *app = arg;
+    assert(app->count < APP_MAX);
+    snprintf(app->bodies[app->count], sizeof app->bodies[0], "done:%.*s", (int)req->body_len,
+             (const char *)req->body);
+    app->pending[app->count++] = vz_reply_defer(reply, h_flush);
+    return 0;
+}
+
+//  Never completed: the worker must answer it at drain.
+static int h_hold(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    vz_reply_defer(reply, NULL);
+    return 0;
+}
+
 static const vz_method_t s_methods[] = {
+    {"later", h_later, VZ_METHOD_DEFERRED, 0},
+    {"hold", h_hold, VZ_METHOD_DEFERRED, 0},
     {"echo", h_echo, VZ_METHOD_IDEMPOTENT, 0},
     {"created", h_created, 0, 0},
     {"caller", h_caller, 0, 0},
@@ -78,6 +123,7 @@ typedef struct {
 typedef struct {
     vz_worker_t *worker; //  worker under test
     bool drain;          //  the loop stopped for DRAIN, not $TERM
+    app_t app;           //  state of the deferred handlers
 } actor_state_t;
 
 static int s_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg)
@@ -89,6 +135,9 @@ static int s_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg)
         rc = -1;
     else if (streq(cmd, "CONNECTED"))
         zstr_send(pipe, vz_worker_connected(st->worker) ? "1" : "0");
+    else if (streq(cmd, "STATS"))
+        zstr_sendf(pipe, "%zu %zu %zu %zu", st->app.flushes, st->app.largest, st->app.completed,
+                   vz_worker_open(st->worker));
     else if (streq(cmd, "DRAIN")) {
         st->drain = true;
         zstr_send(pipe, "DRAINING");
@@ -108,8 +157,8 @@ static void s_worker_actor(zsock_t *pipe, void *arg)
                               .heartbeat_ms = HB_MS,
                               .credit = 3,
                               .metrics = args->metrics};
-    actor_state_t st = {
-        vz_worker_new(&cfg, s_methods, sizeof s_methods / sizeof s_methods[0], NULL), false};
+    actor_state_t st = {0};
+    st.worker = vz_worker_new(&cfg, s_methods, sizeof s_methods / sizeof s_methods[0], &st.app);
     zloop_t *loop = zloop_new();
     zsock_signal(pipe, st.worker ? 0 : 1);
     if (st.worker) {
@@ -539,6 +588,129 @@ static void test_drain(void **state)
     s_rig_stop(&rig);
 }
 
+//  STATS from the worker thread: flushes, largest batch, completed, open.
+static void s_stats(rig_t *rig, size_t out[4])
+{
+    zstr_send(rig->worker, "STATS");
+    char *text = zstr_recv(rig->worker);
+    assert_non_null(text);
+    assert_int_equal(sscanf(text, "%zu %zu %zu %zu", &out[0], &out[1], &out[2], &out[3]), 4);
+    free(text);
+}
+
+static void test_deferred_batch(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, 0);
+    //  Sent back to back: the worker takes what is queued in one batch and
+    //  flushes once per batch, so flushes <= requests.
+    enum { N = 16 };
+    char tag[VZ_TAG_SIZE + 1];
+    for (int i = 0; i < N; i++) {
+        snprintf(tag, sizeof tag, "defer%03d", i);
+        char body[8];
+        snprintf(body, sizeof body, "b%d", i);
+        s_send_req(&rig, tag, "alice", "later", body, vz_now_ms() + WAIT_MS);
+    }
+    //  A synchronous method in the same stream still answers at once.
+    s_send_req(&rig, "sync0001", "alice", "echo", "now", 0);
+    bool seen[N] = {false};
+    bool sync_seen = false;
+    for (int k = 0; k < N + 1; k++) {
+        rep_t rep;
+        s_expect_rep(&rig, &rep);
+        if (streq(rep.tag, "sync0001")) {
+            sync_seen = true;
+            assert_int_equal(rep.env.kind, VZ_KIND_REPLY);
+            zframe_destroy(&rep.frame);
+            continue;
+        }
+        int i = -1;
+        assert_int_equal(sscanf(rep.tag, "defer%03d", &i), 1);
+        assert_true(i >= 0 && i < N && !seen[i]);
+        seen[i] = true;
+        //  The tag, the id and the body all belong to the same request.
+        char want[32];
+        snprintf(want, sizeof want, "id-%s", rep.tag);
+        assert_string_equal(rep.env.id, want);
+        assert_int_equal(rep.env.kind, VZ_KIND_REPLY);
+        assert_string_equal(rep.env.method, "later");
+        snprintf(want, sizeof want, "done:b%d", i);
+        assert_int_equal(rep.env.body_len, strlen(want));
+        assert_memory_equal(rep.env.body, want, strlen(want));
+        zframe_destroy(&rep.frame);
+    }
+    assert_true(sync_seen);
+    size_t st[4];
+    s_stats(&rig, st);
+    assert_true(st[0] >= 1 && st[0] <= N);
+    assert_int_equal(st[2], N);
+    assert_int_equal(st[3], 0);
+    print_message("deferred: %d requests in %zu flushes, largest %zu\n", N, st[0], st[1]);
+    assert_true(s_counter(&rig, "service=svc,method=later,outcome=ok") == N);
+    s_rig_stop(&rig);
+}
+
+//  A deferred reply nobody completes is answered "internal" when the
+//  worker drains, and its handle is freed (ASan/valgrind see no leak).
+static void test_deferred_abandoned_at_drain(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, 60000);
+    s_send_req(&rig, "hold0001", "alice", "hold", "", 0);
+    size_t st[4] = {0};
+    int64_t end = zclock_mono() + WAIT_MS;
+    while (st[3] != 1 && zclock_mono() < end)
+        s_stats(&rig, st);
+    assert_int_equal(st[3], 1);
+    bool connected = false;
+    while (!connected && zclock_mono() < end) {
+        zstr_send(rig.worker, "CONNECTED");
+        char *answer = zstr_recv(rig.worker);
+        connected = answer && streq(answer, "1");
+        free(answer);
+    }
+    assert_true(connected);
+    zstr_send(rig.worker, "DRAIN");
+    char *ack = zstr_recv(rig.worker);
+    assert_string_equal(ack, "DRAINING");
+    free(ack);
+    zmsg_t *msg = s_next(&rig, true, WAIT_MS);
+    assert_non_null(msg);
+    assert_true(zframe_streq(zmsg_first(msg), VZ_CMD_BYE));
+    zmsg_destroy(&msg);
+    s_send_cmd(&rig, VZ_CMD_BYE);
+    rep_t rep;
+    s_expect_rep(&rig, &rep);
+    assert_string_equal(rep.tag, "hold0001");
+    assert_string_equal(rep.env.id, "id-hold0001");
+    assert_int_equal(rep.env.kind, VZ_KIND_ERROR);
+    assert_string_equal(rep.env.error_code, VZ_ERR_INTERNAL);
+    zframe_destroy(&rep.frame);
+    zpoller_t *poller = zpoller_new(rig.worker, NULL);
+    assert_true(zpoller_wait(poller, WAIT_MS) == rig.worker);
+    zpoller_destroy(&poller);
+    char *done = zstr_recv(rig.worker);
+    assert_string_equal(done, "DRAINED");
+    free(done);
+    assert_true(s_counter(&rig, "service=svc,method=hold,outcome=error") == 1);
+    s_rig_stop(&rig);
+}
+
+//  Destroying the worker with a handle open answers and frees it too.
+static void test_deferred_abandoned_at_destroy(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, 0);
+    s_send_req(&rig, "hold0002", "alice", "hold", "", 0);
+    size_t st[4] = {0};
+    int64_t end = zclock_mono() + WAIT_MS;
+    while (st[3] != 1 && zclock_mono() < end)
+        s_stats(&rig, st);
+    assert_int_equal(st[3], 1);
+    s_rig_stop(&rig);
+}
+
 static void test_bad_config(void **state)
 {
     fixture_t *f = *state;
@@ -565,6 +737,9 @@ int main(void)
         cmocka_unit_test(test_silence_reconnects),
         cmocka_unit_test(test_bye_from_broker_reannounces),
         cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_deferred_batch),
+        cmocka_unit_test(test_deferred_abandoned_at_drain),
+        cmocka_unit_test(test_deferred_abandoned_at_destroy),
         cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
