@@ -243,3 +243,88 @@ redisReply *vz_redis_eval(vz_redis_t *self, vz_redis_script_t *script, int nkeys
         free(argv);
     return reply;
 }
+
+//  Append one EVALSHA (or EVAL with the source) to the output buffer.
+static int s_append_eval(vz_redis_t *self, const vz_redis_call_t *call, bool by_source)
+{
+    int argc = 3 + call->nkeys + call->nargs;
+    const char *stack[32];
+    const char **argv = argc <= 32 ? stack : malloc((size_t)argc * sizeof *argv);
+    assert(argv);
+    char numkeys[16];
+    snprintf(numkeys, sizeof numkeys, "%d", call->nkeys);
+    argv[0] = by_source ? "EVAL" : "EVALSHA";
+    argv[1] = by_source ? call->script->source : call->script->sha;
+    argv[2] = numkeys;
+    for (int i = 0; i < call->nkeys; i++)
+        argv[3 + i] = call->keys[i];
+    for (int i = 0; i < call->nargs; i++)
+        argv[3 + call->nkeys + i] = call->args[i];
+    int rc = redisAppendCommandArgv(self->ctx, argc, argv, NULL);
+    if (argv != stack)
+        free(argv);
+    return rc == REDIS_OK ? 0 : -ENOMEM;
+}
+
+static bool s_noscript(const redisReply *reply)
+{
+    return reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0;
+}
+
+//  Read one reply per call whose reply is still NULL, in order.
+static int s_read_batch(vz_redis_t *self, vz_redis_call_t *calls, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (calls[i].reply)
+            continue;
+        void *raw = NULL;
+        if (redisGetReply(self->ctx, &raw) != REDIS_OK || !raw)
+            return -EIO;
+        calls[i].reply = raw;
+    }
+    return 0;
+}
+
+//  Everything is written before anything is read: hiredis sends the
+//  whole buffer on the first read, Redis answers in order. A transport
+//  failure anywhere voids the batch (the connection's stream position is
+//  lost), like a failed vz_redis_command.
+int vz_redis_eval_batch(vz_redis_t *self, vz_redis_call_t *calls, size_t count)
+{
+    assert(self && (calls || count == 0));
+    for (size_t i = 0; i < count; i++) {
+        assert(calls[i].script && calls[i].nkeys >= 0 && calls[i].nargs >= 0);
+        calls[i].reply = NULL;
+    }
+    if (count == 0)
+        return 0;
+    int rc = vz_redis_ensure(self);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < count && rc == 0; i++)
+        rc = s_append_eval(self, &calls[i], false);
+    if (rc == 0)
+        rc = s_read_batch(self, calls, count);
+    //  After a Redis restart or SCRIPT FLUSH: resend those by source.
+    size_t again = 0;
+    for (size_t i = 0; i < count && rc == 0; i++)
+        if (s_noscript(calls[i].reply)) {
+            freeReplyObject(calls[i].reply);
+            calls[i].reply = NULL;
+            rc = s_append_eval(self, &calls[i], true);
+            again++;
+        }
+    if (rc == 0 && again)
+        rc = s_read_batch(self, calls, count);
+    if (rc < 0 || self->ctx->err) {
+        for (size_t i = 0; i < count; i++)
+            if (calls[i].reply) {
+                freeReplyObject(calls[i].reply);
+                calls[i].reply = NULL;
+            }
+        s_drop(self);
+        return rc < 0 ? rc : -EIO;
+    }
+    self->up = true;
+    return 0;
+}

@@ -47,4 +47,24 @@ const char *vz_redis_script_sha(const vz_redis_script_t *script);
 redisReply *vz_redis_eval(vz_redis_t *self, vz_redis_script_t *script, int nkeys, const char **keys,
                           int nargs, const char **args);
 
+//  One script call of a pipelined batch; reply is filled by
+//  vz_redis_eval_batch and freed by the caller (freeReplyObject).
+typedef struct {
+    vz_redis_script_t *script; //  script to run (borrowed)
+    int nkeys;                 //  entries in keys
+    const char **keys;         //  KEYS (borrowed)
+    int nargs;                 //  entries in args
+    const char **args;         //  ARGV (borrowed)
+    redisReply *reply;         //  out: as vz_redis_eval would return it
+} vz_redis_call_t;
+
+//  Run count calls (any mix of scripts) pipelined on the one connection:
+//  every EVALSHA is written, then the replies are read in order, so the
+//  batch costs one round trip. Calls answered NOSCRIPT are sent again as
+//  EVAL (pipelined too). Each read waits at most command_timeout_ms. 0 with
+//  every reply set (possibly an error reply), or -errno when Redis was
+//  unreachable or the connection failed mid-batch: then every reply is
+//  NULL and the connection is dropped (some calls may have run).
+int vz_redis_eval_batch(vz_redis_t *self, vz_redis_call_t *calls, size_t count);
+
 #endif

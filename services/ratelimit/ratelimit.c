@@ -8,7 +8,9 @@
  *  Redis 7), so replicas with skewed clocks still agree. Scripts only do
  *  the atomic part and return raw state; remaining/reset/retry_after are
  *  computed here, which keeps the Redis-side cost (the shared bottleneck)
- *  small.
+ *  small. "check" is a deferred method: the worker hands over every check
+ *  queued on its socket (one batch), and s_flush runs their scripts in one
+ *  pipelined Redis round trip before answering each.
  */
 #include "ratelimit.h"
 
@@ -62,6 +64,17 @@ typedef struct {
     vz_series_t *near;          //  near_limit_total
 } s_policy_series_t;
 
+//  One check of the current batch, waiting for its Redis answer.
+typedef struct {
+    vz_deferred_t *handle;       //  the open reply (worker's)
+    int index;                   //  policy index in limits
+    char bucket[VZ_RL_BUCKET_MAX]; //  Redis key
+    uint64_t cost;               //  tokens this request takes
+    char args[3][32];            //  script ARGV
+    const char *keys[1];         //  KEYS = {bucket}
+    const char *argv[3];         //  ARGV pointers into args
+} s_pending_t;
+
 typedef struct {
     vz_daemon_t *daemon;                 //  borrowed
     const vz_ratelimit_config_t *config; //  borrowed
@@ -81,6 +94,10 @@ typedef struct {
     vz_series_t *redis_errors;           //  redis_errors_total
     vz_series_t *reload_ok;              //  reloads_total{result="ok"}
     vz_series_t *reload_failed;          //  reloads_total{result="failed"}
+    s_pending_t *pending;                //  checks of the current batch
+    size_t npending;                     //  entries used in pending
+    size_t pending_max;                  //  entries allocated
+    vz_redis_call_t *calls;              //  pipelined calls, pending_max of them
 } s_app_t;
 
 static void s_series_for(s_app_t *app, const char *policy, s_policy_series_t *out)
@@ -213,50 +230,41 @@ static bool s_int_element(const redisReply *r, size_t i, long long *v)
     return true;
 }
 
-//  One Redis decision. 0 with *a filled, -1 when Redis did not answer
-//  usefully (the failure mode then applies).
-static int s_decide_redis(s_app_t *app, const vz_rl_policy_t *p, const char *bucket, uint64_t cost,
-                          vz_rl_answer_t *a)
+//  The script's ARGV for policy p: emission interval and burst (token
+//  bucket) or window and limit (sliding window), then the cost.
+static void s_script_args(const vz_rl_policy_t *p, uint64_t cost, char args[3][32])
 {
-    int rc = vz_redis_ensure(app->redis);
-    if (rc == -EAGAIN)
-        return -1; //  inside the retry spacing: no attempt, no wait
-    if (rc < 0) {
-        vz_series_inc(app->redis_errors);
-        return -1;
-    }
-    char arg1[32], arg2[32], arg3[32];
-    bool tb = p->algorithm == VZ_RL_TOKEN_BUCKET;
-    if (tb) {
-        snprintf(arg1, sizeof arg1, "%llu",
-                 (unsigned long long)s_emission_us(p->limit, p->window_s));
-        snprintf(arg2, sizeof arg2, "%llu", (unsigned long long)p->burst);
+    if (p->algorithm == VZ_RL_TOKEN_BUCKET) {
+        snprintf(args[0], 32, "%llu", (unsigned long long)s_emission_us(p->limit, p->window_s));
+        snprintf(args[1], 32, "%llu", (unsigned long long)p->burst);
     } else {
-        snprintf(arg1, sizeof arg1, "%llu", (unsigned long long)p->window_s * 1000);
-        snprintf(arg2, sizeof arg2, "%llu", (unsigned long long)p->limit);
+        snprintf(args[0], 32, "%llu", (unsigned long long)p->window_s * 1000);
+        snprintf(args[1], 32, "%llu", (unsigned long long)p->limit);
     }
-    snprintf(arg3, sizeof arg3, "%llu", (unsigned long long)cost);
-    const char *keys[] = {bucket};
-    const char *args[] = {arg1, arg2, arg3};
-    int64_t t0 = zclock_usecs();
-    redisReply *r =
-        vz_redis_eval(app->redis, tb ? app->token_bucket : app->sliding_window, 1, keys, 3, args);
-    vz_series_observe(app->redis_seconds, (double)(zclock_usecs() - t0) / 1e6);
+    snprintf(args[2], 32, "%llu", (unsigned long long)cost);
+}
+
+//  One decision from its script reply (NULL when the batch failed). 0 with
+//  *a filled, -1 when Redis did not answer usefully (the failure mode then
+//  applies).
+static int s_decide_reply(s_app_t *app, const vz_rl_policy_t *p, uint64_t cost,
+                          const redisReply *r, vz_rl_answer_t *a)
+{
+    bool tb = p->algorithm == VZ_RL_TOKEN_BUCKET;
     long long v[4] = {0};
     size_t want = tb ? 2 : 4;
     bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == want;
     for (size_t i = 0; ok && i < want; i++)
         ok = s_int_element(r, i, &v[i]);
     if (!ok) {
-        vz_series_inc(app->redis_errors);
-        if (r && r->type == REDIS_REPLY_ERROR)
-            vz_warn(NULL, "unable to run rate-limit script", "reason", r->str);
-        if (r)
-            freeReplyObject(r);
+        if (r) {
+            //  A NULL reply was counted once for the whole batch.
+            vz_series_inc(app->redis_errors);
+            if (r->type == REDIS_REPLY_ERROR)
+                vz_warn(NULL, "unable to run rate-limit script", "reason", r->str);
+        }
         return -1;
     }
-    freeReplyObject(r);
-    app->last_contact = vz_now_ms();
     if (tb)
         s_gcra_answer(p->limit, p->burst, p->window_s, cost, v[0] == 1, v[1], a);
     else
@@ -323,34 +331,17 @@ static int s_reply_answer(vz_reply_t *reply, const vz_rl_answer_t *a)
     return rc;
 }
 
-static int s_check(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
+//  Decide one pending check from its Redis reply (or the failure mode),
+//  count it and answer it.
+static void s_settle(s_app_t *app, s_pending_t *pc, const redisReply *r)
 {
-    s_app_t *app = arg;
-    vz_rl_request_t rq;
-    const char *reason = NULL;
-    if (vz_rl_request_decode(&rq, req->body, req->body_len, &reason) < 0)
-        return vz_reply_error(reply, VZ_ERR_INVALID, reason);
-    vz_rl_answer_t a = {.policy = "none", .mode = VZ_RL_MODE_REDIS, .allowed = true};
-    int index = vz_rl_policies_match(app->limits, &rq);
-    if (index < 0) {
-        //  No policy: nothing to limit (the shipped file ends in a catch-all).
-        a.mode = app->fallback ? (app->fail_closed ? VZ_RL_MODE_FAIL_CLOSED : VZ_RL_MODE_FAIL_OPEN)
-                               : VZ_RL_MODE_REDIS;
-        vz_series_inc(app->none_series.allowed);
-        return s_reply_answer(reply, &a);
-    }
-    const vz_rl_policy_t *p = vz_rl_policies_at(app->limits, (size_t)index);
-    char bucket[VZ_RL_BUCKET_MAX];
-    int rc = vz_rl_policies_bucket(p, &rq, bucket, sizeof bucket);
-    if (rc < 0)
-        return vz_reply_error(reply, VZ_ERR_INVALID,
-                              rc == -ENOENT ? "no descriptor for the policy (ip, sub or key empty)"
-                                            : "descriptor too long");
+    const vz_rl_policy_t *p = vz_rl_policies_at(app->limits, (size_t)pc->index);
+    vz_rl_answer_t a = {.mode = VZ_RL_MODE_REDIS, .allowed = true};
     a.policy = p->name;
     a.limit = p->limit;
     a.window = p->window_s;
     a.shadow = p->shadow || vz_rl_policies_shadow(app->limits);
-    if (s_decide_redis(app, p, bucket, rq.cost, &a) == 0)
+    if (s_decide_reply(app, p, pc->cost, r, &a) == 0)
         s_set_fallback(app, false);
     else {
         s_set_fallback(app, true);
@@ -361,7 +352,7 @@ static int s_check(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
             a.reset = a.retry_after = 1;
         } else {
             a.mode = VZ_RL_MODE_FAIL_OPEN;
-            s_decide_local(app, p, bucket, rq.cost, &a);
+            s_decide_local(app, p, pc->bucket, pc->cost, &a);
         }
     }
     bool denied = !a.allowed;
@@ -369,8 +360,89 @@ static int s_check(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
         a.allowed = true;
         a.retry_after = 0;
     }
-    s_count(&app->series[index], &a, denied);
-    return s_reply_answer(reply, &a);
+    s_count(&app->series[pc->index], &a, denied);
+    size_t len;
+    uint8_t *body = vz_rl_answer_encode(&a, &len);
+    //  -ENOTCONN: the broker link was replaced and has written it off.
+    (void)vz_worker_complete(&pc->handle, body, len);
+    free(body);
+}
+
+//  After each batch of the worker: every pending check's script in one
+//  pipelined round trip (both scripts mixed, in arrival order, so checks of
+//  one bucket are decided in the order they came), then the answers.
+static void s_flush(void *arg)
+{
+    s_app_t *app = arg;
+    size_t n = app->npending;
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        s_pending_t *pc = &app->pending[i];
+        const vz_rl_policy_t *p = vz_rl_policies_at(app->limits, (size_t)pc->index);
+        pc->keys[0] = pc->bucket;
+        for (int k = 0; k < 3; k++)
+            pc->argv[k] = pc->args[k];
+        app->calls[i] = (vz_redis_call_t){
+            .script = p->algorithm == VZ_RL_TOKEN_BUCKET ? app->token_bucket : app->sliding_window,
+            .nkeys = 1,
+            .keys = pc->keys,
+            .nargs = 3,
+            .args = pc->argv};
+    }
+    int64_t t0 = zclock_usecs();
+    int rc = vz_redis_eval_batch(app->redis, app->calls, n);
+    //  -EAGAIN: inside the retry spacing, no attempt and no wait.
+    if (rc != -EAGAIN)
+        vz_series_observe(app->redis_seconds, (double)(zclock_usecs() - t0) / 1e6);
+    if (rc == 0)
+        app->last_contact = vz_now_ms();
+    else if (rc != -EAGAIN)
+        vz_series_inc(app->redis_errors);
+    for (size_t i = 0; i < n; i++) {
+        s_settle(app, &app->pending[i], app->calls[i].reply);
+        if (app->calls[i].reply)
+            freeReplyObject(app->calls[i].reply);
+        app->calls[i].reply = NULL;
+    }
+    app->npending = 0;
+}
+
+static int s_check(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    s_app_t *app = arg;
+    vz_rl_request_t rq;
+    const char *reason = NULL;
+    if (vz_rl_request_decode(&rq, req->body, req->body_len, &reason) < 0)
+        return vz_reply_error(reply, VZ_ERR_INVALID, reason);
+    int index = vz_rl_policies_match(app->limits, &rq);
+    if (index < 0) {
+        //  No policy: nothing to limit (the shipped file ends in a catch-all).
+        vz_rl_answer_t a = {.policy = "none", .mode = VZ_RL_MODE_REDIS, .allowed = true};
+        a.mode = app->fallback ? (app->fail_closed ? VZ_RL_MODE_FAIL_CLOSED : VZ_RL_MODE_FAIL_OPEN)
+                               : VZ_RL_MODE_REDIS;
+        vz_series_inc(app->none_series.allowed);
+        return s_reply_answer(reply, &a);
+    }
+    const vz_rl_policy_t *p = vz_rl_policies_at(app->limits, (size_t)index);
+    if (app->npending == app->pending_max) {
+        app->pending_max = app->pending_max ? app->pending_max * 2 : VZ_WORKER_BATCH;
+        app->pending = realloc(app->pending, app->pending_max * sizeof *app->pending);
+        app->calls = realloc(app->calls, app->pending_max * sizeof *app->calls);
+        assert(app->pending && app->calls);
+    }
+    s_pending_t *pc = &app->pending[app->npending];
+    int rc = vz_rl_policies_bucket(p, &rq, pc->bucket, sizeof pc->bucket);
+    if (rc < 0)
+        return vz_reply_error(reply, VZ_ERR_INVALID,
+                              rc == -ENOENT ? "no descriptor for the policy (ip, sub or key empty)"
+                                            : "descriptor too long");
+    pc->index = index;
+    pc->cost = rq.cost;
+    s_script_args(p, rq.cost, pc->args);
+    pc->handle = vz_reply_defer(reply, s_flush);
+    app->npending++;
+    return 0;
 }
 
 static int s_policies(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
@@ -384,7 +456,7 @@ static int s_policies(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
 }
 
 static const vz_method_t s_methods[] = {
-    {"check", s_check, 0, 4096},
+    {"check", s_check, VZ_METHOD_DEFERRED, 4096},
     {"policies", s_policies, VZ_METHOD_IDEMPOTENT, 0},
 };
 
@@ -441,6 +513,8 @@ static void s_app_destroy(s_app_t *app)
     zhashx_destroy(&app->local);
     vz_rl_policies_destroy(&app->limits);
     free(app->series);
+    free(app->pending);
+    free(app->calls);
 }
 
 static void s_free_tat(void **item_p)
@@ -479,7 +553,7 @@ static int s_app_init(s_app_t *app, vz_daemon_t *daemon, const vz_ratelimit_conf
     }
     app->redis_seconds =
         vz_metrics_histogram(app->metrics, "vz_ratelimit_redis_duration_seconds",
-                             "Redis round trip of one rate-limit decision", NULL, s_redis_buckets,
+                             "Redis round trip of one pipelined batch of rate-limit decisions", NULL, s_redis_buckets,
                              sizeof s_redis_buckets / sizeof s_redis_buckets[0]);
     app->fallback_gauge =
         vz_metrics_gauge(app->metrics, "vz_ratelimit_fallback_active",

@@ -556,6 +556,79 @@ static void test_exact_sliding_window(void **state)
     s_exact(*state, "exact_sw");
 }
 
+//  One client, checks sent without waiting (both scripts interleaved), so
+//  each replica takes several per batch and pipelines their scripts; the
+//  script cache is flushed first, so the first batch goes through NOSCRIPT
+//  and EVAL. Still exactly the limit per bucket, every answer from Redis,
+//  and fewer Redis round trips than decisions.
+static void test_pipelined_batches(void **state)
+{
+    mesh_t *mesh = *state;
+    redisContext *rc = redisConnect("127.0.0.1", mesh->redis_port);
+    assert_true(rc && !rc->err);
+    redisReply *flushed = redisCommand(rc, "SCRIPT FLUSH");
+    assert_true(flushed && flushed->type == REDIS_REPLY_STATUS);
+    freeReplyObject(flushed);
+    redisFree(rc);
+    const char *batches = "vz_ratelimit_redis_duration_seconds_count";
+    double trips0 = s_metric(mesh->admin[0], batches) + s_metric(mesh->admin[1], batches);
+
+    enum { EACH = 300 };
+    vz_client_t *client = s_client(mesh, NULL);
+    const char *routes[2] = {"exact_tb", "exact_sw"};
+    const char *ips[2] = {"10.7.0.1", "10.7.0.2"};
+    for (int i = 0; i < 2 * EACH; i++) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 3);
+        s_pack_str(&pk, "ip");
+        s_pack_str(&pk, ips[i % 2]);
+        s_pack_str(&pk, "tier");
+        s_pack_str(&pk, "anonymous");
+        s_pack_str(&pk, "route");
+        s_pack_str(&pk, routes[i % 2]);
+        vz_envelope_t req;
+        vz_envelope_init(&req, VZ_KIND_REQUEST);
+        vz_strlcpy(req.service, "ratelimit", sizeof req.service);
+        vz_strlcpy(req.method, "check", sizeof req.method);
+        vz_client_new_id(req.id, sizeof req.id);
+        req.deadline_ms = vz_now_ms() + 20000;
+        req.body = (const uint8_t *)sb.data;
+        req.body_len = sb.size;
+        assert_int_equal(vz_client_send(client, &req), 0);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    int allowed[2] = {0, 0}, answers = 0, not_redis = 0;
+    zpoller_t *poller = zpoller_new(vz_client_sock(client), NULL);
+    int64_t end = zclock_mono() + 20000;
+    while (answers < 2 * EACH && zclock_mono() < end) {
+        if (!zpoller_wait(poller, 200))
+            continue;
+        vz_response_t *rsp = NULL;
+        if (vz_client_recv(client, &rsp) < 0 || !rsp)
+            continue;
+        answer_t a = {0};
+        assert_int_equal(rsp->env.kind, VZ_KIND_REPLY);
+        assert_int_equal(s_decode(rsp->env.body, rsp->env.body_len, &a), 0);
+        answers++;
+        not_redis += strcmp(a.mode, "redis") != 0;
+        if (a.allowed)
+            allowed[strcmp(a.policy, "exact_sw") == 0]++;
+        vz_response_destroy(&rsp);
+    }
+    zpoller_destroy(&poller);
+    vz_client_destroy(&client);
+    assert_int_equal(answers, 2 * EACH);
+    assert_int_equal(not_redis, 0);
+    assert_int_equal(allowed[0], EXACT_LIMIT);
+    assert_int_equal(allowed[1], EXACT_LIMIT);
+    double trips = s_metric(mesh->admin[0], batches) + s_metric(mesh->admin[1], batches) - trips0;
+    print_message("pipelined: %d decisions in %.0f Redis round trips\n", 2 * EACH, trips);
+    assert_true(trips >= 1 && trips < 2 * EACH);
+}
+
 static void test_shadow(void **state)
 {
     mesh_t *mesh = *state;
@@ -840,6 +913,7 @@ int main(void)
         cmocka_unit_test(test_check_answers),
         cmocka_unit_test(test_exact_token_bucket),
         cmocka_unit_test(test_exact_sliding_window),
+        cmocka_unit_test(test_pipelined_batches),
         cmocka_unit_test(test_shadow),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_metrics),
