@@ -8,6 +8,7 @@
  */
 #include "harness.h"
 
+#include <assert.h>
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -433,4 +434,46 @@ const char *vzt_header(const char *headers, const char *name, char *out, size_t 
         line = eol ? eol + 2 : line + len;
     }
     return NULL;
+}
+
+//  Daemons under ASan on a loaded 2-core machine can take a while to start.
+#define S_READY_MS 20000
+
+vzt_proc_t *vzt_daemon(const char *dir, const char *name, const char *log_name, int broker_port,
+                       int redis_port, int admin_port, char *const *more, bool wait)
+{
+    enum { S_COMMON = 6, S_MORE = 26 };
+    char *env[S_COMMON + S_MORE + 1] = {0};
+    size_t n = 0;
+    int rc = asprintf(&env[n++], "VZ_CURVE_CERT=%s/keys/secret/%s.key", dir, name);
+    rc |= asprintf(&env[n++], "VZ_CURVE_ALLOW_DIR=%s/keys/public", dir);
+    rc |= asprintf(&env[n++], "VZ_BROKER_KEY=%s/keys/public/broker.key", dir);
+    rc |= asprintf(&env[n++], "VZ_BROKER_ENDPOINTS=tcp://127.0.0.1:%d", broker_port);
+    rc |= asprintf(&env[n++], "VZ_REDIS_URL=redis://127.0.0.1:%d", redis_port);
+    rc |= asprintf(&env[n++], "VZ_ADMIN_PORT=%d", admin_port ? admin_port : vzt_free_port());
+    assert(rc >= 0);
+    for (size_t i = 0; more && more[i]; i++) {
+        assert(i < S_MORE); //  a test passing more settings than this is a bug
+        env[n++] = strdup(more[i]);
+    }
+    char *binname = NULL, *log = NULL;
+    rc = asprintf(&binname, "vz-%s", name);
+    rc |= asprintf(&log, "%s/%s.log", dir, log_name ? log_name : name);
+    assert(rc >= 0);
+    char *bin = vzt_bin(binname);
+    char *const argv[] = {bin, NULL};
+    vzt_proc_t *proc =
+        wait ? vzt_spawn(bin, argv, env, log, S_READY_MS) : vzt_spawn_nowait(bin, argv, env, log);
+    if (!proc && wait) {
+        char *cmd = NULL;
+        if (asprintf(&cmd, "tail -n 30 '%s' >&2", log) >= 0 && system(cmd) < 0)
+            fprintf(stderr, "cannot show %s\n", log);
+        free(cmd);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(env[i]);
+    free(binname);
+    free(log);
+    free(bin);
+    return proc;
 }

@@ -56,6 +56,16 @@ int vzt_metric(int port, const char *series, double *value);
 //  exits or stays silent for ready_ms.
 vzt_proc_t *vzt_redis(const char *dir, int port, int ready_ms);
 
+//  Start vz-<name> the way the supervisor would, with keys under dir/keys
+//  (dir/keys/secret/<name>.key, allow dir dir/keys/public, the broker's
+//  public key), the broker on broker_port, Redis on redis_port, the admin
+//  HTTP port admin_port (0 = a free one), then the NULL-terminated "K=V"
+//  entries of more (may be NULL). Output goes to dir/<log_name>.log
+//  (log_name NULL = name). wait: wait for readiness; on failure the log's
+//  tail is shown on stderr, since the directory goes away with the test.
+vzt_proc_t *vzt_daemon(const char *dir, const char *name, const char *log_name, int broker_port,
+                       int redis_port, int admin_port, char *const *more, bool wait);
+
 //  Value of header `name` (case-insensitive) in a raw "Name: value\r\n"
 //  block, copied into out (truncated to n-1); NULL when absent.
 const char *vzt_header(const char *headers, const char *name, char *out, size_t n);

@@ -68,33 +68,8 @@ static char *s_fmt(const char *fmt, ...)
 static vzt_proc_t *s_start_daemon(mesh_t *mesh, const char *name, const char *log_name,
                                   int admin_port, char *const *more)
 {
-    char *env[24] = {0};
-    size_t n = 0;
-    env[n++] = s_fmt("VZ_CURVE_CERT=%s/keys/secret/%s.key", mesh->dir, name);
-    env[n++] = s_fmt("VZ_CURVE_ALLOW_DIR=%s/keys/public", mesh->dir);
-    env[n++] = s_fmt("VZ_BROKER_KEY=%s/keys/public/broker.key", mesh->dir);
-    env[n++] = s_fmt("VZ_BROKER_ENDPOINTS=tcp://127.0.0.1:%d", mesh->broker_port);
-    env[n++] = s_fmt("VZ_REDIS_URL=redis://127.0.0.1:%d", mesh->redis_port);
-    env[n++] = s_fmt("VZ_ADMIN_PORT=%d", admin_port);
-    for (size_t i = 0; more && more[i]; i++)
-        env[n++] = s_fmt("%s", more[i]);
-    char *binname = s_fmt("vz-%s", name);
-    char *bin = vzt_bin(binname);
-    char *log = s_fmt("%s/%s.log", mesh->dir, log_name);
-    char *const argv[] = {bin, NULL};
-    vzt_proc_t *proc = vzt_spawn(bin, argv, env, log, READY_MS);
-    if (!proc) {
-        char *cmd = s_fmt("tail -n 30 %s >&2", log);
-        if (system(cmd) < 0)
-            fprintf(stderr, "cannot show %s\n", log);
-        free(cmd);
-    }
-    for (size_t i = 0; i < n; i++)
-        free(env[i]);
-    free(binname);
-    free(bin);
-    free(log);
-    return proc;
+    return vzt_daemon(mesh->dir, name, log_name, mesh->broker_port, mesh->redis_port, admin_port,
+                      more, true);
 }
 
 static vz_client_t *s_client(mesh_t *mesh, const char *name, zcert_t **cert_p)

@@ -187,52 +187,12 @@ static char *s_env(const char *fmt, ...)
     return out;
 }
 
-static vzt_proc_t *s_start(const mesh_t *mesh, const char *name, char **env)
-{
-    char *binname = s_env("vz-%s", name);
-    char *bin = vzt_bin(binname);
-    free(binname);
-    char *log = NULL;
-    assert_true(asprintf(&log, "%s/%s.log", mesh->dir, name) > 0);
-    char *const argv[] = {bin, NULL};
-    vzt_proc_t *proc = vzt_spawn(bin, argv, env, log, READY_MS);
-    if (!proc) {
-        //  Show why, since the log dir goes away with the test.
-        char *cmd = NULL;
-        assert_true(asprintf(&cmd, "tail -n 30 %s >&2", log) > 0);
-        if (system(cmd) < 0)
-            fprintf(stderr, "cannot show %s\n", log);
-        free(cmd);
-    }
-    free(log);
-    free(bin);
-    return proc;
-}
-
-static void s_env_free(char **env)
-{
-    for (size_t i = 0; env[i]; i++)
-        free(env[i]);
-}
-
 static vzt_proc_t *s_start_daemon(const mesh_t *mesh, const char *name, int broker_port,
                                   int redis_port, char *const *more)
 {
-    char *env[16] = {0};
-    size_t n = 0;
-    env[n++] = s_env("VZ_CURVE_CERT=%s/keys/secret/%s.key", mesh->dir, name);
-    env[n++] = s_env("VZ_CURVE_ALLOW_DIR=%s/keys/public", mesh->dir);
-    env[n++] = s_env("VZ_BROKER_KEY=%s/keys/public/broker.key", mesh->dir);
-    env[n++] = s_env("VZ_BROKER_ENDPOINTS=tcp://127.0.0.1:%d", broker_port);
-    env[n++] = s_env("VZ_REDIS_URL=redis://127.0.0.1:%d", redis_port);
-    env[n++] = s_env("VZ_ADMIN_PORT=%d", vzt_free_port());
     //  The default 1 s heartbeat: echo.slow blocks its worker for up to
     //  TIMEOUT_MS, which must stay below 3 heartbeats.
-    for (size_t i = 0; more && more[i]; i++)
-        env[n++] = s_env("%s", more[i]);
-    vzt_proc_t *proc = s_start(mesh, name, env);
-    s_env_free(env);
-    return proc;
+    return vzt_daemon(mesh->dir, name, NULL, broker_port, redis_port, 0, more, true);
 }
 
 static vzt_proc_t *s_start_broker(const mesh_t *mesh)

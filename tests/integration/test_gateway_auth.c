@@ -302,33 +302,10 @@ static void s_write(const mesh_t *mesh, const char *name, const char *text)
 
 static vzt_proc_t *s_start_daemon(const mesh_t *mesh, const char *name, char *const *more)
 {
-    char *env[24] = {0};
-    size_t n = 0;
-    env[n++] = s_env("VZ_CURVE_CERT=%s/keys/secret/%s.key", mesh->dir, name);
-    env[n++] = s_env("VZ_CURVE_ALLOW_DIR=%s/keys/public", mesh->dir);
-    env[n++] = s_env("VZ_BROKER_KEY=%s/keys/public/broker.key", mesh->dir);
-    env[n++] = s_env("VZ_BROKER_ENDPOINTS=tcp://127.0.0.1:%d", mesh->broker_port);
-    env[n++] = s_env("VZ_REDIS_URL=redis://127.0.0.1:%d", mesh->redis_port);
-    env[n++] = s_env("VZ_ADMIN_PORT=%d", vzt_free_port());
-    for (size_t i = 0; more && more[i]; i++)
-        env[n++] = s_env("%s", more[i]);
-    char *binname = s_env("vz-%s", name);
-    char *bin = vzt_bin(binname);
-    char *log = s_env("%s/%s.%d.log", mesh->dir, name, vzt_free_port());
-    char *const argv[] = {bin, NULL};
-    vzt_proc_t *proc = vzt_spawn(bin, argv, env, log, READY_MS);
-    if (!proc) {
-        char *cmd = s_env("tail -n 30 %s >&2", log);
-        if (system(cmd) < 0)
-            fprintf(stderr, "cannot show %s\n", log);
-        free(cmd);
-    }
-    for (size_t i = 0; env[i]; i++)
-        free(env[i]);
-    free(binname);
-    free(bin);
-    free(log);
-    return proc;
+    //  Several gateways run in one test: each gets its own log.
+    char tag[64];
+    snprintf(tag, sizeof tag, "%s.%d", name, vzt_free_port());
+    return vzt_daemon(mesh->dir, name, tag, mesh->broker_port, mesh->redis_port, 0, more, true);
 }
 
 static const char s_routes[] =

@@ -100,43 +100,12 @@ static void s_write(const char *path, const char *text)
     fclose(f);
 }
 
-static bool s_redis_pings(int port)
-{
-    struct timeval tv = {0, 200000};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    bool ok = false;
-    if (c && !c->err) {
-        redisReply *reply = redisCommand(c, "PING");
-        ok = reply && reply->type == REDIS_REPLY_STATUS;
-        if (reply)
-            freeReplyObject(reply);
-    }
-    if (c)
-        redisFree(c);
-    return ok;
-}
-
 static vzt_proc_t *s_start_redis(const char *dir, int port)
 {
-    char port_text[16];
-    snprintf(port_text, sizeof port_text, "%d", port);
-    char *log = s_fmt("%s/redis-%d.log", dir, port);
-    char *const argv[] = {"redis-server", "--port", port_text,   "--bind",
-                          "127.0.0.1",    "--save", "",          "--appendonly",
-                          "no",           "--dir",  (char *)dir, NULL};
-    vzt_proc_t *proc = vzt_spawn_nowait("/usr/bin/redis-server", argv, NULL, log);
-    free(log);
-    assert_non_null(proc);
-    int64_t until = vz_now_ms() + READY_MS;
-    while (vz_now_ms() < until) {
-        if (s_redis_pings(port))
-            return proc;
-        if (vzt_proc_wait(proc, 20) != -ETIMEDOUT)
-            break;
-    }
-    vzt_proc_destroy(&proc);
-    fail_msg("redis-server did not start on %d", port);
-    return NULL;
+    vzt_proc_t *proc = vzt_redis(dir, port, READY_MS);
+    if (!proc)
+        fail_msg("redis-server did not start on %d", port);
+    return proc;
 }
 
 //  Start a daemon; wait for readiness unless nowait.
@@ -144,38 +113,19 @@ static vzt_proc_t *s_start_daemon(const mesh_t *mesh, const char *name, const ch
                                   int broker_port, int redis_port, int admin_port,
                                   char *const *more, bool nowait)
 {
+    //  The test's policy file unless the caller names one.
     char *env[24] = {0};
     size_t n = 0;
-    env[n++] = s_fmt("VZ_CURVE_CERT=%s/keys/secret/%s.key", mesh->dir, name);
-    env[n++] = s_fmt("VZ_CURVE_ALLOW_DIR=%s/keys/public", mesh->dir);
-    env[n++] = s_fmt("VZ_BROKER_KEY=%s/keys/public/broker.key", mesh->dir);
-    env[n++] = s_fmt("VZ_BROKER_ENDPOINTS=tcp://127.0.0.1:%d", broker_port);
-    env[n++] = s_fmt("VZ_REDIS_URL=redis://127.0.0.1:%d", redis_port);
-    env[n++] = s_fmt("VZ_ADMIN_PORT=%d", admin_port);
     bool own_policy = false;
     for (size_t i = 0; more && more[i]; i++) {
         own_policy = own_policy || strncmp(more[i], "VZ_RATELIMIT_POLICY=", 20) == 0;
-        env[n++] = s_fmt("%s", more[i]);
+        env[n++] = more[i];
     }
-    if (!own_policy)
-        env[n++] = s_fmt("VZ_RATELIMIT_POLICY=%s/ratelimit.cfg", mesh->dir);
-    char *binname = s_fmt("vz-%s", name);
-    char *bin = vzt_bin(binname);
-    char *log = s_fmt("%s/%s.log", mesh->dir, tag);
-    char *const argv[] = {bin, NULL};
+    char *policy = own_policy ? NULL : s_fmt("VZ_RATELIMIT_POLICY=%s/ratelimit.cfg", mesh->dir);
+    env[n] = policy;
     vzt_proc_t *proc =
-        nowait ? vzt_spawn_nowait(bin, argv, env, log) : vzt_spawn(bin, argv, env, log, READY_MS);
-    if (!proc) {
-        char *cmd = s_fmt("tail -n 30 %s >&2", log);
-        if (system(cmd) < 0)
-            fprintf(stderr, "cannot show %s\n", log);
-        free(cmd);
-    }
-    for (size_t i = 0; env[i]; i++)
-        free(env[i]);
-    free(log);
-    free(bin);
-    free(binname);
+        vzt_daemon(mesh->dir, name, tag, broker_port, redis_port, admin_port, env, !nowait);
+    free(policy);
     return proc;
 }
 
