@@ -109,6 +109,8 @@ int auth_json_str(const vz_json_value_t *obj, const char *field, size_t max, con
                   vz_reply_t *reply);
 //  Reply with the writer's document; internal error if it failed.
 int auth_reply_json(vz_reply_t *reply, vz_json_writer_t **writer_p);
+//  The same for a resource just created: the gateway answers 201.
+int auth_reply_created(vz_reply_t *reply, vz_json_writer_t **writer_p);
 //  Error replies.
 int auth_fail(vz_reply_t *reply, const char *code, const char *message);
 int auth_unavailable(vz_reply_t *reply);

@@ -90,9 +90,7 @@ int auth_h_client_register(void *app, const vz_envelope_t *req, vz_reply_t *repl
     vz_json_write_kv_int(w, "created", atoll(now));
     vz_json_write_object_end(w);
     OPENSSL_cleanse(secret, sizeof secret);
-    rc = auth_reply_json(reply, &w);
-    if (rc == 0)
-        rc = vz_reply_ctx_set(reply, "http_status", "201"); //  created
+    rc = auth_reply_created(reply, &w);
 done:
     vz_json_destroy(&doc);
     return rc;

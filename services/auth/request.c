@@ -128,6 +128,12 @@ int auth_reply_json(vz_reply_t *reply, vz_json_writer_t **writer_p)
     return rc;
 }
 
+int auth_reply_created(vz_reply_t *reply, vz_json_writer_t **writer_p)
+{
+    int rc = auth_reply_json(reply, writer_p);
+    return rc < 0 ? rc : vz_reply_ctx_set(reply, "http_status", "201");
+}
+
 int auth_fail(vz_reply_t *reply, const char *code, const char *message)
 {
     return vz_reply_error(reply, code, message);

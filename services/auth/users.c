@@ -204,9 +204,7 @@ int auth_h_register(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     s_write_user(w, uid, user);
     if (user)
         freeReplyObject(user);
-    rc = auth_reply_json(reply, &w);
-    if (rc == 0)
-        rc = vz_reply_ctx_set(reply, "http_status", "201"); //  created
+    rc = auth_reply_created(reply, &w);
 done:
     vz_json_destroy(&doc);
     return rc;
