@@ -8,6 +8,7 @@
  */
 #include "vz_daemon.h"
 #include "vz_curve.h"
+#include "vz_proto.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -63,6 +64,9 @@ static const vz_cfg_item_t s_common[] = {
                 "redis://127.0.0.1:6380", 0, 0, redis_url, "Redis URL, redis://host:port[/db]"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REPLICA", NULL, VZ_CFG_INT, "0", 0, 9999, replica,
                 "replica index given by the supervisor, for logs"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_WORKER_CREDIT", "worker/credit", VZ_CFG_INT, "0", 0,
+                VZ_CREDIT_MAX, worker_credit,
+                "requests the broker may have outstanding at this worker, 0 = the service's own default"),
 };
 #define S_COMMON_COUNT (sizeof s_common / sizeof s_common[0])
 #define S_ADMIN_PORT_ROW 6
@@ -408,7 +412,8 @@ int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods
         .broker_key = self->broker_key,
         .cert = self->cert,
         .heartbeat_ms = self->config.heartbeat_ms,
-        .credit = credit,
+        //  The operator's setting wins over the service's default.
+        .credit = self->config.worker_credit > 0 ? self->config.worker_credit : credit,
         .metrics = self->metrics,
     };
     vz_worker_t *worker = vz_worker_new(&config, methods, count, app);

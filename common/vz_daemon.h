@@ -28,6 +28,8 @@
  *    VZ_DRAIN_TIMEOUT_MS  drain/timeout        5000
  *    VZ_REDIS_URL         redis/url            redis://127.0.0.1:6380
  *    VZ_REPLICA           -                    0   replica index, for logs
+ *    VZ_WORKER_CREDIT     worker/credit        0   broker credit of a worker; 0 = the
+ *                                                  credit the service passes to serve
  *
  *  Start-up refusals (exit 100, one JSON line on stderr naming the setting
  *  or file): any invalid setting, an unreadable or malformed config file,
@@ -61,6 +63,7 @@ typedef struct {
     int drain_ms;                        //  drain budget on SIGTERM
     char redis_url[VZ_PATH_MAX];         //  redis://host:port[/db]
     int replica;                         //  replica index given by the supervisor
+    int worker_credit;                   //  broker credit override, 0 = service default
     char config_file[VZ_PATH_MAX];       //  optional ZPL file
 } vz_daemon_config_t;
 
@@ -107,7 +110,11 @@ void vz_daemon_set_ready_check(vz_daemon_t *self, vz_ready_check_fn *fn, void *a
 //  Run a worker daemon: build the worker from the common settings, attach it
 //  to loop (NULL = a new loop; pass your own to add sockets of your own),
 //  mark ready while the broker link is up and not ready while it is down,
-//  run until SIGTERM, then drain. Returns the process exit code.
+//  run until SIGTERM, then drain. Returns the process exit code. credit is
+//  the service's default for how many requests the broker may have
+//  outstanding here (VZ_WORKER_CREDIT overrides it): 1 keeps a slow request
+//  from holding others back at this replica; more lets the broker pipeline
+//  requests, so one wake-up serves many (a fast service needs it).
 int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods, size_t count,
                     int credit, void *app);
 

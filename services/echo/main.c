@@ -15,6 +15,7 @@
 #define ECHO_ADMIN_PORT 9110
 #define SLOW_MAX_MS 10000
 #define WHOAMI_MAX 8192
+#define ECHO_CREDIT 32 //  default broker credit: fast methods, pipelined
 
 static int s_echo(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
@@ -124,8 +125,11 @@ int main(int argc, char **argv)
     //  One heartbeat of margin under the broker's liveness window.
     echo_t echo = {.slow_cap_ms =
                        vz_daemon_config(daemon)->heartbeat_ms * (VZ_HEARTBEAT_LIVENESS - 1)};
-    code =
-        vz_daemon_serve(daemon, NULL, s_methods, sizeof s_methods / sizeof s_methods[0], 1, &echo);
+    //  With credit 1 every request waits for the previous reply to reach the
+    //  broker (a round trip of wake-ups each); 32 lets one wake-up take many.
+    //  The price: a "slow" call holds up to 31 others queued at this replica.
+    code = vz_daemon_serve(daemon, NULL, s_methods, sizeof s_methods / sizeof s_methods[0],
+                           ECHO_CREDIT, &echo);
     vz_daemon_destroy(&daemon);
     return code;
 }

@@ -45,13 +45,13 @@ const vz_cfg_item_t vz_ratelimit_items[] = {
                 "when Redis is away: open (local buckets, limit/replicas) or closed (deny)"),
     VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_REPLICAS", "ratelimit/replicas", VZ_CFG_INT,
                 "1", 1, 1000, replicas, "replica count; fail-open limits are divided by it"),
-    VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_CREDIT", "ratelimit/credit", VZ_CFG_INT, "16",
-                1, 1000, credit, "requests the broker may queue at this worker"),
     VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_LOCAL_MAX", "ratelimit/local_max", VZ_CFG_INT,
                 "100000", 100, 10000000, local_max,
                 "fail-open buckets kept in memory before the oldest are dropped"),
 };
 const size_t vz_ratelimit_items_count = sizeof vz_ratelimit_items / sizeof vz_ratelimit_items[0];
+
+#define RATELIMIT_CREDIT 64 //  default broker credit: one worker batch
 
 //  Buckets for the Redis round trip: it is tens of microseconds when well.
 static const double s_redis_buckets[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
@@ -595,8 +595,10 @@ int vz_ratelimit_run(vz_daemon_t *daemon, const vz_ratelimit_config_t *config)
     } else {
         s_probe_redis(&app);
         vz_daemon_set_ready_check(daemon, s_redis_ready, &app);
+        //  Checks are decided a batch per Redis round trip, so the more the
+        //  broker may queue here, the fewer round trips (VZ_WORKER_CREDIT).
         code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0],
-                               config->credit, &app);
+                               RATELIMIT_CREDIT, &app);
     }
     zloop_destroy(&loop);
     s_app_destroy(&app);

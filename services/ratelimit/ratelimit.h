@@ -20,7 +20,6 @@ typedef struct {
     int redis_retry_ms;            //  least time between reconnect attempts
     char failure_mode[16];         //  open | closed
     int replicas;                  //  fail-open divides limits by this
-    int credit;                    //  requests the broker may queue here
     int local_max;                 //  fail-open buckets kept in memory
 } vz_ratelimit_config_t;
 

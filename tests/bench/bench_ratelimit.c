@@ -174,7 +174,7 @@ static void s_start(s_mesh_t *m)
 static void s_start_replica(s_mesh_t *m, int i)
 {
     char *pol = s_fmt("VZ_RATELIMIT_POLICY=%s/ratelimit.cfg", m->dir);
-    char *const env[] = {pol, "VZ_RATELIMIT_CREDIT=64", "VZ_RATELIMIT_REPLICAS=2", NULL};
+    char *const env[] = {pol, "VZ_WORKER_CREDIT=64", "VZ_RATELIMIT_REPLICAS=2", NULL};
     char tag[16];
     snprintf(tag, sizeof tag, "ratelimit.%d", i);
     m->rl[i] = s_daemon(m, "ratelimit", tag, env);

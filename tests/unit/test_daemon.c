@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 
 #include "vz_curve.h"
 #include "vz_daemon.h"
+#include "vz_proto.h"
 
 typedef struct {
     int workers;
@@ -48,7 +50,7 @@ static int setup(void **state)
         "VZ_LOG_LEVEL",        "VZ_CURVE_CERT", "VZ_CURVE_ALLOW_DIR", "VZ_BROKER_KEY",
         "VZ_BROKER_ENDPOINTS", "VZ_ADMIN_ADDR", "VZ_ADMIN_PORT",      "VZ_HEARTBEAT_MS",
         "VZ_DRAIN_TIMEOUT_MS", "VZ_REDIS_URL",  "VZ_REPLICA",         "VZ_CONFIG_FILE",
-        "VZ_NOTIFY_FD",        "ECHO_WORKERS",  "ECHO_GREETING",
+        "VZ_NOTIFY_FD",        "ECHO_WORKERS",  "ECHO_GREETING",      "VZ_WORKER_CREDIT",
     };
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         unsetenv(vars[i]);
@@ -427,6 +429,83 @@ static void test_serve_interrupted(void **state)
     vz_daemon_destroy(&d);
 }
 
+typedef struct {
+    vz_daemon_t *daemon;
+    int rc;
+} serve_arg_t;
+
+static void *s_serve_thread(void *arg)
+{
+    serve_arg_t *serve = arg;
+    serve->rc = vz_daemon_serve(serve->daemon, NULL, NULL, 0, 7, NULL);
+    return NULL;
+}
+
+//  Start a worker daemon against a fake broker and return the credit its
+//  RDY announced ("" when none came within 5 s).
+static void serve_rdy_credit(char *credit, size_t n)
+{
+    zcert_t *cert = zcert_load(s_broker_secret);
+    assert_non_null(cert);
+    char allow[96];
+    snprintf(allow, sizeof allow, "%s/public", s_dir);
+    vz_auth_t *zap = vz_auth_new(allow);
+    assert_non_null(zap);
+    zsock_t *router = vz_curve_server(ZMQ_ROUTER, "tcp://127.0.0.1:*", cert);
+    assert_non_null(router);
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", vz_curve_bound_port(router));
+    setenv("VZ_BROKER_ENDPOINTS", endpoint, 1);
+    setenv("VZ_DRAIN_TIMEOUT_MS", "0", 1);
+    int code;
+    serve_arg_t serve = {start(spec(true, false), s_argv_plain, &code, s_out, s_err), -1};
+    if (!serve.daemon)
+        fail_msg("start failed (%d): %s", code, s_err);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, s_serve_thread, &serve), 0);
+
+    credit[0] = '\0';
+    zsock_set_rcvtimeo(router, 5000);
+    zmsg_t *msg = zmsg_recv(router);
+    if (msg && zmsg_size(msg) == 4) {
+        zframe_destroy(&(zframe_t *){zmsg_pop(msg)}); //  routing id
+        char *cmd = zmsg_popstr(msg), *service = zmsg_popstr(msg), *text = zmsg_popstr(msg);
+        assert_string_equal(cmd, VZ_CMD_READY);
+        assert_string_equal(service, "echo");
+        snprintf(credit, n, "%s", text);
+        zstr_free(&cmd);
+        zstr_free(&service);
+        zstr_free(&text);
+    }
+    zmsg_destroy(&msg);
+    zsys_interrupted = 1; //  what SIGTERM does: the loop stops, serve drains
+    pthread_join(thread, NULL);
+    zsys_interrupted = 0;
+    assert_int_equal(serve.rc, VZ_EXIT_OK);
+    vz_daemon_destroy(&serve.daemon);
+    zsock_destroy(&router);
+    vz_auth_destroy(&zap);
+    zcert_destroy(&cert);
+}
+
+static void test_serve_credit(void **state)
+{
+    char credit[16];
+    //  The service's own default reaches the broker...
+    serve_rdy_credit(credit, sizeof credit);
+    assert_string_equal(credit, "7");
+    //  ...unless the operator overrides it.
+    setup(state);
+    setenv("VZ_WORKER_CREDIT", "40", 1);
+    serve_rdy_credit(credit, sizeof credit);
+    assert_string_equal(credit, "40");
+    //  Out of range is a configuration error naming the setting.
+    setup(state);
+    static const char *const range[] = {"VZ_WORKER_CREDIT", "0..1000", NULL};
+    setenv("VZ_WORKER_CREDIT", "1001", 1);
+    expect_fail(spec(true, false), s_argv_plain, VZ_EXIT_PERMANENT, range);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -450,6 +529,7 @@ int main(void)
         cmocka_unit_test_setup(test_admin_busy, setup),
         cmocka_unit_test_setup(test_sighup, setup),
         cmocka_unit_test_setup(test_serve_interrupted, setup),
+        cmocka_unit_test_setup(test_serve_credit, setup),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[128];
