@@ -163,7 +163,7 @@ static void s_fetch_begin_locked(vz_edge_t *self)
     self->attempt_ms = vz_now_ms();
     vz_upcall_t *call = &self->fetch;
     free(call->reply);
-    memset(call, 0, sizeof *call);
+    vz_upcall_reset(call);
     call->kind = VZ_UPCALL_FORWARD;
     vz_strlcpy(call->service, "auth", sizeof call->service);
     vz_strlcpy(call->method, "jwks", sizeof call->method);

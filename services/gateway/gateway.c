@@ -550,7 +550,7 @@ static void s_submit(vz_gateway_t *gw, gw_req_t *req)
 static void s_forward_local(vz_gateway_t *gw, gw_req_t *req)
 {
     vz_upcall_t *call = &req->call;
-    memset(call, 0, sizeof *call);
+    vz_upcall_reset(call);
     call->kind = VZ_UPCALL_HEALTH;
     call->timeout_ms = HEALTH_TIMEOUT;
     call->idempotent = true;
@@ -628,7 +628,7 @@ static bool s_pre_call(gw_req_t *req, const char *service, const char *method, s
 {
     vz_upcall_t *pre = &req->pre;
     free(pre->reply);
-    memset(pre, 0, sizeof *pre);
+    vz_upcall_reset(pre);
     pre->kind = VZ_UPCALL_FORWARD;
     vz_strlcpy(pre->service, service, sizeof pre->service);
     vz_strlcpy(pre->method, method, sizeof pre->method);
@@ -836,7 +836,7 @@ static void s_forward_step(vz_gateway_t *gw, gw_req_t *req)
     }
     req->breaker = breaker;
     vz_upcall_t *call = &req->call;
-    memset(call, 0, sizeof *call);
+    vz_upcall_reset(call);
     call->kind = VZ_UPCALL_FORWARD;
     vz_strlcpy(call->service, route->service, sizeof call->service);
     vz_strlcpy(call->method, route->call, sizeof call->method);

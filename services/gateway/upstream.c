@@ -7,6 +7,7 @@
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -46,6 +47,14 @@ struct vz_upstream_t {
     vz_series_t *retried;      //  vz_gateway_retries_total
     vz_series_t *denied;       //  vz_gateway_retries_denied_total (budget spent)
 };
+
+void vz_upcall_reset(vz_upcall_t *call)
+{
+    memset(call, 0, offsetof(vz_upcall_t, error_message));
+    call->error_message[0] = '\0';
+    call->http_location[0] = '\0';
+    call->redis_error[0] = '\0';
+}
 
 //  Accept redis://[userinfo@]host[:port][/db]. Credentials are not used yet.
 static int s_parse_redis_url(vz_upstream_t *self, const char *url)
