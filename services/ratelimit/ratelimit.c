@@ -22,6 +22,7 @@
 #include "codec.h"
 #include "policies.h"
 #include "scripts.h"
+#include "vz_batch.h"
 #include "vz_proto.h"
 #include "vz_redis.h"
 #include "vz_worker.h"
@@ -64,9 +65,21 @@ typedef struct {
     vz_series_t *near;          //  near_limit_total
 } s_policy_series_t;
 
+//  A check_batch request: one reply for all its items, sent when the last
+//  item is decided.
+typedef struct {
+    vz_deferred_t *handle;   //  the open reply (worker's); NULL while items are added
+    size_t count;            //  items
+    size_t left;             //  items not yet decided
+    vz_batch_item_t *result; //  per item: code ("" = body) and payload
+    uint8_t **owned;         //  per item: heap body to free, or NULL
+} s_group_t;
+
 //  One check of the current batch, waiting for its Redis answer.
 typedef struct {
-    vz_deferred_t *handle;       //  the open reply (worker's)
+    vz_deferred_t *handle;       //  the open reply (worker's), NULL for a group item
+    s_group_t *group;            //  check_batch: the group this item answers into
+    size_t slot;                 //  its index there
     int index;                   //  policy index in limits
     char bucket[VZ_RL_BUCKET_MAX]; //  Redis key
     uint64_t cost;               //  tokens this request takes
@@ -322,6 +335,52 @@ static void s_count(const s_policy_series_t *s, const vz_rl_answer_t *a, bool de
         vz_series_inc(a->shadow ? s->shadow_denied : s->denied);
 }
 
+static s_group_t *s_group_new(size_t count)
+{
+    s_group_t *group = calloc(1, sizeof *group);
+    assert(group);
+    group->count = group->left = count;
+    group->result = calloc(count, sizeof *group->result);
+    group->owned = calloc(count, sizeof *group->owned);
+    assert(group->result && group->owned);
+    return group;
+}
+
+static void s_group_destroy(s_group_t **self_p)
+{
+    s_group_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->count; i++)
+        free(self->owned[i]);
+    free(self->owned);
+    free(self->result);
+    free(self);
+    *self_p = NULL;
+}
+
+//  Item slot of group decided: a body (taken) or an error (static texts).
+//  When it was the last and the reply is open, send it and free the group.
+static void s_group_settle(s_group_t *group, size_t slot, uint8_t *body, size_t len,
+                           const char *code, const char *message)
+{
+    assert(slot < group->count && group->left > 0);
+    if (body) {
+        group->result[slot] = (vz_batch_item_t){.code = "", .data = body, .len = len};
+        group->owned[slot] = body;
+    } else
+        group->result[slot] = (vz_batch_item_t){
+            .code = code, .data = (const uint8_t *)message, .len = strlen(message)};
+    if (--group->left > 0 || !group->handle)
+        return;
+    size_t out_len;
+    uint8_t *out = vz_batch_reply_encode(group->result, group->count, &out_len);
+    //  -ENOTCONN: the broker link was replaced and has written it off.
+    (void)vz_worker_complete(&group->handle, out, out_len);
+    free(out);
+    s_group_destroy(&group);
+}
+
 static int s_reply_answer(vz_reply_t *reply, const vz_rl_answer_t *a)
 {
     size_t len;
@@ -363,6 +422,10 @@ static void s_settle(s_app_t *app, s_pending_t *pc, const redisReply *r)
     s_count(&app->series[pc->index], &a, denied);
     size_t len;
     uint8_t *body = vz_rl_answer_encode(&a, &len);
+    if (pc->group) {
+        s_group_settle(pc->group, pc->slot, body, len, NULL, NULL);
+        return;
+    }
     //  -ENOTCONN: the broker link was replaced and has written it off.
     (void)vz_worker_complete(&pc->handle, body, len);
     free(body);
@@ -408,21 +471,30 @@ static void s_flush(void *arg)
     app->npending = 0;
 }
 
-static int s_check(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
+//  What s_admit made of one check body.
+typedef enum {
+    S_ADMIT_ERROR,   //  refused: *reason says why (invalid_request)
+    S_ADMIT_ANSWER,  //  decided at once: *answer holds it
+    S_ADMIT_PENDING, //  added to the batch: app->pending[app->npending - 1]
+} s_admit_t;
+
+//  Decode one check and either decide it now (no policy matches) or file
+//  it for the batch's pipelined Redis round trip.
+static s_admit_t s_admit(s_app_t *app, const uint8_t *body, size_t len, vz_rl_answer_t *answer,
+                         const char **reason)
 {
-    s_app_t *app = arg;
     vz_rl_request_t rq;
-    const char *reason = NULL;
-    if (vz_rl_request_decode(&rq, req->body, req->body_len, &reason) < 0)
-        return vz_reply_error(reply, VZ_ERR_INVALID, reason);
+    if (vz_rl_request_decode(&rq, body, len, reason) < 0)
+        return S_ADMIT_ERROR;
     int index = vz_rl_policies_match(app->limits, &rq);
     if (index < 0) {
         //  No policy: nothing to limit (the shipped file ends in a catch-all).
-        vz_rl_answer_t a = {.policy = "none", .mode = VZ_RL_MODE_REDIS, .allowed = true};
-        a.mode = app->fallback ? (app->fail_closed ? VZ_RL_MODE_FAIL_CLOSED : VZ_RL_MODE_FAIL_OPEN)
-                               : VZ_RL_MODE_REDIS;
+        *answer = (vz_rl_answer_t){.policy = "none", .allowed = true};
+        answer->mode = app->fallback
+                           ? (app->fail_closed ? VZ_RL_MODE_FAIL_CLOSED : VZ_RL_MODE_FAIL_OPEN)
+                           : VZ_RL_MODE_REDIS;
         vz_series_inc(app->none_series.allowed);
-        return s_reply_answer(reply, &a);
+        return S_ADMIT_ANSWER;
     }
     const vz_rl_policy_t *p = vz_rl_policies_at(app->limits, (size_t)index);
     if (app->npending == app->pending_max) {
@@ -433,15 +505,80 @@ static int s_check(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
     }
     s_pending_t *pc = &app->pending[app->npending];
     int rc = vz_rl_policies_bucket(p, &rq, pc->bucket, sizeof pc->bucket);
-    if (rc < 0)
-        return vz_reply_error(reply, VZ_ERR_INVALID,
-                              rc == -ENOENT ? "no descriptor for the policy (ip, sub or key empty)"
-                                            : "descriptor too long");
+    if (rc < 0) {
+        *reason = rc == -ENOENT ? "no descriptor for the policy (ip, sub or key empty)"
+                                : "descriptor too long";
+        return S_ADMIT_ERROR;
+    }
     pc->index = index;
     pc->cost = rq.cost;
+    pc->handle = NULL;
+    pc->group = NULL;
     s_script_args(p, rq.cost, pc->args);
-    pc->handle = vz_reply_defer(reply, s_flush);
     app->npending++;
+    return S_ADMIT_PENDING;
+}
+
+static int s_check(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    s_app_t *app = arg;
+    vz_rl_answer_t a;
+    const char *reason = NULL;
+    switch (s_admit(app, req->body, req->body_len, &a, &reason)) {
+    case S_ADMIT_ERROR:
+        return vz_reply_error(reply, VZ_ERR_INVALID, reason);
+    case S_ADMIT_ANSWER:
+        return s_reply_answer(reply, &a);
+    case S_ADMIT_PENDING:
+        break;
+    }
+    app->pending[app->npending - 1].handle = vz_reply_defer(reply, s_flush);
+    return 0;
+}
+
+//  check_batch (vz_batch.h): up to VZ_BATCH_MAX checks in one envelope,
+//  decided in the same pipelined round trip as every other check of the
+//  worker's batch, answered in one reply once the last item is decided.
+static int s_check_batch(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    s_app_t *app = arg;
+    vz_batch_item_t items[VZ_BATCH_MAX];
+    size_t count;
+    const char *reason = NULL;
+    if (vz_batch_request_decode(req->body, req->body_len, items, VZ_BATCH_MAX, &count, &reason) <
+        0)
+        return vz_reply_error(reply, VZ_ERR_INVALID, reason);
+    s_group_t *group = s_group_new(count);
+    for (size_t i = 0; i < count; i++) {
+        vz_rl_answer_t a;
+        switch (s_admit(app, items[i].data, items[i].len, &a, &reason)) {
+        case S_ADMIT_ERROR:
+            s_group_settle(group, i, NULL, 0, VZ_ERR_INVALID, reason);
+            break;
+        case S_ADMIT_ANSWER: {
+            size_t len;
+            uint8_t *body = vz_rl_answer_encode(&a, &len);
+            s_group_settle(group, i, body, len, NULL, NULL);
+            break;
+        }
+        case S_ADMIT_PENDING:
+            app->pending[app->npending - 1].group = group;
+            app->pending[app->npending - 1].slot = i;
+            break;
+        }
+    }
+    if (group->left == 0) {
+        //  Nothing waits for Redis: answer now.
+        size_t len;
+        uint8_t *body = vz_batch_reply_encode(group->result, group->count, &len);
+        int rc = vz_reply_body(reply, body, len);
+        free(body);
+        s_group_destroy(&group);
+        return rc;
+    }
+    //  The items are settled by s_flush after this worker batch; the last
+    //  one sends the reply through this handle.
+    group->handle = vz_reply_defer(reply, s_flush);
     return 0;
 }
 
@@ -457,6 +594,7 @@ static int s_policies(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
 
 static const vz_method_t s_methods[] = {
     {"check", s_check, VZ_METHOD_DEFERRED, 4096},
+    {"check_batch", s_check_batch, VZ_METHOD_DEFERRED, VZ_BATCH_MAX * 4096},
     {"policies", s_policies, VZ_METHOD_IDEMPOTENT, 0},
 };
 

@@ -29,10 +29,12 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "vz_batch.h"
 #include "vz_client.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_envelope.h"
+#include "vz_proto.h"
 
 #define READY_MS 15000
 #define CALL_MS 5000
@@ -579,6 +581,146 @@ static void test_pipelined_batches(void **state)
     assert_true(trips >= 1 && trips < 2 * EACH);
 }
 
+//  msgpack check body for ip on route (tier anonymous); sub = "" and tier
+//  "free" give the "users" policy no descriptor to key on.
+static void s_check_body(msgpack_sbuffer *sb, const char *ip, const char *tier, const char *route)
+{
+    msgpack_sbuffer_init(sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    s_pack_str(&pk, "ip");
+    s_pack_str(&pk, ip);
+    s_pack_str(&pk, "tier");
+    s_pack_str(&pk, tier);
+    s_pack_str(&pk, "route");
+    s_pack_str(&pk, route);
+}
+
+//  check_batch (the batch convention of vz_batch.h): 12 batches of 41
+//  items sent without waiting, spread over both replicas; each batch holds
+//  20 checks per bucket plus one malformed item at a varying position.
+//  Still exactly the limit per bucket, every result in its item's place,
+//  the malformed items refused alone; a body that is not a batch is
+//  refused whole; an item without a descriptor is refused in place.
+static void test_check_batch(void **state)
+{
+    mesh_t *mesh = *state;
+    enum { BATCHES = 12, PER = 41 };
+    vz_client_t *client = s_client(mesh, NULL);
+    const char *routes[2] = {"exact_tb", "exact_sw"};
+    const char *ips[2] = {"10.8.0.1", "10.8.0.2"};
+    char ids[BATCHES][VZ_ID_MAX];
+    for (int b = 0; b < BATCHES; b++) {
+        vz_batch_item_t items[PER];
+        msgpack_sbuffer sbs[PER];
+        int bad = (b * 7) % PER;
+        for (int i = 0, k = 0; i < PER; i++) {
+            if (i == bad) {
+                msgpack_sbuffer_init(&sbs[i]);
+                msgpack_sbuffer_write(&sbs[i], "\x93\x01", 2); //  truncated array
+            } else {
+                s_check_body(&sbs[i], ips[k % 2], "anonymous", routes[k % 2]);
+                k++;
+            }
+            items[i] = (vz_batch_item_t){.data = (uint8_t *)sbs[i].data, .len = sbs[i].size};
+        }
+        size_t len;
+        uint8_t *body = vz_batch_request_encode(items, PER, &len);
+        vz_envelope_t req;
+        vz_envelope_init(&req, VZ_KIND_REQUEST);
+        vz_strlcpy(req.service, "ratelimit", sizeof req.service);
+        vz_strlcpy(req.method, "check_batch", sizeof req.method);
+        vz_client_new_id(req.id, sizeof req.id);
+        vz_strlcpy(ids[b], req.id, sizeof ids[b]);
+        req.deadline_ms = vz_now_ms() + 20000;
+        req.body = body;
+        req.body_len = len;
+        assert_int_equal(vz_client_send(client, &req), 0);
+        free(body);
+        for (int i = 0; i < PER; i++)
+            msgpack_sbuffer_destroy(&sbs[i]);
+    }
+    int allowed[2] = {0, 0}, denied[2] = {0, 0}, replies = 0;
+    zpoller_t *poller = zpoller_new(vz_client_sock(client), NULL);
+    int64_t end = zclock_mono() + 20000;
+    while (replies < BATCHES && zclock_mono() < end) {
+        if (!zpoller_wait(poller, 200))
+            continue;
+        vz_response_t *rsp = NULL;
+        if (vz_client_recv(client, &rsp) < 0 || !rsp)
+            continue;
+        int b = 0;
+        while (b < BATCHES && strcmp(ids[b], rsp->env.id) != 0)
+            b++;
+        assert_true(b < BATCHES);
+        assert_int_equal(rsp->env.kind, VZ_KIND_REPLY);
+        vz_batch_item_t out[VZ_BATCH_MAX];
+        size_t n = 0;
+        assert_int_equal(
+            vz_batch_reply_decode(rsp->env.body, rsp->env.body_len, out, VZ_BATCH_MAX, &n, NULL),
+            0);
+        assert_int_equal(n, PER);
+        for (int i = 0, k = 0; i < PER; i++) {
+            if (i == (b * 7) % PER) {
+                assert_true(out[i].code_len == strlen(VZ_ERR_INVALID) &&
+                            memcmp(out[i].code, VZ_ERR_INVALID, out[i].code_len) == 0);
+                assert_true(out[i].len > 0); //  with a message
+                continue;
+            }
+            assert_int_equal(out[i].code_len, 0);
+            answer_t a = {0};
+            assert_int_equal(s_decode(out[i].data, out[i].len, &a), 0);
+            assert_string_equal(a.policy, routes[k % 2]); //  in its item's place
+            assert_string_equal(a.mode, "redis");
+            (a.allowed ? allowed : denied)[k % 2]++;
+            k++;
+        }
+        replies++;
+        vz_response_destroy(&rsp);
+    }
+    zpoller_destroy(&poller);
+    assert_int_equal(replies, BATCHES);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(allowed[r], EXACT_LIMIT);
+        assert_int_equal(denied[r], BATCHES * (PER - 1) / 2 - EXACT_LIMIT);
+    }
+
+    //  Not a batch at all: the whole call is refused with the reason.
+    vz_envelope_t req;
+    vz_envelope_init(&req, VZ_KIND_REQUEST);
+    vz_strlcpy(req.service, "ratelimit", sizeof req.service);
+    vz_strlcpy(req.method, "check_batch", sizeof req.method);
+    req.body = (const uint8_t *)"\x80";
+    req.body_len = 1;
+    vz_response_t *rsp = NULL;
+    assert_int_equal(vz_client_call(client, &req, CALL_MS, &rsp), 0);
+    assert_int_equal(rsp->env.kind, VZ_KIND_ERROR);
+    assert_string_equal(rsp->env.error_code, VZ_ERR_INVALID);
+    assert_non_null(strstr(rsp->env.error_message, "not an array"));
+    vz_response_destroy(&rsp);
+
+    //  Decided at once (no Redis wait): an item without a descriptor.
+    msgpack_sbuffer sb;
+    s_check_body(&sb, "10.8.0.3", "free", "any");
+    vz_batch_item_t one = {.data = (uint8_t *)sb.data, .len = sb.size};
+    size_t len;
+    uint8_t *body = vz_batch_request_encode(&one, 1, &len);
+    req.body = body;
+    req.body_len = len;
+    assert_int_equal(vz_client_call(client, &req, CALL_MS, &rsp), 0);
+    assert_int_equal(rsp->env.kind, VZ_KIND_REPLY);
+    vz_batch_item_t out[1];
+    size_t n;
+    assert_int_equal(vz_batch_reply_decode(rsp->env.body, rsp->env.body_len, out, 1, &n, NULL), 0);
+    assert_true(out[0].code_len > 0);
+    assert_non_null(memmem(out[0].data, out[0].len, "no descriptor", 13));
+    vz_response_destroy(&rsp);
+    free(body);
+    msgpack_sbuffer_destroy(&sb);
+    vz_client_destroy(&client);
+}
+
 static void test_shadow(void **state)
 {
     mesh_t *mesh = *state;
@@ -864,6 +1006,7 @@ int main(void)
         cmocka_unit_test(test_exact_token_bucket),
         cmocka_unit_test(test_exact_sliding_window),
         cmocka_unit_test(test_pipelined_batches),
+        cmocka_unit_test(test_check_batch),
         cmocka_unit_test(test_shadow),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_metrics),
