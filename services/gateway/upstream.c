@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "vz_batch.h"
 #include "vz_client.h"
 #include "vz_proto.h"
 
@@ -46,6 +47,17 @@ struct vz_upstream_t {
     zlistx_t *retries;         //  calls waiting for the next tick to go again
     vz_series_t *retried;      //  vz_gateway_retries_total
     vz_series_t *denied;       //  vz_gateway_retries_denied_total (budget spent)
+    struct {
+        char service[VZ_NAME_MAX];      //  calls of service.method...
+        char method[VZ_NAME_MAX];       //  ...
+        char batch_method[VZ_NAME_MAX]; //  ...travel together as service.batch_method
+        bool off;                       //  the service does not know batch_method
+        vz_upcall_t *group[VZ_BATCH_MAX]; //  s_on_wake's group being filled
+        size_t grouped;                 //  calls in group
+    } rule[VZ_UPSTREAM_BATCH_RULES];
+    size_t rules;                  //  rules used
+    vz_series_t *batches;          //  vz_gateway_batch_envelopes_total
+    vz_series_t *batched;          //  vz_gateway_batch_calls_total
 };
 
 void vz_upcall_reset(vz_upcall_t *call)
@@ -110,6 +122,20 @@ vz_upstream_t *vz_upstream_new(const vz_upstream_config_t *config)
             vz_metrics_counter(config->metrics, "vz_gateway_retries_denied_total",
                                "Retries not made because the retry budget was spent", NULL);
     }
+    assert(config->batch_count <= VZ_UPSTREAM_BATCH_RULES);
+    for (size_t i = 0; i < config->batch_count; i++) {
+        vz_strlcpy(self->rule[i].service, config->batch[i].service, VZ_NAME_MAX);
+        vz_strlcpy(self->rule[i].method, config->batch[i].method, VZ_NAME_MAX);
+        vz_strlcpy(self->rule[i].batch_method, config->batch[i].batch_method, VZ_NAME_MAX);
+    }
+    self->rules = config->batch_count;
+    if (config->metrics && self->rules) {
+        self->batches =
+            vz_metrics_counter(config->metrics, "vz_gateway_batch_envelopes_total",
+                               "Envelopes that carried several calls (batch convention)", NULL);
+        self->batched = vz_metrics_counter(config->metrics, "vz_gateway_batch_calls_total",
+                                           "Calls sent inside batch envelopes", NULL);
+    }
     pthread_mutex_init(&self->lock, NULL);
     if (s_parse_redis_url(self, config->redis_url ? config->redis_url : "") < 0) {
         //  Health then reports Redis as misconfigured instead of refusing to start.
@@ -134,8 +160,15 @@ static void s_finish(vz_upstream_t *self, vz_upcall_t *call)
     call->done(call);
 }
 
+static void s_fail_batch(vz_upstream_t *self, vz_upcall_t *carrier, const char *code,
+                         const char *message);
+
 static void s_fail(vz_upstream_t *self, vz_upcall_t *call, const char *code, const char *message)
 {
+    if (call->kind == VZ_UPCALL_BATCH) {
+        s_fail_batch(self, call, code, message);
+        return;
+    }
     call->result = VZ_UPCALL_ERROR;
     vz_strlcpy(call->error_code, code, sizeof call->error_code);
     vz_strlcpy(call->error_message, message, sizeof call->error_message);
@@ -297,6 +330,15 @@ static void s_send(vz_upstream_t *self, vz_upcall_t *call)
     zhashx_insert(self->pending, call->wire_id, call);
 }
 
+//  A first attempt: its deadline, and the retry budget it earns.
+static void s_begin(vz_upstream_t *self, vz_upcall_t *call)
+{
+    call->deadline_ms = vz_now_ms() + call->timeout_ms;
+    self->retry_tokens += self->retry_earn;
+    if (self->retry_tokens > BUDGET_CAP)
+        self->retry_tokens = BUDGET_CAP;
+}
+
 static void s_start(vz_upstream_t *self, vz_upcall_t *call)
 {
     if (call->kind == VZ_UPCALL_HEALTH) {
@@ -304,10 +346,7 @@ static void s_start(vz_upstream_t *self, vz_upcall_t *call)
         vz_strlcpy(call->service, VZ_BROKER_SERVICE, sizeof call->service);
         vz_strlcpy(call->method, "services", sizeof call->method);
     }
-    call->deadline_ms = vz_now_ms() + call->timeout_ms;
-    self->retry_tokens += self->retry_earn;
-    if (self->retry_tokens > BUDGET_CAP)
-        self->retry_tokens = BUDGET_CAP;
+    s_begin(self, call);
     s_send(self, call);
 }
 
@@ -316,7 +355,8 @@ static void s_start(vz_upstream_t *self, vz_upcall_t *call)
 //  time and budget left.
 static bool s_retry(vz_upstream_t *self, vz_upcall_t *call, const char *code)
 {
-    if (!call->idempotent || call->kind != VZ_UPCALL_FORWARD || call->attempts > RETRY_MAX)
+    if (!call->idempotent || call->kind != VZ_UPCALL_FORWARD || call->attempts > RETRY_MAX ||
+        self->closed)
         return false;
     if (strcmp(code, VZ_ERR_UNAVAILABLE) != 0 && strcmp(code, VZ_ERR_OVERLOADED) != 0 &&
         strcmp(code, VZ_ERR_WORKER_LOST) != 0)
@@ -335,16 +375,148 @@ static bool s_retry(vz_upstream_t *self, vz_upcall_t *call, const char *code)
     return true;
 }
 
+static void s_carrier_free(vz_upcall_t *carrier)
+{
+    free(carrier->members);
+    free(carrier->owned_body);
+    free(carrier);
+}
+
+//  The carrier failed as a whole (broker verdict, deadline, send failure,
+//  shutdown): each call it carried is retried alone where it may be, else
+//  fails with the same code. unknown_method means the service has no batch
+//  method: the rule is turned off and the calls go again one by one.
+static void s_fail_batch(vz_upstream_t *self, vz_upcall_t *carrier, const char *code,
+                         const char *message)
+{
+    bool unknown = strcmp(code, VZ_ERR_UNKNOWN_METHOD) == 0;
+    for (size_t r = 0; unknown && r < self->rules; r++)
+        if (strcmp(self->rule[r].service, carrier->service) == 0 &&
+            strcmp(self->rule[r].batch_method, carrier->method) == 0)
+            self->rule[r].off = true;
+    for (size_t i = 0; i < carrier->nmembers; i++) {
+        vz_upcall_t *call = carrier->members[i];
+        if (unknown)
+            s_send(self, call);
+        else if (!s_retry(self, call, code))
+            s_fail(self, call, code, message);
+    }
+    s_carrier_free(carrier);
+}
+
+//  The carrier's reply: one result per call, in order.
+static void s_reply_batch(vz_upstream_t *self, vz_upcall_t *carrier, const vz_envelope_t *env)
+{
+    vz_batch_item_t items[VZ_BATCH_MAX];
+    size_t n = 0;
+    const char *reason = NULL;
+    if (vz_batch_reply_decode(env->body, env->body_len, items, VZ_BATCH_MAX, &n, &reason) < 0 ||
+        n != carrier->nmembers) {
+        s_fail_batch(self, carrier, VZ_ERR_INTERNAL,
+                     reason ? reason : "batch reply has the wrong number of results");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        vz_upcall_t *call = carrier->members[i];
+        if (items[i].code_len == 0) {
+            call->result = VZ_UPCALL_REPLY;
+            call->reply_len = items[i].len;
+            call->reply = malloc(call->reply_len + 1);
+            assert(call->reply);
+            if (call->reply_len)
+                memcpy(call->reply, items[i].data, call->reply_len);
+            call->reply[call->reply_len] = '\0';
+            s_finish(self, call);
+            continue;
+        }
+        char code[VZ_ERRCODE_MAX], message[VZ_ERRMSG_MAX];
+        size_t clen = items[i].code_len < sizeof code - 1 ? items[i].code_len : sizeof code - 1;
+        size_t mlen = items[i].len < sizeof message - 1 ? items[i].len : sizeof message - 1;
+        memcpy(code, items[i].code, clen);
+        code[clen] = '\0';
+        if (mlen)
+            memcpy(message, items[i].data, mlen);
+        message[mlen] = '\0';
+        if (!s_retry(self, call, code))
+            s_fail(self, call, code, message);
+    }
+    s_carrier_free(carrier);
+}
+
+//  Send rule r's group: alone when it is one call, else in one carrier
+//  whose deadline is the earliest of its calls'.
+static void s_send_group(vz_upstream_t *self, size_t r)
+{
+    size_t n = self->rule[r].grouped;
+    vz_upcall_t **group = self->rule[r].group;
+    self->rule[r].grouped = 0;
+    if (n == 0)
+        return;
+    if (n == 1) {
+        s_send(self, group[0]);
+        return;
+    }
+    vz_upcall_t *carrier = calloc(1, sizeof *carrier);
+    assert(carrier);
+    carrier->kind = VZ_UPCALL_BATCH;
+    vz_strlcpy(carrier->service, self->rule[r].service, sizeof carrier->service);
+    vz_strlcpy(carrier->method, self->rule[r].batch_method, sizeof carrier->method);
+    vz_strlcpy(carrier->traceparent, group[0]->traceparent, sizeof carrier->traceparent);
+    carrier->members = malloc(n * sizeof *carrier->members);
+    assert(carrier->members);
+    vz_batch_item_t items[VZ_BATCH_MAX];
+    carrier->deadline_ms = group[0]->deadline_ms;
+    for (size_t i = 0; i < n; i++) {
+        carrier->members[i] = group[i];
+        group[i]->attempts++; //  this envelope is their attempt
+        items[i] = (vz_batch_item_t){.data = group[i]->body, .len = group[i]->body_len};
+        if (group[i]->deadline_ms < carrier->deadline_ms)
+            carrier->deadline_ms = group[i]->deadline_ms;
+    }
+    carrier->nmembers = n;
+    carrier->owned_body = vz_batch_request_encode(items, n, &carrier->body_len);
+    carrier->body = carrier->owned_body;
+    if (self->batches) {
+        vz_series_inc(self->batches);
+        vz_series_add(self->batched, (double)n);
+    }
+    s_send(self, carrier);
+}
+
+//  The batching rule call falls under, or -1.
+static int s_rule_of(const vz_upstream_t *self, const vz_upcall_t *call)
+{
+    if (call->kind != VZ_UPCALL_FORWARD || call->ctx_count > 0)
+        return -1;
+    for (size_t r = 0; r < self->rules; r++)
+        if (!self->rule[r].off && strcmp(self->rule[r].service, call->service) == 0 &&
+            strcmp(self->rule[r].method, call->method) == 0)
+            return (int)r;
+    return -1;
+}
+
 static int s_on_wake(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
     vz_upstream_t *self = arg;
     uint64_t count;
     ssize_t rc = read(self->wake_fd, &count, sizeof count);
     (void)rc; //  EAGAIN: a previous pass already took the queue
+    //  Everything queued since the last pass goes now; calls under a
+    //  batching rule are grouped first, so one envelope carries them all.
     for (vz_upcall_t *call = s_take_queue(self), *next; call; call = next) {
         next = call->next;
-        s_start(self, call);
+        int r = s_rule_of(self, call);
+        if (r < 0) {
+            s_start(self, call);
+            continue;
+        }
+        s_begin(self, call);
+        self->rule[r].group[self->rule[r].grouped++] = call;
+        if (self->rule[r].grouped == VZ_BATCH_MAX)
+            s_send_group(self, (size_t)r);
     }
+    for (size_t r = 0; r < self->rules; r++)
+        s_send_group(self, r);
     return 0;
 }
 
@@ -361,7 +533,15 @@ static void s_match(vz_upstream_t *self, vz_response_t *response)
     if (call && (strcmp(response->env.service, call->service) != 0 ||
                  strcmp(response->env.method, call->method) != 0))
         call = NULL;
-    if (call) {
+    if (call && call->kind == VZ_UPCALL_BATCH) {
+        zhashx_delete(self->pending, response->env.id);
+        if (response->env.kind == VZ_KIND_REPLY)
+            s_reply_batch(self, call, &response->env);
+        else
+            s_fail_batch(self, call,
+                         response->env.error_code[0] ? response->env.error_code : VZ_ERR_INTERNAL,
+                         response->env.error_message);
+    } else if (call) {
         zhashx_delete(self->pending, response->env.id);
         if (response->env.kind == VZ_KIND_REPLY) {
             call->result = VZ_UPCALL_REPLY;

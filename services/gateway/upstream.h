@@ -32,6 +32,7 @@ typedef struct vz_upcall_t vz_upcall_t;
 typedef enum {
     VZ_UPCALL_FORWARD, //  service.method with the body
     VZ_UPCALL_HEALTH,  //  Redis PING, then broker.services (reply body = its msgpack map)
+    VZ_UPCALL_BATCH,   //  reactor-internal: one <method>_batch envelope carrying several calls
 } vz_upcall_kind_t;
 
 typedef enum {
@@ -68,6 +69,9 @@ struct vz_upcall_t {
     int64_t expires_ms;      //  local deadline (envelope deadline + grace)
     char wire_id[VZ_ID_MAX]; //  envelope id (differs on id collision)
     vz_upcall_t *next;       //  submission queue link
+    vz_upcall_t **members;   //  BATCH: the calls it carries, in item order
+    size_t nmembers;         //  BATCH: how many
+    uint8_t *owned_body;     //  BATCH: the encoded items (heap)
     //  The large buffers last: vz_upcall_reset clears everything above and
     //  only the first byte of these (ctx entries past ctx_count are unused).
     char error_message[VZ_ERRMSG_MAX];  //  reactor: human text
@@ -81,6 +85,19 @@ struct vz_upcall_t {
 //  machine's cycles under load. Does not free call->reply.
 void vz_upcall_reset(vz_upcall_t *call);
 
+//  Calls of service.method queued together are sent as one
+//  service.batch_method envelope (the batch convention, vz_batch.h) when
+//  they carry no ctx. A lone call still goes alone, so an idle gateway
+//  waits for nothing. If the service answers unknown_method, the rule is
+//  turned off and the calls go one by one.
+typedef struct {
+    const char *service;      //  e.g. "ratelimit"
+    const char *method;       //  e.g. "check"
+    const char *batch_method; //  e.g. "check_batch"
+} vz_upstream_batch_t;
+
+#define VZ_UPSTREAM_BATCH_RULES 4 //  rules at most
+
 typedef struct {
     const char *endpoints;  //  broker endpoints
     const char *broker_key; //  broker public key, Z85
@@ -90,6 +107,8 @@ typedef struct {
     int grace_ms;           //  extra local wait past the envelope deadline
     int retry_budget_pct;   //  retries allowed as a share of first attempts (e.g. 20)
     vz_metrics_t *metrics;  //  optional (borrowed): retry counters
+    const vz_upstream_batch_t *batch; //  batching rules (copied), may be NULL
+    size_t batch_count;               //  rules, at most VZ_UPSTREAM_BATCH_RULES
 } vz_upstream_config_t;
 
 //  NULL when the client socket cannot be made. Any thread may then submit.

@@ -322,6 +322,8 @@ static const char s_routes[] =
     "        rate_class = \"default\"\n"
     "    t_limited\n        methods = \"GET\"\n        path = \"/v1/t/limited\"\n"
     "        service = \"echo\"\n        call = \"whoami\"\n        rate_class = \"default\"\n"
+    "    t_burst\n        methods = \"GET\"\n        path = \"/v1/t/burst\"\n"
+    "        service = \"echo\"\n        call = \"whoami\"\n        rate_class = \"default\"\n"
     "    jwks\n        methods = \"GET\"\n        path = \"/.well-known/jwks.json\"\n"
     "        service = \"auth\"\n        call = \"jwks\"\n";
 
@@ -331,6 +333,9 @@ static const char s_policies[] = "ratelimit\n    shadow = \"false\"\n"
                                  "    small\n        route = \"t_limited\"\n        by = \"ip\"\n"
                                  "        algorithm = \"sliding_window\"\n        limit = 5\n"
                                  "        window = \"60s\"\n"
+                                 "    burst\n        route = \"t_burst\"\n        by = \"ip\"\n"
+                                 "        algorithm = \"token_bucket\"\n        limit = 40\n"
+                                 "        window = \"1h\"\n"
                                  "    rest\n        by = \"key sub ip\"\n"
                                  "        algorithm = \"token_bucket\"\n        limit = 100000\n"
                                  "        window = \"60s\"\n";
@@ -639,6 +644,57 @@ static void test_rate_limit(void **state)
         s_metric(mesh, "vz_gateway_ratelimit_total{decision=\"denied\",source=\"limiter\"}") >= 1);
 }
 
+#define BURST_LIMIT 40
+#define BURST_THREADS 16
+#define BURST_EACH 8
+
+typedef struct {
+    int port;
+    atomic_int ok, limited, other;
+} burst_t;
+
+static void *s_burst_thread(void *arg)
+{
+    burst_t *b = arg;
+    for (int i = 0; i < BURST_EACH; i++) {
+        resp_t r;
+        if (s_http(b->port, "/v1/t/burst", NULL, &r) < 0)
+            atomic_fetch_add(&b->other, 1);
+        else if (r.status == 200)
+            atomic_fetch_add(&b->ok, 1);
+        else if (r.status == 429 && strstr(r.body, "too_many_requests"))
+            atomic_fetch_add(&b->limited, 1);
+        else
+            atomic_fetch_add(&b->other, 1);
+        s_resp_free(&r);
+    }
+    return NULL;
+}
+
+//  Concurrent requests on one bucket: the checks queued together travel
+//  as ratelimit.check_batch envelopes, and the limit still holds exactly.
+static void test_rate_limit_batched(void **state)
+{
+    mesh_t *mesh = *state;
+    double envelopes0 = s_metric(mesh, "vz_gateway_batch_envelopes_total");
+    double calls0 = s_metric(mesh, "vz_gateway_batch_calls_total");
+    burst_t b = {.port = mesh->http_port};
+    pthread_t threads[BURST_THREADS];
+    for (int i = 0; i < BURST_THREADS; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, s_burst_thread, &b), 0);
+    for (int i = 0; i < BURST_THREADS; i++)
+        pthread_join(threads[i], NULL);
+    assert_int_equal(atomic_load(&b.other), 0);
+    assert_int_equal(atomic_load(&b.ok), BURST_LIMIT);
+    assert_int_equal(atomic_load(&b.limited), BURST_THREADS * BURST_EACH - BURST_LIMIT);
+    double envelopes = s_metric(mesh, "vz_gateway_batch_envelopes_total") - envelopes0;
+    double calls = s_metric(mesh, "vz_gateway_batch_calls_total") - calls0;
+    print_message("batched: %.0f checks in %.0f envelopes\n", calls, envelopes);
+    assert_true(envelopes >= 1);
+    assert_true(calls >= 2 * envelopes);
+    assert_true(calls <= BURST_THREADS * BURST_EACH);
+}
+
 static void test_auth_away(void **state)
 {
     mesh_t *mesh = *state;
@@ -720,6 +776,7 @@ int main(void)
         cmocka_unit_test(test_jwt_valid), cmocka_unit_test(test_jwt_rejected),
         cmocka_unit_test(test_scopes),    cmocka_unit_test(test_unknown_kid_refetch),
         cmocka_unit_test(test_api_key),   cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_rate_limit_batched),
         cmocka_unit_test(test_auth_away), cmocka_unit_test(test_limiter_away),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
