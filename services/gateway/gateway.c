@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,9 @@
 #define ORIGIN_MAX 256      //  longest Origin echoed in CORS headers
 #define HEALTH_TIMEOUT 1000 //  ms for broker.services behind /health
 #define LOCAL_COUNT_MAX 8   //  capacity for per-local-route arrays
+#define REQ_POOL_MAX 64     //  finished requests kept for reuse per gateway (~10 KB each)
+#define AUTH_METHODS 3      //  entries of s_auth_methods
+#define AUTH_RESULTS 6      //  entries of s_auth_results
 #define CTYPE_JSON "application/json"
 #define CTYPE_OCTETS "application/octet-stream"
 #define CTYPE_PROM "text/plain; version=0.0.4; charset=utf-8"
@@ -56,22 +60,20 @@ typedef enum { STEP_AUTH, STEP_RATE, STEP_FORWARD } gw_step_t;
 
 typedef enum { CRED_NONE, CRED_BEARER, CRED_APIKEY } gw_cred_t;
 
+//  Requests are recycled through a per-gateway free list (s_req_get), and
+//  a recycled one is not cleared whole: ~10 KB of calloc per request was
+//  the largest memset under load. Everything up to request_id is zeroed;
+//  the buffers after it are each written before they are read, or given
+//  "" in s_req_get (the two calls by vz_upcall_reset).
 struct gw_req_t {
     vz_gateway_t *gw;                     //  owner
     struct MHD_Connection *conn;          //  its connection
+    gw_req_t *next_free;                  //  free-list link while pooled
     vz_routes_t *table;                   //  the table this request was matched on (a reference)
-    vz_route_match_t match;               //  route and params; route NULL = none
     const gw_local_t *local;              //  or one of the gateway's own routes
     bool preflight;                       //  OPTIONS: answered by the gateway
     struct timespec start;                //  monotonic start
-    char http_method[16];                 //  for the access log
-    char path[PATH_LOG_MAX];              //  idem, truncated
     size_t url_len;                       //  full path length, for the 414 check
-    char request_id[VZ_ID_MAX];           //  accepted or generated
-    char traceparent[VZ_TRACEPARENT_MAX]; //  accepted or generated
-    char content_type[CTYPE_MAX];         //  request's, printable ASCII only
-    char origin[ORIGIN_MAX];              //  allowed CORS Origin, "" = none
-    char client_ip[64];                   //  peer address
     int reject;                           //  status of a failed central check, 0 = none
     const char *reject_detail;            //  its message, NULL = the default (static)
     uint8_t *body;                        //  collected body
@@ -81,28 +83,37 @@ struct gw_req_t {
     gw_state_t state;                     //  progress
     bool upstream_done;                   //  call result waits to be rendered
     vz_breaker_t *breaker;                //  the upstream's breaker when the call was let through
-    vz_upcall_t call;                     //  the upstream call
     int status;                           //  response status
     char *resp;                           //  response body (heap)
     size_t resp_len;                      //  its length
     const char *resp_type;                //  response Content-Type (static or route-owned)
-    char allow[64];                       //  Allow header, "" = none
     int retry_after;                      //  Retry-After seconds, 0 = none
     bool www_authenticate;                //  add WWW-Authenticate: Bearer
-    char location[VZ_CTX_VAL_MAX];        //  Location header, "" = none
     bool queued;                          //  a response went out
     size_t sent_len;                      //  its body length, for the access log
     gw_cred_t cred_kind;                  //  credential presented for the route
     char *cred;                           //  the bearer token or API key (heap), never logged
     bool authed;                          //  id holds the verified caller
-    vz_edge_identity_t id;                //  who the caller is
     gw_step_t step;                       //  next step of s_advance
     vz_edge_waiter_t waiter;              //  queued while the JWKS is fetched
     bool jwks_waited;                     //  waited once already: do not again
-    vz_upcall_t pre;                      //  auth.api_key_verify or ratelimit.check
-    uint8_t *pre_body;                    //  its body (heap)
+    uint8_t *pre_body;                    //  body of pre (heap)
     bool rl_have;                         //  rl holds a decision: send the headers
-    vz_edge_rate_t rl;                    //  the rate-limit decision
+    //  Not cleared on reuse (see above).
+    char request_id[VZ_ID_MAX];           //  accepted or generated
+    char traceparent[VZ_TRACEPARENT_MAX]; //  accepted or generated
+    char http_method[16];                 //  for the access log
+    char path[PATH_LOG_MAX];              //  idem, truncated
+    char content_type[CTYPE_MAX];         //  request's, printable ASCII only
+    char origin[ORIGIN_MAX];              //  allowed CORS Origin, "" = none
+    char client_ip[64];                   //  peer address
+    char allow[64];                       //  Allow header, "" = none
+    char location[VZ_CTX_VAL_MAX];        //  Location header, "" = none
+    vz_route_match_t match;               //  route and params; route NULL = none
+    vz_edge_identity_t id;                //  who the caller is (valid when authed)
+    vz_edge_rate_t rl;                    //  the rate-limit decision (valid when rl_have)
+    vz_upcall_t call;                     //  the upstream call
+    vz_upcall_t pre;                      //  auth.api_key_verify or ratelimit.check
 };
 
 struct vz_gateway_t {
@@ -124,6 +135,13 @@ struct vz_gateway_t {
     vz_series_t *durations[LOCAL_COUNT_MAX]; //  per local route, indexed like s_locals
     vz_series_t *unmatched;                  //  duration series for the unmatched label
     vz_series_t *reloads[2];                 //  route table reloads: [0] ok, [1] rejected
+    pthread_mutex_t pool_lock;               //  guards pool and pool_count
+    gw_req_t *pool;                          //  finished requests kept for reuse
+    size_t pool_count;                       //  entries in pool (at most REQ_POOL_MAX)
+    //  Counters looked up once each, on first use (vz_metrics_counter
+    //  renders and compares its labels on every call).
+    _Atomic(vz_series_t *) auth_series[AUTH_METHODS][AUTH_RESULTS]; //  vz_gateway_auth_total
+    _Atomic(vz_series_t *) rate_series[2][2]; //  ratelimit_total: [allowed][source is limiter]
 };
 
 static void s_liveness(vz_gateway_t *gw, gw_req_t *req);
@@ -573,12 +591,43 @@ static void s_count(vz_gateway_t *gw, const char *name, const char *help, const 
     vz_series_inc(vz_metrics_counter(gw->metrics, name, help, labels));
 }
 
+static const char *const s_auth_methods[AUTH_METHODS] = {"jwt", "api_key", "none"};
+static const char *const s_auth_results[AUTH_RESULTS] = {"ok",          "invalid",   "expired",
+                                                         "unavailable", "forbidden", "missing"};
+
+static size_t s_index_of(const char *const *names, size_t count, const char *name)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(names[i], name) == 0)
+            return i;
+    return count;
+}
+
+//  A counter series labelled k1=v1,k2=v2, through a once-filled slot so
+//  the labels are rendered and looked up only on first use. Two threads
+//  racing on an empty slot both get the same series from vz_metrics_counter.
+static vz_series_t *s_cached_counter(vz_gateway_t *gw, _Atomic(vz_series_t *) *slot,
+                                     const char *name, const char *help, const char *k1,
+                                     const char *v1, const char *k2, const char *v2)
+{
+    vz_series_t *series = atomic_load_explicit(slot, memory_order_acquire);
+    if (!series) {
+        char labels[96];
+        snprintf(labels, sizeof labels, "%s=%s,%s=%s", k1, v1, k2, v2);
+        series = vz_metrics_counter(gw->metrics, name, help, labels);
+        atomic_store_explicit(slot, series, memory_order_release);
+    }
+    return series;
+}
+
 static void s_auth_outcome(gw_req_t *req, const char *method, const char *result)
 {
-    char labels[64];
-    snprintf(labels, sizeof labels, "method=%s,result=%s", method, result);
-    s_count(req->gw, "vz_gateway_auth_total", "Authentication at the edge, by method and result",
-            labels);
+    size_t m = s_index_of(s_auth_methods, AUTH_METHODS, method);
+    size_t r = s_index_of(s_auth_results, AUTH_RESULTS, result);
+    assert(m < AUTH_METHODS && r < AUTH_RESULTS && "add it to s_auth_methods/results");
+    vz_series_inc(s_cached_counter(req->gw, &req->gw->auth_series[m][r], "vz_gateway_auth_total",
+                                   "Authentication at the edge, by method and result", "method",
+                                   method, "result", result));
 }
 
 static void s_advance(gw_req_t *req);
@@ -739,11 +788,12 @@ static bool s_rate_decide(gw_req_t *req, const vz_edge_rate_t *rl, const char *s
 {
     req->rl = *rl;
     req->rl_have = true;
-    char labels[64];
-    snprintf(labels, sizeof labels, "decision=%s,source=%s", rl->allowed ? "allowed" : "denied",
-             source);
-    s_count(req->gw, "vz_gateway_ratelimit_total", "Rate-limit decisions, by decision and source",
-            labels);
+    bool limiter = strcmp(source, "limiter") == 0;
+    assert(limiter || strcmp(source, "local") == 0);
+    vz_series_inc(s_cached_counter(req->gw, &req->gw->rate_series[rl->allowed][limiter],
+                                   "vz_gateway_ratelimit_total",
+                                   "Rate-limit decisions, by decision and source", "decision",
+                                   rl->allowed ? "allowed" : "denied", "source", source));
     if (rl->allowed)
         return true;
     s_error(req, 429, "too_many_requests", "rate limit exceeded; retry later");
@@ -1057,11 +1107,57 @@ static bool s_origin_allowed(const vz_gateway_t *gw, const char *origin)
     return s_word_in(origin, list);
 }
 
+//  A request as new: from the free list or malloc, with the head zeroed
+//  and every buffer after it that may be read before written set empty.
+static gw_req_t *s_req_get(vz_gateway_t *gw)
+{
+    pthread_mutex_lock(&gw->pool_lock);
+    gw_req_t *req = gw->pool;
+    if (req) {
+        gw->pool = req->next_free;
+        gw->pool_count--;
+    }
+    pthread_mutex_unlock(&gw->pool_lock);
+    if (!req) {
+        req = malloc(sizeof *req);
+        assert(req);
+    }
+    memset(req, 0, offsetof(gw_req_t, request_id));
+    req->content_type[0] = '\0';
+    req->origin[0] = '\0';
+    req->client_ip[0] = '\0';
+    req->allow[0] = '\0';
+    req->location[0] = '\0';
+    req->match.route = NULL;
+    req->match.allow = 0;
+    req->match.param_count = 0;
+    req->id.auth = NULL;
+    req->id.sub[0] = req->id.scope[0] = req->id.tier[0] = req->id.kid[0] = '\0';
+    req->id.exp = 0;
+    vz_upcall_reset(&req->call);
+    vz_upcall_reset(&req->pre);
+    return req;
+}
+
+//  Back to the free list once its heap members are freed (or to free()
+//  when the list is full, so a burst does not stay allocated).
+static void s_req_put(vz_gateway_t *gw, gw_req_t *req)
+{
+    pthread_mutex_lock(&gw->pool_lock);
+    if (gw->pool_count < REQ_POOL_MAX) {
+        req->next_free = gw->pool;
+        gw->pool = req;
+        gw->pool_count++;
+        req = NULL;
+    }
+    pthread_mutex_unlock(&gw->pool_lock);
+    free(req);
+}
+
 static gw_req_t *s_req_new(vz_gateway_t *gw, struct MHD_Connection *conn, const char *url,
                            const char *method)
 {
-    gw_req_t *req = calloc(1, sizeof *req);
-    assert(req);
+    gw_req_t *req = s_req_get(gw);
     req->gw = gw;
     req->conn = conn;
     clock_gettime(CLOCK_MONOTONIC, &req->start);
@@ -1222,6 +1318,35 @@ static enum MHD_Result s_on_access(void *cls, struct MHD_Connection *conn, const
     return MHD_NO;
 }
 
+//  Decimal text of v into out (at least 21 bytes); returns the length.
+static size_t s_uint_text(char *out, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = digits[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
+//  Nanoseconds as milliseconds with three decimals, rounded ("%.3f"), into
+//  out (at least 26 bytes).
+static void s_ms_text(char *out, int64_t ns)
+{
+    uint64_t us = ns > 0 ? ((uint64_t)ns + 500) / 1000 : 0;
+    size_t n = s_uint_text(out, us / 1000);
+    unsigned frac = (unsigned)(us % 1000);
+    out[n] = '.';
+    out[n + 1] = (char)('0' + frac / 100);
+    out[n + 2] = (char)('0' + frac / 10 % 10);
+    out[n + 3] = (char)('0' + frac % 10);
+    out[n + 4] = '\0';
+}
+
 static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                            enum MHD_RequestTerminationCode toe)
 {
@@ -1232,26 +1357,28 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     *con_cls = NULL;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double seconds =
-        (double)(now.tv_sec - req->start.tv_sec) + (double)(now.tv_nsec - req->start.tv_nsec) / 1e9;
+    int64_t ns = (int64_t)(now.tv_sec - req->start.tv_sec) * 1000000000 +
+                 (now.tv_nsec - req->start.tv_nsec);
     //  499 (nginx's convention) when the client left before an answer.
     int status = req->queued ? req->status : 499;
     const char *route = req->local         ? req->local->name
                         : req->match.route ? req->match.route->name
                                            : "unmatched";
 
-    char labels[128], status_text[8], duration[32], bytes_in[24], bytes[24];
+    char labels[128];
     snprintf(labels, sizeof labels, "route=%s,status=%d", route, status);
     vz_series_inc(vz_metrics_counter(gw->metrics, "vz_gateway_requests_total",
                                      "HTTP requests answered, by route and status", labels));
     vz_series_observe(req->local         ? gw->durations[req->local - s_locals]
                       : req->match.route ? req->match.route->duration
                                          : gw->unmatched,
-                      seconds);
-    snprintf(status_text, sizeof status_text, "%d", status);
-    snprintf(duration, sizeof duration, "%.3f", seconds * 1000.0);
-    snprintf(bytes_in, sizeof bytes_in, "%zu", req->body_len);
-    snprintf(bytes, sizeof bytes, "%zu", req->sent_len);
+                      (double)ns / 1e9);
+    //  The numbers without printf: this runs once per request.
+    char status_text[24], duration[32], bytes_in[24], bytes[24];
+    s_uint_text(status_text, (uint64_t)status);
+    s_ms_text(duration, ns);
+    s_uint_text(bytes_in, req->body_len);
+    s_uint_text(bytes, req->sent_len);
     vz_info(req->request_id, "access", "method", req->http_method, "path", req->path, "route",
             route, "status", status_text, "duration_ms", duration, "bytes_in", bytes_in, "bytes",
             bytes, "client_ip", req->client_ip);
@@ -1263,7 +1390,7 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     free(req->cred);
     free(req->body);
     vz_routes_unref(&req->table);
-    free(req);
+    s_req_put(gw, req);
     vz_series_add(gw->inflight_gauge, -1);
     atomic_fetch_sub(&gw->inflight, 1);
 }
@@ -1340,6 +1467,7 @@ vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_routes_t **ro
     self->metrics = metrics;
     self->quiesced_fd = -1;
     pthread_mutex_init(&self->routes_lock, NULL);
+    pthread_mutex_init(&self->pool_lock, NULL);
     self->breakers = vz_breakers_new(&config->breaker, metrics);
     self->inflight_gauge =
         vz_metrics_gauge(metrics, "vz_gateway_inflight", "HTTP requests being served", NULL);
@@ -1393,6 +1521,12 @@ void vz_gateway_destroy(vz_gateway_t **self_p)
     vz_routes_unref(&self->routes);
     vz_breakers_destroy(&self->breakers);
     pthread_mutex_destroy(&self->routes_lock);
+    while (self->pool) {
+        gw_req_t *next = self->pool->next_free;
+        free(self->pool);
+        self->pool = next;
+    }
+    pthread_mutex_destroy(&self->pool_lock);
     free(self->openapi);
     free(self);
     *self_p = NULL;
