@@ -7,6 +7,7 @@
  *  through vz_upstream_submit.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -48,7 +49,7 @@ static const vz_cfg_item_t s_items[] = {
                 "OpenAPI document for /v1/openapi.yaml; \"\" = docs/openapi.yaml, found alike"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_URL", "gateway/max_url", VZ_CFG_INT, "2048", 64, 65536,
                 http.max_url, "longest request path, bytes (414 above)"),
-    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_HEADER", "gateway/max_header", VZ_CFG_INT, "32768",
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_HEADER", "gateway/max_header", VZ_CFG_INT, "16384",
                 4096, 1048576, http.max_header,
                 "memory for one request head, bytes (431 or 414 above)"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_CONNECTIONS", "gateway/max_connections", VZ_CFG_INT,
@@ -203,6 +204,10 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 
 int main(int argc, char **argv)
 {
+    //  Before any thread starts: glibc would give each of the HTTP, ZeroMQ
+    //  and reactor threads its own arena, and freed request memory would
+    //  stay spread over them (about 1 MB of RSS under load, measured).
+    mallopt(M_ARENA_MAX, 2);
     gw_config_t config;
     vz_daemon_spec_t spec = {
         .service = "gateway",
