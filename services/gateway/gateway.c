@@ -1318,35 +1318,6 @@ static enum MHD_Result s_on_access(void *cls, struct MHD_Connection *conn, const
     return MHD_NO;
 }
 
-//  Decimal text of v into out (at least 21 bytes); returns the length.
-static size_t s_uint_text(char *out, uint64_t v)
-{
-    char digits[20];
-    size_t n = 0;
-    do {
-        digits[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = digits[n - 1 - i];
-    out[n] = '\0';
-    return n;
-}
-
-//  Nanoseconds as milliseconds with three decimals, rounded ("%.3f"), into
-//  out (at least 26 bytes).
-static void s_ms_text(char *out, int64_t ns)
-{
-    uint64_t us = ns > 0 ? ((uint64_t)ns + 500) / 1000 : 0;
-    size_t n = s_uint_text(out, us / 1000);
-    unsigned frac = (unsigned)(us % 1000);
-    out[n] = '.';
-    out[n + 1] = (char)('0' + frac / 100);
-    out[n + 2] = (char)('0' + frac / 10 % 10);
-    out[n + 3] = (char)('0' + frac % 10);
-    out[n + 4] = '\0';
-}
-
 static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                            enum MHD_RequestTerminationCode toe)
 {
@@ -1373,12 +1344,11 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
                       : req->match.route ? req->match.route->duration
                                          : gw->unmatched,
                       (double)ns / 1e9);
-    //  The numbers without printf: this runs once per request.
-    char status_text[24], duration[32], bytes_in[24], bytes[24];
-    s_uint_text(status_text, (uint64_t)status);
-    s_ms_text(duration, ns);
-    s_uint_text(bytes_in, req->body_len);
-    s_uint_text(bytes, req->sent_len);
+    char status_text[8], duration[32], bytes_in[24], bytes[24];
+    snprintf(status_text, sizeof status_text, "%d", status);
+    snprintf(duration, sizeof duration, "%.3f", (double)ns / 1e6);
+    snprintf(bytes_in, sizeof bytes_in, "%zu", req->body_len);
+    snprintf(bytes, sizeof bytes, "%zu", req->sent_len);
     vz_info(req->request_id, "access", "method", req->http_method, "path", req->path, "route",
             route, "status", status_text, "duration_ms", duration, "bytes_in", bytes_in, "bytes",
             bytes, "client_ip", req->client_ip);

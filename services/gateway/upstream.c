@@ -375,6 +375,18 @@ static bool s_retry(vz_upstream_t *self, vz_upcall_t *call, const char *code)
     return true;
 }
 
+//  The call succeeded with body: a NUL-terminated heap copy for the caller.
+static void s_take_reply(vz_upcall_t *call, const uint8_t *body, size_t len)
+{
+    call->result = VZ_UPCALL_REPLY;
+    call->reply_len = len;
+    call->reply = malloc(len + 1);
+    assert(call->reply);
+    if (len)
+        memcpy(call->reply, body, len);
+    call->reply[len] = '\0';
+}
+
 static void s_carrier_free(vz_upcall_t *carrier)
 {
     free(carrier->members);
@@ -419,13 +431,7 @@ static void s_reply_batch(vz_upstream_t *self, vz_upcall_t *carrier, const vz_en
     for (size_t i = 0; i < n; i++) {
         vz_upcall_t *call = carrier->members[i];
         if (items[i].code_len == 0) {
-            call->result = VZ_UPCALL_REPLY;
-            call->reply_len = items[i].len;
-            call->reply = malloc(call->reply_len + 1);
-            assert(call->reply);
-            if (call->reply_len)
-                memcpy(call->reply, items[i].data, call->reply_len);
-            call->reply[call->reply_len] = '\0';
+            s_take_reply(call, items[i].data, items[i].len);
             s_finish(self, call);
             continue;
         }
@@ -533,24 +539,12 @@ static void s_match(vz_upstream_t *self, vz_response_t *response)
     if (call && (strcmp(response->env.service, call->service) != 0 ||
                  strcmp(response->env.method, call->method) != 0))
         call = NULL;
-    if (call && call->kind == VZ_UPCALL_BATCH) {
+    if (call) {
         zhashx_delete(self->pending, response->env.id);
-        if (response->env.kind == VZ_KIND_REPLY)
+        if (response->env.kind == VZ_KIND_REPLY && call->kind == VZ_UPCALL_BATCH)
             s_reply_batch(self, call, &response->env);
-        else
-            s_fail_batch(self, call,
-                         response->env.error_code[0] ? response->env.error_code : VZ_ERR_INTERNAL,
-                         response->env.error_message);
-    } else if (call) {
-        zhashx_delete(self->pending, response->env.id);
-        if (response->env.kind == VZ_KIND_REPLY) {
-            call->result = VZ_UPCALL_REPLY;
-            call->reply_len = response->env.body_len;
-            call->reply = malloc(call->reply_len + 1);
-            assert(call->reply);
-            if (call->reply_len)
-                memcpy(call->reply, response->env.body, call->reply_len);
-            call->reply[call->reply_len] = '\0';
+        else if (response->env.kind == VZ_KIND_REPLY) {
+            s_take_reply(call, response->env.body, response->env.body_len);
             const char *status = vz_envelope_ctx_get(&response->env, "http_status");
             long code = status ? strtol(status, NULL, 10) : 0;
             call->http_status = code >= 200 && code <= 399 ? (int)code : 0;
@@ -558,6 +552,8 @@ static void s_match(vz_upstream_t *self, vz_response_t *response)
             vz_strlcpy(call->http_location, location ? location : "", sizeof call->http_location);
             s_finish(self, call);
         } else {
+            //  A carrier is never retried as a whole: s_fail hands each of
+            //  its calls the error (s_fail_batch), which retries them alone.
             const char *code =
                 response->env.error_code[0] ? response->env.error_code : VZ_ERR_INTERNAL;
             if (!s_retry(self, call, code))
