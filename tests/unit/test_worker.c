@@ -259,6 +259,25 @@ static void s_send_cmd(rig_t *rig, const char *cmd)
     s_send(rig, &msg);
 }
 
+//  Until the worker reports a live link. Keeps answering its heartbeats and
+//  follows its routing id: a slow run (valgrind) can outlast the liveness
+//  window, and then the worker announces itself again on a new socket.
+static bool s_await_connected(rig_t *rig, int64_t end)
+{
+    while (zclock_mono() < end) {
+        s_send_cmd(rig, VZ_CMD_HEARTBEAT);
+        zstr_send(rig->worker, "CONNECTED");
+        char *answer = zstr_recv(rig->worker);
+        bool connected = answer && streq(answer, "1");
+        free(answer);
+        if (connected)
+            return true;
+        zmsg_t *msg = s_next(rig, true, HB_MS);
+        zmsg_destroy(&msg);
+    }
+    return false;
+}
+
 static void s_expect_rdy(rig_t *rig)
 {
     zmsg_t *msg = s_next(rig, true, WAIT_MS);
@@ -375,16 +394,7 @@ static void test_ready_and_heartbeat(void **state)
     assert_true(zframe_streq(zmsg_first(msg), VZ_CMD_HEARTBEAT));
     zmsg_destroy(&msg);
     //  Our HB after RDY makes it connected.
-    bool connected = false;
-    int64_t end = zclock_mono() + WAIT_MS;
-    while (!connected && zclock_mono() < end) {
-        s_send_cmd(&rig, VZ_CMD_HEARTBEAT);
-        zstr_send(rig.worker, "CONNECTED");
-        char *answer = zstr_recv(rig.worker);
-        connected = answer && streq(answer, "1");
-        free(answer);
-    }
-    assert_true(connected);
+    assert_true(s_await_connected(&rig, zclock_mono() + WAIT_MS));
     s_rig_stop(&rig);
 }
 
@@ -552,15 +562,7 @@ static void test_drain(void **state)
     rig_t rig;
     s_rig_start(&rig, *state, 60000);
     //  Let the worker see our HB first, so the link counts as alive.
-    bool connected = false;
-    int64_t end = zclock_mono() + WAIT_MS;
-    while (!connected && zclock_mono() < end) {
-        zstr_send(rig.worker, "CONNECTED");
-        char *answer = zstr_recv(rig.worker);
-        connected = answer && streq(answer, "1");
-        free(answer);
-    }
-    assert_true(connected);
+    assert_true(s_await_connected(&rig, zclock_mono() + WAIT_MS));
     zstr_send(rig.worker, "DRAIN");
     char *ack = zstr_recv(rig.worker);
     assert_string_equal(ack, "DRAINING");
@@ -663,14 +665,7 @@ static void test_deferred_abandoned_at_drain(void **state)
     while (st[3] != 1 && zclock_mono() < end)
         s_stats(&rig, st);
     assert_int_equal(st[3], 1);
-    bool connected = false;
-    while (!connected && zclock_mono() < end) {
-        zstr_send(rig.worker, "CONNECTED");
-        char *answer = zstr_recv(rig.worker);
-        connected = answer && streq(answer, "1");
-        free(answer);
-    }
-    assert_true(connected);
+    assert_true(s_await_connected(&rig, end));
     zstr_send(rig.worker, "DRAIN");
     char *ack = zstr_recv(rig.worker);
     assert_string_equal(ack, "DRAINING");
