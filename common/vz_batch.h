@@ -18,6 +18,35 @@
  *  malformed body) applies to every item. Decoders check every declared
  *  length against the bytes left and never allocate.
  */
+/*  Bundles - several whole requests in one envelope, for any method
+ *
+ *  The batch convention needs a <method>_batch in the service and shares
+ *  one ctx. A bundle needs nothing from the service: vz_worker unpacks it.
+ *
+ *    request   an envelope to service.method with VZ_FLAG_BUNDLE; its body
+ *              is a msgpack array of 1..VZ_BATCH_MAX bin items, each a whole
+ *              encoded request envelope to the same service.method (own id,
+ *              ctx, deadline, trace context, flags without BUNDLE). The
+ *              outer deadline is the earliest of the items'; the outer
+ *              envelope is idempotent only if every item is.
+ *    reply     a reply envelope (same id as the request) whose body is an
+ *              array of N bin items in the request's order, each a whole
+ *              encoded reply or error envelope answering that item (with
+ *              its id and its own ctx, e.g. http_status).
+ *
+ *  The broker routes, polices and times the outer envelope like any other:
+ *  the policy of service.method covers every item because every item names
+ *  the same one. The worker checks each item as it checks a single request
+ *  (decodes, right service and method, body size, deadline) and answers a
+ *  failed check in that item's slot; the caller of every item is the one
+ *  the broker vouched for on the outer envelope. An item whose deadline has
+ *  passed is answered "timeout". When the replies together would not fit
+ *  one frame, the largest are replaced by "bundle_overflow" errors: the
+ *  caller sends those requests again alone. The reply leaves when the last
+ *  item is answered (deferred handlers included), so a bundle only groups
+ *  requests that the caller would have sent at the same moment anyway.
+ *  Both bodies use vz_batch_request_encode/_decode (an array of bin).
+ */
 #ifndef VZ_BATCH_H
 #define VZ_BATCH_H
 

@@ -29,6 +29,7 @@ typedef enum {
 
 //  flags
 #define VZ_FLAG_IDEMPOTENT 0x1u //  safe to retry on another worker
+#define VZ_FLAG_BUNDLE     0x2u //  body is a bundle of requests to this service.method (vz_batch.h)
 
 //  Field capacities (including the NUL).
 #define VZ_TRACEPARENT_MAX 64   //  W3C traceparent is 55 characters

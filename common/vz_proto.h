@@ -45,6 +45,7 @@
 #define VZ_ERR_UNAVAILABLE    "unavailable"    //  broker or dependency unreachable
 #define VZ_ERR_INVALID        "invalid_request"//  well-formed but unacceptable body
 #define VZ_ERR_INTERNAL       "internal"       //  bug or unexpected failure in the handler
+#define VZ_ERR_BUNDLE_OVERFLOW "bundle_overflow"//  this reply did not fit its bundle: send it alone
 
 //  The broker's own service name.
 #define VZ_BROKER_SERVICE "broker"

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "vz_batch.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_proto.h"
@@ -53,6 +54,22 @@ typedef struct {
     vz_series_t *duration;            //  handler latency histogram
 } s_method_metrics_t;
 
+//  A bundle being answered (vz_batch.h): one slot per item, sent whole
+//  when the last slot is filled.
+typedef struct {
+    s_link_t *link;                  //  broker link it came on
+    unsigned gen;                    //  link->gen then
+    uint8_t tag[VZ_TAG_SIZE];        //  broker's tag for the reply
+    char id[VZ_ID_MAX];              //  outer envelope's id...
+    char service[VZ_NAME_MAX];       //  ...service
+    char method[VZ_NAME_MAX];        //  ...method
+    char traceparent[VZ_TRACEPARENT_MAX]; //  ...trace context
+    size_t n;                        //  items
+    size_t pending;                  //  slots not yet filled
+    bool dispatching;                //  still handing items out: do not send yet
+    vz_batch_item_t *slot;           //  encoded reply envelope per item (heap data)
+} s_bundle_t;
+
 struct vz_deferred_t {
     vz_worker_t *worker;       //  owner
     s_link_t *link;            //  broker link the request came on
@@ -61,6 +78,8 @@ struct vz_deferred_t {
     const vz_method_t *method; //  for metrics
     int64_t started;           //  zclock_usecs at dispatch
     vz_reply_t reply;          //  id, service, method, traceparent of the answer
+    s_bundle_t *bundle;        //  the bundle the request came in, or NULL
+    size_t slot;               //  its item there
     vz_deferred_t *prev;       //  worker's list of open handles
     vz_deferred_t *next;       //  idem
 };
@@ -238,31 +257,114 @@ static s_method_metrics_t *s_mm(vz_worker_t *self, const vz_method_t *method)
     return self->mm ? &self->mm[method - self->methods] : NULL;
 }
 
-static void s_send_reply(s_link_t *link, const void *tag, const vz_envelope_t *reply)
+//  Heap msgpack of reply; when it cannot be encoded (too large) an
+//  "internal" error answering the same request instead, so the caller still
+//  gets an answer. -ENOMEM-like failures of the fallback return -1.
+static int s_encode_reply(const vz_envelope_t *reply, uint8_t **buf_p, size_t *len_p)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
+    if (vz_envelope_encode(reply, buf_p, len_p) == 0)
+        return 0;
     vz_envelope_t fallback;
-    if (vz_envelope_encode(reply, &buf, &len) < 0) {
-        //  Too large or unencodable: the caller still gets an answer.
-        vz_envelope_init(&fallback, VZ_KIND_ERROR);
-        vz_strlcpy(fallback.id, reply->id, sizeof fallback.id);
-        vz_strlcpy(fallback.service, reply->service, sizeof fallback.service);
-        vz_strlcpy(fallback.method, reply->method, sizeof fallback.method);
-        vz_strlcpy(fallback.traceparent, reply->traceparent, sizeof fallback.traceparent);
-        vz_strlcpy(fallback.error_code, VZ_ERR_INTERNAL, sizeof fallback.error_code);
-        vz_strlcpy(fallback.error_message, "reply too large", sizeof fallback.error_message);
-        if (vz_envelope_encode(&fallback, &buf, &len) < 0)
-            return;
-    }
+    vz_envelope_init(&fallback, VZ_KIND_ERROR);
+    vz_strlcpy(fallback.id, reply->id, sizeof fallback.id);
+    vz_strlcpy(fallback.service, reply->service, sizeof fallback.service);
+    vz_strlcpy(fallback.method, reply->method, sizeof fallback.method);
+    vz_strlcpy(fallback.traceparent, reply->traceparent, sizeof fallback.traceparent);
+    vz_strlcpy(fallback.error_code, VZ_ERR_INTERNAL, sizeof fallback.error_code);
+    vz_strlcpy(fallback.error_message, "reply too large", sizeof fallback.error_message);
+    return vz_envelope_encode(&fallback, buf_p, len_p) == 0 ? 0 : -1;
+}
+
+static void s_send_frame(s_link_t *link, const void *tag, const uint8_t *buf, size_t len)
+{
     zmsg_t *msg = zmsg_new();
     zmsg_addstr(msg, VZ_CMD_REPLY);
     zmsg_addmem(msg, tag, VZ_TAG_SIZE);
     zmsg_addmem(msg, buf, len);
-    free(buf);
     if (link->sock)
         zmsg_send(&msg, link->sock);
     zmsg_destroy(&msg);
+}
+
+static void s_send_reply(s_link_t *link, const void *tag, const vz_envelope_t *reply)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (s_encode_reply(reply, &buf, &len) < 0)
+        return;
+    s_send_frame(link, tag, buf, len);
+    free(buf);
+}
+
+//  Room for the outer envelope's own fields and the array's headers.
+#define S_BUNDLE_OVERHEAD (4 * 1024)
+
+//  The last slot is filled: send the bundle's reply (if its broker link is
+//  still the same socket) and free it. Replies that together exceed one
+//  frame give way, largest first, to bundle_overflow errors.
+static void s_bundle_send(s_bundle_t *bundle)
+{
+    size_t limit = vz_envelope_limits_default.max_frame - S_BUNDLE_OVERHEAD;
+    size_t total = 0;
+    for (size_t i = 0; i < bundle->n; i++)
+        total += bundle->slot[i].len + 8;
+    while (total > limit) {
+        size_t big = 0;
+        for (size_t i = 1; i < bundle->n; i++)
+            if (bundle->slot[i].len > bundle->slot[big].len)
+                big = i;
+        vz_envelope_t err;
+        vz_envelope_init(&err, VZ_KIND_ERROR);
+        vz_strlcpy(err.service, bundle->service, sizeof err.service);
+        vz_strlcpy(err.method, bundle->method, sizeof err.method);
+        vz_strlcpy(err.error_code, VZ_ERR_BUNDLE_OVERFLOW, sizeof err.error_code);
+        vz_strlcpy(err.error_message, "reply does not fit the bundle: send this request alone",
+                   sizeof err.error_message);
+        //  The id is inside the encoded reply; the caller matches by position.
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if (vz_envelope_encode(&err, &buf, &len) < 0)
+            break;
+        total -= bundle->slot[big].len;
+        free((void *)bundle->slot[big].data);
+        bundle->slot[big] = (vz_batch_item_t){.data = buf, .len = len};
+        total += len;
+    }
+    s_link_t *link = bundle->link;
+    if (link->gen == bundle->gen && link->sock) {
+        vz_envelope_t reply;
+        vz_envelope_init(&reply, VZ_KIND_REPLY);
+        vz_strlcpy(reply.id, bundle->id, sizeof reply.id);
+        vz_strlcpy(reply.service, bundle->service, sizeof reply.service);
+        vz_strlcpy(reply.method, bundle->method, sizeof reply.method);
+        vz_strlcpy(reply.traceparent, bundle->traceparent, sizeof reply.traceparent);
+        uint8_t *body = vz_batch_request_encode(bundle->slot, bundle->n, &reply.body_len);
+        reply.body = body;
+        s_send_reply(link, bundle->tag, &reply);
+        free(body);
+    }
+    for (size_t i = 0; i < bundle->n; i++)
+        free((void *)bundle->slot[i].data);
+    free(bundle->slot);
+    free(bundle);
+}
+
+//  Item slot of bundle answered with reply; the last one sends the bundle.
+static void s_bundle_fill(s_bundle_t *bundle, size_t slot, const vz_envelope_t *reply)
+{
+    assert(slot < bundle->n && !bundle->slot[slot].data && bundle->pending > 0);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (s_encode_reply(reply, &buf, &len) < 0) {
+        //  Not even the small fallback encodes: keep the slot an empty bin
+        //  rather than leave the bundle unanswered.
+        buf = (uint8_t *)malloc(1);
+        assert(buf);
+        len = 0;
+    }
+    bundle->slot[slot] = (vz_batch_item_t){.data = buf, .len = len};
+    if (--bundle->pending == 0 && !bundle->dispatching)
+        s_bundle_send(bundle);
 }
 
 static void s_send_error(s_link_t *link, zframe_t *tag, const vz_envelope_t *req, const char *code,
@@ -273,9 +375,10 @@ static void s_send_error(s_link_t *link, zframe_t *tag, const vz_envelope_t *req
     s_send_reply(link, zframe_data(tag), &reply);
 }
 
-//  The end of every dispatched request, now or deferred: count, time, send.
-static void s_finish(s_link_t *link, const void *tag, const vz_method_t *method, int64_t started,
-                     vz_reply_t *reply, int rc)
+//  The end of every dispatched request, now or deferred: count, time, and
+//  send the reply, or file it in its bundle's slot.
+static void s_finish(s_link_t *link, const void *tag, s_bundle_t *bundle, size_t slot,
+                     const vz_method_t *method, int64_t started, vz_reply_t *reply, int rc)
 {
     s_outcome_t outcome = rc < 0 ? S_INTERNAL : reply->env.kind == VZ_KIND_ERROR ? S_ERROR : S_OK;
     if (rc < 0)
@@ -285,7 +388,10 @@ static void s_finish(s_link_t *link, const void *tag, const vz_method_t *method,
         vz_series_observe(mm->duration, (double)(zclock_usecs() - started) / 1e6);
         vz_series_inc(mm->outcome[outcome]);
     }
-    s_send_reply(link, tag, &reply->env);
+    if (bundle)
+        s_bundle_fill(bundle, slot, &reply->env);
+    else
+        s_send_reply(link, tag, &reply->env);
     free(reply->body);
     reply->body = NULL;
 }
@@ -336,8 +442,11 @@ static int s_complete(vz_deferred_t **handle_p)
     //  A replaced socket means a broker that has already written the
     //  request off; its tag would mean nothing on the new one.
     int rc = handle->link->gen == handle->gen && handle->link->sock ? 0 : -ENOTCONN;
-    if (rc == 0)
-        s_finish(handle->link, handle->tag, handle->method, handle->started, &handle->reply, 0);
+    //  A bundle's slot is filled either way, so the bundle is freed; it
+    //  checks the socket itself before sending.
+    if (rc == 0 || handle->bundle)
+        s_finish(handle->link, handle->tag, handle->bundle, handle->slot, handle->method,
+                 handle->started, &handle->reply, 0);
     free(handle->reply.body);
     free(handle);
     *handle_p = NULL;
@@ -393,6 +502,106 @@ static const vz_method_t *s_lookup(vz_worker_t *self, const char *name)
     return NULL;
 }
 
+//  Call the handler for req (checked) and finish or park its reply.
+static void s_dispatch(s_link_t *link, const void *tag, s_bundle_t *bundle, size_t slot,
+                       const vz_method_t *method, const vz_envelope_t *req)
+{
+    vz_worker_t *self = link->worker;
+    vz_reply_t reply = {.body = NULL, .worker = self, .flags = method->flags};
+    vz_envelope_reply_to(&reply.env, req);
+    int64_t started = zclock_usecs();
+    int rc = method->handler(self->app, req, &reply);
+    if (reply.deferred) {
+        //  The handle answers later; it needs where and to whom.
+        assert(rc == 0); //  a handler that deferred must not also fail
+        vz_deferred_t *handle = reply.deferred;
+        handle->link = link;
+        handle->gen = link->gen;
+        memcpy(handle->tag, tag, VZ_TAG_SIZE);
+        handle->bundle = bundle;
+        handle->slot = slot;
+        handle->method = method;
+        handle->started = started;
+        vz_strlcpy(handle->reply.env.id, req->id, sizeof handle->reply.env.id);
+        return;
+    }
+    //  Whatever the handler did, the reply answers this request.
+    vz_strlcpy(reply.env.id, req->id, sizeof reply.env.id);
+    s_finish(link, tag, bundle, slot, method, started, &reply, rc);
+}
+
+//  Answer a bundle item without calling the handler.
+static void s_bundle_refuse(s_bundle_t *bundle, size_t slot, const vz_envelope_t *req,
+                            const char *code, const char *message)
+{
+    vz_envelope_t reply;
+    vz_envelope_error_to(&reply, req, code, message);
+    s_bundle_fill(bundle, slot, &reply);
+}
+
+//  A checked outer envelope with VZ_FLAG_BUNDLE (vz_batch.h): each item is
+//  checked like a request of its own and dispatched; the reply leaves when
+//  the last item is answered.
+static void s_on_bundle(s_link_t *link, zframe_t *tag, const vz_envelope_t *outer,
+                        const vz_method_t *method)
+{
+    vz_worker_t *self = link->worker;
+    vz_batch_item_t items[VZ_BATCH_MAX];
+    size_t n = 0;
+    const char *reason = NULL;
+    if (vz_batch_request_decode(outer->body, outer->body_len, items, VZ_BATCH_MAX, &n, &reason) <
+        0) {
+        s_count(self->malformed);
+        s_send_error(link, tag, outer, VZ_ERR_MALFORMED, reason ? reason : "bad bundle");
+        return;
+    }
+    s_bundle_t *bundle = (s_bundle_t *)zmalloc(sizeof *bundle);
+    bundle->slot = (vz_batch_item_t *)zmalloc(n * sizeof *bundle->slot);
+    assert(bundle && bundle->slot);
+    bundle->link = link;
+    bundle->gen = link->gen;
+    memcpy(bundle->tag, zframe_data(tag), VZ_TAG_SIZE);
+    vz_strlcpy(bundle->id, outer->id, sizeof bundle->id);
+    vz_strlcpy(bundle->service, outer->service, sizeof bundle->service);
+    vz_strlcpy(bundle->method, outer->method, sizeof bundle->method);
+    vz_strlcpy(bundle->traceparent, outer->traceparent, sizeof bundle->traceparent);
+    bundle->n = bundle->pending = n;
+    bundle->dispatching = true;
+    s_method_metrics_t *mm = s_mm(self, method);
+    size_t max_body = method->max_body ? method->max_body : VZ_DEFAULT_MAX_BODY;
+    int64_t now = vz_now_ms();
+    vz_envelope_t req;
+    for (size_t i = 0; i < n; i++) {
+        if (vz_envelope_decode(&req, items[i].data, items[i].len, NULL, &reason) != 0) {
+            vz_envelope_init(&req, VZ_KIND_REQUEST);
+            s_count(self->malformed);
+            s_bundle_refuse(bundle, i, &req, VZ_ERR_MALFORMED,
+                            reason ? reason : "undecodable bundle item");
+            continue;
+        }
+        vz_strlcpy(req.caller, outer->caller, sizeof req.caller);
+        if (req.kind != VZ_KIND_REQUEST || (req.flags & VZ_FLAG_BUNDLE) ||
+            !streq(req.service, outer->service) || !streq(req.method, outer->method)) {
+            //  The broker's policy covered outer->method only.
+            s_count(self->malformed);
+            s_bundle_refuse(bundle, i, &req, VZ_ERR_MALFORMED,
+                            "bundle item is not a request to the bundle's service and method");
+        } else if (req.body_len > max_body) {
+            if (mm)
+                vz_series_inc(mm->outcome[S_INVALID]);
+            s_bundle_refuse(bundle, i, &req, VZ_ERR_INVALID, "body too large");
+        } else if (req.deadline_ms && now >= req.deadline_ms) {
+            if (mm)
+                vz_series_inc(mm->outcome[S_EXPIRED]);
+            s_bundle_refuse(bundle, i, &req, VZ_ERR_TIMEOUT, "deadline passed before dispatch");
+        } else
+            s_dispatch(link, zframe_data(tag), bundle, i, method, &req);
+    }
+    bundle->dispatching = false;
+    if (bundle->pending == 0)
+        s_bundle_send(bundle);
+}
+
 //  REQ tag caller envelope. The checks run here, once, before any handler
 //  (dispatch table rule): decode, method, size, deadline.
 static void s_on_request(s_link_t *link, zmsg_t *msg)
@@ -436,6 +645,17 @@ static void s_on_request(s_link_t *link, zmsg_t *msg)
         return;
     }
     s_method_metrics_t *mm = s_mm(self, method);
+    if (req.deadline_ms && vz_now_ms() >= req.deadline_ms) {
+        //  Nobody waits any more (for a bundle: the broker has answered
+        //  every item "timeout" at the earliest of their deadlines).
+        if (mm)
+            vz_series_inc(mm->outcome[S_EXPIRED]);
+        return;
+    }
+    if (req.flags & VZ_FLAG_BUNDLE) {
+        s_on_bundle(link, tag, &req, method);
+        return;
+    }
     size_t max_body = method->max_body ? method->max_body : VZ_DEFAULT_MAX_BODY;
     if (req.body_len > max_body) {
         if (mm)
@@ -443,30 +663,7 @@ static void s_on_request(s_link_t *link, zmsg_t *msg)
         s_send_error(link, tag, &req, VZ_ERR_INVALID, "body too large");
         return;
     }
-    if (req.deadline_ms && vz_now_ms() >= req.deadline_ms) {
-        if (mm)
-            vz_series_inc(mm->outcome[S_EXPIRED]);
-        return;
-    }
-    vz_reply_t reply = {.body = NULL, .worker = self, .flags = method->flags};
-    vz_envelope_reply_to(&reply.env, &req);
-    int64_t started = zclock_usecs();
-    int rc = method->handler(self->app, &req, &reply);
-    if (reply.deferred) {
-        //  The handle answers later; it needs where and to whom.
-        assert(rc == 0); //  a handler that deferred must not also fail
-        vz_deferred_t *handle = reply.deferred;
-        handle->link = link;
-        handle->gen = link->gen;
-        memcpy(handle->tag, zframe_data(tag), VZ_TAG_SIZE);
-        handle->method = method;
-        handle->started = started;
-        vz_strlcpy(handle->reply.env.id, req.id, sizeof handle->reply.env.id);
-        return;
-    }
-    //  Whatever the handler did, the reply answers this request.
-    vz_strlcpy(reply.env.id, req.id, sizeof reply.env.id);
-    s_finish(link, zframe_data(tag), method, started, &reply, rc);
+    s_dispatch(link, zframe_data(tag), NULL, 0, method, &req);
 }
 
 //  One message from a broker, on the reactor or during drain.

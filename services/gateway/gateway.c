@@ -892,6 +892,7 @@ static void s_forward_step(vz_gateway_t *gw, gw_req_t *req)
     vz_strlcpy(call->method, route->call, sizeof call->method);
     call->timeout_ms = route->timeout_ms > 0 ? route->timeout_ms : gw->config.timeout_ms;
     call->idempotent = route->retry;
+    call->alone = !route->bundle;
     s_build_ctx(req);
     s_submit(gw, req);
 }

@@ -27,6 +27,7 @@ typedef struct {
     vz_edge_config_t edge;    //  JWT, API keys, fail-open buckets
     char rl_failure[16];      //  open | closed
     bool rl_batch;            //  ratelimit.check_batch for checks queued together
+    int bundle_max;           //  forwards per bundle envelope (0/1 = off)
 } gw_config_t;
 
 static const vz_cfg_item_t s_items[] = {
@@ -106,6 +107,10 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RATELIMIT_BATCH", "gateway/ratelimit/batch", VZ_CFG_BOOL,
                 "true", 0, 0, rl_batch,
                 "send the checks queued together as one ratelimit.check_batch"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_FORWARD_BUNDLE", "gateway/upstream/bundle", VZ_CFG_INT,
+                "64", 0, 256, bundle_max,
+                "forwards to one service.method queued together travel as one bundle envelope of "
+                "at most this many (0 or 1 = one envelope each)"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RATELIMIT_LOCAL_LIMIT", "gateway/ratelimit/local_limit",
                 VZ_CFG_INT, "100", 1, 100000000, edge.local_limit,
                 "fail-open: anonymous requests a minute per replica (free x10, premium x100)"),
@@ -267,6 +272,7 @@ int main(int argc, char **argv)
         //  check per envelope was about half the JWT route's cost.
         .batch = &(const vz_upstream_batch_t){"ratelimit", "check", "check_batch"},
         .batch_count = config.rl_batch ? 1 : 0,
+        .bundle_max = (size_t)config.bundle_max,
     };
     app.upstream = vz_upstream_new(&upcfg);
     if (!app.upstream) {

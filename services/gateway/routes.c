@@ -260,8 +260,10 @@ static int s_parse_route(zconfig_t *node, vz_route_t *r, char *err, size_t errle
     }
     if (s_parse_bool(zconfig_get(node, "json", ""), &r->json) < 0 ||
         s_parse_bool(zconfig_get(node, "pass_content_type", ""), &r->pass_ctype) < 0 ||
-        s_parse_bool(zconfig_get(node, "optional", ""), &r->optional) < 0) {
-        s_err(err, errlen, "route %s: json, pass_content_type and optional are booleans", name);
+        s_parse_bool(zconfig_get(node, "optional", ""), &r->optional) < 0 ||
+        s_parse_bool(zconfig_get(node, "bundle", "true"), &r->bundle) < 0) {
+        s_err(err, errlen, "route %s: json, pass_content_type, optional and bundle are booleans",
+              name);
         return -1;
     }
     const char *reply = zconfig_get(node, "reply_type", "");

@@ -62,6 +62,7 @@ typedef struct {
     bool json;                          //  a non-empty body must be valid JSON
     bool pass_ctype;                    //  reply carries the request's Content-Type
     bool optional;                      //  its service may be absent: /health stays "ok"
+    bool bundle;                        //  may share a bundle envelope with its neighbours
     char reply_type[VZ_ROUTE_TEXT_MAX]; //  reply Content-Type ("" = application/json)
     size_t header_count;                //  entries in headers
     char headers[VZ_ROUTE_HEADERS_MAX][VZ_CTX_KEY_MAX]; //  forwarded, lowercase names

@@ -24,6 +24,7 @@
 #define RETRY_MAX 2     //  extra attempts per call
 #define RETRY_MIN_MS 20 //  no retry with less time than this left
 #define BUDGET_CAP 10.0 //  retry tokens saved at most
+#define BUNDLE_GROUPS 8 //  distinct service.method bundles filled in one pass
 
 struct vz_upstream_t {
     vz_client_t *client;       //  DEALER to the broker, reactor thread only
@@ -58,6 +59,20 @@ struct vz_upstream_t {
     size_t rules;                  //  rules used
     vz_series_t *batches;          //  vz_gateway_batch_envelopes_total
     vz_series_t *batched;          //  vz_gateway_batch_calls_total
+    size_t bundle_max;             //  forwards per bundle (< 2: off)
+    struct {
+        char service[VZ_NAME_MAX];  //  the forwards' service...
+        char method[VZ_NAME_MAX];   //  ...method
+        int timeout_ms;             //  ...timeout
+        bool idempotent;            //  ...and idempotency
+        vz_upcall_t *group[VZ_BATCH_MAX]; //  forwards of one service.method, in order
+        vz_batch_item_t item[VZ_BATCH_MAX]; //  their encoded envelopes (heap)
+        size_t n;                   //  forwards in group
+        size_t bytes;               //  sum of their encoded sizes
+    } bundle[BUNDLE_GROUPS];       //  s_on_wake's bundles being filled
+    size_t nbundles;               //  bundles in use this pass
+    vz_series_t *bundles;          //  vz_gateway_bundle_envelopes_total
+    vz_series_t *bundled;          //  vz_gateway_bundle_calls_total
 };
 
 void vz_upcall_reset(vz_upcall_t *call)
@@ -129,6 +144,14 @@ vz_upstream_t *vz_upstream_new(const vz_upstream_config_t *config)
         vz_strlcpy(self->rule[i].batch_method, config->batch[i].batch_method, VZ_NAME_MAX);
     }
     self->rules = config->batch_count;
+    assert(config->bundle_max <= VZ_BATCH_MAX);
+    self->bundle_max = config->bundle_max;
+    if (config->metrics && self->bundle_max > 1) {
+        self->bundles = vz_metrics_counter(config->metrics, "vz_gateway_bundle_envelopes_total",
+                                           "Bundle envelopes sent (several forwards each)", NULL);
+        self->bundled = vz_metrics_counter(config->metrics, "vz_gateway_bundle_calls_total",
+                                           "Forwards sent inside bundle envelopes", NULL);
+    }
     if (config->metrics && self->rules) {
         self->batches =
             vz_metrics_counter(config->metrics, "vz_gateway_batch_envelopes_total",
@@ -165,7 +188,7 @@ static void s_fail_batch(vz_upstream_t *self, vz_upcall_t *carrier, const char *
 
 static void s_fail(vz_upstream_t *self, vz_upcall_t *call, const char *code, const char *message)
 {
-    if (call->kind == VZ_UPCALL_BATCH) {
+    if (call->kind == VZ_UPCALL_BATCH || call->kind == VZ_UPCALL_BUNDLE) {
         s_fail_batch(self, call, code, message);
         return;
     }
@@ -293,28 +316,34 @@ static void s_redis_ping(vz_upstream_t *self, vz_upcall_t *call)
     }
 }
 
-//  Send one attempt of call (first or retry) and file it as pending.
-static void s_send(vz_upstream_t *self, vz_upcall_t *call)
+//  The envelope of one attempt of call, with a wire id unique among the
+//  pending (request ids come from clients and may repeat, so a colliding
+//  call travels under a fresh id). env borrows call's body.
+static void s_envelope(vz_upstream_t *self, vz_upcall_t *call, vz_envelope_t *env)
 {
     call->attempts++;
-    //  Request ids come from clients and may repeat; the pending table needs
-    //  a unique key, so a colliding call travels under a fresh id.
     vz_strlcpy(call->wire_id, call->id, sizeof call->wire_id);
     if (!call->wire_id[0] || call->attempts > 1 || zhashx_lookup(self->pending, call->wire_id))
         vz_client_new_id(call->wire_id, sizeof call->wire_id);
-
-    vz_envelope_t env;
-    vz_envelope_init(&env, VZ_KIND_REQUEST);
-    vz_strlcpy(env.service, call->service, sizeof env.service);
-    vz_strlcpy(env.method, call->method, sizeof env.method);
-    vz_strlcpy(env.id, call->wire_id, sizeof env.id);
-    vz_strlcpy(env.traceparent, call->traceparent, sizeof env.traceparent);
-    env.deadline_ms = call->deadline_ms;
-    env.flags = call->idempotent ? VZ_FLAG_IDEMPOTENT : 0;
-    env.body = call->body;
-    env.body_len = call->body_len;
+    vz_envelope_init(env, VZ_KIND_REQUEST);
+    vz_strlcpy(env->service, call->service, sizeof env->service);
+    vz_strlcpy(env->method, call->method, sizeof env->method);
+    vz_strlcpy(env->id, call->wire_id, sizeof env->id);
+    vz_strlcpy(env->traceparent, call->traceparent, sizeof env->traceparent);
+    env->deadline_ms = call->deadline_ms;
+    env->flags = (call->idempotent ? VZ_FLAG_IDEMPOTENT : 0) |
+                 (call->kind == VZ_UPCALL_BUNDLE ? VZ_FLAG_BUNDLE : 0);
+    env->body = call->body;
+    env->body_len = call->body_len;
     for (size_t i = 0; i < call->ctx_count; i++)
-        vz_envelope_ctx_set(&env, call->ctx[i].key, call->ctx[i].value);
+        vz_envelope_ctx_set(env, call->ctx[i].key, call->ctx[i].value);
+}
+
+//  Send one attempt of call (first or retry) and file it as pending.
+static void s_send(vz_upstream_t *self, vz_upcall_t *call)
+{
+    vz_envelope_t env;
+    s_envelope(self, call, &env);
     int rc = vz_client_send(self->client, &env);
     if (rc == -EMSGSIZE) {
         s_fail(self, call, "request_too_large", "request does not fit one envelope");
@@ -387,6 +416,25 @@ static void s_take_reply(vz_upcall_t *call, const uint8_t *body, size_t len)
     call->reply[len] = '\0';
 }
 
+//  A reply envelope answering call: its body and the HTTP hints in its ctx.
+static void s_take_env(vz_upcall_t *call, const vz_envelope_t *env)
+{
+    s_take_reply(call, env->body, env->body_len);
+    const char *status = vz_envelope_ctx_get(env, "http_status");
+    long code = status ? strtol(status, NULL, 10) : 0;
+    call->http_status = code >= 200 && code <= 399 ? (int)code : 0;
+    const char *location = vz_envelope_ctx_get(env, "http_location");
+    vz_strlcpy(call->http_location, location ? location : "", sizeof call->http_location);
+}
+
+//  An error for call from a service or the broker: retried when it may be.
+static void s_error(vz_upstream_t *self, vz_upcall_t *call, const vz_envelope_t *env)
+{
+    const char *code = env->error_code[0] ? env->error_code : VZ_ERR_INTERNAL;
+    if (!s_retry(self, call, code))
+        s_fail(self, call, code, env->error_message);
+}
+
 static void s_carrier_free(vz_upcall_t *carrier)
 {
     free(carrier->members);
@@ -401,7 +449,9 @@ static void s_carrier_free(vz_upcall_t *carrier)
 static void s_fail_batch(vz_upstream_t *self, vz_upcall_t *carrier, const char *code,
                          const char *message)
 {
-    bool unknown = strcmp(code, VZ_ERR_UNKNOWN_METHOD) == 0;
+    //  (A bundle's service.method is its calls' own: unknown to them too.)
+    bool unknown =
+        carrier->kind == VZ_UPCALL_BATCH && strcmp(code, VZ_ERR_UNKNOWN_METHOD) == 0;
     for (size_t r = 0; unknown && r < self->rules; r++)
         if (strcmp(self->rule[r].service, carrier->service) == 0 &&
             strcmp(self->rule[r].batch_method, carrier->method) == 0)
@@ -489,6 +539,124 @@ static void s_send_group(vz_upstream_t *self, size_t r)
     s_send(self, carrier);
 }
 
+//  The bundle's reply: one whole reply or error envelope per call, in order.
+static void s_reply_bundle(vz_upstream_t *self, vz_upcall_t *carrier, const vz_envelope_t *env)
+{
+    vz_batch_item_t items[VZ_BATCH_MAX];
+    size_t n = 0;
+    const char *reason = NULL;
+    if (vz_batch_request_decode(env->body, env->body_len, items, VZ_BATCH_MAX, &n, &reason) < 0 ||
+        n != carrier->nmembers) {
+        s_fail_batch(self, carrier, VZ_ERR_INTERNAL,
+                     reason ? reason : "bundle reply has the wrong number of results");
+        return;
+    }
+    vz_envelope_t item;
+    for (size_t i = 0; i < n; i++) {
+        vz_upcall_t *call = carrier->members[i];
+        if (vz_envelope_decode(&item, items[i].data, items[i].len, NULL, &reason) != 0)
+            s_fail(self, call, VZ_ERR_INTERNAL, reason ? reason : "undecodable bundle reply");
+        else if (item.kind == VZ_KIND_ERROR &&
+                 strcmp(item.error_code, VZ_ERR_BUNDLE_OVERFLOW) == 0)
+            s_send(self, call); //  not a failure: its reply needs an envelope of its own
+        else if (strcmp(item.id, call->wire_id) != 0)
+            s_fail(self, call, VZ_ERR_INTERNAL, "bundle reply answers another request");
+        else if (item.kind == VZ_KIND_REPLY) {
+            s_take_env(call, &item);
+            s_finish(self, call);
+        } else
+            s_error(self, call, &item);
+    }
+    s_carrier_free(carrier);
+}
+
+//  Send bundle b: alone when it holds one call, else in one carrier whose
+//  deadline is the earliest of its calls'.
+static void s_send_bundle(vz_upstream_t *self, size_t b)
+{
+    size_t n = self->bundle[b].n;
+    vz_upcall_t **group = self->bundle[b].group;
+    vz_batch_item_t *item = self->bundle[b].item;
+    self->bundle[b].n = self->bundle[b].bytes = 0;
+    if (n == 0)
+        return;
+    if (n == 1) {
+        free((void *)item[0].data);
+        group[0]->attempts--; //  encoded but never sent
+        s_send(self, group[0]);
+        return;
+    }
+    vz_upcall_t *carrier = calloc(1, sizeof *carrier);
+    assert(carrier);
+    carrier->kind = VZ_UPCALL_BUNDLE;
+    vz_strlcpy(carrier->service, group[0]->service, sizeof carrier->service);
+    vz_strlcpy(carrier->method, group[0]->method, sizeof carrier->method);
+    vz_strlcpy(carrier->traceparent, group[0]->traceparent, sizeof carrier->traceparent);
+    carrier->idempotent = group[0]->idempotent;
+    carrier->members = malloc(n * sizeof *carrier->members);
+    assert(carrier->members);
+    carrier->deadline_ms = group[0]->deadline_ms;
+    for (size_t i = 0; i < n; i++) {
+        carrier->members[i] = group[i];
+        if (group[i]->deadline_ms < carrier->deadline_ms)
+            carrier->deadline_ms = group[i]->deadline_ms;
+    }
+    carrier->nmembers = n;
+    carrier->owned_body = vz_batch_request_encode(item, n, &carrier->body_len);
+    carrier->body = carrier->owned_body;
+    for (size_t i = 0; i < n; i++)
+        free((void *)item[i].data);
+    if (self->bundles) {
+        vz_series_inc(self->bundles);
+        vz_series_add(self->bundled, (double)n);
+    }
+    s_send(self, carrier);
+}
+
+//  File a first-attempt forward in this pass's bundle for its service,
+//  method, timeout and idempotency; false when it must go alone (bundles
+//  off, no free bundle, or its envelope does not encode).
+static bool s_bundle_add(vz_upstream_t *self, vz_upcall_t *call)
+{
+    if (self->bundle_max < 2 || call->kind != VZ_UPCALL_FORWARD || call->alone)
+        return false;
+    size_t b = 0;
+    for (; b < self->nbundles; b++)
+        if (self->bundle[b].timeout_ms == call->timeout_ms &&
+            self->bundle[b].idempotent == call->idempotent &&
+            strcmp(self->bundle[b].method, call->method) == 0 &&
+            strcmp(self->bundle[b].service, call->service) == 0)
+            break;
+    if (b == BUNDLE_GROUPS)
+        return false;
+    s_begin(self, call);
+    vz_envelope_t env;
+    s_envelope(self, call, &env);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (vz_envelope_encode(&env, &buf, &len) < 0) {
+        call->attempts--;
+        s_send(self, call); //  says what is wrong with it
+        return true;
+    }
+    if (b < self->nbundles && self->bundle[b].bytes + len > VZ_UPSTREAM_BUNDLE_BYTES)
+        s_send_bundle(self, b); //  full: this call starts the next one (same slot)
+    if (b == self->nbundles) {
+        self->nbundles++;
+        vz_strlcpy(self->bundle[b].service, call->service, VZ_NAME_MAX);
+        vz_strlcpy(self->bundle[b].method, call->method, VZ_NAME_MAX);
+        self->bundle[b].timeout_ms = call->timeout_ms;
+        self->bundle[b].idempotent = call->idempotent;
+    }
+    size_t i = self->bundle[b].n++;
+    self->bundle[b].group[i] = call;
+    self->bundle[b].item[i] = (vz_batch_item_t){.data = buf, .len = len};
+    self->bundle[b].bytes += len;
+    if (self->bundle[b].n == self->bundle_max)
+        s_send_bundle(self, b);
+    return true;
+}
+
 //  The batching rule call falls under, or -1.
 static int s_rule_of(const vz_upstream_t *self, const vz_upcall_t *call)
 {
@@ -513,7 +681,8 @@ static int s_on_wake(zloop_t *loop, zmq_pollitem_t *item, void *arg)
         next = call->next;
         int r = s_rule_of(self, call);
         if (r < 0) {
-            s_start(self, call);
+            if (!s_bundle_add(self, call))
+                s_start(self, call);
             continue;
         }
         s_begin(self, call);
@@ -523,6 +692,9 @@ static int s_on_wake(zloop_t *loop, zmq_pollitem_t *item, void *arg)
     }
     for (size_t r = 0; r < self->rules; r++)
         s_send_group(self, r);
+    for (size_t b = 0; b < self->nbundles; b++)
+        s_send_bundle(self, b);
+    self->nbundles = 0;
     return 0;
 }
 
@@ -543,21 +715,16 @@ static void s_match(vz_upstream_t *self, vz_response_t *response)
         zhashx_delete(self->pending, response->env.id);
         if (response->env.kind == VZ_KIND_REPLY && call->kind == VZ_UPCALL_BATCH)
             s_reply_batch(self, call, &response->env);
+        else if (response->env.kind == VZ_KIND_REPLY && call->kind == VZ_UPCALL_BUNDLE)
+            s_reply_bundle(self, call, &response->env);
         else if (response->env.kind == VZ_KIND_REPLY) {
-            s_take_reply(call, response->env.body, response->env.body_len);
-            const char *status = vz_envelope_ctx_get(&response->env, "http_status");
-            long code = status ? strtol(status, NULL, 10) : 0;
-            call->http_status = code >= 200 && code <= 399 ? (int)code : 0;
-            const char *location = vz_envelope_ctx_get(&response->env, "http_location");
-            vz_strlcpy(call->http_location, location ? location : "", sizeof call->http_location);
+            s_take_env(call, &response->env);
             s_finish(self, call);
         } else {
-            //  A carrier is never retried as a whole: s_fail hands each of
-            //  its calls the error (s_fail_batch), which retries them alone.
-            const char *code =
-                response->env.error_code[0] ? response->env.error_code : VZ_ERR_INTERNAL;
-            if (!s_retry(self, call, code))
-                s_fail(self, call, code, response->env.error_message);
+            //  A carrier is never retried as a whole (s_retry refuses it):
+            //  s_fail hands each of its calls the error (s_fail_batch),
+            //  which retries them alone.
+            s_error(self, call, &response->env);
         }
     }
     vz_response_destroy(&response);

@@ -33,6 +33,7 @@ typedef enum {
     VZ_UPCALL_FORWARD, //  service.method with the body
     VZ_UPCALL_HEALTH,  //  Redis PING, then broker.services (reply body = its msgpack map)
     VZ_UPCALL_BATCH,   //  reactor-internal: one <method>_batch envelope carrying several calls
+    VZ_UPCALL_BUNDLE,  //  reactor-internal: one bundle envelope carrying several whole requests
 } vz_upcall_kind_t;
 
 typedef enum {
@@ -51,6 +52,7 @@ struct vz_upcall_t {
     char traceparent[VZ_TRACEPARENT_MAX]; //  W3C trace context to propagate
     int timeout_ms;                       //  budget from submission
     bool idempotent;                      //  flag the envelope as retry-safe
+    bool alone;                           //  FORWARD: never in a bundle (slow handlers)
     const uint8_t *body;                  //  request body, borrowed until done
     size_t body_len;                      //  its length
     size_t ctx_count;                     //  entries used in ctx
@@ -69,9 +71,9 @@ struct vz_upcall_t {
     int64_t expires_ms;      //  local deadline (envelope deadline + grace)
     char wire_id[VZ_ID_MAX]; //  envelope id (differs on id collision)
     vz_upcall_t *next;       //  submission queue link
-    vz_upcall_t **members;   //  BATCH: the calls it carries, in item order
-    size_t nmembers;         //  BATCH: how many
-    uint8_t *owned_body;     //  BATCH: the encoded items (heap)
+    vz_upcall_t **members;   //  BATCH, BUNDLE: the calls it carries, in item order
+    size_t nmembers;         //  BATCH, BUNDLE: how many
+    uint8_t *owned_body;     //  BATCH, BUNDLE: the encoded items (heap)
     //  The large buffers last: vz_upcall_reset clears everything above and
     //  only the first byte of these (ctx entries past ctx_count are unused).
     char error_message[VZ_ERRMSG_MAX];  //  reactor: human text
@@ -98,6 +100,13 @@ typedef struct {
 
 #define VZ_UPSTREAM_BATCH_RULES 4 //  rules at most
 
+//  Forwards to the same service.method (same timeout and idempotency)
+//  queued together travel as one bundle envelope (vz_batch.h) of at most
+//  bundle_max requests and VZ_UPSTREAM_BUNDLE_BYTES: each keeps its own
+//  ctx, id and deadline, and each gets its own answer, retry and failure.
+//  A lone forward still goes alone. bundle_max 0 or 1: no bundles.
+#define VZ_UPSTREAM_BUNDLE_BYTES (256 * 1024)
+
 typedef struct {
     const char *endpoints;  //  broker endpoints
     const char *broker_key; //  broker public key, Z85
@@ -109,6 +118,7 @@ typedef struct {
     vz_metrics_t *metrics;  //  optional (borrowed): retry counters
     const vz_upstream_batch_t *batch; //  batching rules (copied), may be NULL
     size_t batch_count;               //  rules, at most VZ_UPSTREAM_BATCH_RULES
+    size_t bundle_max;                //  forwards per bundle envelope, at most VZ_BATCH_MAX
 } vz_upstream_config_t;
 
 //  NULL when the client socket cannot be made. Any thread may then submit.

@@ -159,7 +159,9 @@ static const char s_routes_base[] =
     "    t_private\n        methods = \"GET\"\n        path = \"/v1/t/private\"\n"
     "        service = \"echo\"\n        call = \"whoami\"\n        auth = \"jwt\"\n"
     "    t_breaker\n        methods = \"POST\"\n        path = \"/v1/t/breaker\"\n"
-    "        service = \"echo\"\n        call = \"slow\"\n        timeout = \"200ms\"\n";
+    "        service = \"echo\"\n        call = \"slow\"\n        timeout = \"200ms\"\n"
+    "    t_alone\n        methods = \"POST\"\n        path = \"/v1/t/alone\"\n"
+    "        service = \"echo\"\n        call = \"echo\"\n        bundle = \"false\"\n";
 
 static void s_write_routes(const mesh_t *mesh, const char *extra)
 {
@@ -459,6 +461,83 @@ static void test_metrics(void **state)
         if (!strstr(r.body, series[i]))
             fail_msg("missing %s in\n%s", series[i], r.body);
     s_resp_free(&r);
+}
+
+static double s_gw_metric(const mesh_t *mesh, const char *series)
+{
+    double v = 0;
+    return vzt_metric(mesh->http_port, series, &v) == 0 ? v : 0;
+}
+
+//  A burst of concurrent POSTs, each with its own body and request id:
+//  every answer must be its own request's, whatever envelope carried it.
+#define BUNDLE_THREADS 16
+#define BUNDLE_EACH 8
+
+typedef struct {
+    const mesh_t *mesh; //  target
+    const char *path;   //  route under test
+    int thread;         //  index: part of every body and id
+    int ok;             //  answers that matched their request
+    int wrong;          //  anything else
+} bundle_load_t;
+
+static void *s_bundle_thread(void *arg)
+{
+    bundle_load_t *b = arg;
+    for (int i = 0; i < BUNDLE_EACH; i++) {
+        char body[32], hdr[64], want_id[48], got_id[64];
+        snprintf(body, sizeof body, "body-%d-%d", b->thread, i);
+        snprintf(want_id, sizeof want_id, "bndl-%d-%d", b->thread, i);
+        snprintf(hdr, sizeof hdr, "X-Request-Id: %s", want_id);
+        const char *const headers[] = {hdr, NULL};
+        resp_t r;
+        if (s_http(b->mesh, "POST", b->path, body, strlen(body), headers, &r) == 0 &&
+            r.status == 200 && r.body_len == strlen(body) && memcmp(r.body, body, r.body_len) == 0 &&
+            vzt_header(r.headers, "X-Request-Id", got_id, sizeof got_id) &&
+            strcmp(got_id, want_id) == 0)
+            b->ok++;
+        else
+            b->wrong++;
+        s_resp_free(&r);
+    }
+    return NULL;
+}
+
+//  Bundled calls (as counted by the gateway) during one burst on path.
+static double s_bundle_burst(const mesh_t *mesh, const char *path)
+{
+    double calls0 = s_gw_metric(mesh, "vz_gateway_bundle_calls_total");
+    pthread_t threads[BUNDLE_THREADS];
+    bundle_load_t loads[BUNDLE_THREADS];
+    for (int t = 0; t < BUNDLE_THREADS; t++) {
+        loads[t] = (bundle_load_t){.mesh = mesh, .path = path, .thread = t};
+        assert_int_equal(pthread_create(&threads[t], NULL, s_bundle_thread, &loads[t]), 0);
+    }
+    for (int t = 0; t < BUNDLE_THREADS; t++) {
+        pthread_join(threads[t], NULL);
+        assert_int_equal(loads[t].wrong, 0);
+        assert_int_equal(loads[t].ok, BUNDLE_EACH);
+    }
+    return s_gw_metric(mesh, "vz_gateway_bundle_calls_total") - calls0;
+}
+
+//  Forwards queued together travel as bundle envelopes (several requests
+//  per envelope, each answered as its own); a route marked bundle=false
+//  never does, under the same burst.
+static void test_bundled_forwards(void **state)
+{
+    mesh_t *mesh = *state;
+    double envelopes0 = s_gw_metric(mesh, "vz_gateway_bundle_envelopes_total");
+    double calls = 0;
+    for (int round = 0; round < 20 && calls == 0; round++)
+        calls = s_bundle_burst(mesh, "/v1/echo");
+    double envelopes = s_gw_metric(mesh, "vz_gateway_bundle_envelopes_total") - envelopes0;
+    print_message("bundled: %.0f forwards in %.0f envelopes\n", calls, envelopes);
+    assert_true(envelopes >= 1);
+    assert_true(calls >= 2 * envelopes);
+    assert_true(s_bundle_burst(mesh, "/v1/t/alone") == 0);
+    assert_true(s_bundle_burst(mesh, "/v1/t/alone") == 0);
 }
 
 //  Poll path until it answers status, up to ms (bounded, no fixed sleep).
@@ -903,7 +982,8 @@ int main(void)
         cmocka_unit_test(test_echo_round_trip), cmocka_unit_test(test_request_id),
         cmocka_unit_test(test_traceparent),     cmocka_unit_test(test_client_errors),
         cmocka_unit_test(test_timeout),         cmocka_unit_test(test_probes),
-        cmocka_unit_test(test_metrics),         cmocka_unit_test(test_route_params),
+        cmocka_unit_test(test_metrics),         cmocka_unit_test(test_bundled_forwards),
+        cmocka_unit_test(test_route_params),
         cmocka_unit_test(test_request_checks),  cmocka_unit_test(test_cors),
         cmocka_unit_test(test_openapi),         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_webhook),         cmocka_unit_test(test_breaker),
