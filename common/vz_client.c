@@ -5,7 +5,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "vz_common.h"
 #include "vz_curve.h"
@@ -63,18 +62,7 @@ zsock_t *vz_client_sock(vz_client_t *self)
 void vz_client_new_id(char *id, size_t n)
 {
     assert(id && n >= 33);
-    uint8_t raw[16];
-    size_t got = 0;
-    //  getrandom draws from the kernel CSPRNG; it only fails before the
-    //  pool is seeded at boot or on EINTR, so retry briefly.
-    for (int tries = 0; got < sizeof raw && tries < 100; tries++) {
-        ssize_t rc = getrandom(raw + got, sizeof raw - got, 0);
-        if (rc > 0)
-            got += (size_t)rc;
-    }
-    assert(got == sizeof raw);
-    for (size_t i = 0; i < sizeof raw; i++)
-        snprintf(id + 2 * i, 3, "%02x", raw[i]);
+    vz_random_hex(id, 32);
 }
 
 static int s_send_encoded(vz_client_t *self, const uint8_t *buf, size_t len)

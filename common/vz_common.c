@@ -4,8 +4,58 @@
 #include "vz_common.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+
+#define S_POOL_BYTES 2048 //  random bytes fetched at once, per thread
+
+static _Thread_local struct {
+    uint8_t bytes[S_POOL_BYTES]; //  from getrandom
+    size_t left;                 //  unused bytes at the end of bytes
+} s_pool;
+
+static pthread_once_t s_pool_once = PTHREAD_ONCE_INIT;
+
+//  In a child the forking thread's pool is a copy of the parent's: drop it,
+//  or both processes would hand out the same ids.
+static void s_pool_forget(void)
+{
+    s_pool.left = 0;
+}
+
+static void s_pool_init(void)
+{
+    pthread_atfork(NULL, NULL, s_pool_forget);
+}
+
+void vz_random_hex(char *out, size_t hex_chars)
+{
+    static const char digits[] = "0123456789abcdef";
+    assert(out && hex_chars <= 64);
+    pthread_once(&s_pool_once, s_pool_init);
+    size_t need = (hex_chars + 1) / 2;
+    if (s_pool.left < need) {
+        //  getrandom only fails before the pool is seeded at boot or on
+        //  EINTR: retry briefly, then treat it as the bug it would be.
+        size_t got = 0;
+        for (int tries = 0; got < S_POOL_BYTES && tries < 100; tries++) {
+            ssize_t rc = getrandom(s_pool.bytes + got, S_POOL_BYTES - got, 0);
+            if (rc > 0)
+                got += (size_t)rc;
+        }
+        assert(got == S_POOL_BYTES);
+        s_pool.left = S_POOL_BYTES;
+    }
+    const uint8_t *raw = s_pool.bytes + S_POOL_BYTES - s_pool.left;
+    for (size_t i = 0; i < hex_chars; i++)
+        out[i] = digits[(raw[i / 2] >> (i % 2 ? 0 : 4)) & 0xf];
+    out[hex_chars] = '\0';
+    //  Used bytes are wiped, so no id can be recovered from the pool later.
+    memset((void *)raw, 0, need);
+    s_pool.left -= need;
+}
 
 int64_t vz_now_ms(void)
 {

@@ -33,6 +33,12 @@ int64_t vz_now_ms(void);
 //  -ENAMETOOLONG when src did not fit (dst then holds a truncated copy).
 int vz_strlcpy(char *dst, const char *src, size_t n);
 
+//  hex_chars (<= 64) random lowercase hex digits and a NUL into out. The
+//  bytes come from the kernel CSPRNG (getrandom) through a small per-thread
+//  pool, so an id costs a syscall every 128 ids rather than each time
+//  (emptied in a forked child). For ids and trace context, not for keys.
+void vz_random_hex(char *out, size_t hex_chars);
+
 //  Length (1..4) of the valid UTF-8 sequence at p, reading at most left
 //  (> 0) bytes; 0 when the bytes are not one (overlong form, UTF-16
 //  surrogate, beyond U+10FFFF, cut short). ASCII bytes are length 1.

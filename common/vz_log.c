@@ -223,6 +223,33 @@ int vz_json_escape(char *buf, size_t n, const char *text)
     return out.full ? -ENOSPC : (int)out.len;
 }
 
+//  RFC 3339 UTC time with milliseconds into out (>= 25 bytes). The
+//  seconds part is formatted once per second and thread (gmtime_r and
+//  strftime cost more than the rest of a short line).
+static void s_stamp(char *out)
+{
+    static _Thread_local time_t cached_sec = -1;
+    static _Thread_local char cached[24];
+    static _Thread_local size_t cached_len;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        cached_len = strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_sec = ts.tv_sec;
+    }
+    memcpy(out, cached, cached_len);
+    long ms = ts.tv_nsec / 1000000;
+    char *p = out + cached_len;
+    *p++ = '.';
+    *p++ = (char)('0' + ms / 100);
+    *p++ = (char)('0' + ms / 10 % 10);
+    *p++ = (char)('0' + ms % 10);
+    *p++ = 'Z';
+    *p = '\0';
+}
+
 int vz_log_format(char *buf, size_t n, vz_log_level_t level, const char *request_id,
                   const char *msg, const char *const *kv, size_t kv_count)
 {
@@ -231,13 +258,8 @@ int vz_log_format(char *buf, size_t n, vz_log_level_t level, const char *request
     s_out_t out = {buf, n, 0, false};
     buf[0] = '\0';
 
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    char stamp[64];
-    size_t slen = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(stamp + slen, sizeof stamp - slen, ".%03ldZ", ts.tv_nsec / 1000000);
+    char stamp[32];
+    s_stamp(stamp);
 
     s_puts(&out, "{\"ts\":\"");
     s_puts(&out, stamp);

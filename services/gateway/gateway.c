@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -189,21 +188,6 @@ static const struct {
 // --------------------------------------------------------------------------
 //  Identifiers
 
-static void s_random_hex(char *out, size_t hex_chars)
-{
-    static const char digits[] = "0123456789abcdef";
-    uint8_t raw[32];
-    assert(hex_chars <= 2 * sizeof raw);
-    if (getrandom(raw, (hex_chars + 1) / 2, 0) < 0) {
-        //  getrandom only fails before the pool is seeded; ids need not be secret.
-        for (size_t i = 0; i < sizeof raw; i++)
-            raw[i] = (uint8_t)rand();
-    }
-    for (size_t i = 0; i < hex_chars; i++)
-        out[i] = digits[(raw[i / 2] >> (i % 2 ? 0 : 4)) & 0xf];
-    out[hex_chars] = '\0';
-}
-
 static bool s_request_id_ok(const char *id)
 {
     size_t len = id ? strlen(id) : 0;
@@ -238,8 +222,8 @@ static bool s_traceparent_ok(const char *tp)
 static void s_new_traceparent(char *out)
 {
     char trace[33], span[17];
-    s_random_hex(trace, 32);
-    s_random_hex(span, 16);
+    vz_random_hex(trace, 32);
+    vz_random_hex(span, 16);
     snprintf(out, VZ_TRACEPARENT_MAX, "00-%s-%s-01", trace, span);
 }
 
@@ -1170,7 +1154,7 @@ static gw_req_t *s_req_new(vz_gateway_t *gw, struct MHD_Connection *conn, const 
     if (s_request_id_ok(id))
         vz_strlcpy(req->request_id, id, sizeof req->request_id);
     else
-        s_random_hex(req->request_id, 32);
+        vz_random_hex(req->request_id, 32);
     const char *tp = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "traceparent");
     if (s_traceparent_ok(tp))
         vz_strlcpy(req->traceparent, tp, sizeof req->traceparent);
@@ -1319,6 +1303,8 @@ static enum MHD_Result s_on_access(void *cls, struct MHD_Connection *conn, const
     return MHD_NO;
 }
 
+static const char *s_requests_help = "HTTP requests answered, by route and status";
+
 static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                            enum MHD_RequestTerminationCode toe)
 {
@@ -1337,10 +1323,18 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
                         : req->match.route ? req->match.route->name
                                            : "unmatched";
 
-    char labels[128];
-    snprintf(labels, sizeof labels, "route=%s,status=%d", route, status);
-    vz_series_inc(vz_metrics_counter(gw->metrics, "vz_gateway_requests_total",
-                                     "HTTP requests answered, by route and status", labels));
+    const vz_route_t *matched = req->local ? NULL : req->match.route;
+    vz_series_t *answered = !matched       ? NULL
+                            : status == 200 ? matched->answered_200
+                            : status == 429 ? matched->answered_429
+                                            : NULL;
+    if (!answered) {
+        char labels[128];
+        snprintf(labels, sizeof labels, "route=%s,status=%d", route, status);
+        answered = vz_metrics_counter(gw->metrics, "vz_gateway_requests_total", s_requests_help,
+                                      labels);
+    }
+    vz_series_inc(answered);
     vz_series_observe(req->local         ? gw->durations[req->local - s_locals]
                       : req->match.route ? req->match.route->duration
                                          : gw->unmatched,
@@ -1383,6 +1377,14 @@ void vz_gateway_set_routes(vz_gateway_t *self, vz_routes_t **routes_p)
         snprintf(labels, sizeof labels, "route=%s", route->name);
         route->duration = vz_metrics_histogram(self->metrics, "vz_gateway_request_duration_seconds",
                                                s_duration_help, labels, NULL, 0);
+        //  The two statuses of the hot paths (served, limited), looked up
+        //  once here rather than per request; the rest in s_on_completed.
+        snprintf(labels, sizeof labels, "route=%s,status=200", route->name);
+        route->answered_200 = vz_metrics_counter(self->metrics, "vz_gateway_requests_total",
+                                                 s_requests_help, labels);
+        snprintf(labels, sizeof labels, "route=%s,status=429", route->name);
+        route->answered_429 = vz_metrics_counter(self->metrics, "vz_gateway_requests_total",
+                                                 s_requests_help, labels);
     }
     pthread_mutex_lock(&self->routes_lock);
     vz_routes_t *old = self->routes;

@@ -71,6 +71,8 @@ typedef struct {
     bool is_param[VZ_ROUTE_SEGS_MAX];                   //  segment i is a {param}
     size_t literal_count;                               //  literal segments (more = more specific)
     vz_series_t *duration;                              //  latency histogram, set by the gateway
+    vz_series_t *answered_200;                          //  requests_total{status=200}, idem
+    vz_series_t *answered_429;                          //  requests_total{status=429}, idem
 } vz_route_t;
 
 typedef struct vz_routes_t vz_routes_t;

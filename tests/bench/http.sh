@@ -15,6 +15,7 @@
 #   median of each column is kept. During each run the peak RSS and the CPU
 #   time (utime+stime from /proc/<pid>/stat) of every process are recorded.
 #   Knobs: HTTP_REPS (3), WRK_T (2), WRK_C (64), WRK_D (10s), WARM_D (2s),
+#   HTTP_CASES (a regex: only the vizmesh cases whose label matches),
 #   PROFILE=1 (perf record -g on the gateway during one more JWT run).
 
 HTTP_REPS=${HTTP_REPS:-3}
@@ -67,6 +68,11 @@ ROWS=()    # "label|rps|p50|p99|errors"
 NOTES=()   # "label: cpu ... | rss ..."
 run_case() { # LABEL URL [wrk args...]
     [ -n "${SKIP_CASES:-}" ] && return 0    # profiling only
+    #   HTTP_CASES=regex: only the cases whose label matches (the two
+    #   reference rows always run, so ratios stay within one run).
+    if [ -n "${HTTP_CASES:-}" ] && [[ $1 == vizmesh* ]] && ! [[ $1 =~ $HTTP_CASES ]]; then
+        return 0
+    fi
     local label=$1 url=$2
     shift 2
     wrk -t"$WRK_T" -c"$WRK_C" -d"$WARM_D" "$@" "$url" >/dev/null 2>&1

@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "vz_client.h"
@@ -391,6 +392,45 @@ static void test_async(void **state)
     s_rig_stop(&rig);
 }
 
+//  Ids from the pooled CSPRNG: the right form, no repeats across many pool
+//  refills, and a forked child never repeats what its parent hands out.
+static void test_random_ids(void **state)
+{
+    enum { N = 5000 };
+    static char ids[N][33];
+    for (int i = 0; i < N; i++) {
+        vz_client_new_id(ids[i], sizeof ids[i]);
+        assert_int_equal(strlen(ids[i]), 32);
+        assert_int_equal(strspn(ids[i], "0123456789abcdef"), 32);
+    }
+    for (int i = 0; i < N; i++)
+        for (int j = i + 1; j < N; j++)
+            assert_string_not_equal(ids[i], ids[j]);
+    char odd[8];
+    vz_random_hex(odd, 7);
+    assert_int_equal(strlen(odd), 7);
+    //  Half-used pool, then fork: both sides' next ids must differ.
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char child[33];
+        vz_client_new_id(child, sizeof child);
+        ssize_t w = write(fds[1], child, 32);
+        _exit(w == 32 ? 0 : 1);
+    }
+    char parent[33], child[33] = {0};
+    vz_client_new_id(parent, sizeof parent);
+    assert_int_equal(read(fds[0], child, 32), 32);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(fds[0]);
+    close(fds[1]);
+    assert_string_not_equal(parent, child);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +443,7 @@ int main(void)
         cmocka_unit_test(test_junk_ignored),
         cmocka_unit_test(test_interrupted_and_too_large),
         cmocka_unit_test(test_async),
+        cmocka_unit_test(test_random_ids),
     };
     return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
 }

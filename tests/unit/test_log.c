@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vz_log.h"
@@ -163,6 +164,26 @@ static void test_basic_line(void **state)
     assert_non_null(strstr(line, "\"empty\":null"));
     assert_memory_equal(line, "{\"ts\":\"", 7);
     assert_int_equal(line[7 + 23], 'Z');
+    //  YYYY-MM-DDTHH:MM:SS.mmmZ, and the cached seconds match the clock.
+    const char *shape = "dddd-dd-ddTdd:dd:dd.dddZ";
+    for (size_t i = 0; shape[i]; i++) {
+        if (shape[i] == 'd')
+            assert_true(line[7 + i] >= '0' && line[7 + i] <= '9');
+        else
+            assert_int_equal(line[7 + i], shape[i]);
+    }
+    for (int round = 0; round < 3; round++) {
+        time_t before = time(NULL);
+        char *again = format("started", kv, 4);
+        time_t after = time(NULL);
+        struct tm tm;
+        char want[2][24];
+        gmtime_r(&before, &tm);
+        strftime(want[0], sizeof want[0], "%Y-%m-%dT%H:%M:%S", &tm);
+        gmtime_r(&after, &tm);
+        strftime(want[1], sizeof want[1], "%Y-%m-%dT%H:%M:%S", &tm);
+        assert_true(memcmp(again + 7, want[0], 19) == 0 || memcmp(again + 7, want[1], 19) == 0);
+    }
 }
 
 static void test_redaction(void **state)
