@@ -58,6 +58,13 @@ machine_ticks() { # -> "busy total" clock ticks of all CPUs since boot
     awk '$1=="cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat
 }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+#   anon_pss_kib PID -> "ANON PSS": anonymous resident memory, and the
+#   proportional set size (shared library pages divided among the
+#   processes that map them), both KiB.
+anon_pss_kib() {
+    awk '/^Pss:/ {p = $2} /^Anonymous:/ {a = $2} END {if (p != "") print a + 0, p}' \
+        "/proc/$1/smaps_rollup" 2>/dev/null
+}
 to_ms() { # wrk's "1.23ms" / "850.00us" / "1.02s" -> milliseconds
     awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /[0-9]s$/ && v !~ /ms$/) n *= 1000; printf "%.2f", n }'
 }
@@ -77,7 +84,7 @@ run_case() { # LABEL URL [wrk args...]
     shift 2
     wrk -t"$WRK_T" -c"$WRK_C" -d"$WARM_D" "$@" "$url" >/dev/null 2>&1
     local rps=() p50=() p99=() errs=0 cpu_acc="" rss_peak="" r busy_sum=0 listed=0
-    declare -A t0 t1 peak cpu_sum
+    declare -A t0 t1 peak peak_anon peak_pss cpu_sum
     for r in $(seq 1 "$HTTP_REPS"); do
         local pr pid lbl
         for pr in "${PROCS[@]}"; do t0[$pr]=$(ticks "${pr#*:}"); done
@@ -92,6 +99,12 @@ run_case() { # LABEL URL [wrk args...]
                 local k
                 k=$(rss_kib "${pr#*:}")
                 [ -n "$k" ] && [ "$k" -gt "${peak[$pr]:-0}" ] && peak[$pr]=$k
+                local ap
+                ap=$(anon_pss_kib "${pr#*:}")
+                if [ -n "$ap" ]; then
+                    [ "${ap% *}" -gt "${peak_anon[$pr]:-0}" ] && peak_anon[$pr]=${ap% *}
+                    [ "${ap#* }" -gt "${peak_pss[$pr]:-0}" ] && peak_pss[$pr]=${ap#* }
+                fi
             done
             sleep 0.5
         done
@@ -116,10 +129,10 @@ run_case() { # LABEL URL [wrk args...]
     for pr in "${PROCS[@]}"; do
         cpu_acc+=" ${pr%%:*} $(( ${cpu_sum[$pr]} / HTTP_REPS ))%"
         listed=$(( listed + ${cpu_sum[$pr]} / HTTP_REPS ))
-        rss_peak+=" ${pr%%:*} $(( ${peak[$pr]:-0} / 1024 ))M"
+        rss_peak+=" ${pr%%:*} $(( ${peak[$pr]:-0} / 1024 ))M ($(( ${peak_anon[$pr]:-0} / 1024 ))/$(( ${peak_pss[$pr]:-0} / 1024 )))"
     done
     cpu_acc+=" wrk+rest $(( busy_sum / HTTP_REPS - listed ))% (machine busy $(( busy_sum / HTTP_REPS ))% of $(( $(nproc) * 100 ))%)"
-    NOTES+=("$label: CPU (% of one core):$cpu_acc | peak RSS:$rss_peak")
+    NOTES+=("$label: CPU (% of one core):$cpu_acc | peak RSS (anon/PSS) MiB:$rss_peak")
     echo "  done: $label (req/s per run: ${rps[*]})" >&2
 }
 
