@@ -978,6 +978,98 @@ static void test_bundle_overflow(void **state)
     s_rig_stop(&rig);
 }
 
+//  Random bundles: valid items, mutated items and garbage, mixed. Every
+//  bundle gets exactly one reply with one answer per item, valid items
+//  their own echo, and the worker stays up (ASan/valgrind: no errors).
+static void test_bundle_random(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, 0);
+    srand(12345);
+    enum { BUNDLES = 150, MAX_ITEMS = 40 };
+    for (int b = 0; b < BUNDLES; b++) {
+        size_t n = 1 + (size_t)rand() % MAX_ITEMS;
+        vz_batch_item_t items[MAX_ITEMS];
+        char ids[MAX_ITEMS][48], bodies[MAX_ITEMS][24];
+        bool valid[MAX_ITEMS];
+        for (size_t i = 0; i < n; i++) {
+            snprintf(ids[i], sizeof ids[i], "r%d-%zu", b, i);
+            snprintf(bodies[i], sizeof bodies[i], "x%d", rand());
+            s_item(&items[i], "echo", ids[i], bodies[i], vz_now_ms() + WAIT_MS);
+            valid[i] = true;
+            int kind = rand() % 4;
+            uint8_t *data = (uint8_t *)items[i].data;
+            if (kind == 1 && items[i].len > 1) {
+                //  Flip bytes: may still decode (then it is answered as
+                //  whatever it now is) or not (malformed).
+                for (int f = 0; f < 3; f++)
+                    data[(size_t)rand() % items[i].len] ^= (uint8_t)(1 + rand() % 255);
+                valid[i] = false;
+            } else if (kind == 2) {
+                items[i].len = (size_t)rand() % items[i].len; //  cut short
+                valid[i] = false;
+            }
+        }
+        char tag[VZ_TAG_SIZE + 1];
+        snprintf(tag, sizeof tag, "rnd%05d", b);
+        s_send_bundle(&rig, tag, "echo", items, n);
+        rep_t rep;
+        vz_envelope_t out[MAX_ITEMS];
+        s_expect_bundle(&rig, tag, &rep, out, n);
+        for (size_t i = 0; i < n; i++) {
+            if (!valid[i])
+                continue;
+            assert_int_equal(out[i].kind, VZ_KIND_REPLY);
+            assert_string_equal(out[i].id, ids[i]);
+            assert_int_equal(out[i].body_len, strlen(bodies[i]));
+            assert_memory_equal(out[i].body, bodies[i], out[i].body_len);
+        }
+        zframe_destroy(&rep.frame);
+    }
+    //  Outer bodies that are random bytes: one error each, nothing else.
+    for (int b = 0; b < 50; b++) {
+        uint8_t junk[64];
+        size_t len = 1 + (size_t)rand() % sizeof junk;
+        for (size_t i = 0; i < len; i++)
+            junk[i] = (uint8_t)rand();
+        junk[0] = (uint8_t)(0x90 | (rand() % 16)); //  mostly a fixarray header
+        vz_envelope_t outer;
+        vz_envelope_init(&outer, VZ_KIND_REQUEST);
+        strcpy(outer.service, "svc");
+        strcpy(outer.method, "echo");
+        snprintf(outer.id, sizeof outer.id, "junk-%d", b);
+        outer.flags = VZ_FLAG_BUNDLE;
+        outer.body = junk;
+        outer.body_len = len;
+        uint8_t *buf;
+        size_t blen;
+        assert_int_equal(vz_envelope_encode(&outer, &buf, &blen), 0);
+        char tag[VZ_TAG_SIZE + 1];
+        snprintf(tag, sizeof tag, "jnk%05d", b);
+        zmsg_t *msg = zmsg_new();
+        zmsg_addstr(msg, VZ_CMD_REQUEST);
+        zmsg_addmem(msg, tag, VZ_TAG_SIZE);
+        zmsg_addstr(msg, "alice");
+        zmsg_addmem(msg, buf, blen);
+        free(buf);
+        s_send(&rig, &msg);
+        rep_t rep;
+        s_expect_rep(&rig, &rep);
+        assert_string_equal(rep.tag, tag);
+        assert_true(rep.env.kind == VZ_KIND_ERROR || rep.env.kind == VZ_KIND_REPLY);
+        if (rep.env.kind == VZ_KIND_ERROR)
+            assert_string_equal(rep.env.error_code, VZ_ERR_MALFORMED);
+        zframe_destroy(&rep.frame);
+    }
+    //  Still serving single requests afterwards.
+    rep_t rep;
+    s_send_req(&rig, "after001", "alice", "echo", "ok", 0);
+    s_expect_rep(&rig, &rep);
+    assert_int_equal(rep.env.kind, VZ_KIND_REPLY);
+    zframe_destroy(&rep.frame);
+    s_rig_stop(&rig);
+}
+
 //  A held item keeps its bundle open; destroying the worker answers the
 //  item, which sends the bundle (and frees it: ASan/valgrind see no leak).
 static void test_bundle_abandoned(void **state)
@@ -1035,6 +1127,7 @@ int main(void)
         cmocka_unit_test(test_bundle),
         cmocka_unit_test(test_bundle_deferred),
         cmocka_unit_test(test_bundle_overflow),
+        cmocka_unit_test(test_bundle_random),
         cmocka_unit_test(test_bundle_abandoned),
         cmocka_unit_test(test_bad_config),
     };
