@@ -40,9 +40,12 @@
  *  (decodes, right service and method, body size, deadline) and answers a
  *  failed check in that item's slot; the caller of every item is the one
  *  the broker vouched for on the outer envelope. An item whose deadline has
- *  passed is answered "timeout". When the replies together would not fit
- *  one frame, the largest are replaced by "bundle_overflow" errors: the
- *  caller sends those requests again alone. The reply leaves when the last
+ *  passed is answered "timeout". Once the filled replies pass half a frame,
+ *  the items not yet dispatched are answered "bundle_overflow" without
+ *  being served: the caller sends those again alone. If the replies still
+ *  do not fit (deferred ones, or one very large), the largest give way to
+ *  "reply_dropped": served, answer lost; the caller sends only idempotent
+ *  ones again and fails the others (as for worker_lost). The reply leaves when the last
  *  item is answered (deferred handlers included), so a bundle only groups
  *  requests that the caller would have sent at the same moment anyway.
  *  Both bodies use vz_batch_request_encode/_decode (an array of bin).

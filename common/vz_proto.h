@@ -45,7 +45,8 @@
 #define VZ_ERR_UNAVAILABLE    "unavailable"    //  broker or dependency unreachable
 #define VZ_ERR_INVALID        "invalid_request"//  well-formed but unacceptable body
 #define VZ_ERR_INTERNAL       "internal"       //  bug or unexpected failure in the handler
-#define VZ_ERR_BUNDLE_OVERFLOW "bundle_overflow"//  this reply did not fit its bundle: send it alone
+#define VZ_ERR_BUNDLE_OVERFLOW "bundle_overflow"//  bundle item not served (its reply is full): send it alone
+#define VZ_ERR_REPLY_DROPPED  "reply_dropped"  //  bundle item served, but its reply did not fit
 
 //  The broker's own service name.
 #define VZ_BROKER_SERVICE "broker"

@@ -66,6 +66,7 @@ typedef struct {
     char traceparent[VZ_TRACEPARENT_MAX]; //  ...trace context
     size_t n;                        //  items
     size_t pending;                  //  slots not yet filled
+    size_t bytes;                    //  encoded replies in the filled slots, with headers
     bool dispatching;                //  still handing items out: do not send yet
     vz_batch_item_t *slot;           //  encoded reply envelope per item (heap data)
 } s_bundle_t;
@@ -298,17 +299,20 @@ static void s_send_reply(s_link_t *link, const void *tag, const vz_envelope_t *r
 
 //  Room for the outer envelope's own fields and the array's headers.
 #define S_BUNDLE_OVERHEAD (4 * 1024)
+#define S_BUNDLE_LIMIT (vz_envelope_limits_default.max_frame - S_BUNDLE_OVERHEAD)
+//  Past this much reply, the items not yet dispatched are refused unserved
+//  (bundle_overflow), so that a reply dropped after its work was done
+//  (reply_dropped) takes one reply larger than the other half.
+#define S_BUNDLE_FULL (S_BUNDLE_LIMIT / 2)
 
 //  The last slot is filled: send the bundle's reply (if its broker link is
-//  still the same socket) and free it. Replies that together exceed one
-//  frame give way, largest first, to bundle_overflow errors.
+//  still the same socket) and free it. Replies that together still exceed
+//  one frame (deferred ones, or one very large) give way, largest first, to
+//  reply_dropped errors: served, but the answer is lost.
 static void s_bundle_send(s_bundle_t *bundle)
 {
-    size_t limit = vz_envelope_limits_default.max_frame - S_BUNDLE_OVERHEAD;
-    size_t total = 0;
-    for (size_t i = 0; i < bundle->n; i++)
-        total += bundle->slot[i].len + 8;
-    while (total > limit) {
+    size_t total = bundle->bytes;
+    while (total > S_BUNDLE_LIMIT) {
         size_t big = 0;
         for (size_t i = 1; i < bundle->n; i++)
             if (bundle->slot[i].len > bundle->slot[big].len)
@@ -317,8 +321,8 @@ static void s_bundle_send(s_bundle_t *bundle)
         vz_envelope_init(&err, VZ_KIND_ERROR);
         vz_strlcpy(err.service, bundle->service, sizeof err.service);
         vz_strlcpy(err.method, bundle->method, sizeof err.method);
-        vz_strlcpy(err.error_code, VZ_ERR_BUNDLE_OVERFLOW, sizeof err.error_code);
-        vz_strlcpy(err.error_message, "reply does not fit the bundle: send this request alone",
+        vz_strlcpy(err.error_code, VZ_ERR_REPLY_DROPPED, sizeof err.error_code);
+        vz_strlcpy(err.error_message, "served, but the reply did not fit the bundle",
                    sizeof err.error_message);
         //  The id is inside the encoded reply; the caller matches by position.
         uint8_t *buf = NULL;
@@ -363,6 +367,7 @@ static void s_bundle_fill(s_bundle_t *bundle, size_t slot, const vz_envelope_t *
         len = 0;
     }
     bundle->slot[slot] = (vz_batch_item_t){.data = buf, .len = len};
+    bundle->bytes += len + 8;
     if (--bundle->pending == 0 && !bundle->dispatching)
         s_bundle_send(bundle);
 }
@@ -556,8 +561,9 @@ static void s_on_bundle(s_link_t *link, zframe_t *tag, const vz_envelope_t *oute
         return;
     }
     s_bundle_t *bundle = (s_bundle_t *)zmalloc(sizeof *bundle);
+    assert(bundle);
     bundle->slot = (vz_batch_item_t *)zmalloc(n * sizeof *bundle->slot);
-    assert(bundle && bundle->slot);
+    assert(bundle->slot);
     bundle->link = link;
     bundle->gen = link->gen;
     memcpy(bundle->tag, zframe_data(tag), VZ_TAG_SIZE);
@@ -569,7 +575,6 @@ static void s_on_bundle(s_link_t *link, zframe_t *tag, const vz_envelope_t *oute
     bundle->dispatching = true;
     s_method_metrics_t *mm = s_mm(self, method);
     size_t max_body = method->max_body ? method->max_body : VZ_DEFAULT_MAX_BODY;
-    int64_t now = vz_now_ms();
     vz_envelope_t req;
     for (size_t i = 0; i < n; i++) {
         if (vz_envelope_decode(&req, items[i].data, items[i].len, NULL, &reason) != 0) {
@@ -590,11 +595,15 @@ static void s_on_bundle(s_link_t *link, zframe_t *tag, const vz_envelope_t *oute
             if (mm)
                 vz_series_inc(mm->outcome[S_INVALID]);
             s_bundle_refuse(bundle, i, &req, VZ_ERR_INVALID, "body too large");
-        } else if (req.deadline_ms && now >= req.deadline_ms) {
+        } else if (req.deadline_ms && vz_now_ms() >= req.deadline_ms) {
+            //  Read per item: slow handlers before it may have used its time.
             if (mm)
                 vz_series_inc(mm->outcome[S_EXPIRED]);
             s_bundle_refuse(bundle, i, &req, VZ_ERR_TIMEOUT, "deadline passed before dispatch");
-        } else
+        } else if (bundle->bytes > S_BUNDLE_FULL)
+            s_bundle_refuse(bundle, i, &req, VZ_ERR_BUNDLE_OVERFLOW,
+                            "not served: the bundle's reply is full; send it alone");
+        else
             s_dispatch(link, zframe_data(tag), bundle, i, method, &req);
     }
     bundle->dispatching = false;

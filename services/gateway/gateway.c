@@ -183,6 +183,10 @@ static const struct {
     {"validation_failed", 422, NULL, NULL, false},
     {"too_many_requests", 429, NULL, NULL, true},
     {"request_too_large", 413, "payload_too_large", "request does not fit one envelope", false},
+    //  Only for a call that may not be sent twice (upstream.c): it was
+    //  served, but its reply did not fit the bundle's.
+    {VZ_ERR_REPLY_DROPPED, 502, "reply_lost",
+     "the upstream's reply was lost; the request may have taken effect", false},
 };
 
 // --------------------------------------------------------------------------
@@ -391,7 +395,7 @@ static const char *s_code_label(const char *code)
         VZ_ERR_FORBIDDEN,    VZ_ERR_UNKNOWN_METHOD, VZ_ERR_OVERLOADED,   VZ_ERR_UNAVAILABLE,
         VZ_ERR_INVALID,      VZ_ERR_INTERNAL,       "request_too_large", "unauthorized",
         "access_denied",     "not_found",           "conflict",          "validation_failed",
-        "too_many_requests",
+        "too_many_requests", VZ_ERR_REPLY_DROPPED,
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(code, known[i]) == 0)

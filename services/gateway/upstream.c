@@ -73,6 +73,7 @@ struct vz_upstream_t {
     size_t nbundles;               //  bundles in use this pass
     vz_series_t *bundles;          //  vz_gateway_bundle_envelopes_total
     vz_series_t *bundled;          //  vz_gateway_bundle_calls_total
+    vz_series_t *resent;           //  vz_gateway_bundle_resent_total
 };
 
 void vz_upcall_reset(vz_upcall_t *call)
@@ -151,6 +152,10 @@ vz_upstream_t *vz_upstream_new(const vz_upstream_config_t *config)
                                            "Bundle envelopes sent (several forwards each)", NULL);
         self->bundled = vz_metrics_counter(config->metrics, "vz_gateway_bundle_calls_total",
                                            "Forwards sent inside bundle envelopes", NULL);
+        self->resent =
+            vz_metrics_counter(config->metrics, "vz_gateway_bundle_resent_total",
+                               "Bundled forwards sent again alone (the bundle's reply was full)",
+                               NULL);
     }
     if (config->metrics && self->rules) {
         self->batches =
@@ -539,6 +544,25 @@ static void s_send_group(vz_upstream_t *self, size_t r)
     s_send(self, carrier);
 }
 
+//  A bundle item the bundle's reply had no room for: not served (any call
+//  goes again alone), or served with its reply dropped (only a call that
+//  may run twice goes again; the others fail with reply_dropped, as they
+//  would with worker_lost). True when code was one of those two.
+static bool s_overflowed(vz_upstream_t *self, vz_upcall_t *call, const vz_envelope_t *item)
+{
+    bool unserved = strcmp(item->error_code, VZ_ERR_BUNDLE_OVERFLOW) == 0;
+    if (!unserved && strcmp(item->error_code, VZ_ERR_REPLY_DROPPED) != 0)
+        return false;
+    if (!unserved && !call->idempotent) {
+        s_fail(self, call, VZ_ERR_REPLY_DROPPED, item->error_message);
+        return true;
+    }
+    if (self->resent)
+        vz_series_inc(self->resent);
+    s_send(self, call);
+    return true;
+}
+
 //  The bundle's reply: one whole reply or error envelope per call, in order.
 static void s_reply_bundle(vz_upstream_t *self, vz_upcall_t *carrier, const vz_envelope_t *env)
 {
@@ -556,9 +580,8 @@ static void s_reply_bundle(vz_upstream_t *self, vz_upcall_t *carrier, const vz_e
         vz_upcall_t *call = carrier->members[i];
         if (vz_envelope_decode(&item, items[i].data, items[i].len, NULL, &reason) != 0)
             s_fail(self, call, VZ_ERR_INTERNAL, reason ? reason : "undecodable bundle reply");
-        else if (item.kind == VZ_KIND_ERROR &&
-                 strcmp(item.error_code, VZ_ERR_BUNDLE_OVERFLOW) == 0)
-            s_send(self, call); //  not a failure: its reply needs an envelope of its own
+        else if (item.kind == VZ_KIND_ERROR && s_overflowed(self, call, &item))
+            ; //  sent again alone, or failed
         else if (strcmp(item.id, call->wire_id) != 0)
             s_fail(self, call, VZ_ERR_INTERNAL, "bundle reply answers another request");
         else if (item.kind == VZ_KIND_REPLY) {

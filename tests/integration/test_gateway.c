@@ -161,7 +161,13 @@ static const char s_routes_base[] =
     "    t_breaker\n        methods = \"POST\"\n        path = \"/v1/t/breaker\"\n"
     "        service = \"echo\"\n        call = \"slow\"\n        timeout = \"200ms\"\n"
     "    t_alone\n        methods = \"POST\"\n        path = \"/v1/t/alone\"\n"
-    "        service = \"echo\"\n        call = \"echo\"\n        bundle = \"false\"\n";
+    "        service = \"echo\"\n        call = \"echo\"\n        bundle = \"false\"\n"
+    "    t_big_get\n        methods = \"GET\"\n        path = \"/v1/t/big\"\n"
+    "        service = \"billing\"\n        call = \"big\"\n        retry = \"idempotent\"\n"
+    "        optional = \"true\"\n        reply_type = \"application/octet-stream\"\n"
+    "    t_big_post\n        methods = \"POST\"\n        path = \"/v1/t/big\"\n"
+    "        service = \"billing\"\n        call = \"big\"\n        optional = \"true\"\n"
+    "        reply_type = \"application/octet-stream\"\n";
 
 static void s_write_routes(const mesh_t *mesh, const char *extra)
 {
@@ -743,7 +749,21 @@ typedef struct {
     size_t body_len;      //  its length
     char signature[256];  //  ctx header.stripe-signature
     char caller[64];      //  envelope caller
+    atomic_int big_get;   //  "big" calls served, idempotent ones
+    atomic_int big_post;  //  "big" calls served, the others
 } billing_t;
+
+//  A reply far larger than its request, so a bundle of a few overflows.
+#define BIG_REPLY (300 * 1024)
+
+static int s_big(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    billing_t *b = app;
+    atomic_fetch_add(req->flags & VZ_FLAG_IDEMPOTENT ? &b->big_get : &b->big_post, 1);
+    static uint8_t filler[BIG_REPLY];
+    memset(filler, 'b', sizeof filler);
+    return vz_reply_body(reply, filler, sizeof filler);
+}
 
 static int s_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
@@ -774,10 +794,13 @@ static void *s_billing(void *arg)
     assert_non_null(cert);
     assert_int_equal(vz_curve_server_key(keypath, key), 0);
     snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", b->mesh->broker_port);
-    static const vz_method_t methods[] = {{"webhook", s_webhook, 0, 0}};
-    vz_worker_config_t wc = {
-        .service = "billing", .endpoints = endpoint, .broker_key = key, .cert = cert};
-    vz_worker_t *worker = vz_worker_new(&wc, methods, 1, b);
+    static const vz_method_t methods[] = {{"webhook", s_webhook, 0, 0}, {"big", s_big, 0, 0}};
+    vz_worker_config_t wc = {.service = "billing",
+                             .endpoints = endpoint,
+                             .broker_key = key,
+                             .cert = cert,
+                             .credit = 32};
+    vz_worker_t *worker = vz_worker_new(&wc, methods, 2, b);
     assert_non_null(worker);
     zloop_t *loop = zloop_new();
     vz_worker_attach(worker, loop);
@@ -826,6 +849,82 @@ static void test_webhook(void **state)
     assert_string_equal(b.signature, "t=1700000000,v1=5257a869e7ecebed");
     assert_string_equal(b.caller, "gateway");
     pthread_mutex_unlock(&b.lock);
+    atomic_store(&b.stop, true);
+    pthread_join(thread, NULL);
+    pthread_mutex_destroy(&b.lock);
+}
+
+//  Bursts on routes whose replies (300 KiB) are far larger than their
+//  requests: a bundle of a few fills its reply, the items not yet served
+//  are refused and sent again alone. Every request, idempotent or not, is
+//  answered whole and served exactly once.
+typedef struct {
+    const mesh_t *mesh;   //  target
+    const char *method;   //  GET or POST
+    atomic_int ok;        //  200 with the whole reply
+    atomic_int lost;      //  502 reply_lost
+    atomic_int other;     //  anything else
+} big_load_t;
+
+static void *s_big_thread(void *arg)
+{
+    big_load_t *l = arg;
+    for (int i = 0; i < 4; i++) {
+        resp_t r;
+        const char *body = strcmp(l->method, "POST") == 0 ? "x" : NULL;
+        if (s_http(l->mesh, l->method, "/v1/t/big", body, body ? 1 : 0, NULL, &r) < 0)
+            atomic_fetch_add(&l->other, 1);
+        else if (r.status == 200 && r.body_len == BIG_REPLY)
+            atomic_fetch_add(&l->ok, 1);
+        else if (r.status == 502 && strstr(r.body, "\"reply_lost\""))
+            atomic_fetch_add(&l->lost, 1);
+        else
+            atomic_fetch_add(&l->other, 1);
+        s_resp_free(&r);
+    }
+    return NULL;
+}
+
+static void s_big_burst(const mesh_t *mesh, big_load_t *l, const char *method)
+{
+    enum { THREADS = 16 };
+    *l = (big_load_t){.mesh = mesh, .method = method};
+    pthread_t threads[THREADS];
+    for (int t = 0; t < THREADS; t++)
+        assert_int_equal(pthread_create(&threads[t], NULL, s_big_thread, l), 0);
+    for (int t = 0; t < THREADS; t++)
+        pthread_join(threads[t], NULL);
+}
+
+static void test_bundle_overflow(void **state)
+{
+    mesh_t *mesh = *state;
+    billing_t b = {.mesh = mesh};
+    pthread_mutex_init(&b.lock, NULL);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, s_billing, &b), 0);
+    assert_true(s_wait_status(mesh, "/v1/t/big", 200, 5000));
+    const char *const methods[] = {"GET", "POST"};
+    for (size_t m = 0; m < 2; m++) {
+        atomic_int *served = m == 0 ? &b.big_get : &b.big_post;
+        int served0 = atomic_load(served);
+        double resent0 = s_gw_metric(mesh, "vz_gateway_bundle_resent_total");
+        int requests = 0;
+        double resent = 0;
+        for (int round = 0; round < 10 && resent == 0; round++) {
+            big_load_t l;
+            s_big_burst(mesh, &l, methods[m]);
+            requests += 64;
+            //  Every request answered whole, none lost, none served twice.
+            assert_int_equal(atomic_load(&l.other) + atomic_load(&l.lost), 0);
+            assert_int_equal(atomic_load(&l.ok), 64);
+            assert_int_equal(atomic_load(served) - served0, requests);
+            resent = s_gw_metric(mesh, "vz_gateway_bundle_resent_total") - resent0;
+        }
+        print_message("%s: %d requests, %.0f sent again alone after a full bundle\n", methods[m],
+                      requests, resent);
+        assert_true(resent > 0);
+    }
     atomic_store(&b.stop, true);
     pthread_join(thread, NULL);
     pthread_mutex_destroy(&b.lock);
@@ -986,7 +1085,8 @@ int main(void)
         cmocka_unit_test(test_route_params),
         cmocka_unit_test(test_request_checks),  cmocka_unit_test(test_cors),
         cmocka_unit_test(test_openapi),         cmocka_unit_test(test_reload),
-        cmocka_unit_test(test_webhook),         cmocka_unit_test(test_breaker),
+        cmocka_unit_test(test_webhook),         cmocka_unit_test(test_bundle_overflow),
+        cmocka_unit_test(test_breaker),
         cmocka_unit_test(test_no_worker),       cmocka_unit_test(test_broker_restart),
         cmocka_unit_test(test_sigterm_drains),
     };

@@ -60,11 +60,8 @@ static int h_created(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 
 //  60 kB whatever the request: replies that outgrow their bundle.
 #define BIG_REPLY 60000
-static int h_big(void *app, const vz_envelope_t *req, vz_reply_t *reply)
-{
-    static const uint8_t zeros[BIG_REPLY];
-    return vz_reply_body(reply, zeros, sizeof zeros);
-}
+static int h_big(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+static int h_big_later(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 
 //  Deferred handlers keep their handles here until flush (worker thread).
 #define APP_MAX 64
@@ -75,6 +72,7 @@ typedef struct {
     size_t flushes;                  //  flush calls so far
     size_t largest;                  //  most handles completed by one flush
     size_t completed;                //  handles completed by flush
+    size_t big_calls;                //  "big" and "bigl" handlers run
 } app_t;
 
 static void h_flush(void *arg)
@@ -109,6 +107,34 @@ static int h_hold(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
     return 0;
 }
 
+static const uint8_t s_zeros[5 * BIG_REPLY];
+
+static int h_big(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    ((app_t *)arg)->big_calls++;
+    return vz_reply_body(reply, s_zeros, BIG_REPLY);
+}
+
+//  Deferred replies of 300 kB, completed by the flush: their sizes are not
+//  known while the bundle is dispatched.
+static vz_deferred_t *s_big_open[APP_MAX];
+static size_t s_big_count;
+
+static void h_big_flush(void *arg)
+{
+    for (size_t i = 0; i < s_big_count; i++)
+        assert(vz_worker_complete(&s_big_open[i], s_zeros, 5 * BIG_REPLY) == 0);
+    s_big_count = 0;
+}
+
+static int h_big_later(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    ((app_t *)arg)->big_calls++;
+    assert(s_big_count < APP_MAX);
+    s_big_open[s_big_count++] = vz_reply_defer(reply, h_big_flush);
+    return 0;
+}
+
 static const vz_method_t s_methods[] = {
     {"later", h_later, VZ_METHOD_DEFERRED, 0},
     {"hold", h_hold, VZ_METHOD_DEFERRED, 0},
@@ -119,6 +145,7 @@ static const vz_method_t s_methods[] = {
     {"deny", h_deny, 0, 0},
     {"small", h_echo, 0, 4},
     {"big", h_big, 0, 0},
+    {"bigl", h_big_later, VZ_METHOD_DEFERRED, 0},
 };
 
 typedef struct {
@@ -146,8 +173,8 @@ static int s_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg)
     else if (streq(cmd, "CONNECTED"))
         zstr_send(pipe, vz_worker_connected(st->worker) ? "1" : "0");
     else if (streq(cmd, "STATS"))
-        zstr_sendf(pipe, "%zu %zu %zu %zu", st->app.flushes, st->app.largest, st->app.completed,
-                   vz_worker_open(st->worker));
+        zstr_sendf(pipe, "%zu %zu %zu %zu %zu", st->app.flushes, st->app.largest,
+                   st->app.completed, vz_worker_open(st->worker), st->app.big_calls);
     else if (streq(cmd, "DRAIN")) {
         st->drain = true;
         zstr_send(pipe, "DRAINING");
@@ -620,20 +647,22 @@ static void test_drain(void **state)
     s_rig_stop(&rig);
 }
 
-//  STATS from the worker thread: flushes, largest batch, completed, open.
-static void s_stats(rig_t *rig, size_t out[4])
+//  STATS from the worker thread: flushes, largest batch, completed, open,
+//  big handlers run.
+static void s_stats(rig_t *rig, size_t out[5])
 {
     zstr_send(rig->worker, "STATS");
     char *text = zstr_recv(rig->worker);
     assert_non_null(text);
-    assert_int_equal(sscanf(text, "%zu %zu %zu %zu", &out[0], &out[1], &out[2], &out[3]), 4);
+    assert_int_equal(
+        sscanf(text, "%zu %zu %zu %zu %zu", &out[0], &out[1], &out[2], &out[3], &out[4]), 5);
     free(text);
 }
 
 //  Wait until the worker holds n deferred replies.
 static void s_await_open(rig_t *rig, size_t n)
 {
-    size_t st[4] = {0};
+    size_t st[5] = {0};
     int64_t end = zclock_mono() + WAIT_MS;
     while (st[3] != n && zclock_mono() < end)
         s_stats(rig, st);
@@ -683,7 +712,7 @@ static void test_deferred_batch(void **state)
         zframe_destroy(&rep.frame);
     }
     assert_true(sync_seen);
-    size_t st[4];
+    size_t st[5];
     s_stats(&rig, st);
     assert_true(st[0] >= 1 && st[0] <= N);
     assert_int_equal(st[2], N);
@@ -936,15 +965,16 @@ static void test_bundle_deferred(void **state)
         zframe_destroy(&rep.frame);
     }
     assert_true(bundle_seen && sync_seen);
-    size_t st[4];
+    size_t st[5];
     s_stats(&rig, st);
     assert_int_equal(st[2], N);
     assert_int_equal(st[3], 0);
     s_rig_stop(&rig);
 }
 
-//  Replies that together outgrow one frame: the largest give way to
-//  bundle_overflow errors, the rest arrive, and the reply still fits.
+//  Replies that fill the bundle's reply: the items not yet dispatched once
+//  half a frame is used are refused unserved (bundle_overflow), the rest
+//  arrive, and the reply fits one frame.
 static void test_bundle_overflow(void **state)
 {
     rig_t rig;
@@ -961,19 +991,65 @@ static void test_bundle_overflow(void **state)
     vz_envelope_t out[N];
     s_expect_bundle(&rig, "bund0020", &rep, out, N);
     assert_true(zframe_size(rep.frame) <= vz_envelope_limits_default.max_frame);
-    size_t whole = 0, overflow = 0;
+    size_t whole = 0, unserved = 0;
     for (int i = 0; i < N; i++) {
         if (out[i].kind == VZ_KIND_REPLY) {
+            assert_int_equal(unserved, 0); //  served ones come first, in order
             assert_string_equal(out[i].id, ids[i]);
             assert_int_equal(out[i].body_len, BIG_REPLY);
             whole++;
         } else {
             assert_string_equal(out[i].error_code, VZ_ERR_BUNDLE_OVERFLOW);
-            overflow++;
+            assert_string_equal(out[i].id, ids[i]);
+            unserved++;
         }
     }
-    print_message("bundle overflow: %zu whole, %zu sent back\n", whole, overflow);
-    assert_true(whole >= 10 && overflow >= 1 && whole + overflow == N);
+    size_t st[5];
+    s_stats(&rig, st);
+    print_message("bundle overflow: %zu whole, %zu refused unserved, %zu handlers run\n", whole,
+                  unserved, st[4]);
+    assert_true(whole >= 8 && unserved >= 1 && whole + unserved == N);
+    assert_int_equal(st[4], whole); //  a refused item never reached its handler
+    zframe_destroy(&rep.frame);
+    s_rig_stop(&rig);
+}
+
+//  Deferred replies whose sizes show only after dispatch: all are served,
+//  and those that do not fit are dropped (reply_dropped), largest first.
+static void test_bundle_dropped(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, 0);
+    enum { N = 6 }; //  6 x 300 kB: three fit one frame
+    vz_batch_item_t items[N];
+    char ids[N][8];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "l%d", i);
+        s_item(&items[i], "bigl", ids[i], "", vz_now_ms() + WAIT_MS);
+    }
+    s_send_bundle(&rig, "bund0021", "bigl", items, N);
+    rep_t rep;
+    vz_envelope_t out[N];
+    s_expect_bundle(&rig, "bund0021", &rep, out, N);
+    assert_true(zframe_size(rep.frame) <= vz_envelope_limits_default.max_frame);
+    size_t whole = 0, dropped = 0;
+    for (int i = 0; i < N; i++) {
+        if (out[i].kind == VZ_KIND_REPLY) {
+            assert_string_equal(out[i].id, ids[i]);
+            assert_int_equal(out[i].body_len, 5 * BIG_REPLY);
+            whole++;
+        } else {
+            assert_string_equal(out[i].error_code, VZ_ERR_REPLY_DROPPED);
+            dropped++;
+        }
+    }
+    size_t st[5];
+    s_stats(&rig, st);
+    print_message("bundle dropped: %zu whole, %zu dropped, %zu handlers run\n", whole, dropped,
+                  st[4]);
+    assert_int_equal(st[4], N);
+    assert_int_equal(whole, 3);
+    assert_int_equal(dropped, 3);
     zframe_destroy(&rep.frame);
     s_rig_stop(&rig);
 }
@@ -1127,6 +1203,7 @@ int main(void)
         cmocka_unit_test(test_bundle),
         cmocka_unit_test(test_bundle_deferred),
         cmocka_unit_test(test_bundle_overflow),
+        cmocka_unit_test(test_bundle_dropped),
         cmocka_unit_test(test_bundle_random),
         cmocka_unit_test(test_bundle_abandoned),
         cmocka_unit_test(test_bad_config),
