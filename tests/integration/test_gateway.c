@@ -167,6 +167,12 @@ static const char s_routes_base[] =
     "        optional = \"true\"\n        reply_type = \"application/octet-stream\"\n"
     "    t_big_post\n        methods = \"POST\"\n        path = \"/v1/t/big\"\n"
     "        service = \"billing\"\n        call = \"big\"\n        optional = \"true\"\n"
+    "        reply_type = \"application/octet-stream\"\n"
+    "    t_bigd_get\n        methods = \"GET\"\n        path = \"/v1/t/bigd\"\n"
+    "        service = \"billing\"\n        call = \"bigd\"\n        retry = \"idempotent\"\n"
+    "        optional = \"true\"\n        reply_type = \"application/octet-stream\"\n"
+    "    t_bigd_post\n        methods = \"POST\"\n        path = \"/v1/t/bigd\"\n"
+    "        service = \"billing\"\n        call = \"bigd\"\n        optional = \"true\"\n"
     "        reply_type = \"application/octet-stream\"\n";
 
 static void s_write_routes(const mesh_t *mesh, const char *extra)
@@ -749,20 +755,41 @@ typedef struct {
     size_t body_len;      //  its length
     char signature[256];  //  ctx header.stripe-signature
     char caller[64];      //  envelope caller
-    atomic_int big_get;   //  "big" calls served, idempotent ones
-    atomic_int big_post;  //  "big" calls served, the others
+    atomic_int big_get;   //  "big"/"bigd" calls served, idempotent ones
+    atomic_int big_post;  //  "big"/"bigd" calls served, the others
+    vz_deferred_t *open[256]; //  "bigd" replies waiting for the flush (worker thread)
+    size_t nopen;             //  entries in open
 } billing_t;
 
 //  A reply far larger than its request, so a bundle of a few overflows.
 #define BIG_REPLY (300 * 1024)
 
+static uint8_t s_filler[BIG_REPLY];
+
+//  "bigd": the same reply, deferred to the end of the worker's batch, so
+//  its size shows only after the whole bundle was dispatched.
+static void s_bigd_flush(void *app)
+{
+    billing_t *b = app;
+    for (size_t i = 0; i < b->nopen; i++)
+        vz_worker_complete(&b->open[i], s_filler, sizeof s_filler);
+    b->nopen = 0;
+}
+
+static int s_bigd(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    billing_t *b = app;
+    atomic_fetch_add(req->flags & VZ_FLAG_IDEMPOTENT ? &b->big_get : &b->big_post, 1);
+    assert_true(b->nopen < sizeof b->open / sizeof b->open[0]);
+    b->open[b->nopen++] = vz_reply_defer(reply, s_bigd_flush);
+    return 0;
+}
+
 static int s_big(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     billing_t *b = app;
     atomic_fetch_add(req->flags & VZ_FLAG_IDEMPOTENT ? &b->big_get : &b->big_post, 1);
-    static uint8_t filler[BIG_REPLY];
-    memset(filler, 'b', sizeof filler);
-    return vz_reply_body(reply, filler, sizeof filler);
+    return vz_reply_body(reply, s_filler, sizeof s_filler);
 }
 
 static int s_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
@@ -794,13 +821,17 @@ static void *s_billing(void *arg)
     assert_non_null(cert);
     assert_int_equal(vz_curve_server_key(keypath, key), 0);
     snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", b->mesh->broker_port);
-    static const vz_method_t methods[] = {{"webhook", s_webhook, 0, 0}, {"big", s_big, 0, 0}};
+    static const vz_method_t methods[] = {
+        {"webhook", s_webhook, 0, 0},
+        {"big", s_big, 0, 0},
+        {"bigd", s_bigd, VZ_METHOD_DEFERRED, 0},
+    };
     vz_worker_config_t wc = {.service = "billing",
                              .endpoints = endpoint,
                              .broker_key = key,
                              .cert = cert,
                              .credit = 32};
-    vz_worker_t *worker = vz_worker_new(&wc, methods, 2, b);
+    vz_worker_t *worker = vz_worker_new(&wc, methods, 3, b);
     assert_non_null(worker);
     zloop_t *loop = zloop_new();
     vz_worker_attach(worker, loop);
@@ -857,10 +888,13 @@ static void test_webhook(void **state)
 //  Bursts on routes whose replies (300 KiB) are far larger than their
 //  requests: a bundle of a few fills its reply, the items not yet served
 //  are refused and sent again alone. Every request, idempotent or not, is
-//  answered whole and served exactly once.
+//  answered whole and served exactly once. With deferred replies (sizes
+//  known only after dispatch) the worker drops what does not fit: POSTs get
+//  502 reply_lost and are still served once, GETs are sent again.
 typedef struct {
     const mesh_t *mesh;   //  target
     const char *method;   //  GET or POST
+    const char *path;     //  /v1/t/big or /v1/t/bigd
     atomic_int ok;        //  200 with the whole reply
     atomic_int lost;      //  502 reply_lost
     atomic_int other;     //  anything else
@@ -872,7 +906,7 @@ static void *s_big_thread(void *arg)
     for (int i = 0; i < 4; i++) {
         resp_t r;
         const char *body = strcmp(l->method, "POST") == 0 ? "x" : NULL;
-        if (s_http(l->mesh, l->method, "/v1/t/big", body, body ? 1 : 0, NULL, &r) < 0)
+        if (s_http(l->mesh, l->method, l->path, body, body ? 1 : 0, NULL, &r) < 0)
             atomic_fetch_add(&l->other, 1);
         else if (r.status == 200 && r.body_len == BIG_REPLY)
             atomic_fetch_add(&l->ok, 1);
@@ -885,10 +919,10 @@ static void *s_big_thread(void *arg)
     return NULL;
 }
 
-static void s_big_burst(const mesh_t *mesh, big_load_t *l, const char *method)
+static void s_big_burst(const mesh_t *mesh, big_load_t *l, const char *method, const char *path)
 {
     enum { THREADS = 16 };
-    *l = (big_load_t){.mesh = mesh, .method = method};
+    *l = (big_load_t){.mesh = mesh, .method = method, .path = path};
     pthread_t threads[THREADS];
     for (int t = 0; t < THREADS; t++)
         assert_int_equal(pthread_create(&threads[t], NULL, s_big_thread, l), 0);
@@ -913,7 +947,7 @@ static void test_bundle_overflow(void **state)
         double resent = 0;
         for (int round = 0; round < 10 && resent == 0; round++) {
             big_load_t l;
-            s_big_burst(mesh, &l, methods[m]);
+            s_big_burst(mesh, &l, methods[m], "/v1/t/big");
             requests += 64;
             //  Every request answered whole, none lost, none served twice.
             assert_int_equal(atomic_load(&l.other) + atomic_load(&l.lost), 0);
@@ -925,6 +959,33 @@ static void test_bundle_overflow(void **state)
                       requests, resent);
         assert_true(resent > 0);
     }
+    //  Deferred replies outgrow the frame only after dispatch: the worker
+    //  drops the largest (reply_dropped). A POST is then a clear 502
+    //  reply_lost, never served twice; a GET is sent again.
+    int served0 = atomic_load(&b.big_post), requests = 0, lost = 0;
+    for (int round = 0; round < 10 && lost == 0; round++) {
+        big_load_t l;
+        s_big_burst(mesh, &l, "POST", "/v1/t/bigd");
+        requests += 64;
+        assert_int_equal(atomic_load(&l.other), 0);
+        assert_int_equal(atomic_load(&l.ok) + atomic_load(&l.lost), 64);
+        assert_int_equal(atomic_load(&b.big_post) - served0, requests);
+        lost += atomic_load(&l.lost);
+    }
+    print_message("POST deferred: %d requests, %d answered 502 reply_lost\n", requests, lost);
+    assert_true(lost > 0);
+    served0 = atomic_load(&b.big_get);
+    requests = 0;
+    for (int round = 0; round < 10 && atomic_load(&b.big_get) - served0 == requests; round++) {
+        big_load_t l;
+        s_big_burst(mesh, &l, "GET", "/v1/t/bigd");
+        requests += 64;
+        assert_int_equal(atomic_load(&l.other) + atomic_load(&l.lost), 0);
+        assert_int_equal(atomic_load(&l.ok), 64);
+    }
+    print_message("GET deferred: %d requests, %d served again\n", requests,
+                  atomic_load(&b.big_get) - served0 - requests);
+    assert_true(atomic_load(&b.big_get) - served0 > requests);
     atomic_store(&b.stop, true);
     pthread_join(thread, NULL);
     pthread_mutex_destroy(&b.lock);
