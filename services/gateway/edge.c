@@ -484,7 +484,7 @@ uint8_t *vz_edge_apikey_request(const char *key, size_t *len_p)
 }
 
 uint8_t *vz_edge_rate_request(const char *ip, const char *sub, const char *key, const char *tier,
-                              const char *route, size_t *len_p)
+                              const char *route, uint64_t cost, size_t *len_p)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -498,7 +498,7 @@ uint8_t *vz_edge_rate_request(const char *ip, const char *sub, const char *key, 
         s_pack_str(&pk, pairs[i][1] ? pairs[i][1] : "");
     }
     s_pack_str(&pk, "cost");
-    msgpack_pack_uint64(&pk, 1);
+    msgpack_pack_uint64(&pk, cost);
     return s_release(&sb, len_p);
 }
 

@@ -110,9 +110,9 @@ typedef struct {
     char policy[64];        //  policy name
 } vz_edge_rate_t;
 
-//  msgpack body of ratelimit.check (caller frees).
+//  msgpack body of ratelimit.check asking cost tokens (caller frees).
 uint8_t *vz_edge_rate_request(const char *ip, const char *sub, const char *key, const char *tier,
-                              const char *route, size_t *len_p);
+                              const char *route, uint64_t cost, size_t *len_p);
 //  Decode a check reply; 0 or -EINVAL.
 int vz_edge_rate_decode(const uint8_t *buf, size_t len, vz_edge_rate_t *out);
 //  Fail-open: one request against the local bucket of caller (ip, sub or

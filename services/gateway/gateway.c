@@ -30,6 +30,8 @@
 #define HEALTH_TIMEOUT 1000 //  ms for broker.services behind /health
 #define LOCAL_COUNT_MAX 8   //  capacity for per-local-route arrays
 #define REQ_POOL_MAX 64     //  finished requests kept for reuse per gateway (~10 KB each)
+#define LEASES_MAX 4096     //  callers with a rate-limit lease remembered at most
+#define LEASE_KEY_MAX 1024  //  ip|sub|kid|tier|route
 #define AUTH_METHODS 3      //  entries of s_auth_methods
 #define AUTH_RESULTS 6      //  entries of s_auth_results
 #define CTYPE_JSON "application/json"
@@ -111,6 +113,7 @@ struct gw_req_t {
     vz_route_match_t match;               //  route and params; route NULL = none
     vz_edge_identity_t id;                //  who the caller is (valid when authed)
     vz_edge_rate_t rl;                    //  the rate-limit decision (valid when rl_have)
+    uint64_t rl_cost;                     //  tokens the pending check asks for
     vz_upcall_t call;                     //  the upstream call
     vz_upcall_t pre;                      //  auth.api_key_verify or ratelimit.check
 };
@@ -121,6 +124,7 @@ struct vz_gateway_t {
     vz_edge_t *edge;                         //  borrowed: JWKS, caches, local buckets
     vz_metrics_t *metrics;                   //  borrowed
     vz_breakers_t *breakers;                 //  one per upstream service
+    vz_leases_t *leases;                     //  rate-limit leases, NULL when off
     pthread_mutex_t routes_lock;             //  held only to copy or swap routes
     vz_routes_t *routes;                     //  current table (a reference)
     char *openapi;                           //  OpenAPI document, NULL = none
@@ -140,7 +144,7 @@ struct vz_gateway_t {
     //  Counters looked up once each, on first use (vz_metrics_counter
     //  renders and compares its labels on every call).
     _Atomic(vz_series_t *) auth_series[AUTH_METHODS][AUTH_RESULTS]; //  vz_gateway_auth_total
-    _Atomic(vz_series_t *) rate_series[2][2]; //  ratelimit_total: [allowed][source is limiter]
+    _Atomic(vz_series_t *) rate_series[2][3]; //  ratelimit_total: [allowed][local, limiter, lease]
 };
 
 static void s_liveness(vz_gateway_t *gw, gw_req_t *req);
@@ -776,9 +780,9 @@ static bool s_rate_decide(gw_req_t *req, const vz_edge_rate_t *rl, const char *s
 {
     req->rl = *rl;
     req->rl_have = true;
-    bool limiter = strcmp(source, "limiter") == 0;
-    assert(limiter || strcmp(source, "local") == 0);
-    vz_series_inc(s_cached_counter(req->gw, &req->gw->rate_series[rl->allowed][limiter],
+    int from = strcmp(source, "limiter") == 0 ? 1 : strcmp(source, "lease") == 0 ? 2 : 0;
+    assert(from || strcmp(source, "local") == 0);
+    vz_series_inc(s_cached_counter(req->gw, &req->gw->rate_series[rl->allowed][from],
                                    "vz_gateway_ratelimit_total",
                                    "Rate-limit decisions, by decision and source", "decision",
                                    rl->allowed ? "allowed" : "denied", "source", source));
@@ -812,18 +816,48 @@ static bool s_rate_fallback(gw_req_t *req, const char *reason)
     return s_rate_decide(req, &rl, "local");
 }
 
+//  The caller a lease belongs to: every descriptor the check sends.
+static void s_lease_key(const gw_req_t *req, char *out, size_t n)
+{
+    snprintf(out, n, "%s|%s|%s|%s|%s", req->client_ip, req->authed ? req->id.sub : "",
+             req->authed ? req->id.kid : "", req->authed ? req->id.tier : "anonymous",
+             req->match.route->name);
+}
+
+static bool s_rate_check(vz_gateway_t *gw, gw_req_t *req, uint64_t cost);
+
 static void s_on_rate(vz_upcall_t *pre)
 {
     gw_req_t *req = pre->arg;
+    vz_gateway_t *gw = req->gw;
     vz_edge_rate_t rl;
     bool go;
-    if (pre->result == VZ_UPCALL_REPLY && vz_edge_rate_decode(pre->reply, pre->reply_len, &rl) == 0)
+    if (pre->result == VZ_UPCALL_REPLY && vz_edge_rate_decode(pre->reply, pre->reply_len, &rl) == 0) {
+        char key[LEASE_KEY_MAX];
+        if (gw->leases && (rl.allowed || req->rl_cost > 1)) {
+            //  Even a check of one token starts the caller's record: the
+            //  next request within a lease lifetime asks for more.
+            s_lease_key(req, key, sizeof key);
+            if (rl.allowed)
+                vz_leases_grant(gw->leases, key, req->rl_cost, &rl, vz_now_ms());
+            else {
+                //  Near the limit: the tokens left go one at a time.
+                vz_leases_shrink(gw->leases, key);
+                free(pre->reply);
+                pre->reply = NULL;
+                if (s_rate_check(gw, req, 1))
+                    return;
+                go = s_rate_fallback(req, VZ_ERR_UNAVAILABLE);
+                goto decided;
+            }
+        }
         go = s_rate_decide(req, &rl, "limiter");
-    else
+    } else
         go = s_rate_fallback(req, pre->result == VZ_UPCALL_REPLY ? "malformed"
                                                                 : s_code_label(pre->error_code));
     free(pre->reply);
     pre->reply = NULL;
+decided:
     if (!go) {
         s_finish(req);
         return;
@@ -832,20 +866,38 @@ static void s_on_rate(vz_upcall_t *pre)
     s_advance(req);
 }
 
+//  Send ratelimit.check for req asking cost tokens; false when it could
+//  not be submitted.
+static bool s_rate_check(vz_gateway_t *gw, gw_req_t *req, uint64_t cost)
+{
+    size_t len = 0;
+    free(req->pre_body);
+    req->rl_cost = cost;
+    req->pre_body = vz_edge_rate_request(req->client_ip, req->authed ? req->id.sub : "",
+                                         req->authed ? req->id.kid : "",
+                                         req->authed ? req->id.tier : "anonymous",
+                                         req->match.route->name, cost, &len);
+    //  Not idempotent: a check consumes, so it is never retried.
+    return s_pre_call(req, "ratelimit", "check", len, gw->config.rl_timeout_ms, false, s_on_rate);
+}
+
 //  STEP_RATE: 0 = go on, 1 = waiting for the limiter, -1 = answered.
 static int s_rate_step(vz_gateway_t *gw, gw_req_t *req)
 {
     const vz_route_t *route = req->match.route;
     if (!route->rate_class[0])
         return 0;
-    size_t len = 0;
-    free(req->pre_body);
-    req->pre_body = vz_edge_rate_request(req->client_ip, req->authed ? req->id.sub : "",
-                                         req->authed ? req->id.kid : "",
-                                         req->authed ? req->id.tier : "anonymous", route->name,
-                                         &len);
-    //  Not idempotent: a check consumes, so it is never retried.
-    if (s_pre_call(req, "ratelimit", "check", len, gw->config.rl_timeout_ms, false, s_on_rate))
+    uint64_t cost = 1;
+    if (gw->leases) {
+        //  A token leased earlier for this caller: no round trip.
+        char key[LEASE_KEY_MAX];
+        s_lease_key(req, key, sizeof key);
+        vz_edge_rate_t rl;
+        if (vz_leases_take(gw->leases, key, vz_now_ms(), &rl))
+            return s_rate_decide(req, &rl, "lease") ? 0 : -1;
+        cost = vz_leases_want(gw->leases, key);
+    }
+    if (s_rate_check(gw, req, cost))
         return 1;
     return s_rate_fallback(req, VZ_ERR_UNAVAILABLE) ? 0 : -1;
 }
@@ -1446,6 +1498,7 @@ vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_routes_t **ro
     pthread_mutex_init(&self->routes_lock, NULL);
     pthread_mutex_init(&self->pool_lock, NULL);
     self->breakers = vz_breakers_new(&config->breaker, metrics);
+    self->leases = vz_leases_new(config->rl_lease, config->rl_lease_ms, LEASES_MAX);
     self->inflight_gauge =
         vz_metrics_gauge(metrics, "vz_gateway_inflight", "HTTP requests being served", NULL);
     char labels[64];
@@ -1497,6 +1550,7 @@ void vz_gateway_destroy(vz_gateway_t **self_p)
         close(self->quiesced_fd);
     vz_routes_unref(&self->routes);
     vz_breakers_destroy(&self->breakers);
+    vz_leases_destroy(&self->leases);
     pthread_mutex_destroy(&self->routes_lock);
     while (self->pool) {
         gw_req_t *next = self->pool->next_free;

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include "breaker.h"
 #include "edge.h"
+#include "lease.h"
 #include "routes.h"
 #include "upstream.h"
 #include "vz_metrics.h"
@@ -42,6 +43,8 @@ typedef struct {
     int auth_timeout_ms;            //  deadline of auth.api_key_verify
     int rl_timeout_ms;              //  deadline of ratelimit.check
     bool rl_fail_open;              //  limiter silent: local bucket (true) or 503 (false)
+    int rl_lease;                   //  most tokens leased per check (< 2: no leases, lease.h)
+    int rl_lease_ms;                //  lifetime of a lease
 } vz_gateway_config_t;
 
 typedef struct vz_gateway_t vz_gateway_t;

@@ -111,6 +111,13 @@ static const vz_cfg_item_t s_items[] = {
                 "64", 0, 256, bundle_max,
                 "forwards to one service.method queued together travel as one bundle envelope of "
                 "at most this many (0 or 1 = one envelope each)"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RATELIMIT_LEASE", "gateway/ratelimit/lease", VZ_CFG_INT,
+                "32", 0, 1000, http.rl_lease,
+                "most tokens one check leases for a busy caller (0 or 1 = every request checked; "
+                "never above 1% of the policy's limit)"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RATELIMIT_LEASE_MS", "gateway/ratelimit/lease_ms",
+                VZ_CFG_MS, "1000", 1, 60000, http.rl_lease_ms,
+                "leased tokens not spent by then are dropped"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RATELIMIT_LOCAL_LIMIT", "gateway/ratelimit/local_limit",
                 VZ_CFG_INT, "100", 1, 100000000, edge.local_limit,
                 "fail-open: anonymous requests a minute per replica (free x10, premium x100)"),

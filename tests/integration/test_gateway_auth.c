@@ -324,6 +324,10 @@ static const char s_routes[] =
     "        service = \"echo\"\n        call = \"whoami\"\n        rate_class = \"default\"\n"
     "    t_burst\n        methods = \"GET\"\n        path = \"/v1/t/burst\"\n"
     "        service = \"echo\"\n        call = \"whoami\"\n        rate_class = \"default\"\n"
+    "    t_lease\n        methods = \"GET\"\n        path = \"/v1/t/lease\"\n"
+    "        service = \"echo\"\n        call = \"whoami\"\n        rate_class = \"default\"\n"
+    "    t_lease_edge\n        methods = \"GET\"\n        path = \"/v1/t/lease_edge\"\n"
+    "        service = \"echo\"\n        call = \"whoami\"\n        rate_class = \"default\"\n"
     "    jwks\n        methods = \"GET\"\n        path = \"/.well-known/jwks.json\"\n"
     "        service = \"auth\"\n        call = \"jwks\"\n";
 
@@ -336,6 +340,9 @@ static const char s_policies[] = "ratelimit\n    shadow = \"false\"\n"
                                  "    burst\n        route = \"t_burst\"\n        by = \"ip\"\n"
                                  "        algorithm = \"token_bucket\"\n        limit = 40\n"
                                  "        window = \"1h\"\n"
+                                 "    lease_edge\n        route = \"t_lease_edge\"\n"
+                                 "        by = \"ip\"\n        algorithm = \"token_bucket\"\n"
+                                 "        limit = 500\n        window = \"1h\"\n"
                                  "    rest\n        by = \"key sub ip\"\n"
                                  "        algorithm = \"token_bucket\"\n        limit = 100000\n"
                                  "        window = \"60s\"\n";
@@ -650,15 +657,17 @@ static void test_rate_limit(void **state)
 
 typedef struct {
     int port;
+    const char *path; //  NULL = /v1/t/burst
+    int each;         //  requests per thread, 0 = BURST_EACH
     atomic_int ok, limited, other;
 } burst_t;
 
 static void *s_burst_thread(void *arg)
 {
     burst_t *b = arg;
-    for (int i = 0; i < BURST_EACH; i++) {
+    for (int i = 0; i < (b->each ? b->each : BURST_EACH); i++) {
         resp_t r;
-        if (s_http(b->port, "/v1/t/burst", NULL, &r) < 0)
+        if (s_http(b->port, b->path ? b->path : "/v1/t/burst", NULL, &r) < 0)
             atomic_fetch_add(&b->other, 1);
         else if (r.status == 200)
             atomic_fetch_add(&b->ok, 1);
@@ -693,6 +702,63 @@ static void test_rate_limit_batched(void **state)
     assert_true(envelopes >= 1);
     assert_true(calls >= 2 * envelopes);
     assert_true(calls <= BURST_THREADS * BURST_EACH);
+}
+
+static void s_burst(burst_t *b)
+{
+    pthread_t threads[BURST_THREADS];
+    for (int i = 0; i < BURST_THREADS; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, s_burst_thread, b), 0);
+    for (int i = 0; i < BURST_THREADS; i++)
+        pthread_join(threads[i], NULL);
+}
+
+#define LEASED "vz_gateway_ratelimit_total{decision=\"allowed\",source=\"lease\"}"
+#define CHECKED "vz_gateway_ratelimit_total{decision=\"allowed\",source=\"limiter\"}"
+
+//  A busy caller of a generous policy (100000 a minute): most requests are
+//  decided from tokens leased by earlier checks, without a round trip.
+static void test_rate_limit_leased(void **state)
+{
+    mesh_t *mesh = *state;
+    double leased0 = s_metric(mesh, LEASED), checked0 = s_metric(mesh, CHECKED);
+    burst_t b = {.port = mesh->http_port, .path = "/v1/t/lease", .each = 30};
+    s_burst(&b);
+    assert_int_equal(atomic_load(&b.other) + atomic_load(&b.limited), 0);
+    assert_int_equal(atomic_load(&b.ok), BURST_THREADS * 30);
+    double leased = s_metric(mesh, LEASED) - leased0;
+    double checked = s_metric(mesh, CHECKED) - checked0;
+    print_message("leased: %.0f of %d requests from leases, %.0f checks\n", leased,
+                  BURST_THREADS * 30, checked);
+    assert_true(leased + checked == BURST_THREADS * 30);
+    assert_true(leased > checked);
+    //  A lease answer carries the headers too, remaining counting the lease.
+    resp_t r;
+    char value[64];
+    assert_int_equal(s_http(mesh->http_port, "/v1/t/lease", NULL, &r), 0);
+    s_expect(&r, 200, "\"tier\":\"anonymous\"");
+    assert_string_equal(vzt_header(r.headers, "X-RateLimit-Limit", value, sizeof value), "100000");
+    long remaining = atol(vzt_header(r.headers, "X-RateLimit-Remaining", value, sizeof value));
+    assert_true(remaining > 100000 - 2 * BURST_THREADS * 30 && remaining < 100000);
+    s_resp_free(&r);
+}
+
+//  Leases never let more through than the limit (every token comes from
+//  the limiter), and at the limit the last tokens go one at a time.
+static void test_rate_limit_lease_edge(void **state)
+{
+    mesh_t *mesh = *state;
+    double leased0 = s_metric(mesh, LEASED);
+    burst_t b = {.port = mesh->http_port, .path = "/v1/t/lease_edge", .each = 40};
+    s_burst(&b);
+    int ok = atomic_load(&b.ok), limited = atomic_load(&b.limited);
+    print_message("lease edge: %d allowed, %d limited of %d (limit 500, leases of <= 5)\n", ok,
+                  limited, BURST_THREADS * 40);
+    assert_int_equal(atomic_load(&b.other), 0);
+    assert_int_equal(ok + limited, BURST_THREADS * 40);
+    assert_true(ok <= 500);
+    assert_true(ok >= 495);
+    assert_true(s_metric(mesh, LEASED) - leased0 > 0);
 }
 
 static void test_auth_away(void **state)
@@ -777,6 +843,7 @@ int main(void)
         cmocka_unit_test(test_scopes),    cmocka_unit_test(test_unknown_kid_refetch),
         cmocka_unit_test(test_api_key),   cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_rate_limit_batched),
+        cmocka_unit_test(test_rate_limit_leased), cmocka_unit_test(test_rate_limit_lease_edge),
         cmocka_unit_test(test_auth_away), cmocka_unit_test(test_limiter_away),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);

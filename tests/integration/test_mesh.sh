@@ -41,7 +41,7 @@ peer() {
 }
 
 #   1. An unknown CURVE key gets nothing at all: no reply, no error.
-out=$(peer --random-key --service broker --method ping --wait 1500)
+out=$(peer --random-key --service broker --method ping --wait 1500 2>&1)
 rc=$?
 [ $rc -eq 3 ] || fail "unknown key: expected no reply (exit 3), got $rc: $out"
 echo "ok - Node peer with an unknown key gets nothing"

@@ -1,0 +1,155 @@
+/*  lease - rate-limit tokens taken from the limiter in small leases
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include "lease.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+typedef struct {
+    uint64_t tokens;       //  leased, not yet spent
+    uint64_t used;         //  spent from the current lease
+    uint64_t want;         //  size of the next lease
+    uint64_t cap;          //  largest lease for this caller's policy
+    int64_t expires_ms;    //  the lease's tokens are void after this
+    vz_edge_rate_t answer; //  the limiter's answer that granted the lease
+} s_lease_t;
+
+struct vz_leases_t {
+    pthread_mutex_t lock; //  guards leases
+    zhashx_t *leases;     //  caller key -> s_lease_t (owned)
+    uint64_t max_tokens;  //  VZ_GATEWAY_RATELIMIT_LEASE
+    int ttl_ms;           //  lifetime of a lease
+    size_t max_entries;   //  callers remembered at most
+};
+
+static void s_free(void **item_p)
+{
+    free(*item_p);
+    *item_p = NULL;
+}
+
+vz_leases_t *vz_leases_new(int max_tokens, int ttl_ms, int max_entries)
+{
+    if (max_tokens < 2 || ttl_ms <= 0 || max_entries <= 0)
+        return NULL;
+    vz_leases_t *self = calloc(1, sizeof *self);
+    assert(self);
+    pthread_mutex_init(&self->lock, NULL);
+    self->leases = zhashx_new();
+    assert(self->leases);
+    zhashx_set_destructor(self->leases, s_free);
+    self->max_tokens = (uint64_t)max_tokens;
+    self->ttl_ms = ttl_ms;
+    self->max_entries = (size_t)max_entries;
+    return self;
+}
+
+void vz_leases_destroy(vz_leases_t **self_p)
+{
+    assert(self_p);
+    vz_leases_t *self = *self_p;
+    if (!self)
+        return;
+    zhashx_destroy(&self->leases);
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+    *self_p = NULL;
+}
+
+bool vz_leases_take(vz_leases_t *self, const char *key, int64_t now_ms, vz_edge_rate_t *out)
+{
+    assert(self && key && out);
+    pthread_mutex_lock(&self->lock);
+    s_lease_t *lease = zhashx_lookup(self->leases, key);
+    bool served = false;
+    if (lease && lease->tokens > 0 && now_ms < lease->expires_ms) {
+        lease->tokens--;
+        lease->used++;
+        *out = lease->answer;
+        out->remaining += lease->tokens;
+        served = true;
+    } else if (lease && lease->tokens == 0 && now_ms < lease->expires_ms) {
+        //  Spent before it expired: the caller is faster than the lease.
+        lease->want = lease->want * 2 < lease->cap ? lease->want * 2 : lease->cap;
+    } else if (lease && lease->tokens > 0) {
+        //  Expired with tokens left: lease only what was used.
+        lease->want = lease->used > 1 ? lease->used : 1;
+        lease->tokens = 0;
+    }
+    pthread_mutex_unlock(&self->lock);
+    return served;
+}
+
+uint64_t vz_leases_want(vz_leases_t *self, const char *key)
+{
+    assert(self && key);
+    pthread_mutex_lock(&self->lock);
+    s_lease_t *lease = zhashx_lookup(self->leases, key);
+    uint64_t want = lease ? lease->want : 1;
+    pthread_mutex_unlock(&self->lock);
+    return want;
+}
+
+//  Bounded memory: forget expired leases, and everyone if that is not enough.
+static void s_make_room(vz_leases_t *self, int64_t now_ms)
+{
+    if (zhashx_size(self->leases) < self->max_entries)
+        return;
+    zlistx_t *keys = zhashx_keys(self->leases);
+    for (const char *k = zlistx_first(keys); k; k = zlistx_next(keys)) {
+        s_lease_t *lease = zhashx_lookup(self->leases, k);
+        if (lease->expires_ms <= now_ms)
+            zhashx_delete(self->leases, k);
+    }
+    zlistx_destroy(&keys);
+    if (zhashx_size(self->leases) >= self->max_entries)
+        zhashx_purge(self->leases);
+}
+
+void vz_leases_grant(vz_leases_t *self, const char *key, uint64_t n, vz_edge_rate_t *rl,
+                     int64_t now_ms)
+{
+    assert(self && key && rl && n >= 1);
+    pthread_mutex_lock(&self->lock);
+    s_lease_t *lease = zhashx_lookup(self->leases, key);
+    if (!lease) {
+        s_make_room(self, now_ms);
+        lease = calloc(1, sizeof *lease);
+        assert(lease);
+        lease->want = 1;
+        zhashx_insert(self->leases, key, lease);
+    }
+    //  1 % of the window's limit: a policy under 200 a window is never leased.
+    uint64_t cap = rl->limit / 100;
+    lease->cap = cap < self->max_tokens ? cap : self->max_tokens;
+    if (lease->cap < 1)
+        lease->cap = 1;
+    if (now_ms >= lease->expires_ms) {
+        lease->tokens = 0;
+        lease->used = 0;
+    }
+    //  Concurrent checks of one caller add up; every token is the limiter's.
+    lease->tokens += n - 1;
+    lease->used += 1;
+    lease->expires_ms = now_ms + self->ttl_ms;
+    if (lease->want > lease->cap)
+        lease->want = lease->cap;
+    //  The limiter's remaining leaves out what is leased here, which this
+    //  caller still has: count it in the headers.
+    lease->answer = *rl;
+    rl->remaining += lease->tokens;
+    pthread_mutex_unlock(&self->lock);
+}
+
+void vz_leases_shrink(vz_leases_t *self, const char *key)
+{
+    assert(self && key);
+    pthread_mutex_lock(&self->lock);
+    s_lease_t *lease = zhashx_lookup(self->leases, key);
+    if (lease)
+        lease->want = 1;
+    pthread_mutex_unlock(&self->lock);
+}

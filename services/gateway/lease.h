@@ -1,0 +1,49 @@
+/*  lease - rate-limit tokens taken from the limiter in small leases
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  A check costs a round trip through the broker to vz-ratelimit and a Lua
+ *  call in Redis. For a caller that sends many requests, the gateway asks
+ *  for several tokens at once (a check with cost N) and spends them on the
+ *  caller's next requests without a round trip, for at most the lease's
+ *  lifetime. Every token still comes from the limiter, so the limit holds
+ *  across gateway replicas; what a lease costs is that tokens it did not
+ *  spend before expiring are lost to the caller (at most the lease size
+ *  per lease). The size adapts per caller: it doubles while leases run out
+ *  before they expire, shrinks to what was used when one expires, and is
+ *  capped at max_tokens and at 1 % of the policy's limit per window, so a
+ *  policy of fewer than 200 requests a window is never leased (every
+ *  request is decided by the limiter, exactly as without leases).
+ *
+ *  Thread-safe: HTTP threads take, the reactor grants.
+ */
+#ifndef VZ_LEASE_H
+#define VZ_LEASE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "edge.h"
+
+typedef struct vz_leases_t vz_leases_t;
+
+//  At most max_entries callers remembered; leases live ttl_ms. NULL when
+//  max_tokens < 2 (leases off).
+vz_leases_t *vz_leases_new(int max_tokens, int ttl_ms, int max_entries);
+void vz_leases_destroy(vz_leases_t **self_p);
+
+//  Spend one leased token of key: true with *out the decision to apply
+//  (the lease's answer, remaining counting the tokens still leased).
+bool vz_leases_take(vz_leases_t *self, const char *key, int64_t now_ms, vz_edge_rate_t *out);
+
+//  Tokens to ask for in key's next check (1 = no lease).
+uint64_t vz_leases_want(vz_leases_t *self, const char *key);
+
+//  A check of cost n for key was answered allowed with *rl: keep the n - 1
+//  tokens not spent by the request that asked, and adjust rl->remaining
+//  for that request's headers.
+void vz_leases_grant(vz_leases_t *self, const char *key, uint64_t n, vz_edge_rate_t *rl,
+                     int64_t now_ms);
+
+//  A check of cost > 1 was denied: key is near its limit, ask one at a time.
+void vz_leases_shrink(vz_leases_t *self, const char *key);
+
+#endif
