@@ -656,6 +656,29 @@ static void s_fire(vz_supervisor_t *self, s_replica_t *r, s_event_t ev)
 //  ---------------------------------------------------------------------------
 //  Scaling, rolling restarts, shutdown
 
+//  A free port for an "auto" admin port that no replica and no named port
+//  holds already: the kernel may hand out the same ephemeral port twice
+//  once the probe socket is closed (seen: two auth replicas given one port,
+//  the second failing to bind until it was marked failed).
+static int s_auto_admin_port(vz_supervisor_t *self)
+{
+    int port = -EADDRINUSE;
+    for (int attempt = 0; attempt < 16; attempt++) {
+        port = vz_mesh_free_port();
+        if (port < 0)
+            return port;
+        bool taken = false;
+        for (size_t i = 0; i < self->cfg->port_count && !taken; i++)
+            taken = self->cfg->ports[i].port == port;
+        for (size_t i = 0; i < self->cfg->service_count && !taken; i++)
+            for (int k = 0; k < VZ_MESH_MAX_REPLICAS && !taken; k++)
+                taken = self->services[i].replicas[k].admin_port == port;
+        if (!taken)
+            return port;
+    }
+    return -EADDRINUSE;
+}
+
 static void s_scale(vz_supervisor_t *self, int i, int count)
 {
     s_service_t *s = &self->services[i];
@@ -666,7 +689,7 @@ static void s_scale(vz_supervisor_t *self, int i, int count)
         if (k < count && !r->present) {
             r->present = true;
             if (!r->admin_port)
-                r->admin_port = svc->admin_auto ? vz_mesh_free_port() : svc->admin_port + k;
+                r->admin_port = svc->admin_auto ? s_auto_admin_port(self) : svc->admin_port + k;
             r->state = ST_STOPPED;
             s_fire(self, r, EV_START);
         } else if (k < count && r->present && !r->wanted && r->state == ST_STOPPING)
