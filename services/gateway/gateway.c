@@ -852,9 +852,15 @@ static void s_on_rate(vz_upcall_t *pre)
             }
         }
         go = s_rate_decide(req, &rl, "limiter");
-    } else
+    } else {
+        if (req->rl_cost > 1) {
+            char key[LEASE_KEY_MAX];
+            s_lease_key(req, key, sizeof key);
+            vz_leases_abandon(gw->leases, key);
+        }
         go = s_rate_fallback(req, pre->result == VZ_UPCALL_REPLY ? "malformed"
                                                                 : s_code_label(pre->error_code));
+    }
     free(pre->reply);
     pre->reply = NULL;
 decided:
@@ -888,9 +894,9 @@ static int s_rate_step(vz_gateway_t *gw, gw_req_t *req)
     if (!route->rate_class[0])
         return 0;
     uint64_t cost = 1;
+    char key[LEASE_KEY_MAX];
     if (gw->leases) {
         //  A token leased earlier for this caller: no round trip.
-        char key[LEASE_KEY_MAX];
         s_lease_key(req, key, sizeof key);
         vz_edge_rate_t rl;
         if (vz_leases_take(gw->leases, key, vz_now_ms(), &rl))
@@ -899,6 +905,8 @@ static int s_rate_step(vz_gateway_t *gw, gw_req_t *req)
     }
     if (s_rate_check(gw, req, cost))
         return 1;
+    if (cost > 1)
+        vz_leases_abandon(gw->leases, key);
     return s_rate_fallback(req, VZ_ERR_UNAVAILABLE) ? 0 : -1;
 }
 

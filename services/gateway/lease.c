@@ -8,12 +8,18 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+//  Lease checks in flight per caller at most: enough for a caller on many
+//  connections to keep its requests fed, few enough that a burst followed
+//  by silence strands at most this many leases' tokens.
+#define S_ASKS_MAX 4
+
 typedef struct {
     uint64_t tokens;       //  leased, not yet spent
     uint64_t used;         //  spent from the current lease
     uint64_t want;         //  size of the next lease
     uint64_t cap;          //  largest lease for this caller's policy
     int64_t expires_ms;    //  the lease's tokens are void after this
+    int asking;            //  checks for more than one token in flight
     vz_edge_rate_t answer; //  the limiter's answer that granted the lease
 } s_lease_t;
 
@@ -88,7 +94,13 @@ uint64_t vz_leases_want(vz_leases_t *self, const char *key)
     assert(self && key);
     pthread_mutex_lock(&self->lock);
     s_lease_t *lease = zhashx_lookup(self->leases, key);
-    uint64_t want = lease ? lease->want : 1;
+    uint64_t want = 1;
+    //  A few leases asked for at a time per caller: otherwise every request
+    //  arriving while the last lease is spent would ask for a whole one.
+    if (lease && lease->want > 1 && lease->asking < S_ASKS_MAX) {
+        want = lease->want;
+        lease->asking++;
+    }
     pthread_mutex_unlock(&self->lock);
     return want;
 }
@@ -132,6 +144,8 @@ void vz_leases_grant(vz_leases_t *self, const char *key, uint64_t n, vz_edge_rat
         lease->used = 0;
     }
     //  Concurrent checks of one caller add up; every token is the limiter's.
+    if (n > 1 && lease->asking > 0)
+        lease->asking--;
     lease->tokens += n - 1;
     lease->used += 1;
     lease->expires_ms = now_ms + self->ttl_ms;
@@ -149,7 +163,20 @@ void vz_leases_shrink(vz_leases_t *self, const char *key)
     assert(self && key);
     pthread_mutex_lock(&self->lock);
     s_lease_t *lease = zhashx_lookup(self->leases, key);
-    if (lease)
+    if (lease) {
         lease->want = 1;
+        if (lease->asking > 0)
+            lease->asking--;
+    }
+    pthread_mutex_unlock(&self->lock);
+}
+
+void vz_leases_abandon(vz_leases_t *self, const char *key)
+{
+    assert(self && key);
+    pthread_mutex_lock(&self->lock);
+    s_lease_t *lease = zhashx_lookup(self->leases, key);
+    if (lease && lease->asking > 0)
+        lease->asking--;
     pthread_mutex_unlock(&self->lock);
 }

@@ -12,7 +12,10 @@
  *  before they expire, shrinks to what was used when one expires, and is
  *  capped at max_tokens and at 1 % of the policy's limit per window, so a
  *  policy of fewer than 200 requests a window is never leased (every
- *  request is decided by the limiter, exactly as without leases).
+ *  request is decided by the limiter, exactly as without leases). At most
+ *  four leases are asked for at a time per caller, so at most four leases'
+ *  worth of tokens can be lost per lifetime, however many connections the
+ *  caller uses.
  *
  *  Thread-safe: HTTP threads take, the reactor grants.
  */
@@ -34,7 +37,10 @@ void vz_leases_destroy(vz_leases_t **self_p);
 //  (the lease's answer, remaining counting the tokens still leased).
 bool vz_leases_take(vz_leases_t *self, const char *key, int64_t now_ms, vz_edge_rate_t *out);
 
-//  Tokens to ask for in key's next check (1 = no lease).
+//  Tokens to ask for in key's next check (1 = no lease). A result above 1
+//  counts as a lease asked for until vz_leases_grant, _shrink or _abandon;
+//  with four in flight the others get 1, so the tokens leased at once stay
+//  bounded.
 uint64_t vz_leases_want(vz_leases_t *self, const char *key);
 
 //  A check of cost n for key was answered allowed with *rl: keep the n - 1
@@ -45,5 +51,8 @@ void vz_leases_grant(vz_leases_t *self, const char *key, uint64_t n, vz_edge_rat
 
 //  A check of cost > 1 was denied: key is near its limit, ask one at a time.
 void vz_leases_shrink(vz_leases_t *self, const char *key);
+
+//  A check of cost > 1 got no usable answer (limiter away, malformed).
+void vz_leases_abandon(vz_leases_t *self, const char *key);
 
 #endif
