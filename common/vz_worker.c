@@ -266,25 +266,8 @@ static int s_encode_reply(const vz_envelope_t *reply, uint8_t **buf_p, size_t *l
     if (vz_envelope_encode(reply, buf_p, len_p) == 0)
         return 0;
     vz_envelope_t fallback;
-    vz_envelope_init(&fallback, VZ_KIND_ERROR);
-    vz_strlcpy(fallback.id, reply->id, sizeof fallback.id);
-    vz_strlcpy(fallback.service, reply->service, sizeof fallback.service);
-    vz_strlcpy(fallback.method, reply->method, sizeof fallback.method);
-    vz_strlcpy(fallback.traceparent, reply->traceparent, sizeof fallback.traceparent);
-    vz_strlcpy(fallback.error_code, VZ_ERR_INTERNAL, sizeof fallback.error_code);
-    vz_strlcpy(fallback.error_message, "reply too large", sizeof fallback.error_message);
+    vz_envelope_error_to(&fallback, reply, VZ_ERR_INTERNAL, "reply too large");
     return vz_envelope_encode(&fallback, buf_p, len_p) == 0 ? 0 : -1;
-}
-
-static void s_send_frame(s_link_t *link, const void *tag, const uint8_t *buf, size_t len)
-{
-    zmsg_t *msg = zmsg_new();
-    zmsg_addstr(msg, VZ_CMD_REPLY);
-    zmsg_addmem(msg, tag, VZ_TAG_SIZE);
-    zmsg_addmem(msg, buf, len);
-    if (link->sock)
-        zmsg_send(&msg, link->sock);
-    zmsg_destroy(&msg);
 }
 
 static void s_send_reply(s_link_t *link, const void *tag, const vz_envelope_t *reply)
@@ -293,8 +276,14 @@ static void s_send_reply(s_link_t *link, const void *tag, const vz_envelope_t *r
     size_t len = 0;
     if (s_encode_reply(reply, &buf, &len) < 0)
         return;
-    s_send_frame(link, tag, buf, len);
+    zmsg_t *msg = zmsg_new();
+    zmsg_addstr(msg, VZ_CMD_REPLY);
+    zmsg_addmem(msg, tag, VZ_TAG_SIZE);
+    zmsg_addmem(msg, buf, len);
     free(buf);
+    if (link->sock)
+        zmsg_send(&msg, link->sock);
+    zmsg_destroy(&msg);
 }
 
 //  Room for the outer envelope's own fields and the array's headers.
@@ -317,14 +306,13 @@ static void s_bundle_send(s_bundle_t *bundle)
         for (size_t i = 1; i < bundle->n; i++)
             if (bundle->slot[i].len > bundle->slot[big].len)
                 big = i;
-        vz_envelope_t err;
-        vz_envelope_init(&err, VZ_KIND_ERROR);
-        vz_strlcpy(err.service, bundle->service, sizeof err.service);
-        vz_strlcpy(err.method, bundle->method, sizeof err.method);
-        vz_strlcpy(err.error_code, VZ_ERR_REPLY_DROPPED, sizeof err.error_code);
-        vz_strlcpy(err.error_message, "served, but the reply did not fit the bundle",
-                   sizeof err.error_message);
-        //  The id is inside the encoded reply; the caller matches by position.
+        //  The error answers the same request as the reply it replaces.
+        vz_envelope_t dropped, err;
+        if (vz_envelope_decode(&dropped, bundle->slot[big].data, bundle->slot[big].len, NULL,
+                               NULL) != 0)
+            vz_envelope_init(&dropped, VZ_KIND_REPLY);
+        vz_envelope_error_to(&err, &dropped, VZ_ERR_REPLY_DROPPED,
+                             "served, but the reply did not fit the bundle");
         uint8_t *buf = NULL;
         size_t len = 0;
         if (vz_envelope_encode(&err, &buf, &len) < 0)
