@@ -66,9 +66,8 @@ struct vz_upstream_t {
         int timeout_ms;             //  ...timeout
         bool idempotent;            //  ...and idempotency
         vz_upcall_t *group[VZ_BATCH_MAX]; //  forwards of one service.method, in order
-        vz_batch_item_t item[VZ_BATCH_MAX]; //  their encoded envelopes (heap)
         size_t n;                   //  forwards in group
-        size_t bytes;               //  sum of their encoded sizes
+        size_t bytes;               //  bound of their encoded sizes (s_envelope_bound)
     } bundle[BUNDLE_GROUPS];       //  s_on_wake's bundles being filled
     size_t nbundles;               //  bundles in use this pass
     vz_series_t *bundles;          //  vz_gateway_bundle_envelopes_total
@@ -504,8 +503,42 @@ static void s_reply_batch(vz_upstream_t *self, vz_upcall_t *carrier, const vz_en
     s_carrier_free(carrier);
 }
 
-//  Send rule r's group: alone when it is one call, else in one carrier
-//  whose deadline is the earliest of its calls'.
+//  Send the n calls of group in one carrier of kind to service.method with
+//  body items (copied): the earliest of their deadlines, the first one's
+//  trace context, idempotent only if every call is. Counted in envelopes
+//  and calls when those exist.
+static void s_send_carrier(vz_upstream_t *self, vz_upcall_kind_t kind, const char *service,
+                           const char *method, vz_upcall_t **group, const vz_batch_item_t *items,
+                           size_t n, vz_series_t *envelopes, vz_series_t *calls)
+{
+    vz_upcall_t *carrier = calloc(1, sizeof *carrier);
+    assert(carrier);
+    carrier->kind = kind;
+    vz_strlcpy(carrier->service, service, sizeof carrier->service);
+    vz_strlcpy(carrier->method, method, sizeof carrier->method);
+    vz_strlcpy(carrier->traceparent, group[0]->traceparent, sizeof carrier->traceparent);
+    carrier->members = malloc(n * sizeof *carrier->members);
+    assert(carrier->members);
+    carrier->deadline_ms = group[0]->deadline_ms;
+    carrier->idempotent = true;
+    for (size_t i = 0; i < n; i++) {
+        carrier->members[i] = group[i];
+        carrier->idempotent = carrier->idempotent && group[i]->idempotent;
+        if (group[i]->deadline_ms < carrier->deadline_ms)
+            carrier->deadline_ms = group[i]->deadline_ms;
+    }
+    carrier->nmembers = n;
+    carrier->owned_body = vz_batch_request_encode(items, n, &carrier->body_len);
+    carrier->body = carrier->owned_body;
+    if (envelopes) {
+        vz_series_inc(envelopes);
+        vz_series_add(calls, (double)n);
+    }
+    s_send(self, carrier);
+}
+
+//  Send rule r's group: alone when it is one call, else as one
+//  <method>_batch envelope of their bodies.
 static void s_send_group(vz_upstream_t *self, size_t r)
 {
     size_t n = self->rule[r].grouped;
@@ -517,31 +550,13 @@ static void s_send_group(vz_upstream_t *self, size_t r)
         s_send(self, group[0]);
         return;
     }
-    vz_upcall_t *carrier = calloc(1, sizeof *carrier);
-    assert(carrier);
-    carrier->kind = VZ_UPCALL_BATCH;
-    vz_strlcpy(carrier->service, self->rule[r].service, sizeof carrier->service);
-    vz_strlcpy(carrier->method, self->rule[r].batch_method, sizeof carrier->method);
-    vz_strlcpy(carrier->traceparent, group[0]->traceparent, sizeof carrier->traceparent);
-    carrier->members = malloc(n * sizeof *carrier->members);
-    assert(carrier->members);
     vz_batch_item_t items[VZ_BATCH_MAX];
-    carrier->deadline_ms = group[0]->deadline_ms;
     for (size_t i = 0; i < n; i++) {
-        carrier->members[i] = group[i];
         group[i]->attempts++; //  this envelope is their attempt
         items[i] = (vz_batch_item_t){.data = group[i]->body, .len = group[i]->body_len};
-        if (group[i]->deadline_ms < carrier->deadline_ms)
-            carrier->deadline_ms = group[i]->deadline_ms;
     }
-    carrier->nmembers = n;
-    carrier->owned_body = vz_batch_request_encode(items, n, &carrier->body_len);
-    carrier->body = carrier->owned_body;
-    if (self->batches) {
-        vz_series_inc(self->batches);
-        vz_series_add(self->batched, (double)n);
-    }
-    s_send(self, carrier);
+    s_send_carrier(self, VZ_UPCALL_BATCH, self->rule[r].service, self->rule[r].batch_method,
+                   group, items, n, self->batches, self->batched);
 }
 
 //  A bundle item the bundle's reply had no room for: not served (any call
@@ -593,52 +608,54 @@ static void s_reply_bundle(vz_upstream_t *self, vz_upcall_t *carrier, const vz_e
     s_carrier_free(carrier);
 }
 
-//  Send bundle b: alone when it holds one call, else in one carrier whose
-//  deadline is the earliest of its calls'.
+//  Send bundle b: alone when it holds one call, else as one bundle of
+//  their whole envelopes (encoded here, once each).
 static void s_send_bundle(vz_upstream_t *self, size_t b)
 {
     size_t n = self->bundle[b].n;
     vz_upcall_t **group = self->bundle[b].group;
-    vz_batch_item_t *item = self->bundle[b].item;
     self->bundle[b].n = self->bundle[b].bytes = 0;
     if (n == 0)
         return;
     if (n == 1) {
-        free((void *)item[0].data);
-        group[0]->attempts--; //  encoded but never sent
         s_send(self, group[0]);
         return;
     }
-    vz_upcall_t *carrier = calloc(1, sizeof *carrier);
-    assert(carrier);
-    carrier->kind = VZ_UPCALL_BUNDLE;
-    vz_strlcpy(carrier->service, group[0]->service, sizeof carrier->service);
-    vz_strlcpy(carrier->method, group[0]->method, sizeof carrier->method);
-    vz_strlcpy(carrier->traceparent, group[0]->traceparent, sizeof carrier->traceparent);
-    carrier->idempotent = group[0]->idempotent;
-    carrier->members = malloc(n * sizeof *carrier->members);
-    assert(carrier->members);
-    carrier->deadline_ms = group[0]->deadline_ms;
+    vz_batch_item_t items[VZ_BATCH_MAX];
+    vz_upcall_t *members[VZ_BATCH_MAX];
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        carrier->members[i] = group[i];
-        if (group[i]->deadline_ms < carrier->deadline_ms)
-            carrier->deadline_ms = group[i]->deadline_ms;
+        vz_envelope_t env;
+        s_envelope(self, group[i], &env);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if (vz_envelope_encode(&env, &buf, &len) < 0) {
+            s_fail(self, group[i], "request_too_large", "request does not fit one envelope");
+            continue;
+        }
+        members[k] = group[i];
+        items[k++] = (vz_batch_item_t){.data = buf, .len = len};
     }
-    carrier->nmembers = n;
-    carrier->owned_body = vz_batch_request_encode(item, n, &carrier->body_len);
-    carrier->body = carrier->owned_body;
-    for (size_t i = 0; i < n; i++)
-        free((void *)item[i].data);
-    if (self->bundles) {
-        vz_series_inc(self->bundles);
-        vz_series_add(self->bundled, (double)n);
-    }
-    s_send(self, carrier);
+    if (k > 0)
+        s_send_carrier(self, VZ_UPCALL_BUNDLE, members[0]->service, members[0]->method, members,
+                       items, k, self->bundles, self->bundled);
+    for (size_t i = 0; i < k; i++)
+        free((void *)items[i].data);
+}
+
+//  An upper bound of call's encoded envelope: its body, its ctx and room
+//  for the fixed fields.
+static size_t s_envelope_bound(const vz_upcall_t *call)
+{
+    size_t bytes = call->body_len + 256;
+    for (size_t i = 0; i < call->ctx_count; i++)
+        bytes += strlen(call->ctx[i].key) + strlen(call->ctx[i].value) + 8;
+    return bytes;
 }
 
 //  File a first-attempt forward in this pass's bundle for its service,
 //  method, timeout and idempotency; false when it must go alone (bundles
-//  off, no free bundle, or its envelope does not encode).
+//  off, the route says so, or no free bundle).
 static bool s_bundle_add(vz_upstream_t *self, vz_upcall_t *call)
 {
     if (self->bundle_max < 2 || call->kind != VZ_UPCALL_FORWARD || call->alone)
@@ -653,16 +670,8 @@ static bool s_bundle_add(vz_upstream_t *self, vz_upcall_t *call)
     if (b == BUNDLE_GROUPS)
         return false;
     s_begin(self, call);
-    vz_envelope_t env;
-    s_envelope(self, call, &env);
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (vz_envelope_encode(&env, &buf, &len) < 0) {
-        call->attempts--;
-        s_send(self, call); //  says what is wrong with it
-        return true;
-    }
-    if (b < self->nbundles && self->bundle[b].bytes + len > VZ_UPSTREAM_BUNDLE_BYTES)
+    size_t bytes = s_envelope_bound(call);
+    if (b < self->nbundles && self->bundle[b].bytes + bytes > VZ_UPSTREAM_BUNDLE_BYTES)
         s_send_bundle(self, b); //  full: this call starts the next one (same slot)
     if (b == self->nbundles) {
         self->nbundles++;
@@ -671,10 +680,8 @@ static bool s_bundle_add(vz_upstream_t *self, vz_upcall_t *call)
         self->bundle[b].timeout_ms = call->timeout_ms;
         self->bundle[b].idempotent = call->idempotent;
     }
-    size_t i = self->bundle[b].n++;
-    self->bundle[b].group[i] = call;
-    self->bundle[b].item[i] = (vz_batch_item_t){.data = buf, .len = len};
-    self->bundle[b].bytes += len;
+    self->bundle[b].group[self->bundle[b].n++] = call;
+    self->bundle[b].bytes += bytes;
     if (self->bundle[b].n == self->bundle_max)
         s_send_bundle(self, b);
     return true;
