@@ -114,6 +114,7 @@ struct gw_req_t {
     vz_edge_identity_t id;                //  who the caller is (valid when authed)
     vz_edge_rate_t rl;                    //  the rate-limit decision (valid when rl_have)
     uint64_t rl_cost;                     //  tokens the pending check asks for
+    char rl_key[LEASE_KEY_MAX];           //  the caller's lease key (s_lease_key), leases on
     vz_upcall_t call;                     //  the upstream call
     vz_upcall_t pre;                      //  auth.api_key_verify or ratelimit.check
 };
@@ -831,39 +832,26 @@ static void s_on_rate(vz_upcall_t *pre)
     gw_req_t *req = pre->arg;
     vz_gateway_t *gw = req->gw;
     vz_edge_rate_t rl;
-    bool go;
-    if (pre->result == VZ_UPCALL_REPLY && vz_edge_rate_decode(pre->reply, pre->reply_len, &rl) == 0) {
-        char key[LEASE_KEY_MAX];
-        if (gw->leases && (rl.allowed || req->rl_cost > 1)) {
-            //  Even a check of one token starts the caller's record: the
-            //  next request within a lease lifetime asks for more.
-            s_lease_key(req, key, sizeof key);
-            if (rl.allowed)
-                vz_leases_grant(gw->leases, key, req->rl_cost, &rl, vz_now_ms());
-            else {
-                //  Near the limit: the tokens left go one at a time.
-                vz_leases_shrink(gw->leases, key);
-                free(pre->reply);
-                pre->reply = NULL;
-                if (s_rate_check(gw, req, 1))
-                    return;
-                go = s_rate_fallback(req, VZ_ERR_UNAVAILABLE);
-                goto decided;
-            }
-        }
-        go = s_rate_decide(req, &rl, "limiter");
-    } else {
-        if (req->rl_cost > 1) {
-            char key[LEASE_KEY_MAX];
-            s_lease_key(req, key, sizeof key);
-            vz_leases_abandon(gw->leases, key);
-        }
-        go = s_rate_fallback(req, pre->result == VZ_UPCALL_REPLY ? "malformed"
-                                                                : s_code_label(pre->error_code));
-    }
+    bool ok = pre->result == VZ_UPCALL_REPLY &&
+              vz_edge_rate_decode(pre->reply, pre->reply_len, &rl) == 0;
+    const char *reason =
+        pre->result == VZ_UPCALL_REPLY ? "malformed" : s_code_label(pre->error_code);
     free(pre->reply);
     pre->reply = NULL;
-decided:
+    if (ok && !rl.allowed && req->rl_cost > 1) {
+        //  Near the limit: the tokens left go one at a time.
+        vz_leases_shrink(gw->leases, req->rl_key);
+        if (s_rate_check(gw, req, 1))
+            return;
+        ok = false;
+        reason = VZ_ERR_UNAVAILABLE;
+    } else if (ok && rl.allowed && gw->leases)
+        //  Even a check of one token starts the caller's record: the next
+        //  request within a lease lifetime asks for more.
+        vz_leases_grant(gw->leases, req->rl_key, req->rl_cost, &rl, vz_now_ms());
+    else if (!ok && req->rl_cost > 1)
+        vz_leases_abandon(gw->leases, req->rl_key);
+    bool go = ok ? s_rate_decide(req, &rl, "limiter") : s_rate_fallback(req, reason);
     if (!go) {
         s_finish(req);
         return;
@@ -894,19 +882,17 @@ static int s_rate_step(vz_gateway_t *gw, gw_req_t *req)
     if (!route->rate_class[0])
         return 0;
     uint64_t cost = 1;
-    char key[LEASE_KEY_MAX];
     if (gw->leases) {
         //  A token leased earlier for this caller: no round trip.
-        s_lease_key(req, key, sizeof key);
+        s_lease_key(req, req->rl_key, sizeof req->rl_key);
         vz_edge_rate_t rl;
-        if (vz_leases_take(gw->leases, key, vz_now_ms(), &rl))
+        if (vz_leases_take(gw->leases, req->rl_key, vz_now_ms(), &rl, &cost))
             return s_rate_decide(req, &rl, "lease") ? 0 : -1;
-        cost = vz_leases_want(gw->leases, key);
     }
     if (s_rate_check(gw, req, cost))
         return 1;
     if (cost > 1)
-        vz_leases_abandon(gw->leases, key);
+        vz_leases_abandon(gw->leases, req->rl_key);
     return s_rate_fallback(req, VZ_ERR_UNAVAILABLE) ? 0 : -1;
 }
 

@@ -65,11 +65,13 @@ void vz_leases_destroy(vz_leases_t **self_p)
     *self_p = NULL;
 }
 
-bool vz_leases_take(vz_leases_t *self, const char *key, int64_t now_ms, vz_edge_rate_t *out)
+bool vz_leases_take(vz_leases_t *self, const char *key, int64_t now_ms, vz_edge_rate_t *out,
+                    uint64_t *want_p)
 {
-    assert(self && key && out);
+    assert(self && key && out && want_p);
     pthread_mutex_lock(&self->lock);
     s_lease_t *lease = zhashx_lookup(self->leases, key);
+    *want_p = 1;
     bool served = false;
     if (lease && lease->tokens > 0 && now_ms < lease->expires_ms) {
         lease->tokens--;
@@ -77,32 +79,22 @@ bool vz_leases_take(vz_leases_t *self, const char *key, int64_t now_ms, vz_edge_
         *out = lease->answer;
         out->remaining += lease->tokens;
         served = true;
-    } else if (lease && lease->tokens == 0 && now_ms < lease->expires_ms) {
-        //  Spent before it expired: the caller is faster than the lease.
-        lease->want = lease->want * 2 < lease->cap ? lease->want * 2 : lease->cap;
-    } else if (lease && lease->tokens > 0) {
-        //  Expired with tokens left: lease only what was used.
-        lease->want = lease->used > 1 ? lease->used : 1;
-        lease->tokens = 0;
+    } else if (lease) {
+        if (now_ms < lease->expires_ms) //  spent before it expired: the caller is faster
+            lease->want = lease->want * 2 < lease->cap ? lease->want * 2 : lease->cap;
+        else if (lease->tokens > 0) { //  expired with tokens left: lease only what was used
+            lease->want = lease->used > 1 ? lease->used : 1;
+            lease->tokens = 0;
+        }
+        //  A few leases asked for at a time per caller: otherwise every
+        //  request arriving while the last lease is spent would ask for one.
+        if (lease->want > 1 && lease->asking < S_ASKS_MAX) {
+            *want_p = lease->want;
+            lease->asking++;
+        }
     }
     pthread_mutex_unlock(&self->lock);
     return served;
-}
-
-uint64_t vz_leases_want(vz_leases_t *self, const char *key)
-{
-    assert(self && key);
-    pthread_mutex_lock(&self->lock);
-    s_lease_t *lease = zhashx_lookup(self->leases, key);
-    uint64_t want = 1;
-    //  A few leases asked for at a time per caller: otherwise every request
-    //  arriving while the last lease is spent would ask for a whole one.
-    if (lease && lease->want > 1 && lease->asking < S_ASKS_MAX) {
-        want = lease->want;
-        lease->asking++;
-    }
-    pthread_mutex_unlock(&self->lock);
-    return want;
 }
 
 //  Bounded memory: forget expired leases, and everyone if that is not enough.

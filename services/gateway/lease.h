@@ -34,14 +34,13 @@ vz_leases_t *vz_leases_new(int max_tokens, int ttl_ms, int max_entries);
 void vz_leases_destroy(vz_leases_t **self_p);
 
 //  Spend one leased token of key: true with *out the decision to apply
-//  (the lease's answer, remaining counting the tokens still leased).
-bool vz_leases_take(vz_leases_t *self, const char *key, int64_t now_ms, vz_edge_rate_t *out);
-
-//  Tokens to ask for in key's next check (1 = no lease). A result above 1
-//  counts as a lease asked for until vz_leases_grant, _shrink or _abandon;
-//  with four in flight the others get 1, so the tokens leased at once stay
-//  bounded.
-uint64_t vz_leases_want(vz_leases_t *self, const char *key);
+//  (the lease's answer, remaining counting the tokens still leased). False
+//  with *want_p the tokens key's check should ask for (1 = no lease); above
+//  1 it counts as a lease asked for until vz_leases_grant, _shrink or
+//  _abandon, and with four in flight the others get 1, so the tokens leased
+//  at once stay bounded.
+bool vz_leases_take(vz_leases_t *self, const char *key, int64_t now_ms, vz_edge_rate_t *out,
+                    uint64_t *want_p);
 
 //  A check of cost n for key was answered allowed with *rl: keep the n - 1
 //  tokens not spent by the request that asked, and adjust rl->remaining
