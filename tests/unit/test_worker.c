@@ -776,6 +776,16 @@ static void s_item(vz_batch_item_t *item, const char *method, const char *id, co
     *item = (vz_batch_item_t){.data = buf, .len = len};
 }
 
+//  n items to method with empty bodies and ids <prefix><i>.
+static void s_items(vz_batch_item_t *items, char (*ids)[8], int n, const char *method,
+                    const char *prefix)
+{
+    for (int i = 0; i < n; i++) {
+        snprintf(ids[i], sizeof ids[i], "%s%d", prefix, i);
+        s_item(&items[i], method, ids[i], "", vz_now_ms() + WAIT_MS);
+    }
+}
+
 //  Send REQ tag caller <bundle of n items to svc.method>; frees the items.
 static void s_send_bundle(rig_t *rig, const char *tag, const char *method, vz_batch_item_t *items,
                           size_t n)
@@ -982,10 +992,7 @@ static void test_bundle_overflow(void **state)
     enum { N = 20 }; //  20 x 60 kB > the 1 MiB frame
     vz_batch_item_t items[N];
     char ids[N][8];
-    for (int i = 0; i < N; i++) {
-        snprintf(ids[i], sizeof ids[i], "g%d", i);
-        s_item(&items[i], "big", ids[i], "", vz_now_ms() + WAIT_MS);
-    }
+    s_items(items, ids, N, "big", "g");
     s_send_bundle(&rig, "bund0020", "big", items, N);
     rep_t rep;
     vz_envelope_t out[N];
@@ -1023,10 +1030,7 @@ static void test_bundle_dropped(void **state)
     enum { N = 6 }; //  6 x 300 kB: three fit one frame
     vz_batch_item_t items[N];
     char ids[N][8];
-    for (int i = 0; i < N; i++) {
-        snprintf(ids[i], sizeof ids[i], "l%d", i);
-        s_item(&items[i], "bigl", ids[i], "", vz_now_ms() + WAIT_MS);
-    }
+    s_items(items, ids, N, "bigl", "l");
     s_send_bundle(&rig, "bund0021", "bigl", items, N);
     rep_t rep;
     vz_envelope_t out[N];
