@@ -777,7 +777,7 @@ static void s_item(vz_batch_item_t *item, const char *method, const char *id, co
 }
 
 //  n items to method with empty bodies and ids <prefix><i>.
-static void s_items(vz_batch_item_t *items, char (*ids)[8], int n, const char *method,
+static void s_items(vz_batch_item_t *items, char (*ids)[24], int n, const char *method,
                     const char *prefix)
 {
     for (int i = 0; i < n; i++) {
@@ -991,7 +991,7 @@ static void test_bundle_overflow(void **state)
     s_rig_start(&rig, *state, 0);
     enum { N = 20 }; //  20 x 60 kB > the 1 MiB frame
     vz_batch_item_t items[N];
-    char ids[N][8];
+    char ids[N][24];
     s_items(items, ids, N, "big", "g");
     s_send_bundle(&rig, "bund0020", "big", items, N);
     rep_t rep;
@@ -1029,7 +1029,7 @@ static void test_bundle_dropped(void **state)
     s_rig_start(&rig, *state, 0);
     enum { N = 6 }; //  6 x 300 kB: three fit one frame
     vz_batch_item_t items[N];
-    char ids[N][8];
+    char ids[N][24];
     s_items(items, ids, N, "bigl", "l");
     s_send_bundle(&rig, "bund0021", "bigl", items, N);
     rep_t rep;
