@@ -116,7 +116,8 @@ struct gw_req_t {
     uint64_t rl_cost;                     //  tokens the pending check asks for
     char rl_key[LEASE_KEY_MAX];           //  the caller's lease key (s_lease_key), leases on
     vz_upcall_t call;                     //  the upstream call
-    vz_upcall_t pre;                      //  auth.api_key_verify or ratelimit.check
+    vz_upcall_t pre;                      //  auth.api_key_verify or ratelimit.check (no ctx)
+    vz_ctx_entry_t ctx[VZ_CTX_MAX];       //  call's envelope ctx (s_build_ctx)
 };
 
 struct vz_gateway_t {
@@ -491,11 +492,12 @@ static void s_on_call_done(vz_upcall_t *call)
     MHD_resume_connection(req->conn);
 }
 
-static void s_ctx_add(vz_upcall_t *call, const char *key, const char *value)
+static void s_ctx_add(gw_req_t *req, const char *key, const char *value)
 {
+    vz_upcall_t *call = &req->call;
     if (call->ctx_count == VZ_CTX_MAX)
         return; //  routes.c bounds params and headers, so this cannot be reached
-    vz_ctx_entry_t *e = &call->ctx[call->ctx_count++];
+    vz_ctx_entry_t *e = &req->ctx[call->ctx_count++];
     vz_strlcpy(e->key, key, sizeof e->key);
     vz_strlcpy(e->value, value, sizeof e->value);
 }
@@ -506,25 +508,26 @@ static void s_build_ctx(gw_req_t *req)
 {
     vz_upcall_t *call = &req->call;
     const vz_route_t *route = req->match.route;
+    call->ctx = req->ctx;
     if (req->authed) {
         //  The verified identity only; the credential itself stays here.
-        s_ctx_add(call, "auth", req->id.auth);
-        s_ctx_add(call, "sub", req->id.sub);
-        s_ctx_add(call, "scope", req->id.scope);
-        s_ctx_add(call, "tier", req->id.tier);
+        s_ctx_add(req, "auth", req->id.auth);
+        s_ctx_add(req, "sub", req->id.sub);
+        s_ctx_add(req, "scope", req->id.scope);
+        s_ctx_add(req, "tier", req->id.tier);
         if (req->id.kid[0])
-            s_ctx_add(call, "kid", req->id.kid);
+            s_ctx_add(req, "kid", req->id.kid);
     } else {
-        s_ctx_add(call, "auth", "none");
-        s_ctx_add(call, "tier", "anonymous");
+        s_ctx_add(req, "auth", "none");
+        s_ctx_add(req, "tier", "anonymous");
     }
-    s_ctx_add(call, "client_ip", req->client_ip);
+    s_ctx_add(req, "client_ip", req->client_ip);
     if (req->content_type[0])
-        s_ctx_add(call, "content_type", req->content_type);
+        s_ctx_add(req, "content_type", req->content_type);
     char key[VZ_CTX_KEY_MAX * 2]; //  routes.c keeps prefix + name within VZ_CTX_KEY_MAX
     for (size_t i = 0; i < req->match.param_count; i++) {
         snprintf(key, sizeof key, "path.%s", req->match.param_name[i]);
-        s_ctx_add(call, key, req->match.param_value[i]);
+        s_ctx_add(req, key, req->match.param_value[i]);
     }
     for (size_t i = 0; i < route->header_count; i++) {
         const char *value =
@@ -532,7 +535,7 @@ static void s_build_ctx(gw_req_t *req)
         if (!value)
             continue;
         snprintf(key, sizeof key, "header.%s", route->headers[i]);
-        s_ctx_add(call, key, value);
+        s_ctx_add(req, key, value);
     }
 }
 
@@ -1469,7 +1472,9 @@ static void s_load_openapi(vz_gateway_t *self)
         return;
     }
     text[len] = '\0';
-    self->openapi = text;
+    //  Kept for the gateway's life: give back the rest of the 4 MiB.
+    char *fit = realloc(text, len + 1);
+    self->openapi = fit ? fit : text;
     self->openapi_len = len;
 }
 

@@ -55,7 +55,9 @@ struct vz_upcall_t {
     bool alone;                           //  FORWARD: never in a bundle (slow handlers)
     const uint8_t *body;                  //  request body, borrowed until done
     size_t body_len;                      //  its length
-    size_t ctx_count;                     //  entries used in ctx
+    const vz_ctx_entry_t *ctx;            //  envelope ctx (auth context, path params, headers),
+                                          //  borrowed until done; NULL = none
+    size_t ctx_count;                     //  entries in ctx
     vz_upcall_done_fn *done;              //  completion, on the reactor thread
     void *arg;                            //  for done
     //  Set by the reactor before done.
@@ -79,10 +81,9 @@ struct vz_upcall_t {
     char error_message[VZ_ERRMSG_MAX];  //  reactor: human text
     char http_location[VZ_CTX_VAL_MAX]; //  reactor: reply ctx "http_location" ("" = absent)
     char redis_error[128];              //  reactor, HEALTH: why Redis failed
-    vz_ctx_entry_t ctx[VZ_CTX_MAX];     //  submitter: envelope ctx (auth context, path params, headers)
 };
 
-//  Make call as new (all fields zero or empty) without writing its ~5 KB of
+//  Make call as new (all fields zero or empty) without writing its ~1 KB of
 //  buffers: a request resets two calls, and memset of both was 3 % of the
 //  machine's cycles under load. Does not free call->reply.
 void vz_upcall_reset(vz_upcall_t *call);

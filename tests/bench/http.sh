@@ -57,6 +57,8 @@ ticks() { # pid -> utime+stime in clock ticks (fields 14, 15; comm may hold spac
 machine_ticks() { # -> "busy total" clock ticks of all CPUs since boot
     awk '$1=="cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat
 }
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; } # KiB -> MiB, one decimal
+RSS_MAX_KIB="0 -"   # "KiB process (case)": the largest peak RSS of any process in a vizmesh case
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 #   anon_pss_kib PID -> "ANON PSS": anonymous resident memory, and the
 #   proportional set size (shared library pages divided among the
@@ -129,7 +131,9 @@ run_case() { # LABEL URL [wrk args...]
     for pr in "${PROCS[@]}"; do
         cpu_acc+=" ${pr%%:*} $(( ${cpu_sum[$pr]} / HTTP_REPS ))%"
         listed=$(( listed + ${cpu_sum[$pr]} / HTTP_REPS ))
-        rss_peak+=" ${pr%%:*} $(( ${peak[$pr]:-0} / 1024 ))M ($(( ${peak_anon[$pr]:-0} / 1024 ))/$(( ${peak_pss[$pr]:-0} / 1024 )))"
+        rss_peak+=" ${pr%%:*} $(mib "${peak[$pr]:-0}")M ($(mib "${peak_anon[$pr]:-0}")/$(mib "${peak_pss[$pr]:-0}"))"
+        [[ $label == vizmesh* ]] && [ "${peak[$pr]:-0}" -gt "${RSS_MAX_KIB%% *}" ] &&
+            RSS_MAX_KIB="${peak[$pr]} ${pr%%:*} in \"$label\""
     done
     cpu_acc+=" wrk+rest $(( busy_sum / HTTP_REPS - listed ))% (machine busy $(( busy_sum / HTTP_REPS ))% of $(( $(nproc) * 100 ))%)"
     NOTES+=("$label: CPU (% of one core):$cpu_acc | peak RSS (anon/PSS) MiB:$rss_peak")
@@ -338,3 +342,6 @@ for row in "${ROWS[@]}"; do
 done
 echo
 for n in "${NOTES[@]}"; do echo "- $n"; done
+k=${RSS_MAX_KIB%% *}
+[ "$k" -gt 0 ] && echo "- largest peak RSS of a mesh process: $(mib "$k") MiB ($(awk -v k="$k" \
+    'BEGIN {printf "%.1f", k * 1.024 / 1000}') MB), ${RSS_MAX_KIB#* }"
