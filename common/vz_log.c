@@ -10,8 +10,10 @@
 
 #include <assert.h>
 #include <ctype.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -289,14 +291,14 @@ int vz_log_format(char *buf, size_t n, vz_log_level_t level, const char *request
     return out.full ? -ENOSPC : (int)out.len;
 }
 
-void vz_log_write(vz_log_level_t level, const char *request_id, const char *msg, ...)
+//  Format one line with its '\n' into line (S_LINE_MAX bytes) from the
+//  key/value pairs in ap; returns its length, or 0 when even the fallback
+//  did not fit.
+static size_t s_vline(char *line, vz_log_level_t level, const char *request_id, const char *msg,
+                      va_list ap)
 {
-    if (!vz_log_enabled(level))
-        return;
     const char *kv[2 * S_PAIRS_MAX] = {0};
     size_t count = 0;
-    va_list ap;
-    va_start(ap, msg);
     for (const char *key = va_arg(ap, const char *); key; key = va_arg(ap, const char *)) {
         const char *value = va_arg(ap, const char *);
         if (count < 2 * S_PAIRS_MAX) {
@@ -304,27 +306,125 @@ void vz_log_write(vz_log_level_t level, const char *request_id, const char *msg,
             kv[count++] = value;
         }
     }
-    va_end(ap);
-
     //  A line too long for the buffer loses fields from the end rather than
     //  being cut mid-string; the message itself always survives.
-    char line[S_LINE_MAX];
-    int len = vz_log_format(line, sizeof line - 1, level, request_id, msg, kv, count);
+    int len = vz_log_format(line, S_LINE_MAX - 1, level, request_id, msg, kv, count);
     while (len < 0 && count > 0) {
         count -= 2;
-        len = vz_log_format(line, sizeof line - 1, level, request_id, msg, kv, count);
+        len = vz_log_format(line, S_LINE_MAX - 1, level, request_id, msg, kv, count);
     }
     if (len < 0)
-        len = vz_log_format(line, sizeof line - 1, level, NULL, "log line too long", NULL, 0);
+        len = vz_log_format(line, S_LINE_MAX - 1, level, NULL, "log line too long", NULL, 0);
     if (len < 0)
-        return;
+        return 0;
     line[len++] = '\n';
-    for (size_t off = 0; off < (size_t)len;) {
-        ssize_t rc = write(STDERR_FILENO, line + off, (size_t)len - off);
+    return (size_t)len;
+}
+
+//  Whole lines to stderr; a failed write loses them (logging never blocks
+//  the caller on an error of its own).
+static void s_write_all(const char *data, size_t len)
+{
+    for (size_t off = 0; off < len;) {
+        ssize_t rc = write(STDERR_FILENO, data + off, len - off);
         if (rc < 0 && errno == EINTR)
             continue;
         if (rc <= 0)
             return;
         off += (size_t)rc;
     }
+}
+
+static void s_vwrite(vz_logbuf_t *self, vz_log_level_t level, const char *request_id,
+                     const char *msg, va_list ap);
+
+void vz_log_write(vz_log_level_t level, const char *request_id, const char *msg, ...)
+{
+    va_list ap;
+    va_start(ap, msg);
+    s_vwrite(NULL, level, request_id, msg, ap);
+    va_end(ap);
+}
+
+// --------------------------------------------------------------------------
+//  Buffered sink
+
+struct vz_logbuf_t {
+    pthread_mutex_t lock; //  guards everything below
+    char *data;           //  whole lines not yet written
+    size_t len;           //  bytes used in data
+    size_t cap;           //  its size
+};
+
+vz_logbuf_t *vz_logbuf_new(size_t capacity)
+{
+    if (capacity == 0)
+        return NULL;
+    vz_logbuf_t *self = calloc(1, sizeof *self);
+    assert(self);
+    self->data = malloc(capacity);
+    assert(self->data);
+    self->cap = capacity;
+    pthread_mutex_init(&self->lock, NULL);
+    return self;
+}
+
+void vz_logbuf_destroy(vz_logbuf_t **self_p)
+{
+    assert(self_p);
+    vz_logbuf_t *self = *self_p;
+    if (!self)
+        return;
+    vz_logbuf_flush(self);
+    pthread_mutex_destroy(&self->lock);
+    free(self->data);
+    free(self);
+    *self_p = NULL;
+}
+
+void vz_logbuf_flush(vz_logbuf_t *self)
+{
+    if (!self)
+        return;
+    pthread_mutex_lock(&self->lock);
+    s_write_all(self->data, self->len);
+    self->len = 0;
+    pthread_mutex_unlock(&self->lock);
+}
+
+void vz_logbuf_write(vz_logbuf_t *self, vz_log_level_t level, const char *request_id,
+                     const char *msg, ...)
+{
+    va_list ap;
+    va_start(ap, msg);
+    s_vwrite(self, level, request_id, msg, ap);
+    va_end(ap);
+}
+
+//  One line to self's buffer, or straight to stderr when self is NULL.
+static void s_vwrite(vz_logbuf_t *self, vz_log_level_t level, const char *request_id,
+                     const char *msg, va_list ap)
+{
+    if (!vz_log_enabled(level))
+        return;
+    char line[S_LINE_MAX];
+    size_t len = s_vline(line, level, request_id, msg, ap);
+    if (!self) {
+        s_write_all(line, len);
+        return;
+    }
+    //  Formatted outside the lock; only the copy (and, when the buffer is
+    //  full, its one write) happens under it.
+    pthread_mutex_lock(&self->lock);
+    if (self->len + len > self->cap) {
+        s_write_all(self->data, self->len);
+        self->len = 0;
+    }
+    if (len > self->cap)
+        s_write_all(line, len);
+    else {
+        memcpy(self->data + self->len, line, len);
+        self->len += len;
+    }
+    pthread_mutex_unlock(&self->lock);
 }

@@ -11,7 +11,9 @@
  *
  *  The service name and level are set once at start by vz_log_init (the one
  *  piece of process-wide state in common/, written before any thread exists).
- *  vz_log_write is thread-safe (one write(2) per line).
+ *  vz_log_write is thread-safe (one write(2) per line). A vz_logbuf_t
+ *  collects lines of a high-volume stream (the gateway's access log) and
+ *  writes many with one write(2); lines never interleave mid-line.
  */
 #ifndef VZ_LOG_H
 #define VZ_LOG_H
@@ -34,6 +36,26 @@ bool vz_log_enabled(vz_log_level_t level);
 //  pairs of const char * terminated by a single NULL key. Use the macros.
 void vz_log_write(vz_log_level_t level, const char *request_id, const char *msg, ...);
 
+//  A buffered sink: whole lines, formatted as vz_log_write formats them,
+//  collected in a buffer of capacity bytes and written to stderr with one
+//  write(2) when the next line would not fit or on vz_logbuf_flush (the
+//  owner calls it from a timer, so lines are at most one period late).
+//  Lines still in the buffer are lost if the process is killed; destroy
+//  flushes. Every call is thread-safe (one mutex). The level check is the
+//  same as vz_log_write's.
+typedef struct vz_logbuf_t vz_logbuf_t;
+
+//  capacity 0 = no buffer: returns NULL, and vz_logbuf_write(NULL, ...)
+//  writes each line at once, like vz_log_write.
+vz_logbuf_t *vz_logbuf_new(size_t capacity);
+//  Flushes, then frees; idempotent, nulls *self_p.
+void vz_logbuf_destroy(vz_logbuf_t **self_p);
+//  Write out the lines collected so far; NULL is a no-op.
+void vz_logbuf_flush(vz_logbuf_t *self);
+//  Add one line (same arguments as vz_log_write after self). self may be NULL.
+void vz_logbuf_write(vz_logbuf_t *self, vz_log_level_t level, const char *request_id,
+                     const char *msg, ...);
+
 //  Format one line into buf (size n) without writing it; returns the length
 //  (excluding NUL) or a negative value when it did not fit. For tests.
 int vz_log_format(char *buf, size_t n, vz_log_level_t level, const char *request_id,
@@ -54,6 +76,11 @@ int vz_json_escape(char *buf, size_t n, const char *text);
     do {                                                                                           \
         if (vz_log_enabled(lvl))                                                                   \
             vz_log_write(lvl, rid, __VA_ARGS__, (const char *)0);                                  \
+    } while (0)
+#define vz_info_to(buf, rid, ...)                                                                  \
+    do {                                                                                           \
+        if (vz_log_enabled(VZ_LOG_INFO))                                                           \
+            vz_logbuf_write(buf, VZ_LOG_INFO, rid, __VA_ARGS__, (const char *)0);                  \
     } while (0)
 #define vz_debug(rid, ...) vz_log_(VZ_LOG_DEBUG, rid, __VA_ARGS__)
 #define vz_info(rid, ...)  vz_log_(VZ_LOG_INFO, rid, __VA_ARGS__)

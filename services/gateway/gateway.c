@@ -127,6 +127,7 @@ struct vz_gateway_t {
     vz_metrics_t *metrics;                   //  borrowed
     vz_breakers_t *breakers;                 //  one per upstream service
     vz_leases_t *leases;                     //  rate-limit leases, NULL when off
+    vz_logbuf_t *access_log;                 //  access-log lines, NULL = unbuffered
     pthread_mutex_t routes_lock;             //  held only to copy or swap routes
     vz_routes_t *routes;                     //  current table (a reference)
     char *openapi;                           //  OpenAPI document, NULL = none
@@ -1397,7 +1398,7 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     snprintf(duration, sizeof duration, "%.3f", (double)ns / 1e6);
     snprintf(bytes_in, sizeof bytes_in, "%zu", req->body_len);
     snprintf(bytes, sizeof bytes, "%zu", req->sent_len);
-    vz_info(req->request_id, "access", "method", req->http_method, "path", req->path, "route",
+    vz_info_to(gw->access_log, req->request_id, "access", "method", req->http_method, "path", req->path, "route",
             route, "status", status_text, "duration_ms", duration, "bytes_in", bytes_in, "bytes",
             bytes, "client_ip", req->client_ip);
 
@@ -1498,6 +1499,7 @@ vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_routes_t **ro
     pthread_mutex_init(&self->pool_lock, NULL);
     self->breakers = vz_breakers_new(&config->breaker, metrics);
     self->leases = vz_leases_new(config->rl_lease, config->rl_lease_ms, LEASES_MAX);
+    self->access_log = vz_logbuf_new((size_t)config->access_log_buffer);
     self->inflight_gauge =
         vz_metrics_gauge(metrics, "vz_gateway_inflight", "HTTP requests being served", NULL);
     char labels[64];
@@ -1550,6 +1552,7 @@ void vz_gateway_destroy(vz_gateway_t **self_p)
     vz_routes_unref(&self->routes);
     vz_breakers_destroy(&self->breakers);
     vz_leases_destroy(&self->leases);
+    vz_logbuf_destroy(&self->access_log); //  after MHD: no thread writes to it now
     pthread_mutex_destroy(&self->routes_lock);
     while (self->pool) {
         gw_req_t *next = self->pool->next_free;
@@ -1576,6 +1579,12 @@ void vz_gateway_drain(vz_gateway_t *self)
     MHD_socket fd = MHD_quiesce_daemon(self->mhd);
     if (fd != MHD_INVALID_SOCKET)
         self->quiesced_fd = fd;
+}
+
+void vz_gateway_flush_log(vz_gateway_t *self)
+{
+    assert(self);
+    vz_logbuf_flush(self->access_log);
 }
 
 int vz_gateway_inflight(const vz_gateway_t *self)

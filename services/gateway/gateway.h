@@ -45,6 +45,7 @@ typedef struct {
     bool rl_fail_open;              //  limiter silent: local bucket (true) or 503 (false)
     int rl_lease;                   //  most tokens leased per check (< 2: no leases, lease.h)
     int rl_lease_ms;                //  lifetime of a lease
+    int access_log_buffer;          //  access-log buffer, bytes (0 = a write per line)
 } vz_gateway_config_t;
 
 typedef struct vz_gateway_t vz_gateway_t;
@@ -69,6 +70,9 @@ int vz_gateway_port(const vz_gateway_t *self);
 //  Start draining: /readiness answers 503, the listening socket is closed,
 //  responses ask clients to close their connections.
 void vz_gateway_drain(vz_gateway_t *self);
+
+//  Write out the access-log lines collected so far (the reactor's tick).
+void vz_gateway_flush_log(vz_gateway_t *self);
 
 //  HTTP requests started and not yet completed (any thread).
 int vz_gateway_inflight(const vz_gateway_t *self);

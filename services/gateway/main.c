@@ -53,6 +53,10 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_HEADER", "gateway/max_header", VZ_CFG_INT, "16384",
                 4096, 1048576, http.max_header,
                 "memory for one request head, bytes (431 or 414 above)"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_ACCESS_LOG_BUFFER", "gateway/access_log_buffer",
+                VZ_CFG_INT, "32768", 0, 1048576, http.access_log_buffer,
+                "access-log lines collected before one write, bytes (flushed every 50 ms); 0 = "
+                "a write per line"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_CONNECTIONS", "gateway/max_connections", VZ_CFG_INT,
                 "1024", 1, 100000, http.max_connections, "concurrent client connections"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_PER_IP", "gateway/max_per_ip", VZ_CFG_INT, "0", 0,
@@ -189,6 +193,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     app_t *app = arg;
     int64_t now = vz_now_ms();
+    vz_gateway_flush_log(app->gateway); //  access-log lines at most one tick late
     if (zsys_interrupted && !app->drain_until) {
         vz_daemon_not_ready(app->daemon, "draining");
         vz_gateway_drain(app->gateway);

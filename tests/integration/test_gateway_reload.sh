@@ -47,6 +47,14 @@ if [ "$bad" != 0 ]; then
 fi
 echo "ok - vzctl reload: route table reloaded twice, $(wc -l <"$T/codes") requests all 200"
 
+#   The access log is buffered (VZ_GATEWAY_ACCESS_LOG_BUFFER) and flushed by
+#   the reactor's tick: with no more traffic, every request's line arrives.
+access_lines() { cat "$STATE"/logs/gateway.*.log | grep '"msg":"access"' | grep -c '"path":"/v1/echo"'; }
+access_at_least() { [ "$(access_lines)" -ge "$1" ]; }
+until_ok 5 access_at_least 201 ||
+    fail "access log: $(access_lines) lines for the 201 requests to /v1/echo after 5 s"
+echo "ok - access log: a whole line for each of the 201 requests, flushed without more traffic"
+
 #   The reloaded table still routes (params, 405 with Allow from the file).
 allow=$(curl -s -D - -o /dev/null -X PUT "$base/v1/auth/api-keys/k1" | tr -d '\r' |
     awk -F': ' 'tolower($1)=="allow" {print $2}')

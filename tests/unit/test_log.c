@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,6 +378,159 @@ static void test_level_parse(void **state)
     assert_int_equal(vz_log_level_parse(NULL, &level), -EINVAL);
 }
 
+//  stderr into a temporary file while a buffered sink is used: more than a
+//  pipe holds can be written before anyone reads.
+typedef struct {
+    FILE *file; //  the temporary file
+    int saved;  //  the real stderr
+} redirect_t;
+
+static redirect_t redirect_start(void)
+{
+    redirect_t r = {tmpfile(), dup(STDERR_FILENO)};
+    assert_non_null(r.file);
+    assert_true(r.saved >= 0);
+    assert_true(dup2(fileno(r.file), STDERR_FILENO) >= 0);
+    return r;
+}
+
+//  Everything written to stderr since start (or the last read), heap, caller frees.
+static char *redirect_read(redirect_t *r)
+{
+    off_t end = lseek(fileno(r->file), 0, SEEK_END);
+    assert_true(end >= 0);
+    char *text = malloc((size_t)end + 1);
+    assert_non_null(text);
+    assert_int_equal(pread(fileno(r->file), text, (size_t)end, 0), end);
+    text[end] = '\0';
+    return text;
+}
+
+static void redirect_stop(redirect_t *r)
+{
+    dup2(r->saved, STDERR_FILENO);
+    close(r->saved);
+    fclose(r->file);
+}
+
+//  Count the lines of text, failing on any line that is not whole, valid JSON.
+static size_t whole_lines(char *text)
+{
+    size_t count = 0;
+    char *line = text;
+    for (char *nl = strchr(line, '\n'); nl; nl = strchr(line, '\n')) {
+        *nl = '\0';
+        assert_true(json_valid(line));
+        *nl = '\n';
+        line = nl + 1;
+        count++;
+    }
+    assert_string_equal(line, ""); //  nothing after the last newline
+    return count;
+}
+
+static void test_logbuf_collects_then_flushes(void **state)
+{
+    vz_log_init("svc", VZ_LOG_INFO);
+    redirect_t r = redirect_start();
+    vz_logbuf_t *buf = vz_logbuf_new(4096);
+    assert_non_null(buf);
+    vz_info_to(buf, "r-1", "access", "status", "200", "token", "t0ps3cret");
+    vz_info_to(buf, "r-2", "access", "status", "404", "client_ip", "127.0.0.1");
+    vz_logbuf_write(buf, VZ_LOG_DEBUG, NULL, "below the level", (const char *)0);
+    char *before = redirect_read(&r);
+    assert_string_equal(before, ""); //  collected, not written
+    free(before);
+    vz_logbuf_flush(buf);
+    char *after = redirect_read(&r);
+    assert_int_equal(whole_lines(after), 2);
+    char *second = strstr(after, "\"request_id\":\"r-2\"");
+    assert_non_null(second);
+    assert_true(strstr(after, "\"request_id\":\"r-1\"") < second); //  in order
+    assert_non_null(strstr(after, "\"token\":\"[redacted]\""));   //  same formatting
+    assert_null(strstr(after, "below the level"));
+    free(after);
+    vz_logbuf_flush(buf); //  nothing new: nothing written
+    char *again = redirect_read(&r);
+    assert_int_equal(whole_lines(again), 2);
+    free(again);
+    vz_logbuf_destroy(&buf);
+    assert_null(buf);
+    vz_logbuf_destroy(&buf);
+    redirect_stop(&r);
+}
+
+static void test_logbuf_full_and_unbuffered(void **state)
+{
+    vz_log_init("svc", VZ_LOG_INFO);
+    redirect_t r = redirect_start();
+    //  A line is ~130 bytes: a 400-byte buffer holds three, so the fourth
+    //  writes the first three out, whole.
+    vz_logbuf_t *buf = vz_logbuf_new(400);
+    char id[16];
+    for (int i = 0; i < 4; i++) {
+        snprintf(id, sizeof id, "r-%d", i);
+        vz_info_to(buf, id, "access", "status", "200");
+    }
+    char *text = redirect_read(&r);
+    size_t early = whole_lines(text);
+    assert_true(early >= 1 && early < 4);
+    assert_null(strstr(text, "\"r-3\""));
+    free(text);
+    //  A line longer than the buffer goes out at once, after what was held.
+    static char big[1000];
+    memset(big, 'x', sizeof big - 1);
+    vz_info_to(buf, "r-big", "access", "path", big);
+    text = redirect_read(&r);
+    assert_int_equal(whole_lines(text), 5);
+    assert_true(strstr(text, "\"r-3\"") < strstr(text, "\"r-big\""));
+    free(text);
+    vz_logbuf_destroy(&buf); //  flushes (nothing left)
+    //  capacity 0: no sink, every line written at once.
+    assert_null(vz_logbuf_new(0));
+    vz_info_to(NULL, "r-now", "access");
+    text = redirect_read(&r);
+    assert_int_equal(whole_lines(text), 6);
+    assert_non_null(strstr(text, "\"r-now\""));
+    free(text);
+    redirect_stop(&r);
+}
+
+#define WRITERS 4
+#define LINES_EACH 2000
+
+static void *s_writer(void *arg)
+{
+    vz_logbuf_t *buf = arg;
+    char id[32], n[16];
+    for (int i = 0; i < LINES_EACH; i++) {
+        snprintf(id, sizeof id, "w%p-%d", (void *)&id, i);
+        snprintf(n, sizeof n, "%d", i);
+        vz_info_to(buf, id, "access", "n", n, "path", "/v1/echo");
+        if (i % 500 == 0)
+            vz_logbuf_flush(buf); //  a flush racing the writers, as the reactor's tick does
+    }
+    return NULL;
+}
+
+static void test_logbuf_threads(void **state)
+{
+    vz_log_init("svc", VZ_LOG_INFO);
+    redirect_t r = redirect_start();
+    vz_logbuf_t *buf = vz_logbuf_new(8192);
+    pthread_t threads[WRITERS];
+    for (int i = 0; i < WRITERS; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, s_writer, buf), 0);
+    for (int i = 0; i < WRITERS; i++)
+        pthread_join(threads[i], NULL);
+    vz_logbuf_destroy(&buf);
+    char *text = redirect_read(&r);
+    //  Every line whole and valid: none lost, none interleaved.
+    assert_int_equal(whole_lines(text), WRITERS * LINES_EACH);
+    free(text);
+    redirect_stop(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -385,6 +539,9 @@ int main(void)
         cmocka_unit_test(test_escaping),        cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_write_and_level), cmocka_unit_test(test_write_overflow),
         cmocka_unit_test(test_level_parse),
+        cmocka_unit_test(test_logbuf_collects_then_flushes),
+        cmocka_unit_test(test_logbuf_full_and_unbuffered),
+        cmocka_unit_test(test_logbuf_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
