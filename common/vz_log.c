@@ -349,11 +349,16 @@ void vz_log_write(vz_log_level_t level, const char *request_id, const char *msg,
 // --------------------------------------------------------------------------
 //  Buffered sink
 
+//  Two locks so that no writer waits on I/O it did not cause: lock guards
+//  the buffer (held for a memcpy), write_lock keeps what leaves in order
+//  (held across write(2)). Order: write_lock, then lock.
 struct vz_logbuf_t {
-    pthread_mutex_t lock; //  guards everything below
-    char *data;           //  whole lines not yet written
-    size_t len;           //  bytes used in data
-    size_t cap;           //  its size
+    pthread_mutex_t lock;       //  guards data and len
+    pthread_mutex_t write_lock; //  guards spare; one writer to stderr at a time
+    char *data;                 //  whole lines not yet written
+    size_t len;                 //  bytes used in data
+    char *spare;                //  the other buffer: filled ones leave through it
+    size_t cap;                 //  size of each
 };
 
 vz_logbuf_t *vz_logbuf_new(size_t capacity)
@@ -363,9 +368,11 @@ vz_logbuf_t *vz_logbuf_new(size_t capacity)
     vz_logbuf_t *self = calloc(1, sizeof *self);
     assert(self);
     self->data = malloc(capacity);
-    assert(self->data);
+    self->spare = malloc(capacity);
+    assert(self->data && self->spare);
     self->cap = capacity;
     pthread_mutex_init(&self->lock, NULL);
+    pthread_mutex_init(&self->write_lock, NULL);
     return self;
 }
 
@@ -377,19 +384,34 @@ void vz_logbuf_destroy(vz_logbuf_t **self_p)
         return;
     vz_logbuf_flush(self);
     pthread_mutex_destroy(&self->lock);
+    pthread_mutex_destroy(&self->write_lock);
     free(self->data);
+    free(self->spare);
     free(self);
     *self_p = NULL;
+}
+
+//  Swap the filled buffer out and write it; the caller holds write_lock,
+//  so writers keep appending to the other buffer meanwhile.
+static void s_swap_out(vz_logbuf_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    char *full = self->data;
+    size_t len = self->len;
+    self->data = self->spare;
+    self->len = 0;
+    self->spare = full;
+    pthread_mutex_unlock(&self->lock);
+    s_write_all(full, len);
 }
 
 void vz_logbuf_flush(vz_logbuf_t *self)
 {
     if (!self)
         return;
-    pthread_mutex_lock(&self->lock);
-    s_write_all(self->data, self->len);
-    self->len = 0;
-    pthread_mutex_unlock(&self->lock);
+    pthread_mutex_lock(&self->write_lock);
+    s_swap_out(self);
+    pthread_mutex_unlock(&self->write_lock);
 }
 
 void vz_logbuf_write(vz_logbuf_t *self, vz_log_level_t level, const char *request_id,
@@ -413,18 +435,25 @@ static void s_vwrite(vz_logbuf_t *self, vz_log_level_t level, const char *reques
         s_write_all(line, len);
         return;
     }
-    //  Formatted outside the lock; only the copy (and, when the buffer is
-    //  full, its one write) happens under it.
-    pthread_mutex_lock(&self->lock);
-    if (self->len + len > self->cap) {
-        s_write_all(self->data, self->len);
-        self->len = 0;
+    //  Formatted outside the locks. A line that fits is copied under lock;
+    //  when it does not, this writer swaps the buffer out and writes it (a
+    //  line longer than the buffer follows it directly), then tries again.
+    for (;;) {
+        pthread_mutex_lock(&self->lock);
+        if (self->len + len <= self->cap) {
+            memcpy(self->data + self->len, line, len);
+            self->len += len;
+            pthread_mutex_unlock(&self->lock);
+            return;
+        }
+        pthread_mutex_unlock(&self->lock);
+        pthread_mutex_lock(&self->write_lock);
+        s_swap_out(self);
+        bool oversized = len > self->cap;
+        if (oversized)
+            s_write_all(line, len);
+        pthread_mutex_unlock(&self->write_lock);
+        if (oversized)
+            return;
     }
-    if (len > self->cap)
-        s_write_all(line, len);
-    else {
-        memcpy(self->data + self->len, line, len);
-        self->len += len;
-    }
-    pthread_mutex_unlock(&self->lock);
 }

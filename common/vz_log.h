@@ -13,7 +13,9 @@
  *  piece of process-wide state in common/, written before any thread exists).
  *  vz_log_write is thread-safe (one write(2) per line). A vz_logbuf_t
  *  collects lines of a high-volume stream (the gateway's access log) and
- *  writes many with one write(2); lines never interleave mid-line.
+ *  writes many with one write(2). Lines stay whole when stderr is a file
+ *  opened O_APPEND (the supervisor's logs) or a pipe and a write fits in
+ *  PIPE_BUF; a larger write to a pipe may be split by the kernel.
  */
 #ifndef VZ_LOG_H
 #define VZ_LOG_H
@@ -41,8 +43,10 @@ void vz_log_write(vz_log_level_t level, const char *request_id, const char *msg,
 //  write(2) when the next line would not fit or on vz_logbuf_flush (the
 //  owner calls it from a timer, so lines are at most one period late).
 //  Lines still in the buffer are lost if the process is killed; destroy
-//  flushes. Every call is thread-safe (one mutex). The level check is the
-//  same as vz_log_write's.
+//  flushes. Every call is thread-safe; a writer waits on write(2) only when
+//  it filled the buffer (or flushes), never on another thread's write in
+//  progress unless the second buffer fills meanwhile (then it waits: no
+//  line is dropped). The level check is the same as vz_log_write's.
 typedef struct vz_logbuf_t vz_logbuf_t;
 
 //  capacity 0 = no buffer: returns NULL, and vz_logbuf_write(NULL, ...)

@@ -10,14 +10,17 @@
 #     - with STRACE=1, `strace -c -f` for 3 s in the middle of the load: the
 #       calls by kind, and per response (the gateway's sendmsg count).
 #   Environment reaches every daemon (e.g. VZ_GATEWAY_ACCESS_LOG_BUFFER=0).
+#   A response is counted as one sendmsg: libmicrohttpd sends each of the
+#   gateway's small responses (head and body) with one call.
 #   Usage: tests/bench/probe.sh [BUILD_DIR] [PATH]   (default build, /v1/echo/whoami)
-#   Knobs: WRK_C (64), WRK_D (8s), PROBE_DAEMON, STRACE=1.
+#   Knobs: WRK_C (64), WRK_D (8s; at least 5s with STRACE=1), PROBE_DAEMON, STRACE=1.
 set -u -o pipefail
-BIN=$(cd "${1:-build}" && pwd)/bin
+BIN=$(cd "${1:-build}" 2>/dev/null && pwd)/bin
+[ -x "$BIN/vz-supervisor" ] || { echo "probe: no vz-supervisor in ${1:-build}/bin (make build first)" >&2; exit 1; }
 URLPATH=${2:-/v1/echo/whoami}
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 WRK_C=${WRK_C:-64} WRK_D=${WRK_D:-8s} DAEMON=${PROBE_DAEMON:-vz-gateway}
-for tool in wrk curl ${STRACE:+strace}; do
+for tool in wrk curl $([ "${STRACE:-0}" = 1 ] && echo strace); do
     command -v "$tool" >/dev/null || { echo "probe: $tool missing" >&2; exit 1; }
 done
 P=$(mktemp -d "${TMPDIR:-/tmp}/vz-probe.XXXXXX")
@@ -44,9 +47,10 @@ echo "$DAEMON (pid $pid), $URLPATH, wrk -t2 -c$WRK_C -d$WRK_D"
 echo "idle VmRSS: $(rss) KiB"
 wrk -t2 -c"$WRK_C" -d"$WRK_D" "$URL" >"$P/wrk.txt" 2>&1 &
 W=$!
+ST=
 if [ "${STRACE:-0}" = 1 ]; then
-    sleep 1
-    timeout -s INT 3 strace -c -f -p "$pid" -o "$P/strace.txt" >/dev/null 2>&1
+    (sleep 1; timeout -s INT 3 strace -c -f -p "$pid" -o "$P/strace.txt" >/dev/null 2>&1) &
+    ST=$!
 fi
 peak=0
 while kill -0 "$W" 2>/dev/null; do
@@ -55,6 +59,8 @@ while kill -0 "$W" 2>/dev/null; do
     sleep 0.25
 done
 wait "$W"
+[ -n "$ST" ] && wait "$ST"
+[ -s "$P/smaps" ] || die "no RSS sample taken (load too short?)"
 echo "peak VmRSS during the load: $peak KiB; $(grep -h 'Requests/sec' "$P/wrk.txt")"
 echo "Rss by mapping at the peak, KiB (anonymous part in brackets), largest 12:"
 awk '/^[0-9a-f]+-[0-9a-f]+ / {name = $6; if (name == "") name = "[anon]"}
@@ -64,7 +70,8 @@ awk '/^[0-9a-f]+-[0-9a-f]+ / {name = $6; if (name == "") name = "[anon]"}
 if [ -s "$P/strace.txt" ]; then
     resp=$(awk '$NF == "sendmsg" {print $4}' "$P/strace.txt")
     echo "system calls in 3 s (strace -c -f), per response = per sendmsg (${resp:-0}):"
-    awk -v r="${resp:-0}" '$1 ~ /^[0-9.]+$/ && NF >= 5 {
-            printf "%9d  %6.2f  %s\n", $4, r ? $4 / r : 0, $NF }' "$P/strace.txt" |
+    awk -v r="${resp:-0}" '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {
+            printf "%9d  %6.2f  %s\n", $4, r ? $4 / r : 0, $NF; all += $4 }
+         END {printf "%9d  %6.2f  total\n", all, r ? all / r : 0}' "$P/strace.txt" |
         sort -rn | head -n 12
 fi

@@ -385,12 +385,15 @@ typedef struct {
     int saved;  //  the real stderr
 } redirect_t;
 
+static redirect_t s_redirect = {NULL, -1}; //  the one in effect, for s_restore
+
 static redirect_t redirect_start(void)
 {
     redirect_t r = {tmpfile(), dup(STDERR_FILENO)};
     assert_non_null(r.file);
     assert_true(r.saved >= 0);
     assert_true(dup2(fileno(r.file), STDERR_FILENO) >= 0);
+    s_redirect = r;
     return r;
 }
 
@@ -411,6 +414,16 @@ static void redirect_stop(redirect_t *r)
     dup2(r->saved, STDERR_FILENO);
     close(r->saved);
     fclose(r->file);
+    s_redirect = (redirect_t){NULL, -1};
+}
+
+//  Teardown: a failed assert leaves the test early; give stderr back so
+//  cmocka's report and the later tests are seen.
+static int s_restore(void **state)
+{
+    if (s_redirect.file)
+        redirect_stop(&s_redirect);
+    return 0;
 }
 
 //  Count the lines of text, failing on any line that is not whole, valid JSON.
@@ -539,9 +552,9 @@ int main(void)
         cmocka_unit_test(test_escaping),        cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_write_and_level), cmocka_unit_test(test_write_overflow),
         cmocka_unit_test(test_level_parse),
-        cmocka_unit_test(test_logbuf_collects_then_flushes),
-        cmocka_unit_test(test_logbuf_full_and_unbuffered),
-        cmocka_unit_test(test_logbuf_threads),
+        cmocka_unit_test_teardown(test_logbuf_collects_then_flushes, s_restore),
+        cmocka_unit_test_teardown(test_logbuf_full_and_unbuffered, s_restore),
+        cmocka_unit_test_teardown(test_logbuf_threads, s_restore),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
