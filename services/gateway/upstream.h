@@ -77,7 +77,7 @@ struct vz_upcall_t {
     size_t nmembers;         //  BATCH, BUNDLE: how many
     uint8_t *owned_body;     //  BATCH, BUNDLE: the encoded items (heap)
     //  The large buffers last: vz_upcall_reset clears everything above and
-    //  only the first byte of these (ctx entries past ctx_count are unused).
+    //  only the first byte of these.
     char error_message[VZ_ERRMSG_MAX];  //  reactor: human text
     char http_location[VZ_CTX_VAL_MAX]; //  reactor: reply ctx "http_location" ("" = absent)
     char redis_error[128];              //  reactor, HEALTH: why Redis failed
