@@ -335,17 +335,6 @@ static void s_write_all(const char *data, size_t len)
     }
 }
 
-static void s_vwrite(vz_logbuf_t *self, vz_log_level_t level, const char *request_id,
-                     const char *msg, va_list ap);
-
-void vz_log_write(vz_log_level_t level, const char *request_id, const char *msg, ...)
-{
-    va_list ap;
-    va_start(ap, msg);
-    s_vwrite(NULL, level, request_id, msg, ap);
-    va_end(ap);
-}
-
 // --------------------------------------------------------------------------
 //  Buffered sink
 
@@ -414,15 +403,6 @@ void vz_logbuf_flush(vz_logbuf_t *self)
     pthread_mutex_unlock(&self->write_lock);
 }
 
-void vz_logbuf_write(vz_logbuf_t *self, vz_log_level_t level, const char *request_id,
-                     const char *msg, ...)
-{
-    va_list ap;
-    va_start(ap, msg);
-    s_vwrite(self, level, request_id, msg, ap);
-    va_end(ap);
-}
-
 //  One line to self's buffer, or straight to stderr when self is NULL.
 static void s_vwrite(vz_logbuf_t *self, vz_log_level_t level, const char *request_id,
                      const char *msg, va_list ap)
@@ -456,4 +436,21 @@ static void s_vwrite(vz_logbuf_t *self, vz_log_level_t level, const char *reques
         if (oversized)
             return;
     }
+}
+
+void vz_logbuf_write(vz_logbuf_t *self, vz_log_level_t level, const char *request_id,
+                     const char *msg, ...)
+{
+    va_list ap;
+    va_start(ap, msg);
+    s_vwrite(self, level, request_id, msg, ap);
+    va_end(ap);
+}
+
+void vz_log_write(vz_log_level_t level, const char *request_id, const char *msg, ...)
+{
+    va_list ap;
+    va_start(ap, msg);
+    s_vwrite(NULL, level, request_id, msg, ap);
+    va_end(ap);
 }

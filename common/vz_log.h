@@ -76,16 +76,14 @@ int vz_log_format(char *buf, size_t n, vz_log_level_t level, const char *request
 int vz_json_escape(char *buf, size_t n, const char *text);
 
 //  The level check comes before any argument formatting (Redis serverLog).
-#define vz_log_(lvl, rid, ...)                                                                     \
+//  buf NULL writes the line at once (vz_logbuf_write).
+#define vz_log_to_(buf, lvl, rid, ...)                                                             \
     do {                                                                                           \
         if (vz_log_enabled(lvl))                                                                   \
-            vz_log_write(lvl, rid, __VA_ARGS__, (const char *)0);                                  \
+            vz_logbuf_write(buf, lvl, rid, __VA_ARGS__, (const char *)0);                          \
     } while (0)
-#define vz_info_to(buf, rid, ...)                                                                  \
-    do {                                                                                           \
-        if (vz_log_enabled(VZ_LOG_INFO))                                                           \
-            vz_logbuf_write(buf, VZ_LOG_INFO, rid, __VA_ARGS__, (const char *)0);                  \
-    } while (0)
+#define vz_log_(lvl, rid, ...)    vz_log_to_(NULL, lvl, rid, __VA_ARGS__)
+#define vz_info_to(buf, rid, ...) vz_log_to_(buf, VZ_LOG_INFO, rid, __VA_ARGS__)
 #define vz_debug(rid, ...) vz_log_(VZ_LOG_DEBUG, rid, __VA_ARGS__)
 #define vz_info(rid, ...)  vz_log_(VZ_LOG_INFO, rid, __VA_ARGS__)
 #define vz_warn(rid, ...)  vz_log_(VZ_LOG_WARN, rid, __VA_ARGS__)

@@ -1398,9 +1398,9 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     snprintf(duration, sizeof duration, "%.3f", (double)ns / 1e6);
     snprintf(bytes_in, sizeof bytes_in, "%zu", req->body_len);
     snprintf(bytes, sizeof bytes, "%zu", req->sent_len);
-    vz_info_to(gw->access_log, req->request_id, "access", "method", req->http_method, "path", req->path, "route",
-            route, "status", status_text, "duration_ms", duration, "bytes_in", bytes_in, "bytes",
-            bytes, "client_ip", req->client_ip);
+    vz_info_to(gw->access_log, req->request_id, "access", "method", req->http_method, "path",
+               req->path, "route", route, "status", status_text, "duration_ms", duration,
+               "bytes_in", bytes_in, "bytes", bytes, "client_ip", req->client_ip);
 
     free(req->resp);
     free(req->call.reply);

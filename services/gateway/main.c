@@ -223,9 +223,9 @@ int main(int argc, char **argv)
 {
     //  Before any thread starts: glibc would give each of the HTTP, ZeroMQ
     //  and reactor threads its own arena, and freed request memory would
-    //  stay spread over them. One arena for all: 0.7-1 MB less RSS under
-    //  load than two, and no loss of req/s (the per-thread tcache serves
-    //  the small allocations without the arena lock; docs/performance.md §5e).
+    //  stay spread over them. One arena for all (the per-thread tcache still
+    //  serves small allocations without the arena lock; docs/performance.md
+    //  §5e measures it with the other memory changes).
     mallopt(M_ARENA_MAX, 1);
     gw_config_t config;
     vz_daemon_spec_t spec = {
