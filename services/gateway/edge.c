@@ -1,11 +1,9 @@
-/*  edge - authentication and rate-limit state of the gateway
+/*  edge - the gateway's credential state: JWKS, verified tokens, API-key answers
  *  SPDX-License-Identifier: MPL-2.0
  */
 #include "edge.h"
 
 #include <assert.h>
-#include <math.h>
-#include <msgpack.h>
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,7 +13,6 @@
 #include "vz_log.h"
 #include "vz_proto.h"
 
-#define LOCAL_MAX 100000 //  fail-open buckets kept at most
 #define TIMER_MAX_MS 1000
 
 //  One fetched key set with its document; refcounted so a verify on an
@@ -39,36 +36,30 @@ typedef struct {
     int64_t expires_ms;    //  drop after
 } s_apikey_t;
 
-typedef struct {
-    double tokens;   //  left
-    int64_t last_ms; //  last refill
-} s_bucket_t;
-
 struct vz_edge_t {
-    vz_edge_config_t config;      //  copy
-    vz_upstream_t *upstream;      //  borrowed
-    pthread_mutex_t lock;         //  guards everything below except the series
-    s_keys_t *keys;               //  current key set, NULL before the first fetch
-    vz_jwt_keyset_t *empty;       //  an empty set: checks format and alg when no keys yet
-    uint64_t gen;                 //  bumped on every new key set
-    int64_t fetched_ms;           //  last good fetch, 0 = never
-    int64_t attempt_ms;           //  last fetch started, 0 = never
-    int64_t failed_ms;            //  last fetch failed at, 0 = last one succeeded
-    int64_t ended_ms;             //  last fetch ended (either way), 0 = never
-    bool fetching;                //  fetch in flight
-    vz_upcall_t fetch;            //  the one fetch call
-    vz_edge_waiter_t *waiters;    //  requests waiting for it
-    s_token_slot_t *tokens;       //  verified-token cache, config.token_cache slots
-    zhashx_t *apikeys;            //  hex digest -> s_apikey_t
-    zhashx_t *buckets;            //  "tier|caller" -> s_bucket_t
-    vz_series_t *jwks_age;        //  vz_gateway_jwks_age_seconds
-    vz_series_t *jwks_keys;       //  vz_gateway_jwks_keys
-    vz_series_t *fetch_ok;        //  vz_gateway_jwks_fetches_total{result="ok"}
-    vz_series_t *fetch_err;       //  idem, result="error"
-    vz_series_t *token_hits;      //  vz_gateway_token_cache_total{result="hit"}
-    vz_series_t *token_misses;    //  idem, "miss"
-    vz_series_t *apikey_hits;     //  vz_gateway_apikey_cache_total{result="hit"}
-    vz_series_t *apikey_misses;   //  idem, "miss"
+    vz_edge_config_t config;    //  copy
+    vz_upstream_t *upstream;    //  borrowed
+    pthread_mutex_t lock;       //  guards everything below except the series
+    s_keys_t *keys;             //  current key set, NULL before the first fetch
+    vz_jwt_keyset_t *empty;     //  an empty set: checks format and alg when no keys yet
+    uint64_t gen;               //  bumped on every new key set
+    int64_t fetched_ms;         //  last good fetch, 0 = never
+    int64_t attempt_ms;         //  last fetch started, 0 = never
+    int64_t failed_ms;          //  last fetch failed at, 0 = last one succeeded
+    int64_t ended_ms;           //  last fetch ended (either way), 0 = never
+    bool fetching;              //  fetch in flight
+    vz_upcall_t fetch;          //  the one fetch call
+    vz_edge_waiter_t *waiters;  //  requests waiting for it
+    s_token_slot_t *tokens;     //  verified-token cache, config.token_cache slots
+    zhashx_t *apikeys;          //  hex digest -> s_apikey_t
+    vz_series_t *jwks_age;      //  vz_gateway_jwks_age_seconds
+    vz_series_t *jwks_keys;     //  vz_gateway_jwks_keys
+    vz_series_t *fetch_ok;      //  vz_gateway_jwks_fetches_total{result="ok"}
+    vz_series_t *fetch_err;     //  idem, result="error"
+    vz_series_t *token_hits;    //  vz_gateway_token_cache_total{result="hit"}
+    vz_series_t *token_misses;  //  idem, "miss"
+    vz_series_t *apikey_hits;   //  vz_gateway_apikey_cache_total{result="hit"}
+    vz_series_t *apikey_misses; //  idem, "miss"
 };
 
 static void s_keys_unref(s_keys_t **keys_p)
@@ -109,18 +100,16 @@ vz_edge_t *vz_edge_new(const vz_edge_config_t *config, vz_upstream_t *upstream,
     }
     self->apikeys = zhashx_new();
     zhashx_set_destructor(self->apikeys, (zhashx_destructor_fn *)zstr_free);
-    self->buckets = zhashx_new();
-    zhashx_set_destructor(self->buckets, (zhashx_destructor_fn *)zstr_free);
     self->jwks_age = vz_metrics_gauge(metrics, "vz_gateway_jwks_age_seconds",
                                       "Age of the cached JWKS; -1 before the first fetch", NULL);
     vz_series_set(self->jwks_age, -1);
     self->jwks_keys =
         vz_metrics_gauge(metrics, "vz_gateway_jwks_keys", "Keys in the cached JWKS", NULL);
     const char *fetch_help = "JWKS fetches from auth.jwks, by result";
-    self->fetch_ok = vz_metrics_counter(metrics, "vz_gateway_jwks_fetches_total", fetch_help,
-                                        "result=ok");
-    self->fetch_err = vz_metrics_counter(metrics, "vz_gateway_jwks_fetches_total", fetch_help,
-                                         "result=error");
+    self->fetch_ok =
+        vz_metrics_counter(metrics, "vz_gateway_jwks_fetches_total", fetch_help, "result=ok");
+    self->fetch_err =
+        vz_metrics_counter(metrics, "vz_gateway_jwks_fetches_total", fetch_help, "result=error");
     const char *token_help = "Verified-token cache lookups, by result";
     self->token_hits =
         vz_metrics_counter(metrics, "vz_gateway_token_cache_total", token_help, "result=hit");
@@ -145,7 +134,6 @@ void vz_edge_destroy(vz_edge_t **self_p)
     free(self->fetch.reply);
     free(self->tokens);
     zhashx_destroy(&self->apikeys);
-    zhashx_destroy(&self->buckets);
     pthread_mutex_destroy(&self->lock);
     free(self);
     *self_p = NULL;
@@ -271,8 +259,8 @@ static int s_on_timer(zloop_t *loop, int timer_id, void *arg)
 int vz_edge_attach(vz_edge_t *self, zloop_t *loop)
 {
     assert(self && loop);
-    int period = self->config.min_interval_ms < TIMER_MAX_MS ? self->config.min_interval_ms
-                                                             : TIMER_MAX_MS;
+    int period =
+        self->config.min_interval_ms < TIMER_MAX_MS ? self->config.min_interval_ms : TIMER_MAX_MS;
     if (zloop_timer(loop, (size_t)(period > 10 ? period : 10), 0, s_on_timer, self) < 0)
         return -ENOMEM;
     s_on_timer(loop, 0, self);
@@ -453,215 +441,4 @@ void vz_edge_apikey_store(vz_edge_t *self, const char *key, bool valid,
     }
     zhashx_update(self->apikeys, hex, entry);
     pthread_mutex_unlock(&self->lock);
-}
-
-// --------------------------------------------------------------------------
-//  msgpack bodies
-
-static void s_pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
-static uint8_t *s_release(msgpack_sbuffer *sb, size_t *len_p)
-{
-    *len_p = sb->size;
-    return (uint8_t *)msgpack_sbuffer_release(sb);
-}
-
-//  An sbuffer holding cap bytes before its first write. msgpack_sbuffer
-//  would start at 8 KiB, and these bodies live as long as their request:
-//  64 requests in flight held half a MB for bodies of ~100 bytes. cap is
-//  an upper bound, so the packer never reallocates.
-static void s_sbuffer_init(msgpack_sbuffer *sb, size_t cap)
-{
-    msgpack_sbuffer_init(sb);
-    sb->data = malloc(cap);
-    if (!sb->data)
-        abort(); //  out of memory
-    sb->alloc = cap;
-}
-
-uint8_t *vz_edge_apikey_request(const char *key, size_t *len_p)
-{
-    msgpack_sbuffer sb;
-    s_sbuffer_init(&sb, 16 + strlen(key)); //  map, "key", str header
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 1);
-    s_pack_str(&pk, "key");
-    s_pack_str(&pk, key);
-    return s_release(&sb, len_p);
-}
-
-uint8_t *vz_edge_rate_request(const char *ip, const char *sub, const char *key, const char *tier,
-                              const char *route, uint64_t cost, size_t *len_p)
-{
-    const char *pairs[][2] = {
-        {"ip", ip}, {"sub", sub}, {"key", key}, {"tier", tier}, {"route", route}};
-    size_t cap = 32; //  map, "cost" and a uint64
-    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
-        cap += 16 + (pairs[i][1] ? strlen(pairs[i][1]) : 0); //  two str headers, the key
-    msgpack_sbuffer sb;
-    s_sbuffer_init(&sb, cap);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 6);
-    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
-        s_pack_str(&pk, pairs[i][0]);
-        s_pack_str(&pk, pairs[i][1] ? pairs[i][1] : "");
-    }
-    s_pack_str(&pk, "cost");
-    msgpack_pack_uint64(&pk, cost);
-    return s_release(&sb, len_p);
-}
-
-//  The root map of a reply, or NULL: one object, nothing after it.
-static const msgpack_object_map *s_root_map(msgpack_unpacked *msg, const uint8_t *buf, size_t len)
-{
-    size_t off = 0;
-    if (!buf || msgpack_unpack_next(msg, (const char *)buf, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len || msg->data.type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    return &msg->data.via.map;
-}
-
-static bool s_key_is(const msgpack_object *k, const char *name)
-{
-    size_t n = strlen(name);
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-           memcmp(k->via.str.ptr, name, n) == 0;
-}
-
-//  A str value into out; false for another type, an embedded NUL or no room.
-static bool s_str_into(const msgpack_object *v, char *out, size_t n)
-{
-    if (v->type != MSGPACK_OBJECT_STR || v->via.str.size >= n ||
-        memchr(v->via.str.ptr, '\0', v->via.str.size))
-        return false;
-    memcpy(out, v->via.str.ptr, v->via.str.size);
-    out[v->via.str.size] = '\0';
-    return true;
-}
-
-int vz_edge_apikey_decode(const uint8_t *buf, size_t len, bool *valid, vz_edge_identity_t *id)
-{
-    assert(valid && id);
-    memset(id, 0, sizeof *id);
-    id->auth = "api_key";
-    *valid = false;
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    const msgpack_object_map *map = s_root_map(&msg, buf, len);
-    bool ok = map != NULL, seen_valid = false;
-    for (uint32_t i = 0; ok && i < map->size; i++) {
-        const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
-        if (s_key_is(k, "valid")) {
-            ok = v->type == MSGPACK_OBJECT_BOOLEAN;
-            *valid = ok && v->via.boolean;
-            seen_valid = ok;
-        } else if (s_key_is(k, "sub"))
-            ok = s_str_into(v, id->sub, sizeof id->sub);
-        else if (s_key_is(k, "scope"))
-            ok = s_str_into(v, id->scope, sizeof id->scope);
-        else if (s_key_is(k, "tier"))
-            ok = s_str_into(v, id->tier, sizeof id->tier);
-        else if (s_key_is(k, "kid"))
-            ok = s_str_into(v, id->kid, sizeof id->kid);
-    }
-    msgpack_unpacked_destroy(&msg);
-    if (!ok || !seen_valid || (*valid && !id->sub[0])) {
-        *valid = false;
-        return -EINVAL;
-    }
-    if (strcmp(id->tier, "premium") != 0)
-        vz_strlcpy(id->tier, "free", sizeof id->tier);
-    return 0;
-}
-
-int vz_edge_rate_decode(const uint8_t *buf, size_t len, vz_edge_rate_t *out)
-{
-    assert(out);
-    memset(out, 0, sizeof *out);
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    const msgpack_object_map *map = s_root_map(&msg, buf, len);
-    bool ok = map != NULL, seen_allowed = false;
-    for (uint32_t i = 0; ok && i < map->size; i++) {
-        const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
-        uint64_t *field = s_key_is(k, "limit")         ? &out->limit
-                          : s_key_is(k, "remaining")   ? &out->remaining
-                          : s_key_is(k, "reset")       ? &out->reset
-                          : s_key_is(k, "retry_after") ? &out->retry_after
-                          : s_key_is(k, "window")      ? &out->window
-                                                       : NULL;
-        if (field) {
-            ok = v->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
-            *field = ok ? v->via.u64 : 0;
-        } else if (s_key_is(k, "allowed")) {
-            ok = v->type == MSGPACK_OBJECT_BOOLEAN;
-            out->allowed = ok && v->via.boolean;
-            seen_allowed = ok;
-        } else if (s_key_is(k, "policy"))
-            ok = s_str_into(v, out->policy, sizeof out->policy);
-    }
-    msgpack_unpacked_destroy(&msg);
-    //  The policy name goes into a header: only a safe spelling.
-    size_t n = strlen(out->policy);
-    if (!ok || !seen_allowed ||
-        strspn(out->policy, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
-            n) {
-        memset(out, 0, sizeof *out);
-        return -EINVAL;
-    }
-    return 0;
-}
-
-// --------------------------------------------------------------------------
-//  Fail-open local buckets
-
-void vz_edge_local_take(vz_edge_t *self, const char *caller, const char *tier,
-                        vz_edge_rate_t *out)
-{
-    assert(self && caller && tier && out);
-    memset(out, 0, sizeof *out);
-    double limit = self->config.local_limit;
-    if (strcmp(tier, "premium") == 0)
-        limit *= 100;
-    else if (strcmp(tier, "free") == 0)
-        limit *= 10;
-    double rate = limit / 60000.0; //  tokens per ms
-    char key[VZ_JWT_STR_MAX + VZ_EDGE_TIER_MAX + 2];
-    snprintf(key, sizeof key, "%s|%s", tier, caller);
-    int64_t now = vz_now_ms();
-    pthread_mutex_lock(&self->lock);
-    s_bucket_t *b = zhashx_lookup(self->buckets, key);
-    if (!b) {
-        if (zhashx_size(self->buckets) >= LOCAL_MAX)
-            zhashx_purge(self->buckets); //  bounded; a purge only forgives
-        b = calloc(1, sizeof *b);
-        assert(b);
-        b->tokens = limit;
-        b->last_ms = now;
-        zhashx_insert(self->buckets, key, b);
-    }
-    b->tokens += (double)(now - b->last_ms) * rate;
-    if (b->tokens > limit)
-        b->tokens = limit;
-    b->last_ms = now;
-    out->allowed = b->tokens >= 1.0;
-    if (out->allowed)
-        b->tokens -= 1.0;
-    double tokens = b->tokens;
-    pthread_mutex_unlock(&self->lock);
-    out->limit = (uint64_t)limit;
-    out->remaining = (uint64_t)tokens;
-    out->window = 60;
-    out->reset = (uint64_t)ceil((limit - tokens) / rate / 1000.0);
-    out->retry_after = out->allowed ? 0 : (uint64_t)ceil((1.0 - tokens) / rate / 1000.0);
-    if (!out->allowed && out->retry_after == 0)
-        out->retry_after = 1;
-    vz_strlcpy(out->policy, "local", sizeof out->policy);
 }

@@ -1,8 +1,8 @@
-/*  edge - authentication and rate-limit state of the gateway
+/*  edge - the gateway's credential state: JWKS, verified tokens, API-key answers
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  What the gateway keeps to authenticate callers and limit their rate
- *  without a network round trip on an HTTP thread:
+ *  What the authenticate stage (gw_auth.c) keeps to know callers without
+ *  a network round trip on an HTTP thread:
  *    - the auth service's JWKS (auth.jwks), fetched by the reactor at start,
  *      refreshed every refresh_ms, fetched again on an unknown kid (one
  *      fetch at a time, at most one per min_interval_ms), kept (stale) when
@@ -10,12 +10,10 @@
  *    - a cache of verified tokens (SHA-256 of the token -> identity, until
  *      exp), bounded, dropped when the key set changes;
  *    - a cache of API-key answers (SHA-256 of the key -> identity), ttl_ms
- *      for valid keys and negative_ms for unknown ones, bounded;
- *    - the local per-replica token buckets used when the rate limiter does
- *      not answer in time and the failure policy is "open".
+ *      for valid keys and negative_ms for unknown ones, bounded.
  *  Raw credentials are never stored: caches are keyed by their digest.
  *
- *  Threads: verify/lookup/local_take may run on any thread (a mutex guards
+ *  Threads: verify/lookup/store may run on any thread (a mutex guards
  *  the shared state, signature checks run outside it). Fetches are sent by
  *  the reactor through vz_upstream; waiters are called on the reactor.
  */
@@ -29,33 +27,32 @@
 #include "vz_jwt.h"
 #include "vz_metrics.h"
 
-#define VZ_EDGE_EWAIT -11     //  no usable keys yet: a waiter was queued
-#define VZ_EDGE_EUNAVAIL -12  //  no keys and the auth service is away
-#define VZ_EDGE_TIER_MAX 16   //  "anonymous", "free", "premium" (incl. NUL)
+#define VZ_EDGE_EWAIT -11      //  no usable keys yet: a waiter was queued
+#define VZ_EDGE_EUNAVAIL -12   //  no keys and the auth service is away
+#define VZ_EDGE_TIER_MAX 16    //  "anonymous", "free", "premium" (incl. NUL)
 #define VZ_EDGE_APIKEY_MAX 256 //  longest X-API-Key accepted, incl. NUL
 
 typedef struct {
-    char issuer[256];         //  required iss
-    char audience[256];       //  required aud
-    int leeway_s;             //  clock skew on exp/nbf/iat
-    int refresh_ms;           //  background JWKS refresh period
-    int min_interval_ms;      //  least time between two JWKS fetches
-    int fetch_timeout_ms;     //  deadline of one auth call (jwks, api_key_verify)
-    int token_cache;          //  verified-token cache slots; 0 = off
-    int apikey_ttl_ms;        //  valid API-key answers kept this long
-    int apikey_negative_ms;   //  invalid ones this long
-    int apikey_cache_max;     //  entries at most
-    int local_limit;          //  fail-open: anonymous requests per minute (free x10, premium x100)
+    char issuer[256];       //  required iss
+    char audience[256];     //  required aud
+    int leeway_s;           //  clock skew on exp/nbf/iat
+    int refresh_ms;         //  background JWKS refresh period
+    int min_interval_ms;    //  least time between two JWKS fetches
+    int fetch_timeout_ms;   //  deadline of one auth call (jwks, api_key_verify)
+    int token_cache;        //  verified-token cache slots; 0 = off
+    int apikey_ttl_ms;      //  valid API-key answers kept this long
+    int apikey_negative_ms; //  invalid ones this long
+    int apikey_cache_max;   //  entries at most
 } vz_edge_config_t;
 
 //  Who the caller is, once authenticated (contract B).
 typedef struct {
-    const char *auth;                //  "jwt", "oauth" or "api_key" (static)
-    char sub[VZ_JWT_STR_MAX];        //  subject
-    char scope[VZ_JWT_SCOPE_MAX];    //  granted scopes, space-separated
-    char tier[VZ_EDGE_TIER_MAX];     //  free | premium (anonymous never here)
-    char kid[VZ_JWT_STR_MAX];        //  API key id ("" for tokens)
-    int64_t exp;                     //  token expiry, Unix s (0 = API key)
+    const char *auth;             //  "jwt", "oauth" or "api_key" (static)
+    char sub[VZ_JWT_STR_MAX];     //  subject
+    char scope[VZ_JWT_SCOPE_MAX]; //  granted scopes, space-separated
+    char tier[VZ_EDGE_TIER_MAX];  //  free | premium (anonymous never here)
+    char kid[VZ_JWT_STR_MAX];     //  API key id ("" for tokens)
+    int64_t exp;                  //  token expiry, Unix s (0 = API key)
 } vz_edge_identity_t;
 
 //  Called on the reactor when a JWKS fetch a verify queued on ends.
@@ -94,30 +91,5 @@ int vz_edge_apikey_lookup(vz_edge_t *self, const char *key, bool *valid, vz_edge
 //  Store an answer of auth.api_key_verify.
 void vz_edge_apikey_store(vz_edge_t *self, const char *key, bool valid,
                           const vz_edge_identity_t *id);
-//  msgpack {"key": key} (caller frees).
-uint8_t *vz_edge_apikey_request(const char *key, size_t *len_p);
-//  Decode the reply; 0 or -EINVAL for a malformed one.
-int vz_edge_apikey_decode(const uint8_t *buf, size_t len, bool *valid, vz_edge_identity_t *id);
-
-//  A rate-limit decision (contract D reply).
-typedef struct {
-    bool allowed;           //  let it through
-    uint64_t limit;         //  requests per window
-    uint64_t remaining;     //  left
-    uint64_t reset;         //  seconds until full again
-    uint64_t retry_after;   //  seconds (0 when allowed)
-    uint64_t window;        //  seconds
-    char policy[64];        //  policy name
-} vz_edge_rate_t;
-
-//  msgpack body of ratelimit.check asking cost tokens (caller frees).
-uint8_t *vz_edge_rate_request(const char *ip, const char *sub, const char *key, const char *tier,
-                              const char *route, uint64_t cost, size_t *len_p);
-//  Decode a check reply; 0 or -EINVAL.
-int vz_edge_rate_decode(const uint8_t *buf, size_t len, vz_edge_rate_t *out);
-//  Fail-open: one request against the local bucket of caller (ip, sub or
-//  key id) in tier; fills out like the limiter would (policy "local").
-void vz_edge_local_take(vz_edge_t *self, const char *caller, const char *tier,
-                        vz_edge_rate_t *out);
 
 #endif

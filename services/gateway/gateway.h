@@ -1,16 +1,17 @@
 /*  gateway - the public HTTP front (libmicrohttpd) of the mesh
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  The gateway's own routes (probes, metrics, OpenAPI) live in a static
- *  const table; service routes come from the reloadable route table
- *  (routes.h). Central checks (route, method, URL length, body size, media
- *  type, JSON syntax, credential present) run before any handler; then,
- *  with the connection suspended, the chain of s_advance: authentication
- *  (JWT against the cached JWKS, or X-API-Key through auth.api_key_verify
- *  and a cache), ratelimit.check, circuit breaker, the call itself. Local routes answer on the HTTP thread; upstream routes suspend
- *  the connection and hand a vz_upcall_t to the upstream reactor, which
- *  resumes the connection when the call is done. Every response carries
- *  X-Request-Id and traceparent; every request gets one access-log line.
+ *  The HTTP front: it parses, checks and answers. The gateway's own routes
+ *  (probes, metrics, OpenAPI) live in a static const table and answer on
+ *  the HTTP thread; service routes come from the reloadable route table
+ *  (routes.h). Central checks (URL length, route, method, declared size,
+ *  media type, credential present; after the body, JSON syntax) run
+ *  before anything else; then the connection is suspended and the
+ *  request goes through the pipeline (gw_pipeline.h: authenticate, limit,
+ *  cache, circuit-break, forward), whose one exit resumes it; the front
+ *  renders the outcome (gw_render.h) and queues the response. Every
+ *  response carries X-Request-Id and traceparent; every request gets one
+ *  access-log line.
  *
  *  Threads: new/destroy/drain on the main (reactor) thread; the HTTP
  *  callbacks run on libmicrohttpd's pool threads.
@@ -45,6 +46,7 @@ typedef struct {
     bool rl_fail_open;              //  limiter silent: local bucket (true) or 503 (false)
     int rl_lease;                   //  most tokens leased per check (< 2: no leases, lease.h)
     int rl_lease_ms;                //  lifetime of a lease
+    int rl_local_limit;             //  fail-open: anonymous a minute (free x10, premium x100)
     int access_log_buffer;          //  access-log buffer, bytes (0 = a write per line)
 } vz_gateway_config_t;
 

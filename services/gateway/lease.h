@@ -24,7 +24,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "edge.h"
+#include "gw_codec.h"
 
 typedef struct vz_leases_t vz_leases_t;
 

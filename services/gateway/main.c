@@ -123,7 +123,7 @@ static const vz_cfg_item_t s_items[] = {
                 VZ_CFG_MS, "1000", 1, 60000, http.rl_lease_ms,
                 "leased tokens not spent by then are dropped"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RATELIMIT_LOCAL_LIMIT", "gateway/ratelimit/local_limit",
-                VZ_CFG_INT, "100", 1, 100000000, edge.local_limit,
+                VZ_CFG_INT, "100", 1, 100000000, http.rl_local_limit,
                 "fail-open: anonymous requests a minute per replica (free x10, premium x100)"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_BREAKER_PROBES", "gateway/breaker/probes", VZ_CFG_INT, "1",
                 1, 100, http.breaker.probes, "breaker: calls let through at once when half-open"),

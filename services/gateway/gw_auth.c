@@ -1,0 +1,222 @@
+/*  gw_auth - the authenticate stage: who the caller is, and may it call
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  At the headers (gw_auth_credential, for the front's central checks)
+ *  only whether the credential the route needs is there and well formed;
+ *  after the body (gw_auth_run) the bearer JWT is verified against the
+ *  cached JWKS, or the API key is looked up in the cache or sent to
+ *  auth.api_key_verify, and the route's scopes are checked.
+ */
+#include "gw_pipeline.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gw_render.h"
+
+static const char *const s_auth_methods[GW_AUTH_METHODS] = {"jwt", "api_key", "none"};
+
+static const char *const s_auth_results[GW_AUTH_RESULTS] = {"ok",          "invalid",   "expired",
+                                                            "unavailable", "forbidden", "missing"};
+
+static size_t s_index_of(const char *const *names, size_t count, const char *name)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(names[i], name) == 0)
+            return i;
+    return count;
+}
+
+static void s_auth_outcome(gw_req_t *req, const char *method, const char *result)
+{
+    size_t m = s_index_of(s_auth_methods, GW_AUTH_METHODS, method);
+    size_t r = s_index_of(s_auth_results, GW_AUTH_RESULTS, result);
+    assert(m < GW_AUTH_METHODS && r < GW_AUTH_RESULTS && "add it to s_auth_methods/results");
+    vz_series_inc(gw_pipeline_counter(
+        req->pipe, &req->pipe->auth_series[m][r], "vz_gateway_auth_total",
+        "Authentication at the edge, by method and result", "method", method, "result", result));
+}
+
+//  Authentication at the edge, first part (headers only, HTTP thread):
+//  is the credential the route needs there and well formed? Verifying it
+//  happens once the body is in (gw_auth_run), where it may wait.
+void gw_auth_credential(gw_req_t *req)
+{
+    const vz_route_t *route = req->match.route;
+    if (route->auth == VZ_AUTH_NONE)
+        return;
+    bool want_jwt = route->auth == VZ_AUTH_JWT || route->auth == VZ_AUTH_ANY;
+    bool want_key = route->auth == VZ_AUTH_API_KEY || route->auth == VZ_AUTH_ANY;
+    const char *authz =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *key = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-API-Key");
+    if (want_jwt && authz && strncasecmp(authz, "Bearer ", 7) == 0) {
+        const char *token = authz + 7;
+        token += strspn(token, " ");
+        size_t len = strlen(token);
+        //  base64url parts and dots only; vz_jwt checks the rest.
+        if (len == 0 || len > VZ_JWT_TOKEN_MAX ||
+            strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") !=
+                len) {
+            s_auth_outcome(req, "jwt", "invalid");
+            req->reject = 401;
+            req->reject_detail = "malformed bearer token";
+            return;
+        }
+        req->cred_kind = CRED_BEARER;
+        req->cred = strdup(token);
+    } else if (want_key && key) {
+        size_t len = strlen(key);
+        if (len == 0 || len >= VZ_EDGE_APIKEY_MAX ||
+            strspn(key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~+/=") !=
+                len) {
+            s_auth_outcome(req, "api_key", "invalid");
+            req->reject = 401;
+            req->reject_detail = "malformed API key";
+            return;
+        }
+        req->cred_kind = CRED_APIKEY;
+        req->cred = strdup(key);
+    } else {
+        s_auth_outcome(req, "none", "missing");
+        req->reject = 401;
+        req->reject_detail = route->auth == VZ_AUTH_API_KEY ? "X-API-Key required"
+                             : route->auth == VZ_AUTH_JWT   ? "bearer token required"
+                                                            : "authentication required";
+        return;
+    }
+    assert(req->cred);
+}
+
+//  JWKS fetch over: verify again (reactor thread).
+static void s_on_jwks(vz_edge_waiter_t *waiter)
+{
+    gw_req_t *req = waiter->arg;
+    req->jwks_waited = true;
+    gw_pipeline_resume(req, GW_AGAIN);
+}
+
+static void s_on_apikey(vz_upcall_t *pre)
+{
+    gw_req_t *req = pre->arg;
+    bool valid = false;
+    vz_edge_identity_t id;
+    if (pre->result == VZ_UPCALL_REPLY &&
+        gw_codec_apikey_decode(pre->reply, pre->reply_len, &valid, &id) == 0) {
+        vz_edge_apikey_store(req->pipe->edge, req->cred, valid, &id);
+        if (valid) {
+            req->id = id;
+            req->authed = true;
+        }
+    } else {
+        s_auth_outcome(req, "api_key", "unavailable");
+        gw_render_error(req, 503, VZ_ERR_UNAVAILABLE, "authentication service unavailable");
+        req->retry_after = 1;
+        gw_pipeline_resume(req, GW_DONE);
+        return;
+    }
+    free(pre->reply);
+    pre->reply = NULL;
+    if (!req->authed) {
+        s_auth_outcome(req, "api_key", "invalid");
+        req->www_authenticate = true;
+        gw_render_error(req, 401, "unauthorized", "invalid API key");
+        gw_pipeline_resume(req, GW_DONE);
+        return;
+    }
+    gw_pipeline_resume(req, GW_AGAIN); //  the scopes next
+}
+
+//  Every scope the route needs must be among the granted ones.
+static const char *s_missing_scope(const char *needed, const char *granted, char *buf, size_t n)
+{
+    for (const char *p = needed; *p;) {
+        p += strspn(p, " ");
+        size_t len = strcspn(p, " ");
+        if (!len)
+            break;
+        bool found = false;
+        for (const char *g = granted; *g && !found;) {
+            g += strspn(g, " ");
+            size_t glen = strcspn(g, " ");
+            found = glen == len && strncmp(g, p, len) == 0;
+            g += glen;
+        }
+        if (!found) {
+            snprintf(buf, n, "%.*s", (int)len, p);
+            return buf;
+        }
+        p += len;
+    }
+    return NULL;
+}
+
+//  The stage: GW_NEXT = authenticated (or nothing needed), GW_WAIT = a
+//  call or the JWKS fetch continues it, GW_DONE = answered.
+gw_verdict_t gw_auth_run(gw_req_t *req)
+{
+    gw_pipe_t *pipe = req->pipe;
+    const vz_route_t *route = req->match.route;
+    if (route->auth == VZ_AUTH_NONE || req->cred_kind == CRED_NONE)
+        return GW_NEXT;
+    const char *method = req->cred_kind == CRED_BEARER ? "jwt" : "api_key";
+    if (!req->authed && req->cred_kind == CRED_BEARER) {
+        req->waiter.fn = s_on_jwks;
+        req->waiter.arg = req;
+        //  One wait per request at most: after a fetch, the answer stands.
+        int rc = vz_edge_jwt_verify(pipe->edge, req->cred, strlen(req->cred), &req->id,
+                                    req->jwks_waited ? NULL : &req->waiter);
+        if (rc == VZ_EDGE_EWAIT)
+            return GW_WAIT; //  req may already be answered: do not touch it
+        if (rc == VZ_EDGE_EUNAVAIL) {
+            s_auth_outcome(req, method, "unavailable");
+            gw_render_error(req, 503, VZ_ERR_UNAVAILABLE, "authentication keys unavailable");
+            req->retry_after = 1;
+            return GW_DONE;
+        }
+        if (rc < 0) {
+            s_auth_outcome(req, method, rc == VZ_JWT_EEXPIRED ? "expired" : "invalid");
+            char message[96];
+            snprintf(message, sizeof message, "invalid token: %s", vz_jwt_strerror(rc));
+            req->www_authenticate = true;
+            gw_render_error(req, 401, "unauthorized", message);
+            return GW_DONE;
+        }
+        req->authed = true;
+    } else if (!req->authed) {
+        bool valid = false;
+        vz_edge_identity_t id;
+        if (!vz_edge_apikey_lookup(pipe->edge, req->cred, &valid, &id)) {
+            size_t len = 0;
+            free(req->pre_body);
+            req->pre_body = gw_codec_apikey_request(req->cred, &len);
+            if (!gw_pipeline_call(req, "auth", "api_key_verify", len, pipe->auth_timeout_ms, true,
+                                  s_on_apikey)) {
+                gw_render_error(req, 503, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
+                req->retry_after = 1;
+                return GW_DONE;
+            }
+            return GW_WAIT;
+        }
+        if (!valid) {
+            s_auth_outcome(req, method, "invalid");
+            req->www_authenticate = true;
+            gw_render_error(req, 401, "unauthorized", "invalid API key");
+            return GW_DONE;
+        }
+        req->id = id;
+        req->authed = true;
+    }
+    char scope[VZ_NAME_MAX], message[VZ_NAME_MAX + 32];
+    if (s_missing_scope(route->scopes, req->id.scope, scope, sizeof scope)) {
+        s_auth_outcome(req, method, "forbidden");
+        snprintf(message, sizeof message, "missing scope: %s", scope);
+        gw_render_error(req, 403, "access_denied", message);
+        return GW_DONE;
+    }
+    s_auth_outcome(req, method, "ok");
+    return GW_NEXT;
+}

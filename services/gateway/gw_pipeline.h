@@ -1,0 +1,105 @@
+/*  gw_pipeline - the stages an upstream request passes, in order
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  The HTTP front (gateway.c) parses the request, runs the central checks
+ *  on the headers and the body, suspends the connection and hands the
+ *  request to gw_pipeline_start. From there it moves forward through one
+ *  table (s_stages in gw_pipeline.c) and leaves at one exit, which resumes
+ *  the connection; the front then renders and answers.
+ *
+ *    stage           module         entry             may wait for
+ *    authenticate    gw_auth.c      gw_auth_run       JWKS fetch, auth.api_key_verify
+ *    limit           gw_limit.c     gw_limit_run      ratelimit.check
+ *    cache           gw_cache.c     gw_cache_run      -
+ *    circuit-break   gw_circuit.c   gw_circuit_run    -
+ *    forward         gw_forward.c   gw_forward_run    the call itself (always)
+ *    -- exit: state REQ_DONE, MHD_resume_connection --
+ *    render          gw_render.c    gw_render_run     - (HTTP thread, called by the front)
+ *
+ *  Threads: a stage runs on the HTTP thread that suspended the connection,
+ *  or, after something it waited for, on the reactor thread (the callback
+ *  that ends the wait continues the chain with gw_pipeline_resume). No
+ *  stage blocks, allocates a thread hop of its own, or touches a socket:
+ *  every wait is a vz_upcall_t or a JWKS waiter the reactor ends.
+ *
+ *  Reads and writes in gw_req_t (gw_request.h):
+ *    authenticate  reads match.route (auth, scopes), cred_kind, cred, jwks_waited;
+ *                  writes id, authed, waiter, pre/pre_body; answers 401/403/503
+ *    limit         reads match.route (rate_class, name), client_ip, id, authed;
+ *                  writes rl, rl_have, rl_cost, rl_key, pre/pre_body; answers 429/503
+ *    cache         reads match.route (service, call); answers 200 with the cached JWKS
+ *    circuit-break reads match.route (service); writes breaker; answers 503 circuit_open
+ *    forward       reads match, id, authed, client_ip, content_type, body, request_id,
+ *                  traceparent; writes call, ctx; on completion (reactor) records
+ *                  the breaker's outcome and sets upstream_done
+ *    render        reads call, match.route, content_type; writes status, resp, location
+ *
+ *  A stage answers by filling the response with gw_render_error or
+ *  gw_render_body and returning GW_DONE.
+ */
+#ifndef GW_PIPELINE_H
+#define GW_PIPELINE_H
+
+#include "gateway.h"
+#include "gw_request.h"
+
+//  What a stage says when it returns (and what a wait's callback passes
+//  to gw_pipeline_resume).
+typedef enum {
+    GW_NEXT,  //  this stage let the request through: run the next one
+    GW_AGAIN, //  run this stage again (after a wait it queued)
+    GW_WAIT,  //  handed to the reactor: do not touch the request any more
+    GW_DONE,  //  leave the pipeline: the response (or the call to render) is in req
+} gw_verdict_t;
+
+typedef gw_verdict_t(gw_stage_fn)(gw_req_t *req);
+
+//  The stage entries, in chain order.
+gw_stage_fn gw_auth_run;
+gw_stage_fn gw_limit_run;
+gw_stage_fn gw_cache_run;
+gw_stage_fn gw_circuit_run;
+gw_stage_fn gw_forward_run;
+
+//  The stages' shared state from the gateway's configuration; the breaker
+//  of every non-optional service of routes exists from the start (so its
+//  state is on /metrics before the first failure). upstream, edge and
+//  metrics are borrowed.
+gw_pipe_t *gw_pipeline_new(const vz_gateway_config_t *config, vz_routes_t *routes,
+                           vz_upstream_t *upstream, vz_edge_t *edge, vz_metrics_t *metrics);
+void gw_pipeline_destroy(gw_pipe_t **self_p);
+
+//  HTTP thread, connection suspended (state REQ_WAITING): run the chain
+//  from its first stage.
+void gw_pipeline_start(gw_req_t *req);
+
+//  Any thread, after a wait: continue req's chain as the waiting stage
+//  would have returned verdict (never GW_WAIT). GW_DONE is the one exit.
+void gw_pipeline_resume(gw_req_t *req, gw_verdict_t verdict);
+
+//  A stage's side call (auth.api_key_verify, ratelimit.check) with body
+//  req->pre_body of body_len bytes; done continues the chain on the
+//  reactor. false when the upstream no longer takes calls (shutdown).
+bool gw_pipeline_call(gw_req_t *req, const char *service, const char *method, size_t body_len,
+                      int timeout_ms, bool idempotent, vz_upcall_done_fn *done);
+
+//  A counter series labelled k1=v1,k2=v2, looked up once into *slot (any
+//  thread): vz_metrics_counter renders and compares labels on every call.
+vz_series_t *gw_pipeline_counter(gw_pipe_t *pipe, _Atomic(vz_series_t *) *slot, const char *name,
+                                 const char *help, const char *k1, const char *v1, const char *k2,
+                                 const char *v2);
+
+//  Header-time part of authenticate, run by the front's central checks
+//  (HTTP thread): is the credential the route needs there and well
+//  formed? Sets cred_kind and cred, or reject = 401 with reject_detail.
+void gw_auth_credential(gw_req_t *req);
+
+//  The gateway's own upstream call (/health), outside the chain: the
+//  connection is suspended; its completion takes the same exit.
+void gw_forward_health(gw_req_t *req);
+
+//  Fail-open local buckets of the limit stage (any thread; own mutex).
+gw_buckets_t *gw_buckets_new(int local_limit);
+void gw_buckets_destroy(gw_buckets_t **self_p);
+
+#endif

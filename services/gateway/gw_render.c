@@ -1,0 +1,160 @@
+/*  gw_render - what a response says: status, body, type
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include "gw_render.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "health.h"
+#include "vz_json.h"
+#include "vz_log.h"
+
+//  How an upstream error code becomes an HTTP answer (contract C); unknown
+//  codes are 502 with their own (sanitised) code.
+static const struct {
+    const char *code;        //  error_code from the broker, a worker or upstream.c
+    int status;              //  HTTP status
+    const char *public_code; //  code shown to the client, NULL = the same
+    const char *message;     //  message shown, NULL = the upstream's
+    bool retry_after;        //  worth retrying soon
+} s_error_map[] = {
+    {VZ_ERR_NO_WORKER, 503, NULL, NULL, true},
+    {VZ_ERR_UNAVAILABLE, 503, NULL, NULL, true},
+    {VZ_ERR_OVERLOADED, 503, NULL, NULL, true},
+    {VZ_ERR_TIMEOUT, 504, NULL, NULL, false},
+    //  A refused policy or a rejected envelope is our fault, and the
+    //  policy's details are not the client's business.
+    {VZ_ERR_FORBIDDEN, 502, "bad_gateway", "upstream refused the call", false},
+    {VZ_ERR_MALFORMED, 502, "bad_gateway", "upstream refused the call", false},
+    {VZ_ERR_INVALID, 400, NULL, NULL, false},
+    {"unauthorized", 401, NULL, NULL, false},
+    {"access_denied", 403, NULL, NULL, false},
+    {"not_found", 404, NULL, NULL, false},
+    {"conflict", 409, NULL, NULL, false},
+    {"validation_failed", 422, NULL, NULL, false},
+    {"too_many_requests", 429, NULL, NULL, true},
+    {"request_too_large", 413, "payload_too_large", "request does not fit one envelope", false},
+    //  Only for a call that may not be sent twice (upstream.c): it was
+    //  served, but its reply did not fit the bundle's.
+    {VZ_ERR_REPLY_DROPPED, 502, "reply_lost",
+     "the upstream's reply was lost; the request may have taken effect", false},
+};
+
+void gw_render_body(gw_req_t *req, int status, const char *type, char *body, size_t len)
+{
+    free(req->resp);
+    req->status = status;
+    req->resp_type = type;
+    req->resp = body;
+    req->resp_len = len;
+}
+
+//  {"error":{"code":..,"message":..,"request_id":..}}
+void gw_render_error(gw_req_t *req, int status, const char *code, const char *message)
+{
+    char ecode[VZ_ERRCODE_MAX * 6], emsg[VZ_ERRMSG_MAX * 6];
+    if (vz_json_escape(ecode, sizeof ecode, code) < 0)
+        vz_strlcpy(ecode, "internal", sizeof ecode);
+    if (vz_json_escape(emsg, sizeof emsg, message) < 0)
+        emsg[0] = '\0';
+    char *body = NULL;
+    int len =
+        asprintf(&body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\",\"request_id\":\"%s\"}}",
+                 ecode, emsg, req->request_id);
+    assert(len >= 0);
+    gw_render_body(req, status, GW_CTYPE_JSON, body, (size_t)len);
+}
+
+void gw_render_json(gw_req_t *req, int status, const char *json)
+{
+    char *body = strdup(json);
+    assert(body);
+    gw_render_body(req, status, GW_CTYPE_JSON, body, strlen(body));
+}
+
+const char *gw_render_code_label(const char *code)
+{
+    static const char *const known[] = {
+        VZ_ERR_NO_WORKER,    VZ_ERR_TIMEOUT,        VZ_ERR_WORKER_LOST,  VZ_ERR_MALFORMED,
+        VZ_ERR_FORBIDDEN,    VZ_ERR_UNKNOWN_METHOD, VZ_ERR_OVERLOADED,   VZ_ERR_UNAVAILABLE,
+        VZ_ERR_INVALID,      VZ_ERR_INTERNAL,       "request_too_large", "unauthorized",
+        "access_denied",     "not_found",           "conflict",          "validation_failed",
+        "too_many_requests", VZ_ERR_REPLY_DROPPED,
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(code, known[i]) == 0)
+            return known[i];
+    return "other";
+}
+
+static void s_render_error(gw_req_t *req)
+{
+    const vz_upcall_t *call = &req->call;
+    char labels[64];
+    snprintf(labels, sizeof labels, "code=%s", gw_render_code_label(call->error_code));
+    vz_series_inc(vz_metrics_counter(req->pipe->metrics, "vz_gateway_upstream_errors_total",
+                                     "Upstream calls that ended in an error, by code", labels));
+    for (size_t i = 0; i < sizeof s_error_map / sizeof s_error_map[0]; i++) {
+        if (strcmp(call->error_code, s_error_map[i].code) != 0)
+            continue;
+        const char *code =
+            s_error_map[i].public_code ? s_error_map[i].public_code : call->error_code;
+        const char *message = s_error_map[i].message ? s_error_map[i].message : call->error_message;
+        gw_render_error(req, s_error_map[i].status, code, message[0] ? message : code);
+        req->retry_after = s_error_map[i].retry_after ? 1 : 0;
+        req->www_authenticate = s_error_map[i].status == 401;
+        return;
+    }
+    //  Worker codes are free text: keep only a safe spelling.
+    char code[VZ_ERRCODE_MAX];
+    size_t n = strspn(call->error_code, "abcdefghijklmnopqrstuvwxyz0123456789_");
+    vz_strlcpy(code, n && !call->error_code[n] ? call->error_code : "bad_gateway", sizeof code);
+    gw_render_error(req, 502, code,
+                    call->error_message[0] ? call->error_message : "upstream error");
+}
+
+//  Services the current table routes to, for /health; a route marked
+//  optional (a service not every deployment runs) does not count.
+size_t gw_render_needed(vz_routes_t *table, const char **needed, size_t cap)
+{
+    size_t count = 0;
+    for (size_t i = 0; table && i < vz_routes_count(table); i++) {
+        if (vz_routes_at(table, i)->optional)
+            continue;
+        const char *service = vz_routes_at(table, i)->service;
+        bool seen = false;
+        for (size_t j = 0; !seen && j < count; j++)
+            seen = strcmp(needed[j], service) == 0;
+        if (!seen && count < cap)
+            needed[count++] = service;
+    }
+    return count;
+}
+
+void gw_render_run(gw_req_t *req)
+{
+    vz_upcall_t *call = &req->call;
+    if (call->kind == VZ_UPCALL_HEALTH) {
+        bool healthy = false;
+        const char *needed[VZ_ROUTES_MAX];
+        size_t count = gw_render_needed(req->table, needed, VZ_ROUTES_MAX);
+        char *json = vz_health_render(call, needed, count, &healthy);
+        gw_render_body(req, healthy ? 200 : 503, GW_CTYPE_JSON, json, strlen(json));
+    } else if (call->result == VZ_UPCALL_REPLY) {
+        const vz_route_t *route = req->match.route;
+        const char *type = route->pass_ctype && req->content_type[0] ? req->content_type
+                           : route->reply_type[0]                    ? route->reply_type
+                                                                     : GW_CTYPE_JSON;
+        //  The reply buffer becomes the response body (no copy).
+        gw_render_body(req, call->http_status ? call->http_status : 200, type, (char *)call->reply,
+                       call->reply_len);
+        call->reply = NULL;
+        vz_strlcpy(req->location, call->http_location, sizeof req->location);
+    } else
+        s_render_error(req);
+    free(call->reply);
+    call->reply = NULL;
+}
