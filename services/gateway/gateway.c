@@ -1,5 +1,9 @@
 /*  gateway - the public HTTP front (libmicrohttpd) of the mesh
  *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Entered only by libmicrohttpd's two callbacks: s_on_access (headers,
+ *  body chunks, the last call, the call after a resume) and s_on_completed.
+ *  It parses and checks; the stages after the checks are gw_pipeline.h's.
  */
 #include "gateway.h"
 
@@ -245,7 +249,7 @@ static void s_preflight(vz_gateway_t *gw, gw_req_t *req)
 }
 
 // --------------------------------------------------------------------------
-//  Request life cycle
+//  Central checks
 
 //  Media type of a Content-Type value, lowercased, without parameters.
 static void s_media_type(const char *ctype, char *out, size_t n)
@@ -357,6 +361,9 @@ static void s_reject(vz_gateway_t *gw, gw_req_t *req)
         break;
     }
 }
+
+// --------------------------------------------------------------------------
+//  Request life cycle
 
 static void s_printable_copy(char *dst, size_t n, const char *src)
 {

@@ -18,8 +18,11 @@ static const struct {
     const char *name; //  for reading and debugging
     gw_stage_fn *run; //  the entry
 } s_stages[] = {
-    {"authenticate", gw_auth_run},     {"limit", gw_limit_run},     {"cache", gw_cache_run},
-    {"circuit-break", gw_circuit_run}, {"forward", gw_forward_run},
+    {"authenticate", gw_auth_run},     //  gw_auth.c: who calls, with which scopes
+    {"limit", gw_limit_run},           //  gw_limit.c: lease, ratelimit.check, failure policy
+    {"cache", gw_cache_run},           //  gw_cache.c: auth.jwks from the cached key set
+    {"circuit-break", gw_circuit_run}, //  gw_circuit.c: the service's breaker
+    {"forward", gw_forward_run},       //  gw_forward.c: the call; its completion exits
 };
 #define STAGE_COUNT (sizeof s_stages / sizeof s_stages[0])
 
