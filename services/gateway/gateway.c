@@ -30,7 +30,6 @@
 
 #define LOCAL_COUNT_MAX 8 //  capacity for per-local-route arrays
 #define REQ_POOL_MAX 64   //  finished requests kept for reuse per gateway (~10 KB each)
-#define CTYPE_OCTETS "application/octet-stream"
 #define CTYPE_PROM "text/plain; version=0.0.4; charset=utf-8"
 #define CTYPE_YAML "application/yaml"
 #define CORS_HEADERS "Authorization, Content-Type, X-API-Key, X-Request-Id, traceparent"

@@ -256,14 +256,6 @@ int main(int argc, char **argv)
     }
     config.http.rl_fail_open = strcmp(config.rl_failure, "open") == 0;
     config.http.auth_timeout_ms = config.edge.fetch_timeout_ms;
-    if (strcmp(config.rl_failure, "open") != 0 && strcmp(config.rl_failure, "closed") != 0) {
-        vz_error(NULL, "invalid configuration", "setting", "VZ_GATEWAY_RATELIMIT_FAILURE", "value",
-                 config.rl_failure, "expected", "open or closed");
-        vz_daemon_destroy(&app.daemon);
-        return VZ_EXIT_PERMANENT;
-    }
-    config.http.rl_fail_open = strcmp(config.rl_failure, "open") == 0;
-    config.http.auth_timeout_ms = config.edge.fetch_timeout_ms;
     char err[256];
     vz_routes_t *routes =
         vz_routes_load(config.routes[0] ? config.routes : "configs/routes.cfg", err, sizeof err);
