@@ -19,20 +19,25 @@
  *  Threads: a stage runs on the HTTP thread that suspended the connection,
  *  or, after something it waited for, on the reactor thread (the callback
  *  that ends the wait continues the chain with gw_pipeline_resume). No
- *  stage blocks, allocates a thread hop of its own, or touches a socket:
- *  every wait is a vz_upcall_t or a JWKS waiter the reactor ends.
+ *  stage blocks or touches a socket, and none adds a thread hop: every
+ *  wait is a vz_upcall_t or a JWKS waiter that the reactor ends, as the
+ *  request path had before it was cut into stages.
  *
  *  Reads and writes in gw_req_t (gw_request.h):
- *    authenticate  reads match.route (auth, scopes), cred_kind, cred, jwks_waited;
- *                  writes id, authed, waiter, pre/pre_body; answers 401/403/503
+ *    authenticate  reads match.route (auth, scopes), cred_kind, cred;
+ *                  writes id, authed, waiter, jwks_waited, pre, pre_body;
+ *                  answers 401 (+ WWW-Authenticate), 403, 503
  *    limit         reads match.route (rate_class, name), client_ip, id, authed;
- *                  writes rl, rl_have, rl_cost, rl_key, pre/pre_body; answers 429/503
+ *                  writes rl, rl_have, rl_cost, rl_key, pre, pre_body; answers 429, 503
  *    cache         reads match.route (service, call); answers 200 with the cached JWKS
  *    circuit-break reads match.route (service); writes breaker; answers 503 circuit_open
- *    forward       reads match, id, authed, client_ip, content_type, body, request_id,
- *                  traceparent; writes call, ctx; on completion (reactor) records
- *                  the breaker's outcome and sets upstream_done
- *    render        reads call, match.route, content_type; writes status, resp, location
+ *    forward       reads match (route, params), id, authed, client_ip, content_type,
+ *                  the forwarded headers, body, request_id, traceparent; writes call,
+ *                  ctx; answers 503 only when the upstream is closed (shutdown); its
+ *                  completion (reactor) records the outcome on breaker and sets
+ *                  upstream_done
+ *    render        reads call, table (/health), match.route, content_type; writes
+ *                  status, resp, resp_type, location, retry_after, www_authenticate
  *
  *  A stage answers by filling the response with gw_render_error or
  *  gw_render_body and returning GW_DONE.
