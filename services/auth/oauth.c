@@ -64,7 +64,8 @@ int auth_h_client_register(void *app, const vz_envelope_t *req, vz_reply_t *repl
                                     "scope: words of [a-z0-9:._-] separated by spaces");
         goto done;
     }
-    if (tier && strcmp(tier, "free") != 0 && strcmp(tier, "premium") != 0) {
+    if (tier && strcmp(tier, VZ_AUTHCTX_TIER_FREE) != 0 &&
+        strcmp(tier, VZ_AUTHCTX_TIER_PREMIUM) != 0) {
         rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION, "tier: free or premium");
         goto done;
     }
@@ -77,7 +78,7 @@ int auth_h_client_register(void *app, const vz_envelope_t *req, vz_reply_t *repl
     snprintf(key, sizeof key, "auth:client:%s", id);
     snprintf(now, sizeof now, "%lld", (long long)time(NULL));
     const char *hset[] = {"HSET",    key,     "hash",  hash,   "name",
-                          name,      "scope", scopes,  "tier", tier ? tier : "free",
+                          name,      "scope", scopes,  "tier", tier ? tier : VZ_AUTHCTX_TIER_FREE,
                           "created", now,     "owner", ctx.sub};
     redisReply *r = auth_redis(self, 14, hset);
     if (!r) {
@@ -92,7 +93,7 @@ int auth_h_client_register(void *app, const vz_envelope_t *req, vz_reply_t *repl
     vz_json_write_kv_string(w, "client_secret", secret);
     vz_json_write_kv_string(w, "name", name);
     vz_json_write_kv_string(w, "scope", scopes);
-    vz_json_write_kv_string(w, "tier", tier ? tier : "free");
+    vz_json_write_kv_string(w, "tier", tier ? tier : VZ_AUTHCTX_TIER_FREE);
     vz_json_write_kv_int(w, "created", atoll(now));
     vz_json_write_object_end(w);
     OPENSSL_cleanse(secret, sizeof secret);
@@ -203,7 +204,8 @@ int auth_h_oauth_token(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         return vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID,
                                       "invalid_scope: scope exceeds the client's");
     }
-    auth_grant_t g = {.sub = id, .scope = granted, .tier = tier ? tier : "free", .client_id = id};
+    auth_grant_t g = {
+        .sub = id, .scope = granted, .tier = tier ? tier : VZ_AUTHCTX_TIER_FREE, .client_id = id};
     auth_tokens_respond(self, &g, NULL, NULL, reply);
     freeReplyObject(client);
     return 0;

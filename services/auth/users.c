@@ -119,7 +119,7 @@ static void s_write_user(vz_json_writer_t *w, const char *uid, const redisReply 
     vz_json_write_kv_string(w, "email", s_or(auth_hash_field(user, "email"), ""));
     vz_json_write_kv_string(w, "name", name ? name : "");
     vz_json_write_kv_string(w, "scope", s_or(auth_hash_field(user, "scope"), ""));
-    vz_json_write_kv_string(w, "tier", s_or(auth_hash_field(user, "tier"), "free"));
+    vz_json_write_kv_string(w, "tier", s_or(auth_hash_field(user, "tier"), VZ_AUTHCTX_TIER_FREE));
     vz_json_write_kv_int(w, "created", created ? atoll(created) : 0);
     vz_json_write_object_end(w);
 }
@@ -188,8 +188,10 @@ int auth_h_register(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     char now[24];
     snprintf(now, sizeof now, "%lld", (long long)time(NULL));
     const char *scope = s_is_admin_email(self, email) ? "user admin" : "user";
-    const char *hset[] = {"HSET",           user_key, "email", email,  "pw",   hash,      "name",
-                          name ? name : "", "scope",  scope,   "tier", "free", "created", now};
+    const char *hset[] = {"HSET",    user_key, "email", email,
+                          "pw",      hash,     "name",  name ? name : "",
+                          "scope",   scope,    "tier",  VZ_AUTHCTX_TIER_FREE,
+                          "created", now};
     r = auth_redis(self, 14, hset);
     if (!r) {
         const char *del[] = {"DEL", email_key};
@@ -329,7 +331,7 @@ int auth_h_login(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     }
     auth_grant_t grant = {.sub = uid,
                           .scope = s_or(auth_hash_field(user, "scope"), "user"),
-                          .tier = s_or(auth_hash_field(user, "tier"), "free")};
+                          .tier = s_or(auth_hash_field(user, "tier"), VZ_AUTHCTX_TIER_FREE)};
     auth_tokens_respond(self, &grant, uid, NULL, reply);
 done:
     if (idr)
