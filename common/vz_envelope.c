@@ -76,22 +76,29 @@ void vz_envelope_init(vz_envelope_t *self, vz_kind_t kind)
 
 int vz_envelope_ctx_set(vz_envelope_t *self, const char *key, const char *value)
 {
-    assert(self && key && value);
+    assert(self);
+    return vz_envelope_ctx_put(self->ctx, &self->ctx_count, key, value);
+}
+
+int vz_envelope_ctx_put(vz_ctx_entry_t *ctx, size_t *count, const char *key, const char *value)
+{
+    assert(ctx && count && *count <= VZ_CTX_MAX && key && value);
     size_t klen = strlen(key);
     size_t vlen = strlen(value);
     if (klen == 0)
         return -EINVAL;
+    //  Refused, never cut: a cut scope list can spell a scope never granted.
     if (klen >= VZ_CTX_KEY_MAX || vlen >= VZ_CTX_VAL_MAX)
         return -ENAMETOOLONG;
     //  Setting an existing key replaces it: the decoder refuses duplicates.
     vz_ctx_entry_t *entry = NULL;
-    for (size_t i = 0; i < self->ctx_count; i++)
-        if (strcmp(self->ctx[i].key, key) == 0)
-            entry = &self->ctx[i];
+    for (size_t i = 0; i < *count; i++)
+        if (strcmp(ctx[i].key, key) == 0)
+            entry = &ctx[i];
     if (!entry) {
-        if (self->ctx_count >= VZ_CTX_MAX)
+        if (*count >= VZ_CTX_MAX)
             return -ENOSPC;
-        entry = &self->ctx[self->ctx_count++];
+        entry = &ctx[(*count)++];
         memcpy(entry->key, key, klen + 1);
     }
     memcpy(entry->value, value, vlen + 1);

@@ -77,7 +77,11 @@ void vz_envelope_init(vz_envelope_t *self, vz_kind_t kind);
 
 //  Add an auth context entry, or replace the value of an existing key;
 //  -ENOSPC when full, -ENAMETOOLONG if too long, -EINVAL for an empty key.
+//  What does not fit is refused, never cut; a failure changes nothing.
 int vz_envelope_ctx_set(vz_envelope_t *self, const char *key, const char *value);
+//  The same on a bare entry array with room for VZ_CTX_MAX, *count in use:
+//  a context built before its envelope (the gateway's, vz_authctx.h).
+int vz_envelope_ctx_put(vz_ctx_entry_t *ctx, size_t *count, const char *key, const char *value);
 //  Borrowed value of a context entry, or NULL.
 const char *vz_envelope_ctx_get(const vz_envelope_t *self, const char *key);
 

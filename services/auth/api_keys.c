@@ -57,11 +57,12 @@ static bool s_parse(const char *key, char id[ID_HEX + 1])
 }
 
 //  The caller must be a user signed in with a JWT. 0, or -1 after replying.
-static int s_user(const vz_envelope_t *req, auth_ctx_t *ctx, vz_reply_t *reply)
+static int s_user(const vz_envelope_t *req, vz_authctx_t *ctx, vz_reply_t *reply)
 {
-    auth_ctx(req, ctx);
-    if (strcmp(ctx->auth, "jwt") != 0 || strncmp(ctx->sub, "u_", 2) != 0) {
-        auth_fail(reply, AUTH_ERR_UNAUTHORIZED, "a user's bearer token is required");
+    vz_authctx_read(req, ctx);
+    if (strcmp(ctx->auth, VZ_AUTHCTX_BY_JWT) != 0 || strncmp(ctx->sub, "u_", 2) != 0) {
+        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
+                               "a user's bearer token is required");
         return -1;
     }
     return 0;
@@ -70,7 +71,7 @@ static int s_user(const vz_envelope_t *req, auth_ctx_t *ctx, vz_reply_t *reply)
 int auth_h_api_key_create(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     auth_t *self = app;
-    auth_ctx_t ctx;
+    vz_authctx_t ctx;
     if (s_user(req, &ctx, reply) < 0)
         return 0;
     vz_json_t *doc = auth_json_body(req, reply);
@@ -80,22 +81,24 @@ int auth_h_api_key_create(void *app, const vz_envelope_t *req, vz_reply_t *reply
     const char *name = NULL, *scope = NULL;
     int rc = 0;
     if (auth_json_str(body, "name", NAME_MAX_BYTES, &name, reply) < 0 ||
-        auth_json_str(body, "scope", 512, &scope, reply) < 0)
+        auth_json_str(body, "scope", VZ_AUTHCTX_VALUE_MAX, &scope, reply) < 0)
         goto done;
     if (!name || !*name) {
-        rc = auth_fail(reply, AUTH_ERR_VALIDATION, "name: required");
+        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION, "name: required");
         goto done;
     }
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
         if (*p < 0x20 || *p == 0x7f) {
-            rc = auth_fail(reply, AUTH_ERR_VALIDATION, "name: control characters not allowed");
+            rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION,
+                                        "name: control characters not allowed");
             goto done;
         }
     //  A key never carries more than its owner has (ctx scope = the token's).
-    if (!scope)
-        scope = ctx.scope;
-    if (!auth_scope_subset(scope, ctx.scope)) {
-        rc = auth_fail(reply, AUTH_ERR_VALIDATION, "scope: must be a subset of your scopes");
+    char scopes[VZ_CTX_VAL_MAX];
+    if (vz_authctx_scope_normalize(scope ? scope : ctx.scope, scopes, sizeof scopes) < 0 ||
+        !vz_authctx_scope_subset(scopes, ctx.scope)) {
+        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION,
+                                    "scope: must be a subset of your scopes");
         goto done;
     }
     char set_key[64];
@@ -109,20 +112,21 @@ int auth_h_api_key_create(void *app, const vz_envelope_t *req, vz_reply_t *reply
     long long have = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
     freeReplyObject(r);
     if (have >= KEYS_PER_USER) {
-        rc = auth_fail(reply, AUTH_ERR_CONFLICT, "too many API keys; delete one first");
+        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_CONFLICT,
+                                    "too many API keys; delete one first");
         goto done;
     }
     char id[ID_HEX + 1], secret[48], key[KEY_MAX], hash[65], ak[32], now[24];
     if (auth_random_hex(id, ID_HEX / 2) < 0 || auth_random_b64(secret, 32) < 0) {
-        rc = vz_reply_error(reply, VZ_ERR_INTERNAL, "no randomness");
+        rc = vz_authctx_reply_error(reply, 0, VZ_ERR_INTERNAL, "no randomness");
         goto done;
     }
     snprintf(key, sizeof key, KEY_PREFIX "%s_%s", id, secret);
     auth_sha256_hex(hash, key, strlen(key));
     snprintf(ak, sizeof ak, "auth:ak:%s", id);
     snprintf(now, sizeof now, "%lld", (long long)time(NULL));
-    const char *hset[] = {"HSET", ak,        "hash",    hash, "sub",       ctx.sub, "name",
-                          name,   "scope",   scope,     "created", now,  "last_used", "0"};
+    const char *hset[] = {"HSET", ak,      "hash", hash,      "sub", ctx.sub,     "name",
+                          name,   "scope", scopes, "created", now,   "last_used", "0"};
     const char *sadd[] = {"SADD", set_key, id};
     r = auth_redis(self, 14, hset);
     redisReply *r2 = r ? auth_redis(self, 3, sadd) : NULL;
@@ -140,11 +144,11 @@ int auth_h_api_key_create(void *app, const vz_envelope_t *req, vz_reply_t *reply
     vz_json_write_kv_string(w, "id", id);
     vz_json_write_kv_string(w, "key", key);
     vz_json_write_kv_string(w, "name", name);
-    vz_json_write_kv_string(w, "scope", scope);
+    vz_json_write_kv_string(w, "scope", scopes);
     vz_json_write_kv_int(w, "created", atoll(now));
     vz_json_write_object_end(w);
     OPENSSL_cleanse(key, sizeof key);
-    rc = auth_reply_created(reply, &w);
+    rc = vz_authctx_reply_created(reply, &w, NULL);
 done:
     vz_json_destroy(&doc);
     return rc;
@@ -153,7 +157,7 @@ done:
 int auth_h_api_key_list(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     auth_t *self = app;
-    auth_ctx_t ctx;
+    vz_authctx_t ctx;
     if (s_user(req, &ctx, reply) < 0)
         return 0;
     char set_key[64];
@@ -183,9 +187,8 @@ int auth_h_api_key_list(void *app, const vz_envelope_t *req, vz_reply_t *reply)
             vz_json_write_kv_string(w, "id", id);
             vz_json_write_kv_string(w, "prefix", prefix);
             vz_json_write_kv_string(w, "name", k->element[0]->str);
-            vz_json_write_kv_string(w, "scope",
-                                    k->element[1]->type == REDIS_REPLY_STRING ? k->element[1]->str
-                                                                              : "");
+            vz_json_write_kv_string(
+                w, "scope", k->element[1]->type == REDIS_REPLY_STRING ? k->element[1]->str : "");
             vz_json_write_kv_int(w, "created", k->element[2]->str ? atoll(k->element[2]->str) : 0);
             vz_json_write_kv_int(w, "last_used",
                                  k->element[3]->str ? atoll(k->element[3]->str) : 0);
@@ -197,18 +200,18 @@ int auth_h_api_key_list(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     vz_json_write_array_end(w);
     vz_json_write_object_end(w);
     freeReplyObject(ids);
-    return auth_reply_json(reply, &w);
+    return vz_authctx_reply_json(reply, &w);
 }
 
 int auth_h_api_key_delete(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     auth_t *self = app;
-    auth_ctx_t ctx;
+    vz_authctx_t ctx;
     if (s_user(req, &ctx, reply) < 0)
         return 0;
-    const char *id = vz_envelope_ctx_get(req, "path.id");
+    const char *id = vz_authctx_param(req, "id");
     if (!id || strlen(id) != ID_HEX || strspn(id, "0123456789abcdef") != ID_HEX)
-        return auth_fail(reply, AUTH_ERR_NOT_FOUND, "no such API key");
+        return vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_NOT_FOUND, "no such API key");
     char set_key[64], ak[32];
     snprintf(set_key, sizeof set_key, "auth:uak:%s", ctx.sub);
     snprintf(ak, sizeof ak, "auth:ak:%s", id);
@@ -220,7 +223,7 @@ int auth_h_api_key_delete(void *app, const vz_envelope_t *req, vz_reply_t *reply
     bool owned = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
     if (!owned)
-        return auth_fail(reply, AUTH_ERR_NOT_FOUND, "no such API key");
+        return vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_NOT_FOUND, "no such API key");
     const char *del[] = {"DEL", ak};
     r = auth_redis(self, 2, del);
     if (!r)
@@ -232,7 +235,7 @@ int auth_h_api_key_delete(void *app, const vz_envelope_t *req, vz_reply_t *reply
     vz_json_write_kv_string(w, "id", id);
     vz_json_write_kv_bool(w, "deleted", true);
     vz_json_write_object_end(w);
-    return auth_reply_json(reply, &w);
+    return vz_authctx_reply_json(reply, &w);
 }
 
 static int s_verify_reply(vz_reply_t *reply, bool valid, const char *sub, const char *scope,
@@ -267,7 +270,8 @@ int auth_h_api_key_verify(void *app, const vz_envelope_t *req, vz_reply_t *reply
     char key[KEY_MAX + 1], id[ID_HEX + 1];
     int rc = auth_msgpack_str(req, "key", key, sizeof key);
     if (rc == -EPROTO)
-        return vz_reply_error(reply, VZ_ERR_INVALID, "body must be a msgpack map with key");
+        return vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID,
+                                      "body must be a msgpack map with key");
     if (rc < 0 || !s_parse(key, id))
         return s_verify_reply(reply, false, "", "", "", "");
     char ak[32], hash[65];
@@ -298,8 +302,8 @@ int auth_h_api_key_verify(void *app, const vz_envelope_t *req, vz_reply_t *reply
         if (h)
             freeReplyObject(h);
     }
-    rc = s_verify_reply(reply, true, r->element[1]->str, r->element[2]->str, r->element[4]->str,
-                        id);
+    rc =
+        s_verify_reply(reply, true, r->element[1]->str, r->element[2]->str, r->element[4]->str, id);
     freeReplyObject(r);
     return rc;
 }

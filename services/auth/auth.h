@@ -9,7 +9,8 @@
  *  Modules: passwords (KDF), users (register/login/profile, lockout),
  *  tokens (access JWTs, refresh rotation), keys (signing keys, JWKS,
  *  rotation), api_keys, oauth (client credentials, introspection),
- *  request (JSON/msgpack/form helpers, errors, context checks).
+ *  request (JSON/msgpack/form helpers, errors, Redis). The auth context,
+ *  scopes and JSON replies are common/vz_authctx.h.
  */
 #ifndef AUTH_H
 #define AUTH_H
@@ -19,6 +20,7 @@
 
 #include <msgpack.h>
 
+#include "vz_authctx.h"
 #include "vz_daemon.h"
 #include "vz_json.h"
 #include "vz_jwt.h"
@@ -27,14 +29,6 @@
 
 #define AUTH_ADMIN_PORT 9120
 #define AUTH_SERVICE "auth"
-
-//  Error codes of contract C (besides those of vz_proto.h).
-#define AUTH_ERR_UNAUTHORIZED "unauthorized"
-#define AUTH_ERR_DENIED "access_denied"
-#define AUTH_ERR_NOT_FOUND "not_found"
-#define AUTH_ERR_CONFLICT "conflict"
-#define AUTH_ERR_VALIDATION "validation_failed"
-#define AUTH_ERR_TOO_MANY "too_many_requests"
 
 typedef struct {
     char issuer[256];        //  iss of issued tokens
@@ -54,14 +48,14 @@ typedef struct {
 typedef struct auth_keys_t auth_keys_t;
 
 typedef struct {
-    auth_config_t config;    //  validated settings
-    vz_redis_t *redis;       //  shared state
-    auth_keys_t *keys;       //  signing key cache (keys.c)
-    char dummy_hash[256];    //  hash of a random password, for unknown users
-    vz_metrics_t *metrics;   //  borrowed from the daemon (may be NULL in tests)
-    vz_series_t *login_failed;  //  failed logins
-    vz_series_t *locked_out;    //  logins refused by a lockout
-    vz_series_t *refresh_reuse; //  refresh-token reuse detections
+    auth_config_t config;          //  validated settings
+    vz_redis_t *redis;             //  shared state
+    auth_keys_t *keys;             //  signing key cache (keys.c)
+    char dummy_hash[256];          //  hash of a random password, for unknown users
+    vz_metrics_t *metrics;         //  borrowed from the daemon (may be NULL in tests)
+    vz_series_t *login_failed;     //  failed logins
+    vz_series_t *locked_out;       //  logins refused by a lockout
+    vz_series_t *refresh_reuse;    //  refresh-token reuse detections
     vz_redis_script_t *rt_use;     //  tokens.c: check-and-mark a refresh token
     vz_redis_script_t *rt_issue;   //  tokens.c: store a refresh token in its family
     vz_redis_script_t *login_fail; //  users.c: count a failure, start a lockout
@@ -82,23 +76,6 @@ void auth_destroy(auth_t **self_p);
 // --------------------------------------------------------------------------
 //  request.c
 
-//  The trusted auth context of a request: ctx entries count only when the
-//  broker vouches that the caller is the gateway (contract B).
-typedef struct {
-    bool trusted;       //  caller == "gateway"
-    const char *auth;   //  "jwt" | "api_key" | "oauth" | "none" ("none" when untrusted)
-    const char *sub;    //  subject or ""
-    const char *scope;  //  scopes or ""
-    const char *tier;   //  tier or ""
-    const char *ip;     //  client IP or "unknown"
-} auth_ctx_t;
-
-void auth_ctx(const vz_envelope_t *req, auth_ctx_t *ctx);
-//  True when the space-separated list has the word.
-bool auth_scope_has(const char *list, const char *word);
-//  True when every scope of want is in have.
-bool auth_scope_subset(const char *want, const char *have);
-
 //  Parse the request body as a JSON object (limits for small bodies).
 //  NULL after replying invalid_request.
 vz_json_t *auth_json_body(const vz_envelope_t *req, vz_reply_t *reply);
@@ -107,12 +84,7 @@ vz_json_t *auth_json_body(const vz_envelope_t *req, vz_reply_t *reply);
 //  string or longer than max bytes.
 int auth_json_str(const vz_json_value_t *obj, const char *field, size_t max, const char **out,
                   vz_reply_t *reply);
-//  Reply with the writer's document; internal error if it failed.
-int auth_reply_json(vz_reply_t *reply, vz_json_writer_t **writer_p);
-//  The same for a resource just created: the gateway answers 201.
-int auth_reply_created(vz_reply_t *reply, vz_json_writer_t **writer_p);
-//  Error replies.
-int auth_fail(vz_reply_t *reply, const char *code, const char *message);
+//  "unavailable" (503): Redis did not answer.
 int auth_unavailable(vz_reply_t *reply);
 
 //  A value from application/x-www-form-urlencoded text: 0 and the decoded
@@ -161,7 +133,9 @@ typedef struct {
     const char *client_id; //  OAuth client or NULL
 } auth_grant_t;
 
-//  Sign an access token for grant. *token_p heap; 0 or -1 (no key).
+//  Sign an access token for grant. *token_p heap; 0, -1 (no key) or
+//  -ENAMETOOLONG when a claim does not fit (never cut; scope within
+//  VZ_AUTHCTX_VALUE_MAX, so that the gateway can pass it on).
 int auth_tokens_access(auth_t *self, const auth_grant_t *grant, char **token_p);
 //  Write the token response members (access_token, token_type, expires_in,
 //  scope and, when uid is not NULL, a new refresh token of family fam (NULL

@@ -29,9 +29,9 @@
 #define K_VERSION "auth:keys:ver"
 
 struct auth_keys_t {
-    long long version;        //  auth:keys:ver the cache was built from, -1 = none
-    vz_jwt_key_t *signing;    //  current key with its private half
-    vz_jwt_keyset_t *publish; //  keys in the JWKS
+    long long version;         //  auth:keys:ver the cache was built from, -1 = none
+    vz_jwt_key_t *signing;     //  current key with its private half
+    vz_jwt_keyset_t *publish;  //  keys in the JWKS
     vz_redis_script_t *ensure; //  create the first key unless one exists
     vz_redis_script_t *rotate; //  rotate with overlap and prune
 };
@@ -256,7 +256,7 @@ int auth_h_jwks(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     size_t len = 0;
     char *jwks = vz_jwt_keyset_jwks(set, &len);
     if (!jwks)
-        return vz_reply_error(reply, VZ_ERR_INTERNAL, "cannot render the JWKS");
+        return vz_authctx_reply_error(reply, 0, VZ_ERR_INTERNAL, "cannot render the JWKS");
     int rc = vz_reply_body(reply, jwks, len);
     free(jwks);
     return rc;
@@ -266,12 +266,13 @@ int auth_h_jwks(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 int auth_h_keys_rotate(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     auth_t *self = app;
-    auth_ctx_t ctx;
-    auth_ctx(req, &ctx);
-    if (strcmp(ctx.auth, "none") == 0)
-        return auth_fail(reply, AUTH_ERR_UNAUTHORIZED, "authentication required");
-    if (!auth_scope_has(ctx.scope, "admin"))
-        return auth_fail(reply, AUTH_ERR_DENIED, "scope admin required");
+    vz_authctx_t ctx;
+    vz_authctx_read(req, &ctx);
+    if (strcmp(ctx.auth, VZ_AUTHCTX_BY_NONE) == 0)
+        return vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
+                                      "authentication required");
+    if (!vz_authctx_scope_has(ctx.scope, "admin"))
+        return vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_DENIED, "scope admin required");
     if (auth_keys_rotate(self, 0) < 0)
         return auth_unavailable(reply);
     const vz_jwt_key_t *key = auth_keys_signing(self);
@@ -279,5 +280,5 @@ int auth_h_keys_rotate(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     vz_json_write_object_begin(w);
     vz_json_write_kv_string(w, "kid", key ? vz_jwt_key_kid(key) : "");
     vz_json_write_object_end(w);
-    return auth_reply_json(reply, &w);
+    return vz_authctx_reply_json(reply, &w);
 }

@@ -30,16 +30,18 @@
 #define FORM_VALUE_MAX 1024
 #define CLIENT_ID_MAX 64
 #define NAME_MAX_BYTES 64
+#define SCOPE_CHARS "abcdefghijklmnopqrstuvwxyz0123456789:._- " //  scopes a client may hold
 
 int auth_h_client_register(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     auth_t *self = app;
-    auth_ctx_t ctx;
-    auth_ctx(req, &ctx);
-    if (strcmp(ctx.auth, "jwt") != 0)
-        return auth_fail(reply, AUTH_ERR_UNAUTHORIZED, "bearer token required");
-    if (!auth_scope_has(ctx.scope, "admin"))
-        return auth_fail(reply, AUTH_ERR_DENIED, "scope admin required");
+    vz_authctx_t ctx;
+    vz_authctx_read(req, &ctx);
+    if (strcmp(ctx.auth, VZ_AUTHCTX_BY_JWT) != 0)
+        return vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
+                                      "bearer token required");
+    if (!vz_authctx_scope_has(ctx.scope, "admin"))
+        return vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_DENIED, "scope admin required");
     vz_json_t *doc = auth_json_body(req, reply);
     if (!doc)
         return 0;
@@ -47,32 +49,37 @@ int auth_h_client_register(void *app, const vz_envelope_t *req, vz_reply_t *repl
     const char *name = NULL, *scope = NULL, *tier = NULL;
     int rc = 0;
     if (auth_json_str(body, "name", NAME_MAX_BYTES, &name, reply) < 0 ||
-        auth_json_str(body, "scope", 512, &scope, reply) < 0 ||
+        auth_json_str(body, "scope", VZ_AUTHCTX_VALUE_MAX, &scope, reply) < 0 ||
         auth_json_str(body, "tier", 16, &tier, reply) < 0)
         goto done;
     if (!name || !*name) {
-        rc = auth_fail(reply, AUTH_ERR_VALIDATION, "name: required");
+        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION, "name: required");
         goto done;
     }
-    if (scope && strspn(scope, "abcdefghijklmnopqrstuvwxyz0123456789:._- ") != strlen(scope)) {
-        rc = auth_fail(reply, AUTH_ERR_VALIDATION, "scope: words of [a-z0-9:._-] separated by spaces");
+    //  Stored as one scope each, single spaces: what the gateway will compare.
+    char scopes[VZ_CTX_VAL_MAX];
+    if ((scope && strspn(scope, SCOPE_CHARS) != strlen(scope)) ||
+        vz_authctx_scope_normalize(scope ? scope : "", scopes, sizeof scopes) < 0) {
+        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION,
+                                    "scope: words of [a-z0-9:._-] separated by spaces");
         goto done;
     }
-    if (tier && strcmp(tier, "free") != 0 && strcmp(tier, "premium") != 0) {
-        rc = auth_fail(reply, AUTH_ERR_VALIDATION, "tier: free or premium");
+    if (tier && strcmp(tier, VZ_AUTHCTX_TIER_FREE) != 0 &&
+        strcmp(tier, VZ_AUTHCTX_TIER_PREMIUM) != 0) {
+        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION, "tier: free or premium");
         goto done;
     }
     char id[24] = "c_", secret[64] = "cs_", hash[65], key[48], now[24];
     if (auth_random_hex(id + 2, 8) < 0 || auth_random_b64(secret + 3, 32) < 0) {
-        rc = vz_reply_error(reply, VZ_ERR_INTERNAL, "no randomness");
+        rc = vz_authctx_reply_error(reply, 0, VZ_ERR_INTERNAL, "no randomness");
         goto done;
     }
     auth_sha256_hex(hash, secret, strlen(secret));
     snprintf(key, sizeof key, "auth:client:%s", id);
     snprintf(now, sizeof now, "%lld", (long long)time(NULL));
-    const char *hset[] = {"HSET",  key,   "hash", hash, "name",    name, "scope",
-                          scope ? scope : "", "tier",    tier ? tier : "free",
-                          "created", now, "owner", ctx.sub};
+    const char *hset[] = {"HSET",    key,     "hash",  hash,   "name",
+                          name,      "scope", scopes,  "tier", tier ? tier : VZ_AUTHCTX_TIER_FREE,
+                          "created", now,     "owner", ctx.sub};
     redisReply *r = auth_redis(self, 14, hset);
     if (!r) {
         rc = auth_unavailable(reply);
@@ -85,12 +92,12 @@ int auth_h_client_register(void *app, const vz_envelope_t *req, vz_reply_t *repl
     vz_json_write_kv_string(w, "client_id", id);
     vz_json_write_kv_string(w, "client_secret", secret);
     vz_json_write_kv_string(w, "name", name);
-    vz_json_write_kv_string(w, "scope", scope ? scope : "");
-    vz_json_write_kv_string(w, "tier", tier ? tier : "free");
+    vz_json_write_kv_string(w, "scope", scopes);
+    vz_json_write_kv_string(w, "tier", tier ? tier : VZ_AUTHCTX_TIER_FREE);
     vz_json_write_kv_int(w, "created", atoll(now));
     vz_json_write_object_end(w);
     OPENSSL_cleanse(secret, sizeof secret);
-    rc = auth_reply_created(reply, &w);
+    rc = vz_authctx_reply_created(reply, &w, NULL);
 done:
     vz_json_destroy(&doc);
     return rc;
@@ -99,11 +106,11 @@ done:
 //  Checks the form content type when the gateway tells it. 0 or -1 replied.
 static int s_form(const vz_envelope_t *req, vz_reply_t *reply)
 {
-    const char *ct = vz_envelope_ctx_get(req, "content_type");
+    const char *ct = vz_authctx_get(req, VZ_AUTHCTX_CONTENT_TYPE);
     const char *want = "application/x-www-form-urlencoded";
     if (ct && *ct && strncasecmp(ct, want, strlen(want)) != 0) {
-        vz_reply_error(reply, VZ_ERR_INVALID,
-                       "invalid_request: body must be application/x-www-form-urlencoded");
+        vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID,
+                               "invalid_request: body must be application/x-www-form-urlencoded");
         return -1;
     }
     return 0;
@@ -119,12 +126,7 @@ static redisReply *s_client_auth(auth_t *self, const vz_envelope_t *req, vz_repl
     int a = auth_form_get(body, req->body_len, "client_id", id, CLIENT_ID_MAX);
     int b = auth_form_get(body, req->body_len, "client_secret", secret, sizeof secret);
     //  The gateway forwards the header as ctx "header.authorization" (routes.cfg).
-    const char *basic = NULL;
-    if (strcmp(req->caller, "gateway") == 0) {
-        basic = vz_envelope_ctx_get(req, "header.authorization");
-        if (!basic)
-            basic = vz_envelope_ctx_get(req, "authorization");
-    }
+    const char *basic = vz_authctx_header(req, "authorization");
     if (a == -ENOENT && b == -ENOENT && basic && strncasecmp(basic, "Basic ", 6) == 0) {
         unsigned char raw[200];
         size_t blen = strlen(basic + 6);
@@ -146,7 +148,8 @@ static redisReply *s_client_auth(auth_t *self, const vz_envelope_t *req, vz_repl
         }
     }
     if (a < 0 || b < 0 || strncmp(id, "c_", 2) != 0) {
-        vz_reply_error(reply, AUTH_ERR_UNAUTHORIZED, "invalid_client: client authentication failed");
+        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
+                               "invalid_client: client authentication failed");
         return NULL;
     }
     char key[96], hash[65];
@@ -162,7 +165,8 @@ static redisReply *s_client_auth(auth_t *self, const vz_envelope_t *req, vz_repl
     const char *stored = auth_hash_field(client, "hash");
     if (!stored || strlen(stored) != 64 || CRYPTO_memcmp(stored, hash, 64) != 0) {
         freeReplyObject(client);
-        vz_reply_error(reply, AUTH_ERR_UNAUTHORIZED, "invalid_client: client authentication failed");
+        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
+                               "invalid_client: client authentication failed");
         return NULL;
     }
     return client;
@@ -177,13 +181,14 @@ int auth_h_oauth_token(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     char grant[64], scope[FORM_VALUE_MAX];
     int rc = auth_form_get(body, req->body_len, "grant_type", grant, sizeof grant);
     if (rc == -ENOENT)
-        return vz_reply_error(reply, VZ_ERR_INVALID, "invalid_request: grant_type required");
+        return vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID,
+                                      "invalid_request: grant_type required");
     if (rc < 0 || strcmp(grant, "client_credentials") != 0)
-        return vz_reply_error(reply, VZ_ERR_INVALID,
-                              "unsupported_grant_type: only client_credentials");
+        return vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID,
+                                      "unsupported_grant_type: only client_credentials");
     rc = auth_form_get(body, req->body_len, "scope", scope, sizeof scope);
     if (rc == -EINVAL)
-        return vz_reply_error(reply, VZ_ERR_INVALID, "invalid_request: malformed scope");
+        return vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID, "invalid_request: malformed scope");
     char id[CLIENT_ID_MAX];
     redisReply *client = s_client_auth(self, req, reply, id);
     if (!client)
@@ -192,12 +197,15 @@ int auth_h_oauth_token(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     const char *tier = auth_hash_field(client, "tier");
     allowed = allowed ? allowed : "";
     //  Absent scope: everything the client was registered with (RFC 6749 §3.3).
-    const char *granted = rc == -ENOENT ? allowed : scope;
-    if (!auth_scope_subset(granted, allowed)) {
+    char granted[VZ_CTX_VAL_MAX];
+    if (vz_authctx_scope_normalize(rc == -ENOENT ? allowed : scope, granted, sizeof granted) < 0 ||
+        !vz_authctx_scope_subset(granted, allowed)) {
         freeReplyObject(client);
-        return vz_reply_error(reply, VZ_ERR_INVALID, "invalid_scope: scope exceeds the client's");
+        return vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID,
+                                      "invalid_scope: scope exceeds the client's");
     }
-    auth_grant_t g = {.sub = id, .scope = granted, .tier = tier ? tier : "free", .client_id = id};
+    auth_grant_t g = {
+        .sub = id, .scope = granted, .tier = tier ? tier : VZ_AUTHCTX_TIER_FREE, .client_id = id};
     auth_tokens_respond(self, &g, NULL, NULL, reply);
     freeReplyObject(client);
     return 0;
@@ -226,7 +234,7 @@ int auth_h_oauth_introspect(void *app, const vz_envelope_t *req, vz_reply_t *rep
     int rc = auth_form_get(body, req->body_len, "token", token, VZ_JWT_TOKEN_MAX + 1);
     if (rc < 0) {
         free(token);
-        return vz_reply_error(reply, VZ_ERR_INVALID, "invalid_request: token required");
+        return vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID, "invalid_request: token required");
     }
     vz_jwt_claims_t c;
     bool active = s_introspect(self, token, &c);
@@ -249,7 +257,7 @@ int auth_h_oauth_introspect(void *app, const vz_envelope_t *req, vz_reply_t *rep
         vz_json_write_kv_string(w, "tier", c.tier);
     }
     vz_json_write_object_end(w);
-    return auth_reply_json(reply, &w);
+    return vz_authctx_reply_json(reply, &w);
 }
 
 int auth_h_token_introspect(void *app, const vz_envelope_t *req, vz_reply_t *reply)
@@ -261,7 +269,8 @@ int auth_h_token_introspect(void *app, const vz_envelope_t *req, vz_reply_t *rep
     int rc = auth_msgpack_str(req, "token", token, VZ_JWT_TOKEN_MAX + 1);
     if (rc == -EPROTO || rc == -ENOENT) {
         free(token);
-        return vz_reply_error(reply, VZ_ERR_INVALID, "body must be a msgpack map with token");
+        return vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID,
+                                      "body must be a msgpack map with token");
     }
     vz_jwt_claims_t c;
     bool active = rc == 0 && s_introspect(self, token, &c);

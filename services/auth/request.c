@@ -1,4 +1,4 @@
-/*  request - helpers shared by the auth handlers: context, bodies, replies
+/*  request - helpers shared by the auth handlers: bodies, errors, Redis, randomness
  *  SPDX-License-Identifier: MPL-2.0
  */
 #include "auth.h"
@@ -13,59 +13,6 @@
 
 #include "vz_proto.h"
 
-#define GATEWAY_IDENTITY "gateway"
-
-void auth_ctx(const vz_envelope_t *req, auth_ctx_t *ctx)
-{
-    ctx->trusted = strcmp(req->caller, GATEWAY_IDENTITY) == 0;
-    const char *auth = ctx->trusted ? vz_envelope_ctx_get(req, "auth") : NULL;
-    const char *sub = ctx->trusted ? vz_envelope_ctx_get(req, "sub") : NULL;
-    const char *scope = ctx->trusted ? vz_envelope_ctx_get(req, "scope") : NULL;
-    const char *tier = ctx->trusted ? vz_envelope_ctx_get(req, "tier") : NULL;
-    const char *ip = ctx->trusted ? vz_envelope_ctx_get(req, "client_ip") : NULL;
-    ctx->auth = auth && *auth ? auth : "none";
-    ctx->sub = sub ? sub : "";
-    ctx->scope = scope ? scope : "";
-    ctx->tier = tier ? tier : "";
-    ctx->ip = ip && *ip ? ip : "unknown";
-}
-
-bool auth_scope_has(const char *list, const char *word)
-{
-    size_t wlen = strlen(word);
-    if (wlen == 0)
-        return false;
-    for (const char *p = list; *p;) {
-        while (*p == ' ')
-            p++;
-        size_t n = strcspn(p, " ");
-        if (n == wlen && memcmp(p, word, n) == 0)
-            return true;
-        p += n;
-    }
-    return false;
-}
-
-bool auth_scope_subset(const char *want, const char *have)
-{
-    char word[128];
-    for (const char *p = want; *p;) {
-        while (*p == ' ')
-            p++;
-        size_t n = strcspn(p, " ");
-        if (n == 0)
-            break;
-        if (n >= sizeof word)
-            return false;
-        memcpy(word, p, n);
-        word[n] = '\0';
-        if (!auth_scope_has(have, word))
-            return false;
-        p += n;
-    }
-    return true;
-}
-
 vz_json_t *auth_json_body(const vz_envelope_t *req, vz_reply_t *reply)
 {
     vz_json_limits_t limits = vz_json_limits_default;
@@ -75,18 +22,17 @@ vz_json_t *auth_json_body(const vz_envelope_t *req, vz_reply_t *reply)
     limits.max_members = 64;
     limits.max_nodes = 256;
     vz_json_error_t err;
-    vz_json_t *doc = vz_json_parse(req->body ? (const void *)req->body : "", req->body_len,
-                                   &limits, &err);
+    vz_json_t *doc =
+        vz_json_parse(req->body ? (const void *)req->body : "", req->body_len, &limits, &err);
     if (!doc) {
         char msg[128];
-        snprintf(msg, sizeof msg, "body is not valid JSON: %s at byte %zu", err.reason,
-                 err.offset);
-        vz_reply_error(reply, VZ_ERR_INVALID, msg);
+        snprintf(msg, sizeof msg, "body is not valid JSON: %s at byte %zu", err.reason, err.offset);
+        vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID, msg);
         return NULL;
     }
     if (vz_json_type(vz_json_root(doc)) != VZ_JSON_OBJECT) {
         vz_json_destroy(&doc);
-        vz_reply_error(reply, VZ_ERR_INVALID, "body must be a JSON object");
+        vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID, "body must be a JSON object");
         return NULL;
     }
     return doc;
@@ -104,44 +50,21 @@ int auth_json_str(const vz_json_value_t *obj, const char *field, size_t max, con
     char msg[128];
     if (!text) {
         snprintf(msg, sizeof msg, "%s: must be a string", field);
-        vz_reply_error(reply, AUTH_ERR_VALIDATION, msg);
+        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION, msg);
         return -1;
     }
     if (len > max) {
         snprintf(msg, sizeof msg, "%s: must have at most %zu bytes", field, max);
-        vz_reply_error(reply, AUTH_ERR_VALIDATION, msg);
+        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION, msg);
         return -1;
     }
     *out = text;
     return 0;
 }
 
-int auth_reply_json(vz_reply_t *reply, vz_json_writer_t **writer_p)
-{
-    size_t len = 0;
-    char *out = vz_json_writer_take(*writer_p, &len);
-    vz_json_writer_destroy(writer_p);
-    if (!out)
-        return vz_reply_error(reply, VZ_ERR_INTERNAL, "reply does not fit");
-    int rc = vz_reply_body(reply, out, len);
-    free(out);
-    return rc;
-}
-
-int auth_reply_created(vz_reply_t *reply, vz_json_writer_t **writer_p)
-{
-    int rc = auth_reply_json(reply, writer_p);
-    return rc < 0 ? rc : vz_reply_ctx_set(reply, "http_status", "201");
-}
-
-int auth_fail(vz_reply_t *reply, const char *code, const char *message)
-{
-    return vz_reply_error(reply, code, message);
-}
-
 int auth_unavailable(vz_reply_t *reply)
 {
-    return vz_reply_error(reply, VZ_ERR_UNAVAILABLE, "auth storage unavailable");
+    return vz_authctx_reply_error(reply, 0, VZ_ERR_UNAVAILABLE, "auth storage unavailable");
 }
 
 static int s_hexval(int c)

@@ -12,6 +12,7 @@
  */
 #include "auth.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,13 +58,15 @@ int auth_tokens_access(auth_t *self, const auth_grant_t *grant, char **token_p)
         return -1;
     vz_jwt_claims_t c = {0};
     int64_t now = (int64_t)time(NULL);
-    vz_strlcpy(c.iss, self->config.issuer, sizeof c.iss);
-    vz_strlcpy(c.aud, self->config.audience, sizeof c.aud);
-    vz_strlcpy(c.sub, grant->sub, sizeof c.sub);
-    vz_strlcpy(c.scope, grant->scope, sizeof c.scope);
-    vz_strlcpy(c.tier, grant->tier, sizeof c.tier);
-    if (grant->client_id)
-        vz_strlcpy(c.client_id, grant->client_id, sizeof c.client_id);
+    //  A claim is never cut, and the scope must fit the gateway's ctx entry.
+    if (strlen(grant->scope) > VZ_AUTHCTX_VALUE_MAX ||
+        vz_strlcpy(c.iss, self->config.issuer, sizeof c.iss) < 0 ||
+        vz_strlcpy(c.aud, self->config.audience, sizeof c.aud) < 0 ||
+        vz_strlcpy(c.sub, grant->sub, sizeof c.sub) < 0 ||
+        vz_strlcpy(c.scope, grant->scope, sizeof c.scope) < 0 ||
+        vz_strlcpy(c.tier, grant->tier, sizeof c.tier) < 0 ||
+        (grant->client_id && vz_strlcpy(c.client_id, grant->client_id, sizeof c.client_id) < 0))
+        return -ENAMETOOLONG;
     if (auth_random_hex(c.jti, 16) < 0)
         return -1;
     c.iat = c.nbf = now;
@@ -99,8 +102,12 @@ int auth_tokens_respond(auth_t *self, const auth_grant_t *grant, const char *uid
                         vz_reply_t *reply)
 {
     char *access = NULL;
-    if (auth_tokens_access(self, grant, &access) < 0) {
-        auth_unavailable(reply);
+    int rc = auth_tokens_access(self, grant, &access);
+    if (rc < 0) {
+        if (rc == -ENAMETOOLONG)
+            vz_authctx_reply_error(reply, 0, VZ_ERR_INTERNAL, "granted claims do not fit a token");
+        else
+            auth_unavailable(reply);
         return -1;
     }
     char refresh[RT_MAX] = "", family[33] = "";
@@ -121,7 +128,7 @@ int auth_tokens_respond(auth_t *self, const auth_grant_t *grant, const char *uid
         vz_json_write_kv_string(w, "refresh_token", refresh);
     vz_json_write_object_end(w);
     free(access);
-    auth_reply_json(reply, &w);
+    vz_authctx_reply_json(reply, &w);
     return 0;
 }
 
@@ -141,7 +148,7 @@ static int s_refresh_use(auth_t *self, const char *token, char *uid, size_t uid_
                          vz_reply_t *reply)
 {
     if (strncmp(token, RT_PREFIX, strlen(RT_PREFIX)) != 0 || strlen(token) >= RT_MAX) {
-        auth_fail(reply, AUTH_ERR_UNAUTHORIZED, "invalid refresh token");
+        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED, "invalid refresh token");
         return -1;
     }
     char hash[65], key[80];
@@ -166,9 +173,10 @@ static int s_refresh_use(auth_t *self, const char *token, char *uid, size_t uid_
         if (self->refresh_reuse)
             vz_series_inc(self->refresh_reuse);
         vz_warn(NULL, "refresh token reuse: family revoked", "family", r->element[2]->str);
-        auth_fail(reply, AUTH_ERR_UNAUTHORIZED, "refresh token already used; session revoked");
+        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
+                               "refresh token already used; session revoked");
     } else
-        auth_fail(reply, AUTH_ERR_UNAUTHORIZED, "invalid refresh token");
+        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED, "invalid refresh token");
     freeReplyObject(r);
     return rc;
 }
@@ -186,7 +194,8 @@ int auth_h_refresh(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     }
     if (!token) {
         vz_json_destroy(&doc);
-        return auth_fail(reply, AUTH_ERR_VALIDATION, "refresh_token: required");
+        return vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION,
+                                      "refresh_token: required");
     }
     char uid[64], fam[33];
     int rc = s_refresh_use(self, token, uid, sizeof uid, fam, reply);
@@ -202,7 +211,8 @@ int auth_h_refresh(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         u->element[0]->type != REDIS_REPLY_STRING || u->element[1]->type != REDIS_REPLY_STRING) {
         if (u)
             freeReplyObject(u);
-        return auth_fail(reply, AUTH_ERR_UNAUTHORIZED, "invalid refresh token");
+        return vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
+                                      "invalid refresh token");
     }
     auth_grant_t grant = {.sub = uid, .scope = u->element[0]->str, .tier = u->element[1]->str};
     auth_tokens_respond(self, &grant, uid, fam, reply);
@@ -246,10 +256,11 @@ int auth_tokens_revoke_user(auth_t *self, const char *uid)
 int auth_h_logout(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     auth_t *self = app;
-    auth_ctx_t ctx;
-    auth_ctx(req, &ctx);
-    if (strcmp(ctx.auth, "jwt") != 0 || !*ctx.sub)
-        return auth_fail(reply, AUTH_ERR_UNAUTHORIZED, "bearer token required");
+    vz_authctx_t ctx;
+    vz_authctx_read(req, &ctx);
+    if (strcmp(ctx.auth, VZ_AUTHCTX_BY_JWT) != 0 || !*ctx.sub)
+        return vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
+                                      "bearer token required");
     const char *token = NULL;
     vz_json_t *doc = NULL;
     if (req->body_len > 0) {
@@ -293,5 +304,5 @@ int auth_h_logout(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     vz_json_write_object_begin(w);
     vz_json_write_kv_int(w, "sessions_revoked", revoked);
     vz_json_write_object_end(w);
-    return auth_reply_json(reply, &w);
+    return vz_authctx_reply_json(reply, &w);
 }

@@ -119,7 +119,7 @@ static void s_write_user(vz_json_writer_t *w, const char *uid, const redisReply 
     vz_json_write_kv_string(w, "email", s_or(auth_hash_field(user, "email"), ""));
     vz_json_write_kv_string(w, "name", name ? name : "");
     vz_json_write_kv_string(w, "scope", s_or(auth_hash_field(user, "scope"), ""));
-    vz_json_write_kv_string(w, "tier", s_or(auth_hash_field(user, "tier"), "free"));
+    vz_json_write_kv_string(w, "tier", s_or(auth_hash_field(user, "tier"), VZ_AUTHCTX_TIER_FREE));
     vz_json_write_kv_int(w, "created", created ? atoll(created) : 0);
     vz_json_write_object_end(w);
 }
@@ -147,26 +147,28 @@ int auth_h_register(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         auth_json_str(body, "name", NAME_MAX_BYTES, &name, reply) < 0)
         goto done;
     if (!email_in || !s_email(email_in, email, sizeof email)) {
-        rc = auth_fail(reply, AUTH_ERR_VALIDATION, "email: not a valid e-mail address");
+        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION,
+                                    "email: not a valid e-mail address");
         goto done;
     }
     if (!password) {
-        rc = auth_fail(reply, AUTH_ERR_VALIDATION, "password: required");
+        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION, "password: required");
         goto done;
     }
     const char *why = auth_password_policy(password, email);
     if (why) {
-        rc = auth_fail(reply, AUTH_ERR_VALIDATION, why);
+        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION, why);
         goto done;
     }
     if (name && !s_name_ok(name)) {
-        rc = auth_fail(reply, AUTH_ERR_VALIDATION, "name: control characters not allowed");
+        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION,
+                                    "name: control characters not allowed");
         goto done;
     }
     char hash[AUTH_HASH_MAX], uid[24] = "u_", email_key[EMAIL_MAX + 16], user_key[64];
     if (auth_password_hash(password, self->config.iterations, hash, sizeof hash) < 0 ||
         auth_random_hex(uid + 2, 8) < 0) {
-        rc = vz_reply_error(reply, VZ_ERR_INTERNAL, "cannot hash the password");
+        rc = vz_authctx_reply_error(reply, 0, VZ_ERR_INTERNAL, "cannot hash the password");
         goto done;
     }
     snprintf(email_key, sizeof email_key, "auth:email:%s", email);
@@ -180,14 +182,16 @@ int auth_h_register(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     bool taken = r->type == REDIS_REPLY_NIL;
     freeReplyObject(r);
     if (taken) {
-        rc = auth_fail(reply, AUTH_ERR_CONFLICT, "email: already registered");
+        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_CONFLICT, "email: already registered");
         goto done;
     }
     char now[24];
     snprintf(now, sizeof now, "%lld", (long long)time(NULL));
     const char *scope = s_is_admin_email(self, email) ? "user admin" : "user";
-    const char *hset[] = {"HSET", user_key, "email", email,   "pw",      hash,    "name",
-                          name ? name : "",  "scope", scope, "tier", "free", "created", now};
+    const char *hset[] = {"HSET",    user_key, "email", email,
+                          "pw",      hash,     "name",  name ? name : "",
+                          "scope",   scope,    "tier",  VZ_AUTHCTX_TIER_FREE,
+                          "created", now};
     r = auth_redis(self, 14, hset);
     if (!r) {
         const char *del[] = {"DEL", email_key};
@@ -204,7 +208,7 @@ int auth_h_register(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     s_write_user(w, uid, user);
     if (user)
         freeReplyObject(user);
-    rc = auth_reply_created(reply, &w);
+    rc = vz_authctx_reply_created(reply, &w, NULL);
 done:
     vz_json_destroy(&doc);
     return rc;
@@ -241,15 +245,15 @@ static int s_lock_check(auth_t *self, const char *acct_key, const char *ip_key, 
         vz_series_inc(self->locked_out);
     char msg[96];
     snprintf(msg, sizeof msg, "too many failed logins; retry in %lld s", (wait_ms + 999) / 1000);
-    auth_fail(reply, AUTH_ERR_TOO_MANY, msg);
+    vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_TOO_MANY, msg);
     return -1;
 }
 
 int auth_h_login(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     auth_t *self = app;
-    auth_ctx_t ctx;
-    auth_ctx(req, &ctx);
+    vz_authctx_t ctx;
+    vz_authctx_read(req, &ctx);
     vz_json_t *doc = auth_json_body(req, reply);
     if (!doc)
         return 0;
@@ -261,8 +265,8 @@ int auth_h_login(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         auth_json_str(body, "password", 1024, &password, reply) < 0)
         goto done;
     if (!email_in || !password) {
-        rc = auth_fail(reply, AUTH_ERR_VALIDATION,
-                       !email_in ? "email: required" : "password: required");
+        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION,
+                                    !email_in ? "email: required" : "password: required");
         goto done;
     }
     char email[EMAIL_MAX + 1], ehash[65];
@@ -272,7 +276,8 @@ int auth_h_login(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     char acct_fail[64], acct_lock[64], ip_fail[128];
     snprintf(acct_fail, sizeof acct_fail, "auth:fail:a:%.32s", ehash);
     snprintf(acct_lock, sizeof acct_lock, "auth:lock:a:%.32s", ehash);
-    snprintf(ip_fail, sizeof ip_fail, "auth:fail:i:%.64s", ctx.ip);
+    snprintf(ip_fail, sizeof ip_fail, "auth:fail:i:%.64s",
+             *ctx.client_ip ? ctx.client_ip : "unknown");
     if (s_lock_check(self, acct_lock, ip_fail, reply) < 0)
         goto done;
 
@@ -305,7 +310,8 @@ int auth_h_login(void *app, const vz_envelope_t *req, vz_reply_t *reply)
             freeReplyObject(f);
         if (self->login_failed)
             vz_series_inc(self->login_failed);
-        rc = auth_fail(reply, AUTH_ERR_UNAUTHORIZED, "invalid email or password");
+        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
+                                    "invalid email or password");
         goto done;
     }
     const char *del[] = {"DEL", acct_fail};
@@ -325,7 +331,7 @@ int auth_h_login(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     }
     auth_grant_t grant = {.sub = uid,
                           .scope = s_or(auth_hash_field(user, "scope"), "user"),
-                          .tier = s_or(auth_hash_field(user, "tier"), "free")};
+                          .tier = s_or(auth_hash_field(user, "tier"), VZ_AUTHCTX_TIER_FREE)};
     auth_tokens_respond(self, &grant, uid, NULL, reply);
 done:
     if (idr)
@@ -337,11 +343,13 @@ done:
 }
 
 //  The signed-in user (auth jwt, a user subject). NULL after replying.
-static redisReply *s_me(auth_t *self, const vz_envelope_t *req, auth_ctx_t *ctx, vz_reply_t *reply)
+static redisReply *s_me(auth_t *self, const vz_envelope_t *req, vz_authctx_t *ctx,
+                        vz_reply_t *reply)
 {
-    auth_ctx(req, ctx);
-    if (strcmp(ctx->auth, "jwt") != 0 || strncmp(ctx->sub, "u_", 2) != 0) {
-        auth_fail(reply, AUTH_ERR_UNAUTHORIZED, "a user's bearer token is required");
+    vz_authctx_read(req, ctx);
+    if (strcmp(ctx->auth, VZ_AUTHCTX_BY_JWT) != 0 || strncmp(ctx->sub, "u_", 2) != 0) {
+        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
+                               "a user's bearer token is required");
         return NULL;
     }
     redisReply *user = s_user_get(self, ctx->sub);
@@ -351,7 +359,7 @@ static redisReply *s_me(auth_t *self, const vz_envelope_t *req, auth_ctx_t *ctx,
     }
     if (user->type != REDIS_REPLY_ARRAY || user->elements == 0) {
         freeReplyObject(user);
-        auth_fail(reply, AUTH_ERR_NOT_FOUND, "user not found");
+        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_NOT_FOUND, "user not found");
         return NULL;
     }
     return user;
@@ -360,20 +368,20 @@ static redisReply *s_me(auth_t *self, const vz_envelope_t *req, auth_ctx_t *ctx,
 int auth_h_profile_get(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     auth_t *self = app;
-    auth_ctx_t ctx;
+    vz_authctx_t ctx;
     redisReply *user = s_me(self, req, &ctx, reply);
     if (!user)
         return 0;
     vz_json_writer_t *w = vz_json_writer_new(0);
     s_write_user(w, ctx.sub, user);
     freeReplyObject(user);
-    return auth_reply_json(reply, &w);
+    return vz_authctx_reply_json(reply, &w);
 }
 
 int auth_h_profile_update(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     auth_t *self = app;
-    auth_ctx_t ctx;
+    vz_authctx_t ctx;
     redisReply *user = s_me(self, req, &ctx, reply);
     if (!user)
         return 0;
@@ -393,12 +401,13 @@ int auth_h_profile_update(void *app, const vz_envelope_t *req, vz_reply_t *reply
             strcmp(k, "current_password") != 0) {
             char msg[96];
             snprintf(msg, sizeof msg, "%.40s: cannot be changed here", k);
-            rc = auth_fail(reply, AUTH_ERR_VALIDATION, msg);
+            rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION, msg);
             goto done;
         }
     }
     if (name && !s_name_ok(name)) {
-        rc = auth_fail(reply, AUTH_ERR_VALIDATION, "name: control characters not allowed");
+        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION,
+                                    "name: control characters not allowed");
         goto done;
     }
     char user_key[64], hash[AUTH_HASH_MAX], now[24];
@@ -409,19 +418,21 @@ int auth_h_profile_update(void *app, const vz_envelope_t *req, vz_reply_t *reply
     if (password) {
         const char *why = auth_password_policy(password, auth_hash_field(user, "email"));
         if (!current) {
-            rc = auth_fail(reply, AUTH_ERR_VALIDATION, "current_password: required to change it");
+            rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION,
+                                        "current_password: required to change it");
             goto done;
         }
         if (why) {
-            rc = auth_fail(reply, AUTH_ERR_VALIDATION, why);
+            rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION, why);
             goto done;
         }
         if (!auth_password_verify(current, auth_hash_field(user, "pw"), NULL)) {
-            rc = auth_fail(reply, AUTH_ERR_DENIED, "current_password: does not match");
+            rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_DENIED,
+                                        "current_password: does not match");
             goto done;
         }
         if (auth_password_hash(password, self->config.iterations, hash, sizeof hash) < 0) {
-            rc = vz_reply_error(reply, VZ_ERR_INTERNAL, "cannot hash the password");
+            rc = vz_authctx_reply_error(reply, 0, VZ_ERR_INTERNAL, "cannot hash the password");
             goto done;
         }
         argv[argc++] = "pw";
@@ -444,7 +455,7 @@ int auth_h_profile_update(void *app, const vz_envelope_t *req, vz_reply_t *reply
     user = s_user_get(self, ctx.sub);
     vz_json_writer_t *w = vz_json_writer_new(0);
     s_write_user(w, ctx.sub, user);
-    rc = auth_reply_json(reply, &w);
+    rc = vz_authctx_reply_json(reply, &w);
 done:
     if (user)
         freeReplyObject(user);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vz_authctx.h"
 #include "vz_daemon.h"
 #include "vz_proto.h"
 #include "vz_worker.h"
@@ -66,42 +67,25 @@ static int s_slow(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     return vz_reply_body(reply, "ok", 2);
 }
 
-//  Append "key":"escaped value" to out; false when out is full.
-static bool s_json_pair(char *out, size_t n, size_t *used, const char *key, const char *value,
-                        bool comma)
-{
-    char kesc[VZ_CTX_KEY_MAX * 6 + 1], esc[VZ_CTX_VAL_MAX * 6 + 1];
-    if (vz_json_escape(kesc, sizeof kesc, key) < 0 || vz_json_escape(esc, sizeof esc, value) < 0)
-        return false;
-    int rc = snprintf(out + *used, n - *used, "%s\"%s\":\"%s\"", comma ? "," : "", kesc, esc);
-    if (rc < 0 || (size_t)rc >= n - *used)
-        return false;
-    *used += (size_t)rc;
-    return true;
-}
-
 //  Tells a caller what the worker saw: the identity the broker vouched for,
-//  the request id and trace context that travelled, and the auth context.
+//  the request id and trace context that travelled, whether that identity
+//  may set the auth context (vz_authctx.h), and the context when it may.
 static int s_whoami(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
-    char out[WHOAMI_MAX];
-    size_t used = 1;
-    out[0] = '{';
-    bool ok = s_json_pair(out, sizeof out, &used, "caller", req->caller, false) &&
-              s_json_pair(out, sizeof out, &used, "request_id", req->id, true) &&
-              s_json_pair(out, sizeof out, &used, "traceparent", req->traceparent, true);
-    ok = ok && used + 9 < sizeof out;
-    if (ok) {
-        memcpy(out + used, ",\"ctx\":{", 8);
-        used += 8;
-    }
-    for (size_t i = 0; ok && i < req->ctx_count; i++)
-        ok = s_json_pair(out, sizeof out, &used, req->ctx[i].key, req->ctx[i].value, i > 0);
-    if (!ok || used + 3 > sizeof out)
-        return vz_reply_error(reply, VZ_ERR_INTERNAL, "identity does not fit the reply");
-    memcpy(out + used, "}}", 2);
-    used += 2;
-    return vz_reply_body(reply, out, used);
+    bool trusted = vz_authctx_trusted(req->caller);
+    vz_json_writer_t *w = vz_json_writer_new(WHOAMI_MAX);
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, "caller", req->caller);
+    vz_json_write_kv_string(w, "request_id", req->id);
+    vz_json_write_kv_string(w, "traceparent", req->traceparent);
+    vz_json_write_kv_bool(w, "trusted", trusted);
+    vz_json_write_key(w, "ctx");
+    vz_json_write_object_begin(w);
+    for (size_t i = 0; trusted && i < req->ctx_count; i++)
+        vz_json_write_kv_string(w, req->ctx[i].key, req->ctx[i].value);
+    vz_json_write_object_end(w);
+    vz_json_write_object_end(w);
+    return vz_authctx_reply_json(reply, &w);
 }
 
 static const vz_method_t s_methods[] = {
