@@ -79,16 +79,15 @@ static const char s_insecure_warning[] =
 
 void vz_http_config_init(vz_http_config_t *cfg)
 {
-    *cfg = (vz_http_config_t){
-        .connect_timeout_ms = VZ_HTTP_CONNECT_TIMEOUT_MS,
-        .timeout_ms = VZ_HTTP_TIMEOUT_MS,
-        .budget_ms = VZ_HTTP_BUDGET_MS,
-        .max_attempts = VZ_HTTP_MAX_ATTEMPTS,
-        .backoff_ms = VZ_HTTP_BACKOFF_MS,
-        .backoff_max_ms = VZ_HTTP_BACKOFF_MAX_MS,
-        .max_response = VZ_HTTP_MAX_RESPONSE,
-        .max_connections = VZ_HTTP_MAX_CONNECTIONS,
-    };
+    memset(cfg, 0, sizeof *cfg); //  padding too, so configs compare bytewise
+    cfg->connect_timeout_ms = VZ_HTTP_CONNECT_TIMEOUT_MS;
+    cfg->timeout_ms = VZ_HTTP_TIMEOUT_MS;
+    cfg->budget_ms = VZ_HTTP_BUDGET_MS;
+    cfg->max_attempts = VZ_HTTP_MAX_ATTEMPTS;
+    cfg->backoff_ms = VZ_HTTP_BACKOFF_MS;
+    cfg->backoff_max_ms = VZ_HTTP_BACKOFF_MAX_MS;
+    cfg->max_response = VZ_HTTP_MAX_RESPONSE;
+    cfg->max_connections = VZ_HTTP_MAX_CONNECTIONS;
 }
 
 //  ---------------------------------------------------------------------
@@ -548,8 +547,9 @@ static void s_finish(vz_http_t *self, s_call_t *call, int rc, const char *error)
         .error = error,
         .url = call->url_safe,
         .method = call->method,
-        .body = call->rlen ? call->rbody : (const uint8_t *)"",
-        .body_len = call->rlen,
+        //  A failed attempt's partial body is no answer: withheld.
+        .body = rc == 0 && call->rlen ? call->rbody : (const uint8_t *)"",
+        .body_len = rc == 0 ? call->rlen : 0,
         .headers = headers,
         .header_count = call->hcount,
         .attempts = call->attempts,
@@ -816,8 +816,8 @@ int vz_http_request(vz_http_t *self, const vz_http_request_t *req)
     assert(self && req);
     const char *method = req->method ? req->method : "GET";
     size_t method_len = strlen(method);
-    if (!req->done || !s_url_ok(req->url) || method_len == 0 || method_len >= 16 ||
-        strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != method_len)
+    if (!req->done || !s_url_ok(req->url) || (!req->body && req->body_len) || method_len == 0 ||
+        method_len >= 16 || strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != method_len)
         return -EINVAL;
     for (const char *const *h = req->headers; h && *h; h++)
         if (!s_header_ok(*h))

@@ -155,7 +155,7 @@ typedef struct {
     const char *error;               //  redacted reason when rc < 0, else ""; never NULL
     const char *url;                 //  the request's URL, redacted for logging
     const char *method;              //  the request's method
-    const uint8_t *body;             //  response body, NUL-terminated (not counted in body_len)
+    const uint8_t *body;             //  body, NUL-terminated (not counted); "" when rc < 0
     size_t body_len;                 //  bytes in body
     const vz_http_header_t *headers; //  the last response's headers, in arrival order
     size_t header_count;             //  entries in headers
@@ -203,8 +203,9 @@ const char *vz_http_warning(const vz_http_t *self);
 
 //  Submit a request. Everything in req is copied. Returns 0 (done will be
 //  called exactly once, later), or -EINVAL for a URL that is not http(s),
-//  a bad method or header line, or a missing callback, or -EIO when curl
-//  refuses the transfer (done is then not called).
+//  a method that is not upper-case letters, a header line that is not
+//  "Name: value" on one line, body_len without a body or no callback;
+//  -EIO when curl refuses the transfer (done is then not called).
 int vz_http_request(vz_http_t *self, const vz_http_request_t *req);
 
 //  Calls submitted and not yet completed.

@@ -351,6 +351,7 @@ static void test_size_limit(void **state)
     result_t *r = s_call(ctx, (vz_http_request_t){.url = s_url(ctx, "/big")});
     assert_int_equal(r->rc, VZ_HTTP_ETOOBIG);
     assert_non_null(strstr(r->error, "larger than 1000 bytes"));
+    assert_int_equal(r->body_len, 0);
     r = s_call(ctx, (vz_http_request_t){.url = s_url(ctx, "/big")});
     assert_int_equal(r->rc, VZ_HTTP_ETOOBIG);
     r = s_call(ctx, (vz_http_request_t){.url = s_url(ctx, "/big")});
@@ -622,10 +623,39 @@ static void test_bad_requests(void **state)
     req.headers = injected;
     assert_int_equal(vz_http_request(ctx->http, &req), -EINVAL);
     req.headers = NULL;
+    req.body_len = 10;
+    assert_int_equal(vz_http_request(ctx->http, &req), -EINVAL);
+    req.body_len = 0;
     req.done = NULL;
     assert_int_equal(vz_http_request(ctx->http, &req), -EINVAL);
     assert_int_equal(vz_http_pending(ctx->http), 0);
     assert_int_equal(ctx->done, 0);
+}
+
+typedef struct {
+    int own;               //  a setting of the daemon's own
+    vz_http_config_t http; //  the client's settings inside its config
+} app_config_t;
+
+static void test_config_rows(void **state)
+{
+    static const vz_cfg_item_t items[] = {
+        VZ_HTTP_CFG_ITEMS(app_config_t, http),
+        VZ_CFG_ITEM(app_config_t, "VZ_TEST_OWN", NULL, VZ_CFG_INT, "7", 0, 9, own, "own"),
+    };
+    assert_int_equal(sizeof items / sizeof *items, VZ_HTTP_CFG_COUNT + 1);
+    //  The rows' defaults are vz_http_config_init's; the environment wins.
+    setenv("VZ_HTTP_TIMEOUT_MS", "2s", 1);
+    app_config_t cfg = {0};
+    char err[256];
+    assert_int_equal(vz_config_load(&cfg, items, VZ_HTTP_CFG_COUNT + 1, NULL, err, sizeof err), 0);
+    unsetenv("VZ_HTTP_TIMEOUT_MS");
+    vz_http_config_t defaults;
+    vz_http_config_init(&defaults);
+    assert_int_equal(cfg.http.timeout_ms, 2000);
+    cfg.http.timeout_ms = defaults.timeout_ms;
+    assert_memory_equal(&cfg.http, &defaults, sizeof defaults);
+    assert_int_equal(cfg.own, 7);
 }
 
 static bool s_server_has_one(ctx_t *ctx)
@@ -677,6 +707,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_proxy_env, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_destroy_cancels, s_setup, s_teardown),
+        cmocka_unit_test(test_config_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
