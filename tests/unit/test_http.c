@@ -327,9 +327,11 @@ static void test_loop_stays_responsive(void **state)
     fake_http_script(ctx->srv, &slow);
     result_t *r = s_call(ctx, (vz_http_request_t){.url = s_url(ctx, "/slow")});
     assert_int_equal(r->status, 200);
-    //  The 5 ms ticker kept running while the answer was a second away.
+    //  The 5 ms ticker kept running while the answer was a second away: a
+    //  client that blocked would leave one gap of about a second (the bound
+    //  leaves room for a loaded machine).
     assert_true(ctx->ticks >= 20);
-    if (ctx->max_gap > 250)
+    if (ctx->max_gap > 600)
         fail_msg("the loop stalled for %lld ms", (long long)ctx->max_gap);
 }
 
