@@ -72,6 +72,7 @@ struct vz_http_t {
     size_t fds_cap;        //  fds allocated
     uint64_t rng;          //  xorshift64* state for jitter
     bool in_done;          //  a completion callback is running
+    bool closing;          //  destroy is canceling the pending calls
 };
 
 static const char s_insecure_warning[] =
@@ -702,6 +703,7 @@ void vz_http_destroy(vz_http_t **self_p)
     if (!self)
         return;
     assert(!self->in_done); //  destroying from a completion callback is API misuse
+    self->closing = true;   //  a cancel callback cannot submit more
     s_call_t *call;
     while ((call = zlistx_first(self->calls))) {
         if (!call->retry_at_ms)
@@ -814,6 +816,8 @@ static void s_set_method(s_call_t *call, size_t body_len)
 int vz_http_request(vz_http_t *self, const vz_http_request_t *req)
 {
     assert(self && req);
+    if (self->closing)
+        return -ECANCELED;
     const char *method = req->method ? req->method : "GET";
     size_t method_len = strlen(method);
     if (!req->done || !s_url_ok(req->url) || (!req->body && req->body_len) || method_len == 0 ||

@@ -205,7 +205,8 @@ const char *vz_http_warning(const vz_http_t *self);
 //  called exactly once, later), or -EINVAL for a URL that is not http(s),
 //  a method that is not upper-case letters, a header line that is not
 //  "Name: value" on one line, body_len without a body or no callback;
-//  -EIO when curl refuses the transfer (done is then not called).
+//  -EIO when curl refuses the transfer; -ECANCELED from a callback run by
+//  vz_http_destroy (done is then not called).
 int vz_http_request(vz_http_t *self, const vz_http_request_t *req);
 
 //  Calls submitted and not yet completed.

@@ -54,6 +54,7 @@ struct ctx_t {
     int64_t last_tick; //  previous tick, monotonic ms
     int64_t max_gap;   //  longest gap between ticks in this run
     int ticks;         //  ticks in this run
+    int resubmit_rc;   //  what vz_http_request said from a canceled call's callback
 };
 
 static void s_on_done(const vz_http_response_t *r, void *arg)
@@ -71,6 +72,11 @@ static void s_on_done(const vz_http_response_t *r, void *arg)
     snprintf(out->body, sizeof out->body, "%s", (const char *)r->body);
     const char *x_test = vz_http_response_header(r, "x-test");
     snprintf(out->x_test, sizeof out->x_test, "%s", x_test ? x_test : "");
+    if (r->rc == VZ_HTTP_ECANCELED) {
+        //  A caller that tries again while the client goes away is refused.
+        vz_http_request_t again = {.url = r->url, .done = s_on_done, .arg = ctx};
+        ctx->resubmit_rc = vz_http_request(ctx->http, &again);
+    }
 }
 
 static int s_tick(zloop_t *loop, int timer_id, void *arg)
@@ -595,20 +601,26 @@ static void test_proxy_env(void **state)
     assert_int_equal(r->status, 200);
     assert_string_equal(r->body, "via proxy");
     assert_string_equal(fake_http_request(ctx->srv, 0)->target, "http://api.example.invalid/v1/x");
-    //  no_proxy: a listed host is reached directly, the proxy is not asked.
+    //  NO_PROXY: a listed host is reached directly, the proxy is not asked.
     char dead_proxy[64];
     snprintf(dead_proxy, sizeof dead_proxy, "http://127.0.0.1:%d", s_closed_port());
     setenv("http_proxy", dead_proxy, 1);
-    setenv("no_proxy", "127.0.0.1", 1);
+    setenv("NO_PROXY", "localhost,127.0.0.0/8", 1);
     fake_http_script_status(ctx->srv, 200, "direct");
     r = s_call(ctx, (vz_http_request_t){.url = s_url(ctx, "/direct")});
     assert_int_equal(r->status, 200);
     assert_string_equal(fake_http_request(ctx->srv, 1)->target, "/direct");
-    //  Without no_proxy the dead proxy is used, and fails.
-    unsetenv("no_proxy");
+    //  Without it the dead proxy is used, and fails.
+    unsetenv("NO_PROXY");
     r = s_call(ctx, (vz_http_request_t){.url = s_url(ctx, "/direct"), .max_attempts = 1});
     assert_int_equal(r->rc, VZ_HTTP_ECONNECT);
+    //  Upper-case HTTP_PROXY is not read for http URLs (curl's httpoxy guard).
     unsetenv("http_proxy");
+    setenv("HTTP_PROXY", dead_proxy, 1);
+    fake_http_script_status(ctx->srv, 200, "direct");
+    r = s_call(ctx, (vz_http_request_t){.url = s_url(ctx, "/direct")});
+    assert_int_equal(r->status, 200);
+    unsetenv("HTTP_PROXY");
 }
 
 static void test_bad_requests(void **state)
@@ -678,13 +690,14 @@ static void test_destroy_cancels(void **state)
     vz_http_destroy(&ctx->http);
     assert_int_equal(ctx->done, 1);
     assert_int_equal(ctx->results[0].rc, VZ_HTTP_ECANCELED);
+    assert_int_equal(ctx->resubmit_rc, -ECANCELED);
 }
 
 int main(void)
 {
     //  Proxy variables from the environment would redirect every test.
-    const char *proxies[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy",
-                             "ALL_PROXY",  "no_proxy",    "NO_PROXY"};
+    const char *proxies[] = {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+                             "all_proxy",  "ALL_PROXY",  "no_proxy",    "NO_PROXY"};
     for (size_t i = 0; i < sizeof proxies / sizeof *proxies; i++)
         unsetenv(proxies[i]);
     const struct CMUnitTest tests[] = {
