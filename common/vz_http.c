@@ -21,7 +21,8 @@
 #define S_HEADERS_MAX (64 * 1024) //  bytes of response header lines per attempt
 #define S_HOSTS_MAX 64            //  distinct metrics host labels before "other"
 #define S_URL_MAX 512             //  redacted URL kept for messages
-#define S_ERROR_MAX 768           //  error message of a response
+#define S_REASON_MAX 384          //  why an attempt failed
+#define S_ERROR_MAX 1024          //  error message: method, URL, reason, attempts
 
 //  Metric series of one host label, looked up once.
 typedef struct {
@@ -568,7 +569,7 @@ static void s_finish(vz_http_t *self, s_call_t *call, int rc, const char *error)
 static void s_attempt_done(vz_http_t *self, s_call_t *call, CURLcode code)
 {
     curl_multi_remove_handle(self->multi, call->easy);
-    char reason[S_ERROR_MAX / 2];
+    char reason[S_REASON_MAX];
     int rc = s_classify(call, code, reason, sizeof reason);
     long status = 0;
     if (rc == 0)

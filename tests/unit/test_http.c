@@ -30,7 +30,7 @@ typedef struct {
     long status;
     int attempts;
     double seconds;
-    char error[768];
+    char error[1024];
     char url[512];
     char body[256];
     size_t body_len;
