@@ -365,8 +365,9 @@ static const char *s_reason(int status)
     }
 }
 
-//  Play one reply. Returns 0 to keep the connection, -1 to close it.
-static int s_answer(conn_t *conn, const fake_http_reply_t *reply, bool client_close)
+//  Play one reply (headers only for HEAD). Returns 0 to keep the
+//  connection, -1 to close it.
+static int s_answer(conn_t *conn, const fake_http_reply_t *reply, bool client_close, bool head_only)
 {
     if (reply->action == FAKE_HTTP_RESET) {
         struct linger hard = {.l_onoff = 1, .l_linger = 0};
@@ -383,7 +384,7 @@ static int s_answer(conn_t *conn, const fake_http_reply_t *reply, bool client_cl
                         reply->body_len, client_close ? "Connection: close\r\n" : "");
     assert(len > 0 && (size_t)len < sizeof head);
     if (s_send(conn, head, (size_t)len) < 0 ||
-        (reply->body_len && s_send(conn, reply->body, reply->body_len) < 0))
+        (reply->body_len && !head_only && s_send(conn, reply->body, reply->body_len) < 0))
         return -1;
     return reply->action == FAKE_HTTP_CLOSE || client_close ? -1 : 0;
 }
@@ -409,7 +410,7 @@ static void *s_serve(void *arg)
         if (reply.delay_ms > 0 && !s_delay(self, reply.delay_ms))
             break;
         clean = reply.action != FAKE_HTTP_RESET;
-        if (s_answer(conn, &reply, client_close) < 0)
+        if (s_answer(conn, &reply, client_close, strcmp(rec->method, "HEAD") == 0) < 0)
             break;
     }
     if (conn->ssl && clean)

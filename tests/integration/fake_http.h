@@ -7,7 +7,8 @@
  *  temporary PEM file a client can trust (removed on destroy).
  *
  *  One accept thread and one thread per connection (blocking I/O, HTTP/1.1
- *  keep-alive, Content-Length bodies, "Expect: 100-continue" answered).
+ *  keep-alive, Content-Length bodies, "Expect: 100-continue" answered, no
+ *  body sent to a HEAD).
  *  Every complete request is recorded (method, target as sent: a path, or
  *  an absolute URI when the client talks to it as a proxy, headers, body,
  *  connection number, arrival time), then answered with the next scripted

@@ -230,7 +230,14 @@ static void test_plain_get_and_post(void **state)
     assert_int_equal(r->status, 201);
     assert_string_equal(r->body, "{\"id\":1}");
 
-    assert_int_equal(fake_http_count(ctx->srv), 2);
+    //  HEAD: the length is announced, no body comes.
+    fake_http_script_status(ctx->srv, 200, "not sent");
+    r = s_call(ctx, (vz_http_request_t){.method = "HEAD", .url = s_url(ctx, "/hello")});
+    assert_int_equal(r->status, 200);
+    assert_int_equal(r->body_len, 0);
+
+    assert_int_equal(fake_http_count(ctx->srv), 3);
+    assert_string_equal(fake_http_request(ctx->srv, 2)->method, "HEAD");
     const fake_http_request_t *get = fake_http_request(ctx->srv, 0);
     assert_string_equal(get->method, "GET");
     assert_string_equal(get->target, "/hello?x=1");
