@@ -498,6 +498,9 @@ static void test_connection_reuse(void **state)
     }
     assert_int_equal(fake_http_connections(ctx->srv), 1);
     assert_int_equal(fake_http_request(ctx->srv, 3)->connection, 1);
+    //  The server's wait: met at once, or not within its timeout.
+    assert_true(fake_http_wait(ctx->srv, 4, 0));
+    assert_false(fake_http_wait(ctx->srv, 5, 50));
 }
 
 static void test_tls_connection_reuse(void **state)
