@@ -25,7 +25,6 @@
 #include "vz_redis.h"
 #include "vz_worker.h"
 
-#define AUTH_ADMIN_PORT 9120
 #define AUTH_SERVICE "auth"
 
 //  Error codes of contract C (besides those of vz_proto.h).

@@ -40,7 +40,7 @@ static app_config_t s_app;
 
 static vz_daemon_spec_t spec(bool needs_broker, bool needs_allow_dir)
 {
-    vz_daemon_spec_t spec = {"echo", 0, needs_broker, needs_allow_dir, s_app_items, 2, &s_app};
+    vz_daemon_spec_t spec = {"echo", 0, needs_broker, needs_allow_dir, s_app_items, 2, &s_app, false};
     return spec;
 }
 
