@@ -23,6 +23,7 @@
 #include "policies.h"
 #include "scripts.h"
 #include "vz_batch.h"
+#include "vz_clock.h"
 #include "vz_proto.h"
 #include "vz_redis.h"
 #include "vz_worker.h"
@@ -101,7 +102,7 @@ typedef struct {
     bool fail_closed;                    //  failure mode
     zhashx_t *local;                     //  fail-open: bucket key -> int64_t tat (us)
     bool fallback;                       //  Redis unusable: failure mode applies
-    int64_t last_contact;                //  ms of the last Redis answer
+    int64_t last_contact;                //  monotonic ms of the last Redis answer
     vz_series_t *redis_seconds;          //  redis_duration_seconds
     vz_series_t *fallback_gauge;         //  fallback_active
     vz_series_t *redis_errors;           //  redis_errors_total
@@ -461,7 +462,7 @@ static void s_flush(void *arg)
     if (rc != -EAGAIN)
         vz_series_observe(app->redis_seconds, (double)(zclock_usecs() - t0) / 1e6);
     if (rc == 0)
-        app->last_contact = vz_now_ms();
+        app->last_contact = vz_clock_mono_ms();
     else if (rc != -EAGAIN)
         vz_series_inc(app->redis_errors);
     for (size_t i = 0; i < n; i++) {
@@ -604,7 +605,7 @@ static const vz_method_t s_methods[] = {
 //  readiness follows it) or when it has been quiet for a while.
 static void s_probe_redis(s_app_t *app)
 {
-    if (vz_redis_up(app->redis) && vz_now_ms() - app->last_contact < S_IDLE_PING_MS)
+    if (vz_redis_up(app->redis) && vz_clock_mono_ms() - app->last_contact < S_IDLE_PING_MS)
         return;
     int rc = vz_redis_ensure(app->redis);
     if (rc == -EAGAIN)
@@ -612,7 +613,7 @@ static void s_probe_redis(s_app_t *app)
     const char *argv[] = {"PING"};
     redisReply *r = rc < 0 ? NULL : vz_redis_command(app->redis, 1, argv, NULL);
     if (r && r->type == REDIS_REPLY_STATUS) {
-        app->last_contact = vz_now_ms();
+        app->last_contact = vz_clock_mono_ms();
         s_set_fallback(app, false);
     } else {
         if (rc != -EAGAIN)
