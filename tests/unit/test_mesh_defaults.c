@@ -1,5 +1,5 @@
-/*  test_mesh_config - the supervisor's mesh file: loading, defaults, refusals with their place
- *  SPDX-License-Identifier: MPL-2.0
+/*  test_mesh_defaults - the supervisor's mesh file: ports-table defaults, the bounded reader's
+ * refusals SPDX-License-Identifier: MPL-2.0
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -46,7 +46,7 @@ static void expect(const char *text, int rc, const char *const *fragments)
 static void test_shipped(void **state)
 {
     char err[512];
-    if (vz_mesh_config_load(&s_cfg, VZ_SOURCE_DIR "/configs/mesh.cfg", err, sizeof err) != 0)
+    if (vz_mesh_config_load(&s_cfg, VZ_TEST_SOURCE_DIR "/configs/mesh.cfg", err, sizeof err) != 0)
         fail_msg("configs/mesh.cfg: %s", err);
     assert_int_equal(vz_mesh_config_port(&s_cfg, "redis"), VZ_PORT_REDIS);
     assert_int_equal(vz_mesh_config_port(&s_cfg, "broker"), VZ_PORT_BROKER);
@@ -83,39 +83,12 @@ static void test_default_admin_port(void **state)
     expect("services\n    mystery\n        command = \"x\"\n", -EINVAL, frags);
 }
 
-//  The refusals name the item (and, for syntax, the file and line).
+//  The file goes through the one bounded reader: its refusals name the place.
 static void test_refusals(void **state)
 {
-    static const struct {
-        const char *text;
-        int rc;
-        const char *fragment;
-    } bad[] = {
-        {"services\n   echo\n", -ENOENT, "mesh.cfg:2: not valid ZPL: indent 4 spaces"},
-        {"services\n    echo\n        command = \"x\"\n        depends = \"auth\"\n"
-         "    auth\n        command = \"y\"\n        depends = \"echo\"\n",
-         -EINVAL, "dependency cycle"},
-        {"services\n    echo\n        command = \"x\"\n        depends = \"ghost\"\n", -EINVAL,
-         "unknown dependency \"ghost\""},
-        {"services\n    echo\n        command = \"vz-echo ${port.nope}\"\n", -EINVAL,
-         "unknown reference ${port.nope}"},
-        {"services\n    echo\n        command = \"vz-echo\"\n        replicas = 99\n", -EINVAL,
-         "services/echo/replicas=\"99\""},
-        {"services\n    echo\n        command = \"vz-echo\"\n        colour = red\n", -EINVAL,
-         "services/echo/colour: unknown setting"},
-        {"extras\nservices\n    echo\n        command = \"vz-echo\"\n", -EINVAL,
-         "extras: unknown section"},
-        {"ports\n    redis = 70000\nservices\n    echo\n        command = \"vz-echo\"\n", -EINVAL,
-         "ports/redis=\"70000\""},
-        {"services\n    redis\n", -EINVAL, "the built-in redis needs ports/redis"},
-        {"supervisor\n    stop_timeout = \"0\"\nservices\n    echo\n        command = \"e\"\n",
-         -EINVAL, "supervisor/stop_timeout"},
-        {"# nothing\n", -EINVAL, "services: none defined"},
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        const char *const frags[] = {bad[i].fragment, NULL};
-        expect(bad[i].text, bad[i].rc, frags);
-    }
+    //  A syntax error names the file and the line.
+    static const char *const syntax[] = {"mesh.cfg:2: not valid ZPL: indent 4 spaces", NULL};
+    expect("services\n   echo\n", -ENOENT, syntax);
     //  Unreadable and oversized files, through the one bounded reader.
     char err[512];
     char missing[128];
@@ -131,26 +104,6 @@ static void test_refusals(void **state)
     assert_non_null(strstr(err, "larger than"));
 }
 
-static void test_expand(void **state)
-{
-    expect("ports\n    broker = 5555\nservices\n    echo\n        command = \"vz-echo\"\n", 0,
-           NULL);
-    char out[64], err[128];
-    assert_int_equal(vz_mesh_config_expand(&s_cfg, "tcp://127.0.0.1:${port.broker}", out,
-                                           sizeof out, err, sizeof err),
-                     0);
-    assert_string_equal(out, "tcp://127.0.0.1:5555");
-    assert_int_equal(
-        vz_mesh_config_expand(&s_cfg, "${config_dir}", out, sizeof out, err, sizeof err), 0);
-    assert_string_equal(out, s_cfg.config_dir);
-    assert_int_equal(
-        vz_mesh_config_expand(&s_cfg, "${port.broker", out, sizeof out, err, sizeof err), -EINVAL);
-    assert_non_null(strstr(err, "unterminated"));
-    assert_int_equal(
-        vz_mesh_config_expand(&s_cfg, "0123456789${port.broker}", out, 12, err, sizeof err),
-        -ENAMETOOLONG);
-}
-
 int main(void)
 {
     snprintf(s_dir, sizeof s_dir, "/tmp/vz-test-mesh-XXXXXX");
@@ -160,7 +113,6 @@ int main(void)
         cmocka_unit_test(test_shipped),
         cmocka_unit_test(test_default_admin_port),
         cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_expand),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[128];
