@@ -3,12 +3,15 @@
  *
  *  A daemon describes its settings in a static const table of vz_cfg_item_t
  *  pointing into its own config struct. vz_config_load fills the struct:
- *  the default, then the ZPL file (CZMQ zconfig) if one is given, then the
+ *  the default, then the ZPL file (vz_config_read) if one is given, then the
  *  environment, which wins (twelve-factor). Every value is validated; the
  *  first bad one yields -EINVAL and an error text naming the variable, the
  *  value seen and the expected form, e.g.
  *    VZ_ADMIN_PORT="80x": expected an integer in 0..65535 (admin HTTP port)
  *  The daemon prints it and exits VZ_EXIT_PERMANENT.
+ *
+ *  It also holds the one ZPL file reader of the project (vz_config_read),
+ *  which every other config file goes through too.
  */
 #ifndef VZ_CONFIG_H
 #define VZ_CONFIG_H
