@@ -6,20 +6,17 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "vz_clock.h"
 #include "vz_curve.h"
 #include "vz_daemon.h"
@@ -421,43 +418,6 @@ static void test_sighup(void **state)
 //  ---------------------------------------------------------------------
 //  needs_redis, the reload hook and VZ_CLOCK_START.
 
-static int s_free_tcp_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-//  A real redis-server on port, its output discarded. The daemon's own
-//  readiness is what the test waits on, so nothing here waits.
-static pid_t s_redis_spawn(int port)
-{
-    char text[16];
-    snprintf(text, sizeof text, "%d", port);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1);
-        dup2(null, 2);
-        execlp("redis-server", "redis-server", "--port", text, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", s_dir, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-static void s_redis_kill(pid_t *pid)
-{
-    kill(*pid, SIGKILL);
-    waitpid(*pid, NULL, 0);
-    *pid = 0;
-}
-
 //  A fake broker: takes the worker's RDY and keeps its link alive with
 //  heartbeats while the test polls /readyz for the answer it wants.
 typedef struct {
@@ -525,8 +485,9 @@ typedef struct {
 //  with the broker link up all along.
 static void test_needs_redis(void **state)
 {
-    int redis_port = s_free_tcp_port();
-    pid_t redis = s_redis_spawn(redis_port);
+    int redis_port = vzt_free_port();
+    vzt_proc_t *redis = vzt_redis(s_dir, redis_port, 10000);
+    assert_non_null(redis);
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", redis_port);
     setenv("VZ_REDIS_URL", url, 1);
@@ -545,9 +506,10 @@ static void test_needs_redis(void **state)
     assert_int_equal(pthread_create(&thread, NULL, s_serve_thread, &serve), 0);
 
     assert_true(s_broker_wait_ready(&broker, port, 200, NULL));
-    s_redis_kill(&redis);
+    vzt_proc_destroy(&redis);
     assert_true(s_broker_wait_ready(&broker, port, 503, "redis unreachable"));
-    redis = s_redis_spawn(redis_port);
+    redis = vzt_redis(s_dir, redis_port, 10000);
+    assert_non_null(redis);
     assert_true(s_broker_wait_ready(&broker, port, 200, NULL));
 
     zsys_interrupted = 1;
@@ -556,7 +518,7 @@ static void test_needs_redis(void **state)
     assert_int_equal(serve.rc, VZ_EXIT_OK);
     vz_daemon_destroy(&serve.daemon);
     s_broker_stop(&broker);
-    s_redis_kill(&redis);
+    vzt_proc_destroy(&redis);
     //  A URL that cannot be a Redis URL stops the start-up, naming the setting.
     setup(state);
     setenv("VZ_REDIS_URL", "http://127.0.0.1:1", 1);
