@@ -2,6 +2,7 @@
  *  SPDX-License-Identifier: MPL-2.0
  */
 #include "vz_common.h"
+#include "vz_clock.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -59,9 +60,7 @@ void vz_random_hex(char *out, size_t hex_chars)
 
 int64_t vz_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return vz_clock_now_ms();
 }
 
 int vz_strlcpy(char *dst, const char *src, size_t n)

@@ -20,8 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define S_SHOW_MAX 48            //  longest value quoted back in an error message
-#define S_FILE_MAX (1024 * 1024) //  largest config file read
+#define S_SHOW_MAX 48 //  longest value quoted back in an error message
 
 typedef struct {
     const char *text;   //  value to parse
@@ -228,6 +227,38 @@ static int s_parse_str(const vz_cfg_item_t *item, const s_value_t *value, void *
     return 0;
 }
 
+//  Index of the len-byte word in the space-separated list, or -1.
+static int s_choice(const char *choices, const char *word, size_t len)
+{
+    int index = 0;
+    for (const char *c = choices; *c; index++) {
+        c += strspn(c, " ");
+        size_t n = strcspn(c, " ");
+        if (n == 0)
+            break;
+        if (n == len && strncasecmp(c, word, n) == 0)
+            return index;
+        c += n;
+    }
+    return -1;
+}
+
+static int s_parse_enum(const vz_cfg_item_t *item, const s_value_t *value, void *field, char *err,
+                        size_t errlen)
+{
+    int index = s_choice(item->choices, value->text, strlen(value->text));
+    if (index < 0) {
+        char list[256];
+        size_t o = 0;
+        //  "open closed" reads better as "open, closed" in a sentence.
+        for (const char *c = item->choices; *c && o + 3 < sizeof list; c++)
+            o += (size_t)snprintf(list + o, sizeof list - o, *c == ' ' ? ", " : "%c", *c);
+        return s_fail(err, errlen, item, value, "expected one of %s", list);
+    }
+    *(int *)field = index;
+    return 0;
+}
+
 static int s_apply(void *cfg, const vz_cfg_item_t *item, const s_value_t *value, char *err,
                    size_t errlen)
 {
@@ -246,27 +277,194 @@ static int s_apply(void *cfg, const vz_cfg_item_t *item, const s_value_t *value,
         return s_parse_ms(item, value, field, err, errlen);
     case VZ_CFG_ENDPOINT:
         return s_parse_endpoint(item, value, field, err, errlen);
+    case VZ_CFG_ENUM:
+        assert(item->size == sizeof(int) && item->choices && *item->choices);
+        return s_parse_enum(item, value, field, err, errlen);
     }
     assert(!"unknown vz_cfg_type_t");
     return -EINVAL;
 }
 
-//  Whole file as a string, or NULL when unreadable or over S_FILE_MAX.
-static char *s_slurp(const char *path)
+//  ---------------------------------------------------------------------
+//  The ZPL reader. One line at a time, with the parent of each depth kept
+//  in a stack, so a line is placed without walking the tree; every bound
+//  is checked before the line is used. Errors carry name:line.
+
+typedef struct {
+    const char *name; //  file path (or caller's name) for messages
+    size_t line;      //  current line, 1-based
+    char *err;        //  where the message goes (may be NULL)
+    size_t errlen;    //  its size
+} s_zpl_t;
+
+static zconfig_t *s_zpl_fail(s_zpl_t *z, zconfig_t **root_p, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static zconfig_t *s_zpl_fail(s_zpl_t *z, zconfig_t **root_p, const char *fmt, ...)
 {
-    FILE *f = fopen(path, "r");
+    if (z->err && z->errlen) {
+        int len = snprintf(z->err, z->errlen, "%s:%zu: not valid ZPL: ", z->name, z->line);
+        if (len >= 0 && (size_t)len < z->errlen) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(z->err + len, z->errlen - (size_t)len, fmt, ap);
+            va_end(ap);
+        }
+    }
+    zconfig_destroy(root_p);
+    return NULL;
+}
+
+//  The name characters of CZMQ's zconfig, so files it read still read.
+static bool s_zpl_name_char(char c)
+{
+    return isalnum((unsigned char)c) || (c && strchr("$-_@.&+/", c));
+}
+
+//  After a name or a quoted value only blanks or a comment may follow.
+static bool s_zpl_rest_ok(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    return p == end || *p == '#';
+}
+
+//  The value of "name = value" from p (just after '='), into a new string.
+static char *s_zpl_value(s_zpl_t *z, const char *p, const char *end, const char **why)
+{
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    if (p < end && (*p == '"' || *p == '\'')) {
+        const char *close = memchr(p + 1, *p, (size_t)(end - p - 1));
+        if (!close) {
+            *why = *p == '"' ? "missing closing \"" : "missing closing '";
+            return NULL;
+        }
+        if (!s_zpl_rest_ok(close + 1, end)) {
+            *why = "unexpected text after the quoted value";
+            return NULL;
+        }
+        return strndup(p + 1, (size_t)(close - p - 1));
+    }
+    //  Unquoted: up to a comment, trailing blanks dropped.
+    const char *stop = memchr(p, '#', (size_t)(end - p));
+    stop = stop ? stop : end;
+    while (stop > p && (stop[-1] == ' ' || stop[-1] == '\t'))
+        stop--;
+    return strndup(p, (size_t)(stop - p));
+}
+
+zconfig_t *vz_config_parse(const char *text, size_t len, const char *name, char *err, size_t errlen)
+{
+    assert(text || len == 0);
+    s_zpl_t z = {name ? name : "config", 0, err, errlen};
+    zconfig_t *root = zconfig_new("root", NULL);
+    assert(root);
+    zconfig_t *parents[VZ_CONFIG_DEPTH_MAX + 1] = {root};
+    size_t depth = 0, nodes = 0;
+    for (const char *line = text, *stop = text + len; line < stop;) {
+        z.line++;
+        const char *nl = memchr(line, '\n', (size_t)(stop - line));
+        const char *end = nl ? nl : stop;
+        const char *next = nl ? nl + 1 : stop;
+        if ((size_t)(end - line) > VZ_CONFIG_LINE_MAX)
+            return s_zpl_fail(&z, &root, "line longer than %d bytes", VZ_CONFIG_LINE_MAX);
+        if (memchr(line, '\0', (size_t)(end - line)))
+            return s_zpl_fail(&z, &root, "NUL byte");
+        while (end > line && isspace((unsigned char)end[-1]))
+            end--;
+        const char *p = line;
+        while (p < end && *p == ' ')
+            p++;
+        //  Blank and comment lines carry nothing, whatever their indentation.
+        if (p == end || *p == '#') {
+            line = next;
+            continue;
+        }
+        if (*p == '\t')
+            return s_zpl_fail(&z, &root, "tab in indentation (indent with 4 spaces)");
+        size_t spaces = (size_t)(p - line);
+        if (spaces % 4)
+            return s_zpl_fail(&z, &root, "indent 4 spaces at once (found %zu)", spaces);
+        size_t level = spaces / 4;
+        if (level > depth)
+            return s_zpl_fail(&z, &root, "indented deeper than the line before allows");
+        if (level >= VZ_CONFIG_DEPTH_MAX)
+            return s_zpl_fail(&z, &root, "nested deeper than %d levels", VZ_CONFIG_DEPTH_MAX);
+        const char *n = p;
+        while (p < end && s_zpl_name_char(*p))
+            p++;
+        if (p == n)
+            return s_zpl_fail(&z, &root, "expected a name, found '%c'", *n);
+        if (*n == '/' || p[-1] == '/')
+            return s_zpl_fail(&z, &root, "'/' not valid at the start or end of a name");
+        if (++nodes > VZ_CONFIG_NODES_MAX)
+            return s_zpl_fail(&z, &root, "more than %d names", VZ_CONFIG_NODES_MAX);
+        const char *q = p;
+        while (q < end && (*q == ' ' || *q == '\t'))
+            q++;
+        char *value = NULL;
+        const char *why = "unexpected text after the name";
+        if (q < end && *q == '=')
+            value = s_zpl_value(&z, q + 1, end, &why);
+        else if (s_zpl_rest_ok(q, end))
+            value = strdup("");
+        if (!value)
+            return s_zpl_fail(&z, &root, "%s", why);
+        char *key = strndup(n, (size_t)(p - n));
+        assert(key);
+        zconfig_t *node = zconfig_new(key, parents[level]);
+        assert(node);
+        zconfig_set_value(node, "%s", value);
+        free(key);
+        free(value);
+        parents[level + 1] = node;
+        depth = level + 1;
+        line = next;
+    }
+    return root;
+}
+
+zconfig_t *vz_config_read(const char *path, size_t max_bytes, char *err, size_t errlen)
+{
+    assert(path);
+    if (err && errlen)
+        err[0] = '\0';
+    size_t max = max_bytes ? max_bytes : VZ_CONFIG_FILE_MAX;
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    int e = 0;
     if (!f)
-        return NULL;
-    char *text = malloc(S_FILE_MAX + 1);
-    assert(text);
-    size_t len = fread(text, 1, S_FILE_MAX + 1, f);
-    fclose(f);
-    if (len > S_FILE_MAX) {
-        free(text);
+        e = errno;
+    else if (fstat(fileno(f), &st) != 0)
+        e = errno;
+    else if (!S_ISREG(st.st_mode))
+        e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+    if (e) {
+        if (f)
+            fclose(f);
+        if (err && errlen)
+            snprintf(err, errlen, "%s: cannot read: %s", path, strerror(e));
         return NULL;
     }
-    text[len] = '\0';
-    return text;
+    //  Read one byte past the bound: that is how "too large" is seen
+    //  without trusting st_size (the file may grow while we read).
+    char *text = malloc(max + 1);
+    assert(text);
+    size_t len = fread(text, 1, max + 1, f);
+    bool failed = ferror(f);
+    fclose(f);
+    zconfig_t *root = NULL;
+    if (failed) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: cannot read: I/O error", path);
+    } else if (len > max) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: larger than %zu bytes", path, max);
+    } else
+        root = vz_config_parse(text, len, path, err, errlen);
+    free(text);
+    return root;
 }
 
 int vz_config_load(void *cfg, const vz_cfg_item_t *items, size_t count, const char *file, char *err,
@@ -277,26 +475,11 @@ int vz_config_load(void *cfg, const vz_cfg_item_t *items, size_t count, const ch
         err[0] = '\0';
     zconfig_t *root = NULL;
     if (file && *file) {
-        struct stat st;
-        int e = 0;
-        if (access(file, R_OK) != 0 || stat(file, &st) != 0)
-            e = errno;
-        else if (!S_ISREG(st.st_mode))
-            e = EISDIR;
-        if (e) {
-            if (err && errlen)
-                snprintf(err, errlen, "unable to read config file %s: %s", file, strerror(e));
-            return -ENOENT;
-        }
-        //  Read it ourselves: bounded, and CZMQ's zconfig_load leaks its
-        //  zfile_t when the text does not parse.
-        char *text = s_slurp(file);
-        root = text ? zconfig_str_load(text) : NULL;
-        free(text);
+        char why[VZ_PATH_MAX + 128];
+        root = vz_config_read(file, 0, why, sizeof why);
         if (!root) {
             if (err && errlen)
-                snprintf(err, errlen,
-                         "unable to parse config file %s: not valid ZPL (or over 1 MiB)", file);
+                snprintf(err, errlen, "unable to read config file %s", why);
             return -ENOENT;
         }
     }
@@ -354,7 +537,14 @@ void vz_config_usage(FILE *out, const vz_cfg_item_t *items, size_t count)
             snprintf(def, sizeof def, "\"%s\"", items[i].def);
         else
             vz_strlcpy(def, "(required)", sizeof def);
-        fprintf(out, "%-*s  %-*s  %-*s  %s\n", wenv, items[i].env, wzpl,
+        fprintf(out, "%-*s  %-*s  %-*s  %s", wenv, items[i].env, wzpl,
                 items[i].zpl ? items[i].zpl : "-", wdef, def, items[i].help ? items[i].help : "");
+        if (items[i].type == VZ_CFG_ENUM) {
+            fputs(" [", out);
+            for (const char *c = items[i].choices; *c; c++)
+                fputc(*c == ' ' ? '|' : *c, out);
+            fputc(']', out);
+        }
+        fputc('\n', out);
     }
 }

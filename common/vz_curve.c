@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "vz_common.h"
+#include "vz_config.h"
 
 #define VZ_ZAP_DOMAIN "vizmesh"
 #define VZ_KEY_TXT 40     //  Z85 text of a 32-byte key
@@ -38,23 +39,11 @@ static bool s_has_secret(zcert_t *cert)
 }
 
 //  zcert_load leaks when a file does not parse (zconfig_load in CZMQ
-//  4.2.1), and a path may name anything; so the file is read here, bounded,
-//  and parsed from memory. A secret key must match the public key.
+//  4.2.1), and a path may name anything; so the file goes through the
+//  bounded reader. A secret key must match the public key.
 static zcert_t *s_cert_read_one(const char *path)
 {
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return NULL;
-    char *text = (char *)malloc(VZ_CERT_MAX + 1);
-    assert(text);
-    size_t n = fread(text, 1, VZ_CERT_MAX + 1, fp);
-    fclose(fp);
-    zconfig_t *root = NULL;
-    if (n <= VZ_CERT_MAX) {
-        text[n] = '\0';
-        root = zconfig_str_load(text);
-    }
-    free(text);
+    zconfig_t *root = vz_config_read(path, VZ_CERT_MAX, NULL, 0);
     if (!root)
         return NULL;
     const char *pub = zconfig_get(root, "/curve/public-key", "");

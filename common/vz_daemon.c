@@ -7,7 +7,9 @@
  *  fix (config, keys), 111 for what may clear by itself (a busy port).
  */
 #include "vz_daemon.h"
+#include "vz_clock.h"
 #include "vz_curve.h"
+#include "vz_ports.h"
 #include "vz_proto.h"
 
 #include <fcntl.h>
@@ -18,7 +20,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define S_TICK_MS 100 //  how often serve mirrors the broker link into readiness
+#define S_TICK_MS 100          //  how often serve mirrors the broker link into readiness
+#define S_REDIS_PROBE_MS 500   //  needs_redis: PING this often
+#define S_REDIS_TIMEOUT_MS 100 //  needs_redis: connect and command timeout of the PING
 
 //  The signal flag: the one mutable global STYLE.md allows.
 static volatile sig_atomic_t s_reload_flag;
@@ -36,13 +40,18 @@ struct vz_daemon_t {
     vz_ready_check_fn *check;  //  extra readiness condition, or NULL
     void *check_arg;           //  its argument
     char check_reason[128];    //  last reason the check gave
+    vz_reload_fn *reload;      //  SIGHUP hook, or NULL
+    void *reload_arg;          //  its argument
+    vz_redis_t *redis;         //  needs_redis: the connection PINGed, else NULL
+    int64_t redis_probe_ms;    //  monotonic time of the last PING
+    bool redis_ok;             //  the last PING was answered
 };
 
 //  Rows in the order of vz_daemon_config_t. The admin port default differs
 //  per daemon and is patched in by s_common_items.
 static const vz_cfg_item_t s_common[] = {
-    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_LOG_LEVEL", "log/level", VZ_CFG_STR, "info", 0, 0,
-                log_level, "log level: debug, info, warn or error"),
+    VZ_CFG_ENUM_ITEM(vz_daemon_config_t, "VZ_LOG_LEVEL", "log/level", "info",
+                     "debug info warn error", log_level, "log level"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_CURVE_CERT", "curve/cert", VZ_CFG_STR, NULL, 0, 0, cert,
                 "path of the daemon's own secret CURVE certificate"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_CURVE_ALLOW_DIR", "curve/allow_dir", VZ_CFG_STR, "", 0, 0,
@@ -50,7 +59,7 @@ static const vz_cfg_item_t s_common[] = {
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_BROKER_KEY", "broker/key", VZ_CFG_STR, "", 0, 0, broker_key,
                 "broker public key: 40 Z85 characters or a certificate path"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_BROKER_ENDPOINTS", "broker/endpoints", VZ_CFG_ENDPOINT,
-                "tcp://127.0.0.1:5555", 0, 0, broker_endpoints,
+                "tcp://127.0.0.1:" VZ_PORT_TEXT(VZ_PORT_BROKER), 0, 0, broker_endpoints,
                 "broker endpoints, comma-separated"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_ADMIN_ADDR", "admin/addr", VZ_CFG_STR, "127.0.0.1", 0, 0,
                 admin_addr, "admin HTTP bind address"),
@@ -61,7 +70,8 @@ static const vz_cfg_item_t s_common[] = {
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_DRAIN_TIMEOUT_MS", "drain/timeout", VZ_CFG_MS, "5000", 0,
                 600000, drain_ms, "how long to finish in-flight work on SIGTERM"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REDIS_URL", "redis/url", VZ_CFG_STR,
-                "redis://127.0.0.1:6380", 0, 0, redis_url, "Redis URL, redis://host:port[/db]"),
+                "redis://127.0.0.1:" VZ_PORT_TEXT(VZ_PORT_REDIS), 0, 0, redis_url,
+                "Redis URL, redis://host:port[/db]"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REPLICA", NULL, VZ_CFG_INT, "0", 0, 9999, replica,
                 "replica index given by the supervisor, for logs"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_WORKER_CREDIT", "worker/credit", VZ_CFG_INT, "0", 0,
@@ -161,14 +171,18 @@ static int s_setup(vz_daemon_t *self, int argc, char **argv)
     }
     vz_strlcpy(self->config.config_file, file, sizeof self->config.config_file);
 
-    vz_log_level_t level;
-    if (vz_log_level_parse(self->config.log_level, &level) < 0) {
-        vz_error(NULL, "unable to load configuration", "reason",
-                 "VZ_LOG_LEVEL: expected debug, info, warn or error", "value",
-                 self->config.log_level);
+    //  The enum's choices are in vz_log_level_t order.
+    vz_log_init(spec->service, (vz_log_level_t)self->config.log_level);
+    const char *shifted = NULL;
+    if (vz_clock_from_env(&shifted, err, sizeof err) < 0) {
+        vz_error(NULL, "unable to load configuration", "reason", err);
         return VZ_EXIT_PERMANENT;
     }
-    vz_log_init(spec->service, level);
+    if (shifted)
+        vz_warn(NULL,
+                "clock shifted for tests: wall time runs from VZ_CLOCK_START (never in "
+                "production)",
+                "start", shifted, "setting", "VZ_CLOCK_START");
 
     //  Keys first: a daemon without them must refuse to start (s6 rule 11).
     self->cert = vz_curve_cert_load(self->config.cert, err, sizeof err);
@@ -201,6 +215,17 @@ static int s_setup(vz_daemon_t *self, int argc, char **argv)
                  "certificate file",
                  "value", self->config.broker_key, "setting", "VZ_BROKER_KEY");
         return VZ_EXIT_PERMANENT;
+    }
+
+    if (spec->needs_redis) {
+        self->redis = vz_redis_new(self->config.redis_url, S_REDIS_TIMEOUT_MS, S_REDIS_TIMEOUT_MS,
+                                   S_REDIS_PROBE_MS);
+        if (!self->redis) {
+            vz_error(NULL, "unable to load configuration", "reason",
+                     "VZ_REDIS_URL: expected redis://host:port[/db]", "value",
+                     self->config.redis_url);
+            return VZ_EXIT_PERMANENT;
+        }
     }
 
     const char *notify = getenv("VZ_NOTIFY_FD");
@@ -279,6 +304,7 @@ void vz_daemon_destroy(vz_daemon_t **self_p)
     if (self->admin)
         sigaction(SIGHUP, &self->old_hup, NULL);
     vz_admin_destroy(&self->admin);
+    vz_redis_destroy(&self->redis);
     vz_metrics_destroy(&self->metrics);
     zcert_destroy(&self->cert);
     if (self->notify_fd >= 0)
@@ -354,6 +380,54 @@ bool vz_daemon_reload_requested(vz_daemon_t *self)
     return true;
 }
 
+void vz_daemon_on_reload(vz_daemon_t *self, vz_reload_fn *fn, void *arg)
+{
+    assert(self);
+    self->reload = fn;
+    self->reload_arg = arg;
+}
+
+vz_redis_t *vz_daemon_redis(vz_daemon_t *self)
+{
+    assert(self);
+    return self->redis;
+}
+
+//  The flag is left alone without a hook, for daemons that poll it.
+static void s_run_reload(vz_daemon_t *self)
+{
+    if (self->reload && vz_daemon_reload_requested(self))
+        self->reload(self->reload_arg);
+}
+
+static int s_on_attach_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    s_run_reload(arg);
+    return 0;
+}
+
+int vz_daemon_attach(vz_daemon_t *self, zloop_t *loop)
+{
+    assert(self && loop);
+    return zloop_timer(loop, S_TICK_MS, 0, s_on_attach_tick, self) < 0 ? -1 : 0;
+}
+
+//  needs_redis: PING on the reactor, bounded by the 100 ms timeouts; a
+//  Redis that is away costs a failed connect at most every probe period.
+static bool s_redis_answers(vz_daemon_t *self)
+{
+    int64_t now = vz_clock_mono_ms();
+    if (self->redis_probe_ms && now - self->redis_probe_ms < S_REDIS_PROBE_MS)
+        return self->redis_ok;
+    self->redis_probe_ms = now;
+    const char *argv[] = {"PING"};
+    redisReply *reply = vz_redis_command(self->redis, 1, argv, NULL);
+    self->redis_ok = reply && reply->type == REDIS_REPLY_STATUS;
+    if (reply)
+        freeReplyObject(reply);
+    return self->redis_ok;
+}
+
 typedef struct {
     vz_daemon_t *daemon; //  whose readiness to set
     vz_worker_t *worker; //  whose link to watch
@@ -373,9 +447,15 @@ static int s_on_link_tick(zloop_t *loop, int timer_id, void *arg)
 {
     s_serve_t *serve = arg;
     vz_daemon_t *self = serve->daemon;
+    s_run_reload(self);
     bool link = vz_worker_connected(serve->worker);
     const char *reason = "";
-    bool check = !self->check || self->check(self->check_arg, &reason);
+    bool check = true;
+    if (self->redis && !s_redis_answers(self)) {
+        check = false;
+        reason = "redis unreachable";
+    } else if (self->check)
+        check = self->check(self->check_arg, &reason);
     int state = !link ? 0 : check ? 1 : 2;
     if (state == self->link_state &&
         (state != 2 || strcmp(reason ? reason : "", self->check_reason) == 0))

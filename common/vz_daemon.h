@@ -14,7 +14,17 @@
  *
  *  Signals: SIGTERM and SIGINT set zsys_interrupted (CZMQ's handler), which
  *  stops the loop; the daemon then drains and exits VZ_EXIT_OK. SIGHUP sets
- *  a flag read by vz_daemon_reload_requested (for config reloads).
+ *  a flag; the reload hook (vz_daemon_on_reload) runs on the reactor thread
+ *  within 100 ms of it. A daemon without a hook may poll the flag with
+ *  vz_daemon_reload_requested.
+ *
+ *  Redis: a daemon whose spec says needs_redis gets a Redis connection of
+ *  its own for the check (VZ_REDIS_URL, validated at start, 100 ms
+ *  timeouts), PINGed every 500 ms by vz_daemon_serve: the daemon is ready
+ *  only while Redis answers, "redis unreachable" on /readyz otherwise.
+ *
+ *  Clock: VZ_CLOCK_START with VZ_CLOCK_TEST=1 shifts vz_clock_now_* for
+ *  integration tests (vz_clock.h); the daemon logs a warning at start.
  *
  *  Common settings (env / ZPL path / default):
  *    VZ_LOG_LEVEL         log/level            info
@@ -49,10 +59,11 @@
 #include "vz_config.h"
 #include "vz_log.h"
 #include "vz_metrics.h"
+#include "vz_redis.h"
 #include "vz_worker.h"
 
 typedef struct {
-    char log_level[16];                  //  debug|info|warn|error
+    int log_level;                       //  vz_log_level_t: debug|info|warn|error
     char cert[VZ_PATH_MAX];              //  own certificate (with secret)
     char allow_dir[VZ_PATH_MAX];         //  allowed client certificates (servers only)
     char broker_key[VZ_PATH_MAX];        //  as configured: Z85 or path
@@ -75,6 +86,7 @@ typedef struct {
     const vz_cfg_item_t *items;   //  the daemon's own settings (may be NULL)
     size_t count;                 //  rows in items
     void *config;                 //  the daemon's config struct the rows point into
+    bool needs_redis;             //  ready only while Redis answers (VZ_REDIS_URL)
 } vz_daemon_spec_t;
 
 typedef struct vz_daemon_t vz_daemon_t;
@@ -87,23 +99,41 @@ void vz_daemon_destroy(vz_daemon_t **self_p);
 
 const vz_daemon_config_t *vz_daemon_config(const vz_daemon_t *self);
 const char *vz_daemon_service(const vz_daemon_t *self);
-zcert_t *vz_daemon_cert(vz_daemon_t *self);              //  borrowed
+zcert_t *vz_daemon_cert(vz_daemon_t *self);                //  borrowed
 const char *vz_daemon_broker_key(const vz_daemon_t *self); //  Z85, "" if none
-vz_metrics_t *vz_daemon_metrics(vz_daemon_t *self);      //  borrowed
-vz_admin_t *vz_daemon_admin(vz_daemon_t *self);          //  borrowed
+vz_metrics_t *vz_daemon_metrics(vz_daemon_t *self);        //  borrowed
+vz_admin_t *vz_daemon_admin(vz_daemon_t *self);            //  borrowed
 
 //  Mark ready (first call also notifies the supervisor) or not ready.
 void vz_daemon_ready(vz_daemon_t *self);
 void vz_daemon_not_ready(vz_daemon_t *self, const char *reason);
 
-//  True (once) after SIGHUP.
+//  True (once) after SIGHUP. For daemons without a reload hook.
 bool vz_daemon_reload_requested(vz_daemon_t *self);
+
+//  The reload hook: after SIGHUP, fn(arg) runs once on the reactor thread
+//  (the loop given to vz_daemon_serve or vz_daemon_attach), within 100 ms.
+//  fn reloads what it can and logs what it could not; a bad new file must
+//  leave the old state in place. One hook per daemon: a second call
+//  replaces it, fn NULL removes it. Call before serve or attach.
+typedef void(vz_reload_fn)(void *arg);
+void vz_daemon_on_reload(vz_daemon_t *self, vz_reload_fn *fn, void *arg);
+
+//  For a daemon that runs its own loop instead of vz_daemon_serve (the
+//  broker): run the reload hook from that loop. 0, or -1 when the timer
+//  cannot be added. Readiness stays the daemon's to set.
+int vz_daemon_attach(vz_daemon_t *self, zloop_t *loop);
+
+//  The Redis connection of the needs_redis check (NULL without it),
+//  borrowed; reactor thread only, like every vz_redis_t.
+vz_redis_t *vz_daemon_redis(vz_daemon_t *self);
 
 //  An extra readiness condition for vz_daemon_serve, checked on the reactor
 //  thread every 100 ms: return true when ready, else false with *reason (a
-//  static or long-lived text, e.g. "redis unreachable"). The daemon is ready,
-//  and the supervisor is notified, only while the broker link is up AND the
-//  check passes. Call before vz_daemon_serve.
+//  static or long-lived text). The daemon is ready, and the supervisor is
+//  notified, only while the broker link is up AND Redis answers (with
+//  needs_redis) AND the check passes. Call before vz_daemon_serve. For
+//  Redis itself, set needs_redis instead of writing a check.
 typedef bool(vz_ready_check_fn)(void *arg, const char **reason);
 void vz_daemon_set_ready_check(vz_daemon_t *self, vz_ready_check_fn *fn, void *arg);
 

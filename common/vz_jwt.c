@@ -6,6 +6,7 @@
  *  any other shape never reaches OpenSSL.
  */
 #include "vz_jwt.h"
+#include "vz_clock.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -755,7 +756,7 @@ int vz_jwt_verify(const vz_jwt_keyset_t *keys, const char *token, size_t len,
     if (!ok)
         return VZ_JWT_EMALFORMED;
 
-    int64_t now = opts->now ? opts->now : (int64_t)time(NULL);
+    int64_t now = opts->now ? opts->now : vz_clock_now_ms() / 1000;
     int64_t leeway = opts->leeway_s > 0 ? opts->leeway_s : 0;
     if (claims->exp == 0 || now >= claims->exp + leeway)
         return VZ_JWT_EEXPIRED;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vz_clock.h"
 #include "vz_common.h"
 
 #define S_HOST_MAX 256
@@ -127,7 +128,7 @@ int vz_redis_ensure(vz_redis_t *self)
     assert(self);
     if (self->ctx)
         return 0;
-    int64_t now = vz_now_ms();
+    int64_t now = vz_clock_mono_ms();
     //  A Redis that is away costs each caller at most one connect per
     //  retry_ms; in between, failing at once is the whole point.
     if (self->last_attempt && now - self->last_attempt < self->retry_ms)

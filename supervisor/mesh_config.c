@@ -2,6 +2,8 @@
  *  SPDX-License-Identifier: MPL-2.0
  */
 #include "mesh_config.h"
+#include "vz_config.h"
+#include "vz_ports.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -233,8 +235,13 @@ static int s_load_service(const vz_mesh_config_t *cfg, s_raw_t *raw, zconfig_t *
             return s_fail(err, errlen, -EINVAL,
                           "services/redis: the built-in redis needs ports/redis");
     }
+    //  A service of the ports table (common/vz_ports.h) defaults to its port there.
     if (!svc->builtin_redis && !svc->admin_auto && svc->admin_port == 0)
-        return s_fail(err, errlen, -EINVAL, "services/%s/admin_port: required (or \"auto\")", name);
+        svc->admin_port = vz_ports_admin(name) > 0 ? vz_ports_admin(name) : 0;
+    if (!svc->builtin_redis && !svc->admin_auto && svc->admin_port == 0)
+        return s_fail(err, errlen, -EINVAL,
+                      "services/%s/admin_port: required (or \"auto\"): not in the ports table",
+                      name);
     if (!svc->admin_auto && svc->admin_port + svc->replicas - 1 > 65535)
         return s_fail(err, errlen, -EINVAL, "services/%s/admin_port: replicas run past 65535",
                       name);
@@ -324,11 +331,9 @@ int vz_mesh_config_load(vz_mesh_config_t *cfg, const char *path, char *err, size
 {
     assert(cfg && path && err);
     memset(cfg, 0, sizeof *cfg);
-    if (access(path, R_OK) != 0)
-        return s_fail(err, errlen, -ENOENT, "%s: cannot read: %s", path, strerror(errno));
-    zconfig_t *root = zconfig_load(path);
+    zconfig_t *root = vz_config_read(path, 0, err, errlen);
     if (!root)
-        return s_fail(err, errlen, -ENOENT, "%s: not valid ZPL", path);
+        return -ENOENT;
     char abs[PATH_MAX];
     if (!realpath(path, abs)) {
         zconfig_destroy(&root);

@@ -38,13 +38,6 @@ static const char s_readyz_request[] = "GET /readyz HTTP/1.0\r\n"
                                        "Connection: close\r\n\r\n";
 static const char s_ping_request[] = "PING\r\n";
 
-int64_t vz_probe_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static vz_probe_result_t s_finish(vz_probe_t *self, vz_probe_result_t result, const char *reason)
 {
     if (self->fd >= 0)

@@ -31,7 +31,7 @@ typedef enum {
 typedef struct vz_probe_t vz_probe_t;
 
 //  Start a probe of 127.0.0.1:port that must finish by deadline_ms (on the
-//  CLOCK_MONOTONIC scale of vz_probe_now_ms). Never NULL: a socket that
+//  scale of vz_clock_mono_ms). Never NULL: a socket that
 //  cannot even be created yields a probe already finished with an error.
 vz_probe_t *vz_probe_new(vz_probe_kind_t kind, int port, int64_t deadline_ms);
 void vz_probe_destroy(vz_probe_t **self_p);
@@ -47,8 +47,5 @@ vz_probe_result_t vz_probe_step(vz_probe_t *self, int64_t now_ms);
 //  Why it is not ready or failed (borrowed; "" when ready or running):
 //  the "reason" of a 503 body, or a short transport description.
 const char *vz_probe_reason(const vz_probe_t *self);
-
-//  Monotonic milliseconds.
-int64_t vz_probe_now_ms(void);
 
 #endif

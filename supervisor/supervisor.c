@@ -22,6 +22,7 @@
 #include "child.h"
 #include "control.h"
 #include "probe.h"
+#include "vz_clock.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_log.h"
@@ -133,13 +134,6 @@ struct vz_supervisor_t {
 
 typedef void (*s_action_t)(vz_supervisor_t *self, s_replica_t *r);
 
-static int64_t s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void s_buf_printf(s_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void s_buf_printf(s_buf_t *b, const char *fmt, ...)
@@ -185,7 +179,7 @@ static void s_set_state(vz_supervisor_t *self, s_replica_t *r, s_state_t state)
              s_state_names[r->state], "to", s_state_names[state]);
     //  A probe belongs to the state that started it (startup PING or live poll).
     vz_probe_destroy(&r->probe);
-    r->next_probe_ms = s_mono_ms();
+    r->next_probe_ms = vz_clock_mono_ms();
     if (state == ST_READY) {
         r->became_ready = true;
         r->failed_starts = 0;
@@ -365,12 +359,12 @@ static void s_spawn(vz_supervisor_t *self, s_replica_t *r)
     if (pid < 0) {
         //  fork or the log file failed: likely temporary, so back off and retry.
         s_log_replica(VZ_LOG_ERROR, self, r, "unable to start replica", "reason", strerror(-pid));
-        r->due_ms = s_mono_ms() + S_BACKOFF_MAX_MS;
+        r->due_ms = vz_clock_mono_ms() + S_BACKOFF_MAX_MS;
         s_set_state(self, r, ST_BACKOFF);
         return;
     }
     r->pid = pid;
-    r->started_ms = s_mono_ms();
+    r->started_ms = vz_clock_mono_ms();
     r->killed = false;
     r->start_timed_out = false;
     r->became_ready = false;
@@ -431,7 +425,7 @@ static void s_act_terminate(vz_supervisor_t *self, s_replica_t *r)
 {
     assert(r->pid > 0);
     vz_child_signal(r->pid, SIGTERM);
-    r->due_ms = s_mono_ms() + self->cfg->stop_timeout_ms;
+    r->due_ms = vz_clock_mono_ms() + self->cfg->stop_timeout_ms;
     s_set_state(self, r, ST_STOPPING);
 }
 
@@ -444,7 +438,7 @@ static void s_probe_start(vz_supervisor_t *self, s_replica_t *r, int timeout_ms)
     bool redis = s_svc_cfg(self, r)->builtin_redis;
     int port = redis ? vz_mesh_config_port(self->cfg, "redis") : r->admin_port;
     r->probe =
-        vz_probe_new(redis ? VZ_PROBE_PING : VZ_PROBE_READYZ, port, s_mono_ms() + timeout_ms);
+        vz_probe_new(redis ? VZ_PROBE_PING : VZ_PROBE_READYZ, port, vz_clock_mono_ms() + timeout_ms);
 }
 
 //  Advance the probe in flight (never blocks); a finished one fires EV_PROBED.
@@ -452,7 +446,7 @@ static void s_probe_advance(vz_supervisor_t *self, s_replica_t *r)
 {
     if (!r->probe)
         return;
-    r->probed = vz_probe_step(r->probe, s_mono_ms());
+    r->probed = vz_probe_step(r->probe, vz_clock_mono_ms());
     if (r->probed == VZ_PROBE_RUNNING)
         return;
     if (r->probed != VZ_PROBE_READY)
@@ -474,7 +468,7 @@ static void s_act_ready(vz_supervisor_t *self, s_replica_t *r)
 static void s_act_starting_tick(vz_supervisor_t *self, s_replica_t *r)
 {
     const vz_mesh_service_t *svc = s_svc_cfg(self, r);
-    int64_t now = s_mono_ms();
+    int64_t now = vz_clock_mono_ms();
     if (svc->start_timeout_ms > 0 && now - r->started_ms >= svc->start_timeout_ms) {
         char why[96];
         snprintf(why, sizeof why, "not ready within start_timeout (%d ms)", svc->start_timeout_ms);
@@ -489,7 +483,7 @@ static void s_act_starting_tick(vz_supervisor_t *self, s_replica_t *r)
 
 static void s_act_starting_probed(vz_supervisor_t *self, s_replica_t *r)
 {
-    r->next_probe_ms = s_mono_ms() + S_PING_EVERY_MS;
+    r->next_probe_ms = vz_clock_mono_ms() + S_PING_EVERY_MS;
     if (r->probed == VZ_PROBE_READY)
         s_act_ready(self, r);
 }
@@ -500,7 +494,7 @@ static void s_act_starting_probed(vz_supervisor_t *self, s_replica_t *r)
 static void s_act_poll(vz_supervisor_t *self, s_replica_t *r)
 {
     const vz_mesh_service_t *svc = s_svc_cfg(self, r);
-    if (svc->ready_poll_ms <= 0 || r->probe || s_mono_ms() < r->next_probe_ms)
+    if (svc->ready_poll_ms <= 0 || r->probe || vz_clock_mono_ms() < r->next_probe_ms)
         return;
     if (!svc->builtin_redis && r->admin_port <= 0)
         return;
@@ -510,7 +504,7 @@ static void s_act_poll(vz_supervisor_t *self, s_replica_t *r)
 
 static void s_act_live_probed(vz_supervisor_t *self, s_replica_t *r)
 {
-    r->next_probe_ms = s_mono_ms() + s_svc_cfg(self, r)->ready_poll_ms;
+    r->next_probe_ms = vz_clock_mono_ms() + s_svc_cfg(self, r)->ready_poll_ms;
     bool was = r->live_ready;
     if (r->probed == VZ_PROBE_READY) {
         r->probe_errors = 0;
@@ -542,7 +536,7 @@ static void s_describe_exit(int status, char *out, size_t n)
 //  An unexpected death: permanent error, too many deaths, or back off.
 static void s_act_died(vz_supervisor_t *self, s_replica_t *r)
 {
-    int64_t now = s_mono_ms();
+    int64_t now = vz_clock_mono_ms();
     char how[32];
     s_describe_exit(r->status, how, sizeof how);
     s_log_replica(VZ_LOG_WARN, self, r, "replica exited", "status", how);
@@ -597,7 +591,7 @@ static void s_act_backoff_due(vz_supervisor_t *self, s_replica_t *r)
 {
     if (!r->wanted || self->shutting_down)
         s_set_state(self, r, ST_STOPPED);
-    else if (s_mono_ms() >= r->due_ms) {
+    else if (vz_clock_mono_ms() >= r->due_ms) {
         s_set_state(self, r, ST_WAITING);
         s_act_try_spawn(self, r);
     }
@@ -605,7 +599,7 @@ static void s_act_backoff_due(vz_supervisor_t *self, s_replica_t *r)
 
 static void s_act_enforce_stop(vz_supervisor_t *self, s_replica_t *r)
 {
-    if (!r->killed && s_mono_ms() >= r->due_ms) {
+    if (!r->killed && vz_clock_mono_ms() >= r->due_ms) {
         s_log_replica(VZ_LOG_WARN, self, r, "replica did not stop in time", "signal", "SIGKILL");
         vz_child_signal(r->pid, SIGKILL);
         r->killed = true;
@@ -849,7 +843,7 @@ static int s_find_service(vz_supervisor_t *self, const char *name, s_buf_t *out)
 //  <body>", 1 reply later (the client stays open with a pending op).
 static int s_cmd_status(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
-    int64_t now = s_mono_ms();
+    int64_t now = vz_clock_mono_ms();
     for (size_t i = 0; i < self->cfg->service_count; i++)
         for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
             const s_replica_t *r = &self->services[i].replicas[k];
@@ -1001,7 +995,7 @@ static int s_cmd_wait(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t
             return -1;
     }
     c->op = OP_WAIT;
-    c->deadline = s_mono_ms() + timeout;
+    c->deadline = vz_clock_mono_ms() + timeout;
     return 1;
 }
 
@@ -1183,7 +1177,7 @@ static void s_accept(vz_supervisor_t *self)
 
 static void s_check_waits(vz_supervisor_t *self)
 {
-    int64_t now = s_mono_ms();
+    int64_t now = vz_clock_mono_ms();
     for (int i = 0; i < S_MAX_CLIENTS; i++) {
         s_client_t *c = &self->clients[i];
         if (c->fd < 0 || c->op != OP_WAIT)
@@ -1281,7 +1275,7 @@ static int s_poll_timeout(vz_supervisor_t *self)
     for (int c = 0; c < S_MAX_CLIENTS; c++)
         if (self->clients[c].fd >= 0 && self->clients[c].op != OP_NONE)
             return S_TICK_BUSY_MS;
-    int64_t now = s_mono_ms(), wake = now + S_TICK_IDLE_MS;
+    int64_t now = vz_clock_mono_ms(), wake = now + S_TICK_IDLE_MS;
     for (size_t i = 0; i < self->cfg->service_count; i++)
         for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
             const s_replica_t *r = &self->services[i].replicas[k];
@@ -1422,7 +1416,7 @@ vz_supervisor_t *vz_supervisor_new(const char *config_path, const char *exe_dir,
     self->cfg = calloc(1, sizeof *self->cfg);
     assert(self->cfg);
     self->listen_fd = self->signal_fd = self->notify_out = -1;
-    self->seed = (unsigned)getpid() ^ (unsigned)s_mono_ms();
+    self->seed = (unsigned)getpid() ^ (unsigned)vz_clock_mono_ms();
     for (int c = 0; c < S_MAX_CLIENTS; c++)
         self->clients[c].fd = -1;
     for (size_t i = 0; i < VZ_MESH_MAX_SERVICES; i++) {

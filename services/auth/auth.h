@@ -27,7 +27,6 @@
 #include "vz_redis.h"
 #include "vz_worker.h"
 
-#define AUTH_ADMIN_PORT 9120
 #define AUTH_SERVICE "auth"
 
 typedef struct {

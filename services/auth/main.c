@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "passwords.h"
 #include "vz_daemon.h"
+#include "vz_ports.h"
 #include "vz_proto.h"
 
 #define AUTH_CREDIT 8 //  default broker credit (VZ_WORKER_CREDIT overrides)
@@ -19,7 +20,8 @@
 
 static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_ISSUER", "auth/issuer", VZ_CFG_STR,
-                "http://127.0.0.1:8080", 0, 0, issuer, "iss claim of issued tokens"),
+                "http://127.0.0.1:" VZ_PORT_TEXT(VZ_PORT_GATEWAY), 0, 0, issuer,
+                "iss claim of issued tokens"),
     VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_AUDIENCE", "auth/audience", VZ_CFG_STR, "vizmesh", 0, 0,
                 audience, "aud claim of issued tokens"),
     VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_ACCESS_TTL_S", "auth/access_ttl", VZ_CFG_INT, "900", 60,
@@ -73,39 +75,15 @@ static int s_rotate_timer(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-//  Ready only while Redis answers: every method needs it. The check runs
-//  every 100 ms on the reactor; once a second it PINGs (bounded by the
-//  command timeout), so a Redis that went away is noticed without waiting
-//  for a request, and one that came back likewise.
-typedef struct {
-    auth_t *auth;     //  the service, owns the Redis connection
-    int64_t probe_ms; //  when the last PING was sent
-} s_ready_t;
-
-static bool s_redis_ready(void *arg, const char **reason)
-{
-    s_ready_t *ready = arg;
-    int64_t now = vz_now_ms();
-    if (now - ready->probe_ms >= 1000) {
-        ready->probe_ms = now;
-        const char *argv[] = {"PING"};
-        redisReply *reply = vz_redis_command(ready->auth->redis, 1, argv, NULL);
-        if (reply)
-            freeReplyObject(reply);
-    }
-    if (vz_redis_up(ready->auth->redis))
-        return true;
-    *reason = "redis unreachable";
-    return false;
-}
-
 int main(int argc, char **argv)
 {
     auth_config_t config;
     vz_daemon_spec_t spec = {
         .service = AUTH_SERVICE,
-        .admin_port = AUTH_ADMIN_PORT,
+        .admin_port = VZ_PORT_ADMIN_AUTH,
         .needs_broker = true,
+        //  Ready only while Redis answers: every method needs it.
+        .needs_redis = true,
         .items = s_items,
         .count = sizeof s_items / sizeof s_items[0],
         .config = &config,
@@ -128,8 +106,6 @@ int main(int argc, char **argv)
         vz_warn(NULL, "unable to load signing keys yet", "reason", "redis unavailable");
     zloop_t *loop = zloop_new();
     zloop_timer(loop, ROTATE_CHECK_MS, 0, s_rotate_timer, auth);
-    s_ready_t ready = {auth, 0};
-    vz_daemon_set_ready_check(daemon, s_redis_ready, &ready);
     //  Credit 8: token, key and profile calls are one Redis round trip each
     //  and pipeline well (twice the throughput of credit 1, measured); a
     //  login's KDF (~180 ms) can delay up to 7 calls queued behind it here.

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "vz_clock.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_envelope.h"
@@ -171,13 +172,6 @@ struct vz_broker_t {
     uint64_t malformed_quiet;    //  malformed messages since that line
     bool stopping;               //  draining: accept nothing new
 };
-
-static int64_t s_mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 //  --------------------------------------------------------------------------
 //  Hash keys that are not strings: 8-byte tags and routing-id frames.
@@ -682,7 +676,7 @@ static void s_on_request(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const ch
     request->service = service;
     request->deadline_ms = deadline;
     request->start_ms = now;
-    request->start_us = s_mono_us();
+    request->start_us = vz_clock_mono_us();
     request->idempotent = (env.flags & VZ_FLAG_IDEMPOTENT) != 0;
     vz_strlcpy(request->caller, identity, sizeof request->caller);
     vz_strlcpy(request->id, env.id, sizeof request->id);
@@ -718,7 +712,7 @@ static void s_on_reply(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char
         zframe_destroy(&body);
     }
     s_service_t *service = request->service;
-    vz_series_observe(service->duration, (double)(s_mono_us() - request->start_us) / 1e6);
+    vz_series_observe(service->duration, (double)(vz_clock_mono_us() - request->start_us) / 1e6);
     s_count(self, service, S_OUT_REPLIED);
     s_request_finish(self, request);
     s_worker_freed(self, worker);
@@ -990,7 +984,7 @@ vz_broker_t *vz_broker_new(const vz_broker_config_t *config, vz_policy_t **polic
     self->logged = zhashx_new();
     s_list_init(&self->pool);
     //  A random start keeps tags of a restarted broker apart from old ones.
-    self->next_tag = ((uint64_t)randof(0x7fffffff) << 32) ^ (uint64_t)s_mono_us();
+    self->next_tag = ((uint64_t)randof(0x7fffffff) << 32) ^ (uint64_t)vz_clock_mono_us();
     self->malformed = vz_metrics_counter(self->metrics, "vz_broker_malformed_total",
                                          "Messages dropped as malformed", NULL);
     self->forbidden = vz_metrics_counter(self->metrics, "vz_broker_forbidden_total",

@@ -10,8 +10,7 @@
 #include "policy.h"
 #include "vz_curve.h"
 #include "vz_daemon.h"
-
-#define S_RELOAD_CHECK_MS 250 //  how often the reactor looks for a pending SIGHUP
+#include "vz_ports.h"
 
 typedef struct {
     char bind[VZ_PATH_MAX];   //  VZ_BROKER_BIND
@@ -21,10 +20,11 @@ typedef struct {
 } s_config_t;
 
 static const vz_cfg_item_t s_items[] = {
-    VZ_CFG_ITEM(s_config_t, "VZ_BROKER_BIND", "broker/bind", VZ_CFG_STR, "tcp://127.0.0.1:5555",
-                0, 0, bind, "endpoint the broker's CURVE ROUTER binds (port 0 or * = ephemeral)"),
-    VZ_CFG_ITEM(s_config_t, "VZ_BROKER_POLICY", "broker/policy", VZ_CFG_STR,
-                "configs/policy.cfg", 0, 0, policy, "call policy file (ZPL), relative to cwd"),
+    VZ_CFG_ITEM(s_config_t, "VZ_BROKER_BIND", "broker/bind", VZ_CFG_STR,
+                "tcp://127.0.0.1:" VZ_PORT_TEXT(VZ_PORT_BROKER), 0, 0, bind,
+                "endpoint the broker's CURVE ROUTER binds (port 0 or * = ephemeral)"),
+    VZ_CFG_ITEM(s_config_t, "VZ_BROKER_POLICY", "broker/policy", VZ_CFG_STR, "configs/policy.cfg",
+                0, 0, policy, "call policy file (ZPL), relative to cwd"),
     VZ_CFG_ITEM(s_config_t, "VZ_BROKER_QUEUE_MAX", "broker/queue_max", VZ_CFG_INT, "10000", 1,
                 10000000, queue_max, "queued requests per service before \"overloaded\""),
     VZ_CFG_ITEM(s_config_t, "VZ_BROKER_RETRY_MAX", "broker/retry_max", VZ_CFG_INT, "1", 0, 10,
@@ -32,41 +32,42 @@ static const vz_cfg_item_t s_items[] = {
 };
 
 typedef struct {
-    vz_daemon_t *daemon;  //  common daemon machinery
-    vz_auth_t *auth;      //  ZAP handler for the allow directory
-    vz_broker_t *broker;  //  routing engine
-    zloop_t *loop;        //  the one reactor
-    const char *policy;   //  policy path, for reloads (points into the config)
+    vz_daemon_t *daemon; //  common daemon machinery
+    vz_auth_t *auth;     //  ZAP handler for the allow directory
+    vz_broker_t *broker; //  routing engine
+    zloop_t *loop;       //  the one reactor
+    const char *policy;  //  policy path, for reloads (points into the config)
 } s_app_t;
 
-//  SIGHUP only sets a flag; the reactor picks it up here and swaps the
-//  policy only when the new file is valid.
-static int s_reload_timer(zloop_t *loop, int timer_id, void *arg)
+//  The reload hook (SIGHUP, on the reactor): swap the policy only when the
+//  new file is valid.
+static void s_reload(void *arg)
 {
-    s_app_t *app = (s_app_t *) arg;
-    if (!vz_daemon_reload_requested(app->daemon))
-        return 0;
+    s_app_t *app = (s_app_t *)arg;
     char err[VZ_PATH_MAX + 128];
     vz_policy_t *policy = vz_policy_load(app->policy, err, sizeof err);
     if (!policy) {
         vz_error(NULL, "unable to reload policy: keeping the old one", "reason", err);
-        return 0;
+        return;
     }
     char count[24];
     snprintf(count, sizeof count, "%zu", vz_policy_size(policy));
     vz_broker_set_policy(app->broker, &policy);
     vz_info(NULL, "policy reloaded", "path", app->policy, "identities", count);
-    return 0;
 }
 
 int main(int argc, char **argv)
 {
     s_config_t config;
-    vz_daemon_spec_t spec = { .service = "broker", .admin_port = 9100, .needs_broker = false,
-                              .needs_allow_dir = true, .items = s_items,
-                              .count = sizeof s_items / sizeof s_items[0], .config = &config };
+    vz_daemon_spec_t spec = {.service = "broker",
+                             .admin_port = VZ_PORT_ADMIN_BROKER,
+                             .needs_broker = false,
+                             .needs_allow_dir = true,
+                             .items = s_items,
+                             .count = sizeof s_items / sizeof s_items[0],
+                             .config = &config};
     int exit_code = VZ_EXIT_OK;
-    s_app_t app = { .policy = config.policy };
+    s_app_t app = {.policy = config.policy};
     app.daemon = vz_daemon_new(&spec, argc, argv, &exit_code);
     if (!app.daemon)
         return exit_code;
@@ -86,12 +87,12 @@ int main(int argc, char **argv)
         vz_daemon_destroy(&app.daemon);
         return VZ_EXIT_PERMANENT;
     }
-    vz_broker_config_t bconfig = { .endpoint = config.bind,
-                                   .cert = vz_daemon_cert(app.daemon),
-                                   .metrics = vz_daemon_metrics(app.daemon),
-                                   .heartbeat_ms = common->heartbeat_ms,
-                                   .queue_max = config.queue_max,
-                                   .retry_max = config.retry_max };
+    vz_broker_config_t bconfig = {.endpoint = config.bind,
+                                  .cert = vz_daemon_cert(app.daemon),
+                                  .metrics = vz_daemon_metrics(app.daemon),
+                                  .heartbeat_ms = common->heartbeat_ms,
+                                  .queue_max = config.queue_max,
+                                  .retry_max = config.retry_max};
     app.broker = vz_broker_new(&bconfig, &policy);
     if (!app.broker) {
         //  A malformed endpoint will never bind; a busy port may free up.
@@ -104,12 +105,11 @@ int main(int argc, char **argv)
         return permanent ? VZ_EXIT_PERMANENT : VZ_EXIT_TEMPORARY;
     }
     app.loop = zloop_new();
-    if (vz_broker_attach(app.broker, app.loop) < 0
-        || zloop_timer(app.loop, S_RELOAD_CHECK_MS, 0, s_reload_timer, &app) < 0) {
+    vz_daemon_on_reload(app.daemon, s_reload, &app);
+    if (vz_broker_attach(app.broker, app.loop) < 0 || vz_daemon_attach(app.daemon, app.loop) < 0) {
         vz_error(NULL, "unable to start reactor");
         exit_code = VZ_EXIT_TEMPORARY;
-    }
-    else {
+    } else {
         char port[16];
         snprintf(port, sizeof port, "%d", vz_broker_port(app.broker));
         vz_info(NULL, "broker ready", "endpoint", config.bind, "port", port);

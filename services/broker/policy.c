@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "vz_common.h"
+#include "vz_config.h"
 
 //  What one identity may do. The sets are hashes used as sets (value = self).
 typedef struct {
@@ -22,7 +23,7 @@ struct vz_policy_t {
 
 static void s_rights_destroy(void **item_p)
 {
-    s_rights_t *self = (s_rights_t *) *item_p;
+    s_rights_t *self = (s_rights_t *)*item_p;
     if (self) {
         zhashx_destroy(&self->call);
         zhashx_destroy(&self->serve);
@@ -40,7 +41,7 @@ static bool s_name_valid(const char *name)
     if (strcmp(name, "*") == 0)
         return true;
     for (const char *c = name; *c; c++)
-        if (!(isalnum((unsigned char) *c) || *c == '_' || *c == '-' || *c == '.'))
+        if (!(isalnum((unsigned char)*c) || *c == '_' || *c == '-' || *c == '.'))
             return false;
     return true;
 }
@@ -71,35 +72,13 @@ static int s_parse_list(const char *text, zhashx_t *set, bool *any, char *bad, s
     return 0;
 }
 
-#define S_POLICY_MAX_BYTES (1 << 20) //  a policy file larger than this is refused
-
-//  The file as one string, or NULL. Read here rather than by zconfig_load,
-//  which leaks its zfile when the text does not parse (CZMQ 4.2.1).
-static char *s_read_file(const char *path)
-{
-    FILE *file = fopen(path, "r");
-    if (!file)
-        return NULL;
-    char *text = (char *) malloc(S_POLICY_MAX_BYTES + 1);
-    assert(text);
-    size_t len = fread(text, 1, S_POLICY_MAX_BYTES + 1, file);
-    fclose(file);
-    if (len > S_POLICY_MAX_BYTES || memchr(text, '\0', len)) {
-        free(text);
-        return NULL;
-    }
-    text[len] = '\0';
-    return text;
-}
-
 vz_policy_t *vz_policy_load(const char *path, char *err, size_t errlen)
 {
     assert(path && err && errlen > 0);
-    char *text = s_read_file(path);
-    zconfig_t *root = text ? zconfig_str_load(text) : NULL;
-    free(text);
+    char why[VZ_PATH_MAX + 128];
+    zconfig_t *root = vz_config_read(path, 0, why, sizeof why);
     if (!root) {
-        snprintf(err, errlen, "unable to read policy %s: missing, too large or not ZPL", path);
+        snprintf(err, errlen, "unable to read policy %s", why);
         return NULL;
     }
     zconfig_t *section = zconfig_locate(root, "identity");
@@ -108,7 +87,7 @@ vz_policy_t *vz_policy_load(const char *path, char *err, size_t errlen)
         zconfig_destroy(&root);
         return NULL;
     }
-    vz_policy_t *self = (vz_policy_t *) zmalloc(sizeof *self);
+    vz_policy_t *self = (vz_policy_t *)zmalloc(sizeof *self);
     self->identities = zhashx_new();
     zhashx_set_destructor(self->identities, s_rights_destroy);
     int rc = 0;
@@ -120,16 +99,16 @@ vz_policy_t *vz_policy_load(const char *path, char *err, size_t errlen)
             rc = -1;
             break;
         }
-        s_rights_t *rights = (s_rights_t *) zmalloc(sizeof *rights);
+        s_rights_t *rights = (s_rights_t *)zmalloc(sizeof *rights);
         rights->call = zhashx_new();
         rights->serve = zhashx_new();
         char bad[VZ_NAME_MAX + 1] = "";
         if (s_parse_list(zconfig_get(node, "call", ""), rights->call, &rights->call_any, bad,
-                         sizeof bad) < 0
-            || s_parse_list(zconfig_get(node, "serve", ""), rights->serve, &rights->serve_any,
-                            bad, sizeof bad) < 0) {
-            snprintf(err, errlen, "unable to load policy %s: identity %s: bad service \"%s\"",
-                     path, name, bad);
+                         sizeof bad) < 0 ||
+            s_parse_list(zconfig_get(node, "serve", ""), rights->serve, &rights->serve_any, bad,
+                         sizeof bad) < 0) {
+            snprintf(err, errlen, "unable to load policy %s: identity %s: bad service \"%s\"", path,
+                     name, bad);
             rc = -1;
         }
         void *item = rights;
@@ -164,13 +143,13 @@ bool vz_policy_known(const vz_policy_t *self, const char *identity)
 
 bool vz_policy_may_call(const vz_policy_t *self, const char *identity, const char *service)
 {
-    s_rights_t *rights = (s_rights_t *) zhashx_lookup(self->identities, identity);
+    s_rights_t *rights = (s_rights_t *)zhashx_lookup(self->identities, identity);
     return rights && (rights->call_any || zhashx_lookup(rights->call, service));
 }
 
 bool vz_policy_may_serve(const vz_policy_t *self, const char *identity, const char *service)
 {
-    s_rights_t *rights = (s_rights_t *) zhashx_lookup(self->identities, identity);
+    s_rights_t *rights = (s_rights_t *)zhashx_lookup(self->identities, identity);
     return rights && (rights->serve_any || zhashx_lookup(rights->serve, service));
 }
 

@@ -10,10 +10,10 @@
 
 #include "vz_authctx.h"
 #include "vz_daemon.h"
+#include "vz_ports.h"
 #include "vz_proto.h"
 #include "vz_worker.h"
 
-#define ECHO_ADMIN_PORT 9110
 #define SLOW_MAX_MS 10000
 #define WHOAMI_MAX 8192
 #define ECHO_CREDIT 32 //  default broker credit: fast methods, pipelined
@@ -99,7 +99,7 @@ int main(int argc, char **argv)
 {
     vz_daemon_spec_t spec = {
         .service = "echo",
-        .admin_port = ECHO_ADMIN_PORT,
+        .admin_port = VZ_PORT_ADMIN_ECHO,
         .needs_broker = true,
     };
     int code = VZ_EXIT_OK;

@@ -15,8 +15,8 @@
 #include "gateway.h"
 #include "upstream.h"
 #include "vz_daemon.h"
+#include "vz_ports.h"
 
-#define GATEWAY_ADMIN_PORT 9101
 #define TICK_MS 50
 
 typedef struct {
@@ -25,7 +25,7 @@ typedef struct {
     char routes[VZ_PATH_MAX]; //  route table file, "" = search the default places
     int retry_budget_pct;     //  retries as a share of first attempts
     vz_edge_config_t edge;    //  JWT, API keys, fail-open buckets
-    char rl_failure[16];      //  open | closed
+    int rl_failure;           //  0 open, 1 closed (the order of its choices)
     bool rl_batch;            //  ratelimit.check_batch for checks queued together
     int bundle_max;           //  forwards per bundle envelope (0/1 = off)
 } gw_config_t;
@@ -33,8 +33,8 @@ typedef struct {
 static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_ADDR", "gateway/addr", VZ_CFG_STR, "127.0.0.1", 0, 0,
                 http.addr, "public HTTP bind address (IPv4)"),
-    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_PORT", "gateway/port", VZ_CFG_INT, "8080", 0, 65535,
-                http.port, "public HTTP port; 0 = ephemeral"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_PORT", "gateway/port", VZ_CFG_INT,
+                VZ_PORT_TEXT(VZ_PORT_GATEWAY), 0, 65535, http.port, "public HTTP port; 0 = ephemeral"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_THREADS", "gateway/threads", VZ_CFG_INT, "2", 1, 64,
                 http.threads, "HTTP thread pool size"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_BODY", "gateway/max_body", VZ_CFG_INT, "1048576", 0,
@@ -81,7 +81,8 @@ static const vz_cfg_item_t s_items[] = {
                 VZ_CFG_MS, "5000", 10, 600000, http.breaker.cooldown_ms,
                 "breaker: open time before half-open probes"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_JWT_ISSUER", "gateway/jwt/issuer", VZ_CFG_STR,
-                "http://127.0.0.1:8080", 0, 0, edge.issuer, "required JWT iss (auth's VZ_AUTH_ISSUER)"),
+                "http://127.0.0.1:" VZ_PORT_TEXT(VZ_PORT_GATEWAY), 0, 0, edge.issuer,
+                "required JWT iss (auth's VZ_AUTH_ISSUER)"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_JWT_AUDIENCE", "gateway/jwt/audience", VZ_CFG_STR,
                 "vizmesh", 0, 0, edge.audience, "required JWT aud (auth's VZ_AUTH_AUDIENCE)"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_JWT_LEEWAY_S", "gateway/jwt/leeway", VZ_CFG_INT, "30", 0,
@@ -105,9 +106,9 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RATELIMIT_TIMEOUT_MS", "gateway/ratelimit/timeout",
                 VZ_CFG_MS, "100", 1, 10000, http.rl_timeout_ms,
                 "deadline of ratelimit.check; then the failure policy applies"),
-    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RATELIMIT_FAILURE", "gateway/ratelimit/failure",
-                VZ_CFG_STR, "open", 0, 0, rl_failure,
-                "limiter silent: open (local per-replica bucket) or closed (503)"),
+    VZ_CFG_ENUM_ITEM(gw_config_t, "VZ_GATEWAY_RATELIMIT_FAILURE", "gateway/ratelimit/failure",
+                     "open", "open closed", rl_failure,
+                     "limiter silent: open (local per-replica bucket) or closed (503)"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RATELIMIT_BATCH", "gateway/ratelimit/batch", VZ_CFG_BOOL,
                 "true", 0, 0, rl_batch,
                 "send the checks queued together as one ratelimit.check_batch"),
@@ -230,7 +231,7 @@ int main(int argc, char **argv)
     gw_config_t config;
     vz_daemon_spec_t spec = {
         .service = "gateway",
-        .admin_port = GATEWAY_ADMIN_PORT,
+        .admin_port = VZ_PORT_ADMIN_GATEWAY,
         .needs_broker = true,
         .items = s_items,
         .count = sizeof s_items / sizeof s_items[0],
@@ -248,13 +249,7 @@ int main(int argc, char **argv)
     if (!config.http.openapi_path[0])
         s_default_file("docs/openapi.yaml", config.http.openapi_path,
                        sizeof config.http.openapi_path);
-    if (strcmp(config.rl_failure, "open") != 0 && strcmp(config.rl_failure, "closed") != 0) {
-        vz_error(NULL, "invalid configuration", "setting", "VZ_GATEWAY_RATELIMIT_FAILURE", "value",
-                 config.rl_failure, "expected", "open or closed");
-        vz_daemon_destroy(&app.daemon);
-        return VZ_EXIT_PERMANENT;
-    }
-    config.http.rl_fail_open = strcmp(config.rl_failure, "open") == 0;
+    config.http.rl_fail_open = config.rl_failure == 0;
     config.http.auth_timeout_ms = config.edge.fetch_timeout_ms;
     char err[256];
     vz_routes_t *routes =

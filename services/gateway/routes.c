@@ -2,6 +2,7 @@
  *  SPDX-License-Identifier: MPL-2.0
  */
 #include "routes.h"
+#include "vz_config.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -12,7 +13,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define FILE_MAX (1024 * 1024)
 #define NAME_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
 #define SEG_CHARS NAME_CHARS "~"
 #define PARAM_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_"
@@ -316,15 +316,9 @@ static bool s_clash(const vz_route_t *a, const vz_route_t *b)
     return true;
 }
 
-vz_routes_t *vz_routes_parse(const char *text, char *err, size_t errlen)
+//  The table from a parsed file; consumes root.
+static vz_routes_t *s_routes_build(zconfig_t *root, char *err, size_t errlen)
 {
-    assert(text && err && errlen > 0);
-    err[0] = '\0';
-    zconfig_t *root = zconfig_str_load(text);
-    if (!root) {
-        s_err(err, errlen, "not a valid ZPL document");
-        return NULL;
-    }
     zconfig_t *list = zconfig_locate(root, "routes");
     vz_routes_t *self = calloc(1, sizeof *self);
     assert(self);
@@ -363,30 +357,18 @@ fail:
     return NULL;
 }
 
+vz_routes_t *vz_routes_parse(const char *text, char *err, size_t errlen)
+{
+    assert(text && err && errlen > 0);
+    zconfig_t *root = vz_config_parse(text, strlen(text), "routes", err, errlen);
+    return root ? s_routes_build(root, err, errlen) : NULL;
+}
+
 vz_routes_t *vz_routes_load(const char *path, char *err, size_t errlen)
 {
     assert(path && err && errlen > 0);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        s_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *text = malloc(FILE_MAX + 1);
-    assert(text);
-    size_t len = fread(text, 1, FILE_MAX + 1, f);
-    fclose(f);
-    vz_routes_t *self = NULL;
-    if (len > FILE_MAX)
-        s_err(err, errlen, "%s is larger than 1 MiB", path);
-    else {
-        text[len] = '\0';
-        if (strlen(text) != len)
-            s_err(err, errlen, "%s holds a NUL byte", path);
-        else
-            self = vz_routes_parse(text, err, errlen);
-    }
-    free(text);
-    return self;
+    zconfig_t *root = vz_config_read(path, 0, err, errlen);
+    return root ? s_routes_build(root, err, errlen) : NULL;
 }
 
 vz_routes_t *vz_routes_ref(vz_routes_t *self)

@@ -2,14 +2,16 @@
  *  SPDX-License-Identifier: MPL-2.0
  */
 #include "ratelimit.h"
+#include "vz_ports.h"
 
 int main(int argc, char **argv)
 {
     vz_ratelimit_config_t config;
     vz_daemon_spec_t spec = {
         .service = "ratelimit",
-        .admin_port = VZ_RATELIMIT_ADMIN_PORT,
+        .admin_port = VZ_PORT_ADMIN_RATELIMIT,
         .needs_broker = true,
+        .needs_redis = true,
         .items = vz_ratelimit_items,
         .count = vz_ratelimit_items_count,
         .config = &config,

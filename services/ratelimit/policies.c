@@ -3,15 +3,15 @@
  */
 #include "policies.h"
 #include "vz_common.h"
+#include "vz_config.h"
 
 #include <czmq.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define S_FILE_MAX (1 << 20) //  a policy file larger than this is refused
-#define S_POLICIES_MAX 256   //  policies in one file
-#define S_WINDOW_MAX 604800  //  a week, in seconds
+#define S_POLICIES_MAX 256  //  policies in one file
+#define S_WINDOW_MAX 604800 //  a week, in seconds
 #define S_LIMIT_MAX 1000000000ULL
 
 //  Descriptor parts a "by" alternative may join, as bits.
@@ -34,23 +34,6 @@ struct vz_rl_policies_t {
 static void s_err(char *err, size_t n, const char *policy, const char *what, const char *value)
 {
     snprintf(err, n, "policy \"%.63s\": %s (\"%.64s\")", policy, what, value ? value : "");
-}
-
-static char *s_read_file(const char *path)
-{
-    FILE *file = fopen(path, "r");
-    if (!file)
-        return NULL;
-    char *text = malloc(S_FILE_MAX + 1);
-    assert(text);
-    size_t len = fread(text, 1, S_FILE_MAX + 1, file);
-    fclose(file);
-    if (len > S_FILE_MAX || memchr(text, '\0', len)) {
-        free(text);
-        return NULL;
-    }
-    text[len] = '\0';
-    return text;
 }
 
 static bool s_name_valid(const char *name)
@@ -220,13 +203,9 @@ static int s_load(vz_rl_policies_t *self, zconfig_t *root, char *err, size_t n)
 vz_rl_policies_t *vz_rl_policies_load(const char *path, char *err, size_t errlen)
 {
     assert(path && err && errlen > 0);
-    char *text = s_read_file(path);
-    zconfig_t *root = text ? zconfig_str_load(text) : NULL;
-    free(text);
-    if (!root) {
-        snprintf(err, errlen, "cannot read %.400s as ZPL (missing, over 1 MiB or malformed)", path);
+    zconfig_t *root = vz_config_read(path, 0, err, errlen);
+    if (!root)
         return NULL;
-    }
     vz_rl_policies_t *self = calloc(1, sizeof *self);
     assert(self);
     int rc = s_load(self, root, err, errlen);

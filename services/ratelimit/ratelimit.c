@@ -23,11 +23,12 @@
 #include "policies.h"
 #include "scripts.h"
 #include "vz_batch.h"
+#include "vz_clock.h"
 #include "vz_proto.h"
 #include "vz_redis.h"
 #include "vz_worker.h"
 
-#define S_TICK_MS 100       //  readiness, reload and Redis probe cadence
+#define S_TICK_MS 100       //  Redis probe cadence (failure mode)
 #define S_IDLE_PING_MS 1000 //  probe a healthy but idle Redis this often
 #define S_NEAR_PERCENT 10   //  "near limit": allowed with under 10 % left
 
@@ -41,9 +42,9 @@ const vz_cfg_item_t vz_ratelimit_items[] = {
     VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_REDIS_RETRY_MS", "ratelimit/redis_retry",
                 VZ_CFG_MS, "250", 0, 60000, redis_retry_ms,
                 "least time between Redis reconnect attempts while it is away"),
-    VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_FAILURE_MODE", "ratelimit/failure_mode",
-                VZ_CFG_STR, "open", 0, 0, failure_mode,
-                "when Redis is away: open (local buckets, limit/replicas) or closed (deny)"),
+    VZ_CFG_ENUM_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_FAILURE_MODE", "ratelimit/failure_mode",
+                     "open", "open closed", failure_mode,
+                     "when Redis is away: open (local buckets, limit/replicas) or closed (deny)"),
     VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_REPLICAS", "ratelimit/replicas", VZ_CFG_INT,
                 "1", 1, 1000, replicas, "replica count; fail-open limits are divided by it"),
     VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_LOCAL_MAX", "ratelimit/local_max", VZ_CFG_INT,
@@ -101,7 +102,7 @@ typedef struct {
     bool fail_closed;                    //  failure mode
     zhashx_t *local;                     //  fail-open: bucket key -> int64_t tat (us)
     bool fallback;                       //  Redis unusable: failure mode applies
-    int64_t last_contact;                //  ms of the last Redis answer
+    int64_t last_contact;                //  monotonic ms of the last Redis answer
     vz_series_t *redis_seconds;          //  redis_duration_seconds
     vz_series_t *fallback_gauge;         //  fallback_active
     vz_series_t *redis_errors;           //  redis_errors_total
@@ -144,8 +145,10 @@ static void s_install(s_app_t *app, vz_rl_policies_t **limits_p)
         s_series_for(app, vz_rl_policies_at(app->limits, i)->name, &app->series[i]);
 }
 
-static void s_reload(s_app_t *app)
+//  The reload hook: runs on the reactor after SIGHUP.
+static void s_reload(void *arg)
 {
+    s_app_t *app = arg;
     char err[512];
     vz_rl_policies_t *limits = vz_rl_policies_load(app->config->policy_file, err, sizeof err);
     if (!limits) {
@@ -459,7 +462,7 @@ static void s_flush(void *arg)
     if (rc != -EAGAIN)
         vz_series_observe(app->redis_seconds, (double)(zclock_usecs() - t0) / 1e6);
     if (rc == 0)
-        app->last_contact = vz_now_ms();
+        app->last_contact = vz_clock_mono_ms();
     else if (rc != -EAGAIN)
         vz_series_inc(app->redis_errors);
     for (size_t i = 0; i < n; i++) {
@@ -602,7 +605,7 @@ static const vz_method_t s_methods[] = {
 //  readiness follows it) or when it has been quiet for a while.
 static void s_probe_redis(s_app_t *app)
 {
-    if (vz_redis_up(app->redis) && vz_now_ms() - app->last_contact < S_IDLE_PING_MS)
+    if (vz_redis_up(app->redis) && vz_clock_mono_ms() - app->last_contact < S_IDLE_PING_MS)
         return;
     int rc = vz_redis_ensure(app->redis);
     if (rc == -EAGAIN)
@@ -610,7 +613,7 @@ static void s_probe_redis(s_app_t *app)
     const char *argv[] = {"PING"};
     redisReply *r = rc < 0 ? NULL : vz_redis_command(app->redis, 1, argv, NULL);
     if (r && r->type == REDIS_REPLY_STATUS) {
-        app->last_contact = vz_now_ms();
+        app->last_contact = vz_clock_mono_ms();
         s_set_fallback(app, false);
     } else {
         if (rc != -EAGAIN)
@@ -621,26 +624,11 @@ static void s_probe_redis(s_app_t *app)
         freeReplyObject(r);
 }
 
-//  Policy reloads and Redis probes run on the reactor's own timer.
+//  Redis probes (for the failure mode) run on the reactor's own timer.
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
-    s_app_t *app = arg;
-    if (vz_daemon_reload_requested(app->daemon))
-        s_reload(app);
-    s_probe_redis(app);
+    s_probe_redis(arg);
     return 0;
-}
-
-//  Readiness is both links (vz_daemon_serve adds the broker's): a replica
-//  whose decisions are only local should not count as a ready endpoint,
-//  yet it keeps answering.
-static bool s_redis_ready(void *arg, const char **reason)
-{
-    s_app_t *app = arg;
-    if (vz_redis_up(app->redis))
-        return true;
-    *reason = "redis unreachable";
-    return false;
 }
 
 static void s_app_destroy(s_app_t *app)
@@ -666,13 +654,7 @@ static int s_app_init(s_app_t *app, vz_daemon_t *daemon, const vz_ratelimit_conf
     app->daemon = daemon;
     app->config = config;
     app->metrics = vz_daemon_metrics(daemon);
-    if (strcmp(config->failure_mode, "open") != 0 && strcmp(config->failure_mode, "closed") != 0) {
-        vz_error(NULL, "unable to load configuration", "reason",
-                 "VZ_RATELIMIT_FAILURE_MODE: expected open or closed", "value",
-                 config->failure_mode);
-        return VZ_EXIT_PERMANENT;
-    }
-    app->fail_closed = strcmp(config->failure_mode, "closed") == 0;
+    app->fail_closed = config->failure_mode == RL_FAIL_CLOSED;
     char err[512];
     vz_rl_policies_t *limits = vz_rl_policies_load(config->policy_file, err, sizeof err);
     if (!limits) {
@@ -732,7 +714,10 @@ int vz_ratelimit_run(vz_daemon_t *daemon, const vz_ratelimit_config_t *config)
         code = VZ_EXIT_TEMPORARY;
     } else {
         s_probe_redis(&app);
-        vz_daemon_set_ready_check(daemon, s_redis_ready, &app);
+        //  Readiness is both links (needs_redis in main.c): a replica whose
+        //  decisions are only local should not count as a ready endpoint,
+        //  yet it keeps answering.
+        vz_daemon_on_reload(daemon, s_reload, &app);
         //  Checks are decided a batch per Redis round trip, so the more the
         //  broker may queue here, the fewer round trips (VZ_WORKER_CREDIT).
         code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0],

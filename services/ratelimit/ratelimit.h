@@ -12,16 +12,16 @@
 
 #include "vz_daemon.h"
 
-#define VZ_RATELIMIT_ADMIN_PORT 9130
-
 typedef struct {
     char policy_file[VZ_PATH_MAX]; //  ZPL policy set (configs/ratelimit.cfg)
     int redis_timeout_ms;          //  connect and command timeout
     int redis_retry_ms;            //  least time between reconnect attempts
-    char failure_mode[16];         //  open | closed
+    int failure_mode;              //  RL_FAIL_OPEN | RL_FAIL_CLOSED
     int replicas;                  //  fail-open divides limits by this
     int local_max;                 //  fail-open buckets kept in memory
 } vz_ratelimit_config_t;
+
+enum { RL_FAIL_OPEN, RL_FAIL_CLOSED }; //  failure_mode, in the order of its choices
 
 extern const vz_cfg_item_t vz_ratelimit_items[];
 extern const size_t vz_ratelimit_items_count;

@@ -12,23 +12,12 @@ DOC=$SRC/docs/configuration.md
 #   Every daemon under services/ (vz-<dir>), in a stable order.
 DAEMONS=$(cd "$SRC/services" && for d in */; do [ -f "$d/CMakeLists.txt" ] && echo "vz-${d%/}"; done | sort)
 
+#   The prose before the first "## vz-" heading is the page's own (edited in
+#   place); everything from there on is generated.
+PROSE=$(sed '/^## vz-/,$d' "$DOC")
+
 generate() {
-    cat <<'HEAD'
-# Configuration reference
-
-Every daemon is configured by environment variables with the defaults below
-(the twelve-factor way, so the supervisor, docker compose and Kubernetes set
-them alike). A ZPL file given with `--config FILE` or `VZ_CONFIG_FILE` may set
-the same values under the "FILE KEY" paths; the environment wins over the
-file, which wins over the defaults. A bad value stops the daemon with exit
-code 100 and a message naming the variable and the expected form.
-
-This page is generated from the daemons' own tables (`vz-<name> --help`);
-`tests/integration/test_config_docs.sh` fails when it drifts. The supervisor's
-own file, `configs/mesh.cfg`, is described in
-[services/supervisor.md](services/supervisor.md); the call policy,
-`configs/policy.cfg`, in [services/broker.md](services/broker.md).
-HEAD
+    printf '%s\n' "$PROSE"
     for d in $DAEMONS; do
         printf '\n## %s\n\n```\n' "$d"
         "$BIN/$d" --help 2>&1 | sed -e "s|^Usage: .*/$d|Usage: $d|"

@@ -23,6 +23,7 @@ typedef struct {
     char eps[64];
     char opt_eps[64];
     char req[32];
+    int mode;
 } cfg_t;
 
 static const vz_cfg_item_t s_items[] = {
@@ -37,6 +38,8 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(cfg_t, "TCFG_OPT_EPS", NULL, VZ_CFG_ENDPOINT, "", 0, 0, opt_eps,
                 "optional endpoints"),
     VZ_CFG_ITEM(cfg_t, "TCFG_REQ", "svc/req", VZ_CFG_STR, NULL, 0, 0, req, "required thing"),
+    VZ_CFG_ENUM_ITEM(cfg_t, "TCFG_MODE", "svc/mode", "open", "open closed half", mode,
+                     "when the backend is away"),
 };
 #define N_ITEMS (sizeof s_items / sizeof s_items[0])
 
@@ -45,7 +48,7 @@ static char s_dir[64];
 static int setup(void **state)
 {
     static const char *const names[] = {"TCFG_NAME", "TCFG_PORT",    "TCFG_FLAG", "TCFG_TIMEOUT",
-                                        "TCFG_EPS",  "TCFG_OPT_EPS", "TCFG_REQ"};
+                                        "TCFG_EPS",  "TCFG_OPT_EPS", "TCFG_REQ",  "TCFG_MODE"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         unsetenv(names[i]);
     setenv("TCFG_REQ", "here", 1);
@@ -295,6 +298,212 @@ static void test_file_errors(void **state)
     assert_int_equal(load(&cfg, missing, NULL, 0), -ENOENT);
 }
 
+static void test_enum(void **state)
+{
+    cfg_t cfg;
+    char err[256];
+    assert_int_equal(load(&cfg, NULL, err, sizeof err), 0);
+    assert_int_equal(cfg.mode, 0); //  the default, "open"
+    static const struct {
+        const char *text;
+        int index;
+    } good[] = {{"open", 0}, {"closed", 1}, {"half", 2}, {"CLOSED", 1}, {"Half", 2}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        setenv("TCFG_MODE", good[i].text, 1);
+        assert_int_equal(load(&cfg, NULL, err, sizeof err), 0);
+        assert_int_equal(cfg.mode, good[i].index);
+    }
+    //  Refused with a message naming every choice.
+    static const char *const frags[] = {"TCFG_MODE=", "expected one of open, closed, half",
+                                        "when the backend is away", NULL};
+    static const char *const bad[] = {"maybe", "", "ope", "opened", "open closed", " open", "0"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_error("TCFG_MODE", bad[i], frags);
+    //  From a file, naming file and key when wrong.
+    unsetenv("TCFG_MODE");
+    char *path = write_file("mode.cfg", "svc\n    mode = closed\n");
+    assert_int_equal(load(&cfg, path, err, sizeof err), 0);
+    assert_int_equal(cfg.mode, 1);
+    path = write_file("mode2.cfg", "svc\n    mode = \"shut\"\n");
+    assert_int_equal(load(&cfg, path, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "TCFG_MODE=\"shut\""));
+    assert_non_null(strstr(err, "mode2.cfg, key svc/mode"));
+    assert_non_null(strstr(err, "open, closed, half"));
+}
+
+//  The ZPL reader against a document using every construct.
+static void test_zpl_parse(void **state)
+{
+    static const char text[] = "#   a header comment\n"
+                               "top = 1\n"
+                               "section                      # a comment after a name\n"
+                               "    key = plain value   # cut here\n"
+                               "    quoted = \"with # inside\"  # and a comment\n"
+                               "    single = 'say \"hi\"'\n"
+                               "  # a comment indented any way\n"
+                               "\n"
+                               "    nested\r\n"
+                               "        deep = \"x\"\n"
+                               "        empty =\n"
+                               "    back = 2\n"
+                               "path.with-odd_chars@&+$/sub = ok\n"
+                               "last = \"no newline at the end\"";
+    char err[256] = "";
+    zconfig_t *root = vz_config_parse(text, strlen(text), "doc", err, sizeof err);
+    if (!root)
+        fail_msg("rejected: %s", err);
+    assert_string_equal(zconfig_get(root, "top", "?"), "1");
+    assert_string_equal(zconfig_get(root, "section", "?"), "");
+    assert_string_equal(zconfig_get(root, "section/key", "?"), "plain value");
+    assert_string_equal(zconfig_get(root, "section/quoted", "?"), "with # inside");
+    assert_string_equal(zconfig_get(root, "section/single", "?"), "say \"hi\"");
+    assert_string_equal(zconfig_get(root, "section/nested/deep", "?"), "x");
+    assert_string_equal(zconfig_get(root, "section/nested/empty", "?"), "");
+    assert_string_equal(zconfig_get(root, "section/back", "?"), "2");
+    assert_string_equal(zconfig_get(root, "last", "?"), "no newline at the end");
+    //  Siblings stay in file order.
+    zconfig_t *first = zconfig_child(zconfig_locate(root, "section"));
+    assert_string_equal(zconfig_name(first), "key");
+    assert_string_equal(zconfig_name(zconfig_next(first)), "quoted");
+    zconfig_destroy(&root);
+    //  Empty text is an empty tree, not an error.
+    root = vz_config_parse("", 0, "doc", err, sizeof err);
+    assert_non_null(root);
+    assert_null(zconfig_child(root));
+    zconfig_destroy(&root);
+    //  The length bounds the text: nothing past it is read.
+    root = vz_config_parse("a = 1\nb = 2\n", 6, "doc", err, sizeof err);
+    assert_non_null(root);
+    assert_null(zconfig_locate(root, "b"));
+    zconfig_destroy(&root);
+}
+
+//  Every refusal names the file and the line, and never returns a tree.
+static void test_zpl_errors(void **state)
+{
+    static const struct {
+        const char *text;
+        const char *where;
+        const char *what;
+    } bad[] = {
+        {"a\n   b = 1\n", "t.cfg:2:", "indent 4 spaces at once (found 3)"},
+        {"a\n\tb = 1\n", "t.cfg:2:", "tab in indentation"},
+        {"a = 1\n        b = 1\n", "t.cfg:2:", "indented deeper"},
+        {"a\n    b = \"open\n", "t.cfg:2:", "missing closing \""},
+        {"a = 'x\n", "t.cfg:1:", "missing closing '"},
+        {"a = \"x\" y\n", "t.cfg:1:", "unexpected text after the quoted value"},
+        {"a b\n", "t.cfg:1:", "unexpected text after the name"},
+        {"# ok\n\n= 1\n", "t.cfg:3:", "expected a name"},
+        {"/a = 1\n", "t.cfg:1:", "'/' not valid"},
+        {"a/ = 1\n", "t.cfg:1:", "'/' not valid"},
+    };
+    char err[256];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        zconfig_t *root =
+            vz_config_parse(bad[i].text, strlen(bad[i].text), "t.cfg", err, sizeof err);
+        if (root)
+            fail_msg("accepted: %s", bad[i].text);
+        if (!strstr(err, bad[i].where) || !strstr(err, bad[i].what) ||
+            !strstr(err, "not valid ZPL"))
+            fail_msg("\"%s\": expected \"%s ... %s\", got \"%s\"", bad[i].text, bad[i].where,
+                     bad[i].what, err);
+    }
+    //  A NUL byte, on the line it is on.
+    static const char nul[] = "a = 1\nb = 2\nc = x\0y\n";
+    assert_null(vz_config_parse(nul, sizeof nul - 1, "t.cfg", err, sizeof err));
+    assert_non_null(strstr(err, "t.cfg:3: not valid ZPL: NUL byte"));
+    //  A line longer than the bound is refused, not cut (CZMQ cuts at 1024).
+    char *line = malloc(VZ_CONFIG_LINE_MAX + 16);
+    assert_non_null(line);
+    memcpy(line, "k = ", 4);
+    memset(line + 4, 'v', VZ_CONFIG_LINE_MAX);
+    assert_null(vz_config_parse(line, VZ_CONFIG_LINE_MAX + 4, "t.cfg", err, sizeof err));
+    assert_non_null(strstr(err, "t.cfg:1: not valid ZPL: line longer than"));
+    zconfig_t *root = vz_config_parse(line, VZ_CONFIG_LINE_MAX, "t.cfg", err, sizeof err);
+    assert_non_null(root);
+    assert_int_equal(strlen(zconfig_get(root, "k", "")), VZ_CONFIG_LINE_MAX - 4);
+    zconfig_destroy(&root);
+    free(line);
+    //  Nesting and name count are bounded.
+    char deep[VZ_CONFIG_DEPTH_MAX * (VZ_CONFIG_DEPTH_MAX * 4 + 3) + 1];
+    size_t o = 0;
+    for (int d = 0; d <= VZ_CONFIG_DEPTH_MAX; d++)
+        o += (size_t)snprintf(deep + o, sizeof deep - o, "%*sn\n", d * 4, "");
+    assert_null(vz_config_parse(deep, o, "t.cfg", err, sizeof err));
+    assert_non_null(strstr(err, "nested deeper than"));
+    size_t n = (VZ_CONFIG_NODES_MAX + 1) * 2;
+    char *many = malloc(n);
+    assert_non_null(many);
+    for (size_t i = 0; i < n; i += 2)
+        memcpy(many + i, "a\n", 2);
+    assert_null(vz_config_parse(many, n, "t.cfg", err, sizeof err));
+    assert_non_null(strstr(err, "more than 10000 names"));
+    root = vz_config_parse(many, n - 2, "t.cfg", err, sizeof err);
+    assert_non_null(root);
+    zconfig_destroy(&root);
+    free(many);
+    //  No error buffer is fine too.
+    assert_null(vz_config_parse("\tx\n", 3, "t.cfg", NULL, 0));
+}
+
+//  Files: the size bound, unreadable paths, and the error naming the path.
+static void test_zpl_read(void **state)
+{
+    char err[512];
+    char *path = write_file("small.cfg", "a = 12345678\n"); //  13 bytes
+    zconfig_t *root = vz_config_read(path, 13, err, sizeof err);
+    assert_non_null(root);
+    assert_string_equal(zconfig_get(root, "a", ""), "12345678");
+    zconfig_destroy(&root);
+    assert_null(vz_config_read(path, 12, err, sizeof err));
+    assert_non_null(strstr(err, "small.cfg: larger than 12 bytes"));
+    //  The default bound is 1 MiB: a file one byte over it is refused.
+    path = write_file("big.cfg", "");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (size_t i = 0; i < VZ_CONFIG_FILE_MAX / 64; i++)
+        fprintf(f, "%-63s\n", "# padding");
+    fclose(f);
+    root = vz_config_read(path, 0, err, sizeof err);
+    assert_non_null(root); //  exactly 1 MiB
+    zconfig_destroy(&root);
+    f = fopen(path, "a");
+    fputc('\n', f);
+    fclose(f);
+    assert_null(vz_config_read(path, 0, err, sizeof err));
+    assert_non_null(strstr(err, "larger than 1048576 bytes"));
+    //  Missing, a directory: named with the system's reason.
+    char missing[128];
+    snprintf(missing, sizeof missing, "%s/nope.cfg", s_dir);
+    assert_null(vz_config_read(missing, 0, err, sizeof err));
+    assert_non_null(strstr(err, "nope.cfg: cannot read: No such file"));
+    assert_null(vz_config_read(s_dir, 0, err, sizeof err));
+    assert_non_null(strstr(err, "Is a directory"));
+    //  Through vz_config_load, the line reaches the daemon's message.
+    cfg_t cfg;
+    path = write_file("line.cfg", "svc\n    name = x\n   port = 1\n");
+    assert_int_equal(load(&cfg, path, err, sizeof err), -ENOENT);
+    assert_non_null(strstr(err, "line.cfg:3: not valid ZPL: indent 4 spaces"));
+}
+
+//  Random bytes from ZPL's alphabet: a tree or an error, never a crash or
+//  a leak (valgrind runs this binary).
+static void test_zpl_random(void **state)
+{
+    static const char alphabet[] = "    \t\n\n#=\"'ab/.$\r\0";
+    unsigned seed = 15;
+    char text[256], err[128];
+    for (int round = 0; round < 20000; round++) {
+        size_t len = (size_t)(rand_r(&seed) % sizeof text);
+        for (size_t i = 0; i < len; i++)
+            text[i] = alphabet[rand_r(&seed) % (sizeof alphabet - 1)];
+        zconfig_t *root = vz_config_parse(text, len, "rnd", err, sizeof err);
+        if (!root)
+            assert_non_null(strstr(err, "rnd:"));
+        zconfig_destroy(&root);
+    }
+}
+
 static void test_usage(void **state)
 {
     char *text = NULL;
@@ -311,6 +520,7 @@ static void test_usage(void **state)
     assert_non_null(strstr(text, "(required)"));
     assert_non_null(strstr(text, "\"8080\""));
     assert_non_null(strstr(text, "admin/port"));
+    assert_non_null(strstr(text, "when the backend is away [open|closed|half]"));
     //  One header line plus one line per item.
     size_t lines = 0;
     for (char *c = text; *c; c++)
@@ -334,6 +544,11 @@ int main(void)
         cmocka_unit_test_setup(test_str, setup),
         cmocka_unit_test_setup(test_required, setup),
         cmocka_unit_test_setup(test_file_errors, setup),
+        cmocka_unit_test_setup(test_enum, setup),
+        cmocka_unit_test_setup(test_zpl_parse, setup),
+        cmocka_unit_test_setup(test_zpl_errors, setup),
+        cmocka_unit_test_setup(test_zpl_read, setup),
+        cmocka_unit_test_setup(test_zpl_random, setup),
         cmocka_unit_test_setup(test_usage, setup),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,11 +10,14 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "harness.h"
+#include "vz_clock.h"
 #include "vz_curve.h"
 #include "vz_daemon.h"
 #include "vz_proto.h"
@@ -40,7 +43,8 @@ static app_config_t s_app;
 
 static vz_daemon_spec_t spec(bool needs_broker, bool needs_allow_dir)
 {
-    vz_daemon_spec_t spec = {"echo", 0, needs_broker, needs_allow_dir, s_app_items, 2, &s_app};
+    vz_daemon_spec_t spec = {"echo",      0, needs_broker, needs_allow_dir,
+                             s_app_items, 2, &s_app,       false};
     return spec;
 }
 
@@ -51,7 +55,9 @@ static int setup(void **state)
         "VZ_BROKER_ENDPOINTS", "VZ_ADMIN_ADDR", "VZ_ADMIN_PORT",      "VZ_HEARTBEAT_MS",
         "VZ_DRAIN_TIMEOUT_MS", "VZ_REDIS_URL",  "VZ_REPLICA",         "VZ_CONFIG_FILE",
         "VZ_NOTIFY_FD",        "ECHO_WORKERS",  "ECHO_GREETING",      "VZ_WORKER_CREDIT",
+        "VZ_CLOCK_START",      "VZ_CLOCK_TEST",
     };
+    vz_clock_test_reset();
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         unsetenv(vars[i]);
     setenv("VZ_CURVE_CERT", s_cert, 1);
@@ -409,6 +415,210 @@ static void test_sighup(void **state)
     vz_daemon_destroy(&d);
 }
 
+//  ---------------------------------------------------------------------
+//  needs_redis, the reload hook and VZ_CLOCK_START.
+
+//  A fake broker: takes the worker's RDY and keeps its link alive with
+//  heartbeats while the test polls /readyz for the answer it wants.
+typedef struct {
+    zcert_t *cert;    //  broker certificate
+    vz_auth_t *zap;   //  allows the test's keys
+    zsock_t *router;  //  what the worker connects to
+    zframe_t *worker; //  the worker's routing id, once it sent RDY
+} fake_broker_t;
+
+static void s_broker_start(fake_broker_t *b)
+{
+    memset(b, 0, sizeof *b);
+    b->cert = zcert_load(s_broker_secret);
+    assert_non_null(b->cert);
+    char allow[96];
+    snprintf(allow, sizeof allow, "%s/public", s_dir);
+    b->zap = vz_auth_new(allow);
+    assert_non_null(b->zap);
+    b->router = vz_curve_server(ZMQ_ROUTER, "tcp://127.0.0.1:*", b->cert);
+    assert_non_null(b->router);
+    zsock_set_rcvtimeo(b->router, 20);
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", vz_curve_bound_port(b->router));
+    setenv("VZ_BROKER_ENDPOINTS", endpoint, 1);
+    setenv("VZ_HEARTBEAT_MS", "100", 1);
+}
+
+static void s_broker_stop(fake_broker_t *b)
+{
+    zframe_destroy(&b->worker);
+    zsock_destroy(&b->router);
+    vz_auth_destroy(&b->zap);
+    zcert_destroy(&b->cert);
+}
+
+//  True once /readyz answers status (with fragment in the body), within 10 s.
+static bool s_broker_wait_ready(fake_broker_t *b, int port, long status, const char *fragment)
+{
+    int64_t until = vz_clock_mono_ms() + 10000;
+    char body[256];
+    while (vz_clock_mono_ms() < until) {
+        zmsg_t *msg = zmsg_recv(b->router);
+        if (msg && !b->worker)
+            b->worker = zframe_dup(zmsg_first(msg));
+        zmsg_destroy(&msg);
+        if (b->worker) {
+            zframe_t *id = zframe_dup(b->worker);
+            zframe_send(&id, b->router, ZFRAME_MORE);
+            zstr_send(b->router, VZ_CMD_HEARTBEAT);
+        }
+        if (http_get(port, "/readyz", body) == status && (!fragment || strstr(body, fragment)))
+            return true;
+    }
+    return false;
+}
+
+static void *s_serve_thread(void *arg);
+
+typedef struct {
+    vz_daemon_t *daemon;
+    int rc;
+} serve_arg_t;
+
+//  Readiness follows Redis: down when it goes away, up when it is back,
+//  with the broker link up all along.
+static void test_needs_redis(void **state)
+{
+    int redis_port = vzt_free_port();
+    vzt_proc_t *redis = vzt_redis(s_dir, redis_port, 10000);
+    assert_non_null(redis);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", redis_port);
+    setenv("VZ_REDIS_URL", url, 1);
+    setenv("VZ_DRAIN_TIMEOUT_MS", "0", 1);
+    fake_broker_t broker;
+    s_broker_start(&broker);
+    vz_daemon_spec_t sp = spec(true, false);
+    sp.needs_redis = true;
+    int code;
+    serve_arg_t serve = {start(sp, s_argv_plain, &code, s_out, s_err), -1};
+    if (!serve.daemon)
+        fail_msg("start failed (%d): %s", code, s_err);
+    assert_non_null(vz_daemon_redis(serve.daemon));
+    int port = vz_admin_port(vz_daemon_admin(serve.daemon));
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, s_serve_thread, &serve), 0);
+
+    assert_true(s_broker_wait_ready(&broker, port, 200, NULL));
+    vzt_proc_destroy(&redis);
+    assert_true(s_broker_wait_ready(&broker, port, 503, "redis unreachable"));
+    redis = vzt_redis(s_dir, redis_port, 10000);
+    assert_non_null(redis);
+    assert_true(s_broker_wait_ready(&broker, port, 200, NULL));
+
+    zsys_interrupted = 1;
+    pthread_join(thread, NULL);
+    zsys_interrupted = 0;
+    assert_int_equal(serve.rc, VZ_EXIT_OK);
+    vz_daemon_destroy(&serve.daemon);
+    s_broker_stop(&broker);
+    vzt_proc_destroy(&redis);
+    //  A URL that cannot be a Redis URL stops the start-up, naming the setting.
+    setup(state);
+    setenv("VZ_REDIS_URL", "http://127.0.0.1:1", 1);
+    static const char *const frags[] = {"VZ_REDIS_URL", "redis://host:port", NULL};
+    expect_fail(sp, s_argv_plain, VZ_EXIT_PERMANENT, frags);
+}
+
+typedef struct {
+    atomic_int calls; //  times the hook ran
+    pthread_t thread; //  the thread it last ran on
+} reload_seen_t;
+
+static void s_on_reload(void *arg)
+{
+    reload_seen_t *seen = arg;
+    seen->thread = pthread_self();
+    atomic_fetch_add(&seen->calls, 1);
+}
+
+static bool s_wait_calls(reload_seen_t *seen, int calls)
+{
+    int64_t until = vz_clock_mono_ms() + 5000;
+    while (atomic_load(&seen->calls) < calls && vz_clock_mono_ms() < until)
+        usleep(1000);
+    return atomic_load(&seen->calls) == calls;
+}
+
+//  SIGHUP runs the hook on the thread that runs vz_daemon_serve, once per
+//  signal; the flag is the hook's, so polling it finds nothing.
+static void test_reload_hook(void **state)
+{
+    setenv("VZ_BROKER_ENDPOINTS", "tcp://127.0.0.1:9", 1);
+    setenv("VZ_DRAIN_TIMEOUT_MS", "0", 1);
+    int code;
+    serve_arg_t serve = {start(spec(true, false), s_argv_plain, &code, s_out, s_err), -1};
+    if (!serve.daemon)
+        fail_msg("start failed (%d): %s", code, s_err);
+    reload_seen_t seen = {0};
+    vz_daemon_on_reload(serve.daemon, s_on_reload, &seen);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, s_serve_thread, &serve), 0);
+    assert_int_equal(atomic_load(&seen.calls), 0);
+    raise(SIGHUP);
+    assert_true(s_wait_calls(&seen, 1));
+    assert_true(pthread_equal(seen.thread, thread));
+    raise(SIGHUP);
+    assert_true(s_wait_calls(&seen, 2));
+    assert_false(vz_daemon_reload_requested(serve.daemon));
+    zsys_interrupted = 1;
+    pthread_join(thread, NULL);
+    zsys_interrupted = 0;
+    vz_daemon_destroy(&serve.daemon);
+}
+
+static int s_until_reloaded(zloop_t *loop, int timer_id, void *arg)
+{
+    reload_seen_t *seen = arg;
+    return atomic_load(&seen->calls) > 0 ? -1 : 0;
+}
+
+//  A daemon with a loop of its own (the broker) gets the hook by attaching.
+static void test_reload_attach(void **state)
+{
+    int code;
+    vz_daemon_t *d = start(spec(false, false), s_argv_plain, &code, s_out, s_err);
+    assert_non_null(d);
+    reload_seen_t seen = {0};
+    vz_daemon_on_reload(d, s_on_reload, &seen);
+    zloop_t *loop = zloop_new();
+    assert_int_equal(vz_daemon_attach(d, loop), 0);
+    zloop_timer(loop, 10, 0, s_until_reloaded, &seen);
+    zloop_timer(loop, 5000, 1, s_until_reloaded, &(reload_seen_t){.calls = 1}); //  a bound
+    raise(SIGHUP);
+    zloop_start(loop);
+    assert_int_equal(atomic_load(&seen.calls), 1);
+    assert_true(pthread_equal(seen.thread, pthread_self()));
+    zloop_destroy(&loop);
+    vz_daemon_destroy(&d);
+}
+
+//  VZ_CLOCK_START: refused without VZ_CLOCK_TEST=1, else applied and logged.
+static void test_clock_start(void **state)
+{
+    setenv("VZ_CLOCK_START", "2026-12-07T07:59:50Z", 1);
+    static const char *const frags[] = {"VZ_CLOCK_START", "VZ_CLOCK_TEST", NULL};
+    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, frags);
+    setenv("VZ_CLOCK_TEST", "1", 1);
+    setenv("VZ_LOG_LEVEL", "warn", 1);
+    int code;
+    vz_daemon_t *d = start(spec(false, false), s_argv_plain, &code, s_out, s_err);
+    if (!d)
+        fail_msg("start failed (%d): %s", code, s_err);
+    assert_non_null(strstr(s_err, "clock shifted for tests"));
+    assert_non_null(strstr(s_err, "2026-12-07T07:59:50Z"));
+    int64_t now = vz_clock_now_ms();
+    assert_true(now >= 1796630390000LL && now < 1796630390000LL + 5000);
+    vz_daemon_destroy(&d);
+    vz_clock_test_reset();
+}
+
 static void test_serve_interrupted(void **state)
 {
     //  No broker listens here; the loop is asked to stop before it runs,
@@ -428,11 +638,6 @@ static void test_serve_interrupted(void **state)
     assert_non_null(strstr(body, "draining"));
     vz_daemon_destroy(&d);
 }
-
-typedef struct {
-    vz_daemon_t *daemon;
-    int rc;
-} serve_arg_t;
 
 static void *s_serve_thread(void *arg)
 {
@@ -530,6 +735,10 @@ int main(void)
         cmocka_unit_test_setup(test_sighup, setup),
         cmocka_unit_test_setup(test_serve_interrupted, setup),
         cmocka_unit_test_setup(test_serve_credit, setup),
+        cmocka_unit_test_setup(test_needs_redis, setup),
+        cmocka_unit_test_setup(test_reload_hook, setup),
+        cmocka_unit_test_setup(test_reload_attach, setup),
+        cmocka_unit_test_setup(test_clock_start, setup),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[128];

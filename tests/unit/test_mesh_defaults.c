@@ -1,0 +1,123 @@
+/*  test_mesh_defaults - the supervisor's mesh file: ports-table defaults, the bounded reader's
+ * refusals SPDX-License-Identifier: MPL-2.0
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mesh_config.h"
+#include "vz_config.h"
+#include "vz_ports.h"
+
+static char s_dir[64];
+static vz_mesh_config_t s_cfg; //  large: static rather than on the stack
+
+static char *write_file(const char *name, const char *text)
+{
+    static char path[128];
+    snprintf(path, sizeof path, "%s/%s", s_dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+//  Load text; expect rc and, on failure, every fragment in the message.
+static void expect(const char *text, int rc, const char *const *fragments)
+{
+    char err[512] = "";
+    int got = vz_mesh_config_load(&s_cfg, write_file("mesh.cfg", text), err, sizeof err);
+    if (got != rc)
+        fail_msg("expected %d, got %d: %s", rc, got, err);
+    for (size_t i = 0; fragments && fragments[i]; i++)
+        if (!strstr(err, fragments[i]))
+            fail_msg("message lacks \"%s\": %s", fragments[i], err);
+}
+
+//  The shipped mesh: every daemon, in dependency order, with the ports of
+//  the ports table.
+static void test_shipped(void **state)
+{
+    char err[512];
+    if (vz_mesh_config_load(&s_cfg, VZ_TEST_SOURCE_DIR "/configs/mesh.cfg", err, sizeof err) != 0)
+        fail_msg("configs/mesh.cfg: %s", err);
+    assert_int_equal(vz_mesh_config_port(&s_cfg, "redis"), VZ_PORT_REDIS);
+    assert_int_equal(vz_mesh_config_port(&s_cfg, "broker"), VZ_PORT_BROKER);
+    assert_int_equal(vz_mesh_config_port(&s_cfg, "gateway"), VZ_PORT_GATEWAY);
+    static const char *const names[] = {"broker", "echo", "auth", "ratelimit", "gateway"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        int at = vz_mesh_config_find(&s_cfg, names[i]);
+        assert_true(at >= 0);
+        assert_int_equal(s_cfg.services[at].admin_port, vz_ports_admin(names[i]));
+        //  Every dependency comes first.
+        for (size_t d = 0; d < s_cfg.services[at].dep_count; d++)
+            assert_true(s_cfg.services[at].deps[d] < at);
+    }
+    assert_true(vz_mesh_config_find(&s_cfg, "redis") < vz_mesh_config_find(&s_cfg, "broker"));
+    assert_int_equal(s_cfg.stop_timeout_ms, 10000);
+}
+
+//  admin_port may be left out for a service of the ports table, including
+//  the coming ones; elsewhere it is required.
+static void test_default_admin_port(void **state)
+{
+    expect("ports\n    broker = auto\n"
+           "services\n"
+           "    broker\n        command = \"vz-broker\"\n"
+           "    billing\n        command = \"vz-billing\"\n        depends = \"broker\"\n"
+           "    telemetry\n        command = \"vz-telemetry\"\n        admin_port = auto\n",
+           0, NULL);
+    assert_int_equal(s_cfg.services[vz_mesh_config_find(&s_cfg, "broker")].admin_port,
+                     VZ_PORT_ADMIN_BROKER);
+    assert_int_equal(s_cfg.services[vz_mesh_config_find(&s_cfg, "billing")].admin_port,
+                     VZ_PORT_ADMIN_BILLING);
+    assert_true(s_cfg.services[vz_mesh_config_find(&s_cfg, "telemetry")].admin_auto);
+    static const char *const frags[] = {"services/mystery/admin_port: required", NULL};
+    expect("services\n    mystery\n        command = \"x\"\n", -EINVAL, frags);
+}
+
+//  The file goes through the one bounded reader: its refusals name the place.
+static void test_refusals(void **state)
+{
+    //  A syntax error names the file and the line.
+    static const char *const syntax[] = {"mesh.cfg:2: not valid ZPL: indent 4 spaces", NULL};
+    expect("services\n   echo\n", -ENOENT, syntax);
+    //  Unreadable and oversized files, through the one bounded reader.
+    char err[512];
+    char missing[128];
+    snprintf(missing, sizeof missing, "%s/none.cfg", s_dir);
+    assert_int_equal(vz_mesh_config_load(&s_cfg, missing, err, sizeof err), -ENOENT);
+    assert_non_null(strstr(err, "none.cfg: cannot read"));
+    char *path = write_file("big.cfg", "");
+    FILE *f = fopen(path, "w");
+    for (size_t i = 0; i <= VZ_CONFIG_FILE_MAX / 16; i++)
+        fputs("# 16 bytes line\n", f);
+    fclose(f);
+    assert_int_equal(vz_mesh_config_load(&s_cfg, path, err, sizeof err), -ENOENT);
+    assert_non_null(strstr(err, "larger than"));
+}
+
+int main(void)
+{
+    snprintf(s_dir, sizeof s_dir, "/tmp/vz-test-mesh-XXXXXX");
+    if (!mkdtemp(s_dir))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shipped),
+        cmocka_unit_test(test_default_admin_port),
+        cmocka_unit_test(test_refusals),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", s_dir);
+    if (system(cmd) != 0 && rc == 0)
+        rc = 1;
+    return rc;
+}
