@@ -36,6 +36,8 @@ struct vz_daemon_t {
     vz_ready_check_fn *check;  //  extra readiness condition, or NULL
     void *check_arg;           //  its argument
     char check_reason[128];    //  last reason the check gave
+    vz_stop_fn *on_stop;       //  called when serve's loop stops, or NULL
+    void *on_stop_arg;         //  its argument
 };
 
 //  Rows in the order of vz_daemon_config_t. The admin port default differs
@@ -366,6 +368,13 @@ void vz_daemon_set_ready_check(vz_daemon_t *self, vz_ready_check_fn *fn, void *a
     self->check_arg = arg;
 }
 
+void vz_daemon_on_stop(vz_daemon_t *self, vz_stop_fn *fn, void *arg)
+{
+    assert(self && !self->on_stop);
+    self->on_stop = fn;
+    self->on_stop_arg = arg;
+}
+
 //  Readiness follows the broker link and the daemon's own check (Redis, say):
 //  a worker that cannot do its job should not count as a ready endpoint, and
 //  the supervisor must not hear "ready" before both hold.
@@ -445,6 +454,8 @@ int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods
     }
     if (timer >= 0)
         zloop_timer_end(loop, timer);
+    if (self->on_stop)
+        self->on_stop(self->on_stop_arg);
     vz_daemon_not_ready(self, "draining");
     char drain[16];
     snprintf(drain, sizeof drain, "%d", self->config.drain_ms);

@@ -107,6 +107,13 @@ bool vz_daemon_reload_requested(vz_daemon_t *self);
 typedef bool(vz_ready_check_fn)(void *arg, const char **reason);
 void vz_daemon_set_ready_check(vz_daemon_t *self, vz_ready_check_fn *fn, void *arg);
 
+//  Called once on the reactor thread when vz_daemon_serve's loop has
+//  stopped, before the worker drains: modules that hold open deferred
+//  replies on other sockets (vz_call) end them here, while the worker can
+//  still answer them. One hook; set it before vz_daemon_serve.
+typedef void(vz_stop_fn)(void *arg);
+void vz_daemon_on_stop(vz_daemon_t *self, vz_stop_fn *fn, void *arg);
+
 //  Run a worker daemon: build the worker from the common settings, attach it
 //  to loop (NULL = a new loop; pass your own to add sockets of your own),
 //  mark ready while the broker link is up and not ready while it is down,
