@@ -11,15 +11,15 @@
 #include "vz_proto.h"
 #include "vz_retry.h"
 
-#define S_GRACE_MS 250   //  default local wait past the deadline
-#define S_BUDGET_PCT 20  //  default retry share
-#define S_BUDGET_MIN 10  //  default retry burst
-#define S_RECV_BATCH 64  //  responses read per wake-up
+#define S_GRACE_MS 250  //  default local wait past the deadline
+#define S_BUDGET_PCT 20 //  default retry share
+#define S_BUDGET_MIN 10 //  default retry burst
+#define S_RECV_BATCH 64 //  responses read per wake-up
 
 //  Outcomes counted; LOCAL ones by their code.
 typedef enum { S_REPLY, S_ERROR, S_TIMEOUT, S_UNAVAILABLE, S_INVALID, S_OUTCOMES } s_outcome_t;
-static const char *const s_outcome_names[S_OUTCOMES] = {"reply", "error", "timeout",
-                                                        "unavailable", "invalid"};
+static const char *const s_outcome_names[S_OUTCOMES] = {"reply", "error", "timeout", "unavailable",
+                                                        "invalid"};
 
 typedef struct {
     vz_pending_entry_t entry;             //  filed while an attempt is out; owner = this call
@@ -53,10 +53,8 @@ struct vz_call_t {
 
 vz_call_t *vz_call_new(const vz_call_config_t *config)
 {
-    assert(config && config->cert);
-    vz_client_config_t cc = {
-        .endpoints = config->endpoints, .broker_key = config->broker_key, .cert = config->cert};
-    vz_client_t *client = vz_client_new(&cc);
+    assert(config && config->broker.cert);
+    vz_client_t *client = vz_client_new(&config->broker);
     if (!client)
         return NULL;
     vz_call_t *self = (vz_call_t *)zmalloc(sizeof *self);
@@ -73,8 +71,8 @@ vz_call_t *vz_call_new(const vz_call_config_t *config)
         char labels[32];
         for (int o = 0; o < S_OUTCOMES; o++) {
             snprintf(labels, sizeof labels, "outcome=%s", s_outcome_names[o]);
-            self->outcome[o] = vz_metrics_counter(
-                config->metrics, "vz_call_total", "Calls to other services, by outcome", labels);
+            self->outcome[o] = vz_metrics_counter(config->metrics, "vz_call_total",
+                                                  "Calls to other services, by outcome", labels);
         }
         retried = vz_metrics_counter(config->metrics, "vz_call_retries_total",
                                      "Idempotent calls sent again", NULL);
@@ -97,8 +95,8 @@ static void s_call_free(s_call_t *call)
 static void s_finish(vz_call_t *self, s_call_t *call, vz_call_outcome_t outcome, const char *code,
                      const char *message, const vz_envelope_t *env)
 {
-    s_outcome_t o = outcome == VZ_CALL_REPLY    ? S_REPLY
-                    : outcome == VZ_CALL_REMOTE ? S_ERROR
+    s_outcome_t o = outcome == VZ_CALL_REPLY      ? S_REPLY
+                    : outcome == VZ_CALL_REMOTE   ? S_ERROR
                     : streq(code, VZ_ERR_TIMEOUT) ? S_TIMEOUT
                     : streq(code, VZ_ERR_INVALID) ? S_INVALID
                                                   : S_UNAVAILABLE;
@@ -145,8 +143,8 @@ static int s_send(vz_call_t *self, s_call_t *call)
     if (rc < 0) {
         vz_pending_remove(self->pending, &call->entry);
         call->local_code = rc == -EMSGSIZE ? VZ_ERR_INVALID : VZ_ERR_UNAVAILABLE;
-        call->local_message = rc == -EMSGSIZE ? "request does not fit one envelope"
-                                              : "unable to send to the broker";
+        call->local_message =
+            rc == -EMSGSIZE ? "request does not fit one envelope" : "unable to send to the broker";
         return rc;
     }
     call->attempts++;
@@ -206,8 +204,9 @@ int vz_call_start(vz_call_t *self, const vz_call_req_t *req, vz_call_done_fn *do
 static void s_on_error(vz_call_t *self, s_call_t *call, const vz_envelope_t *env)
 {
     const char *code = env->error_code[0] ? env->error_code : VZ_ERR_INTERNAL;
-    if (!self->closed && vz_retry_allowed(self->retries ? &self->budget : NULL, call->idempotent,
-                                          code, call->attempts, call->deadline_ms - vz_now_ms())) {
+    if (!self->closed && self->retries &&
+        vz_retry_allowed(&self->budget, call->idempotent, code, call->attempts,
+                         call->deadline_ms - vz_now_ms())) {
         zlistx_add_end(self->later, call);
         return;
     }
@@ -311,11 +310,24 @@ void vz_call_destroy(vz_call_t **self_p)
     if (!self)
         return;
     vz_call_close(self);
+    if (self->loop) {
+        zloop_reader_end(self->loop, vz_client_sock(self->client));
+        zloop_timer_end(self->loop, self->timer_id);
+    }
     vz_pending_destroy(&self->pending);
     zlistx_destroy(&self->later);
     vz_client_destroy(&self->client);
     free(self);
     *self_p = NULL;
+}
+
+void vz_call_complete(void *arg, const vz_call_result_t *result)
+{
+    vz_deferred_t *handle = (vz_deferred_t *)arg;
+    if (result->outcome == VZ_CALL_REPLY)
+        vz_worker_complete(&handle, result->body, result->body_len);
+    else
+        vz_worker_complete_error(&handle, result->code, result->message);
 }
 
 static void s_on_stop(void *arg)
@@ -327,9 +339,8 @@ vz_call_t *vz_call_new_daemon(vz_daemon_t *daemon, zloop_t *loop)
 {
     assert(daemon && loop);
     vz_call_config_t config = {
-        .endpoints = vz_daemon_config(daemon)->broker_endpoints,
-        .broker_key = vz_daemon_broker_key(daemon),
-        .cert = vz_daemon_cert(daemon),
+        .broker = {vz_daemon_config(daemon)->broker_endpoints, vz_daemon_broker_key(daemon),
+                   vz_daemon_cert(daemon)},
         .metrics = vz_daemon_metrics(daemon),
     };
     vz_call_t *self = vz_call_new(&config);

@@ -7,19 +7,16 @@
  *  deadline arrives, done runs on the same reactor thread and completes the
  *  deferred reply (vz_worker_complete). Sketch (the echo worker's "relay"):
  *
- *      static void s_relayed(void *arg, const vz_call_result_t *r) {
- *          vz_deferred_t *handle = arg;
- *          if (r->outcome == VZ_CALL_REPLY)
- *              vz_worker_complete(&handle, r->body, r->body_len);
- *          else
- *              vz_worker_complete_error(&handle, r->code, r->message);
- *      }
  *      static int s_relay(void *app, const vz_envelope_t *req, vz_reply_t *reply) {
  *          vz_call_req_t call = {.service = "other", .method = "get", .body = req->body,
  *                                .body_len = req->body_len, .timeout_ms = 500,
  *                                .idempotent = true, .parent = req};
- *          return vz_call_start(app->calls, &call, s_relayed, vz_reply_defer(reply, NULL));
+ *          return vz_call_start(app->calls, &call, vz_call_complete,
+ *                               vz_reply_defer(reply, NULL));
  *      }
+ *
+ *  (vz_call_complete answers the deferred reply with the call's outcome; a
+ *  handler that needs to look at the answer first passes its own done.)
  *
  *  One DEALER to the broker, with the daemon's own certificate: the callee
  *  sees the daemon's identity and the broker's call policy applies to it.
@@ -48,6 +45,7 @@
 
 #include <czmq.h>
 #include <stdbool.h>
+#include "vz_client.h"
 #include "vz_daemon.h"
 #include "vz_envelope.h"
 #include "vz_metrics.h"
@@ -74,24 +72,27 @@ typedef struct {
 
 typedef void(vz_call_done_fn)(void *arg, const vz_call_result_t *result);
 
+//  A done for calls whose answer is the deferred reply's: arg is the
+//  vz_deferred_t; a reply completes it with the body, an error (remote or
+//  local) with the code and message.
+void vz_call_complete(void *arg, const vz_call_result_t *result);
+
 typedef struct {
-    const char *service;          //  callee service
-    const char *method;           //  callee method
-    const void *body;             //  request body (copied), may be NULL
-    size_t body_len;              //  its length
-    int timeout_ms;               //  the call's own budget; 0 = what the parent has left
-    bool idempotent;              //  retry-safe: flagged so, and retried here
-    const vz_envelope_t *parent;  //  request being served (deadline, traceparent), or NULL
+    const char *service;         //  callee service
+    const char *method;          //  callee method
+    const void *body;            //  request body (copied), may be NULL
+    size_t body_len;             //  its length
+    int timeout_ms;              //  the call's own budget; 0 = what the parent has left
+    bool idempotent;             //  retry-safe: flagged so, and retried here
+    const vz_envelope_t *parent; //  request being served (deadline, traceparent), or NULL
 } vz_call_req_t;
 
 typedef struct {
-    const char *endpoints;  //  broker endpoints, comma-separated
-    const char *broker_key; //  broker public key, Z85
-    zcert_t *cert;          //  our certificate (borrowed): the identity the policy sees
-    int grace_ms;           //  local wait past the deadline for the broker's verdict; 0 = 250
-    int retry_budget_pct;   //  retries as a share of calls; 0 = 20, -1 = no retries
-    int retry_min;          //  retries always allowed in a burst; 0 = 10
-    vz_metrics_t *metrics;  //  optional (borrowed): vz_call_total{outcome}, retries
+    vz_client_config_t broker; //  endpoints, key, our certificate (the identity the policy sees)
+    int grace_ms;              //  local wait past the deadline for the broker's verdict; 0 = 250
+    int retry_budget_pct;      //  retries as a share of calls; 0 = 20, -1 = no retries
+    int retry_min;             //  retries always allowed in a burst; 0 = 10
+    vz_metrics_t *metrics;     //  optional (borrowed): vz_call_total{outcome}, retries
 } vz_call_config_t;
 
 #define VZ_CALL_TICK_MS 25 //  deadline sweep and retry period
@@ -105,9 +106,8 @@ vz_call_t *vz_call_new(const vz_call_config_t *config);
 //  it after vz_daemon_serve returns. NULL (errno) on failure.
 vz_call_t *vz_call_new_daemon(vz_daemon_t *daemon, zloop_t *loop);
 
-//  Closes (done runs for every call still pending), then frees. Like
-//  vz_worker_destroy it does not touch the loop: stop the loop first and do
-//  not run it again; zloop_destroy may come before or after.
+//  Closes (done runs for every call still pending), takes its socket and
+//  timer off the loop, then frees: destroy it before zloop_destroy.
 void vz_call_destroy(vz_call_t **self_p);
 
 //  Register the socket and the tick timer with loop (once).

@@ -13,20 +13,19 @@
 #define S_DISCARD 16     //  answers thrown away per send
 
 struct vz_event_t {
-    vz_client_t *client;  //  DEALER to the broker, sndtimeo 0
-    int ttl_ms;           //  deadline from send
-    uint64_t sent;        //  queued so far
-    uint64_t dropped;     //  dropped so far
-    vz_series_t *sent_s;  //  vz_event_sent_total, or NULL
-    vz_series_t *drop_s;  //  vz_event_dropped_total, or NULL
+    vz_client_t *client; //  DEALER to the broker, sndtimeo 0
+    zloop_t *loop;       //  attached reactor, or NULL
+    int ttl_ms;          //  deadline from send
+    uint64_t sent;       //  queued so far
+    uint64_t dropped;    //  dropped so far
+    vz_series_t *sent_s; //  vz_event_sent_total, or NULL
+    vz_series_t *drop_s; //  vz_event_dropped_total, or NULL
 };
 
 vz_event_t *vz_event_new(const vz_event_config_t *config)
 {
-    assert(config && config->cert);
-    vz_client_config_t cc = {
-        .endpoints = config->endpoints, .broker_key = config->broker_key, .cert = config->cert};
-    vz_client_t *client = vz_client_new(&cc);
+    assert(config && config->broker.cert);
+    vz_client_t *client = vz_client_new(&config->broker);
     if (!client)
         return NULL;
     //  The pipe to the broker exists from connect on (no ZMQ_IMMEDIATE), so
@@ -51,9 +50,8 @@ vz_event_t *vz_event_new_daemon(vz_daemon_t *daemon)
 {
     assert(daemon);
     vz_event_config_t config = {
-        .endpoints = vz_daemon_config(daemon)->broker_endpoints,
-        .broker_key = vz_daemon_broker_key(daemon),
-        .cert = vz_daemon_cert(daemon),
+        .broker = {vz_daemon_config(daemon)->broker_endpoints, vz_daemon_broker_key(daemon),
+                   vz_daemon_cert(daemon)},
         .metrics = vz_daemon_metrics(daemon),
     };
     return vz_event_new(&config);
@@ -63,6 +61,8 @@ void vz_event_destroy(vz_event_t **self_p)
 {
     assert(self_p);
     if (*self_p) {
+        if ((*self_p)->loop)
+            zloop_reader_end((*self_p)->loop, vz_client_sock((*self_p)->client));
         vz_client_destroy(&(*self_p)->client);
         free(*self_p);
         *self_p = NULL;
@@ -89,8 +89,11 @@ static int s_on_answer(zloop_t *loop, zsock_t *sock, void *arg)
 
 int vz_event_attach(vz_event_t *self, zloop_t *loop)
 {
-    assert(self && loop);
-    return zloop_reader(loop, vz_client_sock(self->client), s_on_answer, self) < 0 ? -EIO : 0;
+    assert(self && loop && !self->loop);
+    if (zloop_reader(loop, vz_client_sock(self->client), s_on_answer, self) < 0)
+        return -EIO;
+    self->loop = loop;
+    return 0;
 }
 
 int vz_event_send(vz_event_t *self, const char *service, const char *method, const void *body,

@@ -20,25 +20,25 @@
 #define VZ_EVENT_H
 
 #include <czmq.h>
+#include "vz_client.h"
 #include "vz_daemon.h"
 #include "vz_metrics.h"
 
 typedef struct vz_event_t vz_event_t;
 
 typedef struct {
-    const char *endpoints;  //  broker endpoints, comma-separated
-    const char *broker_key; //  broker public key, Z85
-    zcert_t *cert;          //  our certificate (borrowed)
-    int queue_max;          //  events waiting for the broker at most; 0 = 1000
-    int ttl_ms;             //  deadline of each event from its send; 0 = 10000
-    vz_metrics_t *metrics;  //  optional (borrowed): vz_event_sent_total, _dropped_total
+    vz_client_config_t broker; //  endpoints, key, our certificate
+    int queue_max;             //  events waiting for the broker at most; 0 = 1000
+    int ttl_ms;                //  deadline of each event from its send; 0 = 10000
+    vz_metrics_t *metrics;     //  optional (borrowed): vz_event_sent_total, _dropped_total
 } vz_event_config_t;
 
 //  NULL (errno set) when the socket cannot be made.
 vz_event_t *vz_event_new(const vz_event_config_t *config);
 //  The daemon's certificate, broker key, endpoints and metrics.
 vz_event_t *vz_event_new_daemon(vz_daemon_t *daemon);
-//  Events still queued are dropped (linger 0). Does not touch the loop.
+//  Events still queued are dropped (linger 0). Takes its socket off the
+//  loop it was attached to: destroy it before zloop_destroy.
 void vz_event_destroy(vz_event_t **self_p);
 
 //  Optional: read and discard answers on loop as they arrive.

@@ -29,16 +29,14 @@ void vz_retry_budget_earn(vz_retry_budget_t *self)
 
 bool vz_retry_code(const char *code)
 {
-    return code &&
-           (strcmp(code, VZ_ERR_NO_WORKER) == 0 || strcmp(code, VZ_ERR_WORKER_LOST) == 0 ||
-            strcmp(code, VZ_ERR_UNAVAILABLE) == 0 || strcmp(code, VZ_ERR_OVERLOADED) == 0);
+    return code && (strcmp(code, VZ_ERR_NO_WORKER) == 0 || strcmp(code, VZ_ERR_WORKER_LOST) == 0 ||
+                    strcmp(code, VZ_ERR_UNAVAILABLE) == 0 || strcmp(code, VZ_ERR_OVERLOADED) == 0);
 }
 
 bool vz_retry_allowed(vz_retry_budget_t *budget, bool idempotent, const char *code, int attempts,
                       int64_t left_ms)
 {
-    if (!idempotent || attempts > VZ_RETRY_MAX || left_ms < VZ_RETRY_MIN_MS ||
-        !vz_retry_code(code))
+    if (!idempotent || attempts > VZ_RETRY_MAX || left_ms < VZ_RETRY_MIN_MS || !vz_retry_code(code))
         return false;
     if (!budget)
         return true;

@@ -26,9 +26,9 @@
 #define VZ_RETRY_MIN_MS 20 //  no retry with less time than this left
 
 typedef struct {
-    double tokens;       //  retries that may be made now
-    double earn;         //  tokens earned per first attempt (pct / 100)
-    double cap;          //  most tokens saved (the minimum burst)
+    double tokens;        //  retries that may be made now
+    double earn;          //  tokens earned per first attempt (pct / 100)
+    double cap;           //  most tokens saved (the minimum burst)
     vz_series_t *retried; //  optional counter: retries made
     vz_series_t *denied;  //  optional counter: retries refused by the budget
 } vz_retry_budget_t;

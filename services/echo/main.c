@@ -29,7 +29,7 @@ static int s_ping(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 }
 
 typedef struct {
-    int slow_cap_ms; //  longest "slow" wait that keeps the broker's heartbeat budget
+    int slow_cap_ms;  //  longest "slow" wait that keeps the broker's heartbeat budget
     vz_call_t *calls; //  calls to other services ("relay")
 } echo_t;
 
@@ -106,16 +106,6 @@ static int s_whoami(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     return vz_reply_body(reply, out, used);
 }
 
-//  The relayed call ended: answer the deferred request with its outcome.
-static void s_relayed(void *arg, const vz_call_result_t *result)
-{
-    vz_deferred_t *handle = arg;
-    if (result->outcome == VZ_CALL_REPLY)
-        vz_worker_complete(&handle, result->body, result->body_len);
-    else
-        vz_worker_complete_error(&handle, result->code, result->message);
-}
-
 //  "relay": body "<service>.<method> <payload>": calls service.method with
 //  payload through the broker, as echo, within the request's own deadline,
 //  and answers with what came back, without blocking this worker (vz_call).
@@ -139,7 +129,7 @@ static int s_relay(void *app, const vz_envelope_t *req, vz_reply_t *reply)
                           .body = req->body + skip,
                           .body_len = req->body_len - skip,
                           .parent = req};
-    return vz_call_start(echo->calls, &call, s_relayed, vz_reply_defer(reply, NULL));
+    return vz_call_start(echo->calls, &call, vz_call_complete, vz_reply_defer(reply, NULL));
 }
 
 static const vz_method_t s_methods[] = {

@@ -26,9 +26,11 @@
 #include "vz_proto.h"
 #include "vz_worker.h"
 
-#define S_HB_MS 200      //  heartbeat of the broker and of our workers
-#define S_WAIT_MS 5000   //  bound on any expected event
-#define S_SHORT_MS 300   //  "relay_short"'s own timeout
+#define S_HB_MS 200    //  heartbeat of the broker and of our workers
+#define S_WAIT_MS 5000 //  bound on any expected event
+#define S_SHORT_MS 300
+#define S_TRACE                                                                                    \
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" //  "relay_short"'s own timeout
 
 typedef struct {
     char *dir;           //  temp dir: keys/, policy.cfg, logs
@@ -84,8 +86,8 @@ static int s_setup(void **state)
     snprintf(bind, sizeof bind, "VZ_BROKER_BIND=%s", env->endpoint);
     snprintf(policy, sizeof policy, "VZ_BROKER_POLICY=%s", path);
     char *const more[] = {bind, policy, "VZ_HEARTBEAT_MS=200", NULL};
-    env->broker = vzt_daemon(env->dir, "broker", NULL, env->broker_port, 0, env->admin_port,
-                             more, true);
+    env->broker =
+        vzt_daemon(env->dir, "broker", NULL, env->broker_port, 0, env->admin_port, more, true);
     assert_non_null(env->broker);
     *state = env;
     return 0;
@@ -107,26 +109,17 @@ static int s_teardown(void **state)
 //  --------------------------------------------------------------------------
 //  The workers: one actor for both roles, its loop shared by the worker and
 //  (front) the vz_call. Pipe commands: CONNECTED, RELEASE, $TERM; the
-//  downstream actor also sends "GOT <deadline> <caller> <body>" when "work"
+//  downstream actor also sends "GOT <deadline> <caller> <traceparent>" when "work"
 //  arrives, so the test learns it without polling.
 
 #define S_HELD_MAX 8
 
 typedef struct {
-    zsock_t *pipe;                    //  to the test
-    vz_call_t *calls;                 //  front: calls to other services
-    vz_deferred_t *held[S_HELD_MAX];  //  downstream: "work" requests not yet answered
-    size_t nheld;                     //  entries in held
+    zsock_t *pipe;                   //  to the test
+    vz_call_t *calls;                //  front: calls to other services
+    vz_deferred_t *held[S_HELD_MAX]; //  downstream: "work" requests not yet answered
+    size_t nheld;                    //  entries in held
 } s_app_t;
-
-static void s_relayed(void *arg, const vz_call_result_t *result)
-{
-    vz_deferred_t *handle = arg;
-    if (result->outcome == VZ_CALL_REPLY)
-        vz_worker_complete(&handle, result->body, result->body_len);
-    else
-        vz_worker_complete_error(&handle, result->code, result->message);
-}
 
 //  Calls <body>.work within the request's deadline (timeout_ms 0) or
 //  within S_SHORT_MS, answering with what came back.
@@ -141,7 +134,7 @@ static int s_relay_with(s_app_t *app, const vz_envelope_t *req, vz_reply_t *repl
                           .timeout_ms = timeout,
                           .idempotent = true,
                           .parent = req};
-    return vz_call_start(app->calls, &call, s_relayed, vz_reply_defer(reply, NULL));
+    return vz_call_start(app->calls, &call, vz_call_complete, vz_reply_defer(reply, NULL));
 }
 
 static int h_relay(void *app, const vz_envelope_t *req, vz_reply_t *reply)
@@ -164,8 +157,8 @@ static int h_work(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
     s_app_t *app = arg;
     assert_true(app->nheld < S_HELD_MAX);
     app->held[app->nheld++] = vz_reply_defer(reply, NULL);
-    zstr_sendf(app->pipe, "GOT %lld %s %.*s", (long long)req->deadline_ms, req->caller,
-               (int)req->body_len, (const char *)req->body);
+    zstr_sendf(app->pipe, "GOT %lld %s %s", (long long)req->deadline_ms, req->caller,
+               req->traceparent[0] ? req->traceparent : "-");
     return 0;
 }
 
@@ -217,12 +210,10 @@ static void s_worker_actor(zsock_t *pipe, void *arg)
                                  .heartbeat_ms = S_HB_MS,
                                  .credit = 4};
     s_app_t app = {.pipe = pipe};
-    vz_worker_t *worker = vz_worker_new(&config, front ? s_front : s_downstream,
-                                        front ? 3 : 1, &app);
+    vz_worker_t *worker =
+        vz_worker_new(&config, front ? s_front : s_downstream, front ? 3 : 1, &app);
     zloop_t *loop = zloop_new();
-    vz_call_config_t cc = {.endpoints = role->env->endpoint,
-                           .broker_key = role->env->broker_key,
-                           .cert = cert};
+    vz_call_config_t cc = {.broker = {role->env->endpoint, role->env->broker_key, cert}};
     app.calls = front ? vz_call_new(&cc) : NULL;
     s_actor_t actor = {&app, worker};
     zloop_reader(loop, pipe, s_on_pipe, &actor);
@@ -262,17 +253,22 @@ static zactor_t *s_start(const s_role_t *role)
     return NULL;
 }
 
-//  Wait for downstream's "GOT": the deadline and caller it saw.
-static void s_expect_got(zactor_t *downstream, int64_t *deadline, char *caller, size_t n)
+//  What downstream saw of a "work" request.
+typedef struct {
+    int64_t deadline;               //  envelope deadline
+    char caller[VZ_NAME_MAX];       //  identity the broker vouched for
+    char trace[VZ_TRACEPARENT_MAX]; //  traceparent, "-" when empty
+} s_got_t;
+
+//  Wait for downstream's "GOT" (sent when "work" arrives).
+static void s_expect_got(zactor_t *downstream, s_got_t *got)
 {
-    char *got = zstr_recv(downstream);
-    assert_non_null(got);
+    char *text = zstr_recv(downstream);
+    assert_non_null(text);
     long long d = 0;
-    char who[VZ_NAME_MAX] = "";
-    assert_int_equal(sscanf(got, "GOT %lld %63s", &d, who), 2);
-    *deadline = d;
-    snprintf(caller, n, "%s", who);
-    free(got);
+    assert_int_equal(sscanf(text, "GOT %lld %63s %63s", &d, got->caller, got->trace), 3);
+    got->deadline = d;
+    free(text);
 }
 
 static void s_release(zactor_t *downstream)
@@ -284,13 +280,33 @@ static void s_release(zactor_t *downstream)
     free(answer);
 }
 
-static vz_client_t *s_client(const s_env_t *env, zcert_t **cert_p)
+//  What a test runs: the workers it asks for and the tester's client.
+typedef struct {
+    s_role_t front_role;      //  front's role (outlives its actor)
+    s_role_t downstream_role; //  downstream's role (idem)
+    zactor_t *front;          //  NULL unless asked for
+    zactor_t *downstream;     //  idem
+    zcert_t *cert;            //  the tester's certificate
+    vz_client_t *client;      //  the tester
+} s_world_t;
+
+static void s_world_start(s_world_t *w, const s_env_t *env, bool front, bool downstream)
 {
-    *cert_p = s_cert(env, "tester");
-    vz_client_config_t config = {env->endpoint, env->broker_key, *cert_p};
-    vz_client_t *client = vz_client_new(&config);
-    assert_non_null(client);
-    return client;
+    *w = (s_world_t){.front_role = {env, "front"}, .downstream_role = {env, "downstream"}};
+    w->front = front ? s_start(&w->front_role) : NULL;
+    w->downstream = downstream ? s_start(&w->downstream_role) : NULL;
+    w->cert = s_cert(env, "tester");
+    vz_client_config_t config = {env->endpoint, env->broker_key, w->cert};
+    w->client = vz_client_new(&config);
+    assert_non_null(w->client);
+}
+
+static void s_world_stop(s_world_t *w)
+{
+    vz_client_destroy(&w->client);
+    zcert_destroy(&w->cert);
+    zactor_destroy(&w->downstream);
+    zactor_destroy(&w->front);
 }
 
 //  Send service.method(body) with an absolute deadline; id is the caller's.
@@ -302,8 +318,7 @@ static void s_send(vz_client_t *client, const char *service, const char *method,
     vz_strlcpy(req.service, service, sizeof req.service);
     vz_strlcpy(req.method, method, sizeof req.method);
     vz_strlcpy(req.id, id, sizeof req.id);
-    vz_strlcpy(req.traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-               sizeof req.traceparent);
+    vz_strlcpy(req.traceparent, S_TRACE, sizeof req.traceparent);
     req.deadline_ms = deadline;
     req.body = (const uint8_t *)body;
     req.body_len = strlen(body);
@@ -344,24 +359,21 @@ static double s_metric(const s_env_t *env, const char *series)
 static void test_slow_callee_does_not_block(void **state)
 {
     s_env_t *env = *state;
-    s_role_t fr = {env, "front"}, dr = {env, "downstream"};
-    zactor_t *front = s_start(&fr);
-    zactor_t *downstream = s_start(&dr);
-    zcert_t *cert = NULL;
-    vz_client_t *client = s_client(env, &cert);
+    s_world_t w;
+    s_world_start(&w, env, true, true);
     double lost = s_metric(env, "vz_broker_workers_lost_total{detected=\"silence\"}");
 
     int64_t deadline = vz_now_ms() + 4000;
-    s_send(client, "front", "relay", "slow-1", "downstream", deadline);
-    int64_t seen = 0;
-    char caller[VZ_NAME_MAX];
-    s_expect_got(downstream, &seen, caller, sizeof caller);
-    assert_true(seen == deadline); //  the parent's deadline travelled unchanged
-    assert_string_equal(caller, "front");
+    s_send(w.client, "front", "relay", "slow-1", "downstream", deadline);
+    s_got_t got;
+    s_expect_got(w.downstream, &got);
+    assert_true(got.deadline == deadline); //  the parent's deadline travelled unchanged
+    assert_string_equal(got.caller, "front");
+    assert_string_equal(got.trace, S_TRACE);
 
     int64_t start = zclock_mono();
-    s_send(client, "front", "ping", "fast-1", "", vz_now_ms() + 2000);
-    vz_response_t *rsp = s_recv(client, 2000);
+    s_send(w.client, "front", "ping", "fast-1", "", vz_now_ms() + 2000);
+    vz_response_t *rsp = s_recv(w.client, 2000);
     assert_string_equal(rsp->env.id, "fast-1");
     assert_int_equal(rsp->env.kind, VZ_KIND_REPLY);
     assert_true(zclock_mono() - start < 1000);
@@ -369,11 +381,11 @@ static void test_slow_callee_does_not_block(void **state)
 
     //  Hold the slow call past the liveness window (3 intervals). Nothing
     //  may arrive meanwhile: the relay is still waiting.
-    zmq_pollitem_t item = {zsock_resolve(vz_client_sock(client)), 0, ZMQ_POLLIN, 0};
+    zmq_pollitem_t item = {zsock_resolve(vz_client_sock(w.client)), 0, ZMQ_POLLIN, 0};
     assert_int_equal(zmq_poll(&item, 1, S_HB_MS * 5), 0);
     assert_true(s_metric(env, "vz_broker_workers{service=\"front\"}") == 1);
-    s_release(downstream);
-    rsp = s_recv(client, S_WAIT_MS);
+    s_release(w.downstream);
+    rsp = s_recv(w.client, S_WAIT_MS);
     assert_string_equal(rsp->env.id, "slow-1");
     assert_int_equal(rsp->env.kind, VZ_KIND_REPLY);
     assert_int_equal(rsp->env.body_len, 6);
@@ -381,10 +393,7 @@ static void test_slow_callee_does_not_block(void **state)
     vz_response_destroy(&rsp);
     assert_true(s_metric(env, "vz_broker_workers_lost_total{detected=\"silence\"}") == lost);
 
-    vz_client_destroy(&client);
-    zcert_destroy(&cert);
-    zactor_destroy(&downstream);
-    zactor_destroy(&front);
+    s_world_stop(&w);
 }
 
 //  The child's deadline is the earlier of the parent's and its own
@@ -393,21 +402,17 @@ static void test_slow_callee_does_not_block(void **state)
 static void test_deadline_is_the_earlier(void **state)
 {
     s_env_t *env = *state;
-    s_role_t fr = {env, "front"}, dr = {env, "downstream"};
-    zactor_t *front = s_start(&fr);
-    zactor_t *downstream = s_start(&dr);
-    zcert_t *cert = NULL;
-    vz_client_t *client = s_client(env, &cert);
+    s_world_t w;
+    s_world_start(&w, env, true, true);
 
     int64_t before = vz_now_ms();
-    s_send(client, "front", "relay_short", "short-1", "downstream", before + 10000);
-    int64_t seen = 0;
-    char caller[VZ_NAME_MAX];
-    s_expect_got(downstream, &seen, caller, sizeof caller);
-    assert_true(seen >= before + S_SHORT_MS && seen <= vz_now_ms() + S_SHORT_MS);
+    s_send(w.client, "front", "relay_short", "short-1", "downstream", before + 10000);
+    s_got_t got;
+    s_expect_got(w.downstream, &got);
+    assert_true(got.deadline >= before + S_SHORT_MS && got.deadline <= vz_now_ms() + S_SHORT_MS);
     //  Not released: the broker answers "timeout" at the child's deadline
     //  and front passes it on, long before the parent's.
-    vz_response_t *rsp = s_recv(client, S_WAIT_MS);
+    vz_response_t *rsp = s_recv(w.client, S_WAIT_MS);
     assert_string_equal(rsp->env.id, "short-1");
     assert_int_equal(rsp->env.kind, VZ_KIND_ERROR);
     assert_string_equal(rsp->env.error_code, VZ_ERR_TIMEOUT);
@@ -416,18 +421,15 @@ static void test_deadline_is_the_earlier(void **state)
 
     //  A parent with less time than the call's timeout: its deadline, as is.
     int64_t parent = vz_now_ms() + S_SHORT_MS / 2;
-    s_send(client, "front", "relay_short", "short-2", "downstream", parent);
-    s_expect_got(downstream, &seen, caller, sizeof caller);
-    assert_true(seen == parent);
-    rsp = s_recv(client, S_WAIT_MS);
+    s_send(w.client, "front", "relay_short", "short-2", "downstream", parent);
+    s_expect_got(w.downstream, &got);
+    assert_true(got.deadline == parent);
+    rsp = s_recv(w.client, S_WAIT_MS);
     assert_string_equal(rsp->env.id, "short-2");
     assert_string_equal(rsp->env.error_code, VZ_ERR_TIMEOUT);
     vz_response_destroy(&rsp);
 
-    vz_client_destroy(&client);
-    zcert_destroy(&cert);
-    zactor_destroy(&downstream);
-    zactor_destroy(&front);
+    s_world_stop(&w);
 }
 
 //  A callee with no worker at all: no_worker from the broker at the
@@ -436,14 +438,12 @@ static void test_deadline_is_the_earlier(void **state)
 static void test_callee_away(void **state)
 {
     s_env_t *env = *state;
-    s_role_t fr = {env, "front"};
-    zactor_t *front = s_start(&fr);
-    zcert_t *cert = NULL;
-    vz_client_t *client = s_client(env, &cert);
+    s_world_t w;
+    s_world_start(&w, env, true, false);
 
     int64_t before = vz_now_ms();
-    s_send(client, "front", "relay_short", "away-1", "nobody", before + 10000);
-    vz_response_t *rsp = s_recv(client, S_WAIT_MS);
+    s_send(w.client, "front", "relay_short", "away-1", "nobody", before + 10000);
+    vz_response_t *rsp = s_recv(w.client, S_WAIT_MS);
     assert_string_equal(rsp->env.id, "away-1");
     assert_int_equal(rsp->env.kind, VZ_KIND_ERROR);
     assert_string_equal(rsp->env.error_code, VZ_ERR_NO_WORKER);
@@ -451,9 +451,7 @@ static void test_callee_away(void **state)
     assert_true(took >= S_SHORT_MS - 50 && took < 3000);
     vz_response_destroy(&rsp);
 
-    vz_client_destroy(&client);
-    zcert_destroy(&cert);
-    zactor_destroy(&front);
+    s_world_stop(&w);
 }
 
 //  vz-echo relays to downstream and is SIGKILLed while downstream holds
@@ -463,54 +461,50 @@ static void test_callee_away(void **state)
 static void test_caller_dies(void **state)
 {
     s_env_t *env = *state;
-    s_role_t dr = {env, "downstream"};
-    zactor_t *downstream = s_start(&dr);
+    s_world_t w;
+    s_world_start(&w, env, false, true);
     char *const more[] = {"VZ_HEARTBEAT_MS=200", NULL};
-    vzt_proc_t *echo =
-        vzt_daemon(env->dir, "echo", NULL, env->broker_port, 0, 0, more, true);
+    vzt_proc_t *echo = vzt_daemon(env->dir, "echo", NULL, env->broker_port, 0, 0, more, true);
     assert_non_null(echo);
-    zcert_t *cert = NULL;
-    vz_client_t *client = s_client(env, &cert);
-    double gone = s_metric(env, "vz_broker_send_failed_total{peer=\"client\",reason=\"unreachable\"}");
+    double gone =
+        s_metric(env, "vz_broker_send_failed_total{peer=\"client\",reason=\"unreachable\"}");
 
-    s_send(client, "echo", "relay", "dies-1", "downstream.work hello", vz_now_ms() + 5000);
-    int64_t seen = 0;
-    char caller[VZ_NAME_MAX];
-    s_expect_got(downstream, &seen, caller, sizeof caller);
-    assert_string_equal(caller, "echo");
+    s_send(w.client, "echo", "relay", "dies-1", "downstream.work hello", vz_now_ms() + 5000);
+    s_got_t got;
+    s_expect_got(w.downstream, &got);
+    assert_string_equal(got.caller, "echo");
     kill(vzt_proc_pid(echo), SIGKILL);
     assert_int_equal(vzt_proc_wait(echo, S_WAIT_MS), 128 + SIGKILL);
     vzt_proc_destroy(&echo);
 
-    vz_response_t *rsp = s_recv(client, S_WAIT_MS);
+    vz_response_t *rsp = s_recv(w.client, S_WAIT_MS);
     assert_string_equal(rsp->env.id, "dies-1");
     assert_int_equal(rsp->env.kind, VZ_KIND_ERROR);
     assert_string_equal(rsp->env.error_code, VZ_ERR_WORKER_LOST);
     vz_response_destroy(&rsp);
 
     //  The answer for the dead caller is dropped and counted by the broker.
-    s_release(downstream);
+    s_release(w.downstream);
     int64_t until = zclock_mono() + S_WAIT_MS;
     while (s_metric(env, "vz_broker_send_failed_total{peer=\"client\",reason=\"unreachable\"}") <
                gone + 1 &&
            zclock_mono() < until)
         zclock_sleep(20); //  a poll interval, bounded by until
-    assert_true(s_metric(env, "vz_broker_send_failed_total{peer=\"client\",reason=\"unreachable\"}") >=
-                gone + 1);
+    assert_true(
+        s_metric(env, "vz_broker_send_failed_total{peer=\"client\",reason=\"unreachable\"}") >=
+        gone + 1);
     //  downstream and the broker carry on: a direct call is served.
-    s_send(client, "downstream", "work", "after-1", "again", vz_now_ms() + 5000);
-    s_expect_got(downstream, &seen, caller, sizeof caller);
-    assert_string_equal(caller, "tester");
-    s_release(downstream);
-    rsp = s_recv(client, S_WAIT_MS);
+    s_send(w.client, "downstream", "work", "after-1", "again", vz_now_ms() + 5000);
+    s_expect_got(w.downstream, &got);
+    assert_string_equal(got.caller, "tester");
+    s_release(w.downstream);
+    rsp = s_recv(w.client, S_WAIT_MS);
     assert_string_equal(rsp->env.id, "after-1");
     assert_int_equal(rsp->env.kind, VZ_KIND_REPLY);
     vz_response_destroy(&rsp);
     assert_true(s_metric(env, "vz_broker_queue_depth{service=\"downstream\"}") == 0);
 
-    vz_client_destroy(&client);
-    zcert_destroy(&cert);
-    zactor_destroy(&downstream);
+    s_world_stop(&w);
 }
 
 //  Events reach a live service as requests nobody waits for; the answers
@@ -518,27 +512,22 @@ static void test_caller_dies(void **state)
 static void test_event_delivered(void **state)
 {
     s_env_t *env = *state;
-    s_role_t dr = {env, "downstream"};
-    zactor_t *downstream = s_start(&dr);
-    zcert_t *cert = s_cert(env, "tester");
-    vz_event_config_t config = {.endpoints = env->endpoint,
-                                .broker_key = env->broker_key,
-                                .cert = cert};
+    s_world_t w;
+    s_world_start(&w, env, false, true);
+    vz_event_config_t config = {.broker = {env->endpoint, env->broker_key, w.cert}};
     vz_event_t *events = vz_event_new(&config);
     assert_non_null(events);
     int64_t before = vz_now_ms();
     assert_int_equal(vz_event_send(events, "downstream", "work", "tick", 4), 0);
-    int64_t seen = 0;
-    char caller[VZ_NAME_MAX];
-    s_expect_got(downstream, &seen, caller, sizeof caller);
-    assert_string_equal(caller, "tester");
-    assert_true(seen >= before + 10000 - 100); //  the default ttl
-    s_release(downstream);
+    s_got_t got;
+    s_expect_got(w.downstream, &got);
+    assert_string_equal(got.caller, "tester");
+    assert_true(got.deadline >= before + 10000 - 100); //  the default ttl
+    s_release(w.downstream);
     assert_int_equal(vz_event_sent(events), 1);
     assert_int_equal(vz_event_dropped(events), 0);
     vz_event_destroy(&events);
-    zcert_destroy(&cert);
-    zactor_destroy(&downstream);
+    s_world_stop(&w);
 }
 
 int main(void)
