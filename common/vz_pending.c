@@ -31,16 +31,24 @@ void vz_pending_destroy(vz_pending_t **self_p)
     }
 }
 
+int vz_pending_id(const vz_pending_t *self, const char *want_id, char *out)
+{
+    assert(self && out);
+    if (want_id && *want_id && !zhashx_lookup(self->table, want_id)) {
+        if (want_id != out) //  (a retry refiles its own id)
+            vz_strlcpy(out, want_id, VZ_ID_MAX);
+        return 0;
+    }
+    //  128 random bits: a second collision is not worth a loop.
+    vz_random_hex(out, 32);
+    assert(!zhashx_lookup(self->table, out));
+    return 1;
+}
+
 int vz_pending_add(vz_pending_t *self, vz_pending_entry_t *entry, const char *want_id)
 {
     assert(self && entry && entry->service && entry->method);
-    int fresh = !want_id || !*want_id || zhashx_lookup(self->table, want_id) != NULL;
-    if (fresh) {
-        //  128 random bits: a second collision is not worth a loop.
-        vz_random_hex(entry->id, 32);
-        assert(!zhashx_lookup(self->table, entry->id));
-    } else if (want_id != entry->id)
-        vz_strlcpy(entry->id, want_id, sizeof entry->id); //  (a retry refiles its own id)
+    int fresh = vz_pending_id(self, want_id, entry->id);
     int rc = zhashx_insert(self->table, entry->id, entry);
     assert(rc == 0);
     return fresh;

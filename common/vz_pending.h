@@ -35,9 +35,15 @@ vz_pending_t *vz_pending_new(void);
 //  Entries still filed are forgotten, not touched: clear them first.
 void vz_pending_destroy(vz_pending_t **self_p);
 
-//  File entry under want_id, or under a fresh random id when want_id is
-//  NULL, empty or already pending; entry->id then holds the id to send.
-//  Returns 0 (want_id kept) or 1 (fresh id). entry must not be filed.
+//  Choose the id to send under: want_id, or a fresh random id when want_id
+//  is NULL, empty or already pending. Writes it to out (VZ_ID_MAX bytes;
+//  may be want_id itself) without filing anything (for items that travel
+//  inside a filed carrier). Returns 0 (want_id kept) or 1 (fresh id).
+int vz_pending_id(const vz_pending_t *self, const char *want_id, char *out);
+
+//  File entry under the id vz_pending_id chooses for want_id; entry->id
+//  then holds the id to send. Returns 0 (want_id kept) or 1 (fresh id).
+//  entry must not be filed.
 int vz_pending_add(vz_pending_t *self, vz_pending_entry_t *entry, const char *want_id);
 
 //  The entry response answers, taken out; NULL when its id is not pending

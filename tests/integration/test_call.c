@@ -507,6 +507,35 @@ static void test_caller_dies(void **state)
     s_world_stop(&w);
 }
 
+//  SIGTERM to vz-echo while its relay waits: the daemon closes its calls
+//  before the worker drains, so the request is answered "unavailable" at
+//  once (not "internal" at the end of the drain) and echo exits cleanly.
+static void test_caller_stops(void **state)
+{
+    s_env_t *env = *state;
+    s_world_t w;
+    s_world_start(&w, env, false, true);
+    char *const more[] = {"VZ_HEARTBEAT_MS=200", "VZ_DRAIN_TIMEOUT_MS=4000", NULL};
+    vzt_proc_t *echo =
+        vzt_daemon(env->dir, "echo", "echo-term", env->broker_port, 0, 0, more, true);
+    assert_non_null(echo);
+    s_send(w.client, "echo", "relay", "stops-1", "downstream.work hello", vz_now_ms() + 8000);
+    s_got_t got;
+    s_expect_got(w.downstream, &got);
+    int64_t start = zclock_mono();
+    kill(vzt_proc_pid(echo), SIGTERM);
+    vz_response_t *rsp = s_recv(w.client, S_WAIT_MS);
+    assert_string_equal(rsp->env.id, "stops-1");
+    assert_int_equal(rsp->env.kind, VZ_KIND_ERROR);
+    assert_string_equal(rsp->env.error_code, VZ_ERR_UNAVAILABLE);
+    vz_response_destroy(&rsp);
+    assert_int_equal(vzt_proc_wait(echo, S_WAIT_MS), 0);
+    assert_true(zclock_mono() - start < 2000);
+    vzt_proc_destroy(&echo);
+    s_release(w.downstream); //  the late answer goes nowhere
+    s_world_stop(&w);
+}
+
 //  Events reach a live service as requests nobody waits for; the answers
 //  are thrown away without disturbing the sender.
 static void test_event_delivered(void **state)
@@ -537,6 +566,7 @@ int main(void)
         cmocka_unit_test(test_deadline_is_the_earlier),
         cmocka_unit_test(test_callee_away),
         cmocka_unit_test(test_caller_dies),
+        cmocka_unit_test(test_caller_stops),
         cmocka_unit_test(test_event_delivered),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);

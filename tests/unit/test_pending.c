@@ -57,6 +57,14 @@ static void test_ids(void **state)
     vz_pending_remove(p, &a.entry);
     assert_int_equal(vz_pending_add(p, &a.entry, a.entry.id), 0);
     assert_string_equal(a.entry.id, "req-1");
+    //  Choosing without filing: the same rule, nothing added.
+    char id[VZ_ID_MAX];
+    assert_int_equal(vz_pending_id(p, "req-2", id), 0);
+    assert_string_equal(id, "req-2");
+    assert_int_equal(vz_pending_id(p, "req-1", id), 1);
+    assert_string_not_equal(id, "req-1");
+    assert_int_equal(vz_pending_id(p, "", id), 1);
+    assert_int_equal(vz_pending_size(p), 3);
     vz_pending_destroy(&p);
     assert_null(p);
 }
