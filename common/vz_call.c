@@ -276,6 +276,9 @@ int vz_call_attach(vz_call_t *self, zloop_t *loop)
     assert(!self->loop);
     if (zloop_reader(loop, vz_client_sock(self->client), s_on_response, self) < 0)
         return -EIO;
+    //  A socket error must not silently end the reader: calls would hang
+    //  until their deadlines.
+    zloop_reader_set_tolerant(loop, vz_client_sock(self->client));
     self->timer_id = zloop_timer(loop, VZ_CALL_TICK_MS, 0, s_on_tick, self);
     if (self->timer_id < 0) {
         zloop_reader_end(loop, vz_client_sock(self->client));

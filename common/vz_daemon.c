@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #define S_TICK_MS 100 //  how often serve mirrors the broker link into readiness
+#define S_STOP_MAX 4  //  vz_daemon_on_stop hooks
 
 //  The signal flag: the one mutable global STYLE.md allows.
 static volatile sig_atomic_t s_reload_flag;
@@ -36,8 +37,9 @@ struct vz_daemon_t {
     vz_ready_check_fn *check;  //  extra readiness condition, or NULL
     void *check_arg;           //  its argument
     char check_reason[128];    //  last reason the check gave
-    vz_stop_fn *on_stop;       //  called when serve's loop stops, or NULL
-    void *on_stop_arg;         //  its argument
+    vz_stop_fn *on_stop[S_STOP_MAX]; //  called when serve's loop stops, in order
+    void *on_stop_arg[S_STOP_MAX];   //  their arguments
+    size_t nstop;                    //  hooks set
 };
 
 //  Rows in the order of vz_daemon_config_t. The admin port default differs
@@ -370,9 +372,9 @@ void vz_daemon_set_ready_check(vz_daemon_t *self, vz_ready_check_fn *fn, void *a
 
 void vz_daemon_on_stop(vz_daemon_t *self, vz_stop_fn *fn, void *arg)
 {
-    assert(self && !self->on_stop);
-    self->on_stop = fn;
-    self->on_stop_arg = arg;
+    assert(self && fn && self->nstop < S_STOP_MAX);
+    self->on_stop[self->nstop] = fn;
+    self->on_stop_arg[self->nstop++] = arg;
 }
 
 //  Readiness follows the broker link and the daemon's own check (Redis, say):
@@ -454,8 +456,8 @@ int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods
     }
     if (timer >= 0)
         zloop_timer_end(loop, timer);
-    if (self->on_stop)
-        self->on_stop(self->on_stop_arg);
+    for (size_t i = 0; i < self->nstop; i++)
+        self->on_stop[i](self->on_stop_arg[i]);
     vz_daemon_not_ready(self, "draining");
     char drain[16];
     snprintf(drain, sizeof drain, "%d", self->config.drain_ms);
