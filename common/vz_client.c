@@ -9,6 +9,7 @@
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_proto.h"
+#include "vz_retry.h"
 
 #define VZ_RETRY_FIRST_MS 25 //  first pause before retrying an idempotent call
 #define VZ_RETRY_CAP_MS 500  //  longest pause between retries
@@ -128,11 +129,11 @@ int vz_client_recv(vz_client_t *self, vz_response_t **response_p)
     return -EAGAIN;
 }
 
+//  The retry policy's codes (vz_retry.h); no budget here: one thread, one
+//  call at a time, bounded by the deadline and the backoff.
 static bool s_retryable(const vz_envelope_t *env)
 {
-    return env->kind == VZ_KIND_ERROR && (streq(env->error_code, VZ_ERR_NO_WORKER) ||
-                                          streq(env->error_code, VZ_ERR_WORKER_LOST) ||
-                                          streq(env->error_code, VZ_ERR_UNAVAILABLE));
+    return env->kind == VZ_KIND_ERROR && vz_retry_code(env->error_code);
 }
 
 //  Wait for a response to id until `until` (monotonic ms). 0 with a

@@ -4,8 +4,10 @@
  *  One DEALER connected to every broker endpoint over CURVE. A call never
  *  hangs: it ends with a reply, a typed error (error_code of vz_proto.h) or
  *  a local "timeout" error at the deadline. Only calls flagged idempotent
- *  are retried (on no_worker, worker_lost or unavailable, with a short
- *  backoff, while the deadline allows) and with the same request id.
+ *  are retried (on vz_retry_code's codes: no_worker, worker_lost,
+ *  unavailable, overloaded; with a short backoff, while the deadline
+ *  allows) and with the same request id. A reactor that must not block
+ *  uses vz_call instead.
  *  Not thread-safe: one client per thread.
  */
 #ifndef VZ_CLIENT_H

@@ -23,6 +23,7 @@
 #define S_TICK_MS 100          //  how often serve mirrors the broker link into readiness
 #define S_REDIS_PROBE_MS 500   //  needs_redis: PING this often
 #define S_REDIS_TIMEOUT_MS 100 //  needs_redis: connect and command timeout of the PING
+#define S_STOP_MAX 4           //  vz_daemon_on_stop hooks
 
 //  The signal flag: the one mutable global STYLE.md allows.
 static volatile sig_atomic_t s_reload_flag;
@@ -45,6 +46,9 @@ struct vz_daemon_t {
     vz_redis_t *redis;         //  needs_redis: the connection PINGed, else NULL
     int64_t redis_probe_ms;    //  monotonic time of the last PING
     bool redis_ok;             //  the last PING was answered
+    vz_stop_fn *on_stop[S_STOP_MAX]; //  called when serve's loop stops, in order
+    void *on_stop_arg[S_STOP_MAX];   //  their arguments
+    size_t nstop;                    //  hooks set
 };
 
 //  Rows in the order of vz_daemon_config_t. The admin port default differs
@@ -440,6 +444,13 @@ void vz_daemon_set_ready_check(vz_daemon_t *self, vz_ready_check_fn *fn, void *a
     self->check_arg = arg;
 }
 
+void vz_daemon_on_stop(vz_daemon_t *self, vz_stop_fn *fn, void *arg)
+{
+    assert(self && fn && self->nstop < S_STOP_MAX);
+    self->on_stop[self->nstop] = fn;
+    self->on_stop_arg[self->nstop++] = arg;
+}
+
 //  Readiness follows the broker link and the daemon's own check (Redis, say):
 //  a worker that cannot do its job should not count as a ready endpoint, and
 //  the supervisor must not hear "ready" before both hold.
@@ -525,6 +536,8 @@ int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods
     }
     if (timer >= 0)
         zloop_timer_end(loop, timer);
+    for (size_t i = 0; i < self->nstop; i++)
+        self->on_stop[i](self->on_stop_arg[i]);
     vz_daemon_not_ready(self, "draining");
     char drain[16];
     snprintf(drain, sizeof drain, "%d", self->config.drain_ms);

@@ -137,6 +137,14 @@ vz_redis_t *vz_daemon_redis(vz_daemon_t *self);
 typedef bool(vz_ready_check_fn)(void *arg, const char **reason);
 void vz_daemon_set_ready_check(vz_daemon_t *self, vz_ready_check_fn *fn, void *arg);
 
+//  fn(arg) is called once on the reactor thread when vz_daemon_serve's
+//  loop has stopped, before the worker drains: modules that hold open
+//  deferred replies on other sockets (vz_call) end them here, while the
+//  worker can still answer them. Up to 4 hooks, called in the order set;
+//  set them before vz_daemon_serve.
+typedef void(vz_stop_fn)(void *arg);
+void vz_daemon_on_stop(vz_daemon_t *self, vz_stop_fn *fn, void *arg);
+
 //  Run a worker daemon: build the worker from the common settings, attach it
 //  to loop (NULL = a new loop; pass your own to add sockets of your own),
 //  mark ready while the broker link is up and not ready while it is down,

@@ -81,6 +81,7 @@ struct vz_deferred_t {
     vz_reply_t reply;          //  id, service, method, traceparent of the answer
     s_bundle_t *bundle;        //  the bundle the request came in, or NULL
     size_t slot;               //  its item there
+    bool early;                //  completed inside its own handler: sent when it returns
     vz_deferred_t *prev;       //  worker's list of open handles
     vz_deferred_t *next;       //  idem
 };
@@ -424,7 +425,14 @@ static int s_complete(vz_deferred_t **handle_p)
     assert(handle_p && *handle_p);
     vz_deferred_t *handle = *handle_p;
     vz_worker_t *self = handle->worker;
-    assert(handle->link); //  completing inside the deferring handler is misuse
+    if (!handle->link) {
+        //  Still inside the handler that deferred (a call that failed at
+        //  once, say): where to send is not known yet, s_dispatch sends it.
+        assert(!handle->early);
+        handle->early = true;
+        *handle_p = NULL;
+        return 0;
+    }
     if (handle->prev)
         handle->prev->next = handle->next;
     else
@@ -516,6 +524,8 @@ static void s_dispatch(s_link_t *link, const void *tag, s_bundle_t *bundle, size
         handle->method = method;
         handle->started = started;
         vz_strlcpy(handle->reply.env.id, req->id, sizeof handle->reply.env.id);
+        if (handle->early)
+            s_complete(&handle);
         return;
     }
     //  Whatever the handler did, the reply answers this request.

@@ -76,7 +76,9 @@ typedef void(vz_flush_fn)(void *app);
 vz_deferred_t *vz_reply_defer(vz_reply_t *reply, vz_flush_fn *flush);
 //  Send the reply (body copied) or an error and free *handle_p (nulled).
 //  0, or -ENOTCONN when the broker link was replaced meanwhile (the reply
-//  is dropped: that broker has already given up on it).
+//  is dropped: that broker has already given up on it). Called inside the
+//  handler that deferred (a call that ended at once), it is sent as soon
+//  as that handler returns.
 int vz_worker_complete(vz_deferred_t **handle_p, const void *body, size_t len);
 int vz_worker_complete_error(vz_deferred_t **handle_p, const char *code, const char *message);
 //  Handles deferred and not yet completed.

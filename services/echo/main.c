@@ -1,4 +1,4 @@
-/*  vz-echo - reference worker: echo, ping, slow and whoami over the broker
+/*  vz-echo - reference worker: echo, ping, slow, whoami and relay over the broker
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  The smallest real service of the mesh, used by the gateway's tests and as
@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "vz_authctx.h"
+#include "vz_call.h"
 #include "vz_daemon.h"
 #include "vz_ports.h"
 #include "vz_proto.h"
@@ -29,7 +30,8 @@ static int s_ping(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 }
 
 typedef struct {
-    int slow_cap_ms; //  longest "slow" wait that keeps the broker's heartbeat budget
+    int slow_cap_ms;  //  longest "slow" wait that keeps the broker's heartbeat budget
+    vz_call_t *calls; //  calls to other services ("relay")
 } echo_t;
 
 //  The worker API replies synchronously, so "slow" blocks this worker's
@@ -88,11 +90,38 @@ static int s_whoami(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     return vz_authctx_reply_json(reply, &w);
 }
 
+//  "relay": body "<service>.<method> <payload>": calls service.method with
+//  payload through the broker, as echo, within the request's own deadline,
+//  and answers with what came back, without blocking this worker (vz_call).
+static int s_relay(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    const echo_t *echo = app;
+    const char *text = (const char *)req->body;
+    const char *space = req->body_len ? memchr(text, ' ', req->body_len) : NULL;
+    const char *dot = space ? memchr(text, '.', (size_t)(space - text)) : NULL;
+    char service[VZ_NAME_MAX], method[VZ_NAME_MAX];
+    if (!dot || dot == text || dot + 1 == space || (size_t)(dot - text) >= sizeof service ||
+        (size_t)(space - dot - 1) >= sizeof method || req->deadline_ms == 0)
+        return vz_reply_error(reply, VZ_ERR_INVALID, "body must be <service>.<method> <payload>");
+    memcpy(service, text, (size_t)(dot - text));
+    service[dot - text] = '\0';
+    memcpy(method, dot + 1, (size_t)(space - dot - 1));
+    method[space - dot - 1] = '\0';
+    size_t skip = (size_t)(space - text) + 1;
+    vz_call_req_t call = {.service = service,
+                          .method = method,
+                          .body = req->body + skip,
+                          .body_len = req->body_len - skip,
+                          .parent = req};
+    return vz_call_start(echo->calls, &call, vz_call_complete, vz_reply_defer(reply, NULL));
+}
+
 static const vz_method_t s_methods[] = {
     {"echo", s_echo, VZ_METHOD_IDEMPOTENT, 1024 * 1024},
     {"ping", s_ping, VZ_METHOD_IDEMPOTENT, 0},
     {"slow", s_slow, 0, 0},
     {"whoami", s_whoami, VZ_METHOD_IDEMPOTENT, 0},
+    {"relay", s_relay, VZ_METHOD_DEFERRED, 0},
 };
 
 int main(int argc, char **argv)
@@ -112,8 +141,17 @@ int main(int argc, char **argv)
     //  With credit 1 every request waits for the previous reply to reach the
     //  broker (a round trip of wake-ups each); 32 lets one wake-up take many.
     //  The price: a "slow" call holds up to 31 others queued at this replica.
-    code = vz_daemon_serve(daemon, NULL, s_methods, sizeof s_methods / sizeof s_methods[0],
-                           ECHO_CREDIT, &echo);
+    //  "relay" calls out on the worker's own loop.
+    zloop_t *loop = zloop_new();
+    echo.calls = vz_call_new_daemon(daemon, loop);
+    if (!echo.calls) {
+        vz_error(NULL, "unable to create the call client", "reason", strerror(errno));
+        code = VZ_EXIT_TEMPORARY;
+    } else
+        code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0],
+                               ECHO_CREDIT, &echo);
+    vz_call_destroy(&echo.calls);
+    zloop_destroy(&loop);
     vz_daemon_destroy(&daemon);
     return code;
 }

@@ -1,9 +1,11 @@
-/*  test_client - vz_client against a scripted fake broker over CURVE
+/*  test_client - vz_client, vz_call and vz_event against a scripted fake broker over CURVE
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  The fake broker is a zactor with a CURVE ROUTER speaking vz_proto
  *  frames; its behaviour is chosen per test (echo, error, silence, late
- *  reply, no_worker once, junk before the answer).
+ *  reply, no_worker once, always unavailable, junk before the answer). It
+ *  remembers the first and last request it saw (LAST). vz_call runs on a
+ *  zloop in the test thread, stopped by its own done callbacks.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,10 +17,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "vz_call.h"
 #include "vz_client.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_envelope.h"
+#include "vz_event.h"
+#include "vz_metrics.h"
 #include "vz_proto.h"
 
 typedef enum {
@@ -28,6 +33,7 @@ typedef enum {
     MODE_LATE,           //  skip the first request; answer it late, before the second
     MODE_NO_WORKER_ONCE, //  first request gets no_worker, later ones an echo
     MODE_JUNK,           //  send malformed messages before the real answer
+    MODE_UNAVAILABLE,    //  answer every request with "unavailable"
 } mode_t_;
 
 typedef struct {
@@ -73,8 +79,9 @@ static void s_broker(zsock_t *pipe, void *arg)
     zstr_sendf(pipe, "%d", vz_curve_bound_port(router));
     zpoller_t *poller = zpoller_new(pipe, router, NULL);
     int count = 0;
-    vz_envelope_t first;        //  held back in MODE_LATE
-    zframe_t *first_rid = NULL; //  its routing id
+    vz_envelope_t first;                             //  held back in MODE_LATE
+    zframe_t *first_rid = NULL;                      //  its routing id
+    char first_id[VZ_ID_MAX] = "-", last[512] = "-"; //  for LAST
     while (true) {
         void *which = zpoller_wait(poller, -1);
         if (which == pipe) {
@@ -82,6 +89,8 @@ static void s_broker(zsock_t *pipe, void *arg)
             bool term = !cmd || streq(cmd, "$TERM");
             if (cmd && streq(cmd, "COUNT"))
                 zstr_sendf(pipe, "%d", count);
+            else if (cmd && streq(cmd, "LAST"))
+                zstr_sendf(pipe, "%d %s %s", count, first_id, last);
             free(cmd);
             if (term)
                 break;
@@ -97,6 +106,10 @@ static void s_broker(zsock_t *pipe, void *arg)
         if (cmd && data && zframe_streq(cmd, VZ_CMD_REQUEST) &&
             vz_envelope_decode(&req, zframe_data(data), zframe_size(data), NULL, NULL) == 0) {
             count++;
+            if (count == 1)
+                vz_strlcpy(first_id, req.id, sizeof first_id);
+            snprintf(last, sizeof last, "%s %lld %u %s", req.id, (long long)req.deadline_ms,
+                     req.flags, req.traceparent[0] ? req.traceparent : "-");
             //  Bodies point into data: answer before it goes.
             char body[256] = "";
             snprintf(body, sizeof body, "%.*s", (int)req.body_len, (const char *)req.body);
@@ -104,6 +117,8 @@ static void s_broker(zsock_t *pipe, void *arg)
                 s_reply(router, rid, &req, NULL, body);
             else if (args->mode == MODE_ERROR)
                 s_reply(router, rid, &req, VZ_ERR_FORBIDDEN, NULL);
+            else if (args->mode == MODE_UNAVAILABLE)
+                s_reply(router, rid, &req, VZ_ERR_UNAVAILABLE, NULL);
             else if (args->mode == MODE_NO_WORKER_ONCE)
                 s_reply(router, rid, &req, count == 1 ? VZ_ERR_NO_WORKER : NULL, body);
             else if (args->mode == MODE_LATE && count == 1) {
@@ -177,6 +192,7 @@ typedef struct {
     zactor_t *broker;    //  fake broker thread
     broker_args_t args;  //  its arguments (must outlive it)
     vz_client_t *client; //  client under test
+    char endpoint[64];   //  the fake broker's
 } rig_t;
 
 static void s_rig_start(rig_t *rig, fixture_t *f, mode_t_ mode)
@@ -186,11 +202,10 @@ static void s_rig_start(rig_t *rig, fixture_t *f, mode_t_ mode)
     rig->broker = zactor_new(s_broker, &rig->args);
     assert_non_null(rig->broker);
     char *port = zstr_recv(rig->broker);
-    char ep[64];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%s", port);
+    snprintf(rig->endpoint, sizeof rig->endpoint, "tcp://127.0.0.1:%s", port);
     free(port);
     vz_client_config_t cfg = {
-        .endpoints = ep, .broker_key = zcert_public_txt(f->broker), .cert = f->client};
+        .endpoints = rig->endpoint, .broker_key = zcert_public_txt(f->broker), .cert = f->client};
     rig->client = vz_client_new(&cfg);
     assert_non_null(rig->client);
 }
@@ -433,6 +448,380 @@ static void test_random_ids(void **state)
     assert_string_not_equal(parent, child);
 }
 
+//  --------------------------------------------------------------------------
+//  vz_call: the same fake broker, a zloop in the test thread.
+
+#define CALLS_MAX 8
+
+typedef struct {
+    int n;                                //  done callbacks so far
+    int want;                             //  stop the loop at this many
+    vz_call_outcome_t outcome[CALLS_MAX]; //  per done, in order
+    char code[CALLS_MAX][VZ_ERRCODE_MAX]; //  idem
+    char body[CALLS_MAX][64];             //  idem
+    int attempts[CALLS_MAX];              //  idem
+    int64_t at[CALLS_MAX];                //  zclock_mono when done ran
+    bool starting;                        //  set around vz_call_start
+    bool inside;                          //  a done ran while starting
+} calls_t;
+
+static void s_done(void *arg, const vz_call_result_t *r)
+{
+    calls_t *c = arg;
+    assert_true(c->n < CALLS_MAX);
+    c->inside = c->inside || c->starting;
+    c->outcome[c->n] = r->outcome;
+    vz_strlcpy(c->code[c->n], r->code, sizeof c->code[0]);
+    snprintf(c->body[c->n], sizeof c->body[0], "%.*s", (int)r->body_len, (const char *)r->body);
+    c->attempts[c->n] = r->attempts;
+    c->at[c->n] = zclock_mono();
+    c->n++;
+}
+
+static int s_check(zloop_t *loop, int timer_id, void *arg)
+{
+    calls_t *c = arg;
+    return c->n >= c->want ? -1 : 0;
+}
+
+static int s_limit(zloop_t *loop, int timer_id, void *arg)
+{
+    return -1;
+}
+
+//  Run loop until want dones (or 5 s, then the test fails on counts).
+static void s_run(zloop_t *loop, calls_t *c, int want)
+{
+    c->want = want;
+    int check = zloop_timer(loop, 5, 0, s_check, c);
+    int limit = zloop_timer(loop, 5000, 1, s_limit, NULL);
+    zloop_start(loop);
+    zloop_timer_end(loop, check);
+    zloop_timer_end(loop, limit);
+    assert_int_equal(c->n, want);
+}
+
+static void s_start(vz_call_t *call, calls_t *c, const vz_call_req_t *req)
+{
+    c->starting = true;
+    assert_int_equal(vz_call_start(call, req, s_done, c), 0);
+    c->starting = false;
+}
+
+//  The fake broker's view: count, first id, last id, deadline, flags, trace.
+typedef struct {
+    int count;
+    char first[VZ_ID_MAX], id[VZ_ID_MAX], trace[VZ_TRACEPARENT_MAX];
+    long long deadline;
+    unsigned flags;
+} last_t;
+
+static last_t s_last(rig_t *rig)
+{
+    last_t l = {0};
+    zstr_send(rig->broker, "LAST");
+    char *text = zstr_recv(rig->broker);
+    assert_int_equal(sscanf(text, "%d %63s %63s %lld %u %63s", &l.count, l.first, l.id, &l.deadline,
+                            &l.flags, l.trace),
+                     6);
+    free(text);
+    return l;
+}
+
+static vz_call_t *s_call_new(rig_t *rig, fixture_t *f, zloop_t *loop, vz_metrics_t *metrics,
+                             int pct, int min)
+{
+    vz_call_config_t cfg = {.broker = {rig->endpoint, zcert_public_txt(f->broker), f->client},
+                            .grace_ms = 50,
+                            .retry_budget_pct = pct,
+                            .retry_min = min,
+                            .metrics = metrics};
+    vz_call_t *call = vz_call_new(&cfg);
+    assert_non_null(call);
+    assert_int_equal(vz_call_attach(call, loop), 0);
+    return call;
+}
+
+#define TRACE "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+//  The child's deadline is the earlier of the parent's and its timeout;
+//  the trace travels; done never runs inside start.
+static void test_call_reply_and_deadline(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, MODE_ECHO);
+    zloop_t *loop = zloop_new();
+    vz_call_t *call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    calls_t c = {0};
+    vz_envelope_t parent;
+    vz_envelope_init(&parent, VZ_KIND_REQUEST);
+    parent.deadline_ms = vz_now_ms() + 2000;
+    vz_strlcpy(parent.traceparent, TRACE, sizeof parent.traceparent);
+    vz_call_req_t req = {.service = "echo",
+                         .method = "get",
+                         .body = "one",
+                         .body_len = 3,
+                         .timeout_ms = 5000,
+                         .idempotent = true,
+                         .parent = &parent};
+    s_start(call, &c, &req);
+    assert_int_equal(vz_call_pending(call), 1);
+    s_run(loop, &c, 1);
+    assert_false(c.inside);
+    assert_int_equal(c.outcome[0], VZ_CALL_REPLY);
+    assert_string_equal(c.body[0], "one");
+    assert_int_equal(c.attempts[0], 1);
+    last_t l = s_last(&rig);
+    assert_true(l.deadline == parent.deadline_ms);
+    assert_int_equal(l.flags, VZ_FLAG_IDEMPOTENT);
+    assert_string_equal(l.trace, TRACE);
+
+    //  A timeout shorter than what the parent has left wins.
+    int64_t before = vz_now_ms();
+    req.timeout_ms = 100;
+    req.idempotent = false;
+    req.body = "two";
+    s_start(call, &c, &req);
+    s_run(loop, &c, 2);
+    assert_string_equal(c.body[1], "two");
+    l = s_last(&rig);
+    assert_true(l.deadline >= before + 100 && l.deadline <= vz_now_ms() + 100);
+    assert_int_equal(l.flags, 0);
+    assert_int_equal(vz_call_pending(call), 0);
+    vz_call_destroy(&call);
+    zloop_destroy(&loop);
+    s_rig_stop(&rig);
+}
+
+//  no_worker once: the idempotent call goes again with the same id; the
+//  other one ends with the broker's error.
+static void test_call_retry(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, MODE_NO_WORKER_ONCE);
+    zloop_t *loop = zloop_new();
+    vz_call_t *call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    calls_t c = {0};
+    vz_call_req_t req = {.service = "echo",
+                         .method = "get",
+                         .body = "again",
+                         .body_len = 5,
+                         .timeout_ms = 2000,
+                         .idempotent = true};
+    s_start(call, &c, &req);
+    s_run(loop, &c, 1);
+    assert_int_equal(c.outcome[0], VZ_CALL_REPLY);
+    assert_string_equal(c.body[0], "again");
+    assert_int_equal(c.attempts[0], 2);
+    last_t l = s_last(&rig);
+    assert_int_equal(l.count, 2);
+    assert_string_equal(l.first, l.id);
+    vz_call_destroy(&call);
+    zloop_destroy(&loop);
+    s_rig_stop(&rig);
+
+    s_rig_start(&rig, *state, MODE_NO_WORKER_ONCE);
+    loop = zloop_new();
+    call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    req.idempotent = false;
+    s_start(call, &c, &req);
+    s_run(loop, &c, 2);
+    assert_int_equal(c.outcome[1], VZ_CALL_REMOTE);
+    assert_string_equal(c.code[1], VZ_ERR_NO_WORKER);
+    assert_int_equal(s_last(&rig).count, 1);
+    vz_call_destroy(&call);
+    zloop_destroy(&loop);
+    s_rig_stop(&rig);
+}
+
+//  A callee that always fails: at most VZ_RETRY_MAX retries per call, and
+//  fewer once the budget (1 token, 1 %) is spent; -1 turns retries off.
+static void test_call_budget(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, MODE_UNAVAILABLE);
+    zloop_t *loop = zloop_new();
+    vz_metrics_t *metrics = vz_metrics_new();
+    vz_call_t *call = s_call_new(&rig, *state, loop, metrics, 1, 1);
+    calls_t c = {0};
+    vz_call_req_t req = {
+        .service = "echo", .method = "get", .timeout_ms = 2000, .idempotent = true};
+    s_start(call, &c, &req);
+    s_run(loop, &c, 1);
+    assert_int_equal(c.outcome[0], VZ_CALL_REMOTE);
+    assert_string_equal(c.code[0], VZ_ERR_UNAVAILABLE);
+    assert_int_equal(c.attempts[0], 2); //  one retry, then the budget said no
+    s_start(call, &c, &req);
+    s_run(loop, &c, 2);
+    assert_int_equal(c.attempts[1], 1); //  budget still spent
+    assert_int_equal(s_last(&rig).count, 3);
+    char *text = vz_metrics_render(metrics);
+    assert_non_null(strstr(text, "vz_call_retries_total 1\n"));
+    assert_non_null(strstr(text, "vz_call_retries_denied_total 2\n"));
+    assert_non_null(strstr(text, "vz_call_total{outcome=\"error\"} 2\n"));
+    free(text);
+    vz_call_destroy(&call);
+
+    call = s_call_new(&rig, *state, loop, NULL, -1, 0);
+    s_start(call, &c, &req);
+    s_run(loop, &c, 3);
+    assert_int_equal(c.attempts[2], 1);
+    vz_call_destroy(&call);
+    zloop_destroy(&loop);
+    vz_metrics_destroy(&metrics);
+    s_rig_stop(&rig);
+}
+
+//  Nobody answers: a local timeout at deadline + grace, never a hang. A
+//  deadline already passed is not even sent. A late answer to a call that
+//  ended is dropped.
+static void test_call_local_timeout(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, MODE_LATE);
+    zloop_t *loop = zloop_new();
+    vz_call_t *call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    calls_t c = {0};
+    vz_call_req_t req = {
+        .service = "echo", .method = "get", .body = "first", .body_len = 5, .timeout_ms = 100};
+    int64_t start = zclock_mono();
+    s_start(call, &c, &req);
+    s_run(loop, &c, 1);
+    assert_int_equal(c.outcome[0], VZ_CALL_LOCAL);
+    assert_string_equal(c.code[0], VZ_ERR_TIMEOUT);
+    assert_true(c.at[0] - start >= 150 && c.at[0] - start < 2000);
+
+    vz_envelope_t parent;
+    vz_envelope_init(&parent, VZ_KIND_REQUEST);
+    parent.deadline_ms = vz_now_ms() - 1;
+    vz_call_req_t late = {.service = "echo", .method = "get", .parent = &parent};
+    s_start(call, &c, &late);
+    s_run(loop, &c, 2);
+    assert_false(c.inside);
+    assert_string_equal(c.code[1], VZ_ERR_TIMEOUT);
+    assert_int_equal(c.attempts[1], 0);
+    assert_int_equal(s_last(&rig).count, 1);
+
+    //  The broker now answers the first call (stale), then the second.
+    req.body = "second";
+    req.body_len = 6;
+    req.timeout_ms = 2000;
+    s_start(call, &c, &req);
+    s_run(loop, &c, 3);
+    assert_int_equal(c.outcome[2], VZ_CALL_REPLY);
+    assert_string_equal(c.body[2], "second");
+    vz_call_destroy(&call);
+    zloop_destroy(&loop);
+    assert_int_equal(c.n, 3);
+    s_rig_stop(&rig);
+}
+
+//  Close ends every pending call at once with "unavailable"; a call after
+//  close ends inside start; destroy closes too. Nothing is left behind.
+static void test_call_close(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, MODE_SILENT);
+    zloop_t *loop = zloop_new();
+    vz_call_t *call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    calls_t c = {0};
+    vz_call_req_t req = {.service = "echo", .method = "get", .timeout_ms = 5000};
+    s_start(call, &c, &req);
+    s_start(call, &c, &req);
+    assert_int_equal(vz_call_pending(call), 2);
+    vz_call_close(call);
+    assert_int_equal(c.n, 2);
+    assert_int_equal(vz_call_pending(call), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(c.outcome[i], VZ_CALL_LOCAL);
+        assert_string_equal(c.code[i], VZ_ERR_UNAVAILABLE);
+    }
+    s_start(call, &c, &req);
+    assert_int_equal(c.n, 3);
+    assert_true(c.inside);
+    vz_call_destroy(&call);
+
+    call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    s_start(call, &c, &req);
+    vz_call_destroy(&call);
+    assert_int_equal(c.n, 4);
+    assert_string_equal(c.code[3], VZ_ERR_UNAVAILABLE);
+    zloop_destroy(&loop);
+    s_rig_stop(&rig);
+}
+
+//  --------------------------------------------------------------------------
+//  vz_event
+
+//  No broker at all: every send returns at once; what does not fit the
+//  queue is dropped and counted.
+static void test_event_peer_gone(void **state)
+{
+    fixture_t *f = *state;
+    vz_metrics_t *metrics = vz_metrics_new();
+    zsock_t *probe = zsock_new_router("tcp://127.0.0.1:*"); //  a port that then goes away
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d",
+             zsock_endpoint(probe) ? atoi(strrchr(zsock_endpoint(probe), ':') + 1) : 1);
+    zsock_destroy(&probe);
+    vz_event_config_t cfg = {
+        .broker = {ep, zcert_public_txt(f->broker), f->client}, .queue_max = 5, .metrics = metrics};
+    vz_event_t *events = vz_event_new(&cfg);
+    assert_non_null(events);
+    int64_t start = zclock_mono();
+    int queued = 0, dropped = 0;
+    for (int i = 0; i < 20; i++) {
+        int rc = vz_event_send(events, "telemetry", "push", "m", 1);
+        assert_true(rc == 0 || rc == -EAGAIN);
+        rc == 0 ? queued++ : dropped++;
+    }
+    assert_true(zclock_mono() - start < 500);
+    assert_int_equal(queued, 5);
+    assert_int_equal(dropped, 15);
+    char *big = calloc(1, 2 * 1024 * 1024);
+    assert_int_equal(vz_event_send(events, "telemetry", "push", big, 2 * 1024 * 1024), -EMSGSIZE);
+    free(big);
+    assert_int_equal(vz_event_dropped(events), 16);
+    assert_int_equal(vz_event_sent(events), 5);
+    char *text = vz_metrics_render(metrics);
+    assert_non_null(strstr(text, "vz_event_dropped_total 16\n"));
+    assert_non_null(strstr(text, "vz_event_sent_total 5\n"));
+    free(text);
+    vz_event_destroy(&events);
+    assert_null(events);
+    vz_metrics_destroy(&metrics);
+}
+
+//  A live broker gets each event as a request with the ttl as deadline;
+//  its answers are read and thrown away by the attached loop.
+static void test_event_sent(void **state)
+{
+    fixture_t *f = *state;
+    rig_t rig;
+    s_rig_start(&rig, f, MODE_ECHO);
+    vz_event_config_t cfg = {.broker = {rig.endpoint, zcert_public_txt(f->broker), f->client},
+                             .ttl_ms = 3000};
+    vz_event_t *events = vz_event_new(&cfg);
+    zloop_t *loop = zloop_new();
+    assert_int_equal(vz_event_attach(events, loop), 0);
+    int64_t before = vz_now_ms();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(vz_event_send(events, "telemetry", "push", "m", 1), 0);
+    int64_t until = zclock_mono() + 5000;
+    while (s_rig_count(&rig) < 3 && zclock_mono() < until) {
+        int limit = zloop_timer(loop, 10, 1, s_limit, NULL); //  one short pass of the loop
+        zloop_start(loop);
+        zloop_timer_end(loop, limit);
+    }
+    last_t l = s_last(&rig);
+    assert_int_equal(l.count, 3);
+    assert_true(l.deadline >= before + 3000 && l.deadline <= vz_now_ms() + 3000);
+    assert_int_equal(vz_event_dropped(events), 0);
+    vz_event_destroy(&events);
+    zloop_destroy(&loop);
+    s_rig_stop(&rig);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -446,6 +835,13 @@ int main(void)
         cmocka_unit_test(test_interrupted_and_too_large),
         cmocka_unit_test(test_async),
         cmocka_unit_test(test_random_ids),
+        cmocka_unit_test(test_call_reply_and_deadline),
+        cmocka_unit_test(test_call_retry),
+        cmocka_unit_test(test_call_budget),
+        cmocka_unit_test(test_call_local_timeout),
+        cmocka_unit_test(test_call_close),
+        cmocka_unit_test(test_event_peer_gone),
+        cmocka_unit_test(test_event_sent),
     };
     return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
 }

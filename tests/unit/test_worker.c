@@ -107,6 +107,19 @@ static int h_hold(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
     return 0;
 }
 
+//  Defers, then finds its answer at once (as a call that fails at start
+//  does): completed inside the handler, sent when it returns.
+static int h_at_once(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    vz_deferred_t *handle = vz_reply_defer(reply, NULL);
+    if (req->body_len)
+        assert(vz_worker_complete(&handle, req->body, req->body_len) == 0);
+    else
+        assert(vz_worker_complete_error(&handle, VZ_ERR_UNAVAILABLE, "at once") == 0);
+    assert(handle == NULL);
+    return 0;
+}
+
 static const uint8_t s_zeros[5 * BIG_REPLY];
 
 static int h_big(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
@@ -146,6 +159,7 @@ static const vz_method_t s_methods[] = {
     {"small", h_echo, 0, 4},
     {"big", h_big, 0, 0},
     {"bigl", h_big_later, VZ_METHOD_DEFERRED, 0},
+    {"atonce", h_at_once, VZ_METHOD_DEFERRED, 0},
 };
 
 typedef struct {
@@ -722,6 +736,37 @@ static void test_deferred_batch(void **state)
     s_rig_stop(&rig);
 }
 
+//  A handle completed inside the handler that deferred it: answered once
+//  the handler returns, and nothing stays open.
+static void test_deferred_completed_at_once(void **state)
+{
+    rig_t rig;
+    s_rig_start(&rig, *state, 0);
+    s_send_req(&rig, "atonce01", "alice", "atonce", "body", vz_now_ms() + WAIT_MS);
+    s_send_req(&rig, "atonce02", "alice", "atonce", "", vz_now_ms() + WAIT_MS);
+    for (int k = 0; k < 2; k++) {
+        rep_t rep;
+        s_expect_rep(&rig, &rep);
+        assert_string_equal(rep.env.method, "atonce");
+        if (streq(rep.tag, "atonce01")) {
+            assert_int_equal(rep.env.kind, VZ_KIND_REPLY);
+            assert_int_equal(rep.env.body_len, 4);
+            assert_memory_equal(rep.env.body, "body", 4);
+        } else {
+            assert_string_equal(rep.tag, "atonce02");
+            assert_int_equal(rep.env.kind, VZ_KIND_ERROR);
+            assert_string_equal(rep.env.error_code, VZ_ERR_UNAVAILABLE);
+        }
+        zframe_destroy(&rep.frame);
+    }
+    size_t st[5];
+    s_stats(&rig, st);
+    assert_int_equal(st[3], 0);
+    assert_true(s_counter(&rig, "service=svc,method=atonce,outcome=ok") == 1);
+    assert_true(s_counter(&rig, "service=svc,method=atonce,outcome=error") == 1);
+    s_rig_stop(&rig);
+}
+
 //  A deferred reply nobody completes is answered "internal" when the
 //  worker drains, and its handle is freed (ASan/valgrind see no leak).
 static void test_deferred_abandoned_at_drain(void **state)
@@ -1202,6 +1247,7 @@ int main(void)
         cmocka_unit_test(test_bye_from_broker_reannounces),
         cmocka_unit_test(test_drain),
         cmocka_unit_test(test_deferred_batch),
+        cmocka_unit_test(test_deferred_completed_at_once),
         cmocka_unit_test(test_deferred_abandoned_at_drain),
         cmocka_unit_test(test_deferred_abandoned_at_destroy),
         cmocka_unit_test(test_bundle),
