@@ -8,6 +8,7 @@
 #include "vz_mp.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -300,6 +301,159 @@ bool vz_mp_key_is(const char *key, uint32_t len, const char *name)
 {
     size_t n = strlen(name);
     return len == n && memcmp(key, name, n) == 0;
+}
+
+// --------------------------------------------------------------------------
+//  Field tables
+
+//  Read the value of field f into out.
+static int s_read_field(vz_mp_reader_t *self, void *out, const vz_mp_field_t *f)
+{
+    uint8_t *member = (uint8_t *)out + f->offset;
+    uint64_t u;
+    int64_t i;
+    switch (f->type) {
+    case VZ_MP_F_STR:
+        return vz_mp_read_str_copy(self, (char *)member, f->size, f->reason);
+    case VZ_MP_F_UINT:
+        if (vz_mp_read_uint(self, f->max, &u, f->reason, f->reason) < 0)
+            return VZ_EMALFORMED;
+        if (f->size == sizeof(uint32_t))
+            *(uint32_t *)member = (uint32_t)u;
+        else
+            *(uint64_t *)member = u;
+        return 0;
+    case VZ_MP_F_INT:
+        if (vz_mp_read_int(self, -(int64_t)f->max, (int64_t)f->max, &i, f->reason, f->reason) < 0)
+            return VZ_EMALFORMED;
+        *(int64_t *)member = i;
+        return 0;
+    case VZ_MP_F_BOOL:
+        return vz_mp_read_bool(self, (bool *)member, f->reason);
+    case VZ_MP_F_ENUM: {
+        const char *name;
+        uint32_t len;
+        if (vz_mp_read_str(self, &name, &len, f->reason) < 0)
+            return VZ_EMALFORMED;
+        for (size_t k = 0; k < f->count; k++)
+            if (vz_mp_key_is(name, len, f->names[k])) {
+                *(int *)member = (int)k;
+                return 0;
+            }
+        return vz_mp_fail(self, f->reason);
+    }
+    }
+    return vz_mp_fail(self, "unknown field type"); //  not reached
+}
+
+int vz_mp_read_fields(vz_mp_reader_t *self, void *out, const vz_mp_field_t *fields, size_t n,
+                      bool empty_ok, uint64_t *seen)
+{
+    assert(self && out && fields && n <= 64);
+    uint64_t got = 0;
+    uint32_t entries = 0;
+    if (!(empty_ok && vz_mp_left(self) == 0) && vz_mp_read_map(self, &entries, "not a map") < 0)
+        return VZ_EMALFORMED;
+    for (uint32_t e = 0; e < entries; e++) {
+        const char *key;
+        uint32_t key_len;
+        if (vz_mp_read_str(self, &key, &key_len, "wrong type for key") < 0)
+            return VZ_EMALFORMED;
+        size_t k = 0;
+        while (k < n && !vz_mp_key_is(key, key_len, fields[k].key))
+            k++;
+        if (k == n) {
+            //  Forward compatibility: a newer peer's extra fields are skipped.
+            if (vz_mp_skip(self) < 0)
+                return VZ_EMALFORMED;
+            continue;
+        }
+        //  Two values for one key could be read differently by two parties.
+        if (got & ((uint64_t)1 << k))
+            return vz_mp_fail(self, "duplicate key");
+        got |= (uint64_t)1 << k;
+        if (vz_mp_read_nil(self))
+            continue;
+        if (s_read_field(self, out, &fields[k]) < 0)
+            return VZ_EMALFORMED;
+    }
+    if (seen)
+        *seen = got;
+    return 0;
+}
+
+int vz_mp_require(vz_mp_reader_t *self, const vz_mp_field_t *fields, size_t n, uint64_t required,
+                  uint64_t seen)
+{
+    for (size_t k = 0; k < n; k++)
+        if ((required & ((uint64_t)1 << k)) && !(seen & ((uint64_t)1 << k))) {
+            //  Static texts only: the table's key names are literals.
+            static _Thread_local char text[64];
+            snprintf(text, sizeof text, "missing %s", fields[k].key);
+            return vz_mp_fail(self, text);
+        }
+    return 0;
+}
+
+//  The value of an ENUM member, checked against its table.
+static const char *s_enum_name(const void *in, const vz_mp_field_t *f)
+{
+    int value = *(const int *)((const uint8_t *)in + f->offset);
+    assert(value >= 0 && (size_t)value < f->count);
+    return f->names[value];
+}
+
+void vz_mp_pack_fields_to(msgpack_packer *pk, const void *in, const vz_mp_field_t *fields, size_t n)
+{
+    msgpack_pack_map(pk, n);
+    for (size_t k = 0; k < n; k++) {
+        const vz_mp_field_t *f = &fields[k];
+        const uint8_t *member = (const uint8_t *)in + f->offset;
+        vz_mp_pack_str(pk, f->key);
+        switch (f->type) {
+        case VZ_MP_F_STR:
+            //  A member without its NUL is a caller bug.
+            assert(memchr(member, 0, f->size));
+            vz_mp_pack_str(pk, (const char *)member);
+            break;
+        case VZ_MP_F_UINT:
+            msgpack_pack_uint64(pk, f->size == sizeof(uint32_t) ? *(const uint32_t *)member
+                                                                : *(const uint64_t *)member);
+            break;
+        case VZ_MP_F_INT:
+            msgpack_pack_int64(pk, *(const int64_t *)member);
+            break;
+        case VZ_MP_F_BOOL:
+            vz_mp_pack_bool(pk, *(const bool *)member);
+            break;
+        case VZ_MP_F_ENUM:
+            vz_mp_pack_str(pk, s_enum_name(in, f));
+            break;
+        }
+    }
+}
+
+uint8_t *vz_mp_pack_fields(const void *in, const vz_mp_field_t *fields, size_t n, size_t *len_p)
+{
+    assert(in && fields && len_p);
+    //  Upper bound: map header, then per field a key, a header of at most
+    //  5 bytes and the value (strings as long as they are, numbers 9).
+    size_t cap = 5;
+    for (size_t k = 0; k < n; k++) {
+        const vz_mp_field_t *f = &fields[k];
+        const uint8_t *member = (const uint8_t *)in + f->offset;
+        cap += 5 + strlen(f->key) + 5;
+        cap += f->type == VZ_MP_F_STR    ? strnlen((const char *)member, f->size)
+               : f->type == VZ_MP_F_ENUM ? strlen(s_enum_name(in, f))
+                                         : 9;
+    }
+    msgpack_sbuffer sb;
+    vz_mp_sbuffer_init(&sb, cap);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    vz_mp_pack_fields_to(&pk, in, fields, n);
+    assert(sb.alloc == cap); //  never reallocated
+    return vz_mp_sbuffer_take(&sb, len_p);
 }
 
 // --------------------------------------------------------------------------

@@ -86,6 +86,72 @@ int vz_mp_finish(vz_mp_reader_t *self);
 bool vz_mp_key_is(const char *key, uint32_t len, const char *name);
 
 // --------------------------------------------------------------------------
+//  Field tables: one table describes a flat map message (a contract's
+//  request or reply) and drives both its decoder and its encoder, so the
+//  key names, types and capacities are written once.
+
+typedef enum {
+    VZ_MP_F_STR,  //  char[size] in the struct, NUL-terminated; str on the wire
+    VZ_MP_F_UINT, //  uint32_t or uint64_t (size), 0..max; uint on the wire
+    VZ_MP_F_INT,  //  int64_t, -max..max; int on the wire
+    VZ_MP_F_BOOL, //  bool; bool on the wire
+    VZ_MP_F_ENUM, //  int-sized enum, 0..count-1; the str names[value] on the wire
+} vz_mp_ftype_t;
+
+typedef struct {
+    const char *key;          //  wire key
+    vz_mp_ftype_t type;       //  how it is stored and sent
+    size_t offset;            //  offsetof the struct member
+    size_t size;              //  sizeof the struct member
+    uint64_t max;             //  UINT/INT: largest magnitude accepted
+    const char *const *names; //  ENUM: wire names, index = value
+    size_t count;             //  ENUM: entries in names
+    const char *reason;       //  text for a value of the wrong type, range or name
+} vz_mp_field_t;
+
+//  Table rows for a member of struct T sent as wire key K.
+#define VZ_MP_STR(T, member, K)                                                                    \
+    {                                                                                              \
+        .key = K, .type = VZ_MP_F_STR, .offset = offsetof(T, member),                              \
+        .size = sizeof(((T *)0)->member), .reason = "wrong type for " K,                           \
+    }
+#define VZ_MP_UINT(T, member, K, maximum)                                                          \
+    {                                                                                              \
+        .key = K, .type = VZ_MP_F_UINT, .offset = offsetof(T, member),                             \
+        .size = sizeof(((T *)0)->member), .max = maximum,                                          \
+        .reason = K ": expected an unsigned integer in range",                                     \
+    }
+#define VZ_MP_INT(T, member, K, maximum)                                                           \
+    {                                                                                              \
+        .key = K, .type = VZ_MP_F_INT, .offset = offsetof(T, member),                              \
+        .size = sizeof(((T *)0)->member), .max = maximum,                                          \
+        .reason = K ": expected an integer in range",                                              \
+    }
+#define VZ_MP_BOOL(T, member, K)                                                                   \
+    {                                                                                              \
+        .key = K, .type = VZ_MP_F_BOOL, .offset = offsetof(T, member), .size = sizeof(bool),       \
+        .reason = "wrong type for " K,                                                             \
+    }
+
+//  Read a map into out through fields (at most 64). Known keys fill their
+//  member, nil reads as absent (the member keeps what out held), unknown
+//  keys are skipped, a key given twice is "duplicate key". Bit i of *seen
+//  (may be NULL) is set when fields[i] was present; the caller checks what
+//  is required. An empty input is an empty map when empty_ok.
+int vz_mp_read_fields(vz_mp_reader_t *self, void *out, const vz_mp_field_t *fields, size_t n,
+                      bool empty_ok, uint64_t *seen);
+//  "missing <key>" of the first field in required (a bit mask) not in seen,
+//  recorded in the reader; 0 when every one was there.
+int vz_mp_require(vz_mp_reader_t *self, const vz_mp_field_t *fields, size_t n, uint64_t required,
+                  uint64_t seen);
+//  Pack in as a map of every field, in table order. Heap buffer of exactly
+//  the right capacity (caller frees), *len_p its length.
+uint8_t *vz_mp_pack_fields(const void *in, const vz_mp_field_t *fields, size_t n, size_t *len_p);
+//  Append the map of every field to a packer (a message nested in another).
+void vz_mp_pack_fields_to(msgpack_packer *pk, const void *in, const vz_mp_field_t *fields,
+                          size_t n);
+
+// --------------------------------------------------------------------------
 //  Fast paths, inline: the envelope decoder makes about 40 reads per frame,
 //  and as calls into vz_mp.c they cost it a quarter more time
 //  (bench_envelope). The common case (a fixstr, a positive fixint) is

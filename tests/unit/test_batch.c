@@ -150,7 +150,9 @@ static void test_hostile(void **state)
     expect_refused((const uint8_t *)"\x91\x93\xa0\xc4\x00\xc0", 6, true, "[code, payload]");
     expect_refused((const uint8_t *)"\x91\x92\xc4\x00\xc4\x00", 6, true, "[code, payload]");
     expect_refused((const uint8_t *)"\x91\x92\xa0\xa1x", 5, true, "wrong type"); //  body as str
-    expect_refused((const uint8_t *)"\x91\x92\xa1" "e\xc4\x00", 6, true, "wrong type");
+    expect_refused((const uint8_t *)"\x91\x92\xa1"
+                                    "e\xc4\x00",
+                   6, true, "wrong type");
     //  Random bytes: never a crash, never a success with items past the end.
     srand(7);
     uint8_t junk[64];
