@@ -292,6 +292,13 @@ int vz_mp_skip(vz_mp_reader_t *self)
     return s_skip(self, 0);
 }
 
+int vz_mp_done(const vz_mp_reader_t *self, int rc, const char **reason)
+{
+    if (reason)
+        *reason = rc < 0 ? self->reason : NULL;
+    return rc;
+}
+
 int vz_mp_finish(vz_mp_reader_t *self)
 {
     return self->p == self->end ? 0 : vz_mp_fail(self, "trailing bytes");
@@ -382,17 +389,40 @@ int vz_mp_read_fields(vz_mp_reader_t *self, void *out, const vz_mp_field_t *fiel
     return 0;
 }
 
-int vz_mp_require(vz_mp_reader_t *self, const vz_mp_field_t *fields, size_t n, uint64_t required,
-                  uint64_t seen)
+const char *vz_mp_missing(const vz_mp_field_t *fields, size_t n, uint64_t required, uint64_t seen)
 {
+    static _Thread_local char text[64];
     for (size_t k = 0; k < n; k++)
         if ((required & ((uint64_t)1 << k)) && !(seen & ((uint64_t)1 << k))) {
-            //  Static texts only: the table's key names are literals.
-            static _Thread_local char text[64];
             snprintf(text, sizeof text, "missing %s", fields[k].key);
-            return vz_mp_fail(self, text);
+            return text;
         }
-    return 0;
+    return NULL;
+}
+
+int vz_mp_decode_message(const vz_mp_message_t *msg, void *out, const uint8_t *buf, size_t len,
+                         uint64_t *seen, const char **reason)
+{
+    assert(msg && out);
+    vz_mp_reader_t r;
+    vz_mp_reader_init(&r, buf, len, msg->limits);
+    uint64_t got = 0;
+    int rc = vz_mp_read_fields(&r, out, msg->fields, msg->count, msg->empty_ok, &got);
+    if (rc == 0)
+        rc = vz_mp_finish(&r);
+    const char *missing =
+        rc == 0 ? vz_mp_missing(msg->fields, msg->count, msg->required, got) : NULL;
+    if (missing)
+        rc = vz_mp_fail(&r, missing);
+    if (seen)
+        *seen = got;
+    return vz_mp_done(&r, rc, reason);
+}
+
+uint8_t *vz_mp_encode_message(const vz_mp_message_t *msg, const void *in, size_t *len_p)
+{
+    assert(msg);
+    return vz_mp_pack_fields(in, msg->fields, msg->count, len_p);
 }
 
 //  The value of an ENUM member, checked against its table.

@@ -79,6 +79,10 @@ int vz_mp_read_bool(vz_mp_reader_t *self, bool *out, const char *type_reason);
 //  linear in the input: every skipped value consumes at least one byte.
 int vz_mp_skip(vz_mp_reader_t *self);
 
+//  A decoder's last step: *reason (may be NULL) = the reader's reason when
+//  rc < 0, else NULL; returns rc.
+int vz_mp_done(const vz_mp_reader_t *self, int rc, const char **reason);
+
 //  0 when every byte was read, else "trailing bytes".
 int vz_mp_finish(vz_mp_reader_t *self);
 
@@ -140,10 +144,29 @@ typedef struct {
 //  is required. An empty input is an empty map when empty_ok.
 int vz_mp_read_fields(vz_mp_reader_t *self, void *out, const vz_mp_field_t *fields, size_t n,
                       bool empty_ok, uint64_t *seen);
-//  "missing <key>" of the first field in required (a bit mask) not in seen,
-//  recorded in the reader; 0 when every one was there.
-int vz_mp_require(vz_mp_reader_t *self, const vz_mp_field_t *fields, size_t n, uint64_t required,
-                  uint64_t seen);
+//  "missing <key>" for the first field in required (a bit mask) not in
+//  seen, or NULL when every one was there. The text lives in a
+//  thread-local buffer until the next call on this thread.
+const char *vz_mp_missing(const vz_mp_field_t *fields, size_t n, uint64_t required, uint64_t seen);
+
+//  A whole message: one flat map, described once, decoded and encoded.
+typedef struct {
+    const vz_mp_field_t *fields;  //  its table
+    size_t count;                 //  rows in it
+    uint64_t required;            //  bit i: fields[i] must be present
+    bool empty_ok;                //  an empty input is an empty map
+    const vz_mp_limits_t *limits; //  NULL = vz_mp_limits_default
+} vz_mp_message_t;
+
+//  Decode buf, which must hold exactly one such map, into out. out keeps
+//  what the caller put there for absent fields (its defaults). 0, or
+//  VZ_EMALFORMED with *reason (may be NULL). *seen (may be NULL) as for
+//  vz_mp_read_fields.
+int vz_mp_decode_message(const vz_mp_message_t *msg, void *out, const uint8_t *buf, size_t len,
+                         uint64_t *seen, const char **reason);
+//  Encode every field of in (heap buffer the caller frees, exact capacity).
+uint8_t *vz_mp_encode_message(const vz_mp_message_t *msg, const void *in, size_t *len_p);
+
 //  Pack in as a map of every field, in table order. Heap buffer of exactly
 //  the right capacity (caller frees), *len_p its length.
 uint8_t *vz_mp_pack_fields(const void *in, const vz_mp_field_t *fields, size_t n, size_t *len_p);

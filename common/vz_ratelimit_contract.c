@@ -80,13 +80,11 @@ const char *vz_rl_mode_name(vz_rl_mode_t mode)
     return s_modes[mode];
 }
 
-//  Hand back the reader's reason and its code.
-static int s_done(vz_mp_reader_t *r, int rc, const char **reason)
-{
-    if (reason)
-        *reason = rc < 0 ? r->reason : NULL;
-    return rc;
-}
+#define S_ALL(table) (((uint64_t)1 << S_COUNT(table)) - 1)
+
+static const vz_mp_message_t s_check_msg = {s_check, S_COUNT(s_check), 0, true, &s_limits};
+static const vz_mp_message_t s_decision_msg = {s_decision, S_COUNT(s_decision), S_ALL(s_decision),
+                                               false, &s_limits};
 
 //  A policy name is 1..63 of S_NAME_CHARS: it goes into HTTP headers.
 static bool s_name_ok(const char *name)
@@ -97,25 +95,20 @@ static bool s_name_ok(const char *name)
 
 uint8_t *vz_rl_check_encode(const vz_rl_check_t *check, size_t *len_p)
 {
-    return vz_mp_pack_fields(check, s_check, S_COUNT(s_check), len_p);
+    return vz_mp_encode_message(&s_check_msg, check, len_p);
 }
 
 int vz_rl_check_decode(vz_rl_check_t *check, const uint8_t *buf, size_t len, const char **reason)
 {
     assert(check);
     memset(check, 0, sizeof *check);
-    check->cost = 1;
-    vz_mp_reader_t r;
-    vz_mp_reader_init(&r, buf, len, &s_limits);
-    int rc = vz_mp_read_fields(&r, check, s_check, S_COUNT(s_check), true, NULL);
-    if (rc == 0)
-        rc = vz_mp_finish(&r);
-    return s_done(&r, rc, reason);
+    check->cost = 1; //  absent cost
+    return vz_mp_decode_message(&s_check_msg, check, buf, len, NULL, reason);
 }
 
 uint8_t *vz_rl_decision_encode(const vz_rl_decision_t *decision, size_t *len_p)
 {
-    return vz_mp_pack_fields(decision, s_decision, S_COUNT(s_decision), len_p);
+    return vz_mp_encode_message(&s_decision_msg, decision, len_p);
 }
 
 int vz_rl_decision_decode(vz_rl_decision_t *decision, const uint8_t *buf, size_t len,
@@ -123,18 +116,13 @@ int vz_rl_decision_decode(vz_rl_decision_t *decision, const uint8_t *buf, size_t
 {
     assert(decision);
     memset(decision, 0, sizeof *decision);
-    vz_mp_reader_t r;
-    vz_mp_reader_init(&r, buf, len, &s_limits);
-    uint64_t seen = 0;
-    const uint64_t every = ((uint64_t)1 << S_COUNT(s_decision)) - 1;
-    int rc = vz_mp_read_fields(&r, decision, s_decision, S_COUNT(s_decision), false, &seen);
-    if (rc == 0)
-        rc = vz_mp_finish(&r);
-    if (rc == 0)
-        rc = vz_mp_require(&r, s_decision, S_COUNT(s_decision), every, seen);
-    if (rc == 0 && !s_name_ok(decision->policy))
-        rc = vz_mp_fail(&r, "policy: expected 1..63 of [A-Za-z0-9_.-]");
-    return s_done(&r, rc, reason);
+    int rc = vz_mp_decode_message(&s_decision_msg, decision, buf, len, NULL, reason);
+    if (rc == 0 && !s_name_ok(decision->policy)) {
+        if (reason)
+            *reason = "policy: expected 1..63 of [A-Za-z0-9_.-]";
+        return VZ_EMALFORMED;
+    }
+    return rc;
 }
 
 uint8_t *vz_rl_policies_encode(bool shadow, const vz_rl_policy_desc_t *policies, size_t n,
@@ -164,13 +152,14 @@ static int s_read_policies(vz_mp_reader_t *r, vz_rl_policy_desc_t *policies, siz
         return VZ_EMALFORMED;
     if (n > max)
         return vz_mp_fail(r, "policies: more entries than expected");
-    const uint64_t every = ((uint64_t)1 << S_COUNT(s_policy)) - 1;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t seen = 0;
         memset(&policies[i], 0, sizeof policies[i]);
-        if (vz_mp_read_fields(r, &policies[i], s_policy, S_COUNT(s_policy), false, &seen) < 0 ||
-            vz_mp_require(r, s_policy, S_COUNT(s_policy), every, seen) < 0)
+        if (vz_mp_read_fields(r, &policies[i], s_policy, S_COUNT(s_policy), false, &seen) < 0)
             return VZ_EMALFORMED;
+        const char *missing = vz_mp_missing(s_policy, S_COUNT(s_policy), S_ALL(s_policy), seen);
+        if (missing)
+            return vz_mp_fail(r, missing);
     }
     *n_p = n;
     return 0;
@@ -212,5 +201,5 @@ int vz_rl_policies_decode(const uint8_t *buf, size_t len, bool *shadow,
         rc = vz_mp_finish(&r);
     if (rc == 0 && (!have_shadow || !have_list))
         rc = vz_mp_fail(&r, have_shadow ? "missing policies" : "missing shadow");
-    return s_done(&r, rc, reason);
+    return vz_mp_done(&r, rc, reason);
 }
