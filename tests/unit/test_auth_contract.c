@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "unit_bytes.h"
 #include "vz_auth_contract.h"
 #include "vz_mp.h"
 
@@ -25,10 +26,7 @@ typedef int (*decode_fn)(void *out, const uint8_t *buf, size_t len, const char *
 //  Decode an exact-size copy of bytes (so valgrind/ASan see any overread).
 static int s_decode(decode_fn fn, void *out, const void *bytes, size_t len, const char **why)
 {
-    uint8_t *copy = malloc(len ? len : 1);
-    assert_non_null(copy);
-    if (len)
-        memcpy(copy, bytes, len);
+    uint8_t *copy = ut_copy(bytes, len);
     int rc = fn(out, copy, len, why);
     free(copy);
     return rc;
@@ -200,11 +198,7 @@ static void test_random(void **state)
     uint8_t junk[40];
     vz_auth_introspect_t *intro = malloc(sizeof *intro);
     for (int round = 0; round < 100000; round++) {
-        size_t len = (size_t)(rand() % (int)sizeof junk);
-        for (size_t i = 0; i < len; i++)
-            junk[i] = (uint8_t)rand();
-        if (len && round % 2)
-            junk[0] = (uint8_t)(0x81 + rand() % 3);
+        size_t len = ut_junk(junk, sizeof junk, round, 0x81, 3);
         vz_auth_key_verify_t kv;
         vz_auth_key_identity_t ki;
         vz_auth_token_info_t ti;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "unit_bytes.h"
 #include "vz_batch.h"
 #include "vz_common.h"
 
@@ -58,8 +59,7 @@ static void test_request_round_trip(void **state)
     msgpack_unpacked_destroy(&msg);
     //  Every proper prefix is refused, never read past.
     for (size_t cut = 0; cut < len; cut += cut < 600 ? 1 : 997) {
-        uint8_t *prefix = malloc(cut ? cut : 1);
-        memcpy(prefix, buf, cut);
+        uint8_t *prefix = ut_copy(buf, cut);
         assert_int_equal(vz_batch_request_decode(prefix, cut, out, VZ_BATCH_MAX, &n, &reason),
                          VZ_EMALFORMED);
         free(prefix);
@@ -157,11 +157,7 @@ static void test_hostile(void **state)
     srand(7);
     uint8_t junk[64];
     for (int round = 0; round < 100000; round++) {
-        size_t len = (size_t)(rand() % (int)sizeof junk);
-        for (size_t i = 0; i < len; i++)
-            junk[i] = (uint8_t)rand();
-        if (len && round % 2)
-            junk[0] = (uint8_t)(0x91 + rand() % 3);
+        size_t len = ut_junk(junk, sizeof junk, round, 0x91, 3);
         vz_batch_item_t out[4];
         size_t n;
         if (vz_batch_request_decode(junk, len, out, 4, &n, NULL) == 0)

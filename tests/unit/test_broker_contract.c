@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "unit_bytes.h"
 #include "vz_broker_contract.h"
 #include "vz_mp.h"
 
@@ -18,10 +19,7 @@
 static int s_decode(const void *bytes, size_t len, vz_broker_service_t *out, size_t max, size_t *n,
                     size_t *total, const char **why)
 {
-    uint8_t *copy = malloc(len ? len : 1);
-    assert_non_null(copy);
-    if (len)
-        memcpy(copy, bytes, len);
+    uint8_t *copy = ut_copy(bytes, len);
     int rc = vz_broker_services_decode(copy, len, out, max, n, total, why);
     free(copy);
     return rc;
@@ -129,11 +127,7 @@ static void test_hostile(void **state)
     srand(3);
     uint8_t junk[40];
     for (int round = 0; round < 100000; round++) {
-        size_t len = (size_t)(rand() % (int)sizeof junk);
-        for (size_t i = 0; i < len; i++)
-            junk[i] = (uint8_t)rand();
-        if (len && round % 2)
-            junk[0] = (uint8_t)(0x81 + rand() % 2);
+        size_t len = ut_junk(junk, sizeof junk, round, 0x81, 2);
         vz_broker_service_t slots[2];
         if (s_decode(junk, len, slots, 2, &n, NULL, NULL) == 0)
             assert_true(n <= 2);

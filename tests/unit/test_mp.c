@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "unit_bytes.h"
 #include "vz_mp.h"
 
 typedef struct {
@@ -29,21 +30,11 @@ static void w_init(writer_t *w)
     msgpack_packer_init(&w->pk, &w->sb, msgpack_sbuffer_write);
 }
 
-//  An exact-size heap copy of the first len bytes (at least 1 byte allocated).
-static uint8_t *s_copy(const void *data, size_t len)
-{
-    uint8_t *copy = malloc(len ? len : 1);
-    assert_non_null(copy);
-    if (len)
-        memcpy(copy, data, len);
-    return copy;
-}
-
 //  A reader over an exact-size copy of bytes; the copy is returned for free().
 static uint8_t *s_reader(vz_mp_reader_t *r, const void *bytes, size_t len,
                          const vz_mp_limits_t *limits)
 {
-    uint8_t *copy = s_copy(bytes, len);
+    uint8_t *copy = ut_copy(bytes, len);
     vz_mp_reader_init(r, copy, len, limits);
     return copy;
 }
@@ -381,7 +372,7 @@ static void test_skip_every_type(void **state)
     msgpack_pack_map(&w.pk, 17); //  map 16
     for (int i = 0; i < 17; i++)
         vz_mp_pack_kv_bool(&w.pk, "b", i % 2);
-    uint8_t *buf = s_copy(w.sb.data, w.sb.size);
+    uint8_t *buf = ut_copy(w.sb.data, w.sb.size);
     vz_mp_reader_t r;
     vz_mp_reader_init(&r, buf, w.sb.size, NULL);
     assert_int_equal(vz_mp_skip(&r), 0);
@@ -438,7 +429,7 @@ static const vz_mp_message_t s_message = {s_fields, 6, 0x3f, false, NULL};
 //  Decode bytes through s_message; returns the code, *why the reason.
 static int s_decode_fields(const void *bytes, size_t len, fields_t *out, const char **why)
 {
-    uint8_t *copy = s_copy(bytes, len);
+    uint8_t *copy = ut_copy(bytes, len);
     memset(out, 0, sizeof *out);
     int rc = vz_mp_decode_message(&s_message, out, copy, len, NULL, why);
     free(copy);
@@ -518,7 +509,7 @@ static void test_fields(void **state)
     loose.required = 1; //  name only
     const char body[] = "\x84\xa1x\x92\x81\xa1y\xc0\xa1z\xa4name\xa2hi\xa4"
                         "flag\xc0\xa2zz\xc3";
-    uint8_t *copy = s_copy(body, sizeof body - 1);
+    uint8_t *copy = ut_copy(body, sizeof body - 1);
     memset(&out, 0, sizeof out);
     out.small = 7; //  a default survives
     uint64_t seen = 0;
@@ -578,11 +569,7 @@ static void test_random(void **state)
     srand(15);
     uint8_t junk[48];
     for (int round = 0; round < 200000; round++) {
-        size_t len = (size_t)(rand() % (int)sizeof junk);
-        for (size_t i = 0; i < len; i++)
-            junk[i] = (uint8_t)rand();
-        if (len && round % 3 == 0)
-            junk[0] = (uint8_t)(0x80 + rand() % 4); //  small maps, often
+        size_t len = ut_junk(junk, sizeof junk, round, 0x80, 4); //  small maps, often
         fields_t out;
         const char *why;
         if (s_decode_fields(junk, len, &out, &why) == 0)

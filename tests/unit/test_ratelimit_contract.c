@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "unit_bytes.h"
 #include "vz_batch.h"
 #include "vz_mp.h"
 #include "vz_ratelimit_contract.h"
@@ -26,18 +27,9 @@ static void s_fill(char *field, size_t n, char c)
     field[n - 1] = 0;
 }
 
-static uint8_t *s_copy(const void *data, size_t len)
-{
-    uint8_t *copy = malloc(len ? len : 1);
-    assert_non_null(copy);
-    if (len)
-        memcpy(copy, data, len);
-    return copy;
-}
-
 static int s_check_decode(const void *bytes, size_t len, vz_rl_check_t *out, const char **why)
 {
-    uint8_t *copy = s_copy(bytes, len);
+    uint8_t *copy = ut_copy(bytes, len);
     int rc = vz_rl_check_decode(out, copy, len, why);
     free(copy);
     return rc;
@@ -45,7 +37,7 @@ static int s_check_decode(const void *bytes, size_t len, vz_rl_check_t *out, con
 
 static int s_decision_decode(const void *bytes, size_t len, vz_rl_decision_t *out, const char **why)
 {
-    uint8_t *copy = s_copy(bytes, len);
+    uint8_t *copy = ut_copy(bytes, len);
     int rc = vz_rl_decision_decode(out, copy, len, why);
     free(copy);
     return rc;
@@ -338,7 +330,7 @@ static void test_policies(void **state)
             assert_non_null(strstr(why, "more entries"));
         }
         for (size_t cut = 0; cut < len; cut += 1 + cut / 64) {
-            uint8_t *prefix = s_copy(buf, cut);
+            uint8_t *prefix = ut_copy(buf, cut);
             assert_int_equal(vz_rl_policies_decode(prefix, cut, &shadow, out, N, &n, NULL),
                              VZ_EMALFORMED);
             free(prefix);
