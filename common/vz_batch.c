@@ -130,7 +130,7 @@ static int s_decode(const uint8_t *buf, size_t len, vz_batch_item_t *items, size
     for (uint32_t i = 0; rc == 0 && i < n; i++) {
         vz_batch_item_t *item = &items[i];
         memset(item, 0, sizeof *item);
-        uint32_t item_len, code_len, two;
+        uint32_t item_len = 0, code_len = 0, two = 0;
         if (!reply) {
             rc = vz_mp_read_bin(&r, &item->data, &item_len, "batch item is not a bin");
             item->len = item_len;
@@ -147,9 +147,11 @@ static int s_decode(const uint8_t *buf, size_t len, vz_batch_item_t *items, size
         item->code_len = code_len;
         //  A body is bin, an error message str: the code says which.
         const char *wrong = "batch result payload has the wrong type";
-        if (code_len > 0)
-            rc = vz_mp_read_str(&r, (const char **)&item->data, &item_len, wrong);
-        else
+        if (code_len > 0) {
+            const char *message;
+            rc = vz_mp_read_str(&r, &message, &item_len, wrong);
+            item->data = rc == 0 ? (const uint8_t *)message : NULL;
+        } else
             rc = vz_mp_read_bin(&r, &item->data, &item_len, wrong);
         item->len = item_len;
     }
