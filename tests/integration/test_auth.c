@@ -14,7 +14,6 @@
 #include <cmocka.h>
 
 #include <hiredis/hiredis.h>
-#include <msgpack.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "vz_auth_contract.h"
 #include "vz_client.h"
 #include "vz_common.h"
 #include "vz_curve.h"
@@ -237,45 +237,22 @@ static const char *s_str(const res_t *r, const char *key)
     return v;
 }
 
-//  msgpack {"<field>": value}.
-static void s_pack1(msgpack_sbuffer *sbuf, const char *field, const char *value)
+//  An api_key_verify body for key (caller frees).
+static uint8_t *s_key_body(const char *key, size_t *len_p)
 {
-    msgpack_sbuffer_init(sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 1);
-    msgpack_pack_str(&pk, strlen(field));
-    msgpack_pack_str_body(&pk, field, strlen(field));
-    msgpack_pack_str(&pk, strlen(value));
-    msgpack_pack_str_body(&pk, value, strlen(value));
+    vz_auth_key_verify_t in = {{0}};
+    assert_int_equal(vz_strlcpy(in.key, key, sizeof in.key), 0);
+    return vz_auth_key_verify_encode(&in, len_p);
 }
 
-//  A string or bool field of a msgpack map reply into out ("true"/"false" for bools).
-static bool s_mp_field(const res_t *r, const char *field, char *out, size_t n)
+//  The api_key_verify answer in r, through the contract's codec.
+static vz_auth_key_identity_t s_identity(const res_t *r)
 {
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    bool found = false;
-    if (msgpack_unpack_next(&msg, r->body, r->len, NULL) == MSGPACK_UNPACK_SUCCESS &&
-        msg.data.type == MSGPACK_OBJECT_MAP) {
-        for (uint32_t i = 0; i < msg.data.via.map.size && !found; i++) {
-            msgpack_object *k = &msg.data.via.map.ptr[i].key, *v = &msg.data.via.map.ptr[i].val;
-            if (k->type != MSGPACK_OBJECT_STR || k->via.str.size != strlen(field) ||
-                memcmp(k->via.str.ptr, field, k->via.str.size) != 0)
-                continue;
-            found = true;
-            if (v->type == MSGPACK_OBJECT_BOOLEAN)
-                snprintf(out, n, "%s", v->via.boolean ? "true" : "false");
-            else if (v->type == MSGPACK_OBJECT_STR)
-                snprintf(out, n, "%.*s", (int)v->via.str.size, v->via.str.ptr);
-            else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-                snprintf(out, n, "%llu", (unsigned long long)v->via.u64);
-            else
-                found = false;
-        }
-    }
-    msgpack_unpacked_destroy(&msg);
-    return found;
+    vz_auth_key_identity_t who;
+    const char *why = NULL;
+    if (vz_auth_key_identity_decode(&who, (const uint8_t *)r->body, r->len, &why) < 0)
+        fail_msg("api_key_verify answer: %s", why);
+    return who;
 }
 
 static vz_jwt_keyset_t *s_jwks(mesh_t *mesh, char **raw_p)
@@ -556,20 +533,16 @@ static void test_api_keys(void **state)
     assert_null(strstr(r.body, key)); //  the secret is shown once only
     s_res_free(&r);
 
-    msgpack_sbuffer sbuf;
-    s_pack1(&sbuf, "key", key);
-    char out[128];
+    size_t key_len;
+    uint8_t *key_body = s_key_body(key, &key_len);
     for (int i = 0; i < 2; i++) { //  both replicas
-        r = s_call_as(mesh->gw, "api_key_verify", sbuf.data, sbuf.size, NULL);
+        r = s_call_as(mesh->gw, "api_key_verify", key_body, key_len, NULL);
         assert_false(r.error);
-        assert_true(s_mp_field(&r, "valid", out, sizeof out));
-        assert_string_equal(out, "true");
-        assert_true(s_mp_field(&r, "sub", out, sizeof out));
-        assert_string_equal(out, mesh->uid);
-        assert_true(s_mp_field(&r, "kid", out, sizeof out));
-        assert_string_equal(out, id);
-        assert_true(s_mp_field(&r, "tier", out, sizeof out));
-        assert_string_equal(out, "free");
+        vz_auth_key_identity_t who = s_identity(&r);
+        assert_true(who.valid);
+        assert_string_equal(who.sub, mesh->uid);
+        assert_string_equal(who.kid, id);
+        assert_string_equal(who.tier, "free");
         s_res_free(&r);
     }
     //  A wrong secret with the right prefix, and junk: valid=false, not errors.
@@ -578,14 +551,13 @@ static void test_api_keys(void **state)
     wrong[strlen(wrong) - 1] = wrong[strlen(wrong) - 1] == 'A' ? 'B' : 'A';
     const char *bad[] = {wrong, "vzk_junk", ""};
     for (int i = 0; i < 3; i++) {
-        msgpack_sbuffer b;
-        s_pack1(&b, "key", bad[i]);
-        r = s_call_as(mesh->gw, "api_key_verify", b.data, b.size, NULL);
+        size_t bad_len;
+        uint8_t *bad_body = s_key_body(bad[i], &bad_len);
+        r = s_call_as(mesh->gw, "api_key_verify", bad_body, bad_len, NULL);
         assert_false(r.error);
-        assert_true(s_mp_field(&r, "valid", out, sizeof out));
-        assert_string_equal(out, "false");
+        assert_false(s_identity(&r).valid);
         s_res_free(&r);
-        msgpack_sbuffer_destroy(&b);
+        free(bad_body);
     }
     r = s_call(mesh, "api_key_verify", "not msgpack", NULL);
     s_expect_error(&r, "invalid_request", NULL);
@@ -602,11 +574,10 @@ static void test_api_keys(void **state)
     r = s_call(mesh, "api_key_delete", NULL, mine);
     assert_false(r.error);
     s_res_free(&r);
-    r = s_call_as(mesh->gw, "api_key_verify", sbuf.data, sbuf.size, NULL);
-    assert_true(s_mp_field(&r, "valid", out, sizeof out));
-    assert_string_equal(out, "false");
+    r = s_call_as(mesh->gw, "api_key_verify", key_body, key_len, NULL);
+    assert_false(s_identity(&r).valid);
     s_res_free(&r);
-    msgpack_sbuffer_destroy(&sbuf);
+    free(key_body);
 }
 
 static void test_oauth_client_credentials(void **state)
@@ -684,16 +655,19 @@ static void test_oauth_client_credentials(void **state)
     s_expect_error(&r, "unauthorized", "invalid_client");
     s_res_free(&r);
 
-    msgpack_sbuffer sbuf;
-    s_pack1(&sbuf, "token", token);
-    char out[128];
-    r = s_call_as(mesh->gw, "token_introspect", sbuf.data, sbuf.size, NULL);
-    assert_true(s_mp_field(&r, "active", out, sizeof out));
-    assert_string_equal(out, "true");
-    assert_true(s_mp_field(&r, "client_id", out, sizeof out));
-    assert_string_equal(out, id);
+    vz_auth_introspect_t *in = calloc(1, sizeof *in);
+    assert_non_null(in);
+    assert_int_equal(vz_strlcpy(in->token, token, sizeof in->token), 0);
+    size_t len;
+    uint8_t *body = vz_auth_introspect_encode(in, &len);
+    free(in);
+    r = s_call_as(mesh->gw, "token_introspect", body, len, NULL);
+    free(body);
+    vz_auth_token_info_t info;
+    assert_int_equal(vz_auth_token_info_decode(&info, (const uint8_t *)r.body, r.len, NULL), 0);
+    assert_true(info.active);
+    assert_string_equal(info.client_id, id);
     s_res_free(&r);
-    msgpack_sbuffer_destroy(&sbuf);
 }
 
 //  Run the jose verifier; returns its stdout (heap).

@@ -12,13 +12,13 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <msgpack.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "vz_broker_contract.h"
 #include "vz_client.h"
 #include "vz_curve.h"
 #include "vz_envelope.h"
@@ -370,25 +370,13 @@ static void s_wait_workers(zsock_t *client, const char *service, size_t n)
         vz_envelope_t rep;
         zframe_t *frame = NULL;
         s_recv_reply(client, 2000, &rep, &frame);
-        //  Look for "service" followed by the workers count in the msgpack map.
-        msgpack_unpacked up;
-        msgpack_unpacked_init(&up);
-        size_t seen = 0;
-        if (msgpack_unpack_next(&up, (const char *)rep.body, rep.body_len, NULL) ==
-                MSGPACK_UNPACK_SUCCESS &&
-            up.data.type == MSGPACK_OBJECT_MAP) {
-            for (uint32_t i = 0; i < up.data.via.map.size; i++) {
-                msgpack_object_kv *kv = &up.data.via.map.ptr[i];
-                if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen(service) &&
-                    memcmp(kv->key.via.str.ptr, service, strlen(service)) == 0 &&
-                    kv->val.type == MSGPACK_OBJECT_MAP)
-                    for (uint32_t j = 0; j < kv->val.via.map.size; j++)
-                        if (kv->val.via.map.ptr[j].key.via.str.size == 7 &&
-                            memcmp(kv->val.via.map.ptr[j].key.via.str.ptr, "workers", 7) == 0)
-                            seen = (size_t)kv->val.via.map.ptr[j].val.via.u64;
-            }
-        }
-        msgpack_unpacked_destroy(&up);
+        //  The services reply through its contract's codec.
+        vz_broker_service_t list[64];
+        size_t count = 0, seen = 0;
+        if (vz_broker_services_decode(rep.body, rep.body_len, list, 64, &count, NULL, NULL) == 0)
+            for (size_t i = 0; i < count; i++)
+                if (strcmp(list[i].name, service) == 0)
+                    seen = (size_t)list[i].workers;
         zframe_destroy(&frame);
         if (seen == n)
             return;

@@ -15,7 +15,6 @@
 
 #include <curl/curl.h>
 #include <hiredis/hiredis.h>
-#include <msgpack.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -25,9 +24,11 @@
 #include <strings.h>
 
 #include "harness.h"
+#include "vz_auth_contract.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_jwt.h"
+#include "vz_proto.h"
 #include "vz_worker.h"
 
 #define READY_MS 15000
@@ -200,46 +201,23 @@ static int s_jwks(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     return rc;
 }
 
-static void s_pack_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str(pk, strlen(s));
-    msgpack_pack_str_body(pk, s, strlen(s));
-}
-
 //  Known keys: "vzk_good" (user-7, premium, key id k7), anything else invalid.
 static int s_api_key_verify(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     authw_t *a = app;
     atomic_fetch_add(&a->key_calls, 1);
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    size_t off = 0;
-    bool good = false;
-    if (msgpack_unpack_next(&msg, (const char *)req->body, req->body_len, &off) ==
-            MSGPACK_UNPACK_SUCCESS &&
-        msg.data.type == MSGPACK_OBJECT_MAP && msg.data.via.map.size == 1) {
-        const msgpack_object *v = &msg.data.via.map.ptr[0].val;
-        good = v->type == MSGPACK_OBJECT_STR && v->via.str.size == 8 &&
-               memcmp(v->via.str.ptr, "vzk_good", 8) == 0;
-    }
-    msgpack_unpacked_destroy(&msg);
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 5);
-    s_pack_str(&pk, "valid");
-    good ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-    s_pack_str(&pk, "sub");
-    s_pack_str(&pk, good ? "user-7" : "");
-    s_pack_str(&pk, "scope");
-    s_pack_str(&pk, good ? "read" : "");
-    s_pack_str(&pk, "tier");
-    s_pack_str(&pk, good ? "premium" : "");
-    s_pack_str(&pk, "kid");
-    s_pack_str(&pk, good ? "k7" : "");
-    int rc = vz_reply_body(reply, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
+    vz_auth_key_verify_t in;
+    const char *why = NULL;
+    if (vz_auth_key_verify_decode(&in, req->body, req->body_len, &why) < 0)
+        return vz_reply_error(reply, VZ_ERR_INVALID, why);
+    vz_auth_key_identity_t out = {0};
+    if (strcmp(in.key, "vzk_good") == 0)
+        out = (vz_auth_key_identity_t){
+            .valid = true, .sub = "user-7", .scope = "read", .tier = "premium", .kid = "k7"};
+    size_t len;
+    uint8_t *body = vz_auth_key_identity_encode(&out, &len);
+    int rc = vz_reply_body(reply, body, len);
+    free(body);
     return rc;
 }
 
@@ -839,12 +817,17 @@ static void test_limiter_away(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_jwt_valid), cmocka_unit_test(test_jwt_rejected),
-        cmocka_unit_test(test_scopes),    cmocka_unit_test(test_unknown_kid_refetch),
-        cmocka_unit_test(test_api_key),   cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_jwt_valid),
+        cmocka_unit_test(test_jwt_rejected),
+        cmocka_unit_test(test_scopes),
+        cmocka_unit_test(test_unknown_kid_refetch),
+        cmocka_unit_test(test_api_key),
+        cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_rate_limit_batched),
-        cmocka_unit_test(test_rate_limit_leased), cmocka_unit_test(test_rate_limit_lease_edge),
-        cmocka_unit_test(test_auth_away), cmocka_unit_test(test_limiter_away),
+        cmocka_unit_test(test_rate_limit_leased),
+        cmocka_unit_test(test_rate_limit_lease_edge),
+        cmocka_unit_test(test_auth_away),
+        cmocka_unit_test(test_limiter_away),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

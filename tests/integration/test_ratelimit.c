@@ -19,7 +19,6 @@
 
 #include <curl/curl.h>
 #include <hiredis/hiredis.h>
-#include <msgpack.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -35,6 +34,7 @@
 #include "vz_curve.h"
 #include "vz_envelope.h"
 #include "vz_proto.h"
+#include "vz_ratelimit_contract.h"
 
 #define READY_MS 15000
 #define CALL_MS 5000
@@ -218,63 +218,34 @@ static vz_client_t *s_client(const mesh_t *mesh, const char *endpoint)
     return client;
 }
 
-static void s_pack_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str(pk, strlen(s));
-    msgpack_pack_str_body(pk, s, strlen(s));
-}
-
-static bool s_key_is(const msgpack_object *k, const char *name)
-{
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(name) &&
-           memcmp(k->via.str.ptr, name, k->via.str.size) == 0;
-}
-
-static void s_copy_str(char *dst, size_t n, const msgpack_object *v)
-{
-    size_t len = v->type == MSGPACK_OBJECT_STR ? v->via.str.size : 0;
-    if (len >= n)
-        len = n - 1;
-    memcpy(dst, v->via.str.ptr, len);
-    dst[len] = '\0';
-}
-
-//  Decode a "check" reply; every field must be present with its type.
+//  Decode a "check" reply with the contract's codec (every field required).
 static int s_decode(const uint8_t *body, size_t len, answer_t *a)
 {
-    msgpack_unpacked up;
-    msgpack_unpacked_init(&up);
-    int seen = 0;
-    if (msgpack_unpack_next(&up, (const char *)body, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
-        up.data.type == MSGPACK_OBJECT_MAP) {
-        for (uint32_t i = 0; i < up.data.via.map.size; i++) {
-            const msgpack_object *k = &up.data.via.map.ptr[i].key;
-            const msgpack_object *v = &up.data.via.map.ptr[i].val;
-            bool is_bool = v->type == MSGPACK_OBJECT_BOOLEAN;
-            bool is_uint = v->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
-            bool is_str = v->type == MSGPACK_OBJECT_STR;
-            if (s_key_is(k, "allowed") && is_bool)
-                a->allowed = v->via.boolean, seen++;
-            else if (s_key_is(k, "shadow") && is_bool)
-                a->shadow = v->via.boolean, seen++;
-            else if (s_key_is(k, "limit") && is_uint)
-                a->limit = v->via.u64, seen++;
-            else if (s_key_is(k, "remaining") && is_uint)
-                a->remaining = v->via.u64, seen++;
-            else if (s_key_is(k, "reset") && is_uint)
-                a->reset = v->via.u64, seen++;
-            else if (s_key_is(k, "retry_after") && is_uint)
-                a->retry_after = v->via.u64, seen++;
-            else if (s_key_is(k, "window") && is_uint)
-                a->window = v->via.u64, seen++;
-            else if (s_key_is(k, "policy") && is_str)
-                s_copy_str(a->policy, sizeof a->policy, v), seen++;
-            else if (s_key_is(k, "mode") && is_str)
-                s_copy_str(a->mode, sizeof a->mode, v), seen++;
-        }
-    }
-    msgpack_unpacked_destroy(&up);
-    return seen == 9 ? 0 : -1;
+    vz_rl_decision_t d;
+    if (vz_rl_decision_decode(&d, body, len, NULL) < 0)
+        return -1;
+    a->allowed = d.allowed;
+    a->limit = d.limit;
+    a->remaining = d.remaining;
+    a->reset = d.reset;
+    a->retry_after = d.retry_after;
+    vz_strlcpy(a->policy, d.policy, sizeof a->policy);
+    a->window = d.window;
+    vz_strlcpy(a->mode, vz_rl_mode_name(d.mode), sizeof a->mode);
+    a->shadow = d.shadow;
+    return 0;
+}
+
+//  A check body for ip/sub/tier/route, cost 1 (caller frees).
+static uint8_t *s_check_body(const char *ip, const char *sub, const char *tier, const char *route,
+                             size_t *len_p)
+{
+    vz_rl_check_t check = {.cost = 1};
+    assert_int_equal(vz_strlcpy(check.ip, ip, sizeof check.ip), 0);
+    assert_int_equal(vz_strlcpy(check.sub, sub, sizeof check.sub), 0);
+    assert_int_equal(vz_strlcpy(check.tier, tier, sizeof check.tier), 0);
+    assert_int_equal(vz_strlcpy(check.route, route, sizeof check.route), 0);
+    return vz_rl_check_encode(&check, len_p);
 }
 
 //  One "check"; returns 0 (answer or error in a) or -ETIMEDOUT.
@@ -302,25 +273,10 @@ static int s_check_raw(vz_client_t *client, const uint8_t *body, size_t len, ans
 static int s_check(vz_client_t *client, const char *ip, const char *sub, const char *tier,
                    const char *route, answer_t *a)
 {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 6);
-    s_pack_str(&pk, "ip");
-    s_pack_str(&pk, ip);
-    s_pack_str(&pk, "sub");
-    s_pack_str(&pk, sub);
-    s_pack_str(&pk, "key");
-    s_pack_str(&pk, "");
-    s_pack_str(&pk, "tier");
-    s_pack_str(&pk, tier);
-    s_pack_str(&pk, "route");
-    s_pack_str(&pk, route);
-    s_pack_str(&pk, "cost");
-    msgpack_pack_uint32(&pk, 1);
-    int rc = s_check_raw(client, (const uint8_t *)sb.data, sb.size, a);
-    msgpack_sbuffer_destroy(&sb);
+    size_t len;
+    uint8_t *body = s_check_body(ip, sub, tier, route, &len);
+    int rc = s_check_raw(client, body, len, a);
+    free(body);
     return rc;
 }
 
@@ -530,27 +486,18 @@ static void test_pipelined_batches(void **state)
     const char *routes[2] = {"exact_tb", "exact_sw"};
     const char *ips[2] = {"10.7.0.1", "10.7.0.2"};
     for (int i = 0; i < 2 * EACH; i++) {
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 3);
-        s_pack_str(&pk, "ip");
-        s_pack_str(&pk, ips[i % 2]);
-        s_pack_str(&pk, "tier");
-        s_pack_str(&pk, "anonymous");
-        s_pack_str(&pk, "route");
-        s_pack_str(&pk, routes[i % 2]);
+        size_t len;
+        uint8_t *body = s_check_body(ips[i % 2], "", "anonymous", routes[i % 2], &len);
         vz_envelope_t req;
         vz_envelope_init(&req, VZ_KIND_REQUEST);
         vz_strlcpy(req.service, "ratelimit", sizeof req.service);
         vz_strlcpy(req.method, "check", sizeof req.method);
         vz_client_new_id(req.id, sizeof req.id);
         req.deadline_ms = vz_now_ms() + 20000;
-        req.body = (const uint8_t *)sb.data;
-        req.body_len = sb.size;
+        req.body = body;
+        req.body_len = len;
         assert_int_equal(vz_client_send(client, &req), 0);
-        msgpack_sbuffer_destroy(&sb);
+        free(body);
     }
     int allowed[2] = {0, 0}, answers = 0, not_redis = 0;
     zpoller_t *poller = zpoller_new(vz_client_sock(client), NULL);
@@ -581,22 +528,6 @@ static void test_pipelined_batches(void **state)
     assert_true(trips >= 1 && trips < 2 * EACH);
 }
 
-//  msgpack check body for ip on route (tier anonymous); sub = "" and tier
-//  "free" give the "users" policy no descriptor to key on.
-static void s_check_body(msgpack_sbuffer *sb, const char *ip, const char *tier, const char *route)
-{
-    msgpack_sbuffer_init(sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 3);
-    s_pack_str(&pk, "ip");
-    s_pack_str(&pk, ip);
-    s_pack_str(&pk, "tier");
-    s_pack_str(&pk, tier);
-    s_pack_str(&pk, "route");
-    s_pack_str(&pk, route);
-}
-
 //  check_batch (the batch convention of vz_batch.h): 12 batches of 41
 //  items sent without waiting, spread over both replicas; each batch holds
 //  20 checks per bucket plus one malformed item at a varying position.
@@ -613,17 +544,18 @@ static void test_check_batch(void **state)
     char ids[BATCHES][VZ_ID_MAX];
     for (int b = 0; b < BATCHES; b++) {
         vz_batch_item_t items[PER];
-        msgpack_sbuffer sbs[PER];
+        uint8_t *bodies[PER] = {NULL};
         int bad = (b * 7) % PER;
         for (int i = 0, k = 0; i < PER; i++) {
-            if (i == bad) {
-                msgpack_sbuffer_init(&sbs[i]);
-                msgpack_sbuffer_write(&sbs[i], "\x93\x01", 2); //  truncated array
-            } else {
-                s_check_body(&sbs[i], ips[k % 2], "anonymous", routes[k % 2]);
+            if (i == bad)
+                items[i] = (vz_batch_item_t){.data = (const uint8_t *)"\x93\x01", .len = 2};
+            else {
+                //  sub "" and tier "anonymous": the "exact_*" policies key on ip.
+                size_t item_len;
+                bodies[i] = s_check_body(ips[k % 2], "", "anonymous", routes[k % 2], &item_len);
+                items[i] = (vz_batch_item_t){.data = bodies[i], .len = item_len};
                 k++;
             }
-            items[i] = (vz_batch_item_t){.data = (uint8_t *)sbs[i].data, .len = sbs[i].size};
         }
         size_t len;
         uint8_t *body = vz_batch_request_encode(items, PER, &len);
@@ -639,7 +571,7 @@ static void test_check_batch(void **state)
         assert_int_equal(vz_client_send(client, &req), 0);
         free(body);
         for (int i = 0; i < PER; i++)
-            msgpack_sbuffer_destroy(&sbs[i]);
+            free(bodies[i]);
     }
     int allowed[2] = {0, 0}, denied[2] = {0, 0}, replies = 0;
     zpoller_t *poller = zpoller_new(vz_client_sock(client), NULL);
@@ -701,9 +633,10 @@ static void test_check_batch(void **state)
     vz_response_destroy(&rsp);
 
     //  Decided at once (no Redis wait): an item without a descriptor.
-    msgpack_sbuffer sb;
-    s_check_body(&sb, "10.8.0.3", "free", "any");
-    vz_batch_item_t one = {.data = (uint8_t *)sb.data, .len = sb.size};
+    //  sub "" and tier "free" give the "users" policy no descriptor to key on.
+    size_t one_len;
+    uint8_t *one_body = s_check_body("10.8.0.3", "", "free", "any", &one_len);
+    vz_batch_item_t one = {.data = one_body, .len = one_len};
     size_t len;
     uint8_t *body = vz_batch_request_encode(&one, 1, &len);
     req.body = body;
@@ -717,7 +650,7 @@ static void test_check_batch(void **state)
     assert_non_null(memmem(out[0].data, out[0].len, "no descriptor", 13));
     vz_response_destroy(&rsp);
     free(body);
-    msgpack_sbuffer_destroy(&sb);
+    free(one_body);
     vz_client_destroy(&client);
 }
 
