@@ -419,18 +419,55 @@ static void test_bundled_forwards(void **state)
     assert_true(s_bundle_burst(mesh, "/v1/t/alone") == 0);
 }
 
-//  Poll path until it answers status, up to ms (bounded, no fixed sleep).
+typedef struct {
+    const mesh_t *mesh; //  target
+    const char *method; //  request ...
+    const char *path;   //  ...
+    const char *body;   //  ... (NULL = none)
+    long status;        //  answer to the last one
+} retry_t;
+
+static bool s_answered(void *arg)
+{
+    retry_t *t = arg;
+    resp_t r;
+    assert_int_equal(
+        s_http(t->mesh, t->method, t->path, t->body, t->body ? strlen(t->body) : 0, NULL, &r), 0);
+    t->status = r.status;
+    s_resp_free(&r);
+    return t->status != 503;
+}
+
+//  Send the request until it is answered other than 503 (5 s at most); its status.
+static long s_until_not_503(const mesh_t *mesh, const char *method, const char *path,
+                            const char *body)
+{
+    retry_t t = {mesh, method, path, body, 0};
+    vzt_wait_until(s_answered, &t, 5000);
+    return t.status;
+}
+
+typedef struct {
+    const mesh_t *mesh; //  target
+    const char *path;   //  GET this
+    long want;          //  until it answers this
+} status_goal_t;
+
+static bool s_status_is(void *arg)
+{
+    status_goal_t *goal = arg;
+    resp_t r;
+    bool ok =
+        s_http(goal->mesh, "GET", goal->path, NULL, 0, NULL, &r) == 0 && r.status == goal->want;
+    s_resp_free(&r);
+    return ok;
+}
+
+//  GET path until it answers status, up to ms.
 static bool s_wait_status(const mesh_t *mesh, const char *path, long status, int ms)
 {
-    int64_t until = vz_now_ms() + ms;
-    while (vz_now_ms() < until) {
-        resp_t r;
-        bool ok = s_http(mesh, "GET", path, NULL, 0, NULL, &r) == 0 && r.status == status;
-        s_resp_free(&r);
-        if (ok)
-            return true;
-    }
-    return false;
+    status_goal_t goal = {mesh, path, status};
+    return vzt_wait_until(s_status_is, &goal, ms);
 }
 
 static void test_route_params(void **state)
@@ -596,12 +633,8 @@ static void test_reload(void **state)
                          "    t_new\n        methods = \"POST\"\n        path = \"/y\"\n"
                          "        service = \"echo\"\n        call = \"echo\"\n");
     kill(vzt_mesh_pid(mesh->m, "gateway"), SIGHUP);
-    double rejected = 0;
-    int64_t until = vz_now_ms() + 5000;
-    while (rejected < 1 && vz_now_ms() < until)
-        vzt_metric(mesh->http_port, "vz_gateway_route_reloads_total{result=\"rejected\"}",
-                   &rejected);
-    assert_true(rejected >= 1);
+    assert_true(vzt_wait_metric(mesh->http_port,
+                                "vz_gateway_route_reloads_total{result=\"rejected\"}", 1, 5000));
     assert_true(s_wait_status(mesh, "/v1/t/new", 200, 1000));
     atomic_store(&load.stop, true);
     pthread_join(thread, NULL);
@@ -882,39 +915,19 @@ static void test_breaker(void **state)
     assert_true(r.seconds < 0.1); //  refused without calling
     s_resp_free(&r);
     //  After the cooldown a failing probe opens it again ...
-    int64_t until = vz_now_ms() + 5000;
-    while (s_breaker_state(mesh) != 1 && vz_now_ms() < until) {
-        assert_int_equal(s_http(mesh, "GET", "/v1/echo/whoami", NULL, 0, NULL, &r), 0);
-        bool probed = r.status != 503;
-        s_resp_free(&r);
-        if (probed)
-            break;
-    }
-    //  (The loop's probe succeeded: whoami is quick, so the breaker closed.)
+    assert_int_equal(s_until_not_503(mesh, "GET", "/v1/echo/whoami", NULL), 200);
+    //  (The probe succeeded: whoami is quick, so the breaker closed.)
     assert_true(s_breaker_state(mesh) == 0);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(s_http(mesh, "POST", "/v1/t/breaker", "300", 3, NULL, &r), 0);
         s_resp_free(&r);
     }
     assert_true(s_breaker_state(mesh) == 2);
-    until = vz_now_ms() + 5000;
-    long status = 503;
-    while (status == 503 && vz_now_ms() < until) {
-        assert_int_equal(s_http(mesh, "POST", "/v1/t/breaker", "300", 3, NULL, &r), 0);
-        status = r.status;
-        s_resp_free(&r);
-    }
+    long status = s_until_not_503(mesh, "POST", "/v1/t/breaker", "300");
     assert_int_equal(status, 504);           //  the half-open probe failed ...
     assert_true(s_breaker_state(mesh) == 2); //  ... so it is open again
     //  ... and a good probe closes it.
-    until = vz_now_ms() + 5000;
-    status = 503;
-    while (status == 503 && vz_now_ms() < until) {
-        assert_int_equal(s_http(mesh, "POST", "/v1/echo/slow", "0", 1, NULL, &r), 0);
-        status = r.status;
-        s_resp_free(&r);
-    }
-    assert_int_equal(status, 200);
+    assert_int_equal(s_until_not_503(mesh, "POST", "/v1/echo/slow", "0"), 200);
     assert_true(s_breaker_state(mesh) == 0);
 }
 
@@ -976,19 +989,9 @@ static void test_sigterm_drains(void **state)
     call_t call = {.mesh = mesh};
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, s_slow_call, &call), 0);
-    //  Wait until the gateway counts the request in flight (bounded poll).
-    int64_t until = vz_now_ms() + 5000;
-    bool seen = false;
-    while (!seen && vz_now_ms() < until) {
-        resp_t r;
-        //  The /metrics request itself is one; the slow call makes two.
-        const char *line = NULL;
-        if (s_http(mesh, "GET", "/metrics", NULL, 0, NULL, &r) == 0)
-            line = strstr(r.body, "\nvz_gateway_inflight ");
-        seen = line && strtod(line + strlen("\nvz_gateway_inflight "), NULL) >= 2.0;
-        s_resp_free(&r);
-    }
-    assert_true(seen);
+    //  Wait until the gateway counts the request in flight: the /metrics
+    //  request itself is one, the slow call makes two.
+    assert_true(vzt_wait_metric(mesh->http_port, "vz_gateway_inflight", 2, 5000));
     kill(vzt_mesh_pid(mesh->m, "gateway"), SIGTERM);
     pthread_join(thread, NULL);
     assert_int_equal(call.rc, 0);
