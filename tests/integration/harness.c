@@ -5,6 +5,10 @@
  *  end of a pipe as VZ_NOTIFY_FD and writes "\n" once ready; EOF on the pipe
  *  before that means it exited. Children die with the test process
  *  (PR_SET_PDEATHSIG), so a failed or crashed test leaves nothing behind.
+ *  A mesh keeps its instances (Redis, broker, daemons) in start order with
+ *  their settings, so one can be stopped, killed and started again on the
+ *  same ports; every exit is judged once (exit code and sanitizer reports
+ *  in the instance's log) and an unclean one makes vzt_mesh_destroy fail.
  */
 #include "harness.h"
 
@@ -752,6 +756,8 @@ static void s_inst_env(vzt_mesh_t *self, s_inst_t *inst, char *const *more)
 
 static int s_inst_start(vzt_mesh_t *self, s_inst_t *inst, bool wait)
 {
+    if (!inst)
+        return -1; //  s_inst_new refused: tag taken or too many instances
     if (strcmp(inst->daemon, "redis") == 0)
         inst->proc = vzt_redis(self->dir, self->redis_port, S_READY_MS);
     else

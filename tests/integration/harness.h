@@ -2,8 +2,20 @@
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  Every helper waits on an event (readiness fd, process exit, socket
- *  reply) with a bounded timeout; none sleeps for a fixed time.
+ *  reply) with a bounded timeout; none sleeps for a fixed time, and the
+ *  conditions a test must poll go through vzt_wait_until.
  *  Binaries are found in $VZ_BIN_DIR, sources in $VZ_SOURCE_DIR.
+ *
+ *  A test's mesh in one call (see vzt_mesh_opts_t):
+ *
+ *      char *const env[] = {"gateway:VZ_GATEWAY_TIMEOUT_MS=1500", NULL};
+ *      vzt_mesh_t *m = vzt_mesh_start(&(vzt_mesh_opts_t){
+ *          .daemons = "echo,ratelimit,gateway", .identities = "tester", .env = env});
+ *      ... vzt_request("GET", url, headers, NULL, 0, 5000, &resp) against
+ *          vzt_mesh_url(m), vzt_mesh_stop(m, "echo"), vzt_mesh_restart(m, "echo") ...
+ *      return vzt_mesh_destroy(&m);  //  and main returns vzt_result(...)
+ *
+ *  Not thread-safe, except vzt_request, vzt_http and vzt_metric.
  */
 #ifndef VZ_HARNESS_H
 #define VZ_HARNESS_H
