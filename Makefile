@@ -40,11 +40,17 @@ test: test-deps build
 test-fast: test-deps build
 	ctest --test-dir $(BUILD) -j $(CTEST_JOBS) --output-on-failure
 
+# Daemons' logs are judged by the tests themselves (harness.c: every stop
+# and the teardown; logcheck.sh: the supervisor's state dir); a report that
+# still reached a test's output fails the pass here.
 test-asan: test-deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVZ_SANITIZE=ON
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ctest --test-dir $(ASAN_BUILD) -j $(CTEST_JOBS) --output-on-failure -LE noasan
+	@! grep -nE 'ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer' \
+	    $(ASAN_BUILD)/Testing/Temporary/LastTest.log || \
+	    { echo "test-asan: sanitizer reports in the test output (above)"; exit 1; }
 
 # Unit tests under valgrind: any memory error or definite leak fails.
 test-valgrind: build

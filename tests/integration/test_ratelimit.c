@@ -36,23 +36,18 @@
 #include "vz_proto.h"
 #include "vz_ratelimit_contract.h"
 
-#define READY_MS 15000
 #define CALL_MS 5000
 #define EXACT_LIMIT 200
 #define THREADS 8
 #define PER_THREAD 60
 
 typedef struct {
-    char *dir;           //  temp dir: keys, policies, logs
-    vzt_proc_t *redis;   //  redis-server
-    vzt_proc_t *broker;  //  vz-broker
-    vzt_proc_t *rl[2];   //  vz-ratelimit replicas
-    int admin[2];        //  their admin ports
-    int redis_port;      //  to restart Redis on the same port
-    int broker_port;     //  broker endpoint port
-    char endpoint[64];   //  tcp://127.0.0.1:<broker_port>
-    char broker_key[41]; //  Z85
-    zcert_t *cert;       //  the "gateway" identity used by clients
+    vzt_mesh_t *m;          //  Redis, broker, ratelimit.0 and ratelimit.1
+    const char *dir;        //  its directory (keys, policies, logs)
+    int admin[2];           //  the replicas' admin ports
+    const char *endpoint;   //  the broker endpoint
+    const char *broker_key; //  Z85
+    zcert_t *cert;          //  the "gateway" identity used by clients (borrowed)
 } mesh_t;
 
 typedef struct {
@@ -102,88 +97,27 @@ static void s_write(const char *path, const char *text)
     fclose(f);
 }
 
-static vzt_proc_t *s_start_redis(const char *dir, int port)
-{
-    vzt_proc_t *proc = vzt_redis(dir, port, READY_MS);
-    if (!proc)
-        fail_msg("redis-server did not start on %d", port);
-    return proc;
-}
-
-//  Start a daemon; wait for readiness unless nowait.
-static vzt_proc_t *s_start_daemon(const mesh_t *mesh, const char *name, const char *tag,
-                                  int broker_port, int redis_port, int admin_port,
-                                  char *const *more, bool nowait)
-{
-    //  The test's policy file unless the caller names one.
-    char *env[24] = {0};
-    size_t n = 0;
-    bool own_policy = false;
-    for (size_t i = 0; more && more[i]; i++) {
-        own_policy = own_policy || strncmp(more[i], "VZ_RATELIMIT_POLICY=", 20) == 0;
-        env[n++] = more[i];
-    }
-    char *policy = own_policy ? NULL : s_fmt("VZ_RATELIMIT_POLICY=%s/ratelimit.cfg", mesh->dir);
-    env[n] = policy;
-    vzt_proc_t *proc =
-        vzt_daemon(mesh->dir, name, tag, broker_port, redis_port, admin_port, env, !nowait);
-    free(policy);
-    return proc;
-}
-
-static vzt_proc_t *s_start_broker(const mesh_t *mesh, int port, const char *tag)
-{
-    char *bind = s_fmt("VZ_BROKER_BIND=tcp://127.0.0.1:%d", port);
-    char *pol = s_fmt("VZ_BROKER_POLICY=%s/policy.cfg", mesh->dir);
-    char *const env[] = {bind, pol, NULL};
-    vzt_proc_t *proc =
-        s_start_daemon(mesh, "broker", tag, port, mesh->redis_port, vzt_free_port(), env, false);
-    free(bind);
-    free(pol);
-    return proc;
-}
-
 static int s_setup(void **state)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     mesh_t *mesh = calloc(1, sizeof *mesh);
     assert_non_null(mesh);
     *state = mesh;
-    mesh->dir = vzt_tempdir("ratelimit");
-    char *keys = s_fmt("%s/keys", mesh->dir);
-    const char *const names[] = {"broker", "ratelimit", "gateway", NULL};
-    assert_int_equal(vzt_keys(keys, names), 0);
-    free(keys);
-    char *path = s_fmt("%s/policy.cfg", mesh->dir);
-    s_write(path, "identity\n    gateway\n        call = \"ratelimit broker\"\n"
-                  "    ratelimit\n        serve = \"ratelimit\"\n");
-    free(path);
-    path = s_fmt("%s/ratelimit.cfg", mesh->dir);
-    s_write(path, s_policies);
-    free(path);
-
-    mesh->redis_port = vzt_free_port();
-    mesh->broker_port = vzt_free_port();
-    mesh->redis = s_start_redis(mesh->dir, mesh->redis_port);
-    mesh->broker = s_start_broker(mesh, mesh->broker_port, "broker");
-    assert_non_null(mesh->broker);
-    char *const rl_env[] = {"VZ_RATELIMIT_REPLICAS=2", "VZ_RATELIMIT_REDIS_RETRY_MS=100", NULL};
-    for (int i = 0; i < 2; i++) {
-        mesh->admin[i] = vzt_free_port();
-        char tag[16];
-        snprintf(tag, sizeof tag, "ratelimit.%d", i);
-        mesh->rl[i] = s_start_daemon(mesh, "ratelimit", tag, mesh->broker_port, mesh->redis_port,
-                                     mesh->admin[i], rl_env, false);
-        assert_non_null(mesh->rl[i]);
-    }
-    snprintf(mesh->endpoint, sizeof mesh->endpoint, "tcp://127.0.0.1:%d", mesh->broker_port);
-    char *bkey = s_fmt("%s/keys/public/broker.key", mesh->dir);
-    assert_int_equal(vz_curve_server_key(bkey, mesh->broker_key), 0);
-    free(bkey);
-    char err[256];
-    char *cert = s_fmt("%s/keys/secret/gateway.key", mesh->dir);
-    mesh->cert = vz_curve_cert_load(cert, err, sizeof err);
-    free(cert);
+    char *const env[] = {"ratelimit:VZ_RATELIMIT_REPLICAS=2",
+                         "ratelimit:VZ_RATELIMIT_REDIS_RETRY_MS=100", NULL};
+    const char *const files[] = {"ratelimit.cfg", s_policies, NULL};
+    mesh->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "ratelimit",
+                                                .daemons = "ratelimit*2",
+                                                .identities = "gateway",
+                                                .env = env,
+                                                .files = files});
+    assert_non_null(mesh->m);
+    mesh->dir = vzt_mesh_dir(mesh->m);
+    mesh->admin[0] = vzt_mesh_admin_port(mesh->m, "ratelimit.0");
+    mesh->admin[1] = vzt_mesh_admin_port(mesh->m, "ratelimit.1");
+    mesh->endpoint = vzt_mesh_endpoint(mesh->m);
+    mesh->broker_key = vzt_mesh_broker_key(mesh->m);
+    mesh->cert = vzt_mesh_cert(mesh->m, "gateway");
     assert_non_null(mesh->cert);
     return 0;
 }
@@ -191,19 +125,10 @@ static int s_setup(void **state)
 static int s_teardown(void **state)
 {
     mesh_t *mesh = *state;
-    for (int i = 0; i < 2; i++)
-        vzt_proc_destroy(&mesh->rl[i]);
-    vzt_proc_destroy(&mesh->broker);
-    vzt_proc_destroy(&mesh->redis);
-    zcert_destroy(&mesh->cert);
-    if (getenv("VZ_KEEP_TMP"))
-        fprintf(stderr, "kept %s\n", mesh->dir);
-    else
-        vzt_rmrf(mesh->dir);
-    free(mesh->dir);
+    int rc = vzt_mesh_destroy(&mesh->m);
     free(mesh);
     curl_global_cleanup();
-    return 0;
+    return rc;
 }
 
 // --------------------------------------------------------------------------
@@ -472,7 +397,7 @@ static void test_exact_sliding_window(void **state)
 static void test_pipelined_batches(void **state)
 {
     mesh_t *mesh = *state;
-    redisContext *rc = redisConnect("127.0.0.1", mesh->redis_port);
+    redisContext *rc = redisConnect("127.0.0.1", vzt_mesh_redis_port(mesh->m));
     assert_true(rc && !rc->err);
     redisReply *flushed = redisCommand(rc, "SCRIPT FLUSH");
     assert_true(flushed && flushed->type == REDIS_REPLY_STATUS);
@@ -676,12 +601,8 @@ static void test_shadow(void **state)
 
 static void s_wait_metric(int port, const char *series, double want)
 {
-    int64_t until = vz_now_ms() + 5000;
-    while (s_metric(port, series) != want) {
-        if (vz_now_ms() > until)
-            fail_msg("%s never reached %g on :%d", series, want, port);
-        zclock_sleep(10); //  poll step, bounded by until
-    }
+    if (!vzt_wait_metric(port, series, want, 5000))
+        fail_msg("%s never reached %g on :%d", series, want, port);
 }
 
 static void test_reload(void **state)
@@ -695,7 +616,7 @@ static void test_reload(void **state)
     s_write(path, text);
     free(text);
     for (int i = 0; i < 2; i++)
-        kill(vzt_proc_pid(mesh->rl[i]), SIGHUP);
+        kill(vzt_mesh_pid(mesh->m, i ? "ratelimit.1" : "ratelimit.0"), SIGHUP);
     for (int i = 0; i < 2; i++)
         s_wait_metric(mesh->admin[i], "vz_ratelimit_reloads_total{result=\"ok\"}", 1);
     vz_client_t *client = s_client(mesh, NULL);
@@ -709,7 +630,7 @@ static void test_reload(void **state)
     //  An invalid file is refused and the current set kept.
     s_write(path, "policy\n    broken\n        limit = \"lots\"\n");
     for (int i = 0; i < 2; i++)
-        kill(vzt_proc_pid(mesh->rl[i]), SIGHUP);
+        kill(vzt_mesh_pid(mesh->m, i ? "ratelimit.1" : "ratelimit.0"), SIGHUP);
     for (int i = 0; i < 2; i++)
         s_wait_metric(mesh->admin[i], "vz_ratelimit_reloads_total{result=\"failed\"}", 1);
     assert_int_equal(s_check(client, "10.4.0.2", "", "anonymous", "added", &a), 0);
@@ -759,33 +680,48 @@ static void *s_load_thread(void *arg)
     return NULL;
 }
 
-//  Wait until both load threads have seen mode (recent answers).
+typedef struct {
+    load_t *load; //  the threads' tallies
+    int mode;     //  wanted last_mode
+    int seen;     //  consecutive looks that saw it
+} mode_goal_t;
+
+static bool s_mode_seen(void *arg)
+{
+    mode_goal_t *goal = arg;
+    goal->seen = atomic_load(&goal->load->last_mode) == goal->mode ? goal->seen + 1 : 0;
+    return goal->seen >= 20;
+}
+
+//  Wait until the load threads keep answering in mode (20 looks in a row).
 static void s_wait_mode(load_t *load, int mode, const char *what)
 {
-    int64_t until = vz_now_ms() + 10000;
-    int seen = 0;
-    while (seen < 20) {
-        if (vz_now_ms() > until)
-            fail_msg("never saw %s answers", what);
-        seen = atomic_load(&load->last_mode) == mode ? seen + 1 : 0;
-        zclock_sleep(5); //  poll step, bounded by until
-    }
+    mode_goal_t goal = {load, mode, 0};
+    if (!vzt_wait_until(s_mode_seen, &goal, 10000))
+        fail_msg("never saw %s answers", what);
+}
+
+typedef struct {
+    int port;           //  admin port
+    long want;          //  /readyz status
+    const char *reason; //  text the body must hold, or NULL
+} ready_goal_t;
+
+static bool s_ready_is(void *arg)
+{
+    ready_goal_t *goal = arg;
+    char *body = NULL;
+    long status = s_readyz(goal->port, &body);
+    bool ok = status == goal->want && (!goal->reason || (body && strstr(body, goal->reason)));
+    free(body);
+    return ok;
 }
 
 static void s_wait_ready(int port, long want, const char *reason)
 {
-    int64_t until = vz_now_ms() + 10000;
-    for (;;) {
-        char *body = NULL;
-        long status = s_readyz(port, &body);
-        bool ok = status == want && (!reason || (body && strstr(body, reason)));
-        free(body);
-        if (ok)
-            return;
-        if (vz_now_ms() > until)
-            fail_msg("readyz on :%d never became %ld %s", port, want, reason ? reason : "");
-        zclock_sleep(20); //  poll step, bounded by until
-    }
+    ready_goal_t goal = {port, want, reason};
+    if (!vzt_wait_until(s_ready_is, &goal, 10000))
+        fail_msg("readyz on :%d never became %ld %s", port, want, reason ? reason : "");
 }
 
 //  Redis hung, then gone, then back, while two threads keep calling.
@@ -799,15 +735,15 @@ static void test_redis_outage(void **state)
     s_wait_mode(&load, 0, "redis");
 
     //  Hung: every call still answers, bounded by the 20 ms Redis timeout.
-    kill(vzt_proc_pid(mesh->redis), SIGSTOP);
+    kill(vzt_mesh_pid(mesh->m, "redis"), SIGSTOP);
     s_wait_mode(&load, 1, "fail_open (redis hung)");
     for (int i = 0; i < 2; i++)
         s_wait_ready(mesh->admin[i], 503, "redis unreachable");
-    kill(vzt_proc_pid(mesh->redis), SIGCONT);
+    kill(vzt_mesh_pid(mesh->m, "redis"), SIGCONT);
     s_wait_mode(&load, 0, "redis (after SIGCONT)");
 
     //  Stopped: fail_open, not ready, gauge and errors; then restarted.
-    vzt_proc_destroy(&mesh->redis);
+    assert_int_equal(vzt_mesh_stop(mesh->m, "redis"), 0);
     s_wait_mode(&load, 1, "fail_open (redis stopped)");
     for (int i = 0; i < 2; i++) {
         s_wait_ready(mesh->admin[i], 503, "redis unreachable");
@@ -827,7 +763,7 @@ static void test_redis_outage(void **state)
     assert_true(allowed >= 5 && allowed <= 10);
     vz_client_destroy(&client);
 
-    mesh->redis = s_start_redis(mesh->dir, mesh->redis_port);
+    assert_int_equal(vzt_mesh_restart(mesh->m, "redis"), 0);
     s_wait_mode(&load, 0, "redis (restarted)");
     for (int i = 0; i < 2; i++) {
         s_wait_ready(mesh->admin[i], 200, NULL);
@@ -850,36 +786,36 @@ static void test_redis_outage(void **state)
 //  failure mode (here closed), and becomes ready when Redis appears.
 static void test_start_without_redis(void **state)
 {
-    mesh_t *mesh = *state;
-    int broker_port = vzt_free_port(), redis_port = vzt_free_port(), admin = vzt_free_port();
-    vzt_proc_t *broker = s_start_broker(mesh, broker_port, "broker2");
-    assert_non_null(broker);
+    (void)state;
+    //  A mesh of its own (a broker only), so no other replica answers.
+    const char *const files[] = {"ratelimit.cfg", s_policies, NULL};
+    vzt_mesh_t *m = vzt_mesh_start(
+        &(vzt_mesh_opts_t){.tag = "rl-noredis", .identities = "ratelimit,gateway", .files = files});
+    assert_non_null(m);
     char *const env[] = {"VZ_RATELIMIT_FAILURE_MODE=closed", "VZ_RATELIMIT_REDIS_RETRY_MS=50",
                          NULL};
-    vzt_proc_t *rl =
-        s_start_daemon(mesh, "ratelimit", "ratelimit.c", broker_port, redis_port, admin, env, true);
-    assert_non_null(rl);
+    assert_non_null(vzt_mesh_add(m, "ratelimit", "ratelimit", env, false));
+    int admin = vzt_mesh_admin_port(m, "ratelimit");
     s_wait_ready(admin, 503, "redis unreachable");
-    char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", broker_port);
-    vz_client_t *client = s_client(mesh, endpoint);
+    vz_client_config_t config = {vzt_mesh_endpoint(m), vzt_mesh_broker_key(m),
+                                 vzt_mesh_cert(m, "gateway")};
+    vz_client_t *client = vz_client_new(&config);
+    assert_non_null(client);
     answer_t a;
     assert_int_equal(s_check(client, "10.6.0.1", "", "anonymous", "small", &a), 0);
     assert_string_equal(a.error, "");
     assert_string_equal(a.mode, "fail_closed");
     assert_false(a.allowed);
     assert_true(a.retry_after >= 1);
-    assert_int_equal(vzt_proc_wait(rl, 0), -ETIMEDOUT); //  still running
+    assert_int_equal(vzt_mesh_wait(m, "ratelimit", 0), -ETIMEDOUT); //  still running
 
-    vzt_proc_t *redis = s_start_redis(mesh->dir, redis_port);
+    assert_non_null(vzt_mesh_add(m, "redis", "redis", NULL, true));
     s_wait_ready(admin, 200, NULL);
     assert_int_equal(s_check(client, "10.6.0.1", "", "anonymous", "small", &a), 0);
     assert_string_equal(a.mode, "redis");
     assert_true(a.allowed);
     vz_client_destroy(&client);
-    vzt_proc_destroy(&rl);
-    vzt_proc_destroy(&broker);
-    vzt_proc_destroy(&redis);
+    assert_int_equal(vzt_mesh_destroy(&m), 0);
 }
 
 static void test_bad_config(void **state)
@@ -891,10 +827,10 @@ static void test_bad_config(void **state)
     const char *cases[][2] = {{pol, NULL}, {"VZ_RATELIMIT_FAILURE_MODE=maybe", NULL}};
     for (size_t i = 0; i < 2; i++) {
         char *const env[] = {(char *)cases[i][0], NULL};
-        vzt_proc_t *rl = s_start_daemon(mesh, "ratelimit", "ratelimit.bad", mesh->broker_port,
-                                        mesh->redis_port, vzt_free_port(), env, true);
-        assert_int_equal(vzt_proc_wait(rl, 10000), 100);
-        vzt_proc_destroy(&rl);
+        char tag[32];
+        snprintf(tag, sizeof tag, "ratelimit.bad%zu", i);
+        assert_non_null(vzt_mesh_add(mesh->m, "ratelimit", tag, env, false));
+        assert_int_equal(vzt_mesh_wait(mesh->m, tag, 10000), 100);
     }
     free(pol);
     free(path);
@@ -947,5 +883,5 @@ int main(void)
         cmocka_unit_test(test_start_without_redis),
         cmocka_unit_test(test_bad_config),
     };
-    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+    return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }
