@@ -738,7 +738,7 @@ int vz_jwt_verify(const vz_jwt_keyset_t *keys, const char *token, size_t len,
 
     int64_t now = opts->now ? opts->now : vz_clock_now_ms() / 1000;
     int64_t leeway = opts->leeway_s > 0 ? opts->leeway_s : 0;
-    if (claims->exp == 0 || now >= claims->exp + leeway)
+    if (claims->exp == 0 || now - leeway >= claims->exp) //  exp + leeway could overflow
         return VZ_JWT_EEXPIRED;
     if ((claims->nbf && now + leeway < claims->nbf) || (claims->iat && claims->iat > now + leeway))
         return VZ_JWT_ENOTYET;
