@@ -142,10 +142,10 @@ struct s_worker_t {
     bool draining;              //  sent BYE: no new dispatch
 };
 
-struct vz_broker_t {
+struct broker_t {
     zsock_t *router;        //  the one CURVE ROUTER
     void *handle;           //  its libzmq handle, for raw sends
-    vz_policy_t *policy;    //  current call policy (owned)
+    policy_t *policy;       //  current call policy (owned)
     vz_metrics_t *metrics;  //  registry (borrowed)
     int port;               //  bound TCP port
     int heartbeat_ms;       //  heartbeat interval
@@ -209,12 +209,12 @@ static int s_frame_compare(const void *a, const void *b)
 //  --------------------------------------------------------------------------
 //  Deadline heap.
 
-static bool s_heap_less(vz_broker_t *self, size_t a, size_t b)
+static bool s_heap_less(broker_t *self, size_t a, size_t b)
 {
     return self->heap[a]->deadline_ms < self->heap[b]->deadline_ms;
 }
 
-static void s_heap_swap(vz_broker_t *self, size_t a, size_t b)
+static void s_heap_swap(broker_t *self, size_t a, size_t b)
 {
     s_request_t *tmp = self->heap[a];
     self->heap[a] = self->heap[b];
@@ -223,7 +223,7 @@ static void s_heap_swap(vz_broker_t *self, size_t a, size_t b)
     self->heap[b]->heap_index = b;
 }
 
-static void s_heap_up(vz_broker_t *self, size_t i)
+static void s_heap_up(broker_t *self, size_t i)
 {
     while (i > 0 && s_heap_less(self, i, (i - 1) / 2)) {
         s_heap_swap(self, i, (i - 1) / 2);
@@ -231,7 +231,7 @@ static void s_heap_up(vz_broker_t *self, size_t i)
     }
 }
 
-static void s_heap_down(vz_broker_t *self, size_t i)
+static void s_heap_down(broker_t *self, size_t i)
 {
     while (true) {
         size_t least = i, l = 2 * i + 1, r = l + 1;
@@ -246,7 +246,7 @@ static void s_heap_down(vz_broker_t *self, size_t i)
     }
 }
 
-static void s_heap_push(vz_broker_t *self, s_request_t *request)
+static void s_heap_push(broker_t *self, s_request_t *request)
 {
     if (self->heap_size == self->heap_cap) {
         self->heap_cap = self->heap_cap ? self->heap_cap * 2 : 1024;
@@ -258,7 +258,7 @@ static void s_heap_push(vz_broker_t *self, s_request_t *request)
     s_heap_up(self, request->heap_index);
 }
 
-static void s_heap_remove(vz_broker_t *self, s_request_t *request)
+static void s_heap_remove(broker_t *self, s_request_t *request)
 {
     size_t i = request->heap_index;
     assert(i < self->heap_size && self->heap[i] == request);
@@ -280,7 +280,7 @@ static void s_service_destroy(void **item_p)
     *item_p = NULL;
 }
 
-static s_service_t *s_service_require(vz_broker_t *self, const char *name)
+static s_service_t *s_service_require(broker_t *self, const char *name)
 {
     s_service_t *service = (s_service_t *)zhashx_lookup(self->services, name);
     if (service || zhashx_size(self->services) >= S_SERVICES_MAX)
@@ -302,7 +302,7 @@ static s_service_t *s_service_require(vz_broker_t *self, const char *name)
     return service;
 }
 
-static void s_count(vz_broker_t *self, s_service_t *service, s_outcome_t outcome)
+static void s_count(broker_t *self, s_service_t *service, s_outcome_t outcome)
 {
     if (!service->outcome[outcome]) {
         char labels[VZ_NAME_MAX + 48];
@@ -315,7 +315,7 @@ static void s_count(vz_broker_t *self, s_service_t *service, s_outcome_t outcome
 }
 
 //  Count malformed input; log a sample at most once per period.
-static void s_malformed(vz_broker_t *self, const char *what, const char *identity)
+static void s_malformed(broker_t *self, const char *what, const char *identity)
 {
     vz_series_inc(self->malformed);
     int64_t now = zclock_mono();
@@ -331,13 +331,12 @@ static void s_malformed(vz_broker_t *self, const char *what, const char *identit
 }
 
 //  Count a refusal; log it once per identity.
-static void s_forbidden(vz_broker_t *self, const char *identity, const char *what,
-                        const char *service)
+static void s_forbidden(broker_t *self, const char *identity, const char *what, const char *service)
 {
     vz_series_inc(self->forbidden);
     //  An unknown identity is logged once; a known one once per refused service.
     char key[VZ_NAME_MAX * 2 + 2];
-    if (vz_policy_known(self->policy, identity))
+    if (policy_known(self->policy, identity))
         snprintf(key, sizeof key, "%s/%s", identity, service);
     else
         snprintf(key, sizeof key, "%s", identity);
@@ -354,7 +353,7 @@ static void s_forbidden(vz_broker_t *self, const char *identity, const char *wha
 //  Start a message to rid. Returns 0, or -EHOSTUNREACH (the peer's
 //  connection is gone) or -EAGAIN (its pipe is at the high-water mark); then
 //  nothing was sent and the caller must not send the remaining frames.
-static int s_send_head(vz_broker_t *self, zframe_t *rid, const char *cmd, bool more)
+static int s_send_head(broker_t *self, zframe_t *rid, const char *cmd, bool more)
 {
     if (zmq_send(self->handle, zframe_data(rid), zframe_size(rid), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
         return errno == EAGAIN ? -EAGAIN : -EHOSTUNREACH;
@@ -363,13 +362,13 @@ static int s_send_head(vz_broker_t *self, zframe_t *rid, const char *cmd, bool m
 }
 
 //  Count a message that could not be sent (rc from s_send_head).
-static void s_send_failed(vz_broker_t *self, s_peer_t peer, int rc)
+static void s_send_failed(broker_t *self, s_peer_t peer, int rc)
 {
     vz_series_inc(self->send_failed[peer][rc == -EAGAIN ? S_FAIL_FULL : S_FAIL_GONE]);
 }
 
 //  Send an error reply for req to the client.
-static void s_send_error(vz_broker_t *self, zframe_t *client, const vz_envelope_t *req,
+static void s_send_error(broker_t *self, zframe_t *client, const vz_envelope_t *req,
                          const char *code, const char *message)
 {
     vz_envelope_t reply;
@@ -388,7 +387,7 @@ static void s_send_error(vz_broker_t *self, zframe_t *client, const vz_envelope_
 }
 
 //  Answer a tracked request with an error, rebuilding the fields it echoes.
-static void s_send_request_error(vz_broker_t *self, s_request_t *request, const char *code,
+static void s_send_request_error(broker_t *self, s_request_t *request, const char *code,
                                  const char *message)
 {
     vz_envelope_t req;
@@ -403,7 +402,7 @@ static void s_send_request_error(vz_broker_t *self, s_request_t *request, const 
 //  --------------------------------------------------------------------------
 //  Request lifecycle.
 
-static s_request_t *s_request_new(vz_broker_t *self)
+static s_request_t *s_request_new(broker_t *self)
 {
     s_request_t *request;
     if (!s_list_empty(&self->pool)) {
@@ -419,7 +418,7 @@ static s_request_t *s_request_new(vz_broker_t *self)
 }
 
 //  Forget a request wherever it is: queue or worker, tag hash, heap.
-static void s_request_finish(vz_broker_t *self, s_request_t *request)
+static void s_request_finish(broker_t *self, s_request_t *request)
 {
     if (s_linked(&request->node)) {
         s_list_unlink(&request->node);
@@ -442,10 +441,10 @@ static void s_request_finish(vz_broker_t *self, s_request_t *request)
         free(request);
 }
 
-static void s_worker_forget(vz_broker_t *self, s_worker_t *worker, bool gone);
+static void s_worker_forget(broker_t *self, s_worker_t *worker, bool gone);
 
 //  After a worker got credit back: make it available again, or finish its drain.
-static void s_worker_freed(vz_broker_t *self, s_worker_t *worker)
+static void s_worker_freed(broker_t *self, s_worker_t *worker)
 {
     if (worker->draining) {
         if (worker->busy == 0) {
@@ -456,7 +455,7 @@ static void s_worker_freed(vz_broker_t *self, s_worker_t *worker)
         s_list_push_back(&worker->service->waiting, &worker->node);
 }
 
-static void s_worker_lost(vz_broker_t *self, s_worker_t *worker, bool gone);
+static void s_worker_lost(broker_t *self, s_worker_t *worker, bool gone);
 
 //  Hand queued requests to least-recently-used workers while both exist.
 //  A worker whose connection turns out to be gone is forgotten on the spot
@@ -464,7 +463,7 @@ static void s_worker_lost(vz_broker_t *self, s_worker_t *worker, bool gone);
 //  the next worker; this is safe even for a request that is not idempotent.
 //  A worker whose pipe is full is parked (out of the LRU list) until it
 //  next talks to us.
-static void s_dispatch(vz_broker_t *self, s_service_t *service)
+static void s_dispatch(broker_t *self, s_service_t *service)
 {
     while (!s_list_empty(&service->queue) && !s_list_empty(&service->waiting)) {
         s_worker_t *worker = s_container(service->waiting.next, s_worker_t, node);
@@ -517,7 +516,7 @@ static void s_worker_destroy(void **item_p)
 //  Remove a worker whose in-flight list is empty. A worker found gone
 //  (its connection closed before we noticed) does not count as "a worker
 //  was there" for the no_worker/timeout choice at a request's deadline.
-static void s_worker_forget(vz_broker_t *self, s_worker_t *worker, bool gone)
+static void s_worker_forget(broker_t *self, s_worker_t *worker, bool gone)
 {
     assert(s_list_empty(&worker->inflight));
     if (s_linked(&worker->node))
@@ -535,7 +534,7 @@ static void s_worker_forget(vz_broker_t *self, s_worker_t *worker, bool gone)
 //  A worker died holding requests: requeue the idempotent ones (at the
 //  front), answer the others worker_lost. gone: found by a failed send
 //  rather than by silence. The caller dispatches afterwards.
-static void s_worker_lost(vz_broker_t *self, s_worker_t *worker, bool gone)
+static void s_worker_lost(broker_t *self, s_worker_t *worker, bool gone)
 {
     vz_warn(NULL, "worker lost", "identity", worker->identity, "service", worker->service->name,
             "detected", gone ? "send" : "silence");
@@ -565,7 +564,7 @@ static void s_worker_lost(vz_broker_t *self, s_worker_t *worker, bool gone)
 //  --------------------------------------------------------------------------
 //  The broker's own service.
 
-static void s_serve_self(vz_broker_t *self, zframe_t *client, const vz_envelope_t *req)
+static void s_serve_self(broker_t *self, zframe_t *client, const vz_envelope_t *req)
 {
     s_service_t *me = s_service_require(self, VZ_BROKER_SERVICE);
     vz_envelope_t reply;
@@ -619,10 +618,10 @@ static void s_serve_self(vz_broker_t *self, zframe_t *client, const vz_envelope_
 //  Incoming commands. Each handler gets the routing id, the message after the
 //  command frame, the caller identity and the wall clock; arity was checked.
 
-typedef void(s_handler_fn)(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+typedef void(s_handler_fn)(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
                            int64_t now);
 
-static void s_on_request(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+static void s_on_request(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
                          int64_t now)
 {
     zframe_t *frame = zmsg_first(msg);
@@ -640,7 +639,7 @@ static void s_on_request(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const ch
         }
         return;
     }
-    if (!vz_policy_may_call(self->policy, identity, env.service)) {
+    if (!policy_may_call(self->policy, identity, env.service)) {
         s_forbidden(self, identity, "call", env.service);
         s_send_error(self, rid, &env, VZ_ERR_FORBIDDEN, "call policy refuses this call");
         return;
@@ -688,7 +687,7 @@ static void s_on_request(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const ch
     s_dispatch(self, service);
 }
 
-static void s_on_reply(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+static void s_on_reply(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
                        int64_t now)
 {
     s_worker_t *worker = (s_worker_t *)zhashx_lookup(self->workers, rid);
@@ -719,7 +718,7 @@ static void s_on_reply(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char
     s_dispatch(self, service);
 }
 
-static void s_on_ready(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+static void s_on_ready(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
                        int64_t now)
 {
     char name[VZ_NAME_MAX];
@@ -743,7 +742,7 @@ static void s_on_ready(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char
         return;
     }
     if (self->stopping || strcmp(name, VZ_BROKER_SERVICE) == 0 ||
-        !vz_policy_may_serve(self->policy, identity, name)) {
+        !policy_may_serve(self->policy, identity, name)) {
         if (!self->stopping)
             s_forbidden(self, identity, "serve", name);
         s_send_head(self, rid, VZ_CMD_BYE, false);
@@ -781,7 +780,7 @@ static void s_on_ready(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char
     s_dispatch(self, worker->service);
 }
 
-static void s_on_heartbeat(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+static void s_on_heartbeat(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
                            int64_t now)
 {
     s_worker_t *worker = (s_worker_t *)zhashx_lookup(self->workers, rid);
@@ -797,8 +796,7 @@ static void s_on_heartbeat(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const 
     }
 }
 
-static void s_on_bye(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
-                     int64_t now)
+static void s_on_bye(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity, int64_t now)
 {
     s_worker_t *worker = (s_worker_t *)zhashx_lookup(self->workers, rid);
     if (!worker || worker->draining)
@@ -827,7 +825,7 @@ static const struct {
 //  One message: routing id, command, arguments. Checks arity and identity
 //  centrally, then calls the handler. An identity the policy does not know
 //  may only send REQ, which the policy check answers with "forbidden".
-static void s_handle(vz_broker_t *self, zmsg_t *msg, int64_t now)
+static void s_handle(broker_t *self, zmsg_t *msg, int64_t now)
 {
     zframe_t *rid = zmsg_pop(msg);
     zframe_t *cmd = zmsg_pop(msg);
@@ -846,7 +844,7 @@ static void s_handle(vz_broker_t *self, zmsg_t *msg, int64_t now)
         s_malformed(self, "unknown command", identity);
     else if (zmsg_size(msg) != s_commands[i].frames)
         s_malformed(self, "wrong frame count", identity);
-    else if (s_commands[i].handler != s_on_request && !vz_policy_known(self->policy, identity)) {
+    else if (s_commands[i].handler != s_on_request && !policy_known(self->policy, identity)) {
         if (s_commands[i].handler == s_on_ready)
             s_send_head(self, rid, VZ_CMD_BYE, false);
         s_forbidden(self, identity, "connect", "*");
@@ -861,7 +859,7 @@ done:
 //  Read what is waiting, up to a batch, so timers still run under load.
 static int s_router_readable(zloop_t *loop, zsock_t *sock, void *arg)
 {
-    vz_broker_t *self = (vz_broker_t *)arg;
+    broker_t *self = (broker_t *)arg;
     int64_t now = vz_now_ms();
     for (int n = 0; n < S_BATCH; n++) {
         zmsg_t *msg = zmsg_recv(self->router);
@@ -875,7 +873,7 @@ static int s_router_readable(zloop_t *loop, zsock_t *sock, void *arg)
 //  Expire requests whose deadline passed, queued or in flight.
 static int s_deadline_timer(zloop_t *loop, int timer_id, void *arg)
 {
-    vz_broker_t *self = (vz_broker_t *)arg;
+    broker_t *self = (broker_t *)arg;
     int64_t now = vz_now_ms();
     while (self->heap_size > 0 && self->heap[0]->deadline_ms <= now) {
         s_request_t *request = self->heap[0];
@@ -902,7 +900,7 @@ static int s_deadline_timer(zloop_t *loop, int timer_id, void *arg)
 //  A full pipe only means the worker is busy; silence decides then.
 static int s_heartbeat_timer(zloop_t *loop, int timer_id, void *arg)
 {
-    vz_broker_t *self = (vz_broker_t *)arg;
+    broker_t *self = (broker_t *)arg;
     int64_t now = zclock_mono();
     zlistx_t *dead = NULL, *gone = NULL;
     for (s_worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers)) {
@@ -942,14 +940,14 @@ static int s_heartbeat_timer(zloop_t *loop, int timer_id, void *arg)
 
 //  --------------------------------------------------------------------------
 
-vz_broker_t *vz_broker_new(const vz_broker_config_t *config, vz_policy_t **policy_p)
+broker_t *broker_new(const broker_config_t *config, policy_t **policy_p)
 {
     assert(config && config->endpoint && config->cert && config->metrics);
     assert(policy_p && *policy_p);
     zsock_t *router = vz_curve_server(ZMQ_ROUTER, config->endpoint, config->cert);
     if (!router)
         return NULL;
-    vz_broker_t *self = (vz_broker_t *)zmalloc(sizeof *self);
+    broker_t *self = (broker_t *)zmalloc(sizeof *self);
     self->router = router;
     self->handle = zsock_resolve(router);
     //  ZMQ_MAXMSGSIZE is not set here: libzmq 4.3.4 copies options into the
@@ -1006,10 +1004,10 @@ vz_broker_t *vz_broker_new(const vz_broker_config_t *config, vz_policy_t **polic
     return self;
 }
 
-void vz_broker_destroy(vz_broker_t **self_p)
+void broker_destroy(broker_t **self_p)
 {
     assert(self_p);
-    vz_broker_t *self = *self_p;
+    broker_t *self = *self_p;
     if (!self)
         return;
     //  Release every live request, then the workers and services they point to.
@@ -1025,7 +1023,7 @@ void vz_broker_destroy(vz_broker_t **self_p)
     zhashx_destroy(&self->workers);
     zhashx_destroy(&self->services);
     zhashx_destroy(&self->logged);
-    vz_policy_destroy(&self->policy);
+    policy_destroy(&self->policy);
     //  After a drain, give the farewells a moment on the wire before closing.
     zsock_set_linger(self->router, self->stopping ? 500 : 0);
     zsock_destroy(&self->router);
@@ -1033,12 +1031,12 @@ void vz_broker_destroy(vz_broker_t **self_p)
     *self_p = NULL;
 }
 
-int vz_broker_port(vz_broker_t *self)
+int broker_port(broker_t *self)
 {
     return self->port;
 }
 
-int vz_broker_attach(vz_broker_t *self, zloop_t *loop)
+int broker_attach(broker_t *self, zloop_t *loop)
 {
     assert(!self->loop);
     self->loop = loop;
@@ -1051,16 +1049,16 @@ int vz_broker_attach(vz_broker_t *self, zloop_t *loop)
     return 0;
 }
 
-void vz_broker_set_policy(vz_broker_t *self, vz_policy_t **policy_p)
+void broker_set_policy(broker_t *self, policy_t **policy_p)
 {
     assert(policy_p && *policy_p);
-    vz_policy_destroy(&self->policy);
+    policy_destroy(&self->policy);
     self->policy = *policy_p;
     *policy_p = NULL;
     zhashx_purge(self->logged);
 }
 
-void vz_broker_drain(vz_broker_t *self, int timeout_ms)
+void broker_drain(broker_t *self, int timeout_ms)
 {
     self->stopping = true;
     //  Queued requests will not be dispatched any more.
