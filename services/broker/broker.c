@@ -28,12 +28,14 @@
 #include "vz_proto.h"
 
 #define S_DEFAULT_TIMEOUT_MS 30000
-#define S_DEADLINE_TICK_MS 10 //  resolution of deadline expiry
-#define S_BATCH 256           //  messages read per wake-up before yielding to timers
-#define S_POOL_MAX 4096       //  free requests kept for reuse
-#define S_SERVICES_MAX 4096   //  distinct service names remembered
-#define S_LOGGED_MAX 1024     //  unknown identities remembered for log-once
-#define S_LOG_EVERY_MS 10000  //  at most one malformed-input log line per period
+#define S_DEADLINE_TICK_MS 10      //  resolution of deadline expiry
+#define S_BATCH 256                //  messages read per wake-up before yielding to timers
+#define S_POOL_MAX 4096            //  free requests kept for reuse
+#define S_SERVICES_MAX 4096        //  distinct service names remembered
+#define S_SERVICES_PER_IDENTITY 16 //  default bound on the services one identity creates
+#define S_SAMPLE_MAX 32            //  bytes of a peer's string shown in a log line
+#define S_LOGGED_MAX 1024          //  unknown identities remembered for log-once
+#define S_LOG_EVERY_MS 10000       //  at most one malformed-input log line per period
 
 //  Intrusive doubly linked list; a list is a sentinel node.
 typedef struct s_node_t {
@@ -95,6 +97,22 @@ typedef enum { S_FAIL_GONE, S_FAIL_FULL, S_FAIL_COUNT } s_fail_t;
 static const char *const s_peer_names[S_PEER_COUNT] = {"client", "worker"};
 static const char *const s_fail_names[S_FAIL_COUNT] = {"unreachable", "full"};
 
+//  Why a worker's reply was not forwarded (labels of vz_broker_replies_rejected_total).
+typedef enum {
+    S_REJ_MALFORMED,
+    S_REJ_KIND,
+    S_REJ_ID,
+    S_REJ_SERVICE,
+    S_REJ_METHOD,
+    S_REJ_COUNT
+} s_reject_t;
+static const char *const s_reject_names[S_REJ_COUNT] = {"malformed", "kind", "id", "service",
+                                                        "method"};
+
+//  Which bound refused a new service (labels of vz_broker_services_refused_total).
+typedef enum { S_LIMIT_IDENTITY, S_LIMIT_GLOBAL, S_LIMIT_COUNT } s_limit_t;
+static const char *const s_limit_names[S_LIMIT_COUNT] = {"identity_limit", "global_limit"};
+
 typedef struct s_service_t s_service_t;
 typedef struct s_worker_t s_worker_t;
 
@@ -143,34 +161,38 @@ struct s_worker_t {
 };
 
 struct broker_t {
-    zsock_t *router;        //  the one CURVE ROUTER
-    void *handle;           //  its libzmq handle, for raw sends
-    policy_t *policy;       //  current call policy (owned)
-    vz_metrics_t *metrics;  //  registry (borrowed)
-    int port;               //  bound TCP port
-    int heartbeat_ms;       //  heartbeat interval
-    int queue_max;          //  per-service queue bound
-    int retry_max;          //  retries of idempotent requests
-    int default_timeout_ms; //  deadline for requests without one
-    zhashx_t *services;     //  name -> s_service_t (owned)
-    zhashx_t *workers;      //  routing id frame -> s_worker_t (owned)
-    zhashx_t *tags;         //  &tag -> s_request_t in flight (borrowed)
-    s_request_t **heap;     //  every live request, min-heap on deadline
-    size_t heap_size;       //  entries used
-    size_t heap_cap;        //  entries allocated
-    s_node_t pool;          //  free requests
-    size_t pool_size;       //  entries in pool
-    uint64_t next_tag;      //  next tag to hand out
-    zloop_t *loop;          //  loop we are attached to
-    zhashx_t *logged;       //  unknown identities already logged
-    vz_series_t *malformed; //  vz_broker_malformed_total
-    vz_series_t *forbidden; //  vz_broker_forbidden_total
+    zsock_t *router;              //  the one CURVE ROUTER
+    void *handle;                 //  its libzmq handle, for raw sends
+    policy_t *policy;             //  current call policy (owned)
+    vz_metrics_t *metrics;        //  registry (borrowed)
+    int port;                     //  bound TCP port
+    int heartbeat_ms;             //  heartbeat interval
+    int queue_max;                //  per-service queue bound
+    int retry_max;                //  retries of idempotent requests
+    int default_timeout_ms;       //  deadline for requests without one
+    size_t services_per_identity; //  services one identity may create
+    zhashx_t *services;           //  name -> s_service_t (owned)
+    zhashx_t *creators;           //  identity -> services it created, as (void *)(uintptr_t)count
+    zhashx_t *workers;            //  routing id frame -> s_worker_t (owned)
+    zhashx_t *tags;               //  &tag -> s_request_t in flight (borrowed)
+    s_request_t **heap;           //  every live request, min-heap on deadline
+    size_t heap_size;             //  entries used
+    size_t heap_cap;              //  entries allocated
+    s_node_t pool;                //  free requests
+    size_t pool_size;             //  entries in pool
+    uint64_t next_tag;            //  next tag to hand out
+    zloop_t *loop;                //  loop we are attached to
+    zhashx_t *logged;             //  unknown identities already logged
+    vz_series_t *malformed;       //  vz_broker_malformed_total
+    vz_series_t *forbidden;       //  vz_broker_forbidden_total
     vz_series_t *send_failed[S_PEER_COUNT][S_FAIL_COUNT]; //  vz_broker_send_failed_total
-    vz_series_t *workers_gone;   //  vz_broker_workers_lost_total{detected="send"}
-    vz_series_t *workers_silent; //  vz_broker_workers_lost_total{detected="silence"}
-    int64_t malformed_logged_ms; //  last malformed log line
-    uint64_t malformed_quiet;    //  malformed messages since that line
-    bool stopping;               //  draining: accept nothing new
+    vz_series_t *workers_gone;           //  vz_broker_workers_lost_total{detected="send"}
+    vz_series_t *workers_silent;         //  vz_broker_workers_lost_total{detected="silence"}
+    vz_series_t *rejected[S_REJ_COUNT];  //  vz_broker_replies_rejected_total{reason}
+    vz_series_t *refused[S_LIMIT_COUNT]; //  vz_broker_services_refused_total{reason}
+    int64_t malformed_logged_ms;         //  last malformed log line
+    uint64_t malformed_quiet;            //  malformed messages since that line
+    bool stopping;                       //  draining: accept nothing new
 };
 
 //  --------------------------------------------------------------------------
@@ -280,12 +302,22 @@ static void s_service_destroy(void **item_p)
     *item_p = NULL;
 }
 
-static s_service_t *s_service_require(broker_t *self, const char *name)
+//  True the first time (kind, key) is seen since the last policy load, as
+//  long as there is room to remember it: for log-once lines.
+static bool s_first_time(broker_t *self, const char *kind, const char *key)
 {
-    s_service_t *service = (s_service_t *)zhashx_lookup(self->services, name);
-    if (service || zhashx_size(self->services) >= S_SERVICES_MAX)
-        return service;
-    service = (s_service_t *)zmalloc(sizeof *service);
+    char full[VZ_NAME_MAX * 2 + 32];
+    snprintf(full, sizeof full, "%s:%s", kind, key);
+    if (zhashx_size(self->logged) >= S_LOGGED_MAX || zhashx_lookup(self->logged, full))
+        return false;
+    zhashx_insert(self->logged, full, self);
+    return true;
+}
+
+//  A new service with its metrics series. name was checked (policy_name_valid).
+static s_service_t *s_service_new(broker_t *self, const char *name)
+{
+    s_service_t *service = (s_service_t *)zmalloc(sizeof *service);
     vz_strlcpy(service->name, name, sizeof service->name);
     s_list_init(&service->waiting);
     s_list_init(&service->queue);
@@ -300,6 +332,35 @@ static s_service_t *s_service_require(broker_t *self, const char *name)
                              "Time from request arrival to the worker's reply", labels, NULL, 0);
     zhashx_insert(self->services, service->name, service);
     return service;
+}
+
+//  The service called name, created on first use unless a bound refuses it:
+//  creator (NULL for the broker's own) may have created only so many, and
+//  the broker remembers only so many. NULL then, with *limit set.
+static s_service_t *s_service_require(broker_t *self, const char *name, const char *creator,
+                                      s_limit_t *limit)
+{
+    s_service_t *service = (s_service_t *)zhashx_lookup(self->services, name);
+    if (service)
+        return service;
+    size_t created = creator ? (size_t)(uintptr_t)zhashx_lookup(self->creators, creator) : 0;
+    if (creator && created >= self->services_per_identity)
+        *limit = S_LIMIT_IDENTITY;
+    else if (zhashx_size(self->services) >= S_SERVICES_MAX)
+        *limit = S_LIMIT_GLOBAL;
+    else {
+        if (creator)
+            zhashx_update(self->creators, creator, (void *)(uintptr_t)(created + 1));
+        return s_service_new(self, name);
+    }
+    vz_series_inc(self->refused[*limit]);
+    char bound[24];
+    snprintf(bound, sizeof bound, "%zu",
+             *limit == S_LIMIT_IDENTITY ? self->services_per_identity : (size_t)S_SERVICES_MAX);
+    if (s_first_time(self, s_limit_names[*limit], creator ? creator : ""))
+        vz_warn(NULL, "refused to create a service", "identity", creator ? creator : "(none)",
+                "service", name, "reason", s_limit_names[*limit], "limit", bound);
+    return NULL;
 }
 
 static void s_count(broker_t *self, s_service_t *service, s_outcome_t outcome)
@@ -340,8 +401,7 @@ static void s_forbidden(broker_t *self, const char *identity, const char *what, 
         snprintf(key, sizeof key, "%s/%s", identity, service);
     else
         snprintf(key, sizeof key, "%s", identity);
-    if (zhashx_size(self->logged) < S_LOGGED_MAX && !zhashx_lookup(self->logged, key)) {
-        zhashx_insert(self->logged, key, self);
+    if (s_first_time(self, "forbidden", key)) {
         vz_warn(NULL, "refused by call policy", "identity", *identity ? identity : "(none)",
                 "action", what, "service", service);
     }
@@ -531,33 +591,40 @@ static void s_worker_forget(broker_t *self, s_worker_t *worker, bool gone)
     zhashx_delete(self->workers, worker->rid);
 }
 
-//  A worker died holding requests: requeue the idempotent ones (at the
-//  front), answer the others worker_lost. gone: found by a failed send
-//  rather than by silence. The caller dispatches afterwards.
+//  The reply to a request in flight is lost (its worker died, or lied):
+//  requeue it at the front if idempotent with retries left, else answer
+//  worker_lost. The caller dispatches afterwards.
+static void s_request_lost(broker_t *self, s_request_t *request, const char *message)
+{
+    s_worker_t *worker = request->worker;
+    s_service_t *service = request->service;
+    if (request->idempotent && request->retries < self->retry_max && request->body &&
+        !self->stopping) {
+        s_list_unlink(&request->node);
+        zhashx_delete(self->tags, &request->tag);
+        worker->busy--;
+        request->worker = NULL;
+        request->retries++;
+        request->tag = self->next_tag++;
+        s_list_push_front(&service->queue, &request->node);
+        service->queue_size++;
+    } else {
+        s_send_request_error(self, request, VZ_ERR_WORKER_LOST, message);
+        s_count(self, service, S_OUT_WORKER_LOST);
+        s_request_finish(self, request);
+    }
+}
+
+//  A worker died holding requests: each is lost (s_request_lost). gone:
+//  found by a failed send rather than by silence.
 static void s_worker_lost(broker_t *self, s_worker_t *worker, bool gone)
 {
     vz_warn(NULL, "worker lost", "identity", worker->identity, "service", worker->service->name,
             "detected", gone ? "send" : "silence");
     vz_series_inc(gone ? self->workers_gone : self->workers_silent);
-    s_service_t *service = worker->service;
-    while (!s_list_empty(&worker->inflight)) {
-        s_request_t *request = s_container(worker->inflight.next, s_request_t, node);
-        if (request->idempotent && request->retries < self->retry_max && request->body &&
-            !self->stopping) {
-            s_list_unlink(&request->node);
-            zhashx_delete(self->tags, &request->tag);
-            worker->busy--;
-            request->worker = NULL;
-            request->retries++;
-            request->tag = self->next_tag++;
-            s_list_push_front(&service->queue, &request->node);
-            service->queue_size++;
-        } else {
-            s_send_request_error(self, request, VZ_ERR_WORKER_LOST, "worker lost the request");
-            s_count(self, service, S_OUT_WORKER_LOST);
-            s_request_finish(self, request);
-        }
-    }
+    while (!s_list_empty(&worker->inflight))
+        s_request_lost(self, s_container(worker->inflight.next, s_request_t, node),
+                       "worker lost the request");
     s_worker_forget(self, worker, gone);
 }
 
@@ -566,7 +633,7 @@ static void s_worker_lost(broker_t *self, s_worker_t *worker, bool gone)
 
 static void s_serve_self(broker_t *self, zframe_t *client, const vz_envelope_t *req)
 {
-    s_service_t *me = s_service_require(self, VZ_BROKER_SERVICE);
+    s_service_t *me = (s_service_t *)zhashx_lookup(self->services, VZ_BROKER_SERVICE);
     vz_envelope_t reply;
     vz_envelope_reply_to(&reply, req);
     vz_strlcpy(reply.caller, VZ_BROKER_SERVICE, sizeof reply.caller);
@@ -639,6 +706,16 @@ static void s_on_request(broker_t *self, zframe_t *rid, zmsg_t *msg, const char 
         }
         return;
     }
+    //  Names reach tables, metric labels and logs: check them before anything else.
+    if (!policy_name_valid(env.service) || !policy_name_valid(env.method)) {
+        const char *what = policy_name_valid(env.service) ? "bad method name" : "bad service name";
+        s_malformed(self, what, identity);
+        vz_envelope_t head;
+        vz_envelope_init(&head, VZ_KIND_REQUEST);
+        vz_strlcpy(head.id, env.id, sizeof head.id);
+        s_send_error(self, rid, &head, VZ_ERR_MALFORMED, what);
+        return;
+    }
     if (!policy_may_call(self->policy, identity, env.service)) {
         s_forbidden(self, identity, "call", env.service);
         s_send_error(self, rid, &env, VZ_ERR_FORBIDDEN, "call policy refuses this call");
@@ -652,9 +729,14 @@ static void s_on_request(broker_t *self, zframe_t *rid, zmsg_t *msg, const char 
         s_serve_self(self, rid, &env);
         return;
     }
-    s_service_t *service = s_service_require(self, env.service);
+    s_limit_t limit;
+    s_service_t *service = s_service_require(self, env.service, identity, &limit);
     if (!service) {
-        s_send_error(self, rid, &env, VZ_ERR_OVERLOADED, "too many services");
+        if (limit == S_LIMIT_IDENTITY)
+            s_send_error(self, rid, &env, VZ_ERR_FORBIDDEN,
+                         "this identity may create no more services");
+        else
+            s_send_error(self, rid, &env, VZ_ERR_OVERLOADED, "too many services");
         return;
     }
     int64_t deadline = env.deadline_ms > 0 ? env.deadline_ms : now + self->default_timeout_ms;
@@ -687,6 +769,63 @@ static void s_on_request(broker_t *self, zframe_t *rid, zmsg_t *msg, const char 
     s_dispatch(self, service);
 }
 
+//  Copy at most S_SAMPLE_MAX bytes of a peer's text for a log line, each
+//  byte outside the name set shown as '?'.
+static void s_sample(char *out, const char *text)
+{
+    size_t i = 0;
+    for (; text[i] && i < S_SAMPLE_MAX; i++) {
+        char one[2] = {text[i], '\0'};
+        out[i] = policy_name_valid(one) ? text[i] : '?';
+    }
+    out[i] = '\0';
+}
+
+//  Check a worker's reply against the request it was given: the first
+//  header field that differs, or S_REJ_COUNT when all match.
+static s_reject_t s_reply_check(const s_request_t *request, zframe_t *body, vz_envelope_t *rep)
+{
+    if (vz_envelope_decode(rep, zframe_data(body), zframe_size(body), NULL, NULL) < 0)
+        return S_REJ_MALFORMED;
+    if (rep->kind != VZ_KIND_REPLY && rep->kind != VZ_KIND_ERROR)
+        return S_REJ_KIND;
+    if (strcmp(rep->id, request->id) != 0)
+        return S_REJ_ID;
+    if (strcmp(rep->service, request->service->name) != 0)
+        return S_REJ_SERVICE;
+    if (strcmp(rep->method, request->method) != 0)
+        return S_REJ_METHOD;
+    return S_REJ_COUNT;
+}
+
+//  A reply that does not answer its request is dropped, never forwarded,
+//  and the request handled as if the worker had lost it: the worker may be
+//  buggy or compromised, and the client must not read another's answer.
+//  Logged once per worker identity, with a sample of what it sent.
+static void s_reply_rejected(broker_t *self, s_request_t *request, s_reject_t why,
+                             const vz_envelope_t *rep)
+{
+    vz_series_inc(self->rejected[why]);
+    s_worker_t *worker = request->worker;
+    if (s_first_time(self, "rejected", worker->identity)) {
+        char want[S_SAMPLE_MAX + 1], got_id[S_SAMPLE_MAX + 1], got_service[S_SAMPLE_MAX + 1],
+            got_method[S_SAMPLE_MAX + 1];
+        s_sample(want, request->id);
+        bool decoded = why != S_REJ_MALFORMED;
+        s_sample(got_id, decoded ? rep->id : "");
+        s_sample(got_service, decoded ? rep->service : "");
+        s_sample(got_method, decoded ? rep->method : "");
+        vz_warn(NULL, "worker reply does not match its request: not forwarded", "identity",
+                worker->identity, "reason", s_reject_names[why], "service", request->service->name,
+                "method", request->method, "id", want, "reply_id", got_id, "reply_service",
+                got_service, "reply_method", got_method);
+    }
+    s_service_t *service = request->service;
+    s_request_lost(self, request, "worker reply did not match the request");
+    s_worker_freed(self, worker);
+    s_dispatch(self, service);
+}
+
 static void s_on_reply(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
                        int64_t now)
 {
@@ -701,6 +840,12 @@ static void s_on_reply(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
     if (!request || request->worker != worker)
         return; //  late reply to a request that timed out: the client has its answer
     zframe_t *body = zmsg_last(msg);
+    vz_envelope_t rep;
+    s_reject_t why = s_reply_check(request, body, &rep);
+    if (why != S_REJ_COUNT) {
+        s_reply_rejected(self, request, why, &rep);
+        return;
+    }
     zmsg_remove(msg, body);
     //  A client that left (or stopped reading) loses its reply; the worker's work is done.
     int rc = s_send_head(self, request->client, VZ_CMD_REPLY, true);
@@ -741,6 +886,10 @@ static void s_on_ready(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
         s_malformed(self, "bad RDY", identity);
         return;
     }
+    if (!policy_name_valid(name)) {
+        s_malformed(self, "bad service name", identity);
+        return;
+    }
     if (self->stopping || strcmp(name, VZ_BROKER_SERVICE) == 0 ||
         !policy_may_serve(self->policy, identity, name)) {
         if (!self->stopping)
@@ -757,7 +906,8 @@ static void s_on_ready(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
         }
         worker->credit = (int)credit;
     } else {
-        s_service_t *service = s_service_require(self, name);
+        s_limit_t limit;
+        s_service_t *service = s_service_require(self, name, identity, &limit);
         if (!service) {
             s_send_head(self, rid, VZ_CMD_BYE, false);
             return;
@@ -966,8 +1116,12 @@ broker_t *broker_new(const broker_config_t *config, policy_t **policy_p)
     self->retry_max = config->retry_max >= 0 ? config->retry_max : 0;
     self->default_timeout_ms =
         config->default_timeout_ms > 0 ? config->default_timeout_ms : S_DEFAULT_TIMEOUT_MS;
+    self->services_per_identity = config->services_per_identity > 0
+                                      ? (size_t)config->services_per_identity
+                                      : S_SERVICES_PER_IDENTITY;
     self->services = zhashx_new();
     zhashx_set_destructor(self->services, s_service_destroy);
+    self->creators = zhashx_new();
     self->workers = zhashx_new();
     zhashx_set_key_hasher(self->workers, s_frame_hash);
     zhashx_set_key_comparator(self->workers, s_frame_compare);
@@ -1001,6 +1155,23 @@ broker_t *broker_new(const broker_config_t *config, policy_t **policy_p)
     self->workers_silent = vz_metrics_counter(
         self->metrics, "vz_broker_workers_lost_total",
         "Workers forgotten without a BYE, by how it was noticed", "detected=silence");
+    for (int r = 0; r < S_REJ_COUNT; r++) {
+        char labels[32];
+        snprintf(labels, sizeof labels, "reason=%s", s_reject_names[r]);
+        self->rejected[r] =
+            vz_metrics_counter(self->metrics, "vz_broker_replies_rejected_total",
+                               "Worker replies dropped because their header did not match the "
+                               "request",
+                               labels);
+    }
+    for (int l = 0; l < S_LIMIT_COUNT; l++) {
+        char labels[32];
+        snprintf(labels, sizeof labels, "reason=%s", s_limit_names[l]);
+        self->refused[l] = vz_metrics_counter(self->metrics, "vz_broker_services_refused_total",
+                                              "New services refused by a bound", labels);
+    }
+    //  The broker's own service exists from the start, outside every bound.
+    s_service_new(self, VZ_BROKER_SERVICE);
     return self;
 }
 
@@ -1022,6 +1193,7 @@ void broker_destroy(broker_t **self_p)
     zhashx_destroy(&self->tags);
     zhashx_destroy(&self->workers);
     zhashx_destroy(&self->services);
+    zhashx_destroy(&self->creators);
     zhashx_destroy(&self->logged);
     policy_destroy(&self->policy);
     //  After a drain, give the farewells a moment on the wire before closing.

@@ -7,6 +7,13 @@
  *  ready worker with free credit, tracking it by an 8-byte tag until the
  *  reply, the deadline or the worker's death. Frames: common/vz_proto.h.
  *
+ *  Peers are not trusted beyond their CURVE identity: a service or method
+ *  name outside policy_name_valid is malformed; a worker's reply whose
+ *  kind, id, service or method differ from the request it was given is
+ *  never forwarded (the request is handled as if the worker had lost it);
+ *  one identity may create at most services_per_identity services, by
+ *  calling or by serving them (docs/services/broker.md).
+ *
  *  Everything runs on the reactor thread that owns the zloop; nothing here
  *  is thread-safe, except that metrics series are updated atomically.
  */
@@ -18,13 +25,14 @@
 #include "vz_metrics.h"
 
 typedef struct {
-    const char *endpoint;   //  where the ROUTER binds (port 0 or * = ephemeral)
-    zcert_t *cert;          //  broker certificate (borrowed)
-    vz_metrics_t *metrics;  //  registry for the broker's series (borrowed)
-    int heartbeat_ms;       //  heartbeat interval to workers; 0 = VZ_HEARTBEAT_MS
-    int queue_max;          //  queued requests per service before "overloaded"
-    int retry_max;          //  re-dispatches of an idempotent request after worker loss
-    int default_timeout_ms; //  deadline given to requests that carry none; 0 = 30 s
+    const char *endpoint;      //  where the ROUTER binds (port 0 or * = ephemeral)
+    zcert_t *cert;             //  broker certificate (borrowed)
+    vz_metrics_t *metrics;     //  registry for the broker's series (borrowed)
+    int heartbeat_ms;          //  heartbeat interval to workers; 0 = VZ_HEARTBEAT_MS
+    int queue_max;             //  queued requests per service before "overloaded"
+    int retry_max;             //  re-dispatches of an idempotent request after worker loss
+    int default_timeout_ms;    //  deadline given to requests that carry none; 0 = 30 s
+    int services_per_identity; //  services one identity may create; 0 = 16
 } broker_config_t;
 
 typedef struct broker_t broker_t;

@@ -13,10 +13,11 @@
 #include "vz_ports.h"
 
 typedef struct {
-    char bind[VZ_PATH_MAX];   //  VZ_BROKER_BIND
-    char policy[VZ_PATH_MAX]; //  VZ_BROKER_POLICY
-    int queue_max;            //  VZ_BROKER_QUEUE_MAX
-    int retry_max;            //  VZ_BROKER_RETRY_MAX
+    char bind[VZ_PATH_MAX];    //  VZ_BROKER_BIND
+    char policy[VZ_PATH_MAX];  //  VZ_BROKER_POLICY
+    int queue_max;             //  VZ_BROKER_QUEUE_MAX
+    int retry_max;             //  VZ_BROKER_RETRY_MAX
+    int services_per_identity; //  VZ_BROKER_SERVICES_PER_IDENTITY
 } s_config_t;
 
 static const vz_cfg_item_t s_items[] = {
@@ -29,6 +30,9 @@ static const vz_cfg_item_t s_items[] = {
                 10000000, queue_max, "queued requests per service before \"overloaded\""),
     VZ_CFG_ITEM(s_config_t, "VZ_BROKER_RETRY_MAX", "broker/retry_max", VZ_CFG_INT, "1", 0, 10,
                 retry_max, "re-dispatches of an idempotent request after its worker died"),
+    VZ_CFG_ITEM(s_config_t, "VZ_BROKER_SERVICES_PER_IDENTITY", "broker/services_per_identity",
+                VZ_CFG_INT, "16", 1, 4096, services_per_identity,
+                "services one identity may create by calling or serving them; more are refused"),
 };
 
 typedef struct {
@@ -92,7 +96,8 @@ int main(int argc, char **argv)
                                .metrics = vz_daemon_metrics(app.daemon),
                                .heartbeat_ms = common->heartbeat_ms,
                                .queue_max = config.queue_max,
-                               .retry_max = config.retry_max};
+                               .retry_max = config.retry_max,
+                               .services_per_identity = config.services_per_identity};
     app.broker = broker_new(&bconfig, &policy);
     if (!app.broker) {
         //  A malformed endpoint will never bind; a busy port may free up.

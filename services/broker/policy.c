@@ -32,18 +32,23 @@ static void s_rights_destroy(void **item_p)
     }
 }
 
-//  A service or identity name: 1..VZ_NAME_MAX-1 bytes of [A-Za-z0-9_.-], or "*".
-static bool s_name_valid(const char *name)
+bool policy_name_valid(const char *name)
 {
     size_t len = strlen(name);
     if (len == 0 || len >= VZ_NAME_MAX)
         return false;
-    if (strcmp(name, "*") == 0)
-        return true;
+    //  ASCII ranges, not isalnum: the locale must not widen the set.
     for (const char *c = name; *c; c++)
-        if (!(isalnum((unsigned char)*c) || *c == '_' || *c == '-' || *c == '.'))
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '_' || *c == '-' || *c == '.'))
             return false;
     return true;
+}
+
+//  A name in the file: a valid name, or "*".
+static bool s_name_valid(const char *name)
+{
+    return strcmp(name, "*") == 0 || policy_name_valid(name);
 }
 
 //  Split a list into set; "*" sets *any. -1 on a bad name (copied to bad).

@@ -37,4 +37,10 @@ bool policy_may_serve(const policy_t *self, const char *identity, const char *se
 //  Number of identities (for logs).
 size_t policy_size(const policy_t *self);
 
+//  True when name is a valid service, method or identity name: 1 to
+//  VZ_NAME_MAX-1 bytes of [A-Za-z0-9_.-]. The broker checks every name a
+//  peer sends against this before it reaches a table, a metric label or a
+//  log line; "*" is not a name (only the policy file uses it, as a wildcard).
+bool policy_name_valid(const char *name);
+
 #endif
