@@ -34,7 +34,7 @@
 #define S_SERVICES_MAX 4096        //  distinct service names remembered
 #define S_SERVICES_PER_IDENTITY 16 //  default bound on the services one identity creates
 #define S_SAMPLE_MAX 32            //  bytes of a peer's string shown in a log line
-#define S_LOGGED_MAX 1024          //  unknown identities remembered for log-once
+#define S_LOGGED_MAX 1024          //  keys remembered for log-once lines (s_first_time)
 #define S_LOG_EVERY_MS 10000       //  at most one malformed-input log line per period
 
 //  Intrusive doubly linked list; a list is a sentinel node.
@@ -182,7 +182,7 @@ struct broker_t {
     size_t pool_size;             //  entries in pool
     uint64_t next_tag;            //  next tag to hand out
     zloop_t *loop;                //  loop we are attached to
-    zhashx_t *logged;             //  unknown identities already logged
+    zhashx_t *logged;             //  log-once keys already logged (s_first_time)
     vz_series_t *malformed;       //  vz_broker_malformed_total
     vz_series_t *forbidden;       //  vz_broker_forbidden_total
     vz_series_t *send_failed[S_PEER_COUNT][S_FAIL_COUNT]; //  vz_broker_send_failed_total
