@@ -64,12 +64,6 @@
 //  Reply ctx a worker sets for the gateway (contract C).
 #define VZ_AUTHCTX_HTTP_STATUS "http_status"     //  decimal; replies 200..399, errors 400..599
 #define VZ_AUTHCTX_HTTP_LOCATION "http_location" //  the Location header of the answer
-//  An OAuth endpoint's error (RFC 6749 §5.2), beside the contract-C error:
-//  the gateway answers {"error": ..., "error_description": ...} with
-//  http_status, and WWW-Authenticate = http_www_authenticate when set.
-#define VZ_AUTHCTX_OAUTH_ERROR "oauth_error"                   //  e.g. "invalid_client"
-#define VZ_AUTHCTX_OAUTH_ERROR_DESCRIPTION "oauth_error_description" //  human text
-#define VZ_AUTHCTX_HTTP_WWW_AUTHENTICATE "http_www_authenticate"   //  e.g. Basic realm="vizmesh"
 
 //  Error codes of HTTP-facing workers (contract C), with the status the
 //  contract gives each (vz_authctx_error_status).

@@ -10,15 +10,16 @@
  *  JWTs as for users, with sub = client_id and the client_id claim
  *  (RFC 9068), so the gateway verifies both kinds offline.
  *
- *  Token endpoint errors follow RFC 6749 §5.2. Each is an error envelope
- *  (contract C) whose code is invalid_request (400), or unauthorized (401)
- *  for invalid_client when the client authenticated with HTTP Basic, with
- *  the RFC error name leading the message; its reply ctx adds http_status,
- *  oauth_error and oauth_error_description, and for that 401
- *  http_www_authenticate = Basic realm="vizmesh", from which the gateway
- *  writes the RFC body {"error", "error_description"} and the header.
- *  Introspection (RFC 7662) answers a failed client authentication with
- *  unauthorized (401), as before.
+ *  Token endpoint errors follow RFC 6749 §5.2: an error envelope (contract
+ *  C) whose code is invalid_request (400), or unauthorized (401) for
+ *  invalid_client when the client authenticated with HTTP Basic, and whose
+ *  message is "<error>: <error_description>" with error one of
+ *  invalid_request, invalid_client, invalid_grant, unauthorized_client,
+ *  unsupported_grant_type, invalid_scope and a description in the RFC's
+ *  character set. A route marked errors = "oauth2" (routes.cfg) has the
+ *  gateway answer {"error": .., "error_description": ..} with that status
+ *  and, for the 401, WWW-Authenticate: Basic. Introspection (RFC 7662)
+ *  answers a failed client authentication unauthorized (401), as before.
  */
 #include "auth.h"
 
@@ -109,23 +110,16 @@ done:
     return rc;
 }
 
-//  Reply an RFC 6749 §5.2 error (see the file header). 401 only for
+//  Reply an RFC 6749 §5.2 error (see the file header): 401 only for
 //  invalid_client over HTTP Basic. Returns what vz_authctx_reply_error does.
 static int s_oauth_error(vz_reply_t *reply, const char *error, const char *description, bool basic)
 {
     bool challenge = basic && strcmp(error, "invalid_client") == 0;
     char message[VZ_ERRMSG_MAX];
     snprintf(message, sizeof message, "%s: %s", error, description);
-    int rc =
-        vz_authctx_reply_error(reply, challenge ? 401 : 400,
-                               challenge ? VZ_AUTHCTX_ERR_UNAUTHORIZED : VZ_ERR_INVALID, message);
-    if (rc == 0)
-        rc = vz_reply_ctx_set(reply, VZ_AUTHCTX_OAUTH_ERROR, error);
-    if (rc == 0)
-        rc = vz_reply_ctx_set(reply, VZ_AUTHCTX_OAUTH_ERROR_DESCRIPTION, description);
-    if (rc == 0 && challenge)
-        rc = vz_reply_ctx_set(reply, VZ_AUTHCTX_HTTP_WWW_AUTHENTICATE, "Basic realm=\"vizmesh\"");
-    return rc;
+    return vz_authctx_reply_error(reply, challenge ? 401 : 400,
+                                  challenge ? VZ_AUTHCTX_ERR_UNAUTHORIZED : VZ_ERR_INVALID,
+                                  message);
 }
 
 //  Checks the form content type when the gateway tells it. 0 or -1 replied
@@ -159,17 +153,17 @@ static bool s_basic(const char *basic, char id[CLIENT_ID_MAX], char *secret, siz
         blen--;
     }
     char *colon = len > 0 ? memchr(raw, ':', (size_t)len) : NULL;
-    if (!colon || (size_t)(colon - (char *)raw) >= CLIENT_ID_MAX)
-        return false;
-    size_t slen = (size_t)len - (size_t)(colon + 1 - (char *)raw);
-    if (slen >= n)
-        return false;
-    memcpy(id, raw, (size_t)(colon - (char *)raw));
-    id[colon - (char *)raw] = '\0';
-    memcpy(secret, colon + 1, slen);
-    secret[slen] = '\0';
+    size_t idlen = colon ? (size_t)(colon - (char *)raw) : 0;
+    size_t slen = colon ? (size_t)len - idlen - 1 : 0;
+    bool ok = colon && idlen < CLIENT_ID_MAX && slen < n;
+    if (ok) {
+        memcpy(id, raw, idlen);
+        id[idlen] = '\0';
+        memcpy(secret, colon + 1, slen);
+        secret[slen] = '\0';
+    }
     OPENSSL_cleanse(raw, sizeof raw);
-    return true;
+    return ok;
 }
 
 //  Authenticate the OAuth client; fills its record (caller frees). NULL
