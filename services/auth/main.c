@@ -40,7 +40,9 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_IP_THRESHOLD", "auth/ip_threshold", VZ_CFG_INT, "50", 1,
                 100000, ip_threshold, "failed logins from one IP in 15 min before it is refused"),
     VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_LOCK_MAX_S", "auth/lock_max", VZ_CFG_INT, "900", 1, 86400,
-                lock_max_s, "longest account lockout, seconds"),
+                lock_max_s,
+                "longest account lockout, seconds; an account's failures are forgotten only "
+                "after a success or this plus 15 min without one"),
     VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_BOOTSTRAP_TTL_S", "auth/bootstrap_ttl", VZ_CFG_INT, "86400",
                 60, 604800, bootstrap_ttl_s,
                 "lifetime of the one-time admin bootstrap token logged at start while no admin "
