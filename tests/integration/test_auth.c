@@ -706,7 +706,7 @@ static void test_rotation_and_jose(void **state)
 //  A command on the mesh's Redis; the caller frees the reply.
 static redisReply *s_redis(mesh_t *mesh, const char *fmt, ...)
 {
-    redisContext *c = redisConnect("127.0.0.1", mesh->redis_port);
+    redisContext *c = redisConnect("127.0.0.1", vzt_mesh_redis_port(mesh->m));
     assert_true(c && !c->err);
     va_list ap;
     va_start(ap, fmt);
