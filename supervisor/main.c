@@ -57,10 +57,10 @@ int main(int argc, char **argv)
     const char *exe_dir = n > 0 ? dirname(exe) : ".";
 
     int code = VZ_EXIT_OK;
-    vz_supervisor_t *sup = vz_supervisor_new(config, exe_dir, &code);
+    sup_supervisor_t *sup = sup_supervisor_new(config, exe_dir, &code);
     if (!sup)
         return code;
-    code = vz_supervisor_run(sup);
-    vz_supervisor_destroy(&sup);
+    code = sup_supervisor_run(sup);
+    sup_supervisor_destroy(&sup);
     return code;
 }

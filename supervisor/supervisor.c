@@ -82,17 +82,17 @@ typedef struct {
     size_t death_pos;                  //  next slot in the ring
     char reason[128];                  //  why it is failed
     bool start_timed_out;              //  being stopped because it never notified
-    vz_probe_t *probe;                 //  readiness probe in flight, NULL when none
-    vz_probe_result_t probed;          //  result of the probe that just finished
+    sup_probe_t *probe;                //  readiness probe in flight, NULL when none
+    sup_probe_result_t probed;         //  result of the probe that just finished
     int64_t next_probe_ms;             //  when the next probe is due
     bool live_ready;                   //  latest probes say ready (meaningful in ST_READY)
     int probe_errors;                  //  unanswered probes in a row
-    char not_ready[VZ_PROBE_REASON_MAX]; //  why the latest probes say not ready
+    char not_ready[SUP_PROBE_REASON_MAX]; //  why the latest probes say not ready
 } s_replica_t;
 
 typedef struct {
-    s_replica_t replicas[VZ_MESH_MAX_REPLICAS]; //  slots by replica index
-    int desired;                                //  replicas that should exist
+    s_replica_t replicas[SUP_MESH_MAX_REPLICAS]; //  slots by replica index
+    int desired;                                 //  replicas that should exist
     int roll_next;    //  rolling restart: next index to restart, -1 when idle
     int roll_current; //  replica being restarted, -1 when none
     bool roll_failed; //  a replica failed during the roll
@@ -102,12 +102,12 @@ typedef struct {
 typedef enum { OP_NONE, OP_WAIT, OP_ROLL } s_op_t;
 
 typedef struct {
-    int fd;                        //  -1 when the slot is free
-    char buf[VZ_CONTROL_LINE_MAX]; //  request bytes so far
-    size_t len;                    //  bytes in buf
-    s_op_t op;                     //  pending operation
-    int service;                   //  its service, -1 = whole mesh
-    int64_t deadline;              //  for OP_WAIT
+    int fd;                         //  -1 when the slot is free
+    char buf[SUP_CONTROL_LINE_MAX]; //  request bytes so far
+    size_t len;                     //  bytes in buf
+    s_op_t op;                      //  pending operation
+    int service;                    //  its service, -1 = whole mesh
+    int64_t deadline;               //  for OP_WAIT
 } s_client_t;
 
 //  Growable response text.
@@ -117,22 +117,22 @@ typedef struct {
     size_t cap; //  bytes allocated
 } s_buf_t;
 
-struct vz_supervisor_t {
-    vz_mesh_config_t *cfg;                      //  owned configuration
-    s_service_t services[VZ_MESH_MAX_SERVICES]; //  runtime state, same order as cfg
-    s_client_t clients[S_MAX_CLIENTS];          //  control connections
-    int listen_fd;                              //  control socket
-    int signal_fd;                              //  signalfd
-    int notify_out;                             //  our own VZ_NOTIFY_FD, -1 when absent or used
-    bool announced;                             //  mesh readiness logged/notified
-    bool shutting_down;                         //  shutdown in progress
-    int shutdown_tier;                          //  tier being stopped
-    unsigned seed;                              //  jitter
-    struct pollfd *pfds;                        //  poll set, rebuilt every turn
-    sigset_t old_mask;                          //  mask to restore on destroy
+struct sup_supervisor_t {
+    sup_mesh_config_t *cfg;                      //  owned configuration
+    s_service_t services[SUP_MESH_MAX_SERVICES]; //  runtime state, same order as cfg
+    s_client_t clients[S_MAX_CLIENTS];           //  control connections
+    int listen_fd;                               //  control socket
+    int signal_fd;                               //  signalfd
+    int notify_out;                              //  our own VZ_NOTIFY_FD, -1 when absent or used
+    bool announced;                              //  mesh readiness logged/notified
+    bool shutting_down;                          //  shutdown in progress
+    int shutdown_tier;                           //  tier being stopped
+    unsigned seed;                               //  jitter
+    struct pollfd *pfds;                         //  poll set, rebuilt every turn
+    sigset_t old_mask;                           //  mask to restore on destroy
 };
 
-typedef void (*s_action_t)(vz_supervisor_t *self, s_replica_t *r);
+typedef void (*s_action_t)(sup_supervisor_t *self, s_replica_t *r);
 
 static void s_buf_printf(s_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -154,12 +154,12 @@ static void s_buf_printf(s_buf_t *b, const char *fmt, ...)
     }
 }
 
-static const vz_mesh_service_t *s_svc_cfg(vz_supervisor_t *self, const s_replica_t *r)
+static const sup_mesh_service_t *s_svc_cfg(sup_supervisor_t *self, const s_replica_t *r)
 {
     return &self->cfg->services[r->service];
 }
 
-static void s_log_replica(vz_log_level_t level, vz_supervisor_t *self, const s_replica_t *r,
+static void s_log_replica(vz_log_level_t level, sup_supervisor_t *self, const s_replica_t *r,
                           const char *msg, const char *key, const char *value)
 {
     if (!vz_log_enabled(level))
@@ -171,14 +171,14 @@ static void s_log_replica(vz_log_level_t level, vz_supervisor_t *self, const s_r
                  key, value, (const char *)0);
 }
 
-static void s_set_state(vz_supervisor_t *self, s_replica_t *r, s_state_t state)
+static void s_set_state(sup_supervisor_t *self, s_replica_t *r, s_state_t state)
 {
     if (r->state == state)
         return;
     vz_debug(NULL, "replica state", "target", s_svc_cfg(self, r)->name, "from",
              s_state_names[r->state], "to", s_state_names[state]);
     //  A probe belongs to the state that started it (startup PING or live poll).
-    vz_probe_destroy(&r->probe);
+    sup_probe_destroy(&r->probe);
     r->next_probe_ms = vz_clock_mono_ms();
     if (state == ST_READY) {
         r->became_ready = true;
@@ -226,14 +226,14 @@ static void s_env_set(char **env, size_t *count, size_t cap, const char *key, co
 }
 
 //  The child's environment: ours, then the mesh wiring, then the service's own.
-static char **s_child_env(vz_supervisor_t *self, const s_replica_t *r)
+static char **s_child_env(sup_supervisor_t *self, const s_replica_t *r)
 {
-    const vz_mesh_config_t *cfg = self->cfg;
-    const vz_mesh_service_t *svc = s_svc_cfg(self, r);
+    const sup_mesh_config_t *cfg = self->cfg;
+    const sup_mesh_service_t *svc = s_svc_cfg(self, r);
     size_t base = 0;
     while (environ[base])
         base++;
-    size_t cap = base + 16 + VZ_MESH_MAX_ENV, count = 0;
+    size_t cap = base + 16 + SUP_MESH_MAX_ENV, count = 0;
     char **env = calloc(cap, sizeof *env);
     assert(env);
     for (size_t i = 0; i < base; i++) {
@@ -251,12 +251,12 @@ static char **s_child_env(vz_supervisor_t *self, const s_replica_t *r)
     s_env_set(env, &count, cap, "VZ_CURVE_ALLOW_DIR", value);
     snprintf(value, sizeof value, "%s/keys/public/broker.key", cfg->state_dir);
     s_env_set(env, &count, cap, "VZ_BROKER_KEY", value);
-    int port = vz_mesh_config_port(cfg, "broker");
+    int port = sup_mesh_config_port(cfg, "broker");
     if (port > 0) {
         snprintf(value, sizeof value, "tcp://127.0.0.1:%d", port);
         s_env_set(env, &count, cap, "VZ_BROKER_ENDPOINTS", value);
     }
-    port = vz_mesh_config_port(cfg, "redis");
+    port = sup_mesh_config_port(cfg, "redis");
     if (port > 0) {
         snprintf(value, sizeof value, "redis://127.0.0.1:%d", port);
         s_env_set(env, &count, cap, "VZ_REDIS_URL", value);
@@ -265,13 +265,13 @@ static char **s_child_env(vz_supervisor_t *self, const s_replica_t *r)
     s_env_set(env, &count, cap, "VZ_ADMIN_PORT", value);
     snprintf(value, sizeof value, "%d", r->index);
     s_env_set(env, &count, cap, "VZ_REPLICA", value);
-    snprintf(value, sizeof value, "%d", VZ_CHILD_NOTIFY_FD);
+    snprintf(value, sizeof value, "%d", SUP_CHILD_NOTIFY_FD);
     s_env_set(env, &count, cap, "VZ_NOTIFY_FD", value);
     for (size_t i = 0; i < svc->env_count; i++) {
         char err[128];
         //  Validated at load; ports are final by now.
         int rc =
-            vz_mesh_config_expand(cfg, svc->env[i].value, value, sizeof value, err, sizeof err);
+            sup_mesh_config_expand(cfg, svc->env[i].value, value, sizeof value, err, sizeof err);
         assert(rc == 0);
         s_env_set(env, &count, cap, svc->env[i].key, value);
     }
@@ -286,16 +286,16 @@ static void s_free_strv(char **v)
 }
 
 //  argv of a service: the expanded command split on blanks, or redis-server's.
-static char **s_child_argv(vz_supervisor_t *self, const s_replica_t *r)
+static char **s_child_argv(sup_supervisor_t *self, const s_replica_t *r)
 {
-    const vz_mesh_config_t *cfg = self->cfg;
-    const vz_mesh_service_t *svc = s_svc_cfg(self, r);
+    const sup_mesh_config_t *cfg = self->cfg;
+    const sup_mesh_service_t *svc = s_svc_cfg(self, r);
     char **argv = calloc(S_MAX_ARGS + 1, sizeof *argv);
     assert(argv);
     size_t n = 0;
     if (svc->builtin_redis) {
         char port[16], dir[VZ_PATH_MAX + 16];
-        snprintf(port, sizeof port, "%d", vz_mesh_config_port(cfg, "redis"));
+        snprintf(port, sizeof port, "%d", sup_mesh_config_port(cfg, "redis"));
         snprintf(dir, sizeof dir, "%s/redis", cfg->state_dir);
         const char *args[] = {"redis-server",
                               "--port",
@@ -317,7 +317,7 @@ static char **s_child_argv(vz_supervisor_t *self, const s_replica_t *r)
         return argv;
     }
     char cmd[VZ_PATH_MAX], err[128];
-    int rc = vz_mesh_config_expand(cfg, svc->command, cmd, sizeof cmd, err, sizeof err);
+    int rc = sup_mesh_config_expand(cfg, svc->command, cmd, sizeof cmd, err, sizeof err);
     assert(rc == 0);
     char *save = NULL;
     for (char *tok = strtok_r(cmd, " \t", &save); tok && n < S_MAX_ARGS;
@@ -326,21 +326,21 @@ static char **s_child_argv(vz_supervisor_t *self, const s_replica_t *r)
     return argv;
 }
 
-static void s_fail_replica(vz_supervisor_t *self, s_replica_t *r, const char *reason)
+static void s_fail_replica(sup_supervisor_t *self, s_replica_t *r, const char *reason)
 {
     vz_strlcpy(r->reason, reason, sizeof r->reason);
     s_set_state(self, r, ST_FAILED);
     s_log_replica(VZ_LOG_ERROR, self, r, "replica failed", "reason", reason);
 }
 
-static void s_spawn(vz_supervisor_t *self, s_replica_t *r)
+static void s_spawn(sup_supervisor_t *self, s_replica_t *r)
 {
-    const vz_mesh_config_t *cfg = self->cfg;
-    const vz_mesh_service_t *svc = s_svc_cfg(self, r);
+    const sup_mesh_config_t *cfg = self->cfg;
+    const sup_mesh_service_t *svc = s_svc_cfg(self, r);
     char **argv = s_child_argv(self, r);
     char path[VZ_PATH_MAX], log_path[VZ_PATH_MAX + VZ_NAME_MAX + 32];
     snprintf(log_path, sizeof log_path, "%s/logs/%s.%d.log", cfg->state_dir, svc->name, r->index);
-    if (!argv[0] || vz_child_resolve(argv[0], cfg->bin_dir, path, sizeof path) < 0) {
+    if (!argv[0] || sup_child_resolve(argv[0], cfg->bin_dir, path, sizeof path) < 0) {
         char why[VZ_PATH_MAX + 64];
         snprintf(why, sizeof why, "command not found: %s", argv[0] ? argv[0] : "(empty)");
         s_fail_replica(self, r, why);
@@ -348,12 +348,12 @@ static void s_spawn(vz_supervisor_t *self, s_replica_t *r)
         return;
     }
     char **env = s_child_env(self, r);
-    vz_child_spec_t spec = {.path = path,
-                            .argv = argv,
-                            .envp = env,
-                            .log_path = log_path,
-                            .notify = !svc->builtin_redis};
-    int pid = vz_child_spawn(&spec, &r->notify_fd);
+    sup_child_spec_t spec = {.path = path,
+                             .argv = argv,
+                             .envp = env,
+                             .log_path = log_path,
+                             .notify = !svc->builtin_redis};
+    int pid = sup_child_spawn(&spec, &r->notify_fd);
     s_free_strv(argv);
     s_free_strv(env);
     if (pid < 0) {
@@ -377,11 +377,11 @@ static void s_spawn(vz_supervisor_t *self, s_replica_t *r)
 //  Transition actions
 
 //  All present, wanted, non-failed replicas of service i are ready, and one at least.
-static bool s_service_ready(vz_supervisor_t *self, int i)
+static bool s_service_ready(sup_supervisor_t *self, int i)
 {
     const s_service_t *s = &self->services[i];
     int ready = 0;
-    for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+    for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
         const s_replica_t *r = &s->replicas[k];
         if (!r->present || !r->wanted || r->state == ST_FAILED)
             continue;
@@ -392,7 +392,7 @@ static bool s_service_ready(vz_supervisor_t *self, int i)
     return ready > 0;
 }
 
-static void s_act_want(vz_supervisor_t *self, s_replica_t *r)
+static void s_act_want(sup_supervisor_t *self, s_replica_t *r)
 {
     r->wanted = true;
     r->death_count = 0;
@@ -402,60 +402,60 @@ static void s_act_want(vz_supervisor_t *self, s_replica_t *r)
     s_set_state(self, r, ST_WAITING);
 }
 
-static void s_act_drop(vz_supervisor_t *self, s_replica_t *r)
+static void s_act_drop(sup_supervisor_t *self, s_replica_t *r)
 {
     if (!r->wanted)
         s_set_state(self, r, ST_STOPPED);
 }
 
-static void s_act_try_spawn(vz_supervisor_t *self, s_replica_t *r)
+static void s_act_try_spawn(sup_supervisor_t *self, s_replica_t *r)
 {
     if (!r->wanted || self->shutting_down) {
         s_set_state(self, r, ST_STOPPED);
         return;
     }
-    const vz_mesh_service_t *svc = s_svc_cfg(self, r);
+    const sup_mesh_service_t *svc = s_svc_cfg(self, r);
     for (size_t d = 0; d < svc->dep_count; d++)
         if (!s_service_ready(self, svc->deps[d]))
             return;
     s_spawn(self, r);
 }
 
-static void s_act_terminate(vz_supervisor_t *self, s_replica_t *r)
+static void s_act_terminate(sup_supervisor_t *self, s_replica_t *r)
 {
     assert(r->pid > 0);
-    vz_child_signal(r->pid, SIGTERM);
+    sup_child_signal(r->pid, SIGTERM);
     r->due_ms = vz_clock_mono_ms() + self->cfg->stop_timeout_ms;
     s_set_state(self, r, ST_STOPPING);
 }
 
-static void s_fire(vz_supervisor_t *self, s_replica_t *r, s_event_t ev);
+static void s_fire(sup_supervisor_t *self, s_replica_t *r, s_event_t ev);
 
 //  Start a readiness probe: Redis PING, or GET /readyz on the admin port.
-static void s_probe_start(vz_supervisor_t *self, s_replica_t *r, int timeout_ms)
+static void s_probe_start(sup_supervisor_t *self, s_replica_t *r, int timeout_ms)
 {
     assert(!r->probe);
     bool redis = s_svc_cfg(self, r)->builtin_redis;
-    int port = redis ? vz_mesh_config_port(self->cfg, "redis") : r->admin_port;
-    r->probe =
-        vz_probe_new(redis ? VZ_PROBE_PING : VZ_PROBE_READYZ, port, vz_clock_mono_ms() + timeout_ms);
+    int port = redis ? sup_mesh_config_port(self->cfg, "redis") : r->admin_port;
+    r->probe = sup_probe_new(redis ? SUP_PROBE_PING : SUP_PROBE_READYZ, port,
+                             vz_clock_mono_ms() + timeout_ms);
 }
 
 //  Advance the probe in flight (never blocks); a finished one fires EV_PROBED.
-static void s_probe_advance(vz_supervisor_t *self, s_replica_t *r)
+static void s_probe_advance(sup_supervisor_t *self, s_replica_t *r)
 {
     if (!r->probe)
         return;
-    r->probed = vz_probe_step(r->probe, vz_clock_mono_ms());
-    if (r->probed == VZ_PROBE_RUNNING)
+    r->probed = sup_probe_step(r->probe, vz_clock_mono_ms());
+    if (r->probed == SUP_PROBE_RUNNING)
         return;
-    if (r->probed != VZ_PROBE_READY)
-        vz_strlcpy(r->not_ready, vz_probe_reason(r->probe), sizeof r->not_ready);
-    vz_probe_destroy(&r->probe);
+    if (r->probed != SUP_PROBE_READY)
+        vz_strlcpy(r->not_ready, sup_probe_reason(r->probe), sizeof r->not_ready);
+    sup_probe_destroy(&r->probe);
     s_fire(self, r, EV_PROBED);
 }
 
-static void s_act_ready(vz_supervisor_t *self, s_replica_t *r)
+static void s_act_ready(sup_supervisor_t *self, s_replica_t *r)
 {
     bool redis = s_svc_cfg(self, r)->builtin_redis;
     s_set_state(self, r, ST_READY);
@@ -465,9 +465,9 @@ static void s_act_ready(vz_supervisor_t *self, s_replica_t *r)
 
 //  Starting: enforce start_timeout (systemd TimeoutStartSec); Redis, which
 //  has no notification fd, is PINGed until it answers.
-static void s_act_starting_tick(vz_supervisor_t *self, s_replica_t *r)
+static void s_act_starting_tick(sup_supervisor_t *self, s_replica_t *r)
 {
-    const vz_mesh_service_t *svc = s_svc_cfg(self, r);
+    const sup_mesh_service_t *svc = s_svc_cfg(self, r);
     int64_t now = vz_clock_mono_ms();
     if (svc->start_timeout_ms > 0 && now - r->started_ms >= svc->start_timeout_ms) {
         char why[96];
@@ -481,19 +481,19 @@ static void s_act_starting_tick(vz_supervisor_t *self, s_replica_t *r)
         s_probe_start(self, r, S_PING_MS);
 }
 
-static void s_act_starting_probed(vz_supervisor_t *self, s_replica_t *r)
+static void s_act_starting_probed(sup_supervisor_t *self, s_replica_t *r)
 {
     r->next_probe_ms = vz_clock_mono_ms() + S_PING_EVERY_MS;
-    if (r->probed == VZ_PROBE_READY)
+    if (r->probed == SUP_PROBE_READY)
         s_act_ready(self, r);
 }
 
 //  Ready: poll readiness every ready_poll. A replica that answers "not
 //  ready" is only marked so, never restarted: it is alive (liveness is the
 //  process itself), just unable to serve for now (readiness).
-static void s_act_poll(vz_supervisor_t *self, s_replica_t *r)
+static void s_act_poll(sup_supervisor_t *self, s_replica_t *r)
 {
-    const vz_mesh_service_t *svc = s_svc_cfg(self, r);
+    const sup_mesh_service_t *svc = s_svc_cfg(self, r);
     if (svc->ready_poll_ms <= 0 || r->probe || vz_clock_mono_ms() < r->next_probe_ms)
         return;
     if (!svc->builtin_redis && r->admin_port <= 0)
@@ -502,15 +502,15 @@ static void s_act_poll(vz_supervisor_t *self, s_replica_t *r)
     s_probe_start(self, r, timeout > S_PROBE_MAX_MS ? S_PROBE_MAX_MS : timeout);
 }
 
-static void s_act_live_probed(vz_supervisor_t *self, s_replica_t *r)
+static void s_act_live_probed(sup_supervisor_t *self, s_replica_t *r)
 {
     r->next_probe_ms = vz_clock_mono_ms() + s_svc_cfg(self, r)->ready_poll_ms;
     bool was = r->live_ready;
-    if (r->probed == VZ_PROBE_READY) {
+    if (r->probed == SUP_PROBE_READY) {
         r->probe_errors = 0;
         r->live_ready = true;
         r->not_ready[0] = '\0';
-    } else if (r->probed == VZ_PROBE_NOT_READY) {
+    } else if (r->probed == SUP_PROBE_NOT_READY) {
         //  The daemon said so itself: believe it at once.
         r->live_ready = false;
     } else if (++r->probe_errors >= S_PROBE_ERRORS)
@@ -534,7 +534,7 @@ static void s_describe_exit(int status, char *out, size_t n)
 }
 
 //  An unexpected death: permanent error, too many deaths, or back off.
-static void s_act_died(vz_supervisor_t *self, s_replica_t *r)
+static void s_act_died(sup_supervisor_t *self, s_replica_t *r)
 {
     int64_t now = vz_clock_mono_ms();
     char how[32];
@@ -587,7 +587,7 @@ static void s_act_died(vz_supervisor_t *self, s_replica_t *r)
     s_set_state(self, r, ST_BACKOFF);
 }
 
-static void s_act_backoff_due(vz_supervisor_t *self, s_replica_t *r)
+static void s_act_backoff_due(sup_supervisor_t *self, s_replica_t *r)
 {
     if (!r->wanted || self->shutting_down)
         s_set_state(self, r, ST_STOPPED);
@@ -597,16 +597,16 @@ static void s_act_backoff_due(vz_supervisor_t *self, s_replica_t *r)
     }
 }
 
-static void s_act_enforce_stop(vz_supervisor_t *self, s_replica_t *r)
+static void s_act_enforce_stop(sup_supervisor_t *self, s_replica_t *r)
 {
     if (!r->killed && vz_clock_mono_ms() >= r->due_ms) {
         s_log_replica(VZ_LOG_WARN, self, r, "replica did not stop in time", "signal", "SIGKILL");
-        vz_child_signal(r->pid, SIGKILL);
+        sup_child_signal(r->pid, SIGKILL);
         r->killed = true;
     }
 }
 
-static void s_act_stopped(vz_supervisor_t *self, s_replica_t *r)
+static void s_act_stopped(sup_supervisor_t *self, s_replica_t *r)
 {
     char how[32];
     s_describe_exit(r->status, how, sizeof how);
@@ -640,7 +640,7 @@ static const s_action_t s_transitions[ST_COUNT][EV_COUNT] = {
 };
 // clang-format on
 
-static void s_fire(vz_supervisor_t *self, s_replica_t *r, s_event_t ev)
+static void s_fire(sup_supervisor_t *self, s_replica_t *r, s_event_t ev)
 {
     s_action_t action = s_transitions[r->state][ev];
     if (action)
@@ -654,18 +654,18 @@ static void s_fire(vz_supervisor_t *self, s_replica_t *r, s_event_t ev)
 //  holds already: the kernel may hand out the same ephemeral port twice
 //  once the probe socket is closed (seen: two auth replicas given one port,
 //  the second failing to bind until it was marked failed).
-static int s_auto_admin_port(vz_supervisor_t *self)
+static int s_auto_admin_port(sup_supervisor_t *self)
 {
     int port = -EADDRINUSE;
     for (int attempt = 0; attempt < 16; attempt++) {
-        port = vz_mesh_free_port();
+        port = sup_mesh_free_port();
         if (port < 0)
             return port;
         bool taken = false;
         for (size_t i = 0; i < self->cfg->port_count && !taken; i++)
             taken = self->cfg->ports[i].port == port;
         for (size_t i = 0; i < self->cfg->service_count && !taken; i++)
-            for (int k = 0; k < VZ_MESH_MAX_REPLICAS && !taken; k++)
+            for (int k = 0; k < SUP_MESH_MAX_REPLICAS && !taken; k++)
                 taken = self->services[i].replicas[k].admin_port == port;
         if (!taken)
             return port;
@@ -673,12 +673,12 @@ static int s_auto_admin_port(vz_supervisor_t *self)
     return -EADDRINUSE;
 }
 
-static void s_scale(vz_supervisor_t *self, int i, int count)
+static void s_scale(sup_supervisor_t *self, int i, int count)
 {
     s_service_t *s = &self->services[i];
-    const vz_mesh_service_t *svc = &self->cfg->services[i];
+    const sup_mesh_service_t *svc = &self->cfg->services[i];
     s->desired = count;
-    for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+    for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
         s_replica_t *r = &s->replicas[k];
         if (k < count && !r->present) {
             r->present = true;
@@ -697,7 +697,7 @@ static void s_scale(vz_supervisor_t *self, int i, int count)
     }
 }
 
-static void s_roll_begin(vz_supervisor_t *self, int i, bool rotating)
+static void s_roll_begin(sup_supervisor_t *self, int i, bool rotating)
 {
     s_service_t *s = &self->services[i];
     s->roll_next = 0;
@@ -708,7 +708,7 @@ static void s_roll_begin(vz_supervisor_t *self, int i, bool rotating)
 
 //  Final step of a key rotation: the new public certificate takes the
 //  canonical name, which removes the old one in the same rename.
-static int s_rotate_finish(vz_supervisor_t *self, int i)
+static int s_rotate_finish(sup_supervisor_t *self, int i)
 {
     const char *name = self->cfg->services[i].name;
     char from[VZ_PATH_MAX + 96], to[VZ_PATH_MAX + 96];
@@ -717,9 +717,9 @@ static int s_rotate_finish(vz_supervisor_t *self, int i)
     return rename(from, to) < 0 ? -errno : 0;
 }
 
-static void s_reply(vz_supervisor_t *self, s_client_t *c, const char *text);
+static void s_reply(sup_supervisor_t *self, s_client_t *c, const char *text);
 
-static void s_roll_finish(vz_supervisor_t *self, int i)
+static void s_roll_finish(sup_supervisor_t *self, int i)
 {
     s_service_t *s = &self->services[i];
     const char *name = self->cfg->services[i].name;
@@ -744,7 +744,7 @@ static void s_roll_finish(vz_supervisor_t *self, int i)
 
 //  One step of a rolling restart: wait for the current replica to be ready
 //  again, then restart the next one.
-static void s_roll_step(vz_supervisor_t *self, int i)
+static void s_roll_step(sup_supervisor_t *self, int i)
 {
     s_service_t *s = &self->services[i];
     if (s->roll_next < 0)
@@ -757,7 +757,7 @@ static void s_roll_step(vz_supervisor_t *self, int i)
             s->roll_failed = true;
         s->roll_current = -1;
     }
-    while (s->roll_next < VZ_MESH_MAX_REPLICAS) {
+    while (s->roll_next < SUP_MESH_MAX_REPLICAS) {
         s_replica_t *r = &s->replicas[s->roll_next++];
         if (!r->present || !r->wanted)
             continue;
@@ -773,19 +773,19 @@ static void s_roll_step(vz_supervisor_t *self, int i)
     s_roll_finish(self, i);
 }
 
-static bool s_tier_alive(vz_supervisor_t *self, int tier)
+static bool s_tier_alive(sup_supervisor_t *self, int tier)
 {
     for (size_t i = 0; i < self->cfg->service_count; i++) {
         if (self->cfg->services[i].tier != tier)
             continue;
-        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++)
+        for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++)
             if (self->services[i].replicas[k].pid > 0)
                 return true;
     }
     return false;
 }
 
-static void s_shutdown_begin(vz_supervisor_t *self, const char *why)
+static void s_shutdown_begin(sup_supervisor_t *self, const char *why)
 {
     if (self->shutting_down)
         return;
@@ -795,18 +795,18 @@ static void s_shutdown_begin(vz_supervisor_t *self, const char *why)
     for (size_t i = 0; i < self->cfg->service_count; i++) {
         int t = self->cfg->services[i].tier;
         self->shutdown_tier = t > self->shutdown_tier ? t : self->shutdown_tier;
-        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++)
+        for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++)
             self->services[i].replicas[k].wanted = false;
     }
 }
 
 //  Stop the highest tier still alive; the loop ends when nothing is left.
-static bool s_shutdown_step(vz_supervisor_t *self)
+static bool s_shutdown_step(sup_supervisor_t *self)
 {
     while (self->shutdown_tier >= 0) {
         for (size_t i = 0; i < self->cfg->service_count; i++)
             if (self->cfg->services[i].tier == self->shutdown_tier)
-                for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++)
+                for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++)
                     s_fire(self, &self->services[i].replicas[k], EV_STOP);
         if (s_tier_alive(self, self->shutdown_tier))
             return false;
@@ -821,19 +821,19 @@ static bool s_shutdown_step(vz_supervisor_t *self)
 //  ---------------------------------------------------------------------------
 //  Control commands
 
-static void s_reply(vz_supervisor_t *self, s_client_t *c, const char *text)
+static void s_reply(sup_supervisor_t *self, s_client_t *c, const char *text)
 {
     //  The response ends with an empty line; text already ends in "\n".
-    if (vz_control_write(c->fd, text) == 0)
-        vz_control_write(c->fd, "\n");
+    if (sup_control_write(c->fd, text) == 0)
+        sup_control_write(c->fd, "\n");
     close(c->fd);
     c->fd = -1;
     c->op = OP_NONE;
 }
 
-static int s_find_service(vz_supervisor_t *self, const char *name, s_buf_t *out)
+static int s_find_service(sup_supervisor_t *self, const char *name, s_buf_t *out)
 {
-    int i = vz_mesh_config_find(self->cfg, name);
+    int i = sup_mesh_config_find(self->cfg, name);
     if (i < 0)
         s_buf_printf(out, "unknown service \"%.*s\"", VZ_NAME_MAX, name);
     return i;
@@ -841,18 +841,18 @@ static int s_find_service(vz_supervisor_t *self, const char *name, s_buf_t *out)
 
 //  Return codes of command handlers: 0 reply "ok" + body, -1 reply "error
 //  <body>", 1 reply later (the client stays open with a pending op).
-static int s_cmd_status(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+static int s_cmd_status(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
     int64_t now = vz_clock_mono_ms();
     for (size_t i = 0; i < self->cfg->service_count; i++)
-        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+        for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
             const s_replica_t *r = &self->services[i].replicas[k];
             if (!r->present)
                 continue;
             int64_t up = r->pid > 0 ? now - r->started_ms : 0;
             //  The reason column says why it failed, or why its latest poll says not ready.
             const char *reason = "-";
-            char why[VZ_PROBE_REASON_MAX + 16];
+            char why[SUP_PROBE_REASON_MAX + 16];
             if (*r->reason)
                 reason = r->reason;
             else if (r->state == ST_READY && !r->live_ready) {
@@ -867,14 +867,14 @@ static int s_cmd_status(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf
     return 0;
 }
 
-static int s_cmd_ports(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+static int s_cmd_ports(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
     for (size_t i = 0; i < self->cfg->port_count; i++)
         s_buf_printf(out, "%s\t%d\n", self->cfg->ports[i].name, self->cfg->ports[i].port);
     return 0;
 }
 
-static int s_cmd_start(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+static int s_cmd_start(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
     int i = s_find_service(self, argv[1], out);
     if (i < 0)
@@ -891,12 +891,12 @@ static int s_cmd_start(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_
     return 0;
 }
 
-static int s_cmd_stop(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+static int s_cmd_stop(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
     int i = s_find_service(self, argv[1], out);
     if (i < 0)
         return -1;
-    for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+    for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
         s_replica_t *r = &self->services[i].replicas[k];
         r->wanted = false;
         s_fire(self, r, EV_STOP);
@@ -905,7 +905,7 @@ static int s_cmd_stop(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t
     return 0;
 }
 
-static int s_cmd_restart(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+static int s_cmd_restart(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
     int i = s_find_service(self, argv[1], out);
     if (i < 0)
@@ -920,15 +920,15 @@ static int s_cmd_restart(vz_supervisor_t *self, s_client_t *c, char **argv, s_bu
     return 1;
 }
 
-static int s_cmd_scale(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+static int s_cmd_scale(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
     int i = s_find_service(self, argv[1], out);
     if (i < 0)
         return -1;
     char *end = NULL;
     long n = strtol(argv[2], &end, 10);
-    if (*end || end == argv[2] || n < 0 || n > VZ_MESH_MAX_REPLICAS) {
-        s_buf_printf(out, "replicas must be an integer in 0..%d", VZ_MESH_MAX_REPLICAS);
+    if (*end || end == argv[2] || n < 0 || n > SUP_MESH_MAX_REPLICAS) {
+        s_buf_printf(out, "replicas must be an integer in 0..%d", SUP_MESH_MAX_REPLICAS);
         return -1;
     }
     if (self->cfg->services[i].builtin_redis && n > 1) {
@@ -940,15 +940,15 @@ static int s_cmd_scale(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_
     return 0;
 }
 
-static int s_cmd_reload(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+static int s_cmd_reload(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
     int sent = 0;
     for (size_t i = 0; i < self->cfg->service_count; i++)
-        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+        for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
             const s_replica_t *r = &self->services[i].replicas[k];
             //  Redis ignores SIGHUP; it is not sent the signal at all.
             if (r->pid > 0 && !self->cfg->services[i].builtin_redis &&
-                vz_child_signal(r->pid, SIGHUP) == 0)
+                sup_child_signal(r->pid, SIGHUP) == 0)
                 sent++;
         }
     s_buf_printf(out, "%d\n", sent);
@@ -957,7 +957,7 @@ static int s_cmd_reload(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf
 }
 
 //  OP_WAIT condition: 1 met, 0 not yet, -1 cannot be met (failed replica).
-static int s_wait_check(vz_supervisor_t *self, int service, s_buf_t *why)
+static int s_wait_check(sup_supervisor_t *self, int service, s_buf_t *why)
 {
     for (size_t i = 0; i < self->cfg->service_count; i++) {
         if (service >= 0 && (int)i != service)
@@ -965,7 +965,7 @@ static int s_wait_check(vz_supervisor_t *self, int service, s_buf_t *why)
         const s_service_t *s = &self->services[i];
         if (s->roll_next >= 0)
             return 0;
-        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+        for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
             const s_replica_t *r = &s->replicas[k];
             if (!r->present)
                 continue;
@@ -982,7 +982,7 @@ static int s_wait_check(vz_supervisor_t *self, int service, s_buf_t *why)
     return 1;
 }
 
-static int s_cmd_wait(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+static int s_cmd_wait(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
     c->service = -1;
     int64_t timeout = 30000;
@@ -999,7 +999,7 @@ static int s_cmd_wait(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t
     return 1;
 }
 
-static int s_cmd_shutdown(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+static int s_cmd_shutdown(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
     s_shutdown_begin(self, "vzctl shutdown");
     return 0;
@@ -1012,12 +1012,12 @@ static int s_move(const char *from, const char *to)
 
 //  Overlap rotation: new pair, new public key allowed beside the old one,
 //  new secret in place, rolling restart, then the old public key goes.
-static int s_cmd_rotate(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+static int s_cmd_rotate(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
     int i = s_find_service(self, argv[1], out);
     if (i < 0)
         return -1;
-    const vz_mesh_config_t *cfg = self->cfg;
+    const sup_mesh_config_t *cfg = self->cfg;
     if (strcmp(argv[1], "broker") == 0) {
         s_buf_printf(out,
                      "refusing to rotate the broker's key this way: every daemon pins the "
@@ -1072,7 +1072,7 @@ static int s_cmd_rotate(vz_supervisor_t *self, s_client_t *c, char **argv, s_buf
     return 1;
 }
 
-typedef int (*s_cmd_fn_t)(vz_supervisor_t *, s_client_t *, char **, s_buf_t *);
+typedef int (*s_cmd_fn_t)(sup_supervisor_t *, s_client_t *, char **, s_buf_t *);
 
 //  Dispatch table; arity is checked centrally before the handler runs.
 static const struct {
@@ -1088,7 +1088,7 @@ static const struct {
     {"shutdown", 0, 0, s_cmd_shutdown}, {"rotate", 1, 1, s_cmd_rotate},
 };
 
-static void s_dispatch(vz_supervisor_t *self, s_client_t *c)
+static void s_dispatch(sup_supervisor_t *self, s_client_t *c)
 {
     char *argv[S_MAX_ARGS + 1] = {NULL};
     int argc = 0;
@@ -1128,7 +1128,7 @@ static void s_dispatch(vz_supervisor_t *self, s_client_t *c)
     free(out.data);
 }
 
-static void s_client_read(vz_supervisor_t *self, s_client_t *c)
+static void s_client_read(sup_supervisor_t *self, s_client_t *c)
 {
     if (c->op != OP_NONE) {
         //  A waiting client that hangs up gives up its wait.
@@ -1158,7 +1158,7 @@ static void s_client_read(vz_supervisor_t *self, s_client_t *c)
         s_reply(self, c, "error request line too long\n");
 }
 
-static void s_accept(vz_supervisor_t *self)
+static void s_accept(sup_supervisor_t *self)
 {
     int fd = accept4(self->listen_fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0)
@@ -1175,7 +1175,7 @@ static void s_accept(vz_supervisor_t *self)
     s_reply(self, &busy, "error too many control connections\n");
 }
 
-static void s_check_waits(vz_supervisor_t *self)
+static void s_check_waits(sup_supervisor_t *self)
 {
     int64_t now = vz_clock_mono_ms();
     for (int i = 0; i < S_MAX_CLIENTS; i++) {
@@ -1204,13 +1204,13 @@ static void s_check_waits(vz_supervisor_t *self)
 //  ---------------------------------------------------------------------------
 //  Loop
 
-static void s_reap(vz_supervisor_t *self)
+static void s_reap(sup_supervisor_t *self)
 {
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
         for (size_t i = 0; i < self->cfg->service_count; i++)
-            for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+            for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
                 s_replica_t *r = &self->services[i].replicas[k];
                 if (r->pid != pid)
                     continue;
@@ -1223,7 +1223,7 @@ static void s_reap(vz_supervisor_t *self)
             }
 }
 
-static bool s_handle_signals(vz_supervisor_t *self)
+static bool s_handle_signals(sup_supervisor_t *self)
 {
     struct signalfd_siginfo si;
     while (read(self->signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
@@ -1240,7 +1240,7 @@ static bool s_handle_signals(vz_supervisor_t *self)
     return true;
 }
 
-static void s_read_notify(vz_supervisor_t *self, s_replica_t *r)
+static void s_read_notify(sup_supervisor_t *self, s_replica_t *r)
 {
     char buf[64];
     ssize_t n = read(r->notify_fd, buf, sizeof buf);
@@ -1251,7 +1251,7 @@ static void s_read_notify(vz_supervisor_t *self, s_replica_t *r)
         s_close_notify(r); //  closed without a line: never ready by notification
 }
 
-static void s_announce(vz_supervisor_t *self)
+static void s_announce(sup_supervisor_t *self)
 {
     if (self->announced || self->shutting_down || s_wait_check(self, -1, NULL) <= 0)
         return;
@@ -1268,7 +1268,7 @@ static void s_announce(vz_supervisor_t *self)
 //  How long poll may sleep: a short tick while anything is in transition or
 //  a probe is in flight (their deadlines are checked on ticks), otherwise
 //  until the next readiness poll is due, at most S_TICK_IDLE_MS.
-static int s_poll_timeout(vz_supervisor_t *self)
+static int s_poll_timeout(sup_supervisor_t *self)
 {
     if (self->shutting_down)
         return S_TICK_BUSY_MS;
@@ -1277,7 +1277,7 @@ static int s_poll_timeout(vz_supervisor_t *self)
             return S_TICK_BUSY_MS;
     int64_t now = vz_clock_mono_ms(), wake = now + S_TICK_IDLE_MS;
     for (size_t i = 0; i < self->cfg->service_count; i++)
-        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+        for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
             const s_replica_t *r = &self->services[i].replicas[k];
             if (!r->present)
                 continue;
@@ -1291,7 +1291,7 @@ static int s_poll_timeout(vz_supervisor_t *self)
     return wake > now ? (int)(wake - now) : 0;
 }
 
-int vz_supervisor_run(vz_supervisor_t *self)
+int sup_supervisor_run(sup_supervisor_t *self)
 {
     assert(self);
     vz_info(NULL, "supervisor started", "state_dir", self->cfg->state_dir, "control",
@@ -1300,7 +1300,7 @@ int vz_supervisor_run(vz_supervisor_t *self)
         s_scale(self, (int)i, self->cfg->services[i].replicas);
     for (;;) {
         for (size_t i = 0; i < self->cfg->service_count; i++) {
-            for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+            for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
                 s_replica_t *r = &self->services[i].replicas[k];
                 s_probe_advance(self, r);
                 if (r->present || r->pid)
@@ -1318,14 +1318,14 @@ int vz_supervisor_run(vz_supervisor_t *self)
         for (int c = 0; c < S_MAX_CLIENTS; c++)
             self->pfds[n++] = (struct pollfd){.fd = self->clients[c].fd, .events = POLLIN};
         for (size_t i = 0; i < self->cfg->service_count; i++)
-            for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++)
+            for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++)
                 self->pfds[n++] = (struct pollfd){.fd = self->services[i].replicas[k].notify_fd,
                                                   .events = POLLIN};
         for (size_t i = 0; i < self->cfg->service_count; i++)
-            for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
-                const vz_probe_t *p = self->services[i].replicas[k].probe;
-                self->pfds[n++] = (struct pollfd){.fd = p ? vz_probe_fd(p) : -1,
-                                                  .events = p ? vz_probe_events(p) : 0};
+            for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
+                const sup_probe_t *p = self->services[i].replicas[k].probe;
+                self->pfds[n++] = (struct pollfd){.fd = p ? sup_probe_fd(p) : -1,
+                                                  .events = p ? sup_probe_events(p) : 0};
             }
         int rc = poll(self->pfds, n, s_poll_timeout(self));
         if (rc < 0 && errno != EINTR) {
@@ -1344,17 +1344,17 @@ int vz_supervisor_run(vz_supervisor_t *self)
             if (self->pfds[n++].revents && self->clients[c].fd >= 0)
                 s_client_read(self, &self->clients[c]);
         for (size_t i = 0; i < self->cfg->service_count; i++)
-            for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+            for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
                 s_replica_t *r = &self->services[i].replicas[k];
                 if (self->pfds[n++].revents && r->notify_fd >= 0)
                     s_read_notify(self, r);
             }
         //  A probe may have been replaced meanwhile: step only the one polled.
         for (size_t i = 0; i < self->cfg->service_count; i++)
-            for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+            for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
                 s_replica_t *r = &self->services[i].replicas[k];
                 struct pollfd *pfd = &self->pfds[n++];
-                if (pfd->revents && r->probe && vz_probe_fd(r->probe) == pfd->fd)
+                if (pfd->revents && r->probe && sup_probe_fd(r->probe) == pfd->fd)
                     s_probe_advance(self, r);
             }
     }
@@ -1379,9 +1379,9 @@ static int s_mkdir(const char *path, mode_t mode, char *err, size_t errlen)
     return 0;
 }
 
-static int s_prepare_state(vz_supervisor_t *self, char *err, size_t errlen)
+static int s_prepare_state(sup_supervisor_t *self, char *err, size_t errlen)
 {
-    const vz_mesh_config_t *cfg = self->cfg;
+    const sup_mesh_config_t *cfg = self->cfg;
     static const struct {
         const char *sub; //  directory under state_dir
         mode_t mode;     //  its mode
@@ -1408,10 +1408,10 @@ static int s_prepare_state(vz_supervisor_t *self, char *err, size_t errlen)
     return s_mkdir(path, 0700, err, errlen);
 }
 
-vz_supervisor_t *vz_supervisor_new(const char *config_path, const char *exe_dir, int *exit_code)
+sup_supervisor_t *sup_supervisor_new(const char *config_path, const char *exe_dir, int *exit_code)
 {
     assert(config_path && exe_dir && exit_code);
-    vz_supervisor_t *self = calloc(1, sizeof *self);
+    sup_supervisor_t *self = calloc(1, sizeof *self);
     assert(self);
     self->cfg = calloc(1, sizeof *self->cfg);
     assert(self->cfg);
@@ -1419,16 +1419,16 @@ vz_supervisor_t *vz_supervisor_new(const char *config_path, const char *exe_dir,
     self->seed = (unsigned)getpid() ^ (unsigned)vz_clock_mono_ms();
     for (int c = 0; c < S_MAX_CLIENTS; c++)
         self->clients[c].fd = -1;
-    for (size_t i = 0; i < VZ_MESH_MAX_SERVICES; i++) {
+    for (size_t i = 0; i < SUP_MESH_MAX_SERVICES; i++) {
         self->services[i].roll_next = self->services[i].roll_current = -1;
-        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+        for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
             self->services[i].replicas[k].service = (int)i;
             self->services[i].replicas[k].index = k;
             self->services[i].replicas[k].notify_fd = -1;
         }
     }
     //  Per replica: its readiness pipe and its probe socket.
-    self->pfds = calloc(2 + S_MAX_CLIENTS + 2 * VZ_MESH_MAX_SERVICES * VZ_MESH_MAX_REPLICAS,
+    self->pfds = calloc(2 + S_MAX_CLIENTS + 2 * SUP_MESH_MAX_SERVICES * SUP_MESH_MAX_REPLICAS,
                         sizeof *self->pfds);
     assert(self->pfds);
     //  Block before anything could start a thread, so every thread inherits it.
@@ -1443,15 +1443,15 @@ vz_supervisor_t *vz_supervisor_new(const char *config_path, const char *exe_dir,
 
     char err[VZ_PATH_MAX + 256];
     *exit_code = VZ_EXIT_PERMANENT;
-    int rc = vz_mesh_config_load(self->cfg, config_path, err, sizeof err);
+    int rc = sup_mesh_config_load(self->cfg, config_path, err, sizeof err);
     if (rc == 0)
-        rc = vz_mesh_config_resolve(self->cfg, exe_dir, err, sizeof err);
-    if (rc == 0 && (rc = vz_mesh_config_alloc_ports(self->cfg)) < 0)
+        rc = sup_mesh_config_resolve(self->cfg, exe_dir, err, sizeof err);
+    if (rc == 0 && (rc = sup_mesh_config_alloc_ports(self->cfg)) < 0)
         snprintf(err, sizeof err, "unable to allocate auto ports: %s", strerror(-rc));
     if (rc == 0 && (rc = s_prepare_state(self, err, sizeof err)) < 0)
         *exit_code = VZ_EXIT_TEMPORARY;
     if (rc == 0) {
-        self->listen_fd = vz_control_listen(self->cfg->control);
+        self->listen_fd = sup_control_listen(self->cfg->control);
         if (self->listen_fd < 0) {
             rc = self->listen_fd;
             snprintf(err, sizeof err, "unable to listen on %s: %s", self->cfg->control,
@@ -1466,7 +1466,7 @@ vz_supervisor_t *vz_supervisor_new(const char *config_path, const char *exe_dir,
     if (rc < 0) {
         fprintf(stderr, "vz-supervisor: %s\n", err);
         vz_error(NULL, "unable to start", "reason", err);
-        vz_supervisor_destroy(&self);
+        sup_supervisor_destroy(&self);
         return NULL;
     }
     const char *nfd = getenv("VZ_NOTIFY_FD");
@@ -1482,19 +1482,19 @@ vz_supervisor_t *vz_supervisor_new(const char *config_path, const char *exe_dir,
     return self;
 }
 
-void vz_supervisor_destroy(vz_supervisor_t **self_p)
+void sup_supervisor_destroy(sup_supervisor_t **self_p)
 {
     assert(self_p);
-    vz_supervisor_t *self = *self_p;
+    sup_supervisor_t *self = *self_p;
     if (!self)
         return;
     for (int c = 0; c < S_MAX_CLIENTS; c++)
         if (self->clients[c].fd >= 0)
             s_reply(self, &self->clients[c], "error supervisor stopped\n");
-    for (size_t i = 0; i < VZ_MESH_MAX_SERVICES; i++)
-        for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+    for (size_t i = 0; i < SUP_MESH_MAX_SERVICES; i++)
+        for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
             s_close_notify(&self->services[i].replicas[k]);
-            vz_probe_destroy(&self->services[i].replicas[k].probe);
+            sup_probe_destroy(&self->services[i].replicas[k].probe);
         }
     if (self->listen_fd >= 0) {
         close(self->listen_fd);

@@ -58,7 +58,7 @@ static int s_usage(void)
 static int s_request(const s_opts_t *o, const char *line, int timeout_ms, char **body_p)
 {
     int rc = 0;
-    char *resp = vz_control_request(o->socket, line, timeout_ms, &rc);
+    char *resp = sup_control_request(o->socket, line, timeout_ms, &rc);
     if (!resp) {
         fprintf(stderr, "vzctl: supervisor not reachable at %s: %s\n", o->socket, strerror(-rc));
         return S_EXIT_NOSUP;
@@ -212,10 +212,10 @@ static int s_logs(const s_opts_t *o, int argc, char **argv)
     }
     if (!svc || lines < 0)
         return s_usage();
-    s_logfile_t files[VZ_MESH_MAX_REPLICAS];
+    s_logfile_t files[SUP_MESH_MAX_REPLICAS];
     size_t count = 0;
     const char *dot = strrchr(svc, '.');
-    for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+    for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
         s_logfile_t *lf = &files[count];
         char label[sizeof lf->label];
         if (dot) //  one replica, given as S.i
@@ -342,7 +342,7 @@ int main(int argc, char **argv)
     const char *cmd = argv[i++];
     int rest = argc - i;
     char **args = argv + i;
-    char line[VZ_CONTROL_LINE_MAX];
+    char line[SUP_CONTROL_LINE_MAX];
 
     if (strcmp(cmd, "status") == 0) {
         for (int k = 0; k < rest; k++) {
@@ -396,7 +396,7 @@ int main(int argc, char **argv)
         //  A supervisor that is still starting has no socket yet: keep trying
         //  until the deadline, so `vz-supervisor & vzctl wait` just works.
         for (long waited = 0; waited < ms; waited += 50) {
-            int fd = vz_control_connect(o.socket);
+            int fd = sup_control_connect(o.socket);
             if (fd >= 0) {
                 close(fd);
                 break;
