@@ -6,12 +6,14 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -41,6 +43,7 @@
 #define S_TICK_BUSY_MS 50       //  poll timeout while something is in transition
 #define S_TICK_IDLE_MS 500      //  poll timeout otherwise
 #define S_MAX_ARGS 16           //  words in a command line or a request
+#define S_ROTATE_EVERY_MS 1000  //  how often log sizes are checked
 
 typedef enum {
     ST_STOPPED,
@@ -97,9 +100,22 @@ typedef struct {
     int roll_current; //  replica being restarted, -1 when none
     bool roll_failed; //  a replica failed during the roll
     bool rotating;    //  the roll is part of a key rotation
+    int roll_only;    //  the roll restarts this replica only, -1 = every replica
+    int roll_count;   //  replicas the roll restarted so far
 } s_service_t;
 
-typedef enum { OP_NONE, OP_WAIT, OP_ROLL } s_op_t;
+typedef enum { OP_NONE, OP_WAIT, OP_ROLL, OP_STOP, OP_UPDATE } s_op_t;
+
+//  What `update` does to a service of the new configuration.
+typedef enum { CH_SAME, CH_ADDED, CH_CHANGED, CH_SCALED, CH_SETTINGS } s_change_t;
+
+//  The difference between the running configuration and the file.
+typedef struct {
+    int from[SUP_MESH_MAX_SERVICES];        //  new index -> old index, -1 when added
+    s_change_t kind[SUP_MESH_MAX_SERVICES]; //  by new index
+    bool removed[SUP_MESH_MAX_SERVICES];    //  by old index
+    int changes;                            //  services added, removed or changed in any way
+} s_diff_t;
 
 typedef struct {
     int fd;                         //  -1 when the slot is free
@@ -107,7 +123,9 @@ typedef struct {
     size_t len;                     //  bytes in buf
     s_op_t op;                      //  pending operation
     int service;                    //  its service, -1 = whole mesh
+    int replica;                    //  its replica, -1 = every replica
     int64_t deadline;               //  for OP_WAIT
+    char target[VZ_NAME_MAX + 16];  //  the target as the client wrote it (for the reply)
 } s_client_t;
 
 //  Growable response text.
@@ -130,6 +148,13 @@ struct sup_supervisor_t {
     unsigned seed;                               //  jitter
     struct pollfd *pfds;                         //  poll set, rebuilt every turn
     sigset_t old_mask;                           //  mask to restore on destroy
+    char config_path[VZ_PATH_MAX];               //  the file `reread` and `update` read again
+    char exe_dir[VZ_PATH_MAX];                   //  default bin_dir
+    int lock_fd;                                 //  flock on <state>/supervisor.lock
+    int64_t next_rotate_ms;                      //  next check of the log sizes
+    sup_mesh_config_t *pending_cfg;              //  `update` waiting for old processes to exit
+    s_diff_t pending_diff;                       //  ... and what it changes
+    char *pending_reply;                         //  ... and what it will answer (heap)
 };
 
 typedef void (*s_action_t)(sup_supervisor_t *self, s_replica_t *r);
@@ -697,13 +722,16 @@ static void s_scale(sup_supervisor_t *self, int i, int count)
     }
 }
 
-static void s_roll_begin(sup_supervisor_t *self, int i, bool rotating)
+//  A rolling restart of service i: every replica, or only replica `only` (>= 0).
+static void s_roll_begin(sup_supervisor_t *self, int i, bool rotating, int only)
 {
     s_service_t *s = &self->services[i];
     s->roll_next = 0;
     s->roll_current = -1;
     s->roll_failed = false;
     s->rotating = rotating;
+    s->roll_only = only;
+    s->roll_count = 0;
 }
 
 //  Final step of a key rotation: the new public certificate takes the
@@ -730,8 +758,14 @@ static void s_roll_finish(sup_supervisor_t *self, int i)
     else if (s->rotating && s_rotate_finish(self, i) < 0)
         snprintf(text, sizeof text, "error unable to retire the old public key of %s: %s\n", name,
                  strerror(errno));
+    else if (s->rotating)
+        snprintf(text, sizeof text, "ok\nrotated the key of %s (%d replica%s restarted)\n", name,
+                 s->roll_count, s->roll_count == 1 ? "" : "s");
+    else if (s->roll_only >= 0)
+        snprintf(text, sizeof text, "ok\nrestarted %s.%d\n", name, s->roll_only);
     else
-        snprintf(text, sizeof text, "ok\n");
+        snprintf(text, sizeof text, "ok\nrestarted %s (%d replica%s)\n", name, s->roll_count,
+                 s->roll_count == 1 ? "" : "s");
     vz_info(NULL, s->rotating ? "key rotation done" : "rolling restart done", "target", name,
             "result", s->roll_failed ? "failed" : "ok");
     s->roll_next = -1;
@@ -759,9 +793,10 @@ static void s_roll_step(sup_supervisor_t *self, int i)
     }
     while (s->roll_next < SUP_MESH_MAX_REPLICAS) {
         s_replica_t *r = &s->replicas[s->roll_next++];
-        if (!r->present || !r->wanted)
+        if (!r->present || !r->wanted || (s->roll_only >= 0 && r->index != s->roll_only))
             continue;
         s->roll_current = r->index;
+        s->roll_count++;
         s_log_replica(VZ_LOG_INFO, self, r, "restarting replica", "why",
                       s->rotating ? "key rotation" : "rolling restart");
         if (r->state == ST_STARTING || r->state == ST_READY)
@@ -839,15 +874,56 @@ static int s_find_service(sup_supervisor_t *self, const char *name, s_buf_t *out
     return i;
 }
 
+//  A command's target: "all" (service -1), "S" (replica -1) or "S.i", where
+//  i must be below the service's replica count. 0, or -1 with the reason.
+static int s_target(sup_supervisor_t *self, const char *text, int *service, int *replica,
+                    s_buf_t *out)
+{
+    *service = *replica = -1;
+    if (strcmp(text, "all") == 0)
+        return 0;
+    char name[VZ_NAME_MAX];
+    const char *dot = strrchr(text, '.');
+    size_t len = dot ? (size_t)(dot - text) : strlen(text);
+    if (len >= sizeof name) {
+        s_buf_printf(out, "unknown service \"%.*s\"", VZ_NAME_MAX, text);
+        return -1;
+    }
+    memcpy(name, text, len);
+    name[len] = '\0';
+    if ((*service = s_find_service(self, name, out)) < 0)
+        return -1;
+    if (!dot)
+        return 0;
+    int desired = self->services[*service].desired;
+    char *end = NULL;
+    long k = strtol(dot + 1, &end, 10);
+    if (*end || end == dot + 1 || k < 0 || k >= desired) {
+        s_buf_printf(out, "%s has no replica \"%.8s\" (it runs %d: 0..%d)", name, dot + 1, desired,
+                     desired - 1);
+        return -1;
+    }
+    *replica = (int)k;
+    return 0;
+}
+
+static bool s_in_target(int service, int replica, int i, int k)
+{
+    return (service < 0 || service == i) && (replica < 0 || replica == k);
+}
+
 //  Return codes of command handlers: 0 reply "ok" + body, -1 reply "error
 //  <body>", 1 reply later (the client stays open with a pending op).
 static int s_cmd_status(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
+    int svc = -1, rep = -1;
+    if (argv[1] && s_target(self, argv[1], &svc, &rep, out) < 0)
+        return -1;
     int64_t now = vz_clock_mono_ms();
     for (size_t i = 0; i < self->cfg->service_count; i++)
         for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
             const s_replica_t *r = &self->services[i].replicas[k];
-            if (!r->present)
+            if (!r->present || !s_in_target(svc, rep, (int)i, k))
                 continue;
             int64_t up = r->pid > 0 ? now - r->started_ms : 0;
             //  The reason column says why it failed, or why its latest poll says not ready.
@@ -874,47 +950,90 @@ static int s_cmd_ports(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf
     return 0;
 }
 
+//  Want the replicas of the target; `vzctl start` then waits for them with `wait`.
 static int s_cmd_start(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
-    int i = s_find_service(self, argv[1], out);
-    if (i < 0)
+    int svc, rep;
+    if (s_target(self, argv[1], &svc, &rep, out) < 0)
         return -1;
-    s_service_t *s = &self->services[i];
-    if (s->desired == 0)
-        s_scale(self, i, self->cfg->services[i].replicas > 0 ? self->cfg->services[i].replicas : 1);
-    for (int k = 0; k < s->desired; k++) {
-        s_replica_t *r = &s->replicas[k];
-        r->wanted = true;
-        s_fire(self, r, EV_START);
+    int wanted = 0;
+    for (size_t i = 0; i < self->cfg->service_count; i++) {
+        if (svc >= 0 && (int)i != svc)
+            continue;
+        s_service_t *s = &self->services[i];
+        //  A service scaled to 0 comes back with its configured count (at least 1 when named).
+        int configured = self->cfg->services[i].replicas;
+        if (s->desired == 0 && (configured > 0 || svc >= 0))
+            s_scale(self, (int)i, configured > 0 ? configured : 1);
+        for (int k = 0; k < s->desired; k++) {
+            if (rep >= 0 && k != rep)
+                continue;
+            s_replica_t *r = &s->replicas[k];
+            r->wanted = true;
+            s_fire(self, r, EV_START);
+            wanted++;
+        }
     }
-    vz_info(NULL, "service started by request", "target", argv[1]);
+    vz_info(NULL, "started by request", "target", argv[1]);
+    s_buf_printf(out, "starting %s (%d replica%s)\n", argv[1], wanted, wanted == 1 ? "" : "s");
     return 0;
 }
 
+//  1 once no process of the target runs any more.
+static int s_stop_check(sup_supervisor_t *self, int service, int replica)
+{
+    for (size_t i = 0; i < self->cfg->service_count; i++)
+        for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++)
+            if (s_in_target(service, replica, (int)i, k) && self->services[i].replicas[k].pid > 0)
+                return 0;
+    return 1;
+}
+
+//  SIGTERM (SIGKILL after stop_timeout) to the target, dependents first;
+//  answered once every process of the target is gone, as systemctl stop does.
 static int s_cmd_stop(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
-    int i = s_find_service(self, argv[1], out);
-    if (i < 0)
+    int svc, rep;
+    if (s_target(self, argv[1], &svc, &rep, out) < 0)
         return -1;
-    for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
-        s_replica_t *r = &self->services[i].replicas[k];
-        r->wanted = false;
-        s_fire(self, r, EV_STOP);
-    }
-    vz_info(NULL, "service stopped by request", "target", argv[1]);
-    return 0;
+    for (int i = (int)self->cfg->service_count - 1; i >= 0; i--)
+        for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
+            if (!s_in_target(svc, rep, i, k))
+                continue;
+            s_replica_t *r = &self->services[i].replicas[k];
+            r->wanted = false;
+            s_fire(self, r, EV_STOP);
+        }
+    vz_info(NULL, "stopped by request", "target", argv[1]);
+    c->op = OP_STOP;
+    c->service = svc;
+    c->replica = rep;
+    vz_strlcpy(c->target, argv[1], sizeof c->target);
+    return 1;
 }
 
 static int s_cmd_restart(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
-    int i = s_find_service(self, argv[1], out);
-    if (i < 0)
+    int i, rep;
+    if (s_target(self, argv[1], &i, &rep, out) < 0)
         return -1;
-    if (self->services[i].roll_next >= 0) {
-        s_buf_printf(out, "a restart of %s is already in progress", argv[1]);
+    if (i < 0) {
+        s_buf_printf(out, "restart takes one service or replica (vzctl restart all restarts every "
+                          "service, one after the other)");
         return -1;
     }
-    s_roll_begin(self, i, false);
+    s_service_t *s = &self->services[i];
+    if (s->roll_next >= 0) {
+        s_buf_printf(out, "a restart of %s is already in progress", self->cfg->services[i].name);
+        return -1;
+    }
+    //  A stopped replica is started, as systemctl restart does.
+    for (int k = 0; k < s->desired; k++)
+        if ((rep < 0 || k == rep) && !s->replicas[k].wanted) {
+            s->replicas[k].wanted = true;
+            s_fire(self, &s->replicas[k], EV_START);
+        }
+    s_roll_begin(self, i, false, rep);
     c->op = OP_ROLL;
     c->service = i;
     return 1;
@@ -935,8 +1054,10 @@ static int s_cmd_scale(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf
         s_buf_printf(out, "the built-in redis runs one replica");
         return -1;
     }
+    int before = self->services[i].desired;
     s_scale(self, i, (int)n);
     vz_info(NULL, "service scaled", "target", argv[1], "replicas", argv[2]);
+    s_buf_printf(out, "scaled %s from %d to %ld replicas\n", argv[1], before, n);
     return 0;
 }
 
@@ -951,13 +1072,13 @@ static int s_cmd_reload(sup_supervisor_t *self, s_client_t *c, char **argv, s_bu
                 sup_child_signal(r->pid, SIGHUP) == 0)
                 sent++;
         }
-    s_buf_printf(out, "%d\n", sent);
+    s_buf_printf(out, "sent SIGHUP to %d process%s\n", sent, sent == 1 ? "" : "es");
     vz_info(NULL, "reload forwarded", "signal", "SIGHUP");
     return 0;
 }
 
-//  OP_WAIT condition: 1 met, 0 not yet, -1 cannot be met (failed replica).
-static int s_wait_check(sup_supervisor_t *self, int service, s_buf_t *why)
+//  OP_WAIT condition on a target: 1 met, 0 not yet, -1 cannot be met (failed replica).
+static int s_wait_check(sup_supervisor_t *self, int service, int replica, s_buf_t *why)
 {
     for (size_t i = 0; i < self->cfg->service_count; i++) {
         if (service >= 0 && (int)i != service)
@@ -967,7 +1088,7 @@ static int s_wait_check(sup_supervisor_t *self, int service, s_buf_t *why)
             return 0;
         for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
             const s_replica_t *r = &s->replicas[k];
-            if (!r->present)
+            if (!r->present || (replica >= 0 && k != replica))
                 continue;
             if (r->state == ST_FAILED && r->wanted) {
                 if (why)
@@ -984,16 +1105,20 @@ static int s_wait_check(sup_supervisor_t *self, int service, s_buf_t *why)
 
 static int s_cmd_wait(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
-    c->service = -1;
+    c->service = c->replica = -1;
     int64_t timeout = 30000;
     for (int a = 1; argv[a]; a++) {
         char *end = NULL;
         long v = strtol(argv[a], &end, 10);
         if (*end == '\0' && end != argv[a] && v >= 0)
             timeout = v;
-        else if ((c->service = s_find_service(self, argv[a], out)) < 0)
+        else if (s_target(self, argv[a], &c->service, &c->replica, out) < 0)
             return -1;
+        else
+            vz_strlcpy(c->target, argv[a], sizeof c->target);
     }
+    if (c->service < 0)
+        vz_strlcpy(c->target, "everything", sizeof c->target);
     c->op = OP_WAIT;
     c->deadline = vz_clock_mono_ms() + timeout;
     return 1;
@@ -1002,6 +1127,7 @@ static int s_cmd_wait(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_
 static int s_cmd_shutdown(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
     s_shutdown_begin(self, "vzctl shutdown");
+    s_buf_printf(out, "shutting down: stopping every service in reverse dependency order\n");
     return 0;
 }
 
@@ -1066,10 +1192,319 @@ static int s_cmd_rotate(sup_supervisor_t *self, s_client_t *c, char **argv, s_bu
         return -1;
     }
     vz_info(NULL, "key rotation started", "target", name);
-    s_roll_begin(self, i, true);
+    s_roll_begin(self, i, true, -1);
     c->op = OP_ROLL;
     c->service = i;
     return 1;
+}
+
+//  ---------------------------------------------------------------------------
+//  reread and update (supervisord semantics): the file is read again and
+//  compared by service name. Added services start, removed ones stop,
+//  changed ones (what their processes see: command, environment, admin
+//  port) stop and start again, and every other service keeps running.
+
+//  What the processes of a service see, after substitution, is the same.
+static bool s_same_process(const sup_mesh_config_t *a, const sup_mesh_service_t *sa,
+                           const sup_mesh_config_t *b, const sup_mesh_service_t *sb)
+{
+    if (sa->builtin_redis != sb->builtin_redis || sa->admin_auto != sb->admin_auto ||
+        sa->admin_port != sb->admin_port || sa->env_count != sb->env_count)
+        return false;
+    if (sa->builtin_redis && sup_mesh_config_port(a, "redis") != sup_mesh_config_port(b, "redis"))
+        return false;
+    char x[VZ_PATH_MAX], y[VZ_PATH_MAX], err[128];
+    //  Both were validated at load: expansion cannot fail.
+    if (sup_mesh_config_expand(a, sa->command, x, sizeof x, err, sizeof err) < 0 ||
+        sup_mesh_config_expand(b, sb->command, y, sizeof y, err, sizeof err) < 0 || strcmp(x, y))
+        return false;
+    for (size_t e = 0; e < sa->env_count; e++)
+        if (strcmp(sa->env[e].key, sb->env[e].key) ||
+            sup_mesh_config_expand(a, sa->env[e].value, x, sizeof x, err, sizeof err) < 0 ||
+            sup_mesh_config_expand(b, sb->env[e].value, y, sizeof y, err, sizeof err) < 0 ||
+            strcmp(x, y))
+            return false;
+    return true;
+}
+
+//  The supervisor's own settings that only apply to a service: timeouts and dependencies.
+static bool s_same_settings(const sup_mesh_config_t *a, const sup_mesh_service_t *sa,
+                            const sup_mesh_config_t *b, const sup_mesh_service_t *sb)
+{
+    if (sa->start_timeout_ms != sb->start_timeout_ms || sa->ready_poll_ms != sb->ready_poll_ms ||
+        sa->dep_count != sb->dep_count)
+        return false;
+    for (size_t d = 0; d < sa->dep_count; d++)
+        if (strcmp(a->services[sa->deps[d]].name, b->services[sb->deps[d]].name))
+            return false;
+    return true;
+}
+
+//  Read the file again into a new configuration (heap, caller frees) and
+//  describe the difference in out. NULL with the reason in out.
+static sup_mesh_config_t *s_reread(sup_supervisor_t *self, s_diff_t *d, s_buf_t *out)
+{
+    const sup_mesh_config_t *old = self->cfg;
+    sup_mesh_config_t *cfg = calloc(1, sizeof *cfg);
+    assert(cfg);
+    char err[VZ_PATH_MAX + 256];
+    if (sup_mesh_config_load(cfg, self->config_path, err, sizeof err) < 0 ||
+        sup_mesh_config_resolve(cfg, self->exe_dir, err, sizeof err) < 0) {
+        s_buf_printf(out, "%s: %s (nothing changed)", self->config_path, err);
+        free(cfg);
+        return NULL;
+    }
+    if (strcmp(cfg->state_dir, old->state_dir) || strcmp(cfg->control, old->control)) {
+        s_buf_printf(out, "supervisor/state_dir or supervisor/control changed: restart the "
+                          "supervisor to move them (nothing changed)");
+        free(cfg);
+        return NULL;
+    }
+    //  An "auto" port keeps the port it was given, or every user would change.
+    for (size_t p = 0; p < cfg->port_count; p++)
+        for (size_t q = 0; q < old->port_count; q++)
+            if (cfg->ports[p].is_auto && old->ports[q].is_auto &&
+                strcmp(cfg->ports[p].name, old->ports[q].name) == 0)
+                cfg->ports[p].port = old->ports[q].port;
+    int rc = sup_mesh_config_alloc_ports(cfg);
+    if (rc < 0) {
+        s_buf_printf(out, "unable to allocate auto ports: %s (nothing changed)", strerror(-rc));
+        free(cfg);
+        return NULL;
+    }
+    memset(d, 0, sizeof *d);
+    for (size_t j = 0; j < old->service_count; j++)
+        if (sup_mesh_config_find(cfg, old->services[j].name) < 0) {
+            d->removed[j] = true;
+            d->changes++;
+            s_buf_printf(out, "removed %s\n", old->services[j].name);
+        }
+    for (size_t i = 0; i < cfg->service_count; i++) {
+        const sup_mesh_service_t *sn = &cfg->services[i];
+        int j = d->from[i] = sup_mesh_config_find(old, sn->name);
+        const sup_mesh_service_t *so = j >= 0 ? &old->services[j] : NULL;
+        if (!so)
+            d->kind[i] = CH_ADDED;
+        else if (!s_same_process(old, so, cfg, sn))
+            d->kind[i] = CH_CHANGED;
+        else if (so->replicas != sn->replicas)
+            d->kind[i] = CH_SCALED;
+        else if (!s_same_settings(old, so, cfg, sn))
+            d->kind[i] = CH_SETTINGS;
+        else
+            continue;
+        d->changes++;
+        if (d->kind[i] == CH_SCALED)
+            s_buf_printf(out, "scaled %s from %d to %d replicas\n", sn->name, so->replicas,
+                         sn->replicas);
+        else
+            s_buf_printf(out, "%s %s\n",
+                         d->kind[i] == CH_ADDED     ? "added"
+                         : d->kind[i] == CH_CHANGED ? "changed (restarted)"
+                                                    : "updated settings of",
+                         sn->name);
+    }
+    if (d->changes == 0)
+        s_buf_printf(out, "no changes\n");
+    return cfg;
+}
+
+static int s_cmd_reread(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+{
+    s_diff_t d;
+    sup_mesh_config_t *cfg = s_reread(self, &d, out);
+    free(cfg);
+    return cfg ? 0 : -1;
+}
+
+//  Old service j goes away in an update to cfg (removed, or changed and restarted).
+static bool s_update_drops(const sup_mesh_config_t *cfg, const s_diff_t *d, int j)
+{
+    if (d->removed[j])
+        return true;
+    for (size_t i = 0; i < cfg->service_count; i++)
+        if (d->from[i] == j && d->kind[i] == CH_CHANGED)
+            return true;
+    return false;
+}
+
+static int s_prepare_state(sup_supervisor_t *self, char *err, size_t errlen);
+
+//  Second half of `update`, once the dropped services' processes are gone:
+//  the runtime slots follow their services to the new order, then the new
+//  configuration takes over and added or changed services start.
+static void s_update_apply(sup_supervisor_t *self)
+{
+    sup_mesh_config_t *cfg = self->pending_cfg;
+    const s_diff_t *d = &self->pending_diff;
+    s_service_t *old = malloc(sizeof self->services);
+    assert(old);
+    memcpy(old, self->services, sizeof self->services);
+    for (int i = 0; i < SUP_MESH_MAX_SERVICES; i++) {
+        s_service_t *s = &self->services[i];
+        int j = (size_t)i < cfg->service_count && d->kind[i] != CH_ADDED && d->kind[i] != CH_CHANGED
+                    ? d->from[i]
+                    : -1;
+        if (j >= 0)
+            *s = old[j];
+        else {
+            memset(s, 0, sizeof *s);
+            s->roll_next = s->roll_current = -1;
+            for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++)
+                s->replicas[k].notify_fd = -1;
+        }
+        for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
+            s->replicas[k].service = i;
+            s->replicas[k].index = k;
+        }
+    }
+    //  Slots left behind hold no process; release what they may still hold.
+    for (size_t j = 0; j < self->cfg->service_count; j++)
+        if (s_update_drops(cfg, d, (int)j))
+            for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
+                s_close_notify(&old[j].replicas[k]);
+                sup_probe_destroy(&old[j].replicas[k].probe);
+            }
+    free(old);
+    //  Pending requests name services by index: follow them by name.
+    for (int c = 0; c < S_MAX_CLIENTS; c++) {
+        s_client_t *cl = &self->clients[c];
+        if (cl->fd < 0 || cl->op == OP_NONE || cl->op == OP_UPDATE || cl->service < 0)
+            continue;
+        cl->service = sup_mesh_config_find(cfg, self->cfg->services[cl->service].name);
+        if (cl->service < 0)
+            s_reply(self, cl, "error the service was removed by update\n");
+    }
+    free(self->cfg);
+    self->cfg = cfg;
+    self->pending_cfg = NULL;
+    char err[VZ_PATH_MAX + 256];
+    if (s_prepare_state(self, err, sizeof err) < 0)
+        vz_error(NULL, "unable to prepare the state directory", "reason", err);
+    for (size_t i = 0; i < cfg->service_count; i++)
+        if (d->kind[i] == CH_ADDED || d->kind[i] == CH_CHANGED || d->kind[i] == CH_SCALED)
+            s_scale(self, (int)i, cfg->services[i].replicas);
+    vz_info(NULL, "configuration updated", "config", self->config_path);
+    char *text = NULL;
+    int len = asprintf(&text, "ok\n%s", self->pending_reply);
+    assert(len >= 0);
+    for (int c = 0; c < S_MAX_CLIENTS; c++)
+        if (self->clients[c].fd >= 0 && self->clients[c].op == OP_UPDATE)
+            s_reply(self, &self->clients[c], text);
+    free(text);
+    free(self->pending_reply);
+    self->pending_reply = NULL;
+}
+
+//  1 once no process of a service the pending update drops runs any more.
+static bool s_update_ready(sup_supervisor_t *self)
+{
+    for (size_t j = 0; j < self->cfg->service_count; j++)
+        if (s_update_drops(self->pending_cfg, &self->pending_diff, (int)j) &&
+            !s_stop_check(self, (int)j, -1))
+            return false;
+    return true;
+}
+
+static int s_cmd_update(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+{
+    if (self->pending_cfg) {
+        s_buf_printf(out, "an update is already in progress");
+        return -1;
+    }
+    for (size_t i = 0; i < self->cfg->service_count; i++)
+        if (self->services[i].roll_next >= 0) {
+            s_buf_printf(out, "a restart of %s is in progress: update after it",
+                         self->cfg->services[i].name);
+            return -1;
+        }
+    s_diff_t d;
+    sup_mesh_config_t *cfg = s_reread(self, &d, out);
+    if (!cfg)
+        return -1;
+    if (d.changes == 0) {
+        free(cfg);
+        return 0;
+    }
+    vz_info(NULL, "updating the configuration", "config", self->config_path);
+    self->pending_cfg = cfg;
+    self->pending_diff = d;
+    self->pending_reply = strdup(out->data);
+    assert(self->pending_reply);
+    //  Removed and changed services stop first, dependents first.
+    for (int j = (int)self->cfg->service_count - 1; j >= 0; j--)
+        if (s_update_drops(cfg, &d, j))
+            s_scale(self, j, 0);
+    c->op = OP_UPDATE;
+    return 1;
+}
+
+//  ---------------------------------------------------------------------------
+//  Log rotation by size (supervisord's logfile_maxbytes, logfile_backups).
+//  A child writes its log through its own O_APPEND descriptor, which a
+//  rename would leave pointing at the old file; so the file is copied to
+//  S.i.log.1 and emptied in place (logrotate's copytruncate). Lines
+//  written between the copy and the truncation are lost: the copy is one
+//  read/write loop of at most log_max_bytes plus what arrived meanwhile.
+
+static int s_copy_file(const char *from, const char *to)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return -errno;
+    int outfd = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int rc = outfd < 0 ? -errno : 0;
+    char buf[65536];
+    ssize_t n;
+    while (rc == 0 && (n = read(in, buf, sizeof buf)) != 0) {
+        if (n < 0 || write(outfd, buf, (size_t)n) != n)
+            rc = -(errno ? errno : EIO);
+    }
+    close(in);
+    if (outfd >= 0)
+        close(outfd);
+    return rc;
+}
+
+static int s_rotate_file(const char *path, int backups)
+{
+    char from[VZ_PATH_MAX + 128], to[VZ_PATH_MAX + 128];
+    for (int n = backups; n > 1; n--) {
+        snprintf(from, sizeof from, "%s.%d", path, n - 1);
+        snprintf(to, sizeof to, "%s.%d", path, n);
+        if (rename(from, to) < 0 && errno != ENOENT)
+            return -errno;
+    }
+    snprintf(to, sizeof to, "%s.1", path);
+    int rc = backups > 0 ? s_copy_file(path, to) : 0;
+    if (rc == 0 && truncate(path, 0) < 0)
+        rc = -errno;
+    return rc;
+}
+
+static void s_rotate_logs(sup_supervisor_t *self)
+{
+    const sup_mesh_config_t *cfg = self->cfg;
+    int64_t now = vz_clock_mono_ms();
+    if (cfg->log_max_bytes <= 0 || now < self->next_rotate_ms)
+        return;
+    self->next_rotate_ms = now + S_ROTATE_EVERY_MS;
+    for (size_t i = 0; i < cfg->service_count; i++)
+        for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
+            if (!self->services[i].replicas[k].present)
+                continue;
+            char path[VZ_PATH_MAX + 96];
+            snprintf(path, sizeof path, "%s/logs/%s.%d.log", cfg->state_dir, cfg->services[i].name,
+                     k);
+            struct stat st;
+            if (stat(path, &st) < 0 || st.st_size < cfg->log_max_bytes)
+                continue;
+            int rc = s_rotate_file(path, cfg->log_backups);
+            if (rc < 0)
+                vz_warn(NULL, "unable to rotate log", "file", path, "reason", strerror(-rc));
+            else
+                vz_debug(NULL, "log rotated", "file", path);
+        }
 }
 
 typedef int (*s_cmd_fn_t)(sup_supervisor_t *, s_client_t *, char **, s_buf_t *);
@@ -1081,11 +1516,12 @@ static const struct {
     int max_args;     //  (inclusive)
     s_cmd_fn_t fn;    //  handler
 } s_commands[] = {
-    {"status", 0, 0, s_cmd_status},     {"ports", 0, 0, s_cmd_ports},
+    {"status", 0, 1, s_cmd_status},     {"ports", 0, 0, s_cmd_ports},
     {"start", 1, 1, s_cmd_start},       {"stop", 1, 1, s_cmd_stop},
     {"restart", 1, 1, s_cmd_restart},   {"scale", 2, 2, s_cmd_scale},
     {"reload", 0, 0, s_cmd_reload},     {"wait", 0, 2, s_cmd_wait},
     {"shutdown", 0, 0, s_cmd_shutdown}, {"rotate", 1, 1, s_cmd_rotate},
+    {"reread", 0, 0, s_cmd_reread},     {"update", 0, 0, s_cmd_update},
 };
 
 static void s_dispatch(sup_supervisor_t *self, s_client_t *c)
@@ -1168,7 +1604,7 @@ static void s_accept(sup_supervisor_t *self)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     for (int i = 0; i < S_MAX_CLIENTS; i++)
         if (self->clients[i].fd < 0) {
-            self->clients[i] = (s_client_t){.fd = fd, .op = OP_NONE, .service = -1};
+            self->clients[i] = (s_client_t){.fd = fd, .op = OP_NONE, .service = -1, .replica = -1};
             return;
         }
     s_client_t busy = {.fd = fd};
@@ -1177,14 +1613,21 @@ static void s_accept(sup_supervisor_t *self)
 
 static void s_check_waits(sup_supervisor_t *self)
 {
+    if (self->pending_cfg && !self->shutting_down && s_update_ready(self))
+        s_update_apply(self);
     int64_t now = vz_clock_mono_ms();
     for (int i = 0; i < S_MAX_CLIENTS; i++) {
         s_client_t *c = &self->clients[i];
+        if (c->fd >= 0 && c->op == OP_STOP && s_stop_check(self, c->service, c->replica)) {
+            char text[VZ_NAME_MAX + 32];
+            snprintf(text, sizeof text, "ok\nstopped %s\n", c->target);
+            s_reply(self, c, text);
+        }
         if (c->fd < 0 || c->op != OP_WAIT)
             continue;
         s_buf_t why = {.data = calloc(1, 256), .len = 0, .cap = 256};
         assert(why.data);
-        int met = self->shutting_down ? -1 : s_wait_check(self, c->service, &why);
+        int met = self->shutting_down ? -1 : s_wait_check(self, c->service, c->replica, &why);
         char *text = NULL;
         int len = 0;
         if (met > 0)
@@ -1192,7 +1635,7 @@ static void s_check_waits(sup_supervisor_t *self)
         else if (met < 0)
             len = asprintf(&text, "error %s\n", self->shutting_down ? "shutting down" : why.data);
         else if (now >= c->deadline)
-            len = asprintf(&text, "error timeout\n");
+            len = asprintf(&text, "error timeout: %s not ready in time\n", c->target);
         assert(len >= 0);
         if (text)
             s_reply(self, c, text);
@@ -1253,7 +1696,7 @@ static void s_read_notify(sup_supervisor_t *self, s_replica_t *r)
 
 static void s_announce(sup_supervisor_t *self)
 {
-    if (self->announced || self->shutting_down || s_wait_check(self, -1, NULL) <= 0)
+    if (self->announced || self->shutting_down || s_wait_check(self, -1, -1, NULL) <= 0)
         return;
     self->announced = true;
     vz_info(NULL, "mesh ready");
@@ -1270,7 +1713,7 @@ static void s_announce(sup_supervisor_t *self)
 //  until the next readiness poll is due, at most S_TICK_IDLE_MS.
 static int s_poll_timeout(sup_supervisor_t *self)
 {
-    if (self->shutting_down)
+    if (self->shutting_down || self->pending_cfg)
         return S_TICK_BUSY_MS;
     for (int c = 0; c < S_MAX_CLIENTS; c++)
         if (self->clients[c].fd >= 0 && self->clients[c].op != OP_NONE)
@@ -1310,6 +1753,7 @@ int sup_supervisor_run(sup_supervisor_t *self)
         }
         s_check_waits(self);
         s_announce(self);
+        s_rotate_logs(self);
         if (self->shutting_down && s_shutdown_step(self))
             break;
         size_t n = 0;
@@ -1379,6 +1823,45 @@ static int s_mkdir(const char *path, mode_t mode, char *err, size_t errlen)
     return 0;
 }
 
+//  One supervisor per state directory: an flock on <state>/supervisor.lock,
+//  held until exit (the kernel drops it even after SIGKILL). A second one
+//  refuses to start, naming the pid written in the file by the holder.
+static int s_lock_state(sup_supervisor_t *self, char *err, size_t errlen)
+{
+    char path[VZ_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/supervisor.lock", self->cfg->state_dir);
+    //  The message names the state directory twice and the lock once.
+    char why[3 * VZ_PATH_MAX + 256];
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "unable to open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        char pid[24] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(fd);
+        if (e == EWOULDBLOCK)
+            snprintf(why, sizeof why,
+                     "another vz-supervisor (pid %s) is running on the state directory %s "
+                     "(%s is locked); stop it first (vzctl --state %s shutdown)",
+                     *pid ? pid : "?", self->cfg->state_dir, path, self->cfg->state_dir);
+        else
+            snprintf(why, sizeof why, "unable to lock %s: %s", path, strerror(e));
+        vz_strlcpy(err, why, errlen);
+        return -1;
+    }
+    char text[24];
+    int len = snprintf(text, sizeof text, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, text, (size_t)len, 0) != len)
+        vz_warn(NULL, "unable to write the pid to the lock file", "file", path);
+    self->lock_fd = fd;
+    return 0;
+}
+
 static int s_prepare_state(sup_supervisor_t *self, char *err, size_t errlen)
 {
     const sup_mesh_config_t *cfg = self->cfg;
@@ -1415,7 +1898,8 @@ sup_supervisor_t *sup_supervisor_new(const char *config_path, const char *exe_di
     assert(self);
     self->cfg = calloc(1, sizeof *self->cfg);
     assert(self->cfg);
-    self->listen_fd = self->signal_fd = self->notify_out = -1;
+    self->listen_fd = self->signal_fd = self->notify_out = self->lock_fd = -1;
+    vz_strlcpy(self->exe_dir, exe_dir, sizeof self->exe_dir);
     self->seed = (unsigned)getpid() ^ (unsigned)vz_clock_mono_ms();
     for (int c = 0; c < S_MAX_CLIENTS; c++)
         self->clients[c].fd = -1;
@@ -1446,6 +1930,13 @@ sup_supervisor_t *sup_supervisor_new(const char *config_path, const char *exe_di
     int rc = sup_mesh_config_load(self->cfg, config_path, err, sizeof err);
     if (rc == 0)
         rc = sup_mesh_config_resolve(self->cfg, exe_dir, err, sizeof err);
+    //  Kept absolute: `reread` reads it again, whatever the cwd.
+    char abs[PATH_MAX];
+    if (rc == 0)
+        vz_strlcpy(self->config_path, realpath(config_path, abs) ? abs : config_path,
+                   sizeof self->config_path);
+    if (rc == 0 && (rc = s_lock_state(self, err, sizeof err)) < 0)
+        *exit_code = VZ_EXIT_TEMPORARY;
     if (rc == 0 && (rc = sup_mesh_config_alloc_ports(self->cfg)) < 0)
         snprintf(err, sizeof err, "unable to allocate auto ports: %s", strerror(-rc));
     if (rc == 0 && (rc = s_prepare_state(self, err, sizeof err)) < 0)
@@ -1504,6 +1995,11 @@ void sup_supervisor_destroy(sup_supervisor_t **self_p)
         close(self->signal_fd);
     if (self->notify_out >= 0)
         close(self->notify_out);
+    //  The lock file stays: unlinking it would race with a supervisor locking it.
+    if (self->lock_fd >= 0)
+        close(self->lock_fd);
+    free(self->pending_cfg);
+    free(self->pending_reply);
     sigprocmask(SIG_SETMASK, &self->old_mask, NULL);
     free(self->pfds);
     free(self->cfg);
