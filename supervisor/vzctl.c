@@ -171,6 +171,8 @@ typedef struct {
     char path[VZ_PATH_MAX + 96];  //  log file
     char label[VZ_NAME_MAX + 16]; //  "S.i"
     off_t offset;                 //  bytes already shown
+    char seen[64];                //  the last bytes shown, to notice a file emptied and refilled
+    size_t seen_len;              //  bytes in seen
 } s_logfile_t;
 
 //  Print from offset to the end; prefix each line when several files mix.
@@ -182,6 +184,18 @@ static off_t s_print_from(s_logfile_t *lf, off_t from, bool prefix)
     struct stat st;
     if (fstat(fd, &st) == 0 && st.st_size < from)
         from = 0; //  truncated or replaced: start over
+    //  A rotation (copytruncate) may empty the file and new lines fill it past
+    //  our offset between two polls: the bytes before the offset then differ.
+    char check[sizeof lf->seen];
+    if (from > 0 && lf->seen_len > 0 && (off_t)lf->seen_len <= from &&
+        (pread(fd, check, lf->seen_len, from - (off_t)lf->seen_len) != (ssize_t)lf->seen_len ||
+         memcmp(check, lf->seen, lf->seen_len) != 0))
+        from = 0;
+    if (lf->seen_len == 0 && from > 0) { //  first read: the bytes before the offset
+        off_t start = from > (off_t)sizeof lf->seen ? from - (off_t)sizeof lf->seen : 0;
+        ssize_t got = pread(fd, lf->seen, (size_t)(from - start), start);
+        lf->seen_len = got > 0 ? (size_t)got : 0;
+    }
     lseek(fd, from, SEEK_SET);
     char buf[8192];
     bool line_start = true;
@@ -194,6 +208,15 @@ static off_t s_print_from(s_logfile_t *lf, off_t from, bool prefix)
             line_start = buf[i] == '\n';
         }
         from += n;
+        //  Remember the tail of what was shown (the last sizeof seen bytes).
+        size_t keep = (size_t)n < sizeof lf->seen ? (size_t)n : sizeof lf->seen;
+        if (lf->seen_len + keep > sizeof lf->seen) {
+            size_t drop = lf->seen_len + keep - sizeof lf->seen;
+            memmove(lf->seen, lf->seen + drop, lf->seen_len - drop);
+            lf->seen_len -= drop;
+        }
+        memcpy(lf->seen + lf->seen_len, buf + n - keep, keep);
+        lf->seen_len += keep;
     }
     close(fd);
     fflush(stdout);
@@ -245,6 +268,7 @@ static int s_logs(const s_opts_t *o, int argc, char **argv)
     if (!svc || lines < 0)
         return s_usage();
     s_logfile_t files[SUP_MESH_MAX_REPLICAS];
+    memset(files, 0, sizeof files);
     size_t count = 0;
     const char *dot = strrchr(svc, '.');
     for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
