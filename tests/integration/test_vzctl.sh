@@ -202,10 +202,14 @@ kill -0 "$SUP" && [ "$(field beta.0 3)" = "$b0" ] || fail "SIGHUP stopped the su
 ok "SIGHUP to the supervisor reaches every daemon; the supervisor and the daemons keep running"
 
 #   --- logs -f follows new lines, also across a rotation (the file is emptied in place)
-"${CTL[@]}" logs -f -n 0 chatty >"$T/follow" 2>&1 &
-LOGS_PID=$!
-until_ok 5 test -s "$STATE/logs/chatty.0.log" || fail "no chatty log"
+#   Earlier reloads made chatty write past 4K: let that rotation settle, then
+#   a marker line shows when logs -f is running.
+until_ok 5 eval '[ "$(stat -c %s "$STATE/logs/chatty.0.log")" -lt 4096 ]' || fail "chatty.0.log never rotated"
 rm -f "$STATE/logs/chatty.0.log".[0-9]
+echo "marker before follow" >>"$STATE/logs/chatty.0.log"
+"${CTL[@]}" logs -f -n 1 chatty >"$T/follow" 2>&1 &
+LOGS_PID=$!
+until_ok 5 grep -q "marker before follow" "$T/follow" || fail "logs -f -n 1 did not show the last line"
 "${CTL[@]}" reload >/dev/null
 until_ok 5 grep -q "fake chatty reloaded" "$T/follow" || fail "logs -f did not show the new line"
 ok "logs -f shows lines written after it started"
