@@ -1408,10 +1408,6 @@ static bool s_update_ready(sup_supervisor_t *self)
 
 static int s_cmd_update(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
-    if (self->pending_cfg) {
-        s_buf_printf(out, "an update is already in progress");
-        return -1;
-    }
     for (size_t i = 0; i < self->cfg->service_count; i++)
         if (self->services[i].roll_next >= 0) {
             s_buf_printf(out, "a restart of %s is in progress: update after it",
@@ -1515,13 +1511,14 @@ static const struct {
     int min_args;     //  arguments after the verb
     int max_args;     //  (inclusive)
     s_cmd_fn_t fn;    //  handler
+    bool changes;     //  starts or stops replicas (refused while an update is pending)
 } s_commands[] = {
-    {"status", 0, 1, s_cmd_status},     {"ports", 0, 0, s_cmd_ports},
-    {"start", 1, 1, s_cmd_start},       {"stop", 1, 1, s_cmd_stop},
-    {"restart", 1, 1, s_cmd_restart},   {"scale", 2, 2, s_cmd_scale},
-    {"reload", 0, 0, s_cmd_reload},     {"wait", 0, 2, s_cmd_wait},
-    {"shutdown", 0, 0, s_cmd_shutdown}, {"rotate", 1, 1, s_cmd_rotate},
-    {"reread", 0, 0, s_cmd_reread},     {"update", 0, 0, s_cmd_update},
+    {"status", 0, 1, s_cmd_status, false},     {"ports", 0, 0, s_cmd_ports, false},
+    {"start", 1, 1, s_cmd_start, true},        {"stop", 1, 1, s_cmd_stop, true},
+    {"restart", 1, 1, s_cmd_restart, true},    {"scale", 2, 2, s_cmd_scale, true},
+    {"reload", 0, 0, s_cmd_reload, false},     {"wait", 0, 2, s_cmd_wait, false},
+    {"shutdown", 0, 0, s_cmd_shutdown, false}, {"rotate", 1, 1, s_cmd_rotate, true},
+    {"reread", 0, 0, s_cmd_reread, false},     {"update", 0, 0, s_cmd_update, true},
 };
 
 static void s_dispatch(sup_supervisor_t *self, s_client_t *c)
@@ -1546,6 +1543,9 @@ static void s_dispatch(sup_supervisor_t *self, s_client_t *c)
                      s_commands[k].max_args);
     else if (self->shutting_down && strcmp(argv[0], "status") && strcmp(argv[0], "ports"))
         s_buf_printf(&out, "shutting down");
+    //  While an update waits for old processes, nothing may start them again.
+    else if (self->pending_cfg && s_commands[k].changes)
+        s_buf_printf(&out, "an update is in progress: try again when it is done");
     else
         rc = s_commands[k].fn(self, c, argv, &out);
     if (rc == 0) {

@@ -104,6 +104,30 @@ static void test_refusals(void **state)
     assert_non_null(strstr(err, "larger than"));
 }
 
+//  Log rotation settings (defaults, units, bounds) and the name "all",
+//  which vzctl reserves for every service.
+static void test_log_settings_and_names(void **state)
+{
+    const char *svc = "services\n    echo\n        command = \"x\"\n";
+    char text[256];
+    expect(svc, 0, NULL);
+    assert_int_equal(s_cfg.log_max_bytes, 10L * 1024 * 1024);
+    assert_int_equal(s_cfg.log_backups, 5);
+    snprintf(text, sizeof text, "supervisor\n    log_max_bytes = \"512K\"\n    log_backups = 0\n%s",
+             svc);
+    expect(text, 0, NULL);
+    assert_int_equal(s_cfg.log_max_bytes, 512L * 1024);
+    assert_int_equal(s_cfg.log_backups, 0);
+    static const char *const bytes[] = {"supervisor/log_max_bytes=\"10G\"", NULL};
+    snprintf(text, sizeof text, "supervisor\n    log_max_bytes = \"10G\"\n%s", svc);
+    expect(text, -EINVAL, bytes);
+    static const char *const backups[] = {"supervisor/log_backups=\"100\"", NULL};
+    snprintf(text, sizeof text, "supervisor\n    log_backups = 100\n%s", svc);
+    expect(text, -EINVAL, backups);
+    static const char *const all[] = {"services/all: bad service name", NULL};
+    expect("services\n    all\n        command = \"x\"\n        admin_port = 1\n", -EINVAL, all);
+}
+
 int main(void)
 {
     snprintf(s_dir, sizeof s_dir, "/tmp/vz-test-mesh-XXXXXX");
@@ -113,6 +137,7 @@ int main(void)
         cmocka_unit_test(test_shipped),
         cmocka_unit_test(test_default_admin_port),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_log_settings_and_names),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[128];
