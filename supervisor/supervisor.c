@@ -1211,7 +1211,10 @@ static bool s_same_process(const sup_mesh_config_t *a, const sup_mesh_service_t 
     if (sa->builtin_redis != sb->builtin_redis || sa->admin_auto != sb->admin_auto ||
         sa->admin_port != sb->admin_port || sa->env_count != sb->env_count)
         return false;
-    if (sa->builtin_redis && sup_mesh_config_port(a, "redis") != sup_mesh_config_port(b, "redis"))
+    //  Every child is also given the broker and Redis ports, and bin_dir resolves commands.
+    if (sup_mesh_config_port(a, "redis") != sup_mesh_config_port(b, "redis") ||
+        sup_mesh_config_port(a, "broker") != sup_mesh_config_port(b, "broker") ||
+        strcmp(a->bin_dir, b->bin_dir))
         return false;
     char x[VZ_PATH_MAX], y[VZ_PATH_MAX], err[128];
     //  Both were validated at load: expansion cannot fail.
@@ -1613,9 +1616,8 @@ static void s_accept(sup_supervisor_t *self)
 
 static void s_check_waits(sup_supervisor_t *self)
 {
-    if (self->pending_cfg && !self->shutting_down && s_update_ready(self))
-        s_update_apply(self);
-    int64_t now = vz_clock_mono_ms();
+    //  Stops first: a stop of a service that an update removes is answered
+    //  while the service still has its index.
     for (int i = 0; i < S_MAX_CLIENTS; i++) {
         s_client_t *c = &self->clients[i];
         if (c->fd >= 0 && c->op == OP_STOP && s_stop_check(self, c->service, c->replica)) {
@@ -1623,6 +1625,12 @@ static void s_check_waits(sup_supervisor_t *self)
             snprintf(text, sizeof text, "ok\nstopped %s\n", c->target);
             s_reply(self, c, text);
         }
+    }
+    if (self->pending_cfg && !self->shutting_down && s_update_ready(self))
+        s_update_apply(self);
+    int64_t now = vz_clock_mono_ms();
+    for (int i = 0; i < S_MAX_CLIENTS; i++) {
+        s_client_t *c = &self->clients[i];
         if (c->fd < 0 || c->op != OP_WAIT)
             continue;
         s_buf_t why = {.data = calloc(1, 256), .len = 0, .cap = 256};
