@@ -3,8 +3,9 @@
  *
  *  sup_mesh_config_load reads and validates the file (format in
  *  docs/services/supervisor.md): unknown or self dependencies, cycles, bad
- *  replica counts, bad ports, unknown ${port.X} references and overlong
- *  values are rejected with a message naming the item. Services come out in
+ *  replica counts, bad ports, unknown ${port.X} references, service names
+ *  with a '.' or named "all" (vzctl targets) and overlong values are
+ *  rejected with a message naming the item. Services come out in
  *  dependency order (every service after all it depends on). "auto" ports
  *  stay 0 until sup_mesh_config_alloc_ports picks free ones.
  *  Not thread-safe; the supervisor owns one instance.

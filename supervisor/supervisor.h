@@ -14,10 +14,12 @@
 
 typedef struct sup_supervisor_t sup_supervisor_t;
 
-//  Load and validate the config, resolve paths, allocate "auto" ports,
-//  create the state directories and missing keys, bind the control socket.
-//  exe_dir is the default bin_dir. NULL with *exit_code VZ_EXIT_PERMANENT
-//  (bad config, message on stderr) or VZ_EXIT_TEMPORARY.
+//  Load and validate the config, resolve paths, lock <state>/supervisor.lock
+//  (one supervisor per state directory), allocate "auto" ports, create the
+//  state directories and missing keys, bind the control socket. exe_dir is
+//  the default bin_dir; config_path is kept for `reread` and `update`. NULL
+//  with *exit_code VZ_EXIT_PERMANENT (bad config, message on stderr) or
+//  VZ_EXIT_TEMPORARY (state, lock held by another supervisor, socket).
 sup_supervisor_t *sup_supervisor_new(const char *config_path, const char *exe_dir, int *exit_code);
 void sup_supervisor_destroy(sup_supervisor_t **self_p);
 

@@ -1,9 +1,10 @@
 /*  vzctl - command line client of vz-supervisor, and local key tooling
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  Exit codes: 0 ok, 1 the request failed, 2 usage, 3 supervisor not
- *  reachable. The socket is <state>/vzctl.sock, state from --state,
- *  VZ_STATE_DIR or ./state (or --socket PATH directly).
+ *  Exit codes: 0 ok, 1 the request failed, 2 usage, 3 `status` shows a
+ *  failed replica (systemctl's "not running"), 4 supervisor not reachable.
+ *  The socket is <state>/vzctl.sock, state from --state, VZ_STATE_DIR or
+ *  ./state (or --socket PATH directly). A TARGET is S, S.i or all.
  */
 #include <errno.h>
 #include <fcntl.h>
