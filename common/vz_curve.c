@@ -119,15 +119,17 @@ static bool s_name_ok(const char *name)
 
 static int s_mkdir(const char *path, mode_t mode)
 {
-    if (mkdir(path, mode) != 0 && errno != EEXIST)
+    bool created = mkdir(path, mode) == 0;
+    if (!created && errno != EEXIST)
         return -errno;
     struct stat st;
     if (stat(path, &st) != 0)
         return -errno;
     if (!S_ISDIR(st.st_mode))
         return -ENOTDIR;
-    //  An existing directory may have been made with a looser umask.
-    if ((st.st_mode & 07777) != mode && chmod(path, mode) != 0)
+    //  Only a directory made here gets the mode (past the umask): an existing
+    //  one (`vzctl keys gen .`) belongs to its owner; the secret files are 0600.
+    if (created && (st.st_mode & 07777) != mode && chmod(path, mode) != 0)
         return -errno;
     return 0;
 }

@@ -4,6 +4,8 @@
  *  Key layout (made by the supervisor or `vzctl keys gen DIR`):
  *    DIR/public/<name>.key          public certificate, metadata name=<name>; 0644
  *    DIR/secret/<name>.key_secret   secret certificate; 0600, directory 0700
+ *  Only directories keygen creates get those modes (DIR itself 0755); an
+ *  existing directory keeps its own.
  *  A daemon gets the path of its own certificate (DIR/secret/<name>.key;
  *  zcert_load reads the _secret file beside it), the allow directory
  *  (DIR/public) if it accepts connections, and the broker's public key.

@@ -17,7 +17,7 @@
 #include "vz_common.h"
 
 //  Runs between fork and exec: only async-signal-safe calls, no return.
-static void s_child_exec(const vz_child_spec_t *spec, pid_t parent, int log_fd, int notify_w)
+static void s_child_exec(const sup_child_spec_t *spec, pid_t parent, int log_fd, int notify_w)
 {
     setpgid(0, 0);
     //  Die with the supervisor; if it died before prctl took effect, the
@@ -33,11 +33,11 @@ static void s_child_exec(const vz_child_spec_t *spec, pid_t parent, int log_fd, 
         _exit(111);
     int first_closed = 3;
     if (notify_w >= 0) {
-        if (notify_w == VZ_CHILD_NOTIFY_FD)
+        if (notify_w == SUP_CHILD_NOTIFY_FD)
             fcntl(notify_w, F_SETFD, 0);
-        else if (dup2(notify_w, VZ_CHILD_NOTIFY_FD) < 0)
+        else if (dup2(notify_w, SUP_CHILD_NOTIFY_FD) < 0)
             _exit(111);
-        first_closed = VZ_CHILD_NOTIFY_FD + 1;
+        first_closed = SUP_CHILD_NOTIFY_FD + 1;
     }
     //  No supervisor fd (control socket, other pipes, logs) leaks into children.
     if (syscall(SYS_close_range, first_closed, ~0U, 0) < 0)
@@ -47,7 +47,7 @@ static void s_child_exec(const vz_child_spec_t *spec, pid_t parent, int log_fd, 
     _exit(127);
 }
 
-int vz_child_spawn(const vz_child_spec_t *spec, int *notify_fd)
+int sup_child_spawn(const sup_child_spec_t *spec, int *notify_fd)
 {
     assert(spec && spec->path && spec->argv && spec->envp && spec->log_path);
     int log_fd = open(spec->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -81,7 +81,7 @@ int vz_child_spawn(const vz_child_spec_t *spec, int *notify_fd)
     return pid;
 }
 
-int vz_child_signal(pid_t pid, int sig)
+int sup_child_signal(pid_t pid, int sig)
 {
     assert(pid > 0);
     if (kill(-pid, sig) == 0)
@@ -89,7 +89,7 @@ int vz_child_signal(pid_t pid, int sig)
     return kill(pid, sig) == 0 ? 0 : -errno;
 }
 
-int vz_child_resolve(const char *name, const char *bin_dir, char *out, size_t n)
+int sup_child_resolve(const char *name, const char *bin_dir, char *out, size_t n)
 {
     if (strchr(name, '/'))
         return vz_strlcpy(out, name, n) < 0 ? -ENOENT : 0;

@@ -23,7 +23,7 @@ static int s_address(const char *path, struct sockaddr_un *addr)
     return vz_strlcpy(addr->sun_path, path, sizeof addr->sun_path) < 0 ? -ENAMETOOLONG : 0;
 }
 
-int vz_control_connect(const char *path)
+int sup_control_connect(const char *path)
 {
     struct sockaddr_un addr;
     if (s_address(path, &addr) < 0)
@@ -39,13 +39,13 @@ int vz_control_connect(const char *path)
     return fd;
 }
 
-int vz_control_listen(const char *path)
+int sup_control_listen(const char *path)
 {
     struct sockaddr_un addr;
     if (s_address(path, &addr) < 0)
         return -ENAMETOOLONG;
     //  A file that still accepts connections belongs to a running supervisor.
-    int probe = vz_control_connect(path);
+    int probe = sup_control_connect(path);
     if (probe >= 0) {
         close(probe);
         return -EADDRINUSE;
@@ -66,7 +66,7 @@ int vz_control_listen(const char *path)
     return fd;
 }
 
-int vz_control_write(int fd, const char *text)
+int sup_control_write(int fd, const char *text)
 {
     size_t len = strlen(text), off = 0;
     while (off < len) {
@@ -80,10 +80,10 @@ int vz_control_write(int fd, const char *text)
     return 0;
 }
 
-char *vz_control_request(const char *path, const char *line, int timeout_ms, int *rc)
+char *sup_control_request(const char *path, const char *line, int timeout_ms, int *rc)
 {
     assert(path && line && rc);
-    int fd = vz_control_connect(path);
+    int fd = sup_control_connect(path);
     if (fd < 0) {
         *rc = fd;
         return NULL;
@@ -92,7 +92,7 @@ char *vz_control_request(const char *path, const char *line, int timeout_ms, int
     char *buf = malloc(cap);
     assert(buf);
     snprintf(buf, cap, "%s\n", line);
-    *rc = vz_control_write(fd, buf);
+    *rc = sup_control_write(fd, buf);
     while (*rc == 0) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int n = poll(&p, 1, timeout_ms);

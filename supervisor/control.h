@@ -9,27 +9,27 @@
  *  The socket file is created mode 0600 (owner only): anyone who can
  *  connect can stop the mesh.
  */
-#ifndef VZ_CONTROL_H
-#define VZ_CONTROL_H
+#ifndef SUP_CONTROL_H
+#define SUP_CONTROL_H
 
 #include <stddef.h>
 
-#define VZ_CONTROL_LINE_MAX 1024 //  longest request line, newline included
+#define SUP_CONTROL_LINE_MAX 1024 //  longest request line, newline included
 
 //  Bind and listen on path (non-blocking, close-on-exec, mode 0600). A stale
 //  socket file is replaced; -EADDRINUSE when a live supervisor answers there.
-int vz_control_listen(const char *path);
+int sup_control_listen(const char *path);
 
 //  Connect to the socket at path (blocking). fd or -errno.
-int vz_control_connect(const char *path);
+int sup_control_connect(const char *path);
 
 //  Write all of text to fd (bounded by the socket's send timeout). 0 or -errno.
-int vz_control_write(int fd, const char *text);
+int sup_control_write(int fd, const char *text);
 
 //  Client side: send line (without newline) over a fresh connection and
 //  return the whole response (heap, caller frees) without the final empty
 //  line; timeout_ms < 0 waits as long as the server takes. NULL with *rc set
 //  (-ECONNREFUSED/-ENOENT: no supervisor; -ETIMEDOUT; -EPROTO: cut short).
-char *vz_control_request(const char *path, const char *line, int timeout_ms, int *rc);
+char *sup_control_request(const char *path, const char *line, int timeout_ms, int *rc);
 
 #endif

@@ -16,9 +16,13 @@
 #include "vz_common.h"
 #include "vz_log.h"
 
+#ifndef VZ_VERSION_STRING
+#define VZ_VERSION_STRING "unknown"
+#endif
+
 static void s_usage(FILE *out)
 {
-    fprintf(out, "usage: vz-supervisor [--config FILE]\n"
+    fprintf(out, "usage: vz-supervisor [--config FILE] | --help | --version\n"
                  "  --config FILE  mesh configuration (ZPL), default configs/mesh.cfg\n"
                  "  VZ_LOG_LEVEL   debug|info|warn|error (default info)\n"
                  "See docs/services/supervisor.md.\n");
@@ -34,6 +38,9 @@ int main(int argc, char **argv)
             config = argv[i] + 9;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             s_usage(stdout);
+            return VZ_EXIT_OK;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("vz-supervisor (vizmesh) %s\n", VZ_VERSION_STRING);
             return VZ_EXIT_OK;
         } else {
             fprintf(stderr, "vz-supervisor: unknown argument \"%s\"\n", argv[i]);
@@ -57,10 +64,10 @@ int main(int argc, char **argv)
     const char *exe_dir = n > 0 ? dirname(exe) : ".";
 
     int code = VZ_EXIT_OK;
-    vz_supervisor_t *sup = vz_supervisor_new(config, exe_dir, &code);
+    sup_supervisor_t *sup = sup_supervisor_new(config, exe_dir, &code);
     if (!sup)
         return code;
-    code = vz_supervisor_run(sup);
-    vz_supervisor_destroy(&sup);
+    code = sup_supervisor_run(sup);
+    sup_supervisor_destroy(&sup);
     return code;
 }

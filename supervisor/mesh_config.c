@@ -21,9 +21,9 @@
 
 //  Dependency names as read, before they are resolved to indices.
 typedef struct {
-    vz_mesh_service_t svc;                    //  the service being built
-    size_t dep_count;                         //  names in deps
-    char deps[VZ_MESH_MAX_DEPS][VZ_NAME_MAX]; //  dependency names
+    sup_mesh_service_t svc;                    //  the service being built
+    size_t dep_count;                          //  names in deps
+    char deps[SUP_MESH_MAX_DEPS][VZ_NAME_MAX]; //  dependency names
 } s_raw_t;
 
 static int s_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
@@ -73,6 +73,25 @@ static int s_parse_ms(const char *text, int min, int *out)
     return 0;
 }
 
+//  "1048576", "512K" or "10M" (binary units), at most 1 GiB; "0" = off.
+static int s_parse_bytes(const char *text, long *out)
+{
+    char buf[32];
+    if (vz_strlcpy(buf, text, sizeof buf) < 0)
+        return -EINVAL;
+    size_t len = strlen(buf);
+    long scale = 1;
+    if (len > 1 && (buf[len - 1] == 'K' || buf[len - 1] == 'M')) {
+        scale = buf[len - 1] == 'K' ? 1024 : 1024 * 1024;
+        buf[len - 1] = '\0';
+    }
+    int v;
+    if (s_parse_int(buf, 0, (int)(1024L * 1024 * 1024 / scale), &v) < 0)
+        return -EINVAL;
+    *out = v * scale;
+    return 0;
+}
+
 static int s_parse_port(const char *text, int *port, bool *is_auto)
 {
     if (text && strcmp(text, "auto") == 0) {
@@ -84,16 +103,16 @@ static int s_parse_port(const char *text, int *port, bool *is_auto)
     return s_parse_int(text, 1, 65535, port);
 }
 
-static int s_load_supervisor(vz_mesh_config_t *cfg, zconfig_t *root, char *err, size_t errlen)
+static int s_load_supervisor(sup_mesh_config_t *cfg, zconfig_t *root, char *err, size_t errlen)
 {
     static const struct {
         const char *path; //  ZPL path
-        size_t offset;    //  field in vz_mesh_config_t
+        size_t offset;    //  field in sup_mesh_config_t
         const char *def;  //  default
     } strs[] = {
-        {"supervisor/state_dir", offsetof(vz_mesh_config_t, state_dir), "state"},
-        {"supervisor/control", offsetof(vz_mesh_config_t, control), ""},
-        {"supervisor/bin_dir", offsetof(vz_mesh_config_t, bin_dir), ""},
+        {"supervisor/state_dir", offsetof(sup_mesh_config_t, state_dir), "state"},
+        {"supervisor/control", offsetof(sup_mesh_config_t, control), ""},
+        {"supervisor/bin_dir", offsetof(sup_mesh_config_t, bin_dir), ""},
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         const char *v = zconfig_get(root, strs[i].path, strs[i].def);
@@ -106,13 +125,13 @@ static int s_load_supervisor(vz_mesh_config_t *cfg, zconfig_t *root, char *err, 
     //  Durations: stop_timeout must be positive; "0" turns the other two off.
     static const struct {
         const char *path; //  ZPL path
-        size_t offset;    //  int field in vz_mesh_config_t
+        size_t offset;    //  int field in sup_mesh_config_t
         const char *def;  //  default
         int min;          //  smallest value in ms
     } durations[] = {
-        {"supervisor/stop_timeout", offsetof(vz_mesh_config_t, stop_timeout_ms), "10s", 1},
-        {"supervisor/start_timeout", offsetof(vz_mesh_config_t, start_timeout_ms), "30s", 0},
-        {"supervisor/ready_poll", offsetof(vz_mesh_config_t, ready_poll_ms), "1s", 0},
+        {"supervisor/stop_timeout", offsetof(sup_mesh_config_t, stop_timeout_ms), "10s", 1},
+        {"supervisor/start_timeout", offsetof(sup_mesh_config_t, start_timeout_ms), "30s", 0},
+        {"supervisor/ready_poll", offsetof(sup_mesh_config_t, ready_poll_ms), "1s", 0},
     };
     for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
         const char *v = zconfig_get(root, durations[i].path, durations[i].def);
@@ -120,30 +139,41 @@ static int s_load_supervisor(vz_mesh_config_t *cfg, zconfig_t *root, char *err, 
             return s_fail(err, errlen, -EINVAL, "%s=\"%s\": expected milliseconds or Ns (%s..1h)",
                           durations[i].path, v, durations[i].min ? "1ms" : "0 = off");
     }
+    //  Log rotation (supervisord's logfile_maxbytes and logfile_backups).
+    const char *v = zconfig_get(root, "supervisor/log_max_bytes", "10M");
+    if (s_parse_bytes(v, &cfg->log_max_bytes) < 0)
+        return s_fail(
+            err, errlen, -EINVAL,
+            "supervisor/log_max_bytes=\"%s\": expected bytes, NK or NM (0 = never rotate)", v);
+    v = zconfig_get(root, "supervisor/log_backups", "5");
+    if (s_parse_int(v, 0, SUP_MESH_MAX_LOG_BACKUPS, &cfg->log_backups) < 0)
+        return s_fail(err, errlen, -EINVAL, "supervisor/log_backups=\"%s\": expected 0..%d", v,
+                      SUP_MESH_MAX_LOG_BACKUPS);
     zconfig_t *sup = zconfig_locate(root, "supervisor");
     for (zconfig_t *c = sup ? zconfig_child(sup) : NULL; c; c = zconfig_next(c)) {
         const char *n = zconfig_name(c);
         if (strcmp(n, "state_dir") && strcmp(n, "control") && strcmp(n, "bin_dir") &&
-            strcmp(n, "stop_timeout") && strcmp(n, "start_timeout") && strcmp(n, "ready_poll"))
+            strcmp(n, "stop_timeout") && strcmp(n, "start_timeout") && strcmp(n, "ready_poll") &&
+            strcmp(n, "log_max_bytes") && strcmp(n, "log_backups"))
             return s_fail(err, errlen, -EINVAL, "supervisor/%s: unknown setting", n);
     }
     return 0;
 }
 
-static int s_load_ports(vz_mesh_config_t *cfg, zconfig_t *root, char *err, size_t errlen)
+static int s_load_ports(sup_mesh_config_t *cfg, zconfig_t *root, char *err, size_t errlen)
 {
     zconfig_t *ports = zconfig_locate(root, "ports");
     for (zconfig_t *c = ports ? zconfig_child(ports) : NULL; c; c = zconfig_next(c)) {
-        if (cfg->port_count == VZ_MESH_MAX_PORTS)
-            return s_fail(err, errlen, -EINVAL, "ports: more than %d entries", VZ_MESH_MAX_PORTS);
-        vz_mesh_port_t *p = &cfg->ports[cfg->port_count];
+        if (cfg->port_count == SUP_MESH_MAX_PORTS)
+            return s_fail(err, errlen, -EINVAL, "ports: more than %d entries", SUP_MESH_MAX_PORTS);
+        sup_mesh_port_t *p = &cfg->ports[cfg->port_count];
         const char *v = zconfig_value(c);
         if (vz_strlcpy(p->name, zconfig_name(c), sizeof p->name) < 0 ||
             s_parse_port(v, &p->port, &p->is_auto) < 0)
             return s_fail(err, errlen, -EINVAL,
                           "ports/%s=\"%s\": expected \"auto\" or an integer in 1..65535",
                           zconfig_name(c), v ? v : "");
-        if (vz_mesh_config_port(cfg, p->name) != -ENOENT)
+        if (sup_mesh_config_port(cfg, p->name) != -ENOENT)
             return s_fail(err, errlen, -EINVAL, "ports/%s: defined twice", p->name);
         cfg->port_count++;
     }
@@ -158,9 +188,9 @@ static int s_load_depends(s_raw_t *raw, const char *text, char *err, size_t errl
         return s_fail(err, errlen, -EINVAL, "services/%s/depends: too long", raw->svc.name);
     char *save = NULL;
     for (char *tok = strtok_r(buf, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
-        if (raw->dep_count == VZ_MESH_MAX_DEPS)
+        if (raw->dep_count == SUP_MESH_MAX_DEPS)
             return s_fail(err, errlen, -EINVAL, "services/%s/depends: more than %d entries",
-                          raw->svc.name, VZ_MESH_MAX_DEPS);
+                          raw->svc.name, SUP_MESH_MAX_DEPS);
         if (vz_strlcpy(raw->deps[raw->dep_count++], tok, VZ_NAME_MAX) < 0)
             return s_fail(err, errlen, -EINVAL, "services/%s/depends: name \"%s\" too long",
                           raw->svc.name, tok);
@@ -168,14 +198,17 @@ static int s_load_depends(s_raw_t *raw, const char *text, char *err, size_t errl
     return 0;
 }
 
-static int s_load_service(const vz_mesh_config_t *cfg, s_raw_t *raw, zconfig_t *node, char *err,
+static int s_load_service(const sup_mesh_config_t *cfg, s_raw_t *raw, zconfig_t *node, char *err,
                           size_t errlen)
 {
-    vz_mesh_service_t *svc = &raw->svc;
+    sup_mesh_service_t *svc = &raw->svc;
     const char *name = zconfig_name(node);
-    if (vz_strlcpy(svc->name, name, sizeof svc->name) < 0 || strchr(name, '.'))
-        return s_fail(err, errlen, -EINVAL, "services/%s: bad service name (max %d bytes, no '.')",
-                      name, VZ_NAME_MAX - 1);
+    //  "S.i" names a replica and "all" every service on the vzctl command line.
+    if (vz_strlcpy(svc->name, name, sizeof svc->name) < 0 || strchr(name, '.') ||
+        strcmp(name, "all") == 0)
+        return s_fail(err, errlen, -EINVAL,
+                      "services/%s: bad service name (max %d bytes, no '.', not \"all\")", name,
+                      VZ_NAME_MAX - 1);
     svc->replicas = 1;
     svc->start_timeout_ms = cfg->start_timeout_ms;
     svc->ready_poll_ms = cfg->ready_poll_ms;
@@ -192,10 +225,10 @@ static int s_load_service(const vz_mesh_config_t *cfg, s_raw_t *raw, zconfig_t *
                               "services/%s/admin_port=\"%s\": expected \"auto\" or 1..65535", name,
                               v);
         } else if (strcmp(key, "replicas") == 0) {
-            if (s_parse_int(v, 0, VZ_MESH_MAX_REPLICAS, &svc->replicas) < 0)
+            if (s_parse_int(v, 0, SUP_MESH_MAX_REPLICAS, &svc->replicas) < 0)
                 return s_fail(err, errlen, -EINVAL,
                               "services/%s/replicas=\"%s\": expected an integer in 0..%d", name, v,
-                              VZ_MESH_MAX_REPLICAS);
+                              SUP_MESH_MAX_REPLICAS);
         } else if (strcmp(key, "start_timeout") == 0 || strcmp(key, "ready_poll") == 0) {
             int *field =
                 strcmp(key, "start_timeout") == 0 ? &svc->start_timeout_ms : &svc->ready_poll_ms;
@@ -207,10 +240,10 @@ static int s_load_service(const vz_mesh_config_t *cfg, s_raw_t *raw, zconfig_t *
             rc = s_load_depends(raw, v, err, errlen);
         else if (strcmp(key, "env") == 0) {
             for (zconfig_t *e = zconfig_child(c); e; e = zconfig_next(e)) {
-                if (svc->env_count == VZ_MESH_MAX_ENV)
+                if (svc->env_count == SUP_MESH_MAX_ENV)
                     return s_fail(err, errlen, -EINVAL, "services/%s/env: more than %d entries",
-                                  name, VZ_MESH_MAX_ENV);
-                vz_mesh_env_t *env = &svc->env[svc->env_count++];
+                                  name, SUP_MESH_MAX_ENV);
+                sup_mesh_env_t *env = &svc->env[svc->env_count++];
                 const char *ev = zconfig_value(e) ? zconfig_value(e) : "";
                 if (vz_strlcpy(env->key, zconfig_name(e), sizeof env->key) < 0 ||
                     vz_strlcpy(env->value, ev, sizeof env->value) < 0)
@@ -231,7 +264,7 @@ static int s_load_service(const vz_mesh_config_t *cfg, s_raw_t *raw, zconfig_t *
             return s_fail(err, errlen, -EINVAL,
                           "services/redis/replicas=%d: the built-in redis runs one replica",
                           svc->replicas);
-        if (vz_mesh_config_port(cfg, "redis") == -ENOENT)
+        if (sup_mesh_config_port(cfg, "redis") == -ENOENT)
             return s_fail(err, errlen, -EINVAL,
                           "services/redis: the built-in redis needs ports/redis");
     }
@@ -250,9 +283,9 @@ static int s_load_service(const vz_mesh_config_t *cfg, s_raw_t *raw, zconfig_t *
 
 //  Order services so that each comes after its dependencies (Kahn's
 //  algorithm, stable in file order) and report a cycle by its path.
-static int s_order(vz_mesh_config_t *cfg, s_raw_t *raw, size_t count, char *err, size_t errlen)
+static int s_order(sup_mesh_config_t *cfg, s_raw_t *raw, size_t count, char *err, size_t errlen)
 {
-    int dep_idx[VZ_MESH_MAX_SERVICES][VZ_MESH_MAX_DEPS];
+    int dep_idx[SUP_MESH_MAX_SERVICES][SUP_MESH_MAX_DEPS];
     for (size_t i = 0; i < count; i++)
         for (size_t d = 0; d < raw[i].dep_count; d++) {
             int found = -1;
@@ -265,8 +298,8 @@ static int s_order(vz_mesh_config_t *cfg, s_raw_t *raw, size_t count, char *err,
                               raw[i].deps[d]);
             dep_idx[i][d] = found;
         }
-    int new_index[VZ_MESH_MAX_SERVICES];
-    bool placed[VZ_MESH_MAX_SERVICES] = {false};
+    int new_index[SUP_MESH_MAX_SERVICES];
+    bool placed[SUP_MESH_MAX_SERVICES] = {false};
     size_t done = 0;
     for (bool progress = true; progress && done < count;) {
         progress = false;
@@ -281,7 +314,7 @@ static int s_order(vz_mesh_config_t *cfg, s_raw_t *raw, size_t count, char *err,
             placed[i] = true;
             new_index[i] = (int)done;
             cfg->services[done] = raw[i].svc;
-            vz_mesh_service_t *svc = &cfg->services[done++];
+            sup_mesh_service_t *svc = &cfg->services[done++];
             svc->dep_count = raw[i].dep_count;
             svc->tier = 0;
             for (size_t d = 0; d < raw[i].dep_count; d++) {
@@ -300,7 +333,7 @@ static int s_order(vz_mesh_config_t *cfg, s_raw_t *raw, size_t count, char *err,
     size_t cur = 0;
     while (placed[cur])
         cur++;
-    int seen[VZ_MESH_MAX_SERVICES];
+    int seen[SUP_MESH_MAX_SERVICES];
     memset(seen, -1, sizeof seen);
     size_t steps = 0;
     while (seen[cur] < 0) {
@@ -327,7 +360,7 @@ static int s_order(vz_mesh_config_t *cfg, s_raw_t *raw, size_t count, char *err,
                   path);
 }
 
-int vz_mesh_config_load(vz_mesh_config_t *cfg, const char *path, char *err, size_t errlen)
+int sup_mesh_config_load(sup_mesh_config_t *cfg, const char *path, char *err, size_t errlen)
 {
     assert(cfg && path && err);
     memset(cfg, 0, sizeof *cfg);
@@ -347,14 +380,14 @@ int vz_mesh_config_load(vz_mesh_config_t *cfg, const char *path, char *err, size
         rc = s_load_supervisor(cfg, root, err, errlen);
     if (rc == 0)
         rc = s_load_ports(cfg, root, err, errlen);
-    s_raw_t *raw = calloc(VZ_MESH_MAX_SERVICES, sizeof *raw);
+    s_raw_t *raw = calloc(SUP_MESH_MAX_SERVICES, sizeof *raw);
     assert(raw);
     size_t count = 0;
     zconfig_t *services = zconfig_locate(root, "services");
     for (zconfig_t *c = services ? zconfig_child(services) : NULL; rc == 0 && c;
          c = zconfig_next(c)) {
-        if (count == VZ_MESH_MAX_SERVICES)
-            rc = s_fail(err, errlen, -EINVAL, "services: more than %d", VZ_MESH_MAX_SERVICES);
+        if (count == SUP_MESH_MAX_SERVICES)
+            rc = s_fail(err, errlen, -EINVAL, "services: more than %d", SUP_MESH_MAX_SERVICES);
         else {
             for (size_t j = 0; j < count; j++)
                 if (strcmp(raw[j].svc.name, zconfig_name(c)) == 0)
@@ -377,12 +410,13 @@ int vz_mesh_config_load(vz_mesh_config_t *cfg, const char *path, char *err, size
     zconfig_destroy(&root);
     //  Dry-run every template so a bad ${...} is reported now, not at spawn.
     for (size_t i = 0; rc == 0 && i < cfg->service_count; i++) {
-        vz_mesh_service_t *svc = &cfg->services[i];
+        sup_mesh_service_t *svc = &cfg->services[i];
         char out[VZ_PATH_MAX], why[128];
-        if (vz_mesh_config_expand(cfg, svc->command, out, sizeof out, why, sizeof why) < 0)
+        if (sup_mesh_config_expand(cfg, svc->command, out, sizeof out, why, sizeof why) < 0)
             rc = s_fail(err, errlen, -EINVAL, "services/%s/command: %s", svc->name, why);
         for (size_t e = 0; rc == 0 && e < svc->env_count; e++)
-            if (vz_mesh_config_expand(cfg, svc->env[e].value, out, sizeof out, why, sizeof why) < 0)
+            if (sup_mesh_config_expand(cfg, svc->env[e].value, out, sizeof out, why, sizeof why) <
+                0)
                 rc = s_fail(err, errlen, -EINVAL, "services/%s/env/%s: %s", svc->name,
                             svc->env[e].key, why);
     }
@@ -402,7 +436,7 @@ static int s_absolute(const char *path, char *out, size_t n)
     return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : 0;
 }
 
-int vz_mesh_config_resolve(vz_mesh_config_t *cfg, const char *exe_dir, char *err, size_t errlen)
+int sup_mesh_config_resolve(sup_mesh_config_t *cfg, const char *exe_dir, char *err, size_t errlen)
 {
     char buf[VZ_PATH_MAX];
     if (s_absolute(cfg->state_dir, buf, sizeof buf) < 0)
@@ -436,7 +470,7 @@ int vz_mesh_config_resolve(vz_mesh_config_t *cfg, const char *exe_dir, char *err
     return 0;
 }
 
-int vz_mesh_free_port(void)
+int sup_mesh_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -452,16 +486,16 @@ int vz_mesh_free_port(void)
     return rc < 0 ? rc : ntohs(addr.sin_port);
 }
 
-int vz_mesh_config_alloc_ports(vz_mesh_config_t *cfg)
+int sup_mesh_config_alloc_ports(sup_mesh_config_t *cfg)
 {
     for (size_t i = 0; i < cfg->port_count; i++) {
-        vz_mesh_port_t *p = &cfg->ports[i];
+        sup_mesh_port_t *p = &cfg->ports[i];
         if (!p->is_auto || p->port)
             continue;
         //  Kernel picks distinct ephemeral ports while they are bound; keep
         //  asking until this one differs from the ones already handed out.
         for (int attempt = 0; attempt < 16 && !p->port; attempt++) {
-            int port = vz_mesh_free_port();
+            int port = sup_mesh_free_port();
             if (port < 0)
                 return port;
             bool dup = false;
@@ -476,7 +510,7 @@ int vz_mesh_config_alloc_ports(vz_mesh_config_t *cfg)
     return 0;
 }
 
-int vz_mesh_config_port(const vz_mesh_config_t *cfg, const char *name)
+int sup_mesh_config_port(const sup_mesh_config_t *cfg, const char *name)
 {
     for (size_t i = 0; i < cfg->port_count; i++)
         if (strcmp(cfg->ports[i].name, name) == 0)
@@ -484,7 +518,7 @@ int vz_mesh_config_port(const vz_mesh_config_t *cfg, const char *name)
     return -ENOENT;
 }
 
-int vz_mesh_config_find(const vz_mesh_config_t *cfg, const char *name)
+int sup_mesh_config_find(const sup_mesh_config_t *cfg, const char *name)
 {
     for (size_t i = 0; i < cfg->service_count; i++)
         if (strcmp(cfg->services[i].name, name) == 0)
@@ -492,8 +526,8 @@ int vz_mesh_config_find(const vz_mesh_config_t *cfg, const char *name)
     return -ENOENT;
 }
 
-int vz_mesh_config_expand(const vz_mesh_config_t *cfg, const char *tmpl, char *out, size_t n,
-                          char *err, size_t errlen)
+int sup_mesh_config_expand(const sup_mesh_config_t *cfg, const char *tmpl, char *out, size_t n,
+                           char *err, size_t errlen)
 {
     assert(n > 0);
     size_t len = 0;
@@ -515,8 +549,8 @@ int vz_mesh_config_expand(const vz_mesh_config_t *cfg, const char *tmpl, char *o
                 piece = cfg->config_dir;
             else if (strcmp(ref, "state_dir") == 0)
                 piece = cfg->state_dir;
-            else if (strncmp(ref, "port.", 5) == 0 && vz_mesh_config_port(cfg, ref + 5) >= 0) {
-                snprintf(value, sizeof value, "%d", vz_mesh_config_port(cfg, ref + 5));
+            else if (strncmp(ref, "port.", 5) == 0 && sup_mesh_config_port(cfg, ref + 5) >= 0) {
+                snprintf(value, sizeof value, "%d", sup_mesh_config_port(cfg, ref + 5));
                 piece = value;
             } else
                 return s_fail(err, errlen, -EINVAL,

@@ -19,17 +19,17 @@
 
 typedef enum { S_CONNECTING, S_SENDING, S_READING, S_DONE } s_phase_t;
 
-struct vz_probe_t {
-    vz_probe_kind_t kind;             //  what is asked
-    int fd;                           //  socket, -1 when finished
-    s_phase_t phase;                  //  where the exchange is
-    int64_t deadline;                 //  monotonic ms
-    const char *request;              //  static request text
-    size_t sent;                      //  request bytes written
-    char buf[S_RESPONSE_MAX + 1];     //  response so far, NUL-terminated
-    size_t len;                       //  bytes in buf
-    vz_probe_result_t result;         //  outcome (RUNNING until S_DONE)
-    char reason[VZ_PROBE_REASON_MAX]; //  why not ready / failed
+struct sup_probe_t {
+    sup_probe_kind_t kind;             //  what is asked
+    int fd;                            //  socket, -1 when finished
+    s_phase_t phase;                   //  where the exchange is
+    int64_t deadline;                  //  monotonic ms
+    const char *request;               //  static request text
+    size_t sent;                       //  request bytes written
+    char buf[S_RESPONSE_MAX + 1];      //  response so far, NUL-terminated
+    size_t len;                        //  bytes in buf
+    sup_probe_result_t result;         //  outcome (RUNNING until S_DONE)
+    char reason[SUP_PROBE_REASON_MAX]; //  why not ready / failed
 };
 
 static const char s_readyz_request[] = "GET /readyz HTTP/1.0\r\n"
@@ -38,7 +38,7 @@ static const char s_readyz_request[] = "GET /readyz HTTP/1.0\r\n"
                                        "Connection: close\r\n\r\n";
 static const char s_ping_request[] = "PING\r\n";
 
-static vz_probe_result_t s_finish(vz_probe_t *self, vz_probe_result_t result, const char *reason)
+static sup_probe_result_t s_finish(sup_probe_t *self, sup_probe_result_t result, const char *reason)
 {
     if (self->fd >= 0)
         close(self->fd);
@@ -49,20 +49,20 @@ static vz_probe_result_t s_finish(vz_probe_t *self, vz_probe_result_t result, co
     return result;
 }
 
-vz_probe_t *vz_probe_new(vz_probe_kind_t kind, int port, int64_t deadline_ms)
+sup_probe_t *sup_probe_new(sup_probe_kind_t kind, int port, int64_t deadline_ms)
 {
-    vz_probe_t *self = calloc(1, sizeof *self);
+    sup_probe_t *self = calloc(1, sizeof *self);
     assert(self);
     self->kind = kind;
     self->deadline = deadline_ms;
-    self->request = kind == VZ_PROBE_READYZ ? s_readyz_request : s_ping_request;
+    self->request = kind == SUP_PROBE_READYZ ? s_readyz_request : s_ping_request;
     self->phase = S_CONNECTING;
-    self->result = VZ_PROBE_RUNNING;
+    self->result = SUP_PROBE_RUNNING;
     self->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (self->fd < 0) {
-        char why[VZ_PROBE_REASON_MAX];
+        char why[SUP_PROBE_REASON_MAX];
         snprintf(why, sizeof why, "socket: %s", strerror(errno));
-        s_finish(self, VZ_PROBE_ERROR, why);
+        s_finish(self, SUP_PROBE_ERROR, why);
         return self;
     }
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -70,14 +70,14 @@ vz_probe_t *vz_probe_new(vz_probe_kind_t kind, int port, int64_t deadline_ms)
     if (connect(self->fd, (struct sockaddr *)&addr, sizeof addr) == 0)
         self->phase = S_SENDING;
     else if (errno != EINPROGRESS) {
-        char why[VZ_PROBE_REASON_MAX];
+        char why[SUP_PROBE_REASON_MAX];
         snprintf(why, sizeof why, "connect to port %d: %s", port, strerror(errno));
-        s_finish(self, VZ_PROBE_ERROR, why);
+        s_finish(self, SUP_PROBE_ERROR, why);
     }
     return self;
 }
 
-void vz_probe_destroy(vz_probe_t **self_p)
+void sup_probe_destroy(sup_probe_t **self_p)
 {
     assert(self_p);
     if (!*self_p)
@@ -88,17 +88,17 @@ void vz_probe_destroy(vz_probe_t **self_p)
     *self_p = NULL;
 }
 
-int vz_probe_fd(const vz_probe_t *self)
+int sup_probe_fd(const sup_probe_t *self)
 {
     return self->fd;
 }
 
-short vz_probe_events(const vz_probe_t *self)
+short sup_probe_events(const sup_probe_t *self)
 {
     return self->phase == S_READING ? POLLIN : POLLOUT;
 }
 
-const char *vz_probe_reason(const vz_probe_t *self)
+const char *sup_probe_reason(const sup_probe_t *self)
 {
     return self->reason;
 }
@@ -135,50 +135,50 @@ static void s_json_reason(const char *body, char *out, size_t n)
     out[len] = '\0';
 }
 
-static vz_probe_result_t s_judge_readyz(vz_probe_t *self)
+static sup_probe_result_t s_judge_readyz(sup_probe_t *self)
 {
     int status = 0;
     if (sscanf(self->buf, "HTTP/1.%*1[01] %3d", &status) != 1)
-        return s_finish(self, VZ_PROBE_ERROR, "readyz: not an HTTP response");
+        return s_finish(self, SUP_PROBE_ERROR, "readyz: not an HTTP response");
     if (status == 200)
-        return s_finish(self, VZ_PROBE_READY, NULL);
-    char why[VZ_PROBE_REASON_MAX];
+        return s_finish(self, SUP_PROBE_READY, NULL);
+    char why[SUP_PROBE_REASON_MAX];
     if (status != 503) {
         snprintf(why, sizeof why, "readyz answered %d", status);
-        return s_finish(self, VZ_PROBE_ERROR, why);
+        return s_finish(self, SUP_PROBE_ERROR, why);
     }
     const char *body = strstr(self->buf, "\r\n\r\n");
     s_json_reason(body ? body + 4 : "", why, sizeof why);
-    return s_finish(self, VZ_PROBE_NOT_READY, *why ? why : "readyz answered 503");
+    return s_finish(self, SUP_PROBE_NOT_READY, *why ? why : "readyz answered 503");
 }
 
-static vz_probe_result_t s_judge_ping(vz_probe_t *self)
+static sup_probe_result_t s_judge_ping(sup_probe_t *self)
 {
     if (strncmp(self->buf, "+PONG\r\n", 7) == 0)
-        return s_finish(self, VZ_PROBE_READY, NULL);
+        return s_finish(self, SUP_PROBE_READY, NULL);
     //  An error reply (e.g. -LOADING while the AOF is replayed) is Redis
     //  saying it is not ready yet.
     if (self->buf[0] == '-') {
-        char why[VZ_PROBE_REASON_MAX];
+        char why[SUP_PROBE_REASON_MAX];
         char *eol = strstr(self->buf, "\r\n");
         if (eol)
             *eol = '\0';
         snprintf(why, sizeof why, "redis: %.100s", self->buf + 1);
         for (char *c = why; *c; c++)
             *c = (unsigned char)*c < 0x20 ? ' ' : *c;
-        return s_finish(self, VZ_PROBE_NOT_READY, why);
+        return s_finish(self, SUP_PROBE_NOT_READY, why);
     }
-    return s_finish(self, VZ_PROBE_ERROR, "redis: unexpected PING reply");
+    return s_finish(self, SUP_PROBE_ERROR, "redis: unexpected PING reply");
 }
 
 //  True when the response is complete: Redis answers one line; the HTTP/1.0
 //  server closes the connection after the response (EOF is seen by the caller).
-static bool s_complete(const vz_probe_t *self)
+static bool s_complete(const sup_probe_t *self)
 {
-    return self->kind == VZ_PROBE_PING && strstr(self->buf, "\r\n");
+    return self->kind == SUP_PROBE_PING && strstr(self->buf, "\r\n");
 }
 
-vz_probe_result_t vz_probe_step(vz_probe_t *self, int64_t now_ms)
+sup_probe_result_t sup_probe_step(sup_probe_t *self, int64_t now_ms)
 {
     assert(self);
     if (self->phase == S_CONNECTING) {
@@ -189,9 +189,9 @@ vz_probe_result_t vz_probe_step(vz_probe_t *self, int64_t now_ms)
             if (getsockopt(self->fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0)
                 soerr = errno;
             if (soerr) {
-                char why[VZ_PROBE_REASON_MAX];
+                char why[SUP_PROBE_REASON_MAX];
                 snprintf(why, sizeof why, "connect: %s", strerror(soerr));
-                return s_finish(self, VZ_PROBE_ERROR, why);
+                return s_finish(self, SUP_PROBE_ERROR, why);
             }
             self->phase = S_SENDING;
         }
@@ -201,9 +201,9 @@ vz_probe_result_t vz_probe_step(vz_probe_t *self, int64_t now_ms)
         ssize_t n = send(self->fd, self->request + self->sent, total - self->sent,
                          MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            char why[VZ_PROBE_REASON_MAX];
+            char why[SUP_PROBE_REASON_MAX];
             snprintf(why, sizeof why, "send: %s", strerror(errno));
-            return s_finish(self, VZ_PROBE_ERROR, why);
+            return s_finish(self, SUP_PROBE_ERROR, why);
         }
         self->sent += n > 0 ? (size_t)n : 0;
         if (self->sent == total)
@@ -217,22 +217,22 @@ vz_probe_result_t vz_probe_step(vz_probe_t *self, int64_t now_ms)
             if (s_complete(self))
                 return s_judge_ping(self);
             if (self->len == S_RESPONSE_MAX)
-                return s_finish(self, VZ_PROBE_ERROR, "response too long");
+                return s_finish(self, SUP_PROBE_ERROR, "response too long");
             continue;
         }
         if (n == 0) {
-            if (self->kind == VZ_PROBE_READYZ && self->len > 0)
+            if (self->kind == SUP_PROBE_READYZ && self->len > 0)
                 return s_judge_readyz(self);
-            return s_finish(self, VZ_PROBE_ERROR, "connection closed without an answer");
+            return s_finish(self, SUP_PROBE_ERROR, "connection closed without an answer");
         }
         if (errno != EAGAIN && errno != EINTR) {
-            char why[VZ_PROBE_REASON_MAX];
+            char why[SUP_PROBE_REASON_MAX];
             snprintf(why, sizeof why, "recv: %s", strerror(errno));
-            return s_finish(self, VZ_PROBE_ERROR, why);
+            return s_finish(self, SUP_PROBE_ERROR, why);
         }
         break;
     }
     if (self->phase != S_DONE && now_ms >= self->deadline)
-        return s_finish(self, VZ_PROBE_ERROR, "no answer in time");
+        return s_finish(self, SUP_PROBE_ERROR, "no answer in time");
     return self->result;
 }

@@ -7,22 +7,24 @@
  *  machine (stopped, waiting, starting, ready, backoff, stopping, failed)
  *  driven by a static transition table; see docs/services/supervisor.md.
  */
-#ifndef VZ_SUPERVISOR_H
-#define VZ_SUPERVISOR_H
+#ifndef SUP_SUPERVISOR_H
+#define SUP_SUPERVISOR_H
 
 #include "mesh_config.h"
 
-typedef struct vz_supervisor_t vz_supervisor_t;
+typedef struct sup_supervisor_t sup_supervisor_t;
 
-//  Load and validate the config, resolve paths, allocate "auto" ports,
-//  create the state directories and missing keys, bind the control socket.
-//  exe_dir is the default bin_dir. NULL with *exit_code VZ_EXIT_PERMANENT
-//  (bad config, message on stderr) or VZ_EXIT_TEMPORARY.
-vz_supervisor_t *vz_supervisor_new(const char *config_path, const char *exe_dir, int *exit_code);
-void vz_supervisor_destroy(vz_supervisor_t **self_p);
+//  Load and validate the config, resolve paths, lock <state>/supervisor.lock
+//  (one supervisor per state directory), allocate "auto" ports, create the
+//  state directories and missing keys, bind the control socket. exe_dir is
+//  the default bin_dir; config_path is kept for `reread` and `update`. NULL
+//  with *exit_code VZ_EXIT_PERMANENT (bad config, message on stderr) or
+//  VZ_EXIT_TEMPORARY (state, lock held by another supervisor, socket).
+sup_supervisor_t *sup_supervisor_new(const char *config_path, const char *exe_dir, int *exit_code);
+void sup_supervisor_destroy(sup_supervisor_t **self_p);
 
 //  Run until shutdown (SIGTERM, SIGINT or `vzctl shutdown`); returns the
 //  process exit code (0 once every child is gone).
-int vz_supervisor_run(vz_supervisor_t *self);
+int sup_supervisor_run(sup_supervisor_t *self);
 
 #endif

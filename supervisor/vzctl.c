@@ -1,9 +1,10 @@
 /*  vzctl - command line client of vz-supervisor, and local key tooling
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  Exit codes: 0 ok, 1 the request failed, 2 usage, 3 supervisor not
- *  reachable. The socket is <state>/vzctl.sock, state from --state,
- *  VZ_STATE_DIR or ./state (or --socket PATH directly).
+ *  Exit codes: 0 ok, 1 the request failed, 2 usage, 3 `status` shows a
+ *  failed replica (systemctl's "not running"), 4 supervisor not reachable.
+ *  The socket is <state>/vzctl.sock, state from --state, VZ_STATE_DIR or
+ *  ./state (or --socket PATH directly). A TARGET is S, S.i or all.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,9 +25,15 @@
 #define S_EXIT_OK 0
 #define S_EXIT_FAILED 1
 #define S_EXIT_USAGE 2
-#define S_EXIT_NOSUP 3
+#define S_EXIT_NOT_RUNNING 3       //  `status`: a replica is failed (systemctl/LSB "not running")
+#define S_EXIT_NOSUP 4             //  supervisor not reachable (LSB "status unknown")
 #define S_TAIL_BYTES (1024 * 1024) //  how far back `logs -n` looks
 #define S_FOLLOW_MS 200            //  poll interval of `logs -f`
+#define S_DEFAULT_TIMEOUT_S 30     //  `start` and `wait`
+
+#ifndef VZ_VERSION_STRING
+#define VZ_VERSION_STRING "unknown"
+#endif
 
 typedef struct {
     char state[VZ_PATH_MAX];       //  state directory
@@ -34,31 +41,51 @@ typedef struct {
     bool json;                     //  status as JSON
 } s_opts_t;
 
+static const char s_usage_text[] =
+    "usage: vzctl [--state DIR] [--socket PATH] COMMAND\n"
+    "       vzctl --help | --version\n"
+    "TARGET is a service S, one replica S.i, or all.\n"
+    "  status [S|S.i] [--json]        replicas: pid, state, readiness, uptime, restarts\n"
+    "                                 (exit 3 when a replica shown is failed)\n"
+    "  ports                          named ports (with \"auto\" ones resolved)\n"
+    "  start TARGET [--timeout SEC] [--no-wait]\n"
+    "                                 start (also clears failed), wait until ready (30 s)\n"
+    "  stop TARGET                    stop and wait until the processes are gone\n"
+    "  restart TARGET [--timeout SEC] rolling restart, one replica at a time (no limit)\n"
+    "  scale S N                      run N replicas of S\n"
+    "  logs S[.i] [-f] [-n N]         last N lines (default 50) of S's log files\n"
+    "  reread                         show what update would change in the config file\n"
+    "  update                         apply the config file: start added services, stop\n"
+    "                                 removed ones, restart changed ones; others keep running\n"
+    "  reload                         SIGHUP to every daemon\n"
+    "  wait [TARGET] [--timeout SEC]  until TARGET (or everything) is ready; default 30 s\n"
+    "  shutdown                       stop everything in reverse dependency order\n"
+    "  keys gen DIR NAME... [--k8s]   key pairs (no supervisor needed)\n"
+    "  keys rotate S                  overlap rotation of S's key\n"
+    "state: --state, else $VZ_STATE_DIR, else ./state\n"
+    "exit: 0 ok, 1 failed, 2 usage, 3 (status) a replica is failed,\n"
+    "      4 supervisor not reachable\n";
+
 static int s_usage(void)
 {
-    fprintf(stderr,
-            "usage: vzctl [--state DIR] [--socket PATH] COMMAND\n"
-            "  status [--json]            replicas: pid, state, readiness, uptime, restarts\n"
-            "  ports                      named ports (with \"auto\" ones resolved)\n"
-            "  start S | stop S           start (also clears failed) or stop all replicas\n"
-            "  restart S                  rolling restart, one replica at a time\n"
-            "  scale S N                  run N replicas of S\n"
-            "  logs S[.i] [-f] [-n N]     last N lines (default 50) of S's log files\n"
-            "  reload                     SIGHUP to every daemon\n"
-            "  wait [S] [--timeout SEC]   until S (or everything) is ready; default 30 s\n"
-            "  shutdown                   stop everything in reverse dependency order\n"
-            "  keys gen DIR NAME... [--k8s]  key pairs (no supervisor needed)\n"
-            "  keys rotate S              overlap rotation of S's key\n"
-            "state: --state, else $VZ_STATE_DIR, else ./state\n"
-            "exit: 0 ok, 1 failed, 2 usage, 3 supervisor not reachable\n");
+    fputs(s_usage_text, stderr);
     return S_EXIT_USAGE;
 }
 
-//  Send one request; print the body (or the error); map to an exit code.
+//  Send one request; the body goes to *body_p (heap) or stdout, the error
+//  to stderr; mapped to an exit code. A reply that does not come within
+//  timeout_ms is a failure of the request, not an unreachable supervisor.
 static int s_request(const s_opts_t *o, const char *line, int timeout_ms, char **body_p)
 {
     int rc = 0;
-    char *resp = vz_control_request(o->socket, line, timeout_ms, &rc);
+    char *resp = sup_control_request(o->socket, line, timeout_ms, &rc);
+    if (!resp && rc == -ETIMEDOUT) {
+        fprintf(stderr,
+                "vzctl: %s: no answer within %d s; the supervisor carries on (see vzctl "
+                "status)\n",
+                line, timeout_ms / 1000);
+        return S_EXIT_FAILED;
+    }
     if (!resp) {
         fprintf(stderr, "vzctl: supervisor not reachable at %s: %s\n", o->socket, strerror(-rc));
         return S_EXIT_NOSUP;
@@ -87,12 +114,17 @@ static void s_human_ms(long long ms, char *out, size_t n)
         snprintf(out, n, "%lldh%02lldm", s / 3600, (s % 3600) / 60);
 }
 
-static int s_status(const s_opts_t *o)
+//  status [TARGET]: exit 3 when a replica shown is failed, as systemctl status does
+//  for a unit that is not running, so scripts and health checks can test it.
+static int s_status(const s_opts_t *o, const char *target)
 {
     char *body = NULL;
-    int rc = s_request(o, "status", 5000, &body);
+    char req[SUP_CONTROL_LINE_MAX];
+    snprintf(req, sizeof req, "status %.*s", VZ_NAME_MAX + 8, target ? target : "");
+    int rc = s_request(o, req, 5000, &body);
     if (rc != S_EXIT_OK)
         return rc;
+    bool failed = false;
     if (o->json)
         printf("[");
     else
@@ -108,6 +140,7 @@ static int s_status(const s_opts_t *o)
             f[nf++] = t;
         if (nf < 9)
             continue;
+        failed = failed || strcmp(f[3], "failed") == 0;
         if (o->json) {
             char name[2 * VZ_NAME_MAX], reason[512];
             vz_json_escape(name, sizeof name, f[0]);
@@ -129,7 +162,7 @@ static int s_status(const s_opts_t *o)
     if (o->json)
         printf("%s]\n", rows ? "\n" : "");
     free(body);
-    return S_EXIT_OK;
+    return failed ? S_EXIT_NOT_RUNNING : S_EXIT_OK;
 }
 
 //  ---------------------------------------------------------------------------
@@ -139,6 +172,8 @@ typedef struct {
     char path[VZ_PATH_MAX + 96];  //  log file
     char label[VZ_NAME_MAX + 16]; //  "S.i"
     off_t offset;                 //  bytes already shown
+    char seen[64];                //  the last bytes shown, to notice a file emptied and refilled
+    size_t seen_len;              //  bytes in seen
 } s_logfile_t;
 
 //  Print from offset to the end; prefix each line when several files mix.
@@ -150,6 +185,18 @@ static off_t s_print_from(s_logfile_t *lf, off_t from, bool prefix)
     struct stat st;
     if (fstat(fd, &st) == 0 && st.st_size < from)
         from = 0; //  truncated or replaced: start over
+    //  A rotation (copytruncate) may empty the file and new lines fill it past
+    //  our offset between two polls: the bytes before the offset then differ.
+    char check[sizeof lf->seen];
+    if (from > 0 && lf->seen_len > 0 && (off_t)lf->seen_len <= from &&
+        (pread(fd, check, lf->seen_len, from - (off_t)lf->seen_len) != (ssize_t)lf->seen_len ||
+         memcmp(check, lf->seen, lf->seen_len) != 0))
+        from = 0;
+    if (lf->seen_len == 0 && from > 0) { //  first read: the bytes before the offset
+        off_t start = from > (off_t)sizeof lf->seen ? from - (off_t)sizeof lf->seen : 0;
+        ssize_t got = pread(fd, lf->seen, (size_t)(from - start), start);
+        lf->seen_len = got > 0 ? (size_t)got : 0;
+    }
     lseek(fd, from, SEEK_SET);
     char buf[8192];
     bool line_start = true;
@@ -162,6 +209,15 @@ static off_t s_print_from(s_logfile_t *lf, off_t from, bool prefix)
             line_start = buf[i] == '\n';
         }
         from += n;
+        //  Remember the tail of what was shown (the last sizeof seen bytes).
+        size_t keep = (size_t)n < sizeof lf->seen ? (size_t)n : sizeof lf->seen;
+        if (lf->seen_len + keep > sizeof lf->seen) {
+            size_t drop = lf->seen_len + keep - sizeof lf->seen;
+            memmove(lf->seen, lf->seen + drop, lf->seen_len - drop);
+            lf->seen_len -= drop;
+        }
+        memcpy(lf->seen + lf->seen_len, buf + n - keep, keep);
+        lf->seen_len += keep;
     }
     close(fd);
     fflush(stdout);
@@ -212,10 +268,11 @@ static int s_logs(const s_opts_t *o, int argc, char **argv)
     }
     if (!svc || lines < 0)
         return s_usage();
-    s_logfile_t files[VZ_MESH_MAX_REPLICAS];
+    s_logfile_t files[SUP_MESH_MAX_REPLICAS];
+    memset(files, 0, sizeof files);
     size_t count = 0;
     const char *dot = strrchr(svc, '.');
-    for (int k = 0; k < VZ_MESH_MAX_REPLICAS; k++) {
+    for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
         s_logfile_t *lf = &files[count];
         char label[sizeof lf->label];
         if (dot) //  one replica, given as S.i
@@ -316,6 +373,103 @@ static int s_keys_gen(int argc, char **argv)
     return rc;
 }
 
+//  ---------------------------------------------------------------------------
+//  start, restart and wait
+
+//  Arguments of start, restart and wait: one target, [--timeout SEC], [--no-wait].
+typedef struct {
+    const char *target; //  S, S.i or all; NULL when none was given
+    long timeout_ms;    //  -1 = no limit
+    bool no_wait;       //  start: return once the supervisor was asked
+} s_args_t;
+
+static int s_parse_args(int argc, char **argv, s_args_t *a, bool allow_no_wait)
+{
+    for (int k = 0; k < argc; k++) {
+        if (strcmp(argv[k], "--timeout") == 0 && k + 1 < argc) {
+            char *end = NULL;
+            double t = strtod(argv[++k], &end);
+            if (*end || end == argv[k] || t < 0 || t > 86400)
+                return -1;
+            a->timeout_ms = (long)(t * 1000);
+        } else if (allow_no_wait && strcmp(argv[k], "--no-wait") == 0)
+            a->no_wait = true;
+        else if (!a->target && argv[k][0] != '-')
+            a->target = argv[k];
+        else
+            return -1;
+    }
+    return 0;
+}
+
+//  Wait until target (NULL: everything) is ready now; the body is empty.
+static int s_wait(const s_opts_t *o, const char *target, long ms)
+{
+    char line[SUP_CONTROL_LINE_MAX];
+    if (target)
+        snprintf(line, sizeof line, "wait %.*s %ld", VZ_NAME_MAX + 8, target, ms);
+    else
+        snprintf(line, sizeof line, "wait %ld", ms);
+    //  A supervisor that is still starting has no socket yet: keep trying
+    //  until the deadline, so `vz-supervisor & vzctl wait` just works.
+    for (long waited = 0; waited < ms; waited += 50) {
+        int fd = sup_control_connect(o->socket);
+        if (fd >= 0) {
+            close(fd);
+            break;
+        }
+        poll(NULL, 0, 50);
+    }
+    //  The supervisor answers by the deadline; the extra second covers transit.
+    return s_request(o, line, (int)ms + 1000, NULL);
+}
+
+//  start TARGET, then wait until it is ready, as systemctl start waits for
+//  its unit; --no-wait returns once the supervisor was asked.
+static int s_start(const s_opts_t *o, const s_args_t *a)
+{
+    char line[SUP_CONTROL_LINE_MAX], *body = NULL;
+    snprintf(line, sizeof line, "start %.*s", VZ_NAME_MAX + 8, a->target);
+    int rc = s_request(o, line, 5000, &body);
+    if (rc != S_EXIT_OK)
+        return rc;
+    if (a->no_wait) {
+        fputs(body, stdout);
+        free(body);
+        return S_EXIT_OK;
+    }
+    free(body);
+    long ms = a->timeout_ms < 0 ? S_DEFAULT_TIMEOUT_S * 1000L : a->timeout_ms;
+    rc = s_wait(o, strcmp(a->target, "all") ? a->target : NULL, ms);
+    if (rc == S_EXIT_OK)
+        printf("started %s: ready\n", a->target);
+    return rc;
+}
+
+//  restart all: each service in turn, in dependency order (status lists
+//  services in that order), each rolled and ready before the next.
+static int s_restart_all(const s_opts_t *o, int timeout_ms)
+{
+    char *body = NULL;
+    int rc = s_request(o, "status", 5000, &body);
+    if (rc != S_EXIT_OK)
+        return rc;
+    char last[VZ_NAME_MAX] = "";
+    char *save = NULL;
+    for (char *row = strtok_r(body, "\n", &save); row && rc == S_EXIT_OK;
+         row = strtok_r(NULL, "\n", &save)) {
+        row[strcspn(row, "\t")] = '\0';
+        if (strcmp(row, last) == 0)
+            continue;
+        vz_strlcpy(last, row, sizeof last);
+        char line[SUP_CONTROL_LINE_MAX];
+        snprintf(line, sizeof line, "restart %.*s", VZ_NAME_MAX, row);
+        rc = s_request(o, line, timeout_ms, NULL);
+    }
+    free(body);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     s_opts_t o = {.json = false};
@@ -323,7 +477,13 @@ int main(int argc, char **argv)
     const char *sock = NULL;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
-        if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(s_usage_text, stdout);
+            return S_EXIT_OK;
+        } else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
+            printf("vzctl (vizmesh) %s\n", VZ_VERSION_STRING);
+            return S_EXIT_OK;
+        } else if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
             state = argv[++i];
         else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
             sock = argv[++i];
@@ -342,15 +502,23 @@ int main(int argc, char **argv)
     const char *cmd = argv[i++];
     int rest = argc - i;
     char **args = argv + i;
-    char line[VZ_CONTROL_LINE_MAX];
+    char line[SUP_CONTROL_LINE_MAX];
 
+    if (strcmp(cmd, "help") == 0) {
+        fputs(s_usage_text, stdout);
+        return S_EXIT_OK;
+    }
     if (strcmp(cmd, "status") == 0) {
+        const char *target = NULL;
         for (int k = 0; k < rest; k++) {
-            if (strcmp(args[k], "--json") != 0)
+            if (strcmp(args[k], "--json") == 0)
+                o.json = true;
+            else if (!target && args[k][0] != '-')
+                target = args[k];
+            else
                 return s_usage();
-            o.json = true;
         }
-        return s_status(&o);
+        return s_status(&o, target);
     }
     if (strcmp(cmd, "logs") == 0)
         return s_logs(&o, rest, args);
@@ -360,51 +528,44 @@ int main(int argc, char **argv)
         snprintf(line, sizeof line, "rotate %.*s", VZ_NAME_MAX, args[1]);
         return s_request(&o, line, -1, NULL);
     }
-    if ((strcmp(cmd, "ports") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "shutdown") == 0) &&
+    if ((strcmp(cmd, "ports") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "shutdown") == 0 ||
+         strcmp(cmd, "reread") == 0) &&
         rest == 0)
         return s_request(&o, cmd, 5000, NULL);
-    if ((strcmp(cmd, "start") == 0 || strcmp(cmd, "stop") == 0) && rest == 1) {
-        snprintf(line, sizeof line, "%s %.*s", cmd, VZ_NAME_MAX, args[0]);
-        return s_request(&o, line, 5000, NULL);
-    }
-    if (strcmp(cmd, "restart") == 0 && rest == 1) {
-        snprintf(line, sizeof line, "restart %.*s", VZ_NAME_MAX, args[0]);
+    //  update waits until removed and changed services have stopped.
+    if (strcmp(cmd, "update") == 0 && rest == 0)
+        return s_request(&o, cmd, -1, NULL);
+    if (strcmp(cmd, "stop") == 0 && rest == 1) {
+        snprintf(line, sizeof line, "stop %.*s", VZ_NAME_MAX + 8, args[0]);
         return s_request(&o, line, -1, NULL);
+    }
+    s_args_t a = {.target = NULL, .timeout_ms = -1, .no_wait = false};
+    if (strcmp(cmd, "start") == 0) {
+        if (s_parse_args(rest, args, &a, true) < 0 || !a.target)
+            return s_usage();
+        return s_start(&o, &a);
+    }
+    if (strcmp(cmd, "restart") == 0) {
+        if (s_parse_args(rest, args, &a, false) < 0 || !a.target)
+            return s_usage();
+        int ms = a.timeout_ms < 0 ? -1 : (int)a.timeout_ms;
+        if (strcmp(a.target, "all") == 0)
+            return s_restart_all(&o, ms);
+        snprintf(line, sizeof line, "restart %.*s", VZ_NAME_MAX + 8, a.target);
+        return s_request(&o, line, ms, NULL);
     }
     if (strcmp(cmd, "scale") == 0 && rest == 2) {
         snprintf(line, sizeof line, "scale %.*s %.16s", VZ_NAME_MAX, args[0], args[1]);
         return s_request(&o, line, 5000, NULL);
     }
     if (strcmp(cmd, "wait") == 0) {
-        const char *svc = NULL;
-        double timeout = 30;
-        for (int k = 0; k < rest; k++) {
-            char *end = NULL;
-            if (strcmp(args[k], "--timeout") == 0 && k + 1 < rest) {
-                timeout = strtod(args[++k], &end);
-                if (*end || timeout < 0 || timeout > 86400)
-                    return s_usage();
-            } else if (!svc && args[k][0] != '-')
-                svc = args[k];
-            else
-                return s_usage();
-        }
-        long ms = (long)(timeout * 1000);
-        snprintf(line, sizeof line, "wait %.*s %ld", VZ_NAME_MAX, svc ? svc : "", ms);
-        if (!svc)
-            snprintf(line, sizeof line, "wait %ld", ms);
-        //  A supervisor that is still starting has no socket yet: keep trying
-        //  until the deadline, so `vz-supervisor & vzctl wait` just works.
-        for (long waited = 0; waited < ms; waited += 50) {
-            int fd = vz_control_connect(o.socket);
-            if (fd >= 0) {
-                close(fd);
-                break;
-            }
-            poll(NULL, 0, 50);
-        }
-        //  The supervisor answers by the deadline; the extra second covers transit.
-        return s_request(&o, line, (int)ms + 1000, NULL);
+        if (s_parse_args(rest, args, &a, false) < 0)
+            return s_usage();
+        int rc =
+            s_wait(&o, a.target, a.timeout_ms < 0 ? S_DEFAULT_TIMEOUT_S * 1000L : a.timeout_ms);
+        if (rc == S_EXIT_OK)
+            printf("%s ready\n", a.target ? a.target : "everything");
+        return rc;
     }
     return s_usage();
 }

@@ -16,7 +16,7 @@
 #include "vz_ports.h"
 
 static char s_dir[64];
-static vz_mesh_config_t s_cfg; //  large: static rather than on the stack
+static sup_mesh_config_t s_cfg; //  large: static rather than on the stack
 
 static char *write_file(const char *name, const char *text)
 {
@@ -33,7 +33,7 @@ static char *write_file(const char *name, const char *text)
 static void expect(const char *text, int rc, const char *const *fragments)
 {
     char err[512] = "";
-    int got = vz_mesh_config_load(&s_cfg, write_file("mesh.cfg", text), err, sizeof err);
+    int got = sup_mesh_config_load(&s_cfg, write_file("mesh.cfg", text), err, sizeof err);
     if (got != rc)
         fail_msg("expected %d, got %d: %s", rc, got, err);
     for (size_t i = 0; fragments && fragments[i]; i++)
@@ -46,21 +46,21 @@ static void expect(const char *text, int rc, const char *const *fragments)
 static void test_shipped(void **state)
 {
     char err[512];
-    if (vz_mesh_config_load(&s_cfg, VZ_TEST_SOURCE_DIR "/configs/mesh.cfg", err, sizeof err) != 0)
+    if (sup_mesh_config_load(&s_cfg, VZ_TEST_SOURCE_DIR "/configs/mesh.cfg", err, sizeof err) != 0)
         fail_msg("configs/mesh.cfg: %s", err);
-    assert_int_equal(vz_mesh_config_port(&s_cfg, "redis"), VZ_PORT_REDIS);
-    assert_int_equal(vz_mesh_config_port(&s_cfg, "broker"), VZ_PORT_BROKER);
-    assert_int_equal(vz_mesh_config_port(&s_cfg, "gateway"), VZ_PORT_GATEWAY);
+    assert_int_equal(sup_mesh_config_port(&s_cfg, "redis"), VZ_PORT_REDIS);
+    assert_int_equal(sup_mesh_config_port(&s_cfg, "broker"), VZ_PORT_BROKER);
+    assert_int_equal(sup_mesh_config_port(&s_cfg, "gateway"), VZ_PORT_GATEWAY);
     static const char *const names[] = {"broker", "echo", "auth", "ratelimit", "gateway"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        int at = vz_mesh_config_find(&s_cfg, names[i]);
+        int at = sup_mesh_config_find(&s_cfg, names[i]);
         assert_true(at >= 0);
         assert_int_equal(s_cfg.services[at].admin_port, vz_ports_admin(names[i]));
         //  Every dependency comes first.
         for (size_t d = 0; d < s_cfg.services[at].dep_count; d++)
             assert_true(s_cfg.services[at].deps[d] < at);
     }
-    assert_true(vz_mesh_config_find(&s_cfg, "redis") < vz_mesh_config_find(&s_cfg, "broker"));
+    assert_true(sup_mesh_config_find(&s_cfg, "redis") < sup_mesh_config_find(&s_cfg, "broker"));
     assert_int_equal(s_cfg.stop_timeout_ms, 10000);
 }
 
@@ -74,11 +74,11 @@ static void test_default_admin_port(void **state)
            "    billing\n        command = \"vz-billing\"\n        depends = \"broker\"\n"
            "    telemetry\n        command = \"vz-telemetry\"\n        admin_port = auto\n",
            0, NULL);
-    assert_int_equal(s_cfg.services[vz_mesh_config_find(&s_cfg, "broker")].admin_port,
+    assert_int_equal(s_cfg.services[sup_mesh_config_find(&s_cfg, "broker")].admin_port,
                      VZ_PORT_ADMIN_BROKER);
-    assert_int_equal(s_cfg.services[vz_mesh_config_find(&s_cfg, "billing")].admin_port,
+    assert_int_equal(s_cfg.services[sup_mesh_config_find(&s_cfg, "billing")].admin_port,
                      VZ_PORT_ADMIN_BILLING);
-    assert_true(s_cfg.services[vz_mesh_config_find(&s_cfg, "telemetry")].admin_auto);
+    assert_true(s_cfg.services[sup_mesh_config_find(&s_cfg, "telemetry")].admin_auto);
     static const char *const frags[] = {"services/mystery/admin_port: required", NULL};
     expect("services\n    mystery\n        command = \"x\"\n", -EINVAL, frags);
 }
@@ -93,15 +93,39 @@ static void test_refusals(void **state)
     char err[512];
     char missing[128];
     snprintf(missing, sizeof missing, "%s/none.cfg", s_dir);
-    assert_int_equal(vz_mesh_config_load(&s_cfg, missing, err, sizeof err), -ENOENT);
+    assert_int_equal(sup_mesh_config_load(&s_cfg, missing, err, sizeof err), -ENOENT);
     assert_non_null(strstr(err, "none.cfg: cannot read"));
     char *path = write_file("big.cfg", "");
     FILE *f = fopen(path, "w");
     for (size_t i = 0; i <= VZ_CONFIG_FILE_MAX / 16; i++)
         fputs("# 16 bytes line\n", f);
     fclose(f);
-    assert_int_equal(vz_mesh_config_load(&s_cfg, path, err, sizeof err), -ENOENT);
+    assert_int_equal(sup_mesh_config_load(&s_cfg, path, err, sizeof err), -ENOENT);
     assert_non_null(strstr(err, "larger than"));
+}
+
+//  Log rotation settings (defaults, units, bounds) and the name "all",
+//  which vzctl reserves for every service.
+static void test_log_settings_and_names(void **state)
+{
+    const char *svc = "services\n    echo\n        command = \"x\"\n";
+    char text[256];
+    expect(svc, 0, NULL);
+    assert_int_equal(s_cfg.log_max_bytes, 10L * 1024 * 1024);
+    assert_int_equal(s_cfg.log_backups, 5);
+    snprintf(text, sizeof text, "supervisor\n    log_max_bytes = \"512K\"\n    log_backups = 0\n%s",
+             svc);
+    expect(text, 0, NULL);
+    assert_int_equal(s_cfg.log_max_bytes, 512L * 1024);
+    assert_int_equal(s_cfg.log_backups, 0);
+    static const char *const bytes[] = {"supervisor/log_max_bytes=\"10G\"", NULL};
+    snprintf(text, sizeof text, "supervisor\n    log_max_bytes = \"10G\"\n%s", svc);
+    expect(text, -EINVAL, bytes);
+    static const char *const backups[] = {"supervisor/log_backups=\"100\"", NULL};
+    snprintf(text, sizeof text, "supervisor\n    log_backups = 100\n%s", svc);
+    expect(text, -EINVAL, backups);
+    static const char *const all[] = {"services/all: bad service name", NULL};
+    expect("services\n    all\n        command = \"x\"\n        admin_port = 1\n", -EINVAL, all);
 }
 
 int main(void)
@@ -113,6 +137,7 @@ int main(void)
         cmocka_unit_test(test_shipped),
         cmocka_unit_test(test_default_admin_port),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_log_settings_and_names),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[128];
