@@ -57,20 +57,20 @@ static int s_teardown(void **state)
     return 0;
 }
 
-static int s_load(fixture_t *f, const char *text, vz_mesh_config_t *cfg, char *err, size_t n)
+static int s_load(fixture_t *f, const char *text, sup_mesh_config_t *cfg, char *err, size_t n)
 {
     FILE *file = fopen(f->path, "w");
     assert_non_null(file);
     fputs(text, file);
     fclose(file);
     memset(cfg, 0, sizeof *cfg);
-    return vz_mesh_config_load(cfg, f->path, err, n);
+    return sup_mesh_config_load(cfg, f->path, err, n);
 }
 
 static void test_order_and_fields(void **state)
 {
     fixture_t *f = *state;
-    static vz_mesh_config_t cfg;
+    static sup_mesh_config_t cfg;
     char err[256] = "";
     if (s_load(f, s_mesh, &cfg, err, sizeof err) != 0)
         fail_msg("refused: %s", err);
@@ -91,44 +91,44 @@ static void test_order_and_fields(void **state)
     assert_true(cfg.services[3].admin_auto);
     assert_int_equal(cfg.services[1].admin_port, 19100);
     assert_int_equal(cfg.stop_timeout_ms, 5000);
-    assert_int_equal(vz_mesh_config_find(&cfg, "echo"), 2);
-    assert_int_equal(vz_mesh_config_find(&cfg, "billing"), -ENOENT);
-    assert_int_equal(vz_mesh_config_port(&cfg, "gateway"), 18080);
-    assert_int_equal(vz_mesh_config_port(&cfg, "nope"), -ENOENT);
+    assert_int_equal(sup_mesh_config_find(&cfg, "echo"), 2);
+    assert_int_equal(sup_mesh_config_find(&cfg, "billing"), -ENOENT);
+    assert_int_equal(sup_mesh_config_port(&cfg, "gateway"), 18080);
+    assert_int_equal(sup_mesh_config_port(&cfg, "nope"), -ENOENT);
 }
 
 static void test_ports_and_templates(void **state)
 {
     fixture_t *f = *state;
-    static vz_mesh_config_t cfg;
+    static sup_mesh_config_t cfg;
     char err[256] = "", out[VZ_PATH_MAX];
     assert_int_equal(s_load(f, s_mesh, &cfg, err, sizeof err), 0);
-    assert_int_equal(vz_mesh_config_port(&cfg, "broker"), 0); //  auto: not yet chosen
-    assert_int_equal(vz_mesh_config_alloc_ports(&cfg), 0);
-    int broker = vz_mesh_config_port(&cfg, "broker");
+    assert_int_equal(sup_mesh_config_port(&cfg, "broker"), 0); //  auto: not yet chosen
+    assert_int_equal(sup_mesh_config_alloc_ports(&cfg), 0);
+    int broker = sup_mesh_config_port(&cfg, "broker");
     assert_true(broker > 0 && broker <= 65535);
-    assert_int_equal(vz_mesh_config_port(&cfg, "gateway"), 18080); //  fixed ports stay
+    assert_int_equal(sup_mesh_config_port(&cfg, "gateway"), 18080); //  fixed ports stay
     char want[VZ_PATH_MAX + 16];
     snprintf(want, sizeof want, "tcp://127.0.0.1:%d", broker);
-    assert_int_equal(
-        vz_mesh_config_expand(&cfg, cfg.services[1].env[0].value, out, sizeof out, err, sizeof err),
-        0);
+    assert_int_equal(sup_mesh_config_expand(&cfg, cfg.services[1].env[0].value, out, sizeof out,
+                                            err, sizeof err),
+                     0);
     assert_string_equal(out, want);
     snprintf(want, sizeof want, "%s/api.cfg", cfg.config_dir);
     assert_int_equal(
-        vz_mesh_config_expand(&cfg, "${config_dir}/api.cfg", out, sizeof out, err, sizeof err), 0);
+        sup_mesh_config_expand(&cfg, "${config_dir}/api.cfg", out, sizeof out, err, sizeof err), 0);
     assert_string_equal(out, want);
     assert_string_equal(cfg.config_dir, f->dir);
-    assert_int_equal(vz_mesh_config_expand(&cfg, "${port.nope}", out, sizeof out, err, sizeof err),
+    assert_int_equal(sup_mesh_config_expand(&cfg, "${port.nope}", out, sizeof out, err, sizeof err),
                      -EINVAL);
     assert_non_null(strstr(err, "port.nope"));
-    assert_int_equal(vz_mesh_config_expand(&cfg, "${port.gateway}/x", out, 6, err, sizeof err),
+    assert_int_equal(sup_mesh_config_expand(&cfg, "${port.gateway}/x", out, 6, err, sizeof err),
                      -ENAMETOOLONG);
 }
 
 static void s_refused(fixture_t *f, const char *text, const char *needle)
 {
-    static vz_mesh_config_t cfg;
+    static sup_mesh_config_t cfg;
     char err[256] = "";
     if (s_load(f, text, &cfg, err, sizeof err) == 0)
         fail_msg("accepted, expected \"%s\":\n%s", needle, text);
@@ -166,9 +166,9 @@ static void test_refused(void **state)
     s_refused(f, "services\n    a\n        admin_port = 19000\n", "command: required");
     s_refused(f, "services\n    a\n        command = \"x\"\n", "admin_port: required");
     s_refused(f, "elsewhere\n    x = 1\n", "unknown section");
-    static vz_mesh_config_t cfg;
+    static sup_mesh_config_t cfg;
     char err[256] = "";
-    assert_int_equal(vz_mesh_config_load(&cfg, "/nonexistent/mesh.cfg", err, sizeof err), -ENOENT);
+    assert_int_equal(sup_mesh_config_load(&cfg, "/nonexistent/mesh.cfg", err, sizeof err), -ENOENT);
 }
 
 //  The mesh file the project ships loads as it is.
@@ -177,11 +177,11 @@ static void test_shipped_config(void **state)
     (void)state;
     char path[VZ_PATH_MAX];
     snprintf(path, sizeof path, "%s/configs/mesh.cfg", VZ_TEST_SOURCE_DIR);
-    static vz_mesh_config_t cfg;
+    static sup_mesh_config_t cfg;
     char err[256] = "";
-    if (vz_mesh_config_load(&cfg, path, err, sizeof err) != 0)
+    if (sup_mesh_config_load(&cfg, path, err, sizeof err) != 0)
         fail_msg("%s: %s", path, err);
-    assert_true(vz_mesh_config_find(&cfg, "gateway") > vz_mesh_config_find(&cfg, "broker"));
+    assert_true(sup_mesh_config_find(&cfg, "gateway") > sup_mesh_config_find(&cfg, "broker"));
 }
 
 int main(void)
