@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vz_authctx.h"
 #include "vz_log.h"
 #include "vz_proto.h"
 
@@ -286,11 +287,14 @@ static void s_identity_from(const vz_jwt_claims_t *c, vz_edge_identity_t *id)
 {
     memset(id, 0, sizeof *id);
     //  Client-credentials tokens carry client_id (RFC 9068): contract B "oauth".
-    id->auth = c->client_id[0] ? "oauth" : "jwt";
+    id->auth = c->client_id[0] ? VZ_AUTHCTX_BY_OAUTH : VZ_AUTHCTX_BY_JWT;
     vz_strlcpy(id->sub, c->sub, sizeof id->sub);
     vz_strlcpy(id->scope, c->scope, sizeof id->scope);
     //  Only the paid tier is taken from the token; anything else is free.
-    vz_strlcpy(id->tier, strcmp(c->tier, "premium") == 0 ? "premium" : "free", sizeof id->tier);
+    vz_strlcpy(id->tier,
+               strcmp(c->tier, VZ_AUTHCTX_TIER_PREMIUM) == 0 ? VZ_AUTHCTX_TIER_PREMIUM
+                                                             : VZ_AUTHCTX_TIER_FREE,
+               sizeof id->tier);
     id->exp = c->exp;
 }
 
@@ -421,7 +425,7 @@ void vz_edge_apikey_store(vz_edge_t *self, const char *key, bool valid,
     entry->valid = valid;
     if (valid && id)
         entry->id = *id;
-    entry->id.auth = "api_key";
+    entry->id.auth = VZ_AUTHCTX_BY_API_KEY;
     int64_t now = vz_now_ms();
     entry->expires_ms =
         now + (valid ? self->config.apikey_ttl_ms : self->config.apikey_negative_ms);

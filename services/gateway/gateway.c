@@ -24,6 +24,7 @@
 
 #include "gw_pipeline.h"
 #include "gw_render.h"
+#include "vz_authctx.h"
 #include "vz_json.h"
 #include "vz_log.h"
 #include "vz_proto.h"
@@ -231,7 +232,7 @@ static void s_metrics(vz_gateway_t *gw, gw_req_t *req)
 static void s_openapi(vz_gateway_t *gw, gw_req_t *req)
 {
     if (!gw->openapi) {
-        gw_render_error(req, 404, "not_found", "no OpenAPI document configured");
+        gw_render_error(req, 404, VZ_AUTHCTX_ERR_NOT_FOUND, "no OpenAPI document configured");
         return;
     }
     char *copy = malloc(gw->openapi_len + 1);
@@ -333,13 +334,14 @@ static void s_reject(vz_gateway_t *gw, gw_req_t *req)
         break;
     case 401:
         req->www_authenticate = true;
-        gw_render_error(req, 401, "unauthorized", detail ? detail : "authentication required");
+        gw_render_error(req, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED,
+                        detail ? detail : "authentication required");
         break;
     case 403:
-        gw_render_error(req, 403, "access_denied", detail ? detail : "missing scope");
+        gw_render_error(req, 403, VZ_AUTHCTX_ERR_DENIED, detail ? detail : "missing scope");
         break;
     case 404:
-        gw_render_error(req, 404, "not_found", "no such route");
+        gw_render_error(req, 404, VZ_AUTHCTX_ERR_NOT_FOUND, "no such route");
         break;
     case 405:
         vz_routes_allow_text(req->match.allow, req->allow, sizeof req->allow);

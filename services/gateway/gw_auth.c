@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "gw_render.h"
+#include "vz_authctx.h"
 
 static const char *const s_auth_methods[GW_AUTH_METHODS] = {"jwt", "api_key", "none"};
 
@@ -123,35 +124,11 @@ static void s_on_apikey(vz_upcall_t *pre)
     if (!req->authed) {
         s_auth_outcome(req, "api_key", "invalid");
         req->www_authenticate = true;
-        gw_render_error(req, 401, "unauthorized", "invalid API key");
+        gw_render_error(req, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED, "invalid API key");
         gw_pipeline_resume(req, GW_DONE);
         return;
     }
     gw_pipeline_resume(req, GW_AGAIN); //  the scopes next
-}
-
-//  Every scope the route needs must be among the granted ones.
-static const char *s_missing_scope(const char *needed, const char *granted, char *buf, size_t n)
-{
-    for (const char *p = needed; *p;) {
-        p += strspn(p, " ");
-        size_t len = strcspn(p, " ");
-        if (!len)
-            break;
-        bool found = false;
-        for (const char *g = granted; *g && !found;) {
-            g += strspn(g, " ");
-            size_t glen = strcspn(g, " ");
-            found = glen == len && strncmp(g, p, len) == 0;
-            g += glen;
-        }
-        if (!found) {
-            snprintf(buf, n, "%.*s", (int)len, p);
-            return buf;
-        }
-        p += len;
-    }
-    return NULL;
 }
 
 //  The stage: GW_NEXT = authenticated (or nothing needed), GW_WAIT = a
@@ -182,7 +159,7 @@ gw_verdict_t gw_auth_run(gw_req_t *req)
             char message[96];
             snprintf(message, sizeof message, "invalid token: %s", vz_jwt_strerror(rc));
             req->www_authenticate = true;
-            gw_render_error(req, 401, "unauthorized", message);
+            gw_render_error(req, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED, message);
             return GW_DONE;
         }
         req->authed = true;
@@ -204,17 +181,20 @@ gw_verdict_t gw_auth_run(gw_req_t *req)
         if (!valid) {
             s_auth_outcome(req, method, "invalid");
             req->www_authenticate = true;
-            gw_render_error(req, 401, "unauthorized", "invalid API key");
+            gw_render_error(req, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED, "invalid API key");
             return GW_DONE;
         }
         req->id = id;
         req->authed = true;
     }
-    char scope[VZ_NAME_MAX], message[VZ_NAME_MAX + 32];
-    if (s_missing_scope(route->scopes, req->id.scope, scope, sizeof scope)) {
+    //  Every scope the route needs must be among the granted ones.
+    size_t len = 0;
+    const char *missing = vz_authctx_scope_missing(route->scopes, req->id.scope, &len);
+    if (missing) {
+        char message[VZ_NAME_MAX + 32];
         s_auth_outcome(req, method, "forbidden");
-        snprintf(message, sizeof message, "missing scope: %s", scope);
-        gw_render_error(req, 403, "access_denied", message);
+        snprintf(message, sizeof message, "missing scope: %.*s", (int)len, missing);
+        gw_render_error(req, 403, VZ_AUTHCTX_ERR_DENIED, message);
         return GW_DONE;
     }
     s_auth_outcome(req, method, "ok");

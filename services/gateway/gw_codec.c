@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vz_authctx.h"
 #include "vz_common.h"
 
 static void s_pack_str(msgpack_packer *pk, const char *s)
@@ -103,7 +104,7 @@ int gw_codec_apikey_decode(const uint8_t *buf, size_t len, bool *valid, vz_edge_
 {
     assert(valid && id);
     memset(id, 0, sizeof *id);
-    id->auth = "api_key";
+    id->auth = VZ_AUTHCTX_BY_API_KEY;
     *valid = false;
     msgpack_unpacked msg;
     msgpack_unpacked_init(&msg);
@@ -129,8 +130,8 @@ int gw_codec_apikey_decode(const uint8_t *buf, size_t len, bool *valid, vz_edge_
         *valid = false;
         return -EINVAL;
     }
-    if (strcmp(id->tier, "premium") != 0)
-        vz_strlcpy(id->tier, "free", sizeof id->tier);
+    if (strcmp(id->tier, VZ_AUTHCTX_TIER_PREMIUM) != 0)
+        vz_strlcpy(id->tier, VZ_AUTHCTX_TIER_FREE, sizeof id->tier);
     return 0;
 }
 

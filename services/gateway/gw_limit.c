@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "gw_render.h"
+#include "vz_authctx.h"
 
 #define LOCAL_MAX 100000 //  fail-open buckets kept at most
 
@@ -63,9 +64,9 @@ static void s_local_take(gw_buckets_t *self, const char *caller, const char *tie
     assert(self && caller && tier && out);
     memset(out, 0, sizeof *out);
     double limit = self->local_limit;
-    if (strcmp(tier, "premium") == 0)
+    if (strcmp(tier, VZ_AUTHCTX_TIER_PREMIUM) == 0)
         limit *= 100;
-    else if (strcmp(tier, "free") == 0)
+    else if (strcmp(tier, VZ_AUTHCTX_TIER_FREE) == 0)
         limit *= 10;
     double rate = limit / 60000.0; //  tokens per ms
     char key[VZ_JWT_STR_MAX + VZ_EDGE_TIER_MAX + 2];
@@ -120,7 +121,7 @@ static bool s_rate_decide(gw_req_t *req, const vz_edge_rate_t *rl, const char *s
                                       rl->allowed ? "allowed" : "denied", "source", source));
     if (rl->allowed)
         return true;
-    gw_render_error(req, 429, "too_many_requests", "rate limit exceeded; retry later");
+    gw_render_error(req, 429, VZ_AUTHCTX_ERR_TOO_MANY, "rate limit exceeded; retry later");
     req->retry_after = rl->retry_after > 0 ? (int)rl->retry_after : 1;
     return false;
 }
@@ -147,7 +148,8 @@ static bool s_rate_fallback(gw_req_t *req, const char *reason)
     const char *caller = req->id.kid[0]   ? req->id.kid
                          : req->id.sub[0] ? req->id.sub
                                           : req->client_ip;
-    s_local_take(pipe->buckets, caller, req->authed ? req->id.tier : "anonymous", &rl);
+    s_local_take(pipe->buckets, caller, req->authed ? req->id.tier : VZ_AUTHCTX_TIER_ANONYMOUS,
+                 &rl);
     return s_rate_decide(req, &rl, "local");
 }
 
@@ -155,7 +157,7 @@ static bool s_rate_fallback(gw_req_t *req, const char *reason)
 static void s_lease_key(const gw_req_t *req, char *out, size_t n)
 {
     snprintf(out, n, "%s|%s|%s|%s|%s", req->client_ip, req->authed ? req->id.sub : "",
-             req->authed ? req->id.kid : "", req->authed ? req->id.tier : "anonymous",
+             req->authed ? req->id.kid : "", req->authed ? req->id.tier : VZ_AUTHCTX_TIER_ANONYMOUS,
              req->match.route->name);
 }
 
@@ -198,7 +200,7 @@ static bool s_rate_check(gw_req_t *req, uint64_t cost)
     req->rl_cost = cost;
     req->pre_body = gw_codec_rate_request(
         req->client_ip, req->authed ? req->id.sub : "", req->authed ? req->id.kid : "",
-        req->authed ? req->id.tier : "anonymous", req->match.route->name, cost, &len);
+        req->authed ? req->id.tier : VZ_AUTHCTX_TIER_ANONYMOUS, req->match.route->name, cost, &len);
     //  Not idempotent: a check consumes, so it is never retried.
     return gw_pipeline_call(req, "ratelimit", "check", len, req->pipe->rl_timeout_ms, false,
                             s_on_rate);

@@ -9,11 +9,14 @@
 #include <string.h>
 
 #include "health.h"
+#include "vz_authctx.h"
 #include "vz_json.h"
 #include "vz_log.h"
 
-//  How an upstream error code becomes an HTTP answer (contract C); unknown
-//  codes are 502 with their own (sanitised) code.
+//  How an upstream error code becomes an HTTP answer: the gateway's own
+//  codes here, then the worker codes of contract C with the status
+//  vz_authctx gives them; unknown codes are 502 with their own (sanitised)
+//  code.
 static const struct {
     const char *code;        //  error_code from the broker, a worker or upstream.c
     int status;              //  HTTP status
@@ -29,13 +32,6 @@ static const struct {
     //  policy's details are not the client's business.
     {VZ_ERR_FORBIDDEN, 502, "bad_gateway", "upstream refused the call", false},
     {VZ_ERR_MALFORMED, 502, "bad_gateway", "upstream refused the call", false},
-    {VZ_ERR_INVALID, 400, NULL, NULL, false},
-    {"unauthorized", 401, NULL, NULL, false},
-    {"access_denied", 403, NULL, NULL, false},
-    {"not_found", 404, NULL, NULL, false},
-    {"conflict", 409, NULL, NULL, false},
-    {"validation_failed", 422, NULL, NULL, false},
-    {"too_many_requests", 429, NULL, NULL, true},
     {"request_too_large", 413, "payload_too_large", "request does not fit one envelope", false},
     //  Only for a call that may not be sent twice (upstream.c): it was
     //  served, but its reply did not fit the bundle's.
@@ -78,11 +74,12 @@ void gw_render_json(gw_req_t *req, int status, const char *json)
 const char *gw_render_code_label(const char *code)
 {
     static const char *const known[] = {
-        VZ_ERR_NO_WORKER,    VZ_ERR_TIMEOUT,        VZ_ERR_WORKER_LOST,  VZ_ERR_MALFORMED,
-        VZ_ERR_FORBIDDEN,    VZ_ERR_UNKNOWN_METHOD, VZ_ERR_OVERLOADED,   VZ_ERR_UNAVAILABLE,
-        VZ_ERR_INVALID,      VZ_ERR_INTERNAL,       "request_too_large", "unauthorized",
-        "access_denied",     "not_found",           "conflict",          "validation_failed",
-        "too_many_requests", VZ_ERR_REPLY_DROPPED,
+        VZ_ERR_NO_WORKER,          VZ_ERR_TIMEOUT,           VZ_ERR_WORKER_LOST,
+        VZ_ERR_MALFORMED,          VZ_ERR_FORBIDDEN,         VZ_ERR_UNKNOWN_METHOD,
+        VZ_ERR_OVERLOADED,         VZ_ERR_UNAVAILABLE,       VZ_ERR_INVALID,
+        VZ_ERR_INTERNAL,           "request_too_large",      VZ_AUTHCTX_ERR_UNAUTHORIZED,
+        VZ_AUTHCTX_ERR_DENIED,     VZ_AUTHCTX_ERR_NOT_FOUND, VZ_AUTHCTX_ERR_CONFLICT,
+        VZ_AUTHCTX_ERR_VALIDATION, VZ_AUTHCTX_ERR_TOO_MANY,  VZ_ERR_REPLY_DROPPED,
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(code, known[i]) == 0)
@@ -106,6 +103,14 @@ static void s_render_error(gw_req_t *req)
         gw_render_error(req, s_error_map[i].status, code, message[0] ? message : code);
         req->retry_after = s_error_map[i].retry_after ? 1 : 0;
         req->www_authenticate = s_error_map[i].status == 401;
+        return;
+    }
+    int status = vz_authctx_error_status(call->error_code);
+    if (status) {
+        const char *message = call->error_message[0] ? call->error_message : call->error_code;
+        gw_render_error(req, status, call->error_code, message);
+        req->retry_after = status == 429 || status == 503 ? 1 : 0;
+        req->www_authenticate = status == 401;
         return;
     }
     //  Worker codes are free text: keep only a safe spelling.

@@ -2,6 +2,7 @@
  *  SPDX-License-Identifier: MPL-2.0
  */
 #include "routes.h"
+#include "vz_authctx.h"
 #include "vz_config.h"
 
 #include <assert.h>
@@ -284,7 +285,7 @@ static int s_parse_route(zconfig_t *node, vz_route_t *r, char *err, size_t errle
             *c = (char)tolower((unsigned char)*c);
         //  "header." + name must fit a ctx key.
         if (r->header_count == VZ_ROUTE_HEADERS_MAX || !s_only(tok, HEADER_CHARS) ||
-            strlen(tok) + 7 >= VZ_CTX_KEY_MAX) {
+            strlen(VZ_AUTHCTX_HEADER_PREFIX) + strlen(tok) >= VZ_CTX_KEY_MAX) {
             s_err(err, errlen, "route %s: bad or too many headers", name);
             return -1;
         }
@@ -292,8 +293,7 @@ static int s_parse_route(zconfig_t *node, vz_route_t *r, char *err, size_t errle
         //  services get the verified identity, never the raw secret.
         if (r->auth != VZ_AUTH_NONE &&
             (strcmp(tok, "authorization") == 0 || strcmp(tok, "x-api-key") == 0)) {
-            s_err(err, errlen, "route %s: %s is consumed by the gateway on auth routes", name,
-                  tok);
+            s_err(err, errlen, "route %s: %s is consumed by the gateway on auth routes", name, tok);
             return -1;
         }
         vz_strlcpy(r->headers[r->header_count++], tok, VZ_CTX_KEY_MAX);

@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "vz_authctx.h"
 #include "vz_batch.h"
 #include "vz_client.h"
 #include "vz_proto.h"
@@ -49,30 +50,30 @@ struct vz_upstream_t {
     vz_series_t *retried;      //  vz_gateway_retries_total
     vz_series_t *denied;       //  vz_gateway_retries_denied_total (budget spent)
     struct {
-        char service[VZ_NAME_MAX];      //  calls of service.method...
-        char method[VZ_NAME_MAX];       //  ...
-        char batch_method[VZ_NAME_MAX]; //  ...travel together as service.batch_method
-        bool off;                       //  the service does not know batch_method
+        char service[VZ_NAME_MAX];        //  calls of service.method...
+        char method[VZ_NAME_MAX];         //  ...
+        char batch_method[VZ_NAME_MAX];   //  ...travel together as service.batch_method
+        bool off;                         //  the service does not know batch_method
         vz_upcall_t *group[VZ_BATCH_MAX]; //  s_on_wake's group being filled
-        size_t grouped;                 //  calls in group
+        size_t grouped;                   //  calls in group
     } rule[VZ_UPSTREAM_BATCH_RULES];
-    size_t rules;                  //  rules used
-    vz_series_t *batches;          //  vz_gateway_batch_envelopes_total
-    vz_series_t *batched;          //  vz_gateway_batch_calls_total
-    size_t bundle_max;             //  forwards per bundle (< 2: off)
+    size_t rules;         //  rules used
+    vz_series_t *batches; //  vz_gateway_batch_envelopes_total
+    vz_series_t *batched; //  vz_gateway_batch_calls_total
+    size_t bundle_max;    //  forwards per bundle (< 2: off)
     struct {
-        char service[VZ_NAME_MAX];  //  the forwards' service...
-        char method[VZ_NAME_MAX];   //  ...method
-        int timeout_ms;             //  ...timeout
-        bool idempotent;            //  ...and idempotency
+        char service[VZ_NAME_MAX];        //  the forwards' service...
+        char method[VZ_NAME_MAX];         //  ...method
+        int timeout_ms;                   //  ...timeout
+        bool idempotent;                  //  ...and idempotency
         vz_upcall_t *group[VZ_BATCH_MAX]; //  forwards of one service.method, in order
-        size_t n;                   //  forwards in group
-        size_t bytes;               //  bound of their encoded sizes (s_envelope_bound)
-    } bundle[BUNDLE_GROUPS];       //  s_on_wake's bundles being filled
-    size_t nbundles;               //  bundles in use this pass
-    vz_series_t *bundles;          //  vz_gateway_bundle_envelopes_total
-    vz_series_t *bundled;          //  vz_gateway_bundle_calls_total
-    vz_series_t *resent;           //  vz_gateway_bundle_resent_total
+        size_t n;                         //  forwards in group
+        size_t bytes;                     //  bound of their encoded sizes (s_envelope_bound)
+    } bundle[BUNDLE_GROUPS];              //  s_on_wake's bundles being filled
+    size_t nbundles;                      //  bundles in use this pass
+    vz_series_t *bundles;                 //  vz_gateway_bundle_envelopes_total
+    vz_series_t *bundled;                 //  vz_gateway_bundle_calls_total
+    vz_series_t *resent;                  //  vz_gateway_bundle_resent_total
 };
 
 void vz_upcall_reset(vz_upcall_t *call)
@@ -151,10 +152,9 @@ vz_upstream_t *vz_upstream_new(const vz_upstream_config_t *config)
                                            "Bundle envelopes sent (several forwards each)", NULL);
         self->bundled = vz_metrics_counter(config->metrics, "vz_gateway_bundle_calls_total",
                                            "Forwards sent inside bundle envelopes", NULL);
-        self->resent =
-            vz_metrics_counter(config->metrics, "vz_gateway_bundle_resent_total",
-                               "Bundled forwards sent again alone (the bundle's reply was full)",
-                               NULL);
+        self->resent = vz_metrics_counter(
+            config->metrics, "vz_gateway_bundle_resent_total",
+            "Bundled forwards sent again alone (the bundle's reply was full)", NULL);
     }
     if (config->metrics && self->rules) {
         self->batches =
@@ -339,8 +339,10 @@ static void s_envelope(vz_upstream_t *self, vz_upcall_t *call, vz_envelope_t *en
                  (call->kind == VZ_UPCALL_BUNDLE ? VZ_FLAG_BUNDLE : 0);
     env->body = call->body;
     env->body_len = call->body_len;
-    for (size_t i = 0; i < call->ctx_count; i++)
-        vz_envelope_ctx_set(env, call->ctx[i].key, call->ctx[i].value);
+    //  Built and checked by vz_authctx (gw_forward.c): copying cannot fail.
+    assert(call->ctx_count <= VZ_CTX_MAX);
+    memcpy(env->ctx, call->ctx, call->ctx_count * sizeof *call->ctx);
+    env->ctx_count = call->ctx_count;
 }
 
 //  Send one attempt of call (first or retry) and file it as pending.
@@ -424,10 +426,10 @@ static void s_take_reply(vz_upcall_t *call, const uint8_t *body, size_t len)
 static void s_take_env(vz_upcall_t *call, const vz_envelope_t *env)
 {
     s_take_reply(call, env->body, env->body_len);
-    const char *status = vz_envelope_ctx_get(env, "http_status");
+    const char *status = vz_envelope_ctx_get(env, VZ_AUTHCTX_HTTP_STATUS);
     long code = status ? strtol(status, NULL, 10) : 0;
     call->http_status = code >= 200 && code <= 399 ? (int)code : 0;
-    const char *location = vz_envelope_ctx_get(env, "http_location");
+    const char *location = vz_envelope_ctx_get(env, VZ_AUTHCTX_HTTP_LOCATION);
     vz_strlcpy(call->http_location, location ? location : "", sizeof call->http_location);
 }
 
@@ -454,8 +456,7 @@ static void s_fail_batch(vz_upstream_t *self, vz_upcall_t *carrier, const char *
                          const char *message)
 {
     //  (A bundle's service.method is its calls' own: unknown to them too.)
-    bool unknown =
-        carrier->kind == VZ_UPCALL_BATCH && strcmp(code, VZ_ERR_UNKNOWN_METHOD) == 0;
+    bool unknown = carrier->kind == VZ_UPCALL_BATCH && strcmp(code, VZ_ERR_UNKNOWN_METHOD) == 0;
     for (size_t r = 0; unknown && r < self->rules; r++)
         if (strcmp(self->rule[r].service, carrier->service) == 0 &&
             strcmp(self->rule[r].batch_method, carrier->method) == 0)
@@ -555,8 +556,8 @@ static void s_send_group(vz_upstream_t *self, size_t r)
         group[i]->attempts++; //  this envelope is their attempt
         items[i] = (vz_batch_item_t){.data = group[i]->body, .len = group[i]->body_len};
     }
-    s_send_carrier(self, VZ_UPCALL_BATCH, self->rule[r].service, self->rule[r].batch_method,
-                   group, items, n, self->batches, self->batched);
+    s_send_carrier(self, VZ_UPCALL_BATCH, self->rule[r].service, self->rule[r].batch_method, group,
+                   items, n, self->batches, self->batched);
 }
 
 //  A bundle item the bundle's reply had no room for: not served (any call

@@ -109,14 +109,14 @@ typedef struct {
 #define VZ_UPSTREAM_BUNDLE_BYTES (256 * 1024)
 
 typedef struct {
-    const char *endpoints;  //  broker endpoints
-    const char *broker_key; //  broker public key, Z85
-    zcert_t *cert;          //  our certificate (borrowed)
-    const char *redis_url;  //  redis://host:port[/db]
-    int heartbeat_ms;       //  broker ping interval
-    int grace_ms;           //  extra local wait past the envelope deadline
-    int retry_budget_pct;   //  retries allowed as a share of first attempts (e.g. 20)
-    vz_metrics_t *metrics;  //  optional (borrowed): retry counters
+    const char *endpoints;            //  broker endpoints
+    const char *broker_key;           //  broker public key, Z85
+    zcert_t *cert;                    //  our certificate (borrowed)
+    const char *redis_url;            //  redis://host:port[/db]
+    int heartbeat_ms;                 //  broker ping interval
+    int grace_ms;                     //  extra local wait past the envelope deadline
+    int retry_budget_pct;             //  retries allowed as a share of first attempts (e.g. 20)
+    vz_metrics_t *metrics;            //  optional (borrowed): retry counters
     const vz_upstream_batch_t *batch; //  batching rules (copied), may be NULL
     size_t batch_count;               //  rules, at most VZ_UPSTREAM_BATCH_RULES
     size_t bundle_max;                //  forwards per bundle envelope, at most VZ_BATCH_MAX
