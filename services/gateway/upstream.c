@@ -17,19 +17,18 @@
 #include "vz_batch.h"
 #include "vz_client.h"
 #include "vz_proto.h"
+#include "vz_retry.h"
 
 #define TICK_MS 50           //  deadline scan period
 #define REDIS_TIMEOUT_MS 200 //  connect and command budget for the health PING
 #define PING_PREFIX "gw-ping-"
 #define RECV_BATCH 64   //  responses read per wake-up
-#define RETRY_MAX 2     //  extra attempts per call
-#define RETRY_MIN_MS 20 //  no retry with less time than this left
-#define BUDGET_CAP 10.0 //  retry tokens saved at most
+#define BUDGET_MIN 10   //  retry tokens saved at most (vz_retry_budget_init's min)
 #define BUNDLE_GROUPS 8 //  distinct service.method bundles filled in one pass
 
 struct vz_upstream_t {
     vz_client_t *client;       //  DEALER to the broker, reactor thread only
-    zhashx_t *pending;         //  wire id -> vz_upcall_t *, reactor thread only
+    vz_pending_t *pending;     //  wire id -> vz_upcall_t (entry), reactor thread only
     int wake_fd;               //  eventfd: submissions waiting
     pthread_mutex_t lock;      //  guards queue_head/queue_tail/closed
     vz_upcall_t *queue_head;   //  submitted, not yet started
@@ -44,11 +43,8 @@ struct vz_upstream_t {
     int redis_port;            //  idem
     int redis_db;              //  idem
     redisContext *redis;       //  health connection, reactor thread only; NULL = reconnect
-    double retry_tokens;       //  retry budget, reactor thread only
-    double retry_earn;         //  tokens earned per first attempt
+    vz_retry_budget_t budget;  //  retry budget, reactor thread only
     zlistx_t *retries;         //  calls waiting for the next tick to go again
-    vz_series_t *retried;      //  vz_gateway_retries_total
-    vz_series_t *denied;       //  vz_gateway_retries_denied_total (budget spent)
     struct {
         char service[VZ_NAME_MAX];        //  calls of service.method...
         char method[VZ_NAME_MAX];         //  ...
@@ -128,16 +124,15 @@ vz_upstream_t *vz_upstream_new(const vz_upstream_config_t *config)
     self->wake_fd = -1;
     self->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : VZ_HEARTBEAT_MS;
     self->grace_ms = config->grace_ms;
-    self->retry_earn = config->retry_budget_pct / 100.0;
-    self->retry_tokens = BUDGET_CAP;
     self->retries = zlistx_new();
+    vz_series_t *retried = NULL, *denied = NULL;
     if (config->metrics) {
-        self->retried = vz_metrics_counter(config->metrics, "vz_gateway_retries_total",
-                                           "Idempotent upstream calls sent again", NULL);
-        self->denied =
-            vz_metrics_counter(config->metrics, "vz_gateway_retries_denied_total",
-                               "Retries not made because the retry budget was spent", NULL);
+        retried = vz_metrics_counter(config->metrics, "vz_gateway_retries_total",
+                                     "Idempotent upstream calls sent again", NULL);
+        denied = vz_metrics_counter(config->metrics, "vz_gateway_retries_denied_total",
+                                    "Retries not made because the retry budget was spent", NULL);
     }
+    vz_retry_budget_init(&self->budget, config->retry_budget_pct, BUDGET_MIN, retried, denied);
     assert(config->batch_count <= VZ_UPSTREAM_BATCH_RULES);
     for (size_t i = 0; i < config->batch_count; i++) {
         vz_strlcpy(self->rule[i].service, config->batch[i].service, VZ_NAME_MAX);
@@ -171,7 +166,7 @@ vz_upstream_t *vz_upstream_new(const vz_upstream_config_t *config)
     vz_client_config_t cc = {
         .endpoints = config->endpoints, .broker_key = config->broker_key, .cert = config->cert};
     self->client = vz_client_new(&cc);
-    self->pending = zhashx_new();
+    self->pending = vz_pending_new();
     self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!self->client || self->wake_fd < 0) {
         vz_upstream_destroy(&self);
@@ -212,6 +207,11 @@ static vz_upcall_t *s_take_queue(vz_upstream_t *self)
     return head;
 }
 
+static void s_on_closed(vz_pending_entry_t *entry, void *arg)
+{
+    s_fail(arg, entry->owner, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
+}
+
 void vz_upstream_close(vz_upstream_t *self)
 {
     assert(self);
@@ -229,11 +229,7 @@ void vz_upstream_close(vz_upstream_t *self)
         zlistx_purge(self->retries);
     if (!self->pending)
         return;
-    zlistx_t *calls = zhashx_values(self->pending);
-    zhashx_purge(self->pending);
-    for (vz_upcall_t *call = zlistx_first(calls); call; call = zlistx_next(calls))
-        s_fail(self, call, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
-    zlistx_destroy(&calls);
+    vz_pending_clear(self->pending, s_on_closed, self);
 }
 
 void vz_upstream_destroy(vz_upstream_t **self_p)
@@ -243,7 +239,7 @@ void vz_upstream_destroy(vz_upstream_t **self_p)
     if (!self)
         return;
     vz_upstream_close(self);
-    zhashx_destroy(&self->pending);
+    vz_pending_destroy(&self->pending);
     zlistx_destroy(&self->retries);
     vz_client_destroy(&self->client);
     if (self->redis)
@@ -326,13 +322,11 @@ static void s_redis_ping(vz_upstream_t *self, vz_upcall_t *call)
 static void s_envelope(vz_upstream_t *self, vz_upcall_t *call, vz_envelope_t *env)
 {
     call->attempts++;
-    vz_strlcpy(call->wire_id, call->id, sizeof call->wire_id);
-    if (!call->wire_id[0] || call->attempts > 1 || zhashx_lookup(self->pending, call->wire_id))
-        vz_client_new_id(call->wire_id, sizeof call->wire_id);
+    vz_pending_id(self->pending, call->attempts > 1 ? NULL : call->id, call->entry.id);
     vz_envelope_init(env, VZ_KIND_REQUEST);
     vz_strlcpy(env->service, call->service, sizeof env->service);
     vz_strlcpy(env->method, call->method, sizeof env->method);
-    vz_strlcpy(env->id, call->wire_id, sizeof env->id);
+    vz_strlcpy(env->id, call->entry.id, sizeof env->id);
     vz_strlcpy(env->traceparent, call->traceparent, sizeof env->traceparent);
     env->deadline_ms = call->deadline_ms;
     env->flags = (call->idempotent ? VZ_FLAG_IDEMPOTENT : 0) |
@@ -361,17 +355,18 @@ static void s_send(vz_upstream_t *self, vz_upcall_t *call)
     }
     //  The grace lets the broker's own verdict at the deadline (no_worker,
     //  timeout) arrive before we give up locally.
-    call->expires_ms = env.deadline_ms + self->grace_ms;
-    zhashx_insert(self->pending, call->wire_id, call);
+    call->entry.expires_ms = env.deadline_ms + self->grace_ms;
+    call->entry.service = call->service;
+    call->entry.method = call->method;
+    call->entry.owner = call;
+    vz_pending_add(self->pending, &call->entry, call->entry.id);
 }
 
 //  A first attempt: its deadline, and the retry budget it earns.
 static void s_begin(vz_upstream_t *self, vz_upcall_t *call)
 {
     call->deadline_ms = vz_now_ms() + call->timeout_ms;
-    self->retry_tokens += self->retry_earn;
-    if (self->retry_tokens > BUDGET_CAP)
-        self->retry_tokens = BUDGET_CAP;
+    vz_retry_budget_earn(&self->budget);
 }
 
 static void s_start(vz_upstream_t *self, vz_upcall_t *call)
@@ -390,22 +385,10 @@ static void s_start(vz_upstream_t *self, vz_upcall_t *call)
 //  time and budget left.
 static bool s_retry(vz_upstream_t *self, vz_upcall_t *call, const char *code)
 {
-    if (!call->idempotent || call->kind != VZ_UPCALL_FORWARD || call->attempts > RETRY_MAX ||
-        self->closed)
+    if (call->kind != VZ_UPCALL_FORWARD || self->closed ||
+        !vz_retry_allowed(&self->budget, call->idempotent, code, call->attempts,
+                          call->deadline_ms - vz_now_ms()))
         return false;
-    if (strcmp(code, VZ_ERR_UNAVAILABLE) != 0 && strcmp(code, VZ_ERR_OVERLOADED) != 0 &&
-        strcmp(code, VZ_ERR_WORKER_LOST) != 0)
-        return false;
-    if (call->deadline_ms - vz_now_ms() < RETRY_MIN_MS)
-        return false;
-    if (self->retry_tokens < 1.0) {
-        if (self->denied)
-            vz_series_inc(self->denied);
-        return false;
-    }
-    self->retry_tokens -= 1.0;
-    if (self->retried)
-        vz_series_inc(self->retried);
     zlistx_add_end(self->retries, call);
     return true;
 }
@@ -598,7 +581,7 @@ static void s_reply_bundle(vz_upstream_t *self, vz_upcall_t *carrier, const vz_e
             s_fail(self, call, VZ_ERR_INTERNAL, reason ? reason : "undecodable bundle reply");
         else if (item.kind == VZ_KIND_ERROR && s_overflowed(self, call, &item))
             ; //  sent again alone, or failed
-        else if (strcmp(item.id, call->wire_id) != 0)
+        else if (strcmp(item.id, call->entry.id) != 0)
             s_fail(self, call, VZ_ERR_INTERNAL, "bundle reply answers another request");
         else if (item.kind == VZ_KIND_REPLY) {
             s_take_env(call, &item);
@@ -734,16 +717,11 @@ static void s_match(vz_upstream_t *self, vz_response_t *response)
 {
     //  Any answer at all proves the broker link works.
     atomic_store(&self->last_seen_ms, (long long)vz_now_ms());
-    vz_upcall_t *call = zhashx_lookup(self->pending, response->env.id);
     //  One request id travels on each step of a request (rate-limit check,
-    //  then the forward), so a late answer to a step that already expired
-    //  locally carries the id of the step now pending: it must also name the
-    //  same service and method, or it is someone else's.
-    if (call && (strcmp(response->env.service, call->service) != 0 ||
-                 strcmp(response->env.method, call->method) != 0))
-        call = NULL;
+    //  then the forward): vz_pending_match also compares service and method.
+    vz_pending_entry_t *entry = vz_pending_match(self->pending, &response->env);
+    vz_upcall_t *call = entry ? entry->owner : NULL;
     if (call) {
-        zhashx_delete(self->pending, response->env.id);
         if (response->env.kind == VZ_KIND_REPLY && call->kind == VZ_UPCALL_BATCH)
             s_reply_batch(self, call, &response->env);
         else if (response->env.kind == VZ_KIND_REPLY && call->kind == VZ_UPCALL_BUNDLE)
@@ -775,6 +753,11 @@ static int s_on_response(zloop_t *loop, zsock_t *sock, void *arg)
     return 0;
 }
 
+static void s_on_expired(vz_pending_entry_t *entry, void *arg)
+{
+    s_fail(arg, entry->owner, VZ_ERR_TIMEOUT, "no answer before the deadline");
+}
+
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     vz_upstream_t *self = arg;
@@ -782,23 +765,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     for (vz_upcall_t *call = zlistx_first(self->retries); call; call = zlistx_next(self->retries))
         s_send(self, call);
     zlistx_purge(self->retries);
-    int64_t now = vz_now_ms();
-    zlistx_t *expired = NULL;
-    for (vz_upcall_t *call = zhashx_first(self->pending); call; call = zhashx_next(self->pending)) {
-        if (call->expires_ms > now)
-            continue;
-        if (!expired)
-            expired = zlistx_new();
-        zlistx_add_end(expired, call);
-    }
-    if (!expired)
-        return 0;
-    //  Delete outside the iteration, which zhashx does not allow to change.
-    for (vz_upcall_t *call = zlistx_first(expired); call; call = zlistx_next(expired)) {
-        zhashx_delete(self->pending, call->wire_id);
-        s_fail(self, call, VZ_ERR_TIMEOUT, "no answer before the deadline");
-    }
-    zlistx_destroy(&expired);
+    vz_pending_expire(self->pending, vz_now_ms(), s_on_expired, self);
     return 0;
 }
 

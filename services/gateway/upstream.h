@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include "vz_envelope.h"
 #include "vz_metrics.h"
+#include "vz_pending.h"
 
 typedef struct vz_upstream_t vz_upstream_t;
 typedef struct vz_upcall_t vz_upcall_t;
@@ -69,13 +70,13 @@ struct vz_upcall_t {
     int attempts;                    //  envelopes sent for this call (retries + 1)
     bool redis_ok;                   //  HEALTH: Redis answered PING
     //  Reactor-private.
-    int64_t deadline_ms;     //  envelope deadline, kept across retries
-    int64_t expires_ms;      //  local deadline (envelope deadline + grace)
-    char wire_id[VZ_ID_MAX]; //  envelope id (differs on id collision)
-    vz_upcall_t *next;       //  submission queue link
-    vz_upcall_t **members;   //  BATCH, BUNDLE: the calls it carries, in item order
-    size_t nmembers;         //  BATCH, BUNDLE: how many
-    uint8_t *owned_body;     //  BATCH, BUNDLE: the encoded items (heap)
+    int64_t deadline_ms;      //  envelope deadline, kept across retries
+    vz_pending_entry_t entry; //  pending-table entry: id = envelope id (differs on id
+                              //  collision), expires_ms = envelope deadline + grace
+    vz_upcall_t *next;        //  submission queue link
+    vz_upcall_t **members;    //  BATCH, BUNDLE: the calls it carries, in item order
+    size_t nmembers;          //  BATCH, BUNDLE: how many
+    uint8_t *owned_body;      //  BATCH, BUNDLE: the encoded items (heap)
     //  The large buffers last: vz_upcall_reset clears everything above and
     //  only the first byte of these.
     char error_message[VZ_ERRMSG_MAX];  //  reactor: human text
