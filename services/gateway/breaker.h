@@ -46,6 +46,9 @@ void vz_breakers_destroy(vz_breakers_t **self_p);
 //  The breaker of service (created closed on first use; valid until destroy).
 vz_breaker_t *vz_breakers_get(vz_breakers_t *self, const char *service);
 
+//  Time is a parameter: now_ms is monotonic (vz_clock_mono_ms), never the
+//  wall clock, so a clock step neither opens nor closes a breaker.
+
 //  May a call go? true = yes (the caller must then record its outcome);
 //  false = refused, *retry_after_s = seconds until a probe may pass (>= 1).
 bool vz_breaker_allow(vz_breaker_t *self, int64_t now_ms, int *retry_after_s);

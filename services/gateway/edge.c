@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "vz_authctx.h"
+#include "vz_clock.h"
 #include "vz_log.h"
 #include "vz_proto.h"
 
@@ -34,16 +35,17 @@ typedef struct {
 typedef struct {
     bool valid;            //  the auth service's answer
     vz_edge_identity_t id; //  when valid
-    int64_t expires_ms;    //  drop after
+    int64_t expires_ms;    //  drop after (monotonic ms)
 } s_apikey_t;
 
 struct vz_edge_t {
-    vz_edge_config_t config;    //  copy
-    vz_upstream_t *upstream;    //  borrowed
-    pthread_mutex_t lock;       //  guards everything below except the series
-    s_keys_t *keys;             //  current key set, NULL before the first fetch
-    vz_jwt_keyset_t *empty;     //  an empty set: checks format and alg when no keys yet
-    uint64_t gen;               //  bumped on every new key set
+    vz_edge_config_t config; //  copy
+    vz_upstream_t *upstream; //  borrowed
+    pthread_mutex_t lock;    //  guards everything below except the series
+    s_keys_t *keys;          //  current key set, NULL before the first fetch
+    vz_jwt_keyset_t *empty;  //  an empty set: checks format and alg when no keys yet
+    uint64_t gen;            //  bumped on every new key set
+    //  Fetch times are monotonic ms (vz_clock_mono_ms).
     int64_t fetched_ms;         //  last good fetch, 0 = never
     int64_t attempt_ms;         //  last fetch started, 0 = never
     int64_t failed_ms;          //  last fetch failed at, 0 = last one succeeded
@@ -149,7 +151,7 @@ static void s_fetch_done(vz_upcall_t *call);
 static void s_fetch_begin_locked(vz_edge_t *self)
 {
     self->fetching = true;
-    self->attempt_ms = vz_now_ms();
+    self->attempt_ms = vz_clock_mono_ms();
     vz_upcall_t *call = &self->fetch;
     free(call->reply);
     vz_upcall_reset(call);
@@ -193,7 +195,7 @@ static void s_fetch_done(vz_upcall_t *call)
     free(call->reply);
     call->reply = NULL;
 
-    int64_t now = vz_now_ms();
+    int64_t now = vz_clock_mono_ms();
     pthread_mutex_lock(&self->lock);
     s_keys_t *old = NULL;
     if (fresh) {
@@ -240,7 +242,7 @@ static bool s_spaced_locked(const vz_edge_t *self, int64_t now)
 static int s_on_timer(zloop_t *loop, int timer_id, void *arg)
 {
     vz_edge_t *self = arg;
-    int64_t now = vz_now_ms();
+    int64_t now = vz_clock_mono_ms();
     bool start = false;
     pthread_mutex_lock(&self->lock);
     if (self->fetched_ms)
@@ -363,7 +365,7 @@ int vz_edge_jwt_verify(vz_edge_t *self, const char *token, size_t len, vz_edge_i
             pthread_mutex_unlock(&self->lock);
             continue;
         }
-        bool spaced = s_spaced_locked(self, vz_now_ms());
+        bool spaced = s_spaced_locked(self, vz_clock_mono_ms());
         if (!self->fetching && spaced && waiter) {
             s_fetch_begin_locked(self);
             start = true;
@@ -400,7 +402,7 @@ int vz_edge_apikey_lookup(vz_edge_t *self, const char *key, bool *valid, vz_edge
     int found = 0;
     pthread_mutex_lock(&self->lock);
     s_apikey_t *entry = zhashx_lookup(self->apikeys, hex);
-    if (entry && entry->expires_ms <= vz_now_ms()) {
+    if (entry && entry->expires_ms <= vz_clock_mono_ms()) {
         zhashx_delete(self->apikeys, hex);
         entry = NULL;
     }
@@ -426,7 +428,7 @@ void vz_edge_apikey_store(vz_edge_t *self, const char *key, bool valid,
     if (valid && id)
         entry->id = *id;
     entry->id.auth = VZ_AUTHCTX_BY_API_KEY;
-    int64_t now = vz_now_ms();
+    int64_t now = vz_clock_mono_ms();
     entry->expires_ms =
         now + (valid ? self->config.apikey_ttl_ms : self->config.apikey_negative_ms);
     pthread_mutex_lock(&self->lock);

@@ -14,6 +14,7 @@
 
 #include "gw_render.h"
 #include "vz_authctx.h"
+#include "vz_clock.h"
 
 #define HEALTH_TIMEOUT 1000 //  ms for broker.services behind /health
 
@@ -26,7 +27,7 @@ static void s_on_call_done(vz_upcall_t *call)
         vz_breaker_record(req->breaker,
                           call->result == VZ_UPCALL_ERROR &&
                               vz_breaker_is_failure(call->error_code),
-                          vz_now_ms());
+                          vz_clock_mono_ms());
     req->upstream_done = true;
     gw_pipeline_resume(req, GW_DONE);
 }
@@ -81,7 +82,7 @@ static bool s_submit(gw_req_t *req)
     call->arg = req;
     if (vz_upstream_submit(req->pipe->upstream, call) < 0) {
         if (req->breaker)
-            vz_breaker_record(req->breaker, false, vz_now_ms()); //  not the upstream's fault
+            vz_breaker_record(req->breaker, false, vz_clock_mono_ms()); //  not the upstream's fault
         req->breaker = NULL;
         gw_render_error(req, 503, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
         req->retry_after = 1;
@@ -105,7 +106,7 @@ gw_verdict_t gw_forward_run(gw_req_t *req)
     if (unfit) {
         //  Cut, a scope list could grant what it never said: refuse instead.
         if (req->breaker)
-            vz_breaker_record(req->breaker, false, vz_now_ms()); //  not the upstream's fault
+            vz_breaker_record(req->breaker, false, vz_clock_mono_ms()); //  not the upstream's fault
         req->breaker = NULL;
         char message[96];
         snprintf(message, sizeof message, "%.48s does not fit the request context", unfit);

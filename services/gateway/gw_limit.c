@@ -19,6 +19,7 @@
 
 #include "gw_render.h"
 #include "vz_authctx.h"
+#include "vz_clock.h"
 
 #define LOCAL_MAX 100000 //  fail-open buckets kept at most
 
@@ -71,7 +72,7 @@ static void s_local_take(gw_buckets_t *self, const char *caller, const char *tie
     double rate = limit / 60000.0; //  tokens per ms
     char key[VZ_JWT_STR_MAX + VZ_EDGE_TIER_MAX + 2];
     snprintf(key, sizeof key, "%s|%s", tier, caller);
-    int64_t now = vz_now_ms();
+    int64_t now = vz_clock_mono_ms();
     pthread_mutex_lock(&self->lock);
     s_bucket_t *b = zhashx_lookup(self->buckets, key);
     if (!b) {
@@ -184,7 +185,7 @@ static void s_on_rate(vz_upcall_t *pre)
     } else if (ok && rl.allowed && pipe->leases)
         //  Even a check of one token starts the caller's record: the next
         //  request within a lease lifetime asks for more.
-        vz_leases_grant(pipe->leases, req->rl_key, req->rl_cost, &rl, vz_now_ms());
+        vz_leases_grant(pipe->leases, req->rl_key, req->rl_cost, &rl, vz_clock_mono_ms());
     else if (!ok && req->rl_cost > 1)
         vz_leases_abandon(pipe->leases, req->rl_key);
     bool go = ok ? s_rate_decide(req, &rl, "limiter") : s_rate_fallback(req, reason);
@@ -219,7 +220,7 @@ gw_verdict_t gw_limit_run(gw_req_t *req)
         //  A token leased earlier for this caller: no round trip.
         s_lease_key(req, req->rl_key, sizeof req->rl_key);
         vz_edge_rate_t rl;
-        if (vz_leases_take(pipe->leases, req->rl_key, vz_now_ms(), &rl, &cost))
+        if (vz_leases_take(pipe->leases, req->rl_key, vz_clock_mono_ms(), &rl, &cost))
             return s_rate_decide(req, &rl, "lease") ? GW_NEXT : GW_DONE;
     }
     if (s_rate_check(req, cost))

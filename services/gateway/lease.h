@@ -28,6 +28,9 @@
 
 typedef struct vz_leases_t vz_leases_t;
 
+//  now_ms below is monotonic (vz_clock_mono_ms): lease lifetimes are
+//  durations, not dates.
+
 //  At most max_entries callers remembered; leases live ttl_ms. NULL when
 //  max_tokens < 2 (leases off).
 vz_leases_t *vz_leases_new(int max_tokens, int ttl_ms, int max_entries);

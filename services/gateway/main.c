@@ -14,6 +14,7 @@
 
 #include "gateway.h"
 #include "upstream.h"
+#include "vz_clock.h"
 #include "vz_daemon.h"
 #include "vz_ports.h"
 
@@ -168,10 +169,14 @@ typedef struct {
     const char *routes_path; //  route table file, reloaded on SIGHUP
 } app_t;
 
-//  SIGHUP: load and validate the whole table, then swap; a bad file keeps
-//  the old table and says why.
-static void s_reload(app_t *app)
+//  The reload hook (vz_daemon_on_reload, reactor thread after SIGHUP):
+//  load and validate the whole table, then swap; a bad file keeps the old
+//  table and says why. Not while draining: the table is about to go.
+static void s_reload(void *arg)
 {
+    app_t *app = arg;
+    if (app->drain_until)
+        return;
     char err[256];
     vz_routes_t *routes = vz_routes_load(app->routes_path, err, sizeof err);
     vz_metrics_t *metrics = vz_daemon_metrics(app->daemon);
@@ -194,7 +199,7 @@ static void s_reload(app_t *app)
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     app_t *app = arg;
-    int64_t now = vz_now_ms();
+    int64_t now = vz_clock_mono_ms();
     vz_gateway_flush_log(app->gateway); //  access-log lines at most one tick late
     if (zsys_interrupted && !app->drain_until) {
         vz_daemon_not_ready(app->daemon, "draining");
@@ -204,8 +209,6 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
         snprintf(inflight, sizeof inflight, "%d", vz_gateway_inflight(app->gateway));
         vz_info(NULL, "draining", "inflight", inflight);
     }
-    if (vz_daemon_reload_requested(app->daemon) && !app->drain_until)
-        s_reload(app);
     if (app->drain_until) {
         app->drained = vz_gateway_inflight(app->gateway) == 0 || now >= app->drain_until;
         return app->drained ? -1 : 0;
@@ -304,6 +307,17 @@ int main(int argc, char **argv)
     vz_upstream_attach(app.upstream, loop);
     vz_edge_attach(app.edge, loop);
     zloop_timer(loop, TICK_MS, 0, s_on_tick, &app);
+    vz_daemon_on_reload(app.daemon, s_reload, &app);
+    if (vz_daemon_attach(app.daemon, loop) < 0) {
+        vz_error(NULL, "unable to attach the reload hook");
+        zloop_destroy(&loop);
+        vz_upstream_close(app.upstream);
+        vz_gateway_destroy(&app.gateway);
+        vz_upstream_destroy(&app.upstream);
+        vz_edge_destroy(&app.edge);
+        vz_daemon_destroy(&app.daemon);
+        return VZ_EXIT_TEMPORARY;
+    }
     //  A signal interrupting the poll ends zloop_start even in nonstop mode;
     //  go round again until the drain is over.
     while (zloop_start(loop) == 0 && !app.drained)

@@ -15,6 +15,7 @@
 
 #include "vz_authctx.h"
 #include "vz_batch.h"
+#include "vz_clock.h"
 #include "vz_client.h"
 #include "vz_proto.h"
 #include "vz_retry.h"
@@ -35,7 +36,7 @@ struct vz_upstream_t {
     vz_upcall_t *queue_tail;   //  last of them
     bool closed;               //  no more submissions
     atomic_int inflight;       //  submitted and not done
-    atomic_llong last_seen_ms; //  when the broker last answered anything
+    atomic_llong last_seen_ms; //  when the broker last answered anything (monotonic)
     int heartbeat_ms;          //  ping interval
     int grace_ms;              //  local wait past the envelope deadline
     unsigned ping_seq;         //  numbers our pings
@@ -716,7 +717,7 @@ static int s_on_wake(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 static void s_match(vz_upstream_t *self, vz_response_t *response)
 {
     //  Any answer at all proves the broker link works.
-    atomic_store(&self->last_seen_ms, (long long)vz_now_ms());
+    atomic_store(&self->last_seen_ms, (long long)vz_clock_mono_ms());
     //  One request id travels on each step of a request (rate-limit check,
     //  then the forward): vz_pending_match also compares service and method.
     vz_pending_entry_t *entry = vz_pending_match(self->pending, &response->env);
@@ -801,7 +802,8 @@ bool vz_upstream_link_up(const vz_upstream_t *self)
 {
     assert(self);
     long long seen = atomic_load(&((vz_upstream_t *)self)->last_seen_ms);
-    return seen > 0 && vz_now_ms() - seen <= (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+    return seen > 0 &&
+           vz_clock_mono_ms() - seen <= (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
 }
 
 int vz_upstream_pending(const vz_upstream_t *self)
