@@ -3,8 +3,8 @@
  *
  *  The format is three msgpack types (array, bin, str), so the encoder
  *  writes them by hand into a buffer sized in a first pass: no packer, no
- *  reallocation. The decoder is a cursor that refuses any length past the
- *  end before using it.
+ *  reallocation. The decoder is vz_mp's bounded reader: it refuses any
+ *  length past the end before using it.
  */
 #include "vz_batch.h"
 
@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "vz_mp.h"
 
 typedef enum { S_BIN, S_STR } s_type_t;
 
@@ -106,101 +108,60 @@ uint8_t *vz_batch_reply_encode(const vz_batch_item_t *items, size_t n, size_t *l
     return buf;
 }
 
-//  Bounded cursor over the received bytes.
-typedef struct {
-    const uint8_t *p;
-    const uint8_t *end;
-} s_cursor_t;
-
-static bool s_uint(s_cursor_t *c, int bytes, size_t *out)
-{
-    if (c->end - c->p < bytes)
-        return false;
-    uint64_t v = 0;
-    for (int i = 0; i < bytes; i++)
-        v = v << 8 | *c->p++;
-    *out = (size_t)v;
-    return true;
-}
-
-static bool s_array(s_cursor_t *c, size_t *n)
-{
-    if (c->p == c->end)
-        return false;
-    uint8_t b = *c->p++;
-    if ((b & 0xf0) == 0x90) {
-        *n = b & 0x0f;
-        return true;
-    }
-    if (b == 0xdc)
-        return s_uint(c, 2, n);
-    if (b == 0xdd)
-        return s_uint(c, 4, n);
-    return false;
-}
-
-//  A str (if str_ok) or a bin (if bin_ok); its bytes stay in place.
-static bool s_bytes(s_cursor_t *c, bool str_ok, bool bin_ok, const uint8_t **data, size_t *len)
-{
-    if (c->p == c->end)
-        return false;
-    uint8_t b = *c->p++;
-    bool ok;
-    if ((b & 0xe0) == 0xa0) {
-        *len = b & 0x1f;
-        ok = str_ok;
-    } else if (b == 0xd9 || b == 0xda || b == 0xdb)
-        ok = str_ok && s_uint(c, b == 0xd9 ? 1 : b == 0xda ? 2 : 4, len);
-    else if (b == 0xc4 || b == 0xc5 || b == 0xc6)
-        ok = bin_ok && s_uint(c, b == 0xc4 ? 1 : b == 0xc5 ? 2 : 4, len);
-    else
-        ok = false;
-    if (!ok || (size_t)(c->end - c->p) < *len)
-        return false;
-    *data = c->p;
-    c->p += *len;
-    return true;
-}
-
-static int s_fail(const char **reason, const char *why)
-{
-    if (reason)
-        *reason = why;
-    return -EINVAL;
-}
-
-static int s_decode(const uint8_t *buf, size_t len, vz_batch_item_t *items, size_t max,
-                    size_t *n_p, const char **reason, bool reply)
+static int s_decode(const uint8_t *buf, size_t len, vz_batch_item_t *items, size_t max, size_t *n_p,
+                    const char **reason, bool reply)
 {
     assert(items && n_p);
-    s_cursor_t c = {buf, buf + len};
-    size_t n;
-    if (!buf || !s_array(&c, &n))
-        return s_fail(reason, "batch body is not an array");
-    if (n == 0)
-        return s_fail(reason, "batch is empty");
-    if (n > max)
-        return s_fail(reason, "batch has too many items");
-    for (size_t i = 0; i < n; i++) {
+    //  Bodies are bounded by the frame that carries them, not by a string
+    //  limit; a reply's [code, payload] pairs are arrays of 2.
+    const vz_mp_limits_t limits = {
+        .max_string = UINT32_MAX,
+        .max_count = max > 2 ? max : 2,
+        .max_depth = 0,
+    };
+    vz_mp_reader_t r;
+    vz_mp_reader_init(&r, buf, len, &limits);
+    uint32_t n;
+    int rc = vz_mp_read_array(&r, &n, "batch body is not an array");
+    if (rc == 0 && n == 0)
+        rc = vz_mp_fail(&r, "batch is empty");
+    if (rc == 0 && n > max)
+        rc = vz_mp_fail(&r, "batch has too many items");
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
         vz_batch_item_t *item = &items[i];
         memset(item, 0, sizeof *item);
+        uint32_t item_len = 0, code_len = 0, two = 0;
         if (!reply) {
-            if (!s_bytes(&c, false, true, &item->data, &item->len))
-                return s_fail(reason, "batch item is not a bin");
+            rc = vz_mp_read_bin(&r, &item->data, &item_len, "batch item is not a bin");
+            item->len = item_len;
             continue;
         }
-        size_t two;
-        const uint8_t *code;
-        if (!s_array(&c, &two) || two != 2 || !s_bytes(&c, true, false, &code, &item->code_len))
-            return s_fail(reason, "batch result is not [code, payload]");
-        item->code = (const char *)code;
+        const char *shape = "batch result is not [code, payload]";
+        rc = vz_mp_read_array(&r, &two, shape);
+        if (rc == 0 && two != 2)
+            rc = vz_mp_fail(&r, shape);
+        if (rc == 0)
+            rc = vz_mp_read_str(&r, &item->code, &code_len, shape);
+        if (rc < 0)
+            break;
+        item->code_len = code_len;
         //  A body is bin, an error message str: the code says which.
-        bool error = item->code_len > 0;
-        if (!s_bytes(&c, error, !error, &item->data, &item->len))
-            return s_fail(reason, "batch result payload has the wrong type");
+        const char *wrong = "batch result payload has the wrong type";
+        if (code_len > 0) {
+            const char *message;
+            rc = vz_mp_read_str(&r, &message, &item_len, wrong);
+            item->data = rc == 0 ? (const uint8_t *)message : NULL;
+        } else
+            rc = vz_mp_read_bin(&r, &item->data, &item_len, wrong);
+        item->len = item_len;
     }
-    if (c.p != c.end)
-        return s_fail(reason, "trailing bytes after the batch");
+    if (rc == 0)
+        rc = vz_mp_finish(&r);
+    if (rc < 0) {
+        if (reason)
+            *reason = r.reason;
+        return rc;
+    }
     *n_p = n;
     return 0;
 }

@@ -56,6 +56,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vz_common.h"
+
 #define VZ_BATCH_MAX 256 //  items per envelope
 
 typedef struct {
@@ -72,8 +74,9 @@ uint8_t *vz_batch_request_encode(const vz_batch_item_t *items, size_t n, size_t 
 uint8_t *vz_batch_reply_encode(const vz_batch_item_t *items, size_t n, size_t *len_p);
 
 //  Split a received body into at most max items pointing into buf. 0 and
-//  *n_p, or -EINVAL with a short static *reason (not an array, empty, more
-//  than max, wrong item type, a length past the end, trailing bytes).
+//  *n_p, or VZ_EMALFORMED with a short static *reason (not an array, empty,
+//  more than max, wrong item type, "truncated" for a length past the end,
+//  "trailing bytes"). *n_p is untouched on failure.
 int vz_batch_request_decode(const uint8_t *buf, size_t len, vz_batch_item_t *items, size_t max,
                             size_t *n_p, const char **reason);
 int vz_batch_reply_decode(const uint8_t *buf, size_t len, vz_batch_item_t *items, size_t max,

@@ -58,6 +58,39 @@ void vz_random_hex(char *out, size_t hex_chars)
     s_pool.left -= need;
 }
 
+const char *vz_strerror(int rc)
+{
+    switch (rc) {
+    case 0:
+        return "ok";
+    case VZ_EMALFORMED:
+        return "malformed";
+    case VZ_EINTR:
+        return "interrupted";
+    case VZ_JWT_EALG:
+        return "unsupported algorithm";
+    case VZ_JWT_EKID:
+        return "unknown key";
+    case VZ_JWT_ESIG:
+        return "bad signature";
+    case VZ_JWT_EEXPIRED:
+        return "expired";
+    case VZ_JWT_ENOTYET:
+        return "not yet valid";
+    case VZ_JWT_EISS:
+        return "wrong issuer";
+    case VZ_JWT_EAUD:
+        return "wrong audience";
+    default:
+        break;
+    }
+    if (rc <= VZ_EPRIVATE && rc >= VZ_ELAST)
+        return "daemon error";
+    //  strerrordesc_np (glibc 2.32) returns a static text: no buffer, no locale.
+    const char *text = rc < 0 && rc > VZ_EFIRST ? strerrordesc_np(-rc) : NULL;
+    return text ? text : "unknown error";
+}
+
 int64_t vz_now_ms(void)
 {
     return vz_clock_now_ms();

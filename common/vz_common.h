@@ -12,9 +12,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
-//  Decoder results (Malamute's codec convention).
-#define VZ_EINTR     -1   //  interrupted / nothing to read
-#define VZ_EMALFORMED -2  //  bytes are not a valid message
+//  Custom error codes: the project's own failures, all in one range far
+//  from -errno (Linux errno values stay below 4096, the kernel's MAX_ERRNO;
+//  libuv's own codes sit near -4095 for the same reason). Every code in
+//  [VZ_ELAST, VZ_EFIRST] is defined here and described by vz_strerror, so
+//  `rc < 0` keeps working and no code can be mistaken for an errno value.
+#define VZ_EFIRST (-4096) //  first (highest) custom code
+#define VZ_EMALFORMED (-4096) //  bytes are not a valid message (every decoder and codec)
+#define VZ_EINTR (-4097)      //  interrupted / nothing to read
+//  JWT verification failures (vz_jwt.h), distinct, in the order they are checked.
+#define VZ_JWT_EMALFORMED VZ_EMALFORMED //  not three base64url parts of JSON objects, bad claims
+#define VZ_JWT_EALG (-4110)     //  header alg is not ES256, or a "crit" header
+#define VZ_JWT_EKID (-4111)     //  no key with that kid (or no kid)
+#define VZ_JWT_ESIG (-4112)     //  signature does not verify
+#define VZ_JWT_EEXPIRED (-4113) //  now > exp + leeway (or exp missing)
+#define VZ_JWT_ENOTYET (-4114)  //  now < nbf - leeway, or iat in the future beyond leeway
+#define VZ_JWT_EISS (-4115)     //  issuer differs
+#define VZ_JWT_EAUD (-4116)     //  audience not among aud
+//  A daemon's private codes (its own module, e.g. "GW_EWAIT") are numbered
+//  from VZ_EPRIVATE down to VZ_ELAST; vz_strerror calls them "daemon error".
+#define VZ_EPRIVATE (-4200)
+#define VZ_ELAST (-4299) //  last (lowest) custom code
+
+//  A short static text for rc: "ok" for 0, the description of a custom
+//  code above, or the system's text for a -errno value. Thread-safe.
+const char *vz_strerror(int rc);
 
 //  Daemon exit codes (s6 convention).
 #define VZ_EXIT_OK        0    //  clean shutdown

@@ -43,28 +43,8 @@ struct vz_jwt_keyset_t {
 
 const char *vz_jwt_strerror(int rc)
 {
-    switch (rc) {
-    case 0:
-        return "ok";
-    case VZ_JWT_EMALFORMED:
-        return "malformed token";
-    case VZ_JWT_EALG:
-        return "unsupported algorithm";
-    case VZ_JWT_EKID:
-        return "unknown key";
-    case VZ_JWT_ESIG:
-        return "bad signature";
-    case VZ_JWT_EEXPIRED:
-        return "expired";
-    case VZ_JWT_ENOTYET:
-        return "not yet valid";
-    case VZ_JWT_EISS:
-        return "wrong issuer";
-    case VZ_JWT_EAUD:
-        return "wrong audience";
-    default:
-        return "error";
-    }
+    //  Only the wording of a malformed token differs from vz_strerror.
+    return rc == VZ_JWT_EMALFORMED ? "malformed token" : rc < 0 ? vz_strerror(rc) : "ok";
 }
 
 // --------------------------------------------------------------------------
@@ -758,7 +738,7 @@ int vz_jwt_verify(const vz_jwt_keyset_t *keys, const char *token, size_t len,
 
     int64_t now = opts->now ? opts->now : vz_clock_now_ms() / 1000;
     int64_t leeway = opts->leeway_s > 0 ? opts->leeway_s : 0;
-    if (claims->exp == 0 || now >= claims->exp + leeway)
+    if (claims->exp == 0 || now - leeway >= claims->exp) //  exp + leeway could overflow
         return VZ_JWT_EEXPIRED;
     if ((claims->nbf && now + leeway < claims->nbf) || (claims->iat && claims->iat > now + leeway))
         return VZ_JWT_ENOTYET;

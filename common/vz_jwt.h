@@ -25,21 +25,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vz_common.h"
+
 //  Limits.
 #define VZ_JWT_TOKEN_MAX 8192 //  longest accepted compact token
 #define VZ_JWT_KID_MAX   64   //  kid, incl. NUL
 #define VZ_JWT_STR_MAX   256  //  iss, sub, aud, jti, tier, client_id, typ, incl. NUL
 #define VZ_JWT_SCOPE_MAX 1024 //  scope, incl. NUL
 
-//  Verification failures (negative, distinct, in the order they are checked).
-#define VZ_JWT_EMALFORMED -2  //  not three base64url parts of JSON objects, too long, bad claim types
-#define VZ_JWT_EALG       -20 //  header alg is not ES256, or a "crit" header
-#define VZ_JWT_EKID       -21 //  no key with that kid (or no kid)
-#define VZ_JWT_ESIG       -22 //  signature does not verify
-#define VZ_JWT_EEXPIRED   -23 //  now > exp + leeway (or exp missing)
-#define VZ_JWT_ENOTYET    -24 //  now < nbf - leeway, or iat in the future beyond leeway
-#define VZ_JWT_EISS       -25 //  issuer differs
-#define VZ_JWT_EAUD       -26 //  audience not among aud
+//  Verification failures: VZ_JWT_EMALFORMED, VZ_JWT_EALG, _EKID, _ESIG,
+//  _EEXPIRED, _ENOTYET, _EISS, _EAUD, defined with every custom code in
+//  vz_common.h (a range that cannot collide with -errno).
 
 //  A short static text for a return code above ("expired", "bad signature", ...).
 const char *vz_jwt_strerror(int rc);

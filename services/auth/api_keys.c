@@ -22,6 +22,7 @@
 
 #include <openssl/crypto.h>
 
+#include "vz_auth_contract.h"
 #include "vz_proto.h"
 
 #define KEY_PREFIX "vzk_"
@@ -241,39 +242,40 @@ int auth_h_api_key_delete(void *app, const vz_envelope_t *req, vz_reply_t *reply
 static int s_verify_reply(vz_reply_t *reply, bool valid, const char *sub, const char *scope,
                           const char *tier, const char *kid)
 {
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init(&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 5);
-    msgpack_pack_str(&pk, 5);
-    msgpack_pack_str_body(&pk, "valid", 5);
-    if (valid)
-        msgpack_pack_true(&pk);
-    else
-        msgpack_pack_false(&pk);
-    auth_pack_str(&pk, "sub", sub);
-    auth_pack_str(&pk, "scope", scope);
-    auth_pack_str(&pk, "tier", tier);
-    auth_pack_str(&pk, "kid", kid);
-    int rc = vz_reply_body(reply, sbuf.data, sbuf.size);
-    msgpack_sbuffer_destroy(&sbuf);
+    vz_auth_key_identity_t id = {.valid = valid};
+    //  A stored value that does not fit is refused, never cut (a cut scope
+    //  list could spell a scope that was not granted).
+    if (vz_strlcpy(id.sub, sub, sizeof id.sub) < 0 ||
+        vz_strlcpy(id.scope, scope, sizeof id.scope) < 0 ||
+        vz_strlcpy(id.tier, tier, sizeof id.tier) < 0 || vz_strlcpy(id.kid, kid, sizeof id.kid) < 0)
+        return vz_reply_error(reply, VZ_ERR_INTERNAL, "API key record does not fit the reply");
+    size_t len;
+    uint8_t *body = vz_auth_key_identity_encode(&id, &len);
+    int rc = vz_reply_body(reply, body, len);
+    free(body);
     return rc;
 }
 
-//  Internal (gateway): {"key"} -> {valid, sub, scope, tier, kid}. An
-//  unknown, malformed or revoked key is valid=false, never an error; only
-//  a body that is not a msgpack map is invalid_request.
+//  Internal (gateway): {"key"} -> {valid, sub, scope, tier, kid}
+//  (vz_auth_contract.h). An unknown, malformed or revoked key is
+//  valid=false, never an error; only a body the contract refuses (not a
+//  map, no key, a key that is not a string or longer than the field) is
+//  invalid_request.
 int auth_h_api_key_verify(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     auth_t *self = app;
-    char key[KEY_MAX + 1], id[ID_HEX + 1];
-    int rc = auth_msgpack_str(req, "key", key, sizeof key);
-    if (rc == -EPROTO)
-        return vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID,
-                                      "body must be a msgpack map with key");
-    if (rc < 0 || !s_parse(key, id))
+    vz_auth_key_verify_t in;
+    char id[ID_HEX + 1];
+    const char *why = NULL;
+    if (vz_auth_key_verify_decode(&in, req->body, req->body_len, &why) < 0) {
+        OPENSSL_cleanse(&in, sizeof in);
+        return vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID, why);
+    }
+    const char *key = in.key;
+    if (strlen(key) > KEY_MAX || !s_parse(key, id)) {
+        OPENSSL_cleanse(&in, sizeof in);
         return s_verify_reply(reply, false, "", "", "", "");
+    }
     char ak[32], hash[65];
     snprintf(ak, sizeof ak, "auth:ak:%s", id);
     const char *keys[] = {ak};
@@ -281,10 +283,11 @@ int auth_h_api_key_verify(void *app, const vz_envelope_t *req, vz_reply_t *reply
     if (!r || r->type == REDIS_REPLY_ERROR) {
         if (r)
             freeReplyObject(r);
+        OPENSSL_cleanse(&in, sizeof in);
         return auth_unavailable(reply);
     }
     auth_sha256_hex(hash, key, strlen(key));
-    OPENSSL_cleanse(key, sizeof key);
+    OPENSSL_cleanse(&in, sizeof in);
     bool ok = r->type == REDIS_REPLY_ARRAY && r->elements == 5;
     for (size_t i = 0; ok && i < 5; i++)
         ok = r->element[i]->type == REDIS_REPLY_STRING;
@@ -302,8 +305,8 @@ int auth_h_api_key_verify(void *app, const vz_envelope_t *req, vz_reply_t *reply
         if (h)
             freeReplyObject(h);
     }
-    rc =
-        s_verify_reply(reply, true, r->element[1]->str, r->element[2]->str, r->element[4]->str, id);
+    int rc = s_verify_reply(reply, true, r->element[1]->str, r->element[2]->str,
+                            r->element[4]->str, id);
     freeReplyObject(r);
     return rc;
 }

@@ -9,7 +9,7 @@
  *  Modules: passwords (KDF), users (register/login/profile, lockout),
  *  tokens (access JWTs, refresh rotation), keys (signing keys, JWKS,
  *  rotation), api_keys, oauth (client credentials, introspection),
- *  request (JSON/msgpack/form helpers, errors, Redis). The auth context,
+ *  request (JSON/form helpers, errors, Redis). The auth context,
  *  scopes and JSON replies are common/vz_authctx.h.
  */
 #ifndef AUTH_H
@@ -17,8 +17,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-
-#include <msgpack.h>
 
 #include "vz_authctx.h"
 #include "vz_daemon.h"
@@ -91,12 +89,8 @@ int auth_unavailable(vz_reply_t *reply);
 //  repeated (RFC 6749 §3.2) or too long.
 int auth_form_get(const char *body, size_t len, const char *name, char *out, size_t n);
 
-//  String field of a msgpack map body (contract A): 0, -ENOENT when
-//  absent, -EPROTO when the body is not one msgpack map, -EINVAL when the
-//  value is not a string that fits n (with NUL) without embedded NUL.
-int auth_msgpack_str(const vz_envelope_t *req, const char *field, char *out, size_t n);
-//  Pack one "key": "value" pair of str.
-void auth_pack_str(msgpack_packer *pk, const char *key, const char *value);
+//  (The msgpack bodies of api_key_verify and token_introspect are
+//  vz_auth_contract.h's.)
 
 //  n random bytes as lowercase hex into out (size >= 2n+1). 0 or -EIO.
 int auth_random_hex(char *out, size_t nbytes);

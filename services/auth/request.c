@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <string.h>
 
-#include <msgpack.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -169,47 +168,4 @@ const char *auth_hash_field(const redisReply *reply, const char *field)
             return v->str;
     }
     return NULL;
-}
-
-int auth_msgpack_str(const vz_envelope_t *req, const char *field, char *out, size_t n)
-{
-    if (!req->body || req->body_len == 0)
-        return -EINVAL;
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    size_t off = 0;
-    int rc = -EPROTO;
-    if (msgpack_unpack_next(&msg, (const char *)req->body, req->body_len, &off) ==
-            MSGPACK_UNPACK_SUCCESS &&
-        off == req->body_len && msg.data.type == MSGPACK_OBJECT_MAP) {
-        rc = -ENOENT;
-        const msgpack_object_map *map = &msg.data.via.map;
-        size_t flen = strlen(field);
-        for (uint32_t i = 0; i < map->size; i++) {
-            const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
-            if (k->type != MSGPACK_OBJECT_STR || k->via.str.size != flen ||
-                memcmp(k->via.str.ptr, field, flen) != 0)
-                continue;
-            if (v->type != MSGPACK_OBJECT_STR || v->via.str.size >= n ||
-                memchr(v->via.str.ptr, '\0', v->via.str.size)) {
-                rc = -EINVAL;
-                break;
-            }
-            memcpy(out, v->via.str.ptr, v->via.str.size);
-            out[v->via.str.size] = '\0';
-            rc = 0;
-            break;
-        }
-    }
-    msgpack_unpacked_destroy(&msg);
-    return rc;
-}
-
-void auth_pack_str(msgpack_packer *pk, const char *key, const char *value)
-{
-    size_t klen = strlen(key), vlen = strlen(value);
-    msgpack_pack_str(pk, klen);
-    msgpack_pack_str_body(pk, key, klen);
-    msgpack_pack_str(pk, vlen);
-    msgpack_pack_str_body(pk, value, vlen);
 }

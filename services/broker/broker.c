@@ -16,11 +16,11 @@
  */
 #include "broker.h"
 
-#include <msgpack.h>
 #include <string.h>
 #include <time.h>
 
 #include "vz_clock.h"
+#include "vz_broker_contract.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_envelope.h"
@@ -571,34 +571,25 @@ static void s_serve_self(vz_broker_t *self, zframe_t *client, const vz_envelope_
     vz_envelope_t reply;
     vz_envelope_reply_to(&reply, req);
     vz_strlcpy(reply.caller, VZ_BROKER_SERVICE, sizeof reply.caller);
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init(&sbuf);
+    uint8_t *body = NULL; //  the services list (vz_broker_contract.h)
     if (strcmp(req->method, "services") == 0) {
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
         size_t count = 0;
+        vz_broker_service_t *list =
+            calloc(zhashx_size(self->services) + 1, sizeof(vz_broker_service_t));
+        assert(list);
         for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services))
-            count += s != me;
-        msgpack_pack_map(&pk, count);
-        for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
-            if (s == me)
-                continue;
-            msgpack_pack_str(&pk, strlen(s->name));
-            msgpack_pack_str_body(&pk, s->name, strlen(s->name));
-            msgpack_pack_map(&pk, 2);
-            msgpack_pack_str(&pk, 7);
-            msgpack_pack_str_body(&pk, "workers", 7);
-            msgpack_pack_uint64(&pk, s->worker_count);
-            msgpack_pack_str(&pk, 5);
-            msgpack_pack_str_body(&pk, "queue", 5);
-            msgpack_pack_uint64(&pk, s->queue_size);
-        }
-        reply.body = (const uint8_t *)sbuf.data;
-        reply.body_len = sbuf.size;
+            if (s != me) {
+                vz_broker_service_t *entry = &list[count++];
+                vz_strlcpy(entry->name, s->name, sizeof entry->name); //  same capacity
+                entry->workers = s->worker_count;
+                entry->queue = s->queue_size;
+            }
+        body = vz_broker_services_encode(list, count, &reply.body_len);
+        reply.body = body;
+        free(list);
     } else if (strcmp(req->method, "ping") != 0) {
         s_send_error(self, client, req, VZ_ERR_UNKNOWN_METHOD, "broker serves ping, services");
         s_count(self, me, S_OUT_UNKNOWN_METHOD);
-        msgpack_sbuffer_destroy(&sbuf);
         return;
     }
     uint8_t *buf = NULL;
@@ -612,7 +603,7 @@ static void s_serve_self(vz_broker_t *self, zframe_t *client, const vz_envelope_
         free(buf);
         s_count(self, me, S_OUT_REPLIED);
     }
-    msgpack_sbuffer_destroy(&sbuf);
+    free(body);
 }
 
 //  --------------------------------------------------------------------------

@@ -260,7 +260,7 @@ static bool s_in_list(const char *list, const char *word)
     return false;
 }
 
-int vz_rl_policies_match(const vz_rl_policies_t *self, const vz_rl_request_t *req)
+int vz_rl_policies_match(const vz_rl_policies_t *self, const vz_rl_check_t *req)
 {
     assert(self && req);
     for (size_t i = 0; i < self->count; i++) {
@@ -271,7 +271,7 @@ int vz_rl_policies_match(const vz_rl_policies_t *self, const vz_rl_request_t *re
     return -1;
 }
 
-static const char *s_part_value(const vz_rl_request_t *req, unsigned bit)
+static const char *s_part_value(const vz_rl_check_t *req, unsigned bit)
 {
     switch (bit) {
     case S_BY_IP:
@@ -288,7 +288,7 @@ static const char *s_part_value(const vz_rl_request_t *req, unsigned bit)
 }
 
 //  Parts are length-prefixed, so "a:b"+"c" and "a"+"b:c" never share a key.
-int vz_rl_policies_bucket(const vz_rl_policy_t *policy, const vz_rl_request_t *req, char *out,
+int vz_rl_policies_bucket(const vz_rl_policy_t *policy, const vz_rl_check_t *req, char *out,
                           size_t n)
 {
     assert(policy && req && out && n > 0);

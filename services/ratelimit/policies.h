@@ -17,30 +17,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VZ_RL_IP_MAX 64    //  bytes incl. NUL
-#define VZ_RL_SUB_MAX 256  //  idem
-#define VZ_RL_KEY_MAX 128  //  idem
-#define VZ_RL_TIER_MAX 32  //  idem
-#define VZ_RL_ROUTE_MAX 64 //  idem
-#define VZ_RL_COST_MAX 1000000
+#include "vz_ratelimit_contract.h" //  vz_rl_check_t, the field capacities
+
 #define VZ_RL_BUCKET_MAX 1024 //  Redis key of one bucket, incl. NUL
 
 typedef enum { VZ_RL_TOKEN_BUCKET, VZ_RL_SLIDING_WINDOW } vz_rl_algorithm_t;
 
-//  One decision's input, as decoded from the "check" body.
-typedef struct {
-    char ip[VZ_RL_IP_MAX];       //  client IP
-    char sub[VZ_RL_SUB_MAX];     //  subject, "" when anonymous
-    char key[VZ_RL_KEY_MAX];     //  API key id, "" when none
-    char tier[VZ_RL_TIER_MAX];   //  anonymous | free | premium (any text matches lists)
-    char route[VZ_RL_ROUTE_MAX]; //  gateway route name
-    uint64_t cost;               //  tokens/slots this request takes
-} vz_rl_request_t;
-
 #define VZ_RL_BY_MAX 4 //  alternatives in a "by" list
 
 typedef struct {
-    char name[64];               //  policy name, the metrics label
+    char name[VZ_RL_POLICY_MAX]; //  policy name, the metrics label
     char routes[512];            //  space-separated route names, "*" = any
     char tiers[256];             //  space-separated tiers, "*" = any
     char by_text[128];           //  the "by" list as written
@@ -66,12 +52,12 @@ const vz_rl_policy_t *vz_rl_policies_at(const vz_rl_policies_t *self, size_t ind
 bool vz_rl_policies_shadow(const vz_rl_policies_t *self);
 
 //  Index of the first policy matching req, or -1 when none does.
-int vz_rl_policies_match(const vz_rl_policies_t *self, const vz_rl_request_t *req);
+int vz_rl_policies_match(const vz_rl_policies_t *self, const vz_rl_check_t *req);
 
 //  Bucket key "vz:rl:<policy>:<len>:<part>..." for req under policy, built
 //  from the first complete "by" alternative. -ENOENT when every alternative
 //  has an empty part; -ENAMETOOLONG when it does not fit (n bytes).
-int vz_rl_policies_bucket(const vz_rl_policy_t *policy, const vz_rl_request_t *req, char *out,
+int vz_rl_policies_bucket(const vz_rl_policy_t *policy, const vz_rl_check_t *req, char *out,
                           size_t n);
 
 const char *vz_rl_algorithm_name(vz_rl_algorithm_t algorithm);

@@ -19,12 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
 #include "policies.h"
 #include "scripts.h"
 #include "vz_batch.h"
 #include "vz_clock.h"
 #include "vz_proto.h"
+#include "vz_ratelimit_contract.h"
 #include "vz_redis.h"
 #include "vz_worker.h"
 
@@ -78,15 +78,15 @@ typedef struct {
 
 //  One check of the current batch, waiting for its Redis answer.
 typedef struct {
-    vz_deferred_t *handle;       //  the open reply (worker's), NULL for a group item
-    s_group_t *group;            //  check_batch: the group this item answers into
-    size_t slot;                 //  its index there
-    int index;                   //  policy index in limits
+    vz_deferred_t *handle;         //  the open reply (worker's), NULL for a group item
+    s_group_t *group;              //  check_batch: the group this item answers into
+    size_t slot;                   //  its index there
+    int index;                     //  policy index in limits
     char bucket[VZ_RL_BUCKET_MAX]; //  Redis key
-    uint64_t cost;               //  tokens this request takes
-    char args[3][32];            //  script ARGV
-    const char *keys[1];         //  KEYS = {bucket}
-    const char *argv[3];         //  ARGV pointers into args
+    uint64_t cost;                 //  tokens this request takes
+    char args[3][32];              //  script ARGV
+    const char *keys[1];           //  KEYS = {bucket}
+    const char *argv[3];           //  ARGV pointers into args
 } s_pending_t;
 
 typedef struct {
@@ -194,7 +194,7 @@ static uint64_t s_emission_us(uint64_t limit, uint32_t window_s)
 
 //  The answer of a GCRA decision from d = tat - now (us).
 static void s_gcra_answer(uint64_t limit, uint64_t burst, uint32_t window, uint64_t cost,
-                          bool allowed, int64_t d, vz_rl_answer_t *a)
+                          bool allowed, int64_t d, vz_rl_decision_t *a)
 {
     uint64_t t = s_emission_us(limit, window);
     uint64_t ud = d > 0 ? (uint64_t)d : 0;
@@ -212,7 +212,7 @@ static void s_gcra_answer(uint64_t limit, uint64_t burst, uint32_t window, uint6
 }
 
 static void s_sliding_answer(const vz_rl_policy_t *p, uint64_t cost, bool allowed, double c,
-                             double prev, double e_ms, vz_rl_answer_t *a)
+                             double prev, double e_ms, vz_rl_decision_t *a)
 {
     double win = (double)p->window_s * 1000, lim = (double)p->limit;
     if (e_ms < 0 || e_ms > win)
@@ -263,8 +263,8 @@ static void s_script_args(const vz_rl_policy_t *p, uint64_t cost, char args[3][3
 //  One decision from its script reply (NULL when the batch failed). 0 with
 //  *a filled, -1 when Redis did not answer usefully (the failure mode then
 //  applies).
-static int s_decide_reply(s_app_t *app, const vz_rl_policy_t *p, uint64_t cost,
-                          const redisReply *r, vz_rl_answer_t *a)
+static int s_decide_reply(s_app_t *app, const vz_rl_policy_t *p, uint64_t cost, const redisReply *r,
+                          vz_rl_decision_t *a)
 {
     bool tb = p->algorithm == VZ_RL_TOKEN_BUCKET;
     long long v[4] = {0};
@@ -292,7 +292,7 @@ static int s_decide_reply(s_app_t *app, const vz_rl_policy_t *p, uint64_t cost,
 //  replicas together stay near the limit while Redis is away. Sliding
 //  window policies use the same local token bucket (documented).
 static void s_decide_local(s_app_t *app, const vz_rl_policy_t *p, const char *bucket, uint64_t cost,
-                           vz_rl_answer_t *a)
+                           vz_rl_decision_t *a)
 {
     uint64_t replicas = (uint64_t)app->config->replicas;
     uint64_t limit = p->limit / replicas ? p->limit / replicas : 1;
@@ -328,7 +328,7 @@ static void s_decide_local(s_app_t *app, const vz_rl_policy_t *p, const char *bu
     a->limit = limit;
 }
 
-static void s_count(const s_policy_series_t *s, const vz_rl_answer_t *a, bool denied)
+static void s_count(const s_policy_series_t *s, const vz_rl_decision_t *a, bool denied)
 {
     if (!denied) {
         vz_series_inc(s->allowed);
@@ -384,10 +384,10 @@ static void s_group_settle(s_group_t *group, size_t slot, uint8_t *body, size_t 
     s_group_destroy(&group);
 }
 
-static int s_reply_answer(vz_reply_t *reply, const vz_rl_answer_t *a)
+static int s_reply_answer(vz_reply_t *reply, const vz_rl_decision_t *a)
 {
     size_t len;
-    uint8_t *body = vz_rl_answer_encode(a, &len);
+    uint8_t *body = vz_rl_decision_encode(a, &len);
     int rc = vz_reply_body(reply, body, len);
     free(body);
     return rc;
@@ -398,8 +398,8 @@ static int s_reply_answer(vz_reply_t *reply, const vz_rl_answer_t *a)
 static void s_settle(s_app_t *app, s_pending_t *pc, const redisReply *r)
 {
     const vz_rl_policy_t *p = vz_rl_policies_at(app->limits, (size_t)pc->index);
-    vz_rl_answer_t a = {.mode = VZ_RL_MODE_REDIS, .allowed = true};
-    a.policy = p->name;
+    vz_rl_decision_t a = {.mode = VZ_RL_MODE_REDIS, .allowed = true};
+    memcpy(a.policy, p->name, sizeof a.policy); //  same capacity, NUL-terminated
     a.limit = p->limit;
     a.window = p->window_s;
     a.shadow = p->shadow || vz_rl_policies_shadow(app->limits);
@@ -424,7 +424,7 @@ static void s_settle(s_app_t *app, s_pending_t *pc, const redisReply *r)
     }
     s_count(&app->series[pc->index], &a, denied);
     size_t len;
-    uint8_t *body = vz_rl_answer_encode(&a, &len);
+    uint8_t *body = vz_rl_decision_encode(&a, &len);
     if (pc->group) {
         s_group_settle(pc->group, pc->slot, body, len, NULL, NULL);
         return;
@@ -483,16 +483,16 @@ typedef enum {
 
 //  Decode one check and either decide it now (no policy matches) or file
 //  it for the batch's pipelined Redis round trip.
-static s_admit_t s_admit(s_app_t *app, const uint8_t *body, size_t len, vz_rl_answer_t *answer,
+static s_admit_t s_admit(s_app_t *app, const uint8_t *body, size_t len, vz_rl_decision_t *answer,
                          const char **reason)
 {
-    vz_rl_request_t rq;
-    if (vz_rl_request_decode(&rq, body, len, reason) < 0)
+    vz_rl_check_t rq;
+    if (vz_rl_check_decode(&rq, body, len, reason) < 0)
         return S_ADMIT_ERROR;
     int index = vz_rl_policies_match(app->limits, &rq);
     if (index < 0) {
         //  No policy: nothing to limit (the shipped file ends in a catch-all).
-        *answer = (vz_rl_answer_t){.policy = "none", .allowed = true};
+        *answer = (vz_rl_decision_t){.policy = "none", .allowed = true};
         answer->mode = app->fallback
                            ? (app->fail_closed ? VZ_RL_MODE_FAIL_CLOSED : VZ_RL_MODE_FAIL_OPEN)
                            : VZ_RL_MODE_REDIS;
@@ -525,7 +525,7 @@ static s_admit_t s_admit(s_app_t *app, const uint8_t *body, size_t len, vz_rl_an
 static int s_check(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
 {
     s_app_t *app = arg;
-    vz_rl_answer_t a;
+    vz_rl_decision_t a;
     const char *reason = NULL;
     switch (s_admit(app, req->body, req->body_len, &a, &reason)) {
     case S_ADMIT_ERROR:
@@ -548,19 +548,18 @@ static int s_check_batch(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
     vz_batch_item_t items[VZ_BATCH_MAX];
     size_t count;
     const char *reason = NULL;
-    if (vz_batch_request_decode(req->body, req->body_len, items, VZ_BATCH_MAX, &count, &reason) <
-        0)
+    if (vz_batch_request_decode(req->body, req->body_len, items, VZ_BATCH_MAX, &count, &reason) < 0)
         return vz_reply_error(reply, VZ_ERR_INVALID, reason);
     s_group_t *group = s_group_new(count);
     for (size_t i = 0; i < count; i++) {
-        vz_rl_answer_t a;
+        vz_rl_decision_t a;
         switch (s_admit(app, items[i].data, items[i].len, &a, &reason)) {
         case S_ADMIT_ERROR:
             s_group_settle(group, i, NULL, 0, VZ_ERR_INVALID, reason);
             break;
         case S_ADMIT_ANSWER: {
             size_t len;
-            uint8_t *body = vz_rl_answer_encode(&a, &len);
+            uint8_t *body = vz_rl_decision_encode(&a, &len);
             s_group_settle(group, i, body, len, NULL, NULL);
             break;
         }
@@ -588,8 +587,26 @@ static int s_check_batch(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
 static int s_policies(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
 {
     s_app_t *app = arg;
+    size_t count = vz_rl_policies_count(app->limits);
+    vz_rl_policy_desc_t *descs = calloc(count ? count : 1, sizeof *descs);
+    assert(descs);
+    for (size_t i = 0; i < count; i++) {
+        const vz_rl_policy_t *p = vz_rl_policies_at(app->limits, i);
+        vz_rl_policy_desc_t *d = &descs[i];
+        //  The policy set's fields have the contract's capacities.
+        vz_strlcpy(d->name, p->name, sizeof d->name);
+        vz_strlcpy(d->route, p->routes, sizeof d->route);
+        vz_strlcpy(d->tier, p->tiers, sizeof d->tier);
+        vz_strlcpy(d->by, p->by_text, sizeof d->by);
+        vz_strlcpy(d->algorithm, vz_rl_algorithm_name(p->algorithm), sizeof d->algorithm);
+        d->limit = p->limit;
+        d->window = p->window_s;
+        d->burst = p->burst;
+        d->shadow = p->shadow;
+    }
     size_t len;
-    uint8_t *body = vz_rl_policies_encode(app->limits, &len);
+    uint8_t *body = vz_rl_policies_encode(vz_rl_policies_shadow(app->limits), descs, count, &len);
+    free(descs);
     int rc = vz_reply_body(reply, body, len);
     free(body);
     return rc;
@@ -671,10 +688,10 @@ static int s_app_init(s_app_t *app, vz_daemon_t *daemon, const vz_ratelimit_conf
                  vz_daemon_config(daemon)->redis_url);
         return VZ_EXIT_PERMANENT;
     }
-    app->redis_seconds =
-        vz_metrics_histogram(app->metrics, "vz_ratelimit_redis_duration_seconds",
-                             "Redis round trip of one pipelined batch of rate-limit decisions", NULL, s_redis_buckets,
-                             sizeof s_redis_buckets / sizeof s_redis_buckets[0]);
+    app->redis_seconds = vz_metrics_histogram(
+        app->metrics, "vz_ratelimit_redis_duration_seconds",
+        "Redis round trip of one pipelined batch of rate-limit decisions", NULL, s_redis_buckets,
+        sizeof s_redis_buckets / sizeof s_redis_buckets[0]);
     app->fallback_gauge =
         vz_metrics_gauge(app->metrics, "vz_ratelimit_fallback_active",
                          "1 while Redis is away and the failure mode applies", NULL);

@@ -16,7 +16,6 @@
  */
 #include <czmq.h>
 #include <hiredis/hiredis.h>
-#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 #include "vz_client.h"
 #include "vz_curve.h"
 #include "vz_envelope.h"
+#include "vz_ratelimit_contract.h"
 #include "vz_redis.h"
 
 #define S_READY_MS 15000
@@ -256,23 +256,9 @@ static double s_hiredis(int port, const char *sha, int n, int window, double *p5
 
 static uint8_t *s_body(int i, size_t *len)
 {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    char ip[32];
-    snprintf(ip, sizeof ip, "10.%d.%d.%d", (i / 65536) % 256, (i / 256) % 256, i % 256);
-    const char *kv[][2] = {
-        {"ip", ip}, {"sub", ""}, {"key", ""}, {"tier", "anonymous"}, {"route", "bench"}};
-    msgpack_pack_map(&pk, 5);
-    for (size_t k = 0; k < 5; k++) {
-        msgpack_pack_str(&pk, strlen(kv[k][0]));
-        msgpack_pack_str_body(&pk, kv[k][0], strlen(kv[k][0]));
-        msgpack_pack_str(&pk, strlen(kv[k][1]));
-        msgpack_pack_str_body(&pk, kv[k][1], strlen(kv[k][1]));
-    }
-    *len = sb.size;
-    return (uint8_t *)msgpack_sbuffer_release(&sb);
+    vz_rl_check_t check = {.tier = "anonymous", .route = "bench", .cost = 1};
+    snprintf(check.ip, sizeof check.ip, "10.%d.%d.%d", (i / 65536) % 256, (i / 256) % 256, i % 256);
+    return vz_rl_check_encode(&check, len);
 }
 
 static void s_request(vz_envelope_t *req, const uint8_t *body, size_t len)

@@ -1,28 +1,21 @@
 /*  fuzz_envelope - libFuzzer harness for vz_envelope_decode
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  Built by hand with clang, not by CMake (see tests/fuzz/README.md). Beyond
- *  "no crash, no sanitizer report", every input that decodes must satisfy
- *  the invariants a receiver relies on, and re-encoding it must give an
- *  envelope that decodes to the same fields (decode . encode . decode =
- *  decode), which catches a decoder that accepts what the encoder cannot say.
+ *  Built with libFuzzer (-DVZ_FUZZ=ON) and as a corpus replay in the normal
+ *  build (tests/fuzz/README.md). Beyond "no crash, no sanitizer report",
+ *  every input that decodes must satisfy the invariants a receiver relies
+ *  on, and re-encoding it must give an envelope that decodes to the same
+ *  fields (decode . encode . decode = decode), which catches a decoder that
+ *  accepts what the encoder cannot say.
  */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
+#include "fuzz.h"
 #include "vz_envelope.h"
 
-//  Abort, so libFuzzer keeps the input, when a property does not hold.
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
+#define CHECK FZ_CHECK
 
 static void s_check_str(const char *field, size_t cap)
 {
-    CHECK(strnlen(field, cap) < cap);
+    FZ_CHECK_STR(field, cap);
 }
 
 static void s_check_same(const vz_envelope_t *a, const vz_envelope_t *b)

@@ -4,7 +4,11 @@
 #
 #   After `source mesh.sh TAG`: T (temp dir), STATE, CTL (vzctl argv), SUP
 #   (set by mesh_start), fail, until_ok, mesh_config and mesh_start. The EXIT
-#   trap kills the supervisor (its children follow by PDEATHSIG) and removes T.
+#   trap stops the supervisor (SIGTERM, so every daemon exits and reports
+#   its leaks; SIGKILL after 20 s), then fails the test when a daemon's log
+#   holds a sanitizer report or a replica crashed or stopped uncleanly
+#   (logcheck.sh; VZ_EXPECTED_EXITS allows what the test did on purpose),
+#   and removes T.
 
 BIN=${VZ_BIN_DIR:?VZ_BIN_DIR not set}
 SRC=${VZ_SOURCE_DIR:?VZ_SOURCE_DIR not set}
@@ -13,9 +17,26 @@ STATE=$T/state
 CTL=("$BIN/vzctl" --state "$STATE")
 SUP=
 
+source "$(dirname "${BASH_SOURCE[0]}")/logcheck.sh"
+
+#   The supervisor has exited (a zombie until the trap reaps it).
+sup_gone() {
+    [ ! -e "/proc/$SUP/stat" ] || [ "$(cut -d' ' -f3 "/proc/$SUP/stat")" = Z ]
+}
+
 mesh_cleanup() {
-    [ -n "$SUP" ] && kill -9 "$SUP" 2>/dev/null
+    local rc=$?
+    if [ -n "$SUP" ] && kill -0 "$SUP" 2>/dev/null; then
+        kill -TERM "$SUP"
+        until_ok 20 sup_gone || kill -9 "$SUP"
+        wait "$SUP" 2>/dev/null
+    fi
+    if [ -d "$STATE/logs" ] && ! check_mesh_logs "$T/sup.log" "$STATE/logs"; then
+        echo "FAIL: the mesh's logs show a crash, an unclean stop or a sanitizer report" >&2
+        rc=1
+    fi
     rm -rf "$T"
+    exit "$rc"
 }
 trap mesh_cleanup EXIT
 

@@ -14,7 +14,6 @@
 #include <cmocka.h>
 
 #include <hiredis/hiredis.h>
-#include <msgpack.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,30 +21,23 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "vz_auth_contract.h"
 #include "vz_client.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_json.h"
 #include "vz_jwt.h"
 
-#define READY_MS 20000
 #define CALL_MS 10000
 #define ISS "http://127.0.0.1:8080"
 #define AUD "vizmesh"
 
 typedef struct {
-    char *dir;            //  temp dir: keys, policy, logs
-    vzt_proc_t *redis;    //  redis-server
-    vzt_proc_t *broker;   //  vz-broker
-    vzt_proc_t *auth[2];  //  two vz-auth replicas
-    int admin[2];         //  their admin ports
-    int redis_port;       //  Redis port
-    int broker_port;      //  broker port
-    zcert_t *gw_cert;     //  identity "gateway"
-    zcert_t *tester_cert; //  identity "tester"
-    vz_client_t *gw;      //  client as the gateway
-    vz_client_t *tester;  //  client as someone else
-    char broker_key[41];  //  broker public key
+    vzt_mesh_t *m;       //  Redis, broker and two auth replicas (auth.0, auth.1)
+    const char *dir;     //  its directory
+    int admin[2];        //  the replicas' admin ports
+    vz_client_t *gw;     //  client as the gateway
+    vz_client_t *tester; //  client as someone else
     //  State carried between the ordered tests.
     char uid[64];      //  registered user
     char access[2048]; //  its access token
@@ -65,23 +57,11 @@ static char *s_fmt(const char *fmt, ...)
     return out;
 }
 
-static vzt_proc_t *s_start_daemon(mesh_t *mesh, const char *name, const char *log_name,
-                                  int admin_port, char *const *more)
+static vz_client_t *s_client(mesh_t *mesh, const char *name)
 {
-    return vzt_daemon(mesh->dir, name, log_name, mesh->broker_port, mesh->redis_port, admin_port,
-                      more, true);
-}
-
-static vz_client_t *s_client(mesh_t *mesh, const char *name, zcert_t **cert_p)
-{
-    char *path = s_fmt("%s/keys/secret/%s.key", mesh->dir, name);
-    char err[256];
-    *cert_p = vz_curve_cert_load(path, err, sizeof err);
-    free(path);
-    assert_non_null(*cert_p);
-    char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", mesh->broker_port);
-    vz_client_config_t config = {endpoint, mesh->broker_key, *cert_p};
+    vz_client_config_t config = {vzt_mesh_endpoint(mesh->m), vzt_mesh_broker_key(mesh->m),
+                                 vzt_mesh_cert(mesh->m, name)};
+    assert_non_null(config.cert);
     vz_client_t *client = vz_client_new(&config);
     assert_non_null(client);
     return client;
@@ -92,50 +72,24 @@ static int s_setup(void **state)
     mesh_t *mesh = calloc(1, sizeof *mesh);
     assert_non_null(mesh);
     *state = mesh;
-    mesh->dir = vzt_tempdir("auth");
-    char *keys = s_fmt("%s/keys", mesh->dir);
-    const char *const names[] = {"broker", "auth", "gateway", "tester", NULL};
-    assert_int_equal(vzt_keys(keys, names), 0);
-    free(keys);
-    char *bkey = s_fmt("%s/keys/public/broker.key", mesh->dir);
-    assert_int_equal(vz_curve_server_key(bkey, mesh->broker_key), 0);
-    free(bkey);
-
-    char *policy = s_fmt("%s/policy.cfg", mesh->dir);
-    FILE *f = fopen(policy, "w");
-    assert_non_null(f);
-    fputs("identity\n    gateway\n        call = \"auth broker\"\n"
-          "    tester\n        call = \"auth\"\n"
-          "    auth\n        serve = \"auth\"\n",
-          f);
-    fclose(f);
-
-    mesh->redis_port = vzt_free_port();
-    mesh->broker_port = vzt_free_port();
-    mesh->redis = vzt_redis(mesh->dir, mesh->redis_port, READY_MS);
-    assert_non_null(mesh->redis);
-    char *bind = s_fmt("VZ_BROKER_BIND=tcp://127.0.0.1:%d", mesh->broker_port);
-    char *pol = s_fmt("VZ_BROKER_POLICY=%s", policy);
-    char *const benv[] = {bind, pol, NULL};
-    mesh->broker = s_start_daemon(mesh, "broker", "broker", vzt_free_port(), benv);
-    free(bind);
-    free(pol);
-    free(policy);
-    assert_non_null(mesh->broker);
-
     //  A cheap KDF keeps the test fast; the production default is 600000.
-    char *const aenv[] = {"VZ_AUTH_PBKDF2_ITERATIONS=100000",
-                          "VZ_AUTH_ADMIN_EMAILS=admin@example.com", "VZ_AUTH_LOCK_THRESHOLD=3",
-                          "VZ_AUTH_IP_THRESHOLD=1000", NULL};
-    for (int i = 0; i < 2; i++) {
-        mesh->admin[i] = vzt_free_port();
-        char log[16];
-        snprintf(log, sizeof log, "auth.%d", i);
-        mesh->auth[i] = s_start_daemon(mesh, "auth", log, mesh->admin[i], aenv);
-        assert_non_null(mesh->auth[i]);
-    }
-    mesh->gw = s_client(mesh, "gateway", &mesh->gw_cert);
-    mesh->tester = s_client(mesh, "tester", &mesh->tester_cert);
+    char *const env[] = {"auth:VZ_AUTH_PBKDF2_ITERATIONS=100000",
+                         "auth:VZ_AUTH_ADMIN_EMAILS=admin@example.com",
+                         "auth:VZ_AUTH_LOCK_THRESHOLD=3", "auth:VZ_AUTH_IP_THRESHOLD=1000", NULL};
+    mesh->m = vzt_mesh_start(
+        &(vzt_mesh_opts_t){.tag = "auth",
+                           .daemons = "auth*2",
+                           .identities = "gateway,tester",
+                           .policy = "identity\n    gateway\n        call = \"auth broker\"\n"
+                                     "    tester\n        call = \"auth\"\n"
+                                     "    auth\n        serve = \"auth\"\n",
+                           .env = env});
+    assert_non_null(mesh->m);
+    mesh->dir = vzt_mesh_dir(mesh->m);
+    mesh->admin[0] = vzt_mesh_admin_port(mesh->m, "auth.0");
+    mesh->admin[1] = vzt_mesh_admin_port(mesh->m, "auth.1");
+    mesh->gw = s_client(mesh, "gateway");
+    mesh->tester = s_client(mesh, "tester");
     return 0;
 }
 
@@ -144,19 +98,9 @@ static int s_teardown(void **state)
     mesh_t *mesh = *state;
     vz_client_destroy(&mesh->gw);
     vz_client_destroy(&mesh->tester);
-    zcert_destroy(&mesh->gw_cert);
-    zcert_destroy(&mesh->tester_cert);
-    for (int i = 0; i < 2; i++)
-        vzt_proc_destroy(&mesh->auth[i]);
-    vzt_proc_destroy(&mesh->broker);
-    vzt_proc_destroy(&mesh->redis);
-    if (getenv("VZ_KEEP_TMP"))
-        fprintf(stderr, "kept %s\n", mesh->dir);
-    else
-        vzt_rmrf(mesh->dir);
-    free(mesh->dir);
+    int rc = vzt_mesh_destroy(&mesh->m);
     free(mesh);
-    return 0;
+    return rc;
 }
 
 // --------------------------------------------------------------------------
@@ -237,45 +181,22 @@ static const char *s_str(const res_t *r, const char *key)
     return v;
 }
 
-//  msgpack {"<field>": value}.
-static void s_pack1(msgpack_sbuffer *sbuf, const char *field, const char *value)
+//  An api_key_verify body for key (caller frees).
+static uint8_t *s_key_body(const char *key, size_t *len_p)
 {
-    msgpack_sbuffer_init(sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 1);
-    msgpack_pack_str(&pk, strlen(field));
-    msgpack_pack_str_body(&pk, field, strlen(field));
-    msgpack_pack_str(&pk, strlen(value));
-    msgpack_pack_str_body(&pk, value, strlen(value));
+    vz_auth_key_verify_t in = {{0}};
+    assert_int_equal(vz_strlcpy(in.key, key, sizeof in.key), 0);
+    return vz_auth_key_verify_encode(&in, len_p);
 }
 
-//  A string or bool field of a msgpack map reply into out ("true"/"false" for bools).
-static bool s_mp_field(const res_t *r, const char *field, char *out, size_t n)
+//  The api_key_verify answer in r, through the contract's codec.
+static vz_auth_key_identity_t s_identity(const res_t *r)
 {
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    bool found = false;
-    if (msgpack_unpack_next(&msg, r->body, r->len, NULL) == MSGPACK_UNPACK_SUCCESS &&
-        msg.data.type == MSGPACK_OBJECT_MAP) {
-        for (uint32_t i = 0; i < msg.data.via.map.size && !found; i++) {
-            msgpack_object *k = &msg.data.via.map.ptr[i].key, *v = &msg.data.via.map.ptr[i].val;
-            if (k->type != MSGPACK_OBJECT_STR || k->via.str.size != strlen(field) ||
-                memcmp(k->via.str.ptr, field, k->via.str.size) != 0)
-                continue;
-            found = true;
-            if (v->type == MSGPACK_OBJECT_BOOLEAN)
-                snprintf(out, n, "%s", v->via.boolean ? "true" : "false");
-            else if (v->type == MSGPACK_OBJECT_STR)
-                snprintf(out, n, "%.*s", (int)v->via.str.size, v->via.str.ptr);
-            else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-                snprintf(out, n, "%llu", (unsigned long long)v->via.u64);
-            else
-                found = false;
-        }
-    }
-    msgpack_unpacked_destroy(&msg);
-    return found;
+    vz_auth_key_identity_t who;
+    const char *why = NULL;
+    if (vz_auth_key_identity_decode(&who, (const uint8_t *)r->body, r->len, &why) < 0)
+        fail_msg("api_key_verify answer: %s", why);
+    return who;
 }
 
 static vz_jwt_keyset_t *s_jwks(mesh_t *mesh, char **raw_p)
@@ -495,6 +416,17 @@ static void test_logout(void **state)
     s_res_free(&r);
 }
 
+//  The right password logs in; until then the answer is the lockout.
+static bool s_login_works(void *arg)
+{
+    res_t r = s_login(arg, "ada@example.com", "correct horse battery", "10.0.0.4");
+    bool ok = !r.error;
+    if (!ok)
+        s_expect_error(&r, "too_many_requests", NULL);
+    s_res_free(&r);
+    return ok;
+}
+
 static void test_brute_force_lockout(void **state)
 {
     mesh_t *mesh = *state;
@@ -517,18 +449,7 @@ static void test_brute_force_lockout(void **state)
         s_res_free(&r);
     }
     //  Wait out the first lockout (1 s), bounded; then the right password works.
-    int64_t until = vz_now_ms() + 5000;
-    bool ok = false;
-    while (!ok && vz_now_ms() < until) {
-        r = s_login(mesh, "ada@example.com", "correct horse battery", "10.0.0.4");
-        ok = !r.error;
-        if (!ok)
-            s_expect_error(&r, "too_many_requests", NULL);
-        s_res_free(&r);
-        if (!ok)
-            zclock_sleep(100); //  poll interval of a bounded wait, not a fixed delay
-    }
-    assert_true(ok);
+    assert_true(vzt_wait_until(s_login_works, mesh, 5000));
 }
 
 static void test_api_keys(void **state)
@@ -556,20 +477,16 @@ static void test_api_keys(void **state)
     assert_null(strstr(r.body, key)); //  the secret is shown once only
     s_res_free(&r);
 
-    msgpack_sbuffer sbuf;
-    s_pack1(&sbuf, "key", key);
-    char out[128];
+    size_t key_len;
+    uint8_t *key_body = s_key_body(key, &key_len);
     for (int i = 0; i < 2; i++) { //  both replicas
-        r = s_call_as(mesh->gw, "api_key_verify", sbuf.data, sbuf.size, NULL);
+        r = s_call_as(mesh->gw, "api_key_verify", key_body, key_len, NULL);
         assert_false(r.error);
-        assert_true(s_mp_field(&r, "valid", out, sizeof out));
-        assert_string_equal(out, "true");
-        assert_true(s_mp_field(&r, "sub", out, sizeof out));
-        assert_string_equal(out, mesh->uid);
-        assert_true(s_mp_field(&r, "kid", out, sizeof out));
-        assert_string_equal(out, id);
-        assert_true(s_mp_field(&r, "tier", out, sizeof out));
-        assert_string_equal(out, "free");
+        vz_auth_key_identity_t who = s_identity(&r);
+        assert_true(who.valid);
+        assert_string_equal(who.sub, mesh->uid);
+        assert_string_equal(who.kid, id);
+        assert_string_equal(who.tier, "free");
         s_res_free(&r);
     }
     //  A wrong secret with the right prefix, and junk: valid=false, not errors.
@@ -578,14 +495,13 @@ static void test_api_keys(void **state)
     wrong[strlen(wrong) - 1] = wrong[strlen(wrong) - 1] == 'A' ? 'B' : 'A';
     const char *bad[] = {wrong, "vzk_junk", ""};
     for (int i = 0; i < 3; i++) {
-        msgpack_sbuffer b;
-        s_pack1(&b, "key", bad[i]);
-        r = s_call_as(mesh->gw, "api_key_verify", b.data, b.size, NULL);
+        size_t bad_len;
+        uint8_t *bad_body = s_key_body(bad[i], &bad_len);
+        r = s_call_as(mesh->gw, "api_key_verify", bad_body, bad_len, NULL);
         assert_false(r.error);
-        assert_true(s_mp_field(&r, "valid", out, sizeof out));
-        assert_string_equal(out, "false");
+        assert_false(s_identity(&r).valid);
         s_res_free(&r);
-        msgpack_sbuffer_destroy(&b);
+        free(bad_body);
     }
     r = s_call(mesh, "api_key_verify", "not msgpack", NULL);
     s_expect_error(&r, "invalid_request", NULL);
@@ -602,11 +518,10 @@ static void test_api_keys(void **state)
     r = s_call(mesh, "api_key_delete", NULL, mine);
     assert_false(r.error);
     s_res_free(&r);
-    r = s_call_as(mesh->gw, "api_key_verify", sbuf.data, sbuf.size, NULL);
-    assert_true(s_mp_field(&r, "valid", out, sizeof out));
-    assert_string_equal(out, "false");
+    r = s_call_as(mesh->gw, "api_key_verify", key_body, key_len, NULL);
+    assert_false(s_identity(&r).valid);
     s_res_free(&r);
-    msgpack_sbuffer_destroy(&sbuf);
+    free(key_body);
 }
 
 static void test_oauth_client_credentials(void **state)
@@ -684,16 +599,19 @@ static void test_oauth_client_credentials(void **state)
     s_expect_error(&r, "unauthorized", "invalid_client");
     s_res_free(&r);
 
-    msgpack_sbuffer sbuf;
-    s_pack1(&sbuf, "token", token);
-    char out[128];
-    r = s_call_as(mesh->gw, "token_introspect", sbuf.data, sbuf.size, NULL);
-    assert_true(s_mp_field(&r, "active", out, sizeof out));
-    assert_string_equal(out, "true");
-    assert_true(s_mp_field(&r, "client_id", out, sizeof out));
-    assert_string_equal(out, id);
+    vz_auth_introspect_t *in = calloc(1, sizeof *in);
+    assert_non_null(in);
+    assert_int_equal(vz_strlcpy(in->token, token, sizeof in->token), 0);
+    size_t len;
+    uint8_t *body = vz_auth_introspect_encode(in, &len);
+    free(in);
+    r = s_call_as(mesh->gw, "token_introspect", body, len, NULL);
+    free(body);
+    vz_auth_token_info_t info;
+    assert_int_equal(vz_auth_token_info_decode(&info, (const uint8_t *)r.body, r.len, NULL), 0);
+    assert_true(info.active);
+    assert_string_equal(info.client_id, id);
     s_res_free(&r);
-    msgpack_sbuffer_destroy(&sbuf);
 }
 
 //  Run the jose verifier; returns its stdout (heap).
@@ -796,5 +714,5 @@ int main(void)
         cmocka_unit_test(test_oauth_client_credentials),
         cmocka_unit_test(test_rotation_and_jose),
     };
-    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+    return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }

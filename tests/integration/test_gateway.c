@@ -26,93 +26,30 @@
 #include "vz_worker.h"
 #include <stdatomic.h>
 
-#define READY_MS 15000
 #define TIMEOUT_MS 1500 //  the gateway's upstream deadline in this test
 #define MAX_BODY (1024 * 1024)
 #define HTTP_MS 10000
 
 typedef struct {
-    char *dir;           //  temp dir: keys, policy, logs
-    vzt_proc_t *redis;   //  redis-server
-    vzt_proc_t *broker;  //  vz-broker
-    vzt_proc_t *echo;    //  vz-echo
-    vzt_proc_t *gateway; //  vz-gateway
-    int http_port;       //  gateway public port
-    char base[64];       //  http://127.0.0.1:<port>
-    int broker_port;     //  to restart the broker on the same port
-    int redis_port;      //  idem, for its environment
+    vzt_mesh_t *m;    //  Redis, broker, echo and gateway
+    const char *base; //  http://127.0.0.1:<gateway port>
+    int http_port;    //  gateway public port
+    int broker_port;  //  for the in-test billing worker
 } mesh_t;
 
-//  One HTTP exchange with headers both ways (the harness's vzt_http has no headers).
-typedef struct {
-    long status;     //  HTTP status
-    char *body;      //  heap, NUL-terminated
-    size_t body_len; //  bytes (the body may hold NULs)
-    char *headers;   //  raw response header block, heap
-    size_t hdr_len;  //  its length
-    double seconds;  //  total time
-} resp_t;
-
-typedef struct {
-    char *data; //  heap buffer, NUL-terminated
-    size_t len; //  bytes used
-} sink_t;
-
-static size_t s_collect(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    sink_t *sink = arg;
-    size_t n = size * nmemb;
-    char *grown = realloc(sink->data, sink->len + n + 1);
-    assert_non_null(grown);
-    memcpy(grown + sink->len, ptr, n);
-    sink->len += n;
-    grown[sink->len] = '\0';
-    sink->data = grown;
-    return n;
-}
+typedef vzt_resp_t resp_t;
 
 static int s_http(const mesh_t *mesh, const char *method, const char *path, const char *body,
                   size_t body_len, const char *const *headers, resp_t *r)
 {
-    memset(r, 0, sizeof *r);
-    CURL *curl = curl_easy_init();
-    assert_non_null(curl);
     char url[4096];
     snprintf(url, sizeof url, "%s%s", mesh->base, path);
-    sink_t bsink = {calloc(1, 1), 0}, hsink = {calloc(1, 1), 0};
-    struct curl_slist *list = NULL;
-    for (size_t i = 0; headers && headers[i]; i++)
-        list = curl_slist_append(list, headers[i]);
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-    if (body) {
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    }
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)HTTP_MS);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_collect);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &bsink);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, s_collect);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &hsink);
-    CURLcode rc = curl_easy_perform(curl);
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_easy_getinfo(curl, CURLINFO_TOTAL_TIME, &r->seconds);
-    curl_easy_cleanup(curl);
-    curl_slist_free_all(list);
-    r->body = bsink.data;
-    r->body_len = bsink.len;
-    r->headers = hsink.data;
-    r->hdr_len = hsink.len;
-    return rc == CURLE_OK ? 0 : -1;
+    return vzt_request(method, url, headers, body, body_len, HTTP_MS, r);
 }
 
 static void s_resp_free(resp_t *r)
 {
-    free(r->body);
-    free(r->headers);
-    memset(r, 0, sizeof *r);
+    vzt_resp_free(r);
 }
 
 static void s_assert_error(const resp_t *r, long status, const char *code)
@@ -133,9 +70,7 @@ static void s_assert_error(const resp_t *r, long status, const char *code)
 
 static char *s_path(const mesh_t *mesh, const char *rel)
 {
-    char *path = NULL;
-    assert_true(asprintf(&path, "%s/%s", mesh->dir, rel) > 0);
-    return path;
+    return vzt_mesh_path(mesh->m, rel);
 }
 
 //  The test's route table: the echo routes plus test routes, and extra
@@ -177,48 +112,14 @@ static const char s_routes_base[] =
 
 static void s_write_routes(const mesh_t *mesh, const char *extra)
 {
-    char *tmp = NULL, *path = NULL;
-    assert_true(asprintf(&tmp, "%s/routes.tmp", mesh->dir) > 0);
-    assert_true(asprintf(&path, "%s/routes.cfg", mesh->dir) > 0);
-    FILE *f = fopen(tmp, "w");
-    assert_non_null(f);
-    fputs(s_routes_base, f);
-    if (extra)
-        fputs(extra, f);
-    fclose(f);
-    assert_int_equal(rename(tmp, path), 0);
-    free(tmp);
-    free(path);
+    char *text = NULL;
+    assert_true(asprintf(&text, "%s%s", s_routes_base, extra ? extra : "") > 0);
+    assert_int_equal(vzt_mesh_write(mesh->m, "routes.cfg", text), 0);
+    free(text);
 }
 
-static char *s_env(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *out = NULL;
-    assert_true(vasprintf(&out, fmt, ap) > 0);
-    va_end(ap);
-    return out;
-}
-
-static vzt_proc_t *s_start_daemon(const mesh_t *mesh, const char *name, int broker_port,
-                                  int redis_port, char *const *more)
-{
-    //  The default 1 s heartbeat: echo.slow blocks its worker for up to
-    //  TIMEOUT_MS, which must stay below 3 heartbeats.
-    return vzt_daemon(mesh->dir, name, NULL, broker_port, redis_port, 0, more, true);
-}
-
-static vzt_proc_t *s_start_broker(const mesh_t *mesh)
-{
-    char *bind = s_env("VZ_BROKER_BIND=tcp://127.0.0.1:%d", mesh->broker_port);
-    char *pol = s_env("VZ_BROKER_POLICY=%s/policy.cfg", mesh->dir);
-    char *const env[] = {bind, pol, NULL};
-    vzt_proc_t *proc = s_start_daemon(mesh, "broker", mesh->broker_port, mesh->redis_port, env);
-    free(bind);
-    free(pol);
-    return proc;
-}
+#define S_STR_(x) #x
+#define S_STR(x) S_STR_(x)
 
 static int s_setup(void **state)
 {
@@ -226,75 +127,40 @@ static int s_setup(void **state)
     mesh_t *mesh = calloc(1, sizeof *mesh);
     assert_non_null(mesh);
     *state = mesh;
-    mesh->dir = vzt_tempdir("gateway");
-    char *keys = s_path(mesh, "keys");
-    const char *const names[] = {"broker", "echo", "gateway", "billing", NULL};
-    assert_int_equal(vzt_keys(keys, names), 0);
-    free(keys);
-
-    char *policy = s_path(mesh, "policy.cfg");
-    FILE *f = fopen(policy, "w");
-    assert_non_null(f);
-    fputs("identity\n    gateway\n        call = \"echo broker billing\"\n"
-          "    echo\n        serve = \"echo\"\n"
-          "    billing\n        serve = \"billing\"\n",
-          f);
-    fclose(f);
-    s_write_routes(mesh, NULL);
-
-    int redis_port = vzt_free_port(), broker_port = vzt_free_port();
-    mesh->redis = vzt_redis(mesh->dir, redis_port, READY_MS);
-    assert_non_null(mesh->redis);
-
-    free(policy);
-    mesh->broker_port = broker_port;
-    mesh->redis_port = redis_port;
-    mesh->broker = s_start_broker(mesh);
-    assert_non_null(mesh->broker);
-
-    mesh->echo = s_start_daemon(mesh, "echo", broker_port, redis_port, NULL);
-    assert_non_null(mesh->echo);
-
-    mesh->http_port = vzt_free_port();
-    char *port = s_env("VZ_GATEWAY_PORT=%d", mesh->http_port);
-    char *timeout = s_env("VZ_GATEWAY_TIMEOUT_MS=%d", TIMEOUT_MS);
-    char *routes = s_env("VZ_GATEWAY_ROUTES=%s/routes.cfg", mesh->dir);
-    char *openapi = s_env("VZ_GATEWAY_OPENAPI=%s/docs/openapi.yaml", getenv("VZ_SOURCE_DIR"));
-    char *const gw_env[] = {port,
-                            timeout,
-                            routes,
-                            openapi,
-                            "VZ_DRAIN_TIMEOUT_MS=5000",
-                            "VZ_GATEWAY_BREAKER_FAILURES=3",
-                            "VZ_GATEWAY_BREAKER_COOLDOWN_MS=1000",
-                            "VZ_GATEWAY_CORS_ORIGINS=https://app.example,https://b.example",
-                            "VZ_GATEWAY_MAX_URL=1024",
-                            NULL};
-    mesh->gateway = s_start_daemon(mesh, "gateway", broker_port, redis_port, gw_env);
-    free(port);
-    free(timeout);
-    free(routes);
+    char *openapi = NULL;
+    assert_true(asprintf(&openapi, "gateway:VZ_GATEWAY_OPENAPI=%s/docs/openapi.yaml",
+                         getenv("VZ_SOURCE_DIR")) > 0);
+    //  The default 1 s heartbeat: echo.slow blocks its worker for up to
+    //  TIMEOUT_MS, which must stay below 3 heartbeats.
+    char *const env[] = {openapi,
+                         "gateway:VZ_GATEWAY_TIMEOUT_MS=" S_STR(TIMEOUT_MS),
+                         "gateway:VZ_DRAIN_TIMEOUT_MS=5000",
+                         "gateway:VZ_GATEWAY_BREAKER_FAILURES=3",
+                         "gateway:VZ_GATEWAY_BREAKER_COOLDOWN_MS=1000",
+                         "gateway:VZ_GATEWAY_CORS_ORIGINS=https://app.example,https://b.example",
+                         "gateway:VZ_GATEWAY_MAX_URL=1024",
+                         NULL};
+    const char *const files[] = {"routes.cfg", s_routes_base, NULL};
+    mesh->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "gateway",
+                                                .daemons = "echo,gateway",
+                                                .identities = "billing",
+                                                .env = env,
+                                                .files = files});
     free(openapi);
-    assert_non_null(mesh->gateway);
-    snprintf(mesh->base, sizeof mesh->base, "http://127.0.0.1:%d", mesh->http_port);
+    assert_non_null(mesh->m);
+    mesh->base = vzt_mesh_url(mesh->m);
+    mesh->http_port = vzt_mesh_http_port(mesh->m);
+    mesh->broker_port = vzt_mesh_broker_port(mesh->m);
     return 0;
 }
 
 static int s_teardown(void **state)
 {
     mesh_t *mesh = *state;
-    vzt_proc_destroy(&mesh->gateway);
-    vzt_proc_destroy(&mesh->echo);
-    vzt_proc_destroy(&mesh->broker);
-    vzt_proc_destroy(&mesh->redis);
-    if (getenv("VZ_KEEP_TMP"))
-        fprintf(stderr, "kept %s\n", mesh->dir);
-    else
-        vzt_rmrf(mesh->dir);
-    free(mesh->dir);
+    int rc = vzt_mesh_destroy(&mesh->m);
     free(mesh);
     curl_global_cleanup();
-    return 0;
+    return rc;
 }
 
 // --------------------------------------------------------------------------
@@ -505,7 +371,8 @@ static void *s_bundle_thread(void *arg)
         const char *const headers[] = {hdr, NULL};
         resp_t r;
         if (s_http(b->mesh, "POST", b->path, body, strlen(body), headers, &r) == 0 &&
-            r.status == 200 && r.body_len == strlen(body) && memcmp(r.body, body, r.body_len) == 0 &&
+            r.status == 200 && r.body_len == strlen(body) &&
+            memcmp(r.body, body, r.body_len) == 0 &&
             vzt_header(r.headers, "X-Request-Id", got_id, sizeof got_id) &&
             strcmp(got_id, want_id) == 0)
             b->ok++;
@@ -552,18 +419,55 @@ static void test_bundled_forwards(void **state)
     assert_true(s_bundle_burst(mesh, "/v1/t/alone") == 0);
 }
 
-//  Poll path until it answers status, up to ms (bounded, no fixed sleep).
+typedef struct {
+    const mesh_t *mesh; //  target
+    const char *method; //  request ...
+    const char *path;   //  ...
+    const char *body;   //  ... (NULL = none)
+    long status;        //  answer to the last one
+} retry_t;
+
+static bool s_answered(void *arg)
+{
+    retry_t *t = arg;
+    resp_t r;
+    assert_int_equal(
+        s_http(t->mesh, t->method, t->path, t->body, t->body ? strlen(t->body) : 0, NULL, &r), 0);
+    t->status = r.status;
+    s_resp_free(&r);
+    return t->status != 503;
+}
+
+//  Send the request until it is answered other than 503 (5 s at most); its status.
+static long s_until_not_503(const mesh_t *mesh, const char *method, const char *path,
+                            const char *body)
+{
+    retry_t t = {mesh, method, path, body, 0};
+    vzt_wait_until(s_answered, &t, 5000);
+    return t.status;
+}
+
+typedef struct {
+    const mesh_t *mesh; //  target
+    const char *path;   //  GET this
+    long want;          //  until it answers this
+} status_goal_t;
+
+static bool s_status_is(void *arg)
+{
+    status_goal_t *goal = arg;
+    resp_t r;
+    bool ok =
+        s_http(goal->mesh, "GET", goal->path, NULL, 0, NULL, &r) == 0 && r.status == goal->want;
+    s_resp_free(&r);
+    return ok;
+}
+
+//  GET path until it answers status, up to ms.
 static bool s_wait_status(const mesh_t *mesh, const char *path, long status, int ms)
 {
-    int64_t until = vz_now_ms() + ms;
-    while (vz_now_ms() < until) {
-        resp_t r;
-        bool ok = s_http(mesh, "GET", path, NULL, 0, NULL, &r) == 0 && r.status == status;
-        s_resp_free(&r);
-        if (ok)
-            return true;
-    }
-    return false;
+    status_goal_t goal = {mesh, path, status};
+    return vzt_wait_until(s_status_is, &goal, ms);
 }
 
 static void test_route_params(void **state)
@@ -721,20 +625,16 @@ static void test_reload(void **state)
     assert_int_equal(pthread_create(&thread, NULL, s_load, &load), 0);
     //  A new table with two more routes: they appear, nothing fails meanwhile.
     s_write_routes(mesh, s_routes_extra);
-    kill(vzt_proc_pid(mesh->gateway), SIGHUP);
+    kill(vzt_mesh_pid(mesh->m, "gateway"), SIGHUP);
     assert_true(s_wait_status(mesh, "/v1/t/new", 200, 5000));
     //  An invalid table (a duplicate route) is refused and the old one kept.
     s_write_routes(mesh, "    t_new\n        methods = \"GET\"\n        path = \"/x\"\n"
                          "        service = \"echo\"\n        call = \"echo\"\n"
                          "    t_new\n        methods = \"POST\"\n        path = \"/y\"\n"
                          "        service = \"echo\"\n        call = \"echo\"\n");
-    kill(vzt_proc_pid(mesh->gateway), SIGHUP);
-    double rejected = 0;
-    int64_t until = vz_now_ms() + 5000;
-    while (rejected < 1 && vz_now_ms() < until)
-        vzt_metric(mesh->http_port, "vz_gateway_route_reloads_total{result=\"rejected\"}",
-                   &rejected);
-    assert_true(rejected >= 1);
+    kill(vzt_mesh_pid(mesh->m, "gateway"), SIGHUP);
+    assert_true(vzt_wait_metric(mesh->http_port,
+                                "vz_gateway_route_reloads_total{result=\"rejected\"}", 1, 5000));
     assert_true(s_wait_status(mesh, "/v1/t/new", 200, 1000));
     atomic_store(&load.stop, true);
     pthread_join(thread, NULL);
@@ -742,21 +642,21 @@ static void test_reload(void **state)
     assert_int_equal(load.failed, 0);
     //  Leave the good table in place for the tests that follow.
     s_write_routes(mesh, s_routes_extra);
-    kill(vzt_proc_pid(mesh->gateway), SIGHUP);
+    kill(vzt_mesh_pid(mesh->m, "gateway"), SIGHUP);
 }
 
 //  An in-test "billing" worker: records what the webhook call carried.
 typedef struct {
-    mesh_t *mesh;         //  keys and broker
-    atomic_bool stop;     //  ends the thread
-    atomic_bool up;       //  registered
-    pthread_mutex_t lock; //  guards below
-    char body[4096];      //  last body received
-    size_t body_len;      //  its length
-    char signature[256];  //  ctx header.stripe-signature
-    char caller[64];      //  envelope caller
-    atomic_int big_get;   //  "big"/"bigd" calls served, idempotent ones
-    atomic_int big_post;  //  "big"/"bigd" calls served, the others
+    mesh_t *mesh;             //  keys and broker
+    atomic_bool stop;         //  ends the thread
+    atomic_bool up;           //  registered
+    pthread_mutex_t lock;     //  guards below
+    char body[4096];          //  last body received
+    size_t body_len;          //  its length
+    char signature[256];      //  ctx header.stripe-signature
+    char caller[64];          //  envelope caller
+    atomic_int big_get;       //  "big"/"bigd" calls served, idempotent ones
+    atomic_int big_post;      //  "big"/"bigd" calls served, the others
     vz_deferred_t *open[256]; //  "bigd" replies waiting for the flush (worker thread)
     size_t nopen;             //  entries in open
 } billing_t;
@@ -826,11 +726,8 @@ static void *s_billing(void *arg)
         {"big", s_big, 0, 0},
         {"bigd", s_bigd, VZ_METHOD_DEFERRED, 0},
     };
-    vz_worker_config_t wc = {.service = "billing",
-                             .endpoints = endpoint,
-                             .broker_key = key,
-                             .cert = cert,
-                             .credit = 32};
+    vz_worker_config_t wc = {
+        .service = "billing", .endpoints = endpoint, .broker_key = key, .cert = cert, .credit = 32};
     vz_worker_t *worker = vz_worker_new(&wc, methods, 3, b);
     assert_non_null(worker);
     zloop_t *loop = zloop_new();
@@ -892,12 +789,12 @@ static void test_webhook(void **state)
 //  known only after dispatch) the worker drops what does not fit: POSTs get
 //  502 reply_lost and are still served once, GETs are sent again.
 typedef struct {
-    const mesh_t *mesh;   //  target
-    const char *method;   //  GET or POST
-    const char *path;     //  /v1/t/big or /v1/t/bigd
-    atomic_int ok;        //  200 with the whole reply
-    atomic_int lost;      //  502 reply_lost
-    atomic_int other;     //  anything else
+    const mesh_t *mesh; //  target
+    const char *method; //  GET or POST
+    const char *path;   //  /v1/t/big or /v1/t/bigd
+    atomic_int ok;      //  200 with the whole reply
+    atomic_int lost;    //  502 reply_lost
+    atomic_int other;   //  anything else
 } big_load_t;
 
 static void *s_big_thread(void *arg)
@@ -1018,39 +915,19 @@ static void test_breaker(void **state)
     assert_true(r.seconds < 0.1); //  refused without calling
     s_resp_free(&r);
     //  After the cooldown a failing probe opens it again ...
-    int64_t until = vz_now_ms() + 5000;
-    while (s_breaker_state(mesh) != 1 && vz_now_ms() < until) {
-        assert_int_equal(s_http(mesh, "GET", "/v1/echo/whoami", NULL, 0, NULL, &r), 0);
-        bool probed = r.status != 503;
-        s_resp_free(&r);
-        if (probed)
-            break;
-    }
-    //  (The loop's probe succeeded: whoami is quick, so the breaker closed.)
+    assert_int_equal(s_until_not_503(mesh, "GET", "/v1/echo/whoami", NULL), 200);
+    //  (The probe succeeded: whoami is quick, so the breaker closed.)
     assert_true(s_breaker_state(mesh) == 0);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(s_http(mesh, "POST", "/v1/t/breaker", "300", 3, NULL, &r), 0);
         s_resp_free(&r);
     }
     assert_true(s_breaker_state(mesh) == 2);
-    until = vz_now_ms() + 5000;
-    long status = 503;
-    while (status == 503 && vz_now_ms() < until) {
-        assert_int_equal(s_http(mesh, "POST", "/v1/t/breaker", "300", 3, NULL, &r), 0);
-        status = r.status;
-        s_resp_free(&r);
-    }
+    long status = s_until_not_503(mesh, "POST", "/v1/t/breaker", "300");
     assert_int_equal(status, 504);           //  the half-open probe failed ...
     assert_true(s_breaker_state(mesh) == 2); //  ... so it is open again
     //  ... and a good probe closes it.
-    until = vz_now_ms() + 5000;
-    status = 503;
-    while (status == 503 && vz_now_ms() < until) {
-        assert_int_equal(s_http(mesh, "POST", "/v1/echo/slow", "0", 1, NULL, &r), 0);
-        status = r.status;
-        s_resp_free(&r);
-    }
-    assert_int_equal(status, 200);
+    assert_int_equal(s_until_not_503(mesh, "POST", "/v1/echo/slow", "0"), 200);
     assert_true(s_breaker_state(mesh) == 0);
 }
 
@@ -1059,9 +936,7 @@ static void test_no_worker(void **state)
     mesh_t *mesh = *state;
     //  SIGTERM: echo says BYE, so the broker forgets it at once; it must
     //  exit cleanly (under ASan that includes no leaks).
-    kill(vzt_proc_pid(mesh->echo), SIGTERM);
-    assert_int_equal(vzt_proc_wait(mesh->echo, 8000), 0);
-    vzt_proc_destroy(&mesh->echo);
+    assert_int_equal(vzt_mesh_stop(mesh->m, "echo"), 0);
     resp_t r;
     assert_int_equal(s_http(mesh, "POST", "/v1/echo", "x", 1, NULL, &r), 0);
     s_assert_error(&r, 503, "no_worker");
@@ -1080,7 +955,7 @@ static void test_no_worker(void **state)
 static void test_broker_restart(void **state)
 {
     mesh_t *mesh = *state;
-    vzt_proc_destroy(&mesh->broker);
+    assert_int_equal(vzt_mesh_stop(mesh->m, "broker"), 0);
     //  Readiness drops once no ping was answered for 3 heartbeats (3 s).
     assert_true(s_wait_status(mesh, "/readiness", 503, 6000));
     resp_t r;
@@ -1089,8 +964,7 @@ static void test_broker_restart(void **state)
         fail_msg("health %ld: %s", r.status, r.body);
     s_resp_free(&r);
     //  The same port again: ZeroMQ reconnects and readiness comes back.
-    mesh->broker = s_start_broker(mesh);
-    assert_non_null(mesh->broker);
+    assert_int_equal(vzt_mesh_restart(mesh->m, "broker"), 0);
     assert_true(s_wait_status(mesh, "/readiness", 200, 6000));
 }
 
@@ -1115,25 +989,15 @@ static void test_sigterm_drains(void **state)
     call_t call = {.mesh = mesh};
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, s_slow_call, &call), 0);
-    //  Wait until the gateway counts the request in flight (bounded poll).
-    int64_t until = vz_now_ms() + 5000;
-    bool seen = false;
-    while (!seen && vz_now_ms() < until) {
-        resp_t r;
-        //  The /metrics request itself is one; the slow call makes two.
-        const char *line = NULL;
-        if (s_http(mesh, "GET", "/metrics", NULL, 0, NULL, &r) == 0)
-            line = strstr(r.body, "\nvz_gateway_inflight ");
-        seen = line && strtod(line + strlen("\nvz_gateway_inflight "), NULL) >= 2.0;
-        s_resp_free(&r);
-    }
-    assert_true(seen);
-    kill(vzt_proc_pid(mesh->gateway), SIGTERM);
+    //  Wait until the gateway counts the request in flight: the /metrics
+    //  request itself is one, the slow call makes two.
+    assert_true(vzt_wait_metric(mesh->http_port, "vz_gateway_inflight", 2, 5000));
+    kill(vzt_mesh_pid(mesh->m, "gateway"), SIGTERM);
     pthread_join(thread, NULL);
     assert_int_equal(call.rc, 0);
     s_assert_error(&call.resp, 503, "no_worker"); //  answered, not cut off
     s_resp_free(&call.resp);
-    assert_int_equal(vzt_proc_wait(mesh->gateway, 8000), 0);
+    assert_int_equal(vzt_mesh_wait(mesh->m, "gateway", 8000), 0);
 }
 
 //  A ctx value that does not fit is refused, never cut (a cut scope list
@@ -1164,18 +1028,26 @@ static void test_ctx_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_echo_round_trip), cmocka_unit_test(test_request_id),
-        cmocka_unit_test(test_traceparent),     cmocka_unit_test(test_client_errors),
-        cmocka_unit_test(test_timeout),         cmocka_unit_test(test_probes),
-        cmocka_unit_test(test_metrics),         cmocka_unit_test(test_bundled_forwards),
+        cmocka_unit_test(test_echo_round_trip),
+        cmocka_unit_test(test_request_id),
+        cmocka_unit_test(test_traceparent),
+        cmocka_unit_test(test_client_errors),
+        cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_probes),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_bundled_forwards),
         cmocka_unit_test(test_route_params),
-        cmocka_unit_test(test_request_checks),  cmocka_unit_test(test_cors),
-        cmocka_unit_test(test_openapi),         cmocka_unit_test(test_reload),
-        cmocka_unit_test(test_webhook),         cmocka_unit_test(test_ctx_refused),
+        cmocka_unit_test(test_request_checks),
+        cmocka_unit_test(test_cors),
+        cmocka_unit_test(test_openapi),
+        cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_webhook),
+        cmocka_unit_test(test_ctx_refused),
         cmocka_unit_test(test_bundle_overflow),
         cmocka_unit_test(test_breaker),
-        cmocka_unit_test(test_no_worker),       cmocka_unit_test(test_broker_restart),
+        cmocka_unit_test(test_no_worker),
+        cmocka_unit_test(test_broker_restart),
         cmocka_unit_test(test_sigterm_drains),
     };
-    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+    return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }

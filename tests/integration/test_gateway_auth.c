@@ -15,7 +15,6 @@
 
 #include <curl/curl.h>
 #include <hiredis/hiredis.h>
-#include <msgpack.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -25,9 +24,11 @@
 #include <strings.h>
 
 #include "harness.h"
+#include "vz_auth_contract.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_jwt.h"
+#include "vz_proto.h"
 #include "vz_worker.h"
 
 #define READY_MS 15000
@@ -50,78 +51,28 @@ typedef struct {
 } authw_t;
 
 struct mesh_t {
-    char *dir;             //  temp dir: keys, policy, configs, logs
-    vzt_proc_t *redis;     //  redis-server
-    vzt_proc_t *broker;    //  vz-broker
-    vzt_proc_t *echo;      //  vz-echo
-    vzt_proc_t *ratelimit; //  vz-ratelimit
-    vzt_proc_t *gateway;   //  vz-gateway (fail open)
-    int http_port;         //  its public port
-    int broker_port;       //  broker
-    int redis_port;        //  redis
-    vz_jwt_key_t *k1;      //  signing key "k1" (in the JWKS from the start)
-    vz_jwt_key_t *k2;      //  signing key "k2" (added later: unknown kid -> refetch)
-    vz_jwt_key_t *rogue;   //  another key also called "k1" (never published)
-    authw_t auth;          //  the in-test auth worker
+    vzt_mesh_t *m;       //  Redis, broker, echo, ratelimit and gateway (fail open)
+    const char *dir;     //  its directory (keys, configs, logs)
+    int http_port;       //  the gateway's public port
+    int broker_port;     //  broker, for the in-test auth worker
+    vz_jwt_key_t *k1;    //  signing key "k1" (in the JWKS from the start)
+    vz_jwt_key_t *k2;    //  signing key "k2" (added later: unknown kid -> refetch)
+    vz_jwt_key_t *rogue; //  another key also called "k1" (never published)
+    authw_t auth;        //  the in-test auth worker
 };
 
-typedef struct {
-    long status;   //  HTTP status
-    char *body;    //  heap, NUL-terminated
-    char *headers; //  raw header block, heap
-} resp_t;
-
-typedef struct {
-    char *data; //  heap, NUL-terminated
-    size_t len; //  bytes
-} sink_t;
-
-static size_t s_collect(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    sink_t *sink = arg;
-    size_t n = size * nmemb;
-    char *grown = realloc(sink->data, sink->len + n + 1);
-    assert_non_null(grown);
-    memcpy(grown + sink->len, ptr, n);
-    sink->len += n;
-    grown[sink->len] = '\0';
-    sink->data = grown;
-    return n;
-}
+typedef vzt_resp_t resp_t;
 
 static int s_http(int port, const char *path, const char *const *headers, resp_t *r)
 {
-    memset(r, 0, sizeof *r);
-    CURL *curl = curl_easy_init();
-    assert_non_null(curl);
     char url[512];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    sink_t bsink = {calloc(1, 1), 0}, hsink = {calloc(1, 1), 0};
-    struct curl_slist *list = NULL;
-    for (size_t i = 0; headers && headers[i]; i++)
-        list = curl_slist_append(list, headers[i]);
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)HTTP_MS);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_collect);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &bsink);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, s_collect);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &hsink);
-    CURLcode rc = curl_easy_perform(curl);
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_easy_cleanup(curl);
-    curl_slist_free_all(list);
-    r->body = bsink.data;
-    r->headers = hsink.data;
-    return rc == CURLE_OK ? 0 : -1;
+    return vzt_request("GET", url, headers, NULL, 0, HTTP_MS, r);
 }
 
 static void s_resp_free(resp_t *r)
 {
-    free(r->body);
-    free(r->headers);
-    memset(r, 0, sizeof *r);
+    vzt_resp_free(r);
 }
 
 static void s_expect(const resp_t *r, long status, const char *needle)
@@ -200,46 +151,23 @@ static int s_jwks(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     return rc;
 }
 
-static void s_pack_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str(pk, strlen(s));
-    msgpack_pack_str_body(pk, s, strlen(s));
-}
-
 //  Known keys: "vzk_good" (user-7, premium, key id k7), anything else invalid.
 static int s_api_key_verify(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     authw_t *a = app;
     atomic_fetch_add(&a->key_calls, 1);
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    size_t off = 0;
-    bool good = false;
-    if (msgpack_unpack_next(&msg, (const char *)req->body, req->body_len, &off) ==
-            MSGPACK_UNPACK_SUCCESS &&
-        msg.data.type == MSGPACK_OBJECT_MAP && msg.data.via.map.size == 1) {
-        const msgpack_object *v = &msg.data.via.map.ptr[0].val;
-        good = v->type == MSGPACK_OBJECT_STR && v->via.str.size == 8 &&
-               memcmp(v->via.str.ptr, "vzk_good", 8) == 0;
-    }
-    msgpack_unpacked_destroy(&msg);
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 5);
-    s_pack_str(&pk, "valid");
-    good ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-    s_pack_str(&pk, "sub");
-    s_pack_str(&pk, good ? "user-7" : "");
-    s_pack_str(&pk, "scope");
-    s_pack_str(&pk, good ? "read" : "");
-    s_pack_str(&pk, "tier");
-    s_pack_str(&pk, good ? "premium" : "");
-    s_pack_str(&pk, "kid");
-    s_pack_str(&pk, good ? "k7" : "");
-    int rc = vz_reply_body(reply, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
+    vz_auth_key_verify_t in;
+    const char *why = NULL;
+    if (vz_auth_key_verify_decode(&in, req->body, req->body_len, &why) < 0)
+        return vz_reply_error(reply, VZ_ERR_INVALID, why);
+    vz_auth_key_identity_t out = {0};
+    if (strcmp(in.key, "vzk_good") == 0)
+        out = (vz_auth_key_identity_t){
+            .valid = true, .sub = "user-7", .scope = "read", .tier = "premium", .kid = "k7"};
+    size_t len;
+    uint8_t *body = vz_auth_key_identity_encode(&out, &len);
+    int rc = vz_reply_body(reply, body, len);
+    free(body);
     return rc;
 }
 
@@ -290,24 +218,6 @@ static char *s_env(const char *fmt, ...)
     return out;
 }
 
-static void s_write(const mesh_t *mesh, const char *name, const char *text)
-{
-    char *path = s_env("%s/%s", mesh->dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    free(path);
-}
-
-static vzt_proc_t *s_start_daemon(const mesh_t *mesh, const char *name, char *const *more)
-{
-    //  Several gateways run in one test: each gets its own log.
-    char tag[64];
-    snprintf(tag, sizeof tag, "%s.%d", name, vzt_free_port());
-    return vzt_daemon(mesh->dir, name, tag, mesh->broker_port, mesh->redis_port, 0, more, true);
-}
-
 static const char s_routes[] =
     "routes\n"
     "    t_jwt\n        methods = \"GET\"\n        path = \"/v1/t/jwt\"\n"
@@ -347,23 +257,9 @@ static const char s_policies[] = "ratelimit\n    shadow = \"false\"\n"
                                  "        algorithm = \"token_bucket\"\n        limit = 100000\n"
                                  "        window = \"60s\"\n";
 
-static vzt_proc_t *s_start_gateway(mesh_t *mesh, int port, const char *failure)
+static bool s_jwks_fetched(void *arg)
 {
-    char *env[] = {s_env("VZ_GATEWAY_PORT=%d", port),
-                   s_env("VZ_GATEWAY_ROUTES=%s/routes.cfg", mesh->dir),
-                   s_env("VZ_GATEWAY_RATELIMIT_FAILURE=%s", failure),
-                   s_env("VZ_GATEWAY_JWT_ISSUER=%s", ISSUER),
-                   s_env("VZ_GATEWAY_JWT_AUDIENCE=%s", AUDIENCE),
-                   s_env("VZ_GATEWAY_JWKS_MIN_INTERVAL_MS=300"),
-                   s_env("VZ_GATEWAY_JWT_LEEWAY_S=5"),
-                   s_env("VZ_GATEWAY_AUTH_TIMEOUT_MS=500"),
-                   s_env("VZ_GATEWAY_RATELIMIT_TIMEOUT_MS=150"),
-                   s_env("VZ_GATEWAY_RATELIMIT_LOCAL_LIMIT=3"),
-                   NULL};
-    vzt_proc_t *proc = s_start_daemon(mesh, "gateway", env);
-    for (size_t i = 0; env[i]; i++)
-        free(env[i]);
-    return proc;
+    return s_metric(arg, "vz_gateway_jwks_fetches_total{result=\"ok\"}") >= 1;
 }
 
 static int s_setup(void **state)
@@ -372,40 +268,30 @@ static int s_setup(void **state)
     mesh_t *mesh = calloc(1, sizeof *mesh);
     assert_non_null(mesh);
     *state = mesh;
-    mesh->dir = vzt_tempdir("gwauth");
-    char *keys = s_env("%s/keys", mesh->dir);
-    const char *const names[] = {"broker", "echo", "gateway", "auth", "ratelimit", NULL};
-    assert_int_equal(vzt_keys(keys, names), 0);
-    free(keys);
-    s_write(mesh, "policy.cfg",
-            "identity\n    gateway\n        call = \"echo broker auth ratelimit\"\n"
-            "    echo\n        serve = \"echo\"\n    auth\n        serve = \"auth\"\n"
-            "    ratelimit\n        serve = \"ratelimit\"\n");
-    s_write(mesh, "routes.cfg", s_routes);
-    s_write(mesh, "ratelimit.cfg", s_policies);
+    char *const env[] = {"gateway:VZ_GATEWAY_RATELIMIT_FAILURE=open",
+                         "gateway:VZ_GATEWAY_JWT_ISSUER=" ISSUER,
+                         "gateway:VZ_GATEWAY_JWT_AUDIENCE=" AUDIENCE,
+                         "gateway:VZ_GATEWAY_JWKS_MIN_INTERVAL_MS=300",
+                         "gateway:VZ_GATEWAY_JWT_LEEWAY_S=5",
+                         "gateway:VZ_GATEWAY_AUTH_TIMEOUT_MS=500",
+                         "gateway:VZ_GATEWAY_RATELIMIT_TIMEOUT_MS=150",
+                         "gateway:VZ_GATEWAY_RATELIMIT_LOCAL_LIMIT=3",
+                         NULL};
+    const char *const files[] = {"routes.cfg", s_routes, "ratelimit.cfg", s_policies, NULL};
+    //  The gateway comes last, once the in-test auth worker serves the JWKS.
+    mesh->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "gwauth",
+                                                .daemons = "echo,ratelimit",
+                                                .identities = "gateway,auth",
+                                                .env = env,
+                                                .files = files});
+    assert_non_null(mesh->m);
+    mesh->dir = vzt_mesh_dir(mesh->m);
+    mesh->http_port = vzt_mesh_http_port(mesh->m);
+    mesh->broker_port = vzt_mesh_broker_port(mesh->m);
     mesh->k1 = vz_jwt_key_generate("k1");
     mesh->k2 = vz_jwt_key_generate("k2");
     mesh->rogue = vz_jwt_key_generate("k1");
     assert_true(mesh->k1 && mesh->k2 && mesh->rogue);
-
-    mesh->redis_port = vzt_free_port();
-    mesh->broker_port = vzt_free_port();
-    mesh->redis = vzt_redis(mesh->dir, mesh->redis_port, READY_MS);
-    assert_non_null(mesh->redis);
-    char *bind = s_env("VZ_BROKER_BIND=tcp://127.0.0.1:%d", mesh->broker_port);
-    char *pol = s_env("VZ_BROKER_POLICY=%s/policy.cfg", mesh->dir);
-    char *const benv[] = {bind, pol, NULL};
-    mesh->broker = s_start_daemon(mesh, "broker", benv);
-    free(bind);
-    free(pol);
-    assert_non_null(mesh->broker);
-    mesh->echo = s_start_daemon(mesh, "echo", NULL);
-    assert_non_null(mesh->echo);
-    char *rl = s_env("VZ_RATELIMIT_POLICY=%s/ratelimit.cfg", mesh->dir);
-    char *const rlenv[] = {rl, NULL};
-    mesh->ratelimit = s_start_daemon(mesh, "ratelimit", rlenv);
-    free(rl);
-    assert_non_null(mesh->ratelimit);
 
     authw_t *a = &mesh->auth;
     a->mesh = mesh;
@@ -413,15 +299,8 @@ static int s_setup(void **state)
     const vz_jwt_key_t *const first[] = {mesh->k1};
     s_set_jwks(a, first, 1);
     assert_int_equal(pthread_create(&a->thread, NULL, s_auth_run, a), 0);
-
-    mesh->http_port = vzt_free_port();
-    mesh->gateway = s_start_gateway(mesh, mesh->http_port, "open");
-    assert_non_null(mesh->gateway);
-    //  The first JWKS fetch (bounded poll).
-    int64_t until = vz_now_ms() + 5000;
-    while (s_metric(mesh, "vz_gateway_jwks_fetches_total{result=\"ok\"}") < 1 &&
-           vz_now_ms() < until)
-        vzt_proc_wait(mesh->gateway, 20);
+    assert_non_null(vzt_mesh_add(mesh->m, "gateway", "gateway", NULL, true));
+    vzt_wait_until(s_jwks_fetched, mesh, 5000); //  the first JWKS fetch
     return 0;
 }
 
@@ -435,25 +314,19 @@ static void s_auth_stop(authw_t *a)
 static int s_teardown(void **state)
 {
     mesh_t *mesh = *state;
-    vzt_proc_destroy(&mesh->gateway);
+    //  The gateway before the auth worker, as it would stop in a mesh.
+    int rc = vzt_mesh_proc(mesh->m, "gateway") ? vzt_mesh_stop(mesh->m, "gateway") : 0;
     s_auth_stop(&mesh->auth);
-    vzt_proc_destroy(&mesh->ratelimit);
-    vzt_proc_destroy(&mesh->echo);
-    vzt_proc_destroy(&mesh->broker);
-    vzt_proc_destroy(&mesh->redis);
+    if (vzt_mesh_destroy(&mesh->m) < 0)
+        rc = -1;
     free(mesh->auth.jwks);
     pthread_mutex_destroy(&mesh->auth.lock);
     vz_jwt_key_destroy(&mesh->k1);
     vz_jwt_key_destroy(&mesh->k2);
     vz_jwt_key_destroy(&mesh->rogue);
-    if (getenv("VZ_KEEP_TMP"))
-        fprintf(stderr, "kept %s\n", mesh->dir);
-    else
-        vzt_rmrf(mesh->dir);
-    free(mesh->dir);
     free(mesh);
     curl_global_cleanup();
-    return 0;
+    return rc;
 }
 
 // --------------------------------------------------------------------------
@@ -563,9 +436,7 @@ static void test_unknown_kid_refetch(void **state)
     s_set_jwks(a, both, 2);
     //  Fetches are at least VZ_GATEWAY_JWKS_MIN_INTERVAL_MS (300) apart: let
     //  the start-up fetch age past that (bounded poll on the age gauge).
-    int64_t until = vz_now_ms() + 5000;
-    while (s_metric(mesh, "vz_gateway_jwks_age_seconds") < 0.4 && vz_now_ms() < until)
-        vzt_proc_wait(mesh->gateway, 50);
+    vzt_wait_metric(mesh->http_port, "vz_gateway_jwks_age_seconds", 0.4, 5000);
     int before = atomic_load(&a->jwks_calls);
     char *token = s_sign(mesh->k2, ISSUER, AUDIENCE, 300, 0, "read");
     s_bearer(mesh, "/v1/t/jwt", token, 200, "\"sub\":\"alice\"");
@@ -797,11 +668,11 @@ static void test_limiter_away(void **state)
     mesh_t *mesh = *state;
     //  A fail-closed gateway beside the fail-open one.
     int port = vzt_free_port();
-    vzt_proc_t *closed = s_start_gateway(mesh, port, "closed");
-    assert_non_null(closed);
-    kill(vzt_proc_pid(mesh->ratelimit), SIGTERM);
-    assert_int_equal(vzt_proc_wait(mesh->ratelimit, 8000), 0);
-    vzt_proc_destroy(&mesh->ratelimit);
+    char *gw_port = s_env("VZ_GATEWAY_PORT=%d", port);
+    char *const closed[] = {gw_port, "VZ_GATEWAY_RATELIMIT_FAILURE=closed", NULL};
+    assert_non_null(vzt_mesh_add(mesh->m, "gateway", "gateway.closed", closed, true));
+    free(gw_port);
+    assert_int_equal(vzt_mesh_stop(mesh->m, "ratelimit"), 0);
     resp_t r;
     char value[64];
     //  Open: the local bucket (3 a minute here) decides, so requests pass ...
@@ -827,24 +698,25 @@ static void test_limiter_away(void **state)
     s_expect(&r, 503, "\"code\":\"rate_limit_unavailable\"");
     assert_non_null(vzt_header(r.headers, "Retry-After", value, sizeof value));
     s_resp_free(&r);
-    kill(vzt_proc_pid(closed), SIGTERM);
-    assert_int_equal(vzt_proc_wait(closed, 8000), 0);
-    vzt_proc_destroy(&closed);
+    assert_int_equal(vzt_mesh_stop(mesh->m, "gateway.closed"), 0);
     //  The fail-open gateway exits cleanly too (ASan: no leaks).
-    kill(vzt_proc_pid(mesh->gateway), SIGTERM);
-    assert_int_equal(vzt_proc_wait(mesh->gateway, 8000), 0);
-    vzt_proc_destroy(&mesh->gateway);
+    assert_int_equal(vzt_mesh_stop(mesh->m, "gateway"), 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_jwt_valid), cmocka_unit_test(test_jwt_rejected),
-        cmocka_unit_test(test_scopes),    cmocka_unit_test(test_unknown_kid_refetch),
-        cmocka_unit_test(test_api_key),   cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_jwt_valid),
+        cmocka_unit_test(test_jwt_rejected),
+        cmocka_unit_test(test_scopes),
+        cmocka_unit_test(test_unknown_kid_refetch),
+        cmocka_unit_test(test_api_key),
+        cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_rate_limit_batched),
-        cmocka_unit_test(test_rate_limit_leased), cmocka_unit_test(test_rate_limit_lease_edge),
-        cmocka_unit_test(test_auth_away), cmocka_unit_test(test_limiter_away),
+        cmocka_unit_test(test_rate_limit_leased),
+        cmocka_unit_test(test_rate_limit_lease_edge),
+        cmocka_unit_test(test_auth_away),
+        cmocka_unit_test(test_limiter_away),
     };
-    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+    return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }

@@ -1,6 +1,8 @@
 #!/bin/bash
 #   test_gateway_reload - `vzctl reload` reaches the gateway under vz-supervisor:
-#   the route table is reloaded (SIGHUP) while requests keep being answered
+#   the route table is reloaded (SIGHUP) while requests keep being answered,
+#   and each reload serves the table as changed on disk (a route added, then
+#   removed again)
 #   SPDX-License-Identifier: MPL-2.0
 set -u -o pipefail
 source "$(dirname "$0")/mesh.sh" gwreload
@@ -11,6 +13,10 @@ mesh_config
 #   test_gateway_auth's subject, not this test's).
 sed -i -E 's/^( +limit = )100$/\1100000/' "$T/ratelimit.cfg" || fail "cannot edit ratelimit.cfg"
 grep -q "limit = 100000" "$T/ratelimit.cfg" || fail "anonymous limit not raised"
+#   The gateway reads the copy in T, which the test changes between reloads.
+sed -i "s|^\( *\)VZ_GATEWAY_PORT = .*|&\n\1VZ_GATEWAY_ROUTES = \"$T/routes.cfg\"|" "$T/mesh.cfg"
+grep -q VZ_GATEWAY_ROUTES "$T/mesh.cfg" || fail "could not point the gateway at $T/routes.cfg"
+cp "$T/routes.cfg" "$T/routes.orig" || fail "cannot keep the shipped table"
 mesh_start
 gw=$("${CTL[@]}" ports | awk '$1=="gateway" {print $2}')
 [ -n "$gw" ] || fail "no gateway port"
@@ -28,6 +34,20 @@ reloaded() {
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data x "$base/v1/echo")
 [ "$code" = 200 ] || fail "echo before reload: $code"
 
+#   A route only the changed table has; written whole, then renamed in.
+probe() { curl -s -o /dev/null -w '%{http_code}' "$base/v1/reload-probe"; }
+table() {
+    { cat "$T/routes.orig" && printf '%s' "${1:-}"; } >"$T/routes.new" &&
+        mv "$T/routes.new" "$T/routes.cfg" || fail "cannot write routes.cfg"
+}
+[ "$(probe)" = 404 ] || fail "/v1/reload-probe answered before it was added: $(probe)"
+table '    reload_probe
+        methods = "GET"
+        path = "/v1/reload-probe"
+        service = "echo"
+        call = "whoami"
+'
+
 #   Requests in a loop while reloading: every one must be answered 200.
 (
     for _ in $(seq 1 200); do
@@ -37,15 +57,18 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data x "$base/v1/echo")
 load=$!
 "${CTL[@]}" reload || fail "vzctl reload failed"
 until_ok 10 reloaded 1 || fail "gateway did not reload its route table"
+[ "$(probe)" = 200 ] || fail "the added route is not served after the reload: $(probe)"
+table "" #  back to the shipped table: the route goes away again
 "${CTL[@]}" reload || fail "second vzctl reload failed"
 until_ok 10 reloaded 2 || fail "gateway did not reload twice"
+[ "$(probe)" = 404 ] || fail "the removed route is still served after the reload: $(probe)"
 wait $load
 bad=$(grep -vc '^200$' "$T/codes")
 if [ "$bad" != 0 ]; then
     grep -h '"msg":"access"' "$STATE"/logs/gateway.*.log | grep -v '"status":"200"' >&2
     fail "$bad requests failed during reloads: $(sort "$T/codes" | uniq -c)"
 fi
-echo "ok - vzctl reload: route table reloaded twice, $(wc -l <"$T/codes") requests all 200"
+echo "ok - vzctl reload: a route added then removed on disk, served then gone after each reload; $(wc -l <"$T/codes") requests all 200"
 
 #   The access log is buffered (VZ_GATEWAY_ACCESS_LOG_BUFFER) and flushed by
 #   the reactor's tick: with no more traffic, every request's line arrives.

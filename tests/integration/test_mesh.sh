@@ -54,9 +54,10 @@ echo "$out" | grep -q '"k":2' || fail "known key: not a reply: $out"
 echo "$out" | grep -q '"b":"hello from node"' || fail "known key: wrong body: $out"
 echo "ok - Node peer with an allowed key: echo.echo through the C broker over CURVE"
 
-#   3. kill -9 of the only echo worker under traffic: every request either
-#   succeeds or gets a clear 503/504 JSON error within its deadline; the
-#   worker is back and ready, and the restart is counted.
+#   3. kill -9 of the only echo worker under traffic: requests are sent
+#   while it is down (after the kill, before its successor starts), every
+#   request either succeeds or gets a clear 503/504 JSON error within its
+#   deadline; the worker is back and ready, and the restart is counted.
 get() { # -> "<status> <json error code or ->"
     local body code
     body=$(curl -s -o - -w '\n%{http_code}' --max-time 8 -H 'Content-Type: text/plain' \
@@ -74,25 +75,44 @@ r=$(get warmup)
 [ "$r" = "200 -" ] || fail "warm-up request: $r"
 pid=$("${CTL[@]}" status | awk '$1=="echo" && $2=="0" {print $3}')
 [ -n "$pid" ] && [ "$pid" != "-" ] || fail "no echo pid"
+started() { grep -c '"msg":"started"' "$STATE/logs/echo.0.log"; }
+n_started=$(started)
 tk=$(date +%s%N)
 kill -9 "$pid"
-#   Traffic runs beside the wait for readiness, so the gap is really exercised.
+#   Traffic from the kill until echo is ready again (and at least 20
+#   requests), beside the wait for readiness: "<start ns> <end ns> <answer>".
 (
-    for i in $(seq 1 20); do get "during-gap-$i"; done >"$T/gap.txt"
-) &
+    i=0
+    until [ -e "$T/gap.stop" ] && [ $i -ge 20 ]; do
+        i=$((i + 1))
+        s=$(date +%s%N)
+        r=$(get "during-gap-$i")
+        echo "$s $(date +%s%N) $r"
+    done
+) >"$T/gap.txt" &
 gap=$!
 "${CTL[@]}" wait echo --timeout 20 || fail "echo not ready again after kill -9"
 tr=$(date +%s%N)
+touch "$T/gap.stop"
 wait $gap
 ok=0 err=0
-while read -r r; do
+while read -r _ _ r; do
     case "$r" in
         "200 -") ok=$((ok + 1)) ;;
         "503 no_worker" | "503 unavailable" | "502 worker_lost" | "504 timeout") err=$((err + 1)) ;;
         *) fail "request during the gap: unexpected answer '$r'" ;;
     esac
 done <"$T/gap.txt"
-[ $((ok + err)) -eq 20 ] || fail "gap traffic: $((ok + err)) of 20 answers"
+total=$(wc -l <"$T/gap.txt")
+[ $((ok + err)) -eq "$total" ] && [ "$total" -ge 20 ] || fail "gap traffic: $((ok + err)) of $total answers"
+#   The outage is real for the requests: some were sent after the kill and
+#   before the new echo process even logged its start (its "ts", ms).
+restarted() { [ "$(started)" -gt "$n_started" ]; }
+until_ok 5 restarted || fail "the new echo never logged its start"
+ts=$(grep -h '"msg":"started"' "$STATE/logs/echo.0.log" | tail -n 1 | sed -n 's/.*"ts":"\([^"]*\)".*/\1/p')
+tn=$(date -d "$ts" +%s%N) || fail "cannot read the new echo's start time '$ts'"
+met=$(awk -v a="$tk" -v b="$tn" '$1 >= a && $1 < b' "$T/gap.txt" | wc -l)
+[ "$met" -ge 1 ] || fail "no request was sent while echo was down (kill at $tk ns, new echo at $tn ns)"
 newpid=$("${CTL[@]}" status | awk '$1=="echo" && $2=="0" {print $3}')
 [ "$newpid" != "$pid" ] || fail "echo pid unchanged after kill -9"
 restarts=$("${CTL[@]}" status | awk '$1=="echo" && $2=="0" {print $7}')
@@ -102,7 +122,7 @@ deadline=$((SECONDS + 10))
 until [ "$(get after-restart)" = "200 -" ]; do
     [ $SECONDS -lt $deadline ] || fail "echo not serving after restart"
 done
-echo "ok - kill -9 echo: $ok served, $err clear errors during the gap; ready again in $(((tr - tk) / 1000000)) ms"
+echo "ok - kill -9 echo: $met requests sent while it was down; of $total, $ok served, $err clear errors; ready again in $(((tr - tk) / 1000000)) ms"
 
 #   4. vzctl scale: new replicas take a share of the traffic; scaling down
 #   removes them and the service keeps answering.

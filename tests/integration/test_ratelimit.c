@@ -19,7 +19,6 @@
 
 #include <curl/curl.h>
 #include <hiredis/hiredis.h>
-#include <msgpack.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -35,24 +34,20 @@
 #include "vz_curve.h"
 #include "vz_envelope.h"
 #include "vz_proto.h"
+#include "vz_ratelimit_contract.h"
 
-#define READY_MS 15000
 #define CALL_MS 5000
 #define EXACT_LIMIT 200
 #define THREADS 8
 #define PER_THREAD 60
 
 typedef struct {
-    char *dir;           //  temp dir: keys, policies, logs
-    vzt_proc_t *redis;   //  redis-server
-    vzt_proc_t *broker;  //  vz-broker
-    vzt_proc_t *rl[2];   //  vz-ratelimit replicas
-    int admin[2];        //  their admin ports
-    int redis_port;      //  to restart Redis on the same port
-    int broker_port;     //  broker endpoint port
-    char endpoint[64];   //  tcp://127.0.0.1:<broker_port>
-    char broker_key[41]; //  Z85
-    zcert_t *cert;       //  the "gateway" identity used by clients
+    vzt_mesh_t *m;          //  Redis, broker, ratelimit.0 and ratelimit.1
+    const char *dir;        //  its directory (keys, policies, logs)
+    int admin[2];           //  the replicas' admin ports
+    const char *endpoint;   //  the broker endpoint
+    const char *broker_key; //  Z85
+    zcert_t *cert;          //  the "gateway" identity used by clients (borrowed)
 } mesh_t;
 
 typedef struct {
@@ -102,88 +97,27 @@ static void s_write(const char *path, const char *text)
     fclose(f);
 }
 
-static vzt_proc_t *s_start_redis(const char *dir, int port)
-{
-    vzt_proc_t *proc = vzt_redis(dir, port, READY_MS);
-    if (!proc)
-        fail_msg("redis-server did not start on %d", port);
-    return proc;
-}
-
-//  Start a daemon; wait for readiness unless nowait.
-static vzt_proc_t *s_start_daemon(const mesh_t *mesh, const char *name, const char *tag,
-                                  int broker_port, int redis_port, int admin_port,
-                                  char *const *more, bool nowait)
-{
-    //  The test's policy file unless the caller names one.
-    char *env[24] = {0};
-    size_t n = 0;
-    bool own_policy = false;
-    for (size_t i = 0; more && more[i]; i++) {
-        own_policy = own_policy || strncmp(more[i], "VZ_RATELIMIT_POLICY=", 20) == 0;
-        env[n++] = more[i];
-    }
-    char *policy = own_policy ? NULL : s_fmt("VZ_RATELIMIT_POLICY=%s/ratelimit.cfg", mesh->dir);
-    env[n] = policy;
-    vzt_proc_t *proc =
-        vzt_daemon(mesh->dir, name, tag, broker_port, redis_port, admin_port, env, !nowait);
-    free(policy);
-    return proc;
-}
-
-static vzt_proc_t *s_start_broker(const mesh_t *mesh, int port, const char *tag)
-{
-    char *bind = s_fmt("VZ_BROKER_BIND=tcp://127.0.0.1:%d", port);
-    char *pol = s_fmt("VZ_BROKER_POLICY=%s/policy.cfg", mesh->dir);
-    char *const env[] = {bind, pol, NULL};
-    vzt_proc_t *proc =
-        s_start_daemon(mesh, "broker", tag, port, mesh->redis_port, vzt_free_port(), env, false);
-    free(bind);
-    free(pol);
-    return proc;
-}
-
 static int s_setup(void **state)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     mesh_t *mesh = calloc(1, sizeof *mesh);
     assert_non_null(mesh);
     *state = mesh;
-    mesh->dir = vzt_tempdir("ratelimit");
-    char *keys = s_fmt("%s/keys", mesh->dir);
-    const char *const names[] = {"broker", "ratelimit", "gateway", NULL};
-    assert_int_equal(vzt_keys(keys, names), 0);
-    free(keys);
-    char *path = s_fmt("%s/policy.cfg", mesh->dir);
-    s_write(path, "identity\n    gateway\n        call = \"ratelimit broker\"\n"
-                  "    ratelimit\n        serve = \"ratelimit\"\n");
-    free(path);
-    path = s_fmt("%s/ratelimit.cfg", mesh->dir);
-    s_write(path, s_policies);
-    free(path);
-
-    mesh->redis_port = vzt_free_port();
-    mesh->broker_port = vzt_free_port();
-    mesh->redis = s_start_redis(mesh->dir, mesh->redis_port);
-    mesh->broker = s_start_broker(mesh, mesh->broker_port, "broker");
-    assert_non_null(mesh->broker);
-    char *const rl_env[] = {"VZ_RATELIMIT_REPLICAS=2", "VZ_RATELIMIT_REDIS_RETRY_MS=100", NULL};
-    for (int i = 0; i < 2; i++) {
-        mesh->admin[i] = vzt_free_port();
-        char tag[16];
-        snprintf(tag, sizeof tag, "ratelimit.%d", i);
-        mesh->rl[i] = s_start_daemon(mesh, "ratelimit", tag, mesh->broker_port, mesh->redis_port,
-                                     mesh->admin[i], rl_env, false);
-        assert_non_null(mesh->rl[i]);
-    }
-    snprintf(mesh->endpoint, sizeof mesh->endpoint, "tcp://127.0.0.1:%d", mesh->broker_port);
-    char *bkey = s_fmt("%s/keys/public/broker.key", mesh->dir);
-    assert_int_equal(vz_curve_server_key(bkey, mesh->broker_key), 0);
-    free(bkey);
-    char err[256];
-    char *cert = s_fmt("%s/keys/secret/gateway.key", mesh->dir);
-    mesh->cert = vz_curve_cert_load(cert, err, sizeof err);
-    free(cert);
+    char *const env[] = {"ratelimit:VZ_RATELIMIT_REPLICAS=2",
+                         "ratelimit:VZ_RATELIMIT_REDIS_RETRY_MS=100", NULL};
+    const char *const files[] = {"ratelimit.cfg", s_policies, NULL};
+    mesh->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "ratelimit",
+                                                .daemons = "ratelimit*2",
+                                                .identities = "gateway",
+                                                .env = env,
+                                                .files = files});
+    assert_non_null(mesh->m);
+    mesh->dir = vzt_mesh_dir(mesh->m);
+    mesh->admin[0] = vzt_mesh_admin_port(mesh->m, "ratelimit.0");
+    mesh->admin[1] = vzt_mesh_admin_port(mesh->m, "ratelimit.1");
+    mesh->endpoint = vzt_mesh_endpoint(mesh->m);
+    mesh->broker_key = vzt_mesh_broker_key(mesh->m);
+    mesh->cert = vzt_mesh_cert(mesh->m, "gateway");
     assert_non_null(mesh->cert);
     return 0;
 }
@@ -191,19 +125,10 @@ static int s_setup(void **state)
 static int s_teardown(void **state)
 {
     mesh_t *mesh = *state;
-    for (int i = 0; i < 2; i++)
-        vzt_proc_destroy(&mesh->rl[i]);
-    vzt_proc_destroy(&mesh->broker);
-    vzt_proc_destroy(&mesh->redis);
-    zcert_destroy(&mesh->cert);
-    if (getenv("VZ_KEEP_TMP"))
-        fprintf(stderr, "kept %s\n", mesh->dir);
-    else
-        vzt_rmrf(mesh->dir);
-    free(mesh->dir);
+    int rc = vzt_mesh_destroy(&mesh->m);
     free(mesh);
     curl_global_cleanup();
-    return 0;
+    return rc;
 }
 
 // --------------------------------------------------------------------------
@@ -218,63 +143,34 @@ static vz_client_t *s_client(const mesh_t *mesh, const char *endpoint)
     return client;
 }
 
-static void s_pack_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str(pk, strlen(s));
-    msgpack_pack_str_body(pk, s, strlen(s));
-}
-
-static bool s_key_is(const msgpack_object *k, const char *name)
-{
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(name) &&
-           memcmp(k->via.str.ptr, name, k->via.str.size) == 0;
-}
-
-static void s_copy_str(char *dst, size_t n, const msgpack_object *v)
-{
-    size_t len = v->type == MSGPACK_OBJECT_STR ? v->via.str.size : 0;
-    if (len >= n)
-        len = n - 1;
-    memcpy(dst, v->via.str.ptr, len);
-    dst[len] = '\0';
-}
-
-//  Decode a "check" reply; every field must be present with its type.
+//  Decode a "check" reply with the contract's codec (every field required).
 static int s_decode(const uint8_t *body, size_t len, answer_t *a)
 {
-    msgpack_unpacked up;
-    msgpack_unpacked_init(&up);
-    int seen = 0;
-    if (msgpack_unpack_next(&up, (const char *)body, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
-        up.data.type == MSGPACK_OBJECT_MAP) {
-        for (uint32_t i = 0; i < up.data.via.map.size; i++) {
-            const msgpack_object *k = &up.data.via.map.ptr[i].key;
-            const msgpack_object *v = &up.data.via.map.ptr[i].val;
-            bool is_bool = v->type == MSGPACK_OBJECT_BOOLEAN;
-            bool is_uint = v->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
-            bool is_str = v->type == MSGPACK_OBJECT_STR;
-            if (s_key_is(k, "allowed") && is_bool)
-                a->allowed = v->via.boolean, seen++;
-            else if (s_key_is(k, "shadow") && is_bool)
-                a->shadow = v->via.boolean, seen++;
-            else if (s_key_is(k, "limit") && is_uint)
-                a->limit = v->via.u64, seen++;
-            else if (s_key_is(k, "remaining") && is_uint)
-                a->remaining = v->via.u64, seen++;
-            else if (s_key_is(k, "reset") && is_uint)
-                a->reset = v->via.u64, seen++;
-            else if (s_key_is(k, "retry_after") && is_uint)
-                a->retry_after = v->via.u64, seen++;
-            else if (s_key_is(k, "window") && is_uint)
-                a->window = v->via.u64, seen++;
-            else if (s_key_is(k, "policy") && is_str)
-                s_copy_str(a->policy, sizeof a->policy, v), seen++;
-            else if (s_key_is(k, "mode") && is_str)
-                s_copy_str(a->mode, sizeof a->mode, v), seen++;
-        }
-    }
-    msgpack_unpacked_destroy(&up);
-    return seen == 9 ? 0 : -1;
+    vz_rl_decision_t d;
+    if (vz_rl_decision_decode(&d, body, len, NULL) < 0)
+        return -1;
+    a->allowed = d.allowed;
+    a->limit = d.limit;
+    a->remaining = d.remaining;
+    a->reset = d.reset;
+    a->retry_after = d.retry_after;
+    vz_strlcpy(a->policy, d.policy, sizeof a->policy);
+    a->window = d.window;
+    vz_strlcpy(a->mode, vz_rl_mode_name(d.mode), sizeof a->mode);
+    a->shadow = d.shadow;
+    return 0;
+}
+
+//  A check body for ip/sub/tier/route, cost 1 (caller frees).
+static uint8_t *s_check_body(const char *ip, const char *sub, const char *tier, const char *route,
+                             size_t *len_p)
+{
+    vz_rl_check_t check = {.cost = 1};
+    assert_int_equal(vz_strlcpy(check.ip, ip, sizeof check.ip), 0);
+    assert_int_equal(vz_strlcpy(check.sub, sub, sizeof check.sub), 0);
+    assert_int_equal(vz_strlcpy(check.tier, tier, sizeof check.tier), 0);
+    assert_int_equal(vz_strlcpy(check.route, route, sizeof check.route), 0);
+    return vz_rl_check_encode(&check, len_p);
 }
 
 //  One "check"; returns 0 (answer or error in a) or -ETIMEDOUT.
@@ -302,25 +198,10 @@ static int s_check_raw(vz_client_t *client, const uint8_t *body, size_t len, ans
 static int s_check(vz_client_t *client, const char *ip, const char *sub, const char *tier,
                    const char *route, answer_t *a)
 {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 6);
-    s_pack_str(&pk, "ip");
-    s_pack_str(&pk, ip);
-    s_pack_str(&pk, "sub");
-    s_pack_str(&pk, sub);
-    s_pack_str(&pk, "key");
-    s_pack_str(&pk, "");
-    s_pack_str(&pk, "tier");
-    s_pack_str(&pk, tier);
-    s_pack_str(&pk, "route");
-    s_pack_str(&pk, route);
-    s_pack_str(&pk, "cost");
-    msgpack_pack_uint32(&pk, 1);
-    int rc = s_check_raw(client, (const uint8_t *)sb.data, sb.size, a);
-    msgpack_sbuffer_destroy(&sb);
+    size_t len;
+    uint8_t *body = s_check_body(ip, sub, tier, route, &len);
+    int rc = s_check_raw(client, body, len, a);
+    free(body);
     return rc;
 }
 
@@ -516,7 +397,7 @@ static void test_exact_sliding_window(void **state)
 static void test_pipelined_batches(void **state)
 {
     mesh_t *mesh = *state;
-    redisContext *rc = redisConnect("127.0.0.1", mesh->redis_port);
+    redisContext *rc = redisConnect("127.0.0.1", vzt_mesh_redis_port(mesh->m));
     assert_true(rc && !rc->err);
     redisReply *flushed = redisCommand(rc, "SCRIPT FLUSH");
     assert_true(flushed && flushed->type == REDIS_REPLY_STATUS);
@@ -530,27 +411,18 @@ static void test_pipelined_batches(void **state)
     const char *routes[2] = {"exact_tb", "exact_sw"};
     const char *ips[2] = {"10.7.0.1", "10.7.0.2"};
     for (int i = 0; i < 2 * EACH; i++) {
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 3);
-        s_pack_str(&pk, "ip");
-        s_pack_str(&pk, ips[i % 2]);
-        s_pack_str(&pk, "tier");
-        s_pack_str(&pk, "anonymous");
-        s_pack_str(&pk, "route");
-        s_pack_str(&pk, routes[i % 2]);
+        size_t len;
+        uint8_t *body = s_check_body(ips[i % 2], "", "anonymous", routes[i % 2], &len);
         vz_envelope_t req;
         vz_envelope_init(&req, VZ_KIND_REQUEST);
         vz_strlcpy(req.service, "ratelimit", sizeof req.service);
         vz_strlcpy(req.method, "check", sizeof req.method);
         vz_client_new_id(req.id, sizeof req.id);
         req.deadline_ms = vz_now_ms() + 20000;
-        req.body = (const uint8_t *)sb.data;
-        req.body_len = sb.size;
+        req.body = body;
+        req.body_len = len;
         assert_int_equal(vz_client_send(client, &req), 0);
-        msgpack_sbuffer_destroy(&sb);
+        free(body);
     }
     int allowed[2] = {0, 0}, answers = 0, not_redis = 0;
     zpoller_t *poller = zpoller_new(vz_client_sock(client), NULL);
@@ -581,22 +453,6 @@ static void test_pipelined_batches(void **state)
     assert_true(trips >= 1 && trips < 2 * EACH);
 }
 
-//  msgpack check body for ip on route (tier anonymous); sub = "" and tier
-//  "free" give the "users" policy no descriptor to key on.
-static void s_check_body(msgpack_sbuffer *sb, const char *ip, const char *tier, const char *route)
-{
-    msgpack_sbuffer_init(sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 3);
-    s_pack_str(&pk, "ip");
-    s_pack_str(&pk, ip);
-    s_pack_str(&pk, "tier");
-    s_pack_str(&pk, tier);
-    s_pack_str(&pk, "route");
-    s_pack_str(&pk, route);
-}
-
 //  check_batch (the batch convention of vz_batch.h): 12 batches of 41
 //  items sent without waiting, spread over both replicas; each batch holds
 //  20 checks per bucket plus one malformed item at a varying position.
@@ -613,17 +469,18 @@ static void test_check_batch(void **state)
     char ids[BATCHES][VZ_ID_MAX];
     for (int b = 0; b < BATCHES; b++) {
         vz_batch_item_t items[PER];
-        msgpack_sbuffer sbs[PER];
+        uint8_t *bodies[PER] = {NULL};
         int bad = (b * 7) % PER;
         for (int i = 0, k = 0; i < PER; i++) {
-            if (i == bad) {
-                msgpack_sbuffer_init(&sbs[i]);
-                msgpack_sbuffer_write(&sbs[i], "\x93\x01", 2); //  truncated array
-            } else {
-                s_check_body(&sbs[i], ips[k % 2], "anonymous", routes[k % 2]);
+            if (i == bad)
+                items[i] = (vz_batch_item_t){.data = (const uint8_t *)"\x93\x01", .len = 2};
+            else {
+                //  sub "" and tier "anonymous": the "exact_*" policies key on ip.
+                size_t item_len;
+                bodies[i] = s_check_body(ips[k % 2], "", "anonymous", routes[k % 2], &item_len);
+                items[i] = (vz_batch_item_t){.data = bodies[i], .len = item_len};
                 k++;
             }
-            items[i] = (vz_batch_item_t){.data = (uint8_t *)sbs[i].data, .len = sbs[i].size};
         }
         size_t len;
         uint8_t *body = vz_batch_request_encode(items, PER, &len);
@@ -639,7 +496,7 @@ static void test_check_batch(void **state)
         assert_int_equal(vz_client_send(client, &req), 0);
         free(body);
         for (int i = 0; i < PER; i++)
-            msgpack_sbuffer_destroy(&sbs[i]);
+            free(bodies[i]);
     }
     int allowed[2] = {0, 0}, denied[2] = {0, 0}, replies = 0;
     zpoller_t *poller = zpoller_new(vz_client_sock(client), NULL);
@@ -701,9 +558,10 @@ static void test_check_batch(void **state)
     vz_response_destroy(&rsp);
 
     //  Decided at once (no Redis wait): an item without a descriptor.
-    msgpack_sbuffer sb;
-    s_check_body(&sb, "10.8.0.3", "free", "any");
-    vz_batch_item_t one = {.data = (uint8_t *)sb.data, .len = sb.size};
+    //  sub "" and tier "free" give the "users" policy no descriptor to key on.
+    size_t one_len;
+    uint8_t *one_body = s_check_body("10.8.0.3", "", "free", "any", &one_len);
+    vz_batch_item_t one = {.data = one_body, .len = one_len};
     size_t len;
     uint8_t *body = vz_batch_request_encode(&one, 1, &len);
     req.body = body;
@@ -717,7 +575,7 @@ static void test_check_batch(void **state)
     assert_non_null(memmem(out[0].data, out[0].len, "no descriptor", 13));
     vz_response_destroy(&rsp);
     free(body);
-    msgpack_sbuffer_destroy(&sb);
+    free(one_body);
     vz_client_destroy(&client);
 }
 
@@ -743,12 +601,8 @@ static void test_shadow(void **state)
 
 static void s_wait_metric(int port, const char *series, double want)
 {
-    int64_t until = vz_now_ms() + 5000;
-    while (s_metric(port, series) != want) {
-        if (vz_now_ms() > until)
-            fail_msg("%s never reached %g on :%d", series, want, port);
-        zclock_sleep(10); //  poll step, bounded by until
-    }
+    if (!vzt_wait_metric(port, series, want, 5000))
+        fail_msg("%s never reached %g on :%d", series, want, port);
 }
 
 static void test_reload(void **state)
@@ -762,7 +616,7 @@ static void test_reload(void **state)
     s_write(path, text);
     free(text);
     for (int i = 0; i < 2; i++)
-        kill(vzt_proc_pid(mesh->rl[i]), SIGHUP);
+        kill(vzt_mesh_pid(mesh->m, i ? "ratelimit.1" : "ratelimit.0"), SIGHUP);
     for (int i = 0; i < 2; i++)
         s_wait_metric(mesh->admin[i], "vz_ratelimit_reloads_total{result=\"ok\"}", 1);
     vz_client_t *client = s_client(mesh, NULL);
@@ -776,7 +630,7 @@ static void test_reload(void **state)
     //  An invalid file is refused and the current set kept.
     s_write(path, "policy\n    broken\n        limit = \"lots\"\n");
     for (int i = 0; i < 2; i++)
-        kill(vzt_proc_pid(mesh->rl[i]), SIGHUP);
+        kill(vzt_mesh_pid(mesh->m, i ? "ratelimit.1" : "ratelimit.0"), SIGHUP);
     for (int i = 0; i < 2; i++)
         s_wait_metric(mesh->admin[i], "vz_ratelimit_reloads_total{result=\"failed\"}", 1);
     assert_int_equal(s_check(client, "10.4.0.2", "", "anonymous", "added", &a), 0);
@@ -826,33 +680,48 @@ static void *s_load_thread(void *arg)
     return NULL;
 }
 
-//  Wait until both load threads have seen mode (recent answers).
+typedef struct {
+    load_t *load; //  the threads' tallies
+    int mode;     //  wanted last_mode
+    int seen;     //  consecutive looks that saw it
+} mode_goal_t;
+
+static bool s_mode_seen(void *arg)
+{
+    mode_goal_t *goal = arg;
+    goal->seen = atomic_load(&goal->load->last_mode) == goal->mode ? goal->seen + 1 : 0;
+    return goal->seen >= 20;
+}
+
+//  Wait until the load threads keep answering in mode (20 looks in a row).
 static void s_wait_mode(load_t *load, int mode, const char *what)
 {
-    int64_t until = vz_now_ms() + 10000;
-    int seen = 0;
-    while (seen < 20) {
-        if (vz_now_ms() > until)
-            fail_msg("never saw %s answers", what);
-        seen = atomic_load(&load->last_mode) == mode ? seen + 1 : 0;
-        zclock_sleep(5); //  poll step, bounded by until
-    }
+    mode_goal_t goal = {load, mode, 0};
+    if (!vzt_wait_until(s_mode_seen, &goal, 10000))
+        fail_msg("never saw %s answers", what);
+}
+
+typedef struct {
+    int port;           //  admin port
+    long want;          //  /readyz status
+    const char *reason; //  text the body must hold, or NULL
+} ready_goal_t;
+
+static bool s_ready_is(void *arg)
+{
+    ready_goal_t *goal = arg;
+    char *body = NULL;
+    long status = s_readyz(goal->port, &body);
+    bool ok = status == goal->want && (!goal->reason || (body && strstr(body, goal->reason)));
+    free(body);
+    return ok;
 }
 
 static void s_wait_ready(int port, long want, const char *reason)
 {
-    int64_t until = vz_now_ms() + 10000;
-    for (;;) {
-        char *body = NULL;
-        long status = s_readyz(port, &body);
-        bool ok = status == want && (!reason || (body && strstr(body, reason)));
-        free(body);
-        if (ok)
-            return;
-        if (vz_now_ms() > until)
-            fail_msg("readyz on :%d never became %ld %s", port, want, reason ? reason : "");
-        zclock_sleep(20); //  poll step, bounded by until
-    }
+    ready_goal_t goal = {port, want, reason};
+    if (!vzt_wait_until(s_ready_is, &goal, 10000))
+        fail_msg("readyz on :%d never became %ld %s", port, want, reason ? reason : "");
 }
 
 //  Redis hung, then gone, then back, while two threads keep calling.
@@ -866,15 +735,15 @@ static void test_redis_outage(void **state)
     s_wait_mode(&load, 0, "redis");
 
     //  Hung: every call still answers, bounded by the 20 ms Redis timeout.
-    kill(vzt_proc_pid(mesh->redis), SIGSTOP);
+    kill(vzt_mesh_pid(mesh->m, "redis"), SIGSTOP);
     s_wait_mode(&load, 1, "fail_open (redis hung)");
     for (int i = 0; i < 2; i++)
         s_wait_ready(mesh->admin[i], 503, "redis unreachable");
-    kill(vzt_proc_pid(mesh->redis), SIGCONT);
+    kill(vzt_mesh_pid(mesh->m, "redis"), SIGCONT);
     s_wait_mode(&load, 0, "redis (after SIGCONT)");
 
     //  Stopped: fail_open, not ready, gauge and errors; then restarted.
-    vzt_proc_destroy(&mesh->redis);
+    assert_int_equal(vzt_mesh_stop(mesh->m, "redis"), 0);
     s_wait_mode(&load, 1, "fail_open (redis stopped)");
     for (int i = 0; i < 2; i++) {
         s_wait_ready(mesh->admin[i], 503, "redis unreachable");
@@ -894,7 +763,7 @@ static void test_redis_outage(void **state)
     assert_true(allowed >= 5 && allowed <= 10);
     vz_client_destroy(&client);
 
-    mesh->redis = s_start_redis(mesh->dir, mesh->redis_port);
+    assert_int_equal(vzt_mesh_restart(mesh->m, "redis"), 0);
     s_wait_mode(&load, 0, "redis (restarted)");
     for (int i = 0; i < 2; i++) {
         s_wait_ready(mesh->admin[i], 200, NULL);
@@ -917,36 +786,36 @@ static void test_redis_outage(void **state)
 //  failure mode (here closed), and becomes ready when Redis appears.
 static void test_start_without_redis(void **state)
 {
-    mesh_t *mesh = *state;
-    int broker_port = vzt_free_port(), redis_port = vzt_free_port(), admin = vzt_free_port();
-    vzt_proc_t *broker = s_start_broker(mesh, broker_port, "broker2");
-    assert_non_null(broker);
+    (void)state;
+    //  A mesh of its own (a broker only), so no other replica answers.
+    const char *const files[] = {"ratelimit.cfg", s_policies, NULL};
+    vzt_mesh_t *m = vzt_mesh_start(
+        &(vzt_mesh_opts_t){.tag = "rl-noredis", .identities = "ratelimit,gateway", .files = files});
+    assert_non_null(m);
     char *const env[] = {"VZ_RATELIMIT_FAILURE_MODE=closed", "VZ_RATELIMIT_REDIS_RETRY_MS=50",
                          NULL};
-    vzt_proc_t *rl =
-        s_start_daemon(mesh, "ratelimit", "ratelimit.c", broker_port, redis_port, admin, env, true);
-    assert_non_null(rl);
+    assert_non_null(vzt_mesh_add(m, "ratelimit", "ratelimit", env, false));
+    int admin = vzt_mesh_admin_port(m, "ratelimit");
     s_wait_ready(admin, 503, "redis unreachable");
-    char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", broker_port);
-    vz_client_t *client = s_client(mesh, endpoint);
+    vz_client_config_t config = {vzt_mesh_endpoint(m), vzt_mesh_broker_key(m),
+                                 vzt_mesh_cert(m, "gateway")};
+    vz_client_t *client = vz_client_new(&config);
+    assert_non_null(client);
     answer_t a;
     assert_int_equal(s_check(client, "10.6.0.1", "", "anonymous", "small", &a), 0);
     assert_string_equal(a.error, "");
     assert_string_equal(a.mode, "fail_closed");
     assert_false(a.allowed);
     assert_true(a.retry_after >= 1);
-    assert_int_equal(vzt_proc_wait(rl, 0), -ETIMEDOUT); //  still running
+    assert_int_equal(vzt_mesh_wait(m, "ratelimit", 0), -ETIMEDOUT); //  still running
 
-    vzt_proc_t *redis = s_start_redis(mesh->dir, redis_port);
+    assert_non_null(vzt_mesh_add(m, "redis", "redis", NULL, true));
     s_wait_ready(admin, 200, NULL);
     assert_int_equal(s_check(client, "10.6.0.1", "", "anonymous", "small", &a), 0);
     assert_string_equal(a.mode, "redis");
     assert_true(a.allowed);
     vz_client_destroy(&client);
-    vzt_proc_destroy(&rl);
-    vzt_proc_destroy(&broker);
-    vzt_proc_destroy(&redis);
+    assert_int_equal(vzt_mesh_destroy(&m), 0);
 }
 
 static void test_bad_config(void **state)
@@ -958,10 +827,10 @@ static void test_bad_config(void **state)
     const char *cases[][2] = {{pol, NULL}, {"VZ_RATELIMIT_FAILURE_MODE=maybe", NULL}};
     for (size_t i = 0; i < 2; i++) {
         char *const env[] = {(char *)cases[i][0], NULL};
-        vzt_proc_t *rl = s_start_daemon(mesh, "ratelimit", "ratelimit.bad", mesh->broker_port,
-                                        mesh->redis_port, vzt_free_port(), env, true);
-        assert_int_equal(vzt_proc_wait(rl, 10000), 100);
-        vzt_proc_destroy(&rl);
+        char tag[32];
+        snprintf(tag, sizeof tag, "ratelimit.bad%zu", i);
+        assert_non_null(vzt_mesh_add(mesh->m, "ratelimit", tag, env, false));
+        assert_int_equal(vzt_mesh_wait(mesh->m, tag, 10000), 100);
     }
     free(pol);
     free(path);
@@ -1014,5 +883,5 @@ int main(void)
         cmocka_unit_test(test_start_without_redis),
         cmocka_unit_test(test_bad_config),
     };
-    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+    return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }

@@ -305,4 +305,10 @@ SUP=
 until_ok 5 all_gone $pids || fail "orphans after SIGKILL: $pids"
 ok "SIGKILL to the supervisor: every child gone (PDEATHSIG)"
 
+#   --- no sanitizer report in any log (the supervisor's own, the children's);
+#   the fake daemons crash and are killed on purpose, so exits are not judged.
+source "$(dirname "$0")/logcheck.sh"
+VZ_EXPECTED_EXITS=. check_mesh_logs "$T/sup.log" "$STATE/logs" || fail "sanitizer report in the logs"
+ok "no sanitizer report in the supervisor's or the children's logs"
+
 echo "all supervisor tests passed in $((SECONDS - START)) s"

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "unit_bytes.h"
 #include "vz_batch.h"
+#include "vz_common.h"
 
 //  Lengths on both sides of every msgpack header size change.
 static const size_t s_lens[] = {0, 1, 31, 32, 255, 256, 65535, 65536};
@@ -57,10 +59,9 @@ static void test_request_round_trip(void **state)
     msgpack_unpacked_destroy(&msg);
     //  Every proper prefix is refused, never read past.
     for (size_t cut = 0; cut < len; cut += cut < 600 ? 1 : 997) {
-        uint8_t *prefix = malloc(cut ? cut : 1);
-        memcpy(prefix, buf, cut);
+        uint8_t *prefix = ut_copy(buf, cut);
         assert_int_equal(vz_batch_request_decode(prefix, cut, out, VZ_BATCH_MAX, &n, &reason),
-                         -EINVAL);
+                         VZ_EMALFORMED);
         free(prefix);
     }
     free(buf);
@@ -109,7 +110,7 @@ static void test_reply_round_trip(void **state)
         msgpack_unpacked_destroy(&msg);
         for (size_t cut = 0; cut < len && cut < 400; cut++)
             assert_int_equal(vz_batch_reply_decode(buf, cut, out, VZ_BATCH_MAX, &n, NULL),
-                             -EINVAL);
+                             VZ_EMALFORMED);
         free(buf);
         for (size_t i = 0; i < count; i++)
             free(bodies[i]);
@@ -123,7 +124,7 @@ static void expect_refused(const uint8_t *buf, size_t len, bool reply, const cha
     const char *reason = NULL;
     int rc = reply ? vz_batch_reply_decode(buf, len, out, 4, &n, &reason)
                    : vz_batch_request_decode(buf, len, out, 4, &n, &reason);
-    assert_int_equal(rc, -EINVAL);
+    assert_int_equal(rc, VZ_EMALFORMED);
     assert_int_equal(n, 99); //  untouched on failure
     assert_non_null(reason);
     if (!strstr(reason, why))
@@ -132,14 +133,16 @@ static void expect_refused(const uint8_t *buf, size_t len, bool reply, const cha
 
 static void test_hostile(void **state)
 {
-    expect_refused(NULL, 0, false, "not an array");
+    expect_refused(NULL, 0, false, "truncated"); //  an empty body
     expect_refused((const uint8_t *)"\x81\xa1k\x01", 4, false, "not an array");
     expect_refused((const uint8_t *)"\x90", 1, false, "empty");
-    expect_refused((const uint8_t *)"\x95", 1, false, "too many"); //  5 > max 4
+    expect_refused((const uint8_t *)"\x95", 1, false, "array too large"); //  5 > max 4
     //  Declared 4 GiB array: refused by the max, nothing allocated.
-    expect_refused((const uint8_t *)"\xdd\xff\xff\xff\xff", 5, false, "too many");
+    expect_refused((const uint8_t *)"\xdd\xff\xff\xff\xff", 5, false, "array too large");
+    //  Within the max but more items than bytes left.
+    expect_refused((const uint8_t *)"\x94\xc4\x00", 3, false, "truncated");
     //  A bin claiming 4 GiB in a 6-byte body.
-    expect_refused((const uint8_t *)"\x91\xc6\xff\xff\xff\xff", 6, false, "not a bin");
+    expect_refused((const uint8_t *)"\x91\xc6\xff\xff\xff\xff", 6, false, "truncated");
     expect_refused((const uint8_t *)"\x91\xa1x", 3, false, "not a bin"); //  str where bin
     expect_refused((const uint8_t *)"\x91\xc4\x00\x00", 4, false, "trailing");
     //  Replies: shape, code type, payload type must match the code.
@@ -147,16 +150,14 @@ static void test_hostile(void **state)
     expect_refused((const uint8_t *)"\x91\x93\xa0\xc4\x00\xc0", 6, true, "[code, payload]");
     expect_refused((const uint8_t *)"\x91\x92\xc4\x00\xc4\x00", 6, true, "[code, payload]");
     expect_refused((const uint8_t *)"\x91\x92\xa0\xa1x", 5, true, "wrong type"); //  body as str
-    expect_refused((const uint8_t *)"\x91\x92\xa1" "e\xc4\x00", 6, true, "wrong type");
+    expect_refused((const uint8_t *)"\x91\x92\xa1"
+                                    "e\xc4\x00",
+                   6, true, "wrong type");
     //  Random bytes: never a crash, never a success with items past the end.
     srand(7);
     uint8_t junk[64];
     for (int round = 0; round < 100000; round++) {
-        size_t len = (size_t)(rand() % (int)sizeof junk);
-        for (size_t i = 0; i < len; i++)
-            junk[i] = (uint8_t)rand();
-        if (len && round % 2)
-            junk[0] = (uint8_t)(0x91 + rand() % 3);
+        size_t len = ut_junk(junk, sizeof junk, round, 0x91, 3);
         vz_batch_item_t out[4];
         size_t n;
         if (vz_batch_request_decode(junk, len, out, 4, &n, NULL) == 0)

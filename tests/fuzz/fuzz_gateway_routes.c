@@ -1,0 +1,72 @@
+/*  fuzz_gateway_routes - libFuzzer target for the gateway's route table (vz_routes_parse)
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  The input is a routes file (configs/routes.cfg format). A table that
+ *  loads has 1..VZ_ROUTES_MAX routes, each with methods, a pattern split
+ *  into at most VZ_ROUTE_SEGS_MAX segments with at most VZ_ROUTE_PARAMS_MAX
+ *  params, and strings that fit; every route's own pattern, params filled
+ *  in, matches a route with at least as many literal segments, and the
+ *  Allow set of that path covers the route's methods. A refused file gives
+ *  a one-line reason.
+ */
+#include "fuzz.h"
+#include "routes.h"
+
+static void s_check_route(const vz_routes_t *table, const vz_route_t *r)
+{
+    FZ_CHECK_STR(r->name, sizeof r->name);
+    FZ_CHECK_STR(r->path, sizeof r->path);
+    FZ_CHECK_STR(r->service, sizeof r->service);
+    FZ_CHECK_STR(r->call, sizeof r->call);
+    FZ_CHECK_STR(r->scopes, sizeof r->scopes);
+    FZ_CHECK_STR(r->accept, sizeof r->accept);
+    FZ_CHECK_STR(r->reply_type, sizeof r->reply_type);
+    FZ_CHECK(r->name[0] && r->path[0] == '/');
+    FZ_CHECK(r->methods && (r->methods & ~VZ_M_ALL) == 0);
+    FZ_CHECK(r->seg_count <= VZ_ROUTE_SEGS_MAX && r->header_count <= VZ_ROUTE_HEADERS_MAX);
+    FZ_CHECK(r->timeout_ms >= 0 && r->max_body >= 0);
+    size_t params = 0, literals = 0;
+    char path[VZ_ROUTE_SEGS_MAX * VZ_NAME_MAX + 2] = "/";
+    size_t len = 0;
+    for (size_t i = 0; i < r->seg_count; i++) {
+        FZ_CHECK_STR(r->segs[i], VZ_NAME_MAX);
+        FZ_CHECK(r->segs[i][0]);
+        params += r->is_param[i];
+        literals += !r->is_param[i];
+        len += (size_t)snprintf(path + len, sizeof path - len, "/%s",
+                                r->is_param[i] ? "x" : r->segs[i]);
+    }
+    FZ_CHECK(params <= VZ_ROUTE_PARAMS_MAX && literals == r->literal_count);
+    //  Its own pattern reaches this route or a more literal one.
+    for (unsigned bit = 1; bit <= VZ_M_DELETE; bit <<= 1) {
+        if (!(r->methods & bit))
+            continue;
+        vz_route_match_t m;
+        FZ_CHECK(vz_routes_match(table, bit, path, &m));
+        FZ_CHECK((m.allow & r->methods) == r->methods);
+        FZ_CHECK(m.route->literal_count >= r->literal_count);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *text = malloc(size + 1);
+    FZ_CHECK(text);
+    memcpy(text, data, size);
+    text[size] = '\0';
+    char err[256];
+    vz_routes_t *table = vz_routes_parse(text, err, sizeof err);
+    free(text);
+    if (!table) {
+        FZ_CHECK_STR(err, sizeof err);
+        FZ_CHECK(err[0] && !strchr(err, '\n'));
+        return 0;
+    }
+    size_t n = vz_routes_count(table);
+    FZ_CHECK(n >= 1 && n <= VZ_ROUTES_MAX);
+    for (size_t i = 0; i < n; i++)
+        s_check_route(table, vz_routes_at(table, i));
+    vz_routes_unref(&table);
+    FZ_CHECK(table == NULL);
+    return 0;
+}

@@ -1,0 +1,216 @@
+/*  test_routes - the gateway's route table: loading, validation, matching
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Links gateway_core and uses only routes.h.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "routes.h"
+
+static const char s_table[] =
+    "routes\n"
+    "    keys\n        methods = \"GET POST\"\n        path = \"/v1/keys\"\n"
+    "        service = \"auth\"\n        call = \"api_key_list\"\n        auth = \"jwt\"\n"
+    "        scopes = \"keys:read\"\n        rate_class = \"default\"\n"
+    "    key\n        methods = \"GET DELETE\"\n        path = \"/v1/keys/{id}\"\n"
+    "        service = \"auth\"\n        call = \"api_key_get\"\n        timeout = \"250ms\"\n"
+    "        retry = \"idempotent\"\n"
+    "    key_me\n        methods = \"GET\"\n        path = \"/v1/keys/me\"\n"
+    "        service = \"auth\"\n        call = \"api_key_me\"\n"
+    "    part\n        methods = \"PUT\"\n        path = \"/v1/items/{id}/parts/{part}\"\n"
+    "        service = \"echo\"\n        call = \"echo\"\n        max_body = \"64\"\n"
+    "        json = \"true\"\n        accept = \"application/json\"\n"
+    "    root\n        methods = \"GET\"\n        path = \"/\"\n"
+    "        service = \"echo\"\n        call = \"ping\"\n";
+
+static vz_routes_t *s_parse(const char *text)
+{
+    char err[256] = "";
+    vz_routes_t *routes = vz_routes_parse(text, err, sizeof err);
+    if (!routes)
+        fail_msg("table refused: %s", err);
+    return routes;
+}
+
+//  The reason text when text is refused (fails the test when it loads).
+static void s_refused(const char *text, const char *needle)
+{
+    char err[256] = "";
+    vz_routes_t *routes = vz_routes_parse(text, err, sizeof err);
+    if (routes) {
+        vz_routes_unref(&routes);
+        fail_msg("table accepted, expected \"%s\":\n%s", needle, text);
+    }
+    if (!strstr(err, needle))
+        fail_msg("expected \"%s\" in \"%s\"", needle, err);
+}
+
+static void test_fields(void **state)
+{
+    (void)state;
+    vz_routes_t *routes = s_parse(s_table);
+    assert_int_equal(vz_routes_count(routes), 5);
+    const vz_route_t *keys = vz_routes_at(routes, 0);
+    assert_string_equal(keys->name, "keys");
+    assert_int_equal(keys->methods, VZ_M_GET | VZ_M_POST);
+    assert_int_equal(keys->auth, VZ_AUTH_JWT);
+    assert_string_equal(keys->scopes, "keys:read");
+    assert_string_equal(keys->rate_class, "default");
+    assert_string_equal(keys->service, "auth");
+    assert_string_equal(keys->call, "api_key_list");
+    const vz_route_t *key = vz_routes_at(routes, 1);
+    assert_int_equal(key->timeout_ms, 250);
+    assert_true(key->retry);
+    assert_int_equal(key->auth, VZ_AUTH_NONE);
+    const vz_route_t *part = vz_routes_at(routes, 3);
+    assert_int_equal(part->max_body, 64);
+    assert_true(part->json);
+    assert_string_equal(part->accept, "application/json");
+    assert_int_equal(part->seg_count, 5);
+    assert_int_equal(part->literal_count, 3);
+    vz_routes_unref(&routes);
+    assert_null(routes);
+}
+
+static void test_match(void **state)
+{
+    (void)state;
+    vz_routes_t *routes = s_parse(s_table);
+    vz_route_match_t m;
+    //  The literal pattern wins over the parameter.
+    assert_true(vz_routes_match(routes, VZ_M_GET, "/v1/keys/me", &m));
+    assert_string_equal(m.route->name, "key_me");
+    assert_int_equal(m.param_count, 0);
+    assert_true(vz_routes_match(routes, VZ_M_GET, "/v1/keys/k-42", &m));
+    assert_string_equal(m.route->name, "key");
+    assert_int_equal(m.param_count, 1);
+    assert_string_equal(m.param_name[0], "id");
+    assert_string_equal(m.param_value[0], "k-42");
+    //  DELETE only fits the parameter route, even for "me".
+    assert_true(vz_routes_match(routes, VZ_M_DELETE, "/v1/keys/me", &m));
+    assert_string_equal(m.route->name, "key");
+    assert_true(vz_routes_match(routes, VZ_M_PUT, "/v1/items/7/parts/lid", &m));
+    assert_int_equal(m.param_count, 2);
+    assert_string_equal(m.param_name[1], "part");
+    assert_string_equal(m.param_value[1], "lid");
+    assert_true(vz_routes_match(routes, VZ_M_GET, "/", &m));
+    assert_string_equal(m.route->name, "root");
+    vz_routes_unref(&routes);
+}
+
+static void test_no_match(void **state)
+{
+    (void)state;
+    vz_routes_t *routes = s_parse(s_table);
+    vz_route_match_t m;
+    //  Path known, method not: 405 with the methods of every fitting route.
+    assert_false(vz_routes_match(routes, VZ_M_PUT, "/v1/keys/me", &m));
+    assert_null(m.route);
+    assert_int_equal(m.allow, VZ_M_GET | VZ_M_DELETE);
+    char allow[64];
+    vz_routes_allow_text(m.allow, allow, sizeof allow);
+    assert_string_equal(allow, "GET, DELETE");
+    //  Unknown paths, empty segments, trailing slash, no leading slash: 404.
+    const char *const misses[] = {"/v1/nothing", "/v1//keys",    "/v1/keys/",
+                                  "v1/keys",     "/v1/keys/a/b", "/v1/items/7/parts"};
+    for (size_t i = 0; i < sizeof misses / sizeof misses[0]; i++) {
+        if (vz_routes_match(routes, VZ_M_GET, misses[i], &m) || m.allow != 0)
+            fail_msg("%s matched (allow %u)", misses[i], m.allow);
+    }
+    //  Method 0 asks about the path only.
+    assert_false(vz_routes_match(routes, 0, "/v1/keys", &m));
+    assert_int_equal(m.allow, VZ_M_GET | VZ_M_POST);
+    vz_routes_unref(&routes);
+}
+
+static void test_refused(void **state)
+{
+    (void)state;
+    const char *head = "routes\n    r\n        service = \"echo\"\n        call = \"echo\"\n";
+    char text[1024];
+    struct {
+        const char *lines; //  appended to route r
+        const char *why;   //  expected in the reason
+    } cases[] = {
+        {"        methods = \"GET\"\n        path = \"v1\"\n", "must start with '/'"},
+        {"        methods = \"FETCH\"\n        path = \"/v1\"\n", "unknown method FETCH"},
+        {"        path = \"/v1\"\n", "methods missing"},
+        {"        methods = \"GET\"\n        path = \"/v1/{id}/{id}\"\n", "repeated"},
+        {"        methods = \"GET\"\n        path = \"/v1/{Id}\"\n", "[a-z0-9_]"},
+        {"        methods = \"GET\"\n        path = \"/v1\"\n        auth = \"magic\"\n",
+         "auth must be"},
+        {"        methods = \"GET\"\n        path = \"/v1\"\n        scopes = \"admin\"\n",
+         "scopes need auth"},
+        {"        methods = \"GET\"\n        path = \"/v1\"\n        timeout = \"10m\"\n",
+         "timeout"},
+        {"        methods = \"GET\"\n        path = \"/v1\"\n        retry = \"always\"\n",
+         "retry must be"},
+        {"        methods = \"GET\"\n        path = \"/v1\"\n        json = \"maybe\"\n",
+         "booleans"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(text, sizeof text, "%s%s", head, cases[i].lines);
+        s_refused(text, cases[i].why);
+    }
+    s_refused("routes\n", "expected 1..");
+    s_refused("nothing here\n  \"\n", "");
+    //  Two routes with the same method and path, or the same name.
+    snprintf(text, sizeof text,
+             "routes\n    a\n        methods = \"GET\"\n        path = \"/x/{p}\"\n"
+             "        service = \"echo\"\n        call = \"echo\"\n"
+             "    b\n        methods = \"GET POST\"\n        path = \"/x/{q}\"\n"
+             "        service = \"echo\"\n        call = \"echo\"\n");
+    s_refused(text, "same method and path");
+}
+
+static void test_load_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/test_routes_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, s_table, strlen(s_table)), (ssize_t)strlen(s_table));
+    close(fd);
+    char err[256] = "";
+    vz_routes_t *routes = vz_routes_load(path, err, sizeof err);
+    assert_non_null(routes);
+    //  A reference keeps the table alive past the loader's unref.
+    vz_routes_t *held = vz_routes_ref(routes);
+    vz_routes_unref(&routes);
+    assert_null(routes);
+    assert_int_equal(vz_routes_count(held), 5);
+    vz_routes_unref(&held);
+    unlink(path);
+    assert_null(vz_routes_load(path, err, sizeof err));
+    assert_non_null(strstr(err, "cannot read"));
+}
+
+static void test_methods(void **state)
+{
+    (void)state;
+    assert_int_equal(vz_routes_method_bit("GET"), VZ_M_GET);
+    assert_int_equal(vz_routes_method_bit("PATCH"), VZ_M_PATCH);
+    assert_int_equal(vz_routes_method_bit("get"), 0);
+    assert_int_equal(vz_routes_method_bit("OPTIONS"), 0);
+    char text[64];
+    vz_routes_allow_text(VZ_M_ALL, text, sizeof text);
+    assert_string_equal(text, "GET, POST, PUT, PATCH, DELETE");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fields),    cmocka_unit_test(test_match),
+        cmocka_unit_test(test_no_match),  cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_load_file), cmocka_unit_test(test_methods),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
