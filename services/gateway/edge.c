@@ -156,7 +156,7 @@ static void s_fetch_begin_locked(vz_edge_t *self)
     free(call->reply);
     vz_upcall_reset(call);
     call->kind = VZ_UPCALL_FORWARD;
-    vz_strlcpy(call->service, "auth", sizeof call->service);
+    vz_strlcpy(call->service, VZ_AUTH_SERVICE, sizeof call->service);
     vz_strlcpy(call->method, "jwks", sizeof call->method);
     call->timeout_ms = self->config.fetch_timeout_ms;
     call->idempotent = true;

@@ -24,13 +24,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "upstream.h"
+#include "vz_auth_contract.h"
 #include "vz_jwt.h"
 #include "vz_metrics.h"
 
-#define VZ_EDGE_EWAIT -11      //  no usable keys yet: a waiter was queued
-#define VZ_EDGE_EUNAVAIL -12   //  no keys and the auth service is away
-#define VZ_EDGE_TIER_MAX 16    //  "anonymous", "free", "premium" (incl. NUL)
-#define VZ_EDGE_APIKEY_MAX 256 //  longest X-API-Key accepted, incl. NUL
+#define VZ_EDGE_EWAIT -11                     //  no usable keys yet: a waiter was queued
+#define VZ_EDGE_EUNAVAIL -12                  //  no keys and the auth service is away
+#define VZ_EDGE_TIER_MAX 16                   //  "anonymous", "free", "premium" (incl. NUL)
+#define VZ_EDGE_APIKEY_MAX VZ_AUTH_APIKEY_MAX //  longest X-API-Key accepted, incl. NUL
 
 typedef struct {
     char issuer[256];       //  required iss
@@ -51,7 +52,7 @@ typedef struct {
     char sub[VZ_JWT_STR_MAX];     //  subject
     char scope[VZ_JWT_SCOPE_MAX]; //  granted scopes, space-separated
     char tier[VZ_EDGE_TIER_MAX];  //  free | premium (anonymous never here)
-    char kid[VZ_JWT_STR_MAX];     //  API key id ("" for tokens)
+    char kid[VZ_AUTH_KID_MAX];    //  API key id ("" for tokens)
     int64_t exp;                  //  token expiry, Unix s (0 = API key)
 } vz_edge_identity_t;
 

@@ -149,7 +149,7 @@ static void s_cors_headers(gw_req_t *req, struct MHD_Response *response)
 //  older X-RateLimit-* trio, from the limiter's (or the local bucket's) answer.
 static void s_rate_headers(gw_req_t *req, struct MHD_Response *response)
 {
-    const vz_edge_rate_t *rl = &req->rl;
+    const vz_rl_decision_t *rl = &req->rl;
     char value[160];
     snprintf(value, sizeof value, "\"%s\";q=%llu;w=%llu", rl->policy, (unsigned long long)rl->limit,
              (unsigned long long)rl->window);

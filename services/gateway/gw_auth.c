@@ -100,13 +100,42 @@ static void s_on_jwks(vz_edge_waiter_t *waiter)
     gw_pipeline_resume(req, GW_AGAIN);
 }
 
+//  auth.api_key_verify's answer (contract A) as the identity services see:
+//  auth api_key, and any tier but the paid one is free. 0, or
+//  VZ_EMALFORMED for a malformed reply.
+static int s_apikey_decode(const vz_upcall_t *pre, bool *valid, vz_edge_identity_t *id)
+{
+    vz_auth_key_identity_t answer;
+    memset(id, 0, sizeof *id);
+    id->auth = VZ_AUTHCTX_BY_API_KEY;
+    *valid = false;
+    int rc = vz_auth_key_identity_decode(&answer, pre->reply, pre->reply_len, NULL);
+    if (rc != 0)
+        return rc;
+    *valid = answer.valid;
+    //  Same capacities (static asserts below): nothing is cut.
+    vz_strlcpy(id->sub, answer.sub, sizeof id->sub);
+    vz_strlcpy(id->scope, answer.scope, sizeof id->scope);
+    vz_strlcpy(id->kid, answer.kid, sizeof id->kid);
+    vz_strlcpy(id->tier,
+               strcmp(answer.tier, VZ_AUTHCTX_TIER_PREMIUM) == 0 ? VZ_AUTHCTX_TIER_PREMIUM
+                                                                 : VZ_AUTHCTX_TIER_FREE,
+               sizeof id->tier);
+    return 0;
+}
+_Static_assert(sizeof((vz_edge_identity_t *)0)->sub >= sizeof((vz_auth_key_identity_t *)0)->sub,
+               "an API key's subject fits the identity");
+_Static_assert(sizeof((vz_edge_identity_t *)0)->scope >= sizeof((vz_auth_key_identity_t *)0)->scope,
+               "an API key's scopes fit the identity");
+_Static_assert(sizeof((vz_edge_identity_t *)0)->kid >= sizeof((vz_auth_key_identity_t *)0)->kid,
+               "an API key's id fits the identity");
+
 static void s_on_apikey(vz_upcall_t *pre)
 {
     gw_req_t *req = pre->arg;
     bool valid = false;
     vz_edge_identity_t id;
-    if (pre->result == VZ_UPCALL_REPLY &&
-        gw_codec_apikey_decode(pre->reply, pre->reply_len, &valid, &id) == 0) {
+    if (pre->result == VZ_UPCALL_REPLY && s_apikey_decode(pre, &valid, &id) == 0) {
         vz_edge_apikey_store(req->pipe->edge, req->cred, valid, &id);
         if (valid) {
             req->id = id;
@@ -168,10 +197,13 @@ gw_verdict_t gw_auth_run(gw_req_t *req)
         vz_edge_identity_t id;
         if (!vz_edge_apikey_lookup(pipe->edge, req->cred, &valid, &id)) {
             size_t len = 0;
+            vz_auth_key_verify_t verify;
+            //  gw_auth_credential kept the key under VZ_EDGE_APIKEY_MAX: it fits.
+            vz_strlcpy(verify.key, req->cred, sizeof verify.key);
             free(req->pre_body);
-            req->pre_body = gw_codec_apikey_request(req->cred, &len);
-            if (!gw_pipeline_call(req, "auth", "api_key_verify", len, pipe->auth_timeout_ms, true,
-                                  s_on_apikey)) {
+            req->pre_body = vz_auth_key_verify_encode(&verify, &len);
+            if (!gw_pipeline_call(req, VZ_AUTH_SERVICE, "api_key_verify", len,
+                                  pipe->auth_timeout_ms, true, s_on_apikey)) {
                 gw_render_error(req, 503, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
                 req->retry_after = 1;
                 return GW_DONE;

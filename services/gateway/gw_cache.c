@@ -12,11 +12,12 @@
 #include <string.h>
 
 #include "gw_render.h"
+#include "vz_auth_contract.h"
 
 gw_verdict_t gw_cache_run(gw_req_t *req)
 {
     const vz_route_t *route = req->match.route;
-    if (strcmp(route->service, "auth") != 0 || strcmp(route->call, "jwks") != 0)
+    if (strcmp(route->service, VZ_AUTH_SERVICE) != 0 || strcmp(route->call, "jwks") != 0)
         return GW_NEXT;
     size_t len = 0;
     char *doc = vz_edge_jwks_document(req->pipe->edge, &len);

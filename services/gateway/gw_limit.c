@@ -60,7 +60,7 @@ void gw_buckets_destroy(gw_buckets_t **self_p)
 //  Fail-open: one request against the local bucket of caller (ip, sub or
 //  key id) in tier; fills out like the limiter would (policy "local").
 static void s_local_take(gw_buckets_t *self, const char *caller, const char *tier,
-                         vz_edge_rate_t *out)
+                         vz_rl_decision_t *out)
 {
     assert(self && caller && tier && out);
     memset(out, 0, sizeof *out);
@@ -110,7 +110,7 @@ static void s_count(gw_pipe_t *pipe, const char *name, const char *help, const c
 
 //  A decision from the limiter or the local bucket: count, keep the
 //  headers, 429 when denied. false = answered.
-static bool s_rate_decide(gw_req_t *req, const vz_edge_rate_t *rl, const char *source)
+static bool s_rate_decide(gw_req_t *req, const vz_rl_decision_t *rl, const char *source)
 {
     req->rl = *rl;
     req->rl_have = true;
@@ -145,7 +145,7 @@ static bool s_rate_fallback(gw_req_t *req, const char *reason)
         req->retry_after = 1;
         return false;
     }
-    vz_edge_rate_t rl;
+    vz_rl_decision_t rl;
     const char *caller = req->id.kid[0]   ? req->id.kid
                          : req->id.sub[0] ? req->id.sub
                                           : req->client_ip;
@@ -164,13 +164,22 @@ static void s_lease_key(const gw_req_t *req, char *out, size_t n)
 
 static bool s_rate_check(gw_req_t *req, uint64_t cost);
 
+#define S_FITS(field, check_field)                                                                 \
+    _Static_assert(sizeof(field) <= sizeof(((vz_rl_check_t *)0)->check_field),                     \
+                   #field " fits the rate-limit check")
+S_FITS(((gw_req_t *)0)->client_ip, ip);
+S_FITS(((gw_req_t *)0)->id.sub, sub);
+S_FITS(((gw_req_t *)0)->id.kid, key);
+S_FITS(((gw_req_t *)0)->id.tier, tier);
+S_FITS(((vz_route_t *)0)->name, route);
+
 static void s_on_rate(vz_upcall_t *pre)
 {
     gw_req_t *req = pre->arg;
     gw_pipe_t *pipe = req->pipe;
-    vz_edge_rate_t rl;
+    vz_rl_decision_t rl;
     bool ok = pre->result == VZ_UPCALL_REPLY &&
-              gw_codec_rate_decode(pre->reply, pre->reply_len, &rl) == 0;
+              vz_rl_decision_decode(&rl, pre->reply, pre->reply_len, NULL) == 0;
     const char *reason =
         pre->result == VZ_UPCALL_REPLY ? "malformed" : gw_render_code_label(pre->error_code);
     free(pre->reply);
@@ -197,13 +206,19 @@ static void s_on_rate(vz_upcall_t *pre)
 static bool s_rate_check(gw_req_t *req, uint64_t cost)
 {
     size_t len = 0;
+    vz_rl_check_t check = {.cost = cost};
+    //  Every descriptor fits its field (static asserts above): nothing is cut.
+    vz_strlcpy(check.ip, req->client_ip, sizeof check.ip);
+    vz_strlcpy(check.sub, req->authed ? req->id.sub : "", sizeof check.sub);
+    vz_strlcpy(check.key, req->authed ? req->id.kid : "", sizeof check.key);
+    vz_strlcpy(check.tier, req->authed ? req->id.tier : VZ_AUTHCTX_TIER_ANONYMOUS,
+               sizeof check.tier);
+    vz_strlcpy(check.route, req->match.route->name, sizeof check.route);
     free(req->pre_body);
     req->rl_cost = cost;
-    req->pre_body = gw_codec_rate_request(
-        req->client_ip, req->authed ? req->id.sub : "", req->authed ? req->id.kid : "",
-        req->authed ? req->id.tier : VZ_AUTHCTX_TIER_ANONYMOUS, req->match.route->name, cost, &len);
+    req->pre_body = vz_rl_check_encode(&check, &len);
     //  Not idempotent: a check consumes, so it is never retried.
-    return gw_pipeline_call(req, "ratelimit", "check", len, req->pipe->rl_timeout_ms, false,
+    return gw_pipeline_call(req, VZ_RL_SERVICE, "check", len, req->pipe->rl_timeout_ms, false,
                             s_on_rate);
 }
 
@@ -219,7 +234,7 @@ gw_verdict_t gw_limit_run(gw_req_t *req)
     if (pipe->leases) {
         //  A token leased earlier for this caller: no round trip.
         s_lease_key(req, req->rl_key, sizeof req->rl_key);
-        vz_edge_rate_t rl;
+        vz_rl_decision_t rl;
         if (vz_leases_take(pipe->leases, req->rl_key, vz_clock_mono_ms(), &rl, &cost))
             return s_rate_decide(req, &rl, "lease") ? GW_NEXT : GW_DONE;
     }

@@ -23,7 +23,6 @@
 
 #include "breaker.h"
 #include "edge.h"
-#include "gw_codec.h"
 #include "lease.h"
 #include "routes.h"
 #include "upstream.h"
@@ -119,7 +118,7 @@ struct gw_req_t {
     char location[VZ_CTX_VAL_MAX];        //  Location header, "" = none
     vz_route_match_t match;               //  route and params; route NULL = none
     vz_edge_identity_t id;                //  who the caller is (valid when authed)
-    vz_edge_rate_t rl;                    //  the rate-limit decision (valid when rl_have)
+    vz_rl_decision_t rl;                  //  the rate-limit decision (valid when rl_have)
     uint64_t rl_cost;                     //  tokens the pending check asks for
     char rl_key[GW_LEASE_KEY_MAX];        //  the caller's lease key, leases on
     vz_upcall_t call;                     //  the upstream call

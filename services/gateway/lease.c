@@ -14,13 +14,13 @@
 #define S_ASKS_MAX 4
 
 typedef struct {
-    uint64_t tokens;       //  leased, not yet spent
-    uint64_t used;         //  spent from the current lease
-    uint64_t want;         //  size of the next lease
-    uint64_t cap;          //  largest lease for this caller's policy
-    int64_t expires_ms;    //  the lease's tokens are void after this
-    int asking;            //  checks for more than one token in flight
-    vz_edge_rate_t answer; //  the limiter's answer that granted the lease
+    uint64_t tokens;         //  leased, not yet spent
+    uint64_t used;           //  spent from the current lease
+    uint64_t want;           //  size of the next lease
+    uint64_t cap;            //  largest lease for this caller's policy
+    int64_t expires_ms;      //  the lease's tokens are void after this
+    int asking;              //  checks for more than one token in flight
+    vz_rl_decision_t answer; //  the limiter's answer that granted the lease
 } s_lease_t;
 
 struct vz_leases_t {
@@ -65,7 +65,7 @@ void vz_leases_destroy(vz_leases_t **self_p)
     *self_p = NULL;
 }
 
-bool vz_leases_take(vz_leases_t *self, const char *key, int64_t now_ms, vz_edge_rate_t *out,
+bool vz_leases_take(vz_leases_t *self, const char *key, int64_t now_ms, vz_rl_decision_t *out,
                     uint64_t *want_p)
 {
     assert(self && key && out && want_p);
@@ -113,7 +113,7 @@ static void s_make_room(vz_leases_t *self, int64_t now_ms)
         zhashx_purge(self->leases);
 }
 
-void vz_leases_grant(vz_leases_t *self, const char *key, uint64_t n, vz_edge_rate_t *rl,
+void vz_leases_grant(vz_leases_t *self, const char *key, uint64_t n, vz_rl_decision_t *rl,
                      int64_t now_ms)
 {
     assert(self && key && rl && n >= 1);

@@ -24,7 +24,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "gw_codec.h"
+#include "vz_ratelimit_contract.h"
 
 typedef struct vz_leases_t vz_leases_t;
 
@@ -42,13 +42,13 @@ void vz_leases_destroy(vz_leases_t **self_p);
 //  1 it counts as a lease asked for until vz_leases_grant, _shrink or
 //  _abandon, and with four in flight the others get 1, so the tokens leased
 //  at once stay bounded.
-bool vz_leases_take(vz_leases_t *self, const char *key, int64_t now_ms, vz_edge_rate_t *out,
+bool vz_leases_take(vz_leases_t *self, const char *key, int64_t now_ms, vz_rl_decision_t *out,
                     uint64_t *want_p);
 
 //  A check of cost n for key was answered allowed with *rl: keep the n - 1
 //  tokens not spent by the request that asked, and adjust rl->remaining
 //  for that request's headers.
-void vz_leases_grant(vz_leases_t *self, const char *key, uint64_t n, vz_edge_rate_t *rl,
+void vz_leases_grant(vz_leases_t *self, const char *key, uint64_t n, vz_rl_decision_t *rl,
                      int64_t now_ms);
 
 //  A check of cost > 1 was denied: key is near its limit, ask one at a time.

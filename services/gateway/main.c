@@ -17,6 +17,7 @@
 #include "vz_clock.h"
 #include "vz_daemon.h"
 #include "vz_ports.h"
+#include "vz_ratelimit_contract.h"
 
 #define TICK_MS 50
 
@@ -275,7 +276,7 @@ int main(int argc, char **argv)
         .metrics = vz_daemon_metrics(app.daemon),
         //  One envelope for every check queued in one reactor pass: a
         //  check per envelope was about half the JWT route's cost.
-        .batch = &(const vz_upstream_batch_t){"ratelimit", "check", "check_batch"},
+        .batch = &(const vz_upstream_batch_t){VZ_RL_SERVICE, "check", "check_batch"},
         .batch_count = config.rl_batch ? 1 : 0,
         .bundle_max = (size_t)config.bundle_max,
     };

@@ -17,9 +17,9 @@
 #define S_TTL_MS 1000
 
 //  The limiter's answer for a policy of limit a window with remaining left.
-static vz_edge_rate_t s_answer(uint64_t limit, uint64_t remaining)
+static vz_rl_decision_t s_answer(uint64_t limit, uint64_t remaining)
 {
-    vz_edge_rate_t rl;
+    vz_rl_decision_t rl;
     memset(&rl, 0, sizeof rl);
     rl.allowed = true;
     rl.limit = limit;
@@ -33,7 +33,7 @@ static vz_edge_rate_t s_answer(uint64_t limit, uint64_t remaining)
 //  the caller must send (*want).
 static bool s_take(vz_leases_t *leases, const char *key, int64_t now, uint64_t *want)
 {
-    vz_edge_rate_t out;
+    vz_rl_decision_t out;
     return vz_leases_take(leases, key, now, &out, want);
 }
 
@@ -60,7 +60,7 @@ static void test_grows_to_max(void **state)
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         assert_int_equal(want, sizes[i]);
         remaining -= want;
-        vz_edge_rate_t rl = s_answer(100000, remaining);
+        vz_rl_decision_t rl = s_answer(100000, remaining);
         vz_leases_grant(leases, "a", want, &rl, t);
         granted += want;
         //  The headers of the request that asked count the tokens leased here.
@@ -79,14 +79,14 @@ static void test_served_answer(void **state)
     (void)state;
     vz_leases_t *leases = vz_leases_new(16, S_TTL_MS, 16);
     uint64_t want = 0;
-    vz_edge_rate_t rl = s_answer(100000, 500);
+    vz_rl_decision_t rl = s_answer(100000, 500);
     vz_leases_grant(leases, "a", 1, &rl, 0);
     assert_false(s_take(leases, "a", 1, &want));
     assert_int_equal(want, 2);
     rl = s_answer(100000, 498);
     vz_leases_grant(leases, "a", 2, &rl, 1);
     assert_int_equal(rl.remaining, 499);
-    vz_edge_rate_t out;
+    vz_rl_decision_t out;
     assert_true(vz_leases_take(leases, "a", 2, &out, &want));
     assert_true(out.allowed);
     assert_int_equal(out.remaining, 498);
@@ -104,7 +104,7 @@ static void test_small_policy_never_leased(void **state)
     for (int i = 0; i < 20; i++) {
         assert_false(s_take(leases, "a", i, &want));
         assert_int_equal(want, 1);
-        vz_edge_rate_t rl = s_answer(199, 150);
+        vz_rl_decision_t rl = s_answer(199, 150);
         vz_leases_grant(leases, "a", 1, &rl, i);
     }
     vz_leases_destroy(&leases);
@@ -117,7 +117,7 @@ static void test_expiry_shrinks(void **state)
     (void)state;
     vz_leases_t *leases = vz_leases_new(64, S_TTL_MS, 16);
     uint64_t want = 0;
-    vz_edge_rate_t rl = s_answer(100000, 1000);
+    vz_rl_decision_t rl = s_answer(100000, 1000);
     vz_leases_grant(leases, "a", 1, &rl, 0); //  used 1
     assert_false(s_take(leases, "a", 1, &want));
     assert_int_equal(want, 2);
@@ -140,7 +140,7 @@ static void test_asks_bounded(void **state)
     (void)state;
     vz_leases_t *leases = vz_leases_new(16, S_TTL_MS, 16);
     uint64_t want = 0;
-    vz_edge_rate_t rl = s_answer(100000, 1000);
+    vz_rl_decision_t rl = s_answer(100000, 1000);
     vz_leases_grant(leases, "a", 1, &rl, 0);
     for (int i = 0; i < 4; i++) {
         assert_false(s_take(leases, "a", 1, &want));
@@ -166,7 +166,7 @@ static void test_keys_apart(void **state)
     (void)state;
     vz_leases_t *leases = vz_leases_new(16, S_TTL_MS, 16);
     uint64_t want = 0;
-    vz_edge_rate_t rl = s_answer(100000, 1000);
+    vz_rl_decision_t rl = s_answer(100000, 1000);
     vz_leases_grant(leases, "a", 1, &rl, 0);
     assert_false(s_take(leases, "a", 1, &want));
     vz_leases_grant(leases, "a", want, &rl, 1);
