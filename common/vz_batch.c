@@ -142,6 +142,10 @@ static int s_decode(const uint8_t *buf, size_t len, vz_batch_item_t *items, size
             rc = vz_mp_fail(&r, shape);
         if (rc == 0)
             rc = vz_mp_read_str(&r, &item->code, &code_len, shape);
+        //  Callers copy the code into a C string: a NUL would cut it short
+        //  into another code (the envelope refuses NUL for the same reason).
+        if (rc == 0 && code_len > 0 && memchr(item->code, 0, code_len))
+            rc = vz_mp_fail(&r, "NUL in batch result code");
         if (rc < 0)
             break;
         item->code_len = code_len;

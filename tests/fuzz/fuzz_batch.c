@@ -43,7 +43,7 @@ static void s_request(const uint8_t *data, size_t size)
     //  A smaller max refuses what does not fit.
     size_t m = 0;
     if (n > 1)
-        FZ_CHECK(vz_batch_request_decode(data, size, again, n - 1, &m, &reason) == -EINVAL);
+        FZ_CHECK(vz_batch_request_decode(data, size, again, n - 1, &m, &reason) == VZ_EMALFORMED);
 
     size_t len;
     uint8_t *buf = vz_batch_request_encode(items, n, &len);
@@ -72,7 +72,8 @@ static void s_reply(const uint8_t *data, size_t size)
         s_check_inside(items[i].data, items[i].len, data, size);
         s_check_inside((const uint8_t *)items[i].code, items[i].code_len, data, size);
         //  The encoder takes the code as a C string: round trip the ones it can say.
-        if (items[i].code_len >= sizeof codes[i] || memchr(items[i].code, 0, items[i].code_len))
+        FZ_CHECK(!memchr(items[i].code, 0, items[i].code_len));
+        if (items[i].code_len >= sizeof codes[i])
             round_trip = false;
         else {
             memcpy(codes[i], items[i].code, items[i].code_len);

@@ -1,18 +1,19 @@
 /*  fuzz_ratelimit - libFuzzer target for the rate-limit "check" request codec (contract D)
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  The input is a ratelimit.check body, decoded with vz_rl_request_decode
- *  (services/ratelimit/codec.h). What it accepts must be empty or one
+ *  The input is a ratelimit.check body, decoded with vz_rl_check_decode
+ *  (common/vz_ratelimit_contract.h). What it accepts must be empty or one
  *  msgpack map that msgpack-c reads using every byte; the fields are C
  *  strings inside their capacities and the cost is in range; packing the
- *  fields again (as the gateway does) decodes to the same request. The
+ *  fields again with the contract's encoder (as the gateway does) decodes to the same request. The
  *  request then goes through the shipped policies (configs/ratelimit.cfg)
  *  like the service does: the bucket key of the matching policy, when it
  *  has one, is "vz:rl:<policy>" followed by length-prefixed parts that
  *  read back as the request's own fields, so two callers never share a key.
  */
 #include "fuzz.h"
-#include "codec.h"
+#include "policies.h"
+#include "vz_ratelimit_contract.h"
 
 #include <msgpack.h>
 
@@ -29,41 +30,23 @@ static void s_init(void)
     FZ_CHECK(s_policies);
 }
 
-static void s_pack_kv(msgpack_packer *pk, const char *key, const char *value)
+//  The request encoded again by the contract decodes to the same fields.
+static void s_round_trip(const vz_rl_check_t *req)
 {
-    msgpack_pack_str(pk, strlen(key));
-    msgpack_pack_str_body(pk, key, strlen(key));
-    msgpack_pack_str(pk, strlen(value));
-    msgpack_pack_str_body(pk, value, strlen(value));
-}
-
-//  The request packed again, every field present.
-static void s_round_trip(const vz_rl_request_t *req)
-{
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 6);
-    s_pack_kv(&pk, "ip", req->ip);
-    s_pack_kv(&pk, "sub", req->sub);
-    s_pack_kv(&pk, "key", req->key);
-    s_pack_kv(&pk, "tier", req->tier);
-    s_pack_kv(&pk, "route", req->route);
-    msgpack_pack_str(&pk, 4);
-    msgpack_pack_str_body(&pk, "cost", 4);
-    msgpack_pack_uint64(&pk, req->cost);
-    vz_rl_request_t again;
+    size_t len = 0;
+    uint8_t *buf = vz_rl_check_encode(req, &len);
+    FZ_CHECK(buf != NULL);
+    vz_rl_check_t again;
     const char *reason = NULL;
-    FZ_CHECK(vz_rl_request_decode(&again, (const uint8_t *)sb.data, sb.size, &reason) == 0);
+    FZ_CHECK(vz_rl_check_decode(&again, buf, len, &reason) == 0);
     FZ_CHECK(!strcmp(req->ip, again.ip) && !strcmp(req->sub, again.sub));
     FZ_CHECK(!strcmp(req->key, again.key) && !strcmp(req->tier, again.tier));
     FZ_CHECK(!strcmp(req->route, again.route) && req->cost == again.cost);
-    msgpack_sbuffer_destroy(&sb);
+    free(buf);
 }
 
 //  The value of part name in req.
-static const char *s_part(const vz_rl_request_t *req, const char *name, size_t len)
+static const char *s_part(const vz_rl_check_t *req, const char *name, size_t len)
 {
     static const char *const names[] = {"ip", "sub", "key", "route", "tier"};
     const char *values[] = {req->ip, req->sub, req->key, req->route, req->tier};
@@ -74,7 +57,7 @@ static const char *s_part(const vz_rl_request_t *req, const char *name, size_t l
 }
 
 //  Bucket key of the matching policy read back: ":<part>=<len>:<value>" each.
-static void s_bucket(const vz_rl_request_t *req)
+static void s_bucket(const vz_rl_check_t *req)
 {
     int index = vz_rl_policies_match(s_policies, req);
     FZ_CHECK(index >= -1 && index < (int)vz_rl_policies_count(s_policies));
@@ -106,9 +89,9 @@ static void s_bucket(const vz_rl_request_t *req)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     s_init();
-    vz_rl_request_t req;
+    vz_rl_check_t req;
     const char *reason = NULL;
-    if (vz_rl_request_decode(&req, data, size, &reason) != 0) {
+    if (vz_rl_check_decode(&req, data, size, &reason) != 0) {
         FZ_CHECK(reason != NULL);
         return 0;
     }

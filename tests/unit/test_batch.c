@@ -153,6 +153,8 @@ static void test_hostile(void **state)
     expect_refused((const uint8_t *)"\x91\x92\xa1"
                                     "e\xc4\x00",
                    6, true, "wrong type");
+    //  A code with a NUL would be copied cut short into another code.
+    expect_refused((const uint8_t *)"\x91\x92\xa3no\x00\xa1m", 8, true, "NUL");
     //  Random bytes: never a crash, never a success with items past the end.
     srand(7);
     uint8_t junk[64];

@@ -151,6 +151,12 @@ static void test_refused(void **state)
          "scopes need auth"},
         {"        methods = \"GET\"\n        path = \"/v1\"\n        timeout = \"10m\"\n",
          "timeout"},
+        //  Seconds that would wrap to a small timeout when multiplied (fuzz).
+        {"        methods = \"GET\"\n        path = \"/v1\"\n"
+         "        timeout = \"2305843009213693960s\"\n",
+         "timeout"},
+        {"        methods = \"GET\"\n        path = \"/v1\"\n        timeout = \"301s\"\n",
+         "timeout"},
         {"        methods = \"GET\"\n        path = \"/v1\"\n        retry = \"always\"\n",
          "retry must be"},
         {"        methods = \"GET\"\n        path = \"/v1\"\n        json = \"maybe\"\n",
