@@ -46,11 +46,11 @@ static void s_auth_outcome(gw_req_t *req, const char *method, const char *result
 //  happens once the body is in (gw_auth_run), where it may wait.
 void gw_auth_credential(gw_req_t *req)
 {
-    const vz_route_t *route = req->match.route;
-    if (route->auth == VZ_AUTH_NONE)
+    const gw_route_t *route = req->match.route;
+    if (route->auth == GW_AUTH_NONE)
         return;
-    bool want_jwt = route->auth == VZ_AUTH_JWT || route->auth == VZ_AUTH_ANY;
-    bool want_key = route->auth == VZ_AUTH_API_KEY || route->auth == VZ_AUTH_ANY;
+    bool want_jwt = route->auth == GW_AUTH_JWT || route->auth == GW_AUTH_ANY;
+    bool want_key = route->auth == GW_AUTH_API_KEY || route->auth == GW_AUTH_ANY;
     const char *authz =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     const char *key = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-API-Key");
@@ -71,7 +71,7 @@ void gw_auth_credential(gw_req_t *req)
         req->cred = strdup(token);
     } else if (want_key && key) {
         size_t len = strlen(key);
-        if (len == 0 || len >= VZ_EDGE_APIKEY_MAX ||
+        if (len == 0 || len >= GW_EDGE_APIKEY_MAX ||
             strspn(key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~+/=") !=
                 len) {
             s_auth_outcome(req, "api_key", "invalid");
@@ -84,8 +84,8 @@ void gw_auth_credential(gw_req_t *req)
     } else {
         s_auth_outcome(req, "none", "missing");
         req->reject = 401;
-        req->reject_detail = route->auth == VZ_AUTH_API_KEY ? "X-API-Key required"
-                             : route->auth == VZ_AUTH_JWT   ? "bearer token required"
+        req->reject_detail = route->auth == GW_AUTH_API_KEY ? "X-API-Key required"
+                             : route->auth == GW_AUTH_JWT   ? "bearer token required"
                                                             : "authentication required";
         return;
     }
@@ -93,7 +93,7 @@ void gw_auth_credential(gw_req_t *req)
 }
 
 //  JWKS fetch over: verify again (reactor thread).
-static void s_on_jwks(vz_edge_waiter_t *waiter)
+static void s_on_jwks(gw_edge_waiter_t *waiter)
 {
     gw_req_t *req = waiter->arg;
     req->jwks_waited = true;
@@ -103,7 +103,7 @@ static void s_on_jwks(vz_edge_waiter_t *waiter)
 //  auth.api_key_verify's answer (contract A) as the identity services see:
 //  auth api_key, and any tier but the paid one is free. 0, or
 //  VZ_EMALFORMED for a malformed reply.
-static int s_apikey_decode(const vz_upcall_t *pre, bool *valid, vz_edge_identity_t *id)
+static int s_apikey_decode(const gw_upcall_t *pre, bool *valid, gw_edge_identity_t *id)
 {
     vz_auth_key_identity_t answer;
     memset(id, 0, sizeof *id);
@@ -123,20 +123,20 @@ static int s_apikey_decode(const vz_upcall_t *pre, bool *valid, vz_edge_identity
                sizeof id->tier);
     return 0;
 }
-_Static_assert(sizeof((vz_edge_identity_t *)0)->sub >= sizeof((vz_auth_key_identity_t *)0)->sub,
+_Static_assert(sizeof((gw_edge_identity_t *)0)->sub >= sizeof((vz_auth_key_identity_t *)0)->sub,
                "an API key's subject fits the identity");
-_Static_assert(sizeof((vz_edge_identity_t *)0)->scope >= sizeof((vz_auth_key_identity_t *)0)->scope,
+_Static_assert(sizeof((gw_edge_identity_t *)0)->scope >= sizeof((vz_auth_key_identity_t *)0)->scope,
                "an API key's scopes fit the identity");
-_Static_assert(sizeof((vz_edge_identity_t *)0)->kid >= sizeof((vz_auth_key_identity_t *)0)->kid,
+_Static_assert(sizeof((gw_edge_identity_t *)0)->kid >= sizeof((vz_auth_key_identity_t *)0)->kid,
                "an API key's id fits the identity");
 
-static void s_on_apikey(vz_upcall_t *pre)
+static void s_on_apikey(gw_upcall_t *pre)
 {
     gw_req_t *req = pre->arg;
     bool valid = false;
-    vz_edge_identity_t id;
-    if (pre->result == VZ_UPCALL_REPLY && s_apikey_decode(pre, &valid, &id) == 0) {
-        vz_edge_apikey_store(req->pipe->edge, req->cred, valid, &id);
+    gw_edge_identity_t id;
+    if (pre->result == GW_UPCALL_REPLY && s_apikey_decode(pre, &valid, &id) == 0) {
+        gw_edge_apikey_store(req->pipe->edge, req->cred, valid, &id);
         if (valid) {
             req->id = id;
             req->authed = true;
@@ -165,19 +165,19 @@ static void s_on_apikey(vz_upcall_t *pre)
 gw_verdict_t gw_auth_run(gw_req_t *req)
 {
     gw_pipe_t *pipe = req->pipe;
-    const vz_route_t *route = req->match.route;
-    if (route->auth == VZ_AUTH_NONE || req->cred_kind == CRED_NONE)
+    const gw_route_t *route = req->match.route;
+    if (route->auth == GW_AUTH_NONE || req->cred_kind == CRED_NONE)
         return GW_NEXT;
     const char *method = req->cred_kind == CRED_BEARER ? "jwt" : "api_key";
     if (!req->authed && req->cred_kind == CRED_BEARER) {
         req->waiter.fn = s_on_jwks;
         req->waiter.arg = req;
         //  One wait per request at most: after a fetch, the answer stands.
-        int rc = vz_edge_jwt_verify(pipe->edge, req->cred, strlen(req->cred), &req->id,
+        int rc = gw_edge_jwt_verify(pipe->edge, req->cred, strlen(req->cred), &req->id,
                                     req->jwks_waited ? NULL : &req->waiter);
-        if (rc == VZ_EDGE_EWAIT)
+        if (rc == GW_EDGE_EWAIT)
             return GW_WAIT; //  req may already be answered: do not touch it
-        if (rc == VZ_EDGE_EUNAVAIL) {
+        if (rc == GW_EDGE_EUNAVAIL) {
             s_auth_outcome(req, method, "unavailable");
             gw_render_error(req, 503, VZ_ERR_UNAVAILABLE, "authentication keys unavailable");
             req->retry_after = 1;
@@ -194,11 +194,11 @@ gw_verdict_t gw_auth_run(gw_req_t *req)
         req->authed = true;
     } else if (!req->authed) {
         bool valid = false;
-        vz_edge_identity_t id;
-        if (!vz_edge_apikey_lookup(pipe->edge, req->cred, &valid, &id)) {
+        gw_edge_identity_t id;
+        if (!gw_edge_apikey_lookup(pipe->edge, req->cred, &valid, &id)) {
             size_t len = 0;
             vz_auth_key_verify_t verify;
-            //  gw_auth_credential kept the key under VZ_EDGE_APIKEY_MAX: it fits.
+            //  gw_auth_credential kept the key under GW_EDGE_APIKEY_MAX: it fits.
             vz_strlcpy(verify.key, req->cred, sizeof verify.key);
             free(req->pre_body);
             req->pre_body = vz_auth_key_verify_encode(&verify, &len);

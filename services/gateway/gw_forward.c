@@ -20,13 +20,13 @@
 
 //  Reactor thread: the call is over. Rendering waits for the HTTP thread,
 //  so the reactor only records the outcome, flips the state and resumes.
-static void s_on_call_done(vz_upcall_t *call)
+static void s_on_call_done(gw_upcall_t *call)
 {
     gw_req_t *req = call->arg;
     if (req->breaker)
-        vz_breaker_record(req->breaker,
-                          call->result == VZ_UPCALL_ERROR &&
-                              vz_breaker_is_failure(call->error_code),
+        gw_breaker_record(req->breaker,
+                          call->result == GW_UPCALL_ERROR &&
+                              gw_breaker_is_failure(call->error_code),
                           vz_clock_mono_ms());
     req->upstream_done = true;
     gw_pipeline_resume(req, GW_DONE);
@@ -37,8 +37,8 @@ static void s_on_call_done(vz_upcall_t *call)
 //  or what did not fit (the request is then refused, never forwarded).
 static const char *s_build_ctx(gw_req_t *req)
 {
-    vz_upcall_t *call = &req->call;
-    const vz_route_t *route = req->match.route;
+    gw_upcall_t *call = &req->call;
+    const gw_route_t *route = req->match.route;
     call->ctx = req->ctx;
     //  The verified identity only; the credential itself stays here.
     vz_authctx_t who = {
@@ -73,16 +73,16 @@ static const char *s_build_ctx(gw_req_t *req)
 //  = answered: the upstream no longer takes calls (shutdown).
 static bool s_submit(gw_req_t *req)
 {
-    vz_upcall_t *call = &req->call;
+    gw_upcall_t *call = &req->call;
     vz_strlcpy(call->id, req->request_id, sizeof call->id);
     vz_strlcpy(call->traceparent, req->traceparent, sizeof call->traceparent);
     call->body = req->body;
     call->body_len = req->body_len;
     call->done = s_on_call_done;
     call->arg = req;
-    if (vz_upstream_submit(req->pipe->upstream, call) < 0) {
+    if (gw_upstream_submit(req->pipe->upstream, call) < 0) {
         if (req->breaker)
-            vz_breaker_record(req->breaker, false, vz_clock_mono_ms()); //  not the upstream's fault
+            gw_breaker_record(req->breaker, false, vz_clock_mono_ms()); //  not the upstream's fault
         req->breaker = NULL;
         gw_render_error(req, 503, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
         req->retry_after = 1;
@@ -93,10 +93,10 @@ static bool s_submit(gw_req_t *req)
 
 gw_verdict_t gw_forward_run(gw_req_t *req)
 {
-    const vz_route_t *route = req->match.route;
-    vz_upcall_t *call = &req->call;
-    vz_upcall_reset(call);
-    call->kind = VZ_UPCALL_FORWARD;
+    const gw_route_t *route = req->match.route;
+    gw_upcall_t *call = &req->call;
+    gw_upcall_reset(call);
+    call->kind = GW_UPCALL_FORWARD;
     vz_strlcpy(call->service, route->service, sizeof call->service);
     vz_strlcpy(call->method, route->call, sizeof call->method);
     call->timeout_ms = route->timeout_ms > 0 ? route->timeout_ms : req->pipe->timeout_ms;
@@ -106,7 +106,7 @@ gw_verdict_t gw_forward_run(gw_req_t *req)
     if (unfit) {
         //  Cut, a scope list could grant what it never said: refuse instead.
         if (req->breaker)
-            vz_breaker_record(req->breaker, false, vz_clock_mono_ms()); //  not the upstream's fault
+            gw_breaker_record(req->breaker, false, vz_clock_mono_ms()); //  not the upstream's fault
         req->breaker = NULL;
         char message[96];
         snprintf(message, sizeof message, "%.48s does not fit the request context", unfit);
@@ -118,9 +118,9 @@ gw_verdict_t gw_forward_run(gw_req_t *req)
 
 void gw_forward_health(gw_req_t *req)
 {
-    vz_upcall_t *call = &req->call;
-    vz_upcall_reset(call);
-    call->kind = VZ_UPCALL_HEALTH;
+    gw_upcall_t *call = &req->call;
+    gw_upcall_reset(call);
+    call->kind = GW_UPCALL_HEALTH;
     call->timeout_ms = HEALTH_TIMEOUT;
     call->idempotent = true;
     if (!s_submit(req))

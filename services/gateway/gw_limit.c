@@ -70,7 +70,7 @@ static void s_local_take(gw_buckets_t *self, const char *caller, const char *tie
     else if (strcmp(tier, VZ_AUTHCTX_TIER_FREE) == 0)
         limit *= 10;
     double rate = limit / 60000.0; //  tokens per ms
-    char key[VZ_JWT_STR_MAX + VZ_EDGE_TIER_MAX + 2];
+    char key[VZ_JWT_STR_MAX + GW_EDGE_TIER_MAX + 2];
     snprintf(key, sizeof key, "%s|%s", tier, caller);
     int64_t now = vz_clock_mono_ms();
     pthread_mutex_lock(&self->lock);
@@ -171,22 +171,22 @@ S_FITS(((gw_req_t *)0)->client_ip, ip);
 S_FITS(((gw_req_t *)0)->id.sub, sub);
 S_FITS(((gw_req_t *)0)->id.kid, key);
 S_FITS(((gw_req_t *)0)->id.tier, tier);
-S_FITS(((vz_route_t *)0)->name, route);
+S_FITS(((gw_route_t *)0)->name, route);
 
-static void s_on_rate(vz_upcall_t *pre)
+static void s_on_rate(gw_upcall_t *pre)
 {
     gw_req_t *req = pre->arg;
     gw_pipe_t *pipe = req->pipe;
     vz_rl_decision_t rl;
-    bool ok = pre->result == VZ_UPCALL_REPLY &&
+    bool ok = pre->result == GW_UPCALL_REPLY &&
               vz_rl_decision_decode(&rl, pre->reply, pre->reply_len, NULL) == 0;
     const char *reason =
-        pre->result == VZ_UPCALL_REPLY ? "malformed" : gw_render_code_label(pre->error_code);
+        pre->result == GW_UPCALL_REPLY ? "malformed" : gw_render_code_label(pre->error_code);
     free(pre->reply);
     pre->reply = NULL;
     if (ok && !rl.allowed && req->rl_cost > 1) {
         //  Near the limit: the tokens left go one at a time.
-        vz_leases_shrink(pipe->leases, req->rl_key);
+        gw_leases_shrink(pipe->leases, req->rl_key);
         if (s_rate_check(req, 1))
             return;
         ok = false;
@@ -194,9 +194,9 @@ static void s_on_rate(vz_upcall_t *pre)
     } else if (ok && rl.allowed && pipe->leases)
         //  Even a check of one token starts the caller's record: the next
         //  request within a lease lifetime asks for more.
-        vz_leases_grant(pipe->leases, req->rl_key, req->rl_cost, &rl, vz_clock_mono_ms());
+        gw_leases_grant(pipe->leases, req->rl_key, req->rl_cost, &rl, vz_clock_mono_ms());
     else if (!ok && req->rl_cost > 1)
-        vz_leases_abandon(pipe->leases, req->rl_key);
+        gw_leases_abandon(pipe->leases, req->rl_key);
     bool go = ok ? s_rate_decide(req, &rl, "limiter") : s_rate_fallback(req, reason);
     gw_pipeline_resume(req, go ? GW_NEXT : GW_DONE);
 }
@@ -227,7 +227,7 @@ static bool s_rate_check(gw_req_t *req, uint64_t cost)
 gw_verdict_t gw_limit_run(gw_req_t *req)
 {
     gw_pipe_t *pipe = req->pipe;
-    const vz_route_t *route = req->match.route;
+    const gw_route_t *route = req->match.route;
     if (!route->rate_class[0])
         return GW_NEXT;
     uint64_t cost = 1;
@@ -235,12 +235,12 @@ gw_verdict_t gw_limit_run(gw_req_t *req)
         //  A token leased earlier for this caller: no round trip.
         s_lease_key(req, req->rl_key, sizeof req->rl_key);
         vz_rl_decision_t rl;
-        if (vz_leases_take(pipe->leases, req->rl_key, vz_clock_mono_ms(), &rl, &cost))
+        if (gw_leases_take(pipe->leases, req->rl_key, vz_clock_mono_ms(), &rl, &cost))
             return s_rate_decide(req, &rl, "lease") ? GW_NEXT : GW_DONE;
     }
     if (s_rate_check(req, cost))
         return GW_WAIT;
     if (cost > 1)
-        vz_leases_abandon(pipe->leases, req->rl_key);
+        gw_leases_abandon(pipe->leases, req->rl_key);
     return s_rate_fallback(req, VZ_ERR_UNAVAILABLE) ? GW_NEXT : GW_DONE;
 }

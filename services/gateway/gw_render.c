@@ -89,7 +89,7 @@ const char *gw_render_code_label(const char *code)
 
 static void s_render_error(gw_req_t *req)
 {
-    const vz_upcall_t *call = &req->call;
+    const gw_upcall_t *call = &req->call;
     char labels[64];
     snprintf(labels, sizeof labels, "code=%s", gw_render_code_label(call->error_code));
     vz_series_inc(vz_metrics_counter(req->pipe->metrics, "vz_gateway_upstream_errors_total",
@@ -123,13 +123,13 @@ static void s_render_error(gw_req_t *req)
 
 //  Services the current table routes to, for /health; a route marked
 //  optional (a service not every deployment runs) does not count.
-size_t gw_render_needed(vz_routes_t *table, const char **needed, size_t cap)
+size_t gw_render_needed(gw_routes_t *table, const char **needed, size_t cap)
 {
     size_t count = 0;
-    for (size_t i = 0; table && i < vz_routes_count(table); i++) {
-        if (vz_routes_at(table, i)->optional)
+    for (size_t i = 0; table && i < gw_routes_count(table); i++) {
+        if (gw_routes_at(table, i)->optional)
             continue;
-        const char *service = vz_routes_at(table, i)->service;
+        const char *service = gw_routes_at(table, i)->service;
         bool seen = false;
         for (size_t j = 0; !seen && j < count; j++)
             seen = strcmp(needed[j], service) == 0;
@@ -141,15 +141,15 @@ size_t gw_render_needed(vz_routes_t *table, const char **needed, size_t cap)
 
 void gw_render_run(gw_req_t *req)
 {
-    vz_upcall_t *call = &req->call;
-    if (call->kind == VZ_UPCALL_HEALTH) {
+    gw_upcall_t *call = &req->call;
+    if (call->kind == GW_UPCALL_HEALTH) {
         bool healthy = false;
-        const char *needed[VZ_ROUTES_MAX];
-        size_t count = gw_render_needed(req->table, needed, VZ_ROUTES_MAX);
-        char *json = vz_health_render(call, needed, count, &healthy);
+        const char *needed[GW_ROUTES_MAX];
+        size_t count = gw_render_needed(req->table, needed, GW_ROUTES_MAX);
+        char *json = gw_health_render(call, needed, count, &healthy);
         gw_render_body(req, healthy ? 200 : 503, GW_CTYPE_JSON, json, strlen(json));
-    } else if (call->result == VZ_UPCALL_REPLY) {
-        const vz_route_t *route = req->match.route;
+    } else if (call->result == GW_UPCALL_REPLY) {
+        const gw_route_t *route = req->match.route;
         const char *type = route->pass_ctype && req->content_type[0] ? req->content_type
                            : route->reply_type[0]                    ? route->reply_type
                                                                      : GW_CTYPE_JSON;

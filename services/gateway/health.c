@@ -41,13 +41,13 @@ static void s_put_service(FILE *out, const vz_broker_service_t *svc, bool first)
             (unsigned long long)svc->queue);
 }
 
-char *vz_health_render(const vz_upcall_t *call, const char *const *needed, size_t count,
+char *gw_health_render(const gw_upcall_t *call, const char *const *needed, size_t count,
                        bool *healthy)
 {
     assert(call && healthy);
     //  A remote error still proves the broker is there; only a local
     //  timeout or a failed send means it is not.
-    bool replied = call->result == VZ_UPCALL_REPLY;
+    bool replied = call->result == GW_UPCALL_REPLY;
     bool broker_up = replied || (strcmp(call->error_code, VZ_ERR_TIMEOUT) != 0 &&
                                  strcmp(call->error_code, VZ_ERR_UNAVAILABLE) != 0);
     vz_broker_service_t *svcs = calloc(SERVICES_MAX, sizeof *svcs);
