@@ -335,8 +335,10 @@ static void s_envelope(gw_upstream_t *self, gw_upcall_t *call, vz_envelope_t *en
     env->body = call->body;
     env->body_len = call->body_len;
     //  Built and checked by vz_authctx (gw_forward.c): copying cannot fail.
-    assert(call->ctx_count <= VZ_CTX_MAX);
-    memcpy(env->ctx, call->ctx, call->ctx_count * sizeof *call->ctx);
+    //  Side calls carry no ctx (and call->ctx NULL).
+    assert(call->ctx_count <= VZ_CTX_MAX && (call->ctx || !call->ctx_count));
+    if (call->ctx_count)
+        memcpy(env->ctx, call->ctx, call->ctx_count * sizeof *call->ctx);
     env->ctx_count = call->ctx_count;
 }
 
