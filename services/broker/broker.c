@@ -28,12 +28,14 @@
 #include "vz_proto.h"
 
 #define S_DEFAULT_TIMEOUT_MS 30000
-#define S_DEADLINE_TICK_MS 10 //  resolution of deadline expiry
-#define S_BATCH 256           //  messages read per wake-up before yielding to timers
-#define S_POOL_MAX 4096       //  free requests kept for reuse
-#define S_SERVICES_MAX 4096   //  distinct service names remembered
-#define S_LOGGED_MAX 1024     //  unknown identities remembered for log-once
-#define S_LOG_EVERY_MS 10000  //  at most one malformed-input log line per period
+#define S_DEADLINE_TICK_MS 10      //  resolution of deadline expiry
+#define S_BATCH 256                //  messages read per wake-up before yielding to timers
+#define S_POOL_MAX 4096            //  free requests kept for reuse
+#define S_SERVICES_MAX 4096        //  distinct service names remembered
+#define S_SERVICES_PER_IDENTITY 16 //  default bound on the services one identity creates
+#define S_SAMPLE_MAX 32            //  bytes of a peer's string shown in a log line
+#define S_LOGGED_MAX 1024          //  keys remembered for log-once lines (s_first_time)
+#define S_LOG_EVERY_MS 10000       //  at most one malformed-input log line per period
 
 //  Intrusive doubly linked list; a list is a sentinel node.
 typedef struct s_node_t {
@@ -95,6 +97,22 @@ typedef enum { S_FAIL_GONE, S_FAIL_FULL, S_FAIL_COUNT } s_fail_t;
 static const char *const s_peer_names[S_PEER_COUNT] = {"client", "worker"};
 static const char *const s_fail_names[S_FAIL_COUNT] = {"unreachable", "full"};
 
+//  Why a worker's reply was not forwarded (labels of vz_broker_replies_rejected_total).
+typedef enum {
+    S_REJ_MALFORMED,
+    S_REJ_KIND,
+    S_REJ_ID,
+    S_REJ_SERVICE,
+    S_REJ_METHOD,
+    S_REJ_COUNT
+} s_reject_t;
+static const char *const s_reject_names[S_REJ_COUNT] = {"malformed", "kind", "id", "service",
+                                                        "method"};
+
+//  Which bound refused a new service (labels of vz_broker_services_refused_total).
+typedef enum { S_LIMIT_IDENTITY, S_LIMIT_GLOBAL, S_LIMIT_COUNT } s_limit_t;
+static const char *const s_limit_names[S_LIMIT_COUNT] = {"identity_limit", "global_limit"};
+
 typedef struct s_service_t s_service_t;
 typedef struct s_worker_t s_worker_t;
 
@@ -142,35 +160,39 @@ struct s_worker_t {
     bool draining;              //  sent BYE: no new dispatch
 };
 
-struct vz_broker_t {
-    zsock_t *router;        //  the one CURVE ROUTER
-    void *handle;           //  its libzmq handle, for raw sends
-    vz_policy_t *policy;    //  current call policy (owned)
-    vz_metrics_t *metrics;  //  registry (borrowed)
-    int port;               //  bound TCP port
-    int heartbeat_ms;       //  heartbeat interval
-    int queue_max;          //  per-service queue bound
-    int retry_max;          //  retries of idempotent requests
-    int default_timeout_ms; //  deadline for requests without one
-    zhashx_t *services;     //  name -> s_service_t (owned)
-    zhashx_t *workers;      //  routing id frame -> s_worker_t (owned)
-    zhashx_t *tags;         //  &tag -> s_request_t in flight (borrowed)
-    s_request_t **heap;     //  every live request, min-heap on deadline
-    size_t heap_size;       //  entries used
-    size_t heap_cap;        //  entries allocated
-    s_node_t pool;          //  free requests
-    size_t pool_size;       //  entries in pool
-    uint64_t next_tag;      //  next tag to hand out
-    zloop_t *loop;          //  loop we are attached to
-    zhashx_t *logged;       //  unknown identities already logged
-    vz_series_t *malformed; //  vz_broker_malformed_total
-    vz_series_t *forbidden; //  vz_broker_forbidden_total
+struct broker_t {
+    zsock_t *router;              //  the one CURVE ROUTER
+    void *handle;                 //  its libzmq handle, for raw sends
+    policy_t *policy;             //  current call policy (owned)
+    vz_metrics_t *metrics;        //  registry (borrowed)
+    int port;                     //  bound TCP port
+    int heartbeat_ms;             //  heartbeat interval
+    int queue_max;                //  per-service queue bound
+    int retry_max;                //  retries of idempotent requests
+    int default_timeout_ms;       //  deadline for requests without one
+    size_t services_per_identity; //  services one identity may create
+    zhashx_t *services;           //  name -> s_service_t (owned)
+    zhashx_t *creators;           //  identity -> services it created, as (void *)(uintptr_t)count
+    zhashx_t *workers;            //  routing id frame -> s_worker_t (owned)
+    zhashx_t *tags;               //  &tag -> s_request_t in flight (borrowed)
+    s_request_t **heap;           //  every live request, min-heap on deadline
+    size_t heap_size;             //  entries used
+    size_t heap_cap;              //  entries allocated
+    s_node_t pool;                //  free requests
+    size_t pool_size;             //  entries in pool
+    uint64_t next_tag;            //  next tag to hand out
+    zloop_t *loop;                //  loop we are attached to
+    zhashx_t *logged;             //  log-once keys already logged (s_first_time)
+    vz_series_t *malformed;       //  vz_broker_malformed_total
+    vz_series_t *forbidden;       //  vz_broker_forbidden_total
     vz_series_t *send_failed[S_PEER_COUNT][S_FAIL_COUNT]; //  vz_broker_send_failed_total
-    vz_series_t *workers_gone;   //  vz_broker_workers_lost_total{detected="send"}
-    vz_series_t *workers_silent; //  vz_broker_workers_lost_total{detected="silence"}
-    int64_t malformed_logged_ms; //  last malformed log line
-    uint64_t malformed_quiet;    //  malformed messages since that line
-    bool stopping;               //  draining: accept nothing new
+    vz_series_t *workers_gone;           //  vz_broker_workers_lost_total{detected="send"}
+    vz_series_t *workers_silent;         //  vz_broker_workers_lost_total{detected="silence"}
+    vz_series_t *rejected[S_REJ_COUNT];  //  vz_broker_replies_rejected_total{reason}
+    vz_series_t *refused[S_LIMIT_COUNT]; //  vz_broker_services_refused_total{reason}
+    int64_t malformed_logged_ms;         //  last malformed log line
+    uint64_t malformed_quiet;            //  malformed messages since that line
+    bool stopping;                       //  draining: accept nothing new
 };
 
 //  --------------------------------------------------------------------------
@@ -209,12 +231,12 @@ static int s_frame_compare(const void *a, const void *b)
 //  --------------------------------------------------------------------------
 //  Deadline heap.
 
-static bool s_heap_less(vz_broker_t *self, size_t a, size_t b)
+static bool s_heap_less(broker_t *self, size_t a, size_t b)
 {
     return self->heap[a]->deadline_ms < self->heap[b]->deadline_ms;
 }
 
-static void s_heap_swap(vz_broker_t *self, size_t a, size_t b)
+static void s_heap_swap(broker_t *self, size_t a, size_t b)
 {
     s_request_t *tmp = self->heap[a];
     self->heap[a] = self->heap[b];
@@ -223,7 +245,7 @@ static void s_heap_swap(vz_broker_t *self, size_t a, size_t b)
     self->heap[b]->heap_index = b;
 }
 
-static void s_heap_up(vz_broker_t *self, size_t i)
+static void s_heap_up(broker_t *self, size_t i)
 {
     while (i > 0 && s_heap_less(self, i, (i - 1) / 2)) {
         s_heap_swap(self, i, (i - 1) / 2);
@@ -231,7 +253,7 @@ static void s_heap_up(vz_broker_t *self, size_t i)
     }
 }
 
-static void s_heap_down(vz_broker_t *self, size_t i)
+static void s_heap_down(broker_t *self, size_t i)
 {
     while (true) {
         size_t least = i, l = 2 * i + 1, r = l + 1;
@@ -246,7 +268,7 @@ static void s_heap_down(vz_broker_t *self, size_t i)
     }
 }
 
-static void s_heap_push(vz_broker_t *self, s_request_t *request)
+static void s_heap_push(broker_t *self, s_request_t *request)
 {
     if (self->heap_size == self->heap_cap) {
         self->heap_cap = self->heap_cap ? self->heap_cap * 2 : 1024;
@@ -258,7 +280,7 @@ static void s_heap_push(vz_broker_t *self, s_request_t *request)
     s_heap_up(self, request->heap_index);
 }
 
-static void s_heap_remove(vz_broker_t *self, s_request_t *request)
+static void s_heap_remove(broker_t *self, s_request_t *request)
 {
     size_t i = request->heap_index;
     assert(i < self->heap_size && self->heap[i] == request);
@@ -280,12 +302,22 @@ static void s_service_destroy(void **item_p)
     *item_p = NULL;
 }
 
-static s_service_t *s_service_require(vz_broker_t *self, const char *name)
+//  True the first time (kind, key) is seen since the last policy load, as
+//  long as there is room to remember it: for log-once lines.
+static bool s_first_time(broker_t *self, const char *kind, const char *key)
 {
-    s_service_t *service = (s_service_t *)zhashx_lookup(self->services, name);
-    if (service || zhashx_size(self->services) >= S_SERVICES_MAX)
-        return service;
-    service = (s_service_t *)zmalloc(sizeof *service);
+    char full[VZ_NAME_MAX * 2 + 32];
+    snprintf(full, sizeof full, "%s:%s", kind, key);
+    if (zhashx_size(self->logged) >= S_LOGGED_MAX || zhashx_lookup(self->logged, full))
+        return false;
+    zhashx_insert(self->logged, full, self);
+    return true;
+}
+
+//  A new service with its metrics series. name was checked (policy_name_valid).
+static s_service_t *s_service_new(broker_t *self, const char *name)
+{
+    s_service_t *service = (s_service_t *)zmalloc(sizeof *service);
     vz_strlcpy(service->name, name, sizeof service->name);
     s_list_init(&service->waiting);
     s_list_init(&service->queue);
@@ -302,7 +334,36 @@ static s_service_t *s_service_require(vz_broker_t *self, const char *name)
     return service;
 }
 
-static void s_count(vz_broker_t *self, s_service_t *service, s_outcome_t outcome)
+//  The service called name, created on first use unless a bound refuses it:
+//  creator (NULL for the broker's own) may have created only so many, and
+//  the broker remembers only so many. NULL then, with *limit set.
+static s_service_t *s_service_require(broker_t *self, const char *name, const char *creator,
+                                      s_limit_t *limit)
+{
+    s_service_t *service = (s_service_t *)zhashx_lookup(self->services, name);
+    if (service)
+        return service;
+    size_t created = creator ? (size_t)(uintptr_t)zhashx_lookup(self->creators, creator) : 0;
+    if (creator && created >= self->services_per_identity)
+        *limit = S_LIMIT_IDENTITY;
+    else if (zhashx_size(self->services) >= S_SERVICES_MAX)
+        *limit = S_LIMIT_GLOBAL;
+    else {
+        if (creator)
+            zhashx_update(self->creators, creator, (void *)(uintptr_t)(created + 1));
+        return s_service_new(self, name);
+    }
+    vz_series_inc(self->refused[*limit]);
+    char bound[24];
+    snprintf(bound, sizeof bound, "%zu",
+             *limit == S_LIMIT_IDENTITY ? self->services_per_identity : (size_t)S_SERVICES_MAX);
+    if (s_first_time(self, s_limit_names[*limit], creator ? creator : ""))
+        vz_warn(NULL, "refused to create a service", "identity", creator ? creator : "(none)",
+                "service", name, "reason", s_limit_names[*limit], "limit", bound);
+    return NULL;
+}
+
+static void s_count(broker_t *self, s_service_t *service, s_outcome_t outcome)
 {
     if (!service->outcome[outcome]) {
         char labels[VZ_NAME_MAX + 48];
@@ -315,7 +376,7 @@ static void s_count(vz_broker_t *self, s_service_t *service, s_outcome_t outcome
 }
 
 //  Count malformed input; log a sample at most once per period.
-static void s_malformed(vz_broker_t *self, const char *what, const char *identity)
+static void s_malformed(broker_t *self, const char *what, const char *identity)
 {
     vz_series_inc(self->malformed);
     int64_t now = zclock_mono();
@@ -331,18 +392,16 @@ static void s_malformed(vz_broker_t *self, const char *what, const char *identit
 }
 
 //  Count a refusal; log it once per identity.
-static void s_forbidden(vz_broker_t *self, const char *identity, const char *what,
-                        const char *service)
+static void s_forbidden(broker_t *self, const char *identity, const char *what, const char *service)
 {
     vz_series_inc(self->forbidden);
     //  An unknown identity is logged once; a known one once per refused service.
     char key[VZ_NAME_MAX * 2 + 2];
-    if (vz_policy_known(self->policy, identity))
+    if (policy_known(self->policy, identity))
         snprintf(key, sizeof key, "%s/%s", identity, service);
     else
         snprintf(key, sizeof key, "%s", identity);
-    if (zhashx_size(self->logged) < S_LOGGED_MAX && !zhashx_lookup(self->logged, key)) {
-        zhashx_insert(self->logged, key, self);
+    if (s_first_time(self, "forbidden", key)) {
         vz_warn(NULL, "refused by call policy", "identity", *identity ? identity : "(none)",
                 "action", what, "service", service);
     }
@@ -354,7 +413,7 @@ static void s_forbidden(vz_broker_t *self, const char *identity, const char *wha
 //  Start a message to rid. Returns 0, or -EHOSTUNREACH (the peer's
 //  connection is gone) or -EAGAIN (its pipe is at the high-water mark); then
 //  nothing was sent and the caller must not send the remaining frames.
-static int s_send_head(vz_broker_t *self, zframe_t *rid, const char *cmd, bool more)
+static int s_send_head(broker_t *self, zframe_t *rid, const char *cmd, bool more)
 {
     if (zmq_send(self->handle, zframe_data(rid), zframe_size(rid), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
         return errno == EAGAIN ? -EAGAIN : -EHOSTUNREACH;
@@ -363,13 +422,13 @@ static int s_send_head(vz_broker_t *self, zframe_t *rid, const char *cmd, bool m
 }
 
 //  Count a message that could not be sent (rc from s_send_head).
-static void s_send_failed(vz_broker_t *self, s_peer_t peer, int rc)
+static void s_send_failed(broker_t *self, s_peer_t peer, int rc)
 {
     vz_series_inc(self->send_failed[peer][rc == -EAGAIN ? S_FAIL_FULL : S_FAIL_GONE]);
 }
 
 //  Send an error reply for req to the client.
-static void s_send_error(vz_broker_t *self, zframe_t *client, const vz_envelope_t *req,
+static void s_send_error(broker_t *self, zframe_t *client, const vz_envelope_t *req,
                          const char *code, const char *message)
 {
     vz_envelope_t reply;
@@ -388,7 +447,7 @@ static void s_send_error(vz_broker_t *self, zframe_t *client, const vz_envelope_
 }
 
 //  Answer a tracked request with an error, rebuilding the fields it echoes.
-static void s_send_request_error(vz_broker_t *self, s_request_t *request, const char *code,
+static void s_send_request_error(broker_t *self, s_request_t *request, const char *code,
                                  const char *message)
 {
     vz_envelope_t req;
@@ -403,7 +462,7 @@ static void s_send_request_error(vz_broker_t *self, s_request_t *request, const 
 //  --------------------------------------------------------------------------
 //  Request lifecycle.
 
-static s_request_t *s_request_new(vz_broker_t *self)
+static s_request_t *s_request_new(broker_t *self)
 {
     s_request_t *request;
     if (!s_list_empty(&self->pool)) {
@@ -419,7 +478,7 @@ static s_request_t *s_request_new(vz_broker_t *self)
 }
 
 //  Forget a request wherever it is: queue or worker, tag hash, heap.
-static void s_request_finish(vz_broker_t *self, s_request_t *request)
+static void s_request_finish(broker_t *self, s_request_t *request)
 {
     if (s_linked(&request->node)) {
         s_list_unlink(&request->node);
@@ -442,10 +501,10 @@ static void s_request_finish(vz_broker_t *self, s_request_t *request)
         free(request);
 }
 
-static void s_worker_forget(vz_broker_t *self, s_worker_t *worker, bool gone);
+static void s_worker_forget(broker_t *self, s_worker_t *worker, bool gone);
 
 //  After a worker got credit back: make it available again, or finish its drain.
-static void s_worker_freed(vz_broker_t *self, s_worker_t *worker)
+static void s_worker_freed(broker_t *self, s_worker_t *worker)
 {
     if (worker->draining) {
         if (worker->busy == 0) {
@@ -456,7 +515,7 @@ static void s_worker_freed(vz_broker_t *self, s_worker_t *worker)
         s_list_push_back(&worker->service->waiting, &worker->node);
 }
 
-static void s_worker_lost(vz_broker_t *self, s_worker_t *worker, bool gone);
+static void s_worker_lost(broker_t *self, s_worker_t *worker, bool gone);
 
 //  Hand queued requests to least-recently-used workers while both exist.
 //  A worker whose connection turns out to be gone is forgotten on the spot
@@ -464,7 +523,7 @@ static void s_worker_lost(vz_broker_t *self, s_worker_t *worker, bool gone);
 //  the next worker; this is safe even for a request that is not idempotent.
 //  A worker whose pipe is full is parked (out of the LRU list) until it
 //  next talks to us.
-static void s_dispatch(vz_broker_t *self, s_service_t *service)
+static void s_dispatch(broker_t *self, s_service_t *service)
 {
     while (!s_list_empty(&service->queue) && !s_list_empty(&service->waiting)) {
         s_worker_t *worker = s_container(service->waiting.next, s_worker_t, node);
@@ -517,7 +576,7 @@ static void s_worker_destroy(void **item_p)
 //  Remove a worker whose in-flight list is empty. A worker found gone
 //  (its connection closed before we noticed) does not count as "a worker
 //  was there" for the no_worker/timeout choice at a request's deadline.
-static void s_worker_forget(vz_broker_t *self, s_worker_t *worker, bool gone)
+static void s_worker_forget(broker_t *self, s_worker_t *worker, bool gone)
 {
     assert(s_list_empty(&worker->inflight));
     if (s_linked(&worker->node))
@@ -532,42 +591,49 @@ static void s_worker_forget(vz_broker_t *self, s_worker_t *worker, bool gone)
     zhashx_delete(self->workers, worker->rid);
 }
 
-//  A worker died holding requests: requeue the idempotent ones (at the
-//  front), answer the others worker_lost. gone: found by a failed send
-//  rather than by silence. The caller dispatches afterwards.
-static void s_worker_lost(vz_broker_t *self, s_worker_t *worker, bool gone)
+//  The reply to a request in flight is lost (its worker died, or lied):
+//  requeue it at the front if idempotent with retries left, else answer
+//  worker_lost. The caller dispatches afterwards.
+static void s_request_lost(broker_t *self, s_request_t *request, const char *message)
+{
+    s_worker_t *worker = request->worker;
+    s_service_t *service = request->service;
+    if (request->idempotent && request->retries < self->retry_max && request->body &&
+        !self->stopping) {
+        s_list_unlink(&request->node);
+        zhashx_delete(self->tags, &request->tag);
+        worker->busy--;
+        request->worker = NULL;
+        request->retries++;
+        request->tag = self->next_tag++;
+        s_list_push_front(&service->queue, &request->node);
+        service->queue_size++;
+    } else {
+        s_send_request_error(self, request, VZ_ERR_WORKER_LOST, message);
+        s_count(self, service, S_OUT_WORKER_LOST);
+        s_request_finish(self, request);
+    }
+}
+
+//  A worker died holding requests: each is lost (s_request_lost). gone:
+//  found by a failed send rather than by silence.
+static void s_worker_lost(broker_t *self, s_worker_t *worker, bool gone)
 {
     vz_warn(NULL, "worker lost", "identity", worker->identity, "service", worker->service->name,
             "detected", gone ? "send" : "silence");
     vz_series_inc(gone ? self->workers_gone : self->workers_silent);
-    s_service_t *service = worker->service;
-    while (!s_list_empty(&worker->inflight)) {
-        s_request_t *request = s_container(worker->inflight.next, s_request_t, node);
-        if (request->idempotent && request->retries < self->retry_max && request->body &&
-            !self->stopping) {
-            s_list_unlink(&request->node);
-            zhashx_delete(self->tags, &request->tag);
-            worker->busy--;
-            request->worker = NULL;
-            request->retries++;
-            request->tag = self->next_tag++;
-            s_list_push_front(&service->queue, &request->node);
-            service->queue_size++;
-        } else {
-            s_send_request_error(self, request, VZ_ERR_WORKER_LOST, "worker lost the request");
-            s_count(self, service, S_OUT_WORKER_LOST);
-            s_request_finish(self, request);
-        }
-    }
+    while (!s_list_empty(&worker->inflight))
+        s_request_lost(self, s_container(worker->inflight.next, s_request_t, node),
+                       "worker lost the request");
     s_worker_forget(self, worker, gone);
 }
 
 //  --------------------------------------------------------------------------
 //  The broker's own service.
 
-static void s_serve_self(vz_broker_t *self, zframe_t *client, const vz_envelope_t *req)
+static void s_serve_self(broker_t *self, zframe_t *client, const vz_envelope_t *req)
 {
-    s_service_t *me = s_service_require(self, VZ_BROKER_SERVICE);
+    s_service_t *me = (s_service_t *)zhashx_lookup(self->services, VZ_BROKER_SERVICE);
     vz_envelope_t reply;
     vz_envelope_reply_to(&reply, req);
     vz_strlcpy(reply.caller, VZ_BROKER_SERVICE, sizeof reply.caller);
@@ -610,10 +676,10 @@ static void s_serve_self(vz_broker_t *self, zframe_t *client, const vz_envelope_
 //  Incoming commands. Each handler gets the routing id, the message after the
 //  command frame, the caller identity and the wall clock; arity was checked.
 
-typedef void(s_handler_fn)(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+typedef void(s_handler_fn)(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
                            int64_t now);
 
-static void s_on_request(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+static void s_on_request(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
                          int64_t now)
 {
     zframe_t *frame = zmsg_first(msg);
@@ -631,7 +697,17 @@ static void s_on_request(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const ch
         }
         return;
     }
-    if (!vz_policy_may_call(self->policy, identity, env.service)) {
+    //  Names reach tables, metric labels and logs: check them before anything else.
+    if (!policy_name_valid(env.service) || !policy_name_valid(env.method)) {
+        const char *what = policy_name_valid(env.service) ? "bad method name" : "bad service name";
+        s_malformed(self, what, identity);
+        vz_envelope_t head;
+        vz_envelope_init(&head, VZ_KIND_REQUEST);
+        vz_strlcpy(head.id, env.id, sizeof head.id);
+        s_send_error(self, rid, &head, VZ_ERR_MALFORMED, what);
+        return;
+    }
+    if (!policy_may_call(self->policy, identity, env.service)) {
         s_forbidden(self, identity, "call", env.service);
         s_send_error(self, rid, &env, VZ_ERR_FORBIDDEN, "call policy refuses this call");
         return;
@@ -644,9 +720,14 @@ static void s_on_request(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const ch
         s_serve_self(self, rid, &env);
         return;
     }
-    s_service_t *service = s_service_require(self, env.service);
+    s_limit_t limit;
+    s_service_t *service = s_service_require(self, env.service, identity, &limit);
     if (!service) {
-        s_send_error(self, rid, &env, VZ_ERR_OVERLOADED, "too many services");
+        if (limit == S_LIMIT_IDENTITY)
+            s_send_error(self, rid, &env, VZ_ERR_FORBIDDEN,
+                         "this identity may create no more services");
+        else
+            s_send_error(self, rid, &env, VZ_ERR_OVERLOADED, "too many services");
         return;
     }
     int64_t deadline = env.deadline_ms > 0 ? env.deadline_ms : now + self->default_timeout_ms;
@@ -679,7 +760,64 @@ static void s_on_request(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const ch
     s_dispatch(self, service);
 }
 
-static void s_on_reply(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+//  Copy at most S_SAMPLE_MAX bytes of a peer's text for a log line, each
+//  byte outside the name set shown as '?'.
+static void s_sample(char *out, const char *text)
+{
+    size_t i = 0;
+    for (; text[i] && i < S_SAMPLE_MAX; i++) {
+        char one[2] = {text[i], '\0'};
+        out[i] = policy_name_valid(one) ? text[i] : '?';
+    }
+    out[i] = '\0';
+}
+
+//  Check a worker's reply against the request it was given: the first
+//  header field that differs, or S_REJ_COUNT when all match.
+static s_reject_t s_reply_check(const s_request_t *request, zframe_t *body, vz_envelope_t *rep)
+{
+    if (vz_envelope_decode(rep, zframe_data(body), zframe_size(body), NULL, NULL) < 0)
+        return S_REJ_MALFORMED;
+    if (rep->kind != VZ_KIND_REPLY && rep->kind != VZ_KIND_ERROR)
+        return S_REJ_KIND;
+    if (strcmp(rep->id, request->id) != 0)
+        return S_REJ_ID;
+    if (strcmp(rep->service, request->service->name) != 0)
+        return S_REJ_SERVICE;
+    if (strcmp(rep->method, request->method) != 0)
+        return S_REJ_METHOD;
+    return S_REJ_COUNT;
+}
+
+//  A reply that does not answer its request is dropped, never forwarded,
+//  and the request handled as if the worker had lost it: the worker may be
+//  buggy or compromised, and the client must not read another's answer.
+//  Logged once per worker identity, with a sample of what it sent.
+static void s_reply_rejected(broker_t *self, s_request_t *request, s_reject_t why,
+                             const vz_envelope_t *rep)
+{
+    vz_series_inc(self->rejected[why]);
+    s_worker_t *worker = request->worker;
+    if (s_first_time(self, "rejected", worker->identity)) {
+        char want[S_SAMPLE_MAX + 1], got_id[S_SAMPLE_MAX + 1], got_service[S_SAMPLE_MAX + 1],
+            got_method[S_SAMPLE_MAX + 1];
+        s_sample(want, request->id);
+        bool decoded = why != S_REJ_MALFORMED;
+        s_sample(got_id, decoded ? rep->id : "");
+        s_sample(got_service, decoded ? rep->service : "");
+        s_sample(got_method, decoded ? rep->method : "");
+        vz_warn(NULL, "worker reply does not match its request: not forwarded", "identity",
+                worker->identity, "reason", s_reject_names[why], "service", request->service->name,
+                "method", request->method, "id", want, "reply_id", got_id, "reply_service",
+                got_service, "reply_method", got_method);
+    }
+    s_service_t *service = request->service;
+    s_request_lost(self, request, "worker reply did not match the request");
+    s_worker_freed(self, worker);
+    s_dispatch(self, service);
+}
+
+static void s_on_reply(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
                        int64_t now)
 {
     s_worker_t *worker = (s_worker_t *)zhashx_lookup(self->workers, rid);
@@ -693,6 +831,12 @@ static void s_on_reply(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char
     if (!request || request->worker != worker)
         return; //  late reply to a request that timed out: the client has its answer
     zframe_t *body = zmsg_last(msg);
+    vz_envelope_t rep;
+    s_reject_t why = s_reply_check(request, body, &rep);
+    if (why != S_REJ_COUNT) {
+        s_reply_rejected(self, request, why, &rep);
+        return;
+    }
     zmsg_remove(msg, body);
     //  A client that left (or stopped reading) loses its reply; the worker's work is done.
     int rc = s_send_head(self, request->client, VZ_CMD_REPLY, true);
@@ -710,7 +854,7 @@ static void s_on_reply(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char
     s_dispatch(self, service);
 }
 
-static void s_on_ready(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+static void s_on_ready(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
                        int64_t now)
 {
     char name[VZ_NAME_MAX];
@@ -733,8 +877,12 @@ static void s_on_ready(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char
         s_malformed(self, "bad RDY", identity);
         return;
     }
+    if (!policy_name_valid(name)) {
+        s_malformed(self, "bad service name", identity);
+        return;
+    }
     if (self->stopping || strcmp(name, VZ_BROKER_SERVICE) == 0 ||
-        !vz_policy_may_serve(self->policy, identity, name)) {
+        !policy_may_serve(self->policy, identity, name)) {
         if (!self->stopping)
             s_forbidden(self, identity, "serve", name);
         s_send_head(self, rid, VZ_CMD_BYE, false);
@@ -749,7 +897,8 @@ static void s_on_ready(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char
         }
         worker->credit = (int)credit;
     } else {
-        s_service_t *service = s_service_require(self, name);
+        s_limit_t limit;
+        s_service_t *service = s_service_require(self, name, identity, &limit);
         if (!service) {
             s_send_head(self, rid, VZ_CMD_BYE, false);
             return;
@@ -772,7 +921,7 @@ static void s_on_ready(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char
     s_dispatch(self, worker->service);
 }
 
-static void s_on_heartbeat(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
+static void s_on_heartbeat(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
                            int64_t now)
 {
     s_worker_t *worker = (s_worker_t *)zhashx_lookup(self->workers, rid);
@@ -788,8 +937,7 @@ static void s_on_heartbeat(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const 
     }
 }
 
-static void s_on_bye(vz_broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
-                     int64_t now)
+static void s_on_bye(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity, int64_t now)
 {
     s_worker_t *worker = (s_worker_t *)zhashx_lookup(self->workers, rid);
     if (!worker || worker->draining)
@@ -818,7 +966,7 @@ static const struct {
 //  One message: routing id, command, arguments. Checks arity and identity
 //  centrally, then calls the handler. An identity the policy does not know
 //  may only send REQ, which the policy check answers with "forbidden".
-static void s_handle(vz_broker_t *self, zmsg_t *msg, int64_t now)
+static void s_handle(broker_t *self, zmsg_t *msg, int64_t now)
 {
     zframe_t *rid = zmsg_pop(msg);
     zframe_t *cmd = zmsg_pop(msg);
@@ -837,7 +985,7 @@ static void s_handle(vz_broker_t *self, zmsg_t *msg, int64_t now)
         s_malformed(self, "unknown command", identity);
     else if (zmsg_size(msg) != s_commands[i].frames)
         s_malformed(self, "wrong frame count", identity);
-    else if (s_commands[i].handler != s_on_request && !vz_policy_known(self->policy, identity)) {
+    else if (s_commands[i].handler != s_on_request && !policy_known(self->policy, identity)) {
         if (s_commands[i].handler == s_on_ready)
             s_send_head(self, rid, VZ_CMD_BYE, false);
         s_forbidden(self, identity, "connect", "*");
@@ -852,7 +1000,7 @@ done:
 //  Read what is waiting, up to a batch, so timers still run under load.
 static int s_router_readable(zloop_t *loop, zsock_t *sock, void *arg)
 {
-    vz_broker_t *self = (vz_broker_t *)arg;
+    broker_t *self = (broker_t *)arg;
     int64_t now = vz_now_ms();
     for (int n = 0; n < S_BATCH; n++) {
         zmsg_t *msg = zmsg_recv(self->router);
@@ -866,7 +1014,7 @@ static int s_router_readable(zloop_t *loop, zsock_t *sock, void *arg)
 //  Expire requests whose deadline passed, queued or in flight.
 static int s_deadline_timer(zloop_t *loop, int timer_id, void *arg)
 {
-    vz_broker_t *self = (vz_broker_t *)arg;
+    broker_t *self = (broker_t *)arg;
     int64_t now = vz_now_ms();
     while (self->heap_size > 0 && self->heap[0]->deadline_ms <= now) {
         s_request_t *request = self->heap[0];
@@ -893,7 +1041,7 @@ static int s_deadline_timer(zloop_t *loop, int timer_id, void *arg)
 //  A full pipe only means the worker is busy; silence decides then.
 static int s_heartbeat_timer(zloop_t *loop, int timer_id, void *arg)
 {
-    vz_broker_t *self = (vz_broker_t *)arg;
+    broker_t *self = (broker_t *)arg;
     int64_t now = zclock_mono();
     zlistx_t *dead = NULL, *gone = NULL;
     for (s_worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers)) {
@@ -933,14 +1081,14 @@ static int s_heartbeat_timer(zloop_t *loop, int timer_id, void *arg)
 
 //  --------------------------------------------------------------------------
 
-vz_broker_t *vz_broker_new(const vz_broker_config_t *config, vz_policy_t **policy_p)
+broker_t *broker_new(const broker_config_t *config, policy_t **policy_p)
 {
     assert(config && config->endpoint && config->cert && config->metrics);
     assert(policy_p && *policy_p);
     zsock_t *router = vz_curve_server(ZMQ_ROUTER, config->endpoint, config->cert);
     if (!router)
         return NULL;
-    vz_broker_t *self = (vz_broker_t *)zmalloc(sizeof *self);
+    broker_t *self = (broker_t *)zmalloc(sizeof *self);
     self->router = router;
     self->handle = zsock_resolve(router);
     //  ZMQ_MAXMSGSIZE is not set here: libzmq 4.3.4 copies options into the
@@ -959,8 +1107,12 @@ vz_broker_t *vz_broker_new(const vz_broker_config_t *config, vz_policy_t **polic
     self->retry_max = config->retry_max >= 0 ? config->retry_max : 0;
     self->default_timeout_ms =
         config->default_timeout_ms > 0 ? config->default_timeout_ms : S_DEFAULT_TIMEOUT_MS;
+    self->services_per_identity = config->services_per_identity > 0
+                                      ? (size_t)config->services_per_identity
+                                      : S_SERVICES_PER_IDENTITY;
     self->services = zhashx_new();
     zhashx_set_destructor(self->services, s_service_destroy);
+    self->creators = zhashx_new();
     self->workers = zhashx_new();
     zhashx_set_key_hasher(self->workers, s_frame_hash);
     zhashx_set_key_comparator(self->workers, s_frame_compare);
@@ -994,13 +1146,30 @@ vz_broker_t *vz_broker_new(const vz_broker_config_t *config, vz_policy_t **polic
     self->workers_silent = vz_metrics_counter(
         self->metrics, "vz_broker_workers_lost_total",
         "Workers forgotten without a BYE, by how it was noticed", "detected=silence");
+    for (int r = 0; r < S_REJ_COUNT; r++) {
+        char labels[32];
+        snprintf(labels, sizeof labels, "reason=%s", s_reject_names[r]);
+        self->rejected[r] =
+            vz_metrics_counter(self->metrics, "vz_broker_replies_rejected_total",
+                               "Worker replies dropped because their header did not match the "
+                               "request",
+                               labels);
+    }
+    for (int l = 0; l < S_LIMIT_COUNT; l++) {
+        char labels[32];
+        snprintf(labels, sizeof labels, "reason=%s", s_limit_names[l]);
+        self->refused[l] = vz_metrics_counter(self->metrics, "vz_broker_services_refused_total",
+                                              "New services refused by a bound", labels);
+    }
+    //  The broker's own service exists from the start, outside every bound.
+    s_service_new(self, VZ_BROKER_SERVICE);
     return self;
 }
 
-void vz_broker_destroy(vz_broker_t **self_p)
+void broker_destroy(broker_t **self_p)
 {
     assert(self_p);
-    vz_broker_t *self = *self_p;
+    broker_t *self = *self_p;
     if (!self)
         return;
     //  Release every live request, then the workers and services they point to.
@@ -1015,8 +1184,9 @@ void vz_broker_destroy(vz_broker_t **self_p)
     zhashx_destroy(&self->tags);
     zhashx_destroy(&self->workers);
     zhashx_destroy(&self->services);
+    zhashx_destroy(&self->creators);
     zhashx_destroy(&self->logged);
-    vz_policy_destroy(&self->policy);
+    policy_destroy(&self->policy);
     //  After a drain, give the farewells a moment on the wire before closing.
     zsock_set_linger(self->router, self->stopping ? 500 : 0);
     zsock_destroy(&self->router);
@@ -1024,12 +1194,12 @@ void vz_broker_destroy(vz_broker_t **self_p)
     *self_p = NULL;
 }
 
-int vz_broker_port(vz_broker_t *self)
+int broker_port(broker_t *self)
 {
     return self->port;
 }
 
-int vz_broker_attach(vz_broker_t *self, zloop_t *loop)
+int broker_attach(broker_t *self, zloop_t *loop)
 {
     assert(!self->loop);
     self->loop = loop;
@@ -1042,16 +1212,16 @@ int vz_broker_attach(vz_broker_t *self, zloop_t *loop)
     return 0;
 }
 
-void vz_broker_set_policy(vz_broker_t *self, vz_policy_t **policy_p)
+void broker_set_policy(broker_t *self, policy_t **policy_p)
 {
     assert(policy_p && *policy_p);
-    vz_policy_destroy(&self->policy);
+    policy_destroy(&self->policy);
     self->policy = *policy_p;
     *policy_p = NULL;
     zhashx_purge(self->logged);
 }
 
-void vz_broker_drain(vz_broker_t *self, int timeout_ms)
+void broker_drain(broker_t *self, int timeout_ms)
 {
     self->stopping = true;
     //  Queued requests will not be dispatched any more.

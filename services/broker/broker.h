@@ -7,47 +7,55 @@
  *  ready worker with free credit, tracking it by an 8-byte tag until the
  *  reply, the deadline or the worker's death. Frames: common/vz_proto.h.
  *
+ *  Peers are not trusted beyond their CURVE identity: a service or method
+ *  name outside policy_name_valid is malformed; a worker's reply whose
+ *  kind, id, service or method differ from the request it was given is
+ *  never forwarded (the request is handled as if the worker had lost it);
+ *  one identity may create at most services_per_identity services, by
+ *  calling or by serving them (docs/services/broker.md).
+ *
  *  Everything runs on the reactor thread that owns the zloop; nothing here
  *  is thread-safe, except that metrics series are updated atomically.
  */
-#ifndef VZ_BROKER_H
-#define VZ_BROKER_H
+#ifndef BROKER_BROKER_H
+#define BROKER_BROKER_H
 
 #include <czmq.h>
 #include "policy.h"
 #include "vz_metrics.h"
 
 typedef struct {
-    const char *endpoint;   //  where the ROUTER binds (port 0 or * = ephemeral)
-    zcert_t *cert;          //  broker certificate (borrowed)
-    vz_metrics_t *metrics;  //  registry for the broker's series (borrowed)
-    int heartbeat_ms;       //  heartbeat interval to workers; 0 = VZ_HEARTBEAT_MS
-    int queue_max;          //  queued requests per service before "overloaded"
-    int retry_max;          //  re-dispatches of an idempotent request after worker loss
-    int default_timeout_ms; //  deadline given to requests that carry none; 0 = 30 s
-} vz_broker_config_t;
+    const char *endpoint;      //  where the ROUTER binds (port 0 or * = ephemeral)
+    zcert_t *cert;             //  broker certificate (borrowed)
+    vz_metrics_t *metrics;     //  registry for the broker's series (borrowed)
+    int heartbeat_ms;          //  heartbeat interval to workers; 0 = VZ_HEARTBEAT_MS
+    int queue_max;             //  queued requests per service before "overloaded"
+    int retry_max;             //  re-dispatches of an idempotent request after worker loss
+    int default_timeout_ms;    //  deadline given to requests that carry none; 0 = 30 s
+    int services_per_identity; //  services one identity may create; 0 = 16
+} broker_config_t;
 
-typedef struct vz_broker_t vz_broker_t;
+typedef struct broker_t broker_t;
 
 //  Bind the ROUTER (the ZAP handler must already run: vz_auth_new) and take
 //  the policy. NULL when the bind fails (errno set); *policy_p is then
 //  left to the caller.
-vz_broker_t *vz_broker_new(const vz_broker_config_t *config, vz_policy_t **policy_p);
-//  Forget everything without notifying anyone (use vz_broker_drain first).
-void vz_broker_destroy(vz_broker_t **self_p);
+broker_t *broker_new(const broker_config_t *config, policy_t **policy_p);
+//  Forget everything without notifying anyone (use broker_drain first).
+void broker_destroy(broker_t **self_p);
 
 //  TCP port actually bound.
-int vz_broker_port(vz_broker_t *self);
+int broker_port(broker_t *self);
 
 //  Register the socket and the heartbeat and deadline timers with loop.
-int vz_broker_attach(vz_broker_t *self, zloop_t *loop);
+int broker_attach(broker_t *self, zloop_t *loop);
 
 //  Swap in a new policy (takes it). Registered workers stay.
-void vz_broker_set_policy(vz_broker_t *self, vz_policy_t **policy_p);
+void broker_set_policy(broker_t *self, policy_t **policy_p);
 
 //  Shutdown, after the loop has stopped: queued requests get "unavailable",
 //  replies to requests in flight are still forwarded for up to timeout_ms,
 //  then what is left gets "unavailable" and every worker gets BYE. Blocking.
-void vz_broker_drain(vz_broker_t *self, int timeout_ms);
+void broker_drain(broker_t *self, int timeout_ms);
 
 #endif

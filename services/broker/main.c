@@ -13,10 +13,11 @@
 #include "vz_ports.h"
 
 typedef struct {
-    char bind[VZ_PATH_MAX];   //  VZ_BROKER_BIND
-    char policy[VZ_PATH_MAX]; //  VZ_BROKER_POLICY
-    int queue_max;            //  VZ_BROKER_QUEUE_MAX
-    int retry_max;            //  VZ_BROKER_RETRY_MAX
+    char bind[VZ_PATH_MAX];    //  VZ_BROKER_BIND
+    char policy[VZ_PATH_MAX];  //  VZ_BROKER_POLICY
+    int queue_max;             //  VZ_BROKER_QUEUE_MAX
+    int retry_max;             //  VZ_BROKER_RETRY_MAX
+    int services_per_identity; //  VZ_BROKER_SERVICES_PER_IDENTITY
 } s_config_t;
 
 static const vz_cfg_item_t s_items[] = {
@@ -29,12 +30,15 @@ static const vz_cfg_item_t s_items[] = {
                 10000000, queue_max, "queued requests per service before \"overloaded\""),
     VZ_CFG_ITEM(s_config_t, "VZ_BROKER_RETRY_MAX", "broker/retry_max", VZ_CFG_INT, "1", 0, 10,
                 retry_max, "re-dispatches of an idempotent request after its worker died"),
+    VZ_CFG_ITEM(s_config_t, "VZ_BROKER_SERVICES_PER_IDENTITY", "broker/services_per_identity",
+                VZ_CFG_INT, "16", 1, 4096, services_per_identity,
+                "services one identity may create by calling or serving them; more are refused"),
 };
 
 typedef struct {
     vz_daemon_t *daemon; //  common daemon machinery
     vz_auth_t *auth;     //  ZAP handler for the allow directory
-    vz_broker_t *broker; //  routing engine
+    broker_t *broker;    //  routing engine
     zloop_t *loop;       //  the one reactor
     const char *policy;  //  policy path, for reloads (points into the config)
 } s_app_t;
@@ -45,14 +49,14 @@ static void s_reload(void *arg)
 {
     s_app_t *app = (s_app_t *)arg;
     char err[VZ_PATH_MAX + 128];
-    vz_policy_t *policy = vz_policy_load(app->policy, err, sizeof err);
+    policy_t *policy = policy_load(app->policy, err, sizeof err);
     if (!policy) {
         vz_error(NULL, "unable to reload policy: keeping the old one", "reason", err);
         return;
     }
     char count[24];
-    snprintf(count, sizeof count, "%zu", vz_policy_size(policy));
-    vz_broker_set_policy(app->broker, &policy);
+    snprintf(count, sizeof count, "%zu", policy_size(policy));
+    broker_set_policy(app->broker, &policy);
     vz_info(NULL, "policy reloaded", "path", app->policy, "identities", count);
 }
 
@@ -73,7 +77,7 @@ int main(int argc, char **argv)
         return exit_code;
 
     char err[VZ_PATH_MAX + 128];
-    vz_policy_t *policy = vz_policy_load(config.policy, err, sizeof err);
+    policy_t *policy = policy_load(config.policy, err, sizeof err);
     if (!policy) {
         vz_error(NULL, "unable to start: bad policy", "reason", err);
         vz_daemon_destroy(&app.daemon);
@@ -83,35 +87,36 @@ int main(int argc, char **argv)
     app.auth = vz_auth_new(common->allow_dir);
     if (!app.auth) {
         vz_error(NULL, "unable to start authentication", "allow_dir", common->allow_dir);
-        vz_policy_destroy(&policy);
+        policy_destroy(&policy);
         vz_daemon_destroy(&app.daemon);
         return VZ_EXIT_PERMANENT;
     }
-    vz_broker_config_t bconfig = {.endpoint = config.bind,
-                                  .cert = vz_daemon_cert(app.daemon),
-                                  .metrics = vz_daemon_metrics(app.daemon),
-                                  .heartbeat_ms = common->heartbeat_ms,
-                                  .queue_max = config.queue_max,
-                                  .retry_max = config.retry_max};
-    app.broker = vz_broker_new(&bconfig, &policy);
+    broker_config_t bconfig = {.endpoint = config.bind,
+                               .cert = vz_daemon_cert(app.daemon),
+                               .metrics = vz_daemon_metrics(app.daemon),
+                               .heartbeat_ms = common->heartbeat_ms,
+                               .queue_max = config.queue_max,
+                               .retry_max = config.retry_max,
+                               .services_per_identity = config.services_per_identity};
+    app.broker = broker_new(&bconfig, &policy);
     if (!app.broker) {
         //  A malformed endpoint will never bind; a busy port may free up.
         int permanent = errno == EINVAL || errno == EPROTONOSUPPORT;
         vz_error(NULL, "unable to bind broker socket", "endpoint", config.bind, "reason",
                  strerror(errno));
-        vz_policy_destroy(&policy);
+        policy_destroy(&policy);
         vz_auth_destroy(&app.auth);
         vz_daemon_destroy(&app.daemon);
         return permanent ? VZ_EXIT_PERMANENT : VZ_EXIT_TEMPORARY;
     }
     app.loop = zloop_new();
     vz_daemon_on_reload(app.daemon, s_reload, &app);
-    if (vz_broker_attach(app.broker, app.loop) < 0 || vz_daemon_attach(app.daemon, app.loop) < 0) {
+    if (broker_attach(app.broker, app.loop) < 0 || vz_daemon_attach(app.daemon, app.loop) < 0) {
         vz_error(NULL, "unable to start reactor");
         exit_code = VZ_EXIT_TEMPORARY;
     } else {
         char port[16];
-        snprintf(port, sizeof port, "%d", vz_broker_port(app.broker));
+        snprintf(port, sizeof port, "%d", broker_port(app.broker));
         vz_info(NULL, "broker ready", "endpoint", config.bind, "port", port);
         vz_daemon_ready(app.daemon);
         //  zloop_start also returns when any signal (SIGHUP) interrupts its
@@ -120,10 +125,10 @@ int main(int argc, char **argv)
             zloop_start(app.loop);
         vz_info(NULL, "broker draining");
         vz_daemon_not_ready(app.daemon, "shutting down");
-        vz_broker_drain(app.broker, common->drain_ms);
+        broker_drain(app.broker, common->drain_ms);
     }
     zloop_destroy(&app.loop);
-    vz_broker_destroy(&app.broker);
+    broker_destroy(&app.broker);
     vz_auth_destroy(&app.auth);
     vz_daemon_destroy(&app.daemon);
     return exit_code;

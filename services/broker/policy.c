@@ -17,7 +17,7 @@ typedef struct {
     bool serve_any;  //  "*" in its serve list
 } s_rights_t;
 
-struct vz_policy_t {
+struct policy_t {
     zhashx_t *identities; //  identity name -> s_rights_t
 };
 
@@ -32,18 +32,23 @@ static void s_rights_destroy(void **item_p)
     }
 }
 
-//  A service or identity name: 1..VZ_NAME_MAX-1 bytes of [A-Za-z0-9_.-], or "*".
-static bool s_name_valid(const char *name)
+bool policy_name_valid(const char *name)
 {
     size_t len = strlen(name);
     if (len == 0 || len >= VZ_NAME_MAX)
         return false;
-    if (strcmp(name, "*") == 0)
-        return true;
+    //  ASCII ranges, not isalnum: the locale must not widen the set.
     for (const char *c = name; *c; c++)
-        if (!(isalnum((unsigned char)*c) || *c == '_' || *c == '-' || *c == '.'))
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '_' || *c == '-' || *c == '.'))
             return false;
     return true;
+}
+
+//  A name in the file: a valid name, or "*".
+static bool s_name_valid(const char *name)
+{
+    return strcmp(name, "*") == 0 || policy_name_valid(name);
 }
 
 //  Split a list into set; "*" sets *any. -1 on a bad name (copied to bad).
@@ -72,7 +77,7 @@ static int s_parse_list(const char *text, zhashx_t *set, bool *any, char *bad, s
     return 0;
 }
 
-vz_policy_t *vz_policy_load(const char *path, char *err, size_t errlen)
+policy_t *policy_load(const char *path, char *err, size_t errlen)
 {
     assert(path && err && errlen > 0);
     char why[VZ_PATH_MAX + 128];
@@ -87,7 +92,7 @@ vz_policy_t *vz_policy_load(const char *path, char *err, size_t errlen)
         zconfig_destroy(&root);
         return NULL;
     }
-    vz_policy_t *self = (vz_policy_t *)zmalloc(sizeof *self);
+    policy_t *self = (policy_t *)zmalloc(sizeof *self);
     self->identities = zhashx_new();
     zhashx_set_destructor(self->identities, s_rights_destroy);
     int rc = 0;
@@ -122,11 +127,11 @@ vz_policy_t *vz_policy_load(const char *path, char *err, size_t errlen)
     }
     zconfig_destroy(&root);
     if (rc < 0)
-        vz_policy_destroy(&self);
+        policy_destroy(&self);
     return self;
 }
 
-void vz_policy_destroy(vz_policy_t **self_p)
+void policy_destroy(policy_t **self_p)
 {
     assert(self_p);
     if (*self_p) {
@@ -136,24 +141,24 @@ void vz_policy_destroy(vz_policy_t **self_p)
     }
 }
 
-bool vz_policy_known(const vz_policy_t *self, const char *identity)
+bool policy_known(const policy_t *self, const char *identity)
 {
     return zhashx_lookup(self->identities, identity) != NULL;
 }
 
-bool vz_policy_may_call(const vz_policy_t *self, const char *identity, const char *service)
+bool policy_may_call(const policy_t *self, const char *identity, const char *service)
 {
     s_rights_t *rights = (s_rights_t *)zhashx_lookup(self->identities, identity);
     return rights && (rights->call_any || zhashx_lookup(rights->call, service));
 }
 
-bool vz_policy_may_serve(const vz_policy_t *self, const char *identity, const char *service)
+bool policy_may_serve(const policy_t *self, const char *identity, const char *service)
 {
     s_rights_t *rights = (s_rights_t *)zhashx_lookup(self->identities, identity);
     return rights && (rights->serve_any || zhashx_lookup(rights->serve, service));
 }
 
-size_t vz_policy_size(const vz_policy_t *self)
+size_t policy_size(const policy_t *self)
 {
     return zhashx_size(self->identities);
 }

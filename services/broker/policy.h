@@ -14,27 +14,33 @@
  *  is immutable once loaded; a reload builds a new one and swaps it in.
  *  Single-threaded (the broker's reactor).
  */
-#ifndef VZ_BROKER_POLICY_H
-#define VZ_BROKER_POLICY_H
+#ifndef BROKER_POLICY_H
+#define BROKER_POLICY_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef struct vz_policy_t vz_policy_t;
+typedef struct policy_t policy_t;
 
 //  Load and validate path. NULL with a one-line reason in err when the file
 //  is missing, not ZPL, has no "identity" section, or holds a bad name.
 //  Caller owns the result.
-vz_policy_t *vz_policy_load(const char *path, char *err, size_t errlen);
-void vz_policy_destroy(vz_policy_t **self_p);
+policy_t *policy_load(const char *path, char *err, size_t errlen);
+void policy_destroy(policy_t **self_p);
 
 //  True when identity appears in the policy at all.
-bool vz_policy_known(const vz_policy_t *self, const char *identity);
+bool policy_known(const policy_t *self, const char *identity);
 //  True when identity may send requests to service.
-bool vz_policy_may_call(const vz_policy_t *self, const char *identity, const char *service);
+bool policy_may_call(const policy_t *self, const char *identity, const char *service);
 //  True when identity may register as a worker of service.
-bool vz_policy_may_serve(const vz_policy_t *self, const char *identity, const char *service);
+bool policy_may_serve(const policy_t *self, const char *identity, const char *service);
 //  Number of identities (for logs).
-size_t vz_policy_size(const vz_policy_t *self);
+size_t policy_size(const policy_t *self);
+
+//  True when name is a valid service, method or identity name: 1 to
+//  VZ_NAME_MAX-1 bytes of [A-Za-z0-9_.-]. The broker checks every name a
+//  peer sends against this before it reaches a table, a metric label or a
+//  log line; "*" is not a name (only the policy file uses it, as a wildcard).
+bool policy_name_valid(const char *name);
 
 #endif
