@@ -20,10 +20,12 @@ auth_t *auth_new(const auth_config_t *config, const char *redis_url, vz_metrics_
     self->rt_issue = vz_redis_script_new(auth_lua_rt_issue);
     self->login_fail = vz_redis_script_new(auth_lua_login_fail);
     self->apikey_get = vz_redis_script_new(auth_lua_apikey_get);
+    self->bootstrap = vz_redis_script_new(auth_lua_bootstrap);
     //  The dummy hash costs what a real one does, so unknown users take as long.
     char random[48];
     bool ok = self->redis && self->rt_use && self->rt_issue && self->login_fail &&
-              self->apikey_get && auth_keys_new(self) == 0 && auth_random_b64(random, 24) == 0 &&
+              self->apikey_get && self->bootstrap && auth_keys_new(self) == 0 &&
+              auth_random_b64(random, 24) == 0 &&
               auth_password_hash(random, config->iterations, self->dummy_hash,
                                  sizeof self->dummy_hash) == 0;
     if (!ok) {
@@ -51,6 +53,7 @@ void auth_destroy(auth_t **self_p)
     vz_redis_script_destroy(&self->rt_issue);
     vz_redis_script_destroy(&self->login_fail);
     vz_redis_script_destroy(&self->apikey_get);
+    vz_redis_script_destroy(&self->bootstrap);
     vz_redis_destroy(&self->redis);
     free(self);
     *self_p = NULL;

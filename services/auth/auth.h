@@ -7,9 +7,10 @@
  *  against a version counter in Redis before each use.
  *
  *  Modules: passwords (KDF), users (register/login/profile, lockout),
- *  tokens (access JWTs, refresh rotation), keys (signing keys, JWKS,
- *  rotation), api_keys, oauth (client credentials, introspection),
- *  request (JSON/form helpers, errors, Redis). The auth context,
+ *  admin (the first admin, by a one-time bootstrap token), tokens (access
+ *  JWTs, refresh rotation), keys (signing keys, JWKS, rotation), api_keys,
+ *  oauth (client credentials, RFC 6749 §5.2 errors, introspection),
+ *  request (JSON/msgpack/form helpers, errors, Redis). The auth context,
  *  scopes and JSON replies are common/vz_authctx.h.
  */
 #ifndef AUTH_H
@@ -28,18 +29,18 @@
 #define AUTH_SERVICE "auth"
 
 typedef struct {
-    char issuer[256];        //  iss of issued tokens
-    char audience[256];      //  aud of issued tokens
-    int access_ttl_s;        //  access token lifetime
-    int refresh_ttl_s;       //  refresh-token family lifetime (absolute)
-    int iterations;          //  PBKDF2-HMAC-SHA256 iterations for new hashes
-    int rotate_s;            //  automatic signing key rotation period, 0 = never
-    int leeway_s;            //  clock skew allowed when checking tokens
-    int lock_threshold;      //  failed logins per account before lockouts start
-    int ip_threshold;        //  failed logins per IP (15 min window) before refusal
-    int lock_max_s;          //  longest account lockout
-    char admin_emails[1024]; //  comma-separated e-mails registered with scope admin
-    int redis_timeout_ms;    //  Redis command timeout
+    char issuer[256];     //  iss of issued tokens
+    char audience[256];   //  aud of issued tokens
+    int access_ttl_s;     //  access token lifetime
+    int refresh_ttl_s;    //  refresh-token family lifetime (absolute)
+    int iterations;       //  PBKDF2-HMAC-SHA256 iterations for new hashes
+    int rotate_s;         //  automatic signing key rotation period, 0 = never
+    int leeway_s;         //  clock skew allowed when checking tokens
+    int lock_threshold;   //  failed logins per account before lockouts start
+    int ip_threshold;     //  failed logins per IP (15 min window) before refusal
+    int lock_max_s;       //  longest account lockout
+    int bootstrap_ttl_s;  //  lifetime of the admin bootstrap token (admin.c)
+    int redis_timeout_ms; //  Redis command timeout
 } auth_config_t;
 
 typedef struct auth_keys_t auth_keys_t;
@@ -57,6 +58,8 @@ typedef struct {
     vz_redis_script_t *rt_issue;   //  tokens.c: store a refresh token in its family
     vz_redis_script_t *login_fail; //  users.c: count a failure, start a lockout
     vz_redis_script_t *apikey_get; //  api_keys.c: key record plus its owner's tier
+    vz_redis_script_t *bootstrap;  //  admin.c: redeem the bootstrap token
+    bool bootstrap_checked;        //  admin.c: the start check has reached Redis
 } auth_t;
 
 //  Lua sources, one per script above.
@@ -64,6 +67,7 @@ extern const char auth_lua_rt_use[];
 extern const char auth_lua_rt_issue[];
 extern const char auth_lua_login_fail[];
 extern const char auth_lua_apikey_get[];
+extern const char auth_lua_bootstrap[];
 
 //  Build the application (Redis handle, scripts, key cache, dummy hash).
 //  metrics may be NULL. NULL on failure.
@@ -141,6 +145,13 @@ int auth_tokens_revoke_user(auth_t *self, const char *uid);
 int auth_tokens_verify(auth_t *self, const char *token, size_t len, vz_jwt_claims_t *claims);
 int auth_h_refresh(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int auth_h_logout(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+
+//  At start: while no admin exists, create the one-time bootstrap token
+//  (unless one is pending) and log it once. 0 an admin exists, 1 a token
+//  is pending, -1 Redis did not answer (call again later). Sets
+//  bootstrap_checked once Redis answered.
+int auth_bootstrap_start(auth_t *self);
+int auth_h_admin_bootstrap(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 
 int auth_h_register(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int auth_h_login(void *app, const vz_envelope_t *req, vz_reply_t *reply);

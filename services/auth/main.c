@@ -40,9 +40,13 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_IP_THRESHOLD", "auth/ip_threshold", VZ_CFG_INT, "50", 1,
                 100000, ip_threshold, "failed logins from one IP in 15 min before it is refused"),
     VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_LOCK_MAX_S", "auth/lock_max", VZ_CFG_INT, "900", 1, 86400,
-                lock_max_s, "longest account lockout, seconds"),
-    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_ADMIN_EMAILS", "auth/admin_emails", VZ_CFG_STR, "", 0, 0,
-                admin_emails, "comma-separated e-mails that get scope admin when they register"),
+                lock_max_s,
+                "longest account lockout, seconds; an account's failures are forgotten only "
+                "after a success or this plus 15 min without one"),
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_BOOTSTRAP_TTL_S", "auth/bootstrap_ttl", VZ_CFG_INT, "86400",
+                60, 604800, bootstrap_ttl_s,
+                "lifetime of the one-time admin bootstrap token logged at start while no admin "
+                "exists, seconds; registration never grants admin (VZ_AUTH_ADMIN_EMAILS is gone)"),
     VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_REDIS_TIMEOUT_MS", "auth/redis_timeout", VZ_CFG_MS, "100",
                 5, 5000, redis_timeout_ms, "Redis command timeout"),
 };
@@ -63,15 +67,19 @@ static const vz_method_t s_methods[] = {
     {"oauth_token", auth_h_oauth_token, 0, JSON_BODY_MAX},
     {"oauth_introspect", auth_h_oauth_introspect, 0, 2 * VZ_JWT_TOKEN_MAX},
     {"client_register", auth_h_client_register, 0, JSON_BODY_MAX},
+    {"admin_bootstrap", auth_h_admin_bootstrap, 0, JSON_BODY_MAX},
     {"keys_rotate", auth_h_keys_rotate, 0, JSON_BODY_MAX},
 };
 
 //  Every replica runs the timer; the rotation script lets only the first win.
+//  The admin bootstrap check of the start is retried until Redis answers.
 static int s_rotate_timer(zloop_t *loop, int timer_id, void *arg)
 {
     auth_t *auth = arg;
     if (auth->config.rotate_s > 0 && auth_keys_rotate(auth, auth->config.rotate_s) < 0)
         vz_warn(NULL, "unable to check signing key rotation", "reason", "redis unavailable");
+    if (!auth->bootstrap_checked)
+        auth_bootstrap_start(auth);
     return 0;
 }
 
@@ -104,6 +112,9 @@ int main(int argc, char **argv)
     //  Create (or load) the signing key now, so the first request is not slower.
     if (!auth_keys_signing(auth))
         vz_warn(NULL, "unable to load signing keys yet", "reason", "redis unavailable");
+    //  No admin yet: log the one-time bootstrap token (admin.c).
+    if (auth_bootstrap_start(auth) < 0)
+        vz_warn(NULL, "unable to check for an admin yet", "reason", "redis unavailable");
     zloop_t *loop = zloop_new();
     zloop_timer(loop, ROTATE_CHECK_MS, 0, s_rotate_timer, auth);
     //  Credit 8: token, key and profile calls are one Redis round trip each

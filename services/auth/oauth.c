@@ -10,9 +10,16 @@
  *  JWTs as for users, with sub = client_id and the client_id claim
  *  (RFC 9068), so the gateway verifies both kinds offline.
  *
- *  OAuth errors travel as error envelopes (contract C): invalid_client ->
- *  unauthorized, invalid_request / unsupported_grant_type / invalid_scope
- *  -> invalid_request, with the RFC 6749 §5.2 error name leading the message.
+ *  Token endpoint errors follow RFC 6749 §5.2: an error envelope (contract
+ *  C) whose code is invalid_request (400), or unauthorized (401) for
+ *  invalid_client when the client authenticated with HTTP Basic, and whose
+ *  message is "<error>: <error_description>" with error one of
+ *  invalid_request, invalid_client, invalid_grant, unauthorized_client,
+ *  unsupported_grant_type, invalid_scope and a description in the RFC's
+ *  character set. A route marked errors = "oauth2" (routes.cfg) has the
+ *  gateway answer {"error": .., "error_description": ..} with that status
+ *  and, for the 401, WWW-Authenticate: Basic. Introspection (RFC 7662)
+ *  answers a failed client authentication unauthorized (401), as before.
  */
 #include "auth.h"
 
@@ -104,53 +111,90 @@ done:
     return rc;
 }
 
-//  Checks the form content type when the gateway tells it. 0 or -1 replied.
-static int s_form(const vz_envelope_t *req, vz_reply_t *reply)
+//  Reply an RFC 6749 §5.2 error (see the file header): 401 only for
+//  invalid_client over HTTP Basic. Returns what vz_authctx_reply_error does.
+static int s_oauth_error(vz_reply_t *reply, const char *error, const char *description, bool basic)
+{
+    bool challenge = basic && strcmp(error, "invalid_client") == 0;
+    char message[VZ_ERRMSG_MAX];
+    snprintf(message, sizeof message, "%s: %s", error, description);
+    return vz_authctx_reply_error(reply, challenge ? 401 : 400,
+                                  challenge ? VZ_AUTHCTX_ERR_UNAUTHORIZED : VZ_ERR_INVALID,
+                                  message);
+}
+
+//  Checks the form content type when the gateway tells it. 0 or -1 replied
+//  (as an RFC 6749 error when oauth).
+static int s_form(const vz_envelope_t *req, vz_reply_t *reply, bool oauth)
 {
     const char *ct = vz_authctx_get(req, VZ_AUTHCTX_CONTENT_TYPE);
     const char *want = "application/x-www-form-urlencoded";
     if (ct && *ct && strncasecmp(ct, want, strlen(want)) != 0) {
-        vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID,
-                               "invalid_request: body must be application/x-www-form-urlencoded");
+        if (oauth)
+            s_oauth_error(reply, "invalid_request",
+                          "body must be application/x-www-form-urlencoded", false);
+        else
+            vz_authctx_reply_error(
+                reply, 0, VZ_ERR_INVALID,
+                "invalid_request: body must be application/x-www-form-urlencoded");
         return -1;
     }
     return 0;
 }
 
+//  client_id and client_secret from HTTP Basic (RFC 6749 §2.3.1): true when
+//  the header decodes to "id:secret" that fit.
+static bool s_basic(const char *basic, char id[CLIENT_ID_MAX], char *secret, size_t n)
+{
+    unsigned char raw[200];
+    size_t blen = strlen(basic + 6);
+    int len = blen < 260 ? EVP_DecodeBlock(raw, (const unsigned char *)basic + 6, (int)blen) : -1;
+    while (len > 0 && blen > 6 && basic[6 + blen - 1] == '=' && raw[len - 1] == '\0') {
+        len--;
+        blen--;
+    }
+    char *colon = len > 0 ? memchr(raw, ':', (size_t)len) : NULL;
+    size_t idlen = colon ? (size_t)(colon - (char *)raw) : 0;
+    size_t slen = colon ? (size_t)len - idlen - 1 : 0;
+    bool ok = colon && idlen < CLIENT_ID_MAX && slen < n;
+    if (ok) {
+        memcpy(id, raw, idlen);
+        id[idlen] = '\0';
+        memcpy(secret, colon + 1, slen);
+        secret[slen] = '\0';
+    }
+    OPENSSL_cleanse(raw, sizeof raw);
+    return ok;
+}
+
 //  Authenticate the OAuth client; fills its record (caller frees). NULL
-//  after replying.
+//  after replying: RFC 6749 §5.2 errors when oauth (the token endpoint),
+//  else unauthorized.
 static redisReply *s_client_auth(auth_t *self, const vz_envelope_t *req, vz_reply_t *reply,
-                                 char id[CLIENT_ID_MAX])
+                                 char id[CLIENT_ID_MAX], bool oauth)
 {
     const char *body = req->body ? (const char *)req->body : "";
     char secret[FORM_VALUE_MAX] = "";
     int a = auth_form_get(body, req->body_len, "client_id", id, CLIENT_ID_MAX);
     int b = auth_form_get(body, req->body_len, "client_secret", secret, sizeof secret);
     //  The gateway forwards the header as ctx "header.authorization" (routes.cfg).
-    const char *basic = vz_authctx_header(req, "authorization");
-    if (a == -ENOENT && b == -ENOENT && basic && strncasecmp(basic, "Basic ", 6) == 0) {
-        unsigned char raw[200];
-        size_t blen = strlen(basic + 6);
-        int n = blen < 260 ? EVP_DecodeBlock(raw, (const unsigned char *)basic + 6, (int)blen) : -1;
-        while (n > 0 && blen > 6 && basic[6 + blen - 1] == '=' && raw[n - 1] == '\0') {
-            n--;
-            blen--;
-        }
-        char *colon = n > 0 ? memchr(raw, ':', (size_t)n) : NULL;
-        if (colon && (size_t)(colon - (char *)raw) < CLIENT_ID_MAX) {
-            memcpy(id, raw, (size_t)(colon - (char *)raw));
-            id[colon - (char *)raw] = '\0';
-            size_t slen = (size_t)n - (size_t)(colon + 1 - (char *)raw);
-            if (slen < sizeof secret) {
-                memcpy(secret, colon + 1, slen);
-                secret[slen] = '\0';
-                a = b = 0;
-            }
-        }
+    const char *authz = vz_authctx_header(req, "authorization");
+    bool basic = authz && strncasecmp(authz, "Basic ", 6) == 0;
+    if (basic && oauth && (a != -ENOENT || b != -ENOENT)) {
+        //  RFC 6749 §2.3: one client authentication method per request.
+        s_oauth_error(reply, "invalid_request", "more than one client authentication method",
+                      false);
+        return NULL;
     }
+    if (basic && a == -ENOENT && b == -ENOENT && s_basic(authz, id, secret, sizeof secret))
+        a = b = 0;
     if (a < 0 || b < 0 || strncmp(id, "c_", 2) != 0) {
-        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
-                               "invalid_client: client authentication failed");
+        OPENSSL_cleanse(secret, sizeof secret);
+        if (oauth)
+            s_oauth_error(reply, "invalid_client", "client authentication failed", basic);
+        else
+            vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
+                                   "invalid_client: client authentication failed");
         return NULL;
     }
     char key[96], hash[65];
@@ -158,6 +202,7 @@ static redisReply *s_client_auth(auth_t *self, const vz_envelope_t *req, vz_repl
     const char *argv[] = {"HGETALL", key};
     redisReply *client = auth_redis(self, 2, argv);
     if (!client) {
+        OPENSSL_cleanse(secret, sizeof secret);
         auth_unavailable(reply);
         return NULL;
     }
@@ -166,8 +211,11 @@ static redisReply *s_client_auth(auth_t *self, const vz_envelope_t *req, vz_repl
     const char *stored = auth_hash_field(client, "hash");
     if (!stored || strlen(stored) != 64 || CRYPTO_memcmp(stored, hash, 64) != 0) {
         freeReplyObject(client);
-        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
-                               "invalid_client: client authentication failed");
+        if (oauth)
+            s_oauth_error(reply, "invalid_client", "client authentication failed", basic);
+        else
+            vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
+                                   "invalid_client: client authentication failed");
         return NULL;
     }
     return client;
@@ -176,22 +224,22 @@ static redisReply *s_client_auth(auth_t *self, const vz_envelope_t *req, vz_repl
 int auth_h_oauth_token(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     auth_t *self = app;
-    if (s_form(req, reply) < 0)
+    if (s_form(req, reply, true) < 0)
         return 0;
     const char *body = req->body ? (const char *)req->body : "";
     char grant[64], scope[FORM_VALUE_MAX];
     int rc = auth_form_get(body, req->body_len, "grant_type", grant, sizeof grant);
     if (rc == -ENOENT)
-        return vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID,
-                                      "invalid_request: grant_type required");
-    if (rc < 0 || strcmp(grant, "client_credentials") != 0)
-        return vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID,
-                                      "unsupported_grant_type: only client_credentials");
+        return s_oauth_error(reply, "invalid_request", "grant_type required", false);
+    if (rc < 0)
+        return s_oauth_error(reply, "invalid_request", "grant_type malformed or repeated", false);
+    if (strcmp(grant, "client_credentials") != 0)
+        return s_oauth_error(reply, "unsupported_grant_type", "only client_credentials", false);
     rc = auth_form_get(body, req->body_len, "scope", scope, sizeof scope);
     if (rc == -EINVAL)
-        return vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID, "invalid_request: malformed scope");
+        return s_oauth_error(reply, "invalid_request", "scope malformed or repeated", false);
     char id[CLIENT_ID_MAX];
-    redisReply *client = s_client_auth(self, req, reply, id);
+    redisReply *client = s_client_auth(self, req, reply, id, true);
     if (!client)
         return 0;
     const char *allowed = auth_hash_field(client, "scope");
@@ -202,8 +250,7 @@ int auth_h_oauth_token(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     if (vz_authctx_scope_normalize(rc == -ENOENT ? allowed : scope, granted, sizeof granted) < 0 ||
         !vz_authctx_scope_subset(granted, allowed)) {
         freeReplyObject(client);
-        return vz_authctx_reply_error(reply, 0, VZ_ERR_INVALID,
-                                      "invalid_scope: scope exceeds the client's");
+        return s_oauth_error(reply, "invalid_scope", "scope exceeds the client's", false);
     }
     auth_grant_t g = {
         .sub = id, .scope = granted, .tier = tier ? tier : VZ_AUTHCTX_TIER_FREE, .client_id = id};
@@ -221,10 +268,10 @@ static bool s_introspect(auth_t *self, const char *token, vz_jwt_claims_t *c)
 int auth_h_oauth_introspect(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     auth_t *self = app;
-    if (s_form(req, reply) < 0)
+    if (s_form(req, reply, false) < 0)
         return 0;
     char id[CLIENT_ID_MAX];
-    redisReply *client = s_client_auth(self, req, reply, id);
+    redisReply *client = s_client_auth(self, req, reply, id, false);
     if (!client)
         return 0;
     freeReplyObject(client);

@@ -13,7 +13,9 @@
  *  on, the account is locked for 1 s, 2 s, 4 s ... up to lock_max_s; from
  *  ip_threshold failures the IP is refused until its window ends. Locked
  *  attempts are refused before the KDF runs, so brute force costs the
- *  attacker time and the service nothing.
+ *  attacker time and the service nothing. The account counter is reset by
+ *  a successful login or after lock_max_s + 15 min without a failure (a
+ *  quiet period longer than the longest lock), never while locks go on.
  */
 #include "auth.h"
 
@@ -21,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "passwords.h"
@@ -29,12 +30,16 @@
 
 #define EMAIL_MAX 254
 #define NAME_MAX_BYTES 100
-#define FAIL_WINDOW_S 900
+#define FAIL_WINDOW_S 900 //  IP window; also added to lock_max_s for the account's quiet period
 
-//  KEYS fail-account, fail-ip, lock-account; ARGV threshold, window, max lock ms.
+//  KEYS fail-account, fail-ip, lock-account; ARGV threshold, IP window,
+//  max lock ms, account quiet period. The account counter's expiry moves
+//  with every failure and outlives the longest lock (Keycloak's brute-force
+//  detector): only a success or a quiet period longer than the cap resets
+//  it, so guesses spread over time and IPs keep paying the capped lock.
 const char auth_lua_login_fail[] =
     "local n = redis.call('INCR', KEYS[1])\n"
-    "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
     "local m = redis.call('INCR', KEYS[2])\n"
     "if m == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end\n"
     "local t = tonumber(ARGV[1])\n"
@@ -93,21 +98,6 @@ static bool s_name_ok(const char *name)
         if (*p < 0x20 || *p == 0x7f)
             return false;
     return true;
-}
-
-static bool s_is_admin_email(const auth_t *self, const char *email)
-{
-    const char *list = self->config.admin_emails;
-    size_t elen = strlen(email);
-    for (const char *p = list; *p;) {
-        while (*p == ',' || *p == ' ')
-            p++;
-        size_t n = strcspn(p, ", ");
-        if (n == elen && strncasecmp(p, email, n) == 0)
-            return true;
-        p += n;
-    }
-    return false;
 }
 
 static void s_write_user(vz_json_writer_t *w, const char *uid, const redisReply *user)
@@ -187,10 +177,10 @@ int auth_h_register(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     }
     char now[24];
     snprintf(now, sizeof now, "%lld", (long long)time(NULL));
-    const char *scope = s_is_admin_email(self, email) ? "user admin" : "user";
+    //  Never admin: that is granted out of band (admin.c).
     const char *hset[] = {"HSET",    user_key, "email", email,
                           "pw",      hash,     "name",  name ? name : "",
-                          "scope",   scope,    "tier",  VZ_AUTHCTX_TIER_FREE,
+                          "scope",   "user",   "tier",  VZ_AUTHCTX_TIER_FREE,
                           "created", now};
     r = auth_redis(self, 14, hset);
     if (!r) {
@@ -300,12 +290,13 @@ int auth_h_login(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     ok = ok && stored;
     if (!ok) {
         const char *keys[] = {acct_fail, ip_fail, acct_lock};
-        char threshold[16], window[16], max_ms[24];
+        char threshold[16], window[16], max_ms[24], quiet[24];
         snprintf(threshold, sizeof threshold, "%d", self->config.lock_threshold);
         snprintf(window, sizeof window, "%d", FAIL_WINDOW_S);
         snprintf(max_ms, sizeof max_ms, "%lld", (long long)self->config.lock_max_s * 1000);
-        const char *args[] = {threshold, window, max_ms};
-        redisReply *f = vz_redis_eval(self->redis, self->login_fail, 3, keys, 3, args);
+        snprintf(quiet, sizeof quiet, "%d", self->config.lock_max_s + FAIL_WINDOW_S);
+        const char *args[] = {threshold, window, max_ms, quiet};
+        redisReply *f = vz_redis_eval(self->redis, self->login_fail, 3, keys, 4, args);
         if (f)
             freeReplyObject(f);
         if (self->login_failed)

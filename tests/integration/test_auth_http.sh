@@ -4,8 +4,10 @@
 #   SPDX-License-Identifier: MPL-2.0
 #
 #   register -> login -> profile -> refresh -> reuse detected -> logout;
-#   API key create -> use -> list -> revoke; client credentials -> call ->
-#   introspect; tokens checked by npm `jose` against the JWKS the gateway serves.
+#   API key create -> use -> list -> revoke; the first admin by the one-time
+#   bootstrap token from auth's log; client credentials -> call -> introspect,
+#   token errors in RFC 6749 §5.2 form; tokens checked by npm `jose` against
+#   the JWKS the gateway serves.
 set -u -o pipefail
 
 source "$(dirname "$0")/mesh.sh" authhttp
@@ -13,12 +15,10 @@ PEERS=$SRC/tests/peers
 [ -d "$PEERS/node_modules/jose" ] || fail "tests/peers/node_modules missing (run make test-deps)"
 
 mesh_config
-#   One admin (to register an OAuth client); API-key answers not cached, so
-#   a revoked key is refused at once (the default caches valid keys 30 s).
-sed -i -e 's|^\( *\)VZ_AUTH_AUDIENCE = "vizmesh"|&\n\1VZ_AUTH_ADMIN_EMAILS = "root@example.com"|' \
-    -e 's|^\( *\)VZ_GATEWAY_PORT = .*|&\n\1VZ_GATEWAY_APIKEY_TTL_MS = "0"|' "$T/mesh.cfg"
-grep -q VZ_AUTH_ADMIN_EMAILS "$T/mesh.cfg" && grep -q VZ_GATEWAY_APIKEY_TTL_MS "$T/mesh.cfg" ||
-    fail "could not adjust mesh.cfg"
+#   API-key answers not cached, so a revoked key is refused at once (the
+#   default caches valid keys 30 s).
+sed -i -e 's|^\( *\)VZ_GATEWAY_PORT = .*|&\n\1VZ_GATEWAY_APIKEY_TTL_MS = "0"|' "$T/mesh.cfg"
+grep -q VZ_GATEWAY_APIKEY_TTL_MS "$T/mesh.cfg" || fail "could not adjust mesh.cfg"
 mesh_start
 GW=http://127.0.0.1:$("${CTL[@]}" ports | awk '$1=="gateway" {print $2}')
 ISS=$(grep -o 'VZ_AUTH_ISSUER = "[^"]*"' "$T/mesh.cfg" | cut -d'"' -f2)
@@ -37,6 +37,8 @@ http() {
     code=${out##*$'\n'}
     body=${out%$'\n'*}
 }
+#   hdr NAME: that response header of the last http call (curl -D "$T/h").
+hdr() { tr -d '\r' <"$T/h" | awk -v n="$(echo "$1" | tr A-Z a-z)" -F': ' 'tolower($1)==n {print $2}'; }
 json() { node -e 'const o=JSON.parse(process.argv[1]); const v=process.argv[2].split(".").reduce((a,k)=>a==null?a:a[k],o); console.log(v===undefined?"":v)' "$1" "$2"; }
 expect() { [ "$code" = "$1" ] || fail "$2: expected $1, got $code: $body"; }
 J='-H Content-Type:application/json'
@@ -124,15 +126,37 @@ http GET /v1/echo/me '' -H "X-API-Key: $key"
 expect 401 "revoked API key"
 echo "ok - API key: created (shown once), used, listed without its secret, revoked -> 401"
 
-# ---------------------------------------------------------------- OAuth2
+# ---------------------------------------------------------------- first admin
+#   Registration never grants admin: the first replica to start logged a
+#   one-time bootstrap token, which a registered user redeems.
 http POST /v1/auth/register '{"email":"root@example.com","password":"correct horse battery"}' $J
 expect 201 "admin register"
+[ "$(json "$body" scope)" = user ] || fail "registration granted more than user: $body"
 http POST /v1/auth/login '{"email":"root@example.com","password":"correct horse battery"}' $J
 expect 200 "admin login"
 admin=$(json "$body" access_token)
+http POST /v1/oauth/clients '{"name":"partner"}' $J -H "Authorization: Bearer $admin"
+expect 403 "client registration before the bootstrap"
+btok=$(grep -ho '"bootstrap":"vzb_[^"]*"' "$STATE"/logs/auth.*.log | cut -d'"' -f4)
+[ "$(echo "$btok" | grep -c vzb_)" = 1 ] || fail "expected one bootstrap token in the auth logs, got: $btok"
+http POST /v1/auth/bootstrap '{"token":"vzb_wrong"}' $J -H "Authorization: Bearer $admin"
+expect 403 "a wrong bootstrap token"
+http POST /v1/auth/bootstrap "{\"token\":\"$btok\"}" $J
+expect 401 "bootstrap without a user token"
+http POST /v1/auth/bootstrap "{\"token\":\"$btok\"}" $J -H "Authorization: Bearer $admin"
+expect 200 "bootstrap"
+[ "$(json "$body" scope)" = "user admin" ] || fail "bootstrap: $body"
+http POST /v1/auth/bootstrap "{\"token\":\"$btok\"}" $J -H "Authorization: Bearer $access"
+expect 403 "the bootstrap token a second time"
+http POST /v1/auth/login '{"email":"root@example.com","password":"correct horse battery"}' $J
+expect 200 "admin login after the bootstrap"
+admin=$(json "$body" access_token)
+echo "ok - registration grants user only; the logged one-time bootstrap token makes an admin, once"
+
+# ---------------------------------------------------------------- OAuth2
 http POST /v1/oauth/clients '{"name":"partner"}' $J -H "Authorization: Bearer $access"
 expect 403 "client registration by a non-admin"
-http POST /v1/oauth/clients '{"name":"partner"}' $J -H "Authorization: Bearer $admin"
+http POST /v1/oauth/clients '{"name":"partner","scope":"reports:read"}' $J -H "Authorization: Bearer $admin"
 expect 201 "client registration"
 cid=$(json "$body" client_id)
 csec=$(json "$body" client_secret)
@@ -140,8 +164,27 @@ F='-H Content-Type:application/x-www-form-urlencoded'
 http POST /v1/oauth/token "grant_type=client_credentials&client_id=$cid&client_secret=$csec" $F
 expect 200 "client credentials"
 ctok=$(json "$body" access_token)
+http POST /v1/oauth/token grant_type=client_credentials $F -u "$cid:$csec"
+expect 200 "client credentials over HTTP Basic"
+#   Errors in RFC 6749 §5.2 form: {"error","error_description"}, 400, and
+#   401 with a Basic challenge when the client used HTTP Basic.
+oauth_error() { # STATUS ERROR WHAT
+    expect "$1" "$3"
+    [ "$(json "$body" error)" = "$2" ] && [ -n "$(json "$body" error_description)" ] ||
+        fail "$3: expected {\"error\":\"$2\",\"error_description\":...}, got $body"
+}
 http POST /v1/oauth/token "grant_type=client_credentials&client_id=$cid&client_secret=wrong" $F
-expect 401 "client credentials with a wrong secret"
+oauth_error 400 invalid_client "client credentials with a wrong secret"
+http POST /v1/oauth/token grant_type=client_credentials $F -u "$cid:wrong" -D "$T/h"
+oauth_error 401 invalid_client "HTTP Basic with a wrong secret"
+case "$(hdr WWW-Authenticate)" in Basic*) ;; *) fail "401 challenge: $(hdr WWW-Authenticate)" ;; esac
+http POST /v1/oauth/token "client_id=$cid&client_secret=$csec" $F
+oauth_error 400 invalid_request "no grant_type"
+http POST /v1/oauth/token "grant_type=password&client_id=$cid&client_secret=$csec" $F
+oauth_error 400 unsupported_grant_type "grant_type password"
+http POST /v1/oauth/token "grant_type=client_credentials&scope=admin" $F -u "$cid:$csec"
+oauth_error 400 invalid_scope "a scope the client lacks"
+echo "ok - token endpoint: client_secret_post and _basic; errors in RFC 6749 §5.2 form"
 http GET /v1/echo/me '' -H "Authorization: Bearer $ctok"
 expect 200 "call with the client token"
 echo "$body" | grep -q 'oauth' || fail "worker did not see auth=oauth: $body"

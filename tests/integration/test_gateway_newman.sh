@@ -3,9 +3,10 @@
 #   live mesh started by vz-supervisor
 #   SPDX-License-Identifier: MPL-2.0
 #
-#   The mesh gets one admin address (VZ_AUTH_ADMIN_EMAILS) and the collection
-#   learns it through adminEmail, so the OAuth client-credentials requests run
-#   here (the compose test leaves adminEmail empty and they are skipped).
+#   The collection gets an admin address (adminEmail) and the one-time admin
+#   bootstrap token auth logged at start (bootstrapToken), so the admin and
+#   OAuth client-credentials requests run here (the compose test leaves them
+#   empty and they are skipped).
 #   exhaustRateLimit=true makes the last request loop until the 429.
 set -u -o pipefail
 source "$(dirname "$0")/mesh.sh" gwnewman
@@ -16,20 +17,20 @@ mesh_config
 #   The webhook requests wait for the broker's no_worker verdict at the
 #   route's deadline: the gateway reads a copy of routes.cfg whose webhook
 #   timeouts are 2 s instead of 10 s, which keeps the run short.
-sed -i -e "s|^\( *\)VZ_AUTH_AUDIENCE = \"vizmesh\"|&\n\1VZ_AUTH_ADMIN_EMAILS = \"$ADMIN\"|" \
-    -e "s|^\( *\)VZ_GATEWAY_PORT = .*|&\n\1VZ_GATEWAY_ROUTES = \"$T/routes.cfg\"|" "$T/mesh.cfg"
-grep -q "VZ_AUTH_ADMIN_EMAILS = \"$ADMIN\"" "$T/mesh.cfg" && grep -q VZ_GATEWAY_ROUTES "$T/mesh.cfg" ||
-    fail "could not adjust mesh.cfg"
+sed -i -e "s|^\( *\)VZ_GATEWAY_PORT = .*|&\n\1VZ_GATEWAY_ROUTES = \"$T/routes.cfg\"|" "$T/mesh.cfg"
+grep -q VZ_GATEWAY_ROUTES "$T/mesh.cfg" || fail "could not adjust mesh.cfg"
 sed -i 's/timeout = "10s"/timeout = "2s"/' "$T/routes.cfg"
 [ "$(grep -c 'timeout = "2s"' "$T/routes.cfg")" = 2 ] || fail "could not shorten the webhook timeouts"
 mesh_start
+BOOT=$(grep -ho '"bootstrap":"vzb_[^"]*"' "$STATE"/logs/auth.*.log | cut -d'"' -f4)
+[ -n "$BOOT" ] || fail "no admin bootstrap token in the auth logs"
 gw=$("${CTL[@]}" ports | awk '$1=="gateway" {print $2}')
 [ -n "$gw" ] || fail "no gateway port"
 #   Bearer requests need the auth service's JWKS at the gateway, which may
 #   still be on its first fetch right after start.
 until_ok 20 curl -sf --max-time 2 "http://127.0.0.1:$gw/.well-known/jwks.json" || fail "no JWKS at the gateway"
 "$NEWMAN" run "$SRC/docs/postman-collection.json" --env-var "baseUrl=http://127.0.0.1:$gw" \
-    --env-var exhaustRateLimit=true --env-var "adminEmail=$ADMIN" \
+    --env-var exhaustRateLimit=true --env-var "adminEmail=$ADMIN" --env-var "bootstrapToken=$BOOT" \
     --reporters cli,json --reporter-json-export "$T/newman.json" --disable-unicode \
     --timeout-request 15000 >"$T/newman.log" 2>&1 || { cat "$T/newman.log" >&2; fail "newman"; }
 #   The admin part must have run, not been skipped: every request whose
