@@ -190,7 +190,8 @@ static enum MHD_Result s_queue(gw_req_t *req)
     }
     if (req->www_authenticate)
         MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                "Bearer realm=\"vizmesh\"");
+                                req->www_basic ? "Basic realm=\"vizmesh\""
+                                               : "Bearer realm=\"vizmesh\"");
     if (req->location[0])
         MHD_add_response_header(response, MHD_HTTP_HEADER_LOCATION, req->location);
     if (req->rl_have)

@@ -87,6 +87,33 @@ const char *gw_render_code_label(const char *code)
     return "other";
 }
 
+//  A route marked errors = "oauth2": a 400 or 401 whose message is
+//  "<error>: <description>" with an RFC 6749 §5.2 error answers
+//  {"error": .., "error_description": ..}; its 401 challenges Basic, the
+//  scheme of the client's credentials. True when rendered.
+static bool s_render_oauth(gw_req_t *req, int status, const char *message)
+{
+    static const char *const names[] = {"invalid_request",        "invalid_client",
+                                        "invalid_grant",          "unauthorized_client",
+                                        "unsupported_grant_type", "invalid_scope"};
+    size_t n = strcspn(message, ":");
+    bool known = false;
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !known; i++)
+        known = strlen(names[i]) == n && strncmp(message, names[i], n) == 0;
+    if (!known || (status != 400 && status != 401) || strncmp(message + n, ": ", 2) != 0)
+        return false;
+    char desc[VZ_ERRMSG_MAX * 6];
+    if (vz_json_escape(desc, sizeof desc, message + n + 2) < 0)
+        desc[0] = '\0';
+    char *body = NULL;
+    int len =
+        asprintf(&body, "{\"error\":\"%.*s\",\"error_description\":\"%s\"}", (int)n, message, desc);
+    assert(len >= 0);
+    gw_render_body(req, status, GW_CTYPE_JSON, body, (size_t)len);
+    req->www_authenticate = req->www_basic = status == 401;
+    return true;
+}
+
 static void s_render_error(gw_req_t *req)
 {
     const gw_upcall_t *call = &req->call;
@@ -94,31 +121,36 @@ static void s_render_error(gw_req_t *req)
     snprintf(labels, sizeof labels, "code=%s", gw_render_code_label(call->error_code));
     vz_series_inc(vz_metrics_counter(req->pipe->metrics, "vz_gateway_upstream_errors_total",
                                      "Upstream calls that ended in an error, by code", labels));
-    for (size_t i = 0; i < sizeof s_error_map / sizeof s_error_map[0]; i++) {
+    //  The gateway's own codes first, then contract C's.
+    int status = 0;
+    const char *code = call->error_code, *message = call->error_message;
+    bool retry = false;
+    for (size_t i = 0; !status && i < sizeof s_error_map / sizeof s_error_map[0]; i++) {
         if (strcmp(call->error_code, s_error_map[i].code) != 0)
             continue;
-        const char *code =
-            s_error_map[i].public_code ? s_error_map[i].public_code : call->error_code;
-        const char *message = s_error_map[i].message ? s_error_map[i].message : call->error_message;
-        gw_render_error(req, s_error_map[i].status, code, message[0] ? message : code);
-        req->retry_after = s_error_map[i].retry_after ? 1 : 0;
-        req->www_authenticate = s_error_map[i].status == 401;
-        return;
+        status = s_error_map[i].status;
+        code = s_error_map[i].public_code ? s_error_map[i].public_code : code;
+        message = s_error_map[i].message ? s_error_map[i].message : message;
+        retry = s_error_map[i].retry_after;
     }
-    int status = vz_authctx_error_status(call->error_code);
+    if (!status) {
+        status = vz_authctx_error_status(call->error_code);
+        retry = status == 429 || status == 503;
+    }
     if (status) {
-        const char *message = call->error_message[0] ? call->error_message : call->error_code;
-        gw_render_error(req, status, call->error_code, message);
-        req->retry_after = status == 429 || status == 503 ? 1 : 0;
+        const gw_route_t *route = req->match.route;
+        if (route && route->oauth_errors && s_render_oauth(req, status, message))
+            return;
+        gw_render_error(req, status, code, message[0] ? message : code);
+        req->retry_after = retry ? 1 : 0;
         req->www_authenticate = status == 401;
         return;
     }
     //  Worker codes are free text: keep only a safe spelling.
-    char code[VZ_ERRCODE_MAX];
+    char safe[VZ_ERRCODE_MAX];
     size_t n = strspn(call->error_code, "abcdefghijklmnopqrstuvwxyz0123456789_");
-    vz_strlcpy(code, n && !call->error_code[n] ? call->error_code : "bad_gateway", sizeof code);
-    gw_render_error(req, 502, code,
-                    call->error_message[0] ? call->error_message : "upstream error");
+    vz_strlcpy(safe, n && !call->error_code[n] ? call->error_code : "bad_gateway", sizeof safe);
+    gw_render_error(req, 502, safe, message[0] ? message : "upstream error");
 }
 
 //  Services the current table routes to, for /health; a route marked

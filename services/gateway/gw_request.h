@@ -96,6 +96,7 @@ struct gw_req_t {
     const char *resp_type;       //  response Content-Type (static or route-owned)
     int retry_after;             //  Retry-After seconds, 0 = none
     bool www_authenticate;       //  add WWW-Authenticate: Bearer
+    bool www_basic;              //  ... Basic instead (an OAuth client's credentials)
     bool queued;                 //  a response went out
     size_t sent_len;             //  its body length, for the access log
     gw_cred_t cred_kind;         //  credential presented for the route

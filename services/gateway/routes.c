@@ -272,6 +272,12 @@ static int s_parse_route(zconfig_t *node, gw_route_t *r, char *err, size_t errle
               name);
         return -1;
     }
+    const char *errors = zconfig_get(node, "errors", "vizmesh");
+    r->oauth_errors = strcmp(errors, "oauth2") == 0;
+    if (!r->oauth_errors && strcmp(errors, "vizmesh") != 0) {
+        s_err(err, errlen, "route %s: errors is vizmesh or oauth2", name);
+        return -1;
+    }
     const char *reply = zconfig_get(node, "reply_type", "");
     if (!s_only(reply, TYPE_CHARS " ;=") ||
         s_copy(r->reply_type, sizeof r->reply_type, reply, name, "reply_type", err, errlen) < 0) {

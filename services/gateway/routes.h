@@ -64,6 +64,7 @@ typedef struct {
     bool optional;                      //  its service may be absent: /health stays "ok"
     bool bundle;                        //  may share a bundle envelope with its neighbours
     char reply_type[GW_ROUTE_TEXT_MAX]; //  reply Content-Type ("" = application/json)
+    bool oauth_errors;                  //  errors = "oauth2": RFC 6749 §5.2 error bodies
     size_t header_count;                //  entries in headers
     char headers[GW_ROUTE_HEADERS_MAX][VZ_CTX_KEY_MAX]; //  forwarded, lowercase names
     size_t seg_count;                                   //  segments of the pattern

@@ -211,12 +211,32 @@ static void test_methods(void **state)
     assert_string_equal(text, "GET, POST, PUT, PATCH, DELETE");
 }
 
+//  errors = "oauth2" marks a route for RFC 6749 §5.2 error bodies; the
+//  default is the gateway's own form, and any other value is refused.
+static void test_errors(void **state)
+{
+    (void)state;
+    const char *head = "routes\n    r\n        service = \"auth\"\n        call = \"token\"\n"
+                       "        methods = \"POST\"\n        path = \"/v1/token\"\n";
+    char text[512];
+    snprintf(text, sizeof text, "%s        errors = \"oauth2\"\n", head);
+    gw_routes_t *routes = s_parse(text);
+    assert_true(gw_routes_at(routes, 0)->oauth_errors);
+    gw_routes_unref(&routes);
+    routes = s_parse(head);
+    assert_false(gw_routes_at(routes, 0)->oauth_errors);
+    gw_routes_unref(&routes);
+    snprintf(text, sizeof text, "%s        errors = \"rfc\"\n", head);
+    s_refused(text, "errors is vizmesh or oauth2");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fields),    cmocka_unit_test(test_match),
         cmocka_unit_test(test_no_match),  cmocka_unit_test(test_refused),
         cmocka_unit_test(test_load_file), cmocka_unit_test(test_methods),
+        cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
