@@ -14,29 +14,29 @@
 
 #define WINDOW_MAX 64
 
-struct vz_breaker_t {
+struct gw_breaker_t {
     pthread_mutex_t lock;              //  guards everything below
-    vz_breaker_state_t state;          //  current state (open turns half-open lazily)
+    gw_breaker_state_t state;          //  current state (open turns half-open lazily)
     int consecutive;                   //  failures in a row
     uint64_t outcomes;                 //  last WINDOW_MAX outcomes, bit set = failure
     int seen;                          //  outcomes recorded, capped at the window
     int64_t open_until;                //  open: when probes may start
     int probing;                       //  half-open: probes in flight
-    const vz_breaker_config_t *config; //  the set's
+    const gw_breaker_config_t *config; //  the set's
     vz_series_t *gauge;                //  vz_gateway_breaker_state
     vz_series_t *to[3];                //  transitions to each state
 };
 
-struct vz_breakers_t {
-    vz_breaker_config_t config; //  copy
+struct gw_breakers_t {
+    gw_breaker_config_t config; //  copy
     vz_metrics_t *metrics;      //  borrowed
     pthread_mutex_t lock;       //  guards map
-    zhashx_t *map;              //  service -> vz_breaker_t *
+    zhashx_t *map;              //  service -> gw_breaker_t *
 };
 
 static void s_breaker_free(void **item)
 {
-    vz_breaker_t *b = *item;
+    gw_breaker_t *b = *item;
     if (b) {
         pthread_mutex_destroy(&b->lock);
         free(b);
@@ -44,10 +44,10 @@ static void s_breaker_free(void **item)
     *item = NULL;
 }
 
-vz_breakers_t *vz_breakers_new(const vz_breaker_config_t *config, vz_metrics_t *metrics)
+gw_breakers_t *gw_breakers_new(const gw_breaker_config_t *config, vz_metrics_t *metrics)
 {
     assert(config && metrics);
-    vz_breakers_t *self = calloc(1, sizeof *self);
+    gw_breakers_t *self = calloc(1, sizeof *self);
     assert(self);
     self->config = *config;
     if (self->config.window > WINDOW_MAX)
@@ -61,10 +61,10 @@ vz_breakers_t *vz_breakers_new(const vz_breaker_config_t *config, vz_metrics_t *
     return self;
 }
 
-void vz_breakers_destroy(vz_breakers_t **self_p)
+void gw_breakers_destroy(gw_breakers_t **self_p)
 {
     assert(self_p);
-    vz_breakers_t *self = *self_p;
+    gw_breakers_t *self = *self_p;
     if (!self)
         return;
     zhashx_destroy(&self->map);
@@ -73,11 +73,11 @@ void vz_breakers_destroy(vz_breakers_t **self_p)
     *self_p = NULL;
 }
 
-vz_breaker_t *vz_breakers_get(vz_breakers_t *self, const char *service)
+gw_breaker_t *gw_breakers_get(gw_breakers_t *self, const char *service)
 {
     assert(self && service);
     pthread_mutex_lock(&self->lock);
-    vz_breaker_t *b = zhashx_lookup(self->map, service);
+    gw_breaker_t *b = zhashx_lookup(self->map, service);
     if (!b) {
         b = calloc(1, sizeof *b);
         assert(b);
@@ -102,16 +102,16 @@ vz_breaker_t *vz_breakers_get(vz_breakers_t *self, const char *service)
 }
 
 //  Lock held.
-static void s_move(vz_breaker_t *self, vz_breaker_state_t to, int64_t now)
+static void s_move(gw_breaker_t *self, gw_breaker_state_t to, int64_t now)
 {
     if (self->state == to)
         return;
     self->state = to;
-    if (to == VZ_BREAKER_OPEN)
+    if (to == GW_BREAKER_OPEN)
         self->open_until = now + self->config->cooldown_ms;
-    if (to != VZ_BREAKER_HALF_OPEN)
+    if (to != GW_BREAKER_HALF_OPEN)
         self->probing = 0;
-    if (to == VZ_BREAKER_CLOSED) {
+    if (to == GW_BREAKER_CLOSED) {
         self->consecutive = 0;
         self->outcomes = 0;
         self->seen = 0;
@@ -121,26 +121,26 @@ static void s_move(vz_breaker_t *self, vz_breaker_state_t to, int64_t now)
 }
 
 //  Lock held: open turns half-open once the cooldown is over.
-static void s_tick(vz_breaker_t *self, int64_t now)
+static void s_tick(gw_breaker_t *self, int64_t now)
 {
-    if (self->state == VZ_BREAKER_OPEN && now >= self->open_until)
-        s_move(self, VZ_BREAKER_HALF_OPEN, now);
+    if (self->state == GW_BREAKER_OPEN && now >= self->open_until)
+        s_move(self, GW_BREAKER_HALF_OPEN, now);
 }
 
-bool vz_breaker_allow(vz_breaker_t *self, int64_t now_ms, int *retry_after_s)
+bool gw_breaker_allow(gw_breaker_t *self, int64_t now_ms, int *retry_after_s)
 {
     assert(self && retry_after_s);
     pthread_mutex_lock(&self->lock);
     s_tick(self, now_ms);
     bool ok = true;
-    if (self->state == VZ_BREAKER_OPEN)
+    if (self->state == GW_BREAKER_OPEN)
         ok = false;
-    else if (self->state == VZ_BREAKER_HALF_OPEN) {
+    else if (self->state == GW_BREAKER_HALF_OPEN) {
         ok = self->probing < self->config->probes;
         if (ok)
             self->probing++;
     }
-    int64_t wait = self->state == VZ_BREAKER_OPEN ? self->open_until - now_ms : 1000;
+    int64_t wait = self->state == GW_BREAKER_OPEN ? self->open_until - now_ms : 1000;
     *retry_after_s = (int)((wait + 999) / 1000);
     if (*retry_after_s < 1)
         *retry_after_s = 1;
@@ -156,15 +156,15 @@ static int s_popcount(uint64_t v, int n)
     return count;
 }
 
-void vz_breaker_record(vz_breaker_t *self, bool failure, int64_t now_ms)
+void gw_breaker_record(gw_breaker_t *self, bool failure, int64_t now_ms)
 {
     assert(self);
     pthread_mutex_lock(&self->lock);
     s_tick(self, now_ms);
-    if (self->state == VZ_BREAKER_HALF_OPEN) {
+    if (self->state == GW_BREAKER_HALF_OPEN) {
         //  A probe's verdict decides alone.
-        s_move(self, failure ? VZ_BREAKER_OPEN : VZ_BREAKER_CLOSED, now_ms);
-    } else if (self->state == VZ_BREAKER_CLOSED) {
+        s_move(self, failure ? GW_BREAKER_OPEN : GW_BREAKER_CLOSED, now_ms);
+    } else if (self->state == GW_BREAKER_CLOSED) {
         int window = self->config->window;
         self->outcomes = (self->outcomes << 1) | (failure ? 1u : 0u);
         if (self->seen < window)
@@ -173,23 +173,23 @@ void vz_breaker_record(vz_breaker_t *self, bool failure, int64_t now_ms)
         int failed = s_popcount(self->outcomes, window);
         if (self->consecutive >= self->config->failures ||
             (self->seen >= window && failed * 100 >= self->config->ratio_pct * window))
-            s_move(self, VZ_BREAKER_OPEN, now_ms);
+            s_move(self, GW_BREAKER_OPEN, now_ms);
     }
     //  Open: a late outcome of a call let through earlier changes nothing.
     pthread_mutex_unlock(&self->lock);
 }
 
-vz_breaker_state_t vz_breaker_state(vz_breaker_t *self, int64_t now_ms)
+gw_breaker_state_t gw_breaker_state(gw_breaker_t *self, int64_t now_ms)
 {
     assert(self);
     pthread_mutex_lock(&self->lock);
     s_tick(self, now_ms);
-    vz_breaker_state_t state = self->state;
+    gw_breaker_state_t state = self->state;
     pthread_mutex_unlock(&self->lock);
     return state;
 }
 
-bool vz_breaker_is_failure(const char *error_code)
+bool gw_breaker_is_failure(const char *error_code)
 {
     static const char *const failures[] = {VZ_ERR_TIMEOUT,     VZ_ERR_NO_WORKER,
                                            VZ_ERR_UNAVAILABLE, VZ_ERR_OVERLOADED,

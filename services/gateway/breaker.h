@@ -15,8 +15,8 @@
  *  vz_gateway_breaker_state{service} (0 closed, 1 half-open, 2 open) and
  *  transitions as vz_gateway_breaker_transitions_total{service,to}.
  */
-#ifndef VZ_BREAKER_H
-#define VZ_BREAKER_H
+#ifndef GW_BREAKER_H
+#define GW_BREAKER_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -28,32 +28,35 @@ typedef struct {
     int window;      //  outcomes in the ratio window (at most 64)
     int cooldown_ms; //  open time before half-open probes
     int probes;      //  calls let through at once while half-open
-} vz_breaker_config_t;
+} gw_breaker_config_t;
 
 typedef enum {
-    VZ_BREAKER_CLOSED = 0,
-    VZ_BREAKER_HALF_OPEN = 1,
-    VZ_BREAKER_OPEN = 2
-} vz_breaker_state_t;
+    GW_BREAKER_CLOSED = 0,
+    GW_BREAKER_HALF_OPEN = 1,
+    GW_BREAKER_OPEN = 2
+} gw_breaker_state_t;
 
-typedef struct vz_breakers_t vz_breakers_t;
-typedef struct vz_breaker_t vz_breaker_t;
+typedef struct gw_breakers_t gw_breakers_t;
+typedef struct gw_breaker_t gw_breaker_t;
 
 //  metrics is borrowed and must outlive the set.
-vz_breakers_t *vz_breakers_new(const vz_breaker_config_t *config, vz_metrics_t *metrics);
-void vz_breakers_destroy(vz_breakers_t **self_p);
+gw_breakers_t *gw_breakers_new(const gw_breaker_config_t *config, vz_metrics_t *metrics);
+void gw_breakers_destroy(gw_breakers_t **self_p);
 
 //  The breaker of service (created closed on first use; valid until destroy).
-vz_breaker_t *vz_breakers_get(vz_breakers_t *self, const char *service);
+gw_breaker_t *gw_breakers_get(gw_breakers_t *self, const char *service);
+
+//  Time is a parameter: now_ms is monotonic (vz_clock_mono_ms), never the
+//  wall clock, so a clock step neither opens nor closes a breaker.
 
 //  May a call go? true = yes (the caller must then record its outcome);
 //  false = refused, *retry_after_s = seconds until a probe may pass (>= 1).
-bool vz_breaker_allow(vz_breaker_t *self, int64_t now_ms, int *retry_after_s);
+bool gw_breaker_allow(gw_breaker_t *self, int64_t now_ms, int *retry_after_s);
 //  The outcome of an allowed call.
-void vz_breaker_record(vz_breaker_t *self, bool failure, int64_t now_ms);
-vz_breaker_state_t vz_breaker_state(vz_breaker_t *self, int64_t now_ms);
+void gw_breaker_record(gw_breaker_t *self, bool failure, int64_t now_ms);
+gw_breaker_state_t gw_breaker_state(gw_breaker_t *self, int64_t now_ms);
 
 //  Is this upstream error code a failure of the upstream (counts against it)?
-bool vz_breaker_is_failure(const char *error_code);
+bool gw_breaker_is_failure(const char *error_code);
 
 #endif

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vz_authctx.h"
+#include "vz_clock.h"
 #include "vz_log.h"
 #include "vz_proto.h"
 
@@ -27,29 +29,30 @@ typedef struct {
 typedef struct {
     uint8_t digest[SHA256_DIGEST_LENGTH]; //  SHA-256 of the token
     uint64_t gen;                         //  key-set generation it was verified with; 0 = empty
-    vz_edge_identity_t id;                //  what it says
+    gw_edge_identity_t id;                //  what it says
 } s_token_slot_t;
 
 typedef struct {
     bool valid;            //  the auth service's answer
-    vz_edge_identity_t id; //  when valid
-    int64_t expires_ms;    //  drop after
+    gw_edge_identity_t id; //  when valid
+    int64_t expires_ms;    //  drop after (monotonic ms)
 } s_apikey_t;
 
-struct vz_edge_t {
-    vz_edge_config_t config;    //  copy
-    vz_upstream_t *upstream;    //  borrowed
-    pthread_mutex_t lock;       //  guards everything below except the series
-    s_keys_t *keys;             //  current key set, NULL before the first fetch
-    vz_jwt_keyset_t *empty;     //  an empty set: checks format and alg when no keys yet
-    uint64_t gen;               //  bumped on every new key set
+struct gw_edge_t {
+    gw_edge_config_t config; //  copy
+    gw_upstream_t *upstream; //  borrowed
+    pthread_mutex_t lock;    //  guards everything below except the series
+    s_keys_t *keys;          //  current key set, NULL before the first fetch
+    vz_jwt_keyset_t *empty;  //  an empty set: checks format and alg when no keys yet
+    uint64_t gen;            //  bumped on every new key set
+    //  Fetch times are monotonic ms (vz_clock_mono_ms).
     int64_t fetched_ms;         //  last good fetch, 0 = never
     int64_t attempt_ms;         //  last fetch started, 0 = never
     int64_t failed_ms;          //  last fetch failed at, 0 = last one succeeded
     int64_t ended_ms;           //  last fetch ended (either way), 0 = never
     bool fetching;              //  fetch in flight
-    vz_upcall_t fetch;          //  the one fetch call
-    vz_edge_waiter_t *waiters;  //  requests waiting for it
+    gw_upcall_t fetch;          //  the one fetch call
+    gw_edge_waiter_t *waiters;  //  requests waiting for it
     s_token_slot_t *tokens;     //  verified-token cache, config.token_cache slots
     zhashx_t *apikeys;          //  hex digest -> s_apikey_t
     vz_series_t *jwks_age;      //  vz_gateway_jwks_age_seconds
@@ -83,11 +86,11 @@ static void s_hex(const uint8_t *d, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-vz_edge_t *vz_edge_new(const vz_edge_config_t *config, vz_upstream_t *upstream,
+gw_edge_t *gw_edge_new(const gw_edge_config_t *config, gw_upstream_t *upstream,
                        vz_metrics_t *metrics)
 {
     assert(config && upstream && metrics);
-    vz_edge_t *self = calloc(1, sizeof *self);
+    gw_edge_t *self = calloc(1, sizeof *self);
     assert(self);
     self->config = *config;
     self->upstream = upstream;
@@ -123,10 +126,10 @@ vz_edge_t *vz_edge_new(const vz_edge_config_t *config, vz_upstream_t *upstream,
     return self;
 }
 
-void vz_edge_destroy(vz_edge_t **self_p)
+void gw_edge_destroy(gw_edge_t **self_p)
 {
     assert(self_p);
-    vz_edge_t *self = *self_p;
+    gw_edge_t *self = *self_p;
     if (!self)
         return;
     s_keys_unref(&self->keys);
@@ -142,18 +145,18 @@ void vz_edge_destroy(vz_edge_t **self_p)
 // --------------------------------------------------------------------------
 //  JWKS
 
-static void s_fetch_done(vz_upcall_t *call);
+static void s_fetch_done(gw_upcall_t *call);
 
 //  Lock held: prepare the fetch; the caller submits it after unlocking.
-static void s_fetch_begin_locked(vz_edge_t *self)
+static void s_fetch_begin_locked(gw_edge_t *self)
 {
     self->fetching = true;
-    self->attempt_ms = vz_now_ms();
-    vz_upcall_t *call = &self->fetch;
+    self->attempt_ms = vz_clock_mono_ms();
+    gw_upcall_t *call = &self->fetch;
     free(call->reply);
-    vz_upcall_reset(call);
-    call->kind = VZ_UPCALL_FORWARD;
-    vz_strlcpy(call->service, "auth", sizeof call->service);
+    gw_upcall_reset(call);
+    call->kind = GW_UPCALL_FORWARD;
+    vz_strlcpy(call->service, VZ_AUTH_SERVICE, sizeof call->service);
     vz_strlcpy(call->method, "jwks", sizeof call->method);
     call->timeout_ms = self->config.fetch_timeout_ms;
     call->idempotent = true;
@@ -161,21 +164,21 @@ static void s_fetch_begin_locked(vz_edge_t *self)
     call->arg = self;
 }
 
-static void s_fetch_submit(vz_edge_t *self)
+static void s_fetch_submit(gw_edge_t *self)
 {
-    if (vz_upstream_submit(self->upstream, &self->fetch) < 0) {
-        //  Only after vz_upstream_close: end it here, on this thread.
-        self->fetch.result = VZ_UPCALL_ERROR;
+    if (gw_upstream_submit(self->upstream, &self->fetch) < 0) {
+        //  Only after gw_upstream_close: end it here, on this thread.
+        self->fetch.result = GW_UPCALL_ERROR;
         vz_strlcpy(self->fetch.error_code, VZ_ERR_UNAVAILABLE, sizeof self->fetch.error_code);
         s_fetch_done(&self->fetch);
     }
 }
 
-static void s_fetch_done(vz_upcall_t *call)
+static void s_fetch_done(gw_upcall_t *call)
 {
-    vz_edge_t *self = call->arg;
+    gw_edge_t *self = call->arg;
     vz_jwt_keyset_t *set = NULL;
-    if (call->result == VZ_UPCALL_REPLY && call->reply_len > 0)
+    if (call->result == GW_UPCALL_REPLY && call->reply_len > 0)
         set = vz_jwt_keyset_from_jwks((const char *)call->reply, call->reply_len);
     s_keys_t *fresh = NULL;
     if (set && vz_jwt_keyset_size(set) > 0) {
@@ -192,7 +195,7 @@ static void s_fetch_done(vz_upcall_t *call)
     free(call->reply);
     call->reply = NULL;
 
-    int64_t now = vz_now_ms();
+    int64_t now = vz_clock_mono_ms();
     pthread_mutex_lock(&self->lock);
     s_keys_t *old = NULL;
     if (fresh) {
@@ -205,7 +208,7 @@ static void s_fetch_done(vz_upcall_t *call)
         self->failed_ms = now;
     self->ended_ms = now;
     self->fetching = false;
-    vz_edge_waiter_t *waiters = self->waiters;
+    gw_edge_waiter_t *waiters = self->waiters;
     self->waiters = NULL;
     size_t count = self->keys ? vz_jwt_keyset_size(self->keys->set) : 0;
     pthread_mutex_unlock(&self->lock);
@@ -218,10 +221,10 @@ static void s_fetch_done(vz_upcall_t *call)
     } else {
         vz_series_inc(self->fetch_err);
         vz_warn(NULL, "unable to fetch JWKS: keeping the cached keys", "reason",
-                call->result == VZ_UPCALL_ERROR ? call->error_code : "invalid JWKS document");
+                call->result == GW_UPCALL_ERROR ? call->error_code : "invalid JWKS document");
     }
     //  fn may free the waiter (the request completes), so read next first.
-    for (vz_edge_waiter_t *w = waiters, *next; w; w = next) {
+    for (gw_edge_waiter_t *w = waiters, *next; w; w = next) {
         next = w->next;
         w->fn(w);
     }
@@ -230,7 +233,7 @@ static void s_fetch_done(vz_upcall_t *call)
 //  Lock held. Fetches are spaced from the end of the previous one, so a
 //  fetch slower than the interval (auth away: it runs to its deadline)
 //  cannot be followed by another at once, for ever.
-static bool s_spaced_locked(const vz_edge_t *self, int64_t now)
+static bool s_spaced_locked(const gw_edge_t *self, int64_t now)
 {
     int64_t last = self->attempt_ms > self->ended_ms ? self->attempt_ms : self->ended_ms;
     return !last || now - last >= self->config.min_interval_ms;
@@ -238,8 +241,8 @@ static bool s_spaced_locked(const vz_edge_t *self, int64_t now)
 
 static int s_on_timer(zloop_t *loop, int timer_id, void *arg)
 {
-    vz_edge_t *self = arg;
-    int64_t now = vz_now_ms();
+    gw_edge_t *self = arg;
+    int64_t now = vz_clock_mono_ms();
     bool start = false;
     pthread_mutex_lock(&self->lock);
     if (self->fetched_ms)
@@ -256,7 +259,7 @@ static int s_on_timer(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-int vz_edge_attach(vz_edge_t *self, zloop_t *loop)
+int gw_edge_attach(gw_edge_t *self, zloop_t *loop)
 {
     assert(self && loop);
     int period =
@@ -267,7 +270,7 @@ int vz_edge_attach(vz_edge_t *self, zloop_t *loop)
     return 0;
 }
 
-char *vz_edge_jwks_document(vz_edge_t *self, size_t *len_p)
+char *gw_edge_jwks_document(gw_edge_t *self, size_t *len_p)
 {
     assert(self && len_p);
     char *copy = NULL;
@@ -282,27 +285,30 @@ char *vz_edge_jwks_document(vz_edge_t *self, size_t *len_p)
     return copy;
 }
 
-static void s_identity_from(const vz_jwt_claims_t *c, vz_edge_identity_t *id)
+static void s_identity_from(const vz_jwt_claims_t *c, gw_edge_identity_t *id)
 {
     memset(id, 0, sizeof *id);
     //  Client-credentials tokens carry client_id (RFC 9068): contract B "oauth".
-    id->auth = c->client_id[0] ? "oauth" : "jwt";
+    id->auth = c->client_id[0] ? VZ_AUTHCTX_BY_OAUTH : VZ_AUTHCTX_BY_JWT;
     vz_strlcpy(id->sub, c->sub, sizeof id->sub);
     vz_strlcpy(id->scope, c->scope, sizeof id->scope);
     //  Only the paid tier is taken from the token; anything else is free.
-    vz_strlcpy(id->tier, strcmp(c->tier, "premium") == 0 ? "premium" : "free", sizeof id->tier);
+    vz_strlcpy(id->tier,
+               strcmp(c->tier, VZ_AUTHCTX_TIER_PREMIUM) == 0 ? VZ_AUTHCTX_TIER_PREMIUM
+                                                             : VZ_AUTHCTX_TIER_FREE,
+               sizeof id->tier);
     id->exp = c->exp;
 }
 
-static s_token_slot_t *s_slot(vz_edge_t *self, const uint8_t *digest)
+static s_token_slot_t *s_slot(gw_edge_t *self, const uint8_t *digest)
 {
     uint64_t h;
     memcpy(&h, digest, sizeof h);
     return &self->tokens[h % (uint64_t)self->config.token_cache];
 }
 
-int vz_edge_jwt_verify(vz_edge_t *self, const char *token, size_t len, vz_edge_identity_t *id,
-                       vz_edge_waiter_t *waiter)
+int gw_edge_jwt_verify(gw_edge_t *self, const char *token, size_t len, gw_edge_identity_t *id,
+                       gw_edge_waiter_t *waiter)
 {
     assert(self && token && id);
     uint8_t digest[SHA256_DIGEST_LENGTH];
@@ -359,7 +365,7 @@ int vz_edge_jwt_verify(vz_edge_t *self, const char *token, size_t len, vz_edge_i
             pthread_mutex_unlock(&self->lock);
             continue;
         }
-        bool spaced = s_spaced_locked(self, vz_now_ms());
+        bool spaced = s_spaced_locked(self, vz_clock_mono_ms());
         if (!self->fetching && spaced && waiter) {
             s_fetch_begin_locked(self);
             start = true;
@@ -367,9 +373,9 @@ int vz_edge_jwt_verify(vz_edge_t *self, const char *token, size_t len, vz_edge_i
         if (self->fetching && waiter) {
             waiter->next = self->waiters;
             self->waiters = waiter;
-            rc = VZ_EDGE_EWAIT;
+            rc = GW_EDGE_EWAIT;
         } else if (!had_keys)
-            rc = VZ_EDGE_EUNAVAIL;
+            rc = GW_EDGE_EUNAVAIL;
         pthread_mutex_unlock(&self->lock);
         if (start)
             s_fetch_submit(self);
@@ -388,7 +394,7 @@ static void s_key_digest(const char *key, char *hex)
     s_hex(digest, sizeof digest, hex);
 }
 
-int vz_edge_apikey_lookup(vz_edge_t *self, const char *key, bool *valid, vz_edge_identity_t *id)
+int gw_edge_apikey_lookup(gw_edge_t *self, const char *key, bool *valid, gw_edge_identity_t *id)
 {
     assert(self && key && valid && id);
     char hex[2 * SHA256_DIGEST_LENGTH + 1];
@@ -396,7 +402,7 @@ int vz_edge_apikey_lookup(vz_edge_t *self, const char *key, bool *valid, vz_edge
     int found = 0;
     pthread_mutex_lock(&self->lock);
     s_apikey_t *entry = zhashx_lookup(self->apikeys, hex);
-    if (entry && entry->expires_ms <= vz_now_ms()) {
+    if (entry && entry->expires_ms <= vz_clock_mono_ms()) {
         zhashx_delete(self->apikeys, hex);
         entry = NULL;
     }
@@ -410,8 +416,8 @@ int vz_edge_apikey_lookup(vz_edge_t *self, const char *key, bool *valid, vz_edge
     return found;
 }
 
-void vz_edge_apikey_store(vz_edge_t *self, const char *key, bool valid,
-                          const vz_edge_identity_t *id)
+void gw_edge_apikey_store(gw_edge_t *self, const char *key, bool valid,
+                          const gw_edge_identity_t *id)
 {
     assert(self && key);
     char hex[2 * SHA256_DIGEST_LENGTH + 1];
@@ -421,8 +427,8 @@ void vz_edge_apikey_store(vz_edge_t *self, const char *key, bool valid,
     entry->valid = valid;
     if (valid && id)
         entry->id = *id;
-    entry->id.auth = "api_key";
-    int64_t now = vz_now_ms();
+    entry->id.auth = VZ_AUTHCTX_BY_API_KEY;
+    int64_t now = vz_clock_mono_ms();
     entry->expires_ms =
         now + (valid ? self->config.apikey_ttl_ms : self->config.apikey_negative_ms);
     pthread_mutex_lock(&self->lock);

@@ -15,22 +15,23 @@
  *
  *  Threads: verify/lookup/store may run on any thread (a mutex guards
  *  the shared state, signature checks run outside it). Fetches are sent by
- *  the reactor through vz_upstream; waiters are called on the reactor.
+ *  the reactor through gw_upstream; waiters are called on the reactor.
  */
-#ifndef VZ_EDGE_H
-#define VZ_EDGE_H
+#ifndef GW_EDGE_H
+#define GW_EDGE_H
 
 #include <czmq.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "upstream.h"
+#include "vz_auth_contract.h"
 #include "vz_jwt.h"
 #include "vz_metrics.h"
 
-#define VZ_EDGE_EWAIT -11      //  no usable keys yet: a waiter was queued
-#define VZ_EDGE_EUNAVAIL -12   //  no keys and the auth service is away
-#define VZ_EDGE_TIER_MAX 16    //  "anonymous", "free", "premium" (incl. NUL)
-#define VZ_EDGE_APIKEY_MAX 256 //  longest X-API-Key accepted, incl. NUL
+#define GW_EDGE_EWAIT -11                     //  no usable keys yet: a waiter was queued
+#define GW_EDGE_EUNAVAIL -12                  //  no keys and the auth service is away
+#define GW_EDGE_TIER_MAX 16                   //  "anonymous", "free", "premium" (incl. NUL)
+#define GW_EDGE_APIKEY_MAX VZ_AUTH_APIKEY_MAX //  longest X-API-Key accepted, incl. NUL
 
 typedef struct {
     char issuer[256];       //  required iss
@@ -43,53 +44,53 @@ typedef struct {
     int apikey_ttl_ms;      //  valid API-key answers kept this long
     int apikey_negative_ms; //  invalid ones this long
     int apikey_cache_max;   //  entries at most
-} vz_edge_config_t;
+} gw_edge_config_t;
 
 //  Who the caller is, once authenticated (contract B).
 typedef struct {
     const char *auth;             //  "jwt", "oauth" or "api_key" (static)
     char sub[VZ_JWT_STR_MAX];     //  subject
     char scope[VZ_JWT_SCOPE_MAX]; //  granted scopes, space-separated
-    char tier[VZ_EDGE_TIER_MAX];  //  free | premium (anonymous never here)
-    char kid[VZ_JWT_STR_MAX];     //  API key id ("" for tokens)
+    char tier[GW_EDGE_TIER_MAX];  //  free | premium (anonymous never here)
+    char kid[VZ_AUTH_KID_MAX];    //  API key id ("" for tokens)
     int64_t exp;                  //  token expiry, Unix s (0 = API key)
-} vz_edge_identity_t;
+} gw_edge_identity_t;
 
 //  Called on the reactor when a JWKS fetch a verify queued on ends.
-typedef struct vz_edge_waiter_t vz_edge_waiter_t;
-struct vz_edge_waiter_t {
-    void (*fn)(vz_edge_waiter_t *waiter); //  then verify again
+typedef struct gw_edge_waiter_t gw_edge_waiter_t;
+struct gw_edge_waiter_t {
+    void (*fn)(gw_edge_waiter_t *waiter); //  then verify again
     void *arg;                            //  for fn
-    vz_edge_waiter_t *next;               //  queue link (edge-private)
+    gw_edge_waiter_t *next;               //  queue link (edge-private)
 };
 
-typedef struct vz_edge_t vz_edge_t;
+typedef struct gw_edge_t gw_edge_t;
 
 //  upstream and metrics borrowed.
-vz_edge_t *vz_edge_new(const vz_edge_config_t *config, vz_upstream_t *upstream,
+gw_edge_t *gw_edge_new(const gw_edge_config_t *config, gw_upstream_t *upstream,
                        vz_metrics_t *metrics);
-//  After vz_upstream_close (which ends any fetch in flight).
-void vz_edge_destroy(vz_edge_t **self_p);
+//  After gw_upstream_close (which ends any fetch in flight).
+void gw_edge_destroy(gw_edge_t **self_p);
 
 //  First JWKS fetch now, then a timer for refreshes and the cache-age gauge.
-int vz_edge_attach(vz_edge_t *self, zloop_t *loop);
+int gw_edge_attach(gw_edge_t *self, zloop_t *loop);
 
-//  Verify a bearer JWT. 0 and *id filled; a VZ_JWT_E* code; VZ_EDGE_EWAIT
+//  Verify a bearer JWT. 0 and *id filled; a VZ_JWT_E* code; GW_EDGE_EWAIT
 //  when the keys must be fetched first (waiter queued: it is called on the
 //  reactor once the fetch ends, and the caller verifies again; with
 //  waiter NULL the fetch is not waited for and the result is VZ_JWT_EKID
-//  or VZ_EDGE_EUNAVAIL); VZ_EDGE_EUNAVAIL when no keys were ever fetched
+//  or GW_EDGE_EUNAVAIL); GW_EDGE_EUNAVAIL when no keys were ever fetched
 //  and a fetch failed less than min_interval_ms ago.
-int vz_edge_jwt_verify(vz_edge_t *self, const char *token, size_t len, vz_edge_identity_t *id,
-                       vz_edge_waiter_t *waiter);
+int gw_edge_jwt_verify(gw_edge_t *self, const char *token, size_t len, gw_edge_identity_t *id,
+                       gw_edge_waiter_t *waiter);
 
 //  The cached JWKS document (caller frees) or NULL when none yet.
-char *vz_edge_jwks_document(vz_edge_t *self, size_t *len_p);
+char *gw_edge_jwks_document(gw_edge_t *self, size_t *len_p);
 
 //  API key cache: 1 hit (*valid and *id filled), 0 miss.
-int vz_edge_apikey_lookup(vz_edge_t *self, const char *key, bool *valid, vz_edge_identity_t *id);
+int gw_edge_apikey_lookup(gw_edge_t *self, const char *key, bool *valid, gw_edge_identity_t *id);
 //  Store an answer of auth.api_key_verify.
-void vz_edge_apikey_store(vz_edge_t *self, const char *key, bool valid,
-                          const vz_edge_identity_t *id);
+void gw_edge_apikey_store(gw_edge_t *self, const char *key, bool valid,
+                          const gw_edge_identity_t *id);
 
 #endif

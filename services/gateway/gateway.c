@@ -24,6 +24,7 @@
 
 #include "gw_pipeline.h"
 #include "gw_render.h"
+#include "vz_authctx.h"
 #include "vz_json.h"
 #include "vz_log.h"
 #include "vz_proto.h"
@@ -37,7 +38,7 @@
     "X-Request-Id, traceparent, Retry-After, RateLimit, RateLimit-Policy, X-RateLimit-Limit, "     \
     "X-RateLimit-Remaining, X-RateLimit-Reset, Location"
 
-typedef void(gw_local_fn)(vz_gateway_t *gw, gw_req_t *req);
+typedef void(gw_local_fn)(gw_gateway_t *gw, gw_req_t *req);
 
 //  The gateway's own routes (GET only), matched before the route table.
 struct gw_local_t {
@@ -46,14 +47,14 @@ struct gw_local_t {
     gw_local_fn *fn;  //  answers on the HTTP thread; NULL = the health upcall
 };
 
-struct vz_gateway_t {
-    vz_gateway_config_t config;              //  copy
-    vz_upstream_t *upstream;                 //  borrowed
+struct gw_gateway_t {
+    gw_gateway_config_t config;              //  copy
+    gw_upstream_t *upstream;                 //  borrowed
     vz_metrics_t *metrics;                   //  borrowed
     gw_pipe_t *pipe;                         //  the stages' shared state
     vz_logbuf_t *access_log;                 //  access-log lines, NULL = unbuffered
     pthread_mutex_t routes_lock;             //  held only to copy or swap routes
-    vz_routes_t *routes;                     //  current table (a reference)
+    gw_routes_t *routes;                     //  current table (a reference)
     char *openapi;                           //  OpenAPI document, NULL = none
     size_t openapi_len;                      //  its length
     struct MHD_Daemon *mhd;                  //  HTTP server
@@ -70,10 +71,10 @@ struct vz_gateway_t {
     size_t pool_count;                       //  entries in pool (at most REQ_POOL_MAX)
 };
 
-static void s_liveness(vz_gateway_t *gw, gw_req_t *req);
-static void s_readiness(vz_gateway_t *gw, gw_req_t *req);
-static void s_metrics(vz_gateway_t *gw, gw_req_t *req);
-static void s_openapi(vz_gateway_t *gw, gw_req_t *req);
+static void s_liveness(gw_gateway_t *gw, gw_req_t *req);
+static void s_readiness(gw_gateway_t *gw, gw_req_t *req);
+static void s_metrics(gw_gateway_t *gw, gw_req_t *req);
+static void s_openapi(gw_gateway_t *gw, gw_req_t *req);
 
 static const gw_local_t s_locals[] = {
     {"/health", "health", NULL},
@@ -148,7 +149,7 @@ static void s_cors_headers(gw_req_t *req, struct MHD_Response *response)
 //  older X-RateLimit-* trio, from the limiter's (or the local bucket's) answer.
 static void s_rate_headers(gw_req_t *req, struct MHD_Response *response)
 {
-    const vz_edge_rate_t *rl = &req->rl;
+    const vz_rl_decision_t *rl = &req->rl;
     char value[160];
     snprintf(value, sizeof value, "\"%s\";q=%llu;w=%llu", rl->policy, (unsigned long long)rl->limit,
              (unsigned long long)rl->window);
@@ -166,7 +167,7 @@ static void s_rate_headers(gw_req_t *req, struct MHD_Response *response)
 
 static enum MHD_Result s_queue(gw_req_t *req)
 {
-    vz_gateway_t *gw = req->gw;
+    gw_gateway_t *gw = req->gw;
     struct MHD_Response *response =
         MHD_create_response_from_buffer(req->resp_len, req->resp ? req->resp : (char *)"",
                                         req->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -189,7 +190,8 @@ static enum MHD_Result s_queue(gw_req_t *req)
     }
     if (req->www_authenticate)
         MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                "Bearer realm=\"vizmesh\"");
+                                req->www_basic ? "Basic realm=\"vizmesh\""
+                                               : "Bearer realm=\"vizmesh\"");
     if (req->location[0])
         MHD_add_response_header(response, MHD_HTTP_HEADER_LOCATION, req->location);
     if (req->rl_have)
@@ -206,32 +208,32 @@ static enum MHD_Result s_queue(gw_req_t *req)
 // --------------------------------------------------------------------------
 //  Local routes
 
-static void s_liveness(vz_gateway_t *gw, gw_req_t *req)
+static void s_liveness(gw_gateway_t *gw, gw_req_t *req)
 {
     gw_render_json(req, 200, "{\"status\":\"ok\"}");
 }
 
-static void s_readiness(vz_gateway_t *gw, gw_req_t *req)
+static void s_readiness(gw_gateway_t *gw, gw_req_t *req)
 {
     if (atomic_load(&gw->draining))
         gw_render_json(req, 503, "{\"status\":\"not_ready\",\"reason\":\"draining\"}");
-    else if (!vz_upstream_link_up(gw->upstream))
+    else if (!gw_upstream_link_up(gw->upstream))
         gw_render_json(req, 503, "{\"status\":\"not_ready\",\"reason\":\"broker link down\"}");
     else
         gw_render_json(req, 200, "{\"status\":\"ready\"}");
 }
 
-static void s_metrics(vz_gateway_t *gw, gw_req_t *req)
+static void s_metrics(gw_gateway_t *gw, gw_req_t *req)
 {
     char *text = vz_metrics_render(gw->metrics);
     assert(text);
     gw_render_body(req, 200, CTYPE_PROM, text, strlen(text));
 }
 
-static void s_openapi(vz_gateway_t *gw, gw_req_t *req)
+static void s_openapi(gw_gateway_t *gw, gw_req_t *req)
 {
     if (!gw->openapi) {
-        gw_render_error(req, 404, "not_found", "no OpenAPI document configured");
+        gw_render_error(req, 404, VZ_AUTHCTX_ERR_NOT_FOUND, "no OpenAPI document configured");
         return;
     }
     char *copy = malloc(gw->openapi_len + 1);
@@ -242,7 +244,7 @@ static void s_openapi(vz_gateway_t *gw, gw_req_t *req)
 
 //  OPTIONS: the methods of the path, plus CORS preflight headers when the
 //  Origin is allowed.
-static void s_preflight(vz_gateway_t *gw, gw_req_t *req)
+static void s_preflight(gw_gateway_t *gw, gw_req_t *req)
 {
     gw_render_body(req, 204, NULL, NULL, 0);
 }
@@ -279,7 +281,7 @@ static bool s_word_in(const char *word, const char *list)
 //  Central checks that need only the headers, in order: route (404),
 //  method (405), path length (414), declared size (413), media type (415),
 //  credential (401/403).
-static void s_check(vz_gateway_t *gw, gw_req_t *req)
+static void s_check(gw_gateway_t *gw, gw_req_t *req)
 {
     if (req->url_len > (size_t)gw->config.max_url) {
         req->reject = 414;
@@ -292,7 +294,7 @@ static void s_check(vz_gateway_t *gw, gw_req_t *req)
             req->reject = 405;
         return;
     }
-    const vz_route_t *route = req->match.route;
+    const gw_route_t *route = req->match.route;
     req->body_max = (size_t)gw->config.max_body;
     if (route && route->max_body > 0 && (size_t)route->max_body < req->body_max)
         req->body_max = (size_t)route->max_body;
@@ -323,7 +325,7 @@ static void s_check(vz_gateway_t *gw, gw_req_t *req)
     gw_auth_credential(req);
 }
 
-static void s_reject(vz_gateway_t *gw, gw_req_t *req)
+static void s_reject(gw_gateway_t *gw, gw_req_t *req)
 {
     const char *detail = req->reject_detail;
     switch (req->reject) {
@@ -333,16 +335,17 @@ static void s_reject(vz_gateway_t *gw, gw_req_t *req)
         break;
     case 401:
         req->www_authenticate = true;
-        gw_render_error(req, 401, "unauthorized", detail ? detail : "authentication required");
+        gw_render_error(req, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED,
+                        detail ? detail : "authentication required");
         break;
     case 403:
-        gw_render_error(req, 403, "access_denied", detail ? detail : "missing scope");
+        gw_render_error(req, 403, VZ_AUTHCTX_ERR_DENIED, detail ? detail : "missing scope");
         break;
     case 404:
-        gw_render_error(req, 404, "not_found", "no such route");
+        gw_render_error(req, 404, VZ_AUTHCTX_ERR_NOT_FOUND, "no such route");
         break;
     case 405:
-        vz_routes_allow_text(req->match.allow, req->allow, sizeof req->allow);
+        gw_routes_allow_text(req->match.allow, req->allow, sizeof req->allow);
         gw_render_error(req, 405, "method_not_allowed", "method not allowed on this route");
         break;
     case 414:
@@ -373,7 +376,7 @@ static void s_printable_copy(char *dst, size_t n, const char *src)
         vz_strlcpy(dst, src, n);
 }
 
-static bool s_origin_allowed(const vz_gateway_t *gw, const char *origin)
+static bool s_origin_allowed(const gw_gateway_t *gw, const char *origin)
 {
     const char *list = gw->config.cors_origins;
     if (!origin || !list[0])
@@ -385,7 +388,7 @@ static bool s_origin_allowed(const vz_gateway_t *gw, const char *origin)
 
 //  A request as new: from the free list or malloc, with the head zeroed
 //  and every buffer after it that may be read before written set empty.
-static gw_req_t *s_req_get(vz_gateway_t *gw)
+static gw_req_t *s_req_get(gw_gateway_t *gw)
 {
     pthread_mutex_lock(&gw->pool_lock);
     gw_req_t *req = gw->pool;
@@ -410,14 +413,14 @@ static gw_req_t *s_req_get(vz_gateway_t *gw)
     req->id.auth = NULL;
     req->id.sub[0] = req->id.scope[0] = req->id.tier[0] = req->id.kid[0] = '\0';
     req->id.exp = 0;
-    vz_upcall_reset(&req->call);
-    vz_upcall_reset(&req->pre);
+    gw_upcall_reset(&req->call);
+    gw_upcall_reset(&req->pre);
     return req;
 }
 
 //  Back to the free list once its heap members are freed (or to free()
 //  when the list is full, so a burst does not stay allocated).
-static void s_req_put(vz_gateway_t *gw, gw_req_t *req)
+static void s_req_put(gw_gateway_t *gw, gw_req_t *req)
 {
     pthread_mutex_lock(&gw->pool_lock);
     if (gw->pool_count < REQ_POOL_MAX) {
@@ -430,7 +433,7 @@ static void s_req_put(vz_gateway_t *gw, gw_req_t *req)
     free(req);
 }
 
-static gw_req_t *s_req_new(vz_gateway_t *gw, struct MHD_Connection *conn, const char *url,
+static gw_req_t *s_req_new(gw_gateway_t *gw, struct MHD_Connection *conn, const char *url,
                            const char *method)
 {
     gw_req_t *req = s_req_get(gw);
@@ -468,29 +471,29 @@ static gw_req_t *s_req_new(vz_gateway_t *gw, struct MHD_Connection *conn, const 
     //  swaps the pointer but this request keeps matching and rendering on
     //  the table it started with.
     pthread_mutex_lock(&gw->routes_lock);
-    req->table = vz_routes_ref(gw->routes);
+    req->table = gw_routes_ref(gw->routes);
     pthread_mutex_unlock(&gw->routes_lock);
 
     req->preflight = strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0;
-    unsigned bit = req->preflight ? 0 : vz_routes_method_bit(method);
+    unsigned bit = req->preflight ? 0 : gw_routes_method_bit(method);
     const gw_local_t *local = NULL;
     for (size_t i = 0; !local && i < LOCAL_COUNT; i++)
         if (strcmp(s_locals[i].path, url) == 0)
             local = &s_locals[i];
     if (local) {
-        req->match.allow = VZ_M_GET;
-        req->local = bit == VZ_M_GET ? local : NULL;
+        req->match.allow = GW_M_GET;
+        req->local = bit == GW_M_GET ? local : NULL;
     } else
-        vz_routes_match(req->table, bit, url, &req->match);
+        gw_routes_match(req->table, bit, url, &req->match);
     if (req->preflight)
-        vz_routes_allow_text(req->match.allow, req->allow, sizeof req->allow);
+        gw_routes_allow_text(req->match.allow, req->allow, sizeof req->allow);
     s_check(gw, req);
     atomic_fetch_add(&gw->inflight, 1);
     vz_series_inc(gw->inflight_gauge);
     return req;
 }
 
-static void s_body_append(vz_gateway_t *gw, gw_req_t *req, const char *data, size_t len)
+static void s_body_append(gw_gateway_t *gw, gw_req_t *req, const char *data, size_t len)
 {
     if (req->reject)
         return; //  discard: the answer is already decided
@@ -515,9 +518,9 @@ static void s_body_append(vz_gateway_t *gw, gw_req_t *req, const char *data, siz
 
 //  Checks that need the whole body; true = go on (the pipeline follows:
 //  gw_pipeline.h).
-static bool s_check_body(vz_gateway_t *gw, gw_req_t *req)
+static bool s_check_body(gw_gateway_t *gw, gw_req_t *req)
 {
-    const vz_route_t *route = req->match.route;
+    const gw_route_t *route = req->match.route;
     if (route->json && req->body_len > 0) {
         vz_json_error_t error = {0};
         vz_json_t *doc = vz_json_parse(req->body, req->body_len, NULL, &error);
@@ -539,7 +542,7 @@ static enum MHD_Result s_on_access(void *cls, struct MHD_Connection *conn, const
                                    const char *method, const char *version, const char *upload_data,
                                    size_t *upload_data_size, void **con_cls)
 {
-    vz_gateway_t *gw = cls;
+    gw_gateway_t *gw = cls;
     gw_req_t *req = *con_cls;
     if (!req) {
         req = s_req_new(gw, conn, url, method);
@@ -599,7 +602,7 @@ static const char *s_requests_help = "HTTP requests answered, by route and statu
 static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                            enum MHD_RequestTerminationCode toe)
 {
-    vz_gateway_t *gw = cls;
+    gw_gateway_t *gw = cls;
     gw_req_t *req = *con_cls;
     if (!req)
         return;
@@ -614,7 +617,7 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
                         : req->match.route ? req->match.route->name
                                            : "unmatched";
 
-    const vz_route_t *matched = req->local ? NULL : req->match.route;
+    const gw_route_t *matched = req->local ? NULL : req->match.route;
     vz_series_t *answered = !matched        ? NULL
                             : status == 200 ? matched->answered_200
                             : status == 429 ? matched->answered_429
@@ -645,7 +648,7 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     free(req->pre_body);
     free(req->cred);
     free(req->body);
-    vz_routes_unref(&req->table);
+    gw_routes_unref(&req->table);
     s_req_put(gw, req);
     vz_series_add(gw->inflight_gauge, -1);
     atomic_fetch_sub(&gw->inflight, 1);
@@ -656,15 +659,15 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
 
 static const char *s_duration_help = "HTTP request duration from headers to completion, by route";
 
-void vz_gateway_set_routes(vz_gateway_t *self, vz_routes_t **routes_p)
+void vz_gateway_set_routes(gw_gateway_t *self, gw_routes_t **routes_p)
 {
     assert(self && routes_p && *routes_p);
-    vz_routes_t *routes = *routes_p;
+    gw_routes_t *routes = *routes_p;
     *routes_p = NULL;
     //  Series first: once published the table is read-only.
     char labels[96];
-    for (size_t i = 0; i < vz_routes_count(routes); i++) {
-        vz_route_t *route = vz_routes_at(routes, i);
+    for (size_t i = 0; i < gw_routes_count(routes); i++) {
+        gw_route_t *route = gw_routes_at(routes, i);
         snprintf(labels, sizeof labels, "route=%s", route->name);
         route->duration = vz_metrics_histogram(self->metrics, "vz_gateway_request_duration_seconds",
                                                s_duration_help, labels, NULL, 0);
@@ -678,17 +681,17 @@ void vz_gateway_set_routes(vz_gateway_t *self, vz_routes_t **routes_p)
             vz_metrics_counter(self->metrics, "vz_gateway_requests_total", s_requests_help, labels);
     }
     pthread_mutex_lock(&self->routes_lock);
-    vz_routes_t *old = self->routes;
+    gw_routes_t *old = self->routes;
     self->routes = routes;
     pthread_mutex_unlock(&self->routes_lock);
-    vz_routes_unref(&old); //  freed when the last request on it completes
+    gw_routes_unref(&old); //  freed when the last request on it completes
     vz_series_set(
         vz_metrics_gauge(self->metrics, "vz_gateway_routes", "Routes in the active table", NULL),
-        (double)vz_routes_count(routes));
+        (double)gw_routes_count(routes));
 }
 
 //  Read the OpenAPI document once; it changes with a release, not at run time.
-static void s_load_openapi(vz_gateway_t *self)
+static void s_load_openapi(gw_gateway_t *self)
 {
     if (!self->config.openapi_path[0])
         return;
@@ -716,8 +719,8 @@ static void s_load_openapi(vz_gateway_t *self)
     self->openapi_len = len;
 }
 
-vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_routes_t **routes_p,
-                             vz_upstream_t *upstream, vz_edge_t *edge, vz_metrics_t *metrics)
+gw_gateway_t *gw_gateway_new(const gw_gateway_config_t *config, gw_routes_t **routes_p,
+                             gw_upstream_t *upstream, gw_edge_t *edge, vz_metrics_t *metrics)
 {
     assert(config && routes_p && *routes_p && upstream && edge && metrics);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)config->port)};
@@ -725,7 +728,7 @@ vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_routes_t **ro
         errno = EINVAL;
         return NULL;
     }
-    vz_gateway_t *self = calloc(1, sizeof *self);
+    gw_gateway_t *self = calloc(1, sizeof *self);
     assert(self);
     self->config = *config;
     self->upstream = upstream;
@@ -759,7 +762,7 @@ vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_routes_t **ro
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)config->max_header, MHD_OPTION_END);
     if (!self->mhd) {
         int saved = errno ? errno : EADDRINUSE;
-        vz_gateway_destroy(&self);
+        gw_gateway_destroy(&self);
         errno = saved;
         return NULL;
     }
@@ -768,17 +771,17 @@ vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_routes_t **ro
     return self;
 }
 
-void vz_gateway_destroy(vz_gateway_t **self_p)
+void gw_gateway_destroy(gw_gateway_t **self_p)
 {
     assert(self_p);
-    vz_gateway_t *self = *self_p;
+    gw_gateway_t *self = *self_p;
     if (!self)
         return;
     if (self->mhd)
         MHD_stop_daemon(self->mhd);
     if (self->quiesced_fd >= 0)
         close(self->quiesced_fd);
-    vz_routes_unref(&self->routes);
+    gw_routes_unref(&self->routes);
     gw_pipeline_destroy(&self->pipe);
     vz_logbuf_destroy(&self->access_log); //  after MHD: no thread writes to it now
     pthread_mutex_destroy(&self->routes_lock);
@@ -793,13 +796,13 @@ void vz_gateway_destroy(vz_gateway_t **self_p)
     *self_p = NULL;
 }
 
-int vz_gateway_port(const vz_gateway_t *self)
+int gw_gateway_port(const gw_gateway_t *self)
 {
     assert(self);
     return self->port;
 }
 
-void vz_gateway_drain(vz_gateway_t *self)
+void gw_gateway_drain(gw_gateway_t *self)
 {
     assert(self);
     if (atomic_exchange(&self->draining, true))
@@ -809,14 +812,14 @@ void vz_gateway_drain(vz_gateway_t *self)
         self->quiesced_fd = fd;
 }
 
-void vz_gateway_flush_log(vz_gateway_t *self)
+void gw_gateway_flush_log(gw_gateway_t *self)
 {
     assert(self);
     vz_logbuf_flush(self->access_log);
 }
 
-int vz_gateway_inflight(const vz_gateway_t *self)
+int gw_gateway_inflight(const gw_gateway_t *self)
 {
     assert(self);
-    return atomic_load(&((vz_gateway_t *)self)->inflight);
+    return atomic_load(&((gw_gateway_t *)self)->inflight);
 }

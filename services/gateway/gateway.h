@@ -40,7 +40,7 @@ typedef struct {
     int idle_s;                     //  idle/slow client timeout, seconds
     char cors_origins[512];         //  allowed Origins, comma-separated; "*" = any; "" = CORS off
     char openapi_path[VZ_PATH_MAX]; //  OpenAPI document served at /v1/openapi.yaml
-    vz_breaker_config_t breaker;    //  per-upstream circuit breakers
+    gw_breaker_config_t breaker;    //  per-upstream circuit breakers
     int auth_timeout_ms;            //  deadline of auth.api_key_verify
     int rl_timeout_ms;              //  deadline of ratelimit.check
     bool rl_fail_open;              //  limiter silent: local bucket (true) or 503 (false)
@@ -48,35 +48,35 @@ typedef struct {
     int rl_lease_ms;                //  lifetime of a lease
     int rl_local_limit;             //  fail-open: anonymous a minute (free x10, premium x100)
     int access_log_buffer;          //  access-log buffer, bytes (0 = a write per line)
-} vz_gateway_config_t;
+} gw_gateway_config_t;
 
-typedef struct vz_gateway_t vz_gateway_t;
+typedef struct gw_gateway_t gw_gateway_t;
 
 //  Start listening with the route table *routes_p (taken). upstream, edge
 //  and metrics are borrowed and must outlive the gateway. NULL (errno set)
 //  when the address is invalid or the bind fails. An unreadable OpenAPI
 //  document is not fatal: /v1/openapi.yaml then answers 404.
-vz_gateway_t *vz_gateway_new(const vz_gateway_config_t *config, vz_routes_t **routes_p,
-                             vz_upstream_t *upstream, vz_edge_t *edge, vz_metrics_t *metrics);
+gw_gateway_t *gw_gateway_new(const gw_gateway_config_t *config, gw_routes_t **routes_p,
+                             gw_upstream_t *upstream, gw_edge_t *edge, vz_metrics_t *metrics);
 //  Install a route table (takes the reference; any thread). Requests in
 //  flight keep the table they started with.
-void vz_gateway_set_routes(vz_gateway_t *self, vz_routes_t **routes_p);
+void vz_gateway_set_routes(gw_gateway_t *self, gw_routes_t **routes_p);
 
 //  Stops libmicrohttpd. Fail the upstream's pending calls first
-//  (vz_upstream_close) so no connection is left suspended.
-void vz_gateway_destroy(vz_gateway_t **self_p);
+//  (gw_upstream_close) so no connection is left suspended.
+void gw_gateway_destroy(gw_gateway_t **self_p);
 
 //  The public port actually bound.
-int vz_gateway_port(const vz_gateway_t *self);
+int gw_gateway_port(const gw_gateway_t *self);
 
 //  Start draining: /readiness answers 503, the listening socket is closed,
 //  responses ask clients to close their connections.
-void vz_gateway_drain(vz_gateway_t *self);
+void gw_gateway_drain(gw_gateway_t *self);
 
 //  Write out the access-log lines collected so far (the reactor's tick).
-void vz_gateway_flush_log(vz_gateway_t *self);
+void gw_gateway_flush_log(gw_gateway_t *self);
 
 //  HTTP requests started and not yet completed (any thread).
-int vz_gateway_inflight(const vz_gateway_t *self);
+int gw_gateway_inflight(const gw_gateway_t *self);
 
 #endif

@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "gw_render.h"
+#include "vz_authctx.h"
 
 static const char *const s_auth_methods[GW_AUTH_METHODS] = {"jwt", "api_key", "none"};
 
@@ -45,11 +46,11 @@ static void s_auth_outcome(gw_req_t *req, const char *method, const char *result
 //  happens once the body is in (gw_auth_run), where it may wait.
 void gw_auth_credential(gw_req_t *req)
 {
-    const vz_route_t *route = req->match.route;
-    if (route->auth == VZ_AUTH_NONE)
+    const gw_route_t *route = req->match.route;
+    if (route->auth == GW_AUTH_NONE)
         return;
-    bool want_jwt = route->auth == VZ_AUTH_JWT || route->auth == VZ_AUTH_ANY;
-    bool want_key = route->auth == VZ_AUTH_API_KEY || route->auth == VZ_AUTH_ANY;
+    bool want_jwt = route->auth == GW_AUTH_JWT || route->auth == GW_AUTH_ANY;
+    bool want_key = route->auth == GW_AUTH_API_KEY || route->auth == GW_AUTH_ANY;
     const char *authz =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     const char *key = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-API-Key");
@@ -70,7 +71,7 @@ void gw_auth_credential(gw_req_t *req)
         req->cred = strdup(token);
     } else if (want_key && key) {
         size_t len = strlen(key);
-        if (len == 0 || len >= VZ_EDGE_APIKEY_MAX ||
+        if (len == 0 || len >= GW_EDGE_APIKEY_MAX ||
             strspn(key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~+/=") !=
                 len) {
             s_auth_outcome(req, "api_key", "invalid");
@@ -83,8 +84,8 @@ void gw_auth_credential(gw_req_t *req)
     } else {
         s_auth_outcome(req, "none", "missing");
         req->reject = 401;
-        req->reject_detail = route->auth == VZ_AUTH_API_KEY ? "X-API-Key required"
-                             : route->auth == VZ_AUTH_JWT   ? "bearer token required"
+        req->reject_detail = route->auth == GW_AUTH_API_KEY ? "X-API-Key required"
+                             : route->auth == GW_AUTH_JWT   ? "bearer token required"
                                                             : "authentication required";
         return;
     }
@@ -92,21 +93,50 @@ void gw_auth_credential(gw_req_t *req)
 }
 
 //  JWKS fetch over: verify again (reactor thread).
-static void s_on_jwks(vz_edge_waiter_t *waiter)
+static void s_on_jwks(gw_edge_waiter_t *waiter)
 {
     gw_req_t *req = waiter->arg;
     req->jwks_waited = true;
     gw_pipeline_resume(req, GW_AGAIN);
 }
 
-static void s_on_apikey(vz_upcall_t *pre)
+//  auth.api_key_verify's answer (contract A) as the identity services see:
+//  auth api_key, and any tier but the paid one is free. 0, or
+//  VZ_EMALFORMED for a malformed reply.
+static int s_apikey_decode(const gw_upcall_t *pre, bool *valid, gw_edge_identity_t *id)
+{
+    vz_auth_key_identity_t answer;
+    memset(id, 0, sizeof *id);
+    id->auth = VZ_AUTHCTX_BY_API_KEY;
+    *valid = false;
+    int rc = vz_auth_key_identity_decode(&answer, pre->reply, pre->reply_len, NULL);
+    if (rc != 0)
+        return rc;
+    *valid = answer.valid;
+    //  Same capacities (static asserts below): nothing is cut.
+    vz_strlcpy(id->sub, answer.sub, sizeof id->sub);
+    vz_strlcpy(id->scope, answer.scope, sizeof id->scope);
+    vz_strlcpy(id->kid, answer.kid, sizeof id->kid);
+    vz_strlcpy(id->tier,
+               strcmp(answer.tier, VZ_AUTHCTX_TIER_PREMIUM) == 0 ? VZ_AUTHCTX_TIER_PREMIUM
+                                                                 : VZ_AUTHCTX_TIER_FREE,
+               sizeof id->tier);
+    return 0;
+}
+_Static_assert(sizeof((gw_edge_identity_t *)0)->sub >= sizeof((vz_auth_key_identity_t *)0)->sub,
+               "an API key's subject fits the identity");
+_Static_assert(sizeof((gw_edge_identity_t *)0)->scope >= sizeof((vz_auth_key_identity_t *)0)->scope,
+               "an API key's scopes fit the identity");
+_Static_assert(sizeof((gw_edge_identity_t *)0)->kid >= sizeof((vz_auth_key_identity_t *)0)->kid,
+               "an API key's id fits the identity");
+
+static void s_on_apikey(gw_upcall_t *pre)
 {
     gw_req_t *req = pre->arg;
     bool valid = false;
-    vz_edge_identity_t id;
-    if (pre->result == VZ_UPCALL_REPLY &&
-        gw_codec_apikey_decode(pre->reply, pre->reply_len, &valid, &id) == 0) {
-        vz_edge_apikey_store(req->pipe->edge, req->cred, valid, &id);
+    gw_edge_identity_t id;
+    if (pre->result == GW_UPCALL_REPLY && s_apikey_decode(pre, &valid, &id) == 0) {
+        gw_edge_apikey_store(req->pipe->edge, req->cred, valid, &id);
         if (valid) {
             req->id = id;
             req->authed = true;
@@ -123,35 +153,11 @@ static void s_on_apikey(vz_upcall_t *pre)
     if (!req->authed) {
         s_auth_outcome(req, "api_key", "invalid");
         req->www_authenticate = true;
-        gw_render_error(req, 401, "unauthorized", "invalid API key");
+        gw_render_error(req, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED, "invalid API key");
         gw_pipeline_resume(req, GW_DONE);
         return;
     }
     gw_pipeline_resume(req, GW_AGAIN); //  the scopes next
-}
-
-//  Every scope the route needs must be among the granted ones.
-static const char *s_missing_scope(const char *needed, const char *granted, char *buf, size_t n)
-{
-    for (const char *p = needed; *p;) {
-        p += strspn(p, " ");
-        size_t len = strcspn(p, " ");
-        if (!len)
-            break;
-        bool found = false;
-        for (const char *g = granted; *g && !found;) {
-            g += strspn(g, " ");
-            size_t glen = strcspn(g, " ");
-            found = glen == len && strncmp(g, p, len) == 0;
-            g += glen;
-        }
-        if (!found) {
-            snprintf(buf, n, "%.*s", (int)len, p);
-            return buf;
-        }
-        p += len;
-    }
-    return NULL;
 }
 
 //  The stage: GW_NEXT = authenticated (or nothing needed), GW_WAIT = a
@@ -159,19 +165,19 @@ static const char *s_missing_scope(const char *needed, const char *granted, char
 gw_verdict_t gw_auth_run(gw_req_t *req)
 {
     gw_pipe_t *pipe = req->pipe;
-    const vz_route_t *route = req->match.route;
-    if (route->auth == VZ_AUTH_NONE || req->cred_kind == CRED_NONE)
+    const gw_route_t *route = req->match.route;
+    if (route->auth == GW_AUTH_NONE || req->cred_kind == CRED_NONE)
         return GW_NEXT;
     const char *method = req->cred_kind == CRED_BEARER ? "jwt" : "api_key";
     if (!req->authed && req->cred_kind == CRED_BEARER) {
         req->waiter.fn = s_on_jwks;
         req->waiter.arg = req;
         //  One wait per request at most: after a fetch, the answer stands.
-        int rc = vz_edge_jwt_verify(pipe->edge, req->cred, strlen(req->cred), &req->id,
+        int rc = gw_edge_jwt_verify(pipe->edge, req->cred, strlen(req->cred), &req->id,
                                     req->jwks_waited ? NULL : &req->waiter);
-        if (rc == VZ_EDGE_EWAIT)
+        if (rc == GW_EDGE_EWAIT)
             return GW_WAIT; //  req may already be answered: do not touch it
-        if (rc == VZ_EDGE_EUNAVAIL) {
+        if (rc == GW_EDGE_EUNAVAIL) {
             s_auth_outcome(req, method, "unavailable");
             gw_render_error(req, 503, VZ_ERR_UNAVAILABLE, "authentication keys unavailable");
             req->retry_after = 1;
@@ -182,19 +188,22 @@ gw_verdict_t gw_auth_run(gw_req_t *req)
             char message[96];
             snprintf(message, sizeof message, "invalid token: %s", vz_jwt_strerror(rc));
             req->www_authenticate = true;
-            gw_render_error(req, 401, "unauthorized", message);
+            gw_render_error(req, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED, message);
             return GW_DONE;
         }
         req->authed = true;
     } else if (!req->authed) {
         bool valid = false;
-        vz_edge_identity_t id;
-        if (!vz_edge_apikey_lookup(pipe->edge, req->cred, &valid, &id)) {
+        gw_edge_identity_t id;
+        if (!gw_edge_apikey_lookup(pipe->edge, req->cred, &valid, &id)) {
             size_t len = 0;
+            vz_auth_key_verify_t verify;
+            //  gw_auth_credential kept the key under GW_EDGE_APIKEY_MAX: it fits.
+            vz_strlcpy(verify.key, req->cred, sizeof verify.key);
             free(req->pre_body);
-            req->pre_body = gw_codec_apikey_request(req->cred, &len);
-            if (!gw_pipeline_call(req, "auth", "api_key_verify", len, pipe->auth_timeout_ms, true,
-                                  s_on_apikey)) {
+            req->pre_body = vz_auth_key_verify_encode(&verify, &len);
+            if (!gw_pipeline_call(req, VZ_AUTH_SERVICE, "api_key_verify", len,
+                                  pipe->auth_timeout_ms, true, s_on_apikey)) {
                 gw_render_error(req, 503, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
                 req->retry_after = 1;
                 return GW_DONE;
@@ -204,17 +213,20 @@ gw_verdict_t gw_auth_run(gw_req_t *req)
         if (!valid) {
             s_auth_outcome(req, method, "invalid");
             req->www_authenticate = true;
-            gw_render_error(req, 401, "unauthorized", "invalid API key");
+            gw_render_error(req, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED, "invalid API key");
             return GW_DONE;
         }
         req->id = id;
         req->authed = true;
     }
-    char scope[VZ_NAME_MAX], message[VZ_NAME_MAX + 32];
-    if (s_missing_scope(route->scopes, req->id.scope, scope, sizeof scope)) {
+    //  Every scope the route needs must be among the granted ones.
+    size_t len = 0;
+    const char *missing = vz_authctx_scope_missing(route->scopes, req->id.scope, &len);
+    if (missing) {
+        char message[VZ_NAME_MAX + 32];
         s_auth_outcome(req, method, "forbidden");
-        snprintf(message, sizeof message, "missing scope: %s", scope);
-        gw_render_error(req, 403, "access_denied", message);
+        snprintf(message, sizeof message, "missing scope: %.*s", (int)len, missing);
+        gw_render_error(req, 403, VZ_AUTHCTX_ERR_DENIED, message);
         return GW_DONE;
     }
     s_auth_outcome(req, method, "ok");

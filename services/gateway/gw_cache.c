@@ -12,14 +12,15 @@
 #include <string.h>
 
 #include "gw_render.h"
+#include "vz_auth_contract.h"
 
 gw_verdict_t gw_cache_run(gw_req_t *req)
 {
-    const vz_route_t *route = req->match.route;
-    if (strcmp(route->service, "auth") != 0 || strcmp(route->call, "jwks") != 0)
+    const gw_route_t *route = req->match.route;
+    if (strcmp(route->service, VZ_AUTH_SERVICE) != 0 || strcmp(route->call, "jwks") != 0)
         return GW_NEXT;
     size_t len = 0;
-    char *doc = vz_edge_jwks_document(req->pipe->edge, &len);
+    char *doc = gw_edge_jwks_document(req->pipe->edge, &len);
     if (!doc)
         return GW_NEXT;
     gw_render_body(req, 200, GW_CTYPE_JSON, doc, len);

@@ -9,12 +9,13 @@
 #include "gw_pipeline.h"
 
 #include "gw_render.h"
+#include "vz_clock.h"
 
 gw_verdict_t gw_circuit_run(gw_req_t *req)
 {
-    vz_breaker_t *breaker = vz_breakers_get(req->pipe->breakers, req->match.route->service);
+    gw_breaker_t *breaker = gw_breakers_get(req->pipe->breakers, req->match.route->service);
     int retry_after = 1;
-    if (!vz_breaker_allow(breaker, vz_now_ms(), &retry_after)) {
+    if (!gw_breaker_allow(breaker, vz_clock_mono_ms(), &retry_after)) {
         gw_render_error(req, 503, "circuit_open", "upstream is failing; try again later");
         req->retry_after = retry_after;
         return GW_DONE;

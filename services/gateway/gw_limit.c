@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include "gw_render.h"
+#include "vz_authctx.h"
+#include "vz_clock.h"
 
 #define LOCAL_MAX 100000 //  fail-open buckets kept at most
 
@@ -58,19 +60,19 @@ void gw_buckets_destroy(gw_buckets_t **self_p)
 //  Fail-open: one request against the local bucket of caller (ip, sub or
 //  key id) in tier; fills out like the limiter would (policy "local").
 static void s_local_take(gw_buckets_t *self, const char *caller, const char *tier,
-                         vz_edge_rate_t *out)
+                         vz_rl_decision_t *out)
 {
     assert(self && caller && tier && out);
     memset(out, 0, sizeof *out);
     double limit = self->local_limit;
-    if (strcmp(tier, "premium") == 0)
+    if (strcmp(tier, VZ_AUTHCTX_TIER_PREMIUM) == 0)
         limit *= 100;
-    else if (strcmp(tier, "free") == 0)
+    else if (strcmp(tier, VZ_AUTHCTX_TIER_FREE) == 0)
         limit *= 10;
     double rate = limit / 60000.0; //  tokens per ms
-    char key[VZ_JWT_STR_MAX + VZ_EDGE_TIER_MAX + 2];
+    char key[VZ_JWT_STR_MAX + GW_EDGE_TIER_MAX + 2];
     snprintf(key, sizeof key, "%s|%s", tier, caller);
-    int64_t now = vz_now_ms();
+    int64_t now = vz_clock_mono_ms();
     pthread_mutex_lock(&self->lock);
     s_bucket_t *b = zhashx_lookup(self->buckets, key);
     if (!b) {
@@ -108,7 +110,7 @@ static void s_count(gw_pipe_t *pipe, const char *name, const char *help, const c
 
 //  A decision from the limiter or the local bucket: count, keep the
 //  headers, 429 when denied. false = answered.
-static bool s_rate_decide(gw_req_t *req, const vz_edge_rate_t *rl, const char *source)
+static bool s_rate_decide(gw_req_t *req, const vz_rl_decision_t *rl, const char *source)
 {
     req->rl = *rl;
     req->rl_have = true;
@@ -120,7 +122,7 @@ static bool s_rate_decide(gw_req_t *req, const vz_edge_rate_t *rl, const char *s
                                       rl->allowed ? "allowed" : "denied", "source", source));
     if (rl->allowed)
         return true;
-    gw_render_error(req, 429, "too_many_requests", "rate limit exceeded; retry later");
+    gw_render_error(req, 429, VZ_AUTHCTX_ERR_TOO_MANY, "rate limit exceeded; retry later");
     req->retry_after = rl->retry_after > 0 ? (int)rl->retry_after : 1;
     return false;
 }
@@ -143,11 +145,12 @@ static bool s_rate_fallback(gw_req_t *req, const char *reason)
         req->retry_after = 1;
         return false;
     }
-    vz_edge_rate_t rl;
+    vz_rl_decision_t rl;
     const char *caller = req->id.kid[0]   ? req->id.kid
                          : req->id.sub[0] ? req->id.sub
                                           : req->client_ip;
-    s_local_take(pipe->buckets, caller, req->authed ? req->id.tier : "anonymous", &rl);
+    s_local_take(pipe->buckets, caller, req->authed ? req->id.tier : VZ_AUTHCTX_TIER_ANONYMOUS,
+                 &rl);
     return s_rate_decide(req, &rl, "local");
 }
 
@@ -155,26 +158,35 @@ static bool s_rate_fallback(gw_req_t *req, const char *reason)
 static void s_lease_key(const gw_req_t *req, char *out, size_t n)
 {
     snprintf(out, n, "%s|%s|%s|%s|%s", req->client_ip, req->authed ? req->id.sub : "",
-             req->authed ? req->id.kid : "", req->authed ? req->id.tier : "anonymous",
+             req->authed ? req->id.kid : "", req->authed ? req->id.tier : VZ_AUTHCTX_TIER_ANONYMOUS,
              req->match.route->name);
 }
 
 static bool s_rate_check(gw_req_t *req, uint64_t cost);
 
-static void s_on_rate(vz_upcall_t *pre)
+#define S_FITS(field, check_field)                                                                 \
+    _Static_assert(sizeof(field) <= sizeof(((vz_rl_check_t *)0)->check_field),                     \
+                   #field " fits the rate-limit check")
+S_FITS(((gw_req_t *)0)->client_ip, ip);
+S_FITS(((gw_req_t *)0)->id.sub, sub);
+S_FITS(((gw_req_t *)0)->id.kid, key);
+S_FITS(((gw_req_t *)0)->id.tier, tier);
+S_FITS(((gw_route_t *)0)->name, route);
+
+static void s_on_rate(gw_upcall_t *pre)
 {
     gw_req_t *req = pre->arg;
     gw_pipe_t *pipe = req->pipe;
-    vz_edge_rate_t rl;
-    bool ok = pre->result == VZ_UPCALL_REPLY &&
-              gw_codec_rate_decode(pre->reply, pre->reply_len, &rl) == 0;
+    vz_rl_decision_t rl;
+    bool ok = pre->result == GW_UPCALL_REPLY &&
+              vz_rl_decision_decode(&rl, pre->reply, pre->reply_len, NULL) == 0;
     const char *reason =
-        pre->result == VZ_UPCALL_REPLY ? "malformed" : gw_render_code_label(pre->error_code);
+        pre->result == GW_UPCALL_REPLY ? "malformed" : gw_render_code_label(pre->error_code);
     free(pre->reply);
     pre->reply = NULL;
     if (ok && !rl.allowed && req->rl_cost > 1) {
         //  Near the limit: the tokens left go one at a time.
-        vz_leases_shrink(pipe->leases, req->rl_key);
+        gw_leases_shrink(pipe->leases, req->rl_key);
         if (s_rate_check(req, 1))
             return;
         ok = false;
@@ -182,9 +194,9 @@ static void s_on_rate(vz_upcall_t *pre)
     } else if (ok && rl.allowed && pipe->leases)
         //  Even a check of one token starts the caller's record: the next
         //  request within a lease lifetime asks for more.
-        vz_leases_grant(pipe->leases, req->rl_key, req->rl_cost, &rl, vz_now_ms());
+        gw_leases_grant(pipe->leases, req->rl_key, req->rl_cost, &rl, vz_clock_mono_ms());
     else if (!ok && req->rl_cost > 1)
-        vz_leases_abandon(pipe->leases, req->rl_key);
+        gw_leases_abandon(pipe->leases, req->rl_key);
     bool go = ok ? s_rate_decide(req, &rl, "limiter") : s_rate_fallback(req, reason);
     gw_pipeline_resume(req, go ? GW_NEXT : GW_DONE);
 }
@@ -194,13 +206,19 @@ static void s_on_rate(vz_upcall_t *pre)
 static bool s_rate_check(gw_req_t *req, uint64_t cost)
 {
     size_t len = 0;
+    vz_rl_check_t check = {.cost = cost};
+    //  Every descriptor fits its field (static asserts above): nothing is cut.
+    vz_strlcpy(check.ip, req->client_ip, sizeof check.ip);
+    vz_strlcpy(check.sub, req->authed ? req->id.sub : "", sizeof check.sub);
+    vz_strlcpy(check.key, req->authed ? req->id.kid : "", sizeof check.key);
+    vz_strlcpy(check.tier, req->authed ? req->id.tier : VZ_AUTHCTX_TIER_ANONYMOUS,
+               sizeof check.tier);
+    vz_strlcpy(check.route, req->match.route->name, sizeof check.route);
     free(req->pre_body);
     req->rl_cost = cost;
-    req->pre_body = gw_codec_rate_request(
-        req->client_ip, req->authed ? req->id.sub : "", req->authed ? req->id.kid : "",
-        req->authed ? req->id.tier : "anonymous", req->match.route->name, cost, &len);
+    req->pre_body = vz_rl_check_encode(&check, &len);
     //  Not idempotent: a check consumes, so it is never retried.
-    return gw_pipeline_call(req, "ratelimit", "check", len, req->pipe->rl_timeout_ms, false,
+    return gw_pipeline_call(req, VZ_RL_SERVICE, "check", len, req->pipe->rl_timeout_ms, false,
                             s_on_rate);
 }
 
@@ -209,20 +227,20 @@ static bool s_rate_check(gw_req_t *req, uint64_t cost)
 gw_verdict_t gw_limit_run(gw_req_t *req)
 {
     gw_pipe_t *pipe = req->pipe;
-    const vz_route_t *route = req->match.route;
+    const gw_route_t *route = req->match.route;
     if (!route->rate_class[0])
         return GW_NEXT;
     uint64_t cost = 1;
     if (pipe->leases) {
         //  A token leased earlier for this caller: no round trip.
         s_lease_key(req, req->rl_key, sizeof req->rl_key);
-        vz_edge_rate_t rl;
-        if (vz_leases_take(pipe->leases, req->rl_key, vz_now_ms(), &rl, &cost))
+        vz_rl_decision_t rl;
+        if (gw_leases_take(pipe->leases, req->rl_key, vz_clock_mono_ms(), &rl, &cost))
             return s_rate_decide(req, &rl, "lease") ? GW_NEXT : GW_DONE;
     }
     if (s_rate_check(req, cost))
         return GW_WAIT;
     if (cost > 1)
-        vz_leases_abandon(pipe->leases, req->rl_key);
+        gw_leases_abandon(pipe->leases, req->rl_key);
     return s_rate_fallback(req, VZ_ERR_UNAVAILABLE) ? GW_NEXT : GW_DONE;
 }

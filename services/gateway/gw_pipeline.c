@@ -56,12 +56,12 @@ void gw_pipeline_resume(gw_req_t *req, gw_verdict_t verdict)
 }
 
 bool gw_pipeline_call(gw_req_t *req, const char *service, const char *method, size_t body_len,
-                      int timeout_ms, bool idempotent, vz_upcall_done_fn *done)
+                      int timeout_ms, bool idempotent, gw_upcall_done_fn *done)
 {
-    vz_upcall_t *pre = &req->pre;
+    gw_upcall_t *pre = &req->pre;
     free(pre->reply);
-    vz_upcall_reset(pre);
-    pre->kind = VZ_UPCALL_FORWARD;
+    gw_upcall_reset(pre);
+    pre->kind = GW_UPCALL_FORWARD;
     vz_strlcpy(pre->service, service, sizeof pre->service);
     vz_strlcpy(pre->method, method, sizeof pre->method);
     vz_strlcpy(pre->id, req->request_id, sizeof pre->id);
@@ -72,7 +72,7 @@ bool gw_pipeline_call(gw_req_t *req, const char *service, const char *method, si
     pre->body_len = body_len;
     pre->done = done;
     pre->arg = req;
-    return vz_upstream_submit(req->pipe->upstream, pre) == 0;
+    return gw_upstream_submit(req->pipe->upstream, pre) == 0;
 }
 
 //  A counter series labelled k1=v1,k2=v2, through a once-filled slot so
@@ -92,8 +92,8 @@ vz_series_t *gw_pipeline_counter(gw_pipe_t *pipe, _Atomic(vz_series_t *) *slot, 
     return series;
 }
 
-gw_pipe_t *gw_pipeline_new(const vz_gateway_config_t *config, vz_routes_t *routes,
-                           vz_upstream_t *upstream, vz_edge_t *edge, vz_metrics_t *metrics)
+gw_pipe_t *gw_pipeline_new(const gw_gateway_config_t *config, gw_routes_t *routes,
+                           gw_upstream_t *upstream, gw_edge_t *edge, vz_metrics_t *metrics)
 {
     assert(config && upstream && edge && metrics);
     gw_pipe_t *self = calloc(1, sizeof *self);
@@ -102,16 +102,16 @@ gw_pipe_t *gw_pipeline_new(const vz_gateway_config_t *config, vz_routes_t *route
     self->upstream = upstream;
     self->edge = edge;
     self->auth_timeout_ms = config->auth_timeout_ms;
-    self->leases = vz_leases_new(config->rl_lease, config->rl_lease_ms, GW_LEASES_MAX);
+    self->leases = gw_leases_new(config->rl_lease, config->rl_lease_ms, GW_LEASES_MAX);
     self->buckets = gw_buckets_new(config->rl_local_limit);
     self->rl_timeout_ms = config->rl_timeout_ms;
     self->rl_fail_open = config->rl_fail_open;
-    self->breakers = vz_breakers_new(&config->breaker, metrics);
+    self->breakers = gw_breakers_new(&config->breaker, metrics);
     self->timeout_ms = config->timeout_ms;
-    const char *needed[VZ_ROUTES_MAX];
-    size_t count = gw_render_needed(routes, needed, VZ_ROUTES_MAX);
+    const char *needed[GW_ROUTES_MAX];
+    size_t count = gw_render_needed(routes, needed, GW_ROUTES_MAX);
     for (size_t i = 0; i < count; i++)
-        vz_breakers_get(self->breakers, needed[i]);
+        gw_breakers_get(self->breakers, needed[i]);
     return self;
 }
 
@@ -121,8 +121,8 @@ void gw_pipeline_destroy(gw_pipe_t **self_p)
     gw_pipe_t *self = *self_p;
     if (!self)
         return;
-    vz_breakers_destroy(&self->breakers);
-    vz_leases_destroy(&self->leases);
+    gw_breakers_destroy(&self->breakers);
+    gw_leases_destroy(&self->leases);
     gw_buckets_destroy(&self->buckets);
     free(self);
     *self_p = NULL;

@@ -20,7 +20,7 @@
  *  or, after something it waited for, on the reactor thread (the callback
  *  that ends the wait continues the chain with gw_pipeline_resume). No
  *  stage blocks or touches a socket, and none adds a thread hop: every
- *  wait is a vz_upcall_t or a JWKS waiter that the reactor ends, as the
+ *  wait is a gw_upcall_t or a JWKS waiter that the reactor ends, as the
  *  request path had before it was cut into stages.
  *
  *  Reads and writes in gw_req_t (gw_request.h):
@@ -70,8 +70,8 @@ gw_stage_fn gw_forward_run;
 //  of every non-optional service of routes exists from the start (so its
 //  state is on /metrics before the first failure). upstream, edge and
 //  metrics are borrowed.
-gw_pipe_t *gw_pipeline_new(const vz_gateway_config_t *config, vz_routes_t *routes,
-                           vz_upstream_t *upstream, vz_edge_t *edge, vz_metrics_t *metrics);
+gw_pipe_t *gw_pipeline_new(const gw_gateway_config_t *config, gw_routes_t *routes,
+                           gw_upstream_t *upstream, gw_edge_t *edge, vz_metrics_t *metrics);
 void gw_pipeline_destroy(gw_pipe_t **self_p);
 
 //  HTTP thread, connection suspended (state REQ_WAITING): run the chain
@@ -86,7 +86,7 @@ void gw_pipeline_resume(gw_req_t *req, gw_verdict_t verdict);
 //  req->pre_body of body_len bytes; done continues the chain on the
 //  reactor. false when the upstream no longer takes calls (shutdown).
 bool gw_pipeline_call(gw_req_t *req, const char *service, const char *method, size_t body_len,
-                      int timeout_ms, bool idempotent, vz_upcall_done_fn *done);
+                      int timeout_ms, bool idempotent, gw_upcall_done_fn *done);
 
 //  A counter series labelled k1=v1,k2=v2, looked up once into *slot (any
 //  thread): vz_metrics_counter renders and compares labels on every call.

@@ -9,11 +9,14 @@
 #include <string.h>
 
 #include "health.h"
+#include "vz_authctx.h"
 #include "vz_json.h"
 #include "vz_log.h"
 
-//  How an upstream error code becomes an HTTP answer (contract C); unknown
-//  codes are 502 with their own (sanitised) code.
+//  How an upstream error code becomes an HTTP answer: the gateway's own
+//  codes here, then the worker codes of contract C with the status
+//  vz_authctx gives them; unknown codes are 502 with their own (sanitised)
+//  code.
 static const struct {
     const char *code;        //  error_code from the broker, a worker or upstream.c
     int status;              //  HTTP status
@@ -29,13 +32,6 @@ static const struct {
     //  policy's details are not the client's business.
     {VZ_ERR_FORBIDDEN, 502, "bad_gateway", "upstream refused the call", false},
     {VZ_ERR_MALFORMED, 502, "bad_gateway", "upstream refused the call", false},
-    {VZ_ERR_INVALID, 400, NULL, NULL, false},
-    {"unauthorized", 401, NULL, NULL, false},
-    {"access_denied", 403, NULL, NULL, false},
-    {"not_found", 404, NULL, NULL, false},
-    {"conflict", 409, NULL, NULL, false},
-    {"validation_failed", 422, NULL, NULL, false},
-    {"too_many_requests", 429, NULL, NULL, true},
     {"request_too_large", 413, "payload_too_large", "request does not fit one envelope", false},
     //  Only for a call that may not be sent twice (upstream.c): it was
     //  served, but its reply did not fit the bundle's.
@@ -78,11 +74,12 @@ void gw_render_json(gw_req_t *req, int status, const char *json)
 const char *gw_render_code_label(const char *code)
 {
     static const char *const known[] = {
-        VZ_ERR_NO_WORKER,    VZ_ERR_TIMEOUT,        VZ_ERR_WORKER_LOST,  VZ_ERR_MALFORMED,
-        VZ_ERR_FORBIDDEN,    VZ_ERR_UNKNOWN_METHOD, VZ_ERR_OVERLOADED,   VZ_ERR_UNAVAILABLE,
-        VZ_ERR_INVALID,      VZ_ERR_INTERNAL,       "request_too_large", "unauthorized",
-        "access_denied",     "not_found",           "conflict",          "validation_failed",
-        "too_many_requests", VZ_ERR_REPLY_DROPPED,
+        VZ_ERR_NO_WORKER,          VZ_ERR_TIMEOUT,           VZ_ERR_WORKER_LOST,
+        VZ_ERR_MALFORMED,          VZ_ERR_FORBIDDEN,         VZ_ERR_UNKNOWN_METHOD,
+        VZ_ERR_OVERLOADED,         VZ_ERR_UNAVAILABLE,       VZ_ERR_INVALID,
+        VZ_ERR_INTERNAL,           "request_too_large",      VZ_AUTHCTX_ERR_UNAUTHORIZED,
+        VZ_AUTHCTX_ERR_DENIED,     VZ_AUTHCTX_ERR_NOT_FOUND, VZ_AUTHCTX_ERR_CONFLICT,
+        VZ_AUTHCTX_ERR_VALIDATION, VZ_AUTHCTX_ERR_TOO_MANY,  VZ_ERR_REPLY_DROPPED,
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(code, known[i]) == 0)
@@ -90,41 +87,81 @@ const char *gw_render_code_label(const char *code)
     return "other";
 }
 
+//  A route marked errors = "oauth2": a 400 or 401 whose message is
+//  "<error>: <description>" with an RFC 6749 §5.2 error answers
+//  {"error": .., "error_description": ..}; its 401 challenges Basic, the
+//  scheme of the client's credentials. True when rendered.
+static bool s_render_oauth(gw_req_t *req, int status, const char *message)
+{
+    static const char *const names[] = {"invalid_request",        "invalid_client",
+                                        "invalid_grant",          "unauthorized_client",
+                                        "unsupported_grant_type", "invalid_scope"};
+    size_t n = strcspn(message, ":");
+    bool known = false;
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !known; i++)
+        known = strlen(names[i]) == n && strncmp(message, names[i], n) == 0;
+    if (!known || (status != 400 && status != 401) || strncmp(message + n, ": ", 2) != 0)
+        return false;
+    char desc[VZ_ERRMSG_MAX * 6];
+    if (vz_json_escape(desc, sizeof desc, message + n + 2) < 0)
+        desc[0] = '\0';
+    char *body = NULL;
+    int len =
+        asprintf(&body, "{\"error\":\"%.*s\",\"error_description\":\"%s\"}", (int)n, message, desc);
+    assert(len >= 0);
+    gw_render_body(req, status, GW_CTYPE_JSON, body, (size_t)len);
+    req->www_authenticate = req->www_basic = status == 401;
+    return true;
+}
+
 static void s_render_error(gw_req_t *req)
 {
-    const vz_upcall_t *call = &req->call;
+    const gw_upcall_t *call = &req->call;
     char labels[64];
     snprintf(labels, sizeof labels, "code=%s", gw_render_code_label(call->error_code));
     vz_series_inc(vz_metrics_counter(req->pipe->metrics, "vz_gateway_upstream_errors_total",
                                      "Upstream calls that ended in an error, by code", labels));
-    for (size_t i = 0; i < sizeof s_error_map / sizeof s_error_map[0]; i++) {
+    //  The gateway's own codes first, then contract C's.
+    int status = 0;
+    const char *code = call->error_code, *message = call->error_message;
+    bool retry = false;
+    for (size_t i = 0; !status && i < sizeof s_error_map / sizeof s_error_map[0]; i++) {
         if (strcmp(call->error_code, s_error_map[i].code) != 0)
             continue;
-        const char *code =
-            s_error_map[i].public_code ? s_error_map[i].public_code : call->error_code;
-        const char *message = s_error_map[i].message ? s_error_map[i].message : call->error_message;
-        gw_render_error(req, s_error_map[i].status, code, message[0] ? message : code);
-        req->retry_after = s_error_map[i].retry_after ? 1 : 0;
-        req->www_authenticate = s_error_map[i].status == 401;
+        status = s_error_map[i].status;
+        code = s_error_map[i].public_code ? s_error_map[i].public_code : code;
+        message = s_error_map[i].message ? s_error_map[i].message : message;
+        retry = s_error_map[i].retry_after;
+    }
+    if (!status) {
+        status = vz_authctx_error_status(call->error_code);
+        retry = status == 429 || status == 503;
+    }
+    if (status) {
+        const gw_route_t *route = req->match.route;
+        if (route && route->oauth_errors && s_render_oauth(req, status, message))
+            return;
+        gw_render_error(req, status, code, message[0] ? message : code);
+        req->retry_after = retry ? 1 : 0;
+        req->www_authenticate = status == 401;
         return;
     }
     //  Worker codes are free text: keep only a safe spelling.
-    char code[VZ_ERRCODE_MAX];
+    char safe[VZ_ERRCODE_MAX];
     size_t n = strspn(call->error_code, "abcdefghijklmnopqrstuvwxyz0123456789_");
-    vz_strlcpy(code, n && !call->error_code[n] ? call->error_code : "bad_gateway", sizeof code);
-    gw_render_error(req, 502, code,
-                    call->error_message[0] ? call->error_message : "upstream error");
+    vz_strlcpy(safe, n && !call->error_code[n] ? call->error_code : "bad_gateway", sizeof safe);
+    gw_render_error(req, 502, safe, message[0] ? message : "upstream error");
 }
 
 //  Services the current table routes to, for /health; a route marked
 //  optional (a service not every deployment runs) does not count.
-size_t gw_render_needed(vz_routes_t *table, const char **needed, size_t cap)
+size_t gw_render_needed(gw_routes_t *table, const char **needed, size_t cap)
 {
     size_t count = 0;
-    for (size_t i = 0; table && i < vz_routes_count(table); i++) {
-        if (vz_routes_at(table, i)->optional)
+    for (size_t i = 0; table && i < gw_routes_count(table); i++) {
+        if (gw_routes_at(table, i)->optional)
             continue;
-        const char *service = vz_routes_at(table, i)->service;
+        const char *service = gw_routes_at(table, i)->service;
         bool seen = false;
         for (size_t j = 0; !seen && j < count; j++)
             seen = strcmp(needed[j], service) == 0;
@@ -136,15 +173,15 @@ size_t gw_render_needed(vz_routes_t *table, const char **needed, size_t cap)
 
 void gw_render_run(gw_req_t *req)
 {
-    vz_upcall_t *call = &req->call;
-    if (call->kind == VZ_UPCALL_HEALTH) {
+    gw_upcall_t *call = &req->call;
+    if (call->kind == GW_UPCALL_HEALTH) {
         bool healthy = false;
-        const char *needed[VZ_ROUTES_MAX];
-        size_t count = gw_render_needed(req->table, needed, VZ_ROUTES_MAX);
-        char *json = vz_health_render(call, needed, count, &healthy);
+        const char *needed[GW_ROUTES_MAX];
+        size_t count = gw_render_needed(req->table, needed, GW_ROUTES_MAX);
+        char *json = gw_health_render(call, needed, count, &healthy);
         gw_render_body(req, healthy ? 200 : 503, GW_CTYPE_JSON, json, strlen(json));
-    } else if (call->result == VZ_UPCALL_REPLY) {
-        const vz_route_t *route = req->match.route;
+    } else if (call->result == GW_UPCALL_REPLY) {
+        const gw_route_t *route = req->match.route;
         const char *type = route->pass_ctype && req->content_type[0] ? req->content_type
                            : route->reply_type[0]                    ? route->reply_type
                                                                      : GW_CTYPE_JSON;

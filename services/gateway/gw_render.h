@@ -32,6 +32,6 @@ const char *gw_render_code_label(const char *code);
 
 //  The services table routes to (each once), optional routes left out;
 //  at most cap. For /health and the breakers made at start.
-size_t gw_render_needed(vz_routes_t *table, const char **needed, size_t cap);
+size_t gw_render_needed(gw_routes_t *table, const char **needed, size_t cap);
 
 #endif

@@ -23,7 +23,6 @@
 
 #include "breaker.h"
 #include "edge.h"
-#include "gw_codec.h"
 #include "lease.h"
 #include "routes.h"
 #include "upstream.h"
@@ -37,7 +36,7 @@
 #define GW_AUTH_METHODS 3     //  "jwt", "api_key", "none"
 #define GW_AUTH_RESULTS 6     //  "ok", "invalid", "expired", "unavailable", "forbidden", "missing"
 
-typedef struct vz_gateway_t vz_gateway_t;
+typedef struct gw_gateway_t gw_gateway_t;
 typedef struct gw_local_t gw_local_t;     //  one of the front's own routes (gateway.c)
 typedef struct gw_buckets_t gw_buckets_t; //  fail-open local buckets (gw_limit.c)
 
@@ -49,19 +48,19 @@ typedef enum { CRED_NONE, CRED_BEARER, CRED_APIKEY } gw_cred_t;
 //  made by gw_pipeline_new, each part read by the stage named.
 typedef struct {
     vz_metrics_t *metrics;   //  borrowed: every stage counts
-    vz_upstream_t *upstream; //  borrowed: side calls and the forward
+    gw_upstream_t *upstream; //  borrowed: side calls and the forward
     //  authenticate
-    vz_edge_t *edge;     //  borrowed: JWKS, verified tokens, API-key answers
+    gw_edge_t *edge;     //  borrowed: JWKS, verified tokens, API-key answers
     int auth_timeout_ms; //  deadline of auth.api_key_verify
     _Atomic(vz_series_t *) auth_series[GW_AUTH_METHODS][GW_AUTH_RESULTS]; //  auth_total
     //  limit
-    vz_leases_t *leases;                      //  rate-limit leases, NULL when off
+    gw_leases_t *leases;                      //  rate-limit leases, NULL when off
     gw_buckets_t *buckets;                    //  fail-open local buckets
     int rl_timeout_ms;                        //  deadline of ratelimit.check
     bool rl_fail_open;                        //  limiter silent: local bucket (true) or 503 (false)
     _Atomic(vz_series_t *) rate_series[2][3]; //  ratelimit_total: [allowed][local, limiter, lease]
     //  circuit-break
-    vz_breakers_t *breakers; //  one per upstream service
+    gw_breakers_t *breakers; //  one per upstream service
     //  forward
     int timeout_ms; //  deadline of a route without its own
 } gw_pipe_t;
@@ -70,14 +69,14 @@ typedef struct {
 //  one is not cleared whole: ~10 KB of calloc per request was the largest
 //  memset under load. Everything up to request_id is zeroed; the buffers
 //  after it are each written before they are read, or given "" by the
-//  front when it takes one (the two calls by vz_upcall_reset).
+//  front when it takes one (the two calls by gw_upcall_reset).
 typedef struct gw_req_t gw_req_t;
 struct gw_req_t {
-    vz_gateway_t *gw;            //  owner (the front's)
+    gw_gateway_t *gw;            //  owner (the front's)
     gw_pipe_t *pipe;             //  the stages' shared state
     struct MHD_Connection *conn; //  its connection
     gw_req_t *next_free;         //  free-list link while pooled
-    vz_routes_t *table;          //  the table this request was matched on (a reference)
+    gw_routes_t *table;          //  the table this request was matched on (a reference)
     const gw_local_t *local;     //  or one of the gateway's own routes
     bool preflight;              //  OPTIONS: answered by the gateway
     struct timespec start;       //  monotonic start
@@ -90,20 +89,21 @@ struct gw_req_t {
     size_t body_max;             //  limit for this route
     gw_state_t state;            //  progress
     bool upstream_done;          //  call result waits to be rendered
-    vz_breaker_t *breaker;       //  the upstream's breaker when the call was let through
+    gw_breaker_t *breaker;       //  the upstream's breaker when the call was let through
     int status;                  //  response status
     char *resp;                  //  response body (heap)
     size_t resp_len;             //  its length
     const char *resp_type;       //  response Content-Type (static or route-owned)
     int retry_after;             //  Retry-After seconds, 0 = none
     bool www_authenticate;       //  add WWW-Authenticate: Bearer
+    bool www_basic;              //  ... Basic instead (an OAuth client's credentials)
     bool queued;                 //  a response went out
     size_t sent_len;             //  its body length, for the access log
     gw_cred_t cred_kind;         //  credential presented for the route
     char *cred;                  //  the bearer token or API key (heap), never logged
     bool authed;                 //  id holds the verified caller
     unsigned stage;              //  pipeline stage running or waited on (gw_pipeline.c)
-    vz_edge_waiter_t waiter;     //  queued while the JWKS is fetched
+    gw_edge_waiter_t waiter;     //  queued while the JWKS is fetched
     bool jwks_waited;            //  waited once already: do not again
     uint8_t *pre_body;           //  body of pre (heap)
     bool rl_have;                //  rl holds a decision: send the headers
@@ -117,13 +117,13 @@ struct gw_req_t {
     char client_ip[64];                   //  peer address
     char allow[64];                       //  Allow header, "" = none
     char location[VZ_CTX_VAL_MAX];        //  Location header, "" = none
-    vz_route_match_t match;               //  route and params; route NULL = none
-    vz_edge_identity_t id;                //  who the caller is (valid when authed)
-    vz_edge_rate_t rl;                    //  the rate-limit decision (valid when rl_have)
+    gw_route_match_t match;               //  route and params; route NULL = none
+    gw_edge_identity_t id;                //  who the caller is (valid when authed)
+    vz_rl_decision_t rl;                  //  the rate-limit decision (valid when rl_have)
     uint64_t rl_cost;                     //  tokens the pending check asks for
     char rl_key[GW_LEASE_KEY_MAX];        //  the caller's lease key, leases on
-    vz_upcall_t call;                     //  the upstream call
-    vz_upcall_t pre;                      //  auth.api_key_verify or ratelimit.check (no ctx)
+    gw_upcall_t call;                     //  the upstream call
+    gw_upcall_t pre;                      //  auth.api_key_verify or ratelimit.check (no ctx)
     vz_ctx_entry_t ctx[VZ_CTX_MAX];       //  call's envelope ctx (gw_forward.c)
 };
 

@@ -1,7 +1,7 @@
 /*  health - the gateway's aggregated /health document
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  Turns a finished VZ_UPCALL_HEALTH call (Redis PING result plus the
+ *  Turns a finished GW_UPCALL_HEALTH call (Redis PING result plus the
  *  broker's "services" reply, a msgpack map service -> {workers, queue})
  *  into JSON:
  *    {"status":"ok"|"degraded",
@@ -11,8 +11,8 @@
  *  Every service the gateway routes to is listed, reported or not.
  *  Pure function, any thread.
  */
-#ifndef VZ_HEALTH_H
-#define VZ_HEALTH_H
+#ifndef GW_HEALTH_H
+#define GW_HEALTH_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -20,7 +20,7 @@
 
 //  Heap JSON the caller frees. *healthy is true when the broker answered,
 //  Redis answered and every service in needed has at least one worker.
-char *vz_health_render(const vz_upcall_t *call, const char *const *needed, size_t count,
+char *gw_health_render(const gw_upcall_t *call, const char *const *needed, size_t count,
                        bool *healthy);
 
 #endif

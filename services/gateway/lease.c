@@ -14,16 +14,16 @@
 #define S_ASKS_MAX 4
 
 typedef struct {
-    uint64_t tokens;       //  leased, not yet spent
-    uint64_t used;         //  spent from the current lease
-    uint64_t want;         //  size of the next lease
-    uint64_t cap;          //  largest lease for this caller's policy
-    int64_t expires_ms;    //  the lease's tokens are void after this
-    int asking;            //  checks for more than one token in flight
-    vz_edge_rate_t answer; //  the limiter's answer that granted the lease
+    uint64_t tokens;         //  leased, not yet spent
+    uint64_t used;           //  spent from the current lease
+    uint64_t want;           //  size of the next lease
+    uint64_t cap;            //  largest lease for this caller's policy
+    int64_t expires_ms;      //  the lease's tokens are void after this
+    int asking;              //  checks for more than one token in flight
+    vz_rl_decision_t answer; //  the limiter's answer that granted the lease
 } s_lease_t;
 
-struct vz_leases_t {
+struct gw_leases_t {
     pthread_mutex_t lock; //  guards leases
     zhashx_t *leases;     //  caller key -> s_lease_t (owned)
     uint64_t max_tokens;  //  VZ_GATEWAY_RATELIMIT_LEASE
@@ -37,11 +37,11 @@ static void s_free(void **item_p)
     *item_p = NULL;
 }
 
-vz_leases_t *vz_leases_new(int max_tokens, int ttl_ms, int max_entries)
+gw_leases_t *gw_leases_new(int max_tokens, int ttl_ms, int max_entries)
 {
     if (max_tokens < 2 || ttl_ms <= 0 || max_entries <= 0)
         return NULL;
-    vz_leases_t *self = calloc(1, sizeof *self);
+    gw_leases_t *self = calloc(1, sizeof *self);
     assert(self);
     pthread_mutex_init(&self->lock, NULL);
     self->leases = zhashx_new();
@@ -53,10 +53,10 @@ vz_leases_t *vz_leases_new(int max_tokens, int ttl_ms, int max_entries)
     return self;
 }
 
-void vz_leases_destroy(vz_leases_t **self_p)
+void gw_leases_destroy(gw_leases_t **self_p)
 {
     assert(self_p);
-    vz_leases_t *self = *self_p;
+    gw_leases_t *self = *self_p;
     if (!self)
         return;
     zhashx_destroy(&self->leases);
@@ -65,7 +65,7 @@ void vz_leases_destroy(vz_leases_t **self_p)
     *self_p = NULL;
 }
 
-bool vz_leases_take(vz_leases_t *self, const char *key, int64_t now_ms, vz_edge_rate_t *out,
+bool gw_leases_take(gw_leases_t *self, const char *key, int64_t now_ms, vz_rl_decision_t *out,
                     uint64_t *want_p)
 {
     assert(self && key && out && want_p);
@@ -98,7 +98,7 @@ bool vz_leases_take(vz_leases_t *self, const char *key, int64_t now_ms, vz_edge_
 }
 
 //  Bounded memory: forget expired leases, and everyone if that is not enough.
-static void s_make_room(vz_leases_t *self, int64_t now_ms)
+static void s_make_room(gw_leases_t *self, int64_t now_ms)
 {
     if (zhashx_size(self->leases) < self->max_entries)
         return;
@@ -113,7 +113,7 @@ static void s_make_room(vz_leases_t *self, int64_t now_ms)
         zhashx_purge(self->leases);
 }
 
-void vz_leases_grant(vz_leases_t *self, const char *key, uint64_t n, vz_edge_rate_t *rl,
+void gw_leases_grant(gw_leases_t *self, const char *key, uint64_t n, vz_rl_decision_t *rl,
                      int64_t now_ms)
 {
     assert(self && key && rl && n >= 1);
@@ -150,7 +150,7 @@ void vz_leases_grant(vz_leases_t *self, const char *key, uint64_t n, vz_edge_rat
     pthread_mutex_unlock(&self->lock);
 }
 
-void vz_leases_shrink(vz_leases_t *self, const char *key)
+void gw_leases_shrink(gw_leases_t *self, const char *key)
 {
     assert(self && key);
     pthread_mutex_lock(&self->lock);
@@ -163,7 +163,7 @@ void vz_leases_shrink(vz_leases_t *self, const char *key)
     pthread_mutex_unlock(&self->lock);
 }
 
-void vz_leases_abandon(vz_leases_t *self, const char *key)
+void gw_leases_abandon(gw_leases_t *self, const char *key)
 {
     assert(self && key);
     pthread_mutex_lock(&self->lock);

@@ -19,39 +19,42 @@
  *
  *  Thread-safe: HTTP threads take, the reactor grants.
  */
-#ifndef VZ_LEASE_H
-#define VZ_LEASE_H
+#ifndef GW_LEASE_H
+#define GW_LEASE_H
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "gw_codec.h"
+#include "vz_ratelimit_contract.h"
 
-typedef struct vz_leases_t vz_leases_t;
+typedef struct gw_leases_t gw_leases_t;
+
+//  now_ms below is monotonic (vz_clock_mono_ms): lease lifetimes are
+//  durations, not dates.
 
 //  At most max_entries callers remembered; leases live ttl_ms. NULL when
 //  max_tokens < 2 (leases off).
-vz_leases_t *vz_leases_new(int max_tokens, int ttl_ms, int max_entries);
-void vz_leases_destroy(vz_leases_t **self_p);
+gw_leases_t *gw_leases_new(int max_tokens, int ttl_ms, int max_entries);
+void gw_leases_destroy(gw_leases_t **self_p);
 
 //  Spend one leased token of key: true with *out the decision to apply
 //  (the lease's answer, remaining counting the tokens still leased). False
 //  with *want_p the tokens key's check should ask for (1 = no lease); above
-//  1 it counts as a lease asked for until vz_leases_grant, _shrink or
+//  1 it counts as a lease asked for until gw_leases_grant, _shrink or
 //  _abandon, and with four in flight the others get 1, so the tokens leased
 //  at once stay bounded.
-bool vz_leases_take(vz_leases_t *self, const char *key, int64_t now_ms, vz_edge_rate_t *out,
+bool gw_leases_take(gw_leases_t *self, const char *key, int64_t now_ms, vz_rl_decision_t *out,
                     uint64_t *want_p);
 
 //  A check of cost n for key was answered allowed with *rl: keep the n - 1
 //  tokens not spent by the request that asked, and adjust rl->remaining
 //  for that request's headers.
-void vz_leases_grant(vz_leases_t *self, const char *key, uint64_t n, vz_edge_rate_t *rl,
+void gw_leases_grant(gw_leases_t *self, const char *key, uint64_t n, vz_rl_decision_t *rl,
                      int64_t now_ms);
 
 //  A check of cost > 1 was denied: key is near its limit, ask one at a time.
-void vz_leases_shrink(vz_leases_t *self, const char *key);
+void gw_leases_shrink(gw_leases_t *self, const char *key);
 
 //  A check of cost > 1 got no usable answer (limiter away, malformed).
-void vz_leases_abandon(vz_leases_t *self, const char *key);
+void gw_leases_abandon(gw_leases_t *self, const char *key);
 
 #endif

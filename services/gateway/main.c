@@ -4,7 +4,7 @@
  *  The main thread runs the one reactor (zloop): the upstream's broker
  *  client and wake-up fd, plus a tick that follows readiness and SIGTERM.
  *  libmicrohttpd's pool threads serve HTTP and reach the reactor only
- *  through vz_upstream_submit.
+ *  through gw_upstream_submit.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -14,17 +14,19 @@
 
 #include "gateway.h"
 #include "upstream.h"
+#include "vz_clock.h"
 #include "vz_daemon.h"
 #include "vz_ports.h"
+#include "vz_ratelimit_contract.h"
 
 #define TICK_MS 50
 
 typedef struct {
-    vz_gateway_config_t http; //  public HTTP settings
+    gw_gateway_config_t http; //  public HTTP settings
     int grace_ms;             //  local wait past an upstream deadline
     char routes[VZ_PATH_MAX]; //  route table file, "" = search the default places
     int retry_budget_pct;     //  retries as a share of first attempts
-    vz_edge_config_t edge;    //  JWT, API keys, fail-open buckets
+    gw_edge_config_t edge;    //  JWT, API keys, fail-open buckets
     int rl_failure;           //  0 open, 1 closed (the order of its choices)
     bool rl_batch;            //  ratelimit.check_batch for checks queued together
     int bundle_max;           //  forwards per bundle envelope (0/1 = off)
@@ -34,7 +36,8 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_ADDR", "gateway/addr", VZ_CFG_STR, "127.0.0.1", 0, 0,
                 http.addr, "public HTTP bind address (IPv4)"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_PORT", "gateway/port", VZ_CFG_INT,
-                VZ_PORT_TEXT(VZ_PORT_GATEWAY), 0, 65535, http.port, "public HTTP port; 0 = ephemeral"),
+                VZ_PORT_TEXT(VZ_PORT_GATEWAY), 0, 65535, http.port,
+                "public HTTP port; 0 = ephemeral"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_THREADS", "gateway/threads", VZ_CFG_INT, "2", 1, 64,
                 http.threads, "HTTP thread pool size"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_BODY", "gateway/max_body", VZ_CFG_INT, "1048576", 0,
@@ -87,15 +90,15 @@ static const vz_cfg_item_t s_items[] = {
                 "vizmesh", 0, 0, edge.audience, "required JWT aud (auth's VZ_AUTH_AUDIENCE)"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_JWT_LEEWAY_S", "gateway/jwt/leeway", VZ_CFG_INT, "30", 0,
                 300, edge.leeway_s, "clock skew allowed on exp/nbf/iat, seconds"),
-    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_JWKS_REFRESH_MS", "gateway/jwks/refresh", VZ_CFG_MS,
-                "5m", 1000, 86400000, edge.refresh_ms, "JWKS background refresh period"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_JWKS_REFRESH_MS", "gateway/jwks/refresh", VZ_CFG_MS, "5m",
+                1000, 86400000, edge.refresh_ms, "JWKS background refresh period"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_JWKS_MIN_INTERVAL_MS", "gateway/jwks/min_interval",
                 VZ_CFG_MS, "10s", 10, 3600000, edge.min_interval_ms,
                 "least time between JWKS fetches (unknown kid, retries)"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_TOKEN_CACHE", "gateway/jwt/cache", VZ_CFG_INT, "1024", 0,
                 1000000, edge.token_cache, "verified-token cache slots; 0 = off"),
-    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_AUTH_TIMEOUT_MS", "gateway/auth/timeout", VZ_CFG_MS,
-                "1s", 10, 60000, edge.fetch_timeout_ms, "deadline of auth.jwks and auth.api_key_verify"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_AUTH_TIMEOUT_MS", "gateway/auth/timeout", VZ_CFG_MS, "1s",
+                10, 60000, edge.fetch_timeout_ms, "deadline of auth.jwks and auth.api_key_verify"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_APIKEY_TTL_MS", "gateway/apikey/ttl", VZ_CFG_MS, "30s", 0,
                 3600000, edge.apikey_ttl_ms, "valid API-key answers cached this long"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_APIKEY_NEGATIVE_MS", "gateway/apikey/negative_ttl",
@@ -158,21 +161,25 @@ static void s_default_file(const char *rel, char *out, size_t n)
 
 typedef struct {
     vz_daemon_t *daemon;     //  common settings, admin port, readiness
-    vz_upstream_t *upstream; //  broker client (this thread)
-    vz_edge_t *edge;         //  JWKS and caches
-    vz_gateway_t *gateway;   //  HTTP front
+    gw_upstream_t *upstream; //  broker client (this thread)
+    gw_edge_t *edge;         //  JWKS and caches
+    gw_gateway_t *gateway;   //  HTTP front
     bool ready;              //  last readiness we announced
     int64_t drain_until;     //  0 = not draining; else when to give up on in-flight
     bool drained;            //  the drain is over: leave the loop for good
     const char *routes_path; //  route table file, reloaded on SIGHUP
 } app_t;
 
-//  SIGHUP: load and validate the whole table, then swap; a bad file keeps
-//  the old table and says why.
-static void s_reload(app_t *app)
+//  The reload hook (vz_daemon_on_reload, reactor thread after SIGHUP):
+//  load and validate the whole table, then swap; a bad file keeps the old
+//  table and says why. Not while draining: the table is about to go.
+static void s_reload(void *arg)
 {
+    app_t *app = arg;
+    if (app->drain_until)
+        return;
     char err[256];
-    vz_routes_t *routes = vz_routes_load(app->routes_path, err, sizeof err);
+    gw_routes_t *routes = gw_routes_load(app->routes_path, err, sizeof err);
     vz_metrics_t *metrics = vz_daemon_metrics(app->daemon);
     if (!routes) {
         vz_error(NULL, "unable to reload route table", "path", app->routes_path, "reason", err);
@@ -181,7 +188,7 @@ static void s_reload(app_t *app)
         return;
     }
     char count[16];
-    snprintf(count, sizeof count, "%zu", vz_routes_count(routes));
+    snprintf(count, sizeof count, "%zu", gw_routes_count(routes));
     vz_gateway_set_routes(app->gateway, &routes);
     vz_series_inc(vz_metrics_counter(metrics, "vz_gateway_route_reloads_total",
                                      "Route table reloads, by result", "result=ok"));
@@ -193,23 +200,21 @@ static void s_reload(app_t *app)
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     app_t *app = arg;
-    int64_t now = vz_now_ms();
-    vz_gateway_flush_log(app->gateway); //  access-log lines at most one tick late
+    int64_t now = vz_clock_mono_ms();
+    gw_gateway_flush_log(app->gateway); //  access-log lines at most one tick late
     if (zsys_interrupted && !app->drain_until) {
         vz_daemon_not_ready(app->daemon, "draining");
-        vz_gateway_drain(app->gateway);
+        gw_gateway_drain(app->gateway);
         app->drain_until = now + vz_daemon_config(app->daemon)->drain_ms;
         char inflight[16];
-        snprintf(inflight, sizeof inflight, "%d", vz_gateway_inflight(app->gateway));
+        snprintf(inflight, sizeof inflight, "%d", gw_gateway_inflight(app->gateway));
         vz_info(NULL, "draining", "inflight", inflight);
     }
-    if (vz_daemon_reload_requested(app->daemon) && !app->drain_until)
-        s_reload(app);
     if (app->drain_until) {
-        app->drained = vz_gateway_inflight(app->gateway) == 0 || now >= app->drain_until;
+        app->drained = gw_gateway_inflight(app->gateway) == 0 || now >= app->drain_until;
         return app->drained ? -1 : 0;
     }
-    bool up = vz_upstream_link_up(app->upstream);
+    bool up = gw_upstream_link_up(app->upstream);
     if (up && !app->ready)
         vz_daemon_ready(app->daemon);
     else if (!up && app->ready) {
@@ -252,15 +257,15 @@ int main(int argc, char **argv)
     config.http.rl_fail_open = config.rl_failure == 0;
     config.http.auth_timeout_ms = config.edge.fetch_timeout_ms;
     char err[256];
-    vz_routes_t *routes =
-        vz_routes_load(config.routes[0] ? config.routes : "configs/routes.cfg", err, sizeof err);
+    gw_routes_t *routes =
+        gw_routes_load(config.routes[0] ? config.routes : "configs/routes.cfg", err, sizeof err);
     if (!routes) {
         vz_error(NULL, "unable to load route table", "setting", "VZ_GATEWAY_ROUTES", "reason", err);
         vz_daemon_destroy(&app.daemon);
         return VZ_EXIT_PERMANENT;
     }
     app.routes_path = config.routes[0] ? config.routes : "configs/routes.cfg";
-    vz_upstream_config_t upcfg = {
+    gw_upstream_config_t upcfg = {
         .endpoints = common->broker_endpoints,
         .broker_key = vz_daemon_broker_key(app.daemon),
         .cert = vz_daemon_cert(app.daemon),
@@ -271,38 +276,49 @@ int main(int argc, char **argv)
         .metrics = vz_daemon_metrics(app.daemon),
         //  One envelope for every check queued in one reactor pass: a
         //  check per envelope was about half the JWT route's cost.
-        .batch = &(const vz_upstream_batch_t){"ratelimit", "check", "check_batch"},
+        .batch = &(const gw_upstream_batch_t){VZ_RL_SERVICE, "check", "check_batch"},
         .batch_count = config.rl_batch ? 1 : 0,
         .bundle_max = (size_t)config.bundle_max,
     };
-    app.upstream = vz_upstream_new(&upcfg);
+    app.upstream = gw_upstream_new(&upcfg);
     if (!app.upstream) {
         vz_error(NULL, "unable to create broker client", "endpoints", common->broker_endpoints);
-        vz_routes_unref(&routes);
+        gw_routes_unref(&routes);
         vz_daemon_destroy(&app.daemon);
         return VZ_EXIT_TEMPORARY;
     }
-    app.edge = vz_edge_new(&config.edge, app.upstream, vz_daemon_metrics(app.daemon));
-    app.gateway = vz_gateway_new(&config.http, &routes, app.upstream, app.edge,
+    app.edge = gw_edge_new(&config.edge, app.upstream, vz_daemon_metrics(app.daemon));
+    app.gateway = gw_gateway_new(&config.http, &routes, app.upstream, app.edge,
                                  vz_daemon_metrics(app.daemon));
-    vz_routes_unref(&routes); //  taken on success; still ours on failure
+    gw_routes_unref(&routes); //  taken on success; still ours on failure
     if (!app.gateway) {
         vz_error(NULL, "unable to listen on public HTTP port", "addr", config.http.addr, "reason",
                  strerror(errno));
-        vz_upstream_destroy(&app.upstream);
-        vz_edge_destroy(&app.edge);
+        gw_upstream_destroy(&app.upstream);
+        gw_edge_destroy(&app.edge);
         vz_daemon_destroy(&app.daemon);
         return VZ_EXIT_TEMPORARY;
     }
     char port[16];
-    snprintf(port, sizeof port, "%d", vz_gateway_port(app.gateway));
+    snprintf(port, sizeof port, "%d", gw_gateway_port(app.gateway));
     vz_info(NULL, "listening", "addr", config.http.addr, "port", port);
 
     zloop_t *loop = zloop_new();
     zloop_set_nonstop(loop, true); //  s_on_tick ends the loop, after draining
-    vz_upstream_attach(app.upstream, loop);
-    vz_edge_attach(app.edge, loop);
+    gw_upstream_attach(app.upstream, loop);
+    gw_edge_attach(app.edge, loop);
     zloop_timer(loop, TICK_MS, 0, s_on_tick, &app);
+    vz_daemon_on_reload(app.daemon, s_reload, &app);
+    if (vz_daemon_attach(app.daemon, loop) < 0) {
+        vz_error(NULL, "unable to attach the reload hook");
+        zloop_destroy(&loop);
+        gw_upstream_close(app.upstream);
+        gw_gateway_destroy(&app.gateway);
+        gw_upstream_destroy(&app.upstream);
+        gw_edge_destroy(&app.edge);
+        vz_daemon_destroy(&app.daemon);
+        return VZ_EXIT_TEMPORARY;
+    }
     //  A signal interrupting the poll ends zloop_start even in nonstop mode;
     //  go round again until the drain is over.
     while (zloop_start(loop) == 0 && !app.drained)
@@ -311,10 +327,10 @@ int main(int argc, char **argv)
 
     //  Anything still waiting gets 503 before libmicrohttpd stops, so no
     //  connection is left suspended.
-    vz_upstream_close(app.upstream);
-    vz_gateway_destroy(&app.gateway);
-    vz_upstream_destroy(&app.upstream);
-    vz_edge_destroy(&app.edge);
+    gw_upstream_close(app.upstream);
+    gw_gateway_destroy(&app.gateway);
+    gw_upstream_destroy(&app.upstream);
+    gw_edge_destroy(&app.edge);
     vz_info(NULL, "stopped");
     vz_daemon_destroy(&app.daemon);
     return VZ_EXIT_OK;

@@ -2,6 +2,7 @@
  *  SPDX-License-Identifier: MPL-2.0
  */
 #include "routes.h"
+#include "vz_authctx.h"
 #include "vz_config.h"
 
 #include <assert.h>
@@ -20,22 +21,22 @@
 #define TYPE_CHARS "abcdefghijklmnopqrstuvwxyz0123456789.+-/"
 #define HEADER_CHARS "abcdefghijklmnopqrstuvwxyz0123456789-"
 
-struct vz_routes_t {
+struct gw_routes_t {
     atomic_int refs;   //  holders: the gateway and requests in flight
     size_t count;      //  routes used
-    vz_route_t *route; //  heap array of count
+    gw_route_t *route; //  heap array of count
 };
 
 static const struct {
     const char *name; //  HTTP method
-    unsigned bit;     //  VZ_M_*
+    unsigned bit;     //  GW_M_*
 } s_methods[] = {
-    {"GET", VZ_M_GET},     {"POST", VZ_M_POST},     {"PUT", VZ_M_PUT},
-    {"PATCH", VZ_M_PATCH}, {"DELETE", VZ_M_DELETE},
+    {"GET", GW_M_GET},     {"POST", GW_M_POST},     {"PUT", GW_M_PUT},
+    {"PATCH", GW_M_PATCH}, {"DELETE", GW_M_DELETE},
 };
 #define METHOD_COUNT (sizeof s_methods / sizeof s_methods[0])
 
-unsigned vz_routes_method_bit(const char *method)
+unsigned gw_routes_method_bit(const char *method)
 {
     for (size_t i = 0; method && i < METHOD_COUNT; i++)
         if (strcmp(method, s_methods[i].name) == 0)
@@ -43,7 +44,7 @@ unsigned vz_routes_method_bit(const char *method)
     return 0;
 }
 
-void vz_routes_allow_text(unsigned methods, char *buf, size_t n)
+void gw_routes_allow_text(unsigned methods, char *buf, size_t n)
 {
     assert(buf && n > 0);
     buf[0] = '\0';
@@ -101,7 +102,7 @@ static int s_parse_bool(const char *text, bool *out)
 }
 
 //  Split "/v1/x/{id}" into segments; param names checked.
-static int s_parse_path(vz_route_t *r, char *err, size_t errlen)
+static int s_parse_path(gw_route_t *r, char *err, size_t errlen)
 {
     const char *p = r->path;
     if (p[0] != '/') {
@@ -114,13 +115,13 @@ static int s_parse_path(vz_route_t *r, char *err, size_t errlen)
         size_t len = strcspn(p, "/");
         if (len == 0 && !*p && r->seg_count == 0)
             break; //  "/" alone
-        if (len == 0 || len >= VZ_NAME_MAX || r->seg_count == VZ_ROUTE_SEGS_MAX) {
+        if (len == 0 || len >= VZ_NAME_MAX || r->seg_count == GW_ROUTE_SEGS_MAX) {
             s_err(err, errlen, "route %s: bad path segment in %s", r->name, r->path);
             return -1;
         }
         size_t i = r->seg_count++;
         if (p[0] == '{' && p[len - 1] == '}') {
-            if (len - 2 == 0 || len - 2 >= VZ_ROUTE_PARAM_MAX || params == VZ_ROUTE_PARAMS_MAX) {
+            if (len - 2 == 0 || len - 2 >= GW_ROUTE_PARAM_MAX || params == GW_ROUTE_PARAMS_MAX) {
                 s_err(err, errlen, "route %s: bad parameter in %s", r->name, r->path);
                 return -1;
             }
@@ -167,7 +168,7 @@ static int s_copy(char *dst, size_t n, const char *src, const char *route, const
 }
 
 //  One route from its ZPL block; every field checked.
-static int s_parse_route(zconfig_t *node, vz_route_t *r, char *err, size_t errlen)
+static int s_parse_route(zconfig_t *node, gw_route_t *r, char *err, size_t errlen)
 {
     err[0] = '\0'; //  read below to tell whether a helper already said why
     const char *name = zconfig_name(node);
@@ -183,7 +184,7 @@ static int s_parse_route(zconfig_t *node, vz_route_t *r, char *err, size_t errle
         return -1;
     for (char *save = NULL, *tok = strtok_r(methods, " ,", &save); tok;
          tok = strtok_r(NULL, " ,", &save)) {
-        unsigned bit = vz_routes_method_bit(tok);
+        unsigned bit = gw_routes_method_bit(tok);
         if (!bit) {
             s_err(err, errlen, "route %s: unknown method %s", name, tok);
             return -1;
@@ -211,10 +212,10 @@ static int s_parse_route(zconfig_t *node, vz_route_t *r, char *err, size_t errle
 
     const char *auth = zconfig_get(node, "auth", "none");
     static const char *const auths[] = {"none", "jwt", "api_key", "any"};
-    r->auth = (vz_route_auth_t)-1;
+    r->auth = (gw_route_auth_t)-1;
     for (size_t i = 0; i < 4; i++)
         if (strcmp(auth, auths[i]) == 0)
-            r->auth = (vz_route_auth_t)i;
+            r->auth = (gw_route_auth_t)i;
     if ((int)r->auth < 0) {
         s_err(err, errlen, "route %s: auth must be none, jwt, api_key or any", name);
         return -1;
@@ -222,7 +223,7 @@ static int s_parse_route(zconfig_t *node, vz_route_t *r, char *err, size_t errle
     if (s_copy(r->scopes, sizeof r->scopes, zconfig_get(node, "scopes", ""), name, "scopes", err,
                errlen) < 0)
         return -1;
-    if (r->scopes[0] && r->auth == VZ_AUTH_NONE) {
+    if (r->scopes[0] && r->auth == GW_AUTH_NONE) {
         s_err(err, errlen, "route %s: scopes need auth", name);
         return -1;
     }
@@ -271,6 +272,12 @@ static int s_parse_route(zconfig_t *node, vz_route_t *r, char *err, size_t errle
               name);
         return -1;
     }
+    const char *errors = zconfig_get(node, "errors", "vizmesh");
+    r->oauth_errors = strcmp(errors, "oauth2") == 0;
+    if (!r->oauth_errors && strcmp(errors, "vizmesh") != 0) {
+        s_err(err, errlen, "route %s: errors is vizmesh or oauth2", name);
+        return -1;
+    }
     const char *reply = zconfig_get(node, "reply_type", "");
     if (!s_only(reply, TYPE_CHARS " ;=") ||
         s_copy(r->reply_type, sizeof r->reply_type, reply, name, "reply_type", err, errlen) < 0) {
@@ -279,7 +286,7 @@ static int s_parse_route(zconfig_t *node, vz_route_t *r, char *err, size_t errle
         return -1;
     }
 
-    char headers[VZ_ROUTE_TEXT_MAX];
+    char headers[GW_ROUTE_TEXT_MAX];
     if (s_copy(headers, sizeof headers, zconfig_get(node, "headers", ""), name, "headers", err,
                errlen) < 0)
         return -1;
@@ -288,17 +295,16 @@ static int s_parse_route(zconfig_t *node, vz_route_t *r, char *err, size_t errle
         for (char *c = tok; *c; c++)
             *c = (char)tolower((unsigned char)*c);
         //  "header." + name must fit a ctx key.
-        if (r->header_count == VZ_ROUTE_HEADERS_MAX || !s_only(tok, HEADER_CHARS) ||
-            strlen(tok) + 7 >= VZ_CTX_KEY_MAX) {
+        if (r->header_count == GW_ROUTE_HEADERS_MAX || !s_only(tok, HEADER_CHARS) ||
+            strlen(VZ_AUTHCTX_HEADER_PREFIX) + strlen(tok) >= VZ_CTX_KEY_MAX) {
             s_err(err, errlen, "route %s: bad or too many headers", name);
             return -1;
         }
         //  The gateway consumes the credential of an authenticated route:
         //  services get the verified identity, never the raw secret.
-        if (r->auth != VZ_AUTH_NONE &&
+        if (r->auth != GW_AUTH_NONE &&
             (strcmp(tok, "authorization") == 0 || strcmp(tok, "x-api-key") == 0)) {
-            s_err(err, errlen, "route %s: %s is consumed by the gateway on auth routes", name,
-                  tok);
+            s_err(err, errlen, "route %s: %s is consumed by the gateway on auth routes", name, tok);
             return -1;
         }
         vz_strlcpy(r->headers[r->header_count++], tok, VZ_CTX_KEY_MAX);
@@ -308,7 +314,7 @@ static int s_parse_route(zconfig_t *node, vz_route_t *r, char *err, size_t errle
 
 //  Same methods on the same pattern (params compared by position) twice
 //  would make one route unreachable.
-static bool s_clash(const vz_route_t *a, const vz_route_t *b)
+static bool s_clash(const gw_route_t *a, const gw_route_t *b)
 {
     if (!(a->methods & b->methods) || a->seg_count != b->seg_count)
         return false;
@@ -322,23 +328,23 @@ static bool s_clash(const vz_route_t *a, const vz_route_t *b)
 }
 
 //  The table from a parsed file; consumes root.
-static vz_routes_t *s_routes_build(zconfig_t *root, char *err, size_t errlen)
+static gw_routes_t *s_routes_build(zconfig_t *root, char *err, size_t errlen)
 {
     zconfig_t *list = zconfig_locate(root, "routes");
-    vz_routes_t *self = calloc(1, sizeof *self);
+    gw_routes_t *self = calloc(1, sizeof *self);
     assert(self);
     atomic_init(&self->refs, 1);
     size_t count = 0;
     for (zconfig_t *c = list ? zconfig_child(list) : NULL; c; c = zconfig_next(c))
         count++;
-    if (count == 0 || count > VZ_ROUTES_MAX) {
-        s_err(err, errlen, "expected 1..%d routes under \"routes\"", VZ_ROUTES_MAX);
+    if (count == 0 || count > GW_ROUTES_MAX) {
+        s_err(err, errlen, "expected 1..%d routes under \"routes\"", GW_ROUTES_MAX);
         goto fail;
     }
     self->route = calloc(count, sizeof *self->route);
     assert(self->route);
     for (zconfig_t *c = zconfig_child(list); c; c = zconfig_next(c)) {
-        vz_route_t *r = &self->route[self->count];
+        gw_route_t *r = &self->route[self->count];
         if (s_parse_route(c, r, err, errlen) < 0)
             goto fail;
         for (size_t j = 0; j < self->count; j++) {
@@ -358,35 +364,35 @@ static vz_routes_t *s_routes_build(zconfig_t *root, char *err, size_t errlen)
     return self;
 fail:
     zconfig_destroy(&root);
-    vz_routes_unref(&self);
+    gw_routes_unref(&self);
     return NULL;
 }
 
-vz_routes_t *vz_routes_parse(const char *text, char *err, size_t errlen)
+gw_routes_t *gw_routes_parse(const char *text, char *err, size_t errlen)
 {
     assert(text && err && errlen > 0);
     zconfig_t *root = vz_config_parse(text, strlen(text), "routes", err, errlen);
     return root ? s_routes_build(root, err, errlen) : NULL;
 }
 
-vz_routes_t *vz_routes_load(const char *path, char *err, size_t errlen)
+gw_routes_t *gw_routes_load(const char *path, char *err, size_t errlen)
 {
     assert(path && err && errlen > 0);
     zconfig_t *root = vz_config_read(path, 0, err, errlen);
     return root ? s_routes_build(root, err, errlen) : NULL;
 }
 
-vz_routes_t *vz_routes_ref(vz_routes_t *self)
+gw_routes_t *gw_routes_ref(gw_routes_t *self)
 {
     assert(self);
     atomic_fetch_add(&self->refs, 1);
     return self;
 }
 
-void vz_routes_unref(vz_routes_t **self_p)
+void gw_routes_unref(gw_routes_t **self_p)
 {
     assert(self_p);
-    vz_routes_t *self = *self_p;
+    gw_routes_t *self = *self_p;
     *self_p = NULL;
     if (!self || atomic_fetch_sub(&self->refs, 1) != 1)
         return;
@@ -394,20 +400,20 @@ void vz_routes_unref(vz_routes_t **self_p)
     free(self);
 }
 
-size_t vz_routes_count(const vz_routes_t *self)
+size_t gw_routes_count(const gw_routes_t *self)
 {
     assert(self);
     return self->count;
 }
 
-vz_route_t *vz_routes_at(vz_routes_t *self, size_t i)
+gw_route_t *gw_routes_at(gw_routes_t *self, size_t i)
 {
     assert(self && i < self->count);
     return &self->route[i];
 }
 
 //  Does path (split into segs) fit route r? Params captured into match.
-static bool s_fits(const vz_route_t *r, char segs[][VZ_CTX_VAL_MAX], size_t n)
+static bool s_fits(const gw_route_t *r, char segs[][VZ_CTX_VAL_MAX], size_t n)
 {
     if (n != r->seg_count)
         return false;
@@ -417,12 +423,12 @@ static bool s_fits(const vz_route_t *r, char segs[][VZ_CTX_VAL_MAX], size_t n)
     return true;
 }
 
-bool vz_routes_match(const vz_routes_t *self, unsigned method, const char *path,
-                     vz_route_match_t *match)
+bool gw_routes_match(const gw_routes_t *self, unsigned method, const char *path,
+                     gw_route_match_t *match)
 {
     assert(self && path && match);
     memset(match, 0, sizeof *match);
-    char segs[VZ_ROUTE_SEGS_MAX][VZ_CTX_VAL_MAX];
+    char segs[GW_ROUTE_SEGS_MAX][VZ_CTX_VAL_MAX];
     size_t n = 0;
     const char *p = path;
     if (*p != '/')
@@ -433,16 +439,16 @@ bool vz_routes_match(const vz_routes_t *self, unsigned method, const char *path,
         if (len == 0 && !*p && n == 0)
             break;
         //  Empty segments ("//", trailing "/") and oversized ones match nothing.
-        if (len == 0 || len >= VZ_CTX_VAL_MAX || n == VZ_ROUTE_SEGS_MAX)
+        if (len == 0 || len >= VZ_CTX_VAL_MAX || n == GW_ROUTE_SEGS_MAX)
             return false;
         memcpy(segs[n], p, len);
         segs[n][len] = '\0';
         n++;
         p += len;
     }
-    const vz_route_t *best = NULL;
+    const gw_route_t *best = NULL;
     for (size_t i = 0; i < self->count; i++) {
-        const vz_route_t *r = &self->route[i];
+        const gw_route_t *r = &self->route[i];
         if (!s_fits(r, segs, n))
             continue;
         match->allow |= r->methods;
@@ -457,7 +463,7 @@ bool vz_routes_match(const vz_routes_t *self, unsigned method, const char *path,
         if (!best->is_param[i])
             continue;
         size_t k = match->param_count++;
-        vz_strlcpy(match->param_name[k], best->segs[i], VZ_ROUTE_PARAM_MAX);
+        vz_strlcpy(match->param_name[k], best->segs[i], GW_ROUTE_PARAM_MAX);
         vz_strlcpy(match->param_value[k], segs[i], VZ_CTX_VAL_MAX);
     }
     return true;

@@ -14,8 +14,8 @@
  *  pulls a route from under a request in flight (RCU-like). ref/unref are
  *  thread-safe; everything else reads only.
  */
-#ifndef VZ_ROUTES_H
-#define VZ_ROUTES_H
+#ifndef GW_ROUTES_H
+#define GW_ROUTES_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,91 +24,92 @@
 #include "vz_metrics.h"
 
 //  HTTP method bits.
-#define VZ_M_GET 0x01u
-#define VZ_M_POST 0x02u
-#define VZ_M_PUT 0x04u
-#define VZ_M_PATCH 0x08u
-#define VZ_M_DELETE 0x10u
-#define VZ_M_ALL 0x1fu
+#define GW_M_GET 0x01u
+#define GW_M_POST 0x02u
+#define GW_M_PUT 0x04u
+#define GW_M_PATCH 0x08u
+#define GW_M_DELETE 0x10u
+#define GW_M_ALL 0x1fu
 
-#define VZ_ROUTE_SEGS_MAX 16   //  path segments in a pattern
-#define VZ_ROUTE_PARAMS_MAX 4  //  {params} in one pattern
-#define VZ_ROUTE_HEADERS_MAX 4 //  request headers forwarded as ctx
-#define VZ_ROUTE_PATH_MAX 256  //  pattern length
-#define VZ_ROUTE_PARAM_MAX 24  //  param name: "path." + name fits a ctx key
-#define VZ_ROUTE_TEXT_MAX 256  //  scopes, content types
-#define VZ_ROUTES_MAX 128      //  routes in one table
+#define GW_ROUTE_SEGS_MAX 16   //  path segments in a pattern
+#define GW_ROUTE_PARAMS_MAX 4  //  {params} in one pattern
+#define GW_ROUTE_HEADERS_MAX 4 //  request headers forwarded as ctx
+#define GW_ROUTE_PATH_MAX 256  //  pattern length
+#define GW_ROUTE_PARAM_MAX 24  //  param name: "path." + name fits a ctx key
+#define GW_ROUTE_TEXT_MAX 256  //  scopes, content types
+#define GW_ROUTES_MAX 128      //  routes in one table
 
 typedef enum {
-    VZ_AUTH_NONE,    //  anyone
-    VZ_AUTH_JWT,     //  Bearer JWT (ES256) required
-    VZ_AUTH_API_KEY, //  X-API-Key required
-    VZ_AUTH_ANY,     //  either of them
-} vz_route_auth_t;
+    GW_AUTH_NONE,    //  anyone
+    GW_AUTH_JWT,     //  Bearer JWT (ES256) required
+    GW_AUTH_API_KEY, //  X-API-Key required
+    GW_AUTH_ANY,     //  either of them
+} gw_route_auth_t;
 
 typedef struct {
     char name[VZ_NAME_MAX];             //  ZPL child name; metrics label, rate-limit route
-    unsigned methods;                   //  VZ_M_* allowed
-    char path[VZ_ROUTE_PATH_MAX];       //  pattern as written
+    unsigned methods;                   //  GW_M_* allowed
+    char path[GW_ROUTE_PATH_MAX];       //  pattern as written
     char service[VZ_NAME_MAX];          //  target service
     char call[VZ_NAME_MAX];             //  target method
-    vz_route_auth_t auth;               //  required credential
-    char scopes[VZ_ROUTE_TEXT_MAX];     //  space-separated, all required ("" = none)
+    gw_route_auth_t auth;               //  required credential
+    char scopes[GW_ROUTE_TEXT_MAX];     //  space-separated, all required ("" = none)
     char rate_class[VZ_NAME_MAX];       //  rate-limit class ("" = not limited)
     int timeout_ms;                     //  0 = the gateway default
     bool retry;                         //  idempotent: flag it and allow retries
     int max_body;                       //  0 = the gateway default
-    char accept[VZ_ROUTE_TEXT_MAX];     //  accepted request media types ("" = any)
+    char accept[GW_ROUTE_TEXT_MAX];     //  accepted request media types ("" = any)
     bool json;                          //  a non-empty body must be valid JSON
     bool pass_ctype;                    //  reply carries the request's Content-Type
     bool optional;                      //  its service may be absent: /health stays "ok"
     bool bundle;                        //  may share a bundle envelope with its neighbours
-    char reply_type[VZ_ROUTE_TEXT_MAX]; //  reply Content-Type ("" = application/json)
+    char reply_type[GW_ROUTE_TEXT_MAX]; //  reply Content-Type ("" = application/json)
+    bool oauth_errors;                  //  errors = "oauth2": RFC 6749 §5.2 error bodies
     size_t header_count;                //  entries in headers
-    char headers[VZ_ROUTE_HEADERS_MAX][VZ_CTX_KEY_MAX]; //  forwarded, lowercase names
+    char headers[GW_ROUTE_HEADERS_MAX][VZ_CTX_KEY_MAX]; //  forwarded, lowercase names
     size_t seg_count;                                   //  segments of the pattern
-    char segs[VZ_ROUTE_SEGS_MAX][VZ_NAME_MAX];          //  literal text, or the param name
-    bool is_param[VZ_ROUTE_SEGS_MAX];                   //  segment i is a {param}
+    char segs[GW_ROUTE_SEGS_MAX][VZ_NAME_MAX];          //  literal text, or the param name
+    bool is_param[GW_ROUTE_SEGS_MAX];                   //  segment i is a {param}
     size_t literal_count;                               //  literal segments (more = more specific)
     vz_series_t *duration;                              //  latency histogram, set by the gateway
     vz_series_t *answered_200;                          //  requests_total{status=200}, idem
     vz_series_t *answered_429;                          //  requests_total{status=429}, idem
-} vz_route_t;
+} gw_route_t;
 
-typedef struct vz_routes_t vz_routes_t;
+typedef struct gw_routes_t gw_routes_t;
 
 //  A matched request: route and the values of its params.
 typedef struct {
-    const vz_route_t *route;                                  //  NULL = no route
+    const gw_route_t *route;                                  //  NULL = no route
     unsigned allow;                                           //  methods of routes with this path
     size_t param_count;                                       //  entries below
-    char param_name[VZ_ROUTE_PARAMS_MAX][VZ_ROUTE_PARAM_MAX]; //  param names
-    char param_value[VZ_ROUTE_PARAMS_MAX][VZ_CTX_VAL_MAX];    //  their values
-} vz_route_match_t;
+    char param_name[GW_ROUTE_PARAMS_MAX][GW_ROUTE_PARAM_MAX]; //  param names
+    char param_value[GW_ROUTE_PARAMS_MAX][VZ_CTX_VAL_MAX];    //  their values
+} gw_route_match_t;
 
 //  Load and validate a ZPL table (file at most 1 MiB). Returns the table
 //  (refcount 1) or NULL with a one-line reason in err.
-vz_routes_t *vz_routes_load(const char *path, char *err, size_t errlen);
+gw_routes_t *gw_routes_load(const char *path, char *err, size_t errlen);
 //  Same from text in memory (tests, and the file after it was read).
-vz_routes_t *vz_routes_parse(const char *text, char *err, size_t errlen);
+gw_routes_t *gw_routes_parse(const char *text, char *err, size_t errlen);
 
-vz_routes_t *vz_routes_ref(vz_routes_t *self);
+gw_routes_t *gw_routes_ref(gw_routes_t *self);
 //  Drop a reference; the last one frees and nulls *self_p either way.
-void vz_routes_unref(vz_routes_t **self_p);
+void gw_routes_unref(gw_routes_t **self_p);
 
-size_t vz_routes_count(const vz_routes_t *self);
+size_t gw_routes_count(const gw_routes_t *self);
 //  Route i (mutable only before the table is shared).
-vz_route_t *vz_routes_at(vz_routes_t *self, size_t i);
+gw_route_t *gw_routes_at(gw_routes_t *self, size_t i);
 
-//  Match method (VZ_M_* bit; 0 = path only) and path. Returns true when a
+//  Match method (GW_M_* bit; 0 = path only) and path. Returns true when a
 //  route's pattern and method match; match->allow is filled either way
 //  (0 = no pattern matched the path: 404).
-bool vz_routes_match(const vz_routes_t *self, unsigned method, const char *path,
-                     vz_route_match_t *match);
+bool gw_routes_match(const gw_routes_t *self, unsigned method, const char *path,
+                     gw_route_match_t *match);
 
-//  VZ_M_* bit of an HTTP method name, 0 when unknown.
-unsigned vz_routes_method_bit(const char *method);
+//  GW_M_* bit of an HTTP method name, 0 when unknown.
+unsigned gw_routes_method_bit(const char *method);
 //  "GET, POST" style text for an Allow header into buf.
-void vz_routes_allow_text(unsigned methods, char *buf, size_t n);
+void gw_routes_allow_text(unsigned methods, char *buf, size_t n);
 
 #endif

@@ -13,29 +13,30 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "vz_authctx.h"
 #include "vz_batch.h"
+#include "vz_clock.h"
 #include "vz_client.h"
 #include "vz_proto.h"
+#include "vz_retry.h"
 
 #define TICK_MS 50           //  deadline scan period
 #define REDIS_TIMEOUT_MS 200 //  connect and command budget for the health PING
 #define PING_PREFIX "gw-ping-"
 #define RECV_BATCH 64   //  responses read per wake-up
-#define RETRY_MAX 2     //  extra attempts per call
-#define RETRY_MIN_MS 20 //  no retry with less time than this left
-#define BUDGET_CAP 10.0 //  retry tokens saved at most
+#define BUDGET_MIN 10   //  retry tokens saved at most (vz_retry_budget_init's min)
 #define BUNDLE_GROUPS 8 //  distinct service.method bundles filled in one pass
 
-struct vz_upstream_t {
+struct gw_upstream_t {
     vz_client_t *client;       //  DEALER to the broker, reactor thread only
-    zhashx_t *pending;         //  wire id -> vz_upcall_t *, reactor thread only
+    vz_pending_t *pending;     //  wire id -> gw_upcall_t (entry), reactor thread only
     int wake_fd;               //  eventfd: submissions waiting
     pthread_mutex_t lock;      //  guards queue_head/queue_tail/closed
-    vz_upcall_t *queue_head;   //  submitted, not yet started
-    vz_upcall_t *queue_tail;   //  last of them
+    gw_upcall_t *queue_head;   //  submitted, not yet started
+    gw_upcall_t *queue_tail;   //  last of them
     bool closed;               //  no more submissions
     atomic_int inflight;       //  submitted and not done
-    atomic_llong last_seen_ms; //  when the broker last answered anything
+    atomic_llong last_seen_ms; //  when the broker last answered anything (monotonic)
     int heartbeat_ms;          //  ping interval
     int grace_ms;              //  local wait past the envelope deadline
     unsigned ping_seq;         //  numbers our pings
@@ -43,48 +44,45 @@ struct vz_upstream_t {
     int redis_port;            //  idem
     int redis_db;              //  idem
     redisContext *redis;       //  health connection, reactor thread only; NULL = reconnect
-    double retry_tokens;       //  retry budget, reactor thread only
-    double retry_earn;         //  tokens earned per first attempt
+    vz_retry_budget_t budget;  //  retry budget, reactor thread only
     zlistx_t *retries;         //  calls waiting for the next tick to go again
-    vz_series_t *retried;      //  vz_gateway_retries_total
-    vz_series_t *denied;       //  vz_gateway_retries_denied_total (budget spent)
     struct {
-        char service[VZ_NAME_MAX];      //  calls of service.method...
-        char method[VZ_NAME_MAX];       //  ...
-        char batch_method[VZ_NAME_MAX]; //  ...travel together as service.batch_method
-        bool off;                       //  the service does not know batch_method
-        vz_upcall_t *group[VZ_BATCH_MAX]; //  s_on_wake's group being filled
-        size_t grouped;                 //  calls in group
-    } rule[VZ_UPSTREAM_BATCH_RULES];
-    size_t rules;                  //  rules used
-    vz_series_t *batches;          //  vz_gateway_batch_envelopes_total
-    vz_series_t *batched;          //  vz_gateway_batch_calls_total
-    size_t bundle_max;             //  forwards per bundle (< 2: off)
+        char service[VZ_NAME_MAX];        //  calls of service.method...
+        char method[VZ_NAME_MAX];         //  ...
+        char batch_method[VZ_NAME_MAX];   //  ...travel together as service.batch_method
+        bool off;                         //  the service does not know batch_method
+        gw_upcall_t *group[VZ_BATCH_MAX]; //  s_on_wake's group being filled
+        size_t grouped;                   //  calls in group
+    } rule[GW_UPSTREAM_BATCH_RULES];
+    size_t rules;         //  rules used
+    vz_series_t *batches; //  vz_gateway_batch_envelopes_total
+    vz_series_t *batched; //  vz_gateway_batch_calls_total
+    size_t bundle_max;    //  forwards per bundle (< 2: off)
     struct {
-        char service[VZ_NAME_MAX];  //  the forwards' service...
-        char method[VZ_NAME_MAX];   //  ...method
-        int timeout_ms;             //  ...timeout
-        bool idempotent;            //  ...and idempotency
-        vz_upcall_t *group[VZ_BATCH_MAX]; //  forwards of one service.method, in order
-        size_t n;                   //  forwards in group
-        size_t bytes;               //  bound of their encoded sizes (s_envelope_bound)
-    } bundle[BUNDLE_GROUPS];       //  s_on_wake's bundles being filled
-    size_t nbundles;               //  bundles in use this pass
-    vz_series_t *bundles;          //  vz_gateway_bundle_envelopes_total
-    vz_series_t *bundled;          //  vz_gateway_bundle_calls_total
-    vz_series_t *resent;           //  vz_gateway_bundle_resent_total
+        char service[VZ_NAME_MAX];        //  the forwards' service...
+        char method[VZ_NAME_MAX];         //  ...method
+        int timeout_ms;                   //  ...timeout
+        bool idempotent;                  //  ...and idempotency
+        gw_upcall_t *group[VZ_BATCH_MAX]; //  forwards of one service.method, in order
+        size_t n;                         //  forwards in group
+        size_t bytes;                     //  bound of their encoded sizes (s_envelope_bound)
+    } bundle[BUNDLE_GROUPS];              //  s_on_wake's bundles being filled
+    size_t nbundles;                      //  bundles in use this pass
+    vz_series_t *bundles;                 //  vz_gateway_bundle_envelopes_total
+    vz_series_t *bundled;                 //  vz_gateway_bundle_calls_total
+    vz_series_t *resent;                  //  vz_gateway_bundle_resent_total
 };
 
-void vz_upcall_reset(vz_upcall_t *call)
+void gw_upcall_reset(gw_upcall_t *call)
 {
-    memset(call, 0, offsetof(vz_upcall_t, error_message));
+    memset(call, 0, offsetof(gw_upcall_t, error_message));
     call->error_message[0] = '\0';
     call->http_location[0] = '\0';
     call->redis_error[0] = '\0';
 }
 
 //  Accept redis://[userinfo@]host[:port][/db]. Credentials are not used yet.
-static int s_parse_redis_url(vz_upstream_t *self, const char *url)
+static int s_parse_redis_url(gw_upstream_t *self, const char *url)
 {
     const char *p = url;
     if (strncmp(p, "redis://", 8) != 0)
@@ -119,25 +117,24 @@ static int s_parse_redis_url(vz_upstream_t *self, const char *url)
     return 0;
 }
 
-vz_upstream_t *vz_upstream_new(const vz_upstream_config_t *config)
+gw_upstream_t *gw_upstream_new(const gw_upstream_config_t *config)
 {
     assert(config && config->endpoints && config->broker_key && config->cert);
-    vz_upstream_t *self = calloc(1, sizeof *self);
+    gw_upstream_t *self = calloc(1, sizeof *self);
     assert(self);
     self->wake_fd = -1;
     self->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : VZ_HEARTBEAT_MS;
     self->grace_ms = config->grace_ms;
-    self->retry_earn = config->retry_budget_pct / 100.0;
-    self->retry_tokens = BUDGET_CAP;
     self->retries = zlistx_new();
+    vz_series_t *retried = NULL, *denied = NULL;
     if (config->metrics) {
-        self->retried = vz_metrics_counter(config->metrics, "vz_gateway_retries_total",
-                                           "Idempotent upstream calls sent again", NULL);
-        self->denied =
-            vz_metrics_counter(config->metrics, "vz_gateway_retries_denied_total",
-                               "Retries not made because the retry budget was spent", NULL);
+        retried = vz_metrics_counter(config->metrics, "vz_gateway_retries_total",
+                                     "Idempotent upstream calls sent again", NULL);
+        denied = vz_metrics_counter(config->metrics, "vz_gateway_retries_denied_total",
+                                    "Retries not made because the retry budget was spent", NULL);
     }
-    assert(config->batch_count <= VZ_UPSTREAM_BATCH_RULES);
+    vz_retry_budget_init(&self->budget, config->retry_budget_pct, BUDGET_MIN, retried, denied);
+    assert(config->batch_count <= GW_UPSTREAM_BATCH_RULES);
     for (size_t i = 0; i < config->batch_count; i++) {
         vz_strlcpy(self->rule[i].service, config->batch[i].service, VZ_NAME_MAX);
         vz_strlcpy(self->rule[i].method, config->batch[i].method, VZ_NAME_MAX);
@@ -151,10 +148,9 @@ vz_upstream_t *vz_upstream_new(const vz_upstream_config_t *config)
                                            "Bundle envelopes sent (several forwards each)", NULL);
         self->bundled = vz_metrics_counter(config->metrics, "vz_gateway_bundle_calls_total",
                                            "Forwards sent inside bundle envelopes", NULL);
-        self->resent =
-            vz_metrics_counter(config->metrics, "vz_gateway_bundle_resent_total",
-                               "Bundled forwards sent again alone (the bundle's reply was full)",
-                               NULL);
+        self->resent = vz_metrics_counter(
+            config->metrics, "vz_gateway_bundle_resent_total",
+            "Bundled forwards sent again alone (the bundle's reply was full)", NULL);
     }
     if (config->metrics && self->rules) {
         self->batches =
@@ -171,79 +167,80 @@ vz_upstream_t *vz_upstream_new(const vz_upstream_config_t *config)
     vz_client_config_t cc = {
         .endpoints = config->endpoints, .broker_key = config->broker_key, .cert = config->cert};
     self->client = vz_client_new(&cc);
-    self->pending = zhashx_new();
+    self->pending = vz_pending_new();
     self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!self->client || self->wake_fd < 0) {
-        vz_upstream_destroy(&self);
+        gw_upstream_destroy(&self);
         return NULL;
     }
     return self;
 }
 
 //  Complete a call: bookkeeping first, because done may free the call.
-static void s_finish(vz_upstream_t *self, vz_upcall_t *call)
+static void s_finish(gw_upstream_t *self, gw_upcall_t *call)
 {
     atomic_fetch_sub(&self->inflight, 1);
     call->done(call);
 }
 
-static void s_fail_batch(vz_upstream_t *self, vz_upcall_t *carrier, const char *code,
+static void s_fail_batch(gw_upstream_t *self, gw_upcall_t *carrier, const char *code,
                          const char *message);
 
-static void s_fail(vz_upstream_t *self, vz_upcall_t *call, const char *code, const char *message)
+static void s_fail(gw_upstream_t *self, gw_upcall_t *call, const char *code, const char *message)
 {
-    if (call->kind == VZ_UPCALL_BATCH || call->kind == VZ_UPCALL_BUNDLE) {
+    if (call->kind == GW_UPCALL_BATCH || call->kind == GW_UPCALL_BUNDLE) {
         s_fail_batch(self, call, code, message);
         return;
     }
-    call->result = VZ_UPCALL_ERROR;
+    call->result = GW_UPCALL_ERROR;
     vz_strlcpy(call->error_code, code, sizeof call->error_code);
     vz_strlcpy(call->error_message, message, sizeof call->error_message);
     s_finish(self, call);
 }
 
 //  Take the whole submission queue at once, so the lock is held briefly.
-static vz_upcall_t *s_take_queue(vz_upstream_t *self)
+static gw_upcall_t *s_take_queue(gw_upstream_t *self)
 {
     pthread_mutex_lock(&self->lock);
-    vz_upcall_t *head = self->queue_head;
+    gw_upcall_t *head = self->queue_head;
     self->queue_head = self->queue_tail = NULL;
     pthread_mutex_unlock(&self->lock);
     return head;
 }
 
-void vz_upstream_close(vz_upstream_t *self)
+static void s_on_closed(vz_pending_entry_t *entry, void *arg)
+{
+    s_fail(arg, entry->owner, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
+}
+
+void gw_upstream_close(gw_upstream_t *self)
 {
     assert(self);
     pthread_mutex_lock(&self->lock);
     self->closed = true;
     pthread_mutex_unlock(&self->lock);
-    for (vz_upcall_t *call = s_take_queue(self), *next; call; call = next) {
+    for (gw_upcall_t *call = s_take_queue(self), *next; call; call = next) {
         next = call->next;
         s_fail(self, call, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
     }
-    for (vz_upcall_t *call = self->retries ? zlistx_first(self->retries) : NULL; call;
+    for (gw_upcall_t *call = self->retries ? zlistx_first(self->retries) : NULL; call;
          call = zlistx_next(self->retries))
         s_fail(self, call, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
     if (self->retries)
         zlistx_purge(self->retries);
     if (!self->pending)
         return;
-    zlistx_t *calls = zhashx_values(self->pending);
-    zhashx_purge(self->pending);
-    for (vz_upcall_t *call = zlistx_first(calls); call; call = zlistx_next(calls))
-        s_fail(self, call, VZ_ERR_UNAVAILABLE, "gateway is shutting down");
-    zlistx_destroy(&calls);
+    vz_pending_clear(self->pending, s_on_closed, self);
 }
 
-void vz_upstream_destroy(vz_upstream_t **self_p)
+void gw_upstream_destroy(gw_upstream_t **self_p)
 {
     assert(self_p);
-    vz_upstream_t *self = *self_p;
+    gw_upstream_t *self = *self_p;
     if (!self)
         return;
-    vz_upstream_close(self);
-    zhashx_destroy(&self->pending);
+    gw_upstream_close(self);
+    vz_pending_destroy(&self->pending);
     zlistx_destroy(&self->retries);
     vz_client_destroy(&self->client);
     if (self->redis)
@@ -255,7 +252,7 @@ void vz_upstream_destroy(vz_upstream_t **self_p)
     *self_p = NULL;
 }
 
-int vz_upstream_submit(vz_upstream_t *self, vz_upcall_t *call)
+int gw_upstream_submit(gw_upstream_t *self, gw_upcall_t *call)
 {
     assert(self && call && call->done);
     call->next = NULL;
@@ -284,7 +281,7 @@ int vz_upstream_submit(vz_upstream_t *self, vz_upcall_t *call)
 
 //  One PING on a kept connection; reconnects after any failure. Blocks the
 //  reactor at most twice REDIS_TIMEOUT_MS, and only on a /health request.
-static void s_redis_ping(vz_upstream_t *self, vz_upcall_t *call)
+static void s_redis_ping(gw_upstream_t *self, gw_upcall_t *call)
 {
     call->redis_ok = false;
     if (!self->redis_host[0]) {
@@ -323,28 +320,30 @@ static void s_redis_ping(vz_upstream_t *self, vz_upcall_t *call)
 //  The envelope of one attempt of call, with a wire id unique among the
 //  pending (request ids come from clients and may repeat, so a colliding
 //  call travels under a fresh id). env borrows call's body.
-static void s_envelope(vz_upstream_t *self, vz_upcall_t *call, vz_envelope_t *env)
+static void s_envelope(gw_upstream_t *self, gw_upcall_t *call, vz_envelope_t *env)
 {
     call->attempts++;
-    vz_strlcpy(call->wire_id, call->id, sizeof call->wire_id);
-    if (!call->wire_id[0] || call->attempts > 1 || zhashx_lookup(self->pending, call->wire_id))
-        vz_client_new_id(call->wire_id, sizeof call->wire_id);
+    vz_pending_id(self->pending, call->attempts > 1 ? NULL : call->id, call->entry.id);
     vz_envelope_init(env, VZ_KIND_REQUEST);
     vz_strlcpy(env->service, call->service, sizeof env->service);
     vz_strlcpy(env->method, call->method, sizeof env->method);
-    vz_strlcpy(env->id, call->wire_id, sizeof env->id);
+    vz_strlcpy(env->id, call->entry.id, sizeof env->id);
     vz_strlcpy(env->traceparent, call->traceparent, sizeof env->traceparent);
     env->deadline_ms = call->deadline_ms;
     env->flags = (call->idempotent ? VZ_FLAG_IDEMPOTENT : 0) |
-                 (call->kind == VZ_UPCALL_BUNDLE ? VZ_FLAG_BUNDLE : 0);
+                 (call->kind == GW_UPCALL_BUNDLE ? VZ_FLAG_BUNDLE : 0);
     env->body = call->body;
     env->body_len = call->body_len;
-    for (size_t i = 0; i < call->ctx_count; i++)
-        vz_envelope_ctx_set(env, call->ctx[i].key, call->ctx[i].value);
+    //  Built and checked by vz_authctx (gw_forward.c): copying cannot fail.
+    //  Side calls carry no ctx (and call->ctx NULL).
+    assert(call->ctx_count <= VZ_CTX_MAX && (call->ctx || !call->ctx_count));
+    if (call->ctx_count)
+        memcpy(env->ctx, call->ctx, call->ctx_count * sizeof *call->ctx);
+    env->ctx_count = call->ctx_count;
 }
 
 //  Send one attempt of call (first or retry) and file it as pending.
-static void s_send(vz_upstream_t *self, vz_upcall_t *call)
+static void s_send(gw_upstream_t *self, gw_upcall_t *call)
 {
     vz_envelope_t env;
     s_envelope(self, call, &env);
@@ -359,22 +358,23 @@ static void s_send(vz_upstream_t *self, vz_upcall_t *call)
     }
     //  The grace lets the broker's own verdict at the deadline (no_worker,
     //  timeout) arrive before we give up locally.
-    call->expires_ms = env.deadline_ms + self->grace_ms;
-    zhashx_insert(self->pending, call->wire_id, call);
+    call->entry.expires_ms = env.deadline_ms + self->grace_ms;
+    call->entry.service = call->service;
+    call->entry.method = call->method;
+    call->entry.owner = call;
+    vz_pending_add(self->pending, &call->entry, call->entry.id);
 }
 
 //  A first attempt: its deadline, and the retry budget it earns.
-static void s_begin(vz_upstream_t *self, vz_upcall_t *call)
+static void s_begin(gw_upstream_t *self, gw_upcall_t *call)
 {
     call->deadline_ms = vz_now_ms() + call->timeout_ms;
-    self->retry_tokens += self->retry_earn;
-    if (self->retry_tokens > BUDGET_CAP)
-        self->retry_tokens = BUDGET_CAP;
+    vz_retry_budget_earn(&self->budget);
 }
 
-static void s_start(vz_upstream_t *self, vz_upcall_t *call)
+static void s_start(gw_upstream_t *self, gw_upcall_t *call)
 {
-    if (call->kind == VZ_UPCALL_HEALTH) {
+    if (call->kind == GW_UPCALL_HEALTH) {
         s_redis_ping(self, call);
         vz_strlcpy(call->service, VZ_BROKER_SERVICE, sizeof call->service);
         vz_strlcpy(call->method, "services", sizeof call->method);
@@ -386,32 +386,20 @@ static void s_start(vz_upstream_t *self, vz_upcall_t *call)
 //  Should this failed attempt go again? Only idempotent calls, only for
 //  codes that say "not served" rather than "served and failed", only with
 //  time and budget left.
-static bool s_retry(vz_upstream_t *self, vz_upcall_t *call, const char *code)
+static bool s_retry(gw_upstream_t *self, gw_upcall_t *call, const char *code)
 {
-    if (!call->idempotent || call->kind != VZ_UPCALL_FORWARD || call->attempts > RETRY_MAX ||
-        self->closed)
+    if (call->kind != GW_UPCALL_FORWARD || self->closed ||
+        !vz_retry_allowed(&self->budget, call->idempotent, code, call->attempts,
+                          call->deadline_ms - vz_now_ms()))
         return false;
-    if (strcmp(code, VZ_ERR_UNAVAILABLE) != 0 && strcmp(code, VZ_ERR_OVERLOADED) != 0 &&
-        strcmp(code, VZ_ERR_WORKER_LOST) != 0)
-        return false;
-    if (call->deadline_ms - vz_now_ms() < RETRY_MIN_MS)
-        return false;
-    if (self->retry_tokens < 1.0) {
-        if (self->denied)
-            vz_series_inc(self->denied);
-        return false;
-    }
-    self->retry_tokens -= 1.0;
-    if (self->retried)
-        vz_series_inc(self->retried);
     zlistx_add_end(self->retries, call);
     return true;
 }
 
 //  The call succeeded with body: a NUL-terminated heap copy for the caller.
-static void s_take_reply(vz_upcall_t *call, const uint8_t *body, size_t len)
+static void s_take_reply(gw_upcall_t *call, const uint8_t *body, size_t len)
 {
-    call->result = VZ_UPCALL_REPLY;
+    call->result = GW_UPCALL_REPLY;
     call->reply_len = len;
     call->reply = malloc(len + 1);
     assert(call->reply);
@@ -421,25 +409,25 @@ static void s_take_reply(vz_upcall_t *call, const uint8_t *body, size_t len)
 }
 
 //  A reply envelope answering call: its body and the HTTP hints in its ctx.
-static void s_take_env(vz_upcall_t *call, const vz_envelope_t *env)
+static void s_take_env(gw_upcall_t *call, const vz_envelope_t *env)
 {
     s_take_reply(call, env->body, env->body_len);
-    const char *status = vz_envelope_ctx_get(env, "http_status");
+    const char *status = vz_envelope_ctx_get(env, VZ_AUTHCTX_HTTP_STATUS);
     long code = status ? strtol(status, NULL, 10) : 0;
     call->http_status = code >= 200 && code <= 399 ? (int)code : 0;
-    const char *location = vz_envelope_ctx_get(env, "http_location");
+    const char *location = vz_envelope_ctx_get(env, VZ_AUTHCTX_HTTP_LOCATION);
     vz_strlcpy(call->http_location, location ? location : "", sizeof call->http_location);
 }
 
 //  An error for call from a service or the broker: retried when it may be.
-static void s_error(vz_upstream_t *self, vz_upcall_t *call, const vz_envelope_t *env)
+static void s_error(gw_upstream_t *self, gw_upcall_t *call, const vz_envelope_t *env)
 {
     const char *code = env->error_code[0] ? env->error_code : VZ_ERR_INTERNAL;
     if (!s_retry(self, call, code))
         s_fail(self, call, code, env->error_message);
 }
 
-static void s_carrier_free(vz_upcall_t *carrier)
+static void s_carrier_free(gw_upcall_t *carrier)
 {
     free(carrier->members);
     free(carrier->owned_body);
@@ -450,18 +438,17 @@ static void s_carrier_free(vz_upcall_t *carrier)
 //  shutdown): each call it carried is retried alone where it may be, else
 //  fails with the same code. unknown_method means the service has no batch
 //  method: the rule is turned off and the calls go again one by one.
-static void s_fail_batch(vz_upstream_t *self, vz_upcall_t *carrier, const char *code,
+static void s_fail_batch(gw_upstream_t *self, gw_upcall_t *carrier, const char *code,
                          const char *message)
 {
     //  (A bundle's service.method is its calls' own: unknown to them too.)
-    bool unknown =
-        carrier->kind == VZ_UPCALL_BATCH && strcmp(code, VZ_ERR_UNKNOWN_METHOD) == 0;
+    bool unknown = carrier->kind == GW_UPCALL_BATCH && strcmp(code, VZ_ERR_UNKNOWN_METHOD) == 0;
     for (size_t r = 0; unknown && r < self->rules; r++)
         if (strcmp(self->rule[r].service, carrier->service) == 0 &&
             strcmp(self->rule[r].batch_method, carrier->method) == 0)
             self->rule[r].off = true;
     for (size_t i = 0; i < carrier->nmembers; i++) {
-        vz_upcall_t *call = carrier->members[i];
+        gw_upcall_t *call = carrier->members[i];
         if (unknown)
             s_send(self, call);
         else if (!s_retry(self, call, code))
@@ -471,7 +458,7 @@ static void s_fail_batch(vz_upstream_t *self, vz_upcall_t *carrier, const char *
 }
 
 //  The carrier's reply: one result per call, in order.
-static void s_reply_batch(vz_upstream_t *self, vz_upcall_t *carrier, const vz_envelope_t *env)
+static void s_reply_batch(gw_upstream_t *self, gw_upcall_t *carrier, const vz_envelope_t *env)
 {
     vz_batch_item_t items[VZ_BATCH_MAX];
     size_t n = 0;
@@ -483,7 +470,7 @@ static void s_reply_batch(vz_upstream_t *self, vz_upcall_t *carrier, const vz_en
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        vz_upcall_t *call = carrier->members[i];
+        gw_upcall_t *call = carrier->members[i];
         if (items[i].code_len == 0) {
             s_take_reply(call, items[i].data, items[i].len);
             s_finish(self, call);
@@ -507,11 +494,11 @@ static void s_reply_batch(vz_upstream_t *self, vz_upcall_t *carrier, const vz_en
 //  body items (copied): the earliest of their deadlines, the first one's
 //  trace context, idempotent only if every call is. Counted in envelopes
 //  and calls when those exist.
-static void s_send_carrier(vz_upstream_t *self, vz_upcall_kind_t kind, const char *service,
-                           const char *method, vz_upcall_t **group, const vz_batch_item_t *items,
+static void s_send_carrier(gw_upstream_t *self, gw_upcall_kind_t kind, const char *service,
+                           const char *method, gw_upcall_t **group, const vz_batch_item_t *items,
                            size_t n, vz_series_t *envelopes, vz_series_t *calls)
 {
-    vz_upcall_t *carrier = calloc(1, sizeof *carrier);
+    gw_upcall_t *carrier = calloc(1, sizeof *carrier);
     assert(carrier);
     carrier->kind = kind;
     vz_strlcpy(carrier->service, service, sizeof carrier->service);
@@ -539,10 +526,10 @@ static void s_send_carrier(vz_upstream_t *self, vz_upcall_kind_t kind, const cha
 
 //  Send rule r's group: alone when it is one call, else as one
 //  <method>_batch envelope of their bodies.
-static void s_send_group(vz_upstream_t *self, size_t r)
+static void s_send_group(gw_upstream_t *self, size_t r)
 {
     size_t n = self->rule[r].grouped;
-    vz_upcall_t **group = self->rule[r].group;
+    gw_upcall_t **group = self->rule[r].group;
     self->rule[r].grouped = 0;
     if (n == 0)
         return;
@@ -555,15 +542,15 @@ static void s_send_group(vz_upstream_t *self, size_t r)
         group[i]->attempts++; //  this envelope is their attempt
         items[i] = (vz_batch_item_t){.data = group[i]->body, .len = group[i]->body_len};
     }
-    s_send_carrier(self, VZ_UPCALL_BATCH, self->rule[r].service, self->rule[r].batch_method,
-                   group, items, n, self->batches, self->batched);
+    s_send_carrier(self, GW_UPCALL_BATCH, self->rule[r].service, self->rule[r].batch_method, group,
+                   items, n, self->batches, self->batched);
 }
 
 //  A bundle item the bundle's reply had no room for: not served (any call
 //  goes again alone), or served with its reply dropped (only a call that
 //  may run twice goes again; the others fail with reply_dropped, as they
 //  would with worker_lost). True when code was one of those two.
-static bool s_overflowed(vz_upstream_t *self, vz_upcall_t *call, const vz_envelope_t *item)
+static bool s_overflowed(gw_upstream_t *self, gw_upcall_t *call, const vz_envelope_t *item)
 {
     bool unserved = strcmp(item->error_code, VZ_ERR_BUNDLE_OVERFLOW) == 0;
     if (!unserved && strcmp(item->error_code, VZ_ERR_REPLY_DROPPED) != 0)
@@ -579,7 +566,7 @@ static bool s_overflowed(vz_upstream_t *self, vz_upcall_t *call, const vz_envelo
 }
 
 //  The bundle's reply: one whole reply or error envelope per call, in order.
-static void s_reply_bundle(vz_upstream_t *self, vz_upcall_t *carrier, const vz_envelope_t *env)
+static void s_reply_bundle(gw_upstream_t *self, gw_upcall_t *carrier, const vz_envelope_t *env)
 {
     vz_batch_item_t items[VZ_BATCH_MAX];
     size_t n = 0;
@@ -592,12 +579,12 @@ static void s_reply_bundle(vz_upstream_t *self, vz_upcall_t *carrier, const vz_e
     }
     vz_envelope_t item;
     for (size_t i = 0; i < n; i++) {
-        vz_upcall_t *call = carrier->members[i];
+        gw_upcall_t *call = carrier->members[i];
         if (vz_envelope_decode(&item, items[i].data, items[i].len, NULL, &reason) != 0)
             s_fail(self, call, VZ_ERR_INTERNAL, reason ? reason : "undecodable bundle reply");
         else if (item.kind == VZ_KIND_ERROR && s_overflowed(self, call, &item))
             ; //  sent again alone, or failed
-        else if (strcmp(item.id, call->wire_id) != 0)
+        else if (strcmp(item.id, call->entry.id) != 0)
             s_fail(self, call, VZ_ERR_INTERNAL, "bundle reply answers another request");
         else if (item.kind == VZ_KIND_REPLY) {
             s_take_env(call, &item);
@@ -610,10 +597,10 @@ static void s_reply_bundle(vz_upstream_t *self, vz_upcall_t *carrier, const vz_e
 
 //  Send bundle b: alone when it holds one call, else as one bundle of
 //  their whole envelopes (encoded here, once each).
-static void s_send_bundle(vz_upstream_t *self, size_t b)
+static void s_send_bundle(gw_upstream_t *self, size_t b)
 {
     size_t n = self->bundle[b].n;
-    vz_upcall_t **group = self->bundle[b].group;
+    gw_upcall_t **group = self->bundle[b].group;
     self->bundle[b].n = self->bundle[b].bytes = 0;
     if (n == 0)
         return;
@@ -622,7 +609,7 @@ static void s_send_bundle(vz_upstream_t *self, size_t b)
         return;
     }
     vz_batch_item_t items[VZ_BATCH_MAX];
-    vz_upcall_t *members[VZ_BATCH_MAX];
+    gw_upcall_t *members[VZ_BATCH_MAX];
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         vz_envelope_t env;
@@ -637,7 +624,7 @@ static void s_send_bundle(vz_upstream_t *self, size_t b)
         items[k++] = (vz_batch_item_t){.data = buf, .len = len};
     }
     if (k > 0)
-        s_send_carrier(self, VZ_UPCALL_BUNDLE, members[0]->service, members[0]->method, members,
+        s_send_carrier(self, GW_UPCALL_BUNDLE, members[0]->service, members[0]->method, members,
                        items, k, self->bundles, self->bundled);
     for (size_t i = 0; i < k; i++)
         free((void *)items[i].data);
@@ -645,7 +632,7 @@ static void s_send_bundle(vz_upstream_t *self, size_t b)
 
 //  An upper bound of call's encoded envelope: its body, its ctx and room
 //  for the fixed fields.
-static size_t s_envelope_bound(const vz_upcall_t *call)
+static size_t s_envelope_bound(const gw_upcall_t *call)
 {
     size_t bytes = call->body_len + 256;
     for (size_t i = 0; i < call->ctx_count; i++)
@@ -656,9 +643,9 @@ static size_t s_envelope_bound(const vz_upcall_t *call)
 //  File a first-attempt forward in this pass's bundle for its service,
 //  method, timeout and idempotency; false when it must go alone (bundles
 //  off, the route says so, or no free bundle).
-static bool s_bundle_add(vz_upstream_t *self, vz_upcall_t *call)
+static bool s_bundle_add(gw_upstream_t *self, gw_upcall_t *call)
 {
-    if (self->bundle_max < 2 || call->kind != VZ_UPCALL_FORWARD || call->alone)
+    if (self->bundle_max < 2 || call->kind != GW_UPCALL_FORWARD || call->alone)
         return false;
     size_t b = 0;
     for (; b < self->nbundles; b++)
@@ -671,7 +658,7 @@ static bool s_bundle_add(vz_upstream_t *self, vz_upcall_t *call)
         return false;
     s_begin(self, call);
     size_t bytes = s_envelope_bound(call);
-    if (b < self->nbundles && self->bundle[b].bytes + bytes > VZ_UPSTREAM_BUNDLE_BYTES)
+    if (b < self->nbundles && self->bundle[b].bytes + bytes > GW_UPSTREAM_BUNDLE_BYTES)
         s_send_bundle(self, b); //  full: this call starts the next one (same slot)
     if (b == self->nbundles) {
         self->nbundles++;
@@ -688,9 +675,9 @@ static bool s_bundle_add(vz_upstream_t *self, vz_upcall_t *call)
 }
 
 //  The batching rule call falls under, or -1.
-static int s_rule_of(const vz_upstream_t *self, const vz_upcall_t *call)
+static int s_rule_of(const gw_upstream_t *self, const gw_upcall_t *call)
 {
-    if (call->kind != VZ_UPCALL_FORWARD || call->ctx_count > 0)
+    if (call->kind != GW_UPCALL_FORWARD || call->ctx_count > 0)
         return -1;
     for (size_t r = 0; r < self->rules; r++)
         if (!self->rule[r].off && strcmp(self->rule[r].service, call->service) == 0 &&
@@ -701,13 +688,13 @@ static int s_rule_of(const vz_upstream_t *self, const vz_upcall_t *call)
 
 static int s_on_wake(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
-    vz_upstream_t *self = arg;
+    gw_upstream_t *self = arg;
     uint64_t count;
     ssize_t rc = read(self->wake_fd, &count, sizeof count);
     (void)rc; //  EAGAIN: a previous pass already took the queue
     //  Everything queued since the last pass goes now; calls under a
     //  batching rule are grouped first, so one envelope carries them all.
-    for (vz_upcall_t *call = s_take_queue(self), *next; call; call = next) {
+    for (gw_upcall_t *call = s_take_queue(self), *next; call; call = next) {
         next = call->next;
         int r = s_rule_of(self, call);
         if (r < 0) {
@@ -729,23 +716,18 @@ static int s_on_wake(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 }
 
 //  Hand a response to its pending call; late or unknown ids are dropped.
-static void s_match(vz_upstream_t *self, vz_response_t *response)
+static void s_match(gw_upstream_t *self, vz_response_t *response)
 {
     //  Any answer at all proves the broker link works.
-    atomic_store(&self->last_seen_ms, (long long)vz_now_ms());
-    vz_upcall_t *call = zhashx_lookup(self->pending, response->env.id);
+    atomic_store(&self->last_seen_ms, (long long)vz_clock_mono_ms());
     //  One request id travels on each step of a request (rate-limit check,
-    //  then the forward), so a late answer to a step that already expired
-    //  locally carries the id of the step now pending: it must also name the
-    //  same service and method, or it is someone else's.
-    if (call && (strcmp(response->env.service, call->service) != 0 ||
-                 strcmp(response->env.method, call->method) != 0))
-        call = NULL;
+    //  then the forward): vz_pending_match also compares service and method.
+    vz_pending_entry_t *entry = vz_pending_match(self->pending, &response->env);
+    gw_upcall_t *call = entry ? entry->owner : NULL;
     if (call) {
-        zhashx_delete(self->pending, response->env.id);
-        if (response->env.kind == VZ_KIND_REPLY && call->kind == VZ_UPCALL_BATCH)
+        if (response->env.kind == VZ_KIND_REPLY && call->kind == GW_UPCALL_BATCH)
             s_reply_batch(self, call, &response->env);
-        else if (response->env.kind == VZ_KIND_REPLY && call->kind == VZ_UPCALL_BUNDLE)
+        else if (response->env.kind == VZ_KIND_REPLY && call->kind == GW_UPCALL_BUNDLE)
             s_reply_bundle(self, call, &response->env);
         else if (response->env.kind == VZ_KIND_REPLY) {
             s_take_env(call, &response->env);
@@ -762,7 +744,7 @@ static void s_match(vz_upstream_t *self, vz_response_t *response)
 
 static int s_on_response(zloop_t *loop, zsock_t *sock, void *arg)
 {
-    vz_upstream_t *self = arg;
+    gw_upstream_t *self = arg;
     //  A bounded batch per wake-up; zmq_poll is level-triggered, so the
     //  rest waits for the next pass without starving the other handlers.
     for (int n = 0; n < RECV_BATCH; n++) {
@@ -774,36 +756,25 @@ static int s_on_response(zloop_t *loop, zsock_t *sock, void *arg)
     return 0;
 }
 
+static void s_on_expired(vz_pending_entry_t *entry, void *arg)
+{
+    s_fail(arg, entry->owner, VZ_ERR_TIMEOUT, "no answer before the deadline");
+}
+
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
-    vz_upstream_t *self = arg;
+    gw_upstream_t *self = arg;
     //  Retries wait one tick: a short backoff without a timer per call.
-    for (vz_upcall_t *call = zlistx_first(self->retries); call; call = zlistx_next(self->retries))
+    for (gw_upcall_t *call = zlistx_first(self->retries); call; call = zlistx_next(self->retries))
         s_send(self, call);
     zlistx_purge(self->retries);
-    int64_t now = vz_now_ms();
-    zlistx_t *expired = NULL;
-    for (vz_upcall_t *call = zhashx_first(self->pending); call; call = zhashx_next(self->pending)) {
-        if (call->expires_ms > now)
-            continue;
-        if (!expired)
-            expired = zlistx_new();
-        zlistx_add_end(expired, call);
-    }
-    if (!expired)
-        return 0;
-    //  Delete outside the iteration, which zhashx does not allow to change.
-    for (vz_upcall_t *call = zlistx_first(expired); call; call = zlistx_next(expired)) {
-        zhashx_delete(self->pending, call->wire_id);
-        s_fail(self, call, VZ_ERR_TIMEOUT, "no answer before the deadline");
-    }
-    zlistx_destroy(&expired);
+    vz_pending_expire(self->pending, vz_now_ms(), s_on_expired, self);
     return 0;
 }
 
 static int s_on_ping(zloop_t *loop, int timer_id, void *arg)
 {
-    vz_upstream_t *self = arg;
+    gw_upstream_t *self = arg;
     vz_envelope_t env;
     vz_envelope_init(&env, VZ_KIND_REQUEST);
     vz_strlcpy(env.service, VZ_BROKER_SERVICE, sizeof env.service);
@@ -815,7 +786,7 @@ static int s_on_ping(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-int vz_upstream_attach(vz_upstream_t *self, zloop_t *loop)
+int gw_upstream_attach(gw_upstream_t *self, zloop_t *loop)
 {
     assert(self && loop);
     zmq_pollitem_t wake = {NULL, self->wake_fd, ZMQ_POLLIN, 0};
@@ -829,15 +800,16 @@ int vz_upstream_attach(vz_upstream_t *self, zloop_t *loop)
     return 0;
 }
 
-bool vz_upstream_link_up(const vz_upstream_t *self)
+bool gw_upstream_link_up(const gw_upstream_t *self)
 {
     assert(self);
-    long long seen = atomic_load(&((vz_upstream_t *)self)->last_seen_ms);
-    return seen > 0 && vz_now_ms() - seen <= (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+    long long seen = atomic_load(&((gw_upstream_t *)self)->last_seen_ms);
+    return seen > 0 &&
+           vz_clock_mono_ms() - seen <= (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
 }
 
-int vz_upstream_pending(const vz_upstream_t *self)
+int gw_upstream_pending(const gw_upstream_t *self)
 {
     assert(self);
-    return atomic_load(&((vz_upstream_t *)self)->inflight);
+    return atomic_load(&((gw_upstream_t *)self)->inflight);
 }

@@ -3,10 +3,10 @@
  *
  *  The input is "<METHOD> <path>" as libmicrohttpd hands them over (the path
  *  ends at the first NUL or newline), matched against the shipped route
- *  table (configs/routes.cfg) with vz_routes_method_bit and
- *  vz_routes_match, as the gateway does for every request. Properties: an
- *  HTTP method maps to one VZ_M_* bit or none; a match has the method, at
- *  most VZ_ROUTE_PARAMS_MAX params that fit, non-empty and without '/';
+ *  table (configs/routes.cfg) with gw_routes_method_bit and
+ *  gw_routes_match, as the gateway does for every request. Properties: an
+ *  HTTP method maps to one GW_M_* bit or none; a match has the method, at
+ *  most GW_ROUTE_PARAMS_MAX params that fit, non-empty and without '/';
  *  the path rebuilt from the pattern and the params is the path matched
  *  and matches the same route again; no match while Allow lists the
  *  method; the Allow text names exactly the allowed methods.
@@ -18,14 +18,14 @@
 #include "fuzz.h"
 #include "routes.h"
 
-static vz_routes_t *s_table;
+static gw_routes_t *s_table;
 
 static void s_init(void)
 {
     if (s_table)
         return;
     char err[256];
-    s_table = vz_routes_load(FZ_ROUTES_FILE, err, sizeof err);
+    s_table = gw_routes_load(FZ_ROUTES_FILE, err, sizeof err);
     if (!s_table)
         fprintf(stderr, "fuzz_gateway_path: %s: %s\n", FZ_ROUTES_FILE, err);
     FZ_CHECK(s_table);
@@ -38,25 +38,25 @@ static unsigned s_allow_bits(const char *text)
     snprintf(copy, sizeof copy, "%s", text);
     unsigned bits = 0;
     for (char *save = NULL, *w = strtok_r(copy, ", ", &save); w; w = strtok_r(NULL, ", ", &save)) {
-        unsigned bit = vz_routes_method_bit(w);
+        unsigned bit = gw_routes_method_bit(w);
         FZ_CHECK(bit && !(bits & bit));
         bits |= bit;
     }
     return bits;
 }
 
-static void s_check_match(const char *path, unsigned bit, const vz_route_match_t *m)
+static void s_check_match(const char *path, unsigned bit, const gw_route_match_t *m)
 {
-    const vz_route_t *r = m->route;
+    const gw_route_t *r = m->route;
     FZ_CHECK(r && (r->methods & bit) && (m->allow & r->methods) == r->methods);
-    FZ_CHECK(m->param_count <= VZ_ROUTE_PARAMS_MAX);
-    char rebuilt[VZ_ROUTE_SEGS_MAX * VZ_CTX_VAL_MAX + 2] = "";
+    FZ_CHECK(m->param_count <= GW_ROUTE_PARAMS_MAX);
+    char rebuilt[GW_ROUTE_SEGS_MAX * VZ_CTX_VAL_MAX + 2] = "";
     size_t len = 0, k = 0;
     for (size_t i = 0; i < r->seg_count; i++) {
         const char *seg = r->segs[i];
         if (r->is_param[i]) {
             FZ_CHECK(k < m->param_count && strcmp(m->param_name[k], seg) == 0);
-            FZ_CHECK_STR(m->param_name[k], VZ_ROUTE_PARAM_MAX);
+            FZ_CHECK_STR(m->param_name[k], GW_ROUTE_PARAM_MAX);
             FZ_CHECK_STR(m->param_value[k], VZ_CTX_VAL_MAX);
             seg = m->param_value[k++];
             FZ_CHECK(seg[0] && !strchr(seg, '/'));
@@ -65,8 +65,8 @@ static void s_check_match(const char *path, unsigned bit, const vz_route_match_t
     }
     FZ_CHECK(k == m->param_count);
     FZ_CHECK(strcmp(r->seg_count ? rebuilt : "/", path) == 0);
-    vz_route_match_t again;
-    FZ_CHECK(vz_routes_match(s_table, bit, path, &again) && again.route == r);
+    gw_route_match_t again;
+    FZ_CHECK(gw_routes_match(s_table, bit, path, &again) && again.route == r);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -82,17 +82,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (space)
         *space = '\0';
 
-    unsigned bit = vz_routes_method_bit(method);
-    FZ_CHECK((bit & (bit - 1)) == 0 && (bit & ~VZ_M_ALL) == 0);
-    vz_route_match_t m;
-    bool found = vz_routes_match(s_table, bit, path, &m);
-    FZ_CHECK((m.allow & ~VZ_M_ALL) == 0);
+    unsigned bit = gw_routes_method_bit(method);
+    FZ_CHECK((bit & (bit - 1)) == 0 && (bit & ~GW_M_ALL) == 0);
+    gw_route_match_t m;
+    bool found = gw_routes_match(s_table, bit, path, &m);
+    FZ_CHECK((m.allow & ~GW_M_ALL) == 0);
     if (found)
         s_check_match(path, bit, &m);
     else
         FZ_CHECK(!m.route && m.param_count == 0 && (bit == 0 || !(m.allow & bit)));
     char allow[64];
-    vz_routes_allow_text(m.allow, allow, sizeof allow);
+    gw_routes_allow_text(m.allow, allow, sizeof allow);
     FZ_CHECK(s_allow_bits(allow) == m.allow);
     free(line);
     return 0;

@@ -1000,6 +1000,31 @@ static void test_sigterm_drains(void **state)
     assert_int_equal(vzt_mesh_wait(mesh->m, "gateway", 8000), 0);
 }
 
+//  A ctx value that does not fit is refused, never cut (a cut scope list
+//  can spell a scope that was never granted): a forwarded header of 256
+//  bytes is answered 400 invalid_request and not forwarded; 255 bytes fit
+//  and travel (no billing worker here: 503 no_worker at the deadline).
+static void test_ctx_refused(void **state)
+{
+    mesh_t *mesh = *state;
+    char header[64 + VZ_CTX_VAL_MAX];
+    resp_t r;
+    const size_t sizes[] = {VZ_CTX_VAL_MAX, VZ_CTX_VAL_MAX - 1};
+    const long statuses[] = {400, 503};
+    const char *const codes[] = {"invalid_request", "no_worker"};
+    for (size_t i = 0; i < 2; i++) {
+        int n = snprintf(header, sizeof header, "Stripe-Signature: ");
+        memset(header + n, 'v', sizes[i]);
+        header[n + (int)sizes[i]] = '\0';
+        const char *const headers[] = {"Content-Type: application/json", header, NULL};
+        assert_int_equal(s_http(mesh, "POST", "/v1/webhooks/stripe", "{}", 2, headers, &r), 0);
+        s_assert_error(&r, statuses[i], codes[i]);
+        if (i == 0)
+            assert_non_null(strstr(r.body, "stripe-signature does not fit"));
+        s_resp_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1017,6 +1042,7 @@ int main(void)
         cmocka_unit_test(test_openapi),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_webhook),
+        cmocka_unit_test(test_ctx_refused),
         cmocka_unit_test(test_bundle_overflow),
         cmocka_unit_test(test_breaker),
         cmocka_unit_test(test_no_worker),

@@ -17,12 +17,12 @@
 
 typedef struct {
     vz_metrics_t *metrics; //  the registry the breakers report to
-    vz_breakers_t *set;    //  breakers under test
-    vz_breaker_t *b;       //  the breaker of "echo"
+    gw_breakers_t *set;    //  breakers under test
+    gw_breaker_t *b;       //  the breaker of "echo"
 } fixture_t;
 
 //  Opens after 3 failures in a row, or 50 % of the last 8; 1 s cooldown, 2 probes.
-static const vz_breaker_config_t s_config = {
+static const gw_breaker_config_t s_config = {
     .failures = 3, .ratio_pct = 50, .window = 8, .cooldown_ms = 1000, .probes = 2};
 
 static int s_setup(void **state)
@@ -30,8 +30,8 @@ static int s_setup(void **state)
     fixture_t *f = calloc(1, sizeof *f);
     assert_non_null(f);
     f->metrics = vz_metrics_new();
-    f->set = vz_breakers_new(&s_config, f->metrics);
-    f->b = vz_breakers_get(f->set, "echo");
+    f->set = gw_breakers_new(&s_config, f->metrics);
+    f->b = gw_breakers_get(f->set, "echo");
     assert_non_null(f->b);
     *state = f;
     return 0;
@@ -40,18 +40,18 @@ static int s_setup(void **state)
 static int s_teardown(void **state)
 {
     fixture_t *f = *state;
-    vz_breakers_destroy(&f->set);
+    gw_breakers_destroy(&f->set);
     vz_metrics_destroy(&f->metrics);
     free(f);
     return 0;
 }
 
 //  An allowed call that ends with failure (or success) at now.
-static void s_call(vz_breaker_t *b, int64_t now, bool failure)
+static void s_call(gw_breaker_t *b, int64_t now, bool failure)
 {
     int retry = 0;
-    assert_true(vz_breaker_allow(b, now, &retry));
-    vz_breaker_record(b, failure, now);
+    assert_true(gw_breaker_allow(b, now, &retry));
+    gw_breaker_record(b, failure, now);
 }
 
 static bool s_rendered(fixture_t *f, const char *line)
@@ -68,20 +68,20 @@ static void test_consecutive_failures_open(void **state)
     int64_t t = 1000000;
     s_call(f->b, t, true);
     s_call(f->b, t, true);
-    assert_int_equal(vz_breaker_state(f->b, t), VZ_BREAKER_CLOSED);
+    assert_int_equal(gw_breaker_state(f->b, t), GW_BREAKER_CLOSED);
     s_call(f->b, t, false); //  a success resets the run
     s_call(f->b, t, true);
     s_call(f->b, t, true);
-    assert_int_equal(vz_breaker_state(f->b, t), VZ_BREAKER_CLOSED);
+    assert_int_equal(gw_breaker_state(f->b, t), GW_BREAKER_CLOSED);
     s_call(f->b, t, true);
-    assert_int_equal(vz_breaker_state(f->b, t), VZ_BREAKER_OPEN);
+    assert_int_equal(gw_breaker_state(f->b, t), GW_BREAKER_OPEN);
     assert_true(s_rendered(f, "vz_gateway_breaker_state{service=\"echo\"} 2"));
     //  Open: refused, Retry-After the rest of the cooldown rounded up.
     int retry = 0;
-    assert_false(vz_breaker_allow(f->b, t + 100, &retry));
+    assert_false(gw_breaker_allow(f->b, t + 100, &retry));
     assert_int_equal(retry, 1);
-    assert_false(vz_breaker_allow(f->b, t + 999, &retry));
-    assert_int_equal(vz_breaker_state(f->b, t + 999), VZ_BREAKER_OPEN);
+    assert_false(gw_breaker_allow(f->b, t + 999, &retry));
+    assert_int_equal(gw_breaker_state(f->b, t + 999), GW_BREAKER_OPEN);
 }
 
 static void test_half_open_probes(void **state)
@@ -92,24 +92,24 @@ static void test_half_open_probes(void **state)
         s_call(f->b, t, true);
     //  After the cooldown: half-open, two probes at once, the third refused.
     t += 1000;
-    assert_int_equal(vz_breaker_state(f->b, t), VZ_BREAKER_HALF_OPEN);
+    assert_int_equal(gw_breaker_state(f->b, t), GW_BREAKER_HALF_OPEN);
     int retry = 0;
-    assert_true(vz_breaker_allow(f->b, t, &retry));
-    assert_true(vz_breaker_allow(f->b, t, &retry));
-    assert_false(vz_breaker_allow(f->b, t, &retry));
+    assert_true(gw_breaker_allow(f->b, t, &retry));
+    assert_true(gw_breaker_allow(f->b, t, &retry));
+    assert_false(gw_breaker_allow(f->b, t, &retry));
     assert_int_equal(retry, 1);
     //  A failed probe opens again for a whole cooldown.
-    vz_breaker_record(f->b, true, t);
-    assert_int_equal(vz_breaker_state(f->b, t + 999), VZ_BREAKER_OPEN);
-    assert_false(vz_breaker_allow(f->b, t + 500, &retry));
+    gw_breaker_record(f->b, true, t);
+    assert_int_equal(gw_breaker_state(f->b, t + 999), GW_BREAKER_OPEN);
+    assert_false(gw_breaker_allow(f->b, t + 500, &retry));
     //  Next half-open: a successful probe closes it and clears the history.
     t += 1000;
-    assert_int_equal(vz_breaker_state(f->b, t), VZ_BREAKER_HALF_OPEN);
+    assert_int_equal(gw_breaker_state(f->b, t), GW_BREAKER_HALF_OPEN);
     s_call(f->b, t, false);
-    assert_int_equal(vz_breaker_state(f->b, t), VZ_BREAKER_CLOSED);
+    assert_int_equal(gw_breaker_state(f->b, t), GW_BREAKER_CLOSED);
     s_call(f->b, t, true);
     s_call(f->b, t, true);
-    assert_int_equal(vz_breaker_state(f->b, t), VZ_BREAKER_CLOSED);
+    assert_int_equal(gw_breaker_state(f->b, t), GW_BREAKER_CLOSED);
     assert_true(s_rendered(f, "vz_gateway_breaker_transitions_total{service=\"echo\","
                               "to=\"half_open\"} 2"));
     assert_true(s_rendered(f, "vz_gateway_breaker_transitions_total{service=\"echo\","
@@ -124,10 +124,10 @@ static void test_failure_ratio(void **state)
     //  the window is full, not before.
     for (int i = 0; i < 7; i++) {
         s_call(f->b, t, i % 2 == 0);
-        assert_int_equal(vz_breaker_state(f->b, t), VZ_BREAKER_CLOSED);
+        assert_int_equal(gw_breaker_state(f->b, t), GW_BREAKER_CLOSED);
     }
     s_call(f->b, t, false); //  8 seen, 4 failed
-    assert_int_equal(vz_breaker_state(f->b, t), VZ_BREAKER_OPEN);
+    assert_int_equal(gw_breaker_state(f->b, t), GW_BREAKER_OPEN);
 }
 
 static void test_below_ratio_stays_closed(void **state)
@@ -137,19 +137,19 @@ static void test_below_ratio_stays_closed(void **state)
     //  3 failures in every 8 (37 %), never 3 in a row, for a long time.
     for (int i = 0; i < 200; i++)
         s_call(f->b, t + i, i % 8 == 0 || i % 8 == 3 || i % 8 == 6);
-    assert_int_equal(vz_breaker_state(f->b, t + 200), VZ_BREAKER_CLOSED);
+    assert_int_equal(gw_breaker_state(f->b, t + 200), GW_BREAKER_CLOSED);
 }
 
 static void test_services_apart(void **state)
 {
     fixture_t *f = *state;
-    vz_breaker_t *other = vz_breakers_get(f->set, "auth");
+    gw_breaker_t *other = gw_breakers_get(f->set, "auth");
     assert_ptr_not_equal(other, f->b);
-    assert_ptr_equal(vz_breakers_get(f->set, "auth"), other);
+    assert_ptr_equal(gw_breakers_get(f->set, "auth"), other);
     for (int i = 0; i < 3; i++)
         s_call(other, 5000000, true);
-    assert_int_equal(vz_breaker_state(other, 5000000), VZ_BREAKER_OPEN);
-    assert_int_equal(vz_breaker_state(f->b, 5000000), VZ_BREAKER_CLOSED);
+    assert_int_equal(gw_breaker_state(other, 5000000), GW_BREAKER_OPEN);
+    assert_int_equal(gw_breaker_state(f->b, 5000000), GW_BREAKER_CLOSED);
 }
 
 static void test_is_failure(void **state)
@@ -158,11 +158,11 @@ static void test_is_failure(void **state)
     const char *const upstream[] = {VZ_ERR_TIMEOUT,    VZ_ERR_NO_WORKER,   VZ_ERR_UNAVAILABLE,
                                     VZ_ERR_OVERLOADED, VZ_ERR_WORKER_LOST, VZ_ERR_INTERNAL};
     for (size_t i = 0; i < sizeof upstream / sizeof upstream[0]; i++)
-        assert_true(vz_breaker_is_failure(upstream[i]));
+        assert_true(gw_breaker_is_failure(upstream[i]));
     //  A service telling the client it is wrong is not the upstream failing.
-    assert_false(vz_breaker_is_failure(VZ_ERR_INVALID));
-    assert_false(vz_breaker_is_failure(VZ_ERR_FORBIDDEN));
-    assert_false(vz_breaker_is_failure(""));
+    assert_false(gw_breaker_is_failure(VZ_ERR_INVALID));
+    assert_false(gw_breaker_is_failure(VZ_ERR_FORBIDDEN));
+    assert_false(gw_breaker_is_failure(""));
 }
 
 int main(void)

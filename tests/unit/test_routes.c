@@ -31,10 +31,10 @@ static const char s_table[] =
     "    root\n        methods = \"GET\"\n        path = \"/\"\n"
     "        service = \"echo\"\n        call = \"ping\"\n";
 
-static vz_routes_t *s_parse(const char *text)
+static gw_routes_t *s_parse(const char *text)
 {
     char err[256] = "";
-    vz_routes_t *routes = vz_routes_parse(text, err, sizeof err);
+    gw_routes_t *routes = gw_routes_parse(text, err, sizeof err);
     if (!routes)
         fail_msg("table refused: %s", err);
     return routes;
@@ -44,9 +44,9 @@ static vz_routes_t *s_parse(const char *text)
 static void s_refused(const char *text, const char *needle)
 {
     char err[256] = "";
-    vz_routes_t *routes = vz_routes_parse(text, err, sizeof err);
+    gw_routes_t *routes = gw_routes_parse(text, err, sizeof err);
     if (routes) {
-        vz_routes_unref(&routes);
+        gw_routes_unref(&routes);
         fail_msg("table accepted, expected \"%s\":\n%s", needle, text);
     }
     if (!strstr(err, needle))
@@ -56,79 +56,79 @@ static void s_refused(const char *text, const char *needle)
 static void test_fields(void **state)
 {
     (void)state;
-    vz_routes_t *routes = s_parse(s_table);
-    assert_int_equal(vz_routes_count(routes), 5);
-    const vz_route_t *keys = vz_routes_at(routes, 0);
+    gw_routes_t *routes = s_parse(s_table);
+    assert_int_equal(gw_routes_count(routes), 5);
+    const gw_route_t *keys = gw_routes_at(routes, 0);
     assert_string_equal(keys->name, "keys");
-    assert_int_equal(keys->methods, VZ_M_GET | VZ_M_POST);
-    assert_int_equal(keys->auth, VZ_AUTH_JWT);
+    assert_int_equal(keys->methods, GW_M_GET | GW_M_POST);
+    assert_int_equal(keys->auth, GW_AUTH_JWT);
     assert_string_equal(keys->scopes, "keys:read");
     assert_string_equal(keys->rate_class, "default");
     assert_string_equal(keys->service, "auth");
     assert_string_equal(keys->call, "api_key_list");
-    const vz_route_t *key = vz_routes_at(routes, 1);
+    const gw_route_t *key = gw_routes_at(routes, 1);
     assert_int_equal(key->timeout_ms, 250);
     assert_true(key->retry);
-    assert_int_equal(key->auth, VZ_AUTH_NONE);
-    const vz_route_t *part = vz_routes_at(routes, 3);
+    assert_int_equal(key->auth, GW_AUTH_NONE);
+    const gw_route_t *part = gw_routes_at(routes, 3);
     assert_int_equal(part->max_body, 64);
     assert_true(part->json);
     assert_string_equal(part->accept, "application/json");
     assert_int_equal(part->seg_count, 5);
     assert_int_equal(part->literal_count, 3);
-    vz_routes_unref(&routes);
+    gw_routes_unref(&routes);
     assert_null(routes);
 }
 
 static void test_match(void **state)
 {
     (void)state;
-    vz_routes_t *routes = s_parse(s_table);
-    vz_route_match_t m;
+    gw_routes_t *routes = s_parse(s_table);
+    gw_route_match_t m;
     //  The literal pattern wins over the parameter.
-    assert_true(vz_routes_match(routes, VZ_M_GET, "/v1/keys/me", &m));
+    assert_true(gw_routes_match(routes, GW_M_GET, "/v1/keys/me", &m));
     assert_string_equal(m.route->name, "key_me");
     assert_int_equal(m.param_count, 0);
-    assert_true(vz_routes_match(routes, VZ_M_GET, "/v1/keys/k-42", &m));
+    assert_true(gw_routes_match(routes, GW_M_GET, "/v1/keys/k-42", &m));
     assert_string_equal(m.route->name, "key");
     assert_int_equal(m.param_count, 1);
     assert_string_equal(m.param_name[0], "id");
     assert_string_equal(m.param_value[0], "k-42");
     //  DELETE only fits the parameter route, even for "me".
-    assert_true(vz_routes_match(routes, VZ_M_DELETE, "/v1/keys/me", &m));
+    assert_true(gw_routes_match(routes, GW_M_DELETE, "/v1/keys/me", &m));
     assert_string_equal(m.route->name, "key");
-    assert_true(vz_routes_match(routes, VZ_M_PUT, "/v1/items/7/parts/lid", &m));
+    assert_true(gw_routes_match(routes, GW_M_PUT, "/v1/items/7/parts/lid", &m));
     assert_int_equal(m.param_count, 2);
     assert_string_equal(m.param_name[1], "part");
     assert_string_equal(m.param_value[1], "lid");
-    assert_true(vz_routes_match(routes, VZ_M_GET, "/", &m));
+    assert_true(gw_routes_match(routes, GW_M_GET, "/", &m));
     assert_string_equal(m.route->name, "root");
-    vz_routes_unref(&routes);
+    gw_routes_unref(&routes);
 }
 
 static void test_no_match(void **state)
 {
     (void)state;
-    vz_routes_t *routes = s_parse(s_table);
-    vz_route_match_t m;
+    gw_routes_t *routes = s_parse(s_table);
+    gw_route_match_t m;
     //  Path known, method not: 405 with the methods of every fitting route.
-    assert_false(vz_routes_match(routes, VZ_M_PUT, "/v1/keys/me", &m));
+    assert_false(gw_routes_match(routes, GW_M_PUT, "/v1/keys/me", &m));
     assert_null(m.route);
-    assert_int_equal(m.allow, VZ_M_GET | VZ_M_DELETE);
+    assert_int_equal(m.allow, GW_M_GET | GW_M_DELETE);
     char allow[64];
-    vz_routes_allow_text(m.allow, allow, sizeof allow);
+    gw_routes_allow_text(m.allow, allow, sizeof allow);
     assert_string_equal(allow, "GET, DELETE");
     //  Unknown paths, empty segments, trailing slash, no leading slash: 404.
     const char *const misses[] = {"/v1/nothing", "/v1//keys",    "/v1/keys/",
                                   "v1/keys",     "/v1/keys/a/b", "/v1/items/7/parts"};
     for (size_t i = 0; i < sizeof misses / sizeof misses[0]; i++) {
-        if (vz_routes_match(routes, VZ_M_GET, misses[i], &m) || m.allow != 0)
+        if (gw_routes_match(routes, GW_M_GET, misses[i], &m) || m.allow != 0)
             fail_msg("%s matched (allow %u)", misses[i], m.allow);
     }
     //  Method 0 asks about the path only.
-    assert_false(vz_routes_match(routes, 0, "/v1/keys", &m));
-    assert_int_equal(m.allow, VZ_M_GET | VZ_M_POST);
-    vz_routes_unref(&routes);
+    assert_false(gw_routes_match(routes, 0, "/v1/keys", &m));
+    assert_int_equal(m.allow, GW_M_GET | GW_M_POST);
+    gw_routes_unref(&routes);
 }
 
 static void test_refused(void **state)
@@ -186,29 +186,48 @@ static void test_load_file(void **state)
     assert_int_equal(write(fd, s_table, strlen(s_table)), (ssize_t)strlen(s_table));
     close(fd);
     char err[256] = "";
-    vz_routes_t *routes = vz_routes_load(path, err, sizeof err);
+    gw_routes_t *routes = gw_routes_load(path, err, sizeof err);
     assert_non_null(routes);
     //  A reference keeps the table alive past the loader's unref.
-    vz_routes_t *held = vz_routes_ref(routes);
-    vz_routes_unref(&routes);
+    gw_routes_t *held = gw_routes_ref(routes);
+    gw_routes_unref(&routes);
     assert_null(routes);
-    assert_int_equal(vz_routes_count(held), 5);
-    vz_routes_unref(&held);
+    assert_int_equal(gw_routes_count(held), 5);
+    gw_routes_unref(&held);
     unlink(path);
-    assert_null(vz_routes_load(path, err, sizeof err));
+    assert_null(gw_routes_load(path, err, sizeof err));
     assert_non_null(strstr(err, "cannot read"));
 }
 
 static void test_methods(void **state)
 {
     (void)state;
-    assert_int_equal(vz_routes_method_bit("GET"), VZ_M_GET);
-    assert_int_equal(vz_routes_method_bit("PATCH"), VZ_M_PATCH);
-    assert_int_equal(vz_routes_method_bit("get"), 0);
-    assert_int_equal(vz_routes_method_bit("OPTIONS"), 0);
+    assert_int_equal(gw_routes_method_bit("GET"), GW_M_GET);
+    assert_int_equal(gw_routes_method_bit("PATCH"), GW_M_PATCH);
+    assert_int_equal(gw_routes_method_bit("get"), 0);
+    assert_int_equal(gw_routes_method_bit("OPTIONS"), 0);
     char text[64];
-    vz_routes_allow_text(VZ_M_ALL, text, sizeof text);
+    gw_routes_allow_text(GW_M_ALL, text, sizeof text);
     assert_string_equal(text, "GET, POST, PUT, PATCH, DELETE");
+}
+
+//  errors = "oauth2" marks a route for RFC 6749 §5.2 error bodies; the
+//  default is the gateway's own form, and any other value is refused.
+static void test_errors(void **state)
+{
+    (void)state;
+    const char *head = "routes\n    r\n        service = \"auth\"\n        call = \"token\"\n"
+                       "        methods = \"POST\"\n        path = \"/v1/token\"\n";
+    char text[512];
+    snprintf(text, sizeof text, "%s        errors = \"oauth2\"\n", head);
+    gw_routes_t *routes = s_parse(text);
+    assert_true(gw_routes_at(routes, 0)->oauth_errors);
+    gw_routes_unref(&routes);
+    routes = s_parse(head);
+    assert_false(gw_routes_at(routes, 0)->oauth_errors);
+    gw_routes_unref(&routes);
+    snprintf(text, sizeof text, "%s        errors = \"rfc\"\n", head);
+    s_refused(text, "errors is vizmesh or oauth2");
 }
 
 int main(void)
@@ -217,6 +236,7 @@ int main(void)
         cmocka_unit_test(test_fields),    cmocka_unit_test(test_match),
         cmocka_unit_test(test_no_match),  cmocka_unit_test(test_refused),
         cmocka_unit_test(test_load_file), cmocka_unit_test(test_methods),
+        cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
