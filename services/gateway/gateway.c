@@ -659,7 +659,7 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
 
 static const char *s_duration_help = "HTTP request duration from headers to completion, by route";
 
-void vz_gateway_set_routes(gw_gateway_t *self, gw_routes_t **routes_p)
+void gw_gateway_set_routes(gw_gateway_t *self, gw_routes_t **routes_p)
 {
     assert(self && routes_p && *routes_p);
     gw_routes_t *routes = *routes_p;
@@ -747,7 +747,7 @@ gw_gateway_t *gw_gateway_new(const gw_gateway_config_t *config, gw_routes_t **ro
     }
     self->unmatched = vz_metrics_histogram(metrics, "vz_gateway_request_duration_seconds",
                                            s_duration_help, "route=unmatched", NULL, 0);
-    vz_gateway_set_routes(self, routes_p);
+    gw_gateway_set_routes(self, routes_p);
     s_load_openapi(self);
     self->pipe = gw_pipeline_new(config, self->routes, upstream, edge, metrics);
 

@@ -60,7 +60,7 @@ gw_gateway_t *gw_gateway_new(const gw_gateway_config_t *config, gw_routes_t **ro
                              gw_upstream_t *upstream, gw_edge_t *edge, vz_metrics_t *metrics);
 //  Install a route table (takes the reference; any thread). Requests in
 //  flight keep the table they started with.
-void vz_gateway_set_routes(gw_gateway_t *self, gw_routes_t **routes_p);
+void gw_gateway_set_routes(gw_gateway_t *self, gw_routes_t **routes_p);
 
 //  Stops libmicrohttpd. Fail the upstream's pending calls first
 //  (gw_upstream_close) so no connection is left suspended.

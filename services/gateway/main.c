@@ -189,7 +189,7 @@ static void s_reload(void *arg)
     }
     char count[16];
     snprintf(count, sizeof count, "%zu", gw_routes_count(routes));
-    vz_gateway_set_routes(app->gateway, &routes);
+    gw_gateway_set_routes(app->gateway, &routes);
     vz_series_inc(vz_metrics_counter(metrics, "vz_gateway_route_reloads_total",
                                      "Route table reloads, by result", "result=ok"));
     vz_info(NULL, "route table reloaded", "path", app->routes_path, "routes", count);
