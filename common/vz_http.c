@@ -8,6 +8,7 @@
  *  s_collect, which finishes or reschedules the transfers curl completed.
  */
 #include "vz_http.h"
+#include "vz_clock.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -269,7 +270,7 @@ static void s_arm(vz_http_t *self)
 static int s_on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
     vz_http_t *self = userp;
-    self->curl_due_ms = timeout_ms < 0 ? -1 : zclock_mono() + timeout_ms;
+    self->curl_due_ms = timeout_ms < 0 ? -1 : vz_clock_mono_ms() + timeout_ms;
     s_arm(self);
     return 0;
 }
@@ -413,7 +414,7 @@ static void s_finish(vz_http_t *self, s_call_t *call, int rc, const char *error)
 //  to what is left of the budget. Returns 0, or -EIO when curl refused it.
 static int s_attempt(vz_http_t *self, s_call_t *call)
 {
-    int64_t now = zclock_mono();
+    int64_t now = vz_clock_mono_ms();
     int64_t left = call->start_ms + call->budget_ms - now;
     long timeout = (long)(left < call->timeout_ms ? left : call->timeout_ms);
     curl_easy_setopt(call->easy, CURLOPT_TIMEOUT_MS, timeout > 0 ? timeout : 1L);
@@ -496,7 +497,7 @@ static int s_classify(s_call_t *call, CURLcode code, char *reason, size_t n)
             return VZ_HTTP_ECONNECT;
         }
         snprintf(reason, n, "no complete response within %lld ms",
-                 (long long)(zclock_mono() - call->attempt_ms));
+                 (long long)(vz_clock_mono_ms() - call->attempt_ms));
         return VZ_HTTP_ETIMEOUT;
     }
     case CURLE_PEER_FAILED_VERIFICATION: {
@@ -555,7 +556,7 @@ static void s_finish(vz_http_t *self, s_call_t *call, int rc, const char *error)
         .headers = headers,
         .header_count = call->hcount,
         .attempts = call->attempts,
-        .seconds = (double)(zclock_mono() - call->start_ms) / 1000.0,
+        .seconds = (double)(vz_clock_mono_ms() - call->start_ms) / 1000.0,
     };
     zlistx_delete(self->calls, call->handle);
     self->in_done = true;
@@ -574,7 +575,7 @@ static void s_attempt_done(vz_http_t *self, s_call_t *call, CURLcode code)
     long status = 0;
     if (rc == 0)
         curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
-    int64_t now = zclock_mono();
+    int64_t now = vz_clock_mono_ms();
     if (call->host) {
         int cls = rc == 0 && status >= 100 && status < 600 ? (int)(status / 100) - 1 : 5;
         vz_series_inc(call->host->requests[cls]);
@@ -627,7 +628,7 @@ static int s_on_timer_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg)
     uint64_t expirations;
     if (read(self->timer_fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
         return 0;
-    int64_t now = zclock_mono();
+    int64_t now = vz_clock_mono_ms();
     if (self->curl_due_ms >= 0 && now >= self->curl_due_ms) {
         self->curl_due_ms = -1;
         int running = 0;
@@ -885,7 +886,7 @@ int vz_http_request(vz_http_t *self, const vz_http_request_t *req)
         curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    call->start_ms = zclock_mono();
+    call->start_ms = vz_clock_mono_ms();
     call->handle = zlistx_add_end(self->calls, call);
     //  add_handle only arms curl's timer: the transfer (and the callback)
     //  happens later, from the loop, never within this call.

@@ -125,7 +125,7 @@ int auth_h_api_key_create(void *app, const vz_envelope_t *req, vz_reply_t *reply
     snprintf(key, sizeof key, KEY_PREFIX "%s_%s", id, secret);
     auth_sha256_hex(hash, key, strlen(key));
     snprintf(ak, sizeof ak, "auth:ak:%s", id);
-    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    snprintf(now, sizeof now, "%lld", (long long)(vz_clock_now_ms() / 1000));
     const char *hset[] = {"HSET", ak,      "hash", hash,      "sub", ctx.sub,     "name",
                           name,   "scope", scopes, "created", now,   "last_used", "0"};
     const char *sadd[] = {"SADD", set_key, id};
@@ -296,7 +296,7 @@ int auth_h_api_key_verify(void *app, const vz_envelope_t *req, vz_reply_t *reply
         freeReplyObject(r);
         return s_verify_reply(reply, false, "", "", "", "");
     }
-    long long now = (long long)time(NULL), last = atoll(r->element[3]->str);
+    long long now = (long long)(vz_clock_now_ms() / 1000), last = atoll(r->element[3]->str);
     if (now - last >= LAST_USED_EVERY_S) {
         char stamp[24];
         snprintf(stamp, sizeof stamp, "%lld", now);

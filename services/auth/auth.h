@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "vz_authctx.h"
+#include "vz_clock.h"
 #include "vz_daemon.h"
 #include "vz_json.h"
 #include "vz_jwt.h"

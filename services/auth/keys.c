@@ -107,7 +107,7 @@ static vz_jwt_key_t *s_new_key(char **record_p)
         return NULL;
     vz_jwt_key_t *key = vz_jwt_key_generate(kid);
     char *pem = key ? vz_jwt_key_private_pem(key) : NULL;
-    if (!pem || asprintf(record_p, "%lld 0 %s", (long long)time(NULL), pem) < 0) {
+    if (!pem || asprintf(record_p, "%lld 0 %s", (long long)(vz_clock_now_ms() / 1000), pem) < 0) {
         free(pem);
         vz_jwt_key_destroy(&key);
         return NULL;
@@ -139,7 +139,7 @@ static int s_load(auth_t *self, long long version)
     if (all && cur && all->type == REDIS_REPLY_ARRAY && cur->type == REDIS_REPLY_STRING) {
         vz_jwt_keyset_t *publish = vz_jwt_keyset_new();
         vz_jwt_key_t *signing = NULL;
-        long long now = (long long)time(NULL);
+        long long now = (long long)(vz_clock_now_ms() / 1000);
         for (size_t i = 0; publish && i + 1 < all->elements; i += 2) {
             const redisReply *k = all->element[i], *v = all->element[i + 1];
             long long created = 0, drop = 0;
@@ -231,7 +231,7 @@ int auth_keys_rotate(auth_t *self, int min_age_s)
     if (!key)
         return -1;
     char now[24], age[24], overlap[24];
-    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    snprintf(now, sizeof now, "%lld", (long long)(vz_clock_now_ms() / 1000));
     snprintf(age, sizeof age, "%d", min_age_s);
     snprintf(overlap, sizeof overlap, "%d", self->config.access_ttl_s + self->config.leeway_s);
     const char *k[] = {K_KEYS, K_CURRENT, K_VERSION};

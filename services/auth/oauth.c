@@ -84,7 +84,7 @@ int auth_h_client_register(void *app, const vz_envelope_t *req, vz_reply_t *repl
     }
     auth_sha256_hex(hash, secret, strlen(secret));
     snprintf(key, sizeof key, "auth:client:%s", id);
-    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    snprintf(now, sizeof now, "%lld", (long long)(vz_clock_now_ms() / 1000));
     const char *hset[] = {"HSET",    key,     "hash",  hash,   "name",
                           name,      "scope", scopes,  "tier", tier ? tier : VZ_AUTHCTX_TIER_FREE,
                           "created", now,     "owner", ctx.sub};

@@ -57,7 +57,7 @@ int auth_tokens_access(auth_t *self, const auth_grant_t *grant, char **token_p)
     if (!key)
         return -1;
     vz_jwt_claims_t c = {0};
-    int64_t now = (int64_t)time(NULL);
+    int64_t now = vz_clock_now_ms() / 1000;
     //  A claim is never cut, and the scope must fit the gateway's ctx entry.
     if (strlen(grant->scope) > VZ_AUTHCTX_VALUE_MAX ||
         vz_strlcpy(c.iss, self->config.issuer, sizeof c.iss) < 0 ||

@@ -176,7 +176,7 @@ int auth_h_register(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         goto done;
     }
     char now[24];
-    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    snprintf(now, sizeof now, "%lld", (long long)(vz_clock_now_ms() / 1000));
     //  Never admin: that is granted out of band (admin.c).
     const char *hset[] = {"HSET",    user_key, "email", email,
                           "pw",      hash,     "name",  name ? name : "",
@@ -403,7 +403,7 @@ int auth_h_profile_update(void *app, const vz_envelope_t *req, vz_reply_t *reply
     }
     char user_key[64], hash[AUTH_HASH_MAX], now[24];
     snprintf(user_key, sizeof user_key, "auth:user:%s", ctx.sub);
-    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    snprintf(now, sizeof now, "%lld", (long long)(vz_clock_now_ms() / 1000));
     const char *argv[8] = {"HSET", user_key, "updated", now};
     int argc = 4;
     if (password) {

@@ -379,7 +379,7 @@ static void s_count(broker_t *self, s_service_t *service, s_outcome_t outcome)
 static void s_malformed(broker_t *self, const char *what, const char *identity)
 {
     vz_series_inc(self->malformed);
-    int64_t now = zclock_mono();
+    int64_t now = vz_clock_mono_ms();
     if (now - self->malformed_logged_ms >= S_LOG_EVERY_MS || self->malformed_logged_ms == 0) {
         char quiet[24];
         snprintf(quiet, sizeof quiet, "%" PRIu64, self->malformed_quiet);
@@ -826,7 +826,7 @@ static void s_on_reply(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
         s_malformed(self, worker ? "bad tag" : "reply from a non-worker", identity);
         return;
     }
-    worker->expiry = zclock_mono() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+    worker->expiry = vz_clock_mono_ms() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
     s_request_t *request = (s_request_t *)zhashx_lookup(self->tags, zframe_data(tag));
     if (!request || request->worker != worker)
         return; //  late reply to a request that timed out: the client has its answer
@@ -915,7 +915,7 @@ static void s_on_ready(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
         vz_series_set(service->workers_gauge, (double)service->worker_count);
         vz_info(NULL, "worker ready", "identity", identity, "service", name);
     }
-    worker->expiry = zclock_mono() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+    worker->expiry = vz_clock_mono_ms() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
     s_send_head(self, rid, VZ_CMD_HEARTBEAT, false);
     s_worker_freed(self, worker);
     s_dispatch(self, worker->service);
@@ -929,7 +929,7 @@ static void s_on_heartbeat(broker_t *self, zframe_t *rid, zmsg_t *msg, const cha
         s_send_head(self, rid, VZ_CMD_BYE, false); //  we forgot it: tell it to register again
         return;
     }
-    worker->expiry = zclock_mono() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
+    worker->expiry = vz_clock_mono_ms() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
     //  A worker parked on a full pipe is reading again: offer it work.
     if (!s_linked(&worker->node) && !worker->draining && worker->busy < worker->credit) {
         s_worker_freed(self, worker);
@@ -1042,7 +1042,7 @@ static int s_deadline_timer(zloop_t *loop, int timer_id, void *arg)
 static int s_heartbeat_timer(zloop_t *loop, int timer_id, void *arg)
 {
     broker_t *self = (broker_t *)arg;
-    int64_t now = zclock_mono();
+    int64_t now = vz_clock_mono_ms();
     zlistx_t *dead = NULL, *gone = NULL;
     for (s_worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers)) {
         zlistx_t **list = NULL;
@@ -1234,9 +1234,9 @@ void broker_drain(broker_t *self, int timeout_ms)
         }
     }
     //  Let replies in flight come back, refusing new work meanwhile.
-    int64_t until = zclock_mono() + timeout_ms;
+    int64_t until = vz_clock_mono_ms() + timeout_ms;
     while (zhashx_size(self->tags) > 0) {
-        int64_t left = until - zclock_mono();
+        int64_t left = until - vz_clock_mono_ms();
         if (left <= 0)
             break;
         zmq_pollitem_t item = {self->handle, 0, ZMQ_POLLIN, 0};
