@@ -6,21 +6,21 @@
 
 int main(int argc, char **argv)
 {
-    vz_ratelimit_config_t config;
+    rl_config_t config;
     vz_daemon_spec_t spec = {
         .service = "ratelimit",
         .admin_port = VZ_PORT_ADMIN_RATELIMIT,
         .needs_broker = true,
         .needs_redis = true,
-        .items = vz_ratelimit_items,
-        .count = vz_ratelimit_items_count,
+        .items = rl_items,
+        .count = rl_items_count,
         .config = &config,
     };
     int code = VZ_EXIT_OK;
     vz_daemon_t *daemon = vz_daemon_new(&spec, argc, argv, &code);
     if (!daemon)
         return code;
-    code = vz_ratelimit_run(daemon, &config);
+    code = rl_run(daemon, &config);
     vz_daemon_destroy(&daemon);
     return code;
 }

@@ -25,10 +25,10 @@ static const struct {
 };
 #define S_PARTS (sizeof s_parts / sizeof s_parts[0])
 
-struct vz_rl_policies_t {
-    vz_rl_policy_t *policies; //  in file order
-    size_t count;             //  entries in policies
-    bool shadow;              //  global shadow switch
+struct rl_policies_t {
+    rl_policy_t *policies; //  in file order
+    size_t count;          //  entries in policies
+    bool shadow;           //  global shadow switch
 };
 
 static void s_err(char *err, size_t n, const char *policy, const char *what, const char *value)
@@ -77,7 +77,7 @@ static bool s_seconds(const char *text, uint32_t *out)
 }
 
 //  "key sub ip" / "ip+route": alternatives by spaces or commas, parts by '+'.
-static int s_parse_by(vz_rl_policy_t *p, const char *text)
+static int s_parse_by(rl_policy_t *p, const char *text)
 {
     char copy[128];
     if (vz_strlcpy(copy, text, sizeof copy) < 0)
@@ -85,7 +85,7 @@ static int s_parse_by(vz_rl_policy_t *p, const char *text)
     p->by_count = 0;
     char *save = NULL;
     for (char *alt = strtok_r(copy, " ,", &save); alt; alt = strtok_r(NULL, " ,", &save)) {
-        if (p->by_count == VZ_RL_BY_MAX)
+        if (p->by_count == RL_BY_MAX)
             return -EINVAL;
         unsigned mask = 0;
         char *save2 = NULL;
@@ -104,7 +104,7 @@ static int s_parse_by(vz_rl_policy_t *p, const char *text)
     return p->by_count ? 0 : -EINVAL;
 }
 
-static int s_parse_policy(zconfig_t *node, vz_rl_policy_t *p, char *err, size_t n)
+static int s_parse_policy(zconfig_t *node, rl_policy_t *p, char *err, size_t n)
 {
     const char *name = zconfig_name(node);
     if (!name || !s_name_valid(name)) {
@@ -129,9 +129,9 @@ static int s_parse_policy(zconfig_t *node, vz_rl_policy_t *p, char *err, size_t 
     }
     const char *algo = zconfig_get(node, "algorithm", "sliding_window");
     if (strcmp(algo, "token_bucket") == 0)
-        p->algorithm = VZ_RL_TOKEN_BUCKET;
+        p->algorithm = RL_TOKEN_BUCKET;
     else if (strcmp(algo, "sliding_window") == 0)
-        p->algorithm = VZ_RL_SLIDING_WINDOW;
+        p->algorithm = RL_SLIDING_WINDOW;
     else {
         s_err(err, n, name, "algorithm: expected token_bucket or sliding_window", algo);
         return -EINVAL;
@@ -153,8 +153,7 @@ static int s_parse_policy(zconfig_t *node, vz_rl_policy_t *p, char *err, size_t 
     }
     p->burst = p->limit;
     const char *burst = zconfig_get(node, "burst", NULL);
-    if (burst &&
-        (p->algorithm != VZ_RL_TOKEN_BUCKET || !s_uint(burst, 1, S_LIMIT_MAX, &p->burst))) {
+    if (burst && (p->algorithm != RL_TOKEN_BUCKET || !s_uint(burst, 1, S_LIMIT_MAX, &p->burst))) {
         s_err(err, n, name, "burst: token_bucket only, an integer in 1..1000000000", burst);
         return -EINVAL;
     }
@@ -167,7 +166,7 @@ static int s_parse_policy(zconfig_t *node, vz_rl_policy_t *p, char *err, size_t 
     return 0;
 }
 
-static int s_load(vz_rl_policies_t *self, zconfig_t *root, char *err, size_t n)
+static int s_load(rl_policies_t *self, zconfig_t *root, char *err, size_t n)
 {
     const char *shadow = zconfig_get(root, "ratelimit/shadow", "false");
     if (strcmp(shadow, "true") != 0 && strcmp(shadow, "false") != 0) {
@@ -187,7 +186,7 @@ static int s_load(vz_rl_policies_t *self, zconfig_t *root, char *err, size_t n)
     self->policies = calloc(count, sizeof *self->policies);
     assert(self->policies);
     for (zconfig_t *node = zconfig_child(section); node; node = zconfig_next(node)) {
-        vz_rl_policy_t *p = &self->policies[self->count];
+        rl_policy_t *p = &self->policies[self->count];
         if (s_parse_policy(node, p, err, n) < 0)
             return -EINVAL;
         for (size_t i = 0; i < self->count; i++)
@@ -200,25 +199,25 @@ static int s_load(vz_rl_policies_t *self, zconfig_t *root, char *err, size_t n)
     return 0;
 }
 
-vz_rl_policies_t *vz_rl_policies_load(const char *path, char *err, size_t errlen)
+rl_policies_t *rl_policies_load(const char *path, char *err, size_t errlen)
 {
     assert(path && err && errlen > 0);
     zconfig_t *root = vz_config_read(path, 0, err, errlen);
     if (!root)
         return NULL;
-    vz_rl_policies_t *self = calloc(1, sizeof *self);
+    rl_policies_t *self = calloc(1, sizeof *self);
     assert(self);
     int rc = s_load(self, root, err, errlen);
     zconfig_destroy(&root);
     if (rc < 0)
-        vz_rl_policies_destroy(&self);
+        rl_policies_destroy(&self);
     return self;
 }
 
-void vz_rl_policies_destroy(vz_rl_policies_t **self_p)
+void rl_policies_destroy(rl_policies_t **self_p)
 {
     assert(self_p);
-    vz_rl_policies_t *self = *self_p;
+    rl_policies_t *self = *self_p;
     if (!self)
         return;
     free(self->policies);
@@ -226,19 +225,19 @@ void vz_rl_policies_destroy(vz_rl_policies_t **self_p)
     *self_p = NULL;
 }
 
-size_t vz_rl_policies_count(const vz_rl_policies_t *self)
+size_t rl_policies_count(const rl_policies_t *self)
 {
     assert(self);
     return self->count;
 }
 
-const vz_rl_policy_t *vz_rl_policies_at(const vz_rl_policies_t *self, size_t index)
+const rl_policy_t *rl_policies_at(const rl_policies_t *self, size_t index)
 {
     assert(self && index < self->count);
     return &self->policies[index];
 }
 
-bool vz_rl_policies_shadow(const vz_rl_policies_t *self)
+bool rl_policies_shadow(const rl_policies_t *self)
 {
     assert(self);
     return self->shadow;
@@ -260,11 +259,11 @@ static bool s_in_list(const char *list, const char *word)
     return false;
 }
 
-int vz_rl_policies_match(const vz_rl_policies_t *self, const vz_rl_check_t *req)
+int rl_policies_match(const rl_policies_t *self, const vz_rl_check_t *req)
 {
     assert(self && req);
     for (size_t i = 0; i < self->count; i++) {
-        const vz_rl_policy_t *p = &self->policies[i];
+        const rl_policy_t *p = &self->policies[i];
         if (s_in_list(p->routes, req->route) && s_in_list(p->tiers, req->tier))
             return (int)i;
     }
@@ -288,8 +287,7 @@ static const char *s_part_value(const vz_rl_check_t *req, unsigned bit)
 }
 
 //  Parts are length-prefixed, so "a:b"+"c" and "a"+"b:c" never share a key.
-int vz_rl_policies_bucket(const vz_rl_policy_t *policy, const vz_rl_check_t *req, char *out,
-                          size_t n)
+int rl_policies_bucket(const rl_policy_t *policy, const vz_rl_check_t *req, char *out, size_t n)
 {
     assert(policy && req && out && n > 0);
     for (size_t a = 0; a < policy->by_count; a++) {
@@ -316,7 +314,7 @@ int vz_rl_policies_bucket(const vz_rl_policy_t *policy, const vz_rl_check_t *req
     return -ENOENT;
 }
 
-const char *vz_rl_algorithm_name(vz_rl_algorithm_t algorithm)
+const char *rl_algorithm_name(rl_algorithm_t algorithm)
 {
-    return algorithm == VZ_RL_TOKEN_BUCKET ? "token_bucket" : "sliding_window";
+    return algorithm == RL_TOKEN_BUCKET ? "token_bucket" : "sliding_window";
 }

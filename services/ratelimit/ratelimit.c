@@ -32,26 +32,26 @@
 #define S_IDLE_PING_MS 1000 //  probe a healthy but idle Redis this often
 #define S_NEAR_PERCENT 10   //  "near limit": allowed with under 10 % left
 
-const vz_cfg_item_t vz_ratelimit_items[] = {
-    VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_POLICY", "ratelimit/policy", VZ_CFG_STR,
+const vz_cfg_item_t rl_items[] = {
+    VZ_CFG_ITEM(rl_config_t, "VZ_RATELIMIT_POLICY", "ratelimit/policy", VZ_CFG_STR,
                 "configs/ratelimit.cfg", 0, 0, policy_file,
                 "ZPL policy file (descriptors -> limit, algorithm); reloaded on SIGHUP"),
-    VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_REDIS_TIMEOUT_MS", "ratelimit/redis_timeout",
-                VZ_CFG_MS, "20", 1, 5000, redis_timeout_ms,
+    VZ_CFG_ITEM(rl_config_t, "VZ_RATELIMIT_REDIS_TIMEOUT_MS", "ratelimit/redis_timeout", VZ_CFG_MS,
+                "20", 1, 5000, redis_timeout_ms,
                 "Redis connect and command timeout: the longest a decision waits"),
-    VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_REDIS_RETRY_MS", "ratelimit/redis_retry",
-                VZ_CFG_MS, "250", 0, 60000, redis_retry_ms,
+    VZ_CFG_ITEM(rl_config_t, "VZ_RATELIMIT_REDIS_RETRY_MS", "ratelimit/redis_retry", VZ_CFG_MS,
+                "250", 0, 60000, redis_retry_ms,
                 "least time between Redis reconnect attempts while it is away"),
-    VZ_CFG_ENUM_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_FAILURE_MODE", "ratelimit/failure_mode",
-                     "open", "open closed", failure_mode,
+    VZ_CFG_ENUM_ITEM(rl_config_t, "VZ_RATELIMIT_FAILURE_MODE", "ratelimit/failure_mode", "open",
+                     "open closed", failure_mode,
                      "when Redis is away: open (local buckets, limit/replicas) or closed (deny)"),
-    VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_REPLICAS", "ratelimit/replicas", VZ_CFG_INT,
-                "1", 1, 1000, replicas, "replica count; fail-open limits are divided by it"),
-    VZ_CFG_ITEM(vz_ratelimit_config_t, "VZ_RATELIMIT_LOCAL_MAX", "ratelimit/local_max", VZ_CFG_INT,
-                "100000", 100, 10000000, local_max,
+    VZ_CFG_ITEM(rl_config_t, "VZ_RATELIMIT_REPLICAS", "ratelimit/replicas", VZ_CFG_INT, "1", 1,
+                1000, replicas, "replica count; fail-open limits are divided by it"),
+    VZ_CFG_ITEM(rl_config_t, "VZ_RATELIMIT_LOCAL_MAX", "ratelimit/local_max", VZ_CFG_INT, "100000",
+                100, 10000000, local_max,
                 "fail-open buckets kept in memory before the oldest are dropped"),
 };
-const size_t vz_ratelimit_items_count = sizeof vz_ratelimit_items / sizeof vz_ratelimit_items[0];
+const size_t rl_items_count = sizeof rl_items / sizeof rl_items[0];
 
 #define RATELIMIT_CREDIT 64 //  default broker credit: one worker batch
 
@@ -78,40 +78,40 @@ typedef struct {
 
 //  One check of the current batch, waiting for its Redis answer.
 typedef struct {
-    vz_deferred_t *handle;         //  the open reply (worker's), NULL for a group item
-    s_group_t *group;              //  check_batch: the group this item answers into
-    size_t slot;                   //  its index there
-    int index;                     //  policy index in limits
-    char bucket[VZ_RL_BUCKET_MAX]; //  Redis key
-    uint64_t cost;                 //  tokens this request takes
-    char args[3][32];              //  script ARGV
-    const char *keys[1];           //  KEYS = {bucket}
-    const char *argv[3];           //  ARGV pointers into args
+    vz_deferred_t *handle;      //  the open reply (worker's), NULL for a group item
+    s_group_t *group;           //  check_batch: the group this item answers into
+    size_t slot;                //  its index there
+    int index;                  //  policy index in limits
+    char bucket[RL_BUCKET_MAX]; //  Redis key
+    uint64_t cost;              //  tokens this request takes
+    char args[3][32];           //  script ARGV
+    const char *keys[1];        //  KEYS = {bucket}
+    const char *argv[3];        //  ARGV pointers into args
 } s_pending_t;
 
 typedef struct {
-    vz_daemon_t *daemon;                 //  borrowed
-    const vz_ratelimit_config_t *config; //  borrowed
-    vz_metrics_t *metrics;               //  borrowed, the daemon's
-    vz_rl_policies_t *limits;            //  active policy set
-    s_policy_series_t *series;           //  one per policy of limits
-    s_policy_series_t none_series;       //  requests no policy matched
-    vz_redis_t *redis;                   //  the shared Redis
-    vz_redis_script_t *token_bucket;     //  GCRA script
-    vz_redis_script_t *sliding_window;   //  sliding window counter script
-    bool fail_closed;                    //  failure mode
-    zhashx_t *local;                     //  fail-open: bucket key -> int64_t tat (us)
-    bool fallback;                       //  Redis unusable: failure mode applies
-    int64_t last_contact;                //  monotonic ms of the last Redis answer
-    vz_series_t *redis_seconds;          //  redis_duration_seconds
-    vz_series_t *fallback_gauge;         //  fallback_active
-    vz_series_t *redis_errors;           //  redis_errors_total
-    vz_series_t *reload_ok;              //  reloads_total{result="ok"}
-    vz_series_t *reload_failed;          //  reloads_total{result="failed"}
-    s_pending_t *pending;                //  checks of the current batch
-    size_t npending;                     //  entries used in pending
-    size_t pending_max;                  //  entries allocated
-    vz_redis_call_t *calls;              //  pipelined calls, pending_max of them
+    vz_daemon_t *daemon;               //  borrowed
+    const rl_config_t *config;         //  borrowed
+    vz_metrics_t *metrics;             //  borrowed, the daemon's
+    rl_policies_t *limits;             //  active policy set
+    s_policy_series_t *series;         //  one per policy of limits
+    s_policy_series_t none_series;     //  requests no policy matched
+    vz_redis_t *redis;                 //  the shared Redis
+    vz_redis_script_t *token_bucket;   //  GCRA script
+    vz_redis_script_t *sliding_window; //  sliding window counter script
+    bool fail_closed;                  //  failure mode
+    zhashx_t *local;                   //  fail-open: bucket key -> int64_t tat (us)
+    bool fallback;                     //  Redis unusable: failure mode applies
+    int64_t last_contact;              //  monotonic ms of the last Redis answer
+    vz_series_t *redis_seconds;        //  redis_duration_seconds
+    vz_series_t *fallback_gauge;       //  fallback_active
+    vz_series_t *redis_errors;         //  redis_errors_total
+    vz_series_t *reload_ok;            //  reloads_total{result="ok"}
+    vz_series_t *reload_failed;        //  reloads_total{result="failed"}
+    s_pending_t *pending;              //  checks of the current batch
+    size_t npending;                   //  entries used in pending
+    size_t pending_max;                //  entries allocated
+    vz_redis_call_t *calls;            //  pipelined calls, pending_max of them
 } s_app_t;
 
 static void s_series_for(s_app_t *app, const char *policy, s_policy_series_t *out)
@@ -132,17 +132,17 @@ static void s_series_for(s_app_t *app, const char *policy, s_policy_series_t *ou
 
 //  Swap in a new policy set; series are get-or-create, so a policy that
 //  survives a reload keeps counting on the same series.
-static void s_install(s_app_t *app, vz_rl_policies_t **limits_p)
+static void s_install(s_app_t *app, rl_policies_t **limits_p)
 {
-    vz_rl_policies_destroy(&app->limits);
+    rl_policies_destroy(&app->limits);
     app->limits = *limits_p;
     *limits_p = NULL;
     free(app->series);
-    size_t count = vz_rl_policies_count(app->limits);
+    size_t count = rl_policies_count(app->limits);
     app->series = calloc(count, sizeof *app->series);
     assert(app->series);
     for (size_t i = 0; i < count; i++)
-        s_series_for(app, vz_rl_policies_at(app->limits, i)->name, &app->series[i]);
+        s_series_for(app, rl_policies_at(app->limits, i)->name, &app->series[i]);
 }
 
 //  The reload hook: runs on the reactor after SIGHUP.
@@ -150,7 +150,7 @@ static void s_reload(void *arg)
 {
     s_app_t *app = arg;
     char err[512];
-    vz_rl_policies_t *limits = vz_rl_policies_load(app->config->policy_file, err, sizeof err);
+    rl_policies_t *limits = rl_policies_load(app->config->policy_file, err, sizeof err);
     if (!limits) {
         vz_series_inc(app->reload_failed);
         vz_error(NULL, "unable to reload policy file: keeping the old one", "file",
@@ -160,7 +160,7 @@ static void s_reload(void *arg)
     s_install(app, &limits);
     vz_series_inc(app->reload_ok);
     char count[16];
-    snprintf(count, sizeof count, "%zu", vz_rl_policies_count(app->limits));
+    snprintf(count, sizeof count, "%zu", rl_policies_count(app->limits));
     vz_info(NULL, "policy reloaded", "file", app->config->policy_file, "policies", count);
 }
 
@@ -211,7 +211,7 @@ static void s_gcra_answer(uint64_t limit, uint64_t burst, uint32_t window, uint6
     }
 }
 
-static void s_sliding_answer(const vz_rl_policy_t *p, uint64_t cost, bool allowed, double c,
+static void s_sliding_answer(const rl_policy_t *p, uint64_t cost, bool allowed, double c,
                              double prev, double e_ms, vz_rl_decision_t *a)
 {
     double win = (double)p->window_s * 1000, lim = (double)p->limit;
@@ -248,9 +248,9 @@ static bool s_int_element(const redisReply *r, size_t i, long long *v)
 
 //  The script's ARGV for policy p: emission interval and burst (token
 //  bucket) or window and limit (sliding window), then the cost.
-static void s_script_args(const vz_rl_policy_t *p, uint64_t cost, char args[3][32])
+static void s_script_args(const rl_policy_t *p, uint64_t cost, char args[3][32])
 {
-    if (p->algorithm == VZ_RL_TOKEN_BUCKET) {
+    if (p->algorithm == RL_TOKEN_BUCKET) {
         snprintf(args[0], 32, "%llu", (unsigned long long)s_emission_us(p->limit, p->window_s));
         snprintf(args[1], 32, "%llu", (unsigned long long)p->burst);
     } else {
@@ -263,10 +263,10 @@ static void s_script_args(const vz_rl_policy_t *p, uint64_t cost, char args[3][3
 //  One decision from its script reply (NULL when the batch failed). 0 with
 //  *a filled, -1 when Redis did not answer usefully (the failure mode then
 //  applies).
-static int s_decide_reply(s_app_t *app, const vz_rl_policy_t *p, uint64_t cost, const redisReply *r,
+static int s_decide_reply(s_app_t *app, const rl_policy_t *p, uint64_t cost, const redisReply *r,
                           vz_rl_decision_t *a)
 {
-    bool tb = p->algorithm == VZ_RL_TOKEN_BUCKET;
+    bool tb = p->algorithm == RL_TOKEN_BUCKET;
     long long v[4] = {0};
     size_t want = tb ? 2 : 4;
     bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == want;
@@ -291,7 +291,7 @@ static int s_decide_reply(s_app_t *app, const vz_rl_policy_t *p, uint64_t cost, 
 //  Fail-open: a GCRA bucket in this process with limit/replicas, so the
 //  replicas together stay near the limit while Redis is away. Sliding
 //  window policies use the same local token bucket (documented).
-static void s_decide_local(s_app_t *app, const vz_rl_policy_t *p, const char *bucket, uint64_t cost,
+static void s_decide_local(s_app_t *app, const rl_policy_t *p, const char *bucket, uint64_t cost,
                            vz_rl_decision_t *a)
 {
     uint64_t replicas = (uint64_t)app->config->replicas;
@@ -397,12 +397,12 @@ static int s_reply_answer(vz_reply_t *reply, const vz_rl_decision_t *a)
 //  count it and answer it.
 static void s_settle(s_app_t *app, s_pending_t *pc, const redisReply *r)
 {
-    const vz_rl_policy_t *p = vz_rl_policies_at(app->limits, (size_t)pc->index);
+    const rl_policy_t *p = rl_policies_at(app->limits, (size_t)pc->index);
     vz_rl_decision_t a = {.mode = VZ_RL_MODE_REDIS, .allowed = true};
     memcpy(a.policy, p->name, sizeof a.policy); //  same capacity, NUL-terminated
     a.limit = p->limit;
     a.window = p->window_s;
-    a.shadow = p->shadow || vz_rl_policies_shadow(app->limits);
+    a.shadow = p->shadow || rl_policies_shadow(app->limits);
     if (s_decide_reply(app, p, pc->cost, r, &a) == 0)
         s_set_fallback(app, false);
     else {
@@ -445,12 +445,12 @@ static void s_flush(void *arg)
         return;
     for (size_t i = 0; i < n; i++) {
         s_pending_t *pc = &app->pending[i];
-        const vz_rl_policy_t *p = vz_rl_policies_at(app->limits, (size_t)pc->index);
+        const rl_policy_t *p = rl_policies_at(app->limits, (size_t)pc->index);
         pc->keys[0] = pc->bucket;
         for (int k = 0; k < 3; k++)
             pc->argv[k] = pc->args[k];
         app->calls[i] = (vz_redis_call_t){
-            .script = p->algorithm == VZ_RL_TOKEN_BUCKET ? app->token_bucket : app->sliding_window,
+            .script = p->algorithm == RL_TOKEN_BUCKET ? app->token_bucket : app->sliding_window,
             .nkeys = 1,
             .keys = pc->keys,
             .nargs = 3,
@@ -489,7 +489,7 @@ static s_admit_t s_admit(s_app_t *app, const uint8_t *body, size_t len, vz_rl_de
     vz_rl_check_t rq;
     if (vz_rl_check_decode(&rq, body, len, reason) < 0)
         return S_ADMIT_ERROR;
-    int index = vz_rl_policies_match(app->limits, &rq);
+    int index = rl_policies_match(app->limits, &rq);
     if (index < 0) {
         //  No policy: nothing to limit (the shipped file ends in a catch-all).
         *answer = (vz_rl_decision_t){.policy = "none", .allowed = true};
@@ -499,7 +499,7 @@ static s_admit_t s_admit(s_app_t *app, const uint8_t *body, size_t len, vz_rl_de
         vz_series_inc(app->none_series.allowed);
         return S_ADMIT_ANSWER;
     }
-    const vz_rl_policy_t *p = vz_rl_policies_at(app->limits, (size_t)index);
+    const rl_policy_t *p = rl_policies_at(app->limits, (size_t)index);
     if (app->npending == app->pending_max) {
         app->pending_max = app->pending_max ? app->pending_max * 2 : VZ_WORKER_BATCH;
         app->pending = realloc(app->pending, app->pending_max * sizeof *app->pending);
@@ -507,7 +507,7 @@ static s_admit_t s_admit(s_app_t *app, const uint8_t *body, size_t len, vz_rl_de
         assert(app->pending && app->calls);
     }
     s_pending_t *pc = &app->pending[app->npending];
-    int rc = vz_rl_policies_bucket(p, &rq, pc->bucket, sizeof pc->bucket);
+    int rc = rl_policies_bucket(p, &rq, pc->bucket, sizeof pc->bucket);
     if (rc < 0) {
         *reason = rc == -ENOENT ? "no descriptor for the policy (ip, sub or key empty)"
                                 : "descriptor too long";
@@ -587,25 +587,25 @@ static int s_check_batch(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
 static int s_policies(void *arg, const vz_envelope_t *req, vz_reply_t *reply)
 {
     s_app_t *app = arg;
-    size_t count = vz_rl_policies_count(app->limits);
+    size_t count = rl_policies_count(app->limits);
     vz_rl_policy_desc_t *descs = calloc(count ? count : 1, sizeof *descs);
     assert(descs);
     for (size_t i = 0; i < count; i++) {
-        const vz_rl_policy_t *p = vz_rl_policies_at(app->limits, i);
+        const rl_policy_t *p = rl_policies_at(app->limits, i);
         vz_rl_policy_desc_t *d = &descs[i];
         //  The policy set's fields have the contract's capacities.
         vz_strlcpy(d->name, p->name, sizeof d->name);
         vz_strlcpy(d->route, p->routes, sizeof d->route);
         vz_strlcpy(d->tier, p->tiers, sizeof d->tier);
         vz_strlcpy(d->by, p->by_text, sizeof d->by);
-        vz_strlcpy(d->algorithm, vz_rl_algorithm_name(p->algorithm), sizeof d->algorithm);
+        vz_strlcpy(d->algorithm, rl_algorithm_name(p->algorithm), sizeof d->algorithm);
         d->limit = p->limit;
         d->window = p->window_s;
         d->burst = p->burst;
         d->shadow = p->shadow;
     }
     size_t len;
-    uint8_t *body = vz_rl_policies_encode(vz_rl_policies_shadow(app->limits), descs, count, &len);
+    uint8_t *body = vz_rl_policies_encode(rl_policies_shadow(app->limits), descs, count, &len);
     free(descs);
     int rc = vz_reply_body(reply, body, len);
     free(body);
@@ -654,7 +654,7 @@ static void s_app_destroy(s_app_t *app)
     vz_redis_script_destroy(&app->token_bucket);
     vz_redis_script_destroy(&app->sliding_window);
     zhashx_destroy(&app->local);
-    vz_rl_policies_destroy(&app->limits);
+    rl_policies_destroy(&app->limits);
     free(app->series);
     free(app->pending);
     free(app->calls);
@@ -666,14 +666,14 @@ static void s_free_tat(void **item_p)
     *item_p = NULL;
 }
 
-static int s_app_init(s_app_t *app, vz_daemon_t *daemon, const vz_ratelimit_config_t *config)
+static int s_app_init(s_app_t *app, vz_daemon_t *daemon, const rl_config_t *config)
 {
     app->daemon = daemon;
     app->config = config;
     app->metrics = vz_daemon_metrics(daemon);
     app->fail_closed = config->failure_mode == RL_FAIL_CLOSED;
     char err[512];
-    vz_rl_policies_t *limits = vz_rl_policies_load(config->policy_file, err, sizeof err);
+    rl_policies_t *limits = rl_policies_load(config->policy_file, err, sizeof err);
     if (!limits) {
         vz_error(NULL, "unable to load policy file", "file", config->policy_file, "reason", err,
                  "setting", "VZ_RATELIMIT_POLICY");
@@ -682,7 +682,7 @@ static int s_app_init(s_app_t *app, vz_daemon_t *daemon, const vz_ratelimit_conf
     app->redis = vz_redis_new(vz_daemon_config(daemon)->redis_url, config->redis_timeout_ms,
                               config->redis_timeout_ms, config->redis_retry_ms);
     if (!app->redis) {
-        vz_rl_policies_destroy(&limits);
+        rl_policies_destroy(&limits);
         vz_error(NULL, "unable to load configuration", "reason",
                  "VZ_REDIS_URL: expected redis://host:port[/db]", "value",
                  vz_daemon_config(daemon)->redis_url);
@@ -704,8 +704,8 @@ static int s_app_init(s_app_t *app, vz_daemon_t *daemon, const vz_ratelimit_conf
                                             "result=failed");
     s_series_for(app, "none", &app->none_series);
     s_install(app, &limits);
-    app->token_bucket = vz_redis_script_new(vz_rl_token_bucket_lua);
-    app->sliding_window = vz_redis_script_new(vz_rl_sliding_window_lua);
+    app->token_bucket = vz_redis_script_new(rl_token_bucket_lua);
+    app->sliding_window = vz_redis_script_new(rl_sliding_window_lua);
     app->local = zhashx_new();
     zhashx_set_destructor(app->local, s_free_tat);
     //  Not up until the first probe succeeds: a Redis missing at start
@@ -715,7 +715,7 @@ static int s_app_init(s_app_t *app, vz_daemon_t *daemon, const vz_ratelimit_conf
     return -1;
 }
 
-int vz_ratelimit_run(vz_daemon_t *daemon, const vz_ratelimit_config_t *config)
+int rl_run(vz_daemon_t *daemon, const rl_config_t *config)
 {
     assert(daemon && config);
     s_app_t app = {0};

@@ -7,8 +7,8 @@
  *  shadow; "policies" lists the active policy set. Readiness is the
  *  broker link AND Redis answering. Single-threaded.
  */
-#ifndef VZ_RATELIMIT_H
-#define VZ_RATELIMIT_H
+#ifndef RL_RATELIMIT_H
+#define RL_RATELIMIT_H
 
 #include "vz_daemon.h"
 
@@ -19,15 +19,15 @@ typedef struct {
     int failure_mode;              //  RL_FAIL_OPEN | RL_FAIL_CLOSED
     int replicas;                  //  fail-open divides limits by this
     int local_max;                 //  fail-open buckets kept in memory
-} vz_ratelimit_config_t;
+} rl_config_t;
 
 enum { RL_FAIL_OPEN, RL_FAIL_CLOSED }; //  failure_mode, in the order of its choices
 
-extern const vz_cfg_item_t vz_ratelimit_items[];
-extern const size_t vz_ratelimit_items_count;
+extern const vz_cfg_item_t rl_items[];
+extern const size_t rl_items_count;
 
 //  Run the service until SIGTERM, then drain. Returns the exit code
 //  (VZ_EXIT_PERMANENT for a bad policy file or failure mode).
-int vz_ratelimit_run(vz_daemon_t *daemon, const vz_ratelimit_config_t *config);
+int rl_run(vz_daemon_t *daemon, const rl_config_t *config);
 
 #endif

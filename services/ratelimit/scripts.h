@@ -8,13 +8,13 @@
  *  Bodies are kept slim: Redis runs one script at a time, so its cost is
  *  the shared ceiling of every replica.
  */
-#ifndef VZ_RL_SCRIPTS_H
-#define VZ_RL_SCRIPTS_H
+#ifndef RL_SCRIPTS_H
+#define RL_SCRIPTS_H
 
 //  GCRA, the token bucket kept as one number (the theoretical arrival
 //  time): ARGV = microseconds per token, burst, cost. Returns {allowed,
 //  tat - now in us} with tat after this request when allowed.
-static const char vz_rl_token_bucket_lua[] =
+static const char rl_token_bucket_lua[] =
     "local t=redis.call('TIME')\n"
     "local now=t[1]*1000000+t[2]\n"
     "local T=tonumber(ARGV[1])\n"
@@ -29,7 +29,7 @@ static const char vz_rl_token_bucket_lua[] =
 //  previous one's weighted by how much of it the sliding window still
 //  covers. One hash {w, c, p}. ARGV = window ms, limit, cost. Returns
 //  {allowed, c, p, ms elapsed in the current window}.
-static const char vz_rl_sliding_window_lua[] =
+static const char rl_sliding_window_lua[] =
     "local t=redis.call('TIME')\n"
     "local now=t[1]*1000+math.floor(t[2]/1000)\n"
     "local win=tonumber(ARGV[1])\n"

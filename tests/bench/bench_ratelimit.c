@@ -353,10 +353,10 @@ int main(int argc, char **argv)
     zsys_init();
     s_mesh_t m = {0};
     s_start(&m);
-    vz_redis_script_t *script = vz_redis_script_new(vz_rl_token_bucket_lua);
+    vz_redis_script_t *script = vz_redis_script_new(rl_token_bucket_lua);
     const char *sha = vz_redis_script_sha(script);
     redisContext *c = s_redis_connect(m.redis_port);
-    redisReply *r = c ? redisCommand(c, "SCRIPT LOAD %s", vz_rl_token_bucket_lua) : NULL;
+    redisReply *r = c ? redisCommand(c, "SCRIPT LOAD %s", rl_token_bucket_lua) : NULL;
     if (!r || r->type != REDIS_REPLY_STRING || strcmp(r->str, sha) != 0) {
         fprintf(stderr, "bench: SCRIPT LOAD failed\n");
         return 1;

@@ -17,14 +17,14 @@
 
 #include <msgpack.h>
 
-static vz_rl_policies_t *s_policies;
+static rl_policies_t *s_policies;
 
 static void s_init(void)
 {
     if (s_policies)
         return;
     char err[256];
-    s_policies = vz_rl_policies_load(FZ_RATELIMIT_FILE, err, sizeof err);
+    s_policies = rl_policies_load(FZ_RATELIMIT_FILE, err, sizeof err);
     if (!s_policies)
         fprintf(stderr, "fuzz_ratelimit: %s: %s\n", FZ_RATELIMIT_FILE, err);
     FZ_CHECK(s_policies);
@@ -59,13 +59,13 @@ static const char *s_part(const vz_rl_check_t *req, const char *name, size_t len
 //  Bucket key of the matching policy read back: ":<part>=<len>:<value>" each.
 static void s_bucket(const vz_rl_check_t *req)
 {
-    int index = vz_rl_policies_match(s_policies, req);
-    FZ_CHECK(index >= -1 && index < (int)vz_rl_policies_count(s_policies));
+    int index = rl_policies_match(s_policies, req);
+    FZ_CHECK(index >= -1 && index < (int)rl_policies_count(s_policies));
     if (index < 0)
         return;
-    const vz_rl_policy_t *policy = vz_rl_policies_at(s_policies, (size_t)index);
-    char key[VZ_RL_BUCKET_MAX];
-    int rc = vz_rl_policies_bucket(policy, req, key, sizeof key);
+    const rl_policy_t *policy = rl_policies_at(s_policies, (size_t)index);
+    char key[RL_BUCKET_MAX];
+    int rc = rl_policies_bucket(policy, req, key, sizeof key);
     FZ_CHECK(rc == 0 || rc == -ENOENT || rc == -ENAMETOOLONG);
     if (rc != 0)
         return;

@@ -31,20 +31,20 @@ static const char s_set[] =
     "        limit = 100\n        window = \"1d\"\n";
 
 //  Write text to a fresh temp file and load it; the file is removed.
-static vz_rl_policies_t *s_load(const char *text, char *err, size_t n)
+static rl_policies_t *s_load(const char *text, char *err, size_t n)
 {
     char path[] = "/tmp/test_policies_XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
     close(fd);
-    vz_rl_policies_t *set = vz_rl_policies_load(path, err, n);
+    rl_policies_t *set = rl_policies_load(path, err, n);
     unlink(path);
     return set;
 }
 
 static vz_rl_check_t s_req(const char *ip, const char *sub, const char *key, const char *tier,
-                             const char *route)
+                           const char *route)
 {
     vz_rl_check_t req;
     memset(&req, 0, sizeof req);
@@ -61,29 +61,29 @@ static void test_load(void **state)
 {
     (void)state;
     char err[256] = "";
-    vz_rl_policies_t *set = s_load(s_set, err, sizeof err);
+    rl_policies_t *set = s_load(s_set, err, sizeof err);
     if (!set)
         fail_msg("refused: %s", err);
-    assert_int_equal(vz_rl_policies_count(set), 4);
-    assert_false(vz_rl_policies_shadow(set));
-    const vz_rl_policy_t *login = vz_rl_policies_at(set, 0);
+    assert_int_equal(rl_policies_count(set), 4);
+    assert_false(rl_policies_shadow(set));
+    const rl_policy_t *login = rl_policies_at(set, 0);
     assert_string_equal(login->name, "login");
-    assert_int_equal(login->algorithm, VZ_RL_SLIDING_WINDOW);
+    assert_int_equal(login->algorithm, RL_SLIDING_WINDOW);
     assert_int_equal(login->limit, 5);
     assert_int_equal(login->window_s, 60);
     assert_false(login->shadow);
-    const vz_rl_policy_t *paid = vz_rl_policies_at(set, 1);
-    assert_int_equal(paid->algorithm, VZ_RL_TOKEN_BUCKET);
+    const rl_policy_t *paid = rl_policies_at(set, 1);
+    assert_int_equal(paid->algorithm, RL_TOKEN_BUCKET);
     assert_int_equal(paid->burst, 50);
     assert_int_equal(paid->window_s, 3600);
     assert_int_equal(paid->by_count, 3);
-    assert_true(vz_rl_policies_at(set, 2)->shadow);
-    const vz_rl_policy_t *rest = vz_rl_policies_at(set, 3);
+    assert_true(rl_policies_at(set, 2)->shadow);
+    const rl_policy_t *rest = rl_policies_at(set, 3);
     assert_int_equal(rest->window_s, 86400);
-    assert_int_equal(rest->algorithm, VZ_RL_SLIDING_WINDOW); //  the default
-    assert_int_equal(rest->burst, rest->limit);              //  idem, burst = limit
-    assert_string_equal(vz_rl_algorithm_name(VZ_RL_SLIDING_WINDOW), "sliding_window");
-    vz_rl_policies_destroy(&set);
+    assert_int_equal(rest->algorithm, RL_SLIDING_WINDOW); //  the default
+    assert_int_equal(rest->burst, rest->limit);           //  idem, burst = limit
+    assert_string_equal(rl_algorithm_name(RL_SLIDING_WINDOW), "sliding_window");
+    rl_policies_destroy(&set);
     assert_null(set);
 }
 
@@ -91,20 +91,20 @@ static void test_match_in_file_order(void **state)
 {
     (void)state;
     char err[256];
-    vz_rl_policies_t *set = s_load(s_set, err, sizeof err);
+    rl_policies_t *set = s_load(s_set, err, sizeof err);
     assert_non_null(set);
     vz_rl_check_t req = s_req("10.0.0.1", "", "", "premium", "auth_login");
-    assert_int_equal(vz_rl_policies_match(set, &req), 0); //  login before paid
+    assert_int_equal(rl_policies_match(set, &req), 0); //  login before paid
     req = s_req("10.0.0.1", "u1", "", "premium", "orders");
-    assert_int_equal(vz_rl_policies_match(set, &req), 1);
+    assert_int_equal(rl_policies_match(set, &req), 1);
     req = s_req("10.0.0.1", "", "", "free", "metrics");
-    assert_int_equal(vz_rl_policies_match(set, &req), 2);
+    assert_int_equal(rl_policies_match(set, &req), 2);
     req = s_req("10.0.0.1", "", "", "free", "orders");
-    assert_int_equal(vz_rl_policies_match(set, &req), 3);
+    assert_int_equal(rl_policies_match(set, &req), 3);
     //  Whole words only: "auth_log" is not "auth_login".
     req = s_req("10.0.0.1", "", "", "free", "auth_log");
-    assert_int_equal(vz_rl_policies_match(set, &req), 3);
-    vz_rl_policies_destroy(&set);
+    assert_int_equal(rl_policies_match(set, &req), 3);
+    rl_policies_destroy(&set);
 
     //  Without a catch-all, a request nobody covers gets -1.
     set = s_load("policy\n    only\n        route = \"a\"\n        limit = 1\n"
@@ -112,48 +112,48 @@ static void test_match_in_file_order(void **state)
                  err, sizeof err);
     assert_non_null(set);
     req = s_req("10.0.0.1", "", "", "free", "b");
-    assert_int_equal(vz_rl_policies_match(set, &req), -1);
-    vz_rl_policies_destroy(&set);
+    assert_int_equal(rl_policies_match(set, &req), -1);
+    rl_policies_destroy(&set);
 }
 
 static void test_bucket_keys(void **state)
 {
     (void)state;
-    char err[256], key[VZ_RL_BUCKET_MAX];
-    vz_rl_policies_t *set = s_load(s_set, err, sizeof err);
+    char err[256], key[RL_BUCKET_MAX];
+    rl_policies_t *set = s_load(s_set, err, sizeof err);
     assert_non_null(set);
-    const vz_rl_policy_t *paid = vz_rl_policies_at(set, 1);
+    const rl_policy_t *paid = rl_policies_at(set, 1);
     //  "key sub+route ip": the first alternative whose parts are all there.
     vz_rl_check_t req = s_req("10.0.0.1", "u1", "k9", "premium", "orders");
-    assert_int_equal(vz_rl_policies_bucket(paid, &req, key, sizeof key), 0);
+    assert_int_equal(rl_policies_bucket(paid, &req, key, sizeof key), 0);
     assert_string_equal(key, "vz:rl:paid:key=2:k9");
     req = s_req("10.0.0.1", "u1", "", "premium", "orders");
-    assert_int_equal(vz_rl_policies_bucket(paid, &req, key, sizeof key), 0);
+    assert_int_equal(rl_policies_bucket(paid, &req, key, sizeof key), 0);
     assert_string_equal(key, "vz:rl:paid:sub=2:u1:route=6:orders");
     req = s_req("10.0.0.1", "", "", "premium", "orders");
-    assert_int_equal(vz_rl_policies_bucket(paid, &req, key, sizeof key), 0);
+    assert_int_equal(rl_policies_bucket(paid, &req, key, sizeof key), 0);
     assert_string_equal(key, "vz:rl:paid:ip=8:10.0.0.1");
     //  Parts are length-prefixed: "a:b" + "c" differs from "a" + "b:c".
-    char other[VZ_RL_BUCKET_MAX];
+    char other[RL_BUCKET_MAX];
     req = s_req("", "a:b", "", "premium", "c");
-    assert_int_equal(vz_rl_policies_bucket(paid, &req, key, sizeof key), 0);
+    assert_int_equal(rl_policies_bucket(paid, &req, key, sizeof key), 0);
     req = s_req("", "a", "", "premium", "b:c");
-    assert_int_equal(vz_rl_policies_bucket(paid, &req, other, sizeof other), 0);
+    assert_int_equal(rl_policies_bucket(paid, &req, other, sizeof other), 0);
     assert_string_not_equal(key, other);
     //  Nothing complete: -ENOENT; too small a buffer: -ENAMETOOLONG.
     req = s_req("", "", "", "premium", "orders");
-    assert_int_equal(vz_rl_policies_bucket(paid, &req, key, sizeof key), -ENOENT);
+    assert_int_equal(rl_policies_bucket(paid, &req, key, sizeof key), -ENOENT);
     req = s_req("10.0.0.1", "", "", "premium", "orders");
-    assert_int_equal(vz_rl_policies_bucket(paid, &req, key, 12), -ENAMETOOLONG);
-    vz_rl_policies_destroy(&set);
+    assert_int_equal(rl_policies_bucket(paid, &req, key, 12), -ENAMETOOLONG);
+    rl_policies_destroy(&set);
 }
 
 static void s_refused(const char *text, const char *needle)
 {
     char err[256] = "";
-    vz_rl_policies_t *set = s_load(text, err, sizeof err);
+    rl_policies_t *set = s_load(text, err, sizeof err);
     if (set) {
-        vz_rl_policies_destroy(&set);
+        rl_policies_destroy(&set);
         fail_msg("accepted, expected \"%s\":\n%s", needle, text);
     }
     if (!strstr(err, needle))
@@ -193,7 +193,7 @@ static void test_refused(void **state)
               "    p\n        limit = 2\n        window = \"1m\"\n",
               "");
     char err[256] = "";
-    assert_null(vz_rl_policies_load("/nonexistent/ratelimit.cfg", err, sizeof err));
+    assert_null(rl_policies_load("/nonexistent/ratelimit.cfg", err, sizeof err));
     assert_non_null(strstr(err, "cannot read"));
 }
 
