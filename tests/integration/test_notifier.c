@@ -865,6 +865,36 @@ static void test_kill9_mid_delivery(void **state)
     free(events), free(id);
 }
 
+static void test_kill9_after_data_duplicates(void **state)
+{
+    mesh_t *mesh = *state;
+    //  The server stores the message, then holds its 250 for 3 s: killed
+    //  then, the notifier cannot know the message arrived. It sends it
+    //  again after the restart: the documented duplicate, same Message-ID.
+    const char *const extra[] = {"--hold-data", "3000", NULL};
+    s_sink_start(mesh, "holddata", extra);
+    char *id = s_send(mesh, "{\"channel\":\"email\",\"template\":\"test\",\"to\":\"dup@example."
+                            "com\",\"data\":{\"message\":\"at least once\"}}");
+    char *events = s_fmt("%s/events.log", mesh->sink_dir);
+    assert_true(s_wait_text(events, "data 1"));
+    kill(vzt_proc_pid(mesh->notifier), SIGKILL);
+    assert_true(vzt_proc_wait(mesh->notifier, 5000) >= 0);
+    vzt_proc_destroy(&mesh->notifier);
+    s_notifier_start(mesh, NULL);
+    res_t r;
+    assert_true(s_wait_status(mesh, id, "delivered", &r));
+    s_res_free(&r);
+    assert_int_equal(s_wait_mail(mesh, "at least once"), 2);
+    char *mid = s_fmt("\"messageId\": \"<%s@vizmesh.localhost>\"", id);
+    for (int i = 1; i <= 2; i++) {
+        char *path = s_fmt("%s/%d.json", mesh->sink_dir, i);
+        char *text = s_slurp(path);
+        assert_non_null(strstr(text, mid));
+        free(text), free(path);
+    }
+    free(mid), free(events), free(id);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -877,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_server_down_then_up),
         cmocka_unit_test(test_permanent_5xx_dead_then_requeued),
         cmocka_unit_test(test_kill9_mid_delivery),
+        cmocka_unit_test(test_kill9_after_data_duplicates),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

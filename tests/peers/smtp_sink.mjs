@@ -10,7 +10,7 @@
 // Readiness: a newline on the descriptor named by VZ_NOTIFY_FD once listening.
 // Usage:
 //   node smtp_sink.mjs --port P --out DIR [--cert F --key F] [--no-starttls]
-//        [--auth USER:PASS] [--reject CODE] [--hold-rcpt MS]
+//        [--auth USER:PASS] [--reject CODE] [--hold-rcpt MS] [--hold-data MS]
 import { appendFileSync, readFileSync, writeFileSync, writeSync, closeSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { SMTPServer } from "smtp-server";
@@ -26,6 +26,7 @@ const out = arg("out");
 const auth = arg("auth");
 const reject = Number(arg("reject", "0"));
 const holdRcpt = Number(arg("hold-rcpt", "0"));
+const holdData = Number(arg("hold-data", "0"));
 let count = 0;
 const event = (what) => appendFileSync(`${out}/events.log`, `${what}\n`);
 
@@ -102,7 +103,8 @@ const options = {
             // Renamed into place: a reader never sees half a file.
             (await import("node:fs")).renameSync(`${out}/${n}.json.tmp`, `${out}/${n}.json`);
             event(`data ${n}`);
-            cb();
+            // --hold-data: the message is stored, the 250 comes later.
+            setTimeout(cb, holdData);
         });
     },
 };
