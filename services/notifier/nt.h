@@ -131,6 +131,7 @@ typedef struct {
     size_t job_count;                      //  entries in jobs
     bool group_ready;                      //  the consumer group exists
     int64_t last_claim_ms;                 //  monotonic time of the last XAUTOCLAIM
+    int64_t last_touch_ms;                 //  monotonic time in-flight entries were last touched
     int64_t last_digest_ms;                //  monotonic time of the last digest check
     vz_series_t *m_queued[NT_CH_COUNT];    //  accepted messages
     vz_series_t *m_delivered[NT_CH_COUNT]; //  delivered

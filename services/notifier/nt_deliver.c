@@ -458,6 +458,16 @@ int nt_deliver_tick(zloop_t *loop, int timer_id, void *arg)
     if (nt_outbox_promote(self, now) < 0)
         return 0;
     nt_entry_t entries[READ_MAX];
+    //  Keep what this replica still delivers its own (before anyone claims).
+    int touch_every = self->config.claim_ms / 3 > 50 ? self->config.claim_ms / 3 : 50;
+    if (self->jobs && mono - self->last_touch_ms >= touch_every) {
+        self->last_touch_ms = mono;
+        const char *ids[READ_MAX];
+        size_t n = 0;
+        for (nt_job_t *j = self->jobs; j && n < READ_MAX; j = j->next)
+            ids[n++] = j->entry.entry;
+        nt_outbox_touch(self, ids, n);
+    }
     int claim_every = self->config.claim_ms / 2 > 100 ? self->config.claim_ms / 2 : 100;
     if (mono - self->last_claim_ms >= claim_every) {
         self->last_claim_ms = mono;

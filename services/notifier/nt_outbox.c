@@ -244,6 +244,27 @@ int nt_outbox_claim(nt_t *self, nt_entry_t *out, size_t max)
     return (int)n;
 }
 
+int nt_outbox_touch(nt_t *self, const char *const *entries, size_t count)
+{
+    if (count == 0)
+        return 0;
+    const char **argv = calloc(count + 7, sizeof *argv);
+    if (!argv)
+        abort();
+    size_t n = 0;
+    argv[n++] = "XCLAIM", argv[n++] = NT_KEY_STREAM, argv[n++] = NT_GROUP;
+    argv[n++] = self->consumer, argv[n++] = "0";
+    for (size_t i = 0; i < count; i++)
+        argv[n++] = entries[i];
+    argv[n++] = "JUSTID";
+    redisReply *r = vz_redis_command(self->redis, (int)n, argv, NULL);
+    free(argv);
+    int rc = s_is_error(r) ? -EIO : 0;
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
 redisReply *nt_outbox_take(nt_t *self, const char *id, int64_t now_ms)
 {
     char msg[64], now[24];

@@ -75,6 +75,11 @@ int nt_outbox_promote(nt_t *self, int64_t now_ms);
 int nt_outbox_read(nt_t *self, nt_entry_t *out, size_t max);
 int nt_outbox_claim(nt_t *self, nt_entry_t *out, size_t max);
 
+//  Reset the idle time of entries this replica is still delivering
+//  (XCLAIM ... JUSTID to itself), so a slow transfer or a queued SMTP job
+//  is not claimed by another replica while this one is alive. 0 or -EIO.
+int nt_outbox_touch(nt_t *self, const char *const *entries, size_t count);
+
 //  Mark the message "sending" and return its fields (a HGETALL-style
 //  array reply the caller frees), or a status reply "done" (already ended:
 //  the caller finishes the entry), "dropped" (its alert resolved: already

@@ -49,6 +49,7 @@ typedef struct {
     int redis_port;             //  Redis port
     int broker_port;            //  broker port
     int smtp_port;              //  the sink's port
+    int admin_port;             //  the notifier's admin HTTP port (metrics)
     int phase;                  //  restarts so far, for log names
     char sink_dir[600];         //  where the current sink writes
     char broker_key[41];        //  broker public key
@@ -147,8 +148,9 @@ static void s_notifier_start(mesh_t *mesh, const char *const *more)
     env[n] = NULL;
     char log[32];
     snprintf(log, sizeof log, "notifier.%d", mesh->phase++);
-    mesh->notifier =
-        vzt_daemon(mesh->dir, "notifier", log, mesh->broker_port, mesh->redis_port, 0, env, true);
+    mesh->admin_port = vzt_free_port();
+    mesh->notifier = vzt_daemon(mesh->dir, "notifier", log, mesh->broker_port, mesh->redis_port,
+                                mesh->admin_port, env, true);
     assert_non_null(mesh->notifier);
     for (size_t i = 0; i < n; i++)
         free(env[i]);
@@ -736,6 +738,18 @@ static void test_admin_routes(void **state)
     r = s_call(mesh, true, "get", NULL, "n_000000000000000000000000");
     assert_string_equal(r.code, "not_found");
     s_res_free(&r);
+    //  Metrics by channel: what this phase delivered and retried.
+    double v = 0;
+    assert_int_equal(
+        vzt_metric(mesh->admin_port, "vz_notifier_delivered_total{channel=\"email\"}", &v), 0);
+    assert_true(v >= 2);
+    assert_int_equal(
+        vzt_metric(mesh->admin_port, "vz_notifier_delivered_total{channel=\"pagerduty\"}", &v), 0);
+    assert_true(v >= 3);
+    assert_int_equal(
+        vzt_metric(mesh->admin_port, "vz_notifier_queued_total{channel=\"slack\"}", &v), 0);
+    assert_true(v >= 2);
+    assert_int_equal(vzt_metric(mesh->admin_port, "vz_notifier_oldest_pending_seconds", &v), 0);
     //  No address appears unmasked in the notifier's log.
     char *log = s_fmt("%s/notifier.0.log", mesh->dir);
     char *text = s_slurp(log);
