@@ -351,9 +351,11 @@ static int s_start_email(nt_t *self, nt_job_t *job, const redisReply *msg)
     if (!self->smtp) {
         char path[VZ_PATH_MAX + 64];
         rc = s_write_eml(self, job->entry.id, out, len, path, sizeof path);
+        char masked[NT_MIME_ADDR_MAX + 8];
+        nt_mask_addr(m.to[0].addr, masked, sizeof masked);
         if (rc == 0)
-            vz_info(NULL, "mail written (no SMTP server configured)", "id", job->entry.id, "path",
-                    path, NULL);
+            vz_info(NULL, "mail written (no SMTP server configured)", "id", job->entry.id, "to",
+                    masked, "path", path, NULL);
         s_done(job, rc == 0 ? S_OK : S_TRANSIENT, rc == 0 ? "" : "unable to write .eml file", 0);
     } else {
         char *rcpts = NULL;

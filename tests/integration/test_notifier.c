@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fake_http.h"
@@ -909,6 +910,35 @@ static void test_kill9_after_data_duplicates(void **state)
     free(mid), free(events), free(id);
 }
 
+static void test_daily_digest(void **state)
+{
+    mesh_t *mesh = *state;
+    //  A clock five seconds before midnight: an info alert joins the day's
+    //  digest, and the digest timer (every 10 s) sends yesterday's once the
+    //  date has changed. The midnight is yesterday's: a clock behind the
+    //  real one keeps the callers' deadlines in the future.
+    s_sink_start(mesh, "digest", NULL);
+    time_t yesterday = time(NULL) - 86400;
+    struct tm tm;
+    gmtime_r(&yesterday, &tm);
+    char day[16], start[64], subject[96];
+    strftime(day, sizeof day, "%Y-%m-%d", &tm);
+    snprintf(start, sizeof start, "VZ_CLOCK_START=%sT23:59:55Z", day);
+    snprintf(subject, sizeof subject, "vizmesh daily digest for %s (1 alerts)", day);
+    const char *const clock[] = {"VZ_CLOCK_TEST=1", start, NULL};
+    s_notifier_start(mesh, clock);
+    res_t r = s_call(mesh, false, "alert",
+                     "{\"name\":\"CertExpiresSoon\",\"severity\":\"info\",\"status\":"
+                     "\"firing\",\"summary\":\"in 20 days\"}",
+                     NULL);
+    if (r.error)
+        fail_msg("alert: %s %s", r.code, r.message);
+    assert_string_equal(vz_json_get_string(vz_json_root(r.json), "action", NULL), "digest");
+    s_res_free(&r);
+    assert_int_equal(s_wait_mail(mesh, "CertExpiresSoon: in 20 days"), 1);
+    assert_int_equal(s_wait_mail(mesh, subject), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -922,6 +952,7 @@ int main(void)
         cmocka_unit_test(test_permanent_5xx_dead_then_requeued),
         cmocka_unit_test(test_kill9_mid_delivery),
         cmocka_unit_test(test_kill9_after_data_duplicates),
+        cmocka_unit_test(test_daily_digest),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

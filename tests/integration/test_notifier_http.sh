@@ -75,6 +75,7 @@ EML=$STATE/notifier/mail/$id.eml
 grep -q "mail written (no SMTP server configured)" "$STATE"/logs/notifier*.log ||
     fail "the .eml path was not logged"
 grep -q "zoe@example.com" "$STATE"/logs/notifier*.log && fail "an address reached the log"
+grep -q '"to":"z\*\*\*@example.com"' "$STATE"/logs/notifier*.log || fail "no masked recipient in the log"
 subject=$(cd "$PEERS" && node --input-type=module -e '
 import { simpleParser } from "mailparser";
 import { readFileSync } from "node:fs";
