@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "nt.h"
+#include "nt_mime.h"
 #include "nt_outbox.h"
 #include "nt_smtp.h"
 #include "vz_common.h"
@@ -117,6 +118,12 @@ nt_t *nt_new(const nt_config_t *config, const char *redis_url, zloop_t *loop, vz
     snprintf(self->consumer, sizeof self->consumer, "%s-%d", host, (int)getpid());
     curl_global_init(CURL_GLOBAL_DEFAULT);
     s_metrics(self);
+    //  Every mail would be refused by the MIME builder: refuse to start instead.
+    if (!nt_mime_addr_valid(config->mail_from) || !nt_mime_addr_valid(config->digest_to) ||
+        strpbrk(config->mail_from_name, "\r\n")) {
+        snprintf(err, errlen, "VZ_NOTIFIER_MAIL_FROM, _MAIL_FROM_NAME or _DIGEST_TO is not valid");
+        goto fail;
+    }
 
     self->templates = nt_templates_load(config->templates, err, errlen);
     if (!self->templates)
