@@ -15,8 +15,8 @@
 
 //  How an upstream error code becomes an HTTP answer: the gateway's own
 //  codes here, then the worker codes of contract C with the status
-//  vz_authctx gives them; unknown codes are 502 with their own (sanitised)
-//  code.
+//  vz_authctx gives them; unknown codes keep their own (sanitised) code
+//  with the status the worker gave in its reply ctx (400..599), else 502.
 static const struct {
     const char *code;        //  error_code from the broker, a worker or upstream.c
     int status;              //  HTTP status
@@ -146,11 +146,14 @@ static void s_render_error(gw_req_t *req)
         req->www_authenticate = status == 401;
         return;
     }
-    //  Worker codes are free text: keep only a safe spelling.
+    //  Worker codes are free text: keep only a safe spelling. The status is
+    //  the one the worker gave for its code (400..599), else 502.
     char safe[VZ_ERRCODE_MAX];
     size_t n = strspn(call->error_code, "abcdefghijklmnopqrstuvwxyz0123456789_");
     vz_strlcpy(safe, n && !call->error_code[n] ? call->error_code : "bad_gateway", sizeof safe);
-    gw_render_error(req, 502, safe, message[0] ? message : "upstream error");
+    status = call->http_status >= 400 && call->http_status <= 599 ? call->http_status : 502;
+    gw_render_error(req, status, safe, message[0] ? message : "upstream error");
+    req->retry_after = status == 429 || status == 503 ? 1 : 0;
 }
 
 //  Services the current table routes to, for /health; a route marked

@@ -420,11 +420,18 @@ static void s_take_env(gw_upcall_t *call, const vz_envelope_t *env)
 }
 
 //  An error for call from a service or the broker: retried when it may be.
+//  A worker may say which HTTP status its own error code means (reply ctx
+//  http_status 400..599, vz_authctx_reply_error); the renderer uses it for
+//  codes the gateway does not know. Errors inside a bundle carry no ctx.
 static void s_error(gw_upstream_t *self, gw_upcall_t *call, const vz_envelope_t *env)
 {
     const char *code = env->error_code[0] ? env->error_code : VZ_ERR_INTERNAL;
-    if (!s_retry(self, call, code))
-        s_fail(self, call, code, env->error_message);
+    if (s_retry(self, call, code))
+        return;
+    const char *status = vz_envelope_ctx_get(env, VZ_AUTHCTX_HTTP_STATUS);
+    long http = status ? strtol(status, NULL, 10) : 0;
+    call->http_status = http >= 400 && http <= 599 ? (int)http : 0;
+    s_fail(self, call, code, env->error_message);
 }
 
 static void s_carrier_free(gw_upcall_t *carrier)

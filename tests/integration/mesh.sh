@@ -72,6 +72,7 @@ mesh_config() {
     for f in "$SRC"/configs/*.cfg; do
         [ "$(basename "$f")" = mesh.cfg ] || cp "$f" "$T/" || fail "cannot copy $f"
     done
+    cp -r "$SRC/configs/templates" "$T/" || fail "cannot copy configs/templates"
     { cat "$SRC/configs/policy.cfg" && printf '%s' "${1:-}"; } >"$T/policy.cfg" ||
         fail "configs/policy.cfg missing"
     sed -E -e "s|state_dir = \"state\"|state_dir = \"$STATE\"|" \
