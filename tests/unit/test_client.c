@@ -26,6 +26,8 @@
 #include "vz_metrics.h"
 #include "vz_proto.h"
 
+#include "ut.h"
+
 typedef enum {
     MODE_ECHO,           //  reply with the request body
     MODE_ERROR,          //  answer every request with a "forbidden" error
@@ -36,12 +38,8 @@ typedef enum {
     MODE_UNAVAILABLE,    //  answer every request with "unavailable"
 } mode_t_;
 
-typedef struct {
-    char dir[256];   //  key tree
-    vz_auth_t *auth; //  ZAP for this process
-    zcert_t *broker; //  fake broker's certificate
-    zcert_t *client; //  client's certificate
-} fixture_t;
+//  The group's keys: server is the fake broker's, peer the client's.
+typedef ut_keys_t fixture_t;
 
 typedef struct {
     zcert_t *cert; //  broker certificate (borrowed)
@@ -158,34 +156,13 @@ static void s_broker(zsock_t *pipe, void *arg)
 
 static int s_group_setup(void **state)
 {
-    fixture_t *f = calloc(1, sizeof *f);
-    strcpy(f->dir, "/tmp/vz-client-XXXXXX");
-    if (!mkdtemp(f->dir) || vz_curve_keygen(f->dir, "broker") || vz_curve_keygen(f->dir, "caller"))
-        return -1;
-    char path[512];
-    snprintf(path, sizeof path, "%s/secret/broker.key", f->dir);
-    f->broker = vz_curve_cert_load(path, NULL, 0);
-    snprintf(path, sizeof path, "%s/secret/caller.key", f->dir);
-    f->client = vz_curve_cert_load(path, NULL, 0);
-    snprintf(path, sizeof path, "%s/public", f->dir);
-    f->auth = vz_auth_new(path);
-    if (!f->broker || !f->client || !f->auth)
-        return -1;
-    *state = f;
-    return 0;
+    *state = ut_keys_new("client", "broker", "caller", true);
+    return *state ? 0 : -1;
 }
 
 static int s_group_teardown(void **state)
 {
-    fixture_t *f = *state;
-    vz_auth_destroy(&f->auth);
-    zcert_destroy(&f->broker);
-    zcert_destroy(&f->client);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
+    return ut_keys_destroy((ut_keys_t **)state);
 }
 
 typedef struct {
@@ -197,7 +174,7 @@ typedef struct {
 
 static void s_rig_start(rig_t *rig, fixture_t *f, mode_t_ mode)
 {
-    rig->args.cert = f->broker;
+    rig->args.cert = f->server;
     rig->args.mode = mode;
     rig->broker = zactor_new(s_broker, &rig->args);
     assert_non_null(rig->broker);
@@ -205,7 +182,7 @@ static void s_rig_start(rig_t *rig, fixture_t *f, mode_t_ mode)
     snprintf(rig->endpoint, sizeof rig->endpoint, "tcp://127.0.0.1:%s", port);
     free(port);
     vz_client_config_t cfg = {
-        .endpoints = rig->endpoint, .broker_key = zcert_public_txt(f->broker), .cert = f->client};
+        .endpoints = rig->endpoint, .broker_key = zcert_public_txt(f->server), .cert = f->peer};
     rig->client = vz_client_new(&cfg);
     assert_non_null(rig->client);
 }
@@ -531,7 +508,7 @@ static last_t s_last(rig_t *rig)
 static vz_call_t *s_call_new(rig_t *rig, fixture_t *f, zloop_t *loop, vz_metrics_t *metrics,
                              int pct, int min)
 {
-    vz_call_config_t cfg = {.broker = {rig->endpoint, zcert_public_txt(f->broker), f->client},
+    vz_call_config_t cfg = {.broker = {rig->endpoint, zcert_public_txt(f->server), f->peer},
                             .grace_ms = 50,
                             .retry_budget_pct = pct,
                             .retry_min = min,
@@ -765,7 +742,7 @@ static void test_event_peer_gone(void **state)
              zsock_endpoint(probe) ? atoi(strrchr(zsock_endpoint(probe), ':') + 1) : 1);
     zsock_destroy(&probe);
     vz_event_config_t cfg = {
-        .broker = {ep, zcert_public_txt(f->broker), f->client}, .queue_max = 5, .metrics = metrics};
+        .broker = {ep, zcert_public_txt(f->server), f->peer}, .queue_max = 5, .metrics = metrics};
     vz_event_t *events = vz_event_new(&cfg);
     assert_non_null(events);
     int64_t start = zclock_mono();
@@ -799,7 +776,7 @@ static void test_event_sent(void **state)
     fixture_t *f = *state;
     rig_t rig;
     s_rig_start(&rig, f, MODE_ECHO);
-    vz_event_config_t cfg = {.broker = {rig.endpoint, zcert_public_txt(f->broker), f->client},
+    vz_event_config_t cfg = {.broker = {rig.endpoint, zcert_public_txt(f->server), f->peer},
                              .ttl_ms = 3000};
     vz_event_t *events = vz_event_new(&cfg);
     zloop_t *loop = zloop_new();

@@ -18,46 +18,32 @@
 #include "vz_common.h"
 #include "vz_curve.h"
 
+#include "ut.h"
+
 #define DENY_WAIT_MS 600   //  how long a refused peer is given to get through
 #define ALLOW_WAIT_MS 5000 //  bound on waiting for a legitimate message
 
 typedef struct {
-    char dir[256];    //  key tree with public/ (allowed) and secret/
-    char other[256];  //  keys of peers that are not allowed
-    vz_auth_t *auth;  //  ZAP for this process
-    zcert_t *server;  //  server certificate
-    zcert_t *alice;   //  allowed client
-    zcert_t *mallory; //  never allowed
+    ut_keys_t *keys;   //  server and alice, allowed by ZAP
+    ut_keys_t *others; //  mallory and bob: peers that are not allowed
+    const char *dir;   //  key tree with public/ (allowed) and secret/
+    const char *other; //  keys of peers that are not allowed
+    zcert_t *server;   //  server certificate (keys')
+    zcert_t *alice;    //  allowed client (keys')
+    zcert_t *mallory;  //  never allowed (others')
 } fixture_t;
-
-static zcert_t *s_load(const char *dir, const char *name)
-{
-    char path[512], err[256] = "";
-    snprintf(path, sizeof path, "%s/secret/%s.key", dir, name);
-    zcert_t *cert = vz_curve_cert_load(path, err, sizeof err);
-    if (!cert)
-        print_error("load %s: %s\n", path, err);
-    return cert;
-}
 
 static int s_group_setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
-    strcpy(f->dir, "/tmp/vz-curve-XXXXXX");
-    strcpy(f->other, "/tmp/vz-curve-other-XXXXXX");
-    if (!mkdtemp(f->dir) || !mkdtemp(f->other))
+    if (!f || !(f->keys = ut_keys_new("curve", "server", "alice", true)) ||
+        !(f->others = ut_keys_new("curve-other", "mallory", "bob", false)))
         return -1;
-    if (vz_curve_keygen(f->dir, "server") || vz_curve_keygen(f->dir, "alice") ||
-        vz_curve_keygen(f->other, "mallory") || vz_curve_keygen(f->other, "bob"))
-        return -1;
-    f->server = s_load(f->dir, "server");
-    f->alice = s_load(f->dir, "alice");
-    f->mallory = s_load(f->other, "mallory");
-    char allow[300];
-    snprintf(allow, sizeof allow, "%s/public", f->dir);
-    f->auth = vz_auth_new(allow);
-    if (!f->server || !f->alice || !f->mallory || !f->auth)
-        return -1;
+    f->dir = f->keys->dir;
+    f->other = f->others->dir;
+    f->server = f->keys->server;
+    f->alice = f->keys->peer;
+    f->mallory = f->others->server;
     *state = f;
     return 0;
 }
@@ -65,13 +51,8 @@ static int s_group_setup(void **state)
 static int s_group_teardown(void **state)
 {
     fixture_t *f = *state;
-    vz_auth_destroy(&f->auth);
-    zcert_destroy(&f->server);
-    zcert_destroy(&f->alice);
-    zcert_destroy(&f->mallory);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", f->dir, f->other);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(ut_keys_destroy(&f->keys), 0);
+    assert_int_equal(ut_keys_destroy(&f->others), 0);
     free(f);
     return 0;
 }
@@ -200,7 +181,7 @@ static void test_allow_dir_reload(void **state)
     fixture_t *f = *state;
     char ep[64], src[600], dst[600];
     zsock_t *server = s_server(f, ep, sizeof ep);
-    zcert_t *bob = s_load(f->other, "bob");
+    zcert_t *bob = ut_cert_load(f->other, "bob");
     assert_non_null(bob);
 
     zsock_t *client = vz_curve_client(ZMQ_DEALER, ep, bob, zcert_public_txt(f->server));
@@ -289,7 +270,7 @@ static void test_cert_load_failures(void **state)
     assert_null(vz_curve_cert_load("", err, sizeof err));
     assert_true(strlen(err) > 0);
 
-    zcert_t *ok = s_load(f->dir, "alice");
+    zcert_t *ok = ut_cert_load(f->dir, "alice");
     assert_non_null(ok);
     assert_string_equal(zcert_meta(ok, "name"), "alice");
     zcert_destroy(&ok);
@@ -324,7 +305,7 @@ static void test_keygen_layout_and_modes(void **state)
 
     //  Idempotent: an existing valid pair is kept.
     assert_int_equal(vz_curve_keygen(f->dir, "alice"), 0);
-    zcert_t *again = s_load(f->dir, "alice");
+    zcert_t *again = ut_cert_load(f->dir, "alice");
     assert_string_equal(zcert_public_txt(again), zcert_public_txt(f->alice));
     zcert_destroy(&again);
 
