@@ -2,30 +2,18 @@
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  Header-only (each bench is its own executable). Benches link vzharness
- *  (a mesh of daemons: vzt_mesh_start) and vzunit (ut.h: keys, files).
+ *  (a mesh of daemons: vzt_mesh_start, vzt_fmt) and vzunit (ut.h: keys,
+ *  files).
  *  A bench has no test to fail: what cannot be set up ends the program
  *  with a message (exit 1), or abort() when out of memory.
  */
 #ifndef BENCH_H
 #define BENCH_H
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
-
-//  A formatted heap string; aborts when out of memory. The caller frees.
-static inline char *bench_fmt(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *out = NULL;
-    if (vasprintf(&out, fmt, ap) < 0)
-        abort();
-    va_end(ap);
-    return out;
-}
 
 //  qsort comparator for int64_t latencies.
 static inline int bench_cmp_i64(const void *a, const void *b)

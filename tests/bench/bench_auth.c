@@ -88,7 +88,7 @@ static void s_bench_kdf(int iterations)
 //  Redis, vz-broker and two vz-auth replicas; the caller destroys it.
 static vzt_mesh_t *s_mesh(int iterations)
 {
-    char *iter = bench_fmt("auth:VZ_AUTH_PBKDF2_ITERATIONS=%d", iterations);
+    char *iter = vzt_fmt("auth:VZ_AUTH_PBKDF2_ITERATIONS=%d", iterations);
     char *const env[] = {"VZ_LOG_LEVEL=warn", iter, "auth:VZ_AUTH_LOCK_THRESHOLD=1000", NULL};
     vzt_mesh_opts_t opts = {
         .daemons = "auth*2",

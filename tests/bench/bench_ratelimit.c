@@ -106,9 +106,9 @@ static void s_stop(s_mesh_t *m)
 //  redis-benchmark's requests per second for the token-bucket script.
 static double s_redis_benchmark(int port, const char *sha, int n, int pipeline)
 {
-    char *cmd = bench_fmt("redis-benchmark -h 127.0.0.1 -p %d -n %d -c 50 -P %d -r %d --csv "
-                          "EVALSHA %s 1 vz:rl:rb:__rand_int__ %s %s 1 2>/dev/null",
-                          port, n, pipeline, S_KEYS, sha, S_T_US, S_BURST);
+    char *cmd = vzt_fmt("redis-benchmark -h 127.0.0.1 -p %d -n %d -c 50 -P %d -r %d --csv "
+                        "EVALSHA %s 1 vz:rl:rb:__rand_int__ %s %s 1 2>/dev/null",
+                        port, n, pipeline, S_KEYS, sha, S_T_US, S_BURST);
     FILE *p = popen(cmd, "r");
     free(cmd);
     double rps = 0;

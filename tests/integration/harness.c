@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,17 @@ void vzt_rmrf(const char *dir)
 {
     if (dir && *dir)
         nftw(dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *vzt_fmt(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *out = NULL;
+    if (vasprintf(&out, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    return out;
 }
 
 int vzt_free_port(void)

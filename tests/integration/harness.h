@@ -31,6 +31,8 @@ char *vzt_tempdir(const char *tag);
 void vzt_rmrf(const char *dir);
 //  A currently free TCP port on 127.0.0.1.
 int vzt_free_port(void);
+//  A formatted heap string (caller frees); aborts when out of memory.
+char *vzt_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 //  Path of a binary in $VZ_BIN_DIR (static buffer per call site is not
 //  used: caller frees).
 char *vzt_bin(const char *name);

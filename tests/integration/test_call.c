@@ -33,15 +33,13 @@
     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" //  "relay_short"'s own timeout
 
 typedef struct {
-    char *dir;           //  temp dir: keys/, policy.cfg, logs
-    int broker_port;     //  broker ROUTER port
-    int admin_port;      //  broker admin port
-    char endpoint[64];   //  tcp://127.0.0.1:<broker_port>
-    char broker_key[41]; //  broker public key, Z85
-    vzt_proc_t *broker;  //  the broker process
+    vzt_mesh_t *mesh;       //  keys/, policy.cfg, the broker, logs
+    const char *dir;        //  its directory
+    int broker_port;        //  broker ROUTER port
+    int admin_port;         //  broker admin port
+    const char *endpoint;   //  tcp://127.0.0.1:<broker_port>
+    const char *broker_key; //  broker public key, Z85
 } s_env_t;
-
-static const char *const s_names[] = {"broker", "tester", "front", "downstream", "echo", NULL};
 
 static const char *s_policy = "identity\n"
                               "    tester\n"
@@ -55,40 +53,22 @@ static const char *s_policy = "identity\n"
                               "    downstream\n"
                               "        serve = \"downstream\"\n";
 
-static zcert_t *s_cert(const s_env_t *env, const char *name)
-{
-    char path[VZ_PATH_MAX], err[256];
-    snprintf(path, sizeof path, "%s/keys/secret/%s.key", env->dir, name);
-    zcert_t *cert = vz_curve_cert_load(path, err, sizeof err);
-    if (!cert)
-        fail_msg("cannot load %s: %s", path, err);
-    return cert;
-}
-
 static int s_setup(void **state)
 {
     s_env_t *env = calloc(1, sizeof *env);
-    env->dir = vzt_tempdir("call");
-    char keys[VZ_PATH_MAX], path[VZ_PATH_MAX];
-    snprintf(keys, sizeof keys, "%s/keys", env->dir);
-    assert_int_equal(vzt_keys(keys, s_names), 0);
-    snprintf(path, sizeof path, "%s/keys/public/broker.key", env->dir);
-    assert_int_equal(vz_curve_server_key(path, env->broker_key), 0);
-    snprintf(path, sizeof path, "%s/policy.cfg", env->dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(s_policy, f);
-    fclose(f);
-    env->broker_port = vzt_free_port();
-    env->admin_port = vzt_free_port();
-    snprintf(env->endpoint, sizeof env->endpoint, "tcp://127.0.0.1:%d", env->broker_port);
-    char bind[96], policy[VZ_PATH_MAX + 32];
-    snprintf(bind, sizeof bind, "VZ_BROKER_BIND=%s", env->endpoint);
-    snprintf(policy, sizeof policy, "VZ_BROKER_POLICY=%s", path);
-    char *const more[] = {bind, policy, "VZ_HEARTBEAT_MS=200", NULL};
-    env->broker =
-        vzt_daemon(env->dir, "broker", NULL, env->broker_port, 0, env->admin_port, more, true);
-    assert_non_null(env->broker);
+    char *const settings[] = {"VZ_HEARTBEAT_MS=200", NULL};
+    env->mesh = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "call",
+                                                  .daemons = "",
+                                                  .identities = "tester,front,downstream,echo",
+                                                  .policy = s_policy,
+                                                  .env = settings,
+                                                  .no_redis = true});
+    assert_non_null(env->mesh);
+    env->dir = vzt_mesh_dir(env->mesh);
+    env->broker_port = vzt_mesh_broker_port(env->mesh);
+    env->admin_port = vzt_mesh_admin_port(env->mesh, "broker");
+    env->endpoint = vzt_mesh_endpoint(env->mesh);
+    env->broker_key = vzt_mesh_broker_key(env->mesh);
     *state = env;
     return 0;
 }
@@ -96,14 +76,9 @@ static int s_setup(void **state)
 static int s_teardown(void **state)
 {
     s_env_t *env = *state;
-    vzt_proc_destroy(&env->broker);
-    if (getenv("VZ_KEEP_TMP"))
-        printf("kept %s\n", env->dir);
-    else
-        vzt_rmrf(env->dir);
-    free(env->dir);
+    int rc = vzt_mesh_destroy(&env->mesh);
     free(env);
-    return 0;
+    return rc;
 }
 
 //  --------------------------------------------------------------------------
@@ -172,6 +147,7 @@ static const vz_method_t s_downstream[] = {{"work", h_work, VZ_METHOD_DEFERRED, 
 typedef struct {
     const s_env_t *env; //  broker
     const char *name;   //  service and certificate
+    zcert_t *cert;      //  its certificate (the mesh's, loaded by the test thread)
 } s_role_t;
 
 typedef struct {
@@ -202,7 +178,7 @@ static void s_worker_actor(zsock_t *pipe, void *arg)
 {
     const s_role_t *role = arg;
     bool front = streq(role->name, "front");
-    zcert_t *cert = s_cert(role->env, role->name);
+    zcert_t *cert = role->cert;
     vz_worker_config_t config = {.service = role->name,
                                  .endpoints = role->env->endpoint,
                                  .broker_key = role->env->broker_key,
@@ -230,7 +206,6 @@ static void s_worker_actor(zsock_t *pipe, void *arg)
     vz_call_destroy(&app.calls);
     vz_worker_destroy(&worker);
     zloop_destroy(&loop);
-    zcert_destroy(&cert);
 }
 
 //  Start a role and wait until the broker has acknowledged it.
@@ -286,17 +261,24 @@ typedef struct {
     s_role_t downstream_role; //  downstream's role (idem)
     zactor_t *front;          //  NULL unless asked for
     zactor_t *downstream;     //  idem
-    zcert_t *cert;            //  the tester's certificate
     vz_client_t *client;      //  the tester
 } s_world_t;
 
+//  An identity's certificate, borrowed from the mesh.
+static zcert_t *s_cert(const s_env_t *env, const char *name)
+{
+    zcert_t *cert = vzt_mesh_cert(env->mesh, name);
+    assert_non_null(cert);
+    return cert;
+}
+
 static void s_world_start(s_world_t *w, const s_env_t *env, bool front, bool downstream)
 {
-    *w = (s_world_t){.front_role = {env, "front"}, .downstream_role = {env, "downstream"}};
+    *w = (s_world_t){.front_role = {env, "front", s_cert(env, "front")},
+                     .downstream_role = {env, "downstream", s_cert(env, "downstream")}};
     w->front = front ? s_start(&w->front_role) : NULL;
     w->downstream = downstream ? s_start(&w->downstream_role) : NULL;
-    w->cert = s_cert(env, "tester");
-    vz_client_config_t config = {env->endpoint, env->broker_key, w->cert};
+    vz_client_config_t config = {env->endpoint, env->broker_key, s_cert(env, "tester")};
     w->client = vz_client_new(&config);
     assert_non_null(w->client);
 }
@@ -304,7 +286,6 @@ static void s_world_start(s_world_t *w, const s_env_t *env, bool front, bool dow
 static void s_world_stop(s_world_t *w)
 {
     vz_client_destroy(&w->client);
-    zcert_destroy(&w->cert);
     zactor_destroy(&w->downstream);
     zactor_destroy(&w->front);
 }
@@ -543,7 +524,7 @@ static void test_event_delivered(void **state)
     s_env_t *env = *state;
     s_world_t w;
     s_world_start(&w, env, false, true);
-    vz_event_config_t config = {.broker = {env->endpoint, env->broker_key, w.cert}};
+    vz_event_config_t config = {.broker = {env->endpoint, env->broker_key, s_cert(env, "tester")}};
     vz_event_t *events = vz_event_new(&config);
     assert_non_null(events);
     int64_t before = vz_now_ms();
@@ -569,5 +550,5 @@ int main(void)
         cmocka_unit_test(test_caller_stops),
         cmocka_unit_test(test_event_delivered),
     };
-    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+    return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }
