@@ -10,6 +10,7 @@
 #include "vz_envelope.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,28 @@ void vz_envelope_init(vz_envelope_t *self, vz_kind_t kind)
     memset(self, 0, sizeof(*self));
     self->version = VZ_ENVELOPE_VERSION;
     self->kind = kind ? kind : VZ_KIND_REQUEST;
+}
+
+//  Copy a name into its fixed field, left empty when it does not fit.
+static int s_name(char *dst, size_t size, const char *src)
+{
+    if (vz_strlcpy(dst, src, size) == 0)
+        return 0;
+    dst[0] = '\0';
+    return -ENAMETOOLONG;
+}
+
+int vz_envelope_request(vz_envelope_t *self, const char *service, const char *method,
+                        const char *id)
+{
+    assert(self && service && method);
+    vz_envelope_init(self, VZ_KIND_REQUEST);
+    int rc = s_name(self->service, sizeof self->service, service);
+    if (s_name(self->method, sizeof self->method, method) < 0)
+        rc = -ENAMETOOLONG;
+    if (id && s_name(self->id, sizeof self->id, id) < 0)
+        rc = -ENAMETOOLONG;
+    return rc;
 }
 
 int vz_envelope_ctx_set(vz_envelope_t *self, const char *key, const char *value)

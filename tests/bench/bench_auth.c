@@ -106,9 +106,8 @@ static vz_response_t *s_call(vz_client_t *c, const char *method, const void *bod
                              const char *sub)
 {
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "auth");
-    vz_strlcpy(req.method, method, sizeof req.method);
+    if (vz_envelope_request(&req, "auth", method, NULL) != 0)
+        abort();
     req.body = body;
     req.body_len = len;
     if (sub) {
@@ -197,9 +196,8 @@ static void s_bench_mesh(int iterations)
     printf("| login through the broker, 1 at a time | %.1f /s | %.0f ms |\n", seq, 1000 / seq);
 
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "auth");
-    strcpy(req.method, "login");
+    if (vz_envelope_request(&req, "auth", "login", NULL) != 0)
+        abort();
     req.body = (const uint8_t *)reg;
     req.body_len = strlen(reg);
     double par = s_windowed(c, &req, 2 * n, 2);

@@ -216,10 +216,8 @@ int main(int argc, char **argv)
 
     //  The request every row sends.
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    vz_strlcpy(req.service, "bench", sizeof req.service);
-    vz_strlcpy(req.method, "echo", sizeof req.method);
-    vz_strlcpy(req.id, "0123456789abcdef0123456789abcdef", sizeof req.id);
+    if (vz_envelope_request(&req, "bench", "echo", "0123456789abcdef0123456789abcdef") != 0)
+        abort();
     req.deadline_ms = vz_now_ms() + 3600 * 1000;
     uint8_t body[S_BODY];
     memset(body, 'x', sizeof body);

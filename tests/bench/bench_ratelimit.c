@@ -171,9 +171,8 @@ static uint8_t *s_body(int i, size_t *len)
 
 static void s_request(vz_envelope_t *req, const uint8_t *body, size_t len)
 {
-    vz_envelope_init(req, VZ_KIND_REQUEST);
-    vz_strlcpy(req->service, "ratelimit", sizeof req->service);
-    vz_strlcpy(req->method, "check", sizeof req->method);
+    if (vz_envelope_request(req, "ratelimit", "check", NULL) != 0)
+        abort();
     req->body = body;
     req->body_len = len;
 }

@@ -295,10 +295,7 @@ static void s_send(vz_client_t *client, const char *service, const char *method,
                    const char *body, int64_t deadline)
 {
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    vz_strlcpy(req.service, service, sizeof req.service);
-    vz_strlcpy(req.method, method, sizeof req.method);
-    vz_strlcpy(req.id, id, sizeof req.id);
+    assert_int_equal(vz_envelope_request(&req, service, method, id), 0);
     vz_strlcpy(req.traceparent, S_TRACE, sizeof req.traceparent);
     req.deadline_ms = deadline;
     req.body = (const uint8_t *)body;

@@ -160,9 +160,7 @@ static int s_check_raw(vz_client_t *client, const uint8_t *body, size_t len, ans
 {
     memset(a, 0, sizeof *a);
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    vz_strlcpy(req.service, "ratelimit", sizeof req.service);
-    vz_strlcpy(req.method, "check", sizeof req.method);
+    assert_int_equal(vz_envelope_request(&req, "ratelimit", "check", NULL), 0);
     req.body = body;
     req.body_len = len;
     vz_response_t *rsp = NULL;
@@ -290,9 +288,7 @@ static void test_check_answers(void **state)
 
     //  "policies" lists the active set.
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    vz_strlcpy(req.service, "ratelimit", sizeof req.service);
-    vz_strlcpy(req.method, "policies", sizeof req.method);
+    assert_int_equal(vz_envelope_request(&req, "ratelimit", "policies", NULL), 0);
     vz_response_t *rsp = NULL;
     assert_int_equal(vz_client_call(client, &req, CALL_MS, &rsp), 0);
     assert_int_equal(rsp->env.kind, VZ_KIND_REPLY);
@@ -396,9 +392,7 @@ static void test_pipelined_batches(void **state)
         size_t len;
         uint8_t *body = s_check_body(ips[i % 2], "", "anonymous", routes[i % 2], &len);
         vz_envelope_t req;
-        vz_envelope_init(&req, VZ_KIND_REQUEST);
-        vz_strlcpy(req.service, "ratelimit", sizeof req.service);
-        vz_strlcpy(req.method, "check", sizeof req.method);
+        assert_int_equal(vz_envelope_request(&req, "ratelimit", "check", NULL), 0);
         vz_client_new_id(req.id, sizeof req.id);
         req.deadline_ms = vz_now_ms() + 20000;
         req.body = body;
@@ -467,9 +461,7 @@ static void test_check_batch(void **state)
         size_t len;
         uint8_t *body = vz_batch_request_encode(items, PER, &len);
         vz_envelope_t req;
-        vz_envelope_init(&req, VZ_KIND_REQUEST);
-        vz_strlcpy(req.service, "ratelimit", sizeof req.service);
-        vz_strlcpy(req.method, "check_batch", sizeof req.method);
+        assert_int_equal(vz_envelope_request(&req, "ratelimit", "check_batch", NULL), 0);
         vz_client_new_id(req.id, sizeof req.id);
         vz_strlcpy(ids[b], req.id, sizeof ids[b]);
         req.deadline_ms = vz_now_ms() + 20000;
@@ -527,9 +519,7 @@ static void test_check_batch(void **state)
 
     //  Not a batch at all: the whole call is refused with the reason.
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    vz_strlcpy(req.service, "ratelimit", sizeof req.service);
-    vz_strlcpy(req.method, "check_batch", sizeof req.method);
+    assert_int_equal(vz_envelope_request(&req, "ratelimit", "check_batch", NULL), 0);
     req.body = (const uint8_t *)"\x80";
     req.body_len = 1;
     vz_response_t *rsp = NULL;

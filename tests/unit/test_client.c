@@ -204,9 +204,7 @@ static void s_rig_stop(rig_t *rig)
 
 static void s_request(vz_envelope_t *req, const char *method, const char *body)
 {
-    vz_envelope_init(req, VZ_KIND_REQUEST);
-    strcpy(req->service, "echo");
-    strcpy(req->method, method);
+    assert_int_equal(vz_envelope_request(req, "echo", method, NULL), 0);
     req->body = (const uint8_t *)body;
     req->body_len = strlen(body);
 }

@@ -279,10 +279,7 @@ static void test_body_at_frame_limit(void **state)
     for (size_t i = 0; i <= max_frame; i++)
         body[i] = (uint8_t)(i * 7);
     vz_envelope_t env;
-    vz_envelope_init(&env, VZ_KIND_REQUEST);
-    strcpy(env.service, "billing");
-    strcpy(env.method, "upload");
-    strcpy(env.id, "abc");
+    assert_int_equal(vz_envelope_request(&env, "billing", "upload", "abc"), 0);
     env.body = body;
     //  Learn the overhead with a bin32-sized body, then hit the limit exactly.
     env.body_len = 100000;
@@ -320,9 +317,7 @@ static void test_body_at_frame_limit(void **state)
 static void test_custom_limits(void **state)
 {
     vz_envelope_t env;
-    vz_envelope_init(&env, VZ_KIND_REQUEST);
-    strcpy(env.service, "auth");
-    strcpy(env.method, "login");
+    assert_int_equal(vz_envelope_request(&env, "auth", "login", NULL), 0);
     strcpy(env.traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     uint8_t *buf;
     size_t len;
@@ -930,10 +925,8 @@ static void test_random_mutations(void **state)
 {
     static const uint8_t body[40] = {9, 8, 7};
     vz_envelope_t env;
-    vz_envelope_init(&env, VZ_KIND_REQUEST);
-    strcpy(env.service, "ratelimit");
-    strcpy(env.method, "check");
-    strcpy(env.id, "0123456789abcdef0123456789abcdef");
+    assert_int_equal(
+        vz_envelope_request(&env, "ratelimit", "check", "0123456789abcdef0123456789abcdef"), 0);
     strcpy(env.traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     env.deadline_ms = 1700000000000;
     env.flags = VZ_FLAG_IDEMPOTENT;
@@ -995,13 +988,36 @@ static void test_ctx_helpers(void **state)
     assert_int_equal(vz_envelope_ctx_set(&env, "sub", "u3"), 0); //  replacing still works
 }
 
+static void test_request_helper(void **state)
+{
+    vz_envelope_t req;
+    memset(&req, 0x77, sizeof req);
+    assert_int_equal(vz_envelope_request(&req, "auth", "login", NULL), 0);
+    assert_int_equal(req.kind, VZ_KIND_REQUEST);
+    assert_int_equal(req.version, VZ_ENVELOPE_VERSION);
+    assert_string_equal(req.service, "auth");
+    assert_string_equal(req.method, "login");
+    assert_string_equal(req.id, "");
+    assert_int_equal(req.ctx_count, 0);
+    //  A name that does not fit leaves its field empty: no cut name goes out.
+    char long_name[VZ_NAME_MAX + 8];
+    fill(long_name, sizeof(long_name) - 1, 'n');
+    assert_int_equal(vz_envelope_request(&req, long_name, "login", "r-1"), -ENAMETOOLONG);
+    assert_string_equal(req.service, "");
+    assert_string_equal(req.method, "login");
+    assert_string_equal(req.id, "r-1");
+    assert_int_equal(vz_envelope_request(&req, "auth", long_name, NULL), -ENAMETOOLONG);
+    assert_string_equal(req.method, "");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_true(vz_envelope_encode(&req, &buf, &len) < 0);
+    free(buf);
+}
+
 static void test_reply_helpers(void **state)
 {
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "auth");
-    strcpy(req.method, "login");
-    strcpy(req.id, "r-1");
+    assert_int_equal(vz_envelope_request(&req, "auth", "login", "r-1"), 0);
     strcpy(req.traceparent, "00-aa-bb-01");
     strcpy(req.caller, "gateway");
     req.deadline_ms = 99;
@@ -1102,6 +1118,7 @@ int main(void)
         cmocka_unit_test(test_random_bytes),
         cmocka_unit_test(test_random_mutations),
         cmocka_unit_test(test_ctx_helpers),
+        cmocka_unit_test(test_request_helper),
         cmocka_unit_test(test_reply_helpers),
         cmocka_unit_test(test_encode_refuses),
     };

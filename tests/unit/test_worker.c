@@ -333,9 +333,7 @@ static void s_send_req(rig_t *rig, const char *tag, const char *caller, const ch
                        const char *body, int64_t deadline_ms)
 {
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "svc");
-    strcpy(req.method, method);
+    assert_int_equal(vz_envelope_request(&req, "svc", method, NULL), 0);
     snprintf(req.id, sizeof req.id, "id-%s", tag);
     strcpy(req.caller, "mallory"); //  a lie the worker must overwrite
     strcpy(req.traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
@@ -722,10 +720,7 @@ static void s_item(vz_batch_item_t *item, const char *method, const char *id, co
                    int64_t deadline_ms)
 {
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "svc");
-    strcpy(req.method, method);
-    strcpy(req.id, id);
+    assert_int_equal(vz_envelope_request(&req, "svc", method, id), 0);
     strcpy(req.caller, "mallory"); //  the outer caller frame is the only word
     snprintf(req.traceparent, sizeof req.traceparent,
              "00-0af7651916cd43dd8448eb211c80319c-%016x-01", (unsigned)strlen(id) + 1);
@@ -754,9 +749,7 @@ static void s_send_bundle(rig_t *rig, const char *tag, const char *method, vz_ba
                           size_t n)
 {
     vz_envelope_t outer;
-    vz_envelope_init(&outer, VZ_KIND_REQUEST);
-    strcpy(outer.service, "svc");
-    strcpy(outer.method, method);
+    assert_int_equal(vz_envelope_request(&outer, "svc", method, NULL), 0);
     snprintf(outer.id, sizeof outer.id, "bundle-%s", tag);
     outer.flags = VZ_FLAG_BUNDLE;
     outer.deadline_ms = vz_now_ms() + WAIT_MS;
@@ -864,10 +857,7 @@ static void test_bundle(void **state)
 
     //  An outer body that is no bundle: one error for the whole envelope.
     vz_envelope_t bad;
-    vz_envelope_init(&bad, VZ_KIND_REQUEST);
-    strcpy(bad.service, "svc");
-    strcpy(bad.method, "echo");
-    strcpy(bad.id, "bundle-bad");
+    assert_int_equal(vz_envelope_request(&bad, "svc", "echo", "bundle-bad"), 0);
     bad.flags = VZ_FLAG_BUNDLE;
     bad.body = (const uint8_t *)"\xc4\x01x"; //  a bin, not an array
     bad.body_len = 3;
@@ -1077,9 +1067,7 @@ static void test_bundle_random(void **state)
             junk[i] = (uint8_t)rand();
         junk[0] = (uint8_t)(0x90 | (rand() % 16)); //  mostly a fixarray header
         vz_envelope_t outer;
-        vz_envelope_init(&outer, VZ_KIND_REQUEST);
-        strcpy(outer.service, "svc");
-        strcpy(outer.method, "echo");
+        assert_int_equal(vz_envelope_request(&outer, "svc", "echo", NULL), 0);
         snprintf(outer.id, sizeof outer.id, "junk-%d", b);
         outer.flags = VZ_FLAG_BUNDLE;
         outer.body = junk;
