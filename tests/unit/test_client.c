@@ -209,41 +209,55 @@ static void s_request(vz_envelope_t *req, const char *method, const char *body)
     req->body_len = strlen(body);
 }
 
-static void test_reply(void **state)
+//  One blocking call in a fresh rig, and what must come of it.
+typedef struct {
+    mode_t_ mode;       //  the fake broker's behaviour
+    const char *method; //  request method
+    const char *body;   //  request body
+    bool idempotent;    //  VZ_FLAG_IDEMPOTENT set
+    const char *error;  //  expected error code; NULL = a reply echoing body
+    int seen;           //  requests the broker must have seen (0 = not counted)
+} call_case_t;
+
+static void s_call_case(fixture_t *f, const call_case_t *c)
 {
     rig_t rig;
-    s_rig_start(&rig, *state, MODE_ECHO);
+    s_rig_start(&rig, f, c->mode);
     vz_envelope_t req;
-    s_request(&req, "ping", "hello");
+    s_request(&req, c->method, c->body);
+    if (c->idempotent)
+        req.flags = VZ_FLAG_IDEMPOTENT;
     vz_response_t *resp = NULL;
     assert_int_equal(vz_client_call(rig.client, &req, 5000, &resp), 0);
     assert_non_null(resp);
     //  The id was generated and the deadline set from the timeout.
     assert_int_equal(strlen(req.id), 32);
     assert_true(req.deadline_ms > vz_now_ms());
-    assert_int_equal(resp->env.kind, VZ_KIND_REPLY);
     assert_string_equal(resp->env.id, req.id);
-    assert_int_equal(resp->env.body_len, 5);
-    assert_memory_equal(resp->env.body, "hello", 5);
+    if (c->error) {
+        assert_int_equal(resp->env.kind, VZ_KIND_ERROR);
+        assert_string_equal(resp->env.error_code, c->error);
+    } else {
+        assert_int_equal(resp->env.kind, VZ_KIND_REPLY);
+        assert_int_equal(resp->env.body_len, strlen(c->body));
+        assert_memory_equal(resp->env.body, c->body, resp->env.body_len);
+    }
     vz_response_destroy(&resp);
     assert_null(resp);
+    if (c->seen)
+        assert_int_equal(s_rig_count(&rig), c->seen);
     s_rig_stop(&rig);
+}
+
+static void test_reply(void **state)
+{
+    s_call_case(*state, &(call_case_t){MODE_ECHO, "ping", "hello", false, NULL, 1});
 }
 
 static void test_remote_error(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_ERROR);
-    vz_envelope_t req;
-    s_request(&req, "ping", "");
-    req.flags = VZ_FLAG_IDEMPOTENT; //  forbidden is not retryable anyway
-    vz_response_t *resp = NULL;
-    assert_int_equal(vz_client_call(rig.client, &req, 5000, &resp), 0);
-    assert_int_equal(resp->env.kind, VZ_KIND_ERROR);
-    assert_string_equal(resp->env.error_code, VZ_ERR_FORBIDDEN);
-    vz_response_destroy(&resp);
-    assert_int_equal(s_rig_count(&rig), 1);
-    s_rig_stop(&rig);
+    //  Idempotent, but forbidden is not retryable anyway.
+    s_call_case(*state, &(call_case_t){MODE_ERROR, "ping", "", true, VZ_ERR_FORBIDDEN, 1});
 }
 
 static void test_timeout(void **state)
@@ -285,46 +299,18 @@ static void test_late_reply_ignored(void **state)
 
 static void test_idempotent_retry(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_NO_WORKER_ONCE);
-    vz_envelope_t req;
-    s_request(&req, "get", "again");
-    req.flags = VZ_FLAG_IDEMPOTENT;
-    vz_response_t *resp = NULL;
-    assert_int_equal(vz_client_call(rig.client, &req, 5000, &resp), 0);
-    assert_int_equal(resp->env.kind, VZ_KIND_REPLY);
-    assert_memory_equal(resp->env.body, "again", 5);
-    vz_response_destroy(&resp);
-    assert_int_equal(s_rig_count(&rig), 2);
-    s_rig_stop(&rig);
+    s_call_case(*state, &(call_case_t){MODE_NO_WORKER_ONCE, "get", "again", true, NULL, 2});
 }
 
 static void test_no_retry_when_not_idempotent(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_NO_WORKER_ONCE);
-    vz_envelope_t req;
-    s_request(&req, "charge", "once");
-    vz_response_t *resp = NULL;
-    assert_int_equal(vz_client_call(rig.client, &req, 5000, &resp), 0);
-    assert_int_equal(resp->env.kind, VZ_KIND_ERROR);
-    assert_string_equal(resp->env.error_code, VZ_ERR_NO_WORKER);
-    vz_response_destroy(&resp);
-    assert_int_equal(s_rig_count(&rig), 1);
-    s_rig_stop(&rig);
+    s_call_case(*state,
+                &(call_case_t){MODE_NO_WORKER_ONCE, "charge", "once", false, VZ_ERR_NO_WORKER, 1});
 }
 
 static void test_junk_ignored(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_JUNK);
-    vz_envelope_t req;
-    s_request(&req, "ping", "through");
-    vz_response_t *resp = NULL;
-    assert_int_equal(vz_client_call(rig.client, &req, 5000, &resp), 0);
-    assert_memory_equal(resp->env.body, "through", 7);
-    vz_response_destroy(&resp);
-    s_rig_stop(&rig);
+    s_call_case(*state, &(call_case_t){MODE_JUNK, "ping", "through", false, NULL, 0});
 }
 
 static void test_interrupted_and_too_large(void **state)

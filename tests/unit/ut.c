@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vz_common.h"
 
@@ -50,6 +51,25 @@ int ut_write(const char *path, const char *text)
     if (fclose(f) != 0)
         rc = -1;
     return rc;
+}
+
+int ut_temp_file(char *path, size_t size, const char *tag, const char *text)
+{
+    const char *base = getenv("TMPDIR");
+    int n = snprintf(path, size, "%s/vz-%s-XXXXXX", base && *base ? base : "/tmp", tag);
+    if (n < 0 || (size_t)n >= size) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    if (ut_write(path, text) != 0) {
+        unlink(path);
+        return -1;
+    }
+    return 0;
 }
 
 char *ut_write_file(const char *dir, const char *name, const char *text)

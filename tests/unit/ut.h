@@ -32,6 +32,10 @@ int ut_rmtree(const char *dir);
 //  Write text to path, replacing the file. 0, or -1 with errno.
 int ut_write(const char *path, const char *text);
 
+//  Write text to a new file $TMPDIR/vz-<tag>-XXXXXX, its path into path
+//  (size bytes). 0, or -1 with errno. The caller unlinks it.
+int ut_temp_file(char *path, size_t size, const char *tag, const char *text);
+
 //  Write text to dir/name; the path, in a static buffer valid until the
 //  next call, or NULL on failure.
 char *ut_write_file(const char *dir, const char *name, const char *text);
