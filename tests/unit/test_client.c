@@ -503,16 +503,36 @@ static vz_call_t *s_call_new(rig_t *rig, fixture_t *f, zloop_t *loop, vz_metrics
     return call;
 }
 
+//  A rig with a loop and a vz_call attached to it (metrics may be NULL).
+typedef struct {
+    rig_t rig;       //  fake broker and client
+    zloop_t *loop;   //  runs the call's socket and timers
+    vz_call_t *call; //  under test
+} call_rig_t;
+
+static void s_call_rig_start(call_rig_t *cr, fixture_t *f, mode_t_ mode, vz_metrics_t *metrics,
+                             int pct, int min)
+{
+    s_rig_start(&cr->rig, f, mode);
+    cr->loop = zloop_new();
+    cr->call = s_call_new(&cr->rig, f, cr->loop, metrics, pct, min);
+}
+
+static void s_call_rig_stop(call_rig_t *cr)
+{
+    vz_call_destroy(&cr->call);
+    zloop_destroy(&cr->loop);
+    s_rig_stop(&cr->rig);
+}
+
 #define TRACE "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 //  The child's deadline is the earlier of the parent's and its timeout;
 //  the trace travels; done never runs inside start.
 static void test_call_reply_and_deadline(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_ECHO);
-    zloop_t *loop = zloop_new();
-    vz_call_t *call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    call_rig_t cr;
+    s_call_rig_start(&cr, *state, MODE_ECHO, NULL, 0, 0);
     calls_t c = {0};
     vz_envelope_t parent;
     vz_envelope_init(&parent, VZ_KIND_REQUEST);
@@ -525,14 +545,14 @@ static void test_call_reply_and_deadline(void **state)
                          .timeout_ms = 5000,
                          .idempotent = true,
                          .parent = &parent};
-    s_start(call, &c, &req);
-    assert_int_equal(vz_call_pending(call), 1);
-    s_run(loop, &c, 1);
+    s_start(cr.call, &c, &req);
+    assert_int_equal(vz_call_pending(cr.call), 1);
+    s_run(cr.loop, &c, 1);
     assert_false(c.inside);
     assert_int_equal(c.outcome[0], VZ_CALL_REPLY);
     assert_string_equal(c.body[0], "one");
     assert_int_equal(c.attempts[0], 1);
-    last_t l = s_last(&rig);
+    last_t l = s_last(&cr.rig);
     assert_true(l.deadline == parent.deadline_ms);
     assert_int_equal(l.flags, VZ_FLAG_IDEMPOTENT);
     assert_string_equal(l.trace, TRACE);
@@ -542,26 +562,22 @@ static void test_call_reply_and_deadline(void **state)
     req.timeout_ms = 100;
     req.idempotent = false;
     req.body = "two";
-    s_start(call, &c, &req);
-    s_run(loop, &c, 2);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 2);
     assert_string_equal(c.body[1], "two");
-    l = s_last(&rig);
+    l = s_last(&cr.rig);
     assert_true(l.deadline >= before + 100 && l.deadline <= vz_now_ms() + 100);
     assert_int_equal(l.flags, 0);
-    assert_int_equal(vz_call_pending(call), 0);
-    vz_call_destroy(&call);
-    zloop_destroy(&loop);
-    s_rig_stop(&rig);
+    assert_int_equal(vz_call_pending(cr.call), 0);
+    s_call_rig_stop(&cr);
 }
 
-//  no_worker once: the idempotent call goes again with the same id; the
+//  no_worker once: the idempotent cr.call goes again with the same id; the
 //  other one ends with the broker's error.
 static void test_call_retry(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_NO_WORKER_ONCE);
-    zloop_t *loop = zloop_new();
-    vz_call_t *call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    call_rig_t cr;
+    s_call_rig_start(&cr, *state, MODE_NO_WORKER_ONCE, NULL, 0, 0);
     calls_t c = {0};
     vz_call_req_t req = {.service = "echo",
                          .method = "get",
@@ -569,85 +585,73 @@ static void test_call_retry(void **state)
                          .body_len = 5,
                          .timeout_ms = 2000,
                          .idempotent = true};
-    s_start(call, &c, &req);
-    s_run(loop, &c, 1);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 1);
     assert_int_equal(c.outcome[0], VZ_CALL_REPLY);
     assert_string_equal(c.body[0], "again");
     assert_int_equal(c.attempts[0], 2);
-    last_t l = s_last(&rig);
+    last_t l = s_last(&cr.rig);
     assert_int_equal(l.count, 2);
     assert_string_equal(l.first, l.id);
-    vz_call_destroy(&call);
-    zloop_destroy(&loop);
-    s_rig_stop(&rig);
+    s_call_rig_stop(&cr);
 
-    s_rig_start(&rig, *state, MODE_NO_WORKER_ONCE);
-    loop = zloop_new();
-    call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    s_call_rig_start(&cr, *state, MODE_NO_WORKER_ONCE, NULL, 0, 0);
     req.idempotent = false;
-    s_start(call, &c, &req);
-    s_run(loop, &c, 2);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 2);
     assert_int_equal(c.outcome[1], VZ_CALL_REMOTE);
     assert_string_equal(c.code[1], VZ_ERR_NO_WORKER);
-    assert_int_equal(s_last(&rig).count, 1);
-    vz_call_destroy(&call);
-    zloop_destroy(&loop);
-    s_rig_stop(&rig);
+    assert_int_equal(s_last(&cr.rig).count, 1);
+    s_call_rig_stop(&cr);
 }
 
-//  A callee that always fails: at most VZ_RETRY_MAX retries per call, and
+//  A callee that always fails: at most VZ_RETRY_MAX retries per cr.call, and
 //  fewer once the budget (1 token, 1 %) is spent; -1 turns retries off.
 static void test_call_budget(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_UNAVAILABLE);
-    zloop_t *loop = zloop_new();
+    call_rig_t cr;
     vz_metrics_t *metrics = vz_metrics_new();
-    vz_call_t *call = s_call_new(&rig, *state, loop, metrics, 1, 1);
+    s_call_rig_start(&cr, *state, MODE_UNAVAILABLE, metrics, 1, 1);
     calls_t c = {0};
     vz_call_req_t req = {
         .service = "echo", .method = "get", .timeout_ms = 2000, .idempotent = true};
-    s_start(call, &c, &req);
-    s_run(loop, &c, 1);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 1);
     assert_int_equal(c.outcome[0], VZ_CALL_REMOTE);
     assert_string_equal(c.code[0], VZ_ERR_UNAVAILABLE);
     assert_int_equal(c.attempts[0], 2); //  one retry, then the budget said no
-    s_start(call, &c, &req);
-    s_run(loop, &c, 2);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 2);
     assert_int_equal(c.attempts[1], 1); //  budget still spent
-    assert_int_equal(s_last(&rig).count, 3);
+    assert_int_equal(s_last(&cr.rig).count, 3);
     char *text = vz_metrics_render(metrics);
     assert_non_null(strstr(text, "vz_call_retries_total 1\n"));
     assert_non_null(strstr(text, "vz_call_retries_denied_total 2\n"));
     assert_non_null(strstr(text, "vz_call_total{outcome=\"error\"} 2\n"));
     free(text);
-    vz_call_destroy(&call);
+    vz_call_destroy(&cr.call);
 
-    call = s_call_new(&rig, *state, loop, NULL, -1, 0);
-    s_start(call, &c, &req);
-    s_run(loop, &c, 3);
+    cr.call = s_call_new(&cr.rig, *state, cr.loop, NULL, -1, 0);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 3);
     assert_int_equal(c.attempts[2], 1);
-    vz_call_destroy(&call);
-    zloop_destroy(&loop);
+    s_call_rig_stop(&cr);
     vz_metrics_destroy(&metrics);
-    s_rig_stop(&rig);
 }
 
 //  Nobody answers: a local timeout at deadline + grace, never a hang. A
-//  deadline already passed is not even sent. A late answer to a call that
+//  deadline already passed is not even sent. A late answer to a cr.call that
 //  ended is dropped.
 static void test_call_local_timeout(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_LATE);
-    zloop_t *loop = zloop_new();
-    vz_call_t *call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    call_rig_t cr;
+    s_call_rig_start(&cr, *state, MODE_LATE, NULL, 0, 0);
     calls_t c = {0};
     vz_call_req_t req = {
         .service = "echo", .method = "get", .body = "first", .body_len = 5, .timeout_ms = 100};
     int64_t start = zclock_mono();
-    s_start(call, &c, &req);
-    s_run(loop, &c, 1);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 1);
     assert_int_equal(c.outcome[0], VZ_CALL_LOCAL);
     assert_string_equal(c.code[0], VZ_ERR_TIMEOUT);
     assert_true(c.at[0] - start >= 150 && c.at[0] - start < 2000);
@@ -656,59 +660,54 @@ static void test_call_local_timeout(void **state)
     vz_envelope_init(&parent, VZ_KIND_REQUEST);
     parent.deadline_ms = vz_now_ms() - 1;
     vz_call_req_t late = {.service = "echo", .method = "get", .parent = &parent};
-    s_start(call, &c, &late);
-    s_run(loop, &c, 2);
+    s_start(cr.call, &c, &late);
+    s_run(cr.loop, &c, 2);
     assert_false(c.inside);
     assert_string_equal(c.code[1], VZ_ERR_TIMEOUT);
     assert_int_equal(c.attempts[1], 0);
-    assert_int_equal(s_last(&rig).count, 1);
+    assert_int_equal(s_last(&cr.rig).count, 1);
 
-    //  The broker now answers the first call (stale), then the second.
+    //  The broker now answers the first cr.call (stale), then the second.
     req.body = "second";
     req.body_len = 6;
     req.timeout_ms = 2000;
-    s_start(call, &c, &req);
-    s_run(loop, &c, 3);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 3);
     assert_int_equal(c.outcome[2], VZ_CALL_REPLY);
     assert_string_equal(c.body[2], "second");
-    vz_call_destroy(&call);
-    zloop_destroy(&loop);
-    assert_int_equal(c.n, 3);
-    s_rig_stop(&rig);
+    s_call_rig_stop(&cr);
+    assert_int_equal(c.n, 3); //  destroy ran no done twice
 }
 
-//  Close ends every pending call at once with "unavailable"; a call after
+//  Close ends every pending cr.call at once with "unavailable"; a cr.call after
 //  close ends inside start; destroy closes too. Nothing is left behind.
 static void test_call_close(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_SILENT);
-    zloop_t *loop = zloop_new();
-    vz_call_t *call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    call_rig_t cr;
+    s_call_rig_start(&cr, *state, MODE_SILENT, NULL, 0, 0);
     calls_t c = {0};
     vz_call_req_t req = {.service = "echo", .method = "get", .timeout_ms = 5000};
-    s_start(call, &c, &req);
-    s_start(call, &c, &req);
-    assert_int_equal(vz_call_pending(call), 2);
-    vz_call_close(call);
+    s_start(cr.call, &c, &req);
+    s_start(cr.call, &c, &req);
+    assert_int_equal(vz_call_pending(cr.call), 2);
+    vz_call_close(cr.call);
     assert_int_equal(c.n, 2);
-    assert_int_equal(vz_call_pending(call), 0);
+    assert_int_equal(vz_call_pending(cr.call), 0);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(c.outcome[i], VZ_CALL_LOCAL);
         assert_string_equal(c.code[i], VZ_ERR_UNAVAILABLE);
     }
-    s_start(call, &c, &req);
+    s_start(cr.call, &c, &req);
     assert_int_equal(c.n, 3);
     assert_true(c.inside);
-    vz_call_destroy(&call);
+    vz_call_destroy(&cr.call);
 
-    call = s_call_new(&rig, *state, loop, NULL, 0, 0);
-    s_start(call, &c, &req);
-    vz_call_destroy(&call);
+    cr.call = s_call_new(&cr.rig, *state, cr.loop, NULL, 0, 0);
+    s_start(cr.call, &c, &req);
+    vz_call_destroy(&cr.call);
     assert_int_equal(c.n, 4);
     assert_string_equal(c.code[3], VZ_ERR_UNAVAILABLE);
-    zloop_destroy(&loop);
-    s_rig_stop(&rig);
+    s_call_rig_stop(&cr);
 }
 
 //  --------------------------------------------------------------------------
