@@ -108,6 +108,12 @@ int vzt_proc_stop(vzt_proc_t **self_p, const char *log, int want_exit);
 //  vz_broker_workers{service="echo"}. 0 and *value, -ENOENT when the series
 //  is absent (*value = 0), -1 when the page cannot be fetched.
 int vzt_metric(int port, const char *series, double *value);
+//  The /metrics page on port (heap, caller frees) into *page_p; 0, or -1
+//  when it cannot be fetched or the status is not 200 (*page_p NULL).
+int vzt_metrics_page(int port, char **page_p);
+//  The first of the NULL-terminated names that page does not contain, or
+//  NULL when it has them all.
+const char *vzt_metrics_lack(const char *page, const char *const names[]);
 
 //  A throwaway redis-server on 127.0.0.1:port (no persistence, files in
 //  dir, log in dir/redis.log), returned once it answers PING; NULL if it

@@ -57,14 +57,10 @@ static void s_reply(zsock_t *router, zframe_t *rid, const vz_envelope_t *req, co
         rep.body = (const uint8_t *)body;
         rep.body_len = strlen(body);
     }
-    uint8_t *buf;
-    size_t len;
-    assert_int_equal(vz_envelope_encode(&rep, &buf, &len), 0);
     zmsg_t *msg = zmsg_new();
     zmsg_append(msg, &(zframe_t *){zframe_dup(rid)});
     zmsg_addstr(msg, VZ_CMD_REPLY);
-    zmsg_addmem(msg, buf, len);
-    free(buf);
+    assert_int_equal(ut_msg_add_env(msg, &rep), 0);
     zmsg_send(&msg, router);
 }
 

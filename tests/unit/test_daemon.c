@@ -226,38 +226,24 @@ static void test_help(void **state)
 
 static void test_config_errors(void **state)
 {
-    static const char *const port[] = {"VZ_ADMIN_PORT=\\\"80x\\\"", "expected an integer", NULL};
-    setenv("VZ_ADMIN_PORT", "80x", 1);
-    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, port);
-    setup(state);
-
-    static const char *const hb[] = {"VZ_HEARTBEAT_MS", "expected a duration", NULL};
-    setenv("VZ_HEARTBEAT_MS", "fast", 1);
-    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, hb);
-    setup(state);
-
-    static const char *const own[] = {"ECHO_WORKERS=\\\"99\\\"", "1..16", NULL};
-    setenv("ECHO_WORKERS", "99", 1);
-    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, own);
-    setup(state);
-
-    static const char *const level[] = {"VZ_LOG_LEVEL", "loud", NULL};
-    setenv("VZ_LOG_LEVEL", "loud", 1);
-    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, level);
-    setup(state);
-
-    static const char *const eps[] = {"VZ_BROKER_ENDPOINTS", NULL};
-    setenv("VZ_BROKER_ENDPOINTS", "tcp://nohost", 1);
-    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, eps);
-    setup(state);
-
-    static const char *const notify[] = {"VZ_NOTIFY_FD", NULL};
-    setenv("VZ_NOTIFY_FD", "abc", 1);
-    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, notify);
-    setup(state);
-    setenv("VZ_NOTIFY_FD", "999", 1); //  not open
-    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, notify);
-    setup(state);
+    //  One bad variable at a time: a permanent exit naming it.
+    static const struct {
+        const char *name, *value;   //  the variable set
+        const char *const frags[3]; //  what stderr must say (NULL-terminated)
+    } bad_env[] = {
+        {"VZ_ADMIN_PORT", "80x", {"VZ_ADMIN_PORT=\\\"80x\\\"", "expected an integer"}},
+        {"VZ_HEARTBEAT_MS", "fast", {"VZ_HEARTBEAT_MS", "expected a duration"}},
+        {"ECHO_WORKERS", "99", {"ECHO_WORKERS=\\\"99\\\"", "1..16"}},
+        {"VZ_LOG_LEVEL", "loud", {"VZ_LOG_LEVEL", "loud"}},
+        {"VZ_BROKER_ENDPOINTS", "tcp://nohost", {"VZ_BROKER_ENDPOINTS"}},
+        {"VZ_NOTIFY_FD", "abc", {"VZ_NOTIFY_FD"}},
+        {"VZ_NOTIFY_FD", "999", {"VZ_NOTIFY_FD"}}, //  not open
+    };
+    for (size_t i = 0; i < sizeof bad_env / sizeof bad_env[0]; i++) {
+        setenv(bad_env[i].name, bad_env[i].value, 1);
+        expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, bad_env[i].frags);
+        setup(state);
+    }
 
     char *bad_arg[] = {"echo", "--verbose", NULL};
     static const char *const arg[] = {"unknown argument", "--verbose", NULL};

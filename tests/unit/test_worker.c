@@ -351,6 +351,19 @@ static void s_expect_rep(rig_t *rig, rep_t *rep)
     assert_int_equal(ut_broker_recv_rep(&rig->broker, rep, WAIT_MS), 0);
 }
 
+//  The next REP answers tag: an error with code error, or a reply when
+//  error is NULL.
+static void s_expect_tagged(rig_t *rig, const char *tag, const char *error)
+{
+    rep_t rep;
+    s_expect_rep(rig, &rep);
+    assert_string_equal(rep.tag, tag);
+    assert_int_equal(rep.env.kind, error ? VZ_KIND_ERROR : VZ_KIND_REPLY);
+    if (error)
+        assert_string_equal(rep.env.error_code, error);
+    zframe_destroy(&rep.frame);
+}
+
 static void test_ready_and_heartbeat(void **state)
 {
     rig_t rig;
@@ -390,11 +403,7 @@ static void test_dispatch(void **state)
     zframe_destroy(&rep.frame);
 
     s_send_req(&rig, "tag00003", "alice", "nosuch", "", 0);
-    s_expect_rep(&rig, &rep);
-    assert_string_equal(rep.tag, "tag00003");
-    assert_int_equal(rep.env.kind, VZ_KIND_ERROR);
-    assert_string_equal(rep.env.error_code, VZ_ERR_UNKNOWN_METHOD);
-    zframe_destroy(&rep.frame);
+    s_expect_tagged(&rig, "tag00003", VZ_ERR_UNKNOWN_METHOD);
 
     s_send_req(&rig, "tag00004", "alice", "small", "12345", 0);
     s_expect_rep(&rig, &rep);
@@ -438,10 +447,7 @@ static void test_expired_dropped(void **state)
     s_send_req(&rig, "expired1", "alice", "echo", "late", vz_now_ms() - 1);
     s_send_req(&rig, "fresh001", "alice", "echo", "now", vz_now_ms() + WAIT_MS);
     //  Requests are handled in order: the first REP must be the fresh one.
-    rep_t rep;
-    s_expect_rep(&rig, &rep);
-    assert_string_equal(rep.tag, "fresh001");
-    zframe_destroy(&rep.frame);
+    s_expect_tagged(&rig, "fresh001", NULL);
     assert_true(s_counter(&rig, "service=svc,method=echo,outcome=expired") == 1);
     s_rig_stop(&rig);
 }
@@ -476,17 +482,11 @@ static void test_malformed_ignored(void **state)
     zmsg_addstr(msg, "alice");
     zmsg_addstr(msg, "\xc1\xff\x00garbage");
     s_send(&rig, &msg);
-    rep_t rep;
-    s_expect_rep(&rig, &rep);
-    assert_string_equal(rep.tag, "badenv01");
-    assert_string_equal(rep.env.error_code, VZ_ERR_MALFORMED);
-    zframe_destroy(&rep.frame);
+    s_expect_tagged(&rig, "badenv01", VZ_ERR_MALFORMED);
 
     //  Still serving.
     s_send_req(&rig, "after001", "alice", "echo", "ok", 0);
-    s_expect_rep(&rig, &rep);
-    assert_string_equal(rep.tag, "after001");
-    zframe_destroy(&rep.frame);
+    s_expect_tagged(&rig, "after001", NULL);
     assert_true(s_dropped(&rig) == 5);
     s_rig_stop(&rig);
 }
@@ -505,10 +505,7 @@ static void test_silence_reconnects(void **state)
     rig.broker.silent = false;
     //  And it serves on the new link.
     s_send_req(&rig, "again001", "alice", "echo", "x", 0);
-    rep_t rep;
-    s_expect_rep(&rig, &rep);
-    assert_string_equal(rep.tag, "again001");
-    zframe_destroy(&rep.frame);
+    s_expect_tagged(&rig, "again001", NULL);
     s_rig_stop(&rig);
 }
 
@@ -566,10 +563,7 @@ static void test_drain(void **state)
 
     //  Work already dispatched is still served while draining.
     s_send_req(&rig, "drain001", "alice", "echo", "last", 0);
-    rep_t rep;
-    s_expect_rep(&rig, &rep);
-    assert_string_equal(rep.tag, "drain001");
-    zframe_destroy(&rep.frame);
+    s_expect_tagged(&rig, "drain001", NULL);
 
     //  Our BYE ends the drain long before its 60 s budget.
     s_send_cmd(&rig, VZ_CMD_BYE);
@@ -755,19 +749,10 @@ static void s_send_bundle(rig_t *rig, const char *tag, const char *method, vz_ba
     outer.deadline_ms = vz_now_ms() + WAIT_MS;
     uint8_t *body = vz_batch_request_encode(items, n, &outer.body_len);
     outer.body = body;
-    uint8_t *buf;
-    size_t len;
-    assert_int_equal(vz_envelope_encode(&outer, &buf, &len), 0);
+    assert_int_equal(ut_broker_send_req(&rig->broker, tag, "alice", &outer), 0);
     free(body);
     for (size_t i = 0; i < n; i++)
         free((void *)items[i].data);
-    zmsg_t *msg = zmsg_new();
-    zmsg_addstr(msg, VZ_CMD_REQUEST);
-    zmsg_addmem(msg, tag, VZ_TAG_SIZE);
-    zmsg_addstr(msg, "alice");
-    zmsg_addmem(msg, buf, len);
-    free(buf);
-    s_send(rig, &msg);
 }
 
 //  The bundle reply for tag: n item envelopes decoded into out (pointing
@@ -861,21 +846,8 @@ static void test_bundle(void **state)
     bad.flags = VZ_FLAG_BUNDLE;
     bad.body = (const uint8_t *)"\xc4\x01x"; //  a bin, not an array
     bad.body_len = 3;
-    uint8_t *buf;
-    size_t len;
-    assert_int_equal(vz_envelope_encode(&bad, &buf, &len), 0);
-    zmsg_t *msg = zmsg_new();
-    zmsg_addstr(msg, VZ_CMD_REQUEST);
-    zmsg_addmem(msg, "bund0005", VZ_TAG_SIZE);
-    zmsg_addstr(msg, "alice");
-    zmsg_addmem(msg, buf, len);
-    free(buf);
-    s_send(&rig, &msg);
-    s_expect_rep(&rig, &rep);
-    assert_string_equal(rep.tag, "bund0005");
-    assert_int_equal(rep.env.kind, VZ_KIND_ERROR);
-    assert_string_equal(rep.env.error_code, VZ_ERR_MALFORMED);
-    zframe_destroy(&rep.frame);
+    assert_int_equal(ut_broker_send_req(&rig.broker, "bund0005", "alice", &bad), 0);
+    s_expect_tagged(&rig, "bund0005", VZ_ERR_MALFORMED);
 
     assert_true(s_counter(&rig, "service=svc,method=echo,outcome=ok") == 3);
     assert_true(s_counter(&rig, "service=svc,method=echo,outcome=expired") == 1);

@@ -195,19 +195,28 @@ int ut_broker_send_cmd(ut_broker_t *self, const char *cmd)
     return ut_broker_send(self, &msg);
 }
 
-int ut_broker_send_req(ut_broker_t *self, const char *tag, const char *caller,
-                       const vz_envelope_t *req)
+int ut_msg_add_env(zmsg_t *msg, const vz_envelope_t *env)
 {
     uint8_t *buf;
     size_t len;
-    if (vz_envelope_encode(req, &buf, &len) != 0)
+    if (vz_envelope_encode(env, &buf, &len) != 0)
         return -1;
+    zmsg_addmem(msg, buf, len);
+    free(buf);
+    return 0;
+}
+
+int ut_broker_send_req(ut_broker_t *self, const char *tag, const char *caller,
+                       const vz_envelope_t *req)
+{
     zmsg_t *msg = zmsg_new();
     zmsg_addstr(msg, VZ_CMD_REQUEST);
     zmsg_addmem(msg, tag, VZ_TAG_SIZE);
     zmsg_addstr(msg, caller);
-    zmsg_addmem(msg, buf, len);
-    free(buf);
+    if (ut_msg_add_env(msg, req) != 0) {
+        zmsg_destroy(&msg);
+        return -1;
+    }
     return ut_broker_send(self, &msg);
 }
 

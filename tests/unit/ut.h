@@ -70,6 +70,9 @@ zcert_t *ut_cert_load(const char *dir, const char *name);
 //  loopback port that answers the worker's heartbeats like a real broker
 //  (unless silent), so a slow run (valgrind) never looks dead.
 
+//  Append env, encoded, as one frame of msg. 0, or -1 when it does not encode.
+int ut_msg_add_env(zmsg_t *msg, const vz_envelope_t *env);
+
 typedef struct {
     zsock_t *router;   //  the broker's socket
     zframe_t *rid;     //  the worker's latest routing id, or NULL
