@@ -32,14 +32,8 @@
 #define S_TRACE                                                                                    \
     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" //  "relay_short"'s own timeout
 
-typedef struct {
-    vzt_mesh_t *mesh;       //  keys/, policy.cfg, the broker, logs
-    const char *dir;        //  its directory
-    int broker_port;        //  broker ROUTER port
-    int admin_port;         //  broker admin port
-    const char *endpoint;   //  tcp://127.0.0.1:<broker_port>
-    const char *broker_key; //  broker public key, Z85
-} s_env_t;
+//  The group's mesh: keys/, policy.cfg, the broker, logs.
+typedef vzt_mesh_t s_env_t;
 
 static const char *s_policy = "identity\n"
                               "    tester\n"
@@ -55,30 +49,20 @@ static const char *s_policy = "identity\n"
 
 static int s_setup(void **state)
 {
-    s_env_t *env = calloc(1, sizeof *env);
     char *const settings[] = {"VZ_HEARTBEAT_MS=200", NULL};
-    env->mesh = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "call",
-                                                  .daemons = "",
-                                                  .identities = "tester,front,downstream,echo",
-                                                  .policy = s_policy,
-                                                  .env = settings,
-                                                  .no_redis = true});
-    assert_non_null(env->mesh);
-    env->dir = vzt_mesh_dir(env->mesh);
-    env->broker_port = vzt_mesh_broker_port(env->mesh);
-    env->admin_port = vzt_mesh_admin_port(env->mesh, "broker");
-    env->endpoint = vzt_mesh_endpoint(env->mesh);
-    env->broker_key = vzt_mesh_broker_key(env->mesh);
-    *state = env;
+    *state = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "call",
+                                               .daemons = "",
+                                               .identities = "tester,front,downstream,echo",
+                                               .policy = s_policy,
+                                               .env = settings,
+                                               .no_redis = true});
+    assert_non_null(*state);
     return 0;
 }
 
 static int s_teardown(void **state)
 {
-    s_env_t *env = *state;
-    int rc = vzt_mesh_destroy(&env->mesh);
-    free(env);
-    return rc;
+    return vzt_mesh_destroy((vzt_mesh_t **)state);
 }
 
 //  --------------------------------------------------------------------------
@@ -145,9 +129,9 @@ static const vz_method_t s_front[] = {
 static const vz_method_t s_downstream[] = {{"work", h_work, VZ_METHOD_DEFERRED, 0}};
 
 typedef struct {
-    const s_env_t *env; //  broker
-    const char *name;   //  service and certificate
-    zcert_t *cert;      //  its certificate (the mesh's, loaded by the test thread)
+    s_env_t *env;     //  broker
+    const char *name; //  service and certificate
+    zcert_t *cert;    //  its certificate (the mesh's, loaded by the test thread)
 } s_role_t;
 
 typedef struct {
@@ -180,8 +164,8 @@ static void s_worker_actor(zsock_t *pipe, void *arg)
     bool front = streq(role->name, "front");
     zcert_t *cert = role->cert;
     vz_worker_config_t config = {.service = role->name,
-                                 .endpoints = role->env->endpoint,
-                                 .broker_key = role->env->broker_key,
+                                 .endpoints = vzt_mesh_endpoint(role->env),
+                                 .broker_key = vzt_mesh_broker_key(role->env),
                                  .cert = cert,
                                  .heartbeat_ms = S_HB_MS,
                                  .credit = 4};
@@ -189,7 +173,8 @@ static void s_worker_actor(zsock_t *pipe, void *arg)
     vz_worker_t *worker =
         vz_worker_new(&config, front ? s_front : s_downstream, front ? 3 : 1, &app);
     zloop_t *loop = zloop_new();
-    vz_call_config_t cc = {.broker = {role->env->endpoint, role->env->broker_key, cert}};
+    vz_call_config_t cc = {
+        .broker = {vzt_mesh_endpoint(role->env), vzt_mesh_broker_key(role->env), cert}};
     app.calls = front ? vz_call_new(&cc) : NULL;
     s_actor_t actor = {&app, worker};
     zloop_reader(loop, pipe, s_on_pipe, &actor);
@@ -265,20 +250,21 @@ typedef struct {
 } s_world_t;
 
 //  An identity's certificate, borrowed from the mesh.
-static zcert_t *s_cert(const s_env_t *env, const char *name)
+static zcert_t *s_cert(s_env_t *env, const char *name)
 {
-    zcert_t *cert = vzt_mesh_cert(env->mesh, name);
+    zcert_t *cert = vzt_mesh_cert(env, name);
     assert_non_null(cert);
     return cert;
 }
 
-static void s_world_start(s_world_t *w, const s_env_t *env, bool front, bool downstream)
+static void s_world_start(s_world_t *w, s_env_t *env, bool front, bool downstream)
 {
     *w = (s_world_t){.front_role = {env, "front", s_cert(env, "front")},
                      .downstream_role = {env, "downstream", s_cert(env, "downstream")}};
     w->front = front ? s_start(&w->front_role) : NULL;
     w->downstream = downstream ? s_start(&w->downstream_role) : NULL;
-    vz_client_config_t config = {env->endpoint, env->broker_key, s_cert(env, "tester")};
+    vz_client_config_t config = {vzt_mesh_endpoint(env), vzt_mesh_broker_key(env),
+                                 s_cert(env, "tester")};
     w->client = vz_client_new(&config);
     assert_non_null(w->client);
 }
@@ -319,10 +305,10 @@ static vz_response_t *s_recv(vz_client_t *client, int wait_ms)
     return NULL;
 }
 
-static double s_metric(const s_env_t *env, const char *series)
+static double s_metric(s_env_t *env, const char *series)
 {
     double value = 0;
-    int rc = vzt_metric(env->admin_port, series, &value);
+    int rc = vzt_metric(vzt_mesh_admin_port(env, "broker"), series, &value);
     assert_true(rc == 0 || rc == -ENOENT);
     return value;
 }
@@ -442,7 +428,8 @@ static void test_caller_dies(void **state)
     s_world_t w;
     s_world_start(&w, env, false, true);
     char *const more[] = {"VZ_HEARTBEAT_MS=200", NULL};
-    vzt_proc_t *echo = vzt_daemon(env->dir, "echo", NULL, env->broker_port, 0, 0, more, true);
+    vzt_proc_t *echo =
+        vzt_daemon(vzt_mesh_dir(env), "echo", NULL, vzt_mesh_broker_port(env), 0, 0, more, true);
     assert_non_null(echo);
     double gone =
         s_metric(env, "vz_broker_send_failed_total{peer=\"client\",reason=\"unreachable\"}");
@@ -494,8 +481,8 @@ static void test_caller_stops(void **state)
     s_world_t w;
     s_world_start(&w, env, false, true);
     char *const more[] = {"VZ_HEARTBEAT_MS=200", "VZ_DRAIN_TIMEOUT_MS=4000", NULL};
-    vzt_proc_t *echo =
-        vzt_daemon(env->dir, "echo", "echo-term", env->broker_port, 0, 0, more, true);
+    vzt_proc_t *echo = vzt_daemon(vzt_mesh_dir(env), "echo", "echo-term", vzt_mesh_broker_port(env),
+                                  0, 0, more, true);
     assert_non_null(echo);
     s_send(w.client, "echo", "relay", "stops-1", "downstream.work hello", vz_now_ms() + 8000);
     s_got_t got;
@@ -521,7 +508,8 @@ static void test_event_delivered(void **state)
     s_env_t *env = *state;
     s_world_t w;
     s_world_start(&w, env, false, true);
-    vz_event_config_t config = {.broker = {env->endpoint, env->broker_key, s_cert(env, "tester")}};
+    vz_event_config_t config = {
+        .broker = {vzt_mesh_endpoint(env), vzt_mesh_broker_key(env), s_cert(env, "tester")}};
     vz_event_t *events = vz_event_new(&config);
     assert_non_null(events);
     int64_t before = vz_now_ms();
