@@ -111,6 +111,17 @@ static void test_urls(void **state)
     vz_redis_destroy(&(vz_redis_t *){NULL});
 }
 
+//  A command (up to two arguments) whose reply is of type, and after
+//  which the connection is up.
+static void s_expect_type(vz_redis_t *r, const char *a, const char *b, int type)
+{
+    redisReply *reply = s_cmd(r, a, b, NULL);
+    assert_non_null(reply);
+    assert_int_equal(reply->type, type);
+    freeReplyObject(reply);
+    assert_true(vz_redis_up(r));
+}
+
 static void test_commands(void **state)
 {
     server_t *srv = *state;
@@ -130,14 +141,8 @@ static void test_commands(void **state)
     assert_memory_equal(reply->str, "a\0b", 3);
     freeReplyObject(reply);
     //  An error reply is a reply, and the connection stays up.
-    reply = s_cmd(r, "NOSUCHCOMMAND", NULL, NULL);
-    assert_non_null(reply);
-    assert_int_equal(reply->type, REDIS_REPLY_ERROR);
-    freeReplyObject(reply);
-    assert_true(vz_redis_up(r));
-    reply = s_cmd(r, "PING", NULL, NULL);
-    assert_int_equal(reply->type, REDIS_REPLY_STATUS);
-    freeReplyObject(reply);
+    s_expect_type(r, "NOSUCHCOMMAND", NULL, REDIS_REPLY_ERROR);
+    s_expect_type(r, "PING", NULL, REDIS_REPLY_STATUS);
     vz_redis_destroy(&r);
 
     //  /db selects the database.
@@ -331,11 +336,7 @@ static void test_restart(void **state)
     assert_true(vz_redis_ensure(r) < 0);
     assert_false(vz_redis_up(r));
     s_server_start(srv);
-    reply = s_cmd(r, "PING", NULL, NULL);
-    assert_non_null(reply);
-    assert_int_equal(reply->type, REDIS_REPLY_STATUS);
-    freeReplyObject(reply);
-    assert_true(vz_redis_up(r));
+    s_expect_type(r, "PING", NULL, REDIS_REPLY_STATUS);
     vz_redis_destroy(&r);
 }
 
