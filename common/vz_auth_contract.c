@@ -12,9 +12,6 @@
 
 #include "vz_mp.h"
 
-#define S_COUNT(table) (sizeof(table) / sizeof((table)[0]))
-#define S_ALL(table) (((uint64_t)1 << S_COUNT(table)) - 1)
-
 //  A token is the longest value; unknown values may nest a little.
 static const vz_mp_limits_t s_limits = {
     .max_string = VZ_JWT_TOKEN_MAX, .max_count = 64, .max_depth = 8};
@@ -47,14 +44,14 @@ static const vz_mp_field_t s_token_info[] = {
     VZ_MP_INT(vz_auth_token_info_t, iat, "iat", INT64_MAX),
 };
 
-static const vz_mp_message_t s_key_verify_msg = {s_key_verify, S_COUNT(s_key_verify),
-                                                 S_ALL(s_key_verify), false, &s_limits};
-static const vz_mp_message_t s_key_identity_msg = {s_key_identity, S_COUNT(s_key_identity), 1,
+static const vz_mp_message_t s_key_verify_msg = {s_key_verify, VZ_MP_COUNT(s_key_verify),
+                                                 VZ_MP_ALL(s_key_verify), false, &s_limits};
+static const vz_mp_message_t s_key_identity_msg = {s_key_identity, VZ_MP_COUNT(s_key_identity), 1,
                                                    false, &s_limits}; //  valid
-static const vz_mp_message_t s_introspect_msg = {s_introspect, S_COUNT(s_introspect),
-                                                 S_ALL(s_introspect), false, &s_limits};
+static const vz_mp_message_t s_introspect_msg = {s_introspect, VZ_MP_COUNT(s_introspect),
+                                                 VZ_MP_ALL(s_introspect), false, &s_limits};
 //  active alone when inactive; an active answer carries every claim.
-static const vz_mp_message_t s_token_info_msg = {s_token_info, S_COUNT(s_token_info), 1, false,
+static const vz_mp_message_t s_token_info_msg = {s_token_info, VZ_MP_COUNT(s_token_info), 1, false,
                                                  &s_limits};
 static const vz_mp_message_t s_token_inactive_msg = {s_token_info, 1, 1, false, &s_limits};
 
@@ -119,7 +116,7 @@ int vz_auth_token_info_decode(vz_auth_token_info_t *info, const uint8_t *buf, si
     int rc = vz_mp_decode_message(&s_token_info_msg, info, buf, len, &seen, reason);
     const char *missing =
         rc == 0 && info->active
-            ? vz_mp_missing(s_token_info, S_COUNT(s_token_info), S_ALL(s_token_info), seen)
+            ? vz_mp_missing(s_token_info, VZ_MP_COUNT(s_token_info), VZ_MP_ALL(s_token_info), seen)
             : NULL;
     return missing ? s_refuse(reason, missing) : rc;
 }

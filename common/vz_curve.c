@@ -259,14 +259,31 @@ void vz_auth_destroy(vz_auth_t **self_p)
     }
 }
 
-static void s_common_options(zsock_t *sock)
+//  A socket of type with the options every vizmesh socket has and cert
+//  applied; NULL when out of resources.
+static zsock_t *s_sock_new(int type, zcert_t *cert)
 {
+    zsock_t *sock = zsock_new(type);
+    if (!sock)
+        return NULL;
     //  Linger 0: a daemon that stops must not hang on a dead peer.
     zsock_set_linger(sock, 0);
     zsock_set_sndhwm(sock, VZ_SOCK_HWM);
     zsock_set_rcvhwm(sock, VZ_SOCK_HWM);
     //  A stalled CURVE handshake should not hold a connection forever.
     zsock_set_handshake_ivl(sock, 5000);
+    zcert_apply(cert, sock);
+    return sock;
+}
+
+//  Destroy a socket that could not bind or connect; errno is kept (or set
+//  to fallback when the failure left none). Returns NULL.
+static zsock_t *s_sock_fail(zsock_t **sock_p, int fallback)
+{
+    int saved = errno;
+    zsock_destroy(sock_p);
+    errno = saved ? saved : fallback;
+    return NULL;
 }
 
 zsock_t *vz_curve_server(int type, const char *endpoint, zcert_t *cert)
@@ -276,23 +293,17 @@ zsock_t *vz_curve_server(int type, const char *endpoint, zcert_t *cert)
         errno = EINVAL;
         return NULL;
     }
-    zsock_t *sock = zsock_new(type);
+    zsock_t *sock = s_sock_new(type, cert);
     if (!sock)
         return NULL;
-    s_common_options(sock);
-    zcert_apply(cert, sock);
     zsock_set_curve_server(sock, 1);
     zsock_set_zap_domain(sock, VZ_ZAP_DOMAIN);
     //  No frame of the protocol is larger than an envelope; libzmq drops a
     //  connection that sends more before anything is buffered. Options are
     //  copied into listeners at bind time, so this must come first.
     zsock_set_maxmsgsize(sock, (int)(vz_envelope_limits_default.max_frame + 4096));
-    if (zsock_bind(sock, "%s", endpoint) < 0) {
-        int saved = errno;
-        zsock_destroy(&sock);
-        errno = saved;
-        return NULL;
-    }
+    if (zsock_bind(sock, "%s", endpoint) < 0)
+        return s_sock_fail(&sock, EINVAL);
     return sock;
 }
 
@@ -303,11 +314,9 @@ zsock_t *vz_curve_client(int type, const char *endpoints, zcert_t *cert, const c
         errno = EINVAL;
         return NULL;
     }
-    zsock_t *sock = zsock_new(type);
+    zsock_t *sock = s_sock_new(type, cert);
     if (!sock)
         return NULL;
-    s_common_options(sock);
-    zcert_apply(cert, sock);
     zsock_set_curve_serverkey(sock, server_key);
     char *list = strdup(endpoints);
     assert(list);
@@ -316,13 +325,7 @@ zsock_t *vz_curve_client(int type, const char *endpoints, zcert_t *cert, const c
     for (char *ep = strtok_r(list, ", ", &save); ep && rc == 0; ep = strtok_r(NULL, ", ", &save))
         rc = zsock_connect(sock, "%s", ep);
     free(list);
-    if (rc != 0) {
-        int saved = errno;
-        zsock_destroy(&sock);
-        errno = saved ? saved : EINVAL;
-        return NULL;
-    }
-    return sock;
+    return rc != 0 ? s_sock_fail(&sock, EINVAL) : sock;
 }
 
 int vz_curve_bound_port(zsock_t *sock)

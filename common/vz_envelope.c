@@ -10,6 +10,7 @@
 #include "vz_envelope.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,20 +49,26 @@ typedef struct {
     const char *type_reason; //  reason text for a value of the wrong type
 } s_key_t;
 
+//  A row: the wire key (its length counted here) and what its value is.
+#define S_KEY(wire, field, what)                                                                   \
+    {                                                                                              \
+        wire, sizeof(wire) - 1, field, "wrong type for " what                                      \
+    }
+
 static const s_key_t s_keys[] = {
-    {"v", 1, F_VERSION, "wrong type for version"},
-    {"k", 1, F_KIND, "wrong type for kind"},
-    {"svc", 3, F_SERVICE, "wrong type for service"},
-    {"mth", 3, F_METHOD, "wrong type for method"},
-    {"id", 2, F_ID, "wrong type for id"},
-    {"tp", 2, F_TRACEPARENT, "wrong type for traceparent"},
-    {"dl", 2, F_DEADLINE, "wrong type for deadline"},
-    {"fl", 2, F_FLAGS, "wrong type for flags"},
-    {"who", 3, F_CALLER, "wrong type for caller"},
-    {"ctx", 3, F_CTX, "wrong type for ctx"},
-    {"ec", 2, F_ERRCODE, "wrong type for error code"},
-    {"em", 2, F_ERRMSG, "wrong type for error message"},
-    {"b", 1, F_BODY, "wrong type for body"},
+    S_KEY("v", F_VERSION, "version"),
+    S_KEY("k", F_KIND, "kind"),
+    S_KEY("svc", F_SERVICE, "service"),
+    S_KEY("mth", F_METHOD, "method"),
+    S_KEY("id", F_ID, "id"),
+    S_KEY("tp", F_TRACEPARENT, "traceparent"),
+    S_KEY("dl", F_DEADLINE, "deadline"),
+    S_KEY("fl", F_FLAGS, "flags"),
+    S_KEY("who", F_CALLER, "caller"),
+    S_KEY("ctx", F_CTX, "ctx"),
+    S_KEY("ec", F_ERRCODE, "error code"),
+    S_KEY("em", F_ERRMSG, "error message"),
+    S_KEY("b", F_BODY, "body"),
 };
 #define S_KEY_COUNT (sizeof(s_keys) / sizeof(s_keys[0]))
 
@@ -74,6 +81,28 @@ void vz_envelope_init(vz_envelope_t *self, vz_kind_t kind)
     memset(self, 0, sizeof(*self));
     self->version = VZ_ENVELOPE_VERSION;
     self->kind = kind ? kind : VZ_KIND_REQUEST;
+}
+
+//  Copy a name into its fixed field, left empty when it does not fit.
+static int s_name(char *dst, size_t size, const char *src)
+{
+    if (vz_strlcpy(dst, src, size) == 0)
+        return 0;
+    dst[0] = '\0';
+    return -ENAMETOOLONG;
+}
+
+int vz_envelope_request(vz_envelope_t *self, const char *service, const char *method,
+                        const char *id)
+{
+    assert(self && service && method);
+    vz_envelope_init(self, VZ_KIND_REQUEST);
+    int rc = s_name(self->service, sizeof self->service, service);
+    if (s_name(self->method, sizeof self->method, method) < 0)
+        rc = -ENAMETOOLONG;
+    if (id && s_name(self->id, sizeof self->id, id) < 0)
+        rc = -ENAMETOOLONG;
+    return rc;
 }
 
 int vz_envelope_ctx_set(vz_envelope_t *self, const char *key, const char *value)

@@ -75,6 +75,12 @@ extern const vz_envelope_limits_t vz_envelope_limits_default;
 //  Zero every field and set version; kind defaults to request.
 void vz_envelope_init(vz_envelope_t *self, vz_kind_t kind);
 
+//  vz_envelope_init as a request to service.method with id (NULL = none).
+//  Returns 0, or -ENAMETOOLONG when a name does not fit (that field is
+//  left empty, so the envelope does not encode).
+int vz_envelope_request(vz_envelope_t *self, const char *service, const char *method,
+                        const char *id);
+
 //  Add an auth context entry, or replace the value of an existing key;
 //  -ENOSPC when full, -ENAMETOOLONG if too long, -EINVAL for an empty key.
 //  What does not fit is refused, never cut; a failure changes nothing.

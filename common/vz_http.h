@@ -103,6 +103,10 @@ typedef struct {
 
 #define VZ_HTTP_STR_(x) #x
 #define VZ_HTTP_STR(x) VZ_HTTP_STR_(x)
+//  A numeric row: the variable VZ_HTTP_<N> defaults to the macro of the same
+//  name above and may range lo..hi.
+#define VZ_HTTP_CFG_NUM(T, N, zpl, type, lo, hi, field, help)                                      \
+    VZ_CFG_ITEM(T, "VZ_HTTP_" #N, zpl, type, VZ_HTTP_STR(VZ_HTTP_##N), lo, hi, field, help)
 //  The settings as vz_config rows, for a daemon's own table: T is its
 //  config struct and m the vz_http_config_t member inside it, e.g.
 //    static const vz_cfg_item_t items[] = { VZ_HTTP_CFG_ITEMS(app_config_t, http), ... };
@@ -112,30 +116,23 @@ typedef struct {
                 "CA bundle (PEM) for outbound HTTPS, replacing the system store; \"\" = system"),  \
         VZ_CFG_ITEM(T, "VZ_HTTP_INSECURE", "http/insecure", VZ_CFG_BOOL, "0", 0, 0, m.insecure,    \
                     "skip TLS verification of outbound HTTPS (tests only; logged as a warning)"),  \
-        VZ_CFG_ITEM(T, "VZ_HTTP_CONNECT_TIMEOUT_MS", "http/connect_timeout", VZ_CFG_MS,            \
-                    VZ_HTTP_STR(VZ_HTTP_CONNECT_TIMEOUT_MS), 1, 600000, m.connect_timeout_ms,      \
-                    "outbound HTTP connect timeout (TCP and TLS), per attempt"),                   \
-        VZ_CFG_ITEM(T, "VZ_HTTP_TIMEOUT_MS", "http/timeout", VZ_CFG_MS,                            \
-                    VZ_HTTP_STR(VZ_HTTP_TIMEOUT_MS), 1, 3600000, m.timeout_ms,                     \
-                    "outbound HTTP timeout of one attempt"),                                       \
-        VZ_CFG_ITEM(T, "VZ_HTTP_BUDGET_MS", "http/budget", VZ_CFG_MS,                              \
-                    VZ_HTTP_STR(VZ_HTTP_BUDGET_MS), 1, 86400000, m.budget_ms,                      \
-                    "outbound HTTP call budget: all attempts and the waits between them"),         \
-        VZ_CFG_ITEM(T, "VZ_HTTP_MAX_ATTEMPTS", "http/max_attempts", VZ_CFG_INT,                    \
-                    VZ_HTTP_STR(VZ_HTTP_MAX_ATTEMPTS), 1, 20, m.max_attempts,                      \
-                    "outbound HTTP attempts per call (retries only for idempotent calls)"),        \
-        VZ_CFG_ITEM(T, "VZ_HTTP_BACKOFF_MS", "http/backoff", VZ_CFG_MS,                            \
-                    VZ_HTTP_STR(VZ_HTTP_BACKOFF_MS), 1, 600000, m.backoff_ms,                      \
-                    "first retry backoff ceiling (doubles each retry, full jitter)"),              \
-        VZ_CFG_ITEM(T, "VZ_HTTP_BACKOFF_MAX_MS", "http/backoff_max", VZ_CFG_MS,                    \
-                    VZ_HTTP_STR(VZ_HTTP_BACKOFF_MAX_MS), 1, 3600000, m.backoff_max_ms,             \
-                    "largest retry backoff ceiling"),                                              \
-        VZ_CFG_ITEM(T, "VZ_HTTP_MAX_RESPONSE", "http/max_response", VZ_CFG_INT,                    \
-                    VZ_HTTP_STR(VZ_HTTP_MAX_RESPONSE), 1, 1073741824, m.max_response,              \
-                    "largest outbound HTTP response body accepted, bytes"),                        \
-        VZ_CFG_ITEM(T, "VZ_HTTP_MAX_CONNECTIONS", "http/max_connections", VZ_CFG_INT,              \
-                    VZ_HTTP_STR(VZ_HTTP_MAX_CONNECTIONS), 1, 10000, m.max_connections,             \
-                    "idle outbound HTTP connections kept for reuse")
+        VZ_HTTP_CFG_NUM(T, CONNECT_TIMEOUT_MS, "http/connect_timeout", VZ_CFG_MS, 1, 600000,       \
+                        m.connect_timeout_ms,                                                      \
+                        "outbound HTTP connect timeout (TCP and TLS), per attempt"),               \
+        VZ_HTTP_CFG_NUM(T, TIMEOUT_MS, "http/timeout", VZ_CFG_MS, 1, 3600000, m.timeout_ms,        \
+                        "outbound HTTP timeout of one attempt"),                                   \
+        VZ_HTTP_CFG_NUM(T, BUDGET_MS, "http/budget", VZ_CFG_MS, 1, 86400000, m.budget_ms,          \
+                        "outbound HTTP call budget: all attempts and the waits between them"),     \
+        VZ_HTTP_CFG_NUM(T, MAX_ATTEMPTS, "http/max_attempts", VZ_CFG_INT, 1, 20, m.max_attempts,   \
+                        "outbound HTTP attempts per call (retries only for idempotent calls)"),    \
+        VZ_HTTP_CFG_NUM(T, BACKOFF_MS, "http/backoff", VZ_CFG_MS, 1, 600000, m.backoff_ms,         \
+                        "first retry backoff ceiling (doubles each retry, full jitter)"),          \
+        VZ_HTTP_CFG_NUM(T, BACKOFF_MAX_MS, "http/backoff_max", VZ_CFG_MS, 1, 3600000,              \
+                        m.backoff_max_ms, "largest retry backoff ceiling"),                        \
+        VZ_HTTP_CFG_NUM(T, MAX_RESPONSE, "http/max_response", VZ_CFG_INT, 1, 1073741824,           \
+                        m.max_response, "largest outbound HTTP response body accepted, bytes"),    \
+        VZ_HTTP_CFG_NUM(T, MAX_CONNECTIONS, "http/max_connections", VZ_CFG_INT, 1, 10000,          \
+                        m.max_connections, "idle outbound HTTP connections kept for reuse")
 #define VZ_HTTP_CFG_COUNT 10
 
 //  Fill cfg with the defaults above (for tests and daemons without a table).

@@ -740,7 +740,8 @@ static void s_escaped(vz_json_writer_t *self, const char *text, size_t len)
     s_put(self, "\"", 1);
 }
 
-void vz_json_write_object_begin(vz_json_writer_t *self)
+//  Open an object or an array: one more level, a key due first in an object.
+static void s_begin(vz_json_writer_t *self, bool object)
 {
     assert(self);
     if (!s_before_value(self))
@@ -749,27 +750,21 @@ void vz_json_write_object_begin(vz_json_writer_t *self)
         s_wfail(self, -EINVAL);
         return;
     }
-    s_put(self, "{", 1);
-    self->object[self->depth] = true;
+    s_put(self, object ? "{" : "[", 1);
+    self->object[self->depth] = object;
     self->count[self->depth] = 0;
     self->depth++;
-    self->key_due = true;
+    self->key_due = object;
+}
+
+void vz_json_write_object_begin(vz_json_writer_t *self)
+{
+    s_begin(self, true);
 }
 
 void vz_json_write_array_begin(vz_json_writer_t *self)
 {
-    assert(self);
-    if (!s_before_value(self))
-        return;
-    if (self->depth == WRITER_DEPTH) {
-        s_wfail(self, -EINVAL);
-        return;
-    }
-    s_put(self, "[", 1);
-    self->object[self->depth] = false;
-    self->count[self->depth] = 0;
-    self->depth++;
-    self->key_due = false;
+    s_begin(self, false);
 }
 
 static void s_end(vz_json_writer_t *self, bool object)

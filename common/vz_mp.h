@@ -149,6 +149,10 @@ int vz_mp_read_fields(vz_mp_reader_t *self, void *out, const vz_mp_field_t *fiel
 //  thread-local buffer until the next call on this thread.
 const char *vz_mp_missing(const vz_mp_field_t *fields, size_t n, uint64_t required, uint64_t seen);
 
+//  Rows in a field table, and the mask that makes every one of them required.
+#define VZ_MP_COUNT(table) (sizeof(table) / sizeof((table)[0]))
+#define VZ_MP_ALL(table) (((uint64_t)1 << VZ_MP_COUNT(table)) - 1)
+
 //  A whole message: one flat map, described once, decoded and encoded.
 typedef struct {
     const vz_mp_field_t *fields;  //  its table

@@ -25,8 +25,6 @@ _Static_assert(sizeof(vz_rl_mode_t) == sizeof(int), "vz_rl_mode_t is int-sized")
 
 static const char *const s_modes[] = {"redis", "fail_open", "fail_closed"};
 
-#define S_COUNT(table) (sizeof(table) / sizeof((table)[0]))
-
 //  check request
 static const vz_mp_field_t s_check[] = {
     VZ_MP_STR(vz_rl_check_t, ip, "ip"),
@@ -56,7 +54,7 @@ static const vz_mp_field_t s_decision[] = {
      .offset = offsetof(vz_rl_decision_t, mode),
      .size = sizeof(vz_rl_mode_t),
      .names = s_modes,
-     .count = S_COUNT(s_modes),
+     .count = VZ_MP_COUNT(s_modes),
      .reason = "mode: expected redis, fail_open or fail_closed"},
     VZ_MP_BOOL(vz_rl_decision_t, shadow, "shadow"),
 };
@@ -76,15 +74,13 @@ static const vz_mp_field_t s_policy[] = {
 
 const char *vz_rl_mode_name(vz_rl_mode_t mode)
 {
-    assert((size_t)mode < S_COUNT(s_modes));
+    assert((size_t)mode < VZ_MP_COUNT(s_modes));
     return s_modes[mode];
 }
 
-#define S_ALL(table) (((uint64_t)1 << S_COUNT(table)) - 1)
-
-static const vz_mp_message_t s_check_msg = {s_check, S_COUNT(s_check), 0, true, &s_limits};
-static const vz_mp_message_t s_decision_msg = {s_decision, S_COUNT(s_decision), S_ALL(s_decision),
-                                               false, &s_limits};
+static const vz_mp_message_t s_check_msg = {s_check, VZ_MP_COUNT(s_check), 0, true, &s_limits};
+static const vz_mp_message_t s_decision_msg = {s_decision, VZ_MP_COUNT(s_decision),
+                                               VZ_MP_ALL(s_decision), false, &s_limits};
 
 //  A policy name is 1..63 of S_NAME_CHARS: it goes into HTTP headers.
 static bool s_name_ok(const char *name)
@@ -139,7 +135,7 @@ uint8_t *vz_rl_policies_encode(bool shadow, const vz_rl_policy_desc_t *policies,
     vz_mp_pack_str(&pk, "policies");
     msgpack_pack_array(&pk, n);
     for (size_t i = 0; i < n; i++)
-        vz_mp_pack_fields_to(&pk, &policies[i], s_policy, S_COUNT(s_policy));
+        vz_mp_pack_fields_to(&pk, &policies[i], s_policy, VZ_MP_COUNT(s_policy));
     return vz_mp_sbuffer_take(&sb, len_p);
 }
 
@@ -155,9 +151,10 @@ static int s_read_policies(vz_mp_reader_t *r, vz_rl_policy_desc_t *policies, siz
     for (uint32_t i = 0; i < n; i++) {
         uint64_t seen = 0;
         memset(&policies[i], 0, sizeof policies[i]);
-        if (vz_mp_read_fields(r, &policies[i], s_policy, S_COUNT(s_policy), false, &seen) < 0)
+        if (vz_mp_read_fields(r, &policies[i], s_policy, VZ_MP_COUNT(s_policy), false, &seen) < 0)
             return VZ_EMALFORMED;
-        const char *missing = vz_mp_missing(s_policy, S_COUNT(s_policy), S_ALL(s_policy), seen);
+        const char *missing =
+            vz_mp_missing(s_policy, VZ_MP_COUNT(s_policy), VZ_MP_ALL(s_policy), seen);
         if (missing)
             return vz_mp_fail(r, missing);
     }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
 #include "harness.h"
 #include "vz_auth_contract.h"
 #include "vz_client.h"
@@ -21,19 +22,7 @@
 #include "vz_curve.h"
 #include "vz_jwt.h"
 
-#define READY_MS 30000
 #define WINDOW 32
-
-static char *s_fmt(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *out = NULL;
-    if (vasprintf(&out, fmt, ap) < 0)
-        abort();
-    va_end(ap);
-    return out;
-}
 
 static double s_now(void)
 {
@@ -96,86 +85,29 @@ static void s_bench_kdf(int iterations)
            each * 1000);
 }
 
-typedef struct {
-    char *dir;
-    int redis_port, broker_port;
-    vzt_proc_t *redis, *broker, *auth[2];
-} mesh_t;
-
-static vzt_proc_t *s_daemon(mesh_t *m, const char *name, const char *log, char *const *more)
+//  Redis, vz-broker and two vz-auth replicas; the caller destroys it.
+static vzt_mesh_t *s_mesh(int iterations)
 {
-    char *env[16] = {0};
-    size_t n = 0;
-    env[n++] = s_fmt("VZ_CURVE_CERT=%s/keys/secret/%s.key", m->dir, name);
-    env[n++] = s_fmt("VZ_CURVE_ALLOW_DIR=%s/keys/public", m->dir);
-    env[n++] = s_fmt("VZ_BROKER_KEY=%s/keys/public/broker.key", m->dir);
-    env[n++] = s_fmt("VZ_BROKER_ENDPOINTS=tcp://127.0.0.1:%d", m->broker_port);
-    env[n++] = s_fmt("VZ_REDIS_URL=redis://127.0.0.1:%d", m->redis_port);
-    env[n++] = s_fmt("VZ_ADMIN_PORT=%d", vzt_free_port());
-    env[n++] = s_fmt("VZ_LOG_LEVEL=warn");
-    for (size_t i = 0; more && more[i]; i++)
-        env[n++] = s_fmt("%s", more[i]);
-    char *bname = s_fmt("vz-%s", name), *bin = vzt_bin(bname);
-    char *logp = s_fmt("%s/%s.log", m->dir, log);
-    char *const argv[] = {bin, NULL};
-    vzt_proc_t *p = vzt_spawn(bin, argv, env, logp, READY_MS);
-    for (size_t i = 0; i < n; i++)
-        free(env[i]);
-    free(bname);
-    free(bin);
-    free(logp);
-    return p;
-}
-
-static int s_mesh(mesh_t *m, int iterations)
-{
-    m->dir = vzt_tempdir("bench-auth");
-    char *keys = s_fmt("%s/keys", m->dir);
-    const char *const names[] = {"broker", "auth", "gateway", NULL};
-    vzt_keys(keys, names);
-    free(keys);
-    char *policy = s_fmt("%s/policy.cfg", m->dir);
-    FILE *f = fopen(policy, "w");
-    fputs("identity\n    gateway\n        call = \"auth\"\n    auth\n        serve = \"auth\"\n", f);
-    fclose(f);
-    m->redis_port = vzt_free_port();
-    m->broker_port = vzt_free_port();
-    char port[16];
-    snprintf(port, sizeof port, "%d", m->redis_port);
-    char *const rargv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--dir", m->dir, NULL};
-    m->redis = vzt_spawn_nowait("/usr/bin/redis-server", rargv, NULL, NULL);
-    for (int64_t until = vz_now_ms() + READY_MS; vz_now_ms() < until;) {
-        redisContext *c = redisConnect("127.0.0.1", m->redis_port);
-        bool ok = c && !c->err;
-        if (c)
-            redisFree(c);
-        if (ok)
-            break;
-        vzt_proc_wait(m->redis, 50);
-    }
-    char *bind = s_fmt("VZ_BROKER_BIND=tcp://127.0.0.1:%d", m->broker_port);
-    char *pol = s_fmt("VZ_BROKER_POLICY=%s", policy);
-    char *const benv[] = {bind, pol, NULL};
-    m->broker = s_daemon(m, "broker", "broker", benv);
-    free(bind);
-    free(pol);
-    free(policy);
-    char *iter = s_fmt("VZ_AUTH_PBKDF2_ITERATIONS=%d", iterations);
-    char *const aenv[] = {iter, "VZ_AUTH_LOCK_THRESHOLD=1000", NULL};
-    m->auth[0] = s_daemon(m, "auth", "auth.0", aenv);
-    m->auth[1] = s_daemon(m, "auth", "auth.1", aenv);
+    char *iter = vzt_fmt("auth:VZ_AUTH_PBKDF2_ITERATIONS=%d", iterations);
+    char *const env[] = {"VZ_LOG_LEVEL=warn", iter, "auth:VZ_AUTH_LOCK_THRESHOLD=1000", NULL};
+    vzt_mesh_opts_t opts = {
+        .daemons = "auth*2",
+        .identities = "gateway",
+        .policy =
+            "identity\n    gateway\n        call = \"auth\"\n    auth\n        serve = \"auth\"\n",
+        .env = env,
+        .tag = "bench-auth"};
+    vzt_mesh_t *mesh = vzt_mesh_start(&opts);
     free(iter);
-    return m->broker && m->auth[0] && m->auth[1] ? 0 : -1;
+    return mesh;
 }
 
 static vz_response_t *s_call(vz_client_t *c, const char *method, const void *body, size_t len,
                              const char *sub)
 {
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "auth");
-    vz_strlcpy(req.method, method, sizeof req.method);
+    if (vz_envelope_request(&req, "auth", method, NULL) != 0)
+        abort();
     req.body = body;
     req.body_len = len;
     if (sub) {
@@ -205,21 +137,51 @@ static void s_json_field(const vz_response_t *r, const char *key, char *out, siz
     snprintf(out, n, "%.*s", (int)len, p);
 }
 
+//  Calls per second of n calls one at a time.
+static double s_sequential(vz_client_t *c, const char *method, const void *body, size_t len, int n)
+{
+    double t0 = s_now();
+    for (int i = 0; i < n; i++) {
+        vz_response_t *r = s_call(c, method, body, len, NULL);
+        vz_response_destroy(&r);
+    }
+    return n / (s_now() - t0);
+}
+
+//  Calls per second of n sends of req (a new id each), window in flight.
+static double s_windowed(vz_client_t *c, vz_envelope_t *req, int n, int window)
+{
+    req->deadline_ms = vz_now_ms() + 60000;
+    double t0 = s_now();
+    int sent = 0, got = 0;
+    for (; sent < window && sent < n; sent++) {
+        vz_client_new_id(req->id, sizeof req->id);
+        vz_client_send(c, req);
+    }
+    while (got < n) {
+        vz_response_t *r;
+        if (vz_client_recv(c, &r) < 0)
+            continue;
+        vz_response_destroy(&r);
+        got++;
+        if (sent < n) {
+            vz_client_new_id(req->id, sizeof req->id);
+            vz_client_send(c, req);
+            sent++;
+        }
+    }
+    return n / (s_now() - t0);
+}
+
 static void s_bench_mesh(int iterations)
 {
-    mesh_t m = {0};
-    if (s_mesh(&m, iterations) < 0) {
-        fprintf(stderr, "bench_auth: mesh did not start (see %s)\n", m.dir);
+    vzt_mesh_t *m = s_mesh(iterations);
+    if (!m) {
+        fprintf(stderr, "bench_auth: mesh did not start\n");
         exit(1);
     }
-    char err[256], bkey[41];
-    char *certp = s_fmt("%s/keys/secret/gateway.key", m.dir);
-    char *bkp = s_fmt("%s/keys/public/broker.key", m.dir);
-    zcert_t *cert = vz_curve_cert_load(certp, err, sizeof err);
-    vz_curve_server_key(bkp, bkey);
-    char ep[64];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", m.broker_port);
-    vz_client_config_t cfg = {ep, bkey, cert};
+    vz_client_config_t cfg = {vzt_mesh_endpoint(m), vzt_mesh_broker_key(m),
+                              vzt_mesh_cert(m, "gateway")};
     vz_client_t *c = vz_client_new(&cfg);
 
     const char *reg = "{\"email\":\"bench@example.com\",\"password\":\"correct horse battery\"}";
@@ -230,39 +192,15 @@ static void s_bench_mesh(int iterations)
 
     //  Logins: sequential, then two in flight (one per replica).
     int n = 8;
-    double t0 = s_now();
-    for (int i = 0; i < n; i++) {
-        r = s_call(c, "login", reg, strlen(reg), NULL);
-        vz_response_destroy(&r);
-    }
-    double seq = n / (s_now() - t0);
+    double seq = s_sequential(c, "login", reg, strlen(reg), n);
     printf("| login through the broker, 1 at a time | %.1f /s | %.0f ms |\n", seq, 1000 / seq);
 
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "auth");
-    strcpy(req.method, "login");
+    if (vz_envelope_request(&req, "auth", "login", NULL) != 0)
+        abort();
     req.body = (const uint8_t *)reg;
     req.body_len = strlen(reg);
-    req.deadline_ms = vz_now_ms() + 60000;
-    t0 = s_now();
-    int sent = 0, got = 0;
-    for (; sent < 2; sent++) {
-        vz_client_new_id(req.id, sizeof req.id);
-        vz_client_send(c, &req);
-    }
-    while (got < 2 * n) {
-        if (vz_client_recv(c, &r) < 0)
-            continue;
-        vz_response_destroy(&r);
-        got++;
-        if (sent < 2 * n) {
-            vz_client_new_id(req.id, sizeof req.id);
-            vz_client_send(c, &req);
-            sent++;
-        }
-    }
-    double par = 2 * n / (s_now() - t0);
+    double par = s_windowed(c, &req, 2 * n, 2);
     printf("| login, 2 replicas, 2 in flight | %.1f /s | |\n", par);
 
     const char *create = "{\"name\":\"bench\"}";
@@ -275,52 +213,20 @@ static void s_bench_mesh(int iterations)
     size_t verify_len;
     uint8_t *verify_body = vz_auth_key_verify_encode(&verify, &verify_len);
 
-    int k = 3000;
-    t0 = s_now();
-    for (int i = 0; i < k; i++) {
-        r = s_call(c, "api_key_verify", verify_body, verify_len, NULL);
-        vz_response_destroy(&r);
-    }
-    seq = k / (s_now() - t0);
+    seq = s_sequential(c, "api_key_verify", verify_body, verify_len, 3000);
     printf("| api_key_verify through the broker, 1 at a time | %.0f /s | %.0f µs |\n", seq,
            1e6 / seq);
     strcpy(req.method, "api_key_verify");
     req.body = verify_body;
     req.body_len = verify_len;
     req.flags = VZ_FLAG_IDEMPOTENT;
-    req.deadline_ms = vz_now_ms() + 60000;
-    k = 10000;
-    sent = got = 0;
-    t0 = s_now();
-    for (; sent < WINDOW; sent++) {
-        vz_client_new_id(req.id, sizeof req.id);
-        vz_client_send(c, &req);
-    }
-    while (got < k) {
-        if (vz_client_recv(c, &r) < 0)
-            continue;
-        vz_response_destroy(&r);
-        got++;
-        if (sent < k) {
-            vz_client_new_id(req.id, sizeof req.id);
-            vz_client_send(c, &req);
-            sent++;
-        }
-    }
-    par = k / (s_now() - t0);
+    par = s_windowed(c, &req, 10000, WINDOW);
     printf("| api_key_verify, 2 replicas, %d in flight | %.0f /s | |\n", WINDOW, par);
 
     free(verify_body);
     vz_client_destroy(&c);
-    zcert_destroy(&cert);
-    free(certp);
-    free(bkp);
-    vzt_proc_destroy(&m.auth[0]);
-    vzt_proc_destroy(&m.auth[1]);
-    vzt_proc_destroy(&m.broker);
-    vzt_proc_destroy(&m.redis);
-    vzt_rmrf(m.dir);
-    free(m.dir);
+    if (vzt_mesh_destroy(&m) != 0)
+        fprintf(stderr, "bench_auth: a daemon did not stop cleanly\n");
 }
 
 int main(int argc, char **argv)

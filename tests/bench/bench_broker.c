@@ -14,13 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
 #include "harness.h"
+#include "ut.h"
 #include "vz_curve.h"
 #include "vz_envelope.h"
 #include "vz_proto.h"
 
 #define S_WINDOW 100 //  requests in flight when pipelined
-#define S_BODY   160 //  body bytes: the whole envelope comes to about 200
+#define S_BODY 160   //  body bytes: the whole envelope comes to about 200
 
 typedef struct {
     const char *name; //  row label
@@ -28,19 +30,6 @@ typedef struct {
     double p99_us;    //  sequential round trip, 99th percentile
     double rate;      //  pipelined round trips per second
 } s_result_t;
-
-static int64_t s_usecs(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int s_cmp(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
-    return x < y ? -1 : x > y;
-}
 
 //  --------------------------------------------------------------------------
 //  Peers. Every loop uses zmq_msg_t so the bench measures the transport and
@@ -54,11 +43,10 @@ typedef struct {
 //  Direct echo: [rid, payload] back as it came.
 static void s_echo_actor(zsock_t *pipe, void *arg)
 {
-    s_peer_args_t *args = (s_peer_args_t *) arg;
+    s_peer_args_t *args = (s_peer_args_t *)arg;
     void *sock = zsock_resolve(args->sock);
     zsock_signal(pipe, 0);
-    zmq_pollitem_t items[] = { { zsock_resolve(pipe), 0, ZMQ_POLLIN, 0 },
-                               { sock, 0, ZMQ_POLLIN, 0 } };
+    zmq_pollitem_t items[] = {{zsock_resolve(pipe), 0, ZMQ_POLLIN, 0}, {sock, 0, ZMQ_POLLIN, 0}};
     zmq_msg_t part;
     zmq_msg_init(&part);
     while (zmq_poll(items, 2, -1) >= 0 && !(items[0].revents & ZMQ_POLLIN)) {
@@ -74,12 +62,11 @@ static void s_echo_actor(zsock_t *pipe, void *arg)
 //  Broker worker: [REQ, tag, caller, envelope] -> [REP, tag, envelope]; HB -> HB.
 static void s_worker_actor(zsock_t *pipe, void *arg)
 {
-    s_peer_args_t *args = (s_peer_args_t *) arg;
+    s_peer_args_t *args = (s_peer_args_t *)arg;
     void *sock = zsock_resolve(args->sock);
     zstr_sendx(args->sock, VZ_CMD_READY, "bench", "1000", NULL);
     zsock_signal(pipe, 0);
-    zmq_pollitem_t items[] = { { zsock_resolve(pipe), 0, ZMQ_POLLIN, 0 },
-                               { sock, 0, ZMQ_POLLIN, 0 } };
+    zmq_pollitem_t items[] = {{zsock_resolve(pipe), 0, ZMQ_POLLIN, 0}, {sock, 0, ZMQ_POLLIN, 0}};
     zmq_msg_t cmd, tag, caller, body;
     zmq_msg_init(&cmd);
     zmq_msg_init(&tag);
@@ -94,8 +81,7 @@ static void s_worker_actor(zsock_t *pipe, void *arg)
                 zmq_send(sock, VZ_CMD_REPLY, 3, ZMQ_SNDMORE);
                 zmq_msg_send(&tag, sock, ZMQ_SNDMORE);
                 zmq_msg_send(&body, sock, 0);
-            }
-            else {
+            } else {
                 while (zmq_msg_more(&cmd))
                     zmq_msg_recv(&cmd, sock, 0);
                 zmq_send(sock, VZ_CMD_HEARTBEAT, 2, 0);
@@ -112,10 +98,10 @@ static void s_worker_actor(zsock_t *pipe, void *arg)
 //  Client side.
 
 typedef struct {
-    void *sock;           //  DEALER
-    bool via_broker;      //  prefix REQ, expect REP
-    const uint8_t *env;   //  encoded request
-    size_t env_len;       //  its length
+    void *sock;         //  DEALER
+    bool via_broker;    //  prefix REQ, expect REP
+    const uint8_t *env; //  encoded request
+    size_t env_len;     //  its length
 } s_client_t;
 
 static void s_send(s_client_t *c)
@@ -144,19 +130,19 @@ static void s_measure(s_client_t *c, int sequential, int pipelined, s_result_t *
         s_send(c);
         s_recv(c, &part);
     }
-    int64_t *lat = (int64_t *) malloc(sizeof(int64_t) * (size_t) sequential);
+    int64_t *lat = (int64_t *)malloc(sizeof(int64_t) * (size_t)sequential);
     for (int i = 0; i < sequential; i++) {
-        int64_t t0 = s_usecs();
+        int64_t t0 = bench_usecs();
         s_send(c);
         s_recv(c, &part);
-        lat[i] = s_usecs() - t0;
+        lat[i] = bench_usecs() - t0;
     }
-    qsort(lat, (size_t) sequential, sizeof *lat, s_cmp);
-    out->p50_us = (double) lat[sequential / 2];
-    out->p99_us = (double) lat[(size_t) ((double) sequential * 0.99)];
+    qsort(lat, (size_t)sequential, sizeof *lat, bench_cmp_i64);
+    out->p50_us = (double)lat[sequential / 2];
+    out->p99_us = (double)lat[(size_t)((double)sequential * 0.99)];
     free(lat);
 
-    int64_t t0 = s_usecs();
+    int64_t t0 = bench_usecs();
     int sent = 0, received = 0;
     while (sent < S_WINDOW && sent < pipelined) {
         s_send(c);
@@ -171,18 +157,8 @@ static void s_measure(s_client_t *c, int sequential, int pipelined, s_result_t *
             sent++;
         }
     }
-    out->rate = (double) received / ((double) (s_usecs() - t0) / 1e6);
+    out->rate = (double)received / ((double)(bench_usecs() - t0) / 1e6);
     zmq_msg_close(&part);
-}
-
-static zcert_t *s_cert(const char *dir, const char *name)
-{
-    char path[VZ_PATH_MAX], err[256];
-    snprintf(path, sizeof path, "%s/secret/%s.key", dir, name);
-    zcert_t *cert = vz_curve_cert_load(path, err, sizeof err);
-    if (!cert)
-        fprintf(stderr, "bench: %s\n", err);
-    return cert;
 }
 
 //  A direct pair, CURVE or not (server certificate = the broker's, unchecked by ZAP).
@@ -202,7 +178,7 @@ static void s_run_direct(bool curve, zcert_t *server, zcert_t *client, s_client_
     int port = zsock_bind(router, "tcp://127.0.0.1:*");
     assert(port > 0);
     zsock_connect(dealer, "tcp://127.0.0.1:%d", port);
-    s_peer_args_t args = { router, false };
+    s_peer_args_t args = {router, false};
     zactor_t *actor = zactor_new(s_echo_actor, &args);
     c->sock = zsock_resolve(dealer);
     c->via_broker = false;
@@ -222,7 +198,7 @@ int main(int argc, char **argv)
     }
     zsys_init();
     char *dir = vzt_tempdir("bench");
-    const char *const names[] = { "broker", "bench", "benchw", NULL };
+    const char *const names[] = {"broker", "bench", "benchw", NULL};
     if (!dir || vzt_keys(dir, names) < 0) {
         fprintf(stderr, "bench: cannot make keys\n");
         return 1;
@@ -233,17 +209,15 @@ int main(int argc, char **argv)
     fputs("identity\n    bench\n        call = \"bench\"\n    benchw\n        serve = \"bench\"\n",
           f);
     fclose(f);
-    zcert_t *server = s_cert(dir, "broker");
-    zcert_t *client = s_cert(dir, "bench");
-    zcert_t *wcert = s_cert(dir, "benchw");
+    zcert_t *server = ut_cert_load(dir, "broker");
+    zcert_t *client = ut_cert_load(dir, "bench");
+    zcert_t *wcert = ut_cert_load(dir, "benchw");
     assert(server && client && wcert);
 
     //  The request every row sends.
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    vz_strlcpy(req.service, "bench", sizeof req.service);
-    vz_strlcpy(req.method, "echo", sizeof req.method);
-    vz_strlcpy(req.id, "0123456789abcdef0123456789abcdef", sizeof req.id);
+    if (vz_envelope_request(&req, "bench", "echo", "0123456789abcdef0123456789abcdef") != 0)
+        abort();
     req.deadline_ms = vz_now_ms() + 3600 * 1000;
     uint8_t body[S_BODY];
     memset(body, 'x', sizeof body);
@@ -252,10 +226,10 @@ int main(int argc, char **argv)
     uint8_t *env = NULL;
     size_t env_len = 0;
     vz_envelope_encode(&req, &env, &env_len);
-    s_client_t c = { NULL, false, env, env_len };
+    s_client_t c = {NULL, false, env, env_len};
 
-    s_result_t rows[3] = { { "direct plain", 0, 0, 0 }, { "direct curve", 0, 0, 0 },
-                           { "broker curve", 0, 0, 0 } };
+    s_result_t rows[3] = {
+        {"direct plain", 0, 0, 0}, {"direct curve", 0, 0, 0}, {"broker curve", 0, 0, 0}};
     s_run_direct(false, server, client, &c, sequential, pipelined, &rows[0]);
     s_run_direct(true, server, client, &c, sequential, pipelined, &rows[1]);
 
@@ -269,21 +243,20 @@ int main(int argc, char **argv)
     snprintf(e_bind, sizeof e_bind, "VZ_BROKER_BIND=%s", endpoint);
     snprintf(e_policy, sizeof e_policy, "VZ_BROKER_POLICY=%s", policy);
     snprintf(log, sizeof log, "%s/broker.log", dir);
-    char *const extra[] = { e_cert, e_allow, e_bind, e_policy, "VZ_ADMIN_PORT=0",
-                            "VZ_LOG_LEVEL=warn", NULL };
+    char *const extra[] = {
+        e_cert, e_allow, e_bind, e_policy, "VZ_ADMIN_PORT=0", "VZ_LOG_LEVEL=warn", NULL};
     char *bin = vzt_bin("vz-broker");
-    char *const bargv[] = { "vz-broker", NULL };
+    char *const bargv[] = {"vz-broker", NULL};
     vzt_proc_t *broker = vzt_spawn(bin, bargv, extra, log, 10000);
     free(bin);
     int rc = 0;
     if (!broker) {
         fprintf(stderr, "bench: vz-broker did not start (log %s)\n", log);
         rc = 1;
-    }
-    else {
+    } else {
         zsock_t *wsock = vz_curve_client(ZMQ_DEALER, endpoint, wcert, zcert_public_txt(server));
         zsock_t *csock = vz_curve_client(ZMQ_DEALER, endpoint, client, zcert_public_txt(server));
-        s_peer_args_t wargs = { wsock, true };
+        s_peer_args_t wargs = {wsock, true};
         zactor_t *worker = zactor_new(s_worker_actor, &wargs);
         c.sock = zsock_resolve(csock);
         c.via_broker = true;
@@ -294,8 +267,9 @@ int main(int argc, char **argv)
         vzt_proc_destroy(&broker);
     }
 
-    printf("\nvz-broker round trips, %zu-byte envelope, %d sequential, %d pipelined (window %d)\n\n",
-           env_len, sequential, pipelined, S_WINDOW);
+    printf(
+        "\nvz-broker round trips, %zu-byte envelope, %d sequential, %d pipelined (window %d)\n\n",
+        env_len, sequential, pipelined, S_WINDOW);
     printf("%-14s %10s %10s %14s %12s %12s\n", "path", "p50 us", "p99 us", "pipelined/s",
            "p50 ratio", "rate ratio");
     for (int i = 0; i < 3; i++)

@@ -34,10 +34,9 @@ int main(int argc, char **argv)
     }
     static const char body[] = "{\"user\":\"ada\",\"plan\":\"pro\",\"seats\":3}";
     vz_envelope_t env;
-    vz_envelope_init(&env, VZ_KIND_REQUEST);
-    strcpy(env.service, "billing");
-    strcpy(env.method, "subscription.get");
-    strcpy(env.id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    if (vz_envelope_request(&env, "billing", "subscription.get",
+                            "4bf92f3577b34da6a3ce929d0e0e4736") != 0)
+        abort();
     strcpy(env.traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     env.deadline_ms = 1700000005000;
     env.flags = VZ_FLAG_IDEMPOTENT;

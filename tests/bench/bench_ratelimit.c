@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "../../services/ratelimit/scripts.h"
+#include "bench.h"
 #include "harness.h"
 #include "vz_client.h"
 #include "vz_curve.h"
@@ -28,83 +29,18 @@
 #include "vz_ratelimit_contract.h"
 #include "vz_redis.h"
 
-#define S_READY_MS 15000
 #define S_KEYS 1000 //  distinct client IPs, so the load spreads over buckets
 //  Token-bucket arguments of the bench policy: 1,000,000 a minute.
 #define S_T_US "60"
 #define S_BURST "1000000"
 
 typedef struct {
-    char *dir;           //  temp dir
-    int redis_port;      //  redis-server
-    int broker_port;     //  vz-broker
-    char endpoint[64];   //  tcp://127.0.0.1:<broker_port>
-    char broker_key[41]; //  Z85
-    zcert_t *cert;       //  "gateway" identity
-    vzt_proc_t *redis;   //  processes
-    vzt_proc_t *broker;  //  idem
-    vzt_proc_t *rl[2];   //  idem
+    vzt_mesh_t *mesh;       //  Redis, vz-broker and the replicas
+    int redis_port;         //  redis-server
+    const char *endpoint;   //  tcp://127.0.0.1:<broker port>
+    const char *broker_key; //  Z85
+    zcert_t *cert;          //  "gateway" identity (the mesh's)
 } s_mesh_t;
-
-static int64_t s_usecs(void)
-{
-    return zclock_usecs();
-}
-
-static int s_cmp(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static char *s_fmt(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *out = NULL;
-    if (vasprintf(&out, fmt, ap) < 0)
-        abort();
-    va_end(ap);
-    return out;
-}
-
-static void s_write(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!f || fputs(text, f) < 0)
-        abort();
-    fclose(f);
-}
-
-static vzt_proc_t *s_daemon(s_mesh_t *m, const char *name, const char *tag, char *const *more)
-{
-    char *env[16] = {0};
-    size_t n = 0;
-    env[n++] = s_fmt("VZ_CURVE_CERT=%s/keys/secret/%s.key", m->dir, name);
-    env[n++] = s_fmt("VZ_CURVE_ALLOW_DIR=%s/keys/public", m->dir);
-    env[n++] = s_fmt("VZ_BROKER_KEY=%s/keys/public/broker.key", m->dir);
-    env[n++] = s_fmt("VZ_BROKER_ENDPOINTS=%s", m->endpoint);
-    env[n++] = s_fmt("VZ_REDIS_URL=redis://127.0.0.1:%d", m->redis_port);
-    env[n++] = s_fmt("VZ_ADMIN_PORT=%d", vzt_free_port());
-    env[n++] = s_fmt("VZ_LOG_LEVEL=warn");
-    for (size_t i = 0; more && more[i]; i++)
-        env[n++] = s_fmt("%s", more[i]);
-    char *binname = s_fmt("vz-%s", name);
-    char *bin = vzt_bin(binname);
-    char *log = s_fmt("%s/%s.log", m->dir, tag);
-    char *const argv[] = {bin, NULL};
-    vzt_proc_t *proc = vzt_spawn(bin, argv, env, log, S_READY_MS);
-    for (size_t i = 0; env[i]; i++)
-        free(env[i]);
-    free(log);
-    free(bin);
-    free(binname);
-    if (!proc) {
-        fprintf(stderr, "bench: %s did not become ready\n", name);
-        exit(1);
-    }
-    return proc;
-}
 
 static redisContext *s_redis_connect(int port)
 {
@@ -117,79 +53,51 @@ static redisContext *s_redis_connect(int port)
     return c;
 }
 
+//  Redis and the broker; the replicas come later (s_start_replica).
 static void s_start(s_mesh_t *m)
 {
-    m->dir = vzt_tempdir("bench-ratelimit");
-    char *keys = s_fmt("%s/keys", m->dir);
-    const char *const names[] = {"broker", "ratelimit", "gateway", NULL};
-    if (vzt_keys(keys, names) < 0)
-        abort();
-    free(keys);
-    char *path = s_fmt("%s/policy.cfg", m->dir);
-    s_write(path, "identity\n    gateway\n        call = \"ratelimit\"\n"
-                  "    ratelimit\n        serve = \"ratelimit\"\n");
-    free(path);
-    path = s_fmt("%s/ratelimit.cfg", m->dir);
-    s_write(path, "policy\n    bench\n        by = \"ip\"\n        algorithm = \"token_bucket\"\n"
-                  "        limit = 1000000\n        window = \"60s\"\n");
-    free(path);
-
-    m->redis_port = vzt_free_port();
-    char port[16];
-    snprintf(port, sizeof port, "%d", m->redis_port);
-    char *rlog = s_fmt("%s/redis.log", m->dir);
-    char *const rargv[] = {"redis-server", "--port", port,    "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no",     "--dir", m->dir,   NULL};
-    m->redis = vzt_spawn_nowait("/usr/bin/redis-server", rargv, NULL, rlog);
-    free(rlog);
-    int64_t until = zclock_mono() + S_READY_MS;
-    redisContext *c = NULL;
-    while (!c && zclock_mono() < until && vzt_proc_wait(m->redis, 20) == -ETIMEDOUT)
-        c = s_redis_connect(m->redis_port);
-    if (!c) {
-        fprintf(stderr, "bench: redis-server did not start\n");
+    static const char *const files[] = {
+        "ratelimit.cfg",
+        "policy\n    bench\n        by = \"ip\"\n        algorithm = \"token_bucket\"\n"
+        "        limit = 1000000\n        window = \"60s\"\n",
+        NULL};
+    char *const env[] = {"VZ_LOG_LEVEL=warn", NULL};
+    vzt_mesh_opts_t opts = {.daemons = "",
+                            .identities = "ratelimit,gateway",
+                            .policy = "identity\n    gateway\n        call = \"ratelimit\"\n"
+                                      "    ratelimit\n        serve = \"ratelimit\"\n",
+                            .env = env,
+                            .files = files,
+                            .tag = "bench-ratelimit",
+                            .redis = true};
+    m->mesh = vzt_mesh_start(&opts);
+    if (!m->mesh) {
+        fprintf(stderr, "bench: the mesh did not start\n");
         exit(1);
     }
-    redisFree(c);
-
-    m->broker_port = vzt_free_port();
-    snprintf(m->endpoint, sizeof m->endpoint, "tcp://127.0.0.1:%d", m->broker_port);
-    char *bind = s_fmt("VZ_BROKER_BIND=%s", m->endpoint);
-    char *pol = s_fmt("VZ_BROKER_POLICY=%s/policy.cfg", m->dir);
-    char *const benv[] = {bind, pol, NULL};
-    m->broker = s_daemon(m, "broker", "broker", benv);
-    free(bind);
-    free(pol);
-
-    char *bkey = s_fmt("%s/keys/public/broker.key", m->dir);
-    char *cert = s_fmt("%s/keys/secret/gateway.key", m->dir);
-    char err[256];
-    m->cert = vz_curve_cert_load(cert, err, sizeof err);
-    if (vz_curve_server_key(bkey, m->broker_key) < 0 || !m->cert)
+    m->redis_port = vzt_mesh_redis_port(m->mesh);
+    m->endpoint = vzt_mesh_endpoint(m->mesh);
+    m->broker_key = vzt_mesh_broker_key(m->mesh);
+    m->cert = vzt_mesh_cert(m->mesh, "gateway");
+    if (!m->cert)
         abort();
-    free(bkey);
-    free(cert);
 }
 
 static void s_start_replica(s_mesh_t *m, int i)
 {
-    char *pol = s_fmt("VZ_RATELIMIT_POLICY=%s/ratelimit.cfg", m->dir);
-    char *const env[] = {pol, "VZ_WORKER_CREDIT=64", "VZ_RATELIMIT_REPLICAS=2", NULL};
+    char *const env[] = {"VZ_WORKER_CREDIT=64", "VZ_RATELIMIT_REPLICAS=2", NULL};
     char tag[16];
     snprintf(tag, sizeof tag, "ratelimit.%d", i);
-    m->rl[i] = s_daemon(m, "ratelimit", tag, env);
-    free(pol);
+    if (!vzt_mesh_add(m->mesh, "ratelimit", tag, env, true)) {
+        fprintf(stderr, "bench: %s did not become ready\n", tag);
+        exit(1);
+    }
 }
 
 static void s_stop(s_mesh_t *m)
 {
-    for (int i = 0; i < 2; i++)
-        vzt_proc_destroy(&m->rl[i]);
-    vzt_proc_destroy(&m->broker);
-    vzt_proc_destroy(&m->redis);
-    zcert_destroy(&m->cert);
-    vzt_rmrf(m->dir);
-    free(m->dir);
+    if (vzt_mesh_destroy(&m->mesh) != 0)
+        fprintf(stderr, "bench: a daemon did not stop cleanly\n");
 }
 
 //  --------------------------------------------------------------------------
@@ -198,9 +106,9 @@ static void s_stop(s_mesh_t *m)
 //  redis-benchmark's requests per second for the token-bucket script.
 static double s_redis_benchmark(int port, const char *sha, int n, int pipeline)
 {
-    char *cmd = s_fmt("redis-benchmark -h 127.0.0.1 -p %d -n %d -c 50 -P %d -r %d --csv "
-                      "EVALSHA %s 1 vz:rl:rb:__rand_int__ %s %s 1 2>/dev/null",
-                      port, n, pipeline, S_KEYS, sha, S_T_US, S_BURST);
+    char *cmd = vzt_fmt("redis-benchmark -h 127.0.0.1 -p %d -n %d -c 50 -P %d -r %d --csv "
+                        "EVALSHA %s 1 vz:rl:rb:__rand_int__ %s %s 1 2>/dev/null",
+                        port, n, pipeline, S_KEYS, sha, S_T_US, S_BURST);
     FILE *p = popen(cmd, "r");
     free(cmd);
     double rps = 0;
@@ -224,7 +132,7 @@ static double s_hiredis(int port, const char *sha, int n, int window, double *p5
         return 0;
     int64_t *lat = window == 1 ? calloc((size_t)n, sizeof *lat) : NULL;
     char key[64];
-    int64_t t0 = s_usecs();
+    int64_t t0 = bench_usecs();
     int sent = 0, done = 0;
     while (done < n) {
         while (sent < n && sent - done < window) {
@@ -232,18 +140,18 @@ static double s_hiredis(int port, const char *sha, int n, int window, double *p5
             redisAppendCommand(c, "EVALSHA %s 1 %s %s %s 1", sha, key, S_T_US, S_BURST);
             sent++;
         }
-        int64_t t1 = s_usecs();
+        int64_t t1 = bench_usecs();
         void *reply = NULL;
         if (redisGetReply(c, &reply) != REDIS_OK || !reply)
             break;
         freeReplyObject(reply);
         if (lat)
-            lat[done] = s_usecs() - t1;
+            lat[done] = bench_usecs() - t1;
         done++;
     }
-    double rate = done / ((double)(s_usecs() - t0) / 1e6);
+    double rate = done / ((double)(bench_usecs() - t0) / 1e6);
     if (lat) {
-        qsort(lat, (size_t)done, sizeof *lat, s_cmp);
+        qsort(lat, (size_t)done, sizeof *lat, bench_cmp_i64);
         *p50_us = (double)lat[done / 2];
         free(lat);
     }
@@ -263,9 +171,8 @@ static uint8_t *s_body(int i, size_t *len)
 
 static void s_request(vz_envelope_t *req, const uint8_t *body, size_t len)
 {
-    vz_envelope_init(req, VZ_KIND_REQUEST);
-    vz_strlcpy(req->service, "ratelimit", sizeof req->service);
-    vz_strlcpy(req->method, "check", sizeof req->method);
+    if (vz_envelope_request(req, "ratelimit", "check", NULL) != 0)
+        abort();
     req->body = body;
     req->body_len = len;
 }
@@ -276,21 +183,21 @@ static int s_sequential(s_mesh_t *m, int n, double *p50, double *p99, double *ra
     vz_client_t *client = vz_client_new(&config);
     int64_t *lat = calloc((size_t)n, sizeof *lat);
     int ok = 0;
-    int64_t t0 = s_usecs();
+    int64_t t0 = bench_usecs();
     for (int i = 0; client && i < n; i++) {
         size_t len;
         uint8_t *body = s_body(i % S_KEYS, &len);
         vz_envelope_t req;
         s_request(&req, body, len);
         vz_response_t *rsp = NULL;
-        int64_t t1 = s_usecs();
+        int64_t t1 = bench_usecs();
         if (vz_client_call(client, &req, 5000, &rsp) == 0 && rsp->env.kind == VZ_KIND_REPLY)
-            lat[ok++] = s_usecs() - t1;
+            lat[ok++] = bench_usecs() - t1;
         vz_response_destroy(&rsp);
         free(body);
     }
-    *rate = ok / ((double)(s_usecs() - t0) / 1e6);
-    qsort(lat, (size_t)ok, sizeof *lat, s_cmp);
+    *rate = ok / ((double)(bench_usecs() - t0) / 1e6);
+    qsort(lat, (size_t)ok, sizeof *lat, bench_cmp_i64);
     *p50 = ok ? (double)lat[ok / 2] : 0;
     *p99 = ok ? (double)lat[ok * 99 / 100] : 0;
     free(lat);
@@ -312,7 +219,7 @@ static double s_pipelined(s_mesh_t *m, int n, int window, int *errors)
     zpoller_t *poller = zpoller_new(vz_client_sock(client), NULL);
     int sent = 0, done = 0;
     *errors = 0;
-    int64_t t0 = s_usecs();
+    int64_t t0 = bench_usecs();
     while (done < n) {
         while (sent < n && sent - done < window) {
             vz_envelope_t req;
@@ -333,7 +240,7 @@ static double s_pipelined(s_mesh_t *m, int n, int window, int *errors)
             done++;
         }
     }
-    double rate = done / ((double)(s_usecs() - t0) / 1e6);
+    double rate = done / ((double)(bench_usecs() - t0) / 1e6);
     zpoller_destroy(&poller);
     for (int i = 0; i < S_KEYS; i++)
         free(bodies[i]);

@@ -465,6 +465,48 @@ static void *s_accept(void *arg)
     return NULL;
 }
 
+//  Stop the acceptor and every connection thread and close their sockets.
+static void s_stop(fake_http_t *self)
+{
+    pthread_mutex_lock(&self->mutex);
+    self->stopping = true;
+    pthread_cond_broadcast(&self->cond);
+    for (size_t i = 0; i < self->conns_len; i++)
+        if (self->conns[i]->fd >= 0)
+            shutdown(self->conns[i]->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&self->mutex);
+    //  Wakes the blocked accept (EINVAL); no connection is added after it.
+    shutdown(self->listen_fd, SHUT_RDWR);
+    pthread_join(self->acceptor, NULL);
+    close(self->listen_fd);
+    for (size_t i = 0; i < self->conns_len; i++)
+        pthread_join(self->conns[i]->thread, NULL);
+}
+
+//  Free a stopped (or never started) server and all it recorded.
+static void s_free(fake_http_t *self)
+{
+    for (size_t i = 0; i < self->conns_len; i++) {
+        free(self->conns[i]->buf);
+        free(self->conns[i]);
+    }
+    free(self->conns);
+    for (size_t i = 0; i < self->count; i++)
+        s_record_free(self->records[i]);
+    free(self->records);
+    for (size_t i = 0; i < self->script_len; i++) {
+        free((void *)self->script[i].headers);
+        free((void *)self->script[i].body);
+    }
+    free(self->script);
+    if (self->ca_file[0])
+        unlink(self->ca_file);
+    SSL_CTX_free(self->ssl_ctx);
+    pthread_cond_destroy(&self->cond);
+    pthread_mutex_destroy(&self->mutex);
+    free(self);
+}
+
 //  ---------------------------------------------------------------------
 //  Public API
 
@@ -497,54 +539,18 @@ fake_http_t *fake_http_new(bool tls)
 fail:
     if (self->listen_fd >= 0)
         close(self->listen_fd);
-    if (self->ca_file[0])
-        unlink(self->ca_file);
-    SSL_CTX_free(self->ssl_ctx);
-    pthread_cond_destroy(&self->cond);
-    pthread_mutex_destroy(&self->mutex);
-    free(self);
+    s_free(self);
     return NULL;
 }
 
 void fake_http_destroy(fake_http_t **self_p)
 {
     assert(self_p);
-    fake_http_t *self = *self_p;
-    if (!self)
-        return;
-    pthread_mutex_lock(&self->mutex);
-    self->stopping = true;
-    pthread_cond_broadcast(&self->cond);
-    for (size_t i = 0; i < self->conns_len; i++)
-        if (self->conns[i]->fd >= 0)
-            shutdown(self->conns[i]->fd, SHUT_RDWR);
-    pthread_mutex_unlock(&self->mutex);
-    //  Wakes the blocked accept (EINVAL); no connection is added after it.
-    shutdown(self->listen_fd, SHUT_RDWR);
-    pthread_join(self->acceptor, NULL);
-    close(self->listen_fd);
-    for (size_t i = 0; i < self->conns_len; i++) {
-        conn_t *conn = self->conns[i];
-        pthread_join(conn->thread, NULL);
-        free(conn->buf);
-        free(conn);
+    if (*self_p) {
+        s_stop(*self_p);
+        s_free(*self_p);
+        *self_p = NULL;
     }
-    free(self->conns);
-    for (size_t i = 0; i < self->count; i++)
-        s_record_free(self->records[i]);
-    free(self->records);
-    for (size_t i = 0; i < self->script_len; i++) {
-        free((void *)self->script[i].headers);
-        free((void *)self->script[i].body);
-    }
-    free(self->script);
-    if (self->ca_file[0])
-        unlink(self->ca_file);
-    SSL_CTX_free(self->ssl_ctx);
-    pthread_cond_destroy(&self->cond);
-    pthread_mutex_destroy(&self->mutex);
-    free(self);
-    *self_p = NULL;
 }
 
 int fake_http_port(const fake_http_t *self)

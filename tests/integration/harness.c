@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,17 @@ void vzt_rmrf(const char *dir)
 {
     if (dir && *dir)
         nftw(dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *vzt_fmt(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *out = NULL;
+    if (vasprintf(&out, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    return out;
 }
 
 int vzt_free_port(void)
@@ -506,17 +518,34 @@ int vzt_proc_stop(vzt_proc_t **self_p, const char *log, int want_exit)
     return rc;
 }
 
-int vzt_metric(int port, const char *series, double *value)
+int vzt_metrics_page(int port, char **page_p)
 {
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
-    char *body = NULL;
     long status = 0;
-    *value = 0;
-    if (vzt_http("GET", url, NULL, &status, &body, 5000) < 0 || status != 200) {
-        free(body);
+    *page_p = NULL;
+    if (vzt_http("GET", url, NULL, &status, page_p, 5000) < 0 || status != 200) {
+        free(*page_p);
+        *page_p = NULL;
         return -1;
     }
+    return 0;
+}
+
+const char *vzt_metrics_lack(const char *page, const char *const names[])
+{
+    for (size_t i = 0; names[i]; i++)
+        if (!strstr(page, names[i]))
+            return names[i];
+    return NULL;
+}
+
+int vzt_metric(int port, const char *series, double *value)
+{
+    char *body = NULL;
+    *value = 0;
+    if (vzt_metrics_page(port, &body) < 0)
+        return -1;
     //  A series starts a line and is followed by one space and the value.
     int rc = -ENOENT;
     size_t n = strlen(series);

@@ -31,6 +31,8 @@ char *vzt_tempdir(const char *tag);
 void vzt_rmrf(const char *dir);
 //  A currently free TCP port on 127.0.0.1.
 int vzt_free_port(void);
+//  A formatted heap string (caller frees); aborts when out of memory.
+char *vzt_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 //  Path of a binary in $VZ_BIN_DIR (static buffer per call site is not
 //  used: caller frees).
 char *vzt_bin(const char *name);
@@ -106,6 +108,12 @@ int vzt_proc_stop(vzt_proc_t **self_p, const char *log, int want_exit);
 //  vz_broker_workers{service="echo"}. 0 and *value, -ENOENT when the series
 //  is absent (*value = 0), -1 when the page cannot be fetched.
 int vzt_metric(int port, const char *series, double *value);
+//  The /metrics page on port (heap, caller frees) into *page_p; 0, or -1
+//  when it cannot be fetched or the status is not 200 (*page_p NULL).
+int vzt_metrics_page(int port, char **page_p);
+//  The first of the NULL-terminated names that page does not contain, or
+//  NULL when it has them all.
+const char *vzt_metrics_lack(const char *page, const char *const names[]);
 
 //  A throwaway redis-server on 127.0.0.1:port (no persistence, files in
 //  dir, log in dir/redis.log), returned once it answers PING; NULL if it

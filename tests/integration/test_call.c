@@ -32,16 +32,8 @@
 #define S_TRACE                                                                                    \
     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" //  "relay_short"'s own timeout
 
-typedef struct {
-    char *dir;           //  temp dir: keys/, policy.cfg, logs
-    int broker_port;     //  broker ROUTER port
-    int admin_port;      //  broker admin port
-    char endpoint[64];   //  tcp://127.0.0.1:<broker_port>
-    char broker_key[41]; //  broker public key, Z85
-    vzt_proc_t *broker;  //  the broker process
-} s_env_t;
-
-static const char *const s_names[] = {"broker", "tester", "front", "downstream", "echo", NULL};
+//  The group's mesh: keys/, policy.cfg, the broker, logs.
+typedef vzt_mesh_t s_env_t;
 
 static const char *s_policy = "identity\n"
                               "    tester\n"
@@ -55,55 +47,22 @@ static const char *s_policy = "identity\n"
                               "    downstream\n"
                               "        serve = \"downstream\"\n";
 
-static zcert_t *s_cert(const s_env_t *env, const char *name)
-{
-    char path[VZ_PATH_MAX], err[256];
-    snprintf(path, sizeof path, "%s/keys/secret/%s.key", env->dir, name);
-    zcert_t *cert = vz_curve_cert_load(path, err, sizeof err);
-    if (!cert)
-        fail_msg("cannot load %s: %s", path, err);
-    return cert;
-}
-
 static int s_setup(void **state)
 {
-    s_env_t *env = calloc(1, sizeof *env);
-    env->dir = vzt_tempdir("call");
-    char keys[VZ_PATH_MAX], path[VZ_PATH_MAX];
-    snprintf(keys, sizeof keys, "%s/keys", env->dir);
-    assert_int_equal(vzt_keys(keys, s_names), 0);
-    snprintf(path, sizeof path, "%s/keys/public/broker.key", env->dir);
-    assert_int_equal(vz_curve_server_key(path, env->broker_key), 0);
-    snprintf(path, sizeof path, "%s/policy.cfg", env->dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(s_policy, f);
-    fclose(f);
-    env->broker_port = vzt_free_port();
-    env->admin_port = vzt_free_port();
-    snprintf(env->endpoint, sizeof env->endpoint, "tcp://127.0.0.1:%d", env->broker_port);
-    char bind[96], policy[VZ_PATH_MAX + 32];
-    snprintf(bind, sizeof bind, "VZ_BROKER_BIND=%s", env->endpoint);
-    snprintf(policy, sizeof policy, "VZ_BROKER_POLICY=%s", path);
-    char *const more[] = {bind, policy, "VZ_HEARTBEAT_MS=200", NULL};
-    env->broker =
-        vzt_daemon(env->dir, "broker", NULL, env->broker_port, 0, env->admin_port, more, true);
-    assert_non_null(env->broker);
-    *state = env;
+    char *const settings[] = {"VZ_HEARTBEAT_MS=200", NULL};
+    *state = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "call",
+                                               .daemons = "",
+                                               .identities = "tester,front,downstream,echo",
+                                               .policy = s_policy,
+                                               .env = settings,
+                                               .no_redis = true});
+    assert_non_null(*state);
     return 0;
 }
 
 static int s_teardown(void **state)
 {
-    s_env_t *env = *state;
-    vzt_proc_destroy(&env->broker);
-    if (getenv("VZ_KEEP_TMP"))
-        printf("kept %s\n", env->dir);
-    else
-        vzt_rmrf(env->dir);
-    free(env->dir);
-    free(env);
-    return 0;
+    return vzt_mesh_destroy((vzt_mesh_t **)state);
 }
 
 //  --------------------------------------------------------------------------
@@ -170,8 +129,9 @@ static const vz_method_t s_front[] = {
 static const vz_method_t s_downstream[] = {{"work", h_work, VZ_METHOD_DEFERRED, 0}};
 
 typedef struct {
-    const s_env_t *env; //  broker
-    const char *name;   //  service and certificate
+    s_env_t *env;     //  broker
+    const char *name; //  service and certificate
+    zcert_t *cert;    //  its certificate (the mesh's, loaded by the test thread)
 } s_role_t;
 
 typedef struct {
@@ -202,10 +162,10 @@ static void s_worker_actor(zsock_t *pipe, void *arg)
 {
     const s_role_t *role = arg;
     bool front = streq(role->name, "front");
-    zcert_t *cert = s_cert(role->env, role->name);
+    zcert_t *cert = role->cert;
     vz_worker_config_t config = {.service = role->name,
-                                 .endpoints = role->env->endpoint,
-                                 .broker_key = role->env->broker_key,
+                                 .endpoints = vzt_mesh_endpoint(role->env),
+                                 .broker_key = vzt_mesh_broker_key(role->env),
                                  .cert = cert,
                                  .heartbeat_ms = S_HB_MS,
                                  .credit = 4};
@@ -213,7 +173,8 @@ static void s_worker_actor(zsock_t *pipe, void *arg)
     vz_worker_t *worker =
         vz_worker_new(&config, front ? s_front : s_downstream, front ? 3 : 1, &app);
     zloop_t *loop = zloop_new();
-    vz_call_config_t cc = {.broker = {role->env->endpoint, role->env->broker_key, cert}};
+    vz_call_config_t cc = {
+        .broker = {vzt_mesh_endpoint(role->env), vzt_mesh_broker_key(role->env), cert}};
     app.calls = front ? vz_call_new(&cc) : NULL;
     s_actor_t actor = {&app, worker};
     zloop_reader(loop, pipe, s_on_pipe, &actor);
@@ -230,7 +191,6 @@ static void s_worker_actor(zsock_t *pipe, void *arg)
     vz_call_destroy(&app.calls);
     vz_worker_destroy(&worker);
     zloop_destroy(&loop);
-    zcert_destroy(&cert);
 }
 
 //  Start a role and wait until the broker has acknowledged it.
@@ -286,17 +246,25 @@ typedef struct {
     s_role_t downstream_role; //  downstream's role (idem)
     zactor_t *front;          //  NULL unless asked for
     zactor_t *downstream;     //  idem
-    zcert_t *cert;            //  the tester's certificate
     vz_client_t *client;      //  the tester
 } s_world_t;
 
-static void s_world_start(s_world_t *w, const s_env_t *env, bool front, bool downstream)
+//  An identity's certificate, borrowed from the mesh.
+static zcert_t *s_cert(s_env_t *env, const char *name)
 {
-    *w = (s_world_t){.front_role = {env, "front"}, .downstream_role = {env, "downstream"}};
+    zcert_t *cert = vzt_mesh_cert(env, name);
+    assert_non_null(cert);
+    return cert;
+}
+
+static void s_world_start(s_world_t *w, s_env_t *env, bool front, bool downstream)
+{
+    *w = (s_world_t){.front_role = {env, "front", s_cert(env, "front")},
+                     .downstream_role = {env, "downstream", s_cert(env, "downstream")}};
     w->front = front ? s_start(&w->front_role) : NULL;
     w->downstream = downstream ? s_start(&w->downstream_role) : NULL;
-    w->cert = s_cert(env, "tester");
-    vz_client_config_t config = {env->endpoint, env->broker_key, w->cert};
+    vz_client_config_t config = {vzt_mesh_endpoint(env), vzt_mesh_broker_key(env),
+                                 s_cert(env, "tester")};
     w->client = vz_client_new(&config);
     assert_non_null(w->client);
 }
@@ -304,7 +272,6 @@ static void s_world_start(s_world_t *w, const s_env_t *env, bool front, bool dow
 static void s_world_stop(s_world_t *w)
 {
     vz_client_destroy(&w->client);
-    zcert_destroy(&w->cert);
     zactor_destroy(&w->downstream);
     zactor_destroy(&w->front);
 }
@@ -314,10 +281,7 @@ static void s_send(vz_client_t *client, const char *service, const char *method,
                    const char *body, int64_t deadline)
 {
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    vz_strlcpy(req.service, service, sizeof req.service);
-    vz_strlcpy(req.method, method, sizeof req.method);
-    vz_strlcpy(req.id, id, sizeof req.id);
+    assert_int_equal(vz_envelope_request(&req, service, method, id), 0);
     vz_strlcpy(req.traceparent, S_TRACE, sizeof req.traceparent);
     req.deadline_ms = deadline;
     req.body = (const uint8_t *)body;
@@ -341,10 +305,10 @@ static vz_response_t *s_recv(vz_client_t *client, int wait_ms)
     return NULL;
 }
 
-static double s_metric(const s_env_t *env, const char *series)
+static double s_metric(s_env_t *env, const char *series)
 {
     double value = 0;
-    int rc = vzt_metric(env->admin_port, series, &value);
+    int rc = vzt_metric(vzt_mesh_admin_port(env, "broker"), series, &value);
     assert_true(rc == 0 || rc == -ENOENT);
     return value;
 }
@@ -464,7 +428,8 @@ static void test_caller_dies(void **state)
     s_world_t w;
     s_world_start(&w, env, false, true);
     char *const more[] = {"VZ_HEARTBEAT_MS=200", NULL};
-    vzt_proc_t *echo = vzt_daemon(env->dir, "echo", NULL, env->broker_port, 0, 0, more, true);
+    vzt_proc_t *echo =
+        vzt_daemon(vzt_mesh_dir(env), "echo", NULL, vzt_mesh_broker_port(env), 0, 0, more, true);
     assert_non_null(echo);
     double gone =
         s_metric(env, "vz_broker_send_failed_total{peer=\"client\",reason=\"unreachable\"}");
@@ -516,8 +481,8 @@ static void test_caller_stops(void **state)
     s_world_t w;
     s_world_start(&w, env, false, true);
     char *const more[] = {"VZ_HEARTBEAT_MS=200", "VZ_DRAIN_TIMEOUT_MS=4000", NULL};
-    vzt_proc_t *echo =
-        vzt_daemon(env->dir, "echo", "echo-term", env->broker_port, 0, 0, more, true);
+    vzt_proc_t *echo = vzt_daemon(vzt_mesh_dir(env), "echo", "echo-term", vzt_mesh_broker_port(env),
+                                  0, 0, more, true);
     assert_non_null(echo);
     s_send(w.client, "echo", "relay", "stops-1", "downstream.work hello", vz_now_ms() + 8000);
     s_got_t got;
@@ -543,7 +508,8 @@ static void test_event_delivered(void **state)
     s_env_t *env = *state;
     s_world_t w;
     s_world_start(&w, env, false, true);
-    vz_event_config_t config = {.broker = {env->endpoint, env->broker_key, w.cert}};
+    vz_event_config_t config = {
+        .broker = {vzt_mesh_endpoint(env), vzt_mesh_broker_key(env), s_cert(env, "tester")}};
     vz_event_t *events = vz_event_new(&config);
     assert_non_null(events);
     int64_t before = vz_now_ms();
@@ -569,5 +535,5 @@ int main(void)
         cmocka_unit_test(test_caller_stops),
         cmocka_unit_test(test_event_delivered),
     };
-    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+    return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }

@@ -79,24 +79,6 @@ static const char s_policies[] =
     "    anonymous\n        tier = \"*\"\n        by = \"ip\"\n        limit = 1000000\n"
     "        window = \"60s\"\n";
 
-static char *s_fmt(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *out = NULL;
-    assert_true(vasprintf(&out, fmt, ap) > 0);
-    va_end(ap);
-    return out;
-}
-
-static void s_write(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static int s_setup(void **state)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -178,9 +160,7 @@ static int s_check_raw(vz_client_t *client, const uint8_t *body, size_t len, ans
 {
     memset(a, 0, sizeof *a);
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    vz_strlcpy(req.service, "ratelimit", sizeof req.service);
-    vz_strlcpy(req.method, "check", sizeof req.method);
+    assert_int_equal(vz_envelope_request(&req, "ratelimit", "check", NULL), 0);
     req.body = body;
     req.body_len = len;
     vz_response_t *rsp = NULL;
@@ -308,9 +288,7 @@ static void test_check_answers(void **state)
 
     //  "policies" lists the active set.
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    vz_strlcpy(req.service, "ratelimit", sizeof req.service);
-    vz_strlcpy(req.method, "policies", sizeof req.method);
+    assert_int_equal(vz_envelope_request(&req, "ratelimit", "policies", NULL), 0);
     vz_response_t *rsp = NULL;
     assert_int_equal(vz_client_call(client, &req, CALL_MS, &rsp), 0);
     assert_int_equal(rsp->env.kind, VZ_KIND_REPLY);
@@ -414,9 +392,7 @@ static void test_pipelined_batches(void **state)
         size_t len;
         uint8_t *body = s_check_body(ips[i % 2], "", "anonymous", routes[i % 2], &len);
         vz_envelope_t req;
-        vz_envelope_init(&req, VZ_KIND_REQUEST);
-        vz_strlcpy(req.service, "ratelimit", sizeof req.service);
-        vz_strlcpy(req.method, "check", sizeof req.method);
+        assert_int_equal(vz_envelope_request(&req, "ratelimit", "check", NULL), 0);
         vz_client_new_id(req.id, sizeof req.id);
         req.deadline_ms = vz_now_ms() + 20000;
         req.body = body;
@@ -485,9 +461,7 @@ static void test_check_batch(void **state)
         size_t len;
         uint8_t *body = vz_batch_request_encode(items, PER, &len);
         vz_envelope_t req;
-        vz_envelope_init(&req, VZ_KIND_REQUEST);
-        vz_strlcpy(req.service, "ratelimit", sizeof req.service);
-        vz_strlcpy(req.method, "check_batch", sizeof req.method);
+        assert_int_equal(vz_envelope_request(&req, "ratelimit", "check_batch", NULL), 0);
         vz_client_new_id(req.id, sizeof req.id);
         vz_strlcpy(ids[b], req.id, sizeof ids[b]);
         req.deadline_ms = vz_now_ms() + 20000;
@@ -545,9 +519,7 @@ static void test_check_batch(void **state)
 
     //  Not a batch at all: the whole call is refused with the reason.
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    vz_strlcpy(req.service, "ratelimit", sizeof req.service);
-    vz_strlcpy(req.method, "check_batch", sizeof req.method);
+    assert_int_equal(vz_envelope_request(&req, "ratelimit", "check_batch", NULL), 0);
     req.body = (const uint8_t *)"\x80";
     req.body_len = 1;
     vz_response_t *rsp = NULL;
@@ -605,20 +577,29 @@ static void s_wait_metric(int port, const char *series, double want)
         fail_msg("%s never reached %g on :%d", series, want, port);
 }
 
+//  Replace ratelimit.cfg with text, SIGHUP both replicas and wait until
+//  each counts a reload with result ("ok" or "failed").
+static void s_reload(mesh_t *mesh, const char *text, const char *result)
+{
+    assert_int_equal(vzt_mesh_write(mesh->m, "ratelimit.cfg", text), 0);
+    for (int i = 0; i < 2; i++)
+        kill(vzt_mesh_pid(mesh->m, i ? "ratelimit.1" : "ratelimit.0"), SIGHUP);
+    char *series = vzt_fmt("vz_ratelimit_reloads_total{result=\"%s\"}", result);
+    for (int i = 0; i < 2; i++)
+        s_wait_metric(mesh->admin[i], series, 1);
+    free(series);
+}
+
 static void test_reload(void **state)
 {
     mesh_t *mesh = *state;
-    char *path = s_fmt("%s/ratelimit.cfg", mesh->dir);
     //  "added" goes first, before the catch-all.
-    char *text = s_fmt("ratelimit\n    shadow = \"false\"\npolicy\n    added\n"
-                       "        route = \"added\"\n        limit = 1\n        window = \"1h\"\n%s",
-                       strstr(s_policies, "    exact_tb"));
-    s_write(path, text);
+    char *text =
+        vzt_fmt("ratelimit\n    shadow = \"false\"\npolicy\n    added\n"
+                "        route = \"added\"\n        limit = 1\n        window = \"1h\"\n%s",
+                strstr(s_policies, "    exact_tb"));
+    s_reload(mesh, text, "ok");
     free(text);
-    for (int i = 0; i < 2; i++)
-        kill(vzt_mesh_pid(mesh->m, i ? "ratelimit.1" : "ratelimit.0"), SIGHUP);
-    for (int i = 0; i < 2; i++)
-        s_wait_metric(mesh->admin[i], "vz_ratelimit_reloads_total{result=\"ok\"}", 1);
     vz_client_t *client = s_client(mesh, NULL);
     answer_t a;
     assert_int_equal(s_check(client, "10.4.0.1", "", "anonymous", "added", &a), 0);
@@ -628,16 +609,11 @@ static void test_reload(void **state)
     assert_false(a.allowed);
 
     //  An invalid file is refused and the current set kept.
-    s_write(path, "policy\n    broken\n        limit = \"lots\"\n");
-    for (int i = 0; i < 2; i++)
-        kill(vzt_mesh_pid(mesh->m, i ? "ratelimit.1" : "ratelimit.0"), SIGHUP);
-    for (int i = 0; i < 2; i++)
-        s_wait_metric(mesh->admin[i], "vz_ratelimit_reloads_total{result=\"failed\"}", 1);
+    s_reload(mesh, "policy\n    broken\n        limit = \"lots\"\n", "failed");
     assert_int_equal(s_check(client, "10.4.0.2", "", "anonymous", "added", &a), 0);
     assert_string_equal(a.policy, "added");
-    s_write(path, s_policies);
+    assert_int_equal(vzt_mesh_write(mesh->m, "ratelimit.cfg", s_policies), 0);
     vz_client_destroy(&client);
-    free(path);
 }
 
 typedef struct {
@@ -821,9 +797,12 @@ static void test_start_without_redis(void **state)
 static void test_bad_config(void **state)
 {
     mesh_t *mesh = *state;
-    char *path = s_fmt("%s/bad.cfg", mesh->dir);
-    s_write(path, "policy\n    p\n        limit = 10\n        algorithm = \"leaky\"\n");
-    char *pol = s_fmt("VZ_RATELIMIT_POLICY=%s", path);
+    assert_int_equal(
+        vzt_mesh_write(mesh->m, "bad.cfg",
+                       "policy\n    p\n        limit = 10\n        algorithm = \"leaky\"\n"),
+        0);
+    char *path = vzt_mesh_path(mesh->m, "bad.cfg");
+    char *pol = vzt_fmt("VZ_RATELIMIT_POLICY=%s", path);
     const char *cases[][2] = {{pol, NULL}, {"VZ_RATELIMIT_FAILURE_MODE=maybe", NULL}};
     for (size_t i = 0; i < 2; i++) {
         char *const env[] = {(char *)cases[i][0], NULL};
@@ -841,26 +820,23 @@ static void test_bad_config(void **state)
 static void test_metrics(void **state)
 {
     mesh_t *mesh = *state;
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", mesh->admin[0]);
-    long status = 0;
     char *body = NULL;
-    assert_int_equal(vzt_http("GET", url, NULL, &status, &body, 5000), 0);
-    assert_int_equal(status, 200);
-    const char *names[] = {"vz_ratelimit_decisions_total{policy=\"small\",result=\"allowed\"}",
-                           "vz_ratelimit_near_limit_total{policy=",
-                           "vz_ratelimit_redis_duration_seconds_bucket{le=",
-                           "vz_ratelimit_fallback_active ",
-                           "vz_ratelimit_redis_errors_total ",
-                           "vz_ratelimit_reloads_total{result=\"failed\"}",
-                           NULL};
-    for (size_t i = 0; names[i]; i++)
-        if (!strstr(body, names[i]))
-            fail_msg("metrics lack %s", names[i]);
+    assert_int_equal(vzt_metrics_page(mesh->admin[0], &body), 0);
+    static const char *const names[] = {
+        "vz_ratelimit_decisions_total{policy=\"small\",result=\"allowed\"}",
+        "vz_ratelimit_near_limit_total{policy=",
+        "vz_ratelimit_redis_duration_seconds_bucket{le=",
+        "vz_ratelimit_fallback_active ",
+        "vz_ratelimit_redis_errors_total ",
+        "vz_ratelimit_reloads_total{result=\"failed\"}",
+        NULL};
+    const char *missing = vzt_metrics_lack(body, names);
+    if (missing)
+        fail_msg("metrics lack %s", missing);
     if (access("/usr/bin/promtool", X_OK) == 0) {
-        char *path = s_fmt("%s/metrics.txt", mesh->dir);
-        s_write(path, body);
-        char *cmd = s_fmt("/usr/bin/promtool check metrics < %s", path);
+        assert_int_equal(vzt_mesh_write(mesh->m, "metrics.txt", body), 0);
+        char *path = vzt_mesh_path(mesh->m, "metrics.txt");
+        char *cmd = vzt_fmt("/usr/bin/promtool check metrics < %s", path);
         assert_int_equal(system(cmd), 0);
         free(cmd);
         free(path);

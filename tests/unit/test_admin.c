@@ -15,35 +15,30 @@
 
 #include "vz_admin.h"
 
+//  A bounded text buffer curl appends to; what does not fit is dropped.
+typedef struct {
+    char *text; //  NUL-terminated
+    size_t cap; //  bytes at text
+    size_t len; //  bytes used
+} sink_t;
+
 typedef struct {
     long status;
     char body[65536];
-    size_t len;
     char headers[4096];
-    size_t hlen;
+    sink_t body_sink;   //  over body
+    sink_t header_sink; //  over headers
     long connects;
 } reply_t;
 
-static size_t on_body(char *data, size_t size, size_t n, void *arg)
+static size_t on_data(char *data, size_t size, size_t n, void *arg)
 {
-    reply_t *r = arg;
+    sink_t *sink = arg;
     size_t len = size * n;
-    if (r->len + len < sizeof r->body) {
-        memcpy(r->body + r->len, data, len);
-        r->len += len;
-        r->body[r->len] = '\0';
-    }
-    return len;
-}
-
-static size_t on_header(char *data, size_t size, size_t n, void *arg)
-{
-    reply_t *r = arg;
-    size_t len = size * n;
-    if (r->hlen + len < sizeof r->headers) {
-        memcpy(r->headers + r->hlen, data, len);
-        r->hlen += len;
-        r->headers[r->hlen] = '\0';
+    if (sink->len + len < sink->cap) {
+        memcpy(sink->text + sink->len, data, len);
+        sink->len += len;
+        sink->text[sink->len] = '\0';
     }
     return len;
 }
@@ -53,14 +48,16 @@ static void request(CURL *curl, const char *method, int port, const char *path, 
                     reply_t *r)
 {
     memset(r, 0, sizeof *r);
+    r->body_sink = (sink_t){r->body, sizeof r->body, 0};
+    r->header_sink = (sink_t){r->headers, sizeof r->headers, 0};
     char url[256];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r->body_sink);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r->header_sink);
     bool head = strcmp(method, "HEAD") == 0;
     curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
     if (body)
@@ -140,7 +137,7 @@ static void test_routes(void **state)
 
     request(curl, "HEAD", port, "/healthz", NULL, &r);
     assert_int_equal(r.status, 200);
-    assert_int_equal(r.len, 0);
+    assert_int_equal(r.body_sink.len, 0);
 
     curl_easy_cleanup(curl);
     vz_admin_destroy(&admin);

@@ -21,6 +21,8 @@
 #include "vz_curve.h"
 #include "vz_proto.h"
 
+#include "ut.h"
+
 #define WAIT_MS 5000 //  bound on any expected frame
 
 // --------------------------------------------------------------------------
@@ -54,20 +56,25 @@ static void test_trusted_table(void **state)
     assert_false(vz_authctx_trusted(NULL));
 }
 
+//  What vz_authctx_read made of a request, as one line to compare:
+//  "<trusted> <auth>|<sub>|<scope>|<tier>|<kid>|<client_ip>".
+static void s_expect_ctx(const vz_authctx_t *ctx, const char *want)
+{
+    char got[512];
+    snprintf(got, sizeof got, "%d %s|%s|%s|%s|%s|%s", ctx->trusted, ctx->auth, ctx->sub, ctx->scope,
+             ctx->tier, ctx->kid, ctx->client_ip);
+    assert_string_equal(got, want);
+}
+
 static void test_read_trusted(void **state)
 {
     vz_envelope_t req;
     s_request(&req, "gateway");
     vz_authctx_t ctx;
     vz_authctx_read(&req, &ctx);
-    assert_true(ctx.trusted);
-    assert_string_equal(ctx.auth, "jwt");
-    assert_string_equal(ctx.sub, "u_1");
-    assert_string_equal(ctx.scope, "user admin");
-    assert_string_equal(ctx.tier, "premium");
-    assert_string_equal(ctx.kid, ""); //  left out by the writer (NULL)
+    //  kid "": left out by the writer (NULL).
+    s_expect_ctx(&ctx, "1 jwt|u_1|user admin|premium||192.0.2.7");
     assert_null(vz_envelope_ctx_get(&req, VZ_AUTHCTX_KID));
-    assert_string_equal(ctx.client_ip, "192.0.2.7");
     assert_string_equal(vz_authctx_param(&req, "id"), "abc");
     assert_string_equal(vz_authctx_header(&req, "AUTHORIZATION"), "Basic x");
     assert_string_equal(vz_envelope_ctx_get(&req, "header.authorization"), "Basic x");
@@ -90,12 +97,7 @@ static void test_read_untrusted(void **state)
         s_request(&req, callers[i]);
         vz_authctx_t ctx;
         vz_authctx_read(&req, &ctx);
-        assert_false(ctx.trusted);
-        assert_string_equal(ctx.auth, "none");
-        assert_string_equal(ctx.sub, "");
-        assert_string_equal(ctx.scope, "");
-        assert_string_equal(ctx.tier, "");
-        assert_string_equal(ctx.client_ip, "");
+        s_expect_ctx(&ctx, "0 none|||||");
         assert_null(vz_authctx_get(&req, VZ_AUTHCTX_SUB));
         assert_null(vz_authctx_param(&req, "id"));
         assert_null(vz_authctx_header(&req, "authorization"));
@@ -107,9 +109,7 @@ static void test_read_untrusted(void **state)
     assert_int_equal(vz_envelope_ctx_set(&req, VZ_AUTHCTX_AUTH, ""), 0);
     vz_authctx_t ctx;
     vz_authctx_read(&req, &ctx);
-    assert_true(ctx.trusted);
-    assert_string_equal(ctx.auth, "none");
-    assert_string_equal(ctx.sub, "");
+    s_expect_ctx(&ctx, "1 none|||||");
 }
 
 // --------------------------------------------------------------------------
@@ -337,14 +337,9 @@ static const vz_method_t s_methods[] = {
 };
 
 typedef struct {
-    char dir[64];         //  key tree
-    vz_auth_t *zap;       //  ZAP for this process
-    zcert_t *broker_cert; //  the test's, as the broker
-    zcert_t *worker_cert; //  the worker's
-    zsock_t *router;      //  the fake broker
-    zactor_t *worker;     //  vz_worker on its own loop
-    zframe_t *rid;        //  the worker's routing id
-    char endpoint[64];    //  where router listens
+    ut_keys_t *keys;    //  server: the test's, as the broker; peer: the worker's
+    ut_broker_t broker; //  the fake broker
+    zactor_t *worker;   //  vz_worker on its own loop
 } rig_t;
 
 //  Worker thread: its own loop until $TERM on the pipe.
@@ -357,9 +352,9 @@ static void s_worker_actor(zsock_t *pipe, void *arg)
 {
     rig_t *rig = arg;
     vz_worker_config_t cfg = {.service = "svc",
-                              .endpoints = rig->endpoint,
-                              .broker_key = zcert_public_txt(rig->broker_cert),
-                              .cert = rig->worker_cert};
+                              .endpoints = rig->broker.endpoint,
+                              .broker_key = zcert_public_txt(rig->keys->server),
+                              .cert = rig->keys->peer};
     vz_worker_t *worker =
         vz_worker_new(&cfg, s_methods, sizeof s_methods / sizeof s_methods[0], NULL);
     zloop_t *loop = zloop_new();
@@ -372,67 +367,19 @@ static void s_worker_actor(zsock_t *pipe, void *arg)
     vz_worker_destroy(&worker);
 }
 
-//  Next frame set from the worker that is not a heartbeat, rid popped.
-static zmsg_t *s_recv(rig_t *rig)
-{
-    zpoller_t *poller = zpoller_new(rig->router, NULL);
-    int64_t end = zclock_mono() + WAIT_MS;
-    zmsg_t *found = NULL;
-    while (!found && zclock_mono() < end && zpoller_wait(poller, (int)(end - zclock_mono()))) {
-        zmsg_t *msg = zmsg_recv(rig->router);
-        zframe_destroy(&rig->rid);
-        rig->rid = zmsg_pop(msg);
-        if (zframe_streq(zmsg_first(msg), VZ_CMD_HEARTBEAT)) {
-            //  Answered like a broker would, so a slow run never looks dead.
-            zmsg_destroy(&msg);
-            zmsg_t *hb = zmsg_new();
-            zmsg_addmem(hb, zframe_data(rig->rid), zframe_size(rig->rid));
-            zmsg_addstr(hb, VZ_CMD_HEARTBEAT);
-            zmsg_send(&hb, rig->router);
-        } else
-            found = msg;
-    }
-    zpoller_destroy(&poller);
-    return found;
-}
-
-static void s_send(rig_t *rig, zmsg_t *msg)
-{
-    zmsg_pushmem(msg, zframe_data(rig->rid), zframe_size(rig->rid));
-    assert_int_equal(zmsg_send(&msg, rig->router), 0);
-}
-
 static int s_setup(void **state)
 {
     rig_t *rig = calloc(1, sizeof *rig);
-    strcpy(rig->dir, "/tmp/vz-authctx-XXXXXX");
-    if (!mkdtemp(rig->dir) || vz_curve_keygen(rig->dir, "broker") ||
-        vz_curve_keygen(rig->dir, "svc"))
+    if (!rig || !(rig->keys = ut_keys_new("authctx", "broker", "svc", true)) ||
+        ut_broker_new(&rig->broker, rig->keys->server) != 0)
         return -1;
-    char path[128];
-    snprintf(path, sizeof path, "%s/secret/broker.key", rig->dir);
-    rig->broker_cert = vz_curve_cert_load(path, NULL, 0);
-    snprintf(path, sizeof path, "%s/secret/svc.key", rig->dir);
-    rig->worker_cert = vz_curve_cert_load(path, NULL, 0);
-    snprintf(path, sizeof path, "%s/public", rig->dir);
-    rig->zap = vz_auth_new(path);
-    rig->router = rig->broker_cert
-                      ? vz_curve_server(ZMQ_ROUTER, "tcp://127.0.0.1:0", rig->broker_cert)
-                      : NULL;
-    if (!rig->zap || !rig->worker_cert || !rig->router)
-        return -1;
-    snprintf(rig->endpoint, sizeof rig->endpoint, "tcp://127.0.0.1:%d",
-             vz_curve_bound_port(rig->router));
     rig->worker = zactor_new(s_worker_actor, rig);
     //  RDY svc 1, then our HB: the worker is registered.
-    zmsg_t *rdy = rig->worker ? s_recv(rig) : NULL;
+    zmsg_t *rdy = rig->worker ? ut_broker_next(&rig->broker, true, WAIT_MS) : NULL;
     bool ok = rdy && zframe_streq(zmsg_first(rdy), VZ_CMD_READY);
     zmsg_destroy(&rdy);
-    if (!ok)
+    if (!ok || ut_broker_send_cmd(&rig->broker, VZ_CMD_HEARTBEAT) != 0)
         return -1;
-    zmsg_t *hb = zmsg_new();
-    zmsg_addstr(hb, VZ_CMD_HEARTBEAT);
-    s_send(rig, hb);
     *state = rig;
     return 0;
 }
@@ -441,22 +388,13 @@ static int s_teardown(void **state)
 {
     rig_t *rig = *state;
     zactor_destroy(&rig->worker);
-    zframe_destroy(&rig->rid);
-    zsock_destroy(&rig->router);
-    vz_auth_destroy(&rig->zap);
-    zcert_destroy(&rig->broker_cert);
-    zcert_destroy(&rig->worker_cert);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", rig->dir);
-    assert_int_equal(system(cmd), 0);
+    ut_broker_destroy(&rig->broker);
+    assert_int_equal(ut_keys_destroy(&rig->keys), 0);
     free(rig);
     return 0;
 }
 
-typedef struct {
-    zframe_t *frame;   //  holds the envelope bytes
-    vz_envelope_t env; //  the decoded reply or error
-} rep_t;
+typedef ut_rep_t rep_t;
 
 //  Call method as caller (the broker's word) with body; the answer in rep.
 static void s_call(rig_t *rig, const char *caller, const char *method, const char *body, rep_t *rep)
@@ -468,28 +406,8 @@ static void s_call(rig_t *rig, const char *caller, const char *method, const cha
     strcpy(req.id, "r1");
     req.body = (const uint8_t *)body;
     req.body_len = strlen(body);
-    uint8_t *buf;
-    size_t len;
-    assert_int_equal(vz_envelope_encode(&req, &buf, &len), 0);
-    zmsg_t *msg = zmsg_new();
-    zmsg_addstr(msg, VZ_CMD_REQUEST);
-    zmsg_addmem(msg, "tag00001", VZ_TAG_SIZE);
-    zmsg_addstr(msg, caller);
-    zmsg_addmem(msg, buf, len);
-    free(buf);
-    s_send(rig, msg);
-    zmsg_t *answer = s_recv(rig);
-    assert_non_null(answer);
-    assert_int_equal(zmsg_size(answer), 3);
-    assert_true(zframe_streq(zmsg_first(answer), VZ_CMD_REPLY));
-    zframe_t *cmd = zmsg_pop(answer), *tag = zmsg_pop(answer);
-    rep->frame = zmsg_pop(answer);
-    zframe_destroy(&cmd);
-    zframe_destroy(&tag);
-    zmsg_destroy(&answer);
-    assert_int_equal(
-        vz_envelope_decode(&rep->env, zframe_data(rep->frame), zframe_size(rep->frame), NULL, NULL),
-        0);
+    assert_int_equal(ut_broker_send_req(&rig->broker, "tag00001", caller, &req), 0);
+    assert_int_equal(ut_broker_recv_rep(&rig->broker, rep, WAIT_MS), 0);
 }
 
 static void s_expect_body(const rep_t *rep, const char *body)

@@ -26,6 +26,8 @@
 #include "vz_metrics.h"
 #include "vz_proto.h"
 
+#include "ut.h"
+
 typedef enum {
     MODE_ECHO,           //  reply with the request body
     MODE_ERROR,          //  answer every request with a "forbidden" error
@@ -36,12 +38,8 @@ typedef enum {
     MODE_UNAVAILABLE,    //  answer every request with "unavailable"
 } mode_t_;
 
-typedef struct {
-    char dir[256];   //  key tree
-    vz_auth_t *auth; //  ZAP for this process
-    zcert_t *broker; //  fake broker's certificate
-    zcert_t *client; //  client's certificate
-} fixture_t;
+//  The group's keys: server is the fake broker's, peer the client's.
+typedef ut_keys_t fixture_t;
 
 typedef struct {
     zcert_t *cert; //  broker certificate (borrowed)
@@ -59,14 +57,10 @@ static void s_reply(zsock_t *router, zframe_t *rid, const vz_envelope_t *req, co
         rep.body = (const uint8_t *)body;
         rep.body_len = strlen(body);
     }
-    uint8_t *buf;
-    size_t len;
-    assert_int_equal(vz_envelope_encode(&rep, &buf, &len), 0);
     zmsg_t *msg = zmsg_new();
     zmsg_append(msg, &(zframe_t *){zframe_dup(rid)});
     zmsg_addstr(msg, VZ_CMD_REPLY);
-    zmsg_addmem(msg, buf, len);
-    free(buf);
+    assert_int_equal(ut_msg_add_env(msg, &rep), 0);
     zmsg_send(&msg, router);
 }
 
@@ -158,34 +152,13 @@ static void s_broker(zsock_t *pipe, void *arg)
 
 static int s_group_setup(void **state)
 {
-    fixture_t *f = calloc(1, sizeof *f);
-    strcpy(f->dir, "/tmp/vz-client-XXXXXX");
-    if (!mkdtemp(f->dir) || vz_curve_keygen(f->dir, "broker") || vz_curve_keygen(f->dir, "caller"))
-        return -1;
-    char path[512];
-    snprintf(path, sizeof path, "%s/secret/broker.key", f->dir);
-    f->broker = vz_curve_cert_load(path, NULL, 0);
-    snprintf(path, sizeof path, "%s/secret/caller.key", f->dir);
-    f->client = vz_curve_cert_load(path, NULL, 0);
-    snprintf(path, sizeof path, "%s/public", f->dir);
-    f->auth = vz_auth_new(path);
-    if (!f->broker || !f->client || !f->auth)
-        return -1;
-    *state = f;
-    return 0;
+    *state = ut_keys_new("client", "broker", "caller", true);
+    return *state ? 0 : -1;
 }
 
 static int s_group_teardown(void **state)
 {
-    fixture_t *f = *state;
-    vz_auth_destroy(&f->auth);
-    zcert_destroy(&f->broker);
-    zcert_destroy(&f->client);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
+    return ut_keys_destroy((ut_keys_t **)state);
 }
 
 typedef struct {
@@ -197,7 +170,7 @@ typedef struct {
 
 static void s_rig_start(rig_t *rig, fixture_t *f, mode_t_ mode)
 {
-    rig->args.cert = f->broker;
+    rig->args.cert = f->server;
     rig->args.mode = mode;
     rig->broker = zactor_new(s_broker, &rig->args);
     assert_non_null(rig->broker);
@@ -205,7 +178,7 @@ static void s_rig_start(rig_t *rig, fixture_t *f, mode_t_ mode)
     snprintf(rig->endpoint, sizeof rig->endpoint, "tcp://127.0.0.1:%s", port);
     free(port);
     vz_client_config_t cfg = {
-        .endpoints = rig->endpoint, .broker_key = zcert_public_txt(f->broker), .cert = f->client};
+        .endpoints = rig->endpoint, .broker_key = zcert_public_txt(f->server), .cert = f->peer};
     rig->client = vz_client_new(&cfg);
     assert_non_null(rig->client);
 }
@@ -227,48 +200,60 @@ static void s_rig_stop(rig_t *rig)
 
 static void s_request(vz_envelope_t *req, const char *method, const char *body)
 {
-    vz_envelope_init(req, VZ_KIND_REQUEST);
-    strcpy(req->service, "echo");
-    strcpy(req->method, method);
+    assert_int_equal(vz_envelope_request(req, "echo", method, NULL), 0);
     req->body = (const uint8_t *)body;
     req->body_len = strlen(body);
 }
 
-static void test_reply(void **state)
+//  One blocking call in a fresh rig, and what must come of it.
+typedef struct {
+    mode_t_ mode;       //  the fake broker's behaviour
+    const char *method; //  request method
+    const char *body;   //  request body
+    bool idempotent;    //  VZ_FLAG_IDEMPOTENT set
+    const char *error;  //  expected error code; NULL = a reply echoing body
+    int seen;           //  requests the broker must have seen (0 = not counted)
+} call_case_t;
+
+static void s_call_case(fixture_t *f, const call_case_t *c)
 {
     rig_t rig;
-    s_rig_start(&rig, *state, MODE_ECHO);
+    s_rig_start(&rig, f, c->mode);
     vz_envelope_t req;
-    s_request(&req, "ping", "hello");
+    s_request(&req, c->method, c->body);
+    if (c->idempotent)
+        req.flags = VZ_FLAG_IDEMPOTENT;
     vz_response_t *resp = NULL;
     assert_int_equal(vz_client_call(rig.client, &req, 5000, &resp), 0);
     assert_non_null(resp);
     //  The id was generated and the deadline set from the timeout.
     assert_int_equal(strlen(req.id), 32);
     assert_true(req.deadline_ms > vz_now_ms());
-    assert_int_equal(resp->env.kind, VZ_KIND_REPLY);
     assert_string_equal(resp->env.id, req.id);
-    assert_int_equal(resp->env.body_len, 5);
-    assert_memory_equal(resp->env.body, "hello", 5);
+    if (c->error) {
+        assert_int_equal(resp->env.kind, VZ_KIND_ERROR);
+        assert_string_equal(resp->env.error_code, c->error);
+    } else {
+        assert_int_equal(resp->env.kind, VZ_KIND_REPLY);
+        assert_int_equal(resp->env.body_len, strlen(c->body));
+        assert_memory_equal(resp->env.body, c->body, resp->env.body_len);
+    }
     vz_response_destroy(&resp);
     assert_null(resp);
+    if (c->seen)
+        assert_int_equal(s_rig_count(&rig), c->seen);
     s_rig_stop(&rig);
+}
+
+static void test_reply(void **state)
+{
+    s_call_case(*state, &(call_case_t){MODE_ECHO, "ping", "hello", false, NULL, 1});
 }
 
 static void test_remote_error(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_ERROR);
-    vz_envelope_t req;
-    s_request(&req, "ping", "");
-    req.flags = VZ_FLAG_IDEMPOTENT; //  forbidden is not retryable anyway
-    vz_response_t *resp = NULL;
-    assert_int_equal(vz_client_call(rig.client, &req, 5000, &resp), 0);
-    assert_int_equal(resp->env.kind, VZ_KIND_ERROR);
-    assert_string_equal(resp->env.error_code, VZ_ERR_FORBIDDEN);
-    vz_response_destroy(&resp);
-    assert_int_equal(s_rig_count(&rig), 1);
-    s_rig_stop(&rig);
+    //  Idempotent, but forbidden is not retryable anyway.
+    s_call_case(*state, &(call_case_t){MODE_ERROR, "ping", "", true, VZ_ERR_FORBIDDEN, 1});
 }
 
 static void test_timeout(void **state)
@@ -310,46 +295,18 @@ static void test_late_reply_ignored(void **state)
 
 static void test_idempotent_retry(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_NO_WORKER_ONCE);
-    vz_envelope_t req;
-    s_request(&req, "get", "again");
-    req.flags = VZ_FLAG_IDEMPOTENT;
-    vz_response_t *resp = NULL;
-    assert_int_equal(vz_client_call(rig.client, &req, 5000, &resp), 0);
-    assert_int_equal(resp->env.kind, VZ_KIND_REPLY);
-    assert_memory_equal(resp->env.body, "again", 5);
-    vz_response_destroy(&resp);
-    assert_int_equal(s_rig_count(&rig), 2);
-    s_rig_stop(&rig);
+    s_call_case(*state, &(call_case_t){MODE_NO_WORKER_ONCE, "get", "again", true, NULL, 2});
 }
 
 static void test_no_retry_when_not_idempotent(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_NO_WORKER_ONCE);
-    vz_envelope_t req;
-    s_request(&req, "charge", "once");
-    vz_response_t *resp = NULL;
-    assert_int_equal(vz_client_call(rig.client, &req, 5000, &resp), 0);
-    assert_int_equal(resp->env.kind, VZ_KIND_ERROR);
-    assert_string_equal(resp->env.error_code, VZ_ERR_NO_WORKER);
-    vz_response_destroy(&resp);
-    assert_int_equal(s_rig_count(&rig), 1);
-    s_rig_stop(&rig);
+    s_call_case(*state,
+                &(call_case_t){MODE_NO_WORKER_ONCE, "charge", "once", false, VZ_ERR_NO_WORKER, 1});
 }
 
 static void test_junk_ignored(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_JUNK);
-    vz_envelope_t req;
-    s_request(&req, "ping", "through");
-    vz_response_t *resp = NULL;
-    assert_int_equal(vz_client_call(rig.client, &req, 5000, &resp), 0);
-    assert_memory_equal(resp->env.body, "through", 7);
-    vz_response_destroy(&resp);
-    s_rig_stop(&rig);
+    s_call_case(*state, &(call_case_t){MODE_JUNK, "ping", "through", false, NULL, 0});
 }
 
 static void test_interrupted_and_too_large(void **state)
@@ -531,7 +488,7 @@ static last_t s_last(rig_t *rig)
 static vz_call_t *s_call_new(rig_t *rig, fixture_t *f, zloop_t *loop, vz_metrics_t *metrics,
                              int pct, int min)
 {
-    vz_call_config_t cfg = {.broker = {rig->endpoint, zcert_public_txt(f->broker), f->client},
+    vz_call_config_t cfg = {.broker = {rig->endpoint, zcert_public_txt(f->server), f->peer},
                             .grace_ms = 50,
                             .retry_budget_pct = pct,
                             .retry_min = min,
@@ -542,16 +499,36 @@ static vz_call_t *s_call_new(rig_t *rig, fixture_t *f, zloop_t *loop, vz_metrics
     return call;
 }
 
+//  A rig with a loop and a vz_call attached to it (metrics may be NULL).
+typedef struct {
+    rig_t rig;       //  fake broker and client
+    zloop_t *loop;   //  runs the call's socket and timers
+    vz_call_t *call; //  under test
+} call_rig_t;
+
+static void s_call_rig_start(call_rig_t *cr, fixture_t *f, mode_t_ mode, vz_metrics_t *metrics,
+                             int pct, int min)
+{
+    s_rig_start(&cr->rig, f, mode);
+    cr->loop = zloop_new();
+    cr->call = s_call_new(&cr->rig, f, cr->loop, metrics, pct, min);
+}
+
+static void s_call_rig_stop(call_rig_t *cr)
+{
+    vz_call_destroy(&cr->call);
+    zloop_destroy(&cr->loop);
+    s_rig_stop(&cr->rig);
+}
+
 #define TRACE "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 //  The child's deadline is the earlier of the parent's and its timeout;
 //  the trace travels; done never runs inside start.
 static void test_call_reply_and_deadline(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_ECHO);
-    zloop_t *loop = zloop_new();
-    vz_call_t *call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    call_rig_t cr;
+    s_call_rig_start(&cr, *state, MODE_ECHO, NULL, 0, 0);
     calls_t c = {0};
     vz_envelope_t parent;
     vz_envelope_init(&parent, VZ_KIND_REQUEST);
@@ -564,14 +541,14 @@ static void test_call_reply_and_deadline(void **state)
                          .timeout_ms = 5000,
                          .idempotent = true,
                          .parent = &parent};
-    s_start(call, &c, &req);
-    assert_int_equal(vz_call_pending(call), 1);
-    s_run(loop, &c, 1);
+    s_start(cr.call, &c, &req);
+    assert_int_equal(vz_call_pending(cr.call), 1);
+    s_run(cr.loop, &c, 1);
     assert_false(c.inside);
     assert_int_equal(c.outcome[0], VZ_CALL_REPLY);
     assert_string_equal(c.body[0], "one");
     assert_int_equal(c.attempts[0], 1);
-    last_t l = s_last(&rig);
+    last_t l = s_last(&cr.rig);
     assert_true(l.deadline == parent.deadline_ms);
     assert_int_equal(l.flags, VZ_FLAG_IDEMPOTENT);
     assert_string_equal(l.trace, TRACE);
@@ -581,26 +558,22 @@ static void test_call_reply_and_deadline(void **state)
     req.timeout_ms = 100;
     req.idempotent = false;
     req.body = "two";
-    s_start(call, &c, &req);
-    s_run(loop, &c, 2);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 2);
     assert_string_equal(c.body[1], "two");
-    l = s_last(&rig);
+    l = s_last(&cr.rig);
     assert_true(l.deadline >= before + 100 && l.deadline <= vz_now_ms() + 100);
     assert_int_equal(l.flags, 0);
-    assert_int_equal(vz_call_pending(call), 0);
-    vz_call_destroy(&call);
-    zloop_destroy(&loop);
-    s_rig_stop(&rig);
+    assert_int_equal(vz_call_pending(cr.call), 0);
+    s_call_rig_stop(&cr);
 }
 
-//  no_worker once: the idempotent call goes again with the same id; the
+//  no_worker once: the idempotent cr.call goes again with the same id; the
 //  other one ends with the broker's error.
 static void test_call_retry(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_NO_WORKER_ONCE);
-    zloop_t *loop = zloop_new();
-    vz_call_t *call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    call_rig_t cr;
+    s_call_rig_start(&cr, *state, MODE_NO_WORKER_ONCE, NULL, 0, 0);
     calls_t c = {0};
     vz_call_req_t req = {.service = "echo",
                          .method = "get",
@@ -608,85 +581,73 @@ static void test_call_retry(void **state)
                          .body_len = 5,
                          .timeout_ms = 2000,
                          .idempotent = true};
-    s_start(call, &c, &req);
-    s_run(loop, &c, 1);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 1);
     assert_int_equal(c.outcome[0], VZ_CALL_REPLY);
     assert_string_equal(c.body[0], "again");
     assert_int_equal(c.attempts[0], 2);
-    last_t l = s_last(&rig);
+    last_t l = s_last(&cr.rig);
     assert_int_equal(l.count, 2);
     assert_string_equal(l.first, l.id);
-    vz_call_destroy(&call);
-    zloop_destroy(&loop);
-    s_rig_stop(&rig);
+    s_call_rig_stop(&cr);
 
-    s_rig_start(&rig, *state, MODE_NO_WORKER_ONCE);
-    loop = zloop_new();
-    call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    s_call_rig_start(&cr, *state, MODE_NO_WORKER_ONCE, NULL, 0, 0);
     req.idempotent = false;
-    s_start(call, &c, &req);
-    s_run(loop, &c, 2);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 2);
     assert_int_equal(c.outcome[1], VZ_CALL_REMOTE);
     assert_string_equal(c.code[1], VZ_ERR_NO_WORKER);
-    assert_int_equal(s_last(&rig).count, 1);
-    vz_call_destroy(&call);
-    zloop_destroy(&loop);
-    s_rig_stop(&rig);
+    assert_int_equal(s_last(&cr.rig).count, 1);
+    s_call_rig_stop(&cr);
 }
 
-//  A callee that always fails: at most VZ_RETRY_MAX retries per call, and
+//  A callee that always fails: at most VZ_RETRY_MAX retries per cr.call, and
 //  fewer once the budget (1 token, 1 %) is spent; -1 turns retries off.
 static void test_call_budget(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_UNAVAILABLE);
-    zloop_t *loop = zloop_new();
+    call_rig_t cr;
     vz_metrics_t *metrics = vz_metrics_new();
-    vz_call_t *call = s_call_new(&rig, *state, loop, metrics, 1, 1);
+    s_call_rig_start(&cr, *state, MODE_UNAVAILABLE, metrics, 1, 1);
     calls_t c = {0};
     vz_call_req_t req = {
         .service = "echo", .method = "get", .timeout_ms = 2000, .idempotent = true};
-    s_start(call, &c, &req);
-    s_run(loop, &c, 1);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 1);
     assert_int_equal(c.outcome[0], VZ_CALL_REMOTE);
     assert_string_equal(c.code[0], VZ_ERR_UNAVAILABLE);
     assert_int_equal(c.attempts[0], 2); //  one retry, then the budget said no
-    s_start(call, &c, &req);
-    s_run(loop, &c, 2);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 2);
     assert_int_equal(c.attempts[1], 1); //  budget still spent
-    assert_int_equal(s_last(&rig).count, 3);
+    assert_int_equal(s_last(&cr.rig).count, 3);
     char *text = vz_metrics_render(metrics);
     assert_non_null(strstr(text, "vz_call_retries_total 1\n"));
     assert_non_null(strstr(text, "vz_call_retries_denied_total 2\n"));
     assert_non_null(strstr(text, "vz_call_total{outcome=\"error\"} 2\n"));
     free(text);
-    vz_call_destroy(&call);
+    vz_call_destroy(&cr.call);
 
-    call = s_call_new(&rig, *state, loop, NULL, -1, 0);
-    s_start(call, &c, &req);
-    s_run(loop, &c, 3);
+    cr.call = s_call_new(&cr.rig, *state, cr.loop, NULL, -1, 0);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 3);
     assert_int_equal(c.attempts[2], 1);
-    vz_call_destroy(&call);
-    zloop_destroy(&loop);
+    s_call_rig_stop(&cr);
     vz_metrics_destroy(&metrics);
-    s_rig_stop(&rig);
 }
 
 //  Nobody answers: a local timeout at deadline + grace, never a hang. A
-//  deadline already passed is not even sent. A late answer to a call that
+//  deadline already passed is not even sent. A late answer to a cr.call that
 //  ended is dropped.
 static void test_call_local_timeout(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_LATE);
-    zloop_t *loop = zloop_new();
-    vz_call_t *call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    call_rig_t cr;
+    s_call_rig_start(&cr, *state, MODE_LATE, NULL, 0, 0);
     calls_t c = {0};
     vz_call_req_t req = {
         .service = "echo", .method = "get", .body = "first", .body_len = 5, .timeout_ms = 100};
     int64_t start = zclock_mono();
-    s_start(call, &c, &req);
-    s_run(loop, &c, 1);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 1);
     assert_int_equal(c.outcome[0], VZ_CALL_LOCAL);
     assert_string_equal(c.code[0], VZ_ERR_TIMEOUT);
     assert_true(c.at[0] - start >= 150 && c.at[0] - start < 2000);
@@ -695,59 +656,54 @@ static void test_call_local_timeout(void **state)
     vz_envelope_init(&parent, VZ_KIND_REQUEST);
     parent.deadline_ms = vz_now_ms() - 1;
     vz_call_req_t late = {.service = "echo", .method = "get", .parent = &parent};
-    s_start(call, &c, &late);
-    s_run(loop, &c, 2);
+    s_start(cr.call, &c, &late);
+    s_run(cr.loop, &c, 2);
     assert_false(c.inside);
     assert_string_equal(c.code[1], VZ_ERR_TIMEOUT);
     assert_int_equal(c.attempts[1], 0);
-    assert_int_equal(s_last(&rig).count, 1);
+    assert_int_equal(s_last(&cr.rig).count, 1);
 
-    //  The broker now answers the first call (stale), then the second.
+    //  The broker now answers the first cr.call (stale), then the second.
     req.body = "second";
     req.body_len = 6;
     req.timeout_ms = 2000;
-    s_start(call, &c, &req);
-    s_run(loop, &c, 3);
+    s_start(cr.call, &c, &req);
+    s_run(cr.loop, &c, 3);
     assert_int_equal(c.outcome[2], VZ_CALL_REPLY);
     assert_string_equal(c.body[2], "second");
-    vz_call_destroy(&call);
-    zloop_destroy(&loop);
-    assert_int_equal(c.n, 3);
-    s_rig_stop(&rig);
+    s_call_rig_stop(&cr);
+    assert_int_equal(c.n, 3); //  destroy ran no done twice
 }
 
-//  Close ends every pending call at once with "unavailable"; a call after
+//  Close ends every pending cr.call at once with "unavailable"; a cr.call after
 //  close ends inside start; destroy closes too. Nothing is left behind.
 static void test_call_close(void **state)
 {
-    rig_t rig;
-    s_rig_start(&rig, *state, MODE_SILENT);
-    zloop_t *loop = zloop_new();
-    vz_call_t *call = s_call_new(&rig, *state, loop, NULL, 0, 0);
+    call_rig_t cr;
+    s_call_rig_start(&cr, *state, MODE_SILENT, NULL, 0, 0);
     calls_t c = {0};
     vz_call_req_t req = {.service = "echo", .method = "get", .timeout_ms = 5000};
-    s_start(call, &c, &req);
-    s_start(call, &c, &req);
-    assert_int_equal(vz_call_pending(call), 2);
-    vz_call_close(call);
+    s_start(cr.call, &c, &req);
+    s_start(cr.call, &c, &req);
+    assert_int_equal(vz_call_pending(cr.call), 2);
+    vz_call_close(cr.call);
     assert_int_equal(c.n, 2);
-    assert_int_equal(vz_call_pending(call), 0);
+    assert_int_equal(vz_call_pending(cr.call), 0);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(c.outcome[i], VZ_CALL_LOCAL);
         assert_string_equal(c.code[i], VZ_ERR_UNAVAILABLE);
     }
-    s_start(call, &c, &req);
+    s_start(cr.call, &c, &req);
     assert_int_equal(c.n, 3);
     assert_true(c.inside);
-    vz_call_destroy(&call);
+    vz_call_destroy(&cr.call);
 
-    call = s_call_new(&rig, *state, loop, NULL, 0, 0);
-    s_start(call, &c, &req);
-    vz_call_destroy(&call);
+    cr.call = s_call_new(&cr.rig, *state, cr.loop, NULL, 0, 0);
+    s_start(cr.call, &c, &req);
+    vz_call_destroy(&cr.call);
     assert_int_equal(c.n, 4);
     assert_string_equal(c.code[3], VZ_ERR_UNAVAILABLE);
-    zloop_destroy(&loop);
-    s_rig_stop(&rig);
+    s_call_rig_stop(&cr);
 }
 
 //  --------------------------------------------------------------------------
@@ -765,7 +721,7 @@ static void test_event_peer_gone(void **state)
              zsock_endpoint(probe) ? atoi(strrchr(zsock_endpoint(probe), ':') + 1) : 1);
     zsock_destroy(&probe);
     vz_event_config_t cfg = {
-        .broker = {ep, zcert_public_txt(f->broker), f->client}, .queue_max = 5, .metrics = metrics};
+        .broker = {ep, zcert_public_txt(f->server), f->peer}, .queue_max = 5, .metrics = metrics};
     vz_event_t *events = vz_event_new(&cfg);
     assert_non_null(events);
     int64_t start = zclock_mono();
@@ -799,7 +755,7 @@ static void test_event_sent(void **state)
     fixture_t *f = *state;
     rig_t rig;
     s_rig_start(&rig, f, MODE_ECHO);
-    vz_event_config_t cfg = {.broker = {rig.endpoint, zcert_public_txt(f->broker), f->client},
+    vz_event_config_t cfg = {.broker = {rig.endpoint, zcert_public_txt(f->server), f->peer},
                              .ttl_ms = 3000};
     vz_event_t *events = vz_event_new(&cfg);
     zloop_t *loop = zloop_new();

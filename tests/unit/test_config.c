@@ -15,6 +15,8 @@
 
 #include "vz_config.h"
 
+#include "ut.h"
+
 typedef struct {
     char name[16];
     int port;
@@ -61,17 +63,6 @@ static int load(cfg_t *cfg, const char *file, char *err, size_t errlen)
     return vz_config_load(cfg, s_items, N_ITEMS, file, err, errlen);
 }
 
-static char *write_file(const char *name, const char *text)
-{
-    static char path[128];
-    snprintf(path, sizeof path, "%s/%s", s_dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
 //  Set one variable, expect -EINVAL and every fragment in the message.
 static void expect_error(const char *env, const char *value, const char *const *fragments)
 {
@@ -104,14 +95,15 @@ static void test_defaults(void **state)
 
 static void test_precedence(void **state)
 {
-    char *path = write_file("prec.cfg", "svc\n"
-                                        "    name = fromfile\n"
-                                        "    timeout = 3s\n"
-                                        "    unknown_key = whatever\n"
-                                        "admin\n"
-                                        "    port = 9000\n"
-                                        "other\n"
-                                        "    section = 1\n");
+    char *path = ut_write_file(s_dir, "prec.cfg",
+                               "svc\n"
+                               "    name = fromfile\n"
+                               "    timeout = 3s\n"
+                               "    unknown_key = whatever\n"
+                               "admin\n"
+                               "    port = 9000\n"
+                               "other\n"
+                               "    section = 1\n");
     cfg_t cfg;
     char err[256];
     setenv("TCFG_PORT", "9100", 1);
@@ -258,7 +250,7 @@ static void test_required(void **state)
     //  Empty counts as missing for a required item.
     expect_error("TCFG_REQ", "", frags);
     //  A file can provide it.
-    char *path = write_file("req.cfg", "svc\n    req = fromfile\n");
+    char *path = ut_write_file(s_dir, "req.cfg", "svc\n    req = fromfile\n");
     assert_int_equal(load(&cfg, path, err, sizeof err), 0);
     assert_string_equal(cfg.req, "fromfile");
 }
@@ -276,22 +268,22 @@ static void test_file_errors(void **state)
     assert_int_equal(load(&cfg, s_dir, err, sizeof err), -ENOENT);
     assert_non_null(strstr(err, s_dir));
 
-    char *path = write_file("bad.cfg", "svc\n   name = x\n");
+    char *path = ut_write_file(s_dir, "bad.cfg", "svc\n   name = x\n");
     assert_int_equal(load(&cfg, path, err, sizeof err), -ENOENT);
     assert_non_null(strstr(err, "bad.cfg"));
     assert_non_null(strstr(err, "not valid ZPL"));
 
-    path = write_file("bad2.cfg", "svc\n    name = \"unterminated\n");
+    path = ut_write_file(s_dir, "bad2.cfg", "svc\n    name = \"unterminated\n");
     assert_int_equal(load(&cfg, path, err, sizeof err), -ENOENT);
 
     //  A bad value in the file names the file and key.
-    path = write_file("val.cfg", "admin\n    port = 80x\n");
+    path = ut_write_file(s_dir, "val.cfg", "admin\n    port = 80x\n");
     assert_int_equal(load(&cfg, path, err, sizeof err), -EINVAL);
     assert_non_null(strstr(err, "TCFG_PORT=\"80x\""));
     assert_non_null(strstr(err, "val.cfg, key admin/port"));
 
     //  An empty file, or one with comments only, is just no overrides.
-    path = write_file("empty.cfg", "# nothing here\n");
+    path = ut_write_file(s_dir, "empty.cfg", "# nothing here\n");
     assert_int_equal(load(&cfg, path, err, sizeof err), 0);
     assert_int_equal(cfg.port, 8080);
     //  No error buffer at all is allowed.
@@ -321,10 +313,10 @@ static void test_enum(void **state)
         expect_error("TCFG_MODE", bad[i], frags);
     //  From a file, naming file and key when wrong.
     unsetenv("TCFG_MODE");
-    char *path = write_file("mode.cfg", "svc\n    mode = closed\n");
+    char *path = ut_write_file(s_dir, "mode.cfg", "svc\n    mode = closed\n");
     assert_int_equal(load(&cfg, path, err, sizeof err), 0);
     assert_int_equal(cfg.mode, 1);
-    path = write_file("mode2.cfg", "svc\n    mode = \"shut\"\n");
+    path = ut_write_file(s_dir, "mode2.cfg", "svc\n    mode = \"shut\"\n");
     assert_int_equal(load(&cfg, path, err, sizeof err), -EINVAL);
     assert_non_null(strstr(err, "TCFG_MODE=\"shut\""));
     assert_non_null(strstr(err, "mode2.cfg, key svc/mode"));
@@ -450,7 +442,7 @@ static void test_zpl_errors(void **state)
 static void test_zpl_read(void **state)
 {
     char err[512];
-    char *path = write_file("small.cfg", "a = 12345678\n"); //  13 bytes
+    char *path = ut_write_file(s_dir, "small.cfg", "a = 12345678\n"); //  13 bytes
     zconfig_t *root = vz_config_read(path, 13, err, sizeof err);
     assert_non_null(root);
     assert_string_equal(zconfig_get(root, "a", ""), "12345678");
@@ -458,7 +450,7 @@ static void test_zpl_read(void **state)
     assert_null(vz_config_read(path, 12, err, sizeof err));
     assert_non_null(strstr(err, "small.cfg: larger than 12 bytes"));
     //  The default bound is 1 MiB: a file one byte over it is refused.
-    path = write_file("big.cfg", "");
+    path = ut_write_file(s_dir, "big.cfg", "");
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     for (size_t i = 0; i < VZ_CONFIG_FILE_MAX / 64; i++)
@@ -481,7 +473,7 @@ static void test_zpl_read(void **state)
     assert_non_null(strstr(err, "Is a directory"));
     //  Through vz_config_load, the line reaches the daemon's message.
     cfg_t cfg;
-    path = write_file("line.cfg", "svc\n    name = x\n   port = 1\n");
+    path = ut_write_file(s_dir, "line.cfg", "svc\n    name = x\n   port = 1\n");
     assert_int_equal(load(&cfg, path, err, sizeof err), -ENOENT);
     assert_non_null(strstr(err, "line.cfg:3: not valid ZPL: indent 4 spaces"));
 }
@@ -531,8 +523,7 @@ static void test_usage(void **state)
 
 int main(void)
 {
-    snprintf(s_dir, sizeof s_dir, "/tmp/vz-test-config-XXXXXX");
-    if (!mkdtemp(s_dir))
+    if (ut_tempdir(s_dir, sizeof s_dir, "test-config") != 0)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_defaults, setup),
@@ -552,9 +543,7 @@ int main(void)
         cmocka_unit_test_setup(test_usage, setup),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", s_dir);
-    if (system(cmd) != 0)
+    if (ut_rmtree(s_dir) != 0)
         rc = rc ? rc : 1;
     return rc;
 }

@@ -18,46 +18,32 @@
 #include "vz_common.h"
 #include "vz_curve.h"
 
+#include "ut.h"
+
 #define DENY_WAIT_MS 600   //  how long a refused peer is given to get through
 #define ALLOW_WAIT_MS 5000 //  bound on waiting for a legitimate message
 
 typedef struct {
-    char dir[256];    //  key tree with public/ (allowed) and secret/
-    char other[256];  //  keys of peers that are not allowed
-    vz_auth_t *auth;  //  ZAP for this process
-    zcert_t *server;  //  server certificate
-    zcert_t *alice;   //  allowed client
-    zcert_t *mallory; //  never allowed
+    ut_keys_t *keys;   //  server and alice, allowed by ZAP
+    ut_keys_t *others; //  mallory and bob: peers that are not allowed
+    const char *dir;   //  key tree with public/ (allowed) and secret/
+    const char *other; //  keys of peers that are not allowed
+    zcert_t *server;   //  server certificate (keys')
+    zcert_t *alice;    //  allowed client (keys')
+    zcert_t *mallory;  //  never allowed (others')
 } fixture_t;
-
-static zcert_t *s_load(const char *dir, const char *name)
-{
-    char path[512], err[256] = "";
-    snprintf(path, sizeof path, "%s/secret/%s.key", dir, name);
-    zcert_t *cert = vz_curve_cert_load(path, err, sizeof err);
-    if (!cert)
-        print_error("load %s: %s\n", path, err);
-    return cert;
-}
 
 static int s_group_setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
-    strcpy(f->dir, "/tmp/vz-curve-XXXXXX");
-    strcpy(f->other, "/tmp/vz-curve-other-XXXXXX");
-    if (!mkdtemp(f->dir) || !mkdtemp(f->other))
+    if (!f || !(f->keys = ut_keys_new("curve", "server", "alice", true)) ||
+        !(f->others = ut_keys_new("curve-other", "mallory", "bob", false)))
         return -1;
-    if (vz_curve_keygen(f->dir, "server") || vz_curve_keygen(f->dir, "alice") ||
-        vz_curve_keygen(f->other, "mallory") || vz_curve_keygen(f->other, "bob"))
-        return -1;
-    f->server = s_load(f->dir, "server");
-    f->alice = s_load(f->dir, "alice");
-    f->mallory = s_load(f->other, "mallory");
-    char allow[300];
-    snprintf(allow, sizeof allow, "%s/public", f->dir);
-    f->auth = vz_auth_new(allow);
-    if (!f->server || !f->alice || !f->mallory || !f->auth)
-        return -1;
+    f->dir = f->keys->dir;
+    f->other = f->others->dir;
+    f->server = f->keys->server;
+    f->alice = f->keys->peer;
+    f->mallory = f->others->server;
     *state = f;
     return 0;
 }
@@ -65,13 +51,8 @@ static int s_group_setup(void **state)
 static int s_group_teardown(void **state)
 {
     fixture_t *f = *state;
-    vz_auth_destroy(&f->auth);
-    zcert_destroy(&f->server);
-    zcert_destroy(&f->alice);
-    zcert_destroy(&f->mallory);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", f->dir, f->other);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(ut_keys_destroy(&f->keys), 0);
+    assert_int_equal(ut_keys_destroy(&f->others), 0);
     free(f);
     return 0;
 }
@@ -108,6 +89,27 @@ static char *s_recv_name(zsock_t *server, int wait_ms)
     return name;
 }
 
+//  A CURVE DEALER with cert, expecting server_key, that has said "hello".
+static zsock_t *s_hello(const char *ep, zcert_t *cert, const char *server_key)
+{
+    zsock_t *client = vz_curve_client(ZMQ_DEALER, ep, cert, server_key);
+    assert_non_null(client);
+    zstr_send(client, "hello");
+    return client;
+}
+
+//  The server hears "hello" from want within wait_ms; nothing when want is NULL.
+static void s_expect_hello(zsock_t *server, const char *want, int wait_ms)
+{
+    char *name = s_recv_name(server, wait_ms);
+    if (want) {
+        assert_non_null(name);
+        assert_string_equal(name, want);
+    } else
+        assert_null(name);
+    free(name);
+}
+
 //  Connect a fresh client with cert and say "hello" until the server hears
 //  it or the bound passes. Fresh, because libzmq does not reconnect a
 //  connection whose CURVE handshake was refused by ZAP.
@@ -133,14 +135,9 @@ static void test_allowed_client_talks(void **state)
     zsock_t *server = s_server(f, ep, sizeof ep);
     char key[41];
     assert_int_equal(vz_curve_server_key(zcert_public_txt(f->server), key), 0);
-    zsock_t *client = vz_curve_client(ZMQ_DEALER, ep, f->alice, key);
-    assert_non_null(client);
-    zstr_send(client, "hello");
-    char *name = s_recv_name(server, ALLOW_WAIT_MS);
-    assert_non_null(name);
+    zsock_t *client = s_hello(ep, f->alice, key);
     //  Identity is the certificate's name, learned through ZAP.
-    assert_string_equal(name, "alice");
-    free(name);
+    s_expect_hello(server, "alice", ALLOW_WAIT_MS);
     zsock_destroy(&client);
     zsock_destroy(&server);
 }
@@ -150,18 +147,11 @@ static void test_unknown_key_refused(void **state)
     fixture_t *f = *state;
     char ep[64];
     zsock_t *server = s_server(f, ep, sizeof ep);
-    zsock_t *client = vz_curve_client(ZMQ_DEALER, ep, f->mallory, zcert_public_txt(f->server));
-    assert_non_null(client);
-    zstr_send(client, "hello");
-    char *name = s_recv_name(server, DENY_WAIT_MS);
-    assert_null(name);
+    zsock_t *client = s_hello(ep, f->mallory, zcert_public_txt(f->server));
+    s_expect_hello(server, NULL, DENY_WAIT_MS);
     //  The server still works for a known key: the silence was refusal.
-    zsock_t *good = vz_curve_client(ZMQ_DEALER, ep, f->alice, zcert_public_txt(f->server));
-    zstr_send(good, "hello");
-    name = s_recv_name(server, ALLOW_WAIT_MS);
-    assert_non_null(name);
-    assert_string_equal(name, "alice");
-    free(name);
+    zsock_t *good = s_hello(ep, f->alice, zcert_public_txt(f->server));
+    s_expect_hello(server, "alice", ALLOW_WAIT_MS);
     zsock_destroy(&good);
     zsock_destroy(&client);
     zsock_destroy(&server);
@@ -176,7 +166,7 @@ static void test_plain_client_refused(void **state)
     zsock_set_linger(client, 0);
     assert_int_equal(zsock_connect(client, "%s", ep), 0);
     zstr_send(client, "hello");
-    assert_null(s_recv_name(server, DENY_WAIT_MS));
+    s_expect_hello(server, NULL, DENY_WAIT_MS);
     zsock_destroy(&client);
     zsock_destroy(&server);
 }
@@ -187,10 +177,8 @@ static void test_wrong_server_key_refused(void **state)
     char ep[64];
     zsock_t *server = s_server(f, ep, sizeof ep);
     //  Alice is allowed but expects another server: she must not talk.
-    zsock_t *client = vz_curve_client(ZMQ_DEALER, ep, f->alice, zcert_public_txt(f->mallory));
-    assert_non_null(client);
-    zstr_send(client, "hello");
-    assert_null(s_recv_name(server, DENY_WAIT_MS));
+    zsock_t *client = s_hello(ep, f->alice, zcert_public_txt(f->mallory));
+    s_expect_hello(server, NULL, DENY_WAIT_MS);
     zsock_destroy(&client);
     zsock_destroy(&server);
 }
@@ -200,12 +188,11 @@ static void test_allow_dir_reload(void **state)
     fixture_t *f = *state;
     char ep[64], src[600], dst[600];
     zsock_t *server = s_server(f, ep, sizeof ep);
-    zcert_t *bob = s_load(f->other, "bob");
+    zcert_t *bob = ut_cert_load(f->other, "bob");
     assert_non_null(bob);
 
-    zsock_t *client = vz_curve_client(ZMQ_DEALER, ep, bob, zcert_public_txt(f->server));
-    zstr_send(client, "hello");
-    assert_null(s_recv_name(server, DENY_WAIT_MS));
+    zsock_t *client = s_hello(ep, bob, zcert_public_txt(f->server));
+    s_expect_hello(server, NULL, DENY_WAIT_MS);
 
     //  Allow bob by dropping his public certificate in: no restart.
     snprintf(src, sizeof src, "%s/public/bob.key", f->other);
@@ -234,6 +221,19 @@ static void test_allow_dir_reload(void **state)
     zsock_destroy(&server);
 }
 
+//  dir/<name>.key_secret in zcert's format with pub's public key and
+//  sec's secret key (a pair that may not belong together).
+static void s_write_secret(const char *dir, const char *name, zcert_t *pub, zcert_t *sec)
+{
+    char path[600], text[512];
+    snprintf(path, sizeof path, "%s/%s.key_secret", dir, name);
+    snprintf(text, sizeof text,
+             "metadata\n    name = \"%s\"\ncurve\n    public-key = \"%s\"\n"
+             "    secret-key = \"%s\"\n",
+             name, zcert_public_txt(pub), zcert_secret_txt(sec));
+    assert_int_equal(ut_write(path, text), 0);
+}
+
 static void test_cert_load_failures(void **state)
 {
     fixture_t *f = *state;
@@ -259,27 +259,13 @@ static void test_cert_load_failures(void **state)
     assert_non_null(strstr(err, "name"));
 
     //  A secret that does not belong to the public key is refused.
-    snprintf(path, sizeof path, "%s/mixed.key_secret", f->other);
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fprintf(fp,
-            "metadata\n    name = \"mixed\"\ncurve\n    public-key = \"%s\"\n"
-            "    secret-key = \"%s\"\n",
-            zcert_public_txt(f->alice), zcert_secret_txt(f->mallory));
-    fclose(fp);
+    s_write_secret(f->other, "mixed", f->alice, f->mallory);
     snprintf(path, sizeof path, "%s/mixed.key", f->other);
     err[0] = '\0';
     assert_null(vz_curve_cert_load(path, err, sizeof err));
     assert_true(strlen(err) > 0);
     //  The same file with the right secret loads: the check is not vacuous.
-    snprintf(path, sizeof path, "%s/mixed.key_secret", f->other);
-    fp = fopen(path, "w");
-    fprintf(fp,
-            "metadata\n    name = \"mixed\"\ncurve\n    public-key = \"%s\"\n"
-            "    secret-key = \"%s\"\n",
-            zcert_public_txt(f->mallory), zcert_secret_txt(f->mallory));
-    fclose(fp);
-    snprintf(path, sizeof path, "%s/mixed.key", f->other);
+    s_write_secret(f->other, "mixed", f->mallory, f->mallory);
     zcert_t *mixed = vz_curve_cert_load(path, err, sizeof err);
     assert_non_null(mixed);
     assert_string_equal(zcert_meta(mixed, "name"), "mixed");
@@ -289,7 +275,7 @@ static void test_cert_load_failures(void **state)
     assert_null(vz_curve_cert_load("", err, sizeof err));
     assert_true(strlen(err) > 0);
 
-    zcert_t *ok = s_load(f->dir, "alice");
+    zcert_t *ok = ut_cert_load(f->dir, "alice");
     assert_non_null(ok);
     assert_string_equal(zcert_meta(ok, "name"), "alice");
     zcert_destroy(&ok);
@@ -299,16 +285,16 @@ static void test_keygen_layout_and_modes(void **state)
 {
     fixture_t *f = *state;
     char path[600];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/secret", f->dir);
-    assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0700);
-    snprintf(path, sizeof path, "%s/secret/alice.key_secret", f->dir);
-    assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0600);
-    snprintf(path, sizeof path, "%s/public/alice.key", f->dir);
-    assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0644);
+    const struct {
+        const char *rel; //  below the key tree
+        mode_t mode;     //  its permission bits
+    } modes[] = {{"secret", 0700}, {"secret/alice.key_secret", 0600}, {"public/alice.key", 0644}};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", f->dir, modes[i].rel);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 0777, modes[i].mode);
+    }
     //  No secret half may sit in the public directory.
     snprintf(path, sizeof path, "%s/public/alice.key_secret", f->dir);
     assert_int_not_equal(access(path, F_OK), 0);
@@ -324,7 +310,7 @@ static void test_keygen_layout_and_modes(void **state)
 
     //  Idempotent: an existing valid pair is kept.
     assert_int_equal(vz_curve_keygen(f->dir, "alice"), 0);
-    zcert_t *again = s_load(f->dir, "alice");
+    zcert_t *again = ut_cert_load(f->dir, "alice");
     assert_string_equal(zcert_public_txt(again), zcert_public_txt(f->alice));
     zcert_destroy(&again);
 
@@ -352,10 +338,7 @@ static void test_server_key_parsing(void **state)
     assert_int_equal(vz_curve_server_key("~123456789012345678901234567890123456789", out), -ENOENT);
 
     snprintf(path, sizeof path, "%s/garbage.key", f->other);
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs("this is not a certificate\n", fp);
-    fclose(fp);
+    assert_int_equal(ut_write(path, "this is not a certificate\n"), 0);
     assert_int_equal(vz_curve_server_key(path, out), -EINVAL);
 }
 

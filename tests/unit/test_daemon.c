@@ -22,6 +22,8 @@
 #include "vz_daemon.h"
 #include "vz_proto.h"
 
+#include "ut.h"
+
 typedef struct {
     int workers;
     char greeting[32];
@@ -222,51 +224,26 @@ static void test_help(void **state)
     assert_string_equal(s_err, "");
 }
 
-static char *write_file(const char *name, const char *text)
-{
-    static char path[160];
-    snprintf(path, sizeof path, "%s/%s", s_dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
 static void test_config_errors(void **state)
 {
-    static const char *const port[] = {"VZ_ADMIN_PORT=\\\"80x\\\"", "expected an integer", NULL};
-    setenv("VZ_ADMIN_PORT", "80x", 1);
-    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, port);
-    setup(state);
-
-    static const char *const hb[] = {"VZ_HEARTBEAT_MS", "expected a duration", NULL};
-    setenv("VZ_HEARTBEAT_MS", "fast", 1);
-    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, hb);
-    setup(state);
-
-    static const char *const own[] = {"ECHO_WORKERS=\\\"99\\\"", "1..16", NULL};
-    setenv("ECHO_WORKERS", "99", 1);
-    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, own);
-    setup(state);
-
-    static const char *const level[] = {"VZ_LOG_LEVEL", "loud", NULL};
-    setenv("VZ_LOG_LEVEL", "loud", 1);
-    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, level);
-    setup(state);
-
-    static const char *const eps[] = {"VZ_BROKER_ENDPOINTS", NULL};
-    setenv("VZ_BROKER_ENDPOINTS", "tcp://nohost", 1);
-    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, eps);
-    setup(state);
-
-    static const char *const notify[] = {"VZ_NOTIFY_FD", NULL};
-    setenv("VZ_NOTIFY_FD", "abc", 1);
-    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, notify);
-    setup(state);
-    setenv("VZ_NOTIFY_FD", "999", 1); //  not open
-    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, notify);
-    setup(state);
+    //  One bad variable at a time: a permanent exit naming it.
+    static const struct {
+        const char *name, *value;   //  the variable set
+        const char *const frags[3]; //  what stderr must say (NULL-terminated)
+    } bad_env[] = {
+        {"VZ_ADMIN_PORT", "80x", {"VZ_ADMIN_PORT=\\\"80x\\\"", "expected an integer"}},
+        {"VZ_HEARTBEAT_MS", "fast", {"VZ_HEARTBEAT_MS", "expected a duration"}},
+        {"ECHO_WORKERS", "99", {"ECHO_WORKERS=\\\"99\\\"", "1..16"}},
+        {"VZ_LOG_LEVEL", "loud", {"VZ_LOG_LEVEL", "loud"}},
+        {"VZ_BROKER_ENDPOINTS", "tcp://nohost", {"VZ_BROKER_ENDPOINTS"}},
+        {"VZ_NOTIFY_FD", "abc", {"VZ_NOTIFY_FD"}},
+        {"VZ_NOTIFY_FD", "999", {"VZ_NOTIFY_FD"}}, //  not open
+    };
+    for (size_t i = 0; i < sizeof bad_env / sizeof bad_env[0]; i++) {
+        setenv(bad_env[i].name, bad_env[i].value, 1);
+        expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, bad_env[i].frags);
+        setup(state);
+    }
 
     char *bad_arg[] = {"echo", "--verbose", NULL};
     static const char *const arg[] = {"unknown argument", "--verbose", NULL};
@@ -280,7 +257,7 @@ static void test_config_errors(void **state)
     static const char *const miss[] = {"nope.cfg", "unable to read config file", NULL};
     expect_fail(spec(false, false), missing_arg, VZ_EXIT_PERMANENT, miss);
 
-    char *bad = write_file("bad.cfg", "echo\n   workers = 3\n");
+    char *bad = ut_write_file(s_dir, "bad.cfg", "echo\n   workers = 3\n");
     char bad_opt[200];
     snprintf(bad_opt, sizeof bad_opt, "--config=%s", bad);
     char *bad_arg2[] = {"echo", bad_opt, NULL};
@@ -290,15 +267,16 @@ static void test_config_errors(void **state)
 
 static void test_config_file(void **state)
 {
-    char *path = write_file("good.cfg", "echo\n"
-                                        "    workers = 7\n"
-                                        "    greeting = hello\n"
-                                        "broker\n"
-                                        "    heartbeat = 2s\n"
-                                        "drain\n"
-                                        "    timeout = 1m\n"
-                                        "unknown\n"
-                                        "    key = 1\n");
+    char *path = ut_write_file(s_dir, "good.cfg",
+                               "echo\n"
+                               "    workers = 7\n"
+                               "    greeting = hello\n"
+                               "broker\n"
+                               "    heartbeat = 2s\n"
+                               "drain\n"
+                               "    timeout = 1m\n"
+                               "unknown\n"
+                               "    key = 1\n");
     setenv("ECHO_GREETING", "env wins", 1);
     setenv("VZ_CONFIG_FILE", path, 1);
     int code;
@@ -313,7 +291,7 @@ static void test_config_file(void **state)
     vz_daemon_destroy(&d);
 
     //  --config overrides VZ_CONFIG_FILE.
-    char *other = write_file("other.cfg", "echo\n    workers = 9\n");
+    char *other = ut_write_file(s_dir, "other.cfg", "echo\n    workers = 9\n");
     char *argv[] = {"echo", "--config", other, NULL};
     d = start(spec(false, false), argv, &code, s_out, s_err);
     assert_non_null(d);
@@ -714,8 +692,7 @@ static void test_serve_credit(void **state)
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    snprintf(s_dir, sizeof s_dir, "/tmp/vz-test-daemon-XXXXXX");
-    if (!mkdtemp(s_dir))
+    if (ut_tempdir(s_dir, sizeof s_dir, "test-daemon") != 0)
         return 1;
     if (vz_curve_keygen(s_dir, "echo") < 0 || vz_curve_keygen(s_dir, "broker") < 0) {
         fprintf(stderr, "vz_curve_keygen failed in %s\n", s_dir);
@@ -741,9 +718,7 @@ int main(void)
         cmocka_unit_test_setup(test_clock_start, setup),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", s_dir);
-    if (system(cmd) != 0 && rc == 0)
+    if (ut_rmtree(s_dir) != 0 && rc == 0)
         rc = 1;
     curl_global_cleanup();
     return rc;

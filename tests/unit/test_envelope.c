@@ -189,6 +189,20 @@ static void check_invariants(const vz_envelope_t *env, const uint8_t *buf, size_
 //  ---------------------------------------------------------------------------
 //  Round trips
 
+//  Encode in and decode it into out, which was filled with stale bytes
+//  first (none may show through). Returns the encoding (out points into
+//  it; the caller frees) and its length in *len_p.
+static uint8_t *s_round_trip(const vz_envelope_t *in, vz_envelope_t *out, size_t *len_p)
+{
+    uint8_t *buf;
+    assert_int_equal(vz_envelope_encode(in, &buf, len_p), 0);
+    memset(out, 0x5a, sizeof *out);
+    const char *reason = "unset";
+    assert_int_equal(vz_envelope_decode(out, buf, *len_p, NULL, &reason), 0);
+    assert_null(reason);
+    return buf;
+}
+
 static void test_roundtrip_full(void **state)
 {
     static const uint8_t body[] = {0, 1, 2, 0xc1, 0xff, 'x'};
@@ -196,13 +210,9 @@ static void test_roundtrip_full(void **state)
     make_full(&env, body, sizeof(body));
     for (int kind = VZ_KIND_REQUEST; kind <= VZ_KIND_EVENT; kind++) {
         env.kind = (vz_kind_t)kind;
-        uint8_t *buf;
-        size_t len;
-        assert_int_equal(vz_envelope_encode(&env, &buf, &len), 0);
         vz_envelope_t out;
-        const char *reason = "unset";
-        assert_int_equal(vz_envelope_decode(&out, buf, len, NULL, &reason), 0);
-        assert_null(reason);
+        size_t len;
+        uint8_t *buf = s_round_trip(&env, &out, &len);
         assert_same(&env, &out);
         //  The sender's claim about the caller never survives decoding.
         assert_string_equal(out.caller, "");
@@ -224,12 +234,9 @@ static void test_roundtrip_minimal(void **state)
         }
         if (kind == VZ_KIND_ERROR)
             strcpy(env.error_code, "timeout");
-        uint8_t *buf;
-        size_t len;
-        assert_int_equal(vz_envelope_encode(&env, &buf, &len), 0);
         vz_envelope_t out;
-        memset(&out, 0x5a, sizeof(out)); //  stale bytes must not show through
-        assert_int_equal(vz_envelope_decode(&out, buf, len, NULL, NULL), 0);
+        size_t len;
+        uint8_t *buf = s_round_trip(&env, &out, &len);
         assert_same(&env, &out);
         assert_null(out.body);
         assert_int_equal(out.body_len, 0);
@@ -242,11 +249,9 @@ static void test_reply_has_no_service(void **state)
     vz_envelope_t env;
     vz_envelope_init(&env, VZ_KIND_REPLY);
     strcpy(env.id, "r1");
-    uint8_t *buf;
-    size_t len;
-    assert_int_equal(vz_envelope_encode(&env, &buf, &len), 0);
     vz_envelope_t out;
-    assert_int_equal(vz_envelope_decode(&out, buf, len, NULL, NULL), 0);
+    size_t len;
+    uint8_t *buf = s_round_trip(&env, &out, &len);
     assert_int_equal(out.kind, VZ_KIND_REPLY);
     assert_string_equal(out.id, "r1");
     assert_string_equal(out.service, "");
@@ -279,10 +284,7 @@ static void test_body_at_frame_limit(void **state)
     for (size_t i = 0; i <= max_frame; i++)
         body[i] = (uint8_t)(i * 7);
     vz_envelope_t env;
-    vz_envelope_init(&env, VZ_KIND_REQUEST);
-    strcpy(env.service, "billing");
-    strcpy(env.method, "upload");
-    strcpy(env.id, "abc");
+    assert_int_equal(vz_envelope_request(&env, "billing", "upload", "abc"), 0);
     env.body = body;
     //  Learn the overhead with a bin32-sized body, then hit the limit exactly.
     env.body_len = 100000;
@@ -320,9 +322,7 @@ static void test_body_at_frame_limit(void **state)
 static void test_custom_limits(void **state)
 {
     vz_envelope_t env;
-    vz_envelope_init(&env, VZ_KIND_REQUEST);
-    strcpy(env.service, "auth");
-    strcpy(env.method, "login");
+    assert_int_equal(vz_envelope_request(&env, "auth", "login", NULL), 0);
     strcpy(env.traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     uint8_t *buf;
     size_t len;
@@ -930,10 +930,8 @@ static void test_random_mutations(void **state)
 {
     static const uint8_t body[40] = {9, 8, 7};
     vz_envelope_t env;
-    vz_envelope_init(&env, VZ_KIND_REQUEST);
-    strcpy(env.service, "ratelimit");
-    strcpy(env.method, "check");
-    strcpy(env.id, "0123456789abcdef0123456789abcdef");
+    assert_int_equal(
+        vz_envelope_request(&env, "ratelimit", "check", "0123456789abcdef0123456789abcdef"), 0);
     strcpy(env.traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     env.deadline_ms = 1700000000000;
     env.flags = VZ_FLAG_IDEMPOTENT;
@@ -995,13 +993,36 @@ static void test_ctx_helpers(void **state)
     assert_int_equal(vz_envelope_ctx_set(&env, "sub", "u3"), 0); //  replacing still works
 }
 
+static void test_request_helper(void **state)
+{
+    vz_envelope_t req;
+    memset(&req, 0x77, sizeof req);
+    assert_int_equal(vz_envelope_request(&req, "auth", "login", NULL), 0);
+    assert_int_equal(req.kind, VZ_KIND_REQUEST);
+    assert_int_equal(req.version, VZ_ENVELOPE_VERSION);
+    assert_string_equal(req.service, "auth");
+    assert_string_equal(req.method, "login");
+    assert_string_equal(req.id, "");
+    assert_int_equal(req.ctx_count, 0);
+    //  A name that does not fit leaves its field empty: no cut name goes out.
+    char long_name[VZ_NAME_MAX + 8];
+    fill(long_name, sizeof(long_name) - 1, 'n');
+    assert_int_equal(vz_envelope_request(&req, long_name, "login", "r-1"), -ENAMETOOLONG);
+    assert_string_equal(req.service, "");
+    assert_string_equal(req.method, "login");
+    assert_string_equal(req.id, "r-1");
+    assert_int_equal(vz_envelope_request(&req, "auth", long_name, NULL), -ENAMETOOLONG);
+    assert_string_equal(req.method, "");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_true(vz_envelope_encode(&req, &buf, &len) < 0);
+    free(buf);
+}
+
 static void test_reply_helpers(void **state)
 {
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "auth");
-    strcpy(req.method, "login");
-    strcpy(req.id, "r-1");
+    assert_int_equal(vz_envelope_request(&req, "auth", "login", "r-1"), 0);
     strcpy(req.traceparent, "00-aa-bb-01");
     strcpy(req.caller, "gateway");
     req.deadline_ms = 99;
@@ -1032,11 +1053,9 @@ static void test_reply_helpers(void **state)
     assert_string_equal(rep.id, "r-1");
     vz_envelope_error_to(&rep, &req, "timeout", NULL);
     assert_string_equal(rep.error_message, "");
-    uint8_t *buf;
-    size_t len;
-    assert_int_equal(vz_envelope_encode(&rep, &buf, &len), 0);
     vz_envelope_t out;
-    assert_int_equal(vz_envelope_decode(&out, buf, len, NULL, NULL), 0);
+    size_t len;
+    uint8_t *buf = s_round_trip(&rep, &out, &len);
     assert_same(&rep, &out);
     free(buf);
 }
@@ -1102,6 +1121,7 @@ int main(void)
         cmocka_unit_test(test_random_bytes),
         cmocka_unit_test(test_random_mutations),
         cmocka_unit_test(test_ctx_helpers),
+        cmocka_unit_test(test_request_helper),
         cmocka_unit_test(test_reply_helpers),
         cmocka_unit_test(test_encode_refuses),
     };

@@ -78,6 +78,14 @@ static int s_verify(const fixture_t *f, const char *token, vz_jwt_claims_t *out)
     return vz_jwt_verify(f->set, token, strlen(token), &f->opts, out);
 }
 
+//  Sign c and expect verification to return want.
+static void s_expect_verify(const fixture_t *f, const vz_jwt_claims_t *c, int want)
+{
+    char *token = s_sign(f, c);
+    assert_int_equal(s_verify(f, token, NULL), want);
+    free(token);
+}
+
 //  "<b64(header)>.<b64(payload)>." + signature part given.
 static char *s_forge(const char *header, const char *payload, const char *sig64)
 {
@@ -180,48 +188,30 @@ static void test_attacks_claims(void **state)
 {
     fixture_t *f = *state;
     vz_jwt_claims_t c = s_claims();
-    char *t;
-
     c.exp = NOW - 31; //  beyond the 30 s leeway
-    t = s_sign(f, &c);
-    assert_int_equal(s_verify(f, t, NULL), VZ_JWT_EEXPIRED);
-    free(t);
+    s_expect_verify(f, &c, VZ_JWT_EEXPIRED);
     c.exp = NOW - 10; //  within the leeway
-    t = s_sign(f, &c);
-    assert_int_equal(s_verify(f, t, NULL), 0);
-    free(t);
+    s_expect_verify(f, &c, 0);
     //  Found by fuzz_jwt: exp + leeway overflowed int64 (UB; wrapped, "expired").
     c.exp = INT64_MAX;
-    t = s_sign(f, &c);
-    assert_int_equal(s_verify(f, t, NULL), 0);
-    free(t);
+    s_expect_verify(f, &c, 0);
 
     c = s_claims();
     c.nbf = NOW + 60;
-    t = s_sign(f, &c);
-    assert_int_equal(s_verify(f, t, NULL), VZ_JWT_ENOTYET);
-    free(t);
+    s_expect_verify(f, &c, VZ_JWT_ENOTYET);
     c = s_claims();
     c.iat = NOW + 3600;
-    t = s_sign(f, &c);
-    assert_int_equal(s_verify(f, t, NULL), VZ_JWT_ENOTYET);
-    free(t);
+    s_expect_verify(f, &c, VZ_JWT_ENOTYET);
 
     c = s_claims();
     strcpy(c.aud, "someone-else");
-    t = s_sign(f, &c);
-    assert_int_equal(s_verify(f, t, NULL), VZ_JWT_EAUD);
-    free(t);
+    s_expect_verify(f, &c, VZ_JWT_EAUD);
     c = s_claims();
     c.aud[0] = '\0';
-    t = s_sign(f, &c);
-    assert_int_equal(s_verify(f, t, NULL), VZ_JWT_EAUD);
-    free(t);
+    s_expect_verify(f, &c, VZ_JWT_EAUD);
     c = s_claims();
     strcpy(c.iss, "http://evil");
-    t = s_sign(f, &c);
-    assert_int_equal(s_verify(f, t, NULL), VZ_JWT_EISS);
-    free(t);
+    s_expect_verify(f, &c, VZ_JWT_EISS);
 }
 
 static void test_attacks_tamper(void **state)

@@ -15,25 +15,16 @@
 #include "vz_config.h"
 #include "vz_ports.h"
 
+#include "ut.h"
+
 static char s_dir[64];
 static sup_mesh_config_t s_cfg; //  large: static rather than on the stack
-
-static char *write_file(const char *name, const char *text)
-{
-    static char path[128];
-    snprintf(path, sizeof path, "%s/%s", s_dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
 
 //  Load text; expect rc and, on failure, every fragment in the message.
 static void expect(const char *text, int rc, const char *const *fragments)
 {
     char err[512] = "";
-    int got = sup_mesh_config_load(&s_cfg, write_file("mesh.cfg", text), err, sizeof err);
+    int got = sup_mesh_config_load(&s_cfg, ut_write_file(s_dir, "mesh.cfg", text), err, sizeof err);
     if (got != rc)
         fail_msg("expected %d, got %d: %s", rc, got, err);
     for (size_t i = 0; fragments && fragments[i]; i++)
@@ -95,7 +86,7 @@ static void test_refusals(void **state)
     snprintf(missing, sizeof missing, "%s/none.cfg", s_dir);
     assert_int_equal(sup_mesh_config_load(&s_cfg, missing, err, sizeof err), -ENOENT);
     assert_non_null(strstr(err, "none.cfg: cannot read"));
-    char *path = write_file("big.cfg", "");
+    char *path = ut_write_file(s_dir, "big.cfg", "");
     FILE *f = fopen(path, "w");
     for (size_t i = 0; i <= VZ_CONFIG_FILE_MAX / 16; i++)
         fputs("# 16 bytes line\n", f);
@@ -130,8 +121,7 @@ static void test_log_settings_and_names(void **state)
 
 int main(void)
 {
-    snprintf(s_dir, sizeof s_dir, "/tmp/vz-test-mesh-XXXXXX");
-    if (!mkdtemp(s_dir))
+    if (ut_tempdir(s_dir, sizeof s_dir, "test-mesh") != 0)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shipped),
@@ -140,9 +130,7 @@ int main(void)
         cmocka_unit_test(test_log_settings_and_names),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", s_dir);
-    if (system(cmd) != 0 && rc == 0)
+    if (ut_rmtree(s_dir) != 0 && rc == 0)
         rc = 1;
     return rc;
 }

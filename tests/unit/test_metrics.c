@@ -16,6 +16,8 @@
 
 #include "vz_metrics.h"
 
+#include "ut.h"
+
 #define PROMTOOL "/usr/bin/promtool"
 
 static void expect_line(const char *text, const char *line)
@@ -205,12 +207,9 @@ static void test_promtool(void **state)
         0.02);
     vz_metrics_histogram(m, "vz_request_duration_seconds", "Latency.", "service=idle", NULL, 0);
     char *text = vz_metrics_render(m);
-    char path[] = "/tmp/vz-test-metrics-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
-    char cmd[256];
+    char path[256];
+    assert_int_equal(ut_temp_file(path, sizeof path, "test-metrics", text), 0);
+    char cmd[320];
     snprintf(cmd, sizeof cmd, PROMTOOL " check metrics < %s 2>&1", path);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);

@@ -16,6 +16,8 @@
 
 #include "policies.h"
 
+#include "ut.h"
+
 static const char s_set[] =
     "ratelimit\n    shadow = \"false\"\n"
     "policy\n"
@@ -33,11 +35,8 @@ static const char s_set[] =
 //  Write text to a fresh temp file and load it; the file is removed.
 static rl_policies_t *s_load(const char *text, char *err, size_t n)
 {
-    char path[] = "/tmp/test_policies_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
+    char path[256];
+    assert_int_equal(ut_temp_file(path, sizeof path, "policies", text), 0);
     rl_policies_t *set = rl_policies_load(path, err, n);
     unlink(path);
     return set;

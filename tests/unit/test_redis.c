@@ -10,98 +10,51 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "vz_common.h"
 #include "vz_redis.h"
 
 #define START_MS 10000
 
 typedef struct {
-    pid_t pid;    //  redis-server, 0 when stopped
-    int port;     //  its port
-    char dir[64]; //  its working directory
-    char url[64]; //  redis://127.0.0.1:port
+    vzt_proc_t *proc; //  redis-server (vzt_redis), NULL when stopped
+    pid_t pid;        //  its pid, 0 when stopped
+    int port;         //  its port
+    char *dir;        //  its working directory
+    char url[64];     //  redis://127.0.0.1:port
 } server_t;
 
-static int s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    socklen_t len = sizeof sa;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-//  Bounded poll on PING with a raw hiredis context; no fixed sleep.
-static bool s_pings(int port, int wait_ms)
-{
-    int64_t until = vz_now_ms() + wait_ms;
-    do {
-        struct timeval tv = {0, 200000};
-        redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-        bool ok = false;
-        if (c && !c->err) {
-            redisReply *r = redisCommand(c, "PING");
-            ok = r && r->type == REDIS_REPLY_STATUS;
-            if (r)
-                freeReplyObject(r);
-        }
-        if (c)
-            redisFree(c);
-        if (ok)
-            return true;
-        usleep(20000);
-    } while (vz_now_ms() < until);
-    return false;
-}
-
+//  Start redis-server and wait until it answers PING (bounded, no sleep).
 static void s_server_start(server_t *srv)
 {
-    char port[16];
-    snprintf(port, sizeof port, "%d", srv->port);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1);
-        dup2(null, 2);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", srv->dir, (char *)NULL);
-        _exit(127);
-    }
-    srv->pid = pid;
-    assert_true(s_pings(srv->port, START_MS));
+    srv->proc = vzt_redis(srv->dir, srv->port, START_MS);
+    assert_non_null(srv->proc);
+    srv->pid = vzt_proc_pid(srv->proc);
 }
 
+//  Kill it at once, even when SIGSTOPped.
 static void s_server_stop(server_t *srv)
 {
-    if (!srv->pid)
+    if (!srv->proc)
         return;
     kill(srv->pid, SIGCONT);
     kill(srv->pid, SIGKILL);
-    waitpid(srv->pid, NULL, 0);
+    vzt_proc_destroy(&srv->proc);
     srv->pid = 0;
 }
 
 static int s_setup(void **state)
 {
     server_t *srv = calloc(1, sizeof *srv);
-    snprintf(srv->dir, sizeof srv->dir, "/tmp/vz_redis_XXXXXX");
-    assert_non_null(mkdtemp(srv->dir));
-    srv->port = s_free_port();
+    srv->dir = vzt_tempdir("redis");
+    assert_non_null(srv->dir);
+    srv->port = vzt_free_port();
     snprintf(srv->url, sizeof srv->url, "redis://127.0.0.1:%d", srv->port);
     s_server_start(srv);
     *state = srv;
@@ -112,7 +65,8 @@ static int s_teardown(void **state)
 {
     server_t *srv = *state;
     s_server_stop(srv);
-    rmdir(srv->dir);
+    vzt_rmrf(srv->dir);
+    free(srv->dir);
     free(srv);
     return 0;
 }
@@ -157,6 +111,17 @@ static void test_urls(void **state)
     vz_redis_destroy(&(vz_redis_t *){NULL});
 }
 
+//  A command (up to two arguments) whose reply is of type, and after
+//  which the connection is up.
+static void s_expect_type(vz_redis_t *r, const char *a, const char *b, int type)
+{
+    redisReply *reply = s_cmd(r, a, b, NULL);
+    assert_non_null(reply);
+    assert_int_equal(reply->type, type);
+    freeReplyObject(reply);
+    assert_true(vz_redis_up(r));
+}
+
 static void test_commands(void **state)
 {
     server_t *srv = *state;
@@ -176,14 +141,8 @@ static void test_commands(void **state)
     assert_memory_equal(reply->str, "a\0b", 3);
     freeReplyObject(reply);
     //  An error reply is a reply, and the connection stays up.
-    reply = s_cmd(r, "NOSUCHCOMMAND", NULL, NULL);
-    assert_non_null(reply);
-    assert_int_equal(reply->type, REDIS_REPLY_ERROR);
-    freeReplyObject(reply);
-    assert_true(vz_redis_up(r));
-    reply = s_cmd(r, "PING", NULL, NULL);
-    assert_int_equal(reply->type, REDIS_REPLY_STATUS);
-    freeReplyObject(reply);
+    s_expect_type(r, "NOSUCHCOMMAND", NULL, REDIS_REPLY_ERROR);
+    s_expect_type(r, "PING", NULL, REDIS_REPLY_STATUS);
     vz_redis_destroy(&r);
 
     //  /db selects the database.
@@ -377,11 +336,7 @@ static void test_restart(void **state)
     assert_true(vz_redis_ensure(r) < 0);
     assert_false(vz_redis_up(r));
     s_server_start(srv);
-    reply = s_cmd(r, "PING", NULL, NULL);
-    assert_non_null(reply);
-    assert_int_equal(reply->type, REDIS_REPLY_STATUS);
-    freeReplyObject(reply);
-    assert_true(vz_redis_up(r));
+    s_expect_type(r, "PING", NULL, REDIS_REPLY_STATUS);
     vz_redis_destroy(&r);
 }
 

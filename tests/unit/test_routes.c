@@ -15,6 +15,8 @@
 
 #include "routes.h"
 
+#include "ut.h"
+
 static const char s_table[] =
     "routes\n"
     "    keys\n        methods = \"GET POST\"\n        path = \"/v1/keys\"\n"
@@ -180,11 +182,8 @@ static void test_refused(void **state)
 static void test_load_file(void **state)
 {
     (void)state;
-    char path[] = "/tmp/test_routes_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, s_table, strlen(s_table)), (ssize_t)strlen(s_table));
-    close(fd);
+    char path[256];
+    assert_int_equal(ut_temp_file(path, sizeof path, "routes", s_table), 0);
     char err[256] = "";
     gw_routes_t *routes = gw_routes_load(path, err, sizeof err);
     assert_non_null(routes);
