@@ -82,9 +82,9 @@ static const vz_cfg_item_t s_common[] = {
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_WORKER_CREDIT", "worker/credit", VZ_CFG_INT, "0", 0,
                 VZ_CREDIT_MAX, worker_credit,
                 "requests the broker may have outstanding at this worker, 0 = the service's own default"),
-    VZ_CFG_ENUM_ITEM(vz_daemon_config_t, "VZ_TELEMETRY", "telemetry/mode", "auto", "auto on off",
+    VZ_CFG_ENUM_ITEM(vz_daemon_config_t, "VZ_TELEMETRY", "report/telemetry", "auto", "auto on off",
                      telemetry, "report request outcomes and saturation to telemetry; auto = on"),
-    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_TELEMETRY_INTERVAL_MS", "telemetry/interval", VZ_CFG_MS,
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_TELEMETRY_INTERVAL_MS", "report/interval", VZ_CFG_MS,
                 "10000", 100, 600000, telemetry_interval_ms, "telemetry snapshot period"),
 };
 #define S_COMMON_COUNT (sizeof s_common / sizeof s_common[0])

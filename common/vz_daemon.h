@@ -40,10 +40,10 @@
  *    VZ_REPLICA           -                    0   replica index, for logs
  *    VZ_WORKER_CREDIT     worker/credit        0   broker credit of a worker; 0 = the
  *                                                  credit the service passes to serve
- *    VZ_TELEMETRY         telemetry/mode       auto  auto|on|off: report request outcomes
+ *    VZ_TELEMETRY         report/telemetry     auto  auto|on|off: report request outcomes
  *                                                  and saturation to telemetry.ingest
  *                                                  (vz_telemetry.h); auto = on
- *    VZ_TELEMETRY_INTERVAL_MS telemetry/interval 10000  one snapshot per this period
+ *    VZ_TELEMETRY_INTERVAL_MS report/interval 10000  one snapshot per this period
  *
  *  Start-up refusals (exit 100, one JSON line on stderr naming the setting
  *  or file): any invalid setting, an unreadable or malformed config file,
