@@ -1,0 +1,327 @@
+/*  test_telemetry - the sink in a live mesh: counts and percentiles that add up
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  One mesh for the group: Redis, the broker, vz-telemetry and vz-echo,
+ *  every daemon reporting every 200 ms (VZ_TELEMETRY_INTERVAL_MS).
+ *    - vz-echo under load from the test: the sink's request counts for
+ *      echo (through the hook in vz_daemon_serve, nothing in echo's code)
+ *      equal what the test sent, less what the reporter counted as lost,
+ *      with errors by code; the SLO counts agree.
+ *    - the test as a reporter of its own ("tester"): durations of a known,
+ *      spread-out distribution through vz_telemetry and vz_event; the
+ *      sink's p50/p95/p99 agree with the exact ones the test computes from
+ *      the same values, within the documented relative error.
+ *    - refusals: a snapshot for another service, a malformed one.
+ *  Every wait is bounded and polls through vzt_wait_until.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "vz_client.h"
+#include "vz_event.h"
+#include "vz_json.h"
+#include "vz_proto.h"
+#include "vz_telemetry.h"
+
+#define S_WAIT_MS 15000
+#define S_ECHO_N 3000 //  echo.echo calls
+#define S_BAD_N 40    //  echo.slow calls with a refused body
+
+static const char s_slo[] = "slo\n"
+                            "    echo-availability\n"
+                            "        objective = \"availability\"\n"
+                            "        target = \"99.9\"\n"
+                            "        service = \"echo\"\n"
+                            "        match = \"*\"\n"
+                            "alerting\n"
+                            "    min_events = \"10\"\n"
+                            "    pending = \"0s\"\n";
+
+typedef struct {
+    vzt_mesh_t *m;       //  the mesh
+    vz_client_t *client; //  as "tester"
+} s_env_t;
+
+static int s_setup(void **state)
+{
+    static char *const env[] = {"VZ_TELEMETRY_INTERVAL_MS=200",
+                                "telemetry:VZ_TELEMETRY_SLO={dir}/slo.cfg",
+                                "telemetry:VZ_TELEMETRY_EVAL_MS=200", NULL};
+    static const char *const files[] = {"slo.cfg", s_slo, NULL};
+    s_env_t *e = calloc(1, sizeof *e);
+    e->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "telemetry",
+                                             .daemons = "telemetry,echo",
+                                             .identities = "tester",
+                                             .env = env,
+                                             .files = files,
+                                             .redis = true});
+    assert_non_null(e->m);
+    vz_client_config_t config = {vzt_mesh_endpoint(e->m), vzt_mesh_broker_key(e->m),
+                                 vzt_mesh_cert(e->m, "tester")};
+    e->client = vz_client_new(&config);
+    assert_non_null(e->client);
+    *state = e;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    s_env_t *e = *state;
+    vz_client_destroy(&e->client);
+    vzt_mesh_destroy(&e->m);
+    free(e);
+    return 0;
+}
+
+//  service.method(body) as "tester"; the response (caller destroys) or fail.
+static vz_response_t *s_call(s_env_t *e, const char *service, const char *method, const char *body)
+{
+    vz_envelope_t req;
+    vz_envelope_init(&req, VZ_KIND_REQUEST);
+    snprintf(req.service, sizeof req.service, "%s", service);
+    snprintf(req.method, sizeof req.method, "%s", method);
+    req.body = (const uint8_t *)body;
+    req.body_len = strlen(body);
+    vz_response_t *resp = NULL;
+    if (vz_client_call(e->client, &req, 5000, &resp) != 0)
+        fail_msg("%s.%s: no answer", service, method);
+    return resp;
+}
+
+//  telemetry.signals for service as a parsed document (caller destroys).
+static vz_json_t *s_signals(s_env_t *e, const char *service)
+{
+    char body[128];
+    snprintf(body, sizeof body, "{\"service\":\"%s\",\"window_s\":3600}", service);
+    vz_response_t *resp = s_call(e, "telemetry", "signals", body);
+    assert_int_equal(resp->env.kind, VZ_KIND_REPLY);
+    vz_json_t *doc = vz_json_parse(resp->env.body, resp->env.body_len, NULL, NULL);
+    assert_non_null(doc);
+    vz_response_destroy(&resp);
+    return doc;
+}
+
+//  The one service object of a signals reply, or NULL.
+static const vz_json_value_t *s_service(const vz_json_t *doc)
+{
+    const vz_json_value_t *services = vz_json_get(vz_json_root(doc), "services");
+    return vz_json_size(services) == 1 ? vz_json_at(services, 0) : NULL;
+}
+
+static int64_t s_int(const vz_json_value_t *object, const char *key)
+{
+    int64_t n = -1;
+    vz_json_int(vz_json_get(object, key), &n);
+    return n;
+}
+
+static const vz_json_value_t *s_series(const vz_json_value_t *svc, const char *name)
+{
+    const vz_json_value_t *series = vz_json_get(svc, "series");
+    for (size_t i = 0; i < vz_json_size(series); i++)
+        if (strcmp(vz_json_get_string(vz_json_at(series, i), "name", NULL), name) == 0)
+            return vz_json_at(series, i);
+    return NULL;
+}
+
+typedef struct {
+    s_env_t *e;          //  the group's state
+    const char *service; //  whose totals
+    int64_t want;        //  requests sent
+    int64_t seen;        //  series counts + lost, last poll
+} s_total_t;
+
+//  Everything sent is accounted for: delivered in series, or counted lost.
+static bool s_accounted(void *arg)
+{
+    s_total_t *t = arg;
+    vz_json_t *doc = s_signals(t->e, t->service);
+    const vz_json_value_t *svc = s_service(doc);
+    int64_t sum = 0;
+    if (svc) {
+        const vz_json_value_t *series = vz_json_get(svc, "series");
+        for (size_t i = 0; i < vz_json_size(series); i++)
+            sum += s_int(vz_json_at(series, i), "count");
+        sum += s_int(vz_json_get(svc, "totals"), "lost");
+    }
+    vz_json_destroy(&doc);
+    t->seen = sum;
+    return sum >= t->want;
+}
+
+static void test_echo_counts(void **state)
+{
+    s_env_t *e = *state;
+    for (int i = 0; i < S_ECHO_N; i++) {
+        vz_response_t *resp = s_call(e, "echo", "echo", "x");
+        assert_int_equal(resp->env.kind, VZ_KIND_REPLY);
+        vz_response_destroy(&resp);
+    }
+    for (int i = 0; i < S_BAD_N; i++) {
+        vz_response_t *resp = s_call(e, "echo", "slow", "not a number");
+        assert_int_equal(resp->env.kind, VZ_KIND_ERROR);
+        vz_response_destroy(&resp);
+    }
+    s_total_t t = {e, "echo", S_ECHO_N + S_BAD_N, 0};
+    bool done = vzt_wait_until(s_accounted, &t, S_WAIT_MS);
+    if (!done)
+        fail_msg("sink accounts for %lld of %d requests", (long long)t.seen, S_ECHO_N + S_BAD_N);
+    //  Exactly: nothing counted twice either.
+    assert_int_equal(t.seen, S_ECHO_N + S_BAD_N);
+
+    vz_json_t *doc = s_signals(e, "echo");
+    const vz_json_value_t *svc = s_service(doc);
+    const vz_json_value_t *totals = vz_json_get(svc, "totals");
+    int64_t lost = s_int(totals, "lost");
+    const vz_json_value_t *echo = s_series(svc, "echo");
+    const vz_json_value_t *slow = s_series(svc, "slow");
+    assert_non_null(echo);
+    assert_non_null(slow);
+    //  Our load saw no drop (the reporter counts them: they would be "lost").
+    assert_int_equal(lost, 0);
+    assert_int_equal(s_int(echo, "count"), S_ECHO_N);
+    assert_int_equal(s_int(vz_json_get(echo, "codes"), "ok"), S_ECHO_N);
+    assert_int_equal(s_int(slow, "count"), S_BAD_N);
+    assert_int_equal(s_int(vz_json_get(slow, "codes"), "invalid_request"), S_BAD_N);
+    double ratio = 0;
+    assert_int_equal(vz_json_double(vz_json_get(slow, "error_ratio"), &ratio), 0);
+    assert_true(ratio == 1.0);
+    //  Saturation of the one echo replica, fresh.
+    const vz_json_value_t *sat = vz_json_get(svc, "saturation");
+    assert_int_equal(vz_json_size(sat), 1);
+    assert_true(s_int(vz_json_at(sat, 0), "rss_bytes") > 1000000);
+    assert_true(s_int(vz_json_at(sat, 0), "open_fds") > 3);
+    assert_true(s_int(vz_json_at(sat, 0), "age_s") <= 5);
+    vz_json_destroy(&doc);
+
+    //  The SLO counted the same requests; client errors spend no budget.
+    vz_response_t *resp = s_call(e, "telemetry", "slo", "");
+    assert_int_equal(resp->env.kind, VZ_KIND_REPLY);
+    doc = vz_json_parse(resp->env.body, resp->env.body_len, NULL, NULL);
+    vz_response_destroy(&resp);
+    const vz_json_value_t *slo = vz_json_at(vz_json_get(vz_json_root(doc), "slos"), 0);
+    assert_string_equal(vz_json_get_string(slo, "name", NULL), "echo-availability");
+    assert_int_equal(s_int(slo, "requests"), S_ECHO_N + S_BAD_N);
+    assert_int_equal(s_int(slo, "bad"), 0);
+    bool freeze = true;
+    assert_int_equal(vz_json_bool(vz_json_get(vz_json_root(doc), "deploy_freeze"), &freeze), 0);
+    assert_false(freeze);
+    vz_json_destroy(&doc);
+}
+
+static int s_cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct {
+    vz_event_t *event; //  the test's own event socket, as "tester"
+} s_tx_t;
+
+static int s_tx_send(void *arg, const char *body, size_t len)
+{
+    return vz_event_send(((s_tx_t *)arg)->event, "telemetry", "ingest", body, len);
+}
+
+//  The test reports durations it knows (log-normal-ish, 50 us .. ~2 s) over
+//  several snapshots; the sink's quantiles are the exact ones within the
+//  documented relative error.
+static void test_percentiles(void **state)
+{
+    s_env_t *e = *state;
+    vz_event_config_t ec = {
+        .broker = {vzt_mesh_endpoint(e->m), vzt_mesh_broker_key(e->m),
+                   vzt_mesh_cert(e->m, "tester")},
+    };
+    s_tx_t tx = {vz_event_new(&ec)};
+    assert_non_null(tx.event);
+    vz_telemetry_config_t tc = {.service = "tester", .send = s_tx_send, .arg = &tx};
+    vz_telemetry_t *tl = vz_telemetry_new(&tc);
+    enum { N = 5000, SNAPSHOTS = 5 };
+    int64_t *values = malloc(N * sizeof *values);
+    unsigned seed = 19;
+    for (int i = 0; i < N; i++) {
+        double u = (double)rand_r(&seed) / RAND_MAX, v = (double)rand_r(&seed) / RAND_MAX;
+        values[i] = 50 + (int64_t)(exp(4 + 6 * u * v) * (1 + u));
+        vz_telemetry_record(tl, "work", NULL, values[i]);
+        if ((i + 1) % (N / SNAPSHOTS) == 0)
+            assert_int_equal(vz_telemetry_flush(tl, vz_now_ms()), 0);
+    }
+    s_total_t t = {e, "tester", N, 0};
+    if (!vzt_wait_until(s_accounted, &t, S_WAIT_MS))
+        fail_msg("sink has %lld of %d values", (long long)t.seen, N);
+    qsort(values, N, sizeof *values, s_cmp);
+    vz_json_t *doc = s_signals(e, "tester");
+    const vz_json_value_t *work = s_series(s_service(doc), "work");
+    assert_int_equal(s_int(work, "count"), N);
+    const vz_json_value_t *latency = vz_json_get(work, "latency_ms");
+    const struct {
+        const char *key;
+        double q;
+    } qs[] = {{"p50", 0.50}, {"p95", 0.95}, {"p99", 0.99}};
+    for (size_t k = 0; k < sizeof qs / sizeof qs[0]; k++) {
+        double got_ms = 0;
+        assert_int_equal(vz_json_double(vz_json_get(latency, qs[k].key), &got_ms), 0);
+        double exact_us = (double)values[(size_t)ceil(qs[k].q * N) - 1];
+        double err = fabs(got_ms * 1000.0 - exact_us) / exact_us;
+        if (err > VZ_TL_REL_ERROR)
+            fail_msg("%s: sink %.3f ms, exact %.3f ms (error %.4f)", qs[k].key, got_ms,
+                     exact_us / 1000.0, err);
+    }
+    vz_json_destroy(&doc);
+    free(values);
+    vz_telemetry_destroy(&tl);
+    vz_event_destroy(&tx.event);
+}
+
+//  A daemon reports for itself only; malformed snapshots are refused.
+static void test_refusals(void **state)
+{
+    s_env_t *e = *state;
+    vz_response_t *resp = s_call(e, "telemetry", "ingest",
+                                 "{\"v\":1,\"service\":\"echo\",\"replica\":0,\"pid\":1,\"t\":1,"
+                                 "\"interval_ms\":1,\"seq\":0,\"lost\":0,\"dropped\":0,"
+                                 "\"sat\":{\"cpu\":0,\"rss\":0,\"fds\":0},\"series\":[]}");
+    assert_int_equal(resp->env.kind, VZ_KIND_ERROR);
+    assert_string_equal(resp->env.error_code, VZ_ERR_FORBIDDEN);
+    vz_response_destroy(&resp);
+    const char *bad[] = {
+        "not json",
+        "{\"v\":2}",
+        //  bins that do not add up to the count
+        "{\"v\":1,\"service\":\"tester\",\"replica\":0,\"pid\":1,\"t\":1,\"interval_ms\":1,"
+        "\"seq\":0,\"lost\":0,\"dropped\":0,\"sat\":{\"cpu\":0,\"rss\":0,\"fds\":0},"
+        "\"series\":[{\"name\":\"w\",\"count\":2,\"sum_us\":2,\"codes\":{\"ok\":2},"
+        "\"bins\":[[3,1]]}]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        resp = s_call(e, "telemetry", "ingest", bad[i]);
+        assert_int_equal(resp->env.kind, VZ_KIND_ERROR);
+        assert_string_equal(resp->env.error_code, VZ_ERR_INVALID);
+        vz_response_destroy(&resp);
+    }
+    double refused = 0;
+    assert_int_equal(vzt_metric(vzt_mesh_admin_port(e->m, "telemetry"),
+                                "vz_telemetry_snapshots_total{outcome=\"refused\"}", &refused),
+                     0);
+    assert_true(refused >= 4);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_echo_counts),
+        cmocka_unit_test(test_percentiles),
+        cmocka_unit_test(test_refusals),
+    };
+    return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
+}
