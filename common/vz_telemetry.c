@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -50,6 +51,7 @@ struct vz_telemetry_t {
     zloop_t *loop;                   //  attached loop, or NULL
     int timer_id;                    //  its flush timer
     vz_event_t *event;               //  owned transport of vz_telemetry_new_daemon, or NULL
+    pthread_mutex_t lock;            //  guards the table and the counters against record
 };
 
 //  1 / ln(gamma); GCC and Clang fold it to a constant.
@@ -119,6 +121,7 @@ vz_telemetry_t *vz_telemetry_new(const vz_telemetry_config_t *config)
     self->dropped = config->dropped;
     self->arg = config->arg;
     self->timer_id = -1;
+    pthread_mutex_init(&self->lock, NULL);
     uint64_t rss;
     int fds;
     vz_telemetry_process(&self->cpu_s, &rss, &fds);
@@ -137,6 +140,7 @@ void vz_telemetry_destroy(vz_telemetry_t **self_p)
     for (size_t i = 0; i < VZ_TL_SERIES; i++)
         free(self->series[i].hist);
     vz_event_destroy(&self->event);
+    pthread_mutex_destroy(&self->lock);
     free(self);
     *self_p = NULL;
 }
@@ -192,11 +196,13 @@ void vz_telemetry_record(vz_telemetry_t *self, const char *name, const char *cod
                          int64_t duration_us)
 {
     assert(self && name);
+    pthread_mutex_lock(&self->lock);
     s_series_t *row = s_series(self, name);
     s_code_inc(row, code && *code ? code : "ok");
     vz_tl_hist_add(row->hist, duration_us > 0 ? (double)duration_us : 0.0, 1);
     self->pending++;
     self->recorded++;
+    pthread_mutex_unlock(&self->lock);
 }
 
 void vz_telemetry_process(double *cpu_s, uint64_t *rss, int *fds)
@@ -267,9 +273,10 @@ static void s_write_series(vz_json_writer_t *w, const s_series_t *row)
     vz_json_write_object_end(w);
 }
 
-char *vz_telemetry_snapshot(vz_telemetry_t *self, int64_t now_ms, size_t *len_p)
+//  The snapshot with the lock held: the interval's table is encoded and
+//  reset in one step, so no request falls between two snapshots.
+static char *s_snapshot(vz_telemetry_t *self, int64_t now_ms, size_t *len_p)
 {
-    assert(self);
     double cpu_s;
     uint64_t rss;
     int fds;
@@ -317,24 +324,38 @@ char *vz_telemetry_snapshot(vz_telemetry_t *self, int64_t now_ms, size_t *len_p)
     return text;
 }
 
+char *vz_telemetry_snapshot(vz_telemetry_t *self, int64_t now_ms, size_t *len_p)
+{
+    assert(self);
+    pthread_mutex_lock(&self->lock);
+    char *text = s_snapshot(self, now_ms, len_p);
+    self->pending = 0;
+    pthread_mutex_unlock(&self->lock);
+    return text;
+}
+
 int vz_telemetry_flush(vz_telemetry_t *self, int64_t now_ms)
 {
     assert(self);
+    pthread_mutex_lock(&self->lock);
     uint64_t carried = self->pending;
     uint64_t lost_report = self->lost_report;
     size_t len = 0;
-    char *body = vz_telemetry_snapshot(self, now_ms, &len);
+    char *body = s_snapshot(self, now_ms, &len);
     self->pending = 0;
+    pthread_mutex_unlock(&self->lock);
+    //  Sent without the lock: recording goes on meanwhile.
     int rc = body ? self->send(self->arg, body, len) : -ENOMEM;
     free(body);
+    pthread_mutex_lock(&self->lock);
     if (rc < 0) {
         //  Its requests and the lost count it carried are reported next time.
         self->lost += carried;
         self->lost_report = lost_report + carried;
-        return rc;
-    }
-    self->lost_report = 0;
-    return 0;
+    } else
+        self->lost_report -= lost_report;
+    pthread_mutex_unlock(&self->lock);
+    return rc < 0 ? rc : 0;
 }
 
 static int s_on_timer(zloop_t *loop, int timer_id, void *arg)
@@ -392,14 +413,20 @@ vz_telemetry_t *vz_telemetry_new_daemon(vz_daemon_t *daemon, zloop_t *loop)
     return self;
 }
 
-uint64_t vz_telemetry_recorded(const vz_telemetry_t *self)
+uint64_t vz_telemetry_recorded(vz_telemetry_t *self)
 {
     assert(self);
-    return self->recorded;
+    pthread_mutex_lock(&self->lock);
+    uint64_t n = self->recorded;
+    pthread_mutex_unlock(&self->lock);
+    return n;
 }
 
-uint64_t vz_telemetry_lost(const vz_telemetry_t *self)
+uint64_t vz_telemetry_lost(vz_telemetry_t *self)
 {
     assert(self);
-    return self->lost;
+    pthread_mutex_lock(&self->lock);
+    uint64_t n = self->lost;
+    pthread_mutex_unlock(&self->lock);
+    return n;
 }

@@ -35,7 +35,11 @@
  *  At most VZ_TL_SERIES names and VZ_TL_CODES codes per name are kept;
  *  later ones are folded into "_other" (names and codes can come from the
  *  network, the table must stay bounded).
- *  Not thread-safe: one owner thread (the reactor's).
+ *  Threads: vz_telemetry_record and the counters may be called from any
+ *  thread (a mutex, held for a few increments: the gateway records from
+ *  its HTTP threads); new, destroy, attach, snapshot and flush belong to
+ *  the owner thread (the reactor's), and the send function runs there
+ *  without the lock held.
  */
 #ifndef VZ_TELEMETRY_H
 #define VZ_TELEMETRY_H
@@ -116,8 +120,8 @@ int vz_telemetry_attach(vz_telemetry_t *self, zloop_t *loop);
 vz_telemetry_t *vz_telemetry_new_daemon(vz_daemon_t *daemon, zloop_t *loop);
 
 //  Requests recorded, and requests in snapshots that were not sent.
-uint64_t vz_telemetry_recorded(const vz_telemetry_t *self);
-uint64_t vz_telemetry_lost(const vz_telemetry_t *self);
+uint64_t vz_telemetry_recorded(vz_telemetry_t *self);
+uint64_t vz_telemetry_lost(vz_telemetry_t *self);
 
 //  Saturation of this process now: total CPU seconds, RSS bytes and open
 //  descriptors (from /proc; 0 where unavailable).

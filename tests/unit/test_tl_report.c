@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -223,12 +224,67 @@ static void test_process(void **state)
     assert_true(fds >= 3);
 }
 
+typedef struct {
+    vz_telemetry_t *tl; //  shared reporter
+    int n;              //  records to make
+} recorder_t;
+
+static void *s_recorder(void *arg)
+{
+    recorder_t *r = arg;
+    for (int i = 0; i < r->n; i++)
+        vz_telemetry_record(r->tl, (i & 1) ? "a" : "b", (i % 7) ? NULL : "500", i % 1000);
+    return NULL;
+}
+
+typedef struct {
+    int64_t total; //  requests in every snapshot sent
+} adder_t;
+
+static int s_add(void *arg, const char *body, size_t len)
+{
+    adder_t *adder = arg;
+    vz_json_t *doc = vz_json_parse(body, len, NULL, NULL);
+    assert_non_null(doc);
+    const vz_json_value_t *series = vz_json_get(vz_json_root(doc), "series");
+    for (size_t i = 0; i < vz_json_size(series); i++) {
+        int64_t n = 0;
+        assert_int_equal(vz_json_int(vz_json_get(vz_json_at(series, i), "count"), &n), 0);
+        adder->total += n;
+    }
+    vz_json_destroy(&doc);
+    return 0;
+}
+
+//  Threads record while the owner flushes: every request lands in exactly
+//  one snapshot.
+static void test_threads(void **state)
+{
+    adder_t adder = {0};
+    vz_telemetry_config_t config = {.service = "gateway", .send = s_add, .arg = &adder};
+    vz_telemetry_t *tl = vz_telemetry_new(&config);
+    enum { THREADS = 4, EACH = 20000 };
+    pthread_t threads[THREADS];
+    recorder_t r = {tl, EACH};
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, s_recorder, &r), 0);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(vz_telemetry_flush(tl, 1000 + i), 0);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(threads[i], NULL);
+    assert_int_equal(vz_telemetry_flush(tl, 2000), 0);
+    assert_int_equal(adder.total, THREADS * EACH);
+    assert_int_equal(vz_telemetry_recorded(tl), THREADS * EACH);
+    vz_telemetry_destroy(&tl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantile_error), cmocka_unit_test(test_bins_and_merge),
         cmocka_unit_test(test_snapshot),       cmocka_unit_test(test_lost),
         cmocka_unit_test(test_bounded),        cmocka_unit_test(test_process),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
