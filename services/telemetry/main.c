@@ -34,6 +34,10 @@ static const vz_cfg_item_t s_items[] = {
                 2592000, window_s, "default window of telemetry.signals, seconds"),
     VZ_CFG_ITEM(tl_config_t, "VZ_TELEMETRY_REDIS_TIMEOUT_MS", "telemetry/redis_timeout", VZ_CFG_MS,
                 "200", 5, 5000, redis_timeout_ms, "Redis command timeout"),
+    VZ_CFG_ITEM(tl_config_t, "VZ_TELEMETRY_READERS", "telemetry/readers", VZ_CFG_STR,
+                "vzctl reporter", 0, 0, readers,
+                "in-mesh identities that may read signals, SLOs and alerts (the gateway's callers "
+                "need admin or telemetry:read)"),
 };
 
 static const vz_method_t s_methods[] = {

@@ -25,6 +25,7 @@ typedef struct {
     int eval_ms;                //  SLO evaluation period
     int window_s;               //  default window of telemetry.signals
     int redis_timeout_ms;       //  Redis command timeout
+    char readers[256];          //  in-mesh identities that may read, space-separated
 } tl_config_t;
 
 typedef struct {

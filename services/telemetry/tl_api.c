@@ -92,12 +92,17 @@ int tl_h_ingest(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     return vz_reply_body(reply, "", 0);
 }
 
-//  Readers: any in-mesh caller the broker's policy let through, or through
-//  the gateway a caller granted admin or telemetry:read.
-static bool s_may_read(const vz_envelope_t *req, vz_reply_t *reply)
+//  Readers: an in-mesh identity of VZ_TELEMETRY_READERS, or through the
+//  gateway a caller granted admin or telemetry:read. Every daemon may send
+//  snapshots (ingest); that does not let it read the others'.
+static bool s_may_read(const tl_t *self, const vz_envelope_t *req, vz_reply_t *reply)
 {
-    if (!vz_authctx_trusted(req->caller))
-        return true;
+    if (!vz_authctx_trusted(req->caller)) {
+        if (vz_authctx_scope_has(self->config.readers, req->caller))
+            return true;
+        vz_authctx_reply_error(reply, 0, VZ_ERR_FORBIDDEN, "not a telemetry reader");
+        return false;
+    }
     vz_authctx_t who;
     vz_authctx_read(req, &who);
     if (vz_authctx_scope_has(who.scope, "admin") ||
@@ -244,7 +249,7 @@ static int s_write_service(tl_t *self, vz_json_writer_t *w, const char *service,
 int tl_h_signals(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     tl_t *self = app;
-    if (!s_may_read(req, reply))
+    if (!s_may_read(self, req, reply))
         return 0;
     char service[VZ_TL_NAME_MAX];
     int64_t window_s;
@@ -277,7 +282,7 @@ int tl_h_signals(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 int tl_h_slo(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     tl_t *self = app;
-    if (!s_may_read(req, reply))
+    if (!s_may_read(self, req, reply))
         return 0;
     int64_t now_s = vz_clock_now_ms() / 1000;
     vz_json_writer_t *w = vz_json_writer_new(S_REPLY_MAX);
@@ -342,7 +347,7 @@ int tl_h_slo(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 int tl_h_alerts(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     tl_t *self = app;
-    if (!s_may_read(req, reply))
+    if (!s_may_read(self, req, reply))
         return 0;
     size_t len = 0;
     char *alerts = tl_store_get(self->store, S_ALERTS_KEY, &len);

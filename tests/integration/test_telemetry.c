@@ -52,14 +52,14 @@ typedef struct {
 
 static int s_setup(void **state)
 {
-    static char *const env[] = {"VZ_TELEMETRY_INTERVAL_MS=200",
-                                "telemetry:VZ_TELEMETRY_SLO={dir}/slo.cfg",
-                                "telemetry:VZ_TELEMETRY_EVAL_MS=200", NULL};
+    static char *const env[] = {
+        "VZ_TELEMETRY_INTERVAL_MS=200", "telemetry:VZ_TELEMETRY_SLO={dir}/slo.cfg",
+        "telemetry:VZ_TELEMETRY_EVAL_MS=200", "telemetry:VZ_TELEMETRY_READERS=tester", NULL};
     static const char *const files[] = {"slo.cfg", s_slo, NULL};
     s_env_t *e = calloc(1, sizeof *e);
     e->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "telemetry",
                                              .daemons = "telemetry,echo",
-                                             .identities = "tester",
+                                             .identities = "tester,stranger",
                                              .env = env,
                                              .files = files,
                                              .redis = true});
@@ -309,6 +309,19 @@ static void test_refusals(void **state)
         assert_string_equal(resp->env.error_code, VZ_ERR_INVALID);
         vz_response_destroy(&resp);
     }
+    //  Any daemon may report; only the configured identities may read.
+    vz_client_config_t config = {vzt_mesh_endpoint(e->m), vzt_mesh_broker_key(e->m),
+                                 vzt_mesh_cert(e->m, "stranger")};
+    vz_client_t *stranger = vz_client_new(&config);
+    vz_envelope_t req;
+    vz_envelope_init(&req, VZ_KIND_REQUEST);
+    strcpy(req.service, "telemetry");
+    strcpy(req.method, "signals");
+    assert_int_equal(vz_client_call(stranger, &req, 5000, &resp), 0);
+    assert_int_equal(resp->env.kind, VZ_KIND_ERROR);
+    assert_string_equal(resp->env.error_code, VZ_ERR_FORBIDDEN);
+    vz_response_destroy(&resp);
+    vz_client_destroy(&stranger);
     double refused = 0;
     assert_int_equal(vzt_metric(vzt_mesh_admin_port(e->m, "telemetry"),
                                 "vz_telemetry_snapshots_total{outcome=\"refused\"}", &refused),
