@@ -30,6 +30,7 @@
 #include "vz_json.h"
 #include "vz_proto.h"
 #include "vz_telemetry.h"
+#include "vz_worker.h"
 
 #define S_WAIT_MS 15000
 #define S_ECHO_N 3000 //  echo.echo calls
@@ -40,6 +41,11 @@ static const char s_slo[] = "slo\n"
                             "        objective = \"availability\"\n"
                             "        target = \"99.9\"\n"
                             "        service = \"echo\"\n"
+                            "        match = \"*\"\n"
+                            "    tester-availability\n"
+                            "        objective = \"availability\"\n"
+                            "        target = \"99.9\"\n"
+                            "        service = \"tester\"\n"
                             "        match = \"*\"\n"
                             "alerting\n"
                             "    min_events = \"10\"\n"
@@ -59,7 +65,7 @@ static int s_setup(void **state)
     s_env_t *e = calloc(1, sizeof *e);
     e->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "telemetry",
                                              .daemons = "telemetry,echo",
-                                             .identities = "tester,stranger",
+                                             .identities = "tester,stranger,notifier",
                                              .env = env,
                                              .files = files,
                                              .redis = true});
@@ -329,12 +335,135 @@ static void test_refusals(void **state)
     assert_true(refused >= 4);
 }
 
+//  --------------------------------------------------------------------------
+//  A stand-in notifier: a vz_worker serving "notifier" in an actor, which
+//  passes the body of every notifier.send up its pipe.
+
+typedef struct {
+    zsock_t *pipe; //  to the test
+} s_nt_t;
+
+static int s_nt_send(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    s_nt_t *nt = app;
+    zsock_send(nt->pipe, "sb", "SEND", req->body, req->body_len);
+    return vz_reply_body(reply, "", 0);
+}
+
+static const vz_method_t s_nt_methods[] = {{"send", s_nt_send, 0, 0}};
+
+static int s_nt_pipe(zloop_t *loop, zsock_t *pipe, void *arg)
+{
+    char *cmd = zstr_recv(pipe);
+    bool term = !cmd || strcmp(cmd, "$TERM") == 0;
+    zstr_free(&cmd);
+    return term ? -1 : 0;
+}
+
+static void s_nt_actor(zsock_t *pipe, void *arg)
+{
+    vzt_mesh_t *m = arg;
+    s_nt_t nt = {pipe};
+    vz_worker_config_t config = {.service = "notifier",
+                                 .endpoints = vzt_mesh_endpoint(m),
+                                 .broker_key = vzt_mesh_broker_key(m),
+                                 .cert = vzt_mesh_cert(m, "notifier"),
+                                 .heartbeat_ms = 200};
+    vz_worker_t *worker = vz_worker_new(&config, s_nt_methods, 1, &nt);
+    zloop_t *loop = zloop_new();
+    zloop_reader(loop, pipe, s_nt_pipe, NULL);
+    if (worker)
+        vz_worker_attach(worker, loop);
+    zsock_signal(pipe, worker ? 0 : 1);
+    zloop_start(loop);
+    zloop_destroy(&loop);
+    vz_worker_destroy(&worker);
+}
+
+//  An injected failure rate on "tester" pages (pagerduty, critical) and
+//  opens a ticket (slack, warning) at the notifier, with the dedup keys
+//  the alert table shows; the spent budget freezes deploys.
+static void test_alert_reaches_notifier(void **state)
+{
+    s_env_t *e = *state;
+    zactor_t *nt = zactor_new(s_nt_actor, e->m);
+    assert_non_null(nt);
+    vz_event_config_t ec = {
+        .broker = {vzt_mesh_endpoint(e->m), vzt_mesh_broker_key(e->m),
+                   vzt_mesh_cert(e->m, "tester")},
+    };
+    s_tx_t tx = {vz_event_new(&ec)};
+    vz_telemetry_config_t tc = {.service = "tester", .send = s_tx_send, .arg = &tx};
+    vz_telemetry_t *tl = vz_telemetry_new(&tc);
+    for (int i = 0; i < 200; i++)
+        vz_telemetry_record(tl, "work", VZ_ERR_INTERNAL, 1000);
+    assert_int_equal(vz_telemetry_flush(tl, vz_now_ms()), 0);
+
+    bool page = false, ticket = false;
+    zpoller_t *poller = zpoller_new(zactor_sock(nt), NULL);
+    int64_t until = zclock_mono() + S_WAIT_MS;
+    while (!(page && ticket) && zclock_mono() < until) {
+        if (!zpoller_wait(poller, (int)(until - zclock_mono())))
+            break;
+        char *cmd = NULL;
+        zframe_t *body = NULL;
+        assert_int_equal(zsock_recv(zactor_sock(nt), "sf", &cmd, &body), 0);
+        vz_json_t *doc = vz_json_parse(zframe_data(body), zframe_size(body), NULL, NULL);
+        assert_non_null(doc);
+        const vz_json_value_t *root = vz_json_root(doc);
+        const vz_json_value_t *data = vz_json_get(root, "data");
+        const char *key = vz_json_get_string(data, "dedup_key", NULL);
+        assert_string_equal(vz_json_get_string(data, "event_action", NULL), "trigger");
+        if (strcmp(key, "slo/tester-availability/page") == 0) {
+            assert_string_equal(vz_json_get_string(root, "channel", NULL), "pagerduty");
+            assert_string_equal(vz_json_get_string(root, "severity", NULL), "critical");
+            page = true;
+        } else if (strcmp(key, "slo/tester-availability/ticket") == 0) {
+            assert_string_equal(vz_json_get_string(root, "channel", NULL), "slack");
+            assert_string_equal(vz_json_get_string(root, "severity", NULL), "warning");
+            ticket = true;
+        } else
+            fail_msg("unexpected alert %s", key);
+        vz_json_destroy(&doc);
+        zframe_destroy(&body);
+        zstr_free(&cmd);
+    }
+    zpoller_destroy(&poller);
+    assert_true(page);
+    assert_true(ticket);
+
+    vz_response_t *resp = s_call(e, "telemetry", "alerts", "");
+    assert_int_equal(resp->env.kind, VZ_KIND_REPLY);
+    vz_json_t *doc = vz_json_parse(resp->env.body, resp->env.body_len, NULL, NULL);
+    vz_response_destroy(&resp);
+    const vz_json_value_t *alerts = vz_json_get(vz_json_root(doc), "alerts");
+    int firing = 0;
+    for (size_t i = 0; i < vz_json_size(alerts); i++) {
+        const vz_json_value_t *a = vz_json_at(alerts, i);
+        if (strcmp(vz_json_get_string(a, "slo", NULL), "tester-availability") == 0 &&
+            strcmp(vz_json_get_string(a, "state", NULL), "firing") == 0)
+            firing++;
+        //  echo's refused bodies are client errors: nothing fires for echo.
+        if (strcmp(vz_json_get_string(a, "slo", NULL), "echo-availability") == 0)
+            assert_string_equal(vz_json_get_string(a, "state", NULL), "inactive");
+    }
+    assert_int_equal(firing, 2);
+    bool freeze = false;
+    assert_int_equal(vz_json_bool(vz_json_get(vz_json_root(doc), "deploy_freeze"), &freeze), 0);
+    assert_true(freeze);
+    vz_json_destroy(&doc);
+    vz_telemetry_destroy(&tl);
+    vz_event_destroy(&tx.event);
+    zactor_destroy(&nt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo_counts),
         cmocka_unit_test(test_percentiles),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_alert_reaches_notifier),
     };
     return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }
