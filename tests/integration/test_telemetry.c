@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -457,13 +458,66 @@ static void test_alert_reaches_notifier(void **state)
     zactor_destroy(&nt);
 }
 
+//  Echo's "echo" count at the sink, or -1.
+static int64_t s_echo_count(s_env_t *e)
+{
+    vz_json_t *doc = s_signals(e, "echo");
+    const vz_json_value_t *svc = s_service(doc);
+    const vz_json_value_t *echo = svc ? s_series(svc, "echo") : NULL;
+    int64_t n = echo ? s_int(echo, "count") : -1;
+    vz_json_destroy(&doc);
+    return n;
+}
+
+typedef struct {
+    s_env_t *e;   //  the group's state
+    int64_t want; //  count to reach
+} s_resume_t;
+
+static bool s_resumed(void *arg)
+{
+    s_resume_t *r = arg;
+    return s_echo_count(r->e) >= r->want;
+}
+
+static void s_echo_load(s_env_t *e, int n)
+{
+    for (int i = 0; i < n; i++) {
+        vz_response_t *resp = s_call(e, "echo", "echo", "y");
+        assert_int_equal(resp->env.kind, VZ_KIND_REPLY);
+        vz_response_destroy(&resp);
+    }
+}
+
+//  The sink killed under load: echo keeps answering every call; after the
+//  restart the sink's state (in Redis) is all there and new data resumes.
+static void test_sink_killed(void **state)
+{
+    s_env_t *e = *state;
+    int64_t before = s_echo_count(e);
+    assert_true(before >= S_ECHO_N);
+    assert_int_equal(vzt_mesh_kill(e->m, "telemetry", SIGKILL), 0);
+    int64_t t0 = zclock_mono();
+    s_echo_load(e, 500);
+    //  No call waited on telemetry: 500 round trips stay well under a second
+    //  each (the reporter only queues, the broker holds its events).
+    assert_true(zclock_mono() - t0 < 10000);
+    assert_int_equal(vzt_mesh_restart(e->m, "telemetry"), 0);
+    assert_true(s_echo_count(e) >= before); //  nothing forgotten across the restart
+    s_echo_load(e, 500);
+    s_resume_t r = {e, before + 500};
+    if (!vzt_wait_until(s_resumed, &r, S_WAIT_MS))
+        fail_msg("sink did not resume: %lld of at least %lld", (long long)s_echo_count(e),
+                 (long long)r.want);
+    assert_true(s_echo_count(e) <= before + 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_echo_counts),
-        cmocka_unit_test(test_percentiles),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_alert_reaches_notifier),
+        cmocka_unit_test(test_echo_counts), cmocka_unit_test(test_percentiles),
+        cmocka_unit_test(test_refusals),    cmocka_unit_test(test_alert_reaches_notifier),
+        cmocka_unit_test(test_sink_killed),
     };
     return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }
