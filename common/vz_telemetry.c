@@ -3,6 +3,7 @@
  */
 #include "vz_telemetry.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <math.h>
 #include <pthread.h>
@@ -42,6 +43,8 @@ struct vz_telemetry_t {
     s_series_t series[VZ_TL_SERIES]; //  this interval's table
     size_t nseries;                  //  entries in series
     uint64_t pending;                //  requests recorded this interval
+    zhashx_t *users;                 //  distinct active users this interval
+    uint64_t users_over;             //  users past VZ_TL_USERS this interval
     uint64_t recorded;               //  requests recorded ever
     uint64_t lost;                   //  requests in snapshots not sent, ever
     uint64_t lost_report;            //  lost not yet reported in a sent snapshot
@@ -122,6 +125,8 @@ vz_telemetry_t *vz_telemetry_new(const vz_telemetry_config_t *config)
     self->arg = config->arg;
     self->timer_id = -1;
     pthread_mutex_init(&self->lock, NULL);
+    self->users = zhashx_new();
+    assert(self->users);
     uint64_t rss;
     int fds;
     vz_telemetry_process(&self->cpu_s, &rss, &fds);
@@ -140,6 +145,7 @@ void vz_telemetry_destroy(vz_telemetry_t **self_p)
     for (size_t i = 0; i < VZ_TL_SERIES; i++)
         free(self->series[i].hist);
     vz_event_destroy(&self->event);
+    zhashx_destroy(&self->users);
     pthread_mutex_destroy(&self->lock);
     free(self);
     *self_p = NULL;
@@ -202,6 +208,31 @@ void vz_telemetry_record(vz_telemetry_t *self, const char *name, const char *cod
     vz_tl_hist_add(row->hist, duration_us > 0 ? (double)duration_us : 0.0, 1);
     self->pending++;
     self->recorded++;
+    pthread_mutex_unlock(&self->lock);
+}
+
+//  [A-Za-z0-9_.-]+ under VZ_TL_NAME_MAX bytes: safe to echo in JSON and keys.
+static bool s_user_valid(const char *user)
+{
+    size_t len = 0;
+    for (const char *p = user; *p; p++, len++)
+        if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '.' || *p == '-'))
+            return false;
+    return len > 0 && len < VZ_TL_NAME_MAX;
+}
+
+void vz_telemetry_user(vz_telemetry_t *self, const char *user)
+{
+    assert(self);
+    if (!user || !s_user_valid(user))
+        return;
+    pthread_mutex_lock(&self->lock);
+    if (!zhashx_lookup(self->users, user)) {
+        if (zhashx_size(self->users) < VZ_TL_USERS)
+            zhashx_insert(self->users, user, self);
+        else
+            self->users_over++;
+    }
     pthread_mutex_unlock(&self->lock);
 }
 
@@ -284,7 +315,8 @@ static char *s_snapshot(vz_telemetry_t *self, int64_t now_ms, size_t *len_p)
     int64_t span_ms = now_ms - self->last_ms;
     double cpu = span_ms > 0 ? (cpu_s - self->cpu_s) * 1000.0 / (double)span_ms : 0;
 
-    vz_json_writer_t *w = vz_json_writer_new(1024 + self->nseries * S_SERIES_BYTES);
+    vz_json_writer_t *w = vz_json_writer_new(1024 + self->nseries * S_SERIES_BYTES +
+                                             zhashx_size(self->users) * (VZ_TL_NAME_MAX + 3));
     vz_json_write_object_begin(w);
     vz_json_write_kv_int(w, "v", 1);
     vz_json_write_kv_string(w, "service", self->service);
@@ -310,8 +342,17 @@ static char *s_snapshot(vz_telemetry_t *self, int64_t now_ms, size_t *len_p)
     for (size_t i = 0; i < self->nseries; i++)
         s_write_series(w, &self->series[i]);
     vz_json_write_array_end(w);
+    vz_json_write_key(w, "users");
+    vz_json_write_array_begin(w);
+    for (void *item = zhashx_first(self->users); item; item = zhashx_next(self->users))
+        vz_json_write_string(w, (const char *)zhashx_cursor(self->users));
+    vz_json_write_array_end(w);
+    vz_json_write_key(w, "users_over");
+    vz_json_write_uint(w, self->users_over);
     vz_json_write_object_end(w);
     char *text = vz_json_writer_take(w, len_p);
+    zhashx_purge(self->users);
+    self->users_over = 0;
     vz_json_writer_destroy(&w);
 
     //  Start the next interval; the rows keep their histograms for reuse.

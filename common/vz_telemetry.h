@@ -28,7 +28,8 @@
  *     "sat":{"cpu":0.12,"rss":4096000,"fds":14},
  *     "series":[{"name":"echo","count":12,"sum_us":3400,
  *                "codes":{"ok":10,"invalid_request":2},
- *                "bins":[[idx,count],...]}]}
+ *                "bins":[[idx,count],...]}],
+ *     "users":["u_1",...],"users_over":0}
  *  cpu is the share of one core used over the interval, rss bytes, fds the
  *  open descriptors; dropped the vz_event drop counter when known.
  *
@@ -56,6 +57,7 @@
 #define VZ_TL_SERIES 64        //  names per snapshot
 #define VZ_TL_CODES 16         //  codes per name
 #define VZ_TL_NAME_MAX 64      //  bytes of a name or code, with the NUL
+#define VZ_TL_USERS 4096       //  distinct active users per snapshot
 
 //  A mergeable latency histogram over microseconds. Plain data: zero it to
 //  start, copy it freely.
@@ -100,6 +102,13 @@ void vz_telemetry_destroy(vz_telemetry_t **self_p);
 //  VZ_TL_NAME_MAX - 1 bytes); code NULL or "" means "ok".
 void vz_telemetry_record(vz_telemetry_t *self, const char *name, const char *code,
                          int64_t duration_us);
+
+//  Count user (a subject id such as "u_123", [A-Za-z0-9_.-], under
+//  VZ_TL_NAME_MAX bytes; others are ignored) as active this interval, for
+//  the sink's DAU/WAU/MAU. Each distinct user travels once per snapshot
+//  ("users": [...]); past VZ_TL_USERS they are only counted
+//  ("users_over"). Any thread.
+void vz_telemetry_user(vz_telemetry_t *self, const char *user);
 
 //  Encode the interval ending at now_ms (Unix ms) and reset. The caller
 //  owns the returned string (NULL only when nothing could be allocated).

@@ -368,6 +368,30 @@ int tl_h_alerts(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     return rc;
 }
 
+int tl_h_usage(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    tl_t *self = app;
+    if (!s_may_read(self, req, reply))
+        return 0;
+    int64_t now_s = vz_clock_now_ms() / 1000;
+    tl_usage_t usage;
+    if (tl_store_usage(self->store, now_s, &usage) < 0)
+        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "redis unavailable");
+    vz_json_writer_t *w = vz_json_writer_new(1024);
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_int(w, "t", now_s);
+    vz_json_write_key(w, "dau");
+    vz_json_write_uint(w, usage.dau);
+    vz_json_write_key(w, "wau");
+    vz_json_write_uint(w, usage.wau);
+    vz_json_write_key(w, "mau");
+    vz_json_write_uint(w, usage.mau);
+    vz_json_write_key(w, "relative_error");
+    vz_json_write_double(w, 0.0081);
+    vz_json_write_object_end(w);
+    return vz_authctx_reply_json(reply, &w);
+}
+
 //  The notifier request of one transition, fire-and-forget.
 static void s_notify(tl_t *self, const tl_alert_t *alert, tl_notify_t what)
 {

@@ -25,6 +25,7 @@ void tl_snapshot_destroy(tl_snapshot_t **self_p)
     assert(self_p);
     if (*self_p) {
         free((*self_p)->series);
+        free((*self_p)->users);
         free(*self_p);
         *self_p = NULL;
     }
@@ -121,6 +122,22 @@ static int s_decode(const vz_json_value_t *root, tl_snapshot_t *self, const char
     for (size_t i = 0; i < self->nseries; i++)
         if (s_series(vz_json_at(series, i), &self->series[i], err) < 0)
             return -1;
+    //  Users are optional (a daemon that knows none sends none).
+    const vz_json_value_t *users = vz_json_get(root, "users");
+    if (!users)
+        return 0;
+    if (vz_json_type(users) != VZ_JSON_ARRAY || vz_json_size(users) > VZ_TL_USERS ||
+        s_uint(root, "users_over", &self->users_over) < 0)
+        return *err = "users invalid or too many", -1;
+    self->nusers = vz_json_size(users);
+    self->users = calloc(self->nusers ? self->nusers : 1, VZ_TL_NAME_MAX);
+    assert(self->users);
+    for (size_t i = 0; i < self->nusers; i++) {
+        const char *user = vz_json_string(vz_json_at(users, i), NULL);
+        if (!tl_name_valid(user))
+            return *err = "user invalid", -1;
+        vz_strlcpy(self->users[i], user, VZ_TL_NAME_MAX);
+    }
     return 0;
 }
 

@@ -34,19 +34,22 @@ typedef struct {
 } tl_series_t;
 
 typedef struct {
-    char service[VZ_TL_NAME_MAX]; //  reporting service
-    int64_t replica;              //  its replica index
-    int64_t pid;                  //  its process id
-    int64_t t_ms;                 //  end of the interval, Unix ms
-    int64_t interval_ms;          //  its length
-    int64_t seq;                  //  snapshot number of that process
-    uint64_t lost;                //  requests of earlier snapshots not delivered
-    uint64_t dropped;             //  the reporter's event drop counter
-    double cpu;                   //  cores used over the interval
-    uint64_t rss;                 //  resident bytes
-    int64_t fds;                  //  open descriptors
-    tl_series_t *series;          //  nseries rows (heap)
-    size_t nseries;               //  rows in series
+    char service[VZ_TL_NAME_MAX];  //  reporting service
+    int64_t replica;               //  its replica index
+    int64_t pid;                   //  its process id
+    int64_t t_ms;                  //  end of the interval, Unix ms
+    int64_t interval_ms;           //  its length
+    int64_t seq;                   //  snapshot number of that process
+    uint64_t lost;                 //  requests of earlier snapshots not delivered
+    uint64_t dropped;              //  the reporter's event drop counter
+    double cpu;                    //  cores used over the interval
+    uint64_t rss;                  //  resident bytes
+    int64_t fds;                   //  open descriptors
+    tl_series_t *series;           //  nseries rows (heap)
+    size_t nseries;                //  rows in series
+    char (*users)[VZ_TL_NAME_MAX]; //  active users (heap; optional in the body)
+    size_t nusers;                 //  rows in users
+    uint64_t users_over;           //  users the reporter could not list
 } tl_snapshot_t;
 
 //  Decode body; NULL with a reason in err (static text) when refused.

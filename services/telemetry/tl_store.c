@@ -12,6 +12,8 @@
 
 #define S_MINUTE 60
 #define S_HOUR 3600
+#define S_DAY 86400
+#define S_DAU_TTL (35 * S_DAY)      //  a month of days, and margin
 #define S_SLO_FINE_MAX (6 * S_HOUR) //  longest SLO window read from minutes
 #define S_NUM 24                    //  bytes of a number as text
 
@@ -40,6 +42,11 @@ static const char s_meta_lua[] = "redis.call('SADD', KEYS[2], ARGV[1])\n"
                                  "for i = 8, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end\n"
                                  "return 1\n";
 
+//  KEYS: the day's HyperLogLog; ARGV: TTL, then users.
+static const char s_users_lua[] = "for i = 2, #ARGV do redis.call('PFADD', KEYS[1], ARGV[i]) end\n"
+                                  "redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
+                                  "return 1\n";
+
 //  ARGV: key prefix, first and last index: the hashes prefix..i merged,
 //  as a flat field, value list.
 static const char s_sum_lua[] = "local acc, order = {}, {}\n"
@@ -64,6 +71,7 @@ struct tl_store_t {
     vz_redis_script_t *add;   //  s_add_lua
     vz_redis_script_t *meta;  //  s_meta_lua
     vz_redis_script_t *sum;   //  s_sum_lua
+    vz_redis_script_t *users; //  s_users_lua
 };
 
 //  The strings of one script call; everything is freed with the batch.
@@ -111,7 +119,8 @@ tl_store_t *tl_store_new(vz_redis_t *redis, const tl_store_config_t *config)
     self->add = vz_redis_script_new(s_add_lua);
     self->meta = vz_redis_script_new(s_meta_lua);
     self->sum = vz_redis_script_new(s_sum_lua);
-    assert(self->add && self->meta && self->sum);
+    self->users = vz_redis_script_new(s_users_lua);
+    assert(self->add && self->meta && self->sum && self->users);
     return self;
 }
 
@@ -123,6 +132,7 @@ void tl_store_destroy(tl_store_t **self_p)
         vz_redis_script_destroy(&self->add);
         vz_redis_script_destroy(&self->meta);
         vz_redis_script_destroy(&self->sum);
+        vz_redis_script_destroy(&self->users);
         free(self);
         *self_p = NULL;
     }
@@ -154,8 +164,9 @@ int tl_store_ingest(tl_store_t *self, const tl_snapshot_t *snap, const tl_slo_co
     s_arena_t arena = {zlist_new()};
     fine = s_str(&arena, "%lld", (long long)self->config.fine_ttl_s);
     coarse = s_str(&arena, "%lld", (long long)self->config.coarse_ttl_s);
-    //  One call per series, one per (series, SLO) match, one for the rest.
-    size_t max = snap->nseries * (1 + slos->count) + 1;
+    //  One call per series, one per (series, SLO) match, one for the rest,
+    //  one for the users.
+    size_t max = snap->nseries * (1 + slos->count) + 2;
     s_call_t *calls = (s_call_t *)calloc(max, sizeof *calls);
     vz_redis_call_t *batch = (vz_redis_call_t *)calloc(max, sizeof *batch);
     assert(calls && batch);
@@ -218,8 +229,19 @@ int tl_store_ingest(tl_store_t *self, const tl_snapshot_t *snap, const tl_slo_co
     for (size_t i = 0; i < snap->nseries; i++)
         s_arg(meta, s_str(&arena, "%s|%s", snap->service, snap->series[i].name));
 
+    s_call_t *users = NULL;
+    if (snap->nusers) {
+        users = &calls[n++];
+        users->keys[0] = s_str(&arena, "tl:dau:%lld", (long long)(now_s / S_DAY));
+        users->nkeys = 1;
+        s_arg(users, s_str(&arena, "%d", S_DAU_TTL));
+        for (size_t i = 0; i < snap->nusers; i++)
+            s_arg(users, snap->users[i]);
+    }
     for (size_t i = 0; i < n; i++)
-        batch[i] = (vz_redis_call_t){.script = i == 0 ? self->meta : self->add,
+        batch[i] = (vz_redis_call_t){.script = i == 0               ? self->meta
+                                               : &calls[i] == users ? self->users
+                                                                    : self->add,
                                      .nkeys = calls[i].nkeys,
                                      .keys = calls[i].keys,
                                      .nargs = calls[i].nargs,
@@ -367,6 +389,35 @@ static redisReply *s_hgetall(tl_store_t *self, const char *prefix, const char *s
         reply = NULL;
     }
     return reply;
+}
+
+//  PFCOUNT of the days days ending with day.
+static int s_pfcount(tl_store_t *self, int64_t day, int days, uint64_t *out)
+{
+    const char *argv[1 + 30];
+    char keys[30][32];
+    argv[0] = "PFCOUNT";
+    for (int i = 0; i < days; i++) {
+        snprintf(keys[i], sizeof keys[i], "tl:dau:%lld", (long long)(day - i));
+        argv[1 + i] = keys[i];
+    }
+    redisReply *reply = vz_redis_command(self->redis, 1 + days, argv, NULL);
+    int rc = reply && reply->type == REDIS_REPLY_INTEGER ? 0 : -EIO;
+    if (rc == 0)
+        *out = (uint64_t)reply->integer;
+    if (reply)
+        freeReplyObject(reply);
+    return rc;
+}
+
+int tl_store_usage(tl_store_t *self, int64_t now_s, tl_usage_t *out)
+{
+    assert(self && out);
+    int64_t day = now_s / S_DAY;
+    if (s_pfcount(self, day, 1, &out->dau) < 0 || s_pfcount(self, day, 7, &out->wau) < 0 ||
+        s_pfcount(self, day, 30, &out->mau) < 0)
+        return -EIO;
+    return 0;
 }
 
 int tl_store_saturation(tl_store_t *self, const char *service, tl_sat_t *out, size_t max,

@@ -11,6 +11,7 @@
  *    tl:idx   set of "service|name";  tl:svc  set of services
  *    tl:sat:<service>   replica -> {"cpu","rss","fds","t"} (latest)
  *    tl:tot:<service>   received, lost, snapshots, dropped:<replica>
+ *    tl:dau:<unix day>  HyperLogLog of the day's active users        35 days
  *    tl:alerts (tl_alert.h JSON), tl:freeze (JSON), tl:eval:lock
  *  A snapshot is filed under the sink's own minute (now_s): a reporter's
  *  clock is not trusted. Range reads run in one Lua script per series
@@ -86,6 +87,15 @@ int tl_store_saturation(tl_store_t *self, const char *service, tl_sat_t *out, si
 int tl_store_totals(tl_store_t *self, const char *service, tl_totals_t *out);
 //  The services that ever reported (caller destroys the list).
 zlist_t *tl_store_services(tl_store_t *self);
+
+//  Distinct active users (HyperLogLog, about 0.81 % standard error) of the
+//  UTC day of now_s, of the 7 days and of the 30 days ending with it.
+typedef struct {
+    uint64_t dau; //  today
+    uint64_t wau; //  last 7 days
+    uint64_t mau; //  last 30 days
+} tl_usage_t;
+int tl_store_usage(tl_store_t *self, int64_t now_s, tl_usage_t *out);
 
 //  A string value (caller frees) or NULL when absent or Redis is away.
 char *tl_store_get(tl_store_t *self, const char *key, size_t *len_p);

@@ -458,6 +458,61 @@ static void test_alert_reaches_notifier(void **state)
     zactor_destroy(&nt);
 }
 
+typedef struct {
+    s_env_t *e;  //  the group's state
+    int64_t dau; //  last answer...
+    int64_t wau; //  ...
+    int64_t mau; //  ...
+} s_usage_t;
+
+static bool s_usage_seen(void *arg)
+{
+    s_usage_t *u = arg;
+    vz_response_t *resp = s_call(u->e, "telemetry", "usage", "");
+    assert_int_equal(resp->env.kind, VZ_KIND_REPLY);
+    vz_json_t *doc = vz_json_parse(resp->env.body, resp->env.body_len, NULL, NULL);
+    vz_response_destroy(&resp);
+    u->dau = s_int(vz_json_root(doc), "dau");
+    u->wau = s_int(vz_json_root(doc), "wau");
+    u->mau = s_int(vz_json_root(doc), "mau");
+    vz_json_destroy(&doc);
+    return u->dau >= 50;
+}
+
+//  Active users through the reporter: DAU, WAU and MAU count each once.
+static void test_usage(void **state)
+{
+    s_env_t *e = *state;
+    vz_event_config_t ec = {
+        .broker = {vzt_mesh_endpoint(e->m), vzt_mesh_broker_key(e->m),
+                   vzt_mesh_cert(e->m, "tester")},
+    };
+    s_tx_t tx = {vz_event_new(&ec)};
+    vz_telemetry_config_t tc = {.service = "tester", .send = s_tx_send, .arg = &tx};
+    vz_telemetry_t *tl = vz_telemetry_new(&tc);
+    char user[32];
+    //  50 users over three snapshots, most of them in more than one.
+    for (int round = 0; round < 3; round++) {
+        for (int i = round * 10; i < 30 + round * 10; i++) {
+            snprintf(user, sizeof user, "u_%d", i);
+            vz_telemetry_user(tl, user);
+        }
+        vz_telemetry_record(tl, "usage", NULL, 10);
+        assert_int_equal(vz_telemetry_flush(tl, vz_now_ms()), 0);
+    }
+    //  The event socket stays open until the sink has them (linger 0).
+    s_usage_t u = {e, 0, 0, 0};
+    bool seen = vzt_wait_until(s_usage_seen, &u, S_WAIT_MS);
+    vz_telemetry_destroy(&tl);
+    vz_event_destroy(&tx.event);
+    if (!seen)
+        fail_msg("dau %lld, want 50", (long long)u.dau);
+    //  Exact at this size (Redis keeps small HyperLogLogs sparse).
+    assert_int_equal(u.dau, 50);
+    assert_int_equal(u.wau, 50);
+    assert_int_equal(u.mau, 50);
+}
+
 //  Echo's "echo" count at the sink, or -1.
 static int64_t s_echo_count(s_env_t *e)
 {
@@ -517,7 +572,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo_counts), cmocka_unit_test(test_percentiles),
         cmocka_unit_test(test_refusals),    cmocka_unit_test(test_alert_reaches_notifier),
-        cmocka_unit_test(test_sink_killed),
+        cmocka_unit_test(test_usage),       cmocka_unit_test(test_sink_killed),
     };
     return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }

@@ -213,6 +213,42 @@ static void test_bounded(void **state)
     vz_telemetry_destroy(&tl);
 }
 
+//  Distinct valid users once per snapshot; the bound counts the rest.
+static void test_users(void **state)
+{
+    sink_t sink = {0};
+    vz_telemetry_config_t config = {.service = "gateway", .send = s_send, .arg = &sink};
+    vz_telemetry_t *tl = vz_telemetry_new(&config);
+    vz_telemetry_user(tl, "u_1");
+    vz_telemetry_user(tl, "u_1");
+    vz_telemetry_user(tl, "u_2");
+    vz_telemetry_user(tl, "bad\"user");
+    vz_telemetry_user(tl, "");
+    vz_telemetry_user(tl, NULL);
+    assert_int_equal(vz_telemetry_flush(tl, 1000), 0);
+    vz_json_t *doc = vz_json_parse(sink.last, strlen(sink.last), NULL, NULL);
+    const vz_json_value_t *users = vz_json_get(vz_json_root(doc), "users");
+    assert_int_equal(vz_json_size(users), 2);
+    vz_json_destroy(&doc);
+    char name[32];
+    for (int i = 0; i < VZ_TL_USERS + 3; i++) {
+        snprintf(name, sizeof name, "u_%d", i);
+        vz_telemetry_user(tl, name);
+    }
+    assert_int_equal(vz_telemetry_flush(tl, 2000), 0);
+    doc = vz_json_parse(sink.last, strlen(sink.last), NULL, NULL);
+    assert_non_null(doc);
+    assert_int_equal(vz_json_size(vz_json_get(vz_json_root(doc), "users")), VZ_TL_USERS);
+    int64_t over = 0;
+    assert_int_equal(vz_json_int(vz_json_get(vz_json_root(doc), "users_over"), &over), 0);
+    assert_int_equal(over, 3);
+    vz_json_destroy(&doc);
+    assert_int_equal(vz_telemetry_flush(tl, 3000), 0);
+    assert_non_null(strstr(sink.last, "\"users\":[],\"users_over\":0"));
+    free(sink.last);
+    vz_telemetry_destroy(&tl);
+}
+
 static void test_process(void **state)
 {
     double cpu;
@@ -284,7 +320,7 @@ int main(void)
         cmocka_unit_test(test_quantile_error), cmocka_unit_test(test_bins_and_merge),
         cmocka_unit_test(test_snapshot),       cmocka_unit_test(test_lost),
         cmocka_unit_test(test_bounded),        cmocka_unit_test(test_process),
-        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_threads),        cmocka_unit_test(test_users),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
