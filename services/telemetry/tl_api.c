@@ -62,6 +62,18 @@ void tl_destroy(tl_t **self_p)
     }
 }
 
+static void s_kv_uint(vz_json_writer_t *w, const char *key, uint64_t value)
+{
+    vz_json_write_key(w, key);
+    vz_json_write_uint(w, value);
+}
+
+static void s_kv_double(vz_json_writer_t *w, const char *key, double value)
+{
+    vz_json_write_key(w, key);
+    vz_json_write_double(w, value);
+}
+
 static void s_inc(vz_series_t *series)
 {
     if (series)
@@ -170,12 +182,9 @@ static void s_write_series(void *arg, const tl_merged_t *m)
             errors += m->codes[c].count;
     vz_json_write_object_begin(w);
     vz_json_write_kv_string(w, "name", m->name);
-    vz_json_write_key(w, "count");
-    vz_json_write_uint(w, m->hist.count);
-    vz_json_write_key(w, "rate_per_s");
-    vz_json_write_double(w, (double)m->hist.count / (double)ctx->window_s);
-    vz_json_write_key(w, "error_ratio");
-    vz_json_write_double(w, m->hist.count ? (double)errors / (double)m->hist.count : 0);
+    s_kv_uint(w, "count", m->hist.count);
+    s_kv_double(w, "rate_per_s", (double)m->hist.count / (double)ctx->window_s);
+    s_kv_double(w, "error_ratio", m->hist.count ? (double)errors / (double)m->hist.count : 0);
     vz_json_write_key(w, "codes");
     vz_json_write_object_begin(w);
     for (size_t c = 0; c < m->ncodes; c++) {
@@ -185,16 +194,11 @@ static void s_write_series(void *arg, const tl_merged_t *m)
     vz_json_write_object_end(w);
     vz_json_write_key(w, "latency_ms");
     vz_json_write_object_begin(w);
-    vz_json_write_key(w, "p50");
-    vz_json_write_double(w, S_MS(vz_tl_hist_quantile(&m->hist, 0.50)));
-    vz_json_write_key(w, "p95");
-    vz_json_write_double(w, S_MS(vz_tl_hist_quantile(&m->hist, 0.95)));
-    vz_json_write_key(w, "p99");
-    vz_json_write_double(w, S_MS(vz_tl_hist_quantile(&m->hist, 0.99)));
-    vz_json_write_key(w, "mean");
-    vz_json_write_double(w, m->hist.count ? S_MS(m->hist.sum_us / (double)m->hist.count) : 0);
-    vz_json_write_key(w, "relative_error");
-    vz_json_write_double(w, VZ_TL_REL_ERROR);
+    s_kv_double(w, "p50", S_MS(vz_tl_hist_quantile(&m->hist, 0.50)));
+    s_kv_double(w, "p95", S_MS(vz_tl_hist_quantile(&m->hist, 0.95)));
+    s_kv_double(w, "p99", S_MS(vz_tl_hist_quantile(&m->hist, 0.99)));
+    s_kv_double(w, "mean", m->hist.count ? S_MS(m->hist.sum_us / (double)m->hist.count) : 0);
+    s_kv_double(w, "relative_error", VZ_TL_REL_ERROR);
     vz_json_write_object_end(w);
     vz_json_write_object_end(w);
 }
@@ -209,14 +213,10 @@ static int s_write_service(tl_t *self, vz_json_writer_t *w, const char *service,
         return -EIO;
     vz_json_write_key(w, "totals");
     vz_json_write_object_begin(w);
-    vz_json_write_key(w, "received");
-    vz_json_write_uint(w, tot.received);
-    vz_json_write_key(w, "lost");
-    vz_json_write_uint(w, tot.lost);
-    vz_json_write_key(w, "snapshots");
-    vz_json_write_uint(w, tot.snapshots);
-    vz_json_write_key(w, "dropped_events");
-    vz_json_write_uint(w, tot.dropped);
+    s_kv_uint(w, "received", tot.received);
+    s_kv_uint(w, "lost", tot.lost);
+    s_kv_uint(w, "snapshots", tot.snapshots);
+    s_kv_uint(w, "dropped_events", tot.dropped);
     vz_json_write_object_end(w);
     tl_sat_t sat[S_SAT_MAX];
     size_t nsat = 0;
@@ -227,10 +227,8 @@ static int s_write_service(tl_t *self, vz_json_writer_t *w, const char *service,
     for (size_t i = 0; i < nsat; i++) {
         vz_json_write_object_begin(w);
         vz_json_write_kv_int(w, "replica", sat[i].replica);
-        vz_json_write_key(w, "cpu");
-        vz_json_write_double(w, sat[i].cpu);
-        vz_json_write_key(w, "rss_bytes");
-        vz_json_write_uint(w, sat[i].rss);
+        s_kv_double(w, "cpu", sat[i].cpu);
+        s_kv_uint(w, "rss_bytes", sat[i].rss);
         vz_json_write_kv_int(w, "open_fds", sat[i].fds);
         vz_json_write_kv_int(w, "age_s", now_s - sat[i].t_s);
         vz_json_write_object_end(w);
@@ -304,19 +302,14 @@ int tl_h_slo(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         vz_json_write_kv_string(w, "name", slo->name);
         vz_json_write_kv_string(w, "objective",
                                 slo->kind == TL_SLO_AVAILABILITY ? "availability" : "latency");
-        vz_json_write_key(w, "target");
-        vz_json_write_double(w, slo->target);
+        s_kv_double(w, "target", slo->target);
         vz_json_write_kv_int(w, "window_s", slo->window_s);
         vz_json_write_kv_string(w, "service", slo->service);
         vz_json_write_kv_string(w, "match", slo->match);
-        vz_json_write_key(w, "requests");
-        vz_json_write_uint(w, st.budget_counts.total);
-        vz_json_write_key(w, "bad");
-        vz_json_write_uint(w, st.budget_counts.bad);
-        vz_json_write_key(w, "budget_minutes");
-        vz_json_write_double(w, st.budget_minutes);
-        vz_json_write_key(w, "budget_remaining");
-        vz_json_write_double(w, st.remaining);
+        s_kv_uint(w, "requests", st.budget_counts.total);
+        s_kv_uint(w, "bad", st.budget_counts.bad);
+        s_kv_double(w, "budget_minutes", st.budget_minutes);
+        s_kv_double(w, "budget_remaining", st.remaining);
         vz_json_write_kv_bool(w, "spent", st.spent);
         vz_json_write_key(w, "burn_rates");
         vz_json_write_array_begin(w);
@@ -324,14 +317,11 @@ int tl_h_slo(void *app, const vz_envelope_t *req, vz_reply_t *reply)
             const tl_burn_rule_t *rule = &tl_burn_rules[r];
             vz_json_write_object_begin(w);
             vz_json_write_kv_string(w, "severity", rule->severity);
-            vz_json_write_key(w, "factor");
-            vz_json_write_double(w, rule->factor);
+            s_kv_double(w, "factor", rule->factor);
             vz_json_write_kv_int(w, "long_s", rule->long_s);
             vz_json_write_kv_int(w, "short_s", rule->short_s);
-            vz_json_write_key(w, "burn_long");
-            vz_json_write_double(w, st.burn_long[r]);
-            vz_json_write_key(w, "burn_short");
-            vz_json_write_double(w, st.burn_short[r]);
+            s_kv_double(w, "burn_long", st.burn_long[r]);
+            s_kv_double(w, "burn_short", st.burn_short[r]);
             vz_json_write_kv_bool(w, "holds", st.rule[r]);
             vz_json_write_object_end(w);
         }
@@ -380,14 +370,10 @@ int tl_h_usage(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     vz_json_writer_t *w = vz_json_writer_new(1024);
     vz_json_write_object_begin(w);
     vz_json_write_kv_int(w, "t", now_s);
-    vz_json_write_key(w, "dau");
-    vz_json_write_uint(w, usage.dau);
-    vz_json_write_key(w, "wau");
-    vz_json_write_uint(w, usage.wau);
-    vz_json_write_key(w, "mau");
-    vz_json_write_uint(w, usage.mau);
-    vz_json_write_key(w, "relative_error");
-    vz_json_write_double(w, 0.0081);
+    s_kv_uint(w, "dau", usage.dau);
+    s_kv_uint(w, "wau", usage.wau);
+    s_kv_uint(w, "mau", usage.mau);
+    s_kv_double(w, "relative_error", 0.0081);
     vz_json_write_object_end(w);
     return vz_authctx_reply_json(reply, &w);
 }

@@ -231,12 +231,33 @@ static int s_cmp(const void *a, const void *b)
 }
 
 typedef struct {
-    vz_event_t *event; //  the test's own event socket, as "tester"
+    vz_event_t *event;  //  the test's own event socket, as "tester"
+    vz_telemetry_t *tl; //  its reporter, sending through event
 } s_tx_t;
 
 static int s_tx_send(void *arg, const char *body, size_t len)
 {
     return vz_event_send(((s_tx_t *)arg)->event, "telemetry", "ingest", body, len);
+}
+
+//  The test as the reporter of service "tester". Close it only once the
+//  sink has what was sent: the event socket drops what is queued (linger 0).
+static void s_tx_open(s_env_t *e, s_tx_t *tx)
+{
+    vz_event_config_t ec = {
+        .broker = {vzt_mesh_endpoint(e->m), vzt_mesh_broker_key(e->m),
+                   vzt_mesh_cert(e->m, "tester")},
+    };
+    tx->event = vz_event_new(&ec);
+    assert_non_null(tx->event);
+    vz_telemetry_config_t tc = {.service = "tester", .send = s_tx_send, .arg = tx};
+    tx->tl = vz_telemetry_new(&tc);
+}
+
+static void s_tx_close(s_tx_t *tx)
+{
+    vz_telemetry_destroy(&tx->tl);
+    vz_event_destroy(&tx->event);
 }
 
 //  The test reports durations it knows (log-normal-ish, 50 us .. ~2 s) over
@@ -245,14 +266,9 @@ static int s_tx_send(void *arg, const char *body, size_t len)
 static void test_percentiles(void **state)
 {
     s_env_t *e = *state;
-    vz_event_config_t ec = {
-        .broker = {vzt_mesh_endpoint(e->m), vzt_mesh_broker_key(e->m),
-                   vzt_mesh_cert(e->m, "tester")},
-    };
-    s_tx_t tx = {vz_event_new(&ec)};
-    assert_non_null(tx.event);
-    vz_telemetry_config_t tc = {.service = "tester", .send = s_tx_send, .arg = &tx};
-    vz_telemetry_t *tl = vz_telemetry_new(&tc);
+    s_tx_t tx;
+    s_tx_open(e, &tx);
+    vz_telemetry_t *tl = tx.tl;
     enum { N = 5000, SNAPSHOTS = 5 };
     int64_t *values = malloc(N * sizeof *values);
     unsigned seed = 19;
@@ -286,8 +302,7 @@ static void test_percentiles(void **state)
     }
     vz_json_destroy(&doc);
     free(values);
-    vz_telemetry_destroy(&tl);
-    vz_event_destroy(&tx.event);
+    s_tx_close(&tx);
 }
 
 //  A daemon reports for itself only; malformed snapshots are refused.
@@ -389,13 +404,9 @@ static void test_alert_reaches_notifier(void **state)
     s_env_t *e = *state;
     zactor_t *nt = zactor_new(s_nt_actor, e->m);
     assert_non_null(nt);
-    vz_event_config_t ec = {
-        .broker = {vzt_mesh_endpoint(e->m), vzt_mesh_broker_key(e->m),
-                   vzt_mesh_cert(e->m, "tester")},
-    };
-    s_tx_t tx = {vz_event_new(&ec)};
-    vz_telemetry_config_t tc = {.service = "tester", .send = s_tx_send, .arg = &tx};
-    vz_telemetry_t *tl = vz_telemetry_new(&tc);
+    s_tx_t tx;
+    s_tx_open(e, &tx);
+    vz_telemetry_t *tl = tx.tl;
     for (int i = 0; i < 200; i++)
         vz_telemetry_record(tl, "work", VZ_ERR_INTERNAL, 1000);
     assert_int_equal(vz_telemetry_flush(tl, vz_now_ms()), 0);
@@ -453,8 +464,7 @@ static void test_alert_reaches_notifier(void **state)
     assert_int_equal(vz_json_bool(vz_json_get(vz_json_root(doc), "deploy_freeze"), &freeze), 0);
     assert_true(freeze);
     vz_json_destroy(&doc);
-    vz_telemetry_destroy(&tl);
-    vz_event_destroy(&tx.event);
+    s_tx_close(&tx);
     zactor_destroy(&nt);
 }
 
@@ -483,13 +493,9 @@ static bool s_usage_seen(void *arg)
 static void test_usage(void **state)
 {
     s_env_t *e = *state;
-    vz_event_config_t ec = {
-        .broker = {vzt_mesh_endpoint(e->m), vzt_mesh_broker_key(e->m),
-                   vzt_mesh_cert(e->m, "tester")},
-    };
-    s_tx_t tx = {vz_event_new(&ec)};
-    vz_telemetry_config_t tc = {.service = "tester", .send = s_tx_send, .arg = &tx};
-    vz_telemetry_t *tl = vz_telemetry_new(&tc);
+    s_tx_t tx;
+    s_tx_open(e, &tx);
+    vz_telemetry_t *tl = tx.tl;
     char user[32];
     //  50 users over three snapshots, most of them in more than one.
     for (int round = 0; round < 3; round++) {
@@ -503,8 +509,7 @@ static void test_usage(void **state)
     //  The event socket stays open until the sink has them (linger 0).
     s_usage_t u = {e, 0, 0, 0};
     bool seen = vzt_wait_until(s_usage_seen, &u, S_WAIT_MS);
-    vz_telemetry_destroy(&tl);
-    vz_event_destroy(&tx.event);
+    s_tx_close(&tx);
     if (!seen)
         fail_msg("dau %lld, want 50", (long long)u.dau);
     //  Exact at this size (Redis keeps small HyperLogLogs sparse).
