@@ -46,6 +46,7 @@ static const vz_method_t s_methods[] = {
     {"slo", tl_h_slo, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
     {"alerts", tl_h_alerts, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
     {"usage", tl_h_usage, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
+    {"errors_top", tl_h_errors_top, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
 };
 
 static int s_eval_timer(zloop_t *loop, int timer_id, void *arg)

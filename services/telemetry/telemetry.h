@@ -53,6 +53,7 @@ int tl_h_signals(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int tl_h_slo(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int tl_h_alerts(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int tl_h_usage(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int tl_h_errors_top(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 
 //  One evaluation at now_s: if this replica takes the evaluation lock,
 //  evaluate every SLO, step the alerts, send what they call for, save the

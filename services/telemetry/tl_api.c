@@ -378,6 +378,51 @@ int tl_h_usage(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     return vz_authctx_reply_json(reply, &w);
 }
 
+#define S_TOP_ERRORS 10
+
+int tl_h_errors_top(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    tl_t *self = app;
+    if (!s_may_read(self, req, reply))
+        return 0;
+    int64_t now_s = vz_clock_now_ms() / 1000;
+    tl_error_t top[S_TOP_ERRORS];
+    size_t count = 0;
+    if (tl_store_errors_top(self->store, now_s, top, S_TOP_ERRORS, &count) < 0)
+        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "redis unavailable");
+    vz_json_writer_t *w = vz_json_writer_new(S_REPLY_MAX);
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_int(w, "t", now_s);
+    vz_json_write_key(w, "errors");
+    vz_json_write_array_begin(w);
+    for (size_t i = 0; i < count; i++) {
+        vz_json_write_object_begin(w);
+        vz_json_write_kv_string(w, "code", top[i].code);
+        s_kv_uint(w, "count", top[i].count);
+        s_kv_uint(w, "previous_week", top[i].previous);
+        //  Change against last week: null when the code is new this week.
+        vz_json_write_key(w, "change");
+        if (top[i].previous)
+            vz_json_write_double(w, ((double)top[i].count - (double)top[i].previous) /
+                                        (double)top[i].previous);
+        else
+            vz_json_write_null(w);
+        vz_json_write_kv_int(w, "first_seen", top[i].first_s);
+        vz_json_write_kv_int(w, "last_seen", top[i].last_s);
+        vz_json_write_key(w, "services");
+        vz_json_write_array_begin(w);
+        const char *cursor = top[i].services, *name;
+        size_t len;
+        while ((name = vz_authctx_scope_next(&cursor, &len)))
+            vz_json_write_string_len(w, name, len);
+        vz_json_write_array_end(w);
+        vz_json_write_object_end(w);
+    }
+    vz_json_write_array_end(w);
+    vz_json_write_object_end(w);
+    return vz_authctx_reply_json(reply, &w);
+}
+
 //  The notifier request of one transition, fire-and-forget.
 static void s_notify(tl_t *self, const tl_alert_t *alert, tl_notify_t what)
 {

@@ -13,7 +13,9 @@
 #define S_MINUTE 60
 #define S_HOUR 3600
 #define S_DAY 86400
-#define S_DAU_TTL (35 * S_DAY)      //  a month of days, and margin
+#define S_DAU_TTL (35 * S_DAY) //  a month of days, and margin
+#define S_WEEK (7 * S_DAY)
+#define S_ERR_TTL (15 * S_DAY)      //  this week's and last week's rankings
 #define S_SLO_FINE_MAX (6 * S_HOUR) //  longest SLO window read from minutes
 #define S_NUM 24                    //  bytes of a number as text
 
@@ -47,6 +49,20 @@ static const char s_users_lua[] = "for i = 2, #ARGV do redis.call('PFADD', KEYS[
                                   "redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
                                   "return 1\n";
 
+//  KEYS: the week's error ranking, first-seen and last-seen hashes; ARGV:
+//  TTL, now, service, then code, count pairs. Services per code go to
+//  tl:err:svc:<code>.
+static const char s_errors_lua[] = "for i = 4, #ARGV, 2 do\n"
+                                   "  local code = ARGV[i]\n"
+                                   "  redis.call('ZINCRBY', KEYS[1], ARGV[i + 1], code)\n"
+                                   "  redis.call('HSETNX', KEYS[2], code, ARGV[2])\n"
+                                   "  redis.call('HSET', KEYS[3], code, ARGV[2])\n"
+                                   "  redis.call('SADD', 'tl:err:svc:' .. code, ARGV[3])\n"
+                                   "  redis.call('EXPIRE', 'tl:err:svc:' .. code, ARGV[1])\n"
+                                   "end\n"
+                                   "redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
+                                   "return 1\n";
+
 //  ARGV: key prefix, first and last index: the hashes prefix..i merged,
 //  as a flat field, value list.
 static const char s_sum_lua[] = "local acc, order = {}, {}\n"
@@ -66,21 +82,23 @@ static const char s_sum_lua[] = "local acc, order = {}, {}\n"
                                 "return out\n";
 
 struct tl_store_t {
-    vz_redis_t *redis;        //  borrowed
-    tl_store_config_t config; //  retention
-    vz_redis_script_t *add;   //  s_add_lua
-    vz_redis_script_t *meta;  //  s_meta_lua
-    vz_redis_script_t *sum;   //  s_sum_lua
-    vz_redis_script_t *users; //  s_users_lua
+    vz_redis_t *redis;         //  borrowed
+    tl_store_config_t config;  //  retention
+    vz_redis_script_t *add;    //  s_add_lua
+    vz_redis_script_t *meta;   //  s_meta_lua
+    vz_redis_script_t *sum;    //  s_sum_lua
+    vz_redis_script_t *users;  //  s_users_lua
+    vz_redis_script_t *errors; //  s_errors_lua
 };
 
 //  The strings of one script call; everything is freed with the batch.
 typedef struct {
-    const char *keys[4]; //  KEYS
-    int nkeys;           //  used
-    const char **args;   //  ARGV (heap)
-    int nargs;           //  used
-    int cap;             //  room in args
+    vz_redis_script_t *script; //  which script
+    const char *keys[4];       //  KEYS
+    int nkeys;                 //  used
+    const char **args;         //  ARGV (heap)
+    int nargs;                 //  used
+    int cap;                   //  room in args
 } s_call_t;
 
 //  Owned strings of a batch.
@@ -120,7 +138,8 @@ tl_store_t *tl_store_new(vz_redis_t *redis, const tl_store_config_t *config)
     self->meta = vz_redis_script_new(s_meta_lua);
     self->sum = vz_redis_script_new(s_sum_lua);
     self->users = vz_redis_script_new(s_users_lua);
-    assert(self->add && self->meta && self->sum && self->users);
+    self->errors = vz_redis_script_new(s_errors_lua);
+    assert(self->add && self->meta && self->sum && self->users && self->errors);
     return self;
 }
 
@@ -133,6 +152,7 @@ void tl_store_destroy(tl_store_t **self_p)
         vz_redis_script_destroy(&self->meta);
         vz_redis_script_destroy(&self->sum);
         vz_redis_script_destroy(&self->users);
+        vz_redis_script_destroy(&self->errors);
         free(self);
         *self_p = NULL;
     }
@@ -165,18 +185,20 @@ int tl_store_ingest(tl_store_t *self, const tl_snapshot_t *snap, const tl_slo_co
     fine = s_str(&arena, "%lld", (long long)self->config.fine_ttl_s);
     coarse = s_str(&arena, "%lld", (long long)self->config.coarse_ttl_s);
     //  One call per series, one per (series, SLO) match, one for the rest,
-    //  one for the users.
-    size_t max = snap->nseries * (1 + slos->count) + 2;
+    //  one for the users, one for the errors.
+    size_t max = snap->nseries * (1 + slos->count) + 3;
     s_call_t *calls = (s_call_t *)calloc(max, sizeof *calls);
     vz_redis_call_t *batch = (vz_redis_call_t *)calloc(max, sizeof *batch);
     assert(calls && batch);
     size_t n = 0;
     uint64_t received = 0;
     s_call_t *meta = &calls[n++];
+    meta->script = self->meta;
     for (size_t i = 0; i < snap->nseries; i++) {
         const tl_series_t *row = &snap->series[i];
         received += row->count;
         s_call_t *call = &calls[n++];
+        call->script = self->add;
         call->keys[0] =
             s_str(&arena, "tl:s:%s|%s:m:%lld", snap->service, row->name, (long long)minute);
         call->keys[1] =
@@ -201,6 +223,7 @@ int tl_store_ingest(tl_store_t *self, const tl_snapshot_t *snap, const tl_slo_co
             if (!tl_slo_matches(slo, snap->service, row->name))
                 continue;
             s_call_t *sc = &calls[n++];
+            sc->script = self->add;
             sc->keys[0] = s_str(&arena, "tl:slo:%s:m:%lld", slo->name, (long long)minute);
             sc->keys[1] = s_str(&arena, "tl:slo:%s:h:%lld", slo->name, (long long)hour);
             sc->nkeys = 2;
@@ -229,19 +252,36 @@ int tl_store_ingest(tl_store_t *self, const tl_snapshot_t *snap, const tl_slo_co
     for (size_t i = 0; i < snap->nseries; i++)
         s_arg(meta, s_str(&arena, "%s|%s", snap->service, snap->series[i].name));
 
-    s_call_t *users = NULL;
     if (snap->nusers) {
-        users = &calls[n++];
+        s_call_t *users = &calls[n++];
+        users->script = self->users;
         users->keys[0] = s_str(&arena, "tl:dau:%lld", (long long)(now_s / S_DAY));
         users->nkeys = 1;
         s_arg(users, s_str(&arena, "%d", S_DAU_TTL));
         for (size_t i = 0; i < snap->nusers; i++)
             s_arg(users, snap->users[i]);
     }
+    s_call_t *errs = &calls[n];
+    errs->script = self->errors;
+    errs->keys[0] = s_str(&arena, "tl:err:w:%lld", (long long)(now_s / S_WEEK));
+    errs->keys[1] = "tl:err:first";
+    errs->keys[2] = "tl:err:last";
+    errs->nkeys = 3;
+    s_arg(errs, s_str(&arena, "%d", S_ERR_TTL));
+    s_arg(errs, s_str(&arena, "%lld", (long long)now_s));
+    s_arg(errs, snap->service);
+    for (size_t i = 0; i < snap->nseries; i++)
+        for (size_t c = 0; c < snap->series[i].ncodes; c++) {
+            const tl_code_count_t *code = &snap->series[i].codes[c];
+            if (tl_code_error(code->name) && code->count) {
+                s_arg(errs, code->name);
+                s_arg(errs, s_str(&arena, "%llu", (unsigned long long)code->count));
+            }
+        }
+    if (errs->nargs > 3)
+        n++;
     for (size_t i = 0; i < n; i++)
-        batch[i] = (vz_redis_call_t){.script = i == 0               ? self->meta
-                                               : &calls[i] == users ? self->users
-                                                                    : self->add,
+        batch[i] = (vz_redis_call_t){.script = calls[i].script,
                                      .nkeys = calls[i].nkeys,
                                      .keys = calls[i].keys,
                                      .nargs = calls[i].nargs,
@@ -417,6 +457,76 @@ int tl_store_usage(tl_store_t *self, int64_t now_s, tl_usage_t *out)
     if (s_pfcount(self, day, 1, &out->dau) < 0 || s_pfcount(self, day, 7, &out->wau) < 0 ||
         s_pfcount(self, day, 30, &out->mau) < 0)
         return -EIO;
+    return 0;
+}
+
+bool tl_code_error(const char *code)
+{
+    assert(code);
+    if (strcmp(code, "ok") == 0)
+        return false;
+    if (code[0] >= '0' && code[0] <= '9')
+        return strtol(code, NULL, 10) >= 400;
+    return true;
+}
+
+//  A string reply of HGET key field as an integer, or 0.
+static int64_t s_hget_int(tl_store_t *self, const char *key, const char *field)
+{
+    const char *argv[] = {"HGET", key, field};
+    redisReply *reply = vz_redis_command(self->redis, 3, argv, NULL);
+    int64_t value = reply && reply->type == REDIS_REPLY_STRING ? strtoll(reply->str, NULL, 10) : 0;
+    if (reply)
+        freeReplyObject(reply);
+    return value;
+}
+
+int tl_store_errors_top(tl_store_t *self, int64_t now_s, tl_error_t *out, size_t max, size_t *count)
+{
+    assert(self && out && count);
+    *count = 0;
+    char week[32], last_week[32], top[24];
+    snprintf(week, sizeof week, "tl:err:w:%lld", (long long)(now_s / S_WEEK));
+    snprintf(last_week, sizeof last_week, "tl:err:w:%lld", (long long)(now_s / S_WEEK - 1));
+    snprintf(top, sizeof top, "%zu", max ? max - 1 : 0);
+    const char *argv[] = {"ZREVRANGE", week, "0", top, "WITHSCORES"};
+    redisReply *reply = vz_redis_command(self->redis, 5, argv, NULL);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        if (reply)
+            freeReplyObject(reply);
+        return -EIO;
+    }
+    for (size_t i = 0; i + 1 < reply->elements && *count < max; i += 2) {
+        tl_error_t *err = &out[*count];
+        memset(err, 0, sizeof *err);
+        if (!reply->element[i]->str ||
+            vz_strlcpy(err->code, reply->element[i]->str, sizeof err->code) < 0)
+            continue;
+        err->count = strtoull(reply->element[i + 1]->str, NULL, 10);
+        const char *zargv[] = {"ZSCORE", last_week, err->code};
+        redisReply *prev = vz_redis_command(self->redis, 3, zargv, NULL);
+        if (prev && prev->type == REDIS_REPLY_STRING)
+            err->previous = strtoull(prev->str, NULL, 10);
+        if (prev)
+            freeReplyObject(prev);
+        err->first_s = s_hget_int(self, "tl:err:first", err->code);
+        err->last_s = s_hget_int(self, "tl:err:last", err->code);
+        char key[VZ_TL_NAME_MAX + 16];
+        snprintf(key, sizeof key, "tl:err:svc:%s", err->code);
+        const char *sargv[] = {"SMEMBERS", key};
+        redisReply *svcs = vz_redis_command(self->redis, 2, sargv, NULL);
+        for (size_t k = 0; svcs && svcs->type == REDIS_REPLY_ARRAY && k < svcs->elements; k++) {
+            size_t used = strlen(err->services);
+            if (svcs->element[k]->str &&
+                used + strlen(svcs->element[k]->str) + 2 < sizeof err->services)
+                snprintf(err->services + used, sizeof err->services - used, "%s%s", used ? " " : "",
+                         svcs->element[k]->str);
+        }
+        if (svcs)
+            freeReplyObject(svcs);
+        (*count)++;
+    }
+    freeReplyObject(reply);
     return 0;
 }
 

@@ -12,6 +12,8 @@
  *    tl:sat:<service>   replica -> {"cpu","rss","fds","t"} (latest)
  *    tl:tot:<service>   received, lost, snapshots, dropped:<replica>
  *    tl:dau:<unix day>  HyperLogLog of the day's active users        35 days
+ *    tl:err:w:<week>    error code -> count (sorted set)              15 days
+ *    tl:err:first, tl:err:last   code -> Unix second; tl:err:svc:<code> services
  *    tl:alerts (tl_alert.h JSON), tl:freeze (JSON), tl:eval:lock
  *  A snapshot is filed under the sink's own minute (now_s): a reporter's
  *  clock is not trusted. Range reads run in one Lua script per series
@@ -96,6 +98,23 @@ typedef struct {
     uint64_t mau; //  last 30 days
 } tl_usage_t;
 int tl_store_usage(tl_store_t *self, int64_t now_s, tl_usage_t *out);
+
+//  Errors: every outcome code but "ok" and HTTP statuses under 400.
+bool tl_code_error(const char *code);
+
+//  The most frequent error codes of the UTC week (Unix time / 7 days) of
+//  now_s, with the previous week's count, first and last seen (sink
+//  clock) and the services that reported them, most frequent first.
+typedef struct {
+    char code[VZ_TL_NAME_MAX]; //  error code or HTTP status
+    uint64_t count;            //  this week
+    uint64_t previous;         //  the week before
+    int64_t first_s;           //  first seen ever (within retention)
+    int64_t last_s;            //  last seen
+    char services[512];        //  space-separated (cut at a service boundary)
+} tl_error_t;
+int tl_store_errors_top(tl_store_t *self, int64_t now_s, tl_error_t *out, size_t max,
+                        size_t *count);
 
 //  A string value (caller frees) or NULL when absent or Redis is away.
 char *tl_store_get(tl_store_t *self, const char *key, size_t *len_p);

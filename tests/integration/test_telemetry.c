@@ -468,6 +468,41 @@ static void test_alert_reaches_notifier(void **state)
     zactor_destroy(&nt);
 }
 
+//  The week's top errors: the 200 "internal" of the alert test first, all
+//  from "tester"; echo's refused bodies among them; new this week.
+static void test_errors_top(void **state)
+{
+    s_env_t *e = *state;
+    vz_response_t *resp = s_call(e, "telemetry", "errors_top", "");
+    assert_int_equal(resp->env.kind, VZ_KIND_REPLY);
+    vz_json_t *doc = vz_json_parse(resp->env.body, resp->env.body_len, NULL, NULL);
+    vz_response_destroy(&resp);
+    const vz_json_value_t *errors = vz_json_get(vz_json_root(doc), "errors");
+    assert_true(vz_json_size(errors) >= 2 && vz_json_size(errors) <= 10);
+    const vz_json_value_t *top = vz_json_at(errors, 0);
+    assert_string_equal(vz_json_get_string(top, "code", NULL), "internal");
+    assert_int_equal(s_int(top, "count"), 200);
+    assert_int_equal(s_int(top, "previous_week"), 0);
+    assert_int_equal(vz_json_type(vz_json_get(top, "change")), VZ_JSON_NULL);
+    assert_true(s_int(top, "first_seen") > 0 &&
+                s_int(top, "first_seen") <= s_int(top, "last_seen"));
+    const vz_json_value_t *services = vz_json_get(top, "services");
+    assert_int_equal(vz_json_size(services), 1);
+    assert_string_equal(vz_json_string(vz_json_at(services, 0), NULL), "tester");
+    bool invalid = false;
+    for (size_t i = 1; i < vz_json_size(errors); i++) {
+        const vz_json_value_t *err = vz_json_at(errors, i);
+        if (strcmp(vz_json_get_string(err, "code", NULL), VZ_ERR_INVALID) != 0)
+            continue;
+        invalid = true;
+        assert_true(s_int(err, "count") >= S_BAD_N);
+        //  Sorted by frequency.
+        assert_true(s_int(err, "count") <= s_int(vz_json_at(errors, i - 1), "count"));
+    }
+    assert_true(invalid);
+    vz_json_destroy(&doc);
+}
+
 typedef struct {
     s_env_t *e;  //  the group's state
     int64_t dau; //  last answer...
@@ -577,7 +612,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo_counts), cmocka_unit_test(test_percentiles),
         cmocka_unit_test(test_refusals),    cmocka_unit_test(test_alert_reaches_notifier),
-        cmocka_unit_test(test_usage),       cmocka_unit_test(test_sink_killed),
+        cmocka_unit_test(test_errors_top),  cmocka_unit_test(test_usage),
+        cmocka_unit_test(test_sink_killed),
     };
     return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }
