@@ -452,12 +452,17 @@ int tl_evaluate(tl_t *self, int64_t now_s)
         vz_warn(NULL, "unable to load alert table: starting empty", "key", S_ALERTS_KEY);
     free(saved);
     bool freeze = false;
+    int failed = 0;
     for (size_t i = 0; i < self->slos.count; i++) {
         const tl_slo_t *slo = &self->slos.slo[i];
         tl_slo_status_t st;
+        //  An SLO whose counts cannot be read keeps its alerts as they are;
+        //  the others' steps (and what they sent) are still saved below.
         if (tl_slo_eval(slo, &self->slos.alerting, tl_store_slo_counts, self->store, now_s, &st) <
-            0)
-            return -EIO;
+            0) {
+            failed = -EIO;
+            continue;
+        }
         freeze = freeze || st.spent;
         for (int sev = 0; sev < TL_SEVERITIES; sev++) {
             tl_alert_t *alert = tl_alerts_get(&table, slo->name, (tl_severity_t)sev);
@@ -472,7 +477,7 @@ int tl_evaluate(tl_t *self, int64_t now_s)
     char *json = tl_alerts_json(&table, &len);
     rc = json ? tl_store_set(self->store, S_ALERTS_KEY, json, len) : -EIO;
     free(json);
-    if (rc == 0)
+    if (rc == 0 && failed == 0)
         rc = tl_store_set(self->store, S_FREEZE_KEY, freeze ? "1" : "0", 1);
-    return rc < 0 ? -EIO : 1;
+    return rc < 0 || failed < 0 ? -EIO : 1;
 }

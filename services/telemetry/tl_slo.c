@@ -3,6 +3,7 @@
  */
 #include "tl_slo.h"
 
+#include <ctype.h>
 #include <czmq.h>
 #include <errno.h>
 #include <fnmatch.h>

@@ -292,8 +292,11 @@ int tl_store_ingest(tl_store_t *self, const tl_snapshot_t *snap, const tl_slo_co
             rc = -EIO;
         if (batch[i].reply)
             freeReplyObject(batch[i].reply);
-        free(calls[i].args);
     }
+    //  Every row, sent or not (the errors row is built before it is known
+    //  to have any).
+    for (size_t i = 0; i < max; i++)
+        free(calls[i].args);
     free(batch);
     free(calls);
     char *text;
