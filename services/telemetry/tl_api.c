@@ -435,6 +435,32 @@ static void s_notify(tl_t *self, const tl_alert_t *alert, tl_notify_t what)
     free(body);
 }
 
+//  The evaluation's outcome as gauges of this replica's /metrics (the
+//  replica that evaluated last has the current values: take max() across
+//  replicas). Series are get-or-create: a lookup per SLO per evaluation.
+static void s_gauges(tl_t *self, const tl_slo_t *slo, const tl_slo_status_t *st,
+                     const tl_alert_t *const alerts[TL_SEVERITIES])
+{
+    if (!self->metrics)
+        return;
+    char labels[TL_SLO_NAME_MAX + 32];
+    snprintf(labels, sizeof labels, "slo=%s", slo->name);
+    vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_slo_budget_remaining",
+                                   "Share of the SLO's error budget left (negative: overspent)",
+                                   labels),
+                  st->remaining);
+    vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_slo_burn_rate_1h",
+                                   "Burn rate of the SLO's budget over the last hour", labels),
+                  st->burn_long[0]);
+    for (int sev = 0; sev < TL_SEVERITIES; sev++) {
+        snprintf(labels, sizeof labels, "slo=%s,severity=%s", slo->name,
+                 tl_severity_name((tl_severity_t)sev));
+        vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_alert_firing",
+                                       "1 while the SLO's alert of this severity fires", labels),
+                      alerts[sev] && alerts[sev]->state == TL_ALERT_FIRING ? 1 : 0);
+    }
+}
+
 int tl_evaluate(tl_t *self, int64_t now_s)
 {
     assert(self);
@@ -464,8 +490,10 @@ int tl_evaluate(tl_t *self, int64_t now_s)
             continue;
         }
         freeze = freeze || st.spent;
+        const tl_alert_t *stepped[TL_SEVERITIES] = {NULL};
         for (int sev = 0; sev < TL_SEVERITIES; sev++) {
             tl_alert_t *alert = tl_alerts_get(&table, slo->name, (tl_severity_t)sev);
+            stepped[sev] = alert;
             if (!alert)
                 continue;
             tl_notify_t what = tl_alert_step(alert, st.condition[sev], st.burn[sev], now_s,
@@ -473,7 +501,12 @@ int tl_evaluate(tl_t *self, int64_t now_s)
             if (what != TL_NOTIFY_NONE)
                 s_notify(self, alert, what);
         }
+        s_gauges(self, slo, &st, stepped);
     }
+    if (self->metrics)
+        vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_deploy_freeze",
+                                       "1 while an SLO's error budget is spent", NULL),
+                      freeze ? 1 : 0);
     char *json = tl_alerts_json(&table, &len);
     rc = json ? tl_store_set(self->store, S_ALERTS_KEY, json, len) : -EIO;
     free(json);

@@ -464,6 +464,17 @@ static void test_alert_reaches_notifier(void **state)
     assert_int_equal(vz_json_bool(vz_json_get(vz_json_root(doc), "deploy_freeze"), &freeze), 0);
     assert_true(freeze);
     vz_json_destroy(&doc);
+    //  The same on the sink's /metrics.
+    int admin = vzt_mesh_admin_port(e->m, "telemetry");
+    assert_true(vzt_wait_metric(admin, "vz_telemetry_deploy_freeze", 1, S_WAIT_MS));
+    assert_true(vzt_wait_metric(
+        admin, "vz_telemetry_alert_firing{slo=\"tester-availability\",severity=\"page\"}", 1,
+        S_WAIT_MS));
+    double left = 1;
+    assert_int_equal(
+        vzt_metric(admin, "vz_telemetry_slo_budget_remaining{slo=\"tester-availability\"}", &left),
+        0);
+    assert_true(left < 0);
     s_tx_close(&tx);
     zactor_destroy(&nt);
 }
