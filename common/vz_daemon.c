@@ -11,6 +11,7 @@
 #include "vz_curve.h"
 #include "vz_ports.h"
 #include "vz_proto.h"
+#include "vz_telemetry.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -81,6 +82,10 @@ static const vz_cfg_item_t s_common[] = {
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_WORKER_CREDIT", "worker/credit", VZ_CFG_INT, "0", 0,
                 VZ_CREDIT_MAX, worker_credit,
                 "requests the broker may have outstanding at this worker, 0 = the service's own default"),
+    VZ_CFG_ENUM_ITEM(vz_daemon_config_t, "VZ_TELEMETRY", "report/telemetry", "auto", "auto on off",
+                     telemetry, "report request outcomes and saturation to telemetry; auto = on"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_TELEMETRY_INTERVAL_MS", "report/interval", VZ_CFG_MS,
+                "10000", 100, 600000, telemetry_interval_ms, "telemetry snapshot period"),
 };
 #define S_COMMON_COUNT (sizeof s_common / sizeof s_common[0])
 #define S_ADMIN_PORT_ROW 6
@@ -488,6 +493,11 @@ static int s_on_link_tick(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+static void s_observe(void *arg, const char *method, const char *code, int64_t duration_us)
+{
+    vz_telemetry_record((vz_telemetry_t *)arg, method, code, duration_us);
+}
+
 int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods, size_t count,
                     int credit, void *app)
 {
@@ -497,6 +507,13 @@ int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods
                  "VZ_BROKER_KEY");
         return VZ_EXIT_PERMANENT;
     }
+    //  Every method's outcome goes to the daemon's reporter (vz_telemetry.h).
+    zloop_t *own = loop ? NULL : zloop_new();
+    if (own)
+        loop = own;
+    vz_telemetry_t *telemetry = vz_telemetry_new_daemon(self, loop);
+    if (!telemetry && errno)
+        vz_warn(NULL, "unable to start telemetry reporting", "reason", strerror(errno));
     vz_worker_config_t config = {
         .service = self->spec.service,
         .endpoints = self->config.broker_endpoints,
@@ -506,16 +523,17 @@ int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods
         //  The operator's setting wins over the service's default.
         .credit = self->config.worker_credit > 0 ? self->config.worker_credit : credit,
         .metrics = self->metrics,
+        .observe = telemetry ? s_observe : NULL,
+        .observe_arg = telemetry,
     };
     vz_worker_t *worker = vz_worker_new(&config, methods, count, app);
     if (!worker) {
         vz_error(NULL, "unable to create worker", "reason", strerror(errno), "endpoints",
                  self->config.broker_endpoints);
+        vz_telemetry_destroy(&telemetry);
+        zloop_destroy(&own);
         return VZ_EXIT_TEMPORARY;
     }
-    zloop_t *own = loop ? NULL : zloop_new();
-    if (own)
-        loop = own;
     s_serve_t serve = {self, worker};
     int timer = zloop_timer(loop, S_TICK_MS, 0, s_on_link_tick, &serve);
     int code = VZ_EXIT_OK;
@@ -544,6 +562,7 @@ int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods
     vz_info(NULL, "draining", "timeout_ms", drain);
     vz_worker_drain(worker, self->config.drain_ms);
     vz_worker_destroy(&worker);
+    vz_telemetry_destroy(&telemetry);
     zloop_destroy(&own);
     vz_info(NULL, "stopped");
     return code;

@@ -40,6 +40,10 @@
  *    VZ_REPLICA           -                    0   replica index, for logs
  *    VZ_WORKER_CREDIT     worker/credit        0   broker credit of a worker; 0 = the
  *                                                  credit the service passes to serve
+ *    VZ_TELEMETRY         report/telemetry     auto  auto|on|off: report request outcomes
+ *                                                  and saturation to telemetry.ingest
+ *                                                  (vz_telemetry.h); auto = on
+ *    VZ_TELEMETRY_INTERVAL_MS report/interval 10000  one snapshot per this period
  *
  *  Start-up refusals (exit 100, one JSON line on stderr naming the setting
  *  or file): any invalid setting, an unreadable or malformed config file,
@@ -76,7 +80,12 @@ typedef struct {
     int replica;                         //  replica index given by the supervisor
     int worker_credit;                   //  broker credit override, 0 = service default
     char config_file[VZ_PATH_MAX];       //  optional ZPL file
+    int telemetry;                       //  vz_telemetry_mode_t
+    int telemetry_interval_ms;           //  snapshot period
 } vz_daemon_config_t;
+
+//  VZ_TELEMETRY, in the order of its choices.
+typedef enum { VZ_TELEMETRY_AUTO, VZ_TELEMETRY_ON, VZ_TELEMETRY_OFF } vz_telemetry_mode_t;
 
 typedef struct {
     const char *service;          //  service name (also the expected certificate name)

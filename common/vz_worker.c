@@ -107,6 +107,8 @@ struct vz_worker_t {
     vz_series_t *reconnects;      //  sockets replaced after silence or BYE
     vz_deferred_t *open;          //  deferred replies not yet completed
     size_t nopen;                 //  entries in open
+    vz_worker_observe_fn *observe;   //  outcome callback (telemetry), or NULL
+    void *observe_arg;               //  its argument
     vz_flush_fn *flush[S_FLUSH_MAX]; //  to call after the current batch
     size_t nflush;                //  entries in flush
 };
@@ -378,10 +380,14 @@ static void s_finish(s_link_t *link, const void *tag, s_bundle_t *bundle, size_t
     if (rc < 0)
         vz_reply_error(reply, VZ_ERR_INTERNAL, "handler failed");
     s_method_metrics_t *mm = s_mm(link->worker, method);
+    int64_t took = zclock_usecs() - started;
     if (mm) {
-        vz_series_observe(mm->duration, (double)(zclock_usecs() - started) / 1e6);
+        vz_series_observe(mm->duration, (double)took / 1e6);
         vz_series_inc(mm->outcome[outcome]);
     }
+    if (link->worker->observe)
+        link->worker->observe(link->worker->observe_arg, method->name,
+                              outcome == S_OK ? NULL : reply->env.error_code, took);
     if (bundle)
         s_bundle_fill(bundle, slot, &reply->env);
     else
@@ -763,6 +769,8 @@ vz_worker_t *vz_worker_new(const vz_worker_config_t *config, const vz_method_t *
     self->cert = config->cert;
     self->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : VZ_HEARTBEAT_MS;
     self->credit = config->credit > 0 ? config->credit : 1;
+    self->observe = config->observe;
+    self->observe_arg = config->observe_arg;
     self->methods = methods;
     self->count = count;
     self->app = app;

@@ -35,6 +35,12 @@ typedef struct {
     size_t max_body;        //  largest accepted body; 0 = 64 KiB
 } vz_method_t;
 
+//  Called on the reactor thread as each dispatched request is answered
+//  (telemetry, vz_telemetry.h): the method, NULL when the handler replied
+//  with a body or else the error code sent, and the time from dispatch.
+typedef void(vz_worker_observe_fn)(void *arg, const char *method, const char *code,
+                                   int64_t duration_us);
+
 typedef struct {
     const char *service;    //  service name announced in RDY
     const char *endpoints;  //  comma-separated broker endpoints
@@ -43,6 +49,8 @@ typedef struct {
     int heartbeat_ms;       //  0 = VZ_HEARTBEAT_MS
     int credit;             //  requests the broker may have outstanding here; 0 = 1
     vz_metrics_t *metrics;  //  optional (borrowed): requests/errors/latency per method
+    vz_worker_observe_fn *observe; //  optional: told each dispatched request's outcome
+    void *observe_arg;             //  its argument
 } vz_worker_config_t;
 
 //  Reply builders; the body is copied. The last call wins.

@@ -87,3 +87,23 @@ mesh_start() {
     SUP=$!
     "${CTL[@]}" wait --timeout 30 || fail "mesh not ready"
 }
+
+#   mesh_admin GATEWAY_URL EMAIL PASSWORD: print an access token with scope
+#   admin. The user registers, redeems auth's one-time bootstrap token from
+#   the auth log (docs/operations/first-admin.md) and logs in again.
+mesh_admin() {
+    local gw=$1 cred="{\"email\":\"$2\",\"password\":\"$3\"}" boot token
+    local json=(-s --max-time 10 -H Content-Type:application/json)
+    curl "${json[@]}" -o /dev/null -w '%{http_code}' -d "$cred" "$gw/v1/auth/register" |
+        grep -q 201 || fail "mesh_admin: register $2"
+    token=$(curl "${json[@]}" -d "$cred" "$gw/v1/auth/login" |
+        node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0)).access_token||"")')
+    [ -n "$token" ] || fail "mesh_admin: login $2"
+    boot=$(grep -ho '"bootstrap":"vzb_[^"]*"' "$STATE"/logs/auth.*.log | head -n1 | cut -d'"' -f4)
+    [ -n "$boot" ] || fail "mesh_admin: no bootstrap token in the auth logs"
+    curl "${json[@]}" -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" \
+        -d "{\"token\":\"$boot\"}" "$gw/v1/auth/bootstrap" | grep -q '^2' ||
+        fail "mesh_admin: the bootstrap token was refused"
+    curl "${json[@]}" -d "$cred" "$gw/v1/auth/login" |
+        node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0)).access_token||"")'
+}

@@ -43,16 +43,7 @@ token() {
     expect 200 "login $1"
     json "$body" access_token
 }
-#   The first admin: a registered user redeems auth's one-time bootstrap
-#   token (docs/operations/first-admin.md), then logs in again for scope admin.
-ADMIN=$(token root@example.com)
-BOOT=$(grep -ho '"bootstrap":"vzb_[^"]*"' "$STATE"/logs/auth.*.log | cut -d'"' -f4)
-[ -n "$BOOT" ] || fail "no admin bootstrap token in the auth logs"
-http POST /v1/auth/bootstrap "{\"token\":\"$BOOT\"}" $J -H "Authorization: Bearer $ADMIN"
-[ "${code:0:1}" = 2 ] || fail "bootstrap redeem: $code $body"
-http POST /v1/auth/login '{"email":"root@example.com","password":"correct horse battery"}' $J
-expect 200 "login root after the bootstrap"
-ADMIN=$(json "$body" access_token)
+ADMIN=$(mesh_admin "$GW" root@example.com "correct horse battery")
 USER=$(token ada@example.com)
 A=(-H "Authorization: Bearer $ADMIN")
 

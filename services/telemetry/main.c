@@ -1,0 +1,124 @@
+/*  vz-telemetry - the telemetry sink: golden signals, SLO budgets, burn-rate alerts
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Thin main: the settings table, the method table, the SLO evaluation
+ *  timer, the SIGHUP reload of slo.cfg, vz_daemon_serve. The handlers and
+ *  the evaluation live in tl_api.c (telemetry.h); docs/services/telemetry.md
+ *  describes the API.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "telemetry.h"
+#include "vz_clock.h"
+#include "vz_daemon.h"
+#include "vz_event.h"
+#include "vz_ports.h"
+#include "vz_proto.h"
+
+#define TL_CREDIT 16 //  default broker credit: ingest is one pipelined Redis round trip
+#define TL_QUERY_MAX 4096
+#define TL_SNAPSHOT_MAX (2 * 1024 * 1024)
+
+static const vz_cfg_item_t s_items[] = {
+    VZ_CFG_ITEM(tl_config_t, "VZ_TELEMETRY_SLO", "telemetry/slo", VZ_CFG_STR, "configs/slo.cfg", 0,
+                0, slo_file, "SLO file (ZPL: slo, alerting); reloaded on SIGHUP"),
+    VZ_CFG_ITEM(tl_config_t, "VZ_TELEMETRY_FINE_TTL_S", "telemetry/fine_ttl", VZ_CFG_INT, "86400",
+                21600, 2592000, fine_ttl_s, "per-minute data kept this long, seconds (>= 6 h)"),
+    VZ_CFG_ITEM(tl_config_t, "VZ_TELEMETRY_COARSE_TTL_S", "telemetry/coarse_ttl", VZ_CFG_INT,
+                "2592000", 86400, 31536000, coarse_ttl_s, "per-hour data kept this long, seconds"),
+    VZ_CFG_ITEM(tl_config_t, "VZ_TELEMETRY_EVAL_MS", "telemetry/eval", VZ_CFG_MS, "30000", 100,
+                600000, eval_ms, "SLO and alert evaluation period"),
+    VZ_CFG_ITEM(tl_config_t, "VZ_TELEMETRY_WINDOW_S", "telemetry/window", VZ_CFG_INT, "300", 60,
+                2592000, window_s, "default window of telemetry.signals, seconds"),
+    VZ_CFG_ITEM(tl_config_t, "VZ_TELEMETRY_REDIS_TIMEOUT_MS", "telemetry/redis_timeout", VZ_CFG_MS,
+                "200", 5, 5000, redis_timeout_ms, "Redis command timeout"),
+    VZ_CFG_ITEM(tl_config_t, "VZ_TELEMETRY_READERS", "telemetry/readers", VZ_CFG_STR,
+                "vzctl reporter", 0, 0, readers,
+                "in-mesh identities that may read signals, SLOs and alerts (the gateway's callers "
+                "need admin or telemetry:read)"),
+};
+
+static const vz_method_t s_methods[] = {
+    {"ingest", tl_h_ingest, 0, TL_SNAPSHOT_MAX},
+    {"signals", tl_h_signals, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
+    {"slo", tl_h_slo, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
+    {"alerts", tl_h_alerts, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
+    {"usage", tl_h_usage, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
+    {"errors_top", tl_h_errors_top, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
+};
+
+static int s_eval_timer(zloop_t *loop, int timer_id, void *arg)
+{
+    tl_t *tl = arg;
+    if (tl_evaluate(tl, vz_clock_now_ms() / 1000) < 0)
+        vz_warn(NULL, "unable to evaluate SLOs", "reason", "redis unavailable");
+    return 0;
+}
+
+//  SIGHUP: a new slo.cfg, or the old one kept when the new one is bad.
+static void s_reload(void *arg)
+{
+    tl_t *tl = arg;
+    tl_slo_config_t *slos = (tl_slo_config_t *)malloc(sizeof *slos);
+    char err[512];
+    if (tl_slo_load(tl->config.slo_file, slos, err, sizeof err) < 0)
+        vz_error(NULL, "unable to reload SLOs: keeping the old ones", "reason", err);
+    else {
+        tl->slos = *slos;
+        vz_info(NULL, "SLOs reloaded", "file", tl->config.slo_file);
+    }
+    free(slos);
+}
+
+int main(int argc, char **argv)
+{
+    tl_config_t config;
+    vz_daemon_spec_t spec = {
+        .service = TL_SERVICE,
+        .admin_port = VZ_PORT_ADMIN_TELEMETRY,
+        .needs_broker = true,
+        //  Every method reads or writes Redis: ready only while it answers.
+        .needs_redis = true,
+        .items = s_items,
+        .count = sizeof s_items / sizeof s_items[0],
+        .config = &config,
+    };
+    int code = VZ_EXIT_OK;
+    vz_daemon_t *daemon = vz_daemon_new(&spec, argc, argv, &code);
+    if (!daemon)
+        return code;
+    tl_slo_config_t *slos = (tl_slo_config_t *)malloc(sizeof *slos);
+    char err[512];
+    if (tl_slo_load(config.slo_file, slos, err, sizeof err) < 0) {
+        vz_error(NULL, "unable to load SLOs", "reason", err, "setting", "VZ_TELEMETRY_SLO");
+        free(slos);
+        vz_daemon_destroy(&daemon);
+        return VZ_EXIT_PERMANENT;
+    }
+    char owner[64];
+    snprintf(owner, sizeof owner, "%d/%d", vz_daemon_config(daemon)->replica, (int)getpid());
+    tl_t *tl = tl_new(&config, slos, vz_daemon_config(daemon)->redis_url, vz_daemon_metrics(daemon),
+                      owner);
+    free(slos);
+    if (!tl) {
+        vz_error(NULL, "unable to start telemetry: bad Redis URL");
+        vz_daemon_destroy(&daemon);
+        return VZ_EXIT_PERMANENT;
+    }
+    zloop_t *loop = zloop_new();
+    //  Alerts leave as notifier.send events: never waiting on the notifier.
+    tl->notify = vz_event_new_daemon(daemon);
+    if (!tl->notify || vz_event_attach(tl->notify, loop) < 0)
+        vz_warn(NULL, "unable to create the notifier event socket: alerts are not sent");
+    zloop_timer(loop, (size_t)config.eval_ms, 0, s_eval_timer, tl);
+    vz_daemon_on_reload(daemon, s_reload, tl);
+    code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0],
+                           TL_CREDIT, tl);
+    vz_event_destroy(&tl->notify);
+    zloop_destroy(&loop);
+    tl_destroy(&tl);
+    vz_daemon_destroy(&daemon);
+    return code;
+}
