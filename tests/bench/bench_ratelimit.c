@@ -68,8 +68,7 @@ static void s_start(s_mesh_t *m)
                                       "    ratelimit\n        serve = \"ratelimit\"\n",
                             .env = env,
                             .files = files,
-                            .tag = "bench-ratelimit",
-                            .redis = true};
+                            .tag = "bench-ratelimit"};
     m->mesh = vzt_mesh_start(&opts);
     if (!m->mesh) {
         fprintf(stderr, "bench: the mesh did not start\n");

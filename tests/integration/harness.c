@@ -700,15 +700,6 @@ struct vzt_mesh_t {
     int failures;              //  daemons found unclean when stopped
 };
 
-//  Daemons that check Redis and so need one to become ready.
-static bool s_needs_redis(const char *daemon)
-{
-    size_t len = strcspn(daemon, "*"); //  "ratelimit*2" is ratelimit
-    return (len == 4 && strncmp(daemon, "auth", len) == 0) ||
-           (len == 9 && strncmp(daemon, "ratelimit", len) == 0) ||
-           (len == 7 && strncmp(daemon, "gateway", len) == 0);
-}
-
 static s_inst_t *s_find(const vzt_mesh_t *self, const char *tag)
 {
     for (size_t i = 0; i < self->count; i++)
@@ -947,11 +938,11 @@ vzt_mesh_t *vzt_mesh_start(const vzt_mesh_opts_t *opts)
     char **daemons = s_split(opts->daemons), **names = NULL;
     int rc = self->dir ? s_mesh_prepare(self, opts, daemons, &names) : -1;
 
-    //  Redis first (when needed), then the broker, then the daemons in order.
-    bool redis = opts->redis;
-    for (size_t i = 0; daemons[i]; i++)
-        redis = redis || s_needs_redis(daemons[i]);
-    if (rc == 0 && redis && !opts->no_redis)
+    //  Redis first, then the broker, then the daemons in order. Redis is
+    //  started for every mesh (a few milliseconds) rather than guessed from
+    //  the daemon names: which daemons need it is theirs to say
+    //  (vz_daemon_spec_t.needs_redis), not a list kept again here.
+    if (rc == 0 && !opts->no_redis)
         rc = s_inst_start(self, s_inst_new(self, "redis", "redis", NULL), true);
     if (rc == 0)
         rc = s_inst_start(self, s_inst_new(self, "broker", "broker", NULL), true);

@@ -135,7 +135,7 @@ vzt_proc_t *vzt_daemon(const char *dir, const char *name, const char *log_name, 
 const char *vzt_header(const char *headers, const char *name, char *out, size_t n);
 
 //  --------------------------------------------------------------------------
-//  A mesh in one call: keys, call policy, Redis (when a daemon needs it),
+//  A mesh in one call: keys, call policy, Redis (unless no_redis),
 //  the broker and the named daemons, each started like the supervisor
 //  would (vzt_daemon) and awaited on readiness.
 
@@ -162,8 +162,7 @@ typedef struct {
     //  VZ_GATEWAY_ROUTES and ratelimit.cfg the limiter's VZ_RATELIMIT_POLICY.
     const char *const *files;
     const char *tag; //  temp dir tag (NULL = "mesh")
-    bool redis;      //  start Redis even when no daemon needs it
-    bool no_redis;   //  do not start Redis (its port is still reserved)
+    bool no_redis;   //  do not start Redis (started by default; its port is still reserved)
 } vzt_mesh_opts_t;
 
 //  Start it all; NULL on failure (with the reason and the failing log's

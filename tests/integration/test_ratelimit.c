@@ -763,10 +763,10 @@ static void test_redis_outage(void **state)
 static void test_start_without_redis(void **state)
 {
     (void)state;
-    //  A mesh of its own (a broker only), so no other replica answers.
+    //  A mesh of its own (a broker only, no Redis yet), so no other replica answers.
     const char *const files[] = {"ratelimit.cfg", s_policies, NULL};
-    vzt_mesh_t *m = vzt_mesh_start(
-        &(vzt_mesh_opts_t){.tag = "rl-noredis", .identities = "ratelimit,gateway", .files = files});
+    vzt_mesh_t *m = vzt_mesh_start(&(vzt_mesh_opts_t){
+        .tag = "rl-noredis", .no_redis = true, .identities = "ratelimit,gateway", .files = files});
     assert_non_null(m);
     char *const env[] = {"VZ_RATELIMIT_FAILURE_MODE=closed", "VZ_RATELIMIT_REDIS_RETRY_MS=50",
                          NULL};

@@ -68,8 +68,7 @@ static int s_setup(void **state)
                                              .daemons = "telemetry,echo",
                                              .identities = "tester,stranger,notifier",
                                              .env = env,
-                                             .files = files,
-                                             .redis = true});
+                                             .files = files});
     assert_non_null(e->m);
     vz_client_config_t config = {vzt_mesh_endpoint(e->m), vzt_mesh_broker_key(e->m),
                                  vzt_mesh_cert(e->m, "tester")};
