@@ -198,6 +198,7 @@ H_NGX= H_MHD=
 #   its caches off, bench-only echo routes requiring jwt and api_key, and
 #   every rate limit raised to 5×10^7 a window so nothing is 429ed.
 for f in "$SRC"/configs/*.cfg; do [ "$(basename "$f")" = mesh.cfg ] || cp "$f" "$H/"; done
+cp -r "$SRC/configs/templates" "$H/" || http_die "cannot copy configs/templates"
 sed -i -E 's/^( +limit) = [0-9]+/\1 = 50000000/' "$H/ratelimit.cfg"
 grep -E '^ +limit = ' "$H/ratelimit.cfg" | grep -qv '= 50000000$' && http_die "a rate limit was not raised"
 cat >>"$H/routes.cfg" <<'EOF'
