@@ -16,6 +16,7 @@
 
 static _Atomic int64_t s_frozen_us; //  "now" while frozen, 0 = running
 static _Atomic int64_t s_offset_us; //  added to the real clock while running
+static _Atomic int64_t s_env_us;    //  VZ_CLOCK_START's shift: "now" only, never the wire
 
 static int64_t s_read(clockid_t id)
 {
@@ -34,12 +35,22 @@ int64_t vz_clock_mono_ms(void)
     return vz_clock_mono_us() / 1000;
 }
 
-int64_t vz_clock_now_us(void)
+int64_t vz_clock_wire_us(void)
 {
     int64_t frozen = atomic_load_explicit(&s_frozen_us, memory_order_relaxed);
     if (frozen)
         return frozen;
     return s_read(CLOCK_REALTIME) + atomic_load_explicit(&s_offset_us, memory_order_relaxed);
+}
+
+int64_t vz_clock_wire_ms(void)
+{
+    return vz_clock_wire_us() / 1000;
+}
+
+int64_t vz_clock_now_us(void)
+{
+    return vz_clock_wire_us() + atomic_load_explicit(&s_env_us, memory_order_relaxed);
 }
 
 int64_t vz_clock_now_ms(void)
@@ -65,6 +76,7 @@ void vz_clock_test_reset(void)
 {
     atomic_store(&s_frozen_us, 0);
     atomic_store(&s_offset_us, 0);
+    atomic_store(&s_env_us, 0);
 }
 
 int vz_clock_parse_utc(const char *text, int64_t *out_us)
@@ -110,8 +122,7 @@ int vz_clock_from_env(const char **start, char *err, size_t errlen)
         return -EINVAL;
     }
     //  Runs from that instant at the real rate.
-    atomic_store(&s_frozen_us, 0);
-    atomic_store(&s_offset_us, at_us - s_read(CLOCK_REALTIME));
+    atomic_store(&s_env_us, at_us - s_read(CLOCK_REALTIME));
     if (start)
         *start = text;
     return 1;

@@ -16,7 +16,11 @@
  *  returns to the real clock. They never touch the monotonic clock.
  *
  *  Integration tests of daemons: VZ_CLOCK_START=2026-12-07T07:59:50Z makes
- *  "now" start at that instant and advance at the real rate. It is honoured
+ *  "now" start at that instant and advance at the real rate. It shifts
+ *  vz_clock_now only: the deadlines envelopes carry are compared across
+ *  processes that do not share the shift, so they use vz_clock_wire (the
+ *  real clock, moved only by the unit-test hooks; vz_now_ms is its older
+ *  name). A daemon on a shifted clock still honours its callers' deadlines. It is honoured
  *  only together with VZ_CLOCK_TEST=1 (vz_clock_from_env refuses it alone),
  *  and vz_daemon logs a warning at start while it is active: a production
  *  daemon must never run on a shifted clock.
@@ -34,8 +38,13 @@
 int64_t vz_clock_mono_ms(void);
 int64_t vz_clock_mono_us(void);
 
-//  Wall time since the Unix epoch, as shifted by the test hooks or
-//  VZ_CLOCK_START.
+//  Wall time since the Unix epoch as envelope deadlines use it: shared by
+//  every process of the mesh, moved only by the unit-test hooks below.
+int64_t vz_clock_wire_ms(void);
+int64_t vz_clock_wire_us(void);
+
+//  "What time is it" for the daemon's own logic (schedules, windows,
+//  expiry): the wire clock plus VZ_CLOCK_START's shift, if any.
 int64_t vz_clock_now_ms(void);
 int64_t vz_clock_now_us(void);
 

@@ -93,7 +93,7 @@ const char *vz_strerror(int rc)
 
 int64_t vz_now_ms(void)
 {
-    return vz_clock_now_ms();
+    return vz_clock_wire_ms();
 }
 
 int vz_strlcpy(char *dst, const char *src, size_t n)

@@ -48,9 +48,9 @@ const char *vz_strerror(int rc);
 #define VZ_ID_MAX    64   //  request id (incl. NUL)
 #define VZ_PATH_MAX  512  //  file paths and endpoint lists in configuration
 
-//  Wall clock in milliseconds since the Unix epoch: vz_clock_now_ms (the
-//  settable clock, see vz_clock.h), under its older name. Not for durations:
-//  use vz_clock_mono_ms.
+//  Wall clock in milliseconds since the Unix epoch as envelope deadlines use
+//  it: vz_clock_wire_ms (see vz_clock.h), under its older name. Not for
+//  durations (vz_clock_mono_ms) nor for a daemon's schedules (vz_clock_now_ms).
 int64_t vz_now_ms(void);
 
 //  Copy src into dst (size n, n > 0), always NUL-terminating. Returns

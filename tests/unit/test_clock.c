@@ -112,6 +112,14 @@ static void test_from_env(void **state)
     while (vz_clock_mono_us() - mono0 < 20000)
         ; //  a busy 20 ms: the shifted clock must move with the real one
     assert_true(vz_clock_now_ms() - now >= 20);
+    //  The wire clock (envelope deadlines, shared with unshifted processes)
+    //  stays on real time: a caller's deadline is not "past" to a daemon
+    //  whose clock was started in the future.
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t real_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    assert_true(vz_clock_wire_ms() >= real_ms - 1000 && vz_clock_wire_ms() <= real_ms + 1000);
+    assert_true(vz_now_ms() - real_ms < 1000 && real_ms - vz_now_ms() < 1000);
     setenv("VZ_CLOCK_START", "next monday", 1);
     assert_int_equal(vz_clock_from_env(&start, err, sizeof err), -EINVAL);
     assert_non_null(strstr(err, "YYYY-MM-DDTHH:MM:SSZ"));
