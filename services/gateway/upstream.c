@@ -464,18 +464,37 @@ static void s_fail_batch(gw_upstream_t *self, gw_upcall_t *carrier, const char *
     s_carrier_free(carrier);
 }
 
+//  A batch or bundle codec's decoder (vz_batch_reply_decode or
+//  vz_batch_request_decode).
+typedef int(gw_items_decode_fn)(const uint8_t *buf, size_t len, vz_batch_item_t *items, size_t max,
+                                size_t *n_p, const char **reason);
+
+//  Split a carrier's reply body with decode into items (VZ_BATCH_MAX), one
+//  per call it carried. 0, or -1 when the body is malformed or holds the
+//  wrong number of results: then the carrier is failed and freed
+//  (s_fail_batch) and what names it ("batch", "bundle") in the message.
+static int s_carrier_items(gw_upstream_t *self, gw_upcall_t *carrier, const vz_envelope_t *env,
+                           gw_items_decode_fn *decode, const char *what, vz_batch_item_t *items)
+{
+    size_t n = 0;
+    const char *reason = NULL;
+    if (decode(env->body, env->body_len, items, VZ_BATCH_MAX, &n, &reason) == 0 &&
+        n == carrier->nmembers)
+        return 0;
+    char message[VZ_ERRMSG_MAX];
+    if (!reason)
+        snprintf(message, sizeof message, "%s reply has the wrong number of results", what);
+    s_fail_batch(self, carrier, VZ_ERR_INTERNAL, reason ? reason : message);
+    return -1;
+}
+
 //  The carrier's reply: one result per call, in order.
 static void s_reply_batch(gw_upstream_t *self, gw_upcall_t *carrier, const vz_envelope_t *env)
 {
     vz_batch_item_t items[VZ_BATCH_MAX];
-    size_t n = 0;
-    const char *reason = NULL;
-    if (vz_batch_reply_decode(env->body, env->body_len, items, VZ_BATCH_MAX, &n, &reason) < 0 ||
-        n != carrier->nmembers) {
-        s_fail_batch(self, carrier, VZ_ERR_INTERNAL,
-                     reason ? reason : "batch reply has the wrong number of results");
+    if (s_carrier_items(self, carrier, env, vz_batch_reply_decode, "batch", items) != 0)
         return;
-    }
+    size_t n = carrier->nmembers;
     for (size_t i = 0; i < n; i++) {
         gw_upcall_t *call = carrier->members[i];
         if (items[i].code_len == 0) {
@@ -576,14 +595,10 @@ static bool s_overflowed(gw_upstream_t *self, gw_upcall_t *call, const vz_envelo
 static void s_reply_bundle(gw_upstream_t *self, gw_upcall_t *carrier, const vz_envelope_t *env)
 {
     vz_batch_item_t items[VZ_BATCH_MAX];
-    size_t n = 0;
-    const char *reason = NULL;
-    if (vz_batch_request_decode(env->body, env->body_len, items, VZ_BATCH_MAX, &n, &reason) < 0 ||
-        n != carrier->nmembers) {
-        s_fail_batch(self, carrier, VZ_ERR_INTERNAL,
-                     reason ? reason : "bundle reply has the wrong number of results");
+    if (s_carrier_items(self, carrier, env, vz_batch_request_decode, "bundle", items) != 0)
         return;
-    }
+    size_t n = carrier->nmembers;
+    const char *reason = NULL;
     vz_envelope_t item;
     for (size_t i = 0; i < n; i++) {
         gw_upcall_t *call = carrier->members[i];
