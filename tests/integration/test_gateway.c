@@ -52,6 +52,15 @@ static void s_resp_free(resp_t *r)
     vzt_resp_free(r);
 }
 
+//  s_http, asserting that it ran and was answered status.
+static void s_http_status(const mesh_t *mesh, const char *method, const char *path,
+                          const char *body, size_t body_len, const char *const *headers,
+                          long status, resp_t *r)
+{
+    assert_int_equal(s_http(mesh, method, path, body, body_len, headers, r), 0);
+    assert_int_equal(r->status, status);
+}
+
 static void s_assert_error(const resp_t *r, long status, const char *code)
 {
     char needle[96];
@@ -175,8 +184,7 @@ static void test_echo_round_trip(void **state)
         body[i] = (char)(i * 7);
     const char *const headers[] = {"Content-Type: application/x-vz-test", NULL};
     resp_t r;
-    assert_int_equal(s_http(mesh, "POST", "/v1/echo", body, sizeof body, headers, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "POST", "/v1/echo", body, sizeof body, headers, 200, &r);
     assert_int_equal(r.body_len, sizeof body);
     assert_memory_equal(r.body, body, sizeof body);
     char value[128];
@@ -184,8 +192,7 @@ static void test_echo_round_trip(void **state)
                         "application/x-vz-test");
     s_resp_free(&r);
 
-    assert_int_equal(s_http(mesh, "GET", "/v1/echo", NULL, 0, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/v1/echo", NULL, 0, NULL, 200, &r);
     assert_int_equal(r.body_len, 0);
     s_resp_free(&r);
 }
@@ -196,16 +203,14 @@ static void test_request_id(void **state)
     char value[128];
     resp_t r;
     const char *const given[] = {"X-Request-Id: req-42.A_b", NULL};
-    assert_int_equal(s_http(mesh, "POST", "/v1/echo", "x", 1, given, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "POST", "/v1/echo", "x", 1, given, 200, &r);
     assert_string_equal(vzt_header(r.headers, "X-Request-Id", value, sizeof value), "req-42.A_b");
     s_resp_free(&r);
 
     //  Missing or unsafe ids are replaced by 32 hex characters.
     const char *const bad[] = {"X-Request-Id: bad id;rm", NULL};
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(s_http(mesh, "GET", "/v1/echo", NULL, 0, i ? bad : NULL, &r), 0);
-        assert_int_equal(r.status, 200);
+        s_http_status(mesh, "GET", "/v1/echo", NULL, 0, i ? bad : NULL, 200, &r);
         assert_non_null(vzt_header(r.headers, "X-Request-Id", value, sizeof value));
         assert_int_equal(strlen(value), 32);
         assert_int_equal(strspn(value, "0123456789abcdef"), 32);
@@ -225,8 +230,7 @@ static void test_traceparent(void **state)
     snprintf(header, sizeof header, "traceparent: %s", tp);
     const char *const headers[] = {header, "X-Request-Id: whoami-1", NULL};
     resp_t r;
-    assert_int_equal(s_http(mesh, "GET", "/v1/echo/whoami", NULL, 0, headers, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/v1/echo/whoami", NULL, 0, headers, 200, &r);
     assert_string_equal(vzt_header(r.headers, "traceparent", value, sizeof value), tp);
     //  The worker saw the same trace context and id, and the gateway's identity.
     char expect[160];
@@ -287,8 +291,7 @@ static void test_timeout(void **state)
 {
     mesh_t *mesh = *state;
     resp_t r;
-    assert_int_equal(s_http(mesh, "POST", "/v1/echo/slow", "20", 2, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "POST", "/v1/echo/slow", "20", 2, NULL, 200, &r);
     assert_string_equal(r.body, "ok");
     s_resp_free(&r);
 
@@ -304,11 +307,9 @@ static void test_probes(void **state)
 {
     mesh_t *mesh = *state;
     resp_t r;
-    assert_int_equal(s_http(mesh, "GET", "/liveness", NULL, 0, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/liveness", NULL, 0, NULL, 200, &r);
     s_resp_free(&r);
-    assert_int_equal(s_http(mesh, "GET", "/readiness", NULL, 0, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/readiness", NULL, 0, NULL, 200, &r);
     s_resp_free(&r);
 
     assert_int_equal(s_http(mesh, "GET", "/health", NULL, 0, NULL, &r), 0);
@@ -324,8 +325,7 @@ static void test_metrics(void **state)
 {
     mesh_t *mesh = *state;
     resp_t r;
-    assert_int_equal(s_http(mesh, "GET", "/metrics", NULL, 0, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/metrics", NULL, 0, NULL, 200, &r);
     const char *series[] = {
         "vz_gateway_requests_total{route=\"echo\",status=\"200\"}",
         "vz_gateway_requests_total{route=\"unmatched\",status=\"404\"}",
@@ -475,8 +475,7 @@ static void test_route_params(void **state)
     mesh_t *mesh = *state;
     resp_t r;
     char value[64];
-    assert_int_equal(s_http(mesh, "GET", "/v1/t/items/abc-1/meta", NULL, 0, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/v1/t/items/abc-1/meta", NULL, 0, NULL, 200, &r);
     if (!strstr(r.body, "\"path.id\":\"abc-1\"") || !strstr(r.body, "\"path.part\":\"meta\"") ||
         !strstr(r.body, "\"auth\":\"none\"") || !strstr(r.body, "\"tier\":\"anonymous\"") ||
         !strstr(r.body, "\"client_ip\":\"127.0.0.1\""))
@@ -501,8 +500,7 @@ static void test_request_checks(void **state)
     char value[128];
     const char *const json[] = {"Content-Type: application/json; charset=utf-8", NULL};
     const char *const text[] = {"Content-Type: text/plain", NULL};
-    assert_int_equal(s_http(mesh, "POST", "/v1/t/json", "{\"a\":1}", 7, json, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "POST", "/v1/t/json", "{\"a\":1}", 7, json, 200, &r);
     assert_string_equal(r.body, "{\"a\":1}");
     s_resp_free(&r);
     assert_int_equal(s_http(mesh, "POST", "/v1/t/json", "{\"a\":1}", 7, text, &r), 0);
@@ -554,8 +552,7 @@ static void test_cors(void **state)
     char value[128];
     const char *const pre[] = {"Origin: https://b.example", "Access-Control-Request-Method: POST",
                                NULL};
-    assert_int_equal(s_http(mesh, "OPTIONS", "/v1/echo", NULL, 0, pre, &r), 0);
-    assert_int_equal(r.status, 204);
+    s_http_status(mesh, "OPTIONS", "/v1/echo", NULL, 0, pre, 204, &r);
     assert_string_equal(vzt_header(r.headers, "Access-Control-Allow-Origin", value, sizeof value),
                         "https://b.example");
     assert_string_equal(vzt_header(r.headers, "Access-Control-Allow-Methods", value, sizeof value),
@@ -563,8 +560,7 @@ static void test_cors(void **state)
     assert_non_null(vzt_header(r.headers, "Access-Control-Allow-Headers", value, sizeof value));
     s_resp_free(&r);
     const char *const other[] = {"Origin: https://evil.example", NULL};
-    assert_int_equal(s_http(mesh, "GET", "/v1/echo", NULL, 0, other, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/v1/echo", NULL, 0, other, 200, &r);
     assert_null(vzt_header(r.headers, "Access-Control-Allow-Origin", value, sizeof value));
     s_resp_free(&r);
     const char *const ok[] = {"Origin: https://app.example", NULL};
@@ -582,8 +578,7 @@ static void test_openapi(void **state)
 {
     mesh_t *mesh = *state;
     resp_t r;
-    assert_int_equal(s_http(mesh, "GET", "/v1/openapi.yaml", NULL, 0, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/v1/openapi.yaml", NULL, 0, NULL, 200, &r);
     assert_non_null(strstr(r.body, "openapi: 3.1"));
     s_resp_free(&r);
 }
