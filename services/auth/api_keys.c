@@ -249,9 +249,7 @@ static int s_verify_reply(vz_reply_t *reply, bool valid, const char *sub, const 
         return vz_reply_error(reply, VZ_ERR_INTERNAL, "API key record does not fit the reply");
     size_t len;
     uint8_t *body = vz_auth_key_identity_encode(&id, &len);
-    int rc = vz_reply_body(reply, body, len);
-    free(body);
-    return rc;
+    return auth_reply_take(reply, body, len);
 }
 
 //  Internal (gateway): {"key"} -> {valid, sub, scope, tier, kid}

@@ -88,6 +88,8 @@ int auth_json_str(const vz_json_value_t *obj, const char *field, size_t max, con
                   vz_reply_t *reply);
 //  "unavailable" (503): Redis did not answer.
 int auth_unavailable(vz_reply_t *reply);
+//  Reply body (len bytes, heap) and free it. Returns what vz_reply_body does.
+int auth_reply_take(vz_reply_t *reply, void *body, size_t len);
 
 //  A credential just created (API key, OAuth client), for its one and only
 //  showing: the field names of its id and secret, and its record.

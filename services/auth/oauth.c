@@ -340,7 +340,5 @@ int auth_h_token_introspect(void *app, const vz_envelope_t *req, vz_reply_t *rep
     }
     size_t len;
     uint8_t *body = vz_auth_token_info_encode(&info, &len);
-    int rc = vz_reply_body(reply, body, len);
-    free(body);
-    return rc;
+    return auth_reply_take(reply, body, len);
 }

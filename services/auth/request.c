@@ -68,6 +68,13 @@ int auth_unavailable(vz_reply_t *reply)
     return vz_authctx_reply_error(reply, 0, VZ_ERR_UNAVAILABLE, "auth storage unavailable");
 }
 
+int auth_reply_take(vz_reply_t *reply, void *body, size_t len)
+{
+    int rc = vz_reply_body(reply, body, len);
+    free(body);
+    return rc;
+}
+
 int auth_reply_credential(vz_reply_t *reply, const auth_credential_t *cred)
 {
     vz_json_writer_t *w = vz_json_writer_new(0);

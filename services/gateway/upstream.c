@@ -550,6 +550,15 @@ static void s_send_carrier(gw_upstream_t *self, gw_upcall_kind_t kind, const cha
     s_send(self, carrier);
 }
 
+//  Whether the n calls taken off a group go on together in a carrier: a
+//  lone call is sent as it is here, and none means nothing to send.
+static bool s_carry(gw_upstream_t *self, gw_upcall_t **group, size_t n)
+{
+    if (n == 1)
+        s_send(self, group[0]);
+    return n > 1;
+}
+
 //  Send rule r's group: alone when it is one call, else as one
 //  <method>_batch envelope of their bodies.
 static void s_send_group(gw_upstream_t *self, size_t r)
@@ -557,12 +566,8 @@ static void s_send_group(gw_upstream_t *self, size_t r)
     size_t n = self->rule[r].grouped;
     gw_upcall_t **group = self->rule[r].group;
     self->rule[r].grouped = 0;
-    if (n == 0)
+    if (!s_carry(self, group, n))
         return;
-    if (n == 1) {
-        s_send(self, group[0]);
-        return;
-    }
     vz_batch_item_t items[VZ_BATCH_MAX];
     for (size_t i = 0; i < n; i++) {
         group[i]->attempts++; //  this envelope is their attempt
@@ -624,12 +629,8 @@ static void s_send_bundle(gw_upstream_t *self, size_t b)
     size_t n = self->bundle[b].n;
     gw_upcall_t **group = self->bundle[b].group;
     self->bundle[b].n = self->bundle[b].bytes = 0;
-    if (n == 0)
+    if (!s_carry(self, group, n))
         return;
-    if (n == 1) {
-        s_send(self, group[0]);
-        return;
-    }
     vz_batch_item_t items[VZ_BATCH_MAX];
     gw_upcall_t *members[VZ_BATCH_MAX];
     size_t k = 0;

@@ -111,9 +111,7 @@ static res_t s_call_as(vz_client_t *client, const char *method, const void *body
                        const char *const *ctx)
 {
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "auth");
-    vz_strlcpy(req.method, method, sizeof req.method);
+    assert_int_equal(vz_envelope_request(&req, "auth", method, NULL), 0);
     req.body = body;
     req.body_len = len;
     for (size_t i = 0; ctx && ctx[i]; i++) {

@@ -70,9 +70,7 @@ static void test_default_policy(void **state)
     vz_client_t *client = vzt_mesh_client(m, "tester");
     assert_non_null(client);
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "echo");
-    strcpy(req.method, "echo");
+    assert_int_equal(vz_envelope_request(&req, "echo", "echo", NULL), 0);
     req.body = (const uint8_t *)"harness";
     req.body_len = 7;
     vz_response_t *resp = NULL;

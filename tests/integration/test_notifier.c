@@ -253,9 +253,7 @@ static res_t s_call(mesh_t *mesh, bool admin, const char *method, const char *bo
                     const char *id_param)
 {
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "notifier");
-    vz_strlcpy(req.method, method, sizeof req.method);
+    assert_int_equal(vz_envelope_request(&req, "notifier", method, NULL), 0);
     req.body = (const uint8_t *)body;
     req.body_len = body ? strlen(body) : 0;
     if (admin) {
@@ -446,9 +444,7 @@ static void test_refusals(void **state)
                    "invalid_severity", "422");
     //  Through the gateway without scope admin: refused.
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "notifier");
-    strcpy(req.method, "send");
+    assert_int_equal(vz_envelope_request(&req, "notifier", "send", NULL), 0);
     req.body = (const uint8_t *)"{}";
     req.body_len = 2;
     vz_envelope_ctx_set(&req, "auth", "jwt");
