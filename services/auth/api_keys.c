@@ -140,16 +140,14 @@ int auth_h_api_key_create(void *app, const vz_envelope_t *req, vz_reply_t *reply
     freeReplyObject(r);
     freeReplyObject(r2);
     vz_info(req->id, "api key created", "user", ctx.sub, "kid", id);
-    vz_json_writer_t *w = vz_json_writer_new(0);
-    vz_json_write_object_begin(w);
-    vz_json_write_kv_string(w, "id", id);
-    vz_json_write_kv_string(w, "key", key);
-    vz_json_write_kv_string(w, "name", name);
-    vz_json_write_kv_string(w, "scope", scopes);
-    vz_json_write_kv_int(w, "created", atoll(now));
-    vz_json_write_object_end(w);
-    OPENSSL_cleanse(key, sizeof key);
-    rc = vz_authctx_reply_created(reply, &w, NULL);
+    rc = auth_reply_credential(reply, &(auth_credential_t){.id_field = "id",
+                                                           .id = id,
+                                                           .secret_field = "key",
+                                                           .secret = key,
+                                                           .secret_size = sizeof key,
+                                                           .name = name,
+                                                           .scope = scopes,
+                                                           .created = now});
 done:
     vz_json_destroy(&doc);
     return rc;
@@ -251,9 +249,7 @@ static int s_verify_reply(vz_reply_t *reply, bool valid, const char *sub, const 
         return vz_reply_error(reply, VZ_ERR_INTERNAL, "API key record does not fit the reply");
     size_t len;
     uint8_t *body = vz_auth_key_identity_encode(&id, &len);
-    int rc = vz_reply_body(reply, body, len);
-    free(body);
-    return rc;
+    return auth_reply_take(reply, body, len);
 }
 
 //  Internal (gateway): {"key"} -> {valid, sub, scope, tier, kid}
@@ -305,8 +301,8 @@ int auth_h_api_key_verify(void *app, const vz_envelope_t *req, vz_reply_t *reply
         if (h)
             freeReplyObject(h);
     }
-    int rc = s_verify_reply(reply, true, r->element[1]->str, r->element[2]->str,
-                            r->element[4]->str, id);
+    int rc =
+        s_verify_reply(reply, true, r->element[1]->str, r->element[2]->str, r->element[4]->str, id);
     freeReplyObject(r);
     return rc;
 }

@@ -88,6 +88,23 @@ int auth_json_str(const vz_json_value_t *obj, const char *field, size_t max, con
                   vz_reply_t *reply);
 //  "unavailable" (503): Redis did not answer.
 int auth_unavailable(vz_reply_t *reply);
+//  Reply body (len bytes, heap) and free it. Returns what vz_reply_body does.
+int auth_reply_take(vz_reply_t *reply, void *body, size_t len);
+
+//  A credential just created (API key, OAuth client), for its one and only
+//  showing: the field names of its id and secret, and its record.
+typedef struct {
+    const char *id_field, *id;
+    const char *secret_field;
+    char *secret; //  wiped (secret_size bytes) by auth_reply_credential
+    size_t secret_size;
+    const char *name, *scope;
+    const char *tier;    //  NULL: no tier field
+    const char *created; //  unix seconds as text
+} auth_credential_t;
+//  The 201 reply {id, secret, name, scope[, tier], created} for cred; the
+//  secret is wiped whatever happens. Returns what vz_authctx_reply_created does.
+int auth_reply_credential(vz_reply_t *reply, const auth_credential_t *cred);
 
 //  A value from application/x-www-form-urlencoded text: 0 and the decoded
 //  value in out (size n), -ENOENT when absent, -EINVAL when malformed,

@@ -257,9 +257,7 @@ int auth_h_jwks(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     char *jwks = vz_jwt_keyset_jwks(set, &len);
     if (!jwks)
         return vz_authctx_reply_error(reply, 0, VZ_ERR_INTERNAL, "cannot render the JWKS");
-    int rc = vz_reply_body(reply, jwks, len);
-    free(jwks);
-    return rc;
+    return auth_reply_take(reply, jwks, len);
 }
 
 //  Admin only: rotate the signing key now (the old one stays published).

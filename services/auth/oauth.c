@@ -95,17 +95,16 @@ int auth_h_client_register(void *app, const vz_envelope_t *req, vz_reply_t *repl
     }
     freeReplyObject(r);
     vz_info(req->id, "oauth client registered", "client_id", id, "by", ctx.sub);
-    vz_json_writer_t *w = vz_json_writer_new(0);
-    vz_json_write_object_begin(w);
-    vz_json_write_kv_string(w, "client_id", id);
-    vz_json_write_kv_string(w, "client_secret", secret);
-    vz_json_write_kv_string(w, "name", name);
-    vz_json_write_kv_string(w, "scope", scopes);
-    vz_json_write_kv_string(w, "tier", tier ? tier : VZ_AUTHCTX_TIER_FREE);
-    vz_json_write_kv_int(w, "created", atoll(now));
-    vz_json_write_object_end(w);
-    OPENSSL_cleanse(secret, sizeof secret);
-    rc = vz_authctx_reply_created(reply, &w, NULL);
+    rc = auth_reply_credential(reply,
+                               &(auth_credential_t){.id_field = "client_id",
+                                                    .id = id,
+                                                    .secret_field = "client_secret",
+                                                    .secret = secret,
+                                                    .secret_size = sizeof secret,
+                                                    .name = name,
+                                                    .scope = scopes,
+                                                    .tier = tier ? tier : VZ_AUTHCTX_TIER_FREE,
+                                                    .created = now});
 done:
     vz_json_destroy(&doc);
     return rc;
@@ -167,6 +166,17 @@ static bool s_basic(const char *basic, char id[CLIENT_ID_MAX], char *secret, siz
     return ok;
 }
 
+//  The client's credentials are wrong: invalid_client, as RFC 6749 §5.2
+//  says when oauth (the token endpoint), else unauthorized.
+static void s_client_refused(vz_reply_t *reply, bool oauth, bool basic)
+{
+    if (oauth)
+        s_oauth_error(reply, "invalid_client", "client authentication failed", basic);
+    else
+        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
+                               "invalid_client: client authentication failed");
+}
+
 //  Authenticate the OAuth client; fills its record (caller frees). NULL
 //  after replying: RFC 6749 §5.2 errors when oauth (the token endpoint),
 //  else unauthorized.
@@ -190,11 +200,7 @@ static redisReply *s_client_auth(auth_t *self, const vz_envelope_t *req, vz_repl
         a = b = 0;
     if (a < 0 || b < 0 || strncmp(id, "c_", 2) != 0) {
         OPENSSL_cleanse(secret, sizeof secret);
-        if (oauth)
-            s_oauth_error(reply, "invalid_client", "client authentication failed", basic);
-        else
-            vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
-                                   "invalid_client: client authentication failed");
+        s_client_refused(reply, oauth, basic);
         return NULL;
     }
     char key[96], hash[65];
@@ -211,11 +217,7 @@ static redisReply *s_client_auth(auth_t *self, const vz_envelope_t *req, vz_repl
     const char *stored = auth_hash_field(client, "hash");
     if (!stored || strlen(stored) != 64 || CRYPTO_memcmp(stored, hash, 64) != 0) {
         freeReplyObject(client);
-        if (oauth)
-            s_oauth_error(reply, "invalid_client", "client authentication failed", basic);
-        else
-            vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
-                                   "invalid_client: client authentication failed");
+        s_client_refused(reply, oauth, basic);
         return NULL;
     }
     return client;
@@ -338,7 +340,5 @@ int auth_h_token_introspect(void *app, const vz_envelope_t *req, vz_reply_t *rep
     }
     size_t len;
     uint8_t *body = vz_auth_token_info_encode(&info, &len);
-    int rc = vz_reply_body(reply, body, len);
-    free(body);
-    return rc;
+    return auth_reply_take(reply, body, len);
 }

@@ -5,8 +5,10 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -64,6 +66,30 @@ int auth_json_str(const vz_json_value_t *obj, const char *field, size_t max, con
 int auth_unavailable(vz_reply_t *reply)
 {
     return vz_authctx_reply_error(reply, 0, VZ_ERR_UNAVAILABLE, "auth storage unavailable");
+}
+
+int auth_reply_take(vz_reply_t *reply, void *body, size_t len)
+{
+    int rc = vz_reply_body(reply, body, len);
+    free(body);
+    return rc;
+}
+
+int auth_reply_credential(vz_reply_t *reply, const auth_credential_t *cred)
+{
+    vz_json_writer_t *w = vz_json_writer_new(0);
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, cred->id_field, cred->id);
+    vz_json_write_kv_string(w, cred->secret_field, cred->secret);
+    vz_json_write_kv_string(w, "name", cred->name);
+    vz_json_write_kv_string(w, "scope", cred->scope);
+    if (cred->tier)
+        vz_json_write_kv_string(w, "tier", cred->tier);
+    vz_json_write_kv_int(w, "created", atoll(cred->created));
+    vz_json_write_object_end(w);
+    //  The writer holds its own copy; the caller's buffer is wiped now.
+    OPENSSL_cleanse(cred->secret, cred->secret_size);
+    return vz_authctx_reply_created(reply, &w, NULL);
 }
 
 static int s_hexval(int c)

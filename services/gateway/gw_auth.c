@@ -41,6 +41,32 @@ static void s_auth_outcome(gw_req_t *req, const char *method, const char *result
         "Authentication at the edge, by method and result", "method", method, "result", result));
 }
 
+#define S_B64URL "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+//  Refuse the request 401 with detail, counted as method and result.
+static void s_refuse(gw_req_t *req, const char *method, const char *result, const char *detail)
+{
+    s_auth_outcome(req, method, result);
+    req->reject = 401;
+    req->reject_detail = detail;
+}
+
+//  Keep the presented credential value as req's cred of kind when it is 1
+//  to max bytes of charset; else count method as invalid and reject 401
+//  with detail.
+static void s_take_credential(gw_req_t *req, gw_cred_t kind, const char *value, size_t max,
+                              const char *charset, const char *method, const char *detail)
+{
+    size_t len = strlen(value);
+    if (len == 0 || len > max || strspn(value, charset) != len) {
+        s_refuse(req, method, "invalid", detail);
+        return;
+    }
+    req->cred_kind = kind;
+    req->cred = strdup(value);
+    assert(req->cred);
+}
+
 //  Authentication at the edge, first part (headers only, HTTP thread):
 //  is the credential the route needs there and well formed? Verifying it
 //  happens once the body is in (gw_auth_run), where it may wait.
@@ -57,39 +83,18 @@ void gw_auth_credential(gw_req_t *req)
     if (want_jwt && authz && strncasecmp(authz, "Bearer ", 7) == 0) {
         const char *token = authz + 7;
         token += strspn(token, " ");
-        size_t len = strlen(token);
         //  base64url parts and dots only; vz_jwt checks the rest.
-        if (len == 0 || len > VZ_JWT_TOKEN_MAX ||
-            strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") !=
-                len) {
-            s_auth_outcome(req, "jwt", "invalid");
-            req->reject = 401;
-            req->reject_detail = "malformed bearer token";
-            return;
-        }
-        req->cred_kind = CRED_BEARER;
-        req->cred = strdup(token);
+        s_take_credential(req, CRED_BEARER, token, VZ_JWT_TOKEN_MAX, S_B64URL ".", "jwt",
+                          "malformed bearer token");
     } else if (want_key && key) {
-        size_t len = strlen(key);
-        if (len == 0 || len >= GW_EDGE_APIKEY_MAX ||
-            strspn(key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~+/=") !=
-                len) {
-            s_auth_outcome(req, "api_key", "invalid");
-            req->reject = 401;
-            req->reject_detail = "malformed API key";
-            return;
-        }
-        req->cred_kind = CRED_APIKEY;
-        req->cred = strdup(key);
+        s_take_credential(req, CRED_APIKEY, key, GW_EDGE_APIKEY_MAX - 1,
+                          S_B64URL ".~+/=", "api_key", "malformed API key");
     } else {
-        s_auth_outcome(req, "none", "missing");
-        req->reject = 401;
-        req->reject_detail = route->auth == GW_AUTH_API_KEY ? "X-API-Key required"
-                             : route->auth == GW_AUTH_JWT   ? "bearer token required"
-                                                            : "authentication required";
-        return;
+        s_refuse(req, "none", "missing",
+                 route->auth == GW_AUTH_API_KEY ? "X-API-Key required"
+                 : route->auth == GW_AUTH_JWT   ? "bearer token required"
+                                                : "authentication required");
     }
-    assert(req->cred);
 }
 
 //  JWKS fetch over: verify again (reactor thread).

@@ -464,18 +464,37 @@ static void s_fail_batch(gw_upstream_t *self, gw_upcall_t *carrier, const char *
     s_carrier_free(carrier);
 }
 
+//  A batch or bundle codec's decoder (vz_batch_reply_decode or
+//  vz_batch_request_decode).
+typedef int(gw_items_decode_fn)(const uint8_t *buf, size_t len, vz_batch_item_t *items, size_t max,
+                                size_t *n_p, const char **reason);
+
+//  Split a carrier's reply body with decode into items (VZ_BATCH_MAX), one
+//  per call it carried. 0, or -1 when the body is malformed or holds the
+//  wrong number of results: then the carrier is failed and freed
+//  (s_fail_batch) and what names it ("batch", "bundle") in the message.
+static int s_carrier_items(gw_upstream_t *self, gw_upcall_t *carrier, const vz_envelope_t *env,
+                           gw_items_decode_fn *decode, const char *what, vz_batch_item_t *items)
+{
+    size_t n = 0;
+    const char *reason = NULL;
+    if (decode(env->body, env->body_len, items, VZ_BATCH_MAX, &n, &reason) == 0 &&
+        n == carrier->nmembers)
+        return 0;
+    char message[VZ_ERRMSG_MAX];
+    if (!reason)
+        snprintf(message, sizeof message, "%s reply has the wrong number of results", what);
+    s_fail_batch(self, carrier, VZ_ERR_INTERNAL, reason ? reason : message);
+    return -1;
+}
+
 //  The carrier's reply: one result per call, in order.
 static void s_reply_batch(gw_upstream_t *self, gw_upcall_t *carrier, const vz_envelope_t *env)
 {
     vz_batch_item_t items[VZ_BATCH_MAX];
-    size_t n = 0;
-    const char *reason = NULL;
-    if (vz_batch_reply_decode(env->body, env->body_len, items, VZ_BATCH_MAX, &n, &reason) < 0 ||
-        n != carrier->nmembers) {
-        s_fail_batch(self, carrier, VZ_ERR_INTERNAL,
-                     reason ? reason : "batch reply has the wrong number of results");
+    if (s_carrier_items(self, carrier, env, vz_batch_reply_decode, "batch", items) != 0)
         return;
-    }
+    size_t n = carrier->nmembers;
     for (size_t i = 0; i < n; i++) {
         gw_upcall_t *call = carrier->members[i];
         if (items[i].code_len == 0) {
@@ -531,6 +550,15 @@ static void s_send_carrier(gw_upstream_t *self, gw_upcall_kind_t kind, const cha
     s_send(self, carrier);
 }
 
+//  Whether the n calls taken off a group go on together in a carrier: a
+//  lone call is sent as it is here, and none means nothing to send.
+static bool s_carry(gw_upstream_t *self, gw_upcall_t **group, size_t n)
+{
+    if (n == 1)
+        s_send(self, group[0]);
+    return n > 1;
+}
+
 //  Send rule r's group: alone when it is one call, else as one
 //  <method>_batch envelope of their bodies.
 static void s_send_group(gw_upstream_t *self, size_t r)
@@ -538,12 +566,8 @@ static void s_send_group(gw_upstream_t *self, size_t r)
     size_t n = self->rule[r].grouped;
     gw_upcall_t **group = self->rule[r].group;
     self->rule[r].grouped = 0;
-    if (n == 0)
+    if (!s_carry(self, group, n))
         return;
-    if (n == 1) {
-        s_send(self, group[0]);
-        return;
-    }
     vz_batch_item_t items[VZ_BATCH_MAX];
     for (size_t i = 0; i < n; i++) {
         group[i]->attempts++; //  this envelope is their attempt
@@ -576,14 +600,10 @@ static bool s_overflowed(gw_upstream_t *self, gw_upcall_t *call, const vz_envelo
 static void s_reply_bundle(gw_upstream_t *self, gw_upcall_t *carrier, const vz_envelope_t *env)
 {
     vz_batch_item_t items[VZ_BATCH_MAX];
-    size_t n = 0;
-    const char *reason = NULL;
-    if (vz_batch_request_decode(env->body, env->body_len, items, VZ_BATCH_MAX, &n, &reason) < 0 ||
-        n != carrier->nmembers) {
-        s_fail_batch(self, carrier, VZ_ERR_INTERNAL,
-                     reason ? reason : "bundle reply has the wrong number of results");
+    if (s_carrier_items(self, carrier, env, vz_batch_request_decode, "bundle", items) != 0)
         return;
-    }
+    size_t n = carrier->nmembers;
+    const char *reason = NULL;
     vz_envelope_t item;
     for (size_t i = 0; i < n; i++) {
         gw_upcall_t *call = carrier->members[i];
@@ -609,12 +629,8 @@ static void s_send_bundle(gw_upstream_t *self, size_t b)
     size_t n = self->bundle[b].n;
     gw_upcall_t **group = self->bundle[b].group;
     self->bundle[b].n = self->bundle[b].bytes = 0;
-    if (n == 0)
+    if (!s_carry(self, group, n))
         return;
-    if (n == 1) {
-        s_send(self, group[0]);
-        return;
-    }
     vz_batch_item_t items[VZ_BATCH_MAX];
     gw_upcall_t *members[VZ_BATCH_MAX];
     size_t k = 0;

@@ -56,6 +56,21 @@ static char *s_take(vz_json_writer_t **w_p, size_t *len)
     return out;
 }
 
+//  A Slack block {"type": type, "text": {"type": text_type, "text": text
+//  cut to max bytes}}.
+static void s_slack_block(vz_json_writer_t *w, const char *type, const char *text_type,
+                          const char *text, size_t max)
+{
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, "type", type);
+    vz_json_write_key(w, "text");
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, "type", text_type);
+    s_kv_cut(w, "text", text, max);
+    vz_json_write_object_end(w);
+    vz_json_write_object_end(w);
+}
+
 char *nt_chat_slack(const nt_chat_msg_t *m, size_t *len)
 {
     vz_json_writer_t *w = vz_json_writer_new(64 * 1024);
@@ -64,24 +79,9 @@ char *nt_chat_slack(const nt_chat_msg_t *m, size_t *len)
     s_kv_cut(w, "text", m->subject, SLACK_SECTION_MAX);
     vz_json_write_key(w, "blocks");
     vz_json_write_array_begin(w);
-    vz_json_write_object_begin(w);
-    vz_json_write_kv_string(w, "type", "header");
-    vz_json_write_key(w, "text");
-    vz_json_write_object_begin(w);
-    vz_json_write_kv_string(w, "type", "plain_text");
-    s_kv_cut(w, "text", m->subject, SLACK_HEADER_MAX);
-    vz_json_write_object_end(w);
-    vz_json_write_object_end(w);
-    if (m->text && *m->text) {
-        vz_json_write_object_begin(w);
-        vz_json_write_kv_string(w, "type", "section");
-        vz_json_write_key(w, "text");
-        vz_json_write_object_begin(w);
-        vz_json_write_kv_string(w, "type", "mrkdwn");
-        s_kv_cut(w, "text", m->text, SLACK_SECTION_MAX);
-        vz_json_write_object_end(w);
-        vz_json_write_object_end(w);
-    }
+    s_slack_block(w, "header", "plain_text", m->subject, SLACK_HEADER_MAX);
+    if (m->text && *m->text)
+        s_slack_block(w, "section", "mrkdwn", m->text, SLACK_SECTION_MAX);
     vz_json_write_array_end(w);
     vz_json_write_object_end(w);
     return s_take(&w, len);

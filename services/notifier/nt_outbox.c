@@ -129,9 +129,34 @@ void nt_outbox_fini(nt_t *self)
     self->scripts = NULL;
 }
 
-static bool s_is_error(const redisReply *r)
+//  r, or NULL when Redis did not answer or answered an error (then freed).
+static redisReply *s_ok(redisReply *r)
 {
-    return !r || r->type == REDIS_REPLY_ERROR;
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+//  Frees r: 0, or -EIO when Redis did not answer or answered an error.
+static int s_done(redisReply *r)
+{
+    r = s_ok(r);
+    if (!r)
+        return -EIO;
+    freeReplyObject(r);
+    return 0;
+}
+
+//  Frees r: its integer, or -EIO when it is no integer reply.
+static int s_integer(redisReply *r)
+{
+    r = s_ok(r);
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -EIO;
+    if (r)
+        freeReplyObject(r);
+    return rc;
 }
 
 int nt_outbox_enqueue(nt_t *self, const char *id, const char *idem_key, int64_t due_ms,
@@ -152,10 +177,11 @@ int nt_outbox_enqueue(nt_t *self, const char *id, const char *idem_key, int64_t 
         args[3 + 2 * i] = fields[i].field;
         args[4 + 2 * i] = fields[i].value;
     }
-    redisReply *r = vz_redis_eval(self->redis, self->scripts->enqueue, 4, keys, (int)nargs, args);
+    redisReply *r =
+        s_ok(vz_redis_eval(self->redis, self->scripts->enqueue, 4, keys, (int)nargs, args));
     free(args);
     int rc = -EIO;
-    if (!s_is_error(r) && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
         r->element[1]->type == REDIS_REPLY_STRING) {
         rc = r->element[0]->integer == 1 ? 1 : 0;
         vz_strlcpy(existing, r->element[1]->str, n);
@@ -171,11 +197,7 @@ int nt_outbox_promote(nt_t *self, int64_t now_ms)
     snprintf(now, sizeof now, "%lld", (long long)now_ms);
     const char *keys[] = {NT_KEY_SCHED, NT_KEY_STREAM};
     const char *args[] = {now, "100"};
-    redisReply *r = vz_redis_eval(self->redis, self->scripts->promote, 2, keys, 2, args);
-    int rc = !s_is_error(r) && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -EIO;
-    if (r)
-        freeReplyObject(r);
-    return rc;
+    return s_integer(vz_redis_eval(self->redis, self->scripts->promote, 2, keys, 2, args));
 }
 
 //  Entries of a stream reply ([[entry, [field, value, ...]], ...]) into out.
@@ -208,12 +230,9 @@ int nt_outbox_read(nt_t *self, nt_entry_t *out, size_t max)
     snprintf(count, sizeof count, "%zu", max);
     const char *argv[] = {"XREADGROUP", "GROUP",       NT_GROUP, self->consumer, "COUNT", count,
                           "STREAMS",    NT_KEY_STREAM, ">"};
-    redisReply *r = vz_redis_command(self->redis, 9, argv, NULL);
-    if (s_is_error(r)) {
-        if (r)
-            freeReplyObject(r);
+    redisReply *r = s_ok(vz_redis_command(self->redis, 9, argv, NULL));
+    if (!r)
         return -EIO;
-    }
     size_t n = 0;
     //  [[stream, entries]] or nil when nothing is new.
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
@@ -230,12 +249,9 @@ int nt_outbox_claim(nt_t *self, nt_entry_t *out, size_t max)
     snprintf(count, sizeof count, "%zu", max);
     const char *argv[] = {"XAUTOCLAIM", NT_KEY_STREAM, NT_GROUP, self->consumer,
                           idle,         "0-0",         "COUNT",  count};
-    redisReply *r = vz_redis_command(self->redis, 8, argv, NULL);
-    if (s_is_error(r)) {
-        if (r)
-            freeReplyObject(r);
+    redisReply *r = s_ok(vz_redis_command(self->redis, 8, argv, NULL));
+    if (!r)
         return -EIO;
-    }
     size_t n = 0;
     //  [next-cursor, entries, deleted-ids] (Redis 7).
     if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2)
@@ -257,11 +273,8 @@ int nt_outbox_touch(nt_t *self, const char *const *entries, size_t count)
     for (size_t i = 0; i < count; i++)
         argv[n++] = entries[i];
     argv[n++] = "JUSTID";
-    redisReply *r = vz_redis_command(self->redis, (int)n, argv, NULL);
+    int rc = s_done(vz_redis_command(self->redis, (int)n, argv, NULL));
     free(argv);
-    int rc = s_is_error(r) ? -EIO : 0;
-    if (r)
-        freeReplyObject(r);
     return rc;
 }
 
@@ -272,13 +285,7 @@ redisReply *nt_outbox_take(nt_t *self, const char *id, int64_t now_ms)
     snprintf(now, sizeof now, "%lld", (long long)now_ms);
     const char *keys[] = {msg};
     const char *args[] = {now, NT_KEY_ALERT};
-    redisReply *r = vz_redis_eval(self->redis, self->scripts->take, 1, keys, 2, args);
-    if (s_is_error(r)) {
-        if (r)
-            freeReplyObject(r);
-        return NULL;
-    }
-    return r;
+    return s_ok(vz_redis_eval(self->redis, self->scripts->take, 1, keys, 2, args));
 }
 
 int nt_outbox_finish(nt_t *self, const nt_entry_t *entry, const char *status, int attempts,
@@ -293,11 +300,7 @@ int nt_outbox_finish(nt_t *self, const nt_entry_t *entry, const char *status, in
     const char *keys[] = {NT_KEY_STREAM, msg, NT_KEY_SCHED, NT_KEY_DEAD};
     const char *args[] = {NT_GROUP, entry->entry, status,    att, error ? error : "",
                           next,     now,          entry->id, keep};
-    redisReply *r = vz_redis_eval(self->redis, self->scripts->finish, 4, keys, 9, args);
-    int rc = s_is_error(r) ? -EIO : 0;
-    if (r)
-        freeReplyObject(r);
-    return rc;
+    return s_done(vz_redis_eval(self->redis, self->scripts->finish, 4, keys, 9, args));
 }
 
 int nt_outbox_requeue(nt_t *self, const char *id, int64_t now_ms)
@@ -307,11 +310,7 @@ int nt_outbox_requeue(nt_t *self, const char *id, int64_t now_ms)
     snprintf(now, sizeof now, "%lld", (long long)now_ms);
     const char *keys[] = {msg, NT_KEY_DEAD, NT_KEY_STREAM};
     const char *args[] = {id, now};
-    redisReply *r = vz_redis_eval(self->redis, self->scripts->requeue, 3, keys, 2, args);
-    int rc = !s_is_error(r) && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -EIO;
-    if (r)
-        freeReplyObject(r);
-    return rc;
+    return s_integer(vz_redis_eval(self->redis, self->scripts->requeue, 3, keys, 2, args));
 }
 
 int64_t nt_outbox_oldest(nt_t *self, int64_t now_ms)
@@ -319,12 +318,9 @@ int64_t nt_outbox_oldest(nt_t *self, int64_t now_ms)
     //  The group's pending summary gives the oldest unacknowledged entry;
     //  entries not read yet are younger than the stream's first entry.
     const char *argv[] = {"XRANGE", NT_KEY_STREAM, "-", "+", "COUNT", "1"};
-    redisReply *r = vz_redis_command(self->redis, 6, argv, NULL);
-    if (s_is_error(r)) {
-        if (r)
-            freeReplyObject(r);
+    redisReply *r = s_ok(vz_redis_command(self->redis, 6, argv, NULL));
+    if (!r)
         return -EIO;
-    }
     int64_t age = 0;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
         r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements >= 1 &&

@@ -1104,6 +1104,13 @@ zcert_t *vzt_mesh_cert(vzt_mesh_t *self, const char *identity)
     return cert;
 }
 
+vz_client_t *vzt_mesh_client(vzt_mesh_t *self, const char *identity)
+{
+    vz_client_config_t config = {vzt_mesh_endpoint(self), vzt_mesh_broker_key(self),
+                                 vzt_mesh_cert(self, identity)};
+    return config.cert ? vz_client_new(&config) : NULL;
+}
+
 int vzt_mesh_stop(vzt_mesh_t *self, const char *tag)
 {
     s_inst_t *inst = s_find(self, tag);

@@ -23,6 +23,8 @@
 #include <czmq.h>
 #include <stdbool.h>
 
+#include "vz_client.h"
+
 typedef struct vzt_proc_t vzt_proc_t;
 
 //  A fresh directory under $TMPDIR (or /tmp); caller frees the string.
@@ -200,6 +202,9 @@ int vzt_mesh_pid(const vzt_mesh_t *self, const char *tag);
 char *vzt_mesh_log(const vzt_mesh_t *self, const char *tag);
 //  The certificate of an identity (borrowed: the mesh owns it).
 zcert_t *vzt_mesh_cert(vzt_mesh_t *self, const char *identity);
+//  A new vz_client to the mesh's broker as identity (the caller destroys
+//  it), or NULL when the identity has no key or the client cannot start.
+vz_client_t *vzt_mesh_client(vzt_mesh_t *self, const char *identity);
 
 //  SIGTERM tag and wait: 0 when it exited 0 and its log is clean, else -1
 //  (the mesh also remembers the failure for vzt_mesh_destroy).

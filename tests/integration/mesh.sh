@@ -3,7 +3,9 @@
 #   SPDX-License-Identifier: MPL-2.0
 #
 #   After `source mesh.sh TAG`: T (temp dir), STATE, CTL (vzctl argv), SUP
-#   (set by mesh_start), fail, until_ok, mesh_config and mesh_start. The EXIT
+#   (set by mesh_start), fail, until_ok, mesh_config, mesh_start,
+#   sup_stop_clean and the gateway helpers (mesh_gateway, http, json,
+#   expect). The EXIT
 #   trap stops the supervisor (SIGTERM, so every daemon exits and reports
 #   its leaks; SIGKILL after 20 s), then fails the test when a daemon's log
 #   holds a sanitizer report or a replica crashed or stopped uncleanly
@@ -107,3 +109,37 @@ mesh_admin() {
     curl "${json[@]}" -d "$cred" "$gw/v1/auth/login" |
         node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0)).access_token||"")'
 }
+
+#   sup_stop_clean: SIGTERM the supervisor and fail unless it exits 0 (every
+#   daemon stopped cleanly); SUP is cleared so the EXIT trap has nothing left.
+sup_stop_clean() {
+    kill -TERM "$SUP"
+    wait "$SUP"
+    local rc=$?
+    SUP=
+    [ $rc -eq 0 ] || fail "supervisor exited $rc"
+}
+
+#   mesh_gateway: sets GW to the running gateway's base URL.
+mesh_gateway() {
+    GW=http://127.0.0.1:$("${CTL[@]}" ports | awk '$1=="gateway" {print $2}')
+}
+
+#   http METHOD PATH [BODY] [curl args...] -> $code, $body (a request to $GW)
+http() {
+    local method=$1 path=$2 data=${3:-}
+    shift 3 2>/dev/null || shift $#
+    local out
+    if [ -n "$data" ]; then
+        out=$(curl -s -X "$method" -w '\n%{http_code}' --max-time 10 "$@" --data-binary "$data" "$GW$path")
+    else
+        out=$(curl -s -X "$method" -w '\n%{http_code}' --max-time 10 "$@" "$GW$path")
+    fi
+    code=${out##*$'\n'}
+    body=${out%$'\n'*}
+}
+
+#   json TEXT KEY.PATH: that field of a JSON text ("" when absent; needs node).
+json() { node -e 'const o=JSON.parse(process.argv[1]); const v=process.argv[2].split(".").reduce((a,k)=>a==null?a:a[k],o); console.log(v===undefined?"":v)' "$1" "$2"; }
+#   expect CODE WHAT: fail unless the last http call answered CODE.
+expect() { [ "$code" = "$1" ] || fail "$2: expected $1, got $code: $body"; }

@@ -47,26 +47,6 @@ typedef struct {
 // --------------------------------------------------------------------------
 //  Mesh
 
-static char *s_fmt(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *out = NULL;
-    assert_true(vasprintf(&out, fmt, ap) > 0);
-    va_end(ap);
-    return out;
-}
-
-static vz_client_t *s_client(mesh_t *mesh, const char *name)
-{
-    vz_client_config_t config = {vzt_mesh_endpoint(mesh->m), vzt_mesh_broker_key(mesh->m),
-                                 vzt_mesh_cert(mesh->m, name)};
-    assert_non_null(config.cert);
-    vz_client_t *client = vz_client_new(&config);
-    assert_non_null(client);
-    return client;
-}
-
 static int s_setup(void **state)
 {
     mesh_t *mesh = calloc(1, sizeof *mesh);
@@ -88,8 +68,10 @@ static int s_setup(void **state)
     mesh->dir = vzt_mesh_dir(mesh->m);
     mesh->admin[0] = vzt_mesh_admin_port(mesh->m, "auth.0");
     mesh->admin[1] = vzt_mesh_admin_port(mesh->m, "auth.1");
-    mesh->gw = s_client(mesh, "gateway");
-    mesh->tester = s_client(mesh, "tester");
+    mesh->gw = vzt_mesh_client(mesh->m, "gateway");
+    mesh->tester = vzt_mesh_client(mesh->m, "tester");
+    assert_non_null(mesh->gw);
+    assert_non_null(mesh->tester);
     return 0;
 }
 
@@ -129,9 +111,7 @@ static res_t s_call_as(vz_client_t *client, const char *method, const void *body
                        const char *const *ctx)
 {
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "auth");
-    vz_strlcpy(req.method, method, sizeof req.method);
+    assert_int_equal(vz_envelope_request(&req, "auth", method, NULL), 0);
     req.body = body;
     req.body_len = len;
     for (size_t i = 0; ctx && ctx[i]; i++) {
@@ -169,6 +149,16 @@ static void s_expect_error(res_t *r, const char *code, const char *needle)
                  r->error ? r->message : r->body);
     if (needle && !strstr(r->message, needle))
         fail_msg("expected \"%s\" in \"%s\"", needle, r->message);
+}
+
+//  Call method and expect the error code (with needle in its message when
+//  not NULL).
+static void s_call_refused(mesh_t *mesh, const char *method, const char *body,
+                           const char *const *ctx, const char *code, const char *needle)
+{
+    res_t r = s_call(mesh, method, body, ctx);
+    s_expect_error(&r, code, needle);
+    s_res_free(&r);
 }
 
 static const char *s_str(const res_t *r, const char *key)
@@ -220,6 +210,23 @@ static int s_verify(mesh_t *mesh, const char *token, vz_jwt_claims_t *claims)
     return rc;
 }
 
+//  The JWKS document (caller frees), after checking it holds `keys` keys
+//  and that `calls` more calls (the broker alternates replicas, LRU) all
+//  answer the same document.
+static char *s_jwks_agreed(mesh_t *mesh, size_t keys, int calls)
+{
+    char *doc = NULL;
+    vz_jwt_keyset_t *set = s_jwks(mesh, &doc);
+    assert_int_equal(vz_jwt_keyset_size(set), keys);
+    vz_jwt_keyset_destroy(&set);
+    for (int i = 0; i < calls; i++) {
+        res_t r = s_call(mesh, "jwks", NULL, NULL);
+        assert_string_equal(r.body, doc);
+        s_res_free(&r);
+    }
+    return doc;
+}
+
 static res_t s_login(mesh_t *mesh, const char *email, const char *password, const char *ip)
 {
     char body[512], ipctx[80];
@@ -235,17 +242,7 @@ static res_t s_login(mesh_t *mesh, const char *email, const char *password, cons
 static void test_jwks_same_on_both_replicas(void **state)
 {
     mesh_t *mesh = *state;
-    char *first = NULL;
-    vz_jwt_keyset_t *set = s_jwks(mesh, &first);
-    assert_int_equal(vz_jwt_keyset_size(set), 1);
-    vz_jwt_keyset_destroy(&set);
-    //  The broker alternates replicas (LRU): every answer is the same document.
-    for (int i = 0; i < 6; i++) {
-        res_t r = s_call(mesh, "jwks", NULL, NULL);
-        assert_string_equal(r.body, first);
-        s_res_free(&r);
-    }
-    free(first);
+    free(s_jwks_agreed(mesh, 1, 6));
     for (int i = 0; i < 2; i++) {
         double served = 0;
         assert_int_equal(vzt_metric(mesh->admin[i],
@@ -333,16 +330,12 @@ static void test_register_login_profile(void **state)
     r = s_call(mesh, "profile_update", "{\"name\":\"Ada King\"}", ctx);
     assert_string_equal(s_str(&r, "name"), "Ada King");
     s_res_free(&r);
-    r = s_call(mesh, "profile_update", "{\"email\":\"eve@example.com\"}", ctx);
-    s_expect_error(&r, "validation_failed", "email:");
-    s_res_free(&r);
-    r = s_call(mesh, "profile_update", "{\"password\":\"a brand new password\"}", ctx);
-    s_expect_error(&r, "validation_failed", "current_password");
-    s_res_free(&r);
+    s_call_refused(mesh, "profile_update", "{\"email\":\"eve@example.com\"}", ctx,
+                   "validation_failed", "email:");
+    s_call_refused(mesh, "profile_update", "{\"password\":\"a brand new password\"}", ctx,
+                   "validation_failed", "current_password");
     //  Without ctx, or ctx from an identity that is not the gateway: unauthorized.
-    r = s_call(mesh, "profile_get", NULL, NULL);
-    s_expect_error(&r, "unauthorized", NULL);
-    s_res_free(&r);
+    s_call_refused(mesh, "profile_get", NULL, NULL, "unauthorized", NULL);
     r = s_call_as(mesh->tester, "profile_get", NULL, 0, ctx);
     s_expect_error(&r, "unauthorized", NULL);
     s_res_free(&r);
@@ -378,20 +371,13 @@ static void test_refresh_rotation_and_reuse(void **state)
     s_res_free(&r);
 
     //  The old token again: reuse, and the whole family dies with it.
-    r = s_call(mesh, "refresh", body, NULL);
-    s_expect_error(&r, "unauthorized", "already used");
-    s_res_free(&r);
+    s_call_refused(mesh, "refresh", body, NULL, "unauthorized", "already used");
     snprintf(body, sizeof body, "{\"refresh_token\":\"%s\"}", mesh->refresh);
-    r = s_call(mesh, "refresh", body, NULL);
-    s_expect_error(&r, "unauthorized", NULL);
-    s_res_free(&r);
+    s_call_refused(mesh, "refresh", body, NULL, "unauthorized", NULL);
 
-    r = s_call(mesh, "refresh", "{\"refresh_token\":\"rt_forged\"}", NULL);
-    s_expect_error(&r, "unauthorized", NULL);
-    s_res_free(&r);
-    r = s_call(mesh, "refresh", "{}", NULL);
-    s_expect_error(&r, "validation_failed", "refresh_token");
-    s_res_free(&r);
+    s_call_refused(mesh, "refresh", "{\"refresh_token\":\"rt_forged\"}", NULL, "unauthorized",
+                   NULL);
+    s_call_refused(mesh, "refresh", "{}", NULL, "validation_failed", "refresh_token");
 }
 
 static void test_logout(void **state)
@@ -404,16 +390,12 @@ static void test_logout(void **state)
     snprintf(body, sizeof body, "{\"refresh_token\":\"%s\"}", refresh);
     snprintf(sub, sizeof sub, "sub=%s", mesh->uid);
     const char *ctx[] = {"auth=jwt", sub, "scope=user", NULL};
-    r = s_call(mesh, "logout", body, NULL);
-    s_expect_error(&r, "unauthorized", NULL);
-    s_res_free(&r);
+    s_call_refused(mesh, "logout", body, NULL, "unauthorized", NULL);
     r = s_call(mesh, "logout", body, ctx);
     assert_false(r.error);
     assert_non_null(strstr(r.body, "\"sessions_revoked\":1"));
     s_res_free(&r);
-    r = s_call(mesh, "refresh", body, NULL);
-    s_expect_error(&r, "unauthorized", NULL);
-    s_res_free(&r);
+    s_call_refused(mesh, "refresh", body, NULL, "unauthorized", NULL);
 }
 
 //  The right password logs in; until then the answer is the lockout.
@@ -464,12 +446,9 @@ static void test_api_keys(void **state)
     vz_strlcpy(id, s_str(&r, "id"), sizeof id);
     assert_true(strncmp(key, "vzk_", 4) == 0);
     s_res_free(&r);
-    r = s_call(mesh, "api_key_create", "{\"name\":\"x\",\"scope\":\"admin\"}", ctx);
-    s_expect_error(&r, "validation_failed", "scope:");
-    s_res_free(&r);
-    r = s_call(mesh, "api_key_create", "{}", ctx);
-    s_expect_error(&r, "validation_failed", "name:");
-    s_res_free(&r);
+    s_call_refused(mesh, "api_key_create", "{\"name\":\"x\",\"scope\":\"admin\"}", ctx,
+                   "validation_failed", "scope:");
+    s_call_refused(mesh, "api_key_create", "{}", ctx, "validation_failed", "name:");
 
     r = s_call(mesh, "api_key_list", NULL, ctx);
     assert_false(r.error);
@@ -503,17 +482,13 @@ static void test_api_keys(void **state)
         s_res_free(&r);
         free(bad_body);
     }
-    r = s_call(mesh, "api_key_verify", "not msgpack", NULL);
-    s_expect_error(&r, "invalid_request", NULL);
-    s_res_free(&r);
+    s_call_refused(mesh, "api_key_verify", "not msgpack", NULL, "invalid_request", NULL);
 
     //  Revoke: someone else's delete is not_found; the owner's works.
     char path[64];
     snprintf(path, sizeof path, "path.id=%s", id);
     const char *other[] = {"auth=jwt", "sub=u_0000000000000000", "scope=user", path, NULL};
-    r = s_call(mesh, "api_key_delete", NULL, other);
-    s_expect_error(&r, "not_found", NULL);
-    s_res_free(&r);
+    s_call_refused(mesh, "api_key_delete", NULL, other, "not_found", NULL);
     const char *mine[] = {"auth=jwt", sub, "scope=user", path, NULL};
     r = s_call(mesh, "api_key_delete", NULL, mine);
     assert_false(r.error);
@@ -562,17 +537,13 @@ static void test_oauth_client_credentials(void **state)
     s_expect_error(&r, "invalid_request", "invalid_client"); //  400 unless HTTP Basic (§5.2)
     s_res_free(&r);
     snprintf(form, sizeof form, "grant_type=password&client_id=%s&client_secret=%s", id, secret);
-    r = s_call(mesh, "oauth_token", form, fctx);
-    s_expect_error(&r, "invalid_request", "unsupported_grant_type");
-    s_res_free(&r);
+    s_call_refused(mesh, "oauth_token", form, fctx, "invalid_request", "unsupported_grant_type");
     snprintf(form, sizeof form,
              "grant_type=client_credentials&client_id=%s&client_secret=%s&scope=admin", id, secret);
-    r = s_call(mesh, "oauth_token", form, fctx);
-    s_expect_error(&r, "invalid_request", "invalid_scope");
-    s_res_free(&r);
+    s_call_refused(mesh, "oauth_token", form, fctx, "invalid_request", "invalid_scope");
 
     //  Introspection (RFC 7662) authenticates the caller, then answers.
-    char *intro = s_fmt("token=%s&client_id=%s&client_secret=%s", token, id, secret);
+    char *intro = vzt_fmt("token=%s&client_id=%s&client_secret=%s", token, id, secret);
     r = s_call(mesh, "oauth_introspect", intro, fctx);
     bool active = false;
     assert_int_equal(vz_json_bool(vz_json_get(vz_json_root(r.json), "active"), &active), 0);
@@ -580,7 +551,7 @@ static void test_oauth_client_credentials(void **state)
     assert_string_equal(s_str(&r, "client_id"), id);
     s_res_free(&r);
     free(intro);
-    intro = s_fmt("token=garbage&client_id=%s&client_secret=%s", id, secret);
+    intro = vzt_fmt("token=garbage&client_id=%s&client_secret=%s", id, secret);
     r = s_call(mesh, "oauth_introspect", intro, fctx);
     assert_non_null(strstr(r.body, "{\"active\":false}"));
     s_res_free(&r);
@@ -595,9 +566,7 @@ static void test_oauth_client_credentials(void **state)
     r = s_call(mesh, "oauth_token", "grant_type=client_credentials", bctx);
     assert_string_equal(s_str(&r, "scope"), "reports:read metrics:read");
     s_res_free(&r);
-    r = s_call(mesh, "oauth_introspect", "token=abc", fctx);
-    s_expect_error(&r, "unauthorized", "invalid_client");
-    s_res_free(&r);
+    s_call_refused(mesh, "oauth_introspect", "token=abc", fctx, "unauthorized", "invalid_client");
 
     vz_auth_introspect_t *in = calloc(1, sizeof *in);
     assert_non_null(in);
@@ -617,16 +586,16 @@ static void test_oauth_client_credentials(void **state)
 //  Run the jose verifier; returns its stdout (heap).
 static char *s_jose(mesh_t *mesh, const char *jwks, const char *const *tokens)
 {
-    char *path = s_fmt("%s/jwks.json", mesh->dir);
+    char *path = vzt_fmt("%s/jwks.json", mesh->dir);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs(jwks, f);
     fclose(f);
     const char *src = getenv("VZ_SOURCE_DIR");
     assert_non_null(src);
-    char *cmd = s_fmt("node %s/tests/peers/auth_jose.mjs %s %s %s", src, path, ISS, AUD);
+    char *cmd = vzt_fmt("node %s/tests/peers/auth_jose.mjs %s %s %s", src, path, ISS, AUD);
     for (size_t i = 0; tokens[i]; i++) {
-        char *longer = s_fmt("%s '%s'", cmd, tokens[i]);
+        char *longer = vzt_fmt("%s '%s'", cmd, tokens[i]);
         free(cmd);
         cmd = longer;
     }
@@ -644,7 +613,7 @@ static char *s_jose(mesh_t *mesh, const char *jwks, const char *const *tokens)
 static void test_rotation_and_jose(void **state)
 {
     mesh_t *mesh = *state;
-    char *src = s_fmt("%s/tests/peers/node_modules/jose", getenv("VZ_SOURCE_DIR"));
+    char *src = vzt_fmt("%s/tests/peers/node_modules/jose", getenv("VZ_SOURCE_DIR"));
     if (access(src, F_OK) != 0)
         fail_msg("tests/peers/node_modules/jose missing (run make test-deps)");
     free(src);
@@ -657,9 +626,7 @@ static void test_rotation_and_jose(void **state)
 
     const char *admin[] = {"auth=jwt", "sub=u_2", "scope=user admin", NULL};
     const char *user[] = {"auth=jwt", "sub=u_1", "scope=user", NULL};
-    r = s_call(mesh, "keys_rotate", NULL, user);
-    s_expect_error(&r, "access_denied", NULL);
-    s_res_free(&r);
+    s_call_refused(mesh, "keys_rotate", NULL, user, "access_denied", NULL);
     r = s_call(mesh, "keys_rotate", NULL, admin);
     char kid[64];
     vz_strlcpy(kid, s_str(&r, "kid"), sizeof kid);
@@ -671,15 +638,7 @@ static void test_rotation_and_jose(void **state)
     vz_strlcpy(after, s_str(&r, "access_token"), sizeof after);
     s_res_free(&r);
     //  Both replicas sign with the new key and publish both keys.
-    char *jwks = NULL;
-    vz_jwt_keyset_t *set = s_jwks(mesh, &jwks);
-    assert_int_equal(vz_jwt_keyset_size(set), 2);
-    vz_jwt_keyset_destroy(&set);
-    for (int i = 0; i < 4; i++) {
-        res_t again = s_call(mesh, "jwks", NULL, NULL);
-        assert_string_equal(again.body, jwks);
-        s_res_free(&again);
-    }
+    char *jwks = s_jwks_agreed(mesh, 2, 4);
     assert_int_equal(s_verify(mesh, before, NULL), 0);
     assert_int_equal(s_verify(mesh, after, &c2), 0);
     assert_string_equal(c2.kid, kid);
@@ -741,7 +700,7 @@ static int s_bootstrap_logged(mesh_t *mesh, char *out, size_t n)
 {
     int count = 0;
     for (int i = 0; i < 2; i++) {
-        char *path = s_fmt("%s/auth.%d.log", mesh->dir, i);
+        char *path = vzt_fmt("%s/auth.%d.log", mesh->dir, i);
         FILE *f = fopen(path, "r");
         free(path);
         char line[2048];
@@ -788,24 +747,18 @@ static void test_admin_only_by_bootstrap_token(void **state)
     char body[256];
     snprintf(body, sizeof body, "{\"token\":\"%s\"}", token);
     //  No user token, a wrong token, a malformed one: refused, token kept.
-    r = s_call(mesh, "admin_bootstrap", body, NULL);
-    s_expect_error(&r, "unauthorized", NULL);
-    s_res_free(&r);
-    r = s_call(mesh, "admin_bootstrap", "{\"token\":\"vzb_not-the-token\"}", me);
-    s_expect_error(&r, "access_denied", "bootstrap token");
-    s_res_free(&r);
-    r = s_call(mesh, "admin_bootstrap", "{\"token\":\"guess\"}", me);
-    s_expect_error(&r, "validation_failed", "token:");
-    s_res_free(&r);
+    s_call_refused(mesh, "admin_bootstrap", body, NULL, "unauthorized", NULL);
+    s_call_refused(mesh, "admin_bootstrap", "{\"token\":\"vzb_not-the-token\"}", me,
+                   "access_denied", "bootstrap token");
+    s_call_refused(mesh, "admin_bootstrap", "{\"token\":\"guess\"}", me, "validation_failed",
+                   "token:");
     assert_int_equal(s_redis_int(mesh, "EXISTS", "auth:bootstrap"), 1);
 
     r = s_call(mesh, "admin_bootstrap", body, me);
     assert_string_equal(s_str(&r, "scope"), "user admin");
     s_res_free(&r);
     //  One use only; the next login carries scope admin.
-    r = s_call(mesh, "admin_bootstrap", body, me);
-    s_expect_error(&r, "access_denied", NULL);
-    s_res_free(&r);
+    s_call_refused(mesh, "admin_bootstrap", body, me, "access_denied", NULL);
     assert_int_equal(s_redis_int(mesh, "SCARD", "auth:admins"), 1);
     r = s_login(mesh, "admin@example.com", "the admin's passphrase", "10.0.0.7");
     vz_jwt_claims_t c;
@@ -923,12 +876,12 @@ static void test_oauth_token_errors_rfc6749(void **state)
     snprintf(creds, sizeof creds, "%s:wrong", id);
     EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)creds, (int)strlen(creds));
     snprintf(bad, sizeof bad, "Basic %s", b64);
-    char *post = s_fmt("client_id=%s&client_secret=%s", id, secret);
-    char *cc = s_fmt("grant_type=client_credentials&%s", post);
-    char *wrong = s_fmt("grant_type=client_credentials&client_id=%s&client_secret=x", id);
-    char *pw = s_fmt("grant_type=password&%s", post);
-    char *scope = s_fmt("%s&scope=admin", cc);
-    char *twice = s_fmt("%s&grant_type=client_credentials", cc);
+    char *post = vzt_fmt("client_id=%s&client_secret=%s", id, secret);
+    char *cc = vzt_fmt("grant_type=client_credentials&%s", post);
+    char *wrong = vzt_fmt("grant_type=client_credentials&client_id=%s&client_secret=x", id);
+    char *pw = vzt_fmt("grant_type=password&%s", post);
+    char *scope = vzt_fmt("%s&scope=admin", cc);
+    char *twice = vzt_fmt("%s&grant_type=client_credentials", cc);
     struct {
         const char *form, *basic, *code, *status, *error;
     } cases[] = {

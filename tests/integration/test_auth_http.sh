@@ -20,27 +20,12 @@ mesh_config
 sed -i -e 's|^\( *\)VZ_GATEWAY_PORT = .*|&\n\1VZ_GATEWAY_APIKEY_TTL_MS = "0"|' "$T/mesh.cfg"
 grep -q VZ_GATEWAY_APIKEY_TTL_MS "$T/mesh.cfg" || fail "could not adjust mesh.cfg"
 mesh_start
-GW=http://127.0.0.1:$("${CTL[@]}" ports | awk '$1=="gateway" {print $2}')
+mesh_gateway
 ISS=$(grep -o 'VZ_AUTH_ISSUER = "[^"]*"' "$T/mesh.cfg" | cut -d'"' -f2)
 ISS=${ISS/\$\{port.gateway\}/${GW##*:}}
 
-#   http METHOD PATH [BODY] [curl args...] -> $code, $body
-http() {
-    local method=$1 path=$2 data=${3:-}
-    shift 3 2>/dev/null || shift $#
-    local out
-    if [ -n "$data" ]; then
-        out=$(curl -s -X "$method" -w '\n%{http_code}' --max-time 10 "$@" --data-binary "$data" "$GW$path")
-    else
-        out=$(curl -s -X "$method" -w '\n%{http_code}' --max-time 10 "$@" "$GW$path")
-    fi
-    code=${out##*$'\n'}
-    body=${out%$'\n'*}
-}
 #   hdr NAME: that response header of the last http call (curl -D "$T/h").
 hdr() { tr -d '\r' <"$T/h" | awk -v n="$(echo "$1" | tr A-Z a-z)" -F': ' 'tolower($1)==n {print $2}'; }
-json() { node -e 'const o=JSON.parse(process.argv[1]); const v=process.argv[2].split(".").reduce((a,k)=>a==null?a:a[k],o); console.log(v===undefined?"":v)' "$1" "$2"; }
-expect() { [ "$code" = "$1" ] || fail "$2: expected $1, got $code: $body"; }
 J='-H Content-Type:application/json'
 
 #   The gateway may still be fetching auth's JWKS right after start.
@@ -197,9 +182,5 @@ expect 200 "introspect garbage"
 [ "$(json "$body" active)" = false ] || fail "garbage token active: $body"
 echo "ok - client credentials -> token -> call (auth=oauth) -> introspection active; garbage inactive"
 
-kill -TERM "$SUP"
-wait "$SUP"
-rc=$?
-SUP=
-[ $rc -eq 0 ] || fail "supervisor exited $rc"
+sup_stop_clean
 echo "ok - clean shutdown"

@@ -30,26 +30,29 @@
 #define MAX_BODY (1024 * 1024)
 #define HTTP_MS 10000
 
-typedef struct {
-    vzt_mesh_t *m;    //  Redis, broker, echo and gateway
-    const char *base; //  http://127.0.0.1:<gateway port>
-    int http_port;    //  gateway public port
-    int broker_port;  //  for the in-test billing worker
-} mesh_t;
+//  The test state is the mesh: Redis, broker, echo and gateway.
 
 typedef vzt_resp_t resp_t;
 
-static int s_http(const mesh_t *mesh, const char *method, const char *path, const char *body,
+static int s_http(vzt_mesh_t *mesh, const char *method, const char *path, const char *body,
                   size_t body_len, const char *const *headers, resp_t *r)
 {
     char url[4096];
-    snprintf(url, sizeof url, "%s%s", mesh->base, path);
+    snprintf(url, sizeof url, "%s%s", vzt_mesh_url(mesh), path);
     return vzt_request(method, url, headers, body, body_len, HTTP_MS, r);
 }
 
 static void s_resp_free(resp_t *r)
 {
     vzt_resp_free(r);
+}
+
+//  s_http, asserting that it ran and was answered status.
+static void s_http_status(vzt_mesh_t *mesh, const char *method, const char *path, const char *body,
+                          size_t body_len, const char *const *headers, long status, resp_t *r)
+{
+    assert_int_equal(s_http(mesh, method, path, body, body_len, headers, r), 0);
+    assert_int_equal(r->status, status);
 }
 
 static void s_assert_error(const resp_t *r, long status, const char *code)
@@ -68,9 +71,9 @@ static void s_assert_error(const resp_t *r, long status, const char *code)
 // --------------------------------------------------------------------------
 //  Mesh
 
-static char *s_path(const mesh_t *mesh, const char *rel)
+static char *s_path(vzt_mesh_t *mesh, const char *rel)
 {
-    return vzt_mesh_path(mesh->m, rel);
+    return vzt_mesh_path(mesh, rel);
 }
 
 //  The test's route table: the echo routes plus test routes, and extra
@@ -110,11 +113,11 @@ static const char s_routes_base[] =
     "        service = \"billing\"\n        call = \"bigd\"\n        optional = \"true\"\n"
     "        reply_type = \"application/octet-stream\"\n";
 
-static void s_write_routes(const mesh_t *mesh, const char *extra)
+static void s_write_routes(vzt_mesh_t *mesh, const char *extra)
 {
     char *text = NULL;
     assert_true(asprintf(&text, "%s%s", s_routes_base, extra ? extra : "") > 0);
-    assert_int_equal(vzt_mesh_write(mesh->m, "routes.cfg", text), 0);
+    assert_int_equal(vzt_mesh_write(mesh, "routes.cfg", text), 0);
     free(text);
 }
 
@@ -124,9 +127,6 @@ static void s_write_routes(const mesh_t *mesh, const char *extra)
 static int s_setup(void **state)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    mesh_t *mesh = calloc(1, sizeof *mesh);
-    assert_non_null(mesh);
-    *state = mesh;
     char *openapi = NULL;
     assert_true(asprintf(&openapi, "gateway:VZ_GATEWAY_OPENAPI=%s/docs/openapi.yaml",
                          getenv("VZ_SOURCE_DIR")) > 0);
@@ -141,24 +141,20 @@ static int s_setup(void **state)
                          "gateway:VZ_GATEWAY_MAX_URL=1024",
                          NULL};
     const char *const files[] = {"routes.cfg", s_routes_base, NULL};
-    mesh->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "gateway",
-                                                .daemons = "echo,gateway",
-                                                .identities = "billing",
-                                                .env = env,
-                                                .files = files});
+    vzt_mesh_t *mesh = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "gateway",
+                                                         .daemons = "echo,gateway",
+                                                         .identities = "billing",
+                                                         .env = env,
+                                                         .files = files});
     free(openapi);
-    assert_non_null(mesh->m);
-    mesh->base = vzt_mesh_url(mesh->m);
-    mesh->http_port = vzt_mesh_http_port(mesh->m);
-    mesh->broker_port = vzt_mesh_broker_port(mesh->m);
+    assert_non_null(mesh);
+    *state = mesh;
     return 0;
 }
 
 static int s_teardown(void **state)
 {
-    mesh_t *mesh = *state;
-    int rc = vzt_mesh_destroy(&mesh->m);
-    free(mesh);
+    int rc = vzt_mesh_destroy((vzt_mesh_t **)state);
     curl_global_cleanup();
     return rc;
 }
@@ -168,15 +164,14 @@ static int s_teardown(void **state)
 
 static void test_echo_round_trip(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     //  Binary body with NUL and high bytes must come back byte for byte.
     char body[300];
     for (size_t i = 0; i < sizeof body; i++)
         body[i] = (char)(i * 7);
     const char *const headers[] = {"Content-Type: application/x-vz-test", NULL};
     resp_t r;
-    assert_int_equal(s_http(mesh, "POST", "/v1/echo", body, sizeof body, headers, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "POST", "/v1/echo", body, sizeof body, headers, 200, &r);
     assert_int_equal(r.body_len, sizeof body);
     assert_memory_equal(r.body, body, sizeof body);
     char value[128];
@@ -184,28 +179,25 @@ static void test_echo_round_trip(void **state)
                         "application/x-vz-test");
     s_resp_free(&r);
 
-    assert_int_equal(s_http(mesh, "GET", "/v1/echo", NULL, 0, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/v1/echo", NULL, 0, NULL, 200, &r);
     assert_int_equal(r.body_len, 0);
     s_resp_free(&r);
 }
 
 static void test_request_id(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     char value[128];
     resp_t r;
     const char *const given[] = {"X-Request-Id: req-42.A_b", NULL};
-    assert_int_equal(s_http(mesh, "POST", "/v1/echo", "x", 1, given, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "POST", "/v1/echo", "x", 1, given, 200, &r);
     assert_string_equal(vzt_header(r.headers, "X-Request-Id", value, sizeof value), "req-42.A_b");
     s_resp_free(&r);
 
     //  Missing or unsafe ids are replaced by 32 hex characters.
     const char *const bad[] = {"X-Request-Id: bad id;rm", NULL};
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(s_http(mesh, "GET", "/v1/echo", NULL, 0, i ? bad : NULL, &r), 0);
-        assert_int_equal(r.status, 200);
+        s_http_status(mesh, "GET", "/v1/echo", NULL, 0, i ? bad : NULL, 200, &r);
         assert_non_null(vzt_header(r.headers, "X-Request-Id", value, sizeof value));
         assert_int_equal(strlen(value), 32);
         assert_int_equal(strspn(value, "0123456789abcdef"), 32);
@@ -219,14 +211,13 @@ static void test_request_id(void **state)
 
 static void test_traceparent(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     const char *tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     char header[128], value[128];
     snprintf(header, sizeof header, "traceparent: %s", tp);
     const char *const headers[] = {header, "X-Request-Id: whoami-1", NULL};
     resp_t r;
-    assert_int_equal(s_http(mesh, "GET", "/v1/echo/whoami", NULL, 0, headers, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/v1/echo/whoami", NULL, 0, headers, 200, &r);
     assert_string_equal(vzt_header(r.headers, "traceparent", value, sizeof value), tp);
     //  The worker saw the same trace context and id, and the gateway's identity.
     char expect[160];
@@ -248,7 +239,7 @@ static void test_traceparent(void **state)
 
 static void test_client_errors(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     char value[64];
     resp_t r;
     assert_int_equal(s_http(mesh, "GET", "/v2/none", NULL, 0, NULL, &r), 0);
@@ -285,10 +276,9 @@ static void test_client_errors(void **state)
 
 static void test_timeout(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     resp_t r;
-    assert_int_equal(s_http(mesh, "POST", "/v1/echo/slow", "20", 2, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "POST", "/v1/echo/slow", "20", 2, NULL, 200, &r);
     assert_string_equal(r.body, "ok");
     s_resp_free(&r);
 
@@ -302,13 +292,11 @@ static void test_timeout(void **state)
 
 static void test_probes(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     resp_t r;
-    assert_int_equal(s_http(mesh, "GET", "/liveness", NULL, 0, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/liveness", NULL, 0, NULL, 200, &r);
     s_resp_free(&r);
-    assert_int_equal(s_http(mesh, "GET", "/readiness", NULL, 0, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/readiness", NULL, 0, NULL, 200, &r);
     s_resp_free(&r);
 
     assert_int_equal(s_http(mesh, "GET", "/health", NULL, 0, NULL, &r), 0);
@@ -322,10 +310,9 @@ static void test_probes(void **state)
 
 static void test_metrics(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     resp_t r;
-    assert_int_equal(s_http(mesh, "GET", "/metrics", NULL, 0, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/metrics", NULL, 0, NULL, 200, &r);
     const char *series[] = {
         "vz_gateway_requests_total{route=\"echo\",status=\"200\"}",
         "vz_gateway_requests_total{route=\"unmatched\",status=\"404\"}",
@@ -341,10 +328,10 @@ static void test_metrics(void **state)
     s_resp_free(&r);
 }
 
-static double s_gw_metric(const mesh_t *mesh, const char *series)
+static double s_gw_metric(vzt_mesh_t *mesh, const char *series)
 {
     double v = 0;
-    return vzt_metric(mesh->http_port, series, &v) == 0 ? v : 0;
+    return vzt_metric(vzt_mesh_http_port(mesh), series, &v) == 0 ? v : 0;
 }
 
 //  A burst of concurrent POSTs, each with its own body and request id:
@@ -353,11 +340,11 @@ static double s_gw_metric(const mesh_t *mesh, const char *series)
 #define BUNDLE_EACH 8
 
 typedef struct {
-    const mesh_t *mesh; //  target
-    const char *path;   //  route under test
-    int thread;         //  index: part of every body and id
-    int ok;             //  answers that matched their request
-    int wrong;          //  anything else
+    vzt_mesh_t *mesh; //  target
+    const char *path; //  route under test
+    int thread;       //  index: part of every body and id
+    int ok;           //  answers that matched their request
+    int wrong;        //  anything else
 } bundle_load_t;
 
 static void *s_bundle_thread(void *arg)
@@ -384,7 +371,7 @@ static void *s_bundle_thread(void *arg)
 }
 
 //  Bundled calls (as counted by the gateway) during one burst on path.
-static double s_bundle_burst(const mesh_t *mesh, const char *path)
+static double s_bundle_burst(vzt_mesh_t *mesh, const char *path)
 {
     double calls0 = s_gw_metric(mesh, "vz_gateway_bundle_calls_total");
     pthread_t threads[BUNDLE_THREADS];
@@ -406,7 +393,7 @@ static double s_bundle_burst(const mesh_t *mesh, const char *path)
 //  never does, under the same burst.
 static void test_bundled_forwards(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     double envelopes0 = s_gw_metric(mesh, "vz_gateway_bundle_envelopes_total");
     double calls = 0;
     for (int round = 0; round < 20 && calls == 0; round++)
@@ -420,7 +407,7 @@ static void test_bundled_forwards(void **state)
 }
 
 typedef struct {
-    const mesh_t *mesh; //  target
+    vzt_mesh_t *mesh;   //  target
     const char *method; //  request ...
     const char *path;   //  ...
     const char *body;   //  ... (NULL = none)
@@ -439,7 +426,7 @@ static bool s_answered(void *arg)
 }
 
 //  Send the request until it is answered other than 503 (5 s at most); its status.
-static long s_until_not_503(const mesh_t *mesh, const char *method, const char *path,
+static long s_until_not_503(vzt_mesh_t *mesh, const char *method, const char *path,
                             const char *body)
 {
     retry_t t = {mesh, method, path, body, 0};
@@ -448,9 +435,9 @@ static long s_until_not_503(const mesh_t *mesh, const char *method, const char *
 }
 
 typedef struct {
-    const mesh_t *mesh; //  target
-    const char *path;   //  GET this
-    long want;          //  until it answers this
+    vzt_mesh_t *mesh; //  target
+    const char *path; //  GET this
+    long want;        //  until it answers this
 } status_goal_t;
 
 static bool s_status_is(void *arg)
@@ -464,7 +451,7 @@ static bool s_status_is(void *arg)
 }
 
 //  GET path until it answers status, up to ms.
-static bool s_wait_status(const mesh_t *mesh, const char *path, long status, int ms)
+static bool s_wait_status(vzt_mesh_t *mesh, const char *path, long status, int ms)
 {
     status_goal_t goal = {mesh, path, status};
     return vzt_wait_until(s_status_is, &goal, ms);
@@ -472,11 +459,10 @@ static bool s_wait_status(const mesh_t *mesh, const char *path, long status, int
 
 static void test_route_params(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     resp_t r;
     char value[64];
-    assert_int_equal(s_http(mesh, "GET", "/v1/t/items/abc-1/meta", NULL, 0, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/v1/t/items/abc-1/meta", NULL, 0, NULL, 200, &r);
     if (!strstr(r.body, "\"path.id\":\"abc-1\"") || !strstr(r.body, "\"path.part\":\"meta\"") ||
         !strstr(r.body, "\"auth\":\"none\"") || !strstr(r.body, "\"tier\":\"anonymous\"") ||
         !strstr(r.body, "\"client_ip\":\"127.0.0.1\""))
@@ -496,13 +482,12 @@ static void test_route_params(void **state)
 
 static void test_request_checks(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     resp_t r;
     char value[128];
     const char *const json[] = {"Content-Type: application/json; charset=utf-8", NULL};
     const char *const text[] = {"Content-Type: text/plain", NULL};
-    assert_int_equal(s_http(mesh, "POST", "/v1/t/json", "{\"a\":1}", 7, json, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "POST", "/v1/t/json", "{\"a\":1}", 7, json, 200, &r);
     assert_string_equal(r.body, "{\"a\":1}");
     s_resp_free(&r);
     assert_int_equal(s_http(mesh, "POST", "/v1/t/json", "{\"a\":1}", 7, text, &r), 0);
@@ -549,13 +534,12 @@ static void test_request_checks(void **state)
 
 static void test_cors(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     resp_t r;
     char value[128];
     const char *const pre[] = {"Origin: https://b.example", "Access-Control-Request-Method: POST",
                                NULL};
-    assert_int_equal(s_http(mesh, "OPTIONS", "/v1/echo", NULL, 0, pre, &r), 0);
-    assert_int_equal(r.status, 204);
+    s_http_status(mesh, "OPTIONS", "/v1/echo", NULL, 0, pre, 204, &r);
     assert_string_equal(vzt_header(r.headers, "Access-Control-Allow-Origin", value, sizeof value),
                         "https://b.example");
     assert_string_equal(vzt_header(r.headers, "Access-Control-Allow-Methods", value, sizeof value),
@@ -563,8 +547,7 @@ static void test_cors(void **state)
     assert_non_null(vzt_header(r.headers, "Access-Control-Allow-Headers", value, sizeof value));
     s_resp_free(&r);
     const char *const other[] = {"Origin: https://evil.example", NULL};
-    assert_int_equal(s_http(mesh, "GET", "/v1/echo", NULL, 0, other, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/v1/echo", NULL, 0, other, 200, &r);
     assert_null(vzt_header(r.headers, "Access-Control-Allow-Origin", value, sizeof value));
     s_resp_free(&r);
     const char *const ok[] = {"Origin: https://app.example", NULL};
@@ -580,20 +563,19 @@ static void test_cors(void **state)
 
 static void test_openapi(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     resp_t r;
-    assert_int_equal(s_http(mesh, "GET", "/v1/openapi.yaml", NULL, 0, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
+    s_http_status(mesh, "GET", "/v1/openapi.yaml", NULL, 0, NULL, 200, &r);
     assert_non_null(strstr(r.body, "openapi: 3.1"));
     s_resp_free(&r);
 }
 
 //  Load for the reload test: requests back to back until told to stop.
 typedef struct {
-    const mesh_t *mesh; //  target
-    atomic_bool stop;   //  set by the test
-    int ok;             //  200 answers
-    int failed;         //  anything else
+    vzt_mesh_t *mesh; //  target
+    atomic_bool stop; //  set by the test
+    int ok;           //  200 answers
+    int failed;       //  anything else
 } load_t;
 
 static void *s_load(void *arg)
@@ -619,21 +601,21 @@ static const char s_routes_extra[] =
 
 static void test_reload(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     load_t load = {.mesh = mesh};
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, s_load, &load), 0);
     //  A new table with two more routes: they appear, nothing fails meanwhile.
     s_write_routes(mesh, s_routes_extra);
-    kill(vzt_mesh_pid(mesh->m, "gateway"), SIGHUP);
+    kill(vzt_mesh_pid(mesh, "gateway"), SIGHUP);
     assert_true(s_wait_status(mesh, "/v1/t/new", 200, 5000));
     //  An invalid table (a duplicate route) is refused and the old one kept.
     s_write_routes(mesh, "    t_new\n        methods = \"GET\"\n        path = \"/x\"\n"
                          "        service = \"echo\"\n        call = \"echo\"\n"
                          "    t_new\n        methods = \"POST\"\n        path = \"/y\"\n"
                          "        service = \"echo\"\n        call = \"echo\"\n");
-    kill(vzt_mesh_pid(mesh->m, "gateway"), SIGHUP);
-    assert_true(vzt_wait_metric(mesh->http_port,
+    kill(vzt_mesh_pid(mesh, "gateway"), SIGHUP);
+    assert_true(vzt_wait_metric(vzt_mesh_http_port(mesh),
                                 "vz_gateway_route_reloads_total{result=\"rejected\"}", 1, 5000));
     assert_true(s_wait_status(mesh, "/v1/t/new", 200, 1000));
     atomic_store(&load.stop, true);
@@ -642,12 +624,12 @@ static void test_reload(void **state)
     assert_int_equal(load.failed, 0);
     //  Leave the good table in place for the tests that follow.
     s_write_routes(mesh, s_routes_extra);
-    kill(vzt_mesh_pid(mesh->m, "gateway"), SIGHUP);
+    kill(vzt_mesh_pid(mesh, "gateway"), SIGHUP);
 }
 
 //  An in-test "billing" worker: records what the webhook call carried.
 typedef struct {
-    mesh_t *mesh;             //  keys and broker
+    vzt_mesh_t *mesh;         //  keys and broker
     atomic_bool stop;         //  ends the thread
     atomic_bool up;           //  registered
     pthread_mutex_t lock;     //  guards below
@@ -720,7 +702,7 @@ static void *s_billing(void *arg)
     zcert_t *cert = vz_curve_cert_load(certpath, err, sizeof err);
     assert_non_null(cert);
     assert_int_equal(vz_curve_server_key(keypath, key), 0);
-    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", b->mesh->broker_port);
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", vzt_mesh_broker_port(b->mesh));
     static const vz_method_t methods[] = {
         {"webhook", s_webhook, 0, 0},
         {"big", s_big, 0, 0},
@@ -745,7 +727,7 @@ static void *s_billing(void *arg)
 
 static void test_webhook(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     //  Raw bytes a JSON parser would normalise: spacing, key order, escapes.
     const char payload[] = "{ \"id\" : \"evt_1\",\n\t\"data\":{\"b\":1, \"a\":\"\\u00e9\"} }  ";
     const char *const headers[] = {"Content-Type: application/json",
@@ -789,7 +771,7 @@ static void test_webhook(void **state)
 //  known only after dispatch) the worker drops what does not fit: POSTs get
 //  502 reply_lost and are still served once, GETs are sent again.
 typedef struct {
-    const mesh_t *mesh; //  target
+    vzt_mesh_t *mesh;   //  target
     const char *method; //  GET or POST
     const char *path;   //  /v1/t/big or /v1/t/bigd
     atomic_int ok;      //  200 with the whole reply
@@ -816,7 +798,7 @@ static void *s_big_thread(void *arg)
     return NULL;
 }
 
-static void s_big_burst(const mesh_t *mesh, big_load_t *l, const char *method, const char *path)
+static void s_big_burst(vzt_mesh_t *mesh, big_load_t *l, const char *method, const char *path)
 {
     enum { THREADS = 16 };
     *l = (big_load_t){.mesh = mesh, .method = method, .path = path};
@@ -829,7 +811,7 @@ static void s_big_burst(const mesh_t *mesh, big_load_t *l, const char *method, c
 
 static void test_bundle_overflow(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     billing_t b = {.mesh = mesh};
     pthread_mutex_init(&b.lock, NULL);
     pthread_t thread;
@@ -888,16 +870,16 @@ static void test_bundle_overflow(void **state)
     pthread_mutex_destroy(&b.lock);
 }
 
-static double s_breaker_state(const mesh_t *mesh)
+static double s_breaker_state(vzt_mesh_t *mesh)
 {
     double value = -1;
-    vzt_metric(mesh->http_port, "vz_gateway_breaker_state{service=\"echo\"}", &value);
+    vzt_metric(vzt_mesh_http_port(mesh), "vz_gateway_breaker_state{service=\"echo\"}", &value);
     return value;
 }
 
 static void test_breaker(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     resp_t r;
     char value[16];
     assert_true(s_breaker_state(mesh) == 0);
@@ -933,10 +915,10 @@ static void test_breaker(void **state)
 
 static void test_no_worker(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     //  SIGTERM: echo says BYE, so the broker forgets it at once; it must
     //  exit cleanly (under ASan that includes no leaks).
-    assert_int_equal(vzt_mesh_stop(mesh->m, "echo"), 0);
+    assert_int_equal(vzt_mesh_stop(mesh, "echo"), 0);
     resp_t r;
     assert_int_equal(s_http(mesh, "POST", "/v1/echo", "x", 1, NULL, &r), 0);
     s_assert_error(&r, 503, "no_worker");
@@ -954,8 +936,8 @@ static void test_no_worker(void **state)
 
 static void test_broker_restart(void **state)
 {
-    mesh_t *mesh = *state;
-    assert_int_equal(vzt_mesh_stop(mesh->m, "broker"), 0);
+    vzt_mesh_t *mesh = *state;
+    assert_int_equal(vzt_mesh_stop(mesh, "broker"), 0);
     //  Readiness drops once no ping was answered for 3 heartbeats (3 s).
     assert_true(s_wait_status(mesh, "/readiness", 503, 6000));
     resp_t r;
@@ -964,14 +946,14 @@ static void test_broker_restart(void **state)
         fail_msg("health %ld: %s", r.status, r.body);
     s_resp_free(&r);
     //  The same port again: ZeroMQ reconnects and readiness comes back.
-    assert_int_equal(vzt_mesh_restart(mesh->m, "broker"), 0);
+    assert_int_equal(vzt_mesh_restart(mesh, "broker"), 0);
     assert_true(s_wait_status(mesh, "/readiness", 200, 6000));
 }
 
 typedef struct {
-    const mesh_t *mesh; //  target
-    resp_t resp;        //  what came back
-    int rc;             //  s_http result
+    vzt_mesh_t *mesh; //  target
+    resp_t resp;      //  what came back
+    int rc;           //  s_http result
 } call_t;
 
 static void *s_slow_call(void *arg)
@@ -985,19 +967,19 @@ static void *s_slow_call(void *arg)
 
 static void test_sigterm_drains(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     call_t call = {.mesh = mesh};
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, s_slow_call, &call), 0);
     //  Wait until the gateway counts the request in flight: the /metrics
     //  request itself is one, the slow call makes two.
-    assert_true(vzt_wait_metric(mesh->http_port, "vz_gateway_inflight", 2, 5000));
-    kill(vzt_mesh_pid(mesh->m, "gateway"), SIGTERM);
+    assert_true(vzt_wait_metric(vzt_mesh_http_port(mesh), "vz_gateway_inflight", 2, 5000));
+    kill(vzt_mesh_pid(mesh, "gateway"), SIGTERM);
     pthread_join(thread, NULL);
     assert_int_equal(call.rc, 0);
     s_assert_error(&call.resp, 503, "no_worker"); //  answered, not cut off
     s_resp_free(&call.resp);
-    assert_int_equal(vzt_mesh_wait(mesh->m, "gateway", 8000), 0);
+    assert_int_equal(vzt_mesh_wait(mesh, "gateway", 8000), 0);
 }
 
 //  A ctx value that does not fit is refused, never cut (a cut scope list
@@ -1006,7 +988,7 @@ static void test_sigterm_drains(void **state)
 //  and travel (no billing worker here: 503 no_worker at the deadline).
 static void test_ctx_refused(void **state)
 {
-    mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = *state;
     char header[64 + VZ_CTX_VAL_MAX];
     resp_t r;
     const size_t sizes[] = {VZ_CTX_VAL_MAX, VZ_CTX_VAL_MAX - 1};

@@ -208,16 +208,6 @@ static void *s_auth_run(void *arg)
 // --------------------------------------------------------------------------
 //  Mesh
 
-static char *s_env(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *out = NULL;
-    assert_true(vasprintf(&out, fmt, ap) > 0);
-    va_end(ap);
-    return out;
-}
-
 static const char s_routes[] =
     "routes\n"
     "    t_jwt\n        methods = \"GET\"\n        path = \"/v1/t/jwt\"\n"
@@ -338,7 +328,7 @@ static void test_jwt_valid(void **state)
     assert_true(s_metric(mesh, "vz_gateway_jwks_fetches_total{result=\"ok\"}") >= 1);
     char *token = s_sign(mesh->k1, ISSUER, AUDIENCE, 300, 0, "read write");
     s_bearer(mesh, "/v1/t/jwt", token, 200, "\"auth\":\"jwt\"");
-    char *header = s_env("Authorization: Bearer %s", token);
+    char *header = vzt_fmt("Authorization: Bearer %s", token);
     const char *const headers[] = {header, NULL};
     resp_t r;
     assert_int_equal(s_http(mesh->http_port, "/v1/t/jwt", headers, &r), 0);
@@ -365,7 +355,7 @@ static char *s_forge(const char *header_json, const char *sig)
              ISSUER, AUDIENCE, (long long)now + 300);
     vz_jwt_b64url_encode(h64, header_json, strlen(header_json));
     vz_jwt_b64url_encode(p64, payload, strlen(payload));
-    return s_env("%s.%s.%s", h64, p64, sig);
+    return vzt_fmt("%s.%s.%s", h64, p64, sig);
 }
 
 static void test_jwt_rejected(void **state)
@@ -668,7 +658,7 @@ static void test_limiter_away(void **state)
     mesh_t *mesh = *state;
     //  A fail-closed gateway beside the fail-open one.
     int port = vzt_free_port();
-    char *gw_port = s_env("VZ_GATEWAY_PORT=%d", port);
+    char *gw_port = vzt_fmt("VZ_GATEWAY_PORT=%d", port);
     char *const closed[] = {gw_port, "VZ_GATEWAY_RATELIMIT_FAILURE=closed", NULL};
     assert_non_null(vzt_mesh_add(mesh->m, "gateway", "gateway.closed", closed, true));
     free(gw_port);

@@ -109,9 +109,5 @@ echo "ok - a client pausing 0.4 s between parts of its head is served ($line)"
 
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$GW/readiness")
 [ "$code" = 200 ] || fail "gateway not ready after the slow clients: $code"
-kill -TERM "$SUP"
-wait "$SUP"
-rc=$?
-SUP=
-[ $rc -eq 0 ] || fail "supervisor exited $rc"
+sup_stop_clean
 echo "ok - gateway ready after the attack; clean shutdown"

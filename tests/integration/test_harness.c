@@ -67,15 +67,10 @@ static int s_kill9(vzt_mesh_t *m, const char *tag)
 static void test_default_policy(void **state)
 {
     vzt_mesh_t *m = *state;
-    vz_client_config_t config = {vzt_mesh_endpoint(m), vzt_mesh_broker_key(m),
-                                 vzt_mesh_cert(m, "tester")};
-    assert_non_null(config.cert);
-    vz_client_t *client = vz_client_new(&config);
+    vz_client_t *client = vzt_mesh_client(m, "tester");
     assert_non_null(client);
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "echo");
-    strcpy(req.method, "echo");
+    assert_int_equal(vz_envelope_request(&req, "echo", "echo", NULL), 0);
     req.body = (const uint8_t *)"harness";
     req.body_len = 7;
     vz_response_t *resp = NULL;

@@ -186,9 +186,5 @@ bad=$(grep -cv '^200 -$' "$T/rotate.txt")
 [ "$(get after-rotation)" = "200 -" ] || fail "echo not serving with its new key"
 echo "ok - keys rotate echo under traffic: $n of $n requests served"
 
-kill -TERM "$SUP"
-wait "$SUP"
-rc=$?
-SUP=
-[ $rc -eq 0 ] || fail "supervisor exited $rc"
+sup_stop_clean
 echo "ok - clean shutdown"

@@ -61,16 +61,6 @@ typedef struct {
     fake_http_t *http[F_COUNT]; //  Slack, Discord, PagerDuty, webhook
 } mesh_t;
 
-static char *s_fmt(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *out = NULL;
-    assert_true(vasprintf(&out, fmt, ap) > 0);
-    va_end(ap);
-    return out;
-}
-
 static char *s_slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -96,16 +86,16 @@ static void s_sink_start(mesh_t *mesh, const char *tag, const char *const *extra
     s_sink_stop(mesh); //  a failed test may have left one running
     snprintf(mesh->sink_dir, sizeof mesh->sink_dir, "%s/sink-%s", mesh->dir, tag);
     assert_int_equal(mkdir(mesh->sink_dir, 0755), 0);
-    char *script = s_fmt("%s/tests/peers/smtp_sink.mjs", getenv("VZ_SOURCE_DIR"));
-    char *port = s_fmt("%d", mesh->smtp_port);
-    char *cert = s_fmt("%s/smtp.crt", mesh->dir), *key = s_fmt("%s/smtp.key", mesh->dir);
+    char *script = vzt_fmt("%s/tests/peers/smtp_sink.mjs", getenv("VZ_SOURCE_DIR"));
+    char *port = vzt_fmt("%d", mesh->smtp_port);
+    char *cert = vzt_fmt("%s/smtp.crt", mesh->dir), *key = vzt_fmt("%s/smtp.key", mesh->dir);
     char *argv[24] = {"/usr/bin/node", script, "--port", port, "--out",  mesh->sink_dir,
                       "--cert",        cert,   "--key",  key,  "--auth", SMTP_USER ":" SMTP_PASS};
     size_t n = 12;
     for (size_t i = 0; extra && extra[i]; i++)
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;
-    char *log = s_fmt("%s/sink-%s.log", mesh->dir, tag);
+    char *log = vzt_fmt("%s/sink-%s.log", mesh->dir, tag);
     mesh->sink = vzt_spawn(argv[0], argv, NULL, log, READY_MS);
     assert_non_null(mesh->sink);
     free(script), free(port), free(cert), free(key), free(log);
@@ -122,28 +112,28 @@ static void s_notifier_start(mesh_t *mesh, const char *const *more)
     vzt_proc_destroy(&mesh->notifier); //  a failed test may have left one running
     char *env[26] = {0};
     size_t n = 0;
-    env[n++] = s_fmt("VZ_NOTIFIER_TEMPLATES=%s/configs/templates", getenv("VZ_SOURCE_DIR"));
-    env[n++] = s_fmt("VZ_NOTIFIER_STATE_DIR=%s/state", mesh->dir);
-    env[n++] = s_fmt("VZ_NOTIFIER_SMTP_URL=smtp://127.0.0.1:%d", mesh->smtp_port);
-    env[n++] = s_fmt("VZ_NOTIFIER_SMTP_CA_FILE=%s/smtp.crt", mesh->dir);
-    env[n++] = s_fmt("VZ_NOTIFIER_SMTP_USER=" SMTP_USER);
-    env[n++] = s_fmt("VZ_NOTIFIER_SMTP_PASSWORD=" SMTP_PASS);
-    env[n++] =
-        s_fmt("VZ_NOTIFIER_SLACK_URL=%s/services/T0/B0/XXXX", fake_http_base(mesh->http[F_SLACK]));
-    env[n++] = s_fmt("VZ_NOTIFIER_DISCORD_URL=%s/api/webhooks/1/tok",
-                     fake_http_base(mesh->http[F_DISCORD]));
-    env[n++] = s_fmt("VZ_NOTIFIER_PAGERDUTY_URL=%s/v2/enqueue", fake_http_base(mesh->http[F_PD]));
-    env[n++] = s_fmt("VZ_NOTIFIER_PAGERDUTY_KEY=" PD_KEY);
-    env[n++] = s_fmt("VZ_NOTIFIER_WEBHOOK_URL=%s/hook", fake_http_base(mesh->http[F_HOOK]));
-    env[n++] = s_fmt("VZ_NOTIFIER_WEBHOOK_SECRET=" HOOK_SECRET);
-    env[n++] = s_fmt("VZ_NOTIFIER_ATTACH_MAX=100000");
-    env[n++] = s_fmt("VZ_NOTIFIER_BACKOFF_MS=200");
-    env[n++] = s_fmt("VZ_NOTIFIER_BACKOFF_MAX_MS=600");
-    env[n++] = s_fmt("VZ_NOTIFIER_MAX_ATTEMPTS=30");
-    env[n++] = s_fmt("VZ_NOTIFIER_CLAIM_MS=1500");
-    env[n++] = s_fmt("VZ_NOTIFIER_SMTP_TIMEOUT_MS=15000");
-    env[n++] = s_fmt("VZ_NOTIFIER_WARNING_DELAY_MS=1500");
-    env[n++] = s_fmt("VZ_LOG_LEVEL=debug");
+    env[n++] = vzt_fmt("VZ_NOTIFIER_TEMPLATES=%s/configs/templates", getenv("VZ_SOURCE_DIR"));
+    env[n++] = vzt_fmt("VZ_NOTIFIER_STATE_DIR=%s/state", mesh->dir);
+    env[n++] = vzt_fmt("VZ_NOTIFIER_SMTP_URL=smtp://127.0.0.1:%d", mesh->smtp_port);
+    env[n++] = vzt_fmt("VZ_NOTIFIER_SMTP_CA_FILE=%s/smtp.crt", mesh->dir);
+    env[n++] = vzt_fmt("VZ_NOTIFIER_SMTP_USER=" SMTP_USER);
+    env[n++] = vzt_fmt("VZ_NOTIFIER_SMTP_PASSWORD=" SMTP_PASS);
+    env[n++] = vzt_fmt("VZ_NOTIFIER_SLACK_URL=%s/services/T0/B0/XXXX",
+                       fake_http_base(mesh->http[F_SLACK]));
+    env[n++] = vzt_fmt("VZ_NOTIFIER_DISCORD_URL=%s/api/webhooks/1/tok",
+                       fake_http_base(mesh->http[F_DISCORD]));
+    env[n++] = vzt_fmt("VZ_NOTIFIER_PAGERDUTY_URL=%s/v2/enqueue", fake_http_base(mesh->http[F_PD]));
+    env[n++] = vzt_fmt("VZ_NOTIFIER_PAGERDUTY_KEY=" PD_KEY);
+    env[n++] = vzt_fmt("VZ_NOTIFIER_WEBHOOK_URL=%s/hook", fake_http_base(mesh->http[F_HOOK]));
+    env[n++] = vzt_fmt("VZ_NOTIFIER_WEBHOOK_SECRET=" HOOK_SECRET);
+    env[n++] = vzt_fmt("VZ_NOTIFIER_ATTACH_MAX=100000");
+    env[n++] = vzt_fmt("VZ_NOTIFIER_BACKOFF_MS=200");
+    env[n++] = vzt_fmt("VZ_NOTIFIER_BACKOFF_MAX_MS=600");
+    env[n++] = vzt_fmt("VZ_NOTIFIER_MAX_ATTEMPTS=30");
+    env[n++] = vzt_fmt("VZ_NOTIFIER_CLAIM_MS=1500");
+    env[n++] = vzt_fmt("VZ_NOTIFIER_SMTP_TIMEOUT_MS=15000");
+    env[n++] = vzt_fmt("VZ_NOTIFIER_WARNING_DELAY_MS=1500");
+    env[n++] = vzt_fmt("VZ_LOG_LEVEL=debug");
     for (size_t i = 0; more && more[i]; i++)
         env[n++] = strdup(more[i]);
     env[n] = NULL;
@@ -159,7 +149,7 @@ static void s_notifier_start(mesh_t *mesh, const char *const *more)
 
 static vz_client_t *s_client(mesh_t *mesh, const char *name, zcert_t **cert_p)
 {
-    char *path = s_fmt("%s/keys/secret/%s.key", mesh->dir, name);
+    char *path = vzt_fmt("%s/keys/secret/%s.key", mesh->dir, name);
     char err[256];
     *cert_p = vz_curve_cert_load(path, err, sizeof err);
     free(path);
@@ -177,14 +167,14 @@ static int s_setup(void **state)
     mesh_t *mesh = calloc(1, sizeof *mesh);
     *state = mesh;
     mesh->dir = vzt_tempdir("notifier");
-    char *keys = s_fmt("%s/keys", mesh->dir);
+    char *keys = vzt_fmt("%s/keys", mesh->dir);
     const char *const names[] = {"broker", "notifier", "gateway", "billing", NULL};
     assert_int_equal(vzt_keys(keys, names), 0);
     free(keys);
-    char *bkey = s_fmt("%s/keys/public/broker.key", mesh->dir);
+    char *bkey = vzt_fmt("%s/keys/public/broker.key", mesh->dir);
     assert_int_equal(vz_curve_server_key(bkey, mesh->broker_key), 0);
     free(bkey);
-    char *policy = s_fmt("%s/policy.cfg", mesh->dir);
+    char *policy = vzt_fmt("%s/policy.cfg", mesh->dir);
     FILE *f = fopen(policy, "w");
     fputs("identity\n    gateway\n        call = \"notifier broker\"\n"
           "    billing\n        call = \"notifier\"\n"
@@ -192,10 +182,10 @@ static int s_setup(void **state)
           f);
     fclose(f);
     //  The SMTP server's certificate, trusted by the notifier as its CA file.
-    char *cmd = s_fmt("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
-                      "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout %s/smtp.key "
-                      "-out %s/smtp.crt 2>/dev/null",
-                      mesh->dir, mesh->dir);
+    char *cmd = vzt_fmt("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
+                        "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout %s/smtp.key "
+                        "-out %s/smtp.crt 2>/dev/null",
+                        mesh->dir, mesh->dir);
     assert_int_equal(system(cmd), 0);
     free(cmd);
     for (int i = 0; i < F_COUNT; i++) {
@@ -207,8 +197,8 @@ static int s_setup(void **state)
     mesh->smtp_port = vzt_free_port();
     mesh->redis = vzt_redis(mesh->dir, mesh->redis_port, READY_MS);
     assert_non_null(mesh->redis);
-    char *bind = s_fmt("VZ_BROKER_BIND=tcp://127.0.0.1:%d", mesh->broker_port);
-    char *pol = s_fmt("VZ_BROKER_POLICY=%s", policy);
+    char *bind = vzt_fmt("VZ_BROKER_BIND=tcp://127.0.0.1:%d", mesh->broker_port);
+    char *pol = vzt_fmt("VZ_BROKER_POLICY=%s", policy);
     char *const benv[] = {bind, pol, NULL};
     mesh->broker = vzt_daemon(mesh->dir, "broker", "broker", mesh->broker_port, mesh->redis_port, 0,
                               benv, true);
@@ -263,9 +253,7 @@ static res_t s_call(mesh_t *mesh, bool admin, const char *method, const char *bo
                     const char *id_param)
 {
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "notifier");
-    vz_strlcpy(req.method, method, sizeof req.method);
+    assert_int_equal(vz_envelope_request(&req, "notifier", method, NULL), 0);
     req.body = (const uint8_t *)body;
     req.body_len = body ? strlen(body) : 0;
     if (admin) {
@@ -376,7 +364,7 @@ static int s_wait_mail(mesh_t *mesh, const char *needle)
     int found = 0;
     while (found == 0 && zclock_mono() < until) {
         for (int i = 1; i <= 50; i++) {
-            char *path = s_fmt("%s/%d.json", mesh->sink_dir, i);
+            char *path = vzt_fmt("%s/%d.json", mesh->sink_dir, i);
             char *text = s_slurp(path);
             free(path);
             if (!text)
@@ -439,10 +427,10 @@ static void test_refusals(void **state)
     //  Over VZ_NOTIFIER_ATTACH_MAX (100000 bytes in this test).
     uint8_t *big = calloc(1, 120000);
     char *b64 = s_b64(big, 120000);
-    char *body = s_fmt("{\"channel\":\"email\",\"template\":\"test\",\"to\":\"a@b.c\","
-                       "\"data\":{\"message\":\"m\"},\"attachments\":[{\"name\":\"big.bin\","
-                       "\"type\":\"application/octet-stream\",\"content\":\"%s\"}]}",
-                       b64);
+    char *body = vzt_fmt("{\"channel\":\"email\",\"template\":\"test\",\"to\":\"a@b.c\","
+                         "\"data\":{\"message\":\"m\"},\"attachments\":[{\"name\":\"big.bin\","
+                         "\"type\":\"application/octet-stream\",\"content\":\"%s\"}]}",
+                         b64);
     s_expect_error(mesh, body, "attachment_too_large", "413");
     free(big), free(b64), free(body);
     s_expect_error(mesh,
@@ -456,9 +444,7 @@ static void test_refusals(void **state)
                    "invalid_severity", "422");
     //  Through the gateway without scope admin: refused.
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "notifier");
-    strcpy(req.method, "send");
+    assert_int_equal(vz_envelope_request(&req, "notifier", "send", NULL), 0);
     req.body = (const uint8_t *)"{}";
     req.body_len = 2;
     vz_envelope_ctx_set(&req, "auth", "jwt");
@@ -480,15 +466,15 @@ static void test_email_round_trip(void **state)
     for (size_t i = 0; i < sizeof pdf; i++)
         pdf[i] = (uint8_t)i;
     char *png64 = s_b64(png, sizeof png), *pdf64 = s_b64(pdf, sizeof pdf);
-    char *body =
-        s_fmt("{\"channel\":\"email\",\"template\":\"report\",\"idempotency_key\":\"week-49\","
-              "\"to\":[{\"name\":\"Zoë Ünïcode\",\"address\":\"zoe@example.com\"}],"
-              "\"data\":{\"week\":\"KW 49 — Übersicht ✓\",\"summary\":\"<b>up</b> & away\","
-              "\"chart_cid\":\"chart1@vizmesh\"},"
-              "\"attachments\":[{\"name\":\"chart.png\",\"type\":\"image/png\",\"content\":\"%s\","
-              "\"content_id\":\"chart1@vizmesh\"},{\"name\":\"Bericht März.pdf\",\"type\":"
-              "\"application/pdf\",\"content\":\"%s\"}]}",
-              png64, pdf64);
+    char *body = vzt_fmt(
+        "{\"channel\":\"email\",\"template\":\"report\",\"idempotency_key\":\"week-49\","
+        "\"to\":[{\"name\":\"Zoë Ünïcode\",\"address\":\"zoe@example.com\"}],"
+        "\"data\":{\"week\":\"KW 49 — Übersicht ✓\",\"summary\":\"<b>up</b> & away\","
+        "\"chart_cid\":\"chart1@vizmesh\"},"
+        "\"attachments\":[{\"name\":\"chart.png\",\"type\":\"image/png\",\"content\":\"%s\","
+        "\"content_id\":\"chart1@vizmesh\"},{\"name\":\"Bericht März.pdf\",\"type\":"
+        "\"application/pdf\",\"content\":\"%s\"}]}",
+        png64, pdf64);
     char *id = s_send(mesh, body);
     //  The same idempotency key again: the same id, nothing new.
     res_t again = s_call(mesh, false, "send", body, NULL);
@@ -504,7 +490,7 @@ static void test_email_round_trip(void **state)
     assert_true(s_wait_status(mesh, id, "delivered", &r));
     assert_int_equal(s_int(&r, "attempts"), 1);
     s_res_free(&r);
-    char *path = s_fmt("%s/1.json", mesh->sink_dir);
+    char *path = vzt_fmt("%s/1.json", mesh->sink_dir);
     assert_true(s_wait_file(path));
     char *json = s_slurp(path);
     vz_json_t *doc = vz_json_parse(json, strlen(json), NULL, NULL);
@@ -519,7 +505,7 @@ static void test_email_round_trip(void **state)
     const vz_json_value_t *to = vz_json_at(vz_json_get(m, "to"), 0);
     assert_string_equal(vz_json_get_string(to, "name", NULL), "Zoë Ünïcode");
     assert_string_equal(vz_json_get_string(to, "address", NULL), "zoe@example.com");
-    char *mid = s_fmt("<%s@vizmesh.localhost>", id);
+    char *mid = vzt_fmt("<%s@vizmesh.localhost>", id);
     assert_string_equal(vz_json_get_string(m, "messageId", NULL), mid);
     free(mid);
     assert_non_null(strstr(vz_json_get_string(m, "text", NULL), "<b>up</b> & away"));
@@ -549,7 +535,7 @@ static void test_email_round_trip(void **state)
     vz_json_destroy(&doc);
     free(json), free(path);
     //  Exactly one message: the repeated key sent nothing.
-    char *second = s_fmt("%s/2.json", mesh->sink_dir);
+    char *second = vzt_fmt("%s/2.json", mesh->sink_dir);
     assert_int_equal(access(second, F_OK), -1);
     free(second);
     free(id);
@@ -648,7 +634,7 @@ static void test_chat_and_paging(void **state)
     assert_non_null(sig);
     long long t = 0;
     assert_int_equal(sscanf(sig, "t=%lld,", &t), 1);
-    char *signed_text = s_fmt("%lld.%s", t, (const char *)hook->body);
+    char *signed_text = vzt_fmt("%lld.%s", t, (const char *)hook->body);
     unsigned char mac[32];
     size_t mac_len = 0;
     assert_non_null(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, HOOK_SECRET, strlen(HOOK_SECRET),
@@ -752,7 +738,7 @@ static void test_admin_routes(void **state)
     assert_true(v >= 2);
     assert_int_equal(vzt_metric(mesh->admin_port, "vz_notifier_oldest_pending_seconds", &v), 0);
     //  No address appears unmasked in the notifier's log.
-    char *log = s_fmt("%s/notifier.0.log", mesh->dir);
+    char *log = vzt_fmt("%s/notifier.0.log", mesh->dir);
     char *text = s_slurp(log);
     assert_non_null(text);
     assert_null(strstr(text, "zoe@example.com"));
@@ -791,7 +777,7 @@ static void test_no_starttls_refused(void **state)
     assert_non_null(
         strstr(vz_json_get_string(vz_json_root(r.json), "last_error", NULL), "STARTTLS"));
     s_res_free(&r);
-    char *events = s_fmt("%s/events.log", mesh->sink_dir);
+    char *events = vzt_fmt("%s/events.log", mesh->sink_dir);
     char *text = s_slurp(events);
     assert_non_null(text);
     assert_non_null(strstr(text, "connect"));
@@ -866,7 +852,7 @@ static void test_kill9_mid_delivery(void **state)
     s_sink_start(mesh, "hold", extra);
     char *id = s_send(mesh, "{\"channel\":\"email\",\"template\":\"test\",\"to\":\"kill@example."
                             "com\",\"data\":{\"message\":\"survives kill -9\"}}");
-    char *events = s_fmt("%s/events.log", mesh->sink_dir);
+    char *events = vzt_fmt("%s/events.log", mesh->sink_dir);
     assert_true(s_wait_text(events, "rcpt"));
     kill(vzt_proc_pid(mesh->notifier), SIGKILL);
     assert_true(vzt_proc_wait(mesh->notifier, 5000) >= 0);
@@ -890,7 +876,7 @@ static void test_kill9_after_data_duplicates(void **state)
     s_sink_start(mesh, "holddata", extra);
     char *id = s_send(mesh, "{\"channel\":\"email\",\"template\":\"test\",\"to\":\"dup@example."
                             "com\",\"data\":{\"message\":\"at least once\"}}");
-    char *events = s_fmt("%s/events.log", mesh->sink_dir);
+    char *events = vzt_fmt("%s/events.log", mesh->sink_dir);
     assert_true(s_wait_text(events, "data 1"));
     kill(vzt_proc_pid(mesh->notifier), SIGKILL);
     assert_true(vzt_proc_wait(mesh->notifier, 5000) >= 0);
@@ -900,9 +886,9 @@ static void test_kill9_after_data_duplicates(void **state)
     assert_true(s_wait_status(mesh, id, "delivered", &r));
     s_res_free(&r);
     assert_int_equal(s_wait_mail(mesh, "at least once"), 2);
-    char *mid = s_fmt("\"messageId\": \"<%s@vizmesh.localhost>\"", id);
+    char *mid = vzt_fmt("\"messageId\": \"<%s@vizmesh.localhost>\"", id);
     for (int i = 1; i <= 2; i++) {
-        char *path = s_fmt("%s/%d.json", mesh->sink_dir, i);
+        char *path = vzt_fmt("%s/%d.json", mesh->sink_dir, i);
         char *text = s_slurp(path);
         assert_non_null(strstr(text, mid));
         free(text), free(path);

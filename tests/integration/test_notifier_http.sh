@@ -17,22 +17,8 @@ PEERS=$SRC/tests/peers
 
 mesh_config
 mesh_start
-GW=http://127.0.0.1:$("${CTL[@]}" ports | awk '$1=="gateway" {print $2}')
+mesh_gateway
 
-http() {
-    local method=$1 path=$2 data=${3:-}
-    shift 3 2>/dev/null || shift $#
-    local out
-    if [ -n "$data" ]; then
-        out=$(curl -s -X "$method" -w '\n%{http_code}' --max-time 10 "$@" --data-binary "$data" "$GW$path")
-    else
-        out=$(curl -s -X "$method" -w '\n%{http_code}' --max-time 10 "$@" "$GW$path")
-    fi
-    code=${out##*$'\n'}
-    body=${out%$'\n'*}
-}
-json() { node -e 'const o=JSON.parse(process.argv[1]); const v=process.argv[2].split(".").reduce((a,k)=>a==null?a:a[k],o); console.log(v===undefined?"":v)' "$1" "$2"; }
-expect() { [ "$code" = "$1" ] || fail "$2: expected $1, got $code: $body"; }
 J='-H Content-Type:application/json'
 
 until_ok 20 curl -sf --max-time 2 "$GW/.well-known/jwks.json" || fail "no JWKS at the gateway"

@@ -773,9 +773,7 @@ static void test_start_without_redis(void **state)
     assert_non_null(vzt_mesh_add(m, "ratelimit", "ratelimit", env, false));
     int admin = vzt_mesh_admin_port(m, "ratelimit");
     s_wait_ready(admin, 503, "redis unreachable");
-    vz_client_config_t config = {vzt_mesh_endpoint(m), vzt_mesh_broker_key(m),
-                                 vzt_mesh_cert(m, "gateway")};
-    vz_client_t *client = vz_client_new(&config);
+    vz_client_t *client = vzt_mesh_client(m, "gateway");
     assert_non_null(client);
     answer_t a;
     assert_int_equal(s_check(client, "10.6.0.1", "", "anonymous", "small", &a), 0);

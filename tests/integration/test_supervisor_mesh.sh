@@ -72,9 +72,5 @@ echo "ok - Redis stopped: auth and ratelimit alive but not ready (redis unreacha
 "${CTL[@]}" wait ratelimit --timeout 20 || fail "ratelimit not ready again after Redis came back"
 echo "ok - Redis back: auth and ratelimit ready again"
 
-kill -TERM "$SUP"
-wait "$SUP"
-rc=$?
-SUP=
-[ $rc -eq 0 ] || fail "supervisor exited $rc"
+sup_stop_clean
 echo "ok - clean shutdown"

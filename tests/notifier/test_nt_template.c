@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "nt_template.h"
+#include "ut.h"
 
 static const char *s_get(void *arg, const char *name)
 {
@@ -25,12 +26,7 @@ static const char *s_get(void *arg, const char *name)
 
 static void s_write(const char *dir, const char *file, const char *text)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    assert_non_null(ut_write_file(dir, file, text));
 }
 
 static void test_expand(void **state)
@@ -63,8 +59,8 @@ static void test_expand(void **state)
 
 static void test_load_render(void **state)
 {
-    char dir[] = "/tmp/nt_tplXXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[512];
+    assert_int_equal(ut_tempdir(dir, sizeof dir, "nt_tpl"), 0);
     s_write(dir, "hello.subject", "Hello {{name}}\n");
     s_write(dir, "hello.txt", "Dear {{name}}, you owe {{amount}}.\n");
     s_write(dir, "hello.html", "<p>Dear {{name}}</p>\n");
@@ -106,9 +102,7 @@ static void test_load_render(void **state)
     s_write(dir, "broken.txt", "y");
     assert_null(nt_templates_load(dir, err, sizeof err));
     assert_non_null(strstr(err, "broken"));
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(ut_rmtree(dir), 0);
 }
 
 static void test_shipped_templates(void **state)
