@@ -1,7 +1,103 @@
 /*  vz-billing - Stripe webhooks verified, queued and applied once; revenue figures
  *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  Thin main: the settings table, the method table, the consumer's poll
+ *  timer, vz_daemon_serve. billing.h describes the flow, docs/services/
+ *  billing.md the API, the definitions and the Redis keys.
  */
-int main(void)
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "billing.h"
+#include "vz_daemon.h"
+#include "vz_ports.h"
+#include "vz_proto.h"
+
+#define BILLING_CREDIT 16       //  webhooks pipeline into one enqueue round trip
+#define WEBHOOK_BODY_MAX 262144 //  = routes.cfg webhook_stripe max_body
+
+static const vz_cfg_item_t s_items[] = {
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_WEBHOOK_SECRETS", "billing/webhook_secrets", VZ_CFG_STR,
+                "", 0, 0, webhook_secrets,
+                "Stripe endpoint secrets (whsec_...), comma-separated: several during a rotation"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_TOLERANCE_S", "billing/tolerance", VZ_CFG_INT, "300", 0,
+                86400, tolerance_s,
+                "Stripe-Signature timestamp tolerance either way, seconds; 0 = unchecked"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_DEDUP_TTL_S", "billing/dedup_ttl", VZ_CFG_INT, "259200",
+                259200, 31536000, dedup_ttl_s,
+                "how long an event id is remembered, seconds (at least Stripe's 3-day retries)"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_POLL_MS", "billing/poll", VZ_CFG_MS, "20", 1, 10000,
+                poll_ms, "how often the consumer reads the event stream"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_CLAIM_IDLE_MS", "billing/claim_idle", VZ_CFG_MS, "30s",
+                100, 3600000, claim_idle_ms,
+                "events another replica holds this long unacknowledged are taken over"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_MAX_DELIVERIES", "billing/max_deliveries", VZ_CFG_INT,
+                "10", 1, 1000, max_deliveries,
+                "attempts before an event is moved to billing:events:dead"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_CONSUMER", "billing/consumer", VZ_CFG_STR, "", 0, 0,
+                consumer, "consumer name in the group; \"\" = <hostname>-<replica>"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_REDIS_TIMEOUT_MS", "billing/redis_timeout", VZ_CFG_MS,
+                "200", 5, 5000, redis_timeout_ms, "Redis command timeout"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_REVENUE_TREND", "billing/revenue_trend", VZ_CFG_INT, "3",
+                0, BL_REV_TREND_MAX, trend, "previous periods in a revenue answer"),
+};
+
+static const vz_method_t s_methods[] = {
+    {"webhook", bl_h_webhook, VZ_METHOD_DEFERRED, WEBHOOK_BODY_MAX},
+    {"revenue", bl_h_revenue, VZ_METHOD_IDEMPOTENT, 1024},
+};
+
+static int s_poll_timer(zloop_t *loop, int timer_id, void *arg)
 {
+    //  Redis away: the events wait in the stream; the readiness check says so.
+    (void)bl_poll(arg);
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    bl_config_t config;
+    vz_daemon_spec_t spec = {
+        .service = BL_SERVICE,
+        .admin_port = VZ_PORT_ADMIN_BILLING,
+        .needs_broker = true,
+        //  Ready only while Redis answers: no webhook can be queued without it.
+        .needs_redis = true,
+        .items = s_items,
+        .count = sizeof s_items / sizeof s_items[0],
+        .config = &config,
+    };
+    int code = VZ_EXIT_OK;
+    vz_daemon_t *daemon = vz_daemon_new(&spec, argc, argv, &code);
+    if (!daemon)
+        return code;
+    //  A stable name per replica: a restarted replica resumes its own entries.
+    char consumer[256];
+    if (config.consumer[0])
+        snprintf(consumer, sizeof consumer, "%s", config.consumer);
+    else {
+        char host[128] = "billing";
+        gethostname(host, sizeof host - 1);
+        snprintf(consumer, sizeof consumer, "%s-%d", host, vz_daemon_config(daemon)->replica);
+    }
+    if (!config.webhook_secrets[0])
+        vz_warn(NULL, "no webhook secret: webhooks answer 503 billing_not_configured", "setting",
+                "VZ_BILLING_WEBHOOK_SECRETS");
+    bl_t *app =
+        bl_new(&config, vz_daemon_config(daemon)->redis_url, consumer, vz_daemon_metrics(daemon));
+    if (!app) {
+        vz_error(NULL, "unable to start billing: bad Redis URL or out of memory");
+        vz_daemon_destroy(&daemon);
+        return VZ_EXIT_PERMANENT;
+    }
+    vz_info(NULL, "billing consumer", "consumer", consumer, "stream", BL_STREAM);
+    zloop_t *loop = zloop_new();
+    zloop_timer(loop, (size_t)config.poll_ms, 0, s_poll_timer, app);
+    code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0],
+                           BILLING_CREDIT, app);
+    zloop_destroy(&loop);
+    bl_destroy(&app);
+    vz_daemon_destroy(&daemon);
+    return code;
 }

@@ -1,0 +1,405 @@
+/*  billing - the billing service's application object, webhook intake and consumer
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include "billing.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bl_event.h"
+#include "vz_clock.h"
+#include "vz_log.h"
+#include "vz_proto.h"
+
+#define REPLY_MAX (64 * 1024) //  largest JSON answer
+#define BACKLOG_EVERY_MS 1000 //  queue depth gauge refresh
+
+//  One verified delivery waiting for the batch's enqueue round trip.
+typedef struct {
+    vz_deferred_t *handle;         //  the open reply
+    bl_sig_event_t event;          //  id, type, created
+    char *body;                    //  raw body (heap)
+    char created[24];              //  created as text
+    char seen[BL_SIG_ID_MAX + 16]; //  billing:seen:<id>
+    const char *keys[2], *args[5]; //  script arguments
+} s_pending_t;
+
+struct bl_t {
+    bl_config_t config;
+    char secrets[sizeof((bl_config_t *)0)->webhook_secrets]; //  split copy of the secrets
+    bl_sig_config_t sig;                                     //  points into secrets
+    char ttl[16];                                            //  dedup ttl as text
+    vz_redis_t *redis;                                       //  shared state
+    vz_redis_script_t *enqueue;                              //  intake: dedup + XADD
+    vz_redis_script_t *apply;                                //  consumer: store + ack
+    vz_redis_script_t *dump;                                 //  revenue input
+    bl_stream_t *stream;                                     //  the consumer group
+    s_pending_t *pending;                                    //  this batch's deliveries
+    vz_redis_call_t *calls;                                  //  their script calls
+    size_t npending, pending_max;
+    int64_t backlog_due;   //  next queue depth refresh (monotonic ms)
+    vz_metrics_t *metrics; //  borrowed, may be NULL
+    vz_series_t *backlog;  //  queue depth gauge
+    vz_series_t *dead;     //  entries moved dead
+    uint64_t dead_seen;    //  bl_stream's count already reported
+};
+
+// --------------------------------------------------------------------------
+//  Metrics
+
+//  Webhook deliveries by outcome (accepted, duplicate, a refusal code...).
+static void s_count_webhook(bl_t *self, const char *outcome)
+{
+    if (!self->metrics)
+        return;
+    char labels[64];
+    snprintf(labels, sizeof labels, "outcome=%s", outcome);
+    vz_series_inc(vz_metrics_counter(self->metrics, "vz_billing_webhooks",
+                                     "Webhook deliveries by outcome", labels));
+}
+
+//  Events applied by type (unknown types as "unknown") and result.
+static void s_count_event(bl_t *self, const char *type, const char *result)
+{
+    if (!self->metrics)
+        return;
+    char labels[160];
+    snprintf(labels, sizeof labels, "type=%s,result=%s", type, result);
+    vz_series_inc(vz_metrics_counter(self->metrics, "vz_billing_events",
+                                     "Queued events processed by type and result", labels));
+}
+
+static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *entry);
+
+// --------------------------------------------------------------------------
+//  Life cycle
+
+bl_t *bl_new(const bl_config_t *config, const char *redis_url, const char *consumer,
+             vz_metrics_t *metrics)
+{
+    bl_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->config = *config;
+    self->metrics = metrics;
+    //  Secrets: comma-separated, blanks around each ignored, at most 4.
+    snprintf(self->secrets, sizeof self->secrets, "%s", config->webhook_secrets);
+    char *save = NULL;
+    for (char *tok = strtok_r(self->secrets, ",", &save);
+         tok && self->sig.count < BL_SIG_SECRETS_MAX; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        char *end = tok + strlen(tok);
+        while (end > tok && end[-1] == ' ')
+            *--end = '\0';
+        if (*tok)
+            self->sig.secrets[self->sig.count++] = tok;
+    }
+    self->sig.tolerance_s = config->tolerance_s;
+    snprintf(self->ttl, sizeof self->ttl, "%d", config->dedup_ttl_s);
+    self->redis = vz_redis_new(redis_url, 200, config->redis_timeout_ms, 500);
+    self->enqueue = vz_redis_script_new(bl_lua_enqueue);
+    self->apply = vz_redis_script_new(bl_lua_apply);
+    self->dump = vz_redis_script_new(bl_lua_dump);
+    bl_stream_config_t sc = {.stream = BL_STREAM,
+                             .group = BL_GROUP,
+                             .consumer = consumer,
+                             .claim_idle_ms = config->claim_idle_ms,
+                             .max_deliveries = config->max_deliveries};
+    self->stream = self->redis ? bl_stream_new(self->redis, &sc, s_apply_entry, self) : NULL;
+    if (!self->redis || !self->enqueue || !self->apply || !self->dump || !self->stream) {
+        bl_destroy(&self);
+        return NULL;
+    }
+    if (metrics) {
+        self->backlog = vz_metrics_gauge(metrics, "vz_billing_queue_backlog",
+                                         "Queued events not yet applied (lag + pending)", NULL);
+        self->dead = vz_metrics_counter(metrics, "vz_billing_events_dead",
+                                        "Events moved to billing:events:dead", NULL);
+    }
+    return self;
+}
+
+void bl_destroy(bl_t **self_p)
+{
+    bl_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->npending; i++)
+        free(self->pending[i].body);
+    free(self->pending);
+    free(self->calls);
+    bl_stream_destroy(&self->stream);
+    vz_redis_script_destroy(&self->enqueue);
+    vz_redis_script_destroy(&self->apply);
+    vz_redis_script_destroy(&self->dump);
+    vz_redis_destroy(&self->redis);
+    memset(self->secrets, 0, sizeof self->secrets);
+    memset(self->config.webhook_secrets, 0, sizeof self->config.webhook_secrets);
+    free(self);
+    *self_p = NULL;
+}
+
+// --------------------------------------------------------------------------
+//  Intake: verify, then queue in the batch's one round trip, then answer
+
+//  After the worker's batch: every delivery's enqueue script pipelined,
+//  then each answer. 200 only once the event is in the stream.
+static void s_flush(void *arg)
+{
+    bl_t *self = arg;
+    size_t n = self->npending;
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        s_pending_t *p = &self->pending[i];
+        snprintf(p->seen, sizeof p->seen, BL_PREFIX "seen:%s", p->event.id);
+        snprintf(p->created, sizeof p->created, "%" PRId64, p->event.created);
+        p->keys[0] = p->seen;
+        p->keys[1] = BL_STREAM;
+        p->args[0] = self->ttl;
+        p->args[1] = p->event.id;
+        p->args[2] = p->event.type;
+        p->args[3] = p->created;
+        p->args[4] = p->body;
+        self->calls[i] = (vz_redis_call_t){
+            .script = self->enqueue, .nkeys = 2, .keys = p->keys, .nargs = 5, .args = p->args};
+    }
+    int rc = vz_redis_eval_batch(self->redis, self->calls, n);
+    for (size_t i = 0; i < n; i++) {
+        s_pending_t *p = &self->pending[i];
+        redisReply *r = self->calls[i].reply;
+        bool ok = rc == 0 && r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                  r->element[0]->type == REDIS_REPLY_INTEGER;
+        if (ok) {
+            bool duplicate = r->element[0]->integer == 0;
+            const char *body = duplicate ? "{\"received\":true,\"duplicate\":true}"
+                                         : "{\"received\":true,\"duplicate\":false}";
+            s_count_webhook(self, duplicate ? "duplicate" : "accepted");
+            (void)vz_worker_complete(&p->handle, body, strlen(body));
+        } else {
+            //  Not queued: Stripe retries a non-2xx, so nothing is lost.
+            s_count_webhook(self, "unavailable");
+            if (r && r->type == REDIS_REPLY_ERROR)
+                vz_warn(NULL, "unable to queue a webhook event", "event", p->event.id, "reason",
+                        r->str);
+            (void)vz_worker_complete_error(&p->handle, VZ_ERR_UNAVAILABLE,
+                                           "event queue unavailable, retry later");
+        }
+        if (r)
+            freeReplyObject(r);
+        self->calls[i].reply = NULL;
+        free(p->body);
+        p->body = NULL;
+    }
+    self->npending = 0;
+}
+
+int bl_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    bl_t *self = app;
+    if (self->sig.count == 0) {
+        s_count_webhook(self, "billing_not_configured");
+        return vz_authctx_reply_error(reply, 503, "billing_not_configured",
+                                      "VZ_BILLING_WEBHOOK_SECRETS is not set: webhooks cannot be "
+                                      "verified");
+    }
+    //  Only the gateway's ctx counts (vz_authctx): from anyone else no header.
+    const char *header = vz_authctx_header(req, "Stripe-Signature");
+    int64_t now_s = vz_clock_now_ms() / 1000;
+    bl_sig_rc_t rc = bl_sig_verify(&self->sig, header, req->body, req->body_len, now_s, NULL);
+    bl_sig_event_t event;
+    if (rc == BL_SIG_OK)
+        rc = bl_sig_event(req->body, req->body_len, &event);
+    if (rc != BL_SIG_OK) {
+        s_count_webhook(self, bl_sig_code(rc));
+        return bl_sig_reply(reply, rc);
+    }
+    if (self->npending == self->pending_max) {
+        size_t max = self->pending_max ? self->pending_max * 2 : VZ_WORKER_BATCH;
+        s_pending_t *pending = realloc(self->pending, max * sizeof *pending);
+        if (pending)
+            self->pending = pending;
+        vz_redis_call_t *calls = realloc(self->calls, max * sizeof *calls);
+        if (calls)
+            self->calls = calls;
+        if (!pending || !calls)
+            return vz_reply_error(reply, VZ_ERR_INTERNAL, "out of memory");
+        self->pending_max = max;
+    }
+    s_pending_t *p = &self->pending[self->npending];
+    memset(p, 0, sizeof *p);
+    p->event = event;
+    p->body = malloc(req->body_len + 1);
+    if (!p->body)
+        return vz_reply_error(reply, VZ_ERR_INTERNAL, "out of memory");
+    memcpy(p->body, req->body, req->body_len);
+    p->body[req->body_len] = '\0';
+    self->npending++;
+    p->handle = vz_reply_defer(reply, s_flush);
+    return 0;
+}
+
+// --------------------------------------------------------------------------
+//  Consumer: apply one queued event
+
+static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *entry)
+{
+    bl_t *self = arg;
+    size_t len = 0;
+    const char *body = bl_stream_field(entry, "body", &len);
+    bl_event_t ev;
+    //  Queued events were verified; one billing cannot read is counted and
+    //  acknowledged like an unknown type (it would never read better).
+    int rc = body ? bl_event_read(body, len, &ev) : -EINVAL;
+    const char *id = rc == 0 ? ev.id : bl_stream_field(entry, "id", NULL);
+    if (!id || !*id)
+        id = entry->id;
+    const bl_event_type_t *row = rc == 0 ? ev.row : NULL;
+    const char *kind = bl_event_kind_name(row ? row->kind : BL_KIND_UNKNOWN);
+
+    char obj[BL_EVENT_ID_MAX + 64], applied[BL_EVENT_ID_MAX + 32], hist[BL_EVENT_ID_MAX + 64],
+        idx[64];
+    char created[24], rank[8], ttl_member[2 * BL_EVENT_ID_MAX + 96], amount[24], mrr[24], at[24];
+    snprintf(obj, sizeof obj, BL_PREFIX "obj:%s:%s", kind, row ? ev.object : "none");
+    snprintf(applied, sizeof applied, BL_PREFIX "applied:%s", id);
+    snprintf(hist, sizeof hist, BL_PREFIX "hist:%s:%s", kind, row ? ev.object : "none");
+    snprintf(idx, sizeof idx, BL_PREFIX "idx:%s", kind);
+    snprintf(created, sizeof created, "%" PRId64, rc == 0 ? ev.created : 0);
+    snprintf(rank, sizeof rank, "%d", row ? row->rank : 0);
+    snprintf(amount, sizeof amount, "%" PRId64, rc == 0 ? ev.amount : 0);
+    snprintf(mrr, sizeof mrr, "%" PRId64, rc == 0 ? ev.mrr : 0);
+    snprintf(at, sizeof at, "%" PRId64, rc == 0 ? ev.at : 0);
+    //  History points: subscriptions (status, currency, MRR) and charges
+    //  (currency, amount refunded so far); the member starts with rank and
+    //  event id so that equal scores sort as the state order does.
+    ttl_member[0] = '\0';
+    if (row && row->kind == BL_KIND_SUBSCRIPTION)
+        snprintf(ttl_member, sizeof ttl_member, "%d|%s|%s|%s|%s", row->rank, ev.id,
+                 ev.status[0] ? ev.status : "unknown", ev.currency, mrr);
+    else if (row && row->kind == BL_KIND_CHARGE)
+        snprintf(ttl_member, sizeof ttl_member, "%d|%s|%s|%s", row->rank, ev.id, ev.currency,
+                 amount);
+    const char *type = rc == 0 ? (row ? ev.type : "unknown") : "invalid";
+    const char *keys[] = {obj, applied, entry->stream, hist, idx, BL_PREFIX "counts", BL_OUTBOX};
+    const char *args[] = {entry->group,
+                          entry->id,
+                          id,
+                          created,
+                          rank,
+                          ttl_member,
+                          row ? ev.object : "",
+                          type,
+                          row && row->notify ? row->notify : "",
+                          body ? body : "",
+                          self->ttl,
+                          row ? "1" : "0",
+                          "status",
+                          rc == 0 ? ev.status : "",
+                          "currency",
+                          rc == 0 ? ev.currency : "",
+                          "amount",
+                          amount,
+                          "mrr",
+                          mrr,
+                          "at",
+                          at,
+                          "customer",
+                          rc == 0 ? ev.customer : "",
+                          "subscription",
+                          rc == 0 ? ev.subscription : ""};
+    redisReply *r =
+        vz_redis_eval(self->redis, self->apply, 7, keys, (int)(sizeof args / sizeof args[0]), args);
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        if (r && r->type == REDIS_REPLY_ERROR)
+            vz_warn(NULL, "unable to apply a billing event", "event", id, "reason", r->str);
+        if (r)
+            freeReplyObject(r);
+        return BL_STREAM_RETRY;
+    }
+    static const char *const results[] = {"replayed", "applied", "superseded"};
+    long long result = r->integer;
+    freeReplyObject(r);
+    s_count_event(self, row ? ev.type : (rc == 0 ? "unknown" : "invalid"),
+                  result >= 0 && result <= 2 ? results[result] : "applied");
+    return BL_STREAM_ACKED;
+}
+
+int bl_poll(bl_t *self)
+{
+    int rc = bl_stream_poll(self->stream);
+    int64_t now = vz_clock_mono_ms();
+    if (self->backlog && now >= self->backlog_due) {
+        self->backlog_due = now + BACKLOG_EVERY_MS;
+        long long n = bl_stream_backlog(self->stream);
+        if (n >= 0)
+            vz_series_set(self->backlog, (double)n);
+        bl_stream_stats_t st;
+        bl_stream_stats(self->stream, &st);
+        if (st.dead > self->dead_seen) {
+            vz_series_add(self->dead, (double)(st.dead - self->dead_seen));
+            self->dead_seen = st.dead;
+        }
+    }
+    return rc;
+}
+
+// --------------------------------------------------------------------------
+//  Revenue (admin)
+
+//  "YYYY-MM-DD" (or a full "YYYY-MM-DDTHH:MM:SSZ") into Unix seconds.
+static int s_parse_date(const char *text, int64_t *out)
+{
+    char full[32];
+    if (strlen(text) == 10)
+        snprintf(full, sizeof full, "%sT00:00:00Z", text);
+    else
+        snprintf(full, sizeof full, "%s", text);
+    int64_t us = 0;
+    if (vz_clock_parse_utc(full, &us) < 0)
+        return -EINVAL;
+    *out = us / 1000000;
+    return 0;
+}
+
+int bl_h_revenue(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    bl_t *self = app;
+    vz_authctx_t who;
+    vz_authctx_read(req, &who);
+    if (!vz_authctx_scope_has(who.scope, "admin"))
+        return vz_authctx_reply_error(reply, 403, VZ_AUTHCTX_ERR_DENIED, "missing scope: admin");
+    //  period and at: route parameters (/v1/billing/revenue/{period}/{at});
+    //  defaults month and now.
+    const char *period = vz_authctx_param(req, "period");
+    const char *at_text = vz_authctx_param(req, "at");
+    bl_rev_unit_t unit = BL_REV_MONTH;
+    if (!period || !*period)
+        period = "month";
+    if (bl_rev_unit(period, &unit) < 0)
+        return vz_authctx_reply_error(reply, 422, VZ_AUTHCTX_ERR_VALIDATION,
+                                      "period must be week, month or year");
+    int64_t at = vz_clock_now_ms() / 1000;
+    if (at_text && *at_text && s_parse_date(at_text, &at) < 0)
+        return vz_authctx_reply_error(reply, 422, VZ_AUTHCTX_ERR_VALIDATION,
+                                      "at must be a date YYYY-MM-DD");
+    bl_store_input_t in;
+    if (bl_store_load(self->redis, self->dump, &in) < 0)
+        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "billing state unavailable");
+    size_t count = (size_t)self->config.trend + 1;
+    bl_rev_period_t periods[BL_REV_TREND_MAX + 1];
+    if (count > BL_REV_TREND_MAX + 1)
+        count = BL_REV_TREND_MAX + 1;
+    for (size_t i = 0; i < count; i++) {
+        int64_t start = 0, end = 0;
+        bl_rev_bounds(unit, at, (int)i, &start, &end);
+        bl_rev_compute(&in.input, start, end, &periods[i]);
+    }
+    bl_store_input_free(&in);
+    vz_json_writer_t *w = vz_json_writer_new(REPLY_MAX);
+    bl_rev_write(w, period, periods, count);
+    return vz_authctx_reply_json(reply, &w);
+}
