@@ -283,7 +283,8 @@ static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *ent
     else if (row && row->kind == BL_KIND_CHARGE)
         snprintf(ttl_member, sizeof ttl_member, "%d|%s|%s|%s", row->rank, ev.id, ev.currency,
                  amount);
-    const char *type = rc == 0 ? (row ? ev.type : "unknown") : "invalid";
+    //  Counted under their own type, known or not (signed by Stripe: a bounded set).
+    const char *type = rc == 0 ? ev.type : "invalid";
     const char *keys[] = {obj, applied, entry->stream, hist, idx, BL_PREFIX "counts", BL_OUTBOX};
     const char *args[] = {entry->group,
                           entry->id,

@@ -27,7 +27,7 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_DEDUP_TTL_S", "billing/dedup_ttl", VZ_CFG_INT, "259200",
                 259200, 31536000, dedup_ttl_s,
                 "how long an event id is remembered, seconds (at least Stripe's 3-day retries)"),
-    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_POLL_MS", "billing/poll", VZ_CFG_MS, "20", 1, 10000,
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_POLL_MS", "billing/poll", VZ_CFG_MS, "20", 1, 3600000,
                 poll_ms, "how often the consumer reads the event stream"),
     VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_CLAIM_IDLE_MS", "billing/claim_idle", VZ_CFG_MS, "30s",
                 100, 3600000, claim_idle_ms,

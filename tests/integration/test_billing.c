@@ -1,0 +1,643 @@
+/*  test_billing - Stripe webhooks through the real gateway into vz-billing and Redis
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  One mesh: Redis, broker, auth, ratelimit, billing and the gateway with
+ *  the shipped configs/routes.cfg. Every webhook is an event built from
+ *  Stripe's own fixture objects (billing_stripe_fixtures.json, MIT, see
+ *  billing_stripe_fixtures.LICENSE) and signed by the official stripe npm
+ *  SDK (tests/peers/stripe_webhook.mjs: generateTestHeaderString), then
+ *  POSTed to /v1/webhooks/stripe. The test reads billing's state straight
+ *  from Redis (keys in docs/services/billing.md) and waits on it with
+ *  vzt_wait_until, never on sleeps.
+ *
+ *  Cases: valid; two v1 during a secret rotation; tampered body; body
+ *  re-serialised; stale and future timestamps; missing and unparsable
+ *  header; bad JSON; five concurrent duplicates processed once; an unknown
+ *  type counted; out-of-order subscription events; kill -9 of a replica
+ *  that acknowledged events it had not applied (one unread, one read and
+ *  pending): after a replica starts, each is applied exactly once; the
+ *  revenue figures through the gateway with an admin token.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "vz_client.h"
+#include "vz_common.h"
+#include "vz_json.h"
+
+#define HTTP_MS 10000
+#define APPLY_MS 15000
+//  Billing knows the current and the next secret (a rotation in progress).
+#define SECRET_CUR "whsec_test_current_0123456789"
+#define SECRET_NEXT "whsec_test_next_0123456789"
+#define SECRET_OLD "whsec_test_retired_0123456789"
+#define ADMIN_EMAIL "finance@example.com"
+#define PASSWORD "correct horse battery staple"
+
+typedef struct {
+    vzt_mesh_t *m;
+    const char *dir;
+    redisContext *redis;
+    char webhook_url[128];
+    char admin_token[2048];
+} mesh_t;
+
+static mesh_t *s_mesh; //  for the predicates
+
+// --------------------------------------------------------------------------
+//  Helpers
+
+//  First line the peer script prints (heap), or NULL when it failed.
+static char *s_node(const char *args)
+{
+    char *cmd = zsys_sprintf("cd '%s/tests/peers' && node stripe_webhook.mjs %s",
+                             getenv("VZ_SOURCE_DIR"), args);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    if (!p)
+        return NULL;
+    char line[1024] = "";
+    char *got = fgets(line, sizeof line, p);
+    int rc = pclose(p);
+    if (rc != 0)
+        return NULL;
+    line[strcspn(line, "\n")] = '\0';
+    return strdup(got ? line : "");
+}
+
+typedef struct {
+    char *path; //  payload file
+    char *body; //  its bytes
+    size_t len;
+} event_t;
+
+//  An event of type on the fixture resource, patched (JSON), written by node.
+static event_t s_event(const char *resource, const char *type, const char *id, long created,
+                       const char *patch)
+{
+    event_t e = {.path = zsys_sprintf("%s/%s.json", s_mesh->dir, id)};
+    char *args =
+        zsys_sprintf("event '%s/tests/integration/billing_stripe_fixtures.json' %s %s %s %ld "
+                     "'%s' '%s'",
+                     getenv("VZ_SOURCE_DIR"), resource, type, id, created, patch, e.path);
+    char *out = s_node(args);
+    free(args);
+    assert_non_null(out);
+    free(out);
+    FILE *f = fopen(e.path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    e.len = (size_t)ftell(f);
+    rewind(f);
+    e.body = malloc(e.len + 1);
+    assert_int_equal(fread(e.body, 1, e.len, f), e.len);
+    e.body[e.len] = '\0';
+    fclose(f);
+    return e;
+}
+
+static void s_event_free(event_t *e)
+{
+    free(e->path);
+    free(e->body);
+}
+
+//  Stripe-Signature for the file at path, by the SDK, with secrets at t.
+static char *s_sign_file(const char *path, const char *secrets, long t)
+{
+    char *args = zsys_sprintf("sign %s %ld '%s'", secrets, t, path);
+    char *header = s_node(args);
+    free(args);
+    assert_non_null(header);
+    assert_true(strncmp(header, "t=", 2) == 0);
+    return header;
+}
+
+//  POST body with header (NULL: none) to the webhook route.
+static long s_post(const void *body, size_t len, const char *header, char **reply)
+{
+    char *h = header ? zsys_sprintf("Stripe-Signature: %s", header) : NULL;
+    const char *headers[] = {"Content-Type: application/json; charset=utf-8", h, NULL};
+    vzt_resp_t resp;
+    int rc = vzt_request("POST", s_mesh->webhook_url, headers, body, len, HTTP_MS, &resp);
+    free(h);
+    long status = rc == 0 ? resp.status : 0;
+    if (reply)
+        *reply = resp.body ? strdup(resp.body) : strdup("");
+    vzt_resp_free(&resp);
+    return status;
+}
+
+//  Sign with the SDK at now + skew and post; the status.
+static long s_deliver(const event_t *e, const char *secrets, long skew, char **reply)
+{
+    char *header = s_sign_file(e->path, secrets, (long)time(NULL) + skew);
+    long status = s_post(e->body, e->len, header, reply);
+    free(header);
+    return status;
+}
+
+//  The reply is read through reply_p after status was computed.
+//  400 invalid_request, the refusal's own code leading the message.
+static void s_expect_refusal(long status, char **reply_p, const char *code)
+{
+    char *reply = *reply_p;
+    *reply_p = NULL;
+    char *want = zsys_sprintf("\"code\":\"invalid_request\",\"message\":\"%s: ", code);
+    if (status != 400 || !strstr(reply, want))
+        fail_msg("want 400 %s, got %ld %s", code, status, reply);
+    free(want);
+    free(reply);
+}
+
+//  HGET key field (heap), NULL when absent.
+static char *s_hget(const char *key, const char *field)
+{
+    redisReply *r = redisCommand(s_mesh->redis, "HGET %s %s", key, field);
+    assert_non_null(r);
+    char *out = r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+    freeReplyObject(r);
+    return out;
+}
+
+static long s_hget_int(const char *key, const char *field)
+{
+    char *v = s_hget(key, field);
+    long n = v ? strtol(v, NULL, 10) : 0;
+    free(v);
+    return n;
+}
+
+typedef struct {
+    const char *key, *field, *want;
+} hwant_t;
+
+static bool s_hash_is(void *arg)
+{
+    const hwant_t *w = arg;
+    char *v = s_hget(w->key, w->field);
+    bool ok = v && strcmp(v, w->want) == 0;
+    free(v);
+    return ok;
+}
+
+//  Wait until key's field reads want.
+static void s_wait_hash(const char *key, const char *field, const char *want)
+{
+    hwant_t w = {key, field, want};
+    if (!vzt_wait_until(s_hash_is, &w, APPLY_MS)) {
+        char *v = s_hget(key, field);
+        fail_msg("%s %s: want %s, have %s", key, field, want, v ? v : "(nil)");
+    }
+}
+
+static bool s_applied(void *arg)
+{
+    redisReply *r = redisCommand(s_mesh->redis, "EXISTS billing:applied:%s", (const char *)arg);
+    bool ok = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}
+
+static long s_integer(const char *fmt, const char *arg)
+{
+    redisReply *r = redisCommand(s_mesh->redis, fmt, arg);
+    assert_non_null(r);
+    long n = r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -1;
+    freeReplyObject(r);
+    return n;
+}
+
+// --------------------------------------------------------------------------
+//  Mesh
+
+static char *s_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *text = malloc((size_t)n + 1);
+    assert_int_equal(fread(text, 1, (size_t)n, f), (size_t)n);
+    text[n] = '\0';
+    fclose(f);
+    return text;
+}
+
+static int s_setup(void **state)
+{
+    const char *src = getenv("VZ_SOURCE_DIR");
+    assert_non_null(src);
+    char *probe = zsys_sprintf("%s/tests/peers/node_modules/stripe/package.json", src);
+    if (access(probe, R_OK) != 0)
+        fail_msg("the stripe SDK is missing: npm ci in tests/peers");
+    free(probe);
+    mesh_t *mesh = calloc(1, sizeof *mesh);
+    s_mesh = mesh;
+    *state = mesh;
+    //  The shipped route table and limits, so the route under test is the real one.
+    char *routes_path = zsys_sprintf("%s/configs/routes.cfg", src);
+    char *limits_path = zsys_sprintf("%s/configs/ratelimit.cfg", src);
+    char *routes = s_read_file(routes_path);
+    char *limits = s_read_file(limits_path);
+    free(routes_path);
+    free(limits_path);
+    const char *files[] = {"routes.cfg", routes, "ratelimit.cfg", limits, NULL};
+    char *const env[] = {"billing:VZ_BILLING_WEBHOOK_SECRETS=" SECRET_CUR "," SECRET_NEXT,
+                         "billing:VZ_BILLING_CLAIM_IDLE_MS=500",
+                         "billing:VZ_BILLING_CONSUMER=billing-main",
+                         "auth:VZ_AUTH_PBKDF2_ITERATIONS=100000",
+                         "auth:VZ_AUTH_ADMIN_EMAILS=" ADMIN_EMAIL,
+                         "auth:VZ_AUTH_ISSUER=http://127.0.0.1:8080",
+                         "gateway:VZ_GATEWAY_JWT_ISSUER=http://127.0.0.1:8080",
+                         NULL};
+    mesh->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "billing",
+                                                .daemons = "auth,ratelimit,billing,gateway",
+                                                .redis = true,
+                                                .files = files,
+                                                .env = env});
+    free(routes);
+    free(limits);
+    assert_non_null(mesh->m);
+    mesh->dir = vzt_mesh_dir(mesh->m);
+    snprintf(mesh->webhook_url, sizeof mesh->webhook_url, "%s/v1/webhooks/stripe",
+             vzt_mesh_url(mesh->m));
+    mesh->redis = redisConnect("127.0.0.1", vzt_mesh_redis_port(mesh->m));
+    assert_true(mesh->redis && !mesh->redis->err);
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    mesh_t *mesh = *state;
+    if (mesh->redis)
+        redisFree(mesh->redis);
+    int rc = vzt_mesh_destroy(&mesh->m);
+    free(mesh);
+    return rc;
+}
+
+// --------------------------------------------------------------------------
+//  Verification
+
+static void test_valid(void **state)
+{
+    event_t e = s_event("customer", "customer.created", "evt_valid_1", (long)time(NULL),
+                        "{\"id\":\"cus_valid_1\",\"email\":\"ada@example.com\"}");
+    char *reply = NULL;
+    long status = s_deliver(&e, SECRET_CUR, 0, &reply);
+    assert_int_equal(status, 200);
+    assert_non_null(strstr(reply, "\"duplicate\":false"));
+    free(reply);
+    s_wait_hash("billing:obj:customer:cus_valid_1", "v_event", "evt_valid_1");
+    assert_int_equal(s_hget_int("billing:counts", "customer.created"), 1);
+    s_event_free(&e);
+}
+
+static void test_rotation(void **state)
+{
+    event_t e = s_event("customer", "customer.updated", "evt_rot_1", (long)time(NULL),
+                        "{\"id\":\"cus_rot_1\"}");
+    char *reply = NULL;
+    //  Stripe signs with the retired and the new secret while rolling.
+    assert_int_equal(s_deliver(&e, SECRET_OLD "," SECRET_NEXT, 0, &reply), 200);
+    free(reply);
+    //  Only a secret billing no longer has: refused.
+    event_t e2 = s_event("customer", "customer.updated", "evt_rot_2", (long)time(NULL),
+                         "{\"id\":\"cus_rot_1\"}");
+    s_expect_refusal(s_deliver(&e2, SECRET_OLD, 0, &reply), &reply, "signature_invalid");
+    s_wait_hash("billing:obj:customer:cus_rot_1", "v_event", "evt_rot_1");
+    s_event_free(&e);
+    s_event_free(&e2);
+}
+
+static void test_tampered_and_reserialised(void **state)
+{
+    long now = (long)time(NULL);
+    char *paid = zsys_sprintf("{\"id\":\"in_tamper_1\",\"status\":\"paid\",\"currency\":\"usd\","
+                              "\"amount_paid\":1000,\"status_transitions\":{\"paid_at\":%ld}}",
+                              now);
+    event_t e = s_event("invoice", "invoice.paid", "evt_tamper_1", now, paid);
+    free(paid);
+    char *header = s_sign_file(e.path, SECRET_CUR, (long)time(NULL));
+    //  One amount changed after signing.
+    char *tampered = strdup(e.body);
+    char *amount = strstr(tampered, "\"amount_paid\": 1000");
+    assert_non_null(amount);
+    amount[15] = '9';
+    char *reply = NULL;
+    s_expect_refusal(s_post(tampered, e.len, header, &reply), &reply, "signature_invalid");
+    //  The same JSON re-serialised compactly: other bytes, other signature.
+    char *args = zsys_sprintf("-e 'process.stdout.write(JSON.stringify(JSON.parse(require(\"fs\")"
+                              ".readFileSync(\"%s\",\"utf8\"))))'",
+                              e.path);
+    char *cmd = zsys_sprintf("node %s", args);
+    FILE *p = popen(cmd, "r");
+    char *compact = calloc(1, e.len + 1);
+    size_t n = fread(compact, 1, e.len, p);
+    pclose(p);
+    assert_true(n > 0 && n < e.len);
+    s_expect_refusal(s_post(compact, n, header, &reply), &reply, "signature_invalid");
+    //  The original bytes still pass: nothing was queued by the refusals.
+    assert_int_equal(s_post(e.body, e.len, header, &reply), 200);
+    free(reply);
+    s_wait_hash("billing:obj:invoice:in_tamper_1", "amount", "1000");
+    free(compact);
+    free(cmd);
+    free(args);
+    free(tampered);
+    free(header);
+    s_event_free(&e);
+}
+
+static void test_timestamps_and_headers(void **state)
+{
+    event_t e = s_event("customer", "customer.updated", "evt_time_1", (long)time(NULL),
+                        "{\"id\":\"cus_time_1\"}");
+    char *reply = NULL;
+    s_expect_refusal(s_deliver(&e, SECRET_CUR, -301 - 5, &reply), &reply,
+                     "timestamp_out_of_tolerance");
+    s_expect_refusal(s_deliver(&e, SECRET_CUR, 301 + 5, &reply), &reply,
+                     "timestamp_out_of_tolerance");
+    s_expect_refusal(s_post(e.body, e.len, NULL, &reply), &reply, "signature_missing");
+    s_expect_refusal(s_post(e.body, e.len, "t=now,v1=abc", &reply), &reply, "signature_unparsable");
+    //  Signed, but not an event.
+    char *bad = zsys_sprintf("%s/bad.json", s_mesh->dir);
+    FILE *f = fopen(bad, "w");
+    fputs("{\"id\": \"evt_bad\", \"type\": \"x\"", f);
+    fclose(f);
+    char *header = s_sign_file(bad, SECRET_CUR, (long)time(NULL));
+    s_expect_refusal(s_post("{\"id\": \"evt_bad\", \"type\": \"x\"", 29, header, &reply), &reply,
+                     "invalid_json");
+    //  None of them reached the queue.
+    assert_int_equal(s_integer("EXISTS billing:seen:%s", "evt_time_1"), 0);
+    free(header);
+    free(bad);
+    s_event_free(&e);
+}
+
+// --------------------------------------------------------------------------
+//  Exactly once
+
+typedef struct {
+    const event_t *e;
+    const char *header;
+    long status;
+    char *reply;
+} post_t;
+
+static void *s_post_thread(void *arg)
+{
+    post_t *p = arg;
+    p->status = s_post(p->e->body, p->e->len, p->header, &p->reply);
+    return NULL;
+}
+
+static void test_concurrent_duplicates(void **state)
+{
+    event_t e = s_event("invoice", "invoice.payment_failed", "evt_dup_1", (long)time(NULL),
+                        "{\"id\":\"in_dup_1\",\"status\":\"open\"}");
+    char *header = s_sign_file(e.path, SECRET_CUR, (long)time(NULL));
+    post_t posts[5];
+    pthread_t threads[5];
+    for (int i = 0; i < 5; i++) {
+        posts[i] = (post_t){.e = &e, .header = header};
+        assert_int_equal(pthread_create(&threads[i], NULL, s_post_thread, &posts[i]), 0);
+    }
+    int fresh = 0;
+    for (int i = 0; i < 5; i++) {
+        pthread_join(threads[i], NULL);
+        assert_int_equal(posts[i].status, 200);
+        fresh += strstr(posts[i].reply, "\"duplicate\":false") != NULL;
+        free(posts[i].reply);
+    }
+    assert_int_equal(fresh, 1);
+    assert_true(vzt_wait_until(s_applied, "evt_dup_1", APPLY_MS));
+    //  Once in the stream, once applied, one dunning e-mail queued.
+    assert_int_equal(s_hget_int("billing:counts", "invoice.payment_failed"), 1);
+    redisReply *r = redisCommand(s_mesh->redis, "XRANGE billing:outbox - +");
+    int dunning = 0;
+    for (size_t i = 0; r && i < r->elements; i++) {
+        const redisReply *f = r->element[i]->element[1];
+        for (size_t j = 0; j + 1 < f->elements; j += 2)
+            dunning += strcmp(f->element[j + 1]->str, "evt_dup_1") == 0;
+    }
+    freeReplyObject(r);
+    assert_int_equal(dunning, 1);
+    //  A sixth, later delivery is still a duplicate (3-day memory).
+    char *reply = NULL;
+    assert_int_equal(s_post(e.body, e.len, header, &reply), 200);
+    assert_non_null(strstr(reply, "\"duplicate\":true"));
+    free(reply);
+    free(header);
+    s_event_free(&e);
+}
+
+static void test_unknown_type(void **state)
+{
+    event_t e = s_event("plan", "plan.created", "evt_unknown_1", (long)time(NULL), "{}");
+    char *reply = NULL;
+    assert_int_equal(s_deliver(&e, SECRET_CUR, 0, &reply), 200);
+    free(reply);
+    assert_true(vzt_wait_until(s_applied, "evt_unknown_1", APPLY_MS));
+    assert_int_equal(s_hget_int("billing:counts", "plan.created"), 1);
+    assert_int_equal(s_integer("EXISTS billing:obj:unknown:%s", "none"), 0);
+    s_event_free(&e);
+}
+
+//  The subscription's status and price as a patch of the fixture.
+static char *s_sub_patch(const char *id, const char *status, int amount, const char *interval)
+{
+    return zsys_sprintf("{\"id\":\"%s\",\"status\":\"%s\",\"currency\":\"usd\",\"items\":{\"data\":"
+                        "[{\"quantity\":1,\"price\":{\"unit_amount\":%d,\"currency\":\"usd\","
+                        "\"recurring\":{\"interval\":\"%s\",\"interval_count\":1}}}]}}",
+                        id, status, amount, interval);
+}
+
+static void test_out_of_order(void **state)
+{
+    long t = (long)time(NULL) - 60;
+    char *p_created = s_sub_patch("sub_ooo_1", "incomplete", 1000, "month");
+    char *p_updated = s_sub_patch("sub_ooo_1", "active", 1000, "month");
+    char *p_upgrade = s_sub_patch("sub_ooo_1", "active", 3000, "month");
+    event_t created =
+        s_event("subscription", "customer.subscription.created", "evt_ooo_1", t, p_created);
+    event_t updated =
+        s_event("subscription", "customer.subscription.updated", "evt_ooo_2", t + 10, p_updated);
+    event_t upgrade =
+        s_event("subscription", "customer.subscription.updated", "evt_ooo_3", t + 20, p_upgrade);
+    char *reply = NULL;
+    //  Newest first, then the older two.
+    assert_int_equal(s_deliver(&upgrade, SECRET_CUR, 0, &reply), 200);
+    free(reply);
+    assert_true(vzt_wait_until(s_applied, "evt_ooo_3", APPLY_MS));
+    assert_int_equal(s_deliver(&created, SECRET_CUR, 0, &reply), 200);
+    free(reply);
+    assert_int_equal(s_deliver(&updated, SECRET_CUR, 0, &reply), 200);
+    free(reply);
+    assert_true(vzt_wait_until(s_applied, "evt_ooo_1", APPLY_MS));
+    assert_true(vzt_wait_until(s_applied, "evt_ooo_2", APPLY_MS));
+    //  The state is the newest event's; the history has all three.
+    s_wait_hash("billing:obj:subscription:sub_ooo_1", "v_event", "evt_ooo_3");
+    s_wait_hash("billing:obj:subscription:sub_ooo_1", "status", "active");
+    s_wait_hash("billing:obj:subscription:sub_ooo_1", "mrr", "3000");
+    assert_int_equal(s_integer("ZCARD billing:hist:subscription:%s", "sub_ooo_1"), 3);
+    free(p_created);
+    free(p_updated);
+    free(p_upgrade);
+    s_event_free(&created);
+    s_event_free(&updated);
+    s_event_free(&upgrade);
+}
+
+static void test_kill_between_ack_and_apply(void **state)
+{
+    //  A replica that acknowledges but does not get to apply: its first
+    //  poll is a minute away. The main replica is stopped meanwhile.
+    assert_int_equal(vzt_mesh_stop(s_mesh->m, "billing"), 0);
+    char *const slow_env[] = {"VZ_BILLING_POLL_MS=60000", "VZ_BILLING_CONSUMER=billing-doomed",
+                              NULL};
+    assert_non_null(vzt_mesh_add(s_mesh->m, "billing", "billing.doomed", slow_env, true));
+    event_t read = s_event("charge", "charge.refunded", "evt_kill_1", (long)time(NULL),
+                           "{\"id\":\"ch_kill_1\",\"amount_refunded\":500,\"currency\":\"eur\"}");
+    event_t unread = s_event("customer", "customer.created", "evt_kill_2", (long)time(NULL),
+                             "{\"id\":\"cus_kill_2\"}");
+    char *reply = NULL;
+    //  The worker may not be known to the gateway's broker at once: the
+    //  broker answers no_worker (503) until its READY; retry within a bound.
+    long status = 0;
+    for (int i = 0; i < 50 && status != 200; i++) {
+        free(reply);
+        reply = NULL;
+        status = s_deliver(&read, SECRET_CUR, 0, &reply);
+    }
+    assert_int_equal(status, 200);
+    free(reply);
+    assert_int_equal(s_deliver(&unread, SECRET_CUR, 0, &reply), 200);
+    free(reply);
+    //  The doomed replica "reads" the first (as its poll would) and dies
+    //  before applying: the entry is pending under its name.
+    redisReply *r =
+        redisCommand(s_mesh->redis, "XREADGROUP GROUP apply billing-doomed COUNT 1 STREAMS "
+                                    "billing:events >");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+    assert_int_equal(vzt_mesh_kill(s_mesh->m, "billing.doomed", SIGKILL), 0);
+    assert_false(s_applied("evt_kill_1"));
+    assert_false(s_applied("evt_kill_2"));
+    //  A replica starts: it reads the unread one and, after the claim idle
+    //  time (500 ms here), takes over the dead one's pending entry.
+    assert_int_equal(vzt_mesh_restart(s_mesh->m, "billing"), 0);
+    assert_true(vzt_wait_until(s_applied, "evt_kill_2", APPLY_MS));
+    assert_true(vzt_wait_until(s_applied, "evt_kill_1", APPLY_MS));
+    assert_int_equal(s_hget_int("billing:counts", "charge.refunded"), 1);
+    assert_int_equal(s_hget_int("billing:counts", "customer.created") >= 2, 1);
+    s_wait_hash("billing:obj:charge:ch_kill_1", "amount", "500");
+    //  Nothing left pending.
+    r = redisCommand(s_mesh->redis, "XPENDING billing:events apply");
+    assert_non_null(r);
+    assert_int_equal(r->element[0]->integer, 0);
+    freeReplyObject(r);
+    s_event_free(&read);
+    s_event_free(&unread);
+}
+
+// --------------------------------------------------------------------------
+//  Revenue
+
+//  billing.revenue as the gateway would call it; ctx: key, value, ..., NULL.
+static char *s_revenue(const char *const *ctx, char *code, size_t n)
+{
+    vz_client_config_t config = {vzt_mesh_endpoint(s_mesh->m), vzt_mesh_broker_key(s_mesh->m),
+                                 vzt_mesh_cert(s_mesh->m, "gateway")};
+    vz_client_t *client = vz_client_new(&config);
+    assert_non_null(client);
+    vz_envelope_t req;
+    vz_envelope_init(&req, VZ_KIND_REQUEST);
+    strcpy(req.service, "billing");
+    strcpy(req.method, "revenue");
+    for (size_t i = 0; ctx[i]; i += 2)
+        assert_int_equal(vz_envelope_ctx_set(&req, ctx[i], ctx[i + 1]), 0);
+    vz_response_t *resp = NULL;
+    assert_int_equal(vz_client_call(client, &req, HTTP_MS, &resp), 0);
+    snprintf(code, n, "%s", resp->env.error_code);
+    char *body = calloc(1, resp->env.body_len + 1);
+    memcpy(body, resp->env.body ? (const void *)resp->env.body : "", resp->env.body_len);
+    vz_response_destroy(&resp);
+    vz_client_destroy(&client);
+    return body;
+}
+
+static int64_t s_num(const vz_json_value_t *v)
+{
+    int64_t n = -1;
+    assert_int_equal(vz_json_int(v, &n), 0);
+    return n;
+}
+
+//  The figures of this month from what the tests above stored: the
+//  subscription upgraded to 3000 usd/month, the 1000 usd invoice paid, the
+//  500 eur refund.
+static void test_revenue(void **state)
+{
+    char code[64];
+    const char *user[] = {"auth", "jwt", "sub", "u_1", "scope", "user", NULL};
+    char *body = s_revenue(user, code, sizeof code);
+    assert_string_equal(code, "access_denied");
+    free(body);
+    const char *admin[] = {"auth",  "jwt",         "sub",   "u_admin", "scope",
+                           "admin", "path.period", "month", NULL};
+    body = s_revenue(admin, code, sizeof code);
+    assert_string_equal(code, "");
+    vz_json_t *doc = vz_json_parse(body, strlen(body), NULL, NULL);
+    assert_non_null(doc);
+    const vz_json_value_t *root = vz_json_root(doc);
+    const vz_json_value_t *usd = vz_json_get(vz_json_get(root, "currencies"), "usd");
+    const vz_json_value_t *eur = vz_json_get(vz_json_get(root, "currencies"), "eur");
+    assert_int_equal(s_num(vz_json_get(usd, "mrr")), 3000);
+    assert_int_equal(s_num(vz_json_get(usd, "arr")), 36000);
+    assert_int_equal(s_num(vz_json_get(usd, "revenue")), 1000);
+    assert_int_equal(s_num(vz_json_get(eur, "refunds")), 500);
+    assert_int_equal(s_num(vz_json_get(root, "new_subscriptions")), 1);
+    assert_int_equal(vz_json_size(vz_json_get(root, "trend")), 3);
+    vz_json_destroy(&doc);
+    free(body);
+    //  Through the gateway: the route wants a credential with scope admin.
+    char *url = zsys_sprintf("%s/v1/billing/revenue", vzt_mesh_url(s_mesh->m));
+    vzt_resp_t resp;
+    assert_int_equal(vzt_request("GET", url, NULL, NULL, 0, HTTP_MS, &resp), 0);
+    assert_int_equal(resp.status, 401);
+    vzt_resp_free(&resp);
+    free(url);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_tampered_and_reserialised),
+        cmocka_unit_test(test_timestamps_and_headers),
+        cmocka_unit_test(test_concurrent_duplicates),
+        cmocka_unit_test(test_unknown_type),
+        cmocka_unit_test(test_out_of_order),
+        cmocka_unit_test(test_kill_between_ack_and_apply),
+        cmocka_unit_test(test_revenue),
+    };
+    return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
+}
