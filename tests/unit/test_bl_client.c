@@ -25,6 +25,7 @@
 #include "bl_client.h"
 #include "fake_http.h"
 #include "harness.h"
+#include "test_bl_peer.h"
 
 #define KEY "sk_test_secret_4242424242"
 #define RUN_MS 15000
@@ -277,26 +278,18 @@ static void test_key_never_logged(void **state)
 static void test_wire_equals_sdk(void **state)
 {
     ctx_t *ctx = *state;
-    char probe[512];
-    snprintf(probe, sizeof probe, "%s/tests/peers/node_modules/stripe/package.json",
-             VZ_TEST_SOURCE_DIR);
-    if (system("node --version >/dev/null 2>&1") != 0 || access(probe, R_OK) != 0) {
-        print_message("SKIP: node or tests/peers/node_modules/stripe missing (npm ci there)\n");
+    if (!bl_peer_ready())
         skip();
-    }
     const char *params = "{\"customer\":\"cus_1\",\"items\":[{\"price\":\"price_1\",\"quantity\":"
                          "2}],\"trial_period_days\":14,\"metadata\":{\"vz_user\":\"u_1\"}}";
     fake_http_script_status(ctx->srv, 200, "{\"id\":\"sub_1\"}");
     assert_int_equal(s_call(ctx, "subscription_create", params, "u_1/sub/1"), 0);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "cd %s/tests/peers && node stripe_request.mjs subscription_create '%s'",
-             VZ_TEST_SOURCE_DIR, params);
-    FILE *p = popen(cmd, "r");
-    char line[4096] = "";
-    assert_non_null(fgets(line, sizeof line, p));
-    assert_int_equal(pclose(p), 0);
-    vz_json_t *sdk = vz_json_parse(line, strcspn(line, "\n"), NULL, NULL);
+    char args[1024];
+    snprintf(args, sizeof args, "subscription_create '%s'", params);
+    char *line = bl_peer_run("stripe_request.mjs", args);
+    assert_non_null(line);
+    vz_json_t *sdk = vz_json_parse(line, strlen(line), NULL, NULL);
+    free(line);
     assert_non_null(sdk);
     const vz_json_value_t *r = vz_json_root(sdk);
     const fake_http_request_t *ours = fake_http_request(ctx->srv, 0);

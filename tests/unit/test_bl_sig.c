@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "bl_sig.h"
+#include "test_bl_peer.h"
 
 #define T0 1700000000
 #define BODY "{\"id\":\"evt_1\",\"type\":\"customer.created\",\"created\":1700000000}"
@@ -198,33 +199,16 @@ static void test_codes_distinct(void **state)
 // --------------------------------------------------------------------------
 //  The SDK, both ways
 
-//  One line of output of the peer script, or NULL (heap).
+//  One line of output of the webhook peer, or NULL (heap).
 static char *s_peer(const char *args)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "cd %s/tests/peers && node stripe_webhook.mjs %s 2>&1",
-             VZ_TEST_SOURCE_DIR, args);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return NULL;
-    char line[512] = "";
-    char *got = fgets(line, sizeof line, p);
-    int rc = pclose(p);
-    if (!got || rc != 0)
-        return NULL;
-    line[strcspn(line, "\n")] = '\0';
-    return strdup(line);
+    return bl_peer_run("stripe_webhook.mjs", args);
 }
 
 static void test_sdk_cross_check(void **state)
 {
-    char probe[512];
-    snprintf(probe, sizeof probe, "%s/tests/peers/node_modules/stripe/package.json",
-             VZ_TEST_SOURCE_DIR);
-    if (system("node --version >/dev/null 2>&1") != 0 || access(probe, R_OK) != 0) {
-        print_message("SKIP: node or tests/peers/node_modules/stripe missing (npm ci there)\n");
+    if (!bl_peer_ready())
         skip();
-    }
     //  Payloads with multi-byte UTF-8, escapes, spaces and a newline.
     const char *bodies[] = {
         BODY, "{}", "{\"id\":\"evt_ü\",\"type\":\"a\",\"created\":1,\"x\":\"\\u00e9 \\\"q\\\"\"}\n",

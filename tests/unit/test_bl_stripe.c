@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "bl_stripe.h"
+#include "test_bl_peer.h"
 
 //  Form text of params (a JSON object literal); the caller frees.
 static char *s_form(const char *json)
@@ -166,34 +167,21 @@ static void test_error_mapping(void **state)
 // --------------------------------------------------------------------------
 //  The SDK
 
-//  The peer's JSON line for op with params (and id), parsed; NULL when node fails.
+//  The request peer's JSON line for op with params (and id), parsed; NULL when node fails.
 static vz_json_t *s_peer(const char *op, const char *params, const char *id)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "cd %s/tests/peers && node stripe_request.mjs %s '%s' %s 2>&1",
-             VZ_TEST_SOURCE_DIR, op, params, id ? id : "");
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return NULL;
-    char line[4096] = "";
-    char *got = fgets(line, sizeof line, p);
-    int rc = pclose(p);
-    if (!got || rc != 0) {
-        print_message("peer: %s\n", line);
-        return NULL;
-    }
-    return vz_json_parse(line, strcspn(line, "\n"), NULL, NULL);
+    char args[2048];
+    snprintf(args, sizeof args, "%s '%s' %s", op, params, id ? id : "");
+    char *line = bl_peer_run("stripe_request.mjs", args);
+    vz_json_t *doc = line ? vz_json_parse(line, strlen(line), NULL, NULL) : NULL;
+    free(line);
+    return doc;
 }
 
 static void test_sdk_equivalence(void **state)
 {
-    char probe[512];
-    snprintf(probe, sizeof probe, "%s/tests/peers/node_modules/stripe/package.json",
-             VZ_TEST_SOURCE_DIR);
-    if (system("node --version >/dev/null 2>&1") != 0 || access(probe, R_OK) != 0) {
-        print_message("SKIP: node or tests/peers/node_modules/stripe missing (npm ci there)\n");
+    if (!bl_peer_ready())
         skip();
-    }
     const struct {
         const char *op, *params, *id;
     } cases[] = {
