@@ -45,6 +45,8 @@ struct bl_t {
     vz_series_t *backlog;  //  queue depth gauge
     vz_series_t *dead;     //  entries moved dead
     uint64_t dead_seen;    //  bl_stream's count already reported
+    bl_client_t *client;   //  Stripe's API (NULL before start and after stop)
+    char missing[160];     //  which setting a Stripe call lacks, "" when none
 };
 
 // --------------------------------------------------------------------------
@@ -137,8 +139,10 @@ void bl_destroy(bl_t **self_p)
     vz_redis_script_destroy(&self->apply);
     vz_redis_script_destroy(&self->dump);
     vz_redis_destroy(&self->redis);
+    bl_client_destroy(&self->client);
     memset(self->secrets, 0, sizeof self->secrets);
     memset(self->config.webhook_secrets, 0, sizeof self->config.webhook_secrets);
+    memset(self->config.stripe_key, 0, sizeof self->config.stripe_key);
     free(self);
     *self_p = NULL;
 }
@@ -202,10 +206,12 @@ int bl_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     bl_t *self = app;
     if (self->sig.count == 0) {
+        //  "unavailable" is the code the gateway answers 503 for; the
+        //  reason leads the message, as for refusals.
         s_count_webhook(self, "billing_not_configured");
-        return vz_authctx_reply_error(reply, 503, "billing_not_configured",
-                                      "VZ_BILLING_WEBHOOK_SECRETS is not set: webhooks cannot be "
-                                      "verified");
+        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
+                                      "billing_not_configured: VZ_BILLING_WEBHOOK_SECRETS is not "
+                                      "set, webhooks cannot be verified");
     }
     //  Only the gateway's ctx counts (vz_authctx): from anyone else no header.
     const char *header = vz_authctx_header(req, "Stripe-Signature");
@@ -403,4 +409,150 @@ int bl_h_revenue(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     vz_json_writer_t *w = vz_json_writer_new(REPLY_MAX);
     bl_rev_write(w, period, periods, count);
     return vz_authctx_reply_json(reply, &w);
+}
+
+// --------------------------------------------------------------------------
+//  Calls to Stripe
+
+int bl_client_start(bl_t *self, zloop_t *loop, char *err, size_t errlen)
+{
+    char key[sizeof self->config.stripe_key];
+    snprintf(key, sizeof key, "%s", self->config.stripe_key);
+    if (!key[0] && self->config.stripe_key_file[0]) {
+        FILE *f = fopen(self->config.stripe_key_file, "r");
+        if (!f || !fgets(key, sizeof key, f)) {
+            snprintf(err, errlen, "cannot read VZ_BILLING_STRIPE_SECRET_KEY_FILE %s",
+                     self->config.stripe_key_file);
+            if (f)
+                fclose(f);
+            return -1;
+        }
+        fclose(f);
+        key[strcspn(key, "\r\n")] = '\0';
+    }
+    if (!key[0])
+        snprintf(self->missing, sizeof self->missing,
+                 "billing_not_configured: set VZ_BILLING_STRIPE_SECRET_KEY or "
+                 "VZ_BILLING_STRIPE_SECRET_KEY_FILE");
+    bl_client_config_t c = {.base_url = self->config.stripe_base,
+                            .secret_key = key,
+                            .max_attempts = self->config.stripe_attempts,
+                            .backoff_ms = self->config.http.backoff_ms,
+                            .backoff_max_ms = self->config.http.backoff_max_ms,
+                            .budget_ms = self->config.stripe_budget_ms};
+    self->client =
+        bl_client_new(loop, &self->config.http, &c, self->redis, self->metrics, err, errlen);
+    memset(key, 0, sizeof key);
+    if (self->client && bl_client_warning(self->client))
+        vz_warn(NULL, bl_client_warning(self->client), "setting", "VZ_HTTP_INSECURE");
+    return self->client ? 0 : -1;
+}
+
+void bl_client_stop(void *arg)
+{
+    bl_t *self = arg;
+    bl_client_destroy(&self->client);
+}
+
+//  Copy a string member of a Stripe object into the answer.
+static void s_copy_kv(vz_json_writer_t *w, const vz_json_value_t *obj, const char *key)
+{
+    const vz_json_value_t *v = vz_json_get(obj, key);
+    int64_t n = 0;
+    if (vz_json_string(v, NULL))
+        vz_json_write_kv_string(w, key, vz_json_string(v, NULL));
+    else if (vz_json_int(v, &n) == 0)
+        vz_json_write_kv_int(w, key, n);
+}
+
+static void s_pi_done(void *arg, const bl_client_result_t *r)
+{
+    vz_deferred_t *handle = arg;
+    if (!r->ok) {
+        (void)vz_worker_complete_error(&handle, r->error.code, r->error.message);
+        return;
+    }
+    vz_json_t *doc = vz_json_parse(r->body, r->body_len, NULL, NULL);
+    const vz_json_value_t *pi = doc ? vz_json_root(doc) : NULL;
+    vz_json_writer_t *w = vz_json_writer_new(REPLY_MAX);
+    vz_json_write_object_begin(w);
+    const char *keys[] = {"id", "status", "amount", "currency", "client_secret"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        s_copy_kv(w, pi, keys[i]);
+    vz_json_write_object_end(w);
+    size_t len = 0;
+    const char *text = vz_json_writer_data(w, &len);
+    if (vz_json_writer_status(w) == 0 && text)
+        (void)vz_worker_complete(&handle, text, len);
+    else
+        (void)vz_worker_complete_error(&handle, VZ_ERR_INTERNAL, "unreadable Stripe answer");
+    vz_json_writer_destroy(&w);
+    vz_json_destroy(&doc);
+}
+
+//  POST /v1/billing/payment-intents {amount, currency, description?}: a
+//  PaymentIntent for the caller (metadata vz_user), idempotent per caller
+//  and Idempotency-Key header (or per request id without one).
+int bl_h_payment_intent_create(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    bl_t *self = app;
+    vz_authctx_t who;
+    vz_authctx_read(req, &who);
+    if (!who.sub[0])
+        return vz_authctx_reply_error(reply, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED, "sign in first");
+    if (!self->client || !bl_client_configured(self->client))
+        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
+                                      self->missing[0] ? self->missing : "billing is stopping");
+    vz_json_t *doc = vz_json_parse(req->body, req->body_len, NULL, NULL);
+    const vz_json_value_t *body = doc ? vz_json_root(doc) : NULL;
+    int64_t amount = 0;
+    size_t clen = 0;
+    const char *currency = vz_json_get_string(body, "currency", &clen);
+    const char *description = vz_json_get_string(body, "description", NULL);
+    bool valid = vz_json_int(vz_json_get(body, "amount"), &amount) == 0 && amount > 0 &&
+                 amount <= 99999999 && currency && clen == 3;
+    for (size_t i = 0; valid && i < clen; i++)
+        valid = currency[i] >= 'a' && currency[i] <= 'z';
+    if (!valid) {
+        vz_json_destroy(&doc);
+        return vz_authctx_reply_error(reply, 422, VZ_AUTHCTX_ERR_VALIDATION,
+                                      "amount (1..99999999 minor units) and currency (3 "
+                                      "lowercase letters) are required");
+    }
+    //  The parameters as the SDK would take them.
+    vz_json_writer_t *w = vz_json_writer_new(4096);
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_int(w, "amount", amount);
+    vz_json_write_kv_string(w, "currency", currency);
+    if (description)
+        vz_json_write_kv_string(w, "description", description);
+    vz_json_write_key(w, "automatic_payment_methods");
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_bool(w, "enabled", true);
+    vz_json_write_object_end(w);
+    vz_json_write_key(w, "metadata");
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, "vz_user", who.sub);
+    vz_json_write_object_end(w);
+    vz_json_write_object_end(w);
+    size_t plen = 0;
+    const char *ptext = vz_json_writer_data(w, &plen);
+    vz_json_t *params = ptext ? vz_json_parse(ptext, plen, NULL, NULL) : NULL;
+    vz_json_writer_destroy(&w);
+    vz_json_destroy(&doc);
+    const char *client_key = vz_authctx_header(req, "Idempotency-Key");
+    char logical[512];
+    snprintf(logical, sizeof logical, "%s/%s", who.sub,
+             client_key && *client_key ? client_key : req->id);
+    vz_deferred_t *handle = vz_reply_defer(reply, NULL);
+    int rc = params ? bl_client_call(self->client, "payment_intent_create", NULL,
+                                     vz_json_root(params), logical, s_pi_done, handle)
+                    : -ENOMEM;
+    vz_json_destroy(&params);
+    if (rc == -EAGAIN)
+        (void)vz_worker_complete_error(&handle, VZ_ERR_UNAVAILABLE,
+                                       "idempotency key not stored: Redis unavailable");
+    else if (rc < 0)
+        (void)vz_worker_complete_error(&handle, VZ_ERR_INTERNAL, "payment intent not sent");
+    return 0;
 }

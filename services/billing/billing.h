@@ -30,8 +30,10 @@
 
 #include "bl_revenue.h"
 #include "bl_sig.h"
+#include "bl_client.h"
 #include "bl_stream.h"
 #include "vz_authctx.h"
+#include "vz_common.h"
 #include "vz_metrics.h"
 #include "vz_redis.h"
 #include "vz_worker.h"
@@ -52,6 +54,13 @@ typedef struct {
     char consumer[128];         //  consumer name; "" = <hostname>-<replica>
     int redis_timeout_ms;       //  Redis command timeout
     int trend;                  //  previous periods in a revenue answer
+    //  Outbound calls to Stripe (bl_client.h).
+    char stripe_base[256];             //  API base URL
+    char stripe_key[256];              //  secret key, or "" (never logged)
+    char stripe_key_file[VZ_PATH_MAX]; //  file holding the secret key, or ""
+    int stripe_attempts;               //  attempts per call
+    int stripe_budget_ms;              //  one call, retries and waits included
+    vz_http_config_t http;             //  the common outbound client's settings
 } bl_config_t;
 
 typedef struct bl_t bl_t;
@@ -66,9 +75,19 @@ void bl_destroy(bl_t **self_p);
 //  One consumer pass (from a timer). Settled entries or -errno.
 int bl_poll(bl_t *self);
 
+//  Start the Stripe client on loop (the key from stripe_key, else the
+//  first line of stripe_key_file). 0, or -1 with the reason in err (an
+//  unreadable key file, vz_http failing). Without a key the client runs
+//  unconfigured: calls answer billing_not_configured.
+int bl_client_start(bl_t *self, zloop_t *loop, char *err, size_t errlen);
+//  End the client (vz_daemon_on_stop hook): pending calls are answered
+//  "unavailable" while the worker can still send them.
+void bl_client_stop(void *self);
+
 //  Method handlers.
 int bl_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int bl_h_revenue(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int bl_h_payment_intent_create(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 
 // --------------------------------------------------------------------------
 //  bl_store.c: the Redis side

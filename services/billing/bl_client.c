@@ -82,6 +82,11 @@ bl_client_t *bl_client_new(zloop_t *loop, const vz_http_config_t *http,
     return self;
 }
 
+const char *bl_client_warning(const bl_client_t *self)
+{
+    return vz_http_warning(self->http);
+}
+
 bool bl_client_configured(const bl_client_t *self)
 {
     return strlen(self->auth) > strlen("Authorization: Bearer ");

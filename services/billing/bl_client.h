@@ -64,6 +64,9 @@ bl_client_t *bl_client_new(zloop_t *loop, const vz_http_config_t *http,
                            vz_metrics_t *metrics, char *err, size_t errlen);
 void bl_client_destroy(bl_client_t **self_p);
 
+//  vz_http's start-up warning (TLS verification off), or NULL: log it once.
+const char *bl_client_warning(const bl_client_t *self);
+
 //  True when a secret key is configured.
 bool bl_client_configured(const bl_client_t *self);
 

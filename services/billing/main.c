@@ -39,6 +39,20 @@ static const vz_cfg_item_t s_items[] = {
                 consumer, "consumer name in the group; \"\" = <hostname>-<replica>"),
     VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_REDIS_TIMEOUT_MS", "billing/redis_timeout", VZ_CFG_MS,
                 "200", 5, 5000, redis_timeout_ms, "Redis command timeout"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_STRIPE_API_BASE", "billing/stripe_api_base", VZ_CFG_STR,
+                BL_STRIPE_BASE_URL, 0, 0, stripe_base, "Stripe API base URL"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_STRIPE_SECRET_KEY", NULL, VZ_CFG_STR, "", 0, 0, stripe_key,
+                "Stripe secret key (environment only, never logged); \"\" = calls to Stripe "
+                "answer billing_not_configured"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_STRIPE_SECRET_KEY_FILE", "billing/stripe_secret_key_file",
+                VZ_CFG_STR, "", 0, 0, stripe_key_file,
+                "file whose first line is the Stripe secret key (when the variable is empty)"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_STRIPE_ATTEMPTS", "billing/stripe_attempts", VZ_CFG_INT,
+                "4", 1, 10, stripe_attempts, "attempts per Stripe call (Stripe's retry rules)"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_STRIPE_BUDGET_MS", "billing/stripe_budget", VZ_CFG_MS,
+                "8s", 100, 600000, stripe_budget_ms,
+                "one Stripe call with its retries and waits (keep under the route's timeout)"),
+    VZ_HTTP_CFG_ITEMS(bl_config_t, http),
     VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_REVENUE_TREND", "billing/revenue_trend", VZ_CFG_INT, "3",
                 0, BL_REV_TREND_MAX, trend, "previous periods in a revenue answer"),
 };
@@ -46,6 +60,7 @@ static const vz_cfg_item_t s_items[] = {
 static const vz_method_t s_methods[] = {
     {"webhook", bl_h_webhook, VZ_METHOD_DEFERRED, WEBHOOK_BODY_MAX},
     {"revenue", bl_h_revenue, VZ_METHOD_IDEMPOTENT, 1024},
+    {"payment_intent_create", bl_h_payment_intent_create, VZ_METHOD_DEFERRED, 16384},
 };
 
 static int s_poll_timer(zloop_t *loop, int timer_id, void *arg)
@@ -93,6 +108,19 @@ int main(int argc, char **argv)
     }
     vz_info(NULL, "billing consumer", "consumer", consumer, "stream", BL_STREAM);
     zloop_t *loop = zloop_new();
+    char err[256];
+    if (bl_client_start(app, loop, err, sizeof err) < 0) {
+        vz_error(NULL, "unable to start the Stripe client", "reason", err);
+        zloop_destroy(&loop);
+        bl_destroy(&app);
+        vz_daemon_destroy(&daemon);
+        return VZ_EXIT_PERMANENT;
+    }
+    vz_info(NULL, "Stripe client", "base_url", config.stripe_base, "configured",
+            config.stripe_key[0] || config.stripe_key_file[0] ? "yes" : "no", "version",
+            BL_STRIPE_VERSION);
+    //  Pending Stripe calls are answered while the worker can still send.
+    vz_daemon_on_stop(daemon, bl_client_stop, app);
     zloop_timer(loop, (size_t)config.poll_ms, 0, s_poll_timer, app);
     code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0],
                            BILLING_CREDIT, app);

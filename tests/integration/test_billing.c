@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fake_http.h"
 #include "harness.h"
 #include "vz_client.h"
 #include "vz_common.h"
@@ -44,11 +45,12 @@
 #define SECRET_NEXT "whsec_test_next_0123456789"
 #define SECRET_OLD "whsec_test_retired_0123456789"
 #define ADMIN_EMAIL "finance@example.com"
-#define PASSWORD "correct horse battery staple"
+#define STRIPE_KEY "sk_test_mesh_secret_7777777"
 
 typedef struct {
     vzt_mesh_t *m;
     const char *dir;
+    fake_http_t *stripe; //  a scripted Stripe API
     redisContext *redis;
     char webhook_url[128];
     char admin_token[2048];
@@ -221,6 +223,34 @@ static long s_integer(const char *fmt, const char *arg)
     return n;
 }
 
+//  billing.<method> as the gateway would call it; ctx: key, value, ..., NULL.
+//  The error code into code ("" on success), the message (or body) returned.
+static char *s_billing_call(const char *method, const char *const *ctx, const char *body,
+                            char *code, size_t n)
+{
+    vz_client_config_t config = {vzt_mesh_endpoint(s_mesh->m), vzt_mesh_broker_key(s_mesh->m),
+                                 vzt_mesh_cert(s_mesh->m, "gateway")};
+    vz_client_t *client = vz_client_new(&config);
+    assert_non_null(client);
+    vz_envelope_t req;
+    vz_envelope_init(&req, VZ_KIND_REQUEST);
+    strcpy(req.service, "billing");
+    snprintf(req.method, sizeof req.method, "%s", method);
+    req.body = (const uint8_t *)body;
+    req.body_len = body ? strlen(body) : 0;
+    for (size_t i = 0; ctx[i]; i += 2)
+        assert_int_equal(vz_envelope_ctx_set(&req, ctx[i], ctx[i + 1]), 0);
+    vz_response_t *resp = NULL;
+    assert_int_equal(vz_client_call(client, &req, HTTP_MS, &resp), 0);
+    snprintf(code, n, "%s", resp->env.error_code);
+    char *out = code[0] ? strdup(resp->env.error_message) : calloc(1, resp->env.body_len + 1);
+    if (!code[0])
+        memcpy(out, resp->env.body ? (const void *)resp->env.body : "", resp->env.body_len);
+    vz_response_destroy(&resp);
+    vz_client_destroy(&client);
+    return out;
+}
+
 // --------------------------------------------------------------------------
 //  Mesh
 
@@ -257,7 +287,14 @@ static int s_setup(void **state)
     free(routes_path);
     free(limits_path);
     const char *files[] = {"routes.cfg", routes, "ratelimit.cfg", limits, NULL};
-    char *const env[] = {"billing:VZ_BILLING_WEBHOOK_SECRETS=" SECRET_CUR "," SECRET_NEXT,
+    mesh->stripe = fake_http_new(false);
+    assert_non_null(mesh->stripe);
+    char *base =
+        zsys_sprintf("billing:VZ_BILLING_STRIPE_API_BASE=%s", fake_http_base(mesh->stripe));
+    char *const env[] = {base,
+                         "billing:VZ_BILLING_STRIPE_SECRET_KEY=" STRIPE_KEY,
+                         "billing:VZ_HTTP_BACKOFF_MS=10",
+                         "billing:VZ_BILLING_WEBHOOK_SECRETS=" SECRET_CUR "," SECRET_NEXT,
                          "billing:VZ_BILLING_CLAIM_IDLE_MS=500",
                          "billing:VZ_BILLING_CONSUMER=billing-main",
                          "auth:VZ_AUTH_PBKDF2_ITERATIONS=100000",
@@ -272,6 +309,7 @@ static int s_setup(void **state)
                                                 .env = env});
     free(routes);
     free(limits);
+    free(base);
     assert_non_null(mesh->m);
     mesh->dir = vzt_mesh_dir(mesh->m);
     snprintf(mesh->webhook_url, sizeof mesh->webhook_url, "%s/v1/webhooks/stripe",
@@ -287,6 +325,7 @@ static int s_teardown(void **state)
     if (mesh->redis)
         redisFree(mesh->redis);
     int rc = vzt_mesh_destroy(&mesh->m);
+    fake_http_destroy(&mesh->stripe);
     free(mesh);
     return rc;
 }
@@ -510,7 +549,7 @@ static void test_kill_between_ack_and_apply(void **state)
     //  poll is a minute away. The main replica is stopped meanwhile.
     assert_int_equal(vzt_mesh_stop(s_mesh->m, "billing"), 0);
     char *const slow_env[] = {"VZ_BILLING_POLL_MS=60000", "VZ_BILLING_CONSUMER=billing-doomed",
-                              NULL};
+                              "VZ_BILLING_STRIPE_SECRET_KEY=", NULL};
     assert_non_null(vzt_mesh_add(s_mesh->m, "billing", "billing.doomed", slow_env, true));
     event_t read = s_event("charge", "charge.refunded", "evt_kill_1", (long)time(NULL),
                            "{\"id\":\"ch_kill_1\",\"amount_refunded\":500,\"currency\":\"eur\"}");
@@ -529,6 +568,15 @@ static void test_kill_between_ack_and_apply(void **state)
     free(reply);
     assert_int_equal(s_deliver(&unread, SECRET_CUR, 0, &reply), 200);
     free(reply);
+    //  Without a Stripe key, calls to Stripe say which setting is missing.
+    char code[64];
+    const char *user[] = {"auth", "jwt", "sub", "u_pi", "scope", "user", NULL};
+    char *msg = s_billing_call("payment_intent_create", user,
+                               "{\"amount\":100,\"currency\":\"eur\"}", code, sizeof code);
+    assert_string_equal(code, "unavailable");
+    const char *want = "billing_not_configured: set VZ_BILLING_STRIPE_SECRET_KEY";
+    assert_true(strncmp(msg, want, strlen(want)) == 0);
+    free(msg);
     //  The doomed replica "reads" the first (as its poll would) and dies
     //  before applying: the entry is pending under its name.
     redisReply *r =
@@ -560,29 +608,6 @@ static void test_kill_between_ack_and_apply(void **state)
 // --------------------------------------------------------------------------
 //  Revenue
 
-//  billing.revenue as the gateway would call it; ctx: key, value, ..., NULL.
-static char *s_revenue(const char *const *ctx, char *code, size_t n)
-{
-    vz_client_config_t config = {vzt_mesh_endpoint(s_mesh->m), vzt_mesh_broker_key(s_mesh->m),
-                                 vzt_mesh_cert(s_mesh->m, "gateway")};
-    vz_client_t *client = vz_client_new(&config);
-    assert_non_null(client);
-    vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, "billing");
-    strcpy(req.method, "revenue");
-    for (size_t i = 0; ctx[i]; i += 2)
-        assert_int_equal(vz_envelope_ctx_set(&req, ctx[i], ctx[i + 1]), 0);
-    vz_response_t *resp = NULL;
-    assert_int_equal(vz_client_call(client, &req, HTTP_MS, &resp), 0);
-    snprintf(code, n, "%s", resp->env.error_code);
-    char *body = calloc(1, resp->env.body_len + 1);
-    memcpy(body, resp->env.body ? (const void *)resp->env.body : "", resp->env.body_len);
-    vz_response_destroy(&resp);
-    vz_client_destroy(&client);
-    return body;
-}
-
 static int64_t s_num(const vz_json_value_t *v)
 {
     int64_t n = -1;
@@ -597,12 +622,12 @@ static void test_revenue(void **state)
 {
     char code[64];
     const char *user[] = {"auth", "jwt", "sub", "u_1", "scope", "user", NULL};
-    char *body = s_revenue(user, code, sizeof code);
+    char *body = s_billing_call("revenue", user, NULL, code, sizeof code);
     assert_string_equal(code, "access_denied");
     free(body);
     const char *admin[] = {"auth",  "jwt",         "sub",   "u_admin", "scope",
                            "admin", "path.period", "month", NULL};
-    body = s_revenue(admin, code, sizeof code);
+    body = s_billing_call("revenue", admin, NULL, code, sizeof code);
     assert_string_equal(code, "");
     vz_json_t *doc = vz_json_parse(body, strlen(body), NULL, NULL);
     assert_non_null(doc);
@@ -626,6 +651,57 @@ static void test_revenue(void **state)
     free(url);
 }
 
+// --------------------------------------------------------------------------
+//  Calls to Stripe
+
+static void test_payment_intent(void **state)
+{
+    fake_http_t *stripe = s_mesh->stripe;
+    size_t before = fake_http_count(stripe);
+    fake_http_script_status(stripe, 500, "{\"error\":{\"type\":\"api_error\"}}");
+    fake_http_script_status(stripe, 200,
+                            "{\"id\":\"pi_mesh_1\",\"object\":\"payment_intent\",\"amount\":2000,"
+                            "\"currency\":\"eur\",\"status\":\"requires_payment_method\","
+                            "\"client_secret\":\"pi_mesh_1_secret_x\"}");
+    char code[64];
+    const char *user[] = {
+        "auth", "jwt", "sub", "u_pi", "scope", "user", "header.idempotency-key", "order-42", NULL};
+    char *body = s_billing_call("payment_intent_create", user,
+                                "{\"amount\":2000,\"currency\":\"eur\"}", code, sizeof code);
+    assert_string_equal(code, "");
+    assert_non_null(strstr(body, "\"client_secret\":\"pi_mesh_1_secret_x\""));
+    free(body);
+    //  Two attempts (500, then 200), one Idempotency-Key, the pinned version.
+    assert_int_equal(fake_http_count(stripe), before + 2);
+    char *k1 = fake_http_request_header(fake_http_request(stripe, before), "Idempotency-Key");
+    char *k2 = fake_http_request_header(fake_http_request(stripe, before + 1), "Idempotency-Key");
+    char *v = fake_http_request_header(fake_http_request(stripe, before), "Stripe-Version");
+    assert_non_null(k1);
+    assert_string_equal(k1, k2);
+    assert_string_equal(v, "2024-11-20.acacia");
+    assert_string_equal((const char *)fake_http_request(stripe, before)->body,
+                        "amount=2000&currency=eur&automatic_payment_methods[enabled]=true"
+                        "&metadata[vz_user]=u_pi");
+    //  Stored before the first attempt.
+    assert_int_equal(s_integer("EXISTS billing:idem:%s", k1), 1);
+    free(k1);
+    free(k2);
+    free(v);
+    //  Bad input, and no caller.
+    body = s_billing_call("payment_intent_create", user, "{\"amount\":0,\"currency\":\"eur\"}",
+                          code, sizeof code);
+    assert_string_equal(code, "validation_failed");
+    free(body);
+    const char *anonymous[] = {"auth", "none", NULL};
+    body = s_billing_call("payment_intent_create", anonymous, "{}", code, sizeof code);
+    assert_string_equal(code, "unauthorized");
+    free(body);
+    //  The secret key is in no log.
+    char *log = vzt_mesh_log(s_mesh->m, "billing");
+    assert_false(vzt_file_has(log, STRIPE_KEY));
+    free(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -638,6 +714,7 @@ int main(void)
         cmocka_unit_test(test_out_of_order),
         cmocka_unit_test(test_kill_between_ack_and_apply),
         cmocka_unit_test(test_revenue),
+        cmocka_unit_test(test_payment_intent),
     };
     return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }
