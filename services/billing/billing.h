@@ -61,6 +61,8 @@ typedef struct {
     int stripe_attempts;               //  attempts per call
     int stripe_budget_ms;              //  one call, retries and waits included
     vz_http_config_t http;             //  the common outbound client's settings
+    int reconcile_ms;                  //  reconciliation period, 0 = only on request
+    int reconcile_lookback_s;          //  how far back it lists events
 } bl_config_t;
 
 typedef struct bl_t bl_t;
@@ -88,6 +90,15 @@ void bl_client_stop(void *self);
 int bl_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int bl_h_revenue(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int bl_h_payment_intent_create(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int bl_h_reconcile(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+
+//  Reconciliation (from a timer): list the events of the lookback window
+//  from Stripe (GET /v1/events, newest first, up to 10 pages of 100) and
+//  queue those no webhook delivered, through the intake's own script (so
+//  de-duplicated like webhooks). One run at a time per replica, and one
+//  replica at a time (billing:reconcile:lock, SET NX PX). 0 when a run
+//  started, -EBUSY, -ENOKEY (no Stripe key) or -EAGAIN (another replica).
+int bl_reconcile(bl_t *self);
 
 // --------------------------------------------------------------------------
 //  bl_store.c: the Redis side

@@ -52,6 +52,13 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_STRIPE_BUDGET_MS", "billing/stripe_budget", VZ_CFG_MS,
                 "8s", 100, 600000, stripe_budget_ms,
                 "one Stripe call with its retries and waits (keep under the route's timeout)"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_RECONCILE_MS", "billing/reconcile", VZ_CFG_MS, "10m", 0,
+                86400000, reconcile_ms,
+                "how often one replica lists Stripe's recent events to queue missed ones; 0 = "
+                "only on POST /v1/billing/reconcile"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_RECONCILE_LOOKBACK_S", "billing/reconcile_lookback",
+                VZ_CFG_INT, "259200", 60, 2592000, reconcile_lookback_s,
+                "how far back reconciliation lists events, seconds"),
     VZ_HTTP_CFG_ITEMS(bl_config_t, http),
     VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_REVENUE_TREND", "billing/revenue_trend", VZ_CFG_INT, "3",
                 0, BL_REV_TREND_MAX, trend, "previous periods in a revenue answer"),
@@ -61,7 +68,15 @@ static const vz_method_t s_methods[] = {
     {"webhook", bl_h_webhook, VZ_METHOD_DEFERRED, WEBHOOK_BODY_MAX},
     {"revenue", bl_h_revenue, VZ_METHOD_IDEMPOTENT, 1024},
     {"payment_intent_create", bl_h_payment_intent_create, VZ_METHOD_DEFERRED, 16384},
+    {"reconcile", bl_h_reconcile, VZ_METHOD_DEFERRED, 1024},
 };
+
+//  Missed webhooks: list recent events (one replica per period, by lock).
+static int s_reconcile_timer(zloop_t *loop, int timer_id, void *arg)
+{
+    (void)bl_reconcile(arg);
+    return 0;
+}
 
 static int s_poll_timer(zloop_t *loop, int timer_id, void *arg)
 {
@@ -122,6 +137,8 @@ int main(int argc, char **argv)
     //  Pending Stripe calls are answered while the worker can still send.
     vz_daemon_on_stop(daemon, bl_client_stop, app);
     zloop_timer(loop, (size_t)config.poll_ms, 0, s_poll_timer, app);
+    if (config.reconcile_ms > 0)
+        zloop_timer(loop, (size_t)config.reconcile_ms, 0, s_reconcile_timer, app);
     code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0],
                            BILLING_CREDIT, app);
     zloop_destroy(&loop);

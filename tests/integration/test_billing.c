@@ -294,6 +294,7 @@ static int s_setup(void **state)
     char *const env[] = {base,
                          "billing:VZ_BILLING_STRIPE_SECRET_KEY=" STRIPE_KEY,
                          "billing:VZ_HTTP_BACKOFF_MS=10",
+                         "billing:VZ_BILLING_RECONCILE_MS=0", //  runs only when the test asks
                          "billing:VZ_BILLING_WEBHOOK_SECRETS=" SECRET_CUR "," SECRET_NEXT,
                          "billing:VZ_BILLING_CLAIM_IDLE_MS=500",
                          "billing:VZ_BILLING_CONSUMER=billing-main",
@@ -702,6 +703,48 @@ static void test_payment_intent(void **state)
     free(log);
 }
 
+//  Reconciliation: Stripe lists an event a webhook delivered and one no
+//  webhook did; only the second is queued, then applied.
+static void test_reconcile(void **state)
+{
+    fake_http_t *stripe = s_mesh->stripe;
+    size_t before = fake_http_count(stripe);
+    event_t missed = s_event("customer", "customer.created", "evt_recon_1", (long)time(NULL),
+                             "{\"id\":\"cus_recon_1\"}");
+    char *page1 =
+        zsys_sprintf("{\"object\":\"list\",\"has_more\":true,\"data\":[%s]}", missed.body);
+    event_t known = s_event("customer", "customer.created", "evt_valid_1", (long)time(NULL),
+                            "{\"id\":\"cus_valid_1\"}");
+    char *page2 =
+        zsys_sprintf("{\"object\":\"list\",\"has_more\":false,\"data\":[%s]}", known.body);
+    fake_http_script_status(stripe, 200, page1);
+    fake_http_script_status(stripe, 200, page2);
+    char code[64];
+    const char *admin[] = {"auth", "jwt", "sub", "u_admin", "scope", "admin", NULL};
+    char *body = s_billing_call("reconcile", admin, NULL, code, sizeof code);
+    assert_string_equal(code, "");
+    assert_string_equal(body, "{\"queued\":1,\"duplicates\":1,\"pages\":2}");
+    free(body);
+    assert_true(vzt_wait_until(s_applied, "evt_recon_1", APPLY_MS));
+    s_wait_hash("billing:obj:customer:cus_recon_1", "v_event", "evt_recon_1");
+    assert_int_equal(s_hget_int("billing:counts", "customer.created") >= 3, 1);
+    //  The pages asked: GET /v1/events over the window, then after the last id.
+    const fake_http_request_t *first = fake_http_request(stripe, before);
+    const fake_http_request_t *second = fake_http_request(stripe, before + 1);
+    assert_string_equal(first->method, "GET");
+    assert_true(strncmp(first->target, "/v1/events?limit=100&created[gte]=", 34) == 0);
+    assert_non_null(strstr(second->target, "&starting_after=evt_recon_1"));
+    //  Not an admin: refused.
+    const char *user[] = {"auth", "jwt", "sub", "u_1", "scope", "user", NULL};
+    body = s_billing_call("reconcile", user, NULL, code, sizeof code);
+    assert_string_equal(code, "access_denied");
+    free(body);
+    free(page1);
+    free(page2);
+    s_event_free(&missed);
+    s_event_free(&known);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -715,6 +758,7 @@ int main(void)
         cmocka_unit_test(test_kill_between_ack_and_apply),
         cmocka_unit_test(test_revenue),
         cmocka_unit_test(test_payment_intent),
+        cmocka_unit_test(test_reconcile),
     };
     return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }
