@@ -76,6 +76,7 @@ static void s_count_event(bl_t *self, const char *type, const char *result)
 }
 
 static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *entry);
+static int s_customer_remember(bl_t *self, const char *sub, const char *id);
 
 // --------------------------------------------------------------------------
 //  Life cycle
@@ -331,6 +332,10 @@ static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *ent
     static const char *const results[] = {"replayed", "applied", "superseded"};
     long long result = r->integer;
     freeReplyObject(r);
+    //  A customer that names its user (metadata vz_user): checkout finds it.
+    if (result == 1 && row && row->kind == BL_KIND_CUSTOMER && ev.vz_user[0] &&
+        strcmp(ev.status, "deleted") != 0)
+        (void)s_customer_remember(self, ev.vz_user, ev.object);
     s_count_event(self, row ? ev.type : (rc == 0 ? "unknown" : "invalid"),
                   result >= 0 && result <= 2 ? results[result] : "applied");
     return BL_STREAM_ACKED;
@@ -773,5 +778,232 @@ int bl_h_reconcile(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     int rc = s_reconcile_start(self, handle);
     if (rc < 0)
         (void)vz_worker_complete_error(&handle, VZ_ERR_INTERNAL, "reconciliation not started");
+    return 0;
+}
+
+// --------------------------------------------------------------------------
+//  Checkout: the caller's Stripe customer (created once), then a session
+
+#define URL_MAX 1024 //  longest success/cancel URL accepted
+
+typedef struct {
+    bl_t *self;
+    vz_deferred_t *handle;
+    char sub[VZ_AUTHCTX_VALUE_MAX + 1]; //  the caller
+    char logical[600];                  //  the session's idempotency name
+    char *params;                       //  session parameters, without the customer (JSON
+                                        //  object text whose last byte is '}')
+} s_checkout_t;
+
+static void s_checkout_free(s_checkout_t *co)
+{
+    free(co->params);
+    free(co);
+}
+
+static void s_checkout_fail(s_checkout_t *co, const char *code, const char *message)
+{
+    (void)vz_worker_complete_error(&co->handle, code, message);
+    s_checkout_free(co);
+}
+
+static void s_session_done(void *arg, const bl_client_result_t *r)
+{
+    s_checkout_t *co = arg;
+    if (!r->ok) {
+        s_checkout_fail(co, r->error.code, r->error.message);
+        return;
+    }
+    vz_json_t *doc = vz_json_parse(r->body, r->body_len, NULL, NULL);
+    const vz_json_value_t *session = doc ? vz_json_root(doc) : NULL;
+    vz_json_writer_t *w = vz_json_writer_new(REPLY_MAX);
+    vz_json_write_object_begin(w);
+    s_copy_kv(w, session, "id");
+    s_copy_kv(w, session, "url");
+    s_copy_kv(w, session, "customer");
+    vz_json_write_object_end(w);
+    size_t len = 0;
+    const char *text = vz_json_writer_data(w, &len);
+    (void)vz_worker_complete(&co->handle, text ? text : "{}", text ? len : 2);
+    vz_json_writer_destroy(&w);
+    vz_json_destroy(&doc);
+    s_checkout_free(co);
+}
+
+//  The session for customer: params plus "customer".
+static void s_session_start(s_checkout_t *co, const char *customer)
+{
+    size_t n = strlen(co->params);
+    char *text = zsys_sprintf("%.*s,\"customer\":\"%s\"}", (int)(n - 1), co->params, customer);
+    vz_json_t *doc = text ? vz_json_parse(text, strlen(text), NULL, NULL) : NULL;
+    int rc = doc ? bl_client_call(co->self->client, "checkout_session_create", NULL,
+                                  vz_json_root(doc), co->logical, s_session_done, co)
+                 : -EINVAL;
+    vz_json_destroy(&doc);
+    zstr_free(&text);
+    if (rc < 0)
+        s_checkout_fail(co, VZ_ERR_UNAVAILABLE, "checkout session not sent");
+}
+
+//  The caller's customer id, stored when billing created it or a customer
+//  event named the user (metadata vz_user). 0 and id, -ENOENT, -EIO.
+static int s_customer_of(bl_t *self, const char *sub, char *id, size_t n)
+{
+    char key[VZ_AUTHCTX_VALUE_MAX + 32];
+    snprintf(key, sizeof key, BL_PREFIX "customer_of:%s", sub);
+    const char *argv[] = {"GET", key};
+    redisReply *r = vz_redis_command(self->redis, 2, argv, NULL);
+    int rc = !r ? -EIO : r->type == REDIS_REPLY_STRING && r->len < n ? 0 : -ENOENT;
+    if (rc == 0)
+        memcpy(id, r->str, r->len + 1);
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+static int s_customer_remember(bl_t *self, const char *sub, const char *id)
+{
+    char key[VZ_AUTHCTX_VALUE_MAX + 32];
+    snprintf(key, sizeof key, BL_PREFIX "customer_of:%s", sub);
+    const char *argv[] = {"SET", key, id};
+    redisReply *r = vz_redis_command(self->redis, 3, argv, NULL);
+    int rc = r && r->type == REDIS_REPLY_STATUS ? 0 : -EIO;
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+static void s_customer_done(void *arg, const bl_client_result_t *r)
+{
+    s_checkout_t *co = arg;
+    if (!r->ok) {
+        s_checkout_fail(co, r->error.code, r->error.message);
+        return;
+    }
+    vz_json_t *doc = vz_json_parse(r->body, r->body_len, NULL, NULL);
+    const char *id = doc ? vz_json_get_string(vz_json_root(doc), "id", NULL) : NULL;
+    char customer[BL_SIG_ID_MAX] = "";
+    if (id && strlen(id) < sizeof customer)
+        strcpy(customer, id);
+    vz_json_destroy(&doc);
+    if (!customer[0] || s_customer_remember(co->self, co->sub, customer) < 0) {
+        s_checkout_fail(co, VZ_ERR_UNAVAILABLE, "customer not recorded");
+        return;
+    }
+    s_session_start(co, customer);
+}
+
+//  A URL the session may send the buyer back to.
+static bool s_url_ok(const char *url)
+{
+    size_t n = url ? strlen(url) : 0;
+    return n > 8 && n < URL_MAX &&
+           (strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0);
+}
+
+//  POST /v1/billing/checkout {price, quantity?, success_url, cancel_url,
+//  trial_period_days?}: a Checkout Session in subscription mode for the
+//  caller's customer (created the first time, metadata vz_user) -> {id, url,
+//  customer}. Idempotent per caller and Idempotency-Key header.
+int bl_h_checkout(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    bl_t *self = app;
+    vz_authctx_t who;
+    vz_authctx_read(req, &who);
+    if (!who.sub[0])
+        return vz_authctx_reply_error(reply, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED, "sign in first");
+    if (!self->client || !bl_client_configured(self->client))
+        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
+                                      self->missing[0] ? self->missing : "billing is stopping");
+    vz_json_t *doc = vz_json_parse(req->body, req->body_len, NULL, NULL);
+    const vz_json_value_t *body = doc ? vz_json_root(doc) : NULL;
+    const char *price = vz_json_get_string(body, "price", NULL);
+    const char *ok_url = vz_json_get_string(body, "success_url", NULL);
+    const char *cancel_url = vz_json_get_string(body, "cancel_url", NULL);
+    int64_t quantity = 1, trial = 0;
+    if (vz_json_get(body, "quantity") && vz_json_int(vz_json_get(body, "quantity"), &quantity) < 0)
+        quantity = 0;
+    if (vz_json_get(body, "trial_period_days") &&
+        vz_json_int(vz_json_get(body, "trial_period_days"), &trial) < 0)
+        trial = -1;
+    if (!price || strncmp(price, "price_", 6) != 0 || strlen(price) > 128 || quantity < 1 ||
+        quantity > 10000 || trial < 0 || trial > 730 || !s_url_ok(ok_url) ||
+        !s_url_ok(cancel_url)) {
+        vz_json_destroy(&doc);
+        return vz_authctx_reply_error(reply, 422, VZ_AUTHCTX_ERR_VALIDATION,
+                                      "price (price_...), success_url and cancel_url (http[s]) "
+                                      "are required; quantity 1..10000, trial_period_days "
+                                      "0..730");
+    }
+    s_checkout_t *co = calloc(1, sizeof *co);
+    vz_json_writer_t *w = vz_json_writer_new(8192);
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, "mode", "subscription");
+    vz_json_write_key(w, "line_items");
+    vz_json_write_array_begin(w);
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, "price", price);
+    vz_json_write_kv_int(w, "quantity", quantity);
+    vz_json_write_object_end(w);
+    vz_json_write_array_end(w);
+    vz_json_write_kv_string(w, "success_url", ok_url);
+    vz_json_write_kv_string(w, "cancel_url", cancel_url);
+    vz_json_write_kv_string(w, "client_reference_id", who.sub);
+    if (trial > 0) {
+        vz_json_write_key(w, "subscription_data");
+        vz_json_write_object_begin(w);
+        vz_json_write_kv_int(w, "trial_period_days", trial);
+        vz_json_write_object_end(w);
+    }
+    vz_json_write_key(w, "metadata");
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, "vz_user", who.sub);
+    vz_json_write_object_end(w);
+    vz_json_write_object_end(w);
+    vz_json_destroy(&doc);
+    if (!co || vz_json_writer_status(w) != 0) {
+        vz_json_writer_destroy(&w);
+        free(co);
+        return vz_reply_error(reply, VZ_ERR_INTERNAL, "out of memory");
+    }
+    size_t plen = 0;
+    co->params = vz_json_writer_take(w, &plen);
+    vz_json_writer_destroy(&w);
+    co->self = self;
+    snprintf(co->sub, sizeof co->sub, "%s", who.sub);
+    const char *client_key = vz_authctx_header(req, "Idempotency-Key");
+    snprintf(co->logical, sizeof co->logical, "%s/checkout/%s", who.sub,
+             client_key && *client_key ? client_key : req->id);
+    co->handle = vz_reply_defer(reply, NULL);
+    char customer[BL_SIG_ID_MAX];
+    int rc = s_customer_of(self, who.sub, customer, sizeof customer);
+    if (rc == 0) {
+        s_session_start(co, customer);
+        return 0;
+    }
+    if (rc == -EIO) {
+        s_checkout_fail(co, VZ_ERR_UNAVAILABLE, "billing state unavailable");
+        return 0;
+    }
+    //  The first time: the customer, keyed by the user alone, so that two
+    //  first checkouts at once make one customer at Stripe.
+    char params[VZ_AUTHCTX_VALUE_MAX + 64], logical[VZ_AUTHCTX_VALUE_MAX + 16];
+    vz_json_writer_t *cw = vz_json_writer_new(1024);
+    vz_json_write_object_begin(cw);
+    vz_json_write_key(cw, "metadata");
+    vz_json_write_object_begin(cw);
+    vz_json_write_kv_string(cw, "vz_user", who.sub);
+    vz_json_write_object_end(cw);
+    vz_json_write_object_end(cw);
+    snprintf(params, sizeof params, "%s", vz_json_writer_data(cw, NULL));
+    vz_json_writer_destroy(&cw);
+    snprintf(logical, sizeof logical, "customer/%s", who.sub);
+    vz_json_t *cdoc = vz_json_parse(params, strlen(params), NULL, NULL);
+    rc = cdoc ? bl_client_call(self->client, "customer_create", NULL, vz_json_root(cdoc), logical,
+                               s_customer_done, co)
+              : -EINVAL;
+    vz_json_destroy(&cdoc);
+    if (rc < 0)
+        s_checkout_fail(co, VZ_ERR_UNAVAILABLE, "customer not created: Redis or Stripe away");
     return 0;
 }

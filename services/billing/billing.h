@@ -91,6 +91,7 @@ int bl_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int bl_h_revenue(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int bl_h_payment_intent_create(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int bl_h_reconcile(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int bl_h_checkout(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 
 //  Reconciliation (from a timer): list the events of the lookback window
 //  from Stripe (GET /v1/events, newest first, up to 10 pages of 100) and

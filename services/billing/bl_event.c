@@ -139,6 +139,7 @@ int bl_event_read(const void *body, size_t len, bl_event_t *out)
         s_str(obj, "currency", out->currency, sizeof out->currency);
         for (char *p = out->currency; *p; p++)
             *p = (char)tolower((unsigned char)*p);
+        s_str(vz_json_get(obj, "metadata"), "vz_user", out->vz_user, sizeof out->vz_user);
         if (kind == BL_KIND_CUSTOMER)
             snprintf(out->customer, sizeof out->customer, "%s", out->object);
         else

@@ -67,6 +67,7 @@ typedef struct {
     int64_t at; //  invoice: status_transitions.paid_at (or created of the event
                 //  when paid without it); else the event's created
     char subscription[BL_EVENT_ID_MAX]; //  invoice/checkout: its subscription, or ""
+    char vz_user[BL_EVENT_ID_MAX];      //  metadata.vz_user: the mesh user it belongs to, or ""
 } bl_event_t;
 
 //  Parse body (a verified event) into out. 0, or -EINVAL when it is not an

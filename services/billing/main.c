@@ -69,6 +69,7 @@ static const vz_method_t s_methods[] = {
     {"revenue", bl_h_revenue, VZ_METHOD_IDEMPOTENT, 1024},
     {"payment_intent_create", bl_h_payment_intent_create, VZ_METHOD_DEFERRED, 16384},
     {"reconcile", bl_h_reconcile, VZ_METHOD_DEFERRED, 1024},
+    {"checkout", bl_h_checkout, VZ_METHOD_DEFERRED, 16384},
 };
 
 //  Missed webhooks: list recent events (one replica per period, by lock).

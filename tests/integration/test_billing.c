@@ -174,6 +174,16 @@ static char *s_hget(const char *key, const char *field)
     return out;
 }
 
+//  GET key (heap), NULL when absent.
+static char *s_hget_str(const char *key)
+{
+    redisReply *r = redisCommand(s_mesh->redis, "GET %s", key);
+    assert_non_null(r);
+    char *out = r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+    freeReplyObject(r);
+    return out;
+}
+
 static long s_hget_int(const char *key, const char *field)
 {
     char *v = s_hget(key, field);
@@ -745,6 +755,53 @@ static void test_reconcile(void **state)
     s_event_free(&known);
 }
 
+//  Checkout: the customer is created once (keyed by the user), then a
+//  session; a second checkout reuses the recorded customer.
+static void test_checkout(void **state)
+{
+    fake_http_t *stripe = s_mesh->stripe;
+    size_t before = fake_http_count(stripe);
+    fake_http_script_status(stripe, 200, "{\"id\":\"cus_co_1\",\"object\":\"customer\"}");
+    fake_http_script_status(stripe, 200,
+                            "{\"id\":\"cs_1\",\"object\":\"checkout.session\",\"customer\":"
+                            "\"cus_co_1\",\"url\":\"https://checkout.stripe.com/c/pay/cs_1\"}");
+    char code[64];
+    const char *user[] = {"auth", "jwt", "sub", "u_co", "scope", "user", NULL};
+    const char *order = "{\"price\":\"price_pro\",\"quantity\":2,\"trial_period_days\":14,"
+                        "\"success_url\":\"https://example.com/ok\",\"cancel_url\":"
+                        "\"https://example.com/no\"}";
+    char *body = s_billing_call("checkout", user, order, code, sizeof code);
+    assert_string_equal(code, "");
+    assert_non_null(strstr(body, "\"url\":\"https://checkout.stripe.com/c/pay/cs_1\""));
+    free(body);
+    assert_int_equal(fake_http_count(stripe), before + 2);
+    const fake_http_request_t *customer = fake_http_request(stripe, before);
+    const fake_http_request_t *session = fake_http_request(stripe, before + 1);
+    assert_string_equal(customer->target, "/v1/customers");
+    assert_string_equal((const char *)customer->body, "metadata[vz_user]=u_co");
+    assert_string_equal(session->target, "/v1/checkout/sessions");
+    assert_string_equal((const char *)session->body,
+                        "mode=subscription&line_items[0][price]=price_pro&line_items[0][quantity]=2"
+                        "&success_url=https%3A%2F%2Fexample.com%2Fok&cancel_url=https%3A%2F%2F"
+                        "example.com%2Fno&client_reference_id=u_co&subscription_data[trial_period_"
+                        "days]=14&metadata[vz_user]=u_co&customer=cus_co_1");
+    char *recorded = s_hget_str("billing:customer_of:u_co");
+    assert_string_equal(recorded, "cus_co_1");
+    free(recorded);
+    //  Again: the recorded customer, one call.
+    fake_http_script_status(stripe, 200, "{\"id\":\"cs_2\",\"url\":\"https://x.example/cs_2\"}");
+    body = s_billing_call("checkout", user, order, code, sizeof code);
+    assert_string_equal(code, "");
+    free(body);
+    assert_int_equal(fake_http_count(stripe), before + 3);
+    assert_non_null(
+        strstr((const char *)fake_http_request(stripe, before + 2)->body, "customer=cus_co_1"));
+    //  Validation.
+    body = s_billing_call("checkout", user, "{\"price\":\"x\"}", code, sizeof code);
+    assert_string_equal(code, "validation_failed");
+    free(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -759,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_revenue),
         cmocka_unit_test(test_payment_intent),
         cmocka_unit_test(test_reconcile),
+        cmocka_unit_test(test_checkout),
     };
     return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }
