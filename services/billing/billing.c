@@ -496,6 +496,24 @@ static void s_pi_done(void *arg, const bl_client_result_t *r)
     vz_json_destroy(&doc);
 }
 
+//  The checks of every user-facing call to Stripe: a signed-in caller (who
+//  filled) and a configured client. 0, or -1 after replying.
+static int s_stripe_caller(bl_t *self, const vz_envelope_t *req, vz_reply_t *reply,
+                           vz_authctx_t *who)
+{
+    vz_authctx_read(req, who);
+    if (!who->sub[0]) {
+        vz_authctx_reply_error(reply, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED, "sign in first");
+        return -1;
+    }
+    if (!self->client || !bl_client_configured(self->client)) {
+        vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
+                               self->missing[0] ? self->missing : "billing is stopping");
+        return -1;
+    }
+    return 0;
+}
+
 //  POST /v1/billing/payment-intents {amount, currency, description?}: a
 //  PaymentIntent for the caller (metadata vz_user), idempotent per caller
 //  and Idempotency-Key header (or per request id without one).
@@ -503,12 +521,8 @@ int bl_h_payment_intent_create(void *app, const vz_envelope_t *req, vz_reply_t *
 {
     bl_t *self = app;
     vz_authctx_t who;
-    vz_authctx_read(req, &who);
-    if (!who.sub[0])
-        return vz_authctx_reply_error(reply, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED, "sign in first");
-    if (!self->client || !bl_client_configured(self->client))
-        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
-                                      self->missing[0] ? self->missing : "billing is stopping");
+    if (s_stripe_caller(self, req, reply, &who) < 0)
+        return 0;
     vz_json_t *doc = vz_json_parse(req->body, req->body_len, NULL, NULL);
     const vz_json_value_t *body = doc ? vz_json_root(doc) : NULL;
     int64_t amount = 0;
@@ -909,12 +923,8 @@ int bl_h_checkout(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     bl_t *self = app;
     vz_authctx_t who;
-    vz_authctx_read(req, &who);
-    if (!who.sub[0])
-        return vz_authctx_reply_error(reply, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED, "sign in first");
-    if (!self->client || !bl_client_configured(self->client))
-        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
-                                      self->missing[0] ? self->missing : "billing is stopping");
+    if (s_stripe_caller(self, req, reply, &who) < 0)
+        return 0;
     vz_json_t *doc = vz_json_parse(req->body, req->body_len, NULL, NULL);
     const vz_json_value_t *body = doc ? vz_json_root(doc) : NULL;
     const char *price = vz_json_get_string(body, "price", NULL);
