@@ -36,6 +36,7 @@ struct bl_t {
     vz_redis_script_t *enqueue;                              //  intake: dedup + XADD
     vz_redis_script_t *apply;                                //  consumer: store + ack
     vz_redis_script_t *dump;                                 //  revenue input
+    vz_redis_script_t *list;                                 //  a customer's objects
     bl_stream_t *stream;                                     //  the consumer group
     s_pending_t *pending;                                    //  this batch's deliveries
     vz_redis_call_t *calls;                                  //  their script calls
@@ -108,13 +109,15 @@ bl_t *bl_new(const bl_config_t *config, const char *redis_url, const char *consu
     self->enqueue = vz_redis_script_new(bl_lua_enqueue);
     self->apply = vz_redis_script_new(bl_lua_apply);
     self->dump = vz_redis_script_new(bl_lua_dump);
+    self->list = vz_redis_script_new(bl_lua_list);
     bl_stream_config_t sc = {.stream = BL_STREAM,
                              .group = BL_GROUP,
                              .consumer = consumer,
                              .claim_idle_ms = config->claim_idle_ms,
                              .max_deliveries = config->max_deliveries};
     self->stream = self->redis ? bl_stream_new(self->redis, &sc, s_apply_entry, self) : NULL;
-    if (!self->redis || !self->enqueue || !self->apply || !self->dump || !self->stream) {
+    if (!self->redis || !self->enqueue || !self->apply || !self->dump || !self->list ||
+        !self->stream) {
         bl_destroy(&self);
         return NULL;
     }
@@ -140,6 +143,7 @@ void bl_destroy(bl_t **self_p)
     vz_redis_script_destroy(&self->enqueue);
     vz_redis_script_destroy(&self->apply);
     vz_redis_script_destroy(&self->dump);
+    vz_redis_script_destroy(&self->list);
     vz_redis_destroy(&self->redis);
     bl_client_destroy(&self->client);
     memset(self->secrets, 0, sizeof self->secrets);
@@ -1016,4 +1020,275 @@ int bl_h_checkout(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     if (rc < 0)
         s_checkout_fail(co, VZ_ERR_UNAVAILABLE, "customer not created: Redis or Stripe away");
     return 0;
+}
+
+// --------------------------------------------------------------------------
+//  The caller's own objects (from the stored state) and their changes
+
+#define LIST_DEFAULT 10 //  items per page unless the caller asks
+#define LIST_MAX 100    //  most items per page, as Stripe's lists
+
+//  One row of the list script's answer.
+typedef struct {
+    const char *id, *status, *currency, *subscription;
+    long long amount, mrr, created;
+} s_row_t;
+
+//  Newest first, then by id: a stable order for cursors.
+static int s_row_cmp(const void *a, const void *b)
+{
+    const s_row_t *x = a, *y = b;
+    if (x->created != y->created)
+        return x->created < y->created ? 1 : -1;
+    return strcmp(x->id, y->id);
+}
+
+//  GET lists: {"object":"list","data":[...],"has_more":bool} of kind for the
+//  caller's customer, newest first; page size and cursor from ctx
+//  query.limit and query.starting_after when the gateway passes them.
+static int s_list(bl_t *self, const vz_envelope_t *req, vz_reply_t *reply, const char *kind)
+{
+    vz_authctx_t who;
+    vz_authctx_read(req, &who);
+    if (!who.sub[0])
+        return vz_authctx_reply_error(reply, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED, "sign in first");
+    const char *limit_text = vz_authctx_get(req, "query.limit");
+    const char *after = vz_authctx_get(req, "query.starting_after");
+    long limit = limit_text ? strtol(limit_text, NULL, 10) : LIST_DEFAULT;
+    if (limit < 1 || limit > LIST_MAX)
+        return vz_authctx_reply_error(reply, 422, VZ_AUTHCTX_ERR_VALIDATION,
+                                      "limit must be 1..100");
+    char customer[BL_SIG_ID_MAX];
+    int rc = s_customer_of(self, who.sub, customer, sizeof customer);
+    if (rc == -EIO)
+        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "billing state unavailable");
+    redisReply *r = NULL;
+    if (rc == 0) {
+        const char *args[] = {BL_PREFIX, kind, customer};
+        r = vz_redis_eval(self->redis, self->list, 0, NULL, 3, args);
+        if (!r || r->type != REDIS_REPLY_ARRAY) {
+            if (r)
+                freeReplyObject(r);
+            return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
+                                          "billing state unavailable");
+        }
+    }
+    size_t n = r ? r->elements : 0;
+    s_row_t *rows = calloc(n + 1, sizeof *rows);
+    size_t count = 0;
+    for (size_t i = 0; rows && i < n; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 7)
+            continue;
+        rows[count++] = (s_row_t){e->element[0]->str,
+                                  e->element[1]->str,
+                                  e->element[2]->str,
+                                  e->element[6]->str,
+                                  strtoll(e->element[3]->str, NULL, 10),
+                                  strtoll(e->element[4]->str, NULL, 10),
+                                  strtoll(e->element[5]->str, NULL, 10)};
+    }
+    qsort(rows, count, sizeof *rows, s_row_cmp);
+    size_t first = 0;
+    if (after && *after) {
+        while (first < count && strcmp(rows[first].id, after) != 0)
+            first++;
+        first = first < count ? first + 1 : count; //  an unknown cursor: nothing more
+    }
+    vz_json_writer_t *w = vz_json_writer_new(REPLY_MAX);
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, "object", "list");
+    vz_json_write_key(w, "data");
+    vz_json_write_array_begin(w);
+    size_t i = first;
+    for (; i < count && i < first + (size_t)limit; i++) {
+        vz_json_write_object_begin(w);
+        vz_json_write_kv_string(w, "id", rows[i].id);
+        vz_json_write_kv_string(w, "status", rows[i].status);
+        vz_json_write_kv_string(w, "currency", rows[i].currency);
+        if (strcmp(kind, "subscription") == 0)
+            vz_json_write_kv_int(w, "mrr", rows[i].mrr);
+        else
+            vz_json_write_kv_int(w, "amount", rows[i].amount);
+        if (rows[i].subscription[0])
+            vz_json_write_kv_string(w, "subscription", rows[i].subscription);
+        vz_json_write_kv_int(w, "updated", rows[i].created);
+        vz_json_write_object_end(w);
+    }
+    vz_json_write_array_end(w);
+    vz_json_write_kv_bool(w, "has_more", i < count);
+    vz_json_write_object_end(w);
+    free(rows);
+    if (r)
+        freeReplyObject(r);
+    return vz_authctx_reply_json(reply, &w);
+}
+
+int bl_h_subscriptions_list(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    return s_list(app, req, reply, "subscription");
+}
+
+int bl_h_invoices_list(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    return s_list(app, req, reply, "invoice");
+}
+
+int bl_h_payments_list(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    return s_list(app, req, reply, "payment_intent");
+}
+
+//  A subscription change answered with {id, status, cancel_at_period_end}.
+static void s_sub_done(void *arg, const bl_client_result_t *r)
+{
+    vz_deferred_t *handle = arg;
+    if (!r->ok) {
+        (void)vz_worker_complete_error(&handle, r->error.code, r->error.message);
+        return;
+    }
+    vz_json_t *doc = vz_json_parse(r->body, r->body_len, NULL, NULL);
+    const vz_json_value_t *sub = doc ? vz_json_root(doc) : NULL;
+    vz_json_writer_t *w = vz_json_writer_new(REPLY_MAX);
+    vz_json_write_object_begin(w);
+    s_copy_kv(w, sub, "id");
+    s_copy_kv(w, sub, "status");
+    bool at_end = false;
+    if (vz_json_bool(vz_json_get(sub, "cancel_at_period_end"), &at_end) == 0)
+        vz_json_write_kv_bool(w, "cancel_at_period_end", at_end);
+    vz_json_write_object_end(w);
+    size_t len = 0;
+    const char *text = vz_json_writer_data(w, &len);
+    (void)vz_worker_complete(&handle, text ? text : "{}", text ? len : 2);
+    vz_json_writer_destroy(&w);
+    vz_json_destroy(&doc);
+}
+
+//  A signed-in caller, a configured client and the subscription of route
+//  parameter id being the caller's: 0, who filled and the first item's id
+//  (from the stored event) in item; else -1 after replying.
+static int s_own_subscription(bl_t *self, const vz_envelope_t *req, vz_reply_t *reply,
+                              vz_authctx_t *who, const char **id, char *item, size_t n)
+{
+    if (s_stripe_caller(self, req, reply, who) < 0)
+        return -1;
+    *id = vz_authctx_param(req, "id");
+    char customer[BL_SIG_ID_MAX], key[BL_SIG_ID_MAX + 64];
+    if (!*id || !**id || strlen(*id) >= BL_SIG_ID_MAX ||
+        s_customer_of(self, who->sub, customer, sizeof customer) < 0) {
+        vz_authctx_reply_error(reply, 404, VZ_AUTHCTX_ERR_NOT_FOUND, "no such subscription");
+        return -1;
+    }
+    snprintf(key, sizeof key, BL_PREFIX "obj:subscription:%s", *id);
+    const char *argv[] = {"HMGET", key, "customer", "event"};
+    redisReply *r = vz_redis_command(self->redis, 4, argv, NULL);
+    bool mine = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                r->element[0]->type == REDIS_REPLY_STRING &&
+                strcmp(r->element[0]->str, customer) == 0;
+    item[0] = '\0';
+    if (mine && r->element[1]->type == REDIS_REPLY_STRING) {
+        vz_json_t *doc = vz_json_parse(r->element[1]->str, r->element[1]->len, NULL, NULL);
+        const vz_json_value_t *items = vz_json_get(
+            vz_json_get(vz_json_get(vz_json_get(doc ? vz_json_root(doc) : NULL, "data"), "object"),
+                        "items"),
+            "data");
+        const char *si = vz_json_get_string(vz_json_at(items, 0), "id", NULL);
+        if (si && strlen(si) < n)
+            strcpy(item, si);
+        vz_json_destroy(&doc);
+    }
+    if (r)
+        freeReplyObject(r);
+    if (!mine) {
+        vz_authctx_reply_error(reply, 404, VZ_AUTHCTX_ERR_NOT_FOUND, "no such subscription");
+        return -1;
+    }
+    return 0;
+}
+
+//  The parameters of a change from the body {price?, quantity?,
+//  cancel_at_period_end?} on the first item (item), or NULL after replying
+//  validation_failed.
+static vz_json_t *s_update_params(const vz_envelope_t *req, vz_reply_t *reply, const char *item)
+{
+    vz_json_t *doc = vz_json_parse(req->body, req->body_len, NULL, NULL);
+    const vz_json_value_t *body = doc ? vz_json_root(doc) : NULL;
+    const char *price = vz_json_get_string(body, "price", NULL);
+    int64_t quantity = 0;
+    bool at_end = false, has_q = vz_json_get(body, "quantity") != NULL,
+         has_end = vz_json_get(body, "cancel_at_period_end") != NULL;
+    bool valid =
+        vz_json_type(body) == VZ_JSON_OBJECT && (price || has_q || has_end) &&
+        (!price || (strncmp(price, "price_", 6) == 0 && strlen(price) < 128)) &&
+        (!has_q || (vz_json_int(vz_json_get(body, "quantity"), &quantity) == 0 && quantity >= 1 &&
+                    quantity <= 10000)) &&
+        (!has_end || vz_json_bool(vz_json_get(body, "cancel_at_period_end"), &at_end) == 0) &&
+        ((!price && !has_q) || item[0]);
+    vz_json_writer_t *w = vz_json_writer_new(4096);
+    vz_json_write_object_begin(w);
+    if (valid && (price || has_q)) {
+        vz_json_write_key(w, "items");
+        vz_json_write_array_begin(w);
+        vz_json_write_object_begin(w);
+        vz_json_write_kv_string(w, "id", item);
+        if (price)
+            vz_json_write_kv_string(w, "price", price);
+        if (has_q)
+            vz_json_write_kv_int(w, "quantity", quantity);
+        vz_json_write_object_end(w);
+        vz_json_write_array_end(w);
+    }
+    if (valid && has_end)
+        vz_json_write_kv_bool(w, "cancel_at_period_end", at_end);
+    vz_json_write_object_end(w);
+    vz_json_destroy(&doc);
+    size_t len = 0;
+    const char *text = valid ? vz_json_writer_data(w, &len) : NULL;
+    vz_json_t *params = text ? vz_json_parse(text, len, NULL, NULL) : NULL;
+    vz_json_writer_destroy(&w);
+    if (!params)
+        vz_authctx_reply_error(reply, 422, VZ_AUTHCTX_ERR_VALIDATION,
+                               "give price (price_...), quantity 1..10000 and/or "
+                               "cancel_at_period_end (boolean)");
+    return params;
+}
+
+//  PATCH (a plan or quantity change with Stripe's default proration, or a
+//  cancellation at the period's end) or DELETE (cancel now) of the caller's
+//  own subscription.
+static int s_subscription(void *app, const vz_envelope_t *req, vz_reply_t *reply, bool cancel)
+{
+    bl_t *self = app;
+    vz_authctx_t who;
+    const char *id = NULL;
+    char item[BL_SIG_ID_MAX];
+    if (s_own_subscription(self, req, reply, &who, &id, item, sizeof item) < 0)
+        return 0;
+    vz_json_t *params = cancel ? NULL : s_update_params(req, reply, item);
+    if (!cancel && !params)
+        return 0;
+    const char *client_key = vz_authctx_header(req, "Idempotency-Key");
+    char logical[600];
+    snprintf(logical, sizeof logical, "%s/%s/%s", who.sub, id,
+             client_key && *client_key ? client_key : req->id);
+    vz_deferred_t *handle = vz_reply_defer(reply, NULL);
+    int rc = bl_client_call(self->client, cancel ? "subscription_cancel" : "subscription_update",
+                            id, params ? vz_json_root(params) : NULL, logical, s_sub_done, handle);
+    vz_json_destroy(&params);
+    if (rc < 0)
+        (void)vz_worker_complete_error(&handle, VZ_ERR_UNAVAILABLE, "change not sent");
+    return 0;
+}
+
+//  PATCH /v1/billing/subscriptions/{id} {price?, quantity?, cancel_at_period_end?}
+int bl_h_subscription_update(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    return s_subscription(app, req, reply, false);
+}
+
+//  DELETE /v1/billing/subscriptions/{id}: cancel now (at the period's end:
+//  PATCH cancel_at_period_end).
+int bl_h_subscription_cancel(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    return s_subscription(app, req, reply, true);
 }

@@ -92,6 +92,11 @@ int bl_h_revenue(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int bl_h_payment_intent_create(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int bl_h_reconcile(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int bl_h_checkout(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int bl_h_subscriptions_list(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int bl_h_invoices_list(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int bl_h_payments_list(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int bl_h_subscription_update(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int bl_h_subscription_cancel(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 
 //  Reconciliation (from a timer): list the events of the lookback window
 //  from Stripe (GET /v1/events, newest first, up to 10 pages of 100) and
@@ -108,6 +113,7 @@ int bl_reconcile(bl_t *self);
 extern const char bl_lua_enqueue[];
 extern const char bl_lua_apply[];
 extern const char bl_lua_dump[];
+extern const char bl_lua_list[];
 
 //  The stored data the revenue figures read, loaded in one script call.
 //  Strings point into the object; free with bl_store_input_free.

@@ -85,6 +85,22 @@ const char bl_lua_dump[] =
     "end\n"
     "return {subs, invoices, charges}\n";
 
+//  ARGV prefix, kind, customer -> {{id, status, currency, amount, mrr,
+//  v_created, subscription}...}: the stored objects of kind that belong to
+//  customer, any order.
+const char bl_lua_list[] =
+    "local p, kind = ARGV[1], ARGV[2]\n"
+    "local out = {}\n"
+    "for _, id in ipairs(redis.call('SMEMBERS', p .. 'idx:' .. kind)) do\n"
+    "  local h = redis.call('HMGET', p .. 'obj:' .. kind .. ':' .. id, 'customer', 'status',\n"
+    "                       'currency', 'amount', 'mrr', 'v_created', 'subscription')\n"
+    "  if h[1] == ARGV[3] then\n"
+    "    out[#out + 1] = {id, h[2] or '', h[3] or '', h[4] or '0', h[5] or '0', h[6] or '0',\n"
+    "                     h[7] or ''}\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
 void bl_store_input_free(bl_store_input_t *in)
 {
     free(in->subs);

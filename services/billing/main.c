@@ -70,6 +70,11 @@ static const vz_method_t s_methods[] = {
     {"payment_intent_create", bl_h_payment_intent_create, VZ_METHOD_DEFERRED, 16384},
     {"reconcile", bl_h_reconcile, VZ_METHOD_DEFERRED, 1024},
     {"checkout", bl_h_checkout, VZ_METHOD_DEFERRED, 16384},
+    {"subscriptions_list", bl_h_subscriptions_list, VZ_METHOD_IDEMPOTENT, 1024},
+    {"invoices_list", bl_h_invoices_list, VZ_METHOD_IDEMPOTENT, 1024},
+    {"payments_list", bl_h_payments_list, VZ_METHOD_IDEMPOTENT, 1024},
+    {"subscription_update", bl_h_subscription_update, VZ_METHOD_DEFERRED, 16384},
+    {"subscription_cancel", bl_h_subscription_cancel, VZ_METHOD_DEFERRED, 1024},
 };
 
 //  Missed webhooks: list recent events (one replica per period, by lock).

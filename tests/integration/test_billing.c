@@ -802,6 +802,66 @@ static void test_checkout(void **state)
     free(body);
 }
 
+//  The caller's own subscriptions: listed from the stored state, changed
+//  and cancelled through Stripe; someone else's are not found.
+static void test_own_subscriptions(void **state)
+{
+    fake_http_t *stripe = s_mesh->stripe;
+    //  u_co's customer (test_checkout) gets a subscription by webhook.
+    event_t e =
+        s_event("subscription", "customer.subscription.created", "evt_own_1", (long)time(NULL),
+                "{\"id\":\"sub_own_1\",\"customer\":\"cus_co_1\",\"status\":\"active\","
+                "\"currency\":\"usd\",\"items\":{\"data\":[{\"id\":\"si_own_1\",\"quantity\":"
+                "1,\"price\":{\"unit_amount\":900,\"recurring\":{\"interval\":\"month\","
+                "\"interval_count\":1}}}]}}");
+    char *reply = NULL;
+    assert_int_equal(s_deliver(&e, SECRET_CUR, 0, &reply), 200);
+    free(reply);
+    assert_true(vzt_wait_until(s_applied, "evt_own_1", APPLY_MS));
+    char code[64];
+    const char *user[] = {"auth", "jwt", "sub", "u_co", "scope", "user", NULL};
+    char *body = s_billing_call("subscriptions_list", user, NULL, code, sizeof code);
+    assert_string_equal(code, "");
+    assert_non_null(strstr(body, "\"id\":\"sub_own_1\""));
+    assert_non_null(strstr(body, "\"mrr\":900"));
+    assert_non_null(strstr(body, "\"has_more\":false"));
+    free(body);
+    //  Someone else sees nothing and cannot touch it.
+    const char *other[] = {"auth", "jwt",     "sub",       "u_other", "scope",
+                           "user", "path.id", "sub_own_1", NULL};
+    body = s_billing_call("subscriptions_list", other, NULL, code, sizeof code);
+    assert_string_equal(body, "{\"object\":\"list\",\"data\":[],\"has_more\":false}");
+    free(body);
+    body = s_billing_call("subscription_cancel", other, NULL, code, sizeof code);
+    assert_string_equal(code, "not_found");
+    free(body);
+    //  A quantity change on the stored item, then a cancellation.
+    size_t before = fake_http_count(stripe);
+    fake_http_script_status(
+        stripe, 200, "{\"id\":\"sub_own_1\",\"status\":\"active\",\"cancel_at_period_end\":false}");
+    fake_http_script_status(stripe, 200, "{\"id\":\"sub_own_1\",\"status\":\"canceled\"}");
+    const char *mine[] = {"auth", "jwt",     "sub",       "u_co", "scope",
+                          "user", "path.id", "sub_own_1", NULL};
+    body = s_billing_call("subscription_update", mine, "{\"quantity\":3}", code, sizeof code);
+    assert_string_equal(code, "");
+    free(body);
+    const fake_http_request_t *change = fake_http_request(stripe, before);
+    assert_string_equal(change->method, "POST");
+    assert_string_equal(change->target, "/v1/subscriptions/sub_own_1");
+    assert_string_equal((const char *)change->body, "items[0][id]=si_own_1&items[0][quantity]=3");
+    body = s_billing_call("subscription_cancel", mine, NULL, code, sizeof code);
+    assert_string_equal(code, "");
+    assert_non_null(strstr(body, "\"status\":\"canceled\""));
+    free(body);
+    const fake_http_request_t *cancel = fake_http_request(stripe, before + 1);
+    assert_string_equal(cancel->method, "DELETE");
+    assert_string_equal(cancel->target, "/v1/subscriptions/sub_own_1");
+    body = s_billing_call("subscription_update", mine, "{}", code, sizeof code);
+    assert_string_equal(code, "validation_failed");
+    free(body);
+    s_event_free(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -817,6 +877,7 @@ int main(void)
         cmocka_unit_test(test_payment_intent),
         cmocka_unit_test(test_reconcile),
         cmocka_unit_test(test_checkout),
+        cmocka_unit_test(test_own_subscriptions),
     };
     return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }
