@@ -464,40 +464,70 @@ void bl_client_stop(void *arg)
     bl_client_destroy(&self->client);
 }
 
-//  Copy a string member of a Stripe object into the answer.
-static void s_copy_kv(vz_json_writer_t *w, const vz_json_value_t *obj, const char *key)
+//  Copy a member of a Stripe object into the answer, under its last name:
+//  path is "key" or "a.b.key" (nested objects); strings, integers, booleans.
+static void s_copy_kv(vz_json_writer_t *w, const vz_json_value_t *obj, const char *path)
 {
-    const vz_json_value_t *v = vz_json_get(obj, key);
+    char part[64];
+    const char *p = path, *dot;
+    while ((dot = strchr(p, '.')) && (size_t)(dot - p) < sizeof part) {
+        snprintf(part, sizeof part, "%.*s", (int)(dot - p), p);
+        obj = vz_json_get(obj, part);
+        p = dot + 1;
+    }
+    const vz_json_value_t *v = vz_json_get(obj, p);
     int64_t n = 0;
+    bool b = false;
     if (vz_json_string(v, NULL))
-        vz_json_write_kv_string(w, key, vz_json_string(v, NULL));
+        vz_json_write_kv_string(w, p, vz_json_string(v, NULL));
     else if (vz_json_int(v, &n) == 0)
-        vz_json_write_kv_int(w, key, n);
+        vz_json_write_kv_int(w, p, n);
+    else if (vz_json_bool(v, &b) == 0)
+        vz_json_write_kv_bool(w, p, b);
 }
 
-static void s_pi_done(void *arg, const bl_client_result_t *r)
+//  The parameters a writer built, parsed for bl_client_call (NULL when
+//  not valid or unfinished); the writer is destroyed.
+static vz_json_t *s_params_take(vz_json_writer_t **w_p, bool valid)
 {
-    vz_deferred_t *handle = arg;
+    size_t len = 0;
+    const char *text = valid ? vz_json_writer_data(*w_p, &len) : NULL;
+    vz_json_t *params = text ? vz_json_parse(text, len, NULL, NULL) : NULL;
+    vz_json_writer_destroy(w_p);
+    return params;
+}
+
+//  Complete handle with Stripe's error, or with the object's fields (paths,
+//  NULL-terminated, as s_copy_kv takes them).
+static void s_complete_pick(vz_deferred_t *handle, const bl_client_result_t *r,
+                            const char *const *paths)
+{
     if (!r->ok) {
         (void)vz_worker_complete_error(&handle, r->error.code, r->error.message);
         return;
     }
     vz_json_t *doc = vz_json_parse(r->body, r->body_len, NULL, NULL);
-    const vz_json_value_t *pi = doc ? vz_json_root(doc) : NULL;
+    const vz_json_value_t *obj = doc ? vz_json_root(doc) : NULL;
     vz_json_writer_t *w = vz_json_writer_new(REPLY_MAX);
     vz_json_write_object_begin(w);
-    const char *keys[] = {"id", "status", "amount", "currency", "client_secret"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        s_copy_kv(w, pi, keys[i]);
+    for (size_t i = 0; paths[i]; i++)
+        s_copy_kv(w, obj, paths[i]);
     vz_json_write_object_end(w);
     size_t len = 0;
     const char *text = vz_json_writer_data(w, &len);
-    if (vz_json_writer_status(w) == 0 && text)
+    if (text)
         (void)vz_worker_complete(&handle, text, len);
     else
         (void)vz_worker_complete_error(&handle, VZ_ERR_INTERNAL, "unreadable Stripe answer");
     vz_json_writer_destroy(&w);
     vz_json_destroy(&doc);
+}
+
+static void s_pi_done(void *arg, const bl_client_result_t *r)
+{
+    static const char *const paths[] = {"id",       "status",        "amount",
+                                        "currency", "client_secret", NULL};
+    s_complete_pick(arg, r, paths);
 }
 
 //  The checks of every user-facing call to Stripe: a signed-in caller (who
@@ -559,10 +589,7 @@ int bl_h_payment_intent_create(void *app, const vz_envelope_t *req, vz_reply_t *
     vz_json_write_kv_string(w, "vz_user", who.sub);
     vz_json_write_object_end(w);
     vz_json_write_object_end(w);
-    size_t plen = 0;
-    const char *ptext = vz_json_writer_data(w, &plen);
-    vz_json_t *params = ptext ? vz_json_parse(ptext, plen, NULL, NULL) : NULL;
-    vz_json_writer_destroy(&w);
+    vz_json_t *params = s_params_take(&w, true);
     vz_json_destroy(&doc);
     const char *client_key = vz_authctx_header(req, "Idempotency-Key");
     char logical[512];
@@ -828,23 +855,9 @@ static void s_checkout_fail(s_checkout_t *co, const char *code, const char *mess
 static void s_session_done(void *arg, const bl_client_result_t *r)
 {
     s_checkout_t *co = arg;
-    if (!r->ok) {
-        s_checkout_fail(co, r->error.code, r->error.message);
-        return;
-    }
-    vz_json_t *doc = vz_json_parse(r->body, r->body_len, NULL, NULL);
-    const vz_json_value_t *session = doc ? vz_json_root(doc) : NULL;
-    vz_json_writer_t *w = vz_json_writer_new(REPLY_MAX);
-    vz_json_write_object_begin(w);
-    s_copy_kv(w, session, "id");
-    s_copy_kv(w, session, "url");
-    s_copy_kv(w, session, "customer");
-    vz_json_write_object_end(w);
-    size_t len = 0;
-    const char *text = vz_json_writer_data(w, &len);
-    (void)vz_worker_complete(&co->handle, text ? text : "{}", text ? len : 2);
-    vz_json_writer_destroy(&w);
-    vz_json_destroy(&doc);
+    static const char *const paths[] = {"id", "url", "customer", NULL};
+    s_complete_pick(co->handle, r, paths);
+    co->handle = NULL;
     s_checkout_free(co);
 }
 
@@ -1142,26 +1155,8 @@ int bl_h_payments_list(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 //  A subscription change answered with {id, status, cancel_at_period_end}.
 static void s_sub_done(void *arg, const bl_client_result_t *r)
 {
-    vz_deferred_t *handle = arg;
-    if (!r->ok) {
-        (void)vz_worker_complete_error(&handle, r->error.code, r->error.message);
-        return;
-    }
-    vz_json_t *doc = vz_json_parse(r->body, r->body_len, NULL, NULL);
-    const vz_json_value_t *sub = doc ? vz_json_root(doc) : NULL;
-    vz_json_writer_t *w = vz_json_writer_new(REPLY_MAX);
-    vz_json_write_object_begin(w);
-    s_copy_kv(w, sub, "id");
-    s_copy_kv(w, sub, "status");
-    bool at_end = false;
-    if (vz_json_bool(vz_json_get(sub, "cancel_at_period_end"), &at_end) == 0)
-        vz_json_write_kv_bool(w, "cancel_at_period_end", at_end);
-    vz_json_write_object_end(w);
-    size_t len = 0;
-    const char *text = vz_json_writer_data(w, &len);
-    (void)vz_worker_complete(&handle, text ? text : "{}", text ? len : 2);
-    vz_json_writer_destroy(&w);
-    vz_json_destroy(&doc);
+    static const char *const paths[] = {"id", "status", "cancel_at_period_end", NULL};
+    s_complete_pick(arg, r, paths);
 }
 
 //  A signed-in caller, a configured client and the subscription of route
@@ -1242,10 +1237,7 @@ static vz_json_t *s_update_params(const vz_envelope_t *req, vz_reply_t *reply, c
         vz_json_write_kv_bool(w, "cancel_at_period_end", at_end);
     vz_json_write_object_end(w);
     vz_json_destroy(&doc);
-    size_t len = 0;
-    const char *text = valid ? vz_json_writer_data(w, &len) : NULL;
-    vz_json_t *params = text ? vz_json_parse(text, len, NULL, NULL) : NULL;
-    vz_json_writer_destroy(&w);
+    vz_json_t *params = s_params_take(&w, valid);
     if (!params)
         vz_authctx_reply_error(reply, 422, VZ_AUTHCTX_ERR_VALIDATION,
                                "give price (price_...), quantity 1..10000 and/or "
@@ -1291,4 +1283,83 @@ int bl_h_subscription_update(void *app, const vz_envelope_t *req, vz_reply_t *re
 int bl_h_subscription_cancel(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     return s_subscription(app, req, reply, true);
+}
+
+//  {id, status, client_secret}: the first payment's secret when Stripe
+//  expanded latest_invoice.payment_intent.
+static void s_created_done(void *arg, const bl_client_result_t *r)
+{
+    static const char *const paths[] = {"id", "status",
+                                        "latest_invoice.payment_intent.client_secret", NULL};
+    s_complete_pick(arg, r, paths);
+}
+
+//  POST /v1/billing/subscriptions {price, quantity?, trial_period_days?}: a
+//  subscription for the caller's customer, incomplete until its first
+//  payment (payment_behavior default_incomplete; the answer carries the
+//  PaymentIntent's client_secret). Without a customer yet: 409, checkout
+//  first.
+int bl_h_subscription_create(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    bl_t *self = app;
+    vz_authctx_t who;
+    if (s_stripe_caller(self, req, reply, &who) < 0)
+        return 0;
+    char customer[BL_SIG_ID_MAX];
+    int rc = s_customer_of(self, who.sub, customer, sizeof customer);
+    if (rc == -EIO)
+        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "billing state unavailable");
+    if (rc < 0)
+        return vz_authctx_reply_error(reply, 409, VZ_AUTHCTX_ERR_CONFLICT,
+                                      "no payment customer yet: start with POST "
+                                      "/v1/billing/checkout");
+    vz_json_t *doc = vz_json_parse(req->body, req->body_len, NULL, NULL);
+    const vz_json_value_t *body = doc ? vz_json_root(doc) : NULL;
+    const char *price = vz_json_get_string(body, "price", NULL);
+    int64_t quantity = 1, trial = 0;
+    bool valid = price && strncmp(price, "price_", 6) == 0 && strlen(price) < 128 &&
+                 (!vz_json_get(body, "quantity") ||
+                  vz_json_int(vz_json_get(body, "quantity"), &quantity) == 0) &&
+                 (!vz_json_get(body, "trial_period_days") ||
+                  vz_json_int(vz_json_get(body, "trial_period_days"), &trial) == 0) &&
+                 quantity >= 1 && quantity <= 10000 && trial >= 0 && trial <= 730;
+    vz_json_writer_t *w = vz_json_writer_new(4096);
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, "customer", customer);
+    vz_json_write_key(w, "items");
+    vz_json_write_array_begin(w);
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, "price", valid ? price : "");
+    vz_json_write_kv_int(w, "quantity", quantity);
+    vz_json_write_object_end(w);
+    vz_json_write_array_end(w);
+    if (trial > 0)
+        vz_json_write_kv_int(w, "trial_period_days", trial);
+    vz_json_write_kv_string(w, "payment_behavior", "default_incomplete");
+    vz_json_write_key(w, "metadata");
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, "vz_user", who.sub);
+    vz_json_write_object_end(w);
+    vz_json_write_key(w, "expand");
+    vz_json_write_array_begin(w);
+    vz_json_write_string(w, "latest_invoice.payment_intent");
+    vz_json_write_array_end(w);
+    vz_json_write_object_end(w);
+    vz_json_destroy(&doc);
+    vz_json_t *params = s_params_take(&w, valid);
+    if (!params)
+        return vz_authctx_reply_error(reply, 422, VZ_AUTHCTX_ERR_VALIDATION,
+                                      "price (price_...) is required; quantity 1..10000, "
+                                      "trial_period_days 0..730");
+    const char *client_key = vz_authctx_header(req, "Idempotency-Key");
+    char logical[600];
+    snprintf(logical, sizeof logical, "%s/subscription/%s", who.sub,
+             client_key && *client_key ? client_key : req->id);
+    vz_deferred_t *handle = vz_reply_defer(reply, NULL);
+    rc = bl_client_call(self->client, "subscription_create", NULL, vz_json_root(params), logical,
+                        s_created_done, handle);
+    vz_json_destroy(&params);
+    if (rc < 0)
+        (void)vz_worker_complete_error(&handle, VZ_ERR_UNAVAILABLE, "subscription not sent");
+    return 0;
 }

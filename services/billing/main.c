@@ -75,6 +75,7 @@ static const vz_method_t s_methods[] = {
     {"payments_list", bl_h_payments_list, VZ_METHOD_IDEMPOTENT, 1024},
     {"subscription_update", bl_h_subscription_update, VZ_METHOD_DEFERRED, 16384},
     {"subscription_cancel", bl_h_subscription_cancel, VZ_METHOD_DEFERRED, 1024},
+    {"subscription_create", bl_h_subscription_create, VZ_METHOD_DEFERRED, 16384},
 };
 
 //  Missed webhooks: list recent events (one replica per period, by lock).

@@ -859,6 +859,24 @@ static void test_own_subscriptions(void **state)
     body = s_billing_call("subscription_update", mine, "{}", code, sizeof code);
     assert_string_equal(code, "validation_failed");
     free(body);
+    //  A new one, incomplete until paid; without a customer: checkout first.
+    fake_http_script_status(stripe, 200,
+                            "{\"id\":\"sub_new_1\",\"status\":\"incomplete\",\"latest_invoice\":"
+                            "{\"payment_intent\":{\"client_secret\":\"pi_x_secret_y\"}}}");
+    body = s_billing_call("subscription_create", user, "{\"price\":\"price_pro\",\"quantity\":2}",
+                          code, sizeof code);
+    assert_string_equal(code, "");
+    assert_string_equal(body, "{\"id\":\"sub_new_1\",\"status\":\"incomplete\",\"client_secret\":"
+                              "\"pi_x_secret_y\"}");
+    free(body);
+    assert_string_equal((const char *)fake_http_request(stripe, before + 2)->body,
+                        "customer=cus_co_1&items[0][price]=price_pro&items[0][quantity]=2"
+                        "&payment_behavior=default_incomplete&metadata[vz_user]=u_co"
+                        "&expand[0]=latest_invoice.payment_intent");
+    body = s_billing_call("subscription_create", other, "{\"price\":\"price_pro\"}", code,
+                          sizeof code);
+    assert_string_equal(code, "conflict");
+    free(body);
     s_event_free(&e);
 }
 
