@@ -1363,3 +1363,41 @@ int bl_h_subscription_create(void *app, const vz_envelope_t *req, vz_reply_t *re
         (void)vz_worker_complete_error(&handle, VZ_ERR_UNAVAILABLE, "subscription not sent");
     return 0;
 }
+
+// --------------------------------------------------------------------------
+//  Revenue gauges (the business row of the dashboard)
+
+int bl_gauges(bl_t *self)
+{
+    if (!self->metrics)
+        return 0;
+    bl_store_input_t in;
+    if (bl_store_load(self->redis, self->dump, &in) < 0)
+        return -EIO;
+    int64_t start = 0, end = 0;
+    bl_rev_bounds(BL_REV_MONTH, vz_clock_now_ms() / 1000, 0, &start, &end);
+    //  "Now" is the end of the figures: MRR of what is paying at this instant.
+    bl_rev_period_t p;
+    bl_rev_compute(&in.input, start, vz_clock_now_ms() / 1000 + 1, &p);
+    bl_store_input_free(&in);
+    for (size_t i = 0; i < p.ncur; i++) {
+        char labels[32];
+        snprintf(labels, sizeof labels, "currency=%s", p.cur[i].currency);
+        vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_mrr",
+                                       "Monthly recurring revenue now, minor units", labels),
+                      (double)p.cur[i].mrr);
+        vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_arr",
+                                       "Annual run rate (12 x MRR) now, minor units", labels),
+                      (double)p.cur[i].arr);
+    }
+    vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_paying_subscriptions",
+                                   "Subscriptions paying now (active or past_due)", NULL),
+                  (double)p.paying_end);
+    vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_new_subscriptions",
+                                   "Subscriptions paying for the first time this month", NULL),
+                  (double)p.new_subs);
+    vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_churned_subscriptions",
+                                   "Subscriptions that stopped paying this month", NULL),
+                  (double)p.churned);
+    return 0;
+}

@@ -63,6 +63,7 @@ typedef struct {
     vz_http_config_t http;             //  the common outbound client's settings
     int reconcile_ms;                  //  reconciliation period, 0 = only on request
     int reconcile_lookback_s;          //  how far back it lists events
+    int gauges_ms;                     //  revenue gauges refresh period, 0 = off
 } bl_config_t;
 
 typedef struct bl_t bl_t;
@@ -106,6 +107,12 @@ int bl_h_subscription_create(void *app, const vz_envelope_t *req, vz_reply_t *re
 //  replica at a time (billing:reconcile:lock, SET NX PX). 0 when a run
 //  started, -EBUSY, -ENOKEY (no Stripe key) or -EAGAIN (another replica).
 int bl_reconcile(bl_t *self);
+
+//  Refresh the revenue gauges (this month, from the stored state):
+//  vz_billing_mrr{currency}, vz_billing_arr{currency},
+//  vz_billing_paying_subscriptions, vz_billing_new_subscriptions,
+//  vz_billing_churned_subscriptions. 0 or -EIO (Redis).
+int bl_gauges(bl_t *self);
 
 // --------------------------------------------------------------------------
 //  bl_store.c: the Redis side

@@ -59,6 +59,10 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_RECONCILE_LOOKBACK_S", "billing/reconcile_lookback",
                 VZ_CFG_INT, "259200", 60, 2592000, reconcile_lookback_s,
                 "how far back reconciliation lists events, seconds"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_GAUGES_MS", "billing/gauges", VZ_CFG_MS, "60s", 0, 3600000,
+                gauges_ms,
+                "how often the revenue gauges (MRR, ARR, paying, new, churned) are refreshed; 0 = "
+                "off"),
     VZ_HTTP_CFG_ITEMS(bl_config_t, http),
     VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_REVENUE_TREND", "billing/revenue_trend", VZ_CFG_INT, "3",
                 0, BL_REV_TREND_MAX, trend, "previous periods in a revenue answer"),
@@ -82,6 +86,12 @@ static const vz_method_t s_methods[] = {
 static int s_reconcile_timer(zloop_t *loop, int timer_id, void *arg)
 {
     (void)bl_reconcile(arg);
+    return 0;
+}
+
+static int s_gauges_timer(zloop_t *loop, int timer_id, void *arg)
+{
+    (void)bl_gauges(arg);
     return 0;
 }
 
@@ -144,6 +154,8 @@ int main(int argc, char **argv)
     //  Pending Stripe calls are answered while the worker can still send.
     vz_daemon_on_stop(daemon, bl_client_stop, app);
     zloop_timer(loop, (size_t)config.poll_ms, 0, s_poll_timer, app);
+    if (config.gauges_ms > 0)
+        zloop_timer(loop, (size_t)config.gauges_ms, 0, s_gauges_timer, app);
     if (config.reconcile_ms > 0)
         zloop_timer(loop, (size_t)config.reconcile_ms, 0, s_reconcile_timer, app);
     code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0],

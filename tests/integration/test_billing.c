@@ -305,6 +305,7 @@ static int s_setup(void **state)
                          "billing:VZ_BILLING_STRIPE_SECRET_KEY=" STRIPE_KEY,
                          "billing:VZ_HTTP_BACKOFF_MS=10",
                          "billing:VZ_BILLING_RECONCILE_MS=0", //  runs only when the test asks
+                         "billing:VZ_BILLING_GAUGES_MS=200",
                          "billing:VZ_BILLING_WEBHOOK_SECRETS=" SECRET_CUR "," SECRET_NEXT,
                          "billing:VZ_BILLING_CLAIM_IDLE_MS=500",
                          "billing:VZ_BILLING_CONSUMER=billing-main",
@@ -653,6 +654,11 @@ static void test_revenue(void **state)
     assert_int_equal(vz_json_size(vz_json_get(root, "trend")), 3);
     vz_json_destroy(&doc);
     free(body);
+    //  The dashboard's gauges follow the stored state.
+    int admin_port = vzt_mesh_admin_port(s_mesh->m, "billing");
+    assert_true(vzt_wait_metric(admin_port, "vz_billing_mrr{currency=\"usd\"}", 3000, APPLY_MS));
+    assert_true(vzt_wait_metric(admin_port, "vz_billing_arr{currency=\"usd\"}", 36000, APPLY_MS));
+    assert_true(vzt_wait_metric(admin_port, "vz_billing_paying_subscriptions", 1, APPLY_MS));
     //  Through the gateway: the route wants a credential with scope admin.
     char *url = zsys_sprintf("%s/v1/billing/revenue", vzt_mesh_url(s_mesh->m));
     vzt_resp_t resp;
