@@ -430,15 +430,21 @@ int bl_client_start(bl_t *self, zloop_t *loop, char *err, size_t errlen)
     snprintf(key, sizeof key, "%s", self->config.stripe_key);
     if (!key[0] && self->config.stripe_key_file[0]) {
         FILE *f = fopen(self->config.stripe_key_file, "r");
-        if (!f || !fgets(key, sizeof key, f)) {
+        //  An absent file (an optional Kubernetes Secret not created) means
+        //  "not configured"; one that cannot be read is an error.
+        if (!f && errno == ENOENT)
+            vz_warn(NULL, "no Stripe key file: calls to Stripe answer billing_not_configured",
+                    "setting", "VZ_BILLING_STRIPE_SECRET_KEY_FILE");
+        else if (!f || !fgets(key, sizeof key, f)) {
             snprintf(err, errlen, "cannot read VZ_BILLING_STRIPE_SECRET_KEY_FILE %s",
                      self->config.stripe_key_file);
             if (f)
                 fclose(f);
             return -1;
+        } else {
+            fclose(f);
+            key[strcspn(key, "\r\n")] = '\0';
         }
-        fclose(f);
-        key[strcspn(key, "\r\n")] = '\0';
     }
     if (!key[0])
         snprintf(self->missing, sizeof self->missing,
@@ -455,6 +461,9 @@ int bl_client_start(bl_t *self, zloop_t *loop, char *err, size_t errlen)
     memset(key, 0, sizeof key);
     if (self->client && bl_client_warning(self->client))
         vz_warn(NULL, bl_client_warning(self->client), "setting", "VZ_HTTP_INSECURE");
+    if (self->client)
+        vz_info(NULL, "Stripe client", "base_url", self->config.stripe_base, "configured",
+                bl_client_configured(self->client) ? "yes" : "no", "version", BL_STRIPE_VERSION);
     return self->client ? 0 : -1;
 }
 

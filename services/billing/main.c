@@ -148,9 +148,6 @@ int main(int argc, char **argv)
         vz_daemon_destroy(&daemon);
         return VZ_EXIT_PERMANENT;
     }
-    vz_info(NULL, "Stripe client", "base_url", config.stripe_base, "configured",
-            config.stripe_key[0] || config.stripe_key_file[0] ? "yes" : "no", "version",
-            BL_STRIPE_VERSION);
     //  Pending Stripe calls are answered while the worker can still send.
     vz_daemon_on_stop(daemon, bl_client_stop, app);
     zloop_timer(loop, (size_t)config.poll_ms, 0, s_poll_timer, app);
