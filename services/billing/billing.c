@@ -48,6 +48,7 @@ struct bl_t {
     uint64_t dead_seen;    //  bl_stream's count already reported
     bl_client_t *client;   //  Stripe's API (NULL before start and after stop)
     bool reconciling;      //  a reconciliation run is in flight
+    bl_notify_t *notify;   //  the outbox's delivery (NULL until started)
     char missing[160];     //  which setting a Stripe call lacks, "" when none
 };
 
@@ -146,6 +147,7 @@ void bl_destroy(bl_t **self_p)
     vz_redis_script_destroy(&self->list);
     vz_redis_destroy(&self->redis);
     bl_client_destroy(&self->client);
+    bl_notify_destroy(&self->notify);
     memset(self->secrets, 0, sizeof self->secrets);
     memset(self->config.webhook_secrets, 0, sizeof self->config.webhook_secrets);
     memset(self->config.stripe_key, 0, sizeof self->config.stripe_key);
@@ -345,8 +347,17 @@ static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *ent
     return BL_STREAM_ACKED;
 }
 
+int bl_notify_start(bl_t *self, vz_call_t *calls, const char *consumer)
+{
+    self->notify =
+        bl_notify_new(self->redis, calls, consumer, self->config.notify_retry_ms, self->metrics);
+    return self->notify ? 0 : -1;
+}
+
 int bl_poll(bl_t *self)
 {
+    if (self->notify)
+        (void)bl_notify_poll(self->notify);
     int rc = bl_stream_poll(self->stream);
     int64_t now = vz_clock_mono_ms();
     if (self->backlog && now >= self->backlog_due) {

@@ -31,6 +31,7 @@
 #include "bl_revenue.h"
 #include "bl_sig.h"
 #include "bl_client.h"
+#include "bl_notify.h"
 #include "bl_stream.h"
 #include "vz_authctx.h"
 #include "vz_common.h"
@@ -64,6 +65,7 @@ typedef struct {
     int reconcile_ms;                  //  reconciliation period, 0 = only on request
     int reconcile_lookback_s;          //  how far back it lists events
     int gauges_ms;                     //  revenue gauges refresh period, 0 = off
+    int notify_retry_ms;               //  wait before the notifier is offered an entry again
 } bl_config_t;
 
 typedef struct bl_t bl_t;
@@ -107,6 +109,10 @@ int bl_h_subscription_create(void *app, const vz_envelope_t *req, vz_reply_t *re
 //  replica at a time (billing:reconcile:lock, SET NX PX). 0 when a run
 //  started, -EBUSY, -ENOKEY (no Stripe key) or -EAGAIN (another replica).
 int bl_reconcile(bl_t *self);
+
+//  Start delivering billing:outbox through the notifier over calls
+//  (borrowed; destroy it before bl_destroy). 0 or -1.
+int bl_notify_start(bl_t *self, vz_call_t *calls, const char *consumer);
 
 //  Refresh the revenue gauges (this month, from the stored state):
 //  vz_billing_mrr{currency}, vz_billing_arr{currency},

@@ -25,6 +25,7 @@ struct bl_stream_t {
     void *arg;             //  its argument
     bool grouped;          //  XGROUP CREATE done
     bool own_pending;      //  re-read our pending entries on the next pass
+    size_t later;          //  entries handed out BL_STREAM_LATER by the current read
     int64_t own_due_ms;    //  not before this (monotonic)
     int64_t claim_due_ms;  //  next XAUTOCLAIM (monotonic)
     char claim_cursor[48]; //  XAUTOCLAIM cursor
@@ -204,6 +205,10 @@ static int s_dispatch(bl_stream_t *self, const redisReply *entries, bool check, 
             continue;
         }
         bl_stream_verdict_t v = self->fn(self->arg, &e);
+        if (v == BL_STREAM_LATER) {
+            self->later++; //  the owner acks it (bl_stream_ack) or retries later
+            continue;
+        }
         if (v == BL_STREAM_ACK && s_ack(self, e.id) < 0)
             v = BL_STREAM_RETRY;
         if (v == BL_STREAM_RETRY) {
@@ -275,12 +280,14 @@ int bl_stream_poll(bl_stream_t *self)
     size_t got = 0;
     if (self->own_pending && now >= self->own_due_ms) {
         bool own_refused = false;
+        self->later = 0;
         rc = s_read(self, "0", &got, &own_refused);
         if (rc < 0)
             return rc;
         settled += rc;
-        //  Read again until an empty answer; what fn refused waits retry_ms.
-        self->own_pending = got > 0;
+        //  Read again while whole pages were settled (the next page follows);
+        //  what fn refused waits retry_ms; entries in flight are not re-read.
+        self->own_pending = got > 0 && (own_refused || self->later == 0);
         if (own_refused)
             self->own_due_ms = now + self->retry_ms;
     }
@@ -302,6 +309,23 @@ int bl_stream_poll(bl_stream_t *self)
         self->own_due_ms = now + self->retry_ms;
     }
     return settled;
+}
+
+int bl_stream_ack(bl_stream_t *self, const char *id)
+{
+    int rc = s_ack(self, id);
+    if (rc == 0)
+        self->stats.settled++;
+    return rc;
+}
+
+void bl_stream_retry_later(bl_stream_t *self)
+{
+    self->stats.retried++;
+    if (!self->own_pending) {
+        self->own_pending = true;
+        self->own_due_ms = vz_clock_mono_ms() + self->retry_ms;
+    }
 }
 
 long long bl_stream_pending(bl_stream_t *self)

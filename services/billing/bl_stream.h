@@ -71,6 +71,8 @@ typedef enum {
     BL_STREAM_ACK = 0,    //  done: the module XACKs
     BL_STREAM_ACKED = 1,  //  done and already XACKed by fn (atomically with its effect)
     BL_STREAM_RETRY = -1, //  not done: leave pending, retry later
+    BL_STREAM_LATER = 2,  //  taken asynchronously: fn's owner calls bl_stream_ack when it
+                          //  is done, or bl_stream_retry_later when it failed
 } bl_stream_verdict_t;
 
 typedef bl_stream_verdict_t(bl_stream_fn)(void *arg, const bl_stream_entry_t *entry);
@@ -87,6 +89,13 @@ void bl_stream_destroy(bl_stream_t **self_p);
 //  moved dead), or -errno when Redis failed (nothing lost: the entries stay
 //  pending in Redis).
 int bl_stream_poll(bl_stream_t *self);
+
+//  Acknowledge an entry taken with BL_STREAM_LATER. 0 or -errno.
+int bl_stream_ack(bl_stream_t *self, const char *id);
+//  An entry taken with BL_STREAM_LATER failed: re-read this consumer's
+//  pending entries after retry_ms (an entry still in flight then may be
+//  handed out twice: asynchronous consumers must be idempotent).
+void bl_stream_retry_later(bl_stream_t *self);
 
 typedef struct {
     uint64_t settled; //  entries acked

@@ -7,9 +7,12 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <errno.h>
 #include <unistd.h>
 
 #include "billing.h"
+#include "vz_call.h"
 #include "vz_daemon.h"
 #include "vz_ports.h"
 #include "vz_proto.h"
@@ -63,6 +66,9 @@ static const vz_cfg_item_t s_items[] = {
                 gauges_ms,
                 "how often the revenue gauges (MRR, ARR, paying, new, churned) are refreshed; 0 = "
                 "off"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_NOTIFY_RETRY_MS", "billing/notify_retry", VZ_CFG_MS, "5s",
+                10, 3600000, notify_retry_ms,
+                "wait before a side effect the notifier could not take is offered again"),
     VZ_HTTP_CFG_ITEMS(bl_config_t, http),
     VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_REVENUE_TREND", "billing/revenue_trend", VZ_CFG_INT, "3",
                 0, BL_REV_TREND_MAX, trend, "previous periods in a revenue answer"),
@@ -148,6 +154,16 @@ int main(int argc, char **argv)
         vz_daemon_destroy(&daemon);
         return VZ_EXIT_PERMANENT;
     }
+    //  Side effects (receipts, dunning, dispute alerts) go through the notifier.
+    vz_call_t *calls = vz_call_new_daemon(daemon, loop);
+    if (!calls || bl_notify_start(app, calls, consumer) < 0) {
+        vz_error(NULL, "unable to start the outbox delivery", "reason", strerror(errno));
+        vz_call_destroy(&calls);
+        zloop_destroy(&loop);
+        bl_destroy(&app);
+        vz_daemon_destroy(&daemon);
+        return VZ_EXIT_PERMANENT;
+    }
     //  Pending Stripe calls are answered while the worker can still send.
     vz_daemon_on_stop(daemon, bl_client_stop, app);
     zloop_timer(loop, (size_t)config.poll_ms, 0, s_poll_timer, app);
@@ -157,6 +173,8 @@ int main(int argc, char **argv)
         zloop_timer(loop, (size_t)config.reconcile_ms, 0, s_reconcile_timer, app);
     code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0],
                            BILLING_CREDIT, app);
+    //  Calls still pending end here (their entries stay in the outbox).
+    vz_call_destroy(&calls);
     zloop_destroy(&loop);
     bl_destroy(&app);
     vz_daemon_destroy(&daemon);

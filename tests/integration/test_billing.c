@@ -36,6 +36,8 @@
 #include "harness.h"
 #include "vz_client.h"
 #include "vz_common.h"
+#include "vz_curve.h"
+#include "vz_worker.h"
 #include "vz_json.h"
 
 #define HTTP_MS 10000
@@ -306,6 +308,7 @@ static int s_setup(void **state)
                          "billing:VZ_HTTP_BACKOFF_MS=10",
                          "billing:VZ_BILLING_RECONCILE_MS=0", //  runs only when the test asks
                          "billing:VZ_BILLING_GAUGES_MS=200",
+                         "billing:VZ_BILLING_NOTIFY_RETRY_MS=200",
                          "billing:VZ_BILLING_WEBHOOK_SECRETS=" SECRET_CUR "," SECRET_NEXT,
                          "billing:VZ_BILLING_CLAIM_IDLE_MS=500",
                          "billing:VZ_BILLING_CONSUMER=billing-main",
@@ -316,6 +319,7 @@ static int s_setup(void **state)
                          NULL};
     mesh->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "billing",
                                                 .daemons = "auth,ratelimit,billing,gateway",
+                                                .identities = "notifier",
                                                 .redis = true,
                                                 .files = files,
                                                 .env = env});
@@ -886,6 +890,146 @@ static void test_own_subscriptions(void **state)
     s_event_free(&e);
 }
 
+// --------------------------------------------------------------------------
+//  Side effects through the notifier
+
+//  An in-test notifier: a worker thread serving send and alert, recording.
+typedef struct {
+    pthread_mutex_t lock;
+    char sends[4][2048];
+    int nsend;
+    char alerts[4][1024];
+    int nalert;
+    volatile int stop;
+} notifier_t;
+
+static notifier_t s_notifier = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int s_record(char (*slots)[2048], int *n, const vz_envelope_t *req)
+{
+    pthread_mutex_lock(&s_notifier.lock);
+    if (*n < 4)
+        snprintf(slots[(*n)++], 1024, "%.*s", (int)req->body_len, (const char *)req->body);
+    pthread_mutex_unlock(&s_notifier.lock);
+    return 0;
+}
+
+static int s_nt_send(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    s_record(s_notifier.sends, &s_notifier.nsend, req);
+    return vz_reply_body(reply, "{\"id\":\"n_1\",\"status\":\"queued\"}", 30);
+}
+
+static int s_nt_alert(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    pthread_mutex_lock(&s_notifier.lock);
+    if (s_notifier.nalert < 4)
+        snprintf(s_notifier.alerts[s_notifier.nalert++], sizeof s_notifier.alerts[0], "%.*s",
+                 (int)req->body_len, (const char *)req->body);
+    pthread_mutex_unlock(&s_notifier.lock);
+    return vz_reply_body(reply, "{\"action\":\"queued\"}", 19);
+}
+
+static int s_nt_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    return s_notifier.stop ? -1 : 0;
+}
+
+static void *s_nt_thread(void *arg)
+{
+    char *certpath = vzt_mesh_path(s_mesh->m, "keys/secret/notifier.key");
+    char *keypath = vzt_mesh_path(s_mesh->m, "keys/public/broker.key");
+    char err[256], key[41];
+    zcert_t *cert = vz_curve_cert_load(certpath, err, sizeof err);
+    assert_non_null(cert);
+    assert_int_equal(vz_curve_server_key(keypath, key), 0);
+    static const vz_method_t methods[] = {{"send", s_nt_send, 0, 0}, {"alert", s_nt_alert, 0, 0}};
+    vz_worker_config_t wc = {.service = "notifier",
+                             .endpoints = vzt_mesh_endpoint(s_mesh->m),
+                             .broker_key = key,
+                             .cert = cert,
+                             .credit = 8};
+    vz_worker_t *worker = vz_worker_new(&wc, methods, 2, NULL);
+    assert_non_null(worker);
+    zloop_t *loop = zloop_new();
+    vz_worker_attach(worker, loop);
+    zloop_timer(loop, 20, 0, s_nt_tick, NULL);
+    zloop_start(loop);
+    zloop_destroy(&loop);
+    vz_worker_destroy(&worker);
+    zcert_destroy(&cert);
+    free(certpath);
+    free(keypath);
+    return NULL;
+}
+
+static bool s_notified(void *arg)
+{
+    pthread_mutex_lock(&s_notifier.lock);
+    bool ok = s_notifier.nsend >= 1 && s_notifier.nalert >= 1;
+    pthread_mutex_unlock(&s_notifier.lock);
+    return ok;
+}
+
+static bool s_outbox_settled(void *arg)
+{
+    redisReply *r = redisCommand(s_mesh->redis, "XPENDING billing:outbox notify");
+    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->element[0]->integer == 0;
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}
+
+static bool s_outbox_taken(void *arg)
+{
+    redisReply *r = redisCommand(s_mesh->redis, "XPENDING billing:outbox notify");
+    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->element[0]->integer >= 2;
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}
+
+//  A receipt and a dispute alert wait while the notifier is away, then are
+//  delivered once it comes.
+static void test_notifications(void **state)
+{
+    long now = (long)time(NULL);
+    char *paid = zsys_sprintf("{\"id\":\"in_mail_1\",\"status\":\"paid\",\"currency\":\"eur\","
+                              "\"amount_paid\":1234,\"customer_email\":\"ada@example.com\","
+                              "\"customer_name\":\"Ada\",\"number\":\"INV-7\","
+                              "\"status_transitions\":{\"paid_at\":%ld}}",
+                              now);
+    event_t receipt = s_event("invoice", "invoice.paid", "evt_mail_1", now, paid);
+    event_t dispute = s_event("dispute", "charge.dispute.created", "evt_dispute_1", now,
+                              "{\"id\":\"dp_mail_1\",\"amount\":1234,\"currency\":\"eur\"}");
+    char *reply = NULL;
+    assert_int_equal(s_deliver(&receipt, SECRET_CUR, 0, &reply), 200);
+    free(reply);
+    assert_int_equal(s_deliver(&dispute, SECRET_CUR, 0, &reply), 200);
+    free(reply);
+    //  Taken from the outbox, not acknowledged: nobody serves "notifier".
+    assert_true(vzt_wait_until(s_outbox_taken, NULL, APPLY_MS));
+    assert_false(s_notified(NULL));
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, s_nt_thread, NULL), 0);
+    assert_true(vzt_wait_until(s_notified, NULL, 20000));
+    assert_true(vzt_wait_until(s_outbox_settled, NULL, APPLY_MS));
+    s_notifier.stop = 1;
+    pthread_join(thread, NULL);
+    pthread_mutex_lock(&s_notifier.lock);
+    assert_non_null(strstr(s_notifier.sends[0], "\"template\":\"receipt\""));
+    assert_non_null(strstr(s_notifier.sends[0], "\"address\":\"ada@example.com\""));
+    assert_non_null(
+        strstr(s_notifier.sends[0], "\"idempotency_key\":\"billing-evt_mail_1-receipt\""));
+    assert_non_null(strstr(s_notifier.sends[0], "\"amount\":\"12.34 EUR\""));
+    assert_non_null(strstr(s_notifier.alerts[0], "\"name\":\"billing_dispute\""));
+    assert_non_null(strstr(s_notifier.alerts[0], "dp_mail_1"));
+    pthread_mutex_unlock(&s_notifier.lock);
+    free(paid);
+    s_event_free(&receipt);
+    s_event_free(&dispute);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -902,6 +1046,7 @@ int main(void)
         cmocka_unit_test(test_reconcile),
         cmocka_unit_test(test_checkout),
         cmocka_unit_test(test_own_subscriptions),
+        cmocka_unit_test(test_notifications),
     };
     return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }
