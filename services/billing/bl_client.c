@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vz_clock.h"
 #include "vz_log.h"
@@ -75,6 +76,8 @@ bl_client_t *bl_client_new(zloop_t *loop, const vz_http_config_t *http,
         self->auth = NULL;
     self->config.secret_key = NULL; //  only self->auth holds it
     self->http = vz_http_new(loop, http, metrics, err, errlen);
+    //  Jitter differs between replicas, so their retries do not line up.
+    srandom((unsigned)(vz_clock_now_us() ^ (int64_t)getpid()));
     if (!self->base_url || !self->auth || !self->http) {
         bl_client_destroy(&self);
         return NULL;
