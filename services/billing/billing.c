@@ -404,6 +404,11 @@ int bl_h_revenue(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     //  defaults month and now.
     const char *period = vz_authctx_param(req, "period");
     const char *at_text = vz_authctx_param(req, "at");
+    //  ?period=&at= as ctx query.<name>, once the gateway forwards queries.
+    if (!period)
+        period = vz_authctx_get(req, "query.period");
+    if (!at_text)
+        at_text = vz_authctx_get(req, "query.at");
     bl_rev_unit_t unit = BL_REV_MONTH;
     if (!period || !*period)
         period = "month";
@@ -1314,6 +1319,12 @@ static void s_created_done(void *arg, const bl_client_result_t *r)
     s_complete_pick(arg, r, paths);
 }
 
+static void s_portal_done(void *arg, const bl_client_result_t *r)
+{
+    static const char *const paths[] = {"id", "url", NULL};
+    s_complete_pick(arg, r, paths);
+}
+
 //  POST /v1/billing/subscriptions {price, quantity?, trial_period_days?}: a
 //  subscription for the caller's customer, incomplete until its first
 //  payment (payment_behavior default_incomplete; the answer carries the
@@ -1419,5 +1430,45 @@ int bl_gauges(bl_t *self)
     vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_churned_subscriptions",
                                    "Subscriptions that stopped paying this month", NULL),
                   (double)p.churned);
+    return 0;
+}
+
+//  POST /v1/billing/portal {return_url}: a Billing Portal session for the
+//  caller's customer -> {id, url}. 409 without a customer (checkout first).
+int bl_h_portal(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    bl_t *self = app;
+    vz_authctx_t who;
+    if (s_stripe_caller(self, req, reply, &who) < 0)
+        return 0;
+    char customer[BL_SIG_ID_MAX];
+    int rc = s_customer_of(self, who.sub, customer, sizeof customer);
+    if (rc == -EIO)
+        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "billing state unavailable");
+    if (rc < 0)
+        return vz_authctx_reply_error(reply, 409, VZ_AUTHCTX_ERR_CONFLICT,
+                                      "no payment customer yet: start with POST "
+                                      "/v1/billing/checkout");
+    vz_json_t *doc = vz_json_parse(req->body, req->body_len, NULL, NULL);
+    const char *url = vz_json_get_string(doc ? vz_json_root(doc) : NULL, "return_url", NULL);
+    bool valid = s_url_ok(url);
+    vz_json_writer_t *w = vz_json_writer_new(4096);
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, "customer", customer);
+    vz_json_write_kv_string(w, "return_url", valid ? url : "");
+    vz_json_write_object_end(w);
+    vz_json_destroy(&doc);
+    vz_json_t *params = s_params_take(&w, valid);
+    if (!params)
+        return vz_authctx_reply_error(reply, 422, VZ_AUTHCTX_ERR_VALIDATION,
+                                      "return_url (http[s]) is required");
+    char logical[600];
+    snprintf(logical, sizeof logical, "%s/portal/%s", who.sub, req->id);
+    vz_deferred_t *handle = vz_reply_defer(reply, NULL);
+    rc = bl_client_call(self->client, "portal_session_create", NULL, vz_json_root(params), logical,
+                        s_portal_done, handle);
+    vz_json_destroy(&params);
+    if (rc < 0)
+        (void)vz_worker_complete_error(&handle, VZ_ERR_UNAVAILABLE, "portal session not sent");
     return 0;
 }

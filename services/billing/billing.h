@@ -101,6 +101,7 @@ int bl_h_payments_list(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int bl_h_subscription_update(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int bl_h_subscription_cancel(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int bl_h_subscription_create(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int bl_h_portal(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 
 //  Reconciliation (from a timer): list the events of the lookback window
 //  from Stripe (GET /v1/events, newest first, up to 10 pages of 100) and

@@ -86,6 +86,7 @@ static const vz_method_t s_methods[] = {
     {"subscription_update", bl_h_subscription_update, VZ_METHOD_DEFERRED, 16384},
     {"subscription_cancel", bl_h_subscription_cancel, VZ_METHOD_DEFERRED, 1024},
     {"subscription_create", bl_h_subscription_create, VZ_METHOD_DEFERRED, 16384},
+    {"portal", bl_h_portal, VZ_METHOD_DEFERRED, 16384},
 };
 
 //  Missed webhooks: list recent events (one replica per period, by lock).

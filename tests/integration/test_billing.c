@@ -810,6 +810,19 @@ static void test_checkout(void **state)
     body = s_billing_call("checkout", user, "{\"price\":\"x\"}", code, sizeof code);
     assert_string_equal(code, "validation_failed");
     free(body);
+    //  The Billing Portal for the same customer.
+    fake_http_script_status(
+        stripe, 200, "{\"id\":\"bps_1\",\"url\":\"https://billing.stripe.com/p/session/x\"}");
+    body = s_billing_call("portal", user, "{\"return_url\":\"https://example.com/account\"}", code,
+                          sizeof code);
+    assert_string_equal(code, "");
+    assert_string_equal(body,
+                        "{\"id\":\"bps_1\",\"url\":\"https://billing.stripe.com/p/session/x\"}");
+    free(body);
+    assert_string_equal((const char *)fake_http_request(stripe, before + 3)->body,
+                        "customer=cus_co_1&return_url=https%3A%2F%2Fexample.com%2Faccount");
+    assert_string_equal(fake_http_request(stripe, before + 3)->target,
+                        "/v1/billing_portal/sessions");
 }
 
 //  The caller's own subscriptions: listed from the stored state, changed
