@@ -1310,6 +1310,22 @@ int bl_h_subscription_cancel(void *app, const vz_envelope_t *req, vz_reply_t *re
     return s_subscription(app, req, reply, true);
 }
 
+//  The checks of s_stripe_caller, then the caller's customer into
+//  customer: 0, or -1 after replying (409 without one: checkout first).
+static int s_caller_customer(bl_t *self, const vz_envelope_t *req, vz_reply_t *reply,
+                             vz_authctx_t *who, char *customer, size_t n)
+{
+    if (s_stripe_caller(self, req, reply, who) < 0)
+        return -1;
+    int rc = s_customer_of(self, who->sub, customer, n);
+    if (rc == -EIO)
+        vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "billing state unavailable");
+    else if (rc < 0)
+        vz_authctx_reply_error(reply, 409, VZ_AUTHCTX_ERR_CONFLICT,
+                               "no payment customer yet: start with POST /v1/billing/checkout");
+    return rc < 0 ? -1 : 0;
+}
+
 //  {id, status, client_secret}: the first payment's secret when Stripe
 //  expanded latest_invoice.payment_intent.
 static void s_created_done(void *arg, const bl_client_result_t *r)
@@ -1334,16 +1350,10 @@ int bl_h_subscription_create(void *app, const vz_envelope_t *req, vz_reply_t *re
 {
     bl_t *self = app;
     vz_authctx_t who;
-    if (s_stripe_caller(self, req, reply, &who) < 0)
-        return 0;
     char customer[BL_SIG_ID_MAX];
-    int rc = s_customer_of(self, who.sub, customer, sizeof customer);
-    if (rc == -EIO)
-        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "billing state unavailable");
-    if (rc < 0)
-        return vz_authctx_reply_error(reply, 409, VZ_AUTHCTX_ERR_CONFLICT,
-                                      "no payment customer yet: start with POST "
-                                      "/v1/billing/checkout");
+    if (s_caller_customer(self, req, reply, &who, customer, sizeof customer) < 0)
+        return 0;
+    int rc = 0;
     vz_json_t *doc = vz_json_parse(req->body, req->body_len, NULL, NULL);
     const vz_json_value_t *body = doc ? vz_json_root(doc) : NULL;
     const char *price = vz_json_get_string(body, "price", NULL);
@@ -1439,16 +1449,10 @@ int bl_h_portal(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     bl_t *self = app;
     vz_authctx_t who;
-    if (s_stripe_caller(self, req, reply, &who) < 0)
-        return 0;
     char customer[BL_SIG_ID_MAX];
-    int rc = s_customer_of(self, who.sub, customer, sizeof customer);
-    if (rc == -EIO)
-        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "billing state unavailable");
-    if (rc < 0)
-        return vz_authctx_reply_error(reply, 409, VZ_AUTHCTX_ERR_CONFLICT,
-                                      "no payment customer yet: start with POST "
-                                      "/v1/billing/checkout");
+    if (s_caller_customer(self, req, reply, &who, customer, sizeof customer) < 0)
+        return 0;
+    int rc = 0;
     vz_json_t *doc = vz_json_parse(req->body, req->body_len, NULL, NULL);
     const char *url = vz_json_get_string(doc ? vz_json_root(doc) : NULL, "return_url", NULL);
     bool valid = s_url_ok(url);
