@@ -19,7 +19,11 @@
  *
  *  Modules: bl_sig (signature, pure), bl_event (event meaning, pure),
  *  bl_stream (generic consumer group), bl_revenue (figures, pure),
- *  bl_store (the Redis scripts and the revenue loader), billing (handlers).
+ *  bl_store (the Redis scripts and the revenue loader), bl_stripe and
+ *  bl_client (calls to Stripe), bl_notify (the outbox to the notifier),
+ *  billing.c (life cycle, intake, the apply consumer), bl_admin.c
+ *  (revenue, reconciliation, gauges), bl_api.c (the user-facing calls);
+ *  bl_app.h holds the bl_t they share.
  */
 #ifndef BILLING_H
 #define BILLING_H
