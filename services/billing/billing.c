@@ -1,0 +1,432 @@
+/*  billing - the application object's life cycle, webhook intake, the apply consumer
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include "bl_app.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bl_event.h"
+#include "vz_clock.h"
+#include "vz_log.h"
+#include "vz_proto.h"
+
+#define BACKLOG_EVERY_MS 1000 //  queue depth gauge refresh
+
+//  One verified delivery waiting for the batch's enqueue round trip.
+struct bl_pending_t {
+    vz_deferred_t *handle;         //  the open reply
+    bl_sig_event_t event;          //  id, type, created
+    char *body;                    //  raw body (heap)
+    char created[24];              //  created as text
+    char seen[BL_SIG_ID_MAX + 16]; //  billing:seen:<id>
+    const char *keys[2], *args[5]; //  script arguments
+};
+
+// --------------------------------------------------------------------------
+//  Metrics
+
+//  Webhook deliveries by outcome (accepted, duplicate, a refusal code...).
+static void s_count_webhook(bl_t *self, const char *outcome)
+{
+    if (!self->metrics)
+        return;
+    char labels[64];
+    snprintf(labels, sizeof labels, "outcome=%s", outcome);
+    vz_series_inc(vz_metrics_counter(self->metrics, "vz_billing_webhooks",
+                                     "Webhook deliveries by outcome", labels));
+}
+
+//  Events applied by type (unknown types as "unknown") and result.
+static void s_count_event(bl_t *self, const char *type, const char *result)
+{
+    if (!self->metrics)
+        return;
+    char labels[160];
+    snprintf(labels, sizeof labels, "type=%s,result=%s", type, result);
+    vz_series_inc(vz_metrics_counter(self->metrics, "vz_billing_events",
+                                     "Queued events processed by type and result", labels));
+}
+
+static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *entry);
+
+// --------------------------------------------------------------------------
+//  Life cycle
+
+bl_t *bl_new(const bl_config_t *config, const char *redis_url, const char *consumer,
+             vz_metrics_t *metrics)
+{
+    bl_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->config = *config;
+    self->metrics = metrics;
+    //  Secrets: comma-separated, blanks around each ignored, at most 4.
+    snprintf(self->secrets, sizeof self->secrets, "%s", config->webhook_secrets);
+    char *save = NULL;
+    for (char *tok = strtok_r(self->secrets, ",", &save);
+         tok && self->sig.count < BL_SIG_SECRETS_MAX; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        char *end = tok + strlen(tok);
+        while (end > tok && end[-1] == ' ')
+            *--end = '\0';
+        if (*tok)
+            self->sig.secrets[self->sig.count++] = tok;
+    }
+    self->sig.tolerance_s = config->tolerance_s;
+    snprintf(self->ttl, sizeof self->ttl, "%d", config->dedup_ttl_s);
+    self->redis = vz_redis_new(redis_url, 200, config->redis_timeout_ms, 500);
+    self->enqueue = vz_redis_script_new(bl_lua_enqueue);
+    self->apply = vz_redis_script_new(bl_lua_apply);
+    self->dump = vz_redis_script_new(bl_lua_dump);
+    self->list = vz_redis_script_new(bl_lua_list);
+    bl_stream_config_t sc = {.stream = BL_STREAM,
+                             .group = BL_GROUP,
+                             .consumer = consumer,
+                             .claim_idle_ms = config->claim_idle_ms,
+                             .max_deliveries = config->max_deliveries};
+    self->stream = self->redis ? bl_stream_new(self->redis, &sc, s_apply_entry, self) : NULL;
+    if (!self->redis || !self->enqueue || !self->apply || !self->dump || !self->list ||
+        !self->stream) {
+        bl_destroy(&self);
+        return NULL;
+    }
+    if (metrics) {
+        self->backlog = vz_metrics_gauge(metrics, "vz_billing_queue_backlog",
+                                         "Queued events not yet applied (lag + pending)", NULL);
+        self->dead = vz_metrics_counter(metrics, "vz_billing_events_dead",
+                                        "Events moved to billing:events:dead", NULL);
+    }
+    return self;
+}
+
+void bl_destroy(bl_t **self_p)
+{
+    bl_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->npending; i++)
+        free(self->pending[i].body);
+    free(self->pending);
+    free(self->calls);
+    bl_stream_destroy(&self->stream);
+    vz_redis_script_destroy(&self->enqueue);
+    vz_redis_script_destroy(&self->apply);
+    vz_redis_script_destroy(&self->dump);
+    vz_redis_script_destroy(&self->list);
+    vz_redis_destroy(&self->redis);
+    bl_client_destroy(&self->client);
+    bl_notify_destroy(&self->notify);
+    memset(self->secrets, 0, sizeof self->secrets);
+    memset(self->config.webhook_secrets, 0, sizeof self->config.webhook_secrets);
+    memset(self->config.stripe_key, 0, sizeof self->config.stripe_key);
+    free(self);
+    *self_p = NULL;
+}
+
+// --------------------------------------------------------------------------
+//  Intake: verify, then queue in the batch's one round trip, then answer
+
+//  After the worker's batch: every delivery's enqueue script pipelined,
+//  then each answer. 200 only once the event is in the stream.
+static void s_flush(void *arg)
+{
+    bl_t *self = arg;
+    size_t n = self->npending;
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        bl_pending_t *p = &self->pending[i];
+        snprintf(p->seen, sizeof p->seen, BL_PREFIX "seen:%s", p->event.id);
+        snprintf(p->created, sizeof p->created, "%" PRId64, p->event.created);
+        p->keys[0] = p->seen;
+        p->keys[1] = BL_STREAM;
+        p->args[0] = self->ttl;
+        p->args[1] = p->event.id;
+        p->args[2] = p->event.type;
+        p->args[3] = p->created;
+        p->args[4] = p->body;
+        self->calls[i] = (vz_redis_call_t){
+            .script = self->enqueue, .nkeys = 2, .keys = p->keys, .nargs = 5, .args = p->args};
+    }
+    int rc = vz_redis_eval_batch(self->redis, self->calls, n);
+    for (size_t i = 0; i < n; i++) {
+        bl_pending_t *p = &self->pending[i];
+        redisReply *r = self->calls[i].reply;
+        bool ok = rc == 0 && r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                  r->element[0]->type == REDIS_REPLY_INTEGER;
+        if (ok) {
+            bool duplicate = r->element[0]->integer == 0;
+            const char *body = duplicate ? "{\"received\":true,\"duplicate\":true}"
+                                         : "{\"received\":true,\"duplicate\":false}";
+            s_count_webhook(self, duplicate ? "duplicate" : "accepted");
+            (void)vz_worker_complete(&p->handle, body, strlen(body));
+        } else {
+            //  Not queued: Stripe retries a non-2xx, so nothing is lost.
+            s_count_webhook(self, "unavailable");
+            if (r && r->type == REDIS_REPLY_ERROR)
+                vz_warn(NULL, "unable to queue a webhook event", "event", p->event.id, "reason",
+                        r->str);
+            (void)vz_worker_complete_error(&p->handle, VZ_ERR_UNAVAILABLE,
+                                           "event queue unavailable, retry later");
+        }
+        if (r)
+            freeReplyObject(r);
+        self->calls[i].reply = NULL;
+        free(p->body);
+        p->body = NULL;
+    }
+    self->npending = 0;
+}
+
+int bl_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    bl_t *self = app;
+    if (self->sig.count == 0) {
+        //  "unavailable" is the code the gateway answers 503 for; the
+        //  reason leads the message, as for refusals.
+        s_count_webhook(self, "billing_not_configured");
+        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
+                                      "billing_not_configured: VZ_BILLING_WEBHOOK_SECRETS is not "
+                                      "set, webhooks cannot be verified");
+    }
+    //  Only the gateway's ctx counts (vz_authctx): from anyone else no header.
+    const char *header = vz_authctx_header(req, "Stripe-Signature");
+    int64_t now_s = vz_clock_now_ms() / 1000;
+    bl_sig_rc_t rc = bl_sig_verify(&self->sig, header, req->body, req->body_len, now_s, NULL);
+    bl_sig_event_t event;
+    if (rc == BL_SIG_OK)
+        rc = bl_sig_event(req->body, req->body_len, &event);
+    if (rc != BL_SIG_OK) {
+        s_count_webhook(self, bl_sig_code(rc));
+        return bl_sig_reply(reply, rc);
+    }
+    if (self->npending == self->pending_max) {
+        size_t max = self->pending_max ? self->pending_max * 2 : VZ_WORKER_BATCH;
+        bl_pending_t *pending = realloc(self->pending, max * sizeof *pending);
+        if (pending)
+            self->pending = pending;
+        vz_redis_call_t *calls = realloc(self->calls, max * sizeof *calls);
+        if (calls)
+            self->calls = calls;
+        if (!pending || !calls)
+            return vz_reply_error(reply, VZ_ERR_INTERNAL, "out of memory");
+        self->pending_max = max;
+    }
+    bl_pending_t *p = &self->pending[self->npending];
+    memset(p, 0, sizeof *p);
+    p->event = event;
+    p->body = malloc(req->body_len + 1);
+    if (!p->body)
+        return vz_reply_error(reply, VZ_ERR_INTERNAL, "out of memory");
+    memcpy(p->body, req->body, req->body_len);
+    p->body[req->body_len] = '\0';
+    self->npending++;
+    p->handle = vz_reply_defer(reply, s_flush);
+    return 0;
+}
+
+// --------------------------------------------------------------------------
+//  Consumer: apply one queued event
+
+static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *entry)
+{
+    bl_t *self = arg;
+    size_t len = 0;
+    const char *body = bl_stream_field(entry, "body", &len);
+    bl_event_t ev;
+    //  Queued events were verified; one billing cannot read is counted and
+    //  acknowledged like an unknown type (it would never read better).
+    int rc = body ? bl_event_read(body, len, &ev) : -EINVAL;
+    const char *id = rc == 0 ? ev.id : bl_stream_field(entry, "id", NULL);
+    if (!id || !*id)
+        id = entry->id;
+    const bl_event_type_t *row = rc == 0 ? ev.row : NULL;
+    const char *kind = bl_event_kind_name(row ? row->kind : BL_KIND_UNKNOWN);
+
+    char obj[BL_EVENT_ID_MAX + 64], applied[BL_EVENT_ID_MAX + 32], hist[BL_EVENT_ID_MAX + 64],
+        idx[64];
+    char created[24], rank[8], ttl_member[2 * BL_EVENT_ID_MAX + 96], amount[24], mrr[24], at[24];
+    snprintf(obj, sizeof obj, BL_PREFIX "obj:%s:%s", kind, row ? ev.object : "none");
+    snprintf(applied, sizeof applied, BL_PREFIX "applied:%s", id);
+    snprintf(hist, sizeof hist, BL_PREFIX "hist:%s:%s", kind, row ? ev.object : "none");
+    snprintf(idx, sizeof idx, BL_PREFIX "idx:%s", kind);
+    snprintf(created, sizeof created, "%" PRId64, rc == 0 ? ev.created : 0);
+    snprintf(rank, sizeof rank, "%d", row ? row->rank : 0);
+    snprintf(amount, sizeof amount, "%" PRId64, rc == 0 ? ev.amount : 0);
+    snprintf(mrr, sizeof mrr, "%" PRId64, rc == 0 ? ev.mrr : 0);
+    snprintf(at, sizeof at, "%" PRId64, rc == 0 ? ev.at : 0);
+    //  History points: subscriptions (status, currency, MRR) and charges
+    //  (currency, amount refunded so far); the member starts with rank and
+    //  event id so that equal scores sort as the state order does.
+    ttl_member[0] = '\0';
+    if (row && row->kind == BL_KIND_SUBSCRIPTION)
+        snprintf(ttl_member, sizeof ttl_member, "%d|%s|%s|%s|%s", row->rank, ev.id,
+                 ev.status[0] ? ev.status : "unknown", ev.currency, mrr);
+    else if (row && row->kind == BL_KIND_CHARGE)
+        snprintf(ttl_member, sizeof ttl_member, "%d|%s|%s|%s", row->rank, ev.id, ev.currency,
+                 amount);
+    //  Counted under their own type, known or not (signed by Stripe: a bounded set).
+    const char *type = rc == 0 ? ev.type : "invalid";
+    const char *keys[] = {obj, applied, entry->stream, hist, idx, BL_PREFIX "counts", BL_OUTBOX};
+    const char *args[] = {entry->group,
+                          entry->id,
+                          id,
+                          created,
+                          rank,
+                          ttl_member,
+                          row ? ev.object : "",
+                          type,
+                          row && row->notify ? row->notify : "",
+                          body ? body : "",
+                          self->ttl,
+                          row ? "1" : "0",
+                          "status",
+                          rc == 0 ? ev.status : "",
+                          "currency",
+                          rc == 0 ? ev.currency : "",
+                          "amount",
+                          amount,
+                          "mrr",
+                          mrr,
+                          "at",
+                          at,
+                          "customer",
+                          rc == 0 ? ev.customer : "",
+                          "subscription",
+                          rc == 0 ? ev.subscription : ""};
+    redisReply *r =
+        vz_redis_eval(self->redis, self->apply, 7, keys, (int)(sizeof args / sizeof args[0]), args);
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        if (r && r->type == REDIS_REPLY_ERROR)
+            vz_warn(NULL, "unable to apply a billing event", "event", id, "reason", r->str);
+        if (r)
+            freeReplyObject(r);
+        return BL_STREAM_RETRY;
+    }
+    static const char *const results[] = {"replayed", "applied", "superseded"};
+    long long result = r->integer;
+    freeReplyObject(r);
+    //  A customer that names its user (metadata vz_user): checkout finds it.
+    if (result == 1 && row && row->kind == BL_KIND_CUSTOMER && ev.vz_user[0] &&
+        strcmp(ev.status, "deleted") != 0)
+        (void)bl_customer_remember(self, ev.vz_user, ev.object);
+    s_count_event(self, row ? ev.type : (rc == 0 ? "unknown" : "invalid"),
+                  result >= 0 && result <= 2 ? results[result] : "applied");
+    return BL_STREAM_ACKED;
+}
+
+int bl_notify_start(bl_t *self, vz_call_t *calls, const char *consumer)
+{
+    self->notify =
+        bl_notify_new(self->redis, calls, consumer, self->config.notify_retry_ms, self->metrics);
+    return self->notify ? 0 : -1;
+}
+
+int bl_poll(bl_t *self)
+{
+    if (self->notify)
+        (void)bl_notify_poll(self->notify);
+    int rc = bl_stream_poll(self->stream);
+    int64_t now = vz_clock_mono_ms();
+    if (self->backlog && now >= self->backlog_due) {
+        self->backlog_due = now + BACKLOG_EVERY_MS;
+        long long n = bl_stream_backlog(self->stream);
+        if (n >= 0)
+            vz_series_set(self->backlog, (double)n);
+        bl_stream_stats_t st;
+        bl_stream_stats(self->stream, &st);
+        if (st.dead > self->dead_seen) {
+            vz_series_add(self->dead, (double)(st.dead - self->dead_seen));
+            self->dead_seen = st.dead;
+        }
+    }
+    return rc;
+}
+
+// --------------------------------------------------------------------------
+//  Calls to Stripe
+
+int bl_client_start(bl_t *self, zloop_t *loop, char *err, size_t errlen)
+{
+    char key[sizeof self->config.stripe_key];
+    snprintf(key, sizeof key, "%s", self->config.stripe_key);
+    if (!key[0] && self->config.stripe_key_file[0]) {
+        FILE *f = fopen(self->config.stripe_key_file, "r");
+        //  An absent file (an optional Kubernetes Secret not created) means
+        //  "not configured"; one that cannot be read is an error.
+        if (!f && errno == ENOENT)
+            vz_warn(NULL, "no Stripe key file: calls to Stripe answer billing_not_configured",
+                    "setting", "VZ_BILLING_STRIPE_SECRET_KEY_FILE");
+        else if (!f || !fgets(key, sizeof key, f)) {
+            snprintf(err, errlen, "cannot read VZ_BILLING_STRIPE_SECRET_KEY_FILE %s",
+                     self->config.stripe_key_file);
+            if (f)
+                fclose(f);
+            return -1;
+        } else {
+            fclose(f);
+            key[strcspn(key, "\r\n")] = '\0';
+        }
+    }
+    if (!key[0])
+        snprintf(self->missing, sizeof self->missing,
+                 "billing_not_configured: set VZ_BILLING_STRIPE_SECRET_KEY or "
+                 "VZ_BILLING_STRIPE_SECRET_KEY_FILE");
+    bl_client_config_t c = {.base_url = self->config.stripe_base,
+                            .secret_key = key,
+                            .max_attempts = self->config.stripe_attempts,
+                            .backoff_ms = self->config.http.backoff_ms,
+                            .backoff_max_ms = self->config.http.backoff_max_ms,
+                            .budget_ms = self->config.stripe_budget_ms};
+    self->client =
+        bl_client_new(loop, &self->config.http, &c, self->redis, self->metrics, err, errlen);
+    memset(key, 0, sizeof key);
+    if (self->client && bl_client_warning(self->client))
+        vz_warn(NULL, bl_client_warning(self->client), "setting", "VZ_HTTP_INSECURE");
+    if (self->client)
+        vz_info(NULL, "Stripe client", "base_url", self->config.stripe_base, "configured",
+                bl_client_configured(self->client) ? "yes" : "no", "version", BL_STRIPE_VERSION);
+    return self->client ? 0 : -1;
+}
+
+void bl_client_stop(void *arg)
+{
+    bl_t *self = arg;
+    bl_client_destroy(&self->client);
+}
+
+// --------------------------------------------------------------------------
+//  The caller's customer
+
+//  The caller's customer id, stored when billing created it or a customer
+//  event named the user (metadata vz_user). 0 and id, -ENOENT, -EIO.
+int bl_customer_of(bl_t *self, const char *sub, char *id, size_t n)
+{
+    char key[VZ_AUTHCTX_VALUE_MAX + 32];
+    snprintf(key, sizeof key, BL_PREFIX "customer_of:%s", sub);
+    const char *argv[] = {"GET", key};
+    redisReply *r = vz_redis_command(self->redis, 2, argv, NULL);
+    int rc = !r ? -EIO : r->type == REDIS_REPLY_STRING && r->len < n ? 0 : -ENOENT;
+    if (rc == 0)
+        memcpy(id, r->str, r->len + 1);
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+int bl_customer_remember(bl_t *self, const char *sub, const char *id)
+{
+    char key[VZ_AUTHCTX_VALUE_MAX + 32];
+    snprintf(key, sizeof key, BL_PREFIX "customer_of:%s", sub);
+    const char *argv[] = {"SET", key, id};
+    redisReply *r = vz_redis_command(self->redis, 3, argv, NULL);
+    int rc = r && r->type == REDIS_REPLY_STATUS ? 0 : -EIO;
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}

@@ -1,0 +1,331 @@
+/*  bl_admin - revenue figures, reconciliation with Stripe's event list, revenue gauges
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bl_app.h"
+#include "vz_clock.h"
+#include "vz_log.h"
+#include "vz_proto.h"
+
+// --------------------------------------------------------------------------
+//  Revenue (admin)
+
+//  "YYYY-MM-DD" (or a full "YYYY-MM-DDTHH:MM:SSZ") into Unix seconds.
+static int s_parse_date(const char *text, int64_t *out)
+{
+    char full[32];
+    if (strlen(text) == 10)
+        snprintf(full, sizeof full, "%sT00:00:00Z", text);
+    else
+        snprintf(full, sizeof full, "%s", text);
+    int64_t us = 0;
+    if (vz_clock_parse_utc(full, &us) < 0)
+        return -EINVAL;
+    *out = us / 1000000;
+    return 0;
+}
+
+int bl_h_revenue(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    bl_t *self = app;
+    vz_authctx_t who;
+    vz_authctx_read(req, &who);
+    if (!vz_authctx_scope_has(who.scope, "admin"))
+        return vz_authctx_reply_error(reply, 403, VZ_AUTHCTX_ERR_DENIED, "missing scope: admin");
+    //  period and at: route parameters (/v1/billing/revenue/{period}/{at});
+    //  defaults month and now.
+    const char *period = vz_authctx_param(req, "period");
+    const char *at_text = vz_authctx_param(req, "at");
+    //  ?period=&at= as ctx query.<name>, once the gateway forwards queries.
+    if (!period)
+        period = vz_authctx_get(req, "query.period");
+    if (!at_text)
+        at_text = vz_authctx_get(req, "query.at");
+    bl_rev_unit_t unit = BL_REV_MONTH;
+    if (!period || !*period)
+        period = "month";
+    if (bl_rev_unit(period, &unit) < 0)
+        return vz_authctx_reply_error(reply, 422, VZ_AUTHCTX_ERR_VALIDATION,
+                                      "period must be week, month or year");
+    int64_t at = vz_clock_now_ms() / 1000;
+    if (at_text && *at_text && s_parse_date(at_text, &at) < 0)
+        return vz_authctx_reply_error(reply, 422, VZ_AUTHCTX_ERR_VALIDATION,
+                                      "at must be a date YYYY-MM-DD");
+    bl_store_input_t in;
+    if (bl_store_load(self->redis, self->dump, &in) < 0)
+        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "billing state unavailable");
+    size_t count = (size_t)self->config.trend + 1;
+    bl_rev_period_t periods[BL_REV_TREND_MAX + 1];
+    if (count > BL_REV_TREND_MAX + 1)
+        count = BL_REV_TREND_MAX + 1;
+    for (size_t i = 0; i < count; i++) {
+        int64_t start = 0, end = 0;
+        bl_rev_bounds(unit, at, (int)i, &start, &end);
+        bl_rev_compute(&in.input, start, end, &periods[i]);
+    }
+    bl_store_input_free(&in);
+    vz_json_writer_t *w = vz_json_writer_new(BL_REPLY_MAX);
+    bl_rev_write(w, period, periods, count);
+    return vz_authctx_reply_json(reply, &w);
+}
+
+// --------------------------------------------------------------------------
+//  Reconciliation
+
+#define RECONCILE_PAGES 10 //  pages of 100 events per run
+
+typedef struct {
+    bl_t *self;
+    vz_deferred_t *handle; //  the admin request that asked, or NULL (timer)
+    int queued;            //  events no webhook had delivered
+    int duplicates;        //  events already known
+    int pages;             //  pages read
+} s_recon_t;
+
+//  A parsed JSON value written back as text (the event's body in the queue).
+static void s_write_value(vz_json_writer_t *w, const vz_json_value_t *v)
+{
+    int64_t i = 0;
+    double d = 0;
+    bool b = false;
+    switch (vz_json_type(v)) {
+    case VZ_JSON_OBJECT:
+        vz_json_write_object_begin(w);
+        for (size_t k = 0; k < vz_json_size(v); k++) {
+            vz_json_write_key(w, vz_json_key_at(v, k));
+            s_write_value(w, vz_json_at(v, k));
+        }
+        vz_json_write_object_end(w);
+        break;
+    case VZ_JSON_ARRAY:
+        vz_json_write_array_begin(w);
+        for (size_t k = 0; k < vz_json_size(v); k++)
+            s_write_value(w, vz_json_at(v, k));
+        vz_json_write_array_end(w);
+        break;
+    case VZ_JSON_STRING:
+        vz_json_write_string(w, vz_json_string(v, NULL));
+        break;
+    case VZ_JSON_BOOL:
+        vz_json_bool(v, &b);
+        vz_json_write_bool(w, b);
+        break;
+    case VZ_JSON_NUMBER:
+        if (vz_json_int(v, &i) == 0)
+            vz_json_write_int(w, i);
+        else {
+            vz_json_double(v, &d);
+            vz_json_write_double(w, d);
+        }
+        break;
+    default:
+        vz_json_write_null(w);
+    }
+}
+
+//  Queue one listed event as the intake does: 1 queued, 0 known, -1 failed.
+static int s_recon_enqueue(bl_t *self, const vz_json_value_t *event)
+{
+    vz_json_writer_t *w = vz_json_writer_new(256 * 1024);
+    s_write_value(w, event);
+    size_t len = 0;
+    const char *text = vz_json_writer_status(w) == 0 ? vz_json_writer_data(w, &len) : NULL;
+    bl_sig_event_t ev;
+    int rc = -1;
+    if (text && bl_sig_event(text, len, &ev) == BL_SIG_OK) {
+        char seen[BL_SIG_ID_MAX + 16], created[24];
+        snprintf(seen, sizeof seen, BL_PREFIX "seen:%s", ev.id);
+        snprintf(created, sizeof created, "%" PRId64, ev.created);
+        const char *keys[] = {seen, BL_STREAM};
+        const char *args[] = {self->ttl, ev.id, ev.type, created, text};
+        redisReply *r = vz_redis_eval(self->redis, self->enqueue, 2, keys, 5, args);
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+            r->element[0]->type == REDIS_REPLY_INTEGER)
+            rc = r->element[0]->integer == 1 ? 1 : 0;
+        if (r)
+            freeReplyObject(r);
+    }
+    vz_json_writer_destroy(&w);
+    return rc;
+}
+
+static int s_recon_page(s_recon_t *run, const char *after);
+
+static void s_recon_end(s_recon_t *run, const char *code, const char *message)
+{
+    bl_t *self = run->self;
+    self->reconciling = false;
+    if (self->metrics) {
+        vz_series_add(vz_metrics_counter(self->metrics, "vz_billing_reconciled",
+                                         "Events found by reconciliation, by result",
+                                         "result=queued"),
+                      run->queued);
+        vz_series_add(vz_metrics_counter(self->metrics, "vz_billing_reconciled",
+                                         "Events found by reconciliation, by result",
+                                         "result=duplicate"),
+                      run->duplicates);
+    }
+    if (run->queued > 0) {
+        char count[16];
+        snprintf(count, sizeof count, "%d", run->queued);
+        vz_info(NULL, "reconciliation queued events no webhook delivered", "count", count);
+    }
+    if (run->handle && code)
+        (void)vz_worker_complete_error(&run->handle, code, message);
+    else if (run->handle) {
+        char body[96];
+        int n = snprintf(body, sizeof body, "{\"queued\":%d,\"duplicates\":%d,\"pages\":%d}",
+                         run->queued, run->duplicates, run->pages);
+        (void)vz_worker_complete(&run->handle, body, (size_t)n);
+    } else if (code)
+        vz_warn(NULL, "reconciliation stopped", "reason", message);
+    free(run);
+}
+
+static void s_recon_done(void *arg, const bl_client_result_t *r)
+{
+    s_recon_t *run = arg;
+    if (!r->ok) {
+        s_recon_end(run, r->error.code, r->error.message);
+        return;
+    }
+    run->pages++;
+    vz_json_t *doc = vz_json_parse(r->body, r->body_len, NULL, NULL);
+    const vz_json_value_t *root = doc ? vz_json_root(doc) : NULL;
+    const vz_json_value_t *data = vz_json_get(root, "data");
+    const char *last = NULL;
+    bool failed = vz_json_type(data) != VZ_JSON_ARRAY;
+    for (size_t i = 0; !failed && i < vz_json_size(data); i++) {
+        int rc = s_recon_enqueue(run->self, vz_json_at(data, i));
+        failed = rc < 0;
+        run->queued += rc == 1;
+        run->duplicates += rc == 0;
+        last = vz_json_get_string(vz_json_at(data, i), "id", NULL);
+    }
+    bool more = false;
+    vz_json_bool(vz_json_get(root, "has_more"), &more);
+    char after[BL_SIG_ID_MAX] = "";
+    if (last)
+        snprintf(after, sizeof after, "%s", last);
+    vz_json_destroy(&doc);
+    if (failed)
+        s_recon_end(run, VZ_ERR_UNAVAILABLE, "events not queued: Redis or Stripe answer");
+    else if (!more || !after[0] || run->pages >= RECONCILE_PAGES || s_recon_page(run, after) < 0)
+        s_recon_end(run, NULL, NULL);
+}
+
+//  Ask for one page of events (older than after, when given).
+static int s_recon_page(s_recon_t *run, const char *after)
+{
+    bl_t *self = run->self;
+    char params[256];
+    int64_t since = vz_clock_now_ms() / 1000 - self->config.reconcile_lookback_s;
+    snprintf(params, sizeof params, "{\"limit\":100,\"created\":{\"gte\":%" PRId64 "}%s%s%s}",
+             since, after ? ",\"starting_after\":\"" : "", after ? after : "", after ? "\"" : "");
+    vz_json_t *doc = vz_json_parse(params, strlen(params), NULL, NULL);
+    int rc = doc ? bl_client_call(self->client, "event_list", NULL, vz_json_root(doc), "",
+                                  s_recon_done, run)
+                 : -EINVAL;
+    vz_json_destroy(&doc);
+    return rc;
+}
+
+static int s_reconcile_start(bl_t *self, vz_deferred_t *handle)
+{
+    if (!self->client || !bl_client_configured(self->client))
+        return -ENOKEY;
+    if (self->reconciling)
+        return -EBUSY;
+    //  One replica at a time: the lock lives as long as one period.
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%d",
+             self->config.reconcile_ms > 0 ? self->config.reconcile_ms : 60000);
+    const char *argv[] = {"SET", BL_PREFIX "reconcile:lock", "1", "NX", "PX", ttl};
+    redisReply *r = handle ? NULL : vz_redis_command(self->redis, 6, argv, NULL);
+    bool locked = handle || (r && r->type == REDIS_REPLY_STATUS);
+    if (r)
+        freeReplyObject(r);
+    if (!locked)
+        return -EAGAIN;
+    s_recon_t *run = calloc(1, sizeof *run);
+    if (!run)
+        return -ENOMEM;
+    run->self = self;
+    run->handle = handle;
+    self->reconciling = true;
+    int rc = s_recon_page(run, NULL);
+    if (rc < 0) {
+        self->reconciling = false;
+        free(run);
+    }
+    return rc;
+}
+
+int bl_reconcile(bl_t *self)
+{
+    return s_reconcile_start(self, NULL);
+}
+
+//  POST /v1/billing/reconcile (admin): one run now, answered when it ends.
+int bl_h_reconcile(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    bl_t *self = app;
+    vz_authctx_t who;
+    vz_authctx_read(req, &who);
+    if (!vz_authctx_scope_has(who.scope, "admin"))
+        return vz_authctx_reply_error(reply, 403, VZ_AUTHCTX_ERR_DENIED, "missing scope: admin");
+    if (!self->client || !bl_client_configured(self->client))
+        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
+                                      self->missing[0] ? self->missing : "billing is stopping");
+    if (self->reconciling)
+        return vz_authctx_reply_error(reply, 409, VZ_AUTHCTX_ERR_CONFLICT,
+                                      "a reconciliation is running");
+    vz_deferred_t *handle = vz_reply_defer(reply, NULL);
+    int rc = s_reconcile_start(self, handle);
+    if (rc < 0)
+        (void)vz_worker_complete_error(&handle, VZ_ERR_INTERNAL, "reconciliation not started");
+    return 0;
+}
+
+// --------------------------------------------------------------------------
+//  Revenue gauges (the business row of the dashboard)
+
+int bl_gauges(bl_t *self)
+{
+    if (!self->metrics)
+        return 0;
+    bl_store_input_t in;
+    if (bl_store_load(self->redis, self->dump, &in) < 0)
+        return -EIO;
+    int64_t start = 0, end = 0;
+    bl_rev_bounds(BL_REV_MONTH, vz_clock_now_ms() / 1000, 0, &start, &end);
+    //  "Now" is the end of the figures: MRR of what is paying at this instant.
+    bl_rev_period_t p;
+    bl_rev_compute(&in.input, start, vz_clock_now_ms() / 1000 + 1, &p);
+    bl_store_input_free(&in);
+    for (size_t i = 0; i < p.ncur; i++) {
+        char labels[32];
+        snprintf(labels, sizeof labels, "currency=%s", p.cur[i].currency);
+        vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_mrr",
+                                       "Monthly recurring revenue now, minor units", labels),
+                      (double)p.cur[i].mrr);
+        vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_arr",
+                                       "Annual run rate (12 x MRR) now, minor units", labels),
+                      (double)p.cur[i].arr);
+    }
+    vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_paying_subscriptions",
+                                   "Subscriptions paying now (active or past_due)", NULL),
+                  (double)p.paying_end);
+    vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_new_subscriptions",
+                                   "Subscriptions paying for the first time this month", NULL),
+                  (double)p.new_subs);
+    vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_churned_subscriptions",
+                                   "Subscriptions that stopped paying this month", NULL),
+                  (double)p.churned);
+    return 0;
+}
