@@ -86,18 +86,18 @@ int tl_h_ingest(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     tl_t *self = app;
     const char *why = NULL;
-    tl_snapshot_t *snap = tl_snapshot_decode(req->body, req->body_len, &why);
-    if (!snap) {
+    vz_tl_snapshot_t *snap = NULL;
+    if (vz_tl_snapshot_decode(req->body, req->body_len, &snap, &why) < 0) {
         s_inc(self->refused);
         return vz_reply_error(reply, VZ_ERR_INVALID, why);
     }
     if (strcmp(snap->service, req->caller) != 0) {
-        tl_snapshot_destroy(&snap);
+        vz_tl_snapshot_destroy(&snap);
         s_inc(self->refused);
         return vz_reply_error(reply, VZ_ERR_FORBIDDEN, "a daemon reports for its own service");
     }
     int rc = tl_store_ingest(self->store, snap, &self->slos, vz_clock_now_ms() / 1000);
-    tl_snapshot_destroy(&snap);
+    vz_tl_snapshot_destroy(&snap);
     if (rc < 0)
         return vz_reply_error(reply, VZ_ERR_UNAVAILABLE, "redis unavailable");
     s_inc(self->ingested);
@@ -157,7 +157,7 @@ static int s_query(tl_t *self, const vz_envelope_t *req, vz_reply_t *reply, char
         }
         vz_json_destroy(&doc);
     }
-    if (*service && !tl_name_valid(service)) {
+    if (*service && !vz_tl_name_valid(service)) {
         vz_authctx_reply_error(reply, 400, VZ_ERR_INVALID, "service must be a service name");
         return -1;
     }
