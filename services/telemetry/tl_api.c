@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "telemetry.h"
+#include "vz_notifier_contract.h"
 #include "vz_authctx.h"
 #include "vz_clock.h"
 #include "vz_common.h"
@@ -428,7 +429,8 @@ static void s_notify(tl_t *self, const tl_alert_t *alert, tl_notify_t what)
 {
     size_t len = 0;
     char *body = tl_alert_notify_body(alert, what, &self->slos.alerting, &len);
-    if (body && self->notify && vz_event_send(self->notify, "notifier", "send", body, len) == 0)
+    if (body && self->notify &&
+        vz_event_send(self->notify, VZ_NT_SERVICE, VZ_NT_METHOD_SEND, body, len) == 0)
         s_inc(self->notified);
     vz_info(NULL, what == TL_NOTIFY_FIRE ? "alert firing" : "alert resolved", "dedup_key",
             alert->key, "severity", tl_severity_name(alert->severity));
