@@ -15,6 +15,7 @@
 #include "vz_common.h"
 #include "vz_event.h"
 #include "vz_json.h"
+#include "vz_telemetry_contract.h"
 
 #define S_INTERVAL_MS 10000
 #define S_OTHER "_other"
@@ -211,20 +212,10 @@ void vz_telemetry_record(vz_telemetry_t *self, const char *name, const char *cod
     pthread_mutex_unlock(&self->lock);
 }
 
-//  [A-Za-z0-9_.-]+ under VZ_TL_NAME_MAX bytes: safe to echo in JSON and keys.
-static bool s_user_valid(const char *user)
-{
-    size_t len = 0;
-    for (const char *p = user; *p; p++, len++)
-        if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '.' || *p == '-'))
-            return false;
-    return len > 0 && len < VZ_TL_NAME_MAX;
-}
-
 void vz_telemetry_user(vz_telemetry_t *self, const char *user)
 {
     assert(self);
-    if (!user || !s_user_valid(user))
+    if (!vz_tl_name_valid(user))
         return;
     pthread_mutex_lock(&self->lock);
     if (!zhashx_lookup(self->users, user)) {
@@ -277,12 +268,12 @@ void vz_telemetry_process(double *cpu_s, uint64_t *rss, int *fds)
 static void s_write_series(vz_json_writer_t *w, const s_series_t *row)
 {
     vz_json_write_object_begin(w);
-    vz_json_write_kv_string(w, "name", row->name);
-    vz_json_write_key(w, "count");
+    vz_json_write_kv_string(w, VZ_TL_F_NAME, row->name);
+    vz_json_write_key(w, VZ_TL_F_COUNT);
     vz_json_write_uint(w, row->hist->count);
-    vz_json_write_key(w, "sum_us");
+    vz_json_write_key(w, VZ_TL_F_SUM_US);
     vz_json_write_double(w, row->hist->sum_us);
-    vz_json_write_key(w, "codes");
+    vz_json_write_key(w, VZ_TL_F_CODES);
     vz_json_write_object_begin(w);
     for (size_t c = 0; c < row->ncodes; c++) {
         vz_json_write_key(w, row->codes[c].name);
@@ -290,7 +281,7 @@ static void s_write_series(vz_json_writer_t *w, const s_series_t *row)
     }
     vz_json_write_object_end(w);
     //  Sparse bins: most requests of one method land in a few dozen.
-    vz_json_write_key(w, "bins");
+    vz_json_write_key(w, VZ_TL_F_BINS);
     vz_json_write_array_begin(w);
     for (int b = 0; b < VZ_TL_BINS; b++) {
         if (!row->hist->bins[b])
@@ -318,36 +309,36 @@ static char *s_snapshot(vz_telemetry_t *self, int64_t now_ms, size_t *len_p)
     vz_json_writer_t *w = vz_json_writer_new(1024 + self->nseries * S_SERIES_BYTES +
                                              zhashx_size(self->users) * (VZ_TL_NAME_MAX + 3));
     vz_json_write_object_begin(w);
-    vz_json_write_kv_int(w, "v", 1);
-    vz_json_write_kv_string(w, "service", self->service);
-    vz_json_write_kv_int(w, "replica", self->replica);
-    vz_json_write_kv_int(w, "pid", (int64_t)getpid());
-    vz_json_write_kv_int(w, "t", now_ms);
-    vz_json_write_kv_int(w, "interval_ms", span_ms > 0 ? span_ms : self->interval_ms);
-    vz_json_write_kv_int(w, "seq", (int64_t)self->seq);
-    vz_json_write_key(w, "lost");
+    vz_json_write_kv_int(w, VZ_TL_F_VERSION, VZ_TL_VERSION);
+    vz_json_write_kv_string(w, VZ_TL_F_SERVICE, self->service);
+    vz_json_write_kv_int(w, VZ_TL_F_REPLICA, self->replica);
+    vz_json_write_kv_int(w, VZ_TL_F_PID, (int64_t)getpid());
+    vz_json_write_kv_int(w, VZ_TL_F_T, now_ms);
+    vz_json_write_kv_int(w, VZ_TL_F_INTERVAL, span_ms > 0 ? span_ms : self->interval_ms);
+    vz_json_write_kv_int(w, VZ_TL_F_SEQ, (int64_t)self->seq);
+    vz_json_write_key(w, VZ_TL_F_LOST);
     vz_json_write_uint(w, self->lost_report);
-    vz_json_write_key(w, "dropped");
+    vz_json_write_key(w, VZ_TL_F_DROPPED);
     vz_json_write_uint(w, self->dropped ? self->dropped(self->arg) : 0);
-    vz_json_write_key(w, "sat");
+    vz_json_write_key(w, VZ_TL_F_SAT);
     vz_json_write_object_begin(w);
-    vz_json_write_key(w, "cpu");
+    vz_json_write_key(w, VZ_TL_F_CPU);
     vz_json_write_double(w, cpu > 0 ? cpu : 0);
-    vz_json_write_key(w, "rss");
+    vz_json_write_key(w, VZ_TL_F_RSS);
     vz_json_write_uint(w, rss);
-    vz_json_write_kv_int(w, "fds", fds);
+    vz_json_write_kv_int(w, VZ_TL_F_FDS, fds);
     vz_json_write_object_end(w);
-    vz_json_write_key(w, "series");
+    vz_json_write_key(w, VZ_TL_F_SERIES);
     vz_json_write_array_begin(w);
     for (size_t i = 0; i < self->nseries; i++)
         s_write_series(w, &self->series[i]);
     vz_json_write_array_end(w);
-    vz_json_write_key(w, "users");
+    vz_json_write_key(w, VZ_TL_F_USERS);
     vz_json_write_array_begin(w);
     for (void *item = zhashx_first(self->users); item; item = zhashx_next(self->users))
         vz_json_write_string(w, (const char *)zhashx_cursor(self->users));
     vz_json_write_array_end(w);
-    vz_json_write_key(w, "users_over");
+    vz_json_write_key(w, VZ_TL_F_USERS_OVER);
     vz_json_write_uint(w, self->users_over);
     vz_json_write_object_end(w);
     char *text = vz_json_writer_take(w, len_p);
@@ -419,7 +410,7 @@ int vz_telemetry_attach(vz_telemetry_t *self, zloop_t *loop)
 static int s_event_send(void *arg, const char *body, size_t len)
 {
     vz_telemetry_t *self = (vz_telemetry_t *)arg;
-    return vz_event_send(self->event, "telemetry", "ingest", body, len);
+    return vz_event_send(self->event, VZ_TL_SERVICE, VZ_TL_METHOD_INGEST, body, len);
 }
 
 static uint64_t s_event_dropped(void *arg)

@@ -22,14 +22,8 @@
  *  Histograms merge by adding bins, so per-interval, per-replica and
  *  per-minute sketches combine without losing that bound.
  *
- *  Snapshot body (JSON, version 1):
- *    {"v":1,"service":"echo","replica":0,"pid":123,"t":<end, Unix ms>,
- *     "interval_ms":10000,"seq":7,"lost":0,"dropped":0,
- *     "sat":{"cpu":0.12,"rss":4096000,"fds":14},
- *     "series":[{"name":"echo","count":12,"sum_us":3400,
- *                "codes":{"ok":10,"invalid_request":2},
- *                "bins":[[idx,count],...]}],
- *     "users":["u_1",...],"users_over":0}
+ *  Snapshot body: JSON, version 1, the contract of telemetry.ingest
+ *  (vz_telemetry_contract.h: fields, limits, the sink's decoder).
  *  cpu is the share of one core used over the interval, rss bytes, fds the
  *  open descriptors; dropped the vz_event drop counter when known.
  *

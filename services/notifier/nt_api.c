@@ -18,6 +18,7 @@
 #include "vz_clock.h"
 #include "vz_common.h"
 #include "vz_log.h"
+#include "vz_notifier_contract.h"
 
 #define DEAD_LIST_MAX "100"
 
@@ -31,20 +32,10 @@ static void s_id(const vz_envelope_t *req, char *id, size_t n)
         return;
     }
     vz_json_t *doc = vz_json_parse(req->body, req->body_len, NULL, NULL);
-    const char *v = doc ? vz_json_get_string(vz_json_root(doc), "id", NULL) : NULL;
+    const char *v = doc ? vz_json_get_string(vz_json_root(doc), VZ_NT_F_ID, NULL) : NULL;
     if (v)
         vz_strlcpy(id, v, n);
     vz_json_destroy(&doc);
-}
-
-static bool s_id_ok(const char *id)
-{
-    if (strncmp(id, "n_", 2) != 0 || strlen(id) != 26)
-        return false;
-    for (const char *p = id + 2; *p; p++)
-        if (!strchr("0123456789abcdef", *p))
-            return false;
-    return true;
 }
 
 //  Admin through the gateway; services (untrusted for the auth context) never.
@@ -60,7 +51,7 @@ int nt_h_get(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     nt_t *self = app;
     char id[NT_ID_MAX + 8];
     s_id(req, id, sizeof id);
-    if (!s_id_ok(id))
+    if (!vz_nt_id_valid(id))
         return vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_NOT_FOUND, "no such notification");
     static const char *const fields[] = {"status",     "channel",    "attempts",     "last_error",
                                          "created_ms", "updated_ms", "delivered_ms", "next_ms",
@@ -154,7 +145,7 @@ int nt_h_dead_retry(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         return nt_reply_err(reply, NT_E_DENIED, "scope admin required");
     char id[NT_ID_MAX + 8];
     s_id(req, id, sizeof id);
-    int rc = s_id_ok(id) ? nt_outbox_requeue(self, id, vz_clock_now_ms()) : 0;
+    int rc = vz_nt_id_valid(id) ? nt_outbox_requeue(self, id, vz_clock_now_ms()) : 0;
     if (rc < 0)
         return nt_reply_err(reply, NT_E_REDIS, "the outbox did not answer");
     if (rc == 0)

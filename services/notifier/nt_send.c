@@ -14,11 +14,7 @@
 #include "vz_clock.h"
 #include "vz_common.h"
 #include "vz_log.h"
-
-#define TO_MAX 50           //  recipients of one e-mail
-#define ATTACH_COUNT_MAX 20 //  attachments of one message
-#define KEY_MAX 128         //  idempotency key bytes
-#define DATA_MAX (256 * 1024)
+#include "vz_notifier_contract.h"
 
 typedef struct {
     const char *code; //  error code on the wire
@@ -166,8 +162,8 @@ static nt_err_t s_recipients(const vz_json_value_t *to, vz_json_writer_t *w, nt_
     size_t count = 1;
     if (vz_json_type(to) == VZ_JSON_ARRAY) {
         count = vz_json_size(to);
-        if (count == 0 || count > TO_MAX)
-            S_FAIL(out, NT_E_ADDRESS, "to: 1 to %d recipients", TO_MAX);
+        if (count == 0 || count > VZ_NT_TO_MAX)
+            S_FAIL(out, NT_E_ADDRESS, "to: 1 to %d recipients", VZ_NT_TO_MAX);
     }
     vz_json_write_array_begin(w);
     for (size_t i = 0; i < count; i++) {
@@ -176,8 +172,8 @@ static nt_err_t s_recipients(const vz_json_value_t *to, vz_json_writer_t *w, nt_
         const char *addr = vz_json_string(one, NULL);
         const char *name = "";
         if (vz_json_type(one) == VZ_JSON_OBJECT) {
-            addr = vz_json_get_string(one, "address", NULL);
-            name = vz_json_get_string(one, "name", NULL);
+            addr = vz_json_get_string(one, VZ_NT_F_ADDRESS, NULL);
+            name = vz_json_get_string(one, VZ_NT_F_NAME, NULL);
             if (!name)
                 name = "";
         }
@@ -188,11 +184,11 @@ static nt_err_t s_recipients(const vz_json_value_t *to, vz_json_writer_t *w, nt_
             S_FAIL(out, NT_E_ADDRESS, "to[%zu]: CR or LF in an address or name", i);
         if (!strchr(addr, '@'))
             S_FAIL(out, NT_E_ADDRESS, "to[%zu]: no '@'", i);
-        if (!nt_mime_addr_valid(addr) || strlen(name) > 255)
+        if (!nt_mime_addr_valid(addr) || strlen(name) > VZ_NT_NAME_MAX)
             S_FAIL(out, NT_E_ADDRESS, "to[%zu]: not a plain address", i);
         vz_json_write_object_begin(w);
-        vz_json_write_kv_string(w, "name", name);
-        vz_json_write_kv_string(w, "address", addr);
+        vz_json_write_kv_string(w, VZ_NT_F_NAME, name);
+        vz_json_write_kv_string(w, VZ_NT_F_ADDRESS, addr);
         vz_json_write_object_end(w);
     }
     vz_json_write_array_end(w);
@@ -202,17 +198,17 @@ static nt_err_t s_recipients(const vz_json_value_t *to, vz_json_writer_t *w, nt_
 static nt_err_t s_attachments(const nt_t *self, const vz_json_value_t *list, nt_submit_t *out)
 {
     size_t count = vz_json_size(list);
-    if (vz_json_type(list) != VZ_JSON_ARRAY || count > ATTACH_COUNT_MAX)
-        S_FAIL(out, NT_E_ATTACHMENT, "attachments: an array of at most %d", ATTACH_COUNT_MAX);
+    if (vz_json_type(list) != VZ_JSON_ARRAY || count > VZ_NT_ATTACH_COUNT_MAX)
+        S_FAIL(out, NT_E_ATTACHMENT, "attachments: an array of at most %d", VZ_NT_ATTACH_COUNT_MAX);
     size_t total = 0;
     for (size_t i = 0; i < count; i++) {
         const vz_json_value_t *a = vz_json_at(list, i);
-        const char *name = vz_json_get_string(a, "name", NULL);
-        const char *type = vz_json_get_string(a, "type", NULL);
+        const char *name = vz_json_get_string(a, VZ_NT_F_NAME, NULL);
+        const char *type = vz_json_get_string(a, VZ_NT_F_TYPE, NULL);
         size_t b64_len = 0;
-        const char *b64 = vz_json_get_string(a, "content", &b64_len);
-        const char *cid = vz_json_get_string(a, "content_id", NULL);
-        if (!name || !*name || strlen(name) > 255 || strpbrk(name, "\r\n\"\\/"))
+        const char *b64 = vz_json_get_string(a, VZ_NT_F_CONTENT, &b64_len);
+        const char *cid = vz_json_get_string(a, VZ_NT_F_CONTENT_ID, NULL);
+        if (!name || !*name || strlen(name) > VZ_NT_NAME_MAX || strpbrk(name, "\r\n\"\\/"))
             S_FAIL(out, NT_E_ATTACHMENT, "attachments[%zu].name: 1..255 bytes, no CR/LF", i);
         if (!nt_mime_type_valid(type))
             S_FAIL(out, NT_E_ATTACHMENT, "attachments[%zu].type: a media type", i);
@@ -255,53 +251,45 @@ static const char *s_endpoint(const nt_t *self, nt_channel_t ch)
     }
 }
 
-static bool s_key_ok(const char *key)
-{
-    size_t n = strlen(key);
-    if (n == 0 || n > KEY_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f)
-            return false;
-    return true;
-}
-
 nt_err_t nt_submit(nt_t *self, const vz_json_value_t *root, const char *owner, int64_t due_ms,
                    const char *cond_alert, nt_submit_t *out)
 {
     memset(out, 0, sizeof *out);
-    if (vz_json_type(root) != VZ_JSON_OBJECT)
-        S_FAIL(out, NT_E_REQUEST, "body must be a JSON object");
-    const char *channel = vz_json_get_string(root, "channel", NULL);
+    //  The fields of the contract (vz_notifier_contract.h); checked here in
+    //  the order that decides which error a request with several faults gets.
+    vz_nt_send_view_t req;
+    const char *why = NULL;
+    if (vz_nt_send_view(root, &req, &why) < 0)
+        S_FAIL(out, NT_E_REQUEST, "%s", why);
+    const char *channel = req.channel;
     int ch = channel ? nt_channel_find(channel) : -1;
     if (ch < 0)
         S_FAIL(out, NT_E_CHANNEL, "channel: email, slack, discord, pagerduty or webhook");
     if (!*s_endpoint(self, (nt_channel_t)ch))
         S_FAIL(out, NT_E_OFF, "channel %s has no endpoint configured", channel);
-    const char *tpl = vz_json_get_string(root, "template", NULL);
+    const char *tpl = req.template_name;
     if (!tpl || !nt_templates_has(self->templates, tpl))
         S_FAIL(out, NT_E_TEMPLATE, "template: not one of configs/templates");
-    const vz_json_value_t *data = vz_json_get(root, "data");
+    const vz_json_value_t *data = req.data;
     if (data && vz_json_type(data) != VZ_JSON_OBJECT)
         S_FAIL(out, NT_E_REQUEST, "data: an object of template variables");
-    const char *severity = vz_json_get_string(root, "severity", NULL);
-    if (vz_json_get(root, "severity") && (!severity || nt_sev_find(severity) < 0))
+    const char *severity = req.severity;
+    if (req.has_severity && (!severity || nt_sev_find(severity) < 0))
         S_FAIL(out, NT_E_SEVERITY, "severity: critical, error, warning or info");
-    const char *key = vz_json_get_string(root, "idempotency_key", NULL);
-    if (vz_json_get(root, "idempotency_key") && (!key || !s_key_ok(key)))
-        S_FAIL(out, NT_E_KEY, "idempotency_key: 1..%d printable ASCII bytes", KEY_MAX);
-    const char *action = vz_json_get_string(root, "event_action", NULL);
-    if (action && strcmp(action, "trigger") && strcmp(action, "acknowledge") &&
-        strcmp(action, "resolve"))
+    const char *key = req.idempotency_key;
+    if (req.has_idempotency_key && !vz_nt_key_valid(key, VZ_NT_KEY_MAX))
+        S_FAIL(out, NT_E_KEY, "idempotency_key: 1..%d printable ASCII bytes", VZ_NT_KEY_MAX);
+    const char *action = req.event_action;
+    if (action && !vz_nt_event_action_valid(action))
         S_FAIL(out, NT_E_REQUEST, "event_action: trigger, acknowledge or resolve");
-    const char *dedup = vz_json_get_string(root, "dedup_key", NULL);
-    if (dedup && (strlen(dedup) > 255 || !s_key_ok(dedup)))
-        S_FAIL(out, NT_E_REQUEST, "dedup_key: 1..255 printable bytes");
+    const char *dedup = req.dedup_key;
+    if (dedup && !vz_nt_key_valid(dedup, VZ_NT_DEDUP_MAX))
+        S_FAIL(out, NT_E_REQUEST, "dedup_key: 1..%d printable bytes", VZ_NT_DEDUP_MAX);
 
     //  Recipients: required for e-mail, refused for the others (their
     //  endpoint is configured, never taken from a request).
     vz_json_writer_t *w = vz_json_writer_new(64 * 1024);
-    const vz_json_value_t *to = vz_json_get(root, "to");
+    const vz_json_value_t *to = req.to;
     nt_err_t err = NT_E_OK;
     if (nt_channel_info((nt_channel_t)ch)->needs_to)
         err = to ? s_recipients(to, w, out) : NT_E_ADDRESS;
@@ -314,7 +302,7 @@ nt_err_t nt_submit(nt_t *self, const vz_json_value_t *root, const char *owner, i
     if (err != NT_E_OK)
         return err;
 
-    const vz_json_value_t *attach = vz_json_get(root, "attachments");
+    const vz_json_value_t *attach = req.attachments;
     if (attach && !nt_channel_info((nt_channel_t)ch)->attachments) {
         free(to_text);
         S_FAIL(out, NT_E_ATTACHMENT, "attachments: only e-mail carries them");
@@ -363,8 +351,7 @@ nt_err_t nt_submit(nt_t *self, const vz_json_value_t *root, const char *owner, i
         {"attachments", attach_text},
         {"event_action", action ? action : "trigger"},
         {"dedup_key", dedup ? dedup : ""},
-        {"source",
-         vz_json_get_string(root, "source", NULL) ? vz_json_get_string(root, "source", NULL) : ""},
+        {"source", req.source ? req.source : ""},
         {"cond_alert", cond_alert ? cond_alert : ""},
     };
     rc = nt_outbox_enqueue(self, id, key, due_ms, fields, sizeof fields / sizeof fields[0], out->id,
@@ -410,12 +397,11 @@ int nt_h_send(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         vz_info(req->id, "send refused", "code", nt_err_code(err), "detail", out.detail, NULL);
         return nt_reply_err(reply, err, out.detail);
     }
+    vz_nt_send_reply_t answer = {.duplicate = out.duplicate};
+    vz_strlcpy(answer.id, out.id, sizeof answer.id);
+    vz_strlcpy(answer.status, NT_ST_QUEUED, sizeof answer.status);
     vz_json_writer_t *w = vz_json_writer_new(512);
-    vz_json_write_object_begin(w);
-    vz_json_write_kv_string(w, "id", out.id);
-    vz_json_write_kv_string(w, "status", NT_ST_QUEUED);
-    vz_json_write_kv_bool(w, "duplicate", out.duplicate);
-    vz_json_write_object_end(w);
+    vz_nt_send_reply_write(w, &answer);
     if (out.duplicate)
         return vz_authctx_reply_json(reply, &w);
     char location[96];

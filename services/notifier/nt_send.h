@@ -12,8 +12,9 @@
 
 #include "nt.h"
 #include "vz_json.h"
+#include "vz_notifier_contract.h"
 
-#define NT_SEND_BODY_MAX (24 * 1024 * 1024) //  largest send body (attachments in base64)
+#define NT_SEND_BODY_MAX VZ_NT_SEND_BODY_MAX //  largest send body (attachments in base64)
 
 //  Refusals, in the order of the table in nt_send.c.
 typedef enum {

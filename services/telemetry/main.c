@@ -41,7 +41,7 @@ static const vz_cfg_item_t s_items[] = {
 };
 
 static const vz_method_t s_methods[] = {
-    {"ingest", tl_h_ingest, 0, TL_SNAPSHOT_MAX},
+    {VZ_TL_METHOD_INGEST, tl_h_ingest, 0, TL_SNAPSHOT_MAX},
     {"signals", tl_h_signals, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
     {"slo", tl_h_slo, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
     {"alerts", tl_h_alerts, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},

@@ -2,8 +2,7 @@
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  main.c owns one tl_t and runs it on the daemon's reactor thread; every
- *  function here runs there. Modules: tl_snapshot (decode what reporters
- *  send), tl_store (Redis), tl_slo (budgets and burn rates), tl_alert
+ *  function here runs there. Modules: tl_store (Redis), tl_slo (budgets and burn rates), tl_alert
  *  (alert states and the notifier request), tl_api.c (the handlers and the
  *  evaluation tick). docs/services/telemetry.md describes the API.
  */
@@ -14,9 +13,10 @@
 #include "tl_slo.h"
 #include "tl_store.h"
 #include "vz_event.h"
+#include "vz_telemetry_contract.h"
 #include "vz_worker.h"
 
-#define TL_SERVICE "telemetry"
+#define TL_SERVICE VZ_TL_SERVICE
 
 typedef struct {
     char slo_file[VZ_PATH_MAX]; //  configs/slo.cfg

@@ -9,8 +9,7 @@
 
 #include "vz_common.h"
 #include "vz_json.h"
-
-#define S_BODY_MAX 4096
+#include "vz_notifier_contract.h"
 
 static const char *const s_states[] = {"inactive", "pending", "firing", "resolved"};
 static const char *const s_severities[TL_SEVERITIES] = {"page", "ticket"};
@@ -100,28 +99,28 @@ char *tl_alert_notify_body(const tl_alert_t *alert, tl_notify_t what, const tl_a
     snprintf(summary, sizeof summary, "SLO %s: error budget burning at %.1fx (%s)%s", alert->slo,
              alert->burn, s_severities[alert->severity],
              what == TL_NOTIFY_RESOLVE ? ", resolved" : "");
-    vz_json_writer_t *w = vz_json_writer_new(S_BODY_MAX);
-    vz_json_write_object_begin(w);
-    vz_json_write_kv_string(w, "channel", page ? alerting->page_channel : alerting->ticket_channel);
-    vz_json_write_kv_string(w, "to", page ? alerting->page_to : alerting->ticket_to);
-    vz_json_write_kv_string(w, "template", "slo_alert");
-    vz_json_write_kv_string(w, "severity", page ? "critical" : "warning");
-    vz_json_write_kv_string(w, "idempotency_key", idem);
-    vz_json_write_key(w, "data");
-    vz_json_write_object_begin(w);
-    vz_json_write_kv_string(w, "dedup_key", alert->key);
-    vz_json_write_kv_string(w, "event_action", action);
-    vz_json_write_kv_string(w, "slo", alert->slo);
-    vz_json_write_kv_string(w, "severity", s_severities[alert->severity]);
-    vz_json_write_key(w, "burn_rate");
-    vz_json_write_double(w, alert->burn);
-    vz_json_write_kv_string(w, "summary", summary);
-    vz_json_write_kv_int(w, "fired_at", alert->fired_s);
-    vz_json_write_kv_int(w, "resolved_at", what == TL_NOTIFY_RESOLVE ? alert->resolved_s : 0);
-    vz_json_write_object_end(w);
-    vz_json_write_object_end(w);
-    char *body = vz_json_writer_take(w, len_p);
-    vz_json_writer_destroy(&w);
+    vz_nt_var_t data[] = {
+        {.name = "dedup_key", .type = VZ_NT_VAR_STR, .s = alert->key},
+        {.name = "event_action", .type = VZ_NT_VAR_STR, .s = action},
+        {.name = "slo", .type = VZ_NT_VAR_STR, .s = alert->slo},
+        {.name = "severity", .type = VZ_NT_VAR_STR, .s = s_severities[alert->severity]},
+        {.name = "burn_rate", .type = VZ_NT_VAR_DOUBLE, .d = alert->burn},
+        {.name = "summary", .type = VZ_NT_VAR_STR, .s = summary},
+        {.name = "fired_at", .type = VZ_NT_VAR_INT, .i = alert->fired_s},
+        {.name = "resolved_at",
+         .type = VZ_NT_VAR_INT,
+         .i = what == TL_NOTIFY_RESOLVE ? alert->resolved_s : 0},
+    };
+    vz_nt_send_t send = {
+        .channel = page ? alerting->page_channel : alerting->ticket_channel,
+        .to = page ? alerting->page_to : alerting->ticket_to,
+        .template_name = "slo_alert",
+        .severity = page ? "critical" : "warning",
+        .idempotency_key = idem,
+        .data = data,
+        .ndata = sizeof data / sizeof data[0],
+    };
+    char *body = vz_nt_send_encode(&send, len_p);
     return body;
 }
 

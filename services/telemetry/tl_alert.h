@@ -62,13 +62,12 @@ tl_alert_t *tl_alerts_get(tl_alerts_t *self, const char *slo, tl_severity_t seve
 tl_notify_t tl_alert_step(tl_alert_t *alert, bool condition, double burn, int64_t now_s,
                           int64_t pending_s);
 
-//  The notifier.send body for a fire or resolve of alert (issue 17's
-//  contract, JSON): channel and to by severity from alerting, template
+//  The notifier.send body for a fire or resolve of alert, encoded by
+//  vz_notifier_contract: channel and to by severity from alerting, template
 //  "slo_alert", severity "critical" (page) or "warning" (ticket),
 //  idempotency_key "<dedup key>/<fired_s>/<trigger|resolve>", and data
 //  {dedup_key, event_action: trigger|resolve, slo, severity, burn_rate,
-//  summary, fired_at, resolved_at}. The one place the request is built:
-//  switch it to a common codec here. Caller frees; NULL on failure.
+//  summary, fired_at, resolved_at}. Caller frees; NULL on failure.
 char *tl_alert_notify_body(const tl_alert_t *alert, tl_notify_t what, const tl_alerting_t *alerting,
                            size_t *len_p);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "telemetry.h"
+#include "vz_notifier_contract.h"
 #include "vz_authctx.h"
 #include "vz_clock.h"
 #include "vz_common.h"
@@ -86,18 +87,18 @@ int tl_h_ingest(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     tl_t *self = app;
     const char *why = NULL;
-    tl_snapshot_t *snap = tl_snapshot_decode(req->body, req->body_len, &why);
-    if (!snap) {
+    vz_tl_snapshot_t *snap = NULL;
+    if (vz_tl_snapshot_decode(req->body, req->body_len, &snap, &why) < 0) {
         s_inc(self->refused);
         return vz_reply_error(reply, VZ_ERR_INVALID, why);
     }
     if (strcmp(snap->service, req->caller) != 0) {
-        tl_snapshot_destroy(&snap);
+        vz_tl_snapshot_destroy(&snap);
         s_inc(self->refused);
         return vz_reply_error(reply, VZ_ERR_FORBIDDEN, "a daemon reports for its own service");
     }
     int rc = tl_store_ingest(self->store, snap, &self->slos, vz_clock_now_ms() / 1000);
-    tl_snapshot_destroy(&snap);
+    vz_tl_snapshot_destroy(&snap);
     if (rc < 0)
         return vz_reply_error(reply, VZ_ERR_UNAVAILABLE, "redis unavailable");
     s_inc(self->ingested);
@@ -157,7 +158,7 @@ static int s_query(tl_t *self, const vz_envelope_t *req, vz_reply_t *reply, char
         }
         vz_json_destroy(&doc);
     }
-    if (*service && !tl_name_valid(service)) {
+    if (*service && !vz_tl_name_valid(service)) {
         vz_authctx_reply_error(reply, 400, VZ_ERR_INVALID, "service must be a service name");
         return -1;
     }
@@ -428,7 +429,8 @@ static void s_notify(tl_t *self, const tl_alert_t *alert, tl_notify_t what)
 {
     size_t len = 0;
     char *body = tl_alert_notify_body(alert, what, &self->slos.alerting, &len);
-    if (body && self->notify && vz_event_send(self->notify, "notifier", "send", body, len) == 0)
+    if (body && self->notify &&
+        vz_event_send(self->notify, VZ_NT_SERVICE, VZ_NT_METHOD_SEND, body, len) == 0)
         s_inc(self->notified);
     vz_info(NULL, what == TL_NOTIFY_FIRE ? "alert firing" : "alert resolved", "dedup_key",
             alert->key, "severity", tl_severity_name(alert->severity));

@@ -159,7 +159,7 @@ void tl_store_destroy(tl_store_t **self_p)
 }
 
 //  Requests of row that slo counts as bad.
-static uint64_t s_bad(const tl_slo_t *slo, const tl_series_t *row)
+static uint64_t s_bad(const tl_slo_t *slo, const vz_tl_series_t *row)
 {
     uint64_t bad = 0;
     if (slo->kind == TL_SLO_AVAILABILITY) {
@@ -175,7 +175,7 @@ static uint64_t s_bad(const tl_slo_t *slo, const tl_series_t *row)
     return bad;
 }
 
-int tl_store_ingest(tl_store_t *self, const tl_snapshot_t *snap, const tl_slo_config_t *slos,
+int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo_config_t *slos,
                     int64_t now_s)
 {
     assert(self && snap && slos);
@@ -195,7 +195,7 @@ int tl_store_ingest(tl_store_t *self, const tl_snapshot_t *snap, const tl_slo_co
     s_call_t *meta = &calls[n++];
     meta->script = self->meta;
     for (size_t i = 0; i < snap->nseries; i++) {
-        const tl_series_t *row = &snap->series[i];
+        const vz_tl_series_t *row = &snap->series[i];
         received += row->count;
         s_call_t *call = &calls[n++];
         call->script = self->add;
@@ -272,7 +272,7 @@ int tl_store_ingest(tl_store_t *self, const tl_snapshot_t *snap, const tl_slo_co
     s_arg(errs, snap->service);
     for (size_t i = 0; i < snap->nseries; i++)
         for (size_t c = 0; c < snap->series[i].ncodes; c++) {
-            const tl_code_count_t *code = &snap->series[i].codes[c];
+            const vz_tl_code_count_t *code = &snap->series[i].codes[c];
             if (tl_code_error(code->name) && code->count) {
                 s_arg(errs, code->name);
                 s_arg(errs, s_str(&arena, "%llu", (unsigned long long)code->count));
@@ -377,7 +377,7 @@ int tl_store_series(tl_store_t *self, const char *service, int64_t from_s, int64
                 if (bin >= 0 && bin < VZ_TL_BINS)
                     merged->hist.bins[bin] = (uint32_t)value;
             } else if (strncmp(field, "c:", 2) == 0 && merged->ncodes < VZ_TL_CODES) {
-                tl_code_count_t *code = &merged->codes[merged->ncodes++];
+                vz_tl_code_count_t *code = &merged->codes[merged->ncodes++];
                 vz_strlcpy(code->name, field + 2, sizeof code->name);
                 code->count = (uint64_t)value;
             }

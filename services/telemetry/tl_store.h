@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #include "tl_slo.h"
-#include "tl_snapshot.h"
+#include "vz_telemetry_contract.h"
 #include "vz_redis.h"
 #include "vz_telemetry.h"
 
@@ -45,16 +45,16 @@ tl_store_t *tl_store_new(vz_redis_t *redis, const tl_store_config_t *config);
 void tl_store_destroy(tl_store_t **self_p);
 
 //  File snap at now_s, counting it into every SLO of slos it matches.
-int tl_store_ingest(tl_store_t *self, const tl_snapshot_t *snap, const tl_slo_config_t *slos,
+int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo_config_t *slos,
                     int64_t now_s);
 
 //  One merged series over a window.
 typedef struct {
-    char service[VZ_TL_NAME_MAX];       //  its service
-    char name[VZ_TL_NAME_MAX];          //  method or route
-    vz_tl_hist_t hist;                  //  latency, merged
-    tl_code_count_t codes[VZ_TL_CODES]; //  outcomes, merged (first VZ_TL_CODES seen)
-    size_t ncodes;                      //  rows in codes
+    char service[VZ_TL_NAME_MAX];          //  its service
+    char name[VZ_TL_NAME_MAX];             //  method or route
+    vz_tl_hist_t hist;                     //  latency, merged
+    vz_tl_code_count_t codes[VZ_TL_CODES]; //  outcomes, merged (first VZ_TL_CODES seen)
+    size_t ncodes;                         //  rows in codes
 } tl_merged_t;
 
 //  Called once per series; merged is borrowed for the call.

@@ -274,7 +274,42 @@ def ratelimit():
     put("ratelimit", "not-map", mp([1, 2]))
 
 
+def telemetry():
+    head = ('{"v":1,"service":"echo","replica":0,"pid":1,"t":1796630400000,"interval_ms":10000,'
+            '"seq":7,"lost":0,"dropped":0,"sat":{"cpu":0.12,"rss":4096000,"fds":14},')
+    row = '{"name":"echo","count":3,"sum_us":340,"codes":{"ok":2,"invalid_request":1},' \
+          '"bins":[[0,1],[200,2]]}'
+    put("telemetry", "full", head + '"series":[' + row + '],"users":["u_1"],"users_over":0}')
+    put("telemetry", "no-users", head + '"series":[]}')
+    put("telemetry", "bin-last", head + '"series":[{"name":"x","count":1,"sum_us":1,'
+        '"codes":{"ok":1},"bins":[[1023,1]]}]}')
+    put("telemetry", "bin-over", head + '"series":[{"name":"x","count":1,"sum_us":1,'
+        '"codes":{"ok":1},"bins":[[1024,1]]}]}')
+    put("telemetry", "codes-disagree", head + '"series":[{"name":"x","count":1,"sum_us":1,'
+        '"codes":{"ok":2},"bins":[[0,1]]}]}')
+    put("telemetry", "name-64", '{"v":1,"service":"' + "s" * 64 + '"}')
+    put("telemetry", "version-2", '{"v":2}')
+    put("telemetry", "duplicate-key", head + '"series":[],"lost":0}')
+    put("telemetry", "truncated", head[:40])
+
+
+def notifier():
+    put("notifier", "alert", '{"channel":"pagerduty","to":"","template":"slo_alert",'
+        '"severity":"critical","idempotency_key":"slo/api/page/1/trigger","data":'
+        '{"dedup_key":"slo/api/page","event_action":"trigger","burn_rate":14.4,"fired_at":1}}')
+    put("notifier", "email-full", '{"channel":"email","template":"welcome","to":[{"name":"Ann",'
+        '"address":"ann@example.com"},"bob@example.com"],"data":{"who":"Ann"},"severity":"info",'
+        '"event_action":"resolve","dedup_key":"d","source":"billing","attachments":[{"name":'
+        '"a.txt","type":"text/plain","content":"aGk=","content_id":"c1"}]}')
+    put("notifier", "wrong-types", '{"channel":1,"template":[],"severity":2,'
+        '"idempotency_key":null,"data":"x"}')
+    put("notifier", "not-object", '[1]')
+    put("notifier", "reply", '{"id":"n_0123456789abcdef01234567","status":"queued",'
+        '"duplicate":false}')
+    put("notifier", "reply-bad-id", '{"id":"n_1","status":"queued","duplicate":true}')
+
+
 if __name__ == "__main__":
-    for fn in (envelope, batch, json, jwt, jwks, config, gateway, ratelimit):
+    for fn in (envelope, batch, json, jwt, jwks, config, gateway, ratelimit, telemetry, notifier):
         fn()
     sys.exit(0)

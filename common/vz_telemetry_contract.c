@@ -1,7 +1,7 @@
-/*  tl_snapshot - decode and check one reporter snapshot (vz_telemetry.h, version 1)
+/*  vz_telemetry_contract - the body of telemetry.ingest: one reporter snapshot (version 1)
  *  SPDX-License-Identifier: MPL-2.0
  */
-#include "tl_snapshot.h"
+#include "vz_telemetry_contract.h"
 
 #include <ctype.h>
 #include <czmq.h>
@@ -10,7 +10,7 @@
 #include "vz_common.h"
 #include "vz_json.h"
 
-bool tl_name_valid(const char *text)
+bool vz_tl_name_valid(const char *text)
 {
     if (!text || !*text || strlen(text) >= VZ_TL_NAME_MAX)
         return false;
@@ -20,7 +20,7 @@ bool tl_name_valid(const char *text)
     return true;
 }
 
-void tl_snapshot_destroy(tl_snapshot_t **self_p)
+void vz_tl_snapshot_destroy(vz_tl_snapshot_t **self_p)
 {
     assert(self_p);
     if (*self_p) {
@@ -41,24 +41,24 @@ static int s_uint(const vz_json_value_t *object, const char *key, uint64_t *out)
     return 0;
 }
 
-static int s_series(const vz_json_value_t *item, tl_series_t *row, const char **err)
+static int s_series(const vz_json_value_t *item, vz_tl_series_t *row, const char **err)
 {
-    const char *name = vz_json_get_string(item, "name", NULL);
-    if (!tl_name_valid(name))
+    const char *name = vz_json_get_string(item, VZ_TL_F_NAME, NULL);
+    if (!vz_tl_name_valid(name))
         return *err = "series name missing or invalid", -1;
     vz_strlcpy(row->name, name, sizeof row->name);
-    if (s_uint(item, "count", &row->count) < 0 ||
-        vz_json_double(vz_json_get(item, "sum_us"), &row->sum_us) < 0 || row->sum_us < 0)
+    if (s_uint(item, VZ_TL_F_COUNT, &row->count) < 0 ||
+        vz_json_double(vz_json_get(item, VZ_TL_F_SUM_US), &row->sum_us) < 0 || row->sum_us < 0)
         return *err = "series count or sum_us missing or invalid", -1;
-    const vz_json_value_t *codes = vz_json_get(item, "codes");
+    const vz_json_value_t *codes = vz_json_get(item, VZ_TL_F_CODES);
     if (vz_json_type(codes) != VZ_JSON_OBJECT || vz_json_size(codes) > VZ_TL_CODES)
         return *err = "series codes missing or too many", -1;
     uint64_t total = 0;
     for (size_t i = 0; i < vz_json_size(codes); i++) {
-        tl_code_count_t *code = &row->codes[row->ncodes++];
+        vz_tl_code_count_t *code = &row->codes[row->ncodes++];
         const char *key = vz_json_key_at(codes, i);
         int64_t n = 0;
-        if (!tl_name_valid(key) || vz_json_int(vz_json_at(codes, i), &n) < 0 || n < 0)
+        if (!vz_tl_name_valid(key) || vz_json_int(vz_json_at(codes, i), &n) < 0 || n < 0)
             return *err = "series code invalid", -1;
         vz_strlcpy(code->name, key, sizeof code->name);
         code->count = (uint64_t)n;
@@ -66,7 +66,7 @@ static int s_series(const vz_json_value_t *item, tl_series_t *row, const char **
     }
     if (total != row->count)
         return *err = "series codes do not add up to its count", -1;
-    const vz_json_value_t *bins = vz_json_get(item, "bins");
+    const vz_json_value_t *bins = vz_json_get(item, VZ_TL_F_BINS);
     if (vz_json_type(bins) != VZ_JSON_ARRAY || vz_json_size(bins) > VZ_TL_BINS)
         return *err = "series bins missing or too many", -1;
     total = 0;
@@ -86,74 +86,84 @@ static int s_series(const vz_json_value_t *item, tl_series_t *row, const char **
     return 0;
 }
 
-static int s_decode(const vz_json_value_t *root, tl_snapshot_t *self, const char **err)
+static int s_decode(const vz_json_value_t *root, vz_tl_snapshot_t *self, const char **err)
 {
     int64_t version = 0;
-    if (vz_json_type(root) != VZ_JSON_OBJECT || vz_json_int(vz_json_get(root, "v"), &version) < 0 ||
-        version != 1)
+    if (vz_json_type(root) != VZ_JSON_OBJECT ||
+        vz_json_int(vz_json_get(root, VZ_TL_F_VERSION), &version) < 0 || version != VZ_TL_VERSION)
         return *err = "not a version 1 snapshot", -1;
-    const char *service = vz_json_get_string(root, "service", NULL);
-    if (!tl_name_valid(service))
+    const char *service = vz_json_get_string(root, VZ_TL_F_SERVICE, NULL);
+    if (!vz_tl_name_valid(service))
         return *err = "service missing or invalid", -1;
     vz_strlcpy(self->service, service, sizeof self->service);
     uint64_t replica, pid, t, interval, seq;
-    if (s_uint(root, "replica", &replica) < 0 || s_uint(root, "pid", &pid) < 0 ||
-        s_uint(root, "t", &t) < 0 || s_uint(root, "interval_ms", &interval) < 0 ||
-        s_uint(root, "seq", &seq) < 0 || s_uint(root, "lost", &self->lost) < 0 ||
-        s_uint(root, "dropped", &self->dropped) < 0)
+    if (s_uint(root, VZ_TL_F_REPLICA, &replica) < 0 || s_uint(root, VZ_TL_F_PID, &pid) < 0 ||
+        s_uint(root, VZ_TL_F_T, &t) < 0 || s_uint(root, VZ_TL_F_INTERVAL, &interval) < 0 ||
+        s_uint(root, VZ_TL_F_SEQ, &seq) < 0 || s_uint(root, VZ_TL_F_LOST, &self->lost) < 0 ||
+        s_uint(root, VZ_TL_F_DROPPED, &self->dropped) < 0)
         return *err = "a header field is missing or invalid", -1;
     self->replica = (int64_t)replica;
     self->pid = (int64_t)pid;
     self->t_ms = (int64_t)t;
     self->interval_ms = (int64_t)interval;
     self->seq = (int64_t)seq;
-    const vz_json_value_t *sat = vz_json_get(root, "sat");
+    const vz_json_value_t *sat = vz_json_get(root, VZ_TL_F_SAT);
     uint64_t fds = 0;
-    if (vz_json_double(vz_json_get(sat, "cpu"), &self->cpu) < 0 || self->cpu < 0 ||
-        s_uint(sat, "rss", &self->rss) < 0 || s_uint(sat, "fds", &fds) < 0)
+    if (vz_json_double(vz_json_get(sat, VZ_TL_F_CPU), &self->cpu) < 0 || self->cpu < 0 ||
+        s_uint(sat, VZ_TL_F_RSS, &self->rss) < 0 || s_uint(sat, VZ_TL_F_FDS, &fds) < 0)
         return *err = "sat missing or invalid", -1;
     self->fds = (int64_t)fds;
-    const vz_json_value_t *series = vz_json_get(root, "series");
+    const vz_json_value_t *series = vz_json_get(root, VZ_TL_F_SERIES);
     if (vz_json_type(series) != VZ_JSON_ARRAY || vz_json_size(series) > VZ_TL_SERIES)
         return *err = "series missing or too many", -1;
     self->nseries = vz_json_size(series);
-    self->series = (tl_series_t *)calloc(self->nseries ? self->nseries : 1, sizeof(tl_series_t));
+    self->series =
+        (vz_tl_series_t *)calloc(self->nseries ? self->nseries : 1, sizeof(vz_tl_series_t));
     assert(self->series);
     for (size_t i = 0; i < self->nseries; i++)
         if (s_series(vz_json_at(series, i), &self->series[i], err) < 0)
             return -1;
     //  Users are optional (a daemon that knows none sends none).
-    const vz_json_value_t *users = vz_json_get(root, "users");
+    const vz_json_value_t *users = vz_json_get(root, VZ_TL_F_USERS);
     if (!users)
         return 0;
     if (vz_json_type(users) != VZ_JSON_ARRAY || vz_json_size(users) > VZ_TL_USERS ||
-        s_uint(root, "users_over", &self->users_over) < 0)
+        s_uint(root, VZ_TL_F_USERS_OVER, &self->users_over) < 0)
         return *err = "users invalid or too many", -1;
     self->nusers = vz_json_size(users);
     self->users = calloc(self->nusers ? self->nusers : 1, VZ_TL_NAME_MAX);
     assert(self->users);
     for (size_t i = 0; i < self->nusers; i++) {
         const char *user = vz_json_string(vz_json_at(users, i), NULL);
-        if (!tl_name_valid(user))
+        if (!vz_tl_name_valid(user))
             return *err = "user invalid", -1;
         vz_strlcpy(self->users[i], user, VZ_TL_NAME_MAX);
     }
     return 0;
 }
 
-tl_snapshot_t *tl_snapshot_decode(const void *body, size_t len, const char **err)
+int vz_tl_snapshot_decode(const void *body, size_t len, vz_tl_snapshot_t **snap_p,
+                          const char **reason)
 {
-    assert(err);
-    vz_json_error_t jerr;
-    vz_json_t *doc = vz_json_parse(body, len, NULL, &jerr);
+    assert(snap_p);
+    *snap_p = NULL;
+    const char *why = NULL;
+    vz_json_t *doc = vz_json_parse(body, len, NULL, NULL);
     if (!doc) {
-        *err = "not JSON";
-        return NULL;
+        if (reason)
+            *reason = "not JSON";
+        return VZ_EMALFORMED;
     }
-    tl_snapshot_t *self = (tl_snapshot_t *)zmalloc(sizeof *self);
+    vz_tl_snapshot_t *self = (vz_tl_snapshot_t *)zmalloc(sizeof *self);
     assert(self);
-    if (s_decode(vz_json_root(doc), self, err) < 0)
-        tl_snapshot_destroy(&self);
+    if (s_decode(vz_json_root(doc), self, &why) < 0)
+        vz_tl_snapshot_destroy(&self);
     vz_json_destroy(&doc);
-    return self;
+    if (!self) {
+        if (reason)
+            *reason = why;
+        return VZ_EMALFORMED;
+    }
+    *snap_p = self;
+    return 0;
 }
