@@ -111,8 +111,14 @@ char *tl_alert_notify_body(const tl_alert_t *alert, tl_notify_t what, const tl_a
          .type = VZ_NT_VAR_INT,
          .i = what == TL_NOTIFY_RESOLVE ? alert->resolved_s : 0},
     };
+    const char *channel = page ? alerting->page_channel : alerting->ticket_channel;
+    //  PagerDuty closes an incident by a resolve with the trigger's dedup
+    //  key: both travel at the top level, where the notifier reads them.
+    bool pagerduty = strcmp(channel, "pagerduty") == 0;
     vz_nt_send_t send = {
-        .channel = page ? alerting->page_channel : alerting->ticket_channel,
+        .channel = channel,
+        .event_action = pagerduty ? action : NULL,
+        .dedup_key = pagerduty ? alert->key : NULL,
         .to = page ? alerting->page_to : alerting->ticket_to,
         .template_name = "slo_alert",
         .severity = page ? "critical" : "warning",

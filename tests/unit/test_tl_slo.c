@@ -199,8 +199,14 @@ static void test_fast_burn_fires_and_resolves(void **state)
     const vz_json_value_t *data = vz_json_get(root, "data");
     assert_string_equal(vz_json_get_string(data, "event_action", NULL), "trigger");
     assert_string_equal(vz_json_get_string(data, "dedup_key", NULL), "slo/api-availability/page");
+    //  Where the notifier reads them for PagerDuty: at the top level.
+    assert_string_equal(vz_json_get_string(root, "event_action", NULL), "trigger");
+    assert_string_equal(vz_json_get_string(root, "dedup_key", NULL), "slo/api-availability/page");
     vz_json_destroy(&doc);
     doc = vz_json_parse(resolve_body, strlen(resolve_body), NULL, NULL);
+    assert_string_equal(vz_json_get_string(vz_json_root(doc), "event_action", NULL), "resolve");
+    assert_string_equal(vz_json_get_string(vz_json_root(doc), "dedup_key", NULL),
+                        "slo/api-availability/page");
     data = vz_json_get(vz_json_root(doc), "data");
     assert_string_equal(vz_json_get_string(data, "event_action", NULL), "resolve");
     assert_string_equal(vz_json_get_string(data, "dedup_key", NULL), "slo/api-availability/page");
