@@ -803,7 +803,11 @@ static void test_server_down_then_up(void **state)
     s_res_free(&r);
     s_sink_start(mesh, "late", NULL);
     assert_true(s_wait_status(mesh, id, "delivered", &r));
-    assert_true(s_int(&r, "attempts") >= 2);
+    //  The failure was seen ("retrying" above). Whether it counts as an
+    //  attempt depends on how it failed: a refused connection pauses the
+    //  channel without spending one (nt_deliver.c, S_THROTTLED), a timeout
+    //  spends one; which of the two a slow (ASan) run meets varies.
+    assert_true(s_int(&r, "attempts") >= 1);
     s_res_free(&r);
     assert_int_equal(s_wait_mail(mesh, "after the outage"), 1);
     free(id);
