@@ -25,15 +25,15 @@ const vz_json_limits_t vz_json_limits_default = {
 };
 
 struct vz_json_value_t {
-    vz_json_type_t type; //  which of the fields below is meaningful
-    bool flag;           //  BOOL value
-    bool is_int;         //  NUMBER without fraction/exponent that fits int64
-    int64_t integer;     //  NUMBER as int64 when is_int
-    double real;         //  NUMBER as double (always)
-    const char *text;    //  STRING bytes, NUL-terminated (arena)
-    size_t len;          //  STRING length, or ARRAY/OBJECT member count
+    vz_json_type_t type;    //  which of the fields below is meaningful
+    bool flag;              //  BOOL value
+    bool is_int;            //  NUMBER without fraction/exponent that fits int64
+    int64_t integer;        //  NUMBER as int64 when is_int
+    double real;            //  NUMBER as double (always)
+    const char *text;       //  STRING bytes, NUL-terminated (arena)
+    size_t len;             //  STRING length, or ARRAY/OBJECT member count
     vz_json_value_t *items; //  ARRAY/OBJECT children (arena), len of them
-    const char **keys;   //  OBJECT keys (arena), len of them
+    const char **keys;      //  OBJECT keys (arena), len of them
 };
 
 typedef struct s_chunk_t {
@@ -44,19 +44,19 @@ typedef struct s_chunk_t {
 } s_chunk_t;
 
 struct vz_json_t {
-    s_chunk_t *chunks;     //  arena, newest first
-    vz_json_value_t root;  //  the document's value
+    s_chunk_t *chunks;    //  arena, newest first
+    vz_json_value_t root; //  the document's value
 };
 
 typedef struct {
-    const uint8_t *p;         //  cursor
-    const uint8_t *start;     //  input start (offsets in errors)
-    const uint8_t *end;       //  input end
-    vz_json_limits_t limits;  //  in force
-    size_t nodes;             //  values created so far
-    vz_json_t *doc;           //  arena owner
-    const char *reason;       //  first error, static text
-    char *scratch;            //  string unescape buffer, max_string + 1
+    const uint8_t *p;        //  cursor
+    const uint8_t *start;    //  input start (offsets in errors)
+    const uint8_t *end;      //  input end
+    vz_json_limits_t limits; //  in force
+    size_t nodes;            //  values created so far
+    vz_json_t *doc;          //  arena owner
+    const char *reason;      //  first error, static text
+    char *scratch;           //  string unescape buffer, max_string + 1
 } s_parser_t;
 
 // --------------------------------------------------------------------------
@@ -601,16 +601,16 @@ const char *vz_json_get_string(const vz_json_value_t *object, const char *key, s
 #define WRITER_DEPTH 32
 
 struct vz_json_writer_t {
-    char *buf;                 //  output, NUL-terminated
-    size_t len;                //  bytes used
-    size_t cap;                //  bytes allocated
-    size_t max;                //  output cap
-    int status;                //  first failure, sticky
-    size_t depth;              //  open containers
-    bool object[WRITER_DEPTH]; //  per level: object (true) or array
+    char *buf;                  //  output, NUL-terminated
+    size_t len;                 //  bytes used
+    size_t cap;                 //  bytes allocated
+    size_t max;                 //  output cap
+    int status;                 //  first failure, sticky
+    size_t depth;               //  open containers
+    bool object[WRITER_DEPTH];  //  per level: object (true) or array
     size_t count[WRITER_DEPTH]; //  per level: values written
-    bool key_due;              //  in an object, the next call must be a key
-    bool done;                 //  the top-level value is complete
+    bool key_due;               //  in an object, the next call must be a key
+    bool done;                  //  the top-level value is complete
 };
 
 vz_json_writer_t *vz_json_writer_new(size_t max_bytes)
@@ -927,4 +927,49 @@ char *vz_json_writer_take(vz_json_writer_t *self, size_t *len_p)
     self->done = false;
     self->key_due = false;
     return out;
+}
+
+//  Recursion depth is the parse's, which vz_json_parse bounds.
+void vz_json_write_value(vz_json_writer_t *w, const vz_json_value_t *v)
+{
+    int64_t i;
+    double d;
+    bool b;
+    switch (vz_json_type(v)) {
+    case VZ_JSON_NULL:
+        vz_json_write_null(w);
+        break;
+    case VZ_JSON_BOOL:
+        vz_json_bool(v, &b);
+        vz_json_write_bool(w, b);
+        break;
+    case VZ_JSON_NUMBER:
+        if (vz_json_int(v, &i) == 0)
+            vz_json_write_int(w, i);
+        else {
+            vz_json_double(v, &d);
+            vz_json_write_double(w, d);
+        }
+        break;
+    case VZ_JSON_STRING: {
+        size_t len;
+        const char *s = vz_json_string(v, &len);
+        vz_json_write_string_len(w, s, len);
+        break;
+    }
+    case VZ_JSON_ARRAY:
+        vz_json_write_array_begin(w);
+        for (size_t k = 0; k < vz_json_size(v); k++)
+            vz_json_write_value(w, vz_json_at(v, k));
+        vz_json_write_array_end(w);
+        break;
+    case VZ_JSON_OBJECT:
+        vz_json_write_object_begin(w);
+        for (size_t k = 0; k < vz_json_size(v); k++) {
+            vz_json_write_key(w, vz_json_key_at(v, k));
+            vz_json_write_value(w, vz_json_at(v, k));
+        }
+        vz_json_write_object_end(w);
+        break;
+    }
 }

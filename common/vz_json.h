@@ -128,6 +128,8 @@ void vz_json_write_uint(vz_json_writer_t *self, uint64_t number);
 void vz_json_write_double(vz_json_writer_t *self, double number); //  shortest exact form
 void vz_json_write_bool(vz_json_writer_t *self, bool flag);
 void vz_json_write_null(vz_json_writer_t *self);
+//  A parsed value (any type, nested) written back as JSON text.
+void vz_json_write_value(vz_json_writer_t *self, const vz_json_value_t *value);
 //  Shorthands for a key and its value.
 void vz_json_write_kv_string(vz_json_writer_t *self, const char *key, const char *text);
 void vz_json_write_kv_int(vz_json_writer_t *self, const char *key, int64_t number);

@@ -87,52 +87,11 @@ typedef struct {
     int pages;             //  pages read
 } s_recon_t;
 
-//  A parsed JSON value written back as text (the event's body in the queue).
-static void s_write_value(vz_json_writer_t *w, const vz_json_value_t *v)
-{
-    int64_t i = 0;
-    double d = 0;
-    bool b = false;
-    switch (vz_json_type(v)) {
-    case VZ_JSON_OBJECT:
-        vz_json_write_object_begin(w);
-        for (size_t k = 0; k < vz_json_size(v); k++) {
-            vz_json_write_key(w, vz_json_key_at(v, k));
-            s_write_value(w, vz_json_at(v, k));
-        }
-        vz_json_write_object_end(w);
-        break;
-    case VZ_JSON_ARRAY:
-        vz_json_write_array_begin(w);
-        for (size_t k = 0; k < vz_json_size(v); k++)
-            s_write_value(w, vz_json_at(v, k));
-        vz_json_write_array_end(w);
-        break;
-    case VZ_JSON_STRING:
-        vz_json_write_string(w, vz_json_string(v, NULL));
-        break;
-    case VZ_JSON_BOOL:
-        vz_json_bool(v, &b);
-        vz_json_write_bool(w, b);
-        break;
-    case VZ_JSON_NUMBER:
-        if (vz_json_int(v, &i) == 0)
-            vz_json_write_int(w, i);
-        else {
-            vz_json_double(v, &d);
-            vz_json_write_double(w, d);
-        }
-        break;
-    default:
-        vz_json_write_null(w);
-    }
-}
-
 //  Queue one listed event as the intake does: 1 queued, 0 known, -1 failed.
 static int s_recon_enqueue(bl_t *self, const vz_json_value_t *event)
 {
     vz_json_writer_t *w = vz_json_writer_new(256 * 1024);
-    s_write_value(w, event);
+    vz_json_write_value(w, event);
     size_t len = 0;
     const char *text = vz_json_writer_status(w) == 0 ? vz_json_writer_data(w, &len) : NULL;
     bl_sig_event_t ev;

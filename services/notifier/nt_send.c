@@ -94,56 +94,11 @@ static const char *s_var(void *arg, const char *name)
     }
 }
 
-//  Re-serialise a parsed value (for the hash fields "to", "data", "attachments").
-static void s_write(vz_json_writer_t *w, const vz_json_value_t *v)
-{
-    int64_t i;
-    double d;
-    bool b;
-    switch (vz_json_type(v)) {
-    case VZ_JSON_NULL:
-        vz_json_write_null(w);
-        break;
-    case VZ_JSON_BOOL:
-        vz_json_bool(v, &b);
-        vz_json_write_bool(w, b);
-        break;
-    case VZ_JSON_NUMBER:
-        if (vz_json_int(v, &i) == 0)
-            vz_json_write_int(w, i);
-        else {
-            vz_json_double(v, &d);
-            vz_json_write_double(w, d);
-        }
-        break;
-    case VZ_JSON_STRING: {
-        size_t len;
-        const char *s = vz_json_string(v, &len);
-        vz_json_write_string_len(w, s, len);
-        break;
-    }
-    case VZ_JSON_ARRAY:
-        vz_json_write_array_begin(w);
-        for (size_t k = 0; k < vz_json_size(v); k++)
-            s_write(w, vz_json_at(v, k));
-        vz_json_write_array_end(w);
-        break;
-    case VZ_JSON_OBJECT:
-        vz_json_write_object_begin(w);
-        for (size_t k = 0; k < vz_json_size(v); k++) {
-            vz_json_write_key(w, vz_json_key_at(v, k));
-            s_write(w, vz_json_at(v, k));
-        }
-        vz_json_write_object_end(w);
-        break;
-    }
-}
-
 static char *s_json_text(const vz_json_value_t *v)
 {
     vz_json_writer_t *w = vz_json_writer_new(16 * 1024 * 1024);
     if (v)
-        s_write(w, v);
+        vz_json_write_value(w, v);
     else
         vz_json_write_null(w);
     char *text = vz_json_writer_take(w, NULL);
