@@ -193,22 +193,24 @@ static void s_worker_actor(zsock_t *pipe, void *arg)
     zloop_destroy(&loop);
 }
 
+//  The actor's worker or caller reports its broker link up.
+static bool s_actor_connected(void *actor)
+{
+    zstr_send(actor, "CONNECTED");
+    char *answer = zstr_recv(actor);
+    bool up = answer && streq(answer, "1");
+    free(answer);
+    return up;
+}
+
 //  Start a role and wait until the broker has acknowledged it.
 static zactor_t *s_start(const s_role_t *role)
 {
     zactor_t *actor = zactor_new(s_worker_actor, (void *)role);
     assert_non_null(actor);
     zsock_set_rcvtimeo(actor, S_WAIT_MS);
-    int64_t until = zclock_mono() + S_WAIT_MS;
-    while (zclock_mono() < until) {
-        zstr_send(actor, "CONNECTED");
-        char *answer = zstr_recv(actor);
-        bool up = answer && streq(answer, "1");
-        free(answer);
-        if (up)
-            return actor;
-        zclock_sleep(20); //  a poll interval, bounded by until
-    }
+    if (vzt_wait_until(s_actor_connected, actor, S_WAIT_MS))
+        return actor;
     fail_msg("%s never connected", role->name);
     return NULL;
 }
@@ -450,11 +452,9 @@ static void test_caller_dies(void **state)
 
     //  The answer for the dead caller is dropped and counted by the broker.
     s_release(w.downstream);
-    int64_t until = zclock_mono() + S_WAIT_MS;
-    while (s_metric(env, "vz_broker_send_failed_total{peer=\"client\",reason=\"unreachable\"}") <
-               gone + 1 &&
-           zclock_mono() < until)
-        zclock_sleep(20); //  a poll interval, bounded by until
+    vzt_wait_metric(vzt_mesh_admin_port(env, "broker"),
+                    "vz_broker_send_failed_total{peer=\"client\",reason=\"unreachable\"}", gone + 1,
+                    S_WAIT_MS);
     assert_true(
         s_metric(env, "vz_broker_send_failed_total{peer=\"client\",reason=\"unreachable\"}") >=
         gone + 1);

@@ -302,20 +302,32 @@ static char *s_send(mesh_t *mesh, const char *body)
 
 //  Poll notifier.get (as billing, the owner) until status is want; the
 //  last reply's fields into *r. False after WAIT_MS.
+typedef struct {
+    mesh_t *mesh;     //  whose notifier
+    const char *body; //  the get request
+    const char *want; //  status awaited
+    res_t *r;         //  the last answer (kept when it matches)
+} status_goal_t;
+
+static bool s_status_is(void *arg)
+{
+    status_goal_t *goal = arg;
+    *goal->r = s_call(goal->mesh, false, "get", goal->body, NULL);
+    const char *status =
+        goal->r->json ? vz_json_get_string(vz_json_root(goal->r->json), "status", NULL) : NULL;
+    if (status && strcmp(status, goal->want) == 0)
+        return true;
+    s_res_free(goal->r);
+    return false;
+}
+
 static bool s_wait_status(mesh_t *mesh, const char *id, const char *want, res_t *r)
 {
     char body[96];
     snprintf(body, sizeof body, "{\"id\":\"%s\"}", id);
-    int64_t until = zclock_mono() + WAIT_MS;
-    while (zclock_mono() < until) {
-        *r = s_call(mesh, false, "get", body, NULL);
-        const char *status =
-            r->json ? vz_json_get_string(vz_json_root(r->json), "status", NULL) : NULL;
-        if (status && strcmp(status, want) == 0)
-            return true;
-        s_res_free(r);
-        zclock_sleep(50);
-    }
+    status_goal_t goal = {mesh, body, want, r};
+    if (vzt_wait_until(s_status_is, &goal, WAIT_MS))
+        return true;
     *r = s_call(mesh, false, "get", body, NULL);
     fprintf(stderr, "status of %s: %s\n", id, r->body);
     return false;
@@ -328,54 +340,77 @@ static int64_t s_int(const res_t *r, const char *key)
     return v;
 }
 
+//  The message has at least one attempt; its answer is kept in goal->r.
+static bool s_attempted(void *arg)
+{
+    status_goal_t *goal = arg;
+    s_res_free(goal->r);
+    *goal->r = s_call(goal->mesh, false, "get", goal->body, NULL);
+    return s_int(goal->r, "attempts") >= 1;
+}
+
+static bool s_file_exists(void *path)
+{
+    return access(path, F_OK) == 0;
+}
+
 //  Wait for a file to appear. False after WAIT_MS.
 static bool s_wait_file(const char *path)
 {
-    int64_t until = zclock_mono() + WAIT_MS;
-    while (zclock_mono() < until) {
-        if (access(path, F_OK) == 0)
-            return true;
-        zclock_sleep(20);
-    }
-    return false;
+    return vzt_wait_until(s_file_exists, (void *)path, WAIT_MS);
+}
+
+typedef struct {
+    const char *path;   //  file to read
+    const char *needle; //  text it must hold
+} text_goal_t;
+
+static bool s_file_holds(void *arg)
+{
+    const text_goal_t *goal = arg;
+    char *text = s_slurp(goal->path);
+    bool found = text && strstr(text, goal->needle);
+    free(text);
+    return found;
 }
 
 //  Wait until the file holds needle. False after WAIT_MS.
 static bool s_wait_text(const char *path, const char *needle)
 {
-    int64_t until = zclock_mono() + WAIT_MS;
-    while (zclock_mono() < until) {
-        char *text = s_slurp(path);
-        bool found = text && strstr(text, needle);
-        free(text);
-        if (found)
-            return true;
-        zclock_sleep(20);
-    }
-    return false;
+    text_goal_t goal = {path, needle};
+    return vzt_wait_until(s_file_holds, &goal, WAIT_MS);
 }
 
 //  Messages the current sink parsed whose text holds needle; waits up to
 //  WAIT_MS for at least one. Other messages may arrive in between (a retry
 //  of an earlier phase's message finds this sink too).
+typedef struct {
+    mesh_t *mesh;       //  whose sink
+    const char *needle; //  text a message must hold
+    int found;          //  messages that hold it, at the last look
+} mail_goal_t;
+
+static bool s_mail_found(void *arg)
+{
+    mail_goal_t *goal = arg;
+    goal->found = 0;
+    for (int i = 1; i <= 50; i++) {
+        char *path = vzt_fmt("%s/%d.json", goal->mesh->sink_dir, i);
+        char *text = s_slurp(path);
+        free(path);
+        if (!text)
+            break;
+        goal->found += strstr(text, goal->needle) != NULL;
+        free(text);
+    }
+    return goal->found > 0;
+}
+
 static int s_wait_mail(mesh_t *mesh, const char *needle)
 {
-    int64_t until = zclock_mono() + WAIT_MS;
-    int found = 0;
-    while (found == 0 && zclock_mono() < until) {
-        for (int i = 1; i <= 50; i++) {
-            char *path = vzt_fmt("%s/%d.json", mesh->sink_dir, i);
-            char *text = s_slurp(path);
-            free(path);
-            if (!text)
-                break;
-            found += strstr(text, needle) != NULL;
-            free(text);
-        }
-        if (found == 0)
-            zclock_sleep(20);
-    }
-    return found;
+    mail_goal_t goal = {mesh, needle, 0};
+    vzt_wait_until(s_mail_found, &goal, WAIT_MS);
+    return goal.found;
 }
 
 static char *s_b64(const uint8_t *data, size_t len)
@@ -764,15 +799,9 @@ static void test_no_starttls_refused(void **state)
     //  Wait until an attempt failed and was recorded.
     char body[96];
     snprintf(body, sizeof body, "{\"id\":\"%s\"}", id);
-    int64_t until = zclock_mono() + WAIT_MS;
     res_t r = {0};
-    while (zclock_mono() < until) {
-        r = s_call(mesh, false, "get", body, NULL);
-        if (s_int(&r, "attempts") >= 1)
-            break;
-        s_res_free(&r);
-        zclock_sleep(50);
-    }
+    status_goal_t goal = {mesh, body, NULL, &r};
+    vzt_wait_until(s_attempted, &goal, WAIT_MS);
     assert_true(s_int(&r, "attempts") >= 1);
     assert_non_null(
         strstr(vz_json_get_string(vz_json_root(r.json), "last_error", NULL), "STARTTLS"));
