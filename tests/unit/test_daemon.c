@@ -516,11 +516,21 @@ static void s_on_reload(void *arg)
     atomic_fetch_add(&seen->calls, 1);
 }
 
+typedef struct {
+    reload_seen_t *seen; //  the hook's record
+    int calls;           //  calls awaited
+} calls_goal_t;
+
+static bool s_calls_reached(void *arg)
+{
+    const calls_goal_t *goal = arg;
+    return atomic_load(&goal->seen->calls) >= goal->calls;
+}
+
 static bool s_wait_calls(reload_seen_t *seen, int calls)
 {
-    int64_t until = vz_clock_mono_ms() + 5000;
-    while (atomic_load(&seen->calls) < calls && vz_clock_mono_ms() < until)
-        usleep(1000);
+    calls_goal_t goal = {seen, calls};
+    vzt_wait_until(s_calls_reached, &goal, 5000);
     return atomic_load(&seen->calls) == calls;
 }
 

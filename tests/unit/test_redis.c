@@ -286,6 +286,11 @@ static char s_proc_state(pid_t pid)
     return state;
 }
 
+static bool s_proc_stopped(void *pid)
+{
+    return s_proc_state(*(pid_t *)pid) == 'T';
+}
+
 //  A hung server (SIGSTOP) costs one command timeout: the command gives up
 //  while the server is still stopped. The connection is then dropped, so
 //  the late reply is never read as the answer to a later command.
@@ -299,8 +304,7 @@ static void test_timeout_and_recovery(void **state)
     freeReplyObject(reply);
     kill(srv->pid, SIGSTOP);
     //  Stopped for sure before the command is written (the signal is async).
-    for (int i = 0; i < 1000 && s_proc_state(srv->pid) != 'T'; i++)
-        usleep(1000);
+    vzt_wait_until(s_proc_stopped, &srv->pid, 1000);
     assert_int_equal(s_proc_state(srv->pid), 'T');
     reply = s_cmd(r, "GET", "k", NULL);
     assert_null(reply);
