@@ -725,6 +725,16 @@ static void *s_billing(void *arg)
     return NULL;
 }
 
+//  Whether the broker counts no billing worker (series absent counts as 0).
+static bool s_no_billing(void *arg)
+{
+    vzt_mesh_t *mesh = arg;
+    double n = 0;
+    int rc = vzt_metric(vzt_mesh_admin_port(mesh, "broker"),
+                        "vz_broker_workers{service=\"billing\"}", &n);
+    return rc != -1 && n == 0;
+}
+
 static void test_webhook(void **state)
 {
     vzt_mesh_t *mesh = *state;
@@ -762,6 +772,9 @@ static void test_webhook(void **state)
     atomic_store(&b.stop, true);
     pthread_join(thread, NULL);
     pthread_mutex_destroy(&b.lock);
+    //  The worker's goodbye reaches the broker on its own socket: the tests
+    //  after this one expect no billing worker, so wait until it is gone.
+    assert_true(vzt_wait_until(s_no_billing, mesh, 5000));
 }
 
 //  Bursts on routes whose replies (300 KiB) are far larger than their
