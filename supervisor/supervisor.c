@@ -28,6 +28,7 @@
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_log.h"
+#include "vz_ports.h"
 
 #define S_BACKOFF_MIN_MS 100    //  first restart delay
 #define S_BACKOFF_MAX_MS 10000  //  delay cap
@@ -683,7 +684,7 @@ static int s_auto_admin_port(sup_supervisor_t *self)
 {
     int port = -EADDRINUSE;
     for (int attempt = 0; attempt < 16; attempt++) {
-        port = sup_mesh_free_port();
+        port = vz_ports_free();
         if (port < 0)
             return port;
         bool taken = false;
