@@ -461,11 +461,8 @@ static gw_req_t *s_req_new(gw_gateway_t *gw, struct MHD_Connection *conn, const 
     const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
     if (s_origin_allowed(gw, origin))
         s_printable_copy(req->origin, sizeof req->origin, origin);
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (info && info->client_addr && info->client_addr->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)info->client_addr)->sin_addr,
-                  req->client_ip, sizeof req->client_ip);
+    gw_clientip_of(gw->config.trust, gw->config.fwd_header, conn, req->client_ip,
+                   sizeof req->client_ip);
 
     //  One reference to the current table for the whole request: a reload
     //  swaps the pointer but this request keeps matching and rendering on

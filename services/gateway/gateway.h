@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include "breaker.h"
 #include "edge.h"
+#include "gw_clientip.h"
 #include "lease.h"
 #include "routes.h"
 #include "upstream.h"
@@ -48,6 +49,8 @@ typedef struct {
     int rl_lease_ms;                //  lifetime of a lease
     int rl_local_limit;             //  fail-open: anonymous a minute (free x10, premium x100)
     int access_log_buffer;          //  access-log buffer, bytes (0 = a write per line)
+    const gw_trust_t *trust;        //  trusted proxies (borrowed; NULL = trust none)
+    gw_fwd_header_t fwd_header;     //  the header a trusted proxy names the client in
 } gw_gateway_config_t;
 
 typedef struct gw_gateway_t gw_gateway_t;

@@ -30,6 +30,8 @@ typedef struct {
     int rl_failure;           //  0 open, 1 closed (the order of its choices)
     bool rl_batch;            //  ratelimit.check_batch for checks queued together
     int bundle_max;           //  forwards per bundle envelope (0/1 = off)
+    char trusted[1024];       //  trusted proxies, CIDRs
+    int fwd_header;           //  0 X-Forwarded-For, 1 Forwarded (the order of its choices)
 } gw_config_t;
 
 static const vz_cfg_item_t s_items[] = {
@@ -70,6 +72,14 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_CORS_ORIGINS", "gateway/cors_origins", VZ_CFG_STR, "", 0,
                 0, http.cors_origins,
                 "CORS: allowed Origins, comma-separated; * = any; \"\" = off"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_TRUSTED_PROXIES", "gateway/trusted_proxies", VZ_CFG_STR,
+                "", 0, 0, trusted,
+                "peers (IPv4/IPv6 CIDRs, comma-separated) whose forwarding header names the "
+                "client; \"\" = the TCP peer is the client"),
+    VZ_CFG_ENUM_ITEM(gw_config_t, "VZ_GATEWAY_CLIENT_IP_HEADER", "gateway/client_ip_header",
+                     "x-forwarded-for", "x-forwarded-for forwarded", fwd_header,
+                     "header a trusted proxy names the client in; read from the right, the "
+                     "right-most untrusted address wins"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RETRY_BUDGET", "gateway/retry_budget", VZ_CFG_INT, "20", 0,
                 100, retry_budget_pct, "retries of idempotent calls, % of first attempts"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_BREAKER_FAILURES", "gateway/breaker/failures", VZ_CFG_INT,
@@ -265,6 +275,16 @@ int main(int argc, char **argv)
         return VZ_EXIT_PERMANENT;
     }
     app.routes_path = config.routes[0] ? config.routes : "configs/routes.cfg";
+    gw_trust_t *trust = gw_trust_new(config.trusted, err, sizeof err);
+    if (!trust) {
+        vz_error(NULL, "unable to read trusted proxies", "setting", "VZ_GATEWAY_TRUSTED_PROXIES",
+                 "reason", err);
+        gw_routes_unref(&routes);
+        vz_daemon_destroy(&app.daemon);
+        return VZ_EXIT_PERMANENT;
+    }
+    config.http.trust = trust;
+    config.http.fwd_header = config.fwd_header == 0 ? GW_FWD_XFF : GW_FWD_FORWARDED;
     gw_upstream_config_t upcfg = {
         .endpoints = common->broker_endpoints,
         .broker_key = vz_daemon_broker_key(app.daemon),
@@ -284,6 +304,7 @@ int main(int argc, char **argv)
     if (!app.upstream) {
         vz_error(NULL, "unable to create broker client", "endpoints", common->broker_endpoints);
         gw_routes_unref(&routes);
+        gw_trust_destroy(&trust);
         vz_daemon_destroy(&app.daemon);
         return VZ_EXIT_TEMPORARY;
     }
@@ -296,6 +317,7 @@ int main(int argc, char **argv)
                  strerror(errno));
         gw_upstream_destroy(&app.upstream);
         gw_edge_destroy(&app.edge);
+        gw_trust_destroy(&trust);
         vz_daemon_destroy(&app.daemon);
         return VZ_EXIT_TEMPORARY;
     }
@@ -316,6 +338,7 @@ int main(int argc, char **argv)
         gw_gateway_destroy(&app.gateway);
         gw_upstream_destroy(&app.upstream);
         gw_edge_destroy(&app.edge);
+        gw_trust_destroy(&trust);
         vz_daemon_destroy(&app.daemon);
         return VZ_EXIT_TEMPORARY;
     }
@@ -331,6 +354,7 @@ int main(int argc, char **argv)
     gw_gateway_destroy(&app.gateway);
     gw_upstream_destroy(&app.upstream);
     gw_edge_destroy(&app.edge);
+    gw_trust_destroy(&trust);
     vz_info(NULL, "stopped");
     vz_daemon_destroy(&app.daemon);
     return VZ_EXIT_OK;

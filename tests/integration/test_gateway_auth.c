@@ -266,6 +266,7 @@ static int s_setup(void **state)
                          "gateway:VZ_GATEWAY_AUTH_TIMEOUT_MS=500",
                          "gateway:VZ_GATEWAY_RATELIMIT_TIMEOUT_MS=150",
                          "gateway:VZ_GATEWAY_RATELIMIT_LOCAL_LIMIT=3",
+                         "gateway:VZ_GATEWAY_TRUSTED_PROXIES=127.0.0.0/8",
                          NULL};
     const char *const files[] = {"routes.cfg", s_routes, "ratelimit.cfg", s_policies, NULL};
     //  The gateway comes last, once the in-test auth worker serves the JWKS.
@@ -512,6 +513,63 @@ static void test_rate_limit(void **state)
         s_metric(mesh, "vz_gateway_ratelimit_total{decision=\"denied\",source=\"limiter\"}") >= 1);
 }
 
+//  GET path with "X-Forwarded-For: xff" into r.
+static void s_via_proxy(int port, const char *path, const char *xff, resp_t *r)
+{
+    char *header = vzt_fmt("X-Forwarded-For: %s", xff);
+    const char *const headers[] = {header, NULL};
+    assert_int_equal(s_http(port, path, headers, r), 0);
+    free(header);
+}
+
+//  Behind a trusted proxy (loopback here) each client is its own address:
+//  the right-most untrusted one of X-Forwarded-For, whatever a client
+//  wrote to the left of it; a gateway that trusts no proxy ignores it.
+static void test_client_ip_behind_proxy(void **state)
+{
+    mesh_t *mesh = *state;
+    resp_t r;
+    s_via_proxy(mesh->http_port, "/v1/t/jwt", "6.6.6.6", &r);
+    s_expect(&r, 401, "bearer token required"); //  no route without a token ...
+    s_resp_free(&r);
+    //  ... the client's address as the service sees it.
+    char *token = s_sign(mesh->k1, ISSUER, AUDIENCE, 300, 0, "read");
+    char *authz = vzt_fmt("Authorization: Bearer %s", token);
+    const char *const headers[] = {authz, "X-Forwarded-For: 6.6.6.6, 198.51.100.7, 127.0.0.9",
+                                   NULL};
+    assert_int_equal(s_http(mesh->http_port, "/v1/t/jwt", headers, &r), 0);
+    s_expect(&r, 200, "\"client_ip\":\"198.51.100.7\"");
+    s_resp_free(&r);
+    //  One client's limit (5 a minute by IP on t_limited) is not another's.
+    for (int i = 0; i < SMALL_LIMIT; i++) {
+        s_via_proxy(mesh->http_port, "/v1/t/limited", "198.51.100.1", &r);
+        s_expect(&r, 200, "\"client_ip\":\"198.51.100.1\"");
+        s_resp_free(&r);
+    }
+    s_via_proxy(mesh->http_port, "/v1/t/limited", "198.51.100.1", &r);
+    s_expect(&r, 429, "too_many_requests");
+    s_resp_free(&r);
+    //  A spoofed address to the left changes nothing.
+    s_via_proxy(mesh->http_port, "/v1/t/limited", "198.51.100.2, 198.51.100.1", &r);
+    s_expect(&r, 429, "too_many_requests");
+    s_resp_free(&r);
+    s_via_proxy(mesh->http_port, "/v1/t/limited", "198.51.100.2", &r);
+    s_expect(&r, 200, "\"client_ip\":\"198.51.100.2\"");
+    s_resp_free(&r);
+    //  A gateway that trusts no proxy: the peer, whatever the header says.
+    int port = vzt_free_port();
+    char *gw_port = vzt_fmt("VZ_GATEWAY_PORT=%d", port);
+    char *const plain[] = {gw_port, "VZ_GATEWAY_TRUSTED_PROXIES=", NULL};
+    assert_non_null(vzt_mesh_add(mesh->m, "gateway", "gateway.plain", plain, true));
+    free(gw_port);
+    assert_int_equal(s_http(port, "/v1/t/jwt", headers, &r), 0);
+    s_expect(&r, 200, "\"client_ip\":\"127.0.0.1\"");
+    s_resp_free(&r);
+    assert_int_equal(vzt_mesh_stop(mesh->m, "gateway.plain"), 0);
+    free(authz);
+    free(token);
+}
+
 #define BURST_LIMIT 40
 #define BURST_THREADS 16
 #define BURST_EACH 8
@@ -702,6 +760,7 @@ int main(void)
         cmocka_unit_test(test_unknown_kid_refetch),
         cmocka_unit_test(test_api_key),
         cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_client_ip_behind_proxy),
         cmocka_unit_test(test_rate_limit_batched),
         cmocka_unit_test(test_rate_limit_leased),
         cmocka_unit_test(test_rate_limit_lease_edge),
