@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "gw_pipeline.h"
+#include "gw_proxy.h"
 #include "gw_render.h"
 #include "vz_authctx.h"
 #include "vz_json.h"
@@ -60,6 +61,7 @@ struct gw_gateway_t {
     struct MHD_Daemon *mhd;                  //  HTTP server
     int port;                                //  bound port
     int quiesced_fd;                         //  listen socket returned by quiesce, -1 = none
+    gw_proxy_t *proxy;                       //  the PROXY-protocol acceptor, NULL = MHD listens
     atomic_bool draining;                    //  SIGTERM seen
     atomic_int inflight;                     //  live requests
     vz_series_t *inflight_gauge;             //  vz_gateway_inflight
@@ -750,6 +752,8 @@ gw_gateway_t *gw_gateway_new(const gw_gateway_config_t *config, gw_routes_t **ro
 
     unsigned flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
+    if (config->proxy_protocol)
+        flags |= MHD_USE_NO_LISTEN_SOCKET; //  gw_proxy accepts and hands over
     self->mhd = MHD_start_daemon(
         flags, (uint16_t)config->port, NULL, NULL, s_on_access, self, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)config->threads,
@@ -763,8 +767,14 @@ gw_gateway_t *gw_gateway_new(const gw_gateway_config_t *config, gw_routes_t **ro
         errno = saved;
         return NULL;
     }
+    if (config->proxy_protocol && !(self->proxy = gw_proxy_new(&sa, self->mhd, config->trust))) {
+        int saved = errno;
+        gw_gateway_destroy(&self);
+        errno = saved;
+        return NULL;
+    }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    self->port = info ? info->port : config->port;
+    self->port = self->proxy ? gw_proxy_port(self->proxy) : info ? info->port : config->port;
     return self;
 }
 
@@ -774,6 +784,7 @@ void gw_gateway_destroy(gw_gateway_t **self_p)
     gw_gateway_t *self = *self_p;
     if (!self)
         return;
+    gw_proxy_destroy(&self->proxy); //  first: it hands connections to MHD
     if (self->mhd)
         MHD_stop_daemon(self->mhd);
     if (self->quiesced_fd >= 0)
@@ -804,6 +815,8 @@ void gw_gateway_drain(gw_gateway_t *self)
     assert(self);
     if (atomic_exchange(&self->draining, true))
         return;
+    if (self->proxy)
+        gw_proxy_close(self->proxy);
     MHD_socket fd = MHD_quiesce_daemon(self->mhd);
     if (fd != MHD_INVALID_SOCKET)
         self->quiesced_fd = fd;

@@ -51,6 +51,7 @@ typedef struct {
     int access_log_buffer;          //  access-log buffer, bytes (0 = a write per line)
     const gw_trust_t *trust;        //  trusted proxies (borrowed; NULL = trust none)
     gw_fwd_header_t fwd_header;     //  the header a trusted proxy names the client in
+    bool proxy_protocol;            //  trusted peers may start with a PROXY header (gw_proxy.h)
 } gw_gateway_config_t;
 
 typedef struct gw_gateway_t gw_gateway_t;

@@ -80,6 +80,10 @@ static const vz_cfg_item_t s_items[] = {
                      "x-forwarded-for", "x-forwarded-for forwarded", fwd_header,
                      "header a trusted proxy names the client in; read from the right, the "
                      "right-most untrusted address wins"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_PROXY_PROTOCOL", "gateway/proxy_protocol", VZ_CFG_BOOL,
+                "false", 0, 0, http.proxy_protocol,
+                "a trusted proxy's connection may start with a PROXY protocol header (v1 or v2) "
+                "naming the client"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RETRY_BUDGET", "gateway/retry_budget", VZ_CFG_INT, "20", 0,
                 100, retry_budget_pct, "retries of idempotent calls, % of first attempts"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_BREAKER_FAILURES", "gateway/breaker/failures", VZ_CFG_INT,

@@ -22,6 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "vz_auth_contract.h"
@@ -570,6 +575,65 @@ static void test_client_ip_behind_proxy(void **state)
     free(token);
 }
 
+//  Send raw (len bytes) to 127.0.0.1:port, read to the end and expect
+//  status and needle in what came back (status "": nothing at all).
+static void s_raw(int port, const void *raw, size_t len, const char *status, const char *needle)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = HTTP_MS / 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(send(fd, raw, len, 0), (ssize_t)len);
+    char reply[8192];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof reply - 1 && (n = recv(fd, reply + got, sizeof reply - 1 - got, 0)) > 0)
+        got += (size_t)n;
+    reply[got] = '\0';
+    close(fd);
+    if (strncmp(reply, status, strlen(status)) != 0 || (!status[0] && got) ||
+        (needle && !strstr(reply, needle)))
+        fail_msg("expected %s with %s, got: %s", status, needle ? needle : "-", reply);
+}
+
+//  A gateway taking the PROXY protocol from trusted peers (loopback):
+//  v1 and v2 headers name the client; a connection without one is served
+//  as the peer's.
+static void test_proxy_protocol(void **state)
+{
+    mesh_t *mesh = *state;
+    int port = vzt_free_port();
+    char *gw_port = vzt_fmt("VZ_GATEWAY_PORT=%d", port);
+    char *const env[] = {gw_port, "VZ_GATEWAY_PROXY_PROTOCOL=true", NULL};
+    assert_non_null(vzt_mesh_add(mesh->m, "gateway", "gateway.proxy", env, true));
+    free(gw_port);
+    char *token = s_sign(mesh->k1, ISSUER, AUDIENCE, 300, 0, "read");
+    char *request = vzt_fmt("GET /v1/t/jwt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                            "Connection: close\r\n\r\n",
+                            token);
+    char *v1 = vzt_fmt("PROXY TCP4 203.0.113.5 10.0.0.1 5555 80\r\n%s", request);
+    s_raw(port, v1, strlen(v1), "HTTP/1.1 200", "\"client_ip\":\"203.0.113.5\"");
+    uint8_t v2[512] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49,
+                       0x54, 0x0A, 0x21, 0x11, 0x00, 12,   198,  51,   100,  9,
+                       10,   0,    0,    1,    0x10, 0x92, 0x00, 80};
+    assert_true(28 + strlen(request) < sizeof v2);
+    memcpy(v2 + 28, request, strlen(request));
+    s_raw(port, v2, 28 + strlen(request), "HTTP/1.1 200", "\"client_ip\":\"198.51.100.9\"");
+    s_raw(port, request, strlen(request), "HTTP/1.1 200", "\"client_ip\":\"127.0.0.1\"");
+    //  A malformed header closes the connection without an answer.
+    const char junk[] = "PROXY TCP4 nonsense\r\nGET / HTTP/1.1\r\n\r\n";
+    s_raw(port, junk, strlen(junk), "", NULL);
+    //  The gateway's own port does not take the header: a bad request.
+    s_raw(mesh->http_port, v1, strlen(v1), "HTTP/1.1 400", NULL);
+    assert_int_equal(vzt_mesh_stop(mesh->m, "gateway.proxy"), 0);
+    free(v1);
+    free(request);
+    free(token);
+}
+
 #define BURST_LIMIT 40
 #define BURST_THREADS 16
 #define BURST_EACH 8
@@ -761,6 +825,7 @@ int main(void)
         cmocka_unit_test(test_api_key),
         cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_client_ip_behind_proxy),
+        cmocka_unit_test(test_proxy_protocol),
         cmocka_unit_test(test_rate_limit_batched),
         cmocka_unit_test(test_rate_limit_leased),
         cmocka_unit_test(test_rate_limit_lease_edge),
