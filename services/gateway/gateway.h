@@ -43,6 +43,7 @@ typedef struct {
     char openapi_path[VZ_PATH_MAX]; //  OpenAPI document served at /v1/openapi.yaml
     gw_breaker_config_t breaker;    //  per-upstream circuit breakers
     int auth_timeout_ms;            //  deadline of auth.api_key_verify
+    int auth_failures;              //  failed credentials a minute per client IP before 429
     int rl_timeout_ms;              //  deadline of ratelimit.check
     bool rl_fail_open;              //  limiter silent: local bucket (true) or 503 (false)
     int rl_lease;                   //  most tokens leased per check (< 2: no leases, lease.h)

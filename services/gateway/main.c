@@ -113,6 +113,10 @@ static const vz_cfg_item_t s_items[] = {
                 1000000, edge.token_cache, "verified-token cache slots; 0 = off"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_AUTH_TIMEOUT_MS", "gateway/auth/timeout", VZ_CFG_MS, "1s",
                 10, 60000, edge.fetch_timeout_ms, "deadline of auth.jwks and auth.api_key_verify"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_AUTH_FAILURES", "gateway/auth/failures", VZ_CFG_INT, "60",
+                1, 1000000, http.auth_failures,
+                "failed credentials a minute per client IP (per replica); beyond, its requests "
+                "with a credential get 429 before any verification or call to auth"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_APIKEY_TTL_MS", "gateway/apikey/ttl", VZ_CFG_MS, "30s", 0,
                 3600000, edge.apikey_ttl_ms, "valid API-key answers cached this long"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_APIKEY_NEGATIVE_MS", "gateway/apikey/negative_ttl",

@@ -575,6 +575,67 @@ static void test_client_ip_behind_proxy(void **state)
     free(token);
 }
 
+//  GET /v1/t/key from client ip (behind the trusted proxy) with key.
+static void s_key_from(int port, const char *ip, const char *key, resp_t *r)
+{
+    char *xff = vzt_fmt("X-Forwarded-For: %s", ip);
+    char *header = vzt_fmt("X-API-Key: %s", key);
+    const char *const headers[] = {xff, header, NULL};
+    assert_int_equal(s_http(port, "/v1/t/key", headers, r), 0);
+    free(header);
+    free(xff);
+}
+
+//  Failed credentials are limited per client IP before authentication:
+//  once an address spent its allowance (3 a minute here), its requests
+//  with a credential get 429 without reaching auth, good key or not;
+//  another address is not affected.
+static void test_auth_failures_by_ip(void **state)
+{
+    mesh_t *mesh = *state;
+    authw_t *a = &mesh->auth;
+    int port = vzt_free_port();
+    char *gw_port = vzt_fmt("VZ_GATEWAY_PORT=%d", port);
+    char *const env[] = {gw_port, "VZ_GATEWAY_AUTH_FAILURES=3", NULL};
+    assert_non_null(vzt_mesh_add(mesh->m, "gateway", "gateway.fails", env, true));
+    free(gw_port);
+    resp_t r;
+    int calls0 = atomic_load(&a->key_calls);
+    for (int i = 0; i < 3; i++) {
+        char *key = vzt_fmt("vzk_guess%d", i);
+        s_key_from(port, "192.0.2.50", key, &r);
+        s_expect(&r, 401, "invalid API key");
+        s_resp_free(&r);
+        free(key);
+    }
+    assert_int_equal(atomic_load(&a->key_calls), calls0 + 3);
+    char value[32];
+    const char *const tries[] = {"vzk_guess9", "vzk_good"};
+    for (size_t i = 0; i < 2; i++) {
+        s_key_from(port, "192.0.2.50", tries[i], &r);
+        s_expect(&r, 429, "too many failed authentications");
+        assert_true(atoi(vzt_header(r.headers, "Retry-After", value, sizeof value)) >= 1);
+        s_resp_free(&r);
+    }
+    assert_int_equal(atomic_load(&a->key_calls), calls0 + 3); //  auth never asked
+    s_key_from(port, "192.0.2.51", "vzk_good", &r);
+    s_expect(&r, 200, "\"sub\":\"user-7\"");
+    s_resp_free(&r);
+    //  Bearer tokens are held alike.
+    const char *const bearer[] = {"X-Forwarded-For: 192.0.2.50", "Authorization: Bearer a.b.c",
+                                  NULL};
+    assert_int_equal(s_http(port, "/v1/t/jwt", bearer, &r), 0);
+    s_expect(&r, 429, "too many failed authentications");
+    s_resp_free(&r);
+    double throttled = 0;
+    assert_int_equal(vzt_metric(port,
+                                "vz_gateway_auth_total{method=\"api_key\",result=\"throttled\"}",
+                                &throttled),
+                     0);
+    assert_true(throttled == 2);
+    assert_int_equal(vzt_mesh_stop(mesh->m, "gateway.fails"), 0);
+}
+
 //  Send raw (len bytes) to 127.0.0.1:port, read to the end and expect
 //  status and needle in what came back (status "": nothing at all).
 static void s_raw(int port, const void *raw, size_t len, const char *status, const char *needle)
@@ -826,6 +887,7 @@ int main(void)
         cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_client_ip_behind_proxy),
         cmocka_unit_test(test_proxy_protocol),
+        cmocka_unit_test(test_auth_failures_by_ip),
         cmocka_unit_test(test_rate_limit_batched),
         cmocka_unit_test(test_rate_limit_leased),
         cmocka_unit_test(test_rate_limit_lease_edge),
