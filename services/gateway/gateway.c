@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "gw_pipeline.h"
+#include "health.h"
 #include "gw_proxy.h"
 #include "gw_render.h"
 #include "vz_authctx.h"
@@ -32,7 +33,6 @@
 
 #define LOCAL_COUNT_MAX 8 //  capacity for per-local-route arrays
 #define REQ_POOL_MAX 64   //  finished requests kept for reuse per gateway (~10 KB each)
-#define CTYPE_PROM "text/plain; version=0.0.4; charset=utf-8"
 #define CTYPE_YAML "application/yaml"
 #define CORS_HEADERS "Authorization, Content-Type, X-API-Key, X-Request-Id, traceparent"
 #define CORS_EXPOSE                                                                                \
@@ -62,6 +62,7 @@ struct gw_gateway_t {
     int port;                                //  bound port
     int quiesced_fd;                         //  listen socket returned by quiesce, -1 = none
     gw_proxy_t *proxy;                       //  the PROXY-protocol acceptor, NULL = MHD listens
+    _Atomic(gw_health_cache_t *) health;     //  /health's cached verdict (main's), NULL = none yet
     atomic_bool draining;                    //  SIGTERM seen
     atomic_int inflight;                     //  live requests
     vz_series_t *inflight_gauge;             //  vz_gateway_inflight
@@ -75,14 +76,14 @@ struct gw_gateway_t {
 
 static void s_liveness(gw_gateway_t *gw, gw_req_t *req);
 static void s_readiness(gw_gateway_t *gw, gw_req_t *req);
-static void s_metrics(gw_gateway_t *gw, gw_req_t *req);
+static void s_health(gw_gateway_t *gw, gw_req_t *req);
 static void s_openapi(gw_gateway_t *gw, gw_req_t *req);
 
+//  /metrics and the detailed /health are on the admin port only.
 static const gw_local_t s_locals[] = {
-    {"/health", "health", NULL},
+    {"/health", "health", s_health},
     {"/liveness", "liveness", s_liveness},
     {"/readiness", "readiness", s_readiness},
-    {"/metrics", "metrics", s_metrics},
     {"/v1/openapi.yaml", "openapi", s_openapi},
 };
 #define LOCAL_COUNT (sizeof s_locals / sizeof s_locals[0])
@@ -225,11 +226,32 @@ static void s_readiness(gw_gateway_t *gw, gw_req_t *req)
         gw_render_json(req, 200, "{\"status\":\"ready\"}");
 }
 
-static void s_metrics(gw_gateway_t *gw, gw_req_t *req)
+//  The public answer: the cached verdict only (health.h), never a wait.
+static void s_health(gw_gateway_t *gw, gw_req_t *req)
 {
-    char *text = vz_metrics_render(gw->metrics);
-    assert(text);
-    gw_render_body(req, 200, CTYPE_PROM, text, strlen(text));
+    bool healthy = false;
+    char *doc = gw->health ? gw_health_cache_get(gw->health, &healthy) : NULL;
+    gw_render_json(req,
+                   !doc      ? 503
+                   : healthy ? 200
+                             : 503,
+                   !doc      ? "{\"status\":\"starting\"}"
+                   : healthy ? "{\"status\":\"ok\"}"
+                             : "{\"status\":\"degraded\"}");
+    free(doc);
+}
+
+void gw_gateway_health_tick(gw_gateway_t *self, gw_health_cache_t *cache, int64_t now_ms)
+{
+    assert(self && cache);
+    self->health = cache;
+    pthread_mutex_lock(&self->routes_lock);
+    gw_routes_t *table = gw_routes_ref(self->routes);
+    pthread_mutex_unlock(&self->routes_lock);
+    const char *needed[GW_ROUTES_MAX];
+    size_t count = gw_render_needed(table, needed, GW_ROUTES_MAX);
+    gw_health_cache_tick(cache, needed, count, now_ms);
+    gw_routes_unref(&table);
 }
 
 static void s_openapi(gw_gateway_t *gw, gw_req_t *req)

@@ -20,6 +20,7 @@
 #define VZ_GATEWAY_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include "breaker.h"
 #include "edge.h"
 #include "gw_clientip.h"
@@ -80,6 +81,13 @@ void gw_gateway_drain(gw_gateway_t *self);
 
 //  Write out the access-log lines collected so far (the reactor's tick).
 void gw_gateway_flush_log(gw_gateway_t *self);
+
+//  Reactor thread, on its tick: keep cache probing for the current route
+//  table (health.h); the public /health answers from cache from then on
+//  (200 {"status":"ok"}, 503 "degraded" or "starting"), the detailed
+//  document being on the admin port. cache is borrowed.
+typedef struct gw_health_cache_t gw_health_cache_t;
+void gw_gateway_health_tick(gw_gateway_t *self, gw_health_cache_t *cache, int64_t now_ms);
 
 //  HTTP requests started and not yet completed (any thread).
 int gw_gateway_inflight(const gw_gateway_t *self);

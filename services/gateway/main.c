@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "gateway.h"
+#include "health.h"
 #include "upstream.h"
+#include "vz_admin.h"
 #include "vz_clock.h"
 #include "vz_daemon.h"
 #include "vz_ports.h"
@@ -30,6 +32,7 @@ typedef struct {
     int rl_failure;           //  0 open, 1 closed (the order of its choices)
     bool rl_batch;            //  ratelimit.check_batch for checks queued together
     int bundle_max;           //  forwards per bundle envelope (0/1 = off)
+    int health_ms;            //  between /health probes
     char trusted[1024];       //  trusted proxies, CIDRs
     int fwd_header;           //  0 X-Forwarded-For, 1 Forwarded (the order of its choices)
 } gw_config_t;
@@ -72,6 +75,10 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_CORS_ORIGINS", "gateway/cors_origins", VZ_CFG_STR, "", 0,
                 0, http.cors_origins,
                 "CORS: allowed Origins, comma-separated; * = any; \"\" = off"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_HEALTH_PROBE_MS", "gateway/health_probe", VZ_CFG_MS, "2s",
+                100, 60000, health_ms,
+                "/health is probed (broker, Redis, workers) this often and answered from the "
+                "last result"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_TRUSTED_PROXIES", "gateway/trusted_proxies", VZ_CFG_STR,
                 "", 0, 0, trusted,
                 "peers (IPv4/IPv6 CIDRs, comma-separated) whose forwarding header names the "
@@ -178,14 +185,15 @@ static void s_default_file(const char *rel, char *out, size_t n)
 }
 
 typedef struct {
-    vz_daemon_t *daemon;     //  common settings, admin port, readiness
-    gw_upstream_t *upstream; //  broker client (this thread)
-    gw_edge_t *edge;         //  JWKS and caches
-    gw_gateway_t *gateway;   //  HTTP front
-    bool ready;              //  last readiness we announced
-    int64_t drain_until;     //  0 = not draining; else when to give up on in-flight
-    bool drained;            //  the drain is over: leave the loop for good
-    const char *routes_path; //  route table file, reloaded on SIGHUP
+    vz_daemon_t *daemon;       //  common settings, admin port, readiness
+    gw_upstream_t *upstream;   //  broker client (this thread)
+    gw_edge_t *edge;           //  JWKS and caches
+    gw_gateway_t *gateway;     //  HTTP front
+    gw_health_cache_t *health; //  /health, probed on the tick (health.h)
+    bool ready;                //  last readiness we announced
+    int64_t drain_until;       //  0 = not draining; else when to give up on in-flight
+    bool drained;              //  the drain is over: leave the loop for good
+    const char *routes_path;   //  route table file, reloaded on SIGHUP
 } app_t;
 
 //  The reload hook (vz_daemon_on_reload, reactor thread after SIGHUP):
@@ -232,6 +240,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
         app->drained = gw_gateway_inflight(app->gateway) == 0 || now >= app->drain_until;
         return app->drained ? -1 : 0;
     }
+    gw_gateway_health_tick(app->gateway, app->health, now);
     bool up = gw_upstream_link_up(app->upstream);
     if (up && !app->ready)
         vz_daemon_ready(app->daemon);
@@ -329,6 +338,8 @@ int main(int argc, char **argv)
         vz_daemon_destroy(&app.daemon);
         return VZ_EXIT_TEMPORARY;
     }
+    app.health = gw_health_cache_new(app.upstream, config.health_ms);
+    vz_admin_set_health(vz_daemon_admin(app.daemon), gw_health_cache_admin, app.health);
     char port[16];
     snprintf(port, sizeof port, "%d", gw_gateway_port(app.gateway));
     vz_info(NULL, "listening", "addr", config.http.addr, "port", port);
@@ -348,6 +359,7 @@ int main(int argc, char **argv)
         gw_edge_destroy(&app.edge);
         gw_trust_destroy(&trust);
         vz_daemon_destroy(&app.daemon);
+        gw_health_cache_destroy(&app.health);
         return VZ_EXIT_TEMPORARY;
     }
     //  A signal interrupting the poll ends zloop_start even in nonstop mode;
@@ -360,10 +372,11 @@ int main(int argc, char **argv)
     //  connection is left suspended.
     gw_upstream_close(app.upstream);
     gw_gateway_destroy(&app.gateway);
-    gw_upstream_destroy(&app.upstream);
+    gw_upstream_destroy(&app.upstream); //  the health probe ends with it
     gw_edge_destroy(&app.edge);
     gw_trust_destroy(&trust);
     vz_info(NULL, "stopped");
     vz_daemon_destroy(&app.daemon);
+    gw_health_cache_destroy(&app.health); //  after the admin server that reads it
     return VZ_EXIT_OK;
 }

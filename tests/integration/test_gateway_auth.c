@@ -122,7 +122,7 @@ static char *s_sign(const vz_jwt_key_t *key, const char *iss, const char *aud, i
 static double s_metric(const mesh_t *mesh, const char *series)
 {
     double value = 0;
-    vzt_metric(mesh->http_port, series, &value);
+    vzt_metric(vzt_mesh_admin_port(mesh->m, "gateway"), series, &value);
     return value;
 }
 
@@ -432,7 +432,8 @@ static void test_unknown_kid_refetch(void **state)
     s_set_jwks(a, both, 2);
     //  Fetches are at least VZ_GATEWAY_JWKS_MIN_INTERVAL_MS (300) apart: let
     //  the start-up fetch age past that (bounded poll on the age gauge).
-    vzt_wait_metric(mesh->http_port, "vz_gateway_jwks_age_seconds", 0.4, 5000);
+    vzt_wait_metric(vzt_mesh_admin_port(mesh->m, "gateway"), "vz_gateway_jwks_age_seconds", 0.4,
+                    5000);
     int before = atomic_load(&a->jwks_calls);
     char *token = s_sign(mesh->k2, ISSUER, AUDIENCE, 300, 0, "read");
     s_bearer(mesh, "/v1/t/jwt", token, 200, "\"sub\":\"alice\"");
@@ -628,7 +629,7 @@ static void test_auth_failures_by_ip(void **state)
     s_expect(&r, 429, "too many failed authentications");
     s_resp_free(&r);
     double throttled = 0;
-    assert_int_equal(vzt_metric(port,
+    assert_int_equal(vzt_metric(vzt_mesh_admin_port(mesh->m, "gateway.fails"),
                                 "vz_gateway_auth_total{method=\"api_key\",result=\"throttled\"}",
                                 &throttled),
                      0);
@@ -832,7 +833,9 @@ static void test_auth_away(void **state)
     vz_jwt_key_destroy(&k5);
     assert_true(s_metric(mesh, "vz_gateway_jwks_fetches_total{result=\"error\"}") >= 1);
     double age = -1;
-    assert_int_equal(vzt_metric(mesh->http_port, "vz_gateway_jwks_age_seconds", &age), 0);
+    assert_int_equal(
+        vzt_metric(vzt_mesh_admin_port(mesh->m, "gateway"), "vz_gateway_jwks_age_seconds", &age),
+        0);
     assert_true(age >= 0);
 }
 
