@@ -76,7 +76,8 @@ static const vz_cfg_item_t s_common[] = {
                 600000, drain_ms, "how long to finish in-flight work on SIGTERM"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REDIS_URL", "redis/url", VZ_CFG_STR,
                 "redis://127.0.0.1:" VZ_PORT_TEXT(VZ_PORT_REDIS), 0, 0, redis_url,
-                "Redis URL, redis://host:port[/db]"),
+                "Redis URL, redis[s]://[[user]:password@]host[:port][/db][?ca_file=..] "
+                "(docs/operations/redis.md)"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REPLICA", NULL, VZ_CFG_INT, "0", 0, 9999, replica,
                 "replica index given by the supervisor, for logs"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_WORKER_CREDIT", "worker/credit", VZ_CFG_INT, "0", 0,
@@ -230,9 +231,12 @@ static int s_setup(vz_daemon_t *self, int argc, char **argv)
         self->redis = vz_redis_new(self->config.redis_url, S_REDIS_TIMEOUT_MS, S_REDIS_TIMEOUT_MS,
                                    S_REDIS_PROBE_MS);
         if (!self->redis) {
+            char shown[VZ_PATH_MAX]; //  never the password
+            vz_redis_redact(self->config.redis_url, shown, sizeof shown);
             vz_error(NULL, "unable to load configuration", "reason",
-                     "VZ_REDIS_URL: expected redis://host:port[/db]", "value",
-                     self->config.redis_url);
+                     "VZ_REDIS_URL: expected redis://host:port[/db] (rediss:// for TLS, "
+                     "user:password@ before the host, TLS files readable)",
+                     "value", shown);
             return VZ_EXIT_PERMANENT;
         }
     }

@@ -139,6 +139,7 @@ static int s_setup(void **state)
                          "gateway:VZ_GATEWAY_BREAKER_COOLDOWN_MS=1000",
                          "gateway:VZ_GATEWAY_CORS_ORIGINS=https://app.example,https://b.example",
                          "gateway:VZ_GATEWAY_MAX_URL=1024",
+                         "gateway:VZ_GATEWAY_HEALTH_PROBE_MS=200",
                          NULL};
     const char *const files[] = {"routes.cfg", s_routes_base, NULL};
     vzt_mesh_t *mesh = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "gateway",
@@ -290,6 +291,45 @@ static void test_timeout(void **state)
     s_resp_free(&r);
 }
 
+//  GET path on the gateway's admin port into r.
+static int s_admin(vzt_mesh_t *mesh, const char *path, resp_t *r)
+{
+    char *url = vzt_fmt("http://127.0.0.1:%d%s", vzt_mesh_admin_port(mesh, "gateway"), path);
+    int rc = vzt_request("GET", url, NULL, NULL, 0, HTTP_MS, r);
+    free(url);
+    return rc;
+}
+
+typedef struct {
+    vzt_mesh_t *mesh;   //  the gateway's
+    long status;        //  wanted
+    const char *needle; //  in the body
+} health_goal_t;
+
+//  The detailed /health (admin port) answers goal's status with its needle:
+//  the cached document follows a change within a probe period.
+static bool s_health_is(void *arg)
+{
+    health_goal_t *goal = arg;
+    resp_t r;
+    bool ok = s_admin(goal->mesh, "/health", &r) == 0 && r.status == goal->status &&
+              strstr(r.body, goal->needle);
+    s_resp_free(&r);
+    return ok;
+}
+
+static void s_wait_health(vzt_mesh_t *mesh, long status, const char *needle)
+{
+    health_goal_t goal = {mesh, status, needle};
+    if (!vzt_wait_until(s_health_is, &goal, 5000)) {
+        resp_t r;
+        assert_int_equal(s_admin(mesh, "/health", &r), 0);
+        fail_msg("admin /health %ld, not %ld with %s: %s", r.status, status, needle, r.body);
+    }
+}
+
+//  The public /health: only the verdict, from the cache; the document with
+//  the broker, Redis and every service is on the admin port.
 static void test_probes(void **state)
 {
     vzt_mesh_t *mesh = *state;
@@ -299,12 +339,15 @@ static void test_probes(void **state)
     s_http_status(mesh, "GET", "/readiness", NULL, 0, NULL, 200, &r);
     s_resp_free(&r);
 
-    assert_int_equal(s_http(mesh, "GET", "/health", NULL, 0, NULL, &r), 0);
+    s_wait_health(mesh, 200, "\"echo\":{\"status\":\"up\",\"workers\":");
+    assert_int_equal(s_admin(mesh, "/health", &r), 0);
     if (r.status != 200 || !strstr(r.body, "\"status\":\"ok\"") ||
         !strstr(r.body, "\"broker\":{\"status\":\"up\"}") ||
-        !strstr(r.body, "\"redis\":{\"status\":\"up\"}") ||
-        !strstr(r.body, "\"echo\":{\"status\":\"up\",\"workers\":"))
-        fail_msg("health %ld: %s", r.status, r.body);
+        !strstr(r.body, "\"redis\":{\"status\":\"up\"}"))
+        fail_msg("admin health %ld: %s", r.status, r.body);
+    s_resp_free(&r);
+    s_http_status(mesh, "GET", "/health", NULL, 0, NULL, 200, &r);
+    assert_string_equal(r.body, "{\"status\":\"ok\"}");
     s_resp_free(&r);
 }
 
@@ -312,7 +355,14 @@ static void test_metrics(void **state)
 {
     vzt_mesh_t *mesh = *state;
     resp_t r;
-    s_http_status(mesh, "GET", "/metrics", NULL, 0, NULL, 200, &r);
+    s_http_status(mesh, "GET", "/health", NULL, 0, NULL, 200, &r); //  counted below
+    s_resp_free(&r);
+    //  Not on the public port any more.
+    assert_int_equal(s_http(mesh, "GET", "/metrics", NULL, 0, NULL, &r), 0);
+    s_assert_error(&r, 404, "not_found");
+    s_resp_free(&r);
+    assert_int_equal(s_admin(mesh, "/metrics", &r), 0);
+    assert_int_equal(r.status, 200);
     const char *series[] = {
         "vz_gateway_requests_total{route=\"echo\",status=\"200\"}",
         "vz_gateway_requests_total{route=\"unmatched\",status=\"404\"}",
@@ -331,7 +381,7 @@ static void test_metrics(void **state)
 static double s_gw_metric(vzt_mesh_t *mesh, const char *series)
 {
     double v = 0;
-    return vzt_metric(vzt_mesh_http_port(mesh), series, &v) == 0 ? v : 0;
+    return vzt_metric(vzt_mesh_admin_port(mesh, "gateway"), series, &v) == 0 ? v : 0;
 }
 
 //  A burst of concurrent POSTs, each with its own body and request id:
@@ -615,7 +665,7 @@ static void test_reload(void **state)
                          "    t_new\n        methods = \"POST\"\n        path = \"/y\"\n"
                          "        service = \"echo\"\n        call = \"echo\"\n");
     kill(vzt_mesh_pid(mesh, "gateway"), SIGHUP);
-    assert_true(vzt_wait_metric(vzt_mesh_http_port(mesh),
+    assert_true(vzt_wait_metric(vzt_mesh_admin_port(mesh, "gateway"),
                                 "vz_gateway_route_reloads_total{result=\"rejected\"}", 1, 5000));
     assert_true(s_wait_status(mesh, "/v1/t/new", 200, 1000));
     atomic_store(&load.stop, true);
@@ -886,7 +936,8 @@ static void test_bundle_overflow(void **state)
 static double s_breaker_state(vzt_mesh_t *mesh)
 {
     double value = -1;
-    vzt_metric(vzt_mesh_http_port(mesh), "vz_gateway_breaker_state{service=\"echo\"}", &value);
+    vzt_metric(vzt_mesh_admin_port(mesh, "gateway"), "vz_gateway_breaker_state{service=\"echo\"}",
+               &value);
     return value;
 }
 
@@ -940,10 +991,9 @@ static void test_no_worker(void **state)
     assert_true(r.seconds < TIMEOUT_MS / 1000.0 + 1.0);
     s_resp_free(&r);
 
-    assert_int_equal(s_http(mesh, "GET", "/health", NULL, 0, NULL, &r), 0);
-    if (r.status != 503 || !strstr(r.body, "\"status\":\"degraded\"") ||
-        !strstr(r.body, "\"echo\":{\"status\":\"down\",\"workers\":0"))
-        fail_msg("health %ld: %s", r.status, r.body);
+    s_wait_health(mesh, 503, "\"echo\":{\"status\":\"down\",\"workers\":0");
+    s_http_status(mesh, "GET", "/health", NULL, 0, NULL, 503, &r);
+    assert_string_equal(r.body, "{\"status\":\"degraded\"}");
     s_resp_free(&r);
 }
 
@@ -953,10 +1003,12 @@ static void test_broker_restart(void **state)
     assert_int_equal(vzt_mesh_stop(mesh, "broker"), 0);
     //  Readiness drops once no ping was answered for 3 heartbeats (3 s).
     assert_true(s_wait_status(mesh, "/readiness", 503, 6000));
+    //  Answered from the cache at once, broker or not.
     resp_t r;
+    s_wait_health(mesh, 503, "\"broker\":{\"status\":\"down\"");
     assert_int_equal(s_http(mesh, "GET", "/health", NULL, 0, NULL, &r), 0);
-    if (r.status != 503 || !strstr(r.body, "\"broker\":{\"status\":\"down\""))
-        fail_msg("health %ld: %s", r.status, r.body);
+    assert_int_equal(r.status, 503);
+    assert_true(r.seconds < 0.5);
     s_resp_free(&r);
     //  The same port again: ZeroMQ reconnects and readiness comes back.
     assert_int_equal(vzt_mesh_restart(mesh, "broker"), 0);
@@ -984,9 +1036,10 @@ static void test_sigterm_drains(void **state)
     call_t call = {.mesh = mesh};
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, s_slow_call, &call), 0);
-    //  Wait until the gateway counts the request in flight: the /metrics
-    //  request itself is one, the slow call makes two.
-    assert_true(vzt_wait_metric(vzt_mesh_http_port(mesh), "vz_gateway_inflight", 2, 5000));
+    //  Wait until the gateway counts the request in flight (its /metrics
+    //  is on the admin port: the slow call is the only one).
+    assert_true(
+        vzt_wait_metric(vzt_mesh_admin_port(mesh, "gateway"), "vz_gateway_inflight", 1, 5000));
     kill(vzt_mesh_pid(mesh, "gateway"), SIGTERM);
     pthread_join(thread, NULL);
     assert_int_equal(call.rc, 0);
