@@ -187,12 +187,10 @@ int bl_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     bl_t *self = app;
     if (self->sig.count == 0) {
-        //  "unavailable" is the code the gateway answers 503 for; the
-        //  reason leads the message, as for refusals.
-        s_count_webhook(self, "billing_not_configured");
-        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
-                                      "billing_not_configured: VZ_BILLING_WEBHOOK_SECRETS is not "
-                                      "set, webhooks cannot be verified");
+        s_count_webhook(self, BL_ERR_NOT_CONFIGURED);
+        return vz_authctx_reply_error(reply, 503, BL_ERR_NOT_CONFIGURED,
+                                      "VZ_BILLING_WEBHOOK_SECRETS is not set: webhooks cannot be "
+                                      "verified");
     }
     //  Only the gateway's ctx counts (vz_authctx): from anyone else no header.
     const char *header = vz_authctx_header(req, "Stripe-Signature");
@@ -375,8 +373,8 @@ int bl_client_start(bl_t *self, zloop_t *loop, char *err, size_t errlen)
     }
     if (!key[0])
         snprintf(self->missing, sizeof self->missing,
-                 "billing_not_configured: set VZ_BILLING_STRIPE_SECRET_KEY or "
-                 "VZ_BILLING_STRIPE_SECRET_KEY_FILE");
+                 "VZ_BILLING_STRIPE_SECRET_KEY (or VZ_BILLING_STRIPE_SECRET_KEY_FILE) is not "
+                 "set: calls to Stripe are off");
     bl_client_config_t c = {.base_url = self->config.stripe_base,
                             .secret_key = key,
                             .max_attempts = self->config.stripe_attempts,
@@ -392,6 +390,24 @@ int bl_client_start(bl_t *self, zloop_t *loop, char *err, size_t errlen)
         vz_info(NULL, "Stripe client", "base_url", self->config.stripe_base, "configured",
                 bl_client_configured(self->client) ? "yes" : "no", "version", BL_STRIPE_VERSION);
     return self->client ? 0 : -1;
+}
+
+void bl_complete_error(vz_deferred_t **handle_p, int status, const char *code, const char *message)
+{
+    //  The status rides in the reply's ctx; the code and message follow.
+    (void)vz_authctx_reply_error(vz_deferred_reply(*handle_p), status, code, message);
+    (void)vz_worker_complete_error(handle_p, code, message);
+}
+
+bool bl_stripe_unusable(bl_t *self, vz_reply_t *reply)
+{
+    if (self->client && bl_client_configured(self->client))
+        return false;
+    if (self->missing[0])
+        vz_authctx_reply_error(reply, 503, BL_ERR_NOT_CONFIGURED, self->missing);
+    else
+        vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "billing is stopping");
+    return true;
 }
 
 void bl_client_stop(void *arg)

@@ -115,7 +115,7 @@ static int s_recon_enqueue(bl_t *self, const vz_json_value_t *event)
 
 static int s_recon_page(s_recon_t *run, const char *after);
 
-static void s_recon_end(s_recon_t *run, const char *code, const char *message)
+static void s_recon_end(s_recon_t *run, int status, const char *code, const char *message)
 {
     bl_t *self = run->self;
     self->reconciling = false;
@@ -135,7 +135,7 @@ static void s_recon_end(s_recon_t *run, const char *code, const char *message)
         vz_info(NULL, "reconciliation queued events no webhook delivered", "count", count);
     }
     if (run->handle && code)
-        (void)vz_worker_complete_error(&run->handle, code, message);
+        bl_complete_error(&run->handle, status, code, message);
     else if (run->handle) {
         char body[96];
         int n = snprintf(body, sizeof body, "{\"queued\":%d,\"duplicates\":%d,\"pages\":%d}",
@@ -150,7 +150,7 @@ static void s_recon_done(void *arg, const bl_client_result_t *r)
 {
     s_recon_t *run = arg;
     if (!r->ok) {
-        s_recon_end(run, r->error.code, r->error.message);
+        s_recon_end(run, r->error.status, r->error.code, r->error.message);
         return;
     }
     run->pages++;
@@ -173,9 +173,9 @@ static void s_recon_done(void *arg, const bl_client_result_t *r)
         snprintf(after, sizeof after, "%s", last);
     vz_json_destroy(&doc);
     if (failed)
-        s_recon_end(run, VZ_ERR_UNAVAILABLE, "events not queued: Redis or Stripe answer");
+        s_recon_end(run, 503, VZ_ERR_UNAVAILABLE, "events not queued: Redis or Stripe answer");
     else if (!more || !after[0] || run->pages >= RECONCILE_PAGES || s_recon_page(run, after) < 0)
-        s_recon_end(run, NULL, NULL);
+        s_recon_end(run, 0, NULL, NULL);
 }
 
 //  Ask for one page of events (older than after, when given).
@@ -238,9 +238,8 @@ int bl_h_reconcile(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     vz_authctx_read(req, &who);
     if (!vz_authctx_scope_has(who.scope, "admin"))
         return vz_authctx_reply_error(reply, 403, VZ_AUTHCTX_ERR_DENIED, "missing scope: admin");
-    if (!self->client || !bl_client_configured(self->client))
-        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
-                                      self->missing[0] ? self->missing : "billing is stopping");
+    if (bl_stripe_unusable(self, reply))
+        return 0;
     if (self->reconciling)
         return vz_authctx_reply_error(reply, 409, VZ_AUTHCTX_ERR_CONFLICT,
                                       "a reconciliation is running");

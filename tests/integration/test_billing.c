@@ -154,12 +154,12 @@ static long s_deliver(const event_t *e, const char *secrets, long skew, char **r
 }
 
 //  The reply is read through reply_p after status was computed.
-//  400 invalid_request, the refusal's own code leading the message.
+//  400 with the refusal's own code (the worker's http_status on an error).
 static void s_expect_refusal(long status, char **reply_p, const char *code)
 {
     char *reply = *reply_p;
     *reply_p = NULL;
-    char *want = zsys_sprintf("\"code\":\"invalid_request\",\"message\":\"%s: ", code);
+    char *want = zsys_sprintf("\"code\":\"%s\",\"message\":\"", code);
     if (status != 400 || !strstr(reply, want))
         fail_msg("want 400 %s, got %ld %s", code, status, reply);
     free(want);
@@ -588,8 +588,8 @@ static void test_kill_between_ack_and_apply(void **state)
     const char *user[] = {"auth", "jwt", "sub", "u_pi", "scope", "user", NULL};
     char *msg = s_billing_call("payment_intent_create", user,
                                "{\"amount\":100,\"currency\":\"eur\"}", code, sizeof code);
-    assert_string_equal(code, "unavailable");
-    const char *want = "billing_not_configured: set VZ_BILLING_STRIPE_SECRET_KEY";
+    assert_string_equal(code, "billing_not_configured");
+    const char *want = "VZ_BILLING_STRIPE_SECRET_KEY (or VZ_BILLING_STRIPE_SECRET_KEY_FILE) is not";
     assert_true(strncmp(msg, want, strlen(want)) == 0);
     free(msg);
     //  The doomed replica "reads" the first (as its poll would) and dies
