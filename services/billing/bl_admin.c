@@ -37,15 +37,14 @@ int bl_h_revenue(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     vz_authctx_read(req, &who);
     if (!vz_authctx_scope_has(who.scope, "admin"))
         return vz_authctx_reply_error(reply, 403, VZ_AUTHCTX_ERR_DENIED, "missing scope: admin");
-    //  period and at: route parameters (/v1/billing/revenue/{period}/{at});
-    //  defaults month and now.
+    //  period and at: ?period=&at= (ctx query.<name>) or route parameters
+    //  (/v1/billing/revenue/{period}/{at}); defaults month and now.
     const char *period = vz_authctx_param(req, "period");
     const char *at_text = vz_authctx_param(req, "at");
-    //  ?period=&at= as ctx query.<name>, once the gateway forwards queries.
     if (!period)
-        period = vz_authctx_get(req, "query.period");
+        period = vz_authctx_query(req, "period");
     if (!at_text)
-        at_text = vz_authctx_get(req, "query.at");
+        at_text = vz_authctx_query(req, "at");
     bl_rev_unit_t unit = BL_REV_MONTH;
     if (!period || !*period)
         period = "month";

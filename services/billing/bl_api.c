@@ -359,18 +359,19 @@ static int s_row_cmp(const void *a, const void *b)
 }
 
 //  GET lists: {"object":"list","data":[...],"has_more":bool} of kind for the
-//  caller's customer, newest first; page size and cursor from ctx
-//  query.limit and query.starting_after when the gateway passes them.
+//  caller's customer, newest first; page size and cursor from the query
+//  (?limit=&starting_after=, ctx query.<name>).
 static int s_list(bl_t *self, const vz_envelope_t *req, vz_reply_t *reply, const char *kind)
 {
     vz_authctx_t who;
     vz_authctx_read(req, &who);
     if (!who.sub[0])
         return vz_authctx_reply_error(reply, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED, "sign in first");
-    const char *limit_text = vz_authctx_get(req, "query.limit");
-    const char *after = vz_authctx_get(req, "query.starting_after");
-    long limit = limit_text ? strtol(limit_text, NULL, 10) : LIST_DEFAULT;
-    if (limit < 1 || limit > LIST_MAX)
+    const char *limit_text = vz_authctx_query(req, "limit");
+    const char *after = vz_authctx_query(req, "starting_after");
+    char *end = NULL;
+    long limit = limit_text ? strtol(limit_text, &end, 10) : LIST_DEFAULT;
+    if (limit < 1 || limit > LIST_MAX || (end && (end == limit_text || *end)))
         return vz_authctx_reply_error(reply, 422, VZ_AUTHCTX_ERR_VALIDATION,
                                       "limit must be 1..100");
     char customer[BL_SIG_ID_MAX];

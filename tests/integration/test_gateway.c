@@ -92,6 +92,8 @@ static const char s_routes_base[] =
     "        service = \"echo\"\n        call = \"whoami\"\n        retry = \"idempotent\"\n"
     "    t_item\n        methods = \"GET DELETE\"\n        path = \"/v1/t/items/{id}/{part}\"\n"
     "        service = \"echo\"\n        call = \"whoami\"\n"
+    "    t_query\n        methods = \"GET\"\n        path = \"/v1/t/query\"\n"
+    "        service = \"echo\"\n        call = \"whoami\"\n        query = \"period at\"\n"
     "    t_json\n        methods = \"POST\"\n        path = \"/v1/t/json\"\n"
     "        service = \"echo\"\n        call = \"echo\"\n        accept = \"application/json\"\n"
     "        json = \"true\"\n        max_body = \"64\"\n"
@@ -473,6 +475,28 @@ static void test_route_params(void **state)
         !strstr(r.body, "\"client_ip\":\"127.0.0.1\""))
         fail_msg("whoami said %s", r.body);
     s_resp_free(&r);
+    //  The query parameters the route names travel decoded as ctx
+    //  "query.<name>"; the others are not forwarded.
+    s_http_status(mesh, "GET", "/v1/t/query?other=1&period=a%20week&at=2026-12-01", NULL, 0, NULL,
+                  200, &r);
+    if (!strstr(r.body, "\"query.period\":\"a week\"") ||
+        !strstr(r.body, "\"query.at\":\"2026-12-01\"") || strstr(r.body, "other"))
+        fail_msg("whoami said %s", r.body);
+    s_resp_free(&r);
+    s_http_status(mesh, "GET", "/v1/t/query", NULL, 0, NULL, 200, &r);
+    assert_null(strstr(r.body, "query."));
+    s_resp_free(&r);
+    //  Twice, control bytes or too long for the ctx: refused, not forwarded.
+    char *longer = NULL;
+    assert_true(asprintf(&longer, "/v1/t/query?at=%0*d", VZ_CTX_VAL_MAX, 7) > 0);
+    const char *const refused[] = {"/v1/t/query?period=a&period=b", "/v1/t/query?at=x%0Ay", longer};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        assert_int_equal(s_http(mesh, "GET", refused[i], NULL, 0, NULL, &r), 0);
+        s_assert_error(&r, 400, "invalid_request");
+        assert_non_null(strstr(r.body, "query parameter"));
+        s_resp_free(&r);
+    }
+    free(longer);
     assert_int_equal(s_http(mesh, "PUT", "/v1/t/items/a/b", "x", 1, NULL, &r), 0);
     s_assert_error(&r, 405, "method_not_allowed");
     assert_string_equal(vzt_header(r.headers, "Allow", value, sizeof value), "GET, DELETE");
