@@ -29,26 +29,52 @@ struct bl_pending_t {
 // --------------------------------------------------------------------------
 //  Metrics
 
-//  Webhook deliveries by outcome (accepted, duplicate, a refusal code...).
-static void s_count_webhook(bl_t *self, const char *outcome)
+#define UNVERIFIED "unverified" //  the type label of a delivery refused before reading it
+
+//  The series of deliveries of type (a handled type, "unknown", or
+//  UNVERIFIED) by outcome (accepted, duplicate, a refusal code...).
+static vz_series_t *s_webhooks(bl_t *self, const char *type, const char *outcome)
 {
-    if (!self->metrics)
-        return;
-    char labels[64];
-    snprintf(labels, sizeof labels, "outcome=%s", outcome);
-    vz_series_inc(vz_metrics_counter(self->metrics, "vz_billing_webhooks",
-                                     "Webhook deliveries by outcome", labels));
+    //  Stripe signed the type, and only handled ones get their own series.
+    if (strcmp(type, UNVERIFIED) != 0 && !bl_event_type(type))
+        type = "unknown";
+    char labels[160];
+    snprintf(labels, sizeof labels, "type=%s,outcome=%s", type, outcome);
+    return vz_metrics_counter(self->metrics, "vz_billing_webhooks",
+                              "Webhook deliveries by event type and outcome", labels);
 }
 
-//  Events applied by type (unknown types as "unknown") and result.
-static void s_count_event(bl_t *self, const char *type, const char *result)
+static void s_count_webhook(bl_t *self, const char *type, const char *outcome)
 {
-    if (!self->metrics)
-        return;
+    if (self->metrics)
+        vz_series_inc(s_webhooks(self, type, outcome));
+}
+
+//  The series of events applied by type (unknown types as "unknown") and result.
+static vz_series_t *s_events(bl_t *self, const char *type, const char *result)
+{
     char labels[160];
     snprintf(labels, sizeof labels, "type=%s,result=%s", type, result);
-    vz_series_inc(vz_metrics_counter(self->metrics, "vz_billing_events",
-                                     "Queued events processed by type and result", labels));
+    return vz_metrics_counter(self->metrics, "vz_billing_events",
+                              "Queued events processed by type and result", labels);
+}
+
+static void s_count_event(bl_t *self, const char *type, const char *result)
+{
+    if (self->metrics)
+        vz_series_inc(s_events(self, type, result));
+}
+
+//  The series dashboards and alerts read, at 0 from the start: every
+//  refusal, the failed payments, the revenue gauges.
+static void s_metrics_init(bl_t *self)
+{
+    for (int rc = BL_SIG_MISSING; rc >= BL_SIG_BAD_JSON; rc--)
+        (void)s_webhooks(self, UNVERIFIED, bl_sig_code((bl_sig_rc_t)rc));
+    (void)s_webhooks(self, UNVERIFIED, BL_ERR_NOT_CONFIGURED);
+    (void)s_events(self, "invoice.payment_failed", "applied");
+    (void)s_events(self, "payment_intent.payment_failed", "applied");
+    bl_gauges_init(self);
 }
 
 static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *entry);
@@ -100,6 +126,7 @@ bl_t *bl_new(const bl_config_t *config, const char *redis_url, const char *consu
                                          "Queued events not yet applied (lag + pending)", NULL);
         self->dead = vz_metrics_counter(metrics, "vz_billing_events_dead",
                                         "Events moved to billing:events:dead", NULL);
+        s_metrics_init(self);
     }
     return self;
 }
@@ -163,11 +190,11 @@ static void s_flush(void *arg)
             bool duplicate = r->element[0]->integer == 0;
             const char *body = duplicate ? "{\"received\":true,\"duplicate\":true}"
                                          : "{\"received\":true,\"duplicate\":false}";
-            s_count_webhook(self, duplicate ? "duplicate" : "accepted");
+            s_count_webhook(self, p->event.type, duplicate ? "duplicate" : "accepted");
             (void)vz_worker_complete(&p->handle, body, strlen(body));
         } else {
             //  Not queued: Stripe retries a non-2xx, so nothing is lost.
-            s_count_webhook(self, "unavailable");
+            s_count_webhook(self, p->event.type, "unavailable");
             if (r && r->type == REDIS_REPLY_ERROR)
                 vz_warn(NULL, "unable to queue a webhook event", "event", p->event.id, "reason",
                         r->str);
@@ -187,7 +214,7 @@ int bl_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     bl_t *self = app;
     if (self->sig.count == 0) {
-        s_count_webhook(self, BL_ERR_NOT_CONFIGURED);
+        s_count_webhook(self, UNVERIFIED, BL_ERR_NOT_CONFIGURED);
         return vz_authctx_reply_error(reply, 503, BL_ERR_NOT_CONFIGURED,
                                       "VZ_BILLING_WEBHOOK_SECRETS is not set: webhooks cannot be "
                                       "verified");
@@ -200,7 +227,7 @@ int bl_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     if (rc == BL_SIG_OK)
         rc = bl_sig_event(req->body, req->body_len, &event);
     if (rc != BL_SIG_OK) {
-        s_count_webhook(self, bl_sig_code(rc));
+        s_count_webhook(self, UNVERIFIED, bl_sig_code(rc));
         return bl_sig_reply(reply, rc);
     }
     if (self->npending == self->pending_max) {

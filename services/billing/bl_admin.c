@@ -252,6 +252,52 @@ int bl_h_reconcile(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 // --------------------------------------------------------------------------
 //  Revenue gauges (the business row of the dashboard)
 
+//  vz_billing_mrr{currency} (arr false) or vz_billing_arr{currency}.
+static vz_series_t *s_money_gauge(bl_t *self, bool arr, const char *currency)
+{
+    char labels[32];
+    snprintf(labels, sizeof labels, "currency=%s", currency);
+    return arr ? vz_metrics_gauge(self->metrics, "vz_billing_arr",
+                                  "Annual run rate (12 x MRR) now, minor units", labels)
+               : vz_metrics_gauge(self->metrics, "vz_billing_mrr",
+                                  "Monthly recurring revenue now, minor units", labels);
+}
+
+//  The subscription counts, in the order of their figures below.
+static const struct {
+    const char *name, *help;
+} s_counts[] = {
+    {"vz_billing_paying_subscriptions", "Subscriptions paying now (active or past_due)"},
+    {"vz_billing_new_subscriptions", "Subscriptions paying for the first time this month"},
+    {"vz_billing_churned_subscriptions", "Subscriptions that stopped paying this month"},
+};
+
+bool bl_currencies_ok(const char *list)
+{
+    //  Lowercase three-letter codes separated by commas, as Stripe spells them.
+    for (const char *p = list; *p;) {
+        size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz");
+        if (n != 3 || (p[n] && p[n] != ','))
+            return false;
+        p += n + (p[n] == ',');
+    }
+    return true;
+}
+
+void bl_gauges_init(bl_t *self)
+{
+    if (!self->metrics)
+        return;
+    const char *list = self->config.gauge_currencies;
+    for (const char *p = list; strlen(p) >= 3; p += p[3] == ',' ? 4 : 3) {
+        char currency[4] = {p[0], p[1], p[2], '\0'};
+        (void)s_money_gauge(self, false, currency);
+        (void)s_money_gauge(self, true, currency);
+    }
+    for (size_t i = 0; i < sizeof s_counts / sizeof s_counts[0]; i++)
+        (void)vz_metrics_gauge(self->metrics, s_counts[i].name, s_counts[i].help, NULL);
+}
+
 int bl_gauges(bl_t *self)
 {
     if (!self->metrics)
@@ -266,23 +312,12 @@ int bl_gauges(bl_t *self)
     bl_rev_compute(&in.input, start, vz_clock_now_ms() / 1000 + 1, &p);
     bl_store_input_free(&in);
     for (size_t i = 0; i < p.ncur; i++) {
-        char labels[32];
-        snprintf(labels, sizeof labels, "currency=%s", p.cur[i].currency);
-        vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_mrr",
-                                       "Monthly recurring revenue now, minor units", labels),
-                      (double)p.cur[i].mrr);
-        vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_arr",
-                                       "Annual run rate (12 x MRR) now, minor units", labels),
-                      (double)p.cur[i].arr);
+        vz_series_set(s_money_gauge(self, false, p.cur[i].currency), (double)p.cur[i].mrr);
+        vz_series_set(s_money_gauge(self, true, p.cur[i].currency), (double)p.cur[i].arr);
     }
-    vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_paying_subscriptions",
-                                   "Subscriptions paying now (active or past_due)", NULL),
-                  (double)p.paying_end);
-    vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_new_subscriptions",
-                                   "Subscriptions paying for the first time this month", NULL),
-                  (double)p.new_subs);
-    vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_churned_subscriptions",
-                                   "Subscriptions that stopped paying this month", NULL),
-                  (double)p.churned);
+    const int64_t counts[] = {p.paying_end, p.new_subs, p.churned};
+    for (size_t i = 0; i < sizeof s_counts / sizeof s_counts[0]; i++)
+        vz_series_set(vz_metrics_gauge(self->metrics, s_counts[i].name, s_counts[i].help, NULL),
+                      (double)counts[i]);
     return 0;
 }

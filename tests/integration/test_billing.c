@@ -359,8 +359,30 @@ static int s_teardown(void **state)
 // --------------------------------------------------------------------------
 //  Verification
 
+//  series on billing's admin port: its value, failing when it is absent.
+static double s_billing_metric(const char *series)
+{
+    double v = -1;
+    if (vzt_metric(vzt_mesh_admin_port(s_mesh->m, "billing"), series, &v) != 0)
+        fail_msg("billing does not export %s", series);
+    return v;
+}
+
 static void test_valid(void **state)
 {
+    //  What the dashboard and the alerts read exists from the start, at 0.
+    const char *const zero[] = {
+        "vz_billing_webhooks_total{type=\"unverified\",outcome=\"signature_invalid\"}",
+        "vz_billing_webhooks_total{type=\"unverified\",outcome=\"billing_not_configured\"}",
+        "vz_billing_events_total{type=\"invoice.payment_failed\",result=\"applied\"}",
+        "vz_billing_stripe_calls_total{operation=\"payment_intent_create\",status=\"error\"}",
+        "vz_billing_mrr{currency=\"eur\"}",
+        "vz_billing_arr{currency=\"usd\"}",
+        "vz_billing_churned_subscriptions",
+        "vz_billing_queue_backlog",
+        "vz_billing_events_dead_total"};
+    for (size_t i = 0; i < sizeof zero / sizeof zero[0]; i++)
+        assert_true(s_billing_metric(zero[i]) == 0);
     event_t e = s_event("customer", "customer.created", "evt_valid_1", (long)time(NULL),
                         "{\"id\":\"cus_valid_1\",\"email\":\"ada@example.com\"}");
     char *reply = NULL;
@@ -370,6 +392,8 @@ static void test_valid(void **state)
     free(reply);
     s_wait_hash("billing:obj:customer:cus_valid_1", "v_event", "evt_valid_1");
     assert_int_equal(s_hget_int("billing:counts", "customer.created"), 1);
+    assert_true(s_billing_metric("vz_billing_webhooks_total{type=\"customer.created\","
+                                 "outcome=\"accepted\"}") == 1);
     s_event_free(&e);
 }
 
