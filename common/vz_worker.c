@@ -474,6 +474,12 @@ int vz_worker_complete_error(vz_deferred_t **handle_p, const char *code, const c
     return s_complete(handle_p);
 }
 
+vz_reply_t *vz_deferred_reply(vz_deferred_t *handle)
+{
+    assert(handle);
+    return &handle->reply;
+}
+
 size_t vz_worker_open(const vz_worker_t *self)
 {
     assert(self);

@@ -366,7 +366,9 @@ static void s_take_env(gw_upcall_t *call, const vz_envelope_t *env)
 //  An error for call from a service or the broker: retried when it may be.
 //  A worker may say which HTTP status its own error code means (reply ctx
 //  http_status 400..599, vz_authctx_reply_error); the renderer uses it for
-//  codes the gateway does not know. Errors inside a bundle carry no ctx.
+//  codes the gateway does not know. A bundle's items are whole envelopes
+//  with their own ctx, so this holds inside bundles too; only the batch
+//  convention's items (s_reply_batch) carry a code without a status.
 static void s_error(gw_upstream_t *self, gw_upcall_t *call, const vz_envelope_t *env)
 {
     const char *code = env->error_code[0] ? env->error_code : VZ_ERR_INTERNAL;

@@ -111,9 +111,23 @@ static void test_shipped_templates(void **state)
     nt_templates_t *t = nt_templates_load(VZ_TEST_SOURCE_DIR "/configs/templates", err, sizeof err);
     if (!t)
         fail_msg("configs/templates: %s", err);
-    static const char *const names[] = {"alert", "digest", "receipt", "report", "test"};
+    static const char *const names[] = {"alert", "digest", "dunning", "receipt", "report", "test"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         assert_true(nt_templates_has(t, names[i]));
+    //  Billing's receipt and dunning e-mails carry these variables
+    //  (services/billing/bl_notify.c): the templates need no other.
+    const char *billing[] = {"name",    "Ada",   "amount", "12.34 EUR",
+                             "invoice", "INV-7", "url",    "https://invoice.stripe.com/i/x",
+                             NULL};
+    const char *const mails[] = {"receipt", "dunning"};
+    for (size_t i = 0; i < sizeof mails / sizeof mails[0]; i++) {
+        nt_rendered_t out;
+        char missing[64] = "";
+        if (nt_template_render(t, mails[i], s_get, billing, &out, missing, sizeof missing) != 0)
+            fail_msg("%s: missing %s", mails[i], missing);
+        assert_non_null(strstr(out.subject, "INV-7"));
+        nt_rendered_free(&out);
+    }
     nt_templates_destroy(&t);
 }
 
