@@ -27,9 +27,11 @@
 #include "fake_http.h"
 #include "harness.h"
 #include "vz_client.h"
+#include "vz_clock.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_json.h"
+#include "vz_notifier_contract.h"
 
 #define READY_MS 20000
 #define CALL_MS 10000
@@ -134,8 +136,17 @@ static void s_notifier_start(mesh_t *mesh, const char *const *more)
     env[n++] = vzt_fmt("VZ_NOTIFIER_SMTP_TIMEOUT_MS=15000");
     env[n++] = vzt_fmt("VZ_NOTIFIER_WARNING_DELAY_MS=1500");
     env[n++] = vzt_fmt("VZ_LOG_LEVEL=debug");
-    for (size_t i = 0; more && more[i]; i++)
+    //  A setting of more replaces the default of the same name.
+    for (size_t i = 0; more && more[i]; i++) {
+        size_t name = strcspn(more[i], "=") + 1;
+        for (size_t j = 0; j < n; j++)
+            if (strncmp(env[j], more[i], name) == 0) {
+                free(env[j]);
+                env[j] = env[--n];
+                break;
+            }
         env[n++] = strdup(more[i]);
+    }
     env[n] = NULL;
     char log[32];
     snprintf(log, sizeof log, "notifier.%d", mesh->phase++);
@@ -576,6 +587,109 @@ static void test_email_round_trip(void **state)
     free(id);
 }
 
+//  The reporter's mail as the contract's encoder writes it: named
+//  recipients, its own HTML (weekly_report's {{{html}}}) and text, two
+//  inline PNGs by cid and a PDF given as raw bytes.
+static void test_encoded_report_mail(void **state)
+{
+    mesh_t *mesh = *state;
+    uint8_t mrr[1500], dau[900], pdf[4000];
+    for (size_t i = 0; i < sizeof mrr; i++)
+        mrr[i] = (uint8_t)(i * 13 + 1);
+    for (size_t i = 0; i < sizeof dau; i++)
+        dau[i] = (uint8_t)(255 - i);
+    for (size_t i = 0; i < sizeof pdf; i++)
+        pdf[i] = (uint8_t)(i * 7);
+    const char *html = "<!doctype html><html><body><table style=\"border:1px solid #ccc\">"
+                       "<tr><td>MRR</td><td>1&nbsp;200 &euro;</td></tr></table>"
+                       "<img src=\"cid:mrr@report\" alt=\"MRR\"><img src=\"cid:dau@report\" "
+                       "alt=\"DAU\"></body></html>";
+    vz_nt_recipient_t to[] = {{.name = "Öps Team", .address = "ops@example.com"},
+                              {.address = "cfo@example.com"}};
+    vz_nt_var_t data[] = {{.name = "week", .type = VZ_NT_VAR_STR, .s = "2026-W49 ✓"},
+                          {.name = "text", .type = VZ_NT_VAR_STR, .s = "MRR 1 200 EUR (text part)"},
+                          {.name = "html", .type = VZ_NT_VAR_STR, .s = html}};
+    vz_nt_attachment_t att[] = {{.name = "mrr.png",
+                                 .type = "image/png",
+                                 .content_id = "mrr@report",
+                                 .bytes = mrr,
+                                 .len = sizeof mrr},
+                                {.name = "dau.png",
+                                 .type = "image/png",
+                                 .content_id = "dau@report",
+                                 .bytes = dau,
+                                 .len = sizeof dau},
+                                {.name = "report-2026-W49.pdf",
+                                 .type = "application/pdf",
+                                 .bytes = pdf,
+                                 .len = sizeof pdf}};
+    vz_nt_send_t send = {.channel = "email",
+                         .template_name = "weekly_report",
+                         .idempotency_key = "report-2026-W49",
+                         .recipients = to,
+                         .nrecipients = 2,
+                         .data = data,
+                         .ndata = 3,
+                         .attachments = att,
+                         .nattachments = 3};
+    char *body = vz_nt_send_encode(&send, NULL);
+    assert_non_null(body);
+    char *id = s_send(mesh, body);
+    free(body);
+    res_t r;
+    assert_true(s_wait_status(mesh, id, "delivered", &r));
+    s_res_free(&r);
+    assert_int_equal(s_wait_mail(mesh, "MRR 1 200 EUR (text part)"), 1);
+    //  The sink numbers messages; this one is the first holding the text.
+    vz_json_t *doc = NULL;
+    for (int i = 1; i <= 50 && !doc; i++) {
+        char *path = vzt_fmt("%s/%d.json", mesh->sink_dir, i);
+        char *json = s_slurp(path);
+        free(path);
+        assert_non_null(json);
+        if (strstr(json, "(text part)"))
+            doc = vz_json_parse(json, strlen(json), NULL, NULL);
+        free(json);
+    }
+    assert_non_null(doc);
+    const vz_json_value_t *m = vz_json_root(doc);
+    assert_string_equal(vz_json_get_string(m, "subject", NULL),
+                        "vizmesh weekly report: 2026-W49 ✓");
+    assert_int_equal(vz_json_size(vz_json_get(vz_json_get(m, "envelope"), "to")), 2);
+    assert_string_equal(vz_json_get_string(vz_json_at(vz_json_get(m, "to"), 0), "name", NULL),
+                        "Öps Team");
+    //  The HTML arrives as the reporter wrote it, not escaped.
+    assert_non_null(
+        strstr(vz_json_get_string(m, "html", NULL), "<td>1&nbsp;200 &euro;</td></tr></table>"));
+    assert_non_null(strstr(vz_json_get_string(m, "html", NULL), "src=\"cid:dau@report\""));
+    //  The text alternative is the reporter's text (mailparser trims its newline).
+    assert_non_null(strstr(vz_json_get_string(m, "text", NULL), "MRR 1 200 EUR (text part)"));
+    assert_null(strstr(vz_json_get_string(m, "text", NULL), "<table"));
+    const vz_json_value_t *atts = vz_json_get(m, "attachments");
+    assert_int_equal(vz_json_size(atts), 3);
+    for (size_t i = 0; i < 3; i++) {
+        const vz_json_value_t *a = vz_json_at(atts, i);
+        const char *name = vz_json_get_string(a, "filename", NULL);
+        size_t k = strcmp(name, "mrr.png") == 0 ? 0 : strcmp(name, "dau.png") == 0 ? 1 : 2;
+        char sha[65];
+        s_sha256_hex(att[k].bytes, att[k].len, sha);
+        assert_string_equal(vz_json_get_string(a, "sha256", NULL), sha);
+        bool related = false;
+        vz_json_bool(vz_json_get(a, "related"), &related);
+        assert_int_equal(related, k < 2);
+        if (k < 2) {
+            char *cid = vzt_fmt("<%s>", att[k].content_id);
+            assert_string_equal(vz_json_get_string(a, "contentId", NULL), cid);
+            free(cid);
+        } else {
+            assert_string_equal(name, "report-2026-W49.pdf");
+            assert_string_equal(vz_json_get_string(a, "contentType", NULL), "application/pdf");
+        }
+    }
+    vz_json_destroy(&doc);
+    free(id);
+}
+
 //  The payload of request i of fake f, parsed.
 static vz_json_t *s_payload(mesh_t *mesh, int f, size_t i)
 {
@@ -843,17 +957,46 @@ static void test_server_down_then_up(void **state)
     s_sink_stop(mesh);
 }
 
+//  Lines of the sink's events.log that start with prefix.
+static int s_events(mesh_t *mesh, const char *prefix)
+{
+    char *path = vzt_fmt("%s/events.log", mesh->sink_dir);
+    char *text = s_slurp(path);
+    free(path);
+    int count = 0;
+    for (const char *line = text; line && *line; line = strchr(line, '\n') + 1) {
+        count += strncmp(line, prefix, strlen(prefix)) == 0;
+        if (!strchr(line, '\n'))
+            break;
+    }
+    free(text);
+    return count;
+}
+
 static void test_permanent_5xx_dead_then_requeued(void **state)
 {
     mesh_t *mesh = *state;
+    //  N = 3 attempts: a permanent 5xx is retried (backoff 200..600 ms
+    //  here) and goes to the dead letters after the third, not the first.
+    const char *const three[] = {"VZ_NOTIFIER_MAX_ATTEMPTS=3", NULL};
+    s_notifier_start(mesh, three);
     const char *const extra[] = {"--reject", "550", NULL};
     s_sink_start(mesh, "reject", extra);
+    int64_t t0 = vz_clock_mono_ms();
     char *id = s_send(mesh, "{\"channel\":\"email\",\"template\":\"test\",\"to\":\"gone@example."
                             "com\",\"data\":{\"message\":\"refused\"}}");
     res_t r;
     assert_true(s_wait_status(mesh, id, "dead", &r));
     assert_non_null(strstr(vz_json_get_string(vz_json_root(r.json), "last_error", NULL), "550"));
+    assert_int_equal(s_int(&r, "attempts"), 3);
     s_res_free(&r);
+    //  Three MAIL FROM refused, two backoffs (each at least 100 ms) between.
+    assert_int_equal(s_events(mesh, "mail "), 3);
+    assert_true(vz_clock_mono_ms() - t0 >= 200);
+    double dead = 0;
+    assert_int_equal(
+        vzt_metric(mesh->admin_port, "vz_notifier_dead_total{channel=\"email\"}", &dead), 0);
+    assert_true(dead >= 1);
     r = s_call(mesh, true, "dead_list", NULL, NULL);
     assert_non_null(strstr(r.body, id));
     s_res_free(&r);
@@ -874,6 +1017,7 @@ static void test_permanent_5xx_dead_then_requeued(void **state)
     s_res_free(&r);
     free(id);
     s_sink_stop(mesh);
+    s_notifier_start(mesh, NULL); //  the test's own settings again
 }
 
 static void test_kill9_mid_delivery(void **state)
@@ -963,6 +1107,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_email_round_trip),
+        cmocka_unit_test(test_encoded_report_mail),
         cmocka_unit_test(test_chat_and_paging),
         cmocka_unit_test(test_alert_routing),
         cmocka_unit_test(test_admin_routes),
