@@ -978,8 +978,16 @@ static void test_permanent_5xx_dead_then_requeued(void **state)
     mesh_t *mesh = *state;
     //  N = 3 attempts: a permanent 5xx is retried (backoff 200..600 ms
     //  here) and goes to the dead letters after the third, not the first.
-    const char *const three[] = {"VZ_NOTIFIER_MAX_ATTEMPTS=3", NULL};
+    //  The SMTP password from a file this time: it wins over the environment.
+    char *pass = vzt_fmt("%s/smtp.pass", mesh->dir);
+    FILE *f = fopen(pass, "w");
+    fputs(SMTP_PASS "\n", f);
+    fclose(f);
+    char *pass_env = vzt_fmt("VZ_NOTIFIER_SMTP_PASSWORD_FILE=%s", pass);
+    const char *const three[] = {"VZ_NOTIFIER_MAX_ATTEMPTS=3", pass_env,
+                                 "VZ_NOTIFIER_SMTP_PASSWORD=not-the-password", NULL};
     s_notifier_start(mesh, three);
+    free(pass_env), free(pass);
     const char *const extra[] = {"--reject", "550", NULL};
     s_sink_start(mesh, "reject", extra);
     int64_t t0 = vz_clock_mono_ms();
@@ -1008,6 +1016,7 @@ static void test_permanent_5xx_dead_then_requeued(void **state)
     s_res_free(&r);
     assert_true(s_wait_status(mesh, id, "delivered", &r));
     s_res_free(&r);
+    assert_int_equal(s_events(mesh, "auth " SMTP_USER), 1);
     r = s_call(mesh, true, "dead_list", NULL, NULL);
     assert_null(strstr(r.body, id));
     s_res_free(&r);
@@ -1102,6 +1111,26 @@ static void test_daily_digest(void **state)
     assert_int_equal(s_wait_mail(mesh, subject), 1);
 }
 
+//  No log line of any phase holds an address unmasked ("z***@example.com"
+//  is the masked form) or a secret.
+static void test_logs_masked(void **state)
+{
+    mesh_t *mesh = *state;
+    for (int phase = 0; phase < mesh->phase; phase++) {
+        char *path = vzt_fmt("%s/notifier.%d.log", mesh->dir, phase);
+        char *text = s_slurp(path);
+        assert_non_null(text);
+        for (const char *at = strstr(text, "@example.com"); at; at = strstr(at + 1, "@example.com"))
+            if (at == text || at[-1] != '*')
+                fail_msg("%s: an address unmasked: %.40s", path, at > text + 20 ? at - 20 : text);
+        assert_null(strstr(text, "a@b.c"));
+        assert_null(strstr(text, SMTP_PASS));
+        assert_null(strstr(text, PD_KEY));
+        assert_null(strstr(text, HOOK_SECRET));
+        free(text), free(path);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1117,6 +1146,7 @@ int main(void)
         cmocka_unit_test(test_kill9_mid_delivery),
         cmocka_unit_test(test_kill9_after_data_duplicates),
         cmocka_unit_test(test_daily_digest),
+        cmocka_unit_test(test_logs_masked),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
