@@ -832,6 +832,19 @@ static void test_alert_routing(void **state)
     assert_string_equal(vz_json_get_string(vz_json_root(b), "event_action", NULL), "resolve");
     assert_string_equal(vz_json_get_string(vz_json_root(b), "dedup_key", NULL), "diskfull-db1");
     vz_json_destroy(&a), vz_json_destroy(&b);
+    //  acknowledge through send: the routing key and dedup key, no payload.
+    fake_http_script_status(mesh->http[F_PD], 202, "");
+    char *ack = s_send(mesh, "{\"channel\":\"pagerduty\",\"template\":\"test\","
+                             "\"event_action\":\"acknowledge\",\"dedup_key\":\"diskfull-db1\","
+                             "\"data\":{\"message\":\"on it\"}}");
+    assert_true(fake_http_wait(mesh->http[F_PD], pd0 + 3, WAIT_MS));
+    a = s_payload(mesh, F_PD, pd0 + 2);
+    assert_string_equal(vz_json_get_string(vz_json_root(a), "event_action", NULL), "acknowledge");
+    assert_string_equal(vz_json_get_string(vz_json_root(a), "dedup_key", NULL), "diskfull-db1");
+    assert_string_equal(vz_json_get_string(vz_json_root(a), "routing_key", NULL), PD_KEY);
+    assert_null(vz_json_get(vz_json_root(a), "payload"));
+    vz_json_destroy(&a);
+    free(ack);
 
     //  warning: Slack after the delay (1.5 s here), dropped when resolved first.
     r = s_call(mesh, false, "alert",
