@@ -1018,6 +1018,17 @@ static void test_permanent_5xx_dead_then_requeued(void **state)
     assert_int_equal(
         vzt_metric(mesh->admin_port, "vz_notifier_dead_total{channel=\"email\"}", &dead), 0);
     assert_true(dead >= 1);
+    //  An HTTP 4xx is a refusal too: Slack answers 404 (nothing scripted)
+    //  to each of the three attempts, then the message is dead.
+    size_t slack0 = fake_http_count(mesh->http[F_SLACK]);
+    char *gone = s_send(mesh, "{\"channel\":\"slack\",\"template\":\"test\","
+                              "\"data\":{\"message\":\"revoked webhook\"}}");
+    assert_true(s_wait_status(mesh, gone, "dead", &r));
+    assert_int_equal(s_int(&r, "attempts"), 3);
+    assert_non_null(strstr(vz_json_get_string(vz_json_root(r.json), "last_error", NULL), "404"));
+    s_res_free(&r);
+    assert_int_equal(fake_http_count(mesh->http[F_SLACK]) - slack0, 3);
+    free(gone);
     r = s_call(mesh, true, "dead_list", NULL, NULL);
     assert_non_null(strstr(r.body, id));
     s_res_free(&r);
