@@ -1056,24 +1056,33 @@ static void test_permanent_5xx_dead_then_requeued(void **state)
 static void test_kill9_mid_delivery(void **state)
 {
     mesh_t *mesh = *state;
-    //  The server holds RCPT for 3 s: the notifier has taken the message
-    //  and is mid-dialogue when it is killed.
-    const char *const extra[] = {"--hold-rcpt", "3000", NULL};
+    //  The server holds RCPT for 8 s: replica A has taken the message and
+    //  is mid-dialogue when replica B starts and A is killed. B claims
+    //  what A held once it has been idle for VZ_NOTIFIER_CLAIM_MS.
+    const char *const extra[] = {"--hold-rcpt", "8000", NULL};
     s_sink_start(mesh, "hold", extra);
     char *id = s_send(mesh, "{\"channel\":\"email\",\"template\":\"test\",\"to\":\"kill@example."
                             "com\",\"data\":{\"message\":\"survives kill -9\"}}");
     char *events = vzt_fmt("%s/events.log", mesh->sink_dir);
     assert_true(s_wait_text(events, "rcpt"));
-    kill(vzt_proc_pid(mesh->notifier), SIGKILL);
-    assert_true(vzt_proc_wait(mesh->notifier, 5000) >= 0);
-    vzt_proc_destroy(&mesh->notifier);
+    vzt_proc_t *a = mesh->notifier;
+    mesh->notifier = NULL;
+    s_notifier_start(mesh, NULL); //  replica B, beside A
+    char *seen = s_slurp(events);
+    assert_null(strstr(seen, "data")); //  A is still inside the dialogue
+    free(seen);
+    kill(vzt_proc_pid(a), SIGKILL);
+    assert_true(vzt_proc_wait(a, 5000) >= 0);
+    vzt_proc_destroy(&a);
     res_t r;
-    s_notifier_start(mesh, NULL);
     assert_true(s_wait_status(mesh, id, "delivered", &r));
     s_res_free(&r);
     //  Killed before DATA: the server never had the message, so exactly one copy.
     assert_int_equal(s_wait_mail(mesh, "survives kill -9"), 1);
-    free(events), free(id);
+    //  B's log shows the claim.
+    char *log = vzt_fmt("%s/notifier.%d.log", mesh->dir, mesh->phase - 1);
+    assert_true(s_wait_text(log, "claimed an abandoned delivery"));
+    free(log), free(events), free(id);
 }
 
 static void test_kill9_after_data_duplicates(void **state)
