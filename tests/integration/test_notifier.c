@@ -642,16 +642,32 @@ static void test_encoded_report_mail(void **state)
     assert_int_equal(s_wait_mail(mesh, "MRR 1 200 EUR (text part)"), 1);
     //  The sink numbers messages; this one is the first holding the text.
     vz_json_t *doc = NULL;
+    int n = 0;
     for (int i = 1; i <= 50 && !doc; i++) {
         char *path = vzt_fmt("%s/%d.json", mesh->sink_dir, i);
         char *json = s_slurp(path);
         free(path);
         assert_non_null(json);
         if (strstr(json, "(text part)"))
-            doc = vz_json_parse(json, strlen(json), NULL, NULL);
+            doc = vz_json_parse(json, strlen(json), NULL, NULL), n = i;
         free(json);
     }
     assert_non_null(doc);
+    //  On the wire: CRLF line ends, no line over 78 characters (the HTML is
+    //  one long line; quoted-printable folds it, base64 runs 76 wide).
+    char *eml_path = vzt_fmt("%s/%d.eml", mesh->sink_dir, n);
+    char *eml = s_slurp(eml_path);
+    assert_non_null(eml);
+    for (char *line = eml, *end; *line; line = end + 1) {
+        end = strchr(line, '\n');
+        if (!end)
+            fail_msg("the message does not end in CRLF");
+        if (end == line || end[-1] != '\r')
+            fail_msg("a bare LF in the message at byte %td", end - eml);
+        if (end - line - 1 > 78)
+            fail_msg("a line of %td characters: %.40s", end - line - 1, line);
+    }
+    free(eml), free(eml_path);
     const vz_json_value_t *m = vz_json_root(doc);
     assert_string_equal(vz_json_get_string(m, "subject", NULL),
                         "vizmesh weekly report: 2026-W49 ✓");
