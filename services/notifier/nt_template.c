@@ -100,10 +100,12 @@ int nt_template_expand(const char *text, bool html, nt_var_fn *get, void *arg, n
             p = open + 4;
             continue;
         }
-        const char *name = open + 2;
+        //  {{{name}}}: the value goes in unescaped (HTML the caller rendered).
+        bool raw = open[2] == '{';
+        const char *name = open + (raw ? 3 : 2);
         while (*name == ' ')
             name++;
-        const char *close = strstr(name, "}}");
+        const char *close = strstr(name, raw ? "}}}" : "}}");
         if (!close)
             return -EINVAL;
         size_t len = (size_t)(close - name);
@@ -119,11 +121,11 @@ int nt_template_expand(const char *text, bool html, nt_var_fn *get, void *arg, n
             vz_strlcpy(missing, key, n);
             return -ESRCH;
         }
-        if (html)
+        if (html && !raw)
             s_escape(out, value);
         else
             nt_buf_adds(out, value);
-        p = close + 2;
+        p = close + (raw ? 3 : 2);
     }
     return 0;
 }

@@ -7,6 +7,10 @@
  *  {{name}} with name [A-Za-z0-9_.]{1,63}; "{{" can be written "{{{{"
  *  for a literal. In the HTML part every substituted value is escaped
  *  (& < > " '); in the subject and text parts it is inserted as is.
+ *  {{{name}}} inserts the value unescaped in the HTML part too: for a
+ *  template whose caller renders its own HTML (weekly_report: the
+ *  reporter's tables and charts). Only the template's author opts in;
+ *  the value still travels quoted-printable, so it cannot reach a header.
  *  A placeholder whose variable is missing is an error naming it, never
  *  a blank; so is a subject value holding CR or LF (header injection).
  *
