@@ -26,6 +26,7 @@
 #include "routes.h"
 #include "upstream.h"
 #include "vz_metrics.h"
+#include "vz_telemetry.h"
 
 typedef struct {
     char addr[64];                  //  public bind address (IPv4)
@@ -75,6 +76,10 @@ void gw_gateway_drain(gw_gateway_t *self);
 
 //  Write out the access-log lines collected so far (the reactor's tick).
 void gw_gateway_flush_log(gw_gateway_t *self);
+
+//  Report each answered request to telemetry (vz_telemetry_http); NULL
+//  stops. telemetry is borrowed: set NULL, or destroy the gateway, first.
+void gw_gateway_set_telemetry(gw_gateway_t *self, vz_telemetry_t *telemetry);
 
 //  HTTP requests started and not yet completed (any thread).
 int gw_gateway_inflight(const gw_gateway_t *self);
