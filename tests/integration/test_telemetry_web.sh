@@ -1,0 +1,116 @@
+#!/bin/bash
+#   test_telemetry_web - traces, OTLP, synthetic checks and the status page in the shipped mesh
+#   SPDX-License-Identifier: MPL-2.0
+#
+#   client -> vz-gateway -> vz-broker -> vz-telemetry -> Redis, under vz-supervisor, every
+#   trace sampled (VZ_TELEMETRY_SAMPLE_PERMILLE=1000) and snapshots every 200 ms:
+#   - a request with a traceparent comes back from GET /v1/telemetry/traces/{id} as a
+#     tree: the gateway's span, echo's under it; an unknown trace is 404, no scope 403;
+#   - the real @opentelemetry/sdk-trace-node with exporter-trace-otlp-http sends spans
+#     to POST /v1/traces; they come back from the traces API joined with the gateway's
+#     and echo's spans of the call made inside them; OTLP metrics are accepted;
+#   - synthetic checks through the gateway: a passing and a failing one, the failure
+#     sent to the notifier as a page;
+#   - GET /status without a credential in headless Chromium (telemetry_status.mjs): no
+#     console error, no failed resource, the values shown equal /status.json; the
+#     screenshot goes to <build>/test-output/telemetry_status.png.
+set -u -o pipefail
+
+source "$(dirname "$0")/mesh.sh" telemetryweb
+PEERS=$SRC/tests/peers/node_modules
+for m in @opentelemetry/sdk-trace-node @opentelemetry/exporter-trace-otlp-http puppeteer-core; do
+    [ -d "$PEERS/$m" ] || fail "$m missing (npm ci in tests/peers)"
+done
+command -v chromium >/dev/null || fail "chromium missing (apt-get install chromium)"
+OUT=$(cd "$BIN/.." && pwd)/test-output
+mkdir -p "$OUT" || fail "cannot create $OUT"
+
+mesh_config
+export VZ_TELEMETRY_INTERVAL_MS=200 VZ_TELEMETRY_SAMPLE_PERMILLE=1000
+#   One passing and one failing synthetic check, every second.
+sed -i -e 's|^\( *\)VZ_TELEMETRY_SLO = .*|&\n\1VZ_TELEMETRY_SYNTHETIC = "health=GET:/health:200 missing=GET:/v1/no/such/route:200"\n\1VZ_TELEMETRY_SYNTHETIC_MS = "1000"\n\1VZ_TELEMETRY_EVAL_MS = "500"|' "$T/mesh.cfg"
+grep -q 'VZ_TELEMETRY_SYNTHETIC_MS' "$T/mesh.cfg" || fail "could not adjust mesh.cfg"
+mesh_start
+mesh_gateway
+until_ok 20 curl -sf --max-time 2 "$GW/.well-known/jwks.json" || fail "no JWKS at the gateway"
+admin=$(mesh_admin "$GW" root@example.com "correct horse battery")
+A=(-H "Authorization: Bearer $admin")
+
+#   1. A traced request: the tree holds the gateway's span with echo's under it.
+TRACE=4bf92f3577b34da6a3ce929d0e0e4736
+http POST /v1/echo '{"traced":true}' "${A[@]}" -H "traceparent: 00-$TRACE-00f067aa0ba902b7-01"
+expect 200 "traced echo"
+tree_ok() {
+    http GET "/v1/telemetry/traces/$TRACE" "" "${A[@]}"
+    [ "$code" = 200 ] && node -e '
+        const t = JSON.parse(process.argv[1]);
+        const gw = t.roots.find(r => r.service === "gateway" && r.name === "echo");
+        const ok = gw && gw.parent_id === "00f067aa0ba902b7" && gw.code === "200" &&
+                   gw.children.some(c => c.service === "echo" && c.name === "echo" && c.code === "ok");
+        process.exit(ok ? 0 : 1)' "$body"
+}
+until_ok 20 tree_ok || fail "trace $TRACE: no gateway -> echo tree: $code $body"
+echo "ok - a traced request comes back as a tree: gateway span, echo under it"
+http GET /v1/telemetry/traces/0123456789abcdef0123456789abcdef "" "${A[@]}"
+expect 404 "unknown trace"
+http GET /v1/telemetry/traces/not-hex "" "${A[@]}"
+expect 400 "malformed trace id"
+http GET "/v1/telemetry/traces/$TRACE"
+expect 401 "traces without a credential"
+echo "ok - unknown trace 404, malformed 400, no credential 401"
+
+#   2. The real OpenTelemetry SDK: spans through OTLP/HTTP, joined with the mesh's.
+out=$(cd "$SRC/tests/peers" && node "$SRC/tests/peers/telemetry_otel.mjs" "$GW" "$admin" 2>"$T/otel.err") ||
+    fail "the OpenTelemetry client failed: $out $(cat "$T/otel.err")"
+otrace=$(json "$out" trace_id)
+oparent=$(json "$out" parent)
+ochild=$(json "$out" child)
+otel_ok() {
+    http GET "/v1/telemetry/traces/$otrace" "" "${A[@]}"
+    [ "$code" = 200 ] && node -e '
+        const [body, parent, child] = process.argv.slice(1);
+        const t = JSON.parse(body);
+        const root = t.roots.find(r => r.span_id === parent && r.service === "otel-client");
+        const c = root && root.children.find(x => x.span_id === child && x.name === "call echo");
+        const gw = c && c.children.find(x => x.service === "gateway");
+        const echo = gw && gw.children.find(x => x.service === "echo");
+        process.exit(t.roots.length === 1 && echo ? 0 : 1)' "$body" "$oparent" "$ochild"
+}
+until_ok 20 otel_ok || fail "OTel trace $otrace: $code $body"
+echo "ok - @opentelemetry/sdk-trace-node spans come back from the traces API with the gateway and echo under them"
+metrics='{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"otel-client"}}]},"scopeMetrics":[{"metrics":[{"name":"queue_depth","gauge":{"dataPoints":[{"asDouble":7}]}}]}]}]}'
+http POST /v1/metrics "$metrics" "${A[@]}" -H Content-Type:application/json
+expect 200 "OTLP metrics"
+[ "$(json "$body" partialSuccess)" != "" ] || fail "OTLP metrics reply: $body"
+http POST /v1/traces '{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}' "${A[@]}" -H Content-Type:application/json
+expect 400 "OTLP span with a bad id"
+echo "ok - OTLP metrics accepted, a malformed span refused"
+
+#   3. Synthetic checks: health passes, the missing route fails and pages.
+synth_ok() {
+    http GET /v1/telemetry/synthetic "" "${A[@]}"
+    [ "$code" = 200 ] && [ "$(json "$body" checks.health.ok)" = true ] &&
+        [ "$(json "$body" checks.missing.ok)" = false ] &&
+        [ "$(json "$body" checks.missing.status)" = 404 ]
+}
+until_ok 20 synth_ok || fail "synthetic checks: $code $body"
+until_ok 10 grep -q '"synthetic check failed".*synthetic/missing/page' "$STATE"/logs/telemetry.*.log ||
+    fail "the failing check raised no alert"
+echo "ok - synthetic checks through the gateway: health passes, a failing one pages (synthetic/missing/page)"
+
+#   4. The status page, public, in headless Chromium.
+for i in $(seq 1 10); do http POST /v1/echo "{\"n\":$i}" "${A[@]}"; done
+http GET /status.json
+expect 200 "status.json without a credential"
+status_ready() {
+    http GET /status.json
+    node -e 'const s=JSON.parse(process.argv[1]); process.exit(s.services.some(x=>x.service==="echo"&&x.rate_per_s>0)&&s.slos.length>0?0:1)' "$body"
+}
+until_ok 20 status_ready || fail "status.json: $body"
+grep -qi "token\|secret\|password" <<<"$body" && fail "status.json shows something secret: $body"
+http GET /status
+expect 200 "status page"
+out=$(cd "$SRC/tests/peers" && node "$SRC/tests/peers/telemetry_status.mjs" "$GW" "$OUT/telemetry_status.png" 2>&1) ||
+    fail "status page in Chromium: $out"
+[ -s "$OUT/telemetry_status.png" ] || fail "no screenshot"
+echo "ok - /status in headless Chromium: no console error or failed resource, values equal /status.json ($out); screenshot $OUT/telemetry_status.png"
