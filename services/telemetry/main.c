@@ -68,6 +68,7 @@ static const vz_method_t s_methods[] = {
     {"status", tl_h_status, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
     {"status_json", tl_h_status_json, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
     {"synthetic", tl_h_synthetic, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
+    {"anomalies", tl_h_anomalies, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
 };
 
 static int s_eval_timer(zloop_t *loop, int timer_id, void *arg)

@@ -73,6 +73,7 @@ int tl_h_otlp_traces(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int tl_h_otlp_metrics(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int tl_h_status(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int tl_h_status_json(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+int tl_h_anomalies(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 
 //  Synthetic checks (tl_synthetic.c): parse VZ_TELEMETRY_SYNTHETIC and
 //  call each check through the gateway every synthetic_ms (one replica per

@@ -102,6 +102,18 @@ static const char s_chart_lua[] = "local out = {}\n"
                                   "end\n"
                                   "return out\n";
 
+//  ARGV: key prefix, first and last index, field: per index the field of
+//  the hash prefix..i, -1 when the hash is absent.
+static const char s_field_lua[] =
+    "local out = {}\n"
+    "for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do\n"
+    "  local key = ARGV[1] .. i\n"
+    "  if redis.call('EXISTS', key) == 1 then\n"
+    "    out[#out + 1] = tonumber(redis.call('HGET', key, ARGV[4]) or '0')\n"
+    "  else out[#out + 1] = -1 end\n"
+    "end\n"
+    "return out\n";
+
 struct tl_store_t {
     vz_redis_t *redis;         //  borrowed
     tl_store_config_t config;  //  retention
@@ -112,6 +124,7 @@ struct tl_store_t {
     vz_redis_script_t *errors; //  s_errors_lua
     vz_redis_script_t *deploy; //  s_deploy_lua
     vz_redis_script_t *chart;  //  s_chart_lua
+    vz_redis_script_t *field;  //  s_field_lua
 };
 
 //  The strings of one script call; everything is freed with the batch.
@@ -164,8 +177,9 @@ tl_store_t *tl_store_new(vz_redis_t *redis, const tl_store_config_t *config)
     self->errors = vz_redis_script_new(s_errors_lua);
     self->deploy = vz_redis_script_new(s_deploy_lua);
     self->chart = vz_redis_script_new(s_chart_lua);
+    self->field = vz_redis_script_new(s_field_lua);
     assert(self->add && self->meta && self->sum && self->users && self->errors && self->deploy &&
-           self->chart);
+           self->chart && self->field);
     return self;
 }
 
@@ -181,6 +195,7 @@ void tl_store_destroy(tl_store_t **self_p)
         vz_redis_script_destroy(&self->errors);
         vz_redis_script_destroy(&self->deploy);
         vz_redis_script_destroy(&self->chart);
+        vz_redis_script_destroy(&self->field);
         free(self);
         *self_p = NULL;
     }
@@ -537,6 +552,44 @@ int tl_store_chart(tl_store_t *self, const char *service, int64_t now_s, uint64_
     if (reply)
         freeReplyObject(reply);
     return rc;
+}
+
+int tl_store_field_range(tl_store_t *self, const char *prefix, int64_t first, int64_t last,
+                         const char *field, int64_t *out)
+{
+    assert(self && prefix && field && out && last >= first);
+    char a[S_NUM], b[S_NUM];
+    snprintf(a, sizeof a, "%lld", (long long)first);
+    snprintf(b, sizeof b, "%lld", (long long)last);
+    const char *args[] = {prefix, a, b, field};
+    redisReply *reply = vz_redis_eval(self->redis, self->field, 0, NULL, 4, args);
+    size_t n = (size_t)(last - first + 1);
+    int rc = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == n ? 0 : -EIO;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        out[i] = reply->element[i]->integer;
+    if (reply)
+        freeReplyObject(reply);
+    return rc;
+}
+
+zlist_t *tl_store_series_names(tl_store_t *self)
+{
+    assert(self);
+    const char *argv[] = {"SMEMBERS", "tl:idx"};
+    redisReply *members = vz_redis_command(self->redis, 2, argv, NULL);
+    if (!members || members->type != REDIS_REPLY_ARRAY) {
+        if (members)
+            freeReplyObject(members);
+        return NULL;
+    }
+    zlist_t *list = zlist_new();
+    zlist_autofree(list);
+    for (size_t i = 0; i < members->elements; i++)
+        if (members->element[i]->type == REDIS_REPLY_STRING)
+            zlist_append(list, members->element[i]->str);
+    freeReplyObject(members);
+    zlist_sort(list, (zlist_compare_fn *)strcmp);
+    return list;
 }
 
 redisReply *tl_store_deploys(tl_store_t *self)

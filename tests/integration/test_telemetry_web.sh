@@ -98,7 +98,14 @@ until_ok 10 grep -q '"synthetic check failed".*synthetic/missing/page' "$STATE"/
     fail "the failing check raised no alert"
 echo "ok - synthetic checks through the gateway: health passes, a failing one pages (synthetic/missing/page)"
 
-#   4. The status page, public, in headless Chromium.
+#   4. Anomalies: every series and service has its latest point judged.
+http GET /v1/telemetry/anomalies "" "${A[@]}"
+expect 200 anomalies
+node -e 'const a=JSON.parse(process.argv[1]); const s=a.series.find(x=>x.service==="echo"&&x.name==="echo"&&x.granularity==="hour"); const m=a.series.find(x=>x.service==="echo"&&x.granularity==="minute"); process.exit(s&&s.points>=1&&s.period===24&&s.value>=1&&m&&m.points>=1&&typeof m.anomaly==="boolean"?0:1)' "$body" ||
+    fail "anomalies: $body"
+echo "ok - anomalies: echo's hourly series and per-minute requests judged"
+
+#   5. The status page, public, in headless Chromium.
 for i in $(seq 1 10); do http POST /v1/echo "{\"n\":$i}" "${A[@]}"; done
 http GET /status.json
 expect 200 "status.json without a credential"
