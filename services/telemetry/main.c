@@ -8,11 +8,14 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <errno.h>
 #include <unistd.h>
 
 #include "telemetry.h"
 #include "vz_clock.h"
 #include "vz_daemon.h"
+#include "vz_call.h"
 #include "vz_event.h"
 #include "vz_ports.h"
 #include "vz_proto.h"
@@ -74,6 +77,7 @@ static const vz_method_t s_methods[] = {
 static int s_eval_timer(zloop_t *loop, int timer_id, void *arg)
 {
     tl_t *tl = arg;
+    tl_broker_poll(tl);
     if (tl_evaluate(tl, vz_clock_now_ms() / 1000) < 0)
         vz_warn(NULL, "unable to evaluate SLOs", "reason", "redis unavailable");
     return 0;
@@ -134,6 +138,11 @@ int main(int argc, char **argv)
     tl->notify = vz_event_new_daemon(daemon);
     if (!tl->notify || vz_event_attach(tl->notify, loop) < 0)
         vz_warn(NULL, "unable to create the notifier event socket: alerts are not sent");
+    //  broker.services on every tick: workers and queue depth per service.
+    tl->calls = vz_call_new_daemon(daemon, loop);
+    if (!tl->calls)
+        vz_warn(NULL, "unable to create the call client: no broker view", "reason",
+                strerror(errno));
     zloop_timer(loop, (size_t)config.eval_ms, 0, s_eval_timer, tl);
     //  Outbound HTTP: OTLP export and the synthetic checks.
     tl->http = vz_http_new(loop, &config.http, vz_daemon_metrics(daemon), err, sizeof err);
@@ -148,6 +157,7 @@ int main(int argc, char **argv)
     code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0],
                            TL_CREDIT, tl);
     vz_http_destroy(&tl->http); //  its calls end first: then their checks go
+    vz_call_destroy(&tl->calls);
     tl_synthetic_stop(tl);
     vz_event_destroy(&tl->notify);
     zloop_destroy(&loop);

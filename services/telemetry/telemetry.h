@@ -15,6 +15,7 @@
 #include "tl_trace.h"
 #include "vz_http.h"
 #include "vz_json.h"
+#include "vz_call.h"
 #include "vz_event.h"
 #include "vz_telemetry_contract.h"
 #include "vz_worker.h"
@@ -31,7 +32,7 @@ typedef struct {
     char readers[256];               //  in-mesh identities that may read, space-separated
     int trace_ttl_s;                 //  spans kept this long after a trace's last one
     char otlp_endpoint[VZ_PATH_MAX]; //  OTLP/HTTP collector base URL, "" = no export
-    char synthetic[1024]; //  synthetic checks: "name=METHOD /path=status ..." ("" = none)
+    char synthetic[1024]; //  synthetic checks: "name=METHOD:/path:status ..." ("" = none)
     char synthetic_base[VZ_PATH_MAX]; //  gateway base URL the checks call
     int synthetic_ms;                 //  period of the checks
     vz_http_config_t http;            //  outbound HTTP (export, checks)
@@ -54,6 +55,8 @@ typedef struct {
     vz_series_t *spans;       //  spans stored
     vz_series_t *exported[2]; //  OTLP export batches: [0] sent, [1] failed or dropped
     void *synth;              //  the synthetic checks' state (tl_synthetic.c), or NULL
+    vz_call_t *calls;         //  calls to the broker (main.c), or NULL
+    bool broker_asking;       //  a broker.services call is in flight
 } tl_t;
 
 //  NULL on a bad Redis URL.
@@ -86,6 +89,12 @@ void tl_synthetic_stop(tl_t *self);
 void tl_synthetic_run(tl_t *self);
 //  The method "synthetic": the checks' last results (readers).
 int tl_h_synthetic(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+
+//  tl_broker.c: ask broker.services now (no wait; at most one call in
+//  flight), the answer kept in tl:broker; and read one service's workers
+//  and queue from it (-1 each when unknown). 0 or -EIO.
+void tl_broker_poll(tl_t *self);
+int tl_broker_get(tl_t *self, const char *service, int64_t *workers, int64_t *queue);
 
 //  tl_api.c's reader check, for tl_web.c: true, or false with the error
 //  reply set (mesh identities of VZ_TELEMETRY_READERS; through the gateway

@@ -254,6 +254,13 @@ static int s_write_service(tl_t *self, vz_json_writer_t *w, const char *service,
     size_t nsat = 0;
     if (tl_store_saturation(self->store, service, sat, S_SAT_MAX, &nsat) < 0)
         return -EIO;
+    int64_t workers = -1, queue = -1;
+    tl_broker_get(self, service, &workers, &queue);
+    vz_json_write_key(w, "broker");
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_int(w, "workers", workers);
+    vz_json_write_kv_int(w, "queue", queue);
+    vz_json_write_object_end(w);
     vz_json_write_key(w, "saturation");
     vz_json_write_array_begin(w);
     for (size_t i = 0; i < nsat; i++) {

@@ -213,10 +213,15 @@ static int s_status_service(tl_t *self, vz_json_writer_t *w, const char *service
     int replicas = 0;
     for (size_t i = 0; i < nsat; i++)
         replicas += now_s - sat[i].t_s <= S_READY_AGE_S;
+    //  Ready: the broker has a worker for it (the gateway, no worker: it reports).
+    int64_t workers = -1, queue = -1;
+    tl_broker_get(self, service, &workers, &queue);
     vz_json_write_object_begin(w);
     vz_json_write_kv_string(w, "service", service);
     vz_json_write_kv_int(w, "replicas", replicas);
-    vz_json_write_kv_bool(w, "ready", replicas > 0);
+    vz_json_write_kv_int(w, "workers", workers);
+    vz_json_write_kv_int(w, "queue", queue);
+    vz_json_write_kv_bool(w, "ready", workers >= 0 ? workers > 0 : replicas > 0);
     vz_json_write_key(w, "rate_per_s");
     vz_json_write_double(w, (double)sum->count / S_STATUS_WINDOW_S);
     vz_json_write_key(w, "error_ratio");

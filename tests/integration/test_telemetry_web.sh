@@ -114,6 +114,8 @@ status_ready() {
     node -e 'const s=JSON.parse(process.argv[1]); process.exit(s.services.some(x=>x.service==="echo"&&x.rate_per_s>0)&&s.slos.length>0?0:1)' "$body"
 }
 until_ok 20 status_ready || fail "status.json: $body"
+node -e 'const s=JSON.parse(process.argv[1]); const e=s.services.find(x=>x.service==="echo"); process.exit(e.workers>=1&&e.queue>=0&&e.ready?0:1)' "$body" ||
+    fail "status.json: echo without the broker view of workers and queue: $body"
 grep -qi "token\|secret\|password" <<<"$body" && fail "status.json shows something secret: $body"
 http GET /status
 expect 200 "status page"
