@@ -7,4 +7,9 @@
 //  argv after "telemetry": "replay" FILE [options]. Returns the exit code.
 int vzctl_telemetry(int argc, char **argv);
 
+//  `vzctl slo` and `vzctl alerts` (what = "slo" or "alerts"): the
+//  telemetry API through the gateway; ports is the supervisor's "ports"
+//  answer (NULL when unreachable; then --url is needed). Exit code.
+int vzctl_telemetry_show(const char *what, int argc, char **argv, const char *ports);
+
 #endif

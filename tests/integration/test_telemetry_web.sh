@@ -105,7 +105,23 @@ node -e 'const a=JSON.parse(process.argv[1]); const s=a.series.find(x=>x.service
     fail "anomalies: $body"
 echo "ok - anomalies: echo's hourly series and per-minute requests judged"
 
-#   5. The status page, public, in headless Chromium.
+#   5. vzctl slo / alerts print the API's tables; vzctl telemetry replay the detector's.
+out=$(VZ_TOKEN=$admin "${CTL[@]}" slo) || fail "vzctl slo: $out"
+grep -q '^echo-availability  *availability  *99.900%' <<<"$out" || fail "vzctl slo: $out"
+grep -q '^deploy freeze: ' <<<"$out" || fail "vzctl slo without the freeze line: $out"
+out=$(VZ_TOKEN=$admin "${CTL[@]}" alerts) || fail "vzctl alerts: $out"
+grep -q '^ALERT ' <<<"$out" || fail "vzctl alerts: $out"
+"${CTL[@]}" slo >/dev/null 2>&1 && fail "vzctl slo without a credential succeeded"
+out=$("$BIN/vzctl" telemetry replay "$SRC/tests/data/telemetry_anomaly_0.csv" 2>"$T/replay.err") ||
+    fail "vzctl telemetry replay: $(cat "$T/replay.err")"
+[ "$(head -n1 <<<"$out")" = "timestamp,value,forecast,lower,upper,score,anomaly" ] ||
+    fail "replay header: $(head -n1 <<<"$out")"
+[ "$(wc -l <<<"$out")" = 4033 ] || fail "replay printed $(wc -l <<<"$out") lines"
+awk -F, 'NR > 1 && (NF != 7 || ($7 != 0 && $7 != 1)) {exit 1}' <<<"$out" || fail "replay rows malformed"
+grep -q 'precision' "$T/replay.err" || fail "replay: no precision for a labelled file"
+echo "ok - vzctl slo and alerts print the telemetry API; vzctl telemetry replay prints 4032 judged points"
+
+#   6. The status page, public, in headless Chromium.
 for i in $(seq 1 10); do http POST /v1/echo "{\"n\":$i}" "${A[@]}"; done
 http GET /status.json
 expect 200 "status.json without a credential"
