@@ -90,6 +90,10 @@ void tl_synthetic_run(tl_t *self);
 //  The method "synthetic": the checks' last results (readers).
 int tl_h_synthetic(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 
+//  The evaluating replica's gauges of every service's golden signals over
+//  5 minutes and of the active users (for Prometheus and the dashboards).
+void tl_gauges_signals(tl_t *self, int64_t now_s);
+
 //  tl_broker.c: ask broker.services now (no wait; at most one call in
 //  flight), the answer kept in tl:broker; and read one service's workers
 //  and queue from it (-1 each when unknown). 0 or -EIO.

@@ -617,6 +617,7 @@ int tl_evaluate(tl_t *self, int64_t now_s)
         }
         s_gauges(self, slo, &st, stepped);
     }
+    tl_gauges_signals(self, now_s);
     if (self->metrics)
         vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_deploy_freeze",
                                        "1 while an SLO's error budget is spent", NULL),

@@ -298,6 +298,45 @@ static void s_status_alerts(tl_t *self, vz_json_writer_t *w)
     free(table);
 }
 
+void tl_gauges_signals(tl_t *self, int64_t now_s)
+{
+    if (!self->metrics)
+        return;
+    zlist_t *services = tl_store_services(self->store);
+    for (const char *svc = services ? zlist_first(services) : NULL; svc;
+         svc = zlist_next(services)) {
+        s_summary_t *sum = (s_summary_t *)zmalloc(sizeof *sum);
+        if (tl_store_series(self->store, svc, now_s - S_STATUS_WINDOW_S, now_s + 1, s_summarize,
+                            sum) == 0) {
+            char labels[VZ_TL_NAME_MAX + 16];
+            snprintf(labels, sizeof labels, "service=%s", svc);
+            vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_requests_per_second",
+                                           "Requests per second over 5 minutes, per service",
+                                           labels),
+                          (double)sum->count / S_STATUS_WINDOW_S);
+            vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_error_ratio",
+                                           "Share of requests that failed over 5 minutes",
+                                           labels),
+                          sum->count ? (double)sum->errors / (double)sum->count : 0);
+            vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_latency_p99_seconds",
+                                           "p99 latency over 5 minutes (1 % relative error)",
+                                           labels),
+                          vz_tl_hist_quantile(&sum->hist, 0.99) / 1e6);
+        }
+        free(sum);
+    }
+    zlist_destroy(&services);
+    tl_usage_t usage;
+    if (tl_store_usage(self->store, now_s, &usage) == 0) {
+        const char *windows[] = {"window=day", "window=week", "window=month"};
+        uint64_t values[] = {usage.dau, usage.wau, usage.mau};
+        for (int i = 0; i < 3; i++)
+            vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_active_users",
+                                           "Distinct active users (HyperLogLog)", windows[i]),
+                          (double)values[i]);
+    }
+}
+
 int tl_h_status_json(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     tl_t *self = app;
