@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -74,6 +75,9 @@ struct vz_telemetry_t {
     uint64_t since_probe;            //  auto: intervals since the last snapshot sent
     pthread_mutex_t lock;            //  guards the table and the counters against record
 };
+
+//  The process's daemon reporter, for vz_telemetry_event.
+static _Atomic(vz_telemetry_t *) s_process;
 
 //  1 / ln(gamma); GCC and Clang fold it to a constant.
 static double s_inv_log_gamma(void)
@@ -168,6 +172,8 @@ void vz_telemetry_destroy(vz_telemetry_t **self_p)
     vz_telemetry_t *self = *self_p;
     if (!self)
         return;
+    vz_telemetry_t *expected = self;
+    atomic_compare_exchange_strong(&s_process, &expected, NULL);
     if (self->loop && self->timer_id >= 0)
         zloop_timer_end(self->loop, self->timer_id);
     for (size_t i = 0; i < VZ_TL_SERIES; i++)
@@ -314,6 +320,13 @@ void vz_telemetry_count(vz_telemetry_t *self, const char *event, const char *key
     }
     self->events[i].count++;
     pthread_mutex_unlock(&self->lock);
+}
+
+void vz_telemetry_event(const char *event, const char *key)
+{
+    vz_telemetry_t *self = atomic_load(&s_process);
+    if (self)
+        vz_telemetry_count(self, event, key);
 }
 
 void vz_telemetry_http(vz_telemetry_t *self, const char *route, int status, int64_t duration_us,
@@ -605,6 +618,8 @@ vz_telemetry_t *vz_telemetry_new_daemon(vz_daemon_t *daemon, zloop_t *loop)
     self->event = event;
     self->arg = self;
     vz_event_on_answer(event, s_event_answer, self);
+    vz_telemetry_t *none = NULL;
+    atomic_compare_exchange_strong(&s_process, &none, self);
     if (vz_event_attach(event, loop) < 0 || vz_telemetry_attach(self, loop) < 0) {
         vz_telemetry_destroy(&self);
         errno = EIO;

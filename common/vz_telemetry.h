@@ -123,6 +123,14 @@ void vz_telemetry_span(vz_telemetry_t *self, const char *traceparent, const char
 //  fold into "_other". Any thread.
 void vz_telemetry_count(vz_telemetry_t *self, const char *event, const char *key);
 
+//  vz_telemetry_count on the process's daemon reporter (the one
+//  vz_telemetry_new_daemon made, while it lives; nothing when there is none,
+//  e.g. VZ_TELEMETRY=off or a unit test): what a service calls for its
+//  business events without holding the reporter ("signup", "login",
+//  "subscription" "created"). Same threads as vz_telemetry_count; not
+//  during the reporter's destruction (the reactor thread does both).
+void vz_telemetry_event(const char *event, const char *key);
+
 //  One HTTP request answered by the gateway, from its HTTP threads:
 //  record(route, status as text, duration), span(traceparent), user(user
 //  when authenticated, else NULL), and the "country" event when country
