@@ -9,6 +9,7 @@
 #   - the real @opentelemetry/sdk-trace-node with exporter-trace-otlp-http sends spans
 #     to POST /v1/traces; they come back from the traces API joined with the gateway's
 #     and echo's spans of the call made inside them; OTLP metrics are accepted;
+#   - spans exported to a stand-in OTLP collector (tests/peers/otlp_collector.mjs);
 #   - synthetic checks through the gateway: a passing and a failing one, the failure
 #     sent to the notifier as a page;
 #   - GET /status without a credential in headless Chromium (telemetry_status.mjs): no
@@ -27,6 +28,11 @@ mkdir -p "$OUT" || fail "cannot create $OUT"
 
 mesh_config
 export VZ_TELEMETRY_INTERVAL_MS=200 VZ_TELEMETRY_SAMPLE_PERMILLE=1000
+#   A stand-in OTLP collector: the sink exports every span batch to it.
+node "$SRC/tests/peers/otlp_collector.mjs" "$T/collector.out" "$T/collector.port" &
+COLLECTOR=$!
+until_ok 10 test -s "$T/collector.port" || fail "the stand-in collector did not start"
+export VZ_TELEMETRY_OTLP_ENDPOINT=http://127.0.0.1:$(cat "$T/collector.port")
 #   One passing and one failing synthetic check, every second.
 sed -i -e 's|^\( *\)VZ_TELEMETRY_SLO = .*|&\n\1VZ_TELEMETRY_SYNTHETIC = "health=GET:/health:200 missing=GET:/v1/no/such/route:200"\n\1VZ_TELEMETRY_SYNTHETIC_MS = "1000"\n\1VZ_TELEMETRY_EVAL_MS = "500"|' "$T/mesh.cfg"
 grep -q 'VZ_TELEMETRY_SYNTHETIC_MS' "$T/mesh.cfg" || fail "could not adjust mesh.cfg"
@@ -58,6 +64,12 @@ expect 400 "malformed trace id"
 http GET "/v1/telemetry/traces/$TRACE"
 expect 401 "traces without a credential"
 echo "ok - unknown trace 404, malformed 400, no credential 401"
+until_ok 20 grep -q "\"traceId\":\"$TRACE\"" "$T/collector.out" ||
+    fail "no span of $TRACE exported to the collector: $(head -c 500 "$T/collector.out" 2>/dev/null)"
+grep "\"traceId\":\"$TRACE\"" "$T/collector.out" | grep -q '"stringValue":"echo"' ||
+    fail "the exported batch lacks echo's resource"
+kill "$COLLECTOR" 2>/dev/null
+echo "ok - spans exported as OTLP/HTTP JSON to the configured collector"
 
 #   2. The real OpenTelemetry SDK: spans through OTLP/HTTP, joined with the mesh's.
 out=$(cd "$SRC/tests/peers" && node "$SRC/tests/peers/telemetry_otel.mjs" "$GW" "$admin" 2>"$T/otel.err") ||
