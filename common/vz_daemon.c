@@ -84,9 +84,16 @@ static const vz_cfg_item_t s_common[] = {
                 VZ_CREDIT_MAX, worker_credit,
                 "requests the broker may have outstanding at this worker, 0 = the service's own default"),
     VZ_CFG_ENUM_ITEM(vz_daemon_config_t, "VZ_TELEMETRY", "report/telemetry", "auto", "auto on off",
-                     telemetry, "report request outcomes and saturation to telemetry; auto = on"),
+                     telemetry,
+                     "report request outcomes, spans and saturation to telemetry; auto = while a "
+                     "sink takes them (else one probe a minute), on = always"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_TELEMETRY_INTERVAL_MS", "report/interval", VZ_CFG_MS,
                 "10000", 100, 600000, telemetry_interval_ms, "telemetry snapshot period"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_TELEMETRY_SAMPLE_PERMILLE", "report/sample", VZ_CFG_INT,
+                "10", 0, 1000, telemetry_sample_permille,
+                "traces whose spans are kept, per 1000 (errors and slow requests always)"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_TELEMETRY_SLOW_MS", "report/slow", VZ_CFG_MS, "100", 0,
+                600000, telemetry_slow_ms, "a request this slow always keeps its span; 0 = none"),
 };
 #define S_COMMON_COUNT (sizeof s_common / sizeof s_common[0])
 #define S_ADMIN_PORT_ROW 6
@@ -497,9 +504,11 @@ static int s_on_link_tick(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-static void s_observe(void *arg, const char *method, const char *code, int64_t duration_us)
+static void s_observe(void *arg, const char *method, const char *code, int64_t duration_us,
+                      const char *traceparent)
 {
     vz_telemetry_record((vz_telemetry_t *)arg, method, code, duration_us);
+    vz_telemetry_span((vz_telemetry_t *)arg, traceparent, method, code ? code : "ok", duration_us);
 }
 
 int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods, size_t count,

@@ -387,7 +387,8 @@ static void s_finish(s_link_t *link, const void *tag, s_bundle_t *bundle, size_t
     }
     if (link->worker->observe)
         link->worker->observe(link->worker->observe_arg, method->name,
-                              outcome == S_OK ? NULL : reply->env.error_code, took);
+                              outcome == S_OK ? NULL : reply->env.error_code, took,
+                              reply->env.traceparent);
     if (bundle)
         s_bundle_fill(bundle, slot, &reply->env);
     else

@@ -37,9 +37,10 @@ typedef struct {
 
 //  Called on the reactor thread as each dispatched request is answered
 //  (telemetry, vz_telemetry.h): the method, NULL when the handler replied
-//  with a body or else the error code sent, and the time from dispatch.
+//  with a body or else the error code sent, the time from dispatch, and
+//  the request's W3C traceparent ("" when it came without one).
 typedef void(vz_worker_observe_fn)(void *arg, const char *method, const char *code,
-                                   int64_t duration_us);
+                                   int64_t duration_us, const char *traceparent);
 
 typedef struct {
     const char *service;    //  service name announced in RDY

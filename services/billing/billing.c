@@ -11,6 +11,7 @@
 
 #include "bl_event.h"
 #include "vz_clock.h"
+#include "vz_telemetry.h"
 #include "vz_log.h"
 #include "vz_proto.h"
 
@@ -340,6 +341,9 @@ static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *ent
     if (result == 1 && row && row->kind == BL_KIND_CUSTOMER && ev.vz_user[0] &&
         strcmp(ev.status, "deleted") != 0)
         (void)bl_customer_remember(self, ev.vz_user, ev.object);
+    //  Business events for telemetry: subscription.created, .updated, .deleted.
+    if (result == 1 && strncmp(ev.type, "customer.subscription.", 22) == 0)
+        vz_telemetry_event("subscription", ev.type + 22);
     s_count_event(self, row ? ev.type : (rc == 0 ? "unknown" : "invalid"),
                   result >= 0 && result <= 2 ? results[result] : "applied");
     return BL_STREAM_ACKED;

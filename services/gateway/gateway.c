@@ -30,6 +30,7 @@
 #include "vz_json.h"
 #include "vz_log.h"
 #include "vz_proto.h"
+#include "vz_telemetry.h"
 
 #define LOCAL_COUNT_MAX 8 //  capacity for per-local-route arrays
 #define REQ_POOL_MAX 64   //  finished requests kept for reuse per gateway (~10 KB each)
@@ -72,6 +73,7 @@ struct gw_gateway_t {
     pthread_mutex_t pool_lock;               //  guards pool and pool_count
     gw_req_t *pool;                          //  finished requests kept for reuse
     size_t pool_count;                       //  entries in pool (at most REQ_POOL_MAX)
+    _Atomic(vz_telemetry_t *) telemetry;     //  the reporter (borrowed), or NULL
 };
 
 static void s_liveness(gw_gateway_t *gw, gw_req_t *req);
@@ -662,6 +664,11 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     vz_info_to(gw->access_log, req->request_id, "access", "method", req->http_method, "path",
                req->path, "route", route, "status", status_text, "duration_ms", duration,
                "bytes_in", bytes_in, "bytes", bytes, "client_ip", req->client_ip);
+    vz_telemetry_t *telemetry = atomic_load(&gw->telemetry);
+    if (telemetry)
+        vz_telemetry_http(telemetry, route, status, ns / 1000, req->traceparent,
+                          req->authed ? req->id.sub : NULL,
+                          MHD_lookup_connection_value(conn, MHD_HEADER_KIND, VZ_TL_COUNTRY_HEADER));
 
     free(req->resp);
     free(req->call.reply);
@@ -848,6 +855,12 @@ void gw_gateway_flush_log(gw_gateway_t *self)
 {
     assert(self);
     vz_logbuf_flush(self->access_log);
+}
+
+void gw_gateway_set_telemetry(gw_gateway_t *self, vz_telemetry_t *telemetry)
+{
+    assert(self);
+    atomic_store(&self->telemetry, telemetry);
 }
 
 int gw_gateway_inflight(const gw_gateway_t *self)

@@ -28,6 +28,7 @@
 #include "routes.h"
 #include "upstream.h"
 #include "vz_metrics.h"
+#include "vz_telemetry.h"
 
 typedef struct {
     char addr[64];                  //  public bind address (IPv4)
@@ -88,6 +89,10 @@ void gw_gateway_flush_log(gw_gateway_t *self);
 //  document being on the admin port. cache is borrowed.
 typedef struct gw_health_cache_t gw_health_cache_t;
 void gw_gateway_health_tick(gw_gateway_t *self, gw_health_cache_t *cache, int64_t now_ms);
+
+//  Report each answered request to telemetry (vz_telemetry_http); NULL
+//  stops. telemetry is borrowed: set NULL, or destroy the gateway, first.
+void gw_gateway_set_telemetry(gw_gateway_t *self, vz_telemetry_t *telemetry);
 
 //  HTTP requests started and not yet completed (any thread).
 int gw_gateway_inflight(const gw_gateway_t *self);

@@ -349,12 +349,16 @@ int main(int argc, char **argv)
     gw_upstream_attach(app.upstream, loop);
     gw_edge_attach(app.edge, loop);
     zloop_timer(loop, TICK_MS, 0, s_on_tick, &app);
+    //  Each answered request goes to telemetry (NULL when VZ_TELEMETRY=off).
+    vz_telemetry_t *telemetry = vz_telemetry_new_daemon(app.daemon, loop);
+    gw_gateway_set_telemetry(app.gateway, telemetry);
     vz_daemon_on_reload(app.daemon, s_reload, &app);
     if (vz_daemon_attach(app.daemon, loop) < 0) {
         vz_error(NULL, "unable to attach the reload hook");
-        zloop_destroy(&loop);
         gw_upstream_close(app.upstream);
         gw_gateway_destroy(&app.gateway);
+        vz_telemetry_destroy(&telemetry);
+        zloop_destroy(&loop);
         gw_upstream_destroy(&app.upstream);
         gw_edge_destroy(&app.edge);
         gw_trust_destroy(&trust);
@@ -366,12 +370,14 @@ int main(int argc, char **argv)
     //  go round again until the drain is over.
     while (zloop_start(loop) == 0 && !app.drained)
         ;
-    zloop_destroy(&loop);
 
     //  Anything still waiting gets 503 before libmicrohttpd stops, so no
-    //  connection is left suspended.
+    //  connection is left suspended. The reporter goes after the HTTP
+    //  threads and before its loop.
     gw_upstream_close(app.upstream);
     gw_gateway_destroy(&app.gateway);
+    vz_telemetry_destroy(&telemetry);
+    zloop_destroy(&loop);
     gw_upstream_destroy(&app.upstream); //  the health probe ends with it
     gw_edge_destroy(&app.edge);
     gw_trust_destroy(&trust);
