@@ -115,15 +115,15 @@
 #define VZ_GH_KIND_PULL "pull"
 
 //  Limits (a reply past them is malformed; the service keeps within them).
-#define VZ_GH_OWNER_MAX 40     //  GitHub login: 1..39 bytes, with the NUL
+#define VZ_GH_OWNER_MAX 40      //  GitHub login: 1..39 bytes, with the NUL
 #define VZ_GH_REPO_NAME_MAX 101 //  repository name: 1..100 bytes, with the NUL
-#define VZ_GH_FULL_MAX 141     //  "owner/name", with the NUL
-#define VZ_GH_TEXT_MAX 257     //  title, milestone, workflow, environment, url (cut by the service)
-#define VZ_GH_WORD_MAX 33      //  state, state_reason, kind, week
-#define VZ_GH_WEEKS_MAX 52     //  weeks of a request and velocity rows
-#define VZ_GH_WEEKS_DEFAULT 4  //  weeks when a request gives none
-#define VZ_GH_REPOS_MAX 500    //  repositories in a repos reply
-#define VZ_GH_ROWS_MAX 200     //  milestones, environments, workflows, items of one list
+#define VZ_GH_FULL_MAX 141      //  "owner/name", with the NUL
+#define VZ_GH_TEXT_MAX 257    //  title, milestone, workflow, environment, url (cut by the service)
+#define VZ_GH_WORD_MAX 33     //  state, state_reason, kind, week
+#define VZ_GH_WEEKS_MAX 52    //  weeks of a request and velocity rows
+#define VZ_GH_WEEKS_DEFAULT 4 //  weeks when a request gives none
+#define VZ_GH_REPOS_MAX 500   //  repositories in a repos reply
+#define VZ_GH_ROWS_MAX 200    //  milestones, environments, workflows, items of one list
 
 //  A repository name part: [A-Za-z0-9_.-], owner 1..39, name 1..100 bytes.
 bool vz_gh_owner_valid(const char *owner);
