@@ -45,9 +45,12 @@ size_t gh_rules_count(const gh_rules_t *self)
     return self->count;
 }
 
+//  The value at path into dst, or def; def may be dst itself (kept as is).
 static void s_get(zconfig_t *node, const char *path, char *dst, size_t n, const char *def)
 {
-    snprintf(dst, n, "%s", zconfig_get(node, path, def));
+    const char *value = zconfig_get(node, path, NULL);
+    if (value || def != dst)
+        snprintf(dst, n, "%s", value ? value : def);
 }
 
 static bool s_name_ok(const char *name)
