@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "gh_jwt.h"
 #include "vz_clock.h"
@@ -116,7 +117,10 @@ gh_client_t *gh_client_new(zloop_t *loop, const vz_http_config_t *http,
     snprintf(self->user_agent, sizeof self->user_agent, "%s", config->user_agent);
     if (!self->app_id[0])
         self->missing = "VZ_GITHUB_APP_ID";
-    else if (!config->key_file || !config->key_file[0])
+    //  An absent file (an optional Kubernetes Secret not created) means
+    //  "not configured"; one that cannot be read or parsed is an error.
+    else if (!config->key_file || !config->key_file[0] ||
+             (access(config->key_file, F_OK) != 0 && errno == ENOENT))
         self->missing = "VZ_GITHUB_APP_PRIVATE_KEY_FILE";
     else if (!(self->key = gh_jwt_key_load(config->key_file, err, errlen))) {
         free(self);
