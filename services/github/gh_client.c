@@ -126,6 +126,16 @@ gh_client_t *gh_client_new(zloop_t *loop, const vz_http_config_t *http,
         free(self);
         return NULL;
     }
+    if (metrics) {
+        //  The families exist from the start; remaining is -1 until GitHub answers.
+        vz_series_set(vz_metrics_gauge(metrics, "vz_github_ratelimit_remaining",
+                                       "x-ratelimit-remaining of GitHub's last answer", NULL),
+                      -1);
+        (void)vz_metrics_counter(metrics, "vz_github_api_calls",
+                                 "Calls to GitHub's REST API by status", "status=200");
+        (void)vz_metrics_counter(metrics, "vz_github_token_refreshes",
+                                 "Installation token requests by result", "result=ok");
+    }
     self->http = vz_http_new(loop, http, metrics, err, errlen);
     if (!self->http) {
         gh_jwt_key_destroy(&self->key);
