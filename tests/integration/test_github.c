@@ -420,11 +420,17 @@ static void test_refusals(void **state)
     delivery_t old = s_example("ping", 0, "{}", SECRET_OLD);
     st = s_post_raw(old.body, old.len, old.signature, "ping", old.guid, &reply);
     s_expect(st, reply, 401, "unauthorized", "signature_invalid");
-    //  The same JSON re-serialised (a space added after signing): refused.
-    char *spaced = zsys_sprintf(" %s", d.body);
-    st = s_post_raw(spaced, strlen(spaced), d.signature, "ping", "refuse-3", &reply);
+    //  The same JSON value re-serialised after signing (parsed and re-encoded): refused.
+    char *again = zsys_sprintf("%s.again", d.path);
+    char *rargs = zsys_sprintf("reserialise '%s' '%s'", d.path, again);
+    char *ok = s_node(rargs);
+    assert_non_null(ok);
+    size_t alen = 0;
+    char *abody = s_slurp(again, &alen);
+    assert_true(alen != d.len);
+    st = s_post_raw(abody, alen, d.signature, "ping", "refuse-3", &reply);
     s_expect(st, reply, 401, "unauthorized", "signature_invalid");
-    free(spaced);
+    free(abody), free(ok), free(rargs), free(again);
     //  A tampered byte.
     d.body[d.len / 2] ^= 1;
     st = s_post_raw(d.body, d.len, d.signature, "ping", "refuse-4", &reply);

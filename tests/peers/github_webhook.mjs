@@ -11,6 +11,9 @@
 //          prints the X-Hub-Signature-256 of the file's bytes
 //        node github_webhook.mjs verify <secret> <file> <signature>
 //          prints "ok" or "fail" (webhooks-methods verify)
+//        node github_webhook.mjs reserialise <in file> <out file>
+//          writes the same JSON value re-serialised (2-space indentation), the
+//          way a proxy that parses and re-encodes a body would
 //        node github_webhook.mjs count <event>
 //          prints how many examples the package has for <event>
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -51,6 +54,10 @@ if (mode === 'example') {
 } else if (mode === 'verify') {
   const [secret, file, signature] = args;
   console.log((await verify(secret, readFileSync(file, 'utf8'), signature)) ? 'ok' : 'fail');
+} else if (mode === 'reserialise') {
+  const [input, out] = args;
+  writeFileSync(out, JSON.stringify(JSON.parse(readFileSync(input, 'utf8')), null, 2));
+  console.log('ok');
 } else if (mode === 'count') {
   console.log(list(args[0]).length);
 } else {
