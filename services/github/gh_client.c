@@ -25,6 +25,7 @@ typedef struct s_call_t s_call_t;
 
 //  One installation's token and the calls waiting for it.
 typedef struct {
+    gh_client_t *owner;
     int64_t installation;
     char *token;        //  heap, NULL when none
     int64_t expires_at; //  Unix s
@@ -265,6 +266,7 @@ static s_token_t *s_token_slot(gh_client_t *self, int64_t installation)
         return NULL;
     free(t->token);
     memset(t, 0, sizeof *t);
+    t->owner = self;
     t->installation = installation;
     return t;
 }
@@ -273,7 +275,7 @@ static s_token_t *s_token_slot(gh_client_t *self, int64_t installation)
 static void s_token_done(void *arg, const gh_client_result_t *r)
 {
     s_token_t *t = arg;
-    gh_client_t *self = NULL;
+    gh_client_t *self = t->owner;
     t->fetching = false;
     char *token = NULL;
     int64_t expires = 0;
@@ -298,14 +300,12 @@ static void s_token_done(void *arg, const gh_client_result_t *r)
         s_call_t *call = waiting;
         waiting = call->wait_next;
         call->wait_next = NULL;
-        self = call->owner;
         if (token)
             s_start(call);
         else
             s_fail(call, r->status, "no installation token");
     }
-    if (self)
-        s_count_token(self, token ? "ok" : "failed");
+    s_count_token(self, token ? "ok" : "failed");
 }
 
 // --------------------------------------------------------------------------
@@ -486,6 +486,8 @@ int gh_client_call(gh_client_t *self, const char *method, const char *path, int6
 {
     if (!gh_client_configured(self))
         return -ENOKEY;
+    if (self->closing)
+        return -ECANCELED;
     //  A Link URL must stay on the configured base (the token goes with it).
     bool absolute = strncmp(path, "http://", 7) == 0 || strncmp(path, "https://", 8) == 0;
     if ((absolute && (strncmp(path, self->base, strlen(self->base)) != 0 ||

@@ -83,7 +83,7 @@ const char *gh_client_warning(const gh_client_t *self);
 //  base from a Link header) as the App (installation 0) or as installation.
 //  body (JSON or NULL) is copied; etag (or NULL) is sent as If-None-Match.
 //  0 (done runs later, once), -ENOKEY (not configured), -EINVAL (a URL
-//  outside the base).
+//  outside the base), -ECANCELED (from a callback run by gh_client_destroy).
 int gh_client_call(gh_client_t *self, const char *method, const char *path, int64_t installation,
                    const char *body, const char *etag, gh_client_done_fn *done, void *arg);
 
