@@ -119,6 +119,18 @@ static int s_fail(const char **reason, const char *why)
     return VZ_EMALFORMED;
 }
 
+//  Fills a reply from a parsed root: 0, or -1 with *why.
+typedef int(s_fill_fn)(const vz_json_value_t *root, void *reply, const char **why);
+
+//  Parse body and fill reply with fill: 0, or -1 with *why.
+static int s_decode(const void *body, size_t len, s_fill_fn *fill, void *reply, const char **why)
+{
+    vz_json_t *doc = s_parse(body, len, why);
+    int rc = doc ? fill(vz_json_root(doc), reply, why) : -1;
+    vz_json_destroy(&doc);
+    return rc;
+}
+
 //  weeks member: absent = default, else 1..max.
 static int s_weeks(const vz_json_value_t *o, int *weeks, const char **why)
 {
@@ -448,8 +460,9 @@ void vz_gh_roadmap_reply_destroy(vz_gh_roadmap_reply_t **self_p)
     }
 }
 
-static int s_repos(const vz_json_value_t *root, vz_gh_repos_reply_t *r, const char **why)
+static int s_repos(const vz_json_value_t *root, void *reply, const char **why)
 {
+    vz_gh_repos_reply_t *r = reply;
     if (vz_json_bool(vz_json_get(root, VZ_GH_F_CONFIGURED), &r->configured) < 0)
         return *why = "configured: expected a boolean", -1;
     long n = s_array(root, VZ_GH_F_REPOS, VZ_GH_REPOS_MAX, why, "repos: expected an array");
@@ -477,18 +490,13 @@ int vz_gh_repos_reply_decode(const void *body, size_t len, vz_gh_repos_reply_t *
                              const char **reason)
 {
     assert(reply_p);
-    *reply_p = NULL;
     const char *why = NULL;
-    vz_json_t *doc = s_parse(body, len, &why);
-    vz_gh_repos_reply_t *r = zmalloc(sizeof *r);
-    assert(r);
-    if (!doc || s_repos(vz_json_root(doc), r, &why) < 0)
-        vz_gh_repos_reply_destroy(&r);
-    vz_json_destroy(&doc);
-    if (!r)
-        return s_fail(reason, why);
-    *reply_p = r;
-    return 0;
+    *reply_p = zmalloc(sizeof **reply_p);
+    assert(*reply_p);
+    if (s_decode(body, len, s_repos, *reply_p, &why) == 0)
+        return 0;
+    vz_gh_repos_reply_destroy(reply_p);
+    return s_fail(reason, why);
 }
 
 static int s_velocity(const vz_json_value_t *root, vz_gh_week_t **rows_p, size_t *n_p,
@@ -510,8 +518,9 @@ static int s_velocity(const vz_json_value_t *root, vz_gh_week_t **rows_p, size_t
     return 0;
 }
 
-static int s_insights(const vz_json_value_t *root, vz_gh_insights_reply_t *r, const char **why)
+static int s_insights(const vz_json_value_t *root, void *reply, const char **why)
 {
+    vz_gh_insights_reply_t *r = reply;
     int64_t weeks = 0;
     if (s_str(root, VZ_GH_F_REPO, r->repo, sizeof r->repo, false, why, "repo invalid") < 0 ||
         !vz_gh_full_name_valid(r->repo))
@@ -594,18 +603,13 @@ int vz_gh_insights_reply_decode(const void *body, size_t len, vz_gh_insights_rep
                                 const char **reason)
 {
     assert(reply_p);
-    *reply_p = NULL;
     const char *why = NULL;
-    vz_json_t *doc = s_parse(body, len, &why);
-    vz_gh_insights_reply_t *r = zmalloc(sizeof *r);
-    assert(r);
-    if (!doc || s_insights(vz_json_root(doc), r, &why) < 0)
-        vz_gh_insights_reply_destroy(&r);
-    vz_json_destroy(&doc);
-    if (!r)
-        return s_fail(reason, why);
-    *reply_p = r;
-    return 0;
+    *reply_p = zmalloc(sizeof **reply_p);
+    assert(*reply_p);
+    if (s_decode(body, len, s_insights, *reply_p, &why) == 0)
+        return 0;
+    vz_gh_insights_reply_destroy(reply_p);
+    return s_fail(reason, why);
 }
 
 static int s_item(const vz_json_value_t *o, vz_gh_item_t *it, const char **why)
@@ -641,8 +645,9 @@ static int s_items(const vz_json_value_t *root, const char *key, vz_gh_item_t **
     return 0;
 }
 
-static int s_roadmap(const vz_json_value_t *root, vz_gh_roadmap_reply_t *r, const char **why)
+static int s_roadmap(const vz_json_value_t *root, void *reply, const char **why)
 {
+    vz_gh_roadmap_reply_t *r = reply;
     int64_t weeks = 0;
     if (s_int(root, VZ_GH_F_WEEKS, &weeks, why, "weeks invalid") < 0 || weeks < 1 ||
         weeks > VZ_GH_WEEKS_MAX)
@@ -659,18 +664,13 @@ int vz_gh_roadmap_reply_decode(const void *body, size_t len, vz_gh_roadmap_reply
                                const char **reason)
 {
     assert(reply_p);
-    *reply_p = NULL;
     const char *why = NULL;
-    vz_json_t *doc = s_parse(body, len, &why);
-    vz_gh_roadmap_reply_t *r = zmalloc(sizeof *r);
-    assert(r);
-    if (!doc || s_roadmap(vz_json_root(doc), r, &why) < 0)
-        vz_gh_roadmap_reply_destroy(&r);
-    vz_json_destroy(&doc);
-    if (!r)
-        return s_fail(reason, why);
-    *reply_p = r;
-    return 0;
+    *reply_p = zmalloc(sizeof **reply_p);
+    assert(*reply_p);
+    if (s_decode(body, len, s_roadmap, *reply_p, &why) == 0)
+        return 0;
+    vz_gh_roadmap_reply_destroy(reply_p);
+    return s_fail(reason, why);
 }
 
 int vz_gh_issue_state_reply_decode(const void *body, size_t len, vz_gh_issue_state_reply_t *r,
