@@ -20,6 +20,7 @@
 #define JWT_MARGIN_S 60          //  the App JWT is renewed this long before its exp
 #define API_VERSION "2022-11-28" //  X-GitHub-Api-Version
 #define LINE_MAX_ 8192           //  one header line (a token of any length fits)
+#define SECONDARY_WAIT_MS 60000  //  a secondary limit without retry-after
 
 typedef struct s_call_t s_call_t;
 
@@ -385,6 +386,12 @@ static void s_on_response(const vz_http_response_t *resp, void *arg)
     }
     if ((st == 403 || st == 429) && remaining == 0 && reset > 0) {
         s_wait(call, reset * 1000 - now_ms, st, "primary rate limit");
+        return;
+    }
+    //  A secondary limit without retry-after: GitHub asks for at least a minute.
+    if (st == 429 ||
+        (st == 403 && resp->body_len && strstr((const char *)resp->body, "secondary rate limit"))) {
+        s_wait(call, SECONDARY_WAIT_MS, st, "secondary rate limit");
         return;
     }
     const char *link = vz_http_response_header(resp, "link");

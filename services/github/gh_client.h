@@ -16,9 +16,10 @@
  *    - limits: after a response with x-ratelimit-remaining 0 no call is
  *      sent until x-ratelimit-reset; a 403 or 429 with retry-after (the
  *      secondary limit) waits that long, one with x-ratelimit-remaining 0
- *      waits until x-ratelimit-reset, then the call is sent again, within
- *      budget_ms; a 401 as an installation drops the cached token and
- *      fetches a new one once (an expired or revoked token);
+ *      waits until x-ratelimit-reset, a 429 or a 403 naming the secondary
+ *      limit without either waits a minute; then the call is sent again,
+ *      within budget_ms (else it ends with GitHub's answer); a 401 as an installation drops the
+ * cached token and fetches a new one once (an expired or revoked token);
  *    - conditional requests: a call given an etag sends If-None-Match; a
  *      304 is reported as not_modified (and costs no rate limit);
  *    - pagination: the result carries the Link header's rel="next" URL,

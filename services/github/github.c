@@ -269,8 +269,11 @@ static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *ent
         gh_event_ops(ev, body, len, &ops);
         if (ev->handled)
             (void)gh_rules_apply(self->rules, ev, delivery, GH_OUTBOX, &ops);
-        //  A new installation: its repositories are read once (gh_client).
-        if (strcmp(ev->event, "installation") == 0 && strcmp(ev->action, "created") == 0) {
+        //  A new installation, or repositories added to one: its repositories
+        //  are read once (gh_sync.c, the backfill).
+        if ((strcmp(ev->event, "installation") == 0 && strcmp(ev->action, "created") == 0) ||
+            (strcmp(ev->event, "installation_repositories") == 0 &&
+             strcmp(ev->action, "added") == 0)) {
             char inst[24];
             snprintf(inst, sizeof inst, "%lld", (long long)ev->installation);
             gh_ops_add(&ops, 'X', GH_JOBS, "backfill", inst);
