@@ -3,7 +3,9 @@
  *
  *  Keys (all under "github:"; docs/services/github.md lists them):
  *    seen:<delivery>            SET NX at intake, EX dedup ttl: duplicates are not queued
- *    deliveries                 the stream of verified deliveries (group "apply")
+ *    deliveries                 the stream of verified deliveries (group "apply"); about the
+ *                               newest 20000 kept (MAXLEN ~, bodies up to 1 MiB): a backlog
+ *                               that large (the alert fires at 100) loses its oldest
  *    applied:<delivery>         set by the apply script: a redelivered entry is only acked
  *    counts                     hash: deliveries applied per event ("other:<event>" unhandled)
  *    repos                      set of "owner/name"
@@ -17,7 +19,7 @@
  *                               last_state|last_at> counters
  *    ci:<full>                  hash: <week>|<workflow>|<runs|success|failure>
  *    installations              set of installation ids; installation:<id> its repositories
- *    outbox                     stream of notifier.send bodies (group "notify")
+ *    outbox                     stream of notifier.send bodies (group "notify"), ~10000 kept
  *    jobs                       stream of App client work (group "jobs"): backfill
  */
 #include "github.h"
@@ -25,7 +27,8 @@
 //  KEYS seen, stream; ARGV ttl, delivery, event, body -> {1, entry id} | {0, ""}.
 const char gh_lua_enqueue[] =
     "if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then\n"
-    "  local sid = redis.call('XADD', KEYS[2], '*', 'delivery', ARGV[2], 'event', ARGV[3],\n"
+    "  local sid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', '20000', '*', 'delivery',\n"
+    "                         ARGV[2], 'event', ARGV[3],\n"
     "                         'body', ARGV[4])\n"
     "  return {1, sid}\n"
     "end\n"
@@ -50,7 +53,8 @@ const char gh_lua_apply[] =
     "  elseif op == 'I' then redis.call('HINCRBY', key, a, tonumber(b))\n"
     "  elseif op == 'S' then redis.call('SADD', key, a)\n"
     "  elseif op == 'R' then redis.call('SREM', key, a)\n"
-    "  elseif op == 'X' then redis.call('XADD', key, '*', 'method', a, 'body', b)\n"
+    "  elseif op == 'X' then\n"
+    "    redis.call('XADD', key, 'MAXLEN', '~', '10000', '*', 'method', a, 'body', b)\n"
     "  end\n"
     "end\n"
     "redis.call('HINCRBY', KEYS[3], ARGV[4], 1)\n"
