@@ -265,6 +265,38 @@ int vz_gh_issue_state_req_decode(const void *body, size_t len, vz_gh_issue_state
     return 0;
 }
 
+int vz_gh_issue_url_parse(const char *url, vz_gh_issue_state_req_t *req)
+{
+    assert(req);
+    memset(req, 0, sizeof *req);
+    static const char host[] = "https://github.com/";
+    if (!url || strncmp(url, host, sizeof host - 1) != 0)
+        return VZ_EMALFORMED;
+    //  owner / repo / issues|pull / number, each part up to the next '/'.
+    const char *p = url + sizeof host - 1;
+    char parts[3][VZ_GH_REPO_NAME_MAX];
+    for (int i = 0; i < 3; i++) {
+        size_t n = strcspn(p, "/");
+        if (n == 0 || n >= sizeof parts[i] || p[n] != '/')
+            return VZ_EMALFORMED;
+        memcpy(parts[i], p, n);
+        parts[i][n] = '\0';
+        p += n + 1;
+    }
+    char *end = NULL;
+    long long number = isdigit((unsigned char)*p) ? strtoll(p, &end, 10) : 0;
+    if (number < 1 || (end && *end && !strchr("/?#", *end)) ||
+        (strcmp(parts[2], "issues") != 0 && strcmp(parts[2], "pull") != 0) ||
+        !vz_gh_owner_valid(parts[0]) || !vz_gh_repo_name_valid(parts[1])) {
+        memset(req, 0, sizeof *req);
+        return VZ_EMALFORMED;
+    }
+    vz_strlcpy(req->owner, parts[0], sizeof req->owner);
+    vz_strlcpy(req->repo, parts[1], sizeof req->repo);
+    req->number = number;
+    return 0;
+}
+
 // --------------------------------------------------------------------------
 //  Reply writers
 

@@ -151,6 +151,12 @@ typedef struct {
     int64_t number; //  issue or pull request number, >= 1
 } vz_gh_issue_state_req_t;
 
+//  An issue or pull request link ("https://github.com/<owner>/<repo>/issues/<n>",
+//  ".../pull/<n>", an optional trailing path, query or fragment after the
+//  number) into req: 0, or VZ_EMALFORMED for anything else. For callers that
+//  keep the link an error report names.
+int vz_gh_issue_url_parse(const char *url, vz_gh_issue_state_req_t *req);
+
 char *vz_gh_insights_req_encode(const vz_gh_insights_req_t *req, size_t *len_p);
 char *vz_gh_roadmap_req_encode(const vz_gh_roadmap_req_t *req, size_t *len_p);
 char *vz_gh_issue_state_req_encode(const vz_gh_issue_state_req_t *req, size_t *len_p);

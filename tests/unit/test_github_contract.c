@@ -81,6 +81,33 @@ static void test_requests(void **state)
     assert_string_equal(why, "number: expected an issue number");
 }
 
+//  Links an error report may carry.
+static void test_issue_url(void **state)
+{
+    vz_gh_issue_state_req_t q;
+    assert_int_equal(vz_gh_issue_url_parse("https://github.com/octo/hello/issues/12", &q), 0);
+    assert_string_equal(q.owner, "octo");
+    assert_string_equal(q.repo, "hello");
+    assert_int_equal(q.number, 12);
+    assert_int_equal(
+        vz_gh_issue_url_parse("https://github.com/octo/hello.js/pull/7/files#diff", &q), 0);
+    assert_int_equal(q.number, 7);
+    assert_int_equal(vz_gh_issue_url_parse("https://github.com/octo/hello/issues/3?x=1", &q), 0);
+    const char *bad[] = {"http://github.com/octo/hello/issues/1",
+                         "https://github.com/octo/hello/commits/1",
+                         "https://github.com/octo/hello/issues/0",
+                         "https://github.com/octo/hello/issues/1x",
+                         "https://github.com/octo/hello/issues/",
+                         "https://github.com/oc to/hello/issues/1",
+                         "https://github.com/octo//issues/1",
+                         "https://github.com.evil/octo/hello/issues/1",
+                         NULL};
+    for (size_t i = 0; bad[i]; i++)
+        if (vz_gh_issue_url_parse(bad[i], &q) != VZ_EMALFORMED)
+            fail_msg("accepted %s", bad[i]);
+    assert_int_equal(vz_gh_issue_url_parse(NULL, &q), VZ_EMALFORMED);
+}
+
 static char *s_written(void (*fn)(vz_json_writer_t *, const void *), const void *reply, size_t *len)
 {
     vz_json_writer_t *w = vz_json_writer_new(1 << 20);
@@ -218,9 +245,8 @@ static void test_reply_refusals(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names),
-        cmocka_unit_test(test_requests),
-        cmocka_unit_test(test_reply_round_trip),
+        cmocka_unit_test(test_names),          cmocka_unit_test(test_requests),
+        cmocka_unit_test(test_issue_url),      cmocka_unit_test(test_reply_round_trip),
         cmocka_unit_test(test_reply_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
