@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gh_test.h"
 #include "harness.h"
 #include "vz_client.h"
 #include "vz_common.h"
@@ -68,22 +69,10 @@ static mesh_t *s_mesh; //  for the predicates
 // --------------------------------------------------------------------------
 //  Deliveries
 
-//  First line the peer script prints (heap), or NULL when it failed.
+//  First line github_webhook.mjs prints (heap), or NULL when it failed.
 static char *s_node(const char *args)
 {
-    char *cmd = zsys_sprintf("cd '%s/tests/peers' && node github_webhook.mjs %s",
-                             getenv("VZ_SOURCE_DIR"), args);
-    FILE *p = popen(cmd, "r");
-    free(cmd);
-    if (!p)
-        return NULL;
-    char line[1024] = "";
-    char *got = fgets(line, sizeof line, p);
-    int rc = pclose(p);
-    if (rc != 0 || !got)
-        return NULL;
-    line[strcspn(line, "\n")] = '\0';
-    return strdup(line);
+    return gh_test_node("github_webhook.mjs", args);
 }
 
 typedef struct {
@@ -97,15 +86,8 @@ typedef struct {
 
 static char *s_slurp(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    rewind(f);
-    char *text = malloc(*len + 1);
-    assert_int_equal(fread(text, 1, *len, f), *len);
-    text[*len] = '\0';
-    fclose(f);
+    char *text = gh_test_slurp(path, len);
+    assert_non_null(text);
     return text;
 }
 
@@ -222,26 +204,9 @@ static long s_xlen(const char *key)
 static char *s_call(const char *identity, const char *method, const char *const *ctx,
                     const char *body, char *code, size_t n)
 {
-    vz_client_config_t config = {vzt_mesh_endpoint(s_mesh->m), vzt_mesh_broker_key(s_mesh->m),
-                                 vzt_mesh_cert(s_mesh->m, identity)};
-    vz_client_t *client = vz_client_new(&config);
-    assert_non_null(client);
-    vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, VZ_GH_SERVICE);
-    snprintf(req.method, sizeof req.method, "%s", method);
-    req.body = (const uint8_t *)body;
-    req.body_len = body ? strlen(body) : 0;
-    for (size_t i = 0; ctx && ctx[i]; i += 2)
-        assert_int_equal(vz_envelope_ctx_set(&req, ctx[i], ctx[i + 1]), 0);
-    vz_response_t *resp = NULL;
-    assert_int_equal(vz_client_call(client, &req, HTTP_MS, &resp), 0);
-    snprintf(code, n, "%s", resp->env.error_code);
-    char *out = code[0] ? strdup(resp->env.error_message) : calloc(1, resp->env.body_len + 1);
-    if (!code[0])
-        memcpy(out, resp->env.body ? (const void *)resp->env.body : "", resp->env.body_len);
-    vz_response_destroy(&resp);
-    vz_client_destroy(&client);
+    char *out =
+        gh_test_call(s_mesh->m, identity, method, ctx, body, body ? strlen(body) : 0, code, n);
+    assert_non_null(out);
     return out;
 }
 

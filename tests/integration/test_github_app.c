@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gh_test.h"
 #include "harness.h"
 #include "vz_client.h"
 #include "vz_common.h"
@@ -52,61 +53,21 @@ static mesh_t *s_mesh;
 
 static char *s_slurp(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *text = malloc((size_t)n + 1);
-    size_t got = fread(text, 1, (size_t)n, f);
-    text[got] = '\0';
-    fclose(f);
-    return text;
+    char *text = gh_test_slurp(path, NULL);
+    return text ? text : strdup("");
 }
 
-//  First line a node peer prints (heap), or NULL.
 static char *s_node(const char *script, const char *args)
 {
-    char *cmd =
-        zsys_sprintf("cd '%s/tests/peers' && node %s %s", getenv("VZ_SOURCE_DIR"), script, args);
-    FILE *p = popen(cmd, "r");
-    free(cmd);
-    if (!p)
-        return NULL;
-    char line[4096] = "";
-    char *got = fgets(line, sizeof line, p);
-    int rc = pclose(p);
-    if (rc != 0 || !got)
-        return NULL;
-    line[strcspn(line, "\n")] = '\0';
-    return strdup(line);
+    return gh_test_node(script, args);
 }
 
 //  github.<method> as the gateway; ctx key, value, ..., NULL. Error code into code.
 static char *s_call(const char *method, const char *const *ctx, const char *body, size_t len,
                     char *code, size_t n)
 {
-    vz_client_config_t config = {vzt_mesh_endpoint(s_mesh->m), vzt_mesh_broker_key(s_mesh->m),
-                                 vzt_mesh_cert(s_mesh->m, "gateway")};
-    vz_client_t *client = vz_client_new(&config);
-    assert_non_null(client);
-    vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    strcpy(req.service, VZ_GH_SERVICE);
-    snprintf(req.method, sizeof req.method, "%s", method);
-    req.body = (const uint8_t *)body;
-    req.body_len = len;
-    for (size_t i = 0; ctx && ctx[i]; i += 2)
-        assert_int_equal(vz_envelope_ctx_set(&req, ctx[i], ctx[i + 1]), 0);
-    vz_response_t *resp = NULL;
-    assert_int_equal(vz_client_call(client, &req, CALL_MS, &resp), 0);
-    snprintf(code, n, "%s", resp->env.error_code);
-    char *out = code[0] ? strdup(resp->env.error_message) : calloc(1, resp->env.body_len + 1);
-    if (!code[0])
-        memcpy(out, resp->env.body ? (const void *)resp->env.body : "", resp->env.body_len);
-    vz_response_destroy(&resp);
-    vz_client_destroy(&client);
+    char *out = gh_test_call(s_mesh->m, "gateway", method, ctx, body, len, code, n);
+    assert_non_null(out);
     return out;
 }
 
