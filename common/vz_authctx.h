@@ -49,6 +49,7 @@
 #define VZ_AUTHCTX_CONTENT_TYPE "content_type" //  the request's Content-Type, when sent
 #define VZ_AUTHCTX_PATH_PREFIX "path."         //  + route parameter name (contract E)
 #define VZ_AUTHCTX_HEADER_PREFIX "header."     //  + lowercase name of a forwarded header
+#define VZ_AUTHCTX_QUERY_PREFIX "query."       //  + name of a forwarded query parameter
 
 //  Values of VZ_AUTHCTX_AUTH.
 #define VZ_AUTHCTX_BY_NONE "none"       //  no credential (or an untrusted caller)

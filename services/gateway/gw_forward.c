@@ -66,6 +66,14 @@ static const char *s_build_ctx(gw_req_t *req)
             vz_authctx_set_header(req->ctx, &call->ctx_count, route->headers[i], value) < 0)
             return route->headers[i];
     }
+    for (size_t i = 0; i < route->query_count; i++) {
+        const char *value =
+            MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, route->query[i]);
+        char key[VZ_CTX_KEY_MAX];
+        snprintf(key, sizeof key, VZ_AUTHCTX_QUERY_PREFIX "%s", route->query[i]);
+        if (value && vz_envelope_ctx_put(req->ctx, &call->ctx_count, key, value) < 0)
+            return route->query[i];
+    }
     return NULL;
 }
 

@@ -309,6 +309,19 @@ static int s_parse_route(zconfig_t *node, gw_route_t *r, char *err, size_t errle
         }
         vz_strlcpy(r->headers[r->header_count++], tok, VZ_CTX_KEY_MAX);
     }
+    //  Query parameters the service reads as ctx "query.<name>"; others stay here.
+    char query[GW_ROUTE_TEXT_MAX];
+    if (s_copy(query, sizeof query, zconfig_get(node, "query", ""), name, "query", err, errlen) < 0)
+        return -1;
+    for (char *save = NULL, *tok = strtok_r(query, " ,", &save); tok;
+         tok = strtok_r(NULL, " ,", &save)) {
+        if (r->query_count == GW_ROUTE_QUERY_MAX || !s_only(tok, PARAM_CHARS) ||
+            strlen(VZ_AUTHCTX_QUERY_PREFIX) + strlen(tok) >= VZ_CTX_KEY_MAX) {
+            s_err(err, errlen, "route %s: bad or too many query parameters", name);
+            return -1;
+        }
+        vz_strlcpy(r->query[r->query_count++], tok, VZ_CTX_KEY_MAX);
+    }
     return 0;
 }
 

@@ -7,7 +7,8 @@
 #   @octokit/webhooks-examples delivery through POST /v1/webhooks/github is
 #   queued and applied; the read routes answer 401 without a credential, 403
 #   to a user without admin or github:read, and the contract's JSON to an
-#   admin; POST /v1/github/reconcile names the missing App setting (503).
+#   admin, with ?weeks= and ?repo= forwarded by the routes' query lists;
+#   POST /v1/github/reconcile names the missing App setting (503).
 set -u -o pipefail
 
 source "$(dirname "$0")/mesh.sh" githubhttp
@@ -85,6 +86,19 @@ until_ok 20 ci_seen || fail "insights never showed the run: $code $body"
 req GET /v1/github/roadmap "$admin"
 want 200 "roadmap"
 [ "$(field "$body" velocity.length)" = 4 ] || fail "roadmap velocity: $body"
+#   Query parameters the routes forward (ctx query.<name>).
+req GET "/v1/github/repos/octo-org/octo-repo/insights?weeks=3" "$admin"
+want 200 "insights?weeks=3"
+[ "$(field "$body" weeks)" = 3 ] && [ "$(field "$body" velocity.length)" = 3 ] ||
+    fail "?weeks=3 not applied: $body"
+req GET "/v1/github/repos/octo-org/octo-repo/insights?weeks=99" "$admin"
+want 422 "insights?weeks=99"
+req GET "/v1/github/roadmap?repo=octo-org/octo-repo&weeks=2" "$admin"
+want 200 "roadmap?repo&weeks"
+[ "$(field "$body" weeks)" = 2 ] || fail "roadmap ?weeks=2 not applied: $body"
+req GET "/v1/github/roadmap?repo=nope" "$admin"
+want 422 "roadmap?repo=nope"
+echo "ok - ?weeks and ?repo reach the service"
 req POST /v1/github/reconcile "$admin"
 want 503 "reconcile without the App"
 echo "$body" | grep -q 'github_not_configured: set VZ_GITHUB_APP_ID' || fail "reconcile: $body"

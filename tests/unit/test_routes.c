@@ -78,6 +78,16 @@ static void test_fields(void **state)
     assert_string_equal(part->accept, "application/json");
     assert_int_equal(part->seg_count, 5);
     assert_int_equal(part->literal_count, 3);
+    assert_int_equal(part->query_count, 0);
+    gw_routes_unref(&routes);
+    //  Query parameters forwarded as ctx: names kept in order.
+    routes = s_parse("routes\n    q\n        methods = \"GET\"\n        path = \"/q\"\n"
+                     "        service = \"echo\"\n        call = \"echo\"\n"
+                     "        query = \"weeks, repo\"\n");
+    const gw_route_t *q = gw_routes_at(routes, 0);
+    assert_int_equal(q->query_count, 2);
+    assert_string_equal(q->query[0], "weeks");
+    assert_string_equal(q->query[1], "repo");
     gw_routes_unref(&routes);
     assert_null(routes);
 }
@@ -163,6 +173,10 @@ static void test_refused(void **state)
          "retry must be"},
         {"        methods = \"GET\"\n        path = \"/v1\"\n        json = \"maybe\"\n",
          "booleans"},
+        {"        methods = \"GET\"\n        path = \"/v1\"\n        query = \"Weeks\"\n",
+         "bad or too many query parameters"},
+        {"        methods = \"GET\"\n        path = \"/v1\"\n        query = \"a b c d e\"\n",
+         "bad or too many query parameters"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(text, sizeof text, "%s%s", head, cases[i].lines);
