@@ -52,4 +52,20 @@ for d in "${daemons[@]}"; do
     grep -Eq "^  $d:\$" "$SRC/compose/docker-compose.yml" ||
         fail "vz-$d has no service in compose/docker-compose.yml (copy the echo block)"
 done
+# Issuer and audience come from one place: every issuer/audience setting of
+# every overlay references vizmesh-config's VZ_JWT_ISSUER / VZ_JWT_AUDIENCE
+# (a literal in one Deployment made every JWT route answer 401), and the
+# gateway and auth both have them.
+for dir in "$K8S"/overlays/*/; do
+    o=$(basename "$dir")
+    bad=$(grep -A1 -E 'name: VZ_(AUTH|GATEWAY_JWT)_(ISSUER|AUDIENCE)$' "$T/$o.yaml" | grep 'value:' |
+        grep -vE 'value: "?\$\(VZ_JWT_(ISSUER|AUDIENCE)\)"?$')
+    [ -z "$bad" ] || fail "overlay $o sets an issuer or audience of its own: $bad"
+    for v in VZ_AUTH_ISSUER VZ_AUTH_AUDIENCE VZ_GATEWAY_JWT_ISSUER VZ_GATEWAY_JWT_AUDIENCE; do
+        grep -q "name: $v\$" "$T/$o.yaml" || fail "overlay $o: no $v (auth and gateway would disagree)"
+    done
+    grep -Eq '^  VZ_JWT_ISSUER: ' "$T/$o.yaml" || fail "overlay $o: vizmesh-config lacks VZ_JWT_ISSUER"
+done
+echo "ok - issuer and audience from vizmesh-config alone in every overlay"
+
 echo "PASS: $n overlays valid; daemons ${daemons[*]} in compose and k8s"
