@@ -68,4 +68,16 @@ for dir in "$K8S"/overlays/*/; do
 done
 echo "ok - issuer and audience from vizmesh-config alone in every overlay"
 
+# Drain and spread: the gateway sleeps in preStop (out of the endpoints
+# before SIGTERM) within a grace period that covers the sleep and the drain;
+# every Deployment spreads its replicas over nodes.
+gw=$(awk '/^---/{d=0} /^kind: Deployment/{k=1} /^  name: gateway$/{if (k) d=1} /^kind:/{if ($2!="Deployment") k=0} d' "$T/prod.yaml")
+grep -q 'preStop:' <<<"$gw" || fail "the gateway Deployment has no preStop hook"
+grace=$(sed -n 's/^ *terminationGracePeriodSeconds: //p' <<<"$gw")
+[ "${grace:-0}" -ge 20 ] || fail "gateway grace period ${grace:-unset} s is shorter than preStop + drain"
+deployments=$(grep -c '^kind: Deployment' "$T/prod.yaml")
+spread=$(grep -c 'topologyKey: kubernetes.io/hostname' "$T/prod.yaml")
+[ "$spread" -ge "$deployments" ] || fail "$spread of $deployments Deployments spread over nodes"
+echo "ok - gateway preStop drain (grace $grace s); $deployments Deployments spread over nodes"
+
 echo "PASS: $n overlays valid; daemons ${daemons[*]} in compose and k8s"
