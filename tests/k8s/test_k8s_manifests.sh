@@ -80,4 +80,16 @@ spread=$(grep -c 'topologyKey: kubernetes.io/hostname' "$T/prod.yaml")
 [ "$spread" -ge "$deployments" ] || fail "$spread of $deployments Deployments spread over nodes"
 echo "ok - gateway preStop drain (grace $grace s); $deployments Deployments spread over nodes"
 
+# Redis requires a password (Secret vizmesh-redis) and every daemon that
+# talks to it reads the password from that Secret; auth encrypts its
+# signing keys with the KEK of Secret vizmesh-auth-kek.
+grep -q 'requirepass' "$T/prod.yaml" || fail "Redis runs without requirepass"
+for d in auth ratelimit billing notifier telemetry gateway; do
+    dep=$(awk -v d="$d" '/^---/{on=0} /^kind: /{k=$2} /^  name: /{if (k=="Deployment" && $2==d) on=1} on' "$T/prod.yaml")
+    grep -q 'name: VZ_REDIS_PASSWORD_FILE' <<<"$dep" || fail "$d does not read the Redis password"
+    grep -q 'secretName: vizmesh-redis$' <<<"$dep" || fail "$d does not mount Secret vizmesh-redis"
+done
+grep -q 'secretName: vizmesh-auth-kek$' "$T/prod.yaml" || fail "auth does not mount its KEK"
+echo "ok - Redis with a password every client reads from Secret vizmesh-redis; auth's KEK mounted"
+
 echo "PASS: $n overlays valid; daemons ${daemons[*]} in compose and k8s"
