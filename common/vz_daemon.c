@@ -78,6 +78,10 @@ static const vz_cfg_item_t s_common[] = {
                 "redis://127.0.0.1:" VZ_PORT_TEXT(VZ_PORT_REDIS), 0, 0, redis_url,
                 "Redis URL, redis[s]://[[user]:password@]host[:port][/db][?ca_file=..] "
                 "(docs/operations/redis.md)"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REDIS_PASSWORD_FILE", "redis/password_file", VZ_CFG_STR,
+                "", 0, 0, redis_password_file,
+                "file holding the Redis password (a mounted Secret), put into VZ_REDIS_URL; "
+                "\"\" = none"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REPLICA", NULL, VZ_CFG_INT, "0", 0, 9999, replica,
                 "replica index given by the supervisor, for logs"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_WORKER_CREDIT", "worker/credit", VZ_CFG_INT, "0", 0,
@@ -154,6 +158,33 @@ static int s_parse_args(int argc, char **argv, char *file, size_t n, char *err, 
             return -EINVAL;
         }
     }
+    return 0;
+}
+
+//  VZ_REDIS_PASSWORD_FILE's first line into config's Redis URL. 0 or -1
+//  (logged).
+static int s_redis_password(vz_daemon_config_t *config)
+{
+    char password[256] = "", url[VZ_PATH_MAX];
+    FILE *f = fopen(config->redis_password_file, "re");
+    bool read = f && fgets(password, sizeof password, f);
+    if (f)
+        fclose(f);
+    password[strcspn(password, "\r\n")] = '\0';
+    int rc = read && password[0]
+                 ? vz_redis_url_password(config->redis_url, password, url, sizeof url)
+                 : -ENOENT;
+    explicit_bzero(password, sizeof password);
+    if (rc < 0) {
+        vz_error(NULL, "unable to load configuration", "setting", "VZ_REDIS_PASSWORD_FILE",
+                 "file", config->redis_password_file, "reason",
+                 rc == -ENOENT ? "unreadable or empty"
+                 : rc == -EINVAL ? "VZ_REDIS_URL holds a password already"
+                                 : "the URL gets too long");
+        return -1;
+    }
+    vz_strlcpy(config->redis_url, url, sizeof config->redis_url);
+    explicit_bzero(url, sizeof url);
     return 0;
 }
 
@@ -234,6 +265,8 @@ static int s_setup(vz_daemon_t *self, int argc, char **argv)
         return VZ_EXIT_PERMANENT;
     }
 
+    if (self->config.redis_password_file[0] && s_redis_password(&self->config) < 0)
+        return VZ_EXIT_PERMANENT;
     if (spec->needs_redis) {
         self->redis = vz_redis_new(self->config.redis_url, S_REDIS_TIMEOUT_MS, S_REDIS_TIMEOUT_MS,
                                    S_REDIS_PROBE_MS);

@@ -79,7 +79,8 @@ typedef struct {
     int admin_port;                      //  admin HTTP port
     int heartbeat_ms;                    //  broker heartbeat interval
     int drain_ms;                        //  drain budget on SIGTERM
-    char redis_url[VZ_PATH_MAX];         //  redis://host:port[/db]
+    char redis_url[VZ_PATH_MAX];         //  redis://host:port[/db] (with the password file's)
+    char redis_password_file[VZ_PATH_MAX]; //  VZ_REDIS_PASSWORD_FILE, "" = none
     int replica;                         //  replica index given by the supervisor
     int worker_credit;                   //  broker credit override, 0 = service default
     char config_file[VZ_PATH_MAX];       //  optional ZPL file

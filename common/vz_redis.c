@@ -244,6 +244,38 @@ void vz_redis_redact(const char *url, char *out, size_t n)
     snprintf(out, n, "%.*s:***%s", (int)(colon - url), url, at);
 }
 
+int vz_redis_url_password(const char *url, const char *password, char *out, size_t n)
+{
+    assert(url && password && out);
+    const char *scheme = strstr(url, "://");
+    if (!scheme || (strncmp(url, "redis://", 8) != 0 && strncmp(url, "rediss://", 9) != 0))
+        return -EINVAL;
+    const char *auth = scheme + 3;
+    size_t auth_len = strcspn(auth, "/?");
+    const char *at = NULL;
+    for (const char *c = auth; c < auth + auth_len; c++)
+        if (*c == '@')
+            at = c;
+    if (at && memchr(auth, ':', (size_t)(at - auth)))
+        return -EINVAL; //  a password already
+    //  Unreserved characters stay, everything else is %XX.
+    char enc[3 * S_CRED_MAX + 1];
+    size_t e = 0;
+    for (const unsigned char *c = (const unsigned char *)password; *c; c++) {
+        if (e + 4 > sizeof enc)
+            return -ENAMETOOLONG;
+        if (strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~", *c))
+            enc[e++] = (char)*c;
+        else
+            e += (size_t)snprintf(enc + e, 4, "%%%02X", *c);
+    }
+    enc[e] = '\0';
+    int len = at ? snprintf(out, n, "%.*s:%s%s", (int)(at - url), url, enc, at)
+                 : snprintf(out, n, "%.*s:%s@%s", (int)(auth - url), url, enc, auth);
+    explicit_bzero(enc, sizeof enc);
+    return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : 0;
+}
+
 static void s_drop(vz_redis_t *self)
 {
     if (self->ssl) {

@@ -35,6 +35,13 @@ void vz_redis_destroy(vz_redis_t **self_p);
 //  url with its password replaced by "***", for a log line (n bytes of out).
 void vz_redis_redact(const char *url, char *out, size_t n);
 
+//  url with password (percent-encoded) put in: redis://host ->
+//  redis://:password@host, redis://user@host -> redis://user:password@host.
+//  0, or -EINVAL when url already holds a password or is not redis[s]://,
+//  -ENAMETOOLONG when it does not fit n bytes. For passwords kept in a file
+//  (VZ_REDIS_PASSWORD_FILE, a mounted Secret) rather than in the URL.
+int vz_redis_url_password(const char *url, const char *password, char *out, size_t n);
+
 //  True when the last command reached Redis (or a fresh connect succeeded).
 bool vz_redis_up(const vz_redis_t *self);
 

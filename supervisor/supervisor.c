@@ -285,8 +285,12 @@ static char **s_child_env(sup_supervisor_t *self, const s_replica_t *r)
     }
     port = sup_mesh_config_port(cfg, "redis");
     if (port > 0) {
-        //  Its own ACL user (redis_acl.h); without the secret, no password.
-        if (sup_redis_acl_url(cfg, svc->name, port, value, sizeof value) < 0)
+        //  Its own ACL user of the built-in Redis (redis_acl.h); a Redis of
+        //  someone else's, or no secret: no password.
+        bool builtin = false;
+        for (size_t i = 0; i < cfg->service_count; i++)
+            builtin = builtin || cfg->services[i].builtin_redis;
+        if (!builtin || sup_redis_acl_url(cfg, svc->name, port, value, sizeof value) < 0)
             snprintf(value, sizeof value, "redis://127.0.0.1:%d", port);
         s_env_set(env, &count, cap, "VZ_REDIS_URL", value);
     }

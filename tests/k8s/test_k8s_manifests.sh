@@ -52,4 +52,44 @@ for d in "${daemons[@]}"; do
     grep -Eq "^  $d:\$" "$SRC/compose/docker-compose.yml" ||
         fail "vz-$d has no service in compose/docker-compose.yml (copy the echo block)"
 done
+# Issuer and audience come from one place: every issuer/audience setting of
+# every overlay references vizmesh-config's VZ_JWT_ISSUER / VZ_JWT_AUDIENCE
+# (a literal in one Deployment made every JWT route answer 401), and the
+# gateway and auth both have them.
+for dir in "$K8S"/overlays/*/; do
+    o=$(basename "$dir")
+    bad=$(grep -A1 -E 'name: VZ_(AUTH|GATEWAY_JWT)_(ISSUER|AUDIENCE)$' "$T/$o.yaml" | grep 'value:' |
+        grep -vE 'value: "?\$\(VZ_JWT_(ISSUER|AUDIENCE)\)"?$')
+    [ -z "$bad" ] || fail "overlay $o sets an issuer or audience of its own: $bad"
+    for v in VZ_AUTH_ISSUER VZ_AUTH_AUDIENCE VZ_GATEWAY_JWT_ISSUER VZ_GATEWAY_JWT_AUDIENCE; do
+        grep -q "name: $v\$" "$T/$o.yaml" || fail "overlay $o: no $v (auth and gateway would disagree)"
+    done
+    grep -Eq '^  VZ_JWT_ISSUER: ' "$T/$o.yaml" || fail "overlay $o: vizmesh-config lacks VZ_JWT_ISSUER"
+done
+echo "ok - issuer and audience from vizmesh-config alone in every overlay"
+
+# Drain and spread: the gateway sleeps in preStop (out of the endpoints
+# before SIGTERM) within a grace period that covers the sleep and the drain;
+# every Deployment spreads its replicas over nodes.
+gw=$(awk '/^---/{d=0} /^kind: Deployment/{k=1} /^  name: gateway$/{if (k) d=1} /^kind:/{if ($2!="Deployment") k=0} d' "$T/prod.yaml")
+grep -q 'preStop:' <<<"$gw" || fail "the gateway Deployment has no preStop hook"
+grace=$(sed -n 's/^ *terminationGracePeriodSeconds: //p' <<<"$gw")
+[ "${grace:-0}" -ge 20 ] || fail "gateway grace period ${grace:-unset} s is shorter than preStop + drain"
+deployments=$(grep -c '^kind: Deployment' "$T/prod.yaml")
+spread=$(grep -c 'topologyKey: kubernetes.io/hostname' "$T/prod.yaml")
+[ "$spread" -ge "$deployments" ] || fail "$spread of $deployments Deployments spread over nodes"
+echo "ok - gateway preStop drain (grace $grace s); $deployments Deployments spread over nodes"
+
+# Redis requires a password (Secret vizmesh-redis) and every daemon that
+# talks to it reads the password from that Secret; auth encrypts its
+# signing keys with the KEK of Secret vizmesh-auth-kek.
+grep -q 'requirepass' "$T/prod.yaml" || fail "Redis runs without requirepass"
+for d in auth ratelimit billing notifier telemetry gateway; do
+    dep=$(awk -v d="$d" '/^---/{on=0} /^kind: /{k=$2} /^  name: /{if (k=="Deployment" && $2==d) on=1} on' "$T/prod.yaml")
+    grep -q 'name: VZ_REDIS_PASSWORD_FILE' <<<"$dep" || fail "$d does not read the Redis password"
+    grep -q 'secretName: vizmesh-redis$' <<<"$dep" || fail "$d does not mount Secret vizmesh-redis"
+done
+grep -q 'secretName: vizmesh-auth-kek$' "$T/prod.yaml" || fail "auth does not mount its KEK"
+echo "ok - Redis with a password every client reads from Secret vizmesh-redis; auth's KEK mounted"
+
 echo "PASS: $n overlays valid; daemons ${daemons[*]} in compose and k8s"

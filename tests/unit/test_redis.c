@@ -629,6 +629,26 @@ static void test_certificate_checks(void **state)
     free(query);
 }
 
+//  The password from a file (VZ_REDIS_PASSWORD_FILE) put into a URL
+//  without one, percent-encoded: the TLS server takes it.
+static void test_url_password(void **state)
+{
+    tls_server_t *srv = *state;
+    char *plain = s_url(srv, NULL, NULL), url[512];
+    assert_int_equal(vz_redis_url_password(plain, S_PASS, url, sizeof url), 0);
+    assert_non_null(strstr(url, "rediss://:" S_PASS_URL "@127.0.0.1:"));
+    vz_redis_t *r = vz_redis_new(url, 200, 500, 0);
+    assert_non_null(r);
+    s_expect(s_cmd(r, "PING", NULL, NULL), REDIS_REPLY_STATUS, "PONG");
+    vz_redis_destroy(&r);
+    free(plain);
+    assert_int_equal(vz_redis_url_password("redis://authsvc@h:1/2", "a b", url, sizeof url), 0);
+    assert_string_equal(url, "redis://authsvc:a%20b@h:1/2");
+    assert_int_equal(vz_redis_url_password("redis://:x@h", "p", url, sizeof url), -EINVAL);
+    assert_int_equal(vz_redis_url_password("http://h", "p", url, sizeof url), -EINVAL);
+    assert_int_equal(vz_redis_url_password("redis://h", "p", url, 10), -ENAMETOOLONG);
+}
+
 static void test_redact(void **state)
 {
     (void)state;
@@ -656,6 +676,7 @@ int main(void)
         cmocka_unit_test(test_acl_user),
         cmocka_unit_test(test_refused_credentials),
         cmocka_unit_test(test_certificate_checks),
+        cmocka_unit_test(test_url_password),
         cmocka_unit_test(test_redact),
     };
     int failed = cmocka_run_group_tests(tests, s_setup, s_teardown);
