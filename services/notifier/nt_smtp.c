@@ -4,6 +4,7 @@
 #include "nt_smtp.h"
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <string.h>
 
 struct nt_smtp_t {
@@ -142,6 +143,9 @@ static void s_actor(zsock_t *pipe, void *arg)
     if (curl)
         curl_easy_cleanup(curl);
     s_conf_free(c);
+    //  This thread's OpenSSL state (its error queue, which a failed TLS
+    //  handshake or a dead connection fills) is freed only when asked.
+    OPENSSL_thread_stop();
 }
 
 nt_smtp_t *nt_smtp_new(const nt_smtp_config_t *config)
