@@ -315,8 +315,7 @@ void tl_gauges_signals(tl_t *self, int64_t now_s)
                                            labels),
                           (double)sum->count / S_STATUS_WINDOW_S);
             vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_error_ratio",
-                                           "Share of requests that failed over 5 minutes",
-                                           labels),
+                                           "Share of requests that failed over 5 minutes", labels),
                           sum->count ? (double)sum->errors / (double)sum->count : 0);
             vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_latency_p99_seconds",
                                            "p99 latency over 5 minutes (1 % relative error)",
