@@ -357,6 +357,20 @@ int tl_h_status_json(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         zlist_destroy(&services);
         return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "redis unavailable");
     }
+    //  Services the broker has workers for but that do not report
+    //  (VZ_TELEMETRY=off) are shown too.
+    const char *hkeys[] = {"HKEYS", "tl:broker"};
+    redisReply *known = vz_redis_command(self->redis, 2, hkeys, NULL);
+    for (size_t i = 0; known && known->type == REDIS_REPLY_ARRAY && i < known->elements; i++) {
+        const char *name = known->element[i]->str;
+        bool listed = !name || strcmp(name, VZ_BROKER_SERVICE) == 0;
+        for (const char *svc = zlist_first(services); svc && !listed; svc = zlist_next(services))
+            listed = strcmp(svc, name) == 0;
+        if (!listed)
+            zlist_append(services, (void *)name);
+    }
+    if (known)
+        freeReplyObject(known);
     zlist_sort(services, (zlist_compare_fn *)strcmp);
     vz_json_writer_t *w = vz_json_writer_new(S_STATUS_MAX);
     vz_json_write_object_begin(w);
