@@ -159,6 +159,7 @@ vz_telemetry_t *vz_telemetry_new(const vz_telemetry_config_t *config)
     pthread_mutex_init(&self->lock, NULL);
     self->users = zhashx_new();
     assert(self->users);
+    zhashx_set_destructor(self->users, (zhashx_destructor_fn *)zstr_free);
     uint64_t rss;
     int fds;
     vz_telemetry_process(&self->cpu_s, &rss, &fds);
@@ -350,12 +351,16 @@ void vz_telemetry_user(vz_telemetry_t *self, const char *user)
     if (!vz_tl_name_valid(user))
         return;
     pthread_mutex_lock(&self->lock);
-    if (!zhashx_lookup(self->users, user)) {
-        if (zhashx_size(self->users) < VZ_TL_USERS)
-            zhashx_insert(self->users, user, self);
-        else
-            self->users_over++;
-    }
+    //  The value is the user's calls this interval (a heap counter).
+    uint64_t *calls = (uint64_t *)zhashx_lookup(self->users, user);
+    if (calls)
+        (*calls)++;
+    else if (zhashx_size(self->users) < VZ_TL_USERS) {
+        calls = (uint64_t *)zmalloc(sizeof *calls);
+        *calls = 1;
+        zhashx_insert(self->users, user, calls);
+    } else
+        self->users_over++;
     pthread_mutex_unlock(&self->lock);
 }
 
@@ -439,7 +444,7 @@ static char *s_snapshot(vz_telemetry_t *self, int64_t now_ms, size_t *len_p)
     double cpu = span_ms > 0 ? (cpu_s - self->cpu_s) * 1000.0 / (double)span_ms : 0;
 
     vz_json_writer_t *w = vz_json_writer_new(
-        1024 + self->nseries * S_SERIES_BYTES + zhashx_size(self->users) * (VZ_TL_NAME_MAX + 3) +
+        1024 + self->nseries * S_SERIES_BYTES + zhashx_size(self->users) * (VZ_TL_NAME_MAX + 24) +
         self->nspans * S_SPAN_BYTES + self->nevents * (VZ_TL_NAME_MAX + 24));
     vz_json_write_object_begin(w);
     vz_json_write_kv_int(w, VZ_TL_F_VERSION, VZ_TL_VERSION);
@@ -470,6 +475,11 @@ static char *s_snapshot(vz_telemetry_t *self, int64_t now_ms, size_t *len_p)
     vz_json_write_array_begin(w);
     for (void *item = zhashx_first(self->users); item; item = zhashx_next(self->users))
         vz_json_write_string(w, (const char *)zhashx_cursor(self->users));
+    vz_json_write_array_end(w);
+    vz_json_write_key(w, VZ_TL_F_USER_CALLS);
+    vz_json_write_array_begin(w);
+    for (uint64_t *n = zhashx_first(self->users); n; n = zhashx_next(self->users))
+        vz_json_write_uint(w, *n);
     vz_json_write_array_end(w);
     vz_json_write_key(w, VZ_TL_F_USERS_OVER);
     vz_json_write_uint(w, self->users_over);

@@ -150,11 +150,12 @@ void vz_telemetry_answer(vz_telemetry_t *self, const char *code);
 bool vz_telemetry_sink_seen(vz_telemetry_t *self);
 uint64_t vz_telemetry_skipped(vz_telemetry_t *self);
 
-//  Count user (a subject id such as "u_123", [A-Za-z0-9_.-], under
-//  VZ_TL_NAME_MAX bytes; others are ignored) as active this interval, for
-//  the sink's DAU/WAU/MAU. Each distinct user travels once per snapshot
-//  ("users": [...]); past VZ_TL_USERS they are only counted
-//  ("users_over"). Any thread.
+//  Count one API call of user (a subject id such as "u_123",
+//  [A-Za-z0-9_.-], under VZ_TL_NAME_MAX bytes; others are ignored): the
+//  user is active this interval (the sink's DAU/WAU/MAU) and its calls are
+//  counted. Each distinct user travels once per snapshot ("users": [...],
+//  with "user_calls": [n, ...] in the same order); past VZ_TL_USERS they
+//  are only counted ("users_over"). Any thread.
 void vz_telemetry_user(vz_telemetry_t *self, const char *user);
 
 //  Encode the interval ending at now_ms (Unix ms) and reset. The caller

@@ -53,6 +53,7 @@ void vz_tl_snapshot_destroy(vz_tl_snapshot_t **self_p)
     assert(self_p);
     if (*self_p) {
         free((*self_p)->spans);
+        free((*self_p)->user_calls);
         free((*self_p)->events);
         free((*self_p)->series);
         free((*self_p)->users);
@@ -231,6 +232,18 @@ static int s_decode(const vz_json_value_t *root, vz_tl_snapshot_t *self, const c
         if (!vz_tl_name_valid(user))
             return *err = "user invalid", -1;
         vz_strlcpy(self->users[i], user, VZ_TL_NAME_MAX);
+    }
+    //  Calls per user: optional, one per user (1 each without them).
+    const vz_json_value_t *calls = vz_json_get(root, VZ_TL_F_USER_CALLS);
+    if (calls && (vz_json_type(calls) != VZ_JSON_ARRAY || vz_json_size(calls) != self->nusers))
+        return *err = "user_calls must count each user", -1;
+    self->user_calls = (uint64_t *)calloc(self->nusers ? self->nusers : 1, sizeof(uint64_t));
+    assert(self->user_calls);
+    for (size_t i = 0; i < self->nusers; i++) {
+        int64_t n = 1;
+        if (calls && (vz_json_int(vz_json_at(calls, i), &n) < 0 || n < 0))
+            return *err = "user_calls invalid", -1;
+        self->user_calls[i] = (uint64_t)n;
     }
     return 0;
 }

@@ -12,13 +12,13 @@
  *     "series":[{"name":"echo","count":12,"sum_us":3400,
  *                "codes":{"ok":10,"invalid_request":2},
  *                "bins":[[idx,count],...]}],
- *     "users":["u_1",...],"users_over":0,
+ *     "users":["u_1",...],"user_calls":[3,...],"users_over":0,
  *     "spans":[{"trace":"<32 hex>","span":"<16 hex>","parent":"<16 hex or empty>",
  *               "name":"echo","code":"ok","start_us":<Unix us>,"dur_us":120}],
  *     "spans_over":0,"events":{"signup":1,"country.DE":4}}
  *
  *  users, spans and events (business events, vz_telemetry_count) are
- *  optional. A span is one sampled request of the
+ *  optional; user_calls, when present, has one count per user. A span is one sampled request of the
  *  reporter (vz_telemetry_span): trace and span ids in lowercase hex
  *  (W3C trace context), the parent span id it was called under ("" for a
  *  root), the name and code of its series.
@@ -68,6 +68,7 @@
 #define VZ_TL_F_BINS "bins"
 #define VZ_TL_F_USERS "users"
 #define VZ_TL_F_USERS_OVER "users_over"
+#define VZ_TL_F_USER_CALLS "user_calls"
 #define VZ_TL_F_EVENTS "events"
 #define VZ_TL_F_SPANS "spans"
 #define VZ_TL_F_SPANS_OVER "spans_over"
@@ -124,6 +125,7 @@ typedef struct {
     size_t nseries;                //  rows in series
     char (*users)[VZ_TL_NAME_MAX]; //  active users (heap; optional in the body)
     size_t nusers;                 //  rows in users
+    uint64_t *user_calls;          //  calls per user, same order (heap; 1 each when absent)
     uint64_t users_over;           //  users the reporter could not list
     vz_tl_span_t *spans;           //  sampled spans (heap; optional in the body)
     size_t nspans;                 //  rows in spans

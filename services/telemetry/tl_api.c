@@ -394,6 +394,7 @@ int tl_h_alerts(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 }
 
 #define S_USAGE_DAYS 30
+#define S_TOP_USERS 10
 
 //  API calls by gateway route over the usage window, and by route class
 //  (the route name up to its first '_': auth_login -> auth).
@@ -458,6 +459,20 @@ static int s_usage_more(tl_t *self, vz_json_writer_t *w, int64_t now_s)
     if (ev)
         freeReplyObject(ev);
     vz_json_write_kv_int(w, "window_days", S_USAGE_DAYS);
+    //  API calls by user: the 10 busiest of the last 7 days.
+    tl_user_calls_t top[S_TOP_USERS];
+    size_t ntop = 0;
+    if (rc == 0 && tl_store_top_users(self->store, now_s, 7, top, S_TOP_USERS, &ntop) < 0)
+        rc = -EIO;
+    vz_json_write_key(w, "top_users_7d");
+    vz_json_write_array_begin(w);
+    for (size_t i = 0; i < ntop; i++) {
+        vz_json_write_object_begin(w);
+        vz_json_write_kv_string(w, "user", top[i].user);
+        s_kv_uint(w, "calls", top[i].calls);
+        vz_json_write_object_end(w);
+    }
+    vz_json_write_array_end(w);
     s_write_counts(w, "api_calls", calls.routes);
     s_write_counts(w, "route_classes", calls.classes);
     s_write_counts(w, "events", events);

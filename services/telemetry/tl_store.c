@@ -44,10 +44,33 @@ static const char s_meta_lua[] = "redis.call('SADD', KEYS[2], ARGV[1])\n"
                                  "for i = 8, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end\n"
                                  "return 1\n";
 
-//  KEYS: the day's HyperLogLog; ARGV: TTL, then users.
-static const char s_users_lua[] = "for i = 2, #ARGV do redis.call('PFADD', KEYS[1], ARGV[i]) end\n"
-                                  "redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
-                                  "return 1\n";
+//  KEYS: the day's HyperLogLog and its calls per user (sorted set); ARGV:
+//  TTL, then user, calls pairs.
+static const char s_users_lua[] =
+    "for i = 2, #ARGV, 2 do\n"
+    "  redis.call('PFADD', KEYS[1], ARGV[i])\n"
+    "  if tonumber(ARGV[i + 1]) > 0 then redis.call('ZINCRBY', KEYS[2], ARGV[i + 1], ARGV[i]) end\n"
+    "end\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
+    "redis.call('EXPIRE', KEYS[2], ARGV[1])\n"
+    "return 1\n";
+
+//  KEYS: the days' calls per user; ARGV: how many to return: the top
+//  users over the days, flat user, calls, most first.
+static const char s_top_users_lua[] =
+    "local cmd = {'ZUNION', #KEYS}\n"
+    "for i = 1, #KEYS do cmd[#cmd + 1] = KEYS[i] end\n"
+    "cmd[#cmd + 1] = 'WITHSCORES'\n"
+    "local all = redis.call(unpack(cmd))\n"
+    "local rows = {}\n"
+    "for i = 1, #all, 2 do rows[#rows + 1] = {all[i], tonumber(all[i + 1])} end\n"
+    "table.sort(rows, function(a, b) return a[2] > b[2] or (a[2] == b[2] and a[1] < b[1]) end)\n"
+    "local out = {}\n"
+    "for i = 1, math.min(#rows, tonumber(ARGV[1])) do\n"
+    "  out[#out + 1] = rows[i][1]\n"
+    "  out[#out + 1] = tostring(rows[i][2])\n"
+    "end\n"
+    "return out\n";
 
 //  KEYS: the week's error ranking, first-seen and last-seen hashes; ARGV:
 //  TTL, now, service, then code, count pairs. Services per code go to
@@ -125,6 +148,7 @@ struct tl_store_t {
     vz_redis_script_t *deploy; //  s_deploy_lua
     vz_redis_script_t *chart;  //  s_chart_lua
     vz_redis_script_t *field;  //  s_field_lua
+    vz_redis_script_t *top;    //  s_top_users_lua
 };
 
 //  The strings of one script call; everything is freed with the batch.
@@ -178,8 +202,9 @@ tl_store_t *tl_store_new(vz_redis_t *redis, const tl_store_config_t *config)
     self->deploy = vz_redis_script_new(s_deploy_lua);
     self->chart = vz_redis_script_new(s_chart_lua);
     self->field = vz_redis_script_new(s_field_lua);
+    self->top = vz_redis_script_new(s_top_users_lua);
     assert(self->add && self->meta && self->sum && self->users && self->errors && self->deploy &&
-           self->chart && self->field);
+           self->chart && self->field && self->top);
     return self;
 }
 
@@ -196,6 +221,7 @@ void tl_store_destroy(tl_store_t **self_p)
         vz_redis_script_destroy(&self->deploy);
         vz_redis_script_destroy(&self->chart);
         vz_redis_script_destroy(&self->field);
+        vz_redis_script_destroy(&self->top);
         free(self);
         *self_p = NULL;
     }
@@ -299,10 +325,13 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
         s_call_t *users = &calls[n++];
         users->script = self->users;
         users->keys[0] = s_str(&arena, "tl:dau:%lld", (long long)(now_s / S_DAY));
-        users->nkeys = 1;
+        users->keys[1] = s_str(&arena, "tl:uc:d:%lld", (long long)(now_s / S_DAY));
+        users->nkeys = 2;
         s_arg(users, s_str(&arena, "%d", S_DAU_TTL));
-        for (size_t i = 0; i < snap->nusers; i++)
+        for (size_t i = 0; i < snap->nusers; i++) {
             s_arg(users, snap->users[i]);
+            s_arg(users, s_str(&arena, "%llu", (unsigned long long)snap->user_calls[i]));
+        }
     }
     //  The service's per-minute requests and errors (the status page's
     //  charts), and its deploys.
@@ -618,6 +647,38 @@ int tl_store_usage(tl_store_t *self, int64_t now_s, tl_usage_t *out)
     if (s_pfcount(self, day, 1, &out->dau) < 0 || s_pfcount(self, day, 7, &out->wau) < 0 ||
         s_pfcount(self, day, 30, &out->mau) < 0)
         return -EIO;
+    return 0;
+}
+
+int tl_store_top_users(tl_store_t *self, int64_t now_s, int days, tl_user_calls_t *out, size_t max,
+                       size_t *count)
+{
+    assert(self && out && count && days > 0 && days <= 31);
+    *count = 0;
+    char names[31][40];
+    const char *keys[31];
+    int64_t day = now_s / S_DAY;
+    for (int i = 0; i < days; i++) {
+        snprintf(names[i], sizeof names[i], "tl:uc:d:%lld", (long long)(day - i));
+        keys[i] = names[i];
+    }
+    char limit[S_NUM];
+    snprintf(limit, sizeof limit, "%zu", max);
+    const char *args[] = {limit};
+    redisReply *reply = vz_redis_eval(self->redis, self->top, days, keys, 1, args);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        if (reply)
+            freeReplyObject(reply);
+        return -EIO;
+    }
+    for (size_t i = 0; i + 1 < reply->elements && *count < max; i += 2) {
+        vz_strlcpy(out[*count].user, reply->element[i]->str ? reply->element[i]->str : "",
+                   sizeof out[*count].user);
+        out[*count].calls =
+            strtoull(reply->element[i + 1]->str ? reply->element[i + 1]->str : "0", NULL, 10);
+        (*count)++;
+    }
+    freeReplyObject(reply);
     return 0;
 }
 

@@ -99,6 +99,15 @@ typedef struct {
 } tl_usage_t;
 int tl_store_usage(tl_store_t *self, int64_t now_s, tl_usage_t *out);
 
+//  The users with the most API calls over the days days ending with
+//  now_s's (at most 31), most first, at most max. 0 or -EIO.
+typedef struct {
+    char user[VZ_TL_NAME_MAX]; //  subject id
+    uint64_t calls;            //  API calls through the gateway
+} tl_user_calls_t;
+int tl_store_top_users(tl_store_t *self, int64_t now_s, int days, tl_user_calls_t *out, size_t max,
+                       size_t *count);
+
 //  The service's requests (n) and errors (e) per minute, the minutes
 //  minutes ending with now_s's, oldest first. 0 or -EIO.
 int tl_store_chart(tl_store_t *self, const char *service, int64_t now_s, uint64_t *n, uint64_t *e,

@@ -15,11 +15,15 @@
 
 #define S_DEPTH_MAX 64 //  tree depth written; deeper spans are cut
 
-//  KEYS: none; ARGV: TTL, then trace, span, JSON triples.
-static const char s_store_lua[] = "for i = 2, #ARGV, 3 do\n"
+//  KEYS: none; ARGV: TTL, cap, then trace, span, JSON triples. A trace
+//  holds at most cap spans (later new ones are dropped).
+static const char s_store_lua[] = "for i = 3, #ARGV, 3 do\n"
                                   "  local key = 'tl:tr:' .. ARGV[i]\n"
-                                  "  redis.call('HSET', key, ARGV[i + 1], ARGV[i + 2])\n"
-                                  "  redis.call('EXPIRE', key, ARGV[1])\n"
+                                  "  if redis.call('HLEN', key) < tonumber(ARGV[2]) or\n"
+                                  "     redis.call('HEXISTS', key, ARGV[i + 1]) == 1 then\n"
+                                  "    redis.call('HSET', key, ARGV[i + 1], ARGV[i + 2])\n"
+                                  "    redis.call('EXPIRE', key, ARGV[1])\n"
+                                  "  end\n"
                                   "end\n"
                                   "return 1\n";
 
@@ -66,19 +70,21 @@ int tl_trace_store(vz_redis_t *redis, const tl_span_t *spans, size_t n, int ttl_
 {
     if (n == 0)
         return 0;
-    const char **args = (const char **)calloc(1 + 3 * n, sizeof(char *));
+    const char **args = (const char **)calloc(2 + 3 * n, sizeof(char *));
     char **owned = (char **)calloc(n, sizeof(char *));
     assert(args && owned);
-    char ttl[24];
+    char ttl[24], cap[24];
     snprintf(ttl, sizeof ttl, "%d", ttl_s);
+    snprintf(cap, sizeof cap, "%d", TL_TRACE_SPANS_MAX);
     args[0] = ttl;
+    args[1] = cap;
     for (size_t i = 0; i < n; i++) {
         owned[i] = s_span_json(&spans[i]);
-        args[1 + 3 * i] = spans[i].trace;
-        args[2 + 3 * i] = spans[i].span;
-        args[3 + 3 * i] = owned[i] ? owned[i] : "{}";
+        args[2 + 3 * i] = spans[i].trace;
+        args[3 + 3 * i] = spans[i].span;
+        args[4 + 3 * i] = owned[i] ? owned[i] : "{}";
     }
-    redisReply *reply = vz_redis_eval(redis, s_script(), 0, NULL, (int)(1 + 3 * n), args);
+    redisReply *reply = vz_redis_eval(redis, s_script(), 0, NULL, (int)(2 + 3 * n), args);
     int rc = reply && reply->type != REDIS_REPLY_ERROR ? 0 : -EIO;
     if (reply)
         freeReplyObject(reply);

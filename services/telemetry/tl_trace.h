@@ -48,7 +48,8 @@ typedef struct {
 //  A reporter's span for service, as stored.
 void tl_span_from_report(tl_span_t *out, const char *service, const vz_tl_span_t *span);
 
-//  Store n spans, each trace kept ttl_s past its last span. 0 or -EIO.
+//  Store n spans, each trace kept ttl_s past its last span and holding at
+//  most TL_TRACE_SPANS_MAX (new spans past it are dropped). 0 or -EIO.
 int tl_trace_store(vz_redis_t *redis, const tl_span_t *spans, size_t n, int ttl_s);
 
 //  The trace's tree as JSON (caller frees): {"trace_id", "spans": n,

@@ -142,27 +142,38 @@ int tl_h_otlp_metrics(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     if (tl_otlp_metrics_parse(req->body, req->body_len, &points, &n, &why) < 0)
         return vz_authctx_reply_error(reply, 400, VZ_ERR_INVALID, why);
     //  The latest value of each metric per service, kept with the coarse
-    //  retention: tl:otlp:<service> name -> value, name:count -> points.
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        char key[TL_TRACE_TEXT + 16], value[32], count_field[TL_TRACE_TEXT + 8], count[24], ttl[24];
-        snprintf(key, sizeof key, "tl:otlp:%s", points[i].service);
-        snprintf(value, sizeof value, "%.17g", points[i].value);
-        snprintf(count_field, sizeof count_field, "%s:count", points[i].name);
-        snprintf(count, sizeof count, "%llu", (unsigned long long)points[i].count);
-        snprintf(ttl, sizeof ttl, "%d", self->config.coarse_ttl_s);
-        const char *hset[] = {"HSET", key, points[i].name, value};
-        const char *hincr[] = {"HINCRBY", key, count_field, count};
-        const char *expire[] = {"EXPIRE", key, ttl};
-        const char **cmds[] = {hset, hincr, expire};
-        int argc[] = {4, 4, 3};
-        for (int c = 0; c < 3 && rc == 0; c++) {
-            redisReply *r = vz_redis_command(self->redis, argc[c], cmds[c], NULL);
-            rc = r && r->type != REDIS_REPLY_ERROR ? 0 : -EIO;
-            if (r)
-                freeReplyObject(r);
-        }
+    //  retention: tl:otlp:<service> name -> value, name:count -> points;
+    //  one script call for the whole request.
+    const char **args = (const char **)calloc(1 + 4 * (n ? n : 1), sizeof(char *));
+    char(*texts)[3][TL_TRACE_TEXT + 16] = calloc(n ? n : 1, sizeof *texts);
+    assert(args && texts);
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%d", self->config.coarse_ttl_s);
+    args[0] = ttl;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(texts[i][0], sizeof texts[i][0], "tl:otlp:%s", points[i].service);
+        snprintf(texts[i][1], sizeof texts[i][1], "%.17g", points[i].value);
+        snprintf(texts[i][2], sizeof texts[i][2], "%llu", (unsigned long long)points[i].count);
+        args[1 + 4 * i] = texts[i][0];
+        args[2 + 4 * i] = points[i].name;
+        args[3 + 4 * i] = texts[i][1];
+        args[4 + 4 * i] = texts[i][2];
     }
+    static vz_redis_script_t *script;
+    if (!script)
+        script = vz_redis_script_new(
+            "for i = 2, #ARGV, 4 do\n"
+            "  redis.call('HSET', ARGV[i], ARGV[i + 1], ARGV[i + 2])\n"
+            "  redis.call('HINCRBY', ARGV[i], ARGV[i + 1] .. ':count', ARGV[i + 3])\n"
+            "  redis.call('EXPIRE', ARGV[i], ARGV[1])\n"
+            "end\n"
+            "return 1\n");
+    redisReply *r = n ? vz_redis_eval(self->redis, script, 0, NULL, (int)(1 + 4 * n), args) : NULL;
+    int rc = n == 0 || (r && r->type != REDIS_REPLY_ERROR) ? 0 : -EIO;
+    if (r)
+        freeReplyObject(r);
+    free(args);
+    free(texts);
     free(points);
     if (rc < 0)
         return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "redis unavailable");
@@ -315,8 +326,7 @@ void tl_gauges_signals(tl_t *self, int64_t now_s)
                                            labels),
                           (double)sum->count / S_STATUS_WINDOW_S);
             vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_error_ratio",
-                                           "Share of requests that failed over 5 minutes",
-                                           labels),
+                                           "Share of requests that failed over 5 minutes", labels),
                           sum->count ? (double)sum->errors / (double)sum->count : 0);
             vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_latency_p99_seconds",
                                            "p99 latency over 5 minutes (1 % relative error)",
@@ -347,6 +357,20 @@ int tl_h_status_json(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         zlist_destroy(&services);
         return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "redis unavailable");
     }
+    //  Services the broker has workers for but that do not report
+    //  (VZ_TELEMETRY=off) are shown too.
+    const char *hkeys[] = {"HKEYS", "tl:broker"};
+    redisReply *known = vz_redis_command(self->redis, 2, hkeys, NULL);
+    for (size_t i = 0; known && known->type == REDIS_REPLY_ARRAY && i < known->elements; i++) {
+        const char *name = known->element[i]->str;
+        bool listed = !name || strcmp(name, VZ_BROKER_SERVICE) == 0;
+        for (const char *svc = zlist_first(services); svc && !listed; svc = zlist_next(services))
+            listed = strcmp(svc, name) == 0;
+        if (!listed)
+            zlist_append(services, (void *)name);
+    }
+    if (known)
+        freeReplyObject(known);
     zlist_sort(services, (zlist_compare_fn *)strcmp);
     vz_json_writer_t *w = vz_json_writer_new(S_STATUS_MAX);
     vz_json_write_object_begin(w);

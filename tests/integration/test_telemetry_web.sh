@@ -119,10 +119,10 @@ echo "ok - anomalies: echo's hourly series and per-minute requests judged"
 #   Business events: auth counted the admin's sign-up and logins (usage.events).
 events_ok() {
     http GET /v1/telemetry/usage "" "${A[@]}"
-    node -e 'const u=JSON.parse(process.argv[1]); process.exit(u.events.signup>=1&&u.events.login>=2&&u.api_calls.echo>=1&&u.route_classes.auth>=1?0:1)' "$body"
+    node -e 'const u=JSON.parse(process.argv[1]); process.exit(u.events.signup>=1&&u.events.login>=2&&u.api_calls.echo>=1&&u.route_classes.auth>=1&&u.top_users_7d.length>=1&&u.top_users_7d[0].calls>=10?0:1)' "$body"
 }
 until_ok 20 events_ok || fail "usage without sign-up/login events or API calls: $body"
-echo "ok - usage: sign-ups and logins from auth, API calls by route and route class"
+echo "ok - usage: sign-ups and logins from auth, API calls by route, route class and user"
 
 #   5. vzctl slo / alerts print the API's tables; vzctl telemetry replay the detector's.
 out=$(VZ_TOKEN=$admin "${CTL[@]}" slo) || fail "vzctl slo: $out"

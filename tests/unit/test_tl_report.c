@@ -230,6 +230,15 @@ static void test_users(void **state)
     vz_json_t *doc = vz_json_parse(sink.last, strlen(sink.last), NULL, NULL);
     const vz_json_value_t *users = vz_json_get(vz_json_root(doc), "users");
     assert_int_equal(vz_json_size(users), 2);
+    //  Calls per user in the same order: u_1 twice, u_2 once.
+    const vz_json_value_t *calls = vz_json_get(vz_json_root(doc), "user_calls");
+    assert_int_equal(vz_json_size(calls), 2);
+    for (size_t i = 0; i < 2; i++) {
+        int64_t n = 0;
+        assert_int_equal(vz_json_int(vz_json_at(calls, i), &n), 0);
+        const char *u = vz_json_string(vz_json_at(users, i), NULL);
+        assert_int_equal(n, strcmp(u, "u_1") == 0 ? 2 : 1);
+    }
     vz_json_destroy(&doc);
     char name[32];
     for (int i = 0; i < VZ_TL_USERS + 3; i++) {
@@ -245,7 +254,7 @@ static void test_users(void **state)
     assert_int_equal(over, 3);
     vz_json_destroy(&doc);
     assert_int_equal(vz_telemetry_flush(tl, 3000), 0);
-    assert_non_null(strstr(sink.last, "\"users\":[],\"users_over\":0"));
+    assert_non_null(strstr(sink.last, "\"users\":[],\"user_calls\":[],\"users_over\":0"));
     free(sink.last);
     vz_telemetry_destroy(&tl);
 }
