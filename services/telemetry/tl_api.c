@@ -21,6 +21,23 @@
 #define S_FREEZE_KEY "tl:freeze"
 #define S_MS(us) ((us) / 1000.0)
 
+//  The alert gauge of slo at severity sev (metrics set).
+static vz_series_t *s_firing(tl_t *self, const tl_slo_t *slo, int sev)
+{
+    char labels[TL_SLO_NAME_MAX + 32];
+    snprintf(labels, sizeof labels, "slo=%s,severity=%s", slo->name,
+             tl_severity_name((tl_severity_t)sev));
+    return vz_metrics_gauge(self->metrics, "vz_telemetry_alert_firing",
+                            "1 while the SLO's alert of this severity fires", labels);
+}
+
+//  The deploy-freeze gauge (metrics set).
+static vz_series_t *s_freeze(tl_t *self)
+{
+    return vz_metrics_gauge(self->metrics, "vz_telemetry_deploy_freeze",
+                            "1 while an SLO's error budget is spent", NULL);
+}
+
 tl_t *tl_new(const tl_config_t *config, const tl_slo_config_t *slos, const char *redis_url,
              vz_metrics_t *metrics, const char *owner)
 {
@@ -55,6 +72,12 @@ tl_t *tl_new(const tl_config_t *config, const tl_slo_config_t *slos, const char 
         self->exported[1] =
             vz_metrics_counter(metrics, "vz_telemetry_otlp_exports_total",
                                "Span batches POSTed to the OTLP collector", "outcome=failed");
+        //  The alert and freeze series exist at 0 from the start (dashboards
+        //  and rules see them before the first evaluation, on every replica).
+        for (size_t i = 0; i < self->slos.count; i++)
+            for (int sev = 0; sev < TL_SEVERITIES; sev++)
+                s_firing(self, &self->slos.slo[i], sev);
+        s_freeze(self);
     }
     return self;
 }
@@ -581,13 +604,9 @@ static void s_gauges(tl_t *self, const tl_slo_t *slo, const tl_slo_status_t *st,
     vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_slo_burn_rate_1h",
                                    "Burn rate of the SLO's budget over the last hour", labels),
                   st->burn_long[0]);
-    for (int sev = 0; sev < TL_SEVERITIES; sev++) {
-        snprintf(labels, sizeof labels, "slo=%s,severity=%s", slo->name,
-                 tl_severity_name((tl_severity_t)sev));
-        vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_alert_firing",
-                                       "1 while the SLO's alert of this severity fires", labels),
+    for (int sev = 0; sev < TL_SEVERITIES; sev++)
+        vz_series_set(s_firing(self, slo, sev),
                       alerts[sev] && alerts[sev]->state == TL_ALERT_FIRING ? 1 : 0);
-    }
 }
 
 int tl_evaluate(tl_t *self, int64_t now_s)
@@ -634,9 +653,7 @@ int tl_evaluate(tl_t *self, int64_t now_s)
     }
     tl_gauges_signals(self, now_s);
     if (self->metrics)
-        vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_deploy_freeze",
-                                       "1 while an SLO's error budget is spent", NULL),
-                      freeze ? 1 : 0);
+        vz_series_set(s_freeze(self), freeze ? 1 : 0);
     char *json = tl_alerts_json(&table, &len);
     rc = json ? tl_store_set(self->store, S_ALERTS_KEY, json, len) : -EIO;
     free(json);
