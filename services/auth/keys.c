@@ -121,12 +121,20 @@ int auth_keys_kek(auth_t *self, const char *path, bool create, char *err, size_t
         char hex[65];
         if (auth_random_hex(hex, 32) < 0)
             return -EIO;
-        //  Replicas starting together: one creates, the others read it.
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        bool ok = fd >= 0 ? write(fd, hex, 64) == 64 && fsync(fd) == 0 : errno == EEXIST;
+        //  Replicas starting together: each writes a whole file of its own,
+        //  and the first link() to path wins (atomic, EEXIST for the rest),
+        //  so nobody reads a file still being written.
+        char tmp[VZ_PATH_MAX + 32];
+        snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        bool ok = fd >= 0 && write(fd, hex, 64) == 64 && fsync(fd) == 0;
         if (fd >= 0)
             close(fd);
         explicit_bzero(hex, sizeof hex);
+        ok = ok && (link(tmp, path) == 0 || errno == EEXIST);
+        int saved = errno;
+        unlink(tmp);
+        errno = saved;
         fd = ok ? open(path, O_RDONLY | O_CLOEXEC) : -1;
     }
     if (fd < 0) {
