@@ -29,12 +29,12 @@
 #define S_PROM "text/plain; version=0.0.4; charset=utf-8"
 
 struct vz_admin_t {
-    struct MHD_Daemon *daemon;  //  libmicrohttpd server with its own threads
-    vz_metrics_t *metrics;      //  borrowed registry rendered at /metrics
-    int port;                   //  port actually bound
-    atomic_bool ready;          //  /readyz answer; written by the reactor
-    pthread_mutex_t lock;       //  guards reason
-    char reason[S_REASON_MAX];  //  why not ready
+    struct MHD_Daemon *daemon;            //  libmicrohttpd server with its own threads
+    vz_metrics_t *metrics;                //  borrowed registry rendered at /metrics
+    int port;                             //  port actually bound
+    atomic_bool ready;                    //  /readyz answer; written by the reactor
+    pthread_mutex_t lock;                 //  guards reason
+    char reason[S_REASON_MAX];            //  why not ready
     _Atomic(vz_admin_health_fn *) health; //  GET /health, NULL = 404
     _Atomic(void *) health_arg;           //  its argument (stored before health)
 };

@@ -78,8 +78,8 @@ static const vz_cfg_item_t s_common[] = {
                 "redis://127.0.0.1:" VZ_PORT_TEXT(VZ_PORT_REDIS), 0, 0, redis_url,
                 "Redis URL, redis[s]://[[user]:password@]host[:port][/db][?ca_file=..] "
                 "(docs/operations/redis.md)"),
-    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REDIS_PASSWORD_FILE", "redis/password_file", VZ_CFG_STR,
-                "", 0, 0, redis_password_file,
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REDIS_PASSWORD_FILE", "redis/password_file", VZ_CFG_STR, "",
+                0, 0, redis_password_file,
                 "file holding the Redis password (a mounted Secret), put into VZ_REDIS_URL; "
                 "\"\" = none"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REPLICA", NULL, VZ_CFG_INT, "0", 0, 9999, replica,
@@ -176,9 +176,9 @@ static int s_redis_password(vz_daemon_config_t *config)
                  : -ENOENT;
     explicit_bzero(password, sizeof password);
     if (rc < 0) {
-        vz_error(NULL, "unable to load configuration", "setting", "VZ_REDIS_PASSWORD_FILE",
-                 "file", config->redis_password_file, "reason",
-                 rc == -ENOENT ? "unreadable or empty"
+        vz_error(NULL, "unable to load configuration", "setting", "VZ_REDIS_PASSWORD_FILE", "file",
+                 config->redis_password_file, "reason",
+                 rc == -ENOENT   ? "unreadable or empty"
                  : rc == -EINVAL ? "VZ_REDIS_URL holds a password already"
                                  : "the URL gets too long");
         return -1;

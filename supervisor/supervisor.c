@@ -331,21 +331,10 @@ static char **s_child_argv(sup_supervisor_t *self, const s_replica_t *r)
         snprintf(port, sizeof port, "%d", sup_mesh_config_port(cfg, "redis"));
         snprintf(dir, sizeof dir, "%s/redis", cfg->state_dir);
         sup_redis_acl_path(cfg, acl, sizeof acl);
-        const char *args[] = {"redis-server",
-                              "--port",
-                              port,
-                              "--bind",
-                              "127.0.0.1",
-                              "--dir",
-                              dir,
-                              "--appendonly",
-                              "yes",
-                              "--save",
-                              "",
-                              "--protected-mode",
-                              "yes",
-                              "--aclfile",
-                              acl};
+        const char *args[] = {"redis-server", "--port",    port, "--bind",
+                              "127.0.0.1",    "--dir",     dir,  "--appendonly",
+                              "yes",          "--save",    "",   "--protected-mode",
+                              "yes",          "--aclfile", acl};
         _Static_assert(sizeof args / sizeof args[0] <= S_MAX_ARGS, "redis-server's words fit");
         for (; n < sizeof args / sizeof args[0]; n++)
             argv[n] = strdup(args[n]);

@@ -30,20 +30,20 @@
 #define AUTH_SERVICE "auth"
 
 typedef struct {
-    char issuer[256];     //  iss of issued tokens
-    char audience[256];   //  aud of issued tokens
-    int access_ttl_s;     //  access token lifetime
-    int refresh_ttl_s;    //  refresh-token family lifetime (absolute)
-    int iterations;       //  PBKDF2-HMAC-SHA256 iterations for new hashes
-    int rotate_s;         //  automatic signing key rotation period, 0 = never
-    int leeway_s;         //  clock skew allowed when checking tokens
-    int lock_threshold;   //  failed logins per account before lockouts start
-    int ip_threshold;     //  failed logins per IP (15 min window) before refusal
-    int lock_max_s;       //  longest account lockout
-    int bootstrap_ttl_s;  //  lifetime of the admin bootstrap token (admin.c)
-    int redis_timeout_ms; //  Redis command timeout
+    char issuer[256];           //  iss of issued tokens
+    char audience[256];         //  aud of issued tokens
+    int access_ttl_s;           //  access token lifetime
+    int refresh_ttl_s;          //  refresh-token family lifetime (absolute)
+    int iterations;             //  PBKDF2-HMAC-SHA256 iterations for new hashes
+    int rotate_s;               //  automatic signing key rotation period, 0 = never
+    int leeway_s;               //  clock skew allowed when checking tokens
+    int lock_threshold;         //  failed logins per account before lockouts start
+    int ip_threshold;           //  failed logins per IP (15 min window) before refusal
+    int lock_max_s;             //  longest account lockout
+    int bootstrap_ttl_s;        //  lifetime of the admin bootstrap token (admin.c)
+    int redis_timeout_ms;       //  Redis command timeout
     char kek_file[VZ_PATH_MAX]; //  key-encryption key of the signing keys, "" = none
-    bool kek_create;      //  write a fresh kek_file when it does not exist
+    bool kek_create;            //  write a fresh kek_file when it does not exist
 } auth_config_t;
 
 typedef struct auth_keys_t auth_keys_t;

@@ -153,8 +153,8 @@ static void test_shipped_by_subject(void **state)
 {
     (void)state;
     char err[256] = "", a[RL_BUCKET_MAX], b[RL_BUCKET_MAX];
-    rl_policies_t *set = rl_policies_load(VZ_TEST_SOURCE_DIR "/configs/ratelimit.cfg", err,
-                                          sizeof err);
+    rl_policies_t *set =
+        rl_policies_load(VZ_TEST_SOURCE_DIR "/configs/ratelimit.cfg", err, sizeof err);
     if (!set)
         fail_msg("configs/ratelimit.cfg refused: %s", err);
     const char *const tiers[] = {"free", "premium"};
@@ -230,10 +230,8 @@ static void test_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_load),
-        cmocka_unit_test(test_match_in_file_order),
-        cmocka_unit_test(test_bucket_keys),
-        cmocka_unit_test(test_shipped_by_subject),
+        cmocka_unit_test(test_load),        cmocka_unit_test(test_match_in_file_order),
+        cmocka_unit_test(test_bucket_keys), cmocka_unit_test(test_shipped_by_subject),
         cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

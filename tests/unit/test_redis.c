@@ -672,12 +672,9 @@ int main(void)
         cmocka_unit_test(test_restart),
     };
     const struct CMUnitTest tls[] = {
-        cmocka_unit_test(test_password_over_tls),
-        cmocka_unit_test(test_acl_user),
-        cmocka_unit_test(test_refused_credentials),
-        cmocka_unit_test(test_certificate_checks),
-        cmocka_unit_test(test_url_password),
-        cmocka_unit_test(test_redact),
+        cmocka_unit_test(test_password_over_tls),   cmocka_unit_test(test_acl_user),
+        cmocka_unit_test(test_refused_credentials), cmocka_unit_test(test_certificate_checks),
+        cmocka_unit_test(test_url_password),        cmocka_unit_test(test_redact),
     };
     int failed = cmocka_run_group_tests(tests, s_setup, s_teardown);
     return failed + cmocka_run_group_tests(tls, s_tls_setup, s_tls_teardown);
