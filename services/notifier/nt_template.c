@@ -103,6 +103,10 @@ int nt_template_expand(const char *text, bool html, nt_var_fn *get, void *arg, n
         const char *name = open + 2;
         while (*name == ' ')
             name++;
+        //  {{&name}}: the value as is, in HTML too (a template that embeds
+        //  a whole document a trusted service rendered, the weekly report).
+        bool raw = *name == '&';
+        name += raw;
         const char *close = strstr(name, "}}");
         if (!close)
             return -EINVAL;
@@ -119,7 +123,7 @@ int nt_template_expand(const char *text, bool html, nt_var_fn *get, void *arg, n
             vz_strlcpy(missing, key, n);
             return -ESRCH;
         }
-        if (html)
+        if (html && !raw)
             s_escape(out, value);
         else
             nt_buf_adds(out, value);

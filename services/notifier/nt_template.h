@@ -6,7 +6,9 @@
  *  least one of them). Names are [a-z0-9_]{1,63}. Placeholders are
  *  {{name}} with name [A-Za-z0-9_.]{1,63}; "{{" can be written "{{{{"
  *  for a literal. In the HTML part every substituted value is escaped
- *  (& < > " '); in the subject and text parts it is inserted as is.
+ *  (& < > " '), unless the placeholder is {{&name}} (raw: the template
+ *  file, not the sender, decides which variable is a whole HTML document);
+ *  in the subject and text parts it is inserted as is.
  *  A placeholder whose variable is missing is an error naming it, never
  *  a blank; so is a subject value holding CR or LF (header injection).
  *

@@ -43,6 +43,12 @@ static void test_expand(void **state)
         nt_template_expand("Hi {{name}}", false, s_get, vars, &out, missing, sizeof missing), 0);
     assert_string_equal(out.data, "Hi <Zoë & \"co\">");
     nt_buf_free(&out);
+    //  {{&name}}: raw in HTML too.
+    assert_int_equal(
+        nt_template_expand("<p>{{&name}}</p>", true, s_get, vars, &out, missing, sizeof missing),
+        0);
+    assert_string_equal(out.data, "<p><Zoë & \"co\"></p>");
+    nt_buf_free(&out);
     assert_int_equal(
         nt_template_expand("Hi {{who}}!", false, s_get, vars, &out, missing, sizeof missing),
         -ESRCH);
@@ -111,7 +117,8 @@ static void test_shipped_templates(void **state)
     nt_templates_t *t = nt_templates_load(VZ_TEST_SOURCE_DIR "/configs/templates", err, sizeof err);
     if (!t)
         fail_msg("configs/templates: %s", err);
-    static const char *const names[] = {"alert", "digest", "receipt", "report", "test"};
+    static const char *const names[] = {"alert",  "digest", "receipt",
+                                        "report", "test",   "weekly_report"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         assert_true(nt_templates_has(t, names[i]));
     nt_templates_destroy(&t);

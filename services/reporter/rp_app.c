@@ -1,0 +1,102 @@
+/*  rp_app - the reporter's life cycle and its schedule tick
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  The tick asks: which week does the latest firing of the schedule report
+ *  on, and has it been sent? A firing is owed when it is not older than
+ *  catchup_s and not older than rp:since (the first tick any replica ever
+ *  made: a new installation owes no past weeks). An owed, unsent week is
+ *  run by the replica that takes the lease; the others see the lease, then
+ *  the send record. Because the owed week is derived from the clock and
+ *  Redis alone, a replica coming back after every replica missed 08:00
+ *  runs the week then (catch-up), and only once: the record ends it.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rp.h"
+#include "vz_clock.h"
+#include "vz_log.h"
+
+rp_t *rp_new(const rp_config_t *config, const char *redis_url, vz_metrics_t *metrics,
+             const char *owner, char *err, size_t errlen)
+{
+    rp_cron_t cron;
+    char why[128];
+    if (rp_cron_parse(config->schedule, &cron, why, sizeof why) < 0) {
+        snprintf(err, errlen, "VZ_REPORTER_SCHEDULE: %s", why);
+        return NULL;
+    }
+    rp_store_t *store = rp_store_new(redis_url, config->redis_timeout_ms);
+    if (!store) {
+        snprintf(err, errlen, "VZ_REDIS_URL: not a redis:// URL");
+        return NULL;
+    }
+    rp_t *self = (rp_t *)calloc(1, sizeof *self);
+    assert(self);
+    self->config = *config;
+    self->cron = cron;
+    self->store = store;
+    self->metrics = metrics;
+    snprintf(self->owner, sizeof self->owner, "%s", owner);
+    self->last_success = vz_metrics_gauge(
+        metrics, "vz_reporter_last_success_timestamp_seconds",
+        "when the last report was sent (Unix seconds; the send record's, for the week due)", NULL);
+    self->overdue = vz_metrics_gauge(
+        metrics, "vz_reporter_overdue_seconds",
+        "seconds since the schedule's latest firing while its week has no send record; 0 when "
+        "sent or not owed",
+        NULL);
+    //  The series exist from the start, so a dashboard shows zeros.
+    static const char *const outcomes[] = {"sent", "rendered", "failed", "fenced"};
+    for (size_t i = 0; i < sizeof outcomes / sizeof outcomes[0]; i++) {
+        char labels[32];
+        snprintf(labels, sizeof labels, "outcome=%s", outcomes[i]);
+        vz_metrics_counter(metrics, "vz_reporter_runs_total",
+                           "report runs by outcome (sent, rendered, failed, fenced)", labels);
+    }
+    return self;
+}
+
+void rp_destroy(rp_t **self_p)
+{
+    rp_t *self = *self_p;
+    if (!self)
+        return;
+    rp_store_destroy(&self->store);
+    free(self);
+    *self_p = NULL;
+}
+
+void rp_tick(rp_t *self)
+{
+    int64_t now = vz_clock_now_ms() / 1000;
+    int64_t fired = rp_cron_prev(&self->cron, now);
+    if (fired < 0)
+        return;
+    if (!self->since && rp_store_since(self->store, now, &self->since) < 0)
+        return; //  Redis away: readiness says so; the next tick tries again
+    char week[RP_WEEK_ID_MAX];
+    int64_t start = rp_week_reported(fired);
+    rp_week_id(start, week);
+    int sent = rp_store_sent(self->store, week);
+    if (sent < 0)
+        return;
+    bool owed = !sent && fired >= self->since && now - fired <= self->config.catchup_s;
+    vz_series_set(self->overdue, owed ? (double)(now - fired) : 0);
+    if (!owed || self->run)
+        return;
+    uint64_t token = 0;
+    if (rp_store_lease_take(self->store, self->owner, self->config.lease_ms, &token) <= 0)
+        return; //  another replica runs it, or Redis away
+    //  Within two ticks of the firing it is the scheduled run, else a catch-up.
+    rp_trigger_t trigger = (now - fired) * 1000 <= 2 * self->config.tick_ms + 1000
+                               ? RP_TRIGGER_SCHEDULE
+                               : RP_TRIGGER_CATCHUP;
+    char fence[24];
+    snprintf(fence, sizeof fence, "%" PRIu64, token);
+    vz_info(NULL, "lease taken for the weekly report", "week", week, "token", fence);
+    rp_run_start(self, start, trigger, false, token, NULL);
+}
