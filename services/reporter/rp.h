@@ -55,6 +55,7 @@ typedef struct {
     char owner[96];            //  lease owner: host/replica/pid
     vz_series_t *last_success; //  last report sent by this replica, Unix seconds
     vz_series_t *overdue;      //  seconds the owed week has waited
+    vz_series_t *checks;       //  schedule checks
     int64_t since;             //  rp:since, once read (0 = not yet)
 } rp_t;
 

@@ -49,6 +49,8 @@ rp_t *rp_new(const rp_config_t *config, const char *redis_url, vz_metrics_t *met
         "seconds since the schedule's latest firing while its week has no send record; 0 when "
         "sent or not owed",
         NULL);
+    self->checks = vz_metrics_counter(metrics, "vz_reporter_schedule_checks_total",
+                                      "schedule checks (one per tick)", NULL);
     //  The series exist from the start, so a dashboard shows zeros.
     static const char *const outcomes[] = {"sent", "rendered", "failed", "fenced"};
     for (size_t i = 0; i < sizeof outcomes / sizeof outcomes[0]; i++) {
@@ -72,6 +74,7 @@ void rp_destroy(rp_t **self_p)
 
 void rp_tick(rp_t *self)
 {
+    vz_series_inc(self->checks);
     int64_t now = vz_clock_now_ms() / 1000;
     int64_t fired = rp_cron_prev(&self->cron, now);
     if (fired < 0)

@@ -230,6 +230,7 @@ void rp_render_charts(const vz_json_value_t *model, rp_charts_t *out)
     "<table role=\"presentation\" cellpadding=\"6\" cellspacing=\"0\" width=\"100%%\" "            \
     "style=\"border-collapse:collapse;" FONT "font-size:13px;\">"
 #define TH "<th align=\"left\" style=\"border-bottom:2px solid #d0d7de;color:#57606a;\">"
+#define THR "<th align=\"right\" style=\"border-bottom:2px solid #d0d7de;color:#57606a;\">"
 #define TD "<td style=\"border-bottom:1px solid #eaeef2;\">"
 #define TDR "<td align=\"right\" style=\"border-bottom:1px solid #eaeef2;\">"
 
@@ -299,8 +300,8 @@ static void s_html_revenue(FILE *f, const vz_json_value_t *rev, const rp_image_r
         return;
     const char *cur[16];
     size_t n = s_currencies(rev, cur, 16);
-    fputs(TABLE "<tr>" TH "Currency</th>" TH "Week</th>" TH "Month</th>" TH "Year</th>" TH
-                "MRR</th>" TH "ARR</th></tr>",
+    fputs(TABLE "<tr>" TH "Currency</th>" THR "Week</th>" THR "Month</th>" THR "Year</th>" THR
+                "MRR</th>" THR "ARR</th></tr>",
           f);
     static const char *const periods[] = {"week", "month", "year"};
     for (size_t i = 0; i < n; i++) {
@@ -324,7 +325,8 @@ static void s_html_revenue(FILE *f, const vz_json_value_t *rev, const rp_image_r
         fputs("<tr>" TD "no revenue</td>" TD "</td>" TD "</td>" TD "</td>" TD "</td>" TD
               "</td></tr>",
               f);
-    fputs("</table>" TABLE "<tr>" TH "</th>" TH "Week</th>" TH "Month</th>" TH "Year</th></tr>", f);
+    fputs("</table>" TABLE "<tr>" TH "</th>" THR "Week</th>" THR "Month</th>" THR "Year</th></tr>",
+          f);
     fputs("<tr>" TD "New subscriptions</td>", f);
     for (size_t p = 0; p < 3; p++)
         fprintf(f, TDR "%.0f</td>", s_num(vz_json_get(rev, periods[p]), "new_subscriptions"));
@@ -343,14 +345,14 @@ static void s_html_usage(FILE *f, const vz_json_value_t *use, const rp_image_ref
         return;
     const vz_json_value_t *cur = vz_json_get(use, "current");
     fprintf(f,
-            TABLE "<tr>" TH "DAU</th>" TH "WAU</th>" TH "MAU</th></tr><tr>" TDR "%.0f</td>" TDR
+            TABLE "<tr>" THR "DAU</th>" THR "WAU</th>" THR "MAU</th></tr><tr>" TDR "%.0f</td>" TDR
                   "%.0f</td>" TDR "%.0f</td></tr></table>",
             s_num(cur, "dau"), s_num(cur, "wau"), s_num(cur, "mau"));
     s_img(f, images, count, "users");
     const vz_json_value_t *services = vz_json_get(vz_json_get(use, "endpoints"), "services");
     const vz_json_value_t *series = vz_json_get(vz_json_at(services, 0), "series");
     if (vz_json_size(series) > 0) {
-        fputs(TABLE "<tr>" TH "API calls by endpoint</th>" TH "Calls</th>" TH "Errors</th></tr>",
+        fputs(TABLE "<tr>" TH "API calls by endpoint</th>" THR "Calls</th>" THR "Errors</th></tr>",
               f);
         for (size_t i = 0; i < vz_json_size(series) && i < TOP_ROWS; i++) {
             const vz_json_value_t *s = vz_json_at(series, i);
@@ -374,8 +376,8 @@ static void s_html_errors(FILE *f, const vz_json_value_t *err, const vz_json_val
         fprintf(f, "<p style=\"" FONT "font-size:13px;margin:0 0 8px;\">Error rate: %.2f %%</p>",
                 100 * rate);
     const vz_json_value_t *top = vz_json_get(vz_json_get(err, "top"), "errors");
-    fputs(TABLE "<tr>" TH "Error</th>" TH "This week</th>" TH "Week before</th>" TH "Change</th>" TH
-                "Services</th>" TH "Status</th></tr>",
+    fputs(TABLE "<tr>" TH "Error</th>" THR "This week</th>" THR "Week before</th>" THR
+                "Change</th>" TH "Services</th>" TH "Status</th></tr>",
           f);
     for (size_t i = 0; i < vz_json_size(top) && i < TOP_ROWS; i++) {
         const vz_json_value_t *e = vz_json_at(top, i);
@@ -543,7 +545,7 @@ char *rp_render_text(const vz_json_value_t *model)
     if (s_text_head(f, rev, "Revenue")) {
         const char *cur[16];
         size_t n = s_currencies(rev, cur, 16);
-        fprintf(f, "%-8s %16s %16s %16s %16s %16s\n", "", "week", "month", "year", "MRR", "ARR");
+        fprintf(f, "%-6s %14s %14s %14s %14s %14s\n", "", "week", "month", "year", "MRR", "ARR");
         static const char *const periods[] = {"week", "month", "year"};
         for (size_t i = 0; i < n; i++) {
             char m[5][64];
@@ -554,7 +556,7 @@ char *rp_render_text(const vz_json_value_t *model)
                             sizeof m[3]);
             rp_render_money(s_amount(vz_json_get(rev, "week"), cur[i], "arr"), cur[i], m[4],
                             sizeof m[4]);
-            fprintf(f, "%-8s %16s %16s %16s %16s %16s\n", cur[i], m[0], m[1], m[2], m[3], m[4]);
+            fprintf(f, "%-6s %14s %14s %14s %14s %14s\n", cur[i], m[0], m[1], m[2], m[3], m[4]);
         }
         fprintf(f, "New subscriptions: week %.0f, month %.0f, year %.0f\n",
                 s_num(vz_json_get(rev, "week"), "new_subscriptions"),

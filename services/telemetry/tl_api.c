@@ -359,12 +359,33 @@ int tl_h_alerts(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     return rc;
 }
 
+//  "now" of a read, or the instant of an optional body {"at": Unix s}
+//  (the reporter asks for a past week); -1 after answering invalid_request.
+static int64_t s_at(const vz_envelope_t *req, vz_reply_t *reply)
+{
+    int64_t now_s = vz_clock_now_ms() / 1000, at = now_s;
+    if (req->body_len == 0)
+        return now_s;
+    vz_json_t *doc = vz_json_parse(req->body, req->body_len, NULL, NULL);
+    const vz_json_value_t *v = doc ? vz_json_get(vz_json_root(doc), "at") : NULL;
+    bool bad = !doc || vz_json_type(vz_json_root(doc)) != VZ_JSON_OBJECT ||
+               (v && (vz_json_int(v, &at) < 0 || at < 0));
+    vz_json_destroy(&doc);
+    if (bad) {
+        vz_authctx_reply_error(reply, 400, VZ_ERR_INVALID, "body: {\"at\": Unix seconds}");
+        return -1;
+    }
+    return at;
+}
+
 int tl_h_usage(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     tl_t *self = app;
     if (!s_may_read(self, req, reply))
         return 0;
-    int64_t now_s = vz_clock_now_ms() / 1000;
+    int64_t now_s = s_at(req, reply);
+    if (now_s < 0)
+        return 0;
     tl_usage_t usage;
     if (tl_store_usage(self->store, now_s, &usage) < 0)
         return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "redis unavailable");
@@ -386,7 +407,9 @@ int tl_h_errors_top(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     tl_t *self = app;
     if (!s_may_read(self, req, reply))
         return 0;
-    int64_t now_s = vz_clock_now_ms() / 1000;
+    int64_t now_s = s_at(req, reply);
+    if (now_s < 0)
+        return 0;
     tl_error_t top[S_TOP_ERRORS];
     size_t count = 0;
     if (tl_store_errors_top(self->store, now_s, top, S_TOP_ERRORS, &count) < 0)
