@@ -24,10 +24,6 @@
 #include "vz_worker.h"
 
 #define RP_SERVICE "reporter"
-//  Reply ctx: the Content-Type of a report part (html, json, pdf). The
-//  gateway uses the route's reply_type; a gateway that honours this entry
-//  serves each format with its own type.
-#define RP_CTX_CONTENT_TYPE "http_content_type"
 
 typedef struct {
     char schedule[64];      //  cron expression, UTC

@@ -165,7 +165,7 @@ int rp_h_get(void *app, const vz_envelope_t *req, vz_reply_t *reply)
                                             "no report for that week")
                    : vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "redis unavailable");
     vz_reply_body(reply, data, len);
-    vz_reply_ctx_set(reply, RP_CTX_CONTENT_TYPE, type);
+    vz_reply_ctx_set(reply, VZ_AUTHCTX_HTTP_CONTENT_TYPE, type);
     free(data);
     return 0;
 }
