@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "rp.h"
+#include "rp_chart.h"
 #include "vz_daemon.h"
 #include "vz_ports.h"
 
@@ -107,5 +108,6 @@ int main(int argc, char **argv)
     zloop_destroy(&loop);
     rp_destroy(&app);
     vz_daemon_destroy(&daemon);
+    rp_chart_shutdown();
     return code;
 }

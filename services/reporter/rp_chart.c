@@ -10,6 +10,7 @@
 
 #include <cairo-pdf.h>
 #include <cairo.h>
+#include <fontconfig/fontconfig.h>
 
 #include "rp_chart.h"
 
@@ -243,4 +244,10 @@ int rp_chart_pdf(const char *title, const char *text, const rp_chart_t *charts, 
     *len = sink.len;
     *pages = count;
     return 0;
+}
+
+void rp_chart_shutdown(void)
+{
+    cairo_debug_reset_static_data();
+    FcFini();
 }

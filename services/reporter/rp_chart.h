@@ -49,4 +49,9 @@ int rp_chart_png(const rp_chart_t *chart, uint8_t **png, size_t *len);
 int rp_chart_pdf(const char *title, const char *text, const rp_chart_t *charts, size_t ncharts,
                  uint8_t **pdf, size_t *len, int *pages);
 
+//  Free cairo's and fontconfig's process-wide caches (fonts found, faces
+//  made), so leak checkers see a clean exit. Call once, last, from the
+//  main thread, when no other thread draws.
+void rp_chart_shutdown(void);
+
 #endif
