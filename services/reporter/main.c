@@ -31,6 +31,10 @@ static const vz_cfg_item_t s_items[] = {
                 "admin)"),
     VZ_CFG_ITEM(rp_config_t, "VZ_REPORTER_GITHUB_REPO", "reporter/github_repo", VZ_CFG_STR, "", 0,
                 0, github_repo, "repository of the roadmap section (owner/name); \"\" = all"),
+    VZ_CFG_ITEM(rp_config_t, "VZ_REPORTER_ERROR_ISSUES", "reporter/error_issues", VZ_CFG_STR, "", 0,
+                0, error_issues,
+                "error codes linked to GitHub issues, \"code=owner/repo#number\" separated by "
+                "spaces (at most 8): the errors table shows each issue's state"),
     VZ_CFG_ITEM(rp_config_t, "VZ_REPORTER_TEMPLATE", "reporter/template", VZ_CFG_STR,
                 "weekly_report", 0, 0, template_name,
                 "the notifier's template (variables week, html, text)"),

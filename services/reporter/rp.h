@@ -30,6 +30,7 @@ typedef struct {
     char recipients[1024];  //  e-mail addresses, space- or comma-separated
     char readers[256];      //  in-mesh identities that may read and run reports
     char github_repo[160];  //  "owner/name" for the roadmap, "" = every repository
+    char error_issues[768]; //  "code=owner/repo#number ..." links of errors to issues
     char template_name[64]; //  the notifier's template
     int tick_ms;            //  how often the schedule is checked
     int lease_ms;           //  lease of one run
@@ -41,18 +42,34 @@ typedef struct {
 
 typedef struct rp_run_t rp_run_t;
 
+#define RP_LINKS_MAX 8 //  error codes linked to GitHub issues
+
+//  An error code linked to a GitHub issue (VZ_REPORTER_ERROR_ISSUES).
 typedef struct {
-    rp_config_t config;        //  as loaded
-    rp_cron_t cron;            //  the parsed schedule
-    rp_store_t *store;         //  Redis state (owned)
-    vz_call_t *calls;          //  calls through the broker (borrowed)
-    vz_metrics_t *metrics;     //  borrowed
-    rp_run_t *run;             //  the run in progress, or NULL
-    char owner[96];            //  lease owner: host/replica/pid
-    vz_series_t *last_success; //  last report sent by this replica, Unix seconds
-    vz_series_t *overdue;      //  seconds the owed week has waited
-    vz_series_t *checks;       //  schedule checks
-    int64_t since;             //  rp:since, once read (0 = not yet)
+    char code[64];  //  telemetry's error code
+    char owner[40]; //  GitHub login
+    char repo[101]; //  repository name
+    int number;     //  issue or pull request number
+} rp_link_t;
+
+//  Parse "code=owner/repo#number ..." (spaces or commas between) into
+//  links. The count, or -EINVAL with the bad item in err.
+int rp_links_parse(const char *text, rp_link_t links[RP_LINKS_MAX], char *err, size_t errlen);
+
+typedef struct {
+    rp_config_t config;            //  as loaded
+    rp_cron_t cron;                //  the parsed schedule
+    rp_store_t *store;             //  Redis state (owned)
+    vz_call_t *calls;              //  calls through the broker (borrowed)
+    vz_metrics_t *metrics;         //  borrowed
+    rp_run_t *run;                 //  the run in progress, or NULL
+    rp_link_t links[RP_LINKS_MAX]; //  error codes linked to issues
+    size_t nlinks;                 //  links used
+    char owner[96];                //  lease owner: host/replica/pid
+    vz_series_t *last_success;     //  last report sent by this replica, Unix seconds
+    vz_series_t *overdue;          //  seconds the owed week has waited
+    vz_series_t *checks;           //  schedule checks
+    int64_t since;                 //  rp:since, once read (0 = not yet)
 } rp_t;
 
 //  NULL on a bad schedule or Redis URL (the reason in err).

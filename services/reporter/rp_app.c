@@ -29,6 +29,12 @@ rp_t *rp_new(const rp_config_t *config, const char *redis_url, vz_metrics_t *met
         snprintf(err, errlen, "VZ_REPORTER_SCHEDULE: %s", why);
         return NULL;
     }
+    rp_link_t links[RP_LINKS_MAX];
+    int nlinks = rp_links_parse(config->error_issues, links, why, sizeof why);
+    if (nlinks < 0) {
+        snprintf(err, errlen, "VZ_REPORTER_ERROR_ISSUES: %s", why);
+        return NULL;
+    }
     rp_store_t *store = rp_store_new(redis_url, config->redis_timeout_ms);
     if (!store) {
         snprintf(err, errlen, "VZ_REDIS_URL: not a redis:// URL");
@@ -38,6 +44,8 @@ rp_t *rp_new(const rp_config_t *config, const char *redis_url, vz_metrics_t *met
     assert(self);
     self->config = *config;
     self->cron = cron;
+    memcpy(self->links, links, sizeof links);
+    self->nlinks = (size_t)nlinks;
     self->store = store;
     self->metrics = metrics;
     snprintf(self->owner, sizeof self->owner, "%s", owner);
@@ -102,4 +110,44 @@ void rp_tick(rp_t *self)
     snprintf(fence, sizeof fence, "%" PRIu64, token);
     vz_info(NULL, "lease taken for the weekly report", "week", week, "token", fence);
     rp_run_start(self, start, trigger, false, token, NULL);
+}
+
+//  Names: GitHub logins [A-Za-z0-9-], repositories [A-Za-z0-9._-].
+static bool s_name(const char *s, size_t len, size_t max, const char *extra)
+{
+    if (len == 0 || len >= max)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || strchr(extra, s[i])))
+            return false;
+    return true;
+}
+
+int rp_links_parse(const char *text, rp_link_t links[RP_LINKS_MAX], char *err, size_t errlen)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", text);
+    int count = 0;
+    char *save = NULL;
+    for (char *item = strtok_r(buf, " ,", &save); item; item = strtok_r(NULL, " ,", &save)) {
+        char *eq = strchr(item, '='), *slash = eq ? strchr(eq, '/') : NULL;
+        char *hash = slash ? strchr(slash, '#') : NULL;
+        char *end = NULL;
+        long number = hash ? strtol(hash + 1, &end, 10) : 0;
+        if (count == RP_LINKS_MAX || !hash || *end || number < 1 || number > 1000000000 ||
+            !s_name(item, (size_t)(eq - item), sizeof links[0].code, "_.-") ||
+            !s_name(eq + 1, (size_t)(slash - eq - 1), sizeof links[0].owner, "-") ||
+            !s_name(slash + 1, (size_t)(hash - slash - 1), sizeof links[0].repo, "._-")) {
+            snprintf(err, errlen, "%.80s: expected code=owner/repo#number (at most %d)", item,
+                     RP_LINKS_MAX);
+            return -EINVAL;
+        }
+        rp_link_t *link = &links[count++];
+        snprintf(link->code, sizeof link->code, "%.*s", (int)(eq - item), item);
+        snprintf(link->owner, sizeof link->owner, "%.*s", (int)(slash - eq - 1), eq + 1);
+        snprintf(link->repo, sizeof link->repo, "%.*s", (int)(hash - slash - 1), slash + 1);
+        link->number = (int)number;
+    }
+    return count;
 }

@@ -366,6 +366,30 @@ static void s_html_usage(FILE *f, const vz_json_value_t *use, const rp_image_ref
     fputs("</td></tr>", f);
 }
 
+//  The resolution status of error code: its linked issue and that issue's
+//  state ("acme/api#12 closed (completed)"), "... state unknown" when
+//  github did not answer, or "not linked".
+static void s_issue(const vz_json_value_t *errors, const char *code, char *out, size_t n)
+{
+    const vz_json_value_t *links = vz_json_get(errors, "issues");
+    snprintf(out, n, "not linked");
+    for (size_t i = 0; i < vz_json_size(links); i++) {
+        const vz_json_value_t *l = vz_json_at(links, i);
+        if (strcmp(s_str(l, "code"), code) != 0)
+            continue;
+        const vz_json_value_t *issue = vz_json_get(l, "issue");
+        const char *state = s_str(issue, "state"), *reason = s_str(issue, "state_reason");
+        if (!issue || vz_json_type(issue) != VZ_JSON_OBJECT)
+            snprintf(out, n, "%s#%.0f state unknown", s_str(l, "repo"), s_num(l, "number"));
+        else if (*reason)
+            snprintf(out, n, "%s#%.0f %s (%s)", s_str(l, "repo"), s_num(l, "number"), state,
+                     reason);
+        else
+            snprintf(out, n, "%s#%.0f %s", s_str(l, "repo"), s_num(l, "number"), state);
+        return;
+    }
+}
+
 static void s_html_errors(FILE *f, const vz_json_value_t *err, const vz_json_value_t *use,
                           const rp_image_ref_t *images, size_t count)
 {
@@ -396,14 +420,10 @@ static void s_html_errors(FILE *f, const vz_json_value_t *err, const vz_json_val
             fputs(j ? ", " : "", f);
             s_esc(f, name ? name : "");
         }
-        const vz_json_value_t *issue = vz_json_get(e, "issue");
         fputs("</td>" TD, f);
-        if (issue) {
-            s_esc(f, s_str(issue, "repo"));
-            fprintf(f, "#%.0f ", s_num(issue, "number"));
-            s_esc(f, s_str(issue, "state"));
-        } else
-            fputs("not linked", f);
+        char status[256];
+        s_issue(err, s_str(e, "code"), status, sizeof status);
+        s_esc(f, status);
         fputs("</td></tr>", f);
     }
     if (vz_json_size(top) == 0)
@@ -588,8 +608,10 @@ char *rp_render_text(const vz_json_value_t *model)
         const vz_json_value_t *top = vz_json_get(vz_json_get(err, "top"), "errors");
         for (size_t i = 0; i < vz_json_size(top) && i < TOP_ROWS; i++) {
             const vz_json_value_t *e = vz_json_at(top, i);
-            fprintf(f, "  %-24s %8.0f (week before %.0f)\n", s_str(e, "code"), s_num(e, "count"),
-                    s_num(e, "previous_week"));
+            char status[256];
+            s_issue(err, s_str(e, "code"), status, sizeof status);
+            fprintf(f, "  %-24s %8.0f (week before %.0f)  %s\n", s_str(e, "code"),
+                    s_num(e, "count"), s_num(e, "previous_week"), status);
         }
         if (vz_json_size(top) == 0)
             fputs("No errors this week.\n", f);

@@ -52,7 +52,8 @@ typedef enum {
     C_SIGNALS,    //  telemetry.signals of the gateway over 7 days: calls by endpoint
     C_ERRORS_TOP, //  telemetry.errors_top
     C_ROADMAP,    //  github.roadmap
-    C_COUNT
+    C_ISSUE0,     //  github.issue_state of each configured error link
+    C_COUNT = C_ISSUE0 + RP_LINKS_MAX
 } s_call_id_t;
 
 typedef struct {
@@ -93,7 +94,7 @@ static s_section_t s_section_of(int id)
         return S_REVENUE;
     if (id <= C_SIGNALS)
         return S_USAGE;
-    return id == C_ERRORS_TOP ? S_ERRORS : S_ROADMAP;
+    return id == C_ERRORS_TOP || id >= C_ISSUE0 ? S_ERRORS : S_ROADMAP;
 }
 
 static bool s_essential(int id)
@@ -136,6 +137,12 @@ static const char *s_body(const rp_run_t *run, int id, const char **service, con
         *service = "telemetry";
         *method = "errors_top";
         snprintf(body, n, "{\"at\":%" PRId64 "}", run->end - 1);
+    } else if (id >= C_ISSUE0) {
+        const rp_link_t *link = &run->app->links[id - C_ISSUE0];
+        *service = "github";
+        *method = "issue_state";
+        snprintf(body, n, "{\"owner\":\"%s\",\"repo\":\"%s\",\"number\":%d}", link->owner,
+                 link->repo, link->number);
     } else {
         *service = "github";
         *method = "roadmap";
@@ -189,9 +196,11 @@ int rp_run_start(rp_t *self, int64_t week_start, rp_trigger_t trigger, bool dry_
     self->run = run;
     vz_info(NULL, "report run started", "week", run->week, "trigger", s_trigger_names[trigger],
             "dry_run", dry_run ? "true" : "false");
-    run->pending = C_COUNT;
+    //  Issue slots past the configured links stay unused (no call).
+    int count = C_ISSUE0 + (int)self->nlinks;
+    run->pending = (size_t)count;
     //  All at once: the slowest source, not the sum, bounds the gathering.
-    for (int id = 0; id < C_COUNT; id++) {
+    for (int id = 0; id < count; id++) {
         run->slot[id].run = run;
         run->slot[id].id = id;
         char body[512];
@@ -324,9 +333,29 @@ static char *s_model(rp_run_t *run)
             }
             vz_json_write_array_end(w);
             s_write_doc(w, "endpoints", run, C_SIGNALS);
-        } else if (s == S_ERRORS)
+        } else if (s == S_ERRORS) {
             s_write_doc(w, "top", run, C_ERRORS_TOP);
-        else
+            //  Each linked error with its issue's state, or why it is unknown.
+            vz_json_write_key(w, "issues");
+            vz_json_write_array_begin(w);
+            for (size_t i = 0; i < run->app->nlinks; i++) {
+                const rp_link_t *link = &run->app->links[i];
+                const s_slot_t *slot = &run->slot[C_ISSUE0 + i];
+                char repo[160];
+                snprintf(repo, sizeof repo, "%s/%s", link->owner, link->repo);
+                vz_json_write_object_begin(w);
+                vz_json_write_kv_string(w, "code", link->code);
+                vz_json_write_kv_string(w, "repo", repo);
+                vz_json_write_kv_int(w, "number", link->number);
+                s_write_doc(w, "issue", run, C_ISSUE0 + (int)i);
+                char why[240] = "";
+                if (slot->code[0])
+                    snprintf(why, sizeof why, "%s: %s", slot->code, slot->message);
+                vz_json_write_kv_string(w, "error", why);
+                vz_json_write_object_end(w);
+            }
+            vz_json_write_array_end(w);
+        } else
             s_write_doc(w, "roadmap", run, C_ROADMAP);
         vz_json_write_object_end(w);
     }

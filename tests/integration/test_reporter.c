@@ -31,6 +31,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +42,9 @@
 
 #include "harness.h"
 #include "vz_client.h"
+#include "vz_curve.h"
 #include "vz_json.h"
+#include "vz_worker.h"
 
 #define CALL_MS 15000
 #define WAIT_MS 30000
@@ -317,6 +320,86 @@ static void s_seed_telemetry(void)
 }
 
 // --------------------------------------------------------------------------
+//  An in-test github (issue 18's contract: roadmap, issue_state), in a thread
+
+static const char s_roadmap[] =
+    "{\"weeks\":12,\"completed\":[{\"repo\":\"acme/api\",\"number\":7,\"kind\":\"pull\","
+    "\"title\":\"Faster <checkout>\",\"state\":\"closed\",\"url\":\"https://github.com/acme/"
+    "api/pull/7\",\"milestone\":\"Q4\",\"updated_at\":1796000000}],\"in_progress\":[{\"repo\":"
+    "\"acme/api\",\"number\":9,\"kind\":\"issue\",\"title\":\"Usage by country\",\"state\":"
+    "\"open\",\"url\":\"https://github.com/acme/api/issues/9\",\"milestone\":\"Q4\","
+    "\"updated_at\":1796000100}],\"blocked\":[],\"velocity\":[{\"week\":\"2026-W49\","
+    "\"issues_closed\":3,\"pulls_merged\":5},{\"week\":\"2026-W48\",\"issues_closed\":4,"
+    "\"pulls_merged\":2}]}";
+static const char s_issue[] =
+    "{\"repo\":\"acme/api\",\"number\":12,\"kind\":\"issue\",\"state\":\"closed\","
+    "\"state_reason\":\"completed\",\"merged\":false,\"title\":\"Internal errors\",\"url\":"
+    "\"https://github.com/acme/api/issues/12\",\"updated_at\":1796000200}";
+
+typedef struct {
+    pthread_t thread;
+    volatile int stop;
+    pthread_mutex_t lock;
+    char roadmap_req[256]; //  the last roadmap request body
+    char issue_req[256];   //  the last issue_state request body
+} github_t;
+
+static github_t s_github = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void s_gh_keep(char *slot, const vz_envelope_t *req)
+{
+    pthread_mutex_lock(&s_github.lock);
+    snprintf(slot, 256, "%.*s", (int)req->body_len, (const char *)req->body);
+    pthread_mutex_unlock(&s_github.lock);
+}
+
+static int s_gh_roadmap(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    s_gh_keep(s_github.roadmap_req, req);
+    return vz_reply_body(reply, s_roadmap, strlen(s_roadmap));
+}
+
+static int s_gh_issue(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    s_gh_keep(s_github.issue_req, req);
+    return vz_reply_body(reply, s_issue, strlen(s_issue));
+}
+
+static int s_gh_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    return s_github.stop ? -1 : 0;
+}
+
+static void *s_gh_thread(void *arg)
+{
+    char *certpath = vzt_mesh_path(s_mesh->m, "keys/secret/github.key");
+    char *keypath = vzt_mesh_path(s_mesh->m, "keys/public/broker.key");
+    char err[256], key[41];
+    zcert_t *cert = vz_curve_cert_load(certpath, err, sizeof err);
+    assert_non_null(cert);
+    assert_int_equal(vz_curve_server_key(keypath, key), 0);
+    static const vz_method_t methods[] = {{"roadmap", s_gh_roadmap, VZ_METHOD_IDEMPOTENT, 0},
+                                          {"issue_state", s_gh_issue, VZ_METHOD_IDEMPOTENT, 0}};
+    vz_worker_config_t wc = {.service = "github",
+                             .endpoints = vzt_mesh_endpoint(s_mesh->m),
+                             .broker_key = key,
+                             .cert = cert,
+                             .credit = 8};
+    vz_worker_t *worker = vz_worker_new(&wc, methods, 2, NULL);
+    assert_non_null(worker);
+    zloop_t *loop = zloop_new();
+    vz_worker_attach(worker, loop);
+    zloop_timer(loop, 20, 0, s_gh_tick, NULL);
+    zloop_start(loop);
+    zloop_destroy(&loop);
+    vz_worker_destroy(&worker);
+    zcert_destroy(&cert);
+    free(certpath);
+    free(keypath);
+    return NULL;
+}
+
+// --------------------------------------------------------------------------
 //  Mesh
 
 static int s_setup(void **state)
@@ -359,6 +442,7 @@ static int s_setup(void **state)
                          "reporter:VZ_REPORTER_TICK_MS=100",
                          "reporter:VZ_REPORTER_GATHER_MS=3000",
                          "reporter:VZ_REPORTER_LEASE_MS=60000",
+                         "reporter:VZ_REPORTER_ERROR_ISSUES=internal=acme/api#12",
                          NULL};
     //  Keys and the SMTP server's certificate before anything starts.
     char *dir = vzt_tempdir("reporter-pre");
@@ -379,7 +463,7 @@ static int s_setup(void **state)
     mesh->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "reporter",
                                                 .daemons = "",
                                                 .identities = "tester,gateway,reporter,billing,"
-                                                              "telemetry,notifier",
+                                                              "telemetry,notifier,github",
                                                 .files = files,
                                                 .env = env});
     assert_non_null(mesh->m);
@@ -425,12 +509,15 @@ static int s_setup(void **state)
     free(cmd);
     s_seed_billing();
     s_seed_telemetry();
+    assert_int_equal(pthread_create(&s_github.thread, NULL, s_gh_thread, NULL), 0);
     return 0;
 }
 
 static int s_teardown(void **state)
 {
     mesh_t *mesh = *state;
+    s_github.stop = 1;
+    pthread_join(s_github.thread, NULL);
     if (mesh->redis)
         redisFree(mesh->redis);
     vzt_proc_destroy(&mesh->sink);
@@ -605,10 +692,18 @@ static void test_numbers_equal_the_apis(void **state)
             &wau),
         0);
     assert_int_equal(wau, 7);
-    //  github is not in this mesh: the roadmap is unavailable, with the reason.
+    //  github's answers, as its contract gives them, and what the reporter asked.
     const vz_json_value_t *road = vz_json_get(vz_json_get(r, "sections"), "roadmap");
-    assert_string_equal(vz_json_get_string(road, "status", NULL), "unavailable");
-    assert_non_null(strstr(vz_json_get_string(road, "reason", NULL), "github.roadmap"));
+    assert_string_equal(vz_json_get_string(road, "status", NULL), "ok");
+    vz_json_t *gh = vz_json_parse(s_roadmap, strlen(s_roadmap), NULL, NULL);
+    char *a = s_canon(vz_json_root(gh)), *c = s_canon(vz_json_get(road, "roadmap"));
+    assert_string_equal(a, c);
+    free(a), free(c);
+    vz_json_destroy(&gh);
+    pthread_mutex_lock(&s_github.lock);
+    assert_string_equal(s_github.roadmap_req, "{\"weeks\":12}");
+    assert_string_equal(s_github.issue_req, "{\"owner\":\"acme\",\"repo\":\"api\",\"number\":12}");
+    pthread_mutex_unlock(&s_github.lock);
     //  The HTML shows the same figures.
     body = vzt_fmt("{\"week\":\"%s\"}", mesh->week_id);
     char *html = s_ok("tester", "reporter", "get", body, NULL);
@@ -617,9 +712,12 @@ static void test_numbers_equal_the_apis(void **state)
     assert_non_null(strstr(html, ">7</td>"));
     const vz_json_value_t *top = vz_json_get(
         vz_json_get(vz_json_get(vz_json_get(r, "sections"), "errors"), "top"), "errors");
-    if (vz_json_size(top) > 0) //  telemetry's week (Unix time / 7 days) may have turned
+    if (vz_json_size(top) > 0) { //  telemetry's week (Unix time / 7 days) may have turned
         assert_non_null(strstr(html, "internal"));
-    assert_non_null(strstr(html, "Unavailable"));
+        assert_non_null(strstr(html, "acme/api#12 closed (completed)"));
+    }
+    assert_non_null(strstr(html, "Faster &lt;checkout&gt;"));
+    assert_non_null(strstr(html, "Completed: 1"));
     free(html);
     free(json);
     vz_json_destroy(&doc);
@@ -650,8 +748,11 @@ static void test_html_in_chromium_and_pdf_pages(void **state)
     const vz_json_value_t *v = vz_json_root(doc);
     int64_t images = 0;
     assert_int_equal(vz_json_int(vz_json_get(v, "images"), &images), 0);
-    //  MRR, users and errors (the roadmap is unavailable here).
-    assert_int_equal(images, 3);
+    //  MRR, users, errors (when telemetry's week has them) and velocity.
+    char *numbers = s_redis_str("HGET rp:report:%s json", mesh->week_id);
+    assert_non_null(numbers);
+    assert_int_equal(images, strstr(numbers, "\"errors\":[]") ? 3 : 4);
+    free(numbers);
     if (vz_json_size(vz_json_get(v, "broken")) || vz_json_size(vz_json_get(v, "console")) ||
         vz_json_size(vz_json_get(v, "errors")))
         fail_msg("the page is not clean: %s", verdict);

@@ -14,9 +14,11 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rp.h"
 #include "rp_chart.h"
 #include "rp_render.h"
 
@@ -41,7 +43,10 @@ static const char s_model[] =
     "\"errors\":{\"status\":\"ok\",\"reason\":\"\",\"top\":{\"t\":1,\"errors\":[{\"code\":"
     "\"<script>x</script>\",\"count\":9,\"previous_week\":3,\"change\":2,\"services\":[\"gw\","
     "\"echo\"]},{\"code\":\"timeout\",\"count\":4,\"previous_week\":0,\"change\":null,"
-    "\"services\":[]}]}},"
+    "\"services\":[]}]},\"issues\":[{\"code\":\"timeout\",\"repo\":\"acme/api\",\"number\":12,"
+    "\"issue\":{\"state\":\"closed\",\"state_reason\":\"completed\"},\"error\":\"\"},"
+    "{\"code\":\"<script>x</script>\",\"repo\":\"acme/web\",\"number\":3,\"issue\":null,"
+    "\"error\":\"no_worker: \"}]},"
     "\"roadmap\":{\"status\":\"unavailable\",\"reason\":\"github.roadmap: no_worker: no "
     "worker & <none>\",\"roadmap\":null}}}";
 
@@ -64,6 +69,8 @@ static void test_html_and_text(void **state)
     assert_null(strstr(html, "<style"));
     assert_non_null(strstr(html, "+200 %"));
     assert_non_null(strstr(html, ">new</td>"));
+    assert_non_null(strstr(html, "acme/api#12 closed (completed)"));
+    assert_non_null(strstr(html, "acme/web#3 state unknown"));
     assert_non_null(strstr(html, "gw, echo"));
     assert_non_null(strstr(html, "src=\"cid:mrr-2026-W49@vizmesh\""));
     assert_non_null(strstr(html, "src=\"cid:users-2026-W49@vizmesh\""));
@@ -140,12 +147,36 @@ static void test_empty_model(void **state)
     vz_json_destroy(&doc);
 }
 
+static void test_links(void **state)
+{
+    rp_link_t links[RP_LINKS_MAX];
+    char err[160] = "";
+    assert_int_equal(rp_links_parse("", links, err, sizeof err), 0);
+    assert_int_equal(
+        rp_links_parse("internal=acme/api#12, timeout=acme-inc/web.app#7", links, err, sizeof err),
+        2);
+    assert_string_equal(links[1].code, "timeout");
+    assert_string_equal(links[1].owner, "acme-inc");
+    assert_string_equal(links[1].repo, "web.app");
+    assert_int_equal(links[1].number, 7);
+    static const char *const bad[] = {"internal",      "internal=acme#1", "x=acme/api#0",
+                                      "x=acme/api#1a", "x=ac me/api#1",   "=acme/api#1",
+                                      "x=acme/a\"b#1", "x=/api#1",        "x=acme/#1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(rp_links_parse(bad[i], links, err, sizeof err), -EINVAL);
+    assert_int_equal(rp_links_parse("a=b/c#1 a=b/c#2 a=b/c#3 a=b/c#4 a=b/c#5 a=b/c#6 a=b/c#7 "
+                                    "a=b/c#8 a=b/c#9",
+                                    links, err, sizeof err),
+                     -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_html_and_text),
         cmocka_unit_test(test_charts_and_pdf),
         cmocka_unit_test(test_empty_model),
+        cmocka_unit_test(test_links),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     rp_chart_shutdown();
