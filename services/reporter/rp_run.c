@@ -433,6 +433,7 @@ static int s_render(rp_run_t *run, const vz_json_value_t *model, s_out_t *o)
 }
 
 static void s_sent(void *arg, const vz_call_result_t *result);
+static void s_settle(rp_run_t *run);
 
 //  notifier.send for each recipient.
 static void s_send(rp_run_t *run, const s_out_t *o)
@@ -455,6 +456,9 @@ static void s_send(rp_run_t *run, const s_out_t *o)
     snprintf(list, sizeof list, "%s", app->config.recipients);
     char *save = NULL;
     size_t n = 0;
+    //  A guard: after vz_call_close a call ends inside vz_call_start, and
+    //  the run must not end before every recipient's call was started.
+    run->sends = 1;
     for (char *to = strtok_r(list, " ,", &save); to; to = strtok_r(NULL, " ,", &save), n++) {
         char key[VZ_NT_KEY_MAX];
         snprintf(key, sizeof key, "report-%s-%zu", run->week, n);
@@ -485,12 +489,7 @@ static void s_send(rp_run_t *run, const s_out_t *o)
         vz_call_start(app->calls, &call, s_sent, run);
         free(body);
     }
-    if (run->recipients == 0) {
-        if (!run->error[0])
-            snprintf(run->error, sizeof run->error, "no recipient configured");
-        run->outcome = "failed";
-        s_finish(run);
-    }
+    s_settle(run);
 }
 
 static void s_compose(rp_run_t *run)
@@ -500,6 +499,7 @@ static void s_compose(rp_run_t *run)
     run->model = s_model(run);
     vz_json_t *doc = run->model ? vz_json_parse(run->model, strlen(run->model), NULL, NULL) : NULL;
     s_out_t o = {0};
+    bool sending = false;
     if (!doc || s_render(run, vz_json_root(doc), &o) < 0) {
         snprintf(run->error, sizeof run->error, "unable to render the report");
         run->outcome = "failed";
@@ -514,12 +514,15 @@ static void s_compose(rp_run_t *run)
         else if (rc < 0) {
             snprintf(run->error, sizeof run->error, "unable to archive: redis unavailable");
             run->outcome = "failed";
-        } else
+        } else {
+            //  The run may end inside (a closed vz_call): not touched after.
+            sending = true;
             s_send(run, &o);
+        }
     }
     s_out_free(&o);
     vz_json_destroy(&doc);
-    if (run->outcome)
+    if (!sending)
         s_finish(run);
 }
 
@@ -549,9 +552,17 @@ static void s_sent(void *arg, const vz_call_result_t *result)
                  result->outcome == VZ_CALL_REPLY ? "malformed reply" : result->code,
                  result->message && *result->message ? ": " : "",
                  result->message ? result->message : "");
+    s_settle(run);
+}
+
+//  One send (or the guard) done; the last one records the week.
+static void s_settle(rp_run_t *run)
+{
     if (--run->sends > 0)
         return;
-    if (run->sent < run->recipients) {
+    if (run->recipients == 0 && !run->error[0])
+        snprintf(run->error, sizeof run->error, "no recipient configured");
+    if (run->recipients == 0 || run->sent < run->recipients) {
         run->outcome = "failed";
         s_finish(run);
         return;
