@@ -140,8 +140,9 @@ static char *s_call(const char *who, const char *service, const char *method, co
     snprintf(code, n, "%s", resp->env.error_code);
     size_t len = code[0] ? strlen(resp->env.error_message) : resp->env.body_len;
     char *out = calloc(1, len + 1);
-    memcpy(out, code[0] ? (const void *)resp->env.error_message : (const void *)resp->env.body,
-           len);
+    if (len) //  an empty reply may have no body at all
+        memcpy(out, code[0] ? (const void *)resp->env.error_message : (const void *)resp->env.body,
+               len);
     if (len_p)
         *len_p = len;
     vz_response_destroy(&resp);
