@@ -91,20 +91,41 @@ static size_t s_currencies(const vz_json_value_t *rev, const char *out[], size_t
     return count;
 }
 
+bool rp_render_code_is_error(const char *code)
+{
+    return strcmp(code, "ok") != 0 && !(code[0] >= '1' && code[0] <= '3' && strlen(code) == 3);
+}
+
+//  Calls and errors of the codes of one series.
+static void s_series_calls(const vz_json_value_t *series, int64_t *calls, int64_t *errors)
+{
+    const vz_json_value_t *codes = vz_json_get(series, "codes");
+    for (size_t c = 0; c < vz_json_size(codes); c++) {
+        int64_t v = 0;
+        vz_json_int(vz_json_at(codes, c), &v);
+        *calls += v;
+        if (rp_render_code_is_error(vz_json_key_at(codes, c)))
+            *errors += v;
+    }
+}
+
+void rp_render_calls(const vz_json_value_t *signals, int64_t *calls, int64_t *errors)
+{
+    *calls = *errors = 0;
+    const vz_json_value_t *services = vz_json_get(signals, "services");
+    for (size_t s = 0; s < vz_json_size(services); s++) {
+        const vz_json_value_t *series = vz_json_get(vz_json_at(services, s), "series");
+        for (size_t i = 0; i < vz_json_size(series); i++)
+            s_series_calls(vz_json_at(series, i), calls, errors);
+    }
+}
+
 //  Error rate of the gateway's series in the signals answer, or -1.
 static double s_error_rate(const vz_json_value_t *signals)
 {
-    const vz_json_value_t *services = vz_json_get(signals, "services");
-    double total = 0, bad = 0;
-    for (size_t s = 0; s < vz_json_size(services); s++) {
-        const vz_json_value_t *series = vz_json_get(vz_json_at(services, s), "series");
-        for (size_t i = 0; i < vz_json_size(series); i++) {
-            const vz_json_value_t *one = vz_json_at(series, i);
-            total += s_num(one, "count");
-            bad += s_num(one, "count") * s_num(one, "error_ratio");
-        }
-    }
-    return total > 0 ? bad / total : -1;
+    int64_t calls = 0, errors = 0;
+    rp_render_calls(signals, &calls, &errors);
+    return calls > 0 ? (double)errors / (double)calls : -1;
 }
 
 // --------------------------------------------------------------------------
@@ -193,6 +214,23 @@ void rp_render_charts(const vz_json_value_t *model, rp_charts_t *out)
             c->labels[i] = out->labels[k][i];
             c->series[0].values[i] = s_num(e, "count");
             c->series[1].values[i] = s_num(e, "previous_week");
+            c->count = i + 1;
+        }
+    }
+    const vz_json_value_t *rates = vz_json_get(err, "rate_trend");
+    if (s_available(err) && vz_json_size(rates) > 0) {
+        size_t k = out->count++;
+        rp_chart_t *c = &out->chart[k];
+        out->name[k] = "error_rate";
+        c->title = "Error rate of the API, by week";
+        c->unit = " %";
+        c->nseries = 1;
+        c->series[0].name = "errors / calls";
+        for (size_t i = 0; i < vz_json_size(rates) && i < RP_CHART_POINTS_MAX; i++) {
+            const vz_json_value_t *r = vz_json_at(rates, i);
+            snprintf(out->labels[k][i], sizeof out->labels[k][i], "%s", s_str(r, "week"));
+            c->labels[i] = out->labels[k][i];
+            c->series[0].values[i] = 100 * s_num(r, "rate");
             c->count = i + 1;
         }
     }
@@ -358,8 +396,10 @@ static void s_html_usage(FILE *f, const vz_json_value_t *use, const rp_image_ref
             const vz_json_value_t *s = vz_json_at(series, i);
             fputs("<tr>" TD, f);
             s_esc(f, s_str(s, "name"));
+            int64_t calls = 0, errors = 0;
+            s_series_calls(s, &calls, &errors);
             fprintf(f, "</td>" TDR "%.0f</td>" TDR "%.2f %%</td></tr>", s_num(s, "count"),
-                    100 * s_num(s, "error_ratio"));
+                    calls ? 100.0 * (double)errors / (double)calls : 0.0);
         }
         fputs("</table>", f);
     }
@@ -432,6 +472,7 @@ static void s_html_errors(FILE *f, const vz_json_value_t *err, const vz_json_val
               f);
     fputs("</table>", f);
     s_img(f, images, count, "errors");
+    s_img(f, images, count, "error_rate");
     fputs("</td></tr>", f);
 }
 
@@ -596,8 +637,10 @@ char *rp_render_text(const vz_json_value_t *model)
             vz_json_at(vz_json_get(vz_json_get(use, "endpoints"), "services"), 0), "series");
         for (size_t i = 0; i < vz_json_size(series) && i < TOP_ROWS; i++) {
             const vz_json_value_t *s = vz_json_at(series, i);
+            int64_t calls = 0, errors = 0;
+            s_series_calls(s, &calls, &errors);
             fprintf(f, "  %-32s %10.0f calls %7.2f %% errors\n", s_str(s, "name"),
-                    s_num(s, "count"), 100 * s_num(s, "error_ratio"));
+                    s_num(s, "count"), calls ? 100.0 * (double)errors / (double)calls : 0.0);
         }
     }
     const vz_json_value_t *err = s_section(model, "errors");

@@ -17,13 +17,14 @@
 #ifndef RP_RENDER_H
 #define RP_RENDER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "rp_chart.h"
 #include "vz_json.h"
 
-#define RP_CHARTS 4 //  mrr, users, errors, velocity
+#define RP_CHARTS 5 //  mrr, users, errors, error rate, velocity
 
 //  The charts of a model and the storage their labels point into.
 typedef struct {
@@ -50,6 +51,13 @@ char *rp_render_html(const vz_json_value_t *model, const rp_image_ref_t *images,
 
 //  The plain-text alternative (heap, caller frees).
 char *rp_render_text(const vz_json_value_t *model);
+
+//  Is a telemetry code an error? Every code but "ok" (the workers') and
+//  the HTTP statuses 1xx..3xx (the gateway's).
+bool rp_render_code_is_error(const char *code);
+
+//  Calls and errors over every series of a telemetry.signals answer.
+void rp_render_calls(const vz_json_value_t *signals, int64_t *calls, int64_t *errors);
 
 //  "1234.50 USD" for minor units of a lowercase ISO currency (two
 //  decimals except the zero-decimal currencies Stripe lists: jpy, krw...).

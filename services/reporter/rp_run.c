@@ -49,10 +49,12 @@ typedef enum {
     C_REV_YEAR,
     C_USE_D0, //  telemetry.usage at the end of each day; D6 is the week's
     C_USE_D6 = C_USE_D0 + 6,
-    C_SIGNALS,    //  telemetry.signals of the gateway over 7 days: calls by endpoint
+    C_SIGNALS,    //  telemetry.signals of the gateway over the week: calls by endpoint
     C_ERRORS_TOP, //  telemetry.errors_top
-    C_ROADMAP,    //  github.roadmap
-    C_ISSUE0,     //  github.issue_state of each configured error link
+    C_RATE_W1,    //  telemetry.signals of the gateway, 1..3 weeks before: error-rate trend
+    C_RATE_W3 = C_RATE_W1 + 2,
+    C_ROADMAP, //  github.roadmap
+    C_ISSUE0,  //  github.issue_state of each configured error link
     C_COUNT = C_ISSUE0 + RP_LINKS_MAX
 } s_call_id_t;
 
@@ -94,7 +96,8 @@ static s_section_t s_section_of(int id)
         return S_REVENUE;
     if (id <= C_SIGNALS)
         return S_USAGE;
-    return id == C_ERRORS_TOP || id >= C_ISSUE0 ? S_ERRORS : S_ROADMAP;
+    return id == C_ERRORS_TOP || (id >= C_RATE_W1 && id <= C_RATE_W3) || id >= C_ISSUE0 ? S_ERRORS
+                                                                                        : S_ROADMAP;
 }
 
 static bool s_essential(int id)
@@ -129,10 +132,12 @@ static const char *s_body(const rp_run_t *run, int id, const char **service, con
         *service = "telemetry";
         *method = "usage";
         snprintf(body, n, "{\"at\":%" PRId64 "}", run->start + (id - C_USE_D0 + 1) * DAY - 1);
-    } else if (id == C_SIGNALS) {
+    } else if (id == C_SIGNALS || (id >= C_RATE_W1 && id <= C_RATE_W3)) {
         *service = "telemetry";
         *method = "signals";
-        snprintf(body, n, "{\"service\":\"gateway\",\"window_s\":604800}");
+        int64_t back = id == C_SIGNALS ? 0 : (int64_t)(id - C_RATE_W1 + 1) * 7 * DAY;
+        snprintf(body, n, "{\"service\":\"gateway\",\"window_s\":604800,\"at\":%" PRId64 "}",
+                 run->end - 1 - back);
     } else if (id == C_ERRORS_TOP) {
         *service = "telemetry";
         *method = "errors_top";
@@ -257,6 +262,31 @@ static void s_judge(rp_run_t *run)
     }
 }
 
+//  The error-rate trend: the week and the three before, oldest first,
+//  each week whose answer came.
+static void s_write_rates(vz_json_writer_t *w, const rp_run_t *run)
+{
+    vz_json_write_key(w, "rate_trend");
+    vz_json_write_array_begin(w);
+    for (int k = 3; k >= 0; k--) {
+        const vz_json_value_t *doc = s_doc(run, k == 0 ? C_SIGNALS : C_RATE_W1 + k - 1);
+        if (!doc)
+            continue;
+        int64_t calls = 0, errors = 0;
+        rp_render_calls(doc, &calls, &errors);
+        char week[RP_WEEK_ID_MAX];
+        rp_week_id(run->start - (int64_t)k * 7 * DAY, week);
+        vz_json_write_object_begin(w);
+        vz_json_write_kv_string(w, "week", week);
+        vz_json_write_kv_int(w, "calls", calls);
+        vz_json_write_kv_int(w, "errors", errors);
+        vz_json_write_key(w, "rate");
+        vz_json_write_double(w, calls ? (double)errors / (double)calls : 0);
+        vz_json_write_object_end(w);
+    }
+    vz_json_write_array_end(w);
+}
+
 static char *s_model(rp_run_t *run)
 {
     vz_json_writer_t *w = vz_json_writer_new(MODEL_MAX);
@@ -335,6 +365,7 @@ static char *s_model(rp_run_t *run)
             s_write_doc(w, "endpoints", run, C_SIGNALS);
         } else if (s == S_ERRORS) {
             s_write_doc(w, "top", run, C_ERRORS_TOP);
+            s_write_rates(w, run);
             //  Each linked error with its issue's state, or why it is unknown.
             vz_json_write_key(w, "issues");
             vz_json_write_array_begin(w);

@@ -677,6 +677,10 @@ static void test_numbers_equal_the_apis(void **state)
     s_same(r, "usage", "current", "telemetry", "usage", b);
     s_same(r, "errors", "top", "telemetry", "errors_top", b);
     free(b);
+    b = vzt_fmt("{\"service\":\"gateway\",\"window_s\":604800,\"at\":%lld}",
+                (long long)(mesh->week + 7 * DAY - 1));
+    s_same(r, "usage", "endpoints", "telemetry", "signals", b);
+    free(b);
     //  The seeded figures are there: 50.00 USD MRR, 7 users, 9 internal errors.
     const vz_json_value_t *week =
         vz_json_get(vz_json_get(vz_json_get(r, "sections"), "revenue"), "week");
@@ -749,10 +753,10 @@ static void test_html_in_chromium_and_pdf_pages(void **state)
     const vz_json_value_t *v = vz_json_root(doc);
     int64_t images = 0;
     assert_int_equal(vz_json_int(vz_json_get(v, "images"), &images), 0);
-    //  MRR, users, errors (when telemetry's week has them) and velocity.
+    //  MRR, users, top errors (when telemetry's week has them), error rate, velocity.
     char *numbers = s_redis_str("HGET rp:report:%s json", mesh->week_id);
     assert_non_null(numbers);
-    assert_int_equal(images, strstr(numbers, "\"errors\":[]") ? 3 : 4);
+    assert_int_equal(images, strstr(numbers, "\"errors\":[]") ? 4 : 5);
     free(numbers);
     if (vz_json_size(vz_json_get(v, "broken")) || vz_json_size(vz_json_get(v, "console")) ||
         vz_json_size(vz_json_get(v, "errors")))

@@ -39,11 +39,14 @@ static const char s_model[] =
     "\"current\":{\"t\":1796687999,\"dau\":3,\"wau\":11,\"mau\":42},"
     "\"days\":[{\"day\":\"2026-11-30\",\"dau\":5,\"wau\":9,\"mau\":40},{\"day\":\"2026-12-01\","
     "\"dau\":4,\"wau\":10,\"mau\":41},{\"day\":\"2026-12-06\",\"dau\":3,\"wau\":11,\"mau\":42}],"
-    "\"endpoints\":null},"
+    "\"endpoints\":{\"services\":[{\"service\":\"gateway\",\"series\":[{\"name\":\"echo\","
+    "\"count\":10,\"error_ratio\":1,\"codes\":{\"200\":7,\"304\":1,\"503\":2}}]}]}},"
     "\"errors\":{\"status\":\"ok\",\"reason\":\"\",\"top\":{\"t\":1,\"errors\":[{\"code\":"
     "\"<script>x</script>\",\"count\":9,\"previous_week\":3,\"change\":2,\"services\":[\"gw\","
     "\"echo\"]},{\"code\":\"timeout\",\"count\":4,\"previous_week\":0,\"change\":null,"
-    "\"services\":[]}]},\"issues\":[{\"code\":\"timeout\",\"repo\":\"acme/api\",\"number\":12,"
+    "\"services\":[]}]},\"rate_trend\":[{\"week\":\"2026-W48\",\"calls\":4,\"errors\":1,"
+    "\"rate\":0.25},{\"week\":\"2026-W49\",\"calls\":10,\"errors\":2,\"rate\":0.2}],"
+    "\"issues\":[{\"code\":\"timeout\",\"repo\":\"acme/api\",\"number\":12,"
     "\"issue\":{\"state\":\"closed\",\"state_reason\":\"completed\"},\"error\":\"\"},"
     "{\"code\":\"<script>x</script>\",\"repo\":\"acme/web\",\"number\":3,\"issue\":null,"
     "\"error\":\"no_worker: \"}]},"
@@ -70,6 +73,9 @@ static void test_html_and_text(void **state)
     assert_non_null(strstr(html, "+200 %"));
     assert_non_null(strstr(html, ">new</td>"));
     assert_non_null(strstr(html, "acme/api#12 closed (completed)"));
+    //  2xx and 3xx of the gateway are not errors: 2 of 10.
+    assert_non_null(strstr(html, "Error rate: 20.00 %"));
+    assert_non_null(strstr(html, ">20.00 %</td>"));
     assert_non_null(strstr(html, "acme/web#3 state unknown"));
     assert_non_null(strstr(html, "gw, echo"));
     assert_non_null(strstr(html, "src=\"cid:mrr-2026-W49@vizmesh\""));
@@ -94,7 +100,10 @@ static void test_charts_and_pdf(void **state)
     rp_charts_t charts;
     rp_render_charts(vz_json_root(doc), &charts);
     //  The roadmap is unavailable: no velocity chart.
-    assert_int_equal(charts.count, 3);
+    assert_int_equal(charts.count, 4);
+    assert_string_equal(charts.name[3], "error_rate");
+    assert_true(charts.chart[3].series[0].values[0] == 25.0);
+    assert_string_equal(charts.chart[3].labels[1], "2026-W49");
     assert_string_equal(charts.name[0], "mrr");
     assert_int_equal(charts.chart[0].count, 2);
     assert_int_equal(charts.chart[0].nseries, 2);
