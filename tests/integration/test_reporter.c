@@ -688,6 +688,20 @@ static void test_numbers_equal_the_apis(void **state)
                 (long long)(mesh->week + 7 * DAY - 1));
     s_same(r, "usage", "endpoints", "telemetry", "signals", b);
     free(b);
+    //  Only readers ask so: another service is refused by billing, telemetry
+    //  refuses an "at" that is not a time, the reporter a caller not its reader.
+    char code[64];
+    char *no = s_call("notifier", "billing", "revenue", "{\"period\":\"week\"}", NULL, code,
+                      sizeof code, NULL);
+    assert_string_equal(code, "access_denied");
+    free(no);
+    no = s_call("tester", "telemetry", "usage", "{\"at\":\"monday\"}", NULL, code, sizeof code,
+                NULL);
+    assert_string_equal(code, "invalid_request");
+    free(no);
+    no = s_call("notifier", "reporter", "list", NULL, NULL, code, sizeof code, NULL);
+    assert_string_equal(code, "forbidden");
+    free(no);
     //  The seeded figures are there: 50.00 USD MRR, 7 users, 9 internal errors.
     const vz_json_value_t *week =
         vz_json_get(vz_json_get(vz_json_get(r, "sections"), "revenue"), "week");
