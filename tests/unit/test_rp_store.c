@@ -51,6 +51,17 @@ static rp_parts_t s_parts(const char *json)
     return (rp_parts_t){json, "<html>web</html>", "<html>mail</html>", "text", s_pdf, sizeof s_pdf};
 }
 
+typedef struct {
+    rp_store_t *store; //  who tries
+    uint64_t token;    //  what it got
+} s_taker_t;
+
+static bool s_took(void *arg)
+{
+    s_taker_t *t = arg;
+    return rp_store_lease_take(t->store, "b", 5000, &t->token) == 1;
+}
+
 static void test_lease_and_fencing(void **state)
 {
     rp_store_t *a = rp_store_new(s_url, 500), *b = rp_store_new(s_url, 500);
@@ -71,9 +82,10 @@ static void test_lease_and_fencing(void **state)
     free(pdf);
     assert_null(rp_store_part(b, "2026-W48", "pdf", &len, &rc));
     assert_int_equal(rc, -ENOENT);
-    //  a stalls past its lease; b takes the next token.
-    usleep(400 * 1000);
-    assert_int_equal(rp_store_lease_take(b, "b", 5000, &tb), 1);
+    //  a stalls past its lease; b takes the next token once it expired.
+    s_taker_t taker = {b, 0};
+    assert_true(vzt_wait_until(s_took, &taker, 5000));
+    tb = taker.token;
     assert_true(tb > ta);
     //  a's writes are fenced off: nothing changes.
     rp_parts_t stale = s_parts("{\"stale\":true}");
