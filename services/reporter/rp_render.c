@@ -509,6 +509,20 @@ static void s_html_roadmap(FILE *f, const vz_json_value_t *road, const rp_image_
     s_html_items(f, r, "completed", "Completed");
     s_html_items(f, r, "in_progress", "In progress");
     s_html_items(f, r, "blocked", "Blocked");
+    const vz_json_value_t *vel = vz_json_get(r, "velocity");
+    if (vz_json_size(vel) > 0) {
+        fputs(TABLE "<tr>" TH "Sprint velocity</th>" THR "Issues closed</th>" THR
+                    "Pulls merged</th></tr>",
+              f);
+        for (size_t i = 0; i < vz_json_size(vel) && i < TOP_ROWS; i++) {
+            const vz_json_value_t *w = vz_json_at(vel, i);
+            fputs("<tr>" TD, f);
+            s_esc(f, s_str(w, "week"));
+            fprintf(f, "</td>" TDR "%.0f</td>" TDR "%.0f</td></tr>", s_num(w, "issues_closed"),
+                    s_num(w, "pulls_merged"));
+        }
+        fputs("</table>", f);
+    }
     s_img(f, images, count, "velocity");
     fputs("</td></tr>", f);
 }
@@ -678,6 +692,12 @@ char *rp_render_text(const vz_json_value_t *model)
                 fprintf(f, "  %s#%.0f %s\n", s_str(it, "repo"), s_num(it, "number"),
                         s_str(it, "title"));
             }
+        }
+        const vz_json_value_t *vel = vz_json_get(r, "velocity");
+        for (size_t i = 0; i < vz_json_size(vel) && i < TOP_ROWS; i++) {
+            const vz_json_value_t *w = vz_json_at(vel, i);
+            fprintf(f, "Velocity %s: %.0f issues closed, %.0f pulls merged\n", s_str(w, "week"),
+                    s_num(w, "issues_closed"), s_num(w, "pulls_merged"));
         }
     }
     fclose(f);

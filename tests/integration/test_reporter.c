@@ -744,6 +744,7 @@ static void test_numbers_equal_the_apis(void **state)
     }
     assert_non_null(strstr(html, "Faster &lt;checkout&gt;"));
     assert_non_null(strstr(html, "Completed: 1"));
+    assert_non_null(strstr(html, "2026-W48</td>"));
     free(html);
     free(json);
     vz_json_destroy(&doc);
