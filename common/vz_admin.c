@@ -29,12 +29,14 @@
 #define S_PROM "text/plain; version=0.0.4; charset=utf-8"
 
 struct vz_admin_t {
-    struct MHD_Daemon *daemon; //  libmicrohttpd server with its own threads
-    vz_metrics_t *metrics;     //  borrowed registry rendered at /metrics
-    int port;                  //  port actually bound
-    atomic_bool ready;         //  /readyz answer; written by the reactor
-    pthread_mutex_t lock;      //  guards reason
-    char reason[S_REASON_MAX]; //  why not ready
+    struct MHD_Daemon *daemon;  //  libmicrohttpd server with its own threads
+    vz_metrics_t *metrics;      //  borrowed registry rendered at /metrics
+    int port;                   //  port actually bound
+    atomic_bool ready;          //  /readyz answer; written by the reactor
+    pthread_mutex_t lock;       //  guards reason
+    char reason[S_REASON_MAX];  //  why not ready
+    _Atomic(vz_admin_health_fn *) health; //  GET /health, NULL = 404
+    _Atomic(void *) health_arg;           //  its argument (stored before health)
 };
 
 typedef struct {
@@ -78,6 +80,19 @@ static s_reply_t s_metrics(vz_admin_t *self)
     return reply;
 }
 
+//  The daemon's detailed health document, when it set one (else 404).
+static s_reply_t s_health(vz_admin_t *self)
+{
+    vz_admin_health_fn *fn = atomic_load(&self->health);
+    if (!fn)
+        return s_json(404, "{\"error\":{\"code\":\"not_found\",\"message\":\"no such path\"}}");
+    bool healthy = false;
+    char *body = fn(atomic_load(&self->health_arg), &healthy);
+    if (!body)
+        return s_json(503, "{\"status\":\"starting\"}");
+    return (s_reply_t){healthy ? 200 : 503, body, S_JSON};
+}
+
 static const struct {
     const char *path; //  exact URL path
     s_route_fn *fn;   //  builds the reply
@@ -85,7 +100,15 @@ static const struct {
     {"/healthz", s_healthz},
     {"/readyz", s_readyz},
     {"/metrics", s_metrics},
+    {"/health", s_health},
 };
+
+void vz_admin_set_health(vz_admin_t *self, vz_admin_health_fn *fn, void *arg)
+{
+    assert(self);
+    atomic_store(&self->health_arg, arg);
+    atomic_store(&self->health, fn);
+}
 
 static enum MHD_Result s_queue(struct MHD_Connection *connection, s_reply_t reply, bool allow)
 {

@@ -77,6 +77,13 @@ const char *vz_authctx_header(const vz_envelope_t *req, const char *name)
     return s_key(key, VZ_AUTHCTX_HEADER_PREFIX, name, true) ? vz_authctx_get(req, key) : NULL;
 }
 
+const char *vz_authctx_query(const vz_envelope_t *req, const char *name)
+{
+    assert(name);
+    char key[VZ_CTX_KEY_MAX];
+    return s_key(key, VZ_AUTHCTX_QUERY_PREFIX, name, false) ? vz_authctx_get(req, key) : NULL;
+}
+
 void vz_authctx_read(const vz_envelope_t *req, vz_authctx_t *ctx)
 {
     assert(req && ctx);
@@ -135,6 +142,11 @@ int vz_authctx_set_param(vz_ctx_entry_t *ctx, size_t *count, const char *name, c
 int vz_authctx_set_header(vz_ctx_entry_t *ctx, size_t *count, const char *name, const char *value)
 {
     return s_set_named(ctx, count, VZ_AUTHCTX_HEADER_PREFIX, name, true, value);
+}
+
+int vz_authctx_set_query(vz_ctx_entry_t *ctx, size_t *count, const char *name, const char *value)
+{
+    return s_set_named(ctx, count, VZ_AUTHCTX_QUERY_PREFIX, name, false, value);
 }
 
 // --------------------------------------------------------------------------

@@ -49,6 +49,7 @@
 #define VZ_AUTHCTX_CONTENT_TYPE "content_type" //  the request's Content-Type, when sent
 #define VZ_AUTHCTX_PATH_PREFIX "path."         //  + route parameter name (contract E)
 #define VZ_AUTHCTX_HEADER_PREFIX "header."     //  + lowercase name of a forwarded header
+#define VZ_AUTHCTX_QUERY_PREFIX "query."       //  + name of a forwarded query parameter
 
 //  Values of VZ_AUTHCTX_AUTH.
 #define VZ_AUTHCTX_BY_NONE "none"       //  no credential (or an untrusted caller)
@@ -89,11 +90,12 @@ bool vz_authctx_trusted(const char *caller);
 //  The value of key in req's ctx when req->caller is trusted; NULL when it
 //  is not, or the key is absent.
 const char *vz_authctx_get(const vz_envelope_t *req, const char *key);
-//  Path parameter name ("path." + name) and forwarded header (name in any
-//  case; "header." + its lowercase), same rules. NULL also when the name
-//  cannot make a key.
+//  Path parameter name ("path." + name), forwarded header (name in any
+//  case; "header." + its lowercase) and query parameter ("query." + name),
+//  same rules. NULL also when the name cannot make a key.
 const char *vz_authctx_param(const vz_envelope_t *req, const char *name);
 const char *vz_authctx_header(const vz_envelope_t *req, const char *name);
+const char *vz_authctx_query(const vz_envelope_t *req, const char *name);
 
 //  The caller as the gateway described it. Read: no field is NULL. Written
 //  (vz_authctx_write): a NULL field is left out.
@@ -124,6 +126,8 @@ int vz_authctx_write(vz_ctx_entry_t *ctx, size_t *count, const vz_authctx_t *who
 int vz_authctx_set_param(vz_ctx_entry_t *ctx, size_t *count, const char *name, const char *value);
 //  "header." + lowercase name = value.
 int vz_authctx_set_header(vz_ctx_entry_t *ctx, size_t *count, const char *name, const char *value);
+//  "query." + name = value.
+int vz_authctx_set_query(vz_ctx_entry_t *ctx, size_t *count, const char *name, const char *value);
 
 // --------------------------------------------------------------------------
 //  Scope lists: scopes separated by one or more spaces (RFC 6749 §3.3).

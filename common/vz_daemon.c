@@ -76,16 +76,24 @@ static const vz_cfg_item_t s_common[] = {
                 600000, drain_ms, "how long to finish in-flight work on SIGTERM"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REDIS_URL", "redis/url", VZ_CFG_STR,
                 "redis://127.0.0.1:" VZ_PORT_TEXT(VZ_PORT_REDIS), 0, 0, redis_url,
-                "Redis URL, redis://host:port[/db]"),
+                "Redis URL, redis[s]://[[user]:password@]host[:port][/db][?ca_file=..] "
+                "(docs/operations/redis.md)"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REPLICA", NULL, VZ_CFG_INT, "0", 0, 9999, replica,
                 "replica index given by the supervisor, for logs"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_WORKER_CREDIT", "worker/credit", VZ_CFG_INT, "0", 0,
                 VZ_CREDIT_MAX, worker_credit,
                 "requests the broker may have outstanding at this worker, 0 = the service's own default"),
     VZ_CFG_ENUM_ITEM(vz_daemon_config_t, "VZ_TELEMETRY", "report/telemetry", "auto", "auto on off",
-                     telemetry, "report request outcomes and saturation to telemetry; auto = on"),
+                     telemetry,
+                     "report request outcomes, spans and saturation to telemetry; auto = while a "
+                     "sink takes them (else one probe a minute), on = always"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_TELEMETRY_INTERVAL_MS", "report/interval", VZ_CFG_MS,
                 "10000", 100, 600000, telemetry_interval_ms, "telemetry snapshot period"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_TELEMETRY_SAMPLE_PERMILLE", "report/sample", VZ_CFG_INT,
+                "10", 0, 1000, telemetry_sample_permille,
+                "traces whose spans are kept, per 1000 (errors and slow requests always)"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_TELEMETRY_SLOW_MS", "report/slow", VZ_CFG_MS, "100", 0,
+                600000, telemetry_slow_ms, "a request this slow always keeps its span; 0 = none"),
 };
 #define S_COMMON_COUNT (sizeof s_common / sizeof s_common[0])
 #define S_ADMIN_PORT_ROW 6
@@ -230,9 +238,12 @@ static int s_setup(vz_daemon_t *self, int argc, char **argv)
         self->redis = vz_redis_new(self->config.redis_url, S_REDIS_TIMEOUT_MS, S_REDIS_TIMEOUT_MS,
                                    S_REDIS_PROBE_MS);
         if (!self->redis) {
+            char shown[VZ_PATH_MAX]; //  never the password
+            vz_redis_redact(self->config.redis_url, shown, sizeof shown);
             vz_error(NULL, "unable to load configuration", "reason",
-                     "VZ_REDIS_URL: expected redis://host:port[/db]", "value",
-                     self->config.redis_url);
+                     "VZ_REDIS_URL: expected redis://host:port[/db] (rediss:// for TLS, "
+                     "user:password@ before the host, TLS files readable)",
+                     "value", shown);
             return VZ_EXIT_PERMANENT;
         }
     }
@@ -493,9 +504,11 @@ static int s_on_link_tick(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-static void s_observe(void *arg, const char *method, const char *code, int64_t duration_us)
+static void s_observe(void *arg, const char *method, const char *code, int64_t duration_us,
+                      const char *traceparent)
 {
     vz_telemetry_record((vz_telemetry_t *)arg, method, code, duration_us);
+    vz_telemetry_span((vz_telemetry_t *)arg, traceparent, method, code ? code : "ok", duration_us);
 }
 
 int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods, size_t count,

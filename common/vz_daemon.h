@@ -42,8 +42,11 @@
  *                                                  credit the service passes to serve
  *    VZ_TELEMETRY         report/telemetry     auto  auto|on|off: report request outcomes
  *                                                  and saturation to telemetry.ingest
- *                                                  (vz_telemetry.h); auto = on
+ *                                                  (vz_telemetry.h); auto = while a sink
+ *                                                  takes the snapshots, on = always
  *    VZ_TELEMETRY_INTERVAL_MS report/interval 10000  one snapshot per this period
+ *    VZ_TELEMETRY_SAMPLE_PERMILLE report/sample 10  traces kept per 1000
+ *    VZ_TELEMETRY_SLOW_MS report/slow          100   slower requests keep their span
  *
  *  Start-up refusals (exit 100, one JSON line on stderr naming the setting
  *  or file): any invalid setting, an unreadable or malformed config file,
@@ -82,6 +85,8 @@ typedef struct {
     char config_file[VZ_PATH_MAX];       //  optional ZPL file
     int telemetry;                       //  vz_telemetry_mode_t
     int telemetry_interval_ms;           //  snapshot period
+    int telemetry_sample_permille;       //  traces kept per 1000
+    int telemetry_slow_ms;               //  spans this slow always kept
 } vz_daemon_config_t;
 
 //  VZ_TELEMETRY, in the order of its choices.

@@ -13,13 +13,15 @@
 #define S_DISCARD 16     //  answers thrown away per send
 
 struct vz_event_t {
-    vz_client_t *client; //  DEALER to the broker, sndtimeo 0
-    zloop_t *loop;       //  attached reactor, or NULL
-    int ttl_ms;          //  deadline from send
-    uint64_t sent;       //  queued so far
-    uint64_t dropped;    //  dropped so far
-    vz_series_t *sent_s; //  vz_event_sent_total, or NULL
-    vz_series_t *drop_s; //  vz_event_dropped_total, or NULL
+    vz_client_t *client;           //  DEALER to the broker, sndtimeo 0
+    zloop_t *loop;                 //  attached reactor, or NULL
+    int ttl_ms;                    //  deadline from send
+    uint64_t sent;                 //  queued so far
+    uint64_t dropped;              //  dropped so far
+    vz_series_t *sent_s;           //  vz_event_sent_total, or NULL
+    vz_series_t *drop_s;           //  vz_event_dropped_total, or NULL
+    vz_event_answer_fn *on_answer; //  told of answers, or NULL
+    void *answer_arg;              //  its argument
 };
 
 vz_event_t *vz_event_new(const vz_event_config_t *config)
@@ -73,6 +75,14 @@ void vz_event_destroy(vz_event_t **self_p)
 static void s_discard(vz_event_t *self, int max)
 {
     zsock_t *sock = vz_client_sock(self->client);
+    for (int i = 0; i < max && self->on_answer; i++) {
+        vz_response_t *response = NULL;
+        if (vz_client_recv(self->client, &response) < 0)
+            return;
+        self->on_answer(self->answer_arg, response->env.service,
+                        response->env.kind == VZ_KIND_ERROR ? response->env.error_code : "");
+        vz_response_destroy(&response);
+    }
     for (int i = 0; i < max; i++) {
         zmsg_t *msg = zmsg_recv_nowait(sock);
         if (!msg)
@@ -94,6 +104,13 @@ int vz_event_attach(vz_event_t *self, zloop_t *loop)
         return -EIO;
     self->loop = loop;
     return 0;
+}
+
+void vz_event_on_answer(vz_event_t *self, vz_event_answer_fn *fn, void *arg)
+{
+    assert(self);
+    self->on_answer = fn;
+    self->answer_arg = arg;
 }
 
 int vz_event_send(vz_event_t *self, const char *service, const char *method, const void *body,

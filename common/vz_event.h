@@ -50,6 +50,13 @@ int vz_event_attach(vz_event_t *self, zloop_t *loop);
 int vz_event_send(vz_event_t *self, const char *service, const char *method, const void *body,
                   size_t len);
 
+//  Optional: told of each answer read (the service's reply: code "";
+//  or an error such as the broker's no_worker or forbidden: its code),
+//  on the owner thread. The telemetry reporter's auto mode uses it to
+//  learn whether a sink takes its snapshots.
+typedef void(vz_event_answer_fn)(void *arg, const char *service, const char *code);
+void vz_event_on_answer(vz_event_t *self, vz_event_answer_fn *fn, void *arg);
+
 //  Events dropped and queued so far (also in the metrics when given).
 uint64_t vz_event_dropped(const vz_event_t *self);
 uint64_t vz_event_sent(const vz_event_t *self);

@@ -952,7 +952,7 @@ void vz_json_write_value(vz_json_writer_t *w, const vz_json_value_t *v)
         }
         break;
     case VZ_JSON_STRING: {
-        size_t len;
+        size_t len = 0;
         const char *s = vz_json_string(v, &len);
         vz_json_write_string_len(w, s, len);
         break;

@@ -4,6 +4,8 @@
 #include "vz_notifier_contract.h"
 
 #include <assert.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void s_kv(vz_json_writer_t *w, const char *key, const char *value)
@@ -31,14 +33,47 @@ static void s_var(vz_json_writer_t *w, const vz_nt_var_t *var)
     }
 }
 
+//  An attachment's content: its base64 as given, or its raw bytes
+//  encoded (standard alphabet, padded, one line). -1 when too large.
+static int s_content(vz_json_writer_t *w, const vz_nt_attachment_t *a)
+{
+    if (a->content || !a->bytes) {
+        s_kv(w, VZ_NT_F_CONTENT, a->content);
+        return 0;
+    }
+    if (a->len > VZ_NT_SEND_BODY_MAX / 4 * 3)
+        return -1;
+    char *b64 = malloc(a->len / 3 * 4 + 8);
+    if (!b64)
+        return -1;
+    int n = EVP_EncodeBlock((unsigned char *)b64, a->bytes, (int)a->len);
+    vz_json_write_key(w, VZ_NT_F_CONTENT);
+    vz_json_write_string_len(w, b64, (size_t)n);
+    free(b64);
+    return 0;
+}
+
 char *vz_nt_send_encode(const vz_nt_send_t *send, size_t *len_p)
 {
     assert(send && (send->data || send->ndata == 0) &&
-           (send->attachments || send->nattachments == 0));
+           (send->attachments || send->nattachments == 0) &&
+           (send->recipients || send->nrecipients == 0));
     vz_json_writer_t *w = vz_json_writer_new(VZ_NT_SEND_BODY_MAX);
     vz_json_write_object_begin(w);
     s_kv(w, VZ_NT_F_CHANNEL, send->channel);
     s_kv(w, VZ_NT_F_TO, send->to);
+    //  Named recipients take the place of a single "to" string.
+    if (!send->to && send->nrecipients) {
+        vz_json_write_key(w, VZ_NT_F_TO);
+        vz_json_write_array_begin(w);
+        for (size_t i = 0; i < send->nrecipients; i++) {
+            vz_json_write_object_begin(w);
+            s_kv(w, VZ_NT_F_NAME, send->recipients[i].name ? send->recipients[i].name : "");
+            s_kv(w, VZ_NT_F_ADDRESS, send->recipients[i].address);
+            vz_json_write_object_end(w);
+        }
+        vz_json_write_array_end(w);
+    }
     s_kv(w, VZ_NT_F_TEMPLATE, send->template_name);
     s_kv(w, VZ_NT_F_SEVERITY, send->severity);
     s_kv(w, VZ_NT_F_KEY, send->idempotency_key);
@@ -53,6 +88,7 @@ char *vz_nt_send_encode(const vz_nt_send_t *send, size_t *len_p)
             s_var(w, &send->data[i]);
         vz_json_write_object_end(w);
     }
+    bool fits = true;
     if (send->nattachments) {
         vz_json_write_key(w, VZ_NT_F_ATTACHMENTS);
         vz_json_write_array_begin(w);
@@ -61,7 +97,8 @@ char *vz_nt_send_encode(const vz_nt_send_t *send, size_t *len_p)
             vz_json_write_object_begin(w);
             s_kv(w, VZ_NT_F_NAME, a->name);
             s_kv(w, VZ_NT_F_TYPE, a->type);
-            s_kv(w, VZ_NT_F_CONTENT, a->content);
+            if (s_content(w, a) < 0)
+                fits = false;
             s_kv(w, VZ_NT_F_CONTENT_ID, a->content_id);
             vz_json_write_object_end(w);
         }
@@ -69,7 +106,7 @@ char *vz_nt_send_encode(const vz_nt_send_t *send, size_t *len_p)
     }
     vz_json_write_object_end(w);
     //  NULL when over VZ_NT_SEND_BODY_MAX (the writer's bound).
-    char *body = vz_json_writer_take(w, len_p);
+    char *body = fits ? vz_json_writer_take(w, len_p) : NULL;
     vz_json_writer_destroy(&w);
     return body;
 }

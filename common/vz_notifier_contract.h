@@ -22,8 +22,16 @@
  *  it answers one of the error codes listed in docs/protocol.md. The
  *  limits below are the contract's; the notifier refuses past them.
  *
+ *  An e-mail is built from the template's parts: text/plain and text/html
+ *  (multipart/alternative), attachments with a content_id inline beside
+ *  the HTML that shows them as <img src="cid:ID"> (multipart/related),
+ *  the others as files (multipart/mixed). A caller that renders its own
+ *  HTML and text (the reporter) passes them as data of a template whose
+ *  HTML part takes them unescaped ({{{html}}}, e.g. "weekly_report").
+ *
  *  vz_nt_send_encode returns a heap string the caller frees, or NULL when
- *  the body would exceed VZ_NT_SEND_BODY_MAX. vz_nt_send_view reads a
+ *  the body would exceed VZ_NT_SEND_BODY_MAX. Attachments given as raw
+ *  bytes are base64-encoded by it. vz_nt_send_view reads a
  *  parsed body without copying (the views borrow from the document).
  *  vz_nt_send_reply_decode reads untrusted bytes and returns 0, or
  *  VZ_EMALFORMED with a static *reason. Any thread; no shared state.
@@ -68,13 +76,15 @@
 #define VZ_NT_F_DUPLICATE "duplicate"
 
 //  Limits of a send request.
-#define VZ_NT_SEND_BODY_MAX (24 * 1024 * 1024) //  whole body (attachments in base64)
-#define VZ_NT_TO_MAX 50                        //  recipients of one e-mail
-#define VZ_NT_ATTACH_COUNT_MAX 20              //  attachments of one message
-#define VZ_NT_KEY_MAX 128                      //  idempotency_key bytes
-#define VZ_NT_DEDUP_MAX 255                    //  dedup_key bytes
-#define VZ_NT_NAME_MAX 255                     //  display or attachment name bytes
-#define VZ_NT_ID_MAX 27                        //  message id "n_" + 24 hex, with the NUL
+//  Whole body, attachments in base64: what fits in one mesh envelope
+//  (vz_envelope_limits_default.max_frame, 1 MiB) with room for its header.
+#define VZ_NT_SEND_BODY_MAX (1024 * 1024 - 32 * 1024)
+#define VZ_NT_TO_MAX 50           //  recipients of one e-mail
+#define VZ_NT_ATTACH_COUNT_MAX 20 //  attachments of one message
+#define VZ_NT_KEY_MAX 128         //  idempotency_key bytes
+#define VZ_NT_DEDUP_MAX 255       //  dedup_key bytes
+#define VZ_NT_NAME_MAX 255        //  display or attachment name bytes
+#define VZ_NT_ID_MAX 27           //  message id "n_" + 24 hex, with the NUL
 
 //  One template variable of "data".
 typedef enum { VZ_NT_VAR_STR, VZ_NT_VAR_INT, VZ_NT_VAR_DOUBLE, VZ_NT_VAR_BOOL } vz_nt_var_type_t;
@@ -88,13 +98,22 @@ typedef struct {
     bool b;                //  VZ_NT_VAR_BOOL
 } vz_nt_var_t;
 
-//  One attachment (e-mail only).
+//  One attachment (e-mail only). Either content (already base64) or
+//  bytes/len (raw, encoded by vz_nt_send_encode); content wins when set.
 typedef struct {
     const char *name;       //  file name, 1..VZ_NT_NAME_MAX bytes, no CR/LF, quote, slashes
-    const char *type;       //  media type
-    const char *content;    //  the bytes in standard base64
-    const char *content_id; //  inline part id, NULL when none
+    const char *type;       //  media type "type/subtype", e.g. image/png, application/pdf
+    const char *content;    //  the bytes in standard base64, or NULL to use bytes
+    const char *content_id; //  inline part id [A-Za-z0-9._@-]{1,128} (cid:), NULL: a file
+    const void *bytes;      //  raw bytes when content is NULL (borrowed)
+    size_t len;             //  bytes in bytes
 } vz_nt_attachment_t;
+
+//  One e-mail recipient with a display name (UTF-8, may be NULL).
+typedef struct {
+    const char *name;    //  display name, NULL or "" for none
+    const char *address; //  plain address
+} vz_nt_recipient_t;
 
 //  send request. Strings are borrowed; NULL is an absent field (a
 //  non-NULL "" is written as "", as a caller means it).
@@ -111,6 +130,8 @@ typedef struct {
     const char *source;                    //  who raised it (PagerDuty's source)
     const vz_nt_attachment_t *attachments; //  nattachments entries
     size_t nattachments;                   //  entries in attachments
+    const vz_nt_recipient_t *recipients;   //  e-mail: "to" as [{name, address}] (when to is NULL)
+    size_t nrecipients;                    //  entries in recipients (1..VZ_NT_TO_MAX)
 } vz_nt_send_t;
 
 //  send request as JSON (fields in the order above); NULL when too large.

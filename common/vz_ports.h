@@ -42,4 +42,14 @@
 //  the table. For the supervisor, whose mesh file may leave it out.
 int vz_ports_admin(const char *service);
 
+//  A loopback TCP port that is free now, for "auto" ports (the supervisor)
+//  and tests. Drawn at random below the kernel's ephemeral range
+//  (net.ipv4.ip_local_port_range, read from /proc; 10000 up to its low end):
+//  a port the kernel hands out is also the source port of any outbound
+//  connection, so one picked there can be taken by a client socket before
+//  the daemon binds it. Falls back to a kernel-chosen port when none of 64
+//  draws is free. The port is not held: a caller binds it soon after.
+//  Returns the port, or -errno when no socket can be made.
+int vz_ports_free(void);
+
 #endif

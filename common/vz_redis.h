@@ -1,4 +1,4 @@
-/*  vz_redis - one hiredis connection with short timeouts and reconnection
+/*  vz_redis - one Redis connection (AUTH, TLS) with short timeouts and reconnection
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  For workers that must never wait long on Redis: connect and command
@@ -18,16 +18,29 @@
 
 typedef struct vz_redis_t vz_redis_t;
 
-//  url: redis://host:port[/db]. Does not connect yet. NULL on a bad URL
+//  url: redis[s]://[[user]:password@]host[:port][/db][?tls settings].
+//  With a password every connection starts with AUTH (AUTH user password
+//  for an ACL user); user and password are percent-decoded. rediss://
+//  speaks TLS (1.2 at least) and verifies the server's certificate
+//  against the system's CA store, or ca_file, for host (a DNS name, or an
+//  IP address in its SANs) or server_name; cert_file and key_file (PEM)
+//  present a client certificate. The query takes only those four
+//  (rediss://host:6380/0?ca_file=/etc/vizmesh/redis-ca.pem). Does not
+//  connect yet. NULL on a bad URL or a TLS file that does not load
 //  (errno EINVAL).
 vz_redis_t *vz_redis_new(const char *url, int connect_timeout_ms, int command_timeout_ms,
                          int retry_ms);
 void vz_redis_destroy(vz_redis_t **self_p);
 
+//  url with its password replaced by "***", for a log line (n bytes of out).
+void vz_redis_redact(const char *url, char *out, size_t n);
+
 //  True when the last command reached Redis (or a fresh connect succeeded).
 bool vz_redis_up(const vz_redis_t *self);
 
-//  Connect now if not connected (respecting retry_ms). 0 or -errno.
+//  Connect now if not connected (respecting retry_ms). 0 or -errno:
+//  -EACCES when Redis refused the credentials, -ECONNREFUSED also for a
+//  failed TLS handshake (an untrusted or misnamed certificate).
 int vz_redis_ensure(vz_redis_t *self);
 
 //  Run a command (argv style, binary safe). Returns the reply the caller

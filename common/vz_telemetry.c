@@ -4,9 +4,11 @@
 #include "vz_telemetry.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <dirent.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,11 +17,14 @@
 #include "vz_common.h"
 #include "vz_event.h"
 #include "vz_json.h"
+#include "vz_proto.h"
 #include "vz_telemetry_contract.h"
 
 #define S_INTERVAL_MS 10000
 #define S_OTHER "_other"
 //  Worst case per series: name, 16 codes and every bin as [1023,4294967295].
+//  A span: ids, name, code and two numbers with their keys.
+#define S_SPAN_BYTES (160 + 2 * VZ_TL_NAME_MAX)
 #define S_SERIES_BYTES (512 + VZ_TL_CODES * (VZ_TL_NAME_MAX + 24) + VZ_TL_BINS * 20)
 
 typedef struct {
@@ -55,8 +60,24 @@ struct vz_telemetry_t {
     zloop_t *loop;                   //  attached loop, or NULL
     int timer_id;                    //  its flush timer
     vz_event_t *event;               //  owned transport of vz_telemetry_new_daemon, or NULL
+    uint32_t sample_cut;             //  keep traces whose id's low 32 bits are under this
+    uint64_t sample_all;             //  1 when every trace is kept
+    int64_t slow_us;                 //  spans this long are kept, 0 = none by duration
+    vz_tl_span_t *spans;             //  this interval's sampled spans (VZ_TL_SPANS)
+    size_t nspans;                   //  rows in spans
+    uint64_t spans_over;             //  sampled spans past VZ_TL_SPANS this interval
+    s_code_t events[VZ_TL_EVENTS];   //  this interval's business events
+    size_t nevents;                  //  rows in events
+    uint64_t rng;                    //  xorshift state for span ids
+    bool auto_mode;                  //  send only while a sink answers
+    bool sink_absent;                //  auto: the last answer said no sink
+    uint64_t skipped;                //  auto: intervals discarded without a sink
+    uint64_t since_probe;            //  auto: intervals since the last snapshot sent
     pthread_mutex_t lock;            //  guards the table and the counters against record
 };
+
+//  The process's daemon reporter, for vz_telemetry_event.
+static _Atomic(vz_telemetry_t *) s_process;
 
 //  1 / ln(gamma); GCC and Clang fold it to a constant.
 static double s_inv_log_gamma(void)
@@ -125,6 +146,16 @@ vz_telemetry_t *vz_telemetry_new(const vz_telemetry_config_t *config)
     self->dropped = config->dropped;
     self->arg = config->arg;
     self->timer_id = -1;
+    int permille = config->sample_permille < 0      ? 0
+                   : config->sample_permille > 1000 ? 1000
+                                                    : config->sample_permille;
+    self->sample_all = permille == 1000;
+    self->sample_cut = (uint32_t)((double)UINT32_MAX * permille / 1000.0);
+    self->slow_us = config->slow_us;
+    self->auto_mode = config->auto_mode;
+    self->spans = (vz_tl_span_t *)calloc(VZ_TL_SPANS, sizeof(vz_tl_span_t));
+    assert(self->spans);
+    self->rng = (uint64_t)vz_clock_mono_us() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)self;
     pthread_mutex_init(&self->lock, NULL);
     self->users = zhashx_new();
     assert(self->users);
@@ -141,12 +172,15 @@ void vz_telemetry_destroy(vz_telemetry_t **self_p)
     vz_telemetry_t *self = *self_p;
     if (!self)
         return;
+    vz_telemetry_t *expected = self;
+    atomic_compare_exchange_strong(&s_process, &expected, NULL);
     if (self->loop && self->timer_id >= 0)
         zloop_timer_end(self->loop, self->timer_id);
     for (size_t i = 0; i < VZ_TL_SERIES; i++)
         free(self->series[i].hist);
     vz_event_destroy(&self->event);
     zhashx_destroy(&self->users);
+    free(self->spans);
     pthread_mutex_destroy(&self->lock);
     free(self);
     *self_p = NULL;
@@ -210,6 +244,104 @@ void vz_telemetry_record(vz_telemetry_t *self, const char *name, const char *cod
     self->pending++;
     self->recorded++;
     pthread_mutex_unlock(&self->lock);
+}
+
+//  A code that always keeps its span: not "ok", not an HTTP 1xx-3xx.
+static bool s_code_error(const char *code)
+{
+    if (!code || !*code || strcmp(code, "ok") == 0)
+        return false;
+    return !(isdigit((unsigned char)code[0]) && code[0] >= '1' && code[0] <= '3' &&
+             strlen(code) == 3);
+}
+
+static uint64_t s_next_rng(vz_telemetry_t *self)
+{
+    uint64_t x = self->rng ? self->rng : 0x9e3779b97f4a7c15ull;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    self->rng = x;
+    return x;
+}
+
+void vz_telemetry_span(vz_telemetry_t *self, const char *traceparent, const char *name,
+                       const char *code, int64_t duration_us)
+{
+    assert(self && name);
+    char trace[VZ_TL_TRACE_HEX + 1], parent[VZ_TL_SPAN_HEX + 1];
+    if (vz_tl_traceparent_split(traceparent, trace, parent) < 0)
+        return;
+    //  The low 32 bits of the trace id decide, the same way in every daemon.
+    uint32_t low = (uint32_t)strtoul(trace + VZ_TL_TRACE_HEX - 8, NULL, 16);
+    bool keep = self->sample_all || low < self->sample_cut || s_code_error(code) ||
+                (self->slow_us > 0 && duration_us >= self->slow_us);
+    if (!keep)
+        return;
+    int64_t now_us = vz_clock_now_us();
+    pthread_mutex_lock(&self->lock);
+    if (self->nspans == VZ_TL_SPANS) {
+        self->spans_over++;
+        pthread_mutex_unlock(&self->lock);
+        return;
+    }
+    vz_tl_span_t *span = &self->spans[self->nspans++];
+    vz_strlcpy(span->trace, trace, sizeof span->trace);
+    vz_strlcpy(span->parent, parent, sizeof span->parent);
+    snprintf(span->span, sizeof span->span, "%016" PRIx64, s_next_rng(self) | 1);
+    vz_strlcpy(span->name, vz_tl_name_valid(name) ? name : S_OTHER, sizeof span->name);
+    vz_strlcpy(span->code, vz_tl_name_valid(code) ? code : "ok", sizeof span->code);
+    span->dur_us = duration_us > 0 ? duration_us : 0;
+    span->start_us = now_us - span->dur_us;
+    pthread_mutex_unlock(&self->lock);
+}
+
+void vz_telemetry_count(vz_telemetry_t *self, const char *event, const char *key)
+{
+    assert(self);
+    char name[VZ_TL_NAME_MAX];
+    if (!event || strchr(event, '.') ||
+        snprintf(name, sizeof name, "%s%s%s", event, key ? "." : "", key ? key : "") >=
+            (int)sizeof name ||
+        !vz_tl_name_valid(name))
+        return;
+    pthread_mutex_lock(&self->lock);
+    size_t i = 0;
+    while (i < self->nevents && strcmp(self->events[i].name, name) != 0)
+        i++;
+    if (i == self->nevents) {
+        if (i == VZ_TL_EVENTS)
+            vz_strlcpy(self->events[--i].name, S_OTHER, VZ_TL_NAME_MAX);
+        else {
+            vz_strlcpy(self->events[i].name, name, VZ_TL_NAME_MAX);
+            self->events[i].count = 0;
+            self->nevents++;
+        }
+    }
+    self->events[i].count++;
+    pthread_mutex_unlock(&self->lock);
+}
+
+void vz_telemetry_event(const char *event, const char *key)
+{
+    vz_telemetry_t *self = atomic_load(&s_process);
+    if (self)
+        vz_telemetry_count(self, event, key);
+}
+
+void vz_telemetry_http(vz_telemetry_t *self, const char *route, int status, int64_t duration_us,
+                       const char *traceparent, const char *user, const char *country)
+{
+    assert(self && route);
+    char code[16];
+    snprintf(code, sizeof code, "%d", status);
+    vz_telemetry_record(self, route, code, duration_us);
+    vz_telemetry_span(self, traceparent, route, code, duration_us);
+    if (user)
+        vz_telemetry_user(self, user);
+    if (country && isupper((unsigned char)country[0]) && isupper((unsigned char)country[1]) &&
+        !country[2])
+        vz_telemetry_count(self, "country", country);
 }
 
 void vz_telemetry_user(vz_telemetry_t *self, const char *user)
@@ -306,8 +438,9 @@ static char *s_snapshot(vz_telemetry_t *self, int64_t now_ms, size_t *len_p)
     int64_t span_ms = now_ms - self->last_ms;
     double cpu = span_ms > 0 ? (cpu_s - self->cpu_s) * 1000.0 / (double)span_ms : 0;
 
-    vz_json_writer_t *w = vz_json_writer_new(1024 + self->nseries * S_SERIES_BYTES +
-                                             zhashx_size(self->users) * (VZ_TL_NAME_MAX + 3));
+    vz_json_writer_t *w = vz_json_writer_new(
+        1024 + self->nseries * S_SERIES_BYTES + zhashx_size(self->users) * (VZ_TL_NAME_MAX + 3) +
+        self->nspans * S_SPAN_BYTES + self->nevents * (VZ_TL_NAME_MAX + 24));
     vz_json_write_object_begin(w);
     vz_json_write_kv_int(w, VZ_TL_F_VERSION, VZ_TL_VERSION);
     vz_json_write_kv_string(w, VZ_TL_F_SERVICE, self->service);
@@ -340,10 +473,37 @@ static char *s_snapshot(vz_telemetry_t *self, int64_t now_ms, size_t *len_p)
     vz_json_write_array_end(w);
     vz_json_write_key(w, VZ_TL_F_USERS_OVER);
     vz_json_write_uint(w, self->users_over);
+    vz_json_write_key(w, VZ_TL_F_SPANS);
+    vz_json_write_array_begin(w);
+    for (size_t i = 0; i < self->nspans; i++) {
+        const vz_tl_span_t *span = &self->spans[i];
+        vz_json_write_object_begin(w);
+        vz_json_write_kv_string(w, VZ_TL_F_TRACE, span->trace);
+        vz_json_write_kv_string(w, VZ_TL_F_SPAN, span->span);
+        vz_json_write_kv_string(w, VZ_TL_F_PARENT, span->parent);
+        vz_json_write_kv_string(w, VZ_TL_F_NAME, span->name);
+        vz_json_write_kv_string(w, VZ_TL_F_CODE, span->code);
+        vz_json_write_kv_int(w, VZ_TL_F_START_US, span->start_us);
+        vz_json_write_kv_int(w, VZ_TL_F_DUR_US, span->dur_us);
+        vz_json_write_object_end(w);
+    }
+    vz_json_write_array_end(w);
+    vz_json_write_key(w, VZ_TL_F_SPANS_OVER);
+    vz_json_write_uint(w, self->spans_over);
+    vz_json_write_key(w, VZ_TL_F_EVENTS);
+    vz_json_write_object_begin(w);
+    for (size_t i = 0; i < self->nevents; i++) {
+        vz_json_write_key(w, self->events[i].name);
+        vz_json_write_uint(w, self->events[i].count);
+    }
+    vz_json_write_object_end(w);
     vz_json_write_object_end(w);
     char *text = vz_json_writer_take(w, len_p);
     zhashx_purge(self->users);
     self->users_over = 0;
+    self->nspans = 0;
+    self->spans_over = 0;
+    self->nevents = 0;
     vz_json_writer_destroy(&w);
 
     //  Start the next interval; the rows keep their histograms for reuse.
@@ -370,6 +530,16 @@ int vz_telemetry_flush(vz_telemetry_t *self, int64_t now_ms)
 {
     assert(self);
     pthread_mutex_lock(&self->lock);
+    //  Auto mode without a sink: discard the interval, except for a probe.
+    if (self->auto_mode && self->sink_absent && ++self->since_probe < VZ_TL_PROBE_EVERY) {
+        size_t len = 0;
+        free(s_snapshot(self, now_ms, &len));
+        self->pending = 0;
+        self->skipped++;
+        pthread_mutex_unlock(&self->lock);
+        return 0;
+    }
+    self->since_probe = 0;
     uint64_t carried = self->pending;
     uint64_t lost_report = self->lost_report;
     size_t len = 0;
@@ -413,6 +583,13 @@ static int s_event_send(void *arg, const char *body, size_t len)
     return vz_event_send(self->event, VZ_TL_SERVICE, VZ_TL_METHOD_INGEST, body, len);
 }
 
+//  Answers to this reporter's events: only ingest's matter (auto mode).
+static void s_event_answer(void *arg, const char *service, const char *code)
+{
+    if (strcmp(service, VZ_TL_SERVICE) == 0)
+        vz_telemetry_answer((vz_telemetry_t *)arg, code);
+}
+
 static uint64_t s_event_dropped(void *arg)
 {
     return vz_event_dropped(((vz_telemetry_t *)arg)->event);
@@ -433,16 +610,52 @@ vz_telemetry_t *vz_telemetry_new_daemon(vz_daemon_t *daemon, zloop_t *loop)
                                 .replica = config->replica,
                                 .interval_ms = config->telemetry_interval_ms,
                                 .send = s_event_send,
-                                .dropped = s_event_dropped};
+                                .dropped = s_event_dropped,
+                                .sample_permille = config->telemetry_sample_permille,
+                                .slow_us = (int64_t)config->telemetry_slow_ms * 1000,
+                                .auto_mode = config->telemetry == VZ_TELEMETRY_AUTO};
     vz_telemetry_t *self = vz_telemetry_new(&tc);
     self->event = event;
     self->arg = self;
+    vz_event_on_answer(event, s_event_answer, self);
+    vz_telemetry_t *none = NULL;
+    atomic_compare_exchange_strong(&s_process, &none, self);
     if (vz_event_attach(event, loop) < 0 || vz_telemetry_attach(self, loop) < 0) {
         vz_telemetry_destroy(&self);
         errno = EIO;
         return NULL;
     }
     return self;
+}
+
+void vz_telemetry_answer(vz_telemetry_t *self, const char *code)
+{
+    assert(self);
+    bool absent =
+        code && (strcmp(code, VZ_ERR_NO_WORKER) == 0 || strcmp(code, VZ_ERR_FORBIDDEN) == 0);
+    pthread_mutex_lock(&self->lock);
+    if (absent && !self->sink_absent)
+        self->since_probe = 0;
+    self->sink_absent = absent;
+    pthread_mutex_unlock(&self->lock);
+}
+
+bool vz_telemetry_sink_seen(vz_telemetry_t *self)
+{
+    assert(self);
+    pthread_mutex_lock(&self->lock);
+    bool seen = !self->sink_absent;
+    pthread_mutex_unlock(&self->lock);
+    return seen;
+}
+
+uint64_t vz_telemetry_skipped(vz_telemetry_t *self)
+{
+    assert(self);
+    pthread_mutex_lock(&self->lock);
+    uint64_t n = self->skipped;
+    pthread_mutex_unlock(&self->lock);
+    return n;
 }
 
 uint64_t vz_telemetry_recorded(vz_telemetry_t *self)

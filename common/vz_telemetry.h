@@ -46,12 +46,16 @@
 #include "vz_daemon.h"
 
 #define VZ_TL_GAMMA 1.02
-#define VZ_TL_REL_ERROR 0.0099 //  (gamma - 1) / (gamma + 1), rounded up
-#define VZ_TL_BINS 1024        //  bin 1023 starts near 10.5 minutes
-#define VZ_TL_SERIES 64        //  names per snapshot
-#define VZ_TL_CODES 16         //  codes per name
-#define VZ_TL_NAME_MAX 64      //  bytes of a name or code, with the NUL
-#define VZ_TL_USERS 4096       //  distinct active users per snapshot
+#define VZ_TL_REL_ERROR 0.0099           //  (gamma - 1) / (gamma + 1), rounded up
+#define VZ_TL_BINS 1024                  //  bin 1023 starts near 10.5 minutes
+#define VZ_TL_SERIES 64                  //  names per snapshot
+#define VZ_TL_CODES 16                   //  codes per name
+#define VZ_TL_NAME_MAX 64                //  bytes of a name or code, with the NUL
+#define VZ_TL_USERS 4096                 //  distinct active users per snapshot
+#define VZ_TL_SPANS 256                  //  sampled spans per snapshot
+#define VZ_TL_EVENTS 128                 //  distinct business events per snapshot
+#define VZ_TL_COUNTRY_HEADER "X-Country" //  ISO 3166 alpha-2 set by the ingress
+#define VZ_TL_PROBE_EVERY 6              //  auto mode without a sink: one snapshot in this many
 
 //  A mergeable latency histogram over microseconds. Plain data: zero it to
 //  start, copy it freely.
@@ -84,6 +88,9 @@ typedef struct {
     vz_tl_send_fn *send;       //  required
     vz_tl_dropped_fn *dropped; //  optional
     void *arg;                 //  for send and dropped
+    int sample_permille;       //  traces kept per 1000 (by trace id); errors and slow always
+    int64_t slow_us;           //  a span this long is always kept; 0 = none is
+    bool auto_mode;            //  VZ_TELEMETRY=auto: send only while a sink answers
 } vz_telemetry_config_t;
 
 typedef struct vz_telemetry_t vz_telemetry_t;
@@ -96,6 +103,52 @@ void vz_telemetry_destroy(vz_telemetry_t **self_p);
 //  VZ_TL_NAME_MAX - 1 bytes); code NULL or "" means "ok".
 void vz_telemetry_record(vz_telemetry_t *self, const char *name, const char *code,
                          int64_t duration_us);
+
+//  One request's span, if sampled: traceparent is the W3C context the
+//  request came with ("00-<trace>-<caller span>-<flags>"; without a valid
+//  one nothing is kept), name and code as for vz_telemetry_record. The
+//  span gets a fresh id and the caller's span as parent. Kept when the
+//  code is an error (not "ok", not HTTP 1xx-3xx), when it took slow_us or
+//  more, or when the trace id falls in the sampled share (the same traces
+//  in every daemon, so a kept trace is whole). At most VZ_TL_SPANS a
+//  snapshot ("spans"), the rest counted ("spans_over"). Any thread.
+void vz_telemetry_span(vz_telemetry_t *self, const char *traceparent, const char *name,
+                       const char *code, int64_t duration_us);
+
+//  Count one business event: event alone ("signup", "login") or with a
+//  key ("subscription" "created", "country" "DE"): the snapshot carries
+//  "events": {"<event>" or "<event>.<key>": n}. Both [A-Za-z0-9_-]
+//  (event) and [A-Za-z0-9_.-] (key), the whole under VZ_TL_NAME_MAX;
+//  others are ignored. At most VZ_TL_EVENTS per interval, later ones
+//  fold into "_other". Any thread.
+void vz_telemetry_count(vz_telemetry_t *self, const char *event, const char *key);
+
+//  vz_telemetry_count on the process's daemon reporter (the one
+//  vz_telemetry_new_daemon made, while it lives; nothing when there is none,
+//  e.g. VZ_TELEMETRY=off or a unit test): what a service calls for its
+//  business events without holding the reporter ("signup", "login",
+//  "subscription" "created"). Same threads as vz_telemetry_count; not
+//  during the reporter's destruction (the reactor thread does both).
+void vz_telemetry_event(const char *event, const char *key);
+
+//  One HTTP request answered by the gateway, from its HTTP threads:
+//  record(route, status as text, duration), span(traceparent), user(user
+//  when authenticated, else NULL), and the "country" event when country
+//  (the VZ_TL_COUNTRY_HEADER value, NULL when absent) is two letters.
+void vz_telemetry_http(vz_telemetry_t *self, const char *route, int status, int64_t duration_us,
+                       const char *traceparent, const char *user, const char *country);
+
+//  Auto mode (config.auto_mode): the sink's answer to a snapshot. A
+//  reply means a sink takes snapshots; the broker's no_worker or
+//  forbidden that none does (or may), and then the reporter keeps
+//  aggregating but sends only every VZ_TL_PROBE_EVERY-th interval (a
+//  probe); the intervals in between are discarded, counted as skipped,
+//  not lost. The first answer that is not one of these resumes sending.
+//  Owner thread.
+void vz_telemetry_answer(vz_telemetry_t *self, const char *code);
+//  Auto mode: is a sink believed present? Intervals discarded so far.
+bool vz_telemetry_sink_seen(vz_telemetry_t *self);
+uint64_t vz_telemetry_skipped(vz_telemetry_t *self);
 
 //  Count user (a subject id such as "u_123", [A-Za-z0-9_.-], under
 //  VZ_TL_NAME_MAX bytes; others are ignored) as active this interval, for
@@ -114,10 +167,13 @@ int vz_telemetry_flush(vz_telemetry_t *self, int64_t now_ms);
 int vz_telemetry_attach(vz_telemetry_t *self, zloop_t *loop);
 
 //  The daemon's reporter, as its common settings say (vz_daemon.h):
-//  VZ_TELEMETRY off gives NULL (errno 0); otherwise snapshots every
+//  VZ_TELEMETRY off gives NULL (errno 0); auto is the auto mode above
+//  (report while the mesh has a telemetry sink that takes this daemon's
+//  snapshots), on sends every interval whatever the answer; snapshots every
 //  VZ_TELEMETRY_INTERVAL_MS go to telemetry.ingest through a vz_event of
 //  the daemon's own (its drops are the snapshot's "dropped"), attached to
-//  loop. NULL with errno set when the event socket cannot be made.
+//  loop; VZ_TELEMETRY_SAMPLE_PERMILLE and VZ_TELEMETRY_SLOW_MS set the
+//  span sampling. NULL with errno set when the event socket cannot be made.
 //  vz_daemon_serve does this for every worker daemon; a daemon with a loop
 //  of its own (the gateway) calls it and vz_telemetry_record itself.
 vz_telemetry_t *vz_telemetry_new_daemon(vz_daemon_t *daemon, zloop_t *loop);

@@ -20,10 +20,40 @@ bool vz_tl_name_valid(const char *text)
     return true;
 }
 
+bool vz_tl_hex_id_valid(const char *text, size_t n)
+{
+    if (!text || strlen(text) != n)
+        return false;
+    bool nonzero = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!((text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f')))
+            return false;
+        nonzero |= text[i] != '0';
+    }
+    return nonzero;
+}
+
+int vz_tl_traceparent_split(const char *tp, char *trace, char *parent)
+{
+    assert(trace && parent);
+    //  version(2) - trace(32) - parent(16) - flags(2): 55 characters.
+    if (!tp || strlen(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
+        return -1;
+    memcpy(trace, tp + 3, VZ_TL_TRACE_HEX);
+    trace[VZ_TL_TRACE_HEX] = '\0';
+    memcpy(parent, tp + 36, VZ_TL_SPAN_HEX);
+    parent[VZ_TL_SPAN_HEX] = '\0';
+    return vz_tl_hex_id_valid(trace, VZ_TL_TRACE_HEX) && vz_tl_hex_id_valid(parent, VZ_TL_SPAN_HEX)
+               ? 0
+               : -1;
+}
+
 void vz_tl_snapshot_destroy(vz_tl_snapshot_t **self_p)
 {
     assert(self_p);
     if (*self_p) {
+        free((*self_p)->spans);
+        free((*self_p)->events);
         free((*self_p)->series);
         free((*self_p)->users);
         free(*self_p);
@@ -86,6 +116,67 @@ static int s_series(const vz_json_value_t *item, vz_tl_series_t *row, const char
     return 0;
 }
 
+//  Spans are optional; each is checked whole.
+static int s_spans(const vz_json_value_t *root, vz_tl_snapshot_t *self, const char **err)
+{
+    const vz_json_value_t *spans = vz_json_get(root, VZ_TL_F_SPANS);
+    if (!spans)
+        return 0;
+    if (vz_json_type(spans) != VZ_JSON_ARRAY || vz_json_size(spans) > VZ_TL_SPANS ||
+        s_uint(root, VZ_TL_F_SPANS_OVER, &self->spans_over) < 0)
+        return *err = "spans invalid or too many", -1;
+    self->nspans = vz_json_size(spans);
+    self->spans = (vz_tl_span_t *)calloc(self->nspans ? self->nspans : 1, sizeof(vz_tl_span_t));
+    assert(self->spans);
+    for (size_t i = 0; i < self->nspans; i++) {
+        const vz_json_value_t *item = vz_json_at(spans, i);
+        vz_tl_span_t *span = &self->spans[i];
+        const char *trace = vz_json_get_string(item, VZ_TL_F_TRACE, NULL);
+        const char *id = vz_json_get_string(item, VZ_TL_F_SPAN, NULL);
+        const char *parent = vz_json_get_string(item, VZ_TL_F_PARENT, NULL);
+        const char *name = vz_json_get_string(item, VZ_TL_F_NAME, NULL);
+        const char *code = vz_json_get_string(item, VZ_TL_F_CODE, NULL);
+        uint64_t start = 0, dur = 0;
+        if (!vz_tl_hex_id_valid(trace, VZ_TL_TRACE_HEX) ||
+            !vz_tl_hex_id_valid(id, VZ_TL_SPAN_HEX) || !parent ||
+            (*parent && !vz_tl_hex_id_valid(parent, VZ_TL_SPAN_HEX)) || !vz_tl_name_valid(name) ||
+            !vz_tl_name_valid(code) || s_uint(item, VZ_TL_F_START_US, &start) < 0 ||
+            s_uint(item, VZ_TL_F_DUR_US, &dur) < 0 || start > INT64_MAX / 2 || dur > INT64_MAX / 2)
+            return *err = "span invalid", -1;
+        vz_strlcpy(span->trace, trace, sizeof span->trace);
+        vz_strlcpy(span->span, id, sizeof span->span);
+        vz_strlcpy(span->parent, parent, sizeof span->parent);
+        vz_strlcpy(span->name, name, sizeof span->name);
+        vz_strlcpy(span->code, code, sizeof span->code);
+        span->start_us = (int64_t)start;
+        span->dur_us = (int64_t)dur;
+    }
+    return 0;
+}
+
+//  Business events are optional: name -> count.
+static int s_events(const vz_json_value_t *root, vz_tl_snapshot_t *self, const char **err)
+{
+    const vz_json_value_t *events = vz_json_get(root, VZ_TL_F_EVENTS);
+    if (!events)
+        return 0;
+    if (vz_json_type(events) != VZ_JSON_OBJECT || vz_json_size(events) > VZ_TL_EVENTS)
+        return *err = "events invalid or too many", -1;
+    self->nevents = vz_json_size(events);
+    self->events =
+        (vz_tl_code_count_t *)calloc(self->nevents ? self->nevents : 1, sizeof(vz_tl_code_count_t));
+    assert(self->events);
+    for (size_t i = 0; i < self->nevents; i++) {
+        const char *key = vz_json_key_at(events, i);
+        int64_t n = 0;
+        if (!vz_tl_name_valid(key) || vz_json_int(vz_json_at(events, i), &n) < 0 || n < 0)
+            return *err = "event invalid", -1;
+        vz_strlcpy(self->events[i].name, key, VZ_TL_NAME_MAX);
+        self->events[i].count = (uint64_t)n;
+    }
+    return 0;
+}
+
 static int s_decode(const vz_json_value_t *root, vz_tl_snapshot_t *self, const char **err)
 {
     int64_t version = 0;
@@ -123,6 +214,8 @@ static int s_decode(const vz_json_value_t *root, vz_tl_snapshot_t *self, const c
     for (size_t i = 0; i < self->nseries; i++)
         if (s_series(vz_json_at(series, i), &self->series[i], err) < 0)
             return -1;
+    if (s_spans(root, self, err) < 0 || s_events(root, self, err) < 0)
+        return -1;
     //  Users are optional (a daemon that knows none sends none).
     const vz_json_value_t *users = vz_json_get(root, VZ_TL_F_USERS);
     if (!users)

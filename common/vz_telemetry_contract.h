@@ -12,7 +12,16 @@
  *     "series":[{"name":"echo","count":12,"sum_us":3400,
  *                "codes":{"ok":10,"invalid_request":2},
  *                "bins":[[idx,count],...]}],
- *     "users":["u_1",...],"users_over":0}
+ *     "users":["u_1",...],"users_over":0,
+ *     "spans":[{"trace":"<32 hex>","span":"<16 hex>","parent":"<16 hex or empty>",
+ *               "name":"echo","code":"ok","start_us":<Unix us>,"dur_us":120}],
+ *     "spans_over":0,"events":{"signup":1,"country.DE":4}}
+ *
+ *  users, spans and events (business events, vz_telemetry_count) are
+ *  optional. A span is one sampled request of the
+ *  reporter (vz_telemetry_span): trace and span ids in lowercase hex
+ *  (W3C trace context), the parent span id it was called under ("" for a
+ *  root), the name and code of its series.
  *
  *  The decoder reads bytes from the network: every field is checked,
  *  nothing is asserted. It returns 0, or VZ_EMALFORMED with a static
@@ -59,6 +68,29 @@
 #define VZ_TL_F_BINS "bins"
 #define VZ_TL_F_USERS "users"
 #define VZ_TL_F_USERS_OVER "users_over"
+#define VZ_TL_F_EVENTS "events"
+#define VZ_TL_F_SPANS "spans"
+#define VZ_TL_F_SPANS_OVER "spans_over"
+#define VZ_TL_F_TRACE "trace"
+#define VZ_TL_F_SPAN "span"
+#define VZ_TL_F_PARENT "parent"
+#define VZ_TL_F_CODE "code"
+#define VZ_TL_F_START_US "start_us"
+#define VZ_TL_F_DUR_US "dur_us"
+
+#define VZ_TL_TRACE_HEX 32 //  hex digits of a trace id
+#define VZ_TL_SPAN_HEX 16  //  hex digits of a span id
+
+//  One sampled span (a request served, with its place in a trace).
+typedef struct {
+    char trace[VZ_TL_TRACE_HEX + 1]; //  trace id, lowercase hex
+    char span[VZ_TL_SPAN_HEX + 1];   //  this span's id
+    char parent[VZ_TL_SPAN_HEX + 1]; //  the caller's span id, "" = root
+    char name[VZ_TL_NAME_MAX];       //  method or route
+    char code[VZ_TL_NAME_MAX];       //  outcome code
+    int64_t start_us;                //  start, Unix microseconds
+    int64_t dur_us;                  //  duration
+} vz_tl_span_t;
 
 typedef struct {
     char name[VZ_TL_NAME_MAX]; //  outcome code
@@ -93,6 +125,11 @@ typedef struct {
     char (*users)[VZ_TL_NAME_MAX]; //  active users (heap; optional in the body)
     size_t nusers;                 //  rows in users
     uint64_t users_over;           //  users the reporter could not list
+    vz_tl_span_t *spans;           //  sampled spans (heap; optional in the body)
+    size_t nspans;                 //  rows in spans
+    uint64_t spans_over;           //  sampled spans the reporter could not keep
+    vz_tl_code_count_t *events;    //  business events by name (heap; optional)
+    size_t nevents;                //  rows in events
 } vz_tl_snapshot_t;
 
 //  Decode body into a new *snap_p (the caller destroys it): 0, or
@@ -104,5 +141,13 @@ void vz_tl_snapshot_destroy(vz_tl_snapshot_t **self_p);
 //  Is text a valid service, name, code or user ([A-Za-z0-9_.-], 1 to
 //  VZ_TL_NAME_MAX - 1 bytes)?
 bool vz_tl_name_valid(const char *text);
+
+//  Is text exactly n lowercase hex digits, not all zero (a W3C id)?
+bool vz_tl_hex_id_valid(const char *text, size_t n);
+
+//  Split a W3C traceparent "00-<trace>-<parent>-<flags>" into its trace
+//  id and parent span id (buffers of VZ_TL_TRACE_HEX + 1 and
+//  VZ_TL_SPAN_HEX + 1). 0, or -1 when it is not one.
+int vz_tl_traceparent_split(const char *traceparent, char *trace, char *parent);
 
 #endif

@@ -387,7 +387,8 @@ static void s_finish(s_link_t *link, const void *tag, s_bundle_t *bundle, size_t
     }
     if (link->worker->observe)
         link->worker->observe(link->worker->observe_arg, method->name,
-                              outcome == S_OK ? NULL : reply->env.error_code, took);
+                              outcome == S_OK ? NULL : reply->env.error_code, took,
+                              reply->env.traceparent);
     if (bundle)
         s_bundle_fill(bundle, slot, &reply->env);
     else
@@ -472,6 +473,12 @@ int vz_worker_complete_error(vz_deferred_t **handle_p, const char *code, const c
     assert(handle_p && *handle_p);
     vz_reply_error(&(*handle_p)->reply, code, message);
     return s_complete(handle_p);
+}
+
+vz_reply_t *vz_deferred_reply(vz_deferred_t *handle)
+{
+    assert(handle);
+    return &handle->reply;
 }
 
 size_t vz_worker_open(const vz_worker_t *self)

@@ -37,9 +37,10 @@ typedef struct {
 
 //  Called on the reactor thread as each dispatched request is answered
 //  (telemetry, vz_telemetry.h): the method, NULL when the handler replied
-//  with a body or else the error code sent, and the time from dispatch.
+//  with a body or else the error code sent, the time from dispatch, and
+//  the request's W3C traceparent ("" when it came without one).
 typedef void(vz_worker_observe_fn)(void *arg, const char *method, const char *code,
-                                   int64_t duration_us);
+                                   int64_t duration_us, const char *traceparent);
 
 typedef struct {
     const char *service;    //  service name announced in RDY
@@ -89,6 +90,10 @@ vz_deferred_t *vz_reply_defer(vz_reply_t *reply, vz_flush_fn *flush);
 //  as that handler returns.
 int vz_worker_complete(vz_deferred_t **handle_p, const void *body, size_t len);
 int vz_worker_complete_error(vz_deferred_t **handle_p, const char *code, const char *message);
+//  The reply a handle holds (borrowed, until it is completed): ctx set on
+//  it travels with the completion, e.g. an error's http_status
+//  (vz_authctx_reply_error) before vz_worker_complete_error.
+vz_reply_t *vz_deferred_reply(vz_deferred_t *handle);
 //  Handles deferred and not yet completed.
 size_t vz_worker_open(const vz_worker_t *self);
 

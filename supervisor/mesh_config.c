@@ -470,32 +470,16 @@ int sup_mesh_config_resolve(sup_mesh_config_t *cfg, const char *exe_dir, char *e
     return 0;
 }
 
-int sup_mesh_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    int rc = 0;
-    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 ||
-        getsockname(fd, (struct sockaddr *)&addr, &len) < 0)
-        rc = -errno;
-    close(fd);
-    return rc < 0 ? rc : ntohs(addr.sin_port);
-}
-
 int sup_mesh_config_alloc_ports(sup_mesh_config_t *cfg)
 {
     for (size_t i = 0; i < cfg->port_count; i++) {
         sup_mesh_port_t *p = &cfg->ports[i];
         if (!p->is_auto || p->port)
             continue;
-        //  Kernel picks distinct ephemeral ports while they are bound; keep
-        //  asking until this one differs from the ones already handed out.
+        //  Ports are drawn at random (vz_ports_free); keep asking until this
+        //  one differs from the ones already handed out.
         for (int attempt = 0; attempt < 16 && !p->port; attempt++) {
-            int port = sup_mesh_free_port();
+            int port = vz_ports_free();
             if (port < 0)
                 return port;
             bool dup = false;

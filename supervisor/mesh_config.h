@@ -79,9 +79,6 @@ int sup_mesh_config_resolve(sup_mesh_config_t *cfg, const char *exe_dir, char *e
 //  Give every "auto" port a currently free port on 127.0.0.1. 0 or -errno.
 int sup_mesh_config_alloc_ports(sup_mesh_config_t *cfg);
 
-//  A free TCP port on 127.0.0.1 (bind to 0, read it back), or -errno.
-int sup_mesh_free_port(void);
-
 //  Port named name, or -ENOENT.
 int sup_mesh_config_port(const sup_mesh_config_t *cfg, const char *name);
 

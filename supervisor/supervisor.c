@@ -24,10 +24,12 @@
 #include "child.h"
 #include "control.h"
 #include "probe.h"
+#include "redis_acl.h"
 #include "vz_clock.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_log.h"
+#include "vz_ports.h"
 
 #define S_BACKOFF_MIN_MS 100    //  first restart delay
 #define S_BACKOFF_MAX_MS 10000  //  delay cap
@@ -283,7 +285,9 @@ static char **s_child_env(sup_supervisor_t *self, const s_replica_t *r)
     }
     port = sup_mesh_config_port(cfg, "redis");
     if (port > 0) {
-        snprintf(value, sizeof value, "redis://127.0.0.1:%d", port);
+        //  Its own ACL user (redis_acl.h); without the secret, no password.
+        if (sup_redis_acl_url(cfg, svc->name, port, value, sizeof value) < 0)
+            snprintf(value, sizeof value, "redis://127.0.0.1:%d", port);
         s_env_set(env, &count, cap, "VZ_REDIS_URL", value);
     }
     snprintf(value, sizeof value, "%d", r->admin_port);
@@ -319,9 +323,10 @@ static char **s_child_argv(sup_supervisor_t *self, const s_replica_t *r)
     assert(argv);
     size_t n = 0;
     if (svc->builtin_redis) {
-        char port[16], dir[VZ_PATH_MAX + 16];
+        char port[16], dir[VZ_PATH_MAX + 16], acl[VZ_PATH_MAX + 32];
         snprintf(port, sizeof port, "%d", sup_mesh_config_port(cfg, "redis"));
         snprintf(dir, sizeof dir, "%s/redis", cfg->state_dir);
+        sup_redis_acl_path(cfg, acl, sizeof acl);
         const char *args[] = {"redis-server",
                               "--port",
                               port,
@@ -333,10 +338,11 @@ static char **s_child_argv(sup_supervisor_t *self, const s_replica_t *r)
                               "yes",
                               "--save",
                               "",
-                              "--daemonize",
-                              "no",
                               "--protected-mode",
-                              "yes"};
+                              "yes",
+                              "--aclfile",
+                              acl};
+        _Static_assert(sizeof args / sizeof args[0] <= S_MAX_ARGS, "redis-server's words fit");
         for (; n < sizeof args / sizeof args[0]; n++)
             argv[n] = strdup(args[n]);
         return argv;
@@ -683,7 +689,7 @@ static int s_auto_admin_port(sup_supervisor_t *self)
 {
     int port = -EADDRINUSE;
     for (int attempt = 0; attempt < 16; attempt++) {
-        port = sup_mesh_free_port();
+        port = vz_ports_free();
         if (port < 0)
             return port;
         bool taken = false;
@@ -1896,7 +1902,18 @@ static int s_prepare_state(sup_supervisor_t *self, char *err, size_t errlen)
         }
     }
     //  keygen may have widened it; the key tree stays owner-only.
-    return s_mkdir(path, 0700, err, errlen);
+    if (s_mkdir(path, 0700, err, errlen) < 0)
+        return -1;
+    int redis_port = sup_mesh_config_port(cfg, "redis");
+    for (size_t i = 0; i < cfg->service_count; i++)
+        if (cfg->services[i].builtin_redis) {
+            if (sup_redis_acl_write(cfg, err, errlen) < 0)
+                return -1;
+            //  A running Redis (an update) learns new users now; at the
+            //  first start it reads the file itself.
+            sup_redis_acl_reload(cfg, redis_port);
+        }
+    return 0;
 }
 
 sup_supervisor_t *sup_supervisor_new(const char *config_path, const char *exe_dir, int *exit_code)

@@ -21,6 +21,7 @@
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_log.h"
+#include "vzctl_telemetry.h"
 
 #define S_EXIT_OK 0
 #define S_EXIT_FAILED 1
@@ -62,6 +63,11 @@ static const char s_usage_text[] =
     "  shutdown                       stop everything in reverse dependency order\n"
     "  keys gen DIR NAME... [--k8s]   key pairs (no supervisor needed)\n"
     "  keys rotate S                  overlap rotation of S's key\n"
+    "  slo | alerts [--url U] [--token T] [--json]\n"
+    "                                 SLOs and budgets, or alerts, from the telemetry API\n"
+    "                                 through the gateway (token: --token or VZ_TOKEN)\n"
+    "  telemetry replay FILE.csv      the anomaly detector over timestamp,value lines:\n"
+    "                                 forecast, interval, score, 0/1 flag per point\n"
     "state: --state, else $VZ_STATE_DIR, else ./state\n"
     "exit: 0 ok, 1 failed, 2 usage, 3 (status) a replica is failed,\n"
     "      4 supervisor not reachable\n";
@@ -522,6 +528,19 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "logs") == 0)
         return s_logs(&o, rest, args);
+    if (strcmp(cmd, "telemetry") == 0)
+        return vzctl_telemetry(rest, args);
+    if (strcmp(cmd, "slo") == 0 || strcmp(cmd, "alerts") == 0) {
+        char *ports = NULL;
+        bool url = false;
+        for (int k = 0; k < rest; k++)
+            url = url || strcmp(args[k], "--url") == 0;
+        if (!url && s_request(&o, "ports", 5000, &ports) != S_EXIT_OK)
+            return S_EXIT_NOSUP;
+        int rc = vzctl_telemetry_show(cmd, rest, args, ports);
+        free(ports);
+        return rc;
+    }
     if (strcmp(cmd, "keys") == 0 && rest >= 1 && strcmp(args[0], "gen") == 0)
         return s_keys_gen(rest - 1, args + 1);
     if (strcmp(cmd, "keys") == 0 && rest == 2 && strcmp(args[0], "rotate") == 0) {

@@ -55,6 +55,7 @@ void auth_destroy(auth_t **self_p)
     vz_redis_script_destroy(&self->apikey_get);
     vz_redis_script_destroy(&self->bootstrap);
     vz_redis_destroy(&self->redis);
+    explicit_bzero(self->kek, sizeof self->kek);
     free(self);
     *self_p = NULL;
 }

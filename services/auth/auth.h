@@ -42,6 +42,8 @@ typedef struct {
     int lock_max_s;       //  longest account lockout
     int bootstrap_ttl_s;  //  lifetime of the admin bootstrap token (admin.c)
     int redis_timeout_ms; //  Redis command timeout
+    char kek_file[VZ_PATH_MAX]; //  key-encryption key of the signing keys, "" = none
+    bool kek_create;      //  write a fresh kek_file when it does not exist
 } auth_config_t;
 
 typedef struct auth_keys_t auth_keys_t;
@@ -61,6 +63,8 @@ typedef struct {
     vz_redis_script_t *apikey_get; //  api_keys.c: key record plus its owner's tier
     vz_redis_script_t *bootstrap;  //  admin.c: redeem the bootstrap token
     bool bootstrap_checked;        //  admin.c: the start check has reached Redis
+    unsigned char kek[32];         //  keys.c: key-encryption key of the signing keys
+    bool has_kek;                  //  kek is set: private keys are encrypted in Redis
 } auth_t;
 
 //  Lua sources, one per script above.
@@ -132,6 +136,13 @@ const char *auth_hash_field(const redisReply *reply, const char *field);
 
 int auth_keys_new(auth_t *self);
 void auth_keys_destroy(auth_t *self);
+//  Use the key-encryption key in path (32 random bytes, or 64 hex
+//  characters): private keys are then kept in Redis as AES-256-GCM
+//  ciphertext bound to their kid ("enc:v1:<base64 nonce|ciphertext|tag>"),
+//  and a plain PEM left from before is still read (and replaced at the next
+//  rotation). create: write a fresh one (0600) when path does not exist.
+//  0, or -errno with err.
+int auth_keys_kek(auth_t *self, const char *path, bool create, char *err, size_t errlen);
 //  The current signing key (borrowed, valid until the next keys call), or NULL.
 const vz_jwt_key_t *auth_keys_signing(auth_t *self);
 //  The public key set (borrowed, same validity), or NULL.

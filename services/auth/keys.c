@@ -8,6 +8,12 @@
  *  when the version moves, so they all sign with the same key and serve the
  *  same JWKS.
  *
+ *  With a key-encryption key (auth_keys_kek) the PEM is never in Redis:
+ *  the record's third part is "enc:v1:" and the base64 of a 12-byte
+ *  nonce, the AES-256-GCM ciphertext of the PEM and its 16-byte tag, with
+ *  the kid as additional data, so a record moved to another kid does not
+ *  decrypt. Records that do not decrypt are skipped with a warning.
+ *
  *  Rotation with overlap: the new key becomes current and the old one gets
  *  drop_at = now + access_ttl + leeway, the moment the last token it signed
  *  has expired everywhere. Until then it stays in the JWKS; afterwards it
@@ -17,16 +23,24 @@
  */
 #include "auth.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "vz_proto.h"
 
 #define K_KEYS "auth:keys"
 #define K_CURRENT "auth:keys:current"
 #define K_VERSION "auth:keys:ver"
+#define ENC_PREFIX "enc:v1:" //  an encrypted private key in a record
+#define ENC_NONCE 12         //  AES-GCM nonce bytes
+#define ENC_TAG 16           //  AES-GCM tag bytes
 
 struct auth_keys_t {
     long long version;         //  auth:keys:ver the cache was built from, -1 = none
@@ -61,7 +75,8 @@ static const char s_rotate_lua[] =
     "local all = redis.call('HGETALL', KEYS[1])\n"
     "for i = 1, #all, 2 do\n"
     "  local d = string.match(all[i + 1], '^%d+ (%d+) ')\n"
-    "  if d and tonumber(d) > 0 and tonumber(d) < now then redis.call('HDEL', KEYS[1], all[i]) end\n"
+    "  if d and tonumber(d) > 0 and tonumber(d) < now then redis.call('HDEL', KEYS[1], all[i]) "
+    "end\n"
     "end\n"
     "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
     "redis.call('SET', KEYS[2], ARGV[1])\n"
@@ -99,20 +114,154 @@ void auth_keys_destroy(auth_t *self)
     self->keys = NULL;
 }
 
-//  A fresh key and its Redis record ("<now> 0 <pem>"); NULL on failure.
-static vz_jwt_key_t *s_new_key(char **record_p)
+int auth_keys_kek(auth_t *self, const char *path, bool create, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && create) {
+        char hex[65];
+        if (auth_random_hex(hex, 32) < 0)
+            return -EIO;
+        //  Replicas starting together: one creates, the others read it.
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        bool ok = fd >= 0 ? write(fd, hex, 64) == 64 && fsync(fd) == 0 : errno == EEXIST;
+        if (fd >= 0)
+            close(fd);
+        explicit_bzero(hex, sizeof hex);
+        fd = ok ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    }
+    if (fd < 0) {
+        int rc = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return rc;
+    }
+    char buf[80];
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    //  32 raw bytes, or 64 hex characters and maybe a newline.
+    while (got > 64 && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
+        got--;
+    int rc = 0;
+    if (got == 32)
+        memcpy(self->kek, buf, 32);
+    else if (got == 64 && strspn(buf, "0123456789abcdefABCDEF") >= 64) {
+        for (size_t i = 0; i < 32; i++) {
+            unsigned byte;
+            sscanf(buf + 2 * i, "%2x", &byte);
+            self->kek[i] = (unsigned char)byte;
+        }
+    } else {
+        snprintf(err, errlen, "%s: expected 32 bytes or 64 hex characters", path);
+        rc = -EINVAL;
+    }
+    explicit_bzero(buf, sizeof buf);
+    self->has_kek = rc == 0;
+    return rc;
+}
+
+//  AES-256-GCM of len bytes with aad; out gets nonce | ciphertext | tag
+//  (len + 28 bytes). 0 or -1.
+static int s_seal(const unsigned char key[32], const char *aad, const unsigned char *in, int len,
+                  unsigned char *out)
+{
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int n = 0, rc = -1;
+    if (c && RAND_bytes(out, ENC_NONCE) == 1 &&
+        EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, out) == 1 &&
+        EVP_EncryptUpdate(c, NULL, &n, (const unsigned char *)aad, (int)strlen(aad)) == 1 &&
+        EVP_EncryptUpdate(c, out + ENC_NONCE, &n, in, len) == 1 &&
+        EVP_EncryptFinal_ex(c, out + ENC_NONCE + n, &n) == 1 &&
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, ENC_TAG, out + ENC_NONCE + len) == 1)
+        rc = 0;
+    EVP_CIPHER_CTX_free(c);
+    return rc;
+}
+
+//  The reverse of s_seal: len bytes of nonce | ciphertext | tag into out
+//  (len - 28 bytes). 0, or -1 when it does not authenticate.
+static int s_open(const unsigned char key[32], const char *aad, const unsigned char *in, int len,
+                  unsigned char *out)
+{
+    if (len < ENC_NONCE + ENC_TAG)
+        return -1;
+    int body = len - ENC_NONCE - ENC_TAG, n = 0, rc = -1;
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    if (c && EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, in) == 1 &&
+        EVP_DecryptUpdate(c, NULL, &n, (const unsigned char *)aad, (int)strlen(aad)) == 1 &&
+        EVP_DecryptUpdate(c, out, &n, in + ENC_NONCE, body) == 1 &&
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, ENC_TAG, (void *)(in + len - ENC_TAG)) == 1 &&
+        EVP_DecryptFinal_ex(c, out + n, &n) == 1)
+        rc = 0;
+    EVP_CIPHER_CTX_free(c);
+    return rc;
+}
+
+//  What a record keeps of key kid's private PEM: the PEM itself without a
+//  KEK, else ENC_PREFIX and the base64 of s_seal's output. Heap; NULL on
+//  failure.
+static char *s_wrap(const auth_t *self, const char *kid, const char *pem)
+{
+    if (!self->has_kek)
+        return strdup(pem);
+    int len = (int)strlen(pem), sealed = len + ENC_NONCE + ENC_TAG;
+    unsigned char *raw = malloc((size_t)sealed);
+    char *out = malloc(strlen(ENC_PREFIX) + 4 * ((size_t)sealed + 2) / 3 + 1);
+    if (!raw || !out || s_seal(self->kek, kid, (const unsigned char *)pem, len, raw) < 0) {
+        free(raw);
+        free(out);
+        return NULL;
+    }
+    strcpy(out, ENC_PREFIX);
+    EVP_EncodeBlock((unsigned char *)out + strlen(ENC_PREFIX), raw, sealed);
+    free(raw);
+    return out;
+}
+
+//  The PEM of a record's third part (heap, the caller frees); NULL when it
+//  is encrypted and there is no KEK or it does not authenticate for kid.
+static char *s_unwrap(const auth_t *self, const char *kid, const char *blob)
+{
+    size_t plen = strlen(ENC_PREFIX);
+    if (strncmp(blob, ENC_PREFIX, plen) != 0)
+        return strdup(blob); //  plain PEM, from before a KEK was set
+    const char *b64 = blob + plen;
+    size_t b64len = strlen(b64);
+    if (!self->has_kek || b64len % 4 != 0 || b64len == 0)
+        return NULL;
+    unsigned char *raw = malloc(b64len / 4 * 3);
+    int len = raw ? EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)b64len) : -1;
+    //  EVP_DecodeBlock counts the '=' padding as zero bytes.
+    for (size_t i = b64len; len > 0 && i > 0 && b64[i - 1] == '='; i--)
+        len--;
+    char *pem = len > ENC_NONCE + ENC_TAG ? malloc((size_t)len - ENC_NONCE - ENC_TAG + 1) : NULL;
+    if (!pem || s_open(self->kek, kid, raw, len, (unsigned char *)pem) < 0) {
+        free(raw);
+        free(pem);
+        return NULL;
+    }
+    pem[len - ENC_NONCE - ENC_TAG] = '\0';
+    free(raw);
+    return pem;
+}
+
+//  A fresh key and its Redis record ("<now> 0 <pem or sealed pem>"); NULL
+//  on failure.
+static vz_jwt_key_t *s_new_key(const auth_t *self, char **record_p)
 {
     char kid[24] = "k-";
     if (auth_random_hex(kid + 2, 8) < 0)
         return NULL;
     vz_jwt_key_t *key = vz_jwt_key_generate(kid);
     char *pem = key ? vz_jwt_key_private_pem(key) : NULL;
-    if (!pem || asprintf(record_p, "%lld 0 %s", (long long)(vz_clock_now_ms() / 1000), pem) < 0) {
-        free(pem);
+    char *kept = pem ? s_wrap(self, kid, pem) : NULL;
+    if (pem)
+        explicit_bzero(pem, strlen(pem));
+    free(pem);
+    if (!kept || asprintf(record_p, "%lld 0 %s", (long long)(vz_clock_now_ms() / 1000), kept) < 0) {
+        free(kept);
         vz_jwt_key_destroy(&key);
         return NULL;
     }
-    free(pem);
+    free(kept);
     return key;
 }
 
@@ -149,13 +298,20 @@ static int s_load(auth_t *self, long long version)
                 continue;
             if (drop > 0 && drop < now)
                 continue; //  its last token has expired: out of the JWKS
-            vz_jwt_key_t *key = vz_jwt_key_from_pem(k->str, v->str + off, strlen(v->str + off));
+            char *pem = s_unwrap(self, k->str, v->str + off);
+            vz_jwt_key_t *key = pem ? vz_jwt_key_from_pem(k->str, pem, strlen(pem)) : NULL;
+            if (key && strcmp(k->str, cur->str) == 0 && !signing)
+                signing = vz_jwt_key_from_pem(k->str, pem, strlen(pem));
+            if (pem)
+                explicit_bzero(pem, strlen(pem));
+            free(pem);
             if (!key) {
-                vz_warn(NULL, "unable to load signing key", "kid", k->str);
+                vz_warn(NULL, "unable to load signing key", "kid", k->str, "reason",
+                        strncmp(v->str + off, ENC_PREFIX, strlen(ENC_PREFIX)) == 0
+                            ? "encrypted with another key-encryption key (VZ_AUTH_KEK_FILE)"
+                            : "malformed PEM");
                 continue;
             }
-            if (strcmp(k->str, cur->str) == 0 && !signing)
-                signing = vz_jwt_key_from_pem(k->str, v->str + off, strlen(v->str + off));
             vz_jwt_key_t *pub = vz_jwt_key_public(key);
             vz_jwt_key_destroy(&key);
             if (pub)
@@ -191,7 +347,7 @@ static int s_refresh(auth_t *self)
         return 0;
     if (version == 0) {
         char *record = NULL;
-        vz_jwt_key_t *key = s_new_key(&record);
+        vz_jwt_key_t *key = s_new_key(self, &record);
         if (!key)
             return -1;
         const char *k[] = {K_KEYS, K_CURRENT, K_VERSION};
@@ -227,7 +383,7 @@ int auth_keys_rotate(auth_t *self, int min_age_s)
     if (s_refresh(self) < 0)
         return -1;
     char *record = NULL;
-    vz_jwt_key_t *key = s_new_key(&record);
+    vz_jwt_key_t *key = s_new_key(self, &record);
     if (!key)
         return -1;
     char now[24], age[24], overlap[24];

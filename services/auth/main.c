@@ -47,6 +47,12 @@ static const vz_cfg_item_t s_items[] = {
                 60, 604800, bootstrap_ttl_s,
                 "lifetime of the one-time admin bootstrap token logged at start while no admin "
                 "exists, seconds; registration never grants admin (VZ_AUTH_ADMIN_EMAILS is gone)"),
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_KEK_FILE", "auth/kek_file", VZ_CFG_STR, "", 0, 0,
+                kek_file,
+                "key-encryption key (32 bytes or 64 hex) that encrypts the signing keys in "
+                "Redis (AES-256-GCM); \"\" = kept as plain PEM (a warning)"),
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_KEK_CREATE", "auth/kek_create", VZ_CFG_BOOL, "false", 0,
+                0, kek_create, "write a fresh VZ_AUTH_KEK_FILE (0600) when it does not exist"),
     VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_REDIS_TIMEOUT_MS", "auth/redis_timeout", VZ_CFG_MS, "100",
                 5, 5000, redis_timeout_ms, "Redis command timeout"),
 };
@@ -109,6 +115,17 @@ int main(int argc, char **argv)
         vz_daemon_destroy(&daemon);
         return VZ_EXIT_PERMANENT;
     }
+    char err[VZ_PATH_MAX + 128];
+    if (config.kek_file[0] && auth_keys_kek(auth, config.kek_file, config.kek_create, err,
+                                            sizeof err) < 0) {
+        vz_error(NULL, "unable to load configuration", "setting", "VZ_AUTH_KEK_FILE", "reason",
+                 err);
+        auth_destroy(&auth);
+        vz_daemon_destroy(&daemon);
+        return VZ_EXIT_PERMANENT;
+    }
+    if (!config.kek_file[0])
+        vz_warn(NULL, "signing keys are kept unencrypted in Redis", "setting", "VZ_AUTH_KEK_FILE");
     //  Create (or load) the signing key now, so the first request is not slower.
     if (!auth_keys_signing(auth))
         vz_warn(NULL, "unable to load signing keys yet", "reason", "redis unavailable");

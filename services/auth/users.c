@@ -27,6 +27,7 @@
 
 #include "passwords.h"
 #include "vz_proto.h"
+#include "vz_telemetry.h"
 
 #define EMAIL_MAX 254
 #define NAME_MAX_BYTES 100
@@ -193,6 +194,7 @@ int auth_h_register(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     }
     freeReplyObject(r);
     vz_info(req->id, "user registered", "user", uid);
+    vz_telemetry_event("signup", NULL);
     redisReply *user = s_user_get(self, uid);
     vz_json_writer_t *w = vz_json_writer_new(0);
     s_write_user(w, uid, user);
@@ -324,6 +326,7 @@ int auth_h_login(void *app, const vz_envelope_t *req, vz_reply_t *reply)
                           .scope = s_or(auth_hash_field(user, "scope"), "user"),
                           .tier = s_or(auth_hash_field(user, "tier"), VZ_AUTHCTX_TIER_FREE)};
     auth_tokens_respond(self, &grant, uid, NULL, reply);
+    vz_telemetry_event("login", NULL);
 done:
     if (idr)
         freeReplyObject(idr);

@@ -11,6 +11,7 @@
 
 #include "bl_event.h"
 #include "vz_clock.h"
+#include "vz_telemetry.h"
 #include "vz_log.h"
 #include "vz_proto.h"
 
@@ -29,26 +30,52 @@ struct bl_pending_t {
 // --------------------------------------------------------------------------
 //  Metrics
 
-//  Webhook deliveries by outcome (accepted, duplicate, a refusal code...).
-static void s_count_webhook(bl_t *self, const char *outcome)
+#define UNVERIFIED "unverified" //  the type label of a delivery refused before reading it
+
+//  The series of deliveries of type (a handled type, "unknown", or
+//  UNVERIFIED) by outcome (accepted, duplicate, a refusal code...).
+static vz_series_t *s_webhooks(bl_t *self, const char *type, const char *outcome)
 {
-    if (!self->metrics)
-        return;
-    char labels[64];
-    snprintf(labels, sizeof labels, "outcome=%s", outcome);
-    vz_series_inc(vz_metrics_counter(self->metrics, "vz_billing_webhooks",
-                                     "Webhook deliveries by outcome", labels));
+    //  Stripe signed the type, and only handled ones get their own series.
+    if (strcmp(type, UNVERIFIED) != 0 && !bl_event_type(type))
+        type = "unknown";
+    char labels[160];
+    snprintf(labels, sizeof labels, "type=%s,outcome=%s", type, outcome);
+    return vz_metrics_counter(self->metrics, "vz_billing_webhooks",
+                              "Webhook deliveries by event type and outcome", labels);
 }
 
-//  Events applied by type (unknown types as "unknown") and result.
-static void s_count_event(bl_t *self, const char *type, const char *result)
+static void s_count_webhook(bl_t *self, const char *type, const char *outcome)
 {
-    if (!self->metrics)
-        return;
+    if (self->metrics)
+        vz_series_inc(s_webhooks(self, type, outcome));
+}
+
+//  The series of events applied by type (unknown types as "unknown") and result.
+static vz_series_t *s_events(bl_t *self, const char *type, const char *result)
+{
     char labels[160];
     snprintf(labels, sizeof labels, "type=%s,result=%s", type, result);
-    vz_series_inc(vz_metrics_counter(self->metrics, "vz_billing_events",
-                                     "Queued events processed by type and result", labels));
+    return vz_metrics_counter(self->metrics, "vz_billing_events",
+                              "Queued events processed by type and result", labels);
+}
+
+static void s_count_event(bl_t *self, const char *type, const char *result)
+{
+    if (self->metrics)
+        vz_series_inc(s_events(self, type, result));
+}
+
+//  The series dashboards and alerts read, at 0 from the start: every
+//  refusal, the failed payments, the revenue gauges.
+static void s_metrics_init(bl_t *self)
+{
+    for (int rc = BL_SIG_MISSING; rc >= BL_SIG_BAD_JSON; rc--)
+        (void)s_webhooks(self, UNVERIFIED, bl_sig_code((bl_sig_rc_t)rc));
+    (void)s_webhooks(self, UNVERIFIED, BL_ERR_NOT_CONFIGURED);
+    (void)s_events(self, "invoice.payment_failed", "applied");
+    (void)s_events(self, "payment_intent.payment_failed", "applied");
+    bl_gauges_init(self);
 }
 
 static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *entry);
@@ -100,6 +127,7 @@ bl_t *bl_new(const bl_config_t *config, const char *redis_url, const char *consu
                                          "Queued events not yet applied (lag + pending)", NULL);
         self->dead = vz_metrics_counter(metrics, "vz_billing_events_dead",
                                         "Events moved to billing:events:dead", NULL);
+        s_metrics_init(self);
     }
     return self;
 }
@@ -163,11 +191,11 @@ static void s_flush(void *arg)
             bool duplicate = r->element[0]->integer == 0;
             const char *body = duplicate ? "{\"received\":true,\"duplicate\":true}"
                                          : "{\"received\":true,\"duplicate\":false}";
-            s_count_webhook(self, duplicate ? "duplicate" : "accepted");
+            s_count_webhook(self, p->event.type, duplicate ? "duplicate" : "accepted");
             (void)vz_worker_complete(&p->handle, body, strlen(body));
         } else {
             //  Not queued: Stripe retries a non-2xx, so nothing is lost.
-            s_count_webhook(self, "unavailable");
+            s_count_webhook(self, p->event.type, "unavailable");
             if (r && r->type == REDIS_REPLY_ERROR)
                 vz_warn(NULL, "unable to queue a webhook event", "event", p->event.id, "reason",
                         r->str);
@@ -187,12 +215,10 @@ int bl_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     bl_t *self = app;
     if (self->sig.count == 0) {
-        //  "unavailable" is the code the gateway answers 503 for; the
-        //  reason leads the message, as for refusals.
-        s_count_webhook(self, "billing_not_configured");
-        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
-                                      "billing_not_configured: VZ_BILLING_WEBHOOK_SECRETS is not "
-                                      "set, webhooks cannot be verified");
+        s_count_webhook(self, UNVERIFIED, BL_ERR_NOT_CONFIGURED);
+        return vz_authctx_reply_error(reply, 503, BL_ERR_NOT_CONFIGURED,
+                                      "VZ_BILLING_WEBHOOK_SECRETS is not set: webhooks cannot be "
+                                      "verified");
     }
     //  Only the gateway's ctx counts (vz_authctx): from anyone else no header.
     const char *header = vz_authctx_header(req, "Stripe-Signature");
@@ -202,7 +228,7 @@ int bl_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     if (rc == BL_SIG_OK)
         rc = bl_sig_event(req->body, req->body_len, &event);
     if (rc != BL_SIG_OK) {
-        s_count_webhook(self, bl_sig_code(rc));
+        s_count_webhook(self, UNVERIFIED, bl_sig_code(rc));
         return bl_sig_reply(reply, rc);
     }
     if (self->npending == self->pending_max) {
@@ -315,6 +341,9 @@ static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *ent
     if (result == 1 && row && row->kind == BL_KIND_CUSTOMER && ev.vz_user[0] &&
         strcmp(ev.status, "deleted") != 0)
         (void)bl_customer_remember(self, ev.vz_user, ev.object);
+    //  Business events for telemetry: subscription.created, .updated, .deleted.
+    if (result == 1 && strncmp(ev.type, "customer.subscription.", 22) == 0)
+        vz_telemetry_event("subscription", ev.type + 22);
     s_count_event(self, row ? ev.type : (rc == 0 ? "unknown" : "invalid"),
                   result >= 0 && result <= 2 ? results[result] : "applied");
     return BL_STREAM_ACKED;
@@ -375,8 +404,8 @@ int bl_client_start(bl_t *self, zloop_t *loop, char *err, size_t errlen)
     }
     if (!key[0])
         snprintf(self->missing, sizeof self->missing,
-                 "billing_not_configured: set VZ_BILLING_STRIPE_SECRET_KEY or "
-                 "VZ_BILLING_STRIPE_SECRET_KEY_FILE");
+                 "VZ_BILLING_STRIPE_SECRET_KEY (or VZ_BILLING_STRIPE_SECRET_KEY_FILE) is not "
+                 "set: calls to Stripe are off");
     bl_client_config_t c = {.base_url = self->config.stripe_base,
                             .secret_key = key,
                             .max_attempts = self->config.stripe_attempts,
@@ -392,6 +421,24 @@ int bl_client_start(bl_t *self, zloop_t *loop, char *err, size_t errlen)
         vz_info(NULL, "Stripe client", "base_url", self->config.stripe_base, "configured",
                 bl_client_configured(self->client) ? "yes" : "no", "version", BL_STRIPE_VERSION);
     return self->client ? 0 : -1;
+}
+
+void bl_complete_error(vz_deferred_t **handle_p, int status, const char *code, const char *message)
+{
+    //  The status rides in the reply's ctx; the code and message follow.
+    (void)vz_authctx_reply_error(vz_deferred_reply(*handle_p), status, code, message);
+    (void)vz_worker_complete_error(handle_p, code, message);
+}
+
+bool bl_stripe_unusable(bl_t *self, vz_reply_t *reply)
+{
+    if (self->client && bl_client_configured(self->client))
+        return false;
+    if (self->missing[0])
+        vz_authctx_reply_error(reply, 503, BL_ERR_NOT_CONFIGURED, self->missing);
+    else
+        vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "billing is stopping");
+    return true;
 }
 
 void bl_client_stop(void *arg)

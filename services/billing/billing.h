@@ -71,6 +71,7 @@ typedef struct {
     int reconcile_lookback_s;          //  how far back it lists events
     int gauges_ms;                     //  revenue gauges refresh period, 0 = off
     int notify_retry_ms;               //  wait before the notifier is offered an entry again
+    char gauge_currencies[64];         //  currencies whose MRR/ARR gauges exist from the start
 } bl_config_t;
 
 typedef struct bl_t bl_t;
@@ -125,6 +126,11 @@ int bl_notify_start(bl_t *self, vz_call_t *calls, const char *consumer);
 //  vz_billing_paying_subscriptions, vz_billing_new_subscriptions,
 //  vz_billing_churned_subscriptions. 0 or -EIO (Redis).
 int bl_gauges(bl_t *self);
+//  Create the gauges at 0 (MRR and ARR of each VZ_BILLING_GAUGE_CURRENCIES
+//  currency, the counts), so dashboards and alerts find them from the start.
+void bl_gauges_init(bl_t *self);
+//  True when list is empty or lowercase three-letter codes joined by commas.
+bool bl_currencies_ok(const char *list);
 
 // --------------------------------------------------------------------------
 //  bl_store.c: the Redis side

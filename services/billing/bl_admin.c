@@ -41,8 +41,8 @@ int bl_h_revenue(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         !vz_authctx_trusted(req->caller) && vz_authctx_scope_has(self->config.readers, req->caller);
     if (!reader && !vz_authctx_scope_has(who.scope, "admin"))
         return vz_authctx_reply_error(reply, 403, VZ_AUTHCTX_ERR_DENIED, "missing scope: admin");
-    //  period and at: route parameters (/v1/billing/revenue/{period}/{at});
-    //  defaults month and now.
+    //  period and at: ?period=&at= (ctx query.<name>) or route parameters
+    //  (/v1/billing/revenue/{period}/{at}); defaults month and now.
     const char *period = vz_authctx_param(req, "period");
     const char *at_text = vz_authctx_param(req, "at");
     vz_json_t *body =
@@ -57,11 +57,10 @@ int bl_h_revenue(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         at_text = body_at;
         vz_json_destroy(&body);
     }
-    //  ?period=&at= as ctx query.<name>, once the gateway forwards queries.
     if (!period)
-        period = vz_authctx_get(req, "query.period");
+        period = vz_authctx_query(req, "period");
     if (!at_text)
-        at_text = vz_authctx_get(req, "query.at");
+        at_text = vz_authctx_query(req, "at");
     bl_rev_unit_t unit = BL_REV_MONTH;
     if (!period || !*period)
         period = "month";
@@ -131,7 +130,7 @@ static int s_recon_enqueue(bl_t *self, const vz_json_value_t *event)
 
 static int s_recon_page(s_recon_t *run, const char *after);
 
-static void s_recon_end(s_recon_t *run, const char *code, const char *message)
+static void s_recon_end(s_recon_t *run, int status, const char *code, const char *message)
 {
     bl_t *self = run->self;
     self->reconciling = false;
@@ -151,7 +150,7 @@ static void s_recon_end(s_recon_t *run, const char *code, const char *message)
         vz_info(NULL, "reconciliation queued events no webhook delivered", "count", count);
     }
     if (run->handle && code)
-        (void)vz_worker_complete_error(&run->handle, code, message);
+        bl_complete_error(&run->handle, status, code, message);
     else if (run->handle) {
         char body[96];
         int n = snprintf(body, sizeof body, "{\"queued\":%d,\"duplicates\":%d,\"pages\":%d}",
@@ -166,7 +165,7 @@ static void s_recon_done(void *arg, const bl_client_result_t *r)
 {
     s_recon_t *run = arg;
     if (!r->ok) {
-        s_recon_end(run, r->error.code, r->error.message);
+        s_recon_end(run, r->error.status, r->error.code, r->error.message);
         return;
     }
     run->pages++;
@@ -189,9 +188,9 @@ static void s_recon_done(void *arg, const bl_client_result_t *r)
         snprintf(after, sizeof after, "%s", last);
     vz_json_destroy(&doc);
     if (failed)
-        s_recon_end(run, VZ_ERR_UNAVAILABLE, "events not queued: Redis or Stripe answer");
+        s_recon_end(run, 503, VZ_ERR_UNAVAILABLE, "events not queued: Redis or Stripe answer");
     else if (!more || !after[0] || run->pages >= RECONCILE_PAGES || s_recon_page(run, after) < 0)
-        s_recon_end(run, NULL, NULL);
+        s_recon_end(run, 0, NULL, NULL);
 }
 
 //  Ask for one page of events (older than after, when given).
@@ -254,9 +253,8 @@ int bl_h_reconcile(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     vz_authctx_read(req, &who);
     if (!vz_authctx_scope_has(who.scope, "admin"))
         return vz_authctx_reply_error(reply, 403, VZ_AUTHCTX_ERR_DENIED, "missing scope: admin");
-    if (!self->client || !bl_client_configured(self->client))
-        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
-                                      self->missing[0] ? self->missing : "billing is stopping");
+    if (bl_stripe_unusable(self, reply))
+        return 0;
     if (self->reconciling)
         return vz_authctx_reply_error(reply, 409, VZ_AUTHCTX_ERR_CONFLICT,
                                       "a reconciliation is running");
@@ -269,6 +267,52 @@ int bl_h_reconcile(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 
 // --------------------------------------------------------------------------
 //  Revenue gauges (the business row of the dashboard)
+
+//  vz_billing_mrr{currency} (arr false) or vz_billing_arr{currency}.
+static vz_series_t *s_money_gauge(bl_t *self, bool arr, const char *currency)
+{
+    char labels[32];
+    snprintf(labels, sizeof labels, "currency=%s", currency);
+    return arr ? vz_metrics_gauge(self->metrics, "vz_billing_arr",
+                                  "Annual run rate (12 x MRR) now, minor units", labels)
+               : vz_metrics_gauge(self->metrics, "vz_billing_mrr",
+                                  "Monthly recurring revenue now, minor units", labels);
+}
+
+//  The subscription counts, in the order of their figures below.
+static const struct {
+    const char *name, *help;
+} s_counts[] = {
+    {"vz_billing_paying_subscriptions", "Subscriptions paying now (active or past_due)"},
+    {"vz_billing_new_subscriptions", "Subscriptions paying for the first time this month"},
+    {"vz_billing_churned_subscriptions", "Subscriptions that stopped paying this month"},
+};
+
+bool bl_currencies_ok(const char *list)
+{
+    //  Lowercase three-letter codes separated by commas, as Stripe spells them.
+    for (const char *p = list; *p;) {
+        size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz");
+        if (n != 3 || (p[n] && p[n] != ','))
+            return false;
+        p += n + (p[n] == ',');
+    }
+    return true;
+}
+
+void bl_gauges_init(bl_t *self)
+{
+    if (!self->metrics)
+        return;
+    const char *list = self->config.gauge_currencies;
+    for (const char *p = list; strlen(p) >= 3; p += p[3] == ',' ? 4 : 3) {
+        char currency[4] = {p[0], p[1], p[2], '\0'};
+        (void)s_money_gauge(self, false, currency);
+        (void)s_money_gauge(self, true, currency);
+    }
+    for (size_t i = 0; i < sizeof s_counts / sizeof s_counts[0]; i++)
+        (void)vz_metrics_gauge(self->metrics, s_counts[i].name, s_counts[i].help, NULL);
+}
 
 int bl_gauges(bl_t *self)
 {
@@ -284,23 +328,12 @@ int bl_gauges(bl_t *self)
     bl_rev_compute(&in.input, start, vz_clock_now_ms() / 1000 + 1, &p);
     bl_store_input_free(&in);
     for (size_t i = 0; i < p.ncur; i++) {
-        char labels[32];
-        snprintf(labels, sizeof labels, "currency=%s", p.cur[i].currency);
-        vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_mrr",
-                                       "Monthly recurring revenue now, minor units", labels),
-                      (double)p.cur[i].mrr);
-        vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_arr",
-                                       "Annual run rate (12 x MRR) now, minor units", labels),
-                      (double)p.cur[i].arr);
+        vz_series_set(s_money_gauge(self, false, p.cur[i].currency), (double)p.cur[i].mrr);
+        vz_series_set(s_money_gauge(self, true, p.cur[i].currency), (double)p.cur[i].arr);
     }
-    vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_paying_subscriptions",
-                                   "Subscriptions paying now (active or past_due)", NULL),
-                  (double)p.paying_end);
-    vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_new_subscriptions",
-                                   "Subscriptions paying for the first time this month", NULL),
-                  (double)p.new_subs);
-    vz_series_set(vz_metrics_gauge(self->metrics, "vz_billing_churned_subscriptions",
-                                   "Subscriptions that stopped paying this month", NULL),
-                  (double)p.churned);
+    const int64_t counts[] = {p.paying_end, p.new_subs, p.churned};
+    for (size_t i = 0; i < sizeof s_counts / sizeof s_counts[0]; i++)
+        vz_series_set(vz_metrics_gauge(self->metrics, s_counts[i].name, s_counts[i].help, NULL),
+                      (double)counts[i]);
     return 0;
 }

@@ -54,7 +54,7 @@ static void s_complete_pick(vz_deferred_t *handle, const bl_client_result_t *r,
                             const char *const *paths)
 {
     if (!r->ok) {
-        (void)vz_worker_complete_error(&handle, r->error.code, r->error.message);
+        bl_complete_error(&handle, r->error.status, r->error.code, r->error.message);
         return;
     }
     vz_json_t *doc = vz_json_parse(r->body, r->body_len, NULL, NULL);
@@ -91,11 +91,8 @@ static int s_stripe_caller(bl_t *self, const vz_envelope_t *req, vz_reply_t *rep
         vz_authctx_reply_error(reply, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED, "sign in first");
         return -1;
     }
-    if (!self->client || !bl_client_configured(self->client)) {
-        vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
-                               self->missing[0] ? self->missing : "billing is stopping");
+    if (bl_stripe_unusable(self, reply))
         return -1;
-    }
     return 0;
 }
 
@@ -179,9 +176,9 @@ static void s_checkout_free(s_checkout_t *co)
     free(co);
 }
 
-static void s_checkout_fail(s_checkout_t *co, const char *code, const char *message)
+static void s_checkout_fail(s_checkout_t *co, int status, const char *code, const char *message)
 {
-    (void)vz_worker_complete_error(&co->handle, code, message);
+    bl_complete_error(&co->handle, status, code, message);
     s_checkout_free(co);
 }
 
@@ -206,14 +203,14 @@ static void s_session_start(s_checkout_t *co, const char *customer)
     vz_json_destroy(&doc);
     zstr_free(&text);
     if (rc < 0)
-        s_checkout_fail(co, VZ_ERR_UNAVAILABLE, "checkout session not sent");
+        s_checkout_fail(co, 503, VZ_ERR_UNAVAILABLE, "checkout session not sent");
 }
 
 static void s_customer_done(void *arg, const bl_client_result_t *r)
 {
     s_checkout_t *co = arg;
     if (!r->ok) {
-        s_checkout_fail(co, r->error.code, r->error.message);
+        s_checkout_fail(co, r->error.status, r->error.code, r->error.message);
         return;
     }
     vz_json_t *doc = vz_json_parse(r->body, r->body_len, NULL, NULL);
@@ -223,7 +220,7 @@ static void s_customer_done(void *arg, const bl_client_result_t *r)
         strcpy(customer, id);
     vz_json_destroy(&doc);
     if (!customer[0] || bl_customer_remember(co->self, co->sub, customer) < 0) {
-        s_checkout_fail(co, VZ_ERR_UNAVAILABLE, "customer not recorded");
+        s_checkout_fail(co, 503, VZ_ERR_UNAVAILABLE, "customer not recorded");
         return;
     }
     s_session_start(co, customer);
@@ -314,7 +311,7 @@ int bl_h_checkout(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         return 0;
     }
     if (rc == -EIO) {
-        s_checkout_fail(co, VZ_ERR_UNAVAILABLE, "billing state unavailable");
+        s_checkout_fail(co, 503, VZ_ERR_UNAVAILABLE, "billing state unavailable");
         return 0;
     }
     //  The first time: the customer, keyed by the user alone, so that two
@@ -336,7 +333,7 @@ int bl_h_checkout(void *app, const vz_envelope_t *req, vz_reply_t *reply)
               : -EINVAL;
     vz_json_destroy(&cdoc);
     if (rc < 0)
-        s_checkout_fail(co, VZ_ERR_UNAVAILABLE, "customer not created: Redis or Stripe away");
+        s_checkout_fail(co, 503, VZ_ERR_UNAVAILABLE, "customer not created: Redis or Stripe away");
     return 0;
 }
 
@@ -362,18 +359,19 @@ static int s_row_cmp(const void *a, const void *b)
 }
 
 //  GET lists: {"object":"list","data":[...],"has_more":bool} of kind for the
-//  caller's customer, newest first; page size and cursor from ctx
-//  query.limit and query.starting_after when the gateway passes them.
+//  caller's customer, newest first; page size and cursor from the query
+//  (?limit=&starting_after=, ctx query.<name>).
 static int s_list(bl_t *self, const vz_envelope_t *req, vz_reply_t *reply, const char *kind)
 {
     vz_authctx_t who;
     vz_authctx_read(req, &who);
     if (!who.sub[0])
         return vz_authctx_reply_error(reply, 401, VZ_AUTHCTX_ERR_UNAUTHORIZED, "sign in first");
-    const char *limit_text = vz_authctx_get(req, "query.limit");
-    const char *after = vz_authctx_get(req, "query.starting_after");
-    long limit = limit_text ? strtol(limit_text, NULL, 10) : LIST_DEFAULT;
-    if (limit < 1 || limit > LIST_MAX)
+    const char *limit_text = vz_authctx_query(req, "limit");
+    const char *after = vz_authctx_query(req, "starting_after");
+    char *end = NULL;
+    long limit = limit_text ? strtol(limit_text, &end, 10) : LIST_DEFAULT;
+    if (limit < 1 || limit > LIST_MAX || (end && (end == limit_text || *end)))
         return vz_authctx_reply_error(reply, 422, VZ_AUTHCTX_ERR_VALIDATION,
                                       "limit must be 1..100");
     char customer[BL_SIG_ID_MAX];

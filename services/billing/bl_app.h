@@ -12,6 +12,8 @@
 #include "billing.h"
 
 #define BL_REPLY_MAX (64 * 1024) //  largest JSON answer
+//  503 for a call that needs a setting not given (the message names it).
+#define BL_ERR_NOT_CONFIGURED "billing_not_configured"
 
 typedef struct bl_pending_t bl_pending_t; //  one delivery waiting for the enqueue batch
 
@@ -39,6 +41,13 @@ struct bl_t {
     bl_notify_t *notify;   //  the outbox's delivery (NULL until started)
     char missing[160];     //  which setting a Stripe call lacks, "" when none
 };
+
+//  Complete handle with an error whose HTTP status the gateway shows
+//  (http_status in the reply ctx: billing's own codes are not contract C's).
+void bl_complete_error(vz_deferred_t **handle_p, int status, const char *code, const char *message);
+//  Reply 503 billing_not_configured (no Stripe key) or unavailable (the
+//  client is stopping) when Stripe cannot be called. true when it replied.
+bool bl_stripe_unusable(bl_t *self, vz_reply_t *reply);
 
 //  The caller's customer id (billing:customer_of:<user>): 0 and id,
 //  -ENOENT, -EIO (Redis).

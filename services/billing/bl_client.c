@@ -55,6 +55,15 @@ int bl_client_backoff(int retry, int base_ms, int max_ms, int retry_after_s, dou
     return wait;
 }
 
+//  The series of an operation's final status.
+static vz_series_t *s_series(bl_client_t *self, const char *operation, const char *status)
+{
+    char labels[128];
+    snprintf(labels, sizeof labels, "operation=%s,status=%s", operation, status);
+    return vz_metrics_counter(self->metrics, "vz_billing_stripe_calls",
+                              "Stripe API calls by operation and final status", labels);
+}
+
 bl_client_t *bl_client_new(zloop_t *loop, const vz_http_config_t *http,
                            const bl_client_config_t *config, vz_redis_t *redis,
                            vz_metrics_t *metrics, char *err, size_t errlen)
@@ -82,6 +91,10 @@ bl_client_t *bl_client_new(zloop_t *loop, const vz_http_config_t *http,
         bl_client_destroy(&self);
         return NULL;
     }
+    //  Every operation's failures exist from the start, at 0, so an alert
+    //  on their rate has a series before the first one.
+    for (size_t i = 0; self->metrics && bl_stripe_op_at(i); i++)
+        (void)s_series(self, bl_stripe_op_at(i)->name, "error");
     return self;
 }
 
@@ -97,12 +110,8 @@ bool bl_client_configured(const bl_client_t *self)
 
 static void s_count(bl_client_t *self, const s_call_t *call, const char *status)
 {
-    if (!self->metrics)
-        return;
-    char labels[128];
-    snprintf(labels, sizeof labels, "operation=%s,status=%s", call->op->name, status);
-    vz_series_inc(vz_metrics_counter(self->metrics, "vz_billing_stripe_calls",
-                                     "Stripe API calls by operation and final status", labels));
+    if (self->metrics)
+        vz_series_inc(s_series(self, call->op->name, status));
 }
 
 //  Unlink, answer and free.

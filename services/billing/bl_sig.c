@@ -182,11 +182,5 @@ const char *bl_sig_message(bl_sig_rc_t rc)
 
 int bl_sig_reply(vz_reply_t *reply, bl_sig_rc_t rc)
 {
-    //  The gateway renders an error's status from its code (contract C
-    //  codes only; it does not read http_status on errors), so the code is
-    //  invalid_request (400) and the refusal leads the message, as the
-    //  oauth2 routes spell "code: description".
-    char message[160];
-    snprintf(message, sizeof message, "%s: %s", bl_sig_code(rc), bl_sig_message(rc));
-    return vz_authctx_reply_error(reply, 400, VZ_ERR_INVALID, message);
+    return vz_authctx_reply_error(reply, 400, bl_sig_code(rc), bl_sig_message(rc));
 }

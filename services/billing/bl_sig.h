@@ -80,9 +80,9 @@ int bl_sig_sign(const char *secret, int64_t t, const void *body, size_t len, cha
 const char *bl_sig_code(bl_sig_rc_t rc);
 const char *bl_sig_message(bl_sig_rc_t rc);
 
-//  Reply 400 for a refusal (vz_authctx_reply_error): code invalid_request,
-//  message "<refusal code>: <text>" (the gateway maps only contract codes
-//  to a status, so the refusal code travels at the head of the message).
+//  Reply 400 for a refusal (vz_authctx_reply_error): the refusal's own
+//  code (bl_sig_code) and message; http_status 400 in the reply ctx makes
+//  the gateway show that code.
 int bl_sig_reply(vz_reply_t *reply, bl_sig_rc_t rc);
 
 #endif

@@ -22,6 +22,11 @@ static const bl_stripe_op_t s_ops[] = {
     {"event_list", "GET", "/v1/events", false},
 };
 
+const bl_stripe_op_t *bl_stripe_op_at(size_t i)
+{
+    return i < sizeof s_ops / sizeof s_ops[0] ? &s_ops[i] : NULL;
+}
+
 const bl_stripe_op_t *bl_stripe_op(const char *name)
 {
     for (size_t i = 0; name && i < sizeof s_ops / sizeof s_ops[0]; i++)

@@ -40,6 +40,8 @@ typedef struct {
 
 //  The operation called name, or NULL.
 const bl_stripe_op_t *bl_stripe_op(const char *name);
+//  Operation i of the table, NULL past its end (metrics made at start).
+const bl_stripe_op_t *bl_stripe_op_at(size_t i);
 
 //  Form-encode params (an object, or NULL for none) into *out (heap,
 //  NUL-terminated, *len without the NUL; "" for no parameters). 0, -EINVAL

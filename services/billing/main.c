@@ -66,6 +66,10 @@ static const vz_cfg_item_t s_items[] = {
                 gauges_ms,
                 "how often the revenue gauges (MRR, ARR, paying, new, churned) are refreshed; 0 = "
                 "off"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_GAUGE_CURRENCIES", "billing/gauge_currencies", VZ_CFG_STR,
+                "usd,eur", 0, 0, gauge_currencies,
+                "currencies (lowercase ISO codes, comma-separated) whose MRR and ARR gauges exist "
+                "from the start at 0; others appear with their first subscription"),
     VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_NOTIFY_RETRY_MS", "billing/notify_retry", VZ_CFG_MS, "5s",
                 10, 3600000, notify_retry_ms,
                 "wait before a side effect the notifier could not take is offered again"),
@@ -139,6 +143,12 @@ int main(int argc, char **argv)
         gethostname(host, sizeof host - 1);
         snprintf(consumer, sizeof consumer, "%s-%d", host, vz_daemon_config(daemon)->replica);
     }
+    if (!bl_currencies_ok(config.gauge_currencies)) {
+        vz_error(NULL, "VZ_BILLING_GAUGE_CURRENCIES must be lowercase ISO codes joined by commas",
+                 "value", config.gauge_currencies);
+        vz_daemon_destroy(&daemon);
+        return VZ_EXIT_PERMANENT;
+    }
     if (!config.webhook_secrets[0])
         vz_warn(NULL, "no webhook secret: webhooks answer 503 billing_not_configured", "setting",
                 "VZ_BILLING_WEBHOOK_SECRETS");
@@ -172,8 +182,10 @@ int main(int argc, char **argv)
     //  Pending Stripe calls are answered while the worker can still send.
     vz_daemon_on_stop(daemon, bl_client_stop, app);
     zloop_timer(loop, (size_t)config.poll_ms, 0, s_poll_timer, app);
-    if (config.gauges_ms > 0)
+    if (config.gauges_ms > 0) {
+        (void)bl_gauges(app); //  the stored figures now, not a period later
         zloop_timer(loop, (size_t)config.gauges_ms, 0, s_gauges_timer, app);
+    }
     if (config.reconcile_ms > 0)
         zloop_timer(loop, (size_t)config.reconcile_ms, 0, s_reconcile_timer, app);
     code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0],

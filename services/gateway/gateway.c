@@ -23,15 +23,17 @@
 #include <unistd.h>
 
 #include "gw_pipeline.h"
+#include "health.h"
+#include "gw_proxy.h"
 #include "gw_render.h"
 #include "vz_authctx.h"
 #include "vz_json.h"
 #include "vz_log.h"
 #include "vz_proto.h"
+#include "vz_telemetry.h"
 
 #define LOCAL_COUNT_MAX 8 //  capacity for per-local-route arrays
 #define REQ_POOL_MAX 64   //  finished requests kept for reuse per gateway (~10 KB each)
-#define CTYPE_PROM "text/plain; version=0.0.4; charset=utf-8"
 #define CTYPE_YAML "application/yaml"
 #define CORS_HEADERS "Authorization, Content-Type, X-API-Key, X-Request-Id, traceparent"
 #define CORS_EXPOSE                                                                                \
@@ -60,6 +62,8 @@ struct gw_gateway_t {
     struct MHD_Daemon *mhd;                  //  HTTP server
     int port;                                //  bound port
     int quiesced_fd;                         //  listen socket returned by quiesce, -1 = none
+    gw_proxy_t *proxy;                       //  the PROXY-protocol acceptor, NULL = MHD listens
+    _Atomic(gw_health_cache_t *) health;     //  /health's cached verdict (main's), NULL = none yet
     atomic_bool draining;                    //  SIGTERM seen
     atomic_int inflight;                     //  live requests
     vz_series_t *inflight_gauge;             //  vz_gateway_inflight
@@ -69,18 +73,19 @@ struct gw_gateway_t {
     pthread_mutex_t pool_lock;               //  guards pool and pool_count
     gw_req_t *pool;                          //  finished requests kept for reuse
     size_t pool_count;                       //  entries in pool (at most REQ_POOL_MAX)
+    _Atomic(vz_telemetry_t *) telemetry;     //  the reporter (borrowed), or NULL
 };
 
 static void s_liveness(gw_gateway_t *gw, gw_req_t *req);
 static void s_readiness(gw_gateway_t *gw, gw_req_t *req);
-static void s_metrics(gw_gateway_t *gw, gw_req_t *req);
+static void s_health(gw_gateway_t *gw, gw_req_t *req);
 static void s_openapi(gw_gateway_t *gw, gw_req_t *req);
 
+//  /metrics and the detailed /health are on the admin port only.
 static const gw_local_t s_locals[] = {
-    {"/health", "health", NULL},
+    {"/health", "health", s_health},
     {"/liveness", "liveness", s_liveness},
     {"/readiness", "readiness", s_readiness},
-    {"/metrics", "metrics", s_metrics},
     {"/v1/openapi.yaml", "openapi", s_openapi},
 };
 #define LOCAL_COUNT (sizeof s_locals / sizeof s_locals[0])
@@ -223,11 +228,32 @@ static void s_readiness(gw_gateway_t *gw, gw_req_t *req)
         gw_render_json(req, 200, "{\"status\":\"ready\"}");
 }
 
-static void s_metrics(gw_gateway_t *gw, gw_req_t *req)
+//  The public answer: the cached verdict only (health.h), never a wait.
+static void s_health(gw_gateway_t *gw, gw_req_t *req)
 {
-    char *text = vz_metrics_render(gw->metrics);
-    assert(text);
-    gw_render_body(req, 200, CTYPE_PROM, text, strlen(text));
+    bool healthy = false;
+    char *doc = gw->health ? gw_health_cache_get(gw->health, &healthy) : NULL;
+    gw_render_json(req,
+                   !doc      ? 503
+                   : healthy ? 200
+                             : 503,
+                   !doc      ? "{\"status\":\"starting\"}"
+                   : healthy ? "{\"status\":\"ok\"}"
+                             : "{\"status\":\"degraded\"}");
+    free(doc);
+}
+
+void gw_gateway_health_tick(gw_gateway_t *self, gw_health_cache_t *cache, int64_t now_ms)
+{
+    assert(self && cache);
+    self->health = cache;
+    pthread_mutex_lock(&self->routes_lock);
+    gw_routes_t *table = gw_routes_ref(self->routes);
+    pthread_mutex_unlock(&self->routes_lock);
+    const char *needed[GW_ROUTES_MAX];
+    size_t count = gw_render_needed(table, needed, GW_ROUTES_MAX);
+    gw_health_cache_tick(cache, needed, count, now_ms);
+    gw_routes_unref(&table);
 }
 
 static void s_openapi(gw_gateway_t *gw, gw_req_t *req)
@@ -461,11 +487,8 @@ static gw_req_t *s_req_new(gw_gateway_t *gw, struct MHD_Connection *conn, const 
     const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
     if (s_origin_allowed(gw, origin))
         s_printable_copy(req->origin, sizeof req->origin, origin);
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (info && info->client_addr && info->client_addr->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)info->client_addr)->sin_addr,
-                  req->client_ip, sizeof req->client_ip);
+    gw_clientip_of(gw->config.trust, gw->config.fwd_header, conn, req->client_ip,
+                   sizeof req->client_ip);
 
     //  One reference to the current table for the whole request: a reload
     //  swaps the pointer but this request keeps matching and rendering on
@@ -641,6 +664,11 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     vz_info_to(gw->access_log, req->request_id, "access", "method", req->http_method, "path",
                req->path, "route", route, "status", status_text, "duration_ms", duration,
                "bytes_in", bytes_in, "bytes", bytes, "client_ip", req->client_ip);
+    vz_telemetry_t *telemetry = atomic_load(&gw->telemetry);
+    if (telemetry)
+        vz_telemetry_http(telemetry, route, status, ns / 1000, req->traceparent,
+                          req->authed ? req->id.sub : NULL,
+                          MHD_lookup_connection_value(conn, MHD_HEADER_KIND, VZ_TL_COUNTRY_HEADER));
 
     free(req->resp);
     free(req->call.reply);
@@ -753,6 +781,8 @@ gw_gateway_t *gw_gateway_new(const gw_gateway_config_t *config, gw_routes_t **ro
 
     unsigned flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
+    if (config->proxy_protocol)
+        flags |= MHD_USE_NO_LISTEN_SOCKET; //  gw_proxy accepts and hands over
     self->mhd = MHD_start_daemon(
         flags, (uint16_t)config->port, NULL, NULL, s_on_access, self, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)config->threads,
@@ -766,8 +796,14 @@ gw_gateway_t *gw_gateway_new(const gw_gateway_config_t *config, gw_routes_t **ro
         errno = saved;
         return NULL;
     }
+    if (config->proxy_protocol && !(self->proxy = gw_proxy_new(&sa, self->mhd, config->trust))) {
+        int saved = errno;
+        gw_gateway_destroy(&self);
+        errno = saved;
+        return NULL;
+    }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    self->port = info ? info->port : config->port;
+    self->port = self->proxy ? gw_proxy_port(self->proxy) : info ? info->port : config->port;
     return self;
 }
 
@@ -777,6 +813,7 @@ void gw_gateway_destroy(gw_gateway_t **self_p)
     gw_gateway_t *self = *self_p;
     if (!self)
         return;
+    gw_proxy_destroy(&self->proxy); //  first: it hands connections to MHD
     if (self->mhd)
         MHD_stop_daemon(self->mhd);
     if (self->quiesced_fd >= 0)
@@ -807,6 +844,8 @@ void gw_gateway_drain(gw_gateway_t *self)
     assert(self);
     if (atomic_exchange(&self->draining, true))
         return;
+    if (self->proxy)
+        gw_proxy_close(self->proxy);
     MHD_socket fd = MHD_quiesce_daemon(self->mhd);
     if (fd != MHD_INVALID_SOCKET)
         self->quiesced_fd = fd;
@@ -816,6 +855,12 @@ void gw_gateway_flush_log(gw_gateway_t *self)
 {
     assert(self);
     vz_logbuf_flush(self->access_log);
+}
+
+void gw_gateway_set_telemetry(gw_gateway_t *self, vz_telemetry_t *telemetry)
+{
+    assert(self);
+    atomic_store(&self->telemetry, telemetry);
 }
 
 int gw_gateway_inflight(const gw_gateway_t *self)

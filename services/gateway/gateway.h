@@ -20,12 +20,15 @@
 #define VZ_GATEWAY_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include "breaker.h"
 #include "edge.h"
+#include "gw_clientip.h"
 #include "lease.h"
 #include "routes.h"
 #include "upstream.h"
 #include "vz_metrics.h"
+#include "vz_telemetry.h"
 
 typedef struct {
     char addr[64];                  //  public bind address (IPv4)
@@ -42,12 +45,16 @@ typedef struct {
     char openapi_path[VZ_PATH_MAX]; //  OpenAPI document served at /v1/openapi.yaml
     gw_breaker_config_t breaker;    //  per-upstream circuit breakers
     int auth_timeout_ms;            //  deadline of auth.api_key_verify
+    int auth_failures;              //  failed credentials a minute per client IP before 429
     int rl_timeout_ms;              //  deadline of ratelimit.check
     bool rl_fail_open;              //  limiter silent: local bucket (true) or 503 (false)
     int rl_lease;                   //  most tokens leased per check (< 2: no leases, lease.h)
     int rl_lease_ms;                //  lifetime of a lease
     int rl_local_limit;             //  fail-open: anonymous a minute (free x10, premium x100)
     int access_log_buffer;          //  access-log buffer, bytes (0 = a write per line)
+    const gw_trust_t *trust;        //  trusted proxies (borrowed; NULL = trust none)
+    gw_fwd_header_t fwd_header;     //  the header a trusted proxy names the client in
+    bool proxy_protocol;            //  trusted peers may start with a PROXY header (gw_proxy.h)
 } gw_gateway_config_t;
 
 typedef struct gw_gateway_t gw_gateway_t;
@@ -75,6 +82,17 @@ void gw_gateway_drain(gw_gateway_t *self);
 
 //  Write out the access-log lines collected so far (the reactor's tick).
 void gw_gateway_flush_log(gw_gateway_t *self);
+
+//  Reactor thread, on its tick: keep cache probing for the current route
+//  table (health.h); the public /health answers from cache from then on
+//  (200 {"status":"ok"}, 503 "degraded" or "starting"), the detailed
+//  document being on the admin port. cache is borrowed.
+typedef struct gw_health_cache_t gw_health_cache_t;
+void gw_gateway_health_tick(gw_gateway_t *self, gw_health_cache_t *cache, int64_t now_ms);
+
+//  Report each answered request to telemetry (vz_telemetry_http); NULL
+//  stops. telemetry is borrowed: set NULL, or destroy the gateway, first.
+void gw_gateway_set_telemetry(gw_gateway_t *self, vz_telemetry_t *telemetry);
 
 //  HTTP requests started and not yet completed (any thread).
 int gw_gateway_inflight(const gw_gateway_t *self);

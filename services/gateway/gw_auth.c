@@ -20,8 +20,8 @@
 
 static const char *const s_auth_methods[GW_AUTH_METHODS] = {"jwt", "api_key", "none"};
 
-static const char *const s_auth_results[GW_AUTH_RESULTS] = {"ok",          "invalid",   "expired",
-                                                            "unavailable", "forbidden", "missing"};
+static const char *const s_auth_results[GW_AUTH_RESULTS] = {
+    "ok", "invalid", "expired", "unavailable", "forbidden", "missing", "throttled"};
 
 static size_t s_index_of(const char *const *names, size_t count, const char *name)
 {
@@ -36,6 +36,9 @@ static void s_auth_outcome(gw_req_t *req, const char *method, const char *result
     size_t m = s_index_of(s_auth_methods, GW_AUTH_METHODS, method);
     size_t r = s_index_of(s_auth_results, GW_AUTH_RESULTS, result);
     assert(m < GW_AUTH_METHODS && r < GW_AUTH_RESULTS && "add it to s_auth_methods/results");
+    //  A credential that failed costs its client address a token.
+    if (r == 1 || r == 2)
+        gw_buckets_charge(req->pipe->auth_fails, req->client_ip);
     vz_series_inc(gw_pipeline_counter(
         req->pipe, &req->pipe->auth_series[m][r], "vz_gateway_auth_total",
         "Authentication at the edge, by method and result", "method", method, "result", result));
@@ -174,6 +177,17 @@ gw_verdict_t gw_auth_run(gw_req_t *req)
     if (route->auth == GW_AUTH_NONE || req->cred_kind == CRED_NONE)
         return GW_NEXT;
     const char *method = req->cred_kind == CRED_BEARER ? "jwt" : "api_key";
+    //  First time here: an address that spent its allowance of failures
+    //  is refused before its credential costs a verification or a call.
+    int wait_s =
+        req->authed || req->jwks_waited ? 0 : gw_buckets_empty(pipe->auth_fails, req->client_ip);
+    if (wait_s > 0) {
+        s_auth_outcome(req, method, "throttled");
+        gw_render_error(req, 429, VZ_AUTHCTX_ERR_TOO_MANY,
+                        "too many failed authentications from this address; retry later");
+        req->retry_after = wait_s;
+        return GW_DONE;
+    }
     if (!req->authed && req->cred_kind == CRED_BEARER) {
         req->waiter.fn = s_on_jwks;
         req->waiter.arg = req;

@@ -4,13 +4,15 @@
  *  The envelope gets the route's service, method, deadline and
  *  idempotency, the request's id, trace context and body (borrowed), and
  *  the ctx services see (contract B: the verified identity, never the
- *  credential; path params; forwarded headers). The reactor ends the call
+ *  credential; path params; forwarded headers; the query parameters the
+ *  route names). The reactor ends the call
  *  (reply, error or expiry) with s_on_call_done, which records the
  *  breaker's outcome and takes the pipeline's exit; the front renders.
  */
 #include "gw_pipeline.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "gw_render.h"
 #include "vz_authctx.h"
@@ -69,6 +71,50 @@ static const char *s_build_ctx(gw_req_t *req)
     return NULL;
 }
 
+//  The walk over the request's query arguments (decoded by libmicrohttpd).
+typedef struct {
+    gw_req_t *req;   //  the request, its route names the parameters
+    const char *why; //  the refusal, NULL while all is well
+    unsigned seen;   //  bit i: the route's query[i] was met
+} s_query_walk_t;
+
+static enum MHD_Result s_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    s_query_walk_t *walk = cls;
+    const gw_route_t *route = walk->req->match.route;
+    value = value ? value : "";
+    for (size_t i = 0; key && i < route->query_count; i++) {
+        if (strcmp(key, route->query[i]) != 0)
+            continue;
+        //  Twice would leave the service guessing which one counts;
+        //  control bytes could forge lines in whatever logs the value.
+        bool control = false;
+        for (const char *c = value; *c; c++)
+            control = control || (unsigned char)*c < 0x20 || *c == 0x7f;
+        if (walk->seen & (1u << i))
+            walk->why = "a query parameter is given twice";
+        else if (control)
+            walk->why = "a query parameter holds control characters";
+        else if (vz_authctx_set_query(walk->req->ctx, &walk->req->call.ctx_count, key, value) < 0)
+            walk->why = "a query parameter does not fit the request context";
+        walk->seen |= 1u << i;
+        break;
+    }
+    return walk->why ? MHD_NO : MHD_YES;
+}
+
+//  The route's query parameters as ctx "query.<name>"; others are ignored.
+//  NULL, or why the request is refused (never forwarded cut or ambiguous).
+static const char *s_build_query(gw_req_t *req)
+{
+    s_query_walk_t walk = {.req = req};
+    if (req->match.route->query_count)
+        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, s_query_arg, &walk);
+    return walk.why;
+}
+
 //  Submit the prepared call; the connection is already suspended. false
 //  = answered: the upstream no longer takes calls (shutdown).
 static bool s_submit(gw_req_t *req)
@@ -103,13 +149,17 @@ gw_verdict_t gw_forward_run(gw_req_t *req)
     call->idempotent = route->retry;
     call->alone = !route->bundle;
     const char *unfit = s_build_ctx(req);
-    if (unfit) {
+    const char *refused = unfit ? NULL : s_build_query(req);
+    if (unfit || refused) {
         //  Cut, a scope list could grant what it never said: refuse instead.
         if (req->breaker)
             gw_breaker_record(req->breaker, false, vz_clock_mono_ms()); //  not the upstream's fault
         req->breaker = NULL;
         char message[96];
-        snprintf(message, sizeof message, "%.48s does not fit the request context", unfit);
+        if (unfit)
+            snprintf(message, sizeof message, "%.48s does not fit the request context", unfit);
+        else
+            vz_strlcpy(message, refused, sizeof message);
         gw_render_error(req, 400, VZ_ERR_INVALID, message);
         return GW_DONE;
     }

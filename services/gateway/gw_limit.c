@@ -57,19 +57,18 @@ void gw_buckets_destroy(gw_buckets_t **self_p)
     *self_p = NULL;
 }
 
-//  Fail-open: one request against the local bucket of caller (ip, sub or
-//  key id) in tier; fills out like the limiter would (policy "local").
-static void s_local_take(gw_buckets_t *self, const char *caller, const char *tier,
-                         vz_rl_decision_t *out)
+//  The bucket of caller in tier, refilled to now, with the lock held
+//  (the caller unlocks); *limit and *rate (tokens per ms) its policy.
+static s_bucket_t *s_bucket_locked(gw_buckets_t *self, const char *caller, const char *tier,
+                                   double *limit, double *rate)
 {
-    assert(self && caller && tier && out);
-    memset(out, 0, sizeof *out);
-    double limit = self->local_limit;
+    assert(self && caller && tier);
+    *limit = self->local_limit;
     if (strcmp(tier, VZ_AUTHCTX_TIER_PREMIUM) == 0)
-        limit *= 100;
+        *limit *= 100;
     else if (strcmp(tier, VZ_AUTHCTX_TIER_FREE) == 0)
-        limit *= 10;
-    double rate = limit / 60000.0; //  tokens per ms
+        *limit *= 10;
+    *rate = *limit / 60000.0;
     char key[VZ_JWT_STR_MAX + GW_EDGE_TIER_MAX + 2];
     snprintf(key, sizeof key, "%s|%s", tier, caller);
     int64_t now = vz_clock_mono_ms();
@@ -80,14 +79,33 @@ static void s_local_take(gw_buckets_t *self, const char *caller, const char *tie
             zhashx_purge(self->buckets); //  bounded; a purge only forgives
         b = calloc(1, sizeof *b);
         assert(b);
-        b->tokens = limit;
+        b->tokens = *limit;
         b->last_ms = now;
         zhashx_insert(self->buckets, key, b);
     }
-    b->tokens += (double)(now - b->last_ms) * rate;
-    if (b->tokens > limit)
-        b->tokens = limit;
+    b->tokens += (double)(now - b->last_ms) * *rate;
+    if (b->tokens > *limit)
+        b->tokens = *limit;
     b->last_ms = now;
+    return b;
+}
+
+//  Seconds until a bucket of tokens at rate holds one again (at least 1).
+static uint64_t s_wait_s(double tokens, double rate)
+{
+    uint64_t s = (uint64_t)ceil((1.0 - tokens) / rate / 1000.0);
+    return s ? s : 1;
+}
+
+//  Fail-open: one request against the local bucket of caller (ip, sub or
+//  key id) in tier; fills out like the limiter would (policy "local").
+static void s_local_take(gw_buckets_t *self, const char *caller, const char *tier,
+                         vz_rl_decision_t *out)
+{
+    assert(out);
+    memset(out, 0, sizeof *out);
+    double limit, rate;
+    s_bucket_t *b = s_bucket_locked(self, caller, tier, &limit, &rate);
     out->allowed = b->tokens >= 1.0;
     if (out->allowed)
         b->tokens -= 1.0;
@@ -97,10 +115,25 @@ static void s_local_take(gw_buckets_t *self, const char *caller, const char *tie
     out->remaining = (uint64_t)tokens;
     out->window = 60;
     out->reset = (uint64_t)ceil((limit - tokens) / rate / 1000.0);
-    out->retry_after = out->allowed ? 0 : (uint64_t)ceil((1.0 - tokens) / rate / 1000.0);
-    if (!out->allowed && out->retry_after == 0)
-        out->retry_after = 1;
+    out->retry_after = out->allowed ? 0 : s_wait_s(tokens, rate);
     vz_strlcpy(out->policy, "local", sizeof out->policy);
+}
+
+int gw_buckets_empty(gw_buckets_t *self, const char *caller)
+{
+    double limit, rate;
+    s_bucket_t *b = s_bucket_locked(self, caller, VZ_AUTHCTX_TIER_ANONYMOUS, &limit, &rate);
+    double tokens = b->tokens;
+    pthread_mutex_unlock(&self->lock);
+    return tokens >= 1.0 ? 0 : (int)s_wait_s(tokens, rate);
+}
+
+void gw_buckets_charge(gw_buckets_t *self, const char *caller)
+{
+    double limit, rate;
+    s_bucket_t *b = s_bucket_locked(self, caller, VZ_AUTHCTX_TIER_ANONYMOUS, &limit, &rate);
+    b->tokens = b->tokens >= 1.0 ? b->tokens - 1.0 : 0.0;
+    pthread_mutex_unlock(&self->lock);
 }
 
 static void s_count(gw_pipe_t *pipe, const char *name, const char *help, const char *labels)
@@ -146,9 +179,8 @@ static bool s_rate_fallback(gw_req_t *req, const char *reason)
         return false;
     }
     vz_rl_decision_t rl;
-    const char *caller = req->id.kid[0]   ? req->id.kid
-                         : req->id.sub[0] ? req->id.sub
-                                          : req->client_ip;
+    //  Per subject, as the limiter's tiers: twenty keys of one user share.
+    const char *caller = req->id.sub[0] ? req->id.sub : req->client_ip;
     s_local_take(pipe->buckets, caller, req->authed ? req->id.tier : VZ_AUTHCTX_TIER_ANONYMOUS,
                  &rl);
     return s_rate_decide(req, &rl, "local");

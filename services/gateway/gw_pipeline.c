@@ -102,6 +102,7 @@ gw_pipe_t *gw_pipeline_new(const gw_gateway_config_t *config, gw_routes_t *route
     self->upstream = upstream;
     self->edge = edge;
     self->auth_timeout_ms = config->auth_timeout_ms;
+    self->auth_fails = gw_buckets_new(config->auth_failures);
     self->leases = gw_leases_new(config->rl_lease, config->rl_lease_ms, GW_LEASES_MAX);
     self->buckets = gw_buckets_new(config->rl_local_limit);
     self->rl_timeout_ms = config->rl_timeout_ms;
@@ -124,6 +125,7 @@ void gw_pipeline_destroy(gw_pipe_t **self_p)
     gw_breakers_destroy(&self->breakers);
     gw_leases_destroy(&self->leases);
     gw_buckets_destroy(&self->buckets);
+    gw_buckets_destroy(&self->auth_fails);
     free(self);
     *self_p = NULL;
 }

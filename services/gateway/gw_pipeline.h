@@ -9,6 +9,7 @@
  *
  *    stage           module         entry             may wait for
  *    authenticate    gw_auth.c      gw_auth_run       JWKS fetch, auth.api_key_verify
+ *                    (first: an IP with too many failed credentials gets 429 unverified)
  *    limit           gw_limit.c     gw_limit_run      ratelimit.check
  *    cache           gw_cache.c     gw_cache_run      -
  *    circuit-break   gw_circuit.c   gw_circuit_run    -
@@ -26,7 +27,7 @@
  *  Reads and writes in gw_req_t (gw_request.h):
  *    authenticate  reads match.route (auth, scopes), cred_kind, cred;
  *                  writes id, authed, waiter, jwks_waited, pre, pre_body;
- *                  answers 401 (+ WWW-Authenticate), 403, 503
+ *                  reads client_ip; answers 401 (+ WWW-Authenticate), 403, 429, 503
  *    limit         reads match.route (rate_class, name), client_ip, id, authed;
  *                  writes rl, rl_have, rl_cost, rl_key, pre, pre_body; answers 429, 503
  *    cache         reads match.route (service, call); answers 200 with the cached JWKS
@@ -106,5 +107,10 @@ void gw_forward_health(gw_req_t *req);
 //  Fail-open local buckets of the limit stage (any thread; own mutex).
 gw_buckets_t *gw_buckets_new(int local_limit);
 void gw_buckets_destroy(gw_buckets_t **self_p);
+//  The same buckets counting failed credentials per client IP (authenticate):
+//  0 when caller's bucket holds a token, else the seconds until it does.
+int gw_buckets_empty(gw_buckets_t *self, const char *caller);
+//  Take a token from caller's bucket (none left: stays empty).
+void gw_buckets_charge(gw_buckets_t *self, const char *caller);
 
 #endif

@@ -34,7 +34,7 @@
 #define GW_ORIGIN_MAX 256     //  longest Origin echoed in CORS headers
 #define GW_LEASE_KEY_MAX 1024 //  ip|sub|kid|tier|route
 #define GW_AUTH_METHODS 3     //  "jwt", "api_key", "none"
-#define GW_AUTH_RESULTS 6     //  "ok", "invalid", "expired", "unavailable", "forbidden", "missing"
+#define GW_AUTH_RESULTS 7     //  ok invalid expired unavailable forbidden missing throttled
 
 typedef struct gw_gateway_t gw_gateway_t;
 typedef struct gw_local_t gw_local_t;     //  one of the front's own routes (gateway.c)
@@ -50,8 +50,9 @@ typedef struct {
     vz_metrics_t *metrics;   //  borrowed: every stage counts
     gw_upstream_t *upstream; //  borrowed: side calls and the forward
     //  authenticate
-    gw_edge_t *edge;     //  borrowed: JWKS, verified tokens, API-key answers
-    int auth_timeout_ms; //  deadline of auth.api_key_verify
+    gw_edge_t *edge;          //  borrowed: JWKS, verified tokens, API-key answers
+    int auth_timeout_ms;      //  deadline of auth.api_key_verify
+    gw_buckets_t *auth_fails; //  failed credentials per client IP (a minute's allowance)
     _Atomic(vz_series_t *) auth_series[GW_AUTH_METHODS][GW_AUTH_RESULTS]; //  auth_total
     //  limit
     gw_leases_t *leases;                      //  rate-limit leases, NULL when off

@@ -4,6 +4,8 @@
 #include "health.h"
 
 #include <assert.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,4 +99,99 @@ char *gw_health_render(const gw_upcall_t *call, const char *const *needed, size_
     free(json);
     *healthy = all;
     return doc;
+}
+
+#define NEEDED_MAX 64 //  services a probe judges
+
+struct gw_health_cache_t {
+    gw_upstream_t *upstream;              //  borrowed: runs the probes
+    int period_ms;                        //  between probe starts
+    int64_t last_ms;                      //  when the last probe started, 0 = never
+    atomic_bool busy;                     //  a probe is in flight (call is the reactor's)
+    gw_upcall_t call;                     //  the probe
+    char needed[NEEDED_MAX][VZ_NAME_MAX]; //  services the probe judges
+    size_t count;                         //  used
+    pthread_mutex_t lock;                 //  guards doc and healthy
+    char *doc;                            //  last document, NULL = none yet
+    bool healthy;                         //  its verdict
+};
+
+gw_health_cache_t *gw_health_cache_new(gw_upstream_t *upstream, int period_ms)
+{
+    assert(upstream && period_ms > 0);
+    gw_health_cache_t *self = calloc(1, sizeof *self);
+    assert(self);
+    self->upstream = upstream;
+    self->period_ms = period_ms;
+    pthread_mutex_init(&self->lock, NULL);
+    return self;
+}
+
+void gw_health_cache_destroy(gw_health_cache_t **self_p)
+{
+    assert(self_p);
+    gw_health_cache_t *self = *self_p;
+    if (!self)
+        return;
+    free(self->call.reply);
+    free(self->doc);
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+    *self_p = NULL;
+}
+
+//  The probe is over (reactor thread): render and keep the document.
+static void s_probed(gw_upcall_t *call)
+{
+    gw_health_cache_t *self = call->arg;
+    const char *needed[NEEDED_MAX];
+    for (size_t i = 0; i < self->count; i++)
+        needed[i] = self->needed[i];
+    bool healthy = false;
+    char *doc = gw_health_render(call, needed, self->count, &healthy);
+    free(call->reply);
+    call->reply = NULL;
+    pthread_mutex_lock(&self->lock);
+    free(self->doc);
+    self->doc = doc;
+    self->healthy = healthy;
+    pthread_mutex_unlock(&self->lock);
+    atomic_store(&self->busy, false);
+}
+
+void gw_health_cache_tick(gw_health_cache_t *self, const char *const *needed, size_t count,
+                          int64_t now_ms)
+{
+    assert(self);
+    if (atomic_load(&self->busy) || (self->last_ms && now_ms - self->last_ms < self->period_ms))
+        return;
+    self->last_ms = now_ms;
+    self->count = 0;
+    for (size_t i = 0; i < count && self->count < NEEDED_MAX; i++)
+        vz_strlcpy(self->needed[self->count++], needed[i], VZ_NAME_MAX);
+    gw_upcall_reset(&self->call);
+    self->call.kind = GW_UPCALL_HEALTH;
+    //  Answered within the period, or counted as down by the next probe.
+    self->call.timeout_ms = self->period_ms < 1000 ? self->period_ms : 1000;
+    self->call.idempotent = true;
+    self->call.done = s_probed;
+    self->call.arg = self;
+    atomic_store(&self->busy, true);
+    if (gw_upstream_submit(self->upstream, &self->call) < 0)
+        atomic_store(&self->busy, false); //  shutting down
+}
+
+char *gw_health_cache_get(gw_health_cache_t *self, bool *healthy)
+{
+    assert(self && healthy);
+    pthread_mutex_lock(&self->lock);
+    char *doc = self->doc ? strdup(self->doc) : NULL;
+    *healthy = self->healthy;
+    pthread_mutex_unlock(&self->lock);
+    return doc;
+}
+
+char *gw_health_cache_admin(void *arg, bool *healthy)
+{
+    return gw_health_cache_get(arg, healthy);
 }

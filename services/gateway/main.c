@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "gateway.h"
+#include "health.h"
 #include "upstream.h"
+#include "vz_admin.h"
 #include "vz_clock.h"
 #include "vz_daemon.h"
 #include "vz_ports.h"
@@ -30,6 +32,9 @@ typedef struct {
     int rl_failure;           //  0 open, 1 closed (the order of its choices)
     bool rl_batch;            //  ratelimit.check_batch for checks queued together
     int bundle_max;           //  forwards per bundle envelope (0/1 = off)
+    int health_ms;            //  between /health probes
+    char trusted[1024];       //  trusted proxies, CIDRs
+    int fwd_header;           //  0 X-Forwarded-For, 1 Forwarded (the order of its choices)
 } gw_config_t;
 
 static const vz_cfg_item_t s_items[] = {
@@ -70,6 +75,22 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_CORS_ORIGINS", "gateway/cors_origins", VZ_CFG_STR, "", 0,
                 0, http.cors_origins,
                 "CORS: allowed Origins, comma-separated; * = any; \"\" = off"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_HEALTH_PROBE_MS", "gateway/health_probe", VZ_CFG_MS, "2s",
+                100, 60000, health_ms,
+                "/health is probed (broker, Redis, workers) this often and answered from the "
+                "last result"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_TRUSTED_PROXIES", "gateway/trusted_proxies", VZ_CFG_STR,
+                "", 0, 0, trusted,
+                "peers (IPv4/IPv6 CIDRs, comma-separated) whose forwarding header names the "
+                "client; \"\" = the TCP peer is the client"),
+    VZ_CFG_ENUM_ITEM(gw_config_t, "VZ_GATEWAY_CLIENT_IP_HEADER", "gateway/client_ip_header",
+                     "x-forwarded-for", "x-forwarded-for forwarded", fwd_header,
+                     "header a trusted proxy names the client in; read from the right, the "
+                     "right-most untrusted address wins"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_PROXY_PROTOCOL", "gateway/proxy_protocol", VZ_CFG_BOOL,
+                "false", 0, 0, http.proxy_protocol,
+                "a trusted proxy's connection may start with a PROXY protocol header (v1 or v2) "
+                "naming the client"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RETRY_BUDGET", "gateway/retry_budget", VZ_CFG_INT, "20", 0,
                 100, retry_budget_pct, "retries of idempotent calls, % of first attempts"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_BREAKER_FAILURES", "gateway/breaker/failures", VZ_CFG_INT,
@@ -99,6 +120,10 @@ static const vz_cfg_item_t s_items[] = {
                 1000000, edge.token_cache, "verified-token cache slots; 0 = off"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_AUTH_TIMEOUT_MS", "gateway/auth/timeout", VZ_CFG_MS, "1s",
                 10, 60000, edge.fetch_timeout_ms, "deadline of auth.jwks and auth.api_key_verify"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_AUTH_FAILURES", "gateway/auth/failures", VZ_CFG_INT, "60",
+                1, 1000000, http.auth_failures,
+                "failed credentials a minute per client IP (per replica); beyond, its requests "
+                "with a credential get 429 before any verification or call to auth"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_APIKEY_TTL_MS", "gateway/apikey/ttl", VZ_CFG_MS, "30s", 0,
                 3600000, edge.apikey_ttl_ms, "valid API-key answers cached this long"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_APIKEY_NEGATIVE_MS", "gateway/apikey/negative_ttl",
@@ -160,14 +185,15 @@ static void s_default_file(const char *rel, char *out, size_t n)
 }
 
 typedef struct {
-    vz_daemon_t *daemon;     //  common settings, admin port, readiness
-    gw_upstream_t *upstream; //  broker client (this thread)
-    gw_edge_t *edge;         //  JWKS and caches
-    gw_gateway_t *gateway;   //  HTTP front
-    bool ready;              //  last readiness we announced
-    int64_t drain_until;     //  0 = not draining; else when to give up on in-flight
-    bool drained;            //  the drain is over: leave the loop for good
-    const char *routes_path; //  route table file, reloaded on SIGHUP
+    vz_daemon_t *daemon;       //  common settings, admin port, readiness
+    gw_upstream_t *upstream;   //  broker client (this thread)
+    gw_edge_t *edge;           //  JWKS and caches
+    gw_gateway_t *gateway;     //  HTTP front
+    gw_health_cache_t *health; //  /health, probed on the tick (health.h)
+    bool ready;                //  last readiness we announced
+    int64_t drain_until;       //  0 = not draining; else when to give up on in-flight
+    bool drained;              //  the drain is over: leave the loop for good
+    const char *routes_path;   //  route table file, reloaded on SIGHUP
 } app_t;
 
 //  The reload hook (vz_daemon_on_reload, reactor thread after SIGHUP):
@@ -214,6 +240,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
         app->drained = gw_gateway_inflight(app->gateway) == 0 || now >= app->drain_until;
         return app->drained ? -1 : 0;
     }
+    gw_gateway_health_tick(app->gateway, app->health, now);
     bool up = gw_upstream_link_up(app->upstream);
     if (up && !app->ready)
         vz_daemon_ready(app->daemon);
@@ -265,6 +292,16 @@ int main(int argc, char **argv)
         return VZ_EXIT_PERMANENT;
     }
     app.routes_path = config.routes[0] ? config.routes : "configs/routes.cfg";
+    gw_trust_t *trust = gw_trust_new(config.trusted, err, sizeof err);
+    if (!trust) {
+        vz_error(NULL, "unable to read trusted proxies", "setting", "VZ_GATEWAY_TRUSTED_PROXIES",
+                 "reason", err);
+        gw_routes_unref(&routes);
+        vz_daemon_destroy(&app.daemon);
+        return VZ_EXIT_PERMANENT;
+    }
+    config.http.trust = trust;
+    config.http.fwd_header = config.fwd_header == 0 ? GW_FWD_XFF : GW_FWD_FORWARDED;
     gw_upstream_config_t upcfg = {
         .endpoints = common->broker_endpoints,
         .broker_key = vz_daemon_broker_key(app.daemon),
@@ -284,6 +321,7 @@ int main(int argc, char **argv)
     if (!app.upstream) {
         vz_error(NULL, "unable to create broker client", "endpoints", common->broker_endpoints);
         gw_routes_unref(&routes);
+        gw_trust_destroy(&trust);
         vz_daemon_destroy(&app.daemon);
         return VZ_EXIT_TEMPORARY;
     }
@@ -296,9 +334,12 @@ int main(int argc, char **argv)
                  strerror(errno));
         gw_upstream_destroy(&app.upstream);
         gw_edge_destroy(&app.edge);
+        gw_trust_destroy(&trust);
         vz_daemon_destroy(&app.daemon);
         return VZ_EXIT_TEMPORARY;
     }
+    app.health = gw_health_cache_new(app.upstream, config.health_ms);
+    vz_admin_set_health(vz_daemon_admin(app.daemon), gw_health_cache_admin, app.health);
     char port[16];
     snprintf(port, sizeof port, "%d", gw_gateway_port(app.gateway));
     vz_info(NULL, "listening", "addr", config.http.addr, "port", port);
@@ -308,30 +349,40 @@ int main(int argc, char **argv)
     gw_upstream_attach(app.upstream, loop);
     gw_edge_attach(app.edge, loop);
     zloop_timer(loop, TICK_MS, 0, s_on_tick, &app);
+    //  Each answered request goes to telemetry (NULL when VZ_TELEMETRY=off).
+    vz_telemetry_t *telemetry = vz_telemetry_new_daemon(app.daemon, loop);
+    gw_gateway_set_telemetry(app.gateway, telemetry);
     vz_daemon_on_reload(app.daemon, s_reload, &app);
     if (vz_daemon_attach(app.daemon, loop) < 0) {
         vz_error(NULL, "unable to attach the reload hook");
-        zloop_destroy(&loop);
         gw_upstream_close(app.upstream);
         gw_gateway_destroy(&app.gateway);
+        vz_telemetry_destroy(&telemetry);
+        zloop_destroy(&loop);
         gw_upstream_destroy(&app.upstream);
         gw_edge_destroy(&app.edge);
+        gw_trust_destroy(&trust);
         vz_daemon_destroy(&app.daemon);
+        gw_health_cache_destroy(&app.health);
         return VZ_EXIT_TEMPORARY;
     }
     //  A signal interrupting the poll ends zloop_start even in nonstop mode;
     //  go round again until the drain is over.
     while (zloop_start(loop) == 0 && !app.drained)
         ;
-    zloop_destroy(&loop);
 
     //  Anything still waiting gets 503 before libmicrohttpd stops, so no
-    //  connection is left suspended.
+    //  connection is left suspended. The reporter goes after the HTTP
+    //  threads and before its loop.
     gw_upstream_close(app.upstream);
     gw_gateway_destroy(&app.gateway);
-    gw_upstream_destroy(&app.upstream);
+    vz_telemetry_destroy(&telemetry);
+    zloop_destroy(&loop);
+    gw_upstream_destroy(&app.upstream); //  the health probe ends with it
     gw_edge_destroy(&app.edge);
+    gw_trust_destroy(&trust);
     vz_info(NULL, "stopped");
     vz_daemon_destroy(&app.daemon);
+    gw_health_cache_destroy(&app.health); //  after the admin server that reads it
     return VZ_EXIT_OK;
 }

@@ -167,6 +167,35 @@ static int s_copy(char *dst, size_t n, const char *src, const char *route, const
     return 0;
 }
 
+//  query = "period at": parameters forwarded as ctx "query.<name>", names
+//  of [a-z0-9_], each once; with the params and headers at most
+//  GW_ROUTE_NAMED_MAX, so the ctx never runs out of room.
+static int s_parse_query(zconfig_t *node, gw_route_t *r, char *err, size_t errlen)
+{
+    const char *name = r->name;
+    char query[GW_ROUTE_TEXT_MAX];
+    if (s_copy(query, sizeof query, zconfig_get(node, "query", ""), name, "query", err, errlen) < 0)
+        return -1;
+    size_t named = r->header_count;
+    for (size_t i = 0; i < r->seg_count; i++)
+        named += r->is_param[i];
+    for (char *save = NULL, *tok = strtok_r(query, " ,", &save); tok;
+         tok = strtok_r(NULL, " ,", &save)) {
+        bool twice = false;
+        for (size_t i = 0; i < r->query_count; i++)
+            twice = twice || strcmp(r->query[i], tok) == 0;
+        if (twice || r->query_count == GW_ROUTE_QUERY_MAX || named + 1 > GW_ROUTE_NAMED_MAX ||
+            !s_only(tok, PARAM_CHARS) ||
+            strlen(VZ_AUTHCTX_QUERY_PREFIX) + strlen(tok) >= VZ_CTX_KEY_MAX) {
+            s_err(err, errlen, "route %s: bad, repeated or too many query parameters", name);
+            return -1;
+        }
+        vz_strlcpy(r->query[r->query_count++], tok, VZ_CTX_KEY_MAX);
+        named++;
+    }
+    return 0;
+}
+
 //  One route from its ZPL block; every field checked.
 static int s_parse_route(zconfig_t *node, gw_route_t *r, char *err, size_t errlen)
 {
@@ -309,7 +338,7 @@ static int s_parse_route(zconfig_t *node, gw_route_t *r, char *err, size_t errle
         }
         vz_strlcpy(r->headers[r->header_count++], tok, VZ_CTX_KEY_MAX);
     }
-    return 0;
+    return s_parse_query(node, r, err, errlen);
 }
 
 //  Same methods on the same pattern (params compared by position) twice

@@ -34,10 +34,14 @@
 #define GW_ROUTE_SEGS_MAX 16   //  path segments in a pattern
 #define GW_ROUTE_PARAMS_MAX 4  //  {params} in one pattern
 #define GW_ROUTE_HEADERS_MAX 4 //  request headers forwarded as ctx
+#define GW_ROUTE_QUERY_MAX 4   //  query parameters forwarded as ctx
 #define GW_ROUTE_PATH_MAX 256  //  pattern length
 #define GW_ROUTE_PARAM_MAX 24  //  param name: "path." + name fits a ctx key
 #define GW_ROUTE_TEXT_MAX 256  //  scopes, content types
 #define GW_ROUTES_MAX 128      //  routes in one table
+//  Params, headers and query parameters of one route together: with the
+//  auth context and content_type (7 entries) they always fit VZ_CTX_MAX.
+#define GW_ROUTE_NAMED_MAX 8
 
 typedef enum {
     GW_AUTH_NONE,    //  anyone
@@ -67,6 +71,8 @@ typedef struct {
     bool oauth_errors;                  //  errors = "oauth2": RFC 6749 §5.2 error bodies
     size_t header_count;                //  entries in headers
     char headers[GW_ROUTE_HEADERS_MAX][VZ_CTX_KEY_MAX]; //  forwarded, lowercase names
+    size_t query_count;                                 //  entries in query
+    char query[GW_ROUTE_QUERY_MAX][VZ_CTX_KEY_MAX];     //  query parameters forwarded
     size_t seg_count;                                   //  segments of the pattern
     char segs[GW_ROUTE_SEGS_MAX][VZ_NAME_MAX];          //  literal text, or the param name
     bool is_param[GW_ROUTE_SEGS_MAX];                   //  segment i is a {param}

@@ -4,7 +4,6 @@
 #include "upstream.h"
 
 #include <assert.h>
-#include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -18,6 +17,7 @@
 #include "vz_clock.h"
 #include "vz_client.h"
 #include "vz_proto.h"
+#include "vz_redis.h"
 #include "vz_retry.h"
 
 #define TICK_MS 50           //  deadline scan period
@@ -40,10 +40,7 @@ struct gw_upstream_t {
     int heartbeat_ms;          //  ping interval
     int grace_ms;              //  local wait past the envelope deadline
     unsigned ping_seq;         //  numbers our pings
-    char redis_host[256];      //  parsed from the Redis URL
-    int redis_port;            //  idem
-    int redis_db;              //  idem
-    redisContext *redis;       //  health connection, reactor thread only; NULL = reconnect
+    vz_redis_t *redis;         //  health connection, reactor thread only; NULL = bad URL
     vz_retry_budget_t budget;  //  retry budget, reactor thread only
     zlistx_t *retries;         //  calls waiting for the next tick to go again
     struct {
@@ -80,42 +77,6 @@ void gw_upcall_reset(gw_upcall_t *call)
     call->http_location[0] = '\0';
     call->http_ctype[0] = '\0';
     call->redis_error[0] = '\0';
-}
-
-//  Accept redis://[userinfo@]host[:port][/db]. Credentials are not used yet.
-static int s_parse_redis_url(gw_upstream_t *self, const char *url)
-{
-    const char *p = url;
-    if (strncmp(p, "redis://", 8) != 0)
-        return -EINVAL;
-    p += 8;
-    const char *at = strchr(p, '@');
-    if (at)
-        p = at + 1;
-    size_t hostlen = strcspn(p, ":/");
-    if (hostlen == 0 || hostlen >= sizeof self->redis_host)
-        return -EINVAL;
-    memcpy(self->redis_host, p, hostlen);
-    self->redis_host[hostlen] = '\0';
-    p += hostlen;
-    self->redis_port = 6379;
-    self->redis_db = 0;
-    if (*p == ':') {
-        char *end = NULL;
-        long port = strtol(p + 1, &end, 10);
-        if (end == p + 1 || port < 1 || port > 65535)
-            return -EINVAL;
-        self->redis_port = (int)port;
-        p = end;
-    }
-    if (*p == '/' && p[1]) {
-        char *end = NULL;
-        long db = strtol(p + 1, &end, 10);
-        if (*end || db < 0 || db > 1000)
-            return -EINVAL;
-        self->redis_db = (int)db;
-    }
-    return 0;
 }
 
 gw_upstream_t *gw_upstream_new(const gw_upstream_config_t *config)
@@ -161,10 +122,9 @@ gw_upstream_t *gw_upstream_new(const gw_upstream_config_t *config)
                                            "Calls sent inside batch envelopes", NULL);
     }
     pthread_mutex_init(&self->lock, NULL);
-    if (s_parse_redis_url(self, config->redis_url ? config->redis_url : "") < 0) {
-        //  Health then reports Redis as misconfigured instead of refusing to start.
-        self->redis_host[0] = '\0';
-    }
+    //  NULL: health then reports Redis as misconfigured instead of refusing to start.
+    self->redis = vz_redis_new(config->redis_url ? config->redis_url : "", REDIS_TIMEOUT_MS,
+                               REDIS_TIMEOUT_MS, 0);
     vz_client_config_t cc = {
         .endpoints = config->endpoints, .broker_key = config->broker_key, .cert = config->cert};
     self->client = vz_client_new(&cc);
@@ -244,8 +204,7 @@ void gw_upstream_destroy(gw_upstream_t **self_p)
     vz_pending_destroy(&self->pending);
     zlistx_destroy(&self->retries);
     vz_client_destroy(&self->client);
-    if (self->redis)
-        redisFree(self->redis);
+    vz_redis_destroy(&self->redis);
     if (self->wake_fd >= 0)
         close(self->wake_fd);
     pthread_mutex_destroy(&self->lock);
@@ -280,42 +239,27 @@ int gw_upstream_submit(gw_upstream_t *self, gw_upcall_t *call)
     return 0;
 }
 
-//  One PING on a kept connection; reconnects after any failure. Blocks the
-//  reactor at most twice REDIS_TIMEOUT_MS, and only on a /health request.
+//  One PING on a kept connection (vz_redis: AUTH and TLS as the URL says);
+//  reconnects after any failure. Blocks the reactor at most twice
+//  REDIS_TIMEOUT_MS, and only on a /health request.
 static void s_redis_ping(gw_upstream_t *self, gw_upcall_t *call)
 {
     call->redis_ok = false;
-    if (!self->redis_host[0]) {
+    if (!self->redis) {
         vz_strlcpy(call->redis_error, "invalid VZ_REDIS_URL", sizeof call->redis_error);
         return;
     }
-    struct timeval tv = {0, REDIS_TIMEOUT_MS * 1000};
-    if (!self->redis) {
-        self->redis = redisConnectWithTimeout(self->redis_host, self->redis_port, tv);
-        if (!self->redis || self->redis->err) {
-            vz_strlcpy(call->redis_error, self->redis ? self->redis->errstr : "out of memory",
-                       sizeof call->redis_error);
-            if (self->redis)
-                redisFree(self->redis);
-            self->redis = NULL;
-            return;
-        }
-        redisSetTimeout(self->redis, tv);
-    }
-    redisReply *reply = redisCommand(self->redis, "PING");
+    int rc = vz_redis_ensure(self->redis);
+    const char *argv[] = {"PING"};
+    redisReply *reply = rc == 0 ? vz_redis_command(self->redis, 1, argv, NULL) : NULL;
     if (reply && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0)
         call->redis_ok = true;
     else if (reply && reply->type == REDIS_REPLY_ERROR)
         vz_strlcpy(call->redis_error, reply->str, sizeof call->redis_error);
     else
-        vz_strlcpy(call->redis_error, self->redis->err ? self->redis->errstr : "unexpected reply",
-                   sizeof call->redis_error);
+        vz_strlcpy(call->redis_error, strerror(rc < 0 ? -rc : EIO), sizeof call->redis_error);
     if (reply)
         freeReplyObject(reply);
-    if (!call->redis_ok) {
-        redisFree(self->redis);
-        self->redis = NULL;
-    }
 }
 
 //  The envelope of one attempt of call, with a wire id unique among the
@@ -431,7 +375,9 @@ static void s_take_env(gw_upcall_t *call, const vz_envelope_t *env)
 //  An error for call from a service or the broker: retried when it may be.
 //  A worker may say which HTTP status its own error code means (reply ctx
 //  http_status 400..599, vz_authctx_reply_error); the renderer uses it for
-//  codes the gateway does not know. Errors inside a bundle carry no ctx.
+//  codes the gateway does not know. A bundle's items are whole envelopes
+//  with their own ctx, so this holds inside bundles too; only the batch
+//  convention's items (s_reply_batch) carry a code without a status.
 static void s_error(gw_upstream_t *self, gw_upcall_t *call, const vz_envelope_t *env)
 {
     const char *code = env->error_code[0] ? env->error_code : VZ_ERR_INTERNAL;

@@ -15,7 +15,9 @@
  *  backoff * 2^(n-1)) ("equal jitter": spread out, never immediate). A 429
  *  (with its Retry-After) or a 5xx or connection failure also pauses that
  *  channel on this replica: its entries are rescheduled to the end of the
- *  pause without an attempt, while the other channels go on.
+ *  pause without an attempt, while the other channels go on. A permanent
+ *  refusal (SMTP 5xx, HTTP 4xx) is retried the same way without the
+ *  pause; after max_attempts attempts of any kind the message is dead.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -36,7 +38,11 @@
 
 #define READ_MAX 64 //  entries read or claimed per tick, at most
 
-typedef enum { S_OK, S_TRANSIENT, S_THROTTLED, S_PERMANENT } s_outcome_t;
+//  S_REFUSED: the receiver's permanent answer (SMTP 5xx, HTTP 4xx but 408
+//  and 429): an attempt like any other, without slowing the channel down
+//  (it is about this message). S_BROKEN: the message itself cannot be
+//  sent (unreadable, unbuildable): no later attempt could do better.
+typedef enum { S_OK, S_TRANSIENT, S_THROTTLED, S_REFUSED, S_BROKEN } s_outcome_t;
 
 struct nt_job_t {
     nt_job_t *next;       //  list of jobs in flight
@@ -114,7 +120,7 @@ static void s_done(nt_job_t *job, s_outcome_t outcome, const char *error, int64_
     int64_t next = 0;
     if (outcome == S_OK)
         status = NT_ST_DELIVERED;
-    else if (outcome == S_PERMANENT || attempts >= self->config.max_attempts)
+    else if (outcome == S_BROKEN || attempts >= self->config.max_attempts)
         status = NT_ST_DEAD;
     else {
         int64_t delay = outcome == S_THROTTLED && retry_after_ms > 0 ? retry_after_ms
@@ -159,7 +165,7 @@ static void s_http_done(const vz_http_response_t *res, void *arg)
     char error[300];
     if (res->rc < 0) {
         snprintf(error, sizeof error, "%s", res->error);
-        s_done(job, res->rc == VZ_HTTP_ECANCELED ? S_TRANSIENT : S_TRANSIENT, error, 0);
+        s_done(job, S_TRANSIENT, error, 0);
         return;
     }
     snprintf(error, sizeof error, "http %ld", res->status);
@@ -172,7 +178,7 @@ static void s_http_done(const vz_http_response_t *res, void *arg)
     } else if (res->status >= 500 || res->status == 408)
         s_done(job, S_TRANSIENT, error, 0);
     else
-        s_done(job, S_PERMANENT, error, 0);
+        s_done(job, S_REFUSED, error, 0);
 }
 
 static int s_start_http(nt_t *self, nt_job_t *job, const redisReply *msg)
@@ -212,7 +218,7 @@ static int s_start_http(nt_t *self, nt_job_t *job, const redisReply *msg)
         }
     }
     if (!body) {
-        s_done(job, S_PERMANENT, "payload could not be built", 0);
+        s_done(job, S_BROKEN, "payload could not be built", 0);
         return 0;
     }
     const char *headers[] = {"Content-Type: application/json", signature[0] ? signature : NULL,
@@ -234,7 +240,7 @@ static int s_start_http(nt_t *self, nt_job_t *job, const redisReply *msg)
     int rc = vz_http_request(self->http, &req);
     free(body);
     if (rc < 0)
-        s_done(job, S_PERMANENT, "endpoint refused by the HTTP client (bad URL?)", 0);
+        s_done(job, S_BROKEN, "endpoint refused by the HTTP client (bad URL?)", 0);
     return 0;
 }
 
@@ -322,7 +328,7 @@ static int s_start_email(nt_t *self, nt_job_t *job, const redisReply *msg)
     s_mail_t m;
     if (s_mail_parse(msg, &m) < 0 || m.to_count == 0) {
         s_mail_free(&m);
-        s_done(job, S_PERMANENT, "stored message unreadable", 0);
+        s_done(job, S_BROKEN, "stored message unreadable", 0);
         return 0;
     }
     const char *text = s_field(msg, "text");
@@ -345,7 +351,7 @@ static int s_start_email(nt_t *self, nt_job_t *job, const redisReply *msg)
     int rc = nt_mime_build(&mail, &out, &len);
     if (rc < 0) {
         s_mail_free(&m);
-        s_done(job, S_PERMANENT, "message could not be built", 0);
+        s_done(job, S_BROKEN, "message could not be built", 0);
         return 0;
     }
     if (!self->smtp) {
@@ -387,7 +393,7 @@ int nt_deliver_smtp_ready(zloop_t *loop, zsock_t *sock, void *arg)
     if (job)
         s_done(job,
                cls == NT_SMTP_OK          ? S_OK
-               : cls == NT_SMTP_PERMANENT ? S_PERMANENT
+               : cls == NT_SMTP_PERMANENT ? S_REFUSED
                                           : S_TRANSIENT,
                cls == NT_SMTP_OK ? "" : reason, 0);
     zstr_free(&tag);

@@ -14,6 +14,7 @@
 #include "vz_clock.h"
 #include "vz_common.h"
 #include "vz_log.h"
+#include "vz_notifier_contract.h"
 
 #define ALERT_KEEP_S "604800" //  a week: longer than any delay
 #define DIGEST_KEEP_S "259200"
@@ -87,45 +88,53 @@ static int s_cmd(nt_t *self, int argc, const char **argv)
     return rc;
 }
 
-//  A send request for the plan, as JSON, through nt_submit like any other.
+//  A request encoded by the callers' encoder (vz_notifier_contract.h),
+//  parsed back and submitted like any caller's send.
+static nt_err_t s_submit(nt_t *self, const vz_nt_send_t *send, const char *owner, int64_t due_ms,
+                         const char *cond_alert, nt_submit_t *out)
+{
+    size_t len = 0;
+    char *text = vz_nt_send_encode(send, &len);
+    //  A day's digest may hold one string past the default 64 KiB.
+    vz_json_limits_t limits = vz_json_limits_default;
+    limits.max_size = limits.max_string = VZ_NT_SEND_BODY_MAX;
+    vz_json_t *doc = text ? vz_json_parse(text, len, &limits, NULL) : NULL;
+    free(text);
+    if (!doc) {
+        memset(out, 0, sizeof *out);
+        snprintf(out->detail, sizeof out->detail, "request too large");
+        return NT_E_REQUEST;
+    }
+    nt_err_t err = nt_submit(self, vz_json_root(doc), owner, due_ms, cond_alert, out);
+    vz_json_destroy(&doc);
+    return err;
+}
+
+//  The send request of a plan: template "alert" with the alert's fields.
 static nt_err_t s_send(nt_t *self, const nt_plan_t *plan, const vz_json_value_t *alert,
                        const char *key, const char *owner, nt_submit_t *out)
 {
-    vz_json_writer_t *w = vz_json_writer_new(64 * 1024);
-    vz_json_write_object_begin(w);
-    vz_json_write_kv_string(w, "channel", nt_channel_info(plan->channel)->name);
-    vz_json_write_kv_string(w, "template", "alert");
-    if (plan->channel == NT_CH_EMAIL)
-        vz_json_write_kv_string(w, "to", self->config.digest_to);
-    vz_json_write_kv_string(w, "severity", vz_json_get_string(alert, "severity", NULL));
-    if (plan->event_action)
-        vz_json_write_kv_string(w, "event_action", plan->event_action);
-    vz_json_write_kv_string(w, "dedup_key", key);
     const char *source = vz_json_get_string(alert, "source", NULL);
-    vz_json_write_kv_string(w, "source", source ? source : self->config.alert_source);
-    vz_json_write_key(w, "data");
-    vz_json_write_object_begin(w);
+    source = source ? source : self->config.alert_source;
     static const char *const fields[] = {"name", "severity", "status", "summary"};
+    vz_nt_var_t data[5];
     for (size_t i = 0; i < 4; i++) {
         const char *v = vz_json_get_string(alert, fields[i], NULL);
-        vz_json_write_kv_string(w, fields[i], v ? v : "");
+        data[i] = (vz_nt_var_t){.name = fields[i], .type = VZ_NT_VAR_STR, .s = v ? v : ""};
     }
-    vz_json_write_kv_string(w, "source", source ? source : self->config.alert_source);
-    vz_json_write_object_end(w);
-    vz_json_write_object_end(w);
-    size_t len = 0;
-    char *text = vz_json_writer_take(w, &len);
-    vz_json_writer_destroy(&w);
-    vz_json_t *doc = text ? vz_json_parse(text, len, NULL, NULL) : NULL;
-    free(text);
-    if (!doc) {
-        snprintf(out->detail, sizeof out->detail, "alert too large");
-        return NT_E_REQUEST;
-    }
-    nt_err_t err = nt_submit(self, vz_json_root(doc), owner, plan->due_ms,
-                             plan->conditional ? key : NULL, out);
-    vz_json_destroy(&doc);
-    return err;
+    data[4] = (vz_nt_var_t){.name = "source", .type = VZ_NT_VAR_STR, .s = source};
+    vz_nt_send_t send = {
+        .channel = nt_channel_info(plan->channel)->name,
+        .template_name = "alert",
+        .to = plan->channel == NT_CH_EMAIL ? self->config.digest_to : NULL,
+        .data = data,
+        .ndata = 5,
+        .severity = vz_json_get_string(alert, "severity", NULL),
+        .event_action = plan->event_action,
+        .dedup_key = key,
+        .source = source,
+    };
+    return s_submit(self, &send, owner, plan->due_ms, plan->conditional ? key : NULL, out);
 }
 
 int nt_h_alert(void *app, const vz_envelope_t *req, vz_reply_t *reply)
@@ -232,32 +241,25 @@ int nt_route_digest_tick(zloop_t *loop, int timer_id, void *arg)
     snprintf(count, sizeof count, "%zu", r->elements);
     freeReplyObject(r);
     //  The digest is an ordinary e-mail send with its own idempotency key.
-    vz_json_writer_t *w = vz_json_writer_new(1024 * 1024);
-    vz_json_write_object_begin(w);
-    vz_json_write_kv_string(w, "channel", "email");
-    vz_json_write_kv_string(w, "template", "digest");
-    vz_json_write_kv_string(w, "to", self->config.digest_to);
-    vz_json_write_kv_string(w, "severity", "info");
     char idem[64];
     snprintf(idem, sizeof idem, "digest-%s", day);
-    vz_json_write_kv_string(w, "idempotency_key", idem);
-    vz_json_write_key(w, "data");
-    vz_json_write_object_begin(w);
-    vz_json_write_kv_string(w, "date", day);
-    vz_json_write_kv_string(w, "items", items.data ? items.data : "");
-    vz_json_write_kv_string(w, "count", count);
-    vz_json_write_object_end(w);
-    vz_json_write_object_end(w);
-    size_t len = 0;
-    char *text = vz_json_writer_take(w, &len);
-    vz_json_writer_destroy(&w);
-    nt_buf_free(&items);
-    vz_json_t *doc = text ? vz_json_parse(text, len, NULL, NULL) : NULL;
-    free(text);
+    vz_nt_var_t data[] = {
+        {.name = "date", .type = VZ_NT_VAR_STR, .s = day},
+        {.name = "items", .type = VZ_NT_VAR_STR, .s = items.data ? items.data : ""},
+        {.name = "count", .type = VZ_NT_VAR_STR, .s = count},
+    };
+    vz_nt_send_t send = {
+        .channel = "email",
+        .template_name = "digest",
+        .to = self->config.digest_to,
+        .data = data,
+        .ndata = 3,
+        .severity = "info",
+        .idempotency_key = idem,
+    };
     nt_submit_t out;
-    nt_err_t err =
-        doc ? nt_submit(self, vz_json_root(doc), NT_SERVICE, 0, NULL, &out) : NT_E_REQUEST;
-    vz_json_destroy(&doc);
+    nt_err_t err = s_submit(self, &send, NT_SERVICE, 0, NULL, &out);
+    nt_buf_free(&items);
     if (err != NT_E_OK)
         vz_warn(NULL, "unable to queue the daily digest", "day", day, "code", nt_err_code(err),
                 NULL);

@@ -100,14 +100,12 @@ int nt_template_expand(const char *text, bool html, nt_var_fn *get, void *arg, n
             p = open + 4;
             continue;
         }
-        const char *name = open + 2;
+        //  {{{name}}}: the value goes in unescaped (HTML the caller rendered).
+        bool raw = open[2] == '{';
+        const char *name = open + (raw ? 3 : 2);
         while (*name == ' ')
             name++;
-        //  {{&name}}: the value as is, in HTML too (a template that embeds
-        //  a whole document a trusted service rendered, the weekly report).
-        bool raw = *name == '&';
-        name += raw;
-        const char *close = strstr(name, "}}");
+        const char *close = strstr(name, raw ? "}}}" : "}}");
         if (!close)
             return -EINVAL;
         size_t len = (size_t)(close - name);
@@ -127,7 +125,7 @@ int nt_template_expand(const char *text, bool html, nt_var_fn *get, void *arg, n
             s_escape(out, value);
         else
             nt_buf_adds(out, value);
-        p = close + 2;
+        p = close + (raw ? 3 : 2);
     }
     return 0;
 }

@@ -6,9 +6,11 @@
  *  least one of them). Names are [a-z0-9_]{1,63}. Placeholders are
  *  {{name}} with name [A-Za-z0-9_.]{1,63}; "{{" can be written "{{{{"
  *  for a literal. In the HTML part every substituted value is escaped
- *  (& < > " '), unless the placeholder is {{&name}} (raw: the template
- *  file, not the sender, decides which variable is a whole HTML document);
- *  in the subject and text parts it is inserted as is.
+ *  (& < > " '); in the subject and text parts it is inserted as is.
+ *  {{{name}}} inserts the value unescaped in the HTML part too: for a
+ *  template whose caller renders its own HTML (weekly_report: the
+ *  reporter's tables and charts). Only the template's author opts in;
+ *  the value still travels quoted-printable, so it cannot reach a header.
  *  A placeholder whose variable is missing is an error naming it, never
  *  a blank; so is a subject value holding CR or LF (header injection).
  *

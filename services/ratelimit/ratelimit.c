@@ -682,10 +682,11 @@ static int s_app_init(s_app_t *app, vz_daemon_t *daemon, const rl_config_t *conf
     app->redis = vz_redis_new(vz_daemon_config(daemon)->redis_url, config->redis_timeout_ms,
                               config->redis_timeout_ms, config->redis_retry_ms);
     if (!app->redis) {
+        char shown[VZ_PATH_MAX]; //  never the password
+        vz_redis_redact(vz_daemon_config(daemon)->redis_url, shown, sizeof shown);
         rl_policies_destroy(&limits);
         vz_error(NULL, "unable to load configuration", "reason",
-                 "VZ_REDIS_URL: expected redis://host:port[/db]", "value",
-                 vz_daemon_config(daemon)->redis_url);
+                 "VZ_REDIS_URL: expected redis://host:port[/db]", "value", shown);
         return VZ_EXIT_PERMANENT;
     }
     app->redis_seconds = vz_metrics_histogram(

@@ -12,9 +12,6 @@
 #include "rp_render.h"
 
 #define TOP_ROWS 10 //  rows of the error and endpoint tables, items per roadmap list
-//  What the issue asks for and telemetry does not collect yet (issue 19).
-#define S_NOT_COLLECTED                                                                            \
-    "Feature adoption and geographic distribution: not collected by telemetry yet."
 
 // --------------------------------------------------------------------------
 //  Reading the model
@@ -379,6 +376,34 @@ static void s_html_revenue(FILE *f, const vz_json_value_t *rev, const rp_image_r
     fputs("</td></tr>", f);
 }
 
+//  A {name: count} object of the usage answer as a two-column table, the
+//  largest first (at most TOP_ROWS), or the text none when it is empty.
+static void s_html_counts(FILE *f, const vz_json_value_t *usage, const char *key, const char *title,
+                          const char *none)
+{
+    const vz_json_value_t *counts = vz_json_get(usage, key);
+    size_t n = vz_json_size(counts);
+    char window[48] = "";
+    if (s_num(usage, "window_days") > 0)
+        snprintf(window, sizeof window, ", last %.0f days", s_num(usage, "window_days"));
+    fprintf(f, TABLE "<tr>" TH "%s%s</th>" THR "Count</th></tr>", title, window);
+    bool used[64] = {false};
+    for (size_t row = 0; row < n && row < TOP_ROWS && n <= 64; row++) {
+        size_t best = n;
+        for (size_t i = 0; i < n; i++)
+            if (!used[i] && (best == n || s_num(counts, vz_json_key_at(counts, i)) >
+                                              s_num(counts, vz_json_key_at(counts, best))))
+                best = i;
+        used[best] = true;
+        fputs("<tr>" TD, f);
+        s_esc(f, vz_json_key_at(counts, best));
+        fprintf(f, "</td>" TDR "%.0f</td></tr>", s_num(counts, vz_json_key_at(counts, best)));
+    }
+    if (n == 0)
+        fprintf(f, "<tr>" TD "%s</td>" TD "</td></tr>", none);
+    fputs("</table>", f);
+}
+
 static void s_html_usage(FILE *f, const vz_json_value_t *use, const rp_image_ref_t *images,
                          size_t count)
 {
@@ -406,9 +431,10 @@ static void s_html_usage(FILE *f, const vz_json_value_t *use, const rp_image_ref
         }
         fputs("</table>", f);
     }
-    fputs("<p style=\"" FONT "font-size:12px;color:#57606a;margin:8px 0 0;\">" S_NOT_COLLECTED
-          "</p></td></tr>",
-          f);
+    //  Feature adoption (business events) and countries, over telemetry's window.
+    s_html_counts(f, cur, "events", "Feature adoption (events)", "no events recorded");
+    s_html_counts(f, cur, "countries", "Geographic distribution", "no country known");
+    fputs("</td></tr>", f);
 }
 
 //  The resolution status of error code: its linked issue and that issue's
@@ -652,7 +678,16 @@ char *rp_render_text(const vz_json_value_t *model)
         const vz_json_value_t *cur = vz_json_get(use, "current");
         fprintf(f, "DAU %.0f, WAU %.0f, MAU %.0f\n", s_num(cur, "dau"), s_num(cur, "wau"),
                 s_num(cur, "mau"));
-        fputs(S_NOT_COLLECTED "\n", f);
+        static const char *const keys[] = {"events", "countries"};
+        static const char *const titles[] = {"Feature adoption", "Countries"};
+        for (size_t k = 0; k < 2; k++) {
+            const vz_json_value_t *counts = vz_json_get(cur, keys[k]);
+            fprintf(f, "%s:", titles[k]);
+            for (size_t i = 0; i < vz_json_size(counts) && i < TOP_ROWS; i++)
+                fprintf(f, "%s %s %.0f", i ? "," : "", vz_json_key_at(counts, i),
+                        s_num(counts, vz_json_key_at(counts, i)));
+            fputs(vz_json_size(counts) ? "\n" : " none known\n", f);
+        }
         const vz_json_value_t *series = vz_json_get(
             vz_json_at(vz_json_get(vz_json_get(use, "endpoints"), "services"), 0), "series");
         for (size_t i = 0; i < vz_json_size(series) && i < TOP_ROWS; i++) {

@@ -417,7 +417,6 @@ typedef struct {
     char *mail, *web, *text;
     uint8_t *pdf;
     size_t pdf_len;
-    char *pdf_b64;
 } s_out_t;
 
 static void s_out_free(s_out_t *o)
@@ -431,7 +430,6 @@ static void s_out_free(s_out_t *o)
     free(o->web);
     free(o->text);
     free(o->pdf);
-    free(o->pdf_b64);
 }
 
 static int s_render(rp_run_t *run, const vz_json_value_t *model, s_out_t *o)
@@ -459,7 +457,6 @@ static int s_render(rp_run_t *run, const vz_json_value_t *model, s_out_t *o)
     if (rp_chart_pdf(title, o->text, o->charts.chart, o->charts.count, &o->pdf, &o->pdf_len,
                      &run->pdf_pages) < 0)
         return -EIO;
-    o->pdf_b64 = s_base64(o->pdf, o->pdf_len);
     return 0;
 }
 
@@ -472,11 +469,17 @@ static void s_send(rp_run_t *run, const s_out_t *o)
     rp_t *app = run->app;
     vz_nt_attachment_t att[RP_CHARTS + 1];
     size_t natt = 0;
+    //  The contract's encoder writes the raw bytes as base64.
     for (size_t i = 0; i < o->charts.count; i++)
-        att[natt++] = (vz_nt_attachment_t){o->file[i], "image/png", o->png_b64[i], o->cid[i]};
+        att[natt++] = (vz_nt_attachment_t){.name = o->file[i],
+                                           .type = "image/png",
+                                           .content_id = o->cid[i],
+                                           .bytes = o->png[i],
+                                           .len = o->png_len[i]};
     char pdf_name[64];
     snprintf(pdf_name, sizeof pdf_name, "weekly-report-%s.pdf", run->week);
-    att[natt++] = (vz_nt_attachment_t){pdf_name, "application/pdf", o->pdf_b64, NULL};
+    att[natt++] = (vz_nt_attachment_t){
+        .name = pdf_name, .type = "application/pdf", .bytes = o->pdf, .len = o->pdf_len};
     vz_nt_var_t data[] = {
         {.name = "week", .type = VZ_NT_VAR_STR, .s = run->week},
         {.name = "html", .type = VZ_NT_VAR_STR, .s = o->mail},

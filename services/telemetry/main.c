@@ -8,11 +8,14 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <errno.h>
 #include <unistd.h>
 
 #include "telemetry.h"
 #include "vz_clock.h"
 #include "vz_daemon.h"
+#include "vz_call.h"
 #include "vz_event.h"
 #include "vz_ports.h"
 #include "vz_proto.h"
@@ -38,6 +41,21 @@ static const vz_cfg_item_t s_items[] = {
                 "vzctl reporter", 0, 0, readers,
                 "in-mesh identities that may read signals, SLOs and alerts (the gateway's callers "
                 "need admin or telemetry:read)"),
+    VZ_CFG_ITEM(tl_config_t, "VZ_TELEMETRY_TRACE_TTL_S", "telemetry/trace_ttl", VZ_CFG_INT, "86400",
+                60, 2592000, trace_ttl_s, "sampled spans kept this long after a trace's last span"),
+    VZ_CFG_ITEM(tl_config_t, "VZ_TELEMETRY_OTLP_ENDPOINT", "telemetry/otlp_endpoint", VZ_CFG_STR,
+                "", 0, 0, otlp_endpoint,
+                "OTLP/HTTP collector base URL (spans POSTed to <url>/v1/traces); \"\" = no export"),
+    VZ_CFG_ITEM(tl_config_t, "VZ_TELEMETRY_SYNTHETIC", "telemetry/synthetic", VZ_CFG_STR,
+                "health=GET:/health:200", 0, 0, synthetic,
+                "synthetic checks through the gateway: name=METHOD:/path:status, space-separated; "
+                "\"\" = none"),
+    VZ_CFG_ITEM(tl_config_t, "VZ_TELEMETRY_SYNTHETIC_BASE", "telemetry/synthetic_base", VZ_CFG_STR,
+                "http://127.0.0.1:" VZ_PORT_TEXT(VZ_PORT_GATEWAY), 0, 0, synthetic_base,
+                "gateway base URL the synthetic checks call"),
+    VZ_CFG_ITEM(tl_config_t, "VZ_TELEMETRY_SYNTHETIC_MS", "telemetry/synthetic_period", VZ_CFG_MS,
+                "5m", 1000, 86400000, synthetic_ms, "period of the synthetic checks"),
+    VZ_HTTP_CFG_ITEMS(tl_config_t, http),
 };
 
 static const vz_method_t s_methods[] = {
@@ -47,11 +65,19 @@ static const vz_method_t s_methods[] = {
     {"alerts", tl_h_alerts, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
     {"usage", tl_h_usage, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
     {"errors_top", tl_h_errors_top, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
+    {"traces", tl_h_traces, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
+    {"otlp_traces", tl_h_otlp_traces, 0, TL_SNAPSHOT_MAX},
+    {"otlp_metrics", tl_h_otlp_metrics, 0, TL_SNAPSHOT_MAX},
+    {"status", tl_h_status, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
+    {"status_json", tl_h_status_json, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
+    {"synthetic", tl_h_synthetic, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
+    {"anomalies", tl_h_anomalies, VZ_METHOD_IDEMPOTENT, TL_QUERY_MAX},
 };
 
 static int s_eval_timer(zloop_t *loop, int timer_id, void *arg)
 {
     tl_t *tl = arg;
+    tl_broker_poll(tl);
     if (tl_evaluate(tl, vz_clock_now_ms() / 1000) < 0)
         vz_warn(NULL, "unable to evaluate SLOs", "reason", "redis unavailable");
     return 0;
@@ -112,10 +138,27 @@ int main(int argc, char **argv)
     tl->notify = vz_event_new_daemon(daemon);
     if (!tl->notify || vz_event_attach(tl->notify, loop) < 0)
         vz_warn(NULL, "unable to create the notifier event socket: alerts are not sent");
+    //  broker.services on every tick: workers and queue depth per service.
+    tl->calls = vz_call_new_daemon(daemon, loop);
+    if (!tl->calls)
+        vz_warn(NULL, "unable to create the call client: no broker view", "reason",
+                strerror(errno));
     zloop_timer(loop, (size_t)config.eval_ms, 0, s_eval_timer, tl);
+    //  Outbound HTTP: OTLP export and the synthetic checks.
+    tl->http = vz_http_new(loop, &config.http, vz_daemon_metrics(daemon), err, sizeof err);
+    if (!tl->http)
+        vz_warn(NULL, "unable to start outbound HTTP: no OTLP export, no synthetic checks",
+                "reason", err);
+    else if (vz_http_warning(tl->http))
+        vz_warn(NULL, vz_http_warning(tl->http));
+    if (tl->http && tl_synthetic_start(tl, loop) < 0)
+        vz_warn(NULL, "unable to start the synthetic checks", "setting", "VZ_TELEMETRY_SYNTHETIC");
     vz_daemon_on_reload(daemon, s_reload, tl);
     code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0],
                            TL_CREDIT, tl);
+    vz_http_destroy(&tl->http); //  its calls end first: then their checks go
+    vz_call_destroy(&tl->calls);
+    tl_synthetic_stop(tl);
     vz_event_destroy(&tl->notify);
     zloop_destroy(&loop);
     tl_destroy(&tl);

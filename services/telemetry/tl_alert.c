@@ -96,9 +96,13 @@ char *tl_alert_notify_body(const tl_alert_t *alert, tl_notify_t what, const tl_a
     const char *action = what == TL_NOTIFY_FIRE ? "trigger" : "resolve";
     char idem[TL_ALERT_KEY_MAX + 48], summary[256];
     snprintf(idem, sizeof idem, "%s/%lld/%s", alert->key, (long long)alert->fired_s, action);
-    snprintf(summary, sizeof summary, "SLO %s: error budget burning at %.1fx (%s)%s", alert->slo,
-             alert->burn, s_severities[alert->severity],
-             what == TL_NOTIFY_RESOLVE ? ", resolved" : "");
+    if (strncmp(alert->key, "synthetic/", 10) == 0)
+        snprintf(summary, sizeof summary, "Synthetic check %s %s through the gateway", alert->slo,
+                 what == TL_NOTIFY_RESOLVE ? "passes again" : "failed");
+    else
+        snprintf(summary, sizeof summary, "SLO %s: error budget burning at %.1fx (%s)%s",
+                 alert->slo, alert->burn, s_severities[alert->severity],
+                 what == TL_NOTIFY_RESOLVE ? ", resolved" : "");
     vz_nt_var_t data[] = {
         {.name = "dedup_key", .type = VZ_NT_VAR_STR, .s = alert->key},
         {.name = "event_action", .type = VZ_NT_VAR_STR, .s = action},

@@ -47,6 +47,14 @@ tl_t *tl_new(const tl_config_t *config, const tl_slo_config_t *slos, const char 
                                             "Alert notifications sent to the notifier", NULL);
         self->evals = vz_metrics_counter(metrics, "vz_telemetry_evaluations_total",
                                          "SLO evaluations run by this replica", NULL);
+        self->spans = vz_metrics_counter(metrics, "vz_telemetry_spans_total",
+                                         "Sampled spans stored (reporters and OTLP)", NULL);
+        self->exported[0] =
+            vz_metrics_counter(metrics, "vz_telemetry_otlp_exports_total",
+                               "Span batches POSTed to the OTLP collector", "outcome=sent");
+        self->exported[1] =
+            vz_metrics_counter(metrics, "vz_telemetry_otlp_exports_total",
+                               "Span batches POSTed to the OTLP collector", "outcome=failed");
     }
     return self;
 }
@@ -98,6 +106,14 @@ int tl_h_ingest(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         return vz_reply_error(reply, VZ_ERR_FORBIDDEN, "a daemon reports for its own service");
     }
     int rc = tl_store_ingest(self->store, snap, &self->slos, vz_clock_now_ms() / 1000);
+    if (rc == 0 && snap->nspans) {
+        tl_span_t *spans = (tl_span_t *)calloc(snap->nspans, sizeof *spans);
+        assert(spans);
+        for (size_t i = 0; i < snap->nspans; i++)
+            tl_span_from_report(&spans[i], snap->service, &snap->spans[i]);
+        rc = tl_spans_take(self, spans, snap->nspans);
+        free(spans);
+    }
     vz_tl_snapshot_destroy(&snap);
     if (rc < 0)
         return vz_reply_error(reply, VZ_ERR_UNAVAILABLE, "redis unavailable");
@@ -110,6 +126,20 @@ int tl_h_ingest(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 //  snapshots (ingest); that does not let it read the others'.
 static bool s_may_read(const tl_t *self, const vz_envelope_t *req, vz_reply_t *reply)
 {
+    return tl_may(self, req, reply, "telemetry:read");
+}
+
+int tl_reply_json(vz_reply_t *reply, vz_json_writer_t **writer_p, int rc)
+{
+    if (rc < 0) {
+        vz_json_writer_destroy(writer_p);
+        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "redis unavailable");
+    }
+    return vz_authctx_reply_json(reply, writer_p);
+}
+
+bool tl_may(const tl_t *self, const vz_envelope_t *req, vz_reply_t *reply, const char *scope)
+{
     if (!vz_authctx_trusted(req->caller)) {
         if (vz_authctx_scope_has(self->config.readers, req->caller))
             return true;
@@ -118,14 +148,15 @@ static bool s_may_read(const tl_t *self, const vz_envelope_t *req, vz_reply_t *r
     }
     vz_authctx_t who;
     vz_authctx_read(req, &who);
-    if (vz_authctx_scope_has(who.scope, "admin") ||
-        vz_authctx_scope_has(who.scope, "telemetry:read"))
+    if (vz_authctx_scope_has(who.scope, "admin") || vz_authctx_scope_has(who.scope, scope))
         return true;
     if (strcmp(who.auth, VZ_AUTHCTX_BY_NONE) == 0)
         vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED, "credentials required");
-    else
-        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_DENIED,
-                               "needs scope admin or telemetry:read");
+    else {
+        char message[96];
+        snprintf(message, sizeof message, "needs scope admin or %s", scope);
+        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_DENIED, message);
+    }
     return false;
 }
 
@@ -242,6 +273,13 @@ static int s_write_service(tl_t *self, vz_json_writer_t *w, const char *service,
     size_t nsat = 0;
     if (tl_store_saturation(self->store, service, sat, S_SAT_MAX, &nsat) < 0)
         return -EIO;
+    int64_t workers = -1, queue = -1;
+    tl_broker_get(self, service, &workers, &queue);
+    vz_json_write_key(w, "broker");
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_int(w, "workers", workers);
+    vz_json_write_kv_int(w, "queue", queue);
+    vz_json_write_object_end(w);
     vz_json_write_key(w, "saturation");
     vz_json_write_array_begin(w);
     for (size_t i = 0; i < nsat; i++) {
@@ -292,11 +330,7 @@ int tl_h_signals(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     vz_json_write_array_end(w);
     vz_json_write_object_end(w);
     zlist_destroy(&services);
-    if (rc < 0) {
-        vz_json_writer_destroy(&w);
-        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "redis unavailable");
-    }
-    return vz_authctx_reply_json(reply, &w);
+    return tl_reply_json(reply, &w, rc);
 }
 
 int tl_h_slo(void *app, const vz_envelope_t *req, vz_reply_t *reply)
@@ -380,6 +414,80 @@ int tl_h_alerts(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     return rc;
 }
 
+#define S_USAGE_DAYS 30
+
+//  API calls by gateway route over the usage window, and by route class
+//  (the route name up to its first '_': auth_login -> auth).
+typedef struct {
+    zhashx_t *routes;  //  route -> count (uint64_t *, owned)
+    zhashx_t *classes; //  class -> count
+} s_calls_t;
+
+static void s_count_into(zhashx_t *table, const char *key, uint64_t n)
+{
+    uint64_t *slot = (uint64_t *)zhashx_lookup(table, key);
+    if (!slot) {
+        slot = (uint64_t *)zmalloc(sizeof *slot);
+        zhashx_insert(table, key, slot);
+    }
+    *slot += n;
+}
+
+static void s_calls(void *arg, const tl_merged_t *m)
+{
+    s_calls_t *calls = arg;
+    s_count_into(calls->routes, m->name, m->hist.count);
+    char cls[VZ_TL_NAME_MAX];
+    vz_strlcpy(cls, m->name, sizeof cls);
+    cls[strcspn(cls, "_")] = '\0';
+    s_count_into(calls->classes, cls, m->hist.count);
+}
+
+static void s_write_counts(vz_json_writer_t *w, const char *key, zhashx_t *table)
+{
+    vz_json_write_key(w, key);
+    vz_json_write_object_begin(w);
+    for (uint64_t *n = zhashx_first(table); n; n = zhashx_next(table)) {
+        vz_json_write_key(w, (const char *)zhashx_cursor(table));
+        vz_json_write_uint(w, *n);
+    }
+    vz_json_write_object_end(w);
+}
+
+//  The rest of usage: API calls by endpoint and route class (the gateway's
+//  series), business events and countries (X-Country), over 30 days.
+static int s_usage_more(tl_t *self, vz_json_writer_t *w, int64_t now_s)
+{
+    s_calls_t calls = {zhashx_new(), zhashx_new()};
+    zhashx_t *events = zhashx_new(), *countries = zhashx_new();
+    zhashx_t *tables[] = {calls.routes, calls.classes, events, countries};
+    for (int i = 0; i < 4; i++)
+        zhashx_set_destructor(tables[i], (zhashx_destructor_fn *)zstr_free);
+    int rc = tl_store_series(self->store, "gateway", now_s - S_USAGE_DAYS * 86400, now_s + 1,
+                             s_calls, &calls);
+    redisReply *ev = rc == 0 ? tl_store_events(self->store, now_s, S_USAGE_DAYS) : NULL;
+    if (!ev)
+        rc = -EIO;
+    for (size_t i = 0; ev && i + 1 < ev->elements; i += 2) {
+        const char *name = ev->element[i]->str;
+        uint64_t n = (uint64_t)strtod(ev->element[i + 1]->str, NULL);
+        if (strncmp(name, "country.", 8) == 0)
+            s_count_into(countries, name + 8, n);
+        else
+            s_count_into(events, name, n);
+    }
+    if (ev)
+        freeReplyObject(ev);
+    vz_json_write_kv_int(w, "window_days", S_USAGE_DAYS);
+    s_write_counts(w, "api_calls", calls.routes);
+    s_write_counts(w, "route_classes", calls.classes);
+    s_write_counts(w, "events", events);
+    s_write_counts(w, "countries", countries);
+    for (int i = 0; i < 4; i++)
+        zhashx_destroy(&tables[i]);
+    return rc;
+}
+
 int tl_h_usage(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     tl_t *self = app;
@@ -398,6 +506,10 @@ int tl_h_usage(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     s_kv_uint(w, "wau", usage.wau);
     s_kv_uint(w, "mau", usage.mau);
     s_kv_double(w, "relative_error", 0.0081);
+    if (s_usage_more(self, w, now_s) < 0) {
+        vz_json_writer_destroy(&w);
+        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "redis unavailable");
+    }
     vz_json_write_object_end(w);
     return vz_authctx_reply_json(reply, &w);
 }
@@ -530,6 +642,7 @@ int tl_evaluate(tl_t *self, int64_t now_s)
         }
         s_gauges(self, slo, &st, stepped);
     }
+    tl_gauges_signals(self, now_s);
     if (self->metrics)
         vz_series_set(vz_metrics_gauge(self->metrics, "vz_telemetry_deploy_freeze",
                                        "1 while an SLO's error budget is spent", NULL),

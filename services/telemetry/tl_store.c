@@ -81,6 +81,39 @@ static const char s_sum_lua[] = "local acc, order = {}, {}\n"
                                 "end\n"
                                 "return out\n";
 
+//  KEYS: tl:pid:<svc>, tl:deploys; ARGV: service, replica, pid, now. A new
+//  pid for a replica is a (re)start: recorded as a deploy, the last 20 kept.
+static const char s_deploy_lua[] =
+    "if redis.call('HGET', KEYS[1], ARGV[2]) ~= ARGV[3] then\n"
+    "  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
+    "  redis.call('LPUSH', KEYS[2], cjson.encode({service = ARGV[1], replica = "
+    "tonumber(ARGV[2]), pid = tonumber(ARGV[3]), t = tonumber(ARGV[4])}))\n"
+    "  redis.call('LTRIM', KEYS[2], 0, 19)\n"
+    "end\n"
+    "return 1\n";
+
+//  ARGV: key prefix, first and last index: per index the fields n and e of
+//  the hash prefix..i (0 when absent), flat.
+static const char s_chart_lua[] = "local out = {}\n"
+                                  "for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do\n"
+                                  "  local v = redis.call('HMGET', ARGV[1] .. i, 'n', 'e')\n"
+                                  "  out[#out + 1] = tonumber(v[1] or '0')\n"
+                                  "  out[#out + 1] = tonumber(v[2] or '0')\n"
+                                  "end\n"
+                                  "return out\n";
+
+//  ARGV: key prefix, first and last index, field: per index the field of
+//  the hash prefix..i, -1 when the hash is absent.
+static const char s_field_lua[] =
+    "local out = {}\n"
+    "for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do\n"
+    "  local key = ARGV[1] .. i\n"
+    "  if redis.call('EXISTS', key) == 1 then\n"
+    "    out[#out + 1] = tonumber(redis.call('HGET', key, ARGV[4]) or '0')\n"
+    "  else out[#out + 1] = -1 end\n"
+    "end\n"
+    "return out\n";
+
 struct tl_store_t {
     vz_redis_t *redis;         //  borrowed
     tl_store_config_t config;  //  retention
@@ -89,6 +122,9 @@ struct tl_store_t {
     vz_redis_script_t *sum;    //  s_sum_lua
     vz_redis_script_t *users;  //  s_users_lua
     vz_redis_script_t *errors; //  s_errors_lua
+    vz_redis_script_t *deploy; //  s_deploy_lua
+    vz_redis_script_t *chart;  //  s_chart_lua
+    vz_redis_script_t *field;  //  s_field_lua
 };
 
 //  The strings of one script call; everything is freed with the batch.
@@ -139,7 +175,11 @@ tl_store_t *tl_store_new(vz_redis_t *redis, const tl_store_config_t *config)
     self->sum = vz_redis_script_new(s_sum_lua);
     self->users = vz_redis_script_new(s_users_lua);
     self->errors = vz_redis_script_new(s_errors_lua);
-    assert(self->add && self->meta && self->sum && self->users && self->errors);
+    self->deploy = vz_redis_script_new(s_deploy_lua);
+    self->chart = vz_redis_script_new(s_chart_lua);
+    self->field = vz_redis_script_new(s_field_lua);
+    assert(self->add && self->meta && self->sum && self->users && self->errors && self->deploy &&
+           self->chart && self->field);
     return self;
 }
 
@@ -153,6 +193,9 @@ void tl_store_destroy(tl_store_t **self_p)
         vz_redis_script_destroy(&self->sum);
         vz_redis_script_destroy(&self->users);
         vz_redis_script_destroy(&self->errors);
+        vz_redis_script_destroy(&self->deploy);
+        vz_redis_script_destroy(&self->chart);
+        vz_redis_script_destroy(&self->field);
         free(self);
         *self_p = NULL;
     }
@@ -185,8 +228,8 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
     fine = s_str(&arena, "%lld", (long long)self->config.fine_ttl_s);
     coarse = s_str(&arena, "%lld", (long long)self->config.coarse_ttl_s);
     //  One call per series, one per (series, SLO) match, one for the rest,
-    //  one for the users, one for the errors.
-    size_t max = snap->nseries * (1 + slos->count) + 3;
+    //  one for the users, one for the business events, one for the errors.
+    size_t max = snap->nseries * (1 + slos->count) + 6;
     s_call_t *calls = (s_call_t *)calloc(max, sizeof *calls);
     vz_redis_call_t *batch = (vz_redis_call_t *)calloc(max, sizeof *batch);
     assert(calls && batch);
@@ -260,6 +303,42 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
         s_arg(users, s_str(&arena, "%d", S_DAU_TTL));
         for (size_t i = 0; i < snap->nusers; i++)
             s_arg(users, snap->users[i]);
+    }
+    //  The service's per-minute requests and errors (the status page's
+    //  charts), and its deploys.
+    uint64_t errors = 0;
+    for (size_t i = 0; i < snap->nseries; i++)
+        for (size_t c = 0; c < snap->series[i].ncodes; c++)
+            if (tl_code_error(snap->series[i].codes[c].name))
+                errors += snap->series[i].codes[c].count;
+    s_call_t *chart = &calls[n++];
+    chart->script = self->add;
+    chart->keys[0] = s_str(&arena, "tl:sm:%s:m:%lld", snap->service, (long long)minute);
+    chart->nkeys = 1;
+    s_arg(chart, s_str(&arena, "%d", 2 * S_HOUR));
+    s_arg(chart, "n");
+    s_arg(chart, s_str(&arena, "%llu", (unsigned long long)received));
+    s_arg(chart, "e");
+    s_arg(chart, s_str(&arena, "%llu", (unsigned long long)errors));
+    s_call_t *deploy = &calls[n++];
+    deploy->script = self->deploy;
+    deploy->keys[0] = s_str(&arena, "tl:pid:%s", snap->service);
+    deploy->keys[1] = "tl:deploys";
+    deploy->nkeys = 2;
+    s_arg(deploy, snap->service);
+    s_arg(deploy, s_str(&arena, "%lld", (long long)snap->replica));
+    s_arg(deploy, s_str(&arena, "%lld", (long long)snap->pid));
+    s_arg(deploy, s_str(&arena, "%lld", (long long)now_s));
+    if (snap->nevents) {
+        s_call_t *events = &calls[n++];
+        events->script = self->add;
+        events->keys[0] = s_str(&arena, "tl:ev:d:%lld", (long long)(now_s / S_DAY));
+        events->nkeys = 1;
+        s_arg(events, s_str(&arena, "%d", S_DAU_TTL));
+        for (size_t i = 0; i < snap->nevents; i++) {
+            s_arg(events, snap->events[i].name);
+            s_arg(events, s_str(&arena, "%llu", (unsigned long long)snap->events[i].count));
+        }
     }
     s_call_t *errs = &calls[n];
     errs->script = self->errors;
@@ -451,6 +530,85 @@ static int s_pfcount(tl_store_t *self, int64_t day, int days, uint64_t *out)
     if (reply)
         freeReplyObject(reply);
     return rc;
+}
+
+int tl_store_chart(tl_store_t *self, const char *service, int64_t now_s, uint64_t *n, uint64_t *e,
+                   int minutes)
+{
+    assert(self && service && n && e && minutes > 0);
+    char prefix[VZ_TL_NAME_MAX + 16], a[S_NUM], b[S_NUM];
+    snprintf(prefix, sizeof prefix, "tl:sm:%s:m:", service);
+    snprintf(a, sizeof a, "%lld", (long long)(now_s / S_MINUTE - minutes + 1));
+    snprintf(b, sizeof b, "%lld", (long long)(now_s / S_MINUTE));
+    const char *args[] = {prefix, a, b};
+    redisReply *reply = vz_redis_eval(self->redis, self->chart, 0, NULL, 3, args);
+    int rc = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 * (size_t)minutes
+                 ? 0
+                 : -EIO;
+    for (int i = 0; rc == 0 && i < minutes; i++) {
+        n[i] = (uint64_t)reply->element[2 * i]->integer;
+        e[i] = (uint64_t)reply->element[2 * i + 1]->integer;
+    }
+    if (reply)
+        freeReplyObject(reply);
+    return rc;
+}
+
+int tl_store_field_range(tl_store_t *self, const char *prefix, int64_t first, int64_t last,
+                         const char *field, int64_t *out)
+{
+    assert(self && prefix && field && out && last >= first);
+    char a[S_NUM], b[S_NUM];
+    snprintf(a, sizeof a, "%lld", (long long)first);
+    snprintf(b, sizeof b, "%lld", (long long)last);
+    const char *args[] = {prefix, a, b, field};
+    redisReply *reply = vz_redis_eval(self->redis, self->field, 0, NULL, 4, args);
+    size_t n = (size_t)(last - first + 1);
+    int rc = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == n ? 0 : -EIO;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        out[i] = reply->element[i]->integer;
+    if (reply)
+        freeReplyObject(reply);
+    return rc;
+}
+
+zlist_t *tl_store_series_names(tl_store_t *self)
+{
+    assert(self);
+    const char *argv[] = {"SMEMBERS", "tl:idx"};
+    redisReply *members = vz_redis_command(self->redis, 2, argv, NULL);
+    if (!members || members->type != REDIS_REPLY_ARRAY) {
+        if (members)
+            freeReplyObject(members);
+        return NULL;
+    }
+    zlist_t *list = zlist_new();
+    zlist_autofree(list);
+    for (size_t i = 0; i < members->elements; i++)
+        if (members->element[i]->type == REDIS_REPLY_STRING)
+            zlist_append(list, members->element[i]->str);
+    freeReplyObject(members);
+    zlist_sort(list, (zlist_compare_fn *)strcmp);
+    return list;
+}
+
+redisReply *tl_store_deploys(tl_store_t *self)
+{
+    assert(self);
+    const char *argv[] = {"LRANGE", "tl:deploys", "0", "19"};
+    redisReply *reply = vz_redis_command(self->redis, 4, argv, NULL);
+    if (reply && reply->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(reply);
+        reply = NULL;
+    }
+    return reply;
+}
+
+redisReply *tl_store_events(tl_store_t *self, int64_t now_s, int days)
+{
+    assert(self && days > 0);
+    int64_t today = now_s / S_DAY;
+    return s_sum(self, "tl:ev:d:", today - days + 1, today);
 }
 
 int tl_store_usage(tl_store_t *self, int64_t now_s, tl_usage_t *out)

@@ -99,6 +99,27 @@ typedef struct {
 } tl_usage_t;
 int tl_store_usage(tl_store_t *self, int64_t now_s, tl_usage_t *out);
 
+//  The service's requests (n) and errors (e) per minute, the minutes
+//  minutes ending with now_s's, oldest first. 0 or -EIO.
+int tl_store_chart(tl_store_t *self, const char *service, int64_t now_s, uint64_t *n, uint64_t *e,
+                   int minutes);
+
+//  The integer field of the hashes prefix<first..last>, -1 where a hash is
+//  absent, into out (last - first + 1 slots). 0 or -EIO.
+int tl_store_field_range(tl_store_t *self, const char *prefix, int64_t first, int64_t last,
+                         const char *field, int64_t *out);
+//  Every series as "service|name", sorted (caller destroys), or NULL.
+zlist_t *tl_store_series_names(tl_store_t *self);
+
+//  The last 20 deploys (a replica reporting with a new pid), newest first:
+//  an array of JSON strings {service, replica, pid, t} (freeReplyObject),
+//  or NULL when Redis is away.
+redisReply *tl_store_deploys(tl_store_t *self);
+
+//  Business events summed over the days days ending with now_s's: a flat
+//  name, count array (freeReplyObject), or NULL when Redis is away.
+redisReply *tl_store_events(tl_store_t *self, int64_t now_s, int days);
+
 //  Errors: every outcome code but "ok" and HTTP statuses under 400.
 bool tl_code_error(const char *code);
 

@@ -14,6 +14,7 @@
 #        (ceiling), nginx proxy_pass with upstream keepalive (baseline), then
 #        vizmesh's anonymous, JWT and API-key routes; req/s, p50, p99, ratio to
 #        nginx, peak RSS and CPU split of every process during the load
+#     6. telemetry on vs off on the JWT route (telemetry.sh): req/s and the ratio
 #   Usage: tests/bench/run.sh [BUILD_DIR]   (REPS=5 by default; section 5
 #   uses HTTP_REPS, default 3). ONLY=http runs section 5 alone; PROFILE=1
 #   adds a perf profile of the gateway on the JWT route. Installs wrk and
@@ -47,6 +48,10 @@ echo "# vizmesh benchmarks  $(date -u +%Y-%m-%dT%H:%MZ)  $(nproc) cores  $(uname
 echo
 if [ "${ONLY:-}" = http ]; then
     source "$SRC/tests/bench/http.sh"
+    exit $?
+fi
+if [ "${ONLY:-}" = telemetry ]; then
+    bash "$SRC/tests/bench/telemetry.sh" "$BUILD"
     exit $?
 fi
 echo "## 1. envelope codec"
@@ -110,3 +115,7 @@ printf 'kill -9 echo to ready (ms):    %s  (runs: %s)\n' "$(printf '%s\n' "${gap
 
 echo
 source "$SRC/tests/bench/http.sh"
+
+echo
+echo "## 6. telemetry on vs off (JWT route)"
+bash "$SRC/tests/bench/telemetry.sh" "$BUILD"

@@ -33,6 +33,7 @@
 
 #include "vz_common.h"
 #include "vz_curve.h"
+#include "vz_ports.h"
 #include <hiredis/hiredis.h>
 #include <strings.h>
 
@@ -79,18 +80,7 @@ char *vzt_fmt(const char *fmt, ...)
 
 int vzt_free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0 &&
-        getsockname(fd, (struct sockaddr *)&addr, &len) == 0)
-        port = ntohs(addr.sin_port);
-    close(fd);
-    return port;
+    return vz_ports_free();
 }
 
 char *vzt_bin(const char *name)

@@ -31,7 +31,8 @@ typedef struct vzt_proc_t vzt_proc_t;
 char *vzt_tempdir(const char *tag);
 //  rm -rf dir.
 void vzt_rmrf(const char *dir);
-//  A currently free TCP port on 127.0.0.1.
+//  A currently free TCP port on 127.0.0.1 (vz_ports_free: outside the
+//  kernel's ephemeral range, so no client socket takes it first).
 int vzt_free_port(void);
 //  A formatted heap string (caller frees); aborts when out of memory.
 char *vzt_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -55,7 +56,11 @@ static int s_setup(void **state)
     //  A cheap KDF keeps the test fast; the production default is 600000.
     char *const env[] = {"auth:VZ_AUTH_PBKDF2_ITERATIONS=100000",
                          "auth:VZ_AUTH_ADMIN_EMAILS=admin@example.com",
-                         "auth:VZ_AUTH_LOCK_THRESHOLD=3", "auth:VZ_AUTH_IP_THRESHOLD=1000", NULL};
+                         "auth:VZ_AUTH_LOCK_THRESHOLD=3",
+                         "auth:VZ_AUTH_IP_THRESHOLD=1000",
+                         "auth:VZ_AUTH_KEK_FILE={dir}/auth.kek",
+                         "auth:VZ_AUTH_KEK_CREATE=true",
+                         NULL};
     mesh->m = vzt_mesh_start(
         &(vzt_mesh_opts_t){.tag = "auth",
                            .daemons = "auth*2",
@@ -717,6 +722,43 @@ static int s_bootstrap_logged(mesh_t *mesh, char *out, size_t n)
     return count;
 }
 
+//  The signing keys are AES-256-GCM ciphertext in Redis (the KEK file the
+//  first replica made, 0600), both replicas sign and publish with them,
+//  and a record moved under another kid does not decrypt.
+static void test_signing_keys_encrypted_at_rest(void **state)
+{
+    mesh_t *mesh = *state;
+    vz_jwt_keyset_t *set = s_jwks(mesh, NULL);
+    size_t published = vz_jwt_keyset_size(set);
+    vz_jwt_keyset_destroy(&set);
+    free(s_jwks_agreed(mesh, published, 4));
+    redisReply *all = s_redis(mesh, "HGETALL auth:keys");
+    assert_int_equal(all->type, REDIS_REPLY_ARRAY);
+    assert_true(all->elements >= 2);
+    for (size_t i = 1; i < all->elements; i += 2) {
+        const char *record = all->element[i]->str;
+        if (strstr(record, "PRIVATE KEY") || !strstr(record, " enc:v1:"))
+            fail_msg("a signing key is not encrypted in Redis: %.60s", record);
+    }
+    //  Bound to its kid: the same record under a new kid is refused.
+    redisReply *r = s_redis(mesh, "HSET auth:keys k-moved %s", all->element[1]->str);
+    freeReplyObject(r);
+    freeReplyObject(all);
+    char *kek = vzt_fmt("%s/auth.kek", mesh->dir);
+    struct stat st;
+    assert_int_equal(stat(kek, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    free(kek);
+    r = s_redis(mesh, "INCR auth:keys:ver"); //  replicas reload
+    freeReplyObject(r);
+    char *jwks = s_jwks_agreed(mesh, published, 4);
+    if (strstr(jwks, "k-moved"))
+        fail_msg("a record under another kid was published: %s", jwks);
+    free(jwks);
+    r = s_redis(mesh, "HDEL auth:keys k-moved");
+    freeReplyObject(r);
+}
+
 static void test_admin_only_by_bootstrap_token(void **state)
 {
     mesh_t *mesh = *state;
@@ -934,6 +976,7 @@ int main(void)
         cmocka_unit_test(test_api_keys),
         cmocka_unit_test(test_oauth_client_credentials),
         cmocka_unit_test(test_rotation_and_jose),
+        cmocka_unit_test(test_signing_keys_encrypted_at_rest),
         cmocka_unit_test(test_admin_only_by_bootstrap_token),
         cmocka_unit_test(test_lockout_counter_outlives_the_lock),
         cmocka_unit_test(test_oauth_token_errors_rfc6749),

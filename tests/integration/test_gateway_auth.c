@@ -22,6 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "vz_auth_contract.h"
@@ -117,7 +122,7 @@ static char *s_sign(const vz_jwt_key_t *key, const char *iss, const char *aud, i
 static double s_metric(const mesh_t *mesh, const char *series)
 {
     double value = 0;
-    vzt_metric(mesh->http_port, series, &value);
+    vzt_metric(vzt_mesh_admin_port(mesh->m, "gateway"), series, &value);
     return value;
 }
 
@@ -266,6 +271,7 @@ static int s_setup(void **state)
                          "gateway:VZ_GATEWAY_AUTH_TIMEOUT_MS=500",
                          "gateway:VZ_GATEWAY_RATELIMIT_TIMEOUT_MS=150",
                          "gateway:VZ_GATEWAY_RATELIMIT_LOCAL_LIMIT=3",
+                         "gateway:VZ_GATEWAY_TRUSTED_PROXIES=127.0.0.0/8",
                          NULL};
     const char *const files[] = {"routes.cfg", s_routes, "ratelimit.cfg", s_policies, NULL};
     //  The gateway comes last, once the in-test auth worker serves the JWKS.
@@ -426,7 +432,8 @@ static void test_unknown_kid_refetch(void **state)
     s_set_jwks(a, both, 2);
     //  Fetches are at least VZ_GATEWAY_JWKS_MIN_INTERVAL_MS (300) apart: let
     //  the start-up fetch age past that (bounded poll on the age gauge).
-    vzt_wait_metric(mesh->http_port, "vz_gateway_jwks_age_seconds", 0.4, 5000);
+    vzt_wait_metric(vzt_mesh_admin_port(mesh->m, "gateway"), "vz_gateway_jwks_age_seconds", 0.4,
+                    5000);
     int before = atomic_load(&a->jwks_calls);
     char *token = s_sign(mesh->k2, ISSUER, AUDIENCE, 300, 0, "read");
     s_bearer(mesh, "/v1/t/jwt", token, 200, "\"sub\":\"alice\"");
@@ -510,6 +517,183 @@ static void test_rate_limit(void **state)
     s_resp_free(&r);
     assert_true(
         s_metric(mesh, "vz_gateway_ratelimit_total{decision=\"denied\",source=\"limiter\"}") >= 1);
+}
+
+//  GET path with "X-Forwarded-For: xff" into r.
+static void s_via_proxy(int port, const char *path, const char *xff, resp_t *r)
+{
+    char *header = vzt_fmt("X-Forwarded-For: %s", xff);
+    const char *const headers[] = {header, NULL};
+    assert_int_equal(s_http(port, path, headers, r), 0);
+    free(header);
+}
+
+//  Behind a trusted proxy (loopback here) each client is its own address:
+//  the right-most untrusted one of X-Forwarded-For, whatever a client
+//  wrote to the left of it; a gateway that trusts no proxy ignores it.
+static void test_client_ip_behind_proxy(void **state)
+{
+    mesh_t *mesh = *state;
+    resp_t r;
+    s_via_proxy(mesh->http_port, "/v1/t/jwt", "6.6.6.6", &r);
+    s_expect(&r, 401, "bearer token required"); //  no route without a token ...
+    s_resp_free(&r);
+    //  ... the client's address as the service sees it.
+    char *token = s_sign(mesh->k1, ISSUER, AUDIENCE, 300, 0, "read");
+    char *authz = vzt_fmt("Authorization: Bearer %s", token);
+    const char *const headers[] = {authz, "X-Forwarded-For: 6.6.6.6, 198.51.100.7, 127.0.0.9",
+                                   NULL};
+    assert_int_equal(s_http(mesh->http_port, "/v1/t/jwt", headers, &r), 0);
+    s_expect(&r, 200, "\"client_ip\":\"198.51.100.7\"");
+    s_resp_free(&r);
+    //  One client's limit (5 a minute by IP on t_limited) is not another's.
+    for (int i = 0; i < SMALL_LIMIT; i++) {
+        s_via_proxy(mesh->http_port, "/v1/t/limited", "198.51.100.1", &r);
+        s_expect(&r, 200, "\"client_ip\":\"198.51.100.1\"");
+        s_resp_free(&r);
+    }
+    s_via_proxy(mesh->http_port, "/v1/t/limited", "198.51.100.1", &r);
+    s_expect(&r, 429, "too_many_requests");
+    s_resp_free(&r);
+    //  A spoofed address to the left changes nothing.
+    s_via_proxy(mesh->http_port, "/v1/t/limited", "198.51.100.2, 198.51.100.1", &r);
+    s_expect(&r, 429, "too_many_requests");
+    s_resp_free(&r);
+    s_via_proxy(mesh->http_port, "/v1/t/limited", "198.51.100.2", &r);
+    s_expect(&r, 200, "\"client_ip\":\"198.51.100.2\"");
+    s_resp_free(&r);
+    //  A gateway that trusts no proxy: the peer, whatever the header says.
+    int port = vzt_free_port();
+    char *gw_port = vzt_fmt("VZ_GATEWAY_PORT=%d", port);
+    char *const plain[] = {gw_port, "VZ_GATEWAY_TRUSTED_PROXIES=", NULL};
+    assert_non_null(vzt_mesh_add(mesh->m, "gateway", "gateway.plain", plain, true));
+    free(gw_port);
+    assert_int_equal(s_http(port, "/v1/t/jwt", headers, &r), 0);
+    s_expect(&r, 200, "\"client_ip\":\"127.0.0.1\"");
+    s_resp_free(&r);
+    assert_int_equal(vzt_mesh_stop(mesh->m, "gateway.plain"), 0);
+    free(authz);
+    free(token);
+}
+
+//  GET /v1/t/key from client ip (behind the trusted proxy) with key.
+static void s_key_from(int port, const char *ip, const char *key, resp_t *r)
+{
+    char *xff = vzt_fmt("X-Forwarded-For: %s", ip);
+    char *header = vzt_fmt("X-API-Key: %s", key);
+    const char *const headers[] = {xff, header, NULL};
+    assert_int_equal(s_http(port, "/v1/t/key", headers, r), 0);
+    free(header);
+    free(xff);
+}
+
+//  Failed credentials are limited per client IP before authentication:
+//  once an address spent its allowance (3 a minute here), its requests
+//  with a credential get 429 without reaching auth, good key or not;
+//  another address is not affected.
+static void test_auth_failures_by_ip(void **state)
+{
+    mesh_t *mesh = *state;
+    authw_t *a = &mesh->auth;
+    int port = vzt_free_port();
+    char *gw_port = vzt_fmt("VZ_GATEWAY_PORT=%d", port);
+    char *const env[] = {gw_port, "VZ_GATEWAY_AUTH_FAILURES=3", NULL};
+    assert_non_null(vzt_mesh_add(mesh->m, "gateway", "gateway.fails", env, true));
+    free(gw_port);
+    resp_t r;
+    int calls0 = atomic_load(&a->key_calls);
+    for (int i = 0; i < 3; i++) {
+        char *key = vzt_fmt("vzk_guess%d", i);
+        s_key_from(port, "192.0.2.50", key, &r);
+        s_expect(&r, 401, "invalid API key");
+        s_resp_free(&r);
+        free(key);
+    }
+    assert_int_equal(atomic_load(&a->key_calls), calls0 + 3);
+    char value[32];
+    const char *const tries[] = {"vzk_guess9", "vzk_good"};
+    for (size_t i = 0; i < 2; i++) {
+        s_key_from(port, "192.0.2.50", tries[i], &r);
+        s_expect(&r, 429, "too many failed authentications");
+        assert_true(atoi(vzt_header(r.headers, "Retry-After", value, sizeof value)) >= 1);
+        s_resp_free(&r);
+    }
+    assert_int_equal(atomic_load(&a->key_calls), calls0 + 3); //  auth never asked
+    s_key_from(port, "192.0.2.51", "vzk_good", &r);
+    s_expect(&r, 200, "\"sub\":\"user-7\"");
+    s_resp_free(&r);
+    //  Bearer tokens are held alike.
+    const char *const bearer[] = {"X-Forwarded-For: 192.0.2.50", "Authorization: Bearer a.b.c",
+                                  NULL};
+    assert_int_equal(s_http(port, "/v1/t/jwt", bearer, &r), 0);
+    s_expect(&r, 429, "too many failed authentications");
+    s_resp_free(&r);
+    double throttled = 0;
+    assert_int_equal(vzt_metric(vzt_mesh_admin_port(mesh->m, "gateway.fails"),
+                                "vz_gateway_auth_total{method=\"api_key\",result=\"throttled\"}",
+                                &throttled),
+                     0);
+    assert_true(throttled == 2);
+    assert_int_equal(vzt_mesh_stop(mesh->m, "gateway.fails"), 0);
+}
+
+//  Send raw (len bytes) to 127.0.0.1:port, read to the end and expect
+//  status and needle in what came back (status "": nothing at all).
+static void s_raw(int port, const void *raw, size_t len, const char *status, const char *needle)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = HTTP_MS / 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(send(fd, raw, len, 0), (ssize_t)len);
+    char reply[8192];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof reply - 1 && (n = recv(fd, reply + got, sizeof reply - 1 - got, 0)) > 0)
+        got += (size_t)n;
+    reply[got] = '\0';
+    close(fd);
+    if (strncmp(reply, status, strlen(status)) != 0 || (!status[0] && got) ||
+        (needle && !strstr(reply, needle)))
+        fail_msg("expected %s with %s, got: %s", status, needle ? needle : "-", reply);
+}
+
+//  A gateway taking the PROXY protocol from trusted peers (loopback):
+//  v1 and v2 headers name the client; a connection without one is served
+//  as the peer's.
+static void test_proxy_protocol(void **state)
+{
+    mesh_t *mesh = *state;
+    int port = vzt_free_port();
+    char *gw_port = vzt_fmt("VZ_GATEWAY_PORT=%d", port);
+    char *const env[] = {gw_port, "VZ_GATEWAY_PROXY_PROTOCOL=true", NULL};
+    assert_non_null(vzt_mesh_add(mesh->m, "gateway", "gateway.proxy", env, true));
+    free(gw_port);
+    char *token = s_sign(mesh->k1, ISSUER, AUDIENCE, 300, 0, "read");
+    char *request = vzt_fmt("GET /v1/t/jwt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                            "Connection: close\r\n\r\n",
+                            token);
+    char *v1 = vzt_fmt("PROXY TCP4 203.0.113.5 10.0.0.1 5555 80\r\n%s", request);
+    s_raw(port, v1, strlen(v1), "HTTP/1.1 200", "\"client_ip\":\"203.0.113.5\"");
+    uint8_t v2[512] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49,
+                       0x54, 0x0A, 0x21, 0x11, 0x00, 12,   198,  51,   100,  9,
+                       10,   0,    0,    1,    0x10, 0x92, 0x00, 80};
+    assert_true(28 + strlen(request) < sizeof v2);
+    memcpy(v2 + 28, request, strlen(request));
+    s_raw(port, v2, 28 + strlen(request), "HTTP/1.1 200", "\"client_ip\":\"198.51.100.9\"");
+    s_raw(port, request, strlen(request), "HTTP/1.1 200", "\"client_ip\":\"127.0.0.1\"");
+    //  A malformed header closes the connection without an answer.
+    const char junk[] = "PROXY TCP4 nonsense\r\nGET / HTTP/1.1\r\n\r\n";
+    s_raw(port, junk, strlen(junk), "", NULL);
+    //  The gateway's own port does not take the header: a bad request.
+    s_raw(mesh->http_port, v1, strlen(v1), "HTTP/1.1 400", NULL);
+    assert_int_equal(vzt_mesh_stop(mesh->m, "gateway.proxy"), 0);
+    free(v1);
+    free(request);
+    free(token);
 }
 
 #define BURST_LIMIT 40
@@ -649,7 +833,9 @@ static void test_auth_away(void **state)
     vz_jwt_key_destroy(&k5);
     assert_true(s_metric(mesh, "vz_gateway_jwks_fetches_total{result=\"error\"}") >= 1);
     double age = -1;
-    assert_int_equal(vzt_metric(mesh->http_port, "vz_gateway_jwks_age_seconds", &age), 0);
+    assert_int_equal(
+        vzt_metric(vzt_mesh_admin_port(mesh->m, "gateway"), "vz_gateway_jwks_age_seconds", &age),
+        0);
     assert_true(age >= 0);
 }
 
@@ -702,6 +888,9 @@ int main(void)
         cmocka_unit_test(test_unknown_kid_refetch),
         cmocka_unit_test(test_api_key),
         cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_client_ip_behind_proxy),
+        cmocka_unit_test(test_proxy_protocol),
+        cmocka_unit_test(test_auth_failures_by_ip),
         cmocka_unit_test(test_rate_limit_batched),
         cmocka_unit_test(test_rate_limit_leased),
         cmocka_unit_test(test_rate_limit_lease_edge),

@@ -6,7 +6,9 @@
 #   The collection gets an admin address (adminEmail) and the one-time admin
 #   bootstrap token auth logged at start (bootstrapToken), so the admin and
 #   OAuth client-credentials requests run here (the compose test leaves them
-#   empty and they are skipped).
+#   empty and they are skipped). Billing gets an endpoint secret
+#   (VZ_BILLING_WEBHOOK_SECRETS, from the supervisor's environment) and the
+#   collection the same one (webhookSecret): the signed webhooks run too.
 #   exhaustRateLimit=true makes the last request loop until the 429.
 set -u -o pipefail
 source "$(dirname "$0")/mesh.sh" gwnewman
@@ -21,6 +23,8 @@ sed -i -e "s|^\( *\)VZ_GATEWAY_PORT = .*|&\n\1VZ_GATEWAY_ROUTES = \"$T/routes.cf
 grep -q VZ_GATEWAY_ROUTES "$T/mesh.cfg" || fail "could not adjust mesh.cfg"
 sed -i 's/timeout = "10s"/timeout = "2s"/' "$T/routes.cfg"
 [ "$(grep -c 'timeout = "2s"' "$T/routes.cfg")" = 2 ] || fail "could not shorten the webhook timeouts"
+WHSEC=whsec_newman_$RANDOM$RANDOM
+export VZ_BILLING_WEBHOOK_SECRETS=$WHSEC
 mesh_start
 BOOT=$(grep -ho '"bootstrap":"vzb_[^"]*"' "$STATE"/logs/auth.*.log | cut -d'"' -f4)
 [ -n "$BOOT" ] || fail "no admin bootstrap token in the auth logs"
@@ -31,6 +35,7 @@ gw=$("${CTL[@]}" ports | awk '$1=="gateway" {print $2}')
 until_ok 20 curl -sf --max-time 2 "http://127.0.0.1:$gw/.well-known/jwks.json" || fail "no JWKS at the gateway"
 "$NEWMAN" run "$SRC/docs/postman-collection.json" --env-var "baseUrl=http://127.0.0.1:$gw" \
     --env-var exhaustRateLimit=true --env-var "adminEmail=$ADMIN" --env-var "bootstrapToken=$BOOT" \
+    --env-var "webhookSecret=$WHSEC" \
     --reporters cli,json --reporter-json-export "$T/newman.json" --disable-unicode \
     --timeout-request 15000 >"$T/newman.log" 2>&1 || { cat "$T/newman.log" >&2; fail "newman"; }
 #   The admin part must have run, not been skipped: every request whose
@@ -53,9 +58,9 @@ for (const name of guarded) {
     const runs = report.run.executions.filter((x) => x.item.name === name);
     const ok = runs.length === 1 && runs[0].response && runs[0].response.code > 0 &&
         (runs[0].assertions || []).length > 0 && runs[0].assertions.every((a) => !a.error);
-    if (!ok) throw new Error(`OAuth request "${name}" did not run (or failed)`);
+    if (!ok) throw new Error(`guarded request "${name}" did not run (or failed)`);
 }
-console.log(`OAuth block: ${guarded.length} requests executed with passing assertions`);
+console.log(`admin, OAuth and signed-webhook blocks: ${guarded.length} requests executed with passing assertions`);
 EOF
     { cat "$T/newman.log" >&2; fail "the OAuth block did not run"; }
 grep -E "assertions|requests|total run duration" "$T/newman.log"

@@ -22,8 +22,12 @@ gw=$("${CTL[@]}" ports | awk '$1=="gateway" {print $2}')
 [ -n "$gw" ] || fail "no gateway port"
 base=http://127.0.0.1:$gw
 
+#   Metrics are on the gateway's admin port (not the public one).
+admin=$("${CTL[@]}" status --json | grep '"service":"gateway","replica":0,' |
+    sed -E 's/.*"admin_port":([0-9]+).*/\1/')
+[ -n "$admin" ] || fail "no gateway admin port"
 metric() {
-    curl -fsS "$base/metrics" | awk -v s="$1" '$1==s {print $2}'
+    curl -fsS "http://127.0.0.1:$admin/metrics" | awk -v s="$1" '$1==s {print $2}'
 }
 reloaded() {
     local n

@@ -27,9 +27,11 @@
 #include "fake_http.h"
 #include "harness.h"
 #include "vz_client.h"
+#include "vz_clock.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_json.h"
+#include "vz_notifier_contract.h"
 
 #define READY_MS 20000
 #define CALL_MS 10000
@@ -134,8 +136,17 @@ static void s_notifier_start(mesh_t *mesh, const char *const *more)
     env[n++] = vzt_fmt("VZ_NOTIFIER_SMTP_TIMEOUT_MS=15000");
     env[n++] = vzt_fmt("VZ_NOTIFIER_WARNING_DELAY_MS=1500");
     env[n++] = vzt_fmt("VZ_LOG_LEVEL=debug");
-    for (size_t i = 0; more && more[i]; i++)
+    //  A setting of more replaces the default of the same name.
+    for (size_t i = 0; more && more[i]; i++) {
+        size_t name = strcspn(more[i], "=") + 1;
+        for (size_t j = 0; j < n; j++)
+            if (strncmp(env[j], more[i], name) == 0) {
+                free(env[j]);
+                env[j] = env[--n];
+                break;
+            }
         env[n++] = strdup(more[i]);
+    }
     env[n] = NULL;
     char log[32];
     snprintf(log, sizeof log, "notifier.%d", mesh->phase++);
@@ -413,6 +424,22 @@ static int s_wait_mail(mesh_t *mesh, const char *needle)
     return goal.found;
 }
 
+//  Lines of the sink's events.log that start with prefix.
+static int s_events(mesh_t *mesh, const char *prefix)
+{
+    char *path = vzt_fmt("%s/events.log", mesh->sink_dir);
+    char *text = s_slurp(path);
+    free(path);
+    int count = 0;
+    for (const char *line = text; line && *line; line = strchr(line, '\n') + 1) {
+        count += strncmp(line, prefix, strlen(prefix)) == 0;
+        if (!strchr(line, '\n'))
+            break;
+    }
+    free(text);
+    return count;
+}
+
 static char *s_b64(const uint8_t *data, size_t len)
 {
     char *out = calloc(1, len / 3 * 4 + 8);
@@ -576,6 +603,125 @@ static void test_email_round_trip(void **state)
     free(id);
 }
 
+//  The reporter's mail as the contract's encoder writes it: named
+//  recipients, its own HTML (weekly_report's {{{html}}}) and text, two
+//  inline PNGs by cid and a PDF given as raw bytes.
+static void test_encoded_report_mail(void **state)
+{
+    mesh_t *mesh = *state;
+    uint8_t mrr[1500], dau[900], pdf[4000];
+    for (size_t i = 0; i < sizeof mrr; i++)
+        mrr[i] = (uint8_t)(i * 13 + 1);
+    for (size_t i = 0; i < sizeof dau; i++)
+        dau[i] = (uint8_t)(255 - i);
+    for (size_t i = 0; i < sizeof pdf; i++)
+        pdf[i] = (uint8_t)(i * 7);
+    const char *html = "<!doctype html><html><body><table style=\"border:1px solid #ccc\">"
+                       "<tr><td>MRR</td><td>1&nbsp;200 &euro;</td></tr></table>"
+                       "<img src=\"cid:mrr@report\" alt=\"MRR\"><img src=\"cid:dau@report\" "
+                       "alt=\"DAU\"></body></html>";
+    vz_nt_recipient_t to[] = {{.name = "Öps Team", .address = "ops@example.com"},
+                              {.address = "cfo@example.com"}};
+    vz_nt_var_t data[] = {{.name = "week", .type = VZ_NT_VAR_STR, .s = "2026-W49 ✓"},
+                          {.name = "text", .type = VZ_NT_VAR_STR, .s = "MRR 1 200 EUR (text part)"},
+                          {.name = "html", .type = VZ_NT_VAR_STR, .s = html}};
+    vz_nt_attachment_t att[] = {{.name = "mrr.png",
+                                 .type = "image/png",
+                                 .content_id = "mrr@report",
+                                 .bytes = mrr,
+                                 .len = sizeof mrr},
+                                {.name = "dau.png",
+                                 .type = "image/png",
+                                 .content_id = "dau@report",
+                                 .bytes = dau,
+                                 .len = sizeof dau},
+                                {.name = "report-2026-W49.pdf",
+                                 .type = "application/pdf",
+                                 .bytes = pdf,
+                                 .len = sizeof pdf}};
+    vz_nt_send_t send = {.channel = "email",
+                         .template_name = "weekly_report",
+                         .idempotency_key = "report-2026-W49",
+                         .recipients = to,
+                         .nrecipients = 2,
+                         .data = data,
+                         .ndata = 3,
+                         .attachments = att,
+                         .nattachments = 3};
+    char *body = vz_nt_send_encode(&send, NULL);
+    assert_non_null(body);
+    char *id = s_send(mesh, body);
+    free(body);
+    res_t r;
+    assert_true(s_wait_status(mesh, id, "delivered", &r));
+    s_res_free(&r);
+    assert_int_equal(s_wait_mail(mesh, "MRR 1 200 EUR (text part)"), 1);
+    //  The sink numbers messages; this one is the first holding the text.
+    vz_json_t *doc = NULL;
+    int n = 0;
+    for (int i = 1; i <= 50 && !doc; i++) {
+        char *path = vzt_fmt("%s/%d.json", mesh->sink_dir, i);
+        char *json = s_slurp(path);
+        free(path);
+        assert_non_null(json);
+        if (strstr(json, "(text part)"))
+            doc = vz_json_parse(json, strlen(json), NULL, NULL), n = i;
+        free(json);
+    }
+    assert_non_null(doc);
+    //  On the wire: CRLF line ends, no line over 78 characters (the HTML is
+    //  one long line; quoted-printable folds it, base64 runs 76 wide).
+    char *eml_path = vzt_fmt("%s/%d.eml", mesh->sink_dir, n);
+    char *eml = s_slurp(eml_path);
+    assert_non_null(eml);
+    for (char *line = eml, *end; *line; line = end + 1) {
+        end = strchr(line, '\n');
+        if (!end)
+            fail_msg("the message does not end in CRLF");
+        if (end == line || end[-1] != '\r')
+            fail_msg("a bare LF in the message at byte %td", end - eml);
+        if (end - line - 1 > 78)
+            fail_msg("a line of %td characters: %.40s", end - line - 1, line);
+    }
+    free(eml), free(eml_path);
+    const vz_json_value_t *m = vz_json_root(doc);
+    assert_string_equal(vz_json_get_string(m, "subject", NULL),
+                        "vizmesh weekly report: 2026-W49 ✓");
+    assert_int_equal(vz_json_size(vz_json_get(vz_json_get(m, "envelope"), "to")), 2);
+    assert_string_equal(vz_json_get_string(vz_json_at(vz_json_get(m, "to"), 0), "name", NULL),
+                        "Öps Team");
+    //  The HTML arrives as the reporter wrote it, not escaped.
+    assert_non_null(
+        strstr(vz_json_get_string(m, "html", NULL), "<td>1&nbsp;200 &euro;</td></tr></table>"));
+    assert_non_null(strstr(vz_json_get_string(m, "html", NULL), "src=\"cid:dau@report\""));
+    //  The text alternative is the reporter's text (mailparser trims its newline).
+    assert_non_null(strstr(vz_json_get_string(m, "text", NULL), "MRR 1 200 EUR (text part)"));
+    assert_null(strstr(vz_json_get_string(m, "text", NULL), "<table"));
+    const vz_json_value_t *atts = vz_json_get(m, "attachments");
+    assert_int_equal(vz_json_size(atts), 3);
+    for (size_t i = 0; i < 3; i++) {
+        const vz_json_value_t *a = vz_json_at(atts, i);
+        const char *name = vz_json_get_string(a, "filename", NULL);
+        size_t k = strcmp(name, "mrr.png") == 0 ? 0 : strcmp(name, "dau.png") == 0 ? 1 : 2;
+        char sha[65];
+        s_sha256_hex(att[k].bytes, att[k].len, sha);
+        assert_string_equal(vz_json_get_string(a, "sha256", NULL), sha);
+        bool related = false;
+        vz_json_bool(vz_json_get(a, "related"), &related);
+        assert_int_equal(related, k < 2);
+        if (k < 2) {
+            char *cid = vzt_fmt("<%s>", att[k].content_id);
+            assert_string_equal(vz_json_get_string(a, "contentId", NULL), cid);
+            free(cid);
+        } else {
+            assert_string_equal(name, "report-2026-W49.pdf");
+            assert_string_equal(vz_json_get_string(a, "contentType", NULL), "application/pdf");
+        }
+    }
+    vz_json_destroy(&doc);
+    free(id);
+}
+
 //  The payload of request i of fake f, parsed.
 static vz_json_t *s_payload(mesh_t *mesh, int f, size_t i)
 {
@@ -718,6 +864,19 @@ static void test_alert_routing(void **state)
     assert_string_equal(vz_json_get_string(vz_json_root(b), "event_action", NULL), "resolve");
     assert_string_equal(vz_json_get_string(vz_json_root(b), "dedup_key", NULL), "diskfull-db1");
     vz_json_destroy(&a), vz_json_destroy(&b);
+    //  acknowledge through send: the routing key and dedup key, no payload.
+    fake_http_script_status(mesh->http[F_PD], 202, "");
+    char *ack = s_send(mesh, "{\"channel\":\"pagerduty\",\"template\":\"test\","
+                             "\"event_action\":\"acknowledge\",\"dedup_key\":\"diskfull-db1\","
+                             "\"data\":{\"message\":\"on it\"}}");
+    assert_true(fake_http_wait(mesh->http[F_PD], pd0 + 3, WAIT_MS));
+    a = s_payload(mesh, F_PD, pd0 + 2);
+    assert_string_equal(vz_json_get_string(vz_json_root(a), "event_action", NULL), "acknowledge");
+    assert_string_equal(vz_json_get_string(vz_json_root(a), "dedup_key", NULL), "diskfull-db1");
+    assert_string_equal(vz_json_get_string(vz_json_root(a), "routing_key", NULL), PD_KEY);
+    assert_null(vz_json_get(vz_json_root(a), "payload"));
+    vz_json_destroy(&a);
+    free(ack);
 
     //  warning: Slack after the delay (1.5 s here), dropped when resolved first.
     r = s_call(mesh, false, "alert",
@@ -788,12 +947,11 @@ static void test_admin_routes(void **state)
 // --------------------------------------------------------------------------
 //  Phase 2: a server without STARTTLS gets nothing
 
-static void test_no_starttls_refused(void **state)
+//  With the sink and notifier of the phase running: a message is tried, its
+//  last error holds one of errors (NULL-terminated), and the server saw a
+//  connection but no MAIL FROM and no AUTH. Then both stop.
+static void s_nothing_sent(mesh_t *mesh, const char *const *errors)
 {
-    mesh_t *mesh = *state;
-    const char *const extra[] = {"--no-starttls", NULL};
-    s_sink_start(mesh, "plain", extra);
-    s_notifier_start(mesh, NULL);
     char *id = s_send(mesh, "{\"channel\":\"email\",\"template\":\"test\",\"to\":\"a@example."
                             "com\",\"data\":{\"message\":\"secret\"}}");
     //  Wait until an attempt failed and was recorded.
@@ -803,18 +961,41 @@ static void test_no_starttls_refused(void **state)
     status_goal_t goal = {mesh, body, NULL, &r};
     vzt_wait_until(s_attempted, &goal, WAIT_MS);
     assert_true(s_int(&r, "attempts") >= 1);
-    assert_non_null(
-        strstr(vz_json_get_string(vz_json_root(r.json), "last_error", NULL), "STARTTLS"));
+    const char *error = vz_json_get_string(vz_json_root(r.json), "last_error", NULL);
+    bool known = false;
+    for (size_t i = 0; errors[i]; i++)
+        known = known || (error && strstr(error, errors[i]));
+    if (!known)
+        fail_msg("last_error: %s", error ? error : "(none)");
     s_res_free(&r);
-    char *events = vzt_fmt("%s/events.log", mesh->sink_dir);
-    char *text = s_slurp(events);
-    assert_non_null(text);
-    assert_non_null(strstr(text, "connect"));
-    assert_null(strstr(text, "mail"));
-    assert_null(strstr(text, "auth"));
-    free(text), free(events), free(id);
+    assert_true(s_events(mesh, "connect") >= 1);
+    assert_int_equal(s_events(mesh, "mail "), 0);
+    assert_int_equal(s_events(mesh, "auth"), 0);
+    free(id);
     vzt_proc_destroy(&mesh->notifier);
     s_sink_stop(mesh);
+}
+
+static void test_no_starttls_refused(void **state)
+{
+    mesh_t *mesh = *state;
+    const char *const extra[] = {"--no-starttls", NULL};
+    s_sink_start(mesh, "plain", extra);
+    s_notifier_start(mesh, NULL);
+    const char *const errors[] = {"STARTTLS", NULL};
+    s_nothing_sent(mesh, errors);
+}
+
+//  Certificate verification is on: the test's self-signed certificate is
+//  not in the system store, so without the CA file nothing is sent.
+static void test_untrusted_certificate(void **state)
+{
+    mesh_t *mesh = *state;
+    s_sink_start(mesh, "untrusted", NULL);
+    const char *const system_store[] = {"VZ_NOTIFIER_SMTP_CA_FILE=", NULL};
+    s_notifier_start(mesh, system_store);
+    const char *const errors[] = {"certificate", "SSL", NULL};
+    s_nothing_sent(mesh, errors);
 }
 
 // --------------------------------------------------------------------------
@@ -846,14 +1027,46 @@ static void test_server_down_then_up(void **state)
 static void test_permanent_5xx_dead_then_requeued(void **state)
 {
     mesh_t *mesh = *state;
+    //  N = 3 attempts: a permanent 5xx is retried (backoff 200..600 ms
+    //  here) and goes to the dead letters after the third, not the first.
+    //  The SMTP password from a file this time: it wins over the environment.
+    char *pass = vzt_fmt("%s/smtp.pass", mesh->dir);
+    FILE *f = fopen(pass, "w");
+    fputs(SMTP_PASS "\n", f);
+    fclose(f);
+    char *pass_env = vzt_fmt("VZ_NOTIFIER_SMTP_PASSWORD_FILE=%s", pass);
+    const char *const three[] = {"VZ_NOTIFIER_MAX_ATTEMPTS=3", pass_env,
+                                 "VZ_NOTIFIER_SMTP_PASSWORD=not-the-password", NULL};
+    s_notifier_start(mesh, three);
+    free(pass_env), free(pass);
     const char *const extra[] = {"--reject", "550", NULL};
     s_sink_start(mesh, "reject", extra);
+    int64_t t0 = vz_clock_mono_ms();
     char *id = s_send(mesh, "{\"channel\":\"email\",\"template\":\"test\",\"to\":\"gone@example."
                             "com\",\"data\":{\"message\":\"refused\"}}");
     res_t r;
     assert_true(s_wait_status(mesh, id, "dead", &r));
     assert_non_null(strstr(vz_json_get_string(vz_json_root(r.json), "last_error", NULL), "550"));
+    assert_int_equal(s_int(&r, "attempts"), 3);
     s_res_free(&r);
+    //  Three MAIL FROM refused, two backoffs (each at least 100 ms) between.
+    assert_int_equal(s_events(mesh, "mail "), 3);
+    assert_true(vz_clock_mono_ms() - t0 >= 200);
+    double dead = 0;
+    assert_int_equal(
+        vzt_metric(mesh->admin_port, "vz_notifier_dead_total{channel=\"email\"}", &dead), 0);
+    assert_true(dead >= 1);
+    //  An HTTP 4xx is a refusal too: Slack answers 404 (nothing scripted)
+    //  to each of the three attempts, then the message is dead.
+    size_t slack0 = fake_http_count(mesh->http[F_SLACK]);
+    char *gone = s_send(mesh, "{\"channel\":\"slack\",\"template\":\"test\","
+                              "\"data\":{\"message\":\"revoked webhook\"}}");
+    assert_true(s_wait_status(mesh, gone, "dead", &r));
+    assert_int_equal(s_int(&r, "attempts"), 3);
+    assert_non_null(strstr(vz_json_get_string(vz_json_root(r.json), "last_error", NULL), "404"));
+    s_res_free(&r);
+    assert_int_equal(fake_http_count(mesh->http[F_SLACK]) - slack0, 3);
+    free(gone);
     r = s_call(mesh, true, "dead_list", NULL, NULL);
     assert_non_null(strstr(r.body, id));
     s_res_free(&r);
@@ -865,6 +1078,7 @@ static void test_permanent_5xx_dead_then_requeued(void **state)
     s_res_free(&r);
     assert_true(s_wait_status(mesh, id, "delivered", &r));
     s_res_free(&r);
+    assert_int_equal(s_events(mesh, "auth " SMTP_USER), 1);
     r = s_call(mesh, true, "dead_list", NULL, NULL);
     assert_null(strstr(r.body, id));
     s_res_free(&r);
@@ -874,29 +1088,39 @@ static void test_permanent_5xx_dead_then_requeued(void **state)
     s_res_free(&r);
     free(id);
     s_sink_stop(mesh);
+    s_notifier_start(mesh, NULL); //  the test's own settings again
 }
 
 static void test_kill9_mid_delivery(void **state)
 {
     mesh_t *mesh = *state;
-    //  The server holds RCPT for 3 s: the notifier has taken the message
-    //  and is mid-dialogue when it is killed.
-    const char *const extra[] = {"--hold-rcpt", "3000", NULL};
+    //  The server holds RCPT for 8 s: replica A has taken the message and
+    //  is mid-dialogue when replica B starts and A is killed. B claims
+    //  what A held once it has been idle for VZ_NOTIFIER_CLAIM_MS.
+    const char *const extra[] = {"--hold-rcpt", "8000", NULL};
     s_sink_start(mesh, "hold", extra);
     char *id = s_send(mesh, "{\"channel\":\"email\",\"template\":\"test\",\"to\":\"kill@example."
                             "com\",\"data\":{\"message\":\"survives kill -9\"}}");
     char *events = vzt_fmt("%s/events.log", mesh->sink_dir);
     assert_true(s_wait_text(events, "rcpt"));
-    kill(vzt_proc_pid(mesh->notifier), SIGKILL);
-    assert_true(vzt_proc_wait(mesh->notifier, 5000) >= 0);
-    vzt_proc_destroy(&mesh->notifier);
+    vzt_proc_t *a = mesh->notifier;
+    mesh->notifier = NULL;
+    s_notifier_start(mesh, NULL); //  replica B, beside A
+    char *seen = s_slurp(events);
+    assert_null(strstr(seen, "data")); //  A is still inside the dialogue
+    free(seen);
+    kill(vzt_proc_pid(a), SIGKILL);
+    assert_true(vzt_proc_wait(a, 5000) >= 0);
+    vzt_proc_destroy(&a);
     res_t r;
-    s_notifier_start(mesh, NULL);
     assert_true(s_wait_status(mesh, id, "delivered", &r));
     s_res_free(&r);
     //  Killed before DATA: the server never had the message, so exactly one copy.
     assert_int_equal(s_wait_mail(mesh, "survives kill -9"), 1);
-    free(events), free(id);
+    //  B's log shows the claim.
+    char *log = vzt_fmt("%s/notifier.%d.log", mesh->dir, mesh->phase - 1);
+    assert_true(s_wait_text(log, "claimed an abandoned delivery"));
+    free(log), free(events), free(id);
 }
 
 static void test_kill9_after_data_duplicates(void **state)
@@ -958,20 +1182,43 @@ static void test_daily_digest(void **state)
     assert_int_equal(s_wait_mail(mesh, subject), 1);
 }
 
+//  No log line of any phase holds an address unmasked ("z***@example.com"
+//  is the masked form) or a secret.
+static void test_logs_masked(void **state)
+{
+    mesh_t *mesh = *state;
+    for (int phase = 0; phase < mesh->phase; phase++) {
+        char *path = vzt_fmt("%s/notifier.%d.log", mesh->dir, phase);
+        char *text = s_slurp(path);
+        assert_non_null(text);
+        for (const char *at = strstr(text, "@example.com"); at; at = strstr(at + 1, "@example.com"))
+            if (at == text || at[-1] != '*')
+                fail_msg("%s: an address unmasked: %.40s", path, at > text + 20 ? at - 20 : text);
+        assert_null(strstr(text, "a@b.c"));
+        assert_null(strstr(text, SMTP_PASS));
+        assert_null(strstr(text, PD_KEY));
+        assert_null(strstr(text, HOOK_SECRET));
+        free(text), free(path);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_email_round_trip),
+        cmocka_unit_test(test_encoded_report_mail),
         cmocka_unit_test(test_chat_and_paging),
         cmocka_unit_test(test_alert_routing),
         cmocka_unit_test(test_admin_routes),
         cmocka_unit_test(test_no_starttls_refused),
+        cmocka_unit_test(test_untrusted_certificate),
         cmocka_unit_test(test_server_down_then_up),
         cmocka_unit_test(test_permanent_5xx_dead_then_requeued),
         cmocka_unit_test(test_kill9_mid_delivery),
         cmocka_unit_test(test_kill9_after_data_duplicates),
         cmocka_unit_test(test_daily_digest),
+        cmocka_unit_test(test_logs_masked),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

@@ -400,6 +400,15 @@ static void *s_gh_thread(void *arg)
     return NULL;
 }
 
+static bool s_event_counted(void *arg)
+{
+    char code[64];
+    char *usage = s_call("tester", "telemetry", "usage", NULL, NULL, code, sizeof code, NULL);
+    bool seen = !code[0] && strstr(usage, "\"subscription.created\":1");
+    free(usage);
+    return seen;
+}
+
 // --------------------------------------------------------------------------
 //  Mesh
 
@@ -423,28 +432,30 @@ static int s_setup(void **state)
     char *port = vzt_fmt("%d", smtp_port);
     char *smtp_url = vzt_fmt("notifier:VZ_NOTIFIER_SMTP_URL=smtp://127.0.0.1:%d", smtp_port);
     char *slo = vzt_fmt("telemetry:VZ_TELEMETRY_SLO=%s/configs/slo.cfg", src);
-    char *const env[] = {"VZ_LOG_LEVEL=debug",
-                         "billing:VZ_BILLING_WEBHOOK_SECRETS=" SECRET,
-                         "billing:VZ_BILLING_READERS=reporter tester",
-                         "billing:VZ_BILLING_RECONCILE_MS=0",
-                         "telemetry:VZ_TELEMETRY_READERS=reporter tester",
-                         slo,
-                         "notifier:VZ_NOTIFIER_TEMPLATES={dir}/templates",
-                         "notifier:VZ_NOTIFIER_STATE_DIR={dir}/state",
-                         smtp_url,
-                         "notifier:VZ_NOTIFIER_SMTP_CA_FILE={dir}/smtp.crt",
-                         "notifier:VZ_NOTIFIER_SMTP_USER=" SMTP_USER,
-                         "notifier:VZ_NOTIFIER_SMTP_PASSWORD=" SMTP_PASS,
-                         "notifier:VZ_NOTIFIER_BACKOFF_MS=200",
-                         "notifier:VZ_NOTIFIER_SMTP_TIMEOUT_MS=15000",
-                         "reporter:VZ_CLOCK_TEST=1",
-                         "reporter:VZ_REPORTER_RECIPIENTS=" RCPT,
-                         "reporter:VZ_REPORTER_READERS=tester",
-                         "reporter:VZ_REPORTER_TICK_MS=100",
-                         "reporter:VZ_REPORTER_GATHER_MS=3000",
-                         "reporter:VZ_REPORTER_LEASE_MS=60000",
-                         "reporter:VZ_REPORTER_ERROR_ISSUES=internal=acme/api#12",
-                         NULL};
+    char *const env[] = {
+        "VZ_LOG_LEVEL=debug",
+        "billing:VZ_BILLING_WEBHOOK_SECRETS=" SECRET,
+        "billing:VZ_BILLING_READERS=reporter tester",
+        "billing:VZ_BILLING_RECONCILE_MS=0",
+        "billing:VZ_TELEMETRY_INTERVAL_MS=200", //  its business events reach the sink soon
+        "telemetry:VZ_TELEMETRY_READERS=reporter tester",
+        slo,
+        "notifier:VZ_NOTIFIER_TEMPLATES={dir}/templates",
+        "notifier:VZ_NOTIFIER_STATE_DIR={dir}/state",
+        smtp_url,
+        "notifier:VZ_NOTIFIER_SMTP_CA_FILE={dir}/smtp.crt",
+        "notifier:VZ_NOTIFIER_SMTP_USER=" SMTP_USER,
+        "notifier:VZ_NOTIFIER_SMTP_PASSWORD=" SMTP_PASS,
+        "notifier:VZ_NOTIFIER_BACKOFF_MS=200",
+        "notifier:VZ_NOTIFIER_SMTP_TIMEOUT_MS=15000",
+        "reporter:VZ_CLOCK_TEST=1",
+        "reporter:VZ_REPORTER_RECIPIENTS=" RCPT,
+        "reporter:VZ_REPORTER_READERS=tester",
+        "reporter:VZ_REPORTER_TICK_MS=100",
+        "reporter:VZ_REPORTER_GATHER_MS=3000",
+        "reporter:VZ_REPORTER_LEASE_MS=60000",
+        "reporter:VZ_REPORTER_ERROR_ISSUES=internal=acme/api#12",
+        NULL};
     //  Keys and the SMTP server's certificate before anything starts.
     char *dir = vzt_tempdir("reporter-pre");
     char *cmd = vzt_fmt("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
@@ -517,6 +528,9 @@ static int s_setup(void **state)
     free(cmd);
     s_seed_billing();
     s_seed_telemetry();
+    //  Billing reports the subscription as a business event to the sink:
+    //  the figures are settled once it is there.
+    assert_true(vzt_wait_until(s_event_counted, NULL, WAIT_MS));
     assert_int_equal(pthread_create(&s_github.thread, NULL, s_gh_thread, NULL), 0);
     return 0;
 }
@@ -744,6 +758,7 @@ static void test_numbers_equal_the_apis(void **state)
     }
     assert_non_null(strstr(html, "Faster &lt;checkout&gt;"));
     assert_non_null(strstr(html, "Completed: 1"));
+    assert_non_null(strstr(html, "subscription.created</td>"));
     assert_non_null(strstr(html, "2026-W48</td>"));
     free(html);
     free(json);

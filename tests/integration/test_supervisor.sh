@@ -150,7 +150,7 @@ e_start=$(line_of "replica started" echo)
 [ "$r_ready" -lt "$b_start" ] || fail "broker started before redis was ready"
 [ "$b_ready" -lt "$e_start" ] || fail "echo started before broker was ready"
 ok "redis, broker, echo ready in dependency order"
-"$BIN/vzctl" --state "$STATE" logs echo | grep -q "fake echo up replica=0 admin=[0-9]* redis=redis://127.0.0.1:[0-9]* extra=tcp://127.0.0.1:[0-9]" \
+"$BIN/vzctl" --state "$STATE" logs echo | grep -q "fake echo up replica=0 admin=[0-9]* redis=redis://echo:[0-9a-f]\{32\}@127.0.0.1:[0-9]* extra=tcp://127.0.0.1:[0-9]" \
     || fail "echo's environment or log is wrong: $("${CTL[@]}" logs echo)"
 ok "logs show the child's output and the substituted environment"
 "${CTL[@]}" status echo --json | grep -q '"service":"echo","replica":0,"pid":[1-9][0-9]*,"state":"ready","ready":true' \

@@ -19,6 +19,8 @@ sed -i -e 's|^\( *\)VZ_TELEMETRY_SLO = .*|&\n\1VZ_TELEMETRY_INTERVAL_MS = "200"|
 sed -i -e 's|^\( *\)command = "vz-echo"|&\n\1env\n\1    VZ_TELEMETRY_INTERVAL_MS = "200"|' "$T/mesh.cfg"
 [ "$(grep -c 'VZ_TELEMETRY_INTERVAL_MS' "$T/mesh.cfg")" = 2 ] ||
     fail "could not adjust mesh.cfg"
+#   Every daemon (the gateway too, through the supervisor's environment).
+export VZ_TELEMETRY_INTERVAL_MS=200
 mesh_start
 GW=http://127.0.0.1:$("${CTL[@]}" ports | awk '$1=="gateway" {print $2}')
 
@@ -84,5 +86,37 @@ for path in alerts usage errors/top; do
     want 200 "$path"
 done
 echo "ok - slo (43.2 budget minutes, no freeze), alerts, usage, errors/top answer an admin"
+
+#   Under load through the gateway: the sink's count of the gateway's route "echo"
+#   equals the access log's lines for it less what the gateway reported lost, and its
+#   p50/p95/p99 agree with the exact quantiles of the access log's durations (rank
+#   ceil(q n)) within the documented relative error, 0.99 %, plus 1 us (the log
+#   rounds to the microsecond, the reporter truncates).
+seq 1 400 | xargs -P 8 -I{} curl -s -o /dev/null --max-time 10 -X POST \
+    -H "Authorization: Bearer $admin" -H Content-Type:application/json --data-binary '{"n":{}}' "$GW/v1/echo"
+agree() {
+    req GET /v1/telemetry/signals/gateway "$admin"
+    [ "$code" = 200 ] || return 1
+    cat "$STATE"/logs/gateway.*.log >"$T/access.log"
+    node -e '
+        const fs = require("fs");
+        const sig = JSON.parse(process.argv[1]);
+        const svc = sig.services[0], s = svc && svc.series.find(x => x.name === "echo");
+        const d = fs.readFileSync(process.argv[2], "utf8").split("\n").filter(Boolean)
+            .map(l => { try { return JSON.parse(l); } catch { return {}; } })
+            .filter(o => o.msg === "access" && o.route === "echo")
+            .map(o => Number(o.duration_ms)).sort((a, b) => a - b);
+        if (!s || d.length < 425 || s.count !== d.length - svc.totals.lost) process.exit(1);
+        const bad = [0.5, 0.95, 0.99].filter(q => {
+            const exact = d[Math.max(1, Math.ceil(q * d.length)) - 1];
+            const got = s.latency_ms["p" + Math.round(q * 100)];
+            return Math.abs(got - exact) > 0.0099 * exact + 0.0011;
+        });
+        if (bad.length) { console.error("quantiles off:", bad, s.latency_ms, d.length); process.exit(2); }
+        console.log(`${d.length} requests, lost ${svc.totals.lost}, p50 ${s.latency_ms.p50} p95 ${s.latency_ms.p95} p99 ${s.latency_ms.p99} ms`);
+    ' "$body" "$T/access.log" >"$T/agree.out" 2>&1
+}
+until_ok 20 agree || fail "the sink and the access log disagree: $(cat "$T/agree.out") $body"
+echo "ok - gateway route echo under load: sink count = access log less lost, p50/p95/p99 within 0.99 % of the log's ($(cat "$T/agree.out"))"
 
 #   The EXIT trap stops the mesh and fails the test on an unclean stop.

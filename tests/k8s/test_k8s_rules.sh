@@ -13,5 +13,16 @@ promtool check rules "$M/vizmesh-rules.yml" || fail "promtool check rules"
 for a in $(grep -oE 'alert: \w+' "$M/vizmesh-rules.yml" | cut -d' ' -f2); do
     grep -q "alertname: $a\$" "$M/vizmesh-rules.test.yml" || fail "alert $a has no promtool unit test"
 done
-python3 -m json.tool "$M/vizmesh-dashboard.json" >/dev/null || fail "dashboard is not JSON"
+for d in "$M"/vizmesh-*.json; do
+    python3 -m json.tool "$d" >/dev/null || fail "$(basename "$d") is not JSON"
+done
+#   The platform docs' four dashboards, each listed in the ConfigMap; every
+#   metric their panels read is one the mesh exports (docs or rules name it).
+for n in system-health service-performance business-metrics error-tracking; do
+    [ -f "$M/vizmesh-$n.json" ] || fail "dashboard vizmesh-$n.json missing"
+    grep -q "vizmesh-$n.json" "$M/kustomization.yaml" || fail "vizmesh-$n.json not in the ConfigMap"
+done
+for m in $(grep -ohE 'vz_telemetry_[a-z0-9_]+' "$M"/vizmesh-*.json | sort -u); do
+    grep -q "$m" "$K8S/../docs/services/telemetry.md" || fail "dashboard metric $m is not documented"
+done
 echo PASS

@@ -43,12 +43,6 @@ static void test_expand(void **state)
         nt_template_expand("Hi {{name}}", false, s_get, vars, &out, missing, sizeof missing), 0);
     assert_string_equal(out.data, "Hi <Zoë & \"co\">");
     nt_buf_free(&out);
-    //  {{&name}}: raw in HTML too.
-    assert_int_equal(
-        nt_template_expand("<p>{{&name}}</p>", true, s_get, vars, &out, missing, sizeof missing),
-        0);
-    assert_string_equal(out.data, "<p><Zoë & \"co\"></p>");
-    nt_buf_free(&out);
     assert_int_equal(
         nt_template_expand("Hi {{who}}!", false, s_get, vars, &out, missing, sizeof missing),
         -ESRCH);
@@ -60,6 +54,32 @@ static void test_expand(void **state)
     assert_int_equal(
         nt_template_expand("Hi {{a b}}", false, s_get, vars, &out, missing, sizeof missing),
         -EINVAL);
+    nt_buf_free(&out);
+}
+
+//  {{{name}}}: the caller's own HTML goes in unescaped, beside escaped values.
+static void test_expand_raw(void **state)
+{
+    const char *vars[] = {"html", "<table><tr><td>5 &amp; 6</td></tr></table>", "n", "<3", NULL};
+    nt_buf_t out = {0};
+    char missing[64] = "";
+    assert_int_equal(nt_template_expand("<body>{{{html}}} {{n}} {{{ n }}}</body>", true, s_get,
+                                        vars, &out, missing, sizeof missing),
+                     0);
+    assert_string_equal(out.data,
+                        "<body><table><tr><td>5 &amp; 6</td></tr></table> &lt;3 <3</body>");
+    nt_buf_free(&out);
+    //  A literal "{{" still wins over a raw placeholder.
+    assert_int_equal(
+        nt_template_expand("{{{{html}}", true, s_get, vars, &out, missing, sizeof missing), 0);
+    assert_string_equal(out.data, "{{html}}");
+    nt_buf_free(&out);
+    assert_int_equal(
+        nt_template_expand("{{{html}}", true, s_get, vars, &out, missing, sizeof missing), -EINVAL);
+    nt_buf_free(&out);
+    assert_int_equal(
+        nt_template_expand("{{{who}}}", true, s_get, vars, &out, missing, sizeof missing), -ESRCH);
+    assert_string_equal(missing, "who");
     nt_buf_free(&out);
 }
 
@@ -117,10 +137,40 @@ static void test_shipped_templates(void **state)
     nt_templates_t *t = nt_templates_load(VZ_TEST_SOURCE_DIR "/configs/templates", err, sizeof err);
     if (!t)
         fail_msg("configs/templates: %s", err);
-    static const char *const names[] = {"alert",  "digest", "receipt",
+    static const char *const names[] = {"alert",  "digest", "dunning",      "receipt",
                                         "report", "test",   "weekly_report"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         assert_true(nt_templates_has(t, names[i]));
+    //  Billing's receipt and dunning with the variables bl_notify.c sends.
+    const char *billing[] = {"name",    "Zoë <Z>",  "amount", "12.34 EUR",
+                             "invoice", "INV-0042", "url",    "https://pay.example/i?a=1&b=2",
+                             NULL};
+    nt_rendered_t r;
+    char missing[64] = "";
+    assert_int_equal(nt_template_render(t, "dunning", s_get, billing, &r, missing, sizeof missing),
+                     0);
+    assert_string_equal(r.subject, "Payment failed: invoice INV-0042 from vizmesh");
+    assert_non_null(strstr(r.text, "12.34 EUR"));
+    assert_non_null(strstr(r.text, "https://pay.example/i?a=1&b=2"));
+    assert_non_null(strstr(r.html, "href=\"https://pay.example/i?a=1&amp;b=2\""));
+    assert_non_null(strstr(r.html, "Zoë &lt;Z&gt;"));
+    nt_rendered_free(&r);
+    assert_int_equal(nt_template_render(t, "receipt", s_get, billing, &r, missing, sizeof missing),
+                     0);
+    nt_rendered_free(&r);
+    //  The reporter's own HTML and text go through weekly_report as they are.
+    const char *report[] = {
+        "week", "2026-W49",
+        "text", "MRR 1 200 EUR",
+        "html", "<table style=\"x\"><tr><td><img src=\"cid:mrr@r\"></td></tr></table>",
+        NULL};
+    assert_int_equal(
+        nt_template_render(t, "weekly_report", s_get, report, &r, missing, sizeof missing), 0);
+    assert_string_equal(r.subject, "vizmesh weekly report: 2026-W49");
+    assert_string_equal(r.text, "MRR 1 200 EUR\n");
+    assert_string_equal(r.html,
+                        "<table style=\"x\"><tr><td><img src=\"cid:mrr@r\"></td></tr></table>\n");
+    nt_rendered_free(&r);
     nt_templates_destroy(&t);
 }
 
@@ -128,6 +178,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expand),
+        cmocka_unit_test(test_expand_raw),
         cmocka_unit_test(test_load_render),
         cmocka_unit_test(test_shipped_templates),
     };

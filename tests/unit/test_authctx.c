@@ -43,6 +43,7 @@ static void s_request(vz_envelope_t *req, const char *caller)
     assert_int_equal(vz_authctx_set_header(req->ctx, &req->ctx_count, "Authorization", "Basic x"),
                      0);
     assert_int_equal(vz_envelope_ctx_set(req, VZ_AUTHCTX_CONTENT_TYPE, "text/plain"), 0);
+    assert_int_equal(vz_authctx_set_query(req->ctx, &req->ctx_count, "period", "week"), 0);
 }
 
 static void test_trusted_table(void **state)
@@ -79,6 +80,9 @@ static void test_read_trusted(void **state)
     assert_string_equal(vz_authctx_header(&req, "AUTHORIZATION"), "Basic x");
     assert_string_equal(vz_envelope_ctx_get(&req, "header.authorization"), "Basic x");
     assert_string_equal(vz_authctx_get(&req, VZ_AUTHCTX_CONTENT_TYPE), "text/plain");
+    assert_string_equal(vz_authctx_query(&req, "period"), "week");
+    assert_string_equal(vz_envelope_ctx_get(&req, "query.period"), "week");
+    assert_null(vz_authctx_query(&req, "id"));
     assert_null(vz_authctx_param(&req, "other"));
     assert_null(vz_authctx_param(&req, ""));
     //  A name that cannot make a key is absent, not a cut key that might exist.
@@ -101,6 +105,7 @@ static void test_read_untrusted(void **state)
         assert_null(vz_authctx_get(&req, VZ_AUTHCTX_SUB));
         assert_null(vz_authctx_param(&req, "id"));
         assert_null(vz_authctx_header(&req, "authorization"));
+        assert_null(vz_authctx_query(&req, "period"));
     }
     //  A trusted caller that sent no context, or an empty auth: "none".
     vz_envelope_t req;
@@ -148,6 +153,7 @@ static void test_refuse_what_does_not_fit(void **state)
     name[sizeof name - 1] = '\0';
     assert_int_equal(vz_authctx_set_header(ctx, &count, name, "v"), -ENAMETOOLONG);
     assert_int_equal(vz_authctx_set_param(ctx, &count, name, "v"), -ENAMETOOLONG);
+    assert_int_equal(vz_authctx_set_query(ctx, &count, name, "v"), -ENAMETOOLONG);
     assert_int_equal(vz_authctx_set_header(ctx, &count, "", "v"), -EINVAL);
     assert_int_equal(vz_authctx_set_param(ctx, &count, "", "v"), -EINVAL);
     name[VZ_CTX_KEY_MAX - 1 - strlen("header.")] = '\0'; //  the longest that fits

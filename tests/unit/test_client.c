@@ -661,9 +661,10 @@ static void test_call_local_timeout(void **state)
     assert_false(c.inside);
     assert_string_equal(c.code[1], VZ_ERR_TIMEOUT);
     assert_int_equal(c.attempts[1], 0);
-    assert_int_equal(s_last(&cr.rig).count, 1);
 
     //  The broker now answers the first cr.call (stale), then the second.
+    //  (Under valgrind the first request may still be on its way: it is
+    //  counted once it arrives, so the count is checked after this round.)
     req.body = "second";
     req.body_len = 6;
     req.timeout_ms = 2000;
@@ -671,6 +672,8 @@ static void test_call_local_timeout(void **state)
     s_run(cr.loop, &c, 3);
     assert_int_equal(c.outcome[2], VZ_CALL_REPLY);
     assert_string_equal(c.body[2], "second");
+    //  Two requests reached the broker: the late call was never sent.
+    assert_int_equal(s_last(&cr.rig).count, 2);
     s_call_rig_stop(&cr);
     assert_int_equal(c.n, 3); //  destroy ran no done twice
 }

@@ -434,7 +434,7 @@ static void s_broker_stop(fake_broker_t *b)
 //  True once /readyz answers status (with fragment in the body), within 10 s.
 static bool s_broker_wait_ready(fake_broker_t *b, int port, long status, const char *fragment)
 {
-    int64_t until = vz_clock_mono_ms() + 10000;
+    int64_t until = vz_clock_mono_ms() + 30000; //  generous: valgrind on a loaded machine
     char body[256];
     while (vz_clock_mono_ms() < until) {
         zmsg_t *msg = zmsg_recv(b->router);

@@ -10,6 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "mesh_config.h"
 #include "vz_config.h"
@@ -119,15 +123,41 @@ static void test_log_settings_and_names(void **state)
     expect("services\n    all\n        command = \"x\"\n        admin_port = 1\n", -EINVAL, all);
 }
 
+//  "auto" ports come from below the kernel's ephemeral range, are free
+//  (a listener binds them), and successive draws differ.
+static void test_free_port(void **state)
+{
+    (void)state;
+    int low = 32768, high = 60999;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        assert_int_equal(fscanf(f, "%d %d", &low, &high), 2);
+        fclose(f);
+    }
+    int seen[8];
+    for (int i = 0; i < 8; i++) {
+        int port = vz_ports_free();
+        assert_true(port >= 10000 && port < low);
+        for (int j = 0; j < i; j++)
+            assert_int_not_equal(port, seen[j]);
+        seen[i] = port;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+        assert_int_equal(listen(fd, 1), 0);
+        close(fd);
+    }
+}
+
 int main(void)
 {
     if (ut_tempdir(s_dir, sizeof s_dir, "test-mesh") != 0)
         return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shipped),
-        cmocka_unit_test(test_default_admin_port),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_log_settings_and_names),
+        cmocka_unit_test(test_shipped),   cmocka_unit_test(test_default_admin_port),
+        cmocka_unit_test(test_refusals),  cmocka_unit_test(test_log_settings_and_names),
+        cmocka_unit_test(test_free_port),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     if (ut_rmtree(s_dir) != 0 && rc == 0)

@@ -91,6 +91,56 @@ static void test_round_trip(void **state)
     free(body);
 }
 
+//  The reporter's message: named recipients, raw bytes of an inline PNG and
+//  a PDF attachment, encoded to the wire the notifier reads.
+static void test_recipients_and_bytes(void **state)
+{
+    const uint8_t png[] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0xff};
+    const uint8_t pdf[] = {'%', 'P', 'D', 'F'};
+    vz_nt_recipient_t to[] = {{.name = "Zoë", .address = "zoe@example.com"},
+                              {.address = "ops@example.com"}};
+    vz_nt_attachment_t attach[] = {
+        {.name = "mrr.png",
+         .type = "image/png",
+         .content_id = "mrr@report",
+         .bytes = png,
+         .len = sizeof png},
+        {.name = "report.pdf", .type = "application/pdf", .bytes = pdf, .len = sizeof pdf},
+        {.name = "empty.txt", .type = "text/plain", .bytes = "", .len = 0},
+    };
+    vz_nt_send_t send = {.channel = "email",
+                         .template_name = "weekly_report",
+                         .recipients = to,
+                         .nrecipients = 2,
+                         .attachments = attach,
+                         .nattachments = 3};
+    size_t len = 0;
+    char *body = vz_nt_send_encode(&send, &len);
+    assert_string_equal(
+        body, "{\"channel\":\"email\",\"to\":[{\"name\":\"Zoë\",\"address\":\"zoe@example.com\"},"
+              "{\"name\":\"\",\"address\":\"ops@example.com\"}],\"template\":\"weekly_report\","
+              "\"attachments\":[{\"name\":\"mrr.png\",\"type\":\"image/png\",\"content\":"
+              "\"iVBORw0KGgoA/w==\",\"content_id\":\"mrr@report\"},{\"name\":\"report.pdf\","
+              "\"type\":\"application/pdf\",\"content\":\"JVBERg==\"},{\"name\":\"empty.txt\","
+              "\"type\":\"text/plain\",\"content\":\"\"}]}");
+    assert_int_equal(len, strlen(body));
+    free(body);
+    //  A single "to" string wins over the list.
+    send.to = "one@example.com";
+    send.nattachments = 0;
+    body = vz_nt_send_encode(&send, NULL);
+    assert_string_equal(body, "{\"channel\":\"email\",\"to\":\"one@example.com\","
+                              "\"template\":\"weekly_report\"}");
+    free(body);
+    //  Raw bytes whose base64 would pass VZ_NT_SEND_BODY_MAX: not encoded.
+    uint8_t *big = calloc(1, VZ_NT_SEND_BODY_MAX / 4 * 3 + 3);
+    vz_nt_attachment_t huge = {
+        .name = "a", .type = "text/plain", .bytes = big, .len = VZ_NT_SEND_BODY_MAX / 4 * 3 + 3};
+    vz_nt_send_t over = {.channel = "email", .attachments = &huge, .nattachments = 1};
+    assert_null(vz_nt_send_encode(&over, NULL));
+    free(big);
+}
+
 //  Wrong types: the view is no judge of values, but tells absent from
 //  present-and-wrong where the notifier answers differently.
 static void test_view_types(void **state)
@@ -210,8 +260,11 @@ static void test_reply(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_encode_wire), cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_view_types),  cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_encode_wire),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_recipients_and_bytes),
+        cmocka_unit_test(test_view_types),
+        cmocka_unit_test(test_limits),
         cmocka_unit_test(test_reply),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

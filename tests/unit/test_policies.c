@@ -147,6 +147,37 @@ static void test_bucket_keys(void **state)
     rl_policies_destroy(&set);
 }
 
+//  The shipped policies key the tiers by subject: twenty API keys of one
+//  user share one limit; anonymous callers go by IP.
+static void test_shipped_by_subject(void **state)
+{
+    (void)state;
+    char err[256] = "", a[RL_BUCKET_MAX], b[RL_BUCKET_MAX];
+    rl_policies_t *set = rl_policies_load(VZ_TEST_SOURCE_DIR "/configs/ratelimit.cfg", err,
+                                          sizeof err);
+    if (!set)
+        fail_msg("configs/ratelimit.cfg refused: %s", err);
+    const char *const tiers[] = {"free", "premium"};
+    for (size_t i = 0; i < 2; i++) {
+        vz_rl_check_t one = s_req("10.0.0.1", "user-1", "key-a", tiers[i], "orders");
+        vz_rl_check_t two = s_req("10.0.0.2", "user-1", "key-b", tiers[i], "orders");
+        int index = rl_policies_match(set, &one);
+        assert_true(index >= 0);
+        assert_int_equal(rl_policies_match(set, &two), index);
+        const rl_policy_t *policy = rl_policies_at(set, (size_t)index);
+        assert_int_equal(rl_policies_bucket(policy, &one, a, sizeof a), 0);
+        assert_int_equal(rl_policies_bucket(policy, &two, b, sizeof b), 0);
+        assert_string_equal(a, b);
+        assert_non_null(strstr(a, "sub=6:user-1"));
+    }
+    vz_rl_check_t anon = s_req("10.0.0.1", "", "", "anonymous", "orders");
+    int index = rl_policies_match(set, &anon);
+    assert_true(index >= 0);
+    assert_int_equal(rl_policies_bucket(rl_policies_at(set, (size_t)index), &anon, a, sizeof a), 0);
+    assert_non_null(strstr(a, "ip=8:10.0.0.1"));
+    rl_policies_destroy(&set);
+}
+
 static void s_refused(const char *text, const char *needle)
 {
     char err[256] = "";
@@ -202,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_match_in_file_order),
         cmocka_unit_test(test_bucket_keys),
+        cmocka_unit_test(test_shipped_by_subject),
         cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,15 +1,19 @@
-/*  test_redis - vz_redis against a real redis-server started on a free port
+/*  test_redis - vz_redis against real redis-servers started on free ports
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  Covers URL parsing, commands and error replies, EVALSHA with the NOSCRIPT
  *  fallback, the command timeout (a SIGSTOPped server), retry_ms spacing,
- *  and reconnection after the server is restarted on the same port.
+ *  and reconnection after the server is restarted on the same port; then
+ *  over TLS: AUTH by password and by ACL user, refused credentials,
+ *  certificate checks (unknown CA, wrong name), a client certificate,
+ *  commands and a pipelined batch, and the redacted URL.
  */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,7 +92,13 @@ static void test_urls(void **state)
                          "redis://host:70000",
                          "redis://host:12x",
                          "redis://host:1/x",
-                         "redis://user:pw@host:1",
+                         "redis://user@host:1",
+                         "redis://:@host:1",
+                         "redis://:%zz@host:1",
+                         "redis://h?ca_file=/x",
+                         "rediss://h?bogus=1",
+                         "rediss://h?ca_file=/nonexistent/ca.pem",
+                         "rediss://h?cert_file=/nonexistent/c.pem",
                          "redis://[::1]:6379",
                          NULL};
     for (size_t i = 0; bad[i]; i++) {
@@ -98,8 +108,11 @@ static void test_urls(void **state)
             fail_msg("accepted %s", bad[i]);
         assert_int_equal(errno, EINVAL);
     }
-    const char *good[] = {"redis://127.0.0.1", "redis://localhost:6380", "redis://h:1/",
-                          "redis://h:1/15", NULL};
+    const char *good[] = {"redis://127.0.0.1",   "redis://localhost:6380",
+                          "redis://h:1/",        "redis://h:1/15",
+                          "redis://:pw@h",       "redis://u:p%40ss@h:1/2",
+                          "redis://u:a@b@h:1",   "rediss://h:6380",
+                          "rediss://u:pw@h:1/3", NULL};
     for (size_t i = 0; good[i]; i++) {
         vz_redis_t *r = vz_redis_new(good[i], 20, 20, 0);
         if (!r)
@@ -344,6 +357,290 @@ static void test_restart(void **state)
     vz_redis_destroy(&r);
 }
 
+// --------------------------------------------------------------------------
+//  TLS, a password and ACL users
+//
+//  A second redis-server (Debian's is built with TLS) listens with TLS
+//  only, requires a password for the default user and knows an ACL user
+//  limited to keys "auth:*". The CA and the server certificate (for
+//  127.0.0.1 and "redis.test") are made with the openssl command at setup.
+
+#define S_PASS "s3cret:with@odd" //  the default user's password
+#define S_PASS_URL "s3cret%3Awith%40odd"
+
+typedef struct {
+    char *dir;        //  certificates, logs
+    int port;         //  the TLS port
+    vzt_proc_t *proc; //  redis-server
+} tls_server_t;
+
+//  Run a shell command line in dir; 0 when it exited 0.
+static int s_sh(const char *dir, const char *cmd)
+{
+    char *line = vzt_fmt("cd '%s' && %s >>openssl.log 2>&1", dir, cmd);
+    int rc = system(line);
+    free(line);
+    return rc;
+}
+
+//  A CA, a server certificate for 127.0.0.1 and redis.test, a client
+//  certificate, and a second CA the server does not use.
+static void s_make_certs(const char *dir)
+{
+    const char *const steps[] = {
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=vz-test-ca "
+        "-keyout ca.key -out ca.pem",
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca "
+        "-keyout other.key -out other.pem",
+        "openssl req -newkey rsa:2048 -nodes -subj /CN=redis.test -keyout server.key "
+        "-out server.csr",
+        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+        "-extfile san.ext -out server.pem",
+        "openssl req -newkey rsa:2048 -nodes -subj /CN=vz-client -keyout client.key "
+        "-out client.csr",
+        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+        "-out client.pem",
+    };
+    char *ext = vzt_fmt("%s/san.ext", dir);
+    FILE *f = fopen(ext, "w");
+    assert_non_null(f);
+    fputs("subjectAltName=IP:127.0.0.1,DNS:redis.test\n", f);
+    fclose(f);
+    free(ext);
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
+        if (s_sh(dir, steps[i]) != 0)
+            fail_msg("certificate step failed: %s (see %s/openssl.log)", steps[i], dir);
+}
+
+static char *s_url(const tls_server_t *srv, const char *cred, const char *query)
+{
+    return vzt_fmt("rediss://%s%s127.0.0.1:%d/0?ca_file=%s/ca.pem%s", cred ? cred : "",
+                   cred ? "@" : "", srv->port, srv->dir, query ? query : "");
+}
+
+typedef struct {
+    vz_redis_t *r;
+} ping_t;
+
+static bool s_pong(void *arg)
+{
+    ping_t *ping = arg;
+    const char *argv[] = {"PING"};
+    redisReply *reply = vz_redis_command(ping->r, 1, argv, NULL);
+    bool ok = reply && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0;
+    if (reply)
+        freeReplyObject(reply);
+    return ok;
+}
+
+static int s_tls_setup(void **state)
+{
+    tls_server_t *srv = calloc(1, sizeof *srv);
+    assert_non_null(srv);
+    srv->dir = vzt_tempdir("redistls");
+    assert_non_null(srv->dir);
+    s_make_certs(srv->dir);
+    srv->port = vzt_free_port();
+    char *port = vzt_fmt("%d", srv->port);
+    char *cert = vzt_fmt("%s/server.pem", srv->dir), *key = vzt_fmt("%s/server.key", srv->dir);
+    char *ca = vzt_fmt("%s/ca.pem", srv->dir), *log = vzt_fmt("%s/redis.log", srv->dir);
+    char *const argv[] = {"redis-server",
+                          "--port",
+                          "0",
+                          "--tls-port",
+                          port,
+                          "--bind",
+                          "127.0.0.1",
+                          "--tls-cert-file",
+                          cert,
+                          "--tls-key-file",
+                          key,
+                          "--tls-ca-cert-file",
+                          ca,
+                          "--tls-auth-clients",
+                          "optional",
+                          "--requirepass",
+                          S_PASS,
+                          "--user",
+                          "authsvc",
+                          "on",
+                          ">authpw",
+                          "~auth:*",
+                          "+@all",
+                          "--save",
+                          "",
+                          "--appendonly",
+                          "no",
+                          "--dir",
+                          srv->dir,
+                          NULL};
+    srv->proc = vzt_spawn_nowait("/usr/bin/redis-server", argv, NULL, log);
+    assert_non_null(srv->proc);
+    free(port);
+    free(cert);
+    free(key);
+    free(ca);
+    free(log);
+    *state = srv;
+    //  Ready when an authenticated TLS PING answers.
+    char *url = s_url(srv, ":" S_PASS_URL, NULL);
+    ping_t ping = {vz_redis_new(url, 200, 500, 0)};
+    assert_non_null(ping.r);
+    free(url);
+    bool up = vzt_wait_until(s_pong, &ping, START_MS);
+    vz_redis_destroy(&ping.r);
+    if (!up) {
+        char *show = vzt_fmt("tail -n 5 '%s/redis.log' '%s/openssl.log' >&2", srv->dir, srv->dir);
+        if (system(show) != 0)
+            print_message("no logs\n");
+        free(show);
+    }
+    if (!up)
+        fail_msg("redis-server with TLS did not answer (see %s/redis.log)", srv->dir);
+    return 0;
+}
+
+static int s_tls_teardown(void **state)
+{
+    tls_server_t *srv = *state;
+    vzt_proc_destroy(&srv->proc);
+    vzt_rmrf(srv->dir);
+    free(srv->dir);
+    free(srv);
+    return 0;
+}
+
+//  The reply's type is t (and its string s when given); freed.
+static void s_expect(redisReply *reply, int t, const char *s)
+{
+    assert_non_null(reply);
+    if (reply->type != t || (s && (!reply->str || strncmp(reply->str, s, strlen(s)) != 0)))
+        fail_msg("expected type %d %s, got type %d %s", t, s ? s : "", reply->type,
+                 reply->str ? reply->str : "");
+    freeReplyObject(reply);
+}
+
+static void test_password_over_tls(void **state)
+{
+    tls_server_t *srv = *state;
+    char *url = s_url(srv, ":" S_PASS_URL, NULL);
+    vz_redis_t *r = vz_redis_new(url, 200, 500, 0);
+    assert_non_null(r);
+    s_expect(s_cmd(r, "SET", "vz:k", "v1"), REDIS_REPLY_STATUS, "OK");
+    s_expect(s_cmd(r, "GET", "vz:k", NULL), REDIS_REPLY_STRING, "v1");
+    //  A value larger than one TLS record comes back whole.
+    char *big = malloc(100001);
+    assert_non_null(big);
+    memset(big, 'x', 100000);
+    big[100000] = '\0';
+    s_expect(s_cmd(r, "SET", "vz:big", big), REDIS_REPLY_STATUS, "OK");
+    redisReply *reply = s_cmd(r, "GET", "vz:big", NULL);
+    assert_non_null(reply);
+    assert_int_equal(reply->len, 100000);
+    freeReplyObject(reply);
+    free(big);
+    //  A pipelined batch over TLS.
+    vz_redis_script_t *script = vz_redis_script_new("return redis.call('INCR', KEYS[1])");
+    const char *keys[] = {"vz:n"};
+    vz_redis_call_t calls[3];
+    for (size_t i = 0; i < 3; i++)
+        calls[i] = (vz_redis_call_t){.script = script, .nkeys = 1, .keys = keys};
+    assert_int_equal(vz_redis_eval_batch(r, calls, 3), 0);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(calls[i].reply->type, REDIS_REPLY_INTEGER);
+        assert_int_equal(calls[i].reply->integer, (long long)i + 1);
+        freeReplyObject(calls[i].reply);
+    }
+    vz_redis_script_destroy(&script);
+    vz_redis_destroy(&r);
+    free(url);
+}
+
+//  An ACL user: its own keys only (least privilege), its password checked.
+static void test_acl_user(void **state)
+{
+    tls_server_t *srv = *state;
+    char *url = s_url(srv, "authsvc:authpw", NULL);
+    vz_redis_t *r = vz_redis_new(url, 200, 500, 0);
+    assert_non_null(r);
+    s_expect(s_cmd(r, "SET", "auth:user:1", "a"), REDIS_REPLY_STATUS, "OK");
+    s_expect(s_cmd(r, "GET", "vz:rl:x", NULL), REDIS_REPLY_ERROR, "NOPERM");
+    assert_true(vz_redis_up(r));
+    vz_redis_destroy(&r);
+    free(url);
+}
+
+//  Refused: a wrong password, none at all, plain TCP to the TLS port.
+static void test_refused_credentials(void **state)
+{
+    tls_server_t *srv = *state;
+    const char *const creds[] = {":wrong", "authsvc:wrong", "nobody:authpw"};
+    for (size_t i = 0; i < 3; i++) {
+        char *url = s_url(srv, creds[i], NULL);
+        vz_redis_t *r = vz_redis_new(url, 200, 500, 0);
+        assert_non_null(r);
+        assert_int_equal(vz_redis_ensure(r), -EACCES);
+        assert_false(vz_redis_up(r));
+        assert_null(s_cmd(r, "PING", NULL, NULL));
+        vz_redis_destroy(&r);
+        free(url);
+    }
+    //  No password: connected, but every command is refused by Redis.
+    char *url = s_url(srv, NULL, NULL);
+    vz_redis_t *r = vz_redis_new(url, 200, 500, 0);
+    s_expect(s_cmd(r, "GET", "vz:k", NULL), REDIS_REPLY_ERROR, "NOAUTH");
+    vz_redis_destroy(&r);
+    free(url);
+    url = vzt_fmt("redis://:%s@127.0.0.1:%d", S_PASS_URL, srv->port);
+    r = vz_redis_new(url, 200, 300, 0);
+    assert_non_null(r);
+    assert_true(vz_redis_ensure(r) < 0);
+    vz_redis_destroy(&r);
+    free(url);
+}
+
+//  The certificate must chain to the CA given and carry the name asked.
+static void test_certificate_checks(void **state)
+{
+    tls_server_t *srv = *state;
+    char *urls[] = {
+        vzt_fmt("rediss://:%s@127.0.0.1:%d?ca_file=%s/other.pem", S_PASS_URL, srv->port, srv->dir),
+        s_url(srv, ":" S_PASS_URL, "&server_name=not-redis.test"),
+        //  The system's store does not know the test CA.
+        vzt_fmt("rediss://:%s@127.0.0.1:%d", S_PASS_URL, srv->port),
+    };
+    for (size_t i = 0; i < 3; i++) {
+        vz_redis_t *r = vz_redis_new(urls[i], 200, 500, 0);
+        assert_non_null(r);
+        assert_int_equal(vz_redis_ensure(r), -ECONNREFUSED);
+        vz_redis_destroy(&r);
+        free(urls[i]);
+    }
+    //  The right name, and a client certificate presented.
+    char *query = vzt_fmt("&server_name=redis.test&cert_file=%s/client.pem&key_file=%s/client.key",
+                          srv->dir, srv->dir);
+    char *url = s_url(srv, ":" S_PASS_URL, query);
+    vz_redis_t *r = vz_redis_new(url, 200, 500, 0);
+    assert_non_null(r);
+    assert_int_equal(vz_redis_ensure(r), 0);
+    s_expect(s_cmd(r, "PING", NULL, NULL), REDIS_REPLY_STATUS, "PONG");
+    vz_redis_destroy(&r);
+    free(url);
+    free(query);
+}
+
+static void test_redact(void **state)
+{
+    (void)state;
+    char out[256];
+    vz_redis_redact("rediss://u:secret@h:6380/1?ca_file=/x", out, sizeof out);
+    assert_string_equal(out, "rediss://u:***@h:6380/1?ca_file=/x");
+    vz_redis_redact("redis://:p@ss@h", out, sizeof out);
+    assert_string_equal(out, "redis://:***@h");
+    vz_redis_redact("redis://h:6379/0", out, sizeof out);
+    assert_string_equal(out, "redis://h:6379/0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,5 +651,13 @@ int main(void)
         cmocka_unit_test(test_timeout_and_recovery),
         cmocka_unit_test(test_restart),
     };
-    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+    const struct CMUnitTest tls[] = {
+        cmocka_unit_test(test_password_over_tls),
+        cmocka_unit_test(test_acl_user),
+        cmocka_unit_test(test_refused_credentials),
+        cmocka_unit_test(test_certificate_checks),
+        cmocka_unit_test(test_redact),
+    };
+    int failed = cmocka_run_group_tests(tests, s_setup, s_teardown);
+    return failed + cmocka_run_group_tests(tls, s_tls_setup, s_tls_teardown);
 }

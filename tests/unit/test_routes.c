@@ -30,6 +30,7 @@ static const char s_table[] =
     "    part\n        methods = \"PUT\"\n        path = \"/v1/items/{id}/parts/{part}\"\n"
     "        service = \"echo\"\n        call = \"echo\"\n        max_body = \"64\"\n"
     "        json = \"true\"\n        accept = \"application/json\"\n"
+    "        query = \"period, at\"\n"
     "    root\n        methods = \"GET\"\n        path = \"/\"\n"
     "        service = \"echo\"\n        call = \"ping\"\n";
 
@@ -78,6 +79,10 @@ static void test_fields(void **state)
     assert_string_equal(part->accept, "application/json");
     assert_int_equal(part->seg_count, 5);
     assert_int_equal(part->literal_count, 3);
+    assert_int_equal(part->query_count, 2);
+    assert_string_equal(part->query[0], "period");
+    assert_string_equal(part->query[1], "at");
+    assert_int_equal(keys->query_count, 0);
     gw_routes_unref(&routes);
     assert_null(routes);
 }
@@ -163,6 +168,17 @@ static void test_refused(void **state)
          "retry must be"},
         {"        methods = \"GET\"\n        path = \"/v1\"\n        json = \"maybe\"\n",
          "booleans"},
+        //  Query parameters: [a-z0-9_], each once, at most 4, and with the
+        //  params and headers at most GW_ROUTE_NAMED_MAX.
+        {"        methods = \"GET\"\n        path = \"/v1\"\n        query = \"Period\"\n",
+         "query parameters"},
+        {"        methods = \"GET\"\n        path = \"/v1\"\n        query = \"a b a\"\n",
+         "query parameters"},
+        {"        methods = \"GET\"\n        path = \"/v1\"\n        query = \"a b c d e\"\n",
+         "query parameters"},
+        {"        methods = \"GET\"\n        path = \"/v1/{p}/{q}/{r}\"\n"
+         "        headers = \"x-a x-b x-c\"\n        query = \"a b c\"\n",
+         "query parameters"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(text, sizeof text, "%s%s", head, cases[i].lines);

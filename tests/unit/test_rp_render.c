@@ -36,7 +36,8 @@ static const char s_model[] =
     "\"mrr_trend\":[{\"start\":1795392000,\"mrr\":{\"usd\":4000}},{\"start\":1795996800,"
     "\"mrr\":{\"usd\":5000,\"jpy\":980}}]},"
     "\"usage\":{\"status\":\"partial\",\"reason\":\"telemetry.signals: timeout\","
-    "\"current\":{\"t\":1796687999,\"dau\":3,\"wau\":11,\"mau\":42},"
+    "\"current\":{\"t\":1796687999,\"dau\":3,\"wau\":11,\"mau\":42,\"window_days\":30,"
+    "\"events\":{\"signup\":3,\"login\":9},\"countries\":{}},"
     "\"days\":[{\"day\":\"2026-11-30\",\"dau\":5,\"wau\":9,\"mau\":40},{\"day\":\"2026-12-01\","
     "\"dau\":4,\"wau\":10,\"mau\":41},{\"day\":\"2026-12-06\",\"dau\":3,\"wau\":11,\"mau\":42}],"
     "\"endpoints\":{\"services\":[{\"service\":\"gateway\",\"series\":[{\"name\":\"echo\","
@@ -84,6 +85,11 @@ static void test_html_and_text(void **state)
     assert_non_null(strstr(
         html, "<b>Unavailable</b>: github.roadmap: no_worker: no worker &amp; &lt;none&gt;"));
     assert_non_null(strstr(html, "Incomplete sections: roadmap"));
+    //  Feature adoption, the largest first; no country known.
+    const char *login = strstr(html, "login</td>"), *signup = strstr(html, "signup</td>");
+    assert_true(login && signup && login < signup);
+    assert_non_null(strstr(html, "Feature adoption (events), last 30 days"));
+    assert_non_null(strstr(html, "no country known"));
     free(html);
     char *text = rp_render_text(vz_json_root(doc));
     assert_non_null(strstr(text, "Weekly executive report, week 2026-W49\n"));

@@ -13,6 +13,7 @@
 
 #include "vz_json.h"
 #include "vz_telemetry.h"
+#include "vz_telemetry_contract.h"
 
 typedef struct {
     char *last;   //  the last body sent (heap)
@@ -249,6 +250,97 @@ static void test_users(void **state)
     vz_telemetry_destroy(&tl);
 }
 
+#define TP_KEEP "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+#define TP_DROP "00-0af7651916cd43dd8448eb21ffffffff-b7ad6b7169203331-01"
+
+//  Spans: sampled by trace id, errors and slow ones always, decoded by the
+//  sink's decoder; business events; the HTTP helper.
+static void test_spans_events(void **state)
+{
+    sink_t sink = {0};
+    vz_telemetry_config_t config = {.service = "gateway",
+                                    .send = s_send,
+                                    .arg = &sink,
+                                    .sample_permille = 500,
+                                    .slow_us = 100000};
+    vz_telemetry_t *tl = vz_telemetry_new(&config);
+    vz_telemetry_span(tl, TP_KEEP, "echo", "ok", 10);     //  low bits 0x1c80319c: sampled
+    vz_telemetry_span(tl, TP_DROP, "echo", "ok", 10);     //  0xffffffff: not sampled
+    vz_telemetry_span(tl, TP_DROP, "echo", "500", 10);    //  an error: kept
+    vz_telemetry_span(tl, TP_DROP, "echo", "ok", 200000); //  slow: kept
+    vz_telemetry_span(tl, "garbage", "echo", "500", 10);  //  no context: nothing
+    vz_telemetry_count(tl, "signup", NULL);
+    vz_telemetry_count(tl, "signup", NULL);
+    vz_telemetry_count(tl, "bad.event", NULL);
+    vz_telemetry_http(tl, "echo_me", 200, 1500, TP_KEEP, "u_7", "DE");
+    vz_telemetry_http(tl, "echo_me", 200, 1500, TP_DROP, NULL, "germany");
+    assert_int_equal(vz_telemetry_flush(tl, 5000), 0);
+    vz_tl_snapshot_t *snap = NULL;
+    const char *why = NULL;
+    assert_int_equal(vz_tl_snapshot_decode(sink.last, strlen(sink.last), &snap, &why), 0);
+    assert_int_equal(snap->nspans, 4);
+    assert_string_equal(snap->spans[0].trace, "0af7651916cd43dd8448eb211c80319c");
+    assert_string_equal(snap->spans[0].parent, "b7ad6b7169203331");
+    assert_int_equal(strlen(snap->spans[0].span), 16);
+    assert_string_equal(snap->spans[1].code, "500");
+    assert_string_equal(snap->spans[3].name, "echo_me");
+    assert_int_equal(snap->nevents, 2);
+    assert_string_equal(snap->events[0].name, "signup");
+    assert_int_equal(snap->events[0].count, 2);
+    assert_string_equal(snap->events[1].name, "country.DE");
+    assert_int_equal(snap->nusers, 1);
+    vz_tl_snapshot_destroy(&snap);
+    //  Past VZ_TL_SPANS they are counted.
+    for (int i = 0; i < VZ_TL_SPANS + 5; i++)
+        vz_telemetry_span(tl, TP_KEEP, "echo", "ok", 10);
+    assert_int_equal(vz_telemetry_flush(tl, 6000), 0);
+    assert_int_equal(vz_tl_snapshot_decode(sink.last, strlen(sink.last), &snap, &why), 0);
+    assert_int_equal(snap->nspans, VZ_TL_SPANS);
+    assert_int_equal(snap->spans_over, 5);
+    vz_tl_snapshot_destroy(&snap);
+    free(sink.last);
+    vz_telemetry_destroy(&tl);
+}
+
+//  Auto mode: no_worker stops the sending but for a probe every
+//  VZ_TL_PROBE_EVERY intervals; a reply resumes it. On mode ignores answers.
+static void test_auto_mode(void **state)
+{
+    sink_t sink = {0};
+    vz_telemetry_config_t config = {
+        .service = "echo", .send = s_send, .arg = &sink, .auto_mode = true};
+    vz_telemetry_t *tl = vz_telemetry_new(&config);
+    assert_true(vz_telemetry_sink_seen(tl));
+    assert_int_equal(vz_telemetry_flush(tl, 1000), 0);
+    assert_int_equal(sink.sends, 1);
+    vz_telemetry_answer(tl, "no_worker");
+    assert_false(vz_telemetry_sink_seen(tl));
+    for (int i = 0; i < 2 * VZ_TL_PROBE_EVERY; i++) {
+        vz_telemetry_record(tl, "echo", NULL, 10);
+        assert_int_equal(vz_telemetry_flush(tl, 2000 + i), 0);
+    }
+    assert_int_equal(sink.sends, 1 + 2);
+    assert_int_equal(vz_telemetry_skipped(tl), 2 * VZ_TL_PROBE_EVERY - 2);
+    assert_int_equal(vz_telemetry_lost(tl), 0);
+    vz_telemetry_answer(tl, "invalid_request"); //  a sink answered
+    assert_true(vz_telemetry_sink_seen(tl));
+    assert_int_equal(vz_telemetry_flush(tl, 9000), 0);
+    assert_int_equal(sink.sends, 4);
+    free(sink.last);
+    vz_telemetry_destroy(&tl);
+
+    sink_t on = {0};
+    config.arg = &on;
+    config.auto_mode = false;
+    tl = vz_telemetry_new(&config);
+    vz_telemetry_answer(tl, "no_worker");
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(vz_telemetry_flush(tl, 1000 + i), 0);
+    assert_int_equal(on.sends, 3);
+    free(on.last);
+    vz_telemetry_destroy(&tl);
+}
+
 static void test_process(void **state)
 {
     double cpu;
@@ -321,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_snapshot),       cmocka_unit_test(test_lost),
         cmocka_unit_test(test_bounded),        cmocka_unit_test(test_process),
         cmocka_unit_test(test_threads),        cmocka_unit_test(test_users),
+        cmocka_unit_test(test_spans_events),   cmocka_unit_test(test_auto_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,15 @@
+/*  vzctl_telemetry - the `vzctl telemetry` subcommand (replay)
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#ifndef VZCTL_TELEMETRY_H
+#define VZCTL_TELEMETRY_H
+
+//  argv after "telemetry": "replay" FILE [options]. Returns the exit code.
+int vzctl_telemetry(int argc, char **argv);
+
+//  `vzctl slo` and `vzctl alerts` (what = "slo" or "alerts"): the
+//  telemetry API through the gateway; ports is the supervisor's "ports"
+//  answer (NULL when unreachable; then --url is needed). Exit code.
+int vzctl_telemetry_show(const char *what, int argc, char **argv, const char *ports);
+
+#endif
