@@ -327,6 +327,10 @@ void vz_call_destroy(vz_call_t **self_p)
 void vz_call_complete(void *arg, const vz_call_result_t *result)
 {
     vz_deferred_t *handle = (vz_deferred_t *)arg;
+    //  The callee's answer is the reply: its ctx too (a status of its own).
+    for (size_t i = 0; result->env && i < result->env->ctx_count; i++)
+        (void)vz_reply_ctx_set(vz_deferred_reply(handle), result->env->ctx[i].key,
+                               result->env->ctx[i].value);
     if (result->outcome == VZ_CALL_REPLY)
         vz_worker_complete(&handle, result->body, result->body_len);
     else

@@ -74,7 +74,8 @@ typedef void(vz_call_done_fn)(void *arg, const vz_call_result_t *result);
 
 //  A done for calls whose answer is the deferred reply's: arg is the
 //  vz_deferred_t; a reply completes it with the body, an error (remote or
-//  local) with the code and message.
+//  local) with the code and message; the callee's reply ctx (http_status,
+//  http_location) goes along.
 void vz_call_complete(void *arg, const vz_call_result_t *result);
 
 typedef struct {

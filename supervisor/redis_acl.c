@@ -24,7 +24,8 @@ static const struct {
     const char *keys;   //  ACL key pattern
 } s_prefixes[] = {
     {"auth", "~auth:*"},   {"ratelimit", "~vz:rl:*"}, {"billing", "~billing:*"},
-    {"notifier", "~nt:*"}, {"telemetry", "~tl:*"},    {"reporter", "~rp:*"},
+    {"notifier", "~nt:*"}, {"telemetry", "~tl:*"},    {"github", "~github:*"},
+    {"reporter", "~rp:*"},
 };
 
 const char *sup_redis_acl_keys(const sup_mesh_service_t *svc)

@@ -291,13 +291,14 @@ static const struct {
 bool bl_currencies_ok(const char *list)
 {
     //  Lowercase three-letter codes separated by commas, as Stripe spells them.
-    for (const char *p = list; *p;) {
-        size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz");
-        if (n != 3 || (p[n] && p[n] != ','))
+    if (!*list)
+        return true;
+    for (const char *p = list;; p += 4) {
+        if (strspn(p, "abcdefghijklmnopqrstuvwxyz") != 3 || (p[3] && p[3] != ','))
             return false;
-        p += n + (p[n] == ',');
+        if (!p[3])
+            return true; //  "usd," would go on to an empty code and fail
     }
-    return true;
 }
 
 void bl_gauges_init(bl_t *self)

@@ -18,6 +18,7 @@
 
 #include "rp.h"
 #include "vz_clock.h"
+#include "vz_github_contract.h"
 #include "vz_log.h"
 
 rp_t *rp_new(const rp_config_t *config, const char *redis_url, vz_metrics_t *metrics,
@@ -27,6 +28,10 @@ rp_t *rp_new(const rp_config_t *config, const char *redis_url, vz_metrics_t *met
     char why[128];
     if (rp_cron_parse(config->schedule, &cron, why, sizeof why) < 0) {
         snprintf(err, errlen, "VZ_REPORTER_SCHEDULE: %s", why);
+        return NULL;
+    }
+    if (config->github_repo[0] && !vz_gh_full_name_valid(config->github_repo)) {
+        snprintf(err, errlen, "VZ_REPORTER_GITHUB_REPO: not owner/name");
         return NULL;
     }
     rp_link_t links[RP_LINKS_MAX];
@@ -112,14 +117,14 @@ void rp_tick(rp_t *self)
     rp_run_start(self, start, trigger, false, token, NULL);
 }
 
-//  Names: GitHub logins [A-Za-z0-9-], repositories [A-Za-z0-9._-].
-static bool s_name(const char *s, size_t len, size_t max, const char *extra)
+//  An error code: [A-Za-z0-9_.-], 1..63 bytes.
+static bool s_code(const char *s, size_t len)
 {
-    if (len == 0 || len >= max)
+    if (len == 0 || len >= sizeof((rp_link_t *)0)->code)
         return false;
     for (size_t i = 0; i < len; i++)
         if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              (s[i] >= '0' && s[i] <= '9') || strchr(extra, s[i])))
+              (s[i] >= '0' && s[i] <= '9') || strchr("_.-", s[i])))
             return false;
     return true;
 }
@@ -135,10 +140,18 @@ int rp_links_parse(const char *text, rp_link_t links[RP_LINKS_MAX], char *err, s
         char *hash = slash ? strchr(slash, '#') : NULL;
         char *end = NULL;
         long number = hash ? strtol(hash + 1, &end, 10) : 0;
+        //  Owner and repository as github's contract allows them.
+        char owner[sizeof links[0].owner] = "", repo[sizeof links[0].repo] = "";
+        if (slash && hash && (size_t)(slash - eq - 1) < sizeof owner &&
+            (size_t)(hash - slash - 1) < sizeof repo) {
+            memcpy(owner, eq + 1, (size_t)(slash - eq - 1));
+            owner[slash - eq - 1] = '\0';
+            memcpy(repo, slash + 1, (size_t)(hash - slash - 1));
+            repo[hash - slash - 1] = '\0';
+        }
         if (count == RP_LINKS_MAX || !hash || *end || number < 1 || number > 1000000000 ||
-            !s_name(item, (size_t)(eq - item), sizeof links[0].code, "_.-") ||
-            !s_name(eq + 1, (size_t)(slash - eq - 1), sizeof links[0].owner, "-") ||
-            !s_name(slash + 1, (size_t)(hash - slash - 1), sizeof links[0].repo, "._-")) {
+            !s_code(item, (size_t)(eq - item)) || !vz_gh_owner_valid(owner) ||
+            !vz_gh_repo_name_valid(repo)) {
             snprintf(err, errlen, "%.80s: expected code=owner/repo#number (at most %d)", item,
                      RP_LINKS_MAX);
             return -EINVAL;

@@ -30,10 +30,12 @@
 #include "vz_clock.h"
 #include "vz_json.h"
 #include "vz_log.h"
+#include "vz_github_contract.h"
 #include "vz_notifier_contract.h"
 #include "vz_proto.h"
 
 #define DAY 86400
+#define RP_ROADMAP_WEEKS 12 //  velocity rows asked of github
 #define REPLY_MAX (8 * 1024 * 1024)
 #define MODEL_MAX (4 * 1024 * 1024)
 
@@ -142,19 +144,25 @@ static const char *s_body(const rp_run_t *run, int id, const char **service, con
         *service = "telemetry";
         *method = "errors_top";
         snprintf(body, n, "{\"at\":%" PRId64 "}", run->end - 1);
-    } else if (id >= C_ISSUE0) {
-        const rp_link_t *link = &run->app->links[id - C_ISSUE0];
-        *service = "github";
-        *method = "issue_state";
-        snprintf(body, n, "{\"owner\":\"%s\",\"repo\":\"%s\",\"number\":%d}", link->owner,
-                 link->repo, link->number);
     } else {
-        *service = "github";
-        *method = "roadmap";
-        if (run->app->config.github_repo[0])
-            snprintf(body, n, "{\"repo\":\"%s\",\"weeks\":12}", run->app->config.github_repo);
-        else
-            snprintf(body, n, "{\"weeks\":12}");
+        //  github's bodies by its contract's encoders.
+        char *json = NULL;
+        *service = VZ_GH_SERVICE;
+        if (id >= C_ISSUE0) {
+            const rp_link_t *link = &run->app->links[id - C_ISSUE0];
+            vz_gh_issue_state_req_t req = {.number = link->number};
+            snprintf(req.owner, sizeof req.owner, "%s", link->owner);
+            snprintf(req.repo, sizeof req.repo, "%s", link->repo);
+            *method = VZ_GH_METHOD_ISSUE_STATE;
+            json = vz_gh_issue_state_req_encode(&req, NULL);
+        } else {
+            vz_gh_roadmap_req_t req = {.weeks = RP_ROADMAP_WEEKS};
+            vz_strlcpy(req.repo, run->app->config.github_repo, sizeof req.repo);
+            *method = VZ_GH_METHOD_ROADMAP;
+            json = vz_gh_roadmap_req_encode(&req, NULL);
+        }
+        snprintf(body, n, "%s", json ? json : "{}");
+        free(json);
     }
     return body;
 }
@@ -162,11 +170,29 @@ static const char *s_body(const rp_run_t *run, int id, const char **service, con
 static void s_compose(rp_run_t *run);
 static void s_finish(rp_run_t *run);
 
+//  Does a github answer keep its contract (the shared decoders)?
+static bool s_github_reply_ok(int id, const vz_call_result_t *result, const char **reason)
+{
+    if (id == C_ROADMAP) {
+        vz_gh_roadmap_reply_t *roadmap = NULL;
+        int rc = vz_gh_roadmap_reply_decode(result->body, result->body_len, &roadmap, reason);
+        vz_gh_roadmap_reply_destroy(&roadmap);
+        return rc == 0;
+    }
+    vz_gh_issue_state_reply_t issue;
+    return vz_gh_issue_state_reply_decode(result->body, result->body_len, &issue, reason) == 0;
+}
+
 static void s_gathered(void *arg, const vz_call_result_t *result)
 {
     s_slot_t *slot = arg;
     rp_run_t *run = slot->run;
-    if (result->outcome == VZ_CALL_REPLY) {
+    const char *bad = NULL;
+    if (result->outcome == VZ_CALL_REPLY && slot->id >= C_ROADMAP &&
+        !s_github_reply_ok(slot->id, result, &bad)) {
+        snprintf(slot->code, sizeof slot->code, "%s", "malformed");
+        snprintf(slot->message, sizeof slot->message, "not github's contract: %s", bad);
+    } else if (result->outcome == VZ_CALL_REPLY) {
         vz_json_error_t jerr = {0};
         slot->doc = vz_json_parse(result->body, result->body_len, NULL, &jerr);
         if (!slot->doc || vz_json_type(vz_json_root(slot->doc)) != VZ_JSON_OBJECT) {

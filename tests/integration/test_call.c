@@ -149,8 +149,11 @@ static int s_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg)
     else if (streq(cmd, "CONNECTED"))
         zstr_send(pipe, vz_worker_connected(actor->worker) ? "1" : "0");
     else if (streq(cmd, "RELEASE")) {
-        for (size_t i = 0; i < actor->app->nheld; i++)
+        for (size_t i = 0; i < actor->app->nheld; i++) {
+            //  A reply ctx entry, which a relay passes on (vz_call_complete).
+            vz_reply_ctx_set(vz_deferred_reply(actor->app->held[i]), "http_status", "202");
             vz_worker_complete(&actor->app->held[i], "worked", 6);
+        }
         actor->app->nheld = 0;
         zstr_send(pipe, "RELEASED");
     }
@@ -356,6 +359,9 @@ static void test_slow_callee_does_not_block(void **state)
     assert_int_equal(rsp->env.kind, VZ_KIND_REPLY);
     assert_int_equal(rsp->env.body_len, 6);
     assert_memory_equal(rsp->env.body, "worked", 6);
+    const char *status = vz_envelope_ctx_get(&rsp->env, "http_status");
+    assert_non_null(status);
+    assert_string_equal(status, "202");
     vz_response_destroy(&rsp);
     assert_true(s_metric(env, "vz_broker_workers_lost_total{detected=\"silence\"}") == lost);
 

@@ -43,6 +43,7 @@
 #include "harness.h"
 #include "vz_client.h"
 #include "vz_curve.h"
+#include "vz_github_contract.h"
 #include "vz_json.h"
 #include "vz_worker.h"
 
@@ -740,10 +741,23 @@ static void test_numbers_equal_the_apis(void **state)
     assert_string_equal(a, c);
     free(a), free(c);
     vz_json_destroy(&gh);
+    //  The requests github saw, read with its contract's decoders.
     pthread_mutex_lock(&s_github.lock);
-    assert_string_equal(s_github.roadmap_req, "{\"weeks\":12}");
-    assert_string_equal(s_github.issue_req, "{\"owner\":\"acme\",\"repo\":\"api\",\"number\":12}");
+    vz_gh_roadmap_req_t roadmap_req;
+    vz_gh_issue_state_req_t issue_req;
+    const char *why = NULL;
+    assert_int_equal(vz_gh_roadmap_req_decode(s_github.roadmap_req, strlen(s_github.roadmap_req),
+                                              &roadmap_req, &why),
+                     0);
+    assert_int_equal(vz_gh_issue_state_req_decode(s_github.issue_req, strlen(s_github.issue_req),
+                                                  &issue_req, &why),
+                     0);
     pthread_mutex_unlock(&s_github.lock);
+    assert_int_equal(roadmap_req.weeks, 12);
+    assert_string_equal(roadmap_req.repo, "");
+    assert_string_equal(issue_req.owner, "acme");
+    assert_string_equal(issue_req.repo, "api");
+    assert_int_equal(issue_req.number, 12);
     //  The HTML shows the same figures.
     body = vzt_fmt("{\"week\":\"%s\"}", mesh->week_id);
     char *html = s_ok("tester", "reporter", "get", body, NULL);

@@ -34,6 +34,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "billing.h"
 #include "bl_event.h"
 #include "bl_revenue.h"
 
@@ -205,12 +206,25 @@ static void test_empty_and_json(void **state)
     vz_json_writer_destroy(&w);
 }
 
+//  VZ_BILLING_GAUGE_CURRENCIES: lowercase ISO codes joined by commas.
+static void test_gauge_currencies(void **state)
+{
+    (void)state;
+    const char *const good[] = {"", "usd", "usd,eur", "usd,eur,jpy"};
+    const char *const bad[] = {"USD", "us", "usd,", ",usd", "usd eur", "usd,,eur", "euro"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        assert_true(bl_currencies_ok(good[i]));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (bl_currencies_ok(bad[i]))
+            fail_msg("accepted \"%s\"", bad[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bounds),         cmocka_unit_test(test_month),
         cmocka_unit_test(test_previous_month), cmocka_unit_test(test_week),
-        cmocka_unit_test(test_empty_and_json),
+        cmocka_unit_test(test_empty_and_json), cmocka_unit_test(test_gauge_currencies),
     };
     return cmocka_run_group_tests(tests, s_setup, NULL);
 }

@@ -1,0 +1,344 @@
+/*  github - the application object's life cycle, webhook intake, the apply consumer
+ *  SPDX-License-Identifier: MPL-2.0
+ */
+#include "gh_app.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vz_clock.h"
+#include "vz_json.h"
+#include "vz_log.h"
+#include "vz_proto.h"
+
+#define BACKLOG_EVERY_MS 1000 //  queue depth gauge refresh
+#define DELIVERY_MAX 64       //  longest X-GitHub-Delivery (a GUID is 36)
+
+//  One verified delivery waiting for the batch's enqueue round trip.
+struct gh_pending_t {
+    vz_deferred_t *handle;           //  the open reply
+    char delivery[DELIVERY_MAX + 1]; //  X-GitHub-Delivery
+    char event[GH_NAME_MAX];         //  X-GitHub-Event
+    char *body;                      //  raw body (heap)
+    char seen[DELIVERY_MAX + 16];    //  github:seen:<delivery>
+    const char *keys[2], *args[4];   //  script arguments
+};
+
+// --------------------------------------------------------------------------
+//  Metrics
+
+void gh_count_delivery(gh_t *self, const char *event, const char *outcome)
+{
+    if (!self->metrics)
+        return;
+    char labels[160];
+    snprintf(labels, sizeof labels, "event=%s,outcome=%s", event, outcome);
+    vz_series_inc(vz_metrics_counter(self->metrics, "vz_github_deliveries",
+                                     "Webhook deliveries by event and outcome", labels));
+}
+
+static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *entry);
+
+// --------------------------------------------------------------------------
+//  Life cycle
+
+gh_t *gh_new(const gh_config_t *config, const char *redis_url, const char *rules_path,
+             const char *consumer, vz_metrics_t *metrics, char *err, size_t errlen)
+{
+    gh_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    self->config = *config;
+    self->metrics = metrics;
+    snprintf(self->consumer, sizeof self->consumer, "%s", consumer);
+    snprintf(self->secrets, sizeof self->secrets, "%s", config->webhook_secrets);
+    gh_sig_parse(self->secrets, &self->sig);
+    snprintf(self->ttl, sizeof self->ttl, "%d", config->dedup_ttl_s);
+    self->rules = gh_rules_load(rules_path, err, errlen);
+    if (!self->rules) {
+        gh_destroy(&self);
+        return NULL;
+    }
+    self->redis = vz_redis_new(redis_url, 200, config->redis_timeout_ms, 500);
+    self->enqueue = vz_redis_script_new(gh_lua_enqueue);
+    self->apply = vz_redis_script_new(gh_lua_apply);
+    self->items = vz_redis_script_new(gh_lua_items);
+    self->repos = vz_redis_script_new(gh_lua_repos);
+    bl_stream_config_t sc = {.stream = GH_STREAM,
+                             .group = GH_GROUP,
+                             .consumer = consumer,
+                             .claim_idle_ms = config->claim_idle_ms,
+                             .max_deliveries = config->max_deliveries};
+    self->stream = self->redis ? bl_stream_new(self->redis, &sc, s_apply_entry, self) : NULL;
+    if (!self->redis || !self->enqueue || !self->apply || !self->items || !self->repos ||
+        !self->stream) {
+        snprintf(err, errlen, "bad Redis URL or out of memory");
+        gh_destroy(&self);
+        return NULL;
+    }
+    if (metrics) {
+        self->backlog = vz_metrics_gauge(metrics, "vz_github_queue_backlog",
+                                         "Queued deliveries not yet applied (lag + pending)", NULL);
+        self->dead = vz_metrics_counter(metrics, "vz_github_deliveries_dead",
+                                        "Deliveries moved to github:deliveries:dead", NULL);
+        //  Every family the dashboard and the alerts use exists from the start (at 0).
+        (void)vz_metrics_counter(metrics, "vz_github_deliveries",
+                                 "Webhook deliveries by event and outcome",
+                                 "event=any,outcome=queued");
+        (void)vz_metrics_counter(metrics, "vz_github_notifications",
+                                 "Partner notifications handed to the notifier, by result",
+                                 "result=delivered");
+    }
+    return self;
+}
+
+void gh_destroy(gh_t **self_p)
+{
+    gh_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->npending; i++)
+        free(self->pending[i].body);
+    free(self->pending);
+    free(self->calls);
+    gh_client_destroy(&self->client);
+    bl_stream_destroy(&self->jobs);
+    gh_notify_destroy(&self->notify);
+    bl_stream_destroy(&self->stream);
+    vz_redis_script_destroy(&self->enqueue);
+    vz_redis_script_destroy(&self->apply);
+    vz_redis_script_destroy(&self->items);
+    vz_redis_script_destroy(&self->repos);
+    vz_redis_destroy(&self->redis);
+    gh_rules_destroy(&self->rules);
+    memset(self->secrets, 0, sizeof self->secrets);
+    memset(self->config.webhook_secrets, 0, sizeof self->config.webhook_secrets);
+    free(self);
+    *self_p = NULL;
+}
+
+// --------------------------------------------------------------------------
+//  Intake: verify, then queue in the batch's one round trip, then answer
+
+//  After the worker's batch: every delivery's enqueue script pipelined,
+//  then each answer. 200 only once the delivery is in the stream.
+static void s_flush(void *arg)
+{
+    gh_t *self = arg;
+    size_t n = self->npending;
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        gh_pending_t *p = &self->pending[i];
+        snprintf(p->seen, sizeof p->seen, GH_PREFIX "seen:%s", p->delivery);
+        p->keys[0] = p->seen;
+        p->keys[1] = GH_STREAM;
+        p->args[0] = self->ttl;
+        p->args[1] = p->delivery;
+        p->args[2] = p->event;
+        p->args[3] = p->body;
+        self->calls[i] = (vz_redis_call_t){
+            .script = self->enqueue, .nkeys = 2, .keys = p->keys, .nargs = 4, .args = p->args};
+    }
+    int rc = vz_redis_eval_batch(self->redis, self->calls, n);
+    for (size_t i = 0; i < n; i++) {
+        gh_pending_t *p = &self->pending[i];
+        redisReply *r = self->calls[i].reply;
+        bool ok = rc == 0 && r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                  r->element[0]->type == REDIS_REPLY_INTEGER;
+        if (ok) {
+            bool duplicate = r->element[0]->integer == 0;
+            const char *body = duplicate ? "{\"received\":true,\"duplicate\":true}"
+                                         : "{\"received\":true,\"duplicate\":false}";
+            gh_count_delivery(self, "any", duplicate ? "duplicate" : "queued");
+            (void)vz_worker_complete(&p->handle, body, strlen(body));
+        } else {
+            //  Not queued: a non-2xx is a failed delivery; reconciliation
+            //  asks GitHub to redeliver it, so nothing is lost.
+            gh_count_delivery(self, "any", "unavailable");
+            if (r && r->type == REDIS_REPLY_ERROR)
+                vz_warn(NULL, "unable to queue a webhook delivery", "delivery", p->delivery,
+                        "reason", r->str);
+            (void)vz_worker_complete_error(&p->handle, VZ_ERR_UNAVAILABLE,
+                                           "delivery queue unavailable, retry later");
+        }
+        if (r)
+            freeReplyObject(r);
+        self->calls[i].reply = NULL;
+        free(p->body);
+        p->body = NULL;
+    }
+    self->npending = 0;
+}
+
+//  A header value made of [A-Za-z0-9_.-], 1..max bytes.
+static bool s_token(const char *text, size_t max)
+{
+    size_t n = text ? strlen(text) : 0;
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(isalnum((unsigned char)text[i]) || text[i] == '-' || text[i] == '_' ||
+              text[i] == '.'))
+            return false;
+    return true;
+}
+
+int gh_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    gh_t *self = app;
+    if (self->sig.count == 0) {
+        gh_count_delivery(self, "any", "github_not_configured");
+        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
+                                      "github_not_configured: VZ_GITHUB_WEBHOOK_SECRETS is not "
+                                      "set, webhooks cannot be verified");
+    }
+    //  Only the gateway's ctx counts (vz_authctx): from anyone else no header.
+    const char *header = vz_authctx_header(req, "X-Hub-Signature-256");
+    gh_sig_rc_t rc = gh_sig_verify(&self->sig, header, req->body, req->body_len);
+    if (rc == GH_SIG_OK) {
+        vz_json_t *doc = vz_json_parse(req->body, req->body_len, NULL, NULL);
+        if (!doc || vz_json_type(vz_json_root(doc)) != VZ_JSON_OBJECT)
+            rc = GH_SIG_BAD_JSON;
+        vz_json_destroy(&doc);
+    }
+    if (rc != GH_SIG_OK) {
+        gh_count_delivery(self, "any", gh_sig_code(rc));
+        return gh_sig_reply(reply, rc);
+    }
+    const char *event = vz_authctx_header(req, "X-GitHub-Event");
+    const char *delivery = vz_authctx_header(req, "X-GitHub-Delivery");
+    if (!s_token(event, GH_NAME_MAX - 1) || !s_token(delivery, DELIVERY_MAX)) {
+        gh_count_delivery(self, "any", "header_missing");
+        return vz_authctx_reply_error(reply, 400, VZ_ERR_INVALID,
+                                      "header_missing: X-GitHub-Event and X-GitHub-Delivery "
+                                      "are required ([A-Za-z0-9_.-])");
+    }
+    if (self->npending == self->pending_max) {
+        size_t max = self->pending_max ? self->pending_max * 2 : VZ_WORKER_BATCH;
+        gh_pending_t *pending = realloc(self->pending, max * sizeof *pending);
+        if (pending)
+            self->pending = pending;
+        vz_redis_call_t *calls = realloc(self->calls, max * sizeof *calls);
+        if (calls)
+            self->calls = calls;
+        if (!pending || !calls)
+            return vz_reply_error(reply, VZ_ERR_INTERNAL, "out of memory");
+        self->pending_max = max;
+    }
+    gh_pending_t *p = &self->pending[self->npending];
+    memset(p, 0, sizeof *p);
+    snprintf(p->delivery, sizeof p->delivery, "%s", delivery);
+    snprintf(p->event, sizeof p->event, "%s", event);
+    p->body = malloc(req->body_len + 1);
+    if (!p->body)
+        return vz_reply_error(reply, VZ_ERR_INTERNAL, "out of memory");
+    memcpy(p->body, req->body, req->body_len);
+    p->body[req->body_len] = '\0';
+    self->npending++;
+    p->handle = vz_reply_defer(reply, s_flush);
+    return 0;
+}
+
+// --------------------------------------------------------------------------
+//  Consumer: apply one queued delivery
+
+static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *entry)
+{
+    gh_t *self = arg;
+    size_t len = 0;
+    const char *body = bl_stream_field(entry, "body", &len);
+    const char *event = bl_stream_field(entry, "event", NULL);
+    const char *delivery = bl_stream_field(entry, "delivery", NULL);
+    if (!delivery || !*delivery)
+        delivery = entry->id;
+    gh_event_t *ev = calloc(1, sizeof *ev);
+    if (!ev)
+        return BL_STREAM_RETRY;
+    //  Queued deliveries were verified; one that does not read is counted
+    //  and acknowledged (it would never read better).
+    int rc = body && event ? gh_event_read(event, body, len, ev) : -1;
+    gh_ops_t ops = {0};
+    char counted[GH_NAME_MAX + 8];
+    if (rc == 0) {
+        gh_event_ops(ev, body, len, &ops);
+        if (ev->handled)
+            (void)gh_rules_apply(self->rules, ev, delivery, GH_OUTBOX, &ops);
+        //  A new installation, or repositories added to one: its repositories
+        //  are read once (gh_sync.c, the backfill).
+        if ((strcmp(ev->event, "installation") == 0 && strcmp(ev->action, "created") == 0) ||
+            (strcmp(ev->event, "installation_repositories") == 0 &&
+             strcmp(ev->action, "added") == 0)) {
+            char inst[24];
+            snprintf(inst, sizeof inst, "%lld", (long long)ev->installation);
+            gh_ops_add(&ops, 'X', GH_JOBS, "backfill", inst);
+        }
+        snprintf(counted, sizeof counted, "%s%s", ev->handled ? "" : "other:", ev->event);
+    } else
+        snprintf(counted, sizeof counted, "invalid");
+    char applied[DELIVERY_MAX + 32];
+    snprintf(applied, sizeof applied, GH_PREFIX "applied:%s", delivery);
+    const char *keys[] = {applied, entry->stream, GH_PREFIX "counts"};
+    size_t nargs = 4 + ops.n;
+    const char **args = calloc(nargs, sizeof *args);
+    redisReply *r = NULL;
+    if (args) {
+        args[0] = entry->group;
+        args[1] = entry->id;
+        args[2] = self->ttl;
+        args[3] = counted;
+        for (size_t i = 0; i < ops.n; i++)
+            args[4 + i] = ops.argv[i];
+        r = vz_redis_eval(self->redis, self->apply, 3, keys, (int)nargs, args);
+    }
+    free(args);
+    gh_ops_free(&ops);
+    bool ok = r && r->type == REDIS_REPLY_INTEGER;
+    if (!ok && r && r->type == REDIS_REPLY_ERROR)
+        vz_warn(NULL, "unable to apply a github delivery", "delivery", delivery, "reason", r->str);
+    const char *label = rc != 0 ? "invalid" : ev->handled ? ev->event : "other";
+    if (ok)
+        gh_count_delivery(self, label,
+                          r->integer == 0 ? "replayed"
+                          : ev->handled   ? "applied"
+                                          : "unhandled");
+    if (r)
+        freeReplyObject(r);
+    free(ev);
+    return ok ? BL_STREAM_ACKED : BL_STREAM_RETRY;
+}
+
+int gh_notify_start(gh_t *self, vz_call_t *calls, const char *consumer)
+{
+    self->notify = gh_notify_new(self->redis, calls, GH_OUTBOX, consumer,
+                                 self->config.notify_retry_ms, self->metrics);
+    return self->notify ? 0 : -1;
+}
+
+int gh_poll(gh_t *self)
+{
+    if (self->notify)
+        (void)gh_notify_poll(self->notify);
+    if (self->jobs)
+        (void)bl_stream_poll(self->jobs);
+    int rc = bl_stream_poll(self->stream);
+    int64_t now = vz_clock_mono_ms();
+    if (self->backlog && now >= self->backlog_due) {
+        self->backlog_due = now + BACKLOG_EVERY_MS;
+        long long n = bl_stream_backlog(self->stream);
+        if (n >= 0)
+            vz_series_set(self->backlog, (double)n);
+        bl_stream_stats_t st;
+        bl_stream_stats(self->stream, &st);
+        if (st.dead > self->dead_seen) {
+            vz_series_add(self->dead, (double)(st.dead - self->dead_seen));
+            self->dead_seen = st.dead;
+        }
+    }
+    return rc;
+}
