@@ -343,16 +343,18 @@ static char *s_model(rp_run_t *run)
             //  MRR by week, oldest first: each weekly answer and its trend.
             vz_json_write_key(w, "mrr_trend");
             vz_json_write_array_begin(w);
+            //  Whatever billing's trend length, each week once, the last 12.
+            int64_t last = run->start - 12 * 7 * DAY;
             for (int id = C_REV_W8; id >= C_REV_WEEK; id--) {
                 const vz_json_value_t *doc = s_doc(run, id);
                 const vz_json_value_t *trend = vz_json_get(doc, "trend");
                 for (size_t k = vz_json_size(trend) + 1; k-- > 0;) {
                     const vz_json_value_t *p = k == 0 ? doc : vz_json_at(trend, k - 1);
-                    if (!p)
-                        continue;
-                    vz_json_write_object_begin(w);
                     int64_t start = 0;
-                    vz_json_int(vz_json_get(p, "start"), &start);
+                    if (!p || vz_json_int(vz_json_get(p, "start"), &start) < 0 || start <= last)
+                        continue;
+                    last = start;
+                    vz_json_write_object_begin(w);
                     vz_json_write_kv_int(w, "start", start);
                     vz_json_write_key(w, "mrr");
                     vz_json_write_object_begin(w);

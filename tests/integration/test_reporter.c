@@ -725,6 +725,13 @@ static void test_numbers_equal_the_apis(void **state)
         vz_json_int(vz_json_get(vz_json_get(vz_json_get(week, "currencies"), "usd"), "mrr"), &mrr),
         0);
     assert_int_equal(mrr, 5000);
+    //  Twelve weeks of MRR, oldest first, the last one this week's.
+    const vz_json_value_t *trend =
+        vz_json_get(vz_json_get(vz_json_get(r, "sections"), "revenue"), "mrr_trend");
+    assert_int_equal(vz_json_size(trend), 12);
+    int64_t last_start = 0;
+    assert_int_equal(vz_json_int(vz_json_get(vz_json_at(trend, 11), "start"), &last_start), 0);
+    assert_int_equal(last_start, mesh->week);
     int64_t wau = 0;
     assert_int_equal(
         vz_json_int(
