@@ -65,6 +65,7 @@
 //  Reply ctx a worker sets for the gateway (contract C).
 #define VZ_AUTHCTX_HTTP_STATUS "http_status"     //  decimal; replies 200..399, errors 400..599
 #define VZ_AUTHCTX_HTTP_LOCATION "http_location" //  the Location header of the answer
+#define VZ_AUTHCTX_HTTP_CONTENT_TYPE "http_content_type" //  its Content-Type, over the route's
 
 //  Error codes of HTTP-facing workers (contract C), with the status the
 //  contract gives each (vz_authctx_error_status).

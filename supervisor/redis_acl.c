@@ -25,6 +25,7 @@ static const struct {
 } s_prefixes[] = {
     {"auth", "~auth:*"},   {"ratelimit", "~vz:rl:*"}, {"billing", "~billing:*"},
     {"notifier", "~nt:*"}, {"telemetry", "~tl:*"},    {"github", "~github:*"},
+    {"reporter", "~rp:*"},
 };
 
 const char *sup_redis_acl_keys(const sup_mesh_service_t *svc)

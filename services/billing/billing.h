@@ -59,6 +59,7 @@ typedef struct {
     char consumer[128];         //  consumer name; "" = <hostname>-<replica>
     int redis_timeout_ms;       //  Redis command timeout
     int trend;                  //  previous periods in a revenue answer
+    char readers[256];          //  in-mesh identities that may read revenue (space-separated)
     //  Outbound calls to Stripe (bl_client.h).
     char stripe_base[256];             //  API base URL
     char stripe_key[256];              //  secret key, or "" (never logged)

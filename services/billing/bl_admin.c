@@ -35,12 +35,28 @@ int bl_h_revenue(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     bl_t *self = app;
     vz_authctx_t who;
     vz_authctx_read(req, &who);
-    if (!vz_authctx_scope_has(who.scope, "admin"))
+    //  In the mesh, a reader of VZ_BILLING_READERS (the reporter) asks with
+    //  a JSON body {period, at}; through the gateway, scope admin.
+    bool reader =
+        !vz_authctx_trusted(req->caller) && vz_authctx_scope_has(self->config.readers, req->caller);
+    if (!reader && !vz_authctx_scope_has(who.scope, "admin"))
         return vz_authctx_reply_error(reply, 403, VZ_AUTHCTX_ERR_DENIED, "missing scope: admin");
     //  period and at: ?period=&at= (ctx query.<name>) or route parameters
     //  (/v1/billing/revenue/{period}/{at}); defaults month and now.
     const char *period = vz_authctx_param(req, "period");
     const char *at_text = vz_authctx_param(req, "at");
+    vz_json_t *body =
+        reader && req->body_len ? vz_json_parse(req->body, req->body_len, NULL, NULL) : NULL;
+    char body_period[16] = "", body_at[32] = "";
+    if (body) {
+        const char *p = vz_json_get_string(vz_json_root(body), "period", NULL);
+        const char *a = vz_json_get_string(vz_json_root(body), "at", NULL);
+        snprintf(body_period, sizeof body_period, "%s", p ? p : "");
+        snprintf(body_at, sizeof body_at, "%s", a ? a : "");
+        period = body_period;
+        at_text = body_at;
+        vz_json_destroy(&body);
+    }
     if (!period)
         period = vz_authctx_query(req, "period");
     if (!at_text)

@@ -76,6 +76,10 @@ static const vz_cfg_item_t s_items[] = {
     VZ_HTTP_CFG_ITEMS(bl_config_t, http),
     VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_REVENUE_TREND", "billing/revenue_trend", VZ_CFG_INT, "3",
                 0, BL_REV_TREND_MAX, trend, "previous periods in a revenue answer"),
+    VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_READERS", "billing/readers", VZ_CFG_STR, "reporter", 0, 0,
+                readers,
+                "in-mesh identities that may read revenue, with a JSON body {period, at} (the "
+                "gateway's callers need scope admin)"),
 };
 
 static const vz_method_t s_methods[] = {

@@ -186,6 +186,7 @@ void gw_render_run(gw_req_t *req)
     } else if (call->result == GW_UPCALL_REPLY) {
         const gw_route_t *route = req->match.route;
         const char *type = route->pass_ctype && req->content_type[0] ? req->content_type
+                           : call->http_ctype[0]                     ? call->http_ctype
                            : route->reply_type[0]                    ? route->reply_type
                                                                      : GW_CTYPE_JSON;
         //  The reply buffer becomes the response body (no copy).

@@ -75,6 +75,7 @@ void gw_upcall_reset(gw_upcall_t *call)
     memset(call, 0, offsetof(gw_upcall_t, error_message));
     call->error_message[0] = '\0';
     call->http_location[0] = '\0';
+    call->http_ctype[0] = '\0';
     call->redis_error[0] = '\0';
 }
 
@@ -361,6 +362,14 @@ static void s_take_env(gw_upcall_t *call, const vz_envelope_t *env)
     call->http_status = code >= 200 && code <= 399 ? (int)code : 0;
     const char *location = vz_envelope_ctx_get(env, VZ_AUTHCTX_HTTP_LOCATION);
     vz_strlcpy(call->http_location, location ? location : "", sizeof call->http_location);
+    //  A worker serving several formats from one route names each one's type
+    //  (the reporter: HTML, JSON, PDF); only a plain media type is taken.
+    const char *ctype = vz_envelope_ctx_get(env, VZ_AUTHCTX_HTTP_CONTENT_TYPE);
+    size_t len = ctype ? strlen(ctype) : 0;
+    bool plain = len > 0 && len < sizeof call->http_ctype &&
+                 strspn(ctype, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                               "/+.-; =") == len;
+    vz_strlcpy(call->http_ctype, plain ? ctype : "", sizeof call->http_ctype);
 }
 
 //  An error for call from a service or the broker: retried when it may be.

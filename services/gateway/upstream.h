@@ -81,7 +81,8 @@ struct gw_upcall_t {
     //  only the first byte of these.
     char error_message[VZ_ERRMSG_MAX];  //  reactor: human text
     char http_location[VZ_CTX_VAL_MAX]; //  reactor: reply ctx "http_location" ("" = absent)
-    char redis_error[128];              //  reactor, HEALTH: why Redis failed
+    char http_ctype[64];   //  reactor: reply ctx "http_content_type" ("" = the route's)
+    char redis_error[128]; //  reactor, HEALTH: why Redis failed
 };
 
 //  Make call as new (all fields zero or empty) without writing its ~1 KB of

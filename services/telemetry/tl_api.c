@@ -183,6 +183,25 @@ bool tl_may(const tl_t *self, const vz_envelope_t *req, vz_reply_t *reply, const
     return false;
 }
 
+//  "now" of a read, or the instant of an optional body {"at": Unix s}
+//  (the reporter asks for a past week); -1 after answering invalid_request.
+static int64_t s_at(const vz_envelope_t *req, vz_reply_t *reply)
+{
+    int64_t now_s = vz_clock_now_ms() / 1000, at = now_s;
+    if (req->body_len == 0)
+        return now_s;
+    vz_json_t *doc = vz_json_parse(req->body, req->body_len, NULL, NULL);
+    const vz_json_value_t *v = doc ? vz_json_get(vz_json_root(doc), "at") : NULL;
+    bool bad = !doc || vz_json_type(vz_json_root(doc)) != VZ_JSON_OBJECT ||
+               (v && (vz_json_int(v, &at) < 0 || at < 0));
+    vz_json_destroy(&doc);
+    if (bad) {
+        vz_authctx_reply_error(reply, 400, VZ_ERR_INVALID, "body: {\"at\": Unix seconds}");
+        return -1;
+    }
+    return at;
+}
+
 //  Query: the path parameter "service" (gateway) or a JSON body
 //  {"service": "...", "window_s": N}. 0, or -1 with an error reply set.
 static int s_query(tl_t *self, const vz_envelope_t *req, vz_reply_t *reply, char *service, size_t n,
@@ -315,7 +334,9 @@ int tl_h_signals(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     int64_t window_s;
     if (s_query(self, req, reply, service, sizeof service, &window_s) < 0)
         return 0;
-    int64_t now_s = vz_clock_now_ms() / 1000;
+    int64_t now_s = s_at(req, reply);
+    if (now_s < 0)
+        return 0;
     zlist_t *services = tl_store_services(self->store);
     if (!services)
         return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "redis unavailable");
@@ -510,7 +531,9 @@ int tl_h_usage(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     tl_t *self = app;
     if (!s_may_read(self, req, reply))
         return 0;
-    int64_t now_s = vz_clock_now_ms() / 1000;
+    int64_t now_s = s_at(req, reply);
+    if (now_s < 0)
+        return 0;
     tl_usage_t usage;
     if (tl_store_usage(self->store, now_s, &usage) < 0)
         return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "redis unavailable");
@@ -536,7 +559,9 @@ int tl_h_errors_top(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     tl_t *self = app;
     if (!s_may_read(self, req, reply))
         return 0;
-    int64_t now_s = vz_clock_now_ms() / 1000;
+    int64_t now_s = s_at(req, reply);
+    if (now_s < 0)
+        return 0;
     tl_error_t top[S_TOP_ERRORS];
     size_t count = 0;
     if (tl_store_errors_top(self->store, now_s, top, S_TOP_ERRORS, &count) < 0)
