@@ -96,4 +96,8 @@ typedef enum { RP_TRIGGER_SCHEDULE, RP_TRIGGER_CATCHUP, RP_TRIGGER_MANUAL } rp_t
 int rp_run_start(rp_t *self, int64_t week_start, rp_trigger_t trigger, bool dry_run, uint64_t token,
                  vz_deferred_t *reply);
 
+//  The per-section series of partial sections, at 0 (called at start, so
+//  dashboards and alert rules see them before the first run).
+void rp_run_metrics_init(vz_metrics_t *metrics);
+
 #endif

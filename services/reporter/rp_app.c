@@ -72,6 +72,7 @@ rp_t *rp_new(const rp_config_t *config, const char *redis_url, vz_metrics_t *met
         vz_metrics_counter(metrics, "vz_reporter_runs_total",
                            "report runs by outcome (sent, rendered, failed, fenced)", labels);
     }
+    rp_run_metrics_init(metrics);
     return self;
 }
 

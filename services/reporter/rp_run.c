@@ -656,6 +656,21 @@ static void s_settle(rp_run_t *run)
     s_finish(run);
 }
 
+//  The counter of partial runs of section s.
+static vz_series_t *s_partial(vz_metrics_t *metrics, int s)
+{
+    char labels[64];
+    snprintf(labels, sizeof labels, "section=%s", s_section_names[s]);
+    return vz_metrics_counter(metrics, "vz_reporter_sections_partial_total",
+                              "sections rendered partial or unavailable", labels);
+}
+
+void rp_run_metrics_init(vz_metrics_t *metrics)
+{
+    for (int s = 0; s < S_SECTIONS; s++)
+        s_partial(metrics, s);
+}
+
 //  Metrics, the lease, the manual caller's answer; frees the run.
 static void s_finish(rp_run_t *run)
 {
@@ -666,11 +681,8 @@ static void s_finish(rp_run_t *run)
                                      "report runs by outcome (sent, rendered, failed, fenced)",
                                      labels));
     for (int s = 0; s < S_SECTIONS && strcmp(run->outcome, "failed") != 0; s++)
-        if (run->status[s] && strcmp(run->status[s], "ok") != 0) {
-            snprintf(labels, sizeof labels, "section=%s", s_section_names[s]);
-            vz_series_inc(vz_metrics_counter(app->metrics, "vz_reporter_sections_partial_total",
-                                             "sections rendered partial or unavailable", labels));
-        }
+        if (run->status[s] && strcmp(run->status[s], "ok") != 0)
+            vz_series_inc(s_partial(app->metrics, s));
     if (strcmp(run->outcome, "sent") == 0)
         vz_series_set(app->last_success, (double)(vz_clock_now_ms() / 1000));
     //  A failure keeps the lease: the next attempt waits for it to expire.

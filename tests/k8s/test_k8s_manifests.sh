@@ -84,7 +84,7 @@ echo "ok - gateway preStop drain (grace $grace s); $deployments Deployments spre
 # talks to it reads the password from that Secret; auth encrypts its
 # signing keys with the KEK of Secret vizmesh-auth-kek.
 grep -q 'requirepass' "$T/prod.yaml" || fail "Redis runs without requirepass"
-for d in auth ratelimit billing notifier telemetry gateway; do
+for d in auth ratelimit billing notifier telemetry github reporter gateway; do
     dep=$(awk -v d="$d" '/^---/{on=0} /^kind: /{k=$2} /^  name: /{if (k=="Deployment" && $2==d) on=1} on' "$T/prod.yaml")
     grep -q 'name: VZ_REDIS_PASSWORD_FILE' <<<"$dep" || fail "$d does not read the Redis password"
     grep -q 'secretName: vizmesh-redis$' <<<"$dep" || fail "$d does not mount Secret vizmesh-redis"
