@@ -299,12 +299,13 @@ static void test_check_answers(void **state)
 }
 
 typedef struct {
-    const mesh_t *mesh;  //  shared
-    const char *route;   //  policy under test
-    const char *ip;      //  descriptor shared by every thread
-    atomic_int *allowed; //  total allowed
-    atomic_int *denied;  //  total denied
-    atomic_int *failed;  //  calls that did not return an answer
+    const mesh_t *mesh;   //  shared
+    const char *route;    //  policy under test
+    const char *ip;       //  descriptor shared by every thread
+    atomic_int *allowed;  //  total allowed
+    atomic_int *denied;   //  total denied
+    atomic_int *failed;   //  calls that did not return an answer
+    atomic_int *fallback; //  answers not decided in Redis (failed open)
 } exact_arg_t;
 
 static void *s_exact_thread(void *arg)
@@ -316,6 +317,8 @@ static void *s_exact_thread(void *arg)
         answer_t a;
         if (s_check(client, x->ip, "", "anonymous", x->route, &a) < 0 || *a.error)
             atomic_fetch_add(x->failed, 1);
+        else if (strcmp(a.mode, "redis") != 0)
+            atomic_fetch_add(x->fallback, 1);
         else if (a.allowed)
             atomic_fetch_add(x->allowed, 1);
         else
@@ -327,20 +330,9 @@ static void *s_exact_thread(void *arg)
     return NULL;
 }
 
-//  THREADS clients x PER_THREAD checks on one bucket with limit 200 over
-//  two replicas: exactly 200 pass, and both replicas decided some.
-static void s_exact(mesh_t *mesh, const char *route)
+//  Decisions (allowed + denied) of route over both replicas, from metrics.
+static double s_decided(mesh_t *mesh, const char *route)
 {
-    atomic_int allowed = 0, denied = 0, failed = 0;
-    exact_arg_t arg = {mesh, route, "10.2.0.1", &allowed, &denied, &failed};
-    pthread_t threads[THREADS];
-    for (int i = 0; i < THREADS; i++)
-        assert_int_equal(pthread_create(&threads[i], NULL, s_exact_thread, &arg), 0);
-    for (int i = 0; i < THREADS; i++)
-        pthread_join(threads[i], NULL);
-    assert_int_equal(failed, 0);
-    assert_int_equal(allowed, EXACT_LIMIT);
-    assert_int_equal(denied, THREADS * PER_THREAD - EXACT_LIMIT);
     double total = 0;
     for (int i = 0; i < 2; i++) {
         char series[160];
@@ -354,7 +346,41 @@ static void s_exact(mesh_t *mesh, const char *route)
             fail_msg("replica %d decided nothing for %s", i, route);
         total += a + d;
     }
-    assert_int_equal((int)total, THREADS * PER_THREAD);
+    return total;
+}
+
+//  THREADS clients x PER_THREAD checks on one bucket with limit 200 over
+//  two replicas: exactly 200 pass, and both replicas decided some.
+//  Exactness is the claim while Redis answers within its timeout; a run in
+//  which a loaded machine made some answers fail open (the documented
+//  failure mode) proves nothing either way, so it is run again on a fresh
+//  bucket, at most three times.
+static void s_exact(mesh_t *mesh, const char *route)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        atomic_int allowed = 0, denied = 0, failed = 0, fallback = 0;
+        char ip[32];
+        snprintf(ip, sizeof ip, "10.2.0.%d", attempt + 1);
+        exact_arg_t arg = {mesh, route, ip, &allowed, &denied, &failed, &fallback};
+        pthread_t threads[THREADS];
+        for (int i = 0; i < THREADS; i++)
+            assert_int_equal(pthread_create(&threads[i], NULL, s_exact_thread, &arg), 0);
+        for (int i = 0; i < THREADS; i++)
+            pthread_join(threads[i], NULL);
+        assert_int_equal(failed, 0);
+        if (fallback > 0) {
+            fprintf(stderr, "%s: %d answers failed open (Redis slower than its timeout), again\n",
+                    route, (int)fallback);
+            continue;
+        }
+        assert_int_equal(allowed, EXACT_LIMIT);
+        assert_int_equal(denied, THREADS * PER_THREAD - EXACT_LIMIT);
+        //  Every check was decided by a replica, each replica decided some
+        //  (earlier runs' decisions count too).
+        assert_true(s_decided(mesh, route) >= THREADS * PER_THREAD * (attempt + 1));
+        return;
+    }
+    fail_msg("%s: every run met a Redis slower than its timeout", route);
 }
 
 static void test_exact_token_bucket(void **state)
