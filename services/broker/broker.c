@@ -19,8 +19,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "vz_clock.h"
 #include "vz_broker_contract.h"
+#include "vz_client.h"
+#include "vz_clock.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_envelope.h"
@@ -119,7 +120,7 @@ typedef struct s_worker_t s_worker_t;
 typedef struct {
     s_node_t node;            //  in a service queue, a worker's in-flight list or the pool
     uint64_t tag;             //  key in the tags hash while in flight
-    zframe_t *client;         //  client routing id
+    zframe_t *client;         //  client routing id; NULL for the broker's own (broker_send_self)
     zframe_t *body;           //  original envelope frame; NULL once sent if not retryable
     s_service_t *service;     //  target service
     s_worker_t *worker;       //  worker holding it, NULL while queued
@@ -193,6 +194,9 @@ struct broker_t {
     int64_t malformed_logged_ms;         //  last malformed log line
     uint64_t malformed_quiet;            //  malformed messages since that line
     bool stopping;                       //  draining: accept nothing new
+    broker_answer_fn *answer_fn;         //  outcome of the broker's own requests, or NULL
+    void *answer_arg;                    //  for answer_fn
+    vz_telemetry_t *telemetry;           //  records the broker's own methods (borrowed), or NULL
 };
 
 //  --------------------------------------------------------------------------
@@ -446,10 +450,32 @@ static void s_send_error(broker_t *self, zframe_t *client, const vz_envelope_t *
     free(buf);
 }
 
+//  The outcome of one of the broker's own requests, to the answer hook.
+static void s_answer(broker_t *self, const char *service, const char *code)
+{
+    if (self->answer_fn)
+        self->answer_fn(self->answer_arg, service, code);
+}
+
+//  An error for a request not yet tracked: to its client, or to the answer
+//  hook when the broker sent it itself (client NULL).
+static void s_refuse(broker_t *self, zframe_t *client, const vz_envelope_t *req, const char *code,
+                     const char *message)
+{
+    if (client)
+        s_send_error(self, client, req, code, message);
+    else
+        s_answer(self, req->service, code);
+}
+
 //  Answer a tracked request with an error, rebuilding the fields it echoes.
 static void s_send_request_error(broker_t *self, s_request_t *request, const char *code,
                                  const char *message)
 {
+    if (!request->client) {
+        s_answer(self, request->service->name, code);
+        return;
+    }
     vz_envelope_t req;
     vz_envelope_init(&req, VZ_KIND_REQUEST);
     vz_strlcpy(req.service, request->service->name, sizeof req.service);
@@ -631,7 +657,8 @@ static void s_worker_lost(broker_t *self, s_worker_t *worker, bool gone)
 //  --------------------------------------------------------------------------
 //  The broker's own service.
 
-static void s_serve_self(broker_t *self, zframe_t *client, const vz_envelope_t *req)
+static void s_serve_self(broker_t *self, zframe_t *client, const vz_envelope_t *req,
+                         int64_t start_us)
 {
     s_service_t *me = (s_service_t *)zhashx_lookup(self->services, VZ_BROKER_SERVICE);
     vz_envelope_t reply;
@@ -656,6 +683,9 @@ static void s_serve_self(broker_t *self, zframe_t *client, const vz_envelope_t *
     } else if (strcmp(req->method, "ping") != 0) {
         s_send_error(self, client, req, VZ_ERR_UNKNOWN_METHOD, "broker serves ping, services");
         s_count(self, me, S_OUT_UNKNOWN_METHOD);
+        if (self->telemetry)
+            vz_telemetry_record(self->telemetry, req->method, VZ_ERR_UNKNOWN_METHOD,
+                                vz_clock_mono_us() - start_us);
         return;
     }
     uint8_t *buf = NULL;
@@ -668,8 +698,70 @@ static void s_serve_self(broker_t *self, zframe_t *client, const vz_envelope_t *
             s_send_failed(self, S_PEER_CLIENT, rc);
         free(buf);
         s_count(self, me, S_OUT_REPLIED);
+        if (self->telemetry)
+            vz_telemetry_record(self->telemetry, req->method, NULL, vz_clock_mono_us() - start_us);
     }
     free(body);
+}
+
+//  A well-formed request from identity, its envelope frame in *body_p:
+//  checked against the policy and the bounds, then queued and dispatched
+//  (taking the frame). rid NULL for the broker's own (broker_send_self):
+//  refusals then go to the answer hook.
+static void s_admit(broker_t *self, zframe_t *rid, const vz_envelope_t *env, zframe_t **body_p,
+                    const char *identity, int64_t now)
+{
+    if (!policy_may_call(self->policy, identity, env->service)) {
+        s_forbidden(self, identity, "call", env->service);
+        s_refuse(self, rid, env, VZ_ERR_FORBIDDEN, "call policy refuses this call");
+        return;
+    }
+    if (self->stopping) {
+        s_refuse(self, rid, env, VZ_ERR_UNAVAILABLE, "broker is shutting down");
+        return;
+    }
+    if (strcmp(env->service, VZ_BROKER_SERVICE) == 0) {
+        s_serve_self(self, rid, env, vz_clock_mono_us());
+        return;
+    }
+    s_limit_t limit;
+    s_service_t *service = s_service_require(self, env->service, rid ? identity : NULL, &limit);
+    if (!service) {
+        if (limit == S_LIMIT_IDENTITY)
+            s_refuse(self, rid, env, VZ_ERR_FORBIDDEN, "this identity may create no more services");
+        else
+            s_refuse(self, rid, env, VZ_ERR_OVERLOADED, "too many services");
+        return;
+    }
+    int64_t deadline = env->deadline_ms > 0 ? env->deadline_ms : now + self->default_timeout_ms;
+    if (deadline <= now) {
+        s_refuse(self, rid, env, VZ_ERR_TIMEOUT, "deadline already passed");
+        s_count(self, service, S_OUT_TIMEOUT);
+        return;
+    }
+    if (service->queue_size >= (size_t)self->queue_max) {
+        s_refuse(self, rid, env, VZ_ERR_OVERLOADED, "service queue is full");
+        s_count(self, service, S_OUT_OVERLOADED);
+        return;
+    }
+    s_request_t *request = s_request_new(self);
+    request->tag = self->next_tag++;
+    request->client = rid ? zframe_dup(rid) : NULL;
+    request->body = *body_p;
+    *body_p = NULL;
+    request->service = service;
+    request->deadline_ms = deadline;
+    request->start_ms = now;
+    request->start_us = vz_clock_mono_us();
+    request->idempotent = (env->flags & VZ_FLAG_IDEMPOTENT) != 0;
+    vz_strlcpy(request->caller, identity, sizeof request->caller);
+    vz_strlcpy(request->id, env->id, sizeof request->id);
+    vz_strlcpy(request->method, env->method, sizeof request->method);
+    vz_strlcpy(request->traceparent, env->traceparent, sizeof request->traceparent);
+    s_heap_push(self, request);
+    s_list_push_back(&service->queue, &request->node);
+    service->queue_size++;
+    s_dispatch(self, service);
 }
 
 //  --------------------------------------------------------------------------
@@ -707,57 +799,9 @@ static void s_on_request(broker_t *self, zframe_t *rid, zmsg_t *msg, const char 
         s_send_error(self, rid, &head, VZ_ERR_MALFORMED, what);
         return;
     }
-    if (!policy_may_call(self->policy, identity, env.service)) {
-        s_forbidden(self, identity, "call", env.service);
-        s_send_error(self, rid, &env, VZ_ERR_FORBIDDEN, "call policy refuses this call");
-        return;
-    }
-    if (self->stopping) {
-        s_send_error(self, rid, &env, VZ_ERR_UNAVAILABLE, "broker is shutting down");
-        return;
-    }
-    if (strcmp(env.service, VZ_BROKER_SERVICE) == 0) {
-        s_serve_self(self, rid, &env);
-        return;
-    }
-    s_limit_t limit;
-    s_service_t *service = s_service_require(self, env.service, identity, &limit);
-    if (!service) {
-        if (limit == S_LIMIT_IDENTITY)
-            s_send_error(self, rid, &env, VZ_ERR_FORBIDDEN,
-                         "this identity may create no more services");
-        else
-            s_send_error(self, rid, &env, VZ_ERR_OVERLOADED, "too many services");
-        return;
-    }
-    int64_t deadline = env.deadline_ms > 0 ? env.deadline_ms : now + self->default_timeout_ms;
-    if (deadline <= now) {
-        s_send_error(self, rid, &env, VZ_ERR_TIMEOUT, "deadline already passed");
-        s_count(self, service, S_OUT_TIMEOUT);
-        return;
-    }
-    if (service->queue_size >= (size_t)self->queue_max) {
-        s_send_error(self, rid, &env, VZ_ERR_OVERLOADED, "service queue is full");
-        s_count(self, service, S_OUT_OVERLOADED);
-        return;
-    }
-    s_request_t *request = s_request_new(self);
-    request->tag = self->next_tag++;
-    request->client = zframe_dup(rid);
-    request->body = zmsg_pop(msg);
-    request->service = service;
-    request->deadline_ms = deadline;
-    request->start_ms = now;
-    request->start_us = vz_clock_mono_us();
-    request->idempotent = (env.flags & VZ_FLAG_IDEMPOTENT) != 0;
-    vz_strlcpy(request->caller, identity, sizeof request->caller);
-    vz_strlcpy(request->id, env.id, sizeof request->id);
-    vz_strlcpy(request->method, env.method, sizeof request->method);
-    vz_strlcpy(request->traceparent, env.traceparent, sizeof request->traceparent);
-    s_heap_push(self, request);
-    s_list_push_back(&service->queue, &request->node);
-    service->queue_size++;
-    s_dispatch(self, service);
+    zframe_t *body = zmsg_pop(msg);
+    s_admit(self, rid, &env, &body, identity, now);
+    zframe_destroy(&body);
 }
 
 //  Copy at most S_SAMPLE_MAX bytes of a peer's text for a log line, each
@@ -837,16 +881,21 @@ static void s_on_reply(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
         s_reply_rejected(self, request, why, &rep);
         return;
     }
-    zmsg_remove(msg, body);
-    //  A client that left (or stopped reading) loses its reply; the worker's work is done.
-    int rc = s_send_head(self, request->client, VZ_CMD_REPLY, true);
-    if (rc == 0)
-        zframe_send(&body, self->router, 0);
-    else {
-        s_send_failed(self, S_PEER_CLIENT, rc);
-        zframe_destroy(&body);
-    }
     s_service_t *service = request->service;
+    if (!request->client)
+        //  The broker's own request: nobody to forward to, the hook hears the outcome.
+        s_answer(self, service->name, rep.kind == VZ_KIND_ERROR ? rep.error_code : NULL);
+    else {
+        zmsg_remove(msg, body);
+        //  A client that left (or stopped reading) loses its reply; the worker's work is done.
+        int rc = s_send_head(self, request->client, VZ_CMD_REPLY, true);
+        if (rc == 0)
+            zframe_send(&body, self->router, 0);
+        else {
+            s_send_failed(self, S_PEER_CLIENT, rc);
+            zframe_destroy(&body);
+        }
+    }
     vz_series_observe(service->duration, (double)(vz_clock_mono_us() - request->start_us) / 1e6);
     s_count(self, service, S_OUT_REPLIED);
     s_request_finish(self, request);
@@ -1219,6 +1268,47 @@ void broker_set_policy(broker_t *self, policy_t **policy_p)
     self->policy = *policy_p;
     *policy_p = NULL;
     zhashx_purge(self->logged);
+}
+
+void broker_on_answer(broker_t *self, broker_answer_fn *fn, void *arg)
+{
+    assert(self);
+    self->answer_fn = fn;
+    self->answer_arg = arg;
+}
+
+void broker_set_telemetry(broker_t *self, vz_telemetry_t *telemetry)
+{
+    assert(self);
+    self->telemetry = telemetry;
+}
+
+int broker_send_self(broker_t *self, const char *service, const char *method, const void *body,
+                     size_t len, int timeout_ms)
+{
+    assert(self && service && method && (body || len == 0));
+    if (!policy_name_valid(service) || !policy_name_valid(method) ||
+        strcmp(service, VZ_BROKER_SERVICE) == 0)
+        return -EINVAL;
+    //  The same envelope a client would send, so the worker cannot tell.
+    vz_envelope_t env;
+    vz_envelope_init(&env, VZ_KIND_REQUEST);
+    vz_strlcpy(env.service, service, sizeof env.service);
+    vz_strlcpy(env.method, method, sizeof env.method);
+    vz_client_new_id(env.id, sizeof env.id);
+    int64_t now = vz_now_ms();
+    env.deadline_ms = now + (timeout_ms > 0 ? timeout_ms : self->default_timeout_ms);
+    env.body = (const uint8_t *)body;
+    env.body_len = len;
+    uint8_t *buf = NULL;
+    size_t buf_len = 0;
+    if (vz_envelope_encode(&env, &buf, &buf_len) < 0)
+        return -EMSGSIZE;
+    zframe_t *frame = zframe_new(buf, buf_len);
+    free(buf);
+    s_admit(self, NULL, &env, &frame, VZ_BROKER_SERVICE, now);
+    zframe_destroy(&frame);
+    return 0;
 }
 
 void broker_drain(broker_t *self, int timeout_ms)

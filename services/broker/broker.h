@@ -23,6 +23,7 @@
 #include <czmq.h>
 #include "policy.h"
 #include "vz_metrics.h"
+#include "vz_telemetry.h"
 
 typedef struct {
     const char *endpoint;      //  where the ROUTER binds (port 0 or * = ephemeral)
@@ -52,6 +53,29 @@ int broker_attach(broker_t *self, zloop_t *loop);
 
 //  Swap in a new policy (takes it). Registered workers stay.
 void broker_set_policy(broker_t *self, policy_t **policy_p);
+
+//  The answer to a request the broker sent itself (broker_send_self):
+//  service it went to, code NULL when the worker replied, else
+//  the error code (the worker's, or the broker's own: forbidden, no_worker,
+//  timeout, overloaded, unavailable, worker_lost). On the reactor thread,
+//  possibly from within broker_send_self.
+typedef void(broker_answer_fn)(void *arg, const char *service, const char *code);
+void broker_on_answer(broker_t *self, broker_answer_fn *fn, void *arg);
+
+//  Send a request as the broker itself, identity "broker" (VZ_BROKER_SERVICE),
+//  never waiting: checked against the call policy and the service bounds,
+//  queued and dispatched exactly like a client's request, expiring after
+//  timeout_ms (0 = the default timeout). Nobody reads the reply: its outcome
+//  goes to the answer hook. body is copied. 0 when taken (a refusal then
+//  reaches the hook as if answered), -EINVAL on a bad name, -EMSGSIZE when
+//  it does not encode. This is how the broker's telemetry snapshots reach
+//  telemetry.ingest (main.c; docs/services/broker.md).
+int broker_send_self(broker_t *self, const char *service, const char *method, const void *body,
+                     size_t len, int timeout_ms);
+
+//  The reporter that counts the broker's own methods (ping, services): name,
+//  code and duration of each. Borrowed; NULL stops it.
+void broker_set_telemetry(broker_t *self, vz_telemetry_t *telemetry);
 
 //  Shutdown, after the loop has stopped: queued requests get "unavailable",
 //  replies to requests in flight are still forwarded for up to timeout_ms,

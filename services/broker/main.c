@@ -3,6 +3,12 @@
  *
  *  Thin main: read the configuration, build the app, run the reactor until
  *  SIGTERM, drain, tear down. The routing itself is in broker.c.
+ *
+ *  Telemetry: the broker reports like every daemon (VZ_TELEMETRY
+ *  auto|on|off, vz_telemetry.h), but it cannot call itself through a
+ *  socket: its reporter's snapshots go to telemetry.ingest through
+ *  broker_send_self, as identity "broker" under the call policy, and the
+ *  outcome comes back through broker_on_answer (auto mode's sink check).
  */
 #include <czmq.h>
 
@@ -11,6 +17,10 @@
 #include "vz_curve.h"
 #include "vz_daemon.h"
 #include "vz_ports.h"
+#include "vz_telemetry.h"
+#include "vz_telemetry_contract.h"
+
+#define S_SNAPSHOT_TTL_MS 10000 //  deadline of a snapshot, as vz_event gives every event
 
 typedef struct {
     char bind[VZ_PATH_MAX];    //  VZ_BROKER_BIND
@@ -36,11 +46,12 @@ static const vz_cfg_item_t s_items[] = {
 };
 
 typedef struct {
-    vz_daemon_t *daemon; //  common daemon machinery
-    vz_auth_t *auth;     //  ZAP handler for the allow directory
-    broker_t *broker;    //  routing engine
-    zloop_t *loop;       //  the one reactor
-    const char *policy;  //  policy path, for reloads (points into the config)
+    vz_daemon_t *daemon;       //  common daemon machinery
+    vz_auth_t *auth;           //  ZAP handler for the allow directory
+    broker_t *broker;          //  routing engine
+    zloop_t *loop;             //  the one reactor
+    vz_telemetry_t *telemetry; //  the broker's own reporter, NULL when VZ_TELEMETRY=off
+    const char *policy;        //  policy path, for reloads (points into the config)
 } s_app_t;
 
 //  The reload hook (SIGHUP, on the reactor): swap the policy only when the
@@ -58,6 +69,57 @@ static void s_reload(void *arg)
     snprintf(count, sizeof count, "%zu", policy_size(policy));
     broker_set_policy(app->broker, &policy);
     vz_info(NULL, "policy reloaded", "path", app->policy, "identities", count);
+}
+
+//  A snapshot of the reporter: telemetry.ingest, sent by the broker itself.
+static int s_tl_send(void *arg, const char *body, size_t len)
+{
+    s_app_t *app = (s_app_t *)arg;
+    return broker_send_self(app->broker, VZ_TL_SERVICE, VZ_TL_METHOD_INGEST, body, len,
+                            S_SNAPSHOT_TTL_MS);
+}
+
+//  What became of a snapshot: the sink's answer, for auto mode.
+static void s_tl_answer(void *arg, const char *service, const char *code)
+{
+    s_app_t *app = (s_app_t *)arg;
+    if (app->telemetry && strcmp(service, VZ_TL_SERVICE) == 0)
+        vz_telemetry_answer(app->telemetry, code);
+}
+
+//  The broker's reporter as the common settings say (vz_telemetry_new_daemon
+//  does the same for daemons that reach the broker through a socket).
+static void s_tl_start(s_app_t *app)
+{
+    const vz_daemon_config_t *common = vz_daemon_config(app->daemon);
+    if (common->telemetry == VZ_TELEMETRY_OFF)
+        return;
+    vz_telemetry_config_t tc = {.service = vz_daemon_service(app->daemon),
+                                .replica = common->replica,
+                                .interval_ms = common->telemetry_interval_ms,
+                                .send = s_tl_send,
+                                .arg = app,
+                                .sample_permille = common->telemetry_sample_permille,
+                                .slow_us = (int64_t)common->telemetry_slow_ms * 1000,
+                                .auto_mode = common->telemetry == VZ_TELEMETRY_AUTO};
+    app->telemetry = vz_telemetry_new(&tc);
+    if (!app->telemetry || vz_telemetry_attach(app->telemetry, app->loop) < 0) {
+        vz_warn(NULL, "unable to start telemetry reporting");
+        vz_telemetry_destroy(&app->telemetry);
+        return;
+    }
+    broker_on_answer(app->broker, s_tl_answer, app);
+    broker_set_telemetry(app->broker, app->telemetry);
+}
+
+//  Unhook and destroy the reporter (before the loop it is attached to).
+static void s_tl_stop(s_app_t *app)
+{
+    if (app->broker) {
+        broker_on_answer(app->broker, NULL, NULL);
+        broker_set_telemetry(app->broker, NULL);
+    }
+    vz_telemetry_destroy(&app->telemetry);
 }
 
 int main(int argc, char **argv)
@@ -110,6 +172,7 @@ int main(int argc, char **argv)
         return permanent ? VZ_EXIT_PERMANENT : VZ_EXIT_TEMPORARY;
     }
     app.loop = zloop_new();
+    s_tl_start(&app);
     vz_daemon_on_reload(app.daemon, s_reload, &app);
     if (broker_attach(app.broker, app.loop) < 0 || vz_daemon_attach(app.daemon, app.loop) < 0) {
         vz_error(NULL, "unable to start reactor");
@@ -127,6 +190,7 @@ int main(int argc, char **argv)
         vz_daemon_not_ready(app.daemon, "shutting down");
         broker_drain(app.broker, common->drain_ms);
     }
+    s_tl_stop(&app);
     zloop_destroy(&app.loop);
     broker_destroy(&app.broker);
     vz_auth_destroy(&app.auth);
