@@ -78,7 +78,7 @@ static void s_metrics_init(bl_t *self)
     bl_gauges_init(self);
 }
 
-static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *entry);
+static vz_stream_verdict_t s_apply_entry(void *arg, const vz_stream_entry_t *entry);
 
 // --------------------------------------------------------------------------
 //  Life cycle
@@ -111,12 +111,12 @@ bl_t *bl_new(const bl_config_t *config, const char *redis_url, const char *consu
     self->apply = vz_redis_script_new(bl_lua_apply);
     self->dump = vz_redis_script_new(bl_lua_dump);
     self->list = vz_redis_script_new(bl_lua_list);
-    bl_stream_config_t sc = {.stream = BL_STREAM,
+    vz_stream_config_t sc = {.stream = BL_STREAM,
                              .group = BL_GROUP,
                              .consumer = consumer,
                              .claim_idle_ms = config->claim_idle_ms,
                              .max_deliveries = config->max_deliveries};
-    self->stream = self->redis ? bl_stream_new(self->redis, &sc, s_apply_entry, self) : NULL;
+    self->stream = self->redis ? vz_stream_new(self->redis, &sc, s_apply_entry, self) : NULL;
     if (!self->redis || !self->enqueue || !self->apply || !self->dump || !self->list ||
         !self->stream) {
         bl_destroy(&self);
@@ -141,7 +141,7 @@ void bl_destroy(bl_t **self_p)
         free(self->pending[i].body);
     free(self->pending);
     free(self->calls);
-    bl_stream_destroy(&self->stream);
+    vz_stream_destroy(&self->stream);
     vz_redis_script_destroy(&self->enqueue);
     vz_redis_script_destroy(&self->apply);
     vz_redis_script_destroy(&self->dump);
@@ -259,16 +259,16 @@ int bl_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 // --------------------------------------------------------------------------
 //  Consumer: apply one queued event
 
-static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *entry)
+static vz_stream_verdict_t s_apply_entry(void *arg, const vz_stream_entry_t *entry)
 {
     bl_t *self = arg;
     size_t len = 0;
-    const char *body = bl_stream_field(entry, "body", &len);
+    const char *body = vz_stream_field(entry, "body", &len);
     bl_event_t ev;
     //  Queued events were verified; one billing cannot read is counted and
     //  acknowledged like an unknown type (it would never read better).
     int rc = body ? bl_event_read(body, len, &ev) : -EINVAL;
-    const char *id = rc == 0 ? ev.id : bl_stream_field(entry, "id", NULL);
+    const char *id = rc == 0 ? ev.id : vz_stream_field(entry, "id", NULL);
     if (!id || !*id)
         id = entry->id;
     const bl_event_type_t *row = rc == 0 ? ev.row : NULL;
@@ -332,7 +332,7 @@ static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *ent
             vz_warn(NULL, "unable to apply a billing event", "event", id, "reason", r->str);
         if (r)
             freeReplyObject(r);
-        return BL_STREAM_RETRY;
+        return VZ_STREAM_RETRY;
     }
     static const char *const results[] = {"replayed", "applied", "superseded"};
     long long result = r->integer;
@@ -346,7 +346,7 @@ static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *ent
         vz_telemetry_event("subscription", ev.type + 22);
     s_count_event(self, row ? ev.type : (rc == 0 ? "unknown" : "invalid"),
                   result >= 0 && result <= 2 ? results[result] : "applied");
-    return BL_STREAM_ACKED;
+    return VZ_STREAM_ACKED;
 }
 
 int bl_notify_start(bl_t *self, vz_call_t *calls, const char *consumer)
@@ -358,17 +358,17 @@ int bl_notify_start(bl_t *self, vz_call_t *calls, const char *consumer)
 
 int bl_poll(bl_t *self)
 {
-    if (self->notify)
-        (void)bl_notify_poll(self->notify);
-    int rc = bl_stream_poll(self->stream);
     int64_t now = vz_clock_mono_ms();
+    if (self->notify)
+        (void)bl_notify_poll(self->notify, now);
+    int rc = vz_stream_poll(self->stream, now);
     if (self->backlog && now >= self->backlog_due) {
         self->backlog_due = now + BACKLOG_EVERY_MS;
-        long long n = bl_stream_backlog(self->stream);
+        long long n = vz_stream_backlog(self->stream);
         if (n >= 0)
             vz_series_set(self->backlog, (double)n);
-        bl_stream_stats_t st;
-        bl_stream_stats(self->stream, &st);
+        vz_stream_stats_t st;
+        vz_stream_stats(self->stream, &st);
         if (st.dead > self->dead_seen) {
             vz_series_add(self->dead, (double)(st.dead - self->dead_seen));
             self->dead_seen = st.dead;

@@ -12,13 +12,13 @@
  *  each delivery (SET billing:seen:<event id> NX EX ttl and XADD
  *  billing:events, atomically), and only then answers 200 {"received":
  *  true, "duplicate": bool}. A zloop timer runs bl_poll: the stream consumer
- *  (bl_stream) hands each queued event to the apply script, which stores
+ *  (vz_stream) hands each queued event to the apply script, which stores
  *  the object unless a newer event already did (bl_event ordering),
  *  appends its history, queues the notifier's side effect, marks the event
  *  applied and XACKs it, all in one script: exactly once across crashes.
  *
  *  Modules: bl_sig (signature, pure), bl_event (event meaning, pure),
- *  bl_stream (generic consumer group), bl_revenue (figures, pure),
+ *  bl_revenue (figures, pure),
  *  bl_store (the Redis scripts and the revenue loader), bl_stripe and
  *  bl_client (calls to Stripe), bl_notify (the outbox to the notifier),
  *  billing.c (life cycle, intake, the apply consumer), bl_admin.c
@@ -36,7 +36,7 @@
 #include "bl_sig.h"
 #include "bl_client.h"
 #include "bl_notify.h"
-#include "bl_stream.h"
+#include "vz_stream.h"
 #include "vz_authctx.h"
 #include "vz_common.h"
 #include "vz_metrics.h"

@@ -27,7 +27,7 @@ struct bl_t {
     vz_redis_script_t *apply;                                //  consumer: store + ack
     vz_redis_script_t *dump;                                 //  revenue input
     vz_redis_script_t *list;                                 //  a customer's objects
-    bl_stream_t *stream;                                     //  the consumer group
+    vz_stream_t *stream;                                     //  the consumer group
     bl_pending_t *pending;                                   //  this batch's deliveries
     vz_redis_call_t *calls;                                  //  their script calls
     size_t npending, pending_max;
@@ -35,7 +35,7 @@ struct bl_t {
     vz_metrics_t *metrics; //  borrowed, may be NULL
     vz_series_t *backlog;  //  queue depth gauge
     vz_series_t *dead;     //  entries moved dead
-    uint64_t dead_seen;    //  bl_stream's count already reported
+    uint64_t dead_seen;    //  vz_stream's count already reported
     bl_client_t *client;   //  Stripe's API (NULL before start and after stop)
     bool reconciling;      //  a reconciliation run is in flight
     bl_notify_t *notify;   //  the outbox's delivery (NULL until started)

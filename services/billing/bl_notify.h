@@ -3,8 +3,9 @@
  *
  *  The apply script queues a side effect in billing:outbox atomically with
  *  the event it comes from (kind receipt | dunning | dispute_alert, event,
- *  object). This consumer (bl_stream, group "notify") turns each into a
- *  notifier call through the broker (vz_call, never blocking the reactor):
+ *  object). This consumer (vz_outbox: vz_stream group "notify", vz_call)
+ *  turns each into a notifier call through the broker, never blocking the
+ *  reactor:
  *    receipt, dunning -> notifier.send {"channel": "email", "template":
  *        "receipt" | "dunning", "idempotency_key": "billing-<event>-<kind>",
  *        "to": [{name, address}] (the invoice's customer_name/_email),
@@ -25,6 +26,7 @@
 #define BL_NOTIFY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "vz_call.h"
 #include "vz_metrics.h"
@@ -38,8 +40,9 @@ bl_notify_t *bl_notify_new(vz_redis_t *redis, vz_call_t *calls, const char *cons
                            vz_metrics_t *metrics);
 void bl_notify_destroy(bl_notify_t **self_p);
 
-//  One pass over the outbox (from a timer). Settled entries or -errno.
-int bl_notify_poll(bl_notify_t *self);
+//  One pass over the outbox at now_ms (monotonic; from a timer). Settled
+//  entries or -errno.
+int bl_notify_poll(bl_notify_t *self, int64_t now_ms);
 
 //  The notifier call for one side effect (pure): kind, event id, and the
 //  stored object's newest event JSON (the invoice or the dispute). The

@@ -10,7 +10,7 @@
 
 #include "github.h"
 #include "gh_client.h"
-#include "gh_notify.h"
+#include "vz_outbox.h"
 
 #define GH_REPLY_MAX (1024 * 1024) //  largest JSON answer
 
@@ -27,7 +27,7 @@ struct gh_t {
     vz_redis_script_t *apply;                                //  consumer: writes + ack
     vz_redis_script_t *items;                                //  a repository's items
     vz_redis_script_t *repos;                                //  the repositories
-    bl_stream_t *stream;                                     //  the consumer group
+    vz_stream_t *stream;                                     //  the consumer group
     gh_pending_t *pending;                                   //  this batch's deliveries
     vz_redis_call_t *calls;                                  //  their script calls
     size_t npending, pending_max;
@@ -35,10 +35,10 @@ struct gh_t {
     vz_metrics_t *metrics;     //  borrowed, may be NULL
     vz_series_t *backlog;      //  queue depth gauge
     vz_series_t *dead;         //  entries moved dead
-    uint64_t dead_seen;        //  bl_stream's count already reported
-    gh_notify_t *notify;       //  the outbox's delivery (NULL until started)
+    uint64_t dead_seen;        //  vz_stream's count already reported
+    vz_outbox_t *notify;       //  the outbox's delivery (NULL until started)
     gh_client_t *client;       //  GitHub's API as the App (NULL before start and after stop)
-    bl_stream_t *jobs;         //  backfill jobs (NULL until the client starts)
+    vz_stream_t *jobs;         //  backfill jobs (NULL until the client starts)
     char missing[160];         //  which setting an API call lacks, "" when none
     char consumer[256];        //  this replica's consumer name
     bool reconciling;          //  a reconciliation run is in flight

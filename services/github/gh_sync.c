@@ -3,7 +3,7 @@
  *
  *  Backfill: the apply script queues {method "backfill", body <installation
  *  id>} in github:jobs when an installation is created; this consumer
- *  (bl_stream, group "jobs") reads, as that installation, its repositories
+ *  (vz_stream, group "jobs") reads, as that installation, its repositories
  *  (GET /installation/repositories), then for each the open issues and pull
  *  requests (GET /repos/{o}/{r}/issues?state=open) and the milestones (GET
  *  /repos/{o}/{r}/milestones?state=all), every page through Link, and
@@ -117,9 +117,9 @@ static void s_backfill_end(s_backfill_t *job, bool ok)
     gh_t *self = job->owner;
     if (self->jobs) {
         if (ok)
-            (void)bl_stream_ack(self->jobs, job->entry);
+            (void)vz_stream_ack(self->jobs, job->entry);
         else
-            bl_stream_retry_later(self->jobs);
+            vz_stream_retry_later(self->jobs, vz_clock_mono_ms());
     }
     char inst[24], stored[24];
     snprintf(inst, sizeof inst, "%" PRId64, job->installation);
@@ -216,28 +216,28 @@ static void s_backfill_next(s_backfill_t *job, const char *url)
         s_backfill_end(job, false);
 }
 
-static bl_stream_verdict_t s_job(void *arg, const bl_stream_entry_t *e)
+static vz_stream_verdict_t s_job(void *arg, const vz_stream_entry_t *e)
 {
     gh_t *self = arg;
-    const char *method = bl_stream_field(e, "method", NULL);
-    const char *body = bl_stream_field(e, "body", NULL);
+    const char *method = vz_stream_field(e, "method", NULL);
+    const char *body = vz_stream_field(e, "body", NULL);
     int64_t installation = body ? strtoll(body, NULL, 10) : 0;
     if (!method || strcmp(method, "backfill") != 0 || installation <= 0)
-        return BL_STREAM_ACK;
+        return VZ_STREAM_ACK;
     //  Without credentials the job waits (acknowledged: nothing can run it).
     if (!gh_client_configured(self->client)) {
         vz_warn(NULL, "installation not backfilled: the App is not configured", "setting",
                 gh_client_missing(self->client));
-        return BL_STREAM_ACK;
+        return VZ_STREAM_ACK;
     }
     s_backfill_t *job = calloc(1, sizeof *job);
     if (!job)
-        return BL_STREAM_RETRY;
+        return VZ_STREAM_RETRY;
     job->owner = self;
     job->installation = installation;
     snprintf(job->entry, sizeof job->entry, "%s", e->id);
     s_backfill_next(job, NULL);
-    return BL_STREAM_LATER;
+    return VZ_STREAM_LATER;
 }
 
 // --------------------------------------------------------------------------
@@ -389,13 +389,13 @@ int gh_client_start(gh_t *self, zloop_t *loop, char *err, size_t errlen)
                  "github_not_configured: set %s to call GitHub as the App", missing);
     vz_info(NULL, "GitHub App client", "base_url", self->config.api_base, "configured",
             missing ? "no" : "yes", "missing", missing ? missing : "");
-    bl_stream_config_t sc = {.stream = GH_JOBS,
+    vz_stream_config_t sc = {.stream = GH_JOBS,
                              .group = "jobs",
                              .consumer = self->consumer,
                              .count = 1,
                              .retry_ms = 30000,
                              .max_deliveries = 20};
-    self->jobs = bl_stream_new(self->redis, &sc, s_job, self);
+    self->jobs = vz_stream_new(self->redis, &sc, s_job, self);
     if (!self->jobs) {
         snprintf(err, errlen, "out of memory");
         return -1;

@@ -40,7 +40,7 @@ void gh_count_delivery(gh_t *self, const char *event, const char *outcome)
                                      "Webhook deliveries by event and outcome", labels));
 }
 
-static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *entry);
+static vz_stream_verdict_t s_apply_entry(void *arg, const vz_stream_entry_t *entry);
 
 // --------------------------------------------------------------------------
 //  Life cycle
@@ -69,12 +69,12 @@ gh_t *gh_new(const gh_config_t *config, const char *redis_url, const char *rules
     self->apply = vz_redis_script_new(gh_lua_apply);
     self->items = vz_redis_script_new(gh_lua_items);
     self->repos = vz_redis_script_new(gh_lua_repos);
-    bl_stream_config_t sc = {.stream = GH_STREAM,
+    vz_stream_config_t sc = {.stream = GH_STREAM,
                              .group = GH_GROUP,
                              .consumer = consumer,
                              .claim_idle_ms = config->claim_idle_ms,
                              .max_deliveries = config->max_deliveries};
-    self->stream = self->redis ? bl_stream_new(self->redis, &sc, s_apply_entry, self) : NULL;
+    self->stream = self->redis ? vz_stream_new(self->redis, &sc, s_apply_entry, self) : NULL;
     if (!self->redis || !self->enqueue || !self->apply || !self->items || !self->repos ||
         !self->stream) {
         snprintf(err, errlen, "bad Redis URL or out of memory");
@@ -107,9 +107,9 @@ void gh_destroy(gh_t **self_p)
     free(self->pending);
     free(self->calls);
     gh_client_destroy(&self->client);
-    bl_stream_destroy(&self->jobs);
-    gh_notify_destroy(&self->notify);
-    bl_stream_destroy(&self->stream);
+    vz_stream_destroy(&self->jobs);
+    vz_outbox_destroy(&self->notify);
+    vz_stream_destroy(&self->stream);
     vz_redis_script_destroy(&self->enqueue);
     vz_redis_script_destroy(&self->apply);
     vz_redis_script_destroy(&self->items);
@@ -248,18 +248,18 @@ int gh_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 // --------------------------------------------------------------------------
 //  Consumer: apply one queued delivery
 
-static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *entry)
+static vz_stream_verdict_t s_apply_entry(void *arg, const vz_stream_entry_t *entry)
 {
     gh_t *self = arg;
     size_t len = 0;
-    const char *body = bl_stream_field(entry, "body", &len);
-    const char *event = bl_stream_field(entry, "event", NULL);
-    const char *delivery = bl_stream_field(entry, "delivery", NULL);
+    const char *body = vz_stream_field(entry, "body", &len);
+    const char *event = vz_stream_field(entry, "event", NULL);
+    const char *delivery = vz_stream_field(entry, "delivery", NULL);
     if (!delivery || !*delivery)
         delivery = entry->id;
     gh_event_t *ev = calloc(1, sizeof *ev);
     if (!ev)
-        return BL_STREAM_RETRY;
+        return VZ_STREAM_RETRY;
     //  Queued deliveries were verified; one that does not read is counted
     //  and acknowledged (it would never read better).
     int rc = body && event ? gh_event_read(event, body, len, ev) : -1;
@@ -310,31 +310,37 @@ static bl_stream_verdict_t s_apply_entry(void *arg, const bl_stream_entry_t *ent
     if (r)
         freeReplyObject(r);
     free(ev);
-    return ok ? BL_STREAM_ACKED : BL_STREAM_RETRY;
+    return ok ? VZ_STREAM_ACKED : VZ_STREAM_RETRY;
 }
 
 int gh_notify_start(gh_t *self, vz_call_t *calls, const char *consumer)
 {
-    self->notify = gh_notify_new(self->redis, calls, GH_OUTBOX, consumer,
-                                 self->config.notify_retry_ms, self->metrics);
+    //  Entries carry the call: method "send", body a vz_nt_send_encode body.
+    vz_outbox_config_t c = {.stream = GH_OUTBOX,
+                            .consumer = consumer,
+                            .retry_ms = self->config.notify_retry_ms,
+                            .metric = "vz_github_notifications",
+                            .help = "Partner notifications handed to the notifier, by result",
+                            .what = "github"};
+    self->notify = vz_outbox_new(self->redis, calls, &c, self->metrics, NULL, NULL);
     return self->notify ? 0 : -1;
 }
 
 int gh_poll(gh_t *self)
 {
-    if (self->notify)
-        (void)gh_notify_poll(self->notify);
-    if (self->jobs)
-        (void)bl_stream_poll(self->jobs);
-    int rc = bl_stream_poll(self->stream);
     int64_t now = vz_clock_mono_ms();
+    if (self->notify)
+        (void)vz_outbox_poll(self->notify, now);
+    if (self->jobs)
+        (void)vz_stream_poll(self->jobs, now);
+    int rc = vz_stream_poll(self->stream, now);
     if (self->backlog && now >= self->backlog_due) {
         self->backlog_due = now + BACKLOG_EVERY_MS;
-        long long n = bl_stream_backlog(self->stream);
+        long long n = vz_stream_backlog(self->stream);
         if (n >= 0)
             vz_series_set(self->backlog, (double)n);
-        bl_stream_stats_t st;
-        bl_stream_stats(self->stream, &st);
+        vz_stream_stats_t st;
+        vz_stream_stats(self->stream, &st);
         if (st.dead > self->dead_seen) {
             vz_series_add(self->dead, (double)(st.dead - self->dead_seen));
             self->dead_seen = st.dead;

@@ -14,18 +14,17 @@
  *  github:seen:<delivery> NX EX ttl and XADD github:deliveries,
  *  atomically), and only then answers 200 {"received": true, "duplicate":
  *  bool}: GitHub's 10-second limit is met by queueing, not processing.
- *  A zloop timer runs gh_poll: the stream consumer (bl_stream, the mesh's
+ *  A zloop timer runs gh_poll: the stream consumer (vz_stream, the mesh's
  *  durable-queue module) hands each delivery to the apply script, which
  *  runs the delivery's writes (gh_event: insights; gh_rules: the partner
  *  notifications into github:outbox), marks it applied and XACKs it, all in
- *  one script: exactly once across crashes. gh_notify delivers the outbox
+ *  one script: exactly once across crashes. vz_outbox delivers the outbox
  *  through the notifier; gh_client calls GitHub as the App.
  *
  *  Modules: gh_sig (signature, pure), gh_event (payload -> writes, pure),
  *  gh_rules (configs/github.cfg, pure), gh_store.c (the Redis scripts),
- *  gh_api.c (repos, insights, roadmap, issue_state), gh_notify (outbox ->
- *  notifier), gh_jwt (App JWT, pure), gh_client (GitHub REST as the App),
- *  github.c (life cycle, intake, consumer).
+ *  gh_api.c (repos, insights, roadmap, issue_state), gh_jwt (App JWT, pure), gh_client (GitHub REST
+ * as the App), github.c (life cycle, intake, consumer).
  */
 #ifndef GITHUB_H
 #define GITHUB_H
@@ -34,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bl_stream.h"
+#include "vz_stream.h"
 #include "gh_event.h"
 #include "gh_rules.h"
 #include "gh_sig.h"

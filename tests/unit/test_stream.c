@@ -1,10 +1,11 @@
-/*  test_bl_stream - the consumer group module against a real redis-server
+/*  test_stream - vz_stream, the consumer group module against a real redis-server
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  One throwaway redis-server (the integration harness's vzt_redis) on a
  *  free port; each test uses its own stream key. Crashed consumers are
  *  played by raw XREADGROUP calls that read entries and never ack them.
- *  Every wait is vzt_wait_until over bl_stream_poll, bounded.
+ *  Every wait is vzt_wait_until over vz_stream_poll, bounded; where the
+ *  module decides by time (retry_ms), the test passes the time itself.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,8 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bl_stream.h"
 #include "harness.h"
+#include "vz_clock.h"
+#include "vz_stream.h"
 
 #define WAIT_MS 5000
 
@@ -34,30 +36,30 @@ typedef struct {
     char seen[8][64]; //  every "n" in order
 } sink_t;
 
-static bl_stream_verdict_t s_fn(void *arg, const bl_stream_entry_t *e)
+static vz_stream_verdict_t s_fn(void *arg, const vz_stream_entry_t *e)
 {
     sink_t *sink = arg;
     size_t len = 0;
-    const char *n = bl_stream_field(e, "n", &len);
+    const char *n = vz_stream_field(e, "n", &len);
     assert_non_null(n);
     snprintf(sink->last, sizeof sink->last, "%.*s", (int)len, n);
     if (sink->calls < 8)
         snprintf(sink->seen[sink->calls], sizeof sink->seen[0], "%s", sink->last);
     sink->calls++;
     if (sink->refuse < 0)
-        return BL_STREAM_RETRY;
+        return VZ_STREAM_RETRY;
     if (sink->refuse > 0) {
         sink->refuse--;
-        return BL_STREAM_RETRY;
+        return VZ_STREAM_RETRY;
     }
     if (sink->self_ack) {
         const char *argv[] = {"XACK", e->stream, e->group, e->id};
         redisReply *r = vz_redis_command(s_raw, 4, argv, NULL);
         assert_non_null(r);
         freeReplyObject(r);
-        return BL_STREAM_ACKED;
+        return VZ_STREAM_ACKED;
     }
-    return BL_STREAM_ACK;
+    return VZ_STREAM_ACK;
 }
 
 static long long s_int(int argc, const char **argv)
@@ -103,7 +105,7 @@ static long long s_pending(const char *stream)
 }
 
 typedef struct {
-    bl_stream_t *stream;
+    vz_stream_t *stream;
     sink_t *sink;
     int want_calls;
     const char *key;
@@ -115,35 +117,42 @@ typedef struct {
 static bool s_until(void *arg)
 {
     until_t *u = arg;
-    bl_stream_poll(u->stream);
+    vz_stream_poll(u->stream, vz_clock_mono_ms());
     return u->sink->calls >= u->want_calls && s_pending(u->key) == u->want_pending;
 }
 
-//  bl_stream borrows its connection: the tests keep one per stream and
+static vz_stream_stats_t s_stats(const vz_stream_t *s)
+{
+    vz_stream_stats_t st;
+    vz_stream_stats(s, &st);
+    return st;
+}
+
+//  vz_stream borrows its connection: the tests keep one per stream and
 //  free it with the stream through this table.
 static vz_redis_t *s_conns[16];
 static size_t s_nconns;
 
-static bl_stream_t *s_open(const char *key, const char *consumer, sink_t *sink, int idle_ms)
+static vz_stream_t *s_open(const char *key, const char *consumer, sink_t *sink, int idle_ms)
 {
     vz_redis_t *redis = vz_redis_new(s_url, 500, 500, 50);
     assert_non_null(redis);
     s_conns[s_nconns++] = redis;
-    bl_stream_config_t c = {.stream = key,
+    vz_stream_config_t c = {.stream = key,
                             .group = "g",
                             .consumer = consumer,
                             .count = 2,
                             .claim_idle_ms = idle_ms,
                             .retry_ms = 20,
                             .max_deliveries = 3};
-    bl_stream_t *stream = bl_stream_new(redis, &c, s_fn, sink);
+    vz_stream_t *stream = vz_stream_new(redis, &c, s_fn, sink);
     assert_non_null(stream);
     return stream;
 }
 
 static int s_setup(void **state)
 {
-    s_dir = vzt_tempdir("bl_stream");
+    s_dir = vzt_tempdir("stream");
     int port = vzt_free_port();
     s_server = vzt_redis(s_dir, port, 10000);
     assert_non_null(s_server);
@@ -167,63 +176,101 @@ static int s_teardown(void **state)
 static void test_config(void **state)
 {
     sink_t sink = {0};
-    bl_stream_config_t c = {.stream = "s", .group = "g"};
-    assert_null(bl_stream_new(s_raw, &c, s_fn, &sink));
+    vz_stream_config_t c = {.stream = "s", .group = "g"};
+    assert_null(vz_stream_new(s_raw, &c, s_fn, &sink));
     assert_int_equal(errno, EINVAL);
     c.consumer = "";
-    assert_null(bl_stream_new(s_raw, &c, s_fn, &sink));
+    assert_null(vz_stream_new(s_raw, &c, s_fn, &sink));
     c.consumer = "c";
-    assert_null(bl_stream_new(NULL, &c, s_fn, &sink));
-    bl_stream_t *s = bl_stream_new(s_raw, &c, s_fn, &sink);
+    assert_null(vz_stream_new(NULL, &c, s_fn, &sink));
+    vz_stream_t *s = vz_stream_new(s_raw, &c, s_fn, &sink);
     assert_non_null(s);
-    bl_stream_destroy(&s);
+    vz_stream_destroy(&s);
     assert_null(s);
-    bl_stream_destroy(&s);
+    vz_stream_destroy(&s);
 }
 
 static void test_new_entries_in_order(void **state)
 {
     sink_t sink = {0};
-    bl_stream_t *s = s_open("t:new", "c1", &sink, 30000);
+    vz_stream_t *s = s_open("t:new", "c1", &sink, 30000);
     s_xadd("t:new", "1");
     s_xadd("t:new", "2");
     s_xadd("t:new", "3");
     //  Before any poll: all three are the backlog (lag).
-    assert_int_equal(bl_stream_poll(s), 2); //  creates the group, COUNT 2
+    assert_int_equal(vz_stream_poll(s, vz_clock_mono_ms()), 2); //  creates the group, COUNT 2
     until_t u = {s, &sink, 3, "t:new", 0};
     assert_true(vzt_wait_until(s_until, &u, WAIT_MS));
     assert_string_equal(sink.seen[0], "1");
     assert_string_equal(sink.seen[1], "2");
     assert_string_equal(sink.seen[2], "3");
     assert_int_equal(sink.calls, 3);
-    assert_int_equal(bl_stream_pending(s), 0);
-    assert_int_equal(bl_stream_backlog(s), 0);
+    assert_int_equal(vz_stream_pending(s), 0);
+    assert_int_equal(vz_stream_backlog(s), 0);
     s_xadd("t:new", "4");
-    assert_int_equal(bl_stream_backlog(s), 1);
-    bl_stream_stats_t st;
-    bl_stream_stats(s, &st);
+    assert_int_equal(vz_stream_backlog(s), 1);
+    vz_stream_stats_t st = s_stats(s);
     assert_int_equal(st.settled, 3);
-    bl_stream_destroy(&s);
+    vz_stream_destroy(&s);
 }
 
 static void test_refused_then_retried(void **state)
 {
     sink_t sink = {.refuse = 1, .self_ack = true};
-    bl_stream_t *s = s_open("t:retry", "c1", &sink, 30000);
+    vz_stream_t *s = s_open("t:retry", "c1", &sink, 30000);
     s_xadd("t:retry", "a");
-    assert_int_equal(bl_stream_poll(s), 0);
+    //  The time is the test's: the refusal at t waits retry_ms (20), no more.
+    int64_t t = vz_clock_mono_ms();
+    assert_int_equal(vz_stream_poll(s, t), 0);
     assert_int_equal(sink.calls, 1);
-    assert_int_equal(bl_stream_pending(s), 1); //  left pending
-    //  Re-read from this consumer's own pending list after retry_ms.
-    until_t u = {s, &sink, 2, "t:retry", 0};
-    assert_true(vzt_wait_until(s_until, &u, WAIT_MS));
+    assert_int_equal(vz_stream_pending(s), 1); //  left pending
+    assert_int_equal(vz_stream_poll(s, t + 19), 0);
+    assert_int_equal(sink.calls, 1); //  not yet due
+    //  Re-read from this consumer's own pending list at t + retry_ms.
+    assert_int_equal(vz_stream_poll(s, t + 20), 1);
     assert_int_equal(sink.calls, 2);
     assert_string_equal(sink.last, "a");
-    bl_stream_stats_t st;
-    bl_stream_stats(s, &st);
+    assert_int_equal(s_pending("t:retry"), 0);
+    vz_stream_stats_t st = s_stats(s);
     assert_int_equal(st.retried, 1);
     assert_int_equal(st.settled, 1);
-    bl_stream_destroy(&s);
+    vz_stream_destroy(&s);
+}
+
+//  An entry taken LATER and failed (vz_stream_retry_later at t) is offered
+//  again from t + retry_ms on; acked with vz_stream_ack it is settled.
+static vz_stream_verdict_t s_later(void *arg, const vz_stream_entry_t *e)
+{
+    sink_t *sink = arg;
+    snprintf(sink->last, sizeof sink->last, "%s", e->id);
+    sink->calls++;
+    return VZ_STREAM_LATER;
+}
+
+static void test_later_then_retry_later(void **state)
+{
+    vz_redis_t *redis = vz_redis_new(s_url, 500, 500, 50);
+    assert_non_null(redis);
+    s_conns[s_nconns++] = redis;
+    sink_t sink = {0};
+    vz_stream_config_t c = {.stream = "t:later", .group = "g", .consumer = "c1", .retry_ms = 100};
+    vz_stream_t *s = vz_stream_new(redis, &c, s_later, &sink);
+    assert_non_null(s);
+    s_xadd("t:later", "l");
+    int64_t t = vz_clock_mono_ms();
+    assert_int_equal(vz_stream_poll(s, t), 0);
+    assert_int_equal(sink.calls, 1);
+    vz_stream_retry_later(s, t + 5);
+    assert_int_equal(vz_stream_poll(s, t + 104), 0);
+    assert_int_equal(sink.calls, 1); //  due at t + 105
+    assert_int_equal(vz_stream_poll(s, t + 105), 0);
+    assert_int_equal(sink.calls, 2); //  offered again, still in flight
+    assert_int_equal(vz_stream_ack(s, sink.last), 0);
+    assert_int_equal(s_pending("t:later"), 0);
+    vz_stream_stats_t st = s_stats(s);
+    assert_int_equal(st.retried, 1);
+    assert_int_equal(st.settled, 1);
+    vz_stream_destroy(&s);
 }
 
 static void test_restart_resumes_own_pending(void **state)
@@ -233,14 +280,14 @@ static void test_restart_resumes_own_pending(void **state)
     s_xadd("t:own", "y");
     s_read_and_die("t:own", "c1", "2");
     sink_t sink = {0};
-    bl_stream_t *s = s_open("t:own", "c1", &sink, 30000); //  no claim for 30 s
-    assert_int_equal(bl_stream_poll(s), 2);
+    vz_stream_t *s = s_open("t:own", "c1", &sink, 30000); //  no claim for 30 s
+    assert_int_equal(vz_stream_poll(s, vz_clock_mono_ms()), 2);
     assert_int_equal(sink.calls, 2);
     assert_int_equal(s_pending("t:own"), 0);
     //  Once each: nothing more comes.
-    assert_int_equal(bl_stream_poll(s), 0);
+    assert_int_equal(vz_stream_poll(s, vz_clock_mono_ms()), 0);
     assert_int_equal(sink.calls, 2);
-    bl_stream_destroy(&s);
+    vz_stream_destroy(&s);
 }
 
 static void test_claims_a_dead_consumer(void **state)
@@ -248,32 +295,30 @@ static void test_claims_a_dead_consumer(void **state)
     s_xadd("t:claim", "z");
     s_read_and_die("t:claim", "dead", "1");
     sink_t sink = {0};
-    bl_stream_t *s = s_open("t:claim", "alive", &sink, 100);
+    vz_stream_t *s = s_open("t:claim", "alive", &sink, 100);
     until_t u = {s, &sink, 1, "t:claim", 0};
     assert_true(vzt_wait_until(s_until, &u, WAIT_MS));
     assert_int_equal(sink.calls, 1);
     assert_string_equal(sink.last, "z");
-    bl_stream_stats_t st;
-    bl_stream_stats(s, &st);
+    vz_stream_stats_t st = s_stats(s);
     assert_int_equal(st.claimed, 1);
-    bl_stream_destroy(&s);
+    vz_stream_destroy(&s);
 }
 
 static void test_poison_goes_dead(void **state)
 {
     sink_t sink = {.refuse = -1};
-    bl_stream_t *s = s_open("t:poison", "c1", &sink, 50);
+    vz_stream_t *s = s_open("t:poison", "c1", &sink, 50);
     s_xadd("t:poison", "p");
     //  Refused every time; after 3 deliveries it is moved and acked.
     until_t u = {s, &sink, 1, "t:poison", 0};
     assert_true(vzt_wait_until(s_until, &u, WAIT_MS));
     const char *xlen[] = {"XLEN", "t:poison:dead"};
     assert_int_equal(s_int(2, xlen), 1);
-    bl_stream_stats_t st;
-    bl_stream_stats(s, &st);
+    vz_stream_stats_t st = s_stats(s);
     assert_int_equal(st.dead, 1);
     assert_true(sink.calls >= 1 && sink.calls <= 3);
-    bl_stream_destroy(&s);
+    vz_stream_destroy(&s);
 }
 
 static void test_redis_away(void **state)
@@ -282,13 +327,13 @@ static void test_redis_away(void **state)
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", vzt_free_port());
     vz_redis_t *redis = vz_redis_new(url, 100, 100, 10);
-    bl_stream_config_t c = {.stream = "t:away", .group = "g", .consumer = "c"};
-    bl_stream_t *s = bl_stream_new(redis, &c, s_fn, &sink);
-    assert_true(bl_stream_poll(s) < 0);
-    assert_true(bl_stream_pending(s) < 0);
-    assert_true(bl_stream_backlog(s) < 0);
+    vz_stream_config_t c = {.stream = "t:away", .group = "g", .consumer = "c"};
+    vz_stream_t *s = vz_stream_new(redis, &c, s_fn, &sink);
+    assert_true(vz_stream_poll(s, vz_clock_mono_ms()) < 0);
+    assert_true(vz_stream_pending(s) < 0);
+    assert_true(vz_stream_backlog(s) < 0);
     assert_int_equal(sink.calls, 0);
-    bl_stream_destroy(&s);
+    vz_stream_destroy(&s);
     vz_redis_destroy(&redis);
 }
 
@@ -298,6 +343,7 @@ int main(void)
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_new_entries_in_order),
         cmocka_unit_test(test_refused_then_retried),
+        cmocka_unit_test(test_later_then_retry_later),
         cmocka_unit_test(test_restart_resumes_own_pending),
         cmocka_unit_test(test_claims_a_dead_consumer),
         cmocka_unit_test(test_poison_goes_dead),

@@ -1,16 +1,14 @@
-/*  bl_stream - a Redis stream consumed by a consumer group, entries handed to a callback
+/*  vz_stream - a Redis stream consumed by a consumer group, entries handed to a callback
  *  SPDX-License-Identifier: MPL-2.0
  */
-#include "bl_stream.h"
+#include "vz_stream.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "vz_clock.h"
-
-struct bl_stream_t {
+struct vz_stream_t {
     vz_redis_t *redis;     //  borrowed
     char *stream;          //  stream key
     char *group;           //  group name
@@ -21,18 +19,18 @@ struct bl_stream_t {
     int claim_every_ms;    //  spacing of XAUTOCLAIM passes
     int retry_ms;          //  spacing of own-pending re-reads after a refusal
     int max_deliveries;    //  deliveries before dead
-    bl_stream_fn *fn;      //  the consumer's callback
+    vz_stream_fn *fn;      //  the consumer's callback
     void *arg;             //  its argument
     bool grouped;          //  XGROUP CREATE done
     bool own_pending;      //  re-read our pending entries on the next pass
-    size_t later;          //  entries handed out BL_STREAM_LATER by the current read
+    size_t later;          //  entries handed out VZ_STREAM_LATER by the current read
     int64_t own_due_ms;    //  not before this (monotonic)
     int64_t claim_due_ms;  //  next XAUTOCLAIM (monotonic)
     char claim_cursor[48]; //  XAUTOCLAIM cursor
-    bl_stream_stats_t stats;
+    vz_stream_stats_t stats;
 };
 
-bl_stream_t *bl_stream_new(vz_redis_t *redis, const bl_stream_config_t *config, bl_stream_fn *fn,
+vz_stream_t *vz_stream_new(vz_redis_t *redis, const vz_stream_config_t *config, vz_stream_fn *fn,
                            void *arg)
 {
     if (!redis || !config || !fn || !config->stream || !config->group || !config->consumer ||
@@ -40,7 +38,7 @@ bl_stream_t *bl_stream_new(vz_redis_t *redis, const bl_stream_config_t *config, 
         errno = EINVAL;
         return NULL;
     }
-    bl_stream_t *self = calloc(1, sizeof *self);
+    vz_stream_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->redis = redis;
@@ -52,7 +50,7 @@ bl_stream_t *bl_stream_new(vz_redis_t *redis, const bl_stream_config_t *config, 
     else if (asprintf(&self->dead, "%s:dead", config->stream) < 0)
         self->dead = NULL;
     if (!self->stream || !self->group || !self->consumer || !self->dead) {
-        bl_stream_destroy(&self);
+        vz_stream_destroy(&self);
         errno = ENOMEM;
         return NULL;
     }
@@ -69,11 +67,11 @@ bl_stream_t *bl_stream_new(vz_redis_t *redis, const bl_stream_config_t *config, 
     return self;
 }
 
-void bl_stream_destroy(bl_stream_t **self_p)
+void vz_stream_destroy(vz_stream_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    bl_stream_t *self = *self_p;
+    vz_stream_t *self = *self_p;
     free(self->stream);
     free(self->group);
     free(self->consumer);
@@ -82,7 +80,7 @@ void bl_stream_destroy(bl_stream_t **self_p)
     *self_p = NULL;
 }
 
-const char *bl_stream_field(const bl_stream_entry_t *entry, const char *name, size_t *len)
+const char *vz_stream_field(const vz_stream_entry_t *entry, const char *name, size_t *len)
 {
     for (size_t i = 0; i < entry->count; i++)
         if (strcmp(entry->names[i], name) == 0) {
@@ -93,18 +91,18 @@ const char *bl_stream_field(const bl_stream_entry_t *entry, const char *name, si
     return NULL;
 }
 
-void bl_stream_stats(const bl_stream_t *self, bl_stream_stats_t *stats)
+void vz_stream_stats(const vz_stream_t *self, vz_stream_stats_t *stats)
 {
     *stats = self->stats;
 }
 
 //  A command with NUL-terminated arguments.
-static redisReply *s_cmd(bl_stream_t *self, int argc, const char **argv)
+static redisReply *s_cmd(vz_stream_t *self, int argc, const char **argv)
 {
     return vz_redis_command(self->redis, argc, argv, NULL);
 }
 
-static int s_ensure_group(bl_stream_t *self)
+static int s_ensure_group(vz_stream_t *self)
 {
     if (self->grouped)
         return 0;
@@ -118,7 +116,7 @@ static int s_ensure_group(bl_stream_t *self)
     return ok ? 0 : -EPROTO;
 }
 
-static int s_ack(bl_stream_t *self, const char *id)
+static int s_ack(vz_stream_t *self, const char *id)
 {
     const char *argv[] = {"XACK", self->stream, self->group, id};
     redisReply *r = s_cmd(self, 4, argv);
@@ -129,7 +127,7 @@ static int s_ack(bl_stream_t *self, const char *id)
 }
 
 //  How many times id was delivered (XPENDING range of one), or 1.
-static long long s_deliveries(bl_stream_t *self, const char *id)
+static long long s_deliveries(vz_stream_t *self, const char *id)
 {
     const char *argv[] = {"XPENDING", self->stream, self->group, id, id, "1"};
     redisReply *r = s_cmd(self, 6, argv);
@@ -144,10 +142,10 @@ static long long s_deliveries(bl_stream_t *self, const char *id)
 }
 
 //  Move a poison entry to the dead stream and acknowledge it.
-static int s_bury(bl_stream_t *self, const bl_stream_entry_t *e)
+static int s_bury(vz_stream_t *self, const vz_stream_entry_t *e)
 {
-    const char *argv[4 + 2 * BL_STREAM_FIELDS_MAX + 2];
-    size_t lens[4 + 2 * BL_STREAM_FIELDS_MAX + 2];
+    const char *argv[4 + 2 * VZ_STREAM_FIELDS_MAX + 2];
+    size_t lens[4 + 2 * VZ_STREAM_FIELDS_MAX + 2];
     int n = 0;
     argv[n++] = "XADD";
     argv[n++] = self->dead;
@@ -171,7 +169,7 @@ static int s_bury(bl_stream_t *self, const bl_stream_entry_t *e)
 
 //  Hand each entry of a [id, [field, value, ...]] array to fn. check: ask
 //  the delivery count (re-reads and claims). Settled entries counted.
-static int s_dispatch(bl_stream_t *self, const redisReply *entries, bool check, bool *refused)
+static int s_dispatch(vz_stream_t *self, const redisReply *entries, bool check, bool *refused)
 {
     int settled = 0;
     for (size_t i = 0; entries && i < entries->elements; i++) {
@@ -179,7 +177,7 @@ static int s_dispatch(bl_stream_t *self, const redisReply *entries, bool check, 
         if (item->type != REDIS_REPLY_ARRAY || item->elements != 2 ||
             item->element[0]->type != REDIS_REPLY_STRING)
             continue;
-        bl_stream_entry_t e = {.stream = self->stream,
+        vz_stream_entry_t e = {.stream = self->stream,
                                .group = self->group,
                                .id = item->element[0]->str,
                                .deliveries = 1};
@@ -189,7 +187,7 @@ static int s_dispatch(bl_stream_t *self, const redisReply *entries, bool check, 
             settled += s_ack(self, e.id) == 0;
             continue;
         }
-        for (size_t f = 0; f + 1 < fields->elements && e.count < BL_STREAM_FIELDS_MAX; f += 2) {
+        for (size_t f = 0; f + 1 < fields->elements && e.count < VZ_STREAM_FIELDS_MAX; f += 2) {
             e.names[e.count] = fields->element[f]->str;
             e.values[e.count] = fields->element[f + 1]->str;
             e.lens[e.count] = fields->element[f + 1]->len;
@@ -204,14 +202,14 @@ static int s_dispatch(bl_stream_t *self, const redisReply *entries, bool check, 
             }
             continue;
         }
-        bl_stream_verdict_t v = self->fn(self->arg, &e);
-        if (v == BL_STREAM_LATER) {
-            self->later++; //  the owner acks it (bl_stream_ack) or retries later
+        vz_stream_verdict_t v = self->fn(self->arg, &e);
+        if (v == VZ_STREAM_LATER) {
+            self->later++; //  the owner acks it (vz_stream_ack) or retries later
             continue;
         }
-        if (v == BL_STREAM_ACK && s_ack(self, e.id) < 0)
-            v = BL_STREAM_RETRY;
-        if (v == BL_STREAM_RETRY) {
+        if (v == VZ_STREAM_ACK && s_ack(self, e.id) < 0)
+            v = VZ_STREAM_RETRY;
+        if (v == VZ_STREAM_RETRY) {
             self->stats.retried++;
             *refused = true;
         } else {
@@ -223,7 +221,7 @@ static int s_dispatch(bl_stream_t *self, const redisReply *entries, bool check, 
 }
 
 //  XREADGROUP from id ("0": our pending, ">": new); -errno or settled.
-static int s_read(bl_stream_t *self, const char *id, size_t *got, bool *refused)
+static int s_read(vz_stream_t *self, const char *id, size_t *got, bool *refused)
 {
     const char *argv[] = {"XREADGROUP",   "GROUP",      self->group,
                           self->consumer, "COUNT",      self->count,
@@ -248,7 +246,7 @@ static int s_read(bl_stream_t *self, const char *id, size_t *got, bool *refused)
 }
 
 //  XAUTOCLAIM one page of entries idle for longer than claim_idle_ms.
-static int s_claim(bl_stream_t *self, bool *refused)
+static int s_claim(vz_stream_t *self, bool *refused)
 {
     const char *argv[] = {"XAUTOCLAIM", self->stream,       self->group, self->consumer,
                           self->idle,   self->claim_cursor, "COUNT",     self->count};
@@ -269,14 +267,13 @@ static int s_claim(bl_stream_t *self, bool *refused)
     return rc;
 }
 
-int bl_stream_poll(bl_stream_t *self)
+int vz_stream_poll(vz_stream_t *self, int64_t now)
 {
     int rc = s_ensure_group(self);
     if (rc < 0)
         return rc;
     int settled = 0;
     bool refused = false;
-    int64_t now = vz_clock_mono_ms();
     size_t got = 0;
     if (self->own_pending && now >= self->own_due_ms) {
         bool own_refused = false;
@@ -311,7 +308,7 @@ int bl_stream_poll(bl_stream_t *self)
     return settled;
 }
 
-int bl_stream_ack(bl_stream_t *self, const char *id)
+int vz_stream_ack(vz_stream_t *self, const char *id)
 {
     int rc = s_ack(self, id);
     if (rc == 0)
@@ -319,16 +316,16 @@ int bl_stream_ack(bl_stream_t *self, const char *id)
     return rc;
 }
 
-void bl_stream_retry_later(bl_stream_t *self)
+void vz_stream_retry_later(vz_stream_t *self, int64_t now_ms)
 {
     self->stats.retried++;
     if (!self->own_pending) {
         self->own_pending = true;
-        self->own_due_ms = vz_clock_mono_ms() + self->retry_ms;
+        self->own_due_ms = now_ms + self->retry_ms;
     }
 }
 
-long long bl_stream_pending(bl_stream_t *self)
+long long vz_stream_pending(vz_stream_t *self)
 {
     const char *argv[] = {"XPENDING", self->stream, self->group};
     redisReply *r = s_cmd(self, 3, argv);
@@ -342,7 +339,7 @@ long long bl_stream_pending(bl_stream_t *self)
     return n;
 }
 
-long long bl_stream_backlog(bl_stream_t *self)
+long long vz_stream_backlog(vz_stream_t *self)
 {
     const char *argv[] = {"XINFO", "GROUPS", self->stream};
     redisReply *r = s_cmd(self, 3, argv);
