@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -93,14 +94,21 @@ vz_pool_t *vz_pool_new(int threads, int queue_max, void *arg)
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->wake, NULL);
     pthread_cond_init(&self->finished, NULL);
-    for (int i = 0; i < threads; i++) {
-        int rc = pthread_create(&self->threads[i], NULL, s_thread, self);
-        if (rc != 0) {
-            vz_pool_destroy(&self);
-            errno = rc;
-            return NULL;
-        }
-        self->nthreads++;
+    //  Signals stay with the reactor thread: a SIGTERM taken by a pool
+    //  thread would not interrupt the loop's poll.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = 0;
+    for (int i = 0; i < threads && rc == 0; i++) {
+        rc = pthread_create(&self->threads[i], NULL, s_thread, self);
+        self->nthreads += rc == 0;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        vz_pool_destroy(&self);
+        errno = rc;
+        return NULL;
     }
     return self;
 }

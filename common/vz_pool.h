@@ -17,7 +17,8 @@
  *  beyond queue_max waiting ones is refused (-EBUSY) rather than queued,
  *  so the caller can tell its client to come back later.
  *  Jobs are the caller's: the pool never frees one; done is the place.
- *  The pool wakes the loop through a pipe polled as a zloop fd poller.
+ *  The pool wakes the loop through a pipe polled as a zloop fd poller;
+ *  its threads block every signal (SIGTERM reaches the reactor thread).
  */
 #ifndef VZ_POOL_H
 #define VZ_POOL_H
