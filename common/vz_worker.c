@@ -475,6 +475,12 @@ int vz_worker_complete_error(vz_deferred_t **handle_p, const char *code, const c
     return s_complete(handle_p);
 }
 
+int vz_worker_complete_reply(vz_deferred_t **handle_p)
+{
+    assert(handle_p && *handle_p);
+    return s_complete(handle_p);
+}
+
 vz_reply_t *vz_deferred_reply(vz_deferred_t *handle)
 {
     assert(handle);

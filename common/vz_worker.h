@@ -94,6 +94,10 @@ int vz_worker_complete_error(vz_deferred_t **handle_p, const char *code, const c
 //  it travels with the completion, e.g. an error's http_status
 //  (vz_authctx_reply_error) before vz_worker_complete_error.
 vz_reply_t *vz_deferred_reply(vz_deferred_t *handle);
+//  Send what vz_deferred_reply(handle) holds (built with the reply
+//  builders, e.g. by code shared with synchronous handlers) and free
+//  *handle_p (nulled). Returns what vz_worker_complete does.
+int vz_worker_complete_reply(vz_deferred_t **handle_p);
 //  Handles deferred and not yet completed.
 size_t vz_worker_open(const vz_worker_t *self);
 

@@ -24,8 +24,11 @@
 #include "vz_daemon.h"
 #include "vz_json.h"
 #include "vz_jwt.h"
+#include "vz_pool.h"
 #include "vz_redis.h"
 #include "vz_worker.h"
+
+#include "passwords.h"
 
 #define AUTH_SERVICE "auth"
 
@@ -42,6 +45,8 @@ typedef struct {
     int lock_max_s;             //  longest account lockout
     int bootstrap_ttl_s;        //  lifetime of the admin bootstrap token (admin.c)
     int redis_timeout_ms;       //  Redis command timeout
+    int kdf_threads;            //  threads that run the password KDF (kdf.c)
+    int kdf_queue;              //  KDF jobs that may wait for a thread; beyond: 503
     char kek_file[VZ_PATH_MAX]; //  key-encryption key of the signing keys, "" = none
     bool kek_create;            //  write a fresh kek_file when it does not exist
 } auth_config_t;
@@ -53,6 +58,7 @@ typedef struct {
     vz_redis_t *redis;             //  shared state
     auth_keys_t *keys;             //  signing key cache (keys.c)
     char dummy_hash[256];          //  hash of a random password, for unknown users
+    vz_pool_t *kdf;                //  kdf.c: the KDF threads (attach to the loop)
     vz_metrics_t *metrics;         //  borrowed from the daemon (may be NULL in tests)
     vz_series_t *login_failed;     //  failed logins
     vz_series_t *locked_out;       //  logins refused by a lockout
@@ -130,6 +136,56 @@ void auth_sha256_hex(char out[65], const void *data, size_t len);
 redisReply *auth_redis(auth_t *self, int argc, const char **argv);
 //  Field of a HGETALL-style flat array reply, or NULL.
 const char *auth_hash_field(const redisReply *reply, const char *field);
+
+// --------------------------------------------------------------------------
+//  kdf.c: the password KDF off the reactor thread
+//
+//  A KDF run (~0.25 s) on the reactor thread would stop the worker's
+//  heartbeats and every other request, so handlers that hash or verify a
+//  password fill an auth_kdf_t, defer their reply and hand the job to the
+//  pool (config.kdf_threads threads, config.kdf_queue waiting at most).
+//  On a pool thread: verify_pw against encoded (when verify_pw is set),
+//  then hash_pw at iterations when hash_pw is set and either nothing was
+//  verified or it matched with a stored cost below hash_below. Back on the
+//  reactor thread, then(self, job, reply) finishes the request with the
+//  usual reply builders on the deferred reply, which is then sent; the job
+//  is freed (passwords wiped) afterwards.
+
+typedef struct auth_kdf_t auth_kdf_t;
+typedef void(auth_kdf_then_fn)(auth_t *self, auth_kdf_t *job, vz_reply_t *reply);
+struct auth_kdf_t {
+    char *verify_pw;          //  heap copy (NULL = no check); wiped
+    char encoded[256];        //  hash to check it against
+    char *hash_pw;            //  heap copy (NULL = no new hash); wiped
+    int iterations;           //  cost of the new hash
+    int hash_below;           //  with verify_pw: rehash only below this stored cost
+    bool ok;                  //  out: verify_pw matched
+    int stored_iterations;    //  out: cost of encoded (0 when malformed)
+    int hash_rc;              //  out: 0 a new hash in hash, <0 failed, 1 not asked
+    char hash[AUTH_HASH_MAX]; //  out: the new encoded hash
+    //  Continuation state, for then.
+    auth_kdf_then_fn *then;
+    vz_deferred_t *handle;
+    char id[VZ_ID_MAX];                              //  request id, for logs
+    char uid[32];                                    //  user id ("" none)
+    char email[256];                                 //  normalised e-mail
+    char name[128];                                  //  register/profile: new display name
+    bool has_name;                                   //  name was given
+    char acct_fail[64], acct_lock[64], ip_fail[128]; //  login: failure counters
+    redisReply *user; //  the user's HGETALL (freed with the job), or NULL
+};
+
+//  A job (calloc'd) with copies of the passwords (NULL for none) and
+//  encoded (NULL = ""). NULL when out of memory.
+auth_kdf_t *auth_kdf_new(const char *verify_pw, const char *encoded, const char *hash_pw,
+                         int iterations);
+//  Start job: defer reply and queue it; then runs later on the reactor
+//  thread. 0 (always: the handler returns it). When the pool is full the
+//  reply is "unavailable" (503, a retry hint) at once and the job freed.
+int auth_kdf_start(auth_t *self, auth_kdf_t *job, auth_kdf_then_fn *then, vz_reply_t *reply,
+                   const vz_envelope_t *req);
+//  Stop hook (vz_daemon_on_stop): finish the running and queued jobs now.
+void auth_kdf_drain(void *self);
 
 // --------------------------------------------------------------------------
 //  Handlers (one module each)

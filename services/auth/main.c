@@ -14,7 +14,7 @@
 #include "vz_ports.h"
 #include "vz_proto.h"
 
-#define AUTH_CREDIT 8 //  default broker credit (VZ_WORKER_CREDIT overrides)
+#define AUTH_CREDIT 16 //  default broker credit (VZ_WORKER_CREDIT overrides)
 #define ROTATE_CHECK_MS 60000
 #define JSON_BODY_MAX (16 * 1024)
 
@@ -31,6 +31,13 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_PBKDF2_ITERATIONS", "auth/pbkdf2_iterations", VZ_CFG_INT,
                 "600000", AUTH_PBKDF2_FLOOR, 10000000, iterations,
                 "PBKDF2-HMAC-SHA256 iterations for new password hashes (floor 100000)"),
+    VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_KDF_THREADS", "auth/kdf_threads", VZ_CFG_INT, "2", 1,
+                VZ_POOL_THREADS_MAX, kdf_threads,
+                "threads that hash and check passwords off the reactor thread (about the cores)"),
+    VZ_CFG_ITEM(
+        auth_config_t, "VZ_AUTH_KDF_QUEUE", "auth/kdf_queue", VZ_CFG_INT, "32", 0,
+        VZ_POOL_QUEUE_MAX, kdf_queue,
+        "password checks that may wait for a KDF thread; more are answered 503 unavailable"),
     VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_KEY_ROTATE_S", "auth/key_rotate", VZ_CFG_INT, "86400", 0,
                 31536000, rotate_s, "signing key rotation period, seconds; 0 = never"),
     VZ_CFG_ITEM(auth_config_t, "VZ_AUTH_LEEWAY_S", "auth/leeway", VZ_CFG_INT, "30", 0, 300,
@@ -60,12 +67,12 @@ static const vz_method_t s_methods[] = {
     {"jwks", auth_h_jwks, VZ_METHOD_IDEMPOTENT, 0},
     {"api_key_verify", auth_h_api_key_verify, VZ_METHOD_IDEMPOTENT, 1024},
     {"token_introspect", auth_h_token_introspect, VZ_METHOD_IDEMPOTENT, 2 * VZ_JWT_TOKEN_MAX},
-    {"register", auth_h_register, 0, JSON_BODY_MAX},
-    {"login", auth_h_login, 0, JSON_BODY_MAX},
+    {"register", auth_h_register, VZ_METHOD_DEFERRED, JSON_BODY_MAX},
+    {"login", auth_h_login, VZ_METHOD_DEFERRED, JSON_BODY_MAX},
     {"refresh", auth_h_refresh, 0, JSON_BODY_MAX},
     {"logout", auth_h_logout, 0, JSON_BODY_MAX},
     {"profile_get", auth_h_profile_get, VZ_METHOD_IDEMPOTENT, JSON_BODY_MAX},
-    {"profile_update", auth_h_profile_update, 0, JSON_BODY_MAX},
+    {"profile_update", auth_h_profile_update, VZ_METHOD_DEFERRED, JSON_BODY_MAX},
     {"api_key_create", auth_h_api_key_create, 0, JSON_BODY_MAX},
     {"api_key_list", auth_h_api_key_list, VZ_METHOD_IDEMPOTENT, JSON_BODY_MAX},
     {"api_key_delete", auth_h_api_key_delete, 0, JSON_BODY_MAX},
@@ -133,9 +140,20 @@ int main(int argc, char **argv)
         vz_warn(NULL, "unable to check for an admin yet", "reason", "redis unavailable");
     zloop_t *loop = zloop_new();
     zloop_timer(loop, ROTATE_CHECK_MS, 0, s_rotate_timer, auth);
-    //  Credit 8: token, key and profile calls are one Redis round trip each
-    //  and pipeline well (twice the throughput of credit 1, measured); a
-    //  login's KDF (~180 ms) can delay up to 7 calls queued behind it here.
+    //  Password KDFs run on the pool (kdf.c) and finish from this loop; at
+    //  stop the pool finishes its jobs while the worker can still answer.
+    if (vz_pool_attach(auth->kdf, loop) < 0) {
+        vz_error(NULL, "unable to start auth: cannot poll the KDF pool");
+        zloop_destroy(&loop);
+        auth_destroy(&auth);
+        vz_daemon_destroy(&daemon);
+        return VZ_EXIT_PERMANENT;
+    }
+    vz_daemon_on_stop(daemon, auth_kdf_drain, auth);
+    //  Credit 16: token, key and profile calls are one Redis round trip each
+    //  and pipeline well (twice the throughput of credit 1, measured), and a
+    //  login's KDF (~0.25 s) no longer holds them: it waits on the pool, so
+    //  the credit bounds the logins in flight here, not the reactor's delay.
     code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0],
                            AUTH_CREDIT, auth);
     zloop_destroy(&loop);

@@ -20,6 +20,7 @@
 #include "auth.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,54 @@ static redisReply *s_user_get(auth_t *self, const char *uid)
     return auth_redis(self, 2, argv);
 }
 
+//  Register, after the KDF: store the user (e-mail unique by SET NX).
+static void s_register_then(auth_t *self, auth_kdf_t *job, vz_reply_t *reply)
+{
+    char uid[24] = "u_", email_key[EMAIL_MAX + 16], user_key[64];
+    if (job->hash_rc != 0 || auth_random_hex(uid + 2, 8) < 0) {
+        vz_authctx_reply_error(reply, 0, VZ_ERR_INTERNAL, "cannot hash the password");
+        return;
+    }
+    snprintf(email_key, sizeof email_key, "auth:email:%s", job->email);
+    snprintf(user_key, sizeof user_key, "auth:user:%s", uid);
+    const char *setnx[] = {"SET", email_key, uid, "NX"};
+    redisReply *r = auth_redis(self, 4, setnx);
+    if (!r) {
+        auth_unavailable(reply);
+        return;
+    }
+    bool taken = r->type == REDIS_REPLY_NIL;
+    freeReplyObject(r);
+    if (taken) {
+        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_CONFLICT, "email: already registered");
+        return;
+    }
+    char now[24];
+    snprintf(now, sizeof now, "%lld", (long long)(vz_clock_now_ms() / 1000));
+    //  Never admin: that is granted out of band (admin.c).
+    const char *hset[] = {"HSET",    user_key,  "email", job->email, "pw",   job->hash,
+                          "name",    job->name, "scope", "user",     "tier", VZ_AUTHCTX_TIER_FREE,
+                          "created", now};
+    r = auth_redis(self, 14, hset);
+    if (!r) {
+        const char *del[] = {"DEL", email_key};
+        redisReply *d = auth_redis(self, 2, del);
+        if (d)
+            freeReplyObject(d);
+        auth_unavailable(reply);
+        return;
+    }
+    freeReplyObject(r);
+    vz_info(job->id, "user registered", "user", uid);
+    vz_telemetry_event("signup", NULL);
+    redisReply *user = s_user_get(self, uid);
+    vz_json_writer_t *w = vz_json_writer_new(0);
+    s_write_user(w, uid, user);
+    if (user)
+        freeReplyObject(user);
+    vz_authctx_reply_created(reply, &w, NULL);
+}
+
 int auth_h_register(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     auth_t *self = app;
@@ -156,51 +205,14 @@ int auth_h_register(void *app, const vz_envelope_t *req, vz_reply_t *reply)
                                     "name: control characters not allowed");
         goto done;
     }
-    char hash[AUTH_HASH_MAX], uid[24] = "u_", email_key[EMAIL_MAX + 16], user_key[64];
-    if (auth_password_hash(password, self->config.iterations, hash, sizeof hash) < 0 ||
-        auth_random_hex(uid + 2, 8) < 0) {
-        rc = vz_authctx_reply_error(reply, 0, VZ_ERR_INTERNAL, "cannot hash the password");
-        goto done;
+    //  The KDF runs on a pool thread; s_register_then continues here.
+    auth_kdf_t *job = auth_kdf_new(NULL, NULL, password, self->config.iterations);
+    if (job) {
+        vz_strlcpy(job->email, email, sizeof job->email);
+        job->has_name = name != NULL;
+        vz_strlcpy(job->name, name ? name : "", sizeof job->name);
     }
-    snprintf(email_key, sizeof email_key, "auth:email:%s", email);
-    snprintf(user_key, sizeof user_key, "auth:user:%s", uid);
-    const char *setnx[] = {"SET", email_key, uid, "NX"};
-    redisReply *r = auth_redis(self, 4, setnx);
-    if (!r) {
-        rc = auth_unavailable(reply);
-        goto done;
-    }
-    bool taken = r->type == REDIS_REPLY_NIL;
-    freeReplyObject(r);
-    if (taken) {
-        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_CONFLICT, "email: already registered");
-        goto done;
-    }
-    char now[24];
-    snprintf(now, sizeof now, "%lld", (long long)(vz_clock_now_ms() / 1000));
-    //  Never admin: that is granted out of band (admin.c).
-    const char *hset[] = {"HSET",    user_key, "email", email,
-                          "pw",      hash,     "name",  name ? name : "",
-                          "scope",   "user",   "tier",  VZ_AUTHCTX_TIER_FREE,
-                          "created", now};
-    r = auth_redis(self, 14, hset);
-    if (!r) {
-        const char *del[] = {"DEL", email_key};
-        redisReply *d = auth_redis(self, 2, del);
-        if (d)
-            freeReplyObject(d);
-        rc = auth_unavailable(reply);
-        goto done;
-    }
-    freeReplyObject(r);
-    vz_info(req->id, "user registered", "user", uid);
-    vz_telemetry_event("signup", NULL);
-    redisReply *user = s_user_get(self, uid);
-    vz_json_writer_t *w = vz_json_writer_new(0);
-    s_write_user(w, uid, user);
-    if (user)
-        freeReplyObject(user);
-    rc = vz_authctx_reply_created(reply, &w, NULL);
+    rc = auth_kdf_start(self, job, s_register_then, reply, req);
 done:
     vz_json_destroy(&doc);
     return rc;
@@ -239,6 +251,48 @@ static int s_lock_check(auth_t *self, const char *acct_key, const char *ip_key, 
     snprintf(msg, sizeof msg, "too many failed logins; retry in %lld s", (wait_ms + 999) / 1000);
     vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_TOO_MANY, msg);
     return -1;
+}
+
+//  Login, after the KDF: count a failure, or reset the account's count,
+//  store an upgraded hash and issue the tokens.
+static void s_login_then(auth_t *self, auth_kdf_t *job, vz_reply_t *reply)
+{
+    const char *uid = job->uid;
+    if (!job->ok || !*uid) {
+        const char *keys[] = {job->acct_fail, job->ip_fail, job->acct_lock};
+        char threshold[16], window[16], max_ms[24], quiet[24];
+        snprintf(threshold, sizeof threshold, "%d", self->config.lock_threshold);
+        snprintf(window, sizeof window, "%d", FAIL_WINDOW_S);
+        snprintf(max_ms, sizeof max_ms, "%lld", (long long)self->config.lock_max_s * 1000);
+        snprintf(quiet, sizeof quiet, "%d", self->config.lock_max_s + FAIL_WINDOW_S);
+        const char *args[] = {threshold, window, max_ms, quiet};
+        redisReply *f = vz_redis_eval(self->redis, self->login_fail, 3, keys, 4, args);
+        if (f)
+            freeReplyObject(f);
+        if (self->login_failed)
+            vz_series_inc(self->login_failed);
+        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED, "invalid email or password");
+        return;
+    }
+    const char *del[] = {"DEL", job->acct_fail};
+    redisReply *d = auth_redis(self, 2, del);
+    if (d)
+        freeReplyObject(d);
+    //  The pool rehashed a hash made at a lower cost: store it.
+    if (job->hash_rc == 0) {
+        char user_key[64];
+        snprintf(user_key, sizeof user_key, "auth:user:%s", uid);
+        const char *hset[] = {"HSET", user_key, "pw", job->hash};
+        redisReply *h = auth_redis(self, 4, hset);
+        if (h)
+            freeReplyObject(h);
+    }
+    const redisReply *user = job->user;
+    auth_grant_t grant = {.sub = uid,
+                          .scope = s_or(auth_hash_field(user, "scope"), "user"),
+                          .tier = s_or(auth_hash_field(user, "tier"), VZ_AUTHCTX_TIER_FREE)};
+    auth_tokens_respond(self, &grant, uid, NULL, reply);
+    vz_telemetry_event("login", NULL);
 }
 
 int auth_h_login(void *app, const vz_envelope_t *req, vz_reply_t *reply)
@@ -286,47 +340,19 @@ int auth_h_login(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         goto done;
     }
     const char *stored = uid ? auth_hash_field(user, "pw") : NULL;
-    int iterations = 0;
-    //  Always one KDF run: the dummy hash stands in for a missing user.
-    bool ok = auth_password_verify(password, stored ? stored : self->dummy_hash, &iterations);
-    ok = ok && stored;
-    if (!ok) {
-        const char *keys[] = {acct_fail, ip_fail, acct_lock};
-        char threshold[16], window[16], max_ms[24], quiet[24];
-        snprintf(threshold, sizeof threshold, "%d", self->config.lock_threshold);
-        snprintf(window, sizeof window, "%d", FAIL_WINDOW_S);
-        snprintf(max_ms, sizeof max_ms, "%lld", (long long)self->config.lock_max_s * 1000);
-        snprintf(quiet, sizeof quiet, "%d", self->config.lock_max_s + FAIL_WINDOW_S);
-        const char *args[] = {threshold, window, max_ms, quiet};
-        redisReply *f = vz_redis_eval(self->redis, self->login_fail, 3, keys, 4, args);
-        if (f)
-            freeReplyObject(f);
-        if (self->login_failed)
-            vz_series_inc(self->login_failed);
-        rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_UNAUTHORIZED,
-                                    "invalid email or password");
-        goto done;
+    //  Always one KDF run: the dummy hash stands in for a missing user, and
+    //  the password is rehashed when its stored cost is below the setting.
+    auth_kdf_t *job = auth_kdf_new(password, stored ? stored : self->dummy_hash,
+                                   stored ? password : NULL, self->config.iterations);
+    if (job) {
+        vz_strlcpy(job->uid, stored ? uid : "", sizeof job->uid);
+        vz_strlcpy(job->acct_fail, acct_fail, sizeof job->acct_fail);
+        vz_strlcpy(job->acct_lock, acct_lock, sizeof job->acct_lock);
+        vz_strlcpy(job->ip_fail, ip_fail, sizeof job->ip_fail);
+        job->user = user; //  the job frees it
+        user = NULL;
     }
-    const char *del[] = {"DEL", acct_fail};
-    redisReply *d = auth_redis(self, 2, del);
-    if (d)
-        freeReplyObject(d);
-    //  Upgrade a hash made at a lower cost while the password is at hand.
-    if (iterations < self->config.iterations) {
-        char hash[AUTH_HASH_MAX], user_key[64];
-        snprintf(user_key, sizeof user_key, "auth:user:%s", uid);
-        if (auth_password_hash(password, self->config.iterations, hash, sizeof hash) == 0) {
-            const char *hset[] = {"HSET", user_key, "pw", hash};
-            redisReply *h = auth_redis(self, 4, hset);
-            if (h)
-                freeReplyObject(h);
-        }
-    }
-    auth_grant_t grant = {.sub = uid,
-                          .scope = s_or(auth_hash_field(user, "scope"), "user"),
-                          .tier = s_or(auth_hash_field(user, "tier"), VZ_AUTHCTX_TIER_FREE)};
-    auth_tokens_respond(self, &grant, uid, NULL, reply);
-    vz_telemetry_event("login", NULL);
+    rc = auth_kdf_start(self, job, s_login_then, reply, req);
 done:
     if (idr)
         freeReplyObject(idr);
@@ -372,6 +398,49 @@ int auth_h_profile_get(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     return vz_authctx_reply_json(reply, &w);
 }
 
+//  Store a new name and/or password hash (NULL: unchanged) and answer the
+//  profile; a new password ends every session (refresh family) of the user.
+static int s_profile_write(auth_t *self, const char *uid, const char *name, const char *hash,
+                           bool revoke, vz_reply_t *reply)
+{
+    char user_key[64], now[24];
+    snprintf(user_key, sizeof user_key, "auth:user:%s", uid);
+    snprintf(now, sizeof now, "%lld", (long long)(vz_clock_now_ms() / 1000));
+    const char *argv[8] = {"HSET", user_key, "updated", now};
+    int argc = 4;
+    if (hash) {
+        argv[argc++] = "pw";
+        argv[argc++] = hash;
+    }
+    if (name) {
+        argv[argc++] = "name";
+        argv[argc++] = name;
+    }
+    redisReply *r = auth_redis(self, argc, argv);
+    if (!r)
+        return auth_unavailable(reply);
+    freeReplyObject(r);
+    if (revoke)
+        auth_tokens_revoke_user(self, uid);
+    redisReply *user = s_user_get(self, uid);
+    vz_json_writer_t *w = vz_json_writer_new(0);
+    s_write_user(w, uid, user);
+    if (user)
+        freeReplyObject(user);
+    return vz_authctx_reply_json(reply, &w);
+}
+
+//  Password change, after the KDF.
+static void s_profile_then(auth_t *self, auth_kdf_t *job, vz_reply_t *reply)
+{
+    if (!job->ok)
+        vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_DENIED, "current_password: does not match");
+    else if (job->hash_rc != 0)
+        vz_authctx_reply_error(reply, 0, VZ_ERR_INTERNAL, "cannot hash the password");
+    else
+        s_profile_write(self, job->uid, job->has_name ? job->name : NULL, job->hash, true, reply);
+}
+
 int auth_h_profile_update(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     auth_t *self = app;
@@ -404,11 +473,6 @@ int auth_h_profile_update(void *app, const vz_envelope_t *req, vz_reply_t *reply
                                     "name: control characters not allowed");
         goto done;
     }
-    char user_key[64], hash[AUTH_HASH_MAX], now[24];
-    snprintf(user_key, sizeof user_key, "auth:user:%s", ctx.sub);
-    snprintf(now, sizeof now, "%lld", (long long)(vz_clock_now_ms() / 1000));
-    const char *argv[8] = {"HSET", user_key, "updated", now};
-    int argc = 4;
     if (password) {
         const char *why = auth_password_policy(password, auth_hash_field(user, "email"));
         if (!current) {
@@ -420,36 +484,19 @@ int auth_h_profile_update(void *app, const vz_envelope_t *req, vz_reply_t *reply
             rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_VALIDATION, why);
             goto done;
         }
-        if (!auth_password_verify(current, auth_hash_field(user, "pw"), NULL)) {
-            rc = vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_DENIED,
-                                        "current_password: does not match");
-            goto done;
+        //  Check the current one and hash the new one on a pool thread.
+        auth_kdf_t *job =
+            auth_kdf_new(current, auth_hash_field(user, "pw"), password, self->config.iterations);
+        if (job) {
+            job->hash_below = INT_MAX;
+            vz_strlcpy(job->uid, ctx.sub, sizeof job->uid);
+            job->has_name = name != NULL;
+            vz_strlcpy(job->name, name ? name : "", sizeof job->name);
         }
-        if (auth_password_hash(password, self->config.iterations, hash, sizeof hash) < 0) {
-            rc = vz_authctx_reply_error(reply, 0, VZ_ERR_INTERNAL, "cannot hash the password");
-            goto done;
-        }
-        argv[argc++] = "pw";
-        argv[argc++] = hash;
-    }
-    if (name) {
-        argv[argc++] = "name";
-        argv[argc++] = name;
-    }
-    redisReply *r = auth_redis(self, argc, argv);
-    if (!r) {
-        rc = auth_unavailable(reply);
+        rc = auth_kdf_start(self, job, s_profile_then, reply, req);
         goto done;
     }
-    freeReplyObject(r);
-    //  A new password ends every session (refresh families) of the user.
-    if (password)
-        auth_tokens_revoke_user(self, ctx.sub);
-    freeReplyObject(user);
-    user = s_user_get(self, ctx.sub);
-    vz_json_writer_t *w = vz_json_writer_new(0);
-    s_write_user(w, ctx.sub, user);
-    rc = vz_authctx_reply_json(reply, &w);
+    rc = s_profile_write(self, ctx.sub, name, NULL, false, reply);
 done:
     if (user)
         freeReplyObject(user);
