@@ -386,7 +386,7 @@ int gh_client_start(gh_t *self, zloop_t *loop, char *err, size_t errlen)
     const char *missing = gh_client_missing(self->client);
     if (missing)
         snprintf(self->missing, sizeof self->missing,
-                 "github_not_configured: set %s to call GitHub as the App", missing);
+                 "set %s to call GitHub as the App", missing);
     vz_info(NULL, "GitHub App client", "base_url", self->config.api_base, "configured",
             missing ? "no" : "yes", "missing", missing ? missing : "");
     vz_stream_config_t sc = {.stream = GH_JOBS,
@@ -418,7 +418,7 @@ int gh_h_reconcile(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         return vz_authctx_reply_error(reply, 403, VZ_AUTHCTX_ERR_DENIED, "missing scope: admin");
     int rc = gh_reconcile(self);
     if (rc == -ENOKEY)
-        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, self->missing);
+        return vz_authctx_reply_error(reply, 503, GH_ERR_NOT_CONFIGURED, self->missing);
     if (rc == -EIO || rc == -ENOMEM)
         return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE, "reconciliation unavailable");
     const char *body = rc == 0 ? "{\"started\":true}" : "{\"started\":false}";

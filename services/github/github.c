@@ -194,9 +194,9 @@ int gh_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     gh_t *self = app;
     if (self->sig.count == 0) {
         gh_count_delivery(self, "any", "github_not_configured");
-        return vz_authctx_reply_error(reply, 503, VZ_ERR_UNAVAILABLE,
-                                      "github_not_configured: VZ_GITHUB_WEBHOOK_SECRETS is not "
-                                      "set, webhooks cannot be verified");
+        return vz_authctx_reply_error(reply, 503, GH_ERR_NOT_CONFIGURED,
+                                      "VZ_GITHUB_WEBHOOK_SECRETS is not set, webhooks cannot be "
+                                      "verified");
     }
     //  Only the gateway's ctx counts (vz_authctx): from anyone else no header.
     const char *header = vz_authctx_header(req, "X-Hub-Signature-256");

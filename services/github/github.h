@@ -46,6 +46,8 @@
 #include "vz_worker.h"
 
 #define GH_SERVICE "github"
+//  The error code of a call this replica cannot serve for want of a setting.
+#define GH_ERR_NOT_CONFIGURED "github_not_configured"
 #define GH_STREAM GH_PREFIX "deliveries" //  queued webhook deliveries
 #define GH_GROUP "apply"                 //  the consumer group that applies them
 #define GH_OUTBOX GH_PREFIX "outbox"     //  notifier.send bodies
