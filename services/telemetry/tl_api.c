@@ -252,7 +252,7 @@ static void s_write_series(void *arg, const tl_merged_t *m)
     vz_json_writer_t *w = ctx->w;
     uint64_t errors = 0;
     for (size_t c = 0; c < m->ncodes; c++)
-        if (strcmp(m->codes[c].name, "ok") != 0)
+        if (tl_code_error(m->codes[c].name)) //  not "ok", nor an HTTP 1xx..3xx
             errors += m->codes[c].count;
     vz_json_write_object_begin(w);
     vz_json_write_kv_string(w, "name", m->name);

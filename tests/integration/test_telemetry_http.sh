@@ -102,18 +102,21 @@ agree() {
         const fs = require("fs");
         const sig = JSON.parse(process.argv[1]);
         const svc = sig.services[0], s = svc && svc.series.find(x => x.name === "echo");
-        const d = fs.readFileSync(process.argv[2], "utf8").split("\n").filter(Boolean)
+        let d = fs.readFileSync(process.argv[2], "utf8").split("\n").filter(Boolean)
             .map(l => { try { return JSON.parse(l); } catch { return {}; } })
-            .filter(o => o.msg === "access" && o.route === "echo")
-            .map(o => Number(o.duration_ms)).sort((a, b) => a - b);
+            .filter(o => o.msg === "access" && o.route === "echo");
+        d = d.map(o => Number(o.duration_ms)).sort((a, b) => a - b);
         if (!s || d.length < 425 || s.count !== d.length - svc.totals.lost) process.exit(1);
+        //  Errors are HTTP 4xx and 5xx, not 1xx..3xx: the ratio follows the codes.
+        const errs = Object.entries(s.codes).filter(([k]) => Number(k) >= 400).reduce((a, [, n]) => a + n, 0);
+        if (Math.abs(s.error_ratio - errs / s.count) > 1e-9) { console.error("error_ratio", s.error_ratio, "codes", s.codes); process.exit(3); }
         const bad = [0.5, 0.95, 0.99].filter(q => {
             const exact = d[Math.max(1, Math.ceil(q * d.length)) - 1];
             const got = s.latency_ms["p" + Math.round(q * 100)];
             return Math.abs(got - exact) > 0.0099 * exact + 0.0011;
         });
         if (bad.length) { console.error("quantiles off:", bad, s.latency_ms, d.length); process.exit(2); }
-        console.log(`${d.length} requests, lost ${svc.totals.lost}, p50 ${s.latency_ms.p50} p95 ${s.latency_ms.p95} p99 ${s.latency_ms.p99} ms`);
+        console.log(`${d.length} requests (error ratio ${s.error_ratio.toFixed(3)}), lost ${svc.totals.lost}, p50 ${s.latency_ms.p50} p95 ${s.latency_ms.p95} p99 ${s.latency_ms.p99} ms`);
     ' "$body" "$T/access.log" >"$T/agree.out" 2>&1
 }
 until_ok 20 agree || fail "the sink and the access log disagree: $(cat "$T/agree.out") $body"
