@@ -46,7 +46,7 @@ typedef void(gw_local_fn)(gw_gateway_t *gw, gw_req_t *req);
 struct gw_local_t {
     const char *path; //  exact path
     const char *name; //  metrics label
-    gw_local_fn *fn;  //  answers on the HTTP thread; NULL = the health upcall
+    gw_local_fn *fn;  //  answers on the HTTP thread
 };
 
 struct gw_gateway_t {
@@ -590,18 +590,15 @@ static enum MHD_Result s_on_access(void *cls, struct MHD_Connection *conn, const
     case REQ_NEW:
         if (!req->reject && req->preflight)
             s_preflight(gw, req);
-        else if (!req->reject && req->local && req->local->fn)
+        else if (!req->reject && req->local)
             req->local->fn(gw, req);
-        else if (!req->reject && (req->local || s_check_body(gw, req))) {
+        else if (!req->reject && s_check_body(gw, req)) {
             //  Suspend before anything can be submitted: from now on the
             //  reactor may write req, so leave it alone until libmicrohttpd
             //  calls again after the pipeline's exit resumed it.
             req->state = REQ_WAITING;
             MHD_suspend_connection(conn);
-            if (req->local)
-                gw_forward_health(req); //  /health: the one local upstream call
-            else
-                gw_pipeline_start(req);
+            gw_pipeline_start(req);
             return MHD_YES;
         }
         if (req->reject)

@@ -18,8 +18,6 @@
 #include "vz_authctx.h"
 #include "vz_clock.h"
 
-#define HEALTH_TIMEOUT 1000 //  ms for broker.services behind /health
-
 //  Reactor thread: the call is over. Rendering waits for the HTTP thread,
 //  so the reactor only records the outcome, flips the state and resumes.
 static void s_on_call_done(gw_upcall_t *call)
@@ -164,15 +162,4 @@ gw_verdict_t gw_forward_run(gw_req_t *req)
         return GW_DONE;
     }
     return s_submit(req) ? GW_WAIT : GW_DONE;
-}
-
-void gw_forward_health(gw_req_t *req)
-{
-    gw_upcall_t *call = &req->call;
-    gw_upcall_reset(call);
-    call->kind = GW_UPCALL_HEALTH;
-    call->timeout_ms = HEALTH_TIMEOUT;
-    call->idempotent = true;
-    if (!s_submit(req))
-        gw_pipeline_resume(req, GW_DONE);
 }

@@ -100,10 +100,6 @@ vz_series_t *gw_pipeline_counter(gw_pipe_t *pipe, _Atomic(vz_series_t *) *slot, 
 //  formed? Sets cred_kind and cred, or reject = 401 with reject_detail.
 void gw_auth_credential(gw_req_t *req);
 
-//  The gateway's own upstream call (/health), outside the chain: the
-//  connection is suspended; its completion takes the same exit.
-void gw_forward_health(gw_req_t *req);
-
 //  Fail-open local buckets of the limit stage (any thread; own mutex).
 gw_buckets_t *gw_buckets_new(int local_limit);
 void gw_buckets_destroy(gw_buckets_t **self_p);

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "health.h"
 #include "vz_authctx.h"
 #include "vz_json.h"
 #include "vz_log.h"
@@ -177,13 +176,7 @@ size_t gw_render_needed(gw_routes_t *table, const char **needed, size_t cap)
 void gw_render_run(gw_req_t *req)
 {
     gw_upcall_t *call = &req->call;
-    if (call->kind == GW_UPCALL_HEALTH) {
-        bool healthy = false;
-        const char *needed[GW_ROUTES_MAX];
-        size_t count = gw_render_needed(req->table, needed, GW_ROUTES_MAX);
-        char *json = gw_health_render(call, needed, count, &healthy);
-        gw_render_body(req, healthy ? 200 : 503, GW_CTYPE_JSON, json, strlen(json));
-    } else if (call->result == GW_UPCALL_REPLY) {
+    if (call->result == GW_UPCALL_REPLY) {
         const gw_route_t *route = req->match.route;
         const char *type = route->pass_ctype && req->content_type[0] ? req->content_type
                            : call->http_ctype[0]                     ? call->http_ctype
