@@ -17,16 +17,6 @@
 
 #define BACKLOG_EVERY_MS 1000 //  queue depth gauge refresh
 
-//  One verified delivery waiting for the batch's enqueue round trip.
-struct bl_pending_t {
-    vz_deferred_t *handle;         //  the open reply
-    bl_sig_event_t event;          //  id, type, created
-    char *body;                    //  raw body (heap)
-    char created[24];              //  created as text
-    char seen[BL_SIG_ID_MAX + 16]; //  billing:seen:<id>
-    const char *keys[2], *args[5]; //  script arguments
-};
-
 // --------------------------------------------------------------------------
 //  Metrics
 
@@ -49,6 +39,17 @@ static void s_count_webhook(bl_t *self, const char *type, const char *outcome)
 {
     if (self->metrics)
         vz_series_inc(s_webhooks(self, type, outcome));
+}
+
+//  The intake's outcomes under billing's names.
+static void s_count_intake(void *arg, const char *type, vz_intake_outcome_t outcome)
+{
+    static const char *const names[] = {
+        [VZ_INTAKE_QUEUED] = "accepted",
+        [VZ_INTAKE_DUPLICATE] = "duplicate",
+        [VZ_INTAKE_UNAVAILABLE] = "unavailable",
+    };
+    s_count_webhook(arg, type, names[outcome]);
 }
 
 //  The series of events applied by type (unknown types as "unknown") and result.
@@ -107,7 +108,11 @@ bl_t *bl_new(const bl_config_t *config, const char *redis_url, const char *consu
     self->sig.tolerance_s = config->tolerance_s;
     snprintf(self->ttl, sizeof self->ttl, "%d", config->dedup_ttl_s);
     self->redis = vz_redis_new(redis_url, 200, config->redis_timeout_ms, 500);
-    self->enqueue = vz_redis_script_new(bl_lua_enqueue);
+    vz_intake_config_t ic = {.seen_prefix = BL_PREFIX "seen:",
+                             .stream = BL_STREAM,
+                             .ttl_s = config->dedup_ttl_s,
+                             .what = "event"};
+    self->intake = self->redis ? vz_intake_new(self->redis, &ic, s_count_intake, self) : NULL;
     self->apply = vz_redis_script_new(bl_lua_apply);
     self->dump = vz_redis_script_new(bl_lua_dump);
     self->list = vz_redis_script_new(bl_lua_list);
@@ -117,7 +122,7 @@ bl_t *bl_new(const bl_config_t *config, const char *redis_url, const char *consu
                              .claim_idle_ms = config->claim_idle_ms,
                              .max_deliveries = config->max_deliveries};
     self->stream = self->redis ? vz_stream_new(self->redis, &sc, s_apply_entry, self) : NULL;
-    if (!self->redis || !self->enqueue || !self->apply || !self->dump || !self->list ||
+    if (!self->redis || !self->intake || !self->apply || !self->dump || !self->list ||
         !self->stream) {
         bl_destroy(&self);
         return NULL;
@@ -137,12 +142,8 @@ void bl_destroy(bl_t **self_p)
     bl_t *self = *self_p;
     if (!self)
         return;
-    for (size_t i = 0; i < self->npending; i++)
-        free(self->pending[i].body);
-    free(self->pending);
-    free(self->calls);
     vz_stream_destroy(&self->stream);
-    vz_redis_script_destroy(&self->enqueue);
+    vz_intake_destroy(&self->intake);
     vz_redis_script_destroy(&self->apply);
     vz_redis_script_destroy(&self->dump);
     vz_redis_script_destroy(&self->list);
@@ -159,56 +160,12 @@ void bl_destroy(bl_t **self_p)
 // --------------------------------------------------------------------------
 //  Intake: verify, then queue in the batch's one round trip, then answer
 
-//  After the worker's batch: every delivery's enqueue script pipelined,
-//  then each answer. 200 only once the event is in the stream.
+//  After the worker's batch: every delivery queued in one round trip, then
+//  answered; 200 only once the event is in the stream (vz_intake).
 static void s_flush(void *arg)
 {
     bl_t *self = arg;
-    size_t n = self->npending;
-    if (n == 0)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        bl_pending_t *p = &self->pending[i];
-        snprintf(p->seen, sizeof p->seen, BL_PREFIX "seen:%s", p->event.id);
-        snprintf(p->created, sizeof p->created, "%" PRId64, p->event.created);
-        p->keys[0] = p->seen;
-        p->keys[1] = BL_STREAM;
-        p->args[0] = self->ttl;
-        p->args[1] = p->event.id;
-        p->args[2] = p->event.type;
-        p->args[3] = p->created;
-        p->args[4] = p->body;
-        self->calls[i] = (vz_redis_call_t){
-            .script = self->enqueue, .nkeys = 2, .keys = p->keys, .nargs = 5, .args = p->args};
-    }
-    int rc = vz_redis_eval_batch(self->redis, self->calls, n);
-    for (size_t i = 0; i < n; i++) {
-        bl_pending_t *p = &self->pending[i];
-        redisReply *r = self->calls[i].reply;
-        bool ok = rc == 0 && r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-                  r->element[0]->type == REDIS_REPLY_INTEGER;
-        if (ok) {
-            bool duplicate = r->element[0]->integer == 0;
-            const char *body = duplicate ? "{\"received\":true,\"duplicate\":true}"
-                                         : "{\"received\":true,\"duplicate\":false}";
-            s_count_webhook(self, p->event.type, duplicate ? "duplicate" : "accepted");
-            (void)vz_worker_complete(&p->handle, body, strlen(body));
-        } else {
-            //  Not queued: Stripe retries a non-2xx, so nothing is lost.
-            s_count_webhook(self, p->event.type, "unavailable");
-            if (r && r->type == REDIS_REPLY_ERROR)
-                vz_warn(NULL, "unable to queue a webhook event", "event", p->event.id, "reason",
-                        r->str);
-            (void)vz_worker_complete_error(&p->handle, VZ_ERR_UNAVAILABLE,
-                                           "event queue unavailable, retry later");
-        }
-        if (r)
-            freeReplyObject(r);
-        self->calls[i].reply = NULL;
-        free(p->body);
-        p->body = NULL;
-    }
-    self->npending = 0;
+    vz_intake_flush(self->intake);
 }
 
 int bl_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
@@ -231,29 +188,11 @@ int bl_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         s_count_webhook(self, UNVERIFIED, bl_sig_code(rc));
         return bl_sig_reply(reply, rc);
     }
-    if (self->npending == self->pending_max) {
-        size_t max = self->pending_max ? self->pending_max * 2 : VZ_WORKER_BATCH;
-        bl_pending_t *pending = realloc(self->pending, max * sizeof *pending);
-        if (pending)
-            self->pending = pending;
-        vz_redis_call_t *calls = realloc(self->calls, max * sizeof *calls);
-        if (calls)
-            self->calls = calls;
-        if (!pending || !calls)
-            return vz_reply_error(reply, VZ_ERR_INTERNAL, "out of memory");
-        self->pending_max = max;
-    }
-    bl_pending_t *p = &self->pending[self->npending];
-    memset(p, 0, sizeof *p);
-    p->event = event;
-    p->body = malloc(req->body_len + 1);
-    if (!p->body)
-        return vz_reply_error(reply, VZ_ERR_INTERNAL, "out of memory");
-    memcpy(p->body, req->body, req->body_len);
-    p->body[req->body_len] = '\0';
-    self->npending++;
-    p->handle = vz_reply_defer(reply, s_flush);
-    return 0;
+    char created[24];
+    snprintf(created, sizeof created, "%" PRId64, event.created);
+    const char *fields[] = {"id", event.id, "type", event.type, "created", created};
+    return vz_intake_add(self->intake, reply, s_flush, event.id, event.type, fields, 3, req->body,
+                         req->body_len);
 }
 
 // --------------------------------------------------------------------------

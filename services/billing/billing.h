@@ -8,8 +8,8 @@
  *  Flow of a webhook: the gateway forwards POST /v1/webhooks/stripe as
  *  billing.webhook with the raw body and ctx header.stripe-signature;
  *  bl_h_webhook verifies it (bl_sig, no I/O) and defers the reply; after
- *  the worker's batch, one pipelined round trip runs the enqueue script for
- *  each delivery (SET billing:seen:<event id> NX EX ttl and XADD
+ *  the worker's batch, vz_intake queues every delivery in one pipelined
+ *  round trip (SET billing:seen:<event id> NX EX ttl and XADD
  *  billing:events, atomically), and only then answers 200 {"received":
  *  true, "duplicate": bool}. A zloop timer runs bl_poll: the stream consumer
  *  (vz_stream) hands each queued event to the apply script, which stores
@@ -136,7 +136,6 @@ bool bl_currencies_ok(const char *list);
 //  bl_store.c: the Redis side
 
 //  Lua sources.
-extern const char bl_lua_enqueue[];
 extern const char bl_lua_apply[];
 extern const char bl_lua_dump[];
 extern const char bl_lua_list[];

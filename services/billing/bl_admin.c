@@ -112,17 +112,10 @@ static int s_recon_enqueue(bl_t *self, const vz_json_value_t *event)
     bl_sig_event_t ev;
     int rc = -1;
     if (text && bl_sig_event(text, len, &ev) == BL_SIG_OK) {
-        char seen[BL_SIG_ID_MAX + 16], created[24];
-        snprintf(seen, sizeof seen, BL_PREFIX "seen:%s", ev.id);
+        char created[24];
         snprintf(created, sizeof created, "%" PRId64, ev.created);
-        const char *keys[] = {seen, BL_STREAM};
-        const char *args[] = {self->ttl, ev.id, ev.type, created, text};
-        redisReply *r = vz_redis_eval(self->redis, self->enqueue, 2, keys, 5, args);
-        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-            r->element[0]->type == REDIS_REPLY_INTEGER)
-            rc = r->element[0]->integer == 1 ? 1 : 0;
-        if (r)
-            freeReplyObject(r);
+        const char *fields[] = {"id", ev.id, "type", ev.type, "created", created};
+        rc = vz_intake_enqueue(self->intake, ev.id, fields, 3, text, len);
     }
     vz_json_writer_destroy(&w);
     return rc;

@@ -10,12 +10,11 @@
 #define BL_APP_H
 
 #include "billing.h"
+#include "vz_intake.h"
 
 #define BL_REPLY_MAX (64 * 1024) //  largest JSON answer
 //  503 for a call that needs a setting not given (the message names it).
 #define BL_ERR_NOT_CONFIGURED "billing_not_configured"
-
-typedef struct bl_pending_t bl_pending_t; //  one delivery waiting for the enqueue batch
 
 struct bl_t {
     bl_config_t config;
@@ -23,14 +22,11 @@ struct bl_t {
     bl_sig_config_t sig;                                     //  points into secrets
     char ttl[16];                                            //  dedup ttl as text
     vz_redis_t *redis;                                       //  shared state
-    vz_redis_script_t *enqueue;                              //  intake: dedup + XADD
+    vz_intake_t *intake;                                     //  webhooks: dedup + XADD
     vz_redis_script_t *apply;                                //  consumer: store + ack
     vz_redis_script_t *dump;                                 //  revenue input
     vz_redis_script_t *list;                                 //  a customer's objects
     vz_stream_t *stream;                                     //  the consumer group
-    bl_pending_t *pending;                                   //  this batch's deliveries
-    vz_redis_call_t *calls;                                  //  their script calls
-    size_t npending, pending_max;
     int64_t backlog_due;   //  next queue depth refresh (monotonic ms)
     vz_metrics_t *metrics; //  borrowed, may be NULL
     vz_series_t *backlog;  //  queue depth gauge

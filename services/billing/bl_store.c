@@ -18,15 +18,6 @@
 
 #include "billing.h"
 
-//  KEYS seen, stream; ARGV ttl, id, type, created, body -> {1, entry id} | {0, ""}.
-const char bl_lua_enqueue[] =
-    "if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then\n"
-    "  local sid = redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'type', ARGV[3],\n"
-    "                         'created', ARGV[4], 'body', ARGV[5])\n"
-    "  return {1, sid}\n"
-    "end\n"
-    "return {0, ''}\n";
-
 //  KEYS obj, applied, stream, hist, idx, counts, outbox
 //  ARGV group, entry, event, created, rank, hist member ('' none), object,
 //       type, notify ('' none), body, applied ttl, store ('1'|'0'), field, value...

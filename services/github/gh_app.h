@@ -10,11 +10,10 @@
 
 #include "github.h"
 #include "gh_client.h"
+#include "vz_intake.h"
 #include "vz_outbox.h"
 
 #define GH_REPLY_MAX (1024 * 1024) //  largest JSON answer
-
-typedef struct gh_pending_t gh_pending_t; //  one delivery waiting for the enqueue batch
 
 struct gh_t {
     gh_config_t config;
@@ -23,14 +22,11 @@ struct gh_t {
     char ttl[16];                                            //  dedup ttl as text
     gh_rules_t *rules;                                       //  notification rules, labels
     vz_redis_t *redis;                                       //  shared state
-    vz_redis_script_t *enqueue;                              //  intake: dedup + XADD
+    vz_intake_t *intake;                                     //  webhooks: dedup + XADD
     vz_redis_script_t *apply;                                //  consumer: writes + ack
     vz_redis_script_t *items;                                //  a repository's items
     vz_redis_script_t *repos;                                //  the repositories
     vz_stream_t *stream;                                     //  the consumer group
-    gh_pending_t *pending;                                   //  this batch's deliveries
-    vz_redis_call_t *calls;                                  //  their script calls
-    size_t npending, pending_max;
     int64_t backlog_due;       //  next queue depth refresh (monotonic ms)
     vz_metrics_t *metrics;     //  borrowed, may be NULL
     vz_series_t *backlog;      //  queue depth gauge

@@ -24,16 +24,6 @@
  */
 #include "github.h"
 
-//  KEYS seen, stream; ARGV ttl, delivery, event, body -> {1, entry id} | {0, ""}.
-const char gh_lua_enqueue[] =
-    "if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then\n"
-    "  local sid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', '20000', '*', 'delivery',\n"
-    "                         ARGV[2], 'event', ARGV[3],\n"
-    "                         'body', ARGV[4])\n"
-    "  return {1, sid}\n"
-    "end\n"
-    "return {0, ''}\n";
-
 //  KEYS applied, stream, counts
 //  ARGV group, entry, ttl, counted event, then (op, key, a, b)... (gh_event.h)
 //  -> 0 already applied (acked again), 1 applied.

@@ -17,16 +17,6 @@
 #define BACKLOG_EVERY_MS 1000 //  queue depth gauge refresh
 #define DELIVERY_MAX 64       //  longest X-GitHub-Delivery (a GUID is 36)
 
-//  One verified delivery waiting for the batch's enqueue round trip.
-struct gh_pending_t {
-    vz_deferred_t *handle;           //  the open reply
-    char delivery[DELIVERY_MAX + 1]; //  X-GitHub-Delivery
-    char event[GH_NAME_MAX];         //  X-GitHub-Event
-    char *body;                      //  raw body (heap)
-    char seen[DELIVERY_MAX + 16];    //  github:seen:<delivery>
-    const char *keys[2], *args[4];   //  script arguments
-};
-
 // --------------------------------------------------------------------------
 //  Metrics
 
@@ -38,6 +28,17 @@ void gh_count_delivery(gh_t *self, const char *event, const char *outcome)
     snprintf(labels, sizeof labels, "event=%s,outcome=%s", event, outcome);
     vz_series_inc(vz_metrics_counter(self->metrics, "vz_github_deliveries",
                                      "Webhook deliveries by event and outcome", labels));
+}
+
+//  The intake's outcomes under github's names.
+static void s_count_intake(void *arg, const char *event, vz_intake_outcome_t outcome)
+{
+    static const char *const names[] = {
+        [VZ_INTAKE_QUEUED] = "queued",
+        [VZ_INTAKE_DUPLICATE] = "duplicate",
+        [VZ_INTAKE_UNAVAILABLE] = "unavailable",
+    };
+    gh_count_delivery(arg, event, names[outcome]);
 }
 
 static vz_stream_verdict_t s_apply_entry(void *arg, const vz_stream_entry_t *entry);
@@ -65,7 +66,12 @@ gh_t *gh_new(const gh_config_t *config, const char *redis_url, const char *rules
         return NULL;
     }
     self->redis = vz_redis_new(redis_url, 200, config->redis_timeout_ms, 500);
-    self->enqueue = vz_redis_script_new(gh_lua_enqueue);
+    vz_intake_config_t ic = {.seen_prefix = GH_PREFIX "seen:",
+                             .stream = GH_STREAM,
+                             .maxlen = GH_STREAM_MAXLEN,
+                             .ttl_s = config->dedup_ttl_s,
+                             .what = "delivery"};
+    self->intake = self->redis ? vz_intake_new(self->redis, &ic, s_count_intake, self) : NULL;
     self->apply = vz_redis_script_new(gh_lua_apply);
     self->items = vz_redis_script_new(gh_lua_items);
     self->repos = vz_redis_script_new(gh_lua_repos);
@@ -75,7 +81,7 @@ gh_t *gh_new(const gh_config_t *config, const char *redis_url, const char *rules
                              .claim_idle_ms = config->claim_idle_ms,
                              .max_deliveries = config->max_deliveries};
     self->stream = self->redis ? vz_stream_new(self->redis, &sc, s_apply_entry, self) : NULL;
-    if (!self->redis || !self->enqueue || !self->apply || !self->items || !self->repos ||
+    if (!self->redis || !self->intake || !self->apply || !self->items || !self->repos ||
         !self->stream) {
         snprintf(err, errlen, "bad Redis URL or out of memory");
         gh_destroy(&self);
@@ -102,15 +108,11 @@ void gh_destroy(gh_t **self_p)
     gh_t *self = *self_p;
     if (!self)
         return;
-    for (size_t i = 0; i < self->npending; i++)
-        free(self->pending[i].body);
-    free(self->pending);
-    free(self->calls);
     gh_client_destroy(&self->client);
     vz_stream_destroy(&self->jobs);
     vz_outbox_destroy(&self->notify);
     vz_stream_destroy(&self->stream);
-    vz_redis_script_destroy(&self->enqueue);
+    vz_intake_destroy(&self->intake);
     vz_redis_script_destroy(&self->apply);
     vz_redis_script_destroy(&self->items);
     vz_redis_script_destroy(&self->repos);
@@ -125,55 +127,13 @@ void gh_destroy(gh_t **self_p)
 // --------------------------------------------------------------------------
 //  Intake: verify, then queue in the batch's one round trip, then answer
 
-//  After the worker's batch: every delivery's enqueue script pipelined,
-//  then each answer. 200 only once the delivery is in the stream.
+//  After the worker's batch: every delivery queued in one round trip, then
+//  answered; 200 only once it is in the stream (vz_intake). A delivery not
+//  queued is a failed one: reconciliation asks GitHub to redeliver it.
 static void s_flush(void *arg)
 {
     gh_t *self = arg;
-    size_t n = self->npending;
-    if (n == 0)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        gh_pending_t *p = &self->pending[i];
-        snprintf(p->seen, sizeof p->seen, GH_PREFIX "seen:%s", p->delivery);
-        p->keys[0] = p->seen;
-        p->keys[1] = GH_STREAM;
-        p->args[0] = self->ttl;
-        p->args[1] = p->delivery;
-        p->args[2] = p->event;
-        p->args[3] = p->body;
-        self->calls[i] = (vz_redis_call_t){
-            .script = self->enqueue, .nkeys = 2, .keys = p->keys, .nargs = 4, .args = p->args};
-    }
-    int rc = vz_redis_eval_batch(self->redis, self->calls, n);
-    for (size_t i = 0; i < n; i++) {
-        gh_pending_t *p = &self->pending[i];
-        redisReply *r = self->calls[i].reply;
-        bool ok = rc == 0 && r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-                  r->element[0]->type == REDIS_REPLY_INTEGER;
-        if (ok) {
-            bool duplicate = r->element[0]->integer == 0;
-            const char *body = duplicate ? "{\"received\":true,\"duplicate\":true}"
-                                         : "{\"received\":true,\"duplicate\":false}";
-            gh_count_delivery(self, "any", duplicate ? "duplicate" : "queued");
-            (void)vz_worker_complete(&p->handle, body, strlen(body));
-        } else {
-            //  Not queued: a non-2xx is a failed delivery; reconciliation
-            //  asks GitHub to redeliver it, so nothing is lost.
-            gh_count_delivery(self, "any", "unavailable");
-            if (r && r->type == REDIS_REPLY_ERROR)
-                vz_warn(NULL, "unable to queue a webhook delivery", "delivery", p->delivery,
-                        "reason", r->str);
-            (void)vz_worker_complete_error(&p->handle, VZ_ERR_UNAVAILABLE,
-                                           "delivery queue unavailable, retry later");
-        }
-        if (r)
-            freeReplyObject(r);
-        self->calls[i].reply = NULL;
-        free(p->body);
-        p->body = NULL;
-    }
-    self->npending = 0;
+    vz_intake_flush(self->intake);
 }
 
 //  A header value made of [A-Za-z0-9_.-], 1..max bytes.
@@ -219,30 +179,9 @@ int gh_h_webhook(void *app, const vz_envelope_t *req, vz_reply_t *reply)
                                       "header_missing: X-GitHub-Event and X-GitHub-Delivery "
                                       "are required ([A-Za-z0-9_.-])");
     }
-    if (self->npending == self->pending_max) {
-        size_t max = self->pending_max ? self->pending_max * 2 : VZ_WORKER_BATCH;
-        gh_pending_t *pending = realloc(self->pending, max * sizeof *pending);
-        if (pending)
-            self->pending = pending;
-        vz_redis_call_t *calls = realloc(self->calls, max * sizeof *calls);
-        if (calls)
-            self->calls = calls;
-        if (!pending || !calls)
-            return vz_reply_error(reply, VZ_ERR_INTERNAL, "out of memory");
-        self->pending_max = max;
-    }
-    gh_pending_t *p = &self->pending[self->npending];
-    memset(p, 0, sizeof *p);
-    snprintf(p->delivery, sizeof p->delivery, "%s", delivery);
-    snprintf(p->event, sizeof p->event, "%s", event);
-    p->body = malloc(req->body_len + 1);
-    if (!p->body)
-        return vz_reply_error(reply, VZ_ERR_INTERNAL, "out of memory");
-    memcpy(p->body, req->body, req->body_len);
-    p->body[req->body_len] = '\0';
-    self->npending++;
-    p->handle = vz_reply_defer(reply, s_flush);
-    return 0;
+    const char *fields[] = {"delivery", delivery, "event", event};
+    return vz_intake_add(self->intake, reply, s_flush, delivery, "any", fields, 2, req->body,
+                         req->body_len);
 }
 
 // --------------------------------------------------------------------------

@@ -10,7 +10,7 @@
  *  header.x-github-event and header.x-github-delivery; gh_h_webhook
  *  verifies the signature (gh_sig, no I/O) and that the body is a JSON
  *  object, and defers the reply; after the worker's batch one pipelined
- *  round trip runs the enqueue script for each delivery (SET
+ *  round trip (vz_intake) queues each delivery (SET
  *  github:seen:<delivery> NX EX ttl and XADD github:deliveries,
  *  atomically), and only then answers 200 {"received": true, "duplicate":
  *  bool}: GitHub's 10-second limit is met by queueing, not processing.
@@ -49,6 +49,7 @@
 //  The error code of a call this replica cannot serve for want of a setting.
 #define GH_ERR_NOT_CONFIGURED "github_not_configured"
 #define GH_STREAM GH_PREFIX "deliveries" //  queued webhook deliveries
+#define GH_STREAM_MAXLEN 20000              //  about this many kept (MAXLEN ~)
 #define GH_GROUP "apply"                 //  the consumer group that applies them
 #define GH_OUTBOX GH_PREFIX "outbox"     //  notifier.send bodies
 #define GH_JOBS GH_PREFIX "jobs"         //  App client work: backfill of an installation
@@ -113,7 +114,6 @@ int gh_h_reconcile(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 // --------------------------------------------------------------------------
 //  gh_store.c: the Redis scripts
 
-extern const char gh_lua_enqueue[];
 extern const char gh_lua_apply[];
 extern const char gh_lua_items[];
 extern const char gh_lua_repos[];
