@@ -43,6 +43,9 @@ auth_t *auth_new(const auth_config_t *config, const char *redis_url, vz_metrics_
         self->refresh_reuse =
             vz_metrics_counter(metrics, "vz_auth_refresh_reuse",
                                "Refresh tokens presented twice (family revoked)", NULL);
+        self->kdf_expired = vz_metrics_counter(
+            metrics, "vz_auth_kdf_expired",
+            "Password checks not run: the caller's deadline passed while they queued", NULL);
     }
     return self;
 }

@@ -63,6 +63,7 @@ typedef struct {
     vz_series_t *login_failed;     //  failed logins
     vz_series_t *locked_out;       //  logins refused by a lockout
     vz_series_t *refresh_reuse;    //  refresh-token reuse detections
+    vz_series_t *kdf_expired;      //  KDF jobs skipped: deadline passed while queued
     vz_redis_script_t *rt_use;     //  tokens.c: check-and-mark a refresh token
     vz_redis_script_t *rt_issue;   //  tokens.c: store a refresh token in its family
     vz_redis_script_t *login_fail; //  users.c: count a failure, start a lockout
@@ -164,6 +165,8 @@ struct auth_kdf_t {
     int hash_rc;              //  out: 0 a new hash in hash, <0 failed, 1 not asked
     char hash[AUTH_HASH_MAX]; //  out: the new encoded hash
     //  Continuation state, for then.
+    int64_t deadline_ms;      //  the request's (Unix ms, 0 none): past it the KDF is skipped
+    bool expired;             //  out: skipped, nobody waits for the answer
     auth_kdf_then_fn *then;
     vz_deferred_t *handle;
     char id[VZ_ID_MAX];                              //  request id, for logs

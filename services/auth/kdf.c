@@ -13,6 +13,7 @@
 
 #include <openssl/crypto.h>
 
+#include "vz_clock.h"
 #include "vz_log.h"
 #include "vz_proto.h"
 
@@ -55,10 +56,15 @@ auth_kdf_t *auth_kdf_new(const char *verify_pw, const char *encoded, const char 
     return job;
 }
 
-//  Pool thread: the KDF runs, nothing else.
+//  Pool thread: the KDF runs, nothing else; not for a caller who gave up
+//  while the job queued (its answer would be dropped, its CPU is another's).
 static void s_work(void *arg)
 {
     auth_kdf_t *job = arg;
+    if (job->deadline_ms > 0 && vz_clock_now_ms() >= job->deadline_ms) {
+        job->expired = true;
+        return;
+    }
     if (job->verify_pw)
         job->ok = auth_password_verify(job->verify_pw, job->encoded, &job->stored_iterations);
     bool rehash = !job->verify_pw || (job->ok && job->stored_iterations < job->hash_below);
@@ -71,7 +77,13 @@ static void s_work(void *arg)
 static void s_done(void *arg, void *app)
 {
     auth_kdf_t *job = arg;
-    job->then(app, job, vz_deferred_reply(job->handle));
+    if (job->expired && ((auth_t *)app)->kdf_expired)
+        vz_series_inc(((auth_t *)app)->kdf_expired);
+    if (job->expired)
+        (void)vz_authctx_reply_error(vz_deferred_reply(job->handle), 0, VZ_ERR_TIMEOUT,
+                                     "deadline passed before the password check ran");
+    else
+        job->then(app, job, vz_deferred_reply(job->handle));
     if (vz_worker_complete_reply(&job->handle) < 0)
         vz_warn(job->id, "reply dropped: broker link replaced during the password check");
     s_job_destroy(&job);
@@ -84,6 +96,7 @@ int auth_kdf_start(auth_t *self, auth_kdf_t *job, auth_kdf_then_fn *then, vz_rep
         return vz_authctx_reply_error(reply, 0, VZ_ERR_INTERNAL, "out of memory");
     job->then = then;
     vz_strlcpy(job->id, req->id, sizeof job->id);
+    job->deadline_ms = req->deadline_ms;
     job->handle = vz_reply_defer(reply, NULL);
     int rc = vz_pool_submit(self->kdf, s_work, s_done, job);
     if (rc < 0) {

@@ -158,6 +158,37 @@ static void test_logins_leave_the_reactor_free(void **state)
     assert_true(jwks_at >= 0 && jwks_at < last_login);
 }
 
+//  Logins whose callers give up while they queue: their KDF is not run.
+static void test_expired_jobs_skipped(void **state)
+{
+    mesh_t *mesh = *state;
+    const char *body = "{\"email\":\"" EMAIL "\",\"password\":\"" PASSWORD "\"}";
+    //  Two threads at ~0.25 s a check: the later ones wait past 100 ms.
+    for (int i = 0; i < LOGINS; i++) {
+        vz_envelope_t req;
+        s_request(&req, "login", body);
+        req.deadline_ms = vz_now_ms() + 100;
+        assert_int_equal(vz_client_send(mesh->gw, &req), 0);
+    }
+    int port = vzt_mesh_admin_port(mesh->m, "auth");
+    assert_true(port > 0);
+    assert_true(vzt_wait_metric(port, "vz_auth_kdf_expired_total", 1, CALL_MS));
+    //  Each login has its one answer (the broker's timeout, mostly).
+    zpoller_t *poller = zpoller_new(vz_client_sock(mesh->gw), NULL);
+    for (int i = 0; i < LOGINS; i++) {
+        assert_non_null(zpoller_wait(poller, CALL_MS));
+        vz_response_t *resp = NULL;
+        assert_int_equal(vz_client_recv(mesh->gw, &resp), 0);
+        vz_response_destroy(&resp);
+    }
+    zpoller_destroy(&poller);
+    //  The pool is free again: a login in time is served.
+    outcome_t out[1];
+    s_burst(mesh, 1, false, out);
+    if (out[0].error || !out[0].token)
+        fail_msg("login after the expired ones answered %s", out[0].code);
+}
+
 static void test_full_pool_answers_unavailable(void **state)
 {
     mesh_t *mesh = *state;
@@ -183,6 +214,7 @@ int main(void)
 {
     const struct CMUnitTest reactor[] = {
         cmocka_unit_test(test_logins_leave_the_reactor_free),
+        cmocka_unit_test(test_expired_jobs_skipped),
     };
     const struct CMUnitTest bounded[] = {
         cmocka_unit_test(test_full_pool_answers_unavailable),
