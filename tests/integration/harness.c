@@ -821,7 +821,8 @@ static void s_free_list(char **list)
 }
 
 //  The default call policy: everyone but the broker and the gateway serves
-//  its own name; everyone may call every served name and the broker.
+//  its own name; everyone may call every served name and the broker (the
+//  broker too: it reports its own telemetry, broker_send_self).
 static char *s_default_policy(char **names)
 {
     char *served = strdup("broker");
@@ -834,9 +835,7 @@ static char *s_default_policy(char **names)
     }
     char *text = strdup("identity\n");
     for (size_t i = 0; names[i]; i++) {
-        if (strcmp(names[i], "broker") == 0)
-            continue;
-        bool serves = strcmp(names[i], "gateway") != 0;
+        bool serves = strcmp(names[i], "gateway") != 0 && strcmp(names[i], "broker") != 0;
         char *next = zsys_sprintf("%s    %s\n%s%s%s        call = \"%s\"\n", text, names[i],
                                   serves ? "        serve = \"" : "", serves ? names[i] : "",
                                   serves ? "\"\n" : "", served);
