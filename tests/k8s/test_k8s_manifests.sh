@@ -31,6 +31,19 @@ for dir in "$K8S"/overlays/*/; do
     n=$((n + 1))
 done
 [ $n -ge 2 ] || fail "expected the dev and prod overlays, found $n"
+# The prometheus-operator objects (k8s/monitoring/operator): valid against
+# the operator's CRD schema, and a ServiceMonitor scrapes every pod
+# prometheus.yml scrapes, in every overlay's namespace.
+node "$TOOL" build "$K8S/monitoring/operator" >"$T/operator.yaml" || fail "build of monitoring/operator"
+if [ $kustomize_ok = 1 ]; then
+    kubectl kustomize "$K8S/monitoring/operator" >"$T/operator.kustomize.yaml" || fail "kubectl kustomize operator"
+    node "$TOOL" same "$T/operator.kustomize.yaml" "$T/operator.yaml" || fail "kustomize disagrees on monitoring/operator"
+fi
+node "$TOOL" validate "$T/operator.yaml" || fail "monitoring/operator has invalid objects"
+for dir in "$K8S"/overlays/*/; do
+    o=$(basename "$dir")
+    node "$TOOL" scrapes "$T/$o.yaml" "$T/operator.yaml" || fail "overlay $o: pods no ServiceMonitor scrapes"
+done
 [ $kustomize_ok = 1 ] && echo "kustomize agrees on all $n overlays" ||
     echo "kubectl kustomize (v4+) absent: overlays built by k8s_tool.mjs only"
 
