@@ -9,6 +9,9 @@
 #   state writes its own prefix and nothing else, no @dangerous command; the
 #   others may PING only; the default user may PING and nothing else.
 #   A second run keeps the passwords; --k8s carries the same file.
+#   compose/docker-compose.yml (read, not run): every service that talks to
+#   Redis logs in as its own user with its own password file, and the keys
+#   job makes exactly those users.
 set -u
 source "$(dirname "$0")/common.sh"
 BIN=${VZ_BIN_DIR:?VZ_BIN_DIR not set}
@@ -62,4 +65,35 @@ expect "gateway PING" "$(as gateway "$P/gateway.password" ping)" '^PONG$'
 expect "gateway GET" "$(as gateway "$P/gateway.password" get auth:x)" 'NOPERM'
 expect "default PING" "$(redis-cli -s "$sock" ping)" '^PONG$'
 expect "default GET" "$(redis-cli -s "$sock" get auth:x 2>&1)" 'NOPERM'
+
+# Compose, statically (tests/compose runs it): merge keys resolved by yaml.
+node_deps
+node --input-type=module - "$SRC/compose/docker-compose.yml" >"$T/compose.users" <<'JS' || fail "compose: Redis users"
+import fs from "node:fs";
+import { createRequire } from "node:module";
+const YAML = createRequire(process.env.VZ_SOURCE_DIR + "/tests/k8s/")("yaml");
+const c = YAML.parse(fs.readFileSync(process.argv[2], "utf8"), { merge: true });
+let bad = 0;
+const users = [];
+for (const [name, svc] of Object.entries(c.services)) {
+    const env = svc.environment || {};
+    if (!("VZ_REDIS_PASSWORD_FILE" in env) && !("VZ_REDIS_URL" in env)) continue;
+    users.push(name);
+    if (env.VZ_REDIS_URL !== `redis://${name}@redis:6379`) { console.error(`${name}: VZ_REDIS_URL ${env.VZ_REDIS_URL}`); bad++; }
+    if (env.VZ_REDIS_PASSWORD_FILE !== `/etc/vizmesh/keys/redis/${name}.password`) {
+        console.error(`${name}: VZ_REDIS_PASSWORD_FILE ${env.VZ_REDIS_PASSWORD_FILE}`); bad++;
+    }
+}
+const job = [].concat(c.services.keys.command).join(" ").replace(/\\\n/g, " ");
+const m = /vzctl redis-acl (\S+)((?:\s+[a-z][a-z0-9-]*)+)\s*>/.exec(job);
+const made = m ? m[2].trim().split(/\s+/).sort() : [];
+if (made.join() !== [...users].sort().join()) { console.error(`keys job makes [${made}], Redis clients are [${users.sort()}]`); bad++; }
+if (!/--aclfile \/etc\/vizmesh\/keys\/redis\/users.acl/.test([].concat(c.services.redis.command).join(" "))) {
+    console.error("redis: not started with the keys job's users.acl"); bad++;
+}
+if (/requirepass/.test(JSON.stringify(c.services.redis))) { console.error("redis: a shared requirepass"); bad++; }
+console.log(users.join(" "));
+process.exit(bad ? 1 : 0);
+JS
+echo "ok - compose: $(cat "$T/compose.users") each log in as themselves; the keys job makes exactly those users"
 echo "PASS: ACL users ${names[*]} enforced by redis-server $(redis-server --version | grep -o 'v=[0-9.]*')"
