@@ -24,8 +24,7 @@ got=$(node "$TOOL" hash "$SRC/tests/k8s/hasher_cases.yaml" | awk '{print $2}')
 diff <(echo "$want") <(echo "$got") >&2 || fail "k8s_tool.mjs hashes differ from kustomize's expected values"
 echo "ok - $(wc -l <<<"$want") hashes equal kustomize's published ones"
 
-if command -v kubectl >/dev/null &&
-    kubectl version --client 2>/dev/null | grep -Eq 'Kustomize Version: v([4-9]|[1-9][0-9])'; then
+if have_kustomize; then
     mkdir -p "$T/scratch"
     printf 'x: <a> && b\n\ttab "q" \\ \xe2\x80\xa8 \xc3\xa9\n' >"$T/scratch/file.txt"
     printf '# comment\n  K1=v=1\nK2=with space \n\nK3=\n' >"$T/scratch/vars.env"

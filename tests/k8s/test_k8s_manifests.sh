@@ -14,10 +14,7 @@ node_deps
 BIN=${VZ_BIN_DIR:?VZ_BIN_DIR not set}
 
 kustomize_ok=0
-if command -v kubectl >/dev/null &&
-    kubectl version --client 2>/dev/null | grep -Eq 'Kustomize Version: v([4-9]|[1-9][0-9])'; then
-    kustomize_ok=1
-fi
+have_kustomize && kustomize_ok=1
 n=0
 for dir in "$K8S"/overlays/*/; do
     o=$(basename "$dir")
