@@ -12,14 +12,20 @@
  *  PING and SELECT. The daemon gets its URL in VZ_REDIS_URL
  *  (redis://NAME:PASSWORD@127.0.0.1:PORT). A user "vz-supervisor" may
  *  reload the file (ACL LOAD) after `vzctl update` added a service.
- *  Supervisor thread only.
+ *  Supervisor thread only. sup_redis_acl_cmd gives compose and Kubernetes
+ *  the same users from this module's table, with passwords kept in files.
  */
 #ifndef SUP_REDIS_ACL_H
 #define SUP_REDIS_ACL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "mesh_config.h"
+
+//  The key pattern rule of daemon ("auth" -> "~auth:*"), "" when it keeps
+//  no keys in Redis. The one table of prefixes.
+const char *sup_redis_acl_daemon_keys(const char *daemon);
 
 //  The key pattern rule of svc ("~auth:*"), "" when it keeps no keys.
 //  Known by the daemon its command runs (vz-auth ...), else by its name.
@@ -42,5 +48,16 @@ int sup_redis_acl_url(const sup_mesh_config_t *cfg, const char *name, int port, 
 //  vz-supervisor, within 200 ms). 0, or -errno (Redis not up yet: it
 //  reads the file when it starts).
 int sup_redis_acl_reload(const sup_mesh_config_t *cfg, int port);
+
+//  `vzctl redis-acl DIR NAME... [--k8s]`, the same users for compose and
+//  Kubernetes: NAME is a service and its daemon (auth, ratelimit, ...).
+//  Makes DIR (0755) when absent and DIR/NAME.password (48 random hex
+//  characters, 0600) for each NAME without one; an existing file's first
+//  line is the password. Writes to out the ACL file (the supervisor's
+//  rights: default PING only, each NAME its own key prefix, or PING and
+//  SELECT), or with --k8s the Secrets vizmesh-redis-acl (key users.acl) and
+//  vizmesh-redis-NAME (key password) as YAML. 0, 1 (failed, said on
+//  stderr) or 2 (usage).
+int sup_redis_acl_cmd(int argc, char **argv, FILE *out);
 
 #endif
