@@ -309,7 +309,7 @@ static void test_route_options(void **state)
 }
 
 //  The shipped table: /v1/echo is deprecated with /v2/echo as successor,
-//  and /v2/echo exists.
+//  /v2/echo exists, and sunsets keep the six months of N-1.
 static void test_shipped_table(void **state)
 {
     (void)state;
@@ -321,6 +321,13 @@ static void test_shipped_table(void **state)
     assert_true(gw_routes_match(routes, GW_M_GET, "/v1/echo", &m));
     assert_true(m.route->deprecated_s > 0);
     assert_string_equal(m.route->successor, "/v2/echo");
+    //  The platform keeps version N-1 six months: no shipped sunset comes
+    //  sooner after its deprecation.
+    for (size_t i = 0; i < gw_routes_count(routes); i++) {
+        const gw_route_t *r = gw_routes_at(routes, i);
+        if (r->sunset_s && r->sunset_s - r->deprecated_s < 182 * 86400)
+            fail_msg("route %s: sunset less than six months after its deprecation", r->name);
+    }
     assert_true(gw_routes_match(routes, GW_M_POST, "/v2/echo", &m));
     assert_string_equal(m.route->call, "echo_v2");
     assert_int_equal(m.route->deprecated_s, 0);
