@@ -6,8 +6,9 @@
  *  clock (VZ_CLOCK_START=2027-01-15T00:00:00Z, VZ_CLOCK_TEST=1): 2027-01-15
  *  lies after the deprecation of /v1/echo (2026-12-01) and before its
  *  sunset (2027-06-01), after the sunset of /v1/t/sunset (2027-01-01) and
- *  before the deprecation of /v1/t/future (2027-03-01). The real date plays
- *  no part. The gateway trusts 127.0.0.1 as a proxy, so X-Forwarded-For
+ *  before the deprecation of /v1/t/future (2027-03-01); the last test sets
+ *  a sunset seconds ahead of that clock and sees it arrive. The real date
+ *  plays no part. The gateway trusts 127.0.0.1 as a proxy, so X-Forwarded-For
  *  makes distinct clients from one test process.
  */
 #include <stdarg.h>
@@ -20,13 +21,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
+#include "vz_clock.h"
 #include "vz_json.h"
 
 #define HTTP_MS 10000
 #define RELOAD_MS 5000
 #define RELOADED "vz_gateway_route_reloads_total{result=\"ok\"}"
+#define CLOCK_START "2027-01-15T00:00:00Z"
+#define CLOCK_START_S 1799971200 //  the same, Unix seconds
+#define SUNSET_AHEAD_S 4         //  a sunset this far ahead of the gateway's clock
 
 //  The deprecation dates as the headers must spell them.
 #define ECHO_DEPRECATION "@1796083200"              //  2026-12-01T00:00:00Z
@@ -80,25 +86,37 @@ static char *s_routes(const char *v2, const char *sunset)
     return text;
 }
 
+//  The mesh, and the wall time just before it started: the gateway's
+//  shifted clock then reads at most CLOCK_START + (now - started_ms).
+typedef struct {
+    vzt_mesh_t *mesh;   //  Redis, broker, echo, gateway
+    int64_t started_ms; //  vz_clock_wire_ms before the start
+} fixture_t;
+
 static int s_setup(void **state)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    char *const env[] = {"gateway:VZ_CLOCK_TEST=1", "gateway:VZ_CLOCK_START=2027-01-15T00:00:00Z",
+    char *const env[] = {"gateway:VZ_CLOCK_TEST=1", "gateway:VZ_CLOCK_START=" CLOCK_START,
                          "gateway:VZ_GATEWAY_TRUSTED_PROXIES=127.0.0.1/32",
                          "gateway:VZ_GATEWAY_DEPRECATION_CLIENTS=8", NULL};
     char *routes = s_routes(s_v2, s_sunset_before);
     const char *const files[] = {"routes.cfg", routes, NULL};
-    vzt_mesh_t *mesh = vzt_mesh_start(
+    fixture_t *fx = calloc(1, sizeof *fx);
+    assert_non_null(fx);
+    fx->started_ms = vz_clock_wire_ms();
+    fx->mesh = vzt_mesh_start(
         &(vzt_mesh_opts_t){.tag = "gwver", .daemons = "echo,gateway", .env = env, .files = files});
     free(routes);
-    assert_non_null(mesh);
-    *state = mesh;
+    assert_non_null(fx->mesh);
+    *state = fx;
     return 0;
 }
 
 static int s_teardown(void **state)
 {
-    int rc = vzt_mesh_destroy((vzt_mesh_t **)state);
+    fixture_t *fx = *state;
+    int rc = vzt_mesh_destroy(&fx->mesh);
+    free(fx);
     curl_global_cleanup();
     return rc;
 }
@@ -131,7 +149,7 @@ static void s_header_is(const vzt_resp_t *r, const char *name, const char *want)
 //  the route carries no deprecation.
 static void test_v2_served_by_v2_method(void **state)
 {
-    vzt_mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = ((fixture_t *)*state)->mesh;
     vzt_resp_t r;
     s_call(mesh, "POST", "/v2/echo", "{\"a\":[1,\"x\"]}", NULL, &r);
     assert_int_equal(r.status, 200);
@@ -155,7 +173,7 @@ static void test_v2_served_by_v2_method(void **state)
 //  spelt exactly (RFC 9745 sf-date, RFC 8594 IMF-fixdate, Link).
 static void test_deprecation_headers(void **state)
 {
-    vzt_mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = ((fixture_t *)*state)->mesh;
     vzt_resp_t r;
     s_call(mesh, "GET", "/v1/echo", NULL, NULL, &r);
     assert_int_equal(r.status, 200);
@@ -176,7 +194,7 @@ static void test_deprecation_headers(void **state)
 //  the successor, still with the headers.
 static void test_sunset_410(void **state)
 {
-    vzt_mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = ((fixture_t *)*state)->mesh;
     vzt_resp_t r;
     s_call(mesh, "GET", "/v1/t/sunset", NULL, NULL, &r);
     assert_int_equal(r.status, 410);
@@ -198,7 +216,7 @@ static void test_sunset_410(void **state)
 //  The route's version reaches the service as ctx route.version.
 static void test_route_version_in_ctx(void **state)
 {
-    vzt_mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = ((fixture_t *)*state)->mesh;
     vzt_resp_t r;
     s_call(mesh, "GET", "/v2/echo/whoami", NULL, NULL, &r);
     assert_int_equal(r.status, 200);
@@ -237,7 +255,7 @@ static int64_t s_reported(const char *report, const char *route, const char *cli
 //  and the per-route metric); an undeprecated route is not recorded.
 static void test_per_client_counts(void **state)
 {
-    vzt_mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = ((fixture_t *)*state)->mesh;
     int port = vzt_mesh_admin_port(mesh, "gateway");
     double before = 0;
     (void)vzt_metric(port, "vz_gateway_deprecated_requests_total{route=\"echo\"}", &before);
@@ -280,7 +298,7 @@ static void test_per_client_counts(void **state)
 //  and one heavy caller; the heavy one is never replaced.
 static void test_bounded_clients(void **state)
 {
-    vzt_mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = ((fixture_t *)*state)->mesh;
     vzt_resp_t r;
     char xff[64];
     for (int i = 0; i < 5; i++) {
@@ -321,7 +339,7 @@ static void test_bounded_clients(void **state)
 //  turn gets its headers; moved back, 410 again.
 static void test_reload_changes_deprecation(void **state)
 {
-    vzt_mesh_t *mesh = *state;
+    vzt_mesh_t *mesh = ((fixture_t *)*state)->mesh;
     char *text = s_routes(s_v2_deprecated, s_sunset_after);
     assert_int_equal(vzt_mesh_write(mesh, "routes.cfg", text), 0);
     free(text);
@@ -353,6 +371,53 @@ static void test_reload_changes_deprecation(void **state)
     vzt_resp_free(&r);
 }
 
+static bool s_gone(void *arg)
+{
+    vzt_mesh_t *mesh = arg;
+    vzt_resp_t r;
+    char url[512];
+    snprintf(url, sizeof url, "%s/v1/t/soon", vzt_mesh_url(mesh));
+    bool gone = vzt_request("GET", url, NULL, NULL, 0, HTTP_MS, &r) == 0 && r.status == 410;
+    vzt_resp_free(&r);
+    return gone;
+}
+
+//  A sunset a few seconds ahead of the gateway's clock arrives without a
+//  reload: the route turns from 200 to 410 when the shifted clock passes
+//  it (the date is compared per request, not when the table loads).
+static void test_sunset_arrives(void **state)
+{
+    fixture_t *fx = *state;
+    vzt_mesh_t *mesh = fx->mesh;
+    int64_t now_ms = vz_clock_wire_ms();
+    time_t sunset = (time_t)(CLOCK_START_S + (now_ms - fx->started_ms) / 1000 + SUNSET_AHEAD_S);
+    struct tm tm;
+    char when[32];
+    assert_non_null(gmtime_r(&sunset, &tm));
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char *soon = NULL;
+    assert_true(asprintf(&soon,
+                         "%s    t_soon\n        methods = \"GET\"\n        path = \"/v1/t/soon\"\n"
+                         "        service = \"echo\"\n        call = \"echo\"\n"
+                         "        deprecated = \"2026-06-01T00:00:00Z\"\n        sunset = \"%s\"\n",
+                         s_sunset_before, when) > 0);
+    char *text = s_routes(s_v2, soon);
+    free(soon);
+    assert_int_equal(vzt_mesh_write(mesh, "routes.cfg", text), 0);
+    free(text);
+    kill(vzt_mesh_pid(mesh, "gateway"), SIGHUP);
+    assert_true(vzt_wait_metric(vzt_mesh_admin_port(mesh, "gateway"), RELOADED, 3, RELOAD_MS));
+    vzt_resp_t r;
+    s_call(mesh, "GET", "/v1/t/soon", NULL, NULL, &r);
+    //  Before the sunset, when this machine was quick enough to ask in time.
+    if (vz_clock_wire_ms() - now_ms < (SUNSET_AHEAD_S - 1) * 1000)
+        assert_int_equal(r.status, 200);
+    else
+        printf("# slow machine: the answer before the sunset was not checked\n");
+    vzt_resp_free(&r);
+    assert_true(vzt_wait_until(s_gone, mesh, (SUNSET_AHEAD_S + 10) * 1000));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -363,6 +428,7 @@ int main(void)
         cmocka_unit_test(test_per_client_counts),
         cmocka_unit_test(test_bounded_clients),
         cmocka_unit_test(test_reload_changes_deprecation),
+        cmocka_unit_test(test_sunset_arrives),
     };
     return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }
