@@ -15,9 +15,9 @@
 #include "vz_common.h"
 #include "vz_json.h"
 
-#define DATE_MIN_S 86400        //  1970-01-02: 0 means "none" in a route
-#define DATE_MAX_S 253402300799 //  9999-12-31T23:59:59Z: four-digit years
-#define REPORT_MAX (8 * 1024 * 1024)
+#define DATE_MIN_S 86400              //  1970-01-02: 0 means "none" in a route
+#define DATE_MAX_S 253402300799       //  9999-12-31T23:59:59Z: four-digit years
+#define REPORT_MAX (32 * 1024 * 1024) //  128 routes x 1000 clients x ~160 bytes fit
 
 // --------------------------------------------------------------------------
 //  Dates and headers
@@ -104,25 +104,33 @@ void gw_deprecation_client(const char *kid, const char *sub, const char *ip, cha
 // --------------------------------------------------------------------------
 //  Callers per route
 
+#define NONE UINT32_MAX //  end of a hash chain
+
 typedef struct {
     char client[GW_DEPRECATION_CLIENT_MAX]; //  client key
     uint64_t calls;                         //  calls counted (an upper bound)
     uint64_t overcount;                     //  of which possibly another client's
     int64_t first_s;                        //  first call, Unix s
     int64_t last_s;                         //  last call, Unix s
+    uint32_t next;                          //  next client in its hash chain, NONE = last
 } s_client_t;
 
+//  A known client is found through its hash chain (a repeat caller is the
+//  common case, under the one lock); only a newcomer to a full route scans
+//  for the least busy client to replace.
 typedef struct {
     char route[VZ_NAME_MAX]; //  route name
     uint64_t calls;          //  every call, exact
     uint64_t replaced;       //  clients that gave their place to a new one
     size_t count;            //  clients in use
     s_client_t *clients;     //  heap array of clients_max
+    uint32_t *heads;         //  hash chains: first client of each, NONE = empty
 } s_route_t;
 
 struct gw_deprecations_t {
     pthread_mutex_t lock;           //  guards everything below
     size_t clients_max;             //  clients per route
+    uint32_t mask;                  //  hash chains per route - 1 (a power of two)
     size_t count;                   //  routes in use
     s_route_t route[GW_ROUTES_MAX]; //  recorded routes
 };
@@ -134,6 +142,10 @@ gw_deprecations_t *gw_deprecations_new(size_t clients_max)
     assert(self);
     pthread_mutex_init(&self->lock, NULL);
     self->clients_max = clients_max;
+    uint32_t chains = 16;
+    while (chains < 2 * clients_max)
+        chains *= 2;
+    self->mask = chains - 1;
     return self;
 }
 
@@ -143,8 +155,10 @@ void gw_deprecations_destroy(gw_deprecations_t **self_p)
     gw_deprecations_t *self = *self_p;
     if (!self)
         return;
-    for (size_t i = 0; i < self->count; i++)
+    for (size_t i = 0; i < self->count; i++) {
         free(self->route[i].clients);
+        free(self->route[i].heads);
+    }
     pthread_mutex_destroy(&self->lock);
     free(self);
     *self_p = NULL;
@@ -161,8 +175,30 @@ static s_route_t *s_route(gw_deprecations_t *self, const char *name)
     s_route_t *r = &self->route[self->count++];
     vz_strlcpy(r->route, name, sizeof r->route);
     r->clients = calloc(self->clients_max, sizeof *r->clients);
-    assert(r->clients);
+    r->heads = malloc((self->mask + 1) * sizeof *r->heads);
+    assert(r->clients && r->heads);
+    memset(r->heads, 0xff, (self->mask + 1) * sizeof *r->heads); //  all NONE
     return r;
+}
+
+//  FNV-1a: short keys, no adversary gain beyond a longer chain.
+static uint32_t s_hash(const char *key)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+//  Unlink client i from the chain of its key.
+static void s_unlink(gw_deprecations_t *self, s_route_t *r, uint32_t i)
+{
+    uint32_t *link = &r->heads[s_hash(r->clients[i].client) & self->mask];
+    while (*link != i) {
+        assert(*link != NONE);
+        link = &r->clients[*link].next;
+    }
+    *link = r->clients[i].next;
 }
 
 //  Space-saving: the client's entry, else a free one, else the one with
@@ -170,26 +206,30 @@ static s_route_t *s_route(gw_deprecations_t *self, const char *name)
 static s_client_t *s_client(gw_deprecations_t *self, s_route_t *r, const char *client,
                             int64_t now_s)
 {
-    s_client_t *min = NULL;
-    for (size_t i = 0; i < r->count; i++) {
-        s_client_t *c = &r->clients[i];
-        if (strcmp(c->client, client) == 0)
-            return c;
-        if (!min || c->calls < min->calls || (c->calls == min->calls && c->last_s < min->last_s))
-            min = c;
-    }
-    s_client_t *c = NULL;
+    uint32_t chain = s_hash(client) & self->mask;
+    for (uint32_t i = r->heads[chain]; i != NONE; i = r->clients[i].next)
+        if (strcmp(r->clients[i].client, client) == 0)
+            return &r->clients[i];
+    uint32_t slot = 0;
     uint64_t inherited = 0;
     if (r->count < self->clients_max)
-        c = &r->clients[r->count++];
+        slot = (uint32_t)r->count++;
     else {
-        c = min;
-        inherited = min->calls;
+        for (uint32_t i = 1; i < r->count; i++) {
+            const s_client_t *c = &r->clients[i], *min = &r->clients[slot];
+            if (c->calls < min->calls || (c->calls == min->calls && c->last_s < min->last_s))
+                slot = i;
+        }
+        inherited = r->clients[slot].calls;
         r->replaced++;
+        s_unlink(self, r, slot);
     }
+    s_client_t *c = &r->clients[slot];
     vz_strlcpy(c->client, client, sizeof c->client);
     c->calls = c->overcount = inherited;
     c->first_s = now_s;
+    c->next = r->heads[chain];
+    r->heads[chain] = slot;
     return c;
 }
 
@@ -197,11 +237,14 @@ void gw_deprecations_record(gw_deprecations_t *self, const char *route, const ch
                             int64_t now_s)
 {
     assert(self && route && client);
+    //  Cut as it will be stored, so that a long key finds itself again.
+    char key[GW_DEPRECATION_CLIENT_MAX];
+    snprintf(key, sizeof key, "%s", client);
     pthread_mutex_lock(&self->lock);
     s_route_t *r = s_route(self, route);
     if (r) {
         r->calls++;
-        s_client_t *c = s_client(self, r, client, now_s);
+        s_client_t *c = s_client(self, r, key, now_s);
         c->calls++;
         c->last_s = now_s;
     }
@@ -243,7 +286,11 @@ char *gw_deprecations_report(gw_deprecations_t *self, size_t *len)
     vz_json_write_array_begin(w);
     for (size_t i = 0; i < self->count; i++) {
         s_route_t *r = &self->route[i];
-        qsort(r->clients, r->count, sizeof r->clients[0], s_by_calls);
+        //  A sorted copy: the slots are what the hash chains point at.
+        s_client_t *sorted = malloc((r->count ? r->count : 1) * sizeof *sorted);
+        assert(sorted);
+        memcpy(sorted, r->clients, r->count * sizeof *sorted);
+        qsort(sorted, r->count, sizeof *sorted, s_by_calls);
         vz_json_write_object_begin(w);
         vz_json_write_kv_string(w, "route", r->route);
         vz_json_write_kv_int(w, "calls", (int64_t)r->calls);
@@ -251,7 +298,7 @@ char *gw_deprecations_report(gw_deprecations_t *self, size_t *len)
         vz_json_write_key(w, "clients");
         vz_json_write_array_begin(w);
         for (size_t k = 0; k < r->count; k++) {
-            const s_client_t *c = &r->clients[k];
+            const s_client_t *c = &sorted[k];
             vz_json_write_object_begin(w);
             vz_json_write_kv_string(w, "client", c->client);
             vz_json_write_kv_int(w, "calls", (int64_t)c->calls);
@@ -262,6 +309,7 @@ char *gw_deprecations_report(gw_deprecations_t *self, size_t *len)
         }
         vz_json_write_array_end(w);
         vz_json_write_object_end(w);
+        free(sorted);
     }
     pthread_mutex_unlock(&self->lock);
     vz_json_write_array_end(w);

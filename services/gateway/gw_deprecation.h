@@ -23,8 +23,9 @@
  *  address ("ip:<addr>"). Each route keeps at most clients_max clients;
  *  when it is full a new client takes the place of the one with the fewest
  *  calls and starts from that count (the space-saving top-k algorithm:
- *  heavy callers are never lost, a count is an upper bound whose possible
- *  excess is reported as "overcount"). At most GW_ROUTES_MAX routes are
+ *  a client with more than 1/clients_max of the route's calls is never
+ *  lost, a count is an upper bound whose possible excess is reported as
+ *  "overcount"). At most GW_ROUTES_MAX routes are
  *  recorded. The record lives in the replica's memory like its metrics;
  *  every replica reports its own callers.
  *
@@ -48,7 +49,7 @@
 #include "routes.h"
 
 #define GW_DEPRECATION_CLIENT_MAX 80            //  "key:" / "sub:" / "ip:" + identity, truncated
-#define GW_DEPRECATION_CLIENTS_MAX 10000        //  upper bound of the clients_max setting
+#define GW_DEPRECATION_CLIENTS_MAX 1000         //  upper bound of the clients_max setting
 #define GW_DEPRECATION_SF_DATE_MAX 24           //  "@" + seconds
 #define GW_DEPRECATION_HTTP_DATE_MAX 32         //  "Tue, 01 Jun 2027 00:00:00 GMT"
 #define GW_DEPRECATION_SELF_CALL "deprecations" //  service "gateway": the report

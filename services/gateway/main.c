@@ -66,7 +66,7 @@ static const vz_cfg_item_t s_items[] = {
                 "access-log lines collected before one write, bytes (flushed every 50 ms); 0 = "
                 "a write per line"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_DEPRECATION_CLIENTS", "gateway/deprecation_clients",
-                VZ_CFG_INT, "100", 1, 10000, http.deprecation_clients,
+                VZ_CFG_INT, "100", 1, 1000, http.deprecation_clients,
                 "callers recorded per deprecated route (the busiest kept; GET "
                 "/v1/admin/deprecations)"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_CONNECTIONS", "gateway/max_connections", VZ_CFG_INT,

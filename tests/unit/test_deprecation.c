@@ -174,12 +174,58 @@ static void test_record_bound(void **state)
     gw_deprecations_destroy(&rec);
 }
 
+//  Newcomers churning through a full route: the heavy client (more than
+//  calls / places of them, which space-saving always keeps) is found
+//  through its chain after every hand-over, and a key longer than what is
+//  kept finds its (cut) entry again.
+static void test_record_churn(void **state)
+{
+    (void)state;
+    gw_deprecations_t *rec = gw_deprecations_new(4);
+    for (int i = 0; i < 30; i++)
+        gw_deprecations_record(rec, "old", "sub:heavy", 1796083200);
+    char client[32];
+    for (int i = 0; i < 50; i++) {
+        snprintf(client, sizeof client, "ip:198.51.100.%d", i);
+        gw_deprecations_record(rec, "old", client, 1796083200 + i);
+    }
+    gw_deprecations_record(rec, "old", "sub:heavy", 1796083300);
+    char long_key[200];
+    memset(long_key, 'k', sizeof long_key - 1);
+    long_key[sizeof long_key - 1] = '\0';
+    gw_deprecations_record(rec, "long", long_key, 1796083200);
+    gw_deprecations_record(rec, "long", long_key, 1796083201);
+    size_t len = 0;
+    char *doc = gw_deprecations_report(rec, &len);
+    vz_json_t *json = vz_json_parse(doc, len, NULL, NULL);
+    assert_non_null(json);
+    const vz_json_value_t *routes = vz_json_get(vz_json_root(json), "routes");
+    const vz_json_value_t *lng = vz_json_at(routes, 0), *old = vz_json_at(routes, 1);
+    int64_t n = 0;
+    assert_int_equal(vz_json_size(vz_json_get(lng, "clients")), 1);
+    assert_int_equal(
+        vz_json_int(vz_json_get(vz_json_at(vz_json_get(lng, "clients"), 0), "calls"), &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(vz_json_int(vz_json_get(old, "calls"), &n), 0);
+    assert_int_equal(n, 81);
+    assert_int_equal(vz_json_int(vz_json_get(old, "replaced"), &n), 0);
+    assert_int_equal(n, 47); //  3 free places, then every newcomer took one
+    const vz_json_value_t *top = vz_json_at(vz_json_get(old, "clients"), 0);
+    assert_string_equal(vz_json_get_string(top, "client", NULL), "sub:heavy");
+    assert_int_equal(vz_json_int(vz_json_get(top, "calls"), &n), 0);
+    assert_int_equal(n, 31);
+    assert_int_equal(vz_json_size(vz_json_get(old, "clients")), 4);
+    vz_json_destroy(&json);
+    free(doc);
+    gw_deprecations_destroy(&rec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dates),        cmocka_unit_test(test_links),
         cmocka_unit_test(test_client_key),   cmocka_unit_test(test_record),
-        cmocka_unit_test(test_record_bound),
+        cmocka_unit_test(test_record_bound), cmocka_unit_test(test_record_churn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
