@@ -5,9 +5,9 @@
  *  idempotency, the request's id, trace context and body (borrowed), and
  *  the ctx services see (contract B: the verified identity, never the
  *  credential; the route's target version; path params; forwarded
- *  headers; the query parameters the route names). The reactor ends the call (reply, error or
- * expiry) with s_on_call_done, which records the breaker's outcome and takes the pipeline's exit;
- * the front renders.
+ *  headers; the query parameters the route names). The reactor ends the
+ *  call (reply, error or expiry) with s_on_call_done, which records the
+ *  breaker's outcome and takes the pipeline's exit; the front renders.
  */
 #include "gw_pipeline.h"
 

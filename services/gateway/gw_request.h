@@ -61,7 +61,7 @@ typedef struct {
     int rl_timeout_ms;                        //  deadline of ratelimit.check
     bool rl_fail_open;                        //  limiter silent: local bucket (true) or 503 (false)
     _Atomic(vz_series_t *) rate_series[2][3]; //  ratelimit_total: [allowed][local, limiter, lease]
-    //  deprecation
+    //  versions
     gw_deprecations_t *deprecations; //  callers of deprecated routes (gw_deprecation.h)
     //  circuit-break
     gw_breakers_t *breakers; //  one per upstream service
