@@ -47,10 +47,11 @@
 #define VZ_AUTHCTX_KID "kid"                   //  API key id (auth api_key only)
 #define VZ_AUTHCTX_CLIENT_IP "client_ip"       //  the HTTP client's address
 #define VZ_AUTHCTX_CONTENT_TYPE "content_type" //  the request's Content-Type, when sent
-#define VZ_AUTHCTX_ROUTE_VERSION "route.version" //  the route's target service version, when set
 #define VZ_AUTHCTX_PATH_PREFIX "path."         //  + route parameter name (contract E)
 #define VZ_AUTHCTX_HEADER_PREFIX "header."     //  + lowercase name of a forwarded header
 #define VZ_AUTHCTX_QUERY_PREFIX "query."       //  + name of a forwarded query parameter
+//  The worker version a route names (its "version" option), when it names one.
+#define VZ_AUTHCTX_ROUTE_VERSION "route.version"
 
 //  Values of VZ_AUTHCTX_AUTH.
 #define VZ_AUTHCTX_BY_NONE "none"       //  no credential (or an untrusted caller)
