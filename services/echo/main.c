@@ -1,4 +1,4 @@
-/*  vz-echo - reference worker: echo, ping, slow, whoami and relay over the broker
+/*  vz-echo - reference worker: echo, echo_v2, ping, slow, whoami and relay over the broker
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  The smallest real service of the mesh, used by the gateway's tests and as
@@ -17,11 +17,34 @@
 
 #define SLOW_MAX_MS 10000
 #define WHOAMI_MAX 8192
-#define ECHO_CREDIT 32 //  default broker credit: fast methods, pipelined
+#define ECHO_V2_MAX (4 * 1024 * 1024) //  echo_v2 reply cap: the body rewritten, escapes may grow it
+#define ECHO_CREDIT 32                //  default broker credit: fast methods, pipelined
 
 static int s_echo(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     return vz_reply_body(reply, req->body, req->body_len);
+}
+
+//  Version 2 of the echo API (/v2/echo): a JSON body comes back wrapped
+//  as {"data": <body>, "api_version": 2}; no body gives "data": null. A
+//  body that is not JSON is refused: v2 speaks JSON only (the route says
+//  json = "true", so the gateway refuses it first).
+static int s_echo_v2(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    vz_json_t *doc = NULL;
+    if (req->body_len > 0 && !(doc = vz_json_parse(req->body, req->body_len, NULL, NULL)))
+        return vz_authctx_reply_error(reply, 400, VZ_ERR_INVALID, "body must be JSON");
+    vz_json_writer_t *w = vz_json_writer_new(ECHO_V2_MAX);
+    vz_json_write_object_begin(w);
+    vz_json_write_key(w, "data");
+    if (doc)
+        vz_json_write_value(w, vz_json_root(doc));
+    else
+        vz_json_write_null(w);
+    vz_json_write_kv_int(w, "api_version", 2);
+    vz_json_write_object_end(w);
+    vz_json_destroy(&doc);
+    return vz_authctx_reply_json(reply, &w);
 }
 
 static int s_ping(void *app, const vz_envelope_t *req, vz_reply_t *reply)
@@ -118,6 +141,7 @@ static int s_relay(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 
 static const vz_method_t s_methods[] = {
     {"echo", s_echo, VZ_METHOD_IDEMPOTENT, 1024 * 1024},
+    {"echo_v2", s_echo_v2, VZ_METHOD_IDEMPOTENT, 1024 * 1024},
     {"ping", s_ping, VZ_METHOD_IDEMPOTENT, 0},
     {"slow", s_slow, 0, 0},
     {"whoami", s_whoami, VZ_METHOD_IDEMPOTENT, 0},
