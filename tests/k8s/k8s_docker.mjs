@@ -10,6 +10,7 @@
 //                                           translate, start every container, wait for readiness,
 //                                           print the URL of Service ENTRY ("name:port") as JSON
 //   node k8s_docker.mjs down RUN            remove the run's containers and network
+//   node k8s_docker.mjs images FILE         the images FILE's workloads run
 //   node k8s_docker.mjs setenv FILE KIND/NAME VAR VALUE
 //                                           set env VAR of a workload in a rendered FILE (self-check)
 //
@@ -34,7 +35,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import net from "node:net";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import YAML from "yaml";
 
 const DOCKER = process.env.DOCKER || "/usr/bin/docker";
@@ -69,7 +70,7 @@ function kubectl(argv) {
         const a = argv[i];
         const val = (flag) => (a.startsWith(flag + "=") ? a.slice(flag.length + 1) : argv[++i]);
         if (a === "-n" || a.startsWith("--namespace")) ns = a === "-n" ? argv[++i] : val("--namespace");
-        else if (a.startsWith("--dry-run")) { dryRun = true; if (a === "--dry-run") i++; }
+        else if (a.startsWith("--dry-run")) dryRun = true;
         else if (a === "-o" || a.startsWith("--output")) output = a === "-o" ? argv[++i] : val("--output");
         else rest.push(a);
     }
@@ -257,7 +258,8 @@ function environment(cluster, pod, c, where) {
             const data = cluster.data(kind, pod.ns, kref.name);
             if (!data || !(kref.key in data)) {
                 if (kref.optional) continue;
-                refuse(`${where}: env ${e.name}: ${kind} ${pod.ns}/${kref.name} ${data ? `has no key ${kref.key}` : "does not exist"}`);
+                const why = data ? `has no key ${kref.key}` : "does not exist";
+                refuse(`${where}: env ${e.name}: ${kind} ${pod.ns}/${kref.name} ${why}`);
             }
             vars[e.name] = data[kref.key].toString();
         } else if (vf.fieldRef) vars[e.name] = fieldRef(vf.fieldRef, pod, `${where}: env ${e.name}`);
@@ -299,7 +301,8 @@ function volumeFiles(cluster, pod, v, where) {
             else if (s.downwardAPI) {
                 for (const it of s.downwardAPI.items) {
                     if (!it.fieldRef) refuse(`${where}: volume ${v.name}: downwardAPI resourceFieldRef unsupported`);
-                    files.push({ path: it.path, data: Buffer.from(fieldRef(it.fieldRef, pod, where)), mode: it.mode ?? def });
+                    const data = Buffer.from(fieldRef(it.fieldRef, pod, where));
+                    files.push({ path: it.path, data, mode: it.mode ?? def });
                 }
             } else refuse(`${where}: volume ${v.name}: projected source ${Object.keys(s)[0]} unsupported`);
         }
@@ -352,7 +355,8 @@ function translatePod(cluster, pod, ctx) {
         else if (!v) refuse(`${where}: volumeMount of undeclared volume ${name}`);
         else if (v.emptyDir) r = v.emptyDir.medium === "Memory" && !shared
             ? { tmpfs: v.emptyDir.sizeLimit ? quantity(v.emptyDir.sizeLimit) : null } : { dir: volDir(name), empty: true };
-        else if (v.persistentVolumeClaim) r = { dir: path.join(ctx.work, "claims", pod.ns, v.persistentVolumeClaim.claimName), pvc: true };
+        else if (v.persistentVolumeClaim)
+            r = { dir: path.join(ctx.work, "claims", pod.ns, v.persistentVolumeClaim.claimName), pvc: true };
         else if (v.secret || v.configMap || v.projected || v.downwardAPI) {
             const files = volumeFiles(cluster, pod, v, where);
             const dir = volDir(name);
@@ -382,13 +386,17 @@ function translatePod(cluster, pod, ctx) {
         const cw = `${where} container ${c.name}`;
         const sc = { ...psc, ...(c.securityContext || {}) };
         const env = environment(cluster, pod, c, cw);
-        const args = ["-d", "--name", shared ? `${base}-${c.name}` : base, "--label", `${RUN_LABEL}=${ctx.run}`,
+        // --no-healthcheck: the kubelet ignores an image's HEALTHCHECK; the probes decide.
+        const args = ["-d", "--no-healthcheck", "--name", shared ? `${base}-${c.name}` : base,
+            "--label", `${RUN_LABEL}=${ctx.run}`,
             "--label", `vz.k8s-docker.pod=${pod.ns}/${pod.name}`, "--label", `vz.k8s-docker.container=${c.name}`];
         for (const [k, v] of Object.entries(pod.labels)) args.push("--label", `${k}=${v}`);
         args.push(...(shared ? ["--network", `container:${base}-sandbox`] : netArgs));
-        if (sc.runAsUser !== undefined) args.push("--user", `${sc.runAsUser}${sc.runAsGroup !== undefined ? ":" + sc.runAsGroup : ""}`);
+        const group = sc.runAsGroup !== undefined ? `:${sc.runAsGroup}` : "";
+        if (sc.runAsUser !== undefined) args.push("--user", `${sc.runAsUser}${group}`);
         else if (sc.runAsGroup !== undefined) refuse(`${cw}: runAsGroup without runAsUser unsupported`);
-        for (const g of [...(fsGroup !== undefined ? [fsGroup] : []), ...(psc.supplementalGroups || [])]) args.push("--group-add", String(g));
+        for (const g of [...(fsGroup !== undefined ? [fsGroup] : []), ...(psc.supplementalGroups || [])])
+            args.push("--group-add", String(g));
         if (sc.readOnlyRootFilesystem) args.push("--read-only");
         if (sc.privileged) args.push("--privileged");
         if (sc.allowPrivilegeEscalation === false) args.push("--security-opt", "no-new-privileges");
@@ -401,8 +409,10 @@ function translatePod(cluster, pod, ctx) {
         const lim = c.resources?.limits || {};
         if (lim.memory) args.push("--memory", String(quantity(lim.memory)));
         if (lim.cpu) args.push("--cpus", String(quantity(lim.cpu)));
-        if (spec.terminationGracePeriodSeconds !== undefined) args.push("--stop-timeout", String(spec.terminationGracePeriodSeconds));
-        const policy = kind === "Job" || kind === "Pod" ? spec.restartPolicy || (kind === "Job" ? "Never" : "Always") : "Always";
+        if (spec.terminationGracePeriodSeconds !== undefined)
+            args.push("--stop-timeout", String(spec.terminationGracePeriodSeconds));
+        const policy = kind === "Job" || kind === "Pod"
+            ? spec.restartPolicy || (kind === "Job" ? "Never" : "Always") : "Always";
         if (!init) args.push("--restart", { Always: "always", OnFailure: "on-failure", Never: "no" }[policy]);
         if (c.workingDir) args.push("-w", c.workingDir);
         for (const [k, v] of Object.entries(env)) args.push("-e", `${k}=${v}`);
@@ -411,7 +421,8 @@ function translatePod(cluster, pod, ctx) {
             const sub = m.subPathExpr ? expand(m.subPathExpr, env) : m.subPath;
             if (r.tmpfs !== undefined) {
                 if (sub) refuse(`${cw}: subPath on a memory emptyDir unsupported`);
-                args.push("--mount", `type=tmpfs,destination=${m.mountPath},tmpfs-mode=1777${r.tmpfs ? ",tmpfs-size=" + r.tmpfs : ""}`);
+                const size = r.tmpfs ? `,tmpfs-size=${r.tmpfs}` : "";
+                args.push("--mount", `type=tmpfs,destination=${m.mountPath},tmpfs-mode=1777${size}`);
                 continue;
             }
             let src = r.dir;
@@ -419,7 +430,8 @@ function translatePod(cluster, pod, ctx) {
                 src = path.join(r.dir, sub);
                 if (!src.startsWith(r.dir + "/")) refuse(`${cw}: subPath ${sub} leaves volume ${m.name}`);
                 if (!fs.existsSync(src)) {
-                    if (r.ro) refuse(`${cw}: subPath ${sub} is not in volume ${m.name} (it has ${r.files.join(", ") || "nothing"})`);
+                    if (r.ro)
+                        refuse(`${cw}: subPath ${sub} is not in volume ${m.name} (it has ${r.files.join(", ") || "nothing"})`);
                     fs.mkdirSync(src, { recursive: true });
                 }
             }
@@ -431,11 +443,17 @@ function translatePod(cluster, pod, ctx) {
         if (cmd.length) args.push("--entrypoint", cmd[0]);
         args.push(c.image, ...cmd.slice(1), ...cargs);
         ctx.images.add(c.image);
-        for (const k of ["startupProbe", "livenessProbe", "readinessProbe"])
+        // Probes: a named port must be one of the container's (else the kubelet's probe fails forever).
+        for (const k of ["startupProbe", "livenessProbe", "readinessProbe"]) {
             if (c[k]?.grpc) refuse(`${cw}: grpc ${k} unsupported`);
+            const pp = (c[k]?.httpGet || c[k]?.tcpSocket)?.port;
+            if (typeof pp === "string" && !(c.ports || []).some((x) => x.name === pp))
+                refuse(`${cw}: ${k} names port ${pp}, which the container does not declare`);
+        }
         if (c.lifecycle?.postStart) refuse(`${cw}: postStart hooks unsupported`);
         const run = { name: shared ? `${base}-${c.name}` : base, role: init ? "init" : kind === "Job" ? "job" : "main",
-            pod: `${pod.ns}/${pod.name}`, container: c.name, ports: c.ports || [], probe: c.readinessProbe || null, args };
+            pod: `${pod.ns}/${pod.name}`, container: c.name, ports: c.ports || [], probe: c.readinessProbe || null,
+            liveness: c.livenessProbe || null, args };
         runs.push(run);
     }
     return runs;
@@ -449,7 +467,8 @@ function translate(rendered, storeDir, work, run) {
     const namespaces = new Set(cluster.objs.filter((o) => o.kind === "Namespace").map((o) => o.metadata.name));
     const all = pods(cluster);
     for (const p of all)
-        if (p.ns !== "default" && !namespaces.has(p.ns)) refuse(`namespace ${p.ns} of ${p.workload.kind} ${p.workload.metadata.name} is not created`);
+        if (p.ns !== "default" && !namespaces.has(p.ns))
+            refuse(`namespace ${p.ns} of ${p.workload.kind} ${p.workload.metadata.name} is not created`);
     const runs = all.flatMap((p) => translatePod(cluster, p, ctx));
     // Every Service selects at least one pod, and each of its ports reaches a container port.
     const services = [];
@@ -462,9 +481,11 @@ function translate(rendered, storeDir, work, run) {
             const tp = port.targetPort ?? port.port;
             for (const r of new Set(mine.map((m) => m.pod))) {
                 const cs = mine.filter((m) => m.pod === r);
-                const hit = cs.flatMap((m) => m.ports).find((p) => (typeof tp === "number" ? p.containerPort === tp : p.name === tp));
+                const hit = cs.flatMap((m) => m.ports)
+                    .find((p) => (typeof tp === "number" ? p.containerPort === tp : p.name === tp));
                 if (!hit && typeof tp !== "number")
-                    refuse(`Service ${s.metadata.name} port ${port.name || port.port}: no container of pod ${r} has a port named ${tp}`);
+                    refuse(`Service ${s.metadata.name} port ${port.name || port.port}: ` +
+                        `no container of pod ${r} has a port named ${tp}`);
                 services.push({ ns: s.metadata.namespace, name: s.metadata.name, portName: port.name,
                     port: port.port, run: cs[0].name, containerPort: hit ? hit.containerPort : tp });
             }
@@ -480,7 +501,8 @@ function translate(rendered, storeDir, work, run) {
             if (!services.some((s) => s.ns === ing.metadata.namespace && s.name === b.name &&
                 (s.portName === b.port.name || s.port === b.port.number)))
                 refuse(`Ingress ${ing.metadata.name}: backend ${b.name}:${port} is no Service port`);
-            ingresses.push({ name: ing.metadata.name, hosts: (ing.spec.rules || []).map((r) => r.host), service: `${b.name}:${port}` });
+            const hosts = (ing.spec.rules || []).map((r) => r.host);
+            ingresses.push({ name: ing.metadata.name, hosts, service: `${b.name}:${port}` });
         }
     }
     return { runs, services, ingresses, network: ctx.network, images: [...ctx.images], nonRoot: ctx.nonRoot };
@@ -497,10 +519,10 @@ function inspect(name, fmt) { return docker(["inspect", "-f", fmt, name], { mayF
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function probeOnce(run, ip) {
-    const p = run.probe;
+async function probeOnce(run, ip, p = run.probe) {
     const port = (x) => (typeof x === "number" ? x : run.ports.find((q) => q.name === x)?.containerPort);
-    if (p.exec) return docker(["exec", run.name, ...p.exec.command], { mayFail: true, timeout: (p.timeoutSeconds || 1) * 1000 + 2000 }).status === 0;
+    const timeout = (p.timeoutSeconds || 1) * 1000 + 2000;
+    if (p.exec) return docker(["exec", run.name, ...p.exec.command], { mayFail: true, timeout }).status === 0;
     if (p.httpGet) {
         const g = p.httpGet;
         const url = `${(g.scheme || "HTTP").toLowerCase()}://${g.host || ip}:${port(g.port)}${g.path || "/"}`;
@@ -532,12 +554,14 @@ async function up(rendered, store, work, run, entry) {
     let plan;
     try { plan = translate(rendered, store, work, run); } catch (e) { if (e instanceof Refusal) die(e.message); throw e; }
     for (const img of plan.images)
-        if (docker(["image", "inspect", img], { mayFail: true }).status !== 0) die(`image ${img} (named by the overlay) is not in the engine`);
+        if (docker(["image", "inspect", img], { mayFail: true }).status !== 0)
+            die(`image ${img} (named by the overlay) is not in the engine`);
     // runAsNonRoot: the kubelet refuses a root or non-numeric image user.
     for (const n of plan.nonRoot) {
         if (n.uid !== undefined) { if (n.uid === 0) die(`${n.where}: runAsNonRoot with runAsUser 0`); continue; }
         const u = inspect(n.image, "{{.Config.User}}").split(":")[0];
-        if (!/^[0-9]+$/.test(u) || u === "0") die(`${n.where}: runAsNonRoot, but image ${n.image} runs as user "${u}" (not a non-zero number)`);
+        if (!/^[0-9]+$/.test(u) || u === "0")
+            die(`${n.where}: runAsNonRoot, but image ${n.image} runs as user "${u}" (not a non-zero number)`);
     }
     docker(["network", "create", "--label", `${RUN_LABEL}=${run}`, plan.network]);
     // Init containers run to completion first, then the rest start together, as pods do.
@@ -548,7 +572,16 @@ async function up(rendered, store, work, run, entry) {
             if (code !== "0") die(`init container failed:\n${explain(r)}`);
         }
     }
-    for (const r of plan.runs.filter((x) => x.role === "main" || x.role === "job")) docker(["run", ...r.args]);
+    // Four `docker run`s at a time: pods start together in a cluster too.
+    const queue = plan.runs.filter((x) => x.role === "main" || x.role === "job");
+    const starter = async () => {
+        for (let r; (r = queue.shift());) {
+            const res = await new Promise((ok) =>
+                execFile(DOCKER, ["run", ...r.args], (err, out, errout) => ok({ err, errout })));
+            if (res.err) die(`docker run of ${r.pod} container ${r.container}: ${res.errout.trim()}`);
+        }
+    };
+    await Promise.all([1, 2, 3, 4].map(starter));
     // Readiness: every main container's probe passes (no probe: running), every Job's exits 0.
     const deadline = Date.now() + Number(process.env.VZ_K8S_READY_S || 120) * 1000;
     let pending = plan.runs.filter((x) => x.role === "main" || x.role === "job");
@@ -562,10 +595,17 @@ async function up(rendered, store, work, run, entry) {
         }
         pending = still;
         if (!pending.length) break;
-        if (Date.now() > deadline) die(`not ready within ${process.env.VZ_K8S_READY_S || 120} s:\n${pending.map(explain).join("\n")}`);
+        if (Date.now() > deadline)
+            die(`not ready within ${process.env.VZ_K8S_READY_S || 120} s:\n${pending.map(explain).join("\n")}`);
         await sleep(500);
     }
-    const restarts = plan.runs.filter((r) => r.role === "main").map((r) => [r.pod, Number(inspect(r.name, "{{.RestartCount}}"))])
+    // Once ready, the liveness probes pass too (a failing one would restart the pod forever).
+    for (const r of plan.runs.filter((x) => x.role === "main" && x.liveness)) {
+        const ip = inspect(r.name, `{{(index .NetworkSettings.Networks "${plan.network}").IPAddress}}`);
+        if (!(await probeOnce(r, ip, r.liveness))) die(`liveness probe fails once ready:\n${explain(r)}`);
+    }
+    const restarts = plan.runs.filter((r) => r.role === "main")
+        .map((r) => [r.pod, Number(inspect(r.name, "{{.RestartCount}}"))])
         .filter(([, n]) => n > 0);
     // The entry: the Ingress' backend when there is one (the controller itself,
     // TLS and host routing are not run), else ENTRY; Service name:port (name
@@ -584,9 +624,11 @@ async function up(rendered, store, work, run, entry) {
 }
 
 function down(run) {
-    const ids = docker(["ps", "-aq", "--filter", `label=${RUN_LABEL}=${run}`], { mayFail: true }).stdout.split("\n").filter(Boolean);
+    const list = (args) => docker([...args, "--filter", `label=${RUN_LABEL}=${run}`], { mayFail: true })
+        .stdout.split("\n").filter(Boolean);
+    const ids = list(["ps", "-aq"]);
     if (ids.length) docker(["rm", "-f", "-v", ...ids], { mayFail: true });
-    const nets = docker(["network", "ls", "-q", "--filter", `label=${RUN_LABEL}=${run}`], { mayFail: true }).stdout.split("\n").filter(Boolean);
+    const nets = list(["network", "ls", "-q"]);
     if (nets.length) docker(["network", "rm", ...nets], { mayFail: true });
 }
 
@@ -596,6 +638,16 @@ function plan(rendered, store, work, run) {
     try { p = translate(rendered, store, work, run); } catch (e) { if (e instanceof Refusal) die(e.message); throw e; }
     const q = (s) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`);
     for (const r of p.runs) console.log(["docker", "run", ...r.args].map(q).join(" "));
+}
+
+// The images the workloads of a rendered FILE run, one a line.
+function images(file) {
+    const out = new Set();
+    for (const o of readDocs(file).filter((x) => WORKLOADS.has(x.kind))) {
+        const spec = o.kind === "Pod" ? o.spec : o.spec.template.spec;
+        for (const c of [...(spec.initContainers || []), ...spec.containers]) out.add(c.image);
+    }
+    console.log([...out].sort().join("\n"));
 }
 
 // The self-check's deliberate defect: env NAME of every container of one workload set to VALUE.
@@ -616,4 +668,6 @@ else if (cmd === "plan" && args.length === 4) plan(...args);
 else if (cmd === "up" && args.length === 5) await up(...args);
 else if (cmd === "down" && args.length === 1) down(args[0]);
 else if (cmd === "setenv" && args.length === 4) setenv(...args);
-else die("usage: kubectl ARGS... | plan RENDERED STORE WORK RUN | up RENDERED STORE WORK RUN SERVICE:PORT | down RUN");
+else if (cmd === "images" && args.length === 1) images(args[0]);
+else die("usage: kubectl ARGS... | plan RENDERED STORE WORK RUN | up RENDERED STORE WORK RUN SERVICE:PORT\n" +
+    "       | down RUN | images FILE | setenv FILE KIND/NAME VAR VALUE");
