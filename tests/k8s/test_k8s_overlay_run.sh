@@ -96,8 +96,8 @@ tag_rendered() {
     done
 }
 
-#   doc_secrets OVERLAY STORE: step "# 2." of the Deploy block of
-#   kubernetes.md, run as written in a directory with build/bin and k8s/,
+#   doc_secrets OVERLAY STORE K8S: step "# 2." of the Deploy block of
+#   kubernetes.md, run as written in a directory with build/bin and k8s/ (K8S),
 #   kubectl being the stand-in; NS as the page gives it for OVERLAY.
 doc_secrets() {
     local o=$1 store=$2 k8s=$3 dir=$T/operator ns
