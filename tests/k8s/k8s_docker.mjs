@@ -153,7 +153,10 @@ function quantity(q, unit) {
     return unit ? Math.ceil(v / quantity(unit)) : v;
 }
 
-function dockerName(s) { return s.replace(/[^a-zA-Z0-9_.-]/g, "-"); }
+// root:GROUP as the kubelet makes it; only root may, so a plan by anyone else skips it.
+function chown(p, group) {
+    try { fs.chownSync(p, 0, group); } catch (e) { if (e.code !== "EPERM" || process.getuid() === 0) throw e; }
+}
 
 class Cluster {
     constructor(objs, stored) {
@@ -368,7 +371,7 @@ function translatePod(cluster, pod, ctx) {
                 fs.writeFileSync(p, f.data);
                 // The kubelet: owner root, group fsGroup with read added to the item's mode.
                 let mode = f.mode;
-                if (fsGroup !== undefined) { fs.chownSync(p, 0, fsGroup); mode |= 0o440; }
+                if (fsGroup !== undefined) { chown(p, fsGroup); mode |= 0o440; }
                 fs.chmodSync(p, mode);
             }
             r = { dir, ro: true, files: files.map((f) => f.path) };
@@ -377,7 +380,7 @@ function translatePod(cluster, pod, ctx) {
             fs.mkdirSync(r.dir, { recursive: true });
             // emptyDir is world-writable; a claim with fsGroup is group-owned and setgid.
             if (r.empty) fs.chmodSync(r.dir, 0o777);
-            else if (fsGroup !== undefined) { fs.chownSync(r.dir, 0, fsGroup); fs.chmodSync(r.dir, 0o2775); }
+            else if (fsGroup !== undefined) { chown(r.dir, fsGroup); fs.chmodSync(r.dir, 0o2775); }
         }
         prepared.set(name, r);
         return r;

@@ -25,7 +25,8 @@
 #   Self-check: the dev overlay once more, auth's issuer changed in the
 #   rendered objects; it must start and the collection must then fail.
 #   VZ_K8S_RUN_OVERLAYS="dev" limits the overlays; VZ_K8S_RUN_SELFCHECK=0 skips
-#   the self-check. Exit 77 (skipped) only when no Docker engine can run.
+#   the self-check. The translation needs no docker and always runs; the
+#   rest is skipped (exit 77) only when no Docker engine can run.
 set -u -o pipefail
 source "$(dirname "$0")/common.sh"
 source "$SRC/tests/compose/engine.sh"
@@ -38,6 +39,7 @@ DOC=$SRC/docs/operations/kubernetes.md
 TAG=vzk8s$$
 RUN=""
 TAGGED=()
+declare -A WHSEC
 STEP_T0=$SECONDS
 say() { printf '[%4ds] %s\n' $((SECONDS - STEP_T0)) "$*"; }
 
@@ -60,24 +62,6 @@ cleanup() {
 }
 trap cleanup EXIT
 [ -x "$NEWMAN" ] || fail "newman missing: run make test-deps (npm ci in tests/peers)"
-
-if ! why=$(engine_ready 2>&1); then
-    # Skipped only without an engine; a running one that cannot make the base image fails.
-    "$DOCKER" info >/dev/null 2>&1 && fail "the Docker engine runs, but: $why"
-    echo "SKIP: no Docker engine can run here: $why"
-    exit 77
-fi
-[ -n "$why" ] && echo "$why"
-#   One run at a time on this engine: the rendered image names (vizmesh:dev ...) are global.
-exec 9>/var/tmp/vz-k8s-overlay-run.lock
-flock -w 1200 9 || fail "another test_k8s_overlay_run held the engine for 20 minutes"
-
-# -------------------------------------------------------------------- images
-t0=$SECONDS
-why=$(images_context "$SRC" "$T/ctx" 2>&1) || fail "$why"
-images_build "$T/ctx" "$TAG" "$T/build.log" || fail "image build"
-rm -rf "$T/ctx"
-say "images vizmesh:$TAG and vizmesh-redis:$TAG built in $((SECONDS - t0)) s"
 
 #   tag_rendered FILE: every image FILE's containers name, tagged from the
 #   build by its last path component (registry.example.com/vizmesh/vizmesh:0.1.0
@@ -116,9 +100,9 @@ doc_secrets() {
         >"$dir/step2.log" 2>&1 || { cat "$dir/step2.sh" "$dir/step2.log"; fail "step 2 of $DOC for overlay $o"; }
     ns=$(grep -m1 '^NS=' "$dir/step2.sh" | cut -d= -f2)
     # docs/services/billing.md: the optional Stripe Secret, so the signed webhooks run.
-    WHSEC=whsec_k8s_$RANDOM$RANDOM
+    WHSEC[$o]=whsec_k8s_$RANDOM$RANDOM
     (PATH=$dir/fakebin:$PATH VZ_FAKE_KUBE_STORE=$store kubectl -n "$ns" create secret generic \
-        vizmesh-billing-stripe --from-literal=webhook_secrets=$WHSEC >/dev/null) || fail "billing Secret"
+        vizmesh-billing-stripe --from-literal=webhook_secrets=${WHSEC[$o]} >/dev/null) || fail "billing Secret"
 }
 
 #   run_overlay NAME RENDERED STORE [newman flags...]: start, newman; 0 when
@@ -144,7 +128,7 @@ run_overlay() {
     [ -n "$boot" ] || fail "no admin bootstrap token in the logs of $o's auth pods"
     timeout 300 "$NEWMAN" run "$SRC/docs/postman-collection.json" --env-var "baseUrl=$url" \
         --env-var exhaustRateLimit=true --env-var "adminEmail=admin-k8s-$o@example.com" \
-        --env-var "bootstrapToken=$boot" --env-var "webhookSecret=$WHSEC" \
+        --env-var "bootstrapToken=$boot" --env-var "webhookSecret=${WHSEC[$o]}" \
         --reporters cli,json --reporter-json-export "$T/newman-$o.json" --disable-unicode \
         --timeout-request 15000 "$@" >"$T/newman-$o.log" 2>&1
 }
@@ -152,11 +136,39 @@ run_overlay() {
 #   render K8S_TREE OVERLAY OUT
 render() { node "$TOOL" build "$1/overlays/$2" >"$3" || fail "render of overlay $2"; }
 
+# ------------------------------------------------- translation (no docker)
+# Every overlay with the Secrets the docs make translates to docker runs: a
+# Secret, key, ConfigMap or port a pod needs and nobody makes fails here,
+# engine or not.
 overlays=${VZ_K8S_RUN_OVERLAYS:-$(cd "$K8S/overlays" && ls)}
-n=0
 for o in $overlays; do
     render "$K8S" "$o" "$T/$o.yaml"
     doc_secrets "$o" "$T/store-$o" "$K8S"
+    node "$RUNNER" plan "$T/$o.yaml" "$T/store-$o" "$T/plan-$o" plan >"$T/plan-$o.txt" ||
+        fail "overlay $o cannot run as rendered, with the Secrets $DOC makes"
+    say "overlay $o: $(grep -c '^docker run ' "$T/plan-$o.txt") containers, translated from the rendered objects"
+done
+
+if ! why=$(engine_ready 2>&1); then
+    # Skipped only without an engine; a running one that cannot make the base image fails.
+    "$DOCKER" info >/dev/null 2>&1 && fail "the Docker engine runs, but: $why"
+    echo "SKIP: no Docker engine can run here: $why"
+    exit 77
+fi
+[ -n "$why" ] && echo "$why"
+#   One run at a time on this engine: the rendered image names (vizmesh:dev ...) are global.
+exec 9>/var/tmp/vz-k8s-overlay-run.lock
+flock -w 1200 9 || fail "another test_k8s_overlay_run held the engine for 20 minutes"
+
+# -------------------------------------------------------------------- images
+t0=$SECONDS
+why=$(images_context "$SRC" "$T/ctx" 2>&1) || fail "$why"
+images_build "$T/ctx" "$TAG" "$T/build.log" || fail "image build"
+rm -rf "$T/ctx"
+say "images vizmesh:$TAG and vizmesh-redis:$TAG built in $((SECONDS - t0)) s"
+
+n=0
+for o in $overlays; do
     run_overlay "$o" "$T/$o.yaml" "$T/store-$o" ||
         { tail -n 80 "$T/newman-$o.log"; fail "the Postman collection fails on overlay $o"; }
     # Every request ran (none skipped for want of an admin or a secret) and no assertion failed.
@@ -183,6 +195,7 @@ if [ "${VZ_K8S_RUN_SELFCHECK:-1}" = 1 ]; then
     node "$RUNNER" setenv "$T/broken.yaml" Deployment/auth VZ_AUTH_ISSUER https://elsewhere.example.com ||
         fail "self-check: could not change auth's issuer"
     doc_secrets "$o" "$T/store-broken" "$K8S"
+    WHSEC[broken]=${WHSEC[$o]}
     if run_overlay broken "$T/broken.yaml" "$T/store-broken" --bail; then
         fail "self-check: the collection passed with auth issuing for another issuer (this test cannot fail)"
     fi
