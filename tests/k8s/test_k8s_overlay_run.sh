@@ -91,10 +91,11 @@ doc_secrets() {
     awk '/^## Deploy/{d=1} d&&/^```sh/{b=1; next} b&&/^```/{exit} b' "$DOC" |
         awk '/^# 2\./{on=1} /^# 3\./{on=0} on' >"$dir/step2.sh"
     grep -q 'kubectl' "$dir/step2.sh" || fail "no step \"# 2.\" with kubectl commands in the Deploy block of $DOC"
-    if [ "$o" != prod ]; then
+    #   The block deploys one overlay; the page names the NS of each other one.
+    if ! grep -q "k8s/overlays/$o/" "$dir/step2.sh"; then
         ns=$(grep -o "\`k8s/overlays/$o\` and \`NS=[a-z0-9-]*\`" "$DOC" | sed 's/.*NS=//; s/`//')
         [ -n "$ns" ] || fail "$DOC does not say which NS the $o overlay uses (\`k8s/overlays/$o\` and \`NS=...\`)"
-        sed -i -e "s|^NS=.*|NS=$ns|" -e "s|k8s/overlays/prod/|k8s/overlays/$o/|g" "$dir/step2.sh"
+        sed -i -e "s|^NS=.*|NS=$ns|" -e "s|k8s/overlays/[a-z0-9-]*/|k8s/overlays/$o/|g" "$dir/step2.sh"
     fi
     (cd "$dir" && PATH=$dir/fakebin:$PATH VZ_FAKE_KUBE_STORE=$store bash -e -o pipefail step2.sh) \
         >"$dir/step2.log" 2>&1 || { cat "$dir/step2.sh" "$dir/step2.log"; fail "step 2 of $DOC for overlay $o"; }
