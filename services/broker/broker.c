@@ -137,6 +137,7 @@ typedef struct {
     int weight;                //  configured weight, 0 when not listed
     int64_t current;           //  smooth weighted round robin state
     vz_series_t *weight_gauge; //  vz_broker_version_weight{service,version}
+    vz_series_t *workers;      //  vz_broker_version_workers{service,version}
     vz_series_t *duration;     //  vz_broker_version_request_duration_seconds{service,version}
     vz_series_t *outcome[S_VOUT_COUNT]; //  vz_broker_version_requests_total{...,outcome}, lazily
 } s_version_t;
@@ -466,10 +467,20 @@ static s_version_t *s_version_require(broker_t *self, s_service_t *service, cons
         vz_metrics_gauge(self->metrics, "vz_broker_version_weight",
                          "Configured routing weight per service version", labels);
     vz_series_set(version->weight_gauge, 0);
+    version->workers = vz_metrics_gauge(self->metrics, "vz_broker_version_workers",
+                                        "Workers registered per service version", labels);
+    vz_series_set(version->workers, 0);
     version->duration = vz_metrics_histogram(
         self->metrics, "vz_broker_version_request_duration_seconds",
         "Time from request arrival to the reply, per version of the worker", labels, NULL, 0);
     return version;
+}
+
+//  Add delta to the workers of version (and its gauge).
+static void s_version_workers(s_version_t *version, int delta)
+{
+    version->worker_count = (size_t)((ssize_t)version->worker_count + delta);
+    vz_series_set(version->workers, (double)version->worker_count);
 }
 
 //  Count a request a worker of version held, and its latency when answered.
@@ -820,7 +831,7 @@ static void s_worker_forget(broker_t *self, s_worker_t *worker, bool gone)
     s_service_t *service = worker->service;
     if (!worker->draining) {
         service->worker_count--;
-        worker->version->worker_count--;
+        s_version_workers(worker->version, -1);
         s_version_orphan(service, worker->version);
         if (!gone)
             service->last_worker_ms = vz_now_ms();
@@ -1201,7 +1212,7 @@ static void s_on_ready(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
         }
         worker = (s_worker_t *)zmalloc(sizeof *worker);
         worker->version = version;
-        version->worker_count++;
+        s_version_workers(version, 1);
         s_list_init(&worker->inflight);
         worker->rid = zframe_dup(rid);
         worker->service = service;
@@ -1244,7 +1255,7 @@ static void s_on_bye(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *ide
     s_worker_park(worker);
     worker->draining = true;
     worker->service->worker_count--;
-    worker->version->worker_count--;
+    s_version_workers(worker->version, -1);
     s_version_orphan(worker->service, worker->version);
     worker->service->last_worker_ms = now;
     vz_series_set(worker->service->workers_gauge, (double)worker->service->worker_count);
