@@ -38,8 +38,12 @@
 #include <czmq.h>
 
 #include "control.h"
+#include "vz_client.h"
 #include "vz_clock.h"
 #include "vz_common.h"
+#include "vz_curve.h"
+#include "vz_json.h"
+#include "vz_notifier_contract.h"
 #include "vz_proto.h"
 #include "vz_worker.h"
 #include "vzctl_telemetry.h"
@@ -391,6 +395,77 @@ static bool s_alive(long pid)
     return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
 }
 
+//  The broker's port from the supervisor's named ports, or -1.
+static int s_broker_port(const s_ctx_t *c)
+{
+    char *ports = s_sup(c, "ports");
+    int port = -1;
+    for (char *line = ports; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (strncmp(line, "broker\t", 7) == 0)
+            port = atoi(line + 7);
+    free(ports);
+    return port;
+}
+
+//  An alert through the notifier (notifier.alert, severity error), as
+//  identity "vzctl": its key pair is made in <state>/keys on first use, so
+//  the broker (which re-reads the allow directory) knows it; the call
+//  policy lets vzctl call notifier. 0, or -1 with the reason on stderr.
+static int s_alert(const s_ctx_t *c, const s_rollout_t *r, const char *summary)
+{
+    char keys[VZ_PATH_MAX + 8], path[VZ_PATH_MAX + 32], err[256], broker_key[41];
+    snprintf(keys, sizeof keys, "%s/keys", c->state);
+    snprintf(path, sizeof path, "%s/secret/vzctl.key", keys);
+    zcert_t *cert =
+        vz_curve_keygen(keys, "vzctl") == 0 ? vz_curve_cert_load(path, err, sizeof err) : NULL;
+    snprintf(path, sizeof path, "%s/public/broker.key", keys);
+    int port = s_broker_port(c);
+    if (!cert || vz_curve_server_key(path, broker_key) < 0 || port <= 0) {
+        fprintf(stderr, "vzctl rollout: no alert sent: no key or no broker\n");
+        zcert_destroy(&cert);
+        return -1;
+    }
+    char endpoint[64], name[VZ_NAME_MAX + 16];
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    snprintf(name, sizeof name, "rollout %s", r->service);
+    vz_client_t *client = vz_client_new(
+        &(vz_client_config_t){.endpoints = endpoint, .broker_key = broker_key, .cert = cert});
+    vz_json_writer_t *w = vz_json_writer_new(4096);
+    vz_json_write_object_begin(w);
+    vz_json_write_kv_string(w, "name", name);
+    vz_json_write_kv_string(w, "severity", "error");
+    vz_json_write_kv_string(w, "status", "firing");
+    vz_json_write_kv_string(w, "summary", summary);
+    vz_json_write_kv_string(w, "source", "vzctl rollout");
+    char key[VZ_NAME_MAX + 16];
+    snprintf(key, sizeof key, "rollout-%s", r->service);
+    vz_json_write_kv_string(w, "key", key);
+    vz_json_write_object_end(w);
+    size_t len = 0;
+    char *body = vz_json_writer_take(w, &len);
+    vz_json_writer_destroy(&w);
+    vz_envelope_t req;
+    vz_envelope_init(&req, VZ_KIND_REQUEST);
+    vz_strlcpy(req.service, "notifier", sizeof req.service);
+    vz_strlcpy(req.method, VZ_NT_METHOD_ALERT, sizeof req.method);
+    req.body = (const uint8_t *)body;
+    req.body_len = len;
+    vz_response_t *resp = NULL;
+    int rc = client && body ? vz_client_call(client, &req, 5000, &resp) : -EINVAL;
+    if (rc == 0 && resp->env.kind != VZ_KIND_REPLY)
+        fprintf(stderr, "vzctl rollout: the notifier refused the alert: %s %s\n",
+                resp->env.error_code, resp->env.error_message);
+    else if (rc < 0)
+        fprintf(stderr, "vzctl rollout: no alert sent: %s\n", strerror(-rc));
+    rc = rc == 0 && resp->env.kind == VZ_KIND_REPLY ? 0 : -1;
+    vz_response_destroy(&resp);
+    free(body);
+    vz_client_destroy(&client);
+    zcert_destroy(&cert);
+    return rc;
+}
+
 //  Back to the old version: weights, canaries, alert. phase: rolled_back or aborted.
 static void s_rollback(const s_ctx_t *c, s_rollout_t *r, const char *phase, const char *why)
 {
@@ -404,9 +479,13 @@ static void s_rollback(const s_ctx_t *c, s_rollout_t *r, const char *phase, cons
     free(body);
     r->runner = 0;
     s_save(c, r);
-    //  The alert: the operator's log and stderr (the notifier is not wired yet).
-    s_log(c, r->service, "ALERT %s at %d %% (%s -> %s): %s%s", phase, r->steps[r->step], r->old,
-          r->next, why, rc < 0 || !stopped ? " (the rollback itself failed: check by hand)" : "");
+    //  The alert: the notifier, the operator's log and stderr.
+    char summary[512];
+    snprintf(summary, sizeof summary, "%s at %d %% (%s -> %s): %s%s", phase, r->steps[r->step],
+             r->old, r->next, why,
+             rc < 0 || !stopped ? " (the rollback itself failed: check by hand)" : "");
+    int sent = s_alert(c, r, summary);
+    s_log(c, r->service, "ALERT %s%s", summary, sent == 0 ? " (notifier alerted)" : "");
 }
 
 //  Take a request from another vzctl (pause, resume, promote, abort): 1 when
