@@ -371,13 +371,16 @@ static int s_apply(const s_ctx_t *c, const s_rollout_t *r, int old_weight, int n
         return -1;
     free(body);
     int port = s_admin_port(c, "broker");
-    char series[256];
+    char series[256], old_series[256];
     snprintf(series, sizeof series, "vz_broker_version_weight{service=\"%s\",version=\"%s\"}",
              r->service, r->next);
+    snprintf(old_series, sizeof old_series,
+             "vz_broker_version_weight{service=\"%s\",version=\"%s\"}", r->service, r->old);
     int64_t until = vz_clock_mono_ms() + S_APPLY_WAIT_MS;
     while (vz_clock_mono_ms() < until) {
         char *page = port > 0 ? s_page(port) : NULL;
-        bool done = page && strstr(page, series) && s_metric(page, series) == new_weight;
+        bool done = page && strstr(page, series) && s_metric(page, series) == new_weight &&
+                    (old_weight < 0 || s_metric(page, old_series) == old_weight);
         free(page);
         if (done)
             return 0;
@@ -801,6 +804,15 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
     vz_strlcpy(r.reason, "starting canaries", sizeof r.reason);
     if (s_save(c, &r) < 0) {
         fprintf(stderr, "vzctl rollout: cannot write the state in %s\n", c->state);
+        return 1;
+    }
+    //  Weight 0 before the canaries register: without weights they would
+    //  share the service with the old replicas by worker count at once.
+    if (s_apply(c, &r, 100, 0) < 0) {
+        vz_strlcpy(r.phase, "aborted", sizeof r.phase);
+        vz_strlcpy(r.reason, "the broker did not take the weights", sizeof r.reason);
+        r.runner = 0;
+        s_save(c, &r);
         return 1;
     }
     char line[SUP_CONTROL_LINE_MAX];
