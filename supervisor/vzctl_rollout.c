@@ -41,6 +41,7 @@
 #include "vz_client.h"
 #include "vz_clock.h"
 #include "vz_common.h"
+#include "vz_config.h"
 #include "vz_curve.h"
 #include "vz_json.h"
 #include "vz_notifier_contract.h"
@@ -339,7 +340,9 @@ static int s_write_weights(const s_rollout_t *r, int old_weight, int new_weight)
     if (!f)
         return -errno;
     fprintf(f, "#   written by vzctl rollout: the broker's VZ_BROKER_WEIGHTS\n");
-    zconfig_t *root = access(r->weights, R_OK) == 0 ? zconfig_load(r->weights) : NULL;
+    char why[256];
+    zconfig_t *root =
+        access(r->weights, R_OK) == 0 ? vz_config_read(r->weights, 0, why, sizeof why) : NULL;
     for (zconfig_t *s = root ? zconfig_child(root) : NULL; s; s = zconfig_next(s)) {
         if (strcmp(zconfig_name(s), r->service) == 0)
             continue;

@@ -10,6 +10,7 @@
 
 #include "policy.h"
 #include "vz_common.h"
+#include "vz_config.h"
 #include "vz_worker.h"
 
 //  One service's section into w. 0, or -EINVAL with err.
@@ -77,9 +78,10 @@ int weights_load(const char *path, broker_weights_t **list_p, size_t *n_p, char 
     *n_p = 0;
     if (access(path, F_OK) != 0 && errno == ENOENT)
         return -ENOENT;
-    zconfig_t *root = zconfig_load(path);
+    char why[256];
+    zconfig_t *root = vz_config_read(path, 0, why, sizeof why);
     if (!root) {
-        snprintf(err, errlen, "%s: unreadable or not ZPL", path);
+        snprintf(err, errlen, "%s", why);
         return -EINVAL;
     }
     broker_weights_t *list = calloc(WEIGHTS_SERVICES_MAX, sizeof *list);
