@@ -93,7 +93,9 @@ rc=$?
 [ "$(field echo phase)" = complete ] || fail "phase $(field echo phase), want complete"
 w=$(metric 'vz_broker_version_weight{service="echo",version="9.2.0"}')
 [ "$w" = 100 ] || fail "the new version has weight $w at the end"
-ok "healthy canary reached 100 %"
+p95=$(field echo new_p95_ms)
+awk -v p="$p95" 'BEGIN { exit !(p > 0 && p < 1200) }' || fail "the new version's p95 reads $p95 ms"
+ok "healthy canary reached 100 % (p95 $p95 ms, error rate $(field echo new_error_rate))"
 "${ROLL[@]}" clear echo || fail "clear"
 until_ok 20 one_echo || fail "clear left canaries"
 ok "cleared"
