@@ -2,7 +2,7 @@
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  vzctl rollout start S --version V [--bin PATH] [--env K=V]... [--replicas N]
- *      [--steps 1,10,25,50,100 | --blue-green] [--dwell DURATION] [--max-error-rate R]
+ *      [--steps 1,10,25,50,100 | --blue-green] [--dwell D | D1,D2,...] [--max-error-rate R]
  *      [--max-p95-ms MS] [--min-requests N] [--sticky CTXKEY] [--check CMD]
  *      [--old V] [--telemetry URL] [--force --reason TEXT] [--weights FILE]
  *  vzctl rollout status|pause|resume|promote|abort|clear S
@@ -67,7 +67,8 @@ typedef struct {
     int applied;               //  step whose weights the broker has, -1 none
     int nsteps;                //  entries in steps
     int steps[S_STEPS_MAX];    //  the new version's percent at each step
-    int dwell_ms;              //  time at each step
+    int ndwell;                //  entries in dwell: 1 (every step) or nsteps
+    int dwell[S_STEPS_MAX];    //  time at each step, ms
     int waited_ms;             //  time spent at the current step (not while paused)
     double max_error;          //  error-rate gate, 0..1
     double max_p95_ms;         //  latency gate
@@ -116,14 +117,17 @@ static int s_save(const s_ctx_t *c, const s_rollout_t *r)
             r->old, r->next, r->phase, r->step, r->applied);
     for (int i = 0; i < r->nsteps; i++)
         fprintf(f, "%s%d", i ? "," : "", r->steps[i]);
+    fprintf(f, "\ndwell_ms=");
+    for (int i = 0; i < r->ndwell; i++)
+        fprintf(f, "%s%d", i ? "," : "", r->dwell[i]);
     fprintf(f,
-            "\ndwell_ms=%d\nwaited_ms=%d\nmax_error_rate=%g\nmax_p95_ms=%g\nmin_requests=%d\n"
+            "\nwaited_ms=%d\nmax_error_rate=%g\nmax_p95_ms=%g\nmin_requests=%d\n"
             "canaries=%d\nsticky=%s\ncheck=%s\nweights=%s\nreason=%s\nrunner=%ld\n"
             "new_error_rate=%g\nold_error_rate=%g\nnew_p95_ms=%g\nold_p95_ms=%g\n"
             "new_requests=%ld\nweight=%d\n",
-            r->dwell_ms, r->waited_ms, r->max_error, r->max_p95_ms, r->min_requests, r->canaries,
-            r->sticky, r->check, r->weights, r->reason, r->runner, r->new_rate, r->old_rate,
-            r->new_p95, r->old_p95, r->new_requests, r->steps[r->step]);
+            r->waited_ms, r->max_error, r->max_p95_ms, r->min_requests, r->canaries, r->sticky,
+            r->check, r->weights, r->reason, r->runner, r->new_rate, r->old_rate, r->new_p95,
+            r->old_p95, r->new_requests, r->steps[r->step]);
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         return -errno;
     return 0;
@@ -174,9 +178,15 @@ static int s_load(const s_ctx_t *c, const char *service, s_rollout_t *r)
             r->applied = atoi(v);
         else if (strcmp(line, "steps") == 0)
             s_parse_steps(v, r);
-        else if (strcmp(line, "dwell_ms") == 0)
-            r->dwell_ms = atoi(v);
-        else if (strcmp(line, "waited_ms") == 0)
+        else if (strcmp(line, "dwell_ms") == 0) {
+            char *p = v, *end = NULL;
+            while (*p && r->ndwell < S_STEPS_MAX) {
+                r->dwell[r->ndwell++] = (int)strtol(p, &end, 10);
+                if (end == p || (*end && *end != ','))
+                    break;
+                p = *end ? end + 1 : end;
+            }
+        } else if (strcmp(line, "waited_ms") == 0)
             r->waited_ms = atoi(v);
         else if (strcmp(line, "max_error_rate") == 0)
             r->max_error = atof(v);
@@ -538,6 +548,12 @@ static int s_check(const s_rollout_t *r)
     return status == 0 ? 0 : -1;
 }
 
+//  The dwell of the current step.
+static int s_dwell(const s_rollout_t *r)
+{
+    return r->dwell[r->ndwell == r->nsteps ? r->step : 0];
+}
+
 //  Step through the weights until complete or rolled back. Exit code.
 static int s_run(const s_ctx_t *c, s_rollout_t *r)
 {
@@ -598,10 +614,10 @@ static int s_run(const s_ctx_t *c, s_rollout_t *r)
         bool enough = r->new_requests >= r->min_requests;
         snprintf(r->reason, sizeof r->reason, "%s",
                  strcmp(r->phase, "paused") == 0 ? "paused by the operator"
-                 : r->waited_ms < r->dwell_ms    ? "dwelling"
+                 : r->waited_ms < s_dwell(r)     ? "dwelling"
                  : enough                        ? "checking"
                                                  : "waiting for traffic to the new version");
-        if (strcmp(r->phase, "running") == 0 && r->waited_ms >= r->dwell_ms && enough) {
+        if (strcmp(r->phase, "running") == 0 && r->waited_ms >= s_dwell(r) && enough) {
             if (s_check(r) < 0) {
                 s_rollback(c, r, "rolled_back", "the service check failed");
                 return 1;
@@ -628,7 +644,7 @@ static int s_run(const s_ctx_t *c, s_rollout_t *r)
 static int s_usage(void)
 {
     fputs("usage: vzctl rollout start S --version V [--bin PATH] [--env K=V]... [--replicas N]\n"
-          "           [--steps 1,10,25,50,100 | --blue-green] [--dwell DURATION]\n"
+          "           [--steps 1,10,25,50,100 | --blue-green] [--dwell D | D1,D2,...]\n"
           "           [--max-error-rate R] [--max-p95-ms MS] [--min-requests N]\n"
           "           [--sticky CTXKEY] [--check CMD] [--old V] [--telemetry URL]\n"
           "           [--force --reason TEXT] [--weights FILE]\n"
@@ -704,7 +720,8 @@ static int s_find_old(const char *page, const char *service, const char *next, c
 static int s_start(const s_ctx_t *c, int argc, char **argv)
 {
     s_rollout_t r = {.applied = -1,
-                     .dwell_ms = 60000,
+                     .ndwell = 1,
+                     .dwell = {60000},
                      .max_error = 0.02,
                      .max_p95_ms = 1200,
                      .min_requests = 20,
@@ -734,9 +751,15 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
                 fprintf(stderr, "vzctl rollout: --steps: increasing percents ending at 100\n");
                 return 2;
             }
-        } else if (strcmp(a, "--dwell") == 0 && v && s_duration_ms(v) >= 0)
-            r.dwell_ms = s_duration_ms(v);
-        else if (strcmp(a, "--max-error-rate") == 0 && v)
+        } else if (strcmp(a, "--dwell") == 0 && v) {
+            //  One duration for every step, or one per step.
+            char list[256], *save = NULL;
+            vz_strlcpy(list, v, sizeof list);
+            r.ndwell = 0;
+            for (char *d = strtok_r(list, ",", &save); d; d = strtok_r(NULL, ",", &save))
+                if (r.ndwell == S_STEPS_MAX || (r.dwell[r.ndwell++] = s_duration_ms(d)) < 0)
+                    return s_usage();
+        } else if (strcmp(a, "--max-error-rate") == 0 && v)
             r.max_error = atof(v);
         else if (strcmp(a, "--max-p95-ms") == 0 && v)
             r.max_p95_ms = atof(v);
@@ -764,7 +787,8 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
         i += takes;
     }
     if (!vz_version_valid(r.next) || (*r.old && !vz_version_valid(r.old)) ||
-        (force && (!reason || !*reason)))
+        (force && (!reason || !*reason)) || r.ndwell == 0 ||
+        (r.ndwell != 1 && r.ndwell != r.nsteps))
         return s_usage();
     s_rollout_t cur;
     if (s_load(c, r.service, &cur) == 0 &&

@@ -72,7 +72,7 @@ until_ok 20 one_echo || fail "the canary was not stopped: $("${CTL[@]}" status e
 ok "failing canary rolled back at 10 %: $(field echo reason)"
 
 #   2. A healthy version: pause holds it, resume finishes it.
-"${ROLL[@]}" start echo --version 9.2.0 --steps 10,50,100 --dwell 2s --min-requests 10 \
+"${ROLL[@]}" start echo --version 9.2.0 --steps 10,50,100 --dwell 1s,3s,1s --min-requests 10 \
     >"$T/r2.out" 2>"$T/r2.err" &
 RUN=$!
 at_step() { [ "$(field echo step 2>/dev/null)" = "$1" ] && [ "$(field echo applied)" = "$1" ]; }
