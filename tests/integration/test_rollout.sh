@@ -3,7 +3,7 @@
 #   SPDX-License-Identifier: MPL-2.0
 #
 #   The real mesh under the supervisor, traffic through the gateway to
-#   /v1/echo all along (the rate limiter in shadow mode). Four releases of
+#   /v1/echo all along (the rate limiter in shadow mode). Releases of
 #   echo from the same binary (VZ_SERVICE_VERSION):
 #     1. a version answering 10 % of its calls "internal"
 #        (VZ_ECHO_FAIL_PERMILLE=100): the error gate trips at the first
@@ -14,7 +14,8 @@
 #        `clear` removes its weights and canary;
 #     3. with telemetry reporting a spent error budget (a fake telemetry
 #        admin page: vz_telemetry_deploy_freeze 1), `start` refuses;
-#     4. forced with a reason (logged), it starts, and `abort` rolls it back.
+#     4. forced with a reason (logged), it starts, and `abort` rolls it back;
+#     5. blue/green: one step 0 -> 100 %, complete, cleared.
 #   Every wait is a poll with a deadline on observable state, never a sleep
 #   of fixed length.
 set -u -o pipefail
@@ -135,6 +136,16 @@ rc=$?
 [ "$(field echo phase)" = aborted ] || fail "phase $(field echo phase), want aborted"
 until_ok 20 one_echo || fail "abort left canaries"
 ok "forced start logged, abort rolled back"
+
+#   5. Blue/green: one switch 0 -> 100 % with the same gates (the budget is back).
+printf 'vz_telemetry_deploy_freeze 0\n' >"$T/fake/metrics"
+"${ROLL[@]}" start echo --version 9.4.0 --blue-green --telemetry "$FAKE" --dwell 1s \
+    --min-requests 10 >"$T/r5.out" 2>"$T/r5.err" || fail "blue/green: $(cat "$T/r5.err")"
+[ "$(field echo phase)" = complete ] && [ "$(field echo weight)" = 100 ] ||
+    fail "blue/green ended $(field echo phase) at $(field echo weight) %"
+grep -c "step [0-9]*: 9.4.0 at" "$T/r5.err" | grep -qx 1 || fail "blue/green took more than one step"
+"${ROLL[@]}" clear echo || fail "clear after blue/green"
+ok "blue/green switched 0 -> 100 % in one step"
 
 kill "$LOAD_PID" 2>/dev/null
 wait "$LOAD_PID" 2>/dev/null
