@@ -30,17 +30,16 @@
 #include "vz_worker.h"
 
 #define S_DEFAULT_TIMEOUT_MS 30000
-#define S_DEADLINE_TICK_MS 10              //  resolution of deadline expiry
-#define S_BATCH 256                        //  messages read per wake-up before yielding to timers
-#define S_POOL_MAX 4096                    //  free requests kept for reuse
-#define S_SERVICES_MAX 4096                //  distinct service names remembered
-#define S_SERVICES_PER_IDENTITY 16         //  default bound on the services one identity creates
-#define S_SAMPLE_MAX 32                    //  bytes of a peer's string shown in a log line
-#define S_LOGGED_MAX 1024                  //  keys remembered for log-once lines (s_first_time)
-#define S_LOG_EVERY_MS 10000               //  at most one malformed-input log line per period
-#define S_VERSIONS_MAX BROKER_VERSIONS_MAX //  versions of one service at once
-#define S_STICKY_SCALE 1000000             //  points a sticky key hashes onto
-#define S_UNVERSIONED "0"                  //  the version of a worker whose RDY names none
+#define S_DEADLINE_TICK_MS 10      //  resolution of deadline expiry
+#define S_BATCH 256                //  messages read per wake-up before yielding to timers
+#define S_POOL_MAX 4096            //  free requests kept for reuse
+#define S_SERVICES_MAX 4096        //  distinct service names remembered
+#define S_SERVICES_PER_IDENTITY 16 //  default bound on the services one identity creates
+#define S_SAMPLE_MAX 32            //  bytes of a peer's string shown in a log line
+#define S_LOGGED_MAX 1024          //  keys remembered for log-once lines (s_first_time)
+#define S_LOG_EVERY_MS 10000       //  at most one malformed-input log line per period
+#define S_STICKY_SCALE 1000000     //  points a sticky key hashes onto
+#define S_UNVERSIONED "0"          //  the version of a worker whose RDY names none
 
 //  Intrusive doubly linked list; a list is a sentinel node.
 typedef struct s_node_t {
@@ -163,27 +162,28 @@ typedef struct {
 } s_request_t;
 
 struct s_service_t {
-    char name[VZ_NAME_MAX];                //  service name (hash key)
-    s_node_t waiting;                      //  workers with free credit, least recently used first
-    s_node_t queue;                        //  requests not yet dispatched, oldest first
-    size_t queue_size;                     //  entries in queue
-    size_t worker_count;                   //  registered workers not draining
-    int64_t last_worker_ms;                //  wall time a worker was last registered, 0 = never
-    vz_series_t *workers_gauge;            //  vz_broker_workers{service}
-    vz_series_t *queue_gauge;              //  vz_broker_queue_depth{service}
-    vz_series_t *duration;                 //  vz_broker_request_duration_seconds{service}
-    vz_series_t *outcome[S_OUT_COUNT];     //  vz_broker_requests_total{service,outcome}, lazily
-    s_version_t *versions[S_VERSIONS_MAX]; //  versions seen, NULL slots free (owned)
-    bool weighted;                         //  weights are configured: requests pick a version
-    char sticky[VZ_NAME_MAX];              //  ctx key whose value pins a version, "" = none
-    size_t order_count;                    //  entries in order
-    char order[S_VERSIONS_MAX][VZ_VERSION_MAX]; //  weighted versions as configured (range order)
+    char name[VZ_NAME_MAX];            //  service name (hash key)
+    s_node_t waiting;                  //  workers with free credit, least recently used first
+    s_node_t queue;                    //  requests not yet dispatched, oldest first
+    size_t queue_size;                 //  entries in queue
+    size_t worker_count;               //  registered workers not draining
+    int64_t last_worker_ms;            //  wall time a worker was last registered, 0 = never
+    vz_series_t *workers_gauge;        //  vz_broker_workers{service}
+    vz_series_t *queue_gauge;          //  vz_broker_queue_depth{service}
+    vz_series_t *duration;             //  vz_broker_request_duration_seconds{service}
+    vz_series_t *outcome[S_OUT_COUNT]; //  vz_broker_requests_total{service,outcome}, lazily
+
+    //  Versions (docs/services/broker.md, "Versions and weights").
+    s_version_t *versions[BROKER_VERSIONS_MAX]; //  versions seen, NULL slots free (owned)
+    bool weighted;                              //  weights are configured: requests pick a version
+    char sticky[VZ_NAME_MAX];                   //  ctx key whose value pins a version, "" = none
+    size_t order_count;                         //  entries in order
+    char order[BROKER_VERSIONS_MAX]
+              [VZ_VERSION_MAX]; //  weighted versions as configured (range order)
 };
 
 struct s_worker_t {
     s_node_t node;              //  in service->waiting while it has free credit
-    s_node_t vnode;             //  in version->waiting at the same time
-    s_version_t *version;       //  the version it announced
     s_node_t inflight;          //  requests dispatched to it
     zframe_t *rid;              //  routing id (also the hash key)
     s_service_t *service;       //  the service it serves
@@ -192,6 +192,10 @@ struct s_worker_t {
     int busy;                   //  requests in flight on it
     int64_t expiry;             //  monotonic ms after which it is dead
     bool draining;              //  sent BYE: no new dispatch
+
+    //  Its version: on the version's LRU list while on the service's.
+    s_node_t vnode;       //  in version->waiting at the same time as node
+    s_version_t *version; //  the version it announced
 };
 
 struct broker_t {
@@ -336,7 +340,7 @@ static void s_heap_remove(broker_t *self, s_request_t *request)
 static void s_service_destroy(void **item_p)
 {
     s_service_t *service = (s_service_t *)*item_p;
-    for (int v = 0; v < S_VERSIONS_MAX; v++)
+    for (int v = 0; v < BROKER_VERSIONS_MAX; v++)
         free(service->versions[v]);
     free(service);
     *item_p = NULL;
@@ -420,7 +424,7 @@ static void s_count(broker_t *self, s_service_t *service, s_outcome_t outcome)
 
 static s_version_t *s_version_find(s_service_t *service, const char *name)
 {
-    for (int v = 0; v < S_VERSIONS_MAX; v++)
+    for (int v = 0; v < BROKER_VERSIONS_MAX; v++)
         if (service->versions[v] && strcmp(service->versions[v]->name, name) == 0)
             return service->versions[v];
     return NULL;
@@ -445,10 +449,10 @@ static s_version_t *s_version_require(broker_t *self, s_service_t *service, cons
     if (version)
         return version;
     int slot = -1;
-    for (int v = 0; v < S_VERSIONS_MAX && slot < 0; v++)
+    for (int v = 0; v < BROKER_VERSIONS_MAX && slot < 0; v++)
         if (!service->versions[v])
             slot = v;
-    for (int v = 0; v < S_VERSIONS_MAX && slot < 0; v++)
+    for (int v = 0; v < BROKER_VERSIONS_MAX && slot < 0; v++)
         if (s_version_idle(self, service, service->versions[v]))
             slot = v;
     if (slot < 0)
@@ -520,7 +524,7 @@ static s_version_t *s_version_choose(s_service_t *service, const vz_envelope_t *
 {
     if (!service->weighted)
         return NULL;
-    s_version_t *live[S_VERSIONS_MAX];
+    s_version_t *live[BROKER_VERSIONS_MAX];
     int64_t total = 0;
     size_t n = 0;
     for (size_t i = 0; i < service->order_count; i++) {
@@ -797,7 +801,7 @@ static bool s_send_one(broker_t *self, s_service_t *service, s_node_t *queue, s_
 //  then those for any version, to any worker.
 static void s_dispatch(broker_t *self, s_service_t *service)
 {
-    for (int v = 0; v < S_VERSIONS_MAX; v++) {
+    for (int v = 0; v < BROKER_VERSIONS_MAX; v++) {
         s_version_t *version = service->versions[v];
         while (version && !s_list_empty(&version->queue) && !s_list_empty(&version->waiting))
             s_send_one(self, service, &version->queue, &version->waiting,
@@ -1581,7 +1585,7 @@ void broker_drain(broker_t *self, int timeout_ms)
     //  Queued requests will not be dispatched any more.
     for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
         //  Every queued request, whatever version it waits for.
-        for (int v = 0; v < S_VERSIONS_MAX; v++)
+        for (int v = 0; v < BROKER_VERSIONS_MAX; v++)
             while (s->versions[v] && !s_list_empty(&s->versions[v]->queue)) {
                 s_node_t *node = s->versions[v]->queue.next;
                 s_list_unlink(node);
@@ -1624,7 +1628,7 @@ int broker_set_weights(broker_t *self, const broker_weights_t *weights, size_t n
         s->weighted = false;
         s->sticky[0] = '\0';
         s->order_count = 0;
-        for (int v = 0; v < S_VERSIONS_MAX; v++)
+        for (int v = 0; v < BROKER_VERSIONS_MAX; v++)
             if (s->versions[v]) {
                 s->versions[v]->weight = 0;
                 s->versions[v]->current = 0;
