@@ -106,8 +106,10 @@ typedef struct {
     bool rotating;    //  the roll is part of a key rotation
     int roll_only;    //  the roll restarts this replica only, -1 = every replica
     int roll_count;   //  replicas the roll restarted so far
-    int canary_from;  //  canary (vzctl rollout): replicas from this index are canaries
-    int canary_count; //  canary replicas, 0 = none
+
+    //  Canaries (vzctl rollout, the `canary` command).
+    int canary_from;                            //  replicas from this index are canaries
+    int canary_count;                           //  canary replicas, 0 = none
     size_t canary_env_count;                    //  entries in canary_env
     char canary_env[S_CANARY_ENV][VZ_PATH_MAX]; //  "K=V" over the service's env
     char canary_command[VZ_PATH_MAX];           //  command of the canaries, "" = the service's
@@ -1572,6 +1574,7 @@ static void s_rotate_logs(sup_supervisor_t *self)
 typedef int (*s_cmd_fn_t)(sup_supervisor_t *, s_client_t *, char **, s_buf_t *);
 
 //  Dispatch table; arity is checked centrally before the handler runs.
+// clang-format off
 static const struct {
     const char *name; //  request verb
     int min_args;     //  arguments after the verb
@@ -1579,20 +1582,15 @@ static const struct {
     s_cmd_fn_t fn;    //  handler
     bool changes;     //  starts or stops replicas (refused while an update is pending)
 } s_commands[] = {
-    {"status", 0, 1, s_cmd_status, false},
-    {"ports", 0, 0, s_cmd_ports, false},
-    {"start", 1, 1, s_cmd_start, true},
-    {"stop", 1, 1, s_cmd_stop, true},
-    {"restart", 1, 1, s_cmd_restart, true},
-    {"scale", 2, 2, s_cmd_scale, true},
-    {"reload", 0, 1, s_cmd_reload, false},
-    {"wait", 0, 2, s_cmd_wait, false},
-    {"shutdown", 0, 0, s_cmd_shutdown, false},
-    {"rotate", 1, 1, s_cmd_rotate, true},
-    {"reread", 0, 0, s_cmd_reread, false},
-    {"update", 0, 0, s_cmd_update, true},
+    {"status", 0, 1, s_cmd_status, false},     {"ports", 0, 0, s_cmd_ports, false},
+    {"start", 1, 1, s_cmd_start, true},        {"stop", 1, 1, s_cmd_stop, true},
+    {"restart", 1, 1, s_cmd_restart, true},    {"scale", 2, 2, s_cmd_scale, true},
+    {"reload", 0, 1, s_cmd_reload, false},     {"wait", 0, 2, s_cmd_wait, false},
+    {"shutdown", 0, 0, s_cmd_shutdown, false}, {"rotate", 1, 1, s_cmd_rotate, true},
+    {"reread", 0, 0, s_cmd_reread, false},     {"update", 0, 0, s_cmd_update, true},
     {"canary", 2, S_MAX_ARGS - 1, s_cmd_canary, true},
 };
+// clang-format on
 
 static void s_dispatch(sup_supervisor_t *self, s_client_t *c)
 {
