@@ -23,7 +23,8 @@ set -u -o pipefail
 source "$(dirname "$0")/mesh.sh" rollout
 LOAD_PID=
 FAKE_PID=
-trap 'rc=$?; for p in $LOAD_PID $FAKE_PID; do kill "$p" 2>/dev/null; done; (exit $rc); mesh_cleanup' EXIT
+stop_helpers() { for pid in $LOAD_PID $FAKE_PID; do kill "$pid" 2>/dev/null; done; }
+trap 'rc=$?; stop_helpers; (exit $rc); mesh_cleanup' EXIT
 ok() { echo "ok - $*"; }
 
 command -v python3 >/dev/null || fail "python3 missing (the fake telemetry page)"
@@ -141,8 +142,9 @@ ok "forced start logged, abort rolled back"
 printf 'vz_telemetry_deploy_freeze 0\n' >"$T/fake/metrics"
 "${ROLL[@]}" start echo --version 9.4.0 --blue-green --telemetry "$FAKE" --dwell 1s \
     --min-requests 10 >"$T/r5.out" 2>"$T/r5.err" || fail "blue/green: $(cat "$T/r5.err")"
-[ "$(field echo phase)" = complete ] && [ "$(field echo weight)" = 100 ] ||
+if [ "$(field echo phase)" != complete ] || [ "$(field echo weight)" != 100 ]; then
     fail "blue/green ended $(field echo phase) at $(field echo weight) %"
+fi
 grep -c "step [0-9]*: 9.4.0 at" "$T/r5.err" | grep -qx 1 || fail "blue/green took more than one step"
 "${ROLL[@]}" clear echo || fail "clear after blue/green"
 ok "blue/green switched 0 -> 100 % in one step"
