@@ -87,6 +87,10 @@ static const vz_cfg_item_t s_common[] = {
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_WORKER_CREDIT", "worker/credit", VZ_CFG_INT, "0", 0,
                 VZ_CREDIT_MAX, worker_credit,
                 "requests the broker may have outstanding at this worker, 0 = the service's own default"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_SERVICE_VERSION", "worker/version", VZ_CFG_STR, "", 0, 0,
+                service_version,
+                "version the worker announces to the broker (weighted routing, vzctl rollout); "
+                "empty = the build's version"),
     VZ_CFG_ENUM_ITEM(vz_daemon_config_t, "VZ_TELEMETRY", "report/telemetry", "auto", "auto on off",
                      telemetry,
                      "report request outcomes, spans and saturation to telemetry; auto = while a "
@@ -553,6 +557,11 @@ int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods
                  "VZ_BROKER_KEY");
         return VZ_EXIT_PERMANENT;
     }
+    if (*self->config.service_version && !vz_version_valid(self->config.service_version)) {
+        vz_error(NULL, "unable to start worker: bad VZ_SERVICE_VERSION", "setting",
+                 "VZ_SERVICE_VERSION", "value", self->config.service_version);
+        return VZ_EXIT_PERMANENT;
+    }
     //  Every method's outcome goes to the daemon's reporter (vz_telemetry.h).
     zloop_t *own = loop ? NULL : zloop_new();
     if (own)
@@ -571,6 +580,7 @@ int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods
         .metrics = self->metrics,
         .observe = telemetry ? s_observe : NULL,
         .observe_arg = telemetry,
+        .version = *self->config.service_version ? self->config.service_version : VZ_BUILD_VERSION,
     };
     vz_worker_t *worker = vz_worker_new(&config, methods, count, app);
     if (!worker) {

@@ -40,6 +40,8 @@
  *    VZ_REPLICA           -                    0   replica index, for logs
  *    VZ_WORKER_CREDIT     worker/credit        0   broker credit of a worker; 0 = the
  *                                                  credit the service passes to serve
+ *    VZ_SERVICE_VERSION   worker/version       ""  version announced in RDY; "" = the
+ *                                                  build's (VZ_BUILD_VERSION)
  *    VZ_TELEMETRY         report/telemetry     auto  auto|on|off: report request outcomes
  *                                                  and saturation to telemetry.ingest
  *                                                  (vz_telemetry.h); auto = while a sink
@@ -83,6 +85,7 @@ typedef struct {
     char redis_password_file[VZ_PATH_MAX]; //  VZ_REDIS_PASSWORD_FILE, "" = none
     int replica;                         //  replica index given by the supervisor
     int worker_credit;                   //  broker credit override, 0 = service default
+    char service_version[32];            //  VZ_SERVICE_VERSION, "" = the build's (VZ_BUILD_VERSION)
     char config_file[VZ_PATH_MAX];       //  optional ZPL file
     int telemetry;                       //  vz_telemetry_mode_t
     int telemetry_interval_ms;           //  snapshot period

@@ -22,6 +22,7 @@
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_log.h"
+#include "vzctl_rollout.h"
 #include "vzctl_telemetry.h"
 
 #define S_EXIT_OK 0
@@ -68,6 +69,9 @@ static const char s_usage_text[] =
     "  slo | alerts [--url U] [--token T] [--json]\n"
     "                                 SLOs and budgets, or alerts, from the telemetry API\n"
     "                                 through the gateway (token: --token or VZ_TOKEN)\n"
+    "  rollout start S --version V [options] | status|pause|resume|promote|abort|clear S\n"
+    "                                 canary or blue/green release through the broker's\n"
+    "                                 weights, gated on errors and p95 (vzctl rollout)\n"
     "  telemetry replay FILE.csv      the anomaly detector over timestamp,value lines:\n"
     "                                 forecast, interval, score, 0/1 flag per point\n"
     "state: --state, else $VZ_STATE_DIR, else ./state\n"
@@ -532,6 +536,8 @@ int main(int argc, char **argv)
         return s_logs(&o, rest, args);
     if (strcmp(cmd, "telemetry") == 0)
         return vzctl_telemetry(rest, args);
+    if (strcmp(cmd, "rollout") == 0)
+        return vzctl_rollout(o.socket, o.state, rest, args);
     if (strcmp(cmd, "slo") == 0 || strcmp(cmd, "alerts") == 0) {
         char *ports = NULL;
         bool url = false;

@@ -57,7 +57,7 @@ static int setup(void **state)
         "VZ_BROKER_ENDPOINTS", "VZ_ADMIN_ADDR", "VZ_ADMIN_PORT",      "VZ_HEARTBEAT_MS",
         "VZ_DRAIN_TIMEOUT_MS", "VZ_REDIS_URL",  "VZ_REPLICA",         "VZ_CONFIG_FILE",
         "VZ_NOTIFY_FD",        "ECHO_WORKERS",  "ECHO_GREETING",      "VZ_WORKER_CREDIT",
-        "VZ_CLOCK_START",      "VZ_CLOCK_TEST",
+        "VZ_CLOCK_START",      "VZ_CLOCK_TEST", "VZ_SERVICE_VERSION",
     };
     vz_clock_test_reset();
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
@@ -636,6 +636,8 @@ static void *s_serve_thread(void *arg)
 
 //  Start a worker daemon against a fake broker and return the credit its
 //  RDY announced ("" when none came within 5 s).
+static char s_rdy_version[64]; //  the version frame of the last RDY serve_rdy_credit saw
+
 static void serve_rdy_credit(char *credit, size_t n)
 {
     zcert_t *cert = zcert_load(s_broker_secret);
@@ -660,12 +662,17 @@ static void serve_rdy_credit(char *credit, size_t n)
     credit[0] = '\0';
     zsock_set_rcvtimeo(router, 5000);
     zmsg_t *msg = zmsg_recv(router);
-    if (msg && zmsg_size(msg) == 4) {
+    s_rdy_version[0] = '\0';
+    //  RDY service credit version (the build's or VZ_SERVICE_VERSION).
+    if (msg && zmsg_size(msg) == 5) {
         zframe_destroy(&(zframe_t *){zmsg_pop(msg)}); //  routing id
         char *cmd = zmsg_popstr(msg), *service = zmsg_popstr(msg), *text = zmsg_popstr(msg);
+        char *version = zmsg_popstr(msg);
         assert_string_equal(cmd, VZ_CMD_READY);
         assert_string_equal(service, "echo");
         snprintf(credit, n, "%s", text);
+        snprintf(s_rdy_version, sizeof s_rdy_version, "%s", version);
+        zstr_free(&version);
         zstr_free(&cmd);
         zstr_free(&service);
         zstr_free(&text);
@@ -692,6 +699,12 @@ static void test_serve_credit(void **state)
     setenv("VZ_WORKER_CREDIT", "40", 1);
     serve_rdy_credit(credit, sizeof credit);
     assert_string_equal(credit, "40");
+    //  The worker announces its version: the build's, or VZ_SERVICE_VERSION.
+    assert_true(s_rdy_version[0] != '\0');
+    setup(state);
+    setenv("VZ_SERVICE_VERSION", "1.4.0-rc.1", 1);
+    serve_rdy_credit(credit, sizeof credit);
+    assert_string_equal(s_rdy_version, "1.4.0-rc.1");
     //  Out of range is a configuration error naming the setting.
     setup(state);
     static const char *const range[] = {"VZ_WORKER_CREDIT", "0..1000", NULL};
