@@ -109,8 +109,11 @@ int sup_redis_acl_write(const sup_mesh_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "unable to write %s: %s", tmp, strerror(-rc));
         return rc;
     }
-    //  The default user answers the readiness PING and nothing else.
-    fprintf(f, "user default on nopass -@all +ping\n");
+    //  The default user is off: a connection must AUTH as a user below.
+    //  It keeps every right because Redis replays the AOF as this user and
+    //  re-checks its rights at each EXEC (redis#14541): without them every
+    //  MULTI/EXEC in the AOF (a Lua script's writes) is dropped on restart.
+    fprintf(f, "user default off ~* &* +@all\n");
     s_password(secret, S_SUPERVISOR, pw);
     fprintf(f, "user %s on #", S_SUPERVISOR);
     //  ACL files take the password's SHA-256 ('#'): no clear text at rest.
@@ -156,6 +159,19 @@ int sup_redis_acl_url(const sup_mesh_config_t *cfg, const char *name, int port, 
         return rc;
     s_password(secret, name, pw);
     snprintf(out, n, "redis://%s:%s@127.0.0.1:%d", name, pw, port);
+    explicit_bzero(secret, sizeof secret);
+    explicit_bzero(pw, sizeof pw);
+    return 0;
+}
+
+int sup_redis_acl_auth(const sup_mesh_config_t *cfg, char *out, size_t n)
+{
+    char secret[S_SECRET_HEX + 1], pw[S_PASSWORD_HEX + 1];
+    int rc = s_secret(cfg, secret);
+    if (rc < 0)
+        return rc;
+    s_password(secret, S_SUPERVISOR, pw);
+    snprintf(out, n, "AUTH %s %s\r\n", S_SUPERVISOR, pw);
     explicit_bzero(secret, sizeof secret);
     explicit_bzero(pw, sizeof pw);
     return 0;
