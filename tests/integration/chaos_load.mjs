@@ -16,7 +16,7 @@
 //      oldest request in flight (9e15 when none), rewritten every 20 ms.
 //  node chaos_load.mjs report LOG KILL_MS SRC_DIR [ALLOW_CONN]
 //      The verdict on LOG for a kill at KILL_MS (epoch ms): one line
-//          sent=N ok=N errors=N hangs=N undocumented=N first_ok_ms=N
+//          sent=N ok=N errors=N hangs=N undocumented=N max_ms=N first_ok_ms=N
 //          last_err_ms=N recovered_ms=N by=<outcome:code=count,...>
 //      and exit 1 when a request hung, an answer is neither a 2xx nor a
 //      documented error, a connection error happened (unless ALLOW_CONN=1:
@@ -24,7 +24,8 @@
 //      last error. The documented errors are read from their homes:
 //      the "## Errors" table of docs/services/gateway.md (status -> code)
 //      and, for its "any other remote code" row, the error codes table of
-//      docs/protocol.md. first_ok_ms: kill to the end of the first 2xx of
+//      docs/protocol.md. max_ms: the longest wait for an answer (or the
+//      deadline of a hang); first_ok_ms: kill to the end of the first 2xx of
 //      a request started after it; last_err_ms: kill to the end of the last
 //      non-2xx (0 if none); recovered_ms: kill to the moment every route of
 //      the mix has answered 2xx to a request started after the last error.
@@ -169,8 +170,9 @@ function report(logFile, killMs, src, allowConn) {
             ({start: Number(s), end: Number(e), route, outcome, code}));
     const ok = (x) => /^2[0-9][0-9]$/.test(x.outcome);
     const by = new Map();
-    let hangs = 0, undocumented = 0, conn = 0, errors = 0, lastErr = 0;
+    let hangs = 0, undocumented = 0, conn = 0, errors = 0, lastErr = 0, maxMs = 0;
     for (const x of lines) {
+        maxMs = Math.max(maxMs, x.end - x.start);
         const key = ok(x) ? x.outcome : `${x.outcome}:${x.code}`;
         by.set(key, (by.get(key) || 0) + 1);
         if (ok(x))
@@ -197,7 +199,7 @@ function report(logFile, killMs, src, allowConn) {
     }
     const byText = [...by].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}=${n}`).join(",");
     console.log(`sent=${lines.length} ok=${lines.length - errors} errors=${errors} hangs=${hangs} ` +
-        `undocumented=${undocumented} first_ok_ms=${firstOk} last_err_ms=${Math.max(lastErr, 0)} ` +
+        `undocumented=${undocumented} max_ms=${maxMs} first_ok_ms=${firstOk} last_err_ms=${Math.max(lastErr, 0)} ` +
         `recovered_ms=${recovered} by=${byText}`);
     const bad = [];
     if (hangs)

@@ -15,9 +15,10 @@
 #   (and docs/protocol.md for the codes it passes through), a connection
 #   error while the gateway was up, or no recovery within CHAOS_RECOVER_S.
 #   Each victim prints one "chaos:" line (tests/bench/chaos.sh reads them):
-#   requests, answers by outcome:code, hangs, kill -> first success, kill ->
-#   last error, kill -> every route of the mix answering 2xx after the last
-#   error (recovered), kill -> the new process ready (vzctl status).
+#   requests, answers by outcome:code, hangs, the longest wait, kill ->
+#   first success, kill -> last error, kill -> every route of the mix
+#   answering 2xx after the last error (recovered), kill -> the new process
+#   ready (vzctl status).
 #
 #   Redis with AOF (the supervisor runs it with --appendonly yes): before
 #   its kill a user registers, logs in and rotates a refresh token, and a
@@ -226,13 +227,13 @@ done
 echo
 #   The summary: one row per kill, times in ms.
 field() { printf '%s\n' "${@:2}" | sed -n "s/^$1=//p"; }
-printf '%-10s %5s %6s %6s %5s %5s %8s %8s %9s %6s  %s\n' victim round sent errors hangs undoc \
-    first_ok last_err recovered ready by
+printf '%-10s %5s %6s %6s %5s %5s %6s %8s %8s %9s %6s  %s\n' victim round sent errors hangs undoc \
+    max first_ok last_err recovered ready by
 for r in "${RESULTS[@]}"; do
     read -ra w <<<"$r"
-    printf '%-10s %5s %6s %6s %5s %5s %8s %8s %9s %6s  %s\n' "${w[0]}" "${w[1]}" "$(field sent "${w[@]}")" \
+    printf '%-10s %5s %6s %6s %5s %5s %6s %8s %8s %9s %6s  %s\n' "${w[0]}" "${w[1]}" "$(field sent "${w[@]}")" \
         "$(field errors "${w[@]}")" "$(field hangs "${w[@]}")" "$(field undocumented "${w[@]}")" \
-        "$(field first_ok_ms "${w[@]}")" "$(field last_err_ms "${w[@]}")" \
+        "$(field max_ms "${w[@]}")" "$(field first_ok_ms "${w[@]}")" "$(field last_err_ms "${w[@]}")" \
         "$(field recovered_ms "${w[@]}")" "${w[2]}" "$(field by "${w[@]}")"
 done
 echo "ok - every victim recovered, no hang, no undocumented answer ($((SECONDS - START)) s)"
