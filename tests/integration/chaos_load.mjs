@@ -14,14 +14,15 @@
 //      After a connection error a connection waits 20 ms before the next
 //      request, as a client would. LOG.inflight holds the start of the
 //      oldest request in flight (9e15 when none), rewritten every 20 ms.
-//  node chaos_load.mjs report LOG KILL_MS SRC_DIR [ALLOW_CONN]
+//  node chaos_load.mjs report LOG KILL_MS SRC_DIR [ALLOW_CONN] [MAX_WAIT_MS]
 //      The verdict on LOG for a kill at KILL_MS (epoch ms): one line
 //          sent=N ok=N errors=N hangs=N undocumented=N max_ms=N first_ok_ms=N
 //          last_err_ms=N recovered_ms=N by=<outcome:code=count,...>
 //      and exit 1 when a request hung, an answer is neither a 2xx nor a
 //      documented error, a connection error happened (unless ALLOW_CONN=1:
-//      the victim is the gateway), or not every route succeeded after the
-//      last error. The documented errors are read from their homes:
+//      the victim is the gateway), a request waited MAX_WAIT_MS or more
+//      (default: no bound) for its answer, or not every route succeeded
+//      after the last error. The documented errors are read from their homes:
 //      the "## Errors" table of docs/services/gateway.md (status -> code)
 //      and, for its "any other remote code" row, the error codes table of
 //      docs/protocol.md. max_ms: the longest wait for an answer (or the
@@ -163,7 +164,7 @@ function documented(src) {
     return docs;
 }
 
-function report(logFile, killMs, src, allowConn) {
+function report(logFile, killMs, src, allowConn, maxWaitMs) {
     const docs = documented(src);
     const lines = fs.readFileSync(logFile, "utf8").split("\n").filter(Boolean)
         .map((l) => l.split("\t")).map(([s, e, route, outcome, code]) =>
@@ -206,6 +207,8 @@ function report(logFile, killMs, src, allowConn) {
         bad.push(`${hangs} request(s) hung past the deadline`);
     if (undocumented)
         bad.push(`${undocumented} answer(s) neither 2xx nor a documented error`);
+    if (maxWaitMs && maxMs >= maxWaitMs && !hangs)
+        bad.push(`a request waited ${maxMs} ms for its answer (bound ${maxWaitMs} ms)`);
     if (conn && !allowConn)
         bad.push(`${conn} connection error(s) while the gateway was up`);
     if (!first)
@@ -221,8 +224,9 @@ function report(logFile, killMs, src, allowConn) {
 if (mode === "run")
     run(args[0], args[1], args[2], Number(args[3] || 4), Number(args[4] || 10000), Number(args[5] || 120));
 else if (mode === "report")
-    report(args[0], Number(args[1]), args[2], args[3] === "1");
+    report(args[0], Number(args[1]), args[2], args[3] === "1", Number(args[4] || 0));
 else {
-    console.error("usage: chaos_load.mjs run BASE MIX LOG [CONC] [DEADLINE_MS] [MAX_S] | report LOG KILL_MS SRC [ALLOW_CONN]");
+    console.error("usage: chaos_load.mjs run BASE MIX LOG [CONC] [DEADLINE_MS] [MAX_S] | " +
+        "report LOG KILL_MS SRC [ALLOW_CONN] [MAX_WAIT_MS]");
     process.exit(2);
 }

@@ -9,11 +9,14 @@
 #   with a client deadline (CHAOS_DEADLINE_MS, twice the gateway's own 5 s
 #   upstream deadline); after CHAOS_PRE s the victim's replica 0 is killed
 #   with SIGKILL; the load goes on until the supervisor has the new process
-#   ready and every route of the mix answered 2xx after the last error,
-#   then CHAOS_POST s more. It fails on a request that hung past its deadline, an answer that
-#   is neither a 2xx nor an error documented in docs/services/gateway.md
-#   (and docs/protocol.md for the codes it passes through), a connection
-#   error while the gateway was up, or no recovery within CHAOS_RECOVER_S.
+#   ready and the client saw a healthy second (every route of the mix
+#   answered 2xx after the last error, nothing older pending), then
+#   CHAOS_POST s more. It fails on a request that hung past its deadline,
+#   an answer that is neither a 2xx nor an error documented in
+#   docs/services/gateway.md (and docs/protocol.md for the codes it passes
+#   through), a connection error while the gateway was up, a request that
+#   waited CHAOS_MAX_WAIT_MS (the gateway's 5 s deadline) for its answer,
+#   or no recovery within CHAOS_RECOVER_S.
 #   Each victim prints one "chaos:" line (tests/bench/chaos.sh reads them):
 #   requests, answers by outcome:code, hangs, the longest wait, kill ->
 #   first success, kill -> last error, kill -> every route of the mix
@@ -28,8 +31,9 @@
 #   refresh token is still detected as reuse (the family survived).
 #
 #   Knobs (tests/bench/chaos.sh sets them): CHAOS_ROUNDS (1), CHAOS_PRE
-#   (0.5), CHAOS_POST (1), CHAOS_CONC (4), CHAOS_DEADLINE_MS (10000),
-#   CHAOS_RECOVER_S (20), CHAOS_VICTIMS (all, in the order below).
+#   (0.5), CHAOS_POST (0.5), CHAOS_CONC (4), CHAOS_DEADLINE_MS (10000),
+#   CHAOS_MAX_WAIT_MS (5000), CHAOS_RECOVER_S (20), CHAOS_VICTIMS (all, in
+#   the order below).
 set -u -o pipefail
 # shellcheck source=mesh.sh
 source "$(dirname "$0")/mesh.sh" chaos
@@ -37,8 +41,12 @@ LOAD=
 #   mesh_cleanup reads the script's exit status from $?: keep it past the kill.
 trap 'rc=$?; [ -n "$LOAD" ] && kill -TERM "$LOAD" 2>/dev/null; (exit $rc); mesh_cleanup' EXIT
 
-ROUNDS=${CHAOS_ROUNDS:-1} PRE=${CHAOS_PRE:-0.5} POST=${CHAOS_POST:-1}
+ROUNDS=${CHAOS_ROUNDS:-1} PRE=${CHAOS_PRE:-0.5} POST=${CHAOS_POST:-0.5}
 CONC=${CHAOS_CONC:-4} DEADLINE_MS=${CHAOS_DEADLINE_MS:-10000} RECOVER_S=${CHAOS_RECOVER_S:-20}
+#   No kill may cost a client its whole upstream deadline (the gateway's
+#   VZ_GATEWAY_TIMEOUT_MS, 5 s): a request the dead daemon held must end
+#   at once (worker_lost, retried when idempotent), not at its deadline.
+MAX_WAIT_MS=${CHAOS_MAX_WAIT_MS:-5000}
 VICTIMS=${CHAOS_VICTIMS:-broker redis echo auth ratelimit notifier telemetry billing github reporter gateway}
 LOADER=$SRC/tests/integration/chaos_load.mjs
 START=$SECONDS
@@ -53,14 +61,17 @@ replaced() { row "$1" | grep -Eq "\"pid\":([0-9]+),\"state\":\"ready\",\"ready\"
     [ "$(pid_of "$1")" != "$2" ]; }
 #   ok_since LOG MS: a request started at or after MS (epoch ms) got a 2xx.
 ok_since() { awk -F'\t' -v k="$2" '$1 >= k && $4 ~ /^2[0-9][0-9]$/ {f = 1; exit} END {exit !f}' "$1"; }
-#   recovered LOG MS ROUTES: each of the ROUTES routes of the mix got a 2xx
-#   to a request started after MS and after the last error so far ended,
-#   and no request started before that is still in flight (it may fail yet).
+#   recovered LOG MS ROUTES: a healthy second since MS and since the last
+#   error so far: each of the ROUTES routes of the mix got a 2xx to a
+#   request started after both, it is at least 1 s later, and nothing sent
+#   more than 1 s ago is still in flight (it may fail yet: a request the
+#   dead broker held waits for its deadline).
 recovered() {
-    awk -F'\t' -v k="$2" -v n="$3" -v o="$(cat "$1.inflight" 2>/dev/null || echo 0)" \
+    awk -F'\t' -v k="$2" -v n="$3" -v now="$(now_ms)" -v o="$(cat "$1.inflight" 2>/dev/null || echo 0)" \
         '$4 !~ /^2[0-9][0-9]$/ {if ($2 + 0 > e) e = $2 + 0; next}
         {if ($1 + 0 > ok[$3]) ok[$3] = $1 + 0}
-        END {t = e > k ? e : k; for (r in ok) c += ok[r] >= t; exit !(c >= n && o + 0 >= t)}' "$1"
+        END {t = e > k ? e : k; for (r in ok) c += ok[r] >= t
+             exit !(c >= n && now - t >= 1000 && o + 0 >= now - 1000)}' "$1"
 }
 #   poll TIMEOUT_S CMD...: until_ok 20 ms apart (recovery is timed).
 poll() { UNTIL_OK_STEP=0.02 until_ok "$@"; }
@@ -153,7 +164,7 @@ chaos() {
     kill -TERM "$LOAD"
     wait "$LOAD" || fail "$victim: the load generator failed"
     LOAD=
-    verdict=$(node "$LOADER" report "$log" "$k" "$SRC" "$allow" 2>"$T/verdict.err")
+    verdict=$(node "$LOADER" report "$log" "$k" "$SRC" "$allow" "$MAX_WAIT_MS" 2>"$T/verdict.err")
     rc=$?
     echo "chaos: victim=$victim round=$round ready_ms=$ready $verdict"
     [ $rc -eq 0 ] || fail "$victim: $(cat "$T/verdict.err")"
