@@ -28,6 +28,7 @@ trap 'rm -f "$OUT"' EXIT
 echo "## 7. chaos under load (kill -9 of each daemon, $CHAOS_ROUNDS rounds, $CHAOS_CONC connections," \
     "${CHAOS_PRE} s load before each kill, ${CHAOS_POST} s after recovery)"
 if ! bash "$SRC/tests/integration/test_chaos.sh" >"$OUT" 2>&1; then
+    grep -E '^(ok -|FAIL|chaos: )' "$OUT" >&2
     grep -v '^{"ts' "$OUT" | tail -n 40 >&2
     echo "bench chaos: tests/integration/test_chaos.sh failed" >&2
     exit 1
