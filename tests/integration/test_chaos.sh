@@ -195,9 +195,9 @@ aof_prepare() {
     RT2=$(json "$body" refresh_token)
     [ -n "$RT2" ] && [ "$RT2" != "$RT1" ] || fail "no new refresh token: $body"
     #   Spend the bucket down to 20 (decisions of the limiter, not the gateway's local fallback).
-    local i out
+    local out
     RL_LEFT=
-    for i in $(seq 1 60); do
+    for _ in $(seq 1 60); do
         out=$(rl_remaining "$USER_TOKEN")
         [ "${out% *}" = chaos_budget ] && RL_LEFT=${out#* }
         [ -n "$RL_LEFT" ] && [ "$RL_LEFT" -le 20 ] && break
