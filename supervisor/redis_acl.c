@@ -20,11 +20,18 @@
 #define S_SECRET_HEX 64   //  the secret, hex characters
 #define S_PASSWORD_HEX 32 //  a user's password, hex characters
 #define S_SUPERVISOR "vz-supervisor"
+#define S_PROBE "probe"        //  S_DEFAULT_USER's health-check user
 #define S_FILE_PASSWORD_HEX 48 //  a password vzctl redis-acl makes, hex characters
 #define S_PASSWORD_MAX 256     //  a password file's first line, bytes
 
-//  The default user answers the readiness PING and nothing else.
-#define S_DEFAULT_USER "user default on nopass -@all +ping\n"
+//  The default user is off: a connection must AUTH as a user. It keeps
+//  every right because Redis replays the AOF as this user and re-checks
+//  its rights at each EXEC (redis#14541): without them every MULTI/EXEC in
+//  the AOF (a Lua script's writes) is dropped on restart. "probe" (any
+//  password) may PING and nothing else: the container health checks.
+#define S_DEFAULT_USER                                                                             \
+    "user default off ~* &* +@all\n"                                                               \
+    "user " S_PROBE " on nopass -@all +ping\n"
 
 //  The daemons that keep state in Redis and their one prefix each.
 static const struct {
@@ -156,7 +163,7 @@ int sup_redis_acl_write(const sup_mesh_config_t *cfg, char *err, size_t errlen)
         const sup_mesh_service_t *svc = &cfg->services[i];
         //  A service called like one of the users above gets none (no Redis).
         if (svc->builtin_redis || strcmp(svc->name, "default") == 0 ||
-            strcmp(svc->name, S_SUPERVISOR) == 0)
+            strcmp(svc->name, S_PROBE) == 0 || strcmp(svc->name, S_SUPERVISOR) == 0)
             continue;
         s_password(secret, svc->name, pw);
         s_service_user(f, svc->name, pw, sup_redis_acl_keys(svc));
@@ -183,6 +190,19 @@ int sup_redis_acl_url(const sup_mesh_config_t *cfg, const char *name, int port, 
         return rc;
     s_password(secret, name, pw);
     snprintf(out, n, "redis://%s:%s@127.0.0.1:%d", name, pw, port);
+    explicit_bzero(secret, sizeof secret);
+    explicit_bzero(pw, sizeof pw);
+    return 0;
+}
+
+int sup_redis_acl_auth(const sup_mesh_config_t *cfg, char *out, size_t n)
+{
+    char secret[S_SECRET_HEX + 1], pw[S_PASSWORD_HEX + 1];
+    int rc = s_secret(cfg, secret);
+    if (rc < 0)
+        return rc;
+    s_password(secret, S_SUPERVISOR, pw);
+    snprintf(out, n, "AUTH %s %s\r\n", S_SUPERVISOR, pw);
     explicit_bzero(secret, sizeof secret);
     explicit_bzero(pw, sizeof pw);
     return 0;
@@ -267,7 +287,8 @@ static bool s_name_ok(const char *name)
 {
     size_t len = strlen(name);
     if (len == 0 || len >= VZ_NAME_MAX || !(name[0] >= 'a' && name[0] <= 'z') ||
-        strcmp(name, "default") == 0 || strcmp(name, S_SUPERVISOR) == 0)
+        strcmp(name, "default") == 0 || strcmp(name, S_PROBE) == 0 ||
+        strcmp(name, S_SUPERVISOR) == 0)
         return false;
     return strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-") == len && name[len - 1] != '-';
 }

@@ -2,7 +2,8 @@
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  The built-in redis-server runs with <state_dir>/redis/users.acl: the
- *  default user may only PING (the supervisor's readiness probe), and each
+ *  default user is off (every connection must AUTH; it keeps all rights
+ *  only because Redis replays the AOF as that user), and each
  *  service has a user of its own name whose password is derived from a
  *  secret kept in <state_dir>/redis/secret (made once, owner-only):
  *  HMAC-SHA256(secret, name), 32 hex characters, so it is stable across
@@ -11,7 +12,9 @@
  *  nt:*, tl:*) and no @dangerous command; every other service may only
  *  PING and SELECT. The daemon gets its URL in VZ_REDIS_URL
  *  (redis://NAME:PASSWORD@127.0.0.1:PORT). A user "vz-supervisor" may
- *  reload the file (ACL LOAD) after `vzctl update` added a service.
+ *  PING (the readiness probe) and reload the file (ACL LOAD) after
+ *  `vzctl update` added a service. The default user is off (with every
+ *  right, for the AOF replay); "probe" may only PING (health checks).
  *  Supervisor thread only. sup_redis_acl_cmd gives compose and Kubernetes
  *  the same users from this module's table, with passwords kept in files.
  */
@@ -43,6 +46,10 @@ void sup_redis_acl_path(const sup_mesh_config_t *cfg, char *out, size_t n);
 //  0, or -errno when the secret cannot be read.
 int sup_redis_acl_url(const sup_mesh_config_t *cfg, const char *name, int port, char *out,
                       size_t n);
+
+//  The line "AUTH vz-supervisor <password>\r\n" (the readiness probe
+//  sends it before PING) into out. 0, or -errno when the secret cannot be read.
+int sup_redis_acl_auth(const sup_mesh_config_t *cfg, char *out, size_t n);
 
 //  Ask the running Redis on port to reload the file (ACL LOAD, as
 //  vz-supervisor, within 200 ms). 0, or -errno (Redis not up yet: it

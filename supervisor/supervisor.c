@@ -484,8 +484,13 @@ static void s_probe_start(sup_supervisor_t *self, s_replica_t *r, int timeout_ms
     assert(!r->probe);
     bool redis = s_svc_cfg(self, r)->builtin_redis;
     int port = redis ? sup_mesh_config_port(self->cfg, "redis") : r->admin_port;
-    r->probe = sup_probe_new(redis ? SUP_PROBE_PING : SUP_PROBE_READYZ, port,
+    //  Redis: as vz-supervisor, since the default user is off (redis_acl.h).
+    char auth[128] = "";
+    if (redis && sup_redis_acl_auth(self->cfg, auth, sizeof auth) < 0)
+        auth[0] = '\0';
+    r->probe = sup_probe_new(redis ? SUP_PROBE_PING : SUP_PROBE_READYZ, port, auth[0] ? auth : NULL,
                              vz_clock_mono_ms() + timeout_ms);
+    explicit_bzero(auth, sizeof auth);
 }
 
 //  Advance the probe in flight (never blocks); a finished one fires EV_PROBED.

@@ -7,7 +7,8 @@
 #   redis-server on a unix socket, then: each user logs in with the
 #   password of DIR/NAME.password and only that one; a daemon that keeps
 #   state writes its own prefix and nothing else, no @dangerous command; the
-#   others may PING only; the default user may PING and nothing else.
+#   others may PING only; the default user is off (with every right, for
+#   the AOF replay) and "probe" may PING and nothing else.
 #   A second run keeps the passwords; --k8s carries the same file.
 #   compose/docker-compose.yml (read, not run): every service that talks to
 #   Redis logs in as its own user with its own password file, and the keys
@@ -20,17 +21,19 @@ command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
 names=(auth ratelimit gateway)
 "$BIN/vzctl" redis-acl "$T/redis" "${names[@]}" >"$T/users.acl" || fail "vzctl redis-acl"
 [ "$(stat -c %a "$T/redis/auth.password")" = 600 ] || fail "auth.password is not owner-only"
-grep -qx 'user default on nopass -@all +ping' "$T/users.acl" || fail "default user not restricted to PING"
+grep -qx 'user default off ~\* &\* +@all' "$T/users.acl" || fail "default user not off"
+grep -qx 'user probe on nopass -@all +ping' "$T/users.acl" || fail "probe user not restricted to PING"
 for n in "${names[@]}"; do
     sum=$(tr -d '\n' <"$T/redis/$n.password" | sha256sum | cut -d' ' -f1)
     grep -q "^user $n on #$sum " "$T/users.acl" || fail "user $n: not the SHA-256 of $n.password"
 done
-grep -c '^user ' "$T/users.acl" | grep -qx 4 || fail "expected default + 3 users: $(cat "$T/users.acl")"
+grep -c '^user ' "$T/users.acl" | grep -qx 5 || fail "expected default, probe + 3 users: $(cat "$T/users.acl")"
 "$BIN/vzctl" redis-acl "$T/redis" "${names[@]}" | cmp -s - "$T/users.acl" || fail "a second run changed the users"
 "$BIN/vzctl" redis-acl "$T/redis" "${names[@]}" --k8s >"$T/acl.yaml" || fail "vzctl redis-acl --k8s"
 b64=$(awk '/^  users.acl: /{print $2}' "$T/acl.yaml")
 base64 -d <<<"$b64" | cmp -s - "$T/users.acl" || fail "--k8s carries another ACL file"
 "$BIN/vzctl" redis-acl "$T/redis" default >/dev/null 2>&1 && fail "user name default accepted"
+"$BIN/vzctl" redis-acl "$T/redis" probe >/dev/null 2>&1 && fail "user name probe accepted"
 "$BIN/vzctl" redis-acl "$T/redis" 'a b' >/dev/null 2>&1 && fail "a user name with a blank accepted"
 
 # The file as Redis enforces it.
@@ -40,11 +43,12 @@ redis-server --port 0 --unixsocket "$sock" --dir "$T" --save "" --appendonly no 
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$T"' EXIT
 for _ in $(seq 100); do
-    [ "$(redis-cli -s "$sock" ping 2>/dev/null)" = PONG ] && break
+    [ "$(redis-cli -s "$sock" --user probe --pass x --no-auth-warning ping 2>/dev/null)" = PONG ] && break
     kill -0 $pid 2>/dev/null || fail "redis-server refused the ACL file: $(cat "$T/redis.log")"
     sleep 0.1 # polling for readiness, bounded by the loop
 done
-[ "$(redis-cli -s "$sock" ping)" = PONG ] || fail "Redis never answered PING"
+[ "$(redis-cli -s "$sock" --user probe --pass x --no-auth-warning ping)" = PONG ] ||
+    fail "Redis never answered PING"
 as() { # USER PASSWORD-FILE COMMAND... -> the reply
     local user=$1 pwfile=$2
     shift 2
@@ -63,8 +67,11 @@ expect "ratelimit GET auth's key" "$(as ratelimit "$P/ratelimit.password" get au
 expect "auth with ratelimit's password" "$(as auth "$P/ratelimit.password" ping)" 'WRONGPASS|invalid'
 expect "gateway PING" "$(as gateway "$P/gateway.password" ping)" '^PONG$'
 expect "gateway GET" "$(as gateway "$P/gateway.password" get auth:x)" 'NOPERM'
-expect "default PING" "$(redis-cli -s "$sock" ping)" '^PONG$'
-expect "default GET" "$(redis-cli -s "$sock" get auth:x 2>&1)" 'NOPERM'
+expect "anonymous PING" "$(redis-cli -s "$sock" ping 2>&1)" 'NOAUTH'
+expect "anonymous GET" "$(redis-cli -s "$sock" get auth:x 2>&1)" 'NOAUTH'
+expect "probe PING" "$(redis-cli -s "$sock" --user probe --pass any --no-auth-warning ping)" '^PONG$'
+expect "probe GET" "$(redis-cli -s "$sock" --user probe --pass any --no-auth-warning get auth:x 2>&1)" 'NOPERM'
+expect "AUTH default" "$(redis-cli -s "$sock" --user default --pass x --no-auth-warning ping 2>&1)" 'WRONGPASS|invalid'
 
 # Compose, statically (tests/compose runs it): merge keys resolved by yaml.
 node_deps
