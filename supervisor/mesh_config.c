@@ -149,12 +149,27 @@ static int s_load_supervisor(sup_mesh_config_t *cfg, zconfig_t *root, char *err,
     if (s_parse_int(v, 0, SUP_MESH_MAX_LOG_BACKUPS, &cfg->log_backups) < 0)
         return s_fail(err, errlen, -EINVAL, "supervisor/log_backups=\"%s\": expected 0..%d", v,
                       SUP_MESH_MAX_LOG_BACKUPS);
+    //  Isolation (docs/operations/isolation.md).
+    static const char *const modes[] = {"auto", "uid", "fd", "off"};
+    v = zconfig_get(root, "supervisor/isolation", "auto");
+    size_t m = 0;
+    while (m < sizeof modes / sizeof modes[0] && strcmp(v, modes[m]))
+        m++;
+    if (m == sizeof modes / sizeof modes[0])
+        return s_fail(err, errlen, -EINVAL,
+                      "supervisor/isolation=\"%s\": expected auto, uid, fd or off", v);
+    cfg->isolation = (sup_isolation_t)m;
+    v = zconfig_get(root, "supervisor/uid_base", "60600");
+    if (s_parse_int(v, 1000, 2000000000, &cfg->uid_base) < 0)
+        return s_fail(err, errlen, -EINVAL, "supervisor/uid_base=\"%s\": expected 1000..2000000000",
+                      v);
     zconfig_t *sup = zconfig_locate(root, "supervisor");
     for (zconfig_t *c = sup ? zconfig_child(sup) : NULL; c; c = zconfig_next(c)) {
         const char *n = zconfig_name(c);
         if (strcmp(n, "state_dir") && strcmp(n, "control") && strcmp(n, "bin_dir") &&
             strcmp(n, "stop_timeout") && strcmp(n, "start_timeout") && strcmp(n, "ready_poll") &&
-            strcmp(n, "log_max_bytes") && strcmp(n, "log_backups"))
+            strcmp(n, "log_max_bytes") && strcmp(n, "log_backups") && strcmp(n, "isolation") &&
+            strcmp(n, "uid_base"))
             return s_fail(err, errlen, -EINVAL, "supervisor/%s: unknown setting", n);
     }
     return 0;
@@ -238,7 +253,15 @@ static int s_load_service(const sup_mesh_config_t *cfg, s_raw_t *raw, zconfig_t 
                               name, key, v);
         } else if (strcmp(key, "depends") == 0)
             rc = s_load_depends(raw, v, err, errlen);
-        else if (strcmp(key, "env") == 0) {
+        else if (strcmp(key, "user") == 0 || strcmp(key, "state_dirs") == 0 ||
+                 strcmp(key, "secret_files") == 0) {
+            char *field = strcmp(key, "user") == 0         ? svc->user
+                          : strcmp(key, "state_dirs") == 0 ? svc->state_dirs
+                                                           : svc->secret_files;
+            size_t size = field == svc->user ? sizeof svc->user : sizeof svc->state_dirs;
+            if (vz_strlcpy(field, v, size) < 0)
+                return s_fail(err, errlen, -EINVAL, "services/%s/%s: too long", name, key);
+        } else if (strcmp(key, "env") == 0) {
             for (zconfig_t *e = zconfig_child(c); e; e = zconfig_next(e)) {
                 if (svc->env_count == SUP_MESH_MAX_ENV)
                     return s_fail(err, errlen, -EINVAL, "services/%s/env: more than %d entries",
@@ -419,6 +442,12 @@ int sup_mesh_config_load(sup_mesh_config_t *cfg, const char *path, char *err, si
                 0)
                 rc = s_fail(err, errlen, -EINVAL, "services/%s/env/%s: %s", svc->name,
                             svc->env[e].key, why);
+        if (rc == 0 &&
+            sup_mesh_config_expand(cfg, svc->state_dirs, out, sizeof out, why, sizeof why) < 0)
+            rc = s_fail(err, errlen, -EINVAL, "services/%s/state_dirs: %s", svc->name, why);
+        if (rc == 0 &&
+            sup_mesh_config_expand(cfg, svc->secret_files, out, sizeof out, why, sizeof why) < 0)
+            rc = s_fail(err, errlen, -EINVAL, "services/%s/secret_files: %s", svc->name, why);
     }
     return rc;
 }
@@ -467,6 +496,13 @@ int sup_mesh_config_resolve(sup_mesh_config_t *cfg, const char *exe_dir, char *e
     }
     if (rc < 0)
         return s_fail(err, errlen, rc, "supervisor/bin_dir: path too long");
+    bool root = geteuid() == 0;
+    if (cfg->isolation == SUP_ISOLATION_AUTO)
+        cfg->isolation = root ? SUP_ISOLATION_UID : SUP_ISOLATION_FD;
+    if (cfg->isolation == SUP_ISOLATION_UID && !root)
+        return s_fail(err, errlen, -EPERM,
+                      "supervisor/isolation=uid: only root can run services under their own "
+                      "uids (set fd or auto to run as this user)");
     return 0;
 }
 

@@ -154,6 +154,8 @@ static void test_refused(void **state)
         {"        colour = \"blue\"\n", "unknown setting"},
         {"        command = \"x ${port.none}\"\n", "port.none"},
         {"        admin_port = 70000\n", "admin_port"},
+        {"        state_dirs = \"${nope}/x\"\n", "state_dirs"},
+        {"        secret_files = \"${port.none}\"\n", "secret_files"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(text, sizeof text, "%s%s", svc, cases[i].more);
@@ -166,9 +168,43 @@ static void test_refused(void **state)
     s_refused(f, "services\n    a\n        admin_port = 19000\n", "command: required");
     s_refused(f, "services\n    a\n        command = \"x\"\n", "admin_port: required");
     s_refused(f, "elsewhere\n    x = 1\n", "unknown section");
+    s_refused(f, "supervisor\n    isolation = \"chroot\"\n", "supervisor/isolation");
+    s_refused(f, "supervisor\n    uid_base = \"10\"\n", "supervisor/uid_base");
     static sup_mesh_config_t cfg;
     char err[256] = "";
     assert_int_equal(sup_mesh_config_load(&cfg, "/nonexistent/mesh.cfg", err, sizeof err), -ENOENT);
+}
+
+//  Isolation: read as written, "auto" resolved by who runs it, "uid" only for root.
+static void test_isolation(void **state)
+{
+    fixture_t *f = *state;
+    static sup_mesh_config_t cfg;
+    char err[256] = "", text[512];
+    const char *svc =
+        "services\n    a\n        command = \"x\"\n        admin_port = 19000\n"
+        "        user = \"nobody\"\n        state_dirs = \"${state_dir}/a ${state_dir}/b\"\n";
+    const char *modes[] = {"auto", "uid", "fd", "off"};
+    bool root = geteuid() == 0;
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(text, sizeof text,
+                 "supervisor\n    state_dir = \"%s/st\"\n    isolation = \"%s\"\n%s", f->dir,
+                 modes[i], svc);
+        assert_int_equal(s_load(f, text, &cfg, err, sizeof err), 0);
+        assert_int_equal(cfg.isolation, (sup_isolation_t)i);
+        assert_string_equal(cfg.services[0].user, "nobody");
+        assert_int_equal(cfg.uid_base, 60600);
+        int rc = sup_mesh_config_resolve(&cfg, "/bin", err, sizeof err);
+        rmdir(cfg.state_dir);
+        if (i == 1 && !root) {
+            assert_int_equal(rc, -EPERM);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        sup_isolation_t want =
+            i == 0 ? (root ? SUP_ISOLATION_UID : SUP_ISOLATION_FD) : (sup_isolation_t)i;
+        assert_int_equal(cfg.isolation, want);
+    }
 }
 
 //  The mesh file the project ships loads as it is.
@@ -190,6 +226,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_order_and_fields, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_ports_and_templates, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_refused, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_isolation, s_setup, s_teardown),
         cmocka_unit_test(test_shipped_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
