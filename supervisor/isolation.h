@@ -34,9 +34,17 @@ int sup_iso_assign(sup_mesh_config_t *cfg, char *err, size_t errlen);
 //  uid); then the directory gets mode. 0 or -errno.
 int sup_iso_own_tree(const char *path, uid_t uid, gid_t gid, mode_t mode);
 
+//  Give the file at path (never a symlink: -ELOOP) owner uid:gid and
+//  mode. 0 or -errno.
+int sup_iso_own_file(const char *path, uid_t uid, gid_t gid, mode_t mode);
+
 //  A secret file of a service: made with 64 random hex characters when
 //  absent, then (own) owned by uid:gid; mode 0400 either way. 0 or -errno.
 int sup_iso_secret_file(const char *path, uid_t uid, gid_t gid, bool own);
+
+//  The process may run services under other uids: root, with the
+//  capabilities that takes (a container's root may lack them).
+bool sup_iso_can_switch(void);
 
 //  A pipe holding the whole of the file at path, write end closed: the
 //  read end goes to *fd (close-on-exec; the caller closes it). At most

@@ -2,6 +2,7 @@
  *  SPDX-License-Identifier: MPL-2.0
  */
 #include "mesh_config.h"
+#include "isolation.h"
 #include "vz_config.h"
 #include "vz_ports.h"
 
@@ -496,13 +497,14 @@ int sup_mesh_config_resolve(sup_mesh_config_t *cfg, const char *exe_dir, char *e
     }
     if (rc < 0)
         return s_fail(err, errlen, rc, "supervisor/bin_dir: path too long");
-    bool root = geteuid() == 0;
+    bool root = sup_iso_can_switch();
     if (cfg->isolation == SUP_ISOLATION_AUTO)
         cfg->isolation = root ? SUP_ISOLATION_UID : SUP_ISOLATION_FD;
     if (cfg->isolation == SUP_ISOLATION_UID && !root)
         return s_fail(err, errlen, -EPERM,
-                      "supervisor/isolation=uid: only root can run services under their own "
-                      "uids (set fd or auto to run as this user)");
+                      "supervisor/isolation=uid: only root (with CAP_SETUID, CAP_SETGID, "
+                      "CAP_CHOWN and CAP_DAC_OVERRIDE) can run services under their own uids "
+                      "(set fd, or auto to pick it)");
     return 0;
 }
 

@@ -1202,9 +1202,11 @@ static int s_cmd_rotate(sup_supervisor_t *self, s_client_t *c, char **argv, s_bu
     }
     //  The new secret is its service's before it takes the old one's place.
     snprintf(from, sizeof from, "%s/secret/%s.key_secret", tmp, name);
-    if (cfg->isolation == SUP_ISOLATION_UID &&
-        (lchown(from, cfg->services[i].uid, cfg->services[i].gid) < 0 || chmod(from, 0400) < 0)) {
-        s_buf_printf(out, "unable to hand the new key of %s to its uid: %s", name, strerror(errno));
+    rc = cfg->isolation == SUP_ISOLATION_UID
+             ? sup_iso_own_file(from, cfg->services[i].uid, cfg->services[i].gid, 0400)
+             : 0;
+    if (rc < 0) {
+        s_buf_printf(out, "unable to hand the new key of %s to its uid: %s", name, strerror(-rc));
         return -1;
     }
     snprintf(from, sizeof from, "%s/public/%s.key", tmp, name);
@@ -1958,12 +1960,11 @@ static int s_prepare_owners(sup_supervisor_t *self, char *err, size_t errlen)
             snprintf(path, sizeof path, "%s/redis", cfg->state_dir);
             rc = sup_iso_own_tree(path, svc->uid, svc->gid, 0700);
             snprintf(path, sizeof path, "%s/redis/secret", cfg->state_dir);
-            if (rc == 0 && lchown(path, geteuid(), getegid()) < 0 && errno != ENOENT)
-                rc = -errno;
+            if (rc == 0 && access(path, F_OK) == 0)
+                rc = sup_iso_own_file(path, geteuid(), getegid(), 0600);
         } else if (uid) {
             snprintf(path, sizeof path, "%s/keys/secret/%s.key_secret", cfg->state_dir, svc->name);
-            if (lchown(path, svc->uid, svc->gid) < 0 || chmod(path, 0400) < 0)
-                rc = -errno;
+            rc = sup_iso_own_file(path, svc->uid, svc->gid, 0400);
         }
         if (rc < 0) {
             snprintf(err, errlen, "unable to hand %s to the uid of %s: %s", path, svc->name,
@@ -2016,8 +2017,10 @@ static int s_prepare_state(sup_supervisor_t *self, char *err, size_t errlen)
                 return -1;
             //  Redis reads its users; nobody else.
             sup_redis_acl_path(cfg, path, sizeof path);
-            if (uid && lchown(path, cfg->services[i].uid, cfg->services[i].gid) < 0) {
-                snprintf(err, errlen, "unable to hand %s to redis: %s", path, strerror(errno));
+            int rc =
+                uid ? sup_iso_own_file(path, cfg->services[i].uid, cfg->services[i].gid, 0600) : 0;
+            if (rc < 0) {
+                snprintf(err, errlen, "unable to hand %s to redis: %s", path, strerror(-rc));
                 return -1;
             }
             //  A running Redis (an update) learns new users now; at the

@@ -1,7 +1,7 @@
 /*  test_mesh_config - the supervisor's mesh file: validation, dependency order, ports, templates
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  Links vzsupervisor and uses only mesh_config.h. Each case writes its
+ *  Links vzsupervisor and uses mesh_config.h (isolation.h for who may switch uids). Each case writes its
  *  file into a temp dir; the shipped configs/mesh.cfg is loaded too.
  */
 #include <setjmp.h>
@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "isolation.h"
 #include "mesh_config.h"
 
 //  redis <- broker <- {echo, api}; api has 2 replicas, its admin port auto.
@@ -185,7 +186,7 @@ static void test_isolation(void **state)
         "services\n    a\n        command = \"x\"\n        admin_port = 19000\n"
         "        user = \"nobody\"\n        state_dirs = \"${state_dir}/a ${state_dir}/b\"\n";
     const char *modes[] = {"auto", "uid", "fd", "off"};
-    bool root = geteuid() == 0;
+    bool root = sup_iso_can_switch();
     for (size_t i = 0; i < 4; i++) {
         snprintf(text, sizeof text,
                  "supervisor\n    state_dir = \"%s/st\"\n    isolation = \"%s\"\n%s", f->dir,
