@@ -466,6 +466,24 @@ static int s_absolute(const char *path, char *out, size_t n)
     return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : 0;
 }
 
+//  True, with the directory in out, when path or a directory above it is
+//  not searchable by other users (no o+x).
+static bool s_closed_dir(const char *path, char *out, size_t n)
+{
+    char buf[VZ_PATH_MAX];
+    vz_strlcpy(buf, path, sizeof buf);
+    for (char *end = buf + strlen(buf); end > buf; end = strrchr(buf, '/')) {
+        *end = '\0';
+        struct stat st;
+        const char *dir = *buf ? buf : "/";
+        if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && !(st.st_mode & S_IXOTH)) {
+            vz_strlcpy(out, dir, n);
+            return true;
+        }
+    }
+    return false;
+}
+
 int sup_mesh_config_resolve(sup_mesh_config_t *cfg, const char *exe_dir, char *err, size_t errlen)
 {
     char buf[VZ_PATH_MAX];
@@ -498,6 +516,13 @@ int sup_mesh_config_resolve(sup_mesh_config_t *cfg, const char *exe_dir, char *e
     if (rc < 0)
         return s_fail(err, errlen, rc, "supervisor/bin_dir: path too long");
     bool root = sup_iso_can_switch();
+    //  "auto" picks uid only where it works: a checkout under /root (0700)
+    //  would leave every service unable to exec, so fd it is, said aloud.
+    const char *paths[] = {cfg->bin_dir, cfg->config_dir, cfg->state_dir};
+    cfg->closed_dir[0] = '\0';
+    for (size_t i = 0; i < 3 && root && cfg->isolation == SUP_ISOLATION_AUTO; i++)
+        if (s_closed_dir(paths[i], cfg->closed_dir, sizeof cfg->closed_dir))
+            cfg->isolation = SUP_ISOLATION_FD;
     if (cfg->isolation == SUP_ISOLATION_AUTO)
         cfg->isolation = root ? SUP_ISOLATION_UID : SUP_ISOLATION_FD;
     if (cfg->isolation == SUP_ISOLATION_UID && !root)

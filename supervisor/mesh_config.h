@@ -76,6 +76,7 @@ typedef struct {
     long log_max_bytes;           //  a log file this big is rotated (0 = never)
     int log_backups;              //  rotated files kept (S.i.log.1 .. .N)
     sup_isolation_t isolation;    //  never AUTO once sup_mesh_config_resolve ran
+    char closed_dir[VZ_PATH_MAX]; //  "auto" chose fd: this directory blocks other uids
     int uid_base;                 //  isolation uid: first uid of the range services get
     size_t port_count;            //  entries in ports
     sup_mesh_port_t ports[SUP_MESH_MAX_PORTS];          //  named ports
@@ -89,8 +90,10 @@ int sup_mesh_config_load(sup_mesh_config_t *cfg, const char *path, char *err, si
 
 //  Make state_dir, control and bin_dir absolute (state_dir is created;
 //  relative paths are taken from the current directory). exe_dir is the
-//  default bin_dir. Resolves isolation "auto" (uid as root, else fd);
-//  "uid" without root is refused. 0 or -errno with err.
+//  default bin_dir. Resolves isolation "auto": uid as root when bin_dir,
+//  config_dir and state_dir can be reached by other uids, else fd (then
+//  closed_dir names the directory in the way); "uid" without root is
+//  refused. 0 or -errno with err.
 int sup_mesh_config_resolve(sup_mesh_config_t *cfg, const char *exe_dir, char *err, size_t errlen);
 
 //  Give every "auto" port a currently free port on 127.0.0.1. 0 or -errno.

@@ -1780,8 +1780,15 @@ static int s_poll_timeout(sup_supervisor_t *self)
 int sup_supervisor_run(sup_supervisor_t *self)
 {
     assert(self);
+    static const char *const modes[] = {"auto", "uid", "fd", "off"};
     vz_info(NULL, "supervisor started", "state_dir", self->cfg->state_dir, "control",
-            self->cfg->control);
+            self->cfg->control, "isolation", modes[self->cfg->isolation]);
+    if (*self->cfg->closed_dir)
+        vz_warn(NULL,
+                "isolation auto: fd, not uid: other uids cannot reach the binaries, the config "
+                "or the state (chmod o+x the directory, or set supervisor/isolation; "
+                "docs/operations/isolation.md)",
+                "dir", self->cfg->closed_dir);
     for (size_t i = 0; i < self->cfg->service_count; i++)
         s_scale(self, (int)i, self->cfg->services[i].replicas);
     for (;;) {

@@ -28,7 +28,12 @@ health_ok() { curl -sf --max-time 2 "$GW/health" | grep -q '^{"status":"ok"'; }
 
 mesh_config
 grep -q '^ *isolation' "$T/mesh.cfg" && fail "configs/mesh.cfg sets isolation: the test needs the default"
+#   Services under other uids exec the build's binaries: its path must be
+#   searchable by them (else "auto" picks fd, as docs/operations/isolation.md says).
+setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$BIN/vz-echo" ||
+    fail "$BIN is not reachable by other uids (a directory above it lacks o+x): isolation uid cannot run from there"
 mesh_start
+grep -q '"msg":"supervisor started".*"isolation":"uid"' "$T/sup.log" || fail "auto did not pick uid as root"
 mesh_gateway
 until_ok 15 health_ok || fail "/health not ok under isolation uid"
 echo "ok - mesh serves with isolation uid (the default as root)"

@@ -1,8 +1,8 @@
 /*  test_mesh_config - the supervisor's mesh file: validation, dependency order, ports, templates
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  Links vzsupervisor and uses mesh_config.h (isolation.h for who may switch uids). Each case writes its
- *  file into a temp dir; the shipped configs/mesh.cfg is loaded too.
+ *  Links vzsupervisor and uses mesh_config.h (isolation.h for who may switch uids). Each case
+ * writes its file into a temp dir; the shipped configs/mesh.cfg is loaded too.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "isolation.h"
@@ -187,6 +188,8 @@ static void test_isolation(void **state)
         "        user = \"nobody\"\n        state_dirs = \"${state_dir}/a ${state_dir}/b\"\n";
     const char *modes[] = {"auto", "uid", "fd", "off"};
     bool root = sup_iso_can_switch();
+    //  Other uids must reach the state and the config for "auto" to pick uid.
+    assert_int_equal(chmod(f->dir, 0711), 0);
     for (size_t i = 0; i < 4; i++) {
         snprintf(text, sizeof text,
                  "supervisor\n    state_dir = \"%s/st\"\n    isolation = \"%s\"\n%s", f->dir,
@@ -206,6 +209,15 @@ static void test_isolation(void **state)
             i == 0 ? (root ? SUP_ISOLATION_UID : SUP_ISOLATION_FD) : (sup_isolation_t)i;
         assert_int_equal(cfg.isolation, want);
     }
+    //  A directory other uids cannot search: "auto" says which and picks fd.
+    assert_int_equal(chmod(f->dir, 0700), 0);
+    snprintf(text, sizeof text, "supervisor\n    state_dir = \"%s/st\"\n%s", f->dir, svc);
+    assert_int_equal(s_load(f, text, &cfg, err, sizeof err), 0);
+    assert_int_equal(sup_mesh_config_resolve(&cfg, "/bin", err, sizeof err), 0);
+    rmdir(cfg.state_dir);
+    assert_int_equal(cfg.isolation, SUP_ISOLATION_FD);
+    if (root)
+        assert_string_equal(cfg.closed_dir, f->dir);
 }
 
 //  The mesh file the project ships loads as it is.
