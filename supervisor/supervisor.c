@@ -23,6 +23,7 @@
 
 #include "child.h"
 #include "control.h"
+#include "isolation.h"
 #include "probe.h"
 #include "redis_acl.h"
 #include "vz_clock.h"
@@ -273,16 +274,24 @@ static char **s_child_env(sup_supervisor_t *self, const s_replica_t *r)
     char **env = calloc(cap, sizeof *env);
     assert(env);
     for (size_t i = 0; i < base; i++) {
-        //  A VZ_NOTIFY_FD meant for us must not reach the child.
-        if (strncmp(environ[i], "VZ_NOTIFY_FD=", 13) == 0)
+        //  A VZ_NOTIFY_FD meant for us must not reach the child, nor a key of ours.
+        if (strncmp(environ[i], "VZ_NOTIFY_FD=", 13) == 0 ||
+            strncmp(environ[i], "VZ_CURVE_CERT=", 14) == 0 ||
+            strncmp(environ[i], "VZ_CURVE_SECRET_FD=", 19) == 0)
             continue;
         env[count] = strdup(environ[i]);
         assert(env[count]);
         count++;
     }
     char value[VZ_PATH_MAX * 2];
-    snprintf(value, sizeof value, "%s/keys/secret/%s.key", cfg->state_dir, svc->name);
-    s_env_set(env, &count, cap, "VZ_CURVE_CERT", value);
+    if (cfg->isolation == SUP_ISOLATION_FD) {
+        //  The secret comes through a pipe (s_spawn); the child gets no path to it.
+        snprintf(value, sizeof value, "%d", SUP_CHILD_SECRET_FD);
+        s_env_set(env, &count, cap, "VZ_CURVE_SECRET_FD", value);
+    } else {
+        snprintf(value, sizeof value, "%s/keys/secret/%s.key", cfg->state_dir, svc->name);
+        s_env_set(env, &count, cap, "VZ_CURVE_CERT", value);
+    }
     snprintf(value, sizeof value, "%s/keys/public", cfg->state_dir);
     s_env_set(env, &count, cap, "VZ_CURVE_ALLOW_DIR", value);
     snprintf(value, sizeof value, "%s/keys/public/broker.key", cfg->state_dir);
@@ -399,8 +408,22 @@ static void s_spawn(sup_supervisor_t *self, s_replica_t *r)
                              .argv = argv,
                              .envp = env,
                              .log_path = log_path,
-                             .notify = !svc->builtin_redis};
-    int pid = sup_child_spawn(&spec, &r->notify_fd);
+                             .notify = !svc->builtin_redis,
+                             .secret_fd = -1,
+                             .set_ids = cfg->isolation == SUP_ISOLATION_UID,
+                             .uid = svc->uid,
+                             .gid = svc->gid};
+    int pid = 0;
+    if (cfg->isolation == SUP_ISOLATION_FD && !svc->builtin_redis) {
+        char key[VZ_PATH_MAX + VZ_NAME_MAX + 32];
+        snprintf(key, sizeof key, "%s/keys/secret/%s.key_secret", cfg->state_dir, svc->name);
+        pid = sup_iso_secret_pipe(key, &spec.secret_fd);
+        spec.secret = pid == 0;
+    }
+    if (pid == 0)
+        pid = sup_child_spawn(&spec, &r->notify_fd);
+    if (spec.secret_fd >= 0)
+        close(spec.secret_fd);
     s_free_strv(argv);
     s_free_strv(env);
     if (pid < 0) {
@@ -1248,6 +1271,15 @@ static int s_cmd_rotate(sup_supervisor_t *self, s_client_t *c, char **argv, s_bu
         s_buf_printf(out, "unable to generate a key pair for %s: %s", name, strerror(-rc));
         return -1;
     }
+    //  The new secret is its service's before it takes the old one's place.
+    snprintf(from, sizeof from, "%s/secret/%s.key_secret", tmp, name);
+    rc = cfg->isolation == SUP_ISOLATION_UID
+             ? sup_iso_own_file(from, cfg->services[i].uid, cfg->services[i].gid, 0400)
+             : 0;
+    if (rc < 0) {
+        s_buf_printf(out, "unable to hand the new key of %s to its uid: %s", name, strerror(-rc));
+        return -1;
+    }
     snprintf(from, sizeof from, "%s/public/%s.key", tmp, name);
     snprintf(to, sizeof to, "%s/keys/public/%s.rotating.key", st, name);
     rc = s_move(from, to);
@@ -1280,6 +1312,10 @@ static bool s_same_process(const sup_mesh_config_t *a, const sup_mesh_service_t 
 {
     if (sa->builtin_redis != sb->builtin_redis || sa->admin_auto != sb->admin_auto ||
         sa->admin_port != sb->admin_port || sa->env_count != sb->env_count)
+        return false;
+    //  Its uid and what it is given to own (isolation).
+    if (a->isolation != b->isolation || strcmp(sa->user, sb->user) ||
+        strcmp(sa->state_dirs, sb->state_dirs) || strcmp(sa->secret_files, sb->secret_files))
         return false;
     //  Every child is also given the broker and Redis ports, and bin_dir resolves commands.
     if (sup_mesh_config_port(a, "redis") != sup_mesh_config_port(b, "redis") ||
@@ -1818,8 +1854,15 @@ static int s_poll_timeout(sup_supervisor_t *self)
 int sup_supervisor_run(sup_supervisor_t *self)
 {
     assert(self);
+    static const char *const modes[] = {"auto", "uid", "fd", "off"};
     vz_info(NULL, "supervisor started", "state_dir", self->cfg->state_dir, "control",
-            self->cfg->control);
+            self->cfg->control, "isolation", modes[self->cfg->isolation]);
+    if (*self->cfg->closed_dir)
+        vz_warn(NULL,
+                "isolation auto: fd, not uid: other uids cannot reach the binaries, the config "
+                "or the state (chmod o+x the directory, or set supervisor/isolation; "
+                "docs/operations/isolation.md)",
+                "dir", self->cfg->closed_dir);
     for (size_t i = 0; i < self->cfg->service_count; i++)
         s_scale(self, (int)i, self->cfg->services[i].replicas);
     for (;;) {
@@ -1943,14 +1986,91 @@ static int s_lock_state(sup_supervisor_t *self, char *err, size_t errlen)
     return 0;
 }
 
+//  Each blank-separated item of a service's list template, expanded, to fn.
+static int
+s_each_path(const sup_mesh_config_t *cfg, const sup_mesh_service_t *svc, const char *tmpl,
+            int (*fn)(const sup_mesh_config_t *, const sup_mesh_service_t *, const char *),
+            char *err, size_t errlen)
+{
+    char list[VZ_PATH_MAX], why[128];
+    if (sup_mesh_config_expand(cfg, tmpl, list, sizeof list, why, sizeof why) < 0) {
+        snprintf(err, errlen, "services/%s: %s", svc->name, why);
+        return -1;
+    }
+    char *save = NULL;
+    for (char *p = strtok_r(list, " \t", &save); p; p = strtok_r(NULL, " \t", &save)) {
+        int rc = fn(cfg, svc, p);
+        if (rc < 0) {
+            snprintf(err, errlen, "unable to prepare %s for %s: %s", p, svc->name, strerror(-rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+//  A state directory of a service: made, and its uid's with isolation uid.
+static int s_state_dir(const sup_mesh_config_t *cfg, const sup_mesh_service_t *svc,
+                       const char *path)
+{
+    if (mkdir(path, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    return cfg->isolation == SUP_ISOLATION_UID ? sup_iso_own_tree(path, svc->uid, svc->gid, 0700)
+                                               : 0;
+}
+
+//  A secret file of a service: made when absent, owner-only.
+static int s_secret_file(const sup_mesh_config_t *cfg, const sup_mesh_service_t *svc,
+                         const char *path)
+{
+    return sup_iso_secret_file(path, svc->uid, svc->gid, cfg->isolation == SUP_ISOLATION_UID);
+}
+
+//  Isolation uid: each service owns its secrets and state (isolation.h);
+//  Redis owns its directory, but not the secret its users' passwords come from.
+static int s_prepare_owners(sup_supervisor_t *self, char *err, size_t errlen)
+{
+    sup_mesh_config_t *cfg = self->cfg;
+    bool uid = cfg->isolation == SUP_ISOLATION_UID;
+    if (uid && sup_iso_assign(cfg, err, errlen) < 0)
+        return -1;
+    char path[VZ_PATH_MAX + VZ_NAME_MAX + 32];
+    for (size_t i = 0; i < cfg->service_count; i++) {
+        const sup_mesh_service_t *svc = &cfg->services[i];
+        int rc = 0;
+        if (uid && svc->builtin_redis) {
+            snprintf(path, sizeof path, "%s/redis", cfg->state_dir);
+            rc = sup_iso_own_tree(path, svc->uid, svc->gid, 0700);
+            snprintf(path, sizeof path, "%s/redis/secret", cfg->state_dir);
+            if (rc == 0 && access(path, F_OK) == 0)
+                rc = sup_iso_own_file(path, geteuid(), getegid(), 0600);
+        } else if (uid) {
+            snprintf(path, sizeof path, "%s/keys/secret/%s.key_secret", cfg->state_dir, svc->name);
+            rc = sup_iso_own_file(path, svc->uid, svc->gid, 0400);
+        }
+        if (rc < 0) {
+            snprintf(err, errlen, "unable to hand %s to the uid of %s: %s", path, svc->name,
+                     strerror(-rc));
+            return -1;
+        }
+        if (s_each_path(cfg, svc, svc->state_dirs, s_state_dir, err, errlen) < 0 ||
+            s_each_path(cfg, svc, svc->secret_files, s_secret_file, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int s_prepare_state(sup_supervisor_t *self, char *err, size_t errlen)
 {
     const sup_mesh_config_t *cfg = self->cfg;
-    static const struct {
+    //  Isolation uid: the key tree may be crossed but not listed, the public
+    //  keys are everyone's, and the logs (bootstrap tokens) are root's.
+    bool uid = cfg->isolation == SUP_ISOLATION_UID;
+    mode_t cross = uid ? 0711 : 0700;
+    const struct {
         const char *sub; //  directory under state_dir
         mode_t mode;     //  its mode
-    } dirs[] = {{"logs", 0755},        {"redis", 0700},       {"keys", 0700},
-                {"keys/public", 0755}, {"keys/secret", 0700}, {"keys/rotate", 0700}};
+    } dirs[] = {{"logs", uid ? 0700 : 0755}, {"redis", 0700},        {"keys", cross},
+                {"keys/public", 0755},       {"keys/secret", cross}, {"keys/rotate", 0700}};
     char path[VZ_PATH_MAX + 32];
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", cfg->state_dir, dirs[i].sub);
@@ -1968,14 +2088,22 @@ static int s_prepare_state(sup_supervisor_t *self, char *err, size_t errlen)
             return -1;
         }
     }
-    //  keygen may have widened it; the key tree stays owner-only.
-    if (s_mkdir(path, 0700, err, errlen) < 0)
+    //  keygen may have widened it; the key tree stays owner-only (crossable under uid).
+    if (s_mkdir(path, cross, err, errlen) < 0 || s_prepare_owners(self, err, errlen) < 0)
         return -1;
     int redis_port = sup_mesh_config_port(cfg, "redis");
     for (size_t i = 0; i < cfg->service_count; i++)
         if (cfg->services[i].builtin_redis) {
             if (sup_redis_acl_write(cfg, err, errlen) < 0)
                 return -1;
+            //  Redis reads its users; nobody else.
+            sup_redis_acl_path(cfg, path, sizeof path);
+            int rc =
+                uid ? sup_iso_own_file(path, cfg->services[i].uid, cfg->services[i].gid, 0600) : 0;
+            if (rc < 0) {
+                snprintf(err, errlen, "unable to hand %s to redis: %s", path, strerror(-rc));
+                return -1;
+            }
             //  A running Redis (an update) learns new users now; at the
             //  first start it reads the file itself.
             sup_redis_acl_reload(cfg, redis_port);

@@ -15,6 +15,8 @@
 BIN=${VZ_BIN_DIR:?VZ_BIN_DIR not set}
 SRC=${VZ_SOURCE_DIR:?VZ_SOURCE_DIR not set}
 T=$(mktemp -d "${TMPDIR:-/tmp}/vz-${1:-mesh}.XXXXXX")
+#   Searchable by the services' own uids (isolation = uid, the default as root).
+chmod 0711 "$T"
 STATE=$T/state
 CTL=("$BIN/vzctl" --state "$STATE")
 SUP=
