@@ -526,9 +526,25 @@ static int s_expect_ok(s_node_t *node, int argc, const char **argv, int refused)
     return rc;
 }
 
+//  Whether an idle connection was closed by the server (a restart, a node
+//  killed, an idle timeout): it is then dropped before a command is sent on
+//  it, so that command can go elsewhere instead of being lost. Redis sends
+//  nothing unasked, so any input on an idle plain socket means the end; a
+//  TLS one may carry session tickets, so there only a hang-up counts.
+static bool s_closed(const s_node_t *node)
+{
+    struct pollfd pfd = {.fd = node->fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&pfd, 1, 0) != 1)
+        return false;
+    short gone = POLLHUP | POLLERR | POLLRDHUP | (node->ssl ? 0 : POLLIN);
+    return (pfd.revents & gone) != 0;
+}
+
 //  Connect node if it is not (respecting retry_ms): TCP, TLS, AUTH, SELECT.
 static int s_node_ensure(vz_redis_t *self, s_node_t *node)
 {
+    if (node->fd >= 0 && s_closed(node))
+        s_node_drop(node);
     if (node->fd >= 0)
         return 0;
     int64_t now = vz_clock_mono_ms();

@@ -17,7 +17,8 @@
  *  named node, once), TRYAGAIN, and a node that cannot be connected to
  *  (map reloaded; sent to the slot's new owner once a failover put one
  *  there). Never retried: a command sent whose reply did not come (it may
- *  have run) - NULL, as for one server. CLUSTERDOWN answers NULL too. The
+ *  have run) - NULL, as for one server; an idle connection the server
+ *  closed is noticed before sending (reconnected). CLUSTERDOWN answers NULL too. The
  *  caller's keys of one command or script must share a slot (hash tags,
  *  docs/operations/redis-cluster.md); Redis answers CROSSSLOT otherwise.
  *  No Sentinel support: give a Sentinel-managed primary's address (or a
