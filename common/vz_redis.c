@@ -50,6 +50,7 @@ typedef struct {
     SSL *ssl;              //  its TLS session (tls only)
     redisReader *reader;   //  reply parser of the connection
     int64_t last_attempt;  //  ms of the last connect attempt, 0 = never
+    bool sentinel;         //  a Sentinel of the URL: asked without AUTH or SELECT
 } s_node_t;
 
 struct vz_redis_t {
@@ -63,6 +64,8 @@ struct vz_redis_t {
     int command_timeout_ms;       //  bound on each send and receive
     int retry_ms;                 //  least time between connect attempts (per node)
     bool cluster;                 //  ?cluster=1: route by slot, follow redirections
+    char master[S_HOST_MAX];      //  ?sentinel=<name>: the primary Sentinels name, "" none
+    int primary;                  //  sentinel: node index of the primary, -1 unknown
     s_node_t nodes[S_NODES_MAX];  //  the URL's hosts first, then nodes the cluster named
     int node_count;               //  entries in nodes
     uint8_t *slots;               //  cluster: node index + 1 per slot, 0 = unknown
@@ -109,7 +112,7 @@ static int s_decode(const char *src, size_t len, char *out, size_t n)
 }
 
 //  The query: the TLS settings ca_file, cert_file, key_file, server_name
-//  (rediss:// only) and cluster=0|1.
+//  (rediss:// only), cluster=0|1 and sentinel=<master name>.
 static int s_parse_query(vz_redis_t *self, const char *q, char *ca, char *cert, char *key)
 {
     while (*q) {
@@ -120,7 +123,11 @@ static int s_parse_query(vz_redis_t *self, const char *q, char *ca, char *cert, 
         size_t klen = (size_t)(eq - q);
         char *out = NULL;
         size_t n = VZ_PATH_MAX;
-        if (klen == 7 && strncmp(q, "cluster", 7) == 0) {
+        if (klen == 8 && strncmp(q, "sentinel", 8) == 0) {
+            if (s_decode(eq + 1, len - klen - 1, self->master, sizeof self->master) < 0 ||
+                !self->master[0])
+                return -EINVAL;
+        } else if (klen == 7 && strncmp(q, "cluster", 7) == 0) {
             if (len - klen - 1 != 1 || (eq[1] != '0' && eq[1] != '1'))
                 return -EINVAL;
             self->cluster = eq[1] == '1';
@@ -228,7 +235,11 @@ static int s_parse_url(vz_redis_t *self, const char *url, char *ca, char *cert, 
     if (*p && *p != '?')
         return -EINVAL;
     //  Cluster mode has one database; a single server, one host.
-    return self->cluster ? (self->db ? -EINVAL : 0) : (self->node_count == 1 ? 0 : -EINVAL);
+    for (int i = 0; self->master[0] && i < self->node_count; i++)
+        self->nodes[i].sentinel = true;
+    if (self->cluster)
+        return self->db || self->master[0] ? -EINVAL : 0;
+    return self->node_count == 1 || self->master[0] ? 0 : -EINVAL;
 }
 
 //  The TLS context: verify the server against ca (or the system's store)
@@ -273,6 +284,7 @@ vz_redis_t *vz_redis_new(const char *url, int connect_timeout_ms, int command_ti
         errno = EINVAL;
         return NULL;
     }
+    self->primary = -1;
     if (self->cluster) {
         self->slots = calloc(S_SLOTS, 1);
         assert(self->slots);
@@ -560,13 +572,13 @@ static int s_node_ensure(vz_redis_t *self, s_node_t *node)
         node->reader = redisReaderCreate();
         assert(node->reader);
     }
-    if (rc == 0 && self->pass[0]) {
+    if (rc == 0 && self->pass[0] && !node->sentinel) {
         const char *user_auth[] = {"AUTH", self->user, self->pass};
         const char *pass_auth[] = {"AUTH", self->pass};
         rc = self->user[0] ? s_expect_ok(node, 3, user_auth, -EACCES)
                            : s_expect_ok(node, 2, pass_auth, -EACCES);
     }
-    if (rc == 0 && self->db) {
+    if (rc == 0 && self->db && !node->sentinel) {
         char db[16];
         snprintf(db, sizeof db, "%d", self->db);
         const char *select[] = {"SELECT", db};
@@ -867,12 +879,72 @@ static redisReply *s_cluster_command(vz_redis_t *self, int argc, const char **ar
     return NULL;
 }
 
+//  --------------------------------------------------------------------------
+//  Sentinel: the primary's address asked from the Sentinels
+
+//  Ask the Sentinels, in order, for the primary of master; the first that
+//  names one wins. 0, or the last -errno.
+static int s_resolve(vz_redis_t *self)
+{
+    int rc = -EHOSTUNREACH;
+    for (int i = 0; i < self->node_count; i++) {
+        s_node_t *node = &self->nodes[i];
+        if (!node->sentinel || (rc = s_node_ensure(self, node)) < 0)
+            continue;
+        const char *argv[] = {"SENTINEL", "get-master-addr-by-name", self->master};
+        redisReply *r = s_roundtrip(node, false, 3, argv, NULL);
+        if (!r)
+            s_node_drop(node);
+        bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                  r->element[0]->type == REDIS_REPLY_STRING &&
+                  r->element[1]->type == REDIS_REPLY_STRING;
+        int port = ok ? atoi(r->element[1]->str) : 0;
+        int idx =
+            ok && port > 0 && port < 65536 ? s_node_index(self, r->element[0]->str, port) : -1;
+        if (r)
+            freeReplyObject(r);
+        rc = -EHOSTUNREACH;
+        if (idx < 0)
+            continue;
+        if (self->primary >= 0 && self->primary != idx)
+            s_node_drop(&self->nodes[self->primary]); //  the old primary is a replica now
+        self->primary = idx;
+        self->stale = false;
+        return 0;
+    }
+    return rc;
+}
+
+//  The one server outside a cluster: the URL's host, or the primary the
+//  Sentinels name (asked again when stale), connected. NULL when away.
+static s_node_t *s_server(vz_redis_t *self, int *rc_p)
+{
+    int rc = 0;
+    if (self->master[0] && (self->primary < 0 || self->stale))
+        rc = s_resolve(self);
+    s_node_t *node = self->master[0] ? (self->primary >= 0 ? &self->nodes[self->primary] : NULL)
+                                     : &self->nodes[0];
+    if (node && (rc = s_node_ensure(self, node)) < 0 && self->master[0]) {
+        //  Unreachable: a failover may have named another primary.
+        int before = self->primary;
+        if (s_resolve(self) == 0 && self->primary != before)
+            rc = s_node_ensure(self, node = &self->nodes[self->primary]);
+    }
+    if (rc_p)
+        *rc_p = node ? rc : -EHOSTUNREACH;
+    return node && rc == 0 ? node : NULL;
+}
+
 int vz_redis_ensure(vz_redis_t *self)
 {
     assert(self);
     if (self->cluster && !self->stale)
         return 0; //  nodes are connected on first use
-    int rc = self->cluster ? s_refresh(self) : s_node_ensure(self, &self->nodes[0]);
+    int rc = 0;
+    if (self->cluster)
+        rc = s_refresh(self);
+    else
+        s_server(self, &rc);
     self->up = rc == 0;
     return rc;
 }
@@ -882,15 +954,30 @@ redisReply *vz_redis_command(vz_redis_t *self, int argc, const char **argv, cons
     assert(self && argc > 0 && argv);
     if (self->cluster)
         return s_cluster_command(self, argc, argv, lens);
-    s_node_t *node = &self->nodes[0];
-    if (vz_redis_ensure(self) < 0)
-        return NULL;
-    redisReply *reply = s_roundtrip(node, false, argc, argv, lens);
-    //  Transport failures (NULL) drop the connection; error replies do not.
-    if (!reply)
-        s_node_drop(node);
-    self->up = reply != NULL;
-    return reply;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int rc;
+        s_node_t *node = s_server(self, &rc);
+        self->up = node != NULL;
+        if (!node)
+            return NULL;
+        redisReply *reply = s_roundtrip(node, false, argc, argv, lens);
+        //  Transport failures (NULL) drop the connection; error replies do not.
+        if (!reply) {
+            s_node_drop(node);
+            self->stale = self->master[0] != '\0';
+            self->up = false;
+            return NULL;
+        }
+        //  A primary demoted by a failover refuses writes: ask again, once
+        //  (nothing ran on the replica).
+        if (attempt == 0 && self->master[0] && s_error_is(reply, "READONLY")) {
+            freeReplyObject(reply);
+            self->stale = true;
+            continue;
+        }
+        return reply;
+    }
+    return NULL;
 }
 
 vz_redis_script_t *vz_redis_script_new(const char *source)
@@ -1066,9 +1153,12 @@ int vz_redis_eval_batch(vz_redis_t *self, vz_redis_call_t *calls, size_t count)
     int rc = vz_redis_ensure(self);
     if (rc < 0)
         return rc;
-    //  Each call's node: the owner of its first key's slot (-1 unknown).
+    //  Each call's node: the owner of its first key's slot (-1 unknown),
+    //  or the one server.
     int *owner = calloc(count, sizeof *owner);
     assert(owner);
+    for (size_t i = 0; i < count && self->master[0]; i++)
+        owner[i] = self->primary;
     for (size_t i = 0; i < count && self->cluster; i++)
         owner[i] = s_owner(self, calls[i].nkeys
                                      ? vz_redis_key_slot(calls[i].keys[0], strlen(calls[i].keys[0]))
@@ -1096,10 +1186,13 @@ int vz_redis_eval_batch(vz_redis_t *self, vz_redis_call_t *calls, size_t count)
                 freeReplyObject(calls[i].reply);
                 calls[i].reply = NULL;
             }
-        self->stale = self->cluster;
+        self->stale = self->cluster || self->master[0];
         self->up = false;
         return rc;
     }
+    //  A demoted primary: the Sentinels are asked again before the next call.
+    for (size_t i = 0; i < count && self->master[0]; i++)
+        self->stale = self->stale || s_error_is(calls[i].reply, "READONLY");
     self->up = true;
     return 0;
 }

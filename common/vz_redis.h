@@ -21,8 +21,12 @@
  *  closed is noticed before sending (reconnected). CLUSTERDOWN answers NULL too. The
  *  caller's keys of one command or script must share a slot (hash tags,
  *  docs/operations/redis-cluster.md); Redis answers CROSSSLOT otherwise.
- *  No Sentinel support: give a Sentinel-managed primary's address (or a
- *  proxy's) as the one host.
+ *
+ *  Sentinel (?sentinel=<master name>): the hosts are Sentinels (asked
+ *  without AUTH), asked SENTINEL get-master-addr-by-name at the first
+ *  command and again after the primary's connection was lost or refused,
+ *  or a command was answered READONLY (a demoted primary: that command is
+ *  sent once more, to the primary named then).
  *  Not thread-safe: one vz_redis_t per thread.
  */
 #ifndef VZ_REDIS_H
@@ -45,7 +49,10 @@ typedef struct vz_redis_t vz_redis_t;
 //  the query speaks to a Redis Cluster: the hosts (one or more) are seeds
 //  the slot map is asked from, and the db must be 0
 //  (redis://:pw@10.0.0.1:6379,10.0.0.2:6379?cluster=1); several hosts
-//  without it are refused. The same credentials and TLS settings serve
+//  without it are refused, except with sentinel=<master name> in the
+//  query: then the hosts are Sentinels and the primary is the one they
+//  name (redis://:pw@s1:26379,s2:26379/0?sentinel=mymaster). The same
+//  credentials and TLS settings serve
 //  every node. Does not connect yet. NULL on a bad URL or a TLS file that
 //  does not load (errno EINVAL).
 vz_redis_t *vz_redis_new(const char *url, int connect_timeout_ms, int command_timeout_ms,

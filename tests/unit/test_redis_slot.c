@@ -3,7 +3,7 @@
  *
  *  The key slot (CRC16/XMODEM with hash tags) against the vectors of the
  *  Redis Cluster specification and the CLUSTER KEYSLOT documentation, the
- *  MOVED/ASK parser, and the cluster URL forms. tests/integration/
+ *  MOVED/ASK parser, and the cluster and Sentinel URL forms. tests/integration/
  *  test_redis_cluster.c runs the client against a real cluster.
  */
 #include <stdarg.h>
@@ -108,10 +108,13 @@ static void test_redirect_parse(void **state)
 static void test_cluster_urls(void **state)
 {
     (void)state;
-    const char *good[] = {"redis://127.0.0.1:7000?cluster=1", "redis://a:7000,b:7001,c?cluster=1",
+    const char *good[] = {"redis://127.0.0.1:7000?cluster=1",
+                          "redis://a:7000,b:7001,c?cluster=1",
                           "redis://user:pw@a:7000,b:7001/0?cluster=1",
                           "rediss://:pw@a:7000,b:7001?cluster=1&server_name=redis.local",
-                          "redis://a:7000?cluster=0"};
+                          "redis://a:7000?cluster=0",
+                          "redis://s1:26379,s2:26379?sentinel=vz",
+                          "redis://:pw@s1:26379/2?sentinel=my%2Dprimary"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         vz_redis_t *r = vz_redis_new(good[i], 50, 50, 0);
         assert_non_null(r);
@@ -125,7 +128,9 @@ static void test_cluster_urls(void **state)
                          "redis://a:7000,b:x?cluster=1",
                          "redis://a?cluster=yes",
                          "redis://a?server_name=x", //  TLS settings without TLS
-                         "redis://a?cluster=1&what=1"};
+                         "redis://a?cluster=1&what=1",
+                         "redis://a?sentinel=",                //  no master name
+                         "redis://a,b?cluster=1&sentinel=vz"}; //  one or the other
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         errno = 0;
         vz_redis_t *r = vz_redis_new(bad[i], 50, 50, 0);
