@@ -50,6 +50,8 @@
 #define VZ_AUTHCTX_PATH_PREFIX "path."         //  + route parameter name (contract E)
 #define VZ_AUTHCTX_HEADER_PREFIX "header."     //  + lowercase name of a forwarded header
 #define VZ_AUTHCTX_QUERY_PREFIX "query."       //  + name of a forwarded query parameter
+//  The worker version a route names (its "version" option), when it names one.
+#define VZ_AUTHCTX_ROUTE_VERSION "route.version"
 
 //  Values of VZ_AUTHCTX_AUTH.
 #define VZ_AUTHCTX_BY_NONE "none"       //  no credential (or an untrusted caller)

@@ -38,12 +38,10 @@ static bool s_has_secret(zcert_t *cert)
     return false;
 }
 
-//  zcert_load leaks when a file does not parse (zconfig_load in CZMQ
-//  4.2.1), and a path may name anything; so the file goes through the
-//  bounded reader. A secret key must match the public key.
-static zcert_t *s_cert_read_one(const char *path)
+//  The certificate of a parsed ZPL tree (destroyed here), or NULL. A
+//  secret key must match the public key.
+static zcert_t *s_cert_from(zconfig_t *root)
 {
-    zconfig_t *root = vz_config_read(path, VZ_CERT_MAX, NULL, 0);
     if (!root)
         return NULL;
     const char *pub = zconfig_get(root, "/curve/public-key", "");
@@ -64,6 +62,14 @@ static zcert_t *s_cert_read_one(const char *path)
     return cert;
 }
 
+//  zcert_load leaks when a file does not parse (zconfig_load in CZMQ
+//  4.2.1), and a path may name anything; so the file goes through the
+//  bounded reader.
+static zcert_t *s_cert_read_one(const char *path)
+{
+    return s_cert_from(vz_config_read(path, VZ_CERT_MAX, NULL, 0));
+}
+
 //  Like zcert_load: the _secret file beside path wins over path itself.
 static zcert_t *s_cert_read(const char *path)
 {
@@ -76,19 +82,10 @@ static zcert_t *s_cert_read(const char *path)
     return s_cert_read_one(path);
 }
 
-zcert_t *vz_curve_cert_load(const char *path, char *err, size_t errlen)
+//  cert (owned, may be NULL) if it holds a secret and a name, else NULL
+//  with the reason; label names where it came from.
+static zcert_t *s_cert_checked(zcert_t *cert, const char *path, char *err, size_t errlen)
 {
-    if (!path || !*path) {
-        s_err(err, errlen, "%sno certificate path given", "");
-        return NULL;
-    }
-    char secret_path[VZ_PATH_MAX + 8];
-    snprintf(secret_path, sizeof secret_path, "%s_secret", path);
-    if (access(path, R_OK) != 0 && access(secret_path, R_OK) != 0) {
-        s_err(err, errlen, "%s: missing or unreadable", path);
-        return NULL;
-    }
-    zcert_t *cert = s_cert_read(path);
     if (!cert) {
         s_err(err, errlen, "%s: not a certificate, or its keys do not match", path);
         return NULL;
@@ -104,6 +101,49 @@ zcert_t *vz_curve_cert_load(const char *path, char *err, size_t errlen)
         zcert_destroy(&cert);
         return NULL;
     }
+    return cert;
+}
+
+zcert_t *vz_curve_cert_load(const char *path, char *err, size_t errlen)
+{
+    if (!path || !*path) {
+        s_err(err, errlen, "%sno certificate path given", "");
+        return NULL;
+    }
+    char secret_path[VZ_PATH_MAX + 8];
+    snprintf(secret_path, sizeof secret_path, "%s_secret", path);
+    if (access(path, R_OK) != 0 && access(secret_path, R_OK) != 0) {
+        s_err(err, errlen, "%s: missing or unreadable", path);
+        return NULL;
+    }
+    return s_cert_checked(s_cert_read(path), path, err, errlen);
+}
+
+zcert_t *vz_curve_cert_read_fd(int fd, char *err, size_t errlen)
+{
+    char label[32];
+    snprintf(label, sizeof label, "fd %d", fd);
+    char *buf = malloc(VZ_CERT_MAX);
+    assert(buf);
+    size_t len = 0;
+    ssize_t n = 0;
+    //  Up to end of file: the supervisor wrote the whole file and closed its end.
+    while (len < VZ_CERT_MAX &&
+           ((n = read(fd, buf + len, VZ_CERT_MAX - len)) > 0 || (n < 0 && errno == EINTR)))
+        len += n > 0 ? (size_t)n : 0;
+    int saved = errno;
+    close(fd);
+    zcert_t *cert = NULL;
+    if (n < 0)
+        s_err(err, errlen, "%s: unreadable", label);
+    else if (len == VZ_CERT_MAX)
+        s_err(err, errlen, "%s: larger than a certificate", label);
+    else
+        cert = s_cert_checked(s_cert_from(vz_config_parse(buf, len, label, NULL, 0)), label, err,
+                              errlen);
+    explicit_bzero(buf, VZ_CERT_MAX);
+    free(buf);
+    errno = saved;
     return cert;
 }
 

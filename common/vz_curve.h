@@ -7,8 +7,11 @@
  *  Only directories keygen creates get those modes (DIR itself 0755); an
  *  existing directory keeps its own.
  *  A daemon gets the path of its own certificate (DIR/secret/<name>.key;
- *  zcert_load reads the _secret file beside it), the allow directory
- *  (DIR/public) if it accepts connections, and the broker's public key.
+ *  zcert_load reads the _secret file beside it), or the certificate's text
+ *  through an inherited fd (VZ_CURVE_SECRET_FD, vz_curve_cert_read_fd), the
+ *  allow directory (DIR/public) if it accepts connections, and the
+ *  broker's public key. Under the supervisor as root each secret file is
+ *  owned by its service's uid, 0400 (docs/operations/isolation.md).
  *
  *  There is deliberately no way to make a socket without CURVE here.
  *  Identity: the accepting side reads the "name" metadata the ZAP handler
@@ -26,6 +29,11 @@ typedef struct vz_auth_t vz_auth_t;
 //  Returns NULL with a reason in err when the file is missing, unreadable,
 //  public-only or nameless. Caller owns the result.
 zcert_t *vz_curve_cert_load(const char *path, char *err, size_t errlen);
+
+//  The same for the text of a secret certificate read from fd up to end of
+//  file (a pipe the supervisor filled and closed). fd is closed here, so
+//  the secret is read once. NULL with a reason in err. Caller owns the result.
+zcert_t *vz_curve_cert_read_fd(int fd, char *err, size_t errlen);
 
 //  Create (or keep, when it exists and is valid) the key pair of `name`
 //  under dir with the layout above and the stated modes. 0 or -errno.

@@ -57,8 +57,13 @@ struct vz_daemon_t {
 static const vz_cfg_item_t s_common[] = {
     VZ_CFG_ENUM_ITEM(vz_daemon_config_t, "VZ_LOG_LEVEL", "log/level", "info",
                      "debug info warn error", log_level, "log level"),
-    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_CURVE_CERT", "curve/cert", VZ_CFG_STR, NULL, 0, 0, cert,
-                "path of the daemon's own secret CURVE certificate"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_CURVE_CERT", "curve/cert", VZ_CFG_STR, "", 0, 0, cert,
+                "path of the daemon's own secret CURVE certificate (required unless "
+                "VZ_CURVE_SECRET_FD)"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_CURVE_SECRET_FD", NULL, VZ_CFG_INT, "-1", -1, 65535,
+                cert_fd,
+                "inherited fd holding the certificate's text, read once and closed (the "
+                "supervisor's isolation = fd); -1 = read VZ_CURVE_CERT"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_CURVE_ALLOW_DIR", "curve/allow_dir", VZ_CFG_STR, "", 0, 0,
                 allow_dir, "directory of public certificates allowed to connect"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_BROKER_KEY", "broker/key", VZ_CFG_STR, "", 0, 0, broker_key,
@@ -87,6 +92,10 @@ static const vz_cfg_item_t s_common[] = {
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_WORKER_CREDIT", "worker/credit", VZ_CFG_INT, "0", 0,
                 VZ_CREDIT_MAX, worker_credit,
                 "requests the broker may have outstanding at this worker, 0 = the service's own default"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_SERVICE_VERSION", "worker/version", VZ_CFG_STR, "", 0, 0,
+                service_version,
+                "version the worker announces to the broker (weighted routing, vzctl rollout); "
+                "empty = the build's version"),
     VZ_CFG_ENUM_ITEM(vz_daemon_config_t, "VZ_TELEMETRY", "report/telemetry", "auto", "auto on off",
                      telemetry,
                      "report request outcomes, spans and saturation to telemetry; auto = while a "
@@ -100,7 +109,7 @@ static const vz_cfg_item_t s_common[] = {
                 600000, telemetry_slow_ms, "a request this slow always keeps its span; 0 = none"),
 };
 #define S_COMMON_COUNT (sizeof s_common / sizeof s_common[0])
-#define S_ADMIN_PORT_ROW 6
+#define S_ADMIN_PORT_ROW 7
 
 static void s_common_items(vz_cfg_item_t items[S_COMMON_COUNT], char *port_text, size_t n,
                            int admin_port)
@@ -233,10 +242,17 @@ static int s_setup(vz_daemon_t *self, int argc, char **argv)
                 "start", shifted, "setting", "VZ_CLOCK_START");
 
     //  Keys first: a daemon without them must refuse to start (s6 rule 11).
-    self->cert = vz_curve_cert_load(self->config.cert, err, sizeof err);
+    //  A secret handed over by fd is read once; no file of it is needed.
+    bool by_fd = self->config.cert_fd >= 0;
+    if (by_fd)
+        self->cert = vz_curve_cert_read_fd(self->config.cert_fd, err, sizeof err);
+    else if (!*self->config.cert)
+        snprintf(err, sizeof err, "VZ_CURVE_CERT is required but not set (or VZ_CURVE_SECRET_FD)");
+    else
+        self->cert = vz_curve_cert_load(self->config.cert, err, sizeof err);
     if (!self->cert) {
-        vz_error(NULL, "unable to load certificate", "file", self->config.cert, "reason", err,
-                 "setting", "VZ_CURVE_CERT");
+        vz_error(NULL, "unable to load certificate", "file", by_fd ? "-" : self->config.cert,
+                 "reason", err, "setting", by_fd ? "VZ_CURVE_SECRET_FD" : "VZ_CURVE_CERT");
         return VZ_EXIT_PERMANENT;
     }
     const char *name = zcert_meta(self->cert, "name");
@@ -553,6 +569,11 @@ int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods
                  "VZ_BROKER_KEY");
         return VZ_EXIT_PERMANENT;
     }
+    if (*self->config.service_version && !vz_version_valid(self->config.service_version)) {
+        vz_error(NULL, "unable to start worker: bad VZ_SERVICE_VERSION", "setting",
+                 "VZ_SERVICE_VERSION", "value", self->config.service_version);
+        return VZ_EXIT_PERMANENT;
+    }
     //  Every method's outcome goes to the daemon's reporter (vz_telemetry.h).
     zloop_t *own = loop ? NULL : zloop_new();
     if (own)
@@ -571,6 +592,7 @@ int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods
         .metrics = self->metrics,
         .observe = telemetry ? s_observe : NULL,
         .observe_arg = telemetry,
+        .version = *self->config.service_version ? self->config.service_version : VZ_BUILD_VERSION,
     };
     vz_worker_t *worker = vz_worker_new(&config, methods, count, app);
     if (!worker) {

@@ -28,7 +28,9 @@
  *
  *  Common settings (env / ZPL path / default):
  *    VZ_LOG_LEVEL         log/level            info
- *    VZ_CURVE_CERT        curve/cert           (required) own secret certificate path
+ *    VZ_CURVE_CERT        curve/cert           (required unless VZ_CURVE_SECRET_FD)
+ *                                              own secret certificate path
+ *    VZ_CURVE_SECRET_FD   -                    -1  fd to read the certificate from, once
  *    VZ_CURVE_ALLOW_DIR   curve/allow_dir      ""  public certificates allowed to connect
  *    VZ_BROKER_KEY        broker/key           ""  broker public key: Z85 or certificate path
  *    VZ_BROKER_ENDPOINTS  broker/endpoints     tcp://127.0.0.1:5555
@@ -40,6 +42,8 @@
  *    VZ_REPLICA           -                    0   replica index, for logs
  *    VZ_WORKER_CREDIT     worker/credit        0   broker credit of a worker; 0 = the
  *                                                  credit the service passes to serve
+ *    VZ_SERVICE_VERSION   worker/version       ""  version announced in RDY; "" = the
+ *                                                  build's (VZ_BUILD_VERSION)
  *    VZ_TELEMETRY         report/telemetry     auto  auto|on|off: report request outcomes
  *                                                  and saturation to telemetry.ingest
  *                                                  (vz_telemetry.h); auto = while a sink
@@ -72,6 +76,7 @@
 typedef struct {
     int log_level;                       //  vz_log_level_t: debug|info|warn|error
     char cert[VZ_PATH_MAX];              //  own certificate (with secret)
+    int cert_fd;                         //  VZ_CURVE_SECRET_FD: read it from here, -1 = cert
     char allow_dir[VZ_PATH_MAX];         //  allowed client certificates (servers only)
     char broker_key[VZ_PATH_MAX];        //  as configured: Z85 or path
     char broker_endpoints[VZ_PATH_MAX];  //  comma-separated
@@ -83,6 +88,7 @@ typedef struct {
     char redis_password_file[VZ_PATH_MAX]; //  VZ_REDIS_PASSWORD_FILE, "" = none
     int replica;                         //  replica index given by the supervisor
     int worker_credit;                   //  broker credit override, 0 = service default
+    char service_version[32];            //  VZ_SERVICE_VERSION, "" = the build's (VZ_BUILD_VERSION)
     char config_file[VZ_PATH_MAX];       //  optional ZPL file
     int telemetry;                       //  vz_telemetry_mode_t
     int telemetry_interval_ms;           //  snapshot period

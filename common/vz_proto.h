@@ -6,7 +6,8 @@
  *
  *    client -> broker   REQ  envelope
  *    broker -> client   REP  envelope               (reply or error)
- *    worker -> broker   RDY  service  credit         (credit: ASCII decimal, 1..1000)
+ *    worker -> broker   RDY  service  credit  [version]   (credit: ASCII decimal, 1..1000;
+ *                                                      version: vz_version_valid, absent = "0")
  *    broker -> worker   REQ  tag  caller  envelope   (tag: 8 opaque bytes)
  *    worker -> broker   REP  tag  envelope
  *    either way         HB                            (heartbeat)
@@ -33,6 +34,7 @@
 #define VZ_HEARTBEAT_MS        1000 //  default interval
 #define VZ_HEARTBEAT_LIVENESS  3    //  intervals of silence before a peer is dead
 #define VZ_CREDIT_MAX          1000
+#define VZ_VERSION_MAX         32   //  bytes of a RDY version token, NUL included
 
 //  Error codes carried in error envelopes (error_code), one list for all.
 #define VZ_ERR_NO_WORKER      "no_worker"      //  no worker for the service before the deadline

@@ -92,6 +92,7 @@ struct vz_worker_t {
     zcert_t *cert;                //  our certificate (borrowed)
     int heartbeat_ms;             //  interval of HB and liveness checks
     int credit;                   //  announced in RDY
+    char version[VZ_VERSION_MAX]; //  announced in RDY, "" = none (the broker's "0")
     const vz_method_t *methods;   //  method table (borrowed, static const)
     size_t count;                 //  rows in methods
     void *app;                    //  handler argument
@@ -192,7 +193,8 @@ static void s_metrics_init(vz_worker_t *self, vz_metrics_t *metrics)
                                           "Broker links re-created after silence or BYE", labels);
 }
 
-static int s_send(s_link_t *link, const char *cmd, const char *arg1, const char *arg2)
+static int s_send3(s_link_t *link, const char *cmd, const char *arg1, const char *arg2,
+                   const char *arg3)
 {
     if (!link->sock)
         return -ENOTCONN;
@@ -204,9 +206,16 @@ static int s_send(s_link_t *link, const char *cmd, const char *arg1, const char 
         zmsg_addstr(msg, arg1);
     if (arg2)
         zmsg_addstr(msg, arg2);
+    if (arg3)
+        zmsg_addstr(msg, arg3);
     int rc = zmsg_send(&msg, link->sock);
     zmsg_destroy(&msg);
     return rc == 0 ? 0 : -EAGAIN;
+}
+
+static int s_send(s_link_t *link, const char *cmd, const char *arg1, const char *arg2)
+{
+    return s_send3(link, cmd, arg1, arg2, NULL);
 }
 
 static int s_on_link(zloop_t *loop, zsock_t *sock, void *arg);
@@ -227,7 +236,8 @@ static int s_link_open(s_link_t *link)
         zclock_mono() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS + link->backoff_ms;
     char credit[16];
     snprintf(credit, sizeof credit, "%d", self->credit);
-    s_send(link, VZ_CMD_READY, self->service, credit);
+    //  RDY service credit [version]: the version frame only when there is one.
+    s_send3(link, VZ_CMD_READY, self->service, credit, *self->version ? self->version : NULL);
     if (self->loop) {
         if (zloop_reader(self->loop, link->sock, s_on_link, link) != 0)
             return -EIO;
@@ -771,7 +781,8 @@ vz_worker_t *vz_worker_new(const vz_worker_config_t *config, const vz_method_t *
     assert(config && config->cert);
     assert(methods || count == 0);
     if (!config->service || !*config->service || !config->endpoints || !config->broker_key ||
-        strlen(config->broker_key) != 40 || config->credit < 0 || config->credit > VZ_CREDIT_MAX) {
+        strlen(config->broker_key) != 40 || config->credit < 0 || config->credit > VZ_CREDIT_MAX ||
+        (config->version && *config->version && !vz_version_valid(config->version))) {
         errno = EINVAL;
         return NULL;
     }
@@ -782,6 +793,8 @@ vz_worker_t *vz_worker_new(const vz_worker_config_t *config, const vz_method_t *
     self->cert = config->cert;
     self->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : VZ_HEARTBEAT_MS;
     self->credit = config->credit > 0 ? config->credit : 1;
+    if (config->version)
+        vz_strlcpy(self->version, config->version, sizeof self->version);
     self->observe = config->observe;
     self->observe_arg = config->observe_arg;
     self->methods = methods;
@@ -909,4 +922,17 @@ void vz_worker_drain(vz_worker_t *self, int timeout_ms)
                 s_link_batch(owners[k], owners[k]->sock);
     }
     s_abandon_open(self);
+}
+
+bool vz_version_valid(const char *version)
+{
+    //  ASCII ranges, not isalnum: the locale must not widen the set.
+    size_t n = 0;
+    for (; version && version[n]; n++) {
+        char c = version[n];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && (n == 0 || !strchr("._+-", c)))
+            return false;
+    }
+    return n > 0 && n < VZ_VERSION_MAX;
 }

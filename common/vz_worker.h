@@ -3,7 +3,7 @@
  *
  *  A service declares its methods in a static const table. The worker keeps
  *  one DEALER per broker endpoint (so every broker learns of it), sends
- *  RDY <service> <credit>, heartbeats, reconnects with a new socket when a
+ *  RDY <service> <credit> [<version>], heartbeats, reconnects with a new socket when a
  *  broker is silent for VZ_HEARTBEAT_LIVENESS intervals, and dispatches
  *  each REQ to its handler on the reactor thread. Before calling a handler
  *  it checks: envelope decodes, method exists (else unknown_method), body
@@ -52,7 +52,12 @@ typedef struct {
     vz_metrics_t *metrics;  //  optional (borrowed): requests/errors/latency per method
     vz_worker_observe_fn *observe; //  optional: told each dispatched request's outcome
     void *observe_arg;             //  its argument
+    const char *version;           //  optional: announced in RDY (vz_version_valid); NULL/"" = none
 } vz_worker_config_t;
+
+//  A version token of RDY: 1..VZ_VERSION_MAX-1 bytes of [A-Za-z0-9._+-],
+//  starting with a letter or digit ("1.4.0", "2.0.0-rc.1+build.7").
+bool vz_version_valid(const char *version);
 
 //  Reply builders; the body is copied. The last call wins.
 int vz_reply_body(vz_reply_t *reply, const void *data, size_t len);

@@ -2,6 +2,7 @@
  *  SPDX-License-Identifier: MPL-2.0
  */
 #include "mesh_config.h"
+#include "isolation.h"
 #include "vz_config.h"
 #include "vz_ports.h"
 
@@ -149,12 +150,27 @@ static int s_load_supervisor(sup_mesh_config_t *cfg, zconfig_t *root, char *err,
     if (s_parse_int(v, 0, SUP_MESH_MAX_LOG_BACKUPS, &cfg->log_backups) < 0)
         return s_fail(err, errlen, -EINVAL, "supervisor/log_backups=\"%s\": expected 0..%d", v,
                       SUP_MESH_MAX_LOG_BACKUPS);
+    //  Isolation (docs/operations/isolation.md).
+    static const char *const modes[] = {"auto", "uid", "fd", "off"};
+    v = zconfig_get(root, "supervisor/isolation", "auto");
+    size_t m = 0;
+    while (m < sizeof modes / sizeof modes[0] && strcmp(v, modes[m]))
+        m++;
+    if (m == sizeof modes / sizeof modes[0])
+        return s_fail(err, errlen, -EINVAL,
+                      "supervisor/isolation=\"%s\": expected auto, uid, fd or off", v);
+    cfg->isolation = (sup_isolation_t)m;
+    v = zconfig_get(root, "supervisor/uid_base", "60600");
+    if (s_parse_int(v, 1000, 2000000000, &cfg->uid_base) < 0)
+        return s_fail(err, errlen, -EINVAL, "supervisor/uid_base=\"%s\": expected 1000..2000000000",
+                      v);
     zconfig_t *sup = zconfig_locate(root, "supervisor");
     for (zconfig_t *c = sup ? zconfig_child(sup) : NULL; c; c = zconfig_next(c)) {
         const char *n = zconfig_name(c);
         if (strcmp(n, "state_dir") && strcmp(n, "control") && strcmp(n, "bin_dir") &&
             strcmp(n, "stop_timeout") && strcmp(n, "start_timeout") && strcmp(n, "ready_poll") &&
-            strcmp(n, "log_max_bytes") && strcmp(n, "log_backups"))
+            strcmp(n, "log_max_bytes") && strcmp(n, "log_backups") && strcmp(n, "isolation") &&
+            strcmp(n, "uid_base"))
             return s_fail(err, errlen, -EINVAL, "supervisor/%s: unknown setting", n);
     }
     return 0;
@@ -238,7 +254,15 @@ static int s_load_service(const sup_mesh_config_t *cfg, s_raw_t *raw, zconfig_t 
                               name, key, v);
         } else if (strcmp(key, "depends") == 0)
             rc = s_load_depends(raw, v, err, errlen);
-        else if (strcmp(key, "env") == 0) {
+        else if (strcmp(key, "user") == 0 || strcmp(key, "state_dirs") == 0 ||
+                 strcmp(key, "secret_files") == 0) {
+            char *field = strcmp(key, "user") == 0         ? svc->user
+                          : strcmp(key, "state_dirs") == 0 ? svc->state_dirs
+                                                           : svc->secret_files;
+            size_t size = field == svc->user ? sizeof svc->user : sizeof svc->state_dirs;
+            if (vz_strlcpy(field, v, size) < 0)
+                return s_fail(err, errlen, -EINVAL, "services/%s/%s: too long", name, key);
+        } else if (strcmp(key, "env") == 0) {
             for (zconfig_t *e = zconfig_child(c); e; e = zconfig_next(e)) {
                 if (svc->env_count == SUP_MESH_MAX_ENV)
                     return s_fail(err, errlen, -EINVAL, "services/%s/env: more than %d entries",
@@ -419,6 +443,12 @@ int sup_mesh_config_load(sup_mesh_config_t *cfg, const char *path, char *err, si
                 0)
                 rc = s_fail(err, errlen, -EINVAL, "services/%s/env/%s: %s", svc->name,
                             svc->env[e].key, why);
+        if (rc == 0 &&
+            sup_mesh_config_expand(cfg, svc->state_dirs, out, sizeof out, why, sizeof why) < 0)
+            rc = s_fail(err, errlen, -EINVAL, "services/%s/state_dirs: %s", svc->name, why);
+        if (rc == 0 &&
+            sup_mesh_config_expand(cfg, svc->secret_files, out, sizeof out, why, sizeof why) < 0)
+            rc = s_fail(err, errlen, -EINVAL, "services/%s/secret_files: %s", svc->name, why);
     }
     return rc;
 }
@@ -434,6 +464,24 @@ static int s_absolute(const char *path, char *out, size_t n)
         return -errno;
     int len = snprintf(out, n, "%s/%s", cwd, path);
     return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : 0;
+}
+
+//  True, with the directory in out, when path or a directory above it is
+//  not searchable by other users (no o+x).
+static bool s_closed_dir(const char *path, char *out, size_t n)
+{
+    char buf[VZ_PATH_MAX];
+    vz_strlcpy(buf, path, sizeof buf);
+    for (char *end = buf + strlen(buf); end > buf; end = strrchr(buf, '/')) {
+        *end = '\0';
+        struct stat st;
+        const char *dir = *buf ? buf : "/";
+        if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && !(st.st_mode & S_IXOTH)) {
+            vz_strlcpy(out, dir, n);
+            return true;
+        }
+    }
+    return false;
 }
 
 int sup_mesh_config_resolve(sup_mesh_config_t *cfg, const char *exe_dir, char *err, size_t errlen)
@@ -467,6 +515,21 @@ int sup_mesh_config_resolve(sup_mesh_config_t *cfg, const char *exe_dir, char *e
     }
     if (rc < 0)
         return s_fail(err, errlen, rc, "supervisor/bin_dir: path too long");
+    bool root = sup_iso_can_switch();
+    //  "auto" picks uid only where it works: a checkout under /root (0700)
+    //  would leave every service unable to exec, so fd it is, said aloud.
+    const char *paths[] = {cfg->bin_dir, cfg->config_dir, cfg->state_dir};
+    cfg->closed_dir[0] = '\0';
+    for (size_t i = 0; i < 3 && root && cfg->isolation == SUP_ISOLATION_AUTO; i++)
+        if (s_closed_dir(paths[i], cfg->closed_dir, sizeof cfg->closed_dir))
+            cfg->isolation = SUP_ISOLATION_FD;
+    if (cfg->isolation == SUP_ISOLATION_AUTO)
+        cfg->isolation = root ? SUP_ISOLATION_UID : SUP_ISOLATION_FD;
+    if (cfg->isolation == SUP_ISOLATION_UID && !root)
+        return s_fail(err, errlen, -EPERM,
+                      "supervisor/isolation=uid: only root (with CAP_SETUID, CAP_SETGID, "
+                      "CAP_CHOWN and CAP_DAC_OVERRIDE) can run services under their own uids "
+                      "(set fd, or auto to pick it)");
     return 0;
 }
 

@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include "vz_common.h"
 
 #define SUP_MESH_MAX_SERVICES 32    //  services in one mesh
@@ -23,6 +24,14 @@
 #define SUP_MESH_MAX_REPLICAS 32    //  replicas per service
 #define SUP_MESH_MAX_DEPS 16        //  dependencies per service
 #define SUP_MESH_MAX_LOG_BACKUPS 99 //  rotated log files per replica
+
+//  How daemons are kept from each other's secrets (docs/operations/isolation.md).
+typedef enum {
+    SUP_ISOLATION_AUTO, //  as read: uid when the supervisor runs as root, else fd
+    SUP_ISOLATION_UID,  //  a uid and gid per service; its secrets are owned by it, 0400
+    SUP_ISOLATION_FD,   //  one uid; the CURVE secret comes through a pipe (VZ_CURVE_SECRET_FD)
+    SUP_ISOLATION_OFF,  //  one uid; the daemon reads its secret file itself
+} sup_isolation_t;
 
 typedef struct {
     char name[VZ_NAME_MAX]; //  port name, referenced as ${port.NAME}
@@ -49,6 +58,11 @@ typedef struct {
     int tier;                             //  0 without deps, else 1 + max tier of deps
     size_t env_count;                     //  entries in env
     sup_mesh_env_t env[SUP_MESH_MAX_ENV]; //  service-specific environment
+    char user[VZ_NAME_MAX];               //  isolation uid: system user to run as, "" = pick
+    char state_dirs[VZ_PATH_MAX];         //  templates, blank-separated: directories it writes
+    char secret_files[VZ_PATH_MAX];       //  templates, blank-separated: its own secret files
+    uid_t uid;                            //  isolation uid: its uid (set by sup_iso_assign)
+    gid_t gid;                            //  ... and gid
 } sup_mesh_service_t;
 
 typedef struct {
@@ -61,6 +75,9 @@ typedef struct {
     int ready_poll_ms;            //  default of services' ready_poll (0 = off)
     long log_max_bytes;           //  a log file this big is rotated (0 = never)
     int log_backups;              //  rotated files kept (S.i.log.1 .. .N)
+    sup_isolation_t isolation;    //  never AUTO once sup_mesh_config_resolve ran
+    char closed_dir[VZ_PATH_MAX]; //  "auto" chose fd: this directory blocks other uids
+    int uid_base;                 //  isolation uid: first uid of the range services get
     size_t port_count;            //  entries in ports
     sup_mesh_port_t ports[SUP_MESH_MAX_PORTS];          //  named ports
     size_t service_count;                               //  entries in services
@@ -73,7 +90,10 @@ int sup_mesh_config_load(sup_mesh_config_t *cfg, const char *path, char *err, si
 
 //  Make state_dir, control and bin_dir absolute (state_dir is created;
 //  relative paths are taken from the current directory). exe_dir is the
-//  default bin_dir. 0 or -errno with err.
+//  default bin_dir. Resolves isolation "auto": uid as root when bin_dir,
+//  config_dir and state_dir can be reached by other uids, else fd (then
+//  closed_dir names the directory in the way); "uid" without root is
+//  refused. 0 or -errno with err.
 int sup_mesh_config_resolve(sup_mesh_config_t *cfg, const char *exe_dir, char *err, size_t errlen);
 
 //  Give every "auto" port a currently free port on 127.0.0.1. 0 or -errno.

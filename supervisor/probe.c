@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #define S_RESPONSE_MAX 4096 //  a /readyz answer is a few hundred bytes; more is junk
+#define S_REQUEST_MAX 256   //  "AUTH user password\r\nPING\r\n"
 
 typedef enum { S_CONNECTING, S_SENDING, S_READING, S_DONE } s_phase_t;
 
@@ -24,7 +25,9 @@ struct sup_probe_t {
     int fd;                            //  socket, -1 when finished
     s_phase_t phase;                   //  where the exchange is
     int64_t deadline;                  //  monotonic ms
-    const char *request;               //  static request text
+    const char *request;               //  request text (static, or request_buf)
+    char request_buf[S_REQUEST_MAX];   //  AUTH + PING
+    bool auth;                         //  PING: an AUTH answer comes first
     size_t sent;                       //  request bytes written
     char buf[S_RESPONSE_MAX + 1];      //  response so far, NUL-terminated
     size_t len;                        //  bytes in buf
@@ -49,13 +52,18 @@ static sup_probe_result_t s_finish(sup_probe_t *self, sup_probe_result_t result,
     return result;
 }
 
-sup_probe_t *sup_probe_new(sup_probe_kind_t kind, int port, int64_t deadline_ms)
+sup_probe_t *sup_probe_new(sup_probe_kind_t kind, int port, const char *auth, int64_t deadline_ms)
 {
     sup_probe_t *self = calloc(1, sizeof *self);
     assert(self);
     self->kind = kind;
     self->deadline = deadline_ms;
     self->request = kind == SUP_PROBE_READYZ ? s_readyz_request : s_ping_request;
+    if (kind == SUP_PROBE_PING && auth) {
+        snprintf(self->request_buf, sizeof self->request_buf, "%s%s", auth, s_ping_request);
+        self->request = self->request_buf;
+        self->auth = true;
+    }
     self->phase = S_CONNECTING;
     self->result = SUP_PROBE_RUNNING;
     self->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -154,16 +162,20 @@ static sup_probe_result_t s_judge_readyz(sup_probe_t *self)
 
 static sup_probe_result_t s_judge_ping(sup_probe_t *self)
 {
-    if (strncmp(self->buf, "+PONG\r\n", 7) == 0)
+    //  After AUTH's +OK, PING's answer; an AUTH error is judged below.
+    const char *line = self->buf;
+    if (self->auth && strncmp(line, "+OK\r\n", 5) == 0)
+        line += 5;
+    if (strncmp(line, "+PONG\r\n", 7) == 0)
         return s_finish(self, SUP_PROBE_READY, NULL);
-    //  An error reply (e.g. -LOADING while the AOF is replayed) is Redis
-    //  saying it is not ready yet.
-    if (self->buf[0] == '-') {
+    //  An error reply (e.g. -LOADING while the AOF is replayed, or a
+    //  refused AUTH) is Redis saying it is not ready for us yet.
+    if (line[0] == '-') {
         char why[SUP_PROBE_REASON_MAX];
-        char *eol = strstr(self->buf, "\r\n");
+        char *eol = strstr(line, "\r\n");
         if (eol)
             *eol = '\0';
-        snprintf(why, sizeof why, "redis: %.100s", self->buf + 1);
+        snprintf(why, sizeof why, "redis: %.100s", line + 1);
         for (char *c = why; *c; c++)
             *c = (unsigned char)*c < 0x20 ? ' ' : *c;
         return s_finish(self, SUP_PROBE_NOT_READY, why);
@@ -171,11 +183,13 @@ static sup_probe_result_t s_judge_ping(sup_probe_t *self)
     return s_finish(self, SUP_PROBE_ERROR, "redis: unexpected PING reply");
 }
 
-//  True when the response is complete: Redis answers one line; the HTTP/1.0
-//  server closes the connection after the response (EOF is seen by the caller).
+//  True when the response is complete: Redis answers one line per command
+//  (two with AUTH); the HTTP/1.0 server closes the connection after the
+//  response (EOF is seen by the caller).
 static bool s_complete(const sup_probe_t *self)
 {
-    return self->kind == SUP_PROBE_PING && strstr(self->buf, "\r\n");
+    const char *eol = self->kind == SUP_PROBE_PING ? strstr(self->buf, "\r\n") : NULL;
+    return eol && (!self->auth || strstr(eol + 2, "\r\n"));
 }
 
 sup_probe_result_t sup_probe_step(sup_probe_t *self, int64_t now_ms)

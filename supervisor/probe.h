@@ -31,9 +31,11 @@ typedef enum {
 typedef struct sup_probe_t sup_probe_t;
 
 //  Start a probe of 127.0.0.1:port that must finish by deadline_ms (on the
-//  scale of vz_clock_mono_ms). Never NULL: a socket that
+//  scale of vz_clock_mono_ms). For PING, auth (copied; NULL = none) is an
+//  "AUTH user password\r\n" line sent first, whose answer must be +OK.
+//  Never NULL: a socket that
 //  cannot even be created yields a probe already finished with an error.
-sup_probe_t *sup_probe_new(sup_probe_kind_t kind, int port, int64_t deadline_ms);
+sup_probe_t *sup_probe_new(sup_probe_kind_t kind, int port, const char *auth, int64_t deadline_ms);
 void sup_probe_destroy(sup_probe_t **self_p);
 
 //  The fd to poll (-1 once finished) and the events to wait for.

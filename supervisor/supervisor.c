@@ -23,6 +23,7 @@
 
 #include "child.h"
 #include "control.h"
+#include "isolation.h"
 #include "probe.h"
 #include "redis_acl.h"
 #include "vz_clock.h"
@@ -95,6 +96,8 @@ typedef struct {
     char not_ready[SUP_PROBE_REASON_MAX]; //  why the latest probes say not ready
 } s_replica_t;
 
+#define S_CANARY_ENV 8 //  settings a canary may override
+
 typedef struct {
     s_replica_t replicas[SUP_MESH_MAX_REPLICAS]; //  slots by replica index
     int desired;                                 //  replicas that should exist
@@ -104,6 +107,13 @@ typedef struct {
     bool rotating;    //  the roll is part of a key rotation
     int roll_only;    //  the roll restarts this replica only, -1 = every replica
     int roll_count;   //  replicas the roll restarted so far
+
+    //  Canaries (vzctl rollout, the `canary` command).
+    int canary_from;                            //  replicas from this index are canaries
+    int canary_count;                           //  canary replicas, 0 = none
+    size_t canary_env_count;                    //  entries in canary_env
+    char canary_env[S_CANARY_ENV][VZ_PATH_MAX]; //  "K=V" over the service's env
+    char canary_command[VZ_PATH_MAX];           //  command of the canaries, "" = the service's
 } s_service_t;
 
 typedef enum { OP_NONE, OP_WAIT, OP_ROLL, OP_STOP, OP_UPDATE } s_op_t;
@@ -264,16 +274,24 @@ static char **s_child_env(sup_supervisor_t *self, const s_replica_t *r)
     char **env = calloc(cap, sizeof *env);
     assert(env);
     for (size_t i = 0; i < base; i++) {
-        //  A VZ_NOTIFY_FD meant for us must not reach the child.
-        if (strncmp(environ[i], "VZ_NOTIFY_FD=", 13) == 0)
+        //  A VZ_NOTIFY_FD meant for us must not reach the child, nor a key of ours.
+        if (strncmp(environ[i], "VZ_NOTIFY_FD=", 13) == 0 ||
+            strncmp(environ[i], "VZ_CURVE_CERT=", 14) == 0 ||
+            strncmp(environ[i], "VZ_CURVE_SECRET_FD=", 19) == 0)
             continue;
         env[count] = strdup(environ[i]);
         assert(env[count]);
         count++;
     }
     char value[VZ_PATH_MAX * 2];
-    snprintf(value, sizeof value, "%s/keys/secret/%s.key", cfg->state_dir, svc->name);
-    s_env_set(env, &count, cap, "VZ_CURVE_CERT", value);
+    if (cfg->isolation == SUP_ISOLATION_FD) {
+        //  The secret comes through a pipe (s_spawn); the child gets no path to it.
+        snprintf(value, sizeof value, "%d", SUP_CHILD_SECRET_FD);
+        s_env_set(env, &count, cap, "VZ_CURVE_SECRET_FD", value);
+    } else {
+        snprintf(value, sizeof value, "%s/keys/secret/%s.key", cfg->state_dir, svc->name);
+        s_env_set(env, &count, cap, "VZ_CURVE_CERT", value);
+    }
     snprintf(value, sizeof value, "%s/keys/public", cfg->state_dir);
     s_env_set(env, &count, cap, "VZ_CURVE_ALLOW_DIR", value);
     snprintf(value, sizeof value, "%s/keys/public/broker.key", cfg->state_dir);
@@ -308,6 +326,15 @@ static char **s_child_env(sup_supervisor_t *self, const s_replica_t *r)
         assert(rc == 0);
         s_env_set(env, &count, cap, svc->env[i].key, value);
     }
+    //  A canary's settings (vzctl rollout) win over the service's.
+    const s_service_t *s = &self->services[r->service];
+    for (size_t i = 0; s->canary_count && r->index >= s->canary_from && i < s->canary_env_count;
+         i++) {
+        char key[VZ_NAME_MAX];
+        size_t klen = strcspn(s->canary_env[i], "=");
+        snprintf(key, sizeof key, "%.*s", (int)klen, s->canary_env[i]);
+        s_env_set(env, &count, cap, key, s->canary_env[i] + klen + 1);
+    }
     return env;
 }
 
@@ -341,8 +368,13 @@ static char **s_child_argv(sup_supervisor_t *self, const s_replica_t *r)
         return argv;
     }
     char cmd[VZ_PATH_MAX], err[128];
-    int rc = sup_mesh_config_expand(cfg, svc->command, cmd, sizeof cmd, err, sizeof err);
-    assert(rc == 0);
+    const s_service_t *s = &self->services[r->service];
+    bool canary = s->canary_count && r->index >= s->canary_from && *s->canary_command;
+    int rc = sup_mesh_config_expand(cfg, canary ? s->canary_command : svc->command, cmd, sizeof cmd,
+                                    err, sizeof err);
+    if (rc < 0 && canary) //  an operator's path, not validated at load: taken as written
+        vz_strlcpy(cmd, s->canary_command, sizeof cmd);
+    assert(rc == 0 || canary);
     char *save = NULL;
     for (char *tok = strtok_r(cmd, " \t", &save); tok && n < S_MAX_ARGS;
          tok = strtok_r(NULL, " \t", &save))
@@ -376,8 +408,22 @@ static void s_spawn(sup_supervisor_t *self, s_replica_t *r)
                              .argv = argv,
                              .envp = env,
                              .log_path = log_path,
-                             .notify = !svc->builtin_redis};
-    int pid = sup_child_spawn(&spec, &r->notify_fd);
+                             .notify = !svc->builtin_redis,
+                             .secret_fd = -1,
+                             .set_ids = cfg->isolation == SUP_ISOLATION_UID,
+                             .uid = svc->uid,
+                             .gid = svc->gid};
+    int pid = 0;
+    if (cfg->isolation == SUP_ISOLATION_FD && !svc->builtin_redis) {
+        char key[VZ_PATH_MAX + VZ_NAME_MAX + 32];
+        snprintf(key, sizeof key, "%s/keys/secret/%s.key_secret", cfg->state_dir, svc->name);
+        pid = sup_iso_secret_pipe(key, &spec.secret_fd);
+        spec.secret = pid == 0;
+    }
+    if (pid == 0)
+        pid = sup_child_spawn(&spec, &r->notify_fd);
+    if (spec.secret_fd >= 0)
+        close(spec.secret_fd);
     s_free_strv(argv);
     s_free_strv(env);
     if (pid < 0) {
@@ -461,8 +507,13 @@ static void s_probe_start(sup_supervisor_t *self, s_replica_t *r, int timeout_ms
     assert(!r->probe);
     bool redis = s_svc_cfg(self, r)->builtin_redis;
     int port = redis ? sup_mesh_config_port(self->cfg, "redis") : r->admin_port;
-    r->probe = sup_probe_new(redis ? SUP_PROBE_PING : SUP_PROBE_READYZ, port,
+    //  Redis: as vz-supervisor, since the default user is off (redis_acl.h).
+    char auth[128] = "";
+    if (redis && sup_redis_acl_auth(self->cfg, auth, sizeof auth) < 0)
+        auth[0] = '\0';
+    r->probe = sup_probe_new(redis ? SUP_PROBE_PING : SUP_PROBE_READYZ, port, auth[0] ? auth : NULL,
                              vz_clock_mono_ms() + timeout_ms);
+    explicit_bzero(auth, sizeof auth);
 }
 
 //  Advance the probe in flight (never blocks); a finished one fires EV_PROBED.
@@ -1060,15 +1111,58 @@ static int s_cmd_scale(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf
     return 0;
 }
 
+//  canary S N [command=PATH] [K=V...]: N replicas of S beside its own, with
+//  these settings over the service's (vzctl rollout); N 0 stops them.
+static int s_cmd_canary(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
+{
+    int i = s_find_service(self, argv[1], out);
+    if (i < 0)
+        return -1;
+    s_service_t *s = &self->services[i];
+    int base = s->canary_count ? s->canary_from : s->desired;
+    char *end = NULL;
+    long n = strtol(argv[2], &end, 10);
+    if (*end || end == argv[2] || n < 0 || base + n > SUP_MESH_MAX_REPLICAS ||
+        self->cfg->services[i].builtin_redis) {
+        s_buf_printf(out, "canaries must be an integer in 0..%d", SUP_MESH_MAX_REPLICAS - base);
+        return -1;
+    }
+    size_t envs = 0;
+    char command[VZ_PATH_MAX] = "";
+    for (int a = 3; argv[a]; a++) {
+        const char *eq = strchr(argv[a], '=');
+        if (strncmp(argv[a], "command=", 8) == 0)
+            vz_strlcpy(command, argv[a] + 8, sizeof command);
+        else if (!eq || eq == argv[a] || eq - argv[a] >= VZ_NAME_MAX || envs == S_CANARY_ENV ||
+                 strlen(argv[a]) >= VZ_PATH_MAX) {
+            s_buf_printf(out, "canary settings are K=V (at most %d) or command=PATH", S_CANARY_ENV);
+            return -1;
+        } else
+            vz_strlcpy(s->canary_env[envs++], argv[a], VZ_PATH_MAX);
+    }
+    //  Settings apply to canaries started from now on; running ones keep theirs.
+    s->canary_env_count = envs;
+    vz_strlcpy(s->canary_command, command, sizeof s->canary_command);
+    s->canary_from = base;
+    s->canary_count = (int)n;
+    s_scale(self, i, base + (int)n);
+    vz_info(NULL, "canaries set", "service", argv[1], "replicas", argv[2]);
+    s_buf_printf(out, "%s: %ld canar%s from replica %d\n", argv[1], n, n == 1 ? "y" : "ies", base);
+    return 0;
+}
+
 static int s_cmd_reload(sup_supervisor_t *self, s_client_t *c, char **argv, s_buf_t *out)
 {
-    int sent = 0;
+    const char *target = argv ? argv[1] : NULL; //  the supervisor's own SIGHUP: no argv
+    int sent = 0, only = target ? s_find_service(self, target, out) : -1;
+    if (target && only < 0)
+        return -1;
     for (size_t i = 0; i < self->cfg->service_count; i++)
         for (int k = 0; k < SUP_MESH_MAX_REPLICAS; k++) {
             const s_replica_t *r = &self->services[i].replicas[k];
             //  Redis ignores SIGHUP; it is not sent the signal at all.
             if (r->pid > 0 && !self->cfg->services[i].builtin_redis &&
-                sup_child_signal(r->pid, SIGHUP) == 0)
+                (only < 0 || only == (int)i) && sup_child_signal(r->pid, SIGHUP) == 0)
                 sent++;
         }
     s_buf_printf(out, "sent SIGHUP to %d process%s\n", sent, sent == 1 ? "" : "es");
@@ -1177,6 +1271,15 @@ static int s_cmd_rotate(sup_supervisor_t *self, s_client_t *c, char **argv, s_bu
         s_buf_printf(out, "unable to generate a key pair for %s: %s", name, strerror(-rc));
         return -1;
     }
+    //  The new secret is its service's before it takes the old one's place.
+    snprintf(from, sizeof from, "%s/secret/%s.key_secret", tmp, name);
+    rc = cfg->isolation == SUP_ISOLATION_UID
+             ? sup_iso_own_file(from, cfg->services[i].uid, cfg->services[i].gid, 0400)
+             : 0;
+    if (rc < 0) {
+        s_buf_printf(out, "unable to hand the new key of %s to its uid: %s", name, strerror(-rc));
+        return -1;
+    }
     snprintf(from, sizeof from, "%s/public/%s.key", tmp, name);
     snprintf(to, sizeof to, "%s/keys/public/%s.rotating.key", st, name);
     rc = s_move(from, to);
@@ -1209,6 +1312,10 @@ static bool s_same_process(const sup_mesh_config_t *a, const sup_mesh_service_t 
 {
     if (sa->builtin_redis != sb->builtin_redis || sa->admin_auto != sb->admin_auto ||
         sa->admin_port != sb->admin_port || sa->env_count != sb->env_count)
+        return false;
+    //  Its uid and what it is given to own (isolation).
+    if (a->isolation != b->isolation || strcmp(sa->user, sb->user) ||
+        strcmp(sa->state_dirs, sb->state_dirs) || strcmp(sa->secret_files, sb->secret_files))
         return false;
     //  Every child is also given the broker and Redis ports, and bin_dir resolves commands.
     if (sup_mesh_config_port(a, "redis") != sup_mesh_config_port(b, "redis") ||
@@ -1508,6 +1615,7 @@ static void s_rotate_logs(sup_supervisor_t *self)
 typedef int (*s_cmd_fn_t)(sup_supervisor_t *, s_client_t *, char **, s_buf_t *);
 
 //  Dispatch table; arity is checked centrally before the handler runs.
+// clang-format off
 static const struct {
     const char *name; //  request verb
     int min_args;     //  arguments after the verb
@@ -1518,10 +1626,12 @@ static const struct {
     {"status", 0, 1, s_cmd_status, false},     {"ports", 0, 0, s_cmd_ports, false},
     {"start", 1, 1, s_cmd_start, true},        {"stop", 1, 1, s_cmd_stop, true},
     {"restart", 1, 1, s_cmd_restart, true},    {"scale", 2, 2, s_cmd_scale, true},
-    {"reload", 0, 0, s_cmd_reload, false},     {"wait", 0, 2, s_cmd_wait, false},
+    {"reload", 0, 1, s_cmd_reload, false},     {"wait", 0, 2, s_cmd_wait, false},
     {"shutdown", 0, 0, s_cmd_shutdown, false}, {"rotate", 1, 1, s_cmd_rotate, true},
     {"reread", 0, 0, s_cmd_reread, false},     {"update", 0, 0, s_cmd_update, true},
+    {"canary", 2, S_MAX_ARGS - 1, s_cmd_canary, true},
 };
+// clang-format on
 
 static void s_dispatch(sup_supervisor_t *self, s_client_t *c)
 {
@@ -1744,8 +1854,15 @@ static int s_poll_timeout(sup_supervisor_t *self)
 int sup_supervisor_run(sup_supervisor_t *self)
 {
     assert(self);
+    static const char *const modes[] = {"auto", "uid", "fd", "off"};
     vz_info(NULL, "supervisor started", "state_dir", self->cfg->state_dir, "control",
-            self->cfg->control);
+            self->cfg->control, "isolation", modes[self->cfg->isolation]);
+    if (*self->cfg->closed_dir)
+        vz_warn(NULL,
+                "isolation auto: fd, not uid: other uids cannot reach the binaries, the config "
+                "or the state (chmod o+x the directory, or set supervisor/isolation; "
+                "docs/operations/isolation.md)",
+                "dir", self->cfg->closed_dir);
     for (size_t i = 0; i < self->cfg->service_count; i++)
         s_scale(self, (int)i, self->cfg->services[i].replicas);
     for (;;) {
@@ -1869,14 +1986,91 @@ static int s_lock_state(sup_supervisor_t *self, char *err, size_t errlen)
     return 0;
 }
 
+//  Each blank-separated item of a service's list template, expanded, to fn.
+static int
+s_each_path(const sup_mesh_config_t *cfg, const sup_mesh_service_t *svc, const char *tmpl,
+            int (*fn)(const sup_mesh_config_t *, const sup_mesh_service_t *, const char *),
+            char *err, size_t errlen)
+{
+    char list[VZ_PATH_MAX], why[128];
+    if (sup_mesh_config_expand(cfg, tmpl, list, sizeof list, why, sizeof why) < 0) {
+        snprintf(err, errlen, "services/%s: %s", svc->name, why);
+        return -1;
+    }
+    char *save = NULL;
+    for (char *p = strtok_r(list, " \t", &save); p; p = strtok_r(NULL, " \t", &save)) {
+        int rc = fn(cfg, svc, p);
+        if (rc < 0) {
+            snprintf(err, errlen, "unable to prepare %s for %s: %s", p, svc->name, strerror(-rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+//  A state directory of a service: made, and its uid's with isolation uid.
+static int s_state_dir(const sup_mesh_config_t *cfg, const sup_mesh_service_t *svc,
+                       const char *path)
+{
+    if (mkdir(path, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    return cfg->isolation == SUP_ISOLATION_UID ? sup_iso_own_tree(path, svc->uid, svc->gid, 0700)
+                                               : 0;
+}
+
+//  A secret file of a service: made when absent, owner-only.
+static int s_secret_file(const sup_mesh_config_t *cfg, const sup_mesh_service_t *svc,
+                         const char *path)
+{
+    return sup_iso_secret_file(path, svc->uid, svc->gid, cfg->isolation == SUP_ISOLATION_UID);
+}
+
+//  Isolation uid: each service owns its secrets and state (isolation.h);
+//  Redis owns its directory, but not the secret its users' passwords come from.
+static int s_prepare_owners(sup_supervisor_t *self, char *err, size_t errlen)
+{
+    sup_mesh_config_t *cfg = self->cfg;
+    bool uid = cfg->isolation == SUP_ISOLATION_UID;
+    if (uid && sup_iso_assign(cfg, err, errlen) < 0)
+        return -1;
+    char path[VZ_PATH_MAX + VZ_NAME_MAX + 32];
+    for (size_t i = 0; i < cfg->service_count; i++) {
+        const sup_mesh_service_t *svc = &cfg->services[i];
+        int rc = 0;
+        if (uid && svc->builtin_redis) {
+            snprintf(path, sizeof path, "%s/redis", cfg->state_dir);
+            rc = sup_iso_own_tree(path, svc->uid, svc->gid, 0700);
+            snprintf(path, sizeof path, "%s/redis/secret", cfg->state_dir);
+            if (rc == 0 && access(path, F_OK) == 0)
+                rc = sup_iso_own_file(path, geteuid(), getegid(), 0600);
+        } else if (uid) {
+            snprintf(path, sizeof path, "%s/keys/secret/%s.key_secret", cfg->state_dir, svc->name);
+            rc = sup_iso_own_file(path, svc->uid, svc->gid, 0400);
+        }
+        if (rc < 0) {
+            snprintf(err, errlen, "unable to hand %s to the uid of %s: %s", path, svc->name,
+                     strerror(-rc));
+            return -1;
+        }
+        if (s_each_path(cfg, svc, svc->state_dirs, s_state_dir, err, errlen) < 0 ||
+            s_each_path(cfg, svc, svc->secret_files, s_secret_file, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int s_prepare_state(sup_supervisor_t *self, char *err, size_t errlen)
 {
     const sup_mesh_config_t *cfg = self->cfg;
-    static const struct {
+    //  Isolation uid: the key tree may be crossed but not listed, the public
+    //  keys are everyone's, and the logs (bootstrap tokens) are root's.
+    bool uid = cfg->isolation == SUP_ISOLATION_UID;
+    mode_t cross = uid ? 0711 : 0700;
+    const struct {
         const char *sub; //  directory under state_dir
         mode_t mode;     //  its mode
-    } dirs[] = {{"logs", 0755},        {"redis", 0700},       {"keys", 0700},
-                {"keys/public", 0755}, {"keys/secret", 0700}, {"keys/rotate", 0700}};
+    } dirs[] = {{"logs", uid ? 0700 : 0755}, {"redis", 0700},        {"keys", cross},
+                {"keys/public", 0755},       {"keys/secret", cross}, {"keys/rotate", 0700}};
     char path[VZ_PATH_MAX + 32];
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", cfg->state_dir, dirs[i].sub);
@@ -1894,14 +2088,22 @@ static int s_prepare_state(sup_supervisor_t *self, char *err, size_t errlen)
             return -1;
         }
     }
-    //  keygen may have widened it; the key tree stays owner-only.
-    if (s_mkdir(path, 0700, err, errlen) < 0)
+    //  keygen may have widened it; the key tree stays owner-only (crossable under uid).
+    if (s_mkdir(path, cross, err, errlen) < 0 || s_prepare_owners(self, err, errlen) < 0)
         return -1;
     int redis_port = sup_mesh_config_port(cfg, "redis");
     for (size_t i = 0; i < cfg->service_count; i++)
         if (cfg->services[i].builtin_redis) {
             if (sup_redis_acl_write(cfg, err, errlen) < 0)
                 return -1;
+            //  Redis reads its users; nobody else.
+            sup_redis_acl_path(cfg, path, sizeof path);
+            int rc =
+                uid ? sup_iso_own_file(path, cfg->services[i].uid, cfg->services[i].gid, 0600) : 0;
+            if (rc < 0) {
+                snprintf(err, errlen, "unable to hand %s to redis: %s", path, strerror(-rc));
+                return -1;
+            }
             //  A running Redis (an update) learns new users now; at the
             //  first start it reads the file itself.
             sup_redis_acl_reload(cfg, redis_port);

@@ -18,9 +18,11 @@
 
 #include "control.h"
 #include "mesh_config.h"
+#include "redis_acl.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_log.h"
+#include "vzctl_rollout.h"
 #include "vzctl_telemetry.h"
 
 #define S_EXIT_OK 0
@@ -63,9 +65,13 @@ static const char s_usage_text[] =
     "  shutdown                       stop everything in reverse dependency order\n"
     "  keys gen DIR NAME... [--k8s]   key pairs (no supervisor needed)\n"
     "  keys rotate S                  overlap rotation of S's key\n"
+    "  redis-acl DIR NAME... [--k8s]  Redis ACL users for compose/k8s, passwords in DIR\n"
     "  slo | alerts [--url U] [--token T] [--json]\n"
     "                                 SLOs and budgets, or alerts, from the telemetry API\n"
     "                                 through the gateway (token: --token or VZ_TOKEN)\n"
+    "  rollout start S --version V [options] | status|pause|resume|promote|abort|clear S\n"
+    "                                 canary or blue/green release through the broker's\n"
+    "                                 weights, gated on errors and p95 (vzctl rollout)\n"
     "  telemetry replay FILE.csv      the anomaly detector over timestamp,value lines:\n"
     "                                 forecast, interval, score, 0/1 flag per point\n"
     "state: --state, else $VZ_STATE_DIR, else ./state\n"
@@ -530,6 +536,8 @@ int main(int argc, char **argv)
         return s_logs(&o, rest, args);
     if (strcmp(cmd, "telemetry") == 0)
         return vzctl_telemetry(rest, args);
+    if (strcmp(cmd, "rollout") == 0)
+        return vzctl_rollout(o.socket, o.state, rest, args);
     if (strcmp(cmd, "slo") == 0 || strcmp(cmd, "alerts") == 0) {
         char *ports = NULL;
         bool url = false;
@@ -543,6 +551,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "keys") == 0 && rest >= 1 && strcmp(args[0], "gen") == 0)
         return s_keys_gen(rest - 1, args + 1);
+    if (strcmp(cmd, "redis-acl") == 0) {
+        int rc = sup_redis_acl_cmd(rest, args, stdout);
+        return rc == S_EXIT_USAGE ? s_usage() : rc;
+    }
     if (strcmp(cmd, "keys") == 0 && rest == 2 && strcmp(args[0], "rotate") == 0) {
         snprintf(line, sizeof line, "rotate %.*s", VZ_NAME_MAX, args[1]);
         return s_request(&o, line, -1, NULL);

@@ -115,12 +115,14 @@ static char *s_get(const char *base, const char *path, const char *token, int *s
         return NULL;
     }
     freeaddrinfo(ai);
-    //  A JWT has dots; an API key does not.
-    bool jwt = strchr(token, '.') != NULL;
-    char req[8192];
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\nConnection: close\r\n\r\n", path, host,
-                     jwt ? "Authorization: Bearer " : "X-API-Key: ", token);
+    //  A JWT has dots; an API key does not; no token, no credential (an admin port).
+    bool jwt = token && strchr(token, '.') != NULL;
+    char req[8192], cred[4096] = "";
+    if (token)
+        snprintf(cred, sizeof cred, "%s%s\r\n",
+                 jwt ? "Authorization: Bearer " : "X-API-Key: ", token);
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n",
+                     path, host, cred);
     char *buf = NULL;
     if (n > 0 && n < (int)sizeof req && write(fd, req, (size_t)n) == n) {
         buf = (char *)malloc(S_RESPONSE_MAX + 1);
@@ -140,6 +142,11 @@ static char *s_get(const char *base, const char *path, const char *token, int *s
     char *copy = strdup(body + 4);
     free(buf);
     return copy;
+}
+
+char *vzctl_http_get(const char *base, const char *path, const char *token, int *status)
+{
+    return s_get(base, path, token, status);
 }
 
 static double s_num(const vz_json_value_t *v, const char *key)

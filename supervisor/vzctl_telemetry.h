@@ -12,4 +12,9 @@ int vzctl_telemetry(int argc, char **argv);
 //  answer (NULL when unreachable; then --url is needed). Exit code.
 int vzctl_telemetry_show(const char *what, int argc, char **argv, const char *ports);
 
+//  GET base ("http://HOST:PORT") + path over plain HTTP/1.1 (10 s timeout),
+//  with token as a bearer JWT or an API key (NULL = none): the body (heap,
+//  caller frees) and *status, or NULL with a message on stderr.
+char *vzctl_http_get(const char *base, const char *path, const char *token, int *status);
+
 #endif

@@ -27,6 +27,7 @@
 #include "vz_envelope.h"
 #include "vz_log.h"
 #include "vz_proto.h"
+#include "vz_worker.h"
 
 #define S_DEFAULT_TIMEOUT_MS 30000
 #define S_DEADLINE_TICK_MS 10      //  resolution of deadline expiry
@@ -37,6 +38,8 @@
 #define S_SAMPLE_MAX 32            //  bytes of a peer's string shown in a log line
 #define S_LOGGED_MAX 1024          //  keys remembered for log-once lines (s_first_time)
 #define S_LOG_EVERY_MS 10000       //  at most one malformed-input log line per period
+#define S_STICKY_SCALE 1000000     //  points a sticky key hashes onto
+#define S_UNVERSIONED "0"          //  the version of a worker whose RDY names none
 
 //  Intrusive doubly linked list; a list is a sentinel node.
 typedef struct s_node_t {
@@ -117,6 +120,27 @@ static const char *const s_limit_names[S_LIMIT_COUNT] = {"identity_limit", "glob
 typedef struct s_service_t s_service_t;
 typedef struct s_worker_t s_worker_t;
 
+//  What became of a request dispatched to a version (vz_broker_version_requests_total).
+typedef enum { S_VOUT_REPLIED, S_VOUT_ERROR, S_VOUT_TIMEOUT, S_VOUT_LOST, S_VOUT_COUNT } s_vout_t;
+static const char *const s_vout_names[S_VOUT_COUNT] = {"replied", "error", "timeout",
+                                                       "worker_lost"};
+
+//  One version of a service: its workers with free credit and the requests
+//  the weights gave it. Created by a RDY naming it or by the weights;
+//  recycled when it has neither workers, queued requests nor a weight.
+typedef struct {
+    char name[VZ_VERSION_MAX]; //  version token, S_UNVERSIONED for workers that name none
+    s_node_t waiting;          //  its workers with free credit, least recently used first
+    s_node_t queue;            //  requests the weights sent here, oldest first
+    size_t worker_count;       //  registered workers not draining
+    int weight;                //  configured weight, 0 when not listed
+    int64_t current;           //  smooth weighted round robin state
+    vz_series_t *weight_gauge; //  vz_broker_version_weight{service,version}
+    vz_series_t *workers;      //  vz_broker_version_workers{service,version}
+    vz_series_t *duration;     //  vz_broker_version_request_duration_seconds{service,version}
+    vz_series_t *outcome[S_VOUT_COUNT]; //  vz_broker_version_requests_total{...,outcome}, lazily
+} s_version_t;
+
 typedef struct {
     s_node_t node;            //  in a service queue, a worker's in-flight list or the pool
     uint64_t tag;             //  key in the tags hash while in flight
@@ -124,6 +148,7 @@ typedef struct {
     zframe_t *body;           //  original envelope frame; NULL once sent if not retryable
     s_service_t *service;     //  target service
     s_worker_t *worker;       //  worker holding it, NULL while queued
+    s_version_t *version;     //  version the weights chose, NULL = any worker
     int64_t deadline_ms;      //  absolute wall-clock deadline
     int64_t start_ms;         //  wall-clock arrival, for no_worker vs timeout
     int64_t start_us;         //  monotonic arrival, for the latency histogram
@@ -147,6 +172,14 @@ struct s_service_t {
     vz_series_t *queue_gauge;          //  vz_broker_queue_depth{service}
     vz_series_t *duration;             //  vz_broker_request_duration_seconds{service}
     vz_series_t *outcome[S_OUT_COUNT]; //  vz_broker_requests_total{service,outcome}, lazily
+
+    //  Versions (docs/services/broker.md, "Versions and weights").
+    s_version_t *versions[BROKER_VERSIONS_MAX]; //  versions seen, NULL slots free (owned)
+    bool weighted;                              //  weights are configured: requests pick a version
+    char sticky[VZ_NAME_MAX];                   //  ctx key whose value pins a version, "" = none
+    size_t order_count;                         //  entries in order
+    char order[BROKER_VERSIONS_MAX]
+              [VZ_VERSION_MAX]; //  weighted versions as configured (range order)
 };
 
 struct s_worker_t {
@@ -159,6 +192,10 @@ struct s_worker_t {
     int busy;                   //  requests in flight on it
     int64_t expiry;             //  monotonic ms after which it is dead
     bool draining;              //  sent BYE: no new dispatch
+
+    //  Its version: on the version's LRU list while on the service's.
+    s_node_t vnode;       //  in version->waiting at the same time as node
+    s_version_t *version; //  the version it announced
 };
 
 struct broker_t {
@@ -302,7 +339,10 @@ static void s_heap_remove(broker_t *self, s_request_t *request)
 
 static void s_service_destroy(void **item_p)
 {
-    free(*item_p);
+    s_service_t *service = (s_service_t *)*item_p;
+    for (int v = 0; v < BROKER_VERSIONS_MAX; v++)
+        free(service->versions[v]);
+    free(service);
     *item_p = NULL;
 }
 
@@ -377,6 +417,160 @@ static void s_count(broker_t *self, s_service_t *service, s_outcome_t outcome)
                                                        "Requests finished, by outcome", labels);
     }
     vz_series_inc(service->outcome[outcome]);
+}
+
+//  --------------------------------------------------------------------------
+//  Versions and weights (docs/services/broker.md, "Versions and weights").
+
+static s_version_t *s_version_find(s_service_t *service, const char *name)
+{
+    for (int v = 0; v < BROKER_VERSIONS_MAX; v++)
+        if (service->versions[v] && strcmp(service->versions[v]->name, name) == 0)
+            return service->versions[v];
+    return NULL;
+}
+
+//  Whether version is free to be renamed: nothing refers to it.
+static bool s_version_idle(broker_t *self, const s_service_t *service, const s_version_t *version)
+{
+    if (version->worker_count || !s_list_empty(&version->queue) || version->weight)
+        return false;
+    for (s_worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers))
+        if (w->version == version)
+            return false; //  a draining worker still points to it
+    return true;
+}
+
+//  The version called name of service, created in a free slot or in place
+//  of an idle one, with its series. NULL when every slot is busy.
+static s_version_t *s_version_require(broker_t *self, s_service_t *service, const char *name)
+{
+    s_version_t *version = s_version_find(service, name);
+    if (version)
+        return version;
+    int slot = -1;
+    for (int v = 0; v < BROKER_VERSIONS_MAX && slot < 0; v++)
+        if (!service->versions[v])
+            slot = v;
+    for (int v = 0; v < BROKER_VERSIONS_MAX && slot < 0; v++)
+        if (s_version_idle(self, service, service->versions[v]))
+            slot = v;
+    if (slot < 0)
+        return NULL;
+    if (!service->versions[slot])
+        service->versions[slot] = (s_version_t *)malloc(sizeof(s_version_t));
+    version = service->versions[slot];
+    assert(version);
+    memset(version, 0, sizeof *version);
+    vz_strlcpy(version->name, name, sizeof version->name);
+    s_list_init(&version->waiting);
+    s_list_init(&version->queue);
+    char labels[VZ_NAME_MAX + VZ_VERSION_MAX + 32];
+    snprintf(labels, sizeof labels, "service=%s,version=%s", service->name, name);
+    version->weight_gauge =
+        vz_metrics_gauge(self->metrics, "vz_broker_version_weight",
+                         "Configured routing weight per service version", labels);
+    vz_series_set(version->weight_gauge, 0);
+    version->workers = vz_metrics_gauge(self->metrics, "vz_broker_version_workers",
+                                        "Workers registered per service version", labels);
+    vz_series_set(version->workers, 0);
+    version->duration = vz_metrics_histogram(
+        self->metrics, "vz_broker_version_request_duration_seconds",
+        "Time from request arrival to the reply, per version of the worker", labels, NULL, 0);
+    return version;
+}
+
+//  Add delta to the workers of version (and its gauge).
+static void s_version_workers(s_version_t *version, int delta)
+{
+    version->worker_count = (size_t)((ssize_t)version->worker_count + delta);
+    vz_series_set(version->workers, (double)version->worker_count);
+}
+
+//  Count a request a worker of version held, and its latency when answered.
+static void s_version_count(broker_t *self, s_version_t *version, s_vout_t outcome,
+                            const s_request_t *request)
+{
+    if (!version->outcome[outcome]) {
+        char labels[VZ_NAME_MAX + VZ_VERSION_MAX + 48];
+        snprintf(labels, sizeof labels, "service=%s,version=%s,outcome=%s", request->service->name,
+                 version->name, s_vout_names[outcome]);
+        version->outcome[outcome] =
+            vz_metrics_counter(self->metrics, "vz_broker_version_requests_total",
+                               "Requests dispatched to a version, by outcome", labels);
+    }
+    vz_series_inc(version->outcome[outcome]);
+    if (outcome == S_VOUT_REPLIED || outcome == S_VOUT_ERROR)
+        vz_series_observe(version->duration,
+                          (double)(vz_clock_mono_us() - request->start_us) / 1e6);
+}
+
+//  FNV-1a, for sticky keys: the same value lands on the same point everywhere.
+static uint64_t s_hash(const char *text)
+{
+    uint64_t hash = 14695981039346656037ull;
+    for (; *text; text++)
+        hash = (hash ^ (uint8_t)*text) * 1099511628211ull;
+    return hash;
+}
+
+//  The version a new request goes to, or NULL for any worker (no weights,
+//  or no weighted version has a worker). Versions count when their weight
+//  is above 0 and they have a worker. A request carrying the sticky ctx
+//  key takes the range its hash falls in, the ranges laid out in the
+//  configured order over [0, S_STICKY_SCALE); any other takes the next
+//  turn of a smooth weighted round robin (nginx's), exact over a cycle.
+static s_version_t *s_version_choose(s_service_t *service, const vz_envelope_t *env)
+{
+    if (!service->weighted)
+        return NULL;
+    s_version_t *live[BROKER_VERSIONS_MAX];
+    int64_t total = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < service->order_count; i++) {
+        s_version_t *v = s_version_find(service, service->order[i]);
+        if (v && v->weight > 0 && v->worker_count > 0) {
+            live[n++] = v;
+            total += v->weight;
+        }
+    }
+    if (n == 0)
+        return NULL;
+    const char *key = *service->sticky ? vz_envelope_ctx_get(env, service->sticky) : NULL;
+    if (key && *key) {
+        uint64_t point = s_hash(key) % S_STICKY_SCALE;
+        int64_t edge = 0;
+        for (size_t i = 0; i < n; i++) {
+            edge += live[i]->weight;
+            if ((int64_t)point * total < edge * S_STICKY_SCALE)
+                return live[i];
+        }
+        return live[n - 1];
+    }
+    s_version_t *best = NULL;
+    for (size_t i = 0; i < n; i++) {
+        live[i]->current += live[i]->weight;
+        if (!best || live[i]->current > best->current)
+            best = live[i];
+    }
+    best->current -= total;
+    return best;
+}
+
+//  A version that lost its last worker hands its queue to any worker of the
+//  service (oldest first, behind nothing): the weights cannot be honoured
+//  for requests already admitted, and they must not wait for a worker that
+//  may never come.
+static void s_version_orphan(s_service_t *service, s_version_t *version)
+{
+    if (version->worker_count > 0)
+        return;
+    while (!s_list_empty(&version->queue)) {
+        s_node_t *node = version->queue.prev;
+        s_list_unlink(node);
+        s_container(node, s_request_t, node)->version = NULL;
+        s_list_push_front(&service->queue, node);
+    }
 }
 
 //  Count malformed input; log a sample at most once per period.
@@ -529,6 +723,22 @@ static void s_request_finish(broker_t *self, s_request_t *request)
 
 static void s_worker_forget(broker_t *self, s_worker_t *worker, bool gone);
 
+//  A worker with free credit is on two LRU lists: its service's (requests
+//  for any version) and its version's (requests the weights sent there).
+static void s_worker_offer(s_worker_t *worker)
+{
+    s_list_push_back(&worker->service->waiting, &worker->node);
+    s_list_push_back(&worker->version->waiting, &worker->vnode);
+}
+
+static void s_worker_park(s_worker_t *worker)
+{
+    if (s_linked(&worker->node)) {
+        s_list_unlink(&worker->node);
+        s_list_unlink(&worker->vnode);
+    }
+}
+
 //  After a worker got credit back: make it available again, or finish its drain.
 static void s_worker_freed(broker_t *self, s_worker_t *worker)
 {
@@ -538,51 +748,67 @@ static void s_worker_freed(broker_t *self, s_worker_t *worker)
             s_worker_forget(self, worker, false);
         }
     } else if (!s_linked(&worker->node) && worker->busy < worker->credit)
-        s_list_push_back(&worker->service->waiting, &worker->node);
+        s_worker_offer(worker);
 }
 
 static void s_worker_lost(broker_t *self, s_worker_t *worker, bool gone);
 
-//  Hand queued requests to least-recently-used workers while both exist.
-//  A worker whose connection turns out to be gone is forgotten on the spot
-//  and the request, which never left, stays at the head of the queue for
-//  the next worker; this is safe even for a request that is not idempotent.
-//  A worker whose pipe is full is parked (out of the LRU list) until it
-//  next talks to us.
+//  Hand the head of queue to the head of waiting (a list of worker nodes
+//  at offset link). false when the worker could not take it: its pipe is
+//  full (it is parked) or its connection is gone (it is forgotten, and the
+//  request, which never left, goes back to the head of whatever queue it is
+//  in now: the worker's loss may have moved it, see s_version_orphan). Safe
+//  even for a request that is not idempotent.
+static bool s_send_one(broker_t *self, s_service_t *service, s_node_t *queue, s_node_t *waiting,
+                       size_t link)
+{
+    s_worker_t *worker = (s_worker_t *)((char *)waiting->next - link);
+    s_request_t *request = s_container(queue->next, s_request_t, node);
+    int rc = s_send_head(self, worker->rid, VZ_CMD_REQUEST, true);
+    if (rc < 0) {
+        s_send_failed(self, S_PEER_WORKER, rc);
+        if (rc == -EAGAIN) {
+            s_worker_park(worker);
+            return false;
+        }
+        s_worker_lost(self, worker, true);
+        //  The dead worker's idempotent requests went to the front; this one was first.
+        s_node_t *home = request->version ? &request->version->queue : &service->queue;
+        if (home->next != &request->node) {
+            s_list_unlink(&request->node);
+            s_list_push_front(home, &request->node);
+        }
+        return false;
+    }
+    s_list_unlink(&request->node);
+    service->queue_size--;
+    s_worker_park(worker);
+    if (++worker->busy < worker->credit)
+        s_worker_offer(worker);
+    s_list_push_back(&worker->inflight, &request->node);
+    request->worker = worker;
+    zhashx_insert(self->tags, &request->tag, request);
+
+    zmq_send(self->handle, &request->tag, VZ_TAG_SIZE, ZMQ_SNDMORE);
+    zmq_send(self->handle, request->caller, strlen(request->caller), ZMQ_SNDMORE);
+    //  Keep the body of a retryable request; zmq_msg_copy shares its buffer.
+    zframe_send(&request->body, self->router, request->idempotent ? ZFRAME_REUSE : 0);
+    return true;
+}
+
+//  Hand queued requests to least-recently-used workers while both exist:
+//  first those the weights sent to a version, to that version's workers,
+//  then those for any version, to any worker.
 static void s_dispatch(broker_t *self, s_service_t *service)
 {
-    while (!s_list_empty(&service->queue) && !s_list_empty(&service->waiting)) {
-        s_worker_t *worker = s_container(service->waiting.next, s_worker_t, node);
-        s_request_t *request = s_container(service->queue.next, s_request_t, node);
-        int rc = s_send_head(self, worker->rid, VZ_CMD_REQUEST, true);
-        if (rc < 0) {
-            s_send_failed(self, S_PEER_WORKER, rc);
-            if (rc == -EAGAIN) {
-                s_list_unlink(&worker->node);
-                continue;
-            }
-            s_worker_lost(self, worker, true);
-            //  The dead worker's idempotent requests went to the front; this one was first.
-            if (service->queue.next != &request->node) {
-                s_list_unlink(&request->node);
-                s_list_push_front(&service->queue, &request->node);
-            }
-            continue;
-        }
-        s_list_unlink(&request->node);
-        service->queue_size--;
-        s_list_unlink(&worker->node);
-        if (++worker->busy < worker->credit)
-            s_list_push_back(&service->waiting, &worker->node);
-        s_list_push_back(&worker->inflight, &request->node);
-        request->worker = worker;
-        zhashx_insert(self->tags, &request->tag, request);
-
-        zmq_send(self->handle, &request->tag, VZ_TAG_SIZE, ZMQ_SNDMORE);
-        zmq_send(self->handle, request->caller, strlen(request->caller), ZMQ_SNDMORE);
-        //  Keep the body of a retryable request; zmq_msg_copy shares its buffer.
-        zframe_send(&request->body, self->router, request->idempotent ? ZFRAME_REUSE : 0);
+    for (int v = 0; v < BROKER_VERSIONS_MAX; v++) {
+        s_version_t *version = service->versions[v];
+        while (version && !s_list_empty(&version->queue) && !s_list_empty(&version->waiting))
+            s_send_one(self, service, &version->queue, &version->waiting,
+                       offsetof(s_worker_t, vnode));
     }
+    while (!s_list_empty(&service->queue) && !s_list_empty(&service->waiting))
+        s_send_one(self, service, &service->queue, &service->waiting, offsetof(s_worker_t, node));
     vz_series_set(service->queue_gauge, (double)service->queue_size);
 }
 
@@ -605,11 +831,12 @@ static void s_worker_destroy(void **item_p)
 static void s_worker_forget(broker_t *self, s_worker_t *worker, bool gone)
 {
     assert(s_list_empty(&worker->inflight));
-    if (s_linked(&worker->node))
-        s_list_unlink(&worker->node);
+    s_worker_park(worker);
     s_service_t *service = worker->service;
     if (!worker->draining) {
         service->worker_count--;
+        s_version_workers(worker->version, -1);
+        s_version_orphan(service, worker->version);
         if (!gone)
             service->last_worker_ms = vz_now_ms();
         vz_series_set(service->workers_gauge, (double)service->worker_count);
@@ -632,9 +859,15 @@ static void s_request_lost(broker_t *self, s_request_t *request, const char *mes
         request->worker = NULL;
         request->retries++;
         request->tag = self->next_tag++;
-        s_list_push_front(&service->queue, &request->node);
+        //  Its version's queue when that version still has a worker, else any.
+        if (request->version && request->version->worker_count == 0)
+            request->version = NULL;
+        s_list_push_front(request->version ? &request->version->queue : &service->queue,
+                          &request->node);
         service->queue_size++;
+        s_version_count(self, worker->version, S_VOUT_LOST, request);
     } else {
+        s_version_count(self, worker->version, S_VOUT_LOST, request);
         s_send_request_error(self, request, VZ_ERR_WORKER_LOST, message);
         s_count(self, service, S_OUT_WORKER_LOST);
         s_request_finish(self, request);
@@ -758,8 +991,9 @@ static void s_admit(broker_t *self, zframe_t *rid, const vz_envelope_t *env, zfr
     vz_strlcpy(request->id, env->id, sizeof request->id);
     vz_strlcpy(request->method, env->method, sizeof request->method);
     vz_strlcpy(request->traceparent, env->traceparent, sizeof request->traceparent);
+    request->version = s_version_choose(service, env);
     s_heap_push(self, request);
-    s_list_push_back(&service->queue, &request->node);
+    s_list_push_back(request->version ? &request->version->queue : &service->queue, &request->node);
     service->queue_size++;
     s_dispatch(self, service);
 }
@@ -882,6 +1116,9 @@ static void s_on_reply(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
         return;
     }
     s_service_t *service = request->service;
+    //  Counted before the reply leaves: whoever saw the reply sees the count.
+    s_version_count(self, worker->version,
+                    rep.kind == VZ_KIND_ERROR ? S_VOUT_ERROR : S_VOUT_REPLIED, request);
     if (!request->client)
         //  The broker's own request: nobody to forward to, the hook hears the outcome.
         s_answer(self, service->name, rep.kind == VZ_KIND_ERROR ? rep.error_code : NULL);
@@ -930,6 +1167,22 @@ static void s_on_ready(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
         s_malformed(self, "bad service name", identity);
         return;
     }
+    //  The optional third frame: the worker's version (absent: S_UNVERSIONED).
+    char vname[VZ_VERSION_MAX] = S_UNVERSIONED;
+    zframe_t *vframe = zmsg_next(msg);
+    if (vframe) {
+        size_t vlen = zframe_size(vframe);
+        if (vlen == 0 || vlen >= sizeof vname) {
+            s_malformed(self, "bad version", identity);
+            return;
+        }
+        memcpy(vname, zframe_data(vframe), vlen);
+        vname[vlen] = '\0';
+        if (strlen(vname) != vlen || !vz_version_valid(vname)) {
+            s_malformed(self, "bad version", identity);
+            return;
+        }
+    }
     if (self->stopping || strcmp(name, VZ_BROKER_SERVICE) == 0 ||
         !policy_may_serve(self->policy, identity, name)) {
         if (!self->stopping)
@@ -940,8 +1193,9 @@ static void s_on_ready(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
     s_worker_t *worker = (s_worker_t *)zhashx_lookup(self->workers, rid);
     if (worker) {
         //  A repeated RDY for the same service updates the credit; another service is a bug.
-        if (strcmp(worker->service->name, name) != 0 || worker->draining) {
-            s_malformed(self, "RDY for a second service", identity);
+        if (strcmp(worker->service->name, name) != 0 || worker->draining ||
+            strcmp(worker->version->name, vname) != 0) {
+            s_malformed(self, "RDY for a second service or version", identity);
             return;
         }
         worker->credit = (int)credit;
@@ -952,7 +1206,17 @@ static void s_on_ready(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
             s_send_head(self, rid, VZ_CMD_BYE, false);
             return;
         }
+        s_version_t *version = s_version_require(self, service, vname);
+        if (!version) {
+            if (s_first_time(self, "versions", name))
+                vz_warn(NULL, "refused a worker: too many versions of its service", "identity",
+                        identity, "service", name, "version", vname);
+            s_send_head(self, rid, VZ_CMD_BYE, false);
+            return;
+        }
         worker = (s_worker_t *)zmalloc(sizeof *worker);
+        worker->version = version;
+        s_version_workers(version, 1);
         s_list_init(&worker->inflight);
         worker->rid = zframe_dup(rid);
         worker->service = service;
@@ -962,7 +1226,7 @@ static void s_on_ready(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
         service->worker_count++;
         service->last_worker_ms = now;
         vz_series_set(service->workers_gauge, (double)service->worker_count);
-        vz_info(NULL, "worker ready", "identity", identity, "service", name);
+        vz_info(NULL, "worker ready", "identity", identity, "service", name, "version", vname);
     }
     worker->expiry = vz_clock_mono_ms() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
     s_send_head(self, rid, VZ_CMD_HEARTBEAT, false);
@@ -992,24 +1256,26 @@ static void s_on_bye(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *ide
     if (!worker || worker->draining)
         return;
     vz_info(NULL, "worker draining", "identity", identity, "service", worker->service->name);
-    if (s_linked(&worker->node))
-        s_list_unlink(&worker->node);
+    s_worker_park(worker);
     worker->draining = true;
     worker->service->worker_count--;
+    s_version_workers(worker->version, -1);
+    s_version_orphan(worker->service, worker->version);
     worker->service->last_worker_ms = now;
     vz_series_set(worker->service->workers_gauge, (double)worker->service->worker_count);
     s_worker_freed(self, worker);
 }
 
-//  Dispatch table: command, frames after the command, handler.
+//  Dispatch table: command, frames after the command (at least, at most), handler.
 static const struct {
     const char *command;
     size_t frames;
+    size_t frames_max;
     s_handler_fn *handler;
 } s_commands[] = {
-    {VZ_CMD_REQUEST, 1, s_on_request}, {VZ_CMD_REPLY, 2, s_on_reply},
-    {VZ_CMD_READY, 2, s_on_ready},     {VZ_CMD_HEARTBEAT, 0, s_on_heartbeat},
-    {VZ_CMD_BYE, 0, s_on_bye},
+    {VZ_CMD_REQUEST, 1, 1, s_on_request}, {VZ_CMD_REPLY, 2, 2, s_on_reply},
+    {VZ_CMD_READY, 2, 3, s_on_ready},     {VZ_CMD_HEARTBEAT, 0, 0, s_on_heartbeat},
+    {VZ_CMD_BYE, 0, 0, s_on_bye},
 };
 
 //  One message: routing id, command, arguments. Checks arity and identity
@@ -1032,7 +1298,7 @@ static void s_handle(broker_t *self, zmsg_t *msg, int64_t now)
             break;
     if (i == sizeof s_commands / sizeof s_commands[0])
         s_malformed(self, "unknown command", identity);
-    else if (zmsg_size(msg) != s_commands[i].frames)
+    else if (zmsg_size(msg) < s_commands[i].frames || zmsg_size(msg) > s_commands[i].frames_max)
         s_malformed(self, "wrong frame count", identity);
     else if (s_commands[i].handler != s_on_request && !policy_known(self->policy, identity)) {
         if (s_commands[i].handler == s_on_ready)
@@ -1074,6 +1340,8 @@ static int s_deadline_timer(zloop_t *loop, int timer_id, void *arg)
         s_send_request_error(self, request, no_worker ? VZ_ERR_NO_WORKER : VZ_ERR_TIMEOUT,
                              no_worker ? "no worker for the service" : "deadline passed");
         s_count(self, service, no_worker ? S_OUT_NO_WORKER : S_OUT_TIMEOUT);
+        if (worker)
+            s_version_count(self, worker->version, S_VOUT_TIMEOUT, request);
         //  The worker does not answer expired requests, so its credit comes back now.
         s_request_finish(self, request);
         if (worker) {
@@ -1316,6 +1584,13 @@ void broker_drain(broker_t *self, int timeout_ms)
     self->stopping = true;
     //  Queued requests will not be dispatched any more.
     for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
+        //  Every queued request, whatever version it waits for.
+        for (int v = 0; v < BROKER_VERSIONS_MAX; v++)
+            while (s->versions[v] && !s_list_empty(&s->versions[v]->queue)) {
+                s_node_t *node = s->versions[v]->queue.next;
+                s_list_unlink(node);
+                s_list_push_back(&s->queue, node);
+            }
         while (!s_list_empty(&s->queue)) {
             s_request_t *request = s_container(s->queue.next, s_request_t, node);
             s_send_request_error(self, request, VZ_ERR_UNAVAILABLE, "broker is shutting down");
@@ -1344,4 +1619,51 @@ void broker_drain(broker_t *self, int timeout_ms)
     //  Every worker is told to go; it reconnects to another broker or waits.
     for (s_worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers))
         s_send_head(self, w->rid, VZ_CMD_BYE, false);
+}
+
+int broker_set_weights(broker_t *self, const broker_weights_t *weights, size_t n)
+{
+    assert(self && (weights || n == 0));
+    for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
+        s->weighted = false;
+        s->sticky[0] = '\0';
+        s->order_count = 0;
+        for (int v = 0; v < BROKER_VERSIONS_MAX; v++)
+            if (s->versions[v]) {
+                s->versions[v]->weight = 0;
+                s->versions[v]->current = 0;
+                vz_series_set(s->versions[v]->weight_gauge, 0);
+            }
+    }
+    int skipped = 0;
+    for (size_t i = 0; i < n; i++) {
+        const broker_weights_t *w = &weights[i];
+        s_limit_t limit;
+        s_service_t *service =
+            policy_name_valid(w->service) && strcmp(w->service, VZ_BROKER_SERVICE) != 0
+                ? s_service_require(self, w->service, NULL, &limit)
+                : NULL;
+        if (!service) {
+            vz_warn(NULL, "weights not applied: bad or refused service", "service", w->service);
+            skipped++;
+            continue;
+        }
+        service->weighted = true;
+        vz_strlcpy(service->sticky, w->sticky, sizeof service->sticky);
+        for (size_t k = 0; k < w->count && k < BROKER_VERSIONS_MAX; k++) {
+            s_version_t *version = vz_version_valid(w->version[k]) && w->weight[k] >= 0
+                                       ? s_version_require(self, service, w->version[k])
+                                       : NULL;
+            if (!version) {
+                vz_warn(NULL, "weight not applied: bad version or no free slot", "service",
+                        w->service, "version", w->version[k]);
+                skipped++;
+                continue;
+            }
+            version->weight = w->weight[k];
+            vz_series_set(version->weight_gauge, w->weight[k]);
+            vz_strlcpy(service->order[service->order_count++], version->name, VZ_VERSION_MAX);
+        }
+    }
+    return skipped;
 }

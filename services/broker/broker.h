@@ -1,11 +1,13 @@
 /*  broker - the routing engine: Majordomo-style dispatch over one CURVE ROUTER
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  Workers announce RDY <service> <credit>; clients send REQ <envelope>; the
+ *  Workers announce RDY <service> <credit> [<version>]; clients send REQ <envelope>; the
  *  broker checks the call policy against the caller's CURVE identity,
  *  queues per service and hands each request to the least-recently-used
  *  ready worker with free credit, tracking it by an 8-byte tag until the
  *  reply, the deadline or the worker's death. Frames: common/vz_proto.h.
+ *  With weights set (broker_set_weights) a service's requests are split
+ *  between its workers' versions by weight, optionally sticky by a ctx key.
  *
  *  Peers are not trusted beyond their CURVE identity: a service or method
  *  name outside policy_name_valid is malformed; a worker's reply whose
@@ -23,6 +25,7 @@
 #include <czmq.h>
 #include "policy.h"
 #include "vz_metrics.h"
+#include "vz_proto.h"
 #include "vz_telemetry.h"
 
 typedef struct {
@@ -37,6 +40,20 @@ typedef struct {
 } broker_config_t;
 
 typedef struct broker_t broker_t;
+
+#define BROKER_VERSIONS_MAX 8 //  versions of one service at once (weighted or not)
+
+//  The routing weights of one service (docs/services/broker.md, "Versions
+//  and weights"): versions in range order (stable first, canary last),
+//  weights 0..1000000; sticky is a ctx key ("sub", "kid") whose value pins
+//  a request to a version, "" = none.
+typedef struct {
+    char service[VZ_NAME_MAX];                         //  service name
+    char sticky[VZ_NAME_MAX];                          //  ctx key, "" = none
+    size_t count;                                      //  versions listed
+    char version[BROKER_VERSIONS_MAX][VZ_VERSION_MAX]; //  version tokens
+    int weight[BROKER_VERSIONS_MAX];                   //  their weights
+} broker_weights_t;
 
 //  Bind the ROUTER (the ZAP handler must already run: vz_auth_new) and take
 //  the policy. NULL when the bind fails (errno set); *policy_p is then
@@ -53,6 +70,14 @@ int broker_attach(broker_t *self, zloop_t *loop);
 
 //  Swap in a new policy (takes it). Registered workers stay.
 void broker_set_policy(broker_t *self, policy_t **policy_p);
+
+//  Replace the weights of every service with the n entries of weights (n 0:
+//  none; then every service routes to any worker, as without versions).
+//  Queued requests keep the version they were given; new requests follow
+//  the new weights at once. Services named are created like by a RDY,
+//  counting against nobody. Returns how many entries could not be applied
+//  (a bad name, no free version slot); each is logged.
+int broker_set_weights(broker_t *self, const broker_weights_t *weights, size_t n);
 
 //  The answer to a request the broker sent itself (broker_send_self):
 //  service it went to, code NULL when the worker replied, else

@@ -14,6 +14,7 @@
 
 #include "broker.h"
 #include "policy.h"
+#include "weights.h"
 #include "vz_curve.h"
 #include "vz_daemon.h"
 #include "vz_ports.h"
@@ -25,6 +26,7 @@
 typedef struct {
     char bind[VZ_PATH_MAX];    //  VZ_BROKER_BIND
     char policy[VZ_PATH_MAX];  //  VZ_BROKER_POLICY
+    char weights[VZ_PATH_MAX]; //  VZ_BROKER_WEIGHTS
     int queue_max;             //  VZ_BROKER_QUEUE_MAX
     int retry_max;             //  VZ_BROKER_RETRY_MAX
     int services_per_identity; //  VZ_BROKER_SERVICES_PER_IDENTITY
@@ -36,6 +38,9 @@ static const vz_cfg_item_t s_items[] = {
                 "endpoint the broker's CURVE ROUTER binds (port 0 or * = ephemeral)"),
     VZ_CFG_ITEM(s_config_t, "VZ_BROKER_POLICY", "broker/policy", VZ_CFG_STR, "configs/policy.cfg",
                 0, 0, policy, "call policy file (ZPL), relative to cwd"),
+    VZ_CFG_ITEM(s_config_t, "VZ_BROKER_WEIGHTS", "broker/weights", VZ_CFG_STR, "", 0, 0, weights,
+                "routing weights file (ZPL) splitting services between versions, reread on "
+                "SIGHUP; \"\" or a missing file = no weights"),
     VZ_CFG_ITEM(s_config_t, "VZ_BROKER_QUEUE_MAX", "broker/queue_max", VZ_CFG_INT, "10000", 1,
                 10000000, queue_max, "queued requests per service before \"overloaded\""),
     VZ_CFG_ITEM(s_config_t, "VZ_BROKER_RETRY_MAX", "broker/retry_max", VZ_CFG_INT, "1", 0, 10,
@@ -52,7 +57,30 @@ typedef struct {
     zloop_t *loop;             //  the one reactor
     vz_telemetry_t *telemetry; //  the broker's own reporter, NULL when VZ_TELEMETRY=off
     const char *policy;        //  policy path, for reloads (points into the config)
+    const char *weights;       //  weights path, "" = none (points into the config)
 } s_app_t;
+
+//  Read the weights file and apply it. 0, or -EINVAL when the file is bad
+//  (logged; the weights in force stay).
+static int s_load_weights(s_app_t *app)
+{
+    if (!*app->weights)
+        return 0;
+    char err[VZ_PATH_MAX + 128];
+    broker_weights_t *list = NULL;
+    size_t n = 0;
+    int rc = weights_load(app->weights, &list, &n, err, sizeof err);
+    if (rc == -EINVAL) {
+        vz_error(NULL, "unable to load weights: keeping the old ones", "reason", err);
+        return rc;
+    }
+    broker_set_weights(app->broker, list, n);
+    free(list);
+    char count[24];
+    snprintf(count, sizeof count, "%zu", n);
+    vz_info(NULL, "weights loaded", "path", app->weights, "services", count);
+    return 0;
+}
 
 //  The reload hook (SIGHUP, on the reactor): swap the policy only when the
 //  new file is valid.
@@ -63,12 +91,14 @@ static void s_reload(void *arg)
     policy_t *policy = policy_load(app->policy, err, sizeof err);
     if (!policy) {
         vz_error(NULL, "unable to reload policy: keeping the old one", "reason", err);
+        s_load_weights(app);
         return;
     }
     char count[24];
     snprintf(count, sizeof count, "%zu", policy_size(policy));
     broker_set_policy(app->broker, &policy);
     vz_info(NULL, "policy reloaded", "path", app->policy, "identities", count);
+    s_load_weights(app);
 }
 
 //  A snapshot of the reporter: telemetry.ingest, sent by the broker itself.
@@ -133,7 +163,7 @@ int main(int argc, char **argv)
                              .count = sizeof s_items / sizeof s_items[0],
                              .config = &config};
     int exit_code = VZ_EXIT_OK;
-    s_app_t app = {.policy = config.policy};
+    s_app_t app = {.policy = config.policy, .weights = config.weights};
     app.daemon = vz_daemon_new(&spec, argc, argv, &exit_code);
     if (!app.daemon)
         return exit_code;
@@ -170,6 +200,12 @@ int main(int argc, char **argv)
         vz_auth_destroy(&app.auth);
         vz_daemon_destroy(&app.daemon);
         return permanent ? VZ_EXIT_PERMANENT : VZ_EXIT_TEMPORARY;
+    }
+    if (s_load_weights(&app) < 0) {
+        broker_destroy(&app.broker);
+        vz_auth_destroy(&app.auth);
+        vz_daemon_destroy(&app.daemon);
+        return VZ_EXIT_PERMANENT;
     }
     app.loop = zloop_new();
     s_tl_start(&app);

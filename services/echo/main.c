@@ -1,4 +1,4 @@
-/*  vz-echo - reference worker: echo, ping, slow, whoami and relay over the broker
+/*  vz-echo - reference worker: echo, echo_v2, ping, slow, whoami and relay over the broker
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  The smallest real service of the mesh, used by the gateway's tests and as
@@ -17,22 +17,54 @@
 
 #define SLOW_MAX_MS 10000
 #define WHOAMI_MAX 8192
-#define ECHO_CREDIT 32 //  default broker credit: fast methods, pipelined
+#define ECHO_V2_MAX (4 * 1024 * 1024) //  echo_v2 reply cap: the body rewritten, escapes may grow it
+#define ECHO_CREDIT 32                //  default broker credit: fast methods, pipelined
 
+typedef struct {
+    int slow_cap_ms;   //  longest "slow" wait that keeps the broker's heartbeat budget
+    vz_call_t *calls;  //  calls to other services ("relay")
+    int fail_permille; //  VZ_ECHO_FAIL_PERMILLE: "echo" calls answered "internal", per 1000
+    uint64_t echoes;   //  "echo" calls so far, for the failure pattern
+} echo_t;
+
+//  A test version that fails (vzctl rollout's gates): call n fails when
+//  n * permille / 1000 steps up, so the share is exact over any 1000 calls.
 static int s_echo(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
+    echo_t *echo = app;
+    uint64_t n = ++echo->echoes;
+    if (echo->fail_permille > 0 &&
+        n * (uint64_t)echo->fail_permille / 1000 != (n - 1) * (uint64_t)echo->fail_permille / 1000)
+        return vz_reply_error(reply, VZ_ERR_INTERNAL, "failing on purpose (VZ_ECHO_FAIL_PERMILLE)");
     return vz_reply_body(reply, req->body, req->body_len);
+}
+
+//  Version 2 of the echo API (/v2/echo): a JSON body comes back wrapped
+//  as {"data": <body>, "api_version": 2}; no body gives "data": null. A
+//  body that is not JSON is refused: v2 speaks JSON only (the route says
+//  json = "true", so the gateway refuses it first).
+static int s_echo_v2(void *app, const vz_envelope_t *req, vz_reply_t *reply)
+{
+    vz_json_t *doc = NULL;
+    if (req->body_len > 0 && !(doc = vz_json_parse(req->body, req->body_len, NULL, NULL)))
+        return vz_authctx_reply_error(reply, 400, VZ_ERR_INVALID, "body must be JSON");
+    vz_json_writer_t *w = vz_json_writer_new(ECHO_V2_MAX);
+    vz_json_write_object_begin(w);
+    vz_json_write_key(w, "data");
+    if (doc)
+        vz_json_write_value(w, vz_json_root(doc));
+    else
+        vz_json_write_null(w);
+    vz_json_write_kv_int(w, "api_version", 2);
+    vz_json_write_object_end(w);
+    vz_json_destroy(&doc);
+    return vz_authctx_reply_json(reply, &w);
 }
 
 static int s_ping(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 {
     return vz_reply_body(reply, "", 0);
 }
-
-typedef struct {
-    int slow_cap_ms;  //  longest "slow" wait that keeps the broker's heartbeat budget
-    vz_call_t *calls; //  calls to other services ("relay")
-} echo_t;
 
 //  The worker API replies synchronously, so "slow" blocks this worker's
 //  reactor and its heartbeats. It therefore never waits past the caller's
@@ -118,6 +150,7 @@ static int s_relay(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 
 static const vz_method_t s_methods[] = {
     {"echo", s_echo, VZ_METHOD_IDEMPOTENT, 1024 * 1024},
+    {"echo_v2", s_echo_v2, VZ_METHOD_IDEMPOTENT, 1024 * 1024},
     {"ping", s_ping, VZ_METHOD_IDEMPOTENT, 0},
     {"slow", s_slow, 0, 0},
     {"whoami", s_whoami, VZ_METHOD_IDEMPOTENT, 0},
@@ -126,18 +159,26 @@ static const vz_method_t s_methods[] = {
 
 int main(int argc, char **argv)
 {
+    static const vz_cfg_item_t items[] = {
+        VZ_CFG_ITEM(echo_t, "VZ_ECHO_FAIL_PERMILLE", "echo/fail_permille", VZ_CFG_INT, "0", 0, 1000,
+                    fail_permille,
+                    "\"echo\" calls answered \"internal\", per 1000 (a failing test version)"),
+    };
+    echo_t echo = {0};
     vz_daemon_spec_t spec = {
         .service = "echo",
         .admin_port = VZ_PORT_ADMIN_ECHO,
         .needs_broker = true,
+        .items = items,
+        .count = sizeof items / sizeof items[0],
+        .config = &echo,
     };
     int code = VZ_EXIT_OK;
     vz_daemon_t *daemon = vz_daemon_new(&spec, argc, argv, &code);
     if (!daemon)
         return code;
     //  One heartbeat of margin under the broker's liveness window.
-    echo_t echo = {.slow_cap_ms =
-                       vz_daemon_config(daemon)->heartbeat_ms * (VZ_HEARTBEAT_LIVENESS - 1)};
+    echo.slow_cap_ms = vz_daemon_config(daemon)->heartbeat_ms * (VZ_HEARTBEAT_LIVENESS - 1);
     //  With credit 1 every request waits for the previous reply to reach the
     //  broker (a round trip of wake-ups each); 32 lets one wake-up take many.
     //  The price: a "slow" call holds up to 31 others queued at this replica.

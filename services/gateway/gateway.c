@@ -38,7 +38,7 @@
 #define CORS_HEADERS "Authorization, Content-Type, X-API-Key, X-Request-Id, traceparent"
 #define CORS_EXPOSE                                                                                \
     "X-Request-Id, traceparent, Retry-After, RateLimit, RateLimit-Policy, X-RateLimit-Limit, "     \
-    "X-RateLimit-Remaining, X-RateLimit-Reset, Location"
+    "X-RateLimit-Remaining, X-RateLimit-Reset, Location, Deprecation, Sunset, Link"
 
 typedef void(gw_local_fn)(gw_gateway_t *gw, gw_req_t *req);
 
@@ -170,6 +170,17 @@ static void s_rate_headers(gw_req_t *req, struct MHD_Response *response)
     MHD_add_response_header(response, "X-RateLimit-Reset", value);
 }
 
+//  RFC 9745 Deprecation, RFC 8594 Sunset and their Link relations, made
+//  when the route table was loaded (routes.c).
+static void s_deprecation_headers(const gw_route_t *route, struct MHD_Response *response)
+{
+    MHD_add_response_header(response, "Deprecation", route->hdr_deprecation);
+    if (route->hdr_sunset[0])
+        MHD_add_response_header(response, "Sunset", route->hdr_sunset);
+    if (route->hdr_link[0])
+        MHD_add_response_header(response, "Link", route->hdr_link);
+}
+
 static enum MHD_Result s_queue(gw_req_t *req)
 {
     gw_gateway_t *gw = req->gw;
@@ -201,6 +212,8 @@ static enum MHD_Result s_queue(gw_req_t *req)
         MHD_add_response_header(response, MHD_HTTP_HEADER_LOCATION, req->location);
     if (req->rl_have)
         s_rate_headers(req, response);
+    if (!req->local && req->match.route && req->match.route->deprecated_s)
+        s_deprecation_headers(req->match.route, response);
     s_cors_headers(req, response);
     if (atomic_load(&gw->draining))
         MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -704,6 +717,12 @@ void gw_gateway_set_routes(gw_gateway_t *self, gw_routes_t **routes_p)
         snprintf(labels, sizeof labels, "route=%s,status=429", route->name);
         route->answered_429 =
             vz_metrics_counter(self->metrics, "vz_gateway_requests_total", s_requests_help, labels);
+        snprintf(labels, sizeof labels, "route=%s", route->name);
+        if (route->deprecated_s)
+            route->deprecated_calls = vz_metrics_counter(
+                self->metrics, "vz_gateway_deprecated_requests_total",
+                "Calls to routes marked deprecated (and answered 410 after their sunset), by route",
+                labels);
     }
     pthread_mutex_lock(&self->routes_lock);
     gw_routes_t *old = self->routes;

@@ -52,6 +52,7 @@ typedef struct {
     int rl_lease_ms;                //  lifetime of a lease
     int rl_local_limit;             //  fail-open: anonymous a minute (free x10, premium x100)
     int access_log_buffer;          //  access-log buffer, bytes (0 = a write per line)
+    int deprecation_clients;        //  callers recorded per deprecated route (gw_deprecation.h)
     const gw_trust_t *trust;        //  trusted proxies (borrowed; NULL = trust none)
     gw_fwd_header_t fwd_header;     //  the header a trusted proxy names the client in
     bool proxy_protocol;            //  trusted peers may start with a PROXY header (gw_proxy.h)

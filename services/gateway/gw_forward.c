@@ -4,10 +4,10 @@
  *  The envelope gets the route's service, method, deadline and
  *  idempotency, the request's id, trace context and body (borrowed), and
  *  the ctx services see (contract B: the verified identity, never the
- *  credential; path params; forwarded headers; the query parameters the
- *  route names). The reactor ends the call (reply, error or expiry) with
- *  s_on_call_done, which records the breaker's outcome and takes the
- *  pipeline's exit; the front renders.
+ *  credential; the route's target version; path params; forwarded
+ *  headers; the query parameters the route names). The reactor ends the
+ *  call (reply, error or expiry) with s_on_call_done, which records the
+ *  breaker's outcome and takes the pipeline's exit; the front renders.
  */
 #include "gw_pipeline.h"
 
@@ -52,6 +52,9 @@ static const char *s_build_ctx(gw_req_t *req)
     }
     if (vz_authctx_write(req->ctx, &call->ctx_count, &who) < 0)
         return "the credential's identity";
+    if (route->version[0] && vz_envelope_ctx_put(req->ctx, &call->ctx_count,
+                                                 VZ_AUTHCTX_ROUTE_VERSION, route->version) < 0)
+        return "the route's version";
     if (req->content_type[0] && vz_envelope_ctx_put(req->ctx, &call->ctx_count,
                                                     VZ_AUTHCTX_CONTENT_TYPE, req->content_type) < 0)
         return "Content-Type";
@@ -145,7 +148,9 @@ gw_verdict_t gw_forward_run(gw_req_t *req)
     vz_strlcpy(call->method, route->call, sizeof call->method);
     call->timeout_ms = route->timeout_ms > 0 ? route->timeout_ms : req->pipe->timeout_ms;
     call->idempotent = route->retry;
-    call->alone = !route->bundle;
+    //  A versioned call travels alone: the broker reads route.version on the
+    //  envelope it routes, and a bundle's outer envelope carries no ctx.
+    call->alone = !route->bundle || route->version[0];
     const char *unfit = s_build_ctx(req);
     const char *refused = unfit ? NULL : s_build_query(req);
     if (unfit || refused) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "gw_deprecation.h"
 #include "gw_render.h"
 
 #define GW_LEASES_MAX 4096 //  callers with a rate-limit lease remembered at most
@@ -20,6 +21,7 @@ static const struct {
 } s_stages[] = {
     {"authenticate", gw_auth_run},     //  gw_auth.c: who calls, with which scopes
     {"limit", gw_limit_run},           //  gw_limit.c: lease, ratelimit.check, failure policy
+    {"versions", gw_versions_run},     //  gw_versions.c: callers of deprecated routes, sunset
     {"cache", gw_cache_run},           //  gw_cache.c: auth.jwks from the cached key set
     {"circuit-break", gw_circuit_run}, //  gw_circuit.c: the service's breaker
     {"forward", gw_forward_run},       //  gw_forward.c: the call; its completion exits
@@ -107,6 +109,8 @@ gw_pipe_t *gw_pipeline_new(const gw_gateway_config_t *config, gw_routes_t *route
     self->buckets = gw_buckets_new(config->rl_local_limit);
     self->rl_timeout_ms = config->rl_timeout_ms;
     self->rl_fail_open = config->rl_fail_open;
+    self->deprecations = gw_deprecations_new(
+        config->deprecation_clients > 0 ? (size_t)config->deprecation_clients : 100);
     self->breakers = gw_breakers_new(&config->breaker, metrics);
     self->timeout_ms = config->timeout_ms;
     const char *needed[GW_ROUTES_MAX];
@@ -123,6 +127,7 @@ void gw_pipeline_destroy(gw_pipe_t **self_p)
     if (!self)
         return;
     gw_breakers_destroy(&self->breakers);
+    gw_deprecations_destroy(&self->deprecations);
     gw_leases_destroy(&self->leases);
     gw_buckets_destroy(&self->buckets);
     gw_buckets_destroy(&self->auth_fails);

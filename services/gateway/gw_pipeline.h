@@ -11,6 +11,7 @@
  *    authenticate    gw_auth.c      gw_auth_run       JWKS fetch, auth.api_key_verify
  *                    (first: an IP with too many failed credentials gets 429 unverified)
  *    limit           gw_limit.c     gw_limit_run      ratelimit.check
+ *    versions        gw_versions.c  gw_versions_run   -
  *    cache           gw_cache.c     gw_cache_run      -
  *    circuit-break   gw_circuit.c   gw_circuit_run    -
  *    forward         gw_forward.c   gw_forward_run    the call itself (always)
@@ -30,6 +31,9 @@
  *                  reads client_ip; answers 401 (+ WWW-Authenticate), 403, 429, 503
  *    limit         reads match.route (rate_class, name), client_ip, id, authed;
  *                  writes rl, rl_have, rl_cost, rl_key, pre, pre_body; answers 429, 503
+ *    versions      reads match.route (deprecation fields, service), authed, id, client_ip;
+ *                  records the caller; answers 410 route_sunset after the sunset, and
+ *                  200 with the report on the gateway's own route (service "gateway")
  *    cache         reads match.route (service, call); answers 200 with the cached JWKS
  *    circuit-break reads match.route (service); writes breaker; answers 503 circuit_open
  *    forward       reads match (route, params), id, authed, client_ip, content_type,
@@ -63,6 +67,7 @@ typedef gw_verdict_t(gw_stage_fn)(gw_req_t *req);
 //  The stage entries, in chain order.
 gw_stage_fn gw_auth_run;
 gw_stage_fn gw_limit_run;
+gw_stage_fn gw_versions_run;
 gw_stage_fn gw_cache_run;
 gw_stage_fn gw_circuit_run;
 gw_stage_fn gw_forward_run;

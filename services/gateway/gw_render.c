@@ -161,7 +161,8 @@ size_t gw_render_needed(gw_routes_t *table, const char **needed, size_t cap)
 {
     size_t count = 0;
     for (size_t i = 0; table && i < gw_routes_count(table); i++) {
-        if (gw_routes_at(table, i)->optional)
+        if (gw_routes_at(table, i)->optional ||
+            strcmp(gw_routes_at(table, i)->service, GW_ROUTE_SELF) == 0)
             continue;
         const char *service = gw_routes_at(table, i)->service;
         bool seen = false;

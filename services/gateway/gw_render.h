@@ -30,7 +30,8 @@ void gw_render_run(gw_req_t *req);
 //  cannot blow up the series count or inject label syntax).
 const char *gw_render_code_label(const char *code);
 
-//  The services table routes to (each once), optional routes left out;
+//  The services table routes to (each once), optional routes and the
+//  gateway's own (GW_ROUTE_SELF) left out;
 //  at most cap. For /health and the breakers made at start.
 size_t gw_render_needed(gw_routes_t *table, const char **needed, size_t cap);
 

@@ -37,8 +37,9 @@
 #define GW_AUTH_RESULTS 7     //  ok invalid expired unavailable forbidden missing throttled
 
 typedef struct gw_gateway_t gw_gateway_t;
-typedef struct gw_local_t gw_local_t;     //  one of the front's own routes (gateway.c)
-typedef struct gw_buckets_t gw_buckets_t; //  fail-open local buckets (gw_limit.c)
+typedef struct gw_local_t gw_local_t;               //  one of the front's own routes (gateway.c)
+typedef struct gw_buckets_t gw_buckets_t;           //  fail-open local buckets (gw_limit.c)
+typedef struct gw_deprecations_t gw_deprecations_t; //  callers of deprecated routes
 
 typedef enum { REQ_NEW, REQ_WAITING, REQ_DONE } gw_state_t;
 
@@ -60,6 +61,8 @@ typedef struct {
     int rl_timeout_ms;                        //  deadline of ratelimit.check
     bool rl_fail_open;                        //  limiter silent: local bucket (true) or 503 (false)
     _Atomic(vz_series_t *) rate_series[2][3]; //  ratelimit_total: [allowed][local, limiter, lease]
+    //  versions
+    gw_deprecations_t *deprecations; //  callers of deprecated routes (gw_deprecation.h)
     //  circuit-break
     gw_breakers_t *breakers; //  one per upstream service
     //  forward

@@ -65,6 +65,10 @@ static const vz_cfg_item_t s_items[] = {
                 VZ_CFG_INT, "32768", 0, 1048576, http.access_log_buffer,
                 "access-log lines collected before one write, bytes (flushed every 50 ms); 0 = "
                 "a write per line"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_DEPRECATION_CLIENTS", "gateway/deprecation_clients",
+                VZ_CFG_INT, "100", 1, 1000, http.deprecation_clients,
+                "callers recorded per deprecated route (the busiest kept; GET "
+                "/v1/admin/deprecations)"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_CONNECTIONS", "gateway/max_connections", VZ_CFG_INT,
                 "1024", 1, 100000, http.max_connections, "concurrent client connections"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_MAX_PER_IP", "gateway/max_per_ip", VZ_CFG_INT, "0", 0,

@@ -2,6 +2,7 @@
  *  SPDX-License-Identifier: MPL-2.0
  */
 #include "routes.h"
+#include "gw_deprecation.h"
 #include "vz_authctx.h"
 #include "vz_config.h"
 
@@ -20,6 +21,7 @@
 #define PARAM_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_"
 #define TYPE_CHARS "abcdefghijklmnopqrstuvwxyz0123456789.+-/"
 #define HEADER_CHARS "abcdefghijklmnopqrstuvwxyz0123456789-"
+#define VERSION_CHARS NAME_CHARS "+"
 
 struct gw_routes_t {
     atomic_int refs;   //  holders: the gateway and requests in flight
@@ -196,6 +198,69 @@ static int s_parse_query(zconfig_t *node, gw_route_t *r, char *err, size_t errle
     return 0;
 }
 
+//  API versions: the target service version (ctx "route.version") and a
+//  deprecation with its sunset, successor and documentation; the header
+//  values are made here, once per table.
+static int s_parse_version(zconfig_t *node, gw_route_t *r, char *err, size_t errlen)
+{
+    const char *name = r->name;
+    const char *version = zconfig_get(node, "version", "");
+    if (!s_only(version, VERSION_CHARS) ||
+        s_copy(r->version, sizeof r->version, version, name, "version", err, errlen) < 0) {
+        if (!*err)
+            s_err(err, errlen, "route %s: version is [A-Za-z0-9_.+-]", name);
+        return -1;
+    }
+    if (strcmp(r->service, GW_ROUTE_SELF) == 0 &&
+        (strcmp(r->call, GW_DEPRECATION_SELF_CALL) != 0 || r->version[0])) {
+        s_err(err, errlen, "route %s: service %s answers only call %s", name, GW_ROUTE_SELF,
+              GW_DEPRECATION_SELF_CALL);
+        return -1;
+    }
+    const char *deprecated = zconfig_get(node, "deprecated", "");
+    const char *sunset = zconfig_get(node, "sunset", "");
+    const char *successor = zconfig_get(node, "successor", "");
+    const char *link = zconfig_get(node, "deprecation_link", "");
+    if (!*deprecated) {
+        if (*sunset || *successor || *link) {
+            s_err(err, errlen, "route %s: sunset, successor and deprecation_link need deprecated",
+                  name);
+            return -1;
+        }
+        return 0;
+    }
+    if (gw_deprecation_parse_date(deprecated, &r->deprecated_s) < 0 ||
+        (*sunset && gw_deprecation_parse_date(sunset, &r->sunset_s) < 0)) {
+        s_err(err, errlen, "route %s: deprecated and sunset are dates like 2027-06-01T00:00:00Z",
+              name);
+        return -1;
+    }
+    //  RFC 9745 §4: the sunset must not come before the deprecation.
+    if (r->sunset_s && r->sunset_s < r->deprecated_s) {
+        s_err(err, errlen, "route %s: sunset is before deprecated", name);
+        return -1;
+    }
+    if ((*successor && !gw_deprecation_ref_ok(successor)) ||
+        (*link && !gw_deprecation_ref_ok(link)) ||
+        s_copy(r->successor, sizeof r->successor, successor, name, "successor", err, errlen) < 0 ||
+        s_copy(r->deprecation_link, sizeof r->deprecation_link, link, name, "deprecation_link", err,
+               errlen) < 0) {
+        if (!*err)
+            s_err(err, errlen,
+                  "route %s: successor and deprecation_link are a path or an http(s) URL", name);
+        return -1;
+    }
+    gw_deprecation_sf_date(r->deprecated_s, r->hdr_deprecation, sizeof r->hdr_deprecation);
+    if (r->sunset_s)
+        gw_deprecation_http_date(r->sunset_s, r->hdr_sunset, sizeof r->hdr_sunset);
+    //  Two references of GW_ROUTE_PATH_MAX always fit GW_ROUTE_LINK_MAX.
+    int rc =
+        gw_deprecation_link(r->successor, r->deprecation_link, r->hdr_link, sizeof r->hdr_link);
+    assert(rc == 0);
+    (void)rc;
+    return 0;
+}
+
 //  One route from its ZPL block; every field checked.
 static int s_parse_route(zconfig_t *node, gw_route_t *r, char *err, size_t errlen)
 {
@@ -338,7 +403,9 @@ static int s_parse_route(zconfig_t *node, gw_route_t *r, char *err, size_t errle
         }
         vz_strlcpy(r->headers[r->header_count++], tok, VZ_CTX_KEY_MAX);
     }
-    return s_parse_query(node, r, err, errlen);
+    if (s_parse_query(node, r, err, errlen) < 0)
+        return -1;
+    return s_parse_version(node, r, err, errlen);
 }
 
 //  Same methods on the same pattern (params compared by position) twice

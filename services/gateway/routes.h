@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "vz_common.h"
 #include "vz_envelope.h"
 #include "vz_metrics.h"
@@ -39,8 +40,13 @@
 #define GW_ROUTE_PARAM_MAX 24  //  param name: "path." + name fits a ctx key
 #define GW_ROUTE_TEXT_MAX 256  //  scopes, content types
 #define GW_ROUTES_MAX 128      //  routes in one table
+#define GW_ROUTE_LINK_MAX 600  //  Link header of a deprecated route (two references)
+//  The gateway's own pseudo-service: a route naming it is answered by the
+//  gateway itself (gw_deprecation.h), never forwarded, not a /health need.
+#define GW_ROUTE_SELF "gateway"
 //  Params, headers and query parameters of one route together: with the
-//  auth context and content_type (7 entries) they always fit VZ_CTX_MAX.
+//  auth context, content_type and route.version (8 entries) they always
+//  fit VZ_CTX_MAX.
 #define GW_ROUTE_NAMED_MAX 8
 
 typedef enum {
@@ -73,6 +79,14 @@ typedef struct {
     char headers[GW_ROUTE_HEADERS_MAX][VZ_CTX_KEY_MAX]; //  forwarded, lowercase names
     size_t query_count;                                 //  entries in query
     char query[GW_ROUTE_QUERY_MAX][VZ_CTX_KEY_MAX];     //  query parameters forwarded
+    char version[VZ_NAME_MAX];                          //  target service version ("" = any)
+    int64_t deprecated_s;                               //  deprecation date, Unix s (0 = none)
+    int64_t sunset_s;                                   //  sunset date, Unix s (0 = none)
+    char successor[GW_ROUTE_PATH_MAX];                  //  successor path or URL ("" = none)
+    char deprecation_link[GW_ROUTE_PATH_MAX];           //  its documentation URL ("" = none)
+    char hdr_deprecation[24];                           //  Deprecation value, sf-date
+    char hdr_sunset[32];                                //  Sunset value, IMF-fixdate ("" = none)
+    char hdr_link[GW_ROUTE_LINK_MAX];                   //  Link value ("" = none)
     size_t seg_count;                                   //  segments of the pattern
     char segs[GW_ROUTE_SEGS_MAX][VZ_NAME_MAX];          //  literal text, or the param name
     bool is_param[GW_ROUTE_SEGS_MAX];                   //  segment i is a {param}
@@ -80,6 +94,7 @@ typedef struct {
     vz_series_t *duration;                              //  latency histogram, set by the gateway
     vz_series_t *answered_200;                          //  requests_total{status=200}, idem
     vz_series_t *answered_429;                          //  requests_total{status=429}, idem
+    vz_series_t *deprecated_calls; //  deprecated_requests_total, idem (deprecated routes)
 } gw_route_t;
 
 typedef struct gw_routes_t gw_routes_t;

@@ -29,6 +29,8 @@
 
 struct gw_upstream_t {
     vz_client_t *client;       //  DEALER to the broker, reactor thread only
+    zactor_t *monitor;         //  zmonitor of client: DISCONNECTED events
+    bool one_broker;           //  a single endpoint: a lost link lost every pending call
     vz_pending_t *pending;     //  wire id -> gw_upcall_t (entry), reactor thread only
     int wake_fd;               //  eventfd: submissions waiting
     pthread_mutex_t lock;      //  guards queue_head/queue_tail/closed
@@ -130,7 +132,14 @@ gw_upstream_t *gw_upstream_new(const gw_upstream_config_t *config)
     self->client = vz_client_new(&cc);
     self->pending = vz_pending_new();
     self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!self->client || self->wake_fd < 0) {
+    self->one_broker = !strchr(config->endpoints, ',');
+    self->monitor = self->client ? zactor_new(zmonitor, vz_client_sock(self->client)) : NULL;
+    if (self->monitor) {
+        zstr_sendx(self->monitor, "LISTEN", "DISCONNECTED", NULL);
+        zstr_sendx(self->monitor, "START", NULL);
+        zsock_wait(self->monitor);
+    }
+    if (!self->client || !self->monitor || self->wake_fd < 0) {
         gw_upstream_destroy(&self);
         return NULL;
     }
@@ -203,6 +212,7 @@ void gw_upstream_destroy(gw_upstream_t **self_p)
     gw_upstream_close(self);
     vz_pending_destroy(&self->pending);
     zlistx_destroy(&self->retries);
+    zactor_destroy(&self->monitor);
     vz_client_destroy(&self->client);
     vz_redis_destroy(&self->redis);
     if (self->wake_fd >= 0)
@@ -739,6 +749,29 @@ static void s_on_expired(vz_pending_entry_t *entry, void *arg)
     s_fail(arg, entry->owner, VZ_ERR_TIMEOUT, "no answer before the deadline");
 }
 
+static void s_on_link_lost(vz_pending_entry_t *entry, void *arg)
+{
+    gw_upcall_t *call = entry->owner;
+    if (!s_retry(arg, call, VZ_ERR_WORKER_LOST))
+        s_fail(arg, call, VZ_ERR_WORKER_LOST, "broker link lost with the request in flight");
+}
+
+//  The broker link dropped (the broker died or restarted): a broker keeps
+//  no state, so what it held is lost. With one broker every pending call
+//  ends now as worker_lost — idempotent ones go again on the next tick,
+//  queued until the link is back — instead of at its deadline.
+static int s_on_monitor(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    gw_upstream_t *self = arg;
+    zmsg_t *msg = zmsg_recv(sock);
+    char *event = msg ? zmsg_popstr(msg) : NULL;
+    if (event && streq(event, "DISCONNECTED") && self->one_broker)
+        vz_pending_clear(self->pending, s_on_link_lost, self);
+    zstr_free(&event);
+    zmsg_destroy(&msg);
+    return 0;
+}
+
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     gw_upstream_t *self = arg;
@@ -769,6 +802,7 @@ int gw_upstream_attach(gw_upstream_t *self, zloop_t *loop)
     assert(self && loop);
     zmq_pollitem_t wake = {NULL, self->wake_fd, ZMQ_POLLIN, 0};
     if (zloop_reader(loop, vz_client_sock(self->client), s_on_response, self) < 0 ||
+        zloop_reader(loop, zactor_sock(self->monitor), s_on_monitor, self) < 0 ||
         zloop_poller(loop, &wake, s_on_wake, self) < 0 ||
         zloop_timer(loop, TICK_MS, 0, s_on_tick, self) < 0 ||
         zloop_timer(loop, (size_t)self->heartbeat_ms, 0, s_on_ping, self) < 0)

@@ -22,6 +22,8 @@
 #include "policies.h"
 #include "scripts.h"
 #include "vz_batch.h"
+#include "vz_broker_contract.h"
+#include "vz_call.h"
 #include "vz_clock.h"
 #include "vz_proto.h"
 #include "vz_ratelimit_contract.h"
@@ -31,6 +33,7 @@
 #define S_TICK_MS 100       //  Redis probe cadence (failure mode)
 #define S_IDLE_PING_MS 1000 //  probe a healthy but idle Redis this often
 #define S_NEAR_PERCENT 10   //  "near limit": allowed with under 10 % left
+#define S_REPLICAS_MS 2000  //  broker.services cadence (VZ_RATELIMIT_REPLICAS=0)
 
 const vz_cfg_item_t rl_items[] = {
     VZ_CFG_ITEM(rl_config_t, "VZ_RATELIMIT_POLICY", "ratelimit/policy", VZ_CFG_STR,
@@ -45,8 +48,10 @@ const vz_cfg_item_t rl_items[] = {
     VZ_CFG_ENUM_ITEM(rl_config_t, "VZ_RATELIMIT_FAILURE_MODE", "ratelimit/failure_mode", "open",
                      "open closed", failure_mode,
                      "when Redis is away: open (local buckets, limit/replicas) or closed (deny)"),
-    VZ_CFG_ITEM(rl_config_t, "VZ_RATELIMIT_REPLICAS", "ratelimit/replicas", VZ_CFG_INT, "1", 1,
-                1000, replicas, "replica count; fail-open limits are divided by it"),
+    VZ_CFG_ITEM(rl_config_t, "VZ_RATELIMIT_REPLICAS", "ratelimit/replicas", VZ_CFG_INT, "0", 0,
+                1000, replicas,
+                "replica count fail-open limits are divided by; 0 = the ratelimit workers the "
+                "broker has (broker.services, every 2 s)"),
     VZ_CFG_ITEM(rl_config_t, "VZ_RATELIMIT_LOCAL_MAX", "ratelimit/local_max", VZ_CFG_INT, "100000",
                 100, 10000000, local_max,
                 "fail-open buckets kept in memory before the oldest are dropped"),
@@ -112,6 +117,11 @@ typedef struct {
     size_t npending;                   //  entries used in pending
     size_t pending_max;                //  entries allocated
     vz_redis_call_t *calls;            //  pipelined calls, pending_max of them
+    int replicas;                      //  fail-open divisor in use (>= 1)
+    vz_call_t *broker;                 //  replicas 0: asks broker.services (NULL otherwise)
+    bool asking;                       //  a broker.services call is in flight
+    int64_t replicas_due;              //  next ask (monotonic ms)
+    vz_series_t *replicas_gauge;       //  replicas
 } s_app_t;
 
 static void s_series_for(s_app_t *app, const char *policy, s_policy_series_t *out)
@@ -294,7 +304,7 @@ static int s_decide_reply(s_app_t *app, const rl_policy_t *p, uint64_t cost, con
 static void s_decide_local(s_app_t *app, const rl_policy_t *p, const char *bucket, uint64_t cost,
                            vz_rl_decision_t *a)
 {
-    uint64_t replicas = (uint64_t)app->config->replicas;
+    uint64_t replicas = (uint64_t)app->replicas;
     uint64_t limit = p->limit / replicas ? p->limit / replicas : 1;
     uint64_t burst = p->burst / replicas ? p->burst / replicas : 1;
     int64_t t = (int64_t)s_emission_us(limit, p->window_s);
@@ -642,9 +652,43 @@ static void s_probe_redis(s_app_t *app)
 }
 
 //  Redis probes (for the failure mode) run on the reactor's own timer.
+//  broker.services answered: the divisor is the ratelimit workers it has
+//  (this replica at least). Unanswered, the last known count stays.
+static void s_replicas_done(void *arg, const vz_call_result_t *result)
+{
+    s_app_t *app = arg;
+    app->asking = false;
+    if (result->outcome != VZ_CALL_REPLY)
+        return;
+    vz_broker_service_t list[64];
+    size_t n = 0;
+    const char *why = NULL;
+    if (vz_broker_services_decode(result->body, result->body_len, list, 64, &n, NULL, &why) < 0) {
+        vz_warn(NULL, "unable to read broker.services", "reason", why);
+        return;
+    }
+    int workers = 1;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i].name, "ratelimit") == 0 && list[i].workers > 1)
+            workers = list[i].workers > 1000 ? 1000 : (int)list[i].workers;
+    app->replicas = workers;
+    vz_series_set(app->replicas_gauge, workers);
+}
+
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
-    s_probe_redis(arg);
+    s_app_t *app = arg;
+    s_probe_redis(app);
+    int64_t now = vz_clock_mono_ms();
+    if (app->broker && !app->asking && now >= app->replicas_due) {
+        app->replicas_due = now + S_REPLICAS_MS;
+        app->asking = true;
+        vz_call_req_t req = {.service = VZ_BROKER_SERVICE,
+                             .method = "services",
+                             .timeout_ms = S_REPLICAS_MS,
+                             .idempotent = true};
+        vz_call_start(app->broker, &req, s_replicas_done, app);
+    }
     return 0;
 }
 
@@ -703,6 +747,11 @@ static int s_app_init(s_app_t *app, vz_daemon_t *daemon, const rl_config_t *conf
         vz_metrics_counter(app->metrics, "vz_ratelimit_reloads_total", reload_help, "result=ok");
     app->reload_failed = vz_metrics_counter(app->metrics, "vz_ratelimit_reloads_total", reload_help,
                                             "result=failed");
+    app->replicas = config->replicas > 0 ? config->replicas : 1;
+    app->replicas_gauge =
+        vz_metrics_gauge(app->metrics, "vz_ratelimit_replicas",
+                         "Replicas the fail-open limits are divided by", NULL);
+    vz_series_set(app->replicas_gauge, app->replicas);
     s_series_for(app, "none", &app->none_series);
     s_install(app, &limits);
     app->token_bucket = vz_redis_script_new(rl_token_bucket_lua);
@@ -736,10 +785,14 @@ int rl_run(vz_daemon_t *daemon, const rl_config_t *config)
         //  decisions are only local should not count as a ready endpoint,
         //  yet it keeps answering.
         vz_daemon_on_reload(daemon, s_reload, &app);
+        //  Replicas 0: the divisor follows the broker's count of workers.
+        if (config->replicas == 0 && !(app.broker = vz_call_new_daemon(daemon, loop)))
+            vz_warn(NULL, "unable to ask the broker for replicas: fail-open divides by 1");
         //  Checks are decided a batch per Redis round trip, so the more the
         //  broker may queue here, the fewer round trips (VZ_WORKER_CREDIT).
         code = vz_daemon_serve(daemon, loop, s_methods, sizeof s_methods / sizeof s_methods[0],
                                RATELIMIT_CREDIT, &app);
+        vz_call_destroy(&app.broker);
     }
     zloop_destroy(&loop);
     s_app_destroy(&app);

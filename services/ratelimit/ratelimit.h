@@ -17,7 +17,7 @@ typedef struct {
     int redis_timeout_ms;          //  connect and command timeout
     int redis_retry_ms;            //  least time between reconnect attempts
     int failure_mode;              //  RL_FAIL_OPEN | RL_FAIL_CLOSED
-    int replicas;                  //  fail-open divides limits by this
+    int replicas;                  //  fail-open divides limits by this; 0 = broker's count
     int local_max;                 //  fail-open buckets kept in memory
 } rl_config_t;
 

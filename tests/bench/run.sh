@@ -15,8 +15,11 @@
 #        vizmesh's anonymous, JWT and API-key routes; req/s, p50, p99, ratio to
 #        nginx, peak RSS and CPU split of every process during the load
 #     6. telemetry on vs off on the JWT route (telemetry.sh): req/s and the ratio
+#     7. chaos under load (chaos.sh): kill -9 of every daemon, several
+#        rounds; errors by code, hangs, recovery times per victim
 #   Usage: tests/bench/run.sh [BUILD_DIR]   (REPS=5 by default; section 5
-#   uses HTTP_REPS, default 3). ONLY=http runs section 5 alone; PROFILE=1
+#   uses HTTP_REPS, default 3). ONLY=http runs section 5 alone, ONLY=chaos
+#   section 7; PROFILE=1
 #   adds a perf profile of the gateway on the JWT route. Installs wrk and
 #   nginx with apt-get when they are missing (root only).
 set -u -o pipefail
@@ -52,6 +55,10 @@ if [ "${ONLY:-}" = http ]; then
 fi
 if [ "${ONLY:-}" = telemetry ]; then
     bash "$SRC/tests/bench/telemetry.sh" "$BUILD"
+    exit $?
+fi
+if [ "${ONLY:-}" = chaos ]; then
+    bash "$SRC/tests/bench/chaos.sh" "$BUILD"
     exit $?
 fi
 echo "## 1. envelope codec"
@@ -119,3 +126,6 @@ source "$SRC/tests/bench/http.sh"
 echo
 echo "## 6. telemetry on vs off (JWT route)"
 bash "$SRC/tests/bench/telemetry.sh" "$BUILD"
+
+echo
+bash "$SRC/tests/bench/chaos.sh" "$BUILD"

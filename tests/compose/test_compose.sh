@@ -10,14 +10,13 @@
 #   SIGKILLed container brought back by the restart policy; down -v leaving
 #   no container, network or volume. No Docker engine = FAIL with the reason.
 #
-#   The build context is the committed tree (git archive HEAD) plus the
-#   working copy of compose/ and .dockerignore, so half-written files of
-#   others in a shared checkout cannot break it; VZ_COMPOSE_WORKTREE=1 builds
-#   the working tree as it is. The engine (left running) keeps the base image
+#   The build context and the build are images.sh's (the k8s overlay test
+#   builds the same way). The engine (left running) keeps the base image
 #   and the build cache between runs on purpose.
 set -u
 SRC=${VZ_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 source "$SRC/tests/compose/engine.sh"
+source "$SRC/tests/compose/images.sh"
 T=$(mktemp -d /var/tmp/vz-compose.XXXXXX)
 PROJECT=vzt$$
 # A tag per run: parallel runs (other build dirs) must not swap images under
@@ -96,15 +95,7 @@ say "engine ready ($("$DOCKER" version -f '{{.Server.Version}}'))"
 
 # ------------------------------------------------------------ build context
 CTX=$T/ctx
-mkdir -p "$CTX"
-if [ "${VZ_COMPOSE_WORKTREE:-0}" != 1 ] && git -C "$SRC" rev-parse HEAD >/dev/null 2>&1; then
-    git -C "$SRC" archive HEAD | tar -x -C "$CTX" || fail "git archive"
-    rm -rf "$CTX/compose"
-    cp -r "$SRC/compose" "$CTX/compose" && cp "$SRC/.dockerignore" "$CTX/" || fail "copy compose/"
-else
-    (cd "$SRC" && tar --exclude='./build*' --exclude=node_modules --exclude=./state -c .) |
-        tar -x -C "$CTX" || fail "copy the source tree"
-fi
+why=$(images_context "$SRC" "$CTX" 2>&1) || fail "$why"
 PORT=$(free_port) || fail "no free port"
 export VZ_GATEWAY_HOST_PORT=$PORT
 C=("$COMPOSE" -p "$PROJECT" -f "$CTX/compose/docker-compose.yml")
@@ -112,7 +103,7 @@ C=("$COMPOSE" -p "$PROJECT" -f "$CTX/compose/docker-compose.yml")
 
 # -------------------------------------------------------------------- build
 t0=$SECONDS
-timeout 900 "${C[@]}" build >"$T/build.log" 2>&1 || { tail -n 40 "$T/build.log"; fail "build"; }
+images_build "$CTX" "$PROJECT" "$T/build.log" || fail "build"
 say "images built in $((SECONDS - t0)) s: $("$DOCKER" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep ":$PROJECT" | tr '\n' ' ')"
 
 # ----------------------------------------------------------------------- up

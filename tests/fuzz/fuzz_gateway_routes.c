@@ -6,8 +6,9 @@
  *  into at most GW_ROUTE_SEGS_MAX segments with at most GW_ROUTE_PARAMS_MAX
  *  params, and strings that fit; every route's own pattern, params filled
  *  in, matches a route with at least as many literal segments, and the
- *  Allow set of that path covers the route's methods. A refused file gives
- *  a one-line reason.
+ *  Allow set of that path covers the route's methods; the deprecation
+ *  header values exist exactly when a date does, and hold no line break.
+ *  A refused file gives a one-line reason.
  */
 #include "fuzz.h"
 #include "routes.h"
@@ -25,6 +26,15 @@ static void s_check_route(const gw_routes_t *table, const gw_route_t *r)
     FZ_CHECK(r->methods && (r->methods & ~GW_M_ALL) == 0);
     FZ_CHECK(r->seg_count <= GW_ROUTE_SEGS_MAX && r->header_count <= GW_ROUTE_HEADERS_MAX);
     FZ_CHECK(r->timeout_ms >= 0 && r->max_body >= 0);
+    //  API versions: header values exist exactly for a deprecation, a
+    //  sunset never precedes it, and no value can break a header line.
+    FZ_CHECK_STR(r->version, sizeof r->version);
+    FZ_CHECK_STR(r->successor, sizeof r->successor);
+    FZ_CHECK_STR(r->hdr_link, sizeof r->hdr_link);
+    FZ_CHECK((r->deprecated_s > 0) == (r->hdr_deprecation[0] == '@'));
+    FZ_CHECK(r->sunset_s == 0 || (r->deprecated_s > 0 && r->sunset_s >= r->deprecated_s));
+    FZ_CHECK((r->sunset_s > 0) == (r->hdr_sunset[0] != '\0'));
+    FZ_CHECK(!strpbrk(r->hdr_link, "\r\n") && !strpbrk(r->hdr_sunset, "\r\n"));
     size_t params = 0, literals = 0;
     char path[GW_ROUTE_SEGS_MAX * VZ_NAME_MAX + 2] = "/";
     size_t len = 0;

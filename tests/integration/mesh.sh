@@ -15,6 +15,8 @@
 BIN=${VZ_BIN_DIR:?VZ_BIN_DIR not set}
 SRC=${VZ_SOURCE_DIR:?VZ_SOURCE_DIR not set}
 T=$(mktemp -d "${TMPDIR:-/tmp}/vz-${1:-mesh}.XXXXXX")
+#   Searchable by the services' own uids (isolation = uid, the default as root).
+chmod 0711 "$T"
 STATE=$T/state
 CTL=("$BIN/vzctl" --state "$STATE")
 SUP=
@@ -52,13 +54,14 @@ fail() {
     exit 1
 }
 
-#   until_ok TIMEOUT_S CMD...: retry CMD (100 ms apart) until it succeeds or the deadline passes.
+#   until_ok TIMEOUT_S CMD...: retry CMD (UNTIL_OK_STEP s apart, default
+#   0.1) until it succeeds or the deadline passes.
 until_ok() {
     local deadline=$((SECONDS + $1))
     shift
     while ! "$@" >/dev/null 2>&1; do
         [ $SECONDS -ge $deadline ] && return 1
-        sleep 0.1
+        sleep "${UNTIL_OK_STEP:-0.1}"
     done
 }
 

@@ -74,8 +74,8 @@ static int s_setup(void **state)
     mesh_t *mesh = calloc(1, sizeof *mesh);
     assert_non_null(mesh);
     *state = mesh;
-    char *const env[] = {"ratelimit:VZ_RATELIMIT_REPLICAS=2",
-                         "ratelimit:VZ_RATELIMIT_REDIS_RETRY_MS=100", NULL};
+    //  VZ_RATELIMIT_REPLICAS left at 0: each replica learns "2" from the broker.
+    char *const env[] = {"ratelimit:VZ_RATELIMIT_REDIS_RETRY_MS=100", NULL};
     const char *const files[] = {"ratelimit.cfg", s_policies, NULL};
     mesh->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "ratelimit",
                                                 .daemons = "ratelimit*2",
@@ -664,6 +664,9 @@ static void test_redis_outage(void **state)
     for (int i = 0; i < 2; i++)
         assert_int_equal(pthread_create(&threads[i], NULL, s_load_thread, &load), 0);
     s_wait_mode(&load, 0, "redis");
+    //  The fail-open divisor each replica took from broker.services.
+    for (int i = 0; i < 2; i++)
+        assert_true(vzt_wait_metric(mesh->admin[i], "vz_ratelimit_replicas", 2, 10000));
 
     //  Hung: every call still answers, bounded by the 20 ms Redis timeout.
     kill(vzt_mesh_pid(mesh->m, "redis"), SIGSTOP);
@@ -681,7 +684,8 @@ static void test_redis_outage(void **state)
         assert_int_equal((int)s_metric(mesh->admin[i], "vz_ratelimit_fallback_active"), 1);
         assert_true(s_metric(mesh->admin[i], "vz_ratelimit_redis_errors_total") > 0);
     }
-    //  Fail-open buckets hold limit/replicas each: 10/2 = 5 per replica.
+    //  Fail-open buckets hold limit/replicas each: 10/2 = 5 per replica
+    //  (the replica count from the broker: a constant 1 would show 10).
     vz_client_t *client = s_client(mesh, NULL);
     int allowed = 0;
     for (int i = 0; i < 30; i++) {

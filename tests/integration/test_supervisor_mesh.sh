@@ -41,12 +41,15 @@ health_ok() { curl -sf --max-time 2 "http://127.0.0.1:$gw/health" | grep -q '^{"
 until_ok 10 health_ok || fail "/health not ok: $(curl -s --max-time 2 "http://127.0.0.1:$gw/health")"
 echo "ok - gateway /health 200 ok"
 
-#   The built-in Redis: the default user may only PING; each daemon has an
-#   ACL user of its own with its own key prefix; the file holds no password.
+#   The built-in Redis: the default user is off (no anonymous command, no
+#   AUTH as default); each daemon has an ACL user of its own with its own
+#   key prefix; the file holds no password.
 rport=$("${CTL[@]}" ports | awk '$1=="redis" {print $2}')
 rcli() { redis-cli -p "$rport" --no-auth-warning "$@" 2>&1; }
-[ "$(rcli PING)" = PONG ] || fail "anonymous PING refused"
-rcli GET {auth}:x | grep -q NOPERM || fail "anonymous GET allowed: $(rcli GET {auth}:x)"
+rcli PING | grep -q NOAUTH || fail "anonymous PING allowed: $(rcli PING)"
+rcli GET {auth}:x | grep -q NOAUTH || fail "anonymous GET allowed: $(rcli GET {auth}:x)"
+out=$(rcli --user default --pass x GET {auth}:x)
+[[ $out == *WRONGPASS* ]] || fail "AUTH as default: $out"
 for f in users.acl secret; do
     [ "$(stat -c %a "$STATE/redis/$f")" = 600 ] || fail "$f is not owner-only"
 done
@@ -60,7 +63,7 @@ rcli --user auth --pass "$pw" GET vz:rl:x | grep -q NOPERM || fail "auth may rea
 rcli --user auth --pass "$pw" FLUSHALL | grep -q NOPERM || fail "auth may FLUSHALL"
 out=$(rcli --user auth --pass wrong PING)
 [[ $out == *WRONGPASS* ]] || fail "a wrong password was taken: $out"
-echo "ok - Redis ACL: anonymous PING only, auth confined to {auth}:*, no clear password at rest"
+echo "ok - Redis ACL: nothing anonymous, auth confined to {auth}:*, no clear password at rest"
 
 #   Live readiness: echo's process stays up without a broker but its /readyz
 #   turns 503; the supervisor's poll shows that (with the reason) and does not

@@ -23,3 +23,10 @@ node_deps() {
             fail "npm ci in tests/k8s"
     fi
 }
+
+#   have_kustomize: true when `kubectl kustomize` (kustomize >= 4) exists, to
+#   compare k8s_tool.mjs's builds with.
+have_kustomize() {
+    command -v kubectl >/dev/null &&
+        kubectl version --client 2>/dev/null | grep -Eq 'Kustomize Version: v([4-9]|[1-9][0-9])'
+}

@@ -14,10 +14,7 @@ node_deps
 BIN=${VZ_BIN_DIR:?VZ_BIN_DIR not set}
 
 kustomize_ok=0
-if command -v kubectl >/dev/null &&
-    kubectl version --client 2>/dev/null | grep -Eq 'Kustomize Version: v([4-9]|[1-9][0-9])'; then
-    kustomize_ok=1
-fi
+have_kustomize && kustomize_ok=1
 n=0
 for dir in "$K8S"/overlays/*/; do
     o=$(basename "$dir")
@@ -31,6 +28,19 @@ for dir in "$K8S"/overlays/*/; do
     n=$((n + 1))
 done
 [ $n -ge 2 ] || fail "expected the dev and prod overlays, found $n"
+# The prometheus-operator objects (k8s/monitoring/operator): valid against
+# the operator's CRD schema, and a ServiceMonitor scrapes every pod
+# prometheus.yml scrapes, in every overlay's namespace.
+node "$TOOL" build "$K8S/monitoring/operator" >"$T/operator.yaml" || fail "build of monitoring/operator"
+if [ $kustomize_ok = 1 ]; then
+    kubectl kustomize "$K8S/monitoring/operator" >"$T/operator.kustomize.yaml" || fail "kubectl kustomize operator"
+    node "$TOOL" same "$T/operator.kustomize.yaml" "$T/operator.yaml" || fail "kustomize disagrees on monitoring/operator"
+fi
+node "$TOOL" validate "$T/operator.yaml" || fail "monitoring/operator has invalid objects"
+for dir in "$K8S"/overlays/*/; do
+    o=$(basename "$dir")
+    node "$TOOL" scrapes "$T/$o.yaml" "$T/operator.yaml" || fail "overlay $o: pods no ServiceMonitor scrapes"
+done
 [ $kustomize_ok = 1 ] && echo "kustomize agrees on all $n overlays" ||
     echo "kubectl kustomize (v4+) absent: overlays built by k8s_tool.mjs only"
 
@@ -80,16 +90,41 @@ spread=$(grep -c 'topologyKey: kubernetes.io/hostname' "$T/prod.yaml")
 [ "$spread" -ge "$deployments" ] || fail "$spread of $deployments Deployments spread over nodes"
 echo "ok - gateway preStop drain (grace $grace s); $deployments Deployments spread over nodes"
 
-# Redis requires a password (Secret vizmesh-redis) and every daemon that
-# talks to it reads the password from that Secret; auth encrypts its
-# signing keys with the KEK of Secret vizmesh-auth-kek.
-grep -q 'requirepass' "$T/prod.yaml" || fail "Redis runs without requirepass"
-for d in auth ratelimit billing notifier telemetry github reporter gateway; do
-    dep=$(awk -v d="$d" '/^---/{on=0} /^kind: /{k=$2} /^  name: /{if (k=="Deployment" && $2==d) on=1} on' "$T/prod.yaml")
-    grep -q 'name: VZ_REDIS_PASSWORD_FILE' <<<"$dep" || fail "$d does not read the Redis password"
-    grep -q 'secretName: vizmesh-redis$' <<<"$dep" || fail "$d does not mount Secret vizmesh-redis"
+# Redis has one ACL user per service (Secret vizmesh-redis-acl, from
+# `vzctl redis-acl --k8s`, which also prints one password Secret per
+# service): every Deployment that talks to Redis logs in as its own user
+# with the password of its own Secret vizmesh-redis-<d>, mounts no other
+# service's, and nothing else mounts any; auth encrypts its signing keys
+# with the KEK of Secret vizmesh-auth-kek.
+redis_users=(auth ratelimit billing notifier telemetry github reporter gateway)
+for dir in "$K8S"/overlays/*/; do
+    o=$(basename "$dir")
+    node "$TOOL" refs "$T/$o.yaml" >"$T/$o.refs" || fail "references of overlay $o"
+    sts=$(awk '/^---/{on=0} /^kind: StatefulSet/{on=1} on' "$T/$o.yaml")
+    grep -q -- '--aclfile' <<<"$sts" || fail "overlay $o: Redis runs without an ACL file"
+    grep -q 'requirepass' <<<"$sts" && fail "overlay $o: Redis still has one shared requirepass"
+    grep -qx 'StatefulSet/redis Secret vizmesh-redis-acl' "$T/$o.refs" || fail "overlay $o: Redis does not mount vizmesh-redis-acl"
+    for d in "${redis_users[@]}"; do
+        dep=$(awk -v d="$d" '/^---/{on=0} /^kind: /{k=$2} /^  name: /{if (k=="Deployment" && $2==d) on=1} on' "$T/$o.yaml")
+        [ -n "$dep" ] || fail "overlay $o: no Deployment $d"
+        grep -A1 'name: VZ_REDIS_URL$' <<<"$dep" | grep -Eq "value: \"?\\\$\(VZ_REDIS_SCHEME\)://$d@\\\$\(VZ_REDIS_ADDR\)\"?\$" ||
+            fail "overlay $o: $d does not log in to Redis as user $d"
+        grep -q 'name: VZ_REDIS_PASSWORD_FILE' <<<"$dep" || fail "overlay $o: $d does not read a Redis password"
+        mounts=$(grep "^Deployment/$d Secret vizmesh-redis" "$T/$o.refs" | awk '{print $3}' | sort -u)
+        [ "$mounts" = "vizmesh-redis-$d" ] || fail "overlay $o: $d mounts Redis Secrets '$mounts', not vizmesh-redis-$d alone"
+    done
+    others=$(grep -E ' Secret vizmesh-redis' "$T/$o.refs" | grep -vE '^StatefulSet/redis ' |
+        awk '{split($1, a, "/"); if ($3 != "vizmesh-redis-" a[2]) print}')
+    [ -z "$others" ] || fail "overlay $o: Redis Secrets mounted by the wrong pods: $others"
+    grep -q 'Secret vizmesh-auth-kek$' "$T/$o.refs" || fail "overlay $o: auth does not mount its KEK"
 done
-grep -q 'secretName: vizmesh-auth-kek$' "$T/prod.yaml" || fail "auth does not mount its KEK"
-echo "ok - Redis with a password every client reads from Secret vizmesh-redis; auth's KEK mounted"
+# The Secrets an operator makes with vzctl validate, and are every Redis
+# Secret the manifests mount.
+"$BIN/vzctl" redis-acl "$T/redis" "${redis_users[@]}" --k8s >"$T/redis-secrets.yaml" || fail "vzctl redis-acl --k8s"
+node "$TOOL" validate "$T/redis-secrets.yaml" || fail "vzctl redis-acl --k8s output"
+made=$(awk '/^  name: /{print $2}' "$T/redis-secrets.yaml" | sort -u)
+used=$(awk '$3 ~ /^vizmesh-redis/ {print $3}' "$T/prod.refs" | sort -u)
+[ "$made" = "$used" ] || fail "vzctl redis-acl --k8s makes $(echo $made), the manifests mount $(echo $used)"
+echo "ok - Redis: an ACL user and a password Secret of its own for each of ${redis_users[*]}; auth's KEK mounted"
 
 echo "PASS: $n overlays valid; daemons ${daemons[*]} in compose and k8s"

@@ -1,6 +1,8 @@
 #!/bin/bash
 #   test_k8s_rules.sh - alert rules pass promtool check and their unit tests; dashboard parses
 #   SPDX-License-Identifier: MPL-2.0
+#   The PrometheusRule of k8s/monitoring/operator is the rule file, generated
+#   (one source), and validates against prometheus-operator's CRD schema.
 #   (promtool check config is not run: Debian's promtool is built without
 #   kubernetes_sd_configs, which k8s/monitoring/prometheus.yml needs.)
 set -u
@@ -13,6 +15,12 @@ promtool check rules "$M/vizmesh-rules.yml" || fail "promtool check rules"
 for a in $(grep -oE 'alert: \w+' "$M/vizmesh-rules.yml" | cut -d' ' -f2); do
     grep -q "alertname: $a\$" "$M/vizmesh-rules.test.yml" || fail "alert $a has no promtool unit test"
 done
+# The PrometheusRule: what k8s_tool.mjs makes of vizmesh-rules.yml, byte for byte.
+node_deps
+node "$TOOL" prometheusrule "$M/vizmesh-rules.yml" >"$T/rules.yaml" || fail "PrometheusRule generation"
+diff -u "$M/operator/vizmesh-rules.yaml" "$T/rules.yaml" >&2 ||
+    fail "k8s/monitoring/operator/vizmesh-rules.yaml is not vizmesh-rules.yml (regenerate it: see its header)"
+node "$TOOL" validate "$M/operator/vizmesh-rules.yaml" || fail "the PrometheusRule does not validate"
 for d in "$M"/vizmesh-*.json; do
     python3 -m json.tool "$d" >/dev/null || fail "$(basename "$d") is not JSON"
 done

@@ -10,7 +10,9 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -281,6 +283,69 @@ static void test_cert_load_failures(void **state)
     zcert_destroy(&ok);
 }
 
+//  The whole of a small file (heap) and its length.
+static int s_read(const char *path, char **text, size_t *len)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    *text = calloc(1, 4096);
+    ssize_t n = read(fd, *text, 4095);
+    close(fd);
+    *len = n > 0 ? (size_t)n : 0;
+    return n > 0 ? 0 : -1;
+}
+
+//  A pipe holding text, write end closed (as the supervisor hands a secret over).
+static int s_pipe_with(const char *text, size_t len)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], text, len), (ssize_t)len);
+    close(p[1]);
+    return p[0];
+}
+
+static void test_cert_read_fd(void **state)
+{
+    fixture_t *f = *state;
+    char path[600], err[256], *text = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/secret/alice.key_secret", f->dir);
+    assert_int_equal(s_read(path, &text, &len), 0);
+
+    //  The secret certificate's text loads as the file does, and the fd is closed.
+    int fd = s_pipe_with(text, len);
+    zcert_t *cert = vz_curve_cert_read_fd(fd, err, sizeof err);
+    assert_non_null(cert);
+    assert_string_equal(zcert_meta(cert, "name"), "alice");
+    assert_string_equal(zcert_public_txt(cert), zcert_public_txt(f->alice));
+    assert_int_equal(fcntl(fd, F_GETFD), -1);
+    zcert_destroy(&cert);
+    free(text);
+
+    //  A public certificate, garbage and nothing at all are refused with a reason.
+    snprintf(path, sizeof path, "%s/public/alice.key", f->dir);
+    assert_int_equal(s_read(path, &text, &len), 0);
+    const struct {
+        const char *text; //  what the pipe holds
+        size_t len;       //  its length
+        const char *why;  //  part of the reason
+    } bad[] = {{text, len, "no secret"},
+               {"curve\n  x\n", 10, "not a certificate"},
+               {"", 0, "not a certificate"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        assert_null(vz_curve_cert_read_fd(s_pipe_with(bad[i].text, bad[i].len), err, sizeof err));
+        assert_non_null(strstr(err, bad[i].why));
+        assert_non_null(strstr(err, "fd "));
+    }
+    free(text);
+    err[0] = '\0';
+    assert_null(vz_curve_cert_read_fd(-1, err, sizeof err));
+    assert_non_null(strstr(err, "unreadable"));
+}
+
 static void test_keygen_layout_and_modes(void **state)
 {
     fixture_t *f = *state;
@@ -371,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_wrong_server_key_refused),
         cmocka_unit_test(test_allow_dir_reload),
         cmocka_unit_test(test_cert_load_failures),
+        cmocka_unit_test(test_cert_read_fd),
         cmocka_unit_test(test_keygen_layout_and_modes),
         cmocka_unit_test(test_server_key_parsing),
         cmocka_unit_test(test_ports_and_names),

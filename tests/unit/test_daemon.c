@@ -57,7 +57,7 @@ static int setup(void **state)
         "VZ_BROKER_ENDPOINTS", "VZ_ADMIN_ADDR", "VZ_ADMIN_PORT",      "VZ_HEARTBEAT_MS",
         "VZ_DRAIN_TIMEOUT_MS", "VZ_REDIS_URL",  "VZ_REPLICA",         "VZ_CONFIG_FILE",
         "VZ_NOTIFY_FD",        "ECHO_WORKERS",  "ECHO_GREETING",      "VZ_WORKER_CREDIT",
-        "VZ_CLOCK_START",      "VZ_CLOCK_TEST",
+        "VZ_CLOCK_START",      "VZ_CLOCK_TEST", "VZ_SERVICE_VERSION", "VZ_CURVE_SECRET_FD",
     };
     vz_clock_test_reset();
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
@@ -297,6 +297,50 @@ static void test_config_file(void **state)
     assert_non_null(d);
     assert_int_equal(s_app.workers, 9);
     vz_daemon_destroy(&d);
+}
+
+//  A pipe holding the whole of file, write end closed (the supervisor's isolation = fd).
+static int s_pipe_of(const char *file)
+{
+    char buf[4096];
+    FILE *f = fopen(file, "r");
+    assert_non_null(f);
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], buf, len), (ssize_t)len);
+    close(p[1]);
+    return p[0];
+}
+
+//  VZ_CURVE_SECRET_FD: the certificate comes through the fd, read once and
+//  closed, with no VZ_CURVE_CERT; a public certificate there is refused.
+static void test_key_by_fd(void **state)
+{
+    char secret[200], value[16];
+    snprintf(secret, sizeof secret, "%s_secret", s_cert);
+    unsetenv("VZ_CURVE_CERT");
+    int fd = s_pipe_of(secret);
+    struct stat pipe_st, now_st;
+    assert_int_equal(fstat(fd, &pipe_st), 0);
+    snprintf(value, sizeof value, "%d", fd);
+    setenv("VZ_CURVE_SECRET_FD", value, 1);
+    int code;
+    vz_daemon_t *d = start(spec(false, false), s_argv_plain, &code, s_out, s_err);
+    if (!d)
+        fail_msg("exit %d; stderr: %s", code, s_err);
+    //  Closed: the number is free or reused by something else, never the pipe.
+    assert_true(fstat(fd, &now_st) < 0 || now_st.st_ino != pipe_st.st_ino);
+    vz_daemon_destroy(&d);
+    setup(state);
+
+    unsetenv("VZ_CURVE_CERT");
+    snprintf(value, sizeof value, "%d", s_pipe_of(s_public));
+    setenv("VZ_CURVE_SECRET_FD", value, 1);
+    static const char *const pub[] = {"VZ_CURVE_SECRET_FD", "no secret key", NULL};
+    expect_fail(spec(false, false), s_argv_plain, VZ_EXIT_PERMANENT, pub);
+    setup(state);
 }
 
 static void test_key_errors(void **state)
@@ -636,6 +680,8 @@ static void *s_serve_thread(void *arg)
 
 //  Start a worker daemon against a fake broker and return the credit its
 //  RDY announced ("" when none came within 5 s).
+static char s_rdy_version[64]; //  the version frame of the last RDY serve_rdy_credit saw
+
 static void serve_rdy_credit(char *credit, size_t n)
 {
     zcert_t *cert = zcert_load(s_broker_secret);
@@ -660,12 +706,17 @@ static void serve_rdy_credit(char *credit, size_t n)
     credit[0] = '\0';
     zsock_set_rcvtimeo(router, 5000);
     zmsg_t *msg = zmsg_recv(router);
-    if (msg && zmsg_size(msg) == 4) {
+    s_rdy_version[0] = '\0';
+    //  RDY service credit version (the build's or VZ_SERVICE_VERSION).
+    if (msg && zmsg_size(msg) == 5) {
         zframe_destroy(&(zframe_t *){zmsg_pop(msg)}); //  routing id
         char *cmd = zmsg_popstr(msg), *service = zmsg_popstr(msg), *text = zmsg_popstr(msg);
+        char *version = zmsg_popstr(msg);
         assert_string_equal(cmd, VZ_CMD_READY);
         assert_string_equal(service, "echo");
         snprintf(credit, n, "%s", text);
+        snprintf(s_rdy_version, sizeof s_rdy_version, "%s", version);
+        zstr_free(&version);
         zstr_free(&cmd);
         zstr_free(&service);
         zstr_free(&text);
@@ -692,6 +743,12 @@ static void test_serve_credit(void **state)
     setenv("VZ_WORKER_CREDIT", "40", 1);
     serve_rdy_credit(credit, sizeof credit);
     assert_string_equal(credit, "40");
+    //  The worker announces its version: the build's, or VZ_SERVICE_VERSION.
+    assert_true(s_rdy_version[0] != '\0');
+    setup(state);
+    setenv("VZ_SERVICE_VERSION", "1.4.0-rc.1", 1);
+    serve_rdy_credit(credit, sizeof credit);
+    assert_string_equal(s_rdy_version, "1.4.0-rc.1");
     //  Out of range is a configuration error naming the setting.
     setup(state);
     static const char *const range[] = {"VZ_WORKER_CREDIT", "0..1000", NULL};
@@ -717,6 +774,7 @@ int main(void)
         cmocka_unit_test_setup(test_help, setup),
         cmocka_unit_test_setup(test_config_errors, setup),
         cmocka_unit_test_setup(test_config_file, setup),
+        cmocka_unit_test_setup(test_key_by_fd, setup),
         cmocka_unit_test_setup(test_key_errors, setup),
         cmocka_unit_test_setup(test_admin_busy, setup),
         cmocka_unit_test_setup(test_sighup, setup),

@@ -1,8 +1,8 @@
 /*  test_mesh_config - the supervisor's mesh file: validation, dependency order, ports, templates
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  Links vzsupervisor and uses only mesh_config.h. Each case writes its
- *  file into a temp dir; the shipped configs/mesh.cfg is loaded too.
+ *  Links vzsupervisor and uses mesh_config.h (isolation.h for who may switch uids). Each case
+ * writes its file into a temp dir; the shipped configs/mesh.cfg is loaded too.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "isolation.h"
 #include "mesh_config.h"
 
 //  redis <- broker <- {echo, api}; api has 2 replicas, its admin port auto.
@@ -154,6 +156,8 @@ static void test_refused(void **state)
         {"        colour = \"blue\"\n", "unknown setting"},
         {"        command = \"x ${port.none}\"\n", "port.none"},
         {"        admin_port = 70000\n", "admin_port"},
+        {"        state_dirs = \"${nope}/x\"\n", "state_dirs"},
+        {"        secret_files = \"${port.none}\"\n", "secret_files"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(text, sizeof text, "%s%s", svc, cases[i].more);
@@ -166,9 +170,54 @@ static void test_refused(void **state)
     s_refused(f, "services\n    a\n        admin_port = 19000\n", "command: required");
     s_refused(f, "services\n    a\n        command = \"x\"\n", "admin_port: required");
     s_refused(f, "elsewhere\n    x = 1\n", "unknown section");
+    s_refused(f, "supervisor\n    isolation = \"chroot\"\n", "supervisor/isolation");
+    s_refused(f, "supervisor\n    uid_base = \"10\"\n", "supervisor/uid_base");
     static sup_mesh_config_t cfg;
     char err[256] = "";
     assert_int_equal(sup_mesh_config_load(&cfg, "/nonexistent/mesh.cfg", err, sizeof err), -ENOENT);
+}
+
+//  Isolation: read as written, "auto" resolved by who runs it, "uid" only for root.
+static void test_isolation(void **state)
+{
+    fixture_t *f = *state;
+    static sup_mesh_config_t cfg;
+    char err[256] = "", text[512];
+    const char *svc =
+        "services\n    a\n        command = \"x\"\n        admin_port = 19000\n"
+        "        user = \"nobody\"\n        state_dirs = \"${state_dir}/a ${state_dir}/b\"\n";
+    const char *modes[] = {"auto", "uid", "fd", "off"};
+    bool root = sup_iso_can_switch();
+    //  Other uids must reach the state and the config for "auto" to pick uid.
+    assert_int_equal(chmod(f->dir, 0711), 0);
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(text, sizeof text,
+                 "supervisor\n    state_dir = \"%s/st\"\n    isolation = \"%s\"\n%s", f->dir,
+                 modes[i], svc);
+        assert_int_equal(s_load(f, text, &cfg, err, sizeof err), 0);
+        assert_int_equal(cfg.isolation, (sup_isolation_t)i);
+        assert_string_equal(cfg.services[0].user, "nobody");
+        assert_int_equal(cfg.uid_base, 60600);
+        int rc = sup_mesh_config_resolve(&cfg, "/bin", err, sizeof err);
+        rmdir(cfg.state_dir);
+        if (i == 1 && !root) {
+            assert_int_equal(rc, -EPERM);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        sup_isolation_t want =
+            i == 0 ? (root ? SUP_ISOLATION_UID : SUP_ISOLATION_FD) : (sup_isolation_t)i;
+        assert_int_equal(cfg.isolation, want);
+    }
+    //  A directory other uids cannot search: "auto" says which and picks fd.
+    assert_int_equal(chmod(f->dir, 0700), 0);
+    snprintf(text, sizeof text, "supervisor\n    state_dir = \"%s/st\"\n%s", f->dir, svc);
+    assert_int_equal(s_load(f, text, &cfg, err, sizeof err), 0);
+    assert_int_equal(sup_mesh_config_resolve(&cfg, "/bin", err, sizeof err), 0);
+    rmdir(cfg.state_dir);
+    assert_int_equal(cfg.isolation, SUP_ISOLATION_FD);
+    if (root)
+        assert_string_equal(cfg.closed_dir, f->dir);
 }
 
 //  The mesh file the project ships loads as it is.
@@ -190,6 +239,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_order_and_fields, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_ports_and_templates, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_refused, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_isolation, s_setup, s_teardown),
         cmocka_unit_test(test_shipped_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,8 @@
 /*  test_routes - the gateway's route table: loading, validation, matching
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  Links gateway_core and uses only routes.h.
+ *  Links gateway_core and uses routes.h (and gw_deprecation.h for the
+ *  API-version options); reads the shipped configs/routes.cfg.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gw_deprecation.h"
 #include "routes.h"
 
 #include "ut.h"
@@ -245,13 +247,101 @@ static void test_errors(void **state)
     s_refused(text, "errors is vizmesh or oauth2");
 }
 
+#define ROUTE_HEAD                                                                                 \
+    "routes\n    old\n        methods = \"GET\"\n        path = \"/v1/old\"\n"                     \
+    "        service = \"echo\"\n        call = \"echo\"\n"
+
+//  The options reach the route with the header values made once.
+static void test_route_options(void **state)
+{
+    (void)state;
+    gw_routes_t *routes = s_parse(ROUTE_HEAD "        deprecated = \"2026-12-01T00:00:00Z\"\n"
+                                             "        sunset = \"2027-06-01T00:00:00Z\"\n"
+                                             "        successor = \"/v2/old\"\n"
+                                             "        deprecation_link = \"https://d.example/x\"\n"
+                                             "    new\n        methods = \"GET\"\n"
+                                             "        path = \"/v2/old\"\n"
+                                             "        service = \"echo\"\n"
+                                             "        call = \"echo_v2\"\n"
+                                             "        version = \"1.4.0+b2\"\n"
+                                             "    report\n        methods = \"GET\"\n"
+                                             "        path = \"/v1/admin/deprecations\"\n"
+                                             "        service = \"gateway\"\n"
+                                             "        call = \"deprecations\"\n");
+    const gw_route_t *old = gw_routes_at(routes, 0);
+    assert_int_equal(old->deprecated_s, 1796083200);
+    assert_int_equal(old->sunset_s, 1811808000);
+    assert_string_equal(old->hdr_deprecation, "@1796083200");
+    assert_string_equal(old->hdr_sunset, "Tue, 01 Jun 2027 00:00:00 GMT");
+    assert_string_equal(old->hdr_link,
+                        "</v2/old>; rel=\"successor-version\", "
+                        "<https://d.example/x>; rel=\"deprecation\"; type=\"text/html\"");
+    assert_string_equal(old->version, "");
+    assert_false(gw_deprecation_sunset(old, old->sunset_s - 1));
+    assert_true(gw_deprecation_sunset(old, old->sunset_s));
+    const gw_route_t *neu = gw_routes_at(routes, 1);
+    assert_int_equal(neu->deprecated_s, 0);
+    assert_string_equal(neu->version, "1.4.0+b2");
+    assert_false(gw_deprecation_sunset(neu, 1811808000 * 2LL));
+    gw_routes_unref(&routes);
+
+    //  Deprecated without a sunset: headers, never 410.
+    routes = s_parse(ROUTE_HEAD "        deprecated = \"2026-12-01T00:00:00Z\"\n");
+    old = gw_routes_at(routes, 0);
+    assert_string_equal(old->hdr_sunset, "");
+    assert_string_equal(old->hdr_link, "");
+    assert_false(gw_deprecation_sunset(old, 1811808000 * 2LL));
+    gw_routes_unref(&routes);
+
+    s_refused(ROUTE_HEAD "        sunset = \"2027-06-01T00:00:00Z\"\n", "need deprecated");
+    s_refused(ROUTE_HEAD "        successor = \"/v2/old\"\n", "need deprecated");
+    s_refused(ROUTE_HEAD "        deprecated = \"2027-06-01\"\n", "dates like");
+    s_refused(ROUTE_HEAD "        deprecated = \"2027-06-01T00:00:00Z\"\n"
+                         "        sunset = \"2026-12-01T00:00:00Z\"\n",
+              "sunset is before deprecated");
+    s_refused(ROUTE_HEAD "        deprecated = \"2026-12-01T00:00:00Z\"\n"
+                         "        successor = \"/v2/x>; rel=evil\"\n",
+              "successor and deprecation_link");
+    s_refused(ROUTE_HEAD "        version = \"2 beta\"\n", "version is");
+    s_refused("routes\n    r\n        methods = \"GET\"\n        path = \"/x\"\n"
+              "        service = \"gateway\"\n        call = \"other\"\n",
+              "answers only call deprecations");
+}
+
+//  The shipped table: /v1/echo is deprecated with /v2/echo as successor,
+//  /v2/echo exists, and sunsets keep the six months of N-1.
+static void test_shipped_table(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    gw_routes_t *routes = gw_routes_load(VZ_TEST_SOURCE_DIR "/configs/routes.cfg", err, sizeof err);
+    if (!routes)
+        fail_msg("shipped table refused: %s", err);
+    gw_route_match_t m;
+    assert_true(gw_routes_match(routes, GW_M_GET, "/v1/echo", &m));
+    assert_true(m.route->deprecated_s > 0);
+    assert_string_equal(m.route->successor, "/v2/echo");
+    //  The platform keeps version N-1 six months: no shipped sunset comes
+    //  sooner after its deprecation.
+    for (size_t i = 0; i < gw_routes_count(routes); i++) {
+        const gw_route_t *r = gw_routes_at(routes, i);
+        if (r->sunset_s && r->sunset_s - r->deprecated_s < 182 * 86400)
+            fail_msg("route %s: sunset less than six months after its deprecation", r->name);
+    }
+    assert_true(gw_routes_match(routes, GW_M_POST, "/v2/echo", &m));
+    assert_string_equal(m.route->call, "echo_v2");
+    assert_int_equal(m.route->deprecated_s, 0);
+    gw_routes_unref(&routes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fields),    cmocka_unit_test(test_match),
-        cmocka_unit_test(test_no_match),  cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_load_file), cmocka_unit_test(test_methods),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_fields),        cmocka_unit_test(test_match),
+        cmocka_unit_test(test_no_match),      cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_load_file),     cmocka_unit_test(test_methods),
+        cmocka_unit_test(test_errors),        cmocka_unit_test(test_route_options),
+        cmocka_unit_test(test_shipped_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

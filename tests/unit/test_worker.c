@@ -1116,6 +1116,11 @@ static void test_bad_config(void **state)
     cfg.credit = 1;
     cfg.endpoints = "";
     assert_null(vz_worker_new(&cfg, s_methods, 1, NULL));
+    //  A version must be a RDY token (vz_version_valid).
+    cfg.endpoints = "tcp://127.0.0.1:1";
+    cfg.version = "1.0 beta";
+    assert_null(vz_worker_new(&cfg, s_methods, 1, NULL));
+    assert_int_equal(errno, EINVAL);
 }
 
 int main(void)

@@ -1,0 +1,156 @@
+#!/bin/bash
+#   test_rollout - vzctl rollout: a canary of echo stepped through the broker's weights
+#   SPDX-License-Identifier: MPL-2.0
+#
+#   The real mesh under the supervisor, traffic through the gateway to
+#   /v1/echo all along (the rate limiter in shadow mode). Releases of
+#   echo from the same binary (VZ_SERVICE_VERSION):
+#     1. a version answering 10 % of its calls "internal"
+#        (VZ_ECHO_FAIL_PERMILLE=100): the error gate trips at the first
+#        step, the rollout rolls back (weights to the old version, canary
+#        stopped, an ALERT line) and exits 1;
+#     2. a healthy version: paused at a step it stays there (its dwell clock
+#        stops while traffic flows), resumed it reaches 100 % and exits 0;
+#        `clear` removes its weights and canary;
+#     3. with telemetry reporting a spent error budget (a fake telemetry
+#        admin page: vz_telemetry_deploy_freeze 1), `start` refuses;
+#     4. forced with a reason (logged), it starts, and `abort` rolls it back;
+#     5. blue/green: one step 0 -> 100 %, complete, cleared.
+#   Every wait is a poll with a deadline on observable state, never a sleep
+#   of fixed length.
+set -u -o pipefail
+# shellcheck source=mesh.sh
+source "$(dirname "$0")/mesh.sh" rollout
+LOAD_PID=
+FAKE_PID=
+stop_helpers() { for pid in $LOAD_PID $FAKE_PID; do kill "$pid" 2>/dev/null; done; }
+trap 'rc=$?; stop_helpers; (exit $rc); mesh_cleanup' EXIT
+ok() { echo "ok - $*"; }
+
+command -v python3 >/dev/null || fail "python3 missing (the fake telemetry page)"
+mesh_config
+#   Traffic the test makes must not be limited.
+sed -i 's/^    shadow = "false"/    shadow = "true"/' "$T/ratelimit.cfg"
+#   Rollback alerts (severity error) go to the daily digest: no pager in a test.
+sed -i 's/^    error = "pagerduty"/    error = "digest"/' "$T/notifier.cfg"
+grep -q VZ_BROKER_WEIGHTS "$T/mesh.cfg" || fail "mesh.cfg does not give the broker a weights file"
+mesh_start
+mesh_gateway
+ok "mesh ready"
+
+#   Background traffic: batches of 40 parallel GETs, forever.
+load() {
+    local args=()
+    for i in $(seq 40); do args+=(-o /dev/null "$GW/v1/echo?n=$i"); done
+    while :; do curl -s --no-progress-meter -Z --parallel-max 8 --max-time 10 "${args[@]}" || true; done
+}
+load &
+LOAD_PID=$!
+BROKER_ADMIN=$("${CTL[@]}" status broker | awk 'NR==2 {print $8}')
+metric() { curl -s "http://127.0.0.1:$BROKER_ADMIN/metrics" | awk -v s="$1" '$1==s {print $2}'; }
+replied() { [ "$(metric "vz_broker_requests_total{service=\"echo\",outcome=\"replied\"}" | cut -d. -f1)" -gt "$1" ] 2>/dev/null; }
+until_ok 30 replied 100 || fail "no traffic reaches echo"
+ok "traffic flows"
+
+field() { awk -F= -v k="$2" '$1==k {print substr($0, length(k) + 2)}' "$STATE/rollout-$1.state"; }
+canaries() { "${CTL[@]}" status echo | awk 'NR>1' | wc -l; }
+one_echo() { [ "$(canaries)" = 1 ]; }
+ROLL=("${CTL[@]}" rollout)
+
+#   1. The error gate trips at the first step and rolls back.
+"${ROLL[@]}" start echo --version 9.1.0 --env VZ_ECHO_FAIL_PERMILLE=100 --steps 10,50,100 \
+    --dwell 3s --min-requests 20 >"$T/r1.out" 2>"$T/r1.err"
+rc=$?
+cat "$T/r1.err"
+[ $rc -eq 1 ] || fail "a failing canary: exit $rc, want 1"
+[ "$(field echo phase)" = rolled_back ] || fail "phase $(field echo phase), want rolled_back"
+[ "$(field echo step)" = 0 ] || fail "rolled back at step $(field echo step), want the first (0)"
+field echo reason | grep -q "error rate" || fail "reason: $(field echo reason)"
+grep -q "ALERT rolled_back at 10 %.*(notifier alerted)" "$STATE/rollout.log" ||
+    fail "no alert through the notifier: $(cat "$STATE/rollout.log")"
+w=$(metric 'vz_broker_version_weight{service="echo",version="9.1.0"}')
+[ "$w" = 0 ] || fail "the failing version keeps weight $w"
+until_ok 20 one_echo || fail "the canary was not stopped: $("${CTL[@]}" status echo)"
+ok "failing canary rolled back at 10 %: $(field echo reason)"
+
+#   2. A healthy version: pause holds it, resume finishes it.
+"${ROLL[@]}" start echo --version 9.2.0 --steps 10,50,100 --dwell 1s,3s,1s --min-requests 10 \
+    >"$T/r2.out" 2>"$T/r2.err" &
+RUN=$!
+at_step() { [ "$(field echo step 2>/dev/null)" = "$1" ] && [ "$(field echo applied)" = "$1" ]; }
+until_ok 60 at_step 1 || fail "the healthy canary did not reach step 2: $(cat "$T/r2.err")"
+"${ROLL[@]}" pause echo || fail "pause"
+[ "$(field echo phase)" = paused ] || fail "phase $(field echo phase) after pause"
+#   A loaded machine may have let it pass step 2 already: hold whatever step it is at.
+step=$(field echo step)
+weight=$(field echo weight)
+held=$(field echo waited_ms)
+seen=$(field echo new_requests)
+more_traffic() { [ "$(field echo new_requests)" -gt $((seen + 20)) ]; }
+until_ok 30 more_traffic || fail "no traffic to the canary while paused"
+[ "$(field echo waited_ms)" = "$held" ] || fail "the dwell clock ran while paused"
+[ "$(field echo step)" = "$step" ] || fail "a paused rollout advanced"
+ok "paused at $weight %: traffic flows, the step holds"
+"${ROLL[@]}" resume echo || fail "resume"
+wait $RUN
+rc=$?
+[ $rc -eq 0 ] || fail "healthy canary: exit $rc: $(cat "$T/r2.err")"
+[ "$(field echo phase)" = complete ] || fail "phase $(field echo phase), want complete"
+w=$(metric 'vz_broker_version_weight{service="echo",version="9.2.0"}')
+[ "$w" = 100 ] || fail "the new version has weight $w at the end"
+p95=$(field echo new_p95_ms)
+awk -v p="$p95" 'BEGIN { exit !(p > 0 && p < 1200) }' || fail "the new version's p95 reads $p95 ms"
+ok "healthy canary reached 100 % (p95 $p95 ms, error rate $(field echo new_error_rate))"
+"${ROLL[@]}" clear echo || fail "clear"
+until_ok 20 one_echo || fail "clear left canaries"
+ok "cleared"
+
+#   3. Freeze: telemetry says the error budget is spent.
+mkdir -p "$T/fake"
+printf 'vz_telemetry_deploy_freeze 1\n' >"$T/fake/metrics"
+(cd "$T/fake" && exec python3 -u -m http.server 0 --bind 127.0.0.1) >"$T/fake.log" 2>&1 &
+FAKE_PID=$!
+fake_port() { grep -o 'port [0-9]*' "$T/fake.log" | head -n1 | cut -d' ' -f2; }
+fake_up() { [ -n "$(fake_port)" ]; }
+until_ok 10 fake_up || fail "fake telemetry did not start"
+FAKE=http://127.0.0.1:$(fake_port)
+"${ROLL[@]}" start echo --version 9.3.0 --telemetry "$FAKE" --dwell 1s >"$T/r3.out" 2>"$T/r3.err"
+rc=$?
+[ $rc -eq 1 ] || fail "start under a freeze: exit $rc"
+grep -q "frozen" "$T/r3.err" || fail "no freeze message: $(cat "$T/r3.err")"
+[ "$(canaries)" = 1 ] || fail "a refused rollout started canaries"
+ok "deploy freeze refuses: $(cat "$T/r3.err")"
+
+#   4. Forced with a reason: logged, started, then aborted by the operator.
+"${ROLL[@]}" start echo --version 9.3.0 --telemetry "$FAKE" --force >/dev/null 2>&1
+[ $? -eq 2 ] || fail "--force without --reason must be a usage error"
+"${ROLL[@]}" start echo --version 9.3.0 --telemetry "$FAKE" --force --reason "hotfix INC-7" \
+    --steps 50,100 --dwell 60s --min-requests 10 >"$T/r4.out" 2>"$T/r4.err" &
+RUN=$!
+until_ok 10 grep -q 'forced start of 9.3.0 (freeze on): hotfix INC-7' "$STATE/rollout.log" ||
+    fail "the forced start was not logged"
+until_ok 60 at_step 0 || fail "the forced rollout did not start: $(cat "$T/r4.err")"
+"${ROLL[@]}" abort echo || fail "abort"
+wait $RUN
+rc=$?
+[ $rc -eq 1 ] || fail "aborted run: exit $rc"
+[ "$(field echo phase)" = aborted ] || fail "phase $(field echo phase), want aborted"
+until_ok 20 one_echo || fail "abort left canaries"
+ok "forced start logged, abort rolled back"
+
+#   5. Blue/green: one switch 0 -> 100 % with the same gates (the budget is back).
+printf 'vz_telemetry_deploy_freeze 0\n' >"$T/fake/metrics"
+"${ROLL[@]}" start echo --version 9.4.0 --blue-green --telemetry "$FAKE" --dwell 1s \
+    --min-requests 10 >"$T/r5.out" 2>"$T/r5.err" || fail "blue/green: $(cat "$T/r5.err")"
+if [ "$(field echo phase)" != complete ] || [ "$(field echo weight)" != 100 ]; then
+    fail "blue/green ended $(field echo phase) at $(field echo weight) %"
+fi
+grep -c "step [0-9]*: 9.4.0 at" "$T/r5.err" | grep -qx 1 || fail "blue/green took more than one step"
+"${ROLL[@]}" clear echo || fail "clear after blue/green"
+ok "blue/green switched 0 -> 100 % in one step"
+
+kill "$LOAD_PID" 2>/dev/null
+wait "$LOAD_PID" 2>/dev/null
+LOAD_PID=
+sup_stop_clean
+ok "done in $SECONDS s"
