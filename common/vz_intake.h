@@ -50,8 +50,8 @@ typedef enum {
 } vz_intake_outcome_t;
 
 typedef struct {
-    const char *seen_prefix; //  dedupe key prefix, e.g. "billing:seen:"
-    const char *stream;      //  stream key, e.g. "billing:events"
+    const char *seen_prefix; //  dedupe key prefix, e.g. "{billing}:seen:"
+    const char *stream;      //  stream key, e.g. "{billing}:events"
     unsigned long maxlen;    //  approximate trim (MAXLEN ~); 0 = never trimmed
     int ttl_s;               //  how long an id stays seen (> 0)
     const char *what;        //  names a delivery in messages: "event", "delivery"

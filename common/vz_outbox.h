@@ -42,7 +42,7 @@
 #define VZ_OUTBOX_INFLIGHT 32  //  calls in flight before the outbox is read again
 
 typedef struct {
-    const char *stream;   //  the outbox stream key ("billing:outbox")
+    const char *stream;   //  the outbox stream key ("{billing}:outbox")
     const char *consumer; //  this replica's consumer name (stable per replica)
     int retry_ms;         //  wait before a pending entry is offered again; 0 = 1000
     const char *metric;   //  counter name, e.g. "vz_billing_notifications" (static)

@@ -37,10 +37,23 @@
 #define S_HOST_MAX 256
 #define S_CRED_MAX 256
 #define S_DEFAULT_PORT 6379
+#define S_SLOTS 16384   //  hash slots of a Redis Cluster
+#define S_NODES_MAX 128 //  nodes known at once (seeds and the map's), fits the uint8_t map
+#define S_REDIRECTS 5   //  MOVED/ASK/failover hops one command may take
+
+//  One server and its connection: the only one outside a cluster, one per
+//  node (opened on first use) in a cluster.
+typedef struct {
+    char host[S_HOST_MAX]; //  host name or address
+    int port;              //  TCP port
+    int fd;                //  the connection, -1 while disconnected
+    SSL *ssl;              //  its TLS session (tls only)
+    redisReader *reader;   //  reply parser of the connection
+    int64_t last_attempt;  //  ms of the last connect attempt, 0 = never
+    bool sentinel;         //  a Sentinel of the URL: asked without AUTH or SELECT
+} s_node_t;
 
 struct vz_redis_t {
-    char host[S_HOST_MAX];        //  host name or address
-    int port;                     //  TCP port
     int db;                       //  SELECT index, 0 = default
     char user[S_CRED_MAX];        //  ACL user, "" = the default user
     char pass[S_CRED_MAX];        //  password, "" = no AUTH
@@ -49,11 +62,14 @@ struct vz_redis_t {
     SSL_CTX *ssl_ctx;             //  TLS settings (CA, client certificate), NULL = plain
     int connect_timeout_ms;       //  bound on connect(2)
     int command_timeout_ms;       //  bound on each send and receive
-    int retry_ms;                 //  least time between connect attempts
-    int fd;                       //  the connection, -1 while disconnected
-    SSL *ssl;                     //  its TLS session (tls only)
-    redisReader *reader;          //  reply parser of the connection
-    int64_t last_attempt;         //  ms of the last connect attempt, 0 = never
+    int retry_ms;                 //  least time between connect attempts (per node)
+    bool cluster;                 //  ?cluster=1: route by slot, follow redirections
+    char master[S_HOST_MAX];      //  ?sentinel=<name>: the primary Sentinels name, "" none
+    int primary;                  //  sentinel: node index of the primary, -1 unknown
+    s_node_t nodes[S_NODES_MAX];  //  the URL's hosts first, then nodes the cluster named
+    int node_count;               //  entries in nodes
+    uint8_t *slots;               //  cluster: node index + 1 per slot, 0 = unknown
+    bool stale;                   //  cluster: reload the slot map before the next command
     bool up;                      //  last command (or connect) reached Redis
 };
 
@@ -95,7 +111,8 @@ static int s_decode(const char *src, size_t len, char *out, size_t n)
     return 0;
 }
 
-//  The query of a rediss:// URL: ca_file, cert_file, key_file, server_name.
+//  The query: the TLS settings ca_file, cert_file, key_file, server_name
+//  (rediss:// only), cluster=0|1 and sentinel=<master name>.
 static int s_parse_query(vz_redis_t *self, const char *q, char *ca, char *cert, char *key)
 {
     while (*q) {
@@ -106,7 +123,17 @@ static int s_parse_query(vz_redis_t *self, const char *q, char *ca, char *cert, 
         size_t klen = (size_t)(eq - q);
         char *out = NULL;
         size_t n = VZ_PATH_MAX;
-        if (klen == 7 && strncmp(q, "ca_file", 7) == 0)
+        if (klen == 8 && strncmp(q, "sentinel", 8) == 0) {
+            if (s_decode(eq + 1, len - klen - 1, self->master, sizeof self->master) < 0 ||
+                !self->master[0])
+                return -EINVAL;
+        } else if (klen == 7 && strncmp(q, "cluster", 7) == 0) {
+            if (len - klen - 1 != 1 || (eq[1] != '0' && eq[1] != '1'))
+                return -EINVAL;
+            self->cluster = eq[1] == '1';
+        } else if (!self->tls)
+            return -EINVAL; //  TLS settings only mean something with TLS
+        else if (klen == 7 && strncmp(q, "ca_file", 7) == 0)
             out = ca;
         else if (klen == 9 && strncmp(q, "cert_file", 9) == 0)
             out = cert;
@@ -114,7 +141,9 @@ static int s_parse_query(vz_redis_t *self, const char *q, char *ca, char *cert, 
             out = key;
         else if (klen == 11 && strncmp(q, "server_name", 11) == 0)
             out = self->server_name, n = sizeof self->server_name;
-        if (!out || s_decode(eq + 1, len - klen - 1, out, n) < 0)
+        else
+            return -EINVAL;
+        if (out && s_decode(eq + 1, len - klen - 1, out, n) < 0)
             return -EINVAL;
         q += len;
         if (*q == '&')
@@ -123,8 +152,40 @@ static int s_parse_query(vz_redis_t *self, const char *q, char *ca, char *cert, 
     return 0;
 }
 
-//  redis[s]://[[user]:password@]host[:port][/db][?query]; everything else
-//  is refused. ca, cert, key: the TLS files named in the query.
+//  One host[:port] of the authority (len bytes at p) as a new node.
+static int s_parse_host(vz_redis_t *self, const char *p, size_t len)
+{
+    if (self->node_count == S_NODES_MAX)
+        return -EINVAL;
+    s_node_t *node = &self->nodes[self->node_count];
+    const char *colon = memchr(p, ':', len);
+    size_t hlen = colon ? (size_t)(colon - p) : len;
+    if (hlen == 0 || hlen >= sizeof node->host || memchr(p, '[', hlen))
+        return -EINVAL;
+    memcpy(node->host, p, hlen);
+    node->host[hlen] = '\0';
+    node->port = S_DEFAULT_PORT;
+    if (colon) {
+        char digits[8] = "";
+        size_t dlen = len - hlen - 1;
+        if (dlen == 0 || dlen >= sizeof digits)
+            return -EINVAL;
+        memcpy(digits, colon + 1, dlen);
+        char *end;
+        long port = strtol(digits, &end, 10);
+        if (*end || port < 1 || port > 65535)
+            return -EINVAL;
+        node->port = (int)port;
+    }
+    node->fd = -1;
+    self->node_count++;
+    return 0;
+}
+
+//  redis[s]://[[user]:password@]host[:port][,host[:port]...][/db][?query];
+//  everything else is refused. Several hosts only with cluster=1 (they
+//  are seeds), and a cluster has no db but 0. ca, cert, key: the TLS
+//  files named in the query.
 static int s_parse_url(vz_redis_t *self, const char *url, char *ca, char *cert, char *key)
 {
     const char *p = url;
@@ -149,21 +210,18 @@ static int s_parse_url(vz_redis_t *self, const char *url, char *ca, char *cert, 
             return -EINVAL;
         p = at + 1;
     }
-    size_t hlen = strcspn(p, ":/?");
-    if (hlen == 0 || hlen >= sizeof self->host || memchr(p, '[', hlen))
-        return -EINVAL;
-    memcpy(self->host, p, hlen);
-    self->host[hlen] = '\0';
-    p += hlen;
-    self->port = S_DEFAULT_PORT;
-    char *end;
-    if (*p == ':') {
-        long port = strtol(p + 1, &end, 10);
-        if (end == p + 1 || port < 1 || port > 65535)
+    const char *hosts_end = p + strcspn(p, "/?");
+    while (p < hosts_end) {
+        size_t len = strcspn(p, ",/?");
+        if (s_parse_host(self, p, len) < 0)
             return -EINVAL;
-        self->port = (int)port;
-        p = end;
+        p += len;
+        if (*p == ',' && ++p == hosts_end)
+            return -EINVAL; //  a trailing comma
     }
+    if (self->node_count == 0)
+        return -EINVAL;
+    char *end;
     if (*p == '/' && p[1] && p[1] != '?') {
         long db = strtol(p + 1, &end, 10);
         if (end == p + 1 || (*end && *end != '?') || db < 0 || db > 1000000)
@@ -172,9 +230,16 @@ static int s_parse_url(vz_redis_t *self, const char *url, char *ca, char *cert, 
         p = end;
     } else if (*p == '/')
         p++;
-    if (*p == '?') //  TLS settings only mean something with TLS
-        return self->tls ? s_parse_query(self, p + 1, ca, cert, key) : -EINVAL;
-    return *p ? -EINVAL : 0;
+    if (*p == '?' && s_parse_query(self, p + 1, ca, cert, key) < 0)
+        return -EINVAL;
+    if (*p && *p != '?')
+        return -EINVAL;
+    //  Cluster mode has one database; a single server, one host.
+    for (int i = 0; self->master[0] && i < self->node_count; i++)
+        self->nodes[i].sentinel = true;
+    if (self->cluster)
+        return self->db || self->master[0] ? -EINVAL : 0;
+    return self->node_count == 1 || self->master[0] ? 0 : -EINVAL;
 }
 
 //  The TLS context: verify the server against ca (or the system's store)
@@ -212,13 +277,18 @@ vz_redis_t *vz_redis_new(const char *url, int connect_timeout_ms, int command_ti
     }
     vz_redis_t *self = calloc(1, sizeof *self);
     assert(self);
-    self->fd = -1;
     char ca[VZ_PATH_MAX] = "", cert[VZ_PATH_MAX] = "", key[VZ_PATH_MAX] = "";
     if (s_parse_url(self, url, ca, cert, key) < 0 ||
         (self->tls && s_tls_setup(self, ca, cert, key) < 0)) {
         vz_redis_destroy(&self);
         errno = EINVAL;
         return NULL;
+    }
+    self->primary = -1;
+    if (self->cluster) {
+        self->slots = calloc(S_SLOTS, 1);
+        assert(self->slots);
+        self->stale = true;
     }
     self->connect_timeout_ms = connect_timeout_ms;
     self->command_timeout_ms = command_timeout_ms;
@@ -276,19 +346,18 @@ int vz_redis_url_password(const char *url, const char *password, char *out, size
     return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : 0;
 }
 
-static void s_drop(vz_redis_t *self)
+static void s_node_drop(s_node_t *node)
 {
-    if (self->ssl) {
-        SSL_free(self->ssl); //  no close_notify: the link is given up
-        self->ssl = NULL;
+    if (node->ssl) {
+        SSL_free(node->ssl); //  no close_notify: the link is given up
+        node->ssl = NULL;
     }
-    if (self->fd >= 0)
-        close(self->fd);
-    self->fd = -1;
-    if (self->reader)
-        redisReaderFree(self->reader);
-    self->reader = NULL;
-    self->up = false;
+    if (node->fd >= 0)
+        close(node->fd);
+    node->fd = -1;
+    if (node->reader)
+        redisReaderFree(node->reader);
+    node->reader = NULL;
 }
 
 void vz_redis_destroy(vz_redis_t **self_p)
@@ -297,9 +366,11 @@ void vz_redis_destroy(vz_redis_t **self_p)
     vz_redis_t *self = *self_p;
     if (!self)
         return;
-    s_drop(self);
+    for (int i = 0; i < self->node_count; i++)
+        s_node_drop(&self->nodes[i]);
     if (self->ssl_ctx)
         SSL_CTX_free(self->ssl_ctx);
+    free(self->slots);
     //  The password leaves no copy in freed memory.
     explicit_bzero(self->pass, sizeof self->pass);
     free(self);
@@ -315,11 +386,11 @@ bool vz_redis_up(const vz_redis_t *self)
 //  Write all len bytes; false on failure or timeout. A peer gone must not
 //  kill the process: plain sockets send with MSG_NOSIGNAL, and OpenSSL's
 //  write(2) runs with SIGPIPE blocked, a pending one taken back after.
-static bool s_send(vz_redis_t *self, const char *buf, size_t len)
+static bool s_send(s_node_t *node, const char *buf, size_t len)
 {
-    if (!self->ssl) {
+    if (!node->ssl) {
         while (len) {
-            ssize_t n = send(self->fd, buf, len, MSG_NOSIGNAL);
+            ssize_t n = send(node->fd, buf, len, MSG_NOSIGNAL);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0)
@@ -333,7 +404,7 @@ static bool s_send(vz_redis_t *self, const char *buf, size_t len)
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    bool ok = len == 0 || SSL_write(self->ssl, buf, (int)len) == (int)len;
+    bool ok = len == 0 || SSL_write(node->ssl, buf, (int)len) == (int)len;
     if (!ok) {
         struct timespec zero = {0, 0};
         while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
@@ -345,59 +416,71 @@ static bool s_send(vz_redis_t *self, const char *buf, size_t len)
 }
 
 //  Read what is there (at least a byte) into buf; <= 0 on failure or timeout.
-static ssize_t s_recv(vz_redis_t *self, char *buf, size_t n)
+static ssize_t s_recv(s_node_t *node, char *buf, size_t n)
 {
-    if (self->ssl) {
-        int got = SSL_read(self->ssl, buf, (int)n);
+    if (node->ssl) {
+        int got = SSL_read(node->ssl, buf, (int)n);
         ERR_clear_error();
         return got;
     }
     ssize_t got;
     do
-        got = recv(self->fd, buf, n, 0);
+        got = recv(node->fd, buf, n, 0);
     while (got < 0 && errno == EINTR);
     return got;
 }
 
 //  The next reply of the connection; NULL on a transport or protocol failure.
-static redisReply *s_reply(vz_redis_t *self)
+static redisReply *s_reply(s_node_t *node)
 {
     for (;;) {
         void *reply = NULL;
-        if (redisReaderGetReply(self->reader, &reply) != REDIS_OK)
+        if (redisReaderGetReply(node->reader, &reply) != REDIS_OK)
             return NULL;
         if (reply)
             return reply;
         char buf[16384];
-        ssize_t got = s_recv(self, buf, sizeof buf);
-        if (got <= 0 || redisReaderFeed(self->reader, buf, (size_t)got) != REDIS_OK)
+        ssize_t got = s_recv(node, buf, sizeof buf);
+        if (got <= 0 || redisReaderFeed(node->reader, buf, (size_t)got) != REDIS_OK)
             return NULL;
     }
 }
 
-//  Send one command and read its reply (connection set up, no checks).
-static redisReply *s_roundtrip(vz_redis_t *self, int argc, const char **argv, const size_t *lens)
+//  Send one command, after ASKING when asking, and read its reply
+//  (connection set up, no checks).
+static redisReply *s_roundtrip(s_node_t *node, bool asking, int argc, const char **argv,
+                               const size_t *lens)
 {
     char *cmd = NULL;
     int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
     if (len < 0)
         return NULL;
-    bool sent = s_send(self, cmd, (size_t)len);
+    static const char ask[] = "*1\r\n$6\r\nASKING\r\n";
+    bool sent = (!asking || s_send(node, ask, sizeof ask - 1)) && s_send(node, cmd, (size_t)len);
     redisFreeCommand(cmd);
-    return sent ? s_reply(self) : NULL;
+    if (!sent)
+        return NULL;
+    if (asking) {
+        redisReply *ok = s_reply(node);
+        if (!ok)
+            return NULL;
+        freeReplyObject(ok); //  +OK, or an error the command's reply repeats
+    }
+    return s_reply(node);
 }
 
-//  TCP connect within connect_timeout_ms to the first address of host
-//  that answers; the socket is left blocking with the command timeouts.
-static int s_connect_tcp(vz_redis_t *self)
+//  TCP connect within connect_timeout_ms to the first address of the
+//  node's host that answers; the socket is left blocking with the
+//  command timeouts.
+static int s_connect_tcp(const vz_redis_t *self, s_node_t *node)
 {
     char port[8];
-    snprintf(port, sizeof port, "%d", self->port);
+    snprintf(port, sizeof port, "%d", node->port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *list = NULL;
-    if (getaddrinfo(self->host, port, &hints, &list) != 0)
+    if (getaddrinfo(node->host, port, &hints, &list) != 0)
         return -EHOSTUNREACH;
     int rc = -ECONNREFUSED;
-    for (struct addrinfo *ai = list; ai && self->fd < 0; ai = ai->ai_next) {
+    for (struct addrinfo *ai = list; ai && node->fd < 0; ai = ai->ai_next) {
         int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
             continue;
@@ -416,38 +499,38 @@ static int s_connect_tcp(vz_redis_t *self)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0 &&
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == 0 &&
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0)
-            self->fd = fd;
+            node->fd = fd;
         else {
             rc = err ? -err : -EIO;
             close(fd);
         }
     }
     freeaddrinfo(list);
-    return self->fd >= 0 ? 0 : rc;
+    return node->fd >= 0 ? 0 : rc;
 }
 
 //  The TLS handshake over the connected socket; the certificate must name
-//  server_name (or host): a DNS name, or an IP address in its SANs.
-static int s_handshake(vz_redis_t *self)
+//  server_name (or the node's host): a DNS name, or an IP address in its SANs.
+static int s_handshake(const vz_redis_t *self, s_node_t *node)
 {
-    self->ssl = SSL_new(self->ssl_ctx);
-    if (!self->ssl || SSL_set_fd(self->ssl, self->fd) != 1)
+    node->ssl = SSL_new(self->ssl_ctx);
+    if (!node->ssl || SSL_set_fd(node->ssl, node->fd) != 1)
         return -ENOMEM;
-    const char *name = self->server_name[0] ? self->server_name : self->host;
+    const char *name = self->server_name[0] ? self->server_name : node->host;
     unsigned char ip[16];
     bool is_ip = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
-    bool ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(self->ssl), name) == 1
-                    : SSL_set_tlsext_host_name(self->ssl, name) == 1 &&
-                          SSL_set1_host(self->ssl, name) == 1;
-    ok = ok && SSL_connect(self->ssl) == 1;
+    bool ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(node->ssl), name) == 1
+                    : SSL_set_tlsext_host_name(node->ssl, name) == 1 &&
+                          SSL_set1_host(node->ssl, name) == 1;
+    ok = ok && SSL_connect(node->ssl) == 1;
     ERR_clear_error();
     return ok ? 0 : -ECONNREFUSED;
 }
 
 //  A command that must answer +OK (AUTH, SELECT); -EACCES / -EIO otherwise.
-static int s_expect_ok(vz_redis_t *self, int argc, const char **argv, int refused)
+static int s_expect_ok(s_node_t *node, int argc, const char **argv, int refused)
 {
-    redisReply *reply = s_roundtrip(self, argc, argv, NULL);
+    redisReply *reply = s_roundtrip(node, false, argc, argv, NULL);
     bool ok = reply && reply->type == REDIS_REPLY_STATUS;
     int rc = !reply ? -EIO : ok ? 0 : refused;
     if (reply)
@@ -455,61 +538,446 @@ static int s_expect_ok(vz_redis_t *self, int argc, const char **argv, int refuse
     return rc;
 }
 
-int vz_redis_ensure(vz_redis_t *self)
+//  Whether an idle connection was closed by the server (a restart, a node
+//  killed, an idle timeout): it is then dropped before a command is sent on
+//  it, so that command can go elsewhere instead of being lost. Redis sends
+//  nothing unasked, so any input on an idle plain socket means the end; a
+//  TLS one may carry session tickets, so there only a hang-up counts.
+static bool s_closed(const s_node_t *node)
 {
-    assert(self);
-    if (self->fd >= 0)
+    struct pollfd pfd = {.fd = node->fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&pfd, 1, 0) != 1)
+        return false;
+    short gone = POLLHUP | POLLERR | POLLRDHUP | (node->ssl ? 0 : POLLIN);
+    return (pfd.revents & gone) != 0;
+}
+
+//  Connect node if it is not (respecting retry_ms): TCP, TLS, AUTH, SELECT.
+static int s_node_ensure(vz_redis_t *self, s_node_t *node)
+{
+    if (node->fd >= 0 && s_closed(node))
+        s_node_drop(node);
+    if (node->fd >= 0)
         return 0;
     int64_t now = vz_clock_mono_ms();
     //  A Redis that is away costs each caller at most one connect per
     //  retry_ms; in between, failing at once is the whole point.
-    if (self->last_attempt && now - self->last_attempt < self->retry_ms)
+    if (node->last_attempt && now - node->last_attempt < self->retry_ms)
         return -EAGAIN;
-    self->last_attempt = now;
-    int rc = s_connect_tcp(self);
+    node->last_attempt = now;
+    int rc = s_connect_tcp(self, node);
     if (rc == 0 && self->tls)
-        rc = s_handshake(self);
+        rc = s_handshake(self, node);
     if (rc == 0) {
-        self->reader = redisReaderCreate();
-        assert(self->reader);
+        node->reader = redisReaderCreate();
+        assert(node->reader);
     }
-    if (rc == 0 && self->pass[0]) {
+    if (rc == 0 && self->pass[0] && !node->sentinel) {
         const char *user_auth[] = {"AUTH", self->user, self->pass};
         const char *pass_auth[] = {"AUTH", self->pass};
-        rc = self->user[0] ? s_expect_ok(self, 3, user_auth, -EACCES)
-                           : s_expect_ok(self, 2, pass_auth, -EACCES);
+        rc = self->user[0] ? s_expect_ok(node, 3, user_auth, -EACCES)
+                           : s_expect_ok(node, 2, pass_auth, -EACCES);
     }
-    if (rc == 0 && self->db) {
+    if (rc == 0 && self->db && !node->sentinel) {
         char db[16];
         snprintf(db, sizeof db, "%d", self->db);
         const char *select[] = {"SELECT", db};
-        rc = s_expect_ok(self, 2, select, -EIO);
+        rc = s_expect_ok(node, 2, select, -EIO);
     }
     if (rc < 0) {
-        s_drop(self);
+        s_node_drop(node);
         return rc;
     }
-    self->up = true;
     return 0;
 }
 
-//  Transport failures (NULL) drop the connection; error replies do not.
-static redisReply *s_checked(vz_redis_t *self, redisReply *reply)
+//  --------------------------------------------------------------------------
+//  Cluster: slots, the slot map, redirections
+
+//  CRC16/XMODEM (polynomial 0x1021, initial 0), the checksum of the
+//  Redis Cluster specification; bitwise, keys are short.
+static uint16_t s_crc16(const char *buf, size_t len)
 {
-    if (!reply) {
-        s_drop(self);
-        return NULL;
+    uint16_t crc = 0;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= (uint16_t)((unsigned char)buf[i] << 8);
+        for (int bit = 0; bit < 8; bit++)
+            crc = crc & 0x8000 ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
     }
-    self->up = true;
-    return reply;
+    return crc;
+}
+
+int vz_redis_key_slot(const char *key, size_t len)
+{
+    assert(key || len == 0);
+    //  A hash tag: what is between the first '{' and the first '}' after
+    //  it, when that is not empty.
+    const char *open = memchr(key, '{', len);
+    if (open) {
+        size_t rest = len - (size_t)(open - key) - 1;
+        const char *close = memchr(open + 1, '}', rest);
+        if (close && close > open + 1)
+            return s_crc16(open + 1, (size_t)(close - open - 1)) & (S_SLOTS - 1);
+    }
+    return s_crc16(key, len) & (S_SLOTS - 1);
+}
+
+int vz_redis_redirect_parse(const char *err, bool *ask, int *slot, char *host, size_t n, int *port)
+{
+    assert(err && ask && slot && host && n > 0 && port);
+    //  "MOVED <slot> <host>:<port>" or "ASK <slot> <host>:<port>"; the host
+    //  may be empty (the node that answered) or an IPv6 address.
+    const char *p;
+    if (strncmp(err, "MOVED ", 6) == 0)
+        p = err + 6, *ask = false;
+    else if (strncmp(err, "ASK ", 4) == 0)
+        p = err + 4, *ask = true;
+    else
+        return -EINVAL;
+    char *end;
+    long s = strtol(p, &end, 10);
+    if (end == p || *end != ' ' || s < 0 || s >= S_SLOTS)
+        return -EINVAL;
+    const char *addr = end + 1;
+    const char *colon = strrchr(addr, ':');
+    if (!colon || (size_t)(colon - addr) >= n || strchr(addr, ' '))
+        return -EINVAL;
+    long pt = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end || pt < 1 || pt > 65535)
+        return -EINVAL;
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    *slot = (int)s;
+    *port = (int)pt;
+    return 0;
+}
+
+//  Index of host:port among the known nodes, added when new; -1 when the
+//  table is full.
+static int s_node_index(vz_redis_t *self, const char *host, int port)
+{
+    for (int i = 0; i < self->node_count; i++)
+        if (self->nodes[i].port == port && strcmp(self->nodes[i].host, host) == 0)
+            return i;
+    if (self->node_count == S_NODES_MAX || strlen(host) >= S_HOST_MAX)
+        return -1;
+    s_node_t *node = &self->nodes[self->node_count];
+    memset(node, 0, sizeof *node);
+    vz_strlcpy(node->host, host, sizeof node->host);
+    node->port = port;
+    node->fd = -1;
+    return self->node_count++;
+}
+
+//  Apply a CLUSTER SLOTS reply got from node from: [[start, end, [host,
+//  port, ...], replicas...]...]; an empty host is from's. 0, or -EPROTO
+//  on a malformed reply (the map is then left as it was).
+static int s_apply_slots(vz_redis_t *self, const redisReply *reply, const s_node_t *from)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0)
+        return -EPROTO;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *r = reply->element[i];
+        if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+            r->element[0]->type != REDIS_REPLY_INTEGER ||
+            r->element[1]->type != REDIS_REPLY_INTEGER ||
+            r->element[2]->type != REDIS_REPLY_ARRAY || r->element[2]->elements < 2 ||
+            r->element[2]->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[2]->element[1]->type != REDIS_REPLY_INTEGER)
+            return -EPROTO;
+        long long lo = r->element[0]->integer, hi = r->element[1]->integer;
+        if (lo < 0 || hi < lo || hi >= S_SLOTS)
+            return -EPROTO;
+    }
+    memset(self->slots, 0, S_SLOTS);
+    char host[S_HOST_MAX];
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *r = reply->element[i];
+        const redisReply *primary = r->element[2];
+        vz_strlcpy(host, primary->element[0]->len ? primary->element[0]->str : from->host,
+                   sizeof host);
+        int idx = s_node_index(self, host, (int)primary->element[1]->integer);
+        if (idx < 0)
+            continue; //  beyond S_NODES_MAX: those slots stay unknown
+        memset(self->slots + r->element[0]->integer, idx + 1,
+               (size_t)(r->element[1]->integer - r->element[0]->integer + 1));
+    }
+    return 0;
+}
+
+//  Reload the slot map from the first node that answers CLUSTER SLOTS,
+//  connected ones first. 0, or the last node's -errno (-EACCES wins).
+static int s_refresh(vz_redis_t *self)
+{
+    int rc = -EHOSTUNREACH;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < self->node_count; i++) {
+            s_node_t *node = &self->nodes[i];
+            if ((pass == 0) != (node->fd >= 0))
+                continue;
+            int nrc = s_node_ensure(self, node);
+            if (nrc == 0) {
+                const char *argv[] = {"CLUSTER", "SLOTS"};
+                redisReply *reply = s_roundtrip(node, false, 2, argv, NULL);
+                if (!reply)
+                    s_node_drop(node);
+                nrc = !reply ? -EIO : s_apply_slots(self, reply, node);
+                if (reply)
+                    freeReplyObject(reply);
+                if (nrc == 0) {
+                    self->stale = false;
+                    return 0;
+                }
+            }
+            if (rc != -EACCES)
+                rc = nrc;
+        }
+    return rc;
+}
+
+//  Case-insensitive command name test.
+static bool s_is(const char *arg, size_t len, const char *name)
+{
+    return len == strlen(name) && strncasecmp(arg, name, len) == 0;
+}
+
+//  Length of argument i (lens NULL: C strings).
+static size_t s_len(const char **argv, const size_t *lens, int i)
+{
+    return lens ? lens[i] : strlen(argv[i]);
+}
+
+//  The slot a command is routed by: its first key; -1 for one without a
+//  key (any node answers it). EVAL/EVALSHA/FCALL carry numkeys first,
+//  XREAD/XREADGROUP their keys after STREAMS, and SCAN is routed by a
+//  hash tag at the head of its MATCH pattern ("{tl}:s:*"), when it has one.
+static int s_command_slot(int argc, const char **argv, const size_t *lens)
+{
+    const char *name = argv[0];
+    size_t nlen = s_len(argv, lens, 0);
+    static const char *const keyless[] = {
+        "PING",  "INFO",   "SCRIPT", "CLUSTER", "AUTH",  "SELECT",   "TIME",     "ECHO",
+        "HELLO", "CLIENT", "CONFIG", "COMMAND", "ACL",   "DBSIZE",   "FLUSHALL", "FLUSHDB",
+        "WAIT",  "ROLE",   "MEMORY", "SLOWLOG", "DEBUG", "LASTSAVE", "PUBLISH",  "FUNCTION"};
+    for (size_t i = 0; i < sizeof keyless / sizeof keyless[0]; i++)
+        if (s_is(name, nlen, keyless[i]))
+            return -1;
+    if (s_is(name, nlen, "EVAL") || s_is(name, nlen, "EVALSHA") || s_is(name, nlen, "EVAL_RO") ||
+        s_is(name, nlen, "EVALSHA_RO") || s_is(name, nlen, "FCALL"))
+        return argc > 3 && atoi(argv[2]) > 0 ? vz_redis_key_slot(argv[3], s_len(argv, lens, 3))
+                                             : -1;
+    if (s_is(name, nlen, "XREAD") || s_is(name, nlen, "XREADGROUP")) {
+        for (int i = 1; i + 1 < argc; i++)
+            if (s_is(argv[i], s_len(argv, lens, i), "STREAMS"))
+                return vz_redis_key_slot(argv[i + 1], s_len(argv, lens, i + 1));
+        return -1;
+    }
+    if (s_is(name, nlen, "SCAN")) {
+        for (int i = 2; i + 1 < argc; i++) {
+            const char *pat = argv[i + 1];
+            size_t plen = s_len(argv, lens, i + 1);
+            if (!s_is(argv[i], s_len(argv, lens, i), "MATCH") || plen < 3 || pat[0] != '{')
+                continue;
+            size_t tag = 1;
+            while (tag < plen && !memchr("}*?[\\", pat[tag], 5))
+                tag++;
+            if (tag < plen && pat[tag] == '}')
+                return vz_redis_key_slot(pat, tag + 1);
+        }
+        return -1;
+    }
+    return argc > 1 ? vz_redis_key_slot(argv[1], s_len(argv, lens, 1)) : -1;
+}
+
+//  The node owning slot (-1: any node with slots, else the first one).
+static int s_owner(const vz_redis_t *self, int slot)
+{
+    if (slot >= 0)
+        return self->slots[slot] - 1;
+    for (int i = 0; i < S_SLOTS; i += 1024)
+        if (self->slots[i])
+            return self->slots[i] - 1;
+    return 0;
+}
+
+//  An error reply starting with word.
+static bool s_error_is(const redisReply *reply, const char *word)
+{
+    return reply && reply->type == REDIS_REPLY_ERROR && reply->len >= strlen(word) &&
+           strncmp(reply->str, word, strlen(word)) == 0;
+}
+
+//  Run a command on the node owning its slot. MOVED updates the map (and
+//  schedules a full reload) and goes to the named node; ASK goes there
+//  once, after ASKING; a node that cannot be reached makes the map reload
+//  at once and the command go to the slot's owner if that changed (a
+//  failover already done), within command_timeout_ms. A command that was
+//  sent but got no reply is never sent again: it may have run. TRYAGAIN
+//  is retried until the deadline; CLUSTERDOWN (a failover in progress)
+//  answers NULL, as a Redis away.
+static redisReply *s_cluster_command(vz_redis_t *self, int argc, const char **argv,
+                                     const size_t *lens)
+{
+    int slot = s_command_slot(argc, argv, lens);
+    int64_t deadline = vz_clock_mono_ms() + self->command_timeout_ms;
+    int target = -1; //  a redirection's node, else the slot's owner
+    bool asking = false;
+    for (int hop = 0; hop <= S_REDIRECTS; hop++) {
+        if (self->stale && s_refresh(self) < 0 && target < 0 && s_owner(self, slot) < 0)
+            break;
+        int idx = target >= 0 ? target : s_owner(self, slot);
+        if (idx < 0)
+            break;
+        s_node_t *node = &self->nodes[idx];
+        if (s_node_ensure(self, node) < 0) {
+            //  Away: has another node taken its slots over?
+            self->stale = true;
+            if (vz_clock_mono_ms() >= deadline || s_refresh(self) < 0 ||
+                s_owner(self, slot) == idx || target >= 0)
+                break;
+            continue;
+        }
+        redisReply *reply = s_roundtrip(node, asking, argc, argv, lens);
+        if (!reply) {
+            s_node_drop(node);
+            self->stale = true;
+            break;
+        }
+        self->up = true;
+        target = -1;
+        asking = false;
+        char host[S_HOST_MAX];
+        bool ask;
+        int rslot, port;
+        if (reply->type == REDIS_REPLY_ERROR &&
+            vz_redis_redirect_parse(reply->str, &ask, &rslot, host, sizeof host, &port) == 0) {
+            freeReplyObject(reply);
+            target = s_node_index(self, host[0] ? host : node->host, port);
+            if (target < 0)
+                break;
+            asking = ask;
+            if (!ask) {
+                self->slots[rslot] = (uint8_t)(target + 1);
+                self->stale = true;
+            }
+            continue;
+        }
+        if (s_error_is(reply, "TRYAGAIN") && vz_clock_mono_ms() < deadline) {
+            freeReplyObject(reply);
+            struct timespec pause = {0, 2 * 1000 * 1000}; //  a multi-key command mid-migration
+            nanosleep(&pause, NULL);
+            continue;
+        }
+        if (s_error_is(reply, "CLUSTERDOWN")) {
+            freeReplyObject(reply);
+            self->stale = true;
+            break;
+        }
+        return reply;
+    }
+    self->up = false;
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Sentinel: the primary's address asked from the Sentinels
+
+//  Ask the Sentinels, in order, for the primary of master; the first that
+//  names one wins. 0, or the last -errno.
+static int s_resolve(vz_redis_t *self)
+{
+    int rc = -EHOSTUNREACH;
+    for (int i = 0; i < self->node_count; i++) {
+        s_node_t *node = &self->nodes[i];
+        if (!node->sentinel || (rc = s_node_ensure(self, node)) < 0)
+            continue;
+        const char *argv[] = {"SENTINEL", "get-master-addr-by-name", self->master};
+        redisReply *r = s_roundtrip(node, false, 3, argv, NULL);
+        if (!r)
+            s_node_drop(node);
+        bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                  r->element[0]->type == REDIS_REPLY_STRING &&
+                  r->element[1]->type == REDIS_REPLY_STRING;
+        int port = ok ? atoi(r->element[1]->str) : 0;
+        int idx =
+            ok && port > 0 && port < 65536 ? s_node_index(self, r->element[0]->str, port) : -1;
+        if (r)
+            freeReplyObject(r);
+        rc = -EHOSTUNREACH;
+        if (idx < 0)
+            continue;
+        if (self->primary >= 0 && self->primary != idx)
+            s_node_drop(&self->nodes[self->primary]); //  the old primary is a replica now
+        self->primary = idx;
+        self->stale = false;
+        return 0;
+    }
+    return rc;
+}
+
+//  The one server outside a cluster: the URL's host, or the primary the
+//  Sentinels name (asked again when stale), connected. NULL when away.
+static s_node_t *s_server(vz_redis_t *self, int *rc_p)
+{
+    int rc = 0;
+    if (self->master[0] && (self->primary < 0 || self->stale))
+        rc = s_resolve(self);
+    s_node_t *node = self->master[0] ? (self->primary >= 0 ? &self->nodes[self->primary] : NULL)
+                                     : &self->nodes[0];
+    if (node && (rc = s_node_ensure(self, node)) < 0 && self->master[0]) {
+        //  Unreachable: a failover may have named another primary.
+        int before = self->primary;
+        if (s_resolve(self) == 0 && self->primary != before)
+            rc = s_node_ensure(self, node = &self->nodes[self->primary]);
+    }
+    if (rc_p)
+        *rc_p = node ? rc : -EHOSTUNREACH;
+    return node && rc == 0 ? node : NULL;
+}
+
+int vz_redis_ensure(vz_redis_t *self)
+{
+    assert(self);
+    if (self->cluster && !self->stale)
+        return 0; //  nodes are connected on first use
+    int rc = 0;
+    if (self->cluster)
+        rc = s_refresh(self);
+    else
+        s_server(self, &rc);
+    self->up = rc == 0;
+    return rc;
 }
 
 redisReply *vz_redis_command(vz_redis_t *self, int argc, const char **argv, const size_t *lens)
 {
     assert(self && argc > 0 && argv);
-    if (vz_redis_ensure(self) < 0)
-        return NULL;
-    return s_checked(self, s_roundtrip(self, argc, argv, lens));
+    if (self->cluster)
+        return s_cluster_command(self, argc, argv, lens);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int rc;
+        s_node_t *node = s_server(self, &rc);
+        self->up = node != NULL;
+        if (!node)
+            return NULL;
+        redisReply *reply = s_roundtrip(node, false, argc, argv, lens);
+        //  Transport failures (NULL) drop the connection; error replies do not.
+        if (!reply) {
+            s_node_drop(node);
+            self->stale = self->master[0] != '\0';
+            self->up = false;
+            return NULL;
+        }
+        //  A primary demoted by a failover refuses writes: ask again, once
+        //  (nothing ran on the replica).
+        if (attempt == 0 && self->master[0] && s_error_is(reply, "READONLY")) {
+            freeReplyObject(reply);
+            self->stale = true;
+            continue;
+        }
+        return reply;
+    }
+    return NULL;
 }
 
 vz_redis_script_t *vz_redis_script_new(const char *source)
@@ -611,28 +1079,68 @@ static bool s_noscript(const redisReply *reply)
     return reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0;
 }
 
-//  Send the formatted commands (len bytes of out, freed), then read one
-//  reply per call whose reply is still NULL, in order.
-static int s_run_batch(vz_redis_t *self, char *out, size_t len, vz_redis_call_t *calls,
-                       size_t count)
+//  Send the formatted commands (len bytes of out, freed) to node, then
+//  read one reply per call of the node (owner[i] == idx) whose reply is
+//  still NULL, in order.
+static int s_run_batch(s_node_t *node, char *out, size_t len, vz_redis_call_t *calls,
+                       const int *owner, int idx, size_t count)
 {
-    bool sent = s_send(self, out, len);
+    bool sent = s_send(node, out, len);
     free(out);
     if (!sent)
         return -EIO;
     for (size_t i = 0; i < count; i++) {
-        if (calls[i].reply)
+        if (owner[i] != idx || calls[i].reply)
             continue;
-        calls[i].reply = s_reply(self);
+        calls[i].reply = s_reply(node);
         if (!calls[i].reply)
             return -EIO;
     }
     return 0;
 }
 
-//  Everything is written before anything is read: one send, Redis
-//  answers in order. A transport failure anywhere voids the batch (the
-//  connection's stream position is lost), like a failed vz_redis_command.
+//  The calls of node idx, pipelined: every EVALSHA written, then the
+//  replies read; those answered NOSCRIPT (after a restart or SCRIPT FLUSH)
+//  are resent by source, pipelined too. A transport failure drops the
+//  connection (its stream position is lost).
+static int s_node_batch(vz_redis_t *self, int idx, vz_redis_call_t *calls, const int *owner,
+                        size_t count)
+{
+    s_node_t *node = &self->nodes[idx];
+    int rc = s_node_ensure(self, node);
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        char *out = NULL;
+        size_t len = 0;
+        for (size_t i = 0; i < count && rc == 0; i++) {
+            if (owner[i] != idx || (pass == 1 && !s_noscript(calls[i].reply)))
+                continue;
+            if (calls[i].reply)
+                freeReplyObject(calls[i].reply);
+            calls[i].reply = NULL;
+            rc = s_append_eval(&calls[i], pass == 1, &out, &len);
+        }
+        if (rc == 0 && len)
+            rc = s_run_batch(node, out, len, calls, owner, idx, count);
+        else
+            free(out);
+    }
+    if (rc == -EIO)
+        s_node_drop(node);
+    return rc;
+}
+
+//  A reply the cluster path must handle: a redirection, TRYAGAIN or
+//  CLUSTERDOWN (the call is then run again alone by vz_redis_eval).
+static bool s_rerun(const redisReply *reply)
+{
+    return !reply || s_error_is(reply, "MOVED ") || s_error_is(reply, "ASK ") ||
+           s_error_is(reply, "TRYAGAIN") || s_error_is(reply, "CLUSTERDOWN");
+}
+
+//  Everything for one node is written before anything is read: one send
+//  per node, each answering in order; replies land in their calls, so
+//  call order is kept whatever the grouping. A transport failure anywhere
+//  voids the batch, like a failed vz_redis_command.
 int vz_redis_eval_batch(vz_redis_t *self, vz_redis_call_t *calls, size_t count)
 {
     assert(self && (calls || count == 0));
@@ -645,33 +1153,46 @@ int vz_redis_eval_batch(vz_redis_t *self, vz_redis_call_t *calls, size_t count)
     int rc = vz_redis_ensure(self);
     if (rc < 0)
         return rc;
-    char *out = NULL;
-    size_t len = 0;
-    for (size_t i = 0; i < count && rc == 0; i++)
-        rc = s_append_eval(&calls[i], false, &out, &len);
-    rc = rc == 0 ? s_run_batch(self, out, len, calls, count) : (free(out), rc);
-    //  After a Redis restart or SCRIPT FLUSH: resend those by source.
-    out = NULL;
-    len = 0;
-    for (size_t i = 0; i < count && rc == 0; i++)
-        if (s_noscript(calls[i].reply)) {
-            freeReplyObject(calls[i].reply);
-            calls[i].reply = NULL;
-            rc = s_append_eval(&calls[i], true, &out, &len);
+    //  Each call's node: the owner of its first key's slot (-1 unknown),
+    //  or the one server.
+    int *owner = calloc(count, sizeof *owner);
+    assert(owner);
+    for (size_t i = 0; i < count && self->master[0]; i++)
+        owner[i] = self->primary;
+    for (size_t i = 0; i < count && self->cluster; i++)
+        owner[i] = s_owner(self, calls[i].nkeys
+                                     ? vz_redis_key_slot(calls[i].keys[0], strlen(calls[i].keys[0]))
+                                     : -1);
+    for (size_t i = 0; i < count && rc == 0; i++) {
+        bool first = owner[i] >= 0;
+        for (size_t j = 0; j < i && first; j++)
+            first = owner[j] != owner[i];
+        if (first)
+            rc = s_node_batch(self, owner[i], calls, owner, count);
+    }
+    //  Moved slots, migrations, unknown owners: one by one, the long way.
+    for (size_t i = 0; i < count && rc == 0 && self->cluster; i++)
+        if (s_rerun(calls[i].reply)) {
+            if (calls[i].reply)
+                freeReplyObject(calls[i].reply);
+            calls[i].reply = vz_redis_eval(self, calls[i].script, calls[i].nkeys, calls[i].keys,
+                                           calls[i].nargs, calls[i].args);
+            rc = calls[i].reply ? 0 : -EIO;
         }
-    if (rc == 0 && len)
-        rc = s_run_batch(self, out, len, calls, count);
-    else
-        free(out);
+    free(owner);
     if (rc < 0) {
         for (size_t i = 0; i < count; i++)
             if (calls[i].reply) {
                 freeReplyObject(calls[i].reply);
                 calls[i].reply = NULL;
             }
-        s_drop(self);
+        self->stale = self->cluster || self->master[0];
+        self->up = false;
         return rc;
     }
+    //  A demoted primary: the Sentinels are asked again before the next call.
+    for (size_t i = 0; i < count && self->master[0]; i++)
+        self->stale = self->stale || s_error_is(calls[i].reply, "READONLY");
     self->up = true;
     return 0;
 }

@@ -1,12 +1,32 @@
-/*  vz_redis - one Redis connection (AUTH, TLS) with short timeouts and reconnection
+/*  vz_redis - a Redis server or Cluster (AUTH, TLS) with short timeouts and reconnection
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  For workers that must never wait long on Redis: connect and command
  *  timeouts are explicit (tens of milliseconds), a broken connection is
- *  re-established lazily on the next command (at most once per
- *  retry_ms), and every reply is type-checked by the caller's helpers
- *  rather than trusted. Lua scripts are loaded once (SCRIPT LOAD) and run
- *  with EVALSHA, falling back to EVAL and reloading on NOSCRIPT.
+ *  re-established lazily on the next command (at most once per retry_ms
+ *  per node), and every reply is type-checked by the caller's helpers
+ *  rather than trusted. Lua scripts run with EVALSHA (the SHA computed
+ *  here), falling back to EVAL on NOSCRIPT.
+ *
+ *  Redis Cluster (?cluster=1): the slot map comes from CLUSTER SLOTS (at
+ *  the first command, and again after a redirection or a node lost); a
+ *  command goes to the primary owning its first key's slot (keyless ones
+ *  to any node), over one connection per node opened on first use. What
+ *  is retried, within command_timeout_ms and at most 5 hops: MOVED (map
+ *  updated, sent to the named node), ASK (ASKING then the command, on the
+ *  named node, once), TRYAGAIN, and a node that cannot be connected to
+ *  (map reloaded; sent to the slot's new owner once a failover put one
+ *  there). Never retried: a command sent whose reply did not come (it may
+ *  have run) - NULL, as for one server; an idle connection the server
+ *  closed is noticed before sending (reconnected). CLUSTERDOWN answers NULL too. The
+ *  caller's keys of one command or script must share a slot (hash tags,
+ *  docs/operations/redis-cluster.md); Redis answers CROSSSLOT otherwise.
+ *
+ *  Sentinel (?sentinel=<master name>): the hosts are Sentinels (asked
+ *  without AUTH), asked SENTINEL get-master-addr-by-name at the first
+ *  command and again after the primary's connection was lost or refused,
+ *  or a command was answered READONLY (a demoted primary: that command is
+ *  sent once more, to the primary named then).
  *  Not thread-safe: one vz_redis_t per thread.
  */
 #ifndef VZ_REDIS_H
@@ -18,16 +38,23 @@
 
 typedef struct vz_redis_t vz_redis_t;
 
-//  url: redis[s]://[[user]:password@]host[:port][/db][?tls settings].
+//  url: redis[s]://[[user]:password@]host[:port][,host[:port]...][/db][?query].
 //  With a password every connection starts with AUTH (AUTH user password
 //  for an ACL user); user and password are percent-decoded. rediss://
 //  speaks TLS (1.2 at least) and verifies the server's certificate
 //  against the system's CA store, or ca_file, for host (a DNS name, or an
 //  IP address in its SANs) or server_name; cert_file and key_file (PEM)
-//  present a client certificate. The query takes only those four
-//  (rediss://host:6380/0?ca_file=/etc/vizmesh/redis-ca.pem). Does not
-//  connect yet. NULL on a bad URL or a TLS file that does not load
-//  (errno EINVAL).
+//  present a client certificate (rediss:// only:
+//  rediss://host:6380/0?ca_file=/etc/vizmesh/redis-ca.pem). cluster=1 in
+//  the query speaks to a Redis Cluster: the hosts (one or more) are seeds
+//  the slot map is asked from, and the db must be 0
+//  (redis://:pw@10.0.0.1:6379,10.0.0.2:6379?cluster=1); several hosts
+//  without it are refused, except with sentinel=<master name> in the
+//  query: then the hosts are Sentinels and the primary is the one they
+//  name (redis://:pw@s1:26379,s2:26379/0?sentinel=mymaster). The same
+//  credentials and TLS settings serve
+//  every node. Does not connect yet. NULL on a bad URL or a TLS file that
+//  does not load (errno EINVAL).
 vz_redis_t *vz_redis_new(const char *url, int connect_timeout_ms, int command_timeout_ms,
                          int retry_ms);
 void vz_redis_destroy(vz_redis_t **self_p);
@@ -45,7 +72,8 @@ int vz_redis_url_password(const char *url, const char *password, char *out, size
 //  True when the last command reached Redis (or a fresh connect succeeded).
 bool vz_redis_up(const vz_redis_t *self);
 
-//  Connect now if not connected (respecting retry_ms). 0 or -errno:
+//  Connect now if not connected (respecting retry_ms); in a cluster, load
+//  the slot map if it is not (or no longer) current. 0 or -errno:
 //  -EACCES when Redis refused the credentials, -ECONNREFUSED also for a
 //  failed TLS handshake (an untrusted or misnamed certificate).
 int vz_redis_ensure(vz_redis_t *self);
@@ -78,13 +106,26 @@ typedef struct {
     redisReply *reply;         //  out: as vz_redis_eval would return it
 } vz_redis_call_t;
 
-//  Run count calls (any mix of scripts) pipelined on the one connection:
-//  every EVALSHA is written, then the replies are read in order, so the
-//  batch costs one round trip. Calls answered NOSCRIPT are sent again as
-//  EVAL (pipelined too). Each read waits at most command_timeout_ms. 0 with
-//  every reply set (possibly an error reply), or -errno when Redis was
-//  unreachable or the connection failed mid-batch: then every reply is
-//  NULL and the connection is dropped (some calls may have run).
+//  Run count calls (any mix of scripts) pipelined: every EVALSHA is
+//  written, then the replies are read in order, so the batch costs one
+//  round trip (in a cluster one per node its calls' first keys live on;
+//  each reply still lands in its call). Calls answered NOSCRIPT are sent
+//  again as EVAL (pipelined too); in a cluster, calls redirected are run
+//  again one by one as vz_redis_eval would. Each read waits at most
+//  command_timeout_ms. 0 with every reply set (possibly an error reply),
+//  or -errno when Redis was unreachable or a connection failed mid-batch:
+//  then every reply is NULL and that connection is dropped (some calls may
+//  have run).
 int vz_redis_eval_batch(vz_redis_t *self, vz_redis_call_t *calls, size_t count);
+
+//  The Redis Cluster hash slot (0..16383) of a key of len bytes: CRC16
+//  of its hash tag (what is between the first '{' and the next '}', when
+//  not empty), else of the whole key.
+int vz_redis_key_slot(const char *key, size_t len);
+
+//  Parse a redirection error reply, "MOVED <slot> <host>:<port>" or "ASK
+//  <slot> <host>:<port>" (host may be empty: the node that answered), into
+//  *ask, *slot, host (n bytes) and *port. 0, or -EINVAL when err is not one.
+int vz_redis_redirect_parse(const char *err, bool *ask, int *slot, char *host, size_t n, int *port);
 
 #endif

@@ -38,9 +38,9 @@ static const struct {
     const char *daemon; //  service name, or its command without "vz-"
     const char *keys;   //  ACL key pattern
 } s_prefixes[] = {
-    {"auth", "~auth:*"},   {"ratelimit", "~vz:rl:*"}, {"billing", "~billing:*"},
-    {"notifier", "~nt:*"}, {"telemetry", "~tl:*"},    {"github", "~github:*"},
-    {"reporter", "~rp:*"},
+    {"auth", "~{auth}:*"},   {"ratelimit", "~vz:rl:*"}, {"billing", "~{billing}:*"},
+    {"notifier", "~{nt}:*"}, {"telemetry", "~{tl}:*"},  {"github", "~{github}:*"},
+    {"reporter", "~{rp}:*"},
 };
 
 const char *sup_redis_acl_daemon_keys(const char *daemon)

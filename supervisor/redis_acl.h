@@ -8,8 +8,8 @@
  *  secret kept in <state_dir>/redis/secret (made once, owner-only):
  *  HMAC-SHA256(secret, name), 32 hex characters, so it is stable across
  *  restarts without a file per service. A daemon known to keep state in
- *  Redis may touch only its own key prefix (auth:*, vz:rl:*, billing:*,
- *  nt:*, tl:*) and no @dangerous command; every other service may only
+ *  Redis may touch only its own key prefix ({auth}:*, vz:rl:*, {billing}:*,
+ *  {nt}:*, {tl}:*) and no @dangerous command; every other service may only
  *  PING and SELECT. The daemon gets its URL in VZ_REDIS_URL
  *  (redis://NAME:PASSWORD@127.0.0.1:PORT). A user "vz-supervisor" may
  *  PING (the readiness probe) and reload the file (ACL LOAD) after
@@ -26,11 +26,11 @@
 
 #include "mesh_config.h"
 
-//  The key pattern rule of daemon ("auth" -> "~auth:*"), "" when it keeps
+//  The key pattern rule of daemon ("auth" -> "~{auth}:*"), "" when it keeps
 //  no keys in Redis. The one table of prefixes.
 const char *sup_redis_acl_daemon_keys(const char *daemon);
 
-//  The key pattern rule of svc ("~auth:*"), "" when it keeps no keys.
+//  The key pattern rule of svc ("~{auth}:*"), "" when it keeps no keys.
 //  Known by the daemon its command runs (vz-auth ...), else by its name.
 const char *sup_redis_acl_keys(const sup_mesh_service_t *svc);
 

@@ -3,15 +3,15 @@
  *
  *  Registration never grants scope admin. While no admin exists, the first
  *  replica to start creates a bootstrap token ("vzb_" + 32 random bytes),
- *  stores only its SHA-256 in Redis (auth:bootstrap, SET NX with the expiry
+ *  stores only its SHA-256 in Redis ({auth}:bootstrap, SET NX with the expiry
  *  bootstrap_ttl_s) and prints the token once, to its log. Whoever can read
  *  that log (the operator) hands it to a registered user, who redeems it
  *  with a user access token (method admin_bootstrap, POST /v1/auth/bootstrap):
  *  one Lua script checks the hash, deletes the token, adds admin to the
- *  user's scope and records the uid in auth:admins. A token that expired
+ *  user's scope and records the uid in {auth}:admins. A token that expired
  *  unused is replaced at the next start of an auth replica.
  *
- *  Redis: auth:bootstrap = sha256 hex (expiring); auth:admins = set of the
+ *  Redis: {auth}:bootstrap = sha256 hex (expiring); {auth}:admins = set of the
  *  uids granted admin this way (its size says whether an admin exists).
  */
 #include "auth.h"
@@ -24,8 +24,8 @@
 
 #include "vz_proto.h"
 
-#define K_BOOTSTRAP "auth:bootstrap"
-#define K_ADMINS "auth:admins"
+#define K_BOOTSTRAP "{auth}:bootstrap"
+#define K_ADMINS "{auth}:admins"
 #define TOKEN_PREFIX "vzb_"
 #define TOKEN_MAX 128
 
@@ -105,7 +105,7 @@ int auth_h_admin_bootstrap(void *app, const vz_envelope_t *req, vz_reply_t *repl
     }
     char hash[65], user_key[96];
     auth_sha256_hex(hash, token, strlen(token));
-    snprintf(user_key, sizeof user_key, "auth:user:%s", ctx.sub);
+    snprintf(user_key, sizeof user_key, "{auth}:user:%s", ctx.sub);
     const char *keys[] = {K_BOOTSTRAP, user_key, K_ADMINS};
     const char *args[] = {hash, ctx.sub};
     redisReply *r = vz_redis_eval(self->redis, self->bootstrap, 3, keys, 2, args);

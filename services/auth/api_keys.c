@@ -4,8 +4,8 @@
  *  A key reads "vzk_<id>_<secret>": id is 12 hex characters (the lookup
  *  prefix, also the key id the gateway puts in ctx "kid"), secret 32 random
  *  bytes in base64url. Redis keeps only SHA-256 of the whole key:
- *  auth:ak:<id> = {hash, sub, name, scope, created, last_used} and
- *  auth:uak:<uid> = set of the user's key ids. A slow KDF would add nothing
+ *  {auth}:ak:<id> = {hash, sub, name, scope, created, last_used} and
+ *  {auth}:uak:<uid> = set of the user's key ids. A slow KDF would add nothing
  *  for a 256-bit random secret and would make the gateway's cache misses
  *  slow; the comparison is constant-time anyway.
  *
@@ -32,11 +32,12 @@
 #define NAME_MAX_BYTES 64
 #define LAST_USED_EVERY_S 60
 
-//  KEYS ak; reply {hash, sub, scope, last_used, tier} or nil.
+//  KEYS ak, the user key prefix (hash tag: same slot); reply {hash, sub, scope, last_used, tier} or
+//  nil.
 const char auth_lua_apikey_get[] =
     "local k = redis.call('HMGET', KEYS[1], 'hash', 'sub', 'scope', 'last_used')\n"
     "if not k[1] then return nil end\n"
-    "local tier = redis.call('HGET', 'auth:user:' .. k[2], 'tier')\n"
+    "local tier = redis.call('HGET', KEYS[2] .. k[2], 'tier')\n"
     "if not tier then return nil end\n"
     "return {k[1], k[2], k[3] or '', k[4] or '0', tier}\n";
 
@@ -103,7 +104,7 @@ int auth_h_api_key_create(void *app, const vz_envelope_t *req, vz_reply_t *reply
         goto done;
     }
     char set_key[64];
-    snprintf(set_key, sizeof set_key, "auth:uak:%s", ctx.sub);
+    snprintf(set_key, sizeof set_key, "{auth}:uak:%s", ctx.sub);
     const char *scard[] = {"SCARD", set_key};
     redisReply *r = auth_redis(self, 2, scard);
     if (!r) {
@@ -124,7 +125,7 @@ int auth_h_api_key_create(void *app, const vz_envelope_t *req, vz_reply_t *reply
     }
     snprintf(key, sizeof key, KEY_PREFIX "%s_%s", id, secret);
     auth_sha256_hex(hash, key, strlen(key));
-    snprintf(ak, sizeof ak, "auth:ak:%s", id);
+    snprintf(ak, sizeof ak, "{auth}:ak:%s", id);
     snprintf(now, sizeof now, "%lld", (long long)(vz_clock_now_ms() / 1000));
     const char *hset[] = {"HSET", ak,      "hash", hash,      "sub", ctx.sub,     "name",
                           name,   "scope", scopes, "created", now,   "last_used", "0"};
@@ -160,7 +161,7 @@ int auth_h_api_key_list(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     if (s_user(req, &ctx, reply) < 0)
         return 0;
     char set_key[64];
-    snprintf(set_key, sizeof set_key, "auth:uak:%s", ctx.sub);
+    snprintf(set_key, sizeof set_key, "{auth}:uak:%s", ctx.sub);
     const char *smembers[] = {"SMEMBERS", set_key};
     redisReply *ids = auth_redis(self, 2, smembers);
     if (!ids || ids->type != REDIS_REPLY_ARRAY) {
@@ -175,7 +176,7 @@ int auth_h_api_key_list(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     for (size_t i = 0; i < ids->elements; i++) {
         const char *id = ids->element[i]->str;
         char ak[64];
-        snprintf(ak, sizeof ak, "auth:ak:%s", id);
+        snprintf(ak, sizeof ak, "{auth}:ak:%s", id);
         const char *hmget[] = {"HMGET", ak, "name", "scope", "created", "last_used"};
         redisReply *k = auth_redis(self, 6, hmget);
         if (k && k->type == REDIS_REPLY_ARRAY && k->elements == 4 &&
@@ -212,8 +213,8 @@ int auth_h_api_key_delete(void *app, const vz_envelope_t *req, vz_reply_t *reply
     if (!id || strlen(id) != ID_HEX || strspn(id, "0123456789abcdef") != ID_HEX)
         return vz_authctx_reply_error(reply, 0, VZ_AUTHCTX_ERR_NOT_FOUND, "no such API key");
     char set_key[64], ak[32];
-    snprintf(set_key, sizeof set_key, "auth:uak:%s", ctx.sub);
-    snprintf(ak, sizeof ak, "auth:ak:%s", id);
+    snprintf(set_key, sizeof set_key, "{auth}:uak:%s", ctx.sub);
+    snprintf(ak, sizeof ak, "{auth}:ak:%s", id);
     //  Membership in the caller's own set is the ownership check.
     const char *srem[] = {"SREM", set_key, id};
     redisReply *r = auth_redis(self, 3, srem);
@@ -273,9 +274,9 @@ int auth_h_api_key_verify(void *app, const vz_envelope_t *req, vz_reply_t *reply
         return s_verify_reply(reply, false, "", "", "", "");
     }
     char ak[32], hash[65];
-    snprintf(ak, sizeof ak, "auth:ak:%s", id);
-    const char *keys[] = {ak};
-    redisReply *r = vz_redis_eval(self->redis, self->apikey_get, 1, keys, 0, NULL);
+    snprintf(ak, sizeof ak, "{auth}:ak:%s", id);
+    const char *keys[] = {ak, "{auth}:user:"};
+    redisReply *r = vz_redis_eval(self->redis, self->apikey_get, 2, keys, 0, NULL);
     if (!r || r->type == REDIS_REPLY_ERROR) {
         if (r)
             freeReplyObject(r);

@@ -2,7 +2,7 @@
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  One auth_t per process, used only on the reactor thread. Every piece of
- *  state lives in Redis (keys under "auth:"), so any replica answers any
+ *  state lives in Redis (keys under "{auth}:"), so any replica answers any
  *  request; the only local state is a cache of the signing keys, checked
  *  against a version counter in Redis before each use.
  *

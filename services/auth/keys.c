@@ -1,9 +1,9 @@
 /*  keys - ES256 signing keys shared by every replica through Redis
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  Redis holds the keys as PEM: hash auth:keys maps kid -> "<created>
+ *  Redis holds the keys as PEM: hash {auth}:keys maps kid -> "<created>
  *  <drop_at> <pem>" (Unix seconds; drop_at 0 while the key signs or could
- *  sign), auth:keys:current names the signing key and auth:keys:ver is
+ *  sign), {auth}:keys:current names the signing key and {auth}:keys:ver is
  *  bumped on every change. Replicas cache the parsed keys and re-read them
  *  when the version moves, so they all sign with the same key and serve the
  *  same JWKS.
@@ -35,15 +35,15 @@
 
 #include "vz_proto.h"
 
-#define K_KEYS "auth:keys"
-#define K_CURRENT "auth:keys:current"
-#define K_VERSION "auth:keys:ver"
+#define K_KEYS "{auth}:keys"
+#define K_CURRENT "{auth}:keys:current"
+#define K_VERSION "{auth}:keys:ver"
 #define ENC_PREFIX "enc:v1:" //  an encrypted private key in a record
 #define ENC_NONCE 12         //  AES-GCM nonce bytes
 #define ENC_TAG 16           //  AES-GCM tag bytes
 
 struct auth_keys_t {
-    long long version;         //  auth:keys:ver the cache was built from, -1 = none
+    long long version;         //  {auth}:keys:ver the cache was built from, -1 = none
     vz_jwt_key_t *signing;     //  current key with its private half
     vz_jwt_keyset_t *publish;  //  keys in the JWKS
     vz_redis_script_t *ensure; //  create the first key unless one exists

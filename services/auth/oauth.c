@@ -1,7 +1,7 @@
 /*  oauth - client credentials (RFC 6749 §4.4), registration, introspection (RFC 7662)
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  Clients are registered by an admin: auth:client:<client_id> = {hash,
+ *  Clients are registered by an admin: {auth}:client:<client_id> = {hash,
  *  name, scope, tier, created, owner}; the secret ("cs_" + 32 random bytes)
  *  is shown once and stored as SHA-256. Client authentication takes
  *  client_id/client_secret from the form body (client_secret_post) or, if
@@ -83,7 +83,7 @@ int auth_h_client_register(void *app, const vz_envelope_t *req, vz_reply_t *repl
         goto done;
     }
     auth_sha256_hex(hash, secret, strlen(secret));
-    snprintf(key, sizeof key, "auth:client:%s", id);
+    snprintf(key, sizeof key, "{auth}:client:%s", id);
     snprintf(now, sizeof now, "%lld", (long long)(vz_clock_now_ms() / 1000));
     const char *hset[] = {"HSET",    key,     "hash",  hash,   "name",
                           name,      "scope", scopes,  "tier", tier ? tier : VZ_AUTHCTX_TIER_FREE,
@@ -204,7 +204,7 @@ static redisReply *s_client_auth(auth_t *self, const vz_envelope_t *req, vz_repl
         return NULL;
     }
     char key[96], hash[65];
-    snprintf(key, sizeof key, "auth:client:%s", id);
+    snprintf(key, sizeof key, "{auth}:client:%s", id);
     const char *argv[] = {"HGETALL", key};
     redisReply *client = auth_redis(self, 2, argv);
     if (!client) {

@@ -2,8 +2,8 @@
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  Refresh tokens are opaque ("rt_" + 32 random bytes) and stored only as
- *  SHA-256: auth:rt:<hash> = {uid, fam, used}. Every token belongs to a
- *  family (one login); auth:fam:<fam> exists while the family is alive and
+ *  SHA-256: {auth}:rt:<hash> = {uid, fam, used}. Every token belongs to a
+ *  family (one login); {auth}:fam:<fam> exists while the family is alive and
  *  its TTL is the family's absolute lifetime. Using a token marks it used
  *  and issues the next one of the family; presenting a used token again
  *  means it was copied, so the whole family is revoked (RFC 6819 §5.2.2.3,
@@ -23,11 +23,12 @@
 #define RT_PREFIX "rt_"
 #define RT_MAX 128
 
-//  KEYS rt; reply {status, uid, fam}: ok | invalid | reuse | revoked.
+//  KEYS rt, the family key prefix (hash tag: same slot); reply {status, uid, fam}: ok | invalid |
+//  reuse | revoked.
 const char auth_lua_rt_use[] =
     "local t = redis.call('HMGET', KEYS[1], 'uid', 'fam', 'used')\n"
     "if not t[1] or not t[2] then return {'invalid'} end\n"
-    "local fam = 'auth:fam:' .. t[2]\n"
+    "local fam = KEYS[2] .. t[2]\n"
     "if t[3] == '1' then\n"
     "  redis.call('DEL', fam)\n"
     "  return {'reuse', t[1], t[2]}\n"
@@ -85,9 +86,9 @@ static int s_refresh_issue(auth_t *self, const char *uid, char fam[33], char out
         return -1;
     char hash[65], rt_key[80], fam_key[64], set_key[320], ttl[16];
     auth_sha256_hex(hash, out, strlen(out));
-    snprintf(rt_key, sizeof rt_key, "auth:rt:%s", hash);
-    snprintf(fam_key, sizeof fam_key, "auth:fam:%s", fam);
-    snprintf(set_key, sizeof set_key, "auth:ufams:%s", uid);
+    snprintf(rt_key, sizeof rt_key, "{auth}:rt:%s", hash);
+    snprintf(fam_key, sizeof fam_key, "{auth}:fam:%s", fam);
+    snprintf(set_key, sizeof set_key, "{auth}:ufams:%s", uid);
     snprintf(ttl, sizeof ttl, "%d", self->config.refresh_ttl_s);
     const char *keys[] = {rt_key, fam_key, set_key};
     const char *args[] = {uid, fam, ttl, fresh ? "1" : "0"};
@@ -153,9 +154,9 @@ static int s_refresh_use(auth_t *self, const char *token, char *uid, size_t uid_
     }
     char hash[65], key[80];
     auth_sha256_hex(hash, token, strlen(token));
-    snprintf(key, sizeof key, "auth:rt:%s", hash);
-    const char *keys[] = {key};
-    redisReply *r = vz_redis_eval(self->redis, self->rt_use, 1, keys, 0, NULL);
+    snprintf(key, sizeof key, "{auth}:rt:%s", hash);
+    const char *keys[] = {key, "{auth}:fam:"};
+    redisReply *r = vz_redis_eval(self->redis, self->rt_use, 2, keys, 0, NULL);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
         r->element[0]->type != REDIS_REPLY_STRING) {
         if (r)
@@ -204,7 +205,7 @@ int auth_h_refresh(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         return 0;
     //  Scope and tier come from the user record now, so changes apply at refresh.
     char key[96];
-    snprintf(key, sizeof key, "auth:user:%s", uid);
+    snprintf(key, sizeof key, "{auth}:user:%s", uid);
     const char *argv[] = {"HMGET", key, "scope", "tier"};
     redisReply *u = auth_redis(self, 4, argv);
     if (!u || u->type != REDIS_REPLY_ARRAY || u->elements != 2 ||
@@ -223,7 +224,7 @@ int auth_h_refresh(void *app, const vz_envelope_t *req, vz_reply_t *reply)
 int auth_tokens_revoke_user(auth_t *self, const char *uid)
 {
     char set_key[320];
-    snprintf(set_key, sizeof set_key, "auth:ufams:%s", uid);
+    snprintf(set_key, sizeof set_key, "{auth}:ufams:%s", uid);
     const char *members[] = {"SMEMBERS", set_key};
     redisReply *r = auth_redis(self, 2, members);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
@@ -234,7 +235,7 @@ int auth_tokens_revoke_user(auth_t *self, const char *uid)
     int count = 0;
     for (size_t i = 0; i < r->elements; i++) {
         char fam_key[96];
-        snprintf(fam_key, sizeof fam_key, "auth:fam:%s", r->element[i]->str);
+        snprintf(fam_key, sizeof fam_key, "{auth}:fam:%s", r->element[i]->str);
         const char *del[] = {"DEL", fam_key};
         redisReply *d = auth_redis(self, 2, del);
         if (d && d->type == REDIS_REPLY_INTEGER)
@@ -275,7 +276,7 @@ int auth_h_logout(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     if (token) {
         char hash[65], key[80];
         auth_sha256_hex(hash, token, strlen(token));
-        snprintf(key, sizeof key, "auth:rt:%s", hash);
+        snprintf(key, sizeof key, "{auth}:rt:%s", hash);
         const char *argv[] = {"HMGET", key, "uid", "fam"};
         redisReply *r = auth_redis(self, 4, argv);
         if (!r) {
@@ -287,7 +288,7 @@ int auth_h_logout(void *app, const vz_envelope_t *req, vz_reply_t *reply)
             r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, ctx.sub) == 0 &&
             r->element[1]->type == REDIS_REPLY_STRING) {
             char fam_key[96];
-            snprintf(fam_key, sizeof fam_key, "auth:fam:%s", r->element[1]->str);
+            snprintf(fam_key, sizeof fam_key, "{auth}:fam:%s", r->element[1]->str);
             const char *del[] = {"DEL", fam_key};
             redisReply *d = auth_redis(self, 2, del);
             revoked = d && d->type == REDIS_REPLY_INTEGER ? (int)d->integer : 0;

@@ -1,8 +1,8 @@
 /*  users - register, login (with lockout), profile
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  Redis: auth:user:<uid> = {email, pw, name, scope, tier, created,
- *  updated}; auth:email:<email> = uid (SET NX makes e-mails unique).
+ *  Redis: {auth}:user:<uid> = {email, pw, name, scope, tier, created,
+ *  updated}; {auth}:email:<email> = uid (SET NX makes e-mails unique).
  *
  *  Login answers "invalid email or password" for an unknown e-mail and a
  *  wrong password alike, and both paths run the KDF once (an unknown user
@@ -119,7 +119,7 @@ static void s_write_user(vz_json_writer_t *w, const char *uid, const redisReply 
 static redisReply *s_user_get(auth_t *self, const char *uid)
 {
     char key[96];
-    snprintf(key, sizeof key, "auth:user:%s", uid);
+    snprintf(key, sizeof key, "{auth}:user:%s", uid);
     const char *argv[] = {"HGETALL", key};
     return auth_redis(self, 2, argv);
 }
@@ -132,8 +132,8 @@ static void s_register_then(auth_t *self, auth_kdf_t *job, vz_reply_t *reply)
         vz_authctx_reply_error(reply, 0, VZ_ERR_INTERNAL, "cannot hash the password");
         return;
     }
-    snprintf(email_key, sizeof email_key, "auth:email:%s", job->email);
-    snprintf(user_key, sizeof user_key, "auth:user:%s", uid);
+    snprintf(email_key, sizeof email_key, "{auth}:email:%s", job->email);
+    snprintf(user_key, sizeof user_key, "{auth}:user:%s", uid);
     const char *setnx[] = {"SET", email_key, uid, "NX"};
     redisReply *r = auth_redis(self, 4, setnx);
     if (!r) {
@@ -281,7 +281,7 @@ static void s_login_then(auth_t *self, auth_kdf_t *job, vz_reply_t *reply)
     //  The pool rehashed a hash made at a lower cost: store it.
     if (job->hash_rc == 0) {
         char user_key[64];
-        snprintf(user_key, sizeof user_key, "auth:user:%s", uid);
+        snprintf(user_key, sizeof user_key, "{auth}:user:%s", uid);
         const char *hset[] = {"HSET", user_key, "pw", job->hash};
         redisReply *h = auth_redis(self, 4, hset);
         if (h)
@@ -320,15 +320,15 @@ int auth_h_login(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         email[i] = (char)tolower((unsigned char)email_in[i]);
     auth_sha256_hex(ehash, email, strlen(email));
     char acct_fail[64], acct_lock[64], ip_fail[128];
-    snprintf(acct_fail, sizeof acct_fail, "auth:fail:a:%.32s", ehash);
-    snprintf(acct_lock, sizeof acct_lock, "auth:lock:a:%.32s", ehash);
-    snprintf(ip_fail, sizeof ip_fail, "auth:fail:i:%.64s",
+    snprintf(acct_fail, sizeof acct_fail, "{auth}:fail:a:%.32s", ehash);
+    snprintf(acct_lock, sizeof acct_lock, "{auth}:lock:a:%.32s", ehash);
+    snprintf(ip_fail, sizeof ip_fail, "{auth}:fail:i:%.64s",
              *ctx.client_ip ? ctx.client_ip : "unknown");
     if (s_lock_check(self, acct_lock, ip_fail, reply) < 0)
         goto done;
 
     char email_key[EMAIL_MAX + 16];
-    snprintf(email_key, sizeof email_key, "auth:email:%s", email);
+    snprintf(email_key, sizeof email_key, "{auth}:email:%s", email);
     const char *get[] = {"GET", email_key};
     if (!(idr = auth_redis(self, 2, get))) {
         rc = auth_unavailable(reply);
@@ -404,7 +404,7 @@ static int s_profile_write(auth_t *self, const char *uid, const char *name, cons
                            bool revoke, vz_reply_t *reply)
 {
     char user_key[64], now[24];
-    snprintf(user_key, sizeof user_key, "auth:user:%s", uid);
+    snprintf(user_key, sizeof user_key, "{auth}:user:%s", uid);
     snprintf(now, sizeof now, "%lld", (long long)(vz_clock_now_ms() / 1000));
     const char *argv[8] = {"HSET", user_key, "updated", now};
     int argc = 4;

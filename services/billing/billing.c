@@ -131,7 +131,7 @@ bl_t *bl_new(const bl_config_t *config, const char *redis_url, const char *consu
         self->backlog = vz_metrics_gauge(metrics, "vz_billing_queue_backlog",
                                          "Queued events not yet applied (lag + pending)", NULL);
         self->dead = vz_metrics_counter(metrics, "vz_billing_events_dead",
-                                        "Events moved to billing:events:dead", NULL);
+                                        "Events moved to {billing}:events:dead", NULL);
         s_metrics_init(self);
     }
     return self;

@@ -9,8 +9,8 @@
  *  billing.webhook with the raw body and ctx header.stripe-signature;
  *  bl_h_webhook verifies it (bl_sig, no I/O) and defers the reply; after
  *  the worker's batch, vz_intake queues every delivery in one pipelined
- *  round trip (SET billing:seen:<event id> NX EX ttl and XADD
- *  billing:events, atomically), and only then answers 200 {"received":
+ *  round trip (SET {billing}:seen:<event id> NX EX ttl and XADD
+ *  {billing}:events, atomically), and only then answers 200 {"received":
  *  true, "duplicate": bool}. A zloop timer runs bl_poll: the stream consumer
  *  (vz_stream) hands each queued event to the apply script, which stores
  *  the object unless a newer event already did (bl_event ordering),
@@ -44,7 +44,7 @@
 #include "vz_worker.h"
 
 #define BL_SERVICE "billing"
-#define BL_PREFIX "billing:"         //  every Redis key
+#define BL_PREFIX "{billing}:"       //  every Redis key
 #define BL_STREAM BL_PREFIX "events" //  queued webhook events
 #define BL_GROUP "apply"             //  the consumer group that applies them
 #define BL_OUTBOX BL_PREFIX "outbox" //  side effects for the notifier
@@ -55,7 +55,7 @@ typedef struct {
     int dedup_ttl_s;            //  how long an event id is remembered (>= Stripe's 3 days)
     int poll_ms;                //  consumer poll interval
     int claim_idle_ms;          //  a dead replica's events are claimed after this idle time
-    int max_deliveries;         //  attempts before an event goes to billing:events:dead
+    int max_deliveries;         //  attempts before an event goes to {billing}:events:dead
     char consumer[128];         //  consumer name; "" = <hostname>-<replica>
     int redis_timeout_ms;       //  Redis command timeout
     int trend;                  //  previous periods in a revenue answer
@@ -113,11 +113,11 @@ int bl_h_portal(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 //  from Stripe (GET /v1/events, newest first, up to 10 pages of 100) and
 //  queue those no webhook delivered, through the intake's own script (so
 //  de-duplicated like webhooks). One run at a time per replica, and one
-//  replica at a time (billing:reconcile:lock, SET NX PX). 0 when a run
+//  replica at a time ({billing}:reconcile:lock, SET NX PX). 0 when a run
 //  started, -EBUSY, -ENOKEY (no Stripe key) or -EAGAIN (another replica).
 int bl_reconcile(bl_t *self);
 
-//  Start delivering billing:outbox through the notifier over calls
+//  Start delivering {billing}:outbox through the notifier over calls
 //  (borrowed; destroy it before bl_destroy). 0 or -1.
 int bl_notify_start(bl_t *self, vz_call_t *calls, const char *consumer);
 

@@ -381,7 +381,7 @@ static int s_list(bl_t *self, const vz_envelope_t *req, vz_reply_t *reply, const
     redisReply *r = NULL;
     if (rc == 0) {
         const char *args[] = {BL_PREFIX, kind, customer};
-        r = vz_redis_eval(self->redis, self->list, 0, NULL, 3, args);
+        r = vz_redis_eval(self->redis, self->list, 1, args, 3, args);
         if (!r || r->type != REDIS_REPLY_ARRAY) {
             if (r)
                 freeReplyObject(r);

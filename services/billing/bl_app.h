@@ -45,7 +45,7 @@ void bl_complete_error(vz_deferred_t **handle_p, int status, const char *code, c
 //  client is stopping) when Stripe cannot be called. true when it replied.
 bool bl_stripe_unusable(bl_t *self, vz_reply_t *reply);
 
-//  The caller's customer id (billing:customer_of:<user>): 0 and id,
+//  The caller's customer id ({billing}:customer_of:<user>): 0 and id,
 //  -ENOENT, -EIO (Redis).
 int bl_customer_of(bl_t *self, const char *sub, char *id, size_t n);
 //  Record id as sub's customer. 0 or -EIO.

@@ -228,7 +228,7 @@ static int s_send(s_call_t *call)
 static int s_store_key(bl_client_t *self, const char *key, const char *op, const char *logical)
 {
     char name[BL_STRIPE_IDEM_MAX + 16], value[512];
-    snprintf(name, sizeof name, "billing:idem:%s", key);
+    snprintf(name, sizeof name, "{billing}:idem:%s", key);
     snprintf(value, sizeof value, "%s\n%s", op, logical);
     const char *argv[] = {"SET", name, value, "NX", "EX", IDEM_TTL};
     redisReply *r = self->redis ? vz_redis_command(self->redis, 6, argv, NULL) : NULL;

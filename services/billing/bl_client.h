@@ -8,7 +8,7 @@
  *      (BL_STRIPE_VERSION), form-encoded parameters exactly as the SDK
  *      encodes them (a POST's body, a GET's query);
  *    - a POST carries an Idempotency-Key derived from the logical operation
- *      (bl_stripe_idempotency_key) and stored in Redis (billing:idem:<key>,
+ *      (bl_stripe_idempotency_key) and stored in Redis ({billing}:idem:<key>,
  *      SET NX, 24 h, Stripe's own key lifetime) BEFORE the first attempt: a
  *      call that cannot store it is not sent; every attempt and every retry
  *      after a crash sends the same key;

@@ -1,4 +1,4 @@
-/*  bl_notify - billing's side effects (billing:outbox) delivered through the notifier
+/*  bl_notify - billing's side effects ({billing}:outbox) delivered through the notifier
  *  SPDX-License-Identifier: MPL-2.0
  */
 #include "bl_notify.h"
@@ -15,7 +15,7 @@
 
 struct bl_notify_t {
     vz_redis_t *redis;   //  borrowed
-    vz_outbox_t *outbox; //  billing:outbox, group "notify"
+    vz_outbox_t *outbox; //  {billing}:outbox, group "notify"
 };
 
 //  "12.34 EUR" for minor units in a two-decimal currency (others as is).
@@ -108,7 +108,7 @@ char *bl_notify_message(const char *kind, const char *event, const char *stored,
 static char *s_stored(bl_notify_t *self, const char *kind, const char *object, size_t *len)
 {
     char key[256];
-    snprintf(key, sizeof key, "billing:obj:%s:%s",
+    snprintf(key, sizeof key, "{billing}:obj:%s:%s",
              strcmp(kind, "dispute_alert") == 0 ? "dispute" : "invoice", object);
     const char *argv[] = {"HGET", key, "event"};
     redisReply *r = vz_redis_command(self->redis, 3, argv, NULL);
@@ -146,7 +146,7 @@ bl_notify_t *bl_notify_new(vz_redis_t *redis, vz_call_t *calls, const char *cons
     if (!self)
         return NULL;
     self->redis = redis;
-    vz_outbox_config_t c = {.stream = "billing:outbox",
+    vz_outbox_config_t c = {.stream = "{billing}:outbox",
                             .consumer = consumer,
                             .retry_ms = retry_ms,
                             .metric = "vz_billing_notifications",

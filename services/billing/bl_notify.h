@@ -1,7 +1,7 @@
-/*  bl_notify - billing's side effects (billing:outbox) delivered through the notifier
+/*  bl_notify - billing's side effects ({billing}:outbox) delivered through the notifier
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  The apply script queues a side effect in billing:outbox atomically with
+ *  The apply script queues a side effect in {billing}:outbox atomically with
  *  the event it comes from (kind receipt | dunning | dispute_alert, event,
  *  object). This consumer (vz_outbox: vz_stream group "notify", vz_call)
  *  turns each into a notifier call through the broker, never blocking the

@@ -54,9 +54,10 @@ const char bl_lua_apply[] =
     "redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])\n"
     "return result\n";
 
-//  ARGV prefix -> {{sub id, {member, score, ...}}...}, {{status, currency,
-//  amount, at}...}, {{charge id, {member, score, ...}}...}. Reads every
-//  subscription, invoice and charge: O(objects), one round trip.
+//  KEYS prefix (its hash tag routes the call), ARGV prefix -> {{sub id,
+//  {member, score, ...}}...}, {{status, currency, amount, at}...}, {{charge
+//  id, {member, score, ...}}...}. Reads every subscription, invoice and
+//  charge: O(objects), one round trip.
 const char bl_lua_dump[] =
     "local p = ARGV[1]\n"
     "local subs, invoices, charges = {}, {}, {}\n"
@@ -76,9 +77,9 @@ const char bl_lua_dump[] =
     "end\n"
     "return {subs, invoices, charges}\n";
 
-//  ARGV prefix, kind, customer -> {{id, status, currency, amount, mrr,
-//  v_created, subscription}...}: the stored objects of kind that belong to
-//  customer, any order.
+//  KEYS prefix (its hash tag routes the call), ARGV prefix, kind, customer
+//  -> {{id, status, currency, amount, mrr, v_created, subscription}...}: the
+//  stored objects of kind that belong to customer, any order.
 const char bl_lua_list[] =
     "local p, kind = ARGV[1], ARGV[2]\n"
     "local out = {}\n"
@@ -153,7 +154,7 @@ int bl_store_load(vz_redis_t *redis, vz_redis_script_t *script, bl_store_input_t
 {
     memset(out, 0, sizeof *out);
     const char *args[] = {BL_PREFIX};
-    redisReply *r = vz_redis_eval(redis, script, 0, NULL, 1, args);
+    redisReply *r = vz_redis_eval(redis, script, 1, args, 1, args);
     if (!r)
         return -EIO;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {

@@ -37,7 +37,7 @@ static const vz_cfg_item_t s_items[] = {
                 "events another replica holds this long unacknowledged are taken over"),
     VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_MAX_DELIVERIES", "billing/max_deliveries", VZ_CFG_INT,
                 "10", 1, 1000, max_deliveries,
-                "attempts before an event is moved to billing:events:dead"),
+                "attempts before an event is moved to {billing}:events:dead"),
     VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_CONSUMER", "billing/consumer", VZ_CFG_STR, "", 0, 0,
                 consumer, "consumer name in the group; \"\" = <hostname>-<replica>"),
     VZ_CFG_ITEM(bl_config_t, "VZ_BILLING_REDIS_TIMEOUT_MS", "billing/redis_timeout", VZ_CFG_MS,

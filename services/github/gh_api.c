@@ -86,7 +86,7 @@ static int s_week_index(char labels[][16], int weeks, int64_t t)
 static redisReply *s_dump(gh_t *self, const char *repo)
 {
     const char *args[] = {GH_PREFIX, repo};
-    redisReply *r = vz_redis_eval(self->redis, self->items, 0, NULL, 2, args);
+    redisReply *r = vz_redis_eval(self->redis, self->items, 1, args, 2, args);
     if (r && (r->type != REDIS_REPLY_ARRAY || r->elements != 4)) {
         freeReplyObject(r);
         r = NULL;
@@ -166,7 +166,7 @@ static void s_writer_reply(vz_reply_t *reply, vz_json_writer_t *w)
 static int s_repos(gh_t *self, vz_gh_repo_t **rows_p, size_t *n_p)
 {
     const char *args[] = {GH_PREFIX};
-    redisReply *r = vz_redis_eval(self->redis, self->repos, 0, NULL, 1, args);
+    redisReply *r = vz_redis_eval(self->redis, self->repos, 1, args, 1, args);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         if (r)
             freeReplyObject(r);

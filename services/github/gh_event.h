@@ -29,7 +29,7 @@
 
 #include "vz_github_contract.h"
 
-#define GH_PREFIX "github:"
+#define GH_PREFIX "{github}:"
 #define GH_NAME_MAX 64 //  event, action, branch-sized words
 #define GH_TEXT_MAX VZ_GH_TEXT_MAX
 #define GH_LABELS_MAX 512 //  "|label|label|" of an item

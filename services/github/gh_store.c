@@ -52,8 +52,9 @@ const char gh_lua_apply[] =
     "redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])\n"
     "return 1\n";
 
-//  ARGV prefix, repo -> {{number, kind, state, state_reason, merged, draft,
-//  labels, title, url, milestone, updated_at, closed_at, merged_at}...},
+//  KEYS prefix (its hash tag routes the call), ARGV prefix, repo -> {{number, kind, state,
+//  state_reason, merged, draft, labels, title, url, milestone, updated_at, closed_at,
+//  merged_at}...},
 //  {{number, title, state, open_issues, closed_issues}...}, deploy hash
 //  (flat), ci hash (flat).
 const char gh_lua_items[] =
@@ -75,7 +76,8 @@ const char gh_lua_items[] =
     "return {items, ms, redis.call('HGETALL', p .. 'deploy:' .. r),\n"
     "        redis.call('HGETALL', p .. 'ci:' .. r)}\n";
 
-//  ARGV prefix -> {{full, installation_id, updated_at, open_issues, open_pulls}...}
+//  KEYS prefix (its hash tag routes the call), ARGV prefix -> {{full, installation_id, updated_at,
+//  open_issues, open_pulls}...}
 const char gh_lua_repos[] =
     "local p = ARGV[1]\n"
     "local out = {}\n"

@@ -2,7 +2,7 @@
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  Backfill: the apply script queues {method "backfill", body <installation
- *  id>} in github:jobs when an installation is created; this consumer
+ *  id>} in {github}:jobs when an installation is created; this consumer
  *  (vz_stream, group "jobs") reads, as that installation, its repositories
  *  (GET /installation/repositories), then for each the open issues and pull
  *  requests (GET /repos/{o}/{r}/issues?state=open) and the milestones (GET
@@ -11,12 +11,12 @@
  *  webhook had brought it: its updated_at guard keeps newer webhook state.
  *
  *  Reconciliation: GitHub does not redeliver a failed delivery by itself.
- *  One replica at a time (github:reconcile:lock) lists the App's recent
+ *  One replica at a time ({github}:reconcile:lock) lists the App's recent
  *  deliveries (GET /app/hook/deliveries, newest first, If-None-Match with
  *  the first page's ETag: an unchanged list costs nothing) and, for each
  *  one that failed (status_code not 2xx) within the lookback, was never
- *  queued here (no github:seen:<guid>) and was not asked for before
- *  (github:redeliver:<guid>, SET NX), asks for it again (POST
+ *  queued here (no {github}:seen:<guid>) and was not asked for before
+ *  ({github}:redeliver:<guid>, SET NX), asks for it again (POST
  *  /app/hook/deliveries/{id}/attempts).
  */
 #include "gh_app.h"

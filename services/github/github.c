@@ -91,7 +91,7 @@ gh_t *gh_new(const gh_config_t *config, const char *redis_url, const char *rules
         self->backlog = vz_metrics_gauge(metrics, "vz_github_queue_backlog",
                                          "Queued deliveries not yet applied (lag + pending)", NULL);
         self->dead = vz_metrics_counter(metrics, "vz_github_deliveries_dead",
-                                        "Deliveries moved to github:deliveries:dead", NULL);
+                                        "Deliveries moved to {github}:deliveries:dead", NULL);
         //  Every family the dashboard and the alerts use exists from the start (at 0).
         (void)vz_metrics_counter(metrics, "vz_github_deliveries",
                                  "Webhook deliveries by event and outcome",

@@ -11,13 +11,13 @@
  *  verifies the signature (gh_sig, no I/O) and that the body is a JSON
  *  object, and defers the reply; after the worker's batch one pipelined
  *  round trip (vz_intake) queues each delivery (SET
- *  github:seen:<delivery> NX EX ttl and XADD github:deliveries,
+ *  {github}:seen:<delivery> NX EX ttl and XADD {github}:deliveries,
  *  atomically), and only then answers 200 {"received": true, "duplicate":
  *  bool}: GitHub's 10-second limit is met by queueing, not processing.
  *  A zloop timer runs gh_poll: the stream consumer (vz_stream, the mesh's
  *  durable-queue module) hands each delivery to the apply script, which
  *  runs the delivery's writes (gh_event: insights; gh_rules: the partner
- *  notifications into github:outbox), marks it applied and XACKs it, all in
+ *  notifications into {github}:outbox), marks it applied and XACKs it, all in
  *  one script: exactly once across crashes. vz_outbox delivers the outbox
  *  through the notifier; gh_client calls GitHub as the App.
  *
@@ -60,7 +60,7 @@ typedef struct {
     int dedup_ttl_s;            //  how long a delivery GUID is remembered
     int poll_ms;                //  consumer poll interval
     int claim_idle_ms;          //  a dead replica's deliveries are claimed after this
-    int max_deliveries;         //  attempts before a delivery goes to github:deliveries:dead
+    int max_deliveries;         //  attempts before a delivery goes to {github}:deliveries:dead
     char consumer[128];         //  consumer name; "" = <hostname>-<replica>
     int redis_timeout_ms;       //  Redis command timeout
     int notify_retry_ms;        //  wait before the notifier is offered an entry again
@@ -88,7 +88,7 @@ void gh_destroy(gh_t **self_p);
 //  entries or -errno.
 int gh_poll(gh_t *self);
 
-//  Start delivering github:outbox through the notifier over calls
+//  Start delivering {github}:outbox through the notifier over calls
 //  (borrowed; destroy it before gh_destroy). 0 or -1.
 int gh_notify_start(gh_t *self, vz_call_t *calls, const char *consumer);
 

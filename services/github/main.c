@@ -36,7 +36,7 @@ static const vz_cfg_item_t s_items[] = {
                 "deliveries another replica holds this long unacknowledged are taken over"),
     VZ_CFG_ITEM(gh_config_t, "VZ_GITHUB_MAX_DELIVERIES", "github/max_deliveries", VZ_CFG_INT, "10",
                 1, 1000, max_deliveries,
-                "attempts before a delivery is moved to github:deliveries:dead"),
+                "attempts before a delivery is moved to {github}:deliveries:dead"),
     VZ_CFG_ITEM(gh_config_t, "VZ_GITHUB_CONSUMER", "github/consumer", VZ_CFG_STR, "", 0, 0,
                 consumer, "consumer name in the group; \"\" = <hostname>-<replica>"),
     VZ_CFG_ITEM(gh_config_t, "VZ_GITHUB_REDIS_TIMEOUT_MS", "github/redis_timeout", VZ_CFG_MS, "200",

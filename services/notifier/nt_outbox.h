@@ -2,13 +2,13 @@
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  Keys:
- *    nt:msg:<id>    hash: the message (request, rendered parts, status, attempts,
+ *    {nt}:msg:<id>    hash: the message (request, rendered parts, status, attempts,
  *                   last_error, timestamps); kept idem_ttl after it ends
- *    nt:stream      stream of {id}: messages due now; consumer group "notifier"
- *    nt:sched       sorted set id -> due (Unix ms): retries and delayed routes
- *    nt:dead        stream of {id, channel, error}: the dead letters
- *    nt:idem:<key>  id accepted for an idempotency key (SET NX, with TTL)
- *    nt:alert:<key> "firing" | "resolved": delayed routes check it
+ *    {nt}:stream      stream of {id}: messages due now; consumer group "notifier"
+ *    {nt}:sched       sorted set id -> due (Unix ms): retries and delayed routes
+ *    {nt}:dead        stream of {id, channel, error}: the dead letters
+ *    {nt}:idem:<key>  id accepted for an idempotency key (SET NX, with TTL)
+ *    {nt}:alert:<key> "firing" | "resolved": delayed routes check it
  *
  *  Every change of state that spans keys is one Lua script, so a crash
  *  between two writes cannot lose or duplicate a message. An entry read
@@ -26,12 +26,12 @@
 
 #include "nt.h"
 
-#define NT_KEY_STREAM "nt:stream"
-#define NT_KEY_SCHED "nt:sched"
-#define NT_KEY_DEAD "nt:dead"
-#define NT_KEY_MSG "nt:msg:"
-#define NT_KEY_IDEM "nt:idem:"
-#define NT_KEY_ALERT "nt:alert:"
+#define NT_KEY_STREAM "{nt}:stream"
+#define NT_KEY_SCHED "{nt}:sched"
+#define NT_KEY_DEAD "{nt}:dead"
+#define NT_KEY_MSG "{nt}:msg:"
+#define NT_KEY_IDEM "{nt}:idem:"
+#define NT_KEY_ALERT "{nt}:alert:"
 #define NT_GROUP "notifier"
 
 //  Message statuses (the hash's "status").
@@ -61,7 +61,7 @@ int nt_outbox_group(nt_t *self);
 void nt_outbox_fini(nt_t *self);
 
 //  Store the message's fields and queue it (due_ms 0: at once, else in
-//  nt:sched). With idem_key (may be NULL), only the first message of a key
+//  {nt}:sched). With idem_key (may be NULL), only the first message of a key
 //  within idem_ttl_s is kept: 1 when stored, 0 when the key was seen (its
 //  id in existing), -EIO.
 int nt_outbox_enqueue(nt_t *self, const char *id, const char *idem_key, int64_t due_ms,

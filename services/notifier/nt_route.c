@@ -51,7 +51,7 @@ nt_plan_t nt_route_plan(const nt_config_t *config, nt_sev_t sev, bool resolved, 
         return plan;
     }
     if (resolved)
-        return plan; //  recorded in nt:alert:<key> by the caller; a pending send drops
+        return plan; //  recorded in {nt}:alert:<key> by the caller; a pending send drops
     plan.kind = NT_PLAN_SEND;
     if (sev == NT_SEV_WARNING && config->warning_delay_ms > 0) {
         plan.due_ms = now_ms + config->warning_delay_ms;

@@ -7,7 +7,7 @@
  *      same dedup_key (the alert's key), so the incident closes itself;
  *    slack, discord, email, webhook: firing is sent after
  *      warning_delay when the severity is warning (at once otherwise) and
- *      dropped if the alert resolved meanwhile (nt:alert:<key>); a resolve
+ *      dropped if the alert resolved meanwhile ({nt}:alert:<key>); a resolve
  *      only records that;
  *    digest: firing is appended to the day's list and one e-mail per day
  *      (UTC) goes to digest_to with template "digest";
@@ -24,7 +24,7 @@
 #include "nt.h"
 
 #define NT_ROUTE_DIGEST_CHECK_MS 10000 //  how often the digest timer looks at the date
-#define NT_KEY_DIGEST "nt:digest:"     //  list of lines per day; ":sent" marks it sent
+#define NT_KEY_DIGEST "{nt}:digest:"   //  list of lines per day; ":sent" marks it sent
 
 typedef enum {
     NT_PLAN_SKIP = 0, //  nothing to send (none, or a resolve only recorded)

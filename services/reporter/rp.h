@@ -69,7 +69,7 @@ typedef struct {
     vz_series_t *last_success;     //  last report sent by this replica, Unix seconds
     vz_series_t *overdue;          //  seconds the owed week has waited
     vz_series_t *checks;           //  schedule checks
-    int64_t since;                 //  rp:since, once read (0 = not yet)
+    int64_t since;                 //  {rp}:since, once read (0 = not yet)
 } rp_t;
 
 //  NULL on a bad schedule or Redis URL (the reason in err).

@@ -3,7 +3,7 @@
  *
  *  The tick asks: which week does the latest firing of the schedule report
  *  on, and has it been sent? A firing is owed when it is not older than
- *  catchup_s and not older than rp:since (the first tick any replica ever
+ *  catchup_s and not older than {rp}:since (the first tick any replica ever
  *  made: a new installation owes no past weeks). An owed, unsent week is
  *  run by the replica that takes the lease; the others see the lease, then
  *  the send record. Because the owed week is derived from the clock and

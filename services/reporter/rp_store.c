@@ -11,10 +11,10 @@
 #include "rp_store.h"
 #include "vz_redis.h"
 
-#define K_LEASE "rp:lease"
-#define K_FENCE "rp:fence"
-#define K_SINCE "rp:since"
-#define K_INDEX "rp:reports"
+#define K_LEASE "{rp}:lease"
+#define K_FENCE "{rp}:fence"
+#define K_SINCE "{rp}:since"
+#define K_INDEX "{rp}:reports"
 
 struct rp_store_t {
     vz_redis_t *redis;          //  own connection
@@ -115,7 +115,7 @@ int rp_store_since(rp_store_t *self, int64_t now_s, int64_t *since)
 int rp_store_sent(rp_store_t *self, const char *week)
 {
     char key[64];
-    snprintf(key, sizeof key, "rp:sent:%s", week);
+    snprintf(key, sizeof key, "{rp}:sent:%s", week);
     redisReply *r = s_cmd(self, 2, (const char *[]){"EXISTS", key});
     int rc = s_failed(r) || r->type != REDIS_REPLY_INTEGER ? -EIO : r->integer > 0;
     freeReplyObject(r);
@@ -166,7 +166,7 @@ int rp_store_archive(rp_store_t *self, const char *owner, uint64_t token, const 
     //  gets it through a binary-safe EVALSHA built here.
     char holder[160], key[64], start[24];
     s_holder(holder, sizeof holder, owner, token);
-    snprintf(key, sizeof key, "rp:report:%s", week);
+    snprintf(key, sizeof key, "{rp}:report:%s", week);
     snprintf(start, sizeof start, "%" PRId64, start_s);
     const char *argv[] = {"EVALSHA",   vz_redis_script_sha(self->archive),
                           "3",         K_LEASE,
@@ -198,7 +198,7 @@ int rp_store_record(rp_store_t *self, const char *owner, uint64_t token, const c
 {
     char holder[160], key[64];
     s_holder(holder, sizeof holder, owner, token);
-    snprintf(key, sizeof key, "rp:sent:%s", week);
+    snprintf(key, sizeof key, "{rp}:sent:%s", week);
     int64_t rc = s_eval_int(self, self->record, 2, (const char *[]){K_LEASE, key}, 2,
                             (const char *[]){holder, record});
     return rc < 0 ? -EIO : (int)rc;
@@ -222,7 +222,7 @@ int rp_store_list(rp_store_t *self, size_t limit, vz_json_writer_t *w)
         vz_json_write_kv_string(w, "week", week->str);
         vz_json_write_kv_int(w, "start", strtoll(score->str, NULL, 10));
         char key[64];
-        snprintf(key, sizeof key, "rp:sent:%.40s", week->str);
+        snprintf(key, sizeof key, "{rp}:sent:%.40s", week->str);
         redisReply *sent = s_cmd(self, 2, (const char *[]){"GET", key});
         vz_json_write_key(w, "sent");
         vz_json_t *doc = NULL;
@@ -244,7 +244,7 @@ int rp_store_list(rp_store_t *self, size_t limit, vz_json_writer_t *w)
 char *rp_store_part(rp_store_t *self, const char *week, const char *field, size_t *len, int *rc)
 {
     char key[64];
-    snprintf(key, sizeof key, "rp:report:%s", week);
+    snprintf(key, sizeof key, "{rp}:report:%s", week);
     redisReply *r = s_cmd(self, 3, (const char *[]){"HGET", key, field});
     if (s_failed(r)) {
         freeReplyObject(r);

@@ -2,14 +2,14 @@
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  Keys (one Redis, like the rest of the mesh):
- *    rp:lease            "<token>|<owner>", PX the lease: the one replica running a report
- *    rp:fence            counter: each lease taken gets the next token
- *    rp:since            Unix s of the first schedule check ever: firings before it are not owed
- *    rp:sent:<week>      JSON record of the week's send (never expires)
- *    rp:report:<week>    hash: json, html (web, images inline as data:), mail (cid:), text, pdf
- *    rp:reports          sorted set: week -> its start (Unix s)
+ *    {rp}:lease            "<token>|<owner>", PX the lease: the one replica running a report
+ *    {rp}:fence            counter: each lease taken gets the next token
+ *    {rp}:since            Unix s of the first schedule check ever: firings before it are not owed
+ *    {rp}:sent:<week>      JSON record of the week's send (never expires)
+ *    {rp}:report:<week>    hash: json, html (web, images inline as data:), mail (cid:), text, pdf
+ *    {rp}:reports          sorted set: week -> its start (Unix s)
  *  Writes made on behalf of a run (archive, send record) are fenced: a Lua
- *  script applies them only while rp:lease still holds the run's token, so
+ *  script applies them only while {rp}:lease still holds the run's token, so
  *  a replica whose lease ran out (paused, partitioned) cannot overwrite
  *  the work of the one that took over.
  *
@@ -32,7 +32,7 @@ typedef struct rp_store_t rp_store_t;
 rp_store_t *rp_store_new(const char *url, int timeout_ms);
 void rp_store_destroy(rp_store_t **self_p);
 
-//  rp:since, set to now_s if absent; its value in *since.
+//  {rp}:since, set to now_s if absent; its value in *since.
 int rp_store_since(rp_store_t *self, int64_t now_s, int64_t *since);
 
 //  1 when week has a send record, 0 when not, -EIO.

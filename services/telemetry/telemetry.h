@@ -82,7 +82,7 @@ int tl_h_anomalies(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 //  call each check through the gateway every synthetic_ms (one replica per
 //  period, by lock); a check that fails (transport error or another status)
 //  fires a page "synthetic/<name>/page" to the notifier, the next pass
-//  resolves it. Results in tl:synth. 0, or -1 on a bad setting.
+//  resolves it. Results in {tl}:synth. 0, or -1 on a bad setting.
 int tl_synthetic_start(tl_t *self, zloop_t *loop);
 void tl_synthetic_stop(tl_t *self);
 //  Run every check now (tests, and the timer).
@@ -95,7 +95,7 @@ int tl_h_synthetic(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 void tl_gauges_signals(tl_t *self, int64_t now_s);
 
 //  tl_broker.c: ask broker.services now (no wait; at most one call in
-//  flight), the answer kept in tl:broker; and read one service's workers
+//  flight), the answer kept in {tl}:broker; and read one service's workers
 //  and queue from it (-1 each when unknown). 0 or -EIO.
 void tl_broker_poll(tl_t *self);
 int tl_broker_get(tl_t *self, const char *service, int64_t *workers, int64_t *queue);

@@ -100,7 +100,7 @@ int tl_h_anomalies(void *app, const vz_envelope_t *req, vz_reply_t *reply)
             continue;
         memcpy(service, member, (size_t)(bar - member));
         service[bar - member] = '\0';
-        snprintf(prefix, sizeof prefix, "tl:s:%s:h:", member);
+        snprintf(prefix, sizeof prefix, "{tl}:s:%s:h:", member);
         rc = tl_store_field_range(self->store, prefix, hour - S_HOURS + 1, hour, "n", vals);
         if (rc == 0)
             s_write(w, service, bar + 1, "hour", vals, S_HOURS, (hour - S_HOURS + 1) * 3600, 3600,
@@ -108,7 +108,7 @@ int tl_h_anomalies(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     }
     for (const char *svc = zlist_first(services); svc && rc == 0; svc = zlist_next(services)) {
         char prefix[VZ_TL_NAME_MAX + 16];
-        snprintf(prefix, sizeof prefix, "tl:sm:%s:m:", svc);
+        snprintf(prefix, sizeof prefix, "{tl}:sm:%s:m:", svc);
         rc = tl_store_field_range(self->store, prefix, minute - S_MINUTES + 1, minute, "n", vals);
         if (rc == 0)
             s_write(w, svc, "_requests", "minute", vals, S_MINUTES, (minute - S_MINUTES + 1) * 60,

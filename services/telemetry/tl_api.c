@@ -16,9 +16,9 @@
 #define S_REPLY_MAX (512 * 1024)
 #define S_SAT_MAX 64              //  replicas shown per service
 #define S_WINDOW_MAX (30 * 86400) //  longest signals window
-#define S_LOCK_KEY "tl:eval:lock"
-#define S_ALERTS_KEY "tl:alerts"
-#define S_FREEZE_KEY "tl:freeze"
+#define S_LOCK_KEY "{tl}:eval:lock"
+#define S_ALERTS_KEY "{tl}:alerts"
+#define S_FREEZE_KEY "{tl}:freeze"
 #define S_MS(us) ((us) / 1000.0)
 
 //  The alert gauge of slo at severity sev (metrics set).

@@ -2,7 +2,7 @@
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  On every evaluation tick the sink asks broker.services (vz_call, never
- *  waiting) and keeps the answer in tl:broker (service -> {"workers",
+ *  waiting) and keeps the answer in {tl}:broker (service -> {"workers",
  *  "queue", "t"}): the saturation the broker adds, and the readiness the
  *  status page shows (a service is ready while the broker has a worker
  *  for it). Metrics: vz_telemetry_broker_workers{service},
@@ -18,7 +18,7 @@
 #include "vz_log.h"
 #include "vz_proto.h"
 
-#define S_KEY "tl:broker"
+#define S_KEY "{tl}:broker"
 #define S_MAX 256 //  services kept
 
 static void s_done(void *arg, const vz_call_result_t *result)

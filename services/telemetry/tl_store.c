@@ -32,7 +32,7 @@ static const char s_add_lua[] =
     "end\n"
     "return 1\n";
 
-//  KEYS: tl:idx, tl:svc, tl:sat:<svc>, tl:tot:<svc>; ARGV: service, replica,
+//  KEYS: {tl}:idx, {tl}:svc, {tl}:sat:<svc>, {tl}:tot:<svc>; ARGV: service, replica,
 //  saturation JSON, received, lost, dropped, TTL, then idx members.
 static const char s_meta_lua[] = "redis.call('SADD', KEYS[2], ARGV[1])\n"
                                  "redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])\n"
@@ -72,16 +72,16 @@ static const char s_top_users_lua[] =
     "end\n"
     "return out\n";
 
-//  KEYS: the week's error ranking, first-seen and last-seen hashes; ARGV:
-//  TTL, now, service, then code, count pairs. Services per code go to
-//  tl:err:svc:<code>.
+//  KEYS: the week's error ranking, first-seen and last-seen hashes, the
+//  prefix of the services per code ({tl}:err:svc:<code>); ARGV: TTL, now,
+//  service, then code, count pairs.
 static const char s_errors_lua[] = "for i = 4, #ARGV, 2 do\n"
                                    "  local code = ARGV[i]\n"
                                    "  redis.call('ZINCRBY', KEYS[1], ARGV[i + 1], code)\n"
                                    "  redis.call('HSETNX', KEYS[2], code, ARGV[2])\n"
                                    "  redis.call('HSET', KEYS[3], code, ARGV[2])\n"
-                                   "  redis.call('SADD', 'tl:err:svc:' .. code, ARGV[3])\n"
-                                   "  redis.call('EXPIRE', 'tl:err:svc:' .. code, ARGV[1])\n"
+                                   "  redis.call('SADD', KEYS[4] .. code, ARGV[3])\n"
+                                   "  redis.call('EXPIRE', KEYS[4] .. code, ARGV[1])\n"
                                    "end\n"
                                    "redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
                                    "return 1\n";
@@ -104,7 +104,7 @@ static const char s_sum_lua[] = "local acc, order = {}, {}\n"
                                 "end\n"
                                 "return out\n";
 
-//  KEYS: tl:pid:<svc>, tl:deploys; ARGV: service, replica, pid, now. A new
+//  KEYS: {tl}:pid:<svc>, {tl}:deploys; ARGV: service, replica, pid, now. A new
 //  pid for a replica is a (re)start: recorded as a deploy, the last 20 kept.
 static const char s_deploy_lua[] =
     "if redis.call('HGET', KEYS[1], ARGV[2]) ~= ARGV[3] then\n"
@@ -269,9 +269,9 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
         s_call_t *call = &calls[n++];
         call->script = self->add;
         call->keys[0] =
-            s_str(&arena, "tl:s:%s|%s:m:%lld", snap->service, row->name, (long long)minute);
+            s_str(&arena, "{tl}:s:%s|%s:m:%lld", snap->service, row->name, (long long)minute);
         call->keys[1] =
-            s_str(&arena, "tl:s:%s|%s:h:%lld", snap->service, row->name, (long long)hour);
+            s_str(&arena, "{tl}:s:%s|%s:h:%lld", snap->service, row->name, (long long)hour);
         call->nkeys = 2;
         s_arg(call, fine);
         s_arg(call, coarse);
@@ -293,8 +293,8 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
                 continue;
             s_call_t *sc = &calls[n++];
             sc->script = self->add;
-            sc->keys[0] = s_str(&arena, "tl:slo:%s:m:%lld", slo->name, (long long)minute);
-            sc->keys[1] = s_str(&arena, "tl:slo:%s:h:%lld", slo->name, (long long)hour);
+            sc->keys[0] = s_str(&arena, "{tl}:slo:%s:m:%lld", slo->name, (long long)minute);
+            sc->keys[1] = s_str(&arena, "{tl}:slo:%s:h:%lld", slo->name, (long long)hour);
             sc->nkeys = 2;
             s_arg(sc, fine);
             //  The budget window reads hours: keep them for all of it.
@@ -305,10 +305,10 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
             s_arg(sc, s_str(&arena, "%llu", (unsigned long long)s_bad(slo, row)));
         }
     }
-    meta->keys[0] = "tl:idx";
-    meta->keys[1] = "tl:svc";
-    meta->keys[2] = s_str(&arena, "tl:sat:%s", snap->service);
-    meta->keys[3] = s_str(&arena, "tl:tot:%s", snap->service);
+    meta->keys[0] = "{tl}:idx";
+    meta->keys[1] = "{tl}:svc";
+    meta->keys[2] = s_str(&arena, "{tl}:sat:%s", snap->service);
+    meta->keys[3] = s_str(&arena, "{tl}:tot:%s", snap->service);
     meta->nkeys = 4;
     s_arg(meta, snap->service);
     s_arg(meta, s_str(&arena, "%lld", (long long)snap->replica));
@@ -324,8 +324,8 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
     if (snap->nusers) {
         s_call_t *users = &calls[n++];
         users->script = self->users;
-        users->keys[0] = s_str(&arena, "tl:dau:%lld", (long long)(now_s / S_DAY));
-        users->keys[1] = s_str(&arena, "tl:uc:d:%lld", (long long)(now_s / S_DAY));
+        users->keys[0] = s_str(&arena, "{tl}:dau:%lld", (long long)(now_s / S_DAY));
+        users->keys[1] = s_str(&arena, "{tl}:uc:d:%lld", (long long)(now_s / S_DAY));
         users->nkeys = 2;
         s_arg(users, s_str(&arena, "%d", S_DAU_TTL));
         for (size_t i = 0; i < snap->nusers; i++) {
@@ -342,7 +342,7 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
                 errors += snap->series[i].codes[c].count;
     s_call_t *chart = &calls[n++];
     chart->script = self->add;
-    chart->keys[0] = s_str(&arena, "tl:sm:%s:m:%lld", snap->service, (long long)minute);
+    chart->keys[0] = s_str(&arena, "{tl}:sm:%s:m:%lld", snap->service, (long long)minute);
     chart->nkeys = 1;
     s_arg(chart, s_str(&arena, "%d", 2 * S_HOUR));
     s_arg(chart, "n");
@@ -351,8 +351,8 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
     s_arg(chart, s_str(&arena, "%llu", (unsigned long long)errors));
     s_call_t *deploy = &calls[n++];
     deploy->script = self->deploy;
-    deploy->keys[0] = s_str(&arena, "tl:pid:%s", snap->service);
-    deploy->keys[1] = "tl:deploys";
+    deploy->keys[0] = s_str(&arena, "{tl}:pid:%s", snap->service);
+    deploy->keys[1] = "{tl}:deploys";
     deploy->nkeys = 2;
     s_arg(deploy, snap->service);
     s_arg(deploy, s_str(&arena, "%lld", (long long)snap->replica));
@@ -361,7 +361,7 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
     if (snap->nevents) {
         s_call_t *events = &calls[n++];
         events->script = self->add;
-        events->keys[0] = s_str(&arena, "tl:ev:d:%lld", (long long)(now_s / S_DAY));
+        events->keys[0] = s_str(&arena, "{tl}:ev:d:%lld", (long long)(now_s / S_DAY));
         events->nkeys = 1;
         s_arg(events, s_str(&arena, "%d", S_DAU_TTL));
         for (size_t i = 0; i < snap->nevents; i++) {
@@ -371,10 +371,11 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
     }
     s_call_t *errs = &calls[n];
     errs->script = self->errors;
-    errs->keys[0] = s_str(&arena, "tl:err:w:%lld", (long long)(now_s / S_WEEK));
-    errs->keys[1] = "tl:err:first";
-    errs->keys[2] = "tl:err:last";
-    errs->nkeys = 3;
+    errs->keys[0] = s_str(&arena, "{tl}:err:w:%lld", (long long)(now_s / S_WEEK));
+    errs->keys[1] = "{tl}:err:first";
+    errs->keys[2] = "{tl}:err:last";
+    errs->keys[3] = "{tl}:err:svc:";
+    errs->nkeys = 4;
     s_arg(errs, s_str(&arena, "%d", S_ERR_TTL));
     s_arg(errs, s_str(&arena, "%lld", (long long)now_s));
     s_arg(errs, snap->service);
@@ -421,7 +422,7 @@ static redisReply *s_sum(tl_store_t *self, const char *prefix, int64_t first, in
     snprintf(a, sizeof a, "%lld", (long long)first);
     snprintf(b, sizeof b, "%lld", (long long)last);
     const char *args[] = {prefix, a, b};
-    redisReply *reply = vz_redis_eval(self->redis, self->sum, 0, NULL, 3, args);
+    redisReply *reply = vz_redis_eval(self->redis, self->sum, 1, args, 3, args);
     if (reply && (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2)) {
         freeReplyObject(reply);
         reply = NULL;
@@ -440,7 +441,7 @@ int tl_store_series(tl_store_t *self, const char *service, int64_t from_s, int64
                     tl_merged_fn *fn, void *arg)
 {
     assert(self && fn && to_s > from_s);
-    const char *argv[] = {"SMEMBERS", "tl:idx"};
+    const char *argv[] = {"SMEMBERS", "{tl}:idx"};
     redisReply *members = vz_redis_command(self->redis, 2, argv, NULL);
     if (!members || members->type != REDIS_REPLY_ARRAY) {
         if (members)
@@ -465,7 +466,7 @@ int tl_store_series(tl_store_t *self, const char *service, int64_t from_s, int64
         if (service && strcmp(service, merged->service) != 0)
             continue;
         char prefix[2 * VZ_TL_NAME_MAX + 16];
-        snprintf(prefix, sizeof prefix, "tl:s:%s:%c:", member, fine ? 'm' : 'h');
+        snprintf(prefix, sizeof prefix, "{tl}:s:%s:%c:", member, fine ? 'm' : 'h');
         redisReply *fields = s_sum(self, prefix, first, last);
         if (!fields) {
             rc = -EIO;
@@ -512,7 +513,7 @@ int tl_store_slo_counts(void *arg, const tl_slo_t *slo, int64_t from_s, int64_t 
     int64_t first, last;
     s_range(from_s, to_s, fine ? S_MINUTE : S_HOUR, &first, &last);
     char prefix[TL_SLO_NAME_MAX + 16];
-    snprintf(prefix, sizeof prefix, "tl:slo:%s:%c:", slo->name, fine ? 'm' : 'h');
+    snprintf(prefix, sizeof prefix, "{tl}:slo:%s:%c:", slo->name, fine ? 'm' : 'h');
     redisReply *fields = s_sum(self, prefix, first, last);
     if (!fields)
         return -EIO;
@@ -549,7 +550,7 @@ static int s_pfcount(tl_store_t *self, int64_t day, int days, uint64_t *out)
     char keys[30][32];
     argv[0] = "PFCOUNT";
     for (int i = 0; i < days; i++) {
-        snprintf(keys[i], sizeof keys[i], "tl:dau:%lld", (long long)(day - i));
+        snprintf(keys[i], sizeof keys[i], "{tl}:dau:%lld", (long long)(day - i));
         argv[1 + i] = keys[i];
     }
     redisReply *reply = vz_redis_command(self->redis, 1 + days, argv, NULL);
@@ -566,11 +567,11 @@ int tl_store_chart(tl_store_t *self, const char *service, int64_t now_s, uint64_
 {
     assert(self && service && n && e && minutes > 0);
     char prefix[VZ_TL_NAME_MAX + 16], a[S_NUM], b[S_NUM];
-    snprintf(prefix, sizeof prefix, "tl:sm:%s:m:", service);
+    snprintf(prefix, sizeof prefix, "{tl}:sm:%s:m:", service);
     snprintf(a, sizeof a, "%lld", (long long)(now_s / S_MINUTE - minutes + 1));
     snprintf(b, sizeof b, "%lld", (long long)(now_s / S_MINUTE));
     const char *args[] = {prefix, a, b};
-    redisReply *reply = vz_redis_eval(self->redis, self->chart, 0, NULL, 3, args);
+    redisReply *reply = vz_redis_eval(self->redis, self->chart, 1, args, 3, args);
     int rc = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 * (size_t)minutes
                  ? 0
                  : -EIO;
@@ -591,7 +592,7 @@ int tl_store_field_range(tl_store_t *self, const char *prefix, int64_t first, in
     snprintf(a, sizeof a, "%lld", (long long)first);
     snprintf(b, sizeof b, "%lld", (long long)last);
     const char *args[] = {prefix, a, b, field};
-    redisReply *reply = vz_redis_eval(self->redis, self->field, 0, NULL, 4, args);
+    redisReply *reply = vz_redis_eval(self->redis, self->field, 1, args, 4, args);
     size_t n = (size_t)(last - first + 1);
     int rc = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == n ? 0 : -EIO;
     for (size_t i = 0; rc == 0 && i < n; i++)
@@ -604,7 +605,7 @@ int tl_store_field_range(tl_store_t *self, const char *prefix, int64_t first, in
 zlist_t *tl_store_series_names(tl_store_t *self)
 {
     assert(self);
-    const char *argv[] = {"SMEMBERS", "tl:idx"};
+    const char *argv[] = {"SMEMBERS", "{tl}:idx"};
     redisReply *members = vz_redis_command(self->redis, 2, argv, NULL);
     if (!members || members->type != REDIS_REPLY_ARRAY) {
         if (members)
@@ -624,7 +625,7 @@ zlist_t *tl_store_series_names(tl_store_t *self)
 redisReply *tl_store_deploys(tl_store_t *self)
 {
     assert(self);
-    const char *argv[] = {"LRANGE", "tl:deploys", "0", "19"};
+    const char *argv[] = {"LRANGE", "{tl}:deploys", "0", "19"};
     redisReply *reply = vz_redis_command(self->redis, 4, argv, NULL);
     if (reply && reply->type != REDIS_REPLY_ARRAY) {
         freeReplyObject(reply);
@@ -637,7 +638,7 @@ redisReply *tl_store_events(tl_store_t *self, int64_t now_s, int days)
 {
     assert(self && days > 0);
     int64_t today = now_s / S_DAY;
-    return s_sum(self, "tl:ev:d:", today - days + 1, today);
+    return s_sum(self, "{tl}:ev:d:", today - days + 1, today);
 }
 
 int tl_store_usage(tl_store_t *self, int64_t now_s, tl_usage_t *out)
@@ -659,7 +660,7 @@ int tl_store_top_users(tl_store_t *self, int64_t now_s, int days, tl_user_calls_
     const char *keys[31];
     int64_t day = now_s / S_DAY;
     for (int i = 0; i < days; i++) {
-        snprintf(names[i], sizeof names[i], "tl:uc:d:%lld", (long long)(day - i));
+        snprintf(names[i], sizeof names[i], "{tl}:uc:d:%lld", (long long)(day - i));
         keys[i] = names[i];
     }
     char limit[S_NUM];
@@ -708,8 +709,8 @@ int tl_store_errors_top(tl_store_t *self, int64_t now_s, tl_error_t *out, size_t
     assert(self && out && count);
     *count = 0;
     char week[32], last_week[32], top[24];
-    snprintf(week, sizeof week, "tl:err:w:%lld", (long long)(now_s / S_WEEK));
-    snprintf(last_week, sizeof last_week, "tl:err:w:%lld", (long long)(now_s / S_WEEK - 1));
+    snprintf(week, sizeof week, "{tl}:err:w:%lld", (long long)(now_s / S_WEEK));
+    snprintf(last_week, sizeof last_week, "{tl}:err:w:%lld", (long long)(now_s / S_WEEK - 1));
     snprintf(top, sizeof top, "%zu", max ? max - 1 : 0);
     const char *argv[] = {"ZREVRANGE", week, "0", top, "WITHSCORES"};
     redisReply *reply = vz_redis_command(self->redis, 5, argv, NULL);
@@ -731,10 +732,10 @@ int tl_store_errors_top(tl_store_t *self, int64_t now_s, tl_error_t *out, size_t
             err->previous = strtoull(prev->str, NULL, 10);
         if (prev)
             freeReplyObject(prev);
-        err->first_s = s_hget_int(self, "tl:err:first", err->code);
-        err->last_s = s_hget_int(self, "tl:err:last", err->code);
+        err->first_s = s_hget_int(self, "{tl}:err:first", err->code);
+        err->last_s = s_hget_int(self, "{tl}:err:last", err->code);
         char key[VZ_TL_NAME_MAX + 16];
-        snprintf(key, sizeof key, "tl:err:svc:%s", err->code);
+        snprintf(key, sizeof key, "{tl}:err:svc:%s", err->code);
         const char *sargv[] = {"SMEMBERS", key};
         redisReply *svcs = vz_redis_command(self->redis, 2, sargv, NULL);
         for (size_t k = 0; svcs && svcs->type == REDIS_REPLY_ARRAY && k < svcs->elements; k++) {
@@ -757,7 +758,7 @@ int tl_store_saturation(tl_store_t *self, const char *service, tl_sat_t *out, si
 {
     assert(self && service && out && count);
     *count = 0;
-    redisReply *reply = s_hgetall(self, "tl:sat:", service);
+    redisReply *reply = s_hgetall(self, "{tl}:sat:", service);
     if (!reply)
         return -EIO;
     for (size_t i = 0; i + 1 < reply->elements && *count < max; i += 2) {
@@ -782,7 +783,7 @@ int tl_store_totals(tl_store_t *self, const char *service, tl_totals_t *out)
 {
     assert(self && service && out);
     memset(out, 0, sizeof *out);
-    redisReply *reply = s_hgetall(self, "tl:tot:", service);
+    redisReply *reply = s_hgetall(self, "{tl}:tot:", service);
     if (!reply)
         return -EIO;
     for (size_t i = 0; i + 1 < reply->elements; i += 2) {
@@ -806,7 +807,7 @@ int tl_store_totals(tl_store_t *self, const char *service, tl_totals_t *out)
 zlist_t *tl_store_services(tl_store_t *self)
 {
     assert(self);
-    const char *argv[] = {"SMEMBERS", "tl:svc"};
+    const char *argv[] = {"SMEMBERS", "{tl}:svc"};
     redisReply *reply = vz_redis_command(self->redis, 2, argv, NULL);
     if (!reply || reply->type != REDIS_REPLY_ARRAY) {
         if (reply)

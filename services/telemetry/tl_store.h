@@ -5,16 +5,16 @@
  *  HINCRBY, so any number of replicas can ingest at once and read the same
  *  sums; merging histograms is adding bins, so the hour hash is the
  *  downsampled series with the same error bound. Keys (s = service|name):
- *    tl:s:<s>:m:<unix minute>  n, s (sum us), c:<code>, b:<bin>   fine_ttl (1 day)
- *    tl:s:<s>:h:<unix hour>    the same per hour                 coarse_ttl (30 days)
- *    tl:slo:<slo>:m:<minute>, :h:<hour>   n (requests), b (bad ones) of an SLO
- *    tl:idx   set of "service|name";  tl:svc  set of services
- *    tl:sat:<service>   replica -> {"cpu","rss","fds","t"} (latest)
- *    tl:tot:<service>   received, lost, snapshots, dropped:<replica>
- *    tl:dau:<unix day>  HyperLogLog of the day's active users        35 days
- *    tl:err:w:<week>    error code -> count (sorted set)              15 days
- *    tl:err:first, tl:err:last   code -> Unix second; tl:err:svc:<code> services
- *    tl:alerts (tl_alert.h JSON), tl:freeze (JSON), tl:eval:lock
+ *    {tl}:s:<s>:m:<unix minute>  n, s (sum us), c:<code>, b:<bin>   fine_ttl (1 day)
+ *    {tl}:s:<s>:h:<unix hour>    the same per hour                 coarse_ttl (30 days)
+ *    {tl}:slo:<slo>:m:<minute>, :h:<hour>   n (requests), b (bad ones) of an SLO
+ *    {tl}:idx   set of "service|name";  {tl}:svc  set of services
+ *    {tl}:sat:<service>   replica -> {"cpu","rss","fds","t"} (latest)
+ *    {tl}:tot:<service>   received, lost, snapshots, dropped:<replica>
+ *    {tl}:dau:<unix day>  HyperLogLog of the day's active users        35 days
+ *    {tl}:err:w:<week>    error code -> count (sorted set)              15 days
+ *    {tl}:err:first, {tl}:err:last   code -> Unix second; {tl}:err:svc:<code> services
+ *    {tl}:alerts (tl_alert.h JSON), {tl}:freeze (JSON), {tl}:eval:lock
  *  A snapshot is filed under the sink's own minute (now_s): a reporter's
  *  clock is not trusted. Range reads run in one Lua script per series
  *  (keys built inside the script: a single Redis, not Cluster).

@@ -14,8 +14,8 @@
 #include "vz_proto.h"
 
 #define S_CHECKS_MAX 16
-#define S_KEY "tl:synth"
-#define S_LOCK "tl:synth:lock"
+#define S_KEY "{tl}:synth"
+#define S_LOCK "{tl}:synth:lock"
 
 typedef struct {
     char name[VZ_TL_NAME_MAX]; //  check name (the alert's)

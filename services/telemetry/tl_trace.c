@@ -13,12 +13,14 @@
 #include "vz_common.h"
 #include "vz_json.h"
 
-#define S_DEPTH_MAX 64 //  tree depth written; deeper spans are cut
+#define S_PREFIX "{tl}:tr:" //  a trace's hash: span id -> JSON
+#define S_DEPTH_MAX 64      //  tree depth written; deeper spans are cut
 
-//  KEYS: none; ARGV: TTL, cap, then trace, span, JSON triples. A trace
-//  holds at most cap spans (later new ones are dropped).
+//  KEYS: the trace key prefix (hash tag: the slot); ARGV: TTL, cap, then
+//  trace, span, JSON triples.
+//  A trace holds at most cap spans (later new ones are dropped).
 static const char s_store_lua[] = "for i = 3, #ARGV, 3 do\n"
-                                  "  local key = 'tl:tr:' .. ARGV[i]\n"
+                                  "  local key = KEYS[1] .. ARGV[i]\n"
                                   "  if redis.call('HLEN', key) < tonumber(ARGV[2]) or\n"
                                   "     redis.call('HEXISTS', key, ARGV[i + 1]) == 1 then\n"
                                   "    redis.call('HSET', key, ARGV[i + 1], ARGV[i + 2])\n"
@@ -84,7 +86,8 @@ int tl_trace_store(vz_redis_t *redis, const tl_span_t *spans, size_t n, int ttl_
         args[3 + 3 * i] = spans[i].span;
         args[4 + 3 * i] = owned[i] ? owned[i] : "{}";
     }
-    redisReply *reply = vz_redis_eval(redis, s_script(), 0, NULL, (int)(2 + 3 * n), args);
+    redisReply *reply =
+        vz_redis_eval(redis, s_script(), 1, (const char *[]){S_PREFIX}, (int)(2 + 3 * n), args);
     int rc = reply && reply->type != REDIS_REPLY_ERROR ? 0 : -EIO;
     if (reply)
         freeReplyObject(reply);
@@ -191,7 +194,7 @@ char *tl_trace_tree(vz_redis_t *redis, const char *trace, int *err)
 {
     assert(redis && trace && err);
     char key[16 + VZ_TL_TRACE_HEX];
-    snprintf(key, sizeof key, "tl:tr:%s", trace);
+    snprintf(key, sizeof key, S_PREFIX "%s", trace);
     const char *argv[] = {"HGETALL", key};
     redisReply *reply = vz_redis_command(redis, 2, argv, NULL);
     if (!reply || reply->type != REDIS_REPLY_ARRAY) {

@@ -5,7 +5,7 @@
  *  one service each) and as OTLP/HTTP JSON from programs outside the mesh
  *  (POST /v1/traces through the gateway: ExportTraceServiceRequest, ids in
  *  hex, times as nanosecond strings or numbers). Both are kept in Redis,
- *  one hash per trace (tl:tr:<trace id>: span id -> span JSON) that
+ *  one hash per trace ({tl}:tr:<trace id>: span id -> span JSON) that
  *  expires trace_ttl_s after its last span, so every replica reads the
  *  same traces.
  *

@@ -142,8 +142,9 @@ int tl_h_otlp_metrics(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     if (tl_otlp_metrics_parse(req->body, req->body_len, &points, &n, &why) < 0)
         return vz_authctx_reply_error(reply, 400, VZ_ERR_INVALID, why);
     //  The latest value of each metric per service, kept with the coarse
-    //  retention: tl:otlp:<service> name -> value, name:count -> points;
-    //  one script call for the whole request.
+    //  retention: {tl}:otlp:<service> name -> value, name:count -> points;
+    //  one script call for the whole request. KEYS[1] (the prefix) routes
+    //  it to {tl}'s slot, where every ARGV key also is.
     const char **args = (const char **)calloc(1 + 4 * (n ? n : 1), sizeof(char *));
     char(*texts)[3][TL_TRACE_TEXT + 16] = calloc(n ? n : 1, sizeof *texts);
     assert(args && texts);
@@ -151,7 +152,7 @@ int tl_h_otlp_metrics(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     snprintf(ttl, sizeof ttl, "%d", self->config.coarse_ttl_s);
     args[0] = ttl;
     for (size_t i = 0; i < n; i++) {
-        snprintf(texts[i][0], sizeof texts[i][0], "tl:otlp:%s", points[i].service);
+        snprintf(texts[i][0], sizeof texts[i][0], "{tl}:otlp:%s", points[i].service);
         snprintf(texts[i][1], sizeof texts[i][1], "%.17g", points[i].value);
         snprintf(texts[i][2], sizeof texts[i][2], "%llu", (unsigned long long)points[i].count);
         args[1 + 4 * i] = texts[i][0];
@@ -168,7 +169,9 @@ int tl_h_otlp_metrics(void *app, const vz_envelope_t *req, vz_reply_t *reply)
             "  redis.call('EXPIRE', ARGV[i], ARGV[1])\n"
             "end\n"
             "return 1\n");
-    redisReply *r = n ? vz_redis_eval(self->redis, script, 0, NULL, (int)(1 + 4 * n), args) : NULL;
+    redisReply *r = n ? vz_redis_eval(self->redis, script, 1, (const char *[]){"{tl}:otlp:"},
+                                      (int)(1 + 4 * n), args)
+                      : NULL;
     int rc = n == 0 || (r && r->type != REDIS_REPLY_ERROR) ? 0 : -EIO;
     if (r)
         freeReplyObject(r);
@@ -287,7 +290,7 @@ static int s_status_slos(tl_t *self, vz_json_writer_t *w, int64_t now_s, bool *f
 static void s_status_alerts(tl_t *self, vz_json_writer_t *w)
 {
     size_t len = 0;
-    char *saved = tl_store_get(self->store, "tl:alerts", &len);
+    char *saved = tl_store_get(self->store, "{tl}:alerts", &len);
     tl_alerts_t *table = (tl_alerts_t *)zmalloc(sizeof *table);
     if (saved && tl_alerts_load(table, saved, len) < 0)
         table->count = 0;
@@ -359,7 +362,7 @@ int tl_h_status_json(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     }
     //  Services the broker has workers for but that do not report
     //  (VZ_TELEMETRY=off) are shown too.
-    const char *hkeys[] = {"HKEYS", "tl:broker"};
+    const char *hkeys[] = {"HKEYS", "{tl}:broker"};
     redisReply *known = vz_redis_command(self->redis, 2, hkeys, NULL);
     for (size_t i = 0; known && known->type == REDIS_REPLY_ARRAY && i < known->elements; i++) {
         const char *name = known->element[i]->str;

@@ -631,7 +631,11 @@ vzt_proc_t *vzt_daemon(const char *dir, const char *name, const char *log_name, 
     rc |= asprintf(&env[n++], "VZ_CURVE_ALLOW_DIR=%s/keys/public", dir);
     rc |= asprintf(&env[n++], "VZ_BROKER_KEY=%s/keys/public/broker.key", dir);
     rc |= asprintf(&env[n++], "VZ_BROKER_ENDPOINTS=tcp://127.0.0.1:%d", broker_port);
-    rc |= asprintf(&env[n++], "VZ_REDIS_URL=redis://127.0.0.1:%d", redis_port);
+    bool own_redis = false; //  a VZ_REDIS_URL in more (a cluster) replaces the default
+    for (size_t i = 0; more && more[i]; i++)
+        own_redis = own_redis || strncmp(more[i], "VZ_REDIS_URL=", 13) == 0;
+    if (!own_redis)
+        rc |= asprintf(&env[n++], "VZ_REDIS_URL=redis://127.0.0.1:%d", redis_port);
     rc |= asprintf(&env[n++], "VZ_ADMIN_PORT=%d", admin_port ? admin_port : vzt_free_port());
     assert(rc >= 0);
     for (size_t i = 0; more && more[i]; i++) {

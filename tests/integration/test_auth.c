@@ -732,7 +732,7 @@ static void test_signing_keys_encrypted_at_rest(void **state)
     size_t published = vz_jwt_keyset_size(set);
     vz_jwt_keyset_destroy(&set);
     free(s_jwks_agreed(mesh, published, 4));
-    redisReply *all = s_redis(mesh, "HGETALL auth:keys");
+    redisReply *all = s_redis(mesh, "HGETALL {auth}:keys");
     assert_int_equal(all->type, REDIS_REPLY_ARRAY);
     assert_true(all->elements >= 2);
     for (size_t i = 1; i < all->elements; i += 2) {
@@ -741,7 +741,7 @@ static void test_signing_keys_encrypted_at_rest(void **state)
             fail_msg("a signing key is not encrypted in Redis: %.60s", record);
     }
     //  Bound to its kid: the same record under a new kid is refused.
-    redisReply *r = s_redis(mesh, "HSET auth:keys k-moved %s", all->element[1]->str);
+    redisReply *r = s_redis(mesh, "HSET {auth}:keys k-moved %s", all->element[1]->str);
     freeReplyObject(r);
     freeReplyObject(all);
     char *kek = vzt_fmt("%s/auth.kek", mesh->dir);
@@ -749,13 +749,13 @@ static void test_signing_keys_encrypted_at_rest(void **state)
     assert_int_equal(stat(kek, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     free(kek);
-    r = s_redis(mesh, "INCR auth:keys:ver"); //  replicas reload
+    r = s_redis(mesh, "INCR {auth}:keys:ver"); //  replicas reload
     freeReplyObject(r);
     char *jwks = s_jwks_agreed(mesh, published, 4);
     if (strstr(jwks, "k-moved"))
         fail_msg("a record under another kid was published: %s", jwks);
     free(jwks);
-    r = s_redis(mesh, "HDEL auth:keys k-moved");
+    r = s_redis(mesh, "HDEL {auth}:keys k-moved");
     freeReplyObject(r);
 }
 
@@ -777,11 +777,11 @@ static void test_admin_only_by_bootstrap_token(void **state)
     assert_int_equal(s_bootstrap_logged(mesh, token, sizeof token), 1);
     char hash[65];
     s_sha256_hex(token, hash);
-    redisReply *h = s_redis(mesh, "GET auth:bootstrap");
+    redisReply *h = s_redis(mesh, "GET {auth}:bootstrap");
     assert_int_equal(h->type, REDIS_REPLY_STRING);
     assert_string_equal(h->str, hash);
     freeReplyObject(h);
-    long long ttl = s_redis_int(mesh, "TTL", "auth:bootstrap");
+    long long ttl = s_redis_int(mesh, "TTL", "{auth}:bootstrap");
     assert_true(ttl > 0 && ttl <= 86400);
 
     snprintf(sub, sizeof sub, "sub=%s", uid);
@@ -794,14 +794,14 @@ static void test_admin_only_by_bootstrap_token(void **state)
                    "access_denied", "bootstrap token");
     s_call_refused(mesh, "admin_bootstrap", "{\"token\":\"guess\"}", me, "validation_failed",
                    "token:");
-    assert_int_equal(s_redis_int(mesh, "EXISTS", "auth:bootstrap"), 1);
+    assert_int_equal(s_redis_int(mesh, "EXISTS", "{auth}:bootstrap"), 1);
 
     r = s_call(mesh, "admin_bootstrap", body, me);
     assert_string_equal(s_str(&r, "scope"), "user admin");
     s_res_free(&r);
     //  One use only; the next login carries scope admin.
     s_call_refused(mesh, "admin_bootstrap", body, me, "access_denied", NULL);
-    assert_int_equal(s_redis_int(mesh, "SCARD", "auth:admins"), 1);
+    assert_int_equal(s_redis_int(mesh, "SCARD", "{auth}:admins"), 1);
     r = s_login(mesh, "admin@example.com", "the admin's passphrase", "10.0.0.7");
     vz_jwt_claims_t c;
     assert_int_equal(s_verify(mesh, s_str(&r, "access_token"), &c), 0);
@@ -815,8 +815,8 @@ static void test_lockout_counter_outlives_the_lock(void **state)
     const char *email = "target@example.com";
     char ehash[65], fail_key[64], lock_key[64];
     s_sha256_hex(email, ehash);
-    snprintf(fail_key, sizeof fail_key, "auth:fail:a:%.32s", ehash);
-    snprintf(lock_key, sizeof lock_key, "auth:lock:a:%.32s", ehash);
+    snprintf(fail_key, sizeof fail_key, "{auth}:fail:a:%.32s", ehash);
+    snprintf(lock_key, sizeof lock_key, "{auth}:lock:a:%.32s", ehash);
     //  Three failures (threshold 3) lock for 1 s; each further one doubles.
     char ip[32];
     for (int i = 0; i < 3; i++) {
@@ -865,7 +865,7 @@ static void test_lockout_counter_outlives_the_lock(void **state)
     s_res_free(&r);
     char ada[65], ada_fail[64];
     s_sha256_hex("ada@example.com", ada);
-    snprintf(ada_fail, sizeof ada_fail, "auth:fail:a:%.32s", ada);
+    snprintf(ada_fail, sizeof ada_fail, "{auth}:fail:a:%.32s", ada);
     assert_int_equal(s_redis_int(mesh, "EXISTS", ada_fail), 1);
     r = s_login(mesh, "ada@example.com", "correct horse battery", "10.1.3.2");
     assert_false(r.error);

@@ -230,7 +230,7 @@ static void s_wait_hash(const char *key, const char *field, const char *want)
 
 static bool s_applied(void *arg)
 {
-    redisReply *r = redisCommand(s_mesh->redis, "EXISTS billing:applied:%s", (const char *)arg);
+    redisReply *r = redisCommand(s_mesh->redis, "EXISTS {billing}:applied:%s", (const char *)arg);
     bool ok = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     if (r)
         freeReplyObject(r);
@@ -390,8 +390,8 @@ static void test_valid(void **state)
     assert_int_equal(status, 200);
     assert_non_null(strstr(reply, "\"duplicate\":false"));
     free(reply);
-    s_wait_hash("billing:obj:customer:cus_valid_1", "v_event", "evt_valid_1");
-    assert_int_equal(s_hget_int("billing:counts", "customer.created"), 1);
+    s_wait_hash("{billing}:obj:customer:cus_valid_1", "v_event", "evt_valid_1");
+    assert_int_equal(s_hget_int("{billing}:counts", "customer.created"), 1);
     assert_true(s_billing_metric("vz_billing_webhooks_total{type=\"customer.created\","
                                  "outcome=\"accepted\"}") == 1);
     s_event_free(&e);
@@ -409,7 +409,7 @@ static void test_rotation(void **state)
     event_t e2 = s_event("customer", "customer.updated", "evt_rot_2", (long)time(NULL),
                          "{\"id\":\"cus_rot_1\"}");
     s_expect_refusal(s_deliver(&e2, SECRET_OLD, 0, &reply), &reply, "signature_invalid");
-    s_wait_hash("billing:obj:customer:cus_rot_1", "v_event", "evt_rot_1");
+    s_wait_hash("{billing}:obj:customer:cus_rot_1", "v_event", "evt_rot_1");
     s_event_free(&e);
     s_event_free(&e2);
 }
@@ -444,7 +444,7 @@ static void test_tampered_and_reserialised(void **state)
     //  The original bytes still pass: nothing was queued by the refusals.
     assert_int_equal(s_post(e.body, e.len, header, &reply), 200);
     free(reply);
-    s_wait_hash("billing:obj:invoice:in_tamper_1", "amount", "1000");
+    s_wait_hash("{billing}:obj:invoice:in_tamper_1", "amount", "1000");
     free(compact);
     free(cmd);
     free(args);
@@ -473,7 +473,7 @@ static void test_timestamps_and_headers(void **state)
     s_expect_refusal(s_post("{\"id\": \"evt_bad\", \"type\": \"x\"", 29, header, &reply), &reply,
                      "invalid_json");
     //  None of them reached the queue.
-    assert_int_equal(s_integer("EXISTS billing:seen:%s", "evt_time_1"), 0);
+    assert_int_equal(s_integer("EXISTS {billing}:seen:%s", "evt_time_1"), 0);
     free(header);
     free(bad);
     s_event_free(&e);
@@ -517,8 +517,8 @@ static void test_concurrent_duplicates(void **state)
     assert_int_equal(fresh, 1);
     assert_true(vzt_wait_until(s_applied, "evt_dup_1", APPLY_MS));
     //  Once in the stream, once applied, one dunning e-mail queued.
-    assert_int_equal(s_hget_int("billing:counts", "invoice.payment_failed"), 1);
-    redisReply *r = redisCommand(s_mesh->redis, "XRANGE billing:outbox - +");
+    assert_int_equal(s_hget_int("{billing}:counts", "invoice.payment_failed"), 1);
+    redisReply *r = redisCommand(s_mesh->redis, "XRANGE {billing}:outbox - +");
     int dunning = 0;
     for (size_t i = 0; r && i < r->elements; i++) {
         const redisReply *f = r->element[i]->element[1];
@@ -540,8 +540,8 @@ static void test_unknown_type(void **state)
 {
     event_t e = s_event("plan", "plan.created", "evt_unknown_1", (long)time(NULL), "{}");
     s_deliver_applied(&e, "evt_unknown_1");
-    assert_int_equal(s_hget_int("billing:counts", "plan.created"), 1);
-    assert_int_equal(s_integer("EXISTS billing:obj:unknown:%s", "none"), 0);
+    assert_int_equal(s_hget_int("{billing}:counts", "plan.created"), 1);
+    assert_int_equal(s_integer("EXISTS {billing}:obj:unknown:%s", "none"), 0);
     s_event_free(&e);
 }
 
@@ -578,10 +578,10 @@ static void test_out_of_order(void **state)
     assert_true(vzt_wait_until(s_applied, "evt_ooo_1", APPLY_MS));
     assert_true(vzt_wait_until(s_applied, "evt_ooo_2", APPLY_MS));
     //  The state is the newest event's; the history has all three.
-    s_wait_hash("billing:obj:subscription:sub_ooo_1", "v_event", "evt_ooo_3");
-    s_wait_hash("billing:obj:subscription:sub_ooo_1", "status", "active");
-    s_wait_hash("billing:obj:subscription:sub_ooo_1", "mrr", "3000");
-    assert_int_equal(s_integer("ZCARD billing:hist:subscription:%s", "sub_ooo_1"), 3);
+    s_wait_hash("{billing}:obj:subscription:sub_ooo_1", "v_event", "evt_ooo_3");
+    s_wait_hash("{billing}:obj:subscription:sub_ooo_1", "status", "active");
+    s_wait_hash("{billing}:obj:subscription:sub_ooo_1", "mrr", "3000");
+    assert_int_equal(s_integer("ZCARD {billing}:hist:subscription:%s", "sub_ooo_1"), 3);
     free(p_created);
     free(p_updated);
     free(p_upgrade);
@@ -628,7 +628,7 @@ static void test_kill_between_ack_and_apply(void **state)
     //  before applying: the entry is pending under its name.
     redisReply *r =
         redisCommand(s_mesh->redis, "XREADGROUP GROUP apply billing-doomed COUNT 1 STREAMS "
-                                    "billing:events >");
+                                    "{billing}:events >");
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     freeReplyObject(r);
@@ -640,11 +640,11 @@ static void test_kill_between_ack_and_apply(void **state)
     assert_int_equal(vzt_mesh_restart(s_mesh->m, "billing"), 0);
     assert_true(vzt_wait_until(s_applied, "evt_kill_2", APPLY_MS));
     assert_true(vzt_wait_until(s_applied, "evt_kill_1", APPLY_MS));
-    assert_int_equal(s_hget_int("billing:counts", "charge.refunded"), 1);
-    assert_int_equal(s_hget_int("billing:counts", "customer.created") >= 2, 1);
-    s_wait_hash("billing:obj:charge:ch_kill_1", "amount", "500");
+    assert_int_equal(s_hget_int("{billing}:counts", "charge.refunded"), 1);
+    assert_int_equal(s_hget_int("{billing}:counts", "customer.created") >= 2, 1);
+    s_wait_hash("{billing}:obj:charge:ch_kill_1", "amount", "500");
     //  Nothing left pending.
-    r = redisCommand(s_mesh->redis, "XPENDING billing:events apply");
+    r = redisCommand(s_mesh->redis, "XPENDING {billing}:events apply");
     assert_non_null(r);
     assert_int_equal(r->element[0]->integer, 0);
     freeReplyObject(r);
@@ -735,7 +735,7 @@ static void test_payment_intent(void **state)
                         "amount=2000&currency=eur&automatic_payment_methods[enabled]=true"
                         "&metadata[vz_user]=u_pi");
     //  Stored before the first attempt.
-    assert_int_equal(s_integer("EXISTS billing:idem:%s", k1), 1);
+    assert_int_equal(s_integer("EXISTS {billing}:idem:%s", k1), 1);
     free(k1);
     free(k2);
     free(v);
@@ -777,8 +777,8 @@ static void test_reconcile(void **state)
     assert_string_equal(body, "{\"queued\":1,\"duplicates\":1,\"pages\":2}");
     free(body);
     assert_true(vzt_wait_until(s_applied, "evt_recon_1", APPLY_MS));
-    s_wait_hash("billing:obj:customer:cus_recon_1", "v_event", "evt_recon_1");
-    assert_int_equal(s_hget_int("billing:counts", "customer.created") >= 3, 1);
+    s_wait_hash("{billing}:obj:customer:cus_recon_1", "v_event", "evt_recon_1");
+    assert_int_equal(s_hget_int("{billing}:counts", "customer.created") >= 3, 1);
     //  The pages asked: GET /v1/events over the window, then after the last id.
     const fake_http_request_t *first = fake_http_request(stripe, before);
     const fake_http_request_t *second = fake_http_request(stripe, before + 1);
@@ -826,7 +826,7 @@ static void test_checkout(void **state)
                         "&success_url=https%3A%2F%2Fexample.com%2Fok&cancel_url=https%3A%2F%2F"
                         "example.com%2Fno&client_reference_id=u_co&subscription_data[trial_period_"
                         "days]=14&metadata[vz_user]=u_co&customer=cus_co_1");
-    char *recorded = s_hget_str("billing:customer_of:u_co");
+    char *recorded = s_hget_str("{billing}:customer_of:u_co");
     assert_string_equal(recorded, "cus_co_1");
     free(recorded);
     //  Again: the recorded customer, one call.
@@ -1029,7 +1029,7 @@ static void test_through_gateway(void **state)
     s_deliver_applied(&e, "evt_gw_1");
     char id[64], *out = NULL;
     char *user = s_sign_up("payer@example.com", id, sizeof id);
-    redisReply *r = redisCommand(s_mesh->redis, "SET billing:customer_of:%s cus_co_1", id);
+    redisReply *r = redisCommand(s_mesh->redis, "SET {billing}:customer_of:%s cus_co_1", id);
     freeReplyObject(r);
     //  Pages of one, newest first, then the next after the first's id.
     assert_int_equal(s_gw("GET", "/v1/billing/subscriptions?limit=1", user, NULL, &out), 200);
@@ -1153,7 +1153,7 @@ static bool s_notified(void *arg)
 
 static bool s_outbox_settled(void *arg)
 {
-    redisReply *r = redisCommand(s_mesh->redis, "XPENDING billing:outbox notify");
+    redisReply *r = redisCommand(s_mesh->redis, "XPENDING {billing}:outbox notify");
     bool ok = r && r->type == REDIS_REPLY_ARRAY && r->element[0]->integer == 0;
     if (r)
         freeReplyObject(r);
@@ -1162,7 +1162,7 @@ static bool s_outbox_settled(void *arg)
 
 static bool s_outbox_taken(void *arg)
 {
-    redisReply *r = redisCommand(s_mesh->redis, "XPENDING billing:outbox notify");
+    redisReply *r = redisCommand(s_mesh->redis, "XPENDING {billing}:outbox notify");
     bool ok = r && r->type == REDIS_REPLY_ARRAY && r->element[0]->integer >= 2;
     if (r)
         freeReplyObject(r);

@@ -164,7 +164,7 @@ static void s_deliver_ok(const delivery_t *d)
 
 static bool s_applied(void *arg)
 {
-    redisReply *r = redisCommand(s_mesh->redis, "EXISTS github:applied:%s", (const char *)arg);
+    redisReply *r = redisCommand(s_mesh->redis, "EXISTS {github}:applied:%s", (const char *)arg);
     bool yes = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     if (r)
         freeReplyObject(r);
@@ -453,9 +453,9 @@ static void test_every_event(void **state)
                  {"fork", 0}};
     const size_t n = sizeof cases / sizeof cases[0];
     delivery_t d[sizeof cases / sizeof cases[0]];
-    redisReply *before = redisCommand(s_mesh->redis, "HGETALL github:counts");
+    redisReply *before = redisCommand(s_mesh->redis, "HGETALL {github}:counts");
     freeReplyObject(before);
-    long pings = s_hget_int("github:counts", "ping");
+    long pings = s_hget_int("{github}:counts", "ping");
     for (size_t i = 0; i < n; i++) {
         d[i] = s_example(cases[i].event, cases[i].index, "{}", SECRET_CUR);
         s_deliver_ok(&d[i]);
@@ -463,20 +463,20 @@ static void test_every_event(void **state)
     for (size_t i = 0; i < n; i++)
         assert_true(vzt_wait_until(s_applied, d[i].guid, APPLY_MS));
     for (size_t i = 1; i < n - 2; i++)
-        if (s_hget_int("github:counts", cases[i].event) < 1)
+        if (s_hget_int("{github}:counts", cases[i].event) < 1)
             fail_msg("%s not counted", cases[i].event);
-    assert_int_equal(s_hget_int("github:counts", "ping"), pings + 1);
-    assert_true(s_hget_int("github:counts", "other:star") >= 1);
-    assert_true(s_hget_int("github:counts", "other:fork") >= 1);
+    assert_int_equal(s_hget_int("{github}:counts", "ping"), pings + 1);
+    assert_true(s_hget_int("{github}:counts", "other:star") >= 1);
+    assert_true(s_hget_int("{github}:counts", "other:fork") >= 1);
     //  What they became: the repository, its issue, the installation's repos.
-    redisReply *r = redisCommand(s_mesh->redis, "SISMEMBER github:repos %s", REPO);
+    redisReply *r = redisCommand(s_mesh->redis, "SISMEMBER {github}:repos %s", REPO);
     assert_int_equal(r->integer, 1);
     freeReplyObject(r);
-    char *title = s_hget("github:item:" REPO ":1", "title");
+    char *title = s_hget("{github}:item:" REPO ":1", "title");
     assert_non_null(title);
     free(title);
-    assert_true(s_hget_int("github:deploy:" REPO, "e|production|success") >= 1);
-    assert_int_equal(s_hget_int("github:repo:" REPO, "installation_id"), 957387);
+    assert_true(s_hget_int("{github}:deploy:" REPO, "e|production|success") >= 1);
+    assert_int_equal(s_hget_int("{github}:repo:" REPO, "installation_id"), 957387);
     //  The metric counts unhandled events under "other".
     int admin = vzt_mesh_admin_port(s_mesh->m, "github");
     assert_true(vzt_wait_metric(
@@ -490,7 +490,7 @@ static void test_every_event(void **state)
 static void test_duplicate(void **state)
 {
     delivery_t d = s_example("milestone", 1, "{}", SECRET_CUR);
-    long before = s_hget_int("github:counts", "milestone");
+    long before = s_hget_int("{github}:counts", "milestone");
     char *reply = NULL;
     assert_int_equal(s_deliver(&d, &reply), 200);
     assert_non_null(strstr(reply, "\"duplicate\":false"));
@@ -503,7 +503,7 @@ static void test_duplicate(void **state)
     delivery_t after = s_example("ping", 3, "{}", SECRET_CUR);
     s_deliver_ok(&after);
     assert_true(vzt_wait_until(s_applied, after.guid, APPLY_MS));
-    assert_int_equal(s_hget_int("github:counts", "milestone"), before + 1);
+    assert_int_equal(s_hget_int("{github}:counts", "milestone"), before + 1);
     s_delivery_free(&d);
     s_delivery_free(&after);
 }
@@ -522,7 +522,7 @@ static void test_kill_between_ack_and_apply(void **state)
     //  The doomed replica reads the first (as its poll would) and dies
     //  before applying: the entry is pending under its name.
     redisReply *r = redisCommand(s_mesh->redis, "XREADGROUP GROUP apply github-doomed COUNT 1 "
-                                                "STREAMS github:deliveries >");
+                                                "STREAMS {github}:deliveries >");
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     freeReplyObject(r);
@@ -534,7 +534,7 @@ static void test_kill_between_ack_and_apply(void **state)
     assert_int_equal(vzt_mesh_restart(s_mesh->m, "github"), 0);
     assert_true(vzt_wait_until(s_applied, unread.guid, APPLY_MS));
     assert_true(vzt_wait_until(s_applied, read.guid, APPLY_MS));
-    r = redisCommand(s_mesh->redis, "XPENDING github:deliveries apply");
+    r = redisCommand(s_mesh->redis, "XPENDING {github}:deliveries apply");
     assert_non_null(r);
     assert_int_equal(r->element[0]->integer, 0);
     freeReplyObject(r);
@@ -545,7 +545,7 @@ static void test_kill_between_ack_and_apply(void **state)
 //  Partner notifications: the shipped rules, the real notifier, a real SMTP server.
 static void test_notifications(void **state)
 {
-    long outbox = s_xlen("github:outbox");
+    long outbox = s_xlen("{github}:outbox");
     int mails = s_mails();
     delivery_t feature = s_example("push", 4, "{\"ref\":\"refs/heads/feature/x\"}", SECRET_CUR);
     delivery_t main_push = s_example("push", 5, "{\"ref\":\"refs/heads/main\"}", SECRET_CUR);
@@ -559,7 +559,7 @@ static void test_notifications(void **state)
     for (size_t i = 0; i < 4; i++)
         assert_true(vzt_wait_until(s_applied, all[i]->guid, APPLY_MS));
     //  Three messages queued, none for the feature branch.
-    assert_int_equal(s_xlen("github:outbox"), outbox + 3);
+    assert_int_equal(s_xlen("{github}:outbox"), outbox + 3);
     //  Each arrives at the SMTP server (earlier cases' mails may still be on their way).
     const char *expect[] = {"pushed 1 commit to main", "Pull request #2 merged by",
                             "Release v9.9.9 published"};

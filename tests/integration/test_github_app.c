@@ -234,10 +234,10 @@ static void test_backfill_on_installation(void **state)
     assert_non_null(strstr(reply, "\"received\":true"));
     free(reply), free(body), free(sig), free(args), free(path);
     //  The installation's three pages of repositories, then each one's issues and milestones.
-    assert_true(vzt_wait_until(s_set_size, "github:items:octo-org/repo-a", WAIT_MS));
+    assert_true(vzt_wait_until(s_set_size, "{github}:items:octo-org/repo-a", WAIT_MS));
     want_t last = {"GET", "/repos/octo-org/repo-c/milestones", 1};
     assert_true(vzt_wait_until(s_logged, &last, WAIT_MS));
-    assert_true(vzt_wait_until(s_set_size, "github:milestones:octo-org/repo-c", WAIT_MS));
+    assert_true(vzt_wait_until(s_set_size, "{github}:milestones:octo-org/repo-c", WAIT_MS));
     assert_int_equal(s_count("GET", "/installation/repositories", "200"), 3);
     //  Every request was valid against GitHub's OpenAPI description (and the JWT against jose).
     assert_int_equal(s_count("GET", "/", "422") + s_count("POST", "/", "422"), 0);
@@ -282,7 +282,7 @@ static void test_reconcile(void **state)
     assert_true(vzt_wait_until(s_logged, &asked, WAIT_MS));
     assert_int_equal(s_count("POST", "/app/hook/deliveries/12345677/attempts", NULL), 0);
     //  The next run (lock released) asks with the ETag: 304, nothing asked again.
-    redisReply *r = redisCommand(s_mesh->redis, "DEL github:reconcile:lock");
+    redisReply *r = redisCommand(s_mesh->redis, "DEL {github}:reconcile:lock");
     freeReplyObject(r);
     reply = s_call("reconcile", admin, NULL, 0, code, sizeof code);
     free(reply);

@@ -277,7 +277,7 @@ static void s_stripe_event(const char *resource, const char *type, const char *i
     if (code[0])
         fail_msg("billing.webhook: %s: %s", code, reply);
     free(reply);
-    char *key = vzt_fmt("billing:applied:%s", id);
+    char *key = vzt_fmt("{billing}:applied:%s", id);
     assert_true(vzt_wait_until(s_key_exists, key, WAIT_MS));
     free(key);
     free(header);
@@ -557,10 +557,10 @@ static void test_sunday_does_not_trigger(void **state)
     mesh_t *mesh = *state;
     //  Sunday 23:59:58 of W: the clock crosses midnight, 08:00 is far.
     s_reporter("sun", mesh->monday - 8 * 3600 - 2);
-    assert_true(vzt_wait_until(s_key_exists, "rp:since", WAIT_MS));
+    assert_true(vzt_wait_until(s_key_exists, "{rp}:since", WAIT_MS));
     s_wait_checks("sun", 30); //  three seconds of reporter time at 100 ms
-    assert_int_equal(s_redis_int("EXISTS rp:sent:%s", mesh->week_id), 0);
-    assert_int_equal(s_redis_int("EXISTS rp:lease%s", ""), 0);
+    assert_int_equal(s_redis_int("EXISTS {rp}:sent:%s", mesh->week_id), 0);
+    assert_int_equal(s_redis_int("EXISTS {rp}:lease%s", ""), 0);
     assert_int_equal(s_metric("sun", "vz_reporter_runs_total{outcome=\"sent\"}"), 0);
     assert_int_equal(s_mails(), 0);
     assert_int_equal(vzt_mesh_stop(mesh->m, "sun"), 0);
@@ -573,7 +573,7 @@ static void test_two_replicas_one_mail(void **state)
     s_reporter("r2", mesh->monday - 3);
     int one = 1;
     assert_true(vzt_wait_until(s_mails_reach, &one, WAIT_MS));
-    char *key = vzt_fmt("rp:sent:%s", mesh->week_id);
+    char *key = vzt_fmt("{rp}:sent:%s", mesh->week_id);
     assert_true(vzt_wait_until(s_key_exists, key, WAIT_MS));
     free(key);
     //  Both keep checking; neither sends again.
@@ -583,7 +583,7 @@ static void test_two_replicas_one_mail(void **state)
     double sent = s_metric("r1", "vz_reporter_runs_total{outcome=\"sent\"}") +
                   s_metric("r2", "vz_reporter_runs_total{outcome=\"sent\"}");
     assert_true(sent == 1);
-    char *record = s_redis_str("GET rp:sent:%s", mesh->week_id);
+    char *record = s_redis_str("GET {rp}:sent:%s", mesh->week_id);
     assert_non_null(record);
     assert_non_null(strstr(record, "\"trigger\":\"schedule\""));
     free(record);
@@ -621,7 +621,7 @@ static void test_missed_monday_caught_up_once(void **state)
     s_reporter("late", next + 2 * 3600);
     int two = 2;
     assert_true(vzt_wait_until(s_mails_reach, &two, WAIT_MS));
-    char *key = vzt_fmt("rp:sent:%s", next_week);
+    char *key = vzt_fmt("{rp}:sent:%s", next_week);
     assert_true(vzt_wait_until(s_key_exists, key, WAIT_MS));
     char *record = s_redis_str("GET %s", key);
     assert_non_null(strstr(record, "\"trigger\":\"catchup\""));
@@ -812,7 +812,7 @@ static void test_html_in_chromium_and_pdf_pages(void **state)
     int64_t images = 0;
     assert_int_equal(vz_json_int(vz_json_get(v, "images"), &images), 0);
     //  MRR, users, top errors (when telemetry's week has them), error rate, velocity.
-    char *numbers = s_redis_str("HGET rp:report:%s json", mesh->week_id);
+    char *numbers = s_redis_str("HGET {rp}:report:%s json", mesh->week_id);
     assert_non_null(numbers);
     assert_int_equal(images, strstr(numbers, "\"errors\":[]") ? 4 : 5);
     free(numbers);
@@ -843,7 +843,7 @@ static void test_html_in_chromium_and_pdf_pages(void **state)
     char line[32] = "";
     assert_non_null(fgets(line, sizeof line, p));
     assert_int_equal(pclose(p), 0);
-    char *record = s_redis_str("GET rp:sent:%s", mesh->week_id);
+    char *record = s_redis_str("GET {rp}:sent:%s", mesh->week_id);
     char *want = vzt_fmt("\"pdf_pages\":%d", atoi(line));
     if (!strstr(record, want))
         fail_msg("pdftoppm made %d pages; the record says %s", atoi(line), record);

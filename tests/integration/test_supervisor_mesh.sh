@@ -47,8 +47,8 @@ echo "ok - gateway /health 200 ok"
 rport=$("${CTL[@]}" ports | awk '$1=="redis" {print $2}')
 rcli() { redis-cli -p "$rport" --no-auth-warning "$@" 2>&1; }
 rcli PING | grep -q NOAUTH || fail "anonymous PING allowed: $(rcli PING)"
-rcli GET auth:x | grep -q NOAUTH || fail "anonymous GET allowed: $(rcli GET auth:x)"
-out=$(rcli --user default --pass x GET auth:x)
+rcli GET {auth}:x | grep -q NOAUTH || fail "anonymous GET allowed: $(rcli GET {auth}:x)"
+out=$(rcli --user default --pass x GET {auth}:x)
 [[ $out == *WRONGPASS* ]] || fail "AUTH as default: $out"
 for f in users.acl secret; do
     [ "$(stat -c %a "$STATE/redis/$f")" = 600 ] || fail "$f is not owner-only"
@@ -58,12 +58,12 @@ url=$(tr '\0' '\n' < "/proc/$apid/environ" | sed -n 's/^VZ_REDIS_URL=//p')
 pw=$(echo "$url" | sed -E 's#^redis://auth:([0-9a-f]+)@127.0.0.1:[0-9]+$#\1#')
 [ -n "$pw" ] && [ "$pw" != "$url" ] || fail "auth's VZ_REDIS_URL has no user of its own: $url"
 grep -q "$pw" "$STATE/redis/users.acl" && fail "users.acl holds a clear password"
-[ "$(rcli --user auth --pass "$pw" SET auth:acl-test 1)" = OK ] || fail "auth cannot write auth:*"
+[ "$(rcli --user auth --pass "$pw" SET {auth}:acl-test 1)" = OK ] || fail "auth cannot write {auth}:*"
 rcli --user auth --pass "$pw" GET vz:rl:x | grep -q NOPERM || fail "auth may read vz:rl:*"
 rcli --user auth --pass "$pw" FLUSHALL | grep -q NOPERM || fail "auth may FLUSHALL"
 out=$(rcli --user auth --pass wrong PING)
 [[ $out == *WRONGPASS* ]] || fail "a wrong password was taken: $out"
-echo "ok - Redis ACL: nothing anonymous, auth confined to auth:*, no clear password at rest"
+echo "ok - Redis ACL: nothing anonymous, auth confined to {auth}:*, no clear password at rest"
 
 #   Live readiness: echo's process stays up without a broker but its /readyz
 #   turns 503; the supervisor's poll shows that (with the reason) and does not

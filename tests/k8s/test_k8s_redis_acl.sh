@@ -58,19 +58,19 @@ expect() { # WHAT REPLY PATTERN
     grep -Eq "$3" <<<"$2" || fail "$1: got '$2'"
 }
 P=$T/redis
-expect "auth SET own prefix" "$(as auth "$P/auth.password" set auth:x 1)" '^OK$'
+expect "auth SET own prefix" "$(as auth "$P/auth.password" set {auth}:x 1)" '^OK$'
 expect "auth SET ratelimit's prefix" "$(as auth "$P/auth.password" set vz:rl:x 1)" 'NOPERM'
 expect "auth FLUSHALL" "$(as auth "$P/auth.password" flushall)" 'NOPERM'
 expect "auth CONFIG" "$(as auth "$P/auth.password" config get dir)" 'NOPERM'
 expect "ratelimit SET own prefix" "$(as ratelimit "$P/ratelimit.password" set vz:rl:k 1)" '^OK$'
-expect "ratelimit GET auth's key" "$(as ratelimit "$P/ratelimit.password" get auth:x)" 'NOPERM'
+expect "ratelimit GET auth's key" "$(as ratelimit "$P/ratelimit.password" get {auth}:x)" 'NOPERM'
 expect "auth with ratelimit's password" "$(as auth "$P/ratelimit.password" ping)" 'WRONGPASS|invalid'
 expect "gateway PING" "$(as gateway "$P/gateway.password" ping)" '^PONG$'
-expect "gateway GET" "$(as gateway "$P/gateway.password" get auth:x)" 'NOPERM'
+expect "gateway GET" "$(as gateway "$P/gateway.password" get {auth}:x)" 'NOPERM'
 expect "anonymous PING" "$(redis-cli -s "$sock" ping 2>&1)" 'NOAUTH'
-expect "anonymous GET" "$(redis-cli -s "$sock" get auth:x 2>&1)" 'NOAUTH'
+expect "anonymous GET" "$(redis-cli -s "$sock" get {auth}:x 2>&1)" 'NOAUTH'
 expect "probe PING" "$(redis-cli -s "$sock" --user probe --pass any --no-auth-warning ping)" '^PONG$'
-expect "probe GET" "$(redis-cli -s "$sock" --user probe --pass any --no-auth-warning get auth:x 2>&1)" 'NOPERM'
+expect "probe GET" "$(redis-cli -s "$sock" --user probe --pass any --no-auth-warning get {auth}:x 2>&1)" 'NOPERM'
 expect "AUTH default" "$(redis-cli -s "$sock" --user default --pass x --no-auth-warning ping 2>&1)" 'WRONGPASS|invalid'
 
 # Compose, statically (tests/compose runs it): merge keys resolved by yaml.

@@ -181,7 +181,7 @@ static void test_retries_keep_the_key(void **state)
     }
     //  Stored before the first attempt.
     char name[128];
-    snprintf(name, sizeof name, "billing:idem:%s", ctx->key);
+    snprintf(name, sizeof name, "{billing}:idem:%s", ctx->key);
     const char *argv[] = {"GET", name};
     redisReply *r = vz_redis_command(ctx->redis, 2, argv, NULL);
     assert_non_null(r);

@@ -53,10 +53,10 @@ static void test_pull_request(void **state)
     assert_int_equal(ev.milestone, 2);
     gh_ops_t ops = {0};
     gh_event_ops(&ev, s_pr, strlen(s_pr), &ops);
-    assert_true(s_has(&ops, 'S', "github:repos", "octo/hello"));
-    assert_true(s_has(&ops, 'G', "github:item:octo/hello:5", NULL));
-    assert_true(s_has(&ops, 'H', "github:item:octo/hello:5", "merged"));
-    assert_true(s_has(&ops, 'H', "github:milestone:octo/hello:2", "open_issues"));
+    assert_true(s_has(&ops, 'S', "{github}:repos", "octo/hello"));
+    assert_true(s_has(&ops, 'G', "{github}:item:octo/hello:5", NULL));
+    assert_true(s_has(&ops, 'H', "{github}:item:octo/hello:5", "merged"));
+    assert_true(s_has(&ops, 'H', "{github}:milestone:octo/hello:2", "open_issues"));
     gh_ops_free(&ops);
     assert_int_equal(gh_event_read("pull_request", "[1]", 3, &ev), -1);
     assert_int_equal(gh_event_read("star", "{}", 2, &ev), 0);
@@ -94,7 +94,7 @@ static void test_rules(void **state)
     gh_event_t ev;
     assert_int_equal(gh_event_read("pull_request", s_pr, strlen(s_pr), &ev), 0);
     gh_ops_t ops = {0};
-    assert_int_equal(gh_rules_apply(rules, &ev, "guid-1", "github:outbox", &ops), 1);
+    assert_int_equal(gh_rules_apply(rules, &ev, "guid-1", "{github}:outbox", &ops), 1);
     vz_json_t *doc = vz_json_parse(ops.argv[3], strlen(ops.argv[3]), NULL, NULL);
     const vz_json_value_t *m = vz_json_root(doc);
     assert_string_equal(vz_json_get_string(m, "idempotency_key", NULL), "github-guid-1-prs");
@@ -106,11 +106,11 @@ static void test_rules(void **state)
     gh_ops_free(&ops);
     //  Another owner's repository: no match. A tag push: no match.
     snprintf(ev.repo, sizeof ev.repo, "other/hello");
-    assert_int_equal(gh_rules_apply(rules, &ev, "guid-2", "github:outbox", &ops), 0);
+    assert_int_equal(gh_rules_apply(rules, &ev, "guid-2", "{github}:outbox", &ops), 0);
     const char push[] = "{\"ref\":\"refs/tags/v1\",\"repository\":{\"full_name\":\"o/r\"}}";
     assert_int_equal(gh_event_read("push", push, strlen(push), &ev), 0);
     assert_true(ev.tag);
-    assert_int_equal(gh_rules_apply(rules, &ev, "guid-3", "github:outbox", &ops), 0);
+    assert_int_equal(gh_rules_apply(rules, &ev, "guid-3", "{github}:outbox", &ops), 0);
     assert_int_equal(gh_rules_class(rules, "|x|On Hold|"), GH_CLASS_BLOCKED);
     assert_int_equal(gh_rules_class(rules, "|wip|"), GH_CLASS_IN_PROGRESS);
     assert_int_equal(gh_rules_class(rules, "|x|"), GH_CLASS_NONE);

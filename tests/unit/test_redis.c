@@ -362,7 +362,7 @@ static void test_restart(void **state)
 //
 //  A second redis-server (Debian's is built with TLS) listens with TLS
 //  only, requires a password for the default user and knows an ACL user
-//  limited to keys "auth:*". The CA and the server certificate (for
+//  limited to keys "{auth}:*". The CA and the server certificate (for
 //  127.0.0.1 and "redis.test") are made with the openssl command at setup.
 
 #define S_PASS "s3cret:with@odd" //  the default user's password
@@ -465,7 +465,7 @@ static int s_tls_setup(void **state)
                           "authsvc",
                           "on",
                           ">authpw",
-                          "~auth:*",
+                          "~{auth}:*",
                           "+@all",
                           "--save",
                           "",
@@ -563,7 +563,7 @@ static void test_acl_user(void **state)
     char *url = s_url(srv, "authsvc:authpw", NULL);
     vz_redis_t *r = vz_redis_new(url, 200, 500, 0);
     assert_non_null(r);
-    s_expect(s_cmd(r, "SET", "auth:user:1", "a"), REDIS_REPLY_STATUS, "OK");
+    s_expect(s_cmd(r, "SET", "{auth}:user:1", "a"), REDIS_REPLY_STATUS, "OK");
     s_expect(s_cmd(r, "GET", "vz:rl:x", NULL), REDIS_REPLY_ERROR, "NOPERM");
     assert_true(vz_redis_up(r));
     vz_redis_destroy(&r);

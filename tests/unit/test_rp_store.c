@@ -4,7 +4,7 @@
  *  One throwaway redis-server (the integration harness's vzt_redis). A
  *  replica whose lease ran out and was taken by another cannot archive or
  *  record (the fencing token no longer matches); a holder gives its lease
- *  back, and only its own; rp:since is set once; Redis away is -EIO.
+ *  back, and only its own; {rp}:since is set once; Redis away is -EIO.
  */
 #include <setjmp.h>
 #include <stdarg.h>
