@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "vz_batch.h"
 #include "vz_broker_contract.h"
 #include "vz_client.h"
 #include "vz_clock.h"
@@ -155,6 +156,7 @@ typedef struct {
     size_t heap_index;        //  position in the deadline heap
     int retries;              //  re-dispatches after a worker loss
     bool idempotent;          //  VZ_FLAG_IDEMPOTENT was set
+    bool bundle;              //  VZ_FLAG_BUNDLE was set: its reply holds one answer per item
     char caller[VZ_NAME_MAX]; //  CURVE identity of the client
     char id[VZ_ID_MAX];       //  request id, for error replies
     char method[VZ_NAME_MAX]; //  method, for error replies
@@ -503,6 +505,28 @@ static void s_version_count(broker_t *self, s_version_t *version, s_vout_t outco
     if (outcome == S_VOUT_REPLIED || outcome == S_VOUT_ERROR)
         vz_series_observe(version->duration,
                           (double)(vz_clock_mono_us() - request->start_us) / 1e6);
+}
+
+//  A bundle's reply to a weighted service: each item's answer counted for
+//  version, as if sent alone (a rollout's error gate must see an item that
+//  failed inside a bundle that replied). Unreadable: counted once, replied.
+static void s_version_count_items(broker_t *self, s_version_t *version, const s_request_t *request,
+                                  const vz_envelope_t *rep)
+{
+    vz_batch_item_t items[VZ_BATCH_MAX];
+    size_t n = 0;
+    if (rep->kind != VZ_KIND_REPLY ||
+        vz_batch_request_decode(rep->body, rep->body_len, items, VZ_BATCH_MAX, &n, NULL) < 0) {
+        s_version_count(self, version, rep->kind == VZ_KIND_ERROR ? S_VOUT_ERROR : S_VOUT_REPLIED,
+                        request);
+        return;
+    }
+    vz_envelope_t item;
+    for (size_t i = 0; i < n; i++) {
+        bool error = vz_envelope_decode(&item, items[i].data, items[i].len, NULL, NULL) < 0 ||
+                     item.kind == VZ_KIND_ERROR;
+        s_version_count(self, version, error ? S_VOUT_ERROR : S_VOUT_REPLIED, request);
+    }
 }
 
 //  FNV-1a, for sticky keys: the same value lands on the same point everywhere.
@@ -987,6 +1011,7 @@ static void s_admit(broker_t *self, zframe_t *rid, const vz_envelope_t *env, zfr
     request->start_ms = now;
     request->start_us = vz_clock_mono_us();
     request->idempotent = (env->flags & VZ_FLAG_IDEMPOTENT) != 0;
+    request->bundle = (env->flags & VZ_FLAG_BUNDLE) != 0;
     vz_strlcpy(request->caller, identity, sizeof request->caller);
     vz_strlcpy(request->id, env->id, sizeof request->id);
     vz_strlcpy(request->method, env->method, sizeof request->method);
@@ -1117,8 +1142,11 @@ static void s_on_reply(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
     }
     s_service_t *service = request->service;
     //  Counted before the reply leaves: whoever saw the reply sees the count.
-    s_version_count(self, worker->version,
-                    rep.kind == VZ_KIND_ERROR ? S_VOUT_ERROR : S_VOUT_REPLIED, request);
+    if (request->bundle && service->weighted)
+        s_version_count_items(self, worker->version, request, &rep);
+    else
+        s_version_count(self, worker->version,
+                        rep.kind == VZ_KIND_ERROR ? S_VOUT_ERROR : S_VOUT_REPLIED, request);
     if (!request->client)
         //  The broker's own request: nobody to forward to, the hook hears the outcome.
         s_answer(self, service->name, rep.kind == VZ_KIND_ERROR ? rep.error_code : NULL);

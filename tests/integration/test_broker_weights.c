@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "vz_batch.h"
 #include "vz_client.h"
 #include "vz_proto.h"
 
@@ -151,6 +152,51 @@ static void test_split_follows_weights(void **state)
     assert_true(fabs(share - 0.25) <= S_TOLERANCE);
 }
 
+//  A bundle to the weighted service: its version counts each item's answer,
+//  so an item that failed inside a reply is an error for a rollout's gate.
+static void test_bundle_items_counted(void **state)
+{
+    s_env_t *e = *state;
+    s_reweigh(e, "echo\n    versions = \"1.1.0=100\"\n", "1.1.0", 100);
+    double ok0 = s_served(e, "1.1.0", "replied"), bad0 = s_served(e, "1.1.0", "error");
+    //  echo.slow: "0" answers ok, "x" and "y" invalid_request.
+    const char *bodies[] = {"0", "x", "y"};
+    vz_batch_item_t items[3];
+    uint8_t *encoded[3];
+    for (int i = 0; i < 3; i++) {
+        vz_envelope_t item;
+        vz_envelope_init(&item, VZ_KIND_REQUEST);
+        vz_strlcpy(item.service, "echo", sizeof item.service);
+        vz_strlcpy(item.method, "slow", sizeof item.method);
+        vz_client_new_id(item.id, sizeof item.id);
+        item.deadline_ms = vz_now_ms() + 5000;
+        item.body = (const uint8_t *)bodies[i];
+        item.body_len = 1;
+        assert_int_equal(vz_envelope_encode(&item, &encoded[i], &items[i].len), 0);
+        items[i].data = encoded[i];
+        items[i].code = "";
+    }
+    vz_envelope_t req;
+    vz_envelope_init(&req, VZ_KIND_REQUEST);
+    vz_strlcpy(req.service, "echo", sizeof req.service);
+    vz_strlcpy(req.method, "slow", sizeof req.method);
+    req.flags |= VZ_FLAG_BUNDLE;
+    size_t len = 0;
+    uint8_t *body = vz_batch_request_encode(items, 3, &len);
+    req.body = body;
+    req.body_len = len;
+    vz_response_t *resp = NULL;
+    assert_int_equal(vz_client_call(e->client, &req, 5000, &resp), 0);
+    assert_int_equal(resp->env.kind, VZ_KIND_REPLY); //  the bundle itself replied
+    vz_response_destroy(&resp);
+    free(body);
+    for (int i = 0; i < 3; i++)
+        free(encoded[i]);
+    double ok = s_served(e, "1.1.0", "replied") - ok0, bad = s_served(e, "1.1.0", "error") - bad0;
+    printf("# bundle of 3 (1 ok, 2 invalid): 1.1.0 replied %.0f, error %.0f\n", ok, bad);
+    assert_true(ok == 1 && bad == 2);
+}
+
 static void test_sticky_subjects(void **state)
 {
     s_env_t *e = *state;
@@ -258,6 +304,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_split_follows_weights),
+        cmocka_unit_test(test_bundle_items_counted),
         cmocka_unit_test(test_sticky_subjects),
         cmocka_unit_test(test_reload_under_load),
         cmocka_unit_test(test_weighted_version_without_worker),

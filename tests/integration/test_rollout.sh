@@ -34,11 +34,6 @@ sed -i 's/^    shadow = "false"/    shadow = "true"/' "$T/ratelimit.cfg"
 #   Rollback alerts (severity error) go to the daily digest: no pager in a test.
 sed -i 's/^    error = "pagerduty"/    error = "digest"/' "$T/notifier.cfg"
 grep -q VZ_BROKER_WEIGHTS "$T/mesh.cfg" || fail "mesh.cfg does not give the broker a weights file"
-#   One envelope per request: the gates read the broker's per-version
-#   outcomes, and a bundle is one outcome whatever its items answered
-#   (docs/operations/releases.md, "Limits"); under load the gateway bundles.
-sed -i 's|^\( *\)VZ_GATEWAY_PORT = |\1VZ_GATEWAY_FORWARD_BUNDLE = "1"\n\1VZ_GATEWAY_PORT = |' "$T/mesh.cfg"
-grep -q 'VZ_GATEWAY_FORWARD_BUNDLE = "1"' "$T/mesh.cfg" || fail "could not turn bundling off"
 mesh_start
 mesh_gateway
 ok "mesh ready"
