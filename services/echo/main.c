@@ -24,6 +24,7 @@ typedef struct {
     int slow_cap_ms;   //  longest "slow" wait that keeps the broker's heartbeat budget
     vz_call_t *calls;  //  calls to other services ("relay")
     int fail_permille; //  VZ_ECHO_FAIL_PERMILLE: "echo" calls answered "internal", per 1000
+    int delay_ms;      //  VZ_ECHO_DELAY_MS: each "echo" call answered this much later
     uint64_t echoes;   //  "echo" calls so far, for the failure pattern
 } echo_t;
 
@@ -36,6 +37,9 @@ static int s_echo(void *app, const vz_envelope_t *req, vz_reply_t *reply)
     if (echo->fail_permille > 0 &&
         n * (uint64_t)echo->fail_permille / 1000 != (n - 1) * (uint64_t)echo->fail_permille / 1000)
         return vz_reply_error(reply, VZ_ERR_INTERNAL, "failing on purpose (VZ_ECHO_FAIL_PERMILLE)");
+    //  A slow test version (the p95 gate): held on the reactor, as "slow" is.
+    if (echo->delay_ms > 0)
+        zclock_sleep(echo->delay_ms);
     return vz_reply_body(reply, req->body, req->body_len);
 }
 
@@ -163,6 +167,8 @@ int main(int argc, char **argv)
         VZ_CFG_ITEM(echo_t, "VZ_ECHO_FAIL_PERMILLE", "echo/fail_permille", VZ_CFG_INT, "0", 0, 1000,
                     fail_permille,
                     "\"echo\" calls answered \"internal\", per 1000 (a failing test version)"),
+        VZ_CFG_ITEM(echo_t, "VZ_ECHO_DELAY_MS", "echo/delay", VZ_CFG_MS, "0", 0, 200, delay_ms,
+                    "each \"echo\" call answered this much later (a slow test version)"),
     };
     echo_t echo = {0};
     vz_daemon_spec_t spec = {

@@ -9,6 +9,7 @@
 #        (VZ_ECHO_FAIL_PERMILLE=100): the error gate trips at the first
 #        step, the rollout rolls back (weights to the old version, canary
 #        stopped, an ALERT line) and exits 1;
+#     1b. a version 40 ms slower per call: the p95 gate trips;
 #     2. a healthy version: paused at a step it stays there (its dwell clock
 #        stops while traffic flows), resumed it reaches 100 % and exits 0;
 #        `clear` removes its weights and canary;
@@ -72,6 +73,17 @@ w=$(metric 'vz_broker_version_weight{service="echo",version="9.1.0"}')
 [ "$w" = 0 ] || fail "the failing version keeps weight $w"
 until_ok 20 one_echo || fail "the canary was not stopped: $("${CTL[@]}" status echo)"
 ok "failing canary rolled back at 10 %: $(field echo reason)"
+
+#   1b. The latency gate: a version 40 ms slower per call trips p95 > 20 ms.
+"${ROLL[@]}" start echo --version 9.1.5 --env VZ_ECHO_DELAY_MS=40 --steps 10,50,100 \
+    --dwell 3s --min-requests 20 --max-p95-ms 20 >"$T/r1b.out" 2>"$T/r1b.err"
+rc=$?
+cat "$T/r1b.err"
+[ $rc -eq 1 ] || fail "a slow canary: exit $rc, want 1"
+[ "$(field echo phase)" = rolled_back ] || fail "phase $(field echo phase), want rolled_back"
+field echo reason | grep -q "p95" || fail "reason: $(field echo reason)"
+until_ok 20 one_echo || fail "the slow canary was not stopped: $("${CTL[@]}" status echo)"
+ok "slow canary rolled back: $(field echo reason)"
 
 #   2. A healthy version: pause holds it, resume finishes it.
 "${ROLL[@]}" start echo --version 9.2.0 --steps 10,50,100 --dwell 1s,3s,1s --min-requests 10 \
