@@ -173,6 +173,7 @@ struct s_service_t {
     vz_series_t *workers_gauge;        //  vz_broker_workers{service}
     vz_series_t *queue_gauge;          //  vz_broker_queue_depth{service}
     vz_series_t *duration;             //  vz_broker_request_duration_seconds{service}
+    vz_series_t *queue_wait;           //  vz_broker_queue_wait_seconds{service}
     vz_series_t *outcome[S_OUT_COUNT]; //  vz_broker_requests_total{service,outcome}, lazily
 
     //  Versions (docs/services/broker.md, "Versions and weights").
@@ -376,6 +377,11 @@ static s_service_t *s_service_new(broker_t *self, const char *name)
     service->duration =
         vz_metrics_histogram(self->metrics, "vz_broker_request_duration_seconds",
                              "Time from request arrival to the worker's reply", labels, NULL, 0);
+    service->queue_wait =
+        vz_metrics_histogram(self->metrics, "vz_broker_queue_wait_seconds",
+                             "Time from request arrival to its dispatch to a worker (the "
+                             "autoscaling signal, with vz_broker_queue_depth)",
+                             labels, NULL, 0);
     zhashx_insert(self->services, service->name, service);
     return service;
 }
@@ -817,6 +823,9 @@ static bool s_send_one(broker_t *self, s_service_t *service, s_node_t *queue, s_
     zmq_send(self->handle, request->caller, strlen(request->caller), ZMQ_SNDMORE);
     //  Keep the body of a retryable request; zmq_msg_copy shares its buffer.
     zframe_send(&request->body, self->router, request->idempotent ? ZFRAME_REUSE : 0);
+    if (request->retries == 0)
+        vz_series_observe(service->queue_wait,
+                          (double)(vz_clock_mono_us() - request->start_us) / 1e6);
     return true;
 }
 

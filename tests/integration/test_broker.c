@@ -607,11 +607,22 @@ static void test_metrics(void **state)
                             "vz_broker_requests_total{service=\"lru\",outcome=\"replied\"}",
                             "vz_broker_requests_total{service=\"nowork\",outcome=\"no_worker\"}",
                             "vz_broker_request_duration_seconds_bucket{service=\"lru\"",
+                            "vz_broker_queue_wait_seconds_bucket{service=\"lru\"",
                             "vz_broker_malformed_total",
                             "vz_broker_forbidden_total"};
     for (size_t i = 0; i < sizeof series / sizeof series[0]; i++)
         if (!strstr(body, series[i]))
             fail_msg("missing %s in /metrics", series[i]);
+    //  Every dispatched request observed its wait in the queue.
+    double waited = 0, replied = 0;
+    assert_int_equal(
+        vzt_metric(env->admin_port, "vz_broker_queue_wait_seconds_count{service=\"lru\"}", &waited),
+        0);
+    assert_int_equal(vzt_metric(env->admin_port,
+                                "vz_broker_requests_total{service=\"lru\",outcome=\"replied\"}",
+                                &replied),
+                     0);
+    assert_true(waited > 0 && waited >= replied);
     //  promtool, when present, is the independent judge of the format.
     if (access("/usr/bin/promtool", X_OK) == 0) {
         char path[VZ_PATH_MAX];
