@@ -826,6 +826,15 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
                 olds ? "workers of several versions" : "no worker of another version");
         return 1;
     }
+    //  The supervisor's command, whole or not at all.
+    char line[SUP_CONTROL_LINE_MAX];
+    int len = snprintf(line, sizeof line, "canary %s %d VZ_SERVICE_VERSION=%s%s%s%s", r.service,
+                       r.canaries, r.next, bin ? " command=" : "", bin ? bin : "", extra);
+    if (len < 0 || (size_t)len >= sizeof line) {
+        fprintf(stderr, "vzctl rollout: --bin and --env make a command over %zu bytes\n",
+                sizeof line - 1);
+        return 2;
+    }
     vz_strlcpy(r.phase, "running", sizeof r.phase);
     r.runner = (long)getpid();
     vz_strlcpy(r.reason, "starting canaries", sizeof r.reason);
@@ -842,9 +851,6 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
         s_save(c, &r);
         return 1;
     }
-    char line[SUP_CONTROL_LINE_MAX];
-    snprintf(line, sizeof line, "canary %s %d VZ_SERVICE_VERSION=%s%s%s%s", r.service, r.canaries,
-             r.next, bin ? " command=" : "", bin ? bin : "", extra);
     char *body = s_sup(c, line);
     if (!body) {
         vz_strlcpy(r.phase, "aborted", sizeof r.phase);
