@@ -21,7 +21,7 @@
 // downwardAPI volumes (files with their modes, items and subPath, read-only),
 // emptyDir (tmpfs), PVCs (a fresh directory owned by fsGroup), security context
 // (user, fsGroup, read-only root, capabilities, no-new-privileges), limits and
-// replicas (raised to an HPA's minReplicas). All containers share one docker
+// replicas (raised to an HPA's minReplicas or a ScaledObject's minReplicaCount). All containers share one docker
 // network; a pod matched by a Service's selector answers to <svc>, <svc>.<ns>,
 // <svc>.<ns>.svc and <svc>.<ns>.svc.cluster.local, StatefulSet pods to
 // <pod>.<serviceName>... too. Readiness is the readinessProbe, run from the
@@ -198,6 +198,11 @@ function pods(cluster) {
     for (const h of cluster.of("HorizontalPodAutoscaler")) {
         const t = h.spec.scaleTargetRef;
         hpaMin.set(`${t.kind}/${h.metadata.namespace}/${t.name}`, h.spec.minReplicas ?? 1);
+    }
+    //  KEDA's ScaledObjects (the prod overlay) make an HPA of their own.
+    for (const so of cluster.of("ScaledObject")) {
+        const t = so.spec.scaleTargetRef;
+        hpaMin.set(`${t.kind || "Deployment"}/${so.metadata.namespace}/${t.name}`, so.spec.minReplicaCount ?? 0);
     }
     for (const w of cluster.objs.filter((o) => WORKLOADS.has(o.kind))) {
         const ns = w.metadata.namespace;

@@ -127,4 +127,31 @@ used=$(awk '$3 ~ /^vizmesh-redis/ {print $3}' "$T/prod.refs" | sort -u)
 [ "$made" = "$used" ] || fail "vzctl redis-acl --k8s makes $(echo $made), the manifests mount $(echo $used)"
 echo "ok - Redis: an ACL user and a password Secret of its own for each of ${redis_users[*]}; auth's KEK mounted"
 
+# Autoscaling: prod scales each broker worker with KEDA on the broker's
+# queue (depth and wait, for that service) and no plain HPA; dev on CPU.
+node --input-type=module - "$T/prod.yaml" "$T/dev.yaml" <<'JS' || fail "autoscaling"
+import fs from "node:fs";
+import { createRequire } from "node:module";
+const YAML = createRequire(process.env.VZ_SOURCE_DIR + "/tests/k8s/")("yaml");
+const load = (f) => YAML.parseAllDocuments(fs.readFileSync(f, "utf8")).map((d) => d.toJS()).filter(Boolean);
+const [prod, dev] = process.argv.slice(2).map(load);
+const workers = ["echo", "auth", "ratelimit", "notifier", "billing", "github", "telemetry"];
+let bad = 0;
+const no = (m) => { console.error(m); bad++; };
+for (const w of workers) {
+    const so = prod.filter((o) => o.kind === "ScaledObject" && o.spec.scaleTargetRef.name === w);
+    if (so.length !== 1) { no(`prod: ${so.length} ScaledObjects for ${w}`); continue; }
+    const queries = so[0].spec.triggers.filter((t) => t.type === "prometheus").map((t) => t.metadata.query);
+    for (const metric of ["vz_broker_queue_depth", "vz_broker_queue_wait_seconds_bucket"])
+        if (!queries.some((q) => q.includes(metric) && q.includes(`service="${w}"`)))
+            no(`prod: ${w}'s ScaledObject has no trigger on ${metric}{service="${w}"}`);
+    if (prod.some((o) => o.kind === "HorizontalPodAutoscaler" && o.spec.scaleTargetRef.name === w))
+        no(`prod: ${w} has a plain HPA beside its ScaledObject`);
+    if (!dev.some((o) => o.kind === "HorizontalPodAutoscaler" && o.spec.scaleTargetRef.name === w))
+        no(`dev: ${w} has no HPA`);
+}
+process.exit(bad ? 1 : 0);
+JS
+echo "ok - prod scales ${#redis_users[@]} workers on the broker's queue (KEDA), dev on CPU"
+
 echo "PASS: $n overlays valid; daemons ${daemons[*]} in compose and k8s"
