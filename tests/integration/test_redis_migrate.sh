@@ -1,12 +1,12 @@
 #!/bin/bash
-#   test_redis_migrate - scripts/redis-migrate-keys.sh on a real redis-server holding
+#   test_redis_migrate - supervisor/redis-migrate-keys.sh on a real redis-server holding
 #   keys in the old (untagged) layout: every key renamed with value, TTL and
 #   stream group kept, ratelimit keys untouched, a second run a no-op, a
 #   conflict left alone and reported
 #   SPDX-License-Identifier: MPL-2.0
 set -u -o pipefail
 
-SCRIPT="${VZ_SOURCE_DIR:?}/scripts/redis-migrate-keys.sh"
+SCRIPT="${VZ_SOURCE_DIR:?}/supervisor/redis-migrate-keys.sh"
 dir=$(mktemp -d /tmp/vz-migrate.XXXXXX)
 pid=
 cleanup() {
