@@ -192,9 +192,15 @@ static int s_mails(void)
     return n;
 }
 
+//  At least n mails, and the n-th parsed: the sink parses them concurrently,
+//  so n .json files may be there before n.json is.
 static bool s_mails_reach(void *arg)
 {
-    return s_mails() >= *(int *)arg;
+    int n = *(int *)arg;
+    char *path = vzt_fmt("%s/%d.json", s_mesh->sink_dir, n);
+    bool there = access(path, F_OK) == 0;
+    free(path);
+    return there && s_mails() >= n;
 }
 
 //  The parsed message n (1-based) as mailparser saw it (heap).
