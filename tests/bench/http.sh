@@ -200,7 +200,7 @@ H_NGX= H_MHD=
 for f in "$SRC"/configs/*.cfg; do [ "$(basename "$f")" = mesh.cfg ] || cp "$f" "$H/"; done
 cp -r "$SRC/configs/templates" "$H/" || http_die "cannot copy configs/templates"
 sed -i -E 's/^( +limit) = [0-9]+/\1 = 50000000/' "$H/ratelimit.cfg"
-grep -E '^ +limit = ' "$H/ratelimit.cfg" | grep -qv '= 50000000$' && http_die "a rate limit was not raised"
+grep -E '^ +limit = ' "$H/ratelimit.cfg" | grep -v '= 50000000$' >/dev/null && http_die "a rate limit was not raised"
 cat >>"$H/routes.cfg" <<'EOF'
     bench_echo_jwt
         methods = "GET POST"

@@ -98,7 +98,7 @@ for r in $(seq 1 "$REPS"); do
     kill -9 "$pid"
     #   Wait for the supervisor to notice before asking for readiness.
     deadline=$((SECONDS + 10))
-    while "$BIN/vzctl" --state "$STATE" status | awk -v p="$pid" '$1=="echo" && $3==p' | grep -q .; do
+    while "$BIN/vzctl" --state "$STATE" status | awk -v p="$pid" '$1=="echo" && $3==p' | grep . >/dev/null; do
         [ $SECONDS -lt $deadline ] || { echo "kill not noticed" >&2; exit 1; }
     done
     "$BIN/vzctl" --state "$STATE" wait echo --timeout 30 >/dev/null || { echo "echo not back" >&2; exit 1; }

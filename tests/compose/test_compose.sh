@@ -62,7 +62,7 @@ free_port() {
         #   Below the kernel's ephemeral range (32768+), where the other
         #   tests' "auto" ports come from, so parallel tests cannot take it.
         p=$((20000 + RANDOM % 12000))
-        ss -Hltn "sport = :$p" 2>/dev/null | grep -q . || { echo $p; return 0; }
+        ss -Hltn "sport = :$p" 2>/dev/null | grep . >/dev/null || { echo $p; return 0; }
     done
     return 1
 }
@@ -127,7 +127,7 @@ body=$(curl -fsS --max-time 5 -d 'hello compose' "$GW/v1/echo") || fail "POST /v
 # answers only the verdict); it is 503 "degraded" while a routed service
 # (auth, ...) has no daemon yet; what compose runs must be up.
 gw_health() { "$DOCKER" exec "$("${C[@]}" ps -q gateway)" curl -sS --max-time 2 http://127.0.0.1:9100/health; }
-echo_up() { gw_health | grep -q '"echo":{"status":"up"'; }
+echo_up() { gw_health | grep '"echo":{"status":"up"' >/dev/null; }
 until_ok 10 echo_up || fail "echo not up in the gateway's /health: $(gw_health)"
 health=$(gw_health)
 for part in '"broker":{"status":"up"}' '"redis":{"status":"up"}' '"echo":{"status":"up"'; do
@@ -138,7 +138,7 @@ who=$(curl -fsS --max-time 5 "$GW/v1/echo/whoami") || fail "GET /v1/echo/whoami"
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$GW/no/such/route")
 [ "$code" = 404 ] || fail "unknown route gave $code"
 # Only the gateway is published, and only on loopback.
-"$DOCKER" port "$("${C[@]}" ps -q gateway)" | grep -qv '127.0.0.1' && fail "gateway published beyond loopback"
+"$DOCKER" port "$("${C[@]}" ps -q gateway)" | grep -v '127.0.0.1' >/dev/null && fail "gateway published beyond loopback"
 [ -z "$("$DOCKER" port "$("${C[@]}" ps -q broker)")" ] || fail "broker has a published port"
 COLLECTION=$SRC/docs/postman-collection.json
 NEWMAN=$SRC/tests/peers/node_modules/.bin/newman
@@ -156,7 +156,7 @@ fi
 t0=$SECONDS
 timeout 120 "${C[@]}" up -d --no-recreate --scale echo=3 >"$T/scale.log" 2>&1 ||
     { cat "$T/scale.log"; fail "scale echo=3"; }
-three_echos() { gw_health | grep -q '"echo":{"status":"up","workers":3'; }
+three_echos() { gw_health | grep '"echo":{"status":"up","workers":3' >/dev/null; }
 until_ok 60 three_echos || fail "broker does not see 3 echo workers: $(gw_health)"
 mapfile -t echos < <("${C[@]}" ps -q echo)
 [ ${#echos[@]} -eq 3 ] || fail "expected 3 echo containers, got ${#echos[@]}"

@@ -107,7 +107,7 @@ mesh_admin() {
     boot=$(grep -ho '"bootstrap":"vzb_[^"]*"' "$STATE"/logs/auth.*.log | head -n1 | cut -d'"' -f4)
     [ -n "$boot" ] || fail "mesh_admin: no bootstrap token in the auth logs"
     curl "${json[@]}" -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" \
-        -d "{\"token\":\"$boot\"}" "$gw/v1/auth/bootstrap" | grep -q '^2' ||
+        -d "{\"token\":\"$boot\"}" "$gw/v1/auth/bootstrap" | grep '^2' >/dev/null ||
         fail "mesh_admin: the bootstrap token was refused"
     curl "${json[@]}" -d "$cred" "$gw/v1/auth/login" |
         node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0)).access_token||"")'

@@ -39,7 +39,7 @@ http POST /v1/auth/register '{"email":"ada@example.com","password":"another pass
 expect 409 "duplicate register"
 http POST /v1/auth/register '{"email":"not-an-email","password":"correct horse battery"}' $J
 expect 422 "bad e-mail"
-echo "$body" | grep -q '"code":"validation_failed"' || fail "validation error body: $body"
+grep -q '"code":"validation_failed"' <<<"$body" || fail "validation error body: $body"
 
 http POST /v1/auth/login '{"email":"ada@example.com","password":"wrong password!"}' $J
 expect 401 "wrong password"
@@ -98,13 +98,13 @@ key=$(json "$body" key)
 [ -n "$key" ] || fail "no key: $body"
 http GET /v1/echo/me '' -H "X-API-Key: $key"
 expect 200 "call with the API key"
-echo "$body" | grep -q 'api_key' || fail "worker did not see auth=api_key: $body"
-echo "$body" | grep -q "$uid" || fail "worker did not see the key's owner: $body"
-echo "$body" | grep -q "$key" && fail "the raw key reached the worker: $body"
+grep -q 'api_key' <<<"$body" || fail "worker did not see auth=api_key: $body"
+grep -q "$uid" <<<"$body" || fail "worker did not see the key's owner: $body"
+grep -q "$key" <<<"$body" && fail "the raw key reached the worker: $body"
 http GET /v1/auth/api-keys '' -H "Authorization: Bearer $access"
 expect 200 "api key list"
-echo "$body" | grep -q "$kid" || fail "list misses the key: $body"
-echo "$body" | grep -q "$key" && fail "list shows the secret: $body"
+grep -q "$kid" <<<"$body" || fail "list misses the key: $body"
+grep -q "$key" <<<"$body" && fail "list shows the secret: $body"
 http DELETE "/v1/auth/api-keys/$kid" '' -H "Authorization: Bearer $access"
 [ "$code" = 200 ] || [ "$code" = 204 ] || fail "api key delete: $code $body"
 http GET /v1/echo/me '' -H "X-API-Key: $key"
@@ -172,7 +172,7 @@ oauth_error 400 invalid_scope "a scope the client lacks"
 echo "ok - token endpoint: client_secret_post and _basic; errors in RFC 6749 §5.2 form"
 http GET /v1/echo/me '' -H "Authorization: Bearer $ctok"
 expect 200 "call with the client token"
-echo "$body" | grep -q 'oauth' || fail "worker did not see auth=oauth: $body"
+grep -q 'oauth' <<<"$body" || fail "worker did not see auth=oauth: $body"
 http POST /v1/oauth/introspect "token=$ctok&client_id=$cid&client_secret=$csec" $F
 expect 200 introspect
 [ "$(json "$body" active)" = true ] || fail "introspect: $body"

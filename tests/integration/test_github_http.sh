@@ -101,7 +101,7 @@ want 422 "roadmap?repo=nope"
 echo "ok - ?weeks and ?repo reach the service"
 req POST /v1/github/reconcile "$admin"
 want 503 "reconcile without the App"
-echo "$body" | grep -q '"code":"github_not_configured","message":"set VZ_GITHUB_APP_ID' || fail "reconcile: $body"
+grep -q '"code":"github_not_configured","message":"set VZ_GITHUB_APP_ID' <<<"$body" || fail "reconcile: $body"
 echo "ok - insights, roadmap; reconcile names the missing App setting"
 sup_stop_clean
 echo PASS

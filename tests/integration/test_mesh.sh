@@ -50,8 +50,8 @@ echo "ok - Node peer with an unknown key gets nothing"
 "${CTL[@]}" keys gen "$KEYS" tester >/dev/null || fail "keys gen tester"
 out=$(peer --cert "$KEYS/secret/tester.key" --service echo --method echo \
     --body "hello from node" --wait 5000) || fail "known key: no reply: $out"
-echo "$out" | grep -q '"k":2' || fail "known key: not a reply: $out"
-echo "$out" | grep -q '"b":"hello from node"' || fail "known key: wrong body: $out"
+grep -q '"k":2' <<<"$out" || fail "known key: not a reply: $out"
+grep -q '"b":"hello from node"' <<<"$out" || fail "known key: wrong body: $out"
 echo "ok - Node peer with an allowed key: echo.echo through the C broker over CURVE"
 
 #   3. kill -9 of the only echo worker under traffic: requests are sent

@@ -66,7 +66,7 @@ cat "$T/r1.err"
 [ $rc -eq 1 ] || fail "a failing canary: exit $rc, want 1"
 [ "$(field echo phase)" = rolled_back ] || fail "phase $(field echo phase), want rolled_back"
 [ "$(field echo step)" = 0 ] || fail "rolled back at step $(field echo step), want the first (0)"
-field echo reason | grep -q "error rate" || fail "reason: $(field echo reason)"
+field echo reason | grep "error rate" >/dev/null || fail "reason: $(field echo reason)"
 grep -q "ALERT rolled_back at 10 %.*(notifier alerted)" "$STATE/rollout.log" ||
     fail "no alert through the notifier: $(cat "$STATE/rollout.log")"
 w=$(metric 'vz_broker_version_weight{service="echo",version="9.1.0"}')
@@ -81,7 +81,7 @@ rc=$?
 cat "$T/r1b.err"
 [ $rc -eq 1 ] || fail "a slow canary: exit $rc, want 1"
 [ "$(field echo phase)" = rolled_back ] || fail "phase $(field echo phase), want rolled_back"
-field echo reason | grep -q "p95" || fail "reason: $(field echo reason)"
+field echo reason | grep "p95" >/dev/null || fail "reason: $(field echo reason)"
 until_ok 20 one_echo || fail "the slow canary was not stopped: $("${CTL[@]}" status echo)"
 ok "slow canary rolled back: $(field echo reason)"
 
@@ -157,7 +157,7 @@ printf 'vz_telemetry_deploy_freeze 0\n' >"$T/fake/metrics"
 if [ "$(field echo phase)" != complete ] || [ "$(field echo weight)" != 100 ]; then
     fail "blue/green ended $(field echo phase) at $(field echo weight) %"
 fi
-grep -c "step [0-9]*: 9.4.0 at" "$T/r5.err" | grep -qx 1 || fail "blue/green took more than one step"
+grep -c "step [0-9]*: 9.4.0 at" "$T/r5.err" | grep -x 1 >/dev/null || fail "blue/green took more than one step"
 "${ROLL[@]}" clear echo || fail "clear after blue/green"
 ok "blue/green switched 0 -> 100 % in one step"
 

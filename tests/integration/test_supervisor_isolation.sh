@@ -24,7 +24,7 @@ pid_of() {
 uid_of() { awk '/^Uid:/ {print $2}' "/proc/$1/status"; }
 #   as UID CMD...: run CMD with uid and gid UID, no supplementary groups.
 as() { local u=$1; shift; setpriv --reuid="$u" --regid="$u" --clear-groups "$@"; }
-health_ok() { curl -sf --max-time 2 "$GW/health" | grep -q '^{"status":"ok"'; }
+health_ok() { curl -sf --max-time 2 "$GW/health" | grep '^{"status":"ok"' >/dev/null; }
 
 mesh_config
 grep -q '^ *isolation' "$T/mesh.cfg" && fail "configs/mesh.cfg sets isolation: the test needs the default"
@@ -64,20 +64,20 @@ echo "ok - ${#uid[@]} services, each under a uid of its own: $(for s in $service
 
 E=${uid[echo]}
 SEC=$STATE/keys/secret
-as "$E" cat "$SEC/echo.key_secret" | grep -q secret-key || fail "echo cannot read its own secret"
+as "$E" cat "$SEC/echo.key_secret" | grep secret-key >/dev/null || fail "echo cannot read its own secret"
 for s in gateway broker auth; do
     as "$E" cat "$SEC/$s.key_secret" >/dev/null 2>&1 && fail "echo's uid can read $s's secret"
 done
 as "$E" cat "$SEC/auth.kek" >/dev/null 2>&1 && fail "echo's uid can read auth's KEK"
-as "${uid[auth]}" cat "$SEC/auth.kek" | grep -qE '^[0-9a-f]{64}$' || fail "auth cannot read its KEK"
+as "${uid[auth]}" cat "$SEC/auth.kek" | grep -E '^[0-9a-f]{64}$' >/dev/null || fail "auth cannot read its KEK"
 as "$E" ls "$SEC" >/dev/null 2>&1 && fail "echo's uid can list keys/secret"
 [ "$(stat -c '%a %u' "$SEC/echo.key_secret")" = "400 $E" ] || fail "echo's secret: $(stat -c '%a %u' "$SEC/echo.key_secret")"
-as "$E" cat "$STATE/keys/public/gateway.key" | grep -q public-key || fail "public keys not readable"
+as "$E" cat "$STATE/keys/public/gateway.key" | grep public-key >/dev/null || fail "public keys not readable"
 echo "ok - from echo's uid: its secret readable, the gateway's, broker's, auth's and auth's KEK not"
 
 #   The other secrets a daemon holds: its Redis password (environment) and the logs.
 as "$E" cat "/proc/$(pid_of gateway)/environ" >/dev/null 2>&1 && fail "echo's uid reads the gateway's environment"
-as "$E" cat "/proc/$(pid_of echo)/environ" | tr '\0' '\n' | grep -q '^VZ_REDIS_URL=redis://echo:' ||
+as "$E" cat "/proc/$(pid_of echo)/environ" | tr '\0' '\n' | grep '^VZ_REDIS_URL=redis://echo:' >/dev/null ||
     fail "echo has no Redis user of its own"
 as "$E" cat "$STATE/logs/auth.0.log" >/dev/null 2>&1 && fail "echo's uid reads auth's log (bootstrap token)"
 for f in secret users.acl; do
@@ -123,7 +123,7 @@ for s in $services; do
     env=$(tr '\0' '\n' <"/proc/$p/environ")
     grep -q '^VZ_CURVE_SECRET_FD=4$' <<<"$env" || fail "$s got no VZ_CURVE_SECRET_FD"
     grep -q '^VZ_CURVE_CERT=' <<<"$env" && fail "$s was given a path to its secret"
-    ls -l "/proc/$p/fd" | grep -q 'keys/secret' && fail "$s holds a secret file open"
+    ls -l "/proc/$p/fd" | grep 'keys/secret' >/dev/null && fail "$s holds a secret file open"
 done
 [ "$(stat -c %a "$STATE/keys/secret")" = 700 ] || fail "keys/secret is not owner-only"
 grep -q '"msg":"started"' "$STATE/logs/echo.0.log" || fail "echo did not start"

@@ -12,7 +12,7 @@ source "$(dirname "$0")/mesh.sh" mesh
 
 #   The status --json row of SERVICE replica 0.
 row() { "${CTL[@]}" status --json | grep "\"service\":\"$1\",\"replica\":0,"; }
-echo_unready() { row echo | grep -q '"state":"ready","ready":false'; }
+echo_unready() { row echo | grep '"state":"ready","ready":false' >/dev/null; }
 
 mesh_config
 
@@ -37,7 +37,7 @@ done
 echo "ok - gateway /readiness 200 on port $gw"
 #   The default mesh runs every service its routes need (webhook targets are
 #   optional), so /health is 200 "ok" once the workers registered.
-health_ok() { curl -sf --max-time 2 "http://127.0.0.1:$gw/health" | grep -q '^{"status":"ok"'; }
+health_ok() { curl -sf --max-time 2 "http://127.0.0.1:$gw/health" | grep '^{"status":"ok"' >/dev/null; }
 until_ok 10 health_ok || fail "/health not ok: $(curl -s --max-time 2 "http://127.0.0.1:$gw/health")"
 echo "ok - gateway /health 200 ok"
 
@@ -46,8 +46,8 @@ echo "ok - gateway /health 200 ok"
 #   key prefix; the file holds no password.
 rport=$("${CTL[@]}" ports | awk '$1=="redis" {print $2}')
 rcli() { redis-cli -p "$rport" --no-auth-warning "$@" 2>&1; }
-rcli PING | grep -q NOAUTH || fail "anonymous PING allowed: $(rcli PING)"
-rcli GET {auth}:x | grep -q NOAUTH || fail "anonymous GET allowed: $(rcli GET {auth}:x)"
+rcli PING | grep NOAUTH >/dev/null || fail "anonymous PING allowed: $(rcli PING)"
+rcli GET {auth}:x | grep NOAUTH >/dev/null || fail "anonymous GET allowed: $(rcli GET {auth}:x)"
 out=$(rcli --user default --pass x GET {auth}:x)
 [[ $out == *WRONGPASS* ]] || fail "AUTH as default: $out"
 for f in users.acl secret; do
@@ -59,8 +59,8 @@ pw=$(echo "$url" | sed -E 's#^redis://auth:([0-9a-f]+)@127.0.0.1:[0-9]+$#\1#')
 [ -n "$pw" ] && [ "$pw" != "$url" ] || fail "auth's VZ_REDIS_URL has no user of its own: $url"
 grep -q "$pw" "$STATE/redis/users.acl" && fail "users.acl holds a clear password"
 [ "$(rcli --user auth --pass "$pw" SET {auth}:acl-test 1)" = OK ] || fail "auth cannot write {auth}:*"
-rcli --user auth --pass "$pw" GET vz:rl:x | grep -q NOPERM || fail "auth may read vz:rl:*"
-rcli --user auth --pass "$pw" FLUSHALL | grep -q NOPERM || fail "auth may FLUSHALL"
+rcli --user auth --pass "$pw" GET vz:rl:x | grep NOPERM >/dev/null || fail "auth may read vz:rl:*"
+rcli --user auth --pass "$pw" FLUSHALL | grep NOPERM >/dev/null || fail "auth may FLUSHALL"
 out=$(rcli --user auth --pass wrong PING)
 [[ $out == *WRONGPASS* ]] || fail "a wrong password was taken: $out"
 echo "ok - Redis ACL: nothing anonymous, auth confined to {auth}:*, no clear password at rest"
@@ -72,19 +72,19 @@ epid=$(row echo | sed -E 's/.*"pid":([0-9]+).*/\1/')
 [ -n "$epid" ] || fail "no echo pid"
 "${CTL[@]}" stop broker >/dev/null || fail "vzctl stop broker"
 until_ok 15 echo_unready || fail "echo still ready 15 s after the broker stopped: $(row echo)"
-row echo | grep -q '"reason":"not ready: [^"]' || fail "no not-ready reason: $(row echo)"
+row echo | grep '"reason":"not ready: [^"]' >/dev/null || fail "no not-ready reason: $(row echo)"
 "${CTL[@]}" wait echo --timeout 1 >/dev/null 2>&1 && fail "vzctl wait echo succeeded while echo is not ready"
 grep -q '"msg":"replica not ready","target":"echo"' "$T/sup.log" || fail "no 'replica not ready' log line"
 echo "ok - broker stopped: echo alive but not ready ($(row echo | sed -E 's/.*"reason":"([^"]*)".*/\1/'))"
 "${CTL[@]}" start broker >/dev/null || fail "vzctl start broker"
 "${CTL[@]}" wait echo --timeout 20 || fail "echo not ready again after the broker came back"
-row echo | grep -q "\"pid\":$epid,\"state\":\"ready\",\"ready\":true,.*\"restarts\":0," \
+row echo | grep "\"pid\":$epid,\"state\":\"ready\",\"ready\":true,.*\"restarts\":0," >/dev/null \
     || fail "echo was restarted or is not ready: $(row echo)"
 echo "ok - broker back: echo ready again, same process, no restart"
 
 #   Redis away: auth (every method needs Redis) and ratelimit report not
 #   ready with the reason, stay alive, and are ready again when Redis is back.
-redis_unready() { row "$1" | grep -q '"ready":false.*redis unreachable'; }
+redis_unready() { row "$1" | grep '"ready":false.*redis unreachable' >/dev/null; }
 "${CTL[@]}" wait --timeout 20 || fail "mesh not ready again after the broker came back"
 "${CTL[@]}" stop redis >/dev/null || fail "vzctl stop redis"
 for s in auth ratelimit; do

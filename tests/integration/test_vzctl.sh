@@ -90,18 +90,18 @@ write_config one delta 1
 
 #   --- help, version, usage and unreachable exit codes (no supervisor yet)
 run "$BIN/vzctl" --help
-[ $RC -eq 0 ] && [ -z "$ERR" ] && echo "$OUT" | grep -q "^usage: vzctl" || fail "--help: rc $RC, stderr '$ERR'"
-echo "$OUT" | grep -q "restart TARGET" && echo "$OUT" | grep -q "update" || fail "--help lacks commands"
+[ $RC -eq 0 ] && [ -z "$ERR" ] && grep -q "^usage: vzctl" <<<"$OUT" || fail "--help: rc $RC, stderr '$ERR'"
+grep -q "restart TARGET" <<<"$OUT" && grep -q "update" <<<"$OUT" || fail "--help lacks commands"
 run "$BIN/vzctl" help
-[ $RC -eq 0 ] && echo "$OUT" | grep -q "^usage: vzctl" || fail "vzctl help: rc $RC"
+[ $RC -eq 0 ] && grep -q "^usage: vzctl" <<<"$OUT" || fail "vzctl help: rc $RC"
 run "$BIN/vzctl" --version
 [ $RC -eq 0 ] && echo "$OUT" | grep -Eq "^vzctl \(vizmesh\) [0-9]+\.[0-9]+\.[0-9]+$" || fail "--version: rc $RC, '$OUT'"
 run "$BIN/vz-supervisor" --version
 [ $RC -eq 0 ] && echo "$OUT" | grep -Eq "^vz-supervisor \(vizmesh\) [0-9]+\." || fail "vz-supervisor --version: '$OUT'"
 run "$BIN/vzctl" frobnicate
-[ $RC -eq 2 ] && [ -z "$OUT" ] && echo "$ERR" | grep -q "^usage" || fail "bad command: rc $RC"
+[ $RC -eq 2 ] && [ -z "$OUT" ] && grep -q "^usage" <<<"$ERR" || fail "bad command: rc $RC"
 run "${CTL[@]}" status
-[ $RC -eq 4 ] && echo "$ERR" | grep -q "not reachable" || fail "no supervisor: rc $RC, '$ERR'"
+[ $RC -eq 4 ] && grep -q "not reachable" <<<"$ERR" || fail "no supervisor: rc $RC, '$ERR'"
 ok "--help and help to stdout (0), --version, usage 2 on stderr, unreachable 4"
 
 mesh_start
@@ -110,23 +110,23 @@ mesh_start
 #   even with another control socket, and the first one keeps running.
 run "$BIN/vz-supervisor" --config "$T/mesh.cfg"
 [ $RC -eq 111 ] || fail "second supervisor: exit $RC, expected 111"
-echo "$ERR" | grep -q "another vz-supervisor (pid $SUP) is running on the state directory" ||
+grep -q "another vz-supervisor (pid $SUP) is running on the state directory" <<<"$ERR" ||
     fail "second supervisor's message: $ERR"
 sed "s|^supervisor$|supervisor\n    control = \"$T/other.sock\"|" "$T/mesh.cfg" >"$T/other.cfg"
 run "$BIN/vz-supervisor" --config "$T/other.cfg"
-[ $RC -eq 111 ] && echo "$ERR" | grep -q "supervisor.lock is locked" || fail "other socket, same state: exit $RC: $ERR"
+[ $RC -eq 111 ] && grep -q "supervisor.lock is locked" <<<"$ERR" || fail "other socket, same state: exit $RC: $ERR"
 [ ! -e "$T/other.sock" ] || fail "the refused supervisor bound its socket"
 "${CTL[@]}" wait --timeout 5 >/dev/null || fail "the first supervisor stopped serving"
 ok "second supervisor on the same state directory exits 111 naming the holder's pid"
 
 #   --- status of one service or replica; exit 0 while nothing is failed
 [ "$(rows alpha)" = 2 ] && [ "$(rows alpha.1)" = 1 ] || fail "status alpha rows $(rows alpha), alpha.1 $(rows alpha.1)"
-"${CTL[@]}" status alpha.1 | awk 'NR==2' | grep -q "^alpha  *1 " || fail "status alpha.1: $("${CTL[@]}" status alpha.1)"
+"${CTL[@]}" status alpha.1 | awk 'NR==2' | grep "^alpha  *1 " >/dev/null || fail "status alpha.1: $("${CTL[@]}" status alpha.1)"
 "${CTL[@]}" status >/dev/null || fail "status exits non-zero with nothing failed"
 run "${CTL[@]}" status nope
-[ $RC -eq 1 ] && echo "$ERR" | grep -q 'unknown service "nope"' || fail "status nope: rc $RC, '$ERR'"
+[ $RC -eq 1 ] && grep -q 'unknown service "nope"' <<<"$ERR" || fail "status nope: rc $RC, '$ERR'"
 run "${CTL[@]}" status alpha.7
-[ $RC -eq 1 ] && echo "$ERR" | grep -q 'alpha has no replica "7"' || fail "status alpha.7: rc $RC, '$ERR'"
+[ $RC -eq 1 ] && grep -q 'alpha has no replica "7"' <<<"$ERR" || fail "status alpha.7: rc $RC, '$ERR'"
 ok "status S and S.i show only those rows; unknown ones exit 1"
 
 #   --- stop, start and restart of one replica
@@ -150,8 +150,8 @@ ok "stop, start and restart of S.i touch only that replica and say what they did
 before=$("${CTL[@]}" status | awk 'NR>1 && $3!="-" {print $1"."$2"="$3}')
 run "${CTL[@]}" restart all
 [ $RC -eq 0 ] || fail "restart all: rc $RC, '$ERR'"
-echo "$OUT" | head -n 1 | grep -q "^restarted alpha (2 replicas)$" || fail "restart all output: $OUT"
-echo "$OUT" | grep -q "^restarted beta (1 replica)$" || fail "restart all output lacks beta: $OUT"
+head -n 1 <<<"$OUT" | grep -q "^restarted alpha (2 replicas)$" || fail "restart all output: $OUT"
+grep -q "^restarted beta (1 replica)$" <<<"$OUT" || fail "restart all output lacks beta: $OUT"
 for entry in $before; do
     [ "$(field "${entry%%=*}" 3)" != "${entry#*=}" ] || fail "restart all kept $entry"
 done
@@ -168,18 +168,18 @@ ok "restart all (alpha then beta), stop all (every process gone), start all (rea
 
 #   --- start waits with a timeout, and fails on a failed replica
 run "${CTL[@]}" start sleepy --timeout 0.3
-[ $RC -eq 1 ] && echo "$ERR" | grep -q "timeout: sleepy not ready" || fail "start sleepy --timeout 0.3: rc $RC, '$ERR'"
+[ $RC -eq 1 ] && grep -q "timeout: sleepy not ready" <<<"$ERR" || fail "start sleepy --timeout 0.3: rc $RC, '$ERR'"
 run "${CTL[@]}" wait sleepy --timeout 10
 [ $RC -eq 0 ] && [ "$OUT" = "sleepy ready" ] || fail "sleepy never ready: $ERR"
 run "${CTL[@]}" start perm
-[ $RC -eq 1 ] && echo "$ERR" | grep -q "perm.0 failed: exit 100" || fail "start perm: rc $RC, '$ERR'"
+[ $RC -eq 1 ] && grep -q "perm.0 failed: exit 100" <<<"$ERR" || fail "start perm: rc $RC, '$ERR'"
 ok "start waits for readiness: exit 1 on timeout and on a failed replica"
 
 #   --- status exits 3 while a replica shown is failed (systemctl's "not running")
 run "${CTL[@]}" status
-[ $RC -eq 3 ] && echo "$OUT" | grep -q "^perm .*failed" || fail "status with a failed replica: rc $RC"
+[ $RC -eq 3 ] && grep -q "^perm .*failed" <<<"$OUT" || fail "status with a failed replica: rc $RC"
 run "${CTL[@]}" status --json
-[ $RC -eq 3 ] && echo "$OUT" | grep -q '"state":"failed"' || fail "status --json with a failed replica: rc $RC"
+[ $RC -eq 3 ] && grep -q '"state":"failed"' <<<"$OUT" || fail "status --json with a failed replica: rc $RC"
 "${CTL[@]}" status alpha >/dev/null || fail "status alpha exits non-zero because of perm"
 run "${CTL[@]}" stop perm
 [ $RC -eq 0 ] && "${CTL[@]}" status >/dev/null || fail "status still non-zero after stop perm"
@@ -244,12 +244,12 @@ write_config two gamma 2
 run "${CTL[@]}" reread
 [ $RC -eq 0 ] || fail "reread: rc $RC, '$ERR'"
 for line in "removed delta" "changed (restarted) alpha" "scaled beta from 1 to 2 replicas" "added gamma"; do
-    echo "$OUT" | grep -qxF "$line" || fail "reread lacks '$line': $OUT"
+    grep -qxF "$line" <<<"$OUT" || fail "reread lacks '$line': $OUT"
 done
 [ "$(field alpha.0 3)" = "$a0" ] && [ "$(rows gamma 2>/dev/null)" = 0 ] && [ "$(field delta.0 3)" = "$d0" ] ||
     fail "reread changed something"
 run "${CTL[@]}" update
-[ $RC -eq 0 ] && echo "$OUT" | grep -qxF "added gamma" || fail "update: rc $RC, '$OUT' '$ERR'"
+[ $RC -eq 0 ] && grep -qxF "added gamma" <<<"$OUT" || fail "update: rc $RC, '$OUT' '$ERR'"
 "${CTL[@]}" wait --timeout 10 >/dev/null || fail "mesh not ready after update"
 gone "$d0" && [ "$(rows delta 2>/dev/null)" = 0 ] || fail "delta still there"
 [ "$(field gamma.0 5)" = yes ] || fail "gamma not ready"
@@ -261,14 +261,14 @@ run "${CTL[@]}" update
 [ $RC -eq 0 ] && [ "$OUT" = "no changes" ] || fail "second update: '$OUT'"
 echo "services" >"$T/mesh.cfg"
 run "${CTL[@]}" update
-[ $RC -eq 1 ] && echo "$ERR" | grep -q "nothing changed" || fail "update with a bad file: rc $RC, '$ERR'"
+[ $RC -eq 1 ] && grep -q "nothing changed" <<<"$ERR" || fail "update with a bad file: rc $RC, '$ERR'"
 [ "$(field chatty.0 3)" = "$c0" ] || fail "a bad file changed something"
 ok "reread lists added, removed, changed and scaled services; update applies them and leaves the rest running"
 
 #   --- shutdown: says so, exits 0, every child gone, socket removed
 pids=$("${CTL[@]}" status | awk 'NR>1 && $3!="-" {print $3}')
 run "${CTL[@]}" shutdown
-[ $RC -eq 0 ] && echo "$OUT" | grep -q "^shutting down" || fail "shutdown: rc $RC, '$OUT'"
+[ $RC -eq 0 ] && grep -q "^shutting down" <<<"$OUT" || fail "shutdown: rc $RC, '$OUT'"
 wait "$SUP"
 rc=$?
 SUP=

@@ -27,7 +27,7 @@ for n in "${names[@]}"; do
     sum=$(tr -d '\n' <"$T/redis/$n.password" | sha256sum | cut -d' ' -f1)
     grep -q "^user $n on #$sum " "$T/users.acl" || fail "user $n: not the SHA-256 of $n.password"
 done
-grep -c '^user ' "$T/users.acl" | grep -qx 5 || fail "expected default, probe + 3 users: $(cat "$T/users.acl")"
+grep -c '^user ' "$T/users.acl" | grep -x 5 >/dev/null || fail "expected default, probe + 3 users: $(cat "$T/users.acl")"
 "$BIN/vzctl" redis-acl "$T/redis" "${names[@]}" | cmp -s - "$T/users.acl" || fail "a second run changed the users"
 "$BIN/vzctl" redis-acl "$T/redis" "${names[@]}" --k8s >"$T/acl.yaml" || fail "vzctl redis-acl --k8s"
 b64=$(awk '/^  users.acl: /{print $2}' "$T/acl.yaml")
