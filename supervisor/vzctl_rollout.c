@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,13 +55,15 @@
 #include "vzctl_telemetry.h"
 
 #define S_STEPS_MAX 16
-#define S_BUCKETS_MAX 64       //  histogram buckets read per version
-#define S_TICK_MS 200          //  how often the runner reads the counters
-#define S_APPLY_WAIT_MS 15000  //  for the broker to show new weights
-#define S_CANARY_WAIT_MS 60000 //  for the canaries to register
-#define S_ACK_WAIT_MS 10000    //  for the runner to take a request
-#define S_P95_INFINITE 1e9     //  p95 past the largest bucket, in ms
-#define S_REPLICAS_MAX 16      //  telemetry replicas read per tick
+#define S_BUCKETS_MAX 64            //  histogram buckets read per version
+#define S_TICK_MS 200               //  how often the runner reads the counters
+#define S_APPLY_WAIT_MS 15000       //  for the broker to show new weights
+#define S_CANARY_WAIT_MS 60000      //  for the canaries to register
+#define S_K8S_APPLY_WAIT_MS 180000  //  --k8s: the kubelet syncs a ConfigMap within about a minute
+#define S_K8S_CANARY_WAIT_MS 300000 //  --k8s: pods scheduled, images pulled
+#define S_ACK_WAIT_MS 10000         //  for the runner to take a request
+#define S_P95_INFINITE 1e9          //  p95 past the largest bucket, in ms
+#define S_REPLICAS_MAX 16           //  telemetry replicas read per tick
 //  The marker of a sink with per-version series (on its /metrics from the start).
 #define S_TL_MARKER "vz_telemetry_version_series"
 
@@ -91,6 +94,9 @@ typedef struct {
     long new_requests;           //  the new version's requests in the window
     char gates[16];              //  where the gates read: "telemetry" or "broker"
     char telemetry[VZ_PATH_MAX]; //  --telemetry URL, "" = the supervisor's replicas
+    char k8s_ns[64];             //  --k8s: the namespace, "" = the supervisor drives
+    char kubectl[VZ_PATH_MAX];   //  --k8s: the kubectl command
+    char broker[VZ_PATH_MAX];    //  --k8s: a broker's admin URL (its /metrics)
 } s_rollout_t;
 
 //  A version's counters at one moment.
@@ -133,10 +139,12 @@ static int s_save(const s_ctx_t *c, const s_rollout_t *r)
             "\nwaited_ms=%d\nmax_error_rate=%g\nmax_p95_ms=%g\nmin_requests=%d\n"
             "canaries=%d\nsticky=%s\ncheck=%s\nweights=%s\nreason=%s\nrunner=%ld\n"
             "new_error_rate=%g\nold_error_rate=%g\nnew_p95_ms=%g\nold_p95_ms=%g\n"
-            "new_requests=%ld\nweight=%d\ngates=%s\ntelemetry=%s\n",
+            "new_requests=%ld\nweight=%d\ngates=%s\ntelemetry=%s\nk8s_namespace=%s\n"
+            "kubectl=%s\nbroker=%s\n",
             r->waited_ms, r->max_error, r->max_p95_ms, r->min_requests, r->canaries, r->sticky,
             r->check, r->weights, r->reason, r->runner, r->new_rate, r->old_rate, r->new_p95,
-            r->old_p95, r->new_requests, r->steps[r->step], r->gates, r->telemetry);
+            r->old_p95, r->new_requests, r->steps[r->step], r->gates, r->telemetry, r->k8s_ns,
+            r->kubectl, r->broker);
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         return -errno;
     return 0;
@@ -180,6 +188,7 @@ static int s_load(const s_ctx_t *c, const char *service, s_rollout_t *r)
         S_STR("service", service) S_STR("old", old) S_STR("new", next) S_STR("phase", phase);
         S_STR("sticky", sticky) S_STR("check", check) S_STR("weights", weights);
         S_STR("reason", reason) S_STR("gates", gates) S_STR("telemetry", telemetry);
+        S_STR("k8s_namespace", k8s_ns) S_STR("kubectl", kubectl) S_STR("broker", broker);
 #undef S_STR
         if (strcmp(line, "step") == 0)
             r->step = atoi(v);
@@ -308,6 +317,100 @@ static char *s_page(int port)
     return s_get(base);
 }
 
+//  The broker's /metrics: --k8s its --broker URL, else the supervisor's replica 0.
+static char *s_broker_page(const s_ctx_t *c, const s_rollout_t *r)
+{
+    if (*r->k8s_ns)
+        return s_get(r->broker);
+    int port = s_admin_port(c, "broker");
+    return port > 0 ? s_page(port) : NULL;
+}
+
+//  --k8s: run `kubectl -n NS args...` with input on its stdin (NULL = none),
+//  its stdout to stderr; logged. 0 when it exits 0.
+static int s_kubectl(const s_ctx_t *c, const s_rollout_t *r, const char *input,
+                     const char *const *args)
+{
+    const char *argv[16] = {r->kubectl, "-n", r->k8s_ns};
+    size_t n = 3;
+    char line[512];
+    int len = snprintf(line, sizeof line, "kubectl -n %s", r->k8s_ns);
+    for (size_t i = 0; args[i] && n < 15; i++) {
+        argv[n++] = args[i];
+        if (len > 0 && (size_t)len < sizeof line)
+            len += snprintf(line + len, sizeof line - (size_t)len, " %s", args[i]);
+    }
+    s_log(c, r->service, "%s", line);
+    int fds[2];
+    if (pipe(fds) < 0)
+        return -1;
+    signal(SIGPIPE, SIG_IGN); //  a kubectl that exits early fails the write, not vzctl
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[0], STDIN_FILENO);
+        dup2(STDERR_FILENO, STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[0]);
+    for (size_t done = 0, size = input ? strlen(input) : 0; pid > 0 && done < size;) {
+        ssize_t k = write(fds[1], input + done, size - done);
+        if (k <= 0)
+            break;
+        done += (size_t)k;
+    }
+    close(fds[1]);
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0)
+        return -1;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+//  --k8s: the ConfigMap vizmesh-weights with the weights file as its
+//  weights.cfg, applied whole.
+static int s_kube_weights(const s_ctx_t *c, const s_rollout_t *r)
+{
+    FILE *f = fopen(r->weights, "r");
+    if (!f)
+        return -1;
+    char *doc = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&doc, &size);
+    fprintf(out, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: vizmesh-weights\n"
+                 "  labels:\n    app.kubernetes.io/part-of: vizmesh\n"
+                 "data:\n  weights.cfg: |\n");
+    char line[1024];
+    while (fgets(line, sizeof line, f))
+        fprintf(out, "    %s", line);
+    fclose(f);
+    fclose(out);
+    static const char *const args[] = {"apply", "-f", "-", NULL};
+    int rc = s_kubectl(c, r, doc, args);
+    free(doc);
+    return rc;
+}
+
+//  n canary replicas of the service: the supervisor's `canary` command
+//  (line, made by start; NULL = "canary S n"), or --k8s the Deployment
+//  <S>-canary scaled to n. 0 or -1.
+static int s_canaries(const s_ctx_t *c, const s_rollout_t *r, int n, const char *line)
+{
+    if (*r->k8s_ns) {
+        char deploy[VZ_NAME_MAX + 16], replicas[32];
+        snprintf(deploy, sizeof deploy, "deploy/%s-canary", r->service);
+        snprintf(replicas, sizeof replicas, "--replicas=%d", n);
+        const char *const args[] = {"scale", deploy, replicas, NULL};
+        return s_kubectl(c, r, NULL, args);
+    }
+    char stop[VZ_NAME_MAX + 32];
+    snprintf(stop, sizeof stop, "canary %s %d", r->service, n);
+    char *body = s_sup(c, line ? line : stop);
+    free(body);
+    return body ? 0 : -1;
+}
+
 //  The value of series (name{labels} exactly as rendered) in page; 0 when absent.
 static double s_metric(const char *page, const char *series)
 {
@@ -364,12 +467,15 @@ static int s_sample(const s_ctx_t *c, const s_rollout_t *r, s_reading_t *next, s
     memset(next, 0, sizeof *next);
     memset(old, 0, sizeof *old);
     bool telemetry = strcmp(r->gates, "telemetry") == 0;
+    //  One URL (--telemetry, or --k8s's --broker), or every local replica.
+    const char *url = telemetry && *r->telemetry ? r->telemetry
+                      : !telemetry && *r->k8s_ns ? r->broker
+                                                 : NULL;
     int ports[S_REPLICAS_MAX];
-    size_t n = telemetry && *r->telemetry
-                   ? 1
-                   : s_admin_ports(c, telemetry ? "telemetry" : "broker", ports, S_REPLICAS_MAX);
+    size_t n =
+        url ? 1 : s_admin_ports(c, telemetry ? "telemetry" : "broker", ports, S_REPLICAS_MAX);
     for (size_t i = 0; i < n; i++) {
-        char *page = telemetry && *r->telemetry ? s_get(r->telemetry) : s_page(ports[i]);
+        char *page = url ? s_get(url) : s_page(ports[i]);
         if (!page)
             return -1;
         s_read(page, telemetry, r->service, r->next, next);
@@ -385,7 +491,7 @@ static int s_sample(const s_ctx_t *c, const s_rollout_t *r, s_reading_t *next, s
 static void s_choose_gates(const s_ctx_t *c, s_rollout_t *r)
 {
     char base[VZ_PATH_MAX] = "";
-    int port = *r->telemetry ? 0 : s_admin_port(c, "telemetry");
+    int port = *r->telemetry || *r->k8s_ns ? 0 : s_admin_port(c, "telemetry");
     if (*r->telemetry)
         vz_strlcpy(base, r->telemetry, sizeof base);
     else if (port > 0)
@@ -456,26 +562,27 @@ static int s_write_weights(const s_rollout_t *r, int old_weight, int new_weight)
     return 0;
 }
 
-//  Weights to the broker: write, SIGHUP it, wait until it shows them.
+//  Weights to the broker: write, SIGHUP it (--k8s: the ConfigMap applied,
+//  which every broker rereads once the kubelet synced it), wait until it
+//  shows them.
 static int s_apply(const s_ctx_t *c, const s_rollout_t *r, int old_weight, int new_weight)
 {
     if (s_write_weights(r, old_weight, new_weight) < 0) {
         fprintf(stderr, "vzctl rollout: cannot write %s\n", r->weights);
         return -1;
     }
-    char *body = s_sup(c, "reload broker");
-    if (!body)
+    char *body = *r->k8s_ns ? NULL : s_sup(c, "reload broker");
+    if (*r->k8s_ns ? s_kube_weights(c, r) < 0 : !body)
         return -1;
     free(body);
-    int port = s_admin_port(c, "broker");
     char series[256], old_series[256];
     snprintf(series, sizeof series, "vz_broker_version_weight{service=\"%s\",version=\"%s\"}",
              r->service, r->next);
     snprintf(old_series, sizeof old_series,
              "vz_broker_version_weight{service=\"%s\",version=\"%s\"}", r->service, r->old);
-    int64_t until = vz_clock_mono_ms() + S_APPLY_WAIT_MS;
+    int64_t until = vz_clock_mono_ms() + (*r->k8s_ns ? S_K8S_APPLY_WAIT_MS : S_APPLY_WAIT_MS);
     while (vz_clock_mono_ms() < until) {
-        char *page = port > 0 ? s_page(port) : NULL;
+        char *page = s_broker_page(c, r);
         bool done = page && strstr(page, series) && s_metric(page, series) == new_weight &&
                     (old_weight < 0 || s_metric(page, old_series) == old_weight);
         free(page);
@@ -572,11 +679,7 @@ static void s_rollback(const s_ctx_t *c, s_rollout_t *r, const char *phase, cons
     vz_strlcpy(r->phase, phase, sizeof r->phase);
     vz_strlcpy(r->reason, why, sizeof r->reason);
     int rc = s_apply(c, r, 100, 0);
-    char line[VZ_NAME_MAX + 32];
-    snprintf(line, sizeof line, "canary %s 0", r->service);
-    char *body = s_sup(c, line);
-    bool stopped = body != NULL;
-    free(body);
+    bool stopped = s_canaries(c, r, 0, NULL) == 0;
     r->runner = 0;
     s_save(c, r);
     //  The alert: the notifier, the operator's log and stderr.
@@ -732,6 +835,7 @@ static int s_usage(void)
           "           [--max-error-rate R] [--max-p95-ms MS] [--min-requests N]\n"
           "           [--sticky CTXKEY] [--check CMD] [--old V] [--telemetry URL]\n"
           "           [--force --reason TEXT] [--weights FILE]\n"
+          "           [--k8s --broker URL [--namespace NS] [--kubectl PATH]]\n"
           "       vzctl rollout status|pause|resume|promote|abort|clear S\n",
           stderr);
     return 2;
@@ -812,8 +916,9 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
     vz_strlcpy(r.service, argv[0], sizeof r.service);
     s_parse_steps("1,10,25,50,100", &r);
     snprintf(r.weights, sizeof r.weights, "%s/weights.cfg", c->state);
-    const char *bin = NULL, *reason = NULL;
-    bool force = false;
+    const char *bin = NULL, *reason = NULL, *ns = "vizmesh";
+    bool force = false, k8s = false, weights_set = false;
+    vz_strlcpy(r.kubectl, "kubectl", sizeof r.kubectl);
     char extra[1024] = "";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -854,8 +959,15 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
             vz_strlcpy(r.check, v, sizeof r.check);
         else if (strcmp(a, "--telemetry") == 0 && v)
             vz_strlcpy(r.telemetry, v, sizeof r.telemetry);
-        else if (strcmp(a, "--weights") == 0 && v)
+        else if (strcmp(a, "--weights") == 0 && v) {
             vz_strlcpy(r.weights, v, sizeof r.weights);
+            weights_set = true;
+        } else if (strcmp(a, "--namespace") == 0 && v)
+            ns = v;
+        else if (strcmp(a, "--kubectl") == 0 && v)
+            vz_strlcpy(r.kubectl, v, sizeof r.kubectl);
+        else if (strcmp(a, "--broker") == 0 && v)
+            vz_strlcpy(r.broker, v, sizeof r.broker);
         else if (strcmp(a, "--reason") == 0 && v)
             reason = v;
         else {
@@ -864,6 +976,8 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
                 s_parse_steps("100", &r);
             else if (strcmp(a, "--force") == 0)
                 force = true;
+            else if (strcmp(a, "--k8s") == 0)
+                k8s = true;
             else
                 return s_usage();
         }
@@ -873,6 +987,20 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
         (force && (!reason || !*reason)) || r.ndwell == 0 ||
         (r.ndwell != 1 && r.ndwell != r.nsteps))
         return s_usage();
+    //  --k8s: the canary Deployment's image and env are the new version's;
+    //  the runner needs a broker's /metrics and keeps its own copy of the
+    //  ConfigMap's weights (one per namespace).
+    if (k8s) {
+        if (bin || *extra || !*r.broker || !*ns || strlen(ns) >= sizeof r.k8s_ns ||
+            strspn(ns, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(ns)) {
+            fprintf(stderr, "vzctl rollout: --k8s needs --broker URL and a namespace; the canary "
+                            "Deployment sets the image and env (no --bin, --env)\n");
+            return 2;
+        }
+        vz_strlcpy(r.k8s_ns, ns, sizeof r.k8s_ns);
+        if (!weights_set)
+            snprintf(r.weights, sizeof r.weights, "%s/weights-%s.cfg", c->state, ns);
+    }
     s_rollout_t cur;
     if (s_load(c, r.service, &cur) == 0 &&
         (strcmp(cur.phase, "running") == 0 || strcmp(cur.phase, "paused") == 0)) {
@@ -896,8 +1024,7 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
               : frozen == 0 ? "off"
                             : "unknown",
               reason);
-    int port = s_admin_port(c, "broker");
-    char *page = port > 0 ? s_page(port) : NULL;
+    char *page = s_broker_page(c, &r);
     if (!page) {
         fprintf(stderr, "vzctl rollout: cannot read the broker's metrics\n");
         return 1;
@@ -934,15 +1061,13 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
         s_save(c, &r);
         return 1;
     }
-    char *body = s_sup(c, line);
-    if (!body) {
+    if (s_canaries(c, &r, r.canaries, line) < 0) {
         vz_strlcpy(r.phase, "aborted", sizeof r.phase);
-        vz_strlcpy(r.reason, "the supervisor refused the canaries", sizeof r.reason);
+        vz_strlcpy(r.reason, "the canaries could not be started", sizeof r.reason);
         r.runner = 0;
         s_save(c, &r);
         return 1;
     }
-    free(body);
     s_log(c, r.service, "start %s -> %s, %d canar%s", r.old, r.next, r.canaries,
           r.canaries == 1 ? "y" : "ies");
     s_choose_gates(c, &r);
@@ -950,10 +1075,10 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
     char series[256];
     snprintf(series, sizeof series, "vz_broker_version_workers{service=\"%s\",version=\"%s\"}",
              r.service, r.next);
-    int64_t until = vz_clock_mono_ms() + S_CANARY_WAIT_MS;
+    int64_t until = vz_clock_mono_ms() + (k8s ? S_K8S_CANARY_WAIT_MS : S_CANARY_WAIT_MS);
     bool up = false;
     while (!up && vz_clock_mono_ms() < until) {
-        page = s_page(port);
+        page = s_broker_page(c, &r);
         up = page && s_metric(page, series) >= r.canaries;
         free(page);
         if (!up)
@@ -1041,11 +1166,7 @@ static int s_clear(const s_ctx_t *c, const char *service)
         return 1;
     }
     int rc = s_apply(c, &r, -1, 0);
-    char line[VZ_NAME_MAX + 32];
-    snprintf(line, sizeof line, "canary %s 0", service);
-    char *body = s_sup(c, line);
-    bool stopped = body != NULL;
-    free(body);
+    bool stopped = s_canaries(c, &r, 0, NULL) == 0;
     char path[VZ_PATH_MAX + 64];
     s_path(c, service, "state", path, sizeof path);
     unlink(path);

@@ -27,7 +27,13 @@
 #     4. forced with a reason (logged), it starts, and `abort` rolls it back;
 #     5. blue/green: one step 0 -> 100 %, complete, cleared (gates: the broker);
 #     6. gates read the sink given by --telemetry: a fake page counting 50 %
-#        errors for a healthy canary rolls it back, the broker counting none.
+#        errors for a healthy canary rolls it back, the broker counting none;
+#     7. --k8s with a stand-in kubectl (not a cluster): the runner scales
+#        deploy/echo-canary and applies the vizmesh-weights ConfigMap; the
+#        stand-in turns those into the supervisor's canaries and the broker's
+#        weights file, which the broker rereads without a signal. A healthy
+#        version completes and is cleared, a failing one is rolled back
+#        (ConfigMap back, canary scaled to 0).
 #   Every wait is a poll with a deadline on observable state, never a sleep
 #   of fixed length.
 set -u -o pipefail
@@ -77,8 +83,9 @@ one_echo() { [ "$(canaries)" = 1 ]; }
 ROLL=("${CTL[@]}" rollout)
 
 #   1. The error gate trips at the first step and rolls back.
+#   (5 s: the first step sees its window fill snapshot by snapshot, 500 ms each)
 "${ROLL[@]}" start echo --version 9.1.0 --env VZ_ECHO_FAIL_PERMILLE=100 --steps 10,50,100 \
-    --dwell 3s --min-requests 20 >"$T/r1.out" 2>"$T/r1.err"
+    --dwell 5s --min-requests 20 >"$T/r1.out" 2>"$T/r1.err"
 rc=$?
 cat "$T/r1.err"
 [ $rc -eq 1 ] || fail "a failing canary: exit $rc, want 1"
@@ -223,6 +230,76 @@ broker_errors=$(metric 'vz_broker_version_requests_total{service="echo",version=
 [ "${broker_errors:-0}" = 0 ] || fail "the broker counted $broker_errors errors of the healthy 9.5.0"
 until_ok 20 one_echo || fail "the canary was not stopped: $("${CTL[@]}" status echo)"
 ok "gates read the sink: rolled back on its page ($(field echo reason)), the broker saw no error"
+
+#   7. --k8s, against a stand-in kubectl that records its commands: `apply -f -`
+#   of the vizmesh-weights ConfigMap writes its weights.cfg where the broker
+#   reads it (the broker polls the file: no SIGHUP, as with a mounted
+#   ConfigMap); `scale deploy/echo-canary --replicas=N` becomes the
+#   supervisor's `canary echo N` with the version (and env) of the test.
+mkdir -p "$T/fakebin"
+cat >"$T/fakebin/kubectl" <<'KUBECTL'
+#!/bin/bash
+echo "$*" >>"$KUBE_LOG"
+[ "$1" = -n ] && shift 2
+case "$1" in
+apply)
+    [ "$2 $3" = "-f -" ] || exit 1
+    awk 'f && /^    / {print substr($0, 5); next} f {f = 0} /^  weights.cfg: [|]$/ {f = 1}' \
+        >"$KUBE_WEIGHTS.tmp" && mv "$KUBE_WEIGHTS.tmp" "$KUBE_WEIGHTS" ;;
+scale)
+    svc=${2#deploy/}
+    python3 - "$KUBE_SOCKET" "canary ${svc%-canary} ${3#--replicas=} VZ_SERVICE_VERSION=$KUBE_VERSION $KUBE_ENV" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall((sys.argv[2].strip() + "\n").encode())
+out = b""
+while not out.endswith(b"\n\n"):
+    got = s.recv(4096)
+    if not got:
+        break
+    out += got
+sys.exit(0 if out.startswith(b"ok") else 1)
+PY
+    ;;
+*) exit 1 ;;
+esac
+KUBECTL
+chmod +x "$T/fakebin/kubectl"
+export KUBE_LOG=$T/kubectl.log KUBE_WEIGHTS=$STATE/weights.cfg KUBE_SOCKET=$STATE/vzctl.sock
+K8S=(--k8s --namespace vizmesh-test --kubectl "$T/fakebin/kubectl" --broker "http://127.0.0.1:$BROKER_ADMIN"
+    --telemetry "http://127.0.0.1:$TL_ADMIN" --weights "$T/k8s-weights.cfg")
+KUBE_VERSION=9.6.0 KUBE_ENV= "${ROLL[@]}" start echo --version 9.6.0 "${K8S[@]}" --steps 50,100 \
+    --dwell 1s --min-requests 10 >"$T/r7.out" 2>"$T/r7.err" || fail "--k8s rollout: $(cat "$T/r7.err")"
+[ "$(field echo phase)" = complete ] || fail "--k8s ended $(field echo phase)"
+[ "$(field echo gates)" = telemetry ] || fail "--k8s gates read $(field echo gates)"
+w=$(metric 'vz_broker_version_weight{service="echo",version="9.6.0"}')
+[ "$w" = 100 ] || fail "the broker has weight $w for 9.6.0 after --k8s"
+grep -x -- "-n vizmesh-test scale deploy/echo-canary --replicas=1" "$KUBE_LOG" >/dev/null ||
+    fail "no canary scaled up: $(cat "$KUBE_LOG")"
+[ "$(grep -cx -- "-n vizmesh-test apply -f -" "$KUBE_LOG")" -ge 3 ] ||
+    fail "want the ConfigMap applied at 0, 50 and 100 %: $(cat "$KUBE_LOG")"
+grep -q "kubectl -n vizmesh-test scale deploy/echo-canary --replicas=1" "$STATE/rollout.log" ||
+    fail "the kubectl commands are not in rollout.log"
+"${ROLL[@]}" clear echo || fail "clear after --k8s"
+grep -x -- "-n vizmesh-test scale deploy/echo-canary --replicas=0" "$KUBE_LOG" >/dev/null ||
+    fail "clear did not scale the canary to 0"
+until_ok 20 one_echo || fail "clear left canaries"
+ok "--k8s (stand-in kubectl): 9.6.0 stepped to 100 % through the ConfigMap, cleared"
+: >"$KUBE_LOG"
+KUBE_VERSION=9.6.5 KUBE_ENV=VZ_ECHO_FAIL_PERMILLE=300 "${ROLL[@]}" start echo --version 9.6.5 \
+    "${K8S[@]}" --steps 10,100 --dwell 5s --min-requests 20 >"$T/r7b.out" 2>"$T/r7b.err"
+rc=$?
+[ $rc -eq 1 ] || fail "a failing --k8s canary: exit $rc: $(cat "$T/r7b.err")"
+[ "$(field echo phase)" = rolled_back ] || fail "--k8s failing canary ended $(field echo phase)"
+field echo reason | grep "error rate" >/dev/null || fail "reason: $(field echo reason)"
+tail -n 2 "$KUBE_LOG" | head -n 1 | grep -x -- "-n vizmesh-test apply -f -" >/dev/null &&
+    tail -n 1 "$KUBE_LOG" | grep -x -- "-n vizmesh-test scale deploy/echo-canary --replicas=0" >/dev/null ||
+    fail "rollback is not the ConfigMap back, then the canary scaled to 0: $(cat "$KUBE_LOG")"
+grep -q "echo\$" "$STATE/weights.cfg" && grep -q '9.6.5=0"' "$STATE/weights.cfg" ||
+    fail "the broker's weights file is not the rolled back ConfigMap: $(cat "$STATE/weights.cfg")"
+until_ok 20 one_echo || fail "the --k8s canary was not stopped"
+ok "--k8s: a failing canary rolled back ($(field echo reason))"
 
 kill "$LOAD_PID" 2>/dev/null
 wait "$LOAD_PID" 2>/dev/null
