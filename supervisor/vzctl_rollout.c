@@ -5,6 +5,7 @@
  *      [--steps 1,10,25,50,100 | --blue-green] [--dwell D | D1,D2,...] [--max-error-rate R]
  *      [--max-p95-ms MS] [--min-requests N] [--sticky CTXKEY] [--check CMD]
  *      [--old V] [--telemetry URL] [--force --reason TEXT] [--weights FILE]
+ *      [--k8s --broker URL [--namespace NS] [--kubectl PATH]]
  *  vzctl rollout status|pause|resume|promote|abort|clear S
  *
  *  The runner is the `start` process itself (or a `resume` that finds no
@@ -20,6 +21,9 @@
  *  read the broker's per-version series instead (vz_broker_version_*), and
  *  say so. A gate crossed rolls back: weights to the old version, canaries
  *  stopped, an alert line.
+ *  With --k8s the same loop runs kubectl instead of the supervisor: the
+ *  Deployment S-canary scaled, the ConfigMap vizmesh-weights applied whole
+ *  from a local copy of the weights, the broker read at --broker URL.
  *  State lives in <state>/rollout-S.state (key=value, rewritten atomically
  *  each tick) so `status` works from any shell and a new runner can take
  *  over; other commands reach the runner through <state>/rollout-S.request.
