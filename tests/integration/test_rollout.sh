@@ -217,6 +217,7 @@ fake_sink() {
 }
 fake_sink &
 SINK_PID=$!
+until_ok 10 grep -q vz_telemetry_version_series "$T/fake/metrics" || fail "the fake sink did not start"
 "${ROLL[@]}" start echo --version 9.5.0 --telemetry "$FAKE" --steps 10,100 --dwell 30s \
     --min-requests 20 >"$T/r6.out" 2>"$T/r6.err"
 rc=$?
