@@ -509,7 +509,7 @@ static void s_choose_gates(const s_ctx_t *c, s_rollout_t *r)
               *r->telemetry ? "" : " and the sink's other replicas");
     else
         s_log(c, r->service, "gates read the broker: %s",
-              !*base  ? "no telemetry sink runs"
+              !*base  ? (*r->k8s_ns ? "no --telemetry URL" : "no telemetry sink runs")
               : !page ? "telemetry's metrics cannot be read"
                       : "telemetry has no per-version series (an older sink)");
 }
