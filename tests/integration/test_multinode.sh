@@ -43,7 +43,9 @@
 #   (skipped) without them. Knobs: MN_PRE (2 s of load before the cut),
 #   MN_CUT_S (4), MN_POST (1 s after recovery), MN_CONC (4), MN_DEADLINE_MS
 #   (10000), MN_RECOVER_S (30), MN_VICTIM (1), MN_STREAK (20),
-#   MN_NODE_TIMEOUT_MS (Redis cluster-node-timeout, 2000).
+#   MN_NODE_TIMEOUT_MS (Redis cluster-node-timeout, 2000), MN_ENDPOINTS
+#   (list: VZ_BROKER_ENDPOINTS lists both brokers' addresses; dns: one name,
+#   brokers.vizmesh, that /etc/netns/<node>/hosts resolves to both).
 set -u -o pipefail
 
 BIN=${VZ_BIN_DIR:?VZ_BIN_DIR not set}
@@ -101,7 +103,9 @@ teardown() {
     for i in 1 2 3; do
         ip link del "vzh$i$SFX" 2>/dev/null
         ip netns del "${NS[i]}" 2>/dev/null
+        rm -rf "/etc/netns/${NS[i]}"
     done
+    rmdir /etc/netns 2>/dev/null # when no other run has a directory there
     ip link del "$BR" 2>/dev/null
     [ -n "${FWD_RULE:-}" ] && iptables -D FORWARD -i "$BR" -o "$BR" -j ACCEPT 2>/dev/null
     [ -n "${MN_KEEP:-}" ] && cp "$T/load.log" "$MN_KEEP" 2>/dev/null
@@ -128,6 +132,12 @@ for i in 1 2 3; do
     ip link add "vzh$i$SFX" type veth peer name "vzp$i$SFX" || fail "veth $i"
     ip link set "vzp$i$SFX" netns "${NS[i]}" || fail "veth $i into ${NS[i]}"
     ip link set "vzh$i$SFX" master "$BR" up || fail "veth $i onto $BR"
+    #   The nodes' name service: `ip netns exec` shows /etc/netns/NS/hosts
+    #   as /etc/hosts; brokers.vizmesh names both brokers, as a headless
+    #   Service's name does.
+    mkdir -p "/etc/netns/${NS[i]}" &&
+        printf '127.0.0.1 localhost\n%s brokers.vizmesh\n%s brokers.vizmesh\n' "$NET.1" "$NET.2" \
+            >"/etc/netns/${NS[i]}/hosts" || fail "/etc/netns/${NS[i]}/hosts"
     ns $i ip link set lo up
     ns $i ip link set "vzp$i$SFX" name eth0
     ns $i ip addr add "$NET.$i/24" dev eth0
@@ -206,7 +216,14 @@ cp "$SRC/configs/policy.cfg" "$T/policy.cfg"
 sed -E 's/^( +limit) = [0-9]+/\1 = 50000000/' "$SRC/configs/ratelimit.cfg" >"$T/ratelimit.cfg"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/auth.kek"
 chmod 0400 "$T/auth.kek"
+#   The brokers, as a list of addresses or (MN_ENDPOINTS=dns) one name
+#   resolving to both.
 BROKERS="tcp://$NET.1:5555,tcp://$NET.2:5555"
+if [ "${MN_ENDPOINTS:-list}" = dns ]; then
+    BROKERS=tcp://brokers.vizmesh:5555
+    [ "$(ns 3 getent ahostsv4 brokers.vizmesh | awk '$2 == "STREAM"' | wc -l)" = 2 ] ||
+        fail "brokers.vizmesh does not resolve to two addresses in node 3"
+fi
 GW=http://$NET.3:8080
 ISSUER=$GW
 #   common NAME: the settings every daemon of identity NAME gets.
