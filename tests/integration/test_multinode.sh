@@ -366,10 +366,13 @@ streak() {
         awk -F'\t' -v k="$1" -v n="$STREAK" '$2 ~ /^2/ {if (++s >= n) {print $1 - k; f = 1; exit}; next} {s = 0}
             END {if (!f) print -1}'
 }
+#   by_route: the errors as route/status:code=count, "none" without.
+by_route=$(awk -F'\t' '$4 !~ /^2/ {n[$3 "/" $4 ":" $5]++}
+    END {for (k in n) s = s (s ? "," : "") k "=" n[k]; print s ? s : "none"}' "$LOG")
 last_err=$(awk -F'\t' -v k="$RESTORE" '$4 !~ /^2/ && $2 > k {if ($2 - k > e) e = $2 - k} END {print e + 0}' "$LOG")
 echo "multinode: victim=node$VICTIM cut_ms=$((RESTORE - CUT)) redis_failover=$failover" \
     "cut_streak_ms=$(streak "$CUT") restore_streak_ms=$(streak "$RESTORE") restore_last_err_ms=$last_err" \
-    "restore_recovered_ms=$rec_ms $verdict"
+    "restore_recovered_ms=$rec_ms by_route=$by_route $verdict"
 #   The timeline, a row per second from the cut (requests by their start):
 #   sent, errors, the longest wait of one of them (t=0: the second after the cut).
 awk -F'\t' -v k="$CUT" '{b = int(($1 - k + 60000) / 1000) - 60; n[b]++; if ($4 !~ /^2/) e[b]++
