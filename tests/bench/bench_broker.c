@@ -13,8 +13,8 @@
  *  N brokers (at most 3) in one run, every broker a vz-broker process with
  *  the same key pair and policy. Three workers, each with one DEALER per
  *  broker (registered with every broker, as vz_worker does), and three
- *  clients, each with one DEALER connected to every broker (round-robin
- *  over them, as vz_client does), each keeping a window of requests in
+ *  clients, each with one DEALER connected to every broker (taking them in
+ *  turn, as vz_client spreads its calls), each keeping a window of requests in
  *  flight. Prints round trips a second for each N and the ratio to N = 1,
  *  the baseline.
  */
