@@ -24,6 +24,7 @@ typedef struct {
     char rid[S_RID_MAX];        //  routing id of its pipe on our ROUTER
     bool up;                    //  handshake done, no drop since
     unsigned drops;             //  link drops seen (a call compares before and after)
+    int64_t waiting_since;      //  oldest send not followed by any answer (mono ms), 0 = none
 } s_broker_t;
 
 struct vz_client_t {
@@ -34,6 +35,7 @@ struct vz_client_t {
     int last;                             //  slot of the last send
     unsigned seq;                         //  rid numbering
     unsigned lost;                        //  slots dropped, not yet reported
+    int heartbeat_ms;                     //  a broker silent this long with calls out is suspect
     int64_t drained_ms;                   //  when a send last read the link events
     vz_resolver_t *resolver;              //  NULL without names
 };
@@ -118,6 +120,7 @@ vz_client_t *vz_client_new(const vz_client_config_t *config)
     zsock_set_router_mandatory(sock, 1);
     //  ZMTP heartbeats drop a broker that stops answering without closing.
     int hb = config->heartbeat_ms > 0 ? config->heartbeat_ms : VZ_HEARTBEAT_MS;
+    self->heartbeat_ms = hb;
     zsock_set_heartbeat_ivl(sock, hb);
     zsock_set_heartbeat_timeout(sock, hb * VZ_HEARTBEAT_LIVENESS);
     //  A name never used before: an ended monitor's endpoint may linger.
@@ -203,11 +206,13 @@ static void s_events(vz_client_t *self)
             uint16_t event;
             memcpy(&event, zframe_data(head), sizeof event);
             int slot = s_slot_of(self, address);
-            if (slot >= 0 && event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+            if (slot >= 0 && event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
                 self->brokers[slot].up = true;
-            else if (slot >= 0 && event == ZMQ_EVENT_DISCONNECTED) {
+                self->brokers[slot].waiting_since = 0;
+            } else if (slot >= 0 && event == ZMQ_EVENT_DISCONNECTED) {
                 self->brokers[slot].up = false;
                 self->brokers[slot].drops++;
+                self->brokers[slot].waiting_since = 0;
                 self->lost |= 1u << slot;
             }
         }
@@ -267,8 +272,18 @@ static int s_send_to(vz_client_t *self, int slot, const uint8_t *buf, size_t len
     return 0;
 }
 
-//  The next broker in turn that is up; with none up, the next that takes
-//  the message at all (queued until its link is back).
+//  A broker that was sent something a heartbeat ago and has answered
+//  nothing since is suspect: it gets no new call while another can take
+//  it, long before ZMTP heartbeats drop its link (calls already there
+//  wait for that, or for their answer).
+static bool s_suspect(const s_broker_t *b, int64_t now, int heartbeat_ms)
+{
+    return b->waiting_since && now - b->waiting_since > heartbeat_ms;
+}
+
+//  The next broker in turn that is up and not suspect; else one that is
+//  up; with none up, the next that takes the message at all (queued until
+//  its link is back).
 static int s_send_encoded(vz_client_t *self, const uint8_t *buf, size_t len)
 {
     //  Link events change rarely: a send reads them at most every
@@ -278,14 +293,17 @@ static int s_send_encoded(vz_client_t *self, const uint8_t *buf, size_t len)
         self->drained_ms = now;
         s_events(self);
     }
-    for (int pass = 0; pass < 2; pass++)
+    for (int pass = 0; pass < 3; pass++)
         for (size_t k = 0; k < VZ_ENDPOINTS_MAX; k++) {
             int slot = (int)((self->next + k) % VZ_ENDPOINTS_MAX);
             s_broker_t *b = &self->brokers[slot];
-            if (!*b->endpoint || (pass == 0 && !b->up))
+            if (!*b->endpoint || (pass < 2 && !b->up) ||
+                (pass == 0 && s_suspect(b, now, self->heartbeat_ms)))
                 continue;
             if (s_send_to(self, slot, buf, len) == 0) {
                 self->next = (size_t)slot + 1;
+                if (!b->waiting_since)
+                    b->waiting_since = now;
                 return 0;
             }
         }
@@ -314,7 +332,13 @@ static int s_recv_one(vz_client_t *self, vz_response_t **response_p)
     if (!msg)
         return zsys_interrupted ? -EINTR : -EAGAIN;
     int rc = -EAGAIN;
+    //  Anything from a broker shows it alive: no longer waiting on it.
     zframe_t *rid = zmsg_pop(msg);
+    for (int i = 0; rid && i < VZ_ENDPOINTS_MAX; i++)
+        if (*self->brokers[i].endpoint && zframe_streq(rid, self->brokers[i].rid)) {
+            self->brokers[i].waiting_since = 0;
+            break;
+        }
     zframe_destroy(&rid);
     zframe_t *cmd = zmsg_first(msg);
     if (zmsg_size(msg) == 2 && zframe_streq(cmd, VZ_CMD_REPLY)) {
