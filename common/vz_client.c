@@ -310,6 +310,21 @@ static int s_send_encoded(vz_client_t *self, const uint8_t *buf, size_t len)
     return -EAGAIN;
 }
 
+bool vz_client_suspect(const vz_client_t *self, int broker)
+{
+    assert(self);
+    int64_t now = zclock_mono();
+    if (broker < 0 || broker >= VZ_ENDPOINTS_MAX ||
+        !s_suspect(&self->brokers[broker], now, self->heartbeat_ms))
+        return false;
+    for (int i = 0; i < VZ_ENDPOINTS_MAX; i++) {
+        const s_broker_t *b = &self->brokers[i];
+        if (i != broker && *b->endpoint && b->up && !s_suspect(b, now, self->heartbeat_ms))
+            return true;
+    }
+    return false;
+}
+
 int vz_client_send(vz_client_t *self, const vz_envelope_t *req)
 {
     assert(self && req);

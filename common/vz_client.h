@@ -78,6 +78,12 @@ zsock_t *vz_client_links_sock(vz_client_t *self);
 typedef void(vz_client_lost_fn)(void *arg, int broker);
 int vz_client_links(vz_client_t *self, vz_client_lost_fn *lost, void *arg);
 
+//  True when broker was sent a call more than a heartbeat ago, has
+//  answered nothing since, and another broker is up and answering: a
+//  caller may send that broker's idempotent calls again elsewhere (they
+//  go to the other broker) instead of waiting for its link to drop.
+bool vz_client_suspect(const vz_client_t *self, int broker);
+
 //  Brokers known (connected or trying) and up.
 size_t vz_client_brokers(const vz_client_t *self);
 size_t vz_client_brokers_up(const vz_client_t *self);

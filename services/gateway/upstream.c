@@ -15,6 +15,7 @@
 #include "vz_authctx.h"
 #include "vz_batch.h"
 #include "vz_clock.h"
+#include "vz_endpoints.h"
 #include "vz_client.h"
 #include "vz_proto.h"
 #include "vz_redis.h"
@@ -779,6 +780,26 @@ static void s_links(gw_upstream_t *self)
     }
 }
 
+//  A call on a suspect broker: idempotent ones go again now (on another
+//  broker, under the retry budget; a late answer from the first is
+//  dropped), the others are filed again to wait for theirs.
+static void s_on_suspect_call(vz_pending_entry_t *entry, void *arg)
+{
+    gw_upstream_t *self = arg;
+    gw_upcall_t *call = entry->owner;
+    if (!s_retry(self, call, VZ_ERR_WORKER_LOST))
+        vz_pending_add(self->pending, &call->entry, call->entry.id);
+}
+
+//  A broker silent for a heartbeat with calls out while another answers
+//  (vz_client_suspect): do not wait for ZMTP to drop its link.
+static void s_leave_suspects(gw_upstream_t *self)
+{
+    for (int b = 0; b < VZ_ENDPOINTS_MAX; b++)
+        if (vz_client_suspect(self->client, b))
+            vz_pending_clear_broker(self->pending, b, s_on_suspect_call, self);
+}
+
 static int s_on_links(zloop_t *loop, zsock_t *sock, void *arg)
 {
     s_links(arg);
@@ -795,6 +816,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     vz_pending_expire(self->pending, vz_now_ms(), s_on_expired, self);
     //  Brokers that left DNS report no link event: collect them here too.
     s_links(self);
+    s_leave_suspects(self);
     return 0;
 }
 
