@@ -38,7 +38,7 @@ typedef struct {
 } s_call_t;
 
 struct vz_call_t {
-    vz_client_t *client;              //  DEALER to the broker
+    vz_client_t *client;              //  the brokers (vz_client)
     vz_pending_t *pending;            //  attempts out, by request id
     zlistx_t *later;                  //  calls to send again or to fail on the next tick
     vz_retry_budget_t budget;         //  shared by every call of this object
@@ -147,6 +147,7 @@ static int s_send(vz_call_t *self, s_call_t *call)
             rc == -EMSGSIZE ? "request does not fit one envelope" : "unable to send to the broker";
         return rc;
     }
+    call->entry.broker = vz_client_last_broker(self->client);
     call->attempts++;
     return 0;
 }
@@ -247,6 +248,26 @@ static void s_on_closed(vz_pending_entry_t *entry, void *arg)
            "caller is shutting down");
 }
 
+//  A call the lost broker held: an error worker_lost (sent again to
+//  another broker when the retry policy allows), now, not at its deadline.
+static void s_on_lost_call(vz_pending_entry_t *entry, void *arg)
+{
+    vz_call_t *self = (vz_call_t *)arg;
+    s_call_t *call = (s_call_t *)entry->owner;
+    if (!self->closed && self->retries &&
+        vz_retry_allowed(&self->budget, call->idempotent, VZ_ERR_WORKER_LOST, call->attempts,
+                         call->deadline_ms - vz_now_ms()))
+        zlistx_add_end(self->later, call);
+    else
+        s_fail(self, call, VZ_ERR_WORKER_LOST, "broker link lost with the request in flight");
+}
+
+static void s_on_broker_lost(void *arg, int broker)
+{
+    vz_call_t *self = (vz_call_t *)arg;
+    vz_pending_clear_broker(self->pending, broker, s_on_lost_call, self);
+}
+
 //  Take the calls waiting for a tick; done may add new ones meanwhile.
 static zlistx_t *s_take_later(vz_call_t *self)
 {
@@ -266,6 +287,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
             s_fail(self, call, call->local_code, call->local_message);
     }
     zlistx_destroy(&later);
+    vz_client_links(self->client, s_on_broker_lost, self);
     vz_pending_expire(self->pending, vz_now_ms(), s_on_expired, self);
     return 0;
 }

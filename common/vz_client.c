@@ -8,14 +8,34 @@
 
 #include "vz_common.h"
 #include "vz_curve.h"
+#include "vz_endpoints.h"
 #include "vz_proto.h"
 #include "vz_retry.h"
 
+#include <stdatomic.h>
+
 #define VZ_RETRY_FIRST_MS 25 //  first pause before retrying an idempotent call
 #define VZ_RETRY_CAP_MS 500  //  longest pause between retries
+#define S_RID_MAX 16         //  "b<seq>": our name for a broker's pipe
+#define S_DRAIN_MS 10        //  link events read by sends at most this often
+
+typedef struct {
+    char endpoint[VZ_PATH_MAX]; //  "" = free slot
+    char rid[S_RID_MAX];        //  routing id of its pipe on our ROUTER
+    bool up;                    //  handshake done, no drop since
+    unsigned drops;             //  link drops seen (a call compares before and after)
+} s_broker_t;
 
 struct vz_client_t {
-    zsock_t *sock; //  DEALER connected to every broker
+    zsock_t *sock;                        //  ROUTER: one pipe per broker, named by rid
+    zsock_t *events;                      //  PAIR: sock's connection events
+    s_broker_t brokers[VZ_ENDPOINTS_MAX]; //  by slot
+    size_t next;                          //  round-robin position
+    int last;                             //  slot of the last send
+    unsigned seq;                         //  rid numbering
+    unsigned lost;                        //  slots dropped, not yet reported
+    int64_t drained_ms;                   //  when a send last read the link events
+    vz_resolver_t *resolver;              //  NULL without names
 };
 
 void vz_response_destroy(vz_response_t **self_p)
@@ -28,28 +48,107 @@ void vz_response_destroy(vz_response_t **self_p)
     }
 }
 
+//  Connect a new broker into a free slot under a fresh routing id.
+static int s_broker_add(vz_client_t *self, const char *endpoint)
+{
+    for (int i = 0; i < VZ_ENDPOINTS_MAX; i++) {
+        s_broker_t *b = &self->brokers[i];
+        if (*b->endpoint)
+            continue;
+        snprintf(b->rid, sizeof b->rid, "b%u", self->seq++);
+        zmq_setsockopt(zsock_resolve(self->sock), ZMQ_CONNECT_ROUTING_ID, b->rid, strlen(b->rid));
+        if (zsock_connect(self->sock, "%s", endpoint) != 0)
+            return -EINVAL;
+        vz_strlcpy(b->endpoint, endpoint, sizeof b->endpoint);
+        b->up = false;
+        return 0;
+    }
+    return -ENOSPC;
+}
+
+//  A broker gone from DNS: disconnect, and report what it held as lost.
+static void s_broker_remove(vz_client_t *self, int slot)
+{
+    s_broker_t *b = &self->brokers[slot];
+    zsock_disconnect(self->sock, "%s", b->endpoint);
+    memset(b, 0, sizeof *b);
+    self->lost |= 1u << slot;
+}
+
+//  Make the sockets match the resolver's latest set (own thread only).
+static void s_apply(vz_client_t *self)
+{
+    vz_endpoints_t set;
+    if (!self->resolver || !vz_resolver_take(self->resolver, &set))
+        return;
+    for (int i = 0; i < VZ_ENDPOINTS_MAX; i++)
+        if (*self->brokers[i].endpoint && !vz_endpoints_has(&set, self->brokers[i].endpoint))
+            s_broker_remove(self, i);
+    for (size_t k = 0; k < set.n; k++) {
+        bool known = false;
+        for (int i = 0; i < VZ_ENDPOINTS_MAX && !known; i++)
+            known = streq(self->brokers[i].endpoint, set.ep[k]);
+        if (!known)
+            s_broker_add(self, set.ep[k]);
+    }
+}
+
 vz_client_t *vz_client_new(const vz_client_config_t *config)
 {
     assert(config && config->cert);
-    zsock_t *sock =
-        vz_curve_client(ZMQ_DEALER, config->endpoints, config->cert, config->broker_key);
+    vz_endpoints_t set;
+    if (!config->endpoints || vz_endpoints_resolve(config->endpoints, &set) < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    zsock_t *sock = vz_curve_client_socket(ZMQ_ROUTER, config->cert, config->broker_key);
     if (!sock)
         return NULL;
-    //  A send never blocks: with every pipe full the call fails fast and
-    //  the caller's deadline decides, not the socket.
-    zsock_set_sndtimeo(sock, 0);
     vz_client_t *self = (vz_client_t *)zmalloc(sizeof(vz_client_t));
     assert(self);
     self->sock = sock;
+    self->last = -1;
+    //  A send never blocks: with every pipe full the call fails fast and
+    //  the caller's deadline decides, not the socket.
+    zsock_set_sndtimeo(sock, 0);
+    //  A call to a broker whose pipe is full or unknown fails instead of
+    //  vanishing, so the next broker can take it.
+    zsock_set_router_mandatory(sock, 1);
+    //  ZMTP heartbeats drop a broker that stops answering without closing.
+    int hb = config->heartbeat_ms > 0 ? config->heartbeat_ms : VZ_HEARTBEAT_MS;
+    zsock_set_heartbeat_ivl(sock, hb);
+    zsock_set_heartbeat_timeout(sock, hb * VZ_HEARTBEAT_LIVENESS);
+    //  A name never used before: an ended monitor's endpoint may linger.
+    static atomic_uint monitors;
+    char monitor[64];
+    snprintf(monitor, sizeof monitor, "inproc://vz-client-%u", atomic_fetch_add(&monitors, 1));
+    if (zmq_socket_monitor(zsock_resolve(sock), monitor,
+                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) == 0)
+        self->events = zsock_new_pair(monitor);
+    int rc = self->events ? 0 : -EIO;
+    for (size_t i = 0; i < set.n && rc == 0; i++)
+        rc = s_broker_add(self, set.ep[i]);
+    if (rc == 0 && set.names && !(self->resolver = vz_resolver_new(config->endpoints, &set)))
+        rc = -EAGAIN;
+    if (rc < 0) {
+        vz_client_destroy(&self);
+        errno = rc == -EIO ? EIO : EINVAL;
+        return NULL;
+    }
     return self;
 }
 
 void vz_client_destroy(vz_client_t **self_p)
 {
     assert(self_p);
-    if (*self_p) {
-        zsock_destroy(&(*self_p)->sock);
-        free(*self_p);
+    vz_client_t *self = *self_p;
+    if (self) {
+        vz_resolver_destroy(&self->resolver);
+        if (self->events)
+            zmq_socket_monitor(zsock_resolve(self->sock), NULL, 0);
+        zsock_destroy(&self->events);
+        zsock_destroy(&self->sock);
+        free(self);
         *self_p = NULL;
     }
 }
@@ -60,20 +159,134 @@ zsock_t *vz_client_sock(vz_client_t *self)
     return self->sock;
 }
 
+zsock_t *vz_client_links_sock(vz_client_t *self)
+{
+    assert(self);
+    return self->events;
+}
+
+int vz_client_last_broker(const vz_client_t *self)
+{
+    assert(self);
+    return self->last;
+}
+
+//  The slot an event's address names. libzmq reports the address it
+//  connected to, which is the endpoint as given (names were expanded);
+//  with one broker there is nothing to choose.
+static int s_slot_of(const vz_client_t *self, const char *address)
+{
+    int only = -1, known = 0;
+    for (int i = 0; i < VZ_ENDPOINTS_MAX; i++) {
+        if (!*self->brokers[i].endpoint)
+            continue;
+        if (streq(self->brokers[i].endpoint, address))
+            return i;
+        only = i;
+        known++;
+    }
+    return known == 1 ? only : -1;
+}
+
+//  Read the link events queued so far (never blocks).
+static void s_events(vz_client_t *self)
+{
+    s_apply(self);
+    zmsg_t *msg;
+    while ((msg = zmsg_recv_nowait(self->events))) {
+        zframe_t *head = zmsg_first(msg);
+        char *address = zmsg_size(msg) == 2 ? zframe_strdup(zmsg_last(msg)) : NULL;
+        if (head && zframe_size(head) == 6 && address) {
+            uint16_t event;
+            memcpy(&event, zframe_data(head), sizeof event);
+            int slot = s_slot_of(self, address);
+            if (slot >= 0 && event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+                self->brokers[slot].up = true;
+            else if (slot >= 0 && event == ZMQ_EVENT_DISCONNECTED) {
+                self->brokers[slot].up = false;
+                self->brokers[slot].drops++;
+                self->lost |= 1u << slot;
+            }
+        }
+        free(address);
+        zmsg_destroy(&msg);
+    }
+}
+
+int vz_client_links(vz_client_t *self, vz_client_lost_fn *lost, void *arg)
+{
+    assert(self);
+    s_events(self);
+    unsigned dropped = self->lost;
+    self->lost = 0;
+    for (int i = 0; i < VZ_ENDPOINTS_MAX; i++)
+        if ((dropped & (1u << i)) && lost)
+            lost(arg, i);
+    return (int)vz_client_brokers_up(self);
+}
+
+size_t vz_client_brokers(const vz_client_t *self)
+{
+    assert(self);
+    size_t n = 0;
+    for (int i = 0; i < VZ_ENDPOINTS_MAX; i++)
+        n += *self->brokers[i].endpoint != '\0';
+    return n;
+}
+
+size_t vz_client_brokers_up(const vz_client_t *self)
+{
+    assert(self);
+    size_t n = 0;
+    for (int i = 0; i < VZ_ENDPOINTS_MAX; i++)
+        n += *self->brokers[i].endpoint && self->brokers[i].up;
+    return n;
+}
+
 void vz_client_new_id(char *id, size_t n)
 {
     assert(id && n >= 33);
     vz_random_hex(id, 32);
 }
 
+//  Hand one request to broker slot: 0, or -EAGAIN when its pipe is full or
+//  not there. The routing frame is checked first (ZMQ_ROUTER_MANDATORY),
+//  so a refused send leaves nothing behind.
+static int s_send_to(vz_client_t *self, int slot, const uint8_t *buf, size_t len)
+{
+    void *handle = zsock_resolve(self->sock);
+    const char *rid = self->brokers[slot].rid;
+    if (zmq_send(handle, rid, strlen(rid), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return -EAGAIN;
+    zmq_send(handle, VZ_CMD_REQUEST, strlen(VZ_CMD_REQUEST), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(handle, buf, len, ZMQ_DONTWAIT);
+    self->last = slot;
+    return 0;
+}
+
+//  The next broker in turn that is up; with none up, the next that takes
+//  the message at all (queued until its link is back).
 static int s_send_encoded(vz_client_t *self, const uint8_t *buf, size_t len)
 {
-    zmsg_t *msg = zmsg_new();
-    zmsg_addstr(msg, VZ_CMD_REQUEST);
-    zmsg_addmem(msg, buf, len);
-    int rc = zmsg_send(&msg, self->sock);
-    zmsg_destroy(&msg);
-    return rc == 0 ? 0 : -EAGAIN;
+    //  Link events change rarely: a send reads them at most every
+    //  S_DRAIN_MS (vz_client_links and a waiting call read them at once).
+    int64_t now = zclock_mono();
+    if (now - self->drained_ms >= S_DRAIN_MS) {
+        self->drained_ms = now;
+        s_events(self);
+    }
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t k = 0; k < VZ_ENDPOINTS_MAX; k++) {
+            int slot = (int)((self->next + k) % VZ_ENDPOINTS_MAX);
+            s_broker_t *b = &self->brokers[slot];
+            if (!*b->endpoint || (pass == 0 && !b->up))
+                continue;
+            if (s_send_to(self, slot, buf, len) == 0) {
+                self->next = (size_t)slot + 1;
+                return 0;
+            }
+        }
+    return -EAGAIN;
 }
 
 int vz_client_send(vz_client_t *self, const vz_envelope_t *req)
@@ -91,13 +304,15 @@ int vz_client_send(vz_client_t *self, const vz_envelope_t *req)
 
 //  Read one message; 0 with a response, -EAGAIN when none is waiting or it
 //  was not a well-formed REP (dropped: the broker is trusted, but a bug
-//  there must not crash us).
+//  there must not crash us). The first frame names the broker.
 static int s_recv_one(vz_client_t *self, vz_response_t **response_p)
 {
     zmsg_t *msg = zmsg_recv_nowait(self->sock);
     if (!msg)
         return zsys_interrupted ? -EINTR : -EAGAIN;
     int rc = -EAGAIN;
+    zframe_t *rid = zmsg_pop(msg);
+    zframe_destroy(&rid);
     zframe_t *cmd = zmsg_first(msg);
     if (zmsg_size(msg) == 2 && zframe_streq(cmd, VZ_CMD_REPLY)) {
         vz_response_t *response = (vz_response_t *)zmalloc(sizeof(vz_response_t));
@@ -139,16 +354,22 @@ static bool s_retryable(const vz_envelope_t *env)
 //  Wait for a response to id until `until` (monotonic ms). 0 with a
 //  response, -ETIMEDOUT or -EINTR. Replies to other ids are late answers
 //  to calls that already gave up: dropped.
-static int s_wait(vz_client_t *self, const char *id, int64_t until, vz_response_t **response_p)
+static int s_wait(vz_client_t *self, const char *id, int64_t until, bool watch,
+                  vz_response_t **response_p)
 {
-    zmq_pollitem_t item = {.socket = zsock_resolve(self->sock), .events = ZMQ_POLLIN};
+    //  The broker the call went to, and its drops then: a drop since means
+    //  it took the request with it (-ENOTCONN).
+    int slot = watch ? self->last : -1;
+    unsigned drops = slot >= 0 ? self->brokers[slot].drops : 0;
+    zmq_pollitem_t items[2] = {{.socket = zsock_resolve(self->sock), .events = ZMQ_POLLIN},
+                               {.socket = zsock_resolve(self->events), .events = ZMQ_POLLIN}};
     while (true) {
         if (zsys_interrupted)
             return -EINTR;
         int64_t left = until - zclock_mono();
         if (left <= 0)
             return -ETIMEDOUT;
-        int rc = zmq_poll(&item, 1, (long)left);
+        int rc = zmq_poll(items, 2, (long)left);
         if (rc < 0) {
             if (errno == EINTR && !zsys_interrupted)
                 continue;
@@ -162,6 +383,9 @@ static int s_wait(vz_client_t *self, const char *id, int64_t until, vz_response_
             }
             vz_response_destroy(&response);
         }
+        s_events(self);
+        if (slot >= 0 && self->brokers[slot].drops != drops)
+            return -ENOTCONN;
     }
 }
 
@@ -194,7 +418,14 @@ int vz_client_call(vz_client_t *self, vz_envelope_t *req, int timeout_ms,
     while (zclock_mono() < until) {
         vz_response_t *response = NULL;
         if (s_send_encoded(self, buf, len) == 0) {
-            rc = s_wait(self, req->id, until, &response);
+            rc = s_wait(self, req->id, until, true, &response);
+            //  The broker dropped with the request: an idempotent call goes
+            //  to the next broker at once; another waits out its deadline
+            //  (the broker may yet answer it after a restart of the link).
+            if (rc == -ENOTCONN && !idempotent)
+                rc = s_wait(self, req->id, until, false, &response);
+            if (rc == -ENOTCONN)
+                continue;
             if (rc < 0)
                 break;
             //  Retrying with the same id lets a service de-duplicate.
@@ -205,7 +436,7 @@ int vz_client_call(vz_client_t *self, vz_envelope_t *req, int timeout_ms,
             vz_response_destroy(&response);
         }
         //  The pause also drains late replies, keeping the pipe clean.
-        rc = s_wait(self, "", zclock_mono() + backoff, &response);
+        rc = s_wait(self, "", zclock_mono() + backoff, false, &response);
         vz_response_destroy(&response);
         if (rc == -EINTR)
             break;

@@ -1,13 +1,24 @@
 /*  vz_client - the calling side: service.method with a deadline
  *  SPDX-License-Identifier: MPL-2.0
  *
- *  One DEALER connected to every broker endpoint over CURVE. A call never
- *  hangs: it ends with a reply, a typed error (error_code of vz_proto.h) or
- *  a local "timeout" error at the deadline. Only calls flagged idempotent
- *  are retried (on vz_retry_code's codes: no_worker, worker_lost,
- *  unavailable, overloaded; with a short backoff, while the deadline
- *  allows) and with the same request id. A reactor that must not block
- *  uses vz_call instead.
+ *  Several brokers may serve one mesh: the client keeps one connection per
+ *  broker (a ROUTER naming each broker's pipe, so it chooses where a call
+ *  goes) and sends each call to the next broker, in turn, whose CURVE
+ *  handshake is done and whose link has not dropped since; with none up
+ *  it queues on the next one as a single-broker client always did. A
+ *  broker that dies drops its link at once; one that stops answering is
+ *  dropped by ZMTP heartbeats within heartbeat_ms * VZ_HEARTBEAT_LIVENESS.
+ *  The endpoints may name hosts: a name stands for every address it
+ *  resolves to (vz_endpoints.h), resolved again every
+ *  VZ_ENDPOINTS_RESOLVE_MS on a thread of the client's own, and a broker
+ *  that appears or goes away is connected or disconnected on the next send
+ *  or vz_client_links, with no restart.
+ *  A call never hangs: it ends with a reply, a typed error (error_code of
+ *  vz_proto.h) or a local "timeout" error at the deadline. Only calls
+ *  flagged idempotent are retried (on vz_retry_code's codes: no_worker,
+ *  worker_lost, unavailable, overloaded; with a short backoff, while the
+ *  deadline allows) and with the same request id. A reactor that must not
+ *  block uses vz_call instead.
  *  Not thread-safe: one client per thread.
  */
 #ifndef VZ_CLIENT_H
@@ -21,16 +32,17 @@ typedef struct vz_client_t vz_client_t;
 //  A received reply or error: the frame and its decoded envelope, whose
 //  body points into the frame.
 typedef struct {
-    zframe_t *frame;  //  owned
+    zframe_t *frame;   //  owned
     vz_envelope_t env; //  decoded; kind REPLY or ERROR
 } vz_response_t;
 
 void vz_response_destroy(vz_response_t **self_p);
 
 typedef struct {
-    const char *endpoints;  //  comma-separated broker endpoints
-    const char *broker_key; //  broker public key, Z85
+    const char *endpoints;  //  comma-separated broker endpoints (names: every address)
+    const char *broker_key; //  broker public key, Z85 (every broker has the same)
     zcert_t *cert;          //  our certificate (borrowed)
+    int heartbeat_ms;       //  0 = VZ_HEARTBEAT_MS; silence for LIVENESS of these drops a broker
 } vz_client_config_t;
 
 vz_client_t *vz_client_new(const vz_client_config_t *config);
@@ -49,6 +61,26 @@ int vz_client_call(vz_client_t *self, vz_envelope_t *req, int timeout_ms,
 int vz_client_send(vz_client_t *self, const vz_envelope_t *req);
 int vz_client_recv(vz_client_t *self, vz_response_t **response_p);
 zsock_t *vz_client_sock(vz_client_t *self);
+
+//  Several brokers. Each broker has a slot number, 0..VZ_ENDPOINTS_MAX-1,
+//  kept while it is known (a slot freed by a broker gone from DNS may be
+//  reused by a new one).
+//  The slot the last successful send went to: file it with the call
+//  (vz_pending_entry_t.broker) to know what a lost link took with it.
+int vz_client_last_broker(const vz_client_t *self);
+
+//  Readable when the links changed (a handshake done, a link dropped).
+zsock_t *vz_client_links_sock(vz_client_t *self);
+
+//  Apply link events and resolved names; call lost(arg, slot) once for
+//  each broker whose link dropped (or that left DNS) since the last call:
+//  what was sent to it and not answered is lost. Returns brokers up.
+typedef void(vz_client_lost_fn)(void *arg, int broker);
+int vz_client_links(vz_client_t *self, vz_client_lost_fn *lost, void *arg);
+
+//  Brokers known (connected or trying) and up.
+size_t vz_client_brokers(const vz_client_t *self);
+size_t vz_client_brokers_up(const vz_client_t *self);
 
 //  Fill a fresh random request id (32 hex chars) into id (size >= 33).
 void vz_client_new_id(char *id, size_t n);

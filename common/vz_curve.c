@@ -347,17 +347,29 @@ zsock_t *vz_curve_server(int type, const char *endpoint, zcert_t *cert)
     return sock;
 }
 
-zsock_t *vz_curve_client(int type, const char *endpoints, zcert_t *cert, const char *server_key)
+zsock_t *vz_curve_client_socket(int type, zcert_t *cert, const char *server_key)
 {
     assert(cert);
-    if (!endpoints || !*endpoints || !server_key || !s_is_z85_key(server_key)) {
+    if (!server_key || !s_is_z85_key(server_key)) {
         errno = EINVAL;
         return NULL;
     }
     zsock_t *sock = s_sock_new(type, cert);
+    if (sock)
+        zsock_set_curve_serverkey(sock, server_key);
+    return sock;
+}
+
+zsock_t *vz_curve_client(int type, const char *endpoints, zcert_t *cert, const char *server_key)
+{
+    assert(cert);
+    if (!endpoints || !*endpoints) {
+        errno = EINVAL;
+        return NULL;
+    }
+    zsock_t *sock = vz_curve_client_socket(type, cert, server_key);
     if (!sock)
         return NULL;
-    zsock_set_curve_serverkey(sock, server_key);
     char *list = strdup(endpoints);
     assert(list);
     int rc = 0;

@@ -59,6 +59,10 @@ zsock_t *vz_curve_server(int type, const char *endpoint, zcert_t *cert);
 //  comma-separated list, authenticating the server by server_key (Z85).
 zsock_t *vz_curve_client(int type, const char *endpoints, zcert_t *cert, const char *server_key);
 
+//  The same socket not yet connected, for a caller that sets options per
+//  connection (vz_client's routing id per broker). NULL on failure (errno).
+zsock_t *vz_curve_client_socket(int type, zcert_t *cert, const char *server_key);
+
 //  Port bound by the last bind of a server socket, or -1.
 int vz_curve_bound_port(zsock_t *sock);
 

@@ -72,15 +72,19 @@ void vz_pending_remove(vz_pending_t *self, vz_pending_entry_t *entry)
         zhashx_delete(self->table, entry->id);
 }
 
-//  Take out the entries that pass (all, or expired at now_ms) and hand
-//  them to fn afterwards: zhashx must not change while it is iterated, and
-//  fn may free entries.
-static size_t s_take(vz_pending_t *self, bool all, int64_t now_ms, vz_pending_fn *fn, void *arg)
+typedef enum { S_ALL, S_EXPIRED, S_BROKER } s_which_t;
+
+//  Take out the entries that pass (all, expired at now_ms, or sent through
+//  broker) and hand them to fn afterwards: zhashx must not change while it
+//  is iterated, and fn may free entries.
+static size_t s_take(vz_pending_t *self, s_which_t which, int64_t now_ms, int broker,
+                     vz_pending_fn *fn, void *arg)
 {
     zlistx_t *taken = NULL;
     for (vz_pending_entry_t *entry = (vz_pending_entry_t *)zhashx_first(self->table); entry;
          entry = (vz_pending_entry_t *)zhashx_next(self->table)) {
-        if (!all && entry->expires_ms > now_ms)
+        if ((which == S_EXPIRED && entry->expires_ms > now_ms) ||
+            (which == S_BROKER && entry->broker != broker))
             continue;
         if (!taken)
             taken = zlistx_new();
@@ -103,13 +107,19 @@ static size_t s_take(vz_pending_t *self, bool all, int64_t now_ms, vz_pending_fn
 size_t vz_pending_expire(vz_pending_t *self, int64_t now_ms, vz_pending_fn *fn, void *arg)
 {
     assert(self);
-    return s_take(self, false, now_ms, fn, arg);
+    return s_take(self, S_EXPIRED, now_ms, -1, fn, arg);
 }
 
 size_t vz_pending_clear(vz_pending_t *self, vz_pending_fn *fn, void *arg)
 {
     assert(self);
-    return s_take(self, true, 0, fn, arg);
+    return s_take(self, S_ALL, 0, -1, fn, arg);
+}
+
+size_t vz_pending_clear_broker(vz_pending_t *self, int broker, vz_pending_fn *fn, void *arg)
+{
+    assert(self);
+    return s_take(self, S_BROKER, 0, broker, fn, arg);
 }
 
 size_t vz_pending_size(const vz_pending_t *self)

@@ -25,6 +25,7 @@ typedef struct {
     const char *method;  //  the call's method (idem)
     int64_t expires_ms;  //  Unix ms from which vz_pending_expire gives up on it
     void *owner;         //  the caller's call object
+    int broker;          //  the broker it went through (vz_client_last_broker), -1 unknown
 } vz_pending_entry_t;
 
 //  Called for each entry taken out by expire or clear; it may free the
@@ -60,6 +61,10 @@ size_t vz_pending_expire(vz_pending_t *self, int64_t now_ms, vz_pending_fn *fn, 
 
 //  Take out every entry, then call fn for each (shutdown). Returns how many.
 size_t vz_pending_clear(vz_pending_t *self, vz_pending_fn *fn, void *arg);
+
+//  Take out every entry whose broker is broker (its link dropped: the
+//  broker held them and is gone), then call fn for each. Returns how many.
+size_t vz_pending_clear_broker(vz_pending_t *self, int broker, vz_pending_fn *fn, void *arg);
 
 //  Entries filed.
 size_t vz_pending_size(const vz_pending_t *self);

@@ -9,10 +9,11 @@
 #include "vz_batch.h"
 #include "vz_common.h"
 #include "vz_curve.h"
+#include "vz_endpoints.h"
 #include "vz_proto.h"
 
 #define VZ_DEFAULT_MAX_BODY (64 * 1024)
-#define VZ_MAX_LINKS 16         //  broker endpoints per worker
+#define VZ_MAX_LINKS VZ_ENDPOINTS_MAX //  broker endpoints per worker
 #define VZ_BACKOFF_CAP_MS 30000 //  longest extra wait between reconnects
 #define S_FLUSH_MAX 4           //  distinct flush functions per batch
 
@@ -96,8 +97,9 @@ struct vz_worker_t {
     const vz_method_t *methods;   //  method table (borrowed, static const)
     size_t count;                 //  rows in methods
     void *app;                    //  handler argument
-    s_link_t links[VZ_MAX_LINKS]; //  one per broker endpoint
-    size_t nlinks;                //  links in use
+    s_link_t links[VZ_MAX_LINKS]; //  one per broker endpoint ("" endpoint: a free slot)
+    size_t nlinks;                //  slots used so far
+    vz_resolver_t *resolver;      //  names in the endpoints: brokers come and go
     zloop_t *loop;                //  reactor we are attached to, or NULL
     int timer_id;                 //  heartbeat timer in loop
     bool draining;                //  BYE sent: a BYE back means done
@@ -756,12 +758,62 @@ static int s_on_link(zloop_t *loop, zsock_t *sock, void *arg)
     return 0;
 }
 
+//  A broker gone from DNS: its link closes (what it dispatched here and
+//  is still open can no longer be answered: vz_worker_complete says
+//  -ENOTCONN) and the slot is free for a new broker.
+static void s_link_close(s_link_t *link)
+{
+    vz_worker_t *self = link->worker;
+    if (link->sock && self->loop)
+        zloop_reader_end(self->loop, link->sock);
+    zsock_destroy(&link->retired);
+    link->retired = link->sock;
+    link->sock = NULL;
+    link->endpoint[0] = '\0';
+    link->alive = false;
+    link->backoff_ms = 0;
+    link->gen++;
+}
+
+//  Follow the resolver: close links of brokers gone, open links to new ones.
+static void s_follow_dns(vz_worker_t *self)
+{
+    vz_endpoints_t set;
+    if (!self->resolver || !vz_resolver_take(self->resolver, &set))
+        return;
+    for (size_t i = 0; i < self->nlinks; i++)
+        if (*self->links[i].endpoint && !vz_endpoints_has(&set, self->links[i].endpoint))
+            s_link_close(&self->links[i]);
+    for (size_t k = 0; k < set.n; k++) {
+        s_link_t *free_slot = NULL;
+        bool known = false;
+        for (size_t i = 0; i < self->nlinks && !known; i++) {
+            known = streq(self->links[i].endpoint, set.ep[k]);
+            if (!*self->links[i].endpoint && !free_slot)
+                free_slot = &self->links[i];
+        }
+        if (known)
+            continue;
+        if (!free_slot && self->nlinks < VZ_MAX_LINKS)
+            free_slot = &self->links[self->nlinks++];
+        if (!free_slot)
+            break;
+        zsock_destroy(&free_slot->retired);
+        free_slot->worker = self;
+        vz_strlcpy(free_slot->endpoint, set.ep[k], sizeof free_slot->endpoint);
+        s_link_open(free_slot);
+    }
+}
+
 static void s_tick(vz_worker_t *self)
 {
     int64_t now = zclock_mono();
+    s_follow_dns(self);
     for (size_t i = 0; i < self->nlinks; i++) {
         s_link_t *link = &self->links[i];
         zsock_destroy(&link->retired);
+        if (!*link->endpoint)
+            continue; //  a free slot
         if (!link->sock || now >= link->expiry_ms)
             s_link_reconnect(link);
         else
@@ -806,21 +858,17 @@ vz_worker_t *vz_worker_new(const vz_worker_config_t *config, const vz_method_t *
     if (config->metrics)
         s_metrics_init(self, config->metrics);
 
-    char *list = strdup(config->endpoints);
-    assert(list);
-    char *save = NULL;
-    int rc = 0;
-    for (char *ep = strtok_r(list, ", ", &save); ep && rc == 0; ep = strtok_r(NULL, ", ", &save)) {
-        if (self->nlinks == VZ_MAX_LINKS || strlen(ep) >= VZ_PATH_MAX) {
-            rc = -EINVAL;
-            break;
-        }
+    //  Names stand for every broker they resolve to, now and later.
+    vz_endpoints_t set;
+    int rc = vz_endpoints_resolve(config->endpoints, &set);
+    for (size_t i = 0; i < set.n && rc == 0; i++) {
         s_link_t *link = &self->links[self->nlinks++];
         link->worker = self;
-        vz_strlcpy(link->endpoint, ep, sizeof link->endpoint);
+        vz_strlcpy(link->endpoint, set.ep[i], sizeof link->endpoint);
         rc = s_link_open(link);
     }
-    free(list);
+    if (rc == 0 && set.names && !(self->resolver = vz_resolver_new(config->endpoints, &set)))
+        rc = -EAGAIN;
     if (rc < 0 || self->nlinks == 0) {
         vz_worker_destroy(&self);
         errno = rc < 0 ? -rc : EINVAL;
@@ -836,6 +884,7 @@ void vz_worker_destroy(vz_worker_t **self_p)
     if (!self)
         return;
     s_abandon_open(self);
+    vz_resolver_destroy(&self->resolver);
     for (size_t i = 0; i < self->nlinks; i++) {
         zsock_destroy(&self->links[i].sock);
         zsock_destroy(&self->links[i].retired);

@@ -2,7 +2,9 @@
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  A service declares its methods in a static const table. The worker keeps
- *  one DEALER per broker endpoint (so every broker learns of it), sends
+ *  one DEALER per broker endpoint (so every broker learns of it; a name in
+ *  the endpoints is every address it resolves to, followed as it changes:
+ *  vz_endpoints.h), sends
  *  RDY <service> <credit> [<version>], heartbeats, reconnects with a new socket when a
  *  broker is silent for VZ_HEARTBEAT_LIVENESS intervals, and dispatches
  *  each REQ to its handler on the reactor thread. Before calling a handler
@@ -44,7 +46,7 @@ typedef void(vz_worker_observe_fn)(void *arg, const char *method, const char *co
 
 typedef struct {
     const char *service;    //  service name announced in RDY
-    const char *endpoints;  //  comma-separated broker endpoints
+    const char *endpoints;  //  comma-separated broker endpoints (names: every address)
     const char *broker_key; //  broker public key, Z85
     zcert_t *cert;          //  our certificate (borrowed)
     int heartbeat_ms;       //  0 = VZ_HEARTBEAT_MS

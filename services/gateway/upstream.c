@@ -28,9 +28,9 @@
 #define BUNDLE_GROUPS 8 //  distinct service.method bundles filled in one pass
 
 struct gw_upstream_t {
-    vz_client_t *client;       //  DEALER to the broker, reactor thread only
-    zactor_t *monitor;         //  zmonitor of client: DISCONNECTED events
-    bool one_broker;           //  a single endpoint: a lost link lost every pending call
+    vz_client_t *client;       //  the brokers (vz_client), reactor thread only
+    vz_series_t *brokers;      //  vz_gateway_brokers: known
+    vz_series_t *brokers_up;   //  vz_gateway_brokers_up: handshake done, link not dropped
     vz_pending_t *pending;     //  wire id -> gw_upcall_t (entry), reactor thread only
     int wake_fd;               //  eventfd: submissions waiting
     pthread_mutex_t lock;      //  guards queue_head/queue_tail/closed
@@ -98,6 +98,12 @@ gw_upstream_t *gw_upstream_new(const gw_upstream_config_t *config)
                                     "Retries not made because the retry budget was spent", NULL);
     }
     vz_retry_budget_init(&self->budget, config->retry_budget_pct, BUDGET_MIN, retried, denied);
+    if (config->metrics) {
+        self->brokers = vz_metrics_gauge(config->metrics, "vz_gateway_brokers",
+                                         "Brokers known (listed or resolved from a name)", NULL);
+        self->brokers_up = vz_metrics_gauge(config->metrics, "vz_gateway_brokers_up",
+                                            "Brokers whose link is up", NULL);
+    }
     assert(config->batch_count <= GW_UPSTREAM_BATCH_RULES);
     for (size_t i = 0; i < config->batch_count; i++) {
         vz_strlcpy(self->rule[i].service, config->batch[i].service, VZ_NAME_MAX);
@@ -128,18 +134,14 @@ gw_upstream_t *gw_upstream_new(const gw_upstream_config_t *config)
     self->redis = vz_redis_new(config->redis_url ? config->redis_url : "", REDIS_TIMEOUT_MS,
                                REDIS_TIMEOUT_MS, 0);
     vz_client_config_t cc = {
-        .endpoints = config->endpoints, .broker_key = config->broker_key, .cert = config->cert};
+        .endpoints = config->endpoints,
+        .broker_key = config->broker_key,
+        .cert = config->cert,
+        .heartbeat_ms = self->heartbeat_ms};
     self->client = vz_client_new(&cc);
     self->pending = vz_pending_new();
     self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    self->one_broker = !strchr(config->endpoints, ',');
-    self->monitor = self->client ? zactor_new(zmonitor, vz_client_sock(self->client)) : NULL;
-    if (self->monitor) {
-        zstr_sendx(self->monitor, "LISTEN", "DISCONNECTED", NULL);
-        zstr_sendx(self->monitor, "START", NULL);
-        zsock_wait(self->monitor);
-    }
-    if (!self->client || !self->monitor || self->wake_fd < 0) {
+    if (!self->client || self->wake_fd < 0) {
         gw_upstream_destroy(&self);
         return NULL;
     }
@@ -212,7 +214,6 @@ void gw_upstream_destroy(gw_upstream_t **self_p)
     gw_upstream_close(self);
     vz_pending_destroy(&self->pending);
     zlistx_destroy(&self->retries);
-    zactor_destroy(&self->monitor);
     vz_client_destroy(&self->client);
     vz_redis_destroy(&self->redis);
     if (self->wake_fd >= 0)
@@ -317,6 +318,7 @@ static void s_send(gw_upstream_t *self, gw_upcall_t *call)
     call->entry.service = call->service;
     call->entry.method = call->method;
     call->entry.owner = call;
+    call->entry.broker = vz_client_last_broker(self->client);
     vz_pending_add(self->pending, &call->entry, call->entry.id);
 }
 
@@ -756,19 +758,30 @@ static void s_on_link_lost(vz_pending_entry_t *entry, void *arg)
         s_fail(arg, call, VZ_ERR_WORKER_LOST, "broker link lost with the request in flight");
 }
 
-//  The broker link dropped (the broker died or restarted): a broker keeps
-//  no state, so what it held is lost. With one broker every pending call
-//  ends now as worker_lost — idempotent ones go again on the next tick,
-//  queued until the link is back — instead of at its deadline.
-static int s_on_monitor(zloop_t *loop, zsock_t *sock, void *arg)
+//  A broker's link dropped (it died, restarted, stopped answering or left
+//  DNS): a broker keeps no state, so the calls it held are lost. They end
+//  now as worker_lost — idempotent ones go again on the next tick, to a
+//  broker that is up (queued on the next one while none is) — instead of
+//  at their deadline. Calls on the other brokers are untouched.
+static void s_on_broker_lost(void *arg, int broker)
 {
     gw_upstream_t *self = arg;
-    zmsg_t *msg = zmsg_recv(sock);
-    char *event = msg ? zmsg_popstr(msg) : NULL;
-    if (event && streq(event, "DISCONNECTED") && self->one_broker)
-        vz_pending_clear(self->pending, s_on_link_lost, self);
-    zstr_free(&event);
-    zmsg_destroy(&msg);
+    vz_pending_clear_broker(self->pending, broker, s_on_link_lost, self);
+}
+
+//  Link events and DNS changes: end what lost brokers held, count them.
+static void s_links(gw_upstream_t *self)
+{
+    int up = vz_client_links(self->client, s_on_broker_lost, self);
+    if (self->brokers_up) {
+        vz_series_set(self->brokers_up, up);
+        vz_series_set(self->brokers, (double)vz_client_brokers(self->client));
+    }
+}
+
+static int s_on_links(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    s_links(arg);
     return 0;
 }
 
@@ -780,6 +793,8 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
         s_send(self, call);
     zlistx_purge(self->retries);
     vz_pending_expire(self->pending, vz_now_ms(), s_on_expired, self);
+    //  Brokers that left DNS report no link event: collect them here too.
+    s_links(self);
     return 0;
 }
 
@@ -802,7 +817,7 @@ int gw_upstream_attach(gw_upstream_t *self, zloop_t *loop)
     assert(self && loop);
     zmq_pollitem_t wake = {NULL, self->wake_fd, ZMQ_POLLIN, 0};
     if (zloop_reader(loop, vz_client_sock(self->client), s_on_response, self) < 0 ||
-        zloop_reader(loop, zactor_sock(self->monitor), s_on_monitor, self) < 0 ||
+        zloop_reader(loop, vz_client_links_sock(self->client), s_on_links, self) < 0 ||
         zloop_poller(loop, &wake, s_on_wake, self) < 0 ||
         zloop_timer(loop, TICK_MS, 0, s_on_tick, self) < 0 ||
         zloop_timer(loop, (size_t)self->heartbeat_ms, 0, s_on_ping, self) < 0)

@@ -180,8 +180,9 @@ static void s_bench_mesh(int iterations)
         fprintf(stderr, "bench_auth: mesh did not start\n");
         exit(1);
     }
-    vz_client_config_t cfg = {vzt_mesh_endpoint(m), vzt_mesh_broker_key(m),
-                              vzt_mesh_cert(m, "gateway")};
+    vz_client_config_t cfg = {.endpoints = vzt_mesh_endpoint(m),
+                              .broker_key = vzt_mesh_broker_key(m),
+                              .cert = vzt_mesh_cert(m, "gateway")};
     vz_client_t *c = vz_client_new(&cfg);
 
     const char *reg = "{\"email\":\"bench@example.com\",\"password\":\"correct horse battery\"}";

@@ -178,7 +178,8 @@ static void s_request(vz_envelope_t *req, const uint8_t *body, size_t len)
 
 static int s_sequential(s_mesh_t *m, int n, double *p50, double *p99, double *rate)
 {
-    vz_client_config_t config = {m->endpoint, m->broker_key, m->cert};
+    vz_client_config_t config = {
+        .endpoints = m->endpoint, .broker_key = m->broker_key, .cert = m->cert};
     vz_client_t *client = vz_client_new(&config);
     int64_t *lat = calloc((size_t)n, sizeof *lat);
     int ok = 0;
@@ -207,7 +208,8 @@ static int s_sequential(s_mesh_t *m, int n, double *p50, double *p99, double *ra
 //  window requests in flight through vz_client_send / vz_client_recv.
 static double s_pipelined(s_mesh_t *m, int n, int window, int *errors)
 {
-    vz_client_config_t config = {m->endpoint, m->broker_key, m->cert};
+    vz_client_config_t config = {
+        .endpoints = m->endpoint, .broker_key = m->broker_key, .cert = m->cert};
     vz_client_t *client = vz_client_new(&config);
     if (!client)
         return 0;

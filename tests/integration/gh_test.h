@@ -62,8 +62,9 @@ static inline char *gh_test_call(vzt_mesh_t *m, const char *identity, const char
                                  const char *const *ctx, const void *body, size_t len, char *code,
                                  size_t n)
 {
-    vz_client_config_t config = {vzt_mesh_endpoint(m), vzt_mesh_broker_key(m),
-                                 vzt_mesh_cert(m, identity)};
+    vz_client_config_t config = {.endpoints = vzt_mesh_endpoint(m),
+                                 .broker_key = vzt_mesh_broker_key(m),
+                                 .cert = vzt_mesh_cert(m, identity)};
     vz_client_t *client = vz_client_new(&config);
     if (!client)
         return NULL;

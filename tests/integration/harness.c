@@ -630,10 +630,15 @@ vzt_proc_t *vzt_daemon(const char *dir, const char *name, const char *log_name, 
     int rc = asprintf(&env[n++], "VZ_CURVE_CERT=%s/keys/secret/%s.key", dir, name);
     rc |= asprintf(&env[n++], "VZ_CURVE_ALLOW_DIR=%s/keys/public", dir);
     rc |= asprintf(&env[n++], "VZ_BROKER_KEY=%s/keys/public/broker.key", dir);
-    rc |= asprintf(&env[n++], "VZ_BROKER_ENDPOINTS=tcp://127.0.0.1:%d", broker_port);
-    bool own_redis = false; //  a VZ_REDIS_URL in more (a cluster) replaces the default
-    for (size_t i = 0; more && more[i]; i++)
+    //  A VZ_REDIS_URL in more (a cluster) replaces the default, as do
+    //  VZ_BROKER_ENDPOINTS (several brokers, a name).
+    bool own_redis = false, own_brokers = false;
+    for (size_t i = 0; more && more[i]; i++) {
         own_redis = own_redis || strncmp(more[i], "VZ_REDIS_URL=", 13) == 0;
+        own_brokers = own_brokers || strncmp(more[i], "VZ_BROKER_ENDPOINTS=", 20) == 0;
+    }
+    if (!own_brokers)
+        rc |= asprintf(&env[n++], "VZ_BROKER_ENDPOINTS=tcp://127.0.0.1:%d", broker_port);
     if (!own_redis)
         rc |= asprintf(&env[n++], "VZ_REDIS_URL=redis://127.0.0.1:%d", redis_port);
     rc |= asprintf(&env[n++], "VZ_ADMIN_PORT=%d", admin_port ? admin_port : vzt_free_port());
@@ -1099,8 +1104,9 @@ zcert_t *vzt_mesh_cert(vzt_mesh_t *self, const char *identity)
 
 vz_client_t *vzt_mesh_client(vzt_mesh_t *self, const char *identity)
 {
-    vz_client_config_t config = {vzt_mesh_endpoint(self), vzt_mesh_broker_key(self),
-                                 vzt_mesh_cert(self, identity)};
+    vz_client_config_t config = {.endpoints = vzt_mesh_endpoint(self),
+                                 .broker_key = vzt_mesh_broker_key(self),
+                                 .cert = vzt_mesh_cert(self, identity)};
     return config.cert ? vz_client_new(&config) : NULL;
 }
 

@@ -251,8 +251,9 @@ static long s_integer(const char *fmt, const char *arg)
 static char *s_billing_call(const char *method, const char *const *ctx, const char *body,
                             char *code, size_t n)
 {
-    vz_client_config_t config = {vzt_mesh_endpoint(s_mesh->m), vzt_mesh_broker_key(s_mesh->m),
-                                 vzt_mesh_cert(s_mesh->m, "gateway")};
+    vz_client_config_t config = {.endpoints = vzt_mesh_endpoint(s_mesh->m),
+                                 .broker_key = vzt_mesh_broker_key(s_mesh->m),
+                                 .cert = vzt_mesh_cert(s_mesh->m, "gateway")};
     vz_client_t *client = vz_client_new(&config);
     assert_non_null(client);
     vz_envelope_t req;

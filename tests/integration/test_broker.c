@@ -361,7 +361,8 @@ static void test_real_worker(void **state)
     zsock_destroy(&probe);
 
     zcert_t *cert = s_cert(env, "tester");
-    vz_client_config_t config = {env->endpoint, env->broker_key, cert};
+    vz_client_config_t config = {
+        .endpoints = env->endpoint, .broker_key = env->broker_key, .cert = cert};
     vz_client_t *client = vz_client_new(&config);
     assert_non_null(client);
     for (int i = 0; i < 20; i++) {

@@ -268,8 +268,9 @@ static void s_world_start(s_world_t *w, s_env_t *env, bool front, bool downstrea
                      .downstream_role = {env, "downstream", s_cert(env, "downstream")}};
     w->front = front ? s_start(&w->front_role) : NULL;
     w->downstream = downstream ? s_start(&w->downstream_role) : NULL;
-    vz_client_config_t config = {vzt_mesh_endpoint(env), vzt_mesh_broker_key(env),
-                                 s_cert(env, "tester")};
+    vz_client_config_t config = {.endpoints = vzt_mesh_endpoint(env),
+                                 .broker_key = vzt_mesh_broker_key(env),
+                                 .cert = s_cert(env, "tester")};
     w->client = vz_client_new(&config);
     assert_non_null(w->client);
 }

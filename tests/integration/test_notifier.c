@@ -167,7 +167,8 @@ static vz_client_t *s_client(mesh_t *mesh, const char *name, zcert_t **cert_p)
     assert_non_null(*cert_p);
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", mesh->broker_port);
-    vz_client_config_t config = {endpoint, mesh->broker_key, *cert_p};
+    vz_client_config_t config = {
+        .endpoints = endpoint, .broker_key = mesh->broker_key, .cert = *cert_p};
     vz_client_t *client = vz_client_new(&config);
     assert_non_null(client);
     return client;

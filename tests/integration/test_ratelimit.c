@@ -107,8 +107,9 @@ static int s_teardown(void **state)
 
 static vz_client_t *s_client(const mesh_t *mesh, const char *endpoint)
 {
-    vz_client_config_t config = {endpoint ? endpoint : mesh->endpoint, mesh->broker_key,
-                                 mesh->cert};
+    vz_client_config_t config = {.endpoints = endpoint ? endpoint : mesh->endpoint,
+                                 .broker_key = mesh->broker_key,
+                                 .cert = mesh->cert};
     vz_client_t *client = vz_client_new(&config);
     assert_non_null(client);
     return client;
@@ -240,7 +241,8 @@ typedef struct {
 static void *s_exact_thread(void *arg)
 {
     exact_arg_t *x = arg;
-    vz_client_config_t config = {x->mesh->endpoint, x->mesh->broker_key, x->mesh->cert};
+    vz_client_config_t config = {
+        .endpoints = x->mesh->endpoint, .broker_key = x->mesh->broker_key, .cert = x->mesh->cert};
     vz_client_t *client = vz_client_new(&config);
     for (int i = 0; client && i < PER_THREAD; i++) {
         answer_t a;
@@ -585,7 +587,9 @@ typedef struct {
 static void *s_load_thread(void *arg)
 {
     load_t *load = arg;
-    vz_client_config_t config = {load->mesh->endpoint, load->mesh->broker_key, load->mesh->cert};
+    vz_client_config_t config = {.endpoints = load->mesh->endpoint,
+                                 .broker_key = load->mesh->broker_key,
+                                 .cert = load->mesh->cert};
     vz_client_t *client = vz_client_new(&config);
     while (client && !atomic_load(&load->stop)) {
         answer_t a;

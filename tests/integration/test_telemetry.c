@@ -70,8 +70,9 @@ static int s_setup(void **state)
                                              .env = env,
                                              .files = files});
     assert_non_null(e->m);
-    vz_client_config_t config = {vzt_mesh_endpoint(e->m), vzt_mesh_broker_key(e->m),
-                                 vzt_mesh_cert(e->m, "tester")};
+    vz_client_config_t config = {.endpoints = vzt_mesh_endpoint(e->m),
+                                 .broker_key = vzt_mesh_broker_key(e->m),
+                                 .cert = vzt_mesh_cert(e->m, "tester")};
     e->client = vz_client_new(&config);
     assert_non_null(e->client);
     *state = e;
@@ -331,8 +332,9 @@ static void test_refusals(void **state)
         vz_response_destroy(&resp);
     }
     //  Any daemon may report; only the configured identities may read.
-    vz_client_config_t config = {vzt_mesh_endpoint(e->m), vzt_mesh_broker_key(e->m),
-                                 vzt_mesh_cert(e->m, "stranger")};
+    vz_client_config_t config = {.endpoints = vzt_mesh_endpoint(e->m),
+                                 .broker_key = vzt_mesh_broker_key(e->m),
+                                 .cert = vzt_mesh_cert(e->m, "stranger")};
     vz_client_t *stranger = vz_client_new(&config);
     vz_envelope_t req;
     vz_envelope_init(&req, VZ_KIND_REQUEST);

@@ -113,12 +113,35 @@ static void test_expire_and_clear(void **state)
     vz_pending_destroy(&p);
 }
 
+//  A broker's link dropped: only the entries sent through it come out.
+static void test_clear_broker(void **state)
+{
+    vz_pending_t *p = vz_pending_new();
+    item_t items[6];
+    for (int i = 0; i < 6; i++) {
+        s_item(&items[i], "svc", "m", 1000);
+        items[i].entry.broker = i % 3 - 1; //  -1 (unknown), 0, 1
+        vz_pending_add(p, &items[i].entry, NULL);
+    }
+    int n = 0;
+    assert_int_equal(vz_pending_clear_broker(p, 1, s_ended, &n), 2);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(items[i].ended, i % 3 == 2 ? 1 : 0);
+    assert_int_equal(vz_pending_clear_broker(p, 1, s_ended, &n), 0);
+    assert_int_equal(vz_pending_clear_broker(p, 0, s_ended, &n), 2);
+    assert_int_equal(vz_pending_size(p), 2);
+    assert_int_equal(vz_pending_clear(p, s_ended, &n), 2);
+    assert_int_equal(n, 6);
+    vz_pending_destroy(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_match),
         cmocka_unit_test(test_expire_and_clear),
+        cmocka_unit_test(test_clear_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
