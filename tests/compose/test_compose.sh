@@ -196,7 +196,7 @@ say "SIGKILLed echo ${victim:0:12}: restarted by policy and healthy in $((SECOND
 # -------------------------------------------------------------- two brokers
 # Every daemon reaches the brokers by the service name "broker", which
 # Docker's DNS answers with one address per container; the daemons expand
-# it and re-resolve it (about every 10 s), so a second broker is found with
+# it and re-resolve it (every 5 s), so a second broker is found with
 # no restart: every echo worker registers at both, the gateway sends to
 # both, and with one stopped the other serves.
 t0=$SECONDS

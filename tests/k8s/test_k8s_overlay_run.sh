@@ -139,7 +139,7 @@ run_overlay() {
 #   brokers_registered OVERLAY: every broker pod of the running overlay has
 #   every echo pod registered (vz_broker_workers{service="echo"} of its own
 #   /metrics): the workers found each broker behind the one Service name.
-#   Waits up to 60 s (the daemons re-resolve the name about every 10 s).
+#   Waits up to 60 s (the daemons re-resolve the name every 5 s).
 brokers_registered() {
     local o=$1 ids ips echos ip n v got short deadline=$((SECONDS + 60))
     ids=$("$DOCKER" ps -q --filter "label=vz.k8s-docker.run=$RUN" --filter label=app.kubernetes.io/name=broker)
