@@ -184,6 +184,13 @@ for (const f of process.argv.slice(2)) {
         no(`broker rolls with maxUnavailable ${maxUn}, maxSurge ${ru.maxSurge} (want 0 or 1, and 1)`);
     const c = dep.spec.template.spec.containers.find((x) => x.name === "broker");
     if (!c?.readinessProbe?.httpGet) no("broker has no HTTP readiness probe");
+    // Every replica reads the routing weights from one ConfigMap (vzctl rollout --k8s applies it),
+    // mounted whole: a subPath mount never sees an update.
+    const wv = (dep.spec.template.spec.volumes || []).find((v) => v.configMap?.name === "vizmesh-weights");
+    const wm = wv && (c?.volumeMounts || []).find((m) => m.name === wv.name && !m.subPath);
+    const wf = (c?.env || []).find((e) => e.name === "VZ_BROKER_WEIGHTS")?.value || "";
+    if (!wm || !wf.startsWith(wm.mountPath.replace(/\/?$/, "/")))
+        no("broker does not read VZ_BROKER_WEIGHTS from ConfigMap vizmesh-weights mounted without subPath");
     const spread = dep.spec.template.spec.topologySpreadConstraints || [];
     if (!spread.some((t) => t.topologyKey === "kubernetes.io/hostname" && sel(t.labelSelector?.matchLabels, labels)))
         no("broker replicas are not spread over nodes");
