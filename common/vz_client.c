@@ -53,7 +53,9 @@ static int s_broker_add(vz_client_t *self, const char *endpoint)
 {
     for (int i = 0; i < VZ_ENDPOINTS_MAX; i++) {
         s_broker_t *b = &self->brokers[i];
-        if (*b->endpoint)
+        //  A slot whose loss is not reported yet is not reused: the report
+        //  would end the new broker's calls.
+        if (*b->endpoint || (self->lost & (1u << i)))
             continue;
         snprintf(b->rid, sizeof b->rid, "b%u", self->seq++);
         zmq_setsockopt(zsock_resolve(self->sock), ZMQ_CONNECT_ROUTING_ID, b->rid, strlen(b->rid));
@@ -172,8 +174,9 @@ int vz_client_last_broker(const vz_client_t *self)
 }
 
 //  The slot an event's address names. libzmq reports the address it
-//  connected to, which is the endpoint as given (names were expanded);
-//  with one broker there is nothing to choose.
+//  connected to, which is the endpoint as given (names were expanded); a
+//  name that did not resolve when listed is reported by its address, so
+//  it is matched when it is the only broker.
 static int s_slot_of(const vz_client_t *self, const char *address)
 {
     int only = -1, known = 0;
@@ -185,7 +188,7 @@ static int s_slot_of(const vz_client_t *self, const char *address)
         only = i;
         known++;
     }
-    return known == 1 ? only : -1;
+    return known == 1 && vz_endpoints_named(self->brokers[only].endpoint) ? only : -1;
 }
 
 //  Read the link events queued so far (never blocks).

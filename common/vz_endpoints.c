@@ -205,3 +205,18 @@ bool vz_resolver_take(vz_resolver_t *self, vz_endpoints_t *out)
     pthread_mutex_unlock(&self->lock);
     return out->n > 0;
 }
+
+bool vz_endpoints_named(const char *ep)
+{
+    assert(ep);
+    const char *colon = strrchr(ep, ':');
+    if (strncmp(ep, "tcp://", 6) != 0 || !colon || colon <= ep + 6 || ep[6] == '[')
+        return false;
+    char host[VZ_PATH_MAX];
+    size_t n = (size_t)(colon - ep - 6);
+    if (n >= sizeof host)
+        return false;
+    memcpy(host, ep + 6, n);
+    host[n] = '\0';
+    return !s_is_literal(host);
+}

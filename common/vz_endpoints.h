@@ -41,6 +41,10 @@ int vz_endpoints_resolve(const char *list, vz_endpoints_t *out);
 //  True when set holds endpoint ep.
 bool vz_endpoints_has(const vz_endpoints_t *set, const char *ep);
 
+//  True when ep is tcp://NAME:port with a name rather than an address
+//  (one that did not resolve and was kept as written).
+bool vz_endpoints_named(const char *ep);
+
 //  A thread of its own that resolves list again every
 //  VZ_ENDPOINTS_RESOLVE_MS, so the owner's reactor never waits on DNS.
 //  The owner takes each new result on its own thread.

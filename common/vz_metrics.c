@@ -283,13 +283,18 @@ void vz_series_set(vz_series_t *series, double value)
 
 void vz_series_observe(vz_series_t *series, double value)
 {
+    vz_series_observe_n(series, value, 1);
+}
+
+void vz_series_observe_n(vz_series_t *series, double value, uint64_t n)
+{
     assert(series && series->family->type == S_HISTOGRAM);
     const s_family_t *family = series->family;
     size_t i = 0;
     while (i < family->nbounds && !(value <= family->bounds[i]))
         i++;
-    atomic_fetch_add_explicit(&series->buckets[i], 1, memory_order_relaxed);
-    s_atomic_add(&series->value, value);
+    atomic_fetch_add_explicit(&series->buckets[i], n, memory_order_relaxed);
+    s_atomic_add(&series->value, value * (double)n);
 }
 
 double vz_series_value(const vz_series_t *series)

@@ -51,6 +51,8 @@ void vz_series_add(vz_series_t *series, double value);  //  counter (value >= 0)
 void vz_series_set(vz_series_t *series, double value);  //  gauge only
 void vz_series_observe(vz_series_t *series, double value); //  histogram only
 double vz_series_value(const vz_series_t *series);      //  counter/gauge value; histogram count
+//  Histogram only: n values of value at once (a merged sketch's bin).
+void vz_series_observe_n(vz_series_t *series, double value, uint64_t n);
 
 //  Also export process_resident_memory_bytes, process_cpu_seconds_total,
 //  process_start_time_seconds and process_open_fds (read from /proc at render).

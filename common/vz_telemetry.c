@@ -19,6 +19,7 @@
 #include "vz_json.h"
 #include "vz_proto.h"
 #include "vz_telemetry_contract.h"
+#include "vz_worker.h"
 
 #define S_INTERVAL_MS 10000
 #define S_OTHER "_other"
@@ -41,6 +42,7 @@ typedef struct {
 
 struct vz_telemetry_t {
     char service[VZ_TL_NAME_MAX];    //  reporting service
+    char version[VZ_VERSION_MAX];    //  its service_version, "" = none
     int replica;                     //  its replica index
     int interval_ms;                 //  timer period
     vz_tl_send_fn *send;             //  where snapshots go
@@ -140,6 +142,9 @@ vz_telemetry_t *vz_telemetry_new(const vz_telemetry_config_t *config)
     vz_telemetry_t *self = (vz_telemetry_t *)zmalloc(sizeof *self);
     assert(self);
     vz_strlcpy(self->service, config->service, sizeof self->service);
+    //  A version the sink would refuse is not sent (the worker refuses to start with one).
+    if (config->version && vz_version_valid(config->version))
+        vz_strlcpy(self->version, config->version, sizeof self->version);
     self->replica = config->replica;
     self->interval_ms = config->interval_ms > 0 ? config->interval_ms : S_INTERVAL_MS;
     self->send = config->send;
@@ -449,6 +454,8 @@ static char *s_snapshot(vz_telemetry_t *self, int64_t now_ms, size_t *len_p)
     vz_json_write_object_begin(w);
     vz_json_write_kv_int(w, VZ_TL_F_VERSION, VZ_TL_VERSION);
     vz_json_write_kv_string(w, VZ_TL_F_SERVICE, self->service);
+    if (*self->version)
+        vz_json_write_kv_string(w, VZ_TL_F_SERVICE_VERSION, self->version);
     vz_json_write_kv_int(w, VZ_TL_F_REPLICA, self->replica);
     vz_json_write_kv_int(w, VZ_TL_F_PID, (int64_t)getpid());
     vz_json_write_kv_int(w, VZ_TL_F_T, now_ms);
@@ -616,7 +623,10 @@ vz_telemetry_t *vz_telemetry_new_daemon(vz_daemon_t *daemon, zloop_t *loop)
     vz_event_t *event = vz_event_new_daemon(daemon);
     if (!event)
         return NULL;
+    //  The version the worker announces in RDY (vz_daemon.c does the same).
+    const char *version = *config->service_version ? config->service_version : VZ_BUILD_VERSION;
     vz_telemetry_config_t tc = {.service = vz_daemon_service(daemon),
+                                .version = version,
                                 .replica = config->replica,
                                 .interval_ms = config->telemetry_interval_ms,
                                 .send = s_event_send,

@@ -83,6 +83,7 @@ typedef uint64_t(vz_tl_dropped_fn)(void *arg);
 
 typedef struct {
     const char *service;       //  reporting service (copied)
+    const char *version;       //  its version (service_version; copied), NULL/"" = none sent
     int replica;               //  its replica index
     int interval_ms;           //  flush period of vz_telemetry_attach; 0 = 10000
     vz_tl_send_fn *send;       //  required
@@ -174,8 +175,9 @@ int vz_telemetry_attach(vz_telemetry_t *self, zloop_t *loop);
 //  VZ_TELEMETRY_INTERVAL_MS go to telemetry.ingest through a vz_event of
 //  the daemon's own (its drops are the snapshot's "dropped"), attached to
 //  loop; VZ_TELEMETRY_SAMPLE_PERMILLE and VZ_TELEMETRY_SLOW_MS set the
-//  span sampling. NULL with errno set when the event socket cannot be made.
-//  vz_daemon_serve does this for every worker daemon; a daemon with a loop
+//  span sampling; the snapshots carry the version the worker announces
+//  (VZ_SERVICE_VERSION, else the build's) as service_version. NULL with errno set when the event
+//  socket cannot be made. vz_daemon_serve does this for every worker daemon; a daemon with a loop
 //  of its own (the gateway) calls it and vz_telemetry_record itself.
 vz_telemetry_t *vz_telemetry_new_daemon(vz_daemon_t *daemon, zloop_t *loop);
 

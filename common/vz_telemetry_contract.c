@@ -9,6 +9,7 @@
 
 #include "vz_common.h"
 #include "vz_json.h"
+#include "vz_worker.h"
 
 bool vz_tl_name_valid(const char *text)
 {
@@ -188,6 +189,13 @@ static int s_decode(const vz_json_value_t *root, vz_tl_snapshot_t *self, const c
     if (!vz_tl_name_valid(service))
         return *err = "service missing or invalid", -1;
     vz_strlcpy(self->service, service, sizeof self->service);
+    //  The worker's version: optional (older reporters send none).
+    const vz_json_value_t *sv = vz_json_get(root, VZ_TL_F_SERVICE_VERSION);
+    const char *text = vz_json_string(sv, NULL);
+    if (sv && (!text || (*text && !vz_version_valid(text))))
+        return *err = "service_version invalid", -1;
+    if (text)
+        vz_strlcpy(self->version, text, sizeof self->version);
     uint64_t replica, pid, t, interval, seq;
     if (s_uint(root, VZ_TL_F_REPLICA, &replica) < 0 || s_uint(root, VZ_TL_F_PID, &pid) < 0 ||
         s_uint(root, VZ_TL_F_T, &t) < 0 || s_uint(root, VZ_TL_F_INTERVAL, &interval) < 0 ||

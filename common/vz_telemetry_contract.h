@@ -6,7 +6,8 @@
  *  field names below are used by both. docs/protocol.md, "Service
  *  contracts", lists it field by field.
  *
- *    {"v":1,"service":"echo","replica":0,"pid":123,"t":<end, Unix ms>,
+ *    {"v":1,"service":"echo","service_version":"1.4.0","replica":0,"pid":123,
+ *     "t":<end, Unix ms>,
  *     "interval_ms":10000,"seq":7,"lost":0,"dropped":0,
  *     "sat":{"cpu":0.12,"rss":4096000,"fds":14},
  *     "series":[{"name":"echo","count":12,"sum_us":3400,
@@ -17,11 +18,15 @@
  *               "name":"echo","code":"ok","start_us":<Unix us>,"dur_us":120}],
  *     "spans_over":0,"events":{"signup":1,"country.DE":4}}
  *
- *  users, spans and events (business events, vz_telemetry_count) are
- *  optional; user_calls, when present, has one count per user. A span is one sampled request of the
- *  reporter (vz_telemetry_span): trace and span ids in lowercase hex
- *  (W3C trace context), the parent span id it was called under ("" for a
- *  root), the name and code of its series.
+ *  service_version (the version the reporter's worker announces to the
+ *  broker, VZ_SERVICE_VERSION or the build's; [A-Za-z0-9._+-], under
+ *  VZ_VERSION_MAX bytes; "" = none) is optional: a snapshot without it (an older
+ *  reporter, the broker's own) has version "" and counts in no per-version
+ *  series of the sink. users, spans and events (business events,
+ *  vz_telemetry_count) are optional; user_calls, when present, has one count per user. A span is
+ * one sampled request of the reporter (vz_telemetry_span): trace and span ids in lowercase hex (W3C
+ * trace context), the parent span id it was called under ("" for a root), the name and code of its
+ * series.
  *
  *  The decoder reads bytes from the network: every field is checked,
  *  nothing is asserted. It returns 0, or VZ_EMALFORMED with a static
@@ -40,6 +45,7 @@
 #include <stdint.h>
 
 #include "vz_common.h"
+#include "vz_proto.h"
 #include "vz_telemetry.h"
 
 #define VZ_TL_SERVICE "telemetry"
@@ -49,6 +55,7 @@
 //  Field names of the snapshot (encoder and decoder).
 #define VZ_TL_F_VERSION "v"
 #define VZ_TL_F_SERVICE "service"
+#define VZ_TL_F_SERVICE_VERSION "service_version"
 #define VZ_TL_F_REPLICA "replica"
 #define VZ_TL_F_PID "pid"
 #define VZ_TL_F_T "t"
@@ -111,6 +118,7 @@ typedef struct {
 
 typedef struct {
     char service[VZ_TL_NAME_MAX];  //  reporting service
+    char version[VZ_VERSION_MAX];  //  its service_version, "" = not sent
     int64_t replica;               //  its replica index
     int64_t pid;                   //  its process id
     int64_t t_ms;                  //  end of the interval, Unix ms

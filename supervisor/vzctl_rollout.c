@@ -5,6 +5,7 @@
  *      [--steps 1,10,25,50,100 | --blue-green] [--dwell D | D1,D2,...] [--max-error-rate R]
  *      [--max-p95-ms MS] [--min-requests N] [--sticky CTXKEY] [--check CMD]
  *      [--old V] [--telemetry URL] [--force --reason TEXT] [--weights FILE]
+ *      [--k8s --broker URL [--namespace NS] [--kubectl PATH]]
  *  vzctl rollout status|pause|resume|promote|abort|clear S
  *
  *  The runner is the `start` process itself (or a `resume` that finds no
@@ -12,10 +13,17 @@
  *  VZ_SERVICE_VERSION=V (control command `canary`), then for each step
  *  writes S's section of the broker's weights file (<state>/weights.cfg,
  *  the broker's VZ_BROKER_WEIGHTS), has the supervisor SIGHUP the broker,
- *  and for the dwell time reads the broker's per-version counters on its
- *  admin port: the new version's error rate and p95 since the step began,
- *  against the old version's over the same window. A gate crossed rolls
- *  back: weights to the old version, canaries stopped, an alert line.
+ *  and for the dwell time reads the per-version counters telemetry keeps
+ *  from the workers' snapshots (vz_telemetry_version_*, summed over the
+ *  sink's replicas' admin ports): the new version's error rate and p95
+ *  since the step began, against the old version's over the same window.
+ *  Without a sink that has them (none running, an older one) the gates
+ *  read the broker's per-version series instead (vz_broker_version_*), and
+ *  say so. A gate crossed rolls back: weights to the old version, canaries
+ *  stopped, an alert line.
+ *  With --k8s the same loop runs kubectl instead of the supervisor: the
+ *  Deployment S-canary scaled, the ConfigMap vizmesh-weights applied whole
+ *  from a local copy of the weights, the broker read at --broker URL.
  *  State lives in <state>/rollout-S.state (key=value, rewritten atomically
  *  each tick) so `status` works from any shell and a new runner can take
  *  over; other commands reach the runner through <state>/rollout-S.request.
@@ -32,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,38 +59,48 @@
 #include "vzctl_telemetry.h"
 
 #define S_STEPS_MAX 16
-#define S_BUCKETS_MAX 64       //  histogram buckets read per version
-#define S_TICK_MS 200          //  how often the runner reads the counters
-#define S_APPLY_WAIT_MS 15000  //  for the broker to show new weights
-#define S_CANARY_WAIT_MS 60000 //  for the canaries to register
-#define S_ACK_WAIT_MS 10000    //  for the runner to take a request
-#define S_P95_INFINITE 1e9     //  p95 past the largest bucket, in ms
+#define S_BUCKETS_MAX 64            //  histogram buckets read per version
+#define S_TICK_MS 200               //  how often the runner reads the counters
+#define S_APPLY_WAIT_MS 15000       //  for the broker to show new weights
+#define S_CANARY_WAIT_MS 60000      //  for the canaries to register
+#define S_K8S_APPLY_WAIT_MS 180000  //  --k8s: the kubelet syncs a ConfigMap within about a minute
+#define S_K8S_CANARY_WAIT_MS 300000 //  --k8s: pods scheduled, images pulled
+#define S_ACK_WAIT_MS 10000         //  for the runner to take a request
+#define S_P95_INFINITE 1e9          //  p95 past the largest bucket, in ms
+#define S_REPLICAS_MAX 16           //  telemetry replicas read per tick
+//  The marker of a sink with per-version series (on its /metrics from the start).
+#define S_TL_MARKER "vz_telemetry_version_series"
 
 //  One rollout, as the state file holds it.
 typedef struct {
-    char service[VZ_NAME_MAX]; //  S
-    char old[VZ_VERSION_MAX];  //  the version being replaced
-    char next[VZ_VERSION_MAX]; //  the version rolled out
-    char phase[16];            //  running, paused, rolled_back, aborted, complete
-    int step;                  //  index into steps
-    int applied;               //  step whose weights the broker has, -1 none
-    int nsteps;                //  entries in steps
-    int steps[S_STEPS_MAX];    //  the new version's percent at each step
-    int ndwell;                //  entries in dwell: 1 (every step) or nsteps
-    int dwell[S_STEPS_MAX];    //  time at each step, ms
-    int waited_ms;             //  time spent at the current step (not while paused)
-    double max_error;          //  error-rate gate, 0..1
-    double max_p95_ms;         //  latency gate
-    int min_requests;          //  the new version's requests a step needs before it passes
-    int canaries;              //  canary replicas
-    char sticky[VZ_NAME_MAX];  //  ctx key for stickiness, "" = none
-    char check[VZ_PATH_MAX];   //  service-specific check command, "" = none
-    char weights[VZ_PATH_MAX]; //  the broker's weights file
-    char reason[256];          //  why it stopped, or a note
-    long runner;               //  pid of the runner, 0 = none
-    double new_rate, old_rate; //  error rates of the current window
-    double new_p95, old_p95;   //  p95 in ms of the current window
-    long new_requests;         //  the new version's requests in the window
+    char service[VZ_NAME_MAX];   //  S
+    char old[VZ_VERSION_MAX];    //  the version being replaced
+    char next[VZ_VERSION_MAX];   //  the version rolled out
+    char phase[16];              //  running, paused, rolled_back, aborted, complete
+    int step;                    //  index into steps
+    int applied;                 //  step whose weights the broker has, -1 none
+    int nsteps;                  //  entries in steps
+    int steps[S_STEPS_MAX];      //  the new version's percent at each step
+    int ndwell;                  //  entries in dwell: 1 (every step) or nsteps
+    int dwell[S_STEPS_MAX];      //  time at each step, ms
+    int waited_ms;               //  time spent at the current step (not while paused)
+    double max_error;            //  error-rate gate, 0..1
+    double max_p95_ms;           //  latency gate
+    int min_requests;            //  the new version's requests a step needs before it passes
+    int canaries;                //  canary replicas
+    char sticky[VZ_NAME_MAX];    //  ctx key for stickiness, "" = none
+    char check[VZ_PATH_MAX];     //  service-specific check command, "" = none
+    char weights[VZ_PATH_MAX];   //  the broker's weights file
+    char reason[256];            //  why it stopped, or a note
+    long runner;                 //  pid of the runner, 0 = none
+    double new_rate, old_rate;   //  error rates of the current window
+    double new_p95, old_p95;     //  p95 in ms of the current window
+    long new_requests;           //  the new version's requests in the window
+    char gates[16];              //  where the gates read: "telemetry" or "broker"
+    char telemetry[VZ_PATH_MAX]; //  --telemetry URL, "" = the supervisor's replicas
+    char k8s_ns[64];             //  --k8s: the namespace, "" = the supervisor drives
+    char kubectl[VZ_PATH_MAX];   //  --k8s: the kubectl command
+    char broker[VZ_PATH_MAX];    //  --k8s: a broker's admin URL (its /metrics)
 } s_rollout_t;
 
 //  A version's counters at one moment.
@@ -124,10 +143,12 @@ static int s_save(const s_ctx_t *c, const s_rollout_t *r)
             "\nwaited_ms=%d\nmax_error_rate=%g\nmax_p95_ms=%g\nmin_requests=%d\n"
             "canaries=%d\nsticky=%s\ncheck=%s\nweights=%s\nreason=%s\nrunner=%ld\n"
             "new_error_rate=%g\nold_error_rate=%g\nnew_p95_ms=%g\nold_p95_ms=%g\n"
-            "new_requests=%ld\nweight=%d\n",
+            "new_requests=%ld\nweight=%d\ngates=%s\ntelemetry=%s\nk8s_namespace=%s\n"
+            "kubectl=%s\nbroker=%s\n",
             r->waited_ms, r->max_error, r->max_p95_ms, r->min_requests, r->canaries, r->sticky,
             r->check, r->weights, r->reason, r->runner, r->new_rate, r->old_rate, r->new_p95,
-            r->old_p95, r->new_requests, r->steps[r->step]);
+            r->old_p95, r->new_requests, r->steps[r->step], r->gates, r->telemetry, r->k8s_ns,
+            r->kubectl, r->broker);
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         return -errno;
     return 0;
@@ -170,7 +191,8 @@ static int s_load(const s_ctx_t *c, const char *service, s_rollout_t *r)
         vz_strlcpy(r->field, v, sizeof r->field);
         S_STR("service", service) S_STR("old", old) S_STR("new", next) S_STR("phase", phase);
         S_STR("sticky", sticky) S_STR("check", check) S_STR("weights", weights);
-        S_STR("reason", reason);
+        S_STR("reason", reason) S_STR("gates", gates) S_STR("telemetry", telemetry);
+        S_STR("k8s_namespace", k8s_ns) S_STR("kubectl", kubectl) S_STR("broker", broker);
 #undef S_STR
         if (strcmp(line, "step") == 0)
             r->step = atoi(v);
@@ -251,29 +273,37 @@ static char *s_sup(const s_ctx_t *c, const char *line)
     return body;
 }
 
-//  The admin port of replica 0 of service (status column 8), or -1.
-static int s_admin_port(const s_ctx_t *c, const char *service)
+//  The admin ports of service's replicas (status column 8), at most max:
+//  how many.
+static size_t s_admin_ports(const s_ctx_t *c, const char *service, int *ports, size_t max)
 {
     char line[VZ_NAME_MAX + 16];
     snprintf(line, sizeof line, "status %s", service);
     int rc = 0;
     char *resp = sup_control_request(c->socket, line, 10000, &rc);
-    int port = -1;
-    if (resp && strncmp(resp, "ok\n", 3) == 0) {
+    size_t n = 0;
+    for (const char *p = resp && strncmp(resp, "ok\n", 3) == 0 ? resp + 3 : NULL;
+         p && *p && n < max; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
         char name[VZ_NAME_MAX];
-        int replica, pid, p;
-        if (sscanf(resp + 3, "%63s %d %d %*s %*s %*s %*s %d", name, &replica, &pid, &p) == 4)
-            port = p;
+        int replica, pid, port;
+        if (sscanf(p, "%63s %d %d %*s %*s %*s %*s %d", name, &replica, &pid, &port) == 4 &&
+            port > 0)
+            ports[n++] = port;
     }
     free(resp);
-    return port;
+    return n;
 }
 
-//  The /metrics page of the admin port, or NULL.
-static char *s_page(int port)
+//  The admin port of replica 0 of service, or -1.
+static int s_admin_port(const s_ctx_t *c, const char *service)
 {
-    char base[64];
-    snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
+    int port = -1;
+    return s_admin_ports(c, service, &port, 1) ? port : -1;
+}
+
+//  The /metrics page at base (http://host:port), or NULL.
+static char *s_get(const char *base)
+{
     int status = 0;
     char *page = vzctl_http_get(base, "/metrics", NULL, &status);
     if (page && status != 200) {
@@ -281,6 +311,108 @@ static char *s_page(int port)
         page = NULL;
     }
     return page;
+}
+
+//  The /metrics page of a local admin port, or NULL.
+static char *s_page(int port)
+{
+    char base[64];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
+    return s_get(base);
+}
+
+//  The broker's /metrics: --k8s its --broker URL, else the supervisor's replica 0.
+static char *s_broker_page(const s_ctx_t *c, const s_rollout_t *r)
+{
+    if (*r->k8s_ns)
+        return s_get(r->broker);
+    int port = s_admin_port(c, "broker");
+    return port > 0 ? s_page(port) : NULL;
+}
+
+//  --k8s: run `kubectl -n NS args...` with input on its stdin (NULL = none),
+//  its stdout to stderr; logged. 0 when it exits 0.
+static int s_kubectl(const s_ctx_t *c, const s_rollout_t *r, const char *input,
+                     const char *const *args)
+{
+    const char *argv[16] = {r->kubectl, "-n", r->k8s_ns};
+    size_t n = 3;
+    char line[512];
+    int len = snprintf(line, sizeof line, "kubectl -n %s", r->k8s_ns);
+    for (size_t i = 0; args[i] && n < 15; i++) {
+        argv[n++] = args[i];
+        if (len > 0 && (size_t)len < sizeof line)
+            len += snprintf(line + len, sizeof line - (size_t)len, " %s", args[i]);
+    }
+    s_log(c, r->service, "%s", line);
+    int fds[2];
+    if (pipe(fds) < 0)
+        return -1;
+    signal(SIGPIPE, SIG_IGN); //  a kubectl that exits early fails the write, not vzctl
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[0], STDIN_FILENO);
+        dup2(STDERR_FILENO, STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[0]);
+    for (size_t done = 0, size = input ? strlen(input) : 0; pid > 0 && done < size;) {
+        ssize_t k = write(fds[1], input + done, size - done);
+        if (k <= 0)
+            break;
+        done += (size_t)k;
+    }
+    close(fds[1]);
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0)
+        return -1;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+//  --k8s: the ConfigMap vizmesh-weights with the weights file as its
+//  weights.cfg, applied whole.
+static int s_kube_weights(const s_ctx_t *c, const s_rollout_t *r)
+{
+    FILE *f = fopen(r->weights, "r");
+    if (!f)
+        return -1;
+    char *doc = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&doc, &size);
+    fprintf(out, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: vizmesh-weights\n"
+                 "  labels:\n    app.kubernetes.io/part-of: vizmesh\n"
+                 "data:\n  weights.cfg: |\n");
+    char line[1024];
+    while (fgets(line, sizeof line, f))
+        fprintf(out, "    %s", line);
+    fclose(f);
+    fclose(out);
+    static const char *const args[] = {"apply", "-f", "-", NULL};
+    int rc = s_kubectl(c, r, doc, args);
+    free(doc);
+    return rc;
+}
+
+//  n canary replicas of the service: the supervisor's `canary` command
+//  (line, made by start; NULL = "canary S n"), or --k8s the Deployment
+//  <S>-canary scaled to n. 0 or -1.
+static int s_canaries(const s_ctx_t *c, const s_rollout_t *r, int n, const char *line)
+{
+    if (*r->k8s_ns) {
+        char deploy[VZ_NAME_MAX + 16], replicas[32];
+        snprintf(deploy, sizeof deploy, "deploy/%s-canary", r->service);
+        snprintf(replicas, sizeof replicas, "--replicas=%d", n);
+        const char *const args[] = {"scale", deploy, replicas, NULL};
+        return s_kubectl(c, r, NULL, args);
+    }
+    char stop[VZ_NAME_MAX + 32];
+    snprintf(stop, sizeof stop, "canary %s %d", r->service, n);
+    char *body = s_sup(c, line ? line : stop);
+    free(body);
+    return body ? 0 : -1;
 }
 
 //  The value of series (name{labels} exactly as rendered) in page; 0 when absent.
@@ -293,15 +425,22 @@ static double s_metric(const char *page, const char *series)
     return 0;
 }
 
-static void s_read(const char *page, const char *service, const char *version, s_reading_t *out)
+//  A version's counters on one page of the gates' source, added into out:
+//  the broker's (outcomes replied, then the failures error, timeout,
+//  worker_lost) or telemetry's (ok, then error). The histograms of both
+//  have the mesh's latency buckets, so pages of several replicas add.
+static void s_read(const char *page, bool telemetry, const char *service, const char *version,
+                   s_reading_t *out)
 {
-    static const char *const outcomes[] = {"replied", "error", "timeout", "worker_lost"};
-    memset(out, 0, sizeof *out);
+    static const char *const broker[] = {"replied", "error", "timeout", "worker_lost", NULL};
+    static const char *const sink[] = {"ok", "error", NULL};
+    const char *const *outcomes = telemetry ? sink : broker;
+    const char *family = telemetry ? "vz_telemetry_version" : "vz_broker_version";
     char series[256];
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; outcomes[i]; i++) {
         snprintf(series, sizeof series,
-                 "vz_broker_version_requests_total{service=\"%s\",version=\"%s\",outcome=\"%s\"}",
-                 service, version, outcomes[i]);
+                 "%s_requests_total{service=\"%s\",version=\"%s\",outcome=\"%s\"}", family, service,
+                 version, outcomes[i]);
         double v = s_metric(page, series);
         out->total += v;
         if (i > 0)
@@ -309,17 +448,70 @@ static void s_read(const char *page, const char *service, const char *version, s
     }
     char prefix[256];
     int plen = snprintf(prefix, sizeof prefix,
-                        "vz_broker_version_request_duration_seconds_bucket{service=\"%s\","
-                        "version=\"%s\",le=\"",
-                        service, version);
-    for (const char *p = page; p && *p && out->nb < S_BUCKETS_MAX;
+                        "%s_request_duration_seconds_bucket{service=\"%s\",version=\"%s\",le=\"",
+                        family, service, version);
+    size_t nb = 0;
+    for (const char *p = page; p && *p && nb < S_BUCKETS_MAX;
          p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
         if (strncmp(p, prefix, (size_t)plen) == 0) {
             const char *le = p + plen;
-            out->le[out->nb] = strncmp(le, "+Inf", 4) == 0 ? INFINITY : strtod(le, NULL);
+            out->le[nb] = strncmp(le, "+Inf", 4) == 0 ? INFINITY : strtod(le, NULL);
             const char *value = strstr(le, "} ");
-            out->cum[out->nb++] = value ? strtod(value + 2, NULL) : 0;
+            out->cum[nb++] += value ? strtod(value + 2, NULL) : 0;
         }
+    if (nb > out->nb)
+        out->nb = nb;
+}
+
+//  Both versions' counters now, from the gates' source (every replica of
+//  the telemetry sink, its --telemetry URL, or the broker): 0, or -1 when
+//  a page could not be read (the tick is skipped).
+static int s_sample(const s_ctx_t *c, const s_rollout_t *r, s_reading_t *next, s_reading_t *old)
+{
+    memset(next, 0, sizeof *next);
+    memset(old, 0, sizeof *old);
+    bool telemetry = strcmp(r->gates, "telemetry") == 0;
+    //  One URL (--telemetry, or --k8s's --broker), or every local replica.
+    const char *url = telemetry && *r->telemetry ? r->telemetry
+                      : !telemetry && *r->k8s_ns ? r->broker
+                                                 : NULL;
+    int ports[S_REPLICAS_MAX];
+    size_t n =
+        url ? 1 : s_admin_ports(c, telemetry ? "telemetry" : "broker", ports, S_REPLICAS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char *page = url ? s_get(url) : s_page(ports[i]);
+        if (!page)
+            return -1;
+        s_read(page, telemetry, r->service, r->next, next);
+        s_read(page, telemetry, r->service, r->old, old);
+        free(page);
+    }
+    return n ? 0 : -1;
+}
+
+//  Choose where the gates read: telemetry when its sink (--telemetry URL,
+//  else the supervisor's telemetry replica 0) has per-version series, else
+//  the broker. Logged: the operator knows what judged the canary.
+static void s_choose_gates(const s_ctx_t *c, s_rollout_t *r)
+{
+    char base[VZ_PATH_MAX] = "";
+    int port = *r->telemetry || *r->k8s_ns ? 0 : s_admin_port(c, "telemetry");
+    if (*r->telemetry)
+        vz_strlcpy(base, r->telemetry, sizeof base);
+    else if (port > 0)
+        snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
+    char *page = *base ? s_get(base) : NULL;
+    bool telemetry = page && strstr(page, S_TL_MARKER);
+    free(page);
+    vz_strlcpy(r->gates, telemetry ? "telemetry" : "broker", sizeof r->gates);
+    if (telemetry)
+        s_log(c, r->service, "gates read telemetry (%s%s)", base,
+              *r->telemetry ? "" : " and the sink's other replicas");
+    else
+        s_log(c, r->service, "gates read the broker: %s",
+              !*base  ? (*r->k8s_ns ? "no --telemetry URL" : "no telemetry sink runs")
+              : !page ? "telemetry's metrics cannot be read"
+                      : "telemetry has no per-version series (an older sink)");
 }
 
 //  Error rate and p95 (ms) of what happened between then and now.
@@ -330,9 +522,11 @@ static void s_window(const s_reading_t *then, const s_reading_t *now, double *ra
     *requests = (long)total;
     *rate = total > 0 ? (now->bad - then->bad) / total : 0;
     *p95 = 0;
-    if (now->nb == 0 || now->nb != then->nb)
+    //  A histogram that did not exist at the start (telemetry makes a
+    //  version's on its first snapshot) started from zero.
+    if (now->nb == 0 || (then->nb && now->nb != then->nb))
         return;
-    double observed = now->cum[now->nb - 1] - then->cum[then->nb - 1];
+    double observed = now->cum[now->nb - 1] - then->cum[now->nb - 1];
     for (size_t i = 0; observed > 0 && i < now->nb; i++)
         if (now->cum[i] - then->cum[i] >= 0.95 * observed) {
             *p95 = isinf(now->le[i]) ? S_P95_INFINITE : now->le[i] * 1000;
@@ -372,26 +566,27 @@ static int s_write_weights(const s_rollout_t *r, int old_weight, int new_weight)
     return 0;
 }
 
-//  Weights to the broker: write, SIGHUP it, wait until it shows them.
+//  Weights to the broker: write, SIGHUP it (--k8s: the ConfigMap applied,
+//  which every broker rereads once the kubelet synced it), wait until it
+//  shows them.
 static int s_apply(const s_ctx_t *c, const s_rollout_t *r, int old_weight, int new_weight)
 {
     if (s_write_weights(r, old_weight, new_weight) < 0) {
         fprintf(stderr, "vzctl rollout: cannot write %s\n", r->weights);
         return -1;
     }
-    char *body = s_sup(c, "reload broker");
-    if (!body)
+    char *body = *r->k8s_ns ? NULL : s_sup(c, "reload broker");
+    if (*r->k8s_ns ? s_kube_weights(c, r) < 0 : !body)
         return -1;
     free(body);
-    int port = s_admin_port(c, "broker");
     char series[256], old_series[256];
     snprintf(series, sizeof series, "vz_broker_version_weight{service=\"%s\",version=\"%s\"}",
              r->service, r->next);
     snprintf(old_series, sizeof old_series,
              "vz_broker_version_weight{service=\"%s\",version=\"%s\"}", r->service, r->old);
-    int64_t until = vz_clock_mono_ms() + S_APPLY_WAIT_MS;
+    int64_t until = vz_clock_mono_ms() + (*r->k8s_ns ? S_K8S_APPLY_WAIT_MS : S_APPLY_WAIT_MS);
     while (vz_clock_mono_ms() < until) {
-        char *page = port > 0 ? s_page(port) : NULL;
+        char *page = s_broker_page(c, r);
         bool done = page && strstr(page, series) && s_metric(page, series) == new_weight &&
                     (old_weight < 0 || s_metric(page, old_series) == old_weight);
         free(page);
@@ -488,11 +683,7 @@ static void s_rollback(const s_ctx_t *c, s_rollout_t *r, const char *phase, cons
     vz_strlcpy(r->phase, phase, sizeof r->phase);
     vz_strlcpy(r->reason, why, sizeof r->reason);
     int rc = s_apply(c, r, 100, 0);
-    char line[VZ_NAME_MAX + 32];
-    snprintf(line, sizeof line, "canary %s 0", r->service);
-    char *body = s_sup(c, line);
-    bool stopped = body != NULL;
-    free(body);
+    bool stopped = s_canaries(c, r, 0, NULL) == 0;
     r->runner = 0;
     s_save(c, r);
     //  The alert: the notifier, the operator's log and stderr.
@@ -558,20 +749,20 @@ static int s_dwell(const s_rollout_t *r)
 static int s_run(const s_ctx_t *c, s_rollout_t *r)
 {
     r->runner = (long)getpid();
-    s_reading_t base_new, base_old;
-    int port = s_admin_port(c, "broker");
+    if (!*r->gates) //  a state file from before the gates could read telemetry
+        vz_strlcpy(r->gates, "broker", sizeof r->gates);
+    s_reading_t base_new, base_old, now_new, now_old;
+    bool based = false; //  a runner taking over starts its window now
     while (strcmp(r->phase, "running") == 0 || strcmp(r->phase, "paused") == 0) {
         if (s_take_request(c, r))
             return 1;
-        char *page = port > 0 ? s_page(port) : NULL;
-        if (!page) {
-            port = s_admin_port(c, "broker"); //  restarted elsewhere: look again
+        if (s_sample(c, r, &now_new, &now_old) < 0) {
+            //  The source restarts or moved: look again next tick.
             s_save(c, r);
             usleep(S_TICK_MS * 1000);
             continue;
         }
         if (r->applied != r->step) {
-            free(page);
             int w = r->steps[r->step];
             if (s_apply(c, r, 100 - w, w) < 0) {
                 s_rollback(c, r, "rolled_back", "the broker did not take the weights");
@@ -580,17 +771,17 @@ static int s_run(const s_ctx_t *c, s_rollout_t *r)
             r->applied = r->step;
             r->waited_ms = 0;
             s_log(c, r->service, "step %d: %s at %d %%", r->step + 1, r->next, w);
-            page = s_page(port);
-            s_read(page ? page : "", r->service, r->next, &base_new);
-            s_read(page ? page : "", r->service, r->old, &base_old);
-            free(page);
+            based = s_sample(c, r, &base_new, &base_old) == 0;
             s_save(c, r);
             continue;
         }
-        s_reading_t now_new, now_old;
-        s_read(page, r->service, r->next, &now_new);
-        s_read(page, r->service, r->old, &now_old);
-        free(page);
+        //  No base yet, or a counter went back (a telemetry replica restarted):
+        //  the window starts here.
+        if (!based || now_new.total < base_new.total || now_old.total < base_old.total) {
+            base_new = now_new;
+            base_old = now_old;
+            based = true;
+        }
         long old_requests = 0;
         s_window(&base_new, &now_new, &r->new_rate, &r->new_p95, &r->new_requests);
         s_window(&base_old, &now_old, &r->old_rate, &r->old_p95, &old_requests);
@@ -648,6 +839,7 @@ static int s_usage(void)
           "           [--max-error-rate R] [--max-p95-ms MS] [--min-requests N]\n"
           "           [--sticky CTXKEY] [--check CMD] [--old V] [--telemetry URL]\n"
           "           [--force --reason TEXT] [--weights FILE]\n"
+          "           [--k8s --broker URL [--namespace NS] [--kubectl PATH]]\n"
           "       vzctl rollout status|pause|resume|promote|abort|clear S\n",
           stderr);
     return 2;
@@ -681,9 +873,8 @@ static int s_frozen(const s_ctx_t *c, const char *url)
             return -1;
         snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
     }
-    int status = 0;
-    char *page = vzctl_http_get(base, "/metrics", NULL, &status);
-    if (!page || status != 200 || !strstr(page, "vz_telemetry_deploy_freeze")) {
+    char *page = s_get(base);
+    if (!page || !strstr(page, "vz_telemetry_deploy_freeze")) {
         free(page);
         return -1;
     }
@@ -729,8 +920,9 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
     vz_strlcpy(r.service, argv[0], sizeof r.service);
     s_parse_steps("1,10,25,50,100", &r);
     snprintf(r.weights, sizeof r.weights, "%s/weights.cfg", c->state);
-    const char *bin = NULL, *telemetry = NULL, *reason = NULL;
-    bool force = false;
+    const char *bin = NULL, *reason = NULL, *ns = "vizmesh";
+    bool force = false, k8s = false, weights_set = false;
+    vz_strlcpy(r.kubectl, "kubectl", sizeof r.kubectl);
     char extra[1024] = "";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -770,9 +962,16 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
         else if (strcmp(a, "--check") == 0 && v)
             vz_strlcpy(r.check, v, sizeof r.check);
         else if (strcmp(a, "--telemetry") == 0 && v)
-            telemetry = v;
-        else if (strcmp(a, "--weights") == 0 && v)
+            vz_strlcpy(r.telemetry, v, sizeof r.telemetry);
+        else if (strcmp(a, "--weights") == 0 && v) {
             vz_strlcpy(r.weights, v, sizeof r.weights);
+            weights_set = true;
+        } else if (strcmp(a, "--namespace") == 0 && v)
+            ns = v;
+        else if (strcmp(a, "--kubectl") == 0 && v)
+            vz_strlcpy(r.kubectl, v, sizeof r.kubectl);
+        else if (strcmp(a, "--broker") == 0 && v)
+            vz_strlcpy(r.broker, v, sizeof r.broker);
         else if (strcmp(a, "--reason") == 0 && v)
             reason = v;
         else {
@@ -781,6 +980,8 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
                 s_parse_steps("100", &r);
             else if (strcmp(a, "--force") == 0)
                 force = true;
+            else if (strcmp(a, "--k8s") == 0)
+                k8s = true;
             else
                 return s_usage();
         }
@@ -790,6 +991,20 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
         (force && (!reason || !*reason)) || r.ndwell == 0 ||
         (r.ndwell != 1 && r.ndwell != r.nsteps))
         return s_usage();
+    //  --k8s: the canary Deployment's image and env are the new version's;
+    //  the runner needs a broker's /metrics and keeps its own copy of the
+    //  ConfigMap's weights (one per namespace).
+    if (k8s) {
+        if (bin || *extra || !*r.broker || !*ns || strlen(ns) >= sizeof r.k8s_ns ||
+            strspn(ns, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(ns)) {
+            fprintf(stderr, "vzctl rollout: --k8s needs --broker URL and a namespace; the canary "
+                            "Deployment sets the image and env (no --bin, --env)\n");
+            return 2;
+        }
+        vz_strlcpy(r.k8s_ns, ns, sizeof r.k8s_ns);
+        if (!weights_set)
+            snprintf(r.weights, sizeof r.weights, "%s/weights-%s.cfg", c->state, ns);
+    }
     s_rollout_t cur;
     if (s_load(c, r.service, &cur) == 0 &&
         (strcmp(cur.phase, "running") == 0 || strcmp(cur.phase, "paused") == 0)) {
@@ -798,7 +1013,7 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
         return 1;
     }
     //  Deploy freeze: telemetry's spent error budget stops releases unless forced.
-    int frozen = s_frozen(c, telemetry);
+    int frozen = s_frozen(c, *r.telemetry ? r.telemetry : NULL);
     if (frozen != 0 && !force) {
         fprintf(stderr, frozen > 0
                             ? "vzctl rollout: deploys are frozen: an SLO's error budget is spent "
@@ -813,8 +1028,7 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
               : frozen == 0 ? "off"
                             : "unknown",
               reason);
-    int port = s_admin_port(c, "broker");
-    char *page = port > 0 ? s_page(port) : NULL;
+    char *page = s_broker_page(c, &r);
     if (!page) {
         fprintf(stderr, "vzctl rollout: cannot read the broker's metrics\n");
         return 1;
@@ -851,25 +1065,24 @@ static int s_start(const s_ctx_t *c, int argc, char **argv)
         s_save(c, &r);
         return 1;
     }
-    char *body = s_sup(c, line);
-    if (!body) {
+    if (s_canaries(c, &r, r.canaries, line) < 0) {
         vz_strlcpy(r.phase, "aborted", sizeof r.phase);
-        vz_strlcpy(r.reason, "the supervisor refused the canaries", sizeof r.reason);
+        vz_strlcpy(r.reason, "the canaries could not be started", sizeof r.reason);
         r.runner = 0;
         s_save(c, &r);
         return 1;
     }
-    free(body);
     s_log(c, r.service, "start %s -> %s, %d canar%s", r.old, r.next, r.canaries,
           r.canaries == 1 ? "y" : "ies");
+    s_choose_gates(c, &r);
     //  The canaries count once the broker has them.
     char series[256];
     snprintf(series, sizeof series, "vz_broker_version_workers{service=\"%s\",version=\"%s\"}",
              r.service, r.next);
-    int64_t until = vz_clock_mono_ms() + S_CANARY_WAIT_MS;
+    int64_t until = vz_clock_mono_ms() + (k8s ? S_K8S_CANARY_WAIT_MS : S_CANARY_WAIT_MS);
     bool up = false;
     while (!up && vz_clock_mono_ms() < until) {
-        page = s_page(port);
+        page = s_broker_page(c, &r);
         up = page && s_metric(page, series) >= r.canaries;
         free(page);
         if (!up)
@@ -957,11 +1170,7 @@ static int s_clear(const s_ctx_t *c, const char *service)
         return 1;
     }
     int rc = s_apply(c, &r, -1, 0);
-    char line[VZ_NAME_MAX + 32];
-    snprintf(line, sizeof line, "canary %s 0", service);
-    char *body = s_sup(c, line);
-    bool stopped = body != NULL;
-    free(body);
+    bool stopped = s_canaries(c, &r, 0, NULL) == 0;
     char path[VZ_PATH_MAX + 64];
     s_path(c, service, "state", path, sizeof path);
     unlink(path);

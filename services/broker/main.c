@@ -40,7 +40,8 @@ static const vz_cfg_item_t s_items[] = {
                 0, 0, policy, "call policy file (ZPL), relative to cwd"),
     VZ_CFG_ITEM(s_config_t, "VZ_BROKER_WEIGHTS", "broker/weights", VZ_CFG_STR, "", 0, 0, weights,
                 "routing weights file (ZPL) splitting services between versions, reread on "
-                "SIGHUP; \"\" or a missing file = no weights"),
+                "SIGHUP and when it changes (checked every second); \"\" or a missing file = "
+                "no weights"),
     VZ_CFG_ITEM(s_config_t, "VZ_BROKER_QUEUE_MAX", "broker/queue_max", VZ_CFG_INT, "10000", 1,
                 10000000, queue_max, "queued requests per service before \"overloaded\""),
     VZ_CFG_ITEM(s_config_t, "VZ_BROKER_RETRY_MAX", "broker/retry_max", VZ_CFG_INT, "1", 0, 10,
@@ -58,6 +59,7 @@ typedef struct {
     vz_telemetry_t *telemetry; //  the broker's own reporter, NULL when VZ_TELEMETRY=off
     const char *policy;        //  policy path, for reloads (points into the config)
     const char *weights;       //  weights path, "" = none (points into the config)
+    weights_stamp_t stamp;     //  the weights file as last loaded
 } s_app_t;
 
 //  Read the weights file and apply it. 0, or -EINVAL when the file is bad
@@ -66,6 +68,7 @@ static int s_load_weights(s_app_t *app)
 {
     if (!*app->weights)
         return 0;
+    weights_changed(app->weights, &app->stamp);
     char err[VZ_PATH_MAX + 128];
     broker_weights_t *list = NULL;
     size_t n = 0;
@@ -79,6 +82,17 @@ static int s_load_weights(s_app_t *app)
     char count[24];
     snprintf(count, sizeof count, "%zu", n);
     vz_info(NULL, "weights loaded", "path", app->weights, "services", count);
+    return 0;
+}
+
+//  The weights file changed since it was loaded: load it, no signal needed.
+static int s_weights_poll(zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop, (void)timer_id;
+    s_app_t *app = (s_app_t *)arg;
+    weights_stamp_t stamp = app->stamp;
+    if (weights_changed(app->weights, &stamp))
+        s_load_weights(app);
     return 0;
 }
 
@@ -210,6 +224,8 @@ int main(int argc, char **argv)
     app.loop = zloop_new();
     s_tl_start(&app);
     vz_daemon_on_reload(app.daemon, s_reload, &app);
+    if (*app.weights)
+        zloop_timer(app.loop, WEIGHTS_POLL_MS, 0, s_weights_poll, &app);
     if (broker_attach(app.broker, app.loop) < 0 || vz_daemon_attach(app.daemon, app.loop) < 0) {
         vz_error(NULL, "unable to start reactor");
         exit_code = VZ_EXIT_TEMPORARY;

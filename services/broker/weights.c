@@ -6,6 +6,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "policy.h"
@@ -110,4 +111,21 @@ int weights_load(const char *path, broker_weights_t **list_p, size_t *n_p, char 
     *list_p = list;
     *n_p = n;
     return 0;
+}
+
+bool weights_changed(const char *path, weights_stamp_t *stamp)
+{
+    assert(path && stamp);
+    struct stat st;
+    weights_stamp_t now = {0};
+    if (stat(path, &st) == 0)
+        now = (weights_stamp_t){.exists = true,
+                                .dev = (uint64_t)st.st_dev,
+                                .ino = (uint64_t)st.st_ino,
+                                .size = (int64_t)st.st_size,
+                                .mtime_ns =
+                                    (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
+    bool changed = memcmp(&now, stamp, sizeof now) != 0;
+    *stamp = now;
+    return changed;
 }

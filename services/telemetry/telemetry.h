@@ -39,24 +39,27 @@ typedef struct {
 } tl_config_t;
 
 typedef struct {
-    tl_config_t config;       //  as loaded
-    tl_slo_config_t slos;     //  SLOs and alerting (reloaded on SIGHUP)
-    vz_redis_t *redis;        //  the sink's connection
-    tl_store_t *store;        //  state in Redis
-    vz_event_t *notify;       //  notifier.send events, or NULL
-    vz_metrics_t *metrics;    //  borrowed
-    vz_series_t *ingested;    //  snapshots ingested
-    vz_series_t *refused;     //  snapshots refused (malformed, wrong caller)
-    vz_series_t *notified;    //  notifications sent
-    vz_series_t *evals;       //  evaluations run by this replica
-    char owner[64];           //  lock value: who evaluates
-    vz_http_t *http;          //  outbound HTTP (main.c), or NULL
-    size_t exporting;         //  OTLP exports in flight
-    vz_series_t *spans;       //  spans stored
-    vz_series_t *exported[2]; //  OTLP export batches: [0] sent, [1] failed or dropped
-    void *synth;              //  the synthetic checks' state (tl_synthetic.c), or NULL
-    vz_call_t *calls;         //  calls to the broker (main.c), or NULL
-    bool broker_asking;       //  a broker.services call is in flight
+    tl_config_t config;            //  as loaded
+    tl_slo_config_t slos;          //  SLOs and alerting (reloaded on SIGHUP)
+    vz_redis_t *redis;             //  the sink's connection
+    tl_store_t *store;             //  state in Redis
+    vz_event_t *notify;            //  notifier.send events, or NULL
+    vz_metrics_t *metrics;         //  borrowed
+    vz_series_t *ingested;         //  snapshots ingested
+    vz_series_t *refused;          //  snapshots refused (malformed, wrong caller)
+    vz_series_t *notified;         //  notifications sent
+    vz_series_t *evals;            //  evaluations run by this replica
+    char owner[64];                //  lock value: who evaluates
+    vz_http_t *http;               //  outbound HTTP (main.c), or NULL
+    size_t exporting;              //  OTLP exports in flight
+    vz_series_t *spans;            //  spans stored
+    vz_series_t *exported[2];      //  OTLP export batches: [0] sent, [1] failed or dropped
+    void *synth;                   //  the synthetic checks' state (tl_synthetic.c), or NULL
+    vz_call_t *calls;              //  calls to the broker (main.c), or NULL
+    bool broker_asking;            //  a broker.services call is in flight
+    zhashx_t *versions;            //  tl_versions.c: "service|version" -> its series
+    vz_series_t *version_pairs;    //  vz_telemetry_version_series
+    vz_series_t *version_overflow; //  vz_telemetry_version_overflow_total
 } tl_t;
 
 //  NULL on a bad Redis URL.
@@ -77,6 +80,16 @@ int tl_h_otlp_metrics(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int tl_h_status(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int tl_h_status_json(void *app, const vz_envelope_t *req, vz_reply_t *reply);
 int tl_h_anomalies(void *app, const vz_envelope_t *req, vz_reply_t *reply);
+
+//  tl_versions.c: per (service, version) requests by outcome and latency
+//  on the replica's /metrics (vz_telemetry_version_requests_total{service,
+//  version,outcome="ok|error"}, vz_telemetry_version_request_duration_seconds
+//  {service,version}), counted from each snapshot with a service_version;
+//  at most TL_VERSIONS_MAX pairs. init/destroy from tl_new/tl_destroy.
+#define TL_VERSIONS_MAX 256
+void tl_versions_init(tl_t *self);
+void tl_versions_destroy(tl_t *self);
+void tl_versions_count(tl_t *self, const vz_tl_snapshot_t *snap);
 
 //  Synthetic checks (tl_synthetic.c): parse VZ_TELEMETRY_SYNTHETIC and
 //  call each check through the gateway every synthetic_ms (one replica per

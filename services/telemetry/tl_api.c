@@ -79,6 +79,7 @@ tl_t *tl_new(const tl_config_t *config, const tl_slo_config_t *slos, const char 
                 s_firing(self, &self->slos.slo[i], sev);
         s_freeze(self);
     }
+    tl_versions_init(self);
     return self;
 }
 
@@ -88,6 +89,7 @@ void tl_destroy(tl_t **self_p)
     tl_t *self = *self_p;
     if (self) {
         tl_store_destroy(&self->store);
+        tl_versions_destroy(self);
         vz_redis_destroy(&self->redis);
         free(self);
         *self_p = NULL;
@@ -129,6 +131,8 @@ int tl_h_ingest(void *app, const vz_envelope_t *req, vz_reply_t *reply)
         return vz_reply_error(reply, VZ_ERR_FORBIDDEN, "a daemon reports for its own service");
     }
     int rc = tl_store_ingest(self->store, snap, &self->slos, vz_clock_now_ms() / 1000);
+    if (rc == 0) //  per-version series of what Redis took
+        tl_versions_count(self, snap);
     if (rc == 0 && snap->nspans) {
         tl_span_t *spans = (tl_span_t *)calloc(snap->nspans, sizeof *spans);
         assert(spans);
@@ -243,6 +247,7 @@ typedef struct {
     const char *service; //  whose series are being written
     int64_t window_s;    //  for the rate
     bool open;           //  a service object is open
+    const char *key;     //  "name" (series) or "version" (versions)
 } s_signals_t;
 
 //  One series: traffic, errors by code, latency quantiles.
@@ -255,7 +260,7 @@ static void s_write_series(void *arg, const tl_merged_t *m)
         if (tl_code_error(m->codes[c].name)) //  not "ok", nor an HTTP 1xx..3xx
             errors += m->codes[c].count;
     vz_json_write_object_begin(w);
-    vz_json_write_kv_string(w, "name", m->name);
+    vz_json_write_kv_string(w, ctx->key, m->name);
     s_kv_uint(w, "count", m->hist.count);
     s_kv_double(w, "rate_per_s", (double)m->hist.count / (double)ctx->window_s);
     s_kv_double(w, "error_ratio", m->hist.count ? (double)errors / (double)m->hist.count : 0);
@@ -317,9 +322,17 @@ static int s_write_service(tl_t *self, vz_json_writer_t *w, const char *service,
     vz_json_write_array_end(w);
     vz_json_write_key(w, "series");
     vz_json_write_array_begin(w);
-    s_signals_t ctx = {w, service, window_s, false};
+    s_signals_t ctx = {w, service, window_s, false, "name"};
     int rc =
         tl_store_series(self->store, service, now_s - window_s, now_s + 1, s_write_series, &ctx);
+    vz_json_write_array_end(w);
+    //  The same per version of the service (what a canary is judged by).
+    vz_json_write_key(w, "versions");
+    vz_json_write_array_begin(w);
+    ctx.key = "version";
+    if (rc == 0)
+        rc = tl_store_versions(self->store, service, now_s - window_s, now_s + 1, s_write_series,
+                               &ctx);
     vz_json_write_array_end(w);
     vz_json_write_object_end(w);
     return rc;

@@ -32,16 +32,18 @@ static const char s_add_lua[] =
     "end\n"
     "return 1\n";
 
-//  KEYS: {tl}:idx, {tl}:svc, {tl}:sat:<svc>, {tl}:tot:<svc>; ARGV: service, replica,
-//  saturation JSON, received, lost, dropped, TTL, then idx members.
+//  KEYS: {tl}:idx, {tl}:svc, {tl}:sat:<svc>, {tl}:tot:<svc>, {tl}:vidx; ARGV: service,
+//  replica, saturation JSON, received, lost, dropped, TTL, the vidx member ("" = none),
+//  then idx members.
 static const char s_meta_lua[] = "redis.call('SADD', KEYS[2], ARGV[1])\n"
+                                 "if ARGV[8] ~= '' then redis.call('SADD', KEYS[5], ARGV[8]) end\n"
                                  "redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])\n"
                                  "redis.call('EXPIRE', KEYS[3], ARGV[7])\n"
                                  "redis.call('HINCRBY', KEYS[4], 'received', ARGV[4])\n"
                                  "redis.call('HINCRBY', KEYS[4], 'lost', ARGV[5])\n"
                                  "redis.call('HINCRBY', KEYS[4], 'snapshots', 1)\n"
                                  "redis.call('HSET', KEYS[4], 'dropped:' .. ARGV[2], ARGV[6])\n"
-                                 "for i = 8, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end\n"
+                                 "for i = 9, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end\n"
                                  "return 1\n";
 
 //  KEYS: the day's HyperLogLog and its calls per user (sorted set); ARGV:
@@ -154,7 +156,7 @@ struct tl_store_t {
 //  The strings of one script call; everything is freed with the batch.
 typedef struct {
     vz_redis_script_t *script; //  which script
-    const char *keys[4];       //  KEYS
+    const char *keys[5];       //  KEYS
     int nkeys;                 //  used
     const char **args;         //  ARGV (heap)
     int nargs;                 //  used
@@ -254,8 +256,9 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
     fine = s_str(&arena, "%lld", (long long)self->config.fine_ttl_s);
     coarse = s_str(&arena, "%lld", (long long)self->config.coarse_ttl_s);
     //  One call per series, one per (series, SLO) match, one for the rest,
-    //  one for the users, one for the business events, one for the errors.
-    size_t max = snap->nseries * (1 + slos->count) + 6;
+    //  one for the users, one for the business events, one for the errors,
+    //  one for the version.
+    size_t max = snap->nseries * (1 + slos->count) + 7;
     s_call_t *calls = (s_call_t *)calloc(max, sizeof *calls);
     vz_redis_call_t *batch = (vz_redis_call_t *)calloc(max, sizeof *batch);
     assert(calls && batch);
@@ -309,7 +312,8 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
     meta->keys[1] = "{tl}:svc";
     meta->keys[2] = s_str(&arena, "{tl}:sat:%s", snap->service);
     meta->keys[3] = s_str(&arena, "{tl}:tot:%s", snap->service);
-    meta->nkeys = 4;
+    meta->keys[4] = "{tl}:vidx";
+    meta->nkeys = 5;
     s_arg(meta, snap->service);
     s_arg(meta, s_str(&arena, "%lld", (long long)snap->replica));
     s_arg(meta, s_str(&arena, "{\"cpu\":%.6g,\"rss\":%llu,\"fds\":%lld,\"t\":%lld}", snap->cpu,
@@ -318,8 +322,37 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
     s_arg(meta, s_str(&arena, "%llu", (unsigned long long)snap->lost));
     s_arg(meta, s_str(&arena, "%llu", (unsigned long long)snap->dropped));
     s_arg(meta, coarse);
+    s_arg(meta, *snap->version ? s_str(&arena, "%s|%s", snap->service, snap->version) : "");
     for (size_t i = 0; i < snap->nseries; i++)
         s_arg(meta, s_str(&arena, "%s|%s", snap->service, snap->series[i].name));
+    //  The version's requests: every series added into one hash (HINCRBY
+    //  adds a field named twice twice), the rollout's gates per version.
+    if (*snap->version && snap->nseries) {
+        s_call_t *ver = &calls[n++];
+        ver->script = self->add;
+        ver->keys[0] =
+            s_str(&arena, "{tl}:v:%s|%s:m:%lld", snap->service, snap->version, (long long)minute);
+        ver->keys[1] =
+            s_str(&arena, "{tl}:v:%s|%s:h:%lld", snap->service, snap->version, (long long)hour);
+        ver->nkeys = 2;
+        s_arg(ver, fine);
+        s_arg(ver, coarse);
+        for (size_t i = 0; i < snap->nseries; i++) {
+            const vz_tl_series_t *row = &snap->series[i];
+            s_arg(ver, "n");
+            s_arg(ver, s_str(&arena, "%llu", (unsigned long long)row->count));
+            s_arg(ver, "s");
+            s_arg(ver, s_str(&arena, "%.17g", row->sum_us));
+            for (size_t c = 0; c < row->ncodes; c++) {
+                s_arg(ver, s_str(&arena, "c:%s", row->codes[c].name));
+                s_arg(ver, s_str(&arena, "%llu", (unsigned long long)row->codes[c].count));
+            }
+            for (size_t b = 0; b < row->nbins; b++) {
+                s_arg(ver, s_str(&arena, "b:%u", row->bin[b]));
+                s_arg(ver, s_str(&arena, "%u", row->bin_count[b]));
+            }
+        }
+    }
 
     if (snap->nusers) {
         s_call_t *users = &calls[n++];
@@ -437,11 +470,13 @@ static void s_range(int64_t from_s, int64_t to_s, int64_t unit, int64_t *first, 
     *last = (to_s - 1) / unit;
 }
 
-int tl_store_series(tl_store_t *self, const char *service, int64_t from_s, int64_t to_s,
-                    tl_merged_fn *fn, void *arg)
+//  The hashes of every member "service|name" of the set idx, under
+//  {tl}:<kind>:<member>:m|h:<index>, merged over [from_s, to_s).
+static int s_merge(tl_store_t *self, const char *idx, char kind, const char *service,
+                   int64_t from_s, int64_t to_s, tl_merged_fn *fn, void *arg)
 {
     assert(self && fn && to_s > from_s);
-    const char *argv[] = {"SMEMBERS", "{tl}:idx"};
+    const char *argv[] = {"SMEMBERS", idx};
     redisReply *members = vz_redis_command(self->redis, 2, argv, NULL);
     if (!members || members->type != REDIS_REPLY_ARRAY) {
         if (members)
@@ -466,7 +501,7 @@ int tl_store_series(tl_store_t *self, const char *service, int64_t from_s, int64
         if (service && strcmp(service, merged->service) != 0)
             continue;
         char prefix[2 * VZ_TL_NAME_MAX + 16];
-        snprintf(prefix, sizeof prefix, "{tl}:s:%s:%c:", member, fine ? 'm' : 'h');
+        snprintf(prefix, sizeof prefix, "{tl}:%c:%s:%c:", kind, member, fine ? 'm' : 'h');
         redisReply *fields = s_sum(self, prefix, first, last);
         if (!fields) {
             rc = -EIO;
@@ -499,6 +534,18 @@ int tl_store_series(tl_store_t *self, const char *service, int64_t from_s, int64
     free(merged);
     freeReplyObject(members);
     return rc;
+}
+
+int tl_store_series(tl_store_t *self, const char *service, int64_t from_s, int64_t to_s,
+                    tl_merged_fn *fn, void *arg)
+{
+    return s_merge(self, "{tl}:idx", 's', service, from_s, to_s, fn, arg);
+}
+
+int tl_store_versions(tl_store_t *self, const char *service, int64_t from_s, int64_t to_s,
+                      tl_merged_fn *fn, void *arg)
+{
+    return s_merge(self, "{tl}:vidx", 'v', service, from_s, to_s, fn, arg);
 }
 
 int tl_store_slo_counts(void *arg, const tl_slo_t *slo, int64_t from_s, int64_t to_s,

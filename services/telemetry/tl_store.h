@@ -8,7 +8,9 @@
  *    {tl}:s:<s>:m:<unix minute>  n, s (sum us), c:<code>, b:<bin>   fine_ttl (1 day)
  *    {tl}:s:<s>:h:<unix hour>    the same per hour                 coarse_ttl (30 days)
  *    {tl}:slo:<slo>:m:<minute>, :h:<hour>   n (requests), b (bad ones) of an SLO
- *    {tl}:idx   set of "service|name";  {tl}:svc  set of services
+ *    {tl}:v:<service>|<version>:m:<minute>, :h:<hour>   the same, every series of
+ *                                the version's snapshots added   fine_ttl, coarse_ttl
+ *    {tl}:idx   set of "service|name";  {tl}:svc  set of services;  {tl}:vidx "service|version"
  *    {tl}:sat:<service>   replica -> {"cpu","rss","fds","t"} (latest)
  *    {tl}:tot:<service>   received, lost, snapshots, dropped:<replica>
  *    {tl}:dau:<unix day>  HyperLogLog of the day's active users        35 days
@@ -64,6 +66,12 @@ typedef void(tl_merged_fn)(void *arg, const tl_merged_t *merged);
 //  minute data when the window fits the fine retention, else hours.
 int tl_store_series(tl_store_t *self, const char *service, int64_t from_s, int64_t to_s,
                     tl_merged_fn *fn, void *arg);
+
+//  The same per version of service (NULL = all): every series of a
+//  snapshot that carried a service_version, merged; merged->name is the
+//  version.
+int tl_store_versions(tl_store_t *self, const char *service, int64_t from_s, int64_t to_s,
+                      tl_merged_fn *fn, void *arg);
 
 //  tl_counts_fn for tl_slo_eval: arg is the store. Windows up to 6 h read
 //  minutes, longer ones hours (the hour of from_s counts whole).

@@ -6,7 +6,9 @@
 #   run (the machines are shared and noisy, so absolute figures drift):
 #     1. envelope codec: ns per encode / decode
 #     2. broker: round trips through vz-broker vs a direct DEALER/ROUTER pair,
-#        CURVE on and off (bench_broker)
+#        CURVE on and off (bench_broker); then through 1, 2 and 3 brokers
+#        at once, workers registered with all, clients spread over all
+#        (bench_broker --brokers 3; baseline: 1 broker)
 #     3. rate-limit decisions through the broker vs redis-benchmark (EVALSHA)
 #     4. mesh lifecycle: cold start of the whole mesh to ready, kill -9 of a
 #        worker to ready again (median of REPS), idle RSS of every daemon
@@ -17,9 +19,13 @@
 #     6. telemetry on vs off on the JWT route (telemetry.sh): req/s and the ratio
 #     7. chaos under load (chaos.sh): kill -9 of every daemon, several
 #        rounds; errors by code, hangs, recovery times per victim
+#     8. multi-node simulation (multinode.sh): three network namespaces,
+#        two brokers, Redis Cluster; one node cut off under load and
+#        restored (needs root and `ip netns`; skipped without)
 #   Usage: tests/bench/run.sh [BUILD_DIR]   (REPS=5 by default; section 5
 #   uses HTTP_REPS, default 3). ONLY=http runs section 5 alone, ONLY=chaos
-#   section 7; PROFILE=1
+#   section 7, ONLY=brokers the 1/2/3-broker part of section 2,
+#   ONLY=multinode section 8; PROFILE=1
 #   adds a perf profile of the gateway on the JWT route. Installs wrk and
 #   nginx with apt-get when they are missing (root only).
 set -u -o pipefail
@@ -61,11 +67,26 @@ if [ "${ONLY:-}" = chaos ]; then
     bash "$SRC/tests/bench/chaos.sh" "$BUILD"
     exit $?
 fi
+#   brokers_n: section 2's round trips through 1, 2 and 3 brokers.
+brokers_n() {
+    echo "## 2b. round trips through 1, 2 and 3 brokers (baseline: 1 broker)"
+    "$BIN/bench_broker" --brokers 3 "${BROKERS_PIPE:-150000}"
+}
+if [ "${ONLY:-}" = brokers ]; then
+    brokers_n
+    exit $?
+fi
+if [ "${ONLY:-}" = multinode ]; then
+    bash "$SRC/tests/bench/multinode.sh" "$BUILD"
+    exit $?
+fi
 echo "## 1. envelope codec"
 "$BIN/bench_envelope"
 echo
 echo "## 2. broker round trips (baseline: direct CURVE DEALER/ROUTER pair)"
 "$BIN/bench_broker" "${SEQ:-5000}" "${PIPE:-100000}"
+echo
+brokers_n
 echo
 
 echo "## 3. rate-limit decisions (baseline: redis-benchmark EVALSHA on the same script)"
@@ -129,3 +150,6 @@ bash "$SRC/tests/bench/telemetry.sh" "$BUILD"
 
 echo
 bash "$SRC/tests/bench/chaos.sh" "$BUILD"
+
+echo
+bash "$SRC/tests/bench/multinode.sh" "$BUILD"

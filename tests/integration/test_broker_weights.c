@@ -13,7 +13,10 @@
  *    - weights rewritten and reloaded (SIGHUP) many times under pipelined
  *      load, and the canary stopped in the middle, lose no request;
  *    - a weighted version without a worker does not strand requests: they
- *      go to the workers there are.
+ *      go to the workers there are;
+ *    - a rewritten file is taken without a signal (the broker polls its
+ *      stamp: a ConfigMap mounted into several replicas), also when the new
+ *      content has the old one's size.
  *  Every wait polls through vzt_wait_until.
  */
 #include <setjmp.h>
@@ -300,6 +303,20 @@ static void test_weighted_version_without_worker(void **state)
     assert_true(s_served(e, "1.0.0", "replied") - old0 == 20);
 }
 
+//  No SIGHUP: the broker sees the file change within WEIGHTS_POLL_MS (1 s).
+static void test_reload_without_signal(void **state)
+{
+    s_env_t *e = *state;
+    const char *texts[][2] = {{"echo\n    versions = \"1.0.0=30 1.1.0=70\"\n", "70"},
+                              {"echo\n    versions = \"1.0.0=70 1.1.0=30\"\n", "30"}};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(vzt_mesh_write(e->m, "weights.cfg", texts[i][0]), 0);
+        s_weight_wait_t w = {e, "1.1.0", atof(texts[i][1])};
+        if (!vzt_wait_until(s_weight_is, &w, S_WAIT_MS))
+            fail_msg("the broker did not take weight %s for 1.1.0 without a signal", texts[i][1]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_sticky_subjects),
         cmocka_unit_test(test_reload_under_load),
         cmocka_unit_test(test_weighted_version_without_worker),
+        cmocka_unit_test(test_reload_without_signal),
     };
     return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }

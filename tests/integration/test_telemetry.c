@@ -59,9 +59,12 @@ typedef struct {
 
 static int s_setup(void **state)
 {
-    static char *const env[] = {
-        "VZ_TELEMETRY_INTERVAL_MS=200", "telemetry:VZ_TELEMETRY_SLO={dir}/slo.cfg",
-        "telemetry:VZ_TELEMETRY_EVAL_MS=200", "telemetry:VZ_TELEMETRY_READERS=tester", NULL};
+    static char *const env[] = {"VZ_TELEMETRY_INTERVAL_MS=200",
+                                "echo:VZ_SERVICE_VERSION=2.0.1",
+                                "telemetry:VZ_TELEMETRY_SLO={dir}/slo.cfg",
+                                "telemetry:VZ_TELEMETRY_EVAL_MS=200",
+                                "telemetry:VZ_TELEMETRY_READERS=tester",
+                                NULL};
     static const char *const files[] = {"slo.cfg", s_slo, NULL};
     s_env_t *e = calloc(1, sizeof *e);
     e->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "telemetry",
@@ -207,7 +210,35 @@ static void test_echo_counts(void **state)
     assert_true(s_int(vz_json_at(sat, 0), "rss_bytes") > 1000000);
     assert_true(s_int(vz_json_at(sat, 0), "open_fds") > 3);
     assert_true(s_int(vz_json_at(sat, 0), "age_s") <= 5);
+    //  Per version (the snapshots' service_version): every series of echo 2.0.1.
+    const vz_json_value_t *versions = vz_json_get(svc, "versions");
+    assert_int_equal(vz_json_size(versions), 1);
+    const vz_json_value_t *v = vz_json_at(versions, 0);
+    assert_string_equal(vz_json_get_string(v, "version", NULL), "2.0.1");
+    assert_int_equal(s_int(v, "count"), S_ECHO_N + S_BAD_N);
+    assert_int_equal(s_int(vz_json_get(v, "codes"), "invalid_request"), S_BAD_N);
     vz_json_destroy(&doc);
+    //  The same on the sink's /metrics, what vzctl rollout's gates read.
+    int admin = vzt_mesh_admin_port(e->m, "telemetry");
+    double n = -1;
+    assert_int_equal(vzt_metric(admin,
+                                "vz_telemetry_version_requests_total{service=\"echo\","
+                                "version=\"2.0.1\",outcome=\"ok\"}",
+                                &n),
+                     0);
+    assert_true(n == S_ECHO_N);
+    assert_int_equal(vzt_metric(admin,
+                                "vz_telemetry_version_requests_total{service=\"echo\","
+                                "version=\"2.0.1\",outcome=\"error\"}",
+                                &n),
+                     0);
+    assert_true(n == S_BAD_N);
+    assert_int_equal(vzt_metric(admin,
+                                "vz_telemetry_version_request_duration_seconds_count{service="
+                                "\"echo\",version=\"2.0.1\"}",
+                                &n),
+                     0);
+    assert_true(n == S_ECHO_N + S_BAD_N);
 
     //  The SLO counted the same requests; client errors spend no budget.
     vz_response_t *resp = s_call(e, "telemetry", "slo", "");

@@ -55,6 +55,10 @@ static void test_names(void **state)
     assert_true(set.unresolved);
     assert_int_equal(set.n, 1);
     assert_string_equal(set.ep[0], "tcp://no-such-broker.invalid:6000");
+    assert_true(vz_endpoints_named(set.ep[0]));
+    assert_false(vz_endpoints_named("tcp://127.0.0.1:6000"));
+    assert_false(vz_endpoints_named("tcp://[::1]:6000"));
+    assert_false(vz_endpoints_named("ipc:///tmp/x"));
 }
 
 static void test_bad(void **state)

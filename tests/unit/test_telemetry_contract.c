@@ -54,10 +54,32 @@ static void test_round_trip(void **state)
     assert_int_equal(snap->series[1].bin[0], vz_tl_bin(40));
     assert_int_equal(snap->nusers, 1);
     assert_string_equal(snap->users[0], "u_7");
+    assert_string_equal(snap->version, ""); //  none configured: none sent
+    assert_null(strstr(sink.last, VZ_TL_F_SERVICE_VERSION));
     vz_tl_snapshot_destroy(&snap);
     assert_null(snap);
     free(sink.last);
     vz_telemetry_destroy(&tl);
+}
+
+//  The worker's version travels as service_version; a bad one is not sent.
+static void test_version(void **state)
+{
+    const char *versions[][2] = {{"1.4.0-rc.1+b7", "1.4.0-rc.1+b7"}, {"bad version", ""}};
+    for (size_t i = 0; i < 2; i++) {
+        sink_t sink = {0};
+        vz_telemetry_config_t config = {
+            .service = "echo", .version = versions[i][0], .send = s_send, .arg = &sink};
+        vz_telemetry_t *tl = vz_telemetry_new(&config);
+        vz_telemetry_record(tl, "echo", NULL, 10);
+        assert_int_equal(vz_telemetry_flush(tl, 1796630400000LL), 0);
+        vz_tl_snapshot_t *snap = NULL;
+        assert_int_equal(vz_tl_snapshot_decode(sink.last, strlen(sink.last), &snap, NULL), 0);
+        assert_string_equal(snap->version, versions[i][1]);
+        vz_tl_snapshot_destroy(&snap);
+        free(sink.last);
+        vz_telemetry_destroy(&tl);
+    }
 }
 
 #define HEAD                                                                                       \
@@ -114,6 +136,13 @@ static void test_refusals(void **state)
          "\"seq\":0,\"lost\":0,\"dropped\":0,\"sat\":{\"cpu\":\"x\",\"rss\":0,\"fds\":0},"
          "\"series\":[]}",
          "sat missing or invalid"},
+        //  service_version: optional, "" = none, else a RDY version token.
+        {HEAD "\"service_version\":\"1.4.0\",\"series\":[]}", NULL},
+        {HEAD "\"service_version\":\"\",\"series\":[]}", NULL},
+        {HEAD "\"service_version\":\"1 4\",\"series\":[]}", "service_version invalid"},
+        {HEAD "\"service_version\":7,\"series\":[]}", "service_version invalid"},
+        {HEAD "\"service_version\":\"0123456789012345678901234567890123\",\"series\":[]}",
+         "service_version invalid"},
         //  Limits: a name of VZ_TL_NAME_MAX bytes.
         {"{\"v\":1,\"service\":\"" S_NAME64 "\"}", "service missing or invalid"},
     };
@@ -209,9 +238,8 @@ static void test_limits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_truncation),
+        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_version),
+        cmocka_unit_test(test_refusals),   cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
