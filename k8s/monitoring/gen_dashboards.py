@@ -52,8 +52,10 @@ boards = {
               [('sum by (component) (up{job="vizmesh"})', "{{component}}")], 0, 0, 24, 5),
         panel(0, "Workers per service (broker)", "timeseries", "none",
               [("max by (service) (vz_telemetry_broker_workers)", "{{service}}")], 0, 5),
-        panel(0, "Broker queue depth per service", "timeseries", "none",
-              [("max by (service) (vz_telemetry_broker_queue)", "{{service}}")], 12, 5),
+        # The brokers' own gauge, summed: the sink's vz_telemetry_broker_queue
+        # is the answer of whichever broker it asked, one of several.
+        panel(0, "Broker queue depth per service (all brokers)", "timeseries", "none",
+              [('sum by (service) (vz_broker_queue_depth{job="vizmesh"})', "{{service}}")], 12, 5),
         panel(0, "CPU per pod (cores)", "timeseries", "none",
               [('sum by (pod) (rate(process_cpu_seconds_total{job="vizmesh"}[$__rate_interval]))', "{{pod}}")], 0, 13),
         panel(0, "Resident memory per pod", "timeseries", "bytes",

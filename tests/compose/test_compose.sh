@@ -7,8 +7,11 @@
 #   port, and checks: every container healthy; requests through the gateway
 #   (the Postman collection with newman when docs/postman-collection.json
 #   exists, else curl checks); --scale echo=3 with every replica serving; a
-#   SIGKILLed container brought back by the restart policy; down -v leaving
-#   no container, network or volume. No Docker engine = FAIL with the reason.
+#   SIGKILLed container brought back by the restart policy; --scale broker=2
+#   with every echo worker registered at both brokers, the gateway using
+#   both, and requests still served after one broker is stopped; down -v
+#   leaving no container, network or volume. No Docker engine = FAIL with
+#   the reason.
 #
 #   The build context and the build are images.sh's (the k8s overlay test
 #   builds the same way). The engine (left running) keeps the base image
@@ -189,6 +192,81 @@ for i in $(seq 20); do
     curl -fsS --max-time 5 -d "k$i" "$GW/v1/echo" >/dev/null || fail "request $i after the restart"
 done
 say "SIGKILLed echo ${victim:0:12}: restarted by policy and healthy in $((SECONDS - t0)) s"
+
+# -------------------------------------------------------------- two brokers
+# Every daemon reaches the brokers by the service name "broker", which
+# Docker's DNS answers with one address per container; the daemons expand
+# it and re-resolve it (every 5 s), so a second broker is found with
+# no restart: every echo worker registers at both, the gateway sends to
+# both, and with one stopped the other serves.
+t0=$SECONDS
+timeout 120 "${C[@]}" up -d --no-recreate --scale echo=3 --scale broker=2 >"$T/brokers.log" 2>&1 ||
+    { cat "$T/brokers.log"; fail "up --scale broker=2"; }
+mapfile -t brokers < <("${C[@]}" ps -q broker)
+[ ${#brokers[@]} -eq 2 ] || fail "expected 2 broker containers, got ${#brokers[@]}"
+#   broker_metric ID SERIES: one series of this broker's own /metrics, as it prints it (0 when absent).
+broker_metric() {
+    "$DOCKER" exec "$1" curl -fsS --max-time 2 http://127.0.0.1:9100/metrics |
+        awk -v k="$2" '$1 == k {v = $2} END {printf "%d\n", v}'
+}
+WORKERS='vz_broker_workers{service="echo"}'
+REPLIED='vz_broker_requests_total{service="echo",outcome="replied"}'
+both_have_echos() {
+    local id
+    for id in "${brokers[@]}"; do [ "$(broker_metric "$id" "$WORKERS")" = 3 ] || return 1; done
+}
+until_ok 60 both_have_echos ||
+    fail "not every echo worker registered at both brokers: $(for id in "${brokers[@]}"; do
+        printf '%s:%s ' "${id:0:12}" "$(broker_metric "$id" "$WORKERS")"; done)"
+say "second broker up; 3 echo workers registered at each of 2 brokers in $((SECONDS - t0)) s"
+#   echo_code TAG: the status of one echo request through the gateway (000:
+#   no answer). By now this client has spent the anonymous rate limit (100
+#   a minute), so 429 is the limiter's answer, neither success nor failure.
+echo_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 -d "$1" "$GW/v1/echo"; }
+#   The gateway finds the second broker on its own re-resolve: requests until both have served some.
+declare -A replied0
+for id in "${brokers[@]}"; do replied0[$id]=$(broker_metric "$id" "$REPLIED"); done
+both_served() {
+    local id i code
+    for i in $(seq 10); do
+        code=$(echo_code "b$i")
+        case $code in 200) ;; 429) sleep 0.5 ;; *) return 1 ;; esac
+    done
+    for id in "${brokers[@]}"; do
+        [ "$(broker_metric "$id" "$REPLIED")" -gt "${replied0[$id]}" ] || return 1
+    done
+}
+until_ok 40 both_served ||
+    fail "the gateway does not use both brokers (echo replies per broker, before/now: $(for id in "${brokers[@]}"; do
+        printf '%s/%s ' "${replied0[$id]}" "$(broker_metric "$id" "$REPLIED")"; done))"
+spread=""
+for id in "${brokers[@]}"; do spread="$spread $(($(broker_metric "$id" "$REPLIED") - ${replied0[$id]}))"; done
+say "the gateway sends to both brokers (echo requests served per broker:$spread)"
+# One broker stopped while requests run (SIGTERM: it drains, then exits):
+# the gateway and the workers move to the other; after at most a few
+# failures (the requests it held), 20 in a row succeed.
+t0=$SECONDS
+"$DOCKER" stop -t 10 "${brokers[0]}" >"$T/stop.log" 2>&1 &
+stopper=$!
+#   The 20 count from the moment it has exited; 429s are waited out.
+failed=0 codes="" limited=0 streak=0 stopped=""
+while :; do
+    if [ -z "$stopped" ] && ! kill -0 $stopper 2>/dev/null; then stopped=$((SECONDS - t0)) streak=0; fi
+    [ -n "$stopped" ] && [ $streak -ge 20 ] && break
+    [ $((SECONDS - t0)) -lt 90 ] ||
+        fail "no 20 echo requests in a row 90 s after a broker was stopped ($failed failed:$codes; $limited rate-limited)"
+    code=$(echo_code "s$streak")
+    case $code in
+        200) streak=$((streak + 1)) ;;
+        429) limited=$((limited + 1)) && sleep 0.5 ;;
+        *) failed=$((failed + 1)) codes="$codes $code" streak=0 && sleep 0.2 ;;
+    esac
+done
+wait $stopper || fail "docker stop of broker ${brokers[0]:0:12}: $(cat "$T/stop.log")"
+[ "$("$DOCKER" inspect -f '{{.State.Status}}' "${brokers[0]}")" = exited ] || fail "broker ${brokers[0]:0:12} did not stop"
+[ "$(broker_metric "${brokers[1]}" "$WORKERS")" = 3 ] ||
+    fail "the remaining broker lost echo workers: $(broker_metric "${brokers[1]}" "$WORKERS")"
+say "broker ${brokers[0]:0:12} stopped (exited after ${stopped} s): 20 requests in a row through the other $((SECONDS - t0)) s after the stop; $failed failed meanwhile${codes:+ (status$codes)}, $limited rate-limited"
 
 # --------------------------------------------------------------------- down
 t0=$SECONDS

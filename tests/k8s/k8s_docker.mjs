@@ -24,8 +24,11 @@
 // replicas (raised to an HPA's minReplicas or a ScaledObject's minReplicaCount). All containers share one docker
 // network; a pod matched by a Service's selector answers to <svc>, <svc>.<ns>,
 // <svc>.<ns>.svc and <svc>.<ns>.svc.cluster.local, StatefulSet pods to
-// <pod>.<serviceName>... too. Readiness is the readinessProbe, run from the
-// host (httpGet, tcpSocket) or in the container (exec), like the kubelet.
+// <pod>.<serviceName>... too; a name shared by several pods (the broker's
+// replicas) resolves to each of their addresses, as a headless Service's
+// does (a ClusterIP Service's one virtual IP is not emulated). Readiness is
+// the readinessProbe, run from the host (httpGet, tcpSocket) or in the
+// container (exec), like the kubelet.
 // Anything the translation cannot honour faithfully (hostPath, a grpc probe,
 // status.podIP ...) is refused, so a manifest never silently diverges. What a
 // docker network cannot do: Service ports that differ from the target port

@@ -8,7 +8,7 @@
 //   node k8s_tool.mjs hash FILE          kustomize's name hash of every ConfigMap/Secret in FILE
 //   node k8s_tool.mjs prometheusrule RULES   the PrometheusRule of a Prometheus rule file (YAML)
 //   node k8s_tool.mjs scrapes APP MON      every pod prometheus.yml scrapes in APP, a ServiceMonitor of MON scrapes too
-//   node k8s_tool.mjs refs FILE          "Kind/name RefKind refname" per ConfigMap/Secret reference
+//   node k8s_tool.mjs refs FILE          "Kind/name RefKind refname [optional]" per ConfigMap/Secret reference
 //
 // build implements the kustomize features k8s/ uses, nothing more: resources
 // (files and directories), namespace, images, replicas, JSON 6902 patches with
@@ -495,5 +495,6 @@ else if (cmd === "prometheusrule" && args.length === 1) process.stdout.write(pro
 else if (cmd === "scrapes" && args.length === 2) scrapes(args[0], args[1]);
 else if (cmd === "refs" && args.length === 1)
     for (const o of readDocs(args[0]))
-        forEachReference(o, (kind, holder, key) => console.log(`${o.kind}/${o.metadata.name} ${kind} ${holder[key]}`));
+        forEachReference(o, (kind, holder, key) =>
+            console.log(`${o.kind}/${o.metadata.name} ${kind} ${holder[key]}${holder.optional ? " optional" : ""}`));
 else fail("usage: build DIR | validate FILE... | same A B | names FILE... | hash FILE | refs FILE | prometheusrule RULES | scrapes APP MON");

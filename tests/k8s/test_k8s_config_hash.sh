@@ -7,7 +7,9 @@
 #      kustomize` (v4+) is installed, a scratch kustomization with generators
 #      built by both.
 #   2. Every ConfigMap a pod template or other object references exists in
-#      the overlay's build under that very name (kustomize rewrote it), and
+#      the overlay's build under that very name (kustomize rewrote it),
+#      unless the reference is optional (made outside the build, as
+#      vizmesh-weights by vzctl rollout --k8s), and
 #      every generated one has a hash suffix unless its kustomization says
 #      why not.
 #   3. An edit of k8s/base/config.env gives vizmesh-config a new name in
@@ -85,8 +87,8 @@ for o in $(ls "$K8S/overlays"); do
     node "$TOOL" refs "$T/$o.edited.yaml" | sort >"$T/$o.edited.refs"
     # Every ConfigMap referenced is in the build under that name.
     awk '/^kind: ConfigMap$/{k=1} /^---/{k=0} k && /^  name: /{print $2}' "$T/$o.yaml" | sort -u >"$T/$o.cms"
-    while read -r holder kind name; do
-        [ "$kind" = ConfigMap ] || continue
+    while read -r holder kind name opt; do
+        [ "$kind" = ConfigMap ] && [ "$opt" != optional ] || continue
         grep -qx "$name" "$T/$o.cms" || fail "overlay $o: $holder references ConfigMap $name, which the build does not make"
     done <"$T/$o.refs"
     cm=$(grep -Eo '^vizmesh-config-[a-z0-9]{10}$' "$T/$o.cms") || fail "overlay $o: no hashed vizmesh-config"

@@ -7,7 +7,8 @@
 #   both must give the same objects. Every object passes kubernetes-models v4
 #   plus the unknown-field check; so do the Secrets `vzctl keys gen --k8s`
 #   prints. Every daemon binary (vz-* but the supervisor) must have a
-#   Deployment in k8s/base and a service in compose/docker-compose.yml.
+#   Deployment in k8s/base and a service in compose/docker-compose.yml. The
+#   broker runs several replicas behind a headless Service.
 set -u
 source "$(dirname "$0")/common.sh"
 node_deps
@@ -153,5 +154,69 @@ for (const w of workers) {
 process.exit(bad ? 1 : 0);
 JS
 echo "ok - prod scales ${#redis_users[@]} workers on the broker's queue (KEDA), dev on CPU"
+
+# Several brokers: in every overlay the broker is a Deployment of 2 or more
+# replicas that rolls (RollingUpdate, never more than one down, never all),
+# a PDB keeps at least one (and still lets a drain evict one), and the
+# Service the daemons' VZ_BROKER_ENDPOINTS names is headless and leaves out
+# unready pods, so its DNS name gives every ready broker.
+node --input-type=module - "$T/dev.yaml" "$T/prod.yaml" <<'JS' || fail "several brokers"
+import fs from "node:fs";
+import { createRequire } from "node:module";
+const YAML = createRequire(process.env.VZ_SOURCE_DIR + "/tests/k8s/")("yaml");
+const load = (f) => YAML.parseAllDocuments(fs.readFileSync(f, "utf8")).map((d) => d.toJS()).filter(Boolean);
+let bad = 0;
+for (const f of process.argv.slice(2)) {
+    const o = f.replace(/.*\//, "").replace(/\.yaml$/, "");
+    const objs = load(f);
+    const no = (m) => { console.error(`${o}: ${m}`); bad++; };
+    const sel = (s, labels) => s && Object.keys(s).length && Object.entries(s).every(([k, v]) => labels[k] === v);
+    const dep = objs.find((x) => x.kind === "Deployment" && x.metadata.name === "broker");
+    if (!dep) { no("no Deployment broker"); continue; }
+    const labels = dep.spec.template.metadata.labels;
+    const n = dep.spec.replicas ?? 1;
+    if (n < 2) no(`broker has ${n} replica(s), not 2 or more`);
+    const st = dep.spec.strategy || {};
+    const ru = st.rollingUpdate || {};
+    const maxUn = ru.maxUnavailable ?? "25%";
+    if (st.type !== "RollingUpdate") no(`broker strategy ${st.type}, not RollingUpdate`);
+    else if (![0, 1].includes(maxUn) || ru.maxSurge !== 1)
+        no(`broker rolls with maxUnavailable ${maxUn}, maxSurge ${ru.maxSurge} (want 0 or 1, and 1)`);
+    const c = dep.spec.template.spec.containers.find((x) => x.name === "broker");
+    if (!c?.readinessProbe?.httpGet) no("broker has no HTTP readiness probe");
+    // Every replica reads the routing weights from one ConfigMap (vzctl rollout --k8s applies it),
+    // mounted whole: a subPath mount never sees an update.
+    const wv = (dep.spec.template.spec.volumes || []).find((v) => v.configMap?.name === "vizmesh-weights");
+    const wm = wv && (c?.volumeMounts || []).find((m) => m.name === wv.name && !m.subPath);
+    const wf = (c?.env || []).find((e) => e.name === "VZ_BROKER_WEIGHTS")?.value || "";
+    if (!wm || !wf.startsWith(wm.mountPath.replace(/\/?$/, "/")))
+        no("broker does not read VZ_BROKER_WEIGHTS from ConfigMap vizmesh-weights mounted without subPath");
+    const spread = dep.spec.template.spec.topologySpreadConstraints || [];
+    if (!spread.some((t) => t.topologyKey === "kubernetes.io/hostname" && sel(t.labelSelector?.matchLabels, labels)))
+        no("broker replicas are not spread over nodes");
+    const pdbs = objs.filter((x) => x.kind === "PodDisruptionBudget" && sel(x.spec.selector?.matchLabels, labels));
+    if (pdbs.length !== 1) no(`${pdbs.length} PodDisruptionBudgets select the broker, want 1`);
+    else {
+        const min = pdbs[0].spec.minAvailable;
+        if (!(Number.isInteger(min) && min >= 1 && min < n))
+            no(`broker PDB minAvailable ${min}: want 1 or more and fewer than the ${n} replicas (a drain must still evict one)`);
+    }
+    const cfg = objs.find((x) => x.kind === "ConfigMap" && x.metadata.name.startsWith("vizmesh-config"));
+    const host = /^tcp:\/\/([^:,]+):(\d+)$/.exec(cfg?.data?.VZ_BROKER_ENDPOINTS || "");
+    if (!host) { no(`VZ_BROKER_ENDPOINTS ${cfg?.data?.VZ_BROKER_ENDPOINTS} is not one tcp://NAME:PORT`); continue; }
+    const svc = objs.find((x) => x.kind === "Service" && x.metadata.name === host[1]);
+    if (!svc) no(`no Service ${host[1]} (VZ_BROKER_ENDPOINTS)`);
+    else {
+        if (!sel(svc.spec.selector, labels)) no(`Service ${host[1]} does not select the broker pods`);
+        if (svc.spec.clusterIP !== "None") no(`Service ${host[1]} is not headless (clusterIP ${svc.spec.clusterIP})`);
+        if (svc.spec.publishNotReadyAddresses) no(`Service ${host[1]} publishes unready brokers`);
+        if (!svc.spec.ports.some((p) => p.port === Number(host[2])))
+            no(`Service ${host[1]} has no port ${host[2]}`);
+    }
+    if (!bad) console.log(`${o}: ${n} brokers, RollingUpdate (maxUnavailable ${maxUn}), PDB minAvailable ${pdbs[0].spec.minAvailable}, headless Service ${host[1]}`);
+}
+process.exit(bad ? 1 : 0);
+JS
+echo "ok - several brokers: Deployment, rolling update, PDB and headless Service in every overlay"
 
 echo "PASS: $n overlays valid; daemons ${daemons[*]} in compose and k8s"

@@ -7,7 +7,9 @@
 #   their images, commands, environment, ConfigMaps and Secrets
 #   (k8s_docker.mjs translates them; Service names resolve as in-cluster DNS
 #   names), then newman sends docs/postman-collection.json through the
-#   gateway Service and every assertion must pass. A mismatch between
+#   gateway Service and every assertion must pass; every broker replica (a
+#   container each, all answering to the headless Service's name) has every
+#   echo worker registered. A mismatch between
 #   manifests (an issuer here, a Secret key there) fails here, not in a
 #   cluster.
 #
@@ -134,6 +136,33 @@ run_overlay() {
         --timeout-request 15000 "$@" >"$T/newman-$o.log" 2>&1
 }
 
+#   brokers_registered OVERLAY: every broker pod of the running overlay has
+#   every echo pod registered (vz_broker_workers{service="echo"} of its own
+#   /metrics): the workers found each broker behind the one Service name.
+#   Waits up to 60 s (the daemons re-resolve the name every 5 s).
+brokers_registered() {
+    local o=$1 ids ips echos ip n v got short deadline=$((SECONDS + 60))
+    ids=$("$DOCKER" ps -q --filter "label=vz.k8s-docker.run=$RUN" --filter label=app.kubernetes.io/name=broker)
+    echos=$("$DOCKER" ps -q --filter "label=vz.k8s-docker.run=$RUN" --filter label=app.kubernetes.io/name=echo | wc -l)
+    n=$(wc -w <<<"$ids")
+    [ "$n" -ge 2 ] || fail "overlay $o runs $n broker container(s), not 2 or more"
+    ips=$(for id in $ids; do "$DOCKER" inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$id"; done)
+    while :; do
+        got="" short=0
+        for ip in $ips; do
+            v=$(curl -fsS --max-time 2 "http://$ip:9100/metrics" 2>/dev/null |
+                awk '$1 == "vz_broker_workers{service=\"echo\"}" {v = $2} END {printf "%d", v}')
+            got="$got $v"
+            [ "$v" = "$echos" ] || short=1
+        done
+        [ $short = 0 ] && break
+        [ $SECONDS -lt $deadline ] ||
+            fail "overlay $o: echo workers per broker:$got, want $echos at each of the $n brokers"
+        sleep 1
+    done
+    say "overlay $o: $n brokers behind Service broker, each with the $echos echo workers"
+}
+
 #   render K8S_TREE OVERLAY OUT
 render() { node "$TOOL" build "$1/overlays/$2" >"$3" || fail "render of overlay $2"; }
 
@@ -148,6 +177,12 @@ for o in $overlays; do
     node "$RUNNER" plan "$T/$o.yaml" "$T/store-$o" "$T/plan-$o" plan >"$T/plan-$o.txt" ||
         fail "overlay $o cannot run as rendered, with the Secrets $DOC makes"
     say "overlay $o: $(grep -c '^docker run ' "$T/plan-$o.txt") containers, translated from the rendered objects"
+    #   Several brokers, each a container answering to the Service name broker.
+    brokers=$(grep '^docker run ' "$T/plan-$o.txt" | grep -- '--label app.kubernetes.io/name=broker ')
+    nb=$(grep -c . <<<"$brokers")
+    [ "$nb" -ge 2 ] || fail "overlay $o runs $nb broker container(s), not 2 or more"
+    [ "$(grep -c -- '--network-alias broker ' <<<"$brokers")" = "$nb" ] ||
+        fail "overlay $o: not every broker container answers to the Service name broker"
 done
 
 if ! why=$(engine_ready 2>&1); then
@@ -182,6 +217,7 @@ for o in $overlays; do
     ' "$T/newman-$o.json" "$SRC/docs/postman-collection.json" >"$T/check.log" 2>&1 ||
         { cat "$T/check.log"; fail "overlay $o: not every request of the collection ran"; }
     say "overlay $o: newman $(cat "$T/check.log")"
+    brokers_registered "$o"
     teardown
     n=$((n + 1))
 done
