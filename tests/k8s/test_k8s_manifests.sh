@@ -219,4 +219,34 @@ process.exit(bad ? 1 : 0);
 JS
 echo "ok - several brokers: Deployment, rolling update, PDB and headless Service in every overlay"
 
+# vzctl rollout --k8s: the canary track of echo exists at zero replicas,
+# serves as echo (same key, same Redis user) and announces a version, and
+# neither Deployment selects the other's pods.
+node --input-type=module - "$T/dev.yaml" "$T/prod.yaml" <<'JS' || fail "echo canary"
+import fs from "node:fs";
+import { createRequire } from "node:module";
+const YAML = createRequire(process.env.VZ_SOURCE_DIR + "/tests/k8s/")("yaml");
+const load = (f) => YAML.parseAllDocuments(fs.readFileSync(f, "utf8")).map((d) => d.toJS()).filter(Boolean);
+let bad = 0;
+for (const f of process.argv.slice(2)) {
+    const o = f.replace(/.*\//, "").replace(/\.yaml$/, "");
+    const objs = load(f);
+    const no = (m) => { console.error(`${o}: ${m}`); bad++; };
+    const dep = (n) => objs.find((x) => x.kind === "Deployment" && x.metadata.name === n);
+    const stable = dep("echo"), canary = dep("echo-canary");
+    if (!stable || !canary) { no("echo or echo-canary missing"); continue; }
+    if ((canary.spec.replicas ?? 1) !== 0) no(`echo-canary starts with ${canary.spec.replicas} replicas, not 0`);
+    const picks = (d, pod) => Object.entries(d.spec.selector.matchLabels).every(([k, v]) => pod.spec.template.metadata.labels[k] === v);
+    if (picks(stable, canary) || picks(canary, stable)) no("echo and echo-canary select each other's pods");
+    const env = (d) => Object.fromEntries((d.spec.template.spec.containers[0].env || []).map((e) => [e.name, JSON.stringify(e.value ?? e.valueFrom)]));
+    const se = env(stable), ce = env(canary);
+    for (const k of Object.keys(se))
+        if (k !== "VZ_SERVICE_VERSION" && se[k] !== ce[k]) no(`echo-canary's ${k} differs from echo's`);
+    if (!ce.VZ_SERVICE_VERSION) no("echo-canary announces no VZ_SERVICE_VERSION");
+    if (!bad) console.log(`${o}: echo-canary at 0 replicas beside echo`);
+}
+process.exit(bad ? 1 : 0);
+JS
+echo "ok - echo-canary: zero replicas, echo's identity, a version, selectors apart"
+
 echo "PASS: $n overlays valid; daemons ${daemons[*]} in compose and k8s"
