@@ -160,7 +160,7 @@ echo "ok - prod scales ${#redis_users[@]} workers on the broker's queue (KEDA), 
 # a PDB keeps at least one (and still lets a drain evict one), and the
 # Service the daemons' VZ_BROKER_ENDPOINTS names is headless and leaves out
 # unready pods, so its DNS name gives every ready broker.
-node --input-type=module - "$T/dev.yaml" "$T/prod.yaml" <<'JS' || fail "several brokers"
+node --input-type=module - "$T/dev.yaml" "$T/prod.yaml" <<'JS' || fail "several brokers, echo canary"
 import fs from "node:fs";
 import { createRequire } from "node:module";
 const YAML = createRequire(process.env.VZ_SOURCE_DIR + "/tests/k8s/")("yaml");
@@ -215,19 +215,9 @@ for (const f of process.argv.slice(2)) {
     }
     if (!bad) console.log(`${o}: ${n} brokers, RollingUpdate (maxUnavailable ${maxUn}), PDB minAvailable ${pdbs[0].spec.minAvailable}, headless Service ${host[1]}`);
 }
-process.exit(bad ? 1 : 0);
-JS
-echo "ok - several brokers: Deployment, rolling update, PDB and headless Service in every overlay"
-
-# vzctl rollout --k8s: the canary track of echo exists at zero replicas,
-# serves as echo (same key, same Redis user) and announces a version, and
-# neither Deployment selects the other's pods.
-node --input-type=module - "$T/dev.yaml" "$T/prod.yaml" <<'JS' || fail "echo canary"
-import fs from "node:fs";
-import { createRequire } from "node:module";
-const YAML = createRequire(process.env.VZ_SOURCE_DIR + "/tests/k8s/")("yaml");
-const load = (f) => YAML.parseAllDocuments(fs.readFileSync(f, "utf8")).map((d) => d.toJS()).filter(Boolean);
-let bad = 0;
+// vzctl rollout --k8s: the canary track of echo exists at zero replicas,
+// serves as echo (same key, same Redis user) and announces a version, and
+// neither Deployment selects the other's pods.
 for (const f of process.argv.slice(2)) {
     const o = f.replace(/.*\//, "").replace(/\.yaml$/, "");
     const objs = load(f);
@@ -247,6 +237,7 @@ for (const f of process.argv.slice(2)) {
 }
 process.exit(bad ? 1 : 0);
 JS
+echo "ok - several brokers: Deployment, rolling update, PDB and headless Service in every overlay"
 echo "ok - echo-canary: zero replicas, echo's identity, a version, selectors apart"
 
 echo "PASS: $n overlays valid; daemons ${daemons[*]} in compose and k8s"
