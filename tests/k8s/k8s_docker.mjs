@@ -487,7 +487,15 @@ function translate(rendered, storeDir, work, run) {
         if (!s.spec.selector) continue;
         const mine = runs.filter((r) => r.role === "main" && all.find((p) => `${p.ns}/${p.name}` === r.pod &&
             p.ns === s.metadata.namespace && selects(s.spec.selector, p.labels)));
-        if (!mine.length) refuse(`Service ${s.metadata.namespace}/${s.metadata.name} selects no pod`);
+        if (!mine.length) {
+            //  A workload scaled to zero (echo-canary between rollouts) has no
+            //  pod yet: its Service is right when its template's labels match.
+            const idle = cluster.objs.some((w) => WORKLOADS.has(w.kind) && w.kind !== "Pod" &&
+                w.metadata.namespace === s.metadata.namespace && (w.spec.replicas ?? 1) === 0 &&
+                selects(s.spec.selector, w.spec.template?.metadata?.labels));
+            if (idle) continue;
+            refuse(`Service ${s.metadata.namespace}/${s.metadata.name} selects no pod`);
+        }
         for (const port of s.spec.ports) {
             const tp = port.targetPort ?? port.port;
             for (const r of new Set(mine.map((m) => m.pod))) {
