@@ -20,7 +20,8 @@
 #   HTTP_B_ENV="VZ_X=1 VZ_Y=2" (one more gateway, "gatewayb", with these
 #   settings: the anonymous, JWT-echo and API-key-hit cases then run on the
 #   first gateway (A) and on it (B) in turn, one wrk run each per round,
-#   HTTP_REPS rounds: a before/after in the same run).
+#   HTTP_REPS rounds: a before/after in the same run; the other mesh
+#   cases are then left out).
 
 HTTP_REPS=${HTTP_REPS:-3}
 WRK_T=${WRK_T:-2} WRK_C=${WRK_C:-64} WRK_D=${WRK_D:-10s} WARM_D=${WARM_D:-2s}
