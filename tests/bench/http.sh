@@ -16,7 +16,12 @@
 #   time (utime+stime from /proc/<pid>/stat) of every process are recorded.
 #   Knobs: HTTP_REPS (3), WRK_T (2), WRK_C (64), WRK_D (10s), WARM_D (2s),
 #   HTTP_CASES (a regex: only the vizmesh cases whose label matches),
-#   PROFILE=1 (perf record -g on the gateway during one more JWT run).
+#   PROFILE=1 (perf record -g on the gateway during one more JWT run),
+#   HTTP_B_ENV="VZ_X=1 VZ_Y=2" (one more gateway, "gatewayb", with these
+#   settings: the anonymous, JWT-echo and API-key-hit cases then run on the
+#   first gateway (A) and on it (B) in turn, one wrk run each per round,
+#   HTTP_REPS rounds: a before/after in the same run; the other mesh
+#   cases are then left out).
 
 HTTP_REPS=${HTTP_REPS:-3}
 WRK_T=${WRK_T:-2} WRK_C=${WRK_C:-64} WRK_D=${WRK_D:-10s} WARM_D=${WARM_D:-2s}
@@ -245,8 +250,26 @@ cat >>"$H/mesh.cfg" <<'EOF'
             VZ_GATEWAY_APIKEY_TTL_MS = "0"
             VZ_GATEWAY_APIKEY_NEGATIVE_MS = "0"
 EOF
-#   Same CURVE identity as the first gateway: the broker's policy knows it.
-echo "            VZ_CURVE_CERT = \"$H/state/keys/secret/gateway.key\"" >>"$H/mesh.cfg"
+#   Same CURVE identity as the first gateway: the broker's policy knows it
+#   (read from the file, not from the supervisor's pipe, which holds gatewaync's).
+gw_identity() {
+    echo "            VZ_CURVE_CERT = \"$H/state/keys/secret/gateway.key\""
+    echo "            VZ_CURVE_SECRET_FD = \"-1\""
+}
+gw_identity >>"$H/mesh.cfg"
+if [ -n "${HTTP_B_ENV:-}" ]; then
+    sed -i -E 's/^(    gatewaync = auto)$/\1\n    gatewayb = auto/' "$H/mesh.cfg"
+    {
+        printf '    gatewayb\n        command = "vz-gateway"\n        admin_port = auto\n'
+        printf '        replicas = 1\n        depends = "broker echo ratelimit auth"\n        env\n'
+        printf '            VZ_GATEWAY_PORT = "${port.gatewayb}"\n'
+        printf '            VZ_GATEWAY_ROUTES = "${config_dir}/routes.cfg"\n'
+        printf '            VZ_GATEWAY_JWT_ISSUER = "http://127.0.0.1:${port.gateway}"\n'
+        printf '            VZ_GATEWAY_RATELIMIT_FAILURE = "open"\n'
+        for kv in $HTTP_B_ENV; do printf '            %s = "%s"\n' "${kv%%=*}" "${kv#*=}"; done
+        gw_identity
+    } >>"$H/mesh.cfg"
+fi
 grep -q "= [0-9]\{4\}" "$H/mesh.cfg" && http_die "a fixed port survived in mesh.cfg"
 CTL=("$BIN/vzctl" --state "$H/state")
 "$BIN/vz-supervisor" --config "$H/mesh.cfg" 2>"$H/sup.log" &
@@ -285,6 +308,22 @@ while read -r name rep pid; do
 done < <("${CTL[@]}" status | awk 'NR>1 {print $1, $2, $3}')
 PROCS+=("supervisor:$H_SUP")
 
+if [ -n "${HTTP_B_ENV:-}" ]; then
+    #   A/B: the same cases on both gateways, alternated, one wrk run per case and round.
+    GB=http://127.0.0.1:$("${CTL[@]}" ports | awk '$1=="gatewayb" {print $2}')
+    wait_http "$GB/v1/bench/echo-jwt" "$AUTHZ" || http_die "gatewayb refused the token"
+    reps=$HTTP_REPS HTTP_REPS=1
+    for round in $(seq 1 "$reps"); do
+        for v in A B; do
+            u=$G && [ $v = B ] && u=$GB
+            run_case "vizmesh $v$round anonymous: GET /v1/echo" "$u/v1/echo"
+            run_case "vizmesh $v$round JWT: echo-jwt (token cache on)" "$u/v1/bench/echo-jwt" -H "$AUTHZ"
+            run_case "vizmesh $v$round API key: echo-key, cache hit" "$u/v1/bench/echo-key" -H "$APIKEY"
+        done
+    done
+    HTTP_REPS=$reps
+    SKIP_CASES=1
+fi
 run_case "vizmesh anonymous: GET /v1/echo" "$G/v1/echo"
 run_case "vizmesh anonymous, no rate limit: GET /v1/echo/whoami" "$G/v1/echo/whoami"
 run_case "vizmesh JWT: GET /v1/auth/profile" "$G/v1/auth/profile" -H "$AUTHZ"
@@ -306,8 +345,15 @@ if [ "${PROFILE:-0}" = 1 ]; then
     perf_gw=$!
     perf record -F 499 -a -o "$H/all.data" -- sleep "$secs" >/dev/null 2>&1 &
     perf_all=$!
+    #   Context switches of the daemons on the request's path (divide by wrk's requests).
+    stats=()
+    for d in gateway broker echo; do
+        dpid=$("${CTL[@]}" status | awk -v d="$d" '$1==d {print $3}')
+        perf stat -e context-switches -p "$dpid" -o "$P/cs-$d.txt" -- sleep "$secs" >/dev/null 2>&1 &
+        stats+=($!)
+    done
     wrk -t"$WRK_T" -c"$WRK_C" -d"$WRK_D" -H "$AUTHZ" "$G/v1/bench/echo-jwt" >"$P/wrk.txt" 2>&1
-    wait "$perf_gw" "$perf_all"
+    wait "$perf_gw" "$perf_all" "${stats[@]}"
     #   Threads -> daemon, so the machine's cycles add up per process and thread kind.
     for pr in "${PROCS[@]}"; do
         for t in /proc/"${pr#*:}"/task/*; do echo "${t##*/} ${pr%%:*}"; done
@@ -325,7 +371,14 @@ if [ "${PROFILE:-0}" = 1 ]; then
     perf report -i "$H/gw.data" --children --sort symbol --stdio -g none 2>/dev/null |
         grep -v '^#' | grep -v '^$' | head -n 80 >"$P/gateway-children.txt"
     cp "$H/gw.data" "$P/gateway.perf.data" 2>/dev/null
-    echo "perf profile (JWT echo route): $P/{machine-threads,gateway-dso,gateway-sym,gateway-children}.txt" >&2
+    #   The gateway's system calls and context switches per request: a 4 s
+    #   run under perf trace (which slows the gateway; counts, not speed).
+    perf trace -s -p "$gpid" -o "$P/gateway-syscalls.txt" -- sleep 4 >/dev/null 2>&1 &
+    perf_tr=$!
+    sleep 0.5
+    wrk -t"$WRK_T" -c"$WRK_C" -d3s -H "$AUTHZ" "$G/v1/bench/echo-jwt" >"$P/wrk-trace.txt" 2>&1
+    wait "$perf_tr"
+    echo "perf profile (JWT echo route): $P/{machine-threads,gateway-dso,gateway-sym,gateway-children,gateway-syscalls,cs-*}.txt" >&2
 fi
 kill -TERM "$H_SUP"
 wait "$H_SUP" 2>/dev/null
