@@ -6,7 +6,8 @@
  *  mesh (auth, two ratelimit replicas, echo, github, gateway) whose
  *  VZ_REDIS_URL names two of the nodes with ?cluster=1. Shows, through the
  *  gateway and the broker: the auth flow (register, login, refresh rotation
- *  and reuse detection, an API key used), a signed GitHub webhook queued
+ *  and reuse detection, an API key used), a slot migrated under a client
+ *  (ASK, then MOVED), a signed GitHub webhook queued
  *  and applied, exactly N allowed across the two limiter replicas, and the
  *  same check with the primary owning the bucket's slot killed (kill -9)
  *  in the middle: the replica takes over, the limiter follows it, and the
@@ -19,8 +20,9 @@
  *  ports in CLUSTER SLOTS and MOVED, a self-signed certificate for it as
  *  the CA; the daemons' URL is rediss://localhost:P1,localhost:P2
  *  ?cluster=1&ca_file=... Every redirection is followed over TLS with SNI
- *  and the name verified: the auth flow, the webhook, exactly N allowed
- *  and the planned failover run again on it.
+ *  and the name verified: the auth flow, a slot migrated (ASK, then MOVED
+ *  to a client with the old map), the webhook, exactly N allowed and the
+ *  planned failover run again on it. Both runs take ~20 s together.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -457,6 +459,97 @@ static void test_auth_flow(void **state)
         s_http(cl, "GET", "/v1/echo/me", NULL, "X-API-Key: vzk_000000000000_nope", NULL), 401);
 }
 
+//  The primary (port) CLUSTER SLOTS names for slot; every node it names is
+//  announced as clients must reach it: the name the certificate carries
+//  ("localhost" over TLS, else 127.0.0.1) and a client port of ours (the
+//  TLS port over TLS). primaries gets the primaries' ports (3).
+static int s_slot_owner(cluster_t *cl, int slot, int *primaries)
+{
+    redisReply *r = s_node(cl, cl->port[0], "CLUSTER SLOTS");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    int owner = -1, np = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *range = r->element[i];
+        for (size_t j = 2; j < range->elements; j++) {
+            redisReply *node = range->element[j];
+            assert_string_equal(node->element[0]->str, cl->tls ? "localhost" : "127.0.0.1");
+            bool ours = false;
+            for (int k = 0; k < NODES; k++)
+                ours = ours || node->element[1]->integer == cl->port[k];
+            assert_true(ours);
+        }
+        int port = (int)range->element[2]->element[1]->integer;
+        bool known = false;
+        for (int k = 0; k < np; k++)
+            known = known || primaries[k] == port;
+        if (!known && np < 3)
+            primaries[np++] = port;
+        if (range->element[0]->integer <= slot && slot <= range->element[1]->integer)
+            owner = port;
+    }
+    freeReplyObject(r);
+    assert_int_equal(np, 3);
+    assert_true(owner > 0);
+    return owner;
+}
+
+//  CLUSTER MYID of the node at port, into id (41 bytes).
+static void s_node_id(cluster_t *cl, int port, char *id)
+{
+    redisReply *r = s_node(cl, port, "CLUSTER MYID");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    vz_strlcpy(id, r->str, 41);
+    freeReplyObject(r);
+}
+
+static void s_expect_ok(redisReply *r)
+{
+    assert_non_null(r);
+    if (r->type != REDIS_REPLY_STATUS)
+        fail_msg("expected OK, got %s", r->str ? r->str : "?");
+    freeReplyObject(r);
+}
+
+//  A slot moved from its primary A to another one, B, as a resharding
+//  does: while it migrates, a write answered ASK by A lands on B (ASKING
+//  first); once B owns it, a client still holding the old map is answered
+//  MOVED by A and follows: over TLS, to the node named there, by that name.
+static void test_redirections(void **state)
+{
+    cluster_t *cl = *state;
+    const char *key = "vz:redirect:{moved}";
+    int slot = vz_redis_key_slot(key, strlen(key)), primaries[3] = {0};
+    int from = s_slot_owner(cl, slot, primaries);
+    int to = primaries[0] == from ? primaries[1] : primaries[0];
+    char from_id[41], to_id[41];
+    s_node_id(cl, from, from_id);
+    s_node_id(cl, to, to_id);
+    vz_redis_t *redis = vz_redis_new(cl->url, 1000, 1000, 0);
+    assert_non_null(redis);
+    const char *get[] = {"GET", key}, *set[] = {"SET", key, "v"};
+    redisReply *r = vz_redis_command(redis, 2, get, NULL); //  the map loaded: from owns it
+    assert_true(r && r->type == REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    s_expect_ok(s_node(cl, to, "CLUSTER SETSLOT %d IMPORTING %s", slot, from_id));
+    s_expect_ok(s_node(cl, from, "CLUSTER SETSLOT %d MIGRATING %s", slot, to_id));
+    s_expect_ok(vz_redis_command(redis, 3, set, NULL)); //  ASK
+    s_expect_ok(s_node(cl, to, "CLUSTER SETSLOT %d NODE %s", slot, to_id));
+    for (int i = 0; i < 3; i++)
+        if (primaries[i] != to)
+            s_expect_ok(s_node(cl, primaries[i], "CLUSTER SETSLOT %d NODE %s", slot, to_id));
+    r = vz_redis_command(redis, 2, get, NULL); //  MOVED
+    assert_true(r && r->type == REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "v");
+    freeReplyObject(r);
+    vz_redis_destroy(&redis);
+    r = s_node(cl, to, "GET %s", key); //  on B indeed
+    assert_true(r && r->type == REDIS_REPLY_STRING);
+    freeReplyObject(r);
+    assert_true(vzt_wait_until(s_cluster_ok, cl, WAIT_MS));
+}
+
 static bool s_ping_applied(void *arg)
 {
     cluster_t *cl = arg;
@@ -698,6 +791,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auth_flow),
+        cmocka_unit_test(test_redirections),
         cmocka_unit_test(test_webhook_queued_and_applied),
         cmocka_unit_test(test_exact_across_replicas),
         cmocka_unit_test(test_exact_through_planned_failover),
@@ -706,6 +800,7 @@ int main(void)
     //  Over TLS: every flow but the kill, which the plain run covers.
     const struct CMUnitTest tls_tests[] = {
         cmocka_unit_test(test_auth_flow),
+        cmocka_unit_test(test_redirections),
         cmocka_unit_test(test_webhook_queued_and_applied),
         cmocka_unit_test(test_exact_across_replicas),
         cmocka_unit_test(test_exact_through_planned_failover),
