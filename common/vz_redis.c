@@ -54,23 +54,25 @@ typedef struct {
 } s_node_t;
 
 struct vz_redis_t {
-    int db;                       //  SELECT index, 0 = default
-    char user[S_CRED_MAX];        //  ACL user, "" = the default user
-    char pass[S_CRED_MAX];        //  password, "" = no AUTH
-    bool tls;                     //  rediss://
-    char server_name[S_HOST_MAX]; //  name the certificate must carry, "" = host
-    SSL_CTX *ssl_ctx;             //  TLS settings (CA, client certificate), NULL = plain
-    int connect_timeout_ms;       //  bound on connect(2)
-    int command_timeout_ms;       //  bound on each send and receive
-    int retry_ms;                 //  least time between connect attempts (per node)
-    bool cluster;                 //  ?cluster=1: route by slot, follow redirections
-    char master[S_HOST_MAX];      //  ?sentinel=<name>: the primary Sentinels name, "" none
-    int primary;                  //  sentinel: node index of the primary, -1 unknown
-    s_node_t nodes[S_NODES_MAX];  //  the URL's hosts first, then nodes the cluster named
-    int node_count;               //  entries in nodes
-    uint8_t *slots;               //  cluster: node index + 1 per slot, 0 = unknown
-    bool stale;                   //  cluster: reload the slot map before the next command
-    bool up;                      //  last command (or connect) reached Redis
+    int db;                         //  SELECT index, 0 = default
+    char user[S_CRED_MAX];          //  ACL user, "" = the default user
+    char pass[S_CRED_MAX];          //  password, "" = no AUTH
+    char sentinel_user[S_CRED_MAX]; //  ?sentinel_user=: the Sentinels' ACL user, "" = default
+    char sentinel_pass[S_CRED_MAX]; //  ?sentinel_password=: AUTH to the Sentinels, "" = none
+    bool tls;                       //  rediss://
+    char server_name[S_HOST_MAX];   //  name the certificate must carry, "" = host
+    SSL_CTX *ssl_ctx;               //  TLS settings (CA, client certificate), NULL = plain
+    int connect_timeout_ms;         //  bound on connect(2)
+    int command_timeout_ms;         //  bound on each send and receive
+    int retry_ms;                   //  least time between connect attempts (per node)
+    bool cluster;                   //  ?cluster=1: route by slot, follow redirections
+    char master[S_HOST_MAX];        //  ?sentinel=<name>: the primary Sentinels name, "" none
+    int primary;                    //  sentinel: node index of the primary, -1 unknown
+    s_node_t nodes[S_NODES_MAX];    //  the URL's hosts first, then nodes the cluster named
+    int node_count;                 //  entries in nodes
+    uint8_t *slots;                 //  cluster: node index + 1 per slot, 0 = unknown
+    bool stale;                     //  cluster: reload the slot map before the next command
+    bool up;                        //  last command (or connect) reached Redis
 };
 
 struct vz_redis_script_t {
@@ -112,7 +114,8 @@ static int s_decode(const char *src, size_t len, char *out, size_t n)
 }
 
 //  The query: the TLS settings ca_file, cert_file, key_file, server_name
-//  (rediss:// only), cluster=0|1 and sentinel=<master name>.
+//  (rediss:// only), cluster=0|1, sentinel=<master name> and the
+//  Sentinels' own credentials sentinel_user and sentinel_password.
 static int s_parse_query(vz_redis_t *self, const char *q, char *ca, char *cert, char *key)
 {
     while (*q) {
@@ -127,6 +130,10 @@ static int s_parse_query(vz_redis_t *self, const char *q, char *ca, char *cert, 
             if (s_decode(eq + 1, len - klen - 1, self->master, sizeof self->master) < 0 ||
                 !self->master[0])
                 return -EINVAL;
+        } else if (klen == 13 && strncmp(q, "sentinel_user", 13) == 0) {
+            out = self->sentinel_user, n = sizeof self->sentinel_user;
+        } else if (klen == 17 && strncmp(q, "sentinel_password", 17) == 0) {
+            out = self->sentinel_pass, n = sizeof self->sentinel_pass;
         } else if (klen == 7 && strncmp(q, "cluster", 7) == 0) {
             if (len - klen - 1 != 1 || (eq[1] != '0' && eq[1] != '1'))
                 return -EINVAL;
@@ -143,7 +150,8 @@ static int s_parse_query(vz_redis_t *self, const char *q, char *ca, char *cert, 
             out = self->server_name, n = sizeof self->server_name;
         else
             return -EINVAL;
-        if (out && s_decode(eq + 1, len - klen - 1, out, n) < 0)
+        if (out && (s_decode(eq + 1, len - klen - 1, out, n) < 0 ||
+                    (!out[0] && out == self->sentinel_pass)))
             return -EINVAL;
         q += len;
         if (*q == '&')
@@ -237,6 +245,9 @@ static int s_parse_url(vz_redis_t *self, const char *url, char *ca, char *cert, 
     //  Cluster mode has one database; a single server, one host.
     for (int i = 0; self->master[0] && i < self->node_count; i++)
         self->nodes[i].sentinel = true;
+    if ((self->sentinel_user[0] || self->sentinel_pass[0]) &&
+        (!self->master[0] || !self->sentinel_pass[0]))
+        return -EINVAL; //  Sentinel credentials without Sentinels, or a user without password
     if (self->cluster)
         return self->db || self->master[0] ? -EINVAL : 0;
     return self->node_count == 1 || self->master[0] ? 0 : -EINVAL;
@@ -307,11 +318,30 @@ void vz_redis_redact(const char *url, char *out, size_t n)
         if (*c == '@')
             at = c;
     const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-    if (!colon) {
-        vz_strlcpy(out, url, n);
-        return;
+    size_t len = strlen(url) + 4;
+    char *shown = malloc(len);
+    assert(shown);
+    if (colon)
+        snprintf(shown, len, "%.*s:***%s", (int)(colon - url), url, at);
+    else
+        vz_strlcpy(shown, url, len);
+    //  The Sentinels' password in the query goes too.
+    out[0] = '\0';
+    const char *p = shown, *q = strchr(shown, '?');
+    while (q && (q = strstr(q, "sentinel_password=")) != NULL) {
+        if (q[-1] != '?' && q[-1] != '&') {
+            q++;
+            continue;
+        }
+        q += strlen("sentinel_password=");
+        size_t o = strlen(out);
+        snprintf(out + o, n - o, "%.*s***", (int)(q - p), p);
+        q = p = q + strcspn(q, "&");
     }
-    snprintf(out, n, "%.*s:***%s", (int)(colon - url), url, at);
+    size_t o = strlen(out);
+    snprintf(out + o, n - o, "%s", p);
+    explicit_bzero(shown, len);
+    free(shown);
 }
 
 int vz_redis_url_password(const char *url, const char *password, char *out, size_t n)
@@ -373,6 +403,7 @@ void vz_redis_destroy(vz_redis_t **self_p)
     free(self->slots);
     //  The password leaves no copy in freed memory.
     explicit_bzero(self->pass, sizeof self->pass);
+    explicit_bzero(self->sentinel_pass, sizeof self->sentinel_pass);
     free(self);
     *self_p = NULL;
 }
@@ -572,11 +603,14 @@ static int s_node_ensure(vz_redis_t *self, s_node_t *node)
         node->reader = redisReaderCreate();
         assert(node->reader);
     }
-    if (rc == 0 && self->pass[0] && !node->sentinel) {
-        const char *user_auth[] = {"AUTH", self->user, self->pass};
-        const char *pass_auth[] = {"AUTH", self->pass};
-        rc = self->user[0] ? s_expect_ok(node, 3, user_auth, -EACCES)
-                           : s_expect_ok(node, 2, pass_auth, -EACCES);
+    //  A Sentinel has its own credentials (sentinel_password), if any.
+    const char *user = node->sentinel ? self->sentinel_user : self->user;
+    const char *pass = node->sentinel ? self->sentinel_pass : self->pass;
+    if (rc == 0 && pass[0]) {
+        const char *user_auth[] = {"AUTH", user, pass};
+        const char *pass_auth[] = {"AUTH", pass};
+        rc = user[0] ? s_expect_ok(node, 3, user_auth, -EACCES)
+                     : s_expect_ok(node, 2, pass_auth, -EACCES);
     }
     if (rc == 0 && self->db && !node->sentinel) {
         char db[16];
@@ -883,18 +917,27 @@ static redisReply *s_cluster_command(vz_redis_t *self, int argc, const char **ar
 //  Sentinel: the primary's address asked from the Sentinels
 
 //  Ask the Sentinels, in order, for the primary of master; the first that
-//  names one wins. 0, or the last -errno.
+//  names one wins. 0, or the last -errno; -EACCES wins (a Sentinel refused
+//  sentinel_password, or asked for one: NOAUTH).
 static int s_resolve(vz_redis_t *self)
 {
     int rc = -EHOSTUNREACH;
     for (int i = 0; i < self->node_count; i++) {
         s_node_t *node = &self->nodes[i];
-        if (!node->sentinel || (rc = s_node_ensure(self, node)) < 0)
+        int nrc = node->sentinel ? s_node_ensure(self, node) : -EHOSTUNREACH;
+        if (nrc < 0) {
+            rc = rc == -EACCES ? rc : nrc;
             continue;
+        }
         const char *argv[] = {"SENTINEL", "get-master-addr-by-name", self->master};
         redisReply *r = s_roundtrip(node, false, 3, argv, NULL);
         if (!r)
             s_node_drop(node);
+        if (s_error_is(r, "NOAUTH") || s_error_is(r, "WRONGPASS")) {
+            freeReplyObject(r);
+            rc = -EACCES;
+            continue;
+        }
         bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
                   r->element[0]->type == REDIS_REPLY_STRING &&
                   r->element[1]->type == REDIS_REPLY_STRING;
@@ -903,9 +946,10 @@ static int s_resolve(vz_redis_t *self)
             ok && port > 0 && port < 65536 ? s_node_index(self, r->element[0]->str, port) : -1;
         if (r)
             freeReplyObject(r);
-        rc = -EHOSTUNREACH;
-        if (idx < 0)
+        if (idx < 0) {
+            rc = rc == -EACCES ? rc : -EHOSTUNREACH;
             continue;
+        }
         if (self->primary >= 0 && self->primary != idx)
             s_node_drop(&self->nodes[self->primary]); //  the old primary is a replica now
         self->primary = idx;
@@ -931,7 +975,7 @@ static s_node_t *s_server(vz_redis_t *self, int *rc_p)
             rc = s_node_ensure(self, node = &self->nodes[self->primary]);
     }
     if (rc_p)
-        *rc_p = node ? rc : -EHOSTUNREACH;
+        *rc_p = node || rc < 0 ? rc : -EHOSTUNREACH;
     return node && rc == 0 ? node : NULL;
 }
 

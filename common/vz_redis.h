@@ -22,8 +22,10 @@
  *  caller's keys of one command or script must share a slot (hash tags,
  *  docs/operations/redis-cluster.md); Redis answers CROSSSLOT otherwise.
  *
- *  Sentinel (?sentinel=<master name>): the hosts are Sentinels (asked
- *  without AUTH), asked SENTINEL get-master-addr-by-name at the first
+ *  Sentinel (?sentinel=<master name>): the hosts are Sentinels (AUTH with
+ *  sentinel_password, as sentinel_user when given, else none; a Sentinel
+ *  refusing them, or answering NOAUTH, makes vz_redis_ensure -EACCES),
+ *  asked SENTINEL get-master-addr-by-name at the first
  *  command and again after the primary's connection was lost or refused,
  *  or a command was answered READONLY (a demoted primary: that command is
  *  sent once more, to the primary named then).
@@ -51,15 +53,19 @@ typedef struct vz_redis_t vz_redis_t;
 //  (redis://:pw@10.0.0.1:6379,10.0.0.2:6379?cluster=1); several hosts
 //  without it are refused, except with sentinel=<master name> in the
 //  query: then the hosts are Sentinels and the primary is the one they
-//  name (redis://:pw@s1:26379,s2:26379/0?sentinel=mymaster). The same
-//  credentials and TLS settings serve
-//  every node. Does not connect yet. NULL on a bad URL or a TLS file that
+//  name (redis://:pw@s1:26379,s2:26379/0?sentinel=mymaster). The URL's
+//  credentials are the primary's; Sentinels behind requirepass take
+//  sentinel_password=<pw> (and sentinel_user=<ACL user>) in the query,
+//  percent-encoded, as Jedis' sentinelPassword and ioredis'
+//  sentinelPassword (...?sentinel=mymaster&sentinel_password=s%40pw).
+//  The TLS settings serve every node. Does not connect yet. NULL on a bad URL or a TLS file that
 //  does not load (errno EINVAL).
 vz_redis_t *vz_redis_new(const char *url, int connect_timeout_ms, int command_timeout_ms,
                          int retry_ms);
 void vz_redis_destroy(vz_redis_t **self_p);
 
-//  url with its password replaced by "***", for a log line (n bytes of out).
+//  url with its passwords (the userinfo's, sentinel_password's) replaced by
+//  "***", for a log line (n bytes of out).
 void vz_redis_redact(const char *url, char *out, size_t n);
 
 //  url with password (percent-encoded) put in: redis://host ->

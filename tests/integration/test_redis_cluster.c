@@ -6,11 +6,23 @@
  *  mesh (auth, two ratelimit replicas, echo, github, gateway) whose
  *  VZ_REDIS_URL names two of the nodes with ?cluster=1. Shows, through the
  *  gateway and the broker: the auth flow (register, login, refresh rotation
- *  and reuse detection, an API key used), a signed GitHub webhook queued
+ *  and reuse detection, an API key used), a slot migrated under a client
+ *  (ASK, then MOVED), a signed GitHub webhook queued
  *  and applied, exactly N allowed across the two limiter replicas, and the
  *  same check with the primary owning the bucket's slot killed (kill -9)
  *  in the middle: the replica takes over, the limiter follows it, and the
  *  allowed count stays within the documented bound (printed).
+ *
+ *  Then the same cluster over TLS only, as managed Redis offers it
+ *  (ElastiCache/MemoryDB in-transit encryption, Azure): tls-port with
+ *  port 0, tls-cluster and tls-replication, nodes announcing the name
+ *  "localhost" (cluster-preferred-endpoint-type hostname) with their TLS
+ *  ports in CLUSTER SLOTS and MOVED, a self-signed certificate for it as
+ *  the CA; the daemons' URL is rediss://localhost:P1,localhost:P2
+ *  ?cluster=1&ca_file=... Every redirection is followed over TLS with SNI
+ *  and the name verified: the auth flow, a slot migrated (ASK, then MOVED
+ *  to a client with the old map), the webhook, exactly N allowed and the
+ *  planned failover run again on it. Both runs take ~20 s together.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -48,10 +60,12 @@
 #include "rl_check.h" //  answer_t, s_check (uses CALL_MS)
 
 typedef struct {
+    bool tls;                //  TLS only (port 0, tls-port), nodes named "localhost"
+    char ca[VZ_PATH_MAX];    //  tls: the nodes' self-signed certificate, trusted as the CA
     vzt_proc_t *proc[NODES]; //  the redis-servers, NULL once killed
     int port[NODES];         //  their client ports
     char *dir;               //  nodes' directories
-    char url[256];           //  VZ_REDIS_URL of the cluster
+    char url[1024];          //  VZ_REDIS_URL of the cluster
     vz_redis_t *redis;       //  the test's own cluster client
     vzt_mesh_t *m;           //  the daemons
     vz_client_t *client;     //  "tester": ratelimit checks
@@ -71,28 +85,35 @@ static const char s_policies[] =
 // --------------------------------------------------------------------------
 //  The cluster
 
-//  A command to one node (printf-style, hiredis), NULL when it is away.
-static redisReply *s_node(int port, const char *fmt, ...)
+//  A command to one node (printf-style, its words split at spaces), over
+//  TLS in a TLS cluster; NULL when the node is away.
+static redisReply *s_node(const cluster_t *cl, int port, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static redisReply *s_node(const cluster_t *cl, int port, const char *fmt, ...)
 {
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    redisReply *reply = NULL;
-    if (c && !c->err) {
-        redisSetTimeout(c, tv);
-        va_list ap;
-        va_start(ap, fmt);
-        reply = redisvCommand(c, fmt, ap);
-        va_end(ap);
-    }
-    if (c)
-        redisFree(c);
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    const char *argv[16];
+    int argc = 0;
+    char *save = NULL;
+    for (char *w = strtok_r(line, " ", &save); w && argc < 16; w = strtok_r(NULL, " ", &save))
+        argv[argc++] = w;
+    char *url = cl->tls ? vzt_fmt("rediss://127.0.0.1:%d?ca_file=%s", port, cl->ca)
+                        : vzt_fmt("redis://127.0.0.1:%d", port);
+    vz_redis_t *redis = vz_redis_new(url, 1000, 1000, 0);
+    free(url);
+    redisReply *reply = redis ? vz_redis_command(redis, argc, argv, NULL) : NULL;
+    vz_redis_destroy(&redis);
     return reply;
 }
 
 //  The node's reply contains needle.
-static bool s_node_says(int port, const char *needle, const char *cmd)
+static bool s_node_says(const cluster_t *cl, int port, const char *needle, const char *cmd)
 {
-    redisReply *r = s_node(port, cmd);
+    redisReply *r = s_node(cl, port, "%s", cmd);
     bool yes = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) &&
                strstr(r->str, needle);
     if (r)
@@ -100,9 +121,15 @@ static bool s_node_says(int port, const char *needle, const char *cmd)
     return yes;
 }
 
+typedef struct {
+    const cluster_t *cl; //  the cluster
+    int port;            //  one node's port
+} node_ref_t;
+
 static bool s_pong(void *arg)
 {
-    return s_node_says(*(int *)arg, "PONG", "PING");
+    node_ref_t *n = arg;
+    return s_node_says(n->cl, n->port, "PONG", "PING");
 }
 
 //  Every live node sees the cluster ok and every replica's link is up.
@@ -112,63 +139,115 @@ static bool s_cluster_ok(void *arg)
     for (int i = 0; i < NODES; i++) {
         if (!cl->proc[i])
             continue;
-        if (!s_node_says(cl->port[i], "cluster_state:ok", "CLUSTER INFO"))
+        if (!s_node_says(cl, cl->port[i], "cluster_state:ok", "CLUSTER INFO"))
             return false;
-        if (s_node_says(cl->port[i], "role:slave", "INFO replication") &&
-            !s_node_says(cl->port[i], "master_link_status:up", "INFO replication"))
+        if (s_node_says(cl, cl->port[i], "role:slave", "INFO replication") &&
+            !s_node_says(cl, cl->port[i], "master_link_status:up", "INFO replication"))
             return false;
     }
     return true;
 }
 
-static void s_cluster_start(cluster_t *cl)
+//  tls: one self-signed certificate for "localhost" and 127.0.0.1, every
+//  node's and the clients' CA.
+static void s_make_cert(cluster_t *cl)
 {
-    cl->dir = vzt_tempdir("cluster");
+    char *cmd = vzt_fmt("cd '%s' && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "
+                        "/CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost "
+                        "-keyout node.key -out node.pem >openssl.log 2>&1",
+                        cl->dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    snprintf(cl->ca, sizeof cl->ca, "%s/node.pem", cl->dir);
+}
+
+//  Node i: cluster mode on its port (or TLS port) and a free bus port.
+static void s_node_start(cluster_t *cl, int i)
+{
+    cl->port[i] = vzt_free_port();
+    char *dir = vzt_fmt("%s/%d", cl->dir, i);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    char *log = vzt_fmt("%s/redis.log", dir), *port = vzt_fmt("%d", cl->port[i]);
+    char *bus = vzt_fmt("%d", vzt_free_port()), *key = vzt_fmt("%s/node.key", cl->dir);
+    //  A 1 s node timeout makes a failover take 1-2 s; diskless sync
+    //  without delay starts the replicas at once.
+    char *argv[48] = {"redis-server",
+                      "--cluster-port",
+                      bus,
+                      "--cluster-enabled",
+                      "yes",
+                      "--cluster-config-file",
+                      "nodes.conf",
+                      "--cluster-node-timeout",
+                      "1000",
+                      "--bind",
+                      "127.0.0.1",
+                      "--save",
+                      "",
+                      "--appendonly",
+                      "no",
+                      "--repl-diskless-sync",
+                      "yes",
+                      "--repl-diskless-sync-delay",
+                      "0",
+                      "--dir",
+                      dir};
+    int n = 21;
+    char *const plain[] = {"--port", port};
+    //  TLS only, the bus and replication too, peers not asked for a
+    //  certificate (as managed Redis: clients bring none).
+    char *const tls[] = {"--port",
+                         "0",
+                         "--tls-port",
+                         port,
+                         "--tls-cluster",
+                         "yes",
+                         "--tls-replication",
+                         "yes",
+                         "--tls-cert-file",
+                         cl->ca,
+                         "--tls-key-file",
+                         key,
+                         "--tls-ca-cert-file",
+                         cl->ca,
+                         "--tls-auth-clients",
+                         "no",
+                         "--cluster-announce-hostname",
+                         "localhost",
+                         "--cluster-preferred-endpoint-type",
+                         "hostname"};
+    char *const *extra = cl->tls ? tls : plain;
+    int nextra = cl->tls ? (int)(sizeof tls / sizeof tls[0]) : 2;
+    for (int k = 0; k < nextra; k++)
+        argv[n++] = extra[k];
+    argv[n] = NULL;
+    cl->proc[i] = vzt_spawn_nowait("/usr/bin/redis-server", argv, NULL, log);
+    assert_non_null(cl->proc[i]);
+    assert_true(vzt_wait_until(s_pong, &(node_ref_t){cl, cl->port[i]}, WAIT_MS));
+    free(dir), free(log), free(port), free(bus), free(key);
+}
+
+static void s_cluster_start(cluster_t *cl, bool tls)
+{
+    cl->tls = tls;
+    cl->dir = vzt_tempdir(tls ? "clustertls" : "cluster");
     assert_non_null(cl->dir);
-    char *create[8 + NODES] = {"redis-cli", "--cluster", "create"};
+    if (tls)
+        s_make_cert(cl);
+    char *create[11 + NODES] = {"redis-cli", "--cluster", "create"};
     int n = 3;
     for (int i = 0; i < NODES; i++) {
-        cl->port[i] = vzt_free_port();
-        int bus = vzt_free_port();
-        char *dir = vzt_fmt("%s/%d", cl->dir, i);
-        assert_int_equal(mkdir(dir, 0700), 0);
-        char *log = vzt_fmt("%s/redis.log", dir), *port = vzt_fmt("%d", cl->port[i]);
-        char *bus_text = vzt_fmt("%d", bus);
-        //  A 1 s node timeout makes a failover take 1-2 s; diskless sync
-        //  without delay starts the replicas at once.
-        char *const argv[] = {"redis-server",
-                              "--port",
-                              port,
-                              "--cluster-port",
-                              bus_text,
-                              "--cluster-enabled",
-                              "yes",
-                              "--cluster-config-file",
-                              "nodes.conf",
-                              "--cluster-node-timeout",
-                              "1000",
-                              "--bind",
-                              "127.0.0.1",
-                              "--save",
-                              "",
-                              "--appendonly",
-                              "no",
-                              "--repl-diskless-sync",
-                              "yes",
-                              "--repl-diskless-sync-delay",
-                              "0",
-                              "--dir",
-                              dir,
-                              NULL};
-        cl->proc[i] = vzt_spawn_nowait("/usr/bin/redis-server", argv, NULL, log);
-        assert_non_null(cl->proc[i]);
-        assert_true(vzt_wait_until(s_pong, &cl->port[i], WAIT_MS));
+        s_node_start(cl, i);
         create[n++] = vzt_fmt("127.0.0.1:%d", cl->port[i]);
-        free(dir), free(log), free(port), free(bus_text);
     }
     create[n++] = "--cluster-replicas";
     create[n++] = "1";
     create[n++] = "--cluster-yes";
+    if (tls) {
+        create[n++] = "--tls";
+        create[n++] = "--cacert";
+        create[n++] = cl->ca;
+    }
     create[n] = NULL;
     char *log = vzt_fmt("%s/create.log", cl->dir);
     vzt_proc_t *cli = vzt_spawn_nowait("/usr/bin/redis-cli", create, NULL, log);
@@ -180,8 +259,13 @@ static void s_cluster_start(cluster_t *cl)
         free(create[i]);
     assert_int_equal(rc, 0);
     assert_true(vzt_wait_until(s_cluster_ok, cl, 30000));
-    snprintf(cl->url, sizeof cl->url, "redis://127.0.0.1:%d,127.0.0.1:%d?cluster=1", cl->port[0],
-             cl->port[1]);
+    //  Over TLS the seeds are named as the nodes announce themselves.
+    if (tls)
+        snprintf(cl->url, sizeof cl->url, "rediss://localhost:%d,localhost:%d?cluster=1&ca_file=%s",
+                 cl->port[0], cl->port[1], cl->ca);
+    else
+        snprintf(cl->url, sizeof cl->url, "redis://127.0.0.1:%d,127.0.0.1:%d?cluster=1",
+                 cl->port[0], cl->port[1]);
     cl->redis = vz_redis_new(cl->url, 1000, 1000, 0);
     assert_non_null(cl->redis);
 }
@@ -203,9 +287,9 @@ static void s_cluster_stop(cluster_t *cl)
 static int s_primary_of(cluster_t *cl, const char *pattern)
 {
     for (int i = 0; i < NODES; i++) {
-        if (!cl->proc[i] || !s_node_says(cl->port[i], "role:master", "INFO replication"))
+        if (!cl->proc[i] || !s_node_says(cl, cl->port[i], "role:master", "INFO replication"))
             continue;
-        redisReply *r = s_node(cl->port[i], "SCAN 0 MATCH %s COUNT 100000", pattern);
+        redisReply *r = s_node(cl, cl->port[i], "SCAN 0 MATCH %s COUNT 100000", pattern);
         bool has = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
                    r->element[1]->type == REDIS_REPLY_ARRAY && r->element[1]->elements > 0;
         if (r)
@@ -219,12 +303,12 @@ static int s_primary_of(cluster_t *cl, const char *pattern)
 // --------------------------------------------------------------------------
 //  Setup
 
-static int s_setup(void **state)
+static int s_setup(void **state, bool tls)
 {
     cluster_t *cl = calloc(1, sizeof *cl);
     assert_non_null(cl);
     *state = cl;
-    s_cluster_start(cl);
+    s_cluster_start(cl, tls);
 
     char *src = getenv("VZ_SOURCE_DIR");
     assert_non_null(src);
@@ -246,7 +330,7 @@ static int s_setup(void **state)
                          "github:VZ_GITHUB_WEBHOOK_SECRETS=" SECRET,
                          "github:VZ_GITHUB_RECONCILE_MS=0",
                          NULL};
-    cl->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "cluster",
+    cl->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = tls ? "clustertls" : "cluster",
                                               .daemons = "auth,ratelimit*2,echo,github,gateway",
                                               .identities = "tester",
                                               .env = env,
@@ -259,6 +343,16 @@ static int s_setup(void **state)
     assert_non_null(cl->client);
     snprintf(cl->base, sizeof cl->base, "%s", vzt_mesh_url(cl->m));
     return 0;
+}
+
+static int s_setup_plain(void **state)
+{
+    return s_setup(state, false);
+}
+
+static int s_setup_tls(void **state)
+{
+    return s_setup(state, true);
 }
 
 static int s_teardown(void **state)
@@ -363,6 +457,97 @@ static void test_auth_flow(void **state)
     free(header);
     assert_int_equal(
         s_http(cl, "GET", "/v1/echo/me", NULL, "X-API-Key: vzk_000000000000_nope", NULL), 401);
+}
+
+//  The primary (port) CLUSTER SLOTS names for slot; every node it names is
+//  announced as clients must reach it: the name the certificate carries
+//  ("localhost" over TLS, else 127.0.0.1) and a client port of ours (the
+//  TLS port over TLS). primaries gets the primaries' ports (3).
+static int s_slot_owner(cluster_t *cl, int slot, int *primaries)
+{
+    redisReply *r = s_node(cl, cl->port[0], "CLUSTER SLOTS");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    int owner = -1, np = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *range = r->element[i];
+        for (size_t j = 2; j < range->elements; j++) {
+            redisReply *node = range->element[j];
+            assert_string_equal(node->element[0]->str, cl->tls ? "localhost" : "127.0.0.1");
+            bool ours = false;
+            for (int k = 0; k < NODES; k++)
+                ours = ours || node->element[1]->integer == cl->port[k];
+            assert_true(ours);
+        }
+        int port = (int)range->element[2]->element[1]->integer;
+        bool known = false;
+        for (int k = 0; k < np; k++)
+            known = known || primaries[k] == port;
+        if (!known && np < 3)
+            primaries[np++] = port;
+        if (range->element[0]->integer <= slot && slot <= range->element[1]->integer)
+            owner = port;
+    }
+    freeReplyObject(r);
+    assert_int_equal(np, 3);
+    assert_true(owner > 0);
+    return owner;
+}
+
+//  CLUSTER MYID of the node at port, into id (41 bytes).
+static void s_node_id(cluster_t *cl, int port, char *id)
+{
+    redisReply *r = s_node(cl, port, "CLUSTER MYID");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    vz_strlcpy(id, r->str, 41);
+    freeReplyObject(r);
+}
+
+static void s_expect_ok(redisReply *r)
+{
+    assert_non_null(r);
+    if (r->type != REDIS_REPLY_STATUS)
+        fail_msg("expected OK, got %s", r->str ? r->str : "?");
+    freeReplyObject(r);
+}
+
+//  A slot moved from its primary A to another one, B, as a resharding
+//  does: while it migrates, a write answered ASK by A lands on B (ASKING
+//  first); once B owns it, a client still holding the old map is answered
+//  MOVED by A and follows: over TLS, to the node named there, by that name.
+static void test_redirections(void **state)
+{
+    cluster_t *cl = *state;
+    const char *key = "vz:redirect:{moved}";
+    int slot = vz_redis_key_slot(key, strlen(key)), primaries[3] = {0};
+    int from = s_slot_owner(cl, slot, primaries);
+    int to = primaries[0] == from ? primaries[1] : primaries[0];
+    char from_id[41], to_id[41];
+    s_node_id(cl, from, from_id);
+    s_node_id(cl, to, to_id);
+    vz_redis_t *redis = vz_redis_new(cl->url, 1000, 1000, 0);
+    assert_non_null(redis);
+    const char *get[] = {"GET", key}, *set[] = {"SET", key, "v"};
+    redisReply *r = vz_redis_command(redis, 2, get, NULL); //  the map loaded: from owns it
+    assert_true(r && r->type == REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    s_expect_ok(s_node(cl, to, "CLUSTER SETSLOT %d IMPORTING %s", slot, from_id));
+    s_expect_ok(s_node(cl, from, "CLUSTER SETSLOT %d MIGRATING %s", slot, to_id));
+    s_expect_ok(vz_redis_command(redis, 3, set, NULL)); //  ASK
+    s_expect_ok(s_node(cl, to, "CLUSTER SETSLOT %d NODE %s", slot, to_id));
+    for (int i = 0; i < 3; i++)
+        if (primaries[i] != to)
+            s_expect_ok(s_node(cl, primaries[i], "CLUSTER SETSLOT %d NODE %s", slot, to_id));
+    r = vz_redis_command(redis, 2, get, NULL); //  MOVED
+    assert_true(r && r->type == REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "v");
+    freeReplyObject(r);
+    vz_redis_destroy(&redis);
+    r = s_node(cl, to, "GET %s", key); //  on B indeed
+    assert_true(r && r->type == REDIS_REPLY_STRING);
+    freeReplyObject(r);
+    assert_true(vzt_wait_until(s_cluster_ok, cl, WAIT_MS));
 }
 
 static bool s_ping_applied(void *arg)
@@ -501,14 +686,15 @@ static int s_replica_of(cluster_t *cl, int primary)
     char needle[32];
     snprintf(needle, sizeof needle, "master_port:%d\r", cl->port[primary]);
     for (int i = 0; i < NODES; i++)
-        if (cl->proc[i] && i != primary && s_node_says(cl->port[i], needle, "INFO replication"))
+        if (cl->proc[i] && i != primary && s_node_says(cl, cl->port[i], needle, "INFO replication"))
             return i;
     return -1;
 }
 
 static bool s_is_primary(void *arg)
 {
-    return s_node_says(*(int *)arg, "role:master", "INFO replication");
+    node_ref_t *n = arg;
+    return s_node_says(n->cl, n->port, "role:master", "INFO replication");
 }
 
 //  A planned failover (CLUSTER FAILOVER on the replica of the bucket's
@@ -533,17 +719,17 @@ static void test_exact_through_planned_failover(void **state)
     assert_true(vzt_wait_until(s_at_least, &(at_least_t){&allowed, LIMIT}, WAIT_MS));
     int allowed_before = atomic_load(&allowed);
     int64_t t0 = vz_now_ms();
-    assert_true(s_node_says(cl->port[replica], "OK", "CLUSTER FAILOVER"));
-    assert_true(vzt_wait_until(s_is_primary, &cl->port[replica], WAIT_MS));
+    assert_true(s_node_says(cl, cl->port[replica], "OK", "CLUSTER FAILOVER"));
+    assert_true(vzt_wait_until(s_is_primary, &(node_ref_t){cl, cl->port[replica]}, WAIT_MS));
     int64_t switched_ms = vz_now_ms() - t0;
     assert_true(vzt_wait_until(s_at_least, &(at_least_t){&denied, THREADS}, WAIT_MS));
     atomic_store(&stop, true);
     for (int i = 0; i < THREADS; i++)
         pthread_join(threads[i], NULL);
-    printf("planned failover: node %d took over from node %d in %lld ms after %d allowed; %d "
+    printf("%splanned failover: node %d took over from node %d in %lld ms after %d allowed; %d "
            "answers without Redis meanwhile; allowed %d of %d\n",
-           replica, primary, (long long)switched_ms, allowed_before, (int)closed, (int)allowed,
-           FAILOVER_LIMIT);
+           cl->tls ? "TLS: " : "", replica, primary, (long long)switched_ms, allowed_before,
+           (int)closed, (int)allowed, FAILOVER_LIMIT);
     assert_int_equal(failed, 0);
     assert_true(allowed <= FAILOVER_LIMIT && allowed + closed >= FAILOVER_LIMIT);
     assert_true(vzt_wait_until(s_cluster_ok, cl, WAIT_MS));
@@ -605,10 +791,21 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auth_flow),
+        cmocka_unit_test(test_redirections),
         cmocka_unit_test(test_webhook_queued_and_applied),
         cmocka_unit_test(test_exact_across_replicas),
         cmocka_unit_test(test_exact_through_planned_failover),
         cmocka_unit_test(test_exact_through_failover),
     };
-    return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
+    //  Over TLS: every flow but the kill, which the plain run covers.
+    const struct CMUnitTest tls_tests[] = {
+        cmocka_unit_test(test_auth_flow),
+        cmocka_unit_test(test_redirections),
+        cmocka_unit_test(test_webhook_queued_and_applied),
+        cmocka_unit_test(test_exact_across_replicas),
+        cmocka_unit_test(test_exact_through_planned_failover),
+    };
+    int failed = cmocka_run_group_tests_name("plain", tests, s_setup_plain, s_teardown);
+    failed += cmocka_run_group_tests_name("tls", tls_tests, s_setup_tls, s_teardown);
+    return vzt_result(failed);
 }

@@ -2,16 +2,20 @@
  *  SPDX-License-Identifier: MPL-2.0
  *
  *  A primary, its replica and one Sentinel (redis-server --sentinel) on
- *  free loopback ports. A client whose URL names the Sentinel
- *  (?sentinel=vz) writes to the primary; SENTINEL FAILOVER promotes the
- *  replica; the client's next writes land on the new primary (the old one
- *  answers READONLY or is re-resolved), batches too.
+ *  free loopback ports, each behind a password (requirepass; the Sentinel
+ *  its own, and auth-pass for the primary). A client whose URL names the
+ *  Sentinel without its password or with a wrong one is refused
+ *  (-EACCES, not up); with sentinel_password it writes to the primary;
+ *  SENTINEL FAILOVER promotes the replica; the client's next writes land
+ *  on the new primary (the old one answers READONLY or is re-resolved),
+ *  batches too.
  */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +28,9 @@
 #include "vz_redis.h"
 
 #define WAIT_MS 20000
+#define DATA_PW "data-pw"        //  the primary's and replica's requirepass
+#define SENT_PW "sent@pw"        //  the Sentinel's requirepass
+#define SENT_PW_URL "sent%%40pw" //  as the URL carries it, in a printf format
 
 typedef struct {
     vzt_proc_t *proc[3]; //  primary, replica, Sentinel
@@ -32,7 +39,8 @@ typedef struct {
     vz_redis_t *redis;   //  the client under test
 } sentinel_t;
 
-//  The node's INFO (or other) reply contains needle.
+//  The node's INFO (or other) reply contains needle. Ports of the data
+//  nodes and the Sentinel's both work: each is sent its own password.
 static bool s_says(int port, const char *cmd, const char *needle)
 {
     struct timeval tv = {1, 0};
@@ -40,7 +48,14 @@ static bool s_says(int port, const char *cmd, const char *needle)
     bool yes = false;
     if (c && !c->err) {
         redisSetTimeout(c, tv);
-        redisReply *r = redisCommand(c, cmd);
+        redisReply *r = redisCommand(c, "AUTH %s", DATA_PW);
+        if (r && r->type == REDIS_REPLY_ERROR) {
+            freeReplyObject(r);
+            r = redisCommand(c, "AUTH %s", SENT_PW);
+        }
+        if (r)
+            freeReplyObject(r);
+        r = redisCommand(c, cmd);
         yes = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) &&
               strstr(r->str, needle);
         if (r)
@@ -71,22 +86,25 @@ static vzt_proc_t *s_start(sentinel_t *st, int i, char *const *extra, int nextra
     char *dir = vzt_fmt("%s/%d", st->dir, i), *port = vzt_fmt("%d", st->port[i]);
     char *log = vzt_fmt("%s/redis.log", dir);
     assert_int_equal(mkdir(dir, 0700), 0);
-    char *argv[16] = {"redis-server"};
+    char *argv[20] = {"redis-server"};
     int n = 1;
     if (i == 2) { //  a Sentinel reads (and rewrites) its config file
         char *conf = vzt_fmt("%s/sentinel.conf", dir);
         FILE *f = fopen(conf, "w");
         assert_non_null(f);
         fprintf(f,
-                "port %s\nbind 127.0.0.1\ndir %s\nsentinel monitor vz 127.0.0.1 %d 1\n"
+                "port %s\nbind 127.0.0.1\ndir %s\nrequirepass %s\n"
+                "sentinel monitor vz 127.0.0.1 %d 1\nsentinel auth-pass vz %s\n"
                 "sentinel down-after-milliseconds vz 1000\nsentinel failover-timeout vz 5000\n",
-                port, dir, st->port[0]);
+                port, dir, SENT_PW, st->port[0], DATA_PW);
         fclose(f);
         argv[n++] = conf;
         argv[n++] = "--sentinel";
     } else {
-        char *const base[] = {"--port", port, "--bind", "127.0.0.1", "--save", "", "--dir", dir};
-        for (int k = 0; k < 8; k++)
+        char *const base[] = {"--port",        port,    "--bind",       "127.0.0.1",
+                              "--save",        "",      "--dir",        dir,
+                              "--requirepass", DATA_PW, "--masterauth", DATA_PW};
+        for (int k = 0; k < 12; k++)
             argv[n++] = base[k];
     }
     for (int k = 0; k < nextra; k++)
@@ -118,7 +136,9 @@ static int s_setup(void **state)
     st->proc[2] = s_start(st, 2, NULL, 0);
     assert_true(vzt_wait_until(s_sentinel_sees_replica, &st->port[2], WAIT_MS));
     char url[128];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d?sentinel=vz", st->port[2]);
+    snprintf(url, sizeof url,
+             "redis://:" DATA_PW "@127.0.0.1:%d?sentinel=vz&sentinel_password=" SENT_PW_URL,
+             st->port[2]);
     st->redis = vz_redis_new(url, 1000, 1000, 0);
     assert_non_null(st->redis);
     return 0;
@@ -173,6 +193,38 @@ static bool s_failover_started(void *arg)
     return s_says(*(int *)arg, "SENTINEL FAILOVER vz", "OK");
 }
 
+//  The Sentinel refuses a client without its password, or with a wrong
+//  one: a clear -EACCES, and never up (a daemon stays not ready).
+static void test_sentinel_password_refused(void **state)
+{
+    sentinel_t *st = *state;
+    const char *queries[] = {"", "&sentinel_password=wrong",
+                             "&sentinel_user=default&sentinel_password=wrong"};
+    for (size_t i = 0; i < sizeof queries / sizeof queries[0]; i++) {
+        char *url =
+            vzt_fmt("redis://:" DATA_PW "@127.0.0.1:%d?sentinel=vz%s", st->port[2], queries[i]);
+        vz_redis_t *redis = vz_redis_new(url, 1000, 1000, 0);
+        assert_non_null(redis);
+        assert_int_equal(vz_redis_ensure(redis), -EACCES);
+        assert_false(vz_redis_up(redis));
+        const char *argv[] = {"PING"};
+        assert_null(vz_redis_command(redis, 1, argv, NULL));
+        assert_false(vz_redis_up(redis));
+        vz_redis_destroy(&redis);
+        free(url);
+    }
+    //  The right one, as an ACL user too.
+    char *url = vzt_fmt("redis://:" DATA_PW "@127.0.0.1:%d?sentinel=vz&sentinel_user=default"
+                        "&sentinel_password=" SENT_PW_URL,
+                        st->port[2]);
+    vz_redis_t *redis = vz_redis_new(url, 1000, 1000, 0);
+    free(url);
+    assert_non_null(redis);
+    assert_int_equal(vz_redis_ensure(redis), 0);
+    assert_true(vz_redis_up(redis));
+    vz_redis_destroy(&redis);
+}
+
 static void test_follows_failover(void **state)
 {
     sentinel_t *st = *state;
@@ -201,6 +253,7 @@ static void test_follows_failover(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_follows_failover)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_sentinel_password_refused),
+                                       cmocka_unit_test(test_follows_failover)};
     return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }

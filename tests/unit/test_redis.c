@@ -100,6 +100,10 @@ static void test_urls(void **state)
                          "rediss://h?ca_file=/nonexistent/ca.pem",
                          "rediss://h?cert_file=/nonexistent/c.pem",
                          "redis://[::1]:6379",
+                         "redis://h:1?sentinel_password=pw",
+                         "redis://s:1?sentinel=m&sentinel_user=u",
+                         "redis://s:1?sentinel=m&sentinel_password=",
+                         "redis://s:1?sentinel=m&sentinel_password=%zz",
                          NULL};
     for (size_t i = 0; bad[i]; i++) {
         errno = 0;
@@ -108,11 +112,18 @@ static void test_urls(void **state)
             fail_msg("accepted %s", bad[i]);
         assert_int_equal(errno, EINVAL);
     }
-    const char *good[] = {"redis://127.0.0.1",   "redis://localhost:6380",
-                          "redis://h:1/",        "redis://h:1/15",
-                          "redis://:pw@h",       "redis://u:p%40ss@h:1/2",
-                          "redis://u:a@b@h:1",   "rediss://h:6380",
-                          "rediss://u:pw@h:1/3", NULL};
+    const char *good[] = {"redis://127.0.0.1",
+                          "redis://localhost:6380",
+                          "redis://h:1/",
+                          "redis://h:1/15",
+                          "redis://:pw@h",
+                          "redis://u:p%40ss@h:1/2",
+                          "redis://u:a@b@h:1",
+                          "rediss://h:6380",
+                          "rediss://u:pw@h:1/3",
+                          "redis://s:1,t:2?sentinel=m&sentinel_password=p%40w",
+                          "redis://:pw@s:1?sentinel=m&sentinel_user=u&sentinel_password=x",
+                          NULL};
     for (size_t i = 0; good[i]; i++) {
         vz_redis_t *r = vz_redis_new(good[i], 20, 20, 0);
         if (!r)
@@ -652,13 +663,25 @@ static void test_url_password(void **state)
 static void test_redact(void **state)
 {
     (void)state;
+    //  The userinfo's password, and the Sentinels' wherever it stands in the query.
+    const char *const cases[][2] = {
+        {"rediss://u:secret@h:6380/1?ca_file=/x", "rediss://u:***@h:6380/1?ca_file=/x"},
+        {"redis://:p@ss@h", "redis://:***@h"},
+        {"redis://h:6379/0", "redis://h:6379/0"},
+        {"redis://:pw@s:1?sentinel=m&sentinel_password=s3c&x=1",
+         "redis://:***@s:1?sentinel=m&sentinel_password=***&x=1"},
+        {"redis://s:1?sentinel_password=s3c&sentinel=m",
+         "redis://s:1?sentinel_password=***&sentinel=m"},
+        {"redis://s:1?sentinel=m&my_sentinel_password=x",
+         "redis://s:1?sentinel=m&my_sentinel_password=x"},
+    };
     char out[256];
-    vz_redis_redact("rediss://u:secret@h:6380/1?ca_file=/x", out, sizeof out);
-    assert_string_equal(out, "rediss://u:***@h:6380/1?ca_file=/x");
-    vz_redis_redact("redis://:p@ss@h", out, sizeof out);
-    assert_string_equal(out, "redis://:***@h");
-    vz_redis_redact("redis://h:6379/0", out, sizeof out);
-    assert_string_equal(out, "redis://h:6379/0");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        vz_redis_redact(cases[i][0], out, sizeof out);
+        assert_string_equal(out, cases[i][1]);
+    }
+    vz_redis_redact("redis://s:1?sentinel=m&sentinel_password=s3c", out, 30);
+    assert_null(strstr(out, "s3c"));
 }
 
 int main(void)
