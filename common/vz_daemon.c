@@ -81,7 +81,8 @@ static const vz_cfg_item_t s_common[] = {
                 600000, drain_ms, "how long to finish in-flight work on SIGTERM"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REDIS_URL", "redis/url", VZ_CFG_STR,
                 "redis://127.0.0.1:" VZ_PORT_TEXT(VZ_PORT_REDIS), 0, 0, redis_url,
-                "Redis URL, redis[s]://[[user]:password@]host[:port][/db][?ca_file=..] "
+                "Redis URL, redis[s]://[[user]:password@]host[:port][,host:port...][/db]"
+                "[?ca_file=..&cluster=1|&sentinel=NAME&sentinel_password=..] "
                 "(docs/operations/redis.md)"),
     VZ_CFG_ITEM(vz_daemon_config_t, "VZ_REDIS_PASSWORD_FILE", "redis/password_file", VZ_CFG_STR, "",
                 0, 0, redis_password_file,
