@@ -7,7 +7,9 @@
  *  Service's name does, and the test can add an address to it. The echo
  *  worker and the caller are given only tcp://vz-brokers:PORT. It shows:
  *    - a broker started later and added to DNS gets the worker registered
- *      and a share of the calls, with no restart of either;
+ *      and a share of the calls, with no restart of either, and applies
+ *      the same call policy (an identity the policy does not let call
+ *      echo is refused by each broker);
  *    - a broker killed (SIGKILL) under calls costs no idempotent call: each
  *      goes to the other broker; the killed one, restarted, is used again;
  *    - a broker that stops answering without closing (SIGSTOP) is left
@@ -55,6 +57,18 @@ static void s_hosts(s_env_t *e, bool second)
     fclose(f);
 }
 
+//  A client of every broker the name gives, as identity.
+static vz_client_t *s_client(s_env_t *e, const char *identity)
+{
+    char list[64];
+    snprintf(list, sizeof list, "tcp://vz-brokers:%d", e->port);
+    vz_client_config_t config = {.endpoints = list,
+                                 .broker_key = vzt_mesh_broker_key(e->m),
+                                 .cert = vzt_mesh_cert(e->m, identity),
+                                 .heartbeat_ms = S_HB_MS};
+    return vz_client_new(&config);
+}
+
 static int s_setup(void **state)
 {
     if (geteuid() != 0) {
@@ -72,8 +86,18 @@ static int s_setup(void **state)
     assert_int_equal(mount(e->hosts, "/etc/hosts", NULL, MS_BIND, NULL), 0);
 
     static char *const env[] = {"VZ_TELEMETRY=off", NULL};
-    e->m = vzt_mesh_start(&(vzt_mesh_opts_t){
-        .tag = "brokers", .daemons = "", .identities = "tester,echo", .env = env});
+    static const char policy[] = "identity\n"
+                                 "    tester\n"
+                                 "        call = \"echo\"\n"
+                                 "    outsider\n"
+                                 "        call = \"broker\"\n"
+                                 "    echo\n"
+                                 "        serve = \"echo\"\n";
+    e->m = vzt_mesh_start(&(vzt_mesh_opts_t){.tag = "brokers",
+                                             .daemons = "",
+                                             .identities = "tester,echo,outsider",
+                                             .policy = policy,
+                                             .env = env});
     assert_non_null(e->m);
     e->port = vzt_mesh_broker_port(e->m);
     char *endpoints = NULL;
@@ -81,13 +105,7 @@ static int s_setup(void **state)
     char *const more[] = {endpoints, NULL};
     assert_non_null(vzt_mesh_add(e->m, "echo", "echo", more, true));
     free(endpoints);
-    char list[64];
-    snprintf(list, sizeof list, "tcp://vz-brokers:%d", e->port);
-    vz_client_config_t config = {.endpoints = list,
-                                 .broker_key = vzt_mesh_broker_key(e->m),
-                                 .cert = vzt_mesh_cert(e->m, "tester"),
-                                 .heartbeat_ms = S_HB_MS};
-    e->client = vz_client_new(&config);
+    e->client = s_client(e, "tester");
     assert_non_null(e->client);
     *state = e;
     return 0;
@@ -184,6 +202,30 @@ static void test_broker_added(void **state)
     printf("# 40 calls over two brokers: %.0f and %.0f\n", d1, d2);
     assert_true(d1 >= 10 && d2 >= 10);
     assert_int_equal(vz_client_brokers(e->client), 2);
+
+    //  The same policy at both: "outsider" may not call echo, at either.
+    vz_client_t *outsider = s_client(e, "outsider");
+    assert_non_null(outsider);
+    double f1 = 0, f2 = 0;
+    vzt_metric(vzt_mesh_admin_port(e->m, "broker"), "vz_broker_forbidden_total", &f1);
+    vzt_metric(admin2, "vz_broker_forbidden_total", &f2);
+    for (int i = 0; i < 6; i++) {
+        vz_envelope_t req;
+        vz_envelope_init(&req, VZ_KIND_REQUEST);
+        vz_strlcpy(req.service, "echo", sizeof req.service);
+        vz_strlcpy(req.method, "echo", sizeof req.method);
+        vz_response_t *response = NULL;
+        assert_int_equal(vz_client_call(outsider, &req, 3000, &response), 0);
+        assert_int_equal(response->env.kind, VZ_KIND_ERROR);
+        assert_string_equal(response->env.error_code, VZ_ERR_FORBIDDEN);
+        vz_response_destroy(&response);
+    }
+    vz_client_destroy(&outsider);
+    double g1 = 0, g2 = 0;
+    vzt_metric(vzt_mesh_admin_port(e->m, "broker"), "vz_broker_forbidden_total", &g1);
+    vzt_metric(admin2, "vz_broker_forbidden_total", &g2);
+    printf("# outsider refused by broker 1: %.0f, by broker 2: %.0f\n", g1 - f1, g2 - f2);
+    assert_true(g1 > f1 && g2 > f2);
 }
 
 static void test_broker_killed(void **state)
