@@ -208,8 +208,6 @@ struct broker_t {
     vz_metrics_t *metrics;        //  registry (borrowed)
     int port;                     //  bound TCP port
     int heartbeat_ms;             //  heartbeat interval
-    int warmup_ms;                //  broker_config_t.warmup_ms
-    int64_t started_ms;           //  monotonic, at broker_new
     int queue_max;                //  per-service queue bound
     int retry_max;                //  retries of idempotent requests
     int default_timeout_ms;       //  deadline for requests without one
@@ -1007,16 +1005,6 @@ static void s_admit(broker_t *self, zframe_t *rid, const vz_envelope_t *env, zfr
         s_count(self, service, S_OUT_TIMEOUT);
         return;
     }
-    //  A young broker among several: its workers may not have found it yet
-    //  (they read the broker name's DNS every few seconds). A request that
-    //  may go again goes back at once, for the caller to retry elsewhere.
-    if (service->worker_count == 0 && (env->flags & VZ_FLAG_IDEMPOTENT) && self->warmup_ms &&
-        vz_clock_mono_ms() - self->started_ms < self->warmup_ms) {
-        s_refuse(self, rid, env, VZ_ERR_UNAVAILABLE,
-                 "broker warming up: no worker of the service here yet");
-        s_count(self, service, S_OUT_UNAVAILABLE);
-        return;
-    }
     if (service->queue_size >= (size_t)self->queue_max) {
         s_refuse(self, rid, env, VZ_ERR_OVERLOADED, "service queue is full");
         s_count(self, service, S_OUT_OVERLOADED);
@@ -1469,8 +1457,6 @@ broker_t *broker_new(const broker_config_t *config, policy_t **policy_p)
     *policy_p = NULL;
     self->metrics = config->metrics;
     self->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : VZ_HEARTBEAT_MS;
-    self->warmup_ms = config->warmup_ms > 0 ? config->warmup_ms : 0;
-    self->started_ms = vz_clock_mono_ms();
     self->queue_max = config->queue_max > 0 ? config->queue_max : 10000;
     self->retry_max = config->retry_max >= 0 ? config->retry_max : 0;
     self->default_timeout_ms =

@@ -37,9 +37,6 @@ typedef struct {
     int retry_max;             //  re-dispatches of an idempotent request after worker loss
     int default_timeout_ms;    //  deadline given to requests that carry none; 0 = 30 s
     int services_per_identity; //  services one identity may create; 0 = 16
-    int warmup_ms;             //  after start, idempotent requests for a service with no
-                               //  worker here are answered "unavailable" at once (callers
-                               //  retry at another broker while workers find this one); 0 = off
 } broker_config_t;
 
 typedef struct broker_t broker_t;

@@ -30,7 +30,6 @@ typedef struct {
     int queue_max;             //  VZ_BROKER_QUEUE_MAX
     int retry_max;             //  VZ_BROKER_RETRY_MAX
     int services_per_identity; //  VZ_BROKER_SERVICES_PER_IDENTITY
-    int warmup_ms;             //  VZ_BROKER_WARMUP_MS
 } s_config_t;
 
 static const vz_cfg_item_t s_items[] = {
@@ -50,12 +49,6 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(s_config_t, "VZ_BROKER_SERVICES_PER_IDENTITY", "broker/services_per_identity",
                 VZ_CFG_INT, "16", 1, 4096, services_per_identity,
                 "services one identity may create by calling or serving them; more are refused"),
-    VZ_CFG_ITEM(s_config_t, "VZ_BROKER_WARMUP_MS", "broker/warmup", VZ_CFG_MS, "0", 0, 600000,
-                warmup_ms,
-                "for this long after start, an idempotent request for a service with no "
-                "worker here yet is answered \"unavailable\" at once, so the caller retries it "
-                "at another broker while workers find this one (several brokers: 2 x the 5 s "
-                "DNS re-read); 0 = queue it as usual (one broker)"),
 };
 
 typedef struct {
@@ -210,8 +203,7 @@ int main(int argc, char **argv)
                                .heartbeat_ms = common->heartbeat_ms,
                                .queue_max = config.queue_max,
                                .retry_max = config.retry_max,
-                               .services_per_identity = config.services_per_identity,
-                               .warmup_ms = config.warmup_ms};
+                               .services_per_identity = config.services_per_identity};
     app.broker = broker_new(&bconfig, &policy);
     if (!app.broker) {
         //  A malformed endpoint will never bind; a busy port may free up.

@@ -181,42 +181,12 @@ static void test_broker_added(void **state)
     //  A second broker on the same port of another address, then in DNS.
     char bind[64];
     snprintf(bind, sizeof bind, "VZ_BROKER_BIND=tcp://127.0.0.2:%d", e->port);
-    char *const more[] = {bind, "VZ_BROKER_WARMUP_MS=60s", NULL};
+    char *const more[] = {bind, NULL};
     assert_non_null(vzt_mesh_add(e->m, "broker", "broker2", more, true));
     int admin2 = vzt_mesh_admin_port(e->m, "broker2");
     double workers = 0; //  not in DNS yet: nobody knows it (no series, or 0)
     int rc = vzt_metric(admin2, "vz_broker_workers{service=\"echo\"}", &workers);
     assert_true(rc == -ENOENT || (rc == 0 && workers == 0));
-    //  Young and without the worker: an idempotent call comes back at once
-    //  as unavailable (for the caller to retry at another broker); one that
-    //  is not is queued as usual and ends at its deadline.
-    char only2[64];
-    snprintf(only2, sizeof only2, "tcp://127.0.0.2:%d", e->port);
-    vz_client_config_t c2 = {.endpoints = only2,
-                             .broker_key = vzt_mesh_broker_key(e->m),
-                             .cert = vzt_mesh_cert(e->m, "tester"),
-                             .heartbeat_ms = S_HB_MS};
-    vz_client_t *to2 = vz_client_new(&c2);
-    assert_non_null(to2);
-    for (int idempotent = 1; idempotent >= 0; idempotent--) {
-        vz_envelope_t req;
-        vz_envelope_init(&req, VZ_KIND_REQUEST);
-        vz_strlcpy(req.service, "echo", sizeof req.service);
-        vz_strlcpy(req.method, "echo", sizeof req.method);
-        req.flags = idempotent ? VZ_FLAG_IDEMPOTENT : 0;
-        vz_response_t *response = NULL;
-        rc = vz_client_call(to2, &req, idempotent ? 1000 : 300, &response);
-        if (idempotent) {
-            assert_int_equal(rc, 0);
-            assert_string_equal(response->env.error_code, VZ_ERR_UNAVAILABLE);
-            assert_non_null(strstr(response->env.error_message, "warming up"));
-        } else
-            assert_true(rc == -ETIMEDOUT ||
-                        (rc == 0 && streq(response->env.error_code, VZ_ERR_NO_WORKER)));
-        vz_response_destroy(&response);
-    }
-    vz_client_destroy(&to2);
-
     s_hosts(e, true);
     int64_t start = zclock_mono();
     assert_true(vzt_wait_metric(admin2, "vz_broker_workers{service=\"echo\"}", 1, S_WAIT_MS));
