@@ -236,7 +236,13 @@ static void s_fetch_done(gw_upcall_t *call)
 static bool s_spaced_locked(const gw_edge_t *self, int64_t now)
 {
     int64_t last = self->attempt_ms > self->ended_ms ? self->attempt_ms : self->ended_ms;
-    return !last || now - last >= self->config.min_interval_ms;
+    //  Without any key every JWT is refused: try again sooner (a gateway
+    //  that started before auth, or met a broker auth had not found yet).
+    int space = !self->keys && self->failed_ms && self->config.retry_ms > 0 &&
+                        self->config.retry_ms < self->config.min_interval_ms
+                    ? self->config.retry_ms
+                    : self->config.min_interval_ms;
+    return !last || now - last >= space;
 }
 
 static int s_on_timer(zloop_t *loop, int timer_id, void *arg)

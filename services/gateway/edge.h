@@ -5,8 +5,9 @@
  *  a network round trip on an HTTP thread:
  *    - the auth service's JWKS (auth.jwks), fetched by the reactor at start,
  *      refreshed every refresh_ms, fetched again on an unknown kid (one
- *      fetch at a time, at most one per min_interval_ms), kept (stale) when
- *      auth is away;
+ *      fetch at a time, at most one per min_interval_ms; with no keys yet
+ *      and the last fetch failed, one per retry_ms, as Envoy's
+ *      failed_refetch_duration), kept (stale) when auth is away;
  *    - a cache of verified tokens (SHA-256 of the token -> identity, until
  *      exp), bounded, dropped when the key set changes;
  *    - a cache of API-key answers (SHA-256 of the key -> identity), ttl_ms
@@ -39,6 +40,7 @@ typedef struct {
     int leeway_s;           //  clock skew on exp/nbf/iat
     int refresh_ms;         //  background JWKS refresh period
     int min_interval_ms;    //  least time between two JWKS fetches
+    int retry_ms;           //  ...while no key was ever fetched and the last fetch failed
     int fetch_timeout_ms;   //  deadline of one auth call (jwks, api_key_verify)
     int token_cache;        //  verified-token cache slots; 0 = off
     int apikey_ttl_ms;      //  valid API-key answers kept this long
@@ -80,7 +82,7 @@ int gw_edge_attach(gw_edge_t *self, zloop_t *loop);
 //  reactor once the fetch ends, and the caller verifies again; with
 //  waiter NULL the fetch is not waited for and the result is VZ_JWT_EKID
 //  or GW_EDGE_EUNAVAIL); GW_EDGE_EUNAVAIL when no keys were ever fetched
-//  and a fetch failed less than min_interval_ms ago.
+//  and a fetch failed less than retry_ms ago.
 int gw_edge_jwt_verify(gw_edge_t *self, const char *token, size_t len, gw_edge_identity_t *id,
                        gw_edge_waiter_t *waiter);
 

@@ -120,6 +120,10 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_JWKS_MIN_INTERVAL_MS", "gateway/jwks/min_interval",
                 VZ_CFG_MS, "10s", 10, 3600000, edge.min_interval_ms,
                 "least time between JWKS fetches (unknown kid, retries)"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_JWKS_RETRY_MS", "gateway/jwks/retry", VZ_CFG_MS, "1s", 10,
+                3600000, edge.retry_ms,
+                "least time between JWKS fetches while no key was ever fetched and the last "
+                "fetch failed (as Envoy's failed_refetch_duration)"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_TOKEN_CACHE", "gateway/jwt/cache", VZ_CFG_INT, "1024", 0,
                 1000000, edge.token_cache, "verified-token cache slots; 0 = off"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_AUTH_TIMEOUT_MS", "gateway/auth/timeout", VZ_CFG_MS, "1s",

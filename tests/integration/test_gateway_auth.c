@@ -839,6 +839,54 @@ static void test_auth_away(void **state)
     assert_true(age >= 0);
 }
 
+typedef struct {
+    int port;           //  admin port
+    const char *series; //  counter
+    double min;         //  wanted at least
+} s_count_t;
+
+static bool s_count_reached(void *arg)
+{
+    s_count_t *c = arg;
+    double v = 0;
+    return vzt_metric(c->port, c->series, &v) == 0 && v >= c->min;
+}
+
+//  A gateway that starts while auth is away has no key, so every JWT is
+//  refused (503). It fetches again every VZ_GATEWAY_JWKS_RETRY_MS, not
+//  every min interval (60 s here), and verifies tokens once auth is back.
+static void test_jwks_retry(void **state)
+{
+    mesh_t *mesh = *state; //  auth stopped by test_auth_away
+    int port = vzt_free_port();
+    char *gw_port = vzt_fmt("VZ_GATEWAY_PORT=%d", port);
+    char *const more[] = {gw_port, "VZ_GATEWAY_JWKS_MIN_INTERVAL_MS=60s",
+                          "VZ_GATEWAY_JWKS_RETRY_MS=200ms", NULL};
+    assert_non_null(vzt_mesh_add(mesh->m, "gateway", "gateway.fresh", more, true));
+    free(gw_port);
+    int admin = vzt_mesh_admin_port(mesh->m, "gateway.fresh");
+    char *token = s_sign(mesh->k1, ISSUER, AUDIENCE, 300, 0, "read");
+    char *header = vzt_fmt("Authorization: Bearer %s", token);
+    const char *const headers[] = {header, NULL};
+    resp_t r;
+    assert_int_equal(s_http(port, "/v1/t/jwt", headers, &r), 0);
+    s_expect(&r, 503, "unavailable");
+    s_resp_free(&r);
+    s_count_t failed = {admin, "vz_gateway_jwks_fetches_total{result=\"error\"}", 3};
+    assert_true(vzt_wait_until(s_count_reached, &failed, 10000));
+
+    authw_t *a = &mesh->auth;
+    atomic_store(&a->stop, false);
+    assert_int_equal(pthread_create(&a->thread, NULL, s_auth_run, a), 0);
+    s_count_t fetched = {admin, "vz_gateway_jwks_fetches_total{result=\"ok\"}", 1};
+    assert_true(vzt_wait_until(s_count_reached, &fetched, 10000));
+    assert_int_equal(s_http(port, "/v1/t/jwt", headers, &r), 0);
+    s_expect(&r, 200, "\"sub\":\"alice\"");
+    s_resp_free(&r);
+    free(header);
+    free(token);
+}
+
 static void test_limiter_away(void **state)
 {
     mesh_t *mesh = *state;
@@ -895,6 +943,7 @@ int main(void)
         cmocka_unit_test(test_rate_limit_leased),
         cmocka_unit_test(test_rate_limit_lease_edge),
         cmocka_unit_test(test_auth_away),
+        cmocka_unit_test(test_jwks_retry),
         cmocka_unit_test(test_limiter_away),
     };
     return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
