@@ -132,12 +132,16 @@ static void *s_resolve_loop(void *arg)
 {
     vz_resolver_t *self = arg;
     pthread_mutex_lock(&self->lock);
+    //  1 s, 2 s, 4 s, then every VZ_ENDPOINTS_RESOLVE_MS: a mesh that starts
+    //  all at once (compose, a fresh namespace) finds every broker soon.
+    int interval = 1000;
     while (!self->stop) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        long ns = until.tv_nsec + (long)(VZ_ENDPOINTS_RESOLVE_MS % 1000) * 1000000L;
-        until.tv_sec += VZ_ENDPOINTS_RESOLVE_MS / 1000 + ns / 1000000000L;
+        long ns = until.tv_nsec + (long)(interval % 1000) * 1000000L;
+        until.tv_sec += interval / 1000 + ns / 1000000000L;
         until.tv_nsec = ns % 1000000000L;
+        interval = interval * 2 < VZ_ENDPOINTS_RESOLVE_MS ? interval * 2 : VZ_ENDPOINTS_RESOLVE_MS;
         pthread_cond_timedwait(&self->wake, &self->lock, &until);
         if (self->stop)
             break;

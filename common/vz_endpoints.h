@@ -45,8 +45,8 @@ bool vz_endpoints_has(const vz_endpoints_t *set, const char *ep);
 //  (one that did not resolve and was kept as written).
 bool vz_endpoints_named(const char *ep);
 
-//  A thread of its own that resolves list again every
-//  VZ_ENDPOINTS_RESOLVE_MS, so the owner's reactor never waits on DNS.
+//  A thread of its own that resolves list again after 1, 2 and 4 s, then
+//  every VZ_ENDPOINTS_RESOLVE_MS, so the owner's reactor never waits on DNS.
 //  The owner takes each new result on its own thread.
 typedef struct vz_resolver_t vz_resolver_t;
 

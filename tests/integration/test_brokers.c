@@ -190,7 +190,8 @@ static void test_broker_added(void **state)
     s_hosts(e, true);
     int64_t start = zclock_mono();
     assert_true(vzt_wait_metric(admin2, "vz_broker_workers{service=\"echo\"}", 1, S_WAIT_MS));
-    printf("# the worker registered with the added broker after %lld ms (DNS read every %d ms)\n",
+    printf("# the worker registered with the added broker after %lld ms (DNS read again after 1, "
+           "2, 4 s, then every %d ms)\n",
            (long long)(zclock_mono() - start), VZ_ENDPOINTS_RESOLVE_MS);
     s_tag_t t = {e, "broker2"};
     assert_true(vzt_wait_until(s_tag_serves, &t, S_WAIT_MS));
