@@ -47,6 +47,7 @@ struct vz_daemon_t {
     vz_redis_t *redis;         //  needs_redis: the connection PINGed, else NULL
     int64_t redis_probe_ms;    //  monotonic time of the last PING
     bool redis_ok;             //  the last PING was answered
+    const char *redis_why;     //  why not, for /readyz
     vz_stop_fn *on_stop[S_STOP_MAX]; //  called when serve's loop stops, in order
     void *on_stop_arg[S_STOP_MAX];   //  their arguments
     size_t nstop;                    //  hooks set
@@ -493,6 +494,16 @@ static bool s_redis_answers(vz_daemon_t *self)
     const char *argv[] = {"PING"};
     redisReply *reply = vz_redis_command(self->redis, 1, argv, NULL);
     self->redis_ok = reply && reply->type == REDIS_REPLY_STATUS;
+    //  Credentials refused (a wrong password, or none where Redis wants
+    //  one) is a configuration error: say so rather than "unreachable".
+    bool refused = vz_redis_refused(self->redis) ||
+                   (reply && reply->type == REDIS_REPLY_ERROR &&
+                    (strncmp(reply->str, "NOAUTH", 6) == 0 ||
+                     strncmp(reply->str, "WRONGPASS", 9) == 0 ||
+                     strncmp(reply->str, "NOPERM", 6) == 0));
+    self->redis_why = refused ? "redis refused our credentials (the user and password of "
+                                "VZ_REDIS_URL)"
+                              : "redis unreachable";
     if (reply)
         freeReplyObject(reply);
     return self->redis_ok;
@@ -530,7 +541,7 @@ static int s_on_link_tick(zloop_t *loop, int timer_id, void *arg)
     bool check = true;
     if (self->redis && !s_redis_answers(self)) {
         check = false;
-        reason = "redis unreachable";
+        reason = self->redis_why;
     } else if (self->check)
         check = self->check(self->check_arg, &reason);
     int state = !link ? 0 : check ? 1 : 2;

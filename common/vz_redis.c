@@ -73,6 +73,7 @@ struct vz_redis_t {
     uint8_t *slots;                 //  cluster: node index + 1 per slot, 0 = unknown
     bool stale;                     //  cluster: reload the slot map before the next command
     bool up;                        //  last command (or connect) reached Redis
+    bool refused;                   //  the last connect's AUTH was refused
 };
 
 struct vz_redis_script_t {
@@ -618,11 +619,18 @@ static int s_node_ensure(vz_redis_t *self, s_node_t *node)
         const char *select[] = {"SELECT", db};
         rc = s_expect_ok(node, 2, select, -EIO);
     }
+    self->refused = rc == -EACCES;
     if (rc < 0) {
         s_node_drop(node);
         return rc;
     }
     return 0;
+}
+
+bool vz_redis_refused(const vz_redis_t *self)
+{
+    assert(self);
+    return self->refused;
 }
 
 //  --------------------------------------------------------------------------

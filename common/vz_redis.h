@@ -78,6 +78,11 @@ int vz_redis_url_password(const char *url, const char *password, char *out, size
 //  True when the last command reached Redis (or a fresh connect succeeded).
 bool vz_redis_up(const vz_redis_t *self);
 
+//  True when the last connect attempt failed because Redis (or a
+//  Sentinel) refused the credentials (AUTH); false after a connect that
+//  succeeded or failed otherwise. For a readiness reason that says so.
+bool vz_redis_refused(const vz_redis_t *self);
+
 //  Connect now if not connected (respecting retry_ms); in a cluster, load
 //  the slot map if it is not (or no longer) current. 0 or -errno:
 //  -EACCES when Redis refused the credentials, -ECONNREFUSED also for a

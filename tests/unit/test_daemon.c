@@ -21,6 +21,7 @@
 #include "vz_curve.h"
 #include "vz_daemon.h"
 #include "vz_proto.h"
+#include "vz_redis.h"
 
 #include "ut.h"
 
@@ -532,6 +533,31 @@ static void test_needs_redis(void **state)
     assert_true(s_broker_wait_ready(&broker, port, 503, "redis unreachable"));
     redis = vzt_redis(s_dir, redis_port, 10000);
     assert_non_null(redis);
+    assert_true(s_broker_wait_ready(&broker, port, 200, NULL));
+
+    //  Redis starts wanting a password the daemon was not given: not ready,
+    //  and the reason names the credentials, not the network.
+    vz_redis_t *admin = vz_redis_new(url, 1000, 1000, 0);
+    assert_non_null(admin);
+    const char *lock[] = {"CONFIG", "SET", "requirepass", "s3cret"};
+    redisReply *reply = vz_redis_command(admin, 4, lock, NULL);
+    assert_true(reply && reply->type == REDIS_REPLY_STATUS);
+    freeReplyObject(reply);
+    const char *kill_all[] = {"CLIENT", "KILL", "TYPE", "normal"};
+    reply = vz_redis_command(admin, 4, kill_all, NULL);
+    if (reply)
+        freeReplyObject(reply);
+    vz_redis_destroy(&admin);
+    assert_true(s_broker_wait_ready(&broker, port, 503, "redis refused our credentials"));
+    char authed[96];
+    snprintf(authed, sizeof authed, "redis://:s3cret@127.0.0.1:%d", redis_port);
+    admin = vz_redis_new(authed, 1000, 1000, 0);
+    assert_non_null(admin);
+    const char *unlock[] = {"CONFIG", "SET", "requirepass", ""};
+    reply = vz_redis_command(admin, 4, unlock, NULL);
+    assert_true(reply && reply->type == REDIS_REPLY_STATUS);
+    freeReplyObject(reply);
+    vz_redis_destroy(&admin);
     assert_true(s_broker_wait_ready(&broker, port, 200, NULL));
 
     zsys_interrupted = 1;
