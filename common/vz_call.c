@@ -202,16 +202,23 @@ int vz_call_start(vz_call_t *self, const vz_call_req_t *req, vz_call_done_fn *do
 }
 
 //  An error answer: sent again next tick when the policy allows, else done.
+//  Queue call to go again on the next tick when the retry policy allows
+//  it after code; false when it does not.
+static bool s_retry(vz_call_t *self, s_call_t *call, const char *code)
+{
+    if (self->closed || !self->retries ||
+        !vz_retry_allowed(&self->budget, call->idempotent, code, call->attempts,
+                          call->deadline_ms - vz_now_ms()))
+        return false;
+    zlistx_add_end(self->later, call);
+    return true;
+}
+
 static void s_on_error(vz_call_t *self, s_call_t *call, const vz_envelope_t *env)
 {
     const char *code = env->error_code[0] ? env->error_code : VZ_ERR_INTERNAL;
-    if (!self->closed && self->retries &&
-        vz_retry_allowed(&self->budget, call->idempotent, code, call->attempts,
-                         call->deadline_ms - vz_now_ms())) {
-        zlistx_add_end(self->later, call);
-        return;
-    }
-    s_finish(self, call, VZ_CALL_REMOTE, code, env->error_message, env);
+    if (!s_retry(self, call, code))
+        s_finish(self, call, VZ_CALL_REMOTE, code, env->error_message, env);
 }
 
 static int s_on_response(zloop_t *loop, zsock_t *sock, void *arg)
@@ -254,11 +261,7 @@ static void s_on_lost_call(vz_pending_entry_t *entry, void *arg)
 {
     vz_call_t *self = (vz_call_t *)arg;
     s_call_t *call = (s_call_t *)entry->owner;
-    if (!self->closed && self->retries &&
-        vz_retry_allowed(&self->budget, call->idempotent, VZ_ERR_WORKER_LOST, call->attempts,
-                         call->deadline_ms - vz_now_ms()))
-        zlistx_add_end(self->later, call);
-    else
+    if (!s_retry(self, call, VZ_ERR_WORKER_LOST))
         s_fail(self, call, VZ_ERR_WORKER_LOST, "broker link lost with the request in flight");
 }
 

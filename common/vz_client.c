@@ -16,7 +16,7 @@
 
 #define VZ_RETRY_FIRST_MS 25 //  first pause before retrying an idempotent call
 #define VZ_RETRY_CAP_MS 500  //  longest pause between retries
-#define S_RID_MAX 16         //  "b<seq>": our name for a broker's pipe
+#define S_RID_MAX 16         //  "<slot letter><seq>": our name for a broker's pipe
 #define S_DRAIN_MS 10        //  link events read by sends at most this often
 
 typedef struct {
@@ -59,7 +59,8 @@ static int s_broker_add(vz_client_t *self, const char *endpoint)
         //  would end the new broker's calls.
         if (*b->endpoint || (self->lost & (1u << i)))
             continue;
-        snprintf(b->rid, sizeof b->rid, "b%u", self->seq++);
+        //  The first byte names the slot, so a reply finds its broker at once.
+        snprintf(b->rid, sizeof b->rid, "%c%u", 'A' + i, self->seq++);
         zmq_setsockopt(zsock_resolve(self->sock), ZMQ_CONNECT_ROUTING_ID, b->rid, strlen(b->rid));
         if (zsock_connect(self->sock, "%s", endpoint) != 0)
             return -EINVAL;
@@ -349,11 +350,9 @@ static int s_recv_one(vz_client_t *self, vz_response_t **response_p)
     int rc = -EAGAIN;
     //  Anything from a broker shows it alive: no longer waiting on it.
     zframe_t *rid = zmsg_pop(msg);
-    for (int i = 0; rid && i < VZ_ENDPOINTS_MAX; i++)
-        if (*self->brokers[i].endpoint && zframe_streq(rid, self->brokers[i].rid)) {
-            self->brokers[i].waiting_since = 0;
-            break;
-        }
+    int slot = rid && zframe_size(rid) ? zframe_data(rid)[0] - 'A' : -1;
+    if (slot >= 0 && slot < VZ_ENDPOINTS_MAX && zframe_streq(rid, self->brokers[slot].rid))
+        self->brokers[slot].waiting_since = 0;
     zframe_destroy(&rid);
     zframe_t *cmd = zmsg_first(msg);
     if (zmsg_size(msg) == 2 && zframe_streq(cmd, VZ_CMD_REPLY)) {

@@ -33,6 +33,21 @@ static bool s_is_literal(const char *host)
            inet_pton(AF_INET6, host, buf) == 1;
 }
 
+//  Split tcp://HOST:PORT: host copied into host (n bytes), *port points
+//  into ep. 1 when HOST is a name, 0 when an address ("*", a literal or
+//  [v6]), -EINVAL when ep is not tcp://HOST:PORT.
+static int s_split(const char *ep, char *host, size_t n, const char **port)
+{
+    const char *colon = strrchr(ep, ':');
+    if (strncmp(ep, "tcp://", 6) != 0 || !colon || colon <= ep + 6 || !colon[1] ||
+        (size_t)(colon - ep - 6) >= n)
+        return -EINVAL;
+    memcpy(host, ep + 6, (size_t)(colon - ep - 6));
+    host[colon - ep - 6] = '\0';
+    *port = colon + 1;
+    return !(*host == '[' || s_is_literal(host));
+}
+
 //  Every address of host (IPv4 first, IPv6 only when there is no IPv4),
 //  as tcp://ADDR:port. 1 when it resolved, 0 when not, -EINVAL when full.
 static int s_expand(vz_endpoints_t *out, const char *host, const char *port)
@@ -76,20 +91,19 @@ int vz_endpoints_resolve(const char *list, vz_endpoints_t *out)
     char *save = NULL;
     int rc = 0;
     for (char *ep = strtok_r(copy, ", ", &save); ep && rc == 0; ep = strtok_r(NULL, ", ", &save)) {
-        char *colon = strrchr(ep, ':');
         if (strncmp(ep, "tcp://", 6) != 0) {
             rc = strstr(ep, "://") ? s_add(out, ep) : -EINVAL;
             continue;
         }
-        char *host = ep + 6;
-        if (!colon || colon <= host || !colon[1]) {
-            rc = -EINVAL;
+        char host[VZ_PATH_MAX];
+        const char *port = NULL;
+        int kind = s_split(ep, host, sizeof host, &port);
+        if (kind < 0) {
+            rc = kind;
             continue;
         }
-        *colon = '\0';
-        bool name = !(*host == '[' || s_is_literal(host));
-        int found = name ? s_expand(out, host, colon + 1) : 0;
-        *colon = ':';
+        bool name = kind == 1;
+        int found = name ? s_expand(out, host, port) : 0;
         out->names = out->names || name;
         out->unresolved = out->unresolved || (name && found == 0);
         if (found < 0)
@@ -213,14 +227,7 @@ bool vz_resolver_take(vz_resolver_t *self, vz_endpoints_t *out)
 bool vz_endpoints_named(const char *ep)
 {
     assert(ep);
-    const char *colon = strrchr(ep, ':');
-    if (strncmp(ep, "tcp://", 6) != 0 || !colon || colon <= ep + 6 || ep[6] == '[')
-        return false;
     char host[VZ_PATH_MAX];
-    size_t n = (size_t)(colon - ep - 6);
-    if (n >= sizeof host)
-        return false;
-    memcpy(host, ep + 6, n);
-    host[n] = '\0';
-    return !s_is_literal(host);
+    const char *port = NULL;
+    return s_split(ep, host, sizeof host, &port) == 1;
 }

@@ -189,6 +189,23 @@ static void s_arg(s_call_t *call, const char *arg)
     call->args[call->nargs++] = arg;
 }
 
+//  One series as field, value pairs: n, s, c:<code> and b:<bin>.
+static void s_series_args(s_call_t *call, s_arena_t *arena, const vz_tl_series_t *row)
+{
+    s_arg(call, "n");
+    s_arg(call, s_str(arena, "%llu", (unsigned long long)row->count));
+    s_arg(call, "s");
+    s_arg(call, s_str(arena, "%.17g", row->sum_us));
+    for (size_t c = 0; c < row->ncodes; c++) {
+        s_arg(call, s_str(arena, "c:%s", row->codes[c].name));
+        s_arg(call, s_str(arena, "%llu", (unsigned long long)row->codes[c].count));
+    }
+    for (size_t b = 0; b < row->nbins; b++) {
+        s_arg(call, s_str(arena, "b:%u", row->bin[b]));
+        s_arg(call, s_str(arena, "%u", row->bin_count[b]));
+    }
+}
+
 tl_store_t *tl_store_new(vz_redis_t *redis, const tl_store_config_t *config)
 {
     assert(redis && config);
@@ -278,18 +295,7 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
         call->nkeys = 2;
         s_arg(call, fine);
         s_arg(call, coarse);
-        s_arg(call, "n");
-        s_arg(call, s_str(&arena, "%llu", (unsigned long long)row->count));
-        s_arg(call, "s");
-        s_arg(call, s_str(&arena, "%.17g", row->sum_us));
-        for (size_t c = 0; c < row->ncodes; c++) {
-            s_arg(call, s_str(&arena, "c:%s", row->codes[c].name));
-            s_arg(call, s_str(&arena, "%llu", (unsigned long long)row->codes[c].count));
-        }
-        for (size_t b = 0; b < row->nbins; b++) {
-            s_arg(call, s_str(&arena, "b:%u", row->bin[b]));
-            s_arg(call, s_str(&arena, "%u", row->bin_count[b]));
-        }
+        s_series_args(call, &arena, row);
         for (size_t k = 0; k < slos->count; k++) {
             const tl_slo_t *slo = &slos->slo[k];
             if (!tl_slo_matches(slo, snap->service, row->name))
@@ -339,18 +345,7 @@ int tl_store_ingest(tl_store_t *self, const vz_tl_snapshot_t *snap, const tl_slo
         s_arg(ver, coarse);
         for (size_t i = 0; i < snap->nseries; i++) {
             const vz_tl_series_t *row = &snap->series[i];
-            s_arg(ver, "n");
-            s_arg(ver, s_str(&arena, "%llu", (unsigned long long)row->count));
-            s_arg(ver, "s");
-            s_arg(ver, s_str(&arena, "%.17g", row->sum_us));
-            for (size_t c = 0; c < row->ncodes; c++) {
-                s_arg(ver, s_str(&arena, "c:%s", row->codes[c].name));
-                s_arg(ver, s_str(&arena, "%llu", (unsigned long long)row->codes[c].count));
-            }
-            for (size_t b = 0; b < row->nbins; b++) {
-                s_arg(ver, s_str(&arena, "b:%u", row->bin[b]));
-                s_arg(ver, s_str(&arena, "%u", row->bin_count[b]));
-            }
+            s_series_args(ver, &arena, row);
         }
     }
 

@@ -137,9 +137,7 @@ static double s_served(s_env_t *e, const char *tag)
 static bool s_call(s_env_t *e, int timeout_ms, int64_t *ms)
 {
     vz_envelope_t req;
-    vz_envelope_init(&req, VZ_KIND_REQUEST);
-    vz_strlcpy(req.service, "echo", sizeof req.service);
-    vz_strlcpy(req.method, "echo", sizeof req.method);
+    assert_int_equal(vz_envelope_request(&req, "echo", "echo", NULL), 0);
     req.body = (const uint8_t *)"x";
     req.body_len = 1;
     req.flags = VZ_FLAG_IDEMPOTENT;
@@ -212,9 +210,7 @@ static void test_broker_added(void **state)
     vzt_metric(admin2, "vz_broker_forbidden_total", &f2);
     for (int i = 0; i < 6; i++) {
         vz_envelope_t req;
-        vz_envelope_init(&req, VZ_KIND_REQUEST);
-        vz_strlcpy(req.service, "echo", sizeof req.service);
-        vz_strlcpy(req.method, "echo", sizeof req.method);
+        assert_int_equal(vz_envelope_request(&req, "echo", "echo", NULL), 0);
         vz_response_t *response = NULL;
         assert_int_equal(vz_client_call(outsider, &req, 3000, &response), 0);
         assert_int_equal(response->env.kind, VZ_KIND_ERROR);
