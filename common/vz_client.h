@@ -29,6 +29,10 @@
 
 typedef struct vz_client_t vz_client_t;
 
+//  Slots: brokers 0..VZ_ENDPOINTS_MAX-1, then workers' direct endpoints.
+#define VZ_CLIENT_DIRECT_MAX 32
+#define VZ_CLIENT_SLOTS (VZ_ENDPOINTS_MAX + VZ_CLIENT_DIRECT_MAX)
+
 //  A received reply or error: the frame and its decoded envelope, whose
 //  body points into the frame.
 typedef struct {
@@ -43,6 +47,7 @@ typedef struct {
     const char *broker_key; //  broker public key, Z85 (every broker has the same)
     zcert_t *cert;          //  our certificate (borrowed)
     int heartbeat_ms;       //  0 = VZ_HEARTBEAT_MS; silence for LIVENESS of these drops a broker
+    bool direct;            //  send idempotent calls to workers directly when a broker lists them
 } vz_client_config_t;
 
 vz_client_t *vz_client_new(const vz_client_config_t *config);
@@ -62,7 +67,8 @@ int vz_client_send(vz_client_t *self, const vz_envelope_t *req);
 int vz_client_recv(vz_client_t *self, vz_response_t **response_p);
 zsock_t *vz_client_sock(vz_client_t *self);
 
-//  Several brokers. Each broker has a slot number, 0..VZ_ENDPOINTS_MAX-1,
+//  Several brokers. Each broker has a slot number, 0..VZ_ENDPOINTS_MAX-1 (a
+//  worker's direct endpoint VZ_ENDPOINTS_MAX..VZ_CLIENT_SLOTS-1),
 //  kept while it is known (a slot freed by a broker gone from DNS may be
 //  reused by a new one).
 //  The slot the last successful send went to: file it with the call
@@ -87,6 +93,19 @@ bool vz_client_suspect(const vz_client_t *self, int broker);
 //  Brokers known (connected or trying) and up.
 size_t vz_client_brokers(const vz_client_t *self);
 size_t vz_client_brokers_up(const vz_client_t *self);
+
+//  Direct calls (config.direct; docs/protocol.md, "Direct calls"). An
+//  idempotent call to a service goes straight to one of its workers, in
+//  turn, when a broker's directory lists workers with a direct endpoint and
+//  the link to one is up: no broker hop, the same envelope, the same
+//  answers. The client follows the directory of each service it calls so
+//  (up to 16), asking a broker again every second while calls flow.
+//  Direct links are slots too (VZ_ENDPOINTS_MAX and up): a worker that
+//  dies drops its link, reported by vz_client_links like a broker's; one
+//  that drains says BYE and gets no new calls; one silent for a heartbeat
+//  with calls out is suspect. Other calls, and every call while no direct
+//  link is up or while weights split the service between versions, go
+//  through a broker as before.
 
 //  Fill a fresh random request id (32 hex chars) into id (size >= 33).
 void vz_client_new_id(char *id, size_t n);

@@ -98,6 +98,10 @@ static const vz_cfg_item_t s_common[] = {
                 service_version,
                 "version the worker announces to the broker (weighted routing, vzctl rollout); "
                 "empty = the build's version"),
+    VZ_CFG_ITEM(vz_daemon_config_t, "VZ_DIRECT", "worker/direct", VZ_CFG_STR, "auto", 0, 0, direct,
+                "direct endpoint callers may use instead of a broker (docs/protocol.md, \"Direct "
+                "calls\"): off, auto (the loopback when every broker is local, else every "
+                "interface, announced by the host name's address) or tcp://HOST:PORT"),
     VZ_CFG_ENUM_ITEM(vz_daemon_config_t, "VZ_TELEMETRY", "report/telemetry", "auto", "auto on off",
                      telemetry,
                      "report request outcomes, spans and saturation to telemetry; auto = while a "
@@ -605,6 +609,7 @@ int vz_daemon_serve(vz_daemon_t *self, zloop_t *loop, const vz_method_t *methods
         .observe = telemetry ? s_observe : NULL,
         .observe_arg = telemetry,
         .version = *self->config.service_version ? self->config.service_version : VZ_BUILD_VERSION,
+        .direct = self->config.direct,
     };
     vz_worker_t *worker = vz_worker_new(&config, methods, count, app);
     if (!worker) {

@@ -89,6 +89,7 @@ typedef struct {
     int replica;                         //  replica index given by the supervisor
     int worker_credit;                   //  broker credit override, 0 = service default
     char service_version[32];            //  VZ_SERVICE_VERSION, "" = the build's (VZ_BUILD_VERSION)
+    char direct[128];                    //  VZ_DIRECT: off, auto or tcp://HOST:PORT (vz_worker.h)
     char config_file[VZ_PATH_MAX];       //  optional ZPL file
     int telemetry;                       //  vz_telemetry_mode_t
     int telemetry_interval_ms;           //  snapshot period

@@ -29,6 +29,7 @@
 #define VZ_CMD_READY     "RDY"
 #define VZ_CMD_HEARTBEAT "HB"
 #define VZ_CMD_BYE       "BYE"
+#define VZ_CMD_ACL       "ACL" //  broker -> worker: the callers a direct endpoint admits
 
 #define VZ_TAG_SIZE            8
 #define VZ_HEARTBEAT_MS        1000 //  default interval

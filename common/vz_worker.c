@@ -6,16 +6,24 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <netdb.h>
+#include <unistd.h>
+
+#include "vz_acl.h"
 #include "vz_batch.h"
+#include "vz_broker_contract.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_endpoints.h"
+#include "vz_log.h"
 #include "vz_proto.h"
 
 #define VZ_DEFAULT_MAX_BODY (64 * 1024)
 #define VZ_MAX_LINKS VZ_ENDPOINTS_MAX //  broker endpoints per worker
 #define VZ_BACKOFF_CAP_MS 30000 //  longest extra wait between reconnects
 #define S_FLUSH_MAX 4           //  distinct flush functions per batch
+#define S_CALLERS_MAX 64        //  direct callers told BYE at drain
+#define S_DIRECT_GRACE_MS 100   //  a drain serves direct calls at least this long after BYE
 
 //  Outcomes counted per method; the index is the order below.
 typedef enum {
@@ -48,6 +56,7 @@ typedef struct {
     bool alive;                 //  something arrived since the last (re)connect
     bool bye_done;              //  broker answered our BYE while draining
     unsigned gen;               //  bumped at each new socket
+    void *raw;                  //  the direct endpoint's ROUTER (the direct link only), or NULL
 } s_link_t;
 
 typedef struct {
@@ -114,6 +123,17 @@ struct vz_worker_t {
     void *observe_arg;               //  its argument
     vz_flush_fn *flush[S_FLUSH_MAX]; //  to call after the current batch
     size_t nflush;                //  entries in flush
+
+    //  The direct endpoint (docs/protocol.md, "Direct calls"), or none.
+    void *dctx;                          //  its own ZeroMQ context (own ZAP endpoint)
+    vz_acl_t *acl;                       //  who may call, as the brokers say
+    s_link_t direct;                     //  link whose raw is the ROUTER
+    char direct_ep[VZ_ENDPOINT_MAX];     //  announced in RDY, "" = none
+    zmq_pollitem_t direct_items[2];      //  ROUTER and ZAP, for the reactor
+    uint8_t callers[S_CALLERS_MAX][VZ_TAG_SIZE]; //  who called directly (told at drain)
+    size_t ncallers;                     //  entries in callers
+    vz_series_t *direct_served;          //  requests that came directly
+    vz_series_t *direct_refused;         //  direct requests from callers not in the ACL
 };
 
 static void s_count(vz_series_t *series)
@@ -193,10 +213,18 @@ static void s_metrics_init(vz_worker_t *self, vz_metrics_t *metrics)
                                        "Broker frames dropped as malformed", labels);
     self->reconnects = vz_metrics_counter(metrics, "vz_worker_reconnects_total",
                                           "Broker links re-created after silence or BYE", labels);
+    self->direct_served =
+        vz_metrics_counter(metrics, "vz_worker_direct_requests_total",
+                           "Requests that came on the direct endpoint, by outcome of the ACL check",
+                           "outcome=admitted");
+    self->direct_refused =
+        vz_metrics_counter(metrics, "vz_worker_direct_requests_total",
+                           "Requests that came on the direct endpoint, by outcome of the ACL check",
+                           "outcome=forbidden");
 }
 
-static int s_send3(s_link_t *link, const char *cmd, const char *arg1, const char *arg2,
-                   const char *arg3)
+static int s_send4(s_link_t *link, const char *cmd, const char *arg1, const char *arg2,
+                   const char *arg3, const char *arg4)
 {
     if (!link->sock)
         return -ENOTCONN;
@@ -210,6 +238,8 @@ static int s_send3(s_link_t *link, const char *cmd, const char *arg1, const char
         zmsg_addstr(msg, arg2);
     if (arg3)
         zmsg_addstr(msg, arg3);
+    if (arg3 && arg4)
+        zmsg_addstr(msg, arg4);
     int rc = zmsg_send(&msg, link->sock);
     zmsg_destroy(&msg);
     return rc == 0 ? 0 : -EAGAIN;
@@ -217,7 +247,7 @@ static int s_send3(s_link_t *link, const char *cmd, const char *arg1, const char
 
 static int s_send(s_link_t *link, const char *cmd, const char *arg1, const char *arg2)
 {
-    return s_send3(link, cmd, arg1, arg2, NULL);
+    return s_send4(link, cmd, arg1, arg2, NULL, NULL);
 }
 
 static int s_on_link(zloop_t *loop, zsock_t *sock, void *arg);
@@ -238,8 +268,11 @@ static int s_link_open(s_link_t *link)
         zclock_mono() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS + link->backoff_ms;
     char credit[16];
     snprintf(credit, sizeof credit, "%d", self->credit);
-    //  RDY service credit [version]: the version frame only when there is one.
-    s_send3(link, VZ_CMD_READY, self->service, credit, *self->version ? self->version : NULL);
+    //  RDY service credit [version [direct endpoint]]: the version frame
+    //  only when there is one or a direct endpoint follows it.
+    s_send4(link, VZ_CMD_READY, self->service, credit,
+            *self->version ? self->version : (*self->direct_ep ? "0" : NULL),
+            *self->direct_ep ? self->direct_ep : NULL);
     if (self->loop) {
         if (zloop_reader(self->loop, link->sock, s_on_link, link) != 0)
             return -EIO;
@@ -291,6 +324,17 @@ static void s_send_reply(s_link_t *link, const void *tag, const vz_envelope_t *r
     size_t len = 0;
     if (s_encode_reply(reply, &buf, &len) < 0)
         return;
+    if (link->raw) {
+        //  A direct caller: its routing id is in the tag. A caller gone
+        //  fails the first frame (ZMQ_ROUTER_MANDATORY), and nothing is sent.
+        const uint8_t *rid = (const uint8_t *)tag;
+        if (zmq_send(link->raw, rid + 1, rid[0], ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0) {
+            zmq_send(link->raw, VZ_CMD_REPLY, strlen(VZ_CMD_REPLY), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(link->raw, buf, len, ZMQ_DONTWAIT);
+        }
+        free(buf);
+        return;
+    }
     zmsg_t *msg = zmsg_new();
     zmsg_addstr(msg, VZ_CMD_REPLY);
     zmsg_addmem(msg, tag, VZ_TAG_SIZE);
@@ -338,7 +382,7 @@ static void s_bundle_send(s_bundle_t *bundle)
         total += len;
     }
     s_link_t *link = bundle->link;
-    if (link->gen == bundle->gen && link->sock) {
+    if (link->gen == bundle->gen && (link->sock || link->raw)) {
         vz_envelope_t reply;
         vz_envelope_init(&reply, VZ_KIND_REPLY);
         vz_strlcpy(reply.id, bundle->id, sizeof reply.id);
@@ -375,12 +419,12 @@ static void s_bundle_fill(s_bundle_t *bundle, size_t slot, const vz_envelope_t *
         s_bundle_send(bundle);
 }
 
-static void s_send_error(s_link_t *link, zframe_t *tag, const vz_envelope_t *req, const char *code,
-                         const char *message)
+static void s_send_error(s_link_t *link, const void *tag, const vz_envelope_t *req,
+                         const char *code, const char *message)
 {
     vz_envelope_t reply;
     vz_envelope_error_to(&reply, req, code, message);
-    s_send_reply(link, zframe_data(tag), &reply);
+    s_send_reply(link, tag, &reply);
 }
 
 //  The end of every dispatched request, now or deferred: count, time, and
@@ -461,7 +505,9 @@ static int s_complete(vz_deferred_t **handle_p)
     self->nopen--;
     //  A replaced socket means a broker that has already written the
     //  request off; its tag would mean nothing on the new one.
-    int rc = handle->link->gen == handle->gen && handle->link->sock ? 0 : -ENOTCONN;
+    int rc = handle->link->gen == handle->gen && (handle->link->sock || handle->link->raw)
+                 ? 0
+                 : -ENOTCONN;
     //  A bundle's slot is filled either way, so the bundle is freed; it
     //  checks the socket itself before sending.
     if (rc == 0 || handle->bundle)
@@ -576,7 +622,7 @@ static void s_bundle_refuse(s_bundle_t *bundle, size_t slot, const vz_envelope_t
 //  A checked outer envelope with VZ_FLAG_BUNDLE (vz_batch.h): each item is
 //  checked like a request of its own and dispatched; the reply leaves when
 //  the last item is answered.
-static void s_on_bundle(s_link_t *link, zframe_t *tag, const vz_envelope_t *outer,
+static void s_on_bundle(s_link_t *link, const void *tag, const vz_envelope_t *outer,
                         const vz_method_t *method)
 {
     vz_worker_t *self = link->worker;
@@ -595,7 +641,7 @@ static void s_on_bundle(s_link_t *link, zframe_t *tag, const vz_envelope_t *oute
     assert(bundle->slot);
     bundle->link = link;
     bundle->gen = link->gen;
-    memcpy(bundle->tag, zframe_data(tag), VZ_TAG_SIZE);
+    memcpy(bundle->tag, tag, VZ_TAG_SIZE);
     vz_strlcpy(bundle->id, outer->id, sizeof bundle->id);
     vz_strlcpy(bundle->service, outer->service, sizeof bundle->service);
     vz_strlcpy(bundle->method, outer->method, sizeof bundle->method);
@@ -633,15 +679,53 @@ static void s_on_bundle(s_link_t *link, zframe_t *tag, const vz_envelope_t *oute
             s_bundle_refuse(bundle, i, &req, VZ_ERR_BUNDLE_OVERFLOW,
                             "not served: the bundle's reply is full; send it alone");
         else
-            s_dispatch(link, zframe_data(tag), bundle, i, method, &req);
+            s_dispatch(link, tag, bundle, i, method, &req);
     }
     bundle->dispatching = false;
     if (bundle->pending == 0)
         s_bundle_send(bundle);
 }
 
-//  REQ tag caller envelope. The checks run here, once, before any handler
-//  (dispatch table rule): decode, method, size, deadline.
+//  The checks every request passes, once, before any handler (dispatch
+//  table rule): kind, method, deadline, size; then dispatch. req decoded,
+//  its caller set by whoever vouched for it.
+static void s_serve(s_link_t *link, const void *tag, vz_envelope_t *req)
+{
+    vz_worker_t *self = link->worker;
+    if (req->kind != VZ_KIND_REQUEST) {
+        s_count(self->malformed);
+        s_send_error(link, tag, req, VZ_ERR_MALFORMED, "not a request");
+        return;
+    }
+    const vz_method_t *method = s_lookup(self, req->method);
+    if (!method) {
+        s_count(self->unknown);
+        s_send_error(link, tag, req, VZ_ERR_UNKNOWN_METHOD, "no such method");
+        return;
+    }
+    s_method_metrics_t *mm = s_mm(self, method);
+    if (req->deadline_ms && vz_now_ms() >= req->deadline_ms) {
+        //  Nobody waits any more (for a bundle: the broker has answered
+        //  every item "timeout" at the earliest of their deadlines).
+        if (mm)
+            vz_series_inc(mm->outcome[S_EXPIRED]);
+        return;
+    }
+    if (req->flags & VZ_FLAG_BUNDLE) {
+        s_on_bundle(link, tag, req, method);
+        return;
+    }
+    size_t max_body = method->max_body ? method->max_body : VZ_DEFAULT_MAX_BODY;
+    if (req->body_len > max_body) {
+        if (mm)
+            vz_series_inc(mm->outcome[S_INVALID]);
+        s_send_error(link, tag, req, VZ_ERR_INVALID, "body too large");
+        return;
+    }
+    s_dispatch(link, tag, NULL, 0, method, req);
+}
+
+//  REQ tag caller envelope, from a broker.
 static void s_on_request(s_link_t *link, zmsg_t *msg)
 {
     vz_worker_t *self = link->worker;
@@ -658,50 +742,21 @@ static void s_on_request(s_link_t *link, zmsg_t *msg)
         memchr(zframe_data(caller), 0, zframe_size(caller)) != NULL) {
         vz_envelope_init(&req, VZ_KIND_REQUEST);
         s_count(self->malformed);
-        s_send_error(link, tag, &req, VZ_ERR_MALFORMED, "bad caller frame");
+        s_send_error(link, zframe_data(tag), &req, VZ_ERR_MALFORMED, "bad caller frame");
         return;
     }
     if (vz_envelope_decode(&req, zframe_data(data), zframe_size(data), NULL, &reason) != 0) {
         //  Whatever the decoder left half-filled must not reach the reply.
         vz_envelope_init(&req, VZ_KIND_REQUEST);
         s_count(self->malformed);
-        s_send_error(link, tag, &req, VZ_ERR_MALFORMED, reason ? reason : "undecodable envelope");
+        s_send_error(link, zframe_data(tag), &req, VZ_ERR_MALFORMED,
+                     reason ? reason : "undecodable envelope");
         return;
     }
     //  The broker's word on identity replaces anything the client wrote.
     memcpy(req.caller, zframe_data(caller), zframe_size(caller));
     req.caller[zframe_size(caller)] = '\0';
-    if (req.kind != VZ_KIND_REQUEST) {
-        s_count(self->malformed);
-        s_send_error(link, tag, &req, VZ_ERR_MALFORMED, "not a request");
-        return;
-    }
-    const vz_method_t *method = s_lookup(self, req.method);
-    if (!method) {
-        s_count(self->unknown);
-        s_send_error(link, tag, &req, VZ_ERR_UNKNOWN_METHOD, "no such method");
-        return;
-    }
-    s_method_metrics_t *mm = s_mm(self, method);
-    if (req.deadline_ms && vz_now_ms() >= req.deadline_ms) {
-        //  Nobody waits any more (for a bundle: the broker has answered
-        //  every item "timeout" at the earliest of their deadlines).
-        if (mm)
-            vz_series_inc(mm->outcome[S_EXPIRED]);
-        return;
-    }
-    if (req.flags & VZ_FLAG_BUNDLE) {
-        s_on_bundle(link, tag, &req, method);
-        return;
-    }
-    size_t max_body = method->max_body ? method->max_body : VZ_DEFAULT_MAX_BODY;
-    if (req.body_len > max_body) {
-        if (mm)
-            vz_series_inc(mm->outcome[S_INVALID]);
-        s_send_error(link, tag, &req, VZ_ERR_INVALID, "body too large");
-        return;
-    }
-    s_dispatch(link, zframe_data(tag), NULL, 0, method, &req);
+    s_serve(link, zframe_data(tag), &req);
 }
 
 //  One message from a broker, on the reactor or during drain.
@@ -721,6 +776,10 @@ static void s_link_handle(s_link_t *link, zmsg_t *msg)
         s_on_request(link, msg);
     else if (zframe_streq(cmd, VZ_CMD_HEARTBEAT) && frames == 1)
         ;
+    else if (zframe_streq(cmd, VZ_CMD_ACL) && self->acl) {
+        if (vz_acl_set(self->acl, msg) < 0)
+            s_count(self->dropped);
+    }
     else if (zframe_streq(cmd, VZ_CMD_BYE) && frames == 1) {
         if (self->draining)
             link->bye_done = true;
@@ -827,6 +886,208 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+//  --------------------------------------------------------------------------
+//  The direct endpoint (docs/protocol.md, "Direct calls").
+
+//  This host's IPv4 address as others see it: what the host name resolves
+//  to (a pod's or a container's address in /etc/hosts). "" when unknown.
+static void s_my_address(char *out, size_t n)
+{
+    out[0] = '\0';
+    char host[256];
+    if (gethostname(host, sizeof host) != 0)
+        return;
+    host[sizeof host - 1] = '\0';
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0)
+        return;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        char addr[64];
+        if (getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr, NULL, 0,
+                        NI_NUMERICHOST) == 0 &&
+            strncmp(addr, "127.", 4) != 0) {
+            vz_strlcpy(out, addr, n);
+            break;
+        }
+    }
+    freeaddrinfo(res);
+}
+
+//  Where to bind and what to announce for spec: "auto" binds the loopback
+//  when every broker is on it (one host) and every interface otherwise;
+//  "tcp://HOST:PORT" binds that (HOST * or 0.0.0.0: every interface,
+//  announced by the host's address). 0 or -EINVAL.
+static int s_direct_plan(const char *spec, const vz_endpoints_t *brokers, char *bind,
+                         char *host, size_t n)
+{
+    if (streq(spec, "auto")) {
+        bool local = brokers->n > 0;
+        for (size_t i = 0; i < brokers->n; i++)
+            local = local && strncmp(brokers->ep[i], "tcp://127.", 10) == 0;
+        vz_strlcpy(bind, local ? "tcp://127.0.0.1:*" : "tcp://0.0.0.0:*", n);
+        vz_strlcpy(host, local ? "127.0.0.1" : "0.0.0.0", n);
+    } else {
+        const char *colon = strrchr(spec, ':');
+        if (strncmp(spec, "tcp://", 6) != 0 || !colon || colon <= spec + 6 ||
+            (size_t)(colon - spec - 6) >= n)
+            return -EINVAL;
+        vz_strlcpy(bind, spec, n);
+        memcpy(host, spec + 6, (size_t)(colon - spec - 6));
+        host[colon - spec - 6] = '\0';
+    }
+    if (streq(host, "*") || streq(host, "0.0.0.0"))
+        s_my_address(host, n);
+    return *host ? 0 : -EINVAL;
+}
+
+static int s_on_direct(zloop_t *loop, zmq_pollitem_t *item, void *arg);
+static int s_on_zap(zloop_t *loop, zmq_pollitem_t *item, void *arg);
+
+//  Bind the direct endpoint in a context of its own (its own ZAP endpoint,
+//  answered by vz_acl from the brokers' ACL). 0 or -errno.
+static int s_direct_open(vz_worker_t *self, const char *spec, const vz_endpoints_t *brokers)
+{
+    char bind[VZ_ENDPOINT_MAX], host[VZ_ENDPOINT_MAX];
+    if (s_direct_plan(spec, brokers, bind, host, sizeof bind) < 0)
+        return -EINVAL;
+    self->dctx = zmq_ctx_new();
+    if (!self->dctx || !(self->acl = vz_acl_new(self->dctx)))
+        return -EIO;
+    void *router = zmq_socket(self->dctx, ZMQ_ROUTER);
+    if (!router)
+        return -EIO;
+    self->direct.raw = router;
+    zsock_set_linger(router, 0);
+    zsock_set_curve_server(router, 1);
+    zcert_apply(self->cert, router);
+    zsock_set_zap_domain(router, "vizmesh-direct");
+    zsock_set_maxmsgsize(router, (int)(vz_envelope_limits_default.max_frame + 4096));
+    zsock_set_router_mandatory(router, 1);
+    zsock_set_sndtimeo(router, 0);
+    zsock_set_rcvtimeo(router, 0);
+    if (zmq_bind(router, bind) != 0)
+        return -errno;
+    char last[VZ_ENDPOINT_MAX] = "";
+    size_t len = sizeof last;
+    zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, last, &len);
+    const char *port = strrchr(last, ':');
+    snprintf(self->direct_ep, sizeof self->direct_ep, "tcp://%s:%s", host, port ? port + 1 : "");
+    if (!vz_broker_endpoint_valid(self->direct_ep)) {
+        self->direct_ep[0] = '\0';
+        return -EINVAL;
+    }
+    self->direct.worker = self;
+    self->direct.gen = 1;
+    vz_strlcpy(self->direct.endpoint, self->direct_ep, sizeof self->direct.endpoint);
+    self->direct_items[0] = (zmq_pollitem_t){.socket = router, .events = ZMQ_POLLIN};
+    self->direct_items[1] = (zmq_pollitem_t){.socket = vz_acl_sock(self->acl), .events = ZMQ_POLLIN};
+    return 0;
+}
+
+static void s_direct_close(vz_worker_t *self)
+{
+    if (self->direct.raw)
+        zmq_close(self->direct.raw);
+    self->direct.raw = NULL;
+    self->direct.gen++;
+    vz_acl_destroy(&self->acl);
+    if (self->dctx)
+        zmq_ctx_term(self->dctx);
+    self->dctx = NULL;
+}
+
+//  A direct caller, remembered to be told BYE when we drain.
+static void s_remember_caller(vz_worker_t *self, const uint8_t *tag)
+{
+    for (size_t i = 0; i < self->ncallers; i++)
+        if (memcmp(self->callers[i], tag, VZ_TAG_SIZE) == 0)
+            return;
+    if (self->ncallers < S_CALLERS_MAX)
+        memcpy(self->callers[self->ncallers++], tag, VZ_TAG_SIZE);
+}
+
+//  [routing id] REQ envelope, from a caller the ACL admitted at its
+//  handshake. The caller is the identity our ZAP handler attached; it is
+//  checked again against the current ACL, which may have shrunk since.
+static void s_direct_handle(vz_worker_t *self, zmsg_t *msg)
+{
+    s_link_t *link = &self->direct;
+    zframe_t *rid = zmsg_first(msg);
+    zframe_t *cmd = zmsg_next(msg);
+    zframe_t *data = zmsg_next(msg);
+    if (zmsg_size(msg) != 3 || !zframe_streq(cmd, VZ_CMD_REQUEST) || zframe_size(rid) == 0 ||
+        zframe_size(rid) >= VZ_TAG_SIZE) {
+        s_count(self->dropped);
+        return;
+    }
+    uint8_t tag[VZ_TAG_SIZE] = {(uint8_t)zframe_size(rid)};
+    memcpy(tag + 1, zframe_data(rid), zframe_size(rid));
+    s_remember_caller(self, tag);
+    vz_envelope_t req;
+    const char *reason = NULL;
+    if (vz_envelope_decode(&req, zframe_data(data), zframe_size(data), NULL, &reason) != 0) {
+        vz_envelope_init(&req, VZ_KIND_REQUEST);
+        s_count(self->malformed);
+        s_send_error(link, tag, &req, VZ_ERR_MALFORMED, reason ? reason : "undecodable envelope");
+        return;
+    }
+    char caller[VZ_NAME_MAX];
+    if (vz_curve_peer_name(cmd, caller, sizeof caller) < 0 || !vz_acl_allows(self->acl, caller)) {
+        s_count(self->direct_refused);
+        s_send_error(link, tag, &req, VZ_ERR_FORBIDDEN, "call policy refuses this call");
+        return;
+    }
+    if (!streq(req.service, self->service)) {
+        s_count(self->malformed);
+        s_send_error(link, tag, &req, VZ_ERR_MALFORMED, "not this worker's service");
+        return;
+    }
+    s_count(self->direct_served);
+    vz_strlcpy(req.caller, caller, sizeof req.caller);
+    s_serve(link, tag, &req);
+}
+
+static void s_direct_batch(vz_worker_t *self)
+{
+    for (int i = 0; i < VZ_WORKER_BATCH && self->direct.raw; i++) {
+        zmsg_t *msg = zmsg_recv_nowait(self->direct.raw);
+        if (!msg)
+            break;
+        s_direct_handle(self, msg);
+        zmsg_destroy(&msg);
+    }
+    s_flush(self);
+}
+
+static int s_on_direct(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    s_direct_batch((vz_worker_t *)arg);
+    return 0;
+}
+
+static int s_on_zap(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    vz_worker_t *self = (vz_worker_t *)arg;
+    vz_acl_handle(self->acl);
+    return 0;
+}
+
+//  Drain: tell every direct caller to send elsewhere from now on.
+static void s_direct_bye(vz_worker_t *self)
+{
+    for (size_t i = 0; i < self->ncallers && self->direct.raw; i++) {
+        const uint8_t *tag = self->callers[i];
+        if (zmq_send(self->direct.raw, tag + 1, tag[0], ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+            zmq_send(self->direct.raw, VZ_CMD_BYE, strlen(VZ_CMD_BYE), ZMQ_DONTWAIT);
+    }
+}
+
+const char *vz_worker_direct_endpoint(const vz_worker_t *self)
+{
+    assert(self);
+    return self->direct_ep;
+}
+
 vz_worker_t *vz_worker_new(const vz_worker_config_t *config, const vz_method_t *methods,
                            size_t count, void *app)
 {
@@ -861,6 +1122,19 @@ vz_worker_t *vz_worker_new(const vz_worker_config_t *config, const vz_method_t *
     //  Names stand for every broker they resolve to, now and later.
     vz_endpoints_t set;
     int rc = vz_endpoints_resolve(config->endpoints, &set);
+    //  The direct endpoint first: RDY announces it.
+    if (rc == 0 && config->direct && *config->direct && !streq(config->direct, "off")) {
+        rc = s_direct_open(self, config->direct, &set);
+        if (rc < 0 && streq(config->direct, "auto")) {
+            //  No address to offer (a host name that does not resolve):
+            //  everything still works through the brokers.
+            vz_warn(NULL, "no direct endpoint: calls come through the brokers only", "reason",
+                    strerror(-rc));
+            s_direct_close(self);
+            self->direct_ep[0] = '\0';
+            rc = 0;
+        }
+    }
     for (size_t i = 0; i < set.n && rc == 0; i++) {
         s_link_t *link = &self->links[self->nlinks++];
         link->worker = self;
@@ -869,6 +1143,8 @@ vz_worker_t *vz_worker_new(const vz_worker_config_t *config, const vz_method_t *
     }
     if (rc == 0 && set.names && !(self->resolver = vz_resolver_new(config->endpoints, &set)))
         rc = -EAGAIN;
+    if (rc == 0 && *self->direct_ep)
+        vz_info(NULL, "direct endpoint", "endpoint", self->direct_ep);
     if (rc < 0 || self->nlinks == 0) {
         vz_worker_destroy(&self);
         errno = rc < 0 ? -rc : EINVAL;
@@ -884,6 +1160,7 @@ void vz_worker_destroy(vz_worker_t **self_p)
     if (!self)
         return;
     s_abandon_open(self);
+    s_direct_close(self);
     vz_resolver_destroy(&self->resolver);
     for (size_t i = 0; i < self->nlinks; i++) {
         zsock_destroy(&self->links[i].sock);
@@ -907,6 +1184,10 @@ int vz_worker_attach(vz_worker_t *self, zloop_t *loop)
             zloop_reader_set_tolerant(loop, link->sock);
         }
     }
+    if (self->direct.raw &&
+        (zloop_poller(loop, &self->direct_items[0], s_on_direct, self) != 0 ||
+         zloop_poller(loop, &self->direct_items[1], s_on_zap, self) != 0))
+        return -EIO;
     self->timer_id = zloop_timer(loop, (size_t)self->heartbeat_ms, 0, s_on_tick, self);
     return self->timer_id < 0 ? -EIO : 0;
 }
@@ -933,6 +1214,10 @@ void vz_worker_drain(vz_worker_t *self, int timeout_ms)
                 zloop_reader_end(self->loop, self->links[i].sock);
         if (self->timer_id >= 0)
             zloop_timer_end(self->loop, self->timer_id);
+        if (self->direct.raw) {
+            zloop_poller_end(self->loop, &self->direct_items[0]);
+            zloop_poller_end(self->loop, &self->direct_items[1]);
+        }
         self->loop = NULL;
         self->timer_id = -1;
     }
@@ -941,10 +1226,13 @@ void vz_worker_drain(vz_worker_t *self, int timeout_ms)
         //  A broker we never heard from has nothing dispatched here.
         link->bye_done = !link->alive || s_send(link, VZ_CMD_BYE, NULL, NULL) < 0;
     }
+    s_direct_bye(self);
     int64_t end = zclock_mono() + (timeout_ms > 0 ? timeout_ms : 0);
+    //  Direct callers may have sent before our BYE reached them.
+    int64_t direct_until = self->ncallers ? zclock_mono() + S_DIRECT_GRACE_MS : 0;
     int64_t next_hb = zclock_mono() + self->heartbeat_ms;
     while (true) {
-        zmq_pollitem_t items[VZ_MAX_LINKS];
+        zmq_pollitem_t items[VZ_MAX_LINKS + 2];
         s_link_t *owners[VZ_MAX_LINKS];
         int n = 0;
         for (size_t i = 0; i < self->nlinks; i++) {
@@ -955,7 +1243,7 @@ void vz_worker_drain(vz_worker_t *self, int timeout_ms)
             owners[n++] = link;
         }
         int64_t now = zclock_mono();
-        if (n == 0 || now >= end)
+        if ((n == 0 && now >= direct_until) || now >= end)
             break;
         if (now >= next_hb) {
             //  Keep the broker from declaring us dead while it finishes.
@@ -964,11 +1252,22 @@ void vz_worker_drain(vz_worker_t *self, int timeout_ms)
             next_hb = now + self->heartbeat_ms;
         }
         int64_t wait = (end < next_hb ? end : next_hb) - now;
-        if (zmq_poll(items, n, (long)(wait > 0 ? wait : 0)) < 0)
+        if (n == 0 && direct_until - now < wait)
+            wait = direct_until - now;
+        int polled = n;
+        if (self->direct.raw) {
+            items[polled++] = self->direct_items[0];
+            items[polled++] = self->direct_items[1];
+        }
+        if (zmq_poll(items, polled, (long)(wait > 0 ? wait : 0)) < 0)
             continue; //  EINTR from a second signal: keep the budget
         for (int k = 0; k < n; k++)
             if (items[k].revents & ZMQ_POLLIN)
                 s_link_batch(owners[k], owners[k]->sock);
+        if (self->direct.raw && (items[n].revents & ZMQ_POLLIN))
+            s_direct_batch(self);
+        if (self->direct.raw && (items[n + 1].revents & ZMQ_POLLIN))
+            vz_acl_handle(self->acl);
     }
     s_abandon_open(self);
 }

@@ -55,6 +55,7 @@ typedef struct {
     vz_worker_observe_fn *observe; //  optional: told each dispatched request's outcome
     void *observe_arg;             //  its argument
     const char *version;           //  optional: announced in RDY (vz_version_valid); NULL/"" = none
+    const char *direct;            //  direct endpoint: NULL/""/"off" none, "auto", or tcp://HOST:PORT
 } vz_worker_config_t;
 
 //  A version token of RDY: 1..VZ_VERSION_MAX-1 bytes of [A-Za-z0-9._+-],
@@ -115,6 +116,21 @@ size_t vz_worker_open(const vz_worker_t *self);
 vz_worker_t *vz_worker_new(const vz_worker_config_t *config, const vz_method_t *methods,
                            size_t count, void *app);
 void vz_worker_destroy(vz_worker_t **self_p);
+
+//  Direct calls (docs/protocol.md, "Direct calls"). With config.direct the
+//  worker also binds a CURVE ROUTER of its own ("auto": the loopback when
+//  every broker is on it, else every interface announced by the host
+//  name's address; "tcp://HOST:PORT": that, HOST * meaning every
+//  interface), announces it in RDY, and serves callers there as if a
+//  broker had dispatched to it: the same checks, handlers and replies. The
+//  brokers are the policy authority: each sends the identities and keys
+//  the policy lets call this service (ACL, vz_acl.h), and the endpoint
+//  admits only those, by key at the handshake and by identity on every
+//  request ("forbidden" otherwise). A request for another service is
+//  malformed. At drain every direct caller is told BYE and the endpoint
+//  serves S_DIRECT_GRACE_MS more (what was already on the way).
+//  The endpoint announced ("" = none).
+const char *vz_worker_direct_endpoint(const vz_worker_t *self);
 
 //  Register sockets and the heartbeat timer with loop.
 int vz_worker_attach(vz_worker_t *self, zloop_t *loop);

@@ -15,6 +15,7 @@
  *  a request that failed to go out is still whole and goes back to its queue.
  */
 #include "broker.h"
+#include "keys.h"
 
 #include <string.h>
 #include <time.h>
@@ -31,6 +32,7 @@
 #include "vz_worker.h"
 
 #define S_DEFAULT_TIMEOUT_MS 30000
+#define S_KEYS_CHECK_MS 5000 //  how often the allow directory is looked at for new keys
 #define S_DEADLINE_TICK_MS 10      //  resolution of deadline expiry
 #define S_BATCH 256                //  messages read per wake-up before yielding to timers
 #define S_POOL_MAX 4096            //  free requests kept for reuse
@@ -195,6 +197,7 @@ struct s_worker_t {
     int busy;                   //  requests in flight on it
     int64_t expiry;             //  monotonic ms after which it is dead
     bool draining;              //  sent BYE: no new dispatch
+    char direct[VZ_ENDPOINT_MAX]; //  its direct endpoint (4th RDY frame), "" = none
 
     //  Its version: on the version's LRU list while on the service's.
     s_node_t vnode;       //  in version->waiting at the same time as node
@@ -237,6 +240,8 @@ struct broker_t {
     broker_answer_fn *answer_fn;         //  outcome of the broker's own requests, or NULL
     void *answer_arg;                    //  for answer_fn
     vz_telemetry_t *telemetry;           //  records the broker's own methods (borrowed), or NULL
+    keys_t *keys;                        //  identities' public keys, for direct calls (owned)
+    int64_t keys_checked_ms;             //  when the allow directory was last looked at
 };
 
 //  --------------------------------------------------------------------------
@@ -923,8 +928,56 @@ static void s_worker_lost(broker_t *self, s_worker_t *worker, bool gone)
 //  --------------------------------------------------------------------------
 //  The broker's own service.
 
+//  The broker's own answer of an error to one of its methods, counted.
+static void s_self_error(broker_t *self, s_service_t *me, zframe_t *client,
+                         const vz_envelope_t *req, const char *code, const char *message,
+                         s_outcome_t outcome, int64_t start_us)
+{
+    s_send_error(self, client, req, code, message);
+    s_count(self, me, outcome);
+    if (self->telemetry)
+        vz_telemetry_record(self->telemetry, req->method, code, vz_clock_mono_us() - start_us);
+}
+
+//  broker.directory: the service's workers that offer a direct endpoint,
+//  to a caller the policy lets call that service. NULL after an error
+//  answer (sent here).
+static uint8_t *s_directory(broker_t *self, s_service_t *me, zframe_t *client,
+                            const vz_envelope_t *req, const char *identity, size_t *len_p,
+                            int64_t start_us)
+{
+    char name[VZ_NAME_MAX];
+    const char *reason = NULL;
+    if (vz_broker_directory_request_decode(req->body, req->body_len, name, sizeof name,
+                                           &reason) < 0) {
+        s_self_error(self, me, client, req, VZ_ERR_INVALID, reason, S_OUT_REPLIED, start_us);
+        return NULL;
+    }
+    if (!policy_may_call(self->policy, identity, name)) {
+        s_forbidden(self, identity, "call", name);
+        s_self_error(self, me, client, req, VZ_ERR_FORBIDDEN, "call policy refuses this call",
+                     S_OUT_REPLIED, start_us);
+        return NULL;
+    }
+    s_service_t *service = (s_service_t *)zhashx_lookup(self->services, name);
+    vz_broker_direct_t list[VZ_BROKER_DIRECT_MAX];
+    size_t n = 0;
+    //  Weights split the service between versions: only the broker can.
+    bool direct = service && !service->weighted && self->keys;
+    for (s_worker_t *w = direct ? zhashx_first(self->workers) : NULL;
+         w && n < VZ_BROKER_DIRECT_MAX; w = zhashx_next(self->workers)) {
+        const char *key = keys_lookup(self->keys, w->identity);
+        if (w->service != service || w->draining || !*w->direct || !key)
+            continue;
+        vz_strlcpy(list[n].endpoint, w->direct, sizeof list[n].endpoint);
+        vz_strlcpy(list[n].key, key, sizeof list[n].key);
+        n++;
+    }
+    return vz_broker_directory_encode(direct, list, n, len_p);
+}
+
 static void s_serve_self(broker_t *self, zframe_t *client, const vz_envelope_t *req,
-                         int64_t start_us)
+                         const char *identity, int64_t start_us)
 {
     s_service_t *me = (s_service_t *)zhashx_lookup(self->services, VZ_BROKER_SERVICE);
     vz_envelope_t reply;
@@ -946,12 +999,14 @@ static void s_serve_self(broker_t *self, zframe_t *client, const vz_envelope_t *
         body = vz_broker_services_encode(list, count, &reply.body_len);
         reply.body = body;
         free(list);
+    } else if (strcmp(req->method, "directory") == 0) {
+        body = s_directory(self, me, client, req, identity, &reply.body_len, start_us);
+        if (!body)
+            return;
+        reply.body = body;
     } else if (strcmp(req->method, "ping") != 0) {
-        s_send_error(self, client, req, VZ_ERR_UNKNOWN_METHOD, "broker serves ping, services");
-        s_count(self, me, S_OUT_UNKNOWN_METHOD);
-        if (self->telemetry)
-            vz_telemetry_record(self->telemetry, req->method, VZ_ERR_UNKNOWN_METHOD,
-                                vz_clock_mono_us() - start_us);
+        s_self_error(self, me, client, req, VZ_ERR_UNKNOWN_METHOD,
+                     "broker serves ping, services, directory", S_OUT_UNKNOWN_METHOD, start_us);
         return;
     }
     uint8_t *buf = NULL;
@@ -987,7 +1042,7 @@ static void s_admit(broker_t *self, zframe_t *rid, const vz_envelope_t *env, zfr
         return;
     }
     if (strcmp(env->service, VZ_BROKER_SERVICE) == 0) {
-        s_serve_self(self, rid, env, vz_clock_mono_us());
+        s_serve_self(self, rid, env, identity, vz_clock_mono_us());
         return;
     }
     s_limit_t limit;
@@ -1177,6 +1232,37 @@ static void s_on_reply(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
     s_dispatch(self, service);
 }
 
+//  ACL name key name key ...: the identities the policy lets call the
+//  worker's service and their public keys, which its direct endpoint
+//  admits (docs/protocol.md, "Direct calls"). Sent after every RDY of a
+//  worker with a direct endpoint, and again to all of them when the policy
+//  or the keys change.
+static void s_send_acl(broker_t *self, s_worker_t *worker)
+{
+    if (!*worker->direct || !self->keys)
+        return;
+    size_t allowed[KEYS_MAX], n = 0;
+    for (size_t i = 0; i < keys_count(self->keys); i++)
+        if (policy_may_call(self->policy, keys_name(self->keys, i), worker->service->name))
+            allowed[n++] = i;
+    int rc = s_send_head(self, worker->rid, VZ_CMD_ACL, n > 0);
+    if (rc < 0) {
+        s_send_failed(self, S_PEER_WORKER, rc);
+        return;
+    }
+    for (size_t k = 0; k < n; k++) {
+        const char *name = keys_name(self->keys, allowed[k]);
+        zmq_send(self->handle, name, strlen(name), ZMQ_SNDMORE);
+        zmq_send(self->handle, keys_key(self->keys, allowed[k]), 40, k + 1 < n ? ZMQ_SNDMORE : 0);
+    }
+}
+
+static void s_send_acl_all(broker_t *self)
+{
+    for (s_worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers))
+        s_send_acl(self, w);
+}
+
 static void s_on_ready(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *identity,
                        int64_t now)
 {
@@ -1217,6 +1303,22 @@ static void s_on_ready(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
         vname[vlen] = '\0';
         if (strlen(vname) != vlen || !vz_version_valid(vname)) {
             s_malformed(self, "bad version", identity);
+            return;
+        }
+    }
+    //  The optional fourth frame: the worker's direct endpoint.
+    char direct[VZ_ENDPOINT_MAX] = "";
+    zframe_t *eframe = vframe ? zmsg_next(msg) : NULL;
+    if (eframe) {
+        size_t elen = zframe_size(eframe);
+        if (elen >= sizeof direct) {
+            s_malformed(self, "bad direct endpoint", identity);
+            return;
+        }
+        memcpy(direct, zframe_data(eframe), elen);
+        direct[elen] = '\0';
+        if (!vz_broker_endpoint_valid(direct)) {
+            s_malformed(self, "bad direct endpoint", identity);
             return;
         }
     }
@@ -1263,10 +1365,13 @@ static void s_on_ready(broker_t *self, zframe_t *rid, zmsg_t *msg, const char *i
         service->worker_count++;
         service->last_worker_ms = now;
         vz_series_set(service->workers_gauge, (double)service->worker_count);
-        vz_info(NULL, "worker ready", "identity", identity, "service", name, "version", vname);
+        vz_info(NULL, "worker ready", "identity", identity, "service", name, "version", vname,
+                "direct", *direct ? direct : "none");
     }
     worker->expiry = vz_clock_mono_ms() + (int64_t)self->heartbeat_ms * VZ_HEARTBEAT_LIVENESS;
     s_send_head(self, rid, VZ_CMD_HEARTBEAT, false);
+    vz_strlcpy(worker->direct, direct, sizeof worker->direct);
+    s_send_acl(self, worker);
     s_worker_freed(self, worker);
     s_dispatch(self, worker->service);
 }
@@ -1311,7 +1416,7 @@ static const struct {
     s_handler_fn *handler;
 } s_commands[] = {
     {VZ_CMD_REQUEST, 1, 1, s_on_request}, {VZ_CMD_REPLY, 2, 2, s_on_reply},
-    {VZ_CMD_READY, 2, 3, s_on_ready},     {VZ_CMD_HEARTBEAT, 0, 0, s_on_heartbeat},
+    {VZ_CMD_READY, 2, 4, s_on_ready},     {VZ_CMD_HEARTBEAT, 0, 0, s_on_heartbeat},
     {VZ_CMD_BYE, 0, 0, s_on_bye},
 };
 
@@ -1397,6 +1502,11 @@ static int s_heartbeat_timer(zloop_t *loop, int timer_id, void *arg)
 {
     broker_t *self = (broker_t *)arg;
     int64_t now = vz_clock_mono_ms();
+    if (self->keys && now - self->keys_checked_ms >= S_KEYS_CHECK_MS) {
+        self->keys_checked_ms = now;
+        if (keys_refresh(self->keys))
+            s_send_acl_all(self);
+    }
     zlistx_t *dead = NULL, *gone = NULL;
     for (s_worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers)) {
         zlistx_t **list = NULL;
@@ -1453,6 +1563,7 @@ broker_t *broker_new(const broker_config_t *config, policy_t **policy_p)
     zsock_set_router_mandatory(router, 1);
     zsock_set_sndtimeo(router, 0);
     self->port = vz_curve_bound_port(router);
+    self->keys = keys_new(config->allow_dir);
     self->policy = *policy_p;
     *policy_p = NULL;
     self->metrics = config->metrics;
@@ -1535,6 +1646,7 @@ void broker_destroy(broker_t **self_p)
         free(s_container(node, s_request_t, node));
     }
     free(self->heap);
+    keys_destroy(&self->keys);
     zhashx_destroy(&self->tags);
     zhashx_destroy(&self->workers);
     zhashx_destroy(&self->services);
@@ -1573,6 +1685,7 @@ void broker_set_policy(broker_t *self, policy_t **policy_p)
     self->policy = *policy_p;
     *policy_p = NULL;
     zhashx_purge(self->logged);
+    s_send_acl_all(self);
 }
 
 void broker_on_answer(broker_t *self, broker_answer_fn *fn, void *arg)

@@ -37,6 +37,7 @@ typedef struct {
     int retry_max;             //  re-dispatches of an idempotent request after worker loss
     int default_timeout_ms;    //  deadline given to requests that carry none; 0 = 30 s
     int services_per_identity; //  services one identity may create; 0 = 16
+    const char *allow_dir;     //  public certificates (vz_curve.h): keys for direct calls; NULL = none
 } broker_config_t;
 
 typedef struct broker_t broker_t;

@@ -203,7 +203,8 @@ int main(int argc, char **argv)
                                .heartbeat_ms = common->heartbeat_ms,
                                .queue_max = config.queue_max,
                                .retry_max = config.retry_max,
-                               .services_per_identity = config.services_per_identity};
+                               .services_per_identity = config.services_per_identity,
+                               .allow_dir = common->allow_dir};
     app.broker = broker_new(&bconfig, &policy);
     if (!app.broker) {
         //  A malformed endpoint will never bind; a busy port may free up.

@@ -31,6 +31,7 @@ typedef struct {
     gw_edge_config_t edge;    //  JWT, API keys, fail-open buckets
     int rl_failure;           //  0 open, 1 closed (the order of its choices)
     bool rl_batch;            //  ratelimit.check_batch for checks queued together
+    bool direct;              //  idempotent forwards straight to workers (docs/protocol.md)
     int bundle_max;           //  forwards per bundle envelope (0/1 = off)
     int health_ms;            //  between /health probes
     char trusted[1024];       //  trusted proxies, CIDRs
@@ -148,6 +149,11 @@ static const vz_cfg_item_t s_items[] = {
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_RATELIMIT_BATCH", "gateway/ratelimit/batch", VZ_CFG_BOOL,
                 "true", 0, 0, rl_batch,
                 "send the checks queued together as one ratelimit.check_batch"),
+    VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_DIRECT", "gateway/upstream/direct", VZ_CFG_BOOL, "true", 0,
+                0, direct,
+                "send idempotent calls straight to a worker's direct endpoint when a broker's "
+                "directory lists one (docs/protocol.md, \"Direct calls\"); false = every call "
+                "through a broker"),
     VZ_CFG_ITEM(gw_config_t, "VZ_GATEWAY_FORWARD_BUNDLE", "gateway/upstream/bundle", VZ_CFG_INT,
                 "64", 0, 256, bundle_max,
                 "forwards to one service.method queued together travel as one bundle envelope of "
@@ -324,6 +330,7 @@ int main(int argc, char **argv)
         .batch = &(const gw_upstream_batch_t){VZ_RL_SERVICE, "check", "check_batch"},
         .batch_count = config.rl_batch ? 1 : 0,
         .bundle_max = (size_t)config.bundle_max,
+        .direct = config.direct,
     };
     app.upstream = gw_upstream_new(&upcfg);
     if (!app.upstream) {

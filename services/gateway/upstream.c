@@ -138,7 +138,8 @@ gw_upstream_t *gw_upstream_new(const gw_upstream_config_t *config)
         .endpoints = config->endpoints,
         .broker_key = config->broker_key,
         .cert = config->cert,
-        .heartbeat_ms = self->heartbeat_ms};
+        .heartbeat_ms = self->heartbeat_ms,
+        .direct = config->direct};
     self->client = vz_client_new(&cc);
     self->pending = vz_pending_new();
     self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -795,7 +796,7 @@ static void s_on_suspect_call(vz_pending_entry_t *entry, void *arg)
 //  (vz_client_suspect): do not wait for ZMTP to drop its link.
 static void s_leave_suspects(gw_upstream_t *self)
 {
-    for (int b = 0; b < VZ_ENDPOINTS_MAX; b++)
+    for (int b = 0; b < VZ_CLIENT_SLOTS; b++)
         if (vz_client_suspect(self->client, b))
             vz_pending_clear_broker(self->pending, b, s_on_suspect_call, self);
 }

@@ -122,6 +122,7 @@ typedef struct {
     const gw_upstream_batch_t *batch; //  batching rules (copied), may be NULL
     size_t batch_count;               //  rules, at most GW_UPSTREAM_BATCH_RULES
     size_t bundle_max;                //  forwards per bundle envelope, at most VZ_BATCH_MAX
+    bool direct;                      //  idempotent calls straight to workers (vz_client.h)
 } gw_upstream_config_t;
 
 //  NULL when the client socket cannot be made. Any thread may then submit.

@@ -19,6 +19,7 @@
 #include "harness.h"
 #include "vz_clock.h"
 #include "vz_curve.h"
+#include "vz_broker_contract.h"
 #include "vz_daemon.h"
 #include "vz_proto.h"
 #include "vz_redis.h"
@@ -706,6 +707,7 @@ static void *s_serve_thread(void *arg)
 
 //  Start a worker daemon against a fake broker and return the credit its
 //  RDY announced ("" when none came within 5 s).
+static char s_rdy_direct[VZ_ENDPOINT_MAX]; //  the direct endpoint the last RDY announced
 static char s_rdy_version[64]; //  the version frame of the last RDY serve_rdy_credit saw
 
 static void serve_rdy_credit(char *credit, size_t n)
@@ -733,8 +735,10 @@ static void serve_rdy_credit(char *credit, size_t n)
     zsock_set_rcvtimeo(router, 5000);
     zmsg_t *msg = zmsg_recv(router);
     s_rdy_version[0] = '\0';
-    //  RDY service credit version (the build's or VZ_SERVICE_VERSION).
-    if (msg && zmsg_size(msg) == 5) {
+    //  RDY service credit version (the build's or VZ_SERVICE_VERSION)
+    //  direct-endpoint (VZ_DIRECT=auto, the broker local: the loopback).
+    s_rdy_direct[0] = '\0';
+    if (msg && zmsg_size(msg) == 6) {
         zframe_destroy(&(zframe_t *){zmsg_pop(msg)}); //  routing id
         char *cmd = zmsg_popstr(msg), *service = zmsg_popstr(msg), *text = zmsg_popstr(msg);
         char *version = zmsg_popstr(msg);
@@ -742,6 +746,9 @@ static void serve_rdy_credit(char *credit, size_t n)
         assert_string_equal(service, "echo");
         snprintf(credit, n, "%s", text);
         snprintf(s_rdy_version, sizeof s_rdy_version, "%s", version);
+        char *direct = zmsg_popstr(msg);
+        snprintf(s_rdy_direct, sizeof s_rdy_direct, "%s", direct);
+        zstr_free(&direct);
         zstr_free(&version);
         zstr_free(&cmd);
         zstr_free(&service);
@@ -764,6 +771,8 @@ static void test_serve_credit(void **state)
     //  The service's own default reaches the broker...
     serve_rdy_credit(credit, sizeof credit);
     assert_string_equal(credit, "7");
+    assert_true(vz_broker_endpoint_valid(s_rdy_direct));
+    assert_int_equal(strncmp(s_rdy_direct, "tcp://127.0.0.1:", 16), 0);
     //  ...unless the operator overrides it.
     setup(state);
     setenv("VZ_WORKER_CREDIT", "40", 1);

@@ -1,0 +1,164 @@
+/*  vz_acl - who may open a worker's direct endpoint: a ZAP handler fed by the broker
+ *  SPDX-License-Identifier: MPL-2.0
+ *
+ *  ZAP is ZeroMQ RFC 27: a request of version, request id, domain,
+ *  address, routing id, mechanism and credentials (for CURVE the client's
+ *  32-byte key); a reply of version, request id, status code, status text,
+ *  user id and metadata (ZMTP properties: a 1-byte name length, the name,
+ *  a 4-byte big-endian value length, the value).
+ */
+#include "vz_acl.h"
+
+#include <string.h>
+
+#include "vz_common.h"
+#include "vz_log.h"
+
+typedef struct {
+    char name[VZ_NAME_MAX];
+    uint8_t key[32];
+} s_entry_t;
+
+struct vz_acl_t {
+    void *zap; //  REP bound to inproc://zeromq.zap.01 in the worker's direct context
+    s_entry_t entry[VZ_ACL_MAX];
+    size_t n;
+    bool ready; //  an ACL arrived
+};
+
+vz_acl_t *vz_acl_new(void *ctx)
+{
+    assert(ctx);
+    void *zap = zmq_socket(ctx, ZMQ_REP);
+    if (!zap)
+        return NULL;
+    int zero = 0;
+    zmq_setsockopt(zap, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_bind(zap, "inproc://zeromq.zap.01") != 0) {
+        int err = errno;
+        zmq_close(zap);
+        errno = err;
+        return NULL;
+    }
+    vz_acl_t *self = (vz_acl_t *)zmalloc(sizeof *self);
+    assert(self);
+    self->zap = zap;
+    return self;
+}
+
+void vz_acl_destroy(vz_acl_t **self_p)
+{
+    assert(self_p);
+    if (*self_p) {
+        zmq_close((*self_p)->zap);
+        free(*self_p);
+        *self_p = NULL;
+    }
+}
+
+void *vz_acl_sock(vz_acl_t *self)
+{
+    assert(self);
+    return self->zap;
+}
+
+static const s_entry_t *s_find_key(const vz_acl_t *self, const uint8_t *key)
+{
+    for (size_t i = 0; i < self->n; i++)
+        if (memcmp(self->entry[i].key, key, 32) == 0)
+            return &self->entry[i];
+    return NULL;
+}
+
+//  One ZAP request: admit the key when the table holds it.
+static void s_answer(vz_acl_t *self, zmsg_t *request)
+{
+    zframe_t *version = zmsg_first(request);
+    zframe_t *rid = zmsg_next(request);
+    zmsg_next(request); //  domain
+    zmsg_next(request); //  address
+    zmsg_next(request); //  routing id
+    zframe_t *mechanism = zmsg_next(request);
+    zframe_t *key = zmsg_next(request);
+    const s_entry_t *who = NULL;
+    if (zmsg_size(request) == 7 && zframe_streq(version, "1.0") &&
+        zframe_streq(mechanism, "CURVE") && zframe_size(key) == 32)
+        who = s_find_key(self, zframe_data(key));
+    zmsg_t *reply = zmsg_new();
+    zmsg_addstr(reply, "1.0");
+    if (rid)
+        zmsg_addmem(reply, zframe_data(rid), zframe_size(rid));
+    else
+        zmsg_addstr(reply, "");
+    zmsg_addstr(reply, who ? "200" : "400");
+    zmsg_addstr(reply, who ? "OK" : "not a caller of this service");
+    zmsg_addstr(reply, who ? who->name : "");
+    if (who) {
+        //  The "name" property, as zauth attaches it from a certificate.
+        uint8_t meta[1 + 4 + 4 + VZ_NAME_MAX];
+        size_t len = strlen(who->name);
+        meta[0] = 4;
+        memcpy(meta + 1, "name", 4);
+        meta[5] = 0;
+        meta[6] = 0;
+        meta[7] = 0;
+        meta[8] = (uint8_t)len;
+        memcpy(meta + 9, who->name, len);
+        zmsg_addmem(reply, meta, 9 + len);
+    } else
+        zmsg_addstr(reply, "");
+    zmsg_send(&reply, self->zap);
+    zmsg_destroy(&reply);
+}
+
+void vz_acl_handle(vz_acl_t *self)
+{
+    assert(self);
+    zmsg_t *request;
+    while ((zmq_poll(&(zmq_pollitem_t){.socket = self->zap, .events = ZMQ_POLLIN}, 1, 0) > 0) &&
+           (request = zmsg_recv(self->zap))) {
+        s_answer(self, request);
+        zmsg_destroy(&request);
+    }
+}
+
+int vz_acl_set(vz_acl_t *self, zmsg_t *msg)
+{
+    assert(self && msg);
+    s_entry_t entry[VZ_ACL_MAX];
+    size_t n = 0;
+    for (zframe_t *name = zmsg_next(msg); name; name = zmsg_next(msg)) {
+        zframe_t *key = zmsg_next(msg);
+        char text[41];
+        if (!key || n == VZ_ACL_MAX || zframe_size(name) == 0 ||
+            zframe_size(name) >= VZ_NAME_MAX || memchr(zframe_data(name), 0, zframe_size(name)) ||
+            zframe_size(key) != 40)
+            return -EINVAL;
+        memcpy(text, zframe_data(key), 40);
+        text[40] = '\0';
+        if (!zmq_z85_decode(entry[n].key, text))
+            return -EINVAL;
+        memcpy(entry[n].name, zframe_data(name), zframe_size(name));
+        entry[n].name[zframe_size(name)] = '\0';
+        n++;
+    }
+    memcpy(self->entry, entry, n * sizeof entry[0]);
+    self->n = n;
+    self->ready = true;
+    return (int)n;
+}
+
+bool vz_acl_allows(const vz_acl_t *self, const char *identity)
+{
+    assert(self && identity);
+    for (size_t i = 0; i < self->n; i++)
+        if (streq(self->entry[i].name, identity))
+            return true;
+    return false;
+}
+
+bool vz_acl_ready(const vz_acl_t *self)
+{
+    assert(self);
+    return self->ready;
+}
