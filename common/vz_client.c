@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "vz_authctx.h"
 #include "vz_broker_contract.h"
 #include "vz_common.h"
 #include "vz_curve.h"
@@ -455,7 +456,7 @@ static int s_pick_direct(vz_client_t *self, s_dir_t *dir, int64_t now)
 //  A call: to a worker of its service directly when it may go so
 //  (idempotent, direct on, the directory lists one that is up), else to a
 //  broker. Following a service's directory starts with its first such call.
-static int s_send_encoded(vz_client_t *self, const char *service, bool idempotent,
+static int s_send_encoded(vz_client_t *self, const char *service, bool direct_ok,
                           const uint8_t *buf, size_t len)
 {
     //  Link events change rarely: a send reads them at most every
@@ -465,7 +466,7 @@ static int s_send_encoded(vz_client_t *self, const char *service, bool idempoten
         self->drained_ms = now;
         s_events(self);
     }
-    s_dir_t *dir = self->direct && idempotent && !streq(service, VZ_BROKER_SERVICE)
+    s_dir_t *dir = self->direct && direct_ok && !streq(service, VZ_BROKER_SERVICE)
                        ? s_dir_find(self, service, true)
                        : NULL;
     if (dir) {
@@ -497,6 +498,14 @@ bool vz_client_suspect(const vz_client_t *self, int broker)
     return false;
 }
 
+//  Idempotent (a lost direct link is retried like worker_lost), and not
+//  pinned to a version: only a broker routes by version (route.version,
+//  vz_authctx.h).
+static bool s_may_go_direct(const vz_envelope_t *req)
+{
+    return (req->flags & VZ_FLAG_IDEMPOTENT) && !vz_envelope_ctx_get(req, VZ_AUTHCTX_ROUTE_VERSION);
+}
+
 int vz_client_send(vz_client_t *self, const vz_envelope_t *req)
 {
     assert(self && req);
@@ -505,7 +514,7 @@ int vz_client_send(vz_client_t *self, const vz_envelope_t *req)
     int rc = vz_envelope_encode(req, &buf, &len);
     if (rc < 0)
         return rc;
-    rc = s_send_encoded(self, req->service, (req->flags & VZ_FLAG_IDEMPOTENT) != 0, buf, len);
+    rc = s_send_encoded(self, req->service, s_may_go_direct(req), buf, len);
     free(buf);
     return rc;
 }
@@ -638,7 +647,7 @@ int vz_client_call(vz_client_t *self, vz_envelope_t *req, int timeout_ms,
     rc = -ETIMEDOUT;
     while (zclock_mono() < until) {
         vz_response_t *response = NULL;
-        if (s_send_encoded(self, req->service, idempotent, buf, len) == 0) {
+        if (s_send_encoded(self, req->service, s_may_go_direct(req), buf, len) == 0) {
             rc = s_wait(self, req->id, until, true, &response);
             //  The broker dropped with the request: an idempotent call goes
             //  to the next broker at once; another waits out its deadline

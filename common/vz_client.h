@@ -95,7 +95,8 @@ size_t vz_client_brokers(const vz_client_t *self);
 size_t vz_client_brokers_up(const vz_client_t *self);
 
 //  Direct calls (config.direct; docs/protocol.md, "Direct calls"). An
-//  idempotent call to a service goes straight to one of its workers, in
+//  idempotent call to a service that is not pinned to a version (ctx
+//  route.version) goes straight to one of its workers, in
 //  turn, when a broker's directory lists workers with a direct endpoint and
 //  the link to one is up: no broker hop, the same envelope, the same
 //  answers. The client follows the directory of each service it calls so

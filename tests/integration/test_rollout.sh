@@ -73,7 +73,16 @@ BROKER_ADMIN=$("${CTL[@]}" status broker | awk 'NR==2 {print $8}')
 TL_ADMIN=$("${CTL[@]}" status telemetry | awk 'NR==2 {print $8}')
 metric() { curl -s "http://127.0.0.1:$BROKER_ADMIN/metrics" | awk -v s="$1" '$1==s {print $2}'; }
 tl_metric() { curl -s "http://127.0.0.1:$TL_ADMIN/metrics" | awk -v s="$1" '$1==s {print $2}'; }
-replied() { [ "$(metric "vz_broker_requests_total{service=\"echo\",outcome=\"replied\"}" | cut -d. -f1)" -gt "$1" ] 2>/dev/null; }
+#   Counted by the worker: the gateway's idempotent GETs go to echo directly
+#   (docs/protocol.md, "Direct calls") until weights split echo; then
+#   through the broker, whose per-version series the broker gates read.
+ECHO_ADMIN=$("${CTL[@]}" status echo | awk 'NR==2 {print $8}')
+replied() {
+    local n
+    n=$(curl -s "http://127.0.0.1:$ECHO_ADMIN/metrics" |
+        awk '$1=="vz_worker_requests_total{service=\"echo\",method=\"echo\",outcome=\"ok\"}" {print $2}')
+    [ "${n%.*}" -gt "$1" ] 2>/dev/null
+}
 until_ok 30 replied 100 || fail "no traffic reaches echo"
 ok "traffic flows"
 
