@@ -134,12 +134,69 @@ static void test_hostile(void **state)
     }
 }
 
+//  broker.directory: both bodies round-trip; what a worker may announce and
+//  what a caller accepts are checked (docs/protocol.md, "Direct calls").
+static void test_directory(void **state)
+{
+    (void)state;
+    char name[VZ_NAME_MAX];
+    size_t len = 0;
+    uint8_t *buf = vz_broker_directory_request_encode("echo", &len);
+    assert_int_equal(vz_broker_directory_request_decode(buf, len, name, sizeof name, NULL), 0);
+    assert_string_equal(name, "echo");
+    free(buf);
+    const char *reason = NULL;
+    assert_int_equal(vz_broker_directory_request_decode((const uint8_t *)"\xa0", 1, name,
+                                                       sizeof name, &reason),
+                     VZ_EMALFORMED);
+    assert_string_equal(reason, "empty service name");
+
+    vz_broker_direct_t in[2] = {{"tcp://10.0.0.7:5600", "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"},
+                                {"tcp://127.0.0.1:41234", "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"}};
+    buf = vz_broker_directory_encode(true, in, 2, &len);
+    vz_broker_direct_t out[4];
+    size_t n = 0;
+    bool direct = false;
+    assert_int_equal(vz_broker_directory_decode(buf, len, &direct, out, 4, &n, NULL), 0);
+    assert_true(direct);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[1].endpoint, in[1].endpoint);
+    assert_string_equal(out[0].key, in[0].key);
+    //  More workers than the caller has room for is refused, not cut.
+    assert_int_equal(vz_broker_directory_decode(buf, len, &direct, out, 1, &n, &reason),
+                     VZ_EMALFORMED);
+    assert_string_equal(reason, "too many workers");
+    free(buf);
+    //  A listed endpoint or key that is not well formed fails the whole answer.
+    vz_broker_direct_t bad[1] = {{"ipc:///tmp/x", "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"}};
+    buf = vz_broker_directory_encode(true, bad, 1, &len);
+    assert_int_equal(vz_broker_directory_decode(buf, len, &direct, out, 4, &n, &reason),
+                     VZ_EMALFORMED);
+    assert_string_equal(reason, "bad endpoint");
+    free(buf);
+    vz_broker_direct_t badkey[1] = {{"tcp://h:1", "short"}};
+    buf = vz_broker_directory_encode(false, badkey, 1, &len);
+    assert_int_equal(vz_broker_directory_decode(buf, len, &direct, out, 4, &n, &reason),
+                     VZ_EMALFORMED);
+    assert_string_equal(reason, "bad key");
+    free(buf);
+
+    assert_true(vz_broker_endpoint_valid("tcp://pod-1.echo:5600"));
+    assert_false(vz_broker_endpoint_valid("tcp://:5600"));
+    assert_false(vz_broker_endpoint_valid("tcp://h:0"));
+    assert_false(vz_broker_endpoint_valid("tcp://h:65536"));
+    assert_false(vz_broker_endpoint_valid("tcp://h:12a"));
+    assert_false(vz_broker_endpoint_valid("tcp://h;rm:1"));
+    assert_false(vz_broker_endpoint_valid("tcp://*:5600"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_broker_bytes),
         cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_directory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
