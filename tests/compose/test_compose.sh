@@ -174,7 +174,16 @@ for id in "${echos[@]}"; do
     spread="$spread $n"
     [ "$n" -gt 0 ] || fail "replica ${id:0:12} served none of 60 requests (spread:$spread)"
 done
-say "scaled to 3 echo replicas in $((SECONDS - t0)) s; 60 requests spread:$spread"
+#   The gateway reached them directly (docs/protocol.md, "Direct calls"):
+#   each worker bound its own endpoint on its container's address.
+direct=0
+for id in "${echos[@]}"; do
+    n=$("$DOCKER" exec "$id" curl -fsS http://127.0.0.1:9100/metrics |
+        awk '$1 == "vz_worker_direct_requests_total{outcome=\"admitted\"}" {printf "%d", $2}')
+    direct=$((direct + ${n:-0}))
+done
+[ "$direct" -gt 0 ] || fail "no echo request came on a worker's direct endpoint"
+say "scaled to 3 echo replicas in $((SECONDS - t0)) s; 60 requests spread:$spread ($direct direct so far)"
 
 # ---------------------------------------------------------- crash + restart
 victim=${echos[0]}
@@ -222,7 +231,9 @@ say "second broker up; 3 echo workers registered at each of 2 brokers in $((SECO
 #   echo_code TAG: the status of one echo request through the gateway (000:
 #   no answer). By now this client has spent the anonymous rate limit (100
 #   a minute), so 429 is the limiter's answer, neither success nor failure.
-echo_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 -d "$1" "$GW/v1/echo"; }
+#   POST /v1/echo/slow (0 ms) is not idempotent, so it always goes through a
+#   broker (idempotent calls go to the workers directly).
+echo_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 -d 0 "$GW/v1/echo/slow"; }
 #   The gateway finds the second broker on its own re-resolve: requests until both have served some.
 declare -A replied0
 for id in "${brokers[@]}"; do replied0[$id]=$(broker_metric "$id" "$REPLIED"); done
