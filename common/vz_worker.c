@@ -971,8 +971,9 @@ static int s_direct_open(vz_worker_t *self, const char *spec, const vz_endpoints
     size_t len = sizeof last;
     zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, last, &len);
     const char *port = strrchr(last, ':');
-    snprintf(self->direct_ep, sizeof self->direct_ep, "tcp://%s:%s", host, port ? port + 1 : "");
-    if (!vz_broker_endpoint_valid(self->direct_ep)) {
+    int w = snprintf(self->direct_ep, sizeof self->direct_ep, "tcp://%s:%s", host,
+                     port ? port + 1 : "");
+    if (w < 0 || (size_t)w >= sizeof self->direct_ep || !vz_broker_endpoint_valid(self->direct_ep)) {
         self->direct_ep[0] = '\0';
         return -EINVAL;
     }
