@@ -31,9 +31,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vz_broker_contract.h"
 #include "vz_common.h"
 #include "vz_curve.h"
 #include "vz_ports.h"
+#include "vz_proto.h"
 #include <hiredis/hiredis.h>
 #include <strings.h>
 
@@ -1108,6 +1110,32 @@ vz_client_t *vzt_mesh_client(vzt_mesh_t *self, const char *identity)
                                  .broker_key = vzt_mesh_broker_key(self),
                                  .cert = vzt_mesh_cert(self, identity)};
     return config.cert ? vz_client_new(&config) : NULL;
+}
+
+int vzt_directory(vz_client_t *client, const char *service, vz_broker_direct_t *list,
+                  size_t max, size_t *n_p, char *code, size_t code_n)
+{
+    *n_p = 0;
+    code[0] = '\0';
+    vz_envelope_t req;
+    vz_envelope_request(&req, VZ_BROKER_SERVICE, "directory", NULL);
+    size_t len = 0;
+    uint8_t *body = vz_broker_directory_request_encode(service, &len);
+    req.body = body;
+    req.body_len = len;
+    vz_response_t *resp = NULL;
+    int rc = vz_client_call(client, &req, 3000, &resp);
+    free(body);
+    if (rc < 0)
+        return -1;
+    bool direct = false;
+    if (resp->env.kind == VZ_KIND_ERROR)
+        vz_strlcpy(code, resp->env.error_code, code_n);
+    else if (vz_broker_directory_decode(resp->env.body, resp->env.body_len, &direct, list, max,
+                                        n_p, NULL) < 0)
+        rc = -1;
+    vz_response_destroy(&resp);
+    return rc < 0 ? -1 : direct ? 1 : 0;
 }
 
 int vzt_mesh_stop(vzt_mesh_t *self, const char *tag)

@@ -23,6 +23,7 @@
 #include <czmq.h>
 #include <stdbool.h>
 
+#include "vz_broker_contract.h"
 #include "vz_client.h"
 
 typedef struct vzt_proc_t vzt_proc_t;
@@ -206,6 +207,14 @@ zcert_t *vzt_mesh_cert(vzt_mesh_t *self, const char *identity);
 //  A new vz_client to the mesh's broker as identity (the caller destroys
 //  it), or NULL when the identity has no key or the client cannot start.
 vz_client_t *vzt_mesh_client(vzt_mesh_t *self, const char *identity);
+
+//  broker.directory for service, asked through client (docs/protocol.md,
+//  "Direct calls"): 1 when callers may call its workers directly, 0 when
+//  not (weights, or an error answer, whose code is copied to code; "" for
+//  a reply), -1 when no answer came or it did not decode. The listed
+//  workers go to list (at most max, *n_p of them).
+int vzt_directory(vz_client_t *client, const char *service, vz_broker_direct_t *list,
+                  size_t max, size_t *n_p, char *code, size_t code_n);
 
 //  SIGTERM tag and wait: 0 when it exited 0 and its log is clean, else -1
 //  (the mesh also remembers the failure for vzt_mesh_destroy).

@@ -317,6 +317,33 @@ static void test_reload_without_signal(void **state)
     }
 }
 
+//  While weights split echo, callers are told not to call its workers
+//  directly (only a broker routes by version); without weights for echo
+//  its workers are listed (docs/protocol.md, "Direct calls").
+static void test_directory_while_weighted(void **state)
+{
+    s_env_t *e = *state;
+    vz_broker_direct_t list[VZ_BROKER_DIRECT_MAX];
+    size_t n = 0;
+    char code[VZ_NAME_MAX];
+    s_reweigh(e, "echo\n    versions = \"1.0.0=90 1.1.0=10\"\n", "1.1.0", 10);
+    assert_int_equal(vzt_directory(e->client, "echo", list, VZ_BROKER_DIRECT_MAX, &n, code,
+                                   sizeof code),
+                     0);
+    assert_string_equal(code, "");
+    assert_int_equal(n, 0);
+    //  Weights for another service only: echo is direct again.
+    s_reweigh(e, "other\n    versions = \"1.0.0=100\"\n", "1.1.0", 0);
+    assert_int_equal(vzt_directory(e->client, "echo", list, VZ_BROKER_DIRECT_MAX, &n, code,
+                                   sizeof code),
+                     1);
+    //  Every registered worker (an earlier test stopped the canary).
+    double workers = 0;
+    assert_int_equal(vzt_metric(e->admin, "vz_broker_workers{service=\"echo\"}", &workers), 0);
+    assert_true(workers >= 1);
+    assert_int_equal(n, (size_t)workers);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_reload_under_load),
         cmocka_unit_test(test_weighted_version_without_worker),
         cmocka_unit_test(test_reload_without_signal),
+        cmocka_unit_test(test_directory_while_weighted),
     };
     return vzt_result(cmocka_run_group_tests(tests, s_setup, s_teardown));
 }

@@ -146,34 +146,16 @@ static void test_gateway_goes_direct(void **state)
     assert_true(s_series(m, "echo.1", S_ADMITTED) - e1 >= 20);
 }
 
-//  broker.directory for echo, asked as identity: the decoded workers, or
-//  the error code of the answer.
+//  broker.directory for echo, asked as identity (vzt_directory).
 static int s_directory(vzt_mesh_t *m, const char *identity, vz_broker_direct_t *list, size_t *n,
                        char *code, size_t code_n)
 {
     vz_client_t *client = vzt_mesh_client(m, identity);
     assert_non_null(client);
-    vz_envelope_t req;
-    vz_envelope_request(&req, VZ_BROKER_SERVICE, "directory", NULL);
-    size_t len = 0;
-    uint8_t *body = vz_broker_directory_request_encode("echo", &len);
-    req.body = body;
-    req.body_len = len;
-    vz_response_t *resp = NULL;
-    int rc = vz_client_call(client, &req, 3000, &resp);
-    free(body);
-    assert_int_equal(rc, 0);
-    code[0] = '\0';
-    bool direct = false;
-    if (resp->env.kind == VZ_KIND_ERROR)
-        vz_strlcpy(code, resp->env.error_code, code_n);
-    else
-        assert_int_equal(vz_broker_directory_decode(resp->env.body, resp->env.body_len, &direct,
-                                                    list, VZ_BROKER_DIRECT_MAX, n, NULL),
-                         0);
-    vz_response_destroy(&resp);
+    int rc = vzt_directory(client, "echo", list, VZ_BROKER_DIRECT_MAX, n, code, code_n);
     vz_client_destroy(&client);
-    return direct ? 1 : 0;
+    assert_true(rc >= 0);
+    return rc;
 }
 
 //  One request on a raw CURVE DEALER to a worker's direct endpoint; the
