@@ -14,16 +14,18 @@
 #include "vz_common.h"
 #include "vz_log.h"
 
+//  An identity and key some broker listed; sources: the brokers that did.
 typedef struct {
     char name[VZ_NAME_MAX];
     uint8_t key[32];
+    uint32_t sources;
 } s_entry_t;
 
 struct vz_acl_t {
-    void *zap; //  REP bound to inproc://zeromq.zap.01 in the worker's direct context
-    s_entry_t entry[VZ_ACL_MAX];
+    void *zap;                   //  REP bound to inproc://zeromq.zap.01 in the direct context
+    s_entry_t entry[VZ_ACL_MAX]; //  the union of every broker's list
     size_t n;
-    bool ready; //  an ACL arrived
+    uint32_t ready;              //  brokers whose ACL arrived
 };
 
 vz_acl_t *vz_acl_new(void *ctx)
@@ -62,10 +64,18 @@ void *vz_acl_sock(vz_acl_t *self)
     return self->zap;
 }
 
+//  Admitted: listed by every broker that sent an ACL (several brokers
+//  disagree while a policy reload reaches them one by one: the stricter
+//  wins).
+static bool s_admitted(const vz_acl_t *self, const s_entry_t *e)
+{
+    return self->ready && (e->sources & self->ready) == self->ready;
+}
+
 static const s_entry_t *s_find_key(const vz_acl_t *self, const uint8_t *key)
 {
     for (size_t i = 0; i < self->n; i++)
-        if (memcmp(self->entry[i].key, key, 32) == 0)
+        if (memcmp(self->entry[i].key, key, 32) == 0 && s_admitted(self, &self->entry[i]))
             return &self->entry[i];
     return NULL;
 }
@@ -92,7 +102,11 @@ static void s_answer(vz_acl_t *self, zmsg_t *request)
         zmsg_addstr(reply, "");
     zmsg_addstr(reply, who ? "200" : "400");
     zmsg_addstr(reply, who ? "OK" : "not a caller of this service");
-    zmsg_addstr(reply, who ? who->name : "");
+    //  The user id is the key (Z85), which vz_acl_allows checks per request.
+    char z85[41] = "";
+    if (who)
+        zmq_z85_encode(z85, who->key, 32);
+    zmsg_addstr(reply, z85);
     if (who) {
         //  The "name" property, as zauth attaches it from a certificate.
         uint8_t meta[1 + 4 + 4 + VZ_NAME_MAX];
@@ -122,37 +136,83 @@ void vz_acl_handle(vz_acl_t *self)
     }
 }
 
-int vz_acl_set(vz_acl_t *self, zmsg_t *msg)
+//  Remove source's mark from every entry; entries no broker lists go.
+static void s_unmark(vz_acl_t *self, uint32_t bit)
 {
-    assert(self && msg);
-    s_entry_t entry[VZ_ACL_MAX];
-    size_t n = 0;
+    size_t kept = 0;
+    for (size_t i = 0; i < self->n; i++) {
+        self->entry[i].sources &= ~bit;
+        if (self->entry[i].sources)
+            self->entry[kept++] = self->entry[i];
+    }
+    self->n = kept;
+}
+
+//  A list that cannot be read: the broker that sent it lists nobody.
+static int s_refuse(vz_acl_t *self, uint32_t bit)
+{
+    s_unmark(self, bit);
+    return -EINVAL;
+}
+
+int vz_acl_set(vz_acl_t *self, int source, zmsg_t *msg)
+{
+    assert(self && msg && source >= 0 && source < VZ_ACL_SOURCES);
+    uint32_t bit = UINT32_C(1) << source;
+    //  What this broker said before is replaced whole; a list that cannot
+    //  be read leaves this broker admitting nobody (fail closed).
+    s_unmark(self, bit);
+    self->ready |= bit;
+    int count = 0;
     for (zframe_t *name = zmsg_next(msg); name; name = zmsg_next(msg)) {
         zframe_t *key = zmsg_next(msg);
         char text[41];
-        if (!key || n == VZ_ACL_MAX || zframe_size(name) == 0 ||
-            zframe_size(name) >= VZ_NAME_MAX || memchr(zframe_data(name), 0, zframe_size(name)) ||
-            zframe_size(key) != 40)
-            return -EINVAL;
+        uint8_t raw[32];
+        if (!key || zframe_size(name) == 0 || zframe_size(name) >= VZ_NAME_MAX ||
+            memchr(zframe_data(name), 0, zframe_size(name)) || zframe_size(key) != 40)
+            return s_refuse(self, bit);
         memcpy(text, zframe_data(key), 40);
         text[40] = '\0';
-        if (!zmq_z85_decode(entry[n].key, text))
-            return -EINVAL;
-        memcpy(entry[n].name, zframe_data(name), zframe_size(name));
-        entry[n].name[zframe_size(name)] = '\0';
-        n++;
+        if (!zmq_z85_decode(raw, text))
+            return s_refuse(self, bit);
+        char who[VZ_NAME_MAX];
+        memcpy(who, zframe_data(name), zframe_size(name));
+        who[zframe_size(name)] = '\0';
+        s_entry_t *e = NULL;
+        for (size_t i = 0; i < self->n && !e; i++)
+            if (streq(self->entry[i].name, who) && memcmp(self->entry[i].key, raw, 32) == 0)
+                e = &self->entry[i];
+        if (!e) {
+            if (self->n == VZ_ACL_MAX)
+                return s_refuse(self, bit);
+            e = &self->entry[self->n++];
+            memset(e, 0, sizeof *e);
+            vz_strlcpy(e->name, who, sizeof e->name);
+            memcpy(e->key, raw, 32);
+        }
+        e->sources |= bit;
+        count++;
     }
-    memcpy(self->entry, entry, n * sizeof entry[0]);
-    self->n = n;
-    self->ready = true;
-    return (int)n;
+    return count;
 }
 
-bool vz_acl_allows(const vz_acl_t *self, const char *identity)
+void vz_acl_forget(vz_acl_t *self, int source)
+{
+    assert(self && source >= 0 && source < VZ_ACL_SOURCES);
+    uint32_t bit = UINT32_C(1) << source;
+    s_unmark(self, bit);
+    self->ready &= ~bit;
+}
+
+bool vz_acl_allows(const vz_acl_t *self, const char *identity, const char *key)
 {
     assert(self && identity);
+    uint8_t raw[32];
+    if (!key || strlen(key) != 40 || !zmq_z85_decode(raw, key))
+        return false;
     for (size_t i = 0; i < self->n; i++)
-        if (streq(self->entry[i].name, identity))
+        if (streq(self->entry[i].name, identity) && memcmp(self->entry[i].key, raw, 32) == 0 &&
+            s_admitted(self, &self->entry[i]))
             return true;
     return false;
 }
@@ -160,5 +220,5 @@ bool vz_acl_allows(const vz_acl_t *self, const char *identity)
 bool vz_acl_ready(const vz_acl_t *self)
 {
     assert(self);
-    return self->ready;
+    return self->ready != 0;
 }

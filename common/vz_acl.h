@@ -11,8 +11,9 @@
  *  reply attaches the identity as the "name" metadata, so the worker reads
  *  it with vz_curve_peer_name as the broker does. Before the first ACL
  *  arrives nobody is admitted. Because an ACL may shrink while connections
- *  stay open, the worker also checks the caller of every request
- *  (vz_acl_allows).
+ *  stay open, the worker also checks the caller and its key on every
+ *  request (vz_acl_allows). Each broker's list is kept apart: a name is
+ *  admitted while every broker that sent a list admits it.
  *  Single-threaded: the worker's reactor owns it.
  */
 #ifndef VZ_ACL_H
@@ -21,7 +22,8 @@
 #include <czmq.h>
 #include <stdbool.h>
 
-#define VZ_ACL_MAX 64 //  identities one ACL may hold
+#define VZ_ACL_MAX 256    //  identities all brokers' ACLs hold together (the broker's KEYS_MAX)
+#define VZ_ACL_SOURCES 32 //  brokers one worker tracks (its links, VZ_ENDPOINTS_MAX)
 
 typedef struct vz_acl_t vz_acl_t;
 
@@ -33,16 +35,25 @@ void vz_acl_destroy(vz_acl_t **self_p);
 //  The ZAP socket (a raw libzmq REP): poll it for ZMQ_POLLIN.
 void *vz_acl_sock(vz_acl_t *self);
 
-//  Answer every ZAP request waiting (never blocks).
+//  Answer every ZAP request waiting (never blocks). An admitted client's
+//  user id is its key (Z85) and its "name" metadata its identity.
 void vz_acl_handle(vz_acl_t *self);
 
-//  Replace the table with the frames of an ACL message after its command:
-//  name, key (40 Z85 characters), name, key ... (none: nobody). Returns the
-//  number of identities, or -EINVAL for a bad list (the table is kept).
-int vz_acl_set(vz_acl_t *self, zmsg_t *msg);
+//  Replace what broker `source` (0..VZ_ACL_SOURCES-1: the worker's link)
+//  said with the frames of its ACL message after the command: name, key
+//  (40 Z85 characters), name, key ... (none: nobody). An identity is
+//  admitted only while every broker that sent an ACL lists it with that
+//  key: brokers that disagree (a policy reload reaching them one by one)
+//  make the stricter answer win. Returns the number of identities, or
+//  -EINVAL for a list that cannot be read or holds more than VZ_ACL_MAX
+//  in all: that broker then lists nobody (fail closed).
+int vz_acl_set(vz_acl_t *self, int source, zmsg_t *msg);
 
-//  True when identity is in the table.
-bool vz_acl_allows(const vz_acl_t *self, const char *identity);
+//  A broker gone for good (left DNS): its list no longer counts.
+void vz_acl_forget(vz_acl_t *self, int source);
+
+//  True when identity with key (Z85: the connection's user id) is admitted.
+bool vz_acl_allows(const vz_acl_t *self, const char *identity, const char *key);
 
 //  True once an ACL has arrived (even an empty one).
 bool vz_acl_ready(const vz_acl_t *self);

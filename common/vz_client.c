@@ -114,7 +114,10 @@ static void s_broker_remove(vz_client_t *self, int slot)
 {
     s_broker_t *b = &self->brokers[slot];
     zsock_disconnect(self->sock, "%s", b->endpoint);
+    //  A call waiting on this slot compares drops: it must see this one.
+    unsigned drops = b->drops + 1;
     memset(b, 0, sizeof *b);
+    b->drops = drops;
     self->lost |= UINT64_C(1) << slot;
 }
 
@@ -429,10 +432,13 @@ static void s_dir_answer(vz_client_t *self, const vz_envelope_t *env)
     vz_broker_direct_t list[VZ_BROKER_DIRECT_MAX];
     size_t n = 0;
     bool direct = false;
+    //  An error (an older broker, a refusal) or an answer that does not
+    //  decode changes nothing: links already up stay (a worker refuses a
+    //  caller the policy no longer allows itself), none are added.
     if (env->kind != VZ_KIND_REPLY ||
         vz_broker_directory_decode(env->body, env->body_len, &direct, list, VZ_BROKER_DIRECT_MAX,
                                    &n, NULL) < 0)
-        direct = false; //  an older broker, a refusal: through the brokers
+        return;
     s_dir_apply(self, dir, direct, list, n);
 }
 

@@ -777,7 +777,7 @@ static void s_link_handle(s_link_t *link, zmsg_t *msg)
     else if (zframe_streq(cmd, VZ_CMD_HEARTBEAT) && frames == 1)
         ;
     else if (zframe_streq(cmd, VZ_CMD_ACL) && self->acl) {
-        if (vz_acl_set(self->acl, msg) < 0)
+        if (vz_acl_set(self->acl, (int)(link - self->links), msg) < 0)
             s_count(self->dropped);
     }
     else if (zframe_streq(cmd, VZ_CMD_BYE) && frames == 1) {
@@ -832,6 +832,8 @@ static void s_link_close(s_link_t *link)
     link->alive = false;
     link->backoff_ms = 0;
     link->gen++;
+    if (self->acl)
+        vz_acl_forget(self->acl, (int)(link - self->links)); //  its word no longer counts
 }
 
 //  Follow the resolver: close links of brokers gone, open links to new ones.
@@ -997,14 +999,15 @@ static void s_direct_close(vz_worker_t *self)
     self->dctx = NULL;
 }
 
-//  A direct caller, remembered to be told BYE when we drain.
+//  A direct caller, remembered to be told BYE when we drain: the latest
+//  S_CALLERS_MAX distinct ones (older ones are usually gone: restarts).
 static void s_remember_caller(vz_worker_t *self, const uint8_t *tag)
 {
-    for (size_t i = 0; i < self->ncallers; i++)
+    size_t known = self->ncallers < S_CALLERS_MAX ? self->ncallers : S_CALLERS_MAX;
+    for (size_t i = 0; i < known; i++)
         if (memcmp(self->callers[i], tag, VZ_TAG_SIZE) == 0)
             return;
-    if (self->ncallers < S_CALLERS_MAX)
-        memcpy(self->callers[self->ncallers++], tag, VZ_TAG_SIZE);
+    memcpy(self->callers[self->ncallers++ % S_CALLERS_MAX], tag, VZ_TAG_SIZE);
 }
 
 //  [routing id] REQ envelope, from a caller the ACL admitted at its
@@ -1016,9 +1019,26 @@ static void s_direct_handle(vz_worker_t *self, zmsg_t *msg)
     zframe_t *rid = zmsg_first(msg);
     zframe_t *cmd = zmsg_next(msg);
     zframe_t *data = zmsg_next(msg);
-    if (zmsg_size(msg) != 3 || !zframe_streq(cmd, VZ_CMD_REQUEST) || zframe_size(rid) == 0 ||
-        zframe_size(rid) >= VZ_TAG_SIZE) {
+    if (zmsg_size(msg) != 3 || !zframe_streq(cmd, VZ_CMD_REQUEST) || zframe_size(rid) == 0) {
         s_count(self->dropped);
+        return;
+    }
+    if (zframe_size(rid) >= VZ_TAG_SIZE) {
+        //  Our tags hold routing ids ZeroMQ makes (5 bytes): a caller that
+        //  names itself at length is told so, not left waiting.
+        vz_envelope_t req, err;
+        if (vz_envelope_decode(&req, zframe_data(data), zframe_size(data), NULL, NULL) != 0)
+            vz_envelope_init(&req, VZ_KIND_REQUEST);
+        vz_envelope_error_to(&err, &req, VZ_ERR_MALFORMED, "routing id longer than 7 bytes");
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if (s_encode_reply(&err, &buf, &len) == 0 &&
+            zmq_send(link->raw, zframe_data(rid), zframe_size(rid), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0) {
+            zmq_send(link->raw, VZ_CMD_REPLY, strlen(VZ_CMD_REPLY), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(link->raw, buf, len, ZMQ_DONTWAIT);
+        }
+        free(buf);
+        s_count(self->malformed);
         return;
     }
     uint8_t tag[VZ_TAG_SIZE] = {(uint8_t)zframe_size(rid)};
@@ -1032,8 +1052,11 @@ static void s_direct_handle(vz_worker_t *self, zmsg_t *msg)
         s_send_error(link, tag, &req, VZ_ERR_MALFORMED, reason ? reason : "undecodable envelope");
         return;
     }
+    //  Identity and key as our ZAP handler attached them at the handshake,
+    //  checked against what the brokers say now.
     char caller[VZ_NAME_MAX];
-    if (vz_curve_peer_name(cmd, caller, sizeof caller) < 0 || !vz_acl_allows(self->acl, caller)) {
+    if (vz_curve_peer_name(cmd, caller, sizeof caller) < 0 ||
+        !vz_acl_allows(self->acl, caller, zframe_meta(cmd, "User-Id"))) {
         s_count(self->direct_refused);
         s_send_error(link, tag, &req, VZ_ERR_FORBIDDEN, "call policy refuses this call");
         return;
@@ -1076,7 +1099,8 @@ static int s_on_zap(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 //  Drain: tell every direct caller to send elsewhere from now on.
 static void s_direct_bye(vz_worker_t *self)
 {
-    for (size_t i = 0; i < self->ncallers && self->direct.raw; i++) {
+    size_t known = self->ncallers < S_CALLERS_MAX ? self->ncallers : S_CALLERS_MAX;
+    for (size_t i = 0; i < known && self->direct.raw; i++) {
         const uint8_t *tag = self->callers[i];
         if (zmq_send(self->direct.raw, tag + 1, tag[0], ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
             zmq_send(self->direct.raw, VZ_CMD_BYE, strlen(VZ_CMD_BYE), ZMQ_DONTWAIT);

@@ -796,7 +796,10 @@ static void s_on_suspect_call(vz_pending_entry_t *entry, void *arg)
 //  (vz_client_suspect): do not wait for ZMTP to drop its link.
 static void s_leave_suspects(gw_upstream_t *self)
 {
-    for (int b = 0; b < VZ_CLIENT_SLOTS; b++)
+    //  Brokers only: they answer the gateway's pings, so silence means
+    //  trouble. A worker's direct link carries no pings (a slow call is
+    //  just slow); ZMTP heartbeats drop it when the worker is gone.
+    for (int b = 0; b < VZ_ENDPOINTS_MAX; b++)
         if (vz_client_suspect(self->client, b))
             vz_pending_clear_broker(self->pending, b, s_on_suspect_call, self);
 }
