@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <netdb.h>
 #include <unistd.h>
 
 #include "vz_acl.h"
@@ -20,10 +19,10 @@
 
 #define VZ_DEFAULT_MAX_BODY (64 * 1024)
 #define VZ_MAX_LINKS VZ_ENDPOINTS_MAX //  broker endpoints per worker
-#define VZ_BACKOFF_CAP_MS 30000 //  longest extra wait between reconnects
-#define S_FLUSH_MAX 4           //  distinct flush functions per batch
-#define S_CALLERS_MAX 64        //  direct callers told BYE at drain
-#define S_DIRECT_GRACE_MS 100   //  a drain serves direct calls at least this long after BYE
+#define VZ_BACKOFF_CAP_MS 30000       //  longest extra wait between reconnects
+#define S_FLUSH_MAX 4                 //  distinct flush functions per batch
+#define S_CALLERS_MAX 64              //  direct callers told BYE at drain
+#define S_DIRECT_GRACE_MS 100         //  a drain serves direct calls at least this long after BYE
 
 //  Outcomes counted per method; the index is the order below.
 typedef enum {
@@ -67,18 +66,18 @@ typedef struct {
 //  A bundle being answered (vz_batch.h): one slot per item, sent whole
 //  when the last slot is filled.
 typedef struct {
-    s_link_t *link;                  //  broker link it came on
-    unsigned gen;                    //  link->gen then
-    uint8_t tag[VZ_TAG_SIZE];        //  broker's tag for the reply
-    char id[VZ_ID_MAX];              //  outer envelope's id...
-    char service[VZ_NAME_MAX];       //  ...service
-    char method[VZ_NAME_MAX];        //  ...method
+    s_link_t *link;                       //  broker link it came on
+    unsigned gen;                         //  link->gen then
+    uint8_t tag[VZ_TAG_SIZE];             //  broker's tag for the reply
+    char id[VZ_ID_MAX];                   //  outer envelope's id...
+    char service[VZ_NAME_MAX];            //  ...service
+    char method[VZ_NAME_MAX];             //  ...method
     char traceparent[VZ_TRACEPARENT_MAX]; //  ...trace context
-    size_t n;                        //  items
-    size_t pending;                  //  slots not yet filled
-    size_t bytes;                    //  encoded replies in the filled slots, with headers
-    bool dispatching;                //  still handing items out: do not send yet
-    vz_batch_item_t *slot;           //  encoded reply envelope per item (heap data)
+    size_t n;                             //  items
+    size_t pending;                       //  slots not yet filled
+    size_t bytes;                         //  encoded replies in the filled slots, with headers
+    bool dispatching;                     //  still handing items out: do not send yet
+    vz_batch_item_t *slot;                //  encoded reply envelope per item (heap data)
 } s_bundle_t;
 
 struct vz_deferred_t {
@@ -97,43 +96,43 @@ struct vz_deferred_t {
 };
 
 struct vz_worker_t {
-    char service[VZ_NAME_MAX];    //  announced in RDY
-    char broker_key[41];          //  broker public key, Z85
-    zcert_t *cert;                //  our certificate (borrowed)
-    int heartbeat_ms;             //  interval of HB and liveness checks
-    int credit;                   //  announced in RDY
-    char version[VZ_VERSION_MAX]; //  announced in RDY, "" = none (the broker's "0")
-    const vz_method_t *methods;   //  method table (borrowed, static const)
-    size_t count;                 //  rows in methods
-    void *app;                    //  handler argument
-    s_link_t links[VZ_MAX_LINKS]; //  one per broker endpoint ("" endpoint: a free slot)
-    size_t nlinks;                //  slots used so far
-    vz_resolver_t *resolver;      //  names in the endpoints: brokers come and go
-    zloop_t *loop;                //  reactor we are attached to, or NULL
-    int timer_id;                 //  heartbeat timer in loop
-    bool draining;                //  BYE sent: a BYE back means done
-    s_method_metrics_t *mm;       //  per-method series, or NULL without metrics
-    vz_series_t *unknown;         //  requests for methods we do not have
-    vz_series_t *malformed;       //  requests whose envelope did not decode
-    vz_series_t *dropped;         //  broker frames that made no sense
-    vz_series_t *reconnects;      //  sockets replaced after silence or BYE
-    vz_deferred_t *open;          //  deferred replies not yet completed
-    size_t nopen;                 //  entries in open
+    char service[VZ_NAME_MAX];       //  announced in RDY
+    char broker_key[41];             //  broker public key, Z85
+    zcert_t *cert;                   //  our certificate (borrowed)
+    int heartbeat_ms;                //  interval of HB and liveness checks
+    int credit;                      //  announced in RDY
+    char version[VZ_VERSION_MAX];    //  announced in RDY, "" = none (the broker's "0")
+    const vz_method_t *methods;      //  method table (borrowed, static const)
+    size_t count;                    //  rows in methods
+    void *app;                       //  handler argument
+    s_link_t links[VZ_MAX_LINKS];    //  one per broker endpoint ("" endpoint: a free slot)
+    size_t nlinks;                   //  slots used so far
+    vz_resolver_t *resolver;         //  names in the endpoints: brokers come and go
+    zloop_t *loop;                   //  reactor we are attached to, or NULL
+    int timer_id;                    //  heartbeat timer in loop
+    bool draining;                   //  BYE sent: a BYE back means done
+    s_method_metrics_t *mm;          //  per-method series, or NULL without metrics
+    vz_series_t *unknown;            //  requests for methods we do not have
+    vz_series_t *malformed;          //  requests whose envelope did not decode
+    vz_series_t *dropped;            //  broker frames that made no sense
+    vz_series_t *reconnects;         //  sockets replaced after silence or BYE
+    vz_deferred_t *open;             //  deferred replies not yet completed
+    size_t nopen;                    //  entries in open
     vz_worker_observe_fn *observe;   //  outcome callback (telemetry), or NULL
     void *observe_arg;               //  its argument
     vz_flush_fn *flush[S_FLUSH_MAX]; //  to call after the current batch
-    size_t nflush;                //  entries in flush
+    size_t nflush;                   //  entries in flush
 
     //  The direct endpoint (docs/protocol.md, "Direct calls"), or none.
-    void *dctx;                          //  its own ZeroMQ context (own ZAP endpoint)
-    vz_acl_t *acl;                       //  who may call, as the brokers say
-    s_link_t direct;                     //  link whose raw is the ROUTER
-    char direct_ep[VZ_ENDPOINT_MAX];     //  announced in RDY, "" = none
-    zmq_pollitem_t direct_items[2];      //  ROUTER and ZAP, for the reactor
+    void *dctx;                                  //  its own ZeroMQ context (own ZAP endpoint)
+    vz_acl_t *acl;                               //  who may call, as the brokers say
+    s_link_t direct;                             //  link whose raw is the ROUTER
+    char direct_ep[VZ_ENDPOINT_MAX];             //  announced in RDY, "" = none
+    zmq_pollitem_t direct_items[2];              //  ROUTER and ZAP, for the reactor
     uint8_t callers[S_CALLERS_MAX][VZ_TAG_SIZE]; //  who called directly (told at drain)
-    size_t ncallers;                     //  entries in callers
-    vz_series_t *direct_served;          //  requests that came directly
-    vz_series_t *direct_refused;         //  direct requests from callers not in the ACL
+    size_t ncallers;                             //  entries in callers
+    vz_series_t *direct_served;                  //  requests that came directly
+    vz_series_t *direct_refused;                 //  direct requests from callers not in the ACL
 };
 
 static void s_count(vz_series_t *series)
@@ -318,6 +317,18 @@ static int s_encode_reply(const vz_envelope_t *reply, uint8_t **buf_p, size_t *l
     return vz_envelope_encode(&fallback, buf_p, len_p) == 0 ? 0 : -1;
 }
 
+//  [routing id] cmd [body] to a direct caller. A caller gone fails the
+//  first frame (ZMQ_ROUTER_MANDATORY), and nothing is sent.
+static void s_direct_send(void *raw, const void *rid, size_t rid_len, const char *cmd,
+                          const void *body, size_t len)
+{
+    if (zmq_send(raw, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return;
+    zmq_send(raw, cmd, strlen(cmd), (body ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+    if (body)
+        zmq_send(raw, body, len, ZMQ_DONTWAIT);
+}
+
 static void s_send_reply(s_link_t *link, const void *tag, const vz_envelope_t *reply)
 {
     uint8_t *buf = NULL;
@@ -325,13 +336,9 @@ static void s_send_reply(s_link_t *link, const void *tag, const vz_envelope_t *r
     if (s_encode_reply(reply, &buf, &len) < 0)
         return;
     if (link->raw) {
-        //  A direct caller: its routing id is in the tag. A caller gone
-        //  fails the first frame (ZMQ_ROUTER_MANDATORY), and nothing is sent.
+        //  A direct caller: its routing id is in the tag.
         const uint8_t *rid = (const uint8_t *)tag;
-        if (zmq_send(link->raw, rid + 1, rid[0], ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0) {
-            zmq_send(link->raw, VZ_CMD_REPLY, strlen(VZ_CMD_REPLY), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send(link->raw, buf, len, ZMQ_DONTWAIT);
-        }
+        s_direct_send(link->raw, rid + 1, rid[0], VZ_CMD_REPLY, buf, len);
         free(buf);
         return;
     }
@@ -779,8 +786,7 @@ static void s_link_handle(s_link_t *link, zmsg_t *msg)
     else if (zframe_streq(cmd, VZ_CMD_ACL) && self->acl) {
         if (vz_acl_set(self->acl, (int)(link - self->links), msg) < 0)
             s_count(self->dropped);
-    }
-    else if (zframe_streq(cmd, VZ_CMD_BYE) && frames == 1) {
+    } else if (zframe_streq(cmd, VZ_CMD_BYE) && frames == 1) {
         if (self->draining)
             link->bye_done = true;
         else
@@ -892,35 +898,37 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 //  The direct endpoint (docs/protocol.md, "Direct calls").
 
 //  This host's IPv4 address as others see it: what the host name resolves
-//  to (a pod's or a container's address in /etc/hosts). "" when unknown.
+//  to (a pod's or a container's address in /etc/hosts), the first that is
+//  not a loopback one, by the resolver brokers' names go through. "" when
+//  unknown.
 static void s_my_address(char *out, size_t n)
 {
     out[0] = '\0';
-    char host[256];
+    char host[256], ep[300];
     if (gethostname(host, sizeof host) != 0)
         return;
     host[sizeof host - 1] = '\0';
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0)
+    vz_endpoints_t set;
+    snprintf(ep, sizeof ep, "tcp://%s:1", host);
+    if (vz_endpoints_resolve(ep, &set) < 0)
         return;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        char addr[64];
-        if (getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr, NULL, 0,
-                        NI_NUMERICHOST) == 0 &&
-            strncmp(addr, "127.", 4) != 0) {
-            vz_strlcpy(out, addr, n);
-            break;
+    for (size_t i = 0; i < set.n; i++) {
+        const char *addr = set.ep[i] + strlen("tcp://");
+        const char *colon = strrchr(addr, ':');
+        if (strncmp(addr, "127.", 4) != 0 && colon && (size_t)(colon - addr) < n) {
+            memcpy(out, addr, (size_t)(colon - addr));
+            out[colon - addr] = '\0';
+            return;
         }
     }
-    freeaddrinfo(res);
 }
 
 //  Where to bind and what to announce for spec: "auto" binds the loopback
 //  when every broker is on it (one host) and every interface otherwise;
 //  "tcp://HOST:PORT" binds that (HOST * or 0.0.0.0: every interface,
 //  announced by the host's address). 0 or -EINVAL.
-static int s_direct_plan(const char *spec, const vz_endpoints_t *brokers, char *bind,
-                         char *host, size_t n)
+static int s_direct_plan(const char *spec, const vz_endpoints_t *brokers, char *bind, char *host,
+                         size_t n)
 {
     if (streq(spec, "auto")) {
         bool local = brokers->n > 0;
@@ -975,7 +983,8 @@ static int s_direct_open(vz_worker_t *self, const char *spec, const vz_endpoints
     const char *port = strrchr(last, ':');
     int w = snprintf(self->direct_ep, sizeof self->direct_ep, "tcp://%s:%s", host,
                      port ? port + 1 : "");
-    if (w < 0 || (size_t)w >= sizeof self->direct_ep || !vz_broker_endpoint_valid(self->direct_ep)) {
+    if (w < 0 || (size_t)w >= sizeof self->direct_ep ||
+        !vz_broker_endpoint_valid(self->direct_ep)) {
         self->direct_ep[0] = '\0';
         return -EINVAL;
     }
@@ -983,7 +992,8 @@ static int s_direct_open(vz_worker_t *self, const char *spec, const vz_endpoints
     self->direct.gen = 1;
     vz_strlcpy(self->direct.endpoint, self->direct_ep, sizeof self->direct.endpoint);
     self->direct_items[0] = (zmq_pollitem_t){.socket = router, .events = ZMQ_POLLIN};
-    self->direct_items[1] = (zmq_pollitem_t){.socket = vz_acl_sock(self->acl), .events = ZMQ_POLLIN};
+    self->direct_items[1] =
+        (zmq_pollitem_t){.socket = vz_acl_sock(self->acl), .events = ZMQ_POLLIN};
     return 0;
 }
 
@@ -1032,11 +1042,8 @@ static void s_direct_handle(vz_worker_t *self, zmsg_t *msg)
         vz_envelope_error_to(&err, &req, VZ_ERR_MALFORMED, "routing id longer than 7 bytes");
         uint8_t *buf = NULL;
         size_t len = 0;
-        if (s_encode_reply(&err, &buf, &len) == 0 &&
-            zmq_send(link->raw, zframe_data(rid), zframe_size(rid), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0) {
-            zmq_send(link->raw, VZ_CMD_REPLY, strlen(VZ_CMD_REPLY), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send(link->raw, buf, len, ZMQ_DONTWAIT);
-        }
+        if (s_encode_reply(&err, &buf, &len) == 0)
+            s_direct_send(link->raw, zframe_data(rid), zframe_size(rid), VZ_CMD_REPLY, buf, len);
         free(buf);
         s_count(self->malformed);
         return;
@@ -1102,8 +1109,7 @@ static void s_direct_bye(vz_worker_t *self)
     size_t known = self->ncallers < S_CALLERS_MAX ? self->ncallers : S_CALLERS_MAX;
     for (size_t i = 0; i < known && self->direct.raw; i++) {
         const uint8_t *tag = self->callers[i];
-        if (zmq_send(self->direct.raw, tag + 1, tag[0], ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
-            zmq_send(self->direct.raw, VZ_CMD_BYE, strlen(VZ_CMD_BYE), ZMQ_DONTWAIT);
+        s_direct_send(self->direct.raw, tag + 1, tag[0], VZ_CMD_BYE, NULL, 0);
     }
 }
 
@@ -1209,9 +1215,8 @@ int vz_worker_attach(vz_worker_t *self, zloop_t *loop)
             zloop_reader_set_tolerant(loop, link->sock);
         }
     }
-    if (self->direct.raw &&
-        (zloop_poller(loop, &self->direct_items[0], s_on_direct, self) != 0 ||
-         zloop_poller(loop, &self->direct_items[1], s_on_zap, self) != 0))
+    if (self->direct.raw && (zloop_poller(loop, &self->direct_items[0], s_on_direct, self) != 0 ||
+                             zloop_poller(loop, &self->direct_items[1], s_on_zap, self) != 0))
         return -EIO;
     self->timer_id = zloop_timer(loop, (size_t)self->heartbeat_ms, 0, s_on_tick, self);
     return self->timer_id < 0 ? -EIO : 0;

@@ -1,5 +1,5 @@
-/*  test_direct - direct calls: callers reach workers without the broker hop, under the broker's policy
- *  SPDX-License-Identifier: MPL-2.0
+/*  test_direct - direct calls: callers reach workers without the broker hop, under the broker's
+ * policy SPDX-License-Identifier: MPL-2.0
  *
  *  One mesh: a broker, two echo workers and the gateway, all on their
  *  defaults (VZ_DIRECT=auto, VZ_GATEWAY_DIRECT=true), plus two in-test
@@ -30,32 +30,20 @@
 #include "vz_envelope.h"
 #include "vz_proto.h"
 
-static const char *s_policy = "identity\n"
-                              "    gateway\n"
-                              "        call = \"echo ratelimit broker\"\n"
-                              "    echo\n"
-                              "        serve = \"echo\"\n"
-                              "    ratelimit\n"
-                              "        serve = \"ratelimit\"\n"
-                              "        call = \"broker\"\n"
-                              "    tester\n"
-                              "        call = \"echo broker\"\n"
-                              "    outsider\n"
-                              "        call = \"broker\"\n";
+//  The call policy, with what tester may call.
+#define S_POLICY(TESTER_CALLS)                                                                     \
+    "identity\n"                                                                                   \
+    "    gateway\n"                                                                                \
+    "        call = \"echo broker\"\n"                                                             \
+    "    echo\n"                                                                                   \
+    "        serve = \"echo\"\n"                                                                   \
+    "    tester\n"                                                                                 \
+    "        call = \"" TESTER_CALLS "\"\n"                                                        \
+    "    outsider\n"                                                                               \
+    "        call = \"broker\"\n"
 
-//  The same without tester's right to call echo.
-static const char *s_policy_narrow = "identity\n"
-                                     "    gateway\n"
-                                     "        call = \"echo ratelimit broker\"\n"
-                                     "    echo\n"
-                                     "        serve = \"echo\"\n"
-                                     "    ratelimit\n"
-                                     "        serve = \"ratelimit\"\n"
-                                     "        call = \"broker\"\n"
-                                     "    tester\n"
-                                     "        call = \"broker\"\n"
-                                     "    outsider\n"
-                                     "        call = \"broker\"\n";
+static const char *s_policy = S_POLICY("echo broker");
+static const char *s_policy_narrow = S_POLICY("broker"); //  tester may no longer call echo
 
 //  /v1/echo as shipped (retry = idempotent) without a rate class: the
 //  load below must meet no limit.
@@ -182,10 +170,10 @@ static int s_raw_call(zsock_t *dealer, char *code, size_t n, int wait_ms)
         zframe_t *cmd = zmsg_first(in);
         zframe_t *data = zmsg_next(in);
         vz_envelope_t rep;
-        bool mine = zframe_streq(cmd, VZ_CMD_REPLY) && data &&
-                    vz_envelope_decode(&rep, zframe_data(data), zframe_size(data), NULL, NULL) ==
-                        0 &&
-                    streq(rep.id, req.id);
+        bool mine =
+            zframe_streq(cmd, VZ_CMD_REPLY) && data &&
+            vz_envelope_decode(&rep, zframe_data(data), zframe_size(data), NULL, NULL) == 0 &&
+            streq(rep.id, req.id);
         if (mine)
             vz_strlcpy(code, rep.kind == VZ_KIND_ERROR ? rep.error_code : "", n);
         zmsg_destroy(&in);
